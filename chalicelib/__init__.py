@@ -1,0 +1,1 @@
+"""rdsvend: short-lived RDS IAM database auth tokens, vended by policy."""

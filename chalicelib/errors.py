@@ -1,0 +1,156 @@
+"""Every exception rdsvend raises on purpose.
+
+Two channels, as in Vault: a caller's fault or a denial is a :class:`CallerError`
+that maps to one status and code; anything else is an internal error that a caller
+only ever sees as a bare 500. Messages are lowercase, name the field, quote the value
+and never carry a token, a signed request or credentials.
+"""
+from __future__ import annotations
+
+__all__ = [
+    "RdsvendError",
+    "CallerError",
+    "InvalidRequestError",
+    "UnauthenticatedError",
+    "ForbiddenError",
+    "RateLimitedError",
+    "UpstreamUnavailableError",
+    "PolicyLoadError",
+    "PolicyUnavailableError",
+    "IamPolicyError",
+    "IdentityProofError",
+]
+
+
+class RdsvendError(Exception):
+    """Base class of every rdsvend exception."""
+
+
+class CallerError(RdsvendError):
+    """A request rdsvend answers with a 4xx/503: the caller's fault, a denial or a refusal."""
+
+    status: int = 400
+    code: str = "invalid_request"
+    #: What the caller is told. Never names a rule or a secret.
+    public_message: str = "invalid request"
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or self.public_message)
+
+    @property
+    def caller_message(self) -> str:
+        return str(self)
+
+
+class InvalidRequestError(CallerError):
+    """The request body or payload is malformed: not JSON, wrong shape, a bad field."""
+
+    status = 400
+    code = "invalid_request"
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class UnauthenticatedError(CallerError):
+    """No caller identity could be established."""
+
+    status = 401
+    code = "unauthenticated"
+    public_message = "no caller identity"
+
+
+class ForbiddenError(CallerError):
+    """The caller may not have what it asked for.
+
+    ``reason`` is for the audit log only (``denied``, ``unknown_database``, ``policy_unavailable``
+    ...); every forbidden answer looks the same to the caller.
+    """
+
+    status = 403
+    code = "forbidden"
+    public_message = "not allowed"
+
+    def __init__(self, reason: str, rule: str | None = None) -> None:
+        super().__init__(self.public_message)
+        self.reason = reason
+        self.rule = rule
+
+    @property
+    def caller_message(self) -> str:
+        return self.public_message
+
+
+class RateLimitedError(CallerError):
+    """The caller is over its rate."""
+
+    status = 429
+    code = "rate_limited"
+    public_message = "rate limited, retry later"
+
+    def __init__(self, retry_after: int = 1) -> None:
+        super().__init__(self.public_message)
+        self.retry_after = retry_after
+
+
+class UpstreamUnavailableError(CallerError):
+    """STS or RDS failed, timed out or throttled; the caller may retry."""
+
+    status = 503
+    code = "upstream_unavailable"
+    public_message = "an upstream AWS service is unavailable, retry later"
+
+    def __init__(self, service: str, retry_after: int = 2, detail: str = "") -> None:
+        super().__init__(self.public_message)
+        self.service = service
+        self.retry_after = retry_after
+        self.detail = detail
+
+    @property
+    def caller_message(self) -> str:
+        return self.public_message
+
+
+class PolicyLoadError(RdsvendError):
+    """The access policy file is invalid. Names the file, the rule and the field."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        source: str = "<policy>",
+        rule: str | None = None,
+        field: str | None = None,
+    ) -> None:
+        self.source = source
+        self.rule = rule
+        self.field = field
+        self.detail = message
+        where = [source]
+        if rule is not None:
+            where.append(f"rule '{rule}'")
+        if field is not None:
+            where.append(f"field '{field}'")
+        super().__init__(f"{': '.join([', '.join(where), message])}")
+
+
+class PolicyUnavailableError(RdsvendError):
+    """The access policy could not be fetched (SSM failure, missing file)."""
+
+
+class IamPolicyError(RdsvendError):
+    """An IAM policy document is malformed (simulate, evaluator, fetcher)."""
+
+    def __init__(self, message: str, *, source: str = "<policy>") -> None:
+        self.source = source
+        self.detail = message
+        super().__init__(f"{source}: {message}")
+
+
+class IdentityProofError(CallerError):
+    """A direct-invoke identity proof is missing, malformed, stale or rejected by STS."""
+
+    status = 401
+    code = "unauthenticated"
+    public_message = "identity proof rejected"
