@@ -1,0 +1,332 @@
+"""Load and strictly validate an access policy file (SPEC 2).
+
+Every problem is a :class:`PolicyLoadError` naming the file, the rule (when there is one)
+and the field. Unknown keys, duplicate keys and rule ids, rules naming nothing declared,
+bad patterns, CIDRs and ARNs never load.
+"""
+from __future__ import annotations
+
+import ipaddress
+import re
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from chalicelib.errors import PolicyLoadError
+from chalicelib.policy.model import (
+    AccessPolicy,
+    CanarySettings,
+    Conditions,
+    Database,
+    DbUser,
+    Rule,
+)
+from chalicelib.policy.patterns import compile_pattern
+
+__all__ = ["load_policy_file", "load_policy_text", "MAX_POLICY_BYTES"]
+
+MAX_POLICY_BYTES = 4 * 1024 * 1024
+
+DATABASE_NAME = re.compile(r"[a-z0-9-]{1,63}")
+RDS_IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9-]{0,62}")
+REGION = re.compile(r"[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d{1,2}")
+HOSTNAME = re.compile(r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*\.?")
+DB_USER_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_$.-]{0,62}")
+DB_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_$-]{0,62}")
+ROLE_ARN = re.compile(r"arn:aws(-[a-z]+)*:iam::\d{12}:role/[\w+=,.@/-]{1,512}")
+RULE_ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
+NAME_PATTERN = re.compile(r"[A-Za-z0-9_$.*?-]{1,128}")
+ORG_ID = re.compile(r"o-[a-z0-9]{10,32}")
+# arn:PARTITION:SERVICE::ACCOUNT:RESOURCE, each part allowed to carry * and ?
+PRINCIPAL_ARN = re.compile(
+    r"arn:(?P<partition>[a-z*?-]{1,32}):(?P<service>iam|sts|[*?][a-z*?]*):"
+    r":(?P<account>[0-9*?]{1,12}):(?P<resource>[\w+=,.@/*?-]{1,1024})"
+)
+
+TOP_KEYS = {"version", "databases", "rules", "canary"}
+DATABASE_KEYS = {"engine", "region", "instance", "cluster", "proxy", "host", "port", "dbname",
+                 "signer_role", "users"}
+USER_KEYS = {"auth", "tier"}
+RULE_KEYS = {"id", "effect", "principals", "databases", "db_users", "conditions"}
+CONDITION_KEYS = {"org_ids", "source_ips"}
+CANARY_KEYS = {"timeout_seconds", "concurrency", "ssl_root_cert"}
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys and aliases (no billion laughs)."""
+
+
+def _compose_node(self: _StrictLoader, parent, index):
+    if self.check_event(yaml.AliasEvent):
+        event = self.peek_event()
+        raise yaml.MarkedYAMLError(
+            problem="aliases are not allowed in an access policy", problem_mark=event.start_mark
+        )
+    return yaml.SafeLoader.compose_node(self, parent, index)
+
+
+def _construct_mapping(self: _StrictLoader, node: yaml.MappingNode, deep: bool = False):
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = self.construct_object(key_node, deep=deep)
+        try:
+            duplicate = key in seen
+        except TypeError:
+            raise yaml.MarkedYAMLError(problem="mapping keys must be plain values",
+                                       problem_mark=key_node.start_mark) from None
+        if duplicate:
+            raise yaml.MarkedYAMLError(problem=f"duplicate key '{key}'",
+                                       problem_mark=key_node.start_mark)
+        seen.add(key)
+    return yaml.SafeLoader.construct_mapping(self, node, deep=deep)
+
+
+_StrictLoader.compose_node = _compose_node  # type: ignore[method-assign]
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def load_policy_file(path: str | Path) -> AccessPolicy:
+    path = Path(path)
+    source = str(path)
+    try:
+        size = path.stat().st_size
+        if size > MAX_POLICY_BYTES:
+            raise PolicyLoadError(f"file is {size} bytes, more than {MAX_POLICY_BYTES}", source=source)
+        raw = path.read_bytes()
+    except PolicyLoadError:
+        raise
+    except OSError as exc:
+        raise PolicyLoadError(f"cannot read file: {exc.strerror or exc}", source=source) from exc
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PolicyLoadError("file is not UTF-8", source=source) from exc
+    return load_policy_text(text, source=source)
+
+
+def load_policy_text(text: str, source: str = "<policy>") -> AccessPolicy:
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_POLICY_BYTES:
+        raise PolicyLoadError(f"policy is larger than {MAX_POLICY_BYTES} bytes", source=source)
+    try:
+        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - strict SafeLoader subclass
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise PolicyLoadError(f"invalid YAML: {exc.problem}{where}", source=source) from exc
+    except (yaml.YAMLError, RecursionError) as exc:
+        raise PolicyLoadError("invalid YAML", source=source) from exc
+    return _Builder(source).policy(data)
+
+
+class _Builder:
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def fail(self, message: str, *, rule: str | None = None, field: str | None = None) -> PolicyLoadError:
+        return PolicyLoadError(message, source=self.source, rule=rule, field=field)
+
+    # -- shapes -------------------------------------------------------------------------
+    def mapping(self, value: Any, field: str, allowed: set[str], rule: str | None = None) -> Mapping:
+        if not isinstance(value, dict):
+            raise self.fail(f"must be a mapping, not {_kind(value)}", rule=rule, field=field)
+        for key in value:
+            if not isinstance(key, str):
+                raise self.fail(f"key {key!r} must be a string", rule=rule, field=field)
+            if key not in allowed:
+                raise self.fail(f"unknown key '{key}'", rule=rule, field=field)
+        return value
+
+    def string(self, value: Any, field: str, pattern: re.Pattern[str] | None = None, *,
+               rule: str | None = None, what: str = "value") -> str:
+        if not isinstance(value, str):
+            raise self.fail(f"must be a string, not {_kind(value)}", rule=rule, field=field)
+        if pattern is not None and not pattern.fullmatch(value):
+            raise self.fail(f"invalid {what} '{_clip(value)}'", rule=rule, field=field)
+        return value
+
+    def string_list(self, value: Any, field: str, *, rule: str | None) -> list[str]:
+        if not isinstance(value, list) or not value:
+            raise self.fail("must be a non-empty list of strings", rule=rule, field=field)
+        for item in value:
+            if not isinstance(item, str):
+                raise self.fail(f"must hold strings, not {_kind(item)}", rule=rule, field=field)
+        return value
+
+    # -- document -----------------------------------------------------------------------
+    def policy(self, data: Any) -> AccessPolicy:
+        if data is None:
+            raise self.fail("policy is empty")
+        top = self.mapping(data, "policy", TOP_KEYS)
+        version = top.get("version", 1)
+        if version != 1 or isinstance(version, bool):
+            raise self.fail(f"unsupported version '{_clip(str(version))}' (expected 1)", field="version")
+        if "databases" not in top:
+            raise self.fail("missing key 'databases'", field="databases")
+        raw_dbs = self.mapping(top["databases"], "databases", set(top["databases"] or {})
+                               if isinstance(top["databases"], dict) else set())
+        if not raw_dbs:
+            raise self.fail("must declare at least one database", field="databases")
+        databases = {name: self.database(name, spec) for name, spec in raw_dbs.items()}
+        raw_rules = top.get("rules")
+        if raw_rules is None:
+            raise self.fail("missing key 'rules'", field="rules")
+        if not isinstance(raw_rules, list):
+            raise self.fail(f"must be a list, not {_kind(raw_rules)}", field="rules")
+        rules: list[Rule] = []
+        seen: set[str] = set()
+        for index, raw in enumerate(raw_rules):
+            rule = self.rule(index, raw, databases)
+            if rule.id in seen:
+                raise self.fail(f"duplicate rule id '{rule.id}'", rule=rule.id, field="id")
+            seen.add(rule.id)
+            rules.append(rule)
+        canary = self.canary(top.get("canary", {}))
+        return AccessPolicy(databases=databases, rules=tuple(rules), canary=canary, source=self.source)
+
+    def database(self, name: str, spec: Any) -> Database:
+        field = f"databases.{_clip(name)}"
+        if not DATABASE_NAME.fullmatch(name):
+            raise self.fail(f"invalid database name '{_clip(name)}' (expected [a-z0-9-]{{1,63}})", field=field)
+        spec = self.mapping(spec, field, DATABASE_KEYS)
+        engine = self.string(spec.get("engine"), f"{field}.engine")
+        if engine not in ("postgres", "mysql"):
+            raise self.fail(f"invalid engine '{_clip(engine)}' (expected postgres or mysql)", field=f"{field}.engine")
+        region = self.string(spec.get("region"), f"{field}.region", REGION, what="region")
+        kinds = [k for k in ("instance", "cluster", "proxy") if k in spec]
+        if len(kinds) != 1:
+            raise self.fail("needs exactly one of 'instance', 'cluster' or 'proxy'", field=field)
+        kind = kinds[0]
+        identifier = self.string(spec[kind], f"{field}.{kind}", RDS_IDENTIFIER, what=f"{kind} identifier")
+        host = spec.get("host")
+        if host is not None:
+            host = self.string(host, f"{field}.host", HOSTNAME, what="host")
+        port = spec.get("port")
+        if port is not None and (isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535):
+            raise self.fail(f"invalid port '{_clip(str(port))}' (expected 1-65535)", field=f"{field}.port")
+        dbname = spec.get("dbname")
+        if dbname is not None:
+            dbname = self.string(dbname, f"{field}.dbname", DB_NAME, what="dbname")
+        signer_role = spec.get("signer_role")
+        if signer_role is not None:
+            signer_role = self.string(signer_role, f"{field}.signer_role", ROLE_ARN, what="role ARN")
+        raw_users = spec.get("users")
+        if not isinstance(raw_users, dict) or not raw_users:
+            raise self.fail("must declare at least one user", field=f"{field}.users")
+        users = {user: self.user(field, user, uspec) for user, uspec in raw_users.items()}
+        return Database(name=name, engine=engine, region=region, kind=kind, identifier=identifier,
+                        users=users, host=host, port=port, dbname=dbname, signer_role=signer_role)
+
+    def user(self, db_field: str, name: Any, spec: Any) -> DbUser:
+        field = f"{db_field}.users.{_clip(str(name))}"
+        if not isinstance(name, str) or not DB_USER_NAME.fullmatch(name):
+            raise self.fail(f"invalid db user name '{_clip(str(name))}'", field=field)
+        spec = self.mapping(spec, field, USER_KEYS)
+        auth = spec.get("auth")
+        if auth not in ("iam", "kerberos", "password"):
+            raise self.fail(f"invalid auth '{_clip(str(auth))}' (expected iam, kerberos or password)",
+                            field=f"{field}.auth")
+        tier = spec.get("tier")
+        if tier is not None and tier not in ("service-user", "service-admin"):
+            raise self.fail(f"invalid tier '{_clip(str(tier))}' (expected service-user or service-admin)",
+                            field=f"{field}.tier")
+        return DbUser(name=name, auth=auth, tier=tier)
+
+    def rule(self, index: int, raw: Any, databases: Mapping[str, Database]) -> Rule:
+        label = f"#{index + 1}"
+        if isinstance(raw, dict) and isinstance(raw.get("id"), str):
+            label = _clip(raw["id"])
+        spec = self.mapping(raw, f"rules[{index}]", RULE_KEYS, rule=label)
+        if "id" not in spec:
+            raise self.fail("missing key 'id'", rule=label, field="id")
+        rule_id = self.string(spec["id"], "id", RULE_ID, rule=label, what="rule id")
+        effect = spec.get("effect")
+        if effect not in ("allow", "deny"):
+            raise self.fail(f"invalid effect '{_clip(str(effect))}' (expected allow or deny)",
+                            rule=rule_id, field="effect")
+        principals = self.string_list(spec.get("principals"), "principals", rule=rule_id)
+        for pattern in principals:
+            self.principal_pattern(pattern, rule_id)
+        db_patterns = self.string_list(spec.get("databases"), "databases", rule=rule_id)
+        matched_dbs: list[Database] = []
+        for pattern in db_patterns:
+            self.string(pattern, "databases", NAME_PATTERN, rule=rule_id, what="pattern")
+            regex = compile_pattern(pattern)
+            hits = [db for name, db in databases.items() if regex.fullmatch(name)]
+            if not hits:
+                raise self.fail(f"'{_clip(pattern)}' names no declared database", rule=rule_id, field="databases")
+            matched_dbs.extend(hits)
+        user_patterns = self.string_list(spec.get("db_users"), "db_users", rule=rule_id)
+        for pattern in user_patterns:
+            self.string(pattern, "db_users", NAME_PATTERN, rule=rule_id, what="pattern")
+            regex = compile_pattern(pattern)
+            if not any(regex.fullmatch(u) for db in matched_dbs for u in db.users):
+                raise self.fail(f"'{_clip(pattern)}' names no user declared in the rule's databases",
+                                rule=rule_id, field="db_users")
+        conditions = self.conditions(spec.get("conditions"), rule_id)
+        return Rule(id=rule_id, effect=effect, principals=tuple(principals), databases=tuple(db_patterns),
+                    db_users=tuple(user_patterns), conditions=conditions)
+
+    def principal_pattern(self, pattern: str, rule_id: str) -> None:
+        if pattern == "*":
+            return
+        match = PRINCIPAL_ARN.fullmatch(pattern)
+        if match is None:
+            raise self.fail(f"invalid principal ARN pattern '{_clip(pattern)}'", rule=rule_id, field="principals")
+        account = match["account"]
+        if "*" not in account and "?" not in account and len(account) != 12:
+            raise self.fail(f"invalid account in principal ARN pattern '{_clip(pattern)}'",
+                            rule=rule_id, field="principals")
+
+    def conditions(self, raw: Any, rule_id: str) -> Conditions:
+        if raw is None:
+            return Conditions()
+        spec = self.mapping(raw, "conditions", CONDITION_KEYS, rule=rule_id)
+        org_ids = None
+        if "org_ids" in spec:
+            org_ids = tuple(self.string_list(spec["org_ids"], "conditions.org_ids", rule=rule_id))
+            for org in org_ids:
+                if not ORG_ID.fullmatch(org):
+                    raise self.fail(f"invalid organization id '{_clip(org)}'", rule=rule_id,
+                                    field="conditions.org_ids")
+        source_ips = None
+        if "source_ips" in spec:
+            cidrs = self.string_list(spec["source_ips"], "conditions.source_ips", rule=rule_id)
+            nets = []
+            for cidr in cidrs:
+                try:
+                    nets.append(ipaddress.ip_network(cidr, strict=False))
+                except ValueError:
+                    raise self.fail(f"invalid CIDR '{_clip(cidr)}'", rule=rule_id,
+                                    field="conditions.source_ips") from None
+            source_ips = tuple(nets)
+        return Conditions(org_ids=org_ids, source_ips=source_ips)
+
+    def canary(self, raw: Any) -> CanarySettings:
+        if raw is None:
+            return CanarySettings()
+        spec = self.mapping(raw, "canary", CANARY_KEYS)
+        timeout = spec.get("timeout_seconds", 10)
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= 300:
+            raise self.fail(f"invalid timeout '{_clip(str(timeout))}' (expected 0-300 seconds)",
+                            field="canary.timeout_seconds")
+        concurrency = spec.get("concurrency", 16)
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or not 1 <= concurrency <= 256:
+            raise self.fail(f"invalid concurrency '{_clip(str(concurrency))}' (expected 1-256)",
+                            field="canary.concurrency")
+        cert = spec.get("ssl_root_cert")
+        if cert is not None:
+            cert = self.string(cert, "canary.ssl_root_cert")
+        return CanarySettings(timeout_seconds=float(timeout), concurrency=concurrency, ssl_root_cert=cert)
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean",
+            int: "a number", float: "a number"}.get(type(value), type(value).__name__)
+
+
+def _clip(text: str, limit: int = 80) -> str:
+    text = text.replace("\n", "\\n")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
