@@ -29,6 +29,7 @@ Reason = Literal[
     "unknown_db_user",
     "not_iam_user",
     "policy_unavailable",
+    "rate_limited",
 ]
 
 

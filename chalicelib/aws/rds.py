@@ -1,0 +1,118 @@
+"""Where a database really is: host, port and resource id from the policy or from RDS.
+
+``DescribeDBInstances`` / ``DescribeDBClusters`` / ``DescribeDBProxies`` answers are cached
+(5 minutes). Failures and throttling become :class:`UpstreamUnavailableError`; a database
+RDS does not know is :class:`DatabaseNotFoundError`.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from chalicelib.clock import SYSTEM_CLOCK, Clock
+from chalicelib.errors import RdsvendError, UpstreamUnavailableError
+from chalicelib.policy.model import Database
+
+__all__ = ["Endpoint", "RdsResource", "EndpointResolver", "DatabaseNotFoundError", "describe_resource"]
+
+CACHE_SECONDS = 300.0
+
+
+class DatabaseNotFoundError(RdsvendError):
+    """RDS has no instance, cluster or proxy by the policy's identifier."""
+
+
+@dataclass(frozen=True)
+class RdsResource:
+    """What RDS says about one instance, cluster or proxy."""
+
+    kind: str
+    identifier: str
+    host: str | None
+    port: int | None
+    resource_id: str | None  # db-..., cluster-... or prx-...
+    status: str | None
+    iam_auth_enabled: bool | None
+    engine: str | None
+    arn: str | None
+    raw: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    host: str
+    port: int
+    resource_id: str | None
+
+
+def describe_resource(client: Any, database: Database) -> RdsResource:
+    """One Describe call for the database's instance, cluster or proxy (raises botocore errors)."""
+    if database.kind == "instance":
+        item = client.describe_db_instances(DBInstanceIdentifier=database.identifier)["DBInstances"][0]
+        endpoint = item.get("Endpoint") or {}
+        return RdsResource("instance", database.identifier, endpoint.get("Address"), endpoint.get("Port"),
+                           item.get("DbiResourceId"), item.get("DBInstanceStatus"),
+                           item.get("IAMDatabaseAuthenticationEnabled"), item.get("Engine"),
+                           item.get("DBInstanceArn"), item)
+    if database.kind == "cluster":
+        item = client.describe_db_clusters(DBClusterIdentifier=database.identifier)["DBClusters"][0]
+        return RdsResource("cluster", database.identifier, item.get("Endpoint"), item.get("Port"),
+                           item.get("DbClusterResourceId"), item.get("Status"),
+                           item.get("IAMDatabaseAuthenticationEnabled"), item.get("Engine"),
+                           item.get("DBClusterArn"), item)
+    item = client.describe_db_proxies(DBProxyName=database.identifier)["DBProxies"][0]
+    arn = item.get("DBProxyArn") or ""
+    last = arn.rsplit(":", 1)[-1]
+    proxy_id = last if last.startswith("prx-") else None
+    auth = item.get("Auth") or []
+    iam = any(a.get("IAMAuth") in ("REQUIRED", "ENABLED") for a in auth) if auth else None
+    return RdsResource("proxy", database.identifier, item.get("Endpoint"), None, proxy_id,
+                       item.get("Status"), iam, item.get("EngineFamily"), arn or None, item)
+
+
+_NOT_FOUND = {"DBInstanceNotFound", "DBInstanceNotFoundFault", "DBClusterNotFoundFault",
+              "DBClusterNotFound", "DBProxyNotFoundFault", "DBProxyNotFound"}
+
+
+class EndpointResolver:
+    def __init__(self, client_factory: Callable[..., Any], *, clock: Clock = SYSTEM_CLOCK,
+                 ttl: float = CACHE_SECONDS) -> None:
+        self._clients = client_factory
+        self._clock = clock
+        self._ttl = ttl
+        self._cache: dict[tuple[str, str, str], tuple[float, RdsResource]] = {}
+        self._lock = threading.Lock()
+
+    def resolve(self, database: Database) -> Endpoint:
+        """Host and port from the policy when it names them; otherwise (or for the resource id
+        a signer role needs) from RDS."""
+        needs_rds = database.host is None or (database.port is None and database.kind != "proxy") \
+            or database.signer_role is not None
+        resource = self.lookup(database) if needs_rds else None
+        host = database.host or (resource.host if resource else None)
+        port = database.port or (resource.port if resource else None) or database.default_port
+        if not host:
+            raise UpstreamUnavailableError("rds", detail=f"no endpoint for '{database.identifier}'")
+        return Endpoint(host=host, port=int(port), resource_id=resource.resource_id if resource else None)
+
+    def lookup(self, database: Database) -> RdsResource:
+        key = (database.region, database.kind, database.identifier)
+        now = self._clock.monotonic()
+        cached = self._cache.get(key)
+        if cached and now - cached[0] < self._ttl:
+            return cached[1]
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            resource = describe_resource(self._clients("rds", database.region), database)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in _NOT_FOUND:
+                raise DatabaseNotFoundError(f"rds has no {database.kind} '{database.identifier}'") from None
+            raise UpstreamUnavailableError("rds", detail=code or "ClientError") from None
+        except (BotoCoreError, IndexError, KeyError) as exc:
+            raise UpstreamUnavailableError("rds", detail=type(exc).__name__) from None
+        with self._lock:
+            self._cache[key] = (now, resource)
+        return resource

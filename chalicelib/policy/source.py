@@ -1,0 +1,131 @@
+"""Where the access policy comes from: ``RDSVEND_POLICY`` = a file path or ``ssm:/name``.
+
+A file is re-read when it changes; an SSM parameter is cached 60 s. A policy that does not
+load raises (:class:`PolicyLoadError` / :class:`PolicyUnavailableError`): the caller of
+:meth:`index` turns that into a refusal, never into a stale or empty allow.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+from chalicelib.clock import SYSTEM_CLOCK, Clock
+from chalicelib.decision import PolicyIndex
+from chalicelib.errors import PolicyLoadError, PolicyUnavailableError
+from chalicelib.policy.loader import load_policy_file, load_policy_text
+from chalicelib.policy.model import AccessPolicy
+
+__all__ = ["PolicySource", "FilePolicySource", "SsmPolicySource", "StaticPolicySource",
+           "policy_source_from_env", "SSM_CACHE_SECONDS", "DEFAULT_POLICY_PATH"]
+
+SSM_CACHE_SECONDS = 60.0
+RETRY_FAILED_SECONDS = 5.0
+DEFAULT_POLICY_PATH = "policies/access.yaml"
+
+
+class PolicySource(Protocol):
+    def get(self) -> AccessPolicy: ...
+
+    def index(self) -> PolicyIndex: ...
+
+
+class StaticPolicySource:
+    def __init__(self, policy: AccessPolicy) -> None:
+        self._index = PolicyIndex(policy)
+
+    def get(self) -> AccessPolicy:
+        return self._index.policy
+
+    def index(self) -> PolicyIndex:
+        return self._index
+
+
+class FilePolicySource:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._stamp: tuple[int, int] | None = None
+        self._index: PolicyIndex | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> AccessPolicy:
+        return self.index().policy
+
+    def index(self) -> PolicyIndex:
+        try:
+            st = self.path.stat()
+        except OSError as exc:
+            raise PolicyUnavailableError(f"cannot read policy file '{self.path}': {exc.strerror}") from exc
+        stamp = (st.st_mtime_ns, st.st_size)
+        with self._lock:
+            if self._index is None or stamp != self._stamp:
+                self._index = None  # a file that no longer loads must not leave the old one in force
+                self._stamp = stamp
+                self._index = PolicyIndex(load_policy_file(self.path))
+            return self._index
+
+
+class SsmPolicySource:
+    def __init__(self, parameter: str, client_factory: Callable[[], Any], *, clock: Clock = SYSTEM_CLOCK,
+                 ttl: float = SSM_CACHE_SECONDS) -> None:
+        self.parameter = parameter
+        self._client_factory = client_factory
+        self._clock = clock
+        self._ttl = ttl
+        self._loaded_at: float | None = None
+        self._index: PolicyIndex | None = None
+        self._error: Exception | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> AccessPolicy:
+        return self.index().policy
+
+    def index(self) -> PolicyIndex:
+        with self._lock:
+            now = self._clock.monotonic()
+            if self._loaded_at is not None:
+                age = now - self._loaded_at
+                if self._index is not None and age < self._ttl:
+                    return self._index
+                if self._error is not None and age < RETRY_FAILED_SECONDS:
+                    raise self._error
+            self._index, self._error = None, None
+            self._loaded_at = now
+            try:
+                self._index = PolicyIndex(self._fetch())
+            except (PolicyLoadError, PolicyUnavailableError) as exc:
+                self._error = exc
+                raise
+            return self._index
+
+    def _fetch(self) -> AccessPolicy:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        source = f"ssm:{self.parameter}"
+        try:
+            answer = self._client_factory().get_parameter(Name=self.parameter, WithDecryption=True)
+            text = answer["Parameter"]["Value"]
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "ClientError")
+            raise PolicyUnavailableError(f"cannot read {source}: {code}") from None
+        except (BotoCoreError, KeyError, TypeError) as exc:
+            raise PolicyUnavailableError(f"cannot read {source}: {type(exc).__name__}") from None
+        return load_policy_text(text, source=source)
+
+
+def policy_source_from_env(env: dict[str, str] | None = None,
+                           client_factory: Callable[..., Any] | None = None) -> PolicySource:
+    env = dict(os.environ if env is None else env)
+    where = env.get("RDSVEND_POLICY") or DEFAULT_POLICY_PATH
+    if where.startswith("ssm:"):
+        name = where[len("ssm:"):]
+        if not name:
+            raise PolicyUnavailableError("RDSVEND_POLICY 'ssm:' names no parameter")
+        if client_factory is None:
+            from chalicelib.aws.clients import default_client_factory
+
+            client_factory = default_client_factory()
+        region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
+        return SsmPolicySource(name, lambda: client_factory("ssm", region))
+    return FilePolicySource(where)

@@ -1,0 +1,1 @@
+"""The vending pipeline: validate -> identify -> authorize -> mint -> respond, then audit."""

@@ -1,0 +1,166 @@
+"""The vending pipeline, the same for HTTP and direct invoke.
+
+validate -> identify (done by the edge) -> authorize -> mint -> respond, with one audit line
+per decision. Every caller-visible failure is a :class:`CallerError`; a policy that does not
+load is a refusal (``forbidden``), logged as such.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from chalicelib.aws.rds import DatabaseNotFoundError, EndpointResolver
+from chalicelib.clock import SYSTEM_CLOCK, Clock
+from chalicelib.decision import Decision, PolicyIndex
+from chalicelib.errors import (
+    ForbiddenError,
+    PolicyLoadError,
+    PolicyUnavailableError,
+    RateLimitedError,
+    UpstreamUnavailableError,
+)
+from chalicelib.identity import CallerIdentity
+from chalicelib.observability import audit, count_denied, count_vended, isoformat_z, logger, tracer
+from chalicelib.policy.source import PolicySource, policy_source_from_env
+from chalicelib.vending.ratelimit import RateLimiter, parse_rate_limit
+from chalicelib.vending.request import parse_token_request
+
+__all__ = ["VendingService", "vending_service_from_env", "SSL_ROOT_CERT", "build_dsn"]
+
+SSL_ROOT_CERT = "rds-global-bundle.pem"
+
+
+class VendingService:
+    def __init__(self, *, policy_source: PolicySource, minter: Any, resolver: EndpointResolver,
+                 clock: Clock = SYSTEM_CLOCK, rate_limiter: RateLimiter | None = None) -> None:
+        self.policy_source = policy_source
+        self.minter = minter
+        self.resolver = resolver
+        self.clock = clock
+        self.rate_limiter = rate_limiter
+
+    # -- stages -------------------------------------------------------------------------
+    def _index(self, identity: CallerIdentity, request_id: str, database: Any, db_user: Any,
+               channel: str) -> PolicyIndex:
+        try:
+            return self.policy_source.index()
+        except (PolicyLoadError, PolicyUnavailableError) as exc:
+            logger.error("access policy did not load: refusing every request",
+                         extra={"policy_error": str(exc), "request_id": request_id})
+            self._deny(identity, request_id, database, db_user,
+                       Decision(False, "policy_unavailable"), channel)
+            raise ForbiddenError("policy_unavailable") from None
+
+    def _deny(self, identity: CallerIdentity, request_id: str, database: Any, db_user: Any,
+              decision: Decision, channel: str) -> None:
+        audit(decision="deny", reason=decision.reason, principal=identity.principal, database=database,
+              db_user=db_user, rule=decision.rule, request_id=request_id, arn=identity.arn,
+              session=identity.session, source_ip=identity.source_ip, channel=channel)
+        count_denied(decision.reason)
+
+    # -- entry points -------------------------------------------------------------------
+    @tracer.capture_method(capture_response=False)
+    def vend(self, identity: CallerIdentity, request: Any, request_id: str, *, channel: str = "http") -> dict:
+        req = parse_token_request(request)
+        if self.rate_limiter is not None:
+            try:
+                self.rate_limiter.check(identity.principal)
+            except RateLimitedError:
+                self._deny(identity, request_id, req.database, req.db_user,
+                           Decision(False, "rate_limited"), channel)  # type: ignore[arg-type]
+                raise
+        index = self._index(identity, request_id, req.database, req.db_user, channel)
+        decision = index.decide(identity, req.database, req.db_user)
+        if not decision.allowed:
+            self._deny(identity, request_id, req.database, req.db_user, decision, channel)
+            raise ForbiddenError(decision.reason, decision.rule)
+        database = index.policy.databases[req.database]
+        try:
+            endpoint = self.resolver.resolve(database)
+            minted = self.minter.mint(identity=identity, database=database, db_user=req.db_user,
+                                      host=endpoint.host, port=endpoint.port,
+                                      resource_id=endpoint.resource_id)
+        except DatabaseNotFoundError as exc:
+            self._upstream_failed(identity, request_id, req.database, req.db_user, decision, channel, str(exc))
+            raise UpstreamUnavailableError("rds", retry_after=30, detail=str(exc)) from None
+        except UpstreamUnavailableError as exc:
+            self._upstream_failed(identity, request_id, req.database, req.db_user, decision, channel,
+                                  f"{exc.service}: {exc.detail}")
+            raise
+        now = self.clock.now()
+        audit(decision="allow", reason="allowed", principal=identity.principal, database=req.database,
+              db_user=req.db_user, rule=decision.rule, request_id=request_id, expires_at=minted.expires_at,
+              arn=identity.arn, session=identity.session, source_ip=identity.source_ip, channel=channel)
+        count_vended(req.database)
+        return {
+            "token": minted.token,
+            "expires_at": isoformat_z(minted.expires_at),
+            "ttl_seconds": minted.ttl_at(now),
+            "database": database.name,
+            "db_user": req.db_user,
+            "engine": database.engine,
+            "host": endpoint.host,
+            "port": endpoint.port,
+            "dbname": database.dbname,
+            "region": database.region,
+            "sslmode": "verify-full",
+            "ssl_root_cert": SSL_ROOT_CERT,
+            "dsn": build_dsn(endpoint.host, endpoint.port, database.dbname, req.db_user),
+            "rule": decision.rule,
+        }
+
+    def _upstream_failed(self, identity: CallerIdentity, request_id: str, database: str, db_user: str,
+                         decision: Decision, channel: str, detail: str) -> None:
+        logger.warning("upstream failure while vending", extra={"request_id": request_id, "detail": detail})
+        audit(decision="error", reason="upstream_unavailable", principal=identity.principal, database=database,
+              db_user=db_user, rule=decision.rule, request_id=request_id, arn=identity.arn,
+              session=identity.session, source_ip=identity.source_ip, channel=channel)
+
+    def databases(self, identity: CallerIdentity, request_id: str) -> dict:
+        try:
+            index = self.policy_source.index()
+        except (PolicyLoadError, PolicyUnavailableError) as exc:
+            logger.error("access policy did not load: refusing every request",
+                         extra={"policy_error": str(exc), "request_id": request_id})
+            count_denied("policy_unavailable")
+            raise ForbiddenError("policy_unavailable") from None
+        entries = []
+        for db, users in index.visible_databases(identity):
+            try:
+                endpoint = self.resolver.resolve(db)
+            except DatabaseNotFoundError as exc:
+                raise UpstreamUnavailableError("rds", retry_after=30, detail=str(exc)) from None
+            entries.append({
+                "database": db.name,
+                "engine": db.engine,
+                "host": endpoint.host,
+                "port": endpoint.port,
+                "dbname": db.dbname,
+                "region": db.region,
+                "db_users": users,
+            })
+        return {"databases": entries}
+
+
+def build_dsn(host: str, port: int, dbname: str | None, user: str) -> str:
+    """A libpq connection string without any password: the token is never part of it."""
+    parts = [f"host={host}", f"port={port}"]
+    if dbname:
+        parts.append(f"dbname={dbname}")
+    parts += [f"user={user}", "sslmode=verify-full"]
+    return " ".join(parts)
+
+
+def vending_service_from_env(env: dict[str, str] | None = None) -> VendingService:
+    """The service the Lambda functions use, configured from the environment."""
+    from chalicelib.aws.clients import default_client_factory
+    from chalicelib.signer import TokenMinter
+
+    env = dict(os.environ if env is None else env)
+    clients = default_client_factory()
+    return VendingService(
+        policy_source=policy_source_from_env(env, clients),
+        minter=TokenMinter(),
+        resolver=EndpointResolver(clients),
+        rate_limiter=parse_rate_limit(env.get("RDSVEND_RATE_LIMIT")),
+    )
