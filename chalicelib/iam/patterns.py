@@ -1,0 +1,180 @@
+"""Wildcards and policy variables: the string matching every IAM element shares.
+
+- ``*`` matches any run of characters and ``?`` one character (IAM JSON policy elements:
+  Action, Resource; String and ARN condition operators). Actions compare case-insensitively,
+  resources and condition values case-sensitively.
+- In a resource ARN, a ``*`` or ``?`` stays inside its colon-delimited segment, except a ``*``
+  that ends a segment, which may run across the colons that follow ("IAM JSON policy
+  elements: Resource").
+- ``${key}`` is replaced by the request's single value of ``key`` (key names compare
+  case-insensitively); ``${key, 'default'}`` falls back to ``default`` (``''`` is a quote);
+  ``${*}``, ``${?}`` and ``${$}`` are the literal characters. A key with no value and no
+  default, or with several values, cannot be substituted: the string then matches nothing
+  ("IAM policy elements: Variables and tags"). Substituted text is literal, never a wildcard.
+  Variables are only recognised in ``Version: 2012-10-17`` documents.
+"""
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from typing import Callable, Union
+
+__all__ = [
+    "Token",
+    "tokenize",
+    "resolve",
+    "glob_regex",
+    "action_matches",
+    "matches",
+    "arn_matches",
+    "has_variables",
+]
+
+# A token is a literal string, or one of the markers below, or a variable ("var", key, default).
+STAR = ("*",)
+QMARK = ("?",)
+Var = tuple[str, str, Union[str, None]]
+Token = Union[str, tuple]
+
+_VAR = re.compile(r"\$\{([^}]*)\}")
+_DEFAULT = re.compile(r"^\s*([^,\s][^,]*?)\s*,\s*'((?:[^']|'')*)'\s*$")
+
+Lookup = Callable[[str], "tuple[str, ...] | None"]
+
+
+@lru_cache(maxsize=8192)
+def tokenize(text: str, variables: bool = True) -> tuple[Token, ...]:
+    """Split a policy string into literals, ``*``/``?`` wildcards and ``${...}`` variables."""
+    out: list[Token] = []
+    buf: list[str] = []
+    i = 0
+
+    def flush() -> None:
+        if buf:
+            out.append("".join(buf))
+            buf.clear()
+
+    while i < len(text):
+        ch = text[i]
+        if variables and ch == "$" and text.startswith("${", i):
+            m = _VAR.match(text, i)
+            if m:
+                inner = m.group(1)
+                if inner in ("*", "?", "$"):
+                    buf.append(inner)
+                else:
+                    flush()
+                    out.append(_parse_var(inner))
+                i = m.end()
+                continue
+        if ch in "*?":
+            flush()
+            out.append(STAR if ch == "*" else QMARK)
+        else:
+            buf.append(ch)
+        i += 1
+    flush()
+    return tuple(out)
+
+
+def _parse_var(inner: str) -> Var:
+    m = _DEFAULT.match(inner)
+    if m:
+        return ("var", m.group(1).strip().lower(), m.group(2).replace("''", "'"))
+    return ("var", inner.strip().lower(), None)
+
+
+def has_variables(tokens: tuple[Token, ...]) -> bool:
+    return any(isinstance(t, tuple) and t[0] == "var" for t in tokens)
+
+
+def resolve(tokens: tuple[Token, ...], lookup: Lookup) -> tuple[Token, ...] | None:
+    """Replace variables by literals; ``None`` when a variable cannot be resolved."""
+    if not has_variables(tokens):
+        return tokens
+    out: list[Token] = []
+    for tok in tokens:
+        if isinstance(tok, tuple) and tok[0] == "var":
+            values = lookup(tok[1])
+            if values is not None and len(values) == 1:
+                out.append(values[0])
+            elif tok[2] is not None:
+                out.append(tok[2])
+            else:
+                return None
+        else:
+            out.append(tok)
+    return tuple(out)
+
+
+@lru_cache(maxsize=16384)
+def glob_regex(tokens: tuple[Token, ...], ignore_case: bool = False, arn: bool = False) -> re.Pattern:
+    """Compile resolved tokens into an anchored regex.
+
+    With ``arn=True`` a wildcard stays within a colon-delimited segment unless it is a ``*``
+    ending its segment (followed by ``:`` or by the end of the pattern).
+    """
+    parts: list[str] = []
+    for pos, tok in enumerate(tokens):
+        if isinstance(tok, str):
+            parts.append(re.escape(tok))
+        elif tok == STAR:
+            if arn:
+                nxt = tokens[pos + 1] if pos + 1 < len(tokens) else None
+                ends_segment = nxt is None or (isinstance(nxt, str) and nxt.startswith(":"))
+                parts.append(".*" if ends_segment else "[^:]*")
+            else:
+                parts.append(".*")
+        else:
+            parts.append("[^:]" if arn else ".")
+    flags = re.DOTALL | (re.IGNORECASE if ignore_case else 0)
+    return re.compile("".join(parts) + r"\Z", flags)
+
+
+def matches(pattern: str, value: str, lookup: Lookup, *, variables: bool, ignore_case: bool = False,
+            resource: bool = False) -> bool:
+    """Does ``value`` match the policy ``pattern`` (wildcards, variables)?"""
+    tokens = resolve(tokenize(pattern, variables), lookup)
+    if tokens is None:
+        return False
+    arn = resource and pattern.startswith("arn:")
+    return glob_regex(tokens, ignore_case, arn).match(value) is not None
+
+
+@lru_cache(maxsize=8192)
+def _action_regex(pattern: str) -> re.Pattern:
+    return glob_regex(tokenize(pattern, False), True, False)
+
+
+def action_matches(pattern: str, action: str) -> bool:
+    """Actions match case-insensitively, with ``*`` and ``?``, and never use variables."""
+    return _action_regex(pattern).match(action) is not None
+
+
+def arn_matches(pattern: str, value: str, lookup: Lookup, *, variables: bool) -> bool:
+    """``ArnLike``/``ArnEquals``: each of the six colon-delimited parts matched on its own."""
+    tokens = resolve(tokenize(pattern, variables), lookup)
+    if tokens is None:
+        return False
+    # Rebuild the resolved pattern with wildcards as markers, then split on literal colons.
+    segments: list[list[Token]] = [[]]
+    for tok in tokens:
+        if isinstance(tok, str):
+            pieces = tok.split(":")
+            for j, piece in enumerate(pieces):
+                if j:
+                    if len(segments) < 6:
+                        segments.append([])
+                    else:
+                        segments[-1].append(":")
+                if piece:
+                    segments[-1].append(piece)
+        else:
+            segments[-1].append(tok)
+    value_parts = value.split(":", 5)
+    if len(segments) != 6 or len(value_parts) != 6:
+        return False
+    return all(
+        glob_regex(tuple(seg), False, False).match(part) is not None
+        for seg, part in zip(segments, value_parts)
+    )
