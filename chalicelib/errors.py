@@ -17,6 +17,7 @@ __all__ = [
     "UpstreamUnavailableError",
     "PolicyLoadError",
     "PolicyUnavailableError",
+    "PolicyPublishError",
     "IamPolicyError",
     "IdentityProofError",
 ]
@@ -137,6 +138,14 @@ class PolicyLoadError(RdsvendError):
 
 class PolicyUnavailableError(RdsvendError):
     """The access policy could not be fetched (SSM failure, missing file)."""
+
+
+class PolicyPublishError(RdsvendError):
+    """The access policy could not be uploaded: a bad parameter name, too big, SSM refused."""
+
+    def __init__(self, message: str, *, parameter: str = "") -> None:
+        self.parameter = parameter
+        super().__init__(message)
 
 
 class IamPolicyError(RdsvendError):
