@@ -1,20 +1,33 @@
-"""The token minter: credentials in, a short-lived RDS IAM auth token out."""
+"""The token minter: (caller, database, db user, endpoint) in, an honest token out (SPEC 4).
+
+``expires_at = min(signed_at + 900 s, signing credentials' expiry) - 30 s``. Tokens are
+cached per (caller principal, database, db user, endpoint); a cached token with less than
+5 minutes left is never handed out: a new one is signed.
+"""
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Callable
 
 from chalicelib.clock import SYSTEM_CLOCK, Clock
-from chalicelib.errors import UpstreamUnavailableError
+from chalicelib.signer.credentials import (
+    BotocoreCredentialsProvider,
+    CredentialsProvider,
+    SigningCredentials,
+)
+from chalicelib.signer.roles import RoleCredentialsCache, RoleRequest, StsRoleAssumer, role_request
+from chalicelib.signer.sigv4 import EXPIRES_SECONDS, RdsTokenSigner
 
-__all__ = ["MintedToken", "TokenMinter", "TOKEN_LIFETIME", "EXPIRY_MARGIN"]
+__all__ = ["MintedToken", "TokenMinter", "TokenCache", "TOKEN_LIFETIME", "EXPIRY_MARGIN", "MIN_HANDOUT_TTL"]
 
 #: How long RDS accepts a token after it was signed (X-Amz-Expires).
-TOKEN_LIFETIME = timedelta(seconds=900)
+TOKEN_LIFETIME = timedelta(seconds=EXPIRES_SECONDS)
 #: Safety margin taken off the honest expiry.
 EXPIRY_MARGIN = timedelta(seconds=30)
+#: A cached token with less than this left is never handed out.
+MIN_HANDOUT_TTL = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -35,29 +48,94 @@ class MintedToken:
         return self.ttl_at(SYSTEM_CLOCK.now())
 
 
-class TokenMinter:
-    """Signs RDS IAM auth tokens with the function's own credentials.
+def honest_expiry(signed_at: datetime, credentials: SigningCredentials) -> datetime:
+    """``min(signed_at + 900 s, credentials' expiry) - 30 s``."""
+    end = signed_at + TOKEN_LIFETIME
+    if credentials.expiry is not None and credentials.expiry < end:
+        end = credentials.expiry
+    return end - EXPIRY_MARGIN
 
-    The botocore session is created lazily on first use, never at import.
+
+class TokenCache:
+    """Minted tokens per key; :meth:`get` returns only tokens with >= 5 minutes left."""
+
+    def __init__(self, *, clock: Clock, max_entries: int = 10_000) -> None:
+        self._clock = clock
+        self._max_entries = max_entries
+        self._tokens: dict[tuple[Any, ...], MintedToken] = {}
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"TokenCache(entries={len(self._tokens)})"
+
+    def __len__(self) -> int:
+        return len(self._tokens)
+
+    def get(self, key: tuple[Any, ...]) -> MintedToken | None:
+        token = self._tokens.get(key)
+        if token is None:
+            return None
+        if token.expires_at - self._clock.now() < MIN_HANDOUT_TTL:
+            with self._lock:
+                if self._tokens.get(key) is token:
+                    del self._tokens[key]
+            return None
+        return token
+
+    def put(self, key: tuple[Any, ...], token: MintedToken) -> None:
+        with self._lock:
+            if key not in self._tokens and len(self._tokens) >= self._max_entries:
+                self._evict()
+            self._tokens[key] = token
+
+    def _evict(self) -> None:
+        now = self._clock.now()
+        stale = [k for k, t in self._tokens.items() if t.expires_at - now < MIN_HANDOUT_TTL]
+        for key in stale:
+            del self._tokens[key]
+        while len(self._tokens) >= self._max_entries:
+            del self._tokens[next(iter(self._tokens))]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._tokens.clear()
+
+
+class TokenMinter:
+    """Signs RDS IAM auth tokens with rdsvend's own SigV4 signer.
+
+    - ``credentials``: the function's own credentials (default: botocore's chain from
+      ``session``, created lazily, never at import);
+    - ``assume_role``: how signer roles are assumed (default :class:`StsRoleAssumer`);
+    - ``cache_tokens``: keep minted tokens per (caller, database, db user, endpoint).
     """
 
-    def __init__(self, *, session: Any = None, clock: Clock = SYSTEM_CLOCK) -> None:
-        self._session = session
+    def __init__(
+        self,
+        *,
+        session: Any = None,
+        clock: Clock = SYSTEM_CLOCK,
+        credentials: CredentialsProvider | None = None,
+        assume_role: Callable[[RoleRequest], SigningCredentials] | None = None,
+        signer: RdsTokenSigner | None = None,
+        cache_tokens: bool = True,
+    ) -> None:
         self._clock = clock
-        self._lock = threading.Lock()
-        self._clients: dict[str, Any] = {}
+        self._credentials = credentials or BotocoreCredentialsProvider(session)
+        self._roles = RoleCredentialsCache(assume_role or StsRoleAssumer(), clock=clock)
+        self._signer = signer or RdsTokenSigner()
+        self._tokens = TokenCache(clock=clock) if cache_tokens else None
 
-    def _client(self, region: str) -> Any:
-        with self._lock:
-            client = self._clients.get(region)
-            if client is None:
-                if self._session is None:
-                    import botocore.session
+    def __repr__(self) -> str:
+        return f"TokenMinter(tokens={self._tokens!r}, roles={self._roles!r})"
 
-                    self._session = botocore.session.get_session()
-                client = self._session.create_client("rds", region_name=region)
-                self._clients[region] = client
-            return client
+    def signing_credentials(
+        self, identity: Any, database: Any, db_user: str, resource_id: str | None = None
+    ) -> SigningCredentials:
+        """The credentials a token for this request is signed with."""
+        if database.signer_role:
+            return self._roles.get(role_request(identity, database, db_user, resource_id))
+        return self._credentials.credentials()
 
     def mint(
         self,
@@ -69,15 +147,23 @@ class TokenMinter:
         *,
         resource_id: str | None = None,
     ) -> MintedToken:
-        """Sign a token for ``db_user`` at ``host:port`` in the database's region."""
-        from botocore.exceptions import BotoCoreError, ClientError
+        """A token for ``db_user`` at ``host:port``: a cached one with >= 5 min left, or a new one.
 
-        signed_at = self._clock.now()
-        try:
-            token = self._client(database.region).generate_db_auth_token(
-                DBHostname=host, Port=port, DBUsername=db_user, Region=database.region
-            )
-        except (BotoCoreError, ClientError) as exc:
-            raise UpstreamUnavailableError("sts", detail=type(exc).__name__) from None
-        expires_at = signed_at + TOKEN_LIFETIME - EXPIRY_MARGIN
-        return MintedToken(token=token, signed_at=signed_at, expires_at=expires_at)
+        Raises :class:`~chalicelib.errors.UpstreamUnavailableError` when credentials cannot
+        be had (STS failure, throttling, timeout), ``ValueError`` for a malformed endpoint.
+        """
+        key = (identity.principal, database.name, db_user, host, port, database.region,
+               database.signer_role, resource_id)
+        if self._tokens is not None:
+            cached = self._tokens.get(key)
+            if cached is not None:
+                return cached
+        credentials = self.signing_credentials(identity, database, db_user, resource_id)
+        signed_at = self._clock.now().replace(microsecond=0)
+        token = self._signer.sign(
+            credentials, host=host, port=port, db_user=db_user, region=database.region, at=signed_at
+        )
+        minted = MintedToken(token=token, signed_at=signed_at, expires_at=honest_expiry(signed_at, credentials))
+        if self._tokens is not None:
+            self._tokens.put(key, minted)
+        return minted

@@ -1,0 +1,262 @@
+"""Signer roles (SPEC 4): AssumeRole per caller, scoped to one dbuser ARN, cached.
+
+For a database with ``signer_role`` the token is signed with credentials of that role,
+assumed with ``SourceIdentity`` = the caller's principal and a session policy that allows
+only ``rds-db:connect`` on ``arn:PARTITION:rds-db:REGION:ACCOUNT:dbuser:RESOURCE_ID/DB_USER``.
+Credentials are cached per (role, caller, dbuser ARN) and refreshed ahead of expiry, with at
+most one AssumeRole in flight per key.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable
+
+from chalicelib.clock import SYSTEM_CLOCK, Clock
+from chalicelib.errors import UpstreamUnavailableError
+from chalicelib.signer.credentials import SigningCredentials
+
+__all__ = [
+    "RoleRequest",
+    "sts_name",
+    "source_identity_for",
+    "role_session_name_for",
+    "dbuser_arn",
+    "session_policy",
+    "role_request",
+    "StsRoleAssumer",
+    "RoleCredentialsCache",
+    "THROTTLING_CODES",
+]
+
+_ROLE_ARN = re.compile(r"arn:(?P<partition>aws(?:-[a-z]+)*):iam::(?P<account>\d{12}):role/(?:[\x21-\x7e]*/)?[\w+=,.@-]{1,64}")
+_RESOURCE_ID = re.compile(r"(?:db|cluster|prx)-[A-Za-z0-9]{1,64}")
+_NOT_STS = re.compile(r"[^A-Za-z0-9_+=,.@-]")
+THROTTLING_CODES = frozenset(
+    {"Throttling", "ThrottlingException", "ThrottledException", "RequestThrottledException",
+     "TooManyRequestsException", "RequestLimitExceeded", "SlowDown", "PriorRequestNotComplete",
+     "ProvisionedThroughputExceededException", "BandwidthLimitExceeded", "EC2ThrottledException",
+     "LimitExceededException", "RequestThrottled"}
+)
+
+
+def sts_name(value: str, *, max_len: int = 64) -> str:
+    """``value`` made acceptable to STS (``[\\w+=,.@-]``, 2 to ``max_len`` characters).
+
+    Other characters become ``-``; a name that is too long keeps its start and ends with a
+    hash of the whole value, so two long names never collapse into one.
+    """
+    clean = _NOT_STS.sub("-", value)
+    if len(clean) > max_len:
+        digest = hashlib.sha256(value.encode("utf-8")).hexdigest()[:10]
+        clean = f"{clean[: max_len - 11]}-{digest}"
+    while len(clean) < 2:
+        clean += "_"
+    return clean
+
+
+def _principal_name(identity: Any) -> str:
+    """``role.path.name`` / ``user.name`` / ``root`` from a canonical principal ARN."""
+    resource = identity.principal.split(":", 5)[-1]
+    return resource.replace("/", ".")
+
+
+def source_identity_for(identity: Any) -> str:
+    """The caller's principal as STS ``SourceIdentity``: ``role.NAME@ACCOUNT`` (sanitised)."""
+    name = _principal_name(identity)
+    suffix = f"@{identity.account}"
+    return sts_name(f"{sts_name(name, max_len=64 - len(suffix))}{suffix}")
+
+
+def role_session_name_for(identity: Any) -> str:
+    """``rdsvend.SESSION`` (the caller's own session name) or ``rdsvend.NAME`` (sanitised)."""
+    own = identity.session or _principal_name(identity).rsplit(".", 1)[-1]
+    return sts_name(f"rdsvend.{own}")
+
+
+def dbuser_arn(signer_role: str, region: str, resource_id: str, db_user: str) -> str:
+    """``arn:PARTITION:rds-db:REGION:ACCOUNT:dbuser:RESOURCE_ID/DB_USER``; ACCOUNT is the role's."""
+    match = _ROLE_ARN.fullmatch(signer_role)
+    if match is None:
+        raise ValueError(f"invalid signer_role '{signer_role}'")
+    if not _RESOURCE_ID.fullmatch(resource_id):
+        raise ValueError(f"invalid resource id '{resource_id}'")
+    return f"arn:{match['partition']}:rds-db:{region}:{match['account']}:dbuser:{resource_id}/{db_user}"
+
+
+def session_policy(arn: str) -> str:
+    """The session policy: ``rds-db:connect`` on exactly one dbuser ARN, nothing else."""
+    return json.dumps(
+        {"Version": "2012-10-17",
+         "Statement": [{"Effect": "Allow", "Action": "rds-db:connect", "Resource": arn}]},
+        separators=(",", ":"),
+    )
+
+
+@dataclass(frozen=True)
+class RoleRequest:
+    """Everything one AssumeRole call sends; also the credentials cache key."""
+
+    role_arn: str
+    region: str
+    source_identity: str
+    role_session_name: str
+    dbuser_arn: str
+
+    @property
+    def policy(self) -> str:
+        return session_policy(self.dbuser_arn)
+
+
+def role_request(identity: Any, database: Any, db_user: str, resource_id: str | None) -> RoleRequest:
+    """The AssumeRole request for signing ``db_user`` on ``database`` for ``identity``."""
+    if not resource_id:
+        raise UpstreamUnavailableError(
+            "rds", retry_after=5, detail=f"resource id of database '{database.name}' is unknown"
+        )
+    return RoleRequest(
+        role_arn=database.signer_role,
+        region=database.region,
+        source_identity=source_identity_for(identity),
+        role_session_name=role_session_name_for(identity),
+        dbuser_arn=dbuser_arn(database.signer_role, database.region, resource_id, db_user),
+    )
+
+
+class StsRoleAssumer:
+    """Calls STS AssumeRole with the function's own credentials.
+
+    Clients come from :func:`chalicelib.aws.clients.default_client_factory` (standard retry
+    mode, bounded attempts, connect/read timeouts), created on first use. Every failure
+    becomes :class:`UpstreamUnavailableError` naming the error code, never a credential.
+    """
+
+    def __init__(self, client_factory: Callable[..., Any] | None = None) -> None:
+        self._client_factory = client_factory
+
+    def __call__(self, request: RoleRequest) -> SigningCredentials:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        factory = self._client_factory
+        if factory is None:
+            from chalicelib.aws.clients import default_client_factory
+
+            factory = self._client_factory = default_client_factory()
+        try:
+            answer = factory("sts", request.region).assume_role(
+                RoleArn=request.role_arn,
+                RoleSessionName=request.role_session_name,
+                SourceIdentity=request.source_identity,
+                Policy=request.policy,
+            )
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", "Unknown"))
+            throttled = code in THROTTLING_CODES
+            raise UpstreamUnavailableError(
+                "sts", retry_after=2 if throttled else 5,
+                detail=f"AssumeRole of '{request.role_arn}' failed: {code}",
+            ) from None
+        except BotoCoreError as exc:
+            raise UpstreamUnavailableError(
+                "sts", retry_after=2, detail=f"AssumeRole of '{request.role_arn}' failed: {type(exc).__name__}"
+            ) from None
+        creds = answer["Credentials"]
+        expiry = creds["Expiration"]
+        if isinstance(expiry, str):
+            expiry = datetime.fromisoformat(expiry.replace("Z", "+00:00"))
+        if expiry.tzinfo is None:
+            expiry = expiry.replace(tzinfo=timezone.utc)
+        return SigningCredentials(
+            access_key=creds["AccessKeyId"],
+            secret_key=creds["SecretAccessKey"],
+            token=creds.get("SessionToken"),
+            expiry=expiry.astimezone(timezone.utc),
+        )
+
+
+class RoleCredentialsCache:
+    """Assumed-role credentials per :class:`RoleRequest`, refreshed ahead of expiry.
+
+    ``refresh_ahead``: credentials with less than this left are refreshed (default 16 min,
+    so a token signed with them still gets its full 15 minutes). While one thread refreshes
+    a key, others keep using the old credentials if they are still valid for ``min_valid``,
+    otherwise they wait for that one refresh: never two AssumeRole calls for one key at once.
+    """
+
+    def __init__(
+        self,
+        assume: Callable[[RoleRequest], SigningCredentials],
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        refresh_ahead: timedelta = timedelta(minutes=16),
+        min_valid: timedelta = timedelta(minutes=6),
+        max_entries: int = 4096,
+    ) -> None:
+        self._assume = assume
+        self._clock = clock
+        self._refresh_ahead = refresh_ahead
+        self._min_valid = min_valid
+        self._max_entries = max_entries
+        self._entries: dict[RoleRequest, SigningCredentials] = {}
+        self._locks: dict[RoleRequest, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"RoleCredentialsCache(entries={len(self._entries)})"
+
+    def _fresh(self, creds: SigningCredentials | None, margin: timedelta) -> bool:
+        return creds is not None and (creds.expiry is None or creds.expiry - self._clock.now() > margin)
+
+    def _lock_for(self, key: RoleRequest) -> threading.Lock:
+        with self._guard:
+            lock = self._locks.get(key)
+            if lock is None:
+                lock = self._locks[key] = threading.Lock()
+            return lock
+
+    def get(self, request: RoleRequest) -> SigningCredentials:
+        current = self._entries.get(request)
+        if self._fresh(current, self._refresh_ahead):
+            return current  # type: ignore[return-value]
+        lock = self._lock_for(request)
+        usable = self._fresh(current, self._min_valid)
+        if not lock.acquire(blocking=not usable):
+            return current  # type: ignore[return-value]  # someone else is refreshing it
+        try:
+            current = self._entries.get(request)
+            if self._fresh(current, self._refresh_ahead):
+                return current  # type: ignore[return-value]
+            try:
+                fresh = self._assume(request)
+            except UpstreamUnavailableError as exc:
+                from chalicelib.observability import logger
+
+                logger.warning(
+                    "could not assume signer role",
+                    extra={"role_arn": request.role_arn, "service": exc.service, "detail": exc.detail,
+                           "serving_previous_credentials": self._fresh(current, self._min_valid)},
+                )
+                if self._fresh(current, self._min_valid):
+                    return current  # type: ignore[return-value]
+                raise
+            from chalicelib.observability import logger
+
+            logger.info(
+                "assumed signer role",
+                extra={"role_arn": request.role_arn, "source_identity": request.source_identity,
+                       "role_session_name": request.role_session_name, "dbuser_arn": request.dbuser_arn,
+                       "credentials_expire_at": fresh.expiry.isoformat() if fresh.expiry else None},
+            )
+            with self._guard:
+                if request not in self._entries and len(self._entries) >= self._max_entries:
+                    oldest = next(iter(self._entries))
+                    self._entries.pop(oldest, None)
+                    self._locks.pop(oldest, None)
+                self._entries[request] = fresh
+            return fresh
+        finally:
+            lock.release()
