@@ -19,6 +19,7 @@ __all__ = [
     "PolicyUnavailableError",
     "PolicyPublishError",
     "IamPolicyError",
+    "IamFetchError",
     "IdentityProofError",
 ]
 
@@ -155,6 +156,18 @@ class IamPolicyError(RdsvendError):
         self.source = source
         self.detail = message
         super().__init__(f"{source}: {message}")
+
+
+class IamFetchError(RdsvendError):
+    """A principal's policies or an account's SCPs could not be read (IAM/Organizations error).
+
+    "Could not evaluate", never "denied": callers must not turn it into a decision.
+    """
+
+    def __init__(self, message: str, *, service: str = "", code: str = "") -> None:
+        super().__init__(message)
+        self.service = service
+        self.code = code
 
 
 class IdentityProofError(CallerError):

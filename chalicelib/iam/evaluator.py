@@ -26,7 +26,7 @@ from chalicelib.iam.conditions import condition_holds
 from chalicelib.iam.model import PolicyDocument, RequestContext, Statement
 from chalicelib.iam.patterns import action_matches, matches
 
-__all__ = ["Evaluation", "Match", "evaluate", "statement_applies", "scan"]
+__all__ = ["Evaluation", "Match", "evaluate", "evaluate_scps", "statement_applies", "scan"]
 
 Decision = Literal["allowed", "explicitDeny", "implicitDeny"]
 Layer = Literal["identity", "boundary", "scp", "session"]
@@ -200,3 +200,38 @@ def _layer_name(layer: Layer, label: str) -> str:
         "boundary": "the permissions boundary",
         "session": "the session policy",
     }[layer]
+
+
+def evaluate_scps(
+    request: RequestContext,
+    scp_levels: Sequence[Sequence[PolicyDocument]],
+    *,
+    management_account: bool = False,
+) -> Evaluation:
+    """The SCP side alone: no explicit deny in any level and an allow at every level."""
+    what = _what(request)
+    if management_account:
+        return Evaluation("allowed", "scp", None, None, f"SCPs do not restrict {what}: the account is the management account")
+    allows: list[Match] = []
+    for i, level in enumerate(scp_levels):
+        deny, allow = scan(level, request)
+        if deny is not None:
+            return Evaluation(
+                "explicitDeny", "scp", deny.policy.source, deny.statement.label,
+                f"{what} is explicitly denied by statement {_stmt(deny.statement)} of "
+                f"the SCP at scp level {i} '{deny.policy.source}'",
+            )
+        if allow is None:
+            sources = ", ".join(p.source for p in level) or "no SCP attached"
+            return Evaluation(
+                "implicitDeny", "scp", f"scp level {i}", None,
+                f"{what} is implicitly denied: no SCP at scp level {i} ({sources}) allows it",
+            )
+        allows.append(allow)
+    if not allows:
+        return Evaluation("allowed", "scp", None, None, f"no SCP applies to {what}")
+    last = allows[-1]
+    return Evaluation(
+        "allowed", "scp", last.policy.source, last.statement.label,
+        f"every SCP level allows {what} ({len(allows)} level{'s' if len(allows) != 1 else ''})",
+    )
