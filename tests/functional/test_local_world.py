@@ -1,0 +1,207 @@
+"""Seeding moto (server mode, in this process) from policies/world.yaml."""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import boto3
+import pytest
+import requests
+
+from chalicelib.local.aws import MotoSecretLookup, MotoServer, org_id_of, seed_world
+from chalicelib.local.world import DEFAULT_WORLD, WorldError, load_world, load_world_text
+from chalicelib.policy.loader import load_policy_file
+
+REPO = Path(__file__).resolve().parents[2]
+DB_PORT = 45432
+
+
+@pytest.fixture(scope="module")
+def world():
+    return load_world()
+
+
+@pytest.fixture(scope="module")
+def seeded(world):
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = MotoServer()
+    url = server.start()
+    requests.post(f"{url}/moto-api/reset", timeout=10)
+    try:
+        yield seed_world(world, url, db_host="localhost", db_port=DB_PORT, master_password="not-used-locally")
+    finally:
+        requests.post(f"{url}/moto-api/reset", timeout=10)
+        server.stop()
+
+
+def _client(keys, service, seeded):
+    return keys.session(seeded.region).client(service, endpoint_url=seeded.endpoint_url)
+
+
+def _management_client(seeded, service):
+    mgmt = boto3.session.Session(aws_access_key_id="AKIAMGMT", aws_secret_access_key="x", region_name="us-east-1")
+    client = mgmt.client(service, endpoint_url=seeded.endpoint_url)
+    client.meta.events.register("before-sign", lambda request, **_: request.headers.__setitem__(
+        "x-moto-account-id", seeded.management_account))
+    return client
+
+
+def _member_client(seeded, account, service):
+    """A client acting in ``account``, reached as an operator would."""
+    sts = _management_client(seeded, "sts")
+    creds = sts.assume_role(RoleArn=f"arn:aws:iam::{account}:role/OrganizationAccountAccessRole",
+                            RoleSessionName="test")["Credentials"]
+    return boto3.session.Session(
+        aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
+        aws_session_token=creds["SessionToken"], region_name="us-east-1",
+    ).client(service, endpoint_url=seeded.endpoint_url)
+
+
+def test_organization_has_the_service_account_under_an_ou(seeded, world):
+    member = _member_client(seeded, "222222222222", "organizations")
+    org = member.describe_organization()["Organization"]
+    assert org["Id"] == "o-rdsvend001"
+    assert org["MasterAccountId"] == "111111111111"
+    orgs = _management_client(seeded, "organizations")
+    parents = orgs.list_parents(ChildId="222222222222")["Parents"]
+    assert parents == [{"Id": seeded.units["Services"], "Type": "ORGANIZATIONAL_UNIT"}]
+    assert orgs.list_parents(ChildId=seeded.units["Services"])["Parents"][0]["Id"] == seeded.root_id
+    accounts = {a["Id"] for a in orgs.list_accounts()["Accounts"]}
+    assert {"111111111111", "222222222222", "333333333333"} <= accounts
+
+
+def test_scps_are_the_default_allow_plus_one_that_leaves_rds_db_alone(seeded):
+    orgs = _management_client(seeded, "organizations")
+    on_ou = orgs.list_policies_for_target(TargetId=seeded.units["Services"], Filter="SERVICE_CONTROL_POLICY")
+    names = {p["Name"] for p in on_ou["Policies"]}
+    assert "DenyLeaveOrganization" in names
+    on_root = orgs.list_policies_for_target(TargetId=seeded.root_id, Filter="SERVICE_CONTROL_POLICY")
+    assert {p["Name"] for p in on_root["Policies"]} == {"FullAWSAccess"}
+    content = orgs.describe_policy(PolicyId=seeded.scps["DenyLeaveOrganization"])["Policy"]["Content"]
+    assert "rds-db" not in content and "organizations:LeaveOrganization" in content
+
+
+def test_signer_role_may_connect_exactly_as_the_declared_iam_users(seeded, world):
+    iam = _member_client(seeded, "222222222222", "iam")
+    attached = iam.list_attached_role_policies(RoleName="rdsvend-signer")["AttachedPolicies"]
+    assert len(attached) == 1
+    policy = iam.get_policy(PolicyArn=attached[0]["PolicyArn"])["Policy"]
+    doc = iam.get_policy_version(PolicyArn=policy["Arn"], VersionId=policy["DefaultVersionId"])["PolicyVersion"]
+    document = doc["Document"] if isinstance(doc["Document"], dict) else json.loads(doc["Document"])
+    (statement,) = document["Statement"]
+    instance = seeded.instances["orders-local"]
+    assert instance.resource_id.startswith("db-")
+    assert statement["Action"] == "rds-db:connect"
+    assert sorted(statement["Resource"]) == sorted(
+        f"arn:aws:rds-db:us-east-1:222222222222:dbuser:{instance.resource_id}/{u}" for u in ("orders_app", "orders_owner"))
+    trust = iam.get_role(RoleName="rdsvend-signer")["Role"]["AssumeRolePolicyDocument"]
+    trust = trust if isinstance(trust, dict) else json.loads(trust)
+    assert trust["Statement"][0]["Principal"] == {"AWS": world.execution_role_arn}
+
+
+def test_instance_has_iam_auth_and_points_at_the_local_postgres(seeded):
+    rds = _client(seeded.execution, "rds", seeded)
+    (db,) = rds.describe_db_instances()["DBInstances"]
+    assert db["DBInstanceIdentifier"] == "orders-local"
+    assert db["IAMDatabaseAuthenticationEnabled"] is True
+    assert db["Endpoint"] == {"Address": "localhost", "Port": DB_PORT}
+    assert db["DbiResourceId"] == seeded.instances["orders-local"].resource_id
+
+
+def test_each_account_sees_only_its_own_resources(seeded):
+    workloads_rds = _member_client(seeded, "333333333333", "rds")
+    assert workloads_rds.describe_db_instances()["DBInstances"] == []
+    workloads_iam = _member_client(seeded, "333333333333", "iam")
+    assert "rdsvend-signer" not in {r["RoleName"] for r in workloads_iam.list_roles()["Roles"]}
+    service_iam = _member_client(seeded, "222222222222", "iam")
+    assert service_iam.list_users()["Users"] == []
+    assert {u["UserName"] for u in workloads_iam.list_users()["Users"]} == {"orders-api", "reporting-job"}
+
+
+def test_credentials_act_in_their_own_accounts(seeded):
+    allowed = _client(seeded.callers["allowed"], "sts", seeded).get_caller_identity()
+    assert allowed["Arn"] == "arn:aws:iam::333333333333:user/orders-api"
+    denied = _client(seeded.callers["denied"], "sts", seeded).get_caller_identity()
+    assert denied["Arn"] == "arn:aws:iam::333333333333:user/reporting-job"
+    execution = _client(seeded.execution, "sts", seeded).get_caller_identity()
+    assert execution["Account"] == "222222222222"
+    assert execution["Arn"].startswith("arn:aws:sts::222222222222:assumed-role/rdsvend-function/")
+
+
+def test_secret_lookup_knows_long_term_keys_and_session_credentials(seeded):
+    lookup = MotoSecretLookup()
+    caller = seeded.callers["allowed"]
+    found = lookup.secret_for(caller.access_key_id)
+    assert found is not None
+    assert (found.secret_key, found.session_token, found.principal_arn, found.account) == (
+        caller.secret_access_key, None, caller.arn, "333333333333")
+    user_id = _member_client(seeded, "333333333333", "iam").get_user(UserName="orders-api")["User"]["UserId"]
+    assert lookup.caller_id(found) == user_id
+
+    session = lookup.secret_for(seeded.execution.access_key_id)
+    assert session is not None
+    assert session.session_token == seeded.execution.session_token
+    assert session.principal_arn == seeded.execution.arn
+    role_id = _member_client(seeded, "222222222222", "iam").get_role(RoleName="rdsvend-function")["Role"]["RoleId"]
+    assert lookup.caller_id(session) == f"{role_id}:rdsvend-local-function"
+
+    assert lookup.secret_for("AKIAUNKNOWNUNKNOWN00") is None
+    assert secret_free(repr(found), caller.secret_access_key)
+
+
+def test_secret_lookup_forgets_a_deleted_key(seeded):
+    iam = _member_client(seeded, "333333333333", "iam")
+    key = iam.create_access_key(UserName="reporting-job")["AccessKey"]
+    lookup = MotoSecretLookup()
+    assert lookup.secret_for(key["AccessKeyId"]) is not None
+    iam.update_access_key(UserName="reporting-job", AccessKeyId=key["AccessKeyId"], Status="Inactive")
+    assert lookup.secret_for(key["AccessKeyId"]) is None
+    iam.delete_access_key(UserName="reporting-job", AccessKeyId=key["AccessKeyId"])
+    assert lookup.secret_for(key["AccessKeyId"]) is None
+
+
+def test_org_id_of_accounts(seeded):
+    assert org_id_of("222222222222") == "o-rdsvend001"
+    assert org_id_of("333333333333") == "o-rdsvend001"
+    assert org_id_of("111111111111") == "o-rdsvend001"
+    assert org_id_of("999999999999") is None
+
+
+def test_access_policy_goes_with_the_world(world):
+    policy = load_policy_file(REPO / "policies" / "local-access.yaml")
+    db = policy.databases["orders-local"]
+    account, spec = world.database("orders-local")
+    assert db.signer_role == world.signer_role_arn
+    assert {u.name: (u.auth, u.tier) for u in db.users.values()} == {
+        u.name: (u.auth, u.tier) for u in spec.users.values()}
+    (rule,) = policy.rules
+    assert rule.principals == (world.allowed_caller.arn,)
+    assert rule.conditions.org_ids == (world.organization.id,)
+    assert world.denied_caller.arn not in rule.principals
+
+
+def secret_free(text: str, secret: str) -> bool:
+    return secret not in text
+
+
+@pytest.mark.parametrize("edit, field", [
+    (lambda t: t.replace("  id: o-rdsvend001", "  id: o-bad"), "organization.id"),
+    (lambda t: t.replace("  account: \"222222222222\"\n  execution_role",
+                         "  account: \"111111111111\"\n  execution_role"), "service.account"),
+    (lambda t: t.replace("scps: [DenyLeaveOrganization]", "scps: [NoSuchScp]", 1), "organization.units.Services.scps"),
+    (lambda t: t.replace("rds_connect: [orders-local]", "rds_connect: [orders-elsewhere]"),
+     "accounts.222222222222.roles.rdsvend-signer.rds_connect"),
+    (lambda t: t.replace("engine: postgres\n        engine_version", "engine: mysql\n        engine_version"),
+     "accounts.222222222222.databases.orders-local.engine"),
+    (lambda t: t.replace("orders_app: {auth: iam, tier: service-user}", "orders_app: {auth: iam, tiers: x}"),
+     "accounts.222222222222.databases.orders-local.users.orders_app"),
+])
+def test_bad_world_files_name_the_field(edit, field):
+    text = DEFAULT_WORLD.read_text()
+    changed = edit(text)
+    assert changed != text
+    with pytest.raises(WorldError) as err:
+        load_world_text(changed, source="w.yaml")
+    assert err.value.field == field
+    assert str(err.value).startswith("w.yaml, field ")
