@@ -1,0 +1,518 @@
+"""The direct-invoke identity proof: a SigV4-signed ``sts:GetCallerIdentity`` request.
+
+A Lambda function that invokes ``vend`` cannot be authenticated by API Gateway, so it
+proves who it is the way Vault's AWS IAM login does: it signs (but does not send) an
+``sts:GetCallerIdentity`` request with its own credentials, including the header
+``X-Rdsvend-Server-Id`` among the signed headers, and puts that request in the payload.
+rdsvend forwards it to STS; only STS can check the signature, and STS's answer names the
+caller.
+
+Three stages, each its own function:
+
+* :func:`build_identity_proof` (caller side): botocore's ``SigV4Auth`` for service ``sts``.
+* :func:`parse_identity_proof` (pure): shape, size, the URL, the signed headers, the server
+  id and the age. Structural problems raise :class:`InvalidRequestError` (400); a proof that
+  is well formed but not acceptable raises :class:`IdentityProofError` (401).
+* :class:`StsVerifier` sends the checked request to the *configured* STS endpoint only,
+  follows no redirect, bounds connect, read and total time and the answer's size, and reads
+  the caller's ARN from STS's XML answer.
+
+Where the proof's URL names another host than the configured STS endpoint, the proof is
+rejected before any connection is made: rdsvend never contacts a host a caller chose, and
+an error naming the mismatch is clearer than the signature failure STS would return after
+a re-targeted request.
+
+Nothing here puts the ``Authorization`` header, the session token or the signature in an
+exception message or a log line.
+"""
+from __future__ import annotations
+
+import hmac
+import os
+import re
+import time
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any, Mapping, Protocol
+from urllib.parse import parse_qsl, urlsplit
+
+from chalicelib.clock import SYSTEM_CLOCK, Clock
+from chalicelib.errors import (
+    IdentityProofError,
+    InvalidRequestError,
+    UpstreamUnavailableError,
+)
+
+__all__ = [
+    "SERVER_ID_HEADER",
+    "MAX_PROOF_AGE",
+    "ProofConfig",
+    "StsRequest",
+    "ProvenCaller",
+    "StsAnswer",
+    "StsTransport",
+    "Urllib3StsTransport",
+    "StsVerifier",
+    "build_identity_proof",
+    "parse_identity_proof",
+    "parse_sts_answer",
+    "proof_config_from_env",
+]
+
+SERVER_ID_HEADER = "X-Rdsvend-Server-Id"
+MAX_PROOF_AGE = timedelta(minutes=5)
+#: A proof dated further in the future than this is refused too (clock skew bound).
+MAX_FUTURE_SKEW = timedelta(minutes=5)
+
+GET_CALLER_IDENTITY_BODY = "Action=GetCallerIdentity&Version=2011-06-15"
+_EXPECTED_FORM = {"Action": "GetCallerIdentity", "Version": "2011-06-15"}
+
+# Size limits: generous for a real proof (a session token is a few KiB), tight for abuse.
+MAX_URL_CHARS = 2048
+MAX_BODY_CHARS = 1024
+MAX_HEADERS = 32
+MAX_HEADER_NAME_CHARS = 128
+MAX_HEADER_VALUE_CHARS = 8192
+MAX_ANSWER_BYTES = 64 * 1024
+
+_IDENTITY_KEYS = frozenset({"url", "method", "headers", "body"})
+# Hop-by-hop and framing headers: a proof has no business setting them.
+_FORBIDDEN_HEADERS = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "transfer-encoding",
+        "te",
+        "trailer",
+        "upgrade",
+        "expect",
+        "proxy-authorization",
+        "proxy-connection",
+    }
+)
+_AUTH_RE = re.compile(
+    r"^AWS4-HMAC-SHA256 "
+    r"Credential=(?P<credential>[^,\s]+),\s*"
+    r"SignedHeaders=(?P<signed>[a-z0-9\-;]+),\s*"
+    r"Signature=(?P<signature>[0-9a-f]{64})$"
+)
+_TOKEN_CHARS = re.compile(r"^[\x21-\x7e]+$")  # header names: visible ASCII
+_BAD_VALUE_CHARS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # CR, LF, NUL and friends
+_AMZ_DATE_FORMAT = "%Y%m%dT%H%M%SZ"
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_THROTTLING_CODES = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "TooManyRequestsException",
+        "ServiceUnavailable",
+        "InternalFailure",
+        "InternalError",
+    }
+)
+
+
+@dataclass(frozen=True)
+class ProofConfig:
+    """What the ``vend`` function checks a proof against."""
+
+    sts_endpoint: str
+    server_id: str
+    max_age: timedelta = MAX_PROOF_AGE
+    connect_timeout: float = 2.0
+    read_timeout: float = 3.0
+    #: Hard bound on the whole exchange with STS (connect + send + read), seconds.
+    total_timeout: float = 5.0
+
+    def __post_init__(self) -> None:
+        _origin(self.sts_endpoint, what="RDSVEND_STS_ENDPOINT", error=ValueError)
+        if not self.server_id:
+            raise ValueError("RDSVEND_SERVER_ID is empty")
+
+
+def proof_config_from_env(environ: Mapping[str, str] | None = None) -> ProofConfig:
+    """``RDSVEND_STS_ENDPOINT`` (default: the regional STS endpoint) and ``RDSVEND_SERVER_ID``.
+
+    Raises :class:`ValueError` when the server id is not configured: without one, no proof
+    can be bound to this server, so the function must refuse every proof (fail closed).
+    """
+    env = os.environ if environ is None else environ
+    server_id = env.get("RDSVEND_SERVER_ID", "").strip()
+    if not server_id:
+        raise ValueError("RDSVEND_SERVER_ID is not set")
+    endpoint = env.get("RDSVEND_STS_ENDPOINT", "").strip()
+    if not endpoint:
+        region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1"
+        endpoint = f"https://sts.{region}.amazonaws.com"
+    return ProofConfig(sts_endpoint=endpoint, server_id=server_id)
+
+
+# --------------------------------------------------------------------------- caller side
+
+
+def build_identity_proof(
+    server_id: str,
+    *,
+    session: Any | None = None,
+    region: str | None = None,
+    endpoint_url: str | None = None,
+) -> dict[str, Any]:
+    """Sign an ``sts:GetCallerIdentity`` request for ``server_id`` with the caller's credentials.
+
+    ``session`` is a ``botocore.session.Session`` or ``boto3.Session`` (default: botocore's
+    usual credential chain). The URL is the STS endpoint botocore would call for this
+    session and region (so ``AWS_ENDPOINT_URL`` and ``AWS_ENDPOINT_URL_STS`` apply), unless
+    ``endpoint_url`` is given. Returns the ``identity`` member of a ``vend`` payload.
+    """
+    import botocore.session
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+
+    if not server_id:
+        raise ValueError("server_id is empty")
+    core = getattr(session, "_session", session) or botocore.session.get_session()
+    credentials = core.get_credentials()
+    if credentials is None:
+        raise IdentityProofError("no AWS credentials found to sign the identity proof")
+    region = region or core.get_config_variable("region") or "us-east-1"
+    if endpoint_url is None:
+        endpoint_url = core.create_client("sts", region_name=region).meta.endpoint_url
+    url = endpoint_url.rstrip("/") + "/"
+    request = AWSRequest(
+        method="POST",
+        url=url,
+        data=GET_CALLER_IDENTITY_BODY,
+        headers={
+            "Content-Type": "application/x-www-form-urlencoded; charset=utf-8",
+            "Host": _host_header(url),
+            SERVER_ID_HEADER: server_id,
+        },
+    )
+    SigV4Auth(credentials.get_frozen_credentials(), "sts", region).add_auth(request)
+    return {
+        "url": url,
+        "method": "POST",
+        "headers": {name: value for name, value in request.headers.items()},
+        "body": GET_CALLER_IDENTITY_BODY,
+    }
+
+
+# --------------------------------------------------------------------------- server side
+
+
+@dataclass(frozen=True)
+class StsRequest:
+    """A checked proof, ready to send to the configured endpoint."""
+
+    url: str
+    headers: tuple[tuple[str, str], ...] = field(repr=False)
+    body: bytes = field(repr=False)
+    access_key_id: str
+    signed_at: datetime
+
+
+@dataclass(frozen=True)
+class ProvenCaller:
+    """Who STS says signed the proof."""
+
+    arn: str
+    account: str
+    user_id: str
+    access_key_id: str
+
+
+@dataclass(frozen=True)
+class StsAnswer:
+    status: int
+    body: bytes = field(repr=False)
+
+
+class StsTransport(Protocol):
+    def send(self, request: StsRequest, config: ProofConfig) -> StsAnswer:
+        """POST the request to ``request.url`` once; no redirects; bounded in time and size."""
+
+
+def parse_identity_proof(proof: Any, config: ProofConfig, now: datetime) -> StsRequest:
+    """Check a proof without any network access. See the module docstring for the rules."""
+    if not isinstance(proof, dict):
+        raise InvalidRequestError("field 'identity' must be an object", field="identity")
+    extra = sorted(set(proof) - _IDENTITY_KEYS)
+    if extra:
+        raise InvalidRequestError(
+            f"unknown field '{_clip(str(extra[0]))}' in 'identity'", field="identity"
+        )
+    url = _string(proof, "url", MAX_URL_CHARS)
+    method = _string(proof, "method", 16)
+    body = _string(proof, "body", MAX_BODY_CHARS)
+    headers = _headers(proof.get("headers"))
+
+    if method != "POST":
+        raise IdentityProofError("identity proof: method must be 'POST'")
+    if _origin(url, what="identity.url", error=IdentityProofError) != _origin(
+        config.sts_endpoint, what="RDSVEND_STS_ENDPOINT", error=ValueError
+    ):
+        raise IdentityProofError("identity proof: url is not this server's STS endpoint")
+    parts = urlsplit(url)
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise IdentityProofError("identity proof: url must be the STS endpoint's root path")
+    form = parse_qsl(body, keep_blank_values=True, strict_parsing=False)
+    if len(form) != len(_EXPECTED_FORM) or dict(form) != _EXPECTED_FORM:
+        raise IdentityProofError("identity proof: body must be a GetCallerIdentity request")
+
+    authorization = headers.get("authorization")
+    if authorization is None:
+        raise IdentityProofError("identity proof: header 'Authorization' is missing")
+    match = _AUTH_RE.match(authorization)
+    if match is None:
+        raise IdentityProofError("identity proof: header 'Authorization' is not AWS SigV4")
+    credential = match["credential"].split("/")
+    if len(credential) != 5 or credential[3] != "sts" or credential[4] != "aws4_request":
+        raise IdentityProofError("identity proof: credential scope is not for service 'sts'")
+    signed = match["signed"].split(";")
+    if signed != sorted(set(signed)):
+        raise IdentityProofError("identity proof: SignedHeaders is not a sorted list")
+    for name in signed:
+        if name not in headers and name != "host":
+            raise IdentityProofError(f"identity proof: signed header '{name}' is missing")
+
+    server_id = headers.get(SERVER_ID_HEADER.lower())
+    if server_id is None:
+        raise IdentityProofError(f"identity proof: header '{SERVER_ID_HEADER}' is missing")
+    if SERVER_ID_HEADER.lower() not in signed:
+        raise IdentityProofError(f"identity proof: header '{SERVER_ID_HEADER}' is not signed")
+    if not hmac.compare_digest(server_id.encode(), config.server_id.encode()):
+        raise IdentityProofError(
+            f"identity proof: header '{SERVER_ID_HEADER}' does not name this server"
+        )
+
+    amz_date = headers.get("x-amz-date")
+    if amz_date is None or "x-amz-date" not in signed:
+        raise IdentityProofError("identity proof: header 'X-Amz-Date' is missing or not signed")
+    try:
+        signed_at = datetime.strptime(amz_date, _AMZ_DATE_FORMAT).replace(tzinfo=timezone.utc)
+    except ValueError:
+        raise IdentityProofError("identity proof: header 'X-Amz-Date' is malformed") from None
+    if credential[1] != amz_date[:8]:
+        raise IdentityProofError("identity proof: credential date does not match 'X-Amz-Date'")
+    if now - signed_at > config.max_age:
+        minutes = int(config.max_age.total_seconds() // 60)
+        raise IdentityProofError(f"identity proof: signature is older than {minutes} minutes")
+    if signed_at - now > MAX_FUTURE_SKEW:
+        raise IdentityProofError("identity proof: signature is dated in the future")
+
+    host = headers.get("host")
+    if host is not None and _origin(
+        f"{parts.scheme}://{host}/", what="Host", error=IdentityProofError
+    ) != _origin(config.sts_endpoint, what="RDSVEND_STS_ENDPOINT", error=ValueError):
+        raise IdentityProofError("identity proof: header 'Host' is not this server's STS endpoint")
+    content_length = headers.get("content-length")
+    if content_length is not None and content_length != str(len(body.encode())):
+        raise IdentityProofError("identity proof: header 'Content-Length' does not match the body")
+
+    # Forward what was signed plus the signature itself; nothing the caller did not sign.
+    forwarded = [(name, headers[name]) for name in signed if name in headers]
+    forwarded.append(("authorization", authorization))
+    if host is None:
+        forwarded.append(("host", _host_header(config.sts_endpoint)))
+    return StsRequest(
+        url=config.sts_endpoint.rstrip("/") + "/",
+        headers=tuple(forwarded),
+        body=body.encode(),
+        access_key_id=credential[0],
+        signed_at=signed_at,
+    )
+
+
+def parse_sts_answer(answer: StsAnswer, access_key_id: str = "") -> ProvenCaller:
+    """Read the caller from STS's XML answer; map STS errors to rejection or unavailability."""
+    if 300 <= answer.status < 400:
+        raise UpstreamUnavailableError("sts", detail=f"STS answered a redirect ({answer.status})")
+    root = _xml(answer.body) if answer.body else None
+    if answer.status != 200:
+        code = _find_text(root, "Code") if root is not None else None
+        if answer.status >= 500 or answer.status == 429 or code in _THROTTLING_CODES:
+            raise UpstreamUnavailableError(
+                "sts", detail=f"STS answered {answer.status} {code or ''}".strip()
+            )
+        error = IdentityProofError("identity proof rejected by STS")
+        error.sts_code = code  # type: ignore[attr-defined]  # for the audit log
+        raise error
+    if root is None or _local(root.tag) != "GetCallerIdentityResponse":
+        raise UpstreamUnavailableError("sts", detail="STS answer is not a GetCallerIdentity answer")
+    arn = _find_text(root, "Arn")
+    account = _find_text(root, "Account")
+    user_id = _find_text(root, "UserId") or ""
+    if not arn or not account:
+        raise UpstreamUnavailableError("sts", detail="STS answer has no Arn or Account")
+    return ProvenCaller(arn=arn, account=account, user_id=user_id, access_key_id=access_key_id)
+
+
+class Urllib3StsTransport:
+    """The real transport: urllib3, TLS verified, no retries, no redirects, no proxies."""
+
+    def __init__(self) -> None:
+        self._pool: Any | None = None
+
+    def _manager(self) -> Any:
+        if self._pool is None:
+            import urllib3
+            from botocore.httpsession import get_cert_path
+
+            self._pool = urllib3.PoolManager(
+                cert_reqs="CERT_REQUIRED", ca_certs=get_cert_path(True), maxsize=4
+            )
+        return self._pool
+
+    def send(self, request: StsRequest, config: ProofConfig) -> StsAnswer:
+        import urllib3
+
+        deadline = time.monotonic() + config.total_timeout
+        try:
+            response = self._manager().request(
+                "POST",
+                request.url,
+                body=request.body,
+                headers=dict(request.headers),
+                redirect=False,
+                retries=False,
+                preload_content=False,
+                timeout=urllib3.Timeout(
+                    connect=config.connect_timeout,
+                    read=config.read_timeout,
+                    total=config.total_timeout,
+                ),
+            )
+        except urllib3.exceptions.HTTPError as exc:
+            raise UpstreamUnavailableError(
+                "sts", detail=f"STS request failed: {type(exc).__name__}"
+            ) from None
+        try:
+            chunks: list[bytes] = []
+            size = 0
+            while True:
+                if time.monotonic() > deadline:
+                    raise UpstreamUnavailableError("sts", detail="STS answer took too long")
+                chunk = response.read(4096)
+                if not chunk:
+                    break
+                size += len(chunk)
+                if size > MAX_ANSWER_BYTES:
+                    raise UpstreamUnavailableError("sts", detail="STS answer is too large")
+                chunks.append(chunk)
+        except urllib3.exceptions.HTTPError as exc:
+            raise UpstreamUnavailableError(
+                "sts", detail=f"STS answer failed: {type(exc).__name__}"
+            ) from None
+        finally:
+            response.release_conn()
+        return StsAnswer(status=response.status, body=b"".join(chunks))
+
+
+class StsVerifier:
+    """parse → send to the configured endpoint → read the caller. One call per proof."""
+
+    def __init__(
+        self,
+        config: ProofConfig,
+        transport: StsTransport | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        self.config = config
+        self.transport = transport or Urllib3StsTransport()
+        self.clock = clock
+
+    def verify(self, proof: Any) -> ProvenCaller:
+        request = parse_identity_proof(proof, self.config, self.clock.now())
+        answer = self.transport.send(request, self.config)
+        return parse_sts_answer(answer, request.access_key_id)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _clip(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _string(proof: dict, key: str, limit: int) -> str:
+    value = proof.get(key)
+    if value is None:
+        raise InvalidRequestError(f"missing field 'identity.{key}'", field=f"identity.{key}")
+    if not isinstance(value, str):
+        raise InvalidRequestError(f"field 'identity.{key}' must be a string", field=f"identity.{key}")
+    if len(value) > limit:
+        raise InvalidRequestError(
+            f"field 'identity.{key}' is longer than {limit} characters", field=f"identity.{key}"
+        )
+    return value
+
+
+def _headers(value: Any) -> dict[str, str]:
+    """Lower-cased header map; duplicates (in any case), control characters, hop-by-hop refused."""
+    where = "identity.headers"
+    if value is None:
+        raise InvalidRequestError(f"missing field '{where}'", field=where)
+    if not isinstance(value, dict):
+        raise InvalidRequestError(f"field '{where}' must be an object", field=where)
+    if len(value) > MAX_HEADERS:
+        raise InvalidRequestError(f"field '{where}' has more than {MAX_HEADERS} headers", field=where)
+    headers: dict[str, str] = {}
+    for name, item in value.items():
+        if not isinstance(name, str) or not name or len(name) > MAX_HEADER_NAME_CHARS:
+            raise InvalidRequestError(f"field '{where}' has an invalid header name", field=where)
+        if not _TOKEN_CHARS.match(name) or ":" in name:
+            raise InvalidRequestError(f"field '{where}' has an invalid header name", field=where)
+        shown = _clip(name)
+        if not isinstance(item, str):
+            raise InvalidRequestError(f"header '{shown}' in '{where}' must be a string", field=where)
+        if len(item) > MAX_HEADER_VALUE_CHARS or _BAD_VALUE_CHARS.search(item):
+            raise InvalidRequestError(f"header '{shown}' in '{where}' has an invalid value", field=where)
+        lower = name.lower()
+        if lower in _FORBIDDEN_HEADERS:
+            raise InvalidRequestError(f"header '{shown}' is not allowed in '{where}'", field=where)
+        if lower in headers:
+            raise InvalidRequestError(f"header '{shown}' appears twice in '{where}'", field=where)
+        headers[lower] = item.strip()
+    return headers
+
+
+def _origin(url: str, *, what: str, error: type[Exception]) -> tuple[str, str, int]:
+    """(scheme, host, port) of an http(s) URL with no user info; raises ``error`` otherwise."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise error(f"{what} is not a valid URL") from None
+    if parts.scheme not in _DEFAULT_PORTS or not parts.hostname or "@" in parts.netloc:
+        raise error(f"{what} must be an http(s) URL with a host and no user info")
+    return (parts.scheme, parts.hostname.lower(), port or _DEFAULT_PORTS[parts.scheme])
+
+
+def _host_header(url: str) -> str:
+    """The Host header botocore signs for ``url``: lowercase, default port left out."""
+    scheme, host, port = _origin(url, what="url", error=ValueError)
+    if ":" in host:
+        host = f"[{host}]"
+    return host if port == _DEFAULT_PORTS[scheme] else f"{host}:{port}"
+
+
+def _xml(body: bytes) -> ET.Element | None:
+    try:
+        return ET.fromstring(body)
+    except ET.ParseError:
+        return None
+
+
+def _local(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1]
+
+
+def _find_text(root: ET.Element | None, name: str) -> str | None:
+    if root is None:
+        return None
+    for element in root.iter():
+        if _local(element.tag) == name:
+            return (element.text or "").strip()
+    return None

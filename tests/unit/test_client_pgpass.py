@@ -1,0 +1,113 @@
+"""The pgpass writer: escaping, its own line only, atomic replace, mode 0600."""
+from __future__ import annotations
+
+import os
+import stat
+import threading
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from chalicelib.client.pgpass import escape_field, pgpass_line, split_line, write_pgpass_entry
+
+TOKEN = "db.example:5432/?Action=connect&DBUser=orders_app&X-Amz-Signature=ab\\cd"
+
+
+def test_colon_and_backslash_are_escaped():
+    assert escape_field("a:b\\c") == "a\\:b\\\\c"
+    line = pgpass_line("db.example", 5432, "orders", "orders_app", TOKEN)
+    assert line == (
+        "db.example:5432:orders:orders_app:"
+        "db.example\\:5432/?Action=connect&DBUser=orders_app&X-Amz-Signature=ab\\\\cd\n"
+    )
+    assert split_line(line) == ["db.example", "5432", "orders", "orders_app", TOKEN]
+
+
+@settings(max_examples=200)
+@given(st.lists(st.text(alphabet=st.characters(blacklist_characters="\r\n"), max_size=30),
+                min_size=5, max_size=5))
+def test_escaping_round_trips_through_libpqs_reading(fields):
+    assert split_line(pgpass_line(*fields)) == fields
+
+
+def test_line_breaks_are_refused():
+    with pytest.raises(ValueError, match="password"):
+        pgpass_line("h", 1, "d", "u", "tok\nevil:1:*:*:x")
+
+
+def test_new_file_has_mode_0600_and_one_line(tmp_path):
+    path = tmp_path / "pgpass"
+    write_pgpass_entry(path, "db.example", 5432, "orders", "orders_app", TOKEN)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert split_line(path.read_text()) == ["db.example", "5432", "orders", "orders_app", TOKEN]
+
+
+def test_own_line_is_replaced_in_place_and_other_lines_are_untouched(tmp_path):
+    path = tmp_path / "pgpass"
+    before = (
+        "# my passwords\n"
+        "other.example:5432:*:alice:s3cr\\:et\n"
+        "\n"
+        "db.example:5432:orders:orders_app:old-token\n"
+        "db.example:5432:orders:orders_admin:keep-me\n"
+        "*:*:*:bob:pw"  # no final newline
+    )
+    path.write_text(before)
+    os.chmod(path, 0o644)
+    write_pgpass_entry(path, "db.example", 5432, "orders", "orders_app", TOKEN)
+    lines = path.read_text().splitlines(keepends=True)
+    expected = before.splitlines(keepends=True)
+    expected[3] = pgpass_line("db.example", 5432, "orders", "orders_app", TOKEN)
+    assert lines == expected  # even the last line keeps its missing newline
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_escaped_line_of_ours_is_recognised_and_duplicates_dropped(tmp_path):
+    path = tmp_path / "pgpass"
+    path.write_text("h\\:x:5432:d:u:one\nkeep:1:2:3:4\nh\\:x:5432:d:u:two\n")
+    write_pgpass_entry(path, "h:x", 5432, "d", "u", "three")
+    assert path.read_text() == "h\\:x:5432:d:u:three\nkeep:1:2:3:4\n"
+
+
+def test_file_is_replaced_atomically_and_no_temp_file_is_left(tmp_path):
+    path = tmp_path / "pgpass"
+    path.write_text("keep:1:2:3:4\n")
+    inode_before = path.stat().st_ino
+    write_pgpass_entry(path, "db.example", 5432, "orders", "orders_app", TOKEN)
+    assert path.stat().st_ino != inode_before, "the file was rewritten in place, not renamed"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pgpass"]
+
+
+def test_concurrent_readers_never_see_a_partial_file(tmp_path):
+    path = tmp_path / "pgpass"
+    filler = "".join(f"host{i}:5432:db:user{i}:{'x' * 200}\n" for i in range(200))
+    path.write_text(filler)
+    stop = threading.Event()
+    bad: list[int] = []
+
+    def reader() -> None:
+        while not stop.is_set():
+            text = path.read_text()
+            if not text.startswith(filler) or not text.endswith("\n"):
+                bad.append(len(text))
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    for n in range(100):
+        write_pgpass_entry(path, "db.example", 5432, "orders", "orders_app", f"{TOKEN}-{n}")
+    stop.set()
+    thread.join()
+    assert bad == []
+    assert split_line(path.read_text().splitlines()[-1])[4] == f"{TOKEN}-99"
+
+
+def test_symlinked_pgpass_is_updated_at_its_target(tmp_path):
+    target = tmp_path / "real-pgpass"
+    target.write_text("keep:1:2:3:4\n")
+    link = tmp_path / ".pgpass"
+    link.symlink_to(target)
+    write_pgpass_entry(link, "db.example", 5432, "orders", "orders_app", TOKEN)
+    assert link.is_symlink()
+    assert target.read_text().startswith("keep:1:2:3:4\n")
+    assert "orders_app" in target.read_text()
