@@ -21,6 +21,7 @@ __all__ = [
     "IamPolicyError",
     "IamFetchError",
     "IdentityProofError",
+    "ProbeError",
 ]
 
 
@@ -176,3 +177,16 @@ class IdentityProofError(CallerError):
     status = 401
     code = "unauthenticated"
     public_message = "identity proof rejected"
+
+
+class ProbeError(RdsvendError):
+    """A canary probe could not run: an AWS API error, a timeout, an unreachable endpoint.
+
+    ``cause`` is a short, secret-free description (service, operation, error code).
+    """
+
+    def __init__(self, cause: str, *, service: str = "", code: str = "") -> None:
+        super().__init__(cause)
+        self.cause = cause
+        self.service = service
+        self.code = code

@@ -1,0 +1,276 @@
+"""RDS-side checks: ``rds.found``, ``rds.iam_auth_enabled``, ``rds.endpoint``, ``rds.domain_joined``.
+
+The facts come from an :class:`RdsFacts` adapter (boto3 for real, a dict for tests); the
+verdicts are pure functions of the policy's :class:`Database` and those facts.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Protocol
+
+from botocore.exceptions import ClientError
+
+from chalicelib.canary.aws import AwsClients, probe
+from chalicelib.canary.model import CheckResult, errored, failed, passed, skipped, warned
+from chalicelib.errors import ProbeError
+from chalicelib.policy.model import Database
+
+__all__ = [
+    "DomainMembership",
+    "RdsResource",
+    "RdsFacts",
+    "BotoRdsFacts",
+    "InMemoryRdsFacts",
+    "check_found",
+    "check_iam_auth_enabled",
+    "check_endpoint",
+    "check_domain_joined",
+    "effective_endpoint",
+    "dbuser_arn",
+]
+
+#: States in which the database answers connections, though something is going on.
+_BUSY_BUT_UP = frozenset({
+    "backing-up", "modifying", "maintenance", "storage-optimization", "upgrading",
+    "configuring-enhanced-monitoring", "configuring-iam-database-auth",
+    "configuring-log-exports", "renaming", "resetting-master-credentials", "rebooting",
+})
+_CLI_KIND = {"instance": "db-instance", "cluster": "db-cluster", "proxy": "db-proxy"}
+
+
+@dataclass(frozen=True)
+class DomainMembership:
+    domain: str
+    status: str
+    fqdn: str | None = None
+    iam_role_name: str | None = None
+
+
+@dataclass(frozen=True)
+class RdsResource:
+    """What RDS says about one instance, cluster or proxy."""
+
+    kind: str
+    identifier: str
+    status: str
+    iam_auth_enabled: bool
+    host: str | None
+    port: int | None
+    resource_id: str | None  # DbiResourceId, DbClusterResourceId or the proxy's prx- id
+    arn: str | None
+    engine: str = "postgres"
+    domains: tuple[DomainMembership, ...] = ()
+
+    @property
+    def account(self) -> str | None:
+        parts = (self.arn or "").split(":")
+        return parts[4] if len(parts) > 5 and parts[4] else None
+
+    @property
+    def partition(self) -> str:
+        parts = (self.arn or "").split(":")
+        return parts[1] if len(parts) > 5 and parts[1] else "aws"
+
+
+def dbuser_arn(database: Database, resource: RdsResource, db_user: str) -> str | None:
+    """``arn:aws:rds-db:REGION:ACCOUNT:dbuser:RESOURCE_ID/USER``, or None if RDS did not say."""
+    if not resource.resource_id or not resource.account:
+        return None
+    return (f"arn:{resource.partition}:rds-db:{database.region}:{resource.account}:dbuser:"
+            f"{resource.resource_id}/{db_user}")
+
+
+class RdsFacts(Protocol):
+    def describe(self, database: Database) -> RdsResource | None:
+        """The resource, None when RDS says it does not exist; :class:`ProbeError` otherwise."""
+
+
+class InMemoryRdsFacts:
+    """Facts from a dict: database name -> RdsResource, None (absent) or an exception to raise."""
+
+    def __init__(self, resources: Mapping[str, RdsResource | None | Exception]) -> None:
+        self.resources = dict(resources)
+
+    def describe(self, database: Database) -> RdsResource | None:
+        value = self.resources.get(database.name)
+        if isinstance(value, Exception):
+            raise value
+        return value
+
+
+class BotoRdsFacts:
+    """DescribeDBInstances / DescribeDBClusters / DescribeDBProxies through :class:`AwsClients`."""
+
+    def __init__(self, clients: AwsClients) -> None:
+        self._clients = clients
+
+    def describe(self, database: Database) -> RdsResource | None:
+        rds = self._clients.client("rds", database.region)
+        try:
+            if database.kind == "instance":
+                with probe("rds", "DescribeDBInstances"):
+                    found = rds.describe_db_instances(DBInstanceIdentifier=database.identifier)
+                return _instance(found["DBInstances"][0]) if found.get("DBInstances") else None
+            if database.kind == "cluster":
+                with probe("rds", "DescribeDBClusters"):
+                    found = rds.describe_db_clusters(DBClusterIdentifier=database.identifier)
+                return _cluster(found["DBClusters"][0]) if found.get("DBClusters") else None
+            with probe("rds", "DescribeDBProxies"):
+                found = rds.describe_db_proxies(DBProxyName=database.identifier)
+            return _proxy(found["DBProxies"][0], database) if found.get("DBProxies") else None
+        except ClientError:  # one of the not-found codes probe() lets through
+            return None
+
+
+def _domains(raw: Any) -> tuple[DomainMembership, ...]:
+    return tuple(
+        DomainMembership(domain=str(d.get("Domain", "")), status=str(d.get("Status", "")),
+                         fqdn=d.get("FQDN"), iam_role_name=d.get("IAMRoleName"))
+        for d in raw or () if isinstance(d, Mapping)
+    )
+
+
+def _instance(raw: Mapping[str, Any]) -> RdsResource:
+    endpoint = raw.get("Endpoint") or {}
+    return RdsResource(
+        kind="instance", identifier=raw["DBInstanceIdentifier"],
+        status=str(raw.get("DBInstanceStatus", "unknown")),
+        iam_auth_enabled=bool(raw.get("IAMDatabaseAuthenticationEnabled", False)),
+        host=endpoint.get("Address"), port=endpoint.get("Port"),
+        resource_id=raw.get("DbiResourceId"), arn=raw.get("DBInstanceArn"),
+        engine=str(raw.get("Engine", "")), domains=_domains(raw.get("DomainMemberships")),
+    )
+
+
+def _cluster(raw: Mapping[str, Any]) -> RdsResource:
+    return RdsResource(
+        kind="cluster", identifier=raw["DBClusterIdentifier"], status=str(raw.get("Status", "unknown")),
+        iam_auth_enabled=bool(raw.get("IAMDatabaseAuthenticationEnabled", False)),
+        host=raw.get("Endpoint"), port=raw.get("Port"),
+        resource_id=raw.get("DbClusterResourceId"), arn=raw.get("DBClusterArn"),
+        engine=str(raw.get("Engine", "")), domains=_domains(raw.get("DomainMemberships")),
+    )
+
+
+def _proxy(raw: Mapping[str, Any], database: Database) -> RdsResource:
+    arn = raw.get("DBProxyArn")
+    resource_id = arn.rsplit(":", 1)[-1] if isinstance(arn, str) and ":db-proxy:" in arn else None
+    auth = raw.get("Auth") or []
+    iam = any(str(a.get("IAMAuth", "DISABLED")).upper() in ("REQUIRED", "ENABLED") for a in auth)
+    return RdsResource(
+        kind="proxy", identifier=raw["DBProxyName"], status=str(raw.get("Status", "unknown")),
+        iam_auth_enabled=iam, host=raw.get("Endpoint"), port=database.default_port,
+        resource_id=resource_id, arn=arn, engine=str(raw.get("EngineFamily", "")).lower(),
+    )
+
+
+# ----------------------------------------------------------------------------------- verdicts
+
+def _what(database: Database) -> str:
+    return f"{database.kind} '{database.identifier}' in {database.region}"
+
+
+def check_found(database: Database, resource: RdsResource | None | ProbeError) -> CheckResult:
+    cid = "rds.found"
+    if isinstance(resource, ProbeError):
+        return errored(cid, f"could not describe {_what(database)}: {resource.cause}",
+                       "check that the canary can reach RDS and may call rds:Describe* "
+                       "(credentials, network path, throttling), then re-run",
+                       cause=resource.cause, code=resource.code)
+    if resource is None:
+        return failed(cid, f"{_what(database)} does not exist",
+                      f"fix the {database.kind} identifier of database '{database.name}' in the "
+                      f"access policy, or create the {database.kind} in {database.region}",
+                      identifier=database.identifier, kind=database.kind)
+    details = {"identifier": resource.identifier, "status": resource.status, "arn": resource.arn,
+               "resource_id": resource.resource_id}
+    if resource.status == "available":
+        return passed(cid, f"{_what(database)} is available", **details)
+    if resource.status in _BUSY_BUT_UP:
+        return warned(cid, f"{_what(database)} is '{resource.status}' (still accepting connections)",
+                      "nothing to change if this is planned maintenance; re-run when it is done",
+                      **details)
+    start = (f"aws rds start-{_CLI_KIND[database.kind]} --{_CLI_KIND[database.kind]}-identifier "
+             f"{database.identifier}" if database.kind != "proxy" else "")
+    fix = (f"start it ({start})" if resource.status == "stopped" and start else
+           f"wait for or repair the {database.kind}: RDS reports status '{resource.status}'")
+    return failed(cid, f"{_what(database)} is '{resource.status}', not available", fix, **details)
+
+
+def check_iam_auth_enabled(database: Database, resource: RdsResource | None) -> CheckResult:
+    cid = "rds.iam_auth_enabled"
+    if resource is None:
+        return skipped(cid, "not checked: rds.found did not describe the resource")
+    if resource.iam_auth_enabled:
+        return passed(cid, f"IAM database authentication is enabled on {_what(database)}")
+    if database.kind == "proxy":
+        fix = (f"set IAMAuth to REQUIRED in the auth settings of proxy '{database.identifier}' "
+               "(aws rds modify-db-proxy --auth ...)")
+    else:
+        flag = _CLI_KIND[database.kind]
+        fix = (f"aws rds modify-{flag} --{flag}-identifier {database.identifier} "
+               "--enable-iam-database-authentication --apply-immediately")
+    return failed(cid, f"IAM database authentication is disabled on {_what(database)}: every "
+                  "token is refused with \"PAM authentication failed for user\"", fix,
+                  IAMDatabaseAuthenticationEnabled=False)
+
+
+def effective_endpoint(database: Database, resource: RdsResource | None) -> tuple[str | None, int | None]:
+    """Where the canary connects: the policy's host/port, else RDS's endpoint."""
+    host = database.host or (resource.host if resource else None)
+    port = database.port or (resource.port if resource else None) or (database.default_port if host else None)
+    return host, port
+
+
+def check_endpoint(database: Database, resource: RdsResource | None) -> CheckResult:
+    cid = "rds.endpoint"
+    if resource is None:
+        if database.host:
+            return skipped(cid, "not checked: rds.found did not describe the resource",
+                           policy_host=database.host, policy_port=database.port)
+        return skipped(cid, "not checked: the policy names no host and RDS did not describe one")
+    rds_host, rds_port = resource.host, resource.port or database.default_port
+    host, port = effective_endpoint(database, resource)
+    details = {"policy_host": database.host, "policy_port": database.port, "rds_host": rds_host,
+               "rds_port": rds_port, "host": host, "port": port}
+    if not rds_host and not database.host:
+        return failed(cid, f"RDS reports no endpoint for {_what(database)} and the policy names none",
+                      "wait until the resource has an endpoint, or set host/port in the policy",
+                      **details)
+    if not rds_host:
+        return warned(cid, f"RDS reports no endpoint; the policy's {host}:{port} is used",
+                      "confirm that the policy's host/port reach this database", **details)
+    same_host = host is not None and host.rstrip(".").lower() == rds_host.rstrip(".").lower()
+    if same_host and port == rds_port:
+        return passed(cid, f"connecting to the RDS endpoint {host}:{port}", **details)
+    return warned(
+        cid, f"the policy's {host}:{port} differs from the RDS endpoint {rds_host}:{rds_port}",
+        "fine if this is on purpose (a tunnel, a DNS alias with a matching certificate); otherwise "
+        "remove host/port from the policy or correct them. Tokens are bound to the host name the "
+        "client connects to", **details)
+
+
+def check_domain_joined(database: Database, resource: RdsResource | None) -> CheckResult:
+    cid = "rds.domain_joined"
+    if resource is None:
+        return skipped(cid, "not checked: rds.found did not describe the resource")
+    if database.kind == "proxy":
+        return failed(cid, f"proxy '{database.identifier}' cannot use Kerberos authentication",
+                      "connect Kerberos users to the instance or cluster, not through RDS Proxy")
+    joined = [d for d in resource.domains if d.status.lower() == "joined"]
+    if joined:
+        first = joined[0]
+        return passed(cid, f"{_what(database)} is joined to directory {first.domain}",
+                      domain=first.domain, fqdn=first.fqdn, iam_role_name=first.iam_role_name)
+    if resource.domains:
+        first = resource.domains[0]
+        return failed(cid, f"{_what(database)} is in directory {first.domain} with status "
+                      f"'{first.status}', not 'joined'",
+                      "repair the domain membership (check the directory's reachability and the "
+                      "domain IAM role), then wait for status 'joined'",
+                      domain=first.domain, status=first.status, iam_role_name=first.iam_role_name)
+    flag = _CLI_KIND[database.kind]
+    return failed(cid, f"{_what(database)} is not joined to any directory: Kerberos logins fail",
+                  f"aws rds modify-{flag} --{flag}-identifier {database.identifier} --domain "
+                  "<directory id> --domain-iam-role-name <role with AmazonRDSDirectoryServiceAccess>",
+                  domains=[])

@@ -1,0 +1,157 @@
+"""The real :class:`~chalicelib.canary.checks_iam.ConnectEvaluator`: the signer's live policies
+and the SCP chain, judged by rdsvend's own evaluator (:mod:`chalicelib.iam`).
+
+Fetches are memoised for the life of the object (one canary run): 64 users of one database
+read the signer's policies and the organization once.
+"""
+from __future__ import annotations
+
+import re
+import threading
+from typing import Any, Callable
+
+from chalicelib.canary.checks_iam import ConnectFacts, Finding, SideVerdict
+from chalicelib.clock import SYSTEM_CLOCK, Clock
+from chalicelib.errors import IamFetchError, IamPolicyError, ProbeError
+
+__all__ = ["LiveConnectEvaluator", "verdict_to_facts"]
+
+_QUOTED_ARN = re.compile(r"'(arn:[^']*:rds-db:[^']*)'")
+_LEVEL = re.compile(r"scp level (\d+)")
+
+
+class _Once:
+    """Memoise by key, one computation in flight per key, exceptions remembered too."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._locks: dict[Any, threading.Lock] = {}
+        self._values: dict[Any, tuple[bool, Any]] = {}
+
+    def get(self, key: Any, compute: Callable[[], Any]) -> Any:
+        with self._lock:
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            if key not in self._values:
+                try:
+                    self._values[key] = (True, compute())
+                except (IamFetchError, IamPolicyError, ProbeError) as exc:
+                    self._values[key] = (False, exc)
+            ok, value = self._values[key]
+        if not ok:
+            raise value
+        return value
+
+
+def _level_name(level_id: str, ou_names: dict[str, str]) -> str:
+    if level_id.startswith("r-"):
+        return f"the root ({level_id})"
+    if level_id.startswith("ou-"):
+        name = ou_names.get(level_id)
+        return f"OU {name} ({level_id})" if name else f"OU {level_id}"
+    return f"account {level_id}"
+
+
+def verdict_to_facts(verdict: Any, *, level_ids: tuple[str, ...] = (),
+                     levels: tuple[tuple[Any, ...], ...] = (), ou_names: dict[str, str] | None = None,
+                     organization: bool = True) -> ConnectFacts:
+    """Turn a :class:`chalicelib.iam.connect.ConnectVerdict` into the canary's two sides."""
+    ou_names = ou_names or {}
+    id_findings: list[Finding] = []
+    scp_findings: list[Finding] = []
+    for flag in verdict.flags:
+        if flag.kind == "resource-name":
+            m = _QUOTED_ARN.search(flag.message)
+            id_findings.append(Finding("instance_name_arn", flag.message, value=m.group(1) if m else None))
+        elif flag.kind == "condition-key":
+            scp_findings.append(Finding("missing_condition_key", flag.message))
+    ident = verdict.identity
+    identity = SideVerdict(allowed=ident.allowed, decision=ident.decision, layer=ident.layer,
+                           policy=ident.policy, statement=ident.statement,
+                           explanation=ident.explanation, findings=tuple(id_findings))
+    scp_side = None
+    if verdict.scp is not None:
+        ev = verdict.scp
+        level = None
+        if not ev.allowed:
+            index = None
+            m = _LEVEL.fullmatch(ev.policy or "")
+            if m:
+                index = int(m.group(1))
+            else:
+                for i, docs in enumerate(levels):
+                    if any(getattr(d, "source", None) == ev.policy for d in docs):
+                        index = i
+                        break
+            if index is not None and index < len(level_ids):
+                level = _level_name(level_ids[index], ou_names)
+        scp_side = SideVerdict(allowed=ev.allowed, decision=ev.decision, layer="scp",
+                               policy=ev.policy, statement=ev.statement, explanation=ev.explanation,
+                               level=level, findings=tuple(scp_findings))
+    return ConnectFacts(principal=verdict.principal_arn, dbuser_arn=verdict.dbuser_arn,
+                        identity=identity, scp=scp_side,
+                        management_account=bool(verdict.management_account),
+                        organization=organization)
+
+
+class LiveConnectEvaluator:
+    """Reads IAM and Organizations through boto3 clients and evaluates ``rds-db:connect``.
+
+    ``org_client`` may be None: then SCPs are reported as unreadable (error), never as allowing.
+    """
+
+    def __init__(self, *, iam_client: Any, org_client: Any | None, clock: Clock = SYSTEM_CLOCK) -> None:
+        self._iam = iam_client
+        self._org = org_client
+        self._clock = clock
+        self._principals = _Once()
+        self._chains = _Once()
+        self._ous = _Once()
+
+    def _ou_name(self, ou_id: str) -> str | None:
+        def compute() -> str | None:
+            try:
+                return self._org.describe_organizational_unit(OrganizationalUnitId=ou_id)[
+                    "OrganizationalUnit"].get("Name")
+            except Exception:  # noqa: BLE001 - a name is a nicety, never a failure
+                return None
+        return self._ous.get(ou_id, compute)
+
+    def evaluate(self, principal: str, dbuser_arn: str, *, account_id: str) -> ConnectFacts:
+        from chalicelib.iam.connect import connect_verdict, principal_context
+        from chalicelib.iam.fetch import fetch_principal_policies, fetch_scp_chain
+        from chalicelib.iam.model import RequestContext
+        from chalicelib.iam.rdsdb import CONNECT_ACTION, parse_dbuser_arn
+
+        if self._org is None:
+            raise ProbeError("no Organizations client: the SCP chain cannot be read", service="organizations")
+        try:
+            fetched = self._principals.get(principal, lambda: fetch_principal_policies(self._iam, principal))
+            chain = self._chains.get(account_id, lambda: fetch_scp_chain(self._org, account_id))
+            parsed = parse_dbuser_arn(dbuser_arn)
+            ctx = principal_context(principal, fetched, org_id=chain.organization_id if chain else None,
+                                    region=parsed.region if parsed else None, clock=self._clock)
+            request = RequestContext(CONNECT_ACTION, dbuser_arn, {k.lower(): v for k, v in ctx.items()})
+            verdict = connect_verdict(
+                request, identity_policies=fetched.identity, boundary=fetched.boundary,
+                scp_levels=chain.levels if chain else None,
+                management_account=chain.management_account if chain else False,
+                principal_arn=principal,
+            )
+        except (IamFetchError, IamPolicyError) as exc:
+            raise ProbeError(str(exc)[:300], service=getattr(exc, "service", "iam"),
+                             code=getattr(exc, "code", "")) from None
+        ou_names: dict[str, str] = {}
+        if chain is not None and verdict.scp is not None and not verdict.scp.allowed:
+            for level_id in chain.level_ids:
+                if level_id.startswith("ou-"):
+                    name = self._ou_name(level_id)
+                    if name:
+                        ou_names[level_id] = name
+        return verdict_to_facts(
+            verdict,
+            level_ids=chain.level_ids if chain else (),
+            levels=chain.levels if chain else (),
+            ou_names=ou_names,
+            organization=chain is not None,
+        )

@@ -1,0 +1,198 @@
+"""The canary's verdict model: checks, targets and reports as frozen dataclasses (SPEC 6).
+
+Pure: no AWS, no database. A check is ``pass|warn|fail|error|skip``; ``error`` means the
+check could not run and is never counted as a pass. A target's status is its worst check
+(error > fail > warn > pass); a target whose checks were all skipped is an ``error``, because
+nothing about it was proved.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Iterable, Literal, Mapping
+
+__all__ = [
+    "Status",
+    "STATUSES",
+    "CHECK_ORDER",
+    "IAM_CHECKS",
+    "KERBEROS_CHECKS",
+    "CheckResult",
+    "TargetReport",
+    "Report",
+    "worst",
+    "passed",
+    "failed",
+    "errored",
+    "warned",
+    "skipped",
+]
+
+Status = Literal["pass", "warn", "fail", "error", "skip"]
+STATUSES: tuple[Status, ...] = ("pass", "warn", "fail", "error", "skip")
+
+# Higher is worse. ``skip`` says nothing on its own: it ranks below pass.
+_RANK: dict[str, int] = {"skip": 0, "pass": 1, "warn": 2, "fail": 3, "error": 4}
+
+#: Every check id, in the order a report lists them.
+CHECK_ORDER: tuple[str, ...] = (
+    "rds.found",
+    "rds.iam_auth_enabled",
+    "rds.domain_joined",
+    "rds.endpoint",
+    "iam.signer_allows",
+    "iam.directory_role",
+    "org.scp_allows",
+    "db.connect",
+    "db.rds_iam",
+    "db.rds_ad",
+    "db.auth_conflict",
+    "db.tier",
+)
+#: The checks an ``auth: iam`` user gets.
+IAM_CHECKS: tuple[str, ...] = (
+    "rds.found",
+    "rds.iam_auth_enabled",
+    "rds.endpoint",
+    "iam.signer_allows",
+    "org.scp_allows",
+    "db.connect",
+    "db.rds_iam",
+    "db.auth_conflict",
+    "db.tier",
+)
+#: The checks an ``auth: kerberos`` user gets instead of the IAM ones.
+KERBEROS_CHECKS: tuple[str, ...] = (
+    "rds.found",
+    "rds.domain_joined",
+    "rds.endpoint",
+    "iam.directory_role",
+    "db.rds_ad",
+    "db.tier",
+)
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One check's verdict. ``fix`` says what an operator should change ("" when nothing)."""
+
+    id: str
+    status: Status
+    message: str
+    fix: str = ""
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.status not in _RANK:
+            raise ValueError(f"unknown check status '{self.status}'")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "status": self.status, "message": self.message, "fix": self.fix,
+                "details": dict(self.details)}
+
+    @property
+    def ok(self) -> bool:
+        """True for pass, warn and skip: nothing here needs fixing."""
+        return self.status in ("pass", "warn", "skip")
+
+
+def passed(check_id: str, message: str, **details: Any) -> CheckResult:
+    return CheckResult(check_id, "pass", message, "", details)
+
+
+def warned(check_id: str, message: str, fix: str, **details: Any) -> CheckResult:
+    return CheckResult(check_id, "warn", message, fix, details)
+
+
+def failed(check_id: str, message: str, fix: str, **details: Any) -> CheckResult:
+    return CheckResult(check_id, "fail", message, fix, details)
+
+
+def errored(check_id: str, message: str, fix: str = "", **details: Any) -> CheckResult:
+    return CheckResult(check_id, "error", message, fix or "re-run once the cause is fixed; the "
+                       "check could not run, so nothing is proved", details)
+
+
+def skipped(check_id: str, message: str, **details: Any) -> CheckResult:
+    return CheckResult(check_id, "skip", message, "", details)
+
+
+def worst(statuses: Iterable[str]) -> Status:
+    """The worst of ``statuses`` (error > fail > warn > pass); all-skip or none is ``error``."""
+    ranked = [s for s in statuses]
+    for status in ranked:
+        if status not in _RANK:
+            raise ValueError(f"unknown check status '{status}'")
+    best_known = max(ranked, key=_RANK.__getitem__, default="skip")
+    if best_known == "skip":
+        return "error"
+    return best_known  # type: ignore[return-value]
+
+
+def _order_key(check: CheckResult) -> tuple[int, str]:
+    try:
+        return (CHECK_ORDER.index(check.id), check.id)
+    except ValueError:
+        return (len(CHECK_ORDER), check.id)
+
+
+@dataclass(frozen=True)
+class TargetReport:
+    database: str
+    db_user: str
+    checks: tuple[CheckResult, ...]
+    auth: str = "iam"
+
+    @property
+    def status(self) -> Status:
+        return worst(c.status for c in self.checks)
+
+    def check(self, check_id: str) -> CheckResult | None:
+        for check in self.checks:
+            if check.id == check_id:
+                return check
+        return None
+
+    @property
+    def problems(self) -> tuple[CheckResult, ...]:
+        """Checks that did not pass: warn, fail and error (skips are explained by these)."""
+        return tuple(c for c in self.checks if c.status in ("warn", "fail", "error"))
+
+    @property
+    def key(self) -> str:
+        return f"{self.database}/{self.db_user}"
+
+    def ordered(self) -> TargetReport:
+        return TargetReport(self.database, self.db_user, tuple(sorted(self.checks, key=_order_key)),
+                            self.auth)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"database": self.database, "db_user": self.db_user, "status": self.status,
+                "checks": [c.to_dict() for c in self.checks]}
+
+
+def _iso(at: datetime) -> str:
+    return at.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class Report:
+    started_at: datetime
+    finished_at: datetime
+    targets: tuple[TargetReport, ...]
+
+    @property
+    def summary(self) -> dict[str, int]:
+        counts = {"targets": len(self.targets), "pass": 0, "warn": 0, "fail": 0, "error": 0}
+        for target in self.targets:
+            counts[target.status] += 1
+        return counts
+
+    @property
+    def ok(self) -> bool:
+        """Nothing failed or errored (warnings are fine): exit code 0."""
+        return all(t.status in ("pass", "warn") for t in self.targets)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"started_at": _iso(self.started_at), "finished_at": _iso(self.finished_at),
+                "summary": self.summary, "targets": [t.to_dict() for t in self.targets]}

@@ -1,0 +1,102 @@
+"""The runner: concurrency bound, per-target deadline, a hanging target never delays the rest."""
+from __future__ import annotations
+
+import threading
+import time
+
+from chalicelib.canary.model import CheckResult, TargetReport
+from chalicelib.canary.runner import run_canary, run_targets, select_targets
+from chalicelib.canary.target import CanaryDeps, TargetRun
+from chalicelib.canary.checks_iam import InMemoryConnectEvaluator
+from chalicelib.canary.checks_kerberos import InMemoryDirectoryRoleFacts
+from chalicelib.canary.checks_rds import InMemoryRdsFacts
+from chalicelib.canary.memory import CountingTokens, FixedSigner, MemoryConnector, MemoryDatabase
+from chalicelib.policy.model import AccessPolicy, CanarySettings, Database, DbUser
+
+from tests.unit.test_canary_target import APP, DB, HOST, PORT, RESOURCE, allow, healthy_roles
+
+
+def _targets(n):
+    return [(Database(f"db{i}", "postgres", "us-east-1", "instance", "x", {"u": DbUser("u", "iam")}),
+             DbUser("u", "iam")) for i in range(n)]
+
+
+def test_concurrency_is_bounded_and_order_is_kept():
+    active = 0
+    peak = 0
+    lock = threading.Lock()
+
+    def check(database, user, deadline, run):
+        nonlocal active, peak
+        with lock:
+            active += 1
+            peak = max(peak, active)
+        time.sleep(0.02)
+        with lock:
+            active -= 1
+        return TargetReport(database.name, user.name, (CheckResult("rds.found", "pass", "ok"),))
+
+    reports = run_targets(_targets(12), check, concurrency=3, timeout_seconds=5)
+    assert [r.database for r in reports] == [f"db{i}" for i in range(12)]
+    assert peak == 3
+
+
+def test_a_hanging_target_is_abandoned_as_error_and_the_others_finish():
+    release = threading.Event()
+
+    def check(database, user, deadline, run: TargetRun):
+        run.record(CheckResult("rds.found", "pass", "ok"))
+        if database.name == "db0":
+            with run.lock:
+                run.current = "rds.iam_auth_enabled"
+            release.wait(30)  # ignores its deadline: only the backstop can end it
+        return TargetReport(database.name, user.name, (CheckResult("rds.found", "pass", "ok"),))
+
+    started = time.monotonic()
+    try:
+        reports = run_targets(_targets(5), check, concurrency=2, timeout_seconds=0.3, grace_seconds=0.1)
+    finally:
+        release.set()
+    elapsed = time.monotonic() - started
+    hung = reports[0]
+    assert hung.status == "error"
+    assert hung.check("rds.found").status == "pass"  # what it proved before hanging is kept
+    assert "did not finish within" in hung.check("rds.iam_auth_enabled").message
+    assert all(c.status != "pass" for c in hung.checks if c.id != "rds.found")
+    assert [r.status for r in reports[1:]] == ["pass"] * 4
+    assert elapsed < 10  # bounded by the timeout, not by the 30 s hang
+
+
+def test_a_crashing_target_is_an_error_report():
+    def check(database, user, deadline, run):
+        if database.name == "db1":
+            raise RuntimeError("boom")
+        return TargetReport(database.name, user.name, (CheckResult("rds.found", "pass", "ok"),))
+
+    reports = run_targets(_targets(3), check, concurrency=2, timeout_seconds=5)
+    assert [r.status for r in reports] == ["pass", "error", "pass"]
+    assert "RuntimeError" in reports[1].checks[0].message
+
+
+def test_run_canary_with_a_hanging_database_through_the_real_target_flow():
+    hanging = MemoryDatabase(roles=healthy_roles(), behaviour="hang")
+    good = MemoryDatabase(roles=healthy_roles())
+    hang_db = Database("hang", "postgres", "us-east-1", "instance", "orders-prod", {"orders_app": APP},
+                       host="127.0.0.9", port=6543, dbname="orders")
+    policy = AccessPolicy({"orders": DB, "hang": hang_db}, (), CanarySettings(timeout_seconds=0.5, concurrency=4))
+    deps = CanaryDeps(
+        rds=InMemoryRdsFacts({"orders": RESOURCE, "hang": RESOURCE}),
+        connect=InMemoryConnectEvaluator(allow), directory=InMemoryDirectoryRoleFacts({}),
+        tokens=CountingTokens(), db=MemoryConnector({(HOST, PORT): good, ("127.0.0.9", 6543): hanging}),
+        signer=FixedSigner())
+    targets = select_targets(policy, db_user="orders_app")
+    try:
+        report = run_canary(policy, deps, targets=targets)
+    finally:
+        hanging.hang.set()
+    by_db = {t.database: t for t in report.targets}
+    assert by_db["orders"].status == "pass"
+    assert by_db["hang"].status == "error"
+    assert by_db["hang"].check("db.connect").status == "error"
+    assert by_db["hang"].check("rds.endpoint").status == "warn"  # host differs from RDS on purpose
+    assert report.summary == {"targets": 2, "pass": 1, "warn": 0, "fail": 0, "error": 1}
