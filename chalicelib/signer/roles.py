@@ -237,7 +237,7 @@ class RoleCredentialsCache:
 
                 logger.warning(
                     "could not assume signer role",
-                    extra={"role_arn": request.role_arn, "service": exc.service, "detail": exc.detail,
+                    extra={"role_arn": request.role_arn, "upstream_service": exc.service, "detail": exc.detail,
                            "serving_previous_credentials": self._fresh(current, self._min_valid)},
                 )
                 if self._fresh(current, self._min_valid):
