@@ -1,0 +1,302 @@
+"""End to end: the local RDS-shaped PostgreSQL, the LDAP responder and the token checker.
+
+A real PostgreSQL 15 (TLS, hostssl only), real psycopg clients over ``verify-full``, tokens
+made by botocore's ``generate_db_auth_token``; only the AWS side (which keys exist, whether
+the signer may connect) is an in-memory stand-in the tests control.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import secrets
+import socket
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import botocore.session
+import psycopg
+import pytest
+
+from chalicelib.local.ldap import LdapResponder
+from chalicelib.local.postgres import PostgresCluster
+from chalicelib.local.rdsauth import RdsInstance, RdsTokenChecker
+from chalicelib.local.sigv4 import Credential, StaticSecretLookup
+
+pytestmark = pytest.mark.e2e
+
+ACCOUNT = "123456789012"
+REGION = "us-east-1"
+RESOURCE_ID = "db-LOCALE2E0000000000000000"
+LONG = Credential("AKIAE2ELONGTERM00001", "e2e/long+secret0000000000000000000000000", None,
+                  f"arn:aws:iam::{ACCOUNT}:user/ops", ACCOUNT)
+SESSION = Credential("ASIAE2ESESSION000001", "e2e/session+secret00000000000000000000000",
+                     "IQoJb3JpZ2luX2VjE" + secrets.token_urlsafe(800) + "==",
+                     f"arn:aws:sts::{ACCOUNT}:assumed-role/rdsvend-signer/vend", ACCOUNT)
+
+
+class ShiftedClock:
+    """The real time plus an offset the tests move (tokens are signed at the real time)."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta(0)
+
+    def now(self) -> datetime:
+        return datetime.now(timezone.utc) + self.offset
+
+    def monotonic(self) -> float:
+        return 0.0
+
+
+class Permissions:
+    """``rds-db:connect`` as the tests decide: allowed unless the dbuser ARN is in ``denied``."""
+
+    def __init__(self) -> None:
+        self.denied: set[str] = set()
+        self.calls: list[tuple[str, str]] = []
+
+    def __call__(self, credential: Credential, arn: str) -> tuple[bool, str]:
+        self.calls.append((credential.principal_arn, arn))
+        return (arn not in self.denied, "test permissions")
+
+
+class Stack:
+    def __init__(self, pg: PostgresCluster, responder: LdapResponder, checker: RdsTokenChecker,
+                 clock: ShiftedClock, permissions: Permissions) -> None:
+        self.pg, self.responder, self.checker = pg, responder, checker
+        self.clock, self.permissions = clock, permissions
+
+
+@functools.lru_cache(maxsize=None)
+def _rds(cred: Credential):
+    session = botocore.session.Session()
+    session.set_credentials(cred.access_key_id, cred.secret_key, cred.session_token)
+    return session.create_client("rds", region_name=REGION)
+
+
+def make_token(cred: Credential, host: str, port: int, user: str, region: str = REGION) -> str:
+    return _rds(cred).generate_db_auth_token(host, port, user, region)
+
+
+def listening(port: int) -> list[str]:
+    """Local addresses (hex, as in /proc) with a TCP listener on ``port``."""
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            address, hex_port = fields[1].rsplit(":", 1)
+            if fields[3] == "0A" and int(hex_port, 16) == port:
+                found.append(address)
+    return found
+
+
+@pytest.fixture(scope="module")
+def stack():
+    clock, permissions = ShiftedClock(), Permissions()
+    holder: dict[str, RdsTokenChecker] = {}
+    with LdapResponder(lambda user, password: holder["checker"].check(user, password)) as responder:
+        with PostgresCluster(ldap_port=responder.port) as pg:
+            instance = RdsInstance(REGION, ACCOUNT, RESOURCE_ID, frozenset({"localhost", "127.0.0.1"}), pg.port, "e2e")
+            holder["checker"] = RdsTokenChecker(StaticSecretLookup([LONG, SESSION]), endpoints=instance,
+                                                permission_check=permissions, clock=clock)
+            pg.create_iam_user("app_user")
+            pg.create_iam_user("other_user")
+            yield Stack(pg, responder, holder["checker"], clock, permissions)
+
+
+@pytest.fixture
+def stack_state(stack):
+    """Leave the clock and the permissions as they were after each test."""
+    yield stack
+    stack.clock.offset = timedelta(0)
+    stack.permissions.denied.clear()
+
+
+def connect(pg: PostgresCluster, user: str, password: str, **extra) -> psycopg.Connection:
+    return psycopg.connect(pg.dsn(user, **extra), password=password, autocommit=True)
+
+
+def refused(pg: PostgresCluster, user: str, password: str, **extra) -> str:
+    with pytest.raises(psycopg.OperationalError) as info:
+        connect(pg, user, password, **extra).close()
+    return str(info.value)
+
+
+# --- IAM logins ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("cred", [LONG, SESSION], ids=["long-term", "session"])
+def test_iam_user_logs_in_with_a_token_over_verify_full(stack_state, cred):
+    pg = stack_state.pg
+    token = make_token(cred, "localhost", pg.port, "app_user")
+    with connect(pg, "app_user", token) as conn:
+        user, ssl = conn.execute(
+            "SELECT current_user, ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
+        ).fetchone()
+    assert (user, ssl) == ("app_user", True)
+    assert stack_state.permissions.calls[-1] == (
+        cred.principal_arn, f"arn:aws:rds-db:{REGION}:{ACCOUNT}:dbuser:{RESOURCE_ID}/app_user")
+
+
+def test_postgres_ldap_takes_a_session_token_of_one_and_a_half_kilobytes(stack_state):
+    pg = stack_state.pg
+    token = make_token(SESSION, "127.0.0.1", pg.port, "app_user")
+    assert len(token) > 1400
+    with connect(pg, "app_user", token, host="127.0.0.1") as conn:
+        assert conn.execute("SELECT current_user").fetchone() == ("app_user",)
+
+
+def test_tampered_token_is_refused(stack_state):
+    pg = stack_state.pg
+    token = make_token(LONG, "localhost", pg.port, "app_user")
+    tampered = token[:-1] + ("0" if token[-1] != "0" else "1")
+    assert 'LDAP authentication failed for user "app_user"' in refused(pg, "app_user", tampered)
+
+
+def test_expired_token_is_refused(stack_state):
+    pg = stack_state.pg
+    token = make_token(LONG, "localhost", pg.port, "app_user")
+    stack_state.clock.offset = timedelta(seconds=901)
+    refused(pg, "app_user", token)
+    stack_state.clock.offset = timedelta(seconds=0)
+    connect(pg, "app_user", token).close()
+
+
+def test_token_for_another_user_is_refused(stack_state):
+    pg = stack_state.pg
+    refused(pg, "app_user", make_token(LONG, "localhost", pg.port, "other_user"))
+    refused(pg, "other_user", make_token(LONG, "localhost", pg.port, "app_user"))
+
+
+def test_token_for_another_host_or_port_is_refused(stack_state):
+    pg = stack_state.pg
+    refused(pg, "app_user", make_token(LONG, "db.elsewhere.example", pg.port, "app_user"))
+    refused(pg, "app_user", make_token(LONG, "localhost", pg.port + 1, "app_user"))
+    refused(pg, "app_user", make_token(LONG, "localhost", pg.port, "app_user", region="eu-west-1"))
+
+
+def test_token_the_signer_may_not_use_is_refused(stack_state):
+    pg = stack_state.pg
+    stack_state.permissions.denied.add(f"arn:aws:rds-db:{REGION}:{ACCOUNT}:dbuser:{RESOURCE_ID}/app_user")
+    refused(pg, "app_user", make_token(SESSION, "localhost", pg.port, "app_user"))
+
+
+def test_token_from_an_unknown_key_is_refused(stack_state):
+    pg = stack_state.pg
+    stranger = Credential("AKIASTRANGER00000001", "x" * 40, None, "arn:aws:iam::123456789012:user/s", ACCOUNT)
+    refused(pg, "app_user", make_token(stranger, "localhost", pg.port, "app_user"))
+
+
+def test_refusals_are_logged_without_the_token(stack_state, caplog):
+    pg = stack_state.pg
+    token = make_token(SESSION, "localhost", pg.port, "app_user")
+    caplog.clear()
+    caplog.set_level(logging.DEBUG, logger="chalicelib")
+    refused(pg, "other_user", token)
+    assert "reason=wrong_user" in caplog.text
+    server_log = pg.log_text()
+    for text in (caplog.text, server_log):
+        assert SESSION.session_token not in text
+        assert token.rsplit("=", 1)[1] not in text
+        assert "X-Amz-Signature" not in text
+
+
+# --- passwords, TLS, the superuser --------------------------------------------------------
+
+def test_password_user_logs_in_with_its_password_and_iam_users_cannot(stack_state):
+    pg = stack_state.pg
+    password = secrets.token_urlsafe(18)
+    pg.create_password_user("pw_user", password)
+    with connect(pg, "pw_user", password) as conn:
+        assert conn.execute("SELECT current_user").fetchone() == ("pw_user",)
+    assert "password authentication failed" in refused(pg, "pw_user", password + "x")
+    pg.run_sql("ALTER ROLE other_user PASSWORD 'a-password-1'")
+    assert "LDAP authentication failed" in refused(pg, "other_user", "a-password-1")
+
+
+def test_plain_connections_are_refused(stack_state):
+    pg = stack_state.pg
+    password = secrets.token_urlsafe(18)
+    pg.create_password_user("plain_user", password)
+    message = refused(pg, "plain_user", password, sslmode="disable")
+    assert "no encryption" in message
+
+
+def test_superuser_dsn_and_rds_roles(stack_state):
+    pg = stack_state.pg
+    assert "sslmode=verify-full" in pg.admin_dsn and str(pg.ca_path) in pg.admin_dsn
+    rows = dict(pg.run_sql("SELECT rolname, rolcanlogin FROM pg_roles WHERE rolname IN ('rds_iam', 'rds_ad')"))
+    assert rows == {"rds_iam": False, "rds_ad": False}
+    assert pg.run_sql("SHOW listen_addresses") == [("127.0.0.1",)]
+    assert pg.run_sql("SELECT rolsuper FROM pg_roles WHERE rolname = current_user") == [(True,)]
+
+
+def test_only_loopback_listens(stack_state):
+    assert set(listening(stack_state.pg.port)) == {"0100007F"}
+    assert set(listening(stack_state.responder.port)) == {"0100007F"}
+
+
+# --- the LDAP responder on the wire -------------------------------------------------------
+
+def _tlv(tag: int, payload: bytes) -> bytes:
+    if len(payload) < 0x80:
+        return bytes([tag, len(payload)]) + payload
+    size = len(payload).to_bytes((len(payload).bit_length() + 7) // 8, "big")
+    return bytes([tag, 0x80 | len(size)]) + size + payload
+
+
+def _bind(message_id: int, dn: str, password: str) -> bytes:
+    request = _tlv(0x02, b"\x03") + _tlv(0x04, dn.encode()) + _tlv(0x80, password.encode())
+    return _tlv(0x30, _tlv(0x02, bytes([message_id])) + _tlv(0x60, request))
+
+
+def _exchange(port: int, data: bytes) -> bytes:
+    """Send ``data`` and read until the responder closes the connection."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(data)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+def _result_codes(reply: bytes) -> list[int]:
+    codes = []
+    index = reply.find(b"\x0a\x01")
+    while index != -1:
+        codes.append(reply[index + 2])
+        index = reply.find(b"\x0a\x01", index + 3)
+    return codes
+
+
+def test_responder_answers_binds_and_refuses_the_rest(stack_state):
+    port = stack_state.responder.port
+    token = make_token(LONG, "localhost", stack_state.pg.port, "app_user")
+    unbind = _tlv(0x30, b"\x02\x01\x09\x42\x00")
+    assert _result_codes(_exchange(port, _bind(1, "cn=app_user,dc=rdsvend", token) + unbind)) == [0]
+    assert _result_codes(_exchange(port, _bind(2, "cn=app_user,dc=rdsvend", token + "x") + unbind)) == [49]
+    assert _result_codes(_exchange(port, _bind(3, "uid=app_user,dc=rdsvend", token) + unbind)) == [49]
+    assert _result_codes(_exchange(port, _bind(4, "cn=app_user,dc=rdsvend", "") + unbind)) == [49]
+    search = _tlv(0x30, _tlv(0x02, b"\x05") + _tlv(0x63, _tlv(0x04, b"dc=rdsvend")))
+    notice = _exchange(port, search)
+    assert b"1.3.6.1.4.1.1466.20036" in notice and _result_codes(notice) == [2]
+    oversized = b"\x30\x83" + (20 * 1024).to_bytes(3, "big")
+    assert _result_codes(_exchange(port, oversized)) == [2]
+    assert _exchange(port, b"\x30\x80\x00\x00") != b""
+
+
+# --- lifecycle ----------------------------------------------------------------------------
+
+def test_without_a_responder_iam_logins_fail_closed_and_stop_leaves_nothing():
+    with PostgresCluster() as pg:
+        base, port, pid = pg.base_dir, pg.port, pg.pid
+        assert base.is_dir() and listening(port)
+        pg.create_iam_user("iam_only")
+        assert "pg_hba.conf rejects connection" in refused(pg, "iam_only", "anything")
+    assert not base.exists()
+    assert listening(port) == []
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
