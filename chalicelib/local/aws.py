@@ -251,9 +251,13 @@ def _trust_document(principal: Mapping[str, Any]) -> str:
     })
 
 
-def seed_world(world: World, endpoint_url: str, *, db_host: str, db_port: int,
+def seed_world(world: World, endpoint_url: str, *, db_host: str, db_port: int | Mapping[str, int],
                master_password: str) -> SeededWorld:
-    """Create the world in the moto server at ``endpoint_url`` through its public API."""
+    """Create the world in the moto server at ``endpoint_url`` through its public API.
+
+    ``db_port`` is where the local PostgreSQL of each database listens (one port for all, or
+    a mapping from instance identifier to port); the instances' endpoints say so.
+    """
     region = world.region
     org = world.organization
     sessions = AccountSessions(endpoint_url, region, org.management_account)
@@ -291,7 +295,8 @@ def seed_world(world: World, endpoint_url: str, *, db_host: str, db_port: int,
             rds.create_db_instance(
                 DBInstanceIdentifier=db.identifier, Engine=db.engine, EngineVersion=db.engine_version,
                 DBInstanceClass=db.instance_class, AllocatedStorage=20, DBName=db.dbname,
-                MasterUsername="postgres", MasterUserPassword=master_password, Port=db_port,
+                MasterUsername="postgres", MasterUserPassword=master_password,
+                Port=db_port if isinstance(db_port, int) else db_port[db.identifier],
                 EnableIAMDatabaseAuthentication=True,
             )
             _point_instance_at(account.id, region, db.identifier, db_host)
