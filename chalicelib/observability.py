@@ -5,22 +5,62 @@ Nothing here is ever handed a token, a signed request or credentials.
 """
 from __future__ import annotations
 
+import logging
 import os
+import sys
+from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, Iterator
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 __all__ = ["logger", "metrics", "tracer", "audit", "count_vended", "count_denied", "flush_metrics",
-           "isoformat_z"]
+           "isoformat_z", "traced"]
 
 SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "rdsvend")
 NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "rdsvend")
 
-logger = Logger(service=SERVICE, log_uncaught_exceptions=False)
+
+
+class _Stdout:
+    """Whatever ``sys.stdout`` is at the moment of writing (Lambda, the CLI, a test's capture)."""
+
+    def write(self, text: str) -> int:
+        return sys.stdout.write(text)
+
+    def flush(self) -> None:
+        sys.stdout.flush()
+
+
+AUDIT_KEYS = frozenset({"event", "decision", "principal", "database", "db_user", "rule", "reason",
+                        "request_id", "expires_at"})
+
+
+class _Formatter(LambdaPowertoolsFormatter):
+    """Powertools' JSON, except that an audit line keeps every key, null or not."""
+
+    @staticmethod
+    def _strip_none_records(records: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in records.items() if v is not None or k in AUDIT_KEYS}
+
+
+logger = Logger(service=SERVICE, log_uncaught_exceptions=False, logger_formatter=_Formatter(),
+                logger_handler=logging.StreamHandler(_Stdout()))  # type: ignore[arg-type]
 metrics = Metrics(service=SERVICE, namespace=NAMESPACE)
 tracer = Tracer(service=SERVICE)
+
+
+@contextmanager
+def traced(name: str) -> Iterator[None]:
+    """An X-Ray subsegment around a pipeline stage. Never records arguments or results
+    (every result holds a token), and a denial is not logged as an exception."""
+    if tracer.disabled:
+        yield
+        return
+    with tracer.provider.in_subsegment(name):
+        yield
 
 
 def isoformat_z(at: datetime) -> str:

@@ -20,7 +20,7 @@ from chalicelib.errors import (
     UpstreamUnavailableError,
 )
 from chalicelib.identity import CallerIdentity
-from chalicelib.observability import audit, count_denied, count_vended, isoformat_z, logger, tracer
+from chalicelib.observability import audit, count_denied, count_vended, isoformat_z, logger, traced
 from chalicelib.policy.source import PolicySource, policy_source_from_env
 from chalicelib.vending.ratelimit import RateLimiter, parse_rate_limit
 from chalicelib.vending.request import parse_token_request
@@ -59,8 +59,11 @@ class VendingService:
         count_denied(decision.reason)
 
     # -- entry points -------------------------------------------------------------------
-    @tracer.capture_method(capture_response=False)
     def vend(self, identity: CallerIdentity, request: Any, request_id: str, *, channel: str = "http") -> dict:
+        with traced("## vend"):
+            return self._vend(identity, request, request_id, channel)
+
+    def _vend(self, identity: CallerIdentity, request: Any, request_id: str, channel: str) -> dict:
         req = parse_token_request(request)
         if self.rate_limiter is not None:
             try:
@@ -76,10 +79,12 @@ class VendingService:
             raise ForbiddenError(decision.reason, decision.rule)
         database = index.policy.databases[req.database]
         try:
-            endpoint = self.resolver.resolve(database)
-            minted = self.minter.mint(identity=identity, database=database, db_user=req.db_user,
-                                      host=endpoint.host, port=endpoint.port,
-                                      resource_id=endpoint.resource_id)
+            with traced("## resolve"):
+                endpoint = self.resolver.resolve(database)
+            with traced("## mint"):
+                minted = self.minter.mint(identity=identity, database=database, db_user=req.db_user,
+                                          host=endpoint.host, port=endpoint.port,
+                                          resource_id=endpoint.resource_id)
         except DatabaseNotFoundError as exc:
             self._upstream_failed(identity, request_id, req.database, req.db_user, decision, channel, str(exc))
             raise UpstreamUnavailableError("rds", retry_after=30, detail=str(exc)) from None
@@ -126,15 +131,19 @@ class VendingService:
             raise ForbiddenError("policy_unavailable") from None
         entries = []
         for db, users in index.visible_databases(identity):
+            host, port = db.host, db.port or db.default_port
             try:
                 endpoint = self.resolver.resolve(db)
-            except DatabaseNotFoundError as exc:
-                raise UpstreamUnavailableError("rds", retry_after=30, detail=str(exc)) from None
+                host, port = endpoint.host, endpoint.port
+            except (DatabaseNotFoundError, UpstreamUnavailableError) as exc:
+                # The listing stays useful: an endpoint RDS cannot give now is null, not invented.
+                logger.warning("endpoint unavailable for listing", extra={"database": db.name,
+                                                                         "detail": str(exc)})
             entries.append({
                 "database": db.name,
                 "engine": db.engine,
-                "host": endpoint.host,
-                "port": endpoint.port,
+                "host": host,
+                "port": port,
                 "dbname": db.dbname,
                 "region": db.region,
                 "db_users": users,
