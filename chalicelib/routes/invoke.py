@@ -1,0 +1,130 @@
+"""The direct-invoke function ``vend`` (SPEC 5): another Lambda function asks for a token.
+
+Payload::
+
+    {"database": "orders-prod", "db_user": "orders_app",
+     "identity": {"url": ..., "method": "POST", "headers": {...}, "body": ...}}
+
+``identity`` is a signed ``sts:GetCallerIdentity`` request (build it with
+:func:`chalicelib.client.invoke_payload`). Stages: validate the payload → prove the caller
+(:mod:`chalicelib.vending.proof`: configured STS endpoint only, no redirect, signed
+``X-Rdsvend-Server-Id``, at most 5 minutes old) → the same pipeline as ``POST /v1/tokens``.
+The caller has no source IP here, so a rule conditioned on ``source_ips`` never matches.
+
+The answer is the HTTP 200 body or ``{"error": {"code", "message", "request_id"}}`` (plus
+``retry_after`` for ``rate_limited`` / ``upstream_unavailable``). Nothing a caller sends
+makes the function raise.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from chalice import Blueprint
+
+from chalicelib.errors import (
+    CallerError,
+    IdentityProofError,
+    InvalidRequestError,
+    RateLimitedError,
+    UpstreamUnavailableError,
+)
+from chalicelib.identity import identity_from_arn
+from chalicelib.observability import logger
+from chalicelib.routes.errors import error_body
+from chalicelib.routes.http import get_vending_service
+from chalicelib.vending.proof import StsVerifier, proof_config_from_env
+from chalicelib.vending.request import parse_token_request
+
+__all__ = ["invoke_routes", "vend", "handle_vend", "get_verifier", "set_verifier", "MAX_PAYLOAD_CHARS"]
+
+invoke_routes = Blueprint(__name__)
+
+#: The whole payload, JSON-encoded. A real one (with a session token) is under 8 KiB.
+MAX_PAYLOAD_CHARS = 32 * 1024
+_PAYLOAD_KEYS = ("database", "db_user", "identity")
+_verifier: StsVerifier | None = None
+
+
+def get_verifier() -> StsVerifier:
+    """The process-wide proof verifier, configured from the environment on first use.
+
+    Raises :class:`ValueError` when ``RDSVEND_SERVER_ID`` is not set: every proof is then
+    refused (answered ``internal``), never accepted unbound.
+    """
+    global _verifier
+    if _verifier is None:
+        _verifier = StsVerifier(proof_config_from_env())
+    return _verifier
+
+
+def set_verifier(verifier: StsVerifier | None) -> None:
+    """Replace the verifier (tests, the local stack)."""
+    global _verifier
+    _verifier = verifier
+
+
+def handle_vend(
+    payload: Any,
+    request_id: str,
+    *,
+    service: Any | None = None,
+    verifier: StsVerifier | None = None,
+) -> dict[str, Any]:
+    """validate → prove → vend. Returns the 200 body or an error payload; never raises."""
+    try:
+        verifier = verifier or get_verifier()
+    except ValueError as exc:  # RDSVEND_SERVER_ID / RDSVEND_STS_ENDPOINT: refuse everything
+        logger.error("direct invoke is not configured", extra={"request_id": request_id, "problem": str(exc)})
+        return error_body(None, request_id)
+    try:
+        request = _validate(payload)
+        caller = verifier.verify(payload["identity"])
+        identity = identity_from_arn(caller.arn, account=caller.account)
+        logger.info(
+            "direct invoke caller proven",
+            extra={"request_id": request_id, "arn": caller.arn, "channel": "invoke"},
+        )
+        return (service or get_vending_service()).vend(identity, request, request_id, channel="invoke")
+    except CallerError as exc:
+        extra: dict[str, Any] = {"request_id": request_id, "code": exc.code, "channel": "invoke"}
+        if isinstance(exc, (IdentityProofError, InvalidRequestError)):
+            extra["reason"] = str(exc)  # names a field or a check; never a header's value
+            extra["sts_code"] = getattr(exc, "sts_code", None)
+        if isinstance(exc, UpstreamUnavailableError):
+            extra["detail"] = exc.detail
+        logger.info("direct invoke refused", extra=extra)
+        body = error_body(exc, request_id)
+        if isinstance(exc, (RateLimitedError, UpstreamUnavailableError)):
+            body["error"]["retry_after"] = exc.retry_after
+        return body
+    except Exception as exc:  # noqa: BLE001 - the one place failures become answers
+        logger.error(
+            "unexpected failure in direct invoke",
+            extra={"request_id": request_id, "error_type": type(exc).__name__},
+        )
+        return error_body(exc, request_id)
+
+
+def _validate(payload: Any) -> dict[str, str]:
+    """Shape and size of the payload; the identity proof's own shape is checked by the verifier."""
+    if not isinstance(payload, dict):
+        kind = "an array" if isinstance(payload, list) else "null" if payload is None else "not an object"
+        raise InvalidRequestError(f"payload must be a JSON object, got {kind}", field="payload")
+    try:
+        size = len(json.dumps(payload, separators=(",", ":")))
+    except (TypeError, ValueError, RecursionError):
+        raise InvalidRequestError("payload is not JSON-serialisable", field="payload") from None
+    if size > MAX_PAYLOAD_CHARS:
+        raise InvalidRequestError(f"payload is larger than {MAX_PAYLOAD_CHARS} characters", field="payload")
+    request = parse_token_request(payload, allowed_extra=("identity",))
+    if "identity" not in payload:
+        raise InvalidRequestError("missing field 'identity'", field="identity")
+    return {"database": request.database, "db_user": request.db_user}
+
+
+@invoke_routes.lambda_function(name="vend")
+def vend(event: Any, context: Any) -> dict[str, Any]:
+    """Lambda entry point: one payload in, one token body or error payload out."""
+    request_id = getattr(context, "aws_request_id", None) or "unknown"
+    return handle_vend(event, request_id)
