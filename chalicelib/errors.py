@@ -22,6 +22,8 @@ __all__ = [
     "IamFetchError",
     "IdentityProofError",
     "ProbeError",
+    "SignatureError",
+    "PostgresError",
 ]
 
 
@@ -190,3 +192,22 @@ class ProbeError(RdsvendError):
         self.cause = cause
         self.service = service
         self.code = code
+
+
+class SignatureError(RdsvendError):
+    """A SigV4 signature (local stack) is missing, malformed, wrong, out of scope or out of time.
+
+    ``reason`` is one short word (``missing``, ``malformed``, ``unknown_key``, ``bad_signature``,
+    ``stale``, ``expired``, ``expires_too_long``, ``wrong_service``, ``wrong_region``,
+    ``bad_session_token``); ``detail`` a little more. Neither ever holds the signature, the
+    secret key or the session token.
+    """
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+
+
+class PostgresError(RdsvendError):
+    """The local stack's PostgreSQL could not be created, started or stopped."""

@@ -29,6 +29,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
+from chalicelib.errors import PostgresError
 from chalicelib.local.tls import TlsMaterial, make_tls_material
 
 __all__ = ["PostgresCluster", "PostgresError", "DEFAULT_BIN_DIR", "stop_cluster_dir", "free_port"]
@@ -39,10 +40,6 @@ DEFAULT_BIN_DIR = Path("/usr/lib/postgresql/15/bin")
 OS_USER = "postgres"
 LDAP_PREFIX = "cn="
 LDAP_SUFFIX = ",dc=rdsvend"
-
-
-class PostgresError(RuntimeError):
-    """The local PostgreSQL could not be created, started or stopped."""
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -31,6 +31,8 @@ from botocore.auth import SIGV4_TIMESTAMP, SigV4Auth, SigV4QueryAuth
 from botocore.awsrequest import AWSRequest, HTTPHeaders
 from botocore.credentials import ReadOnlyCredentials
 
+from chalicelib.errors import SignatureError
+
 __all__ = [
     "ALGORITHM",
     "Credential",
@@ -99,19 +101,6 @@ class StaticSecretLookup:
 
     def secret_for(self, access_key_id: str) -> Credential | None:
         return self._by_key.get(access_key_id)
-
-
-class SignatureError(Exception):
-    """A SigV4 signature is missing, malformed, wrong, for another scope, or out of time.
-
-    ``reason`` is a short machine-readable word; ``detail`` says a little more. Neither
-    ever contains the signature, the secret key or the session token.
-    """
-
-    def __init__(self, reason: str, detail: str = "") -> None:
-        self.reason = reason
-        self.detail = detail
-        super().__init__(f"{reason}: {detail}" if detail else reason)
 
 
 @dataclass(frozen=True)
