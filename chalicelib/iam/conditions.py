@@ -14,8 +14,9 @@ Rules implemented (each is cited by cases in ``tests/unit/iam_corpus``):
   missing or empty. ``ForAnyValue:``: true when at least one request value satisfies it; false
   when the key is missing.
 - A negated operator checks that a value matches none of the policy values.
-- Policy variables are substituted in String and ARN operator values; a value whose variable
-  cannot be resolved matches nothing, and a condition built only of such values is false.
+- Policy variables are substituted in String, ARN and Bool operator values; a variable with no
+  value makes the condition false (the statement is invalid). Numeric, Date, Binary and IP
+  values are literal.
 """
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ from chalicelib.iam.patterns import arn_matches, matches, resolve, tokenize
 
 __all__ = ["condition_holds", "parse_date", "parse_number"]
 
+_VARIABLE_FAMILIES = ("string", "arn", "bool")
 _POSITIVE = {
     "StringNotEquals": "StringEquals",
     "StringNotEqualsIgnoreCase": "StringEqualsIgnoreCase",
@@ -58,12 +60,12 @@ def condition_holds(cond: Condition, request: RequestContext, *, variables: bool
     base = _POSITIVE.get(cond.base, cond.base)
     test = _comparator(base)
     lookup = request.get
-    if cond.family in ("string", "arn"):
-        resolved = [v for v in cond.values if resolve(tokenize(v, variables), lookup) is not None]
-        if not resolved:
-            return False
+    if cond.family in _VARIABLE_FAMILIES:
+        if any(resolve(tokenize(v, variables), lookup) is None for v in cond.values):
+            return False  # a variable without a value: the statement is invalid
     else:
-        resolved = list(cond.values)
+        variables = False  # Numeric, Date, Binary, IP: values are taken literally
+    resolved = cond.values
 
     def satisfied(value: str) -> bool:
         hit = any(test(value, pv, lookup, variables) for pv in resolved)
@@ -152,6 +154,8 @@ def _date(op: Callable[[float, float], bool]) -> Comparator:
 
 
 def _bool(value: str, pattern: str, lookup, variables: bool) -> bool:
+    tokens = resolve(tokenize(pattern, variables), lookup) or ()
+    pattern = "".join(t if isinstance(t, str) else t[0] for t in tokens)
     v, p = value.strip().lower(), pattern.strip().lower()
     return v in ("true", "false") and v == p
 

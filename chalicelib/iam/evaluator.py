@@ -24,7 +24,7 @@ from typing import Literal, Sequence
 
 from chalicelib.iam.conditions import condition_holds
 from chalicelib.iam.model import PolicyDocument, RequestContext, Statement
-from chalicelib.iam.patterns import action_matches, matches
+from chalicelib.iam.patterns import action_matches, resource_matches
 
 __all__ = ["Evaluation", "Match", "evaluate", "evaluate_scps", "statement_applies", "scan"]
 
@@ -71,15 +71,16 @@ def statement_applies(stmt: Statement, request: RequestContext, *, variables: bo
         return False
     lookup = request.get
     if stmt.resources is not None:
-        if not any(
-            matches(p, request.resource, lookup, variables=variables, resource=True)
-            for p in stmt.resources
-        ):
-            return False
-    elif any(
-        matches(p, request.resource, lookup, variables=variables, resource=True)
-        for p in stmt.not_resources or ()
-    ):
+        patterns, positive = stmt.resources, True
+    else:
+        patterns, positive = stmt.not_resources or (), False
+    hit = False
+    for pattern in patterns:
+        outcome = resource_matches(pattern, request.resource, lookup, variables=variables)
+        if outcome is None:
+            return False  # a variable without a value invalidates the whole statement
+        hit = hit or outcome
+    if hit != positive:
         return False
     return all(condition_holds(c, request, variables=variables) for c in stmt.conditions)
 

@@ -9,8 +9,8 @@
 - ``${key}`` is replaced by the request's single value of ``key`` (key names compare
   case-insensitively); ``${key, 'default'}`` falls back to ``default`` (``''`` is a quote);
   ``${*}``, ``${?}`` and ``${$}`` are the literal characters. A key with no value and no
-  default, or with several values, cannot be substituted: the string then matches nothing
-  ("IAM policy elements: Variables and tags"). Substituted text is literal, never a wildcard.
+  default, or with several values, cannot be substituted: "any attempt to match it fails and
+  causes the statement to be invalid" ("IAM policy elements: Variables and tags"). Substituted text is literal, never a wildcard.
   Variables are only recognised in ``Version: 2012-10-17`` documents.
 """
 from __future__ import annotations
@@ -26,6 +26,7 @@ __all__ = [
     "glob_regex",
     "action_matches",
     "matches",
+    "resource_matches",
     "arn_matches",
     "has_variables",
 ]
@@ -139,6 +140,14 @@ def matches(pattern: str, value: str, lookup: Lookup, *, variables: bool, ignore
         return False
     arn = resource and pattern.startswith("arn:")
     return glob_regex(tokens, ignore_case, arn).match(value) is not None
+
+
+def resource_matches(pattern: str, resource: str, lookup: Lookup, *, variables: bool) -> bool | None:
+    """Resource-element matching; ``None`` when a variable in ``pattern`` has no value."""
+    tokens = resolve(tokenize(pattern, variables), lookup)
+    if tokens is None:
+        return None
+    return glob_regex(tokens, False, pattern.startswith("arn:")).match(resource) is not None
 
 
 @lru_cache(maxsize=8192)
