@@ -7,8 +7,10 @@ the signer may connect) is an in-memory stand-in the tests control.
 from __future__ import annotations
 
 import functools
+import ipaddress
 import logging
 import os
+import pwd
 import secrets
 import socket
 from datetime import datetime, timedelta, timezone
@@ -17,11 +19,13 @@ from pathlib import Path
 import botocore.session
 import psycopg
 import pytest
+from cryptography import x509
 
 from chalicelib.local.ldap import LdapResponder
 from chalicelib.local.postgres import PostgresCluster
 from chalicelib.local.rdsauth import RdsInstance, RdsTokenChecker
 from chalicelib.local.sigv4 import Credential, StaticSecretLookup
+from chalicelib.local.tls import make_tls_material
 
 pytestmark = pytest.mark.e2e
 
@@ -300,3 +304,27 @@ def test_without_a_responder_iam_logins_fail_closed_and_stop_leaves_nothing():
     assert listening(port) == []
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+# --- TLS material -------------------------------------------------------------------------
+
+def test_server_key_is_private_to_postgres(stack_state):
+    key = stack_state.pg.base_dir / "tls" / "server.key"
+    info = key.stat()
+    assert info.st_mode & 0o777 == 0o600
+    if os.geteuid() == 0:
+        assert info.st_uid == pwd.getpwnam("postgres").pw_uid
+
+
+def test_certificate_names_localhost_loopback_and_extra_names(tmp_path):
+    material = make_tls_material(tmp_path / "tls", extra_names=["Orders.abc.us-east-1.rds.amazonaws.com", "10.1.2.3"],
+                                 owner=None)
+    cert = x509.load_pem_x509_certificate(material.server_cert.read_bytes())
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == ["localhost", "orders.abc.us-east-1.rds.amazonaws.com"]
+    assert san.get_values_for_type(x509.IPAddress) == [ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("10.1.2.3")]
+    ca = x509.load_pem_x509_certificate(material.ca_cert.read_bytes())
+    cert.verify_directly_issued_by(ca)
+    assert ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is True
+    assert not (tmp_path / "tls" / "ca.key").exists() and sorted(p.name for p in (tmp_path / "tls").iterdir()) == [
+        "ca.crt", "server.crt", "server.key"]
