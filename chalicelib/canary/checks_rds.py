@@ -35,6 +35,9 @@ _BUSY_BUT_UP = frozenset({
     "configuring-enhanced-monitoring", "configuring-iam-database-auth",
     "configuring-log-exports", "renaming", "resetting-master-credentials", "rebooting",
 })
+#: Domain membership statuses that mean "joined" (RDS reports joined / kerberos-enabled;
+#: moto, which the local stack runs on, reports active).
+_JOINED = frozenset({"joined", "kerberos-enabled", "active"})
 _CLI_KIND = {"instance": "db-instance", "cluster": "db-cluster", "proxy": "db-proxy"}
 
 
@@ -257,7 +260,7 @@ def check_domain_joined(database: Database, resource: RdsResource | None) -> Che
     if database.kind == "proxy":
         return failed(cid, f"proxy '{database.identifier}' cannot use Kerberos authentication",
                       "connect Kerberos users to the instance or cluster, not through RDS Proxy")
-    joined = [d for d in resource.domains if d.status.lower() == "joined"]
+    joined = [d for d in resource.domains if d.status.lower() in _JOINED]
     if joined:
         first = joined[0]
         return passed(cid, f"{_what(database)} is joined to directory {first.domain}",

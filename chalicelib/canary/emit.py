@@ -1,0 +1,57 @@
+"""What the scheduled canary writes (SPEC 6, 11): the report as one log line, one log line per
+non-passing check, and EMF metrics per target (``CanaryCheckFailed``, ``ConnectLatency``)
+with the dimensions ``database`` and ``db_user``.
+
+Nothing here can carry a secret: reports hold check messages, ARNs and role names, never a
+token (the connect check never puts the password in its message) nor the admin DSN.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
+
+from chalicelib.canary.model import Report
+
+__all__ = ["log_report", "emit_metrics", "emit"]
+
+
+def log_report(report: Report, log: Any) -> None:
+    body = report.to_dict()
+    log.info({"event": "canary_report", "summary": body["summary"], "started_at": body["started_at"],
+              "finished_at": body["finished_at"], "targets": body["targets"]})
+    for target in report.targets:
+        for check in target.problems:
+            line = {"event": "canary_check", "database": target.database, "db_user": target.db_user,
+                    "check": check.id, "status": check.status, "message": check.message, "fix": check.fix}
+            if check.status == "warn":
+                log.warning(line)
+            else:
+                log.error(line)
+
+
+def emit_metrics(report: Report, *, namespace: str | None = None, service: str | None = None) -> int:
+    """One EMF document per target; returns how many were written."""
+    namespace = namespace or os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "rdsvend")
+    service = service or os.environ.get("POWERTOOLS_SERVICE_NAME", "rdsvend")
+    written = 0
+    for target in report.targets:
+        metrics = EphemeralMetrics(namespace=namespace, service=service)
+        metrics.add_dimension(name="database", value=target.database)
+        metrics.add_dimension(name="db_user", value=target.db_user)
+        failed = sum(1 for c in target.checks if c.status in ("fail", "error"))
+        metrics.add_metric(name="CanaryCheckFailed", unit=MetricUnit.Count, value=failed)
+        connect = target.check("db.connect")
+        if connect is not None and connect.status == "pass" and "latency_ms" in connect.details:
+            metrics.add_metric(name="ConnectLatency", unit=MetricUnit.Milliseconds,
+                               value=float(connect.details["latency_ms"]))
+        metrics.add_metadata(key="status", value=target.status)
+        metrics.flush_metrics()
+        written += 1
+    return written
+
+
+def emit(report: Report, log: Any) -> None:
+    log_report(report, log)
+    emit_metrics(report)

@@ -1,0 +1,234 @@
+"""The canary's real adapters, built from the policy and the environment.
+
+Environment (all optional):
+
+- ``AWS_ENDPOINT_URL``: boto3's own; points every AWS client at the local stack;
+- ``RDSVEND_SIGNER_PRINCIPAL``: the IAM principal that signs for databases without
+  ``signer_role`` (the vend function's role); default: the canary's own identity;
+- ``RDSVEND_ORG_ROLE_ARN``: a role to assume for reading AWS Organizations (SCPs can only be
+  read from the management account or a delegated administrator); default: own credentials;
+- ``RDSVEND_CANARY_ADMIN_DSN`` (or the local stack's ``RDSVEND_LOCAL_ADMIN_DSN``): an
+  administrator's connection string; used, for targets on the same host and port, to read
+  role memberships before the login attempt. Never logged;
+- ``PGSSLROOTCERT``: the CA bundle when the policy names none (the local stack's CA);
+  default: the RDS global bundle shipped with rdsvend.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Any, Mapping
+
+from chalicelib.canary.aws import AwsClients, probe
+from chalicelib.canary.checks_db import (
+    ROLE_FACTS_SQL,
+    PsycopgConnector,
+    RoleFacts,
+    _row_to_facts,
+    classify_connect_error,
+)
+from chalicelib.canary.checks_kerberos import BotoDirectoryRoleFacts
+from chalicelib.canary.checks_rds import BotoRdsFacts
+from chalicelib.canary.iam_facts import LiveConnectEvaluator
+from chalicelib.canary.target import CanaryDeps
+from chalicelib.errors import ProbeError, RdsvendError
+from chalicelib.policy.model import AccessPolicy, Database
+
+__all__ = ["BUNDLE_PATH", "ssl_root_cert_for", "admin_dsn_from_env", "CanaryIdentity", "MinterTokens",
+           "EnvSigner", "PsycopgAdmin", "canary_deps"]
+
+BUNDLE_PATH = Path(__file__).resolve().parent.parent / "data" / "rds-global-bundle.pem"
+_LOOPBACK = {"localhost", "127.0.0.1", "::1"}
+
+
+def ssl_root_cert_for(policy: AccessPolicy, env: Mapping[str, str]) -> str:
+    """The policy's ``canary.ssl_root_cert`` (relative to the policy file), else
+    ``PGSSLROOTCERT``, else the shipped RDS global bundle."""
+    configured = policy.canary.ssl_root_cert
+    if configured:
+        path = Path(configured)
+        if not path.is_absolute():
+            source = Path(policy.source)
+            base = source.parent if source.suffix in (".yaml", ".yml", ".json") and source.exists() else Path.cwd()
+            path = base / path
+        return str(path)
+    return env.get("PGSSLROOTCERT") or str(BUNDLE_PATH)
+
+
+def admin_dsn_from_env(env: Mapping[str, str]) -> str | None:
+    return env.get("RDSVEND_CANARY_ADMIN_DSN") or env.get("RDSVEND_LOCAL_ADMIN_DSN") or None
+
+
+class CanaryIdentity:
+    """Who the canary is (STS GetCallerIdentity, asked once)."""
+
+    def __init__(self, clients: AwsClients) -> None:
+        self._clients = clients
+        self._lock = threading.Lock()
+        self._identity: Any = None
+
+    def get(self) -> Any:
+        from chalicelib.identity import identity_from_arn
+
+        with self._lock:
+            if self._identity is None:
+                with probe("sts", "GetCallerIdentity"):
+                    arn = self._clients.client("sts").get_caller_identity()["Arn"]
+                try:
+                    self._identity = identity_from_arn(arn)
+                except RdsvendError as exc:
+                    raise ProbeError(f"the canary's own identity '{arn}' is not usable: {exc}") from None
+            return self._identity
+
+
+class MinterTokens:
+    """Fresh tokens (no token cache) from rdsvend's own signer, as the canary's identity."""
+
+    def __init__(self, identity: CanaryIdentity, minter: Any = None) -> None:
+        self._identity = identity
+        if minter is None:
+            from chalicelib.signer import TokenMinter
+
+            minter = TokenMinter(cache_tokens=False)
+        self._minter = minter
+
+    def token(self, database: Database, db_user: str, host: str, port: int, resource_id: str | None) -> str:
+        identity = self._identity.get()
+        try:
+            return self._minter.mint(identity, database, db_user, host, port, resource_id=resource_id).token
+        except RdsvendError as exc:
+            detail = getattr(exc, "detail", "") or type(exc).__name__
+            raise ProbeError(f"signing failed: {detail}", service="sts") from None
+        except ValueError as exc:
+            raise ProbeError(f"signing failed: {exc}") from None
+
+
+class EnvSigner:
+    def __init__(self, identity: CanaryIdentity, default_principal: str | None = None) -> None:
+        self._identity = identity
+        self._default = default_principal
+
+    def principal(self, database: Database) -> str:
+        if database.signer_role:
+            return database.signer_role
+        if self._default:
+            return self._default
+        return self._identity.get().principal
+
+
+class PsycopgAdmin:
+    """Reads the catalogs through an administrator's DSN, on targets at the DSN's host:port."""
+
+    def __init__(self, dsn: str, connector: PsycopgConnector | None = None) -> None:
+        from psycopg.conninfo import conninfo_to_dict
+
+        self._params = conninfo_to_dict(dsn)
+        self._host = str(self._params.get("host", ""))
+        self._port = int(self._params.get("port") or 5432)
+
+    def __repr__(self) -> str:  # never the DSN: it holds a password
+        return f"PsycopgAdmin(host={self._host!r}, port={self._port})"
+
+    def covers(self, host: str | None, port: int | None) -> bool:
+        if not host or port != self._port:
+            return False
+        same = host.lower() == self._host.lower()
+        return same or (host.lower() in _LOOPBACK and self._host.lower() in _LOOPBACK)
+
+    def role_facts(self, host: str, port: int, dbname: str, role: str, timeout: float) -> RoleFacts:
+        import psycopg
+
+        params = dict(self._params)
+        params["dbname"] = dbname
+        params["connect_timeout"] = max(2, int(timeout))
+        params.setdefault("application_name", "rdsvend-canary-admin")
+        password = str(params.get("password") or "")
+        try:
+            with psycopg.connect(autocommit=True, **params) as conn, conn.cursor() as cur:
+                cur.execute(f"SET statement_timeout = {max(1000, int(timeout * 1000))}")
+                cur.execute(ROLE_FACTS_SQL, {"role": role})
+                return _row_to_facts(role, cur.fetchone())
+        except psycopg.Error as exc:
+            raise classify_connect_error(str(exc), secrets=(password,)) from None
+
+
+def _org_client(clients: AwsClients, env: Mapping[str, str], endpoint_url: str | None) -> Any:
+    role = env.get("RDSVEND_ORG_ROLE_ARN")
+    if not role:
+        return clients.client("organizations", "us-east-1")
+    return _AssumedOrgClient(clients, role, endpoint_url)
+
+
+class _AssumedOrgClient:
+    """An Organizations client with credentials from AssumeRole, made on first use."""
+
+    def __init__(self, clients: AwsClients, role_arn: str, endpoint_url: str | None) -> None:
+        self._clients = clients
+        self._role = role_arn
+        self._endpoint = endpoint_url
+        self._client: Any = None
+        self._lock = threading.Lock()
+
+    def _get(self) -> Any:
+        with self._lock:
+            if self._client is None:
+                import boto3
+
+                with probe("sts", "AssumeRole"):
+                    creds = self._clients.client("sts").assume_role(
+                        RoleArn=self._role, RoleSessionName="rdsvend-canary-org")["Credentials"]
+                session = boto3.session.Session(
+                    aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
+                    aws_session_token=creds["SessionToken"])
+                kwargs: dict[str, Any] = {"region_name": "us-east-1"}
+                if self._endpoint:
+                    kwargs["endpoint_url"] = self._endpoint
+                self._client = session.client("organizations", **kwargs)
+            return self._client
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            client = self._get()
+        except ProbeError as exc:
+            from chalicelib.errors import IamFetchError
+
+            raise IamFetchError(exc.cause, service="sts", code=exc.code) from None
+        return getattr(client, name)
+
+
+def canary_deps(
+    policy: AccessPolicy,
+    env: Mapping[str, str] | None = None,
+    *,
+    endpoint_url: str | None = None,
+    session: Any = None,
+    minter: Any = None,
+) -> CanaryDeps:
+    """Everything the canary needs to check ``policy`` for real."""
+    env = dict(os.environ if env is None else env)
+    aws_timeout = max(1.0, min(5.0, policy.canary.timeout_seconds / 3))
+    clients = AwsClients(session=session, endpoint_url=endpoint_url, timeout_seconds=aws_timeout)
+    identity = CanaryIdentity(clients)
+    if minter is None and (endpoint_url or session is not None):
+        from chalicelib.signer import TokenMinter
+        from chalicelib.signer.credentials import BotocoreCredentialsProvider
+        from chalicelib.signer.roles import StsRoleAssumer
+
+        minter = TokenMinter(
+            cache_tokens=False,
+            credentials=BotocoreCredentialsProvider(getattr(session, "_session", None)),
+            assume_role=StsRoleAssumer(lambda service, region=None: clients.client(service, region)),
+        )
+    admin_dsn = admin_dsn_from_env(env)
+    return CanaryDeps(
+        rds=BotoRdsFacts(clients),
+        connect=LiveConnectEvaluator(iam_client=clients.client("iam"),
+                                     org_client=_org_client(clients, env, endpoint_url)),
+        directory=BotoDirectoryRoleFacts(clients),
+        tokens=MinterTokens(identity, minter),
+        db=PsycopgConnector(),
+        signer=EnvSigner(identity, env.get("RDSVEND_SIGNER_PRINCIPAL")),
+        ssl_root_cert=ssl_root_cert_for(policy, env),
+        admin=PsycopgAdmin(admin_dsn) if admin_dsn else None,
+    )

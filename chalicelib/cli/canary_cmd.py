@@ -1,0 +1,118 @@
+"""``rdsvend canary`` and ``rdsvend doctor``: the canary's checks from a workstation (SPEC 6).
+
+Exit codes: 0 nothing failed (warnings are fine), 1 something failed or errored, 2 bad usage
+or a policy that does not load. Errors are one line on stderr.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+__all__ = ["canary", "doctor"]
+
+
+def _fail(message: str, code: int = 2) -> None:
+    click.echo(f"rdsvend: {message}", err=True)
+    sys.exit(code)
+
+
+def _load_policy(path: str | None) -> Any:
+    from chalicelib.errors import PolicyLoadError, PolicyUnavailableError
+    from chalicelib.policy.loader import load_policy_file
+
+    try:
+        if path is not None:
+            return load_policy_file(path)
+        from chalicelib.policy.source import policy_source_from_env
+
+        return policy_source_from_env().get()
+    except (PolicyLoadError, PolicyUnavailableError) as exc:
+        _fail(str(exc))
+    except OSError as exc:
+        _fail(f"cannot read policy '{path}': {exc.strerror}")
+
+
+def _run(policy: Any, targets: list, timeout: float | None, concurrency: int | None) -> Any:
+    from chalicelib.canary.factory import canary_deps
+    from chalicelib.canary.runner import run_canary
+
+    deps = canary_deps(policy)
+    return run_canary(policy, deps, targets=targets, timeout_seconds=timeout, concurrency=concurrency)
+
+
+_policy_option = click.option("--policy", "policy_path", type=click.Path(dir_okay=False), default=None,
+                              help="access policy file (default: RDSVEND_POLICY, else policies/access.yaml)")
+_json_option = click.option("--json", "as_json", is_flag=True, help="print the SPEC 6 report as JSON")
+_timeout_option = click.option("--timeout", type=click.FloatRange(min=0.5, max=900), default=None,
+                               help="per-target timeout in seconds (default: canary.timeout_seconds)")
+
+
+@click.command("canary")
+@_policy_option
+@_json_option
+@_timeout_option
+@click.option("--concurrency", type=click.IntRange(min=1, max=256), default=None,
+              help="targets checked at once (default: canary.concurrency)")
+@click.option("--database", default=None, help="only this database")
+def canary(policy_path: str | None, as_json: bool, timeout: float | None, concurrency: int | None,
+           database: str | None) -> None:
+    """Check every (database, db user) of the policy: RDS, IAM, SCPs, a real TLS login."""
+    from chalicelib.canary.explain import explain_target, render_table, summary_line
+    from chalicelib.canary.runner import select_targets
+
+    policy = _load_policy(policy_path)
+    if database is not None and database not in policy.databases:
+        _fail(f"unknown database '{database}' in {policy.source}")
+    report = _run(policy, select_targets(policy, database), timeout, concurrency)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2, default=str))
+    else:
+        click.echo(render_table(report.targets))
+        click.echo()
+        click.echo(summary_line(report.summary))
+        explained = [(t, explain_target(t)) for t in report.targets if t.status in ("fail", "error")]
+        for target, text in explained:
+            click.echo()
+            click.echo(f"== {target.key} ({target.status}) ==")
+            click.echo(text)
+    sys.exit(0 if report.ok else 1)
+
+
+@click.command("doctor")
+@click.argument("database")
+@click.argument("db_user")
+@_policy_option
+@_json_option
+@_timeout_option
+def doctor(database: str, db_user: str, policy_path: str | None, as_json: bool,
+           timeout: float | None) -> None:
+    """Run every check for DATABASE / DB_USER and explain each failure in words."""
+    from chalicelib.canary.explain import explain_target, render_checks
+
+    policy = _load_policy(policy_path)
+    db = policy.databases.get(database)
+    if db is None:
+        _fail(f"unknown database '{database}' in {policy.source}")
+    user = db.users.get(db_user)
+    if user is None:
+        _fail(f"unknown db user '{db_user}' of database '{database}' in {policy.source}")
+    report = _run(policy, [(db, user)], timeout, 1)
+    target = report.targets[0]
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2, default=str))
+        sys.exit(0 if report.ok else 1)
+    click.echo(f"{target.key} ({user.auth} auth{', tier ' + user.tier if user.tier else ''}): "
+               f"{target.status.upper()}")
+    click.echo()
+    click.echo(render_checks(target))
+    text = explain_target(target)
+    if text:
+        click.echo()
+        click.echo(text)
+    else:
+        click.echo()
+        click.echo("Nothing to fix: a freshly signed token logs in over TLS verify-full.")
+    sys.exit(0 if report.ok else 1)

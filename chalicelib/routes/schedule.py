@@ -1,0 +1,21 @@
+"""The scheduled function ``canary`` (SPEC 6): every 5 minutes, EventBridge runs the
+connectivity canary over every (database, db user) of the access policy.
+
+Wiring only; the work is in :mod:`chalicelib.canary.scheduled`.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from chalice import Blueprint, Rate
+
+__all__ = ["schedule_routes", "canary"]
+
+schedule_routes = Blueprint(__name__)
+
+
+@schedule_routes.schedule(Rate(5, unit=Rate.MINUTES), name="canary")
+def canary(event: Any) -> dict[str, Any]:
+    from chalicelib.canary.scheduled import run_scheduled
+
+    return run_scheduled(event_id=getattr(event, "event_id", None))
