@@ -1,0 +1,139 @@
+"""The OpenAPI document matches the app: routes, methods, authorizers, status codes, bodies."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import boto3
+import pytest
+import yaml
+from moto import mock_aws
+from openapi_schema_validator import OAS30Validator
+from openapi_spec_validator import validate
+from referencing import Registry, Resource
+
+import app as app_module
+import chalicelib.routes.http as http
+from chalicelib.aws.clients import ClientFactory
+from chalicelib.aws.rds import EndpointResolver
+from chalicelib.policy.loader import load_policy_text
+from chalicelib.policy.source import StaticPolicySource
+from chalicelib.signer import TokenMinter
+from chalicelib.vending.pipeline import VendingService
+from chalicelib.vending.ratelimit import RateLimiter
+from tests.functional.conftest import load_event
+from tests.functional.test_http_api import POLICY, token_event
+
+SPEC = yaml.safe_load((Path(__file__).resolve().parents[2] / "openapi.yaml").read_text())
+
+
+def test_document_is_valid_openapi():
+    validate(SPEC)
+
+
+def test_app_routes_and_methods_match_the_document():
+    app_routes = {(path, method.lower()) for path, methods in app_module.app.routes.items() for method in methods}
+    documented = {(path, method) for path, item in SPEC["paths"].items() for method in item}
+    assert app_routes == documented
+    for path, methods in app_module.app.routes.items():
+        for entry in methods.values():
+            assert type(entry.authorizer).__name__ == "IAMAuthorizer", path
+
+
+class Broken:
+    def mint(self, **kwargs):
+        raise RuntimeError("boom")
+
+    def index(self):
+        raise RuntimeError("boom")
+
+
+def service(**overrides):
+    args = dict(policy_source=StaticPolicySource(load_policy_text(POLICY, "t.yaml")), minter=TokenMinter(),
+                resolver=EndpointResolver(ClientFactory()))
+    args.update(overrides)
+    return VendingService(**args)
+
+
+def no_identity(ev):
+    ev["requestContext"]["identity"] = {"userArn": None}
+    return ev
+
+
+def dba(ev):
+    ev["requestContext"]["identity"]["userArn"] = "arn:aws:sts::111122223333:assumed-role/dba-x/s"
+    return ev
+
+
+SCENARIOS = {
+    ("/v1/tokens", "post"): {
+        200: (lambda: token_event(), {}),
+        400: (lambda: token_event(raw="[]"), {}),
+        401: (lambda: no_identity(token_event()), {}),
+        403: (lambda: token_event(ip="192.0.2.1"), {}),
+        429: (lambda: token_event(), {"rate_limiter": RateLimiter(0.001, 1), "_twice": True}),
+        500: (lambda: token_event(), {"minter": Broken()}),
+        503: (lambda: dba(token_event({"database": "ghost", "db_user": "ghost_app"})), {}),
+    },
+    ("/v1/databases", "get"): {
+        200: (lambda: load_event("get_databases"), {}),
+        401: (lambda: no_identity(load_event("get_databases")), {}),
+        403: (lambda: load_event("get_databases"), {"policy_source": "bad"}),
+        500: (lambda: load_event("get_databases"), {"policy_source": Broken()}),
+    },
+    ("/v1/whoami", "get"): {
+        200: (lambda: load_event("get_whoami"), {}),
+        401: (lambda: no_identity(load_event("get_whoami")), {}),
+        500: (lambda: load_event("get_whoami"), {"_break_identity": True}),
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def aws():
+    with mock_aws():
+        boto3.client("rds", region_name="us-east-1").create_db_instance(
+            DBInstanceIdentifier="orders-prod", Engine="postgres", DBInstanceClass="db.t3.micro",
+            MasterUsername="admin", MasterUserPassword="not-a-real-one", EnableIAMDatabaseAuthentication=True)
+        yield
+
+
+def schema_validator(schema):
+    registry = Registry().with_resource("urn:spec", Resource.opaque(SPEC))
+    return OAS30Validator({"$ref": "urn:spec#" + schema["$ref"][1:]} if "$ref" in schema else schema,
+                          registry=registry)
+
+
+def test_every_documented_status_is_what_the_app_answers(aws, tmp_path, monkeypatch):
+    for (path, method), statuses in SCENARIOS.items():
+        documented = {int(code) for code in SPEC["paths"][path][method]["responses"]}
+        assert documented == set(statuses), (path, method)
+        for status, (make_event, overrides) in statuses.items():
+            overrides = dict(overrides)
+            twice = overrides.pop("_twice", False)
+            broken_identity = overrides.pop("_break_identity", False)
+            if overrides.get("policy_source") == "bad":
+                bad = tmp_path / "bad.yaml"
+                bad.write_text("version: 1\n")
+                from chalicelib.policy.source import FilePolicySource
+
+                overrides["policy_source"] = FilePolicySource(bad)
+            http.set_vending_service(service(**overrides))
+            if broken_identity:
+                monkeypatch.setattr(http, "identity_from_request_context", Broken().index)
+            try:
+                if twice:
+                    app_module.app(make_event(), None)
+                answer = app_module.app(make_event(), None)
+            finally:
+                http.set_vending_service(None)
+                monkeypatch.undo()
+            assert answer["statusCode"] == status, (path, method, status, answer["body"])
+            assert answer["headers"]["Cache-Control"] == "no-store"
+            spec_response = SPEC["paths"][path][method]["responses"][str(status)]
+            if "$ref" in spec_response:
+                spec_response = SPEC["components"]["responses"][spec_response["$ref"].rsplit("/", 1)[1]]
+            schema = spec_response["content"]["application/json"]["schema"]
+            schema_validator(schema).validate(json.loads(answer["body"]))
+            for header in spec_response.get("headers", {}):
+                assert header in answer["headers"], (path, status, header)
