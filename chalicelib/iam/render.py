@@ -1,0 +1,127 @@
+"""The least-privilege signer policy for an access policy (``rdsvend policy render``, SPEC 2).
+
+:func:`render_policies(policy, client_for) <render_policies>` resolves every database's
+resource id through RDS (``DescribeDBInstances`` -> ``DbiResourceId``, ``DescribeDBClusters``
+-> ``DbClusterResourceId``, ``DescribeDBProxies`` -> the proxy's ``prx-`` id) and returns:
+
+- one IAM policy per signer (databases naming the same ``signer_role`` share one; databases
+  with none are signed by rdsvend's own function role), allowing ``rds-db:connect`` on
+  exactly the dbuser ARNs of that signer's ``auth: iam`` users, nothing else;
+- the SCP statement that allows ``rds-db:connect`` on every one of those ARNs (for an
+  allow-list SCP at each organization level).
+
+A database RDS does not know, or one whose resource id RDS does not give, is an error: a
+name-based ARN is never rendered (IAM would never match it). ``client_for(region)`` returns a
+boto3 RDS client (``AWS_ENDPOINT_URL`` points it at moto or the local stack).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+from chalicelib.errors import IamFetchError
+from chalicelib.iam.rdsdb import CONNECT_ACTION, dbuser_arn, is_resource_id
+from chalicelib.policy.model import AccessPolicy, Database
+
+__all__ = ["ResolvedDatabase", "RenderedPolicies", "render_policies", "resolve_database"]
+
+DEFAULT_SIGNER = "rdsvend function role"
+
+
+@dataclass(frozen=True)
+class ResolvedDatabase:
+    database: str
+    partition: str
+    account: str
+    region: str
+    resource_id: str
+    arns: tuple[str, ...]  # one per auth: iam user, in file order
+
+
+@dataclass(frozen=True)
+class RenderedPolicies:
+    databases: tuple[ResolvedDatabase, ...]
+    signer_policies: Mapping[str, dict]  # signer role ARN (or DEFAULT_SIGNER) -> IAM policy
+    scp_statement: dict
+
+    @property
+    def all_arns(self) -> tuple[str, ...]:
+        return tuple(arn for db in self.databases for arn in db.arns)
+
+    def to_dict(self) -> dict:
+        return {
+            "signer_policies": [
+                {"signer": signer, "policy": doc} for signer, doc in self.signer_policies.items()
+            ],
+            "scp_statement": self.scp_statement,
+            "dbuser_arns": list(self.all_arns),
+        }
+
+
+def resolve_database(database: Database, client: Any) -> tuple[str, str, str]:
+    """``(partition, account, resource_id)`` of the database's instance, cluster or proxy."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from chalicelib.aws.rds import describe_resource
+
+    try:
+        resource = describe_resource(client, database)
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "Unknown")
+        raise IamFetchError(
+            f"database '{database.name}': rds has no {database.kind} '{database.identifier}' ({code})",
+            service="rds", code=code,
+        ) from exc
+    except (BotoCoreError, IndexError, KeyError) as exc:
+        raise IamFetchError(
+            f"database '{database.name}': cannot describe {database.kind} '{database.identifier}' "
+            f"({type(exc).__name__})", service="rds",
+        ) from exc
+    arn = resource.arn or ""
+    parts = arn.split(":")
+    if len(parts) < 6 or not parts[4]:
+        raise IamFetchError(f"database '{database.name}': rds gave no ARN for '{database.identifier}'", service="rds")
+    rid = resource.resource_id or ""
+    if not is_resource_id(rid):
+        raise IamFetchError(
+            f"database '{database.name}': rds gave no resource id for {database.kind} "
+            f"'{database.identifier}' (got '{rid}')", service="rds",
+        )
+    return parts[1], parts[4], rid
+
+
+def render_policies(policy: AccessPolicy, client_for: Callable[[str], Any]) -> RenderedPolicies:
+    """Resolve resource ids and build the signer policies and the SCP statement."""
+    resolved: list[ResolvedDatabase] = []
+    by_signer: dict[str, list[str]] = {}
+    for database in policy.databases.values():
+        users = [u.name for u in database.users.values() if u.vendable]
+        if not users:
+            continue
+        partition, account, rid = resolve_database(database, client_for(database.region))
+        arns = tuple(dbuser_arn(database.region, account, rid, u, partition) for u in users)
+        resolved.append(ResolvedDatabase(database.name, partition, account, database.region, rid, arns))
+        by_signer.setdefault(database.signer_role or DEFAULT_SIGNER, []).extend(arns)
+    if not resolved:
+        raise IamFetchError("no database declares an 'auth: iam' user", service="rds")
+    signer_policies = {
+        signer: {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Sid": "RdsvendConnect",
+                    "Effect": "Allow",
+                    "Action": CONNECT_ACTION,
+                    "Resource": sorted(dict.fromkeys(arns)),
+                }
+            ],
+        }
+        for signer, arns in by_signer.items()
+    }
+    scp_statement = {
+        "Sid": "AllowRdsvendConnect",
+        "Effect": "Allow",
+        "Action": CONNECT_ACTION,
+        "Resource": sorted({arn for db in resolved for arn in db.arns}),
+    }
+    return RenderedPolicies(tuple(resolved), signer_policies, scp_statement)

@@ -1,0 +1,209 @@
+"""``rdsvend policy render`` against moto's RDS (instance, cluster, proxy), then simulated:
+every declared (database, iam user) is allowed, anything else is not."""
+from __future__ import annotations
+
+import json
+
+import boto3
+import pytest
+from click.testing import CliRunner
+from moto import mock_aws
+
+from chalicelib.cli.main import cli
+from chalicelib.errors import IamFetchError
+from chalicelib.iam.evaluator import evaluate
+from chalicelib.iam.model import RequestContext, parse_policy
+from chalicelib.iam.rdsdb import dbuser_arn
+from chalicelib.iam.render import DEFAULT_SIGNER, render_policies
+from chalicelib.policy.loader import load_policy_text
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+SIGNER = f"arn:aws:iam::{ACCOUNT}:role/rdsvend-signer"
+
+POLICY = f"""
+version: 1
+databases:
+  orders-prod:
+    engine: postgres
+    region: {REGION}
+    instance: orders-prod
+    signer_role: {SIGNER}
+    users:
+      orders_app:   {{auth: iam, tier: service-user}}
+      orders_owner: {{auth: iam, tier: service-admin}}
+      etl_legacy:   {{auth: kerberos}}
+  billing:
+    engine: postgres
+    region: {REGION}
+    cluster: billing-aurora
+    users:
+      billing_app: {{auth: iam}}
+  reports:
+    engine: postgres
+    region: {REGION}
+    proxy: reports-proxy
+    signer_role: {SIGNER}
+    users:
+      reports_ro: {{auth: iam}}
+      reports_pw: {{auth: password}}
+rules:
+  - id: dba
+    effect: allow
+    principals: ["arn:aws:iam::{ACCOUNT}:role/dba-*"]
+    databases: ["*"]
+    db_users: ["*"]
+"""
+
+
+@pytest.fixture(autouse=True)
+def _fresh_client_cache(monkeypatch):
+    """The CLI uses the process-wide client factory: keep moto-bound clients out of it."""
+    monkeypatch.setattr("chalicelib.aws.clients._default", None)
+
+
+@pytest.fixture(scope="module")
+def world():
+    with mock_aws():
+        rds = boto3.client("rds", region_name=REGION)
+        instance = rds.create_db_instance(
+            DBInstanceIdentifier="orders-prod", Engine="postgres", DBInstanceClass="db.t3.micro",
+            MasterUsername="admin", MasterUserPassword="not-a-real-password", AllocatedStorage=20,
+            EnableIAMDatabaseAuthentication=True,
+        )["DBInstance"]
+        cluster = rds.create_db_cluster(
+            DBClusterIdentifier="billing-aurora", Engine="aurora-postgresql",
+            MasterUsername="admin", MasterUserPassword="not-a-real-password",
+            EnableIAMDatabaseAuthentication=True,
+        )["DBCluster"]
+        ec2 = boto3.client("ec2", region_name=REGION)
+        vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+        subnets = [
+            ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{i}.0/24", AvailabilityZone=f"{REGION}{z}")["Subnet"]["SubnetId"]
+            for i, z in ((1, "a"), (2, "b"))
+        ]
+        proxy = rds.create_db_proxy(
+            DBProxyName="reports-proxy", EngineFamily="POSTGRESQL", RoleArn=f"arn:aws:iam::{ACCOUNT}:role/proxy",
+            Auth=[{"AuthScheme": "SECRETS", "SecretArn": f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:x", "IAMAuth": "REQUIRED"}],
+            VpcSubnetIds=subnets,
+        )["DBProxy"]
+        yield {
+            "policy": load_policy_text(POLICY, source="access.yaml"),
+            "instance_rid": instance["DbiResourceId"],
+            "cluster_rid": cluster["DbClusterResourceId"],
+            "proxy_rid": proxy["DBProxyArn"].rsplit(":", 1)[-1],
+        }
+
+
+def _rendered(world):
+    return render_policies(world["policy"], lambda region: boto3.client("rds", region_name=region))
+
+
+def test_render_uses_resource_ids_and_only_iam_users(world):
+    rendered = _rendered(world)
+    expected_signer = sorted([
+        dbuser_arn(REGION, ACCOUNT, world["instance_rid"], "orders_app"),
+        dbuser_arn(REGION, ACCOUNT, world["instance_rid"], "orders_owner"),
+        dbuser_arn(REGION, ACCOUNT, world["proxy_rid"], "reports_ro"),
+    ])
+    assert world["proxy_rid"].startswith("prx-") and world["cluster_rid"].startswith("cluster-")
+    assert rendered.signer_policies[SIGNER]["Statement"][0]["Resource"] == expected_signer
+    assert rendered.signer_policies[DEFAULT_SIGNER]["Statement"][0]["Resource"] == [
+        dbuser_arn(REGION, ACCOUNT, world["cluster_rid"], "billing_app")
+    ]
+    assert sorted(rendered.scp_statement["Resource"]) == sorted(expected_signer + [
+        dbuser_arn(REGION, ACCOUNT, world["cluster_rid"], "billing_app")
+    ])
+    text = json.dumps(rendered.to_dict())
+    assert "etl_legacy" not in text and "reports_pw" not in text and "orders-prod/" not in text
+
+
+def test_rendered_policies_simulate_declared_allowed_undeclared_denied(world):
+    rendered = _rendered(world)
+    scp = parse_policy({"Version": "2012-10-17", "Statement": [rendered.scp_statement]}, "scp")
+    full_access = parse_policy({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}, "FullAWSAccess")
+    signers = {s: parse_policy(doc, s) for s, doc in rendered.signer_policies.items()}
+    declared = {
+        SIGNER: [(world["instance_rid"], "orders_app"), (world["instance_rid"], "orders_owner"), (world["proxy_rid"], "reports_ro")],
+        DEFAULT_SIGNER: [(world["cluster_rid"], "billing_app")],
+    }
+    for signer, pairs in declared.items():
+        for rid, user in pairs:
+            request = RequestContext("rds-db:connect", dbuser_arn(REGION, ACCOUNT, rid, user))
+            result = evaluate(request, identity_policies=[signers[signer]], scp_levels=[[full_access], [scp]])
+            assert result.allowed, result.explanation
+    undeclared = [
+        (SIGNER, world["instance_rid"], "etl_legacy"),      # kerberos user
+        (SIGNER, world["proxy_rid"], "reports_pw"),         # password user
+        (SIGNER, world["instance_rid"], "postgres"),        # never declared
+        (SIGNER, world["cluster_rid"], "billing_app"),      # another signer's database
+        (DEFAULT_SIGNER, world["instance_rid"], "orders_app"),
+    ]
+    for signer, rid, user in undeclared:
+        request = RequestContext("rds-db:connect", dbuser_arn(REGION, ACCOUNT, rid, user))
+        assert evaluate(request, identity_policies=[signers[signer]]).decision == "implicitDeny"
+    # The SCP statement allows nothing undeclared either.
+    stray = RequestContext("rds-db:connect", dbuser_arn(REGION, ACCOUNT, world["instance_rid"], "postgres"))
+    everything = parse_policy({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}, "admin")
+    result = evaluate(stray, identity_policies=[everything], scp_levels=[[full_access], [scp]])
+    assert result.decision == "implicitDeny" and result.layer == "scp"
+
+
+def test_render_cli_then_simulate_cli(world, tmp_path):
+    policy_file = tmp_path / "access.yaml"
+    policy_file.write_text(POLICY)
+    runner = CliRunner()
+    out = runner.invoke(cli, ["policy", "render", str(policy_file), "--only", "scp"])
+    assert out.exit_code == 0, out.output
+    scp_file = tmp_path / "scp.json"
+    scp_file.write_text(json.dumps({"Version": "2012-10-17", "Statement": [json.loads(out.output)]}))
+    full = runner.invoke(cli, ["policy", "render", str(policy_file)])
+    assert full.exit_code == 0, full.output
+    signer_doc = next(s["policy"] for s in json.loads(full.output)["signer_policies"] if s["signer"] == SIGNER)
+    signer_file = tmp_path / "signer.json"
+    signer_file.write_text(json.dumps(signer_doc))
+
+    def simulate(user, rid):
+        return runner.invoke(cli, [
+            "simulate", "--action", "rds-db:connect", "--resource", dbuser_arn(REGION, ACCOUNT, rid, user),
+            "--identity-policy", str(signer_file), "--scp", str(scp_file), "--json",
+        ])
+
+    ok = simulate("orders_app", world["instance_rid"])
+    assert ok.exit_code == 0 and json.loads(ok.output)["decision"] == "allowed"
+    no = simulate("intruder", world["instance_rid"])
+    assert no.exit_code == 1 and json.loads(no.output)["decision"] == "implicitDeny"
+
+
+def test_render_only_signer_refuses_when_several_signers(world, tmp_path):
+    policy_file = tmp_path / "access.yaml"
+    policy_file.write_text(POLICY)
+    out = CliRunner().invoke(cli, ["policy", "render", str(policy_file), "--only", "signer"])
+    assert out.exit_code == 2
+    assert "several" in out.output and "Traceback" not in out.output
+
+
+def test_render_unknown_database_is_one_line_exit_2(world, tmp_path):
+    policy_file = tmp_path / "access.yaml"
+    policy_file.write_text(POLICY.replace("instance: orders-prod", "instance: no-such-db"))
+    out = CliRunner().invoke(cli, ["policy", "render", str(policy_file)])
+    assert out.exit_code == 2
+    lines = [line for line in out.output.splitlines() if line]
+    assert len(lines) == 1 and "no-such-db" in lines[0] and str(policy_file) in lines[0]
+
+
+def test_render_bad_policy_file_is_exit_2(tmp_path):
+    policy_file = tmp_path / "access.yaml"
+    policy_file.write_text("version: 1\ndatabases: {}\nrules: [}\n")
+    out = CliRunner().invoke(cli, ["policy", "render", str(policy_file)])
+    assert out.exit_code == 2 and "Traceback" not in out.output
+
+
+def test_render_refuses_missing_resource_id(world):
+    class NoId:
+        def describe_db_instances(self, **_):
+            return {"DBInstances": [{"DBInstanceArn": f"arn:aws:rds:{REGION}:{ACCOUNT}:db:orders-prod"}]}
+
+    policy = load_policy_text(POLICY.split("  billing:")[0] + "rules: []\n", source="one.yaml")
+    with pytest.raises(IamFetchError, match="no resource id"):
+        render_policies(policy, lambda region: NoId())
