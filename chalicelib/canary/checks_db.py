@@ -168,7 +168,7 @@ def classify_connect_error(text: str, *, secrets: tuple[str, ...] = ()) -> DbCon
     # libpq prefixes "connection failed: connection to server at ... failed:"; keep the cause.
     message = " ".join(lines)[:400] if lines else "connection failed"
     low = clean.lower()
-    if "authentication failed" in low or "password authentication" in low or "no pg_hba.conf entry" in low:
+    if "authentication failed" in low or "password authentication" in low or "pg_hba.conf" in low:
         kind = "auth"
     elif "timeout expired" in low or "timed out" in low:
         kind = "timeout"
