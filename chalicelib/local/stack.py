@@ -45,6 +45,8 @@ __all__ = [
     "DownReport",
     "down",
     "read_state",
+    "running_info",
+    "signed_request",
     "spawn_detached",
     "listening_sockets",
     "UNSET_ENV",
@@ -113,6 +115,14 @@ def read_state(state_dir: str | os.PathLike[str] = DEFAULT_STATE_DIR) -> dict[st
         return json.loads((Path(state_dir) / STATE_FILE).read_text())
     except (OSError, ValueError):
         return None
+
+
+def running_info(state_dir: str | os.PathLike[str] = DEFAULT_STATE_DIR) -> StackInfo | None:
+    """The running stack recorded in ``state_dir``, or ``None`` when none is up and ready."""
+    state = read_state(state_dir)
+    if not state or state.get("status") != "ready" or not _alive(state.get("pid"), state.get("proc_start")):
+        return None
+    return StackInfo.from_json(state["info"])
 
 
 # -- what a running stack looks like ---------------------------------------------------------------
@@ -357,13 +367,17 @@ class StackServer:
     def serve_forever(self, ready: Any = None) -> None:
         """Start, report, and run until SIGINT or SIGTERM; then stop everything."""
         stop = threading.Event()
+        started = threading.Event()
 
         def _signal(signum: int, _frame: Any) -> None:
             stop.set()
+            if not started.is_set():
+                raise KeyboardInterrupt  # abandon the start; start() cleans up what it made
 
         previous = {s: signal.signal(s, _signal) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
         try:
             info = self.start()
+            started.set()
             if ready is not None:
                 ready(info)
             while not stop.wait(0.5):
@@ -768,6 +782,8 @@ def main(argv: list[str] | None = None) -> int:
                          access_path=args.access or DEFAULT_ACCESS)
     try:
         server.serve_forever(ready=lambda info: print(f"local stack ready at {info.gateway_url}", flush=True))
+    except KeyboardInterrupt:
+        return 130
     except Exception as exc:  # noqa: BLE001 - one line, the state is cleaned up by stop()
         print(f"local stack failed: {type(exc).__name__}: {str(exc)[:300]}", file=sys.stderr, flush=True)
         return 1
