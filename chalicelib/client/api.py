@@ -132,7 +132,7 @@ class VendedToken:
                 rule=body.get("rule") if isinstance(body.get("rule"), str) else None,
                 received_at=received_at,
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError):
             raise VendError("bad_answer", "the service's answer is missing or mistypes a field") from None
 
 

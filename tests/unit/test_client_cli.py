@@ -194,3 +194,17 @@ def _body() -> dict:
     from tests.unit.client_fakes import token_body
 
     return token_body("tok-x")
+
+
+def test_no_aws_credentials_is_one_line_exit_2(env, server, tmp_path):
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        env.delenv(name)
+    env.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    env.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    env.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    env.delenv("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", raising=False)
+    env.delenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", raising=False)
+    result = run("token", "orders-prod", "orders_app")
+    assert result.exit_code == 2
+    assert result.stderr == "rdsvend: error: no_credentials: no AWS credentials found to sign the request\n"
+    assert server.posts == []
