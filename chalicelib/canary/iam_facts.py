@@ -108,6 +108,10 @@ class LiveConnectEvaluator:
         self._chains = _Once()
         self._ous = _Once()
 
+    def fresh(self) -> "LiveConnectEvaluator":
+        """The same clients with empty caches: each canary run reads IAM and SCPs anew."""
+        return LiveConnectEvaluator(iam_client=self._iam, org_client=self._org, clock=self._clock)
+
     def _ou_name(self, ou_id: str) -> str | None:
         def compute() -> str | None:
             try:

@@ -9,6 +9,7 @@ hanging database costs at most its timeout and never delays the others beyond it
 """
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from typing import Callable, Sequence
@@ -96,6 +97,9 @@ def run_canary(
 ) -> Report:
     """Every (database, db user) of the policy (or ``targets``), checked: the SPEC 6 report."""
     chosen = list(policy.targets() if targets is None else targets)
+    fresh = getattr(deps.connect, "fresh", None)
+    if callable(fresh):  # policies are read once per run, never carried over from the last one
+        deps = dataclasses.replace(deps, connect=fresh())
     timeout = float(timeout_seconds if timeout_seconds is not None else policy.canary.timeout_seconds)
     started = clock.now()
 

@@ -35,8 +35,17 @@ def _load_policy(path: str | None) -> Any:
         _fail(f"cannot read policy '{path}': {exc.strerror}")
 
 
+def _quiet_service_logs() -> None:
+    """The signer logs each role it assumes (JSON, for Lambda); a terminal wants the table."""
+    from chalicelib.observability import logger
+
+    logger.setLevel("WARNING")
+
+
 def _run(policy: Any, targets: list, timeout: float | None, concurrency: int | None) -> Any:
     from chalicelib.canary.factory import canary_deps
+
+    _quiet_service_logs()
     from chalicelib.canary.runner import run_canary
 
     deps = canary_deps(policy)
