@@ -33,6 +33,7 @@ from chalicelib.deploy.roles import (
     lambda_function_name,
     load_chalice_config,
     load_deploy_settings,
+    stale_policy_files,
     write_policy_files,
 )
 from chalicelib.errors import PolicyLoadError
@@ -212,11 +213,18 @@ def _drop_stale_caches(stage_dir: Path) -> None:
 
 
 def package(project_dir: str | Path = PROJECT_DIR, out: str | Path | None = None, stage: str = "dev",
-            formats: tuple[str, ...] = FORMATS) -> list[PackageResult]:
-    """Build every format into ``out/<format>/``; returns what was written."""
+            formats: tuple[str, ...] = FORMATS, *, regenerate: bool = True) -> list[PackageResult]:
+    """Build every format into ``out/<format>/``; returns what was written.
+
+    ``regenerate=False`` refuses to package stale policy files instead of rewriting them.
+    """
     project = Path(project_dir).resolve()
     out_dir = Path(out).resolve() if out else project / "build"
-    write_policy_files(project)
+    if regenerate:
+        for path in write_policy_files(project):
+            print(f"regenerated {path.relative_to(project)}", file=sys.stderr)
+    elif stale := stale_policy_files(project):
+        raise RuntimeError(f"stale policy files: {', '.join(p.name for p in stale)} (run make package)")
     deploy = load_deploy_settings(project / "policies" / "deploy.yaml")
     config = load_chalice_config(project)
     if stage not in config.get("stages", {}):

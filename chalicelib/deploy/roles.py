@@ -59,6 +59,8 @@ __all__ = [
     "write_policy_files",
     "stale_policy_files",
     "dump",
+    "resource_ids_from_rds",
+    "main",
 ]
 
 #: The Lambda functions rdsvend deploys (Chalice's names).
@@ -488,3 +490,56 @@ def stale_policy_files(project_dir: str | Path) -> list[Path]:
         path for path, content in render_policy_files(project_dir).items()
         if not path.exists() or path.read_text(encoding="utf-8") != content
     ]
+
+
+def resource_ids_from_rds(policy: AccessPolicy, client_for: Any) -> dict[str, str]:
+    """Every declared database's resource id, asked of RDS as ``rdsvend policy render`` does."""
+    from chalicelib.iam.render import resolve_database
+
+    return {db.name: resolve_database(db, client_for(db.region))[2] for db in policy.databases.values()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(
+        prog="python -m chalicelib.deploy.roles",
+        description="Write the functions' IAM policies and the API resource policy from policies/deploy.yaml.",
+    )
+    parser.add_argument("--project-dir", default=str(Path(__file__).resolve().parents[2]))
+    parser.add_argument("--check", action="store_true", help="exit 1 when a policy file is stale; write nothing")
+    parser.add_argument("--resource-ids", action="store_true",
+                        help="print deploy.yaml's resource_ids block, read from RDS with your AWS credentials")
+    args = parser.parse_args(argv)
+    project = Path(args.project_dir)
+    try:
+        if args.resource_ids:
+            from chalicelib.aws.clients import default_client_factory
+            from chalicelib.errors import IamFetchError
+
+            deploy = load_deploy_settings(project / "policies" / "deploy.yaml")
+            clients = default_client_factory()
+            try:
+                ids = resource_ids_from_rds(load_policy_file(deploy.access_policy),
+                                            lambda region: clients("rds", region))
+            except IamFetchError as exc:
+                print(f"roles: {exc}", file=sys.stderr)
+                return 2
+            print(yaml.safe_dump({"resource_ids": ids}, sort_keys=False), end="")
+            return 0
+        if args.check:
+            stale = stale_policy_files(project)
+            for path in stale:
+                print(f"stale: {path}", file=sys.stderr)
+            return 1 if stale else 0
+        for path in write_policy_files(project):
+            print(f"wrote {path}")
+        return 0
+    except PolicyLoadError as exc:
+        print(f"roles: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

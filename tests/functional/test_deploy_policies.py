@@ -337,3 +337,56 @@ def test_a_stage_without_an_ssm_policy_is_refused():
     config["stages"]["dev"]["environment_variables"]["RDSVEND_POLICY"] = "policies/access.yaml"
     with pytest.raises(DeployConfigError, match="is not an ssm:/ parameter"):
         stage_settings(config, "dev")
+
+
+# -- the command ------------------------------------------------------------------------------
+def test_resource_ids_are_read_from_rds_for_deploy_yaml(capsys):
+    import boto3
+    import yaml
+    from moto import mock_aws
+
+    from chalicelib.deploy.roles import main
+
+    with mock_aws():
+        rds = boto3.client("rds", region_name="us-east-1")
+        instance = rds.create_db_instance(
+            DBInstanceIdentifier="orders-prod", Engine="postgres", DBInstanceClass="db.t3.micro",
+            MasterUsername="admin", MasterUserPassword="not-a-secret-1", AllocatedStorage=20,
+        )["DBInstance"]
+        cluster = rds.create_db_cluster(
+            DBClusterIdentifier="billing", Engine="aurora-postgresql",
+            MasterUsername="admin", MasterUserPassword="not-a-secret-1",
+        )["DBCluster"]
+        assert main(["--project-dir", str(ROOT), "--resource-ids"]) == 0
+
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed == {"resource_ids": {"orders-prod": instance["DbiResourceId"],
+                                        "billing-aurora": cluster["DbClusterResourceId"]}}
+
+
+def test_resource_ids_for_a_database_rds_does_not_know_is_one_line_exit_2(capsys):
+    from moto import mock_aws
+
+    from chalicelib.deploy.roles import main
+
+    with mock_aws():
+        assert main(["--project-dir", str(ROOT), "--resource-ids"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "orders-prod" in err
+
+
+def test_check_mode_reports_a_stale_file_and_writes_nothing(tmp_path, capsys):
+    import shutil
+
+    from chalicelib.deploy.roles import main
+
+    for name in ("policies", ".chalice"):
+        shutil.copytree(ROOT / name, tmp_path / name)
+    tampered = tmp_path / "policies" / "iam-prod-vend.json"
+    tampered.write_text(tampered.read_text().replace("rds-db:connect", "rds-db:*"))
+
+    assert main(["--project-dir", str(tmp_path), "--check"]) == 1
+    assert "iam-prod-vend.json" in capsys.readouterr().err
+    assert "rds-db:*" in tampered.read_text()
+    assert main(["--project-dir", str(tmp_path)]) == 0  # regenerates
+    assert tampered.read_text() == (ROOT / "policies" / "iam-prod-vend.json").read_text()
