@@ -250,6 +250,12 @@ class StackServer:
 
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         world = load_world(self.world_path)
+        # moto imports a service's models on its first request (RDS pulls in EC2: seconds);
+        # import them, and the app, while PostgreSQL's initdb runs in its own process.
+        for key, value in _POWERTOOLS_DEFAULTS.items():
+            os.environ.setdefault(key, value)
+        warm = threading.Thread(target=_warm_imports, name="rdsvend-warm-imports", daemon=True)
+        warm.start()
         if not world.databases():
             raise StackError(f"{self.world_path}: the world has no database")
 
@@ -273,6 +279,7 @@ class StackServer:
             shutil.copyfile(ca_src, ca_path)
             os.chmod(ca_path, 0o644)
 
+        warm.join()
         first = next(iter(self._clusters.values()))
         seeded = seed_world(world, moto_url, db_host=first.host,
                             db_port={ident: c.port for ident, c in self._clusters.items()},
@@ -388,6 +395,21 @@ class StackServer:
             self.stop()
 
 
+_POWERTOOLS_DEFAULTS = {"POWERTOOLS_SERVICE_NAME": "rdsvend", "POWERTOOLS_METRICS_NAMESPACE": "rdsvend",
+                        "POWERTOOLS_TRACE_DISABLED": "true"}
+
+
+def _warm_imports() -> None:
+    import importlib
+
+    for module in ("moto.rds.models", "moto.iam.models", "moto.sts.models", "moto.organizations.models",
+                   "moto.rds.responses", "moto.iam.responses", "chalicelib.iam.connect", "app"):
+        try:
+            importlib.import_module(module)
+        except Exception:  # noqa: BLE001 - only a head start; the real import reports errors
+            log.debug("warm import of %s failed", module)
+
+
 def _port_of(url: str) -> int:
     from urllib.parse import urlsplit
 
@@ -450,8 +472,7 @@ def _start_gateway(world: Any, seeded: Any, policy_path: Path, lookup: Any) -> A
         "AWS_LAMBDA_FUNCTION_NAME": "rdsvend-local-api_handler",
         **seeded.execution.env(),
     })
-    for key, value in {"POWERTOOLS_SERVICE_NAME": "rdsvend", "POWERTOOLS_METRICS_NAMESPACE": "rdsvend",
-                       "POWERTOOLS_TRACE_DISABLED": "true"}.items():
+    for key, value in _POWERTOOLS_DEFAULTS.items():
         os.environ.setdefault(key, value)
     from app import app
     from chalicelib.routes.http import set_vending_service
