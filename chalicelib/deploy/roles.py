@@ -98,6 +98,7 @@ class StageSettings:
     state_table: str  # name
     policy_files: Mapping[str, str]  # function -> path relative to .chalice/
     org_role: str | None = None  # RDSVEND_ORG_ROLE_ARN: the canary reads Organizations through it
+    vpc_functions: frozenset[str] = frozenset()  # functions given subnet_ids (they need ENIs)
 
 
 # -- inputs ---------------------------------------------------------------------------------
@@ -218,8 +219,9 @@ def stage_settings(config: Mapping[str, Any], stage: str, source: str = ".chalic
             raise DeployConfigError(f"no iam_policy_file for function '{function}'",
                                     source=source, field=f"stages.{stage}")
         files[function] = name
+    vpc = frozenset(f for f in FUNCTIONS if _function_setting(config, stage, f, "subnet_ids"))
     return StageSettings(stage=stage, policy_parameter=where[len("ssm:"):], alert_topic=topic,
-                         state_table=table, policy_files=files, org_role=org_role)
+                         state_table=table, policy_files=files, org_role=org_role, vpc_functions=vpc)
 
 
 # -- ARNs -----------------------------------------------------------------------------------
@@ -367,6 +369,14 @@ def function_policy(
     })
     statements.append({"Sid": "Tracing", "Effect": "Allow",
                        "Action": ["xray:PutTelemetryRecords", "xray:PutTraceSegments"], "Resource": "*"})
+    if function in stage.vpc_functions:
+        # What AWSLambdaVPCAccessExecutionRole grants: Lambda manages the function's network
+        # interfaces with the function's role; these actions take no resource ARN.
+        statements.append({"Sid": "VpcNetworkInterfaces", "Effect": "Allow",
+                           "Action": ["ec2:AssignPrivateIpAddresses", "ec2:CreateNetworkInterface",
+                                      "ec2:DeleteNetworkInterface", "ec2:DescribeNetworkInterfaces",
+                                      "ec2:UnassignPrivateIpAddresses"],
+                           "Resource": "*"})
     if function == "canary":
         statements.extend(_canary_statements(stage, deploy))
     document = {"Version": "2012-10-17", "Statement": statements}

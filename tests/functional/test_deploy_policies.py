@@ -215,7 +215,7 @@ def test_no_policy_allows_rds_db_wildcards_or_anything_on_star_but_tracing_and_o
             resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
             assert all("*" not in a for a in actions), (path.name, actions)
             if "*" in resources:
-                assert all(a.startswith(("xray:", "organizations:Describe", "organizations:List")) for a in actions)
+                assert all(a.startswith(("xray:", "organizations:Describe", "organizations:List", "ec2:")) for a in actions)
             if "rds-db:connect" in actions:
                 assert all("*" not in r and "?" not in r for r in resources)
 
@@ -390,3 +390,17 @@ def test_check_mode_reports_a_stale_file_and_writes_nothing(tmp_path, capsys):
     assert "rds-db:*" in tampered.read_text()
     assert main(["--project-dir", str(tmp_path)]) == 0  # regenerates
     assert tampered.read_text() == (ROOT / "policies" / "iam-prod-vend.json").read_text()
+
+
+def test_a_function_placed_in_a_vpc_may_manage_its_network_interfaces_and_only_it():
+    config = json.loads(json.dumps(CONFIG))
+    canary = config["stages"]["prod"]["lambda_functions"]["canary"]
+    canary["subnet_ids"], canary["security_group_ids"] = ["subnet-0abc"], ["sg-0abc"]
+    settings = stage_settings(config, "prod")
+
+    def decide(function: str) -> str:
+        policy = parse_policy(function_policy(function, settings, ACCESS, DEPLOY), source=function)
+        return evaluate(RequestContext("ec2:CreateNetworkInterface", "*"), identity_policies=[policy]).decision
+
+    assert decide("canary") == "allowed"
+    assert decide("api_handler") == decide("vend") == "implicitDeny"
