@@ -24,7 +24,7 @@ from typing import Literal, Sequence
 
 from chalicelib.iam.conditions import condition_holds
 from chalicelib.iam.model import PolicyDocument, RequestContext, Statement
-from chalicelib.iam.patterns import action_matches, resource_matches
+from chalicelib.iam.patterns import CompiledPatterns, compile_patterns, resource_matches
 
 __all__ = ["Evaluation", "Match", "evaluate", "evaluate_scps", "statement_applies", "scan"]
 
@@ -62,45 +62,99 @@ class Match:
     statement: Statement
 
 
+# Compiled matchers are cached on the immutable statements and documents themselves, in the
+# instance ``__dict__`` (as ``functools.cached_property`` does): not fields, so equality,
+# hashing and ``repr`` are untouched, and they go away with the policy objects.
+_STMT_KEY = "_rdsvend_compiled"
+_DOC_KEY = "_rdsvend_by_action"
+_MAX_ACTIONS_CACHED = 256
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    stmt: Statement
+    deny: bool
+    positive: bool  # Resource (True) or NotResource (False)
+    resources: CompiledPatterns | None  # None: a pattern uses a policy variable (per request)
+
+
+def _compile(stmt: Statement, variables: bool) -> _Compiled:
+    cached = stmt.__dict__.get(_STMT_KEY)
+    if cached is not None and cached[0] == variables:
+        return cached[1]
+    positive = stmt.resources is not None
+    patterns = stmt.resources if positive else stmt.not_resources or ()
+    compiled = _Compiled(
+        stmt=stmt,
+        deny=stmt.effect == "Deny",
+        positive=positive,
+        resources=compile_patterns(tuple(patterns), variables=variables, ignore_case=False, resource=True),
+    )
+    stmt.__dict__[_STMT_KEY] = (variables, compiled)
+    return compiled
+
+
+def _action_applies(stmt: Statement, action: str) -> bool:
+    positive = stmt.actions is not None
+    patterns = stmt.actions if positive else stmt.not_actions or ()
+    compiled = compile_patterns(tuple(patterns), variables=False, ignore_case=True, resource=False)
+    assert compiled is not None  # actions never use variables
+    return compiled.match(action.lower()) == positive
+
+
+def _for_action(policy: PolicyDocument, action: str) -> tuple[_Compiled, ...]:
+    """The statements of ``policy`` whose Action/NotAction covers ``action`` (cached)."""
+    index = policy.__dict__.get(_DOC_KEY)
+    if index is None:
+        index = policy.__dict__[_DOC_KEY] = {}
+    key = action.lower()
+    entries = index.get(key)
+    if entries is None:
+        variables = policy.variables_enabled
+        entries = tuple(_compile(s, variables) for s in policy.statements if _action_applies(s, action))
+        if len(index) < _MAX_ACTIONS_CACHED:
+            index[key] = entries
+    return entries
+
+
+def _applies(entry: _Compiled, request: RequestContext, variables: bool) -> bool:
+    if entry.resources is None:
+        lookup = request.get
+        hit = False
+        for pattern in entry.stmt.resources if entry.positive else entry.stmt.not_resources or ():
+            outcome = resource_matches(pattern, request.resource, lookup, variables=variables)
+            if outcome is None:
+                return False  # a variable without a value invalidates the whole statement
+            hit = hit or outcome
+    else:
+        hit = entry.resources.match(request.resource)
+    if hit != entry.positive:
+        return False
+    conditions = entry.stmt.conditions
+    return not conditions or all(condition_holds(c, request, variables=variables) for c in conditions)
+
+
 def statement_applies(stmt: Statement, request: RequestContext, *, variables: bool = True) -> bool:
     """Do the statement's action, resource and every condition match the request?"""
-    if stmt.actions is not None:
-        if not any(action_matches(p, request.action) for p in stmt.actions):
-            return False
-    elif any(action_matches(p, request.action) for p in stmt.not_actions or ()):
+    if not _action_applies(stmt, request.action):
         return False
-    lookup = request.get
-    if stmt.resources is not None:
-        patterns, positive = stmt.resources, True
-    else:
-        patterns, positive = stmt.not_resources or (), False
-    hit = False
-    for pattern in patterns:
-        outcome = resource_matches(pattern, request.resource, lookup, variables=variables)
-        if outcome is None:
-            return False  # a variable without a value invalidates the whole statement
-        hit = hit or outcome
-    if hit != positive:
-        return False
-    return all(condition_holds(c, request, variables=variables) for c in stmt.conditions)
+    return _applies(_compile(stmt, variables), request, variables)
 
 
 def scan(
     policies: Sequence[PolicyDocument], request: RequestContext
 ) -> tuple[Match | None, Match | None]:
     """The first applicable Deny and the first applicable Allow among ``policies``."""
-    deny: Match | None = None
     allow: Match | None = None
     for policy in policies:
         variables = policy.variables_enabled
-        for stmt in policy.statements:
-            if stmt.effect == "Deny":
-                if deny is None and statement_applies(stmt, request, variables=variables):
-                    deny = Match(policy, stmt)
-                    return deny, allow
-            elif allow is None and statement_applies(stmt, request, variables=variables):
-                allow = Match(policy, stmt)
-    return deny, allow
+        for entry in _for_action(policy, request.action):
+            if entry.deny:
+                if _applies(entry, request, variables):
+                    return Match(policy, entry.stmt), allow
+            elif allow is None and _applies(entry, request, variables):
+                allow = Match(policy, entry.stmt)
+    return None, allow
 
 
 def _what(request: RequestContext) -> str:

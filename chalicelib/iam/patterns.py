@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Callable, Union
 
@@ -27,6 +28,8 @@ __all__ = [
     "action_matches",
     "matches",
     "resource_matches",
+    "compile_patterns",
+    "CompiledPatterns",
     "arn_matches",
     "has_variables",
 ]
@@ -115,21 +118,8 @@ def glob_regex(tokens: tuple[Token, ...], ignore_case: bool = False, arn: bool =
     With ``arn=True`` a wildcard stays within a colon-delimited segment unless it is a ``*``
     ending its segment (followed by ``:`` or by the end of the pattern).
     """
-    parts: list[str] = []
-    for pos, tok in enumerate(tokens):
-        if isinstance(tok, str):
-            parts.append(re.escape(tok))
-        elif tok == STAR:
-            if arn:
-                nxt = tokens[pos + 1] if pos + 1 < len(tokens) else None
-                ends_segment = nxt is None or (isinstance(nxt, str) and nxt.startswith(":"))
-                parts.append(".*" if ends_segment else "[^:]*")
-            else:
-                parts.append(".*")
-        else:
-            parts.append("[^:]" if arn else ".")
     flags = re.DOTALL | (re.IGNORECASE if ignore_case else 0)
-    return re.compile("".join(parts) + r"\Z", flags)
+    return re.compile(_body(tokens, arn) + r"\Z", flags)
 
 
 def matches(pattern: str, value: str, lookup: Lookup, *, variables: bool, ignore_case: bool = False,
@@ -148,6 +138,70 @@ def resource_matches(pattern: str, resource: str, lookup: Lookup, *, variables: 
     if tokens is None:
         return None
     return glob_regex(tokens, False, pattern.startswith("arn:")).match(resource) is not None
+
+
+def _body(tokens: tuple[Token, ...], arn: bool) -> str:
+    parts: list[str] = []
+    for pos, tok in enumerate(tokens):
+        if isinstance(tok, str):
+            parts.append(re.escape(tok))
+        elif tok == STAR:
+            if arn:
+                nxt = tokens[pos + 1] if pos + 1 < len(tokens) else None
+                ends_segment = nxt is None or (isinstance(nxt, str) and nxt.startswith(":"))
+                parts.append(".*" if ends_segment else "[^:]*")
+            else:
+                parts.append(".*")
+        else:
+            parts.append("[^:]" if arn else ".")
+    return "".join(parts)
+
+
+@dataclass(frozen=True)
+class CompiledPatterns:
+    """A list of patterns, ready to match: exact strings, one regex for the wildcard ones, and
+    for each wildcard pattern its literal (prefix, suffix), a cheap test to skip the regex."""
+
+    exact: frozenset
+    regex: re.Pattern | None
+    guards: tuple[tuple[str, str], ...]
+
+    def match(self, value: str) -> bool:
+        if value in self.exact:
+            return True
+        if self.regex is None:
+            return False
+        for prefix, suffix in self.guards:
+            if value.startswith(prefix) and value.endswith(suffix):
+                return self.regex.match(value) is not None
+        return False
+
+
+@lru_cache(maxsize=16384)
+def compile_patterns(
+    patterns: tuple[str, ...], *, variables: bool, ignore_case: bool, resource: bool
+) -> CompiledPatterns | None:
+    """Compile ``patterns`` for :meth:`CompiledPatterns.match`; ``None`` when a pattern uses a
+    variable (resolved per request instead). With ``ignore_case`` the caller passes
+    ``value.lower()``."""
+    literals: set[str] = set()
+    bodies: list[str] = []
+    guards: list[tuple[str, str]] = []
+    for pattern in patterns:
+        tokens = tokenize(pattern, variables)
+        if has_variables(tokens):
+            return None
+        if ignore_case:
+            tokens = tuple(t.lower() if isinstance(t, str) else t for t in tokens)
+        if all(isinstance(t, str) for t in tokens):
+            literals.add("".join(tokens))  # type: ignore[arg-type]
+            continue
+        bodies.append(_body(tokens, resource and pattern.startswith("arn:")))
+        prefix = tokens[0] if isinstance(tokens[0], str) else ""
+        suffix = tokens[-1] if isinstance(tokens[-1], str) else ""
+        guards.append((prefix, suffix))  # type: ignore[arg-type]
+    regex = re.compile("(?:" + "|".join(bodies) + r")\Z", re.DOTALL) if bodies else None
+    return CompiledPatterns(frozenset(literals), regex, tuple(guards))
 
 
 @lru_cache(maxsize=8192)
