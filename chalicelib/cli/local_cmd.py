@@ -38,6 +38,7 @@ def local() -> None:
 def up(detach: bool, state_dir: str | None, world_path: str | None, access_path: str | None) -> None:
     """Start the local stack; in the foreground until Ctrl-C unless --detach."""
     from chalicelib.local.stack import DEFAULT_ACCESS, StackError, StackServer, spawn_detached
+    from chalicelib.errors import PolicyLoadError
     from chalicelib.local.world import WorldError
 
     for label, path in (("--world", world_path), ("--access", access_path)):
@@ -45,6 +46,7 @@ def up(detach: bool, state_dir: str | None, world_path: str | None, access_path:
             _fail(f"{label}: no such file '{path}'", 2)
     directory = _state_dir(state_dir)
     try:
+        _check_inputs(world_path, access_path or str(DEFAULT_ACCESS))
         if detach:
             info = spawn_detached(directory, world_path=world_path, access_path=access_path)
             click.echo(f"local stack running (pid {info.pid}): API {info.gateway_url}, AWS {info.moto_url}")
@@ -64,10 +66,19 @@ def up(detach: bool, state_dir: str | None, world_path: str | None, access_path:
             click.echo("local stack start abandoned; everything it started is stopped")
             sys.exit(130)
         click.echo("local stack stopped")
-    except WorldError as exc:
+    except (WorldError, PolicyLoadError) as exc:
         _fail(str(exc), 2)
     except StackError as exc:
         _fail(str(exc))
+
+
+def _check_inputs(world_path: str | None, access_path: str) -> None:
+    """Bad input is a one-line error before anything starts (exit 2)."""
+    from chalicelib.local.world import DEFAULT_WORLD, load_world
+    from chalicelib.policy.loader import load_policy_file
+
+    load_world(world_path or DEFAULT_WORLD)
+    load_policy_file(access_path)
 
 
 @local.command()

@@ -205,3 +205,28 @@ def test_bad_world_files_name_the_field(edit, field):
         load_world_text(changed, source="w.yaml")
     assert err.value.field == field
     assert str(err.value).startswith("w.yaml, field ")
+
+
+def test_local_up_refuses_a_bad_world_before_starting_anything(tmp_path):
+    from click.testing import CliRunner
+
+    from chalicelib.cli.main import cli
+
+    bad = tmp_path / "world.yaml"
+    bad.write_text(DEFAULT_WORLD.read_text().replace("  id: o-rdsvend001", "  id: o-bad"))
+    state = tmp_path / "state"
+    result = CliRunner().invoke(cli, ["local", "up", "--detach", "--world", str(bad), "--state-dir", str(state)])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        f"rdsvend local: {bad}, field 'organization.id': invalid value 'o-bad'"]
+    assert not state.exists()
+
+
+def test_local_env_without_a_stack_says_so(tmp_path):
+    from click.testing import CliRunner
+
+    from chalicelib.cli.main import cli
+
+    result = CliRunner().invoke(cli, ["local", "env", "--state-dir", str(tmp_path / "none")])
+    assert result.exit_code == 1
+    assert "no local stack is running" in result.output
