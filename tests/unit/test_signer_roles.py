@@ -181,7 +181,9 @@ def test_callers_keep_signing_with_old_credentials_while_one_refreshes():
     sts.gate = gate
     refresher = threading.Thread(target=cache.get, args=(REQ,))
     refresher.start()
-    time.sleep(0.1)
+    deadline = time.monotonic() + 5
+    while len(sts.calls) < 2 and time.monotonic() < deadline:  # the refresher is inside AssumeRole
+        time.sleep(0.01)
     assert cache.get(REQ) is first  # not blocked behind the slow AssumeRole
     gate.set()
     refresher.join(5)
