@@ -35,7 +35,7 @@ class BadInput(click.ClickException):
     exit_code = 2
 
     def show(self, file=None) -> None:  # noqa: D102 - click's hook
-        click.echo(f"error: {self.format_message()}", err=True)
+        click.echo(f"rdsvend: {self.format_message()}", err=True)
 
 
 def _read(path: str) -> str:
