@@ -145,10 +145,15 @@ class PolicyUnavailableError(RdsvendError):
 
 
 class PolicyPublishError(RdsvendError):
-    """The access policy could not be uploaded: a bad parameter name, too big, SSM refused."""
+    """The access policy could not be uploaded: a bad parameter name, too big, SSM refused.
 
-    def __init__(self, message: str, *, parameter: str = "") -> None:
+    ``input_error`` is true when the caller's input is at fault (a CLI exits 2), false when
+    SSM refused or could not be reached (exit 1).
+    """
+
+    def __init__(self, message: str, *, parameter: str = "", input_error: bool = False) -> None:
         self.parameter = parameter
+        self.input_error = input_error
         super().__init__(message)
 
 

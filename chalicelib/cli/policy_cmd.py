@@ -45,12 +45,14 @@ def publish(file: str, parameter: str, region: str | None) -> None:
     from botocore.exceptions import BotoCoreError, ClientError
 
     from chalicelib.deploy.publish import publish_policy
-    from chalicelib.errors import PolicyLoadError
+    from chalicelib.errors import PolicyLoadError, PolicyPublishError
 
     try:
         version = publish_policy(file, parameter, boto3.client("ssm", region_name=region))
     except PolicyLoadError as exc:
         fail(str(exc))
+    except PolicyPublishError as exc:
+        fail(str(exc), 2 if exc.input_error else 1)
     except (BotoCoreError, ClientError) as exc:
         fail(f"cannot publish to '{parameter}': {exc}", 1)
     click.echo(f"published {file} to {parameter} (version {version})")

@@ -41,12 +41,12 @@ def parameter_name(parameter: str) -> str:
         raise PolicyPublishError(
             f"invalid parameter name '{parameter}': expected /path/to/name "
             "(letters, digits, _ . -, at most 15 levels)",
-            parameter=parameter,
+            parameter=parameter, input_error=True,
         )
     if _RESERVED.match(name):
         raise PolicyPublishError(
             f"invalid parameter name '{parameter}': names may not begin with 'aws' or 'ssm'",
-            parameter=parameter,
+            parameter=parameter, input_error=True,
         )
     return name
 
@@ -87,7 +87,7 @@ def publish_policy(
         raise PolicyPublishError(
             f"{source}: policy is {size} bytes, an SSM parameter holds at most "
             f"{ADVANCED_TIER_BYTES}; point RDSVEND_POLICY at a file shipped with the functions instead",
-            parameter=name,
+            parameter=name, input_error=True,
         )
     request: dict[str, Any] = {
         "Name": name,
@@ -103,7 +103,8 @@ def publish_policy(
     if secure and key_id:
         request["KeyId"] = key_id
     elif key_id:
-        raise PolicyPublishError("a KMS key id only applies to a secure parameter", parameter=name)
+        raise PolicyPublishError("a KMS key id only applies to a secure parameter", parameter=name,
+                                 input_error=True)
     try:
         response = ssm_client.put_parameter(**request)
     except ClientError as exc:

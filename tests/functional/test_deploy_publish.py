@@ -166,3 +166,40 @@ def test_ssm_refusal_is_a_publish_error_naming_the_parameter(ssm, tmp_path):
     with pytest.raises(PolicyPublishError, match=f"ssm refused parameter '{PARAMETER}': ParameterMaxVersionLimitExceeded"):
         publish_policy(path, PARAMETER, ssm)
     assert _stored(ssm)["Version"] == 100
+
+
+# -- `rdsvend policy publish` ------------------------------------------------------------
+def _cli(args):
+    from click.testing import CliRunner
+
+    from chalicelib.cli.main import cli
+
+    return CliRunner().invoke(cli, args)
+
+
+def test_cli_publishes_and_prints_the_version(ssm, tmp_path):
+    path = _write(tmp_path, VALID)
+
+    result = _cli(["policy", "publish", str(path), "--parameter", PARAMETER, "--region", "us-east-1"])
+
+    assert result.exit_code == 0, result.output
+    assert "(version 1)" in result.output
+    assert _stored(ssm)["Value"] == VALID
+
+
+@pytest.mark.parametrize(
+    ("text", "parameter", "code", "expected"),
+    [
+        (VALID.replace("principals:", "principls:"), PARAMETER, 2, "unknown key 'principls'"),
+        (VALID, "no-leading-slash", 2, "invalid parameter name 'no-leading-slash'"),
+    ],
+)
+def test_cli_refusals_are_one_line_and_upload_nothing(ssm, tmp_path, text, parameter, code, expected):
+    path = _write(tmp_path, text)
+
+    result = _cli(["policy", "publish", str(path), "--parameter", parameter, "--region", "us-east-1"])
+
+    assert result.exit_code == code
+    assert expected in result.output
+    assert result.output.strip().count("\n") == 0 and "Traceback" not in result.output
+    assert ssm.describe_parameters()["Parameters"] == []
