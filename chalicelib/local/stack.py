@@ -272,6 +272,7 @@ class StackServer:
             self._clusters[spec.identifier] = cluster
             cluster.start()
             self._save(pg=[*self._state["pg"], str(cluster.base_dir)],
+                       pg_pids=[*self._state.get("pg_pids", []), cluster.pid],
                        ports=[*self._state["ports"], cluster.port])
         ca_src = next(iter(self._clusters.values())).ca_path if self._clusters else None
         ca_path = self.state_dir / "ca.pem"
@@ -591,9 +592,16 @@ def down(state_dir: str | os.PathLike[str] = DEFAULT_STATE_DIR, *, timeout: floa
                 stopped.append(f"postgres in {base}")
             except (PostgresError, OSError) as exc:
                 leftovers.append(f"postgres in {base}: {exc}")
+    ours = {p for p in [pid, *state.get("pg_pids", [])] if p}
+    for other in ours - {os.getpid()}:
+        if _alive(other) and other != pid:
+            leftovers.append(f"process {other} is still running")
     for port in state.get("ports", []):
         if _listening("127.0.0.1", int(port)):
-            leftovers.append(f"something still listens on 127.0.0.1:{port}")
+            owner = _port_owner(int(port))
+            # a port the kernel has since handed to someone else is not ours to report
+            if owner is None or owner in ours:
+                leftovers.append(f"something still listens on 127.0.0.1:{port}")
     _remove_state_dir(state_dir)
     _remove_log(state_dir)
     return DownReport(tuple(stopped), tuple(leftovers))
@@ -620,6 +628,35 @@ def _listening(host: str, port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+def _port_owner(port: int) -> int | None:
+    """The pid holding the LISTEN socket on ``port``, when this process may see it."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(f"socket:[{fields[9]}]")
+    if not inodes:
+        return None
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            for fd in (proc / "fd").iterdir():
+                try:
+                    if os.readlink(fd) in inodes:
+                        return int(proc.name)
+                except OSError:
+                    continue
+        except OSError:
+            continue
+    return None
 
 
 def listening_sockets(pids: Iterable[int]) -> list[tuple[str, int, int]]:
