@@ -43,6 +43,8 @@ class ConnectParams:
     sslrootcert: str | None = None
     connect_timeout: int = 10
     application_name: str = "rdsvend-canary"
+    #: libpq's hostaddr: the IP to reach while TLS and the token still name ``host``
+    hostaddr: str | None = None
 
 
 class DbConnectError(Exception):
@@ -213,6 +215,8 @@ class PsycopgConnector:
         }
         if params.sslrootcert:
             kwargs["sslrootcert"] = params.sslrootcert
+        if params.hostaddr:
+            kwargs["hostaddr"] = params.hostaddr
         try:
             conn = psycopg.connect(**kwargs)
         except psycopg.Error as exc:
