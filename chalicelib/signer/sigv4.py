@@ -93,14 +93,65 @@ def _quoted(value: str) -> str:
     return quote(value.encode("utf-8"), safe=_SAFE)
 
 
-class RdsTokenSigner:
-    """Signs RDS IAM auth tokens (``rds-db:connect`` presigned URLs without the scheme)."""
+class _Scope:
+    """Everything about a signature that is fixed per (credentials, date, region).
 
-    def __init__(self, key_cache: SigningKeyCache | None = None) -> None:
-        self._keys = key_cache if key_cache is not None else SigningKeyCache()
+    Holds the signing key and the session token: never shown, never logged.
+    """
+
+    __slots__ = ("credential", "security", "scope", "mac")
+
+    def __init__(self, credential: str, security: str, scope: str, key: bytes) -> None:
+        self.credential = credential
+        self.security = security
+        self.scope = scope
+        self.mac = hmac.new(key, digestmod=hashlib.sha256)  # keyed once, copied per token
 
     def __repr__(self) -> str:
-        return f"RdsTokenSigner({self._keys!r})"
+        return "_Scope(...)"
+
+
+@lru_cache(maxsize=1024)
+def _checked(host: str, port: int, region: str) -> str:
+    """The signed ``host`` header, after checking host, port and region once per triple."""
+    if not _REGION_RE.fullmatch(region):
+        raise ValueError(f"invalid region '{region}'")
+    return host_header(host, port)
+
+
+class RdsTokenSigner:
+    """Signs RDS IAM auth tokens (``rds-db:connect`` presigned URLs without the scheme).
+
+    Per (credentials, date, region) the quoted credential, the quoted session token and the
+    derived signing key are computed once; per token there is one SHA-256 and one HMAC.
+    """
+
+    def __init__(self, key_cache: SigningKeyCache | None = None, *, max_scopes: int = 256) -> None:
+        self._keys = key_cache if key_cache is not None else SigningKeyCache()
+        self._scopes: dict[tuple[SigningCredentials, str, str], _Scope] = {}
+        self._max_scopes = max_scopes
+        self._lock = threading.Lock()
+        self._last_date: tuple[datetime | None, str] = (None, "")
+
+    def __repr__(self) -> str:
+        return f"RdsTokenSigner({self._keys!r}, scopes={len(self._scopes)})"
+
+    def _scope(self, credentials: SigningCredentials, date: str, region: str) -> _Scope:
+        cache_key = (credentials, date, region)
+        scope = self._scopes.get(cache_key)
+        if scope is None:
+            token = credentials.token
+            scope = _Scope(
+                credential=f"{_quoted(credentials.access_key)}%2F{date}%2F{region}%2F{SERVICE}%2Faws4_request",
+                security="" if token is None else f"&X-Amz-Security-Token={_quoted(token)}",
+                scope=f"{date}/{region}/{SERVICE}/aws4_request",
+                key=self._keys.get(credentials.secret_key, date, region, SERVICE),
+            )
+            with self._lock:
+                if len(self._scopes) >= self._max_scopes:
+                    self._scopes.pop(next(iter(self._scopes)), None)
+                self._scopes[cache_key] = scope
+        return scope
 
     def sign(
         self,
@@ -113,29 +164,28 @@ class RdsTokenSigner:
         at: datetime,
     ) -> str:
         """The token for ``db_user`` at ``host:port``, signed at ``at`` (to the second, UTC)."""
-        if not _REGION_RE.fullmatch(region):
-            raise ValueError(f"invalid region '{region}'")
+        signed_host = _checked(host, port, region)
         if not db_user:
             raise ValueError("empty db user")
-        signed_host = host_header(host, port)
-        amz_date = _amz_date(at)
-        date = amz_date[:8]
+        last_at, amz_date = self._last_date
+        if at != last_at:
+            amz_date = _amz_date(at)
+            self._last_date = (at, amz_date)
+        scope = self._scope(credentials, amz_date[:8], region)
         query = (
             f"Action=connect&DBUser={_quoted(db_user)}&X-Amz-Algorithm={_ALGORITHM}"
-            f"&X-Amz-Credential={_quoted(credentials.access_key)}%2F{date}%2F{region}%2F{SERVICE}%2Faws4_request"
-            f"&X-Amz-Date={amz_date}&X-Amz-Expires={EXPIRES_SECONDS}"
+            f"&X-Amz-Credential={scope.credential}&X-Amz-Date={amz_date}&X-Amz-Expires={EXPIRES_SECONDS}"
         )
-        if credentials.token is not None:
-            security = f"&X-Amz-Security-Token={_quoted(credentials.token)}"
-            canonical_query = f"{query}{security}&X-Amz-SignedHeaders=host"
-            query = f"{query}&X-Amz-SignedHeaders=host{security}"
-        else:
-            query = canonical_query = f"{query}&X-Amz-SignedHeaders=host"
-        canonical_request = f"GET\n/\n{canonical_query}\nhost:{signed_host}\n\nhost\n{_EMPTY_SHA256}"
+        # the canonical query is sorted: Security-Token before SignedHeaders; the URL keeps
+        # botocore's order, with the token last
+        canonical_request = (
+            f"GET\n/\n{query}{scope.security}&X-Amz-SignedHeaders=host\nhost:{signed_host}\n\nhost\n{_EMPTY_SHA256}"
+        )
         string_to_sign = (
-            f"{_ALGORITHM}\n{amz_date}\n{date}/{region}/{SERVICE}/aws4_request\n"
+            f"{_ALGORITHM}\n{amz_date}\n{scope.scope}\n"
             f"{hashlib.sha256(canonical_request.encode('utf-8')).hexdigest()}"
         )
-        key = self._keys.get(credentials.secret_key, date, region, SERVICE)
-        signature = hmac.digest(key, string_to_sign.encode("utf-8"), "sha256").hex()
-        return f"{host}:{port}/?{query}&X-Amz-Signature={signature}"
+        mac = scope.mac.copy()
+        mac.update(string_to_sign.encode("utf-8"))
+        signature = mac.hexdigest()
+        return f"{host}:{port}/?{query}&X-Amz-SignedHeaders=host{scope.security}&X-Amz-Signature={signature}"

@@ -138,3 +138,14 @@ def test_credentials_repr_hides_secrets():
     creds = SigningCredentials("AKIDEXAMPLE", "SECRETKEY123", "SESSIONTOKEN456")
     assert "AKIDEXAMPLE" in repr(creds)
     assert "SECRETKEY123" not in repr(creds) and "SESSIONTOKEN456" not in repr(creds)
+
+
+def test_one_signer_across_midnight_and_credential_changes_stays_identical():
+    signer = RdsTokenSigner()
+    first = SigningCredentials("ASIAFIRST", "secret-one", "token-one")
+    rotated = SigningCredentials("ASIASECOND", "secret-two", None)
+    before = datetime(2030, 6, 30, 23, 59, 59, 900_000, tzinfo=timezone.utc)
+    after = datetime(2030, 7, 1, 0, 0, 0, tzinfo=timezone.utc)
+    for creds, at in [(first, before), (first, after), (rotated, after), (first, before), (rotated, before)]:
+        ours = signer.sign(creds, host="db.example.com", port=5432, db_user="app", region="us-east-1", at=at)
+        assert ours == botocore_token(creds, "db.example.com", 5432, "app", "us-east-1", at)
