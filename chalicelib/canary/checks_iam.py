@@ -160,7 +160,8 @@ def check_scp_allows(facts: ConnectFacts | ProbeError | None, *, principal: str 
                        "account or a delegated administrator, then re-run",
                        principal=principal, dbuser_arn=dbuser_arn, cause=facts.cause)
     if not facts.organization:
-        return passed(cid, "the signer's account is in no AWS Organization: no SCP applies",
+        return passed(cid, "no SCP applies: the signer's account is in no AWS Organization, or SCPs "
+                      "are not enabled",
                       principal=facts.principal, dbuser_arn=facts.dbuser_arn)
     if facts.management_account or facts.scp is None:
         return passed(cid, "the signer is in the organization's management account: SCPs never "
@@ -180,10 +181,11 @@ def check_scp_allows(facts: ConnectFacts | ProbeError | None, *, principal: str 
         return passed(cid, f"every SCP level from the root to the account allows rds-db:connect "
                       f"on {facts.dbuser_arn}", **details)
     at = f" attached at {side.level}" if side.level else ""
+    name = side.policy if str(side.policy).startswith("SCP") else f"SCP {side.policy}"
     if side.decision == "explicitDeny":
-        message = (f"SCP {side.policy}{at} denies rds-db:connect on {facts.dbuser_arn} "
+        message = (f"{name}{at} denies rds-db:connect on {facts.dbuser_arn} "
                    f"(statement {side.statement})")
-        fix = (f"remove or narrow statement {side.statement} of SCP {side.policy}{at}, or exempt "
+        fix = (f"remove or narrow statement {side.statement} of {name}{at}, or exempt "
                "the signer role from it")
     else:
         message = (f"no SCP{at} allows rds-db:connect on {facts.dbuser_arn}"

@@ -19,7 +19,12 @@ _SYMBOL = {"pass": "ok", "warn": "WARN", "fail": "FAIL", "error": "ERROR", "skip
 
 
 def _pam(user: str) -> str:
-    return f'"{PAM} \\"{user}\\""'
+    return f'FATAL: {PAM} "{user}"'
+
+
+def _scp_name(policy: object) -> str:
+    text = str(policy)
+    return text if text.startswith("SCP") else f"SCP {text}"
 
 
 def _rds_found(c: CheckResult, t: TargetReport) -> str:
@@ -71,7 +76,7 @@ def _scp(c: CheckResult, t: TargetReport) -> str:
                 "allows. It works today only by accident.")
     level = f", attached at {d['level']}" if d.get("level") else ""
     if d.get("decision") == "explicitDeny":
-        text = (f"Service control policy {d.get('policy')}{level}, statement {d.get('statement')!r}, "
+        text = (f"The service control policy {_scp_name(d.get('policy'))}{level}, statement {d.get('statement')!r}, "
                 f"denies rds-db:connect on {d.get('dbuser_arn')}. SCPs bound every principal in the "
                 "account, the signer role included, whatever its own policies say; RDS reports the "
                 f"refusal only as {_pam(t.db_user)}.")
@@ -160,12 +165,14 @@ def explain_check(check: CheckResult, target: TargetReport) -> str:
                "this as a pass.")
     else:
         why = _WHY.get(check.id, lambda c, t: "")(check, target)
-    parts = [textwrap.fill(head, WIDTH, subsequent_indent="    ")]
+    fill = lambda text, first, rest: textwrap.fill(  # noqa: E731 - ARNs must not break at hyphens
+        text, WIDTH, initial_indent=first, subsequent_indent=rest, break_on_hyphens=False,
+        break_long_words=False)
+    parts = [fill(head, "", "    ")]
     if why:
-        parts.append(textwrap.fill(why, WIDTH, initial_indent="    ", subsequent_indent="    "))
+        parts.append(fill(why, "    ", "    "))
     if check.fix:
-        parts.append(textwrap.fill(f"Fix: {check.fix}", WIDTH, initial_indent="    ",
-                                   subsequent_indent="         "))
+        parts.append(fill(f"Fix: {check.fix}", "    ", "         "))
     return "\n".join(parts)
 
 

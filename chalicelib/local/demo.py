@@ -119,13 +119,17 @@ def step_denied(demo: Demo) -> None:
 
 # -- HOOK(canary): the connectivity canary helper replaces this step --------------------------------
 def step_canary(demo: Demo) -> None:
-    say("6. Canary: not part of this demo yet (the connectivity canary plugs in here).")
+    from chalicelib.canary.demo_steps import canary_step
+
+    canary_step(demo, say, DemoFailed)
 
 
 # -- HOOK(broken-scp): the canary helper replaces this step with "attach an SCP that denies
 #    rds-db:connect to the Services OU, show `rdsvend doctor` naming it, detach it" ---------------
 def step_broken_scp(demo: Demo) -> None:
-    say("7. A broken SCP, diagnosed: not part of this demo yet (rdsvend doctor plugs in here).")
+    from chalicelib.canary.demo_steps import broken_scp_step
+
+    broken_scp_step(demo, say, DemoFailed)
 
 
 #: The narrated steps, in order. Later helpers add or replace entries (see the HOOKs above).

@@ -1,0 +1,127 @@
+"""The scheduled function ``canary`` through Chalice's test client, with moto for AWS: the
+report as a log line, EMF metrics, one SNS alert per status change, no secret in the output."""
+from __future__ import annotations
+
+import json
+import socket
+
+import boto3
+import pytest
+from chalice.test import Client
+from moto import mock_aws
+
+from chalicelib.errors import PolicyUnavailableError
+
+TABLE = "rdsvend-canary-state"
+
+
+def _dead_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def world(aws_env, tmp_path, monkeypatch):
+    with mock_aws():
+        session = boto3.session.Session(region_name="us-east-1")
+        rds = session.client("rds")
+        rds.create_db_instance(DBInstanceIdentifier="orders-prod", Engine="postgres", DBInstanceClass="db.t4g.micro",
+                               MasterUsername="admin", MasterUserPassword="x" * 12, AllocatedStorage=20,
+                               EnableIAMDatabaseAuthentication=True)
+        resource_id = rds.describe_db_instances()["DBInstances"][0]["DbiResourceId"]
+        iam = session.client("iam")
+        iam.create_role(RoleName="vend", AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []}))
+        iam.put_role_policy(RoleName="vend", PolicyName="connect", PolicyDocument=json.dumps({
+            "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "rds-db:connect", "Resource":
+                f"arn:aws:rds-db:us-east-1:123456789012:dbuser:{resource_id}/orders_app"}]}))
+        ddb = session.client("dynamodb")
+        ddb.create_table(TableName=TABLE, KeySchema=[{"AttributeName": "target", "KeyType": "HASH"}],
+                         AttributeDefinitions=[{"AttributeName": "target", "AttributeType": "S"}],
+                         BillingMode="PAY_PER_REQUEST")
+        sns = session.client("sns")
+        topic = sns.create_topic(Name="alerts")["TopicArn"]
+        sqs = session.client("sqs")
+        queue = sqs.create_queue(QueueName="alerts")["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn, Attributes={"RawMessageDelivery": "true"})
+        policy = tmp_path / "access.yaml"
+        policy.write_text(f"""version: 1
+databases:
+  orders-prod:
+    engine: postgres
+    region: us-east-1
+    instance: orders-prod
+    host: 127.0.0.1
+    port: {_dead_port()}
+    dbname: orders
+    users:
+      orders_app: {{auth: iam, tier: service-user}}
+rules: []
+canary: {{timeout_seconds: 5, concurrency: 2}}
+""")
+        # The function runs as its role (a session of "vend"), which also signs: no signer_role.
+        creds = session.client("sts").assume_role(RoleArn="arn:aws:iam::123456789012:role/vend",
+                                                  RoleSessionName="rdsvend-canary")["Credentials"]
+        for key, value in {"RDSVEND_POLICY": str(policy), "RDSVEND_STATE_TABLE": TABLE, "RDSVEND_ALERT_TOPIC": topic,
+                           "AWS_ACCESS_KEY_ID": creds["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": creds["SecretAccessKey"],
+                           "AWS_SESSION_TOKEN": creds["SessionToken"]}.items():
+            monkeypatch.setenv(key, value)
+        monkeypatch.delenv("AWS_SECURITY_TOKEN", raising=False)
+        monkeypatch.delenv("RDSVEND_SIGNER_PRINCIPAL", raising=False)
+        monkeypatch.delenv("RDSVEND_CANARY_ADMIN_DSN", raising=False)
+        monkeypatch.delenv("RDSVEND_LOCAL_ADMIN_DSN", raising=False)
+        import chalicelib.aws.clients as clients
+
+        monkeypatch.setattr(clients, "_default", None)  # clients made inside this moto
+        yield {"sqs": sqs, "queue": queue, "tmp": tmp_path, "policy": policy, "secret": creds["SecretAccessKey"]}
+
+
+def _invoke(tmp_path):
+    from app import app
+
+    with Client(app, project_dir=str(tmp_path)) as client:
+        event = client.events.generate_cw_event(source="aws.events", detail_type="Scheduled Event", detail={},
+                                                resources=["arn:aws:events:us-east-1:123456789012:rule/canary"])
+        return client.lambda_.invoke("canary", event).payload
+
+
+def _messages(world):
+    got = world["sqs"].receive_message(QueueUrl=world["queue"], MaxNumberOfMessages=10).get("Messages", [])
+    for m in got:
+        world["sqs"].delete_message(QueueUrl=world["queue"], ReceiptHandle=m["ReceiptHandle"])
+    return [json.loads(m["Body"]) for m in got]
+
+
+def test_scheduled_canary_logs_metrics_and_alerts_once(world, capsys):
+    result = _invoke(world["tmp"])
+    assert result == {"summary": {"targets": 1, "pass": 0, "warn": 0, "fail": 1, "error": 0}, "alerts": 1}
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    report = next(line for line in lines if isinstance(line.get("message"), dict)
+                  and line["message"].get("event") == "canary_report")
+    assert report["correlation_id"] == "7bf73129-1428-4cd3-a780-95db273d1602"
+    checks = {c["id"]: c["status"] for c in report["message"]["targets"][0]["checks"]}
+    assert checks["db.connect"] == "fail" and checks["rds.found"] == "pass" and checks["iam.signer_allows"] == "pass"
+    assert checks["rds.endpoint"] == "warn"  # 127.0.0.1 is not the RDS endpoint
+    failing = [line["message"]["check"] for line in lines if isinstance(line.get("message"), dict)
+               and line["message"].get("event") == "canary_check"]
+    assert sorted(failing) == ["db.connect", "rds.endpoint"]
+    emf = [line for line in lines if "_aws" in line]
+    assert len(emf) == 1 and emf[0]["db_user"] == "orders_app"
+    text = "\n".join(json.dumps(line) for line in lines)
+    assert "X-Amz-Signature" not in text and "Action=connect" not in text  # the token never reaches a log
+    assert world["secret"] not in text
+
+    (alert,) = _messages(world)
+    assert (alert["previous"], alert["status"]) == (None, "fail")
+    assert _invoke(world["tmp"])["alerts"] == 0
+    assert _messages(world) == []
+
+
+def test_a_policy_that_does_not_load_fails_the_invocation_loudly(world, capsys):
+    world["policy"].write_text("version: 1\nbogus: true\n")
+    with pytest.raises(Exception) as caught:
+        _invoke(world["tmp"])
+    assert "bogus" in str(caught.value)
+    out = capsys.readouterr().out
+    assert "canary_policy_unavailable" in out
