@@ -352,6 +352,11 @@ def test_cli_exit_codes_for_a_healthy_target_and_a_bad_policy(canary, tmp_path):
     body = json.loads(ok.stdout)
     assert body["summary"] == {"targets": 1, "pass": 1, "warn": 0, "fail": 0, "error": 0}
     assert "Action=connect" not in ok.stdout  # the token never reaches the output
+    whole = subprocess.run([sys.executable, "-m", "chalicelib.cli.main", "canary"], cwd=REPO, env=env,
+                           capture_output=True, text=True, timeout=120)
+    assert whole.returncode == 1  # the unjoined Kerberos user fails
+    assert "orders_app" in whole.stdout and "rds.domain_joined (fail)" in whole.stdout
+    assert "3 targets: 2 pass, 0 warn, 1 fail, 0 error" in whole.stdout
     bad = tmp_path / "bad.yaml"
     bad.write_text("version: 1\ndatabases: {}\nrules: []\nbogus: 1\n")
     broken = subprocess.run([sys.executable, "-m", "chalicelib.cli.main", "canary", "--policy", str(bad)],

@@ -78,3 +78,13 @@ rules: []
     assert unknown_user.exit_code == 2 and "unknown db user 'nobody'" in unknown_user.output
     usage = CliRunner().invoke(cli, ["doctor", "orders"])
     assert usage.exit_code == 2
+
+
+def test_libpq_messages_are_one_line_and_never_carry_the_token():
+    from chalicelib.canary.checks_db import ConnectParams, classify_connect_error
+
+    token = "orders.example.com:5432/?Action=connect&DBUser=app&X-Amz-Signature=abc123"
+    err = classify_connect_error(f'connection failed: FATAL:  PAM authentication failed for user "app"\n'
+                                 f"DETAIL: password was {token}", secrets=(token,))
+    assert err.kind == "auth" and "\n" not in err.message and "abc123" not in err.message
+    assert token not in repr(ConnectParams("h", 5432, "d", "app", token))
