@@ -4,14 +4,16 @@
 """
 from __future__ import annotations
 
+import copy
 import threading
 from typing import Any, Callable
 
 __all__ = ["ClientFactory", "default_client_factory", "CLIENT_CONFIG"]
 
-#: Standard retry mode (throttling aware), then give up: callers turn that into a 503.
+#: Standard retry mode (throttling aware): 3 attempts in all, then give up: callers turn that
+#: into a 503. botocore edits the dict it is given, so each client gets its own copy.
 CLIENT_CONFIG = {
-    "retries": {"mode": "standard", "max_attempts": 3},
+    "retries": {"mode": "standard", "total_max_attempts": 3},
     "connect_timeout": 2,
     "read_timeout": 5,
 }
@@ -37,7 +39,7 @@ class ClientFactory:
 
                 if self._session is None:
                     self._session = (self._session_factory or boto3.session.Session)()
-                client = self._session.client(service, region_name=region, config=Config(**CLIENT_CONFIG))
+                client = self._session.client(service, region_name=region, config=Config(**copy.deepcopy(CLIENT_CONFIG)))
                 self._clients[key] = client
             return client
 
