@@ -12,16 +12,42 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from chalicelib.canary.model import Report, TargetReport
 from chalicelib.canary.target import CanaryDeps, Deadline, TargetRun, crash_report, run_target
 from chalicelib.clock import SYSTEM_CLOCK, Clock
+from chalicelib.errors import ProbeError
 from chalicelib.policy.model import AccessPolicy, Database, DbUser
 
 __all__ = ["run_targets", "run_canary", "select_targets", "TargetFn"]
 
 TargetFn = Callable[[Database, DbUser, Deadline, TargetRun], TargetReport]
+
+
+class _OncePerRun:
+    """One Describe call per (region, kind, identifier) per run, however many users share it."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self._lock = threading.Lock()
+        self._locks: dict[tuple[str, str, str], threading.Lock] = {}
+        self._answers: dict[tuple[str, str, str], tuple[bool, Any]] = {}
+
+    def describe(self, database: Database) -> Any:
+        key = (database.region, database.kind, database.identifier)
+        with self._lock:
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            if key not in self._answers:
+                try:
+                    self._answers[key] = (True, self._inner.describe(database))
+                except ProbeError as exc:
+                    self._answers[key] = (False, exc)
+            ok, value = self._answers[key]
+        if not ok:
+            raise value
+        return value
 
 
 def run_targets(
@@ -100,6 +126,7 @@ def run_canary(
     fresh = getattr(deps.connect, "fresh", None)
     if callable(fresh):  # policies are read once per run, never carried over from the last one
         deps = dataclasses.replace(deps, connect=fresh())
+    deps = dataclasses.replace(deps, rds=_OncePerRun(deps.rds))
     timeout = float(timeout_seconds if timeout_seconds is not None else policy.canary.timeout_seconds)
     started = clock.now()
 

@@ -100,3 +100,20 @@ def test_run_canary_with_a_hanging_database_through_the_real_target_flow():
     assert by_db["hang"].check("db.connect").status == "error"
     assert by_db["hang"].check("rds.endpoint").status == "warn"  # host differs from RDS on purpose
     assert report.summary == {"targets": 2, "pass": 1, "warn": 0, "fail": 0, "error": 1}
+
+
+def test_one_describe_per_database_per_run_and_fresh_each_run():
+    calls = []
+
+    class CountingRds(InMemoryRdsFacts):
+        def describe(self, database):
+            calls.append(database.name)
+            return super().describe(database)
+
+    policy = AccessPolicy({"orders": DB}, (), CanarySettings(timeout_seconds=5, concurrency=3))
+    deps = CanaryDeps(rds=CountingRds({"orders": RESOURCE}), connect=InMemoryConnectEvaluator(allow),
+                      directory=InMemoryDirectoryRoleFacts({}), tokens=CountingTokens(),
+                      db=MemoryConnector({(HOST, PORT): MemoryDatabase(roles=healthy_roles())}), signer=FixedSigner())
+    run_canary(policy, deps)
+    run_canary(policy, deps)
+    assert calls == ["orders", "orders"]  # three users, one call per run
