@@ -211,6 +211,8 @@ class StackServer:
         self._checker: Any = None
         self._sessions: Any = None
         self._lookup: Any = None
+        self._verdicts: dict[tuple[str, str, str], tuple[int, tuple[bool, str]]] = {}
+        self._verdicts_lock = threading.Lock()
         self.info: StackInfo | None = None
 
     # the LDAP responder starts before the checker can exist (PostgreSQL needs the
@@ -325,7 +327,24 @@ class StackServer:
 
     def _permission_check(self, credential: Any, dbuser_arn: str) -> tuple[bool, str]:
         """May this signer ``rds-db:connect`` as that dbuser? Live IAM and SCP state, judged by
-        rdsvend's evaluator. Anything that could not be evaluated is a refusal."""
+        rdsvend's evaluator. Anything that could not be evaluated is a refusal.
+
+        A verdict only changes when IAM or Organizations state does, so it is reused until a
+        write reaches either (the moto server counts them): exact, unlike a time-based cache.
+        """
+        generation = self._moto.generation if self._moto is not None else None
+        key = (credential.access_key_id, credential.principal_arn, dbuser_arn)
+        with self._verdicts_lock:
+            cached = self._verdicts.get(key)
+        if cached is not None and generation is not None and cached[0] == generation:
+            return cached[1]
+        result = self._evaluate_permission(credential, dbuser_arn)
+        if generation is not None and self._moto is not None and self._moto.generation == generation:
+            with self._verdicts_lock:
+                self._verdicts[key] = (generation, result)
+        return result
+
+    def _evaluate_permission(self, credential: Any, dbuser_arn: str) -> tuple[bool, str]:
         from chalicelib.errors import IamFetchError, IamPolicyError
         from chalicelib.iam.connect import evaluate_rds_connect
         from chalicelib.iam.model import parse_policy
