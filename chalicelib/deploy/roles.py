@@ -39,7 +39,7 @@ import yaml
 
 from chalicelib.errors import PolicyLoadError
 from chalicelib.iam.rdsdb import is_resource_id
-from chalicelib.policy.loader import load_policy_file
+from chalicelib.policy.loader import ORG_ID, REGION, ROLE_ARN, load_policy_file
 from chalicelib.policy.model import AccessPolicy, Database
 
 __all__ = [
@@ -67,12 +67,11 @@ __all__ = [
 FUNCTIONS = ("api_handler", "vend", "canary")
 
 _ACCOUNT = re.compile(r"\d{12}")
-_REGION = re.compile(r"[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d{1,2}")
 _PARTITION = re.compile(r"aws(-[a-z]+)*")
-_ORG_ID = re.compile(r"o-[a-z0-9]{10,32}")
 _TOPIC_ARN = re.compile(r"arn:(?P<partition>aws(-[a-z]+)*):sns:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):[\w-]{1,256}")
-_ROLE_ARN = re.compile(r"arn:aws(-[a-z]+)*:iam::\d{12}:role/[\w+=,.@/-]{1,512}")
 _TABLE = re.compile(r"[A-Za-z0-9_.-]{3,255}")
+# The same shapes the access policy accepts.
+_REGION, _ORG_ID, _ROLE_ARN = REGION, ORG_ID, ROLE_ARN
 
 
 class DeployConfigError(PolicyLoadError):
