@@ -127,37 +127,41 @@ def _managed(iam: Any, arn: str, cache: dict[str, PolicyDocument]) -> PolicyDocu
     return cache[arn]
 
 
+def _attached_and_inline(iam: Any, kind: str, name: str, arn: str,
+                         cache: dict[str, PolicyDocument]) -> list[PolicyDocument]:
+    """The inline and attached managed policies of one IAM role, user or group.
+
+    ``kind`` is ``Role``, ``User`` or ``Group``: IAM names each call after it
+    (``ListRolePolicies``, ``GetUserPolicy``, ``ListAttachedGroupPolicies`` ...).
+    """
+    lower = kind.lower()
+    key = {f"{kind}Name": name}
+    docs: list[PolicyDocument] = []
+    for pname in _pages("iam", iam, f"list_{lower}_policies", "PolicyNames", **key):
+        raw = _call("iam", f"Get{kind}Policy", getattr(iam, f"get_{lower}_policy"), PolicyName=pname, **key)
+        docs.append(_document(raw["PolicyDocument"], f"{arn} inline policy '{pname}'"))
+    attached = _pages("iam", iam, f"list_attached_{lower}_policies", "AttachedPolicies", **key)
+    docs.extend(_managed(iam, a["PolicyArn"], cache) for a in attached)
+    return docs
+
+
 def fetch_principal_policies(iam: Any, principal_arn: str) -> PrincipalPolicies:
     """Every identity-based policy and the boundary of a user, role or role session."""
     kind, name, account, _session = principal_ref(principal_arn)
     cache: dict[str, PolicyDocument] = {}
-    docs: list[PolicyDocument] = []
     if kind == "role":
         entity = _call("iam", "GetRole", iam.get_role, RoleName=name)["Role"]
         unique_id = entity["RoleId"]
-        for pname in _pages("iam", iam, "list_role_policies", "PolicyNames", RoleName=name):
-            raw = _call("iam", "GetRolePolicy", iam.get_role_policy, RoleName=name, PolicyName=pname)
-            docs.append(_document(raw["PolicyDocument"], f"{entity['Arn']} inline policy '{pname}'"))
-        attached = _pages("iam", iam, "list_attached_role_policies", "AttachedPolicies", RoleName=name)
-        docs.extend(_managed(iam, a["PolicyArn"], cache) for a in attached)
+        docs = _attached_and_inline(iam, "Role", name, entity["Arn"], cache)
         tags = entity.get("Tags")
         if tags is None:
             tags = _pages("iam", iam, "list_role_tags", "Tags", RoleName=name)
     else:
         entity = _call("iam", "GetUser", iam.get_user, UserName=name)["User"]
         unique_id = entity["UserId"]
-        for pname in _pages("iam", iam, "list_user_policies", "PolicyNames", UserName=name):
-            raw = _call("iam", "GetUserPolicy", iam.get_user_policy, UserName=name, PolicyName=pname)
-            docs.append(_document(raw["PolicyDocument"], f"{entity['Arn']} inline policy '{pname}'"))
-        attached = _pages("iam", iam, "list_attached_user_policies", "AttachedPolicies", UserName=name)
-        docs.extend(_managed(iam, a["PolicyArn"], cache) for a in attached)
+        docs = _attached_and_inline(iam, "User", name, entity["Arn"], cache)
         for group in _pages("iam", iam, "list_groups_for_user", "Groups", UserName=name):
-            gname = group["GroupName"]
-            for pname in _pages("iam", iam, "list_group_policies", "PolicyNames", GroupName=gname):
-                raw = _call("iam", "GetGroupPolicy", iam.get_group_policy, GroupName=gname, PolicyName=pname)
-                docs.append(_document(raw["PolicyDocument"], f"{group['Arn']} inline policy '{pname}'"))
-            g_attached = _pages("iam", iam, "list_attached_group_policies", "AttachedPolicies", GroupName=gname)
-            docs.extend(_managed(iam, a["PolicyArn"], cache) for a in g_attached)
+            docs.extend(_attached_and_inline(iam, "Group", group["GroupName"], group["Arn"], cache))
         tags = entity.get("Tags")
         if tags is None:
             tags = _pages("iam", iam, "list_user_tags", "Tags", UserName=name)
