@@ -49,6 +49,7 @@ __all__ = [
     "signed_request",
     "spawn_detached",
     "listening_sockets",
+    "listen_table",
     "UNSET_ENV",
 ]
 
@@ -651,16 +652,7 @@ def _listening(host: str, port: int) -> bool:
 
 def _port_owner(port: int) -> int | None:
     """The pid holding the LISTEN socket on ``port``, when this process may see it."""
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
-                inodes.add(f"socket:[{fields[9]}]")
+    inodes = {f"socket:[{inode}]" for _addr, p, inode in listen_table() if p == port}
     if not inodes:
         return None
     for proc in Path("/proc").iterdir():
@@ -692,6 +684,11 @@ def listening_sockets(pids: Iterable[int]) -> list[tuple[str, int, int]]:
                     inodes[target[8:-1]] = pid
         except OSError:
             continue
+    return [(addr, port, inodes[inode]) for addr, port, inode in listen_table() if inode in inodes]
+
+
+def listen_table() -> list[tuple[str, int, str]]:
+    """``(address, port, socket inode)`` of every TCP socket in LISTEN state (Linux /proc)."""
     found = []
     for table, family in (("/proc/net/tcp", 4), ("/proc/net/tcp6", 6)):
         try:
@@ -701,10 +698,10 @@ def listening_sockets(pids: Iterable[int]) -> list[tuple[str, int, int]]:
         for line in lines:
             fields = line.split()
             local, st, inode = fields[1], fields[3], fields[9]
-            if st != "0A" or inode not in inodes:  # 0A: LISTEN
+            if st != "0A":  # 0A: LISTEN
                 continue
             addr_hex, port_hex = local.split(":")
-            found.append((_decode_addr(addr_hex, family), int(port_hex, 16), inodes[inode]))
+            found.append((_decode_addr(addr_hex, family), int(port_hex, 16), inode))
     return found
 
 

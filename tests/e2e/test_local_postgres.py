@@ -25,6 +25,7 @@ from chalicelib.local.ldap import LdapResponder
 from chalicelib.local.postgres import PostgresCluster
 from chalicelib.local.rdsauth import RdsInstance, RdsTokenChecker
 from chalicelib.local.sigv4 import Credential, StaticSecretLookup
+from chalicelib.local.stack import listen_table
 from chalicelib.local.tls import make_tls_material
 
 pytestmark = pytest.mark.e2e
@@ -83,19 +84,8 @@ def make_token(cred: Credential, host: str, port: int, user: str, region: str = 
 
 
 def listening(port: int) -> list[str]:
-    """Local addresses (hex, as in /proc) with a TCP listener on ``port``."""
-    found = []
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            address, hex_port = fields[1].rsplit(":", 1)
-            if fields[3] == "0A" and int(hex_port, 16) == port:
-                found.append(address)
-    return found
+    """Local addresses with a TCP listener on ``port``."""
+    return [addr for addr, p, _inode in listen_table() if p == port]
 
 
 @pytest.fixture(scope="module")
@@ -239,8 +229,8 @@ def test_superuser_dsn_and_rds_roles(stack_state):
 
 
 def test_only_loopback_listens(stack_state):
-    assert set(listening(stack_state.pg.port)) == {"0100007F"}
-    assert set(listening(stack_state.responder.port)) == {"0100007F"}
+    assert set(listening(stack_state.pg.port)) == {"127.0.0.1"}
+    assert set(listening(stack_state.responder.port)) == {"127.0.0.1"}
 
 
 # --- the LDAP responder on the wire -------------------------------------------------------
