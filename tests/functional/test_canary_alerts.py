@@ -19,6 +19,7 @@ from chalicelib.canary.alerts import (
 from chalicelib.canary.emit import emit_metrics, log_report
 from chalicelib.canary.model import CheckResult, Report, TargetReport
 from chalicelib.clock import FrozenClock
+from tests.functional.conftest import make_alert_sink
 
 AT = datetime(2026, 11, 22, 10, 0, tzinfo=timezone.utc)
 TABLE = "rdsvend-canary-state"
@@ -39,17 +40,7 @@ def report(**statuses):
 def aws(aws_env):
     with mock_aws():
         session = boto3.session.Session(region_name="us-east-1")
-        ddb = session.client("dynamodb")
-        ddb.create_table(TableName=TABLE, KeySchema=[{"AttributeName": "target", "KeyType": "HASH"}],
-                         AttributeDefinitions=[{"AttributeName": "target", "AttributeType": "S"}],
-                         BillingMode="PAY_PER_REQUEST")
-        sns = session.client("sns")
-        topic = sns.create_topic(Name="rdsvend-alerts")["TopicArn"]
-        sqs = session.client("sqs")
-        queue = sqs.create_queue(QueueName="alerts")["QueueUrl"]
-        queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn, Attributes={"RawMessageDelivery": "true"})
-        yield {"session": session, "ddb": ddb, "sns": sns, "topic": topic, "sqs": sqs, "queue": queue}
+        yield {"session": session, **make_alert_sink(session, TABLE)}
 
 
 def received(aws):

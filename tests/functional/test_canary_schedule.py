@@ -11,6 +11,7 @@ from chalice.test import Client
 from moto import mock_aws
 
 from chalicelib.errors import PolicyUnavailableError
+from tests.functional.conftest import make_alert_sink
 
 TABLE = "rdsvend-canary-state"
 
@@ -35,16 +36,8 @@ def world(aws_env, tmp_path, monkeypatch):
         iam.put_role_policy(RoleName="vend", PolicyName="connect", PolicyDocument=json.dumps({
             "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "rds-db:connect", "Resource":
                 f"arn:aws:rds-db:us-east-1:123456789012:dbuser:{resource_id}/orders_app"}]}))
-        ddb = session.client("dynamodb")
-        ddb.create_table(TableName=TABLE, KeySchema=[{"AttributeName": "target", "KeyType": "HASH"}],
-                         AttributeDefinitions=[{"AttributeName": "target", "AttributeType": "S"}],
-                         BillingMode="PAY_PER_REQUEST")
-        sns = session.client("sns")
-        topic = sns.create_topic(Name="alerts")["TopicArn"]
-        sqs = session.client("sqs")
-        queue = sqs.create_queue(QueueName="alerts")["QueueUrl"]
-        arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn, Attributes={"RawMessageDelivery": "true"})
+        sink = make_alert_sink(session, TABLE, "alerts")
+        sqs, queue, topic = sink["sqs"], sink["queue"], sink["topic"]
         policy = tmp_path / "access.yaml"
         policy.write_text(f"""version: 1
 databases:
