@@ -1,23 +1,25 @@
-"""Powertools Logger, Metrics and Tracer, and the audit record (SPEC 11).
+"""Powertools Logger, Metrics and Tracer, and the audit record.
 
-Service and namespace come from ``POWERTOOLS_SERVICE_NAME`` / ``POWERTOOLS_METRICS_NAMESPACE``.
+Every invocation runs inside :func:`invocation`: its correlation id on every log and audit
+line, its metrics flushed when it ends. Service and namespace come from ``POWERTOOLS_SERVICE_NAME`` / ``POWERTOOLS_METRICS_NAMESPACE``.
 Nothing here is ever handed a token, a signed request or credentials.
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
 import sys
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, TypeVar
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
-__all__ = ["logger", "metrics", "get_tracer", "audit", "count_vended", "count_denied", "flush_metrics",
-           "isoformat_z", "traced", "tracing_enabled"]
+__all__ = ["logger", "metrics", "get_tracer", "audit", "count_vended", "count_denied", "count_rate_limit_fallback",
+           "flush_metrics", "invocation", "lambda_entry", "isoformat_z", "traced", "tracing_enabled"]
 
 SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "rdsvend")
 NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "rdsvend")
@@ -123,10 +125,48 @@ def count_denied(reason: str) -> None:
         metric.add_dimension(name="reason", value=reason)
 
 
+def count_rate_limit_fallback() -> None:
+    """A request the instance's own limiter decided because the fleet-wide table failed."""
+    metrics.add_metric(name="RateLimitFallback", unit=MetricUnit.Count, value=1)
+
+
 def flush_metrics() -> None:
     """Publish what this invocation recorded (EMF on stdout); quiet when there is nothing."""
     if metrics.metric_set:
         metrics.flush_metrics()
+
+
+@contextmanager
+def invocation(correlation_id: str | None) -> Iterator[None]:
+    """One invocation's observability: ``correlation_id`` on every log and audit line written
+    inside, and the metrics it recorded flushed (one EMF line) when it ends, however it ends."""
+    logger.set_correlation_id(correlation_id)
+    try:
+        yield
+    finally:
+        try:
+            flush_metrics()
+        finally:
+            logger.set_correlation_id(None)
+
+
+_Handler = TypeVar("_Handler", bound=Callable[[Any, Any], Any])
+
+
+def lambda_entry(handler: _Handler) -> _Handler:
+    """Wrap a plain ``(event, context)`` Lambda handler in :func:`invocation`, keyed by the
+    Lambda request id.
+
+    A Blueprint's function is deployed with the blueprint's module as its handler, so Lambda
+    never imports ``app.py`` and the app's middleware never runs around it: such a function
+    carries its own observability with this decorator (under ``@blueprint.lambda_function``).
+    """
+    @functools.wraps(handler)
+    def entry(event: Any, context: Any) -> Any:
+        with invocation(getattr(context, "aws_request_id", None) or "unknown"):
+            return handler(event, context)
+
+    return entry  # type: ignore[return-value]
 
 
 def _short(value: Any) -> Any:

@@ -22,17 +22,17 @@ from chalicelib.errors import (
 from chalicelib.identity import CallerIdentity
 from chalicelib.observability import audit, count_denied, count_vended, isoformat_z, logger, traced
 from chalicelib.policy.source import PolicySource, policy_source_from_env
-from chalicelib.vending.ratelimit import RateLimiter, parse_rate_limit
+from chalicelib.vending.ratelimit import CallerLimiter, parse_rate_limit
 from chalicelib.vending.request import parse_token_request
 
-__all__ = ["VendingService", "vending_service_from_env", "SSL_ROOT_CERT", "build_dsn"]
+__all__ = ["VendingService", "vending_service_from_env", "rate_limiter_from_env", "SSL_ROOT_CERT", "build_dsn"]
 
 SSL_ROOT_CERT = "rds-global-bundle.pem"
 
 
 class VendingService:
     def __init__(self, *, policy_source: PolicySource, minter: Any, resolver: EndpointResolver,
-                 clock: Clock = SYSTEM_CLOCK, rate_limiter: RateLimiter | None = None) -> None:
+                 clock: Clock = SYSTEM_CLOCK, rate_limiter: CallerLimiter | None = None) -> None:
         self.policy_source = policy_source
         self.minter = minter
         self.resolver = resolver
@@ -171,5 +171,18 @@ def vending_service_from_env(env: dict[str, str] | None = None) -> VendingServic
         policy_source=policy_source_from_env(env, clients),
         minter=TokenMinter(),
         resolver=EndpointResolver(clients),
-        rate_limiter=parse_rate_limit(env.get("RDSVEND_RATE_LIMIT")),
+        rate_limiter=rate_limiter_from_env(env, clients),
     )
+
+
+def rate_limiter_from_env(env: dict[str, str], clients: Any) -> CallerLimiter | None:
+    """``RDSVEND_RATE_LIMIT`` (``RATE/BURST`` or ``off``) per caller; with ``RDSVEND_RATE_TABLE``
+    the limit is counted fleet-wide in that DynamoDB table (the instance's own limiter stands
+    in while the table fails)."""
+    local = parse_rate_limit(env.get("RDSVEND_RATE_LIMIT"))
+    table = env.get("RDSVEND_RATE_TABLE", "").strip()
+    if local is None or not table:
+        return local
+    from chalicelib.vending.ratelimit_table import TableRateLimiter
+
+    return TableRateLimiter(clients("dynamodb"), table, local.rate, local.burst, fallback=local)

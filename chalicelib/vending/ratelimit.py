@@ -1,15 +1,25 @@
-"""A per-caller token bucket, per function instance: a caller over its rate gets a 429."""
+"""A per-caller token bucket, per function instance: a caller over its rate gets a 429.
+
+The fleet-wide limit (one count per caller across every instance) is
+:class:`chalicelib.vending.ratelimit_table.TableRateLimiter`; both are a :class:`CallerLimiter`.
+"""
 from __future__ import annotations
 
 import math
 import threading
+from typing import Protocol
 
 from chalicelib.clock import SYSTEM_CLOCK, Clock
 from chalicelib.errors import RateLimitedError
 
-__all__ = ["RateLimiter", "parse_rate_limit"]
+__all__ = ["CallerLimiter", "RateLimiter", "parse_rate_limit"]
 
 MAX_TRACKED = 10_000
+
+
+class CallerLimiter(Protocol):
+    def check(self, caller: str) -> None:
+        """Take one request's allowance for ``caller`` or raise :class:`RateLimitedError`."""
 
 
 class RateLimiter:
