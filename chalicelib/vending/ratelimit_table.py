@@ -34,7 +34,7 @@ from chalicelib.errors import RateLimitedError
 from chalicelib.observability import count_rate_limit_fallback, logger
 from chalicelib.vending.ratelimit import RateLimiter
 
-__all__ = ["TableRateLimiter", "RETRY_TABLE_AFTER", "KEY_ATTRIBUTE", "TTL_ATTRIBUTE", "validate_table_name"]
+__all__ = ["KEY_ATTRIBUTE", "RETRY_TABLE_AFTER", "TTL_ATTRIBUTE", "TableRateLimiter", "validate_table_name"]
 
 #: Seconds an instance keeps to its own limiter after the table failed.
 RETRY_TABLE_AFTER = 30.0

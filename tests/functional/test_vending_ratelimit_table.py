@@ -10,7 +10,7 @@ import io
 import json
 import textwrap
 from contextlib import redirect_stdout
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from types import SimpleNamespace
 
 import boto3
@@ -96,7 +96,7 @@ def table(moto_url, request):
 
 @pytest.fixture
 def clock():
-    return FrozenClock(datetime(2026, 11, 27, 12, 0, tzinfo=timezone.utc))
+    return FrozenClock(datetime(2026, 11, 27, 12, 0, tzinfo=UTC))
 
 
 def service(limiter) -> VendingService:
@@ -206,9 +206,8 @@ def test_table_failure_falls_back_to_the_instance_limit_and_says_so(moto_url, cl
     limiter = TableRateLimiter(dynamodb(moto_url), missing, 1.0, 2, clock=clock)
     svc = service(limiter)
     out = io.StringIO()
-    with redirect_stdout(out):
-        with invocation("req-fallback"):
-            seen = [outcome(svc) for _ in range(3)]
+    with redirect_stdout(out), invocation("req-fallback"):
+        seen = [outcome(svc) for _ in range(3)]
     # Vending goes on under the same RATE/BURST, counted by this instance alone.
     assert seen == ["ok", "ok", "limited:1"]
     assert limiter.degraded
@@ -252,7 +251,7 @@ def test_unreachable_dynamodb_falls_back_without_failing_the_vend(clock):
 
 
 def test_configuration_from_the_environment(moto_url):
-    clients = lambda service, region=None: dynamodb(moto_url)  # noqa: E731
+    clients = lambda service, region=None: dynamodb(moto_url)
     fleet = rate_limiter_from_env({"RDSVEND_RATE_LIMIT": "5/20", "RDSVEND_RATE_TABLE": "rdsvend-prod-rate"},
                                   clients)
     assert isinstance(fleet, TableRateLimiter)
