@@ -3,12 +3,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test bench demo package clean
+.PHONY: install test lint bench demo package dist clean
 
-$(STAMP): pyproject.toml
+# The service and its tooling (editable), and the client from client/ (editable, all extras).
+$(STAMP): pyproject.toml client/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q 'pip==26.2'
-	$(BIN)/pip install -q -e '.[local,test]'
+	$(BIN)/pip install -q -e './client[psycopg,sqlalchemy,pymysql]' -e '.[local,test]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -20,10 +21,15 @@ bench: $(STAMP)
 	$(BIN)/python -m bench
 
 demo: $(STAMP)
-	$(BIN)/python -m chalicelib.local.demo
+	$(BIN)/python -m devtools.local.demo
 
 package: $(STAMP)
-	$(BIN)/python -m chalicelib.deploy.package
+	$(BIN)/python -m devtools.deploy.package
+
+# The client distribution (import package rdsvend, botocore only) as a wheel in dist/.
+dist: $(STAMP)
+	rm -f dist/rdsvend-*.whl
+	$(BIN)/pip wheel -q --no-deps -w dist ./client
 
 clean:
-	rm -rf $(VENV) build .rdsvend
+	rm -rf $(VENV) build dist .rdsvend client/build client/*.egg-info

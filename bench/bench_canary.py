@@ -154,8 +154,8 @@ def run() -> list[dict]:
     from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
     from chalicelib.canary.factory import PsycopgAdmin
-    from chalicelib.canary.local import local_canary_deps, local_canary_env
-    from chalicelib.local.stack import LocalStack
+    from devtools.local.canary import local_canary_deps, local_canary_env
+    from devtools.local.stack import LocalStack
     from chalicelib.observability import logger
     from chalicelib.policy.loader import load_policy_file
 

@@ -68,7 +68,7 @@ class PolicyIndex:
             for entry in self._buckets.get(principal[:length], ()):
                 if entry.order in hits or not _pattern_applies(entry.pattern, identity):
                     continue
-                if compile_pattern(entry.pattern).fullmatch(principal):
+                if compile_pattern(entry.pattern).matches(principal):
                     hits[entry.order] = entry.rule
         return [hits[k] for k in sorted(hits)]
 
@@ -140,7 +140,7 @@ def evaluate_conditions(conditions: Conditions, identity: CallerIdentity) -> boo
 
 
 def _any_match(patterns: tuple[str, ...], value: str) -> bool:
-    return any(compile_pattern(p).fullmatch(value) for p in patterns)
+    return any(compile_pattern(p).matches(value) for p in patterns)
 
 
 def _pattern_applies(pattern: str, identity: CallerIdentity) -> bool:

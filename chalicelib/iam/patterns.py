@@ -12,6 +12,8 @@
   default, or with several values, cannot be substituted: "any attempt to match it fails and
   causes the statement to be invalid" ("IAM policy elements: Variables and tags"). Substituted text is literal, never a wildcard.
   Variables are only recognised in ``Version: 2012-10-17`` documents.
+
+Matching is linear in the value's length whatever the pattern (:mod:`chalicelib.wildcard`).
 """
 from __future__ import annotations
 
@@ -20,11 +22,13 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Callable, Union
 
+from chalicelib.wildcard import QMARK, STAR, Glob, compile_glob
+
 __all__ = [
     "Token",
     "tokenize",
     "resolve",
-    "glob_regex",
+    "glob_matcher",
     "action_matches",
     "matches",
     "resource_matches",
@@ -34,14 +38,11 @@ __all__ = [
     "has_variables",
 ]
 
-# A token is a literal string, or one of the markers below, or a variable ("var", key, default).
-STAR = ("*",)
-QMARK = ("?",)
+# A token is a literal string, STAR, QMARK, or a variable ("var", key, default).
 Var = tuple[str, str, Union[str, None]]
 Token = Union[str, tuple]
 
-_VAR = re.compile(r"\$\{([^}]*)\}")
-_DEFAULT = re.compile(r"^\s*([^,\s][^,]*?)\s*,\s*'((?:[^']|'')*)'\s*$")
+_QUOTED = re.compile(r"(?:[^']|'')*")  # a default's text: quotes only doubled
 
 Lookup = Callable[[str], "tuple[str, ...] | None"]
 
@@ -61,15 +62,17 @@ def tokenize(text: str, variables: bool = True) -> tuple[Token, ...]:
     while i < len(text):
         ch = text[i]
         if variables and ch == "$" and text.startswith("${", i):
-            m = _VAR.match(text, i)
-            if m:
-                inner = m.group(1)
+            close = text.find("}", i + 2)
+            if close < 0:
+                variables = False  # no '}' anywhere after: no more variables
+            else:
+                inner = text[i + 2:close]
                 if inner in ("*", "?", "$"):
                     buf.append(inner)
                 else:
                     flush()
                     out.append(_parse_var(inner))
-                i = m.end()
+                i = close + 1
                 continue
         if ch in "*?":
             flush()
@@ -82,9 +85,13 @@ def tokenize(text: str, variables: bool = True) -> tuple[Token, ...]:
 
 
 def _parse_var(inner: str) -> Var:
-    m = _DEFAULT.match(inner)
-    if m:
-        return ("var", m.group(1).strip().lower(), m.group(2).replace("''", "'"))
+    """``key`` or ``key, 'default'`` (split by hand: a regex here backtracks quadratically)."""
+    key, comma, rest = inner.partition(",")
+    key = key.strip()
+    if comma and key:
+        rest = rest.strip()
+        if len(rest) >= 2 and rest[0] == rest[-1] == "'" and _QUOTED.fullmatch(rest, 1, len(rest) - 1):
+            return ("var", key.lower(), rest[1:-1].replace("''", "'"))
     return ("var", inner.strip().lower(), None)
 
 
@@ -112,14 +119,13 @@ def resolve(tokens: tuple[Token, ...], lookup: Lookup) -> tuple[Token, ...] | No
 
 
 @lru_cache(maxsize=16384)
-def glob_regex(tokens: tuple[Token, ...], ignore_case: bool = False, arn: bool = False) -> re.Pattern:
-    """Compile resolved tokens into an anchored regex.
+def glob_matcher(tokens: tuple[Token, ...], ignore_case: bool = False, arn: bool = False) -> Glob:
+    """Compile resolved tokens into an anchored matcher.
 
     With ``arn=True`` a wildcard stays within a colon-delimited segment unless it is a ``*``
     ending its segment (followed by ``:`` or by the end of the pattern).
     """
-    flags = re.DOTALL | (re.IGNORECASE if ignore_case else 0)
-    return re.compile(_body(tokens, arn) + r"\Z", flags)
+    return compile_glob(tokens, ignore_case=ignore_case, arn=arn)
 
 
 def matches(pattern: str, value: str, lookup: Lookup, *, variables: bool, ignore_case: bool = False,
@@ -129,7 +135,7 @@ def matches(pattern: str, value: str, lookup: Lookup, *, variables: bool, ignore
     if tokens is None:
         return False
     arn = resource and pattern.startswith("arn:")
-    return glob_regex(tokens, ignore_case, arn).match(value) is not None
+    return glob_matcher(tokens, ignore_case, arn).matches(value)
 
 
 def resource_matches(pattern: str, resource: str, lookup: Lookup, *, variables: bool) -> bool | None:
@@ -137,43 +143,23 @@ def resource_matches(pattern: str, resource: str, lookup: Lookup, *, variables: 
     tokens = resolve(tokenize(pattern, variables), lookup)
     if tokens is None:
         return None
-    return glob_regex(tokens, False, pattern.startswith("arn:")).match(resource) is not None
-
-
-def _body(tokens: tuple[Token, ...], arn: bool) -> str:
-    parts: list[str] = []
-    for pos, tok in enumerate(tokens):
-        if isinstance(tok, str):
-            parts.append(re.escape(tok))
-        elif tok == STAR:
-            if arn:
-                nxt = tokens[pos + 1] if pos + 1 < len(tokens) else None
-                ends_segment = nxt is None or (isinstance(nxt, str) and nxt.startswith(":"))
-                parts.append(".*" if ends_segment else "[^:]*")
-            else:
-                parts.append(".*")
-        else:
-            parts.append("[^:]" if arn else ".")
-    return "".join(parts)
+    return glob_matcher(tokens, False, pattern.startswith("arn:")).matches(resource)
 
 
 @dataclass(frozen=True)
 class CompiledPatterns:
-    """A list of patterns, ready to match: exact strings, one regex for the wildcard ones, and
-    for each wildcard pattern its literal (prefix, suffix), a cheap test to skip the regex."""
+    """A list of patterns, ready to match: exact strings, and for each wildcard pattern its
+    literal (prefix, suffix), a cheap test to skip the matcher, and the matcher."""
 
     exact: frozenset
-    regex: re.Pattern | None
-    guards: tuple[tuple[str, str], ...]
+    guarded: tuple[tuple[str, str, Glob], ...]
 
     def match(self, value: str) -> bool:
         if value in self.exact:
             return True
-        if self.regex is None:
-            return False
-        for prefix, suffix in self.guards:
-            if value.startswith(prefix) and value.endswith(suffix):
-                return self.regex.match(value) is not None
+        for prefix, suffix, matcher in self.guarded:
+            if value.startswith(prefix) and value.endswith(suffix) and matcher.matches(value):
+                return True
         return False
 
 
@@ -185,8 +171,7 @@ def compile_patterns(
     variable (resolved per request instead). With ``ignore_case`` the caller passes
     ``value.lower()``."""
     literals: set[str] = set()
-    bodies: list[str] = []
-    guards: list[tuple[str, str]] = []
+    guarded: list[tuple[str, str, Glob]] = []
     for pattern in patterns:
         tokens = tokenize(pattern, variables)
         if has_variables(tokens):
@@ -196,22 +181,21 @@ def compile_patterns(
         if all(isinstance(t, str) for t in tokens):
             literals.add("".join(tokens))  # type: ignore[arg-type]
             continue
-        bodies.append(_body(tokens, resource and pattern.startswith("arn:")))
+        matcher = glob_matcher(tokens, False, resource and pattern.startswith("arn:"))
         prefix = tokens[0] if isinstance(tokens[0], str) else ""
         suffix = tokens[-1] if isinstance(tokens[-1], str) else ""
-        guards.append((prefix, suffix))  # type: ignore[arg-type]
-    regex = re.compile("(?:" + "|".join(bodies) + r")\Z", re.DOTALL) if bodies else None
-    return CompiledPatterns(frozenset(literals), regex, tuple(guards))
+        guarded.append((prefix, suffix, matcher))  # type: ignore[arg-type]
+    return CompiledPatterns(frozenset(literals), tuple(guarded))
 
 
 @lru_cache(maxsize=8192)
-def _action_regex(pattern: str) -> re.Pattern:
-    return glob_regex(tokenize(pattern, False), True, False)
+def _action_matcher(pattern: str) -> Glob:
+    return glob_matcher(tokenize(pattern, False), True, False)
 
 
 def action_matches(pattern: str, action: str) -> bool:
     """Actions match case-insensitively, with ``*`` and ``?``, and never use variables."""
-    return _action_regex(pattern).match(action) is not None
+    return _action_matcher(pattern).matches(action)
 
 
 def arn_matches(pattern: str, value: str, lookup: Lookup, *, variables: bool) -> bool:
@@ -238,6 +222,6 @@ def arn_matches(pattern: str, value: str, lookup: Lookup, *, variables: bool) ->
     if len(segments) != 6 or len(value_parts) != 6:
         return False
     return all(
-        glob_regex(tuple(seg), False, False).match(part) is not None
+        glob_matcher(tuple(seg), False, False).matches(part)
         for seg, part in zip(segments, value_parts)
     )

@@ -252,7 +252,7 @@ class _Builder:
         for pattern in db_patterns:
             self.string(pattern, "databases", NAME_PATTERN, rule=rule_id, what="pattern")
             regex = compile_pattern(pattern)
-            hits = [db for name, db in databases.items() if regex.fullmatch(name)]
+            hits = [db for name, db in databases.items() if regex.matches(name)]
             if not hits:
                 raise self.fail(f"'{_clip(pattern)}' names no declared database", rule=rule_id, field="databases")
             matched_dbs.extend(hits)
@@ -260,7 +260,7 @@ class _Builder:
         for pattern in user_patterns:
             self.string(pattern, "db_users", NAME_PATTERN, rule=rule_id, what="pattern")
             regex = compile_pattern(pattern)
-            if not any(regex.fullmatch(u) for db in matched_dbs for u in db.users):
+            if not any(regex.matches(u) for db in matched_dbs for u in db.users):
                 raise self.fail(f"'{_clip(pattern)}' names no user declared in the rule's databases",
                                 rule=rule_id, field="db_users")
         conditions = self.conditions(spec.get("conditions"), rule_id)

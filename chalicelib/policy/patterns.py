@@ -1,8 +1,11 @@
-"""``*`` and ``?`` patterns, compiled once. Case-sensitive, anchored, nothing else special."""
+"""``*`` and ``?`` patterns, compiled once. Case-sensitive, anchored, nothing else special.
+
+``compile_pattern(p).matches(value)`` says whether all of ``value`` matches ``p`` (cached);
+matching is linear in the value's length whatever the pattern (:mod:`chalicelib.wildcard`).
+"""
 from __future__ import annotations
 
-import re
-from functools import lru_cache
+from chalicelib.wildcard import glob as compile_pattern
 
 __all__ = ["compile_pattern", "has_wildcard", "literal_prefix"]
 
@@ -19,16 +22,3 @@ def literal_prefix(pattern: str) -> str:
         if ch in WILDCARDS:
             return pattern[:i]
     return pattern
-
-
-@lru_cache(maxsize=65536)
-def compile_pattern(pattern: str) -> re.Pattern[str]:
-    parts = []
-    for ch in pattern:
-        if ch == "*":
-            parts.append(".*")
-        elif ch == "?":
-            parts.append(".")
-        else:
-            parts.append(re.escape(ch))
-    return re.compile("".join(parts), re.DOTALL)

@@ -1,4 +1,4 @@
-"""The direct-invoke function ``vend`` (SPEC 5): another Lambda function asks for a token.
+"""The direct-invoke function ``vend``: another Lambda function asks for a token.
 
 Payload::
 
@@ -6,7 +6,7 @@ Payload::
      "identity": {"url": ..., "method": "POST", "headers": {...}, "body": ...}}
 
 ``identity`` is a signed ``sts:GetCallerIdentity`` request (build it with
-:func:`chalicelib.client.invoke_payload`). Stages: validate the payload → prove the caller
+:func:`rdsvend.invoke_payload`). Stages: validate the payload → prove the caller
 (:mod:`chalicelib.vending.proof`: configured STS endpoint only, no redirect, signed
 ``X-Rdsvend-Server-Id``, at most 5 minutes old) → the same pipeline as ``POST /v1/tokens``.
 The caller has no source IP here, so a rule conditioned on ``source_ips`` never matches.
@@ -30,7 +30,7 @@ from chalicelib.errors import (
     UpstreamUnavailableError,
 )
 from chalicelib.identity import identity_from_arn
-from chalicelib.observability import logger
+from chalicelib.observability import lambda_entry, logger
 from chalicelib.routes.errors import error_body
 from chalicelib.routes.http import get_vending_service
 from chalicelib.vending.proof import StsVerifier, proof_config_from_env
@@ -124,7 +124,13 @@ def _validate(payload: Any) -> dict[str, str]:
 
 
 @invoke_routes.lambda_function(name="vend")
+@lambda_entry
 def vend(event: Any, context: Any) -> dict[str, Any]:
-    """Lambda entry point: one payload in, one token body or error payload out."""
+    """Lambda entry point: one payload in, one token body or error payload out.
+
+    Lambda enters it through this module, never through ``app.py``, so the app's middleware
+    does not run around it: :func:`lambda_entry` gives it the same observability (correlation
+    id = the Lambda request id on every log and audit line, metrics flushed per invocation).
+    """
     request_id = getattr(context, "aws_request_id", None) or "unknown"
     return handle_vend(event, request_id)

@@ -1,4 +1,10 @@
-"""Chalice middleware: correlation ids, metrics flushing and a last-resort error answer."""
+"""Chalice middleware: correlation ids, metrics flushing and a last-resort error answer.
+
+Middleware runs only where Lambda enters through ``app.py`` (the API handler). A Blueprint's
+function is entered through its own module, so direct-invoke functions carry their
+observability themselves (:func:`chalicelib.observability.lambda_entry`), and so does the
+scheduled canary (:mod:`chalicelib.routes.schedule`).
+"""
 from __future__ import annotations
 
 import json
@@ -6,7 +12,7 @@ from typing import Any, Callable
 
 from chalice import Chalice, Response
 
-from chalicelib.observability import flush_metrics, logger
+from chalicelib.observability import invocation, logger
 
 __all__ = ["register_middleware"]
 
@@ -17,17 +23,15 @@ _CHALICE_STATUS_CODES = {400: "invalid_request", 405: "invalid_request", 415: "i
 def _http(event: Any, get_response: Callable[[Any], Response]) -> Response:
     context = getattr(event, "context", None) or {}
     request_id = context.get("requestId", "unknown") if isinstance(context, dict) else "unknown"
-    logger.set_correlation_id(request_id)
-    try:
-        response = get_response(event)
-    except Exception as exc:  # noqa: BLE001 - nothing escapes as a traceback
-        logger.error("unhandled failure in HTTP handler", extra={"error_type": type(exc).__name__})
-        response = Response(body=json.dumps({"error": {"code": "internal", "message": "internal error",
-                                                       "request_id": request_id}}),
-                            status_code=500,
-                            headers={"Content-Type": "application/json", "Cache-Control": "no-store"})
-    finally:
-        flush_metrics()
+    with invocation(request_id):
+        try:
+            response = get_response(event)
+        except Exception as exc:  # noqa: BLE001 - nothing escapes as a traceback
+            logger.error("unhandled failure in HTTP handler", extra={"error_type": type(exc).__name__})
+            response = Response(body=json.dumps({"error": {"code": "internal", "message": "internal error",
+                                                           "request_id": request_id}}),
+                                status_code=500,
+                                headers={"Content-Type": "application/json", "Cache-Control": "no-store"})
     return _normalise(response, request_id)
 
 
@@ -44,29 +48,5 @@ def _normalise(response: Response, request_id: str) -> Response:
     return response
 
 
-def _lambda(event: Any, get_response: Callable[[Any], Any]) -> Any:
-    context = getattr(event, "context", None)
-    request_id = getattr(context, "aws_request_id", None) or "unknown"
-    logger.set_correlation_id(request_id)
-    try:
-        return get_response(event)
-    finally:
-        flush_metrics()
-
-
-def _scheduled(event: Any, get_response: Callable[[Any], Any]) -> Any:
-    try:
-        event_id = event.to_dict().get("id")
-    except Exception:  # noqa: BLE001
-        event_id = None
-    logger.set_correlation_id(event_id or getattr(getattr(event, "context", None), "aws_request_id", None))
-    try:
-        return get_response(event)
-    finally:
-        flush_metrics()
-
-
 def register_middleware(app: Chalice) -> None:
     app.register_middleware(_http, "http")
-    app.register_middleware(_lambda, "pure_lambda")
-    app.register_middleware(_scheduled, "scheduled")

@@ -9,7 +9,7 @@ caller.
 
 Three stages, each its own function:
 
-* :func:`build_identity_proof` (caller side): botocore's ``SigV4Auth`` for service ``sts``.
+* the caller builds the proof with the client's ``rdsvend.proof.build_identity_proof``.
 * :func:`parse_identity_proof` (pure): shape, size, the URL, the signed headers, the server
   id and the age. Structural problems raise :class:`InvalidRequestError` (400); a proof that
   is well formed but not acceptable raises :class:`IdentityProofError` (401).
@@ -54,7 +54,6 @@ __all__ = [
     "StsTransport",
     "Urllib3StsTransport",
     "StsVerifier",
-    "build_identity_proof",
     "parse_identity_proof",
     "parse_sts_answer",
     "proof_config_from_env",
@@ -147,56 +146,6 @@ def proof_config_from_env(environ: Mapping[str, str] | None = None) -> ProofConf
         region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1"
         endpoint = f"https://sts.{region}.amazonaws.com"
     return ProofConfig(sts_endpoint=endpoint, server_id=server_id)
-
-
-# --------------------------------------------------------------------------- caller side
-
-
-def build_identity_proof(
-    server_id: str,
-    *,
-    session: Any | None = None,
-    region: str | None = None,
-    endpoint_url: str | None = None,
-) -> dict[str, Any]:
-    """Sign an ``sts:GetCallerIdentity`` request for ``server_id`` with the caller's credentials.
-
-    ``session`` is a ``botocore.session.Session`` or ``boto3.Session`` (default: botocore's
-    usual credential chain). The URL is the STS endpoint botocore would call for this
-    session and region (so ``AWS_ENDPOINT_URL`` and ``AWS_ENDPOINT_URL_STS`` apply), unless
-    ``endpoint_url`` is given. Returns the ``identity`` member of a ``vend`` payload.
-    """
-    import botocore.session
-    from botocore.auth import SigV4Auth
-    from botocore.awsrequest import AWSRequest
-
-    if not server_id:
-        raise ValueError("server_id is empty")
-    core = getattr(session, "_session", session) or botocore.session.get_session()
-    credentials = core.get_credentials()
-    if credentials is None:
-        raise IdentityProofError("no AWS credentials found to sign the identity proof")
-    region = region or core.get_config_variable("region") or "us-east-1"
-    if endpoint_url is None:
-        endpoint_url = core.create_client("sts", region_name=region).meta.endpoint_url
-    url = endpoint_url.rstrip("/") + "/"
-    request = AWSRequest(
-        method="POST",
-        url=url,
-        data=GET_CALLER_IDENTITY_BODY,
-        headers={
-            "Content-Type": "application/x-www-form-urlencoded; charset=utf-8",
-            "Host": _host_header(url),
-            SERVER_ID_HEADER: server_id,
-        },
-    )
-    SigV4Auth(credentials.get_frozen_credentials(), "sts", region).add_auth(request)
-    return {
-        "url": url,
-        "method": "POST",
-        "headers": {name: value for name, value in request.headers.items()},
-        "body": GET_CALLER_IDENTITY_BODY,
-    }
 
 
 # --------------------------------------------------------------------------- server side

@@ -1,6 +1,6 @@
 """The end-to-end tier's shared fixture: one local stack for the whole session.
 
-``local_stack`` is a :class:`chalicelib.local.stack.LocalStack` (moto server seeded from
+``local_stack`` is a :class:`devtools.local.stack.LocalStack` (moto server seeded from
 policies/world.yaml, the RDS-shaped PostgreSQL with IAM token checking, the SigV4 gateway with
 the Chalice app), running in a child process with its own state dir. Useful attributes:
 ``url`` (the API), ``moto_url``, ``ca_path``, ``admin_dsn``, ``env(caller)``, ``keys(caller)``
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from chalicelib.local.postgres import DEFAULT_BIN_DIR
-from chalicelib.local.stack import LocalStack
+from devtools.local.postgres import DEFAULT_BIN_DIR
+from devtools.local.stack import LocalStack
 
 
 def _require_postgres() -> None:

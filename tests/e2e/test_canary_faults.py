@@ -22,10 +22,10 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from chalicelib.canary.local import local_canary_deps, local_canary_env
+from devtools.local.canary import local_canary_deps, local_canary_env
 from chalicelib.canary.runner import run_canary
 from chalicelib.canary.scheduled import run_scheduled
-from chalicelib.local.aws import AccountSessions
+from devtools.local.aws import AccountSessions
 from chalicelib.policy.loader import load_policy_file
 from chalicelib.policy.model import CanarySettings, Database
 
@@ -331,7 +331,7 @@ def test_doctor_names_the_scp_and_the_pam_error_and_exits_1(canary):
     if "AWS_SESSION_TOKEN" not in canary.env:
         env.pop("AWS_SESSION_TOKEN", None)
     with scp_denying_rds_db(canary, canary.info.seeded.units["Services"]) as policy_id:
-        done = subprocess.run([sys.executable, "-m", "chalicelib.cli.main", "doctor", DB, "orders_app"],
+        done = subprocess.run([sys.executable, "-m", "rdsvend.cli", "doctor", DB, "orders_app"],
                               cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 1, done.stderr
     out = done.stdout
@@ -346,20 +346,20 @@ def test_cli_exit_codes_for_a_healthy_target_and_a_bad_policy(canary, tmp_path):
     env.pop("AWS_SECURITY_TOKEN", None)
     if "AWS_SESSION_TOKEN" not in canary.env:
         env.pop("AWS_SESSION_TOKEN", None)
-    ok = subprocess.run([sys.executable, "-m", "chalicelib.cli.main", "doctor", DB, "orders_owner", "--json"],
+    ok = subprocess.run([sys.executable, "-m", "rdsvend.cli", "doctor", DB, "orders_owner", "--json"],
                         cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     body = json.loads(ok.stdout)
     assert body["summary"] == {"targets": 1, "pass": 1, "warn": 0, "fail": 0, "error": 0}
     assert "Action=connect" not in ok.stdout  # the token never reaches the output
-    whole = subprocess.run([sys.executable, "-m", "chalicelib.cli.main", "canary"], cwd=REPO, env=env,
+    whole = subprocess.run([sys.executable, "-m", "rdsvend.cli", "canary"], cwd=REPO, env=env,
                            capture_output=True, text=True, timeout=120)
     assert whole.returncode == 1  # the unjoined Kerberos user fails
     assert "orders_app" in whole.stdout and "rds.domain_joined (fail)" in whole.stdout
     assert "3 targets: 2 pass, 0 warn, 1 fail, 0 error" in whole.stdout
     bad = tmp_path / "bad.yaml"
     bad.write_text("version: 1\ndatabases: {}\nrules: []\nbogus: 1\n")
-    broken = subprocess.run([sys.executable, "-m", "chalicelib.cli.main", "canary", "--policy", str(bad)],
+    broken = subprocess.run([sys.executable, "-m", "rdsvend.cli", "canary", "--policy", str(bad)],
                             cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert broken.returncode == 2 and len(broken.stderr.strip().splitlines()) == 1
     assert "bogus" in broken.stderr

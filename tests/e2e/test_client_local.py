@@ -24,15 +24,15 @@ import pytest
 import sqlalchemy
 from botocore.config import Config
 
-from chalicelib.client import TokenClient, VendApi, VendedToken, connect
-from chalicelib.client.pgpass import split_line
-from chalicelib.client.sqla import create_engine
-from chalicelib.local.stack import UNSET_ENV
+from rdsvend import TokenClient, VendApi, VendedToken, connect
+from rdsvend.pgpass import split_line
+from rdsvend.sqla import create_engine
+from devtools.local.stack import UNSET_ENV
 
 pytestmark = pytest.mark.e2e
 
 DATABASE, DB_USER = "orders-local", "orders_app"
-RDSVEND = [sys.executable, "-m", "chalicelib.cli.main"]
+RDSVEND = [sys.executable, "-m", "rdsvend.cli"]
 
 
 # --------------------------------------------------------------------------- helpers

@@ -21,12 +21,12 @@ import psycopg
 import pytest
 from cryptography import x509
 
-from chalicelib.local.ldap import LdapResponder
-from chalicelib.local.postgres import PostgresCluster
-from chalicelib.local.rdsauth import RdsInstance, RdsTokenChecker
-from chalicelib.local.sigv4 import Credential, StaticSecretLookup
-from chalicelib.local.stack import listen_table
-from chalicelib.local.tls import make_tls_material
+from devtools.local.ldap import LdapResponder
+from devtools.local.postgres import PostgresCluster
+from devtools.local.rdsauth import RdsInstance, RdsTokenChecker
+from devtools.local.sigv4 import Credential, StaticSecretLookup
+from devtools.local.stack import listen_table
+from devtools.local.tls import make_tls_material
 
 pytestmark = pytest.mark.e2e
 

@@ -23,7 +23,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from chalicelib.local.stack import LocalStack, listening_sockets, read_state
+from devtools.local.stack import LocalStack, listening_sockets, read_state
 
 pytestmark = pytest.mark.e2e
 
@@ -278,7 +278,7 @@ def test_no_secret_reaches_the_stack_log(local_stack, signer):
 
 
 def test_local_env_prints_exports_for_a_shell(local_stack):
-    out = subprocess.run([sys.executable, "-m", "chalicelib.cli.main", "local", "env", "--state-dir",
+    out = subprocess.run([sys.executable, "-m", "rdsvend.cli", "local", "env", "--state-dir",
                           local_stack.info.state_dir], capture_output=True, text=True, timeout=60, cwd=REPO)
     assert out.returncode == 0, out.stderr
     exports = dict(line[len("export "):].split("=", 1) for line in out.stdout.splitlines()
@@ -313,7 +313,7 @@ def test_down_after_a_crash_leaves_nothing_behind(tmp_path):
     time.sleep(0.3)
     assert any(_listening(p) for p in ports)
 
-    out = subprocess.run([sys.executable, "-m", "chalicelib.cli.main", "local", "down", "--state-dir", str(state_dir)],
+    out = subprocess.run([sys.executable, "-m", "rdsvend.cli", "local", "down", "--state-dir", str(state_dir)],
                          capture_output=True, text=True, timeout=120, cwd=REPO)
     assert out.returncode == 0, out.stderr
     assert "local stack is down" in out.stdout
@@ -324,10 +324,10 @@ def test_down_after_a_crash_leaves_nothing_behind(tmp_path):
     assert not state_dir.exists()
     assert read_state(state_dir) is None
 
-    again = subprocess.run([sys.executable, "-m", "chalicelib.cli.main", "local", "down", "--state-dir", str(state_dir)],
+    again = subprocess.run([sys.executable, "-m", "rdsvend.cli", "local", "down", "--state-dir", str(state_dir)],
                            capture_output=True, text=True, timeout=60, cwd=REPO)
     assert again.returncode == 0 and "no local stack was running" in again.stdout
-    env = subprocess.run([sys.executable, "-m", "chalicelib.cli.main", "local", "env", "--state-dir", str(state_dir)],
+    env = subprocess.run([sys.executable, "-m", "rdsvend.cli", "local", "env", "--state-dir", str(state_dir)],
                          capture_output=True, text=True, timeout=60, cwd=REPO)
     assert env.returncode == 1 and env.stderr.startswith("rdsvend local: no local stack is running")
 

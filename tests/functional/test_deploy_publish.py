@@ -7,7 +7,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from chalicelib.deploy.publish import parameter_name, publish_policy
+from devtools.deploy.publish import parameter_name, publish_policy
 from chalicelib.errors import PolicyLoadError, PolicyPublishError
 from chalicelib.policy.loader import load_policy_text
 
@@ -172,7 +172,7 @@ def test_ssm_refusal_is_a_publish_error_naming_the_parameter(ssm, tmp_path):
 def _cli(args):
     from click.testing import CliRunner
 
-    from chalicelib.cli.main import cli
+    from devtools.cli.main import cli
 
     return CliRunner().invoke(cli, args)
 

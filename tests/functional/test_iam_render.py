@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 from moto import mock_aws
 
-from chalicelib.cli.main import cli
+from devtools.cli.main import cli
 from chalicelib.errors import IamFetchError
 from chalicelib.iam.evaluator import evaluate
 from chalicelib.iam.model import RequestContext, parse_policy

@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 from moto.server import ThreadedMotoServer
 
 import app as app_module
-from chalicelib.client import invoke_payload
+from rdsvend import invoke_payload
 from chalicelib.clock import FrozenClock
 from chalicelib.policy.loader import load_policy_text
 from chalicelib.policy.source import StaticPolicySource
@@ -35,7 +35,8 @@ from chalicelib.routes.http import set_vending_service
 from chalicelib.routes.invoke import handle_vend, set_verifier
 from chalicelib.signer import TokenMinter
 from chalicelib.vending.pipeline import VendingService
-from chalicelib.vending.proof import SERVER_ID_HEADER, ProofConfig, StsVerifier, build_identity_proof
+from chalicelib.vending.proof import SERVER_ID_HEADER, ProofConfig, StsVerifier
+from rdsvend.proof import build_identity_proof
 from tests.functional.conftest import load_event
 
 ACCT = "123456789012"  # moto server's default account

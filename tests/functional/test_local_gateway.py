@@ -16,8 +16,8 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from chalice import Chalice, IAMAuthorizer, Response
 
-from chalicelib.local.gateway import Gateway
-from chalicelib.local.sigv4 import Credential, StaticSecretLookup
+from devtools.local.gateway import Gateway
+from devtools.local.sigv4 import Credential, StaticSecretLookup
 
 USER = Credential("AKIAGATEWAYTEST00001", "gateway/test+secret000000000000000000000", None,
                   "arn:aws:iam::333333333333:user/orders-api", "333333333333")

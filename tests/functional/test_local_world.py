@@ -9,8 +9,8 @@ import boto3
 import pytest
 import requests
 
-from chalicelib.local.aws import MotoSecretLookup, MotoServer, org_id_of, seed_world
-from chalicelib.local.world import DEFAULT_WORLD, WorldError, load_world, load_world_text
+from devtools.local.aws import MotoSecretLookup, MotoServer, org_id_of, seed_world
+from devtools.local.world import DEFAULT_WORLD, WorldError, load_world, load_world_text
 from chalicelib.policy.loader import load_policy_file
 
 REPO = Path(__file__).resolve().parents[2]
@@ -210,7 +210,7 @@ def test_bad_world_files_name_the_field(edit, field):
 def test_local_up_refuses_a_bad_world_before_starting_anything(tmp_path):
     from click.testing import CliRunner
 
-    from chalicelib.cli.main import cli
+    from devtools.cli.main import cli
 
     bad = tmp_path / "world.yaml"
     bad.write_text(DEFAULT_WORLD.read_text().replace("  id: o-rdsvend001", "  id: o-bad"))
@@ -225,7 +225,7 @@ def test_local_up_refuses_a_bad_world_before_starting_anything(tmp_path):
 def test_local_env_without_a_stack_says_so(tmp_path):
     from click.testing import CliRunner
 
-    from chalicelib.cli.main import cli
+    from devtools.cli.main import cli
 
     result = CliRunner().invoke(cli, ["local", "env", "--state-dir", str(tmp_path / "none")])
     assert result.exit_code == 1

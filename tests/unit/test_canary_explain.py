@@ -5,7 +5,7 @@ from click.testing import CliRunner
 
 from chalicelib.canary.explain import explain_check, explain_target, render_checks, render_table
 from chalicelib.canary.model import CheckResult, TargetReport
-from chalicelib.cli.main import cli
+from devtools.cli.main import cli
 
 ARN = "arn:aws:rds-db:us-east-1:222222222222:dbuser:db-ABCDEFGHIJKL/orders_app"
 BAD = "arn:aws:rds-db:us-east-1:222222222222:dbuser:orders-prod/orders_app"

@@ -10,7 +10,7 @@ from chalicelib.canary.target import CanaryDeps, TargetRun
 from chalicelib.canary.checks_iam import InMemoryConnectEvaluator
 from chalicelib.canary.checks_kerberos import InMemoryDirectoryRoleFacts
 from chalicelib.canary.checks_rds import InMemoryRdsFacts
-from chalicelib.canary.memory import CountingTokens, FixedSigner, MemoryConnector, MemoryDatabase
+from tests.support.canary_fakes import CountingTokens, FixedSigner, MemoryConnector, MemoryDatabase
 from chalicelib.policy.model import AccessPolicy, CanarySettings, Database, DbUser
 
 from tests.unit.test_canary_target import APP, DB, HOST, PORT, RESOURCE, allow, healthy_roles

@@ -9,7 +9,7 @@ from chalicelib.canary.checks_db import RoleFacts
 from chalicelib.canary.checks_iam import ConnectFacts, Finding, InMemoryConnectEvaluator, SideVerdict
 from chalicelib.canary.checks_kerberos import DirectoryRole, InMemoryDirectoryRoleFacts
 from chalicelib.canary.checks_rds import DomainMembership, InMemoryRdsFacts, RdsResource
-from chalicelib.canary.memory import CountingTokens, FixedSigner, MemoryAdmin, MemoryConnector, MemoryDatabase
+from tests.support.canary_fakes import CountingTokens, FixedSigner, MemoryAdmin, MemoryConnector, MemoryDatabase
 from chalicelib.canary.target import CanaryDeps, Deadline, run_target
 from chalicelib.errors import ProbeError
 from chalicelib.policy.model import Database, DbUser

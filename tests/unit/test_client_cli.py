@@ -7,13 +7,12 @@ import shlex
 import sys
 
 import pytest
-from click.testing import CliRunner
 
-from chalicelib.cli.main import cli
-from chalicelib.client.connect import bundled_ca_path
-from chalicelib.client.pgpass import split_line
+from rdsvend.cli import main
+from rdsvend.connect import bundled_ca_path
+from rdsvend.pgpass import split_line
 
-from tests.unit.client_fakes import ACCESS_KEY, SECRET_KEY, FakeVendServer, error_reply
+from tests.support.client_fakes import ACCESS_KEY, SECRET_KEY, FakeVendServer, error_reply, run_cli
 
 
 @pytest.fixture
@@ -36,7 +35,7 @@ def env(monkeypatch, server):
 
 
 def run(*args: str):
-    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    return run_cli(main, *args)
 
 
 def test_token_prints_only_the_token(env, server):
@@ -191,7 +190,7 @@ def test_pgpass_refused_leaves_the_file_alone(env, server, tmp_path):
 
 
 def _body() -> dict:
-    from tests.unit.client_fakes import token_body
+    from tests.support.client_fakes import token_body
 
     return token_body("tok-x")
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chalicelib.client.pgpass import escape_field, pgpass_line, split_line, write_pgpass_entry
+from rdsvend.pgpass import escape_field, pgpass_line, split_line, write_pgpass_entry
 
 TOKEN = "db.example:5432/?Action=connect&DBUser=orders_app&X-Amz-Signature=ab\\cd"
 

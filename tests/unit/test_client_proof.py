@@ -11,11 +11,11 @@ from chalicelib.vending.proof import (
     SERVER_ID_HEADER,
     ProofConfig,
     StsAnswer,
-    build_identity_proof,
     parse_identity_proof,
     parse_sts_answer,
     proof_config_from_env,
 )
+from rdsvend.proof import build_identity_proof
 
 ENDPOINT = "https://sts.us-east-1.amazonaws.com"
 CONFIG = ProofConfig(sts_endpoint=ENDPOINT, server_id="srv-1")

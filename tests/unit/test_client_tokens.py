@@ -8,10 +8,10 @@ from datetime import datetime, timezone
 import boto3
 import pytest
 
-from chalicelib.client import TokenClient, VendApi, VendError
+from rdsvend import TokenClient, VendApi, VendError
 from chalicelib.clock import FrozenClock
 
-from tests.unit.client_fakes import ACCESS_KEY, SECRET_KEY, FakeVendServer, error_reply
+from tests.support.client_fakes import ACCESS_KEY, SECRET_KEY, FakeVendServer, error_reply
 
 
 @pytest.fixture

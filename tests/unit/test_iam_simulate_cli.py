@@ -7,7 +7,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from chalicelib.cli.main import cli
+from devtools.cli.main import cli
 
 ARN = "arn:aws:rds-db:us-east-1:111122223333:dbuser:db-ABCDEFGH/orders_app"
 

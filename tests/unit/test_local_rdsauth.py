@@ -13,8 +13,8 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from chalicelib.clock import FrozenClock
-from chalicelib.local.rdsauth import RdsInstance, RdsTokenChecker, dbuser_arn
-from chalicelib.local.sigv4 import Credential, StaticSecretLookup
+from devtools.local.rdsauth import RdsInstance, RdsTokenChecker, dbuser_arn
+from devtools.local.sigv4 import Credential, StaticSecretLookup
 
 AT = datetime(2025, 6, 7, 8, 9, 10, tzinfo=timezone.utc)
 ACCOUNT = "210987654321"

@@ -14,7 +14,7 @@ from botocore.credentials import Credentials
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chalicelib.local.sigv4 import (
+from devtools.local.sigv4 import (
     Credential,
     SignatureError,
     StaticSecretLookup,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from chalicelib.cli.main import cli
+from devtools.cli.main import cli
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -21,7 +21,7 @@ def test_check_accepts_the_example_policy():
 def test_check_refuses_with_one_line_naming_file_rule_and_field(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text((REPO / "policies" / "access.yaml").read_text().replace("10.0.0.0/8", "10.0.0.0/99"))
-    proc = subprocess.run([sys.executable, "-m", "chalicelib.cli.main", "policy", "check", str(bad)],
+    proc = subprocess.run([sys.executable, "-m", "rdsvend.cli", "policy", "check", str(bad)],
                           capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 2
     assert proc.stdout == ""

@@ -1,5 +1,0 @@
-"""Deployment: `make package`, the functions' IAM policies and policy publishing.
-
-Nothing here runs inside Lambda; :mod:`chalicelib.deploy.package` leaves this package out
-of the deployment zip.
-"""

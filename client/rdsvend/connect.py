@@ -1,0 +1,82 @@
+"""Turning a vended token into a PostgreSQL connection: libpq parameters, environment, psycopg.
+
+TLS is ``verify-full`` (what the service answers) against ``PGSSLROOTCERT`` when it is set,
+else the RDS CA bundle shipped in the package (``rdsvend/data/rds-global-bundle.pem``).
+"""
+from __future__ import annotations
+
+import os
+from importlib import resources
+from typing import TYPE_CHECKING, Any, Mapping
+
+from rdsvend.api import VendedToken
+
+if TYPE_CHECKING:  # pragma: no cover
+    import psycopg
+
+    from rdsvend.tokens import TokenClient
+
+__all__ = ["bundled_ca_path", "ssl_root_cert_path", "connection_params", "conninfo", "libpq_env", "connect"]
+
+
+def bundled_ca_path() -> str:
+    """The RDS global CA bundle that ships with rdsvend."""
+    return str(resources.files("rdsvend").joinpath("data", "rds-global-bundle.pem"))
+
+
+def ssl_root_cert_path(environ: Mapping[str, str] | None = None) -> str:
+    env = os.environ if environ is None else environ
+    return env.get("PGSSLROOTCERT") or bundled_ca_path()
+
+
+def connection_params(vended: VendedToken, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Keyword arguments for ``psycopg.connect`` (libpq names), password included."""
+    return {
+        "host": vended.host,
+        "port": vended.port,
+        "dbname": vended.dbname,
+        "user": vended.db_user,
+        "password": vended.token,
+        "sslmode": vended.sslmode or "verify-full",
+        "sslrootcert": ssl_root_cert_path(environ),
+    }
+
+
+def conninfo(vended: VendedToken, environ: Mapping[str, str] | None = None) -> str:
+    """A libpq connection string with the password (psycopg's ``make_conninfo`` when installed)."""
+    params = connection_params(vended, environ)
+    try:
+        from psycopg.conninfo import make_conninfo
+    except ImportError:
+        return " ".join(f"{key}={_conninfo_value(str(value))}" for key, value in params.items())
+    return make_conninfo(**params)
+
+
+def _conninfo_value(value: str) -> str:
+    """libpq's quoting: single quotes around values that are empty or hold space, ``'`` or ``\\``."""
+    if value and not any(ch.isspace() or ch in "'\\" for ch in value):
+        return value
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def libpq_env(vended: VendedToken, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``PGHOST PGPORT PGUSER PGDATABASE PGPASSWORD PGSSLMODE PGSSLROOTCERT`` for a child process."""
+    params = connection_params(vended, environ)
+    return {
+        "PGHOST": params["host"],
+        "PGPORT": str(params["port"]),
+        "PGUSER": params["user"],
+        "PGDATABASE": params["dbname"],
+        "PGPASSWORD": params["password"],
+        "PGSSLMODE": params["sslmode"],
+        "PGSSLROOTCERT": params["sslrootcert"],
+    }
+
+
+def connect(client: "TokenClient", database: str, db_user: str, **kwargs: Any) -> "psycopg.Connection":
+    """``psycopg.connect`` with a current token from ``client``; ``kwargs`` override/extend."""
+    import psycopg
+
+    params = connection_params(client.get(database, db_user))
+    params.update(kwargs)
+    return psycopg.connect(**params)

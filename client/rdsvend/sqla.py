@@ -1,0 +1,42 @@
+"""SQLAlchemy: every new pool connection logs in with a current token.
+
+The classic pitfall is to fetch a token once and bake it into the engine URL or a
+``creator``: the pool then keeps opening connections with a token that expired fifteen
+minutes later. The ``do_connect`` event runs for each new DBAPI connection, so the hook
+asks the :class:`TokenClient` (cheap when cached) every time a connection is opened.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from rdsvend.connect import connection_params
+
+if TYPE_CHECKING:  # pragma: no cover
+    from sqlalchemy.engine import Engine
+
+    from rdsvend.tokens import TokenClient
+
+__all__ = ["install_token_hook", "create_engine"]
+
+
+def install_token_hook(engine: "Engine", client: "TokenClient", database: str, db_user: str) -> None:
+    """Give each new connection of ``engine`` host, port, dbname, user, TLS and a fresh token."""
+    from sqlalchemy import event
+
+    @event.listens_for(engine, "do_connect")
+    def _provide_token(dialect: Any, conn_rec: Any, cargs: Any, cparams: dict[str, Any]) -> None:
+        params = connection_params(client.get(database, db_user))
+        for key in ("host", "port", "dbname", "user", "password"):
+            cparams[key] = params[key]
+        cparams.pop("database", None)
+        cparams.setdefault("sslmode", params["sslmode"])
+        cparams.setdefault("sslrootcert", params["sslrootcert"])
+
+
+def create_engine(client: "TokenClient", database: str, db_user: str, **engine_kwargs: Any) -> "Engine":
+    """``sqlalchemy.create_engine("postgresql+psycopg://")`` with the token hook installed."""
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine("postgresql+psycopg://", **engine_kwargs)
+    install_token_hook(engine, client, database, db_user)
+    return engine

@@ -1,0 +1,116 @@
+"""``rdsvend local up [--detach] | env | down``: the local stack (SPEC 8)."""
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+import click
+
+__all__ = ["local"]
+
+_STATE_HELP = "where the stack keeps its state (default: .rdsvend/local in the repository)"
+
+
+def _state_dir(value: str | None) -> Path:
+    from devtools.local.stack import DEFAULT_STATE_DIR
+
+    return Path(value) if value else DEFAULT_STATE_DIR
+
+
+def _fail(message: str, code: int = 1) -> None:
+    click.echo(f"rdsvend local: {message}", err=True)
+    sys.exit(code)
+
+
+@click.group()
+def local() -> None:
+    """Run rdsvend, its AWS and an RDS-compatible PostgreSQL on this machine (loopback only)."""
+
+
+@local.command()
+@click.option("--detach", is_flag=True, help="start in the background and return once everything answers")
+@click.option("--state-dir", default=None, help=_STATE_HELP)
+@click.option("--world", "world_path", default=None, type=click.Path(dir_okay=False),
+              help="world file (default: policies/world.yaml)")
+@click.option("--access", "access_path", default=None, type=click.Path(dir_okay=False),
+              help="access policy template (default: policies/local-access.yaml)")
+def up(detach: bool, state_dir: str | None, world_path: str | None, access_path: str | None) -> None:
+    """Start the local stack; in the foreground until Ctrl-C unless --detach."""
+    from devtools.local.stack import DEFAULT_ACCESS, StackError, StackServer, spawn_detached
+    from chalicelib.errors import PolicyLoadError
+    from devtools.local.world import WorldError
+
+    for label, path in (("--world", world_path), ("--access", access_path)):
+        if path is not None and not Path(path).is_file():
+            _fail(f"{label}: no such file '{path}'", 2)
+    directory = _state_dir(state_dir)
+    try:
+        _check_inputs(world_path, access_path or str(DEFAULT_ACCESS))
+        if detach:
+            info = spawn_detached(directory, world_path=world_path, access_path=access_path)
+            click.echo(f"local stack running (pid {info.pid}): API {info.gateway_url}, AWS {info.moto_url}")
+            click.echo("  eval \"$(rdsvend local env)\" to use it; 'rdsvend local down' to stop it")
+            return
+        server = StackServer(state_dir=directory, world_path=world_path, access_path=access_path or DEFAULT_ACCESS)
+
+        def ready(info) -> None:
+            click.echo(f"local stack ready: API {info.gateway_url}, AWS {info.moto_url}")
+            for ident, db in info.databases.items():
+                click.echo(f"  database {ident}: {db['host']}:{db['port']}/{db['dbname']} (TLS, IAM tokens)")
+            click.echo("  in another shell: eval \"$(rdsvend local env)\"; Ctrl-C stops everything")
+
+        try:
+            server.serve_forever(ready=ready)
+        except KeyboardInterrupt:
+            click.echo("local stack start abandoned; everything it started is stopped")
+            sys.exit(130)
+        click.echo("local stack stopped")
+    except (WorldError, PolicyLoadError) as exc:
+        _fail(str(exc), 2)
+    except StackError as exc:
+        _fail(str(exc))
+
+
+def _check_inputs(world_path: str | None, access_path: str) -> None:
+    """Bad input is a one-line error before anything starts (exit 2)."""
+    from devtools.local.world import DEFAULT_WORLD, load_world
+    from chalicelib.policy.loader import load_policy_file
+
+    load_world(world_path or DEFAULT_WORLD)
+    load_policy_file(access_path)
+
+
+@local.command()
+@click.option("--state-dir", default=None, help=_STATE_HELP)
+@click.option("--caller", type=click.Choice(["allowed", "denied"]), default="allowed", show_default=True,
+              help="whose access key to export")
+def env(state_dir: str | None, caller: str) -> None:
+    """Print export lines for a shell: eval "$(rdsvend local env)"."""
+    from devtools.local.stack import UNSET_ENV, running_info
+
+    info = running_info(_state_dir(state_dir))
+    if info is None:
+        _fail("no local stack is running (start one with 'rdsvend local up --detach')")
+    click.echo(f"unset {' '.join(UNSET_ENV)}")
+    for key, value in info.env(caller).items():
+        click.echo(f"export {key}={shlex.quote(value)}")
+
+
+@local.command()
+@click.option("--state-dir", default=None, help=_STATE_HELP)
+def down(state_dir: str | None) -> None:
+    """Stop the local stack: no process, listener or temp dir is left (also after a crash)."""
+    from devtools.local.stack import down as stack_down
+
+    report = stack_down(_state_dir(state_dir))
+    if not report.stopped and report.clean:
+        click.echo("no local stack was running")
+        return
+    for item in report.stopped:
+        click.echo(f"stopped {item}")
+    if not report.clean:
+        for item in report.leftovers:
+            click.echo(f"rdsvend local: left behind: {item}", err=True)
+        sys.exit(1)
+    click.echo("local stack is down")

@@ -1,0 +1,58 @@
+"""``rdsvend policy check | publish | render``."""
+from __future__ import annotations
+
+import sys
+
+import click
+
+from devtools.cli.lazy import LazyGroup
+
+__all__ = ["policy"]
+
+
+def fail(message: str, code: int = 2) -> None:
+    click.echo(f"rdsvend: {message}", err=True)
+    sys.exit(code)
+
+
+@click.group(cls=LazyGroup, lazy_subcommands={"render": "devtools.cli.render_cmd:render"})
+def policy() -> None:
+    """Validate, publish and render access policies."""
+
+
+@policy.command("check")
+@click.argument("file", type=click.Path(dir_okay=False))
+def check(file: str) -> None:
+    """Validate FILE: exit 0 when it loads, 2 with the error on one line when it does not."""
+    from chalicelib.errors import PolicyLoadError
+    from chalicelib.policy.loader import load_policy_file
+
+    try:
+        loaded = load_policy_file(file)
+    except PolicyLoadError as exc:
+        fail(str(exc))
+    click.echo(f"{file}: ok ({len(loaded.databases)} databases, {len(loaded.rules)} rules, "
+               f"{len(loaded.targets())} db users)")
+
+
+@policy.command("publish")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--parameter", required=True, help="SSM parameter name, e.g. /rdsvend/prod/access-policy")
+@click.option("--region", default=None, help="AWS region of the parameter")
+def publish(file: str, parameter: str, region: str | None) -> None:
+    """Validate FILE, then upload it to SSM Parameter Store as PARAMETER."""
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from devtools.deploy.publish import publish_policy
+    from chalicelib.errors import PolicyLoadError, PolicyPublishError
+
+    try:
+        version = publish_policy(file, parameter, boto3.client("ssm", region_name=region))
+    except PolicyLoadError as exc:
+        fail(str(exc))
+    except PolicyPublishError as exc:
+        fail(str(exc), 2 if exc.input_error else 1)
+    except (BotoCoreError, ClientError) as exc:
+        fail(f"cannot publish to '{parameter}': {exc}", 1)
+    click.echo(f"published {file} to {parameter} (version {version})")

@@ -1,0 +1,183 @@
+"""``make demo``: rdsvend's main job on one machine, narrated.
+
+Starts the local stack (moto as AWS, an RDS-shaped PostgreSQL, the API behind a SigV4
+gateway), then, as a caller with its own AWS keys: who am I, what may I use, vend a token,
+connect with psycopg over ``verify-full``; then a caller no rule allows; then tears it all
+down. Tokens are never printed, only their length and expiry. Exit status 0 only when every
+step did what it should.
+
+Run it with ``python -m devtools.local.demo`` (``make demo`` does, after installing).
+"""
+from __future__ import annotations
+
+import sys
+import textwrap
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+__all__ = ["main", "Demo", "DemoFailed", "STEPS"]
+
+DATABASE = "orders-local"
+DB_USER = "orders_app"
+
+
+class DemoFailed(RuntimeError):
+    """A step did not do what it should; the demo says which and exits 1."""
+
+
+def say(text: str = "", indent: int = 0) -> None:
+    prefix = " " * indent
+    for line in text.splitlines() or [""]:
+        print(textwrap.fill(line, width=96, initial_indent=prefix, subsequent_indent=prefix + "  ")
+              if line else "", flush=True)
+
+
+@dataclass
+class Demo:
+    """What the steps share: the running stack and the clients they make."""
+
+    stack: Any
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    def api(self, caller: str = "allowed") -> Any:
+        import boto3
+
+        from rdsvend.api import VendApi
+
+        keys = self.stack.keys(caller)
+        session = boto3.session.Session(aws_access_key_id=keys.access_key_id,
+                                        aws_secret_access_key=keys.secret_access_key,
+                                        region_name=self.stack.info.region)
+        return VendApi(self.stack.url, session=session, region=self.stack.info.region)
+
+
+def step_whoami(demo: Demo) -> None:
+    say("1. Who am I? The caller signs GET /v1/whoami with its own AWS access key (SigV4); the local "
+        "gateway checks the signature against the local AWS, as API Gateway would, and tells the app who called.")
+    me = demo.api().whoami()
+    say(f"rdsvend sees {me['principal']}, account {me['account']}, organization {me['org_id']}.", 3)
+
+
+def step_databases(demo: Demo) -> None:
+    say("2. What may I use? GET /v1/databases lists only what the access policy lets this caller ask for.")
+    databases = demo.api().databases()
+    if not databases:
+        raise DemoFailed("the allowed caller sees no database")
+    for db in databases:
+        say(f"{db['database']}: {db['engine']} at {db['host']}:{db['port']}, database '{db['dbname']}', "
+            f"db users {', '.join(db['db_users'])}.", 3)
+
+
+def step_vend(demo: Demo) -> None:
+    say(f"3. Vend: POST /v1/tokens for {DB_USER} on {DATABASE}. rdsvend checks the policy, assumes its "
+        "signer role (scoped to this one db user) and signs an RDS IAM auth token.")
+    vended = demo.api().vend(DATABASE, DB_USER)
+    demo.notes["vended"] = vended
+    expires = vended.expires_at.strftime("%H:%M:%S UTC")
+    say(f"Got a token of {len(vended.token)} characters, good until {expires} ({vended.ttl_seconds} s), "
+        f"allowed by rule '{vended.rule}'. The token itself is never printed.", 3)
+    say(f"The DSN to use with it: {vended.dsn}", 3)
+
+
+def step_connect(demo: Demo) -> None:
+    import psycopg
+
+    from rdsvend.connect import connection_params
+
+    vended = demo.notes["vended"]
+    say("4. Connect with psycopg, the token as the password, sslmode=verify-full against the local CA. "
+        "PostgreSQL hands the token to a bind-only LDAP responder that checks it as RDS does: signature, "
+        "host and port, db user, expiry, and the signer's rds-db:connect permission in live IAM and SCPs.")
+    params = connection_params(vended, {"PGSSLROOTCERT": demo.stack.ca_path})
+    with psycopg.connect(**params, connect_timeout=10) as conn:
+        user, tls = conn.execute(
+            "SELECT current_user, (SELECT version FROM pg_stat_ssl WHERE pid = pg_backend_pid())").fetchone()
+        rows = conn.execute("SELECT item, qty FROM shop.orders ORDER BY id").fetchall()
+    if user != DB_USER or not tls:
+        raise DemoFailed("the connection is not the vended user over TLS")
+    listed = ", ".join(f"{qty} x {item}" for item, qty in rows)
+    say(f"Connected as {user} over {tls}. SELECT item, qty FROM shop.orders: {listed}.", 3)
+
+
+def step_denied(demo: Demo) -> None:
+    from rdsvend.api import VendError
+
+    denied = demo.stack.info.seeded.callers["denied"].arn
+    say(f"5. A caller no rule allows: {denied} asks for the same token. Its signature is genuine; "
+        "the access policy says no.")
+    try:
+        demo.api("denied").vend(DATABASE, DB_USER)
+    except VendError as exc:
+        if exc.status != 403:
+            raise DemoFailed(f"the denied caller got {exc.status}, not 403") from None
+        say(f"Refused: HTTP {exc.status} '{exc.code}' ({exc.message}). Every refusal looks the same to a "
+            "caller; the audit log says which rule, or none, decided.", 3)
+        return
+    raise DemoFailed("the denied caller was given a token")
+
+
+# -- HOOK(canary): the connectivity canary helper replaces this step --------------------------------
+def step_canary(demo: Demo) -> None:
+    from devtools.local.demo_canary import canary_step
+
+    canary_step(demo, say, DemoFailed)
+
+
+# -- HOOK(broken-scp): the canary helper replaces this step with "attach an SCP that denies
+#    rds-db:connect to the Services OU, show `rdsvend doctor` naming it, detach it" ---------------
+def step_broken_scp(demo: Demo) -> None:
+    from devtools.local.demo_canary import broken_scp_step
+
+    broken_scp_step(demo, say, DemoFailed)
+
+
+#: The narrated steps, in order. Later helpers add or replace entries (see the HOOKs above).
+STEPS: list[Callable[[Demo], None]] = [
+    step_whoami, step_databases, step_vend, step_connect, step_denied, step_canary, step_broken_scp,
+]
+
+
+def main(argv: list[str] | None = None) -> int:
+    from devtools.local.stack import REPO_ROOT, LocalStack, StackError
+
+    started = time.monotonic()
+    say("rdsvend demo: short-lived RDS IAM database tokens, vended by policy, on this machine only.")
+    say("Starting the local stack: moto as AWS (an organization, a member account with the service and "
+        "its database, a workloads account with two callers), an RDS-shaped PostgreSQL with TLS, and the "
+        "API behind a SigV4-checking gateway ...")
+    stack = LocalStack(REPO_ROOT / ".rdsvend" / "demo")
+    status = 0
+    try:
+        stack.start()
+        info = stack.info
+        db = info.databases[DATABASE]
+        say(f"Ready in {time.monotonic() - started:.1f} s. API {info.gateway_url}; AWS {info.moto_url}; "
+            f"PostgreSQL {db['host']}:{db['port']} (TLS only).", 3)
+        say()
+        demo = Demo(stack)
+        for step in STEPS:
+            step(demo)
+            say()
+    except (DemoFailed, StackError) as exc:
+        say(f"DEMO FAILED: {exc}")
+        status = 1
+    except Exception as exc:  # noqa: BLE001 - one line, never a traceback with secrets in it
+        say(f"DEMO FAILED: {type(exc).__name__}: {str(exc)[:300]}")
+        status = 1
+    except KeyboardInterrupt:
+        say("Interrupted.")
+        status = 130
+    finally:
+        say("Tearing down ...")
+        report = stack.stop()
+        if report.clean:
+            say(f"Nothing left running or listening. Demo finished in {time.monotonic() - started:.1f} s.", 3)
+        else:
+            say(f"Left behind: {'; '.join(report.leftovers)}", 3)
+            status = status or 1
+    return status
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main(sys.argv[1:]))

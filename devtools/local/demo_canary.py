@@ -1,0 +1,88 @@
+"""The canary's two steps of ``make demo`` (plugged into :mod:`devtools.local.demo`):
+run the canary over the local policy, then break an SCP and let ``rdsvend doctor`` name it."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from typing import Any, Callable
+
+__all__ = ["canary_step", "broken_scp_step"]
+
+DATABASE = "orders-local"
+DB_USER = "orders_app"
+
+
+def canary_step(demo: Any, say: Callable[..., None], failed: type[Exception]) -> None:
+    from chalicelib.canary.explain import render_table, summary_line
+    from devtools.local.canary import local_canary_deps, local_canary_env
+    from chalicelib.canary.runner import run_canary
+    from chalicelib.observability import logger
+    from chalicelib.policy.loader import load_policy_file
+
+    info = demo.stack.info
+    say("6. Canary: for every (database, db user) in the policy, check RDS (exists, IAM auth on, endpoint), "
+        "IAM (the signer may rds-db:connect on the exact dbuser ARN) and every SCP from the root down, then "
+        "log in for real with a freshly signed token over TLS verify-full and read the role catalogs.")
+    logger.setLevel("WARNING")
+    policy = load_policy_file(info.policy_path)
+    env = local_canary_env(info)
+    demo.notes["canary_env"] = env
+    report = run_canary(policy, local_canary_deps(info, policy, env=env))
+    say(render_table(report.targets), 3)
+    say(summary_line(report.summary), 3)
+    app = next(t for t in report.targets if t.db_user == DB_USER)
+    if app.status != "pass":
+        raise failed(f"the canary says {app.key} is {app.status}")
+    latency = app.check("db.connect").details.get("latency_ms")
+    say(f"{app.key}: every check passes; the login took {latency} ms.", 3)
+    for target in report.targets:
+        if target.status not in ("pass", "warn"):
+            first = target.problems[0]
+            say(f"{target.key} is {target.status}: {first.message}. (The local world declares a Kerberos "
+                "user on an instance joined to no directory; the canary says so.)", 3)
+
+
+def _doctor(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    from devtools.local.stack import REPO_ROOT
+
+    full = {k: v for k, v in os.environ.items() if k not in ("AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN",
+                                                              "AWS_PROFILE")}
+    full.update(env)
+    return subprocess.run([sys.executable, "-m", "rdsvend.cli", "doctor", DATABASE, DB_USER],
+                          cwd=REPO_ROOT, env=full, capture_output=True, text=True, timeout=120)
+
+
+def broken_scp_step(demo: Any, say: Callable[..., None], failed: type[Exception]) -> None:
+    from devtools.local.aws import AccountSessions
+
+    info = demo.stack.info
+    seeded = info.seeded
+    ou = seeded.units.get("Services")
+    say("7. A broken SCP, diagnosed: someone attaches an SCP that denies rds-db:* to the Services OU. Tokens "
+        "still sign fine, but every login now fails with RDS's unhelpful \"PAM authentication failed for "
+        f"user\". The operator runs: rdsvend doctor {DATABASE} {DB_USER}")
+    orgs = AccountSessions(info.moto_url, info.region, seeded.management_account).client(
+        "organizations", seeded.management_account)
+    doc = {"Version": "2012-10-17", "Statement": [
+        {"Sid": "NoDatabaseLogins", "Effect": "Deny", "Action": "rds-db:*", "Resource": "*"}]}
+    policy_id = orgs.create_policy(Name="DenyRdsDb", Description="demo: a broken SCP",
+                                   Type="SERVICE_CONTROL_POLICY", Content=json.dumps(doc))["Policy"]["PolicySummary"]["Id"]
+    orgs.attach_policy(PolicyId=policy_id, TargetId=ou)
+    try:
+        broken = _doctor(demo.notes["canary_env"])
+    finally:
+        orgs.detach_policy(PolicyId=policy_id, TargetId=ou)
+        orgs.delete_policy(PolicyId=policy_id)
+    for line in broken.stdout.rstrip().splitlines():
+        print("   " + line, flush=True)
+    if broken.returncode != 1 or policy_id not in broken.stdout:
+        raise failed(f"rdsvend doctor did not name SCP {policy_id} (exit {broken.returncode})")
+    say(f"Exit status {broken.returncode}: the doctor names SCP {policy_id}, its statement and the OU it is "
+        "attached to. Detaching it ...", 3)
+    fixed = _doctor(demo.notes["canary_env"])
+    if fixed.returncode != 0:
+        raise failed(f"rdsvend doctor still fails after the SCP was detached (exit {fixed.returncode})")
+    say(f"rdsvend doctor {DATABASE} {DB_USER} -> exit 0: "
+        f"{fixed.stdout.splitlines()[0] if fixed.stdout else ''}", 3)

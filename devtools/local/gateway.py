@@ -1,0 +1,346 @@
+"""A local API Gateway (REST, IAM auth on every route) in front of the Chalice app.
+
+``chalice local`` authorizes everything; this gateway does what API Gateway does before a
+request reaches the function: it verifies the SigV4 signature (service ``execute-api``)
+against the local AWS's keys, answers 403 with API Gateway's own bodies when the request is
+unsigned, badly signed or stale, and builds the REST proxy event with the identity the
+signature proves (``userArn``, ``accountId``, ``principalOrgId``, ``sourceIp``, ``caller``,
+``accessKey``, ``user``). The app runs in this process, one event at a time (as one Lambda
+container does: Chalice keeps the current request on the app object).
+"""
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import re
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable, Mapping
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from chalicelib.clock import SYSTEM_CLOCK, Clock
+from devtools.local.sigv4 import Credential, SecretLookup, SignatureError, verify_header_signed
+
+__all__ = ["Gateway", "LambdaContext", "GatewayResponse", "MAX_BODY_BYTES", "signature_failure"]
+
+log = logging.getLogger(__name__)
+
+#: API Gateway's payload limit.
+MAX_BODY_BYTES = 10 * 1024 * 1024
+MISSING_TOKEN = "Missing Authentication Token"
+BAD_SIGNATURE = ("The request signature we calculated does not match the signature you provided. "
+                 "Check your AWS Secret Access Key and signing method. "
+                 "Consult the service documentation for details.")
+INVALID_TOKEN = "The security token included in the request is invalid."
+
+
+@dataclass(frozen=True)
+class GatewayResponse:
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+def _error(status: int, error_type: str, message: str) -> GatewayResponse:
+    body = json.dumps({"message": message}).encode()
+    return GatewayResponse(status, {"Content-Type": "application/json", "x-amzn-ErrorType": error_type}, body)
+
+
+def signature_failure(exc: SignatureError, now: datetime, signed_stamp: str | None) -> GatewayResponse:
+    """The 403 API Gateway sends for a signature it refuses (never echoes the signature)."""
+    reason = exc.reason
+    if reason == "missing":
+        return _error(403, "IncompleteSignatureException",
+                      "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.")
+    if reason == "stale":
+        stamp = (signed_stamp or "").strip()
+        fmt = "%Y%m%dT%H%M%SZ"
+        try:
+            signed = datetime.strptime(stamp, fmt).replace(tzinfo=timezone.utc)
+        except ValueError:
+            signed = None
+        if signed is not None and signed > now:
+            return _error(403, "InvalidSignatureException",
+                          f"Signature not yet current: {stamp} is still later than "
+                          f"{(now + timedelta(minutes=5)).strftime(fmt)} ({now.strftime(fmt)} + 5 min.)")
+        return _error(403, "InvalidSignatureException",
+                      f"Signature expired: {stamp or 'the signing time'} is now earlier than "
+                      f"{(now - timedelta(minutes=5)).strftime(fmt)} ({now.strftime(fmt)} - 5 min.)")
+    if reason in ("unknown_key", "bad_session_token"):
+        return _error(403, "UnrecognizedClientException", INVALID_TOKEN)
+    if reason == "wrong_service":
+        return _error(403, "InvalidSignatureException", "Credential should be scoped to correct service: 'execute-api'.")
+    if reason == "wrong_region":
+        return _error(403, "InvalidSignatureException", "Credential should be scoped to a valid region.")
+    if reason == "malformed":
+        return _error(403, "IncompleteSignatureException", f"Authorization header is malformed: {exc.detail}")
+    return _error(403, "InvalidSignatureException", BAD_SIGNATURE)
+
+
+class LambdaContext:
+    """The few attributes of a Lambda context object the app and Powertools read."""
+
+    def __init__(self, function_name: str, region: str, account: str, request_id: str,
+                 timeout_seconds: float = 30.0) -> None:
+        self.function_name = function_name
+        self.function_version = "$LATEST"
+        self.invoked_function_arn = f"arn:aws:lambda:{region}:{account}:function:{function_name}"
+        self.memory_limit_in_mb = 512
+        self.aws_request_id = request_id
+        self.log_group_name = f"/aws/lambda/{function_name}"
+        self.log_stream_name = "local"
+        self._deadline = time.monotonic() + timeout_seconds
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+class _Routes:
+    """Matches request paths against the app's resource templates, as API Gateway does."""
+
+    def __init__(self, templates: list[str]) -> None:
+        compiled = []
+        for template in templates:
+            parts, names = [], []
+            for segment in template.strip("/").split("/"):
+                m = re.fullmatch(r"\{(\w+)(\+?)\}", segment)
+                if m:
+                    names.append(m[1])
+                    parts.append(f"(?P<{m[1]}>.+)" if m[2] else f"(?P<{m[1]}>[^/]+)")
+                else:
+                    parts.append(re.escape(segment))
+            # literal templates win over parameterised ones (fewer names first)
+            compiled.append((len(names), template, re.compile("/" + "/".join(parts))))
+        self._compiled = sorted(compiled, key=lambda c: c[0])
+
+    def match(self, path: str) -> tuple[str, dict[str, str]] | None:
+        for _n, template, regex in self._compiled:
+            m = regex.fullmatch(path)
+            if m:
+                return template, {k: unquote(v) for k, v in m.groupdict().items()}
+        return None
+
+
+class Gateway:
+    """The HTTP front: ``start()`` returns its URL; ``stop()`` closes the listener."""
+
+    def __init__(
+        self,
+        app: Any,
+        lookup: SecretLookup,
+        *,
+        region: str,
+        account: str,
+        org_id_of: Callable[[str], str | None] = lambda account: None,
+        caller_id_of: Callable[[Credential], str] | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+        max_skew: timedelta = timedelta(minutes=5),
+        stage: str = "api",
+        function_name: str = "rdsvend",
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        self.app = app
+        self.lookup = lookup
+        self.region = region
+        self.account = account
+        self.org_id_of = org_id_of
+        self.caller_id_of = caller_id_of or (lambda credential: credential.access_key_id)
+        self.clock = clock
+        self.max_skew = max_skew
+        self.stage = stage
+        self.function_name = function_name
+        self.api_id = "rdsvendlcl"
+        self._app_lock = threading.Lock()
+        self._routes = _Routes(list(getattr(app, "routes", {}) or {}))
+        self._server = ThreadingHTTPServer((host, port), _handler_for(self))
+        self._server.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> str:
+        self._thread = threading.Thread(target=self._server.serve_forever, name="rdsvend-gateway", daemon=True)
+        self._thread.start()
+        return self.url
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    # -- one request ------------------------------------------------------------------
+
+    def handle(self, method: str, raw_path: str, headers: list[tuple[str, str]], body: bytes,
+               source_ip: str) -> GatewayResponse:
+        request_id = str(uuid.uuid4())
+        response = self._handle(method, raw_path, headers, body, source_ip, request_id)
+        extra = {"x-amzn-RequestId": request_id, "x-amz-apigw-id": base64.b32encode(uuid.uuid4().bytes)[:16].decode()}
+        return GatewayResponse(response.status, {**response.headers, **extra}, response.body)
+
+    def _handle(self, method: str, raw_path: str, headers: list[tuple[str, str]], body: bytes,
+                source_ip: str, request_id: str) -> GatewayResponse:
+        parts = urlsplit(raw_path)
+        path = parts.path or "/"
+        matched = self._routes.match(path)
+        if matched is None or method not in self.app.routes[matched[0]]:
+            return _error(403, "MissingAuthenticationTokenException", MISSING_TOKEN)
+        single = _single_headers(headers)
+        lowered = {k.lower(): v for k, v in single.items()}
+        if "authorization" not in lowered:
+            return _error(403, "MissingAuthenticationTokenException", MISSING_TOKEN)
+        host = lowered.get("host", "")
+        now = self.clock.now()
+        try:
+            verified = verify_header_signed(method, f"http://{host}{raw_path}", single, body,
+                                            service="execute-api", lookup=self.lookup, now=now,
+                                            max_skew=self.max_skew, region=self.region)
+        except SignatureError as exc:
+            log.info("gateway refused a request: %s", exc.reason)
+            return signature_failure(exc, now, lowered.get("x-amz-date"))
+        event = self.event(method, parts, matched, headers, body, source_ip, verified.credential, request_id)
+        context = LambdaContext(self.function_name, self.region, self.account, request_id)
+        try:
+            with self._app_lock:
+                result = self.app(event, context)
+        except Exception:  # noqa: BLE001 - what API Gateway does when the function fails
+            log.exception("the function failed")
+            return _error(502, "InternalServerErrorException", "Internal server error")
+        return _from_proxy_result(result)
+
+    def event(self, method: str, parts: Any, matched: tuple[str, dict[str, str]], headers: list[tuple[str, str]],
+              body: bytes, source_ip: str, credential: Credential, request_id: str) -> dict[str, Any]:
+        template, path_params = matched
+        multi_headers: dict[str, list[str]] = {}
+        for name, value in headers:
+            multi_headers.setdefault(name, []).append(value)
+        query_pairs = parse_qsl(parts.query, keep_blank_values=True)
+        multi_query: dict[str, list[str]] = {}
+        for name, value in query_pairs:
+            multi_query.setdefault(name, []).append(value)
+        try:
+            text, is_b64 = (body.decode("utf-8"), False) if body else (None, False)
+        except UnicodeDecodeError:
+            text, is_b64 = base64.b64encode(body).decode(), True
+        caller = self.caller_id_of(credential)
+        now = self.clock.now()
+        user_agent = next((v for k, v in headers if k.lower() == "user-agent"), None)
+        return {
+            "resource": template,
+            "path": parts.path,
+            "httpMethod": method,
+            "headers": {name: values[-1] for name, values in multi_headers.items()},
+            "multiValueHeaders": multi_headers,
+            "queryStringParameters": {k: v[-1] for k, v in multi_query.items()} or None,
+            "multiValueQueryStringParameters": multi_query or None,
+            "pathParameters": path_params or None,
+            "stageVariables": None,
+            "body": text,
+            "isBase64Encoded": is_b64,
+            "requestContext": {
+                "accountId": self.account,
+                "apiId": self.api_id,
+                "domainName": next((v for k, v in headers if k.lower() == "host"), ""),
+                "domainPrefix": self.api_id,
+                "extendedRequestId": request_id,
+                "httpMethod": method,
+                "path": f"/{self.stage}{parts.path}",
+                "protocol": "HTTP/1.1",
+                "requestId": request_id,
+                "requestTime": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
+                "requestTimeEpoch": int(now.timestamp() * 1000),
+                "resourceId": "local",
+                "resourcePath": template,
+                "stage": self.stage,
+                "identity": {
+                    "accessKey": credential.access_key_id,
+                    "accountId": credential.account,
+                    "caller": caller,
+                    "cognitoAuthenticationProvider": None,
+                    "cognitoAuthenticationType": None,
+                    "cognitoIdentityId": None,
+                    "cognitoIdentityPoolId": None,
+                    "principalOrgId": self.org_id_of(credential.account),
+                    "sourceIp": source_ip,
+                    "user": caller,
+                    "userAgent": user_agent,
+                    "userArn": credential.principal_arn,
+                },
+            },
+        }
+
+
+def _single_headers(headers: list[tuple[str, str]]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    seen: dict[str, str] = {}
+    for name, value in headers:
+        key = name.lower()
+        if key in seen:
+            out[seen[key]] = f"{out[seen[key]]},{value}"
+        else:
+            seen[key] = name
+            out[name] = value
+    return out
+
+
+def _from_proxy_result(result: Any) -> GatewayResponse:
+    if not isinstance(result, dict) or not isinstance(result.get("statusCode"), int):
+        return _error(502, "InternalServerErrorException", "Internal server error")
+    headers: dict[str, str] = {}
+    for name, value in (result.get("headers") or {}).items():
+        headers[name] = str(value)
+    for name, values in (result.get("multiValueHeaders") or {}).items():
+        headers[name] = ",".join(str(v) for v in values)
+    body = result.get("body") or ""
+    raw = base64.b64decode(body) if result.get("isBase64Encoded") else str(body).encode()
+    return GatewayResponse(result["statusCode"], headers, raw)
+
+
+def _handler_for(gateway: Gateway) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        server_version = "rdsvend-local-gateway"
+        sys_version = ""
+        timeout = 30
+
+        def _serve(self) -> None:
+            length = self.headers.get("Content-Length")
+            try:
+                size = int(length) if length else 0
+            except ValueError:
+                self._send(_error(400, "BadRequestException", "Invalid Content-Length"))
+                return
+            if size > MAX_BODY_BYTES or size < 0:
+                self.close_connection = True
+                self._send(_error(413, "RequestTooLargeException", "Request Too Long"))
+                return
+            body = self.rfile.read(size) if size else b""
+            response = gateway.handle(self.command, self.path, list(self.headers.items()), body,
+                                      self.client_address[0])
+            self._send(response)
+
+        def _send(self, response: GatewayResponse) -> None:
+            self.send_response(response.status)
+            for name, value in response.headers.items():
+                if name.lower() not in ("content-length", "connection", "transfer-encoding"):
+                    self.send_header(name, value)
+            self.send_header("Content-Length", str(len(response.body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(response.body)
+
+        do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _serve
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+            log.debug("gateway %s", format % args)
+
+    return Handler

@@ -1,0 +1,374 @@
+"""Runs the whole local stack in this process (:class:`StackServer`): moto in server mode seeded
+from the world file, the bind-only LDAP responder with the RDS token checker, one RDS-shaped
+PostgreSQL per database in the world, and the SigV4 gateway with the Chalice app in process
+(configured, as the Lambda would be, through its environment). ``rdsvend local up`` runs it in
+the foreground; ``python -m devtools.local.stack`` is what ``--detach`` spawns.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import shutil
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from devtools.local.calls import signed_request
+from devtools.local.state import (
+    DEFAULT_ACCESS,
+    DEFAULT_STATE_DIR,
+    StackError,
+    StackInfo,
+    alive,
+    proc_start_time,
+    read_state,
+    write_state,
+)
+from devtools.local.teardown import down, remove_state_dir
+
+__all__ = ["StackServer"]
+
+log = logging.getLogger("devtools.local.stack")
+
+# -- the stack in this process ---------------------------------------------------------------------
+
+class StackServer:
+    """Runs the whole local stack in this process. ``start()`` returns once it all answers."""
+
+    def __init__(
+        self,
+        *,
+        state_dir: str | os.PathLike[str] = DEFAULT_STATE_DIR,
+        world_path: str | os.PathLike[str] | None = None,
+        access_path: str | os.PathLike[str] = DEFAULT_ACCESS,
+    ) -> None:
+        from devtools.local.world import DEFAULT_WORLD
+
+        self.state_dir = Path(state_dir).resolve()
+        self.world_path = Path(world_path or DEFAULT_WORLD)
+        self.access_path = Path(access_path)
+        self._state: dict[str, Any] = {}
+        self._moto: Any = None
+        self._ldap: Any = None
+        self._clusters: dict[str, Any] = {}
+        self._gateway: Any = None
+        self._checker: Any = None
+        self._sessions: Any = None
+        self._lookup: Any = None
+        self._verdicts: dict[tuple[str, str, str], tuple[int, tuple[bool, str]]] = {}
+        self._verdicts_lock = threading.Lock()
+        self.info: StackInfo | None = None
+
+    # the LDAP responder starts before the checker can exist (PostgreSQL needs the
+    # responder's port, the checker needs PostgreSQL's): until then, refuse everything.
+    def _check_login(self, user: str, password: str) -> bool:
+        checker = self._checker
+        return bool(checker is not None and checker.check(user, password))
+
+    def _save(self, **updates: Any) -> None:
+        self._state.update(updates)
+        write_state(self.state_dir, self._state)
+
+    def start(self) -> StackInfo:
+        existing = read_state(self.state_dir)
+        if existing and alive(existing.get("pid"), existing.get("proc_start")) and existing.get("pid") != os.getpid():
+            raise StackError(f"a local stack is already running from {self.state_dir} (pid {existing['pid']}); "
+                             "run 'rdsvend local down' first")
+        if existing:
+            down(self.state_dir)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self._save(pid=os.getpid(), proc_start=proc_start_time(os.getpid()), status="starting",
+                   started_at=time.time(), ports=[], pg=[])
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> StackInfo:
+        import psycopg.conninfo
+
+        from devtools.local.aws import AccountSessions, MotoSecretLookup, MotoServer, seed_world
+        from devtools.local.ldap import LdapResponder
+        from devtools.local.postgres import PostgresCluster
+        from devtools.local.rdsauth import RdsInstance, RdsTokenChecker
+        from devtools.local.world import load_world
+
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        world = load_world(self.world_path)
+        # moto imports a service's models on its first request (RDS pulls in EC2: seconds);
+        # import them, and the app, while PostgreSQL's initdb runs in its own process.
+        for key, value in _POWERTOOLS_DEFAULTS.items():
+            os.environ.setdefault(key, value)
+        warm = threading.Thread(target=_warm_imports, name="rdsvend-warm-imports", daemon=True)
+        warm.start()
+        if not world.databases():
+            raise StackError(f"{self.world_path}: the world has no database")
+
+        self._moto = MotoServer()
+        moto_url = self._moto.start()
+        self._save(ports=[*self._state["ports"], _port_of(moto_url)])
+
+        self._ldap = LdapResponder(self._check_login).start()
+        self._save(ports=[*self._state["ports"], self._ldap.port])
+
+        # One RDS-shaped PostgreSQL per database in the world.
+        for _account, spec in world.databases():
+            cluster = PostgresCluster(ldap_port=self._ldap.port)
+            self._clusters[spec.identifier] = cluster
+            cluster.start()
+            self._save(pg=[*self._state["pg"], str(cluster.base_dir)],
+                       pg_pids=[*self._state.get("pg_pids", []), cluster.pid],
+                       ports=[*self._state["ports"], cluster.port])
+        ca_src = next(iter(self._clusters.values())).ca_path if self._clusters else None
+        ca_path = self.state_dir / "ca.pem"
+        if ca_src is not None:
+            shutil.copyfile(ca_src, ca_path)
+            os.chmod(ca_path, 0o644)
+
+        warm.join()
+        first = next(iter(self._clusters.values()))
+        seeded = seed_world(world, moto_url, db_host=first.host,
+                            db_port={ident: c.port for ident, c in self._clusters.items()},
+                            master_password=secrets.token_urlsafe(18))
+
+        self._lookup = MotoSecretLookup()
+        self._sessions = AccountSessions(moto_url, world.region, world.organization.management_account)
+        endpoints = {
+            ident: RdsInstance(region=inst.region, account=inst.account, resource_id=inst.resource_id,
+                               hosts=frozenset({inst.host}), port=inst.port, identifier=ident)
+            for ident, inst in seeded.instances.items()
+        }
+        self._checker = RdsTokenChecker(self._lookup, endpoints=endpoints, permission_check=self._permission_check)
+
+        for _account, spec in world.databases():
+            _create_database(self._clusters[spec.identifier], spec)
+
+        policy_path = self.state_dir / "access.yaml"
+        _write_access_policy(self.access_path, policy_path, seeded, ca_path)
+
+        self._gateway = _start_gateway(world, seeded, policy_path, self._lookup)
+        self._save(ports=[*self._state["ports"], _port_of(self._gateway.url)])
+
+        admin = psycopg.conninfo.conninfo_to_dict(first.admin_dsn)
+        admin["sslrootcert"] = str(ca_path)
+        databases = {
+            ident: {"host": inst.host, "port": inst.port, "dbname": inst.dbname, "resource_id": inst.resource_id,
+                    "account": inst.account, "pg_pid": self._clusters[ident].pid,
+                    "base_dir": str(self._clusters[ident].base_dir)}
+            for ident, inst in seeded.instances.items()
+        }
+        info = StackInfo(
+            state_dir=str(self.state_dir), pid=os.getpid(), region=world.region, moto_url=moto_url,
+            gateway_url=self._gateway.url, ldap_port=self._ldap.port, policy_path=str(policy_path),
+            ca_path=str(ca_path), admin_dsn=psycopg.conninfo.make_conninfo(**admin), databases=databases,
+            seeded=seeded,
+        )
+        _probe(info)
+        self.info = info
+        self._save(status="ready", info=info.to_json())
+        return info
+
+    def _permission_check(self, credential: Any, dbuser_arn: str) -> tuple[bool, str]:
+        """May this signer ``rds-db:connect`` as that dbuser? Live IAM and SCP state, judged by
+        rdsvend's evaluator. Anything that could not be evaluated is a refusal.
+
+        A verdict only changes when IAM or Organizations state does, so it is reused until a
+        write reaches either (the moto server counts them): exact, unlike a time-based cache.
+        """
+        generation = self._moto.generation if self._moto is not None else None
+        key = (credential.access_key_id, credential.principal_arn, dbuser_arn)
+        with self._verdicts_lock:
+            cached = self._verdicts.get(key)
+        if cached is not None and generation is not None and cached[0] == generation:
+            return cached[1]
+        result = self._evaluate_permission(credential, dbuser_arn)
+        if generation is not None and self._moto is not None and self._moto.generation == generation:
+            with self._verdicts_lock:
+                self._verdicts[key] = (generation, result)
+        return result
+
+    def _evaluate_permission(self, credential: Any, dbuser_arn: str) -> tuple[bool, str]:
+        from chalicelib.errors import IamFetchError, IamPolicyError
+        from chalicelib.iam.connect import evaluate_rds_connect
+        from chalicelib.iam.model import parse_policy
+
+        try:
+            raw_session = self._lookup.session_policy(credential.access_key_id)
+            session_policy = parse_policy(raw_session, "session policy") if raw_session else None
+            verdict = evaluate_rds_connect(
+                credential.principal_arn, dbuser_arn,
+                iam_client=self._sessions.client("iam", credential.account),
+                org_client=self._sessions.client("organizations", self._sessions.management_account),
+                account_id=credential.account,
+                session_policy=session_policy,
+            )
+        except (IamFetchError, IamPolicyError) as exc:
+            return False, f"could not evaluate rds-db:connect: {exc}"
+        return verdict.allowed, verdict.combined.explanation
+
+    def stop(self) -> None:
+        """Stop everything this server started and remove the state it wrote."""
+        for name, part in (("gateway", self._gateway), ("ldap", self._ldap)):
+            if part is not None:
+                try:
+                    part.stop()
+                except Exception:  # noqa: BLE001 - keep stopping the rest
+                    log.exception("could not stop the %s", name)
+        self._gateway = self._ldap = None
+        for cluster in self._clusters.values():
+            try:
+                cluster.stop()
+            except Exception:  # noqa: BLE001
+                log.exception("could not stop a local postgres")
+        self._clusters = {}
+        if self._moto is not None:
+            try:
+                self._moto.stop()
+            except Exception:  # noqa: BLE001
+                log.exception("could not stop moto")
+            self._moto = None
+        self._checker = None
+        remove_state_dir(self.state_dir)
+        try:
+            self.state_dir.rmdir()  # only when empty (a detached server's log stays for 'down')
+        except OSError:
+            pass
+
+    def serve_forever(self, ready: Any = None) -> None:
+        """Start, report, and run until SIGINT or SIGTERM; then stop everything."""
+        stop = threading.Event()
+        started = threading.Event()
+
+        def _signal(signum: int, _frame: Any) -> None:
+            stop.set()
+            if not started.is_set():
+                raise KeyboardInterrupt  # abandon the start; start() cleans up what it made
+
+        previous = {s: signal.signal(s, _signal) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+        try:
+            info = self.start()
+            started.set()
+            if ready is not None:
+                ready(info)
+            while not stop.wait(0.5):
+                pass
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+            self.stop()
+
+
+_POWERTOOLS_DEFAULTS = {"POWERTOOLS_SERVICE_NAME": "rdsvend", "POWERTOOLS_METRICS_NAMESPACE": "rdsvend",
+                        "POWERTOOLS_TRACE_DISABLED": "true"}
+
+
+def _warm_imports() -> None:
+    import importlib
+
+    for module in ("moto.rds.models", "moto.iam.models", "moto.sts.models", "moto.organizations.models",
+                   "moto.rds.responses", "moto.iam.responses", "chalicelib.iam.connect", "app"):
+        try:
+            importlib.import_module(module)
+        except Exception:  # noqa: BLE001 - only a head start; the real import reports errors
+            log.debug("warm import of %s failed", module)
+
+
+def _port_of(url: str) -> int:
+    from urllib.parse import urlsplit
+
+    port = urlsplit(url).port
+    assert port is not None
+    return port
+
+
+def _create_database(cluster: Any, spec: Any) -> None:
+    """The database, its users (``rds_iam`` for IAM users, ``rds_ad`` for Kerberos ones) and the
+    world's set-up statements, run as the superuser."""
+    from psycopg import sql
+
+    cluster.run_sql(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(spec.dbname)))
+    for user in spec.users.values():
+        if user.auth == "iam":
+            cluster.create_iam_user(user.name)
+        elif user.auth == "kerberos":
+            # No password: on RDS such a user logs in with Kerberos only; here, not at all.
+            cluster.run_sql(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(user.name)))
+            cluster.run_sql(sql.SQL("GRANT rds_ad TO {}").format(sql.Identifier(user.name)))
+        else:
+            cluster.create_password_user(user.name, secrets.token_urlsafe(24))
+    for statement in spec.setup_sql:
+        cluster.run_sql(statement, dbname=spec.dbname)
+
+
+def _write_access_policy(template: Path, target: Path, seeded: Any, ca_path: Path) -> None:
+    """The access policy with each local database's real host and port, validated."""
+    import yaml
+
+    from chalicelib.policy.loader import load_policy_file
+
+    data = yaml.safe_load(template.read_text(encoding="utf-8"))
+    for name, spec in (data.get("databases") or {}).items():
+        ident = spec.get("instance")
+        inst = seeded.instances.get(ident)
+        if inst is None:
+            raise StackError(f"{template}: database '{name}' names instance '{ident}', which the world does not have")
+        spec["host"], spec["port"] = inst.host, inst.port
+    data.setdefault("canary", {})["ssl_root_cert"] = str(ca_path)
+    header = (f"# Generated by the local stack from {template.name}: do not edit (it is rewritten at every start).\n")
+    target.write_text(header + yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    load_policy_file(target)
+
+
+def _start_gateway(world: Any, seeded: Any, policy_path: Path, lookup: Any) -> Any:
+    """Configure this process as the Lambda would be, import the app, put the gateway in front."""
+    from devtools.local.aws import org_id_of
+    from devtools.local.gateway import Gateway
+
+    for key in ("AWS_PROFILE", "AWS_SECURITY_TOKEN", "AWS_SESSION_TOKEN", "AWS_DEFAULT_PROFILE"):
+        os.environ.pop(key, None)
+    os.environ.update({
+        "RDSVEND_POLICY": str(policy_path),
+        "AWS_ENDPOINT_URL": seeded.endpoint_url,
+        "RDSVEND_STS_ENDPOINT": seeded.endpoint_url,
+        "AWS_DEFAULT_REGION": world.region,
+        "AWS_REGION": world.region,
+        "AWS_LAMBDA_FUNCTION_NAME": "rdsvend-local-api_handler",
+        **seeded.execution.env(),
+    })
+    for key, value in _POWERTOOLS_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+    from app import app
+    from chalicelib.routes.http import set_vending_service
+
+    set_vending_service(None)  # built again, from this environment, on first use
+    gateway = Gateway(app, lookup, region=world.region, account=world.service_account,
+                      org_id_of=org_id_of, caller_id_of=lookup.caller_id)
+    gateway.start()
+    return gateway
+
+
+def _probe(info: StackInfo, timeout: float = 10.0) -> None:
+    """Everything answers: the gateway (a signed whoami), PostgreSQL (the superuser), LDAP (TCP)."""
+    import psycopg
+
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        try:
+            status, _body = signed_request(info, "GET", "/v1/whoami")
+            if status != 200:
+                raise StackError(f"the gateway answered {status} to a signed whoami")
+            with psycopg.connect(info.admin_dsn, connect_timeout=5) as conn:
+                conn.execute("SELECT 1")
+            with socket.create_connection(("127.0.0.1", info.ldap_port), timeout=2):
+                pass
+            return
+        except Exception as exc:  # noqa: BLE001 - retried until the deadline
+            last = f"{type(exc).__name__}: {str(exc)[:200]}"
+            time.sleep(0.2)
+    raise StackError(f"the local stack did not answer: {last}")

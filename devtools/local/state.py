@@ -1,0 +1,146 @@
+"""The local stack's state file and what a running stack looks like (:class:`StackInfo`).
+
+Everything the stack starts is written to ``state.json`` in its state directory (by default
+``.rdsvend/local/`` in the repository, which git ignores) as soon as it exists, so that
+:func:`devtools.local.teardown.down` can stop it all even when the server died.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+__all__ = ["REPO_ROOT", "DEFAULT_STATE_DIR", "DEFAULT_ACCESS", "STATE_FILE", "LOG_FILE", "UNSET_ENV",
+           "StackError", "StackInfo", "read_state", "running_info", "write_state", "alive", "proc_start_time"]
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_STATE_DIR = REPO_ROOT / ".rdsvend" / "local"
+DEFAULT_ACCESS = REPO_ROOT / "policies" / "local-access.yaml"
+STATE_FILE = "state.json"
+LOG_FILE = "stack.log"
+#: Variables a shell must drop to use the local caller's long-term keys.
+UNSET_ENV = ("AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_PROFILE")
+
+
+class StackError(RuntimeError):
+    """The local stack could not start, answer or stop. One line, no secrets."""
+
+# -- state file --------------------------------------------------------------------------------
+
+def proc_start_time(pid: int) -> str | None:
+    """The kernel's start time of ``pid`` (guards against a recycled pid)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def alive(pid: int | None, start_time: str | None = None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    if start_time is not None and proc_start_time(pid) != start_time:
+        return False
+    state = _proc_state(pid)
+    return state not in ("Z", "X")
+
+
+def _proc_state(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
+
+
+def write_state(state_dir: Path, state: Mapping[str, Any]) -> None:
+    state_dir.mkdir(parents=True, exist_ok=True)
+    tmp = state_dir / f".{STATE_FILE}.{os.getpid()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(state, handle, indent=1)
+    os.replace(tmp, state_dir / STATE_FILE)
+
+
+def read_state(state_dir: str | os.PathLike[str] = DEFAULT_STATE_DIR) -> dict[str, Any] | None:
+    """The state file's content, or ``None`` when there is none (or it is unreadable)."""
+    try:
+        return json.loads((Path(state_dir) / STATE_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def running_info(state_dir: str | os.PathLike[str] = DEFAULT_STATE_DIR) -> StackInfo | None:
+    """The running stack recorded in ``state_dir``, or ``None`` when none is up and ready."""
+    state = read_state(state_dir)
+    if not state or state.get("status") != "ready" or not alive(state.get("pid"), state.get("proc_start")):
+        return None
+    return StackInfo.from_json(state["info"])
+
+
+# -- what a running stack looks like ---------------------------------------------------------------
+
+@dataclass(frozen=True)
+class StackInfo:
+    """Where everything listens and which credentials to use. Holds secrets: never log it."""
+
+    state_dir: str
+    pid: int
+    region: str
+    moto_url: str
+    gateway_url: str
+    ldap_port: int
+    policy_path: str
+    ca_path: str
+    admin_dsn: str = field(repr=False)
+    databases: Mapping[str, Mapping[str, Any]]  # identifier -> host, port, dbname, resource_id, account, pg_pid
+    seeded: Any = field(repr=False)  # devtools.local.aws.SeededWorld
+
+    def keys(self, caller: str = "allowed") -> Any:
+        """The access key of the world's ``allowed`` or ``denied`` caller."""
+        return self.seeded.callers[caller]
+
+    def env(self, caller: str = "allowed") -> dict[str, str]:
+        keys = self.keys(caller)
+        return {
+            "AWS_ENDPOINT_URL": self.moto_url,
+            "AWS_DEFAULT_REGION": self.region,
+            "AWS_ACCESS_KEY_ID": keys.access_key_id,
+            "AWS_SECRET_ACCESS_KEY": keys.secret_access_key,
+            "RDSVEND_URL": self.gateway_url,
+            "RDSVEND_POLICY": self.policy_path,
+            "PGSSLROOTCERT": self.ca_path,
+            "RDSVEND_LOCAL_ADMIN_DSN": self.admin_dsn,
+        }
+
+    def ports(self) -> list[int]:
+        from urllib.parse import urlsplit
+
+        return [urlsplit(self.moto_url).port, urlsplit(self.gateway_url).port, self.ldap_port,
+                *(int(d["port"]) for d in self.databases.values())]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "state_dir": self.state_dir, "pid": self.pid, "region": self.region, "moto_url": self.moto_url,
+            "gateway_url": self.gateway_url, "ldap_port": self.ldap_port, "policy_path": self.policy_path,
+            "ca_path": self.ca_path, "admin_dsn": self.admin_dsn, "databases": dict(self.databases),
+            "seeded": self.seeded.to_json(),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> StackInfo:
+        from devtools.local.aws import SeededWorld
+
+        return cls(
+            state_dir=data["state_dir"], pid=int(data["pid"]), region=data["region"], moto_url=data["moto_url"],
+            gateway_url=data["gateway_url"], ldap_port=int(data["ldap_port"]), policy_path=data["policy_path"],
+            ca_path=data["ca_path"], admin_dsn=data["admin_dsn"], databases=dict(data["databases"]),
+            seeded=SeededWorld.from_json(data["seeded"]),
+        )

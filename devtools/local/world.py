@@ -1,0 +1,364 @@
+"""The local stack's world file (``policies/world.yaml``) as frozen dataclasses.
+
+The world says what the local AWS holds before anything runs: an organization with OUs and
+SCPs, accounts with roles, users and RDS instances, and which of them plays the service,
+the signer and the callers. :mod:`devtools.local.aws` seeds moto from it.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from chalicelib.errors import RdsvendError
+
+__all__ = [
+    "WorldError",
+    "Scp",
+    "Unit",
+    "Organization",
+    "Role",
+    "User",
+    "DbUserSpec",
+    "DatabaseSpec",
+    "Account",
+    "CallerRef",
+    "World",
+    "load_world",
+    "load_world_text",
+    "DEFAULT_WORLD",
+]
+
+#: The world file shipped in the repository.
+DEFAULT_WORLD = Path(__file__).resolve().parents[2] / "policies" / "world.yaml"
+
+_ACCOUNT = re.compile(r"\d{12}")
+_ORG_ID = re.compile(r"o-[a-z0-9]{10}")
+_NAME = re.compile(r"[\w+=,.@-]{1,64}")
+_DB_ID = re.compile(r"[a-z][a-z0-9-]{0,62}")
+_PG_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+
+class WorldError(RdsvendError):
+    """The world file is invalid. Names the file and the field."""
+
+    def __init__(self, message: str, *, source: str = "<world>", field: str | None = None) -> None:
+        self.source = source
+        self.field = field
+        where = source if field is None else f"{source}, field '{field}'"
+        super().__init__(f"{where}: {message}")
+
+
+@dataclass(frozen=True)
+class Scp:
+    name: str
+    description: str
+    document: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Unit:
+    name: str
+    accounts: tuple[str, ...]
+    scps: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Organization:
+    id: str
+    management_account: str
+    management_name: str
+    units: tuple[Unit, ...]
+    scps: Mapping[str, Scp]
+
+    def unit_of(self, account: str) -> Unit | None:
+        return next((u for u in self.units if account in u.accounts), None)
+
+
+@dataclass(frozen=True)
+class Role:
+    name: str
+    trust: Mapping[str, Any]  # the Principal element of the trust policy
+    policies: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    #: databases whose vendable dbuser ARNs get an rds-db:connect policy at seed time
+    rds_connect: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    access_key: bool
+    policies: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DbUserSpec:
+    name: str
+    auth: str  # iam | kerberos | password
+    tier: str | None = None
+
+
+@dataclass(frozen=True)
+class DatabaseSpec:
+    identifier: str
+    engine: str
+    engine_version: str
+    instance_class: str
+    dbname: str
+    users: Mapping[str, DbUserSpec]
+    setup_sql: tuple[str, ...] = ()
+
+    def iam_users(self) -> list[str]:
+        return [u.name for u in self.users.values() if u.auth == "iam"]
+
+
+@dataclass(frozen=True)
+class Account:
+    id: str
+    name: str
+    roles: Mapping[str, Role] = field(default_factory=dict)
+    users: Mapping[str, User] = field(default_factory=dict)
+    databases: Mapping[str, DatabaseSpec] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CallerRef:
+    account: str
+    user: str
+
+    @property
+    def arn(self) -> str:
+        return f"arn:aws:iam::{self.account}:user/{self.user}"
+
+
+@dataclass(frozen=True)
+class World:
+    region: str
+    organization: Organization
+    accounts: Mapping[str, Account]
+    service_account: str
+    execution_role: str
+    signer_role: str
+    allowed_caller: CallerRef
+    denied_caller: CallerRef
+    source: str = "<world>"
+
+    @property
+    def execution_role_arn(self) -> str:
+        return f"arn:aws:iam::{self.service_account}:role/{self.execution_role}"
+
+    @property
+    def signer_role_arn(self) -> str:
+        return f"arn:aws:iam::{self.service_account}:role/{self.signer_role}"
+
+    def databases(self) -> list[tuple[Account, DatabaseSpec]]:
+        return [(a, d) for a in self.accounts.values() for d in a.databases.values()]
+
+    def database(self, identifier: str) -> tuple[Account, DatabaseSpec]:
+        for account, db in self.databases():
+            if db.identifier == identifier:
+                return account, db
+        raise KeyError(identifier)
+
+    def member_accounts(self) -> list[Account]:
+        mgmt = self.organization.management_account
+        return [a for a in self.accounts.values() if a.id != mgmt]
+
+
+def load_world(path: str | Path = DEFAULT_WORLD) -> World:
+    """Read and validate a world file; :class:`WorldError` names the field that is wrong."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise WorldError(f"cannot read the file ({exc.strerror})", source=str(path)) from exc
+    return load_world_text(text, source=str(path))
+
+
+def load_world_text(text: str, source: str = "<world>") -> World:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise WorldError(f"not valid YAML ({exc.__class__.__name__})", source=source) from exc
+    return _Parser(source).world(data)
+
+
+class _Parser:
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def fail(self, message: str, field_: str) -> WorldError:
+        return WorldError(message, source=self.source, field=field_)
+
+    def mapping(self, value: Any, field_: str, allowed: set[str], required: set[str] = frozenset()) -> dict:
+        if not isinstance(value, dict):
+            raise self.fail("must be a mapping", field_)
+        for key in value:
+            if key not in allowed:
+                raise self.fail(f"unknown key '{key}'", field_)
+        for key in required:
+            if key not in value:
+                raise self.fail(f"missing key '{key}'", field_)
+        return value
+
+    def string(self, value: Any, field_: str, pattern: re.Pattern[str] | None = None) -> str:
+        if not isinstance(value, str) or not value:
+            raise self.fail("must be a non-empty string", field_)
+        if pattern is not None and not pattern.fullmatch(value):
+            raise self.fail(f"invalid value '{value}'", field_)
+        return value
+
+    def strings(self, value: Any, field_: str, pattern: re.Pattern[str] | None = None) -> tuple[str, ...]:
+        if not isinstance(value, list):
+            raise self.fail("must be a list", field_)
+        return tuple(self.string(v, f"{field_}[{i}]", pattern) for i, v in enumerate(value))
+
+    def documents(self, value: Any, field_: str) -> dict[str, Mapping[str, Any]]:
+        value = self.mapping(value or {}, field_, set(value or {}))
+        out = {}
+        for name, doc in value.items():
+            self.string(name, field_, _NAME)
+            if not isinstance(doc, dict) or "Statement" not in doc:
+                raise self.fail("must be an IAM policy document with a 'Statement'", f"{field_}.{name}")
+            out[name] = doc
+        return out
+
+    def world(self, data: Any) -> World:
+        top = self.mapping(data, "world", {"version", "region", "organization", "accounts", "service", "callers"},
+                           {"version", "region", "organization", "accounts", "service", "callers"})
+        if top["version"] != 1:
+            raise self.fail(f"unsupported version '{top['version']}'", "version")
+        region = self.string(top["region"], "region", re.compile(r"[a-z]{2}(-[a-z]+)+-\d"))
+        accounts = self.accounts(top["accounts"])
+        org = self.organization(top["organization"], accounts)
+        svc = self.mapping(top["service"], "service", {"account", "execution_role", "signer_role"},
+                           {"account", "execution_role", "signer_role"})
+        service_account = self.string(svc["account"], "service.account", _ACCOUNT)
+        if service_account not in accounts:
+            raise self.fail(f"unknown account '{service_account}'", "service.account")
+        if service_account == org.management_account:
+            raise self.fail("the service must live in a member account", "service.account")
+        roles = accounts[service_account].roles
+        for key in ("execution_role", "signer_role"):
+            if svc[key] not in roles:
+                raise self.fail(f"no role '{svc[key]}' in account {service_account}", f"service.{key}")
+        callers = self.mapping(top["callers"], "callers", {"allowed", "denied"}, {"allowed", "denied"})
+        refs = {k: self.caller(v, f"callers.{k}", accounts) for k, v in callers.items()}
+        return World(region=region, organization=org, accounts=accounts, service_account=service_account,
+                     execution_role=svc["execution_role"], signer_role=svc["signer_role"],
+                     allowed_caller=refs["allowed"], denied_caller=refs["denied"], source=self.source)
+
+    def caller(self, value: Any, field_: str, accounts: Mapping[str, Account]) -> CallerRef:
+        spec = self.mapping(value, field_, {"account", "user"}, {"account", "user"})
+        account = self.string(spec["account"], f"{field_}.account", _ACCOUNT)
+        user = self.string(spec["user"], f"{field_}.user", _NAME)
+        if account not in accounts or user not in accounts[account].users:
+            raise self.fail(f"no user '{user}' in account '{account}'", field_)
+        if not accounts[account].users[user].access_key:
+            raise self.fail(f"user '{user}' has no access key", field_)
+        return CallerRef(account, user)
+
+    def organization(self, value: Any, accounts: Mapping[str, Account]) -> Organization:
+        spec = self.mapping(value, "organization", {"id", "management_account", "units", "scps"},
+                            {"id", "management_account", "units"})
+        org_id = self.string(spec["id"], "organization.id", _ORG_ID)
+        mgmt = self.mapping(spec["management_account"], "organization.management_account",
+                            {"id", "name"}, {"id"})
+        mgmt_id = self.string(mgmt["id"], "organization.management_account.id", _ACCOUNT)
+        scps: dict[str, Scp] = {}
+        for name, raw in (spec.get("scps") or {}).items():
+            f = f"organization.scps.{name}"
+            self.string(name, f, _NAME)
+            item = self.mapping(raw, f, {"description", "document"}, {"document"})
+            doc = item["document"]
+            if not isinstance(doc, dict) or "Statement" not in doc:
+                raise self.fail("must be an IAM policy document with a 'Statement'", f"{f}.document")
+            scps[name] = Scp(name, str(item.get("description") or name), doc)
+        units = []
+        placed: set[str] = set()
+        for name, raw in self.mapping(spec["units"], "organization.units", set(spec["units"] or {})).items():
+            f = f"organization.units.{name}"
+            self.string(name, f, _NAME)
+            item = self.mapping(raw, f, {"accounts", "scps"}, {"accounts"})
+            members = self.strings(item["accounts"], f"{f}.accounts", _ACCOUNT)
+            for acct in members:
+                if acct not in accounts:
+                    raise self.fail(f"unknown account '{acct}'", f"{f}.accounts")
+                if acct == mgmt_id:
+                    raise self.fail("the management account stays under the root", f"{f}.accounts")
+                if acct in placed:
+                    raise self.fail(f"account '{acct}' is in two units", f"{f}.accounts")
+                placed.add(acct)
+            unit_scps = self.strings(item.get("scps") or [], f"{f}.scps")
+            for s in unit_scps:
+                if s not in scps:
+                    raise self.fail(f"unknown SCP '{s}'", f"{f}.scps")
+            units.append(Unit(name, members, unit_scps))
+        for acct in accounts:
+            if acct != mgmt_id and acct not in placed:
+                raise self.fail(f"account '{acct}' is in no unit", "organization.units")
+        return Organization(org_id, mgmt_id, str(mgmt.get("name") or "management"), tuple(units), scps)
+
+    def accounts(self, value: Any) -> dict[str, Account]:
+        out = {}
+        for acct, raw in self.mapping(value, "accounts", set(value or {})).items():
+            acct = str(acct)
+            f = f"accounts.{acct}"
+            self.string(acct, f, _ACCOUNT)
+            spec = self.mapping(raw, f, {"name", "roles", "users", "databases"}, {"name"})
+            roles = {}
+            for name, r in (spec.get("roles") or {}).items():
+                rf = f"{f}.roles.{name}"
+                self.string(name, rf, _NAME)
+                r = self.mapping(r, rf, {"trust", "policies", "rds_connect"}, {"trust"})
+                if not isinstance(r["trust"], dict) or not r["trust"]:
+                    raise self.fail("must be a trust policy Principal mapping", f"{rf}.trust")
+                roles[name] = Role(name, r["trust"], self.documents(r.get("policies"), f"{rf}.policies"),
+                                   self.strings(r.get("rds_connect") or [], f"{rf}.rds_connect", _DB_ID))
+            users = {}
+            for name, u in (spec.get("users") or {}).items():
+                uf = f"{f}.users.{name}"
+                self.string(name, uf, _NAME)
+                u = self.mapping(u or {}, uf, {"access_key", "policies"})
+                users[name] = User(name, bool(u.get("access_key", False)),
+                                   self.documents(u.get("policies"), f"{uf}.policies"))
+            dbs = {}
+            for name, d in (spec.get("databases") or {}).items():
+                dbs[name] = self.database(name, d, f"{f}.databases.{name}")
+            out[acct] = Account(acct, self.string(spec["name"], f"{f}.name"), roles, users, dbs)
+        for acct in out.values():
+            for role in acct.roles.values():
+                for db in role.rds_connect:
+                    if db not in acct.databases:
+                        raise self.fail(f"no database '{db}' in account {acct.id}",
+                                        f"accounts.{acct.id}.roles.{role.name}.rds_connect")
+        return out
+
+    def database(self, name: str, value: Any, f: str) -> DatabaseSpec:
+        self.string(name, f, _DB_ID)
+        spec = self.mapping(value, f, {"engine", "engine_version", "instance_class", "dbname", "users", "setup_sql"},
+                            {"engine", "dbname", "users"})
+        if spec["engine"] != "postgres":
+            raise self.fail(f"the local stack runs postgres only, not '{spec['engine']}'", f"{f}.engine")
+        users = {}
+        for uname, u in self.mapping(spec["users"], f"{f}.users", set(spec["users"] or {})).items():
+            uf = f"{f}.users.{uname}"
+            self.string(uname, uf, _PG_NAME)
+            u = self.mapping(u, uf, {"auth", "tier"}, {"auth"})
+            if u["auth"] not in ("iam", "kerberos", "password"):
+                raise self.fail(f"invalid value '{u['auth']}'", f"{uf}.auth")
+            if u.get("tier") not in (None, "service-user", "service-admin"):
+                raise self.fail(f"invalid value '{u['tier']}'", f"{uf}.tier")
+            users[uname] = DbUserSpec(uname, u["auth"], u.get("tier"))
+        return DatabaseSpec(
+            identifier=name,
+            engine="postgres",
+            engine_version=str(spec.get("engine_version") or "15.4"),
+            instance_class=str(spec.get("instance_class") or "db.t4g.micro"),
+            dbname=self.string(spec["dbname"], f"{f}.dbname", _PG_NAME),
+            users=users,
+            setup_sql=self.strings(spec.get("setup_sql") or [], f"{f}.setup_sql"),
+        )
