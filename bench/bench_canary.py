@@ -46,7 +46,7 @@ class DelayProxy:
         self._threads: list[threading.Thread] = []
         self._sockets: list[socket.socket] = []
 
-    def __enter__(self) -> "DelayProxy":
+    def __enter__(self) -> DelayProxy:
         thread = threading.Thread(target=self._accept, daemon=True)
         thread.start()
         self._threads.append(thread)
@@ -154,10 +154,10 @@ def run() -> list[dict]:
     from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
     from chalicelib.canary.factory import PsycopgAdmin
-    from devtools.local.canary import local_canary_deps, local_canary_env
-    from devtools.local.stack import LocalStack
     from chalicelib.observability import logger
     from chalicelib.policy.loader import load_policy_file
+    from devtools.local.canary import local_canary_deps, local_canary_env
+    from devtools.local.stack import LocalStack
 
     logger.setLevel("WARNING")
     with tempfile.TemporaryDirectory(prefix="rdsvend-bench-canary-") as tmp:

@@ -12,7 +12,8 @@ import copy
 import json
 import statistics
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from bench.bench_vend import (
     HOST,

@@ -7,7 +7,7 @@ timing. Every rdsvend token is also checked against botocore's at a frozen insta
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from unittest import mock
 
@@ -38,7 +38,7 @@ def run() -> list[dict[str, Any]]:
     client = botocore_rds_client()
 
     # same bytes first: a fast signer that signs something else is no signer
-    at = datetime(2030, 1, 1, 0, 0, 0, tzinfo=timezone.utc)
+    at = datetime(2030, 1, 1, 0, 0, 0, tzinfo=UTC)
     from chalicelib.clock import FrozenClock
     from chalicelib.signer import TokenMinter
 

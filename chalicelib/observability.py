@@ -11,9 +11,10 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
-from typing import Any, Callable, Iterator, TypeVar
+from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
@@ -91,7 +92,7 @@ def audit(*, decision: str, reason: str, principal: str | None, database: Any, d
     Logger's record machinery costs more than the rest of a vend. It keeps the Logger's shape
     (level, message, timestamp, service, correlation id) and every audit key, null or not.
     """
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     record = {
         "level": "INFO",
         "message": "vend decision",

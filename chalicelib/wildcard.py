@@ -21,8 +21,9 @@ Two matching modes:
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
 from functools import lru_cache
-from typing import Callable, Sequence, Union
+from typing import Union
 
 __all__ = ["STAR", "QMARK", "Glob", "compile_glob", "glob"]
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import copy
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 __all__ = ["ClientFactory", "default_client_factory", "CLIENT_CONFIG"]
 

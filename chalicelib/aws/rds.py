@@ -7,8 +7,9 @@ RDS does not know is :class:`DatabaseNotFoundError`.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from chalicelib.clock import SYSTEM_CLOCK, Clock
 from chalicelib.errors import RdsvendError, UpstreamUnavailableError

@@ -14,9 +14,10 @@ of the checks that did not pass). For each target of a report:
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Mapping, Protocol, Sequence
+from typing import Any, Protocol
 
 from chalicelib.canary.model import Report, TargetReport
 from chalicelib.clock import SYSTEM_CLOCK, Clock

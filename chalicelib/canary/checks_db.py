@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Protocol
+from typing import Any, Protocol
 
 from chalicelib.canary.model import CheckResult, errored, failed, passed, skipped
-from chalicelib.policy.model import Database, DbUser
+from chalicelib.policy.model import DbUser
 
 __all__ = [
     "ConnectParams",

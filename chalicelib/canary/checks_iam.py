@@ -7,8 +7,9 @@ verdicts are pure.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Protocol
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from chalicelib.canary.model import CheckResult, errored, failed, passed, skipped, warned
 from chalicelib.errors import ProbeError

@@ -5,8 +5,9 @@ verdicts are pure functions of the policy's :class:`Database` and those facts.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Mapping, Protocol
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from botocore.exceptions import ClientError
 

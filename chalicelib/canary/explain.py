@@ -7,7 +7,8 @@ Pure: report in, text out.
 from __future__ import annotations
 
 import textwrap
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from chalicelib.canary.model import CheckResult, TargetReport
 

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from chalicelib.canary.aws import AwsClients, probe
 from chalicelib.canary.checks_db import (

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import re
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from chalicelib.canary.checks_iam import ConnectFacts, Finding, SideVerdict
 from chalicelib.clock import SYSTEM_CLOCK, Clock
@@ -108,7 +109,7 @@ class LiveConnectEvaluator:
         self._chains = _Once()
         self._ous = _Once()
 
-    def fresh(self) -> "LiveConnectEvaluator":
+    def fresh(self) -> LiveConnectEvaluator:
         """The same clients with empty caches: each canary run reads IAM and SCPs anew."""
         return LiveConnectEvaluator(iam_client=self._iam, org_client=self._org, clock=self._clock)
 

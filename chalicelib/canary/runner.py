@@ -12,7 +12,8 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from chalicelib.canary.model import Report, TargetReport
 from chalicelib.canary.target import CanaryDeps, Deadline, TargetRun, crash_report, run_target

@@ -7,7 +7,8 @@ function's Errors metric alarms), it never reports an empty, healthy canary.
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from chalicelib.canary.alerts import DynamoStateStore, SnsNotifier, alert_changes
 from chalicelib.canary.emit import emit

@@ -22,7 +22,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 from chalicelib.canary.checks_db import (
     ConnectParams,
@@ -106,7 +106,7 @@ class Deadline:
     seconds: float = 0.0  # the budget it was made with (for messages)
 
     @classmethod
-    def after(cls, seconds: float) -> "Deadline":
+    def after(cls, seconds: float) -> Deadline:
         return cls(time.monotonic() + seconds, seconds)
 
     def remaining(self) -> float:

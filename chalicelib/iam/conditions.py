@@ -24,9 +24,9 @@ import base64
 import binascii
 import ipaddress
 import math
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Callable
 
 from chalicelib.iam.model import Condition, RequestContext
 from chalicelib.iam.patterns import arn_matches, matches, resolve, tokenize
@@ -141,7 +141,7 @@ def parse_date(text: str) -> float | None:
     except ValueError:
         return None
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
+        parsed = parsed.replace(tzinfo=UTC)
     return parsed.timestamp()
 
 

@@ -18,15 +18,16 @@ Fetch failures raise :class:`chalicelib.errors.IamFetchError`: "could not evalua
 """
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from chalicelib.clock import SYSTEM_CLOCK, Clock
 from chalicelib.iam.evaluator import Evaluation, evaluate, evaluate_scps
 from chalicelib.iam.fetch import PrincipalPolicies, ScpChain, fetch_principal_policies, fetch_scp_chain, principal_ref
 from chalicelib.iam.model import PolicyDocument, RequestContext
-from chalicelib.iam.rdsdb import CONNECT_ACTION, condition_key_flags, parse_dbuser_arn, resource_id_flag
 from chalicelib.iam.patterns import action_matches
+from chalicelib.iam.rdsdb import CONNECT_ACTION, condition_key_flags, parse_dbuser_arn, resource_id_flag
 
 __all__ = ["Flag", "ConnectVerdict", "evaluate_rds_connect", "connect_verdict", "principal_context"]
 

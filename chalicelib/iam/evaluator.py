@@ -19,8 +19,9 @@ and carries a sentence a person understands.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Literal
 
 from chalicelib.iam.conditions import condition_holds
 from chalicelib.iam.model import PolicyDocument, RequestContext, Statement

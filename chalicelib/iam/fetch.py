@@ -19,8 +19,9 @@ evaluate" is never reported as a decision.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal, Mapping
+from typing import Any, Literal
 from urllib.parse import unquote
 
 from botocore.exceptions import BotoCoreError, ClientError

@@ -17,9 +17,10 @@ Nothing here evaluates anything: see :mod:`chalicelib.iam.evaluator`.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
 from chalicelib.errors import IamPolicyError
 

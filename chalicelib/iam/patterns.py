@@ -18,9 +18,10 @@ Matching is linear in the value's length whatever the pattern (:mod:`chalicelib.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Callable, Union
+from typing import Union
 
 from chalicelib.wildcard import QMARK, STAR, Glob, compile_glob
 
@@ -39,7 +40,7 @@ __all__ = [
 ]
 
 # A token is a literal string, STAR, QMARK, or a variable ("var", key, default).
-Var = tuple[str, str, Union[str, None]]
+Var = tuple[str, str, str | None]
 Token = Union[str, tuple]
 
 _QUOTED = re.compile(r"(?:[^']|'')*")  # a default's text: quotes only doubled

@@ -15,9 +15,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Iterable, Sequence
 
 from chalicelib.iam.model import PolicyDocument
 from chalicelib.iam.patterns import action_matches

@@ -16,8 +16,9 @@ boto3 RDS client (``AWS_ENDPOINT_URL`` points it at moto or the local stack).
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from chalicelib.errors import IamFetchError
 from chalicelib.iam.rdsdb import CONNECT_ACTION, dbuser_arn, is_resource_id

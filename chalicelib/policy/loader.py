@@ -1,15 +1,22 @@
-"""Load and strictly validate an access policy file (SPEC 2).
+"""Load and strictly validate an access policy file.
 
 Every problem is a :class:`PolicyLoadError` naming the file, the rule (when there is one)
 and the field. Unknown keys, duplicate keys and rule ids, rules naming nothing declared,
 bad patterns, CIDRs and ARNs never load.
+
+Databases in other accounts: a database's ``account`` is its own key, else its signer
+role's account, else the service's own. ``service_account`` tells the loader which account
+the service runs in (the service passes its own at run time; ``rdsvend policy check`` takes
+``--service-account``). Without it the loader cannot tell which databases are foreign, so it
+checks only what it can judge: roles in the database's declared account, and shapes.
 """
 from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
@@ -21,6 +28,7 @@ from chalicelib.policy.model import (
     Database,
     DbUser,
     Rule,
+    partition_of_region,
 )
 from chalicelib.policy.patterns import compile_pattern
 
@@ -35,6 +43,13 @@ HOSTNAME = re.compile(r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-
 DB_USER_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_$.-]{0,62}")
 DB_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_$-]{0,62}")
 ROLE_ARN = re.compile(r"arn:aws(-[a-z]+)*:iam::\d{12}:role/[\w+=,.@/-]{1,512}")
+ACCOUNT_ID = re.compile(r"\d{12}")
+ROLE_NAME = re.compile(r"[\w+=,.@-]{1,64}")
+#: resource ids as RDS gives them, by the kind of thing the policy names
+RESOURCE_ID = {"instance": re.compile(r"db-[A-Za-z0-9]{1,64}"),
+               "cluster": re.compile(r"cluster-[A-Za-z0-9]{1,64}"),
+               "proxy": re.compile(r"prx-[A-Za-z0-9]{1,64}")}
+RESOURCE_ID_PREFIX = {"instance": "db-", "cluster": "cluster-", "proxy": "prx-"}
 RULE_ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_$.*?-]{1,128}")
 ORG_ID = re.compile(r"o-[a-z0-9]{10,32}")
@@ -44,9 +59,10 @@ PRINCIPAL_ARN = re.compile(
     r":(?P<account>[0-9*?]{1,12}):(?P<resource>[\w+=,.@/*?-]{1,1024})"
 )
 
-TOP_KEYS = {"version", "databases", "rules", "canary"}
+TOP_KEYS = {"version", "defaults", "databases", "rules", "canary"}
+DEFAULTS_KEYS = {"reader_role_name"}
 DATABASE_KEYS = {"engine", "region", "instance", "cluster", "proxy", "host", "port", "dbname",
-                 "signer_role", "users"}
+                 "signer_role", "users", "account", "reader_role", "resource_id"}
 USER_KEYS = {"auth", "tier"}
 RULE_KEYS = {"id", "effect", "principals", "databases", "db_users", "conditions"}
 CONDITION_KEYS = {"org_ids", "source_ips"}
@@ -86,7 +102,7 @@ _StrictLoader.compose_node = _compose_node  # type: ignore[method-assign]
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
-def load_policy_file(path: str | Path) -> AccessPolicy:
+def load_policy_file(path: str | Path, *, service_account: str | None = None) -> AccessPolicy:
     path = Path(path)
     source = str(path)
     try:
@@ -102,10 +118,16 @@ def load_policy_file(path: str | Path) -> AccessPolicy:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise PolicyLoadError("file is not UTF-8", source=source) from exc
-    return load_policy_text(text, source=source)
+    return load_policy_text(text, source=source, service_account=service_account)
 
 
-def load_policy_text(text: str, source: str = "<policy>") -> AccessPolicy:
+def load_policy_text(text: str, source: str = "<policy>", *, service_account: str | None = None) -> AccessPolicy:
+    """Parse and validate ``text``; ``service_account`` (12 digits, optional) is the account the
+    service runs in, so databases outside it can be checked for a way to read them."""
+    if service_account is not None and (not isinstance(service_account, str)
+                                        or not ACCOUNT_ID.fullmatch(service_account)):
+        raise PolicyLoadError(f"invalid service account '{_clip(str(service_account))}' (expected 12 digits)",
+                              source=source)
     if len(text.encode("utf-8", "surrogatepass")) > MAX_POLICY_BYTES:
         raise PolicyLoadError(f"policy is larger than {MAX_POLICY_BYTES} bytes", source=source)
     try:
@@ -116,12 +138,14 @@ def load_policy_text(text: str, source: str = "<policy>") -> AccessPolicy:
         raise PolicyLoadError(f"invalid YAML: {exc.problem}{where}", source=source) from exc
     except (yaml.YAMLError, RecursionError) as exc:
         raise PolicyLoadError("invalid YAML", source=source) from exc
-    return _Builder(source).policy(data)
+    return _Builder(source, service_account).policy(data)
 
 
 class _Builder:
-    def __init__(self, source: str) -> None:
+    def __init__(self, source: str, service_account: str | None = None) -> None:
         self.source = source
+        self.service_account = service_account
+        self.reader_role_name: str | None = None
 
     def fail(self, message: str, *, rule: str | None = None, field: str | None = None) -> PolicyLoadError:
         return PolicyLoadError(message, source=self.source, rule=rule, field=field)
@@ -161,6 +185,7 @@ class _Builder:
         version = top.get("version", 1)
         if version != 1 or isinstance(version, bool):
             raise self.fail(f"unsupported version '{_clip(str(version))}' (expected 1)", field="version")
+        self.reader_role_name = self.defaults(top.get("defaults"))
         if "databases" not in top:
             raise self.fail("missing key 'databases'", field="databases")
         raw_dbs = self.mapping(top["databases"], "databases", set(top["databases"] or {})
@@ -182,7 +207,17 @@ class _Builder:
             seen.add(rule.id)
             rules.append(rule)
         canary = self.canary(top.get("canary", {}))
-        return AccessPolicy(databases=databases, rules=tuple(rules), canary=canary, source=self.source)
+        return AccessPolicy(databases=databases, rules=tuple(rules), canary=canary, source=self.source,
+                            reader_role_name=self.reader_role_name)
+
+    def defaults(self, raw: Any) -> str | None:
+        if raw is None:
+            return None
+        spec = self.mapping(raw, "defaults", DEFAULTS_KEYS)
+        name = spec.get("reader_role_name")
+        if name is None:
+            return None
+        return self.string(name, "defaults.reader_role_name", ROLE_NAME, what="role name")
 
     def database(self, name: str, spec: Any) -> Database:
         field = f"databases.{_clip(name)}"
@@ -210,12 +245,59 @@ class _Builder:
         signer_role = spec.get("signer_role")
         if signer_role is not None:
             signer_role = self.string(signer_role, f"{field}.signer_role", ROLE_ARN, what="role ARN")
+        account, reader_role, explicit, resource_id = self.placement(field, spec, kind, region, signer_role,
+                                                                     host, port)
         raw_users = spec.get("users")
         if not isinstance(raw_users, dict) or not raw_users:
             raise self.fail("must declare at least one user", field=f"{field}.users")
         users = {user: self.user(field, user, uspec) for user, uspec in raw_users.items()}
         return Database(name=name, engine=engine, region=region, kind=kind, identifier=identifier,
-                        users=users, host=host, port=port, dbname=dbname, signer_role=signer_role)
+                        users=users, host=host, port=port, dbname=dbname, signer_role=signer_role,
+                        account=account, reader_role=reader_role, reader_role_explicit=explicit,
+                        resource_id=resource_id)
+
+    def placement(self, field: str, spec: Mapping, kind: str, region: str, signer_role: str | None,
+                  host: str | None, port: int | None) -> tuple[str | None, str | None, bool, str | None]:
+        """``account``, reader role (and whether it was explicit) and ``resource_id`` of a database."""
+        account = spec.get("account")
+        if account is not None:
+            if isinstance(account, int) and not isinstance(account, bool):
+                raise self.fail(f"must be a quoted string of 12 digits, not the number {_clip(str(account))}",
+                                field=f"{field}.account")
+            account = self.string(account, f"{field}.account", ACCOUNT_ID, what="account (expected 12 digits)")
+        elif signer_role is not None:
+            account = _account_of(signer_role)
+        else:
+            account = self.service_account
+        if signer_role is not None and account is not None and _account_of(signer_role) != account:
+            raise self.fail(f"signer role '{_clip(signer_role)}' is in account {_account_of(signer_role)}, "
+                            f"not the database's account {account}", field=f"{field}.signer_role")
+        reader_role = spec.get("reader_role")
+        explicit = reader_role is not None
+        if reader_role is not None:
+            reader_role = self.string(reader_role, f"{field}.reader_role", ROLE_ARN, what="role ARN")
+            if account is not None and _account_of(reader_role) != account:
+                raise self.fail(f"reader role '{_clip(reader_role)}' is in account {_account_of(reader_role)}, "
+                                f"not the database's account {account}", field=f"{field}.reader_role")
+            if signer_role is not None and signer_role.split(":", 2)[1] != reader_role.split(":", 2)[1]:
+                raise self.fail(f"reader role '{_clip(reader_role)}' is in another partition than the signer role",
+                                field=f"{field}.reader_role")
+        elif self.reader_role_name is not None and account is not None:
+            partition = signer_role.split(":", 2)[1] if signer_role else partition_of_region(region)
+            reader_role = f"arn:{partition}:iam::{account}:role/{self.reader_role_name}"
+        resource_id = spec.get("resource_id")
+        if resource_id is not None:
+            resource_id = self.string(resource_id, f"{field}.resource_id", RESOURCE_ID[kind],
+                                      what=f"resource id (expected {RESOURCE_ID_PREFIX[kind]}... for a {kind})")
+        foreign = account is not None and self.service_account is not None and account != self.service_account
+        if foreign and reader_role is None and (host is None or port is None or resource_id is None):
+            missing = [key for key, value in (("host", host), ("port", port), ("resource_id", resource_id))
+                       if value is None]
+            raise self.fail(f"the database is in account {account}, not the service's account "
+                            f"{self.service_account}: set reader_role (or defaults.reader_role_name) so rdsvend "
+                            f"can read it, or give host, port and resource_id (missing: {', '.join(missing)})",
+                            field=f"{field}.reader_role")
+        return account, reader_role, explicit, resource_id
 
     def user(self, db_field: str, name: Any, spec: Any) -> DbUser:
         field = f"{db_field}.users.{_clip(str(name))}"
@@ -318,6 +400,11 @@ class _Builder:
         if cert is not None:
             cert = self.string(cert, "canary.ssl_root_cert")
         return CanarySettings(timeout_seconds=float(timeout), concurrency=concurrency, ssl_root_cert=cert)
+
+
+def _account_of(role_arn: str) -> str:
+    """The account of a role ARN the loader has already validated."""
+    return role_arn.split(":", 5)[4]
 
 
 def _kind(value: Any) -> str:

@@ -1,11 +1,12 @@
-"""The access policy as frozen dataclasses (SPEC 2). Built only by :mod:`loader`."""
+"""The access policy as frozen dataclasses. Built only by :mod:`loader`."""
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal, Mapping
+from typing import Literal
 
-__all__ = ["DbUser", "Database", "Conditions", "Rule", "CanarySettings", "AccessPolicy"]
+__all__ = ["DbUser", "Database", "Conditions", "Rule", "CanarySettings", "AccessPolicy", "partition_of_region"]
 
 Auth = Literal["iam", "kerberos", "password"]
 Tier = Literal["service-user", "service-admin"]
@@ -37,10 +38,44 @@ class Database:
     port: int | None = None  # None: resolve from RDS
     dbname: str | None = None
     signer_role: str | None = None
+    #: the 12-digit account the database lives in: ``account``, else the signer role's, else
+    #: the service's own when the loader was told it; None means "the service's own account"
+    account: str | None = None
+    #: the role to read this database's account through (explicit ``reader_role``, or
+    #: ``defaults.reader_role_name`` in ``account``); see :meth:`AccessPolicy.reader_role_for`
+    reader_role: str | None = None
+    reader_role_explicit: bool = False
+    resource_id: str | None = None  # db-... / cluster-... / prx-...: with host and port, no RDS read
 
     @property
     def default_port(self) -> int:
         return 5432 if self.engine == "postgres" else 3306
+
+    @property
+    def partition(self) -> str:
+        """The AWS partition of the database's ARNs: its roles', else its region's."""
+        for arn in (self.signer_role, self.reader_role):
+            if arn:
+                return arn.split(":", 2)[1]
+        return partition_of_region(self.region)
+
+    @property
+    def endpoint_declared(self) -> bool:
+        """Host, port and resource id all given: nothing needs to be read from RDS to vend."""
+        return self.host is not None and self.port is not None and self.resource_id is not None
+
+
+def partition_of_region(region: str) -> str:
+    """``aws-cn`` for cn-*, ``aws-us-gov`` for us-gov-*, ``aws-iso``/``aws-iso-b`` for those, else ``aws``."""
+    if region.startswith("cn-"):
+        return "aws-cn"
+    if region.startswith("us-gov-"):
+        return "aws-us-gov"
+    if region.startswith("us-isob-"):
+        return "aws-iso-b"
+    if region.startswith("us-iso-"):
+        return "aws-iso"
+    return "aws"
 
 
 @dataclass(frozen=True)
@@ -77,6 +112,21 @@ class AccessPolicy:
     canary: CanarySettings = field(default_factory=CanarySettings)
     source: str = "<policy>"
     version: int = 1
+    reader_role_name: str | None = None  # defaults.reader_role_name
+
+    def reader_role_for(self, database: Database, own_account: str | None) -> str | None:
+        """The role to assume to read ``database``'s account (RDS, its signer role's IAM), or
+        None to read it with one's own credentials.
+
+        An explicit ``reader_role`` is always used. The default (``defaults.reader_role_name``)
+        is used only when the credentials at hand (``own_account``) are known to be in another
+        account than the database's.
+        """
+        if database.reader_role_explicit:
+            return database.reader_role
+        if database.reader_role is None or database.account is None or own_account is None:
+            return None
+        return database.reader_role if own_account != database.account else None
 
     def targets(self) -> list[tuple[Database, DbUser]]:
         """Every declared (database, db user) pair, in file order: what the canary checks."""

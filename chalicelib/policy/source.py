@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 from chalicelib.clock import SYSTEM_CLOCK, Clock
 from chalicelib.decision import PolicyIndex

@@ -7,7 +7,8 @@ vouches for in ``requestContext.identity``. Views only translate: the work is in
 from __future__ import annotations
 
 import json
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from chalice import Blueprint, IAMAuthorizer, Response
 

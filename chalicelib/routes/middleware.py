@@ -8,7 +8,8 @@ scheduled canary (:mod:`chalicelib.routes.schedule`).
 from __future__ import annotations
 
 import json
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from chalice import Chalice, Response
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from chalicelib.errors import UpstreamUnavailableError
@@ -52,8 +52,8 @@ def _expiry_of(botocore_credentials: Any) -> datetime | None:
     if not isinstance(expiry, datetime):
         return None
     if expiry.tzinfo is None:
-        expiry = expiry.replace(tzinfo=timezone.utc)
-    return expiry.astimezone(timezone.utc)
+        expiry = expiry.replace(tzinfo=UTC)
+    return expiry.astimezone(UTC)
 
 
 def credentials_from_botocore(botocore_credentials: Any) -> SigningCredentials:

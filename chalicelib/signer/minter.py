@@ -7,9 +7,10 @@ cached per (caller principal, database, db user, endpoint); a cached token with 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Callable
+from typing import Any
 
 from chalicelib.clock import SYSTEM_CLOCK, Clock
 from chalicelib.signer.credentials import (

@@ -12,9 +12,10 @@ import hashlib
 import json
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Any, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from chalicelib.clock import SYSTEM_CLOCK, Clock
 from chalicelib.errors import UpstreamUnavailableError
@@ -169,12 +170,12 @@ class StsRoleAssumer:
         if isinstance(expiry, str):
             expiry = datetime.fromisoformat(expiry.replace("Z", "+00:00"))
         if expiry.tzinfo is None:
-            expiry = expiry.replace(tzinfo=timezone.utc)
+            expiry = expiry.replace(tzinfo=UTC)
         return SigningCredentials(
             access_key=creds["AccessKeyId"],
             secret_key=creds["SecretAccessKey"],
             token=creds.get("SessionToken"),
-            expiry=expiry.astimezone(timezone.utc),
+            expiry=expiry.astimezone(UTC),
         )
 
 

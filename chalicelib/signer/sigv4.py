@@ -12,7 +12,7 @@ import hashlib
 import hmac
 import re
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import lru_cache
 from urllib.parse import quote, urlsplit
 
@@ -57,7 +57,7 @@ class SigningKeyCache:
         cache_key = (secret_key, date, region, service)
         key = self._keys.get(cache_key)
         if key is None:
-            k_date = _hmac(f"AWS4{secret_key}".encode("utf-8"), date)
+            k_date = _hmac(f"AWS4{secret_key}".encode(), date)
             key = _hmac(_hmac(_hmac(k_date, region), service), "aws4_request")
             with self._lock:
                 if len(self._keys) >= self._size:
@@ -82,7 +82,7 @@ def host_header(host: str, port: int) -> str:
 def _amz_date(at: datetime) -> str:
     """``YYYYMMDDTHHMMSSZ`` in UTC (naive instants are taken as UTC), as botocore writes it."""
     if at.tzinfo is not None and at.utcoffset():
-        at = at.astimezone(timezone.utc)
+        at = at.astimezone(UTC)
     iso = at.isoformat()  # YYYY-MM-DDTHH:MM:SS[.ffffff][+00:00], fast in C
     return f"{iso[0:4]}{iso[5:7]}{iso[8:10]}T{iso[11:13]}{iso[14:16]}{iso[17:19]}Z"
 

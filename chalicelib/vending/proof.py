@@ -32,9 +32,10 @@ import os
 import re
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from typing import Any, Mapping, Protocol
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
 from chalicelib.clock import SYSTEM_CLOCK, Clock
@@ -240,7 +241,7 @@ def parse_identity_proof(proof: Any, config: ProofConfig, now: datetime) -> StsR
     if amz_date is None or "x-amz-date" not in signed:
         raise IdentityProofError("identity proof: header 'X-Amz-Date' is missing or not signed")
     try:
-        signed_at = datetime.strptime(amz_date, _AMZ_DATE_FORMAT).replace(tzinfo=timezone.utc)
+        signed_at = datetime.strptime(amz_date, _AMZ_DATE_FORMAT).replace(tzinfo=UTC)
     except ValueError:
         raise IdentityProofError("identity proof: header 'X-Amz-Date' is malformed") from None
     if credential[1] != amz_date[:8]:

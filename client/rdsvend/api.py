@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 from rdsvend.clock import SYSTEM_CLOCK, Clock
@@ -81,7 +82,7 @@ class VendedToken:
         }
 
     @classmethod
-    def from_body(cls, body: Mapping[str, Any], received_at: float) -> "VendedToken":
+    def from_body(cls, body: Mapping[str, Any], received_at: float) -> VendedToken:
         try:
             expires_at = datetime.fromisoformat(str(body["expires_at"]).replace("Z", "+00:00"))
             return cls(

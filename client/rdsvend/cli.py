@@ -19,8 +19,9 @@ import shlex
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
 from importlib import metadata
-from typing import Callable, NoReturn, Sequence
+from typing import NoReturn
 
 from rdsvend.api import VendApi, VendedToken
 from rdsvend.connect import conninfo, libpq_env

@@ -6,8 +6,9 @@ else the RDS CA bundle shipped in the package (``rdsvend/data/rds-global-bundle.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from importlib import resources
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 from rdsvend.api import VendedToken
 
@@ -73,7 +74,7 @@ def libpq_env(vended: VendedToken, environ: Mapping[str, str] | None = None) -> 
     }
 
 
-def connect(client: "TokenClient", database: str, db_user: str, **kwargs: Any) -> "psycopg.Connection":
+def connect(client: TokenClient, database: str, db_user: str, **kwargs: Any) -> psycopg.Connection:
     """``psycopg.connect`` with a current token from ``client``; ``kwargs`` override/extend."""
     import psycopg
 

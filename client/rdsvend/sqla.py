@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["install_token_hook", "create_engine"]
 
 
-def install_token_hook(engine: "Engine", client: "TokenClient", database: str, db_user: str) -> None:
+def install_token_hook(engine: Engine, client: TokenClient, database: str, db_user: str) -> None:
     """Give each new connection of ``engine`` host, port, dbname, user, TLS and a fresh token."""
     from sqlalchemy import event
 
@@ -33,7 +33,7 @@ def install_token_hook(engine: "Engine", client: "TokenClient", database: str, d
         cparams.setdefault("sslrootcert", params["sslrootcert"])
 
 
-def create_engine(client: "TokenClient", database: str, db_user: str, **engine_kwargs: Any) -> "Engine":
+def create_engine(client: TokenClient, database: str, db_user: str, **engine_kwargs: Any) -> Engine:
     """``sqlalchemy.create_engine("postgresql+psycopg://")`` with the token hook installed."""
     import sqlalchemy
 

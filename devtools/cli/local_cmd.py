@@ -37,8 +37,8 @@ def local() -> None:
               help="access policy template (default: policies/local-access.yaml)")
 def up(detach: bool, state_dir: str | None, world_path: str | None, access_path: str | None) -> None:
     """Start the local stack; in the foreground until Ctrl-C unless --detach."""
-    from devtools.local.stack import DEFAULT_ACCESS, StackError, StackServer, spawn_detached
     from chalicelib.errors import PolicyLoadError
+    from devtools.local.stack import DEFAULT_ACCESS, StackError, StackServer, spawn_detached
     from devtools.local.world import WorldError
 
     for label, path in (("--world", world_path), ("--access", access_path)):
@@ -74,8 +74,8 @@ def up(detach: bool, state_dir: str | None, world_path: str | None, access_path:
 
 def _check_inputs(world_path: str | None, access_path: str) -> None:
     """Bad input is a one-line error before anything starts (exit 2)."""
-    from devtools.local.world import DEFAULT_WORLD, load_world
     from chalicelib.policy.loader import load_policy_file
+    from devtools.local.world import DEFAULT_WORLD, load_world
 
     load_world(world_path or DEFAULT_WORLD)
     load_policy_file(access_path)

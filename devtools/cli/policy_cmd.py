@@ -44,8 +44,8 @@ def publish(file: str, parameter: str, region: str | None) -> None:
     import boto3
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from devtools.deploy.publish import publish_policy
     from chalicelib.errors import PolicyLoadError, PolicyPublishError
+    from devtools.deploy.publish import publish_policy
 
     try:
         version = publish_policy(file, parameter, boto3.client("ssm", region_name=region))

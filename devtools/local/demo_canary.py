@@ -6,7 +6,8 @@ import json
 import os
 import subprocess
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 __all__ = ["canary_step", "broken_scp_step"]
 
@@ -16,10 +17,10 @@ DB_USER = "orders_app"
 
 def canary_step(demo: Any, say: Callable[..., None], failed: type[Exception]) -> None:
     from chalicelib.canary.explain import render_table, summary_line
-    from devtools.local.canary import local_canary_deps, local_canary_env
     from chalicelib.canary.runner import run_canary
     from chalicelib.observability import logger
     from chalicelib.policy.loader import load_policy_file
+    from devtools.local.canary import local_canary_deps, local_canary_env
 
     info = demo.stack.info
     say("6. Canary: for every (database, db user) in the policy, check RDS (exists, IAM auth on, endpoint), "

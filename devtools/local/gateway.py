@@ -17,10 +17,11 @@ import re
 import threading
 import time
 import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Mapping
+from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from chalicelib.clock import SYSTEM_CLOCK, Clock
@@ -61,7 +62,7 @@ def signature_failure(exc: SignatureError, now: datetime, signed_stamp: str | No
         stamp = (signed_stamp or "").strip()
         fmt = "%Y%m%dT%H%M%SZ"
         try:
-            signed = datetime.strptime(stamp, fmt).replace(tzinfo=timezone.utc)
+            signed = datetime.strptime(stamp, fmt).replace(tzinfo=UTC)
         except ValueError:
             signed = None
         if signed is not None and signed > now:

@@ -11,7 +11,6 @@ the few RFC 4511 types it needs. The password is never logged.
 from __future__ import annotations
 
 import logging
-import socket
 import socketserver
 import threading
 import time
@@ -185,7 +184,7 @@ class _Handler(socketserver.BaseRequestHandler):
         except _Refuse as exc:
             log.warning("ldap responder: refused a message from %s: %s", self.client_address[0], exc)
             self._send(_disconnect_notice(PROTOCOL_ERROR, str(exc)))
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             log.info("ldap responder: connection from %s timed out", self.client_address[0])
         except OSError:
             return

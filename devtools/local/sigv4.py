@@ -21,7 +21,7 @@ import hmac
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from types import MappingProxyType
 from typing import Protocol
@@ -157,13 +157,13 @@ def _parse_scope(value: str) -> _Scope:
 
 def _parse_timestamp(value: str) -> datetime:
     try:
-        return datetime.strptime(value, SIGV4_TIMESTAMP).replace(tzinfo=timezone.utc)
+        return datetime.strptime(value, SIGV4_TIMESTAMP).replace(tzinfo=UTC)
     except ValueError:
         raise SignatureError("malformed", "'X-Amz-Date' is not YYYYMMDDTHHMMSSZ") from None
 
 
 def _utc(now: datetime) -> datetime:
-    return now.replace(tzinfo=timezone.utc) if now.tzinfo is None else now.astimezone(timezone.utc)
+    return now.replace(tzinfo=UTC) if now.tzinfo is None else now.astimezone(UTC)
 
 
 def _check_scope(scope: _Scope, timestamp: str, service: str, region: str | None) -> None:

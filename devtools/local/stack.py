@@ -19,8 +19,6 @@ Everything binds 127.0.0.1.
 """
 from __future__ import annotations
 
-from __future__ import annotations
-
 import logging
 import os
 import subprocess

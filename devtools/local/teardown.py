@@ -6,9 +6,9 @@ import os
 import signal
 import socket
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 from devtools.local.state import DEFAULT_STATE_DIR, LOG_FILE, STATE_FILE, alive, read_state
 

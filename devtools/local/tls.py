@@ -12,7 +12,7 @@ import os
 import pwd
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cryptography import x509
@@ -81,7 +81,7 @@ def make_tls_material(
     names = tuple(dict.fromkeys([*DEFAULT_NAMES, *(n.strip().lower() for n in extra_names if n.strip())]))
     folder = Path(directory)
     folder.mkdir(parents=True, exist_ok=True)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     not_before, not_after = now - timedelta(minutes=5), now + valid_for
 
     ca_key = ec.generate_private_key(ec.SECP256R1())

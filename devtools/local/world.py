@@ -7,9 +7,10 @@ the signer and the callers. :mod:`devtools.local.aws` seeds moto from it.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 

@@ -17,17 +17,15 @@ import threading
 import time
 from pathlib import Path
 
-import boto3
 import psycopg
 import pytest
-from psycopg import sql
 
-from devtools.local.canary import local_canary_deps, local_canary_env
 from chalicelib.canary.runner import run_canary
 from chalicelib.canary.scheduled import run_scheduled
-from devtools.local.aws import AccountSessions
 from chalicelib.policy.loader import load_policy_file
 from chalicelib.policy.model import CanarySettings, Database
+from devtools.local.aws import AccountSessions
+from devtools.local.canary import local_canary_deps, local_canary_env
 
 pytestmark = pytest.mark.e2e
 

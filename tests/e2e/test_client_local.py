@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import boto3
 import psycopg
@@ -24,10 +24,10 @@ import pytest
 import sqlalchemy
 from botocore.config import Config
 
+from devtools.local.stack import UNSET_ENV
 from rdsvend import TokenClient, VendApi, VendedToken, connect
 from rdsvend.pgpass import split_line
 from rdsvend.sqla import create_engine
-from devtools.local.stack import UNSET_ENV
 
 pytestmark = pytest.mark.e2e
 
@@ -83,7 +83,7 @@ class OffsetClock:
         self.offset = 0.0
 
     def now(self) -> datetime:
-        return datetime.now(timezone.utc) + timedelta(seconds=self.offset)
+        return datetime.now(UTC) + timedelta(seconds=self.offset)
 
     def monotonic(self) -> float:
         return time.monotonic() + self.offset

@@ -13,8 +13,7 @@ import os
 import pwd
 import secrets
 import socket
-from datetime import datetime, timedelta, timezone
-from pathlib import Path
+from datetime import UTC, datetime, timedelta
 
 import botocore.session
 import psycopg
@@ -47,7 +46,7 @@ class ShiftedClock:
         self.offset = timedelta(0)
 
     def now(self) -> datetime:
-        return datetime.now(timezone.utc) + self.offset
+        return datetime.now(UTC) + self.offset
 
     def monotonic(self) -> float:
         return 0.0
@@ -72,7 +71,7 @@ class Stack:
         self.clock, self.permissions = clock, permissions
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _rds(cred: Credential):
     session = botocore.session.Session()
     session.set_credentials(cred.access_key_id, cred.secret_key, cred.session_token)

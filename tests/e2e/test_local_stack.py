@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from unittest import mock
 
@@ -175,7 +175,7 @@ def test_badly_signed_requests_are_refused(local_stack):
     assert tampered.status_code == 403
     assert tampered.json()["message"].startswith("The request signature we calculated does not match")
 
-    stale = _signed(local_stack, "GET", "/v1/whoami", at=datetime.now(timezone.utc) - timedelta(minutes=10))
+    stale = _signed(local_stack, "GET", "/v1/whoami", at=datetime.now(UTC) - timedelta(minutes=10))
     assert stale.status_code == 403
     assert stale.json()["message"].startswith("Signature expired")
 
@@ -205,7 +205,7 @@ def test_a_tampered_token_is_refused(local_stack, signer):
 
 
 def test_an_expired_token_is_refused(local_stack, signer):
-    token = _token(local_stack, signer, at=datetime.now(timezone.utc) - timedelta(seconds=960))
+    token = _token(local_stack, signer, at=datetime.now(UTC) - timedelta(seconds=960))
     _refused(local_stack, APP_USER, token, "signature:expired")
 
 

@@ -3,7 +3,7 @@ and the scheduled function end to end with moto and in-memory databases."""
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import boto3
 import pytest
@@ -21,7 +21,7 @@ from chalicelib.canary.model import CheckResult, Report, TargetReport
 from chalicelib.clock import FrozenClock
 from tests.functional.conftest import make_alert_sink
 
-AT = datetime(2026, 11, 22, 10, 0, tzinfo=timezone.utc)
+AT = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 TABLE = "rdsvend-canary-state"
 
 

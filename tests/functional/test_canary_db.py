@@ -17,8 +17,8 @@ from chalicelib.canary.checks_db import (
     check_tier,
 )
 from chalicelib.canary.factory import BUNDLE_PATH, PsycopgAdmin
-from devtools.local.postgres import PostgresCluster
 from chalicelib.policy.model import DbUser
+from devtools.local.postgres import PostgresCluster
 
 PASSWORD = "correct-horse-battery-staple"
 

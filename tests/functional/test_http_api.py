@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import logging
 import textwrap
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import boto3
 import pytest
@@ -108,7 +108,7 @@ def token_event(body=None, arn=f"arn:aws:sts::{ACCT}:assumed-role/orders-api-blu
 
 
 def test_vend_returns_the_spec_body(service):
-    before = datetime.now(timezone.utc)
+    before = datetime.now(UTC)
     status, body, headers = call(token_event())
     assert status == 200, body
     assert headers["Cache-Control"] == "no-store"
@@ -121,7 +121,7 @@ def test_vend_returns_the_spec_body(service):
     assert body["token"] not in body["dsn"]
     assert (body["sslmode"], body["ssl_root_cert"], body["rule"], body["engine"], body["region"]) == (
         "verify-full", "rds-global-bundle.pem", "orders-api", "postgres", "us-east-1")
-    expires = datetime.strptime(body["expires_at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    expires = datetime.strptime(body["expires_at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
     assert 0 < (expires - before).total_seconds() <= 871  # X-Amz-Date has whole seconds
     assert 800 <= body["ttl_seconds"] <= 870
 

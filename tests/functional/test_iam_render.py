@@ -9,13 +9,13 @@ import pytest
 from click.testing import CliRunner
 from moto import mock_aws
 
-from devtools.cli.main import cli
 from chalicelib.errors import IamFetchError
 from chalicelib.iam.evaluator import evaluate
 from chalicelib.iam.model import RequestContext, parse_policy
 from chalicelib.iam.rdsdb import dbuser_arn
 from chalicelib.iam.render import DEFAULT_SIGNER, render_policies
 from chalicelib.policy.loader import load_policy_text
+from devtools.cli.main import cli
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"

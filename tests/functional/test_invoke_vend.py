@@ -15,7 +15,7 @@ import socket
 import textwrap
 import threading
 from contextlib import redirect_stderr, redirect_stdout
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import SimpleNamespace
 
@@ -26,7 +26,6 @@ from hypothesis import strategies as st
 from moto.server import ThreadedMotoServer
 
 import app as app_module
-from rdsvend import invoke_payload
 from chalicelib.clock import FrozenClock
 from chalicelib.policy.loader import load_policy_text
 from chalicelib.policy.source import StaticPolicySource
@@ -36,6 +35,7 @@ from chalicelib.routes.invoke import handle_vend, set_verifier
 from chalicelib.signer import TokenMinter
 from chalicelib.vending.pipeline import VendingService
 from chalicelib.vending.proof import SERVER_ID_HEADER, ProofConfig, StsVerifier
+from rdsvend import invoke_payload
 from rdsvend.proof import build_identity_proof
 from tests.functional.conftest import load_event
 
@@ -335,7 +335,7 @@ def test_wrong_server_id(sts, wired):
 def test_ten_minute_old_proof_is_refused_and_four_minute_old_is_not(sts, service):
     payload = payload_for(sts, assumed(sts, "invoker-blue"))
     signed_at = datetime.strptime(payload["identity"]["headers"]["X-Amz-Date"], "%Y%m%dT%H%M%SZ") \
-        .replace(tzinfo=timezone.utc)
+        .replace(tzinfo=UTC)
     # The verifier's clock is ten minutes after the signature: the proof is ten minutes old.
     old = StsVerifier(ProofConfig(sts_endpoint=sts.url, server_id=SERVER_ID),
                       clock=FrozenClock(signed_at + timedelta(minutes=10)))
@@ -348,7 +348,7 @@ def test_ten_minute_old_proof_is_refused_and_four_minute_old_is_not(sts, service
 def test_proof_dated_in_the_future_is_refused(sts, service):
     payload = payload_for(sts, assumed(sts, "invoker-blue"))
     signed_at = datetime.strptime(payload["identity"]["headers"]["X-Amz-Date"], "%Y%m%dT%H%M%SZ") \
-        .replace(tzinfo=timezone.utc)
+        .replace(tzinfo=UTC)
     early = StsVerifier(ProofConfig(sts_endpoint=sts.url, server_id=SERVER_ID),
                         clock=FrozenClock(signed_at - timedelta(minutes=10)))
     assert error_code(handle_vend(payload, "r1", service=service, verifier=early)) == "unauthenticated"

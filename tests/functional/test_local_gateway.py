@@ -6,7 +6,7 @@ identity the gateway builds; the credentials are a static lookup (no AWS needed)
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from unittest import mock
 
 import pytest
@@ -59,7 +59,7 @@ def call(gw, method, path, body=None, *, cred=USER, secret=None, at=None, header
     request = AWSRequest(method=method, url=gw.url + path, data=data, headers=dict(headers or {}))
     creds = Credentials(cred.access_key_id, secret or cred.secret_key, cred.session_token)
     with mock.patch("botocore.auth.get_current_datetime",
-                    return_value=(at or datetime.now(timezone.utc)).replace(tzinfo=None)):
+                    return_value=(at or datetime.now(UTC)).replace(tzinfo=None)):
         SigV4Auth(creds, "execute-api", "us-east-1").add_auth(request)
     prepared = request.prepare()
     return requests.request(method, prepared.url, headers=dict(prepared.headers), data=prepared.body, timeout=10)
@@ -132,7 +132,7 @@ def test_wrong_secret_is_a_signature_mismatch(gateway):
 
 
 def test_stale_and_future_signatures_are_refused(gateway):
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     stale = call(gateway, "GET", "/v1/whoami", at=now - timedelta(minutes=6))
     assert stale.status_code == 403 and stale.json()["message"].startswith("Signature expired: ")
     future = call(gateway, "GET", "/v1/whoami", at=now + timedelta(minutes=6))

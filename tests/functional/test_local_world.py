@@ -9,9 +9,9 @@ import boto3
 import pytest
 import requests
 
+from chalicelib.policy.loader import load_policy_file
 from devtools.local.aws import MotoSecretLookup, MotoServer, org_id_of, seed_world
 from devtools.local.world import DEFAULT_WORLD, WorldError, load_world, load_world_text
-from chalicelib.policy.loader import load_policy_file
 
 REPO = Path(__file__).resolve().parents[2]
 DB_PORT = 45432

@@ -1,6 +1,7 @@
 """Where the policy comes from: files re-read on change, SSM cached 60 s, failures refuse."""
 from __future__ import annotations
 
+from datetime import UTC
 from pathlib import Path
 
 import boto3
@@ -22,10 +23,10 @@ def ssm():
 
 
 def test_ssm_policy_is_cached_60_seconds_then_reloaded(ssm):
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     ssm.put_parameter(Name="/rdsvend/dev/access-policy", Value=GOOD, Type="String")
-    clock = FrozenClock(datetime(2026, 11, 22, tzinfo=timezone.utc))
+    clock = FrozenClock(datetime(2026, 11, 22, tzinfo=UTC))
     source = SsmPolicySource("/rdsvend/dev/access-policy", lambda: ssm, clock=clock)
     assert [r.id for r in source.get().rules][0] == "orders-api"
     changed = GOOD.replace("id: orders-api", "id: orders-api-v2")
@@ -37,10 +38,10 @@ def test_ssm_policy_is_cached_60_seconds_then_reloaded(ssm):
 
 
 def test_ssm_policy_that_becomes_invalid_stops_being_served(ssm):
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     ssm.put_parameter(Name="/p", Value=GOOD, Type="SecureString")
-    clock = FrozenClock(datetime(2026, 11, 22, tzinfo=timezone.utc))
+    clock = FrozenClock(datetime(2026, 11, 22, tzinfo=UTC))
     source = SsmPolicySource("/p", lambda: ssm, clock=clock)
     source.get()
     ssm.put_parameter(Name="/p", Value=GOOD.replace("engine: postgres", "engine: db2", 1), Type="SecureString",

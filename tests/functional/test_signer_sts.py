@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import boto3
@@ -141,7 +141,7 @@ class RefreshingSession:
             self._metadata(), refresh_using=self._refresh, method="test")
 
     def _metadata(self) -> dict:
-        expiry = datetime.now(timezone.utc) + self.lifetime
+        expiry = datetime.now(UTC) + self.lifetime
         return {"access_key": f"ASIAREFRESH{self.refreshes}", "secret_key": "s", "token": "t",
                 "expiry_time": expiry.isoformat()}
 

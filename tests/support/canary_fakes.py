@@ -4,8 +4,8 @@ AWS; the real ones are in :mod:`checks_db`, :mod:`factory` and :mod:`iam_facts`.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
 
 from chalicelib.canary.checks_db import ConnectParams, DbConnectError, RoleFacts
 from chalicelib.errors import ProbeError

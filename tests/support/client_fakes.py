@@ -6,14 +6,15 @@ by default a fresh token per request.
 """
 from __future__ import annotations
 
-import json
-import threading
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import contextlib
 import io
-from typing import Any, Callable
+import json
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
@@ -101,7 +102,7 @@ class FakeVendServer:
 
 def token_body(token: str, database: str = "orders-prod", db_user: str = "orders_app",
                ttl_seconds: int = 840) -> dict:
-    expires = datetime.now(timezone.utc) + timedelta(seconds=ttl_seconds)
+    expires = datetime.now(UTC) + timedelta(seconds=ttl_seconds)
     return {
         "token": token,
         "expires_at": expires.strftime("%Y-%m-%dT%H:%M:%SZ"),

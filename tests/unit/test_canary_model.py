@@ -1,7 +1,7 @@
 """The canary's verdict model: worst-status logic, report shape, summary counts."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from hypothesis import given, settings
@@ -55,7 +55,7 @@ def test_check_sets_cover_spec_ids():
 
 
 def test_report_shape_and_summary():
-    at = datetime(2026, 11, 22, 10, 0, tzinfo=timezone.utc)
+    at = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
     ok = TargetReport("orders", "app", (CheckResult("rds.found", "pass", "ok"),))
     bad = TargetReport("orders", "owner", (CheckResult("rds.found", "pass", "ok"),
                                            CheckResult("db.tier", "fail", "superuser", "fix it",

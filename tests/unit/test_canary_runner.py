@@ -4,15 +4,14 @@ from __future__ import annotations
 import threading
 import time
 
-from chalicelib.canary.model import CheckResult, TargetReport
-from chalicelib.canary.runner import run_canary, run_targets, select_targets
-from chalicelib.canary.target import CanaryDeps, TargetRun
 from chalicelib.canary.checks_iam import InMemoryConnectEvaluator
 from chalicelib.canary.checks_kerberos import InMemoryDirectoryRoleFacts
 from chalicelib.canary.checks_rds import InMemoryRdsFacts
-from tests.support.canary_fakes import CountingTokens, FixedSigner, MemoryConnector, MemoryDatabase
+from chalicelib.canary.model import CheckResult, TargetReport
+from chalicelib.canary.runner import run_canary, run_targets, select_targets
+from chalicelib.canary.target import CanaryDeps, TargetRun
 from chalicelib.policy.model import AccessPolicy, CanarySettings, Database, DbUser
-
+from tests.support.canary_fakes import CountingTokens, FixedSigner, MemoryConnector, MemoryDatabase
 from tests.unit.test_canary_target import APP, DB, HOST, PORT, RESOURCE, allow, healthy_roles
 
 

@@ -9,10 +9,10 @@ from chalicelib.canary.checks_db import RoleFacts
 from chalicelib.canary.checks_iam import ConnectFacts, Finding, InMemoryConnectEvaluator, SideVerdict
 from chalicelib.canary.checks_kerberos import DirectoryRole, InMemoryDirectoryRoleFacts
 from chalicelib.canary.checks_rds import DomainMembership, InMemoryRdsFacts, RdsResource
-from tests.support.canary_fakes import CountingTokens, FixedSigner, MemoryAdmin, MemoryConnector, MemoryDatabase
 from chalicelib.canary.target import CanaryDeps, Deadline, run_target
 from chalicelib.errors import ProbeError
 from chalicelib.policy.model import Database, DbUser
+from tests.support.canary_fakes import CountingTokens, FixedSigner, MemoryAdmin, MemoryConnector, MemoryDatabase
 
 HOST, PORT = "orders.abc.us-east-1.rds.amazonaws.com", 5432
 RID = "db-ABCDEFGHIJKLMNOP"

@@ -11,7 +11,6 @@ import pytest
 from rdsvend.cli import main
 from rdsvend.connect import bundled_ca_path
 from rdsvend.pgpass import split_line
-
 from tests.support.client_fakes import ACCESS_KEY, SECRET_KEY, FakeVendServer, error_reply, run_cli
 
 

@@ -1,7 +1,7 @@
 """The identity proof without any network: what build makes and what parse accepts."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import boto3
 import pytest
@@ -24,7 +24,7 @@ SESSION = boto3.Session(aws_access_key_id="AKIDPROOFTEST0000001", aws_secret_acc
 
 
 def _signed_at(proof: dict) -> datetime:
-    return datetime.strptime(proof["headers"]["X-Amz-Date"], "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
+    return datetime.strptime(proof["headers"]["X-Amz-Date"], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
 
 
 @pytest.fixture
@@ -94,7 +94,7 @@ def test_content_length_must_match_the_body(proof):
 def test_wrong_types_are_invalid_requests(proof):
     proof["headers"] = [["Authorization", "x"]]
     with pytest.raises(InvalidRequestError, match="identity.headers"):
-        parse_identity_proof(proof, CONFIG, datetime.now(timezone.utc))
+        parse_identity_proof(proof, CONFIG, datetime.now(UTC))
 
 
 ANSWER = (b'<GetCallerIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">'

@@ -3,14 +3,13 @@ from __future__ import annotations
 
 import random
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import boto3
 import pytest
 
-from rdsvend import TokenClient, VendApi, VendError
 from chalicelib.clock import FrozenClock
-
+from rdsvend import TokenClient, VendApi, VendError
 from tests.support.client_fakes import ACCESS_KEY, SECRET_KEY, FakeVendServer, error_reply
 
 
@@ -23,7 +22,7 @@ def server():
 
 @pytest.fixture
 def clock():
-    return FrozenClock(datetime(2026, 11, 22, 10, 0, tzinfo=timezone.utc))
+    return FrozenClock(datetime(2026, 11, 22, 10, 0, tzinfo=UTC))
 
 
 def _session() -> boto3.Session:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from unittest import mock
 
 import botocore.session
@@ -16,7 +16,7 @@ from chalicelib.clock import FrozenClock
 from devtools.local.rdsauth import RdsInstance, RdsTokenChecker, dbuser_arn
 from devtools.local.sigv4 import Credential, StaticSecretLookup
 
-AT = datetime(2025, 6, 7, 8, 9, 10, tzinfo=timezone.utc)
+AT = datetime(2025, 6, 7, 8, 9, 10, tzinfo=UTC)
 ACCOUNT = "210987654321"
 REGION = "us-east-1"
 ENDPOINT = "orders.cabcdef12345.us-east-1.rds.amazonaws.com"
@@ -30,7 +30,7 @@ FOREIGN = Credential("AKIAFOREIGN00000001", "foreign-secret-00000000000000000000
 SECRETS = (SIGNER.secret_key, SIGNER.session_token, LONG.secret_key, FOREIGN.secret_key)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _client(cred: Credential):
     session = botocore.session.Session()
     session.set_credentials(cred.access_key_id, cred.secret_key, cred.session_token)
@@ -137,9 +137,9 @@ def test_expiry_is_900_seconds_and_the_skew_is_bounded(checker, clock):
     assert checker.check("app_user", tok) is True
     clock.advance(1)
     assert checker.verify("app_user", tok).reason == "signature:expired"
-    future = token(at=datetime(2025, 6, 7, 8, 29, 12, tzinfo=timezone.utc))
+    future = token(at=datetime(2025, 6, 7, 8, 29, 12, tzinfo=UTC))
     assert checker.verify("app_user", future).reason == "signature:stale"
-    near_future = token(at=datetime(2025, 6, 7, 8, 29, 11, tzinfo=timezone.utc))
+    near_future = token(at=datetime(2025, 6, 7, 8, 29, 11, tzinfo=UTC))
     assert checker.check("app_user", near_future) is True
 
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import functools
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from unittest import mock
 from urllib.parse import quote
 
@@ -22,7 +22,7 @@ from devtools.local.sigv4 import (
     verify_presigned,
 )
 
-AT = datetime(2025, 3, 4, 5, 6, 7, tzinfo=timezone.utc)
+AT = datetime(2025, 3, 4, 5, 6, 7, tzinfo=UTC)
 REGION = "eu-west-1"
 LONG = Credential("AKIALONGTERM0000001", "long/secret+KEY0000000000000000000000000", None,
                   "arn:aws:iam::111122223333:user/alice", "111122223333")
@@ -43,7 +43,7 @@ def _frozen(at: datetime):
     return mock.patch("botocore.auth.get_current_datetime", return_value=at.replace(tzinfo=None))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _rds_client(cred: Credential):
     session = botocore.session.Session()
     session.set_credentials(cred.access_key_id, cred.secret_key, cred.session_token)

@@ -2,16 +2,16 @@
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from chalicelib.clock import FrozenClock
 from chalicelib.identity import identity_from_arn
 from chalicelib.policy.model import Database, DbUser
-from chalicelib.signer import MintedToken, SigningCredentials, StaticCredentialsProvider, TokenMinter
+from chalicelib.signer import MintedToken, SigningCredentials, TokenMinter
 
-T0 = datetime(2030, 3, 4, 10, 0, 0, 250_000, tzinfo=timezone.utc)
+T0 = datetime(2030, 3, 4, 10, 0, 0, 250_000, tzinfo=UTC)
 CALLER = identity_from_arn("arn:aws:sts::111122223333:assumed-role/orders-api-1/i-0abc")
 OTHER = identity_from_arn("arn:aws:iam::111122223333:role/billing")
 DB = Database(name="orders-prod", engine="postgres", region="us-east-1", kind="instance",
@@ -117,7 +117,7 @@ def test_a_bad_endpoint_is_a_one_line_value_error():
 
 
 def test_ttl_seconds_uses_the_system_clock():
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     token = MintedToken("t", now, now + timedelta(seconds=600))
     assert 598 <= token.ttl_seconds <= 600
     assert token.ttl_at(now + timedelta(hours=1)) == 0

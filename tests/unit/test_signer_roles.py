@@ -5,7 +5,7 @@ import json
 import re
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given, settings
@@ -28,7 +28,7 @@ from chalicelib.signer.roles import (
 )
 
 STS_NAME = re.compile(r"[A-Za-z0-9_+=,.@-]{2,64}")
-T0 = datetime(2030, 3, 4, 10, 0, tzinfo=timezone.utc)
+T0 = datetime(2030, 3, 4, 10, 0, tzinfo=UTC)
 ROLE = "arn:aws:iam::444455556666:role/rdsvend-signer"
 DB = Database(name="orders-prod", engine="postgres", region="eu-west-1", kind="instance",
               identifier="orders-prod", users={"orders_app": DbUser("orders_app", "iam")}, signer_role=ROLE)

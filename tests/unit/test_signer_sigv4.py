@@ -1,7 +1,7 @@
 """The fast signer is byte-identical to botocore's generate_db_auth_token."""
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta, timezone
+from datetime import UTC, datetime, time, timedelta, timezone
 from unittest import mock
 
 import botocore.session
@@ -24,7 +24,7 @@ def botocore_token(creds: SigningCredentials, host, port, user, region, at: date
         aws_secret_access_key=creds.secret_key,
         aws_session_token=creds.token,
     )
-    naive = at.astimezone(timezone.utc).replace(tzinfo=None)
+    naive = at.astimezone(UTC).replace(tzinfo=None)
     # botocore.auth reads the time through get_current_datetime() (naive UTC).
     with mock.patch("botocore.auth.get_current_datetime", return_value=naive):
         return client.generate_db_auth_token(
@@ -60,7 +60,7 @@ instants = st.one_of(
         lambda d, s, us: datetime.combine(d, time(0, 0)) + timedelta(seconds=s, microseconds=us),
         _days, st.integers(-2, 1), st.sampled_from([0, 1, 999_999]),
     ),
-).map(lambda d: d.replace(tzinfo=timezone.utc))
+).map(lambda d: d.replace(tzinfo=UTC))
 b64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
 credentials = st.builds(
     SigningCredentials,
@@ -75,11 +75,11 @@ credentials = st.builds(
 @example(
     creds=SigningCredentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "IQoJb3JpZ2luX2VjE+/=="),
     host="db.example.com", port=443, user="a b%/+=&ü", region="us-east-1",
-    at=datetime(2030, 12, 31, 23, 59, 59, 999_999, tzinfo=timezone.utc),
+    at=datetime(2030, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC),
 )
 @example(
     creds=SigningCredentials("AKIDEXAMPLE", "secret"), host="db.example.com", port=5432,
-    user="orders_app", region="us-east-1", at=datetime(2031, 1, 1, 0, 0, 0, tzinfo=timezone.utc),
+    user="orders_app", region="us-east-1", at=datetime(2031, 1, 1, 0, 0, 0, tzinfo=UTC),
 )
 def test_token_is_byte_identical_to_botocore(creds, host, port, user, region, at):
     ours = _SIGNER.sign(creds, host=host, port=port, db_user=user, region=region, at=at)
@@ -88,7 +88,7 @@ def test_token_is_byte_identical_to_botocore(creds, host, port, user, region, at
 
 def test_token_names_the_endpoint_and_lasts_900_seconds():
     creds = SigningCredentials("AKIDEXAMPLE", "secret", "tok")
-    at = datetime(2030, 5, 6, 7, 8, 9, 123456, tzinfo=timezone.utc)
+    at = datetime(2030, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
     token = RdsTokenSigner().sign(creds, host="db.example.com", port=5432, db_user="app", region="us-east-1", at=at)
     assert token.startswith("db.example.com:5432/?Action=connect&DBUser=app&")
     assert "X-Amz-Date=20300506T070809Z" in token
@@ -109,7 +109,7 @@ def test_signing_key_cache_is_per_date_and_region():
 
 def test_non_utc_instants_are_signed_in_utc():
     creds = SigningCredentials("AKID", "secret")
-    utc = datetime(2030, 1, 1, 0, 30, tzinfo=timezone.utc)
+    utc = datetime(2030, 1, 1, 0, 30, tzinfo=UTC)
     local = utc.astimezone(timezone(timedelta(hours=-5)))
     signer = RdsTokenSigner()
     kw = dict(host="h.example", port=5432, db_user="u", region="us-east-1")
@@ -127,7 +127,7 @@ def test_bad_endpoints_are_refused(host, port):
 
 def test_bad_region_and_empty_user_are_refused():
     creds = SigningCredentials("AKID", "secret")
-    at = datetime(2030, 1, 1, tzinfo=timezone.utc)
+    at = datetime(2030, 1, 1, tzinfo=UTC)
     with pytest.raises(ValueError, match="invalid region"):
         RdsTokenSigner().sign(creds, host="h", port=1, db_user="u", region="us east", at=at)
     with pytest.raises(ValueError, match="empty db user"):
@@ -144,8 +144,8 @@ def test_one_signer_across_midnight_and_credential_changes_stays_identical():
     signer = RdsTokenSigner()
     first = SigningCredentials("ASIAFIRST", "secret-one", "token-one")
     rotated = SigningCredentials("ASIASECOND", "secret-two", None)
-    before = datetime(2030, 6, 30, 23, 59, 59, 900_000, tzinfo=timezone.utc)
-    after = datetime(2030, 7, 1, 0, 0, 0, tzinfo=timezone.utc)
+    before = datetime(2030, 6, 30, 23, 59, 59, 900_000, tzinfo=UTC)
+    after = datetime(2030, 7, 1, 0, 0, 0, tzinfo=UTC)
     for creds, at in [(first, before), (first, after), (rotated, after), (first, before), (rotated, before)]:
         ours = signer.sign(creds, host="db.example.com", port=5432, db_user="app", region="us-east-1", at=at)
         assert ours == botocore_token(creds, "db.example.com", 5432, "app", "us-east-1", at)
