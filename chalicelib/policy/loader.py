@@ -42,13 +42,13 @@ REGION = re.compile(r"[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d{1,2}")
 HOSTNAME = re.compile(r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*\.?")
 DB_USER_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_$.-]{0,62}")
 DB_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_$-]{0,62}")
-ROLE_ARN = re.compile(r"arn:aws(-[a-z]+)*:iam::\d{12}:role/[\w+=,.@/-]{1,512}")
-ACCOUNT_ID = re.compile(r"\d{12}")
-ROLE_NAME = re.compile(r"[\w+=,.@-]{1,64}")
+ROLE_ARN = re.compile(r"arn:aws(-[a-z]+)*:iam::[0-9]{12}:role/[\w+=,.@/-]{1,512}", re.ASCII)
+ACCOUNT_ID = re.compile(r"[0-9]{12}")
+ROLE_NAME = re.compile(r"[\w+=,.@-]{1,64}", re.ASCII)
 #: resource ids as RDS gives them, by the kind of thing the policy names
-RESOURCE_ID = {"instance": re.compile(r"db-[A-Za-z0-9]{1,64}"),
-               "cluster": re.compile(r"cluster-[A-Za-z0-9]{1,64}"),
-               "proxy": re.compile(r"prx-[A-Za-z0-9]{1,64}")}
+RESOURCE_ID = {"instance": re.compile(r"db-[A-Za-z0-9]{1,64}", re.ASCII),
+               "cluster": re.compile(r"cluster-[A-Za-z0-9]{1,64}", re.ASCII),
+               "proxy": re.compile(r"prx-[A-Za-z0-9]{1,64}", re.ASCII)}
 RESOURCE_ID_PREFIX = {"instance": "db-", "cluster": "cluster-", "proxy": "prx-"}
 RULE_ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_$.*?-]{1,128}")
@@ -264,7 +264,9 @@ class _Builder:
             if isinstance(account, int) and not isinstance(account, bool):
                 raise self.fail(f"must be a quoted string of 12 digits, not the number {_clip(str(account))}",
                                 field=f"{field}.account")
-            account = self.string(account, f"{field}.account", ACCOUNT_ID, what="account (expected 12 digits)")
+            account = self.string(account, f"{field}.account")
+            if not ACCOUNT_ID.fullmatch(account):
+                raise self.fail(f"invalid account '{_clip(account)}' (expected 12 digits)", field=f"{field}.account")
         elif signer_role is not None:
             account = _account_of(signer_role)
         else:
@@ -287,8 +289,10 @@ class _Builder:
             reader_role = f"arn:{partition}:iam::{account}:role/{self.reader_role_name}"
         resource_id = spec.get("resource_id")
         if resource_id is not None:
-            resource_id = self.string(resource_id, f"{field}.resource_id", RESOURCE_ID[kind],
-                                      what=f"resource id (expected {RESOURCE_ID_PREFIX[kind]}... for a {kind})")
+            resource_id = self.string(resource_id, f"{field}.resource_id")
+            if not RESOURCE_ID[kind].fullmatch(resource_id):
+                raise self.fail(f"invalid resource id '{_clip(resource_id)}' (expected "
+                                f"{RESOURCE_ID_PREFIX[kind]}... for a {kind})", field=f"{field}.resource_id")
         foreign = account is not None and self.service_account is not None and account != self.service_account
         if foreign and reader_role is None and (host is None or port is None or resource_id is None):
             missing = [key for key, value in (("host", host), ("port", port), ("resource_id", resource_id))

@@ -22,17 +22,23 @@ def policy() -> None:
 
 @policy.command("check")
 @click.argument("file", type=click.Path(dir_okay=False))
-def check(file: str) -> None:
+@click.option("--service-account", envvar="RDSVEND_SERVICE_ACCOUNT", default=None, metavar="ID",
+              help="The 12-digit account the service runs in (default: $RDSVEND_SERVICE_ACCOUNT). "
+                   "Without it, databases in other accounts are not checked for a way to read them.")
+def check(file: str, service_account: str | None) -> None:
     """Validate FILE: exit 0 when it loads, 2 with the error on one line when it does not."""
     from chalicelib.errors import PolicyLoadError
     from chalicelib.policy.loader import load_policy_file
 
     try:
-        loaded = load_policy_file(file)
+        loaded = load_policy_file(file, service_account=service_account or None)
     except PolicyLoadError as exc:
         fail(str(exc))
     click.echo(f"{file}: ok ({len(loaded.databases)} databases, {len(loaded.rules)} rules, "
                f"{len(loaded.targets())} db users)")
+    if not service_account:
+        click.echo("note: no --service-account: databases in other accounts were not checked for a reader role",
+                   err=True)
 
 
 @policy.command("publish")
