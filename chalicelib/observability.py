@@ -1,7 +1,8 @@
 """Powertools Logger, Metrics and Tracer, and the audit record.
 
 Every invocation runs inside :func:`invocation`: its correlation id on every log and audit
-line, its metrics flushed when it ends. Service and namespace come from ``POWERTOOLS_SERVICE_NAME`` / ``POWERTOOLS_METRICS_NAMESPACE``.
+line, its metrics flushed when it ends. Service and namespace come from
+``POWERTOOLS_SERVICE_NAME`` / ``POWERTOOLS_METRICS_NAMESPACE``.
 Nothing here is ever handed a token, a signed request or credentials.
 """
 from __future__ import annotations

@@ -23,14 +23,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from functools import lru_cache
-from typing import Union
 
 __all__ = ["STAR", "QMARK", "Glob", "compile_glob", "glob"]
 
 # Markers for a wildcard in a token sequence; any ``str`` token is literal text.
 STAR = ("*",)
 QMARK = ("?",)
-GlobToken = Union[str, tuple]
+GlobToken = str | tuple
 
 
 class _Piece:
@@ -130,7 +129,7 @@ def _matcher(pieces: list[_Piece], crossing: list[bool]) -> Callable[[str], bool
         return _literal_pieces(tuple(p.text for p in pieces))
     # Blocks: runs of pieces joined by segment-bound stars, split at colon-crossing stars.
     blocks: list[list[_Piece]] = [[pieces[0]]]
-    for crosses, piece in zip(crossing, pieces[1:]):
+    for crosses, piece in zip(crossing, pieces[1:], strict=True):
         if crosses:
             blocks.append([piece])
         else:

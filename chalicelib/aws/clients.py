@@ -40,7 +40,8 @@ class ClientFactory:
 
                 if self._session is None:
                     self._session = (self._session_factory or boto3.session.Session)()
-                client = self._session.client(service, region_name=region, config=Config(**copy.deepcopy(CLIENT_CONFIG)))
+                config = Config(**copy.deepcopy(CLIENT_CONFIG))
+                client = self._session.client(service, region_name=region, config=config)
                 self._clients[key] = client
             return client
 

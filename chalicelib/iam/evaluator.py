@@ -267,7 +267,8 @@ def evaluate_scps(
     """The SCP side alone: no explicit deny in any level and an allow at every level."""
     what = _what(request)
     if management_account:
-        return Evaluation("allowed", "scp", None, None, f"SCPs do not restrict {what}: the account is the management account")
+        reason = f"SCPs do not restrict {what}: the account is the management account"
+        return Evaluation("allowed", "scp", None, None, reason)
     allows: list[Match] = []
     for i, level in enumerate(scp_levels):
         deny, allow = scan(level, request)

@@ -191,9 +191,11 @@ def fetch_scp_chain(org: Any, account_id: str) -> ScpChain | None:
         code = exc.response.get("Error", {}).get("Code", "Unknown")
         if code == "AWSOrganizationsNotInUseException":
             return None
-        raise IamFetchError(f"organizations DescribeOrganization failed: {code}", service="organizations", code=code) from exc
+        message = f"organizations DescribeOrganization failed: {code}"
+        raise IamFetchError(message, service="organizations", code=code) from exc
     except BotoCoreError as exc:
-        raise IamFetchError(f"organizations DescribeOrganization failed: {type(exc).__name__}", service="organizations") from exc
+        message = f"organizations DescribeOrganization failed: {type(exc).__name__}"
+        raise IamFetchError(message, service="organizations") from exc
     if organization.get("FeatureSet") == "CONSOLIDATED_BILLING":
         return None
     management = organization.get("MasterAccountId") == account_id

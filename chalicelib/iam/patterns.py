@@ -10,7 +10,8 @@
   case-insensitively); ``${key, 'default'}`` falls back to ``default`` (``''`` is a quote);
   ``${*}``, ``${?}`` and ``${$}`` are the literal characters. A key with no value and no
   default, or with several values, cannot be substituted: "any attempt to match it fails and
-  causes the statement to be invalid" ("IAM policy elements: Variables and tags"). Substituted text is literal, never a wildcard.
+  causes the statement to be invalid" ("IAM policy elements: Variables and tags"). Substituted
+  text is literal, never a wildcard.
   Variables are only recognised in ``Version: 2012-10-17`` documents.
 
 Matching is linear in the value's length whatever the pattern (:mod:`chalicelib.wildcard`).
@@ -21,7 +22,6 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Union
 
 from chalicelib.wildcard import QMARK, STAR, Glob, compile_glob
 
@@ -41,7 +41,7 @@ __all__ = [
 
 # A token is a literal string, STAR, QMARK, or a variable ("var", key, default).
 Var = tuple[str, str, str | None]
-Token = Union[str, tuple]
+Token = str | tuple
 
 _QUOTED = re.compile(r"(?:[^']|'')*")  # a default's text: quotes only doubled
 
@@ -224,5 +224,5 @@ def arn_matches(pattern: str, value: str, lookup: Lookup, *, variables: bool) ->
         return False
     return all(
         glob_matcher(tuple(seg), False, False).matches(part)
-        for seg, part in zip(segments, value_parts)
+        for seg, part in zip(segments, value_parts, strict=True)
     )

@@ -34,7 +34,9 @@ __all__ = [
     "THROTTLING_CODES",
 ]
 
-_ROLE_ARN = re.compile(r"arn:(?P<partition>aws(?:-[a-z]+)*):iam::(?P<account>\d{12}):role/(?:[\x21-\x7e]*/)?[\w+=,.@-]{1,64}")
+_ROLE_ARN = re.compile(
+    r"arn:(?P<partition>aws(?:-[a-z]+)*):iam::(?P<account>\d{12}):role/(?:[\x21-\x7e]*/)?[\w+=,.@-]{1,64}"
+)
 _RESOURCE_ID = re.compile(r"(?:db|cluster|prx)-[A-Za-z0-9]{1,64}")
 _NOT_STS = re.compile(r"[^A-Za-z0-9_+=,.@-]")
 THROTTLING_CODES = frozenset(

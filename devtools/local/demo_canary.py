@@ -68,8 +68,9 @@ def broken_scp_step(demo: Any, say: Callable[..., None], failed: type[Exception]
         "organizations", seeded.management_account)
     doc = {"Version": "2012-10-17", "Statement": [
         {"Sid": "NoDatabaseLogins", "Effect": "Deny", "Action": "rds-db:*", "Resource": "*"}]}
-    policy_id = orgs.create_policy(Name="DenyRdsDb", Description="demo: a broken SCP",
-                                   Type="SERVICE_CONTROL_POLICY", Content=json.dumps(doc))["Policy"]["PolicySummary"]["Id"]
+    created = orgs.create_policy(Name="DenyRdsDb", Description="demo: a broken SCP",
+                                 Type="SERVICE_CONTROL_POLICY", Content=json.dumps(doc))
+    policy_id = created["Policy"]["PolicySummary"]["Id"]
     orgs.attach_policy(PolicyId=policy_id, TargetId=ou)
     try:
         broken = _doctor(demo.notes["canary_env"])

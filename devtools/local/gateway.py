@@ -75,7 +75,8 @@ def signature_failure(exc: SignatureError, now: datetime, signed_stamp: str | No
     if reason in ("unknown_key", "bad_session_token"):
         return _error(403, "UnrecognizedClientException", INVALID_TOKEN)
     if reason == "wrong_service":
-        return _error(403, "InvalidSignatureException", "Credential should be scoped to correct service: 'execute-api'.")
+        message = "Credential should be scoped to correct service: 'execute-api'."
+        return _error(403, "InvalidSignatureException", message)
     if reason == "wrong_region":
         return _error(403, "InvalidSignatureException", "Credential should be scoped to a valid region.")
     if reason == "malformed":

@@ -93,7 +93,9 @@ def _postmaster_pid(data_dir: Path) -> int | None:
         return None
 
 
-def stop_cluster_dir(base_dir: str | os.PathLike[str], *, bin_dir: Path = DEFAULT_BIN_DIR, timeout: float = 30.0) -> None:
+def stop_cluster_dir(
+    base_dir: str | os.PathLike[str], *, bin_dir: Path = DEFAULT_BIN_DIR, timeout: float = 30.0
+) -> None:
     """Stop whatever cluster runs from ``base_dir`` (left by a crashed run) and remove the dir."""
     base = Path(base_dir)
     data_dir = base / "data"
@@ -245,7 +247,9 @@ class PostgresCluster:
     def connect_admin(self, dbname: str = "postgres") -> psycopg.Connection[Any]:
         return psycopg.connect(self.dsn(self._superuser, self._password, dbname), autocommit=True)
 
-    def run_sql(self, query: str | sql.Composable, params: Sequence[Any] | None = None, *, dbname: str = "postgres") -> list[tuple[Any, ...]]:
+    def run_sql(
+        self, query: str | sql.Composable, params: Sequence[Any] | None = None, *, dbname: str = "postgres"
+    ) -> list[tuple[Any, ...]]:
         """Run one statement as the superuser (autocommit); return its rows, if any."""
         with self.connect_admin(dbname) as conn, conn.cursor() as cur:
             cur.execute(query, params)

@@ -112,7 +112,8 @@ class RdsTokenChecker:
             instances = [endpoints]
         else:
             instances = [
-                inst if inst.identifier else RdsInstance(inst.region, inst.account, inst.resource_id, inst.hosts, inst.port, key)
+                inst if inst.identifier
+                else RdsInstance(inst.region, inst.account, inst.resource_id, inst.hosts, inst.port, key)
                 for key, inst in endpoints.items()
             ]
         self._instances = tuple(instances)

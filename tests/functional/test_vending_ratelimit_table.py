@@ -251,7 +251,9 @@ def test_unreachable_dynamodb_falls_back_without_failing_the_vend(clock):
 
 
 def test_configuration_from_the_environment(moto_url):
-    clients = lambda service, region=None: dynamodb(moto_url)
+    def clients(service, region=None):
+        return dynamodb(moto_url)
+
     fleet = rate_limiter_from_env({"RDSVEND_RATE_LIMIT": "5/20", "RDSVEND_RATE_TABLE": "rdsvend-prod-rate"},
                                   clients)
     assert isinstance(fleet, TableRateLimiter)
