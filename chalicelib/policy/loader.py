@@ -30,6 +30,7 @@ from chalicelib.policy.model import (
     Rule,
     partition_of_region,
 )
+from chalicelib.policy.password_users import password_settings
 from chalicelib.policy.patterns import compile_pattern
 
 __all__ = ["load_policy_file", "load_policy_text", "MAX_POLICY_BYTES"]
@@ -63,7 +64,7 @@ TOP_KEYS = {"version", "defaults", "databases", "rules", "canary"}
 DEFAULTS_KEYS = {"reader_role_name"}
 DATABASE_KEYS = {"engine", "region", "instance", "cluster", "proxy", "host", "port", "dbname",
                  "signer_role", "users", "account", "reader_role", "resource_id"}
-USER_KEYS = {"auth", "tier"}
+USER_KEYS = {"auth", "tier", "secret", "rotation"}
 RULE_KEYS = {"id", "effect", "principals", "databases", "db_users", "conditions"}
 CONDITION_KEYS = {"org_ids", "source_ips"}
 CANARY_KEYS = {"timeout_seconds", "concurrency", "ssl_root_cert"}
@@ -316,7 +317,8 @@ class _Builder:
         if tier is not None and tier not in ("service-user", "service-admin"):
             raise self.fail(f"invalid tier '{_clip(str(tier))}' (expected service-user or service-admin)",
                             field=f"{field}.tier")
-        return DbUser(name=name, auth=auth, tier=tier)
+        secret, rotation = password_settings(spec, field, auth, self.fail)
+        return DbUser(name=name, auth=auth, tier=tier, secret=secret, rotation=rotation)  # type: ignore[arg-type]
 
     def rule(self, index: int, raw: Any, databases: Mapping[str, Database]) -> Rule:
         label = f"#{index + 1}"

@@ -11,6 +11,7 @@ __all__ = ["DbUser", "Database", "Conditions", "Rule", "CanarySettings", "Access
 Auth = Literal["iam", "kerberos", "password"]
 Tier = Literal["service-user", "service-admin"]
 Kind = Literal["instance", "cluster", "proxy"]
+Rotation = Literal["single-user", "alternating-users"]
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -19,6 +20,10 @@ class DbUser:
     name: str
     auth: Auth
     tier: Tier | None = None
+    #: ``auth: password`` only: the Secrets Manager secret ARN holding its password
+    secret: str | None = None
+    #: ``auth: password`` only: ``single-user`` | ``alternating-users``
+    rotation: Rotation | None = None
 
     @property
     def vendable(self) -> bool:
