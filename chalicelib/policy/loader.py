@@ -226,8 +226,9 @@ class _Builder:
             raise self.fail(f"invalid database name '{_clip(name)}' (expected [a-z0-9-]{{1,63}})", field=field)
         spec = self.mapping(spec, field, DATABASE_KEYS)
         engine = self.string(spec.get("engine"), f"{field}.engine")
-        if engine not in ("postgres", "mysql"):
-            raise self.fail(f"invalid engine '{_clip(engine)}' (expected postgres or mysql)", field=f"{field}.engine")
+        if engine not in ("postgres", "mysql", "mariadb"):
+            raise self.fail(f"invalid engine '{_clip(engine)}' (expected postgres, mysql or mariadb)",
+                            field=f"{field}.engine")
         region = self.string(spec.get("region"), f"{field}.region", REGION, what="region")
         kinds = [k for k in ("instance", "cluster", "proxy") if k in spec]
         if len(kinds) != 1:

@@ -34,7 +34,7 @@ class DbUser:
 @dataclass(frozen=True)
 class Database:
     name: str
-    engine: Literal["postgres", "mysql"]
+    engine: Literal["postgres", "mysql", "mariadb"]  # mysql and mariadb: the MySQL family
     region: str
     kind: Kind  # which of instance | cluster | proxy the policy named
     identifier: str  # the DB instance / cluster / proxy identifier

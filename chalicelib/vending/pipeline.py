@@ -22,6 +22,7 @@ from chalicelib.errors import (
 from chalicelib.identity import CallerIdentity
 from chalicelib.observability import audit, count_denied, count_vended, isoformat_z, logger, traced
 from chalicelib.policy.source import PolicySource, policy_source_from_env
+from chalicelib.vending.dsn import answer_fields, build_dsn
 from chalicelib.vending.ratelimit import CallerLimiter, parse_rate_limit
 from chalicelib.vending.request import parse_token_request
 
@@ -110,8 +111,9 @@ class VendingService:
             "region": database.region,
             "sslmode": "verify-full",
             "ssl_root_cert": SSL_ROOT_CERT,
-            "dsn": build_dsn(endpoint.host, endpoint.port, database.dbname, req.db_user),
+            "dsn": build_dsn(endpoint.host, endpoint.port, database.dbname, req.db_user, database.engine),
             "rule": decision.rule,
+            **answer_fields(database.engine),
         }
 
     def _upstream_failed(self, identity: CallerIdentity, request_id: str, database: str, db_user: str,
@@ -149,15 +151,6 @@ class VendingService:
                 "db_users": users,
             })
         return {"databases": entries}
-
-
-def build_dsn(host: str, port: int, dbname: str | None, user: str) -> str:
-    """A libpq connection string without any password: the token is never part of it."""
-    parts = [f"host={host}", f"port={port}"]
-    if dbname:
-        parts.append(f"dbname={dbname}")
-    parts += [f"user={user}", "sslmode=verify-full"]
-    return " ".join(parts)
 
 
 def vending_service_from_env(env: dict[str, str] | None = None) -> VendingService:
