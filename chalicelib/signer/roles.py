@@ -75,10 +75,41 @@ def source_identity_for(identity: Any) -> str:
     return sts_name(f"{sts_name(name, max_len=64 - len(suffix))}{suffix}")
 
 
+_SESSION_KINDS = {"user": "user", "role": "role", "assumed-role": "role", "federated-user": "fed", "root": "root"}
+
+
 def role_session_name_for(identity: Any) -> str:
-    """``rdsvend.SESSION`` (the caller's own session name) or ``rdsvend.NAME`` (sanitised)."""
-    own = identity.session or _principal_name(identity).rsplit(".", 1)[-1]
-    return sts_name(f"rdsvend.{own}")
+    """The signer session's name: who the caller is, so that RDS's refusal lines (which quote the
+    signer's session ARN) and CloudTrail's AssumeRole events name them.
+
+    ``user.NAME@ACCOUNT``, ``role.ROLE.SESSION@ACCOUNT`` (assumed roles), ``role.ROLE@ACCOUNT``,
+    ``fed.NAME@ACCOUNT`` or ``root@ACCOUNT``, in STS's characters (``[\\w+=,.@-]``, 2..64).
+    Deterministic. A name that does not fit (or had characters replaced) keeps its kind, the
+    start of the role or user name and the *end* of the session name (where generated session
+    names differ), and ends with ``=`` and a hash of the caller's ARN before the account, so two
+    callers never share a session name.
+    """
+    kind = _SESSION_KINDS.get(identity.kind, "caller")
+    suffix = "@" + _NOT_STS.sub("-", str(identity.account))[:16]
+    if identity.kind == "root":
+        return sts_name(f"root{suffix}")
+    head = f"{kind}.{identity.name}"
+    tail = identity.session or ""
+    body = f"{head}.{tail}" if tail else head
+    clean = _NOT_STS.sub("-", body)
+    budget = 64 - len(suffix)
+    if clean == body and len(body) <= budget:
+        return body + suffix
+    digest = "=" + hashlib.sha256(str(identity.arn).encode("utf-8")).hexdigest()[:8]
+    room = budget - len(digest)
+    clean_head, clean_tail = _NOT_STS.sub("-", head), _NOT_STS.sub("-", tail)
+    if clean_tail:
+        keep_head = clean_head[: min(len(clean_head), max(room // 3, room - 1 - len(clean_tail)))]
+        keep_tail = clean_tail[-(room - len(keep_head) - 1):]
+        short = f"{keep_head}.{keep_tail}"
+    else:
+        short = clean_head if len(clean_head) <= room else f"{kind}.{clean_head[-(room - len(kind) - 1):]}"
+    return f"{short}{digest}{suffix}"
 
 
 def dbuser_arn(signer_role: str, region: str, resource_id: str, db_user: str) -> str:

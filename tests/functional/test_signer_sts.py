@@ -98,7 +98,7 @@ def test_cross_account_signer_role_signs_in_the_database_account(db_account):
     dbuser = f"arn:aws:rds-db:{REGION}:{DB_ACCOUNT}:dbuser:{resource_id}/orders_app"
     assert sent["RoleArn"] == SIGNER_ROLE
     assert sent["SourceIdentity"] == "role.orders-api-1@111122223333"
-    assert sent["RoleSessionName"] == "rdsvend.i-0abc"
+    assert sent["RoleSessionName"] == "role.orders-api-1.i-0abc@111122223333"
     assert json.loads(sent["Policy"])["Statement"] == [
         {"Effect": "Allow", "Action": "rds-db:connect", "Resource": dbuser}]
     # moto recorded the session in the database's account, with the scoped policy
@@ -112,7 +112,7 @@ def test_cross_account_signer_role_signs_in_the_database_account(db_account):
     who = boto3.client("sts", region_name=REGION, aws_access_key_id=creds.access_key,
                        aws_secret_access_key=creds.secret_key, aws_session_token=creds.token).get_caller_identity()
     assert who["Account"] == DB_ACCOUNT
-    assert who["Arn"] == f"arn:aws:sts::{DB_ACCOUNT}:assumed-role/rdsvend-signer/rdsvend.i-0abc"
+    assert who["Arn"] == f"arn:aws:sts::{DB_ACCOUNT}:assumed-role/rdsvend-signer/role.orders-api-1.i-0abc@111122223333"
     assert len(factory.sent) == 1  # cached: no second AssumeRole
 
 

@@ -52,19 +52,59 @@ def test_long_names_keep_a_hash_so_they_stay_distinct():
     ("arn", "source", "session"),
     [
         ("arn:aws:sts::111122223333:assumed-role/orders-api-1/i-0abc", "role.orders-api-1@111122223333",
-         "rdsvend.i-0abc"),
-        ("arn:aws:iam::111122223333:user/alice", "user.alice@111122223333", "rdsvend.alice"),
+         "role.orders-api-1.i-0abc@111122223333"),
+        ("arn:aws:iam::111122223333:user/alice", "user.alice@111122223333", "user.alice@111122223333"),
         ("arn:aws:iam::111122223333:role/team/app/orders", "role.team.app.orders@111122223333",
-         "rdsvend.orders"),
-        ("arn:aws:iam::111122223333:root", "root@111122223333", "rdsvend.root"),
+         "role.orders@111122223333"),
+        ("arn:aws:iam::111122223333:root", "root@111122223333", "root@111122223333"),
         ("arn:aws:sts::111122223333:assumed-role/r/alice@example.com", "role.r@111122223333",
-         "rdsvend.alice@example.com"),
+         "role.r.alice@example.com@111122223333"),
     ],
 )
 def test_source_identity_and_session_name_come_from_the_caller(arn, source, session):
     identity = identity_from_arn(arn)
     assert source_identity_for(identity) == source
     assert role_session_name_for(identity) == session
+
+
+_NAME = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+=,.@-", min_size=1, max_size=64)
+_ACCOUNT = st.from_regex(r"[0-9]{12}", fullmatch=True)
+_PATH = st.lists(st.text(alphabet="abcdefghij-_0123456789", min_size=1, max_size=12), max_size=6).map(
+    lambda parts: "/" + "".join(p + "/" for p in parts))
+_CALLER_ARN = st.one_of(
+    st.builds(lambda a, p, n: f"arn:aws:iam::{a}:user{p}{n}", _ACCOUNT, _PATH, _NAME),
+    st.builds(lambda a, p, n: f"arn:aws:iam::{a}:role{p}{n}", _ACCOUNT, _PATH, _NAME),
+    st.builds(lambda a, r, s: f"arn:aws:sts::{a}:assumed-role/{r}/{s}", _ACCOUNT, _NAME, _NAME),
+    st.builds(lambda a, n: f"arn:aws:sts::{a}:federated-user/{n}", _ACCOUNT, _NAME),
+    st.builds(lambda a: f"arn:aws:iam::{a}:root", _ACCOUNT),
+)
+
+
+@settings(max_examples=300)
+@given(_CALLER_ARN)
+def test_the_session_name_of_every_kind_of_caller_fits_sts_and_names_its_account(arn):
+    identity = identity_from_arn(arn)
+    name = role_session_name_for(identity)
+    assert STS_NAME.fullmatch(name), name
+    assert name.endswith(f"@{identity.account}")
+    assert role_session_name_for(identity_from_arn(arn)) == name  # deterministic
+
+
+@settings(max_examples=200)
+@given(_ACCOUNT, _NAME, _NAME, _NAME)
+def test_two_sessions_of_one_role_get_different_session_names(account, role, one, two):
+    a = identity_from_arn(f"arn:aws:sts::{account}:assumed-role/{role}/{one}")
+    b = identity_from_arn(f"arn:aws:sts::{account}:assumed-role/{role}/{two}")
+    assert (role_session_name_for(a) == role_session_name_for(b)) == (one == two)
+
+
+def test_a_long_generated_session_name_keeps_its_end_and_a_hash():
+    base = "arn:aws:sts::111122223333:assumed-role/" + "orders-api-" * 5 + "/botocore-session-"
+    first = role_session_name_for(identity_from_arn(base + "1" * 40 + "17"))
+    second = role_session_name_for(identity_from_arn(base + "1" * 40 + "18"))
+    assert len(first) == 64 and first.startswith("role.orders-")
+    assert "11117=" in first and "11118=" in second
+    assert first != second
 
 
 def test_a_long_principal_keeps_its_account_within_64_characters():
@@ -126,7 +166,7 @@ class FakeSts:
                                   self.clock.now() + self.lifetime)
 
 
-REQ = RoleRequest(ROLE, "eu-west-1", "role.app@111122223333", "rdsvend.app",
+REQ = RoleRequest(ROLE, "eu-west-1", "role.app@111122223333", "role.app@111122223333",
                   "arn:aws:rds-db:eu-west-1:444455556666:dbuser:db-X/app")
 
 
