@@ -2,7 +2,9 @@
 
 ``DescribeDBInstances`` / ``DescribeDBClusters`` / ``DescribeDBProxies`` answers are cached
 (5 minutes). Failures and throttling become :class:`UpstreamUnavailableError`; a database
-RDS does not know is :class:`DatabaseNotFoundError`.
+RDS does not know is :class:`DatabaseNotFoundError`. A database in another account is
+described through its reader role (:mod:`chalicelib.aws.reader`); one whose policy gives
+host, port and resource id is not described at all.
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from chalicelib.aws.reader import CallerVantage, ReaderRoleError, ReaderSessions
 from chalicelib.clock import SYSTEM_CLOCK, Clock
 from chalicelib.errors import RdsvendError, UpstreamUnavailableError
 from chalicelib.policy.model import Database
@@ -77,40 +80,80 @@ _NOT_FOUND = {"DBInstanceNotFound", "DBInstanceNotFoundFault", "DBClusterNotFoun
 
 
 class EndpointResolver:
+    """``service_account``: the account the service runs in (``RDSVEND_SERVICE_ACCOUNT``); when
+    not given, STS ``GetCallerIdentity`` tells it, asked once and only for a database whose
+    reader role comes from ``defaults.reader_role_name``."""
+
     def __init__(self, client_factory: Callable[..., Any], *, clock: Clock = SYSTEM_CLOCK,
-                 ttl: float = CACHE_SECONDS) -> None:
+                 ttl: float = CACHE_SECONDS, service_account: str | None = None,
+                 readers: ReaderSessions | None = None) -> None:
+        from chalicelib.aws.clients import ClientFactory
+
         self._clients = client_factory
         self._clock = clock
         self._ttl = ttl
-        self._cache: dict[tuple[str, str, str], tuple[float, RdsResource]] = {}
+        self._cache: dict[tuple[str, str, str, str], tuple[float, RdsResource]] = {}
         self._lock = threading.Lock()
+        self._caller = CallerVantage(lambda: client_factory("sts", None), account=service_account)
+        self._readers = readers or ReaderSessions(
+            lambda: client_factory("sts", None), lambda session: ClientFactory(lambda: session),
+            clock=clock, caller=self._caller)
 
     def resolve(self, database: Database) -> Endpoint:
         """Host and port from the policy when it names them; otherwise (or for the resource id
-        a signer role needs) from RDS."""
+        a signer role needs) from RDS. Host, port and resource id all in the policy: no RDS read."""
+        if database.host is not None and database.port is not None and database.resource_id is not None:
+            return Endpoint(host=database.host, port=database.port, resource_id=database.resource_id)
         needs_rds = database.host is None or (database.port is None and database.kind != "proxy") \
-            or database.signer_role is not None
+            or (database.signer_role is not None and database.resource_id is None)
         resource = self.lookup(database) if needs_rds else None
         host = database.host or (resource.host if resource else None)
         port = database.port or (resource.port if resource else None) or database.default_port
         if not host:
             raise UpstreamUnavailableError("rds", detail=f"no endpoint for '{database.identifier}'")
-        return Endpoint(host=host, port=int(port), resource_id=resource.resource_id if resource else None)
+        resource_id = database.resource_id or (resource.resource_id if resource else None)
+        return Endpoint(host=host, port=int(port), resource_id=resource_id)
+
+    def reader_role(self, database: Database) -> str | None:
+        """The role RDS is read through for ``database``, None for the service's own credentials."""
+        if database.reader_role is None or database.reader_role_explicit:
+            return database.reader_role
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            own = self._caller.account()
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "ClientError")
+            raise UpstreamUnavailableError("sts", detail=f"GetCallerIdentity failed: {code}") from None
+        except (BotoCoreError, KeyError, TypeError) as exc:
+            raise UpstreamUnavailableError("sts", detail=f"GetCallerIdentity failed: {type(exc).__name__}") from None
+        return database.reader_role_for(own)
+
+    def _rds_client(self, database: Database, role: str | None) -> Any:
+        if role is None:
+            return self._clients("rds", database.region)
+        try:
+            return self._readers.clients(role)("rds", database.region)
+        except ReaderRoleError as exc:
+            raise UpstreamUnavailableError("sts", retry_after=2 if exc.throttled else 5, detail=str(exc)) from None
 
     def lookup(self, database: Database) -> RdsResource:
-        key = (database.region, database.kind, database.identifier)
+        role = self.reader_role(database)
+        key = (role or "", database.region, database.kind, database.identifier)
         now = self._clock.monotonic()
         cached = self._cache.get(key)
         if cached and now - cached[0] < self._ttl:
             return cached[1]
         from botocore.exceptions import BotoCoreError, ClientError
 
+        client = self._rds_client(database, role)
         try:
-            resource = describe_resource(self._clients("rds", database.region), database)
+            resource = describe_resource(client, database)
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
             if code in _NOT_FOUND:
-                raise DatabaseNotFoundError(f"rds has no {database.kind} '{database.identifier}'") from None
+                where = f" (read through '{role}')" if role else ""
+                raise DatabaseNotFoundError(f"rds has no {database.kind} '{database.identifier}'{where}") from None
             raise UpstreamUnavailableError("rds", detail=code or "ClientError") from None
         except (BotoCoreError, IndexError, KeyError) as exc:
             raise UpstreamUnavailableError("rds", detail=type(exc).__name__) from None

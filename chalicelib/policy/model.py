@@ -64,6 +64,19 @@ class Database:
                 return arn.split(":", 2)[1]
         return partition_of_region(self.region)
 
+    def reader_role_for(self, own_account: str | None) -> str | None:
+        """The role to assume to read this database's account (RDS, its signer role's IAM), or
+        None to read it with one's own credentials.
+
+        An explicit ``reader_role`` is always used. The default (``defaults.reader_role_name``)
+        only when the credentials at hand (``own_account``) are known to be in another account.
+        """
+        if self.reader_role_explicit:
+            return self.reader_role
+        if self.reader_role is None or self.account is None or own_account is None:
+            return None
+        return self.reader_role if own_account != self.account else None
+
     @property
     def endpoint_declared(self) -> bool:
         """Host, port and resource id all given: nothing needs to be read from RDS to vend."""
@@ -120,18 +133,8 @@ class AccessPolicy:
     reader_role_name: str | None = None  # defaults.reader_role_name
 
     def reader_role_for(self, database: Database, own_account: str | None) -> str | None:
-        """The role to assume to read ``database``'s account (RDS, its signer role's IAM), or
-        None to read it with one's own credentials.
-
-        An explicit ``reader_role`` is always used. The default (``defaults.reader_role_name``)
-        is used only when the credentials at hand (``own_account``) are known to be in another
-        account than the database's.
-        """
-        if database.reader_role_explicit:
-            return database.reader_role
-        if database.reader_role is None or database.account is None or own_account is None:
-            return None
-        return database.reader_role if own_account != database.account else None
+        """See :meth:`Database.reader_role_for`."""
+        return database.reader_role_for(own_account)
 
     def targets(self) -> list[tuple[Database, DbUser]]:
         """Every declared (database, db user) pair, in file order: what the canary checks."""

@@ -1,5 +1,8 @@
 """Where the access policy comes from: ``RDSVEND_POLICY`` = a file path or ``ssm:/name``.
 
+``RDSVEND_SERVICE_ACCOUNT`` (the account the service runs in, optional) is handed to the
+loader, so a database in another account that rdsvend could not read does not load.
+
 A file is re-read when it changes; an SSM parameter is cached 60 s. A policy that does not
 load raises (:class:`PolicyLoadError` / :class:`PolicyUnavailableError`): the caller of
 :meth:`index` turns that into a refusal, never into a stale or empty allow.
@@ -44,8 +47,9 @@ class StaticPolicySource:
 
 
 class FilePolicySource:
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, service_account: str | None = None) -> None:
         self.path = Path(path)
+        self.service_account = service_account
         self._stamp: tuple[int, int] | None = None
         self._index: PolicyIndex | None = None
         self._lock = threading.Lock()
@@ -63,14 +67,15 @@ class FilePolicySource:
             if self._index is None or stamp != self._stamp:
                 self._index = None  # a file that no longer loads must not leave the old one in force
                 self._stamp = stamp
-                self._index = PolicyIndex(load_policy_file(self.path))
+                self._index = PolicyIndex(load_policy_file(self.path, service_account=self.service_account))
             return self._index
 
 
 class SsmPolicySource:
     def __init__(self, parameter: str, client_factory: Callable[[], Any], *, clock: Clock = SYSTEM_CLOCK,
-                 ttl: float = SSM_CACHE_SECONDS) -> None:
+                 ttl: float = SSM_CACHE_SECONDS, service_account: str | None = None) -> None:
         self.parameter = parameter
+        self.service_account = service_account
         self._client_factory = client_factory
         self._clock = clock
         self._ttl = ttl
@@ -112,13 +117,14 @@ class SsmPolicySource:
             raise PolicyUnavailableError(f"cannot read {source}: {code}") from None
         except (BotoCoreError, KeyError, TypeError) as exc:
             raise PolicyUnavailableError(f"cannot read {source}: {type(exc).__name__}") from None
-        return load_policy_text(text, source=source)
+        return load_policy_text(text, source=source, service_account=self.service_account)
 
 
 def policy_source_from_env(env: dict[str, str] | None = None,
                            client_factory: Callable[..., Any] | None = None) -> PolicySource:
     env = dict(os.environ if env is None else env)
     where = env.get("RDSVEND_POLICY") or DEFAULT_POLICY_PATH
+    service_account = env.get("RDSVEND_SERVICE_ACCOUNT", "").strip() or None
     if where.startswith("ssm:"):
         name = where[len("ssm:"):]
         if not name:
@@ -128,5 +134,5 @@ def policy_source_from_env(env: dict[str, str] | None = None,
 
             client_factory = default_client_factory()
         region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
-        return SsmPolicySource(name, lambda: client_factory("ssm", region))
-    return FilePolicySource(where)
+        return SsmPolicySource(name, lambda: client_factory("ssm", region), service_account=service_account)
+    return FilePolicySource(where, service_account=service_account)

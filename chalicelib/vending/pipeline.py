@@ -163,7 +163,7 @@ def vending_service_from_env(env: dict[str, str] | None = None) -> VendingServic
     return VendingService(
         policy_source=policy_source_from_env(env, clients),
         minter=TokenMinter(),
-        resolver=EndpointResolver(clients),
+        resolver=EndpointResolver(clients, service_account=env.get("RDSVEND_SERVICE_ACCOUNT") or None),
         rate_limiter=rate_limiter_from_env(env, clients),
     )
 
