@@ -22,6 +22,7 @@ __all__ = [
     "IamFetchError",
     "IdentityProofError",
     "ProbeError",
+    "CanaryRunError",
     "SignatureError",
     "PostgresError",
 ]
@@ -197,6 +198,20 @@ class ProbeError(RdsvendError):
         self.cause = cause
         self.service = service
         self.code = code
+
+
+class CanaryRunError(RdsvendError):
+    """The scheduled canary could not do its job: no policy, a broken state table or alert
+    topic, or an unexpected failure. Raised after alerting, so the invocation fails.
+
+    ``stage`` is one word (``policy``, ``setup``, ``run``, ``state``, ``alerts``); the
+    message is secret-free (it names the setting or the AWS call that failed).
+    """
+
+    def __init__(self, stage: str, message: str) -> None:
+        super().__init__(f"canary could not run ({stage}): {message}")
+        self.stage = stage
+        self.detail = message
 
 
 class SignatureError(RdsvendError):

@@ -23,13 +23,14 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from functools import lru_cache
+from typing import Any
 
 __all__ = ["STAR", "QMARK", "Glob", "compile_glob", "glob"]
 
 # Markers for a wildcard in a token sequence; any ``str`` token is literal text.
 STAR = ("*",)
 QMARK = ("?",)
-GlobToken = str | tuple
+GlobToken = str | tuple[Any, ...]  # STAR, QMARK (other tuples: never passed)
 
 
 class _Piece:
@@ -105,11 +106,10 @@ def compile_glob(tokens: tuple[GlobToken, ...], *, ignore_case: bool = False, ar
                 pieces.append([])
             else:  # two stars in a row: one star, crossing if either crosses
                 crossing[-1] = crossing[-1] or crosses
-        elif tok == QMARK:
+        elif isinstance(tok, str):
+            pieces[-1].extend(tok.lower() if ignore_case else tok)
+        else:  # QMARK
             pieces[-1].append(None)
-        else:
-            text = tok.lower() if ignore_case else tok
-            pieces[-1].extend(text)
     compiled = [_Piece(chars, arn) for chars in pieces]
     matcher = _matcher(compiled, crossing)
     if ignore_case:

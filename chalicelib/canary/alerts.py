@@ -10,6 +10,10 @@ of the checks that did not pass). For each target of a report:
   ``RDSVEND_ALERT_TOPIC``, *then* a conditional write (only if the recorded status is still
   the one we read). A failed publish leaves the state alone, so the next run tries again
   (at least once, never lost); a lost write race means another run already alerted.
+
+A canary that cannot do its job (no policy, an unreadable state table, a topic that refuses
+messages) sends a ``canary_run_failed`` alert (:func:`failure_message`) when the topic still
+works, and its invocation fails: see :mod:`chalicelib.canary.scheduled`.
 """
 from __future__ import annotations
 
@@ -24,7 +28,7 @@ from chalicelib.clock import SYSTEM_CLOCK, Clock
 from chalicelib.errors import ProbeError
 
 __all__ = ["StatusChange", "StateStore", "Notifier", "MemoryStateStore", "MemoryNotifier",
-           "DynamoStateStore", "SnsNotifier", "alert_changes", "change_message"]
+           "DynamoStateStore", "SnsNotifier", "alert_changes", "change_message", "failure_message"]
 
 
 @dataclass(frozen=True)
@@ -161,9 +165,30 @@ def change_message(target: TargetReport, previous: str | None, at: datetime) -> 
     return subject, json.dumps(body, sort_keys=True), attributes
 
 
+def failure_message(stage: str, message: str, at: datetime,
+                    report: Report | None = None) -> tuple[str, str, dict[str, str]]:
+    """Subject, JSON body and attributes of the alert saying the canary could not do its job;
+    with the run's report (when there is one) its summary and the targets that did not pass."""
+    body: dict[str, Any] = {"event": "canary_run_failed", "stage": stage, "message": message,
+                            "at": at.isoformat()}
+    if report is not None:
+        body["summary"] = report.summary
+        body["targets"] = [
+            {"database": t.database, "db_user": t.db_user, "status": t.status,
+             "problems": [{"id": c.id, "status": c.status, "message": c.message, "fix": c.fix} for c in t.problems]}
+            for t in report.targets if t.status != "pass"
+        ]
+    subject = f"rdsvend canary: cannot run ({stage})"
+    return subject, json.dumps(body, sort_keys=True), {"status": "error", "stage": stage}
+
+
 def alert_changes(report: Report, store: StateStore, notifier: Notifier, *,
-                  clock: Clock = SYSTEM_CLOCK, log: Any = None) -> list[StatusChange]:
-    """Publish one alert per target whose status changed; returns the changes alerted."""
+                  clock: Clock = SYSTEM_CLOCK, log: Any = None,
+                  failures: list[str] | None = None) -> list[StatusChange]:
+    """Publish one alert per target whose status changed; returns the changes alerted.
+
+    A publish or state write that fails is logged, left for the next run, and described in
+    ``failures`` (when given); reading the recorded statuses raises :class:`ProbeError`."""
     previous = store.previous([t.key for t in report.targets])
     at = clock.now()
     sent: list[StatusChange] = []
@@ -182,17 +207,21 @@ def alert_changes(report: Report, store: StateStore, notifier: Notifier, *,
         except ProbeError as exc:
             if log is not None:
                 log.error({"event": "canary_alert_failed", "target": target.key, "cause": exc.cause})
+            if failures is not None:
+                failures.append(f"alert for '{target.key}' not sent: {exc.cause}")
             continue  # state untouched: the next run alerts again
         sent.append(StatusChange(target.key, target.database, target.db_user, before, status))
-        _record(store, target, before, at, problems, log)  # a lost race: another run alerted too
+        _record(store, target, before, at, problems, log, failures)  # a lost race: another run alerted too
     return sent
 
 
 def _record(store: StateStore, target: TargetReport, before: str | None, at: datetime,
-            problems: list[str], log: Any) -> bool:
+            problems: list[str], log: Any, failures: list[str] | None = None) -> bool:
     try:
         return store.record(target.key, target.status, expected=before, at=at, problems=problems)
     except ProbeError as exc:
         if log is not None:
             log.error({"event": "canary_state_write_failed", "target": target.key, "cause": exc.cause})
+        if failures is not None:
+            failures.append(f"status of '{target.key}' not recorded: {exc.cause}")
         return False

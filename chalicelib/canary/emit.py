@@ -14,7 +14,7 @@ from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
 from chalicelib.canary.model import Report
 
-__all__ = ["log_report", "emit_metrics", "emit"]
+__all__ = ["log_report", "emit_metrics", "emit", "emit_run_failure"]
 
 
 def log_report(report: Report, log: Any) -> None:
@@ -50,6 +50,16 @@ def emit_metrics(report: Report, *, namespace: str | None = None, service: str |
         metrics.flush_metrics()
         written += 1
     return written
+
+
+def emit_run_failure(stage: str, *, namespace: str | None = None, service: str | None = None) -> None:
+    """``CanaryRunFailed`` (count 1, the stage as metadata): the canary could not do its job.
+    One metric whatever the stage, so one alarm watches it."""
+    metrics = EphemeralMetrics(namespace=namespace or os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "rdsvend"),
+                               service=service or os.environ.get("POWERTOOLS_SERVICE_NAME", "rdsvend"))
+    metrics.add_metric(name="CanaryRunFailed", unit=MetricUnit.Count, value=1)
+    metrics.add_metadata(key="stage", value=stage)
+    metrics.flush_metrics()
 
 
 def emit(report: Report, log: Any) -> None:

@@ -1,8 +1,12 @@
 """The scheduled canary's body, apart from Chalice: load the policy, run every target, log
 the report and the failing checks, emit metrics, alert on status changes.
 
-A policy that does not load is logged as an error and raised: the invocation fails (the
-function's Errors metric alarms), it never reports an empty, healthy canary.
+A canary that cannot do its job never looks healthy. When the policy does not load, the run
+itself breaks, the state table cannot be read, or an alert or a state write fails, it:
+logs ``canary_run_failed``, emits the metric ``CanaryRunFailed``, publishes a
+``canary_run_failed`` alert to the topic (when the topic works), and raises
+:class:`CanaryRunError`, so the invocation fails (the function's ``Errors`` metric and
+on-failure destination see it).
 """
 from __future__ import annotations
 
@@ -10,13 +14,13 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from chalicelib.canary.alerts import DynamoStateStore, SnsNotifier, alert_changes
-from chalicelib.canary.emit import emit
+from chalicelib.canary.alerts import DynamoStateStore, SnsNotifier, alert_changes, failure_message
+from chalicelib.canary.emit import emit, emit_run_failure
 from chalicelib.canary.model import Report
 from chalicelib.canary.runner import run_canary
 from chalicelib.canary.target import CanaryDeps
 from chalicelib.clock import SYSTEM_CLOCK, Clock
-from chalicelib.errors import PolicyLoadError, PolicyUnavailableError, ProbeError
+from chalicelib.errors import CanaryRunError, PolicyLoadError, PolicyUnavailableError, ProbeError
 
 __all__ = ["run_scheduled"]
 
@@ -37,6 +41,7 @@ def run_scheduled(
     env = dict(os.environ if env is None else env)
     if event_id:
         log.set_correlation_id(event_id)
+    failed = _Failure(env, clients, clock, log)
     if policy is None:
         from chalicelib.policy.source import policy_source_from_env
 
@@ -44,36 +49,75 @@ def run_scheduled(
             policy = policy_source_from_env(env).get()
         except (PolicyLoadError, PolicyUnavailableError) as exc:
             log.error({"event": "canary_policy_unavailable", "error": str(exc)})
-            raise
-    if deps is None:
-        from chalicelib.canary.factory import canary_deps
+            raise failed("policy", str(exc)) from exc
+        except Exception as exc:  # noqa: BLE001 - anything else: still loud, never silent
+            raise failed("policy", f"unexpected {type(exc).__name__} while reading the policy") from exc
+    try:
+        if deps is None:
+            from chalicelib.canary.factory import canary_deps
 
-        deps = canary_deps(policy, env)
-    report: Report = run_canary(policy, deps, clock=clock)
+            deps = canary_deps(policy, env)
+        report: Report = run_canary(policy, deps, clock=clock)
+    except Exception as exc:  # noqa: BLE001 - checks turn their own failures into "error"
+        raise failed("run", f"unexpected {type(exc).__name__} while running the checks") from exc
     emit(report, log)
-    alerts = _alert(report, env, clients, clock, log)
+    alerts = _alert(report, env, failed, log)
     return {"summary": report.summary, "alerts": alerts}
 
 
-def _alert(report: Report, env: Mapping[str, str], clients: Any, clock: Clock, log: Any) -> int:
+def _alert(report: Report, env: Mapping[str, str], failed: _Failure, log: Any) -> int:
     table, topic = env.get("RDSVEND_STATE_TABLE"), env.get("RDSVEND_ALERT_TOPIC")
     if not table or not topic:
         log.warning({"event": "canary_alerts_disabled",
                      "reason": "RDSVEND_STATE_TABLE and RDSVEND_ALERT_TOPIC must both be set"})
         return 0
-    if clients is None:
-        from chalicelib.aws.clients import default_client_factory
-
-        clients = default_client_factory()
-    region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
-    store = DynamoStateStore(table, clients("dynamodb", region))
-    notifier = SnsNotifier(topic, clients("sns", region))
+    store = DynamoStateStore(table, failed.client("dynamodb"))
+    notifier = SnsNotifier(topic, failed.client("sns"))
+    problems: list[str] = []
     try:
-        changes = alert_changes(report, store, notifier, clock=clock, log=log)
+        changes = alert_changes(report, store, notifier, clock=failed.clock, log=log, failures=problems)
     except ProbeError as exc:
         log.error({"event": "canary_alerts_failed", "cause": exc.cause})
-        return 0
+        raise failed("state", f"cannot read the state table '{table}': {exc.cause}", report) from exc
     for change in changes:
         log.info({"event": "canary_alert", "target": change.target, "previous": change.previous,
                   "status": change.status})
+    if problems:
+        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+        raise failed("alerts", "; ".join(problems[:5]) + more, report)
     return len(changes)
+
+
+class _Failure:
+    """Says loudly that the canary could not do its job, then hands back the error to raise."""
+
+    def __init__(self, env: Mapping[str, str], clients: Any, clock: Clock, log: Any) -> None:
+        self.env, self._clients, self.clock, self.log = env, clients, clock, log
+
+    def client(self, service: str) -> Any:
+        if self._clients is None:
+            from chalicelib.aws.clients import default_client_factory
+
+            self._clients = default_client_factory()
+        return self._clients(service, self.env.get("AWS_REGION") or self.env.get("AWS_DEFAULT_REGION"))
+
+    def __call__(self, stage: str, message: str, report: Report | None = None) -> CanaryRunError:
+        self.log.error({"event": "canary_run_failed", "stage": stage, "error": message})
+        try:
+            emit_run_failure(stage)
+        finally:
+            self._publish(stage, message, report)
+        return CanaryRunError(stage, message)
+
+    def _publish(self, stage: str, message: str, report: Report | None) -> None:
+        topic = self.env.get("RDSVEND_ALERT_TOPIC")
+        if not topic:
+            self.log.warning({"event": "canary_run_failed_not_alerted", "reason": "RDSVEND_ALERT_TOPIC is not set"})
+            return
+        subject, body, attributes = failure_message(stage, message, self.clock.now(), report)
+        try:
+            SnsNotifier(topic, self.client("sns")).publish(subject, body, attributes)
+        except ProbeError as exc:
+            self.log.error({"event": "canary_run_failed_not_alerted", "cause": exc.cause})
+        except Exception as exc:  # noqa: BLE001 - the invocation fails anyway; say why no alert went
+            self.log.error({"event": "canary_run_failed_not_alerted", "cause": type(exc).__name__})

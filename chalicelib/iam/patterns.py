@@ -41,7 +41,7 @@ __all__ = [
 
 # A token is a literal string, STAR, QMARK, or a variable ("var", key, default).
 Var = tuple[str, str, str | None]
-Token = str | tuple
+Token = str | tuple[str, ...] | Var
 
 _QUOTED = re.compile(r"(?:[^']|'')*")  # a default's text: quotes only doubled
 
@@ -152,7 +152,7 @@ class CompiledPatterns:
     """A list of patterns, ready to match: exact strings, and for each wildcard pattern its
     literal (prefix, suffix), a cheap test to skip the matcher, and the matcher."""
 
-    exact: frozenset
+    exact: frozenset[str]
     guarded: tuple[tuple[str, str, Glob], ...]
 
     def match(self, value: str) -> bool:
@@ -185,7 +185,7 @@ def compile_patterns(
         matcher = glob_matcher(tokens, False, resource and pattern.startswith("arn:"))
         prefix = tokens[0] if isinstance(tokens[0], str) else ""
         suffix = tokens[-1] if isinstance(tokens[-1], str) else ""
-        guarded.append((prefix, suffix, matcher))  # type: ignore[arg-type]
+        guarded.append((prefix, suffix, matcher))
     return CompiledPatterns(frozenset(literals), tuple(guarded))
 
 

@@ -117,3 +117,59 @@ def test_a_policy_that_does_not_load_fails_the_invocation_loudly(world, capsys):
     assert "bogus" in str(caught.value)
     out = capsys.readouterr().out
     assert "canary_policy_unavailable" in out
+
+
+# -- a canary that cannot do its job says so: an alert, an error metric, a failed invocation ---
+def _run_failed_alerts(world):
+    return [m for m in _messages(world) if m.get("event") == "canary_run_failed"]
+
+
+def _emf_run_failures(out):
+    docs = [json.loads(line) for line in out.splitlines() if line.startswith("{") and '"_aws"' in line]
+    return [d for d in docs if "CanaryRunFailed" in d]
+
+
+def test_a_missing_policy_parameter_alerts_and_fails_the_invocation(world, monkeypatch, capsys):
+    monkeypatch.setenv("RDSVEND_POLICY", "ssm:/rdsvend/no-such-policy")
+    with pytest.raises(Exception) as caught:
+        _invoke(world["tmp"])
+    assert type(caught.value).__name__ == "CanaryRunError" and caught.value.stage == "policy"
+    (alert,) = _run_failed_alerts(world)
+    assert alert["stage"] == "policy" and "/rdsvend/no-such-policy" in alert["message"]
+    (metric,) = _emf_run_failures(capsys.readouterr().out)
+    assert metric["CanaryRunFailed"] == [1.0] and metric["stage"] == "policy"
+
+
+def test_a_misspelled_state_table_alerts_with_the_report_and_fails_the_invocation(world, monkeypatch, capsys):
+    monkeypatch.setenv("RDSVEND_STATE_TABLE", "rdsvend-canary-stat")  # one letter short
+    with pytest.raises(Exception) as caught:
+        _invoke(world["tmp"])
+    assert caught.value.stage == "state" and "rdsvend-canary-stat" in str(caught.value)
+    (alert,) = _run_failed_alerts(world)
+    assert alert["stage"] == "state" and "ResourceNotFoundException" in alert["message"]
+    # the state is unknown, so the alert carries what is failing right now
+    assert alert["summary"]["fail"] == 1
+    assert [(t["database"], t["db_user"], t["status"]) for t in alert["targets"]] == [("orders-prod", "orders_app", "fail")]
+    out = capsys.readouterr().out
+    assert _emf_run_failures(out)[0]["stage"] == "state"
+    assert world["secret"] not in out and world["secret"] not in json.dumps(alert)
+
+
+def test_with_policy_and_topic_both_broken_the_invocation_still_fails_and_says_why(world, monkeypatch, capsys):
+    monkeypatch.setenv("RDSVEND_POLICY", str(world["tmp"] / "missing.yaml"))
+    monkeypatch.setenv("RDSVEND_ALERT_TOPIC", "arn:aws:sns:us-east-1:123456789012:no-such-topic")
+    with pytest.raises(Exception) as caught:
+        _invoke(world["tmp"])
+    assert caught.value.stage == "policy"
+    out = capsys.readouterr().out
+    assert "canary_run_failed_not_alerted" in out and "NotFound" in out
+    assert _emf_run_failures(out)[0]["CanaryRunFailed"] == [1.0]
+    assert _messages(world) == []
+
+
+def test_an_alert_that_cannot_be_published_fails_the_invocation(world, monkeypatch, capsys):
+    monkeypatch.setenv("RDSVEND_ALERT_TOPIC", "arn:aws:sns:us-east-1:123456789012:no-such-topic")
+    with pytest.raises(Exception) as caught:
+        _invoke(world["tmp"])
+    assert caught.value.stage == "alerts" and "orders-prod/orders_app" in str(caught.value)
+    assert _emf_run_failures(capsys.readouterr().out)[0]["stage"] == "alerts"
