@@ -1,0 +1,519 @@
+"""An RDS-like front for the local MariaDB: TLS, IAM tokens through ``mysql_clear_password``.
+
+RDS for MySQL and MariaDB checks an IAM token inside the server (``AWSAuthenticationPlugin``),
+which no stock server has. This front stands where RDS's endpoint stands, on a loopback port,
+and speaks the MySQL protocol's connection phase itself; after a successful login it only
+relays bytes between the client and the backend mariadbd (which listens on a private unix
+socket, see :mod:`devtools.local.mariadb`). Per connection:
+
+1. connect to the backend and read its greeting; greet the client with the backend's
+   version and capabilities, plus ``CLIENT_SSL`` (minus compression and connect attributes);
+2. require the client's SSL request and wrap the socket in TLS with the local CA's server
+   certificate; a client that does not ask for TLS is refused with 3159, as RDS does with
+   ``require_secure_transport``;
+3. read the handshake response and switch the client to ``mysql_clear_password`` (the
+   password travels inside TLS); tokens of several KB are fine (the bound is 64 KB);
+4. IAM users (the backend says so: ``AWSAuthenticationPlugin`` in the user's authentication)
+   log in only when the token passes the stack's :class:`~devtools.local.rdsauth.RdsTokenChecker`
+   (the same checker, and the same reasons, as the PostgreSQL side); the instance must have
+   IAM authentication enabled (else 1524, "plugin not loaded", as on RDS); other users log in
+   with their password, checked by the backend; a token offered for a non-IAM user is 1045;
+5. authenticate to the backend (``mysql_native_password`` over the socket) and hand the
+   client the backend's OK or error; then relay both ways.
+
+Every refusal is logged with its reason (the checker logs its own); the token never is.
+Bounded: a handshake deadline, an idle timeout, a packet size limit during the handshake, and
+a cap on concurrent connections (the next one gets 1040 "Too many connections").
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import secrets
+import select
+import socket
+import ssl
+import struct
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["MysqlFront", "FrontSettings", "native_scramble"]
+
+log = logging.getLogger(__name__)
+
+# capability flags
+CLIENT_CONNECT_WITH_DB = 1 << 3
+CLIENT_COMPRESS = 1 << 5
+CLIENT_PROTOCOL_41 = 1 << 9
+CLIENT_SSL = 1 << 11
+CLIENT_SECURE_CONNECTION = 1 << 15
+CLIENT_PLUGIN_AUTH = 1 << 19
+CLIENT_CONNECT_ATTRS = 1 << 20
+CLIENT_PLUGIN_AUTH_LENENC = 1 << 21
+
+CLEAR = b"mysql_clear_password"
+NATIVE = b"mysql_native_password"
+IAM_PLUGIN = "AWSAuthenticationPlugin"
+_TOKEN_SHAPE = re.compile(r"Action=connect&DBUser=.*X-Amz-Signature=", re.S)
+
+
+class _Refused(Exception):
+    """The login is refused: ``errno``/``sqlstate``/``message`` go to the client, ``reason`` to the log."""
+
+    def __init__(self, errno: int, sqlstate: str, message: str, reason: str) -> None:
+        super().__init__(reason)
+        self.errno, self.sqlstate, self.message, self.reason = errno, sqlstate, message, reason
+
+
+class _Closed(Exception):
+    """The peer went away or broke the protocol during the handshake."""
+
+
+def native_scramble(password: bytes, nonce: bytes) -> bytes:
+    """``mysql_native_password``: SHA1(pw) XOR SHA1(nonce + SHA1(SHA1(pw)))."""
+    if not password:
+        return b""
+    stage1 = hashlib.sha1(password).digest()
+    stage2 = hashlib.sha1(stage1).digest()
+    mix = hashlib.sha1(nonce + stage2).digest()
+    return bytes(a ^ b for a, b in zip(stage1, mix, strict=True))
+
+
+def _err(errno: int, sqlstate: str, message: str) -> bytes:
+    return b"\xff" + struct.pack("<H", errno) + b"#" + sqlstate.encode()[:5] + message.encode("utf-8")[:400]
+
+
+def _lenenc_int(value: int) -> bytes:
+    if value < 251:
+        return bytes([value])
+    if value < 1 << 16:
+        return b"\xfc" + struct.pack("<H", value)
+    if value < 1 << 24:
+        return b"\xfd" + struct.pack("<I", value)[:3]
+    return b"\xfe" + struct.pack("<Q", value)
+
+
+class _Reader:
+    """Bounded reads of one handshake payload."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data, self.pos = data, 0
+
+    def take(self, n: int) -> bytes:
+        if self.pos + n > len(self.data):
+            raise _Closed("truncated packet")
+        out = self.data[self.pos:self.pos + n]
+        self.pos += n
+        return out
+
+    def cstring(self, optional: bool = False) -> bytes | None:
+        if self.pos >= len(self.data) and optional:
+            return None
+        end = self.data.find(b"\0", self.pos)
+        if end < 0:
+            if optional:
+                out, self.pos = self.data[self.pos:], len(self.data)
+                return out
+            raise _Closed("unterminated string")
+        out = self.data[self.pos:end]
+        self.pos = end + 1
+        return out
+
+    def lenenc(self) -> int:
+        first = self.take(1)[0]
+        if first < 251:
+            return first
+        size = {0xfc: 2, 0xfd: 3, 0xfe: 8}.get(first)
+        if size is None:
+            raise _Closed("bad length-encoded integer")
+        return int.from_bytes(self.take(size), "little")
+
+    @property
+    def rest(self) -> int:
+        return len(self.data) - self.pos
+
+
+@dataclass(frozen=True)
+class _Greeting:
+    payload: bytes
+    version: bytes
+    conn_id: bytes
+    caps: int
+    charset: int
+    status: bytes
+    reserved: bytes
+    nonce: bytes
+
+
+def _parse_greeting(payload: bytes) -> _Greeting:
+    r = _Reader(payload)
+    if r.take(1) != b"\x0a":
+        raise _Closed("backend greeting is not protocol 10")
+    version = r.cstring() or b""
+    conn_id = r.take(4)
+    part1 = r.take(8)
+    r.take(1)
+    caps = int.from_bytes(r.take(2), "little")
+    charset = r.take(1)[0]
+    status = r.take(2)
+    caps |= int.from_bytes(r.take(2), "little") << 16
+    auth_len = r.take(1)[0]
+    reserved = r.take(10)
+    part2 = r.take(max(13, auth_len - 8))[:12] if caps & CLIENT_SECURE_CONNECTION else b""
+    return _Greeting(payload, version, conn_id, caps, charset, status, reserved, part1 + part2)
+
+
+@dataclass(frozen=True)
+class _Login:
+    caps: int
+    max_packet: bytes
+    charset: int
+    filler: bytes
+    user: str
+    auth: bytes
+    database: bytes | None
+    plugin: bytes | None
+
+
+def _parse_login(payload: bytes) -> _Login:
+    r = _Reader(payload)
+    caps = int.from_bytes(r.take(4), "little")
+    max_packet = r.take(4)
+    charset = r.take(1)[0]
+    filler = r.take(23)
+    raw_user = r.cstring() or b""
+    if caps & CLIENT_PLUGIN_AUTH_LENENC:
+        auth = r.take(r.lenenc())
+    elif caps & CLIENT_SECURE_CONNECTION:
+        auth = r.take(r.take(1)[0])
+    else:
+        auth = r.cstring() or b""
+    database = r.cstring(optional=True) if caps & CLIENT_CONNECT_WITH_DB else None
+    plugin = r.cstring(optional=True) if caps & CLIENT_PLUGIN_AUTH else None
+    try:
+        user = raw_user.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _Refused(1045, "28000", "Access denied (user name is not UTF-8)", "user_not_utf8") from None
+    return _Login(caps, max_packet, charset, filler, user, auth, database, plugin)
+
+
+@dataclass(frozen=True)
+class FrontSettings:
+    handshake_timeout: float = 10.0
+    idle_timeout: float = 600.0
+    max_handshake_packet: int = 64 * 1024
+    max_connections: int = 32
+
+
+#: ``(user) -> plugins`` of a backend user (None: no such user), ``() -> bool`` IAM auth on,
+#: ``(user, token) -> bool`` the token checker, ``(user) -> password`` the backend way in.
+PluginLookup = Callable[[str], "tuple[str, ...] | None"]
+
+
+class _Conn:
+    """One client connection through the front."""
+
+    def __init__(self, front: MysqlFront, client: socket.socket, peer: str) -> None:
+        self.front, self.client, self.peer = front, client, peer
+        self.backend: socket.socket | None = None
+        self.deadline = time.monotonic() + front.settings.handshake_timeout
+
+    # --- framing --------------------------------------------------------------------------
+    def _recv_exact(self, sock: socket.socket, n: int) -> bytes:
+        chunks, got = [], 0
+        while got < n:
+            remaining = self.deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError
+            sock.settimeout(remaining)
+            chunk = sock.recv(n - got)
+            if not chunk:
+                raise _Closed("peer closed")
+            chunks.append(chunk)
+            got += len(chunk)
+        return b"".join(chunks)
+
+    def read_packet(self, sock: socket.socket) -> tuple[int, bytes]:
+        head = self._recv_exact(sock, 4)
+        length = int.from_bytes(head[:3], "little")
+        if length > self.front.settings.max_handshake_packet:
+            raise _Refused(1153, "08S01", "Got a packet bigger than the handshake allows", "packet_too_big")
+        return head[3], self._recv_exact(sock, length) if length else b""
+
+    def write_packet(self, sock: socket.socket, seq: int, payload: bytes) -> None:
+        sock.settimeout(max(0.1, self.deadline - time.monotonic()))
+        sock.sendall(len(payload).to_bytes(3, "little") + bytes([seq & 0xFF]) + payload)
+
+    # --- the connection phase -------------------------------------------------------------
+    def run(self) -> None:
+        seq = 0
+        user = "?"
+        try:
+            self.backend = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.backend.settimeout(self.front.settings.handshake_timeout)
+            self.backend.connect(str(self.front.backend_socket))
+            _, greeting_payload = self.read_packet(self.backend)
+            if greeting_payload[:1] == b"\xff":
+                raise _Refused(1040, "08004", "Too many connections", "backend_refused")
+            greeting = _parse_greeting(greeting_payload)
+            nonce = bytes(secrets.choice(range(33, 127)) for _ in range(20))
+            self.write_packet(self.client, 0, self._client_greeting(greeting, nonce))
+            seq, first = self.read_packet(self.client)
+            if len(first) < 32:
+                raise _Closed("short handshake response")
+            caps = int.from_bytes(first[:4], "little")
+            if not caps & CLIENT_SSL:
+                try:
+                    user = _parse_login(first).user
+                except (_Closed, _Refused):
+                    pass
+                raise _Refused(3159, "HY000", "Connections using insecure transport are prohibited while "
+                               "--require_secure_transport=ON.", "insecure_transport")
+            self.client = self.front.tls.wrap_socket(self.client, server_side=True, do_handshake_on_connect=False)
+            self.client.settimeout(max(0.1, self.deadline - time.monotonic()))
+            try:
+                self.client.do_handshake()
+            except (ssl.SSLError, OSError) as exc:
+                raise _Closed(f"TLS handshake failed: {type(exc).__name__}") from None
+            seq, payload = self.read_packet(self.client)
+            login = _parse_login(payload)
+            user = login.user
+            if not login.caps & CLIENT_PROTOCOL_41:
+                raise _Refused(1251, "08004", "Client does not support the 4.1 protocol", "old_protocol")
+            password, seq = self._cleartext(login, seq)
+            ok, seq = self._authenticate(login, password, greeting, seq)
+            self.write_packet(self.client, seq + 1, ok)
+        except _Refused as exc:
+            self.front.refused(user, self.peer, exc.reason)
+            self._send_error(seq + 1, exc)
+            self._close()
+            return
+        except (_Closed, TimeoutError, OSError, ssl.SSLError) as exc:
+            log.info("mysql front: connection from %s dropped during login (user=%r): %s",
+                     self.peer, user, type(exc).__name__ if not isinstance(exc, _Closed) else exc)
+            self._close()
+            return
+        self._relay()
+
+    def _client_greeting(self, g: _Greeting, nonce: bytes) -> bytes:
+        caps = (g.caps | CLIENT_SSL | CLIENT_PLUGIN_AUTH | CLIENT_SECURE_CONNECTION) & ~(
+            CLIENT_COMPRESS | CLIENT_CONNECT_ATTRS)
+        return b"".join([
+            b"\x0a", g.version, b"\0", g.conn_id, nonce[:8], b"\0", struct.pack("<H", caps & 0xFFFF),
+            bytes([g.charset]), g.status, struct.pack("<H", caps >> 16), bytes([21]), g.reserved,
+            nonce[8:], b"\0", NATIVE, b"\0",
+        ])
+
+    def _cleartext(self, login: _Login, seq: int) -> tuple[str, int]:
+        """The password in clear: the first answer if the client spoke cleartext, else ask for it."""
+        if login.plugin == CLEAR:
+            raw = login.auth
+        else:
+            if not login.caps & CLIENT_PLUGIN_AUTH:
+                raise _Refused(1251, "08004", "Client does not support authentication plugins", "no_plugin_auth")
+            seq += 1
+            self.write_packet(self.client, seq, b"\xfe" + CLEAR + b"\0")
+            seq, raw = self.read_packet(self.client)
+        if raw.endswith(b"\0"):
+            raw = raw[:-1]
+        try:
+            return raw.decode("utf-8"), seq
+        except UnicodeDecodeError:
+            raise _Refused(1045, "28000", f"Access denied for user '{login.user}'", "password_not_utf8") from None
+
+    def _authenticate(self, login: _Login, password: str, g: _Greeting, seq: int) -> tuple[bytes, int]:
+        front = self.front
+        denied = _Refused(1045, "28000", f"Access denied for user '{login.user}'@'{self.peer}' "
+                          "(using password: YES)", "")
+        plugins = front.plugins(login.user)
+        if plugins is not None and IAM_PLUGIN in plugins:
+            if not front.iam_enabled():
+                raise _Refused(1524, "HY000", f"Plugin '{IAM_PLUGIN}' is not loaded", "iam_auth_disabled")
+            if not front.check(login.user, password):  # the checker logs its reason
+                denied.reason = "token_refused"
+                raise denied
+            secret = front.backend_password(login.user)
+        else:
+            if _TOKEN_SHAPE.search(password):
+                denied.reason = ("not_iam_user: the user is not identified with AWSAuthenticationPlugin"
+                                 if plugins is not None else "unknown_user")
+                raise denied
+            secret = password
+        return self._backend_login(login, secret, g), seq
+
+    def _backend_login(self, login: _Login, password: str, g: _Greeting) -> bytes:
+        assert self.backend is not None
+        caps = (login.caps & ~(CLIENT_SSL | CLIENT_CONNECT_ATTRS | CLIENT_COMPRESS)
+                | CLIENT_PLUGIN_AUTH | CLIENT_SECURE_CONNECTION) & g.caps
+        auth = native_scramble(password.encode("utf-8"), g.nonce)
+        parts = [struct.pack("<I", caps), login.max_packet, bytes([login.charset]), login.filler,
+                 login.user.encode("utf-8"), b"\0"]
+        parts.append(_lenenc_int(len(auth)) + auth if caps & CLIENT_PLUGIN_AUTH_LENENC else bytes([len(auth)]) + auth)
+        if caps & CLIENT_CONNECT_WITH_DB:
+            parts += [login.database or b"", b"\0"]
+        parts += [NATIVE, b"\0"]
+        self.write_packet(self.backend, 1, b"".join(parts))
+        bseq, answer = self.read_packet(self.backend)
+        if answer[:1] == b"\xfe":  # the backend wants another round of native auth
+            r = _Reader(answer[1:])
+            plugin = r.cstring(optional=True)
+            if plugin != NATIVE:
+                raise _Refused(1045, "28000", f"Access denied for user '{login.user}'", "backend_plugin")
+            nonce = r.data[r.pos:].rstrip(b"\0")
+            self.write_packet(self.backend, bseq + 1, native_scramble(password.encode("utf-8"), nonce))
+            bseq, answer = self.read_packet(self.backend)
+        if answer[:1] == b"\xff":
+            errno = int.from_bytes(answer[1:3], "little")
+            self.front.refused(login.user, self.peer, f"backend_error:{errno}")
+        elif answer[:1] != b"\x00":
+            raise _Closed("unexpected backend answer")
+        return answer
+
+    def _send_error(self, seq: int, exc: _Refused) -> None:
+        try:
+            self.write_packet(self.client, seq, _err(exc.errno, exc.sqlstate, exc.message))
+        except (OSError, ssl.SSLError):
+            pass
+
+    def _close(self) -> None:
+        for sock in (self.client, self.backend):
+            if sock is not None:
+                try:
+                    sock.close()
+                except OSError:
+                    pass
+
+    # --- after login: bytes both ways -----------------------------------------------------
+    def _relay(self) -> None:
+        client, backend = self.client, self.backend
+        assert backend is not None
+        idle = self.front.settings.idle_timeout
+        self.deadline = time.monotonic()
+        try:
+            client.settimeout(30.0)
+            backend.settimeout(30.0)
+            while not self.front.stopping.is_set():
+                pending = isinstance(client, ssl.SSLSocket) and client.pending() > 0
+                readable = [client] if pending else select.select([client, backend], [], [], min(idle, 1.0))[0]
+                if not readable:
+                    if time.monotonic() - self.deadline > idle:
+                        log.info("mysql front: idle connection from %s closed", self.peer)
+                        return
+                    continue
+                self.deadline = time.monotonic()
+                for sock in readable:
+                    data = sock.recv(65536)
+                    if not data:
+                        return
+                    (backend if sock is client else client).sendall(data)
+        except (OSError, ssl.SSLError):
+            return
+        finally:
+            self._close()
+
+
+class MysqlFront:
+    """The RDS-like MySQL endpoint on ``127.0.0.1`` (a free port unless one is given)."""
+
+    def __init__(self, *, backend_socket: str | os.PathLike[str], tls_cert: str | os.PathLike[str],
+                 tls_key: str | os.PathLike[str], plugins: PluginLookup, check: Callable[[str, str], bool],
+                 backend_password: Callable[[str], str], iam_enabled: Callable[[], bool] = lambda: True,
+                 host: str = "127.0.0.1", port: int = 0, settings: FrontSettings = FrontSettings()) -> None:
+        self.backend_socket = Path(backend_socket)
+        self.settings = settings
+        self.plugins = plugins
+        self.check = check
+        self.backend_password = backend_password
+        self.iam_enabled = iam_enabled
+        self.tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.tls.minimum_version = ssl.TLSVersion.TLSv1_2
+        self.tls.load_cert_chain(str(tls_cert), str(tls_key))
+        self._address = (host, port)
+        self._listener: socket.socket | None = None
+        self._thread: threading.Thread | None = None
+        self._slots = threading.BoundedSemaphore(settings.max_connections)
+        self.stopping = threading.Event()
+
+    @property
+    def host(self) -> str:
+        return self._address[0]
+
+    @property
+    def port(self) -> int:
+        if self._listener is None:
+            raise RuntimeError("the mysql front is not started")
+        return int(self._listener.getsockname()[1])
+
+    def refused(self, user: str, peer: str, reason: str) -> None:
+        log.warning("mysql front: login refused: user=%r peer=%s reason=%s", user, peer, reason)
+
+    def start(self) -> MysqlFront:
+        if self._listener is not None:
+            return self
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.bind(self._address)
+        listener.listen(64)
+        listener.settimeout(0.2)
+        self._listener = listener
+        self._thread = threading.Thread(target=self._serve, name="rdsvend-mysql-front", daemon=True)
+        self._thread.start()
+        log.info("mysql front listening on %s:%d", self.host, self.port)
+        return self
+
+    def _serve(self) -> None:
+        listener = self._listener
+        while listener is not None and not self.stopping.is_set():
+            try:
+                client, addr = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            if not self._slots.acquire(blocking=False):
+                self._busy(client)
+                continue
+            threading.Thread(target=self._handle, args=(client, addr[0]), daemon=True,
+                             name="rdsvend-mysql-conn").start()
+
+    def _busy(self, client: socket.socket) -> None:
+        try:
+            client.settimeout(1.0)
+            payload = _err(1040, "08004", "Too many connections")
+            client.sendall(len(payload).to_bytes(3, "little") + b"\0" + payload)
+        except OSError:
+            pass
+        finally:
+            client.close()
+        log.warning("mysql front: connection refused: reason=too_many_connections")
+
+    def _handle(self, client: socket.socket, peer: str) -> None:
+        try:
+            _Conn(self, client, peer).run()
+        except Exception:  # noqa: BLE001 - one bad connection never takes the front down
+            log.exception("mysql front: connection from %s failed", peer)
+            try:
+                client.close()
+            except OSError:
+                pass
+        finally:
+            self._slots.release()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> MysqlFront:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()

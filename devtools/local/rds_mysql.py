@@ -1,0 +1,121 @@
+"""The local stack's RDS-compatible MariaDB: the backend mariadbd, TLS from a local CA, and the
+front that checks IAM tokens (:mod:`devtools.local.mariadb`, :mod:`devtools.local.mysql_front`).
+
+:class:`LocalMariaDB` is what the stack, the tests and the rotation code use:
+``start(check=...)``, ``host``/``port``/``ca_path``, ``admin_dsn`` (the RDS-like master user,
+over TLS), ``connect(user, password)`` (PyMySQL, TLS verified, cleartext auth), and the
+backend's administration (``create_database``, ``create_iam_user``, ``create_password_user``,
+``run_sql``) through ``server``.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from devtools.local.mariadb import MASTER, MariaDBError, MariaDBServer, stop_mariadb_dir
+from devtools.local.mysql_front import FrontSettings, MysqlFront
+from devtools.local.tls import TlsMaterial, make_tls_material
+
+__all__ = ["LocalMariaDB", "MariaDBError", "stop_mariadb_dir"]
+
+log = logging.getLogger(__name__)
+
+
+class LocalMariaDB:
+    """A throwaway MariaDB reached like an RDS endpoint: TLS only, IAM tokens for IAM users."""
+
+    def __init__(self, *, parent_dir: str | os.PathLike[str] | None = None, extra_names: Sequence[str] = (),
+                 settings: FrontSettings = FrontSettings()) -> None:
+        self.server = MariaDBServer(parent_dir=parent_dir)
+        self._extra_names = tuple(extra_names)
+        self._settings = settings
+        self._tls_dir: Path | None = None
+        self._tls: TlsMaterial | None = None
+        self.front: MysqlFront | None = None
+        self._check: Callable[[str, str], bool] = lambda user, token: False
+        self._iam_enabled: Callable[[], bool] = lambda: True
+
+    # --- lifecycle --------------------------------------------------------------------------
+    def start(self) -> LocalMariaDB:
+        """Start the backend, make the TLS material and open the front (which refuses every
+        token until :meth:`set_checker` gives it the checker)."""
+        try:
+            self.server.start()
+            self._tls_dir = self.server.base_dir / "tls"
+            self._tls = make_tls_material(self._tls_dir, extra_names=self._extra_names, owner=None)
+            self.front = MysqlFront(
+                backend_socket=self.server.socket_path, tls_cert=self._tls.server_cert,
+                tls_key=self._tls.server_key, plugins=self.server.auth_plugins,
+                check=lambda user, token: self._check(user, token),
+                backend_password=self.server.backend_password,
+                iam_enabled=lambda: self._iam_enabled(), settings=self._settings,
+            ).start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def set_checker(self, check: Callable[[str, str], bool], iam_enabled: Callable[[], bool] | None = None) -> None:
+        """The token checker (``RdsTokenChecker.check``) and whether the instance has IAM auth on."""
+        self._check = check
+        if iam_enabled is not None:
+            self._iam_enabled = iam_enabled
+
+    def stop(self) -> None:
+        if self.front is not None:
+            self.front.stop()
+            self.front = None
+        self.server.stop()
+
+    def __enter__(self) -> LocalMariaDB:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    # --- what clients need ------------------------------------------------------------------
+    @property
+    def host(self) -> str:
+        return "localhost"
+
+    @property
+    def port(self) -> int:
+        if self.front is None:
+            raise MariaDBError("the local mariadb is not started")
+        return self.front.port
+
+    @property
+    def ca_path(self) -> Path:
+        if self._tls is None:
+            raise MariaDBError("the local mariadb is not started")
+        return self._tls.ca_cert
+
+    @property
+    def pid(self) -> int | None:
+        return self.server.pid
+
+    @property
+    def base_dir(self) -> Path:
+        return self.server.base_dir
+
+    @property
+    def admin_dsn(self) -> str:
+        """``mysql://admin:PASSWORD@localhost:PORT/?ssl-mode=VERIFY_IDENTITY``: holds a password."""
+        return (f"mysql://{MASTER}:{quote(self.server.master_password, safe='')}@{self.host}:{self.port}/"
+                "?ssl-mode=VERIFY_IDENTITY")
+
+    def connect(self, user: str, password: str, *, database: str | None = None, ca_path: str | None = None,
+                timeout: float = 10.0) -> Any:
+        """A PyMySQL connection through the front: TLS verified against the CA, cleartext auth."""
+        import ssl
+
+        import pymysql
+
+        ctx = ssl.create_default_context(cafile=str(ca_path or self.ca_path))
+        return pymysql.connect(host=self.host, port=self.port, user=user, password=password, database=database,
+                               ssl=ctx, connect_timeout=timeout, read_timeout=30, write_timeout=30,
+                               autocommit=True, charset="utf8mb4")
