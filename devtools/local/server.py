@@ -150,6 +150,7 @@ class StackServer:
 
         policy_path = self.state_dir / "access.yaml"
         _write_access_policy(self.access_path, policy_path, seeded, ca_path)
+        _seed_secrets(policy_path, seeded, self._clusters, self._sessions)
 
         self._gateway = _start_gateway(world, seeded, policy_path, self._lookup)
         self._save(ports=[*self._state["ports"], _port_of(self._gateway.url)])
@@ -303,6 +304,15 @@ def _create_database(cluster: Any, spec: Any) -> None:
             cluster.create_password_user(user.name, secrets.token_urlsafe(24))
     for statement in spec.setup_sql:
         cluster.run_sql(statement, dbname=spec.dbname)
+
+
+def _seed_secrets(policy_path: Path, seeded: Any, clusters: Any, sessions: Any) -> None:
+    """The password users' passwords and secrets (in the local Secrets Manager)."""
+    from chalicelib.policy.loader import load_policy_file
+    from devtools.local.secrets import seed_password_secrets
+
+    seed_password_secrets(load_policy_file(policy_path), seeded.instances, clusters,
+                          lambda account: sessions.client("secretsmanager", account))
 
 
 def _write_access_policy(template: Path, target: Path, seeded: Any, ca_path: Path) -> None:

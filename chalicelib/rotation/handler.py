@@ -1,0 +1,87 @@
+"""The ``rotate`` function's body, apart from Chalice: parse the event, find the policy's
+password user for the secret, run the step, log one line.
+
+A failed step logs ``{"event": "rotation", "step", "secret", "outcome": "error", "error"}``
+and raises :class:`RotationFailedError` carrying the same one line (so Secrets Manager sees
+the step fail and retries it); no traceback frame holds a password, and no message does.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from chalicelib.errors import PolicyLoadError, PolicyUnavailableError, RdsvendError
+from chalicelib.policy.model import AccessPolicy, DbUser
+from chalicelib.policy.password_users import secret_arn_parts
+from chalicelib.rotation.errors import RotationError, RotationStateError
+from chalicelib.rotation.event import parse_event
+from chalicelib.rotation.protocol import Rotator, StepOutcome
+from chalicelib.rotation.store import BotoSecretStore, SecretMeta, SecretStore
+
+__all__ = ["RotationFailedError", "handle_rotation", "declared_user", "rotator_for"]
+
+
+class RotationFailedError(RdsvendError):
+    """A rotation step failed; the message is the one log line (step, secret, cause)."""
+
+
+def declared_user(policy: AccessPolicy, meta: SecretMeta) -> DbUser | None:
+    """The password user whose ``secret`` is this secret: same partition, region, account and
+    name (the policy may give the ARN with or without Secrets Manager's 6-character suffix)."""
+    have = secret_arn_parts(meta.arn)
+    if have is None:
+        return None
+    for database in policy.databases.values():
+        for user in database.users.values():
+            if user.auth != "password" or not user.secret:
+                continue
+            want = secret_arn_parts(user.secret)
+            if want is None or (want["partition"], want["region"], want["account"]) != (
+                    have["partition"], have["region"], have["account"]):
+                continue
+            if user.secret == meta.arn or want["name"] in (meta.name, have["name"]):
+                return user
+    return None
+
+
+def rotator_for(policy: AccessPolicy, store: SecretStore, env: Mapping[str, str]) -> Rotator:
+    from chalicelib.canary.factory import ssl_root_cert_for
+
+    return Rotator(store, lambda meta: declared_user(policy, meta), ssl_root_cert=ssl_root_cert_for(policy, env),
+                   timeout=min(10.0, policy.canary.timeout_seconds))
+
+
+def handle_rotation(event: Any, *, policy: AccessPolicy | None = None, store: SecretStore | None = None,
+                    env: Mapping[str, str] | None = None, log: Any = None) -> dict[str, str]:
+    """Run one rotation step; returns ``{"step", "secret", "action"}`` or raises
+    :class:`RotationFailedError` (one line, nothing secret)."""
+    if log is None:
+        from chalicelib.observability import logger as log
+    env = dict(os.environ if env is None else env)
+    step = event.get("Step") if isinstance(event, dict) else None
+    secret_id = event.get("SecretId") if isinstance(event, dict) else None
+    try:
+        parsed = parse_event(event)
+        if policy is None:
+            from chalicelib.policy.source import policy_source_from_env
+
+            try:
+                policy = policy_source_from_env(env).get()
+            except (PolicyLoadError, PolicyUnavailableError) as exc:
+                raise RotationStateError(f"the access policy does not load: {exc}") from None
+        if store is None:
+            from chalicelib.aws.clients import default_client_factory
+
+            store = BotoSecretStore(default_client_factory()("secretsmanager"))
+        outcome: StepOutcome = rotator_for(policy, store, env).run(parsed)
+    except RotationError as exc:
+        exc.step = exc.step or (step if isinstance(step, str) and len(step) <= 32 else None)
+        exc.secret = exc.secret or (secret_id if isinstance(secret_id, str) and len(secret_id) <= 2048 else None)
+        line = exc.line()
+        log.error(line, extra={"event": "rotation", "step": exc.step, "secret": exc.secret,
+                               "outcome": "error", "error": type(exc).__name__})
+        raise RotationFailedError(line) from None
+    log.info(f"rotation {outcome.step} for {outcome.secret}: {outcome.action}",
+             extra={"event": "rotation", "step": outcome.step, "secret": outcome.secret, "outcome": "ok"})
+    return {"step": outcome.step, "secret": outcome.secret, "action": outcome.action}

@@ -1,0 +1,224 @@
+"""The Secrets Manager rotation protocol: four steps, each idempotent (Secrets Manager retries
+a step until it succeeds, and a rotation may be resumed after any of them).
+
+Before any step: rotation must be enabled on the secret and the token must be a version of it
+staged AWSPENDING (a version already AWSCURRENT means the rotation is done: nothing to do).
+
+- ``createSecret``: AWSPENDING gets a copy of AWSCURRENT with a new random password (and, for
+  alternating users, the other login of the pair); an existing AWSPENDING value is kept.
+- ``setSecret``: the database gets the pending password. Single-user: logs in with AWSPENDING
+  first (already set: done), else AWSCURRENT, else AWSPREVIOUS (a rotation interrupted after
+  setSecret), and changes its own password. Alternating users: logs in as the administrator
+  (the ``masterarn`` secret), makes sure of the pair (:meth:`DbSession.ensure_pair`) and sets
+  the other login's password; the login in AWSCURRENT is never touched.
+- ``testSecret``: logs in with AWSPENDING (TLS verify-full) and judges the login's privileges
+  by its tier (``db.tier``'s rules); alternating logins must act as the pair's owner role.
+- ``finishSecret``: AWSCURRENT moves to the token's version (AWSPREVIOUS follows by itself).
+
+Single-user rotation and the window between setSecret and finishSecret: PostgreSQL and
+MariaDB hold one password per login, so from setSecret until finishSecret only the AWSPENDING
+password works. The password is changed only in setSecret (never in createSecret), and
+rdsvend's client retries once with AWSPENDING when AWSCURRENT is refused, so a client never
+sees a window where neither works; an interrupted rotation is resumed from AWSPREVIOUS.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from chalicelib.policy.model import DbUser
+from chalicelib.rotation.engines import DbEngine, base_of, clone_of, engine_for, owner_role_of
+from chalicelib.rotation.errors import (
+    RotationDbError,
+    RotationError,
+    RotationSecretError,
+    RotationStateError,
+    RotationTestError,
+)
+from chalicelib.rotation.event import RotationEvent
+from chalicelib.rotation.secret import DbSecret, parse_secret
+from chalicelib.rotation.store import SecretMeta, SecretStore
+
+__all__ = ["Rotator", "StepOutcome"]
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    step: str
+    secret: str  # the secret's ARN
+    action: str  # what the step did, in words (never a password)
+
+
+class Rotator:
+    """Runs one step of one rotation. ``user_for(meta)`` finds the access policy's password user
+    that declares this secret (None: not declared, so not rotated)."""
+
+    def __init__(self, store: SecretStore, user_for: Callable[[SecretMeta], DbUser | None], *,
+                 ssl_root_cert: str | None = None, timeout: float = 10.0,
+                 engine_for_secret: Callable[[DbSecret], DbEngine] = engine_for) -> None:
+        self._store = store
+        self._user_for = user_for
+        self._ssl_root_cert = ssl_root_cert
+        self._timeout = timeout
+        self._engine_for = engine_for_secret
+
+    def run(self, event: RotationEvent) -> StepOutcome:
+        meta: SecretMeta | None = None
+        try:
+            meta = self._store.describe(event.secret_id)
+            user = self._check_state(meta, event.token)
+            if user is None:
+                return StepOutcome(event.step, meta.arn, "nothing to do: the version is already AWSCURRENT")
+            action = getattr(self, "_" + event.step)(meta, event.token, user)
+            return StepOutcome(event.step, meta.arn, action)
+        except RotationError as exc:
+            exc.step = exc.step or event.step
+            exc.secret = exc.secret or (meta.arn if meta is not None else event.secret_id)
+            raise
+
+    # -- the state every step starts from --------------------------------------------------------
+    def _check_state(self, meta: SecretMeta, token: str) -> DbUser | None:
+        if not meta.rotation_enabled:
+            raise RotationStateError("rotation is not enabled on the secret")
+        stages = meta.versions.get(token)
+        if stages is None:
+            raise RotationStateError(f"version {token} is not a version of the secret")
+        user = self._user_for(meta)
+        if user is None or user.auth != "password":
+            raise RotationStateError("no auth: password user of the access policy declares this secret")
+        if "AWSCURRENT" in stages:
+            return None
+        if "AWSPENDING" not in stages:
+            raise RotationStateError(f"version {token} is not staged AWSPENDING")
+        return user
+
+    def _secret(self, secret_id: str, stage: str, version_id: str | None = None, *,
+                what: str | None = None) -> DbSecret | None:
+        text = self._store.value(secret_id, stage=stage, version_id=version_id)
+        if text is None:
+            return None
+        return parse_secret(text, what=what or f"the {stage} value")
+
+    def _current(self, meta: SecretMeta) -> DbSecret:
+        current = self._secret(meta.arn, "AWSCURRENT")
+        if current is None:
+            raise RotationStateError("the secret has no AWSCURRENT value")
+        return current
+
+    def _pending(self, meta: SecretMeta, token: str) -> DbSecret:
+        pending = self._secret(meta.arn, "AWSPENDING", token)
+        if pending is None:
+            raise RotationStateError(f"version {token} has no AWSPENDING value: run createSecret first")
+        return pending
+
+    def _login(self, secret: DbSecret):  # -> DbSession
+        return self._engine_for(secret).login(secret, ssl_root_cert=self._ssl_root_cert, timeout=self._timeout)
+
+    def _try_login(self, secret: DbSecret | None):  # -> DbSession | None
+        if secret is None:
+            return None
+        try:
+            return self._login(secret)
+        except RotationDbError as exc:
+            if exc.kind == "auth":
+                return None
+            raise
+
+    # -- the four steps ----------------------------------------------------------------------------
+    def _createSecret(self, meta: SecretMeta, token: str, user: DbUser) -> str:  # noqa: N802 - AWS's step name
+        current = self._current(meta)
+        self._check_login_name(current, user)
+        if self._secret(meta.arn, "AWSPENDING", token) is not None:
+            return "AWSPENDING already holds a new password"
+        if user.rotation == "alternating-users":
+            if current.masterarn is None:
+                raise RotationSecretError("alternating-users rotation needs 'masterarn' in the secret")
+            base = base_of(current.username)
+            username = base if current.username != base else clone_of(base)
+        else:
+            username = current.username
+        pending = current.with_login(username, self._store.random_password())
+        self._store.put_pending(meta.arn, token, pending.to_json())
+        return f"AWSPENDING created for login {username}"
+
+    def _setSecret(self, meta: SecretMeta, token: str, user: DbUser) -> str:  # noqa: N802
+        pending = self._pending(meta, token)
+        current = self._current(meta)
+        if not pending.same_place(current):
+            raise RotationSecretError("AWSPENDING names another server than AWSCURRENT")
+        self._check_login_name(pending, user)
+        if user.rotation == "alternating-users":
+            return self._set_alternating(meta, pending, current)
+        if pending.username != current.username:
+            raise RotationSecretError("single-user rotation cannot change the username")
+        session = self._try_login(pending)
+        if session is not None:
+            session.close()
+            return "the database already has the AWSPENDING password"
+        previous = self._secret(meta.arn, "AWSPREVIOUS")
+        for label, secret in (("AWSCURRENT", current), ("AWSPREVIOUS", previous)):
+            session = self._try_login(secret)
+            if session is None:
+                continue
+            try:
+                session.set_password(pending.username, pending.password)
+            finally:
+                session.close()
+            return f"password of {pending.username} changed (logged in with {label})"
+        raise RotationDbError(f"cannot log in as {pending.username} with AWSPENDING, AWSCURRENT or AWSPREVIOUS",
+                              kind="auth")
+
+    def _set_alternating(self, meta: SecretMeta, pending: DbSecret, current: DbSecret) -> str:
+        if pending.username == current.username:
+            raise RotationSecretError("alternating-users rotation must switch to the other login of the pair")
+        masterarn = pending.masterarn or current.masterarn
+        if masterarn is None:
+            raise RotationSecretError("alternating-users rotation needs 'masterarn' in the secret")
+        master = self._secret(masterarn, "AWSCURRENT", what="the master secret")
+        if master is None:
+            raise RotationStateError("the master secret has no AWSCURRENT value")
+        if not master.same_place(pending):
+            raise RotationSecretError("the master secret names another server than the secret")
+        # the administrator works in the secret's database: privileges and ownership are per database
+        admin = self._login(_with_dbname(master, pending.dbname or master.dbname))
+        base = base_of(pending.username)
+        try:
+            admin.ensure_pair(base, clone_of(base), owner_role_of(base))
+            admin.set_password(pending.username, pending.password)
+        finally:
+            admin.close()
+        return f"pair {base}/{clone_of(base)} ready, password of {pending.username} set"
+
+    def _testSecret(self, meta: SecretMeta, token: str, user: DbUser) -> str:  # noqa: N802
+        pending = self._pending(meta, token)
+        session = self._login(pending)
+        try:
+            verdict = session.tier_check(pending.username, user.tier)
+            if verdict.status in ("fail", "error"):
+                raise RotationTestError(f"AWSPENDING logs in as {pending.username}, but {verdict.message}")
+            if user.rotation == "alternating-users":
+                owner = owner_role_of(base_of(pending.username))
+                acting = session.current_role()
+                if acting != owner:
+                    raise RotationTestError(f"{pending.username} acts as {acting}, not as the pair's owner role "
+                                            f"{owner}: objects it creates would not be readable by the other login")
+        finally:
+            session.close()
+        return f"AWSPENDING logs in as {pending.username}; {verdict.message}"
+
+    def _finishSecret(self, meta: SecretMeta, token: str, user: DbUser) -> str:  # noqa: N802
+        current = meta.version_with("AWSCURRENT")
+        self._store.move_current(meta.arn, token, current)
+        return f"AWSCURRENT moved to version {token}"
+
+    @staticmethod
+    def _check_login_name(secret: DbSecret, user: DbUser) -> None:
+        if base_of(secret.username) != user.name and secret.username != user.name:
+            raise RotationSecretError(f"the secret's username '{secret.username}' is not the policy's user "
+                                      f"'{user.name}' (or its clone)")
+
+
+def _with_dbname(secret: DbSecret, dbname: str | None) -> DbSecret:
+    from dataclasses import replace
+
+    return replace(secret, dbname=dbname)
