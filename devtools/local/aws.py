@@ -353,7 +353,7 @@ def seed_world(world: World, endpoint_url: str, *, db_host: str, db_port: int | 
             rds.create_db_instance(
                 DBInstanceIdentifier=db.identifier, Engine=db.engine, EngineVersion=db.engine_version,
                 DBInstanceClass=db.instance_class, AllocatedStorage=20, DBName=db.dbname,
-                MasterUsername="postgres", MasterUserPassword=master_password,
+                MasterUsername="postgres" if db.engine == "postgres" else "admin", MasterUserPassword=master_password,
                 Port=db_port if isinstance(db_port, int) else db_port[db.identifier],
                 EnableIAMDatabaseAuthentication=True,
             )

@@ -70,6 +70,12 @@ def write_state(state_dir: Path, state: Mapping[str, Any]) -> None:
     os.replace(tmp, state_dir / STATE_FILE)
 
 
+def _mysql_admin_env(databases: Any) -> dict[str, str]:
+    from devtools.local.rds_mysql import mysql_admin_env
+
+    return mysql_admin_env(databases)
+
+
 def read_state(state_dir: str | os.PathLike[str] = DEFAULT_STATE_DIR) -> dict[str, Any] | None:
     """The state file's content, or ``None`` when there is none (or it is unreadable)."""
     try:
@@ -119,6 +125,7 @@ class StackInfo:
             "RDSVEND_POLICY": self.policy_path,
             "PGSSLROOTCERT": self.ca_path,
             "RDSVEND_LOCAL_ADMIN_DSN": self.admin_dsn,
+            **_mysql_admin_env(self.databases),
         }
 
     def ports(self) -> list[int]:

@@ -71,6 +71,15 @@ def down(state_dir: str | os.PathLike[str] = DEFAULT_STATE_DIR, *, timeout: floa
                 stopped.append(f"postgres in {base}")
             except (PostgresError, OSError) as exc:
                 leftovers.append(f"postgres in {base}: {exc}")
+    for base in state.get("mariadb", []):  # the local MariaDBs (devtools.local.rds_mysql)
+        from devtools.local.mariadb import MariaDBError, stop_mariadb_dir
+
+        if Path(base).exists():
+            try:
+                stop_mariadb_dir(base, timeout=timeout)
+                stopped.append(f"mariadb in {base}")
+            except (MariaDBError, OSError) as exc:
+                leftovers.append(f"mariadb in {base}: {exc}")
     ours = {p for p in [pid, *state.get("pg_pids", [])] if p}
     for other in ours - {os.getpid()}:
         if alive(other) and other != pid:

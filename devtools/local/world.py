@@ -342,8 +342,8 @@ class _Parser:
         self.string(name, f, _DB_ID)
         spec = self.mapping(value, f, {"engine", "engine_version", "instance_class", "dbname", "users", "setup_sql"},
                             {"engine", "dbname", "users"})
-        if spec["engine"] != "postgres":
-            raise self.fail(f"the local stack runs postgres only, not '{spec['engine']}'", f"{f}.engine")
+        if spec["engine"] not in ("postgres", "mariadb"):
+            raise self.fail(f"the local stack runs postgres or mariadb, not '{spec['engine']}'", f"{f}.engine")
         users = {}
         for uname, u in self.mapping(spec["users"], f"{f}.users", set(spec["users"] or {})).items():
             uf = f"{f}.users.{uname}"
@@ -356,8 +356,8 @@ class _Parser:
             users[uname] = DbUserSpec(uname, u["auth"], u.get("tier"))
         return DatabaseSpec(
             identifier=name,
-            engine="postgres",
-            engine_version=str(spec.get("engine_version") or "15.4"),
+            engine=spec["engine"],
+            engine_version=str(spec.get("engine_version") or ("15.4" if spec["engine"] == "postgres" else "10.11.9")),
             instance_class=str(spec.get("instance_class") or "db.t4g.micro"),
             dbname=self.string(spec["dbname"], f"{f}.dbname", _PG_NAME),
             users=users,
