@@ -119,3 +119,86 @@ class LocalMariaDB:
         return pymysql.connect(host=self.host, port=self.port, user=user, password=password, database=database,
                                ssl=ctx, connect_timeout=timeout, read_timeout=30, write_timeout=30,
                                autocommit=True, charset="utf8mb4")
+
+
+# --- hooks for the stack server (devtools.local.server) -------------------------------------------
+
+def start_mysql_databases(world: Any, save: Callable[..., None], state: dict[str, Any]) -> dict[str, LocalMariaDB]:
+    """One :class:`LocalMariaDB` per MySQL-family database of the world, each recorded in the
+    state file (``mariadb`` dirs, ports) as soon as it exists, so ``down`` can stop it."""
+    from chalicelib.vending.dsn import is_mysql_family
+
+    started: dict[str, LocalMariaDB] = {}
+    for _account, spec in world.databases():
+        if not is_mysql_family(spec.engine):
+            continue
+        db = LocalMariaDB()
+        started[spec.identifier] = db
+        db.start()
+        save(mariadb=[*state.get("mariadb", []), str(db.base_dir)],
+             ports=[*state.get("ports", []), db.port])
+    return started
+
+
+def append_cas(ca_path: Path, databases: dict[str, LocalMariaDB]) -> None:
+    """Add each MariaDB's CA to the stack's CA bundle (``PGSSLROOTCERT``)."""
+    if not databases:
+        return
+    bundle = ca_path.read_bytes() if ca_path.exists() else b""
+    ca_path.write_bytes(bundle + b"".join(db.ca_path.read_bytes() for db in databases.values()))
+    os.chmod(ca_path, 0o644)
+
+
+def iam_enabled_in_moto(account: str, region: str, identifier: str) -> Callable[[], bool]:
+    """Whether moto (in this process) says the instance has IAM database authentication on."""
+
+    def enabled() -> bool:
+        from moto.rds.models import rds_backends
+
+        instance = rds_backends[account][region].databases.get(identifier)
+        return bool(instance is not None and instance.iam_database_authentication_enabled)
+
+    return enabled
+
+
+def setup_mysql_database(db: LocalMariaDB, spec: Any, check: Callable[[str, str], bool],
+                         iam_enabled: Callable[[], bool]) -> None:
+    """The database, its users (IAM users marked as such, password users with a random password)
+    and the world's set-up statements; then the front starts checking tokens with ``check``."""
+    import secrets
+
+    server = db.server
+    server.create_database(spec.dbname)
+    for user in spec.users.values():
+        if user.auth == "iam":
+            server.create_iam_user(user.name)
+        else:
+            server.create_password_user(user.name, secrets.token_urlsafe(24))
+    for statement in spec.setup_sql:
+        server.run_sql(statement, database=spec.dbname)
+    db.set_checker(check, iam_enabled)
+
+
+def local_db_fields(clusters: dict[str, Any], mysql: dict[str, LocalMariaDB], ident: str) -> dict[str, Any]:
+    """What the stack's state records about one local database server."""
+    if ident in mysql:
+        db = mysql[ident]
+        return {"engine": "mariadb", "mariadb_pid": db.pid, "base_dir": str(db.base_dir), "admin_dsn": db.admin_dsn}
+    return {"pg_pid": clusters[ident].pid, "base_dir": str(clusters[ident].base_dir)}
+
+
+def mysql_admin_env(databases: Any) -> dict[str, str]:
+    """``RDSVEND_LOCAL_MYSQL_ADMIN_DSN``: the RDS-like master user of the (first) local MariaDB."""
+    for entry in (databases or {}).values():
+        if entry.get("engine") == "mariadb" and entry.get("admin_dsn"):
+            return {"RDSVEND_LOCAL_MYSQL_ADMIN_DSN": str(entry["admin_dsn"])}
+    return {}
+
+
+def stop_mysql_databases(databases: dict[str, LocalMariaDB]) -> None:
+    for db in databases.values():
+        try:
+            db.stop()
+        except Exception:  # noqa: BLE001 - keep stopping the rest
+            log.exception("could not stop a local mariadb")
+    databases.clear()

@@ -55,6 +55,7 @@ class StackServer:
         self._moto: Any = None
         self._ldap: Any = None
         self._clusters: dict[str, Any] = {}
+        self._mysql: dict[str, Any] = {}  # identifier -> devtools.local.rds_mysql.LocalMariaDB
         self._gateway: Any = None
         self._checker: Any = None
         self._sessions: Any = None
@@ -118,6 +119,8 @@ class StackServer:
 
         # One RDS-shaped PostgreSQL per database in the world.
         for _account, spec in world.databases():
+            if spec.engine != "postgres":
+                continue  # the MySQL family: below
             cluster = PostgresCluster(ldap_port=self._ldap.port)
             self._clusters[spec.identifier] = cluster
             cluster.start()
@@ -130,10 +133,15 @@ class StackServer:
             shutil.copyfile(ca_src, ca_path)
             os.chmod(ca_path, 0o644)
 
+        from devtools.local.rds_mysql import append_cas, start_mysql_databases
+
+        self._mysql = start_mysql_databases(world, self._save, self._state)
+        append_cas(ca_path, self._mysql)
+
         warm.join()
         first = next(iter(self._clusters.values()))
         seeded = seed_world(world, moto_url, db_host=first.host,
-                            db_port={ident: c.port for ident, c in self._clusters.items()},
+                            db_port={**{i: c.port for i, c in self._clusters.items()}, **{i: m.port for i, m in self._mysql.items()}},
                             master_password=secrets.token_urlsafe(18))
 
         self._lookup = MotoSecretLookup()
@@ -145,7 +153,13 @@ class StackServer:
         }
         self._checker = RdsTokenChecker(self._lookup, endpoints=endpoints, permission_check=self._permission_check)
 
-        for _account, spec in world.databases():
+        for account, spec in world.databases():
+            if spec.identifier in self._mysql:
+                from devtools.local.rds_mysql import iam_enabled_in_moto, setup_mysql_database
+
+                setup_mysql_database(self._mysql[spec.identifier], spec, self._check_login,
+                                     iam_enabled_in_moto(account.id, world.region, spec.identifier))
+                continue
             _create_database(self._clusters[spec.identifier], spec)
 
         policy_path = self.state_dir / "access.yaml"
@@ -155,12 +169,13 @@ class StackServer:
         self._gateway = _start_gateway(world, seeded, policy_path, self._lookup)
         self._save(ports=[*self._state["ports"], _port_of(self._gateway.url)])
 
+        from devtools.local.rds_mysql import local_db_fields
+
         admin = psycopg.conninfo.conninfo_to_dict(first.admin_dsn)
         admin["sslrootcert"] = str(ca_path)
         databases = {
             ident: {"host": inst.host, "port": inst.port, "dbname": inst.dbname, "resource_id": inst.resource_id,
-                    "account": inst.account, "pg_pid": self._clusters[ident].pid,
-                    "base_dir": str(self._clusters[ident].base_dir)}
+                    "account": inst.account, **local_db_fields(self._clusters, self._mysql, ident)}
             for ident, inst in seeded.instances.items()
         }
         info = StackInfo(
@@ -221,6 +236,9 @@ class StackServer:
                 except Exception:  # noqa: BLE001 - keep stopping the rest
                     log.exception("could not stop the %s", name)
         self._gateway = self._ldap = None
+        from devtools.local.rds_mysql import stop_mysql_databases
+
+        stop_mysql_databases(self._mysql)
         for cluster in self._clusters.values():
             try:
                 cluster.stop()
