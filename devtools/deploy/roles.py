@@ -397,7 +397,7 @@ def function_policy(
         statements.append({"Sid": "CountCallerRequests", "Effect": "Allow", "Action": "dynamodb:UpdateItem",
                            "Resource": _arn("dynamodb", "table", deploy, TableName=stage.rate_table)})
     if function == "canary":
-        statements.extend(_canary_statements(stage, deploy))
+        statements.extend(_canary_statements(stage, deploy, policy))
     document = {"Version": "2012-10-17", "Statement": statements}
     for statement in statements:
         actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
@@ -407,25 +407,33 @@ def function_policy(
     return document
 
 
-def _canary_statements(stage: StageSettings, deploy: DeploySettings) -> list[dict[str, Any]]:
-    iam = f"arn:{deploy.partition}:iam::"
+def _canary_statements(stage: StageSettings, deploy: DeploySettings, policy: AccessPolicy) -> list[dict[str, Any]]:
+    own = f"arn:{deploy.partition}:iam::{deploy.account}"
+    # iam.signer_allows reads the signers' identity policies and boundaries (chalicelib.iam.fetch):
+    # the signer roles the policy declares in this account (others are read through their
+    # account's reader role), and the functions' own roles, which sign for databases without
+    # signer_role. Attached managed policies are not known before the canary lists them:
+    # GetPolicy/GetPolicyVersion stay on the account's and AWS's managed policies.
+    signers = sorted({db.signer_role for db in policy.databases.values()
+                      if db.signer_role and db.signer_role.split(":")[4] == deploy.account})
     statements: list[dict[str, Any]] = [
         {
-            # Signers' identity policies and boundaries (iam.signer_allows, chalicelib.iam.fetch)
-            # and the directory role of Kerberos users (iam.directory_role).
-            "Sid": "ReadIamPolicies", "Effect": "Allow",
-            "Action": [
-                "iam:GetGroupPolicy", "iam:GetPolicy", "iam:GetPolicyVersion", "iam:GetRole",
-                "iam:GetRolePolicy", "iam:GetUser", "iam:GetUserPolicy", "iam:ListAttachedGroupPolicies",
-                "iam:ListAttachedRolePolicies", "iam:ListAttachedUserPolicies", "iam:ListGroupPolicies",
-                "iam:ListGroupsForUser", "iam:ListRolePolicies", "iam:ListRoleTags", "iam:ListUserPolicies",
-                "iam:ListUserTags",
-            ],
-            "Resource": [f"{iam}{deploy.account}:group/*", f"{iam}{deploy.account}:policy/*",
-                         f"{iam}{deploy.account}:role/*", f"{iam}{deploy.account}:user/*",
-                         f"{iam}aws:policy/*"],
+            "Sid": "ReadSignerRoles", "Effect": "Allow",
+            "Action": ["iam:GetRole", "iam:GetRolePolicy", "iam:ListAttachedRolePolicies",
+                       "iam:ListRolePolicies", "iam:ListRoleTags"],
+            "Resource": [*signers, f"{own}:role/rdsvend-{stage.stage}", f"{own}:role/rdsvend-{stage.stage}-*"],
+        },
+        {
+            "Sid": "ReadAttachedPolicies", "Effect": "Allow",
+            "Action": ["iam:GetPolicy", "iam:GetPolicyVersion"],
+            "Resource": [f"{own}:policy/*", f"arn:{deploy.partition}:iam::aws:policy/*"],
         },
     ]
+    if any(user.auth == "kerberos" for db in policy.databases.values() for user in db.users.values()):
+        # iam.directory_role: the instance's directory role, named by RDS at run time.
+        statements.append({"Sid": "ReadDirectoryRoles", "Effect": "Allow",
+                           "Action": ["iam:GetRole", "iam:ListAttachedRolePolicies"],
+                           "Resource": f"{own}:role/*"})
     if stage.org_role:
         # SCPs are readable only from the management account or a delegated administrator.
         statements.append({"Sid": "AssumeOrganizationsReader", "Effect": "Allow",
@@ -435,9 +443,9 @@ def _canary_statements(stage: StageSettings, deploy: DeploySettings) -> list[dic
             # The SCP chain from the root to the account (org.scp_allows).
             "Sid": "ReadOrganizationPolicies", "Effect": "Allow",
             "Action": [
-                "organizations:DescribeOrganization", "organizations:DescribePolicy",
-                "organizations:ListParents", "organizations:ListPoliciesForTarget",
-                "organizations:ListRoots",
+                "organizations:DescribeOrganization", "organizations:DescribeOrganizationalUnit",
+                "organizations:DescribePolicy", "organizations:ListParents",
+                "organizations:ListPoliciesForTarget", "organizations:ListRoots",
             ],
             "Resource": "*",
         })

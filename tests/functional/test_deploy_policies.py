@@ -192,6 +192,24 @@ def test_canary_reads_iam_and_organizations_and_owns_its_topic_and_table():
         assert _decide("prod", "canary", action, resource) == "implicitDeny", action
 
 
+def test_canary_reads_only_the_roles_the_policy_names_and_the_ou_names_it_shows():
+    # the names of OUs in the SCP chain (org.scp_allows messages)
+    ou = "arn:aws:organizations::111122223333:ou/o-a1b2c3d4e5/ou-ab12-cdef3456"
+    assert _decide("prod", "canary", "organizations:DescribeOrganizationalUnit", ou) == "allowed"
+    # the signer role and the functions' own roles (the signer without signer_role), nothing else
+    for role in (SIGNER, "arn:aws:iam::111122223333:role/rdsvend-prod-canary"):
+        assert _decide("prod", "canary", "iam:GetRolePolicy", role) == "allowed", role
+    for action, resource in [
+        ("iam:GetRolePolicy", "arn:aws:iam::111122223333:role/payroll-admin"),
+        ("iam:ListRolePolicies", "arn:aws:iam::111122223333:role/payroll-admin"),
+        ("iam:GetUserPolicy", "arn:aws:iam::111122223333:user/alice"),
+        ("iam:ListGroupsForUser", "arn:aws:iam::111122223333:user/alice"),
+        ("iam:GetGroupPolicy", "arn:aws:iam::111122223333:group/admins"),
+        ("iam:GetRolePolicy", "arn:aws:iam::111122223333:role/rdsvend-dev-canary"),
+    ]:
+        assert _decide("prod", "canary", action, resource) == "implicitDeny", (action, resource)
+
+
 def test_with_an_organizations_reader_role_the_canary_assumes_it_instead_of_reading_organizations():
     config = json.loads(json.dumps(CONFIG))
     reader = "arn:aws:iam::999988887777:role/rdsvend-org-reader"
