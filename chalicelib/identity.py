@@ -65,21 +65,24 @@ def identity_from_arn(
         raise UnauthenticatedError("caller account does not match its ARN")
     org = org_id if isinstance(org_id, str) and org_id else None
     ip = _valid_ip(source_ip)
-    common = {"arn": arn, "account": acct, "partition": partition, "org_id": org, "source_ip": ip}
+
+    def caller(principal: str, kind: Kind, name: str, session: str | None = None) -> CallerIdentity:
+        return CallerIdentity(arn=arn, principal=principal, kind=kind, account=acct, partition=partition,
+                              name=name, session=session, org_id=org, source_ip=ip)
+
     if service == "iam":
         if resource == "root":
-            return CallerIdentity(principal=arn, kind="root", name="root", **common)
+            return caller(arn, "root", "root")
         if m := _USER.fullmatch(resource):
-            return CallerIdentity(principal=arn, kind="user", name=m["name"], **common)
+            return caller(arn, "user", m["name"])
         if m := _ROLE.fullmatch(resource):
-            return CallerIdentity(principal=arn, kind="role", name=m["name"], **common)
+            return caller(arn, "role", m["name"])
     else:
         if m := _ASSUMED.fullmatch(resource):
             role_arn = f"arn:{partition}:iam::{acct}:role/{m['name']}"
-            return CallerIdentity(principal=role_arn, kind="assumed-role", name=m["name"],
-                                  session=m["session"], **common)
+            return caller(role_arn, "assumed-role", m["name"], m["session"])
         if m := _FEDERATED.fullmatch(resource):
-            return CallerIdentity(principal=arn, kind="federated-user", name=m["name"], **common)
+            return caller(arn, "federated-user", m["name"])
     raise UnauthenticatedError("caller ARN is not an IAM or STS principal")
 
 

@@ -38,7 +38,7 @@ class _Stdout:
 
 
 logger = Logger(service=SERVICE, log_uncaught_exceptions=False,
-                logger_handler=logging.StreamHandler(_Stdout()))  # type: ignore[arg-type]
+                logger_handler=logging.StreamHandler(_Stdout()))
 metrics = Metrics(service=SERVICE, namespace=NAMESPACE)
 _tracer: Any = None
 

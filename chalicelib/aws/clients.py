@@ -13,7 +13,7 @@ __all__ = ["ClientFactory", "default_client_factory", "CLIENT_CONFIG"]
 
 #: Standard retry mode (throttling aware): 3 attempts in all, then give up: callers turn that
 #: into a 503. botocore edits the dict it is given, so each client gets its own copy.
-CLIENT_CONFIG = {
+CLIENT_CONFIG: dict[str, Any] = {
     "retries": {"mode": "standard", "total_max_attempts": 3},
     "connect_timeout": 2,
     "read_timeout": 5,

@@ -155,7 +155,7 @@ def _row_to_facts(role: str, row: Any) -> RoleFacts:
     return RoleFacts(role=role, exists=True, superuser=bool(superuser), createrole=bool(createrole),
                      createdb=bool(createdb), rds_iam_exists=bool(iam_exists),
                      rds_ad_exists=bool(ad_exists), rds_iam_path=iam, rds_ad_path=ad,
-                     inherited=pairs, owned_schemas=tuple(owned or ()))  # type: ignore[arg-type]
+                     inherited=pairs, owned_schemas=tuple(owned or ()))
 
 
 _FIRST_LINE = re.compile(r"[^\n]*")

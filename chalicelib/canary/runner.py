@@ -90,7 +90,7 @@ def run_targets(
                 results[i] = runs[i].report(timed_out=timeout_seconds)
 
     def next_wakeup() -> float:
-        pending = [deadlines[i].at + grace_seconds for i in running if deadlines[i] is not None]
+        pending = [d.at + grace_seconds for d in (deadlines[i] for i in running) if d is not None]
         return max(0.01, min(pending) - time.monotonic()) if pending else 0.5
 
     with cond:

@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 
 from chalicelib.iam.model import Condition, RequestContext
-from chalicelib.iam.patterns import arn_matches, matches, resolve, tokenize
+from chalicelib.iam.patterns import Lookup, arn_matches, matches, resolve, tokenize
 
 __all__ = ["condition_holds", "parse_date", "parse_number"]
 
@@ -80,14 +80,14 @@ def condition_holds(cond: Condition, request: RequestContext, *, variables: bool
     return any(satisfied(v) for v in present)
 
 
-Comparator = Callable[[str, str, Callable, bool], bool]
+Comparator = Callable[[str, str, Lookup, bool], bool]
 
 
 def _comparator(base: str) -> Comparator:
     return _COMPARATORS[base]
 
 
-def _string_equals(value: str, pattern: str, lookup, variables: bool) -> bool:
+def _string_equals(value: str, pattern: str, lookup: Lookup, variables: bool) -> bool:
     tokens = resolve(tokenize(pattern, variables), lookup)
     if tokens is None:
         return False
@@ -95,7 +95,7 @@ def _string_equals(value: str, pattern: str, lookup, variables: bool) -> bool:
     return value == literal
 
 
-def _string_equals_ic(value: str, pattern: str, lookup, variables: bool) -> bool:
+def _string_equals_ic(value: str, pattern: str, lookup: Lookup, variables: bool) -> bool:
     tokens = resolve(tokenize(pattern, variables), lookup)
     if tokens is None:
         return False
@@ -103,11 +103,11 @@ def _string_equals_ic(value: str, pattern: str, lookup, variables: bool) -> bool
     return value.casefold() == literal.casefold()
 
 
-def _string_like(value: str, pattern: str, lookup, variables: bool) -> bool:
+def _string_like(value: str, pattern: str, lookup: Lookup, variables: bool) -> bool:
     return matches(pattern, value, lookup, variables=variables)
 
 
-def _arn(value: str, pattern: str, lookup, variables: bool) -> bool:
+def _arn(value: str, pattern: str, lookup: Lookup, variables: bool) -> bool:
     return arn_matches(pattern, value, lookup, variables=variables)
 
 
@@ -121,7 +121,7 @@ def parse_number(text: str) -> float | None:
 
 
 def _numeric(op: Callable[[float, float], bool]) -> Comparator:
-    def compare(value: str, pattern: str, lookup, variables: bool) -> bool:
+    def compare(value: str, pattern: str, lookup: Lookup, variables: bool) -> bool:
         left, right = parse_number(value), parse_number(pattern)
         return left is not None and right is not None and op(left, right)
 
@@ -146,21 +146,21 @@ def parse_date(text: str) -> float | None:
 
 
 def _date(op: Callable[[float, float], bool]) -> Comparator:
-    def compare(value: str, pattern: str, lookup, variables: bool) -> bool:
+    def compare(value: str, pattern: str, lookup: Lookup, variables: bool) -> bool:
         left, right = parse_date(value), parse_date(pattern)
         return left is not None and right is not None and op(left, right)
 
     return compare
 
 
-def _bool(value: str, pattern: str, lookup, variables: bool) -> bool:
+def _bool(value: str, pattern: str, lookup: Lookup, variables: bool) -> bool:
     tokens = resolve(tokenize(pattern, variables), lookup) or ()
     pattern = "".join(t if isinstance(t, str) else t[0] for t in tokens)
     v, p = value.strip().lower(), pattern.strip().lower()
     return v in ("true", "false") and v == p
 
 
-def _binary(value: str, pattern: str, lookup, variables: bool) -> bool:
+def _binary(value: str, pattern: str, lookup: Lookup, variables: bool) -> bool:
     try:
         return base64.b64decode(value, validate=True) == base64.b64decode(pattern, validate=True)
     except (binascii.Error, ValueError):
@@ -168,14 +168,14 @@ def _binary(value: str, pattern: str, lookup, variables: bool) -> bool:
 
 
 @lru_cache(maxsize=4096)
-def _network(text: str):
+def _network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
     try:
         return ipaddress.ip_network(text.strip(), strict=False)
     except ValueError:
         return None
 
 
-def _ip(value: str, pattern: str, lookup, variables: bool) -> bool:
+def _ip(value: str, pattern: str, lookup: Lookup, variables: bool) -> bool:
     net = _network(pattern)
     try:
         addr = ipaddress.ip_address(value.strip())

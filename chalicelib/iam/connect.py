@@ -65,7 +65,7 @@ class ConnectVerdict:
     def scp_allows(self) -> bool:
         return self.scp is None or self.scp.allowed
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "principal": self.principal_arn,
             "dbuser_arn": self.dbuser_arn,

@@ -45,7 +45,7 @@ class Evaluation:
     def allowed(self) -> bool:
         return self.decision == "allowed"
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, object]:
         return {
             "decision": self.decision,
             "layer": self.layer,
@@ -82,9 +82,10 @@ class _Compiled:
 def _compile(stmt: Statement, variables: bool) -> _Compiled:
     cached = stmt.__dict__.get(_STMT_KEY)
     if cached is not None and cached[0] == variables:
-        return cached[1]
+        hit: _Compiled = cached[1]
+        return hit
     positive = stmt.resources is not None
-    patterns = stmt.resources if positive else stmt.not_resources or ()
+    patterns = stmt.resources if stmt.resources is not None else stmt.not_resources or ()
     compiled = _Compiled(
         stmt=stmt,
         deny=stmt.effect == "Deny",
@@ -97,7 +98,7 @@ def _compile(stmt: Statement, variables: bool) -> _Compiled:
 
 def _action_applies(stmt: Statement, action: str) -> bool:
     positive = stmt.actions is not None
-    patterns = stmt.actions if positive else stmt.not_actions or ()
+    patterns = stmt.actions if stmt.actions is not None else stmt.not_actions or ()
     compiled = compile_patterns(tuple(patterns), variables=False, ignore_case=True, resource=False)
     assert compiled is not None  # actions never use variables
     return compiled.match(action.lower()) == positive
@@ -122,7 +123,8 @@ def _applies(entry: _Compiled, request: RequestContext, variables: bool) -> bool
     if entry.resources is None:
         lookup = request.get
         hit = False
-        for pattern in entry.stmt.resources if entry.positive else entry.stmt.not_resources or ():
+        stmt = entry.stmt
+        for pattern in stmt.resources if stmt.resources is not None else stmt.not_resources or ():
             outcome = resource_matches(pattern, request.resource, lookup, variables=variables)
             if outcome is None:
                 return False  # a variable without a value invalidates the whole statement

@@ -81,7 +81,7 @@ def principal_ref(principal_arn: str) -> tuple[Literal["role", "user"], str, str
     return kind, rest.rsplit("/", 1)[-1], m["account"], None  # type: ignore[return-value]
 
 
-def _call(service: str, op: str, fn: Callable[..., dict], **kwargs: Any) -> dict:
+def _call(service: str, op: str, fn: Callable[..., dict[str, Any]], **kwargs: Any) -> dict[str, Any]:
     try:
         return fn(**kwargs)
     except ClientError as exc:
@@ -92,8 +92,8 @@ def _call(service: str, op: str, fn: Callable[..., dict], **kwargs: Any) -> dict
         raise IamFetchError(f"{service} {op} failed: {type(exc).__name__}", service=service) from exc
 
 
-def _pages(service: str, client: Any, op: str, key: str, **kwargs: Any) -> list:
-    items: list = []
+def _pages(service: str, client: Any, op: str, key: str, **kwargs: Any) -> list[Any]:
+    items: list[Any] = []
     try:
         paginator = client.get_paginator(op)
         for page in paginator.paginate(**kwargs):

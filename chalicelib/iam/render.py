@@ -42,14 +42,14 @@ class ResolvedDatabase:
 @dataclass(frozen=True)
 class RenderedPolicies:
     databases: tuple[ResolvedDatabase, ...]
-    signer_policies: Mapping[str, dict]  # signer role ARN (or DEFAULT_SIGNER) -> IAM policy
-    scp_statement: dict
+    signer_policies: Mapping[str, dict[str, Any]]  # signer role ARN (or DEFAULT_SIGNER) -> IAM policy
+    scp_statement: dict[str, Any]
 
     @property
     def all_arns(self) -> tuple[str, ...]:
         return tuple(arn for db in self.databases for arn in db.arns)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "signer_policies": [
                 {"signer": signer, "policy": doc} for signer, doc in self.signer_policies.items()

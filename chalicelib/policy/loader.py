@@ -16,7 +16,7 @@ import ipaddress
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 import yaml
 
@@ -27,6 +27,7 @@ from chalicelib.policy.model import (
     Conditions,
     Database,
     DbUser,
+    Kind,
     Rule,
     partition_of_region,
 )
@@ -69,21 +70,23 @@ RULE_KEYS = {"id", "effect", "principals", "databases", "db_users", "conditions"
 CONDITION_KEYS = {"org_ids", "source_ips"}
 CANARY_KEYS = {"timeout_seconds", "concurrency", "ssl_root_cert"}
 
+Engine = Literal["postgres", "mysql", "mariadb"]
+
 
 class _StrictLoader(yaml.SafeLoader):
     """SafeLoader that refuses duplicate keys and aliases (no billion laughs)."""
 
 
-def _compose_node(self: _StrictLoader, parent, index):
+def _compose_node(self: _StrictLoader, parent: yaml.Node | None, index: int) -> yaml.Node | None:
     if self.check_event(yaml.AliasEvent):
-        event = self.peek_event()
+        event = self.peek_event()  # type: ignore[no-untyped-call]  # untyped in types-PyYAML
         raise yaml.MarkedYAMLError(
             problem="aliases are not allowed in an access policy", problem_mark=event.start_mark
         )
     return yaml.SafeLoader.compose_node(self, parent, index)
 
 
-def _construct_mapping(self: _StrictLoader, node: yaml.MappingNode, deep: bool = False):
+def _construct_mapping(self: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
     seen: set[Any] = set()
     for key_node, _ in node.value:
         key = self.construct_object(key_node, deep=deep)
@@ -99,7 +102,9 @@ def _construct_mapping(self: _StrictLoader, node: yaml.MappingNode, deep: bool =
     return yaml.SafeLoader.construct_mapping(self, node, deep=deep)
 
 
-_StrictLoader.compose_node = _compose_node  # type: ignore[method-assign]
+# PyYAML has no hook for refusing aliases but overriding compose_node on a subclass;
+# the stubs type the method with the base Composer, hence the ignore.
+_StrictLoader.compose_node = _compose_node  # type: ignore[method-assign,assignment]
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
@@ -152,7 +157,7 @@ class _Builder:
         return PolicyLoadError(message, source=self.source, rule=rule, field=field)
 
     # -- shapes -------------------------------------------------------------------------
-    def mapping(self, value: Any, field: str, allowed: set[str], rule: str | None = None) -> Mapping:
+    def mapping(self, value: Any, field: str, allowed: set[str], rule: str | None = None) -> Mapping[str, Any]:
         if not isinstance(value, dict):
             raise self.fail(f"must be a mapping, not {_kind(value)}", rule=rule, field=field)
         for key in value:
@@ -253,12 +258,13 @@ class _Builder:
         if not isinstance(raw_users, dict) or not raw_users:
             raise self.fail("must declare at least one user", field=f"{field}.users")
         users = {user: self.user(field, user, uspec) for user, uspec in raw_users.items()}
-        return Database(name=name, engine=engine, region=region, kind=kind, identifier=identifier,
+        return Database(name=name, engine=cast(Engine, engine), region=region, kind=cast(Kind, kind),
+                        identifier=identifier,
                         users=users, host=host, port=port, dbname=dbname, signer_role=signer_role,
                         account=account, reader_role=reader_role, reader_role_explicit=explicit,
                         resource_id=resource_id)
 
-    def placement(self, field: str, spec: Mapping, kind: str, region: str, signer_role: str | None,
+    def placement(self, field: str, spec: Mapping[str, Any], kind: str, region: str, signer_role: str | None,
                   host: str | None, port: int | None) -> tuple[str | None, str | None, bool, str | None]:
         """``account``, reader role (and whether it was explicit) and ``resource_id`` of a database."""
         account = spec.get("account")

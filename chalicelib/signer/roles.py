@@ -64,7 +64,7 @@ def sts_name(value: str, *, max_len: int = 64) -> str:
 
 def _principal_name(identity: Any) -> str:
     """``role.path.name`` / ``user.name`` / ``root`` from a canonical principal ARN."""
-    resource = identity.principal.split(":", 5)[-1]
+    resource: str = identity.principal.split(":", 5)[-1]
     return resource.replace("/", ".")
 
 

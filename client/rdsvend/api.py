@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 from rdsvend.clock import SYSTEM_CLOCK, Clock
@@ -211,6 +211,7 @@ class VendApi:
 
 
 def _answer(status: int, headers: Any, raw: bytes) -> dict[str, Any]:
+    body: Any
     try:
         body = json.loads(raw) if raw and len(raw) <= _MAX_ANSWER_BYTES else None
     except ValueError:
@@ -218,11 +219,12 @@ def _answer(status: int, headers: Any, raw: bytes) -> dict[str, Any]:
     if status == 200:
         if not isinstance(body, dict):
             raise VendError("bad_answer", "the service's answer is not a JSON object", status=status)
-        return body
+        answer: dict[str, Any] = body
+        return answer
     retry_after = _retry_after(headers.get("Retry-After"))
     error = body.get("error") if isinstance(body, dict) else None
     if isinstance(error, dict) and isinstance(error.get("code"), str):
-        return _raise(
+        _raise(
             str(error["code"]),
             str(error.get("message") or "")[:300],
             status,
@@ -232,10 +234,10 @@ def _answer(status: int, headers: Any, raw: bytes) -> dict[str, Any]:
     # Not rdsvend's error model: API Gateway's own answers (a refused signature, throttling).
     # Their message may echo the canonical request, so only the status is reported.
     code = _CODE_FOR_STATUS.get(status, "http_error")
-    return _raise(code, f"HTTP {status} from the gateway", status, None, retry_after)
+    _raise(code, f"HTTP {status} from the gateway", status, None, retry_after)
 
 
-def _raise(code: str, message: str, status: int, request_id: str | None, retry_after: float | None):
+def _raise(code: str, message: str, status: int, request_id: str | None, retry_after: float | None) -> NoReturn:
     raise VendError(code, message or code, status=status, request_id=request_id, retry_after=retry_after)
 
 
