@@ -76,11 +76,12 @@ def create_token() -> Response:
     return _answer(work)
 
 
-@http_routes.route("/v1/databases", methods=["GET"], authorizer=iam_authorizer)
+@http_routes.route("/v1/databases", methods=["GET"], authorizer=iam_authorizer, content_types=["*/*"])
 def list_databases() -> Response:
+    # GET has no body: any Content-Type a client sends is accepted (Chalice's default is a 415)
     return _answer(lambda identity, request_id: get_vending_service().databases(identity, request_id))
 
 
-@http_routes.route("/v1/whoami", methods=["GET"], authorizer=iam_authorizer)
+@http_routes.route("/v1/whoami", methods=["GET"], authorizer=iam_authorizer, content_types=["*/*"])
 def whoami() -> Response:
     return _answer(lambda identity, request_id: identity.to_whoami())

@@ -304,6 +304,17 @@ def test_unexpected_failure_is_a_bare_500(aws):
     assert body["error"]["code"] == "internal" and "secret detail" not in json.dumps(body)
 
 
+@pytest.mark.parametrize("event_name", ["get_databases", "get_whoami"])
+@pytest.mark.parametrize("content_type", ["text/plain", "application/xml", "application/x-www-form-urlencoded"])
+def test_get_routes_answer_whatever_content_type_a_client_sends(service, event_name, content_type):
+    # a GET has no body: its Content-Type is meaningless, never a 415
+    ev = load_event(event_name)
+    ev["headers"] = {**(ev.get("headers") or {}), "Content-Type": content_type}
+    ev["multiValueHeaders"] = {**(ev.get("multiValueHeaders") or {}), "Content-Type": [content_type]}
+    status, body, _ = call(ev)
+    assert status == 200 and "error" not in body
+
+
 def test_wrong_method_gets_the_error_model(service):
     ev = load_event("get_whoami")
     ev["httpMethod"] = ev["requestContext"]["httpMethod"] = "DELETE"
