@@ -18,7 +18,7 @@ from chalicelib.clock import SYSTEM_CLOCK, Clock
 from chalicelib.errors import RdsvendError
 
 __all__ = ["Vantage", "ReaderRoleError", "ReaderSessions", "CallerVantage", "READER_SESSION_NAME",
-           "where_looked"]
+           "SearchedAs"]
 
 READER_SESSION_NAME = "rdsvend-reader"
 _REFRESH_AHEAD = timedelta(minutes=5)
@@ -164,20 +164,35 @@ def _expiry(value: Any) -> datetime | None:
     return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
 
 
-def where_looked(vantage: Vantage | None, database_account: str | None, reader_role: str | None = None) -> str:
-    """``searched account A as ARN``, plus, when A is not the database's account, what to change.
+@dataclass(frozen=True)
+class SearchedAs:
+    """Where a read looked: whose eyes (``vantage``) and where the thing is declared to be
+    (``expected_account``). Every check that could not see a resource says this, so the
+    operator knows whether the thing is missing or was looked for in the wrong place."""
 
-    Used by every check that could not see a resource, so the operator knows whether the
-    thing is missing or was looked for in the wrong place.
-    """
-    if vantage is None:
-        return "could not tell which account was searched (STS GetCallerIdentity failed)"
-    text = f"searched account {vantage.account} as {vantage.principal}"
-    if database_account is None or database_account == vantage.account:
+    vantage: Vantage | None
+    expected_account: str | None = None
+    what: str = "the database"
+
+    @property
+    def elsewhere(self) -> bool:
+        """The read used another account than the one the thing is declared in."""
+        return (self.vantage is not None and self.expected_account is not None
+                and self.vantage.account != self.expected_account)
+
+    def __str__(self) -> str:
+        if self.vantage is None:
+            return "could not tell which account was searched (STS GetCallerIdentity failed)"
+        text = f"searched account {self.vantage.account} as {self.vantage.principal}"
+        if self.elsewhere:
+            text += f"; {self.what} is declared in account {self.expected_account}"
         return text
-    if reader_role:
-        return (f"{text}; the database is declared in account {database_account}: its reader role "
-                f"'{reader_role}' should be in that account")
-    return (f"{text}; the database is declared in account {database_account}: run as the operator "
-            "(rdsvend local env --as operator) or with credentials of that account, or set reader_role "
-            "(or defaults.reader_role_name) in the access policy")
+
+    @property
+    def advice(self) -> str | None:
+        """What to change when the read looked in another account, else None."""
+        if not self.elsewhere:
+            return None
+        return (f"run with credentials that can read account {self.expected_account} (the operator's: "
+                "locally, rdsvend local env --as operator), or set reader_role (or "
+                "defaults.reader_role_name) for the database in the access policy")

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 from botocore.exceptions import ClientError
 
+from chalicelib.aws.reader import SearchedAs
 from chalicelib.canary.aws import AwsClients, probe
 from chalicelib.canary.model import CheckResult, errored, failed, passed, skipped, warned
 from chalicelib.errors import ProbeError
@@ -88,6 +89,9 @@ class RdsFacts(Protocol):
     def describe(self, database: Database) -> RdsResource | None:
         """The resource, None when RDS says it does not exist; :class:`ProbeError` otherwise."""
 
+    def searched(self, database: Database) -> SearchedAs | None:
+        """Where :meth:`describe` looked (account and principal), None when unknown."""
+
 
 class InMemoryRdsFacts:
     """Facts from a dict: database name -> RdsResource, None (absent) or an exception to raise."""
@@ -101,15 +105,27 @@ class InMemoryRdsFacts:
             raise value
         return value
 
+    def searched(self, database: Database) -> SearchedAs | None:
+        return None
+
 
 class BotoRdsFacts:
-    """DescribeDBInstances / DescribeDBClusters / DescribeDBProxies through :class:`AwsClients`."""
+    """DescribeDBInstances / DescribeDBClusters / DescribeDBProxies through :class:`AwsClients`,
+    or, given ``readers`` (:class:`chalicelib.canary.accounts.AccountReaders`), in each
+    database's account (through its reader role when the canary is elsewhere)."""
 
-    def __init__(self, clients: AwsClients) -> None:
+    def __init__(self, clients: AwsClients, readers: Any = None) -> None:
         self._clients = clients
+        self._readers = readers
+
+    def searched(self, database: Database) -> SearchedAs | None:
+        return self._readers.searched(database) if self._readers is not None else None
 
     def describe(self, database: Database) -> RdsResource | None:
-        rds = self._clients.client("rds", database.region)
+        if self._readers is not None:
+            rds = self._readers.client(database, "rds")  # ProbeError when the reader role fails
+        else:
+            rds = self._clients.client("rds", database.region)
         try:
             if database.kind == "instance":
                 with probe("rds", "DescribeDBInstances"):
@@ -174,18 +190,32 @@ def _what(database: Database) -> str:
     return f"{database.kind} '{database.identifier}' in {database.region}"
 
 
-def check_found(database: Database, resource: RdsResource | None | ProbeError) -> CheckResult:
+def _searched_details(searched: SearchedAs | None) -> dict[str, Any]:
+    if searched is None or searched.vantage is None:
+        return {}
+    return {"searched_account": searched.vantage.account, "searched_as": searched.vantage.principal,
+            "declared_account": searched.expected_account}
+
+
+def check_found(database: Database, resource: RdsResource | None | ProbeError,
+                searched: SearchedAs | None = None) -> CheckResult:
+    """``searched``: where the describe looked; named whenever the resource could not be seen."""
     cid = "rds.found"
+    where = f" ({searched})" if searched is not None else ""
     if isinstance(resource, ProbeError):
-        return errored(cid, f"could not describe {_what(database)}: {resource.cause}",
-                       "check that the canary can reach RDS and may call rds:Describe* "
-                       "(credentials, network path, throttling), then re-run",
-                       cause=resource.cause, code=resource.code)
+        fix = (searched.advice if searched is not None and searched.advice else
+               "check that the canary can reach RDS and may call rds:Describe* "
+               "(credentials, network path, throttling), then re-run")
+        return errored(cid, f"could not describe {_what(database)}: {resource.cause}{where}", fix,
+                       cause=resource.cause, code=resource.code, **_searched_details(searched))
     if resource is None:
-        return failed(cid, f"{_what(database)} does not exist",
+        if searched is not None and searched.advice:
+            return failed(cid, f"{_what(database)} was not found{where}", searched.advice,
+                          identifier=database.identifier, kind=database.kind, **_searched_details(searched))
+        return failed(cid, f"{_what(database)} does not exist{where}",
                       f"fix the {database.kind} identifier of database '{database.name}' in the "
                       f"access policy, or create the {database.kind} in {database.region}",
-                      identifier=database.identifier, kind=database.kind)
+                      identifier=database.identifier, kind=database.kind, **_searched_details(searched))
     details = {"identifier": resource.identifier, "status": resource.status, "arn": resource.arn,
                "resource_id": resource.resource_id}
     if resource.status == "available":

@@ -6,7 +6,9 @@ Environment (all optional):
 - ``RDSVEND_SIGNER_PRINCIPAL``: the IAM principal that signs for databases without
   ``signer_role`` (the vend function's role); default: the canary's own identity;
 - ``RDSVEND_ORG_ROLE_ARN``: a role to assume for reading AWS Organizations (SCPs can only be
-  read from the management account or a delegated administrator); default: own credentials;
+  read from the management account or a delegated administrator); default: own credentials.
+  RDS and the signer role's IAM policies of a database in another account are read through
+  the database's reader role (:mod:`chalicelib.canary.accounts`);
 - ``RDSVEND_CANARY_ADMIN_DSN`` (or the local stack's ``RDSVEND_LOCAL_ADMIN_DSN``): an
   administrator's connection string; used, for targets on the same host and port, to read
   role memberships before the login attempt. Never logged;
@@ -21,6 +23,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from chalicelib.canary.accounts import AccountReaders
 from chalicelib.canary.aws import AwsClients, probe
 from chalicelib.canary.checks_db import (
     ROLE_FACTS_SQL,
@@ -222,10 +225,13 @@ def canary_deps(
             assume_role=StsRoleAssumer(lambda service, region=None: clients.client(service, region)),
         )
     admin_dsn = admin_dsn_from_env(env)
+    readers = AccountReaders(policy, clients, make_clients=lambda role_session: AwsClients(
+        session=role_session, endpoint_url=endpoint_url, timeout_seconds=aws_timeout).client)
     return CanaryDeps(
-        rds=BotoRdsFacts(clients),
+        rds=BotoRdsFacts(clients, readers),
         connect=LiveConnectEvaluator(iam_client=clients.client("iam"),
-                                     org_client=_org_client(clients, env, endpoint_url)),
+                                     org_client=_org_client(clients, env, endpoint_url),
+                                     iam_for=readers.iam_for),
         directory=BotoDirectoryRoleFacts(clients),
         tokens=MinterTokens(identity, minter),
         db=PsycopgConnector(),

@@ -19,6 +19,8 @@ __all__ = ["LiveConnectEvaluator", "verdict_to_facts"]
 
 _QUOTED_ARN = re.compile(r"'(arn:[^']*:rds-db:[^']*)'")
 _LEVEL = re.compile(r"scp level (\d+)")
+#: IAM answers that mean "could not see it from here": worth saying where we looked
+_UNSEEN = frozenset({"NoSuchEntity", "AccessDenied", "AccessDeniedException", "UnauthorizedOperation"})
 
 
 class _Once:
@@ -99,19 +101,39 @@ class LiveConnectEvaluator:
     """Reads IAM and Organizations through boto3 clients and evaluates ``rds-db:connect``.
 
     ``org_client`` may be None: then SCPs are reported as unreadable (error), never as allowing.
+    ``iam_for(account)``, when given, returns the IAM client that reads a principal's account
+    and where it looks (:class:`chalicelib.aws.reader.SearchedAs`): a signer role in another
+    account is read there, and a role IAM cannot show is reported with the account searched.
     """
 
-    def __init__(self, *, iam_client: Any, org_client: Any | None, clock: Clock = SYSTEM_CLOCK) -> None:
+    def __init__(self, *, iam_client: Any, org_client: Any | None, clock: Clock = SYSTEM_CLOCK,
+                 iam_for: Callable[[str], tuple[Any, Any]] | None = None) -> None:
         self._iam = iam_client
         self._org = org_client
         self._clock = clock
+        self._iam_for = iam_for
         self._principals = _Once()
         self._chains = _Once()
         self._ous = _Once()
 
     def fresh(self) -> LiveConnectEvaluator:
         """The same clients with empty caches: each canary run reads IAM and SCPs anew."""
-        return LiveConnectEvaluator(iam_client=self._iam, org_client=self._org, clock=self._clock)
+        return LiveConnectEvaluator(iam_client=self._iam, org_client=self._org, clock=self._clock,
+                                    iam_for=self._iam_for)
+
+    def _fetch(self, principal: str) -> Any:
+        from chalicelib.iam.fetch import fetch_principal_policies
+
+        account = principal.split(":", 5)[4] if principal.count(":") >= 5 else ""
+        iam, searched = (self._iam_for(account) if self._iam_for is not None and account
+                         else (self._iam, None))
+        try:
+            return fetch_principal_policies(iam, principal)
+        except IamFetchError as exc:
+            if searched is None or exc.code not in _UNSEEN:
+                raise
+            advice = f"; {searched.advice}" if searched.advice else ""
+            raise IamFetchError(f"{exc} ({searched}{advice})"[:600], service=exc.service, code=exc.code) from None
 
     def _ou_name(self, ou_id: str) -> str | None:
         def compute() -> str | None:
@@ -124,14 +146,14 @@ class LiveConnectEvaluator:
 
     def evaluate(self, principal: str, dbuser_arn: str, *, account_id: str) -> ConnectFacts:
         from chalicelib.iam.connect import connect_verdict, principal_context
-        from chalicelib.iam.fetch import fetch_principal_policies, fetch_scp_chain
+        from chalicelib.iam.fetch import fetch_scp_chain
         from chalicelib.iam.model import RequestContext
         from chalicelib.iam.rdsdb import CONNECT_ACTION, parse_dbuser_arn
 
         if self._org is None:
             raise ProbeError("no Organizations client: the SCP chain cannot be read", service="organizations")
         try:
-            fetched = self._principals.get(principal, lambda: fetch_principal_policies(self._iam, principal))
+            fetched = self._principals.get(principal, lambda: self._fetch(principal))
             chain = self._chains.get(account_id, lambda: fetch_scp_chain(self._org, account_id))
             parsed = parse_dbuser_arn(dbuser_arn)
             ctx = principal_context(principal, fetched, org_id=chain.organization_id if chain else None,
@@ -144,7 +166,7 @@ class LiveConnectEvaluator:
                 principal_arn=principal,
             )
         except (IamFetchError, IamPolicyError) as exc:
-            raise ProbeError(str(exc)[:300], service=getattr(exc, "service", "iam"),
+            raise ProbeError(str(exc)[:600], service=getattr(exc, "service", "iam"),
                              code=getattr(exc, "code", "")) from None
         ou_names: dict[str, str] = {}
         if chain is not None and verdict.scp is not None and not verdict.scp.allowed:

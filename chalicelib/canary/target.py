@@ -178,6 +178,17 @@ def _describe(deps: CanaryDeps, database: Database) -> RdsResource | None | Prob
         return exc
 
 
+def _searched(deps: CanaryDeps, database: Database) -> Any:
+    """Where the RDS facts looked for ``database`` (None when the adapter cannot say)."""
+    where = getattr(deps.rds, "searched", None)
+    if where is None:
+        return None
+    try:
+        return where(database)
+    except Exception:  # noqa: BLE001 - naming the account is a nicety, never a failure
+        return None
+
+
 def _failed(results: dict[str, CheckResult], *ids: str) -> list[str]:
     return [i for i in ids if i in results and results[i].status == "fail"]
 
@@ -197,7 +208,8 @@ def _run(database: Database, user: DbUser, deps: CanaryDeps, deadline: Deadline,
     r = run.results
     _guard(run, deadline, "rds.found")
     described = _describe(deps, database)
-    run.record(check_found(database, described))
+    run.record(check_found(database, described, None if isinstance(described, RdsResource)
+                           else _searched(deps, database)))
     resource = described if isinstance(described, RdsResource) else None
     rds_down = _failed(r, "rds.found")
 

@@ -1,0 +1,164 @@
+"""The canary for a database in a member account (moto organization, two accounts).
+
+RDS and the signer role's IAM policies are read through the database's reader role; SCPs
+through the organization (own credentials here, the management account). Without a reader
+role the checks still run, and say which account they searched and as whom. The database
+server itself is the in-memory one (tests/support): these tests are about the AWS reads.
+"""
+from __future__ import annotations
+
+import json
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from chalicelib.canary.accounts import AccountReaders
+from chalicelib.canary.aws import AwsClients
+from chalicelib.canary.checks_db import RoleFacts
+from chalicelib.canary.checks_kerberos import InMemoryDirectoryRoleFacts
+from chalicelib.canary.checks_rds import BotoRdsFacts
+from chalicelib.canary.iam_facts import LiveConnectEvaluator
+from chalicelib.canary.target import CanaryDeps, Deadline, run_target
+from chalicelib.errors import ProbeError
+from chalicelib.policy.loader import load_policy_text
+from tests.support.canary_fakes import CountingTokens, FixedSigner, MemoryConnector, MemoryDatabase
+
+REGION = "us-east-1"
+SERVICE = "123456789012"  # moto's default account: the canary's own credentials
+
+
+@pytest.fixture
+def org(aws_env):
+    """root -> OU Data -> member account with the instance, the signer role and the reader role."""
+    with mock_aws():
+        session = boto3.session.Session(region_name=REGION)
+        orgs = session.client("organizations")
+        orgs.create_organization(FeatureSet="ALL")
+        root = orgs.list_roots()["Roots"][0]["Id"]
+        ou = orgs.create_organizational_unit(ParentId=root, Name="Data")["OrganizationalUnit"]["Id"]
+        account = orgs.create_account(AccountName="data", Email="data@example.com")["CreateAccountStatus"]["AccountId"]
+        orgs.move_account(AccountId=account, SourceParentId=root, DestinationParentId=ou)
+        creds = session.client("sts").assume_role(
+            RoleArn=f"arn:aws:iam::{account}:role/OrganizationAccountAccessRole", RoleSessionName="seed")["Credentials"]
+        member = boto3.session.Session(aws_access_key_id=creds["AccessKeyId"],
+                                       aws_secret_access_key=creds["SecretAccessKey"],
+                                       aws_session_token=creds["SessionToken"], region_name=REGION)
+        instance = member.client("rds").create_db_instance(
+            DBInstanceIdentifier="ledger-prod", Engine="postgres", DBInstanceClass="db.t4g.micro",
+            MasterUsername="admin", MasterUserPassword="x" * 12, AllocatedStorage=20,
+            EnableIAMDatabaseAuthentication=True)["DBInstance"]
+        iam = member.client("iam")
+        trust = json.dumps({"Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{SERVICE}:root"}, "Action": "sts:AssumeRole"}]})
+        for name in ("rdsvend-signer", "rdsvend-reader"):
+            iam.create_role(RoleName=name, AssumeRolePolicyDocument=trust)
+        dbuser = f"arn:aws:rds-db:{REGION}:{account}:dbuser:{instance['DbiResourceId']}/ledger_app"
+        iam.put_role_policy(RoleName="rdsvend-signer", PolicyName="connect", PolicyDocument=json.dumps({
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": "rds-db:connect", "Resource": dbuser}]}))
+        yield {"session": session, "account": account, "instance": instance, "dbuser": dbuser}
+
+
+def policy(account: str, *extra: str, service_account: str | None = None):
+    lines = ["version: 1", "databases:", "  ledger:", "    engine: postgres", f"    region: {REGION}",
+             "    instance: ledger-prod", f"    signer_role: arn:aws:iam::{account}:role/rdsvend-signer",
+             *(f"    {line}" for line in extra),
+             "    users:", "      ledger_app: {auth: iam}",
+             "rules:", "  - id: r", "    effect: allow", f'    principals: ["arn:aws:iam::{SERVICE}:role/x"]',
+             "    databases: [ledger]", "    db_users: [ledger_app]"]
+    return load_policy_text("\n".join(lines) + "\n", "orgs.yaml", service_account=service_account)
+
+
+def run(org, loaded):
+    clients = AwsClients(session=org["session"])
+    readers = AccountReaders(loaded, clients)
+    instance = org["instance"]
+    server = MemoryDatabase(roles={"ledger_app": RoleFacts(role="ledger_app", exists=True,
+                                                           rds_iam_path=("rds_iam",))})
+    deps = CanaryDeps(
+        rds=BotoRdsFacts(clients, readers),
+        connect=LiveConnectEvaluator(iam_client=clients.client("iam"),
+                                     org_client=org["session"].client("organizations"), iam_for=readers.iam_for),
+        directory=InMemoryDirectoryRoleFacts({}),
+        tokens=CountingTokens(),
+        db=MemoryConnector({(instance["Endpoint"]["Address"], instance["Endpoint"]["Port"]): server}),
+        signer=FixedSigner(),
+    )
+    db = loaded.databases["ledger"]
+    report = run_target(db, db.users["ledger_app"], deps, Deadline.after(30))
+    return {c.id: c for c in report.checks}
+
+
+def test_reader_role_lets_the_canary_see_rds_and_the_signer_in_the_member_account(org):
+    account = org["account"]
+    checks = run(org, policy(account, f"reader_role: arn:aws:iam::{account}:role/rdsvend-reader"))
+    assert checks["rds.found"].status == "pass", checks["rds.found"].message
+    assert checks["rds.found"].details["resource_id"] == org["instance"]["DbiResourceId"]
+    assert checks["iam.signer_allows"].status == "pass", checks["iam.signer_allows"].message
+    assert checks["iam.signer_allows"].details["dbuser_arn"] == org["dbuser"]
+    assert checks["org.scp_allows"].status == "pass", checks["org.scp_allows"].message
+    assert checks["db.connect"].status == "pass"
+
+
+def test_default_reader_role_name_is_used_when_the_canary_is_elsewhere(org):
+    account = org["account"]
+    lines = ["defaults:", "  reader_role_name: rdsvend-reader"]
+    loaded = load_policy_text("\n".join(lines) + "\n" + _text(account), "orgs.yaml")
+    assert loaded.databases["ledger"].reader_role == f"arn:aws:iam::{account}:role/rdsvend-reader"
+    checks = run(org, loaded)
+    assert checks["rds.found"].status == "pass"
+    assert checks["iam.signer_allows"].status == "pass"
+
+
+def test_without_a_reader_role_the_checks_say_where_they_looked(org):
+    account = org["account"]
+    checks = run(org, policy(account))  # the canary's own credentials: the service account
+    found = checks["rds.found"]
+    assert found.status == "fail"
+    assert found.message == (
+        f"instance 'ledger-prod' in {REGION} was not found (searched account {SERVICE} as "
+        f"arn:aws:sts::{SERVICE}:user/moto; the database is declared in account {account})")
+    assert "set reader_role" in found.fix and "rdsvend local env --as operator" in found.fix
+    assert "fix the instance identifier" not in found.fix  # the identifier is right
+    assert found.details["searched_account"] == SERVICE and found.details["declared_account"] == account
+
+
+def test_a_signer_role_iam_cannot_show_is_reported_with_the_account_searched(org):
+    account = org["account"]
+    clients = AwsClients(session=org["session"])
+    loaded = policy(account)
+    evaluator = LiveConnectEvaluator(iam_client=clients.client("iam"),
+                                     org_client=org["session"].client("organizations"),
+                                     iam_for=AccountReaders(loaded, clients).iam_for)
+    with pytest.raises(ProbeError) as caught:
+        evaluator.evaluate(f"arn:aws:iam::{account}:role/rdsvend-signer", org["dbuser"], account_id=account)
+    cause = caught.value.cause
+    assert caught.value.code == "NoSuchEntity"
+    assert (f"(searched account {SERVICE} as arn:aws:sts::{SERVICE}:user/moto; the signer role is declared in "
+            f"account {account}; run with credentials that can read account {account}") in cause
+
+
+def test_a_reader_role_that_cannot_be_assumed_is_an_error_naming_the_role(org, monkeypatch):
+    account = org["account"]
+    reader = f"arn:aws:iam::{account}:role/rdsvend-reader"
+    from botocore.exceptions import ClientError
+
+    def refuse(params, **_):
+        if params.get("RoleArn") == reader:
+            raise ClientError({"Error": {"Code": "AccessDenied", "Message": "not authorized"}}, "AssumeRole")
+
+    org["session"].events.register("provide-client-params.sts.AssumeRole", refuse)
+    checks = run(org, policy(account, f"reader_role: {reader}"))
+    found = checks["rds.found"]
+    assert found.status == "error"  # never a pass, never a plain "does not exist"
+    assert f"could not assume reader role '{reader}' as arn:aws:sts::{SERVICE}:user/moto" in found.message
+    assert "AccessDenied" in found.message
+
+
+def _text(account: str) -> str:
+    return "\n".join(["version: 1", "databases:", "  ledger:", "    engine: postgres", f"    region: {REGION}",
+                      "    instance: ledger-prod", f"    signer_role: arn:aws:iam::{account}:role/rdsvend-signer",
+                      "    users:", "      ledger_app: {auth: iam}",
+                      "rules:", "  - id: r", "    effect: allow", f'    principals: ["arn:aws:iam::{SERVICE}:role/x"]',
+                      "    databases: [ledger]", "    db_users: [ledger_app]"]) + "\n"
