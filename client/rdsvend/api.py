@@ -57,6 +57,8 @@ class VendedToken:
     #: The client's monotonic clock when the answer arrived; expiry is judged from it and
     #: ``ttl_seconds`` so that a skewed local wall clock does not matter.
     received_at: float = 0.0
+    #: MySQL family: the client auth plugin that carries the token (``mysql_clear_password``)
+    auth_plugin: str | None = None
 
     @property
     def expires_monotonic(self) -> float:
@@ -79,6 +81,7 @@ class VendedToken:
             "ssl_root_cert": self.ssl_root_cert,
             "dsn": self.dsn,
             "rule": self.rule,
+            **({"auth_plugin": self.auth_plugin} if self.auth_plugin else {}),
         }
 
     @classmethod
@@ -101,6 +104,7 @@ class VendedToken:
                 dsn=str(body.get("dsn") or ""),
                 rule=body.get("rule") if isinstance(body.get("rule"), str) else None,
                 received_at=received_at,
+                auth_plugin=body.get("auth_plugin") if isinstance(body.get("auth_plugin"), str) else None,
             )
         except (KeyError, TypeError, ValueError):
             raise VendError("bad_answer", "the service's answer is missing or mistypes a field") from None

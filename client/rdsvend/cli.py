@@ -134,6 +134,10 @@ def _cmd_exec(args: argparse.Namespace) -> None:
     if not command:
         _fail("exec needs a command after '--'", 2)
     vended = _vend(args.url, args.database, args.db_user)
+    from rdsvend.mysql import is_mysql_family
+
+    if is_mysql_family(vended.engine):
+        _exec_mysql(command, vended)
     env = {**os.environ, **libpq_env(vended)}
     try:
         completed = subprocess.run(command, env=env, check=False)
@@ -141,6 +145,24 @@ def _cmd_exec(args: argparse.Namespace) -> None:
         _fail(f"command not found: '{command[0]}'", 127)
     except PermissionError:
         _fail(f"command not executable: '{command[0]}'", 126)
+    code = completed.returncode
+    sys.exit(128 - code if code < 0 else code)
+
+
+def _exec_mysql(command: list[str], vended: VendedToken) -> NoReturn:
+    """MySQL family: the login in a private option file for the command's lifetime (rdsvend.mysql)."""
+    from rdsvend.mysql import MysqlOptionError, mysql_command
+
+    try:
+        with mysql_command(command, vended) as (argv, env):
+            try:
+                completed = subprocess.run(argv, env=env, check=False)
+            except FileNotFoundError:
+                _fail(f"command not found: '{command[0]}'", 127)
+            except PermissionError:
+                _fail(f"command not executable: '{command[0]}'", 126)
+    except MysqlOptionError as exc:
+        _fail(str(exc), 1)
     code = completed.returncode
     sys.exit(128 - code if code < 0 else code)
 

@@ -75,9 +75,20 @@ def libpq_env(vended: VendedToken, environ: Mapping[str, str] | None = None) -> 
 
 
 def connect(client: TokenClient, database: str, db_user: str, **kwargs: Any) -> psycopg.Connection:
-    """``psycopg.connect`` with a current token from ``client``; ``kwargs`` override/extend."""
+    """``psycopg.connect`` with a current token from ``client``; ``kwargs`` override/extend.
+
+    For a MySQL-family database (``engine`` mysql or mariadb) it returns a PyMySQL connection
+    instead (TLS verified, cleartext auth): see :func:`rdsvend.mysql.connect`.
+    """
+    from rdsvend.mysql import is_mysql_family
+
+    vended = client.get(database, db_user)
+    if is_mysql_family(vended.engine):
+        from rdsvend.mysql import connect as connect_mysql
+
+        return connect_mysql(client, database, db_user, **kwargs)  # type: ignore[no-any-return]
     import psycopg
 
-    params = connection_params(client.get(database, db_user))
+    params = connection_params(vended)
     params.update(kwargs)
     return psycopg.connect(**params)

@@ -25,6 +25,17 @@ def install_token_hook(engine: Engine, client: TokenClient, database: str, db_us
 
     @event.listens_for(engine, "do_connect")
     def _provide_token(dialect: Any, conn_rec: Any, cargs: Any, cparams: dict[str, Any]) -> None:
+        if dialect.name in ("mysql", "mariadb"):  # mysql+pymysql: TLS verified, cleartext auth
+            from rdsvend.mysql import pymysql_params
+
+            mysql = pymysql_params(client.get(database, db_user))
+            for key in ("host", "port", "user", "password", "ssl"):
+                cparams[key] = mysql[key]
+            cparams.pop("passwd", None)
+            cparams.pop("db", None)
+            if "database" in mysql:
+                cparams["database"] = mysql["database"]
+            return
         params = connection_params(client.get(database, db_user))
         for key in ("host", "port", "dbname", "user", "password"):
             cparams[key] = params[key]
@@ -34,9 +45,13 @@ def install_token_hook(engine: Engine, client: TokenClient, database: str, db_us
 
 
 def create_engine(client: TokenClient, database: str, db_user: str, **engine_kwargs: Any) -> Engine:
-    """``sqlalchemy.create_engine("postgresql+psycopg://")`` with the token hook installed."""
+    """``sqlalchemy.create_engine("postgresql+psycopg://")`` with the token hook installed, or
+    ``"mysql+pymysql://"`` when the database is of the MySQL family."""
     import sqlalchemy
 
-    engine = sqlalchemy.create_engine("postgresql+psycopg://", **engine_kwargs)
+    from rdsvend.mysql import is_mysql_family
+
+    url = "mysql+pymysql://" if is_mysql_family(client.get(database, db_user).engine) else "postgresql+psycopg://"
+    engine = sqlalchemy.create_engine(url, **engine_kwargs)
     install_token_hook(engine, client, database, db_user)
     return engine
