@@ -14,12 +14,12 @@ from typing import Any
 
 from chalicelib.rotation.errors import RotationEventError
 
-__all__ = ["STEPS", "RotationEvent", "parse_event", "MAX_EVENT_BYTES"]
+__all__ = ["STEPS", "SECRET_ID", "RotationEvent", "parse_event", "MAX_EVENT_BYTES"]
 
 STEPS = ("createSecret", "setSecret", "testSecret", "finishSecret")
 MAX_EVENT_BYTES = 8192
 _TOKEN = re.compile(r"[A-Za-z0-9-]{32,64}")
-_SECRET_ID = re.compile(r"[A-Za-z0-9/_+=.@:-]{1,2048}")
+SECRET_ID = re.compile(r"[A-Za-z0-9/_+=.@:-]{1,2048}")
 _ALLOWED = frozenset({"Step", "SecretId", "ClientRequestToken", "RotationToken"})
 
 
@@ -48,7 +48,7 @@ def parse_event(event: Any) -> RotationEvent:
     if unknown:
         raise RotationEventError(f"unknown field '{_clip(unknown[0])}'")
     values = {}
-    for key, pattern in (("Step", None), ("SecretId", _SECRET_ID), ("ClientRequestToken", _TOKEN)):
+    for key, pattern in (("Step", None), ("SecretId", SECRET_ID), ("ClientRequestToken", _TOKEN)):
         value = event.get(key)
         if value is None:
             raise RotationEventError(f"missing field '{key}'")

@@ -15,7 +15,7 @@ from chalicelib.errors import PolicyLoadError, PolicyUnavailableError, RdsvendEr
 from chalicelib.policy.model import AccessPolicy, DbUser
 from chalicelib.policy.password_users import secret_arn_parts
 from chalicelib.rotation.errors import RotationError, RotationStateError
-from chalicelib.rotation.event import parse_event
+from chalicelib.rotation.event import SECRET_ID, STEPS, parse_event
 from chalicelib.rotation.protocol import Rotator, StepOutcome
 from chalicelib.rotation.store import BotoSecretStore, SecretMeta, SecretStore
 
@@ -76,8 +76,10 @@ def handle_rotation(event: Any, *, policy: AccessPolicy | None = None, store: Se
             store = BotoSecretStore(default_client_factory()("secretsmanager"))
         outcome: StepOutcome = rotator_for(policy, store, env).run(parsed)
     except RotationError as exc:
-        exc.step = exc.step or (step if isinstance(step, str) and len(step) <= 32 else None)
-        exc.secret = exc.secret or (secret_id if isinstance(secret_id, str) and len(secret_id) <= 2048 else None)
+        # what the event says is echoed only when it is well-formed (no newline, no hostile text)
+        exc.step = exc.step or (step if step in STEPS else None)
+        exc.secret = exc.secret or (secret_id if isinstance(secret_id, str) and SECRET_ID.fullmatch(secret_id)
+                                    else None)
         line = exc.line()
         log.error(line, extra={"event": "rotation", "step": exc.step, "secret": exc.secret,
                                "outcome": "error", "error": type(exc).__name__})

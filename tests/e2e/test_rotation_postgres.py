@@ -1,0 +1,169 @@
+"""Password rotation end to end on the local stack: the local Secrets Manager (moto server),
+the real PostgreSQL with TLS, the ``rotate`` function's body run step by step the way Secrets
+Manager drives it (:func:`devtools.local.secrets.rotate_locally`: moto cannot invoke Lambda).
+
+Each test leaves the world valid: AWSCURRENT of every secret logs in.
+"""
+from __future__ import annotations
+
+import json
+import logging
+
+import psycopg
+import pytest
+
+from chalicelib.policy.loader import load_policy_file
+from chalicelib.rotation.event import STEPS
+from chalicelib.rotation.handler import RotationFailedError
+from devtools.local.secrets import rotate_locally
+
+SINGLE = "rdsvend/orders-local/ledger_batch"
+ALTERNATING = "rdsvend/orders-local/reports_legacy"
+
+
+@pytest.fixture(scope="module")
+def sm(local_stack):
+    info = local_stack.info
+    return info.seeded.execution.session(info.region).client("secretsmanager", endpoint_url=info.moto_url)
+
+
+@pytest.fixture(scope="module")
+def policy(local_stack):
+    return load_policy_file(local_stack.info.policy_path)
+
+
+@pytest.fixture
+def rotate(local_stack, sm, policy):
+    env = {"PGSSLROOTCERT": local_stack.ca_path}
+
+    def run(name: str, **kwargs) -> str:
+        arn = sm.describe_secret(SecretId=name)["ARN"]
+        return rotate_locally(arn, sm, policy=policy, env=env, **kwargs)
+    return run
+
+
+def value(sm, name: str, stage: str = "AWSCURRENT", version: str | None = None) -> dict:
+    kwargs = {"SecretId": name, "VersionStage": stage}
+    if version:
+        kwargs["VersionId"] = version
+    return json.loads(sm.get_secret_value(**kwargs)["SecretString"])
+
+
+def login(local_stack, secret: dict) -> psycopg.Connection:
+    return psycopg.connect(host=secret["host"], port=secret["port"], dbname=secret["dbname"],
+                           user=secret["username"], password=secret["password"], sslmode="verify-full",
+                           sslrootcert=local_stack.ca_path, connect_timeout=5, autocommit=True)
+
+
+def refused(local_stack, secret: dict) -> str:
+    with pytest.raises(psycopg.OperationalError) as info:
+        login(local_stack, secret).close()
+    return str(info.value)
+
+
+def test_single_user_rotation_refuses_the_old_password_and_accepts_the_new(local_stack, sm, rotate):
+    old = value(sm, SINGLE)
+    rotate(SINGLE)
+    new = value(sm, SINGLE)
+    assert new["username"] == old["username"] == "ledger_batch"
+    assert new["password"] != old["password"]
+    why = refused(local_stack, old)
+    assert 'password authentication failed for user "ledger_batch"' in why
+    with login(local_stack, new) as conn:
+        assert conn.execute("SELECT count(*) FROM shop.orders").fetchone()[0] == 3
+    assert value(sm, SINGLE, "AWSPREVIOUS")["password"] == old["password"]
+
+
+def test_alternating_users_share_tables_before_and_after(local_stack, sm, rotate):
+    first = value(sm, ALTERNATING)
+    rotate(ALTERNATING)
+    current, previous = value(sm, ALTERNATING), value(sm, ALTERNATING, "AWSPREVIOUS")
+    assert {current["username"], previous["username"]} == {"reports_legacy", "reports_legacy_clone"}
+    assert current["username"] != first["username"]
+    assert previous["password"] == first["password"]  # the login not rotated keeps working
+    made = []
+    for creator, reader in ((current, previous), (previous, current)):
+        table = f"shop.made_by_{creator['username']}"
+        with login(local_stack, creator) as conn:
+            assert conn.execute("SELECT current_user").fetchone()[0] == "reports_legacy_owner"
+            conn.execute(f"DROP TABLE IF EXISTS {table}")
+            conn.execute(f"CREATE TABLE {table} (n int)")
+            conn.execute(f"INSERT INTO {table} VALUES (1)")
+        made.append(table)
+        with login(local_stack, reader) as conn:
+            assert conn.execute(f"SELECT n FROM {table}").fetchone()[0] == 1
+            assert conn.execute("SELECT count(*) FROM shop.orders").fetchone()[0] == 3
+    rotate(ALTERNATING)
+    after, before = value(sm, ALTERNATING), value(sm, ALTERNATING, "AWSPREVIOUS")
+    assert after["username"] == previous["username"] and before["password"] == current["password"]
+    assert "password authentication failed" in refused(local_stack, previous)  # its old password is gone
+    for secret in (after, before):
+        with login(local_stack, secret) as conn:
+            for table in [*made, "shop.orders"]:
+                conn.execute(f"SELECT count(*) FROM {table}").fetchone()
+    with login(local_stack, after) as conn:
+        for table in made:
+            conn.execute(f"DROP TABLE {table}")
+
+
+@pytest.mark.parametrize("name", [SINGLE, ALTERNATING])
+def test_every_step_run_twice_is_harmless(local_stack, sm, rotate, name):
+    old = value(sm, name)
+    token = None
+    for step in STEPS:
+        token = rotate(name, steps=(step, step), token=token)
+        if step == "createSecret":
+            pending = value(sm, name, "AWSPENDING", token)
+    new = value(sm, name)
+    assert new == pending  # createSecret twice made one password, not two
+    with login(local_stack, new):
+        pass
+    stages = sm.describe_secret(SecretId=name)["VersionIdsToStages"]
+    assert stages[token] == ["AWSPENDING", "AWSCURRENT"] or sorted(stages[token]) == ["AWSCURRENT", "AWSPENDING"]
+    assert sum("AWSCURRENT" in s for s in stages.values()) == 1
+    if name == SINGLE:
+        assert "password authentication failed" in refused(local_stack, old)
+
+
+def test_rotation_interrupted_after_set_secret_resumes(local_stack, sm, rotate):
+    old = value(sm, SINGLE)
+    token = rotate(SINGLE, steps=("createSecret", "setSecret"))
+    pending = value(sm, SINGLE, "AWSPENDING", token)
+    # in flight: AWSCURRENT is the old value and no longer logs in; AWSPENDING does
+    assert value(sm, SINGLE) == old
+    assert "password authentication failed" in refused(local_stack, old)
+    login(local_stack, pending).close()
+    # setSecret again (Secrets Manager's retry): nothing changes
+    rotate(SINGLE, steps=("setSecret",), token=token)
+    login(local_stack, pending).close()
+    # resumed without naming the token: the rotation in flight is found and finished
+    assert rotate(SINGLE, steps=("testSecret", "finishSecret")) == token
+    assert value(sm, SINGLE) == pending
+
+
+def test_a_failing_step_names_step_and_secret_and_never_a_password(local_stack, sm, rotate, capsys, caplog):
+    caplog.set_level(logging.INFO)  # every logger at INFO, as in Lambda (botocore DEBUG prints bodies)
+    arn = sm.describe_secret(SecretId=SINGLE)["ARN"]
+    current = value(sm, SINGLE)
+    # break the database's password behind the secret's back: setSecret cannot log in
+    with psycopg.connect(local_stack.admin_dsn, autocommit=True) as admin:
+        admin.execute("ALTER ROLE ledger_batch PASSWORD 'broken-out-of-band-0'")
+    try:
+        with pytest.raises(RotationFailedError) as info:
+            rotate(SINGLE)
+        line = str(info.value)
+        assert line.startswith(f"rotation setSecret failed for {arn}: cannot log in as ledger_batch")
+        assert "\n" not in line
+        token = rotate(SINGLE, steps=())  # the rotation stays in flight: find its token
+        pending = value(sm, SINGLE, "AWSPENDING", token)
+    finally:
+        with psycopg.connect(local_stack.admin_dsn, autocommit=True) as admin:
+            admin.execute(psycopg.sql.SQL("ALTER ROLE ledger_batch PASSWORD {}").format(
+                psycopg.sql.Literal(current["password"])))
+    rotate(SINGLE)  # resumes and completes with the database put back
+    out = capsys.readouterr()
+    logged = out.out + out.err + caplog.text + line
+    assert "setSecret" in logged
+    for secret in (current["password"], pending["password"], value(sm, SINGLE)["password"],
+                   "broken-out-of-band-0"):
+        assert secret not in logged
