@@ -3,16 +3,25 @@
 1. Regenerates the functions' IAM policies and the API resource policy from
    ``policies/deploy.yaml``, the access policy and ``.chalice/config.json``
    (:mod:`devtools.deploy.roles`).
-2. Runs ``chalice package`` for CloudFormation (SAM) into ``build/cloudformation/`` and for
-   Terraform into ``build/terraform/``. Chalice pip-installs ``requirements.txt`` (the
-   functions' runtime dependencies only) for the Lambda platform; that needs the package
-   index (or ``PIP_NO_INDEX=1 PIP_FIND_LINKS=DIR`` with a wheelhouse), nothing else.
-3. Trims each ``deployment.zip``: the code that never runs in Lambda (the CLI, the client,
+2. For every stage of ``.chalice/config.json``, one deployable stack per format, each in its
+   own directory: ``build/<stage>/sam/`` (``sam.json``: ``chalice package`` with the merge
+   template of :mod:`devtools.deploy.sam`) and ``build/<stage>/terraform/``
+   (``chalice.tf.json`` adjusted by :mod:`devtools.deploy.terraform`, and ``rdsvend.tf.json``).
+   Chalice pip-installs ``requirements.txt`` (the functions' runtime dependencies only) for
+   the Lambda platform; that needs the package index (or ``PIP_NO_INDEX=1
+   PIP_FIND_LINKS=DIR`` with a wheelhouse), nothing else.
+3. The member-account roles (signer, reader) as a StackSet-ready template in
+   ``build/<stage>/member-roles/`` (:mod:`devtools.deploy.member_roles`).
+4. Trims each ``deployment.zip``: the code that never runs in Lambda (the CLI, the client,
    the local stack, this package) and the AWS SDK the Lambda Python runtime already provides
    (boto3, botocore and their dependencies: 16 MB zipped, most of the package).
 
-Usage: ``python -m devtools.deploy.package [--stage dev|prod] [--out build]
-[--project-dir .]``. Prints one line per artefact and the zip's size.
+Chalice writes into a scratch directory; only the generated files are then replaced in the
+output directories. Anything else there (``terraform.tfstate``, ``.terraform/``, the lock
+file, a packaged template) is never touched.
+
+Usage: ``python -m devtools.deploy.package [--stage STAGE ...] [--out build]
+[--project-dir .]`` (default: every stage). Prints one line per artefact and the zip's size.
 """
 from __future__ import annotations
 
@@ -30,8 +39,6 @@ from pathlib import Path
 
 from chalicelib.errors import PolicyLoadError
 from devtools.deploy.roles import (
-    FUNCTIONS,
-    lambda_function_name,
     load_chalice_config,
     load_deploy_settings,
     stale_policy_files,
@@ -70,6 +77,7 @@ class PackageResult:
     zip_bytes: int
     removed_files: int
     seconds: float
+    stage: str = "dev"
 
 
 def _normalize(name: str) -> str:
@@ -131,7 +139,7 @@ def _chalice_in_process(spec: dict) -> None:
     config = factory.create_config_obj(spec["stage"], user_provided_params=dict(spec["overrides"]))
     validate_lambda_architecture(config)
     packager = factory.create_app_packager(
-        config, factory.create_package_options(), spec["pkg_format"], "json", None
+        config, factory.create_package_options(), spec["pkg_format"], "json", spec.get("merge_template")
     )
     packager.package_app(config, spec["out"], spec["stage"])
 
@@ -144,39 +152,6 @@ def _chalice_package(spec: dict, env: dict[str, str]) -> None:
         lines = (done.stderr or done.stdout).strip().splitlines()
         raise RuntimeError(f"chalice package --pkg-format {spec['pkg_format']} failed: "
                            f"{lines[-1] if lines else done.returncode}")
-
-
-def _name_sam_functions(template_path: Path, stage: str) -> None:
-    """Name the functions as Chalice does for Terraform and ``chalice deploy``. SAM leaves
-    the names to CloudFormation, so neither the IAM policies' log ARNs nor callers granted
-    ``lambda:InvokeFunction`` could name them. Also points the API handler's log group at
-    the API handler: Chalice 1.34 writes ``${ApiHandler}``, a resource that does not exist."""
-    from chalice.utils import to_cfn_resource_name
-
-    template = json.loads(template_path.read_text(encoding="utf-8"))
-    resources = template["Resources"]
-    for name in FUNCTIONS:
-        logical = "APIHandler" if name == "api_handler" else to_cfn_resource_name(name)
-        if resources.get(logical, {}).get("Type") == "AWS::Serverless::Function":
-            resources[logical]["Properties"]["FunctionName"] = lambda_function_name(stage, name)
-    group = resources.get("ApiHandlerLogGroup", {}).get("Properties")
-    if group is not None and "APIHandler" in resources:
-        group["LogGroupName"] = {"Fn::Sub": "/aws/lambda/${APIHandler}"}
-    template_path.write_text(json.dumps(template, indent=2) + "\n", encoding="utf-8")
-
-
-def _add_terraform_log_groups(template_path: Path, stage: str, retention: int | None) -> None:
-    """Chalice 1.34 refuses ``log_retention_in_days`` for Terraform; add the log groups here."""
-    if not retention:
-        return
-    template = json.loads(template_path.read_text(encoding="utf-8"))
-    functions = template["resource"].get("aws_lambda_function", {})
-    groups = template["resource"].setdefault("aws_cloudwatch_log_group", {})
-    for name, function in functions.items():
-        groups[f"{name}_log_group"] = {"name": f"/aws/lambda/{function['function_name']}",
-                                       "retention_in_days": retention}
-        function.setdefault("depends_on", []).append(f"aws_cloudwatch_log_group.{name}_log_group")
-    template_path.write_text(json.dumps(template, indent=2) + "\n", encoding="utf-8")
 
 
 def _stage_project(project: Path, stage_dir: Path) -> None:
@@ -212,12 +187,38 @@ def _drop_stale_caches(stage_dir: Path) -> None:
         stale.unlink()
 
 
-def package(project_dir: str | Path = PROJECT_DIR, out: str | Path | None = None, stage: str = "dev",
-            formats: tuple[str, ...] = FORMATS, *, regenerate: bool = True) -> list[PackageResult]:
-    """Build every format into ``out/<format>/``; returns what was written.
+#: Where each format goes under ``build/<stage>/``, and the template Chalice writes there.
+DIRECTORIES = {"cloudformation": "sam", "terraform": "terraform"}
+TEMPLATES = {"cloudformation": "sam.json", "terraform": "chalice.tf.json"}
+
+
+def _replace_generated(scratch: Path, target: Path, names: list[str]) -> None:
+    """Move Chalice's generated files from ``scratch`` into ``target``, replacing only those
+    files: state, lock files and whatever else an operator keeps there stay."""
+    target.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        os.replace(scratch / name, target / name)
+    shutil.rmtree(scratch)
+
+
+def _write_json(path: Path, document: dict) -> None:
+    path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+
+
+def package(project_dir: str | Path = PROJECT_DIR, out: str | Path | None = None,
+            stages: tuple[str, ...] | None = None, formats: tuple[str, ...] = FORMATS, *,
+            regenerate: bool = True) -> list[PackageResult]:
+    """Build ``formats`` of ``stages`` (default: every stage) into ``out/<stage>/<sam|terraform>/``
+    and the member-account roles into ``out/<stage>/member-roles/``; returns what was written.
 
     ``regenerate=False`` refuses to package stale policy files instead of rewriting them.
     """
+    from chalicelib.policy.loader import load_policy_file
+    from devtools.deploy.member_roles import MEMBER_ROLES_FILE, member_roles_template
+    from devtools.deploy.sam import merge_template, unmerged_resources
+    from devtools.deploy.stack import stack_plan
+    from devtools.deploy.terraform import STACK_FILE, fix_chalice_terraform, terraform_stack
+
     project = Path(project_dir).resolve()
     out_dir = Path(out).resolve() if out else project / "build"
     if regenerate:
@@ -227,52 +228,73 @@ def package(project_dir: str | Path = PROJECT_DIR, out: str | Path | None = None
         raise RuntimeError(f"stale policy files: {', '.join(p.name for p in stale)} (run make package)")
     deploy = load_deploy_settings(project / "policies" / "deploy.yaml")
     config = load_chalice_config(project)
-    if stage not in config.get("stages", {}):
-        raise RuntimeError(f"no stage '{stage}' in .chalice/config.json")
-    retention = config["stages"][stage].get("log_retention_in_days", config.get("log_retention_in_days"))
-    stage_dir = out_dir / ".stage"
-    _stage_project(project, stage_dir)
+    stages = tuple(stages or config.get("stages", {}))
+    for stage in stages:
+        if stage not in config.get("stages", {}):
+            raise RuntimeError(f"no stage '{stage}' in .chalice/config.json")
+    policy_text = deploy.access_policy.read_text(encoding="utf-8")
+    access_policy = load_policy_file(deploy.access_policy)
+    source_dir = out_dir / ".stage"
+    _stage_project(project, source_dir)
     env = dict(os.environ)
     env.setdefault("AWS_DEFAULT_REGION", deploy.region)  # chalice wants one; nothing is called
     env["AWS_CHALICE_CLI_MODE"] = "true"
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_DIR), env.get("PYTHONPATH")]))
     results = []
-    for pkg_format in formats:
-        target = out_dir / pkg_format
-        if target.exists():
-            shutil.rmtree(target)
-        started = time.perf_counter()
-        spec = {"project_dir": str(stage_dir), "stage": stage, "pkg_format": pkg_format, "out": str(target),
-                "overrides": {}}
-        if pkg_format == "terraform":
-            spec["overrides"] = {"log_retention_in_days": 0}  # added below instead
-        _chalice_package(spec, env)
-        template = target / ("sam.json" if pkg_format == "cloudformation" else "chalice.tf.json")
-        if pkg_format == "terraform":
-            _add_terraform_log_groups(template, stage, retention)
-        else:
-            _name_sam_functions(template, stage)
-        zip_path = target / "deployment.zip"
-        removed = prune_zip(zip_path)
-        results.append(PackageResult(pkg_format, target, template, zip_path, zip_path.stat().st_size,
-                                     removed, time.perf_counter() - started))
-    _drop_stale_caches(stage_dir)
+    for stage in stages:
+        plan = stack_plan(config, stage, deploy)
+        roles_dir = out_dir / stage / "member-roles"
+        roles_dir.mkdir(parents=True, exist_ok=True)
+        _write_json(roles_dir / MEMBER_ROLES_FILE, member_roles_template(access_policy, deploy, stage))
+        for pkg_format in formats:
+            started = time.perf_counter()
+            target = out_dir / stage / DIRECTORIES[pkg_format]
+            scratch = out_dir / ".work" / f"{stage}-{pkg_format}"
+            if scratch.exists():
+                shutil.rmtree(scratch)
+            spec = {"project_dir": str(source_dir), "stage": stage, "pkg_format": pkg_format,
+                    "out": str(scratch), "overrides": {}, "merge_template": None}
+            if pkg_format == "cloudformation":
+                merge_file = out_dir / ".work" / f"{stage}-merge.json"
+                merge_file.parent.mkdir(parents=True, exist_ok=True)
+                _write_json(merge_file, merge_template(plan, policy_text))
+                spec["merge_template"] = str(merge_file)
+            else:
+                spec["overrides"] = {"log_retention_in_days": 0}  # Chalice refuses it; rdsvend.tf.json has them
+            _chalice_package(spec, env)
+            template_name = TEMPLATES[pkg_format]
+            template = json.loads((scratch / template_name).read_text(encoding="utf-8"))
+            if pkg_format == "cloudformation":
+                if missing := unmerged_resources(template):
+                    raise RuntimeError(f"merge template names resources Chalice did not make: {', '.join(missing)}")
+            else:
+                _write_json(scratch / template_name, fix_chalice_terraform(template, plan))
+                _write_json(scratch / STACK_FILE, terraform_stack(plan, policy_text))
+            removed = prune_zip(scratch / "deployment.zip")
+            generated = [template_name, "deployment.zip"] + ([STACK_FILE] if pkg_format == "terraform" else [])
+            _replace_generated(scratch, target, generated)
+            zip_path = target / "deployment.zip"
+            results.append(PackageResult(pkg_format, target, target / template_name, zip_path,
+                                         zip_path.stat().st_size, removed, time.perf_counter() - started,
+                                         stage=stage))
+    _drop_stale_caches(source_dir)
     return results
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devtools.deploy.package", description=__doc__.splitlines()[0])
-    parser.add_argument("--stage", default="dev", help="Chalice stage to package (default: dev)")
+    parser.add_argument("--stage", action="append", default=None, dest="stages",
+                        help="a Chalice stage to package (repeatable; default: every stage)")
     parser.add_argument("--out", default=None, help="output directory (default: build/)")
     parser.add_argument("--project-dir", default=str(PROJECT_DIR))
     args = parser.parse_args(argv)
     try:
-        results = package(args.project_dir, args.out, args.stage)
+        results = package(args.project_dir, args.out, tuple(args.stages or ()) or None)
     except (PolicyLoadError, RuntimeError) as exc:
         print(f"package: {exc}", file=sys.stderr)
         return 2
     for result in results:
-        print(f"{result.pkg_format}: {result.template} + {result.zip_path} "
+        print(f"{result.stage} {result.pkg_format}: {result.template} + {result.zip_path} "
               f"({result.zip_bytes / 1e6:.1f} MB, {result.seconds:.0f} s)")
     return 0
 

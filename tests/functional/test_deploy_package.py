@@ -1,7 +1,11 @@
-"""`make package`: the SAM and Terraform artefacts and the Lambda zip, built once, offline.
+"""`make package`: per stage, the SAM and Terraform stacks, the member-account roles and the
+Lambda zip, built once, offline.
 
-One packaging run (both formats, stage dev) is shared by the whole module. Chalice
-pip-installs requirements.txt from the package index; nothing calls AWS.
+One packaging run (every stage, both formats) is shared by the whole module; one more
+Terraform-only run of one stage proves that state survives. Chalice pip-installs
+requirements.txt from the package index; nothing calls AWS. SAM is validated by cfn-lint
+(which applies the SAM transform); no terraform binary is available, so the Terraform is
+checked for the same resources, names and settings as the SAM template.
 """
 from __future__ import annotations
 
@@ -35,10 +39,15 @@ FORBIDDEN_TOP_LEVEL = {
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
+def everything(tmp_path_factory):
     out = tmp_path_factory.mktemp("package")
-    results = package(ROOT, out, stage=STAGE, regenerate=False)
-    return {r.pkg_format: r for r in results}
+    results = package(ROOT, out, regenerate=False)
+    return {"out": out, **{(r.stage, r.pkg_format): r for r in results}}
+
+
+@pytest.fixture(scope="module")
+def built(everything):
+    return {fmt: r for (stage, fmt), r in ((k, v) for k, v in everything.items() if k != "out") if stage == STAGE}
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +102,8 @@ def test_sam_runs_the_canary_on_a_schedule(sam):
 
 
 def test_sam_log_groups_belong_to_the_functions_and_keep_logs_for_the_stage_retention(sam):
-    groups = _of_type(sam, "AWS::Logs::LogGroup")
+    groups = {k: g for k, g in _of_type(sam, "AWS::Logs::LogGroup").items()
+              if "Fn::Sub" in g["Properties"]["LogGroupName"]}
     functions = _of_type(sam, "AWS::Serverless::Function")
     assert len(groups) == 3
     for group in groups.values():
@@ -166,11 +176,12 @@ def test_cfn_lint_passes_on_the_sam_template(built):
 
 
 # -- Terraform ----------------------------------------------------------------------------
-def test_terraform_has_the_functions_log_groups_schedule_and_resource_policy(tf):
+def test_terraform_has_the_functions_log_groups_schedule_and_resource_policy(tf, built):
     resources = tf["resource"]
     functions = {f["function_name"]: (k, f) for k, f in resources["aws_lambda_function"].items()}
     assert set(functions) == set(NAMES.values())
-    groups = resources["aws_cloudwatch_log_group"]
+    groups = json.loads((built["terraform"].directory / "rdsvend.tf.json").read_text())["resource"][
+        "aws_cloudwatch_log_group"]
     retention = CONFIG["stages"][STAGE]["log_retention_in_days"]
     for name, (key, function) in functions.items():
         group = groups[f"{key}_log_group"]
@@ -328,3 +339,247 @@ def test_requirements_are_the_runtime_pins_of_pyproject_and_nothing_for_tests():
     # Everything pyproject needs at run time is shipped, except what the Lambda runtime has
     # and the CLI's click.
     assert set(runtime) - set(required) <= RUNTIME_PROVIDED | {"click"}
+
+
+# -- one observable stack per stage -------------------------------------------------------------
+STAGES = tuple(CONFIG["stages"])
+
+
+def _template(everything, stage: str, fmt: str) -> dict:
+    return json.loads(everything[(stage, fmt)].template.read_text())
+
+
+def _tf_stack(everything, stage: str) -> dict:
+    return json.loads((everything[(stage, "terraform")].directory / "rdsvend.tf.json").read_text())
+
+
+def _env(sam: dict, function: str) -> dict:
+    by_name = {f["Properties"]["FunctionName"]: f for f in _of_type(sam, "AWS::Serverless::Function").values()}
+    return by_name[NAMES[function]]["Properties"]["Environment"]["Variables"]
+
+
+def test_every_stage_gets_its_own_directories(everything):
+    out = everything["out"]
+    for stage in STAGES:
+        assert (out / stage / "sam" / "sam.json").is_file()
+        assert {p.name for p in (out / stage / "terraform").iterdir()} >= {
+            "chalice.tf.json", "rdsvend.tf.json", "deployment.zip"}
+        assert (out / stage / "member-roles" / "member-roles.json").is_file()
+    assert {(stage, fmt) for stage, fmt in (k for k in everything if k != "out")} == {
+        (stage, fmt) for stage in STAGES for fmt in ("cloudformation", "terraform")}
+
+
+def test_sam_creates_what_the_functions_are_configured_to_use(sam):
+    canary, vend = _env(sam, "canary"), _env(sam, "vend")
+    (topic,) = _of_type(sam, "AWS::SNS::Topic").values()
+    assert canary["RDSVEND_ALERT_TOPIC"] == f"arn:aws:sns:us-east-1:111122223333:{topic['Properties']['TopicName']}"
+    (subscription,) = _of_type(sam, "AWS::SNS::Subscription").values()
+    assert subscription["Condition"] == "HasAlertEmail" and subscription["Properties"]["Protocol"] == "email"
+    assert sam["Parameters"]["AlertEmail"]["Default"] == ""
+    tables = {t["Properties"]["TableName"]: t["Properties"] for t in _of_type(sam, "AWS::DynamoDB::Table").values()}
+    state = tables[canary["RDSVEND_STATE_TABLE"]]
+    assert state["KeySchema"] == [{"AttributeName": "target", "KeyType": "HASH"}]
+    rate = tables[vend["RDSVEND_RATE_TABLE"]]
+    assert _env(sam, "api_handler")["RDSVEND_RATE_TABLE"] == vend["RDSVEND_RATE_TABLE"]
+    assert rate["KeySchema"] == [{"AttributeName": "caller", "KeyType": "HASH"}]
+    assert rate["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    (parameter,) = _of_type(sam, "AWS::SSM::Parameter").values()
+    assert "ssm:" + parameter["Properties"]["Name"] == vend["RDSVEND_POLICY"]
+    assert parameter["Properties"]["Value"] == (ROOT / "policies" / "access.yaml").read_text()
+    # The vending roles may count requests in the rate table, and nothing else there.
+    counted = [s for s in _policy_file("vend")["Statement"] if s["Sid"] == "CountCallerRequests"]
+    assert counted == [{"Sid": "CountCallerRequests", "Effect": "Allow", "Action": "dynamodb:UpdateItem",
+                        "Resource": f"arn:aws:dynamodb:us-east-1:111122223333:table/{vend['RDSVEND_RATE_TABLE']}"}]
+
+
+def _alarms(sam: dict) -> dict[str, dict]:
+    return {a["Properties"]["AlarmName"]: a["Properties"] for a in _of_type(sam, "AWS::CloudWatch::Alarm").values()}
+
+
+def test_sam_alarms_watch_the_canary_the_api_the_vending_functions_and_denials(sam):
+    alarms = _alarms(sam)
+    assert set(alarms) == {f"rdsvend-dev-{n}" for n in (
+        "canary-target-failing", "canary-not-running", "canary-errors", "api-5xx", "vend-errors", "denial-spike")}
+    for alarm in alarms.values():
+        assert alarm["AlarmActions"] == alarm["OKActions"] == [{"Ref": "AlertTopic"}]
+        assert alarm["AlarmDescription"]
+    failing = alarms["rdsvend-dev-canary-target-failing"]["Metrics"][0]
+    assert failing["Expression"].startswith("SELECT MAX(CanaryCheckFailed) FROM SCHEMA(rdsvend, database, db_user")
+    not_running = alarms["rdsvend-dev-canary-not-running"]
+    stat = not_running["Metrics"][0]["MetricStat"]
+    assert (stat["Metric"]["MetricName"], stat["Metric"]["Dimensions"]) == (
+        "Invocations", [{"Name": "FunctionName", "Value": "rdsvend-dev-canary"}])
+    assert (not_running["ComparisonOperator"], not_running["Threshold"], not_running["TreatMissingData"]) == (
+        "LessThanThreshold", 1, "breaching")  # no data at all is the canary not running
+    api = _of_type(sam, "AWS::Serverless::Api")["RestAPI"]["Properties"]
+    five = alarms["rdsvend-dev-api-5xx"]["Metrics"][0]["MetricStat"]["Metric"]
+    assert five["MetricName"] == "5XXError" and five["Dimensions"] == [
+        {"Name": "ApiName", "Value": api["Name"]}, {"Name": "Stage", "Value": api["StageName"]}]
+    errors = alarms["rdsvend-dev-vend-errors"]["Metrics"]
+    watched = {m["MetricStat"]["Metric"]["Dimensions"][0]["Value"] for m in errors if "MetricStat" in m}
+    assert watched == {NAMES["api_handler"], NAMES["vend"]}
+    assert [m["Expression"] for m in errors if m["ReturnData"]] == ["FILL(e0, 0) + FILL(e1, 0)"]
+    spike = alarms["rdsvend-dev-denial-spike"]
+    assert "SUM(RequestsDenied)" in spike["Metrics"][0]["Expression"]
+    assert spike["Threshold"] == {"Ref": "DenialSpikeThreshold"}
+
+
+def test_sam_dashboard_shows_vends_denials_canary_latency_and_rds_refusals(sam):
+    (dashboard,) = _of_type(sam, "AWS::CloudWatch::Dashboard").values()
+    assert dashboard["Properties"]["DashboardName"] == "rdsvend-dev"
+    body = json.loads(dashboard["Properties"]["DashboardBody"])
+    text = json.dumps(body)
+    titles = [w["properties"]["title"] for w in body["widgets"]]
+    assert len(titles) == len(set(titles))
+    assert '"TokensVended"' in text
+    assert "SUM(RequestsDenied) FROM SCHEMA(rdsvend, reason, service) GROUP BY reason" in text
+    assert "MAX(CanaryCheckFailed) FROM SCHEMA(rdsvend, database, db_user, service) GROUP BY database, db_user" in text
+    assert "AVG(ConnectLatency)" in text
+    for metric in ("IamDbAuthConnectionFailure", "IamDbAuthConnectionFailureInvalidToken",
+                   "IamDbAuthConnectionFailureInsufficientPermissions", "IamDbAuthConnectionFailureThrottling"):
+        assert f'SUM({metric}) FROM SCHEMA(\\"AWS/RDS\\", DBInstanceIdentifier)' in text
+
+
+def test_sam_canary_failures_go_to_the_topic_logs_are_kept_and_the_api_stage_is_throttled_and_logged(sam):
+    canary = next(f for f in _of_type(sam, "AWS::Serverless::Function").values()
+                  if f["Properties"]["FunctionName"] == NAMES["canary"])
+    assert canary["Properties"]["EventInvokeConfig"] == {
+        "MaximumRetryAttempts": 0, "DestinationConfig": {"OnFailure": {"Type": "SNS", "Destination": {"Ref": "AlertTopic"}}}}
+    groups = _of_type(sam, "AWS::Logs::LogGroup")
+    assert len(groups) == 4  # the three functions' and the API's access log
+    for group in groups.values():
+        assert (group["DeletionPolicy"], group["UpdateReplacePolicy"]) == ("Retain", "Retain")
+    api = _of_type(sam, "AWS::Serverless::Api")["RestAPI"]["Properties"]
+    (settings,) = api["MethodSettings"]
+    assert settings["ThrottlingRateLimit"] == {"Ref": "ApiThrottleRateLimit"}
+    assert settings["ThrottlingBurstLimit"] == {"Ref": "ApiThrottleBurstLimit"}
+    assert api["AccessLogSetting"]["DestinationArn"] == {"Fn::GetAtt": ["ApiAccessLogGroup", "Arn"]}
+    fields = json.loads(api["AccessLogSetting"]["Format"])
+    assert fields["caller"] == "$context.identity.userArn" and fields["status"] == "$context.status"
+    roles = {r["Properties"]["RoleName"] for r in _of_type(sam, "AWS::IAM::Role").values()}
+    assert roles == {f"rdsvend-dev-{f}" for f in FUNCTIONS}  # the same names Terraform gives
+
+
+def test_terraform_creates_the_same_stack(everything):
+    for stage in STAGES:
+        sam, chalice_tf, stack = (_template(everything, stage, "cloudformation"),
+                                  _template(everything, stage, "terraform"), _tf_stack(everything, stage))
+        resources = stack["resource"]
+        assert resources["aws_sns_topic"]["alerts"]["name"] == next(iter(
+            _of_type(sam, "AWS::SNS::Topic").values()))["Properties"]["TopicName"]
+        assert resources["aws_sns_topic_subscription"]["alert_email"]["count"] == '${var.alert_email == "" ? 0 : 1}'
+        assert {t["name"] for t in resources["aws_dynamodb_table"].values()} == {
+            t["Properties"]["TableName"] for t in _of_type(sam, "AWS::DynamoDB::Table").values()}
+        assert resources["aws_dynamodb_table"]["rate_limit"]["ttl"] == {"attribute_name": "expires_at", "enabled": True}
+        (parameter,) = _of_type(sam, "AWS::SSM::Parameter").values()
+        assert resources["aws_ssm_parameter"]["access_policy"]["value"] == parameter["Properties"]["Value"]
+        assert {a["alarm_name"] for a in resources["aws_cloudwatch_metric_alarm"].values()} == set(_alarms(sam))
+        for alarm in resources["aws_cloudwatch_metric_alarm"].values():
+            assert alarm["alarm_actions"] == ["${aws_sns_topic.alerts.arn}"]
+        (dashboard,) = _of_type(sam, "AWS::CloudWatch::Dashboard").values()
+        assert resources["aws_cloudwatch_dashboard"]["main"]["dashboard_body"] == dashboard["Properties"]["DashboardBody"]
+        invoke = resources["aws_lambda_function_event_invoke_config"]["canary"]
+        assert invoke["destination_config"] == {"on_failure": {"destination": "${aws_sns_topic.alerts.arn}"}}
+        assert invoke["maximum_retry_attempts"] == 0
+        for group in resources["aws_cloudwatch_log_group"].values():
+            assert group["lifecycle"] == {"prevent_destroy": True}  # terraform destroy keeps the logs
+        api_stage = resources["aws_api_gateway_stage"]["rest_api"]
+        assert api_stage["stage_name"] == CONFIG["stages"][stage]["api_gateway_stage"]
+        assert api_stage["access_log_settings"]["destination_arn"] == "${aws_cloudwatch_log_group.api_access.arn}"
+        settings = resources["aws_api_gateway_method_settings"]["rest_api"]["settings"]
+        assert settings["throttling_rate_limit"] == "${var.api_throttle_rate_limit}"
+        # The stage is the stack's own resource now, so the deployment no longer makes one.
+        (deployment,) = chalice_tf["resource"]["aws_api_gateway_deployment"].values()
+        assert "stage_name" not in deployment and deployment["triggers"]
+        assert chalice_tf["output"]["EndpointURL"]["value"] == "${aws_api_gateway_stage.rest_api.invoke_url}/"
+        assert set(stack["variable"]) == {"alert_email", "api_throttle_rate_limit", "api_throttle_burst_limit",
+                                          "denial_spike_threshold"}
+        # Terraform reads both files of the directory: no resource may be declared twice.
+        for kind, named in resources.items():
+            assert not set(named) & set(chalice_tf["resource"].get(kind, {})), kind
+        assert not set(stack["output"]) & set(chalice_tf["output"])
+
+
+def _named(everything, stage: str) -> set[str]:
+    """Every account-unique name a stage's stack gives, in both formats."""
+    sam, chalice_tf, stack = (_template(everything, stage, "cloudformation"), _template(everything, stage, "terraform"),
+                              _tf_stack(everything, stage))
+    keys = ("FunctionName", "RoleName", "TopicName", "TableName", "Name", "AlarmName", "DashboardName")
+    names = {r["Properties"][k] for r in sam["Resources"].values() for k in keys
+             if isinstance(r.get("Properties", {}).get(k), str)}
+    names |= {g["Properties"]["LogGroupName"] for g in _of_type(sam, "AWS::Logs::LogGroup").values()
+              if isinstance(g["Properties"]["LogGroupName"], str)}
+    for resources in (chalice_tf["resource"], stack["resource"]):
+        for kind, items in resources.items():
+            if kind == "aws_iam_role_policy":
+                continue  # an inline policy's name is scoped to its role
+            for item in items.values():
+                for key in ("name", "function_name", "alarm_name", "dashboard_name"):
+                    if isinstance(item.get(key), str) and "${" not in item[key]:
+                        names.add(item[key])
+    return names
+
+
+def test_the_stages_share_no_name(everything):
+    dev, prod = _named(everything, "dev"), _named(everything, "prod")
+    assert len(dev) >= 15  # functions, roles, topic, tables, parameter, alarms, log groups, rule
+    assert not dev & prod, dev & prod
+    rules = [r["name"] for r in _template(everything, "prod", "terraform")["resource"]["aws_cloudwatch_event_rule"].values()]
+    assert rules == ["rdsvend-prod-canary-schedule"]
+
+
+def _admits(constraint: str, version: str) -> bool:
+    """Terraform's version constraint syntax (comma = and; =, !=, >, >=, <, <=, ~>)."""
+    def parse(text: str) -> tuple[int, ...]:
+        return tuple(int(p) for p in text.split("."))
+
+    have = parse(version)
+    for part in constraint.split(","):
+        op, wanted = re.fullmatch(r"\s*(>=|<=|!=|~>|>|<|=)?\s*([\d.]+)\s*", part).groups()
+        want = parse(wanted)
+        padded = want + (0,) * (len(have) - len(want))
+        ok = {None: have == padded, "=": have == padded, "!=": have != padded, ">": have > padded,
+              ">=": have >= padded, "<": have < padded, "<=": have <= padded,
+              "~>": have >= padded and have[: len(want) - 1] == want[: len(want) - 1]}[op]
+        if not ok:
+            return False
+    return True
+
+
+def test_terraform_version_constraints_admit_terraform_1_5_to_current_and_aws_provider_5(tf):
+    terraform = tf["terraform"]
+    for version in ("1.5.0", "1.5.7", "1.9.8", "1.12.2", "1.14.0"):
+        assert _admits(terraform["required_version"], version), version
+    for version in ("1.3.9", "1.4.7"):
+        assert not _admits(terraform["required_version"], version), version
+    aws = terraform["required_providers"]["aws"]
+    assert aws["source"] == "hashicorp/aws"
+    for version in ("5.0.0", "5.31.0", "5.100.0"):
+        assert _admits(aws["version"], version), version
+    assert not _admits(aws["version"], "4.67.0")
+    assert _admits(terraform["required_providers"]["null"]["version"], "3.2.4")
+    assert _admits(">= 0.12.26, < 1.4.0", "1.3.0") and not _admits(">= 0.12.26, < 1.4.0", "1.5.0")  # the checker
+
+
+def test_terraform_state_survives_a_second_make_package(everything):
+    directory = everything[("dev", "terraform")].directory
+    kept = {"terraform.tfstate": '{"version": 4, "serial": 7}\n', "terraform.tfstate.backup": "{}\n",
+            ".terraform.lock.hcl": "# lock\n", ".terraform/terraform.tfstate": "{}\n"}
+    for name, content in kept.items():
+        (directory / name).parent.mkdir(parents=True, exist_ok=True)
+        (directory / name).write_text(content)
+    (directory / "chalice.tf.json").write_text("{}")  # a generated file: replaced
+    results = package(ROOT, everything["out"], stages=("dev",), formats=("terraform",), regenerate=False)
+    assert [(r.stage, r.directory) for r in results] == [("dev", directory)]
+    for name, content in kept.items():
+        assert (directory / name).read_text() == content, name
+    assert json.loads((directory / "chalice.tf.json").read_text())["terraform"]["required_version"]
+
+
+def test_cfn_lint_passes_on_every_stage_and_the_member_roles(everything):
+    out = everything["out"]
+    templates = [everything[(stage, "cloudformation")].template for stage in STAGES]
+    templates += [out / stage / "member-roles" / "member-roles.json" for stage in STAGES]
+    linter = Path(sys.executable).with_name("cfn-lint")
+    done = subprocess.run([str(linter), *map(str, templates)], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
