@@ -88,13 +88,23 @@ def start_attribution(world: Any, seeded: Any, sessions: Any, checker: Any, *, t
             sessions.client("rds", inst.account).modify_db_instance(
                 DBInstanceIdentifier=spec.identifier, ApplyImmediately=True,
                 CloudwatchLogsExportConfiguration={"EnableLogTypes": list(exports)})
+            for log_type in exports:  # RDS makes the group when the export is turned on
+                _make_group(sessions.client("logs", inst.account), f"/aws/rds/instance/{spec.identifier}/{log_type}")
         instances[spec.identifier] = InstanceAuth(
             identifier=spec.identifier, account=inst.account, region=inst.region, host=inst.host, port=inst.port,
             iam_users=frozenset(spec.iam_users()),
             logins_per_second=int(getattr(spec, "iam_auth_logins_per_second", DEFAULT_LOGINS_PER_SECOND)))
+    _make_group(sessions.client("logs", world.service_account), AUDIT_LOG_GROUP)
     guard = IamAuthGuard(checker, instances, sink=sink)
     tee = None
     if tee_audit:
         tee = AuditTee(sys.stdout, sink, world.service_account)
         sys.stdout = tee
     return Attribution(guard, sink, tee)
+
+
+def _make_group(client: Any, group: str) -> None:
+    try:
+        client.create_log_group(logGroupName=group)
+    except client.exceptions.ResourceAlreadyExistsException:
+        pass

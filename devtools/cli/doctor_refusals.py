@@ -1,0 +1,97 @@
+"""The part of ``rdsvend doctor`` that reads the database's ``iam-db-auth-error`` log.
+
+For the last hour it names each refused caller (the vend the refused token came from, joined
+by the signer session or by database user and time), the reason RDS gave, and what to change.
+When the instance does not export that log it says so and gives the command that turns the
+export on. Anything it cannot read is said as such, never as "no refusals".
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["FIXES", "RefusalReport", "refusal_report", "enable_export_command"]
+
+WINDOW = 3600.0
+
+#: error code -> (reason in words, what to change)
+FIXES: dict[str, tuple[str, str]] = {
+    "ExpiredToken": ("the token was used more than 15 minutes after it was signed",
+                     "refresh tokens earlier (never reuse one older than 15 minutes); use the rdsvend client "
+                     "(TokenClient, rdsvend exec / passexec), which refreshes them before they expire"),
+    "InvalidToken": ("the token was malformed, cut short, altered, or signed for another host, port, region or user",
+                     "pass the token unchanged (no quoting or truncation) and sign it for the exact endpoint and "
+                     "user you connect with"),
+    "NotAuthorized": ("the signer may not rds-db:connect as this database user",
+                      "give the signer's permission back: rds-db:connect on the dbuser ARN (identity policy, "
+                      "permissions boundary, SCPs; see iam.signer_allows and org.scp_allows)"),
+    "ThrottlingException": ("more than 200 new IAM logins per second reached the instance",
+                            "pool connections (or use RDS Proxy) and reuse tokens instead of a new login per request"),
+    "InternalError": ("RDS could not check the token", "retry; if it persists, ask AWS support"),
+}
+
+
+def enable_export_command(database: Any) -> str:
+    kind = "cluster" if database.kind == "cluster" else "instance"
+    return (f"aws rds modify-db-{kind} --db-{kind}-identifier {database.identifier} "
+            "--cloudwatch-logs-export-configuration '{\"EnableLogTypes\":[\"iam-db-auth-error\"]}'")
+
+
+@dataclass(frozen=True)
+class RefusalReport:
+    status: str  # pass (none), warn (refusals, or the export is off), error (could not read)
+    lines: tuple[str, ...]
+
+
+def _export_on(logs: Any, database: Any) -> bool | None:
+    """Does RDS export this instance's iam-db-auth-error log? None when it cannot tell."""
+    from chalicelib.aws.rds import describe_resource
+
+    try:
+        resource = describe_resource(logs.for_database(database, "rds"), database)
+    except Exception:  # noqa: BLE001 - unknown; the log read below decides
+        return None
+    exports = resource.raw.get("EnabledCloudwatchLogsExports") or []
+    return "iam-db-auth-error" in exports
+
+
+def refusal_report(policy: Any, database: Any, db_user: str, *, logs: Any = None,
+                   groups: tuple[str, ...] | None = None) -> RefusalReport:
+    """Refused logins of ``db_user`` on ``database`` in the last hour, explained."""
+    from devtools.cli.audit_cmd import AccountLogs, _default_groups, collect
+
+    if database.kind == "proxy":
+        return RefusalReport("pass", ("RDS Proxy has no iam-db-auth-error log; nothing to read",))
+    logs = logs or AccountLogs()
+    if _export_on(logs, database) is False:
+        return RefusalReport("warn", (
+            f"{database.name} does not export its iam-db-auth-error log, so refused IAM logins are not recorded.",
+            f"  fix: {enable_export_command(database)}",
+        ))
+    entries, problems = collect(policy, database=database.name, db_user=db_user, since=WINDOW,
+                                groups=groups or _default_groups(), logs=logs)
+    refusal_problems = [p for p in problems if "iam-db-auth-error" in p]
+    if refusal_problems:
+        return RefusalReport("error", tuple(refusal_problems))
+    refused = [e for e in entries if e.kind == "refusal"]
+    if not refused:
+        return RefusalReport("pass", (f"No refused IAM logins for {db_user} in the last hour.",))
+    counts: Counter[tuple[str, str]] = Counter()
+    for entry in refused:
+        counts[(_who(entry), entry.refusal.code)] += 1
+    lines = [f"Refused IAM logins for {db_user} in the last hour ({len(refused)}):"]
+    for (who, code), n in sorted(counts.items(), key=lambda item: -item[1]):
+        reason, fix = FIXES.get(code, (code, "see the RDS documentation for this error code"))
+        lines.append(f"  {who}: {n} x {code}: {reason}")
+        lines.append(f"    fix: {fix}")
+    lines.extend(f"  note: {p}" for p in problems)
+    return RefusalReport("warn", tuple(lines))
+
+
+def _who(entry: Any) -> str:
+    joined = entry.joined
+    if joined is not None and joined.principal:
+        return joined.principal if entry.match == "session" else f"{joined.principal} (likely: by user and time)"
+    caller = entry.refusal.caller
+    return caller or "an unknown caller (the line names no caller and no vend matches)"
