@@ -1,23 +1,19 @@
-"""Signing credentials as a frozen value, and where they come from.
+"""Signing credentials as a frozen value, and the port they come through.
 
 :class:`SigningCredentials` never shows its secret parts in ``repr``; ``expiry`` is the
-instant the credentials stop working (``None``: long-term keys that do not expire).
+instant the credentials stop working (``None``: long-term keys that do not expire). The
+botocore-backed provider is an adapter: :mod:`chalicelib.aws.credentials` (re-exported here).
 """
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any, Protocol
-
-from chalicelib.errors import UpstreamUnavailableError
+from datetime import datetime
+from typing import Protocol
 
 __all__ = [
     "SigningCredentials",
     "CredentialsProvider",
     "StaticCredentialsProvider",
-    "BotocoreCredentialsProvider",
-    "credentials_from_botocore",
 ]
 
 
@@ -46,61 +42,14 @@ class StaticCredentialsProvider:
         return self._credentials
 
 
-def _expiry_of(botocore_credentials: Any) -> datetime | None:
-    """The expiry of botocore credentials: RefreshableCredentials keep it in ``_expiry_time``."""
-    expiry = getattr(botocore_credentials, "_expiry_time", None)
-    if not isinstance(expiry, datetime):
-        return None
-    if expiry.tzinfo is None:
-        expiry = expiry.replace(tzinfo=UTC)
-    return expiry.astimezone(UTC)
+_MOVED = {"BotocoreCredentialsProvider", "credentials_from_botocore"}
 
 
-def credentials_from_botocore(botocore_credentials: Any) -> SigningCredentials:
-    """Freeze botocore credentials (refreshing them if botocore thinks it is time)."""
-    frozen = botocore_credentials.get_frozen_credentials()
-    return SigningCredentials(
-        access_key=frozen.access_key,
-        secret_key=frozen.secret_key,
-        token=frozen.token or None,
-        expiry=_expiry_of(botocore_credentials),
-    )
+def __getattr__(name: str) -> object:
+    """The botocore-backed provider moved to :mod:`chalicelib.aws.credentials`; the old names
+    keep working, resolved on first use (importing it here would be an import cycle)."""
+    if name in _MOVED:
+        from chalicelib.aws import credentials
 
-
-class BotocoreCredentialsProvider:
-    """The function's own credentials from botocore's default chain.
-
-    The botocore session is created on first use, never at import. botocore's
-    RefreshableCredentials refresh themselves ahead of expiry; their expiry is reported.
-    """
-
-    def __init__(self, session: Any = None) -> None:
-        self._session = session
-        self._botocore_credentials: Any = None
-        self._lock = threading.Lock()
-
-    @property
-    def session(self) -> Any:
-        with self._lock:
-            if self._session is None:
-                import botocore.session
-
-                self._session = botocore.session.get_session()
-            return self._session
-
-    def credentials(self) -> SigningCredentials:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
-            if self._botocore_credentials is None:
-                found = self.session.get_credentials()
-                if found is None:
-                    raise UpstreamUnavailableError(
-                        "credentials", detail="no AWS credentials found for the signer"
-                    )
-                self._botocore_credentials = found
-            return credentials_from_botocore(self._botocore_credentials)
-        except (BotoCoreError, ClientError) as exc:
-            raise UpstreamUnavailableError(
-                "credentials", detail=f"could not load the signer's credentials: {type(exc).__name__}"
-            ) from None
+        return getattr(credentials, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -13,11 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from chalicelib.clock import SYSTEM_CLOCK, Clock
-from chalicelib.signer.credentials import (
-    BotocoreCredentialsProvider,
-    CredentialsProvider,
-    SigningCredentials,
-)
+from chalicelib.signer.credentials import CredentialsProvider, SigningCredentials
 from chalicelib.signer.roles import RoleCredentialsCache, RoleRequest, StsRoleAssumer, role_request
 from chalicelib.signer.sigv4 import EXPIRES_SECONDS, RdsTokenSigner
 
@@ -122,7 +118,11 @@ class TokenMinter:
         cache_tokens: bool = True,
     ) -> None:
         self._clock = clock
-        self._credentials = credentials or BotocoreCredentialsProvider(session)
+        if credentials is None:
+            from chalicelib.aws.credentials import BotocoreCredentialsProvider  # the default adapter
+
+            credentials = BotocoreCredentialsProvider(session)
+        self._credentials = credentials
         self._roles = RoleCredentialsCache(assume_role or StsRoleAssumer(), clock=clock)
         self._signer = signer or RdsTokenSigner()
         self._tokens = TokenCache(clock=clock) if cache_tokens else None

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from chalicelib.aws.errors import THROTTLING_CODES, aws_error
 from chalicelib.clock import SYSTEM_CLOCK, Clock
 from chalicelib.errors import UpstreamUnavailableError
 from chalicelib.signer.credentials import SigningCredentials
@@ -39,12 +40,6 @@ _ROLE_ARN = re.compile(
 )
 _RESOURCE_ID = re.compile(r"(?:db|cluster|prx)-[A-Za-z0-9]{1,64}")
 _NOT_STS = re.compile(r"[^A-Za-z0-9_+=,.@-]")
-THROTTLING_CODES = frozenset(
-    {"Throttling", "ThrottlingException", "ThrottledException", "RequestThrottledException",
-     "TooManyRequestsException", "RequestLimitExceeded", "SlowDown", "PriorRequestNotComplete",
-     "ProvisionedThroughputExceededException", "BandwidthLimitExceeded", "EC2ThrottledException",
-     "LimitExceededException", "RequestThrottled"}
-)
 
 
 def sts_name(value: str, *, max_len: int = 64) -> str:
@@ -173,8 +168,6 @@ class StsRoleAssumer:
         self._client_factory = client_factory
 
     def __call__(self, request: RoleRequest) -> SigningCredentials:
-        from botocore.exceptions import BotoCoreError, ClientError
-
         factory = self._client_factory
         if factory is None:
             from chalicelib.aws.clients import default_client_factory
@@ -187,16 +180,13 @@ class StsRoleAssumer:
                 SourceIdentity=request.source_identity,
                 Policy=request.policy,
             )
-        except ClientError as exc:
-            code = str(exc.response.get("Error", {}).get("Code", "Unknown"))
-            throttled = code in THROTTLING_CODES
+        except Exception as exc:
+            error = aws_error(exc)
+            if error is None:
+                raise
             raise UpstreamUnavailableError(
-                "sts", retry_after=2 if throttled else 5,
-                detail=f"AssumeRole of '{request.role_arn}' failed: {code}",
-            ) from None
-        except BotoCoreError as exc:
-            raise UpstreamUnavailableError(
-                "sts", retry_after=2, detail=f"AssumeRole of '{request.role_arn}' failed: {type(exc).__name__}"
+                "sts", retry_after=5 if error.kind in ("failed", "denied", "not_found") else 2,
+                detail=f"AssumeRole of '{request.role_arn}' failed: {error.code}",
             ) from None
         creds = answer["Credentials"]
         expiry = creds["Expiration"]
