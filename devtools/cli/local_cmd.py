@@ -1,4 +1,4 @@
-"""``rdsvend local up [--detach] | env | down``: the local stack (SPEC 8)."""
+"""``rdsvend local up [--detach] | env [--as caller|denied|operator] | down``: the local stack."""
 from __future__ import annotations
 
 import shlex
@@ -81,19 +81,32 @@ def _check_inputs(world_path: str | None, access_path: str) -> None:
     load_policy_file(access_path)
 
 
+#: ``--as`` name -> the world's part whose keys are exported
+_PARTS = {"caller": "allowed", "denied": "denied", "operator": "operator"}
+
+
 @local.command()
 @click.option("--state-dir", default=None, help=_STATE_HELP)
-@click.option("--caller", type=click.Choice(["allowed", "denied"]), default="allowed", show_default=True,
-              help="whose access key to export")
-def env(state_dir: str | None, caller: str) -> None:
-    """Print export lines for a shell: eval "$(rdsvend local env)"."""
+@click.option("--as", "role", type=click.Choice(sorted(_PARTS)), default=None,
+              help="whose keys to export: caller (the allowed caller, default), denied (a caller no rule "
+                   "allows) or operator (a person in the service account, for canary, doctor, policy render "
+                   "and discover; adds RDSVEND_ORG_ROLE_ARN)")
+@click.option("--caller", type=click.Choice(["allowed", "denied"]), default=None, hidden=True,
+              help="older spelling of --as caller|denied")
+def env(state_dir: str | None, role: str | None, caller: str | None) -> None:
+    """Print export lines for a shell: eval "$(rdsvend local env [--as operator])"."""
     from devtools.local.stack import UNSET_ENV, running_info
 
+    if role is not None and caller is not None:
+        _fail("--as and --caller cannot be combined (use --as)", 2)
+    part = _PARTS[role] if role is not None else (caller or "allowed")
     info = running_info(_state_dir(state_dir))
     if info is None:
         _fail("no local stack is running (start one with 'rdsvend local up --detach')")
+    if part not in info.seeded.callers:
+        _fail(f"--as {role}: the running stack's world has no {role}", 2)
     click.echo(f"unset {' '.join(UNSET_ENV)}")
-    for key, value in info.env(caller).items():
+    for key, value in info.env(part).items():
         click.echo(f"export {key}={shlex.quote(value)}")
 
 

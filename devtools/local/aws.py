@@ -5,14 +5,17 @@ with. Seeding therefore goes the way an operator would: the organization is crea
 management account, and every member account is reached by assuming its
 ``OrganizationAccountAccessRole`` (which moto creates with the account).
 
-Two things are patched in-process, both while seeding and both documented here:
+Two things are patched in-process, both while seeding and both documented here (a third,
+the one AWS managed policy the world attaches, is in :mod:`devtools.local.directory`):
 
 - moto draws organization and account ids at random; the world file fixes them (so the
   access policy can name them), so ``moto.organizations.utils`` hands out the world's ids
   for the one ``CreateOrganization`` / ``CreateAccount`` call that needs them;
 - moto's RDS endpoint address is ``<id>.aaaaaaaaaa.<region>.rds.amazonaws.com``, which does
   not resolve; the created instance is switched to a subclass whose address is the local
-  PostgreSQL's host, so ``DescribeDBInstances`` tells the truth about where it listens.
+  PostgreSQL's host, so ``DescribeDBInstances`` tells the truth about where it listens;
+  moto also gives every instance the same ``DbiResourceId``: each gets its own random one,
+  as RDS does.
 
 :class:`MotoSecretLookup` reads moto's in-process backends (the moto server runs in this
 process) to find the secret behind an access key: IAM users' long-term keys and STS
@@ -31,6 +34,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+from devtools.local.directory import create_directories, provide_aws_managed_policy
 from devtools.local.sigv4 import Credential
 from devtools.local.world import World
 
@@ -107,6 +111,7 @@ class SeededWorld:
     execution: Keys  # the service execution role, assumed in the service account
     instances: Mapping[str, InstanceInfo]
     signer_role_arn: str
+    directories: Mapping[str, str] = field(default_factory=dict)  # directory name -> Directory Service id
 
     def to_json(self) -> dict[str, Any]:
         return json.loads(json.dumps(asdict(self)))
@@ -125,6 +130,7 @@ class SeededWorld:
             execution=Keys(**data["execution"]),
             instances={k: InstanceInfo(**v) for k, v in data["instances"].items()},
             signer_role_arn=data["signer_role_arn"],
+            directories=dict(data.get("directories") or {}),
         )
 
 
@@ -283,7 +289,10 @@ def _fixed_moto_ids(*, org_id: str | None = None, account_id: str | None = None)
 
 
 def _point_instance_at(account: str, region: str, identifier: str, host: str) -> None:
-    """Make moto report ``host`` as the instance's endpoint address (the port is set at create)."""
+    """Make moto report ``host`` as the instance's endpoint address (the port is set at create),
+    and give the instance a resource id of its own."""
+    import secrets as _secrets
+
     from moto.rds.models import rds_backends
 
     instance = rds_backends[account][region].databases[identifier]
@@ -297,6 +306,8 @@ def _point_instance_at(account: str, region: str, identifier: str, host: str) ->
         _LOCAL_INSTANCE_CLASSES[base] = local_cls
     instance._rdsvend_local_host = host
     instance.__class__ = local_cls
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+    instance.dbi_resource_id = "db-" + "".join(_secrets.choice(alphabet) for _ in range(26))
 
 
 _LOCAL_INSTANCE_CLASSES: dict[type, type] = {}
@@ -347,15 +358,24 @@ def seed_world(world: World, endpoint_url: str, *, db_host: str, db_port: int | 
 
     instances: dict[str, InstanceInfo] = {}
     callers: dict[str, Keys] = {}
+    directories: dict[str, str] = {}
+    parts = {"allowed": world.allowed_caller, "denied": world.denied_caller}
+    if world.operator is not None:
+        parts["operator"] = world.operator
     for account in world.member_accounts():
         rds = sessions.client("rds", account.id)
+        if account.directories:
+            directories.update(create_directories(sessions.client("ec2", account.id), sessions.client("ds", account.id),
+                                                  region, account.directories))
         for db in account.databases.values():
+            domain = {} if db.domain is None else {"Domain": directories[db.domain.directory],
+                                                   "DomainIAMRoleName": db.domain.iam_role}
             rds.create_db_instance(
                 DBInstanceIdentifier=db.identifier, Engine=db.engine, EngineVersion=db.engine_version,
                 DBInstanceClass=db.instance_class, AllocatedStorage=20, DBName=db.dbname,
                 MasterUsername="postgres" if db.engine == "postgres" else "admin", MasterUserPassword=master_password,
                 Port=db_port if isinstance(db_port, int) else db_port[db.identifier],
-                EnableIAMDatabaseAuthentication=True,
+                EnableIAMDatabaseAuthentication=True, **domain,
             )
             _point_instance_at(account.id, region, db.identifier, db_host)
             described = rds.describe_db_instances(DBInstanceIdentifier=db.identifier)["DBInstances"][0]
@@ -365,11 +385,27 @@ def seed_world(world: World, endpoint_url: str, *, db_host: str, db_port: int | 
                 host=described["Endpoint"]["Address"], port=int(described["Endpoint"]["Port"]),
                 dbname=db.dbname)
 
+    # Users first: the roles' trust policies name some of them (AWS refuses unknown principals).
+    for account in world.accounts.values():
+        iam = sessions.client("iam", account.id)
+        for user in account.users.values():
+            arn = iam.create_user(UserName=user.name)["User"]["Arn"]
+            for name, doc in user.policies.items():
+                iam.put_user_policy(UserName=user.name, PolicyName=name, PolicyDocument=json.dumps(doc))
+            if user.access_key:
+                key = iam.create_access_key(UserName=user.name)["AccessKey"]
+                for part, ref in parts.items():
+                    if (ref.account, ref.user) == (account.id, user.name):
+                        callers[part] = Keys(key["AccessKeyId"], key["SecretAccessKey"], arn, account.id)
+    for account in world.accounts.values():
         iam = sessions.client("iam", account.id)
         for role in account.roles.values():
             iam.create_role(RoleName=role.name, AssumeRolePolicyDocument=_trust_document(role.trust))
             for name, doc in role.policies.items():
                 iam.put_role_policy(RoleName=role.name, PolicyName=name, PolicyDocument=json.dumps(doc))
+            for policy_arn in role.managed_policies:
+                provide_aws_managed_policy(account.id, policy_arn)
+                iam.attach_role_policy(RoleName=role.name, PolicyArn=policy_arn)
             if role.rds_connect:
                 arns = [instances[db].dbuser_arn(user) for db in role.rds_connect
                         for user in account.databases[db].iam_users()]
@@ -379,15 +415,6 @@ def seed_world(world: World, endpoint_url: str, *, db_host: str, db_port: int | 
                 policy_arn = iam.create_policy(PolicyName=f"{role.name}-rds-connect",
                                                PolicyDocument=json.dumps(document))["Policy"]["Arn"]
                 iam.attach_role_policy(RoleName=role.name, PolicyArn=policy_arn)
-        for user in account.users.values():
-            arn = iam.create_user(UserName=user.name)["User"]["Arn"]
-            for name, doc in user.policies.items():
-                iam.put_user_policy(UserName=user.name, PolicyName=name, PolicyDocument=json.dumps(doc))
-            if user.access_key:
-                key = iam.create_access_key(UserName=user.name)["AccessKey"]
-                for part, ref in (("allowed", world.allowed_caller), ("denied", world.denied_caller)):
-                    if (ref.account, ref.user) == (account.id, user.name):
-                        callers[part] = Keys(key["AccessKeyId"], key["SecretAccessKey"], arn, account.id)
 
     # What the Lambda would run as: its execution role, assumed in the service account
     # (as Lambda does), for as long as STS allows.
@@ -396,7 +423,7 @@ def seed_world(world: World, endpoint_url: str, *, db_host: str, db_port: int | 
     return SeededWorld(
         endpoint_url=endpoint_url, region=region, org_id=org.id, management_account=org.management_account,
         root_id=root_id, units=unit_ids, scps=scp_ids, callers=callers, execution=execution,
-        instances=instances, signer_role_arn=world.signer_role_arn)
+        instances=instances, signer_role_arn=world.signer_role_arn, directories=directories)
 
 
 class MotoSecretLookup:

@@ -15,7 +15,8 @@ from chalicelib.canary.target import CanaryDeps
 from chalicelib.policy.model import AccessPolicy
 from devtools.local.rds_mysql import mysql_admin_env
 
-__all__ = ["ORG_READER_ROLE", "ensure_org_reader", "local_canary_env", "local_canary_deps"]
+__all__ = ["ORG_READER_ROLE", "ensure_org_reader", "local_canary_env", "local_canary_deps", "operator_canary_env",
+           "LocalAdmins"]
 
 ORG_READER_ROLE = "rdsvend-org-reader"
 _READER_POLICY = {
@@ -23,12 +24,16 @@ _READER_POLICY = {
     "Statement": [{"Sid": "ReadScps", "Effect": "Allow", "Resource": "*", "Action": [
         "organizations:DescribeOrganization", "organizations:DescribeOrganizationalUnit",
         "organizations:DescribePolicy", "organizations:ListParents", "organizations:ListRoots",
-        "organizations:ListPoliciesForTarget"]}],
+        "organizations:ListPoliciesForTarget", "organizations:ListAccounts"]}],
 }
 
 
 def ensure_org_reader(info: Any) -> str:
-    """The management account's SCP reader role, trusted by the service account (idempotent)."""
+    """The management account's SCP reader role, trusted by the service account.
+
+    The shipped world seeds it (policies/world.yaml); for a world without it, it is created
+    here (idempotent, and no IAM write when it exists).
+    """
     from botocore.exceptions import ClientError
 
     from devtools.local.aws import AccountSessions
@@ -36,6 +41,12 @@ def ensure_org_reader(info: Any) -> str:
     seeded = info.seeded
     sessions = AccountSessions(info.moto_url, info.region, seeded.management_account)
     iam = sessions.client("iam", seeded.management_account)
+    try:
+        iam.get_role(RoleName=ORG_READER_ROLE)
+        return f"arn:aws:iam::{seeded.management_account}:role/{ORG_READER_ROLE}"
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "NoSuchEntity":
+            raise
     service_account = seeded.execution.account
     trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
                                                      "Principal": {"AWS": f"arn:aws:iam::{service_account}:root"}}]}
@@ -64,9 +75,43 @@ def local_canary_env(info: Any) -> dict[str, str]:
 
 
 def local_canary_deps(info: Any, policy: AccessPolicy, *, endpoint_url: str | None = None,
-                      env: dict[str, str] | None = None) -> CanaryDeps:
-    """Real adapters, acting as the service's execution role against the local stack's moto
-    (or ``endpoint_url``, e.g. a dead port to play an AWS outage)."""
-    env = dict(env if env is not None else local_canary_env(info))
-    session = info.seeded.execution.session(info.region)
-    return canary_deps(policy, env, endpoint_url=endpoint_url or info.moto_url, session=session)
+                      env: dict[str, str] | None = None, as_operator: bool = False) -> CanaryDeps:
+    """Real adapters, acting as the service's execution role (or, ``as_operator``, as the
+    world's operator in the service account, as ``rdsvend canary`` in its shell does) against
+    the local stack's moto (or ``endpoint_url``, e.g. a dead port to play an AWS outage).
+
+    The role catalogs of every local PostgreSQL are read through its own superuser DSN."""
+    if env is None:
+        env = operator_canary_env(info) if as_operator else local_canary_env(info)
+    keys = info.seeded.callers["operator"] if as_operator else info.seeded.execution
+    deps = canary_deps(policy, dict(env), endpoint_url=endpoint_url or info.moto_url,
+                       session=keys.session(info.region))
+    dsns = list(getattr(info, "admin_dsns", {}).values())
+    if dsns:
+        deps.admin = LocalAdmins(dsns)
+    return deps
+
+
+def operator_canary_env(info: Any) -> dict[str, str]:
+    """``rdsvend local env --as operator``: the operator's shell (holds secrets)."""
+    return info.env("operator")
+
+
+class LocalAdmins:
+    """The canary's administrator connection (``AdminInspector``) over several local
+    PostgreSQL clusters: each target's catalogs are read through the DSN of its own server."""
+
+    def __init__(self, dsns: list[str]) -> None:
+        from chalicelib.canary.factory import PsycopgAdmin
+
+        self._admins = [PsycopgAdmin(dsn) for dsn in dsns]
+
+    def __repr__(self) -> str:  # never a DSN: they hold passwords
+        return f"LocalAdmins({self._admins!r})"
+
+    def covers(self, host: str | None, port: int | None) -> bool:
+        return any(a.covers(host, port) for a in self._admins)
+
+    def role_facts(self, host: str, port: int, dbname: str, role: str, timeout: float) -> Any:
+        admin = next(a for a in self._admins if a.covers(host, port))
+        return admin.role_facts(host, port, dbname, role, timeout)

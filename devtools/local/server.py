@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-import shutil
 import signal
 import socket
 import threading
@@ -57,6 +56,7 @@ class StackServer:
         self._clusters: dict[str, Any] = {}
         self._mysql: dict[str, Any] = {}  # identifier -> devtools.local.rds_mysql.LocalMariaDB
         self._gateway: Any = None
+        self._lambda: Any = None
         self._checker: Any = None
         self._sessions: Any = None
         self._lookup: Any = None
@@ -95,6 +95,7 @@ class StackServer:
 
         from devtools.local.aws import AccountSessions, MotoSecretLookup, MotoServer, seed_world
         from devtools.local.ldap import LdapResponder
+        from devtools.local.lambda_invoke import start_vend_function
         from devtools.local.postgres import PostgresCluster
         from devtools.local.rdsauth import RdsInstance, RdsTokenChecker
         from devtools.local.world import load_world
@@ -127,11 +128,10 @@ class StackServer:
             self._save(pg=[*self._state["pg"], str(cluster.base_dir)],
                        pg_pids=[*self._state.get("pg_pids", []), cluster.pid],
                        ports=[*self._state["ports"], cluster.port])
-        ca_src = next(iter(self._clusters.values())).ca_path if self._clusters else None
+        # Each cluster has its own CA: ca.pem is the bundle of them all (as RDS's global bundle is).
         ca_path = self.state_dir / "ca.pem"
-        if ca_src is not None:
-            shutil.copyfile(ca_src, ca_path)
-            os.chmod(ca_path, 0o644)
+        ca_path.write_bytes(b"".join(Path(c.ca_path).read_bytes() for c in self._clusters.values()))
+        os.chmod(ca_path, 0o644)
 
         from devtools.local.rds_mysql import append_cas, start_mysql_databases
 
@@ -174,6 +174,11 @@ class StackServer:
         admin = psycopg.conninfo.conninfo_to_dict(first.admin_dsn)
         admin["sslrootcert"] = str(ca_path)
         databases = {
+        self._lambda = start_vend_function(
+            region=world.region, account=world.service_account, lookup=self._lookup,
+            iam_client_for=lambda account: self._sessions.client("iam", account),
+            org_client=self._sessions.client("organizations", self._sessions.management_account))
+        self._save(ports=[*self._state["ports"], _port_of(self._lambda.url)])
             ident: {"host": inst.host, "port": inst.port, "dbname": inst.dbname, "resource_id": inst.resource_id,
                     "account": inst.account, **local_db_fields(self._clusters, self._mysql, ident)}
             for ident, inst in seeded.instances.items()
@@ -182,7 +187,8 @@ class StackServer:
             state_dir=str(self.state_dir), pid=os.getpid(), region=world.region, moto_url=moto_url,
             gateway_url=self._gateway.url, ldap_port=self._ldap.port, policy_path=str(policy_path),
             ca_path=str(ca_path), admin_dsn=psycopg.conninfo.make_conninfo(**admin), databases=databases,
-            seeded=seeded,
+            seeded=seeded, lambda_url=self._lambda.url, server_id=os.environ["RDSVEND_SERVER_ID"],
+            admin_dsns={ident: _admin_dsn(c, ca_path) for ident, c in self._clusters.items()},
         )
         _probe(info)
         self.info = info
@@ -229,13 +235,13 @@ class StackServer:
 
     def stop(self) -> None:
         """Stop everything this server started and remove the state it wrote."""
-        for name, part in (("gateway", self._gateway), ("ldap", self._ldap)):
+        for name, part in (("lambda", self._lambda), ("gateway", self._gateway), ("ldap", self._ldap)):
             if part is not None:
                 try:
                     part.stop()
                 except Exception:  # noqa: BLE001 - keep stopping the rest
                     log.exception("could not stop the %s", name)
-        self._gateway = self._ldap = None
+        self._gateway = self._ldap = self._lambda = None
         from devtools.local.rds_mysql import stop_mysql_databases
 
         stop_mysql_databases(self._mysql)
@@ -290,7 +296,8 @@ def _warm_imports() -> None:
     import importlib
 
     for module in ("moto.rds.models", "moto.iam.models", "moto.sts.models", "moto.organizations.models",
-                   "moto.rds.responses", "moto.iam.responses", "chalicelib.iam.connect", "app"):
+                   "moto.rds.responses", "moto.iam.responses", "moto.ds.models", "moto.ds.responses",
+                   "chalicelib.iam.connect", "app", "chalicelib.routes.invoke"):
         try:
             importlib.import_module(module)
         except Exception:  # noqa: BLE001 - only a head start; the real import reports errors
@@ -317,6 +324,15 @@ def _create_database(cluster: Any, spec: Any) -> None:
         elif user.auth == "kerberos":
             # No password: on RDS such a user logs in with Kerberos only; here, not at all.
             cluster.run_sql(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(user.name)))
+def _admin_dsn(cluster: Any, ca_path: Path) -> str:
+    """A cluster's superuser DSN, verified against the stack's CA bundle."""
+    import psycopg.conninfo
+
+    params = psycopg.conninfo.conninfo_to_dict(cluster.admin_dsn)
+    params["sslrootcert"] = str(ca_path)
+    return psycopg.conninfo.make_conninfo(**params)
+
+
             cluster.run_sql(sql.SQL("GRANT rds_ad TO {}").format(sql.Identifier(user.name)))
         else:
             cluster.create_password_user(user.name, secrets.token_urlsafe(24))

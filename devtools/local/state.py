@@ -109,14 +109,27 @@ class StackInfo:
     admin_dsn: str = field(repr=False)
     databases: Mapping[str, Mapping[str, Any]]  # identifier -> host, port, dbname, resource_id, account, pg_pid
     seeded: Any = field(repr=False)  # devtools.local.aws.SeededWorld
+    lambda_url: str = ""  # the local Lambda Invoke API (AWS_ENDPOINT_URL_LAMBDA)
+    server_id: str = ""  # the vend function's RDSVEND_SERVER_ID
+    function_name: str = "rdsvend-local-vend"
+    admin_dsns: Mapping[str, str] = field(default_factory=dict, repr=False)  # identifier -> superuser DSN
 
     def keys(self, caller: str = "allowed") -> Any:
-        """The access key of the world's ``allowed`` or ``denied`` caller."""
+        """The access key of the world's ``allowed`` or ``denied`` caller, or its ``operator``."""
         return self.seeded.callers[caller]
 
+    @property
+    def org_role_arn(self) -> str:
+        """The management account's organization reader role (SCPs, accounts)."""
+        from devtools.local.canary import ORG_READER_ROLE
+
+        return f"arn:aws:iam::{self.seeded.management_account}:role/{ORG_READER_ROLE}"
+
     def env(self, caller: str = "allowed") -> dict[str, str]:
+        """A shell's environment as ``caller``: ``allowed`` / ``denied`` (the world's callers) or
+        ``operator`` (a person in the service account; adds ``RDSVEND_ORG_ROLE_ARN``)."""
         keys = self.keys(caller)
-        return {
+        out = {
             "AWS_ENDPOINT_URL": self.moto_url,
             "AWS_DEFAULT_REGION": self.region,
             "AWS_ACCESS_KEY_ID": keys.access_key_id,
@@ -127,11 +140,18 @@ class StackInfo:
             "RDSVEND_LOCAL_ADMIN_DSN": self.admin_dsn,
             **_mysql_admin_env(self.databases),
         }
+        if self.lambda_url:
+            out.update({"AWS_ENDPOINT_URL_LAMBDA": self.lambda_url, "RDSVEND_SERVER_ID": self.server_id,
+                        "RDSVEND_VEND_FUNCTION": self.function_name})
+        if caller == "operator":
+            out["RDSVEND_ORG_ROLE_ARN"] = self.org_role_arn
+        return out
 
     def ports(self) -> list[int]:
         from urllib.parse import urlsplit
 
-        return [urlsplit(self.moto_url).port, urlsplit(self.gateway_url).port, self.ldap_port,
+        extra = [urlsplit(self.lambda_url).port] if self.lambda_url else []
+        return [urlsplit(self.moto_url).port, urlsplit(self.gateway_url).port, self.ldap_port, *extra,
                 *(int(d["port"]) for d in self.databases.values())]
 
     def to_json(self) -> dict[str, Any]:
@@ -139,7 +159,8 @@ class StackInfo:
             "state_dir": self.state_dir, "pid": self.pid, "region": self.region, "moto_url": self.moto_url,
             "gateway_url": self.gateway_url, "ldap_port": self.ldap_port, "policy_path": self.policy_path,
             "ca_path": self.ca_path, "admin_dsn": self.admin_dsn, "databases": dict(self.databases),
-            "seeded": self.seeded.to_json(),
+            "seeded": self.seeded.to_json(), "lambda_url": self.lambda_url, "server_id": self.server_id,
+            "function_name": self.function_name, "admin_dsns": dict(self.admin_dsns),
         }
 
     @classmethod
@@ -150,5 +171,7 @@ class StackInfo:
             state_dir=data["state_dir"], pid=int(data["pid"]), region=data["region"], moto_url=data["moto_url"],
             gateway_url=data["gateway_url"], ldap_port=int(data["ldap_port"]), policy_path=data["policy_path"],
             ca_path=data["ca_path"], admin_dsn=data["admin_dsn"], databases=dict(data["databases"]),
-            seeded=SeededWorld.from_json(data["seeded"]),
+            seeded=SeededWorld.from_json(data["seeded"]), lambda_url=data.get("lambda_url", ""),
+            server_id=data.get("server_id", ""), function_name=data.get("function_name", "rdsvend-local-vend"),
+            admin_dsns=dict(data.get("admin_dsns") or {}),
         )

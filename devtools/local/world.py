@@ -24,7 +24,9 @@ __all__ = [
     "Role",
     "User",
     "DbUserSpec",
+    "DomainSpec",
     "DatabaseSpec",
+    "DirectorySpec",
     "Account",
     "CallerRef",
     "World",
@@ -41,6 +43,9 @@ _ORG_ID = re.compile(r"o-[a-z0-9]{10}")
 _NAME = re.compile(r"[\w+=,.@-]{1,64}")
 _DB_ID = re.compile(r"[a-z][a-z0-9-]{0,62}")
 _PG_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+_FQDN = re.compile(r"(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+")
+_SHORT = re.compile(r"[A-Z0-9][A-Z0-9-]{0,14}")
+_POLICY_ARN = re.compile(r"arn:aws:iam::(aws|\d{12}):policy/([\w+=,.@-]+/)*[\w+=,.@-]{1,128}")
 
 
 class WorldError(RdsvendError):
@@ -86,6 +91,8 @@ class Role:
     policies: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     #: databases whose vendable dbuser ARNs get an rds-db:connect policy at seed time
     rds_connect: tuple[str, ...] = ()
+    #: ARNs of managed policies to attach (AWS managed ones included)
+    managed_policies: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -103,6 +110,22 @@ class DbUserSpec:
 
 
 @dataclass(frozen=True)
+class DomainSpec:
+    """The directory an instance is joined to, and the IAM role RDS reaches it through."""
+
+    directory: str  # a directory's name in the same account
+    iam_role: str  # a role's name in the same account
+
+
+@dataclass(frozen=True)
+class DirectorySpec:
+    """An AWS Managed Microsoft AD of the account's Directory Service."""
+
+    name: str  # the fully qualified domain name
+    short_name: str
+
+
+@dataclass(frozen=True)
 class DatabaseSpec:
     identifier: str
     engine: str
@@ -111,6 +134,7 @@ class DatabaseSpec:
     dbname: str
     users: Mapping[str, DbUserSpec]
     setup_sql: tuple[str, ...] = ()
+    domain: DomainSpec | None = None
 
     def iam_users(self) -> list[str]:
         return [u.name for u in self.users.values() if u.auth == "iam"]
@@ -123,6 +147,7 @@ class Account:
     roles: Mapping[str, Role] = field(default_factory=dict)
     users: Mapping[str, User] = field(default_factory=dict)
     databases: Mapping[str, DatabaseSpec] = field(default_factory=dict)
+    directories: Mapping[str, DirectorySpec] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -146,6 +171,8 @@ class World:
     allowed_caller: CallerRef
     denied_caller: CallerRef
     source: str = "<world>"
+    #: a person in the service account who runs the canary, doctor and discover
+    operator: CallerRef | None = None
 
     @property
     def execution_role_arn(self) -> str:
@@ -228,7 +255,8 @@ class _Parser:
         return out
 
     def world(self, data: Any) -> World:
-        top = self.mapping(data, "world", {"version", "region", "organization", "accounts", "service", "callers"},
+        top = self.mapping(data, "world", {"version", "region", "organization", "accounts", "service", "callers",
+                                           "operator"},
                            {"version", "region", "organization", "accounts", "service", "callers"})
         if top["version"] != 1:
             raise self.fail(f"unsupported version '{top['version']}'", "version")
@@ -248,9 +276,13 @@ class _Parser:
                 raise self.fail(f"no role '{svc[key]}' in account {service_account}", f"service.{key}")
         callers = self.mapping(top["callers"], "callers", {"allowed", "denied"}, {"allowed", "denied"})
         refs = {k: self.caller(v, f"callers.{k}", accounts) for k, v in callers.items()}
+        operator = self.caller(top["operator"], "operator", accounts) if "operator" in top else None
+        if operator is not None and operator.account != service_account:
+            raise self.fail(f"the operator must be in the service account {service_account}", "operator.account")
         return World(region=region, organization=org, accounts=accounts, service_account=service_account,
                      execution_role=svc["execution_role"], signer_role=svc["signer_role"],
-                     allowed_caller=refs["allowed"], denied_caller=refs["denied"], source=self.source)
+                     allowed_caller=refs["allowed"], denied_caller=refs["denied"], source=self.source,
+                     operator=operator)
 
     def caller(self, value: Any, field_: str, accounts: Mapping[str, Account]) -> CallerRef:
         spec = self.mapping(value, field_, {"account", "user"}, {"account", "user"})
@@ -309,16 +341,18 @@ class _Parser:
             acct = str(acct)
             f = f"accounts.{acct}"
             self.string(acct, f, _ACCOUNT)
-            spec = self.mapping(raw, f, {"name", "roles", "users", "databases"}, {"name"})
+            spec = self.mapping(raw, f, {"name", "roles", "users", "databases", "directories"}, {"name"})
             roles = {}
             for name, r in (spec.get("roles") or {}).items():
                 rf = f"{f}.roles.{name}"
                 self.string(name, rf, _NAME)
-                r = self.mapping(r, rf, {"trust", "policies", "rds_connect"}, {"trust"})
+                r = self.mapping(r, rf, {"trust", "policies", "rds_connect", "managed_policies"}, {"trust"})
                 if not isinstance(r["trust"], dict) or not r["trust"]:
                     raise self.fail("must be a trust policy Principal mapping", f"{rf}.trust")
                 roles[name] = Role(name, r["trust"], self.documents(r.get("policies"), f"{rf}.policies"),
-                                   self.strings(r.get("rds_connect") or [], f"{rf}.rds_connect", _DB_ID))
+                                   self.strings(r.get("rds_connect") or [], f"{rf}.rds_connect", _DB_ID),
+                                   self.strings(r.get("managed_policies") or [], f"{rf}.managed_policies",
+                                                _POLICY_ARN))
             users = {}
             for name, u in (spec.get("users") or {}).items():
                 uf = f"{f}.users.{name}"
@@ -329,7 +363,19 @@ class _Parser:
             dbs = {}
             for name, d in (spec.get("databases") or {}).items():
                 dbs[name] = self.database(name, d, f"{f}.databases.{name}")
-            out[acct] = Account(acct, self.string(spec["name"], f"{f}.name"), roles, users, dbs)
+            directories = {}
+            for name, d in (spec.get("directories") or {}).items():
+                df = f"{f}.directories.{name}"
+                self.string(name, df, _FQDN)
+                d = self.mapping(d or {}, df, {"short_name"}, {"short_name"})
+                directories[name] = DirectorySpec(name, self.string(d["short_name"], f"{df}.short_name", _SHORT))
+            for name, db in dbs.items():
+                df = f"{f}.databases.{name}.domain"
+                if db.domain is not None and db.domain.directory not in directories:
+                    raise self.fail(f"no directory '{db.domain.directory}' in account {acct}", f"{df}.directory")
+                if db.domain is not None and db.domain.iam_role not in roles:
+                    raise self.fail(f"no role '{db.domain.iam_role}' in account {acct}", f"{df}.iam_role")
+            out[acct] = Account(acct, self.string(spec["name"], f"{f}.name"), roles, users, dbs, directories)
         for acct in out.values():
             for role in acct.roles.values():
                 for db in role.rds_connect:
@@ -340,7 +386,8 @@ class _Parser:
 
     def database(self, name: str, value: Any, f: str) -> DatabaseSpec:
         self.string(name, f, _DB_ID)
-        spec = self.mapping(value, f, {"engine", "engine_version", "instance_class", "dbname", "users", "setup_sql"},
+        spec = self.mapping(value, f, {"engine", "engine_version", "instance_class", "dbname", "users", "setup_sql",
+                                       "domain"},
                             {"engine", "dbname", "users"})
         if spec["engine"] not in ("postgres", "mariadb"):
             raise self.fail(f"the local stack runs postgres or mariadb, not '{spec['engine']}'", f"{f}.engine")
@@ -362,4 +409,12 @@ class _Parser:
             dbname=self.string(spec["dbname"], f"{f}.dbname", _PG_NAME),
             users=users,
             setup_sql=self.strings(spec.get("setup_sql") or [], f"{f}.setup_sql"),
+            domain=self.domain(spec.get("domain"), f"{f}.domain"),
         )
+
+    def domain(self, value: Any, f: str) -> DomainSpec | None:
+        if value is None:
+            return None
+        spec = self.mapping(value, f, {"directory", "iam_role"}, {"directory", "iam_role"})
+        return DomainSpec(self.string(spec["directory"], f"{f}.directory", _FQDN),
+                          self.string(spec["iam_role"], f"{f}.iam_role", _NAME))

@@ -97,7 +97,9 @@ def test_signer_role_may_connect_exactly_as_the_declared_iam_users(seeded, world
         f"arn:aws:rds-db:us-east-1:222222222222:dbuser:{instance.resource_id}/{u}" for u in ("orders_app", "orders_owner"))
     trust = iam.get_role(RoleName="rdsvend-signer")["Role"]["AssumeRolePolicyDocument"]
     trust = trust if isinstance(trust, dict) else json.loads(trust)
-    assert trust["Statement"][0]["Principal"] == {"AWS": world.execution_role_arn}
+    # The function signs; the operator may too (its canary logs in as the scheduled one does).
+    assert trust["Statement"][0]["Principal"] == {"AWS": [world.execution_role_arn,
+                                                          world.operator.arn]}
 
 
 def test_instance_has_iam_auth_and_points_at_the_local_postgres(seeded):
@@ -115,7 +117,7 @@ def test_each_account_sees_only_its_own_resources(seeded):
     workloads_iam = _member_client(seeded, "333333333333", "iam")
     assert "rdsvend-signer" not in {r["RoleName"] for r in workloads_iam.list_roles()["Roles"]}
     service_iam = _member_client(seeded, "222222222222", "iam")
-    assert service_iam.list_users()["Users"] == []
+    assert {u["UserName"] for u in service_iam.list_users()["Users"]} == {"rdsvend-operator"}
     assert {u["UserName"] for u in workloads_iam.list_users()["Users"]} == {"orders-api", "reporting-job"}
 
 
@@ -175,7 +177,7 @@ def test_access_policy_goes_with_the_world(world):
     assert db.signer_role == world.signer_role_arn
     assert {u.name: (u.auth, u.tier) for u in db.users.values()} == {
         u.name: (u.auth, u.tier) for u in spec.users.values()}
-    (rule,) = policy.rules
+    rule = next(r for r in policy.rules if r.id == "orders-api")
     assert rule.principals == (world.allowed_caller.arn,)
     assert rule.conditions.org_ids == (world.organization.id,)
     assert world.denied_caller.arn not in rule.principals

@@ -1,0 +1,291 @@
+"""The local Lambda Invoke API for the ``vend`` function (direct invoke on the local stack).
+
+``boto3.client("lambda").invoke(FunctionName="rdsvend-local-vend", Payload=...)`` reaches
+this server when ``AWS_ENDPOINT_URL_LAMBDA`` points at it (``rdsvend local env`` exports
+it). Before the function runs it does what Lambda does:
+
+- verifies the SigV4 signature (service ``lambda``) against the local AWS's keys, with the
+  local verifier the gateway uses, answering 403 with Lambda's error bodies otherwise;
+- checks that the caller may ``lambda:InvokeFunction`` on the function: its identity
+  policies and boundary, and the organization's SCPs, read live from the local AWS and
+  judged by rdsvend's evaluator (the function's resource policy allows the organization);
+- answers ``Invoke`` only: ``POST /2015-03-31/functions/{name|arn}/invocations``,
+  ``RequestResponse`` (``Event`` is accepted and run, 202; ``DryRun`` is 204), a JSON
+  payload of at most 6 MB.
+
+The function is the real handler, :func:`chalicelib.routes.invoke.vend`, in this process,
+configured as the deployed function is (``RDSVEND_SERVER_ID``, and ``RDSVEND_STS_ENDPOINT``
+= the local AWS, so identity proofs are sent to the local STS). One invocation at a time,
+as one Lambda execution environment runs them.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from chalicelib.clock import SYSTEM_CLOCK, Clock
+from devtools.local.gateway import LambdaContext, signature_failure
+from devtools.local.sigv4 import Credential, SecretLookup, SignatureError, verify_header_signed
+
+__all__ = ["FUNCTION_NAME", "MAX_PAYLOAD_BYTES", "InvokeResponse", "LambdaInvokeServer", "server_id_for",
+           "invoke_permission", "start_vend_function"]
+
+log = logging.getLogger(__name__)
+
+#: The local ``vend`` function's name, as ``chalice deploy`` names it for the stage ``local``.
+FUNCTION_NAME = "rdsvend-local-vend"
+#: Lambda's limit for a synchronous invocation's request payload.
+MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
+_PATH_PREFIX = "/2015-03-31/functions/"
+_PATH_SUFFIX = "/invocations"
+
+#: ``(credential, function_arn) -> (allowed, why)``: may this caller invoke the function?
+Permission = Callable[[Credential, str], tuple[bool, str]]
+
+
+def server_id_for(stage: str, account: str) -> str:
+    """The server id a deployment of ``stage`` in ``account`` configures (``rdsvend-prod.111122223333``)."""
+    return f"rdsvend-{stage}.{account}"
+
+
+@dataclass(frozen=True)
+class InvokeResponse:
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+def _error(status: int, error_type: str, message: str) -> InvokeResponse:
+    body = json.dumps({"Type": "User", "Message": message}).encode()
+    return InvokeResponse(status, {"Content-Type": "application/json", "x-amzn-ErrorType": error_type}, body)
+
+
+class LambdaInvokeServer:
+    """``start()`` returns the URL to use as ``AWS_ENDPOINT_URL_LAMBDA``; ``stop()`` closes it."""
+
+    def __init__(
+        self,
+        handler: Callable[[Any, Any], Any],
+        lookup: SecretLookup,
+        *,
+        region: str,
+        account: str,
+        function_name: str = FUNCTION_NAME,
+        permission: Permission | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+        max_skew: timedelta = timedelta(minutes=5),
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        self.handler = handler
+        self.lookup = lookup
+        self.region = region
+        self.account = account
+        self.function_name = function_name
+        self.function_arn = f"arn:aws:lambda:{region}:{account}:function:{function_name}"
+        self.permission = permission
+        self.clock = clock
+        self.max_skew = max_skew
+        self._run_lock = threading.Lock()
+        self._server = ThreadingHTTPServer((host, port), _handler_for(self))
+        self._server.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def start(self) -> str:
+        self._thread = threading.Thread(target=self._server.serve_forever, name="rdsvend-lambda", daemon=True)
+        self._thread.start()
+        return self.url
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    # -- one request ------------------------------------------------------------------
+
+    def _names_this_function(self, name: str) -> bool:
+        """A name, a full ARN or a partial ARN (``ACCOUNT:function:NAME``), unqualified or ``$LATEST``."""
+        for qualified in (name, name.removesuffix(":$LATEST")):
+            if qualified in (self.function_name, self.function_arn,
+                             f"{self.account}:function:{self.function_name}"):
+                return True
+        return False
+
+    def handle(self, method: str, raw_path: str, headers: Mapping[str, str], body: bytes) -> InvokeResponse:
+        request_id = str(uuid.uuid4())
+        response = self._handle(method, raw_path, headers, body, request_id)
+        return InvokeResponse(response.status, {**response.headers, "x-amzn-RequestId": request_id}, response.body)
+
+    def _handle(self, method: str, raw_path: str, headers: Mapping[str, str], body: bytes,
+                request_id: str) -> InvokeResponse:
+        parts = urlsplit(raw_path)
+        path = parts.path
+        if not (path.startswith(_PATH_PREFIX) and path.endswith(_PATH_SUFFIX)) or method != "POST":
+            return _error(404, "UnknownOperationException", "Unknown operation")
+        name = unquote(path[len(_PATH_PREFIX):-len(_PATH_SUFFIX)])
+        lowered = {k.lower(): v for k, v in headers.items()}
+        if "authorization" not in lowered:
+            return _error(403, "MissingAuthenticationTokenException", "Missing Authentication Token")
+        now = self.clock.now()
+        try:
+            verified = verify_header_signed(method, f"http://{lowered.get('host', '')}{raw_path}", dict(headers),
+                                            body, service="lambda", lookup=self.lookup, now=now,
+                                            max_skew=self.max_skew, region=self.region)
+        except SignatureError as exc:
+            log.info("lambda invoke refused a request: %s", exc.reason)
+            if exc.reason == "wrong_service":
+                return _error(403, "InvalidSignatureException",
+                              "Credential should be scoped to correct service: 'lambda'.")
+            refused = signature_failure(exc, now, lowered.get("x-amz-date"))
+            message = json.loads(refused.body).get("message", "")
+            return _error(refused.status, refused.headers.get("x-amzn-ErrorType", "InvalidSignatureException"),
+                          message)
+        qualifiers = parse_qs(parts.query).get("Qualifier") or []
+        qualifier = qualifiers[0] if qualifiers else None
+        if not self._names_this_function(name) or qualifier not in (None, "$LATEST"):
+            shown = name if name.startswith("arn:") else f"{self.function_arn.rsplit(':', 1)[0]}:{name}"
+            return _error(404, "ResourceNotFoundException", f"Function not found: {shown[:200]}")
+        if self.permission is not None:
+            allowed, why = self.permission(verified.credential, self.function_arn)
+            if not allowed:
+                log.info("lambda invoke: %s may not invoke %s: %s", verified.credential.principal_arn,
+                         self.function_name, why)
+                return _error(403, "AccessDeniedException",
+                              f"User: {verified.credential.principal_arn} is not authorized to perform: "
+                              f"lambda:InvokeFunction on resource: {self.function_arn} because {why}")
+        invocation_type = lowered.get("x-amz-invocation-type", "RequestResponse")
+        if invocation_type not in ("RequestResponse", "Event", "DryRun"):
+            return _error(400, "InvalidParameterValueException",
+                          f"1 validation error detected: Value '{invocation_type[:40]}' at 'invocationType' "
+                          "failed to satisfy constraint: Member must satisfy enum value set: "
+                          "[Event, RequestResponse, DryRun]")
+        if invocation_type == "DryRun":
+            return InvokeResponse(204, {}, b"")
+        try:
+            event = json.loads(body.decode("utf-8")) if body else {}
+        except (UnicodeDecodeError, ValueError):
+            return _error(400, "InvalidRequestContentException",
+                          "Could not parse request body into json: Could not parse payload into json")
+        context = LambdaContext(self.function_name, self.region, self.account, request_id)
+        try:
+            with self._run_lock:
+                result = self.handler(event, context)
+            payload = json.dumps(result).encode()
+            headers_out = {"Content-Type": "application/json", "X-Amz-Executed-Version": "$LATEST"}
+        except Exception as exc:  # noqa: BLE001 - what Lambda does when the function raises
+            log.error("the vend function raised %s", type(exc).__name__)
+            payload = json.dumps({"errorMessage": "the function raised an exception",
+                                  "errorType": type(exc).__name__}).encode()
+            headers_out = {"Content-Type": "application/json", "X-Amz-Executed-Version": "$LATEST",
+                           "X-Amz-Function-Error": "Unhandled"}
+        if invocation_type == "Event":
+            return InvokeResponse(202, {}, b"")
+        return InvokeResponse(200, headers_out, payload)
+
+
+def invoke_permission(iam_client_for: Callable[[str], Any], org_client: Any) -> Permission:
+    """``lambda:InvokeFunction`` as AWS decides it for a caller of this organization: the
+    caller's identity policies and boundary, and every SCP level above its account."""
+    from chalicelib.errors import IamFetchError, IamPolicyError
+    from chalicelib.iam.connect import principal_context
+    from chalicelib.iam.evaluator import evaluate
+    from chalicelib.iam.fetch import fetch_principal_policies, fetch_scp_chain
+    from chalicelib.iam.model import RequestContext
+
+    def decide(credential: Credential, function_arn: str) -> tuple[bool, str]:
+        try:
+            fetched = fetch_principal_policies(iam_client_for(credential.account), credential.principal_arn)
+            chain = fetch_scp_chain(org_client, credential.account)
+        except (IamFetchError, IamPolicyError) as exc:
+            return False, f"its permission could not be evaluated ({type(exc).__name__})"
+        ctx = principal_context(credential.principal_arn, fetched,
+                                org_id=chain.organization_id if chain else None,
+                                region=function_arn.split(":")[3])
+        request = RequestContext("lambda:InvokeFunction", function_arn, {k.lower(): v for k, v in ctx.items()})
+        verdict = evaluate(request, identity_policies=fetched.identity, boundary=fetched.boundary,
+                           scp_levels=chain.levels if chain else None,
+                           management_account=chain.management_account if chain else False)
+        if verdict.allowed:
+            return True, ""
+        if verdict.decision == "explicitDeny":
+            return False, f"an explicit deny in a {verdict.layer} policy"
+        return False, f"no {'identity-based' if verdict.layer == 'identity' else verdict.layer} policy allows " \
+                      "the lambda:InvokeFunction action"
+
+    return decide
+
+
+def _handler_for(server: LambdaInvokeServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        server_version = "rdsvend-local-lambda"
+        sys_version = ""
+        timeout = 30
+
+        def _serve(self) -> None:
+            length = self.headers.get("Content-Length")
+            try:
+                size = int(length) if length else 0
+            except ValueError:
+                self._send(_error(400, "InvalidRequestContentException", "Invalid Content-Length"))
+                return
+            if size > MAX_PAYLOAD_BYTES or size < 0:
+                self.close_connection = True
+                self._send(_error(413, "RequestTooLargeException",
+                                  f"Request must be smaller than {MAX_PAYLOAD_BYTES} bytes for the "
+                                  "InvokeFunction operation"))
+                return
+            body = self.rfile.read(size) if size else b""
+            headers: dict[str, str] = {}
+            for name, value in self.headers.items():
+                headers[name] = f"{headers[name]},{value}" if name in headers else value
+            self._send(server.handle(self.command, self.path, headers, body))
+
+        def _send(self, response: InvokeResponse) -> None:
+            self.send_response(response.status)
+            for name, value in response.headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(response.body)))
+            self.end_headers()
+            self.wfile.write(response.body)
+
+        do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _serve
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+            log.debug("lambda %s", format % args)
+
+    return Handler
+
+
+def start_vend_function(*, region: str, account: str, lookup: SecretLookup, iam_client_for: Callable[[str], Any],
+                        org_client: Any) -> LambdaInvokeServer:
+    """Configure this process as the deployed ``vend`` function is and serve Invoke for it.
+
+    Call after the gateway has configured the app's environment (``RDSVEND_STS_ENDPOINT`` is
+    the local AWS); sets ``RDSVEND_SERVER_ID`` the way a deployment of the stage ``local``
+    in the service account would.
+    """
+    import os
+
+    os.environ["RDSVEND_SERVER_ID"] = server_id_for("local", account)
+    from chalicelib.routes.invoke import set_verifier, vend
+
+    set_verifier(None)  # configured again, from this environment, on first use
+    server = LambdaInvokeServer(vend, lookup, region=region, account=account,
+                                permission=invoke_permission(iam_client_for, org_client))
+    server.start()
+    return server
