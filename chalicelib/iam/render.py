@@ -1,4 +1,4 @@
-"""The least-privilege signer policy for an access policy (``rdsvend policy render``, SPEC 2).
+"""The least-privilege signer policy for an access policy (``rdsvend policy render``).
 
 :func:`render_policies(policy, client_for) <render_policies>` resolves every database's
 resource id through RDS (``DescribeDBInstances`` -> ``DbiResourceId``, ``DescribeDBClusters``
@@ -59,8 +59,12 @@ class RenderedPolicies:
         }
 
 
-def resolve_database(database: Database, client: Any) -> tuple[str, str, str]:
-    """``(partition, account, resource_id)`` of the database's instance, cluster or proxy."""
+def resolve_database(database: Database, client: Any,
+                     searched: Callable[[], Any] | None = None) -> tuple[str, str, str]:
+    """``(partition, account, resource_id)`` of the database's instance, cluster or proxy.
+
+    ``searched()``, asked only when RDS cannot show the resource, says where the read looked
+    (:class:`chalicelib.aws.reader.SearchedAs`)."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     from chalicelib.aws.rds import describe_resource
@@ -69,8 +73,11 @@ def resolve_database(database: Database, client: Any) -> tuple[str, str, str]:
         resource = describe_resource(client, database)
     except ClientError as exc:
         code = exc.response.get("Error", {}).get("Code", "Unknown")
+        where = searched() if searched is not None else None
+        detail = f"; {where}" if where is not None else ""
+        advice = f": {where.advice}" if where is not None and getattr(where, "advice", None) else ""
         raise IamFetchError(
-            f"database '{database.name}': rds has no {database.kind} '{database.identifier}' ({code})",
+            f"database '{database.name}': rds has no {database.kind} '{database.identifier}' ({code}{detail}){advice}",
             service="rds", code=code,
         ) from exc
     except (BotoCoreError, IndexError, KeyError) as exc:
@@ -91,15 +98,27 @@ def resolve_database(database: Database, client: Any) -> tuple[str, str, str]:
     return parts[1], parts[4], rid
 
 
-def render_policies(policy: AccessPolicy, client_for: Callable[[str], Any]) -> RenderedPolicies:
-    """Resolve resource ids and build the signer policies and the SCP statement."""
+def render_policies(policy: AccessPolicy, client_for: Callable[[str], Any], *,
+                    rds_for: Callable[[Database], Any] | None = None,
+                    searched: Callable[[Database], Any] | None = None) -> RenderedPolicies:
+    """Resolve resource ids and build the signer policies and the SCP statement.
+
+    A database whose policy entry gives ``resource_id`` and whose account is known is not read
+    from RDS. ``rds_for(database)``, when given, is the RDS client for the database's account
+    (through its reader role); otherwise ``client_for(region)``. ``searched(database)`` says
+    where a read looked, for the message when RDS cannot show a database."""
     resolved: list[ResolvedDatabase] = []
     by_signer: dict[str, list[str]] = {}
     for database in policy.databases.values():
         users = [u.name for u in database.users.values() if u.vendable]
         if not users:
             continue
-        partition, account, rid = resolve_database(database, client_for(database.region))
+        if database.resource_id and database.account:
+            partition, account, rid = database.partition, database.account, database.resource_id
+        else:
+            client = rds_for(database) if rds_for is not None else client_for(database.region)
+            where = (lambda db=database: searched(db)) if searched is not None else None
+            partition, account, rid = resolve_database(database, client, where)
         arns = tuple(dbuser_arn(database.region, account, rid, u, partition) for u in users)
         resolved.append(ResolvedDatabase(database.name, partition, account, database.region, rid, arns))
         by_signer.setdefault(database.signer_role or DEFAULT_SIGNER, []).extend(arns)

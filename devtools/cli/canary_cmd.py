@@ -25,7 +25,9 @@ def _load_policy(path: str | None) -> Any:
 
     try:
         if path is not None:
-            return load_policy_file(path)
+            import os
+
+            return load_policy_file(path, service_account=os.environ.get("RDSVEND_SERVICE_ACCOUNT") or None)
         from chalicelib.policy.source import policy_source_from_env
 
         return policy_source_from_env().get()
@@ -124,4 +126,12 @@ def doctor(database: str, db_user: str, policy_path: str | None, as_json: bool,
     else:
         click.echo()
         click.echo("Nothing to fix: a freshly signed token logs in over TLS verify-full.")
+    if user.auth == "iam":  # who RDS refused in the last hour, and why (devtools.cli.doctor_refusals)
+        from devtools.cli.doctor_refusals import refusal_report
+
+        refusals = refusal_report(policy, db, db_user)
+        click.echo()
+        click.echo("\n".join(refusals.lines))
+        if refusals.status == "error":
+            sys.exit(1)
     sys.exit(0 if report.ok else 1)

@@ -1,6 +1,7 @@
 """``rdsvend policy render FILE``: the least-privilege signer IAM policy and the SCP statement
-that allows it (SPEC 2). Exit 0 on success, 2 when FILE does not load or RDS cannot resolve a
-database (one line on stderr)."""
+that allows it. Exit 0 on success, 2 when FILE does not load or RDS cannot resolve a
+database (one line on stderr). A database in another account is read through its reader role;
+one that gives ``resource_id`` (and whose account is known) is not read at all."""
 from __future__ import annotations
 
 import json
@@ -18,20 +19,27 @@ __all__ = ["render"]
               help="signer: the signer policy document alone (one signer only); scp: the SCP statement alone.")
 def render(file: str, only: str) -> None:
     """Print the IAM policy rdsvend's signer needs for FILE, and the SCP statement allowing it."""
-    from chalicelib.aws.clients import default_client_factory
-    from chalicelib.errors import IamFetchError, PolicyLoadError
+    import os
+
+    from chalicelib.canary.accounts import AccountReaders
+    from chalicelib.canary.aws import AwsClients
+    from chalicelib.errors import IamFetchError, PolicyLoadError, ProbeError
     from chalicelib.iam.render import render_policies
     from chalicelib.policy.loader import load_policy_file
 
     try:
-        policy = load_policy_file(file)
+        policy = load_policy_file(file, service_account=os.environ.get("RDSVEND_SERVICE_ACCOUNT") or None)
     except PolicyLoadError as exc:
         raise BadInput(str(exc)) from None
-    clients = default_client_factory()
+    clients = AwsClients()
+    readers = AccountReaders(policy, clients)
     try:
-        rendered = render_policies(policy, lambda region: clients("rds", region))
+        rendered = render_policies(policy, lambda region: clients.client("rds", region),
+                                   rds_for=lambda db: readers.client(db, "rds"), searched=readers.searched)
     except IamFetchError as exc:
         raise BadInput(f"{file}: {exc}") from None
+    except ProbeError as exc:
+        raise BadInput(f"{file}: {exc.cause}") from None
     if only == "scp":
         out = rendered.scp_statement
     elif only == "signer":

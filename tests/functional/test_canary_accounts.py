@@ -162,3 +162,74 @@ def _text(account: str) -> str:
                       "    users:", "      ledger_app: {auth: iam}",
                       "rules:", "  - id: r", "    effect: allow", f'    principals: ["arn:aws:iam::{SERVICE}:role/x"]',
                       "    databases: [ledger]", "    db_users: [ledger_app]"]) + "\n"
+
+
+# ------------------------------------------------------------------ policy render and doctor
+
+
+def _write(tmp_path, text: str):
+    path = tmp_path / "access.yaml"
+    path.write_text(text)
+    return path
+
+
+def _rds_calls(monkeypatch) -> list[str]:
+    import botocore.client
+
+    seen: list[str] = []
+    original = botocore.client.BaseClient._make_api_call
+
+    def counting(self, operation, params):
+        if self.meta.service_model.service_name == "rds":
+            seen.append(operation)
+        return original(self, operation, params)
+
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", counting)
+    return seen
+
+
+def _cli(*args: str):
+    from click.testing import CliRunner
+
+    from devtools.cli.main import cli
+
+    return CliRunner().invoke(cli, list(args))
+
+
+def test_render_reads_the_member_account_through_the_reader_role(org, tmp_path):
+    account = org["account"]
+    text = _text(account).replace("    users:", f"    reader_role: arn:aws:iam::{account}:role/rdsvend-reader\n    users:")
+    result = _cli("policy", "render", str(_write(tmp_path, text)))
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["dbuser_arns"] == [org["dbuser"]]
+
+
+def test_render_with_a_declared_resource_id_reads_nothing_from_rds(org, tmp_path, monkeypatch):
+    calls = _rds_calls(monkeypatch)
+    account = org["account"]
+    text = _text(account).replace("    users:", "    resource_id: db-DECLARED0000000000000000\n    users:")
+    result = _cli("policy", "render", str(_write(tmp_path, text)))
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["dbuser_arns"] == [
+        f"arn:aws:rds-db:{REGION}:{account}:dbuser:db-DECLARED0000000000000000/ledger_app"]
+    assert calls == []
+
+
+def test_render_without_a_way_in_says_which_account_it_searched(org, tmp_path):
+    account = org["account"]
+    result = _cli("policy", "render", str(_write(tmp_path, _text(account))))
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1
+    assert (f"rds has no instance 'ledger-prod' (DBInstanceNotFound; searched account {SERVICE} as "
+            f"arn:aws:sts::{SERVICE}:user/moto; the database is declared in account {account})") in lines[0]
+    assert "set reader_role" in lines[0]
+
+
+def test_doctor_with_keys_of_another_account_names_the_account_it_searched(org, tmp_path):
+    account = org["account"]
+    result = _cli("doctor", "ledger", "ledger_app", "--policy", str(_write(tmp_path, _text(account))))
+    assert result.exit_code == 1
+    assert (f"instance 'ledger-prod' in {REGION} was not found (searched account {SERVICE} as "
+            f"arn:aws:sts::{SERVICE}:user/moto; the database is declared in account {account})") in result.output
+    assert "does not exist" not in result.output
