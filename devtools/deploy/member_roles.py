@@ -60,8 +60,7 @@ def _resource_id(database: Database, deploy: DeploySettings) -> str:
 
 def member_accounts(policy: AccessPolicy, deploy: DeploySettings) -> dict[str, dict[str, Any]]:
     """Per account: its signer role (name, path, dbuser ARNs) and its reader role (name, path)."""
-    defaults = getattr(policy, "defaults", None)
-    default_reader = getattr(defaults, "reader_role_name", None) or DEFAULT_READER_ROLE_NAME
+    default_reader = getattr(policy, "reader_role_name", None) or DEFAULT_READER_ROLE_NAME
     accounts: dict[str, dict[str, Any]] = {}
     for database in policy.databases.values():
         account = _account(database, deploy)
