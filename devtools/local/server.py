@@ -94,8 +94,8 @@ class StackServer:
         import psycopg.conninfo
 
         from devtools.local.aws import AccountSessions, MotoSecretLookup, MotoServer, seed_world
-        from devtools.local.ldap import LdapResponder
         from devtools.local.lambda_invoke import start_vend_function
+        from devtools.local.ldap import LdapResponder
         from devtools.local.postgres import PostgresCluster
         from devtools.local.rdsauth import RdsInstance, RdsTokenChecker
         from devtools.local.world import load_world
@@ -168,17 +168,17 @@ class StackServer:
 
         self._gateway = _start_gateway(world, seeded, policy_path, self._lookup)
         self._save(ports=[*self._state["ports"], _port_of(self._gateway.url)])
+        self._lambda = start_vend_function(
+            region=world.region, account=world.service_account, lookup=self._lookup,
+            iam_client_for=lambda account: self._sessions.client("iam", account),
+            org_client=self._sessions.client("organizations", self._sessions.management_account))
+        self._save(ports=[*self._state["ports"], _port_of(self._lambda.url)])
 
         from devtools.local.rds_mysql import local_db_fields
 
         admin = psycopg.conninfo.conninfo_to_dict(first.admin_dsn)
         admin["sslrootcert"] = str(ca_path)
         databases = {
-        self._lambda = start_vend_function(
-            region=world.region, account=world.service_account, lookup=self._lookup,
-            iam_client_for=lambda account: self._sessions.client("iam", account),
-            org_client=self._sessions.client("organizations", self._sessions.management_account))
-        self._save(ports=[*self._state["ports"], _port_of(self._lambda.url)])
             ident: {"host": inst.host, "port": inst.port, "dbname": inst.dbname, "resource_id": inst.resource_id,
                     "account": inst.account, **local_db_fields(self._clusters, self._mysql, ident)}
             for ident, inst in seeded.instances.items()
@@ -312,6 +312,15 @@ def _port_of(url: str) -> int:
     return port
 
 
+def _admin_dsn(cluster: Any, ca_path: Path) -> str:
+    """A cluster's superuser DSN, verified against the stack's CA bundle."""
+    import psycopg.conninfo
+
+    params = psycopg.conninfo.conninfo_to_dict(cluster.admin_dsn)
+    params["sslrootcert"] = str(ca_path)
+    return psycopg.conninfo.make_conninfo(**params)
+
+
 def _create_database(cluster: Any, spec: Any) -> None:
     """The database, its users (``rds_iam`` for IAM users, ``rds_ad`` for Kerberos ones) and the
     world's set-up statements, run as the superuser."""
@@ -324,15 +333,6 @@ def _create_database(cluster: Any, spec: Any) -> None:
         elif user.auth == "kerberos":
             # No password: on RDS such a user logs in with Kerberos only; here, not at all.
             cluster.run_sql(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(user.name)))
-def _admin_dsn(cluster: Any, ca_path: Path) -> str:
-    """A cluster's superuser DSN, verified against the stack's CA bundle."""
-    import psycopg.conninfo
-
-    params = psycopg.conninfo.conninfo_to_dict(cluster.admin_dsn)
-    params["sslrootcert"] = str(ca_path)
-    return psycopg.conninfo.make_conninfo(**params)
-
-
             cluster.run_sql(sql.SQL("GRANT rds_ad TO {}").format(sql.Identifier(user.name)))
         else:
             cluster.create_password_user(user.name, secrets.token_urlsafe(24))
