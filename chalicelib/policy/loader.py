@@ -21,6 +21,7 @@ from typing import Any, Literal, cast
 import yaml
 
 from chalicelib.errors import PolicyLoadError
+from chalicelib.policy.bounds import check_bounds
 from chalicelib.policy.model import (
     AccessPolicy,
     CanarySettings,
@@ -136,6 +137,7 @@ def load_policy_text(text: str, source: str = "<policy>", *, service_account: st
                               source=source)
     if len(text.encode("utf-8", "surrogatepass")) > MAX_POLICY_BYTES:
         raise PolicyLoadError(f"policy is larger than {MAX_POLICY_BYTES} bytes", source=source)
+    check_bounds(text, source)  # counts events first: no object is built for an oversized document
     try:
         data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - strict SafeLoader subclass
     except yaml.MarkedYAMLError as exc:
