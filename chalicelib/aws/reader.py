@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from chalicelib.aws.errors import THROTTLING_CODES, aws_error
 from chalicelib.clock import SYSTEM_CLOCK, Clock
 from chalicelib.errors import RdsvendError
 
@@ -22,7 +23,6 @@ __all__ = ["Vantage", "ReaderRoleError", "ReaderSessions", "CallerVantage", "REA
 
 READER_SESSION_NAME = "rdsvend-reader"
 _REFRESH_AHEAD = timedelta(minutes=5)
-_THROTTLED = frozenset({"Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException"})
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class ReaderRoleError(RdsvendError):
         self.role_arn = role_arn
         self.code = code
         self.caller = caller
-        self.throttled = code in _THROTTLED
+        self.throttled = code in THROTTLING_CODES
         who = f" as {caller.principal} (account {caller.account})" if caller else ""
         super().__init__(f"could not assume reader role '{role_arn}'{who}: {code}")
 
@@ -121,18 +121,17 @@ class ReaderSessions:
 
     def _assume(self, role_arn: str) -> _Entry:
         import boto3
-        from botocore.exceptions import BotoCoreError, ClientError
 
         try:
             answer = self._sts().assume_role(RoleArn=role_arn, RoleSessionName=self._session_name)
             creds = answer["Credentials"]
-        except ClientError as exc:
-            code = str((exc.response.get("Error") or {}).get("Code") or "ClientError")
-            raise ReaderRoleError(role_arn, code, caller=self._caller_or_none()) from None
-        except BotoCoreError as exc:
-            raise ReaderRoleError(role_arn, type(exc).__name__, caller=self._caller_or_none()) from None
         except (KeyError, TypeError):
             raise ReaderRoleError(role_arn, "MalformedAnswer") from None
+        except Exception as exc:
+            error = aws_error(exc)
+            if error is None:
+                raise
+            raise ReaderRoleError(role_arn, error.code, caller=self._caller_or_none()) from None
         session = boto3.session.Session(aws_access_key_id=creds["AccessKeyId"],
                                         aws_secret_access_key=creds["SecretAccessKey"],
                                         aws_session_token=creds.get("SessionToken"))

@@ -11,6 +11,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from chalicelib.aws.errors import DENIED_CODES, NOT_FOUND_CODES
 from chalicelib.canary.checks_iam import ConnectFacts, Finding, SideVerdict
 from chalicelib.clock import SYSTEM_CLOCK, Clock
 from chalicelib.errors import IamFetchError, IamPolicyError, ProbeError
@@ -20,7 +21,7 @@ __all__ = ["LiveConnectEvaluator", "verdict_to_facts"]
 _QUOTED_ARN = re.compile(r"'(arn:[^']*:rds-db:[^']*)'")
 _LEVEL = re.compile(r"scp level (\d+)")
 #: IAM answers that mean "could not see it from here": worth saying where we looked
-_UNSEEN = frozenset({"NoSuchEntity", "AccessDenied", "AccessDeniedException", "UnauthorizedOperation"})
+_UNSEEN = NOT_FOUND_CODES | DENIED_CODES
 
 
 class _Once:
