@@ -135,6 +135,10 @@ class DatabaseSpec:
     users: Mapping[str, DbUserSpec]
     setup_sql: tuple[str, ...] = ()
     domain: DomainSpec | None = None
+    #: RDS's limit of new IAM logins per second on this instance (past it: ThrottlingException)
+    iam_auth_logins_per_second: int = 200
+    #: the log types the instance exports to CloudWatch Logs (``iam-db-auth-error`` by default)
+    log_exports: tuple[str, ...] = ("iam-db-auth-error",)
 
     def iam_users(self) -> list[str]:
         return [u.name for u in self.users.values() if u.auth == "iam"]
@@ -387,7 +391,7 @@ class _Parser:
     def database(self, name: str, value: Any, f: str) -> DatabaseSpec:
         self.string(name, f, _DB_ID)
         spec = self.mapping(value, f, {"engine", "engine_version", "instance_class", "dbname", "users", "setup_sql",
-                                       "domain"},
+                                       "domain", "iam_auth_logins_per_second", "log_exports"},
                             {"engine", "dbname", "users"})
         if spec["engine"] not in ("postgres", "mariadb"):
             raise self.fail(f"the local stack runs postgres or mariadb, not '{spec['engine']}'", f"{f}.engine")
@@ -410,7 +414,16 @@ class _Parser:
             users=users,
             setup_sql=self.strings(spec.get("setup_sql") or [], f"{f}.setup_sql"),
             domain=self.domain(spec.get("domain"), f"{f}.domain"),
+            iam_auth_logins_per_second=self.rate(spec.get("iam_auth_logins_per_second", 200),
+                                                 f"{f}.iam_auth_logins_per_second"),
+            log_exports=self.strings(spec.get("log_exports", ["iam-db-auth-error"]), f"{f}.log_exports",
+                                     re.compile(r"iam-db-auth-error|postgresql|upgrade|error|general|slowquery|audit")),
         )
+
+    def rate(self, value: Any, f: str) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 100000:
+            raise self.fail(f"invalid value '{str(value)[:40]}': a whole number of logins per second, 1..100000", f)
+        return value
 
     def domain(self, value: Any, f: str) -> DomainSpec | None:
         if value is None:

@@ -2,6 +2,7 @@
 rds.auth_errors verdict, and the local guard's decisions (fake clock and in-memory sink)."""
 from __future__ import annotations
 
+import re
 import threading
 
 import pytest
@@ -244,3 +245,37 @@ def test_the_sink_never_blocks_and_counts_what_it_drops():
     finally:
         gate.set()
         sink.stop(timeout=5)
+
+
+# -- the world setting ------------------------------------------------------------------------------
+
+def _world_with(**db_settings):
+    import yaml
+
+    from devtools.local.world import DEFAULT_WORLD, load_world_text
+
+    data = yaml.safe_load(DEFAULT_WORLD.read_text())
+    account = next(a for a in data["accounts"].values() if "orders-local" in (a.get("databases") or {}))
+    account["databases"]["orders-local"].update(db_settings)
+    return load_world_text(yaml.safe_dump(data))
+
+
+def test_the_world_sets_the_rate_and_exports_with_rds_defaults():
+    _account, spec = _world_with().database("orders-local")
+    assert spec.iam_auth_logins_per_second == 200 and spec.log_exports == ("iam-db-auth-error",)
+    _account, spec = _world_with(iam_auth_logins_per_second=5, log_exports=[]).database("orders-local")
+    assert spec.iam_auth_logins_per_second == 5 and spec.log_exports == ()
+
+
+@pytest.mark.parametrize(("settings_", "field"), [
+    ({"iam_auth_logins_per_second": 0}, "iam_auth_logins_per_second"),
+    ({"iam_auth_logins_per_second": "fast"}, "iam_auth_logins_per_second"),
+    ({"iam_auth_logins_per_second": True}, "iam_auth_logins_per_second"),
+    ({"log_exports": "iam-db-auth-error"}, "log_exports"),
+    ({"log_exports": ["iam-db-auth-errors"]}, "log_exports[0]"),
+])
+def test_bad_world_settings_name_the_field(settings_, field):
+    from devtools.local.world import WorldError
+
+    with pytest.raises(WorldError, match=f"field '[^']*orders-local\\.{re.escape(field)}'"):
+        _world_with(**settings_)
