@@ -22,6 +22,7 @@ COMMANDS = {
     "local": "devtools.cli.local_cmd:local",
     "canary": "devtools.cli.canary_cmd:canary",
     "doctor": "devtools.cli.canary_cmd:doctor",
+    "rotate": "devtools.cli.rotate_cmd:rotate",
 }
 
 

@@ -167,3 +167,67 @@ def test_a_failing_step_names_step_and_secret_and_never_a_password(local_stack, 
     for secret in (current["password"], pending["password"], value(sm, SINGLE)["password"],
                    "broken-out-of-band-0"):
         assert secret not in logged
+
+
+def cli_env(local_stack) -> dict:
+    """A shell on the local stack with the service's credentials (the secrets live in its account)."""
+    import os
+
+    info = local_stack.info
+    keys = info.seeded.execution
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "RDSVEND_", "PG"))}
+    env.update(AWS_ENDPOINT_URL=info.moto_url, AWS_DEFAULT_REGION=info.region, AWS_ACCESS_KEY_ID=keys.access_key_id,
+               AWS_SECRET_ACCESS_KEY=keys.secret_access_key, AWS_SESSION_TOKEN=keys.session_token,
+               RDSVEND_POLICY=info.policy_path, PGSSLROOTCERT=info.ca_path)
+    return env
+
+
+def run_cli(local_stack, *args):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "rdsvend.cli", "rotate", *args], env=cli_env(local_stack),
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_rdsvend_rotate_on_the_local_stack(local_stack, sm):
+    old = value(sm, SINGLE)
+    done = run_cli(local_stack, "orders-local", "ledger_batch")
+    assert done.returncode == 0, done.stderr
+    assert "orders-local/ledger_batch: rotated (single-user); AWSCURRENT logs in as ledger_batch" in done.stdout
+    new = value(sm, SINGLE)
+    assert new["password"] != old["password"]
+    assert "password authentication failed" in refused(local_stack, old)
+    for secret in (old["password"], new["password"]):
+        assert secret not in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("args, words", [
+    (("orders-local", "orders_app"), "is an auth: iam user"),
+    (("orders-local", "nobody"), "unknown db user 'nobody'"),
+    (("nowhere", "ledger_batch"), "unknown database 'nowhere'"),
+    (("orders-local",), "Missing argument"),
+])
+def test_rdsvend_rotate_bad_usage_exits_2(local_stack, args, words):
+    done = run_cli(local_stack, *args)
+    assert done.returncode == 2 and words in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_rdsvend_rotate_exits_1_when_the_rotation_fails(local_stack, sm):
+    current = value(sm, SINGLE)
+    with psycopg.connect(local_stack.admin_dsn, autocommit=True) as admin:
+        admin.execute("ALTER ROLE ledger_batch PASSWORD 'changed-behind-the-secret-1'")
+    try:
+        done = run_cli(local_stack, "orders-local", "ledger_batch")
+    finally:
+        with psycopg.connect(local_stack.admin_dsn, autocommit=True) as admin:
+            admin.execute(psycopg.sql.SQL("ALTER ROLE ledger_batch PASSWORD {}").format(
+                psycopg.sql.Literal(current["password"])))
+    assert done.returncode == 1
+    assert done.stderr.startswith("rdsvend: rotation setSecret failed for arn:aws:secretsmanager:")
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert "changed-behind-the-secret-1" not in done.stdout + done.stderr
+    assert current["password"] not in done.stdout + done.stderr
+    finished = run_cli(local_stack, "orders-local", "ledger_batch")  # resumes the rotation in flight
+    assert finished.returncode == 0, finished.stderr
