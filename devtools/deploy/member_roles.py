@@ -30,7 +30,8 @@ __all__ = ["MEMBER_ROLES_FILE", "DEFAULT_READER_ROLE_NAME", "member_accounts", "
 
 MEMBER_ROLES_FILE = "member-roles.json"
 DEFAULT_READER_ROLE_NAME = "rdsvend-reader"
-_ROLE = re.compile(r"arn:(?P<partition>[\w-]+):iam::(?P<account>\d{12}):role(?P<path>/(?:[\w+=,.@-]+/)*)(?P<name>[\w+=,.@-]+)")
+_ROLE = re.compile(r"arn:(?P<partition>[\w-]+):iam::(?P<account>\d{12}):role"
+                   r"(?P<path>/(?:[\w+=,.@-]+/)*)(?P<name>[\w+=,.@-]+)")
 
 
 def _role_parts(arn: str, field: str) -> tuple[str, str, str]:

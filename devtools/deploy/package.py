@@ -145,7 +145,8 @@ def _chalice_in_process(spec: dict) -> None:
 
 
 def _chalice_package(spec: dict, env: dict[str, str]) -> None:
-    code = "import json, sys; from devtools.deploy.package import _chalice_in_process as run; run(json.loads(sys.argv[1]))"
+    code = ("import json, sys; from devtools.deploy.package import _chalice_in_process as run; "
+            "run(json.loads(sys.argv[1]))")
     done = subprocess.run([sys.executable, "-c", code, json.dumps(spec)], env=env, cwd=spec["project_dir"],
                           capture_output=True, text=True, check=False)
     if done.returncode != 0:

@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from devtools.deploy.publish import ADVANCED_TIER_BYTES, STANDARD_TIER_BYTES
 from devtools.deploy.roles import (
