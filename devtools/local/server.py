@@ -58,6 +58,7 @@ class StackServer:
         self._gateway: Any = None
         self._lambda: Any = None
         self._checker: Any = None
+        self._attribution: Any = None
         self._sessions: Any = None
         self._lookup: Any = None
         self._verdicts: dict[tuple[str, str, str], tuple[int, tuple[bool, str]]] = {}
@@ -151,7 +152,12 @@ class StackServer:
                                hosts=frozenset({inst.host}), port=inst.port, identifier=ident)
             for ident, inst in seeded.instances.items()
         }
-        self._checker = RdsTokenChecker(self._lookup, endpoints=endpoints, permission_check=self._permission_check)
+        checker = RdsTokenChecker(self._lookup, endpoints=endpoints, permission_check=self._permission_check)
+        # RDS around the check (IAM auth switch, throttling, refusal log, metrics): devtools.local.attribution
+        from devtools.local.attribution import start_attribution
+
+        self._attribution = start_attribution(world, seeded, self._sessions, checker)
+        self._checker = self._attribution.guard
 
         for account, spec in world.databases():
             if spec.identifier in self._mysql:
@@ -242,6 +248,12 @@ class StackServer:
                 except Exception:  # noqa: BLE001 - keep stopping the rest
                     log.exception("could not stop the %s", name)
         self._gateway = self._ldap = self._lambda = None
+        if self._attribution is not None:
+            try:
+                self._attribution.stop()  # sends what is queued while moto still answers
+            except Exception:  # noqa: BLE001 - keep stopping the rest
+                log.exception("could not stop the CloudWatch writer")
+            self._attribution = None
         from devtools.local.rds_mysql import stop_mysql_databases
 
         stop_mysql_databases(self._mysql)
