@@ -24,7 +24,7 @@ from typing import Any
 
 from chalicelib.iam.rdsdb import dbuser_arn
 from chalicelib.policy.model import AccessPolicy, Database
-from devtools.deploy.roles import DeployConfigError, DeploySettings
+from devtools.deploy.settings import DeployConfigError, DeploySettings
 
 __all__ = ["MEMBER_ROLES_FILE", "DEFAULT_READER_ROLE_NAME", "member_accounts", "member_roles_template"]
 

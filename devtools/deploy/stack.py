@@ -12,7 +12,7 @@ and names everything the stage owns; :mod:`devtools.deploy.sam` and
   deleted, API stage throttling and access logs.
 
 Every name carries the stage, so two stages never collide in one account. A function added
-to :data:`devtools.deploy.roles.FUNCTIONS` gets its name, role name, retained log group and
+to :data:`devtools.deploy.settings.FUNCTIONS` gets its name, role name, retained log group and
 error alarm from here without further edits; functions in :data:`SERVING` count as serving
 callers (their errors page), :data:`SCHEDULED` ones get the not-running alarm.
 """
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from devtools.deploy.publish import ADVANCED_TIER_BYTES, STANDARD_TIER_BYTES
-from devtools.deploy.roles import (
+from devtools.deploy.settings import (
     FUNCTIONS,
     VENDING,
     DeployConfigError,
