@@ -48,7 +48,8 @@ class VendedToken:
     engine: str
     host: str
     port: int
-    dbname: str
+    #: ``None`` when the policy declares no ``dbname``: the login's default database is used
+    dbname: str | None
     region: str
     sslmode: str
     ssl_root_cert: str
@@ -97,7 +98,7 @@ class VendedToken:
                 engine=_str(body, "engine"),
                 host=_str(body, "host"),
                 port=int(body["port"]),
-                dbname=_str(body, "dbname"),
+                dbname=_optional_str(body, "dbname"),
                 region=_str(body, "region"),
                 sslmode=str(body.get("sslmode") or "verify-full"),
                 ssl_root_cert=str(body.get("ssl_root_cert") or ""),
@@ -115,6 +116,11 @@ def _str(body: Mapping[str, Any], key: str) -> str:
     if not isinstance(value, str) or not value:
         raise ValueError(key)
     return value
+
+
+def _optional_str(body: Mapping[str, Any], key: str) -> str | None:
+    """A field the service always sends but may set to null (``dbname``)."""
+    return None if body[key] is None else _str(body, key)
 
 
 class VendApi:

@@ -24,7 +24,7 @@ from importlib import metadata
 from typing import NoReturn
 
 from rdsvend.api import VendApi, VendedToken
-from rdsvend.connect import conninfo, libpq_env
+from rdsvend.connect import child_env, conninfo, libpq_env
 from rdsvend.errors import VendError
 from rdsvend.pgpass import default_pgpass_path, write_pgpass_entry
 
@@ -85,6 +85,8 @@ def _cmd_token(args: argparse.Namespace) -> None:
     else:
         for name, value in libpq_env(vended).items():
             print(f"export {name}={shlex.quote(value)}")
+        if vended.dbname is None:  # the login's default database, whatever the shell had
+            print("unset PGDATABASE")
 
 
 def _cmd_passexec(args: argparse.Namespace) -> None:
@@ -117,7 +119,7 @@ def _cmd_pgpass(args: argparse.Namespace) -> None:
             _fail(f"cannot write '{target}': {exc.__class__.__name__}: {detail}", 2)
         expires = vended.expires_at.strftime("%Y-%m-%dT%H:%M:%SZ")
         print(
-            f"rdsvend: wrote {vended.host}:{vended.port}:{vended.dbname}:{vended.db_user} "
+            f"rdsvend: wrote {vended.host}:{vended.port}:{vended.dbname or '*'}:{vended.db_user} "
             f"to {written} (expires {expires})",
             file=sys.stderr,
         )
@@ -138,7 +140,7 @@ def _cmd_exec(args: argparse.Namespace) -> None:
 
     if is_mysql_family(vended.engine):
         _exec_mysql(command, vended)
-    env = {**os.environ, **libpq_env(vended)}
+    env = child_env(vended, os.environ)
     try:
         completed = subprocess.run(command, env=env, check=False)
     except FileNotFoundError:

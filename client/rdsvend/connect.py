@@ -31,16 +31,18 @@ def ssl_root_cert_path(environ: Mapping[str, str] | None = None) -> str:
 
 
 def connection_params(vended: VendedToken, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """Keyword arguments for ``psycopg.connect`` (libpq names), password included."""
-    return {
-        "host": vended.host,
-        "port": vended.port,
-        "dbname": vended.dbname,
+    """Keyword arguments for ``psycopg.connect`` (libpq names), password included; no
+    ``dbname`` when the service names none (libpq then uses the login's default database)."""
+    params: dict[str, Any] = {"host": vended.host, "port": vended.port}
+    if vended.dbname is not None:
+        params["dbname"] = vended.dbname
+    params.update({
         "user": vended.db_user,
         "password": vended.token,
         "sslmode": vended.sslmode or "verify-full",
         "sslrootcert": ssl_root_cert_path(environ),
-    }
+    })
+    return params
 
 
 def conninfo(vended: VendedToken, environ: Mapping[str, str] | None = None) -> str:
@@ -61,17 +63,30 @@ def _conninfo_value(value: str) -> str:
 
 
 def libpq_env(vended: VendedToken, environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """``PGHOST PGPORT PGUSER PGDATABASE PGPASSWORD PGSSLMODE PGSSLROOTCERT`` for a child process."""
+    """``PGHOST PGPORT PGUSER PGDATABASE PGPASSWORD PGSSLMODE PGSSLROOTCERT`` for a child process.
+
+    Without a ``dbname`` there is no ``PGDATABASE``: see :func:`child_env`."""
     params = connection_params(vended, environ)
-    return {
+    env = {
         "PGHOST": params["host"],
         "PGPORT": str(params["port"]),
         "PGUSER": params["user"],
-        "PGDATABASE": params["dbname"],
         "PGPASSWORD": params["password"],
         "PGSSLMODE": params["sslmode"],
         "PGSSLROOTCERT": params["sslrootcert"],
     }
+    if "dbname" in params:
+        env["PGDATABASE"] = params["dbname"]
+    return env
+
+
+def child_env(vended: VendedToken, environ: Mapping[str, str]) -> dict[str, str]:
+    """``environ`` with :func:`libpq_env` applied; an inherited ``PGDATABASE`` is dropped when
+    the service names no database, so libpq connects where the service means it to."""
+    env = {**environ, **libpq_env(vended, environ)}
+    if vended.dbname is None:
+        env.pop("PGDATABASE", None)
+    return env
 
 
 def connect(client: TokenClient, database: str, db_user: str, **kwargs: Any) -> psycopg.Connection:

@@ -38,7 +38,10 @@ def install_token_hook(engine: Engine, client: TokenClient, database: str, db_us
             return
         params = connection_params(client.get(database, db_user))
         for key in ("host", "port", "dbname", "user", "password"):
-            cparams[key] = params[key]
+            if key in params:
+                cparams[key] = params[key]
+            else:  # no dbname from the service: the login's default database
+                cparams.pop(key, None)
         cparams.pop("database", None)
         cparams.setdefault("sslmode", params["sslmode"])
         cparams.setdefault("sslrootcert", params["sslrootcert"])

@@ -11,7 +11,14 @@ import pytest
 from rdsvend.cli import main
 from rdsvend.connect import bundled_ca_path
 from rdsvend.pgpass import split_line
-from tests.support.client_fakes import ACCESS_KEY, SECRET_KEY, FakeVendServer, error_reply, run_cli
+from tests.support.client_fakes import (
+    ACCESS_KEY,
+    SECRET_KEY,
+    FakeVendServer,
+    error_reply,
+    run_cli,
+    token_body,
+)
 
 
 @pytest.fixture
@@ -206,3 +213,39 @@ def test_no_aws_credentials_is_one_line_exit_2(env, server, tmp_path):
     assert result.exit_code == 2
     assert result.stderr == "rdsvend: error: no_credentials: no AWS credentials found to sign the request\n"
     assert server.posts == []
+
+
+# -- a database declared without dbname: the service answers "dbname": null ------------------
+def _without_dbname(number, seen):
+    body = token_body(f"tok-{number}")
+    body["dbname"] = None
+    body["dsn"] = "host=db.example.internal port=5432 user=orders_app sslmode=verify-full"
+    return 200, {"Cache-Control": "no-store"}, body
+
+
+def test_every_command_works_when_the_service_names_no_database(env, server, tmp_path):
+    server.responder = _without_dbname
+    answer = run("token", "orders-prod", "orders_app", "--format", "json")
+    assert answer.exit_code == 0, answer.stderr
+    assert json.loads(answer.stdout)["dbname"] is None
+    dsn = run("token", "orders-prod", "orders_app", "--format", "dsn").stdout
+    assert "dbname" not in dsn and "user=orders_app" in dsn
+    exported = run("token", "orders-prod", "orders_app", "--format", "env").stdout.splitlines()
+    assert "unset PGDATABASE" in exported and not any("PGDATABASE=" in line for line in exported)
+    assert run("passexec", "orders-prod", "orders_app").stdout.startswith("tok-")
+
+    # exec: no PGDATABASE for the command, not even one inherited from the shell
+    env.setenv("PGDATABASE", "somewhere_else")
+    out = tmp_path / "env.json"
+    script = ("import json, os; json.dump({k: os.environ.get(k) for k in ['PGDATABASE', 'PGUSER', 'PGHOST']}, "
+              f"open({str(out)!r}, 'w'))")
+    assert run("exec", "orders-prod", "orders_app", "--", sys.executable, "-c", script).exit_code == 0
+    assert json.loads(out.read_text()) == {"PGDATABASE": None, "PGUSER": "orders_app", "PGHOST": "db.example.internal"}
+
+    # pgpass: '*' in the database field, and the message says so
+    path = tmp_path / "pgpass"
+    written = run("pgpass", "orders-prod", "orders_app", "--file", str(path))
+    assert written.exit_code == 0, written.stderr
+    (line,) = path.read_text().splitlines()
+    assert split_line(line)[:4] == ["db.example.internal", "5432", "*", "orders_app"]
+    assert "wrote db.example.internal:5432:*:orders_app" in written.stderr

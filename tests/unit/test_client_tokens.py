@@ -222,3 +222,21 @@ def test_invalidate_forces_a_new_token(server, clock):
 def test_vended_token_repr_hides_the_token(server, clock):
     vended = _client(server, clock).get("orders-prod", "orders_app")
     assert "tok-1" not in repr(vended) and "tok-1" not in str(vended)
+
+
+def test_an_answer_with_dbname_null_is_a_token_not_a_bad_answer(server, clock):
+    from rdsvend.connect import connection_params, libpq_env
+    from tests.support.client_fakes import token_body
+
+    server.responder = lambda n, seen: (200, {}, {**token_body(f"tok-{n}"), "dbname": None})
+    client = _client(server, clock)
+    assert client.token("orders-prod", "orders_app") == "tok-1"
+    vended = client.get("orders-prod", "orders_app")
+    assert vended.dbname is None
+    assert "dbname" not in connection_params(vended) and "PGDATABASE" not in libpq_env(vended)
+    # an empty string or a number is still a broken answer
+    for bad in ("", 5):
+        server.responder = lambda n, seen, bad=bad: (200, {}, {**token_body(f"tok-{n}"), "dbname": bad})
+        with pytest.raises(VendError) as caught:
+            _client(server, clock).token("orders-prod", "orders_app")
+        assert caught.value.code == "bad_answer"
