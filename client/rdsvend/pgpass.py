@@ -2,15 +2,18 @@
 
 The line is ``hostname:port:database:username:password`` with ``:`` and ``\\`` escaped as
 libpq expects. rdsvend's line is the one whose first four fields (unescaped) match; it is
-replaced in place or appended, every other line (comments, blank lines, other entries) is
-kept byte for byte. The new file is written to a temporary file in the same directory,
-flushed to disk, given mode 0600 and renamed over the old one, so a reader sees either the
-old file or the new one, never half of either.
+written where libpq will use it (above any earlier line that matches the same connection),
+every other line (comments, blank lines, other entries) is kept byte for byte. The new file
+is written to a temporary file in the same directory, flushed to disk, given mode 0600 and
+renamed over the old one, so a reader sees either the old file or the new one, never half of
+either; writers take turns through a lock file beside it, so none loses another's line.
 """
 from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 __all__ = ["escape_field", "split_line", "pgpass_line", "default_pgpass_path", "write_pgpass_entry"]
@@ -55,41 +58,83 @@ def write_pgpass_entry(
     path: str | os.PathLike[str],
     host: str,
     port: int | str,
-    dbname: str,
+    dbname: str | None,
     user: str,
     password: str,
 ) -> Path:
-    """Replace (or append) the line for host:port:dbname:user; returns the file written.
+    """Write the line for host:port:dbname:user where libpq will use it; returns the file.
 
-    A symlinked pgpass file is followed: its target is rewritten, the link stays.
+    ``dbname`` ``None`` (the service names no database) writes ``*``: any database. libpq
+    uses the first line that matches a connection, so rdsvend's line goes just above the
+    first line that could match the same connection (``*:*:*:orders_app:old`` would
+    otherwise shadow it), or where it was, or at the end. Writers are serialized with a lock
+    on ``.NAME.lock`` next to the file; a symlinked pgpass file is followed (its target is
+    rewritten, the link stays).
     """
     target = Path(os.path.realpath(Path(path).expanduser()))
-    new_line = pgpass_line(host, port, dbname, user, password)
-    key = [host, str(port), dbname, user]
-    try:
-        old = target.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        old = ""
-    lines = old.splitlines(keepends=True)
-    replaced = False
+    database = "*" if dbname is None else dbname
+    new_line = pgpass_line(host, port, database, user, password)
+    key = [host, str(port), database, user]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with _locked(target):
+        try:
+            old = target.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            old = ""
+        _replace(target, "".join(_placed(old.splitlines(keepends=True), key, new_line)))
+    return target
+
+
+def _placed(lines: list[str], key: list[str], new_line: str) -> list[str]:
+    """``lines`` without old copies of rdsvend's line, with ``new_line`` where libpq reads it first."""
     out: list[str] = []
+    at: int | None = None
     for line in lines:
-        if not line.lstrip().startswith("#") and split_line(line)[:4] == key:
-            if not replaced:
-                out.append(new_line)
-                replaced = True
-            continue  # a duplicate of our own line: drop it
+        fields = split_line(line) if line.strip() and not line.lstrip().startswith("#") else []
+        if len(fields) == 5 and fields[:4] == key:
+            at = len(out) if at is None else at
+            continue  # rdsvend's own line (or a duplicate of it): rewritten at ``at``
+        if at is None and len(fields) == 5 and _overlaps(fields[:4], key):
+            at = len(out)  # an earlier line libpq would pick for our connection
         out.append(line)
-    if not replaced:
+    if at is None:
         if out and not out[-1].endswith("\n"):
             out[-1] += "\n"
         out.append(new_line)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    else:
+        out.insert(at, new_line)
+    return out
+
+
+def _overlaps(fields: list[str], key: list[str]) -> bool:
+    """Could one connection match both lines? (libpq: a field matches itself or ``*``)"""
+    return all(a == b or a == "*" or b == "*" for a, b in zip(fields, key, strict=True))
+
+
+@contextmanager
+def _locked(target: Path) -> Iterator[None]:
+    """An exclusive ``flock`` on ``.NAME.lock`` beside ``target`` (the file itself is replaced
+    by each write, so it cannot carry the lock). Where ``fcntl`` is missing, no lock."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    fd = os.open(target.parent / f".{target.name}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def _replace(target: Path, text: str) -> None:
+    """Temporary file in the same directory, fsync, mode 0600, rename over ``target``."""
     fd, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         os.fchmod(fd, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write("".join(out))
+            handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temp, target)
@@ -99,4 +144,3 @@ def write_pgpass_entry(
         except FileNotFoundError:
             pass
         raise
-    return target

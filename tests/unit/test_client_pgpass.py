@@ -76,7 +76,8 @@ def test_file_is_replaced_atomically_and_no_temp_file_is_left(tmp_path):
     inode_before = path.stat().st_ino
     write_pgpass_entry(path, "db.example", 5432, "orders", "orders_app", TOKEN)
     assert path.stat().st_ino != inode_before, "the file was rewritten in place, not renamed"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["pgpass"]
+    # no temporary file is left; the writers' lock file stays (removing it would race)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".pgpass.lock", "pgpass"]
 
 
 def test_concurrent_readers_never_see_a_partial_file(tmp_path):
@@ -111,3 +112,66 @@ def test_symlinked_pgpass_is_updated_at_its_target(tmp_path):
     assert link.is_symlink()
     assert target.read_text().startswith("keep:1:2:3:4\n")
     assert "orders_app" in target.read_text()
+
+
+def libpq_password(text: str, host: str, port: str, dbname: str, user: str) -> str | None:
+    """The password libpq takes from a pgpass file: the first line whose host, port, database
+    and user each equal the connection's or are ``*`` (comments and short lines skipped)."""
+    for line in text.splitlines():
+        if line.lstrip().startswith("#"):
+            continue
+        fields = split_line(line)
+        if len(fields) == 5 and all(f in ("*", want) for f, want in zip(fields[:4], (host, port, dbname, user), strict=True)):
+            return fields[4]
+    return None
+
+
+def test_a_shadowing_line_above_cannot_hide_rdsvends_line(tmp_path):
+    path = tmp_path / "pgpass"
+    path.write_text("# mine\nother:1:2:3:4\n*:*:*:orders_app:old\ndb.example:5432:*:orders_app:older\n")
+    write_pgpass_entry(path, "db.example", 5432, "orders", "orders_app", TOKEN)
+    text = path.read_text()
+    assert libpq_password(text, "db.example", "5432", "orders", "orders_app") == TOKEN
+    # placed just above the first line that matched, everything else kept in order
+    assert text.splitlines()[:3] == ["# mine", "other:1:2:3:4", pgpass_line("db.example", 5432, "orders", "orders_app", TOKEN).rstrip("\n")]
+    assert text.splitlines()[3:] == ["*:*:*:orders_app:old", "db.example:5432:*:orders_app:older"]
+    # other connections still get their own lines
+    assert libpq_password(text, "elsewhere", "5432", "orders", "orders_app") == "old"
+    # a refresh keeps its place and leaves no second copy
+    write_pgpass_entry(path, "db.example", 5432, "orders", "orders_app", TOKEN + "2")
+    assert libpq_password(path.read_text(), "db.example", "5432", "orders", "orders_app") == TOKEN + "2"
+    assert path.read_text().count("orders_app:db.example") == 1
+
+
+def test_no_database_writes_a_star_that_wins_over_later_lines(tmp_path):
+    path = tmp_path / "pgpass"
+    path.write_text("db.example:5432:orders_app:orders_app:stale\n")
+    write_pgpass_entry(path, "db.example", 5432, None, "orders_app", TOKEN)
+    text = path.read_text()
+    assert split_line(text.splitlines()[0])[:4] == ["db.example", "5432", "*", "orders_app"]
+    # libpq's default database is the user name: rdsvend's line is the one it takes
+    assert libpq_password(text, "db.example", "5432", "orders_app", "orders_app") == TOKEN
+
+
+def _writer(path: str, name: str, rounds: int, barrier) -> None:
+    for n in range(rounds):
+        barrier.wait()
+        write_pgpass_entry(path, f"{name}-{n}.example", 5432, "orders", "app", f"token-{name}-{n}")
+
+
+def test_two_processes_writing_at_once_never_lose_a_line(tmp_path):
+    import multiprocessing
+
+    path = tmp_path / "pgpass"
+    rounds = 150
+    context = multiprocessing.get_context("fork")
+    barrier = context.Barrier(2)
+    writers = [context.Process(target=_writer, args=(str(path), name, rounds, barrier)) for name in ("a", "b")]
+    for process in writers:
+        process.start()
+    for process in writers:
+        process.join(120)
+    assert [p.exitcode for p in writers] == [0, 0]
+    hosts = {split_line(line)[0] for line in path.read_text().splitlines()}
+    missing = {f"{name}-{n}.example" for name in "ab" for n in range(rounds)} - hosts
+    assert not missing, f"{len(missing)} lines lost, e.g. {sorted(missing)[:3]}"
