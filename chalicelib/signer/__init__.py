@@ -8,6 +8,8 @@ session policy scoped to one dbuser ARN.
 """
 from __future__ import annotations
 
+from typing import Any
+
 from chalicelib.signer.credentials import SigningCredentials, StaticCredentialsProvider
 from chalicelib.signer.minter import MintedToken, TokenCache, TokenMinter, honest_expiry
 from chalicelib.signer.sigv4 import RdsTokenSigner
@@ -24,7 +26,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> object:
+def __getattr__(name: str) -> Any:
     """``BotocoreCredentialsProvider`` is an adapter (:mod:`chalicelib.aws.credentials`),
     resolved on first use so that importing the signer never imports botocore."""
     if name == "BotocoreCredentialsProvider":

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 __all__ = [
     "SigningCredentials",
@@ -45,7 +45,7 @@ class StaticCredentialsProvider:
 _MOVED = {"BotocoreCredentialsProvider", "credentials_from_botocore"}
 
 
-def __getattr__(name: str) -> object:
+def __getattr__(name: str) -> Any:
     """The botocore-backed provider moved to :mod:`chalicelib.aws.credentials`; the old names
     keep working, resolved on first use (importing it here would be an import cycle)."""
     if name in _MOVED:

@@ -28,12 +28,15 @@ from rdsvend.connect import child_env, conninfo, libpq_env
 from rdsvend.errors import VendError
 from rdsvend.pgpass import default_pgpass_path, write_pgpass_entry
 
-__all__ = ["main", "build_parser", "OPERATOR_GROUP"]
+__all__ = ["main", "build_parser", "OPERATOR_GROUP", "OPERATOR_COMMANDS"]
 
 OPERATOR_GROUP = "rdsvend.commands"
 _FORMATS = ("token", "json", "dsn", "env")
 _LOCAL_ERRORS = frozenset({"no_credentials"})
 _CLIENT_COMMANDS = ("token", "passexec", "pgpass", "exec")
+#: Commands for operators, which need the service's checkout (the access policy, AWS reads,
+#: the local stack); named here only to say so when they are missing.
+OPERATOR_COMMANDS = frozenset({"canary", "doctor", "simulate", "policy", "local", "discover", "audit", "rotate"})
 
 
 class _Parser(argparse.ArgumentParser):
@@ -256,8 +259,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     parser = build_parser(tuple(operators))
     if first is not None and first not in _CLIENT_COMMANDS:
-        hint = "" if operators else " (operator commands come with a checkout of rdsvend: make install)"
-        _fail(f"unknown command '{first}'{hint}", 2)
+        if first in OPERATOR_COMMANDS:
+            _fail(f"'{first}' is an operator command, unavailable here: it comes with a checkout of rdsvend "
+                  "(make install)", 2)
+        _fail(f"unknown command '{first}' (see 'rdsvend --help')", 2)
     namespace = parser.parse_args(args)
     if namespace.command is None:
         parser.print_help()
