@@ -10,6 +10,7 @@ import textwrap
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from chalicelib.canary.explain_mysql import MYSQL_WHY, is_mysql_target, mysql_refusal
 from chalicelib.canary.model import CheckResult, TargetReport
 
 __all__ = ["explain_check", "explain_target", "render_table", "render_checks", "summary_line"]
@@ -166,6 +167,9 @@ def explain_check(check: CheckResult, target: TargetReport) -> str:
                "this as a pass.")
     else:
         why = _WHY.get(check.id, lambda c, t: "")(check, target)
+        if is_mysql_target(target):  # the MySQL family refuses in its own words
+            why = MYSQL_WHY[check.id](check, target) if check.id in MYSQL_WHY else why.replace(
+                _pam(target.db_user), mysql_refusal(target.db_user))
     fill = lambda text, first, rest: textwrap.fill(  # noqa: E731 - ARNs must not break at hyphens
         text, WIDTH, initial_indent=first, subsequent_indent=rest, break_on_hyphens=False,
         break_long_words=False)

@@ -13,7 +13,11 @@ Environment (all optional):
   administrator's connection string; used, for targets on the same host and port, to read
   role memberships before the login attempt. Never logged;
 - ``PGSSLROOTCERT``: the CA bundle when the policy names none (the local stack's CA);
-  default: the RDS global bundle shipped with rdsvend.
+  default: the RDS global bundle shipped with rdsvend (MySQL-family logins use it too);
+- ``RDSVEND_CANARY_MYSQL_ADMIN_DSN`` (or the local stack's ``RDSVEND_LOCAL_MYSQL_ADMIN_DSN``):
+  ``mysql://USER:PASSWORD@HOST:PORT/`` of a MySQL-family administrator (the master user);
+  used, for targets at that host and port, to read users' plugins and grants before the
+  login attempt. Never logged.
 """
 from __future__ import annotations
 
@@ -238,4 +242,14 @@ def canary_deps(
         signer=EnvSigner(identity, env.get("RDSVEND_SIGNER_PRINCIPAL")),
         ssl_root_cert=ssl_root_cert_for(policy, env),
         admin=PsycopgAdmin(admin_dsn) if admin_dsn else None,
+        **_mysql_deps(policy, env),
     )
+
+
+def _mysql_deps(policy: AccessPolicy, env: Mapping[str, str]) -> dict[str, Any]:
+    """The MySQL family's connector and administrator view (see the module docstring)."""
+    from chalicelib.canary.checks_mysql import PyMysqlAdmin, PyMysqlConnector
+
+    dsn = env.get("RDSVEND_CANARY_MYSQL_ADMIN_DSN") or env.get("RDSVEND_LOCAL_MYSQL_ADMIN_DSN")
+    return {"mysql_db": PyMysqlConnector(),
+            "mysql_admin": PyMysqlAdmin(dsn, ssl_root_cert_for(policy, env)) if dsn else None}

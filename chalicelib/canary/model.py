@@ -17,6 +17,7 @@ __all__ = [
     "STATUSES",
     "CHECK_ORDER",
     "IAM_CHECKS",
+    "MYSQL_IAM_CHECKS",
     "KERBEROS_CHECKS",
     "CheckResult",
     "TargetReport",
@@ -45,6 +46,7 @@ CHECK_ORDER: tuple[str, ...] = (
     "iam.directory_role",
     "org.scp_allows",
     "db.connect",
+    "db.iam_plugin",
     "db.rds_iam",
     "db.rds_ad",
     "db.auth_conflict",
@@ -60,6 +62,17 @@ IAM_CHECKS: tuple[str, ...] = (
     "db.connect",
     "db.rds_iam",
     "db.auth_conflict",
+    "db.tier",
+)
+#: The checks an ``auth: iam`` user of a MySQL-family database gets.
+MYSQL_IAM_CHECKS: tuple[str, ...] = (
+    "rds.found",
+    "rds.iam_auth_enabled",
+    "rds.endpoint",
+    "iam.signer_allows",
+    "org.scp_allows",
+    "db.connect",
+    "db.iam_plugin",
     "db.tier",
 )
 #: The checks an ``auth: kerberos`` user gets instead of the IAM ones.

@@ -49,6 +49,7 @@ from chalicelib.canary.checks_rds import (
 from chalicelib.canary.model import (
     IAM_CHECKS,
     KERBEROS_CHECKS,
+    MYSQL_IAM_CHECKS,
     CheckResult,
     TargetReport,
     errored,
@@ -98,6 +99,9 @@ class CanaryDeps:
     signer: SignerResolver
     ssl_root_cert: str | None = None
     admin: AdminInspector | None = None
+    #: the MySQL family: the connector (PyMySQL) and an administrator's view of users, if any
+    mysql_db: Any = None
+    mysql_admin: Any = None
 
 
 @dataclass
@@ -137,7 +141,7 @@ class TargetRun:
         with self.lock:
             results = dict(self.results)
             current = self.current
-        for cid in planned_checks(self.user):
+        for cid in planned_checks(self.user, self.database.engine):
             if cid in results:
                 continue
             if timed_out is not None:
@@ -148,15 +152,15 @@ class TargetRun:
                                        timeout_seconds=timed_out)
             else:
                 results[cid] = errored(cid, "did not run")
-        checks = tuple(results[c] for c in planned_checks(self.user))
+        checks = tuple(results[c] for c in planned_checks(self.user, self.database.engine))
         return TargetReport(self.database.name, self.user.name, checks, self.user.auth)
 
 
-def planned_checks(user: DbUser) -> tuple[str, ...]:
+def planned_checks(user: DbUser, engine: str = "postgres") -> tuple[str, ...]:
     if user.auth == "kerberos":
         return KERBEROS_CHECKS
     if user.auth == "iam":
-        return IAM_CHECKS
+        return IAM_CHECKS if engine == "postgres" else MYSQL_IAM_CHECKS
     return ("rds.found", "rds.endpoint", "db.tier")
 
 
@@ -248,10 +252,10 @@ def _run(database: Database, user: DbUser, deps: CanaryDeps, deadline: Deadline,
     _guard(run, deadline, "org.scp_allows")
     run.record(check_scp_allows(facts_or_error, principal=principal, dbuser_arn=arn))
 
-    if database.engine != "postgres":
-        for cid in ("db.connect", "db.rds_iam", "db.auth_conflict", "db.tier"):
-            run.record(skipped(cid, f"not checked: the database checks support PostgreSQL, not "
-                               f"{database.engine}"))
+    if database.engine != "postgres":  # the MySQL family
+        from chalicelib.canary.target_mysql import run_mysql_db_checks
+
+        run_mysql_db_checks(database, user, deps, deadline, run, resource, host, port, rds_down)
         return
 
     # --- Role checks through the admin connection, before the login
@@ -412,5 +416,5 @@ def crash_report(database: Database, user: DbUser, exc: BaseException) -> Target
     detail = str(exc)[:200] if isinstance(exc, RdsvendError) else ""
     checks = tuple(errored(cid, f"internal error while checking: {kind}" + (f": {detail}" if detail else ""),
                            "report this to the rdsvend maintainers with the canary's log line")
-                   for cid in planned_checks(user))
+                   for cid in planned_checks(user, database.engine))
     return TargetReport(database.name, user.name, checks, user.auth)
