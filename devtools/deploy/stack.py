@@ -14,7 +14,8 @@ and names everything the stage owns; :mod:`devtools.deploy.sam` and
 Every name carries the stage, so two stages never collide in one account. A function added
 to :data:`devtools.deploy.settings.FUNCTIONS` gets its name, role name, retained log group and
 error alarm from here without further edits; functions in :data:`SERVING` count as serving
-callers (their errors page), :data:`SCHEDULED` ones get the not-running alarm.
+callers (the vend-errors alarm), :data:`SCHEDULED` ones (EventBridge) get the not-running
+alarm and the on-failure destination, and any other gets an errors alarm of its own.
 """
 from __future__ import annotations
 
@@ -201,6 +202,14 @@ def alarms(plan: StackPlan) -> list[AlarmSpec]:
             "VendErrors", plan.alarm_name("vend-errors"),
             "A vending function failed or timed out (it answers every caller error itself, so this is a fault).",
             (*queries, MetricQuery("total", expression=total, label="function errors")),
+            "GreaterThanOrEqualToThreshold", 1))
+    for function in (f for f in FUNCTIONS if f not in SERVING and f not in SCHEDULED):
+        # Any other function (invoked by another service): its failures alarm on their own.
+        name = plan.functions[function]
+        found.append(AlarmSpec(
+            f"{_camel(function)}Errors", plan.alarm_name(f"{function}-errors"),
+            f"{name} failed or timed out; its log says why.",
+            (_lambda_metric("errors", "Errors", name, 300),),
             "GreaterThanOrEqualToThreshold", 1))
     for function in (f for f in FUNCTIONS if f in SCHEDULED):
         name = plan.functions[function]
