@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from chalicelib.canary.explain_mysql import MYSQL_WHY, is_mysql_target, mysql_refusal
+from chalicelib.canary.explain_password import PASSWORD_WHY
 from chalicelib.canary.model import CheckResult, TargetReport
 
 __all__ = ["explain_check", "explain_target", "render_table", "render_checks", "summary_line"]
@@ -155,6 +156,7 @@ _WHY: dict[str, Callable[[CheckResult, TargetReport], str]] = {
     "db.auth_conflict": _conflict, "db.tier": _tier, "rds.domain_joined": _domain,
     "iam.directory_role": _directory_role, "db.rds_ad": _rds_ad,
 }
+_WHY.update(PASSWORD_WHY)
 
 
 def explain_check(check: CheckResult, target: TargetReport) -> str:

@@ -37,6 +37,7 @@ from chalicelib.canary.checks_db import (
     classify_connect_error,
 )
 from chalicelib.canary.checks_kerberos import BotoDirectoryRoleFacts
+from chalicelib.canary.checks_password import BotoSecretFacts
 from chalicelib.canary.checks_rds import BotoRdsFacts
 from chalicelib.canary.iam_facts import LiveConnectEvaluator
 from chalicelib.canary.target import CanaryDeps
@@ -242,6 +243,7 @@ def canary_deps(
         signer=EnvSigner(identity, env.get("RDSVEND_SIGNER_PRINCIPAL")),
         ssl_root_cert=ssl_root_cert_for(policy, env),
         admin=PsycopgAdmin(admin_dsn) if admin_dsn else None,
+        secrets=BotoSecretFacts(clients),
         **_mysql_deps(policy, env),
     )
 

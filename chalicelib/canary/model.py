@@ -45,11 +45,25 @@ CHECK_ORDER: tuple[str, ...] = (
     "iam.signer_allows",
     "iam.directory_role",
     "org.scp_allows",
+    "secret.found",
+    "secret.rotation",
     "db.connect",
+    "db.password_login",
     "db.iam_plugin",
     "db.rds_iam",
     "db.rds_ad",
     "db.auth_conflict",
+    "db.not_iam",
+    "db.tier",
+)
+#: The checks an ``auth: password`` user gets (its password lives in Secrets Manager).
+PASSWORD_CHECKS: tuple[str, ...] = (
+    "rds.found",
+    "rds.endpoint",
+    "secret.found",
+    "secret.rotation",
+    "db.password_login",
+    "db.not_iam",
     "db.tier",
 )
 #: The checks an ``auth: iam`` user gets.

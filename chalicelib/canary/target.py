@@ -99,6 +99,8 @@ class CanaryDeps:
     signer: SignerResolver
     ssl_root_cert: str | None = None
     admin: AdminInspector | None = None
+    #: ``auth: password`` users: their secrets (:class:`chalicelib.canary.checks_password.SecretFacts`)
+    secrets: Any = None
     #: the MySQL family: the connector (PyMySQL) and an administrator's view of users, if any
     mysql_db: Any = None
     mysql_admin: Any = None
@@ -161,6 +163,10 @@ def planned_checks(user: DbUser, engine: str = "postgres") -> tuple[str, ...]:
         return KERBEROS_CHECKS
     if user.auth == "iam":
         return IAM_CHECKS if engine == "postgres" else MYSQL_IAM_CHECKS
+    if user.auth == "password":
+        from chalicelib.canary.model import PASSWORD_CHECKS
+
+        return PASSWORD_CHECKS
     return ("rds.found", "rds.endpoint", "db.tier")
 
 
@@ -230,6 +236,11 @@ def _run(database: Database, user: DbUser, deps: CanaryDeps, deadline: Deadline,
 
     if user.auth == "kerberos":
         _kerberos(database, user, deps, deadline, run, resource, host, port, dbname, rds_down)
+        return
+    if user.auth == "password":
+        from chalicelib.canary.target_password import run_password
+
+        run_password(database, user, deps, deadline, run, dbname, rds_down)
         return
     if user.auth != "iam":
         _guard(run, deadline, "db.tier")
