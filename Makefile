@@ -34,5 +34,7 @@ dist: $(STAMP)
 	rm -f dist/rdsvend-*.whl
 	$(BIN)/pip wheel -q --no-deps -w dist ./client
 
+# build/: everything make package generates; Terraform state (and anything else kept there) stays.
 clean:
-	rm -rf $(VENV) build dist .rdsvend client/build client/*.egg-info
+	rm -rf $(VENV) build/.stage build/.work build/*/sam build/*/member-roles dist .rdsvend client/build client/*.egg-info
+	rm -f build/*/terraform/chalice.tf.json build/*/terraform/rdsvend.tf.json build/*/terraform/deployment.zip
