@@ -8,6 +8,7 @@ most one AssumeRole in flight per key.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -17,6 +18,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from chalicelib.aws.arn import ANY_RESOURCE_ID, ROLE_ARN
+from chalicelib.aws.arn import dbuser_arn as _dbuser_arn
 from chalicelib.aws.errors import THROTTLING_CODES, aws_error
 from chalicelib.clock import SYSTEM_CLOCK, Clock
 from chalicelib.errors import UpstreamUnavailableError
@@ -35,10 +38,6 @@ __all__ = [
     "THROTTLING_CODES",
 ]
 
-_ROLE_ARN = re.compile(
-    r"arn:(?P<partition>aws(?:-[a-z]+)*):iam::(?P<account>\d{12}):role/(?:[\x21-\x7e]*/)?[\w+=,.@-]{1,64}"
-)
-_RESOURCE_ID = re.compile(r"(?:db|cluster|prx)-[A-Za-z0-9]{1,64}")
 _NOT_STS = re.compile(r"[^A-Za-z0-9_+=,.@-]")
 
 
@@ -84,18 +83,23 @@ def role_session_name_for(identity: Any) -> str:
     names differ), and ends with ``=`` and a hash of the caller's ARN before the account, so two
     callers never share a session name.
     """
-    kind = _SESSION_KINDS.get(identity.kind, "caller")
-    suffix = "@" + _NOT_STS.sub("-", str(identity.account))[:16]
-    if identity.kind == "root":
+    return _session_name(identity.kind, identity.name, identity.session, str(identity.account), str(identity.arn))
+
+
+@functools.lru_cache(maxsize=4096)
+def _session_name(kind_of: str, name: str, session: str | None, account: str, arn: str) -> str:
+    kind = _SESSION_KINDS.get(kind_of, "caller")
+    suffix = "@" + _NOT_STS.sub("-", account)[:16]
+    if kind_of == "root":
         return sts_name(f"root{suffix}")
-    head = f"{kind}.{identity.name}"
-    tail = identity.session or ""
+    head = f"{kind}.{name}"
+    tail = session or ""
     body = f"{head}.{tail}" if tail else head
     clean = _NOT_STS.sub("-", body)
     budget = 64 - len(suffix)
     if clean == body and len(body) <= budget:
         return body + suffix
-    digest = "=" + hashlib.sha256(str(identity.arn).encode("utf-8")).hexdigest()[:8]
+    digest = "=" + hashlib.sha256(arn.encode("utf-8")).hexdigest()[:8]
     room = budget - len(digest)
     clean_head, clean_tail = _NOT_STS.sub("-", head), _NOT_STS.sub("-", tail)
     if clean_tail:
@@ -109,12 +113,12 @@ def role_session_name_for(identity: Any) -> str:
 
 def dbuser_arn(signer_role: str, region: str, resource_id: str, db_user: str) -> str:
     """``arn:PARTITION:rds-db:REGION:ACCOUNT:dbuser:RESOURCE_ID/DB_USER``; ACCOUNT is the role's."""
-    match = _ROLE_ARN.fullmatch(signer_role)
+    match = ROLE_ARN.fullmatch(signer_role)
     if match is None:
         raise ValueError(f"invalid signer_role '{signer_role}'")
-    if not _RESOURCE_ID.fullmatch(resource_id):
+    if not ANY_RESOURCE_ID.fullmatch(resource_id):
         raise ValueError(f"invalid resource id '{resource_id}'")
-    return f"arn:{match['partition']}:rds-db:{region}:{match['account']}:dbuser:{resource_id}/{db_user}"
+    return _dbuser_arn(region, match["account"], resource_id, db_user, match["partition"])
 
 
 def session_policy(arn: str) -> str:
