@@ -1,6 +1,7 @@
 """``rds-db:connect`` facts: dbuser ARNs and the two mistakes people make with them.
 
-- :func:`dbuser_arn` builds ``arn:aws:rds-db:REGION:ACCOUNT:dbuser:RESOURCE_ID/DB_USER``.
+- :func:`dbuser_arn` (defined in :mod:`chalicelib.aws.arn`) builds
+  ``arn:PARTITION:rds-db:REGION:ACCOUNT:dbuser:RESOURCE_ID/DB_USER``.
   ``RESOURCE_ID`` is the instance's ``DbiResourceId`` (``db-...``), the cluster's
   ``DbClusterResourceId`` (``cluster-...``) or the proxy's id (``prx-...``), never a name.
 - :func:`resource_id_flag` says when an ARN (or a policy's ``Resource`` pattern) names an
@@ -19,6 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
+from chalicelib.aws.arn import RDS_RESOURCE_ID, dbuser_arn
 from chalicelib.iam.model import PolicyDocument
 from chalicelib.iam.patterns import action_matches
 
@@ -41,7 +43,6 @@ _ARN = re.compile(
     r"^arn:(?P<partition>[^:]+):rds-db:(?P<region>[^:]*):(?P<account>[^:]*):dbuser:"
     r"(?P<rid>[^/]*)/(?P<user>.*)$"
 )
-_RESOURCE_ID = re.compile(r"^(?:db-[A-Z0-9]+|cluster-[A-Z0-9]+|prx-[a-z0-9]+)$")
 
 
 @dataclass(frozen=True)
@@ -56,9 +57,6 @@ class DbUserArn:
         return dbuser_arn(self.region, self.account, self.resource_id, self.db_user, self.partition)
 
 
-def dbuser_arn(region: str, account: str, resource_id: str, db_user: str, partition: str = "aws") -> str:
-    """The resource ARN ``rds-db:connect`` is authorized against."""
-    return f"arn:{partition}:rds-db:{region}:{account}:dbuser:{resource_id}/{db_user}"
 
 
 def parse_dbuser_arn(arn: str) -> DbUserArn | None:
@@ -70,7 +68,7 @@ def parse_dbuser_arn(arn: str) -> DbUserArn | None:
 
 def is_resource_id(text: str) -> bool:
     """``db-ABC...``, ``cluster-ABC...`` or ``prx-0a1b...``: a resource id, not a name."""
-    return bool(_RESOURCE_ID.match(text))
+    return RDS_RESOURCE_ID.fullmatch(text) is not None
 
 
 def resource_id_flag(arn_or_pattern: str) -> str | None:

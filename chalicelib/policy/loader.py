@@ -20,6 +20,15 @@ from typing import Any, Literal, cast
 
 import yaml
 
+from chalicelib.aws.arn import (  # the AWS name formats, also importable from here
+    ACCOUNT_ID,
+    ORG_ID,
+    REGION,
+    RESOURCE_ID,
+    RESOURCE_ID_PREFIX,
+    ROLE_ARN,
+    ROLE_NAME,
+)
 from chalicelib.errors import PolicyLoadError
 from chalicelib.policy.bounds import check_bounds
 from chalicelib.policy.model import (
@@ -41,21 +50,11 @@ MAX_POLICY_BYTES = 4 * 1024 * 1024
 
 DATABASE_NAME = re.compile(r"[a-z0-9-]{1,63}")
 RDS_IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9-]{0,62}")
-REGION = re.compile(r"[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d{1,2}")
 HOSTNAME = re.compile(r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*\.?")
 DB_USER_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_$.-]{0,62}")
 DB_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_$-]{0,62}")
-ROLE_ARN = re.compile(r"arn:aws(-[a-z]+)*:iam::[0-9]{12}:role/[\w+=,.@/-]{1,512}", re.ASCII)
-ACCOUNT_ID = re.compile(r"[0-9]{12}")
-ROLE_NAME = re.compile(r"[\w+=,.@-]{1,64}", re.ASCII)
-#: resource ids as RDS gives them, by the kind of thing the policy names
-RESOURCE_ID = {"instance": re.compile(r"db-[A-Za-z0-9]{1,64}", re.ASCII),
-               "cluster": re.compile(r"cluster-[A-Za-z0-9]{1,64}", re.ASCII),
-               "proxy": re.compile(r"prx-[A-Za-z0-9]{1,64}", re.ASCII)}
-RESOURCE_ID_PREFIX = {"instance": "db-", "cluster": "cluster-", "proxy": "prx-"}
 RULE_ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_$.*?-]{1,128}")
-ORG_ID = re.compile(r"o-[a-z0-9]{10,32}")
 # arn:PARTITION:SERVICE::ACCOUNT:RESOURCE, each part allowed to carry * and ?
 PRINCIPAL_ARN = re.compile(
     r"arn:(?P<partition>[a-z*?-]{1,32}):(?P<service>iam|sts|[*?][a-z*?]*):"

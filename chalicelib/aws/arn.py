@@ -1,0 +1,68 @@
+"""AWS names, defined once: the shapes of account ids, regions, partitions, organization ids,
+role ARNs and RDS resource ids, and the one builder of the dbuser ARN ``rds-db:connect`` is
+authorized against.
+
+Every pattern is meant for ``fullmatch``. Pure: no AWS call, no botocore.
+"""
+from __future__ import annotations
+
+import re
+
+__all__ = [
+    "ACCOUNT_ID",
+    "ANY_RESOURCE_ID",
+    "ORG_ID",
+    "PARTITION",
+    "RDS_RESOURCE_ID",
+    "REGION",
+    "RESOURCE_ID",
+    "RESOURCE_ID_PREFIX",
+    "ROLE_ARN",
+    "ROLE_NAME",
+    "dbuser_arn",
+    "partition_of_region",
+]
+
+#: ``aws``, ``aws-cn``, ``aws-us-gov``, ``aws-iso``, ``aws-iso-b`` ...
+PARTITION = re.compile(r"aws(?:-[a-z]+)*", re.ASCII)
+ACCOUNT_ID = re.compile(r"[0-9]{12}", re.ASCII)
+REGION = re.compile(r"[a-z]{2}(?:-gov|-iso[a-z]?)?-[a-z]+-[0-9]{1,2}", re.ASCII)
+#: An AWS Organizations organization id.
+ORG_ID = re.compile(r"o-[a-z0-9]{10,32}", re.ASCII)
+ROLE_NAME = re.compile(r"[\w+=,.@-]{1,64}", re.ASCII)
+#: ``arn:PARTITION:iam::ACCOUNT:role/[PATH/]NAME``
+ROLE_ARN = re.compile(
+    rf"arn:(?P<partition>{PARTITION.pattern}):iam::(?P<account>[0-9]{{12}}):role/(?P<name>[\w+=,.@/-]{{1,512}})",
+    re.ASCII,
+)
+#: Resource ids as a policy may write them, by the kind of thing the policy names.
+RESOURCE_ID = {
+    "instance": re.compile(r"db-[A-Za-z0-9]{1,64}", re.ASCII),
+    "cluster": re.compile(r"cluster-[A-Za-z0-9]{1,64}", re.ASCII),
+    "proxy": re.compile(r"prx-[A-Za-z0-9]{1,64}", re.ASCII),
+}
+RESOURCE_ID_PREFIX = {"instance": "db-", "cluster": "cluster-", "proxy": "prx-"}
+#: Any of the three.
+ANY_RESOURCE_ID = re.compile(r"(?:db|cluster|prx)-[A-Za-z0-9]{1,64}", re.ASCII)
+#: A resource id as RDS generates it (``DbiResourceId``/``DbClusterResourceId`` upper case, a
+#: proxy's lower case). RDS keeps instance names lower case, so ``db-orders`` is a name.
+RDS_RESOURCE_ID = re.compile(r"db-[A-Z0-9]+|cluster-[A-Z0-9]+|prx-[a-z0-9]+", re.ASCII)
+
+
+def partition_of_region(region: str) -> str:
+    """``aws-cn`` for cn-*, ``aws-us-gov`` for us-gov-*, ``aws-iso``/``aws-iso-b`` for those, else ``aws``."""
+    if region.startswith("cn-"):
+        return "aws-cn"
+    if region.startswith("us-gov-"):
+        return "aws-us-gov"
+    if region.startswith("us-isob-"):
+        return "aws-iso-b"
+    if region.startswith("us-iso-"):
+        return "aws-iso"
+    return "aws"
+
+
+def dbuser_arn(region: str, account: str, resource_id: str, db_user: str, partition: str | None = None) -> str:
+    """``arn:PARTITION:rds-db:REGION:ACCOUNT:dbuser:RESOURCE_ID/DB_USER``, the resource
+    ``rds-db:connect`` is authorized against; the partition is the region's unless given."""
+    return f"arn:{partition or partition_of_region(region)}:rds-db:{region}:{account}:dbuser:{resource_id}/{db_user}"
