@@ -13,9 +13,10 @@ Three stages, each its own function:
 * :func:`parse_identity_proof` (pure): shape, size, the URL, the signed headers, the server
   id and the age. Structural problems raise :class:`InvalidRequestError` (400); a proof that
   is well formed but not acceptable raises :class:`IdentityProofError` (401).
-* :class:`StsVerifier` sends the checked request to the *configured* STS endpoint only,
-  follows no redirect, bounds connect, read and total time and the answer's size, and reads
-  the caller's ARN from STS's XML answer.
+* :class:`StsVerifier` sends the checked request to the *configured* STS endpoint only
+  (the transport, :mod:`chalicelib.vending.sts_transport`: no redirect, one deadline over
+  connect, send and every read, the answer's size bounded), and reads the caller's ARN from
+  STS's XML answer.
 
 Where the proof's URL names another host than the configured STS endpoint, the proof is
 rejected before any connection is made: rdsvend never contacts a host a caller chose, and
@@ -30,7 +31,6 @@ from __future__ import annotations
 import hmac
 import os
 import re
-import time
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -53,7 +53,6 @@ __all__ = [
     "ProvenCaller",
     "StsAnswer",
     "StsTransport",
-    "Urllib3StsTransport",
     "StsVerifier",
     "parse_identity_proof",
     "parse_sts_answer",
@@ -299,67 +298,6 @@ def parse_sts_answer(answer: StsAnswer, access_key_id: str = "") -> ProvenCaller
     return ProvenCaller(arn=arn, account=account, user_id=user_id, access_key_id=access_key_id)
 
 
-class Urllib3StsTransport:
-    """The real transport: urllib3, TLS verified, no retries, no redirects, no proxies."""
-
-    def __init__(self) -> None:
-        self._pool: Any | None = None
-
-    def _manager(self) -> Any:
-        if self._pool is None:
-            import urllib3
-            from botocore.httpsession import get_cert_path
-
-            self._pool = urllib3.PoolManager(
-                cert_reqs="CERT_REQUIRED", ca_certs=get_cert_path(True), maxsize=4
-            )
-        return self._pool
-
-    def send(self, request: StsRequest, config: ProofConfig) -> StsAnswer:
-        import urllib3
-
-        deadline = time.monotonic() + config.total_timeout
-        try:
-            response = self._manager().request(
-                "POST",
-                request.url,
-                body=request.body,
-                headers=dict(request.headers),
-                redirect=False,
-                retries=False,
-                preload_content=False,
-                timeout=urllib3.Timeout(
-                    connect=config.connect_timeout,
-                    read=config.read_timeout,
-                    total=config.total_timeout,
-                ),
-            )
-        except urllib3.exceptions.HTTPError as exc:
-            raise UpstreamUnavailableError(
-                "sts", detail=f"STS request failed: {type(exc).__name__}"
-            ) from None
-        try:
-            chunks: list[bytes] = []
-            size = 0
-            while True:
-                if time.monotonic() > deadline:
-                    raise UpstreamUnavailableError("sts", detail="STS answer took too long")
-                chunk = response.read(4096)
-                if not chunk:
-                    break
-                size += len(chunk)
-                if size > MAX_ANSWER_BYTES:
-                    raise UpstreamUnavailableError("sts", detail="STS answer is too large")
-                chunks.append(chunk)
-        except urllib3.exceptions.HTTPError as exc:
-            raise UpstreamUnavailableError(
-                "sts", detail=f"STS answer failed: {type(exc).__name__}"
-            ) from None
-        finally:
-            response.release_conn()
-        return StsAnswer(status=response.status, body=b"".join(chunks))
-
-
 class StsVerifier:
     """parse → send to the configured endpoint → read the caller. One call per proof."""
 
@@ -369,8 +307,12 @@ class StsVerifier:
         transport: StsTransport | None = None,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
+        if transport is None:
+            from chalicelib.vending.sts_transport import DeadlineStsTransport
+
+            transport = DeadlineStsTransport()
         self.config = config
-        self.transport = transport or Urllib3StsTransport()
+        self.transport = transport
         self.clock = clock
 
     def verify(self, proof: Any) -> ProvenCaller:
@@ -386,7 +328,7 @@ def _clip(text: str, limit: int = 40) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
-def _string(proof: dict, key: str, limit: int) -> str:
+def _string(proof: dict[str, Any], key: str, limit: int) -> str:
     value = proof.get(key)
     if value is None:
         raise InvalidRequestError(f"missing field 'identity.{key}'", field=f"identity.{key}")
@@ -417,7 +359,7 @@ def _headers(value: Any) -> dict[str, str]:
         shown = _clip(name)
         if not isinstance(item, str):
             raise InvalidRequestError(f"header '{shown}' in '{where}' must be a string", field=where)
-        if len(item) > MAX_HEADER_VALUE_CHARS or _BAD_VALUE_CHARS.search(item):
+        if len(item) > MAX_HEADER_VALUE_CHARS or _BAD_VALUE_CHARS.search(item) or not item.isascii():
             raise InvalidRequestError(f"header '{shown}' in '{where}' has an invalid value", field=where)
         lower = name.lower()
         if lower in _FORBIDDEN_HEADERS:

@@ -1,0 +1,128 @@
+"""The direct-invoke STS exchange on the wire: one POST, bounded end to end.
+
+:class:`DeadlineStsTransport` sends a checked identity proof (:mod:`chalicelib.vending.proof`)
+to the configured STS endpoint over its own socket: TLS verified against botocore's CA
+bundle (plain HTTP only for a loopback test endpoint the operator configured), no proxy,
+no redirect, no retry, ``Connection: close``. Every step (connect, TLS handshake, sending,
+and each read of the status line, the headers and the body) is given only the time left
+until one deadline, ``total_timeout`` after the exchange began, so an answer dripped a byte
+at a time cannot hold a vend past it; ``connect_timeout`` and ``read_timeout`` bound single
+steps further. The answer is capped at :data:`MAX_ANSWER_BYTES`.
+
+Failures are :class:`UpstreamUnavailableError` naming only the kind of failure: never a
+header, the signature or the session token.
+"""
+from __future__ import annotations
+
+import http.client
+import io
+import socket
+import ssl
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+from chalicelib.errors import UpstreamUnavailableError
+from chalicelib.vending.proof import MAX_ANSWER_BYTES, ProofConfig, StsAnswer, StsRequest
+
+__all__ = ["DeadlineStsTransport"]
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+class _DeadlinePassedError(Exception):
+    """The exchange's total time is spent."""
+
+
+class DeadlineStsTransport:
+    """The real transport (see the module docstring)."""
+
+    def __init__(self, context: ssl.SSLContext | None = None) -> None:
+        self._context = context
+
+    def _tls(self) -> ssl.SSLContext:
+        if self._context is None:
+            from botocore.httpsession import get_cert_path
+
+            self._context = ssl.create_default_context(cafile=get_cert_path(True))
+        return self._context
+
+    def send(self, request: StsRequest, config: ProofConfig) -> StsAnswer:
+        clock = _Deadline(time.monotonic() + config.total_timeout, config.read_timeout)
+        parts = urlsplit(request.url)
+        host = parts.hostname or ""
+        port = parts.port or _DEFAULT_PORTS.get(parts.scheme, 443)
+        try:
+            sock = socket.create_connection((host, port), timeout=clock.left(config.connect_timeout))
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                if parts.scheme == "https":
+                    sock.settimeout(clock.left())  # a 3.11 SSL handshake keeps one deadline for its steps
+                    sock = self._tls().wrap_socket(sock, server_hostname=host)
+                stream = _BoundedSocket(sock, clock)
+                stream.sendall(_request_bytes(parts.path or "/", request))
+                response = http.client.HTTPResponse(stream, method="POST")  # type: ignore[arg-type]
+                response.begin()
+                body = response.read(MAX_ANSWER_BYTES + 1)
+                if len(body) > MAX_ANSWER_BYTES:
+                    raise UpstreamUnavailableError("sts", detail="STS answer is too large")
+                return StsAnswer(status=response.status, body=body)
+            finally:
+                sock.close()
+        except (_DeadlinePassedError, TimeoutError):
+            raise UpstreamUnavailableError("sts", detail="STS answer took too long") from None
+        except (OSError, http.client.HTTPException) as exc:
+            raise UpstreamUnavailableError("sts", detail=f"STS request failed: {type(exc).__name__}") from None
+
+
+class _Deadline:
+    def __init__(self, at: float, step: float) -> None:
+        self.at = at
+        self.step = step
+
+    def left(self, step: float | None = None) -> float:
+        """Seconds this step may take: what is left of the exchange, at most ``step``."""
+        remaining = self.at - time.monotonic()
+        if remaining <= 0:
+            raise _DeadlinePassedError
+        return min(remaining, self.step if step is None else step)
+
+
+class _BoundedSocket:
+    """What ``http.client.HTTPResponse`` needs of a socket, each operation re-armed with the
+    time left: a slow sender gains nothing by sending often."""
+
+    def __init__(self, sock: socket.socket, clock: _Deadline) -> None:
+        self._sock = sock
+        self._clock = clock
+
+    def sendall(self, data: bytes) -> None:
+        self._sock.settimeout(self._clock.left())  # since 3.5: the bound of the whole sendall
+        self._sock.sendall(data)
+
+    def makefile(self, mode: str = "rb", *args: Any, **kwargs: Any) -> io.BufferedReader:
+        return io.BufferedReader(_BoundedReader(self._sock, self._clock), 8192)
+
+
+class _BoundedReader(io.RawIOBase):
+    def __init__(self, sock: socket.socket, clock: _Deadline) -> None:
+        super().__init__()
+        self._sock = sock
+        self._clock = clock
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        self._sock.settimeout(self._clock.left())
+        return self._sock.recv_into(buffer)
+
+
+def _request_bytes(path: str, request: StsRequest) -> bytes:
+    names = {name.lower() for name, _ in request.headers}
+    lines = [f"POST {path} HTTP/1.1"]
+    lines += [f"{name}: {value}" for name, value in request.headers]
+    if "content-length" not in names:
+        lines.append(f"Content-Length: {len(request.body)}")
+    lines += ["Connection: close", "", ""]
+    return "\r\n".join(lines).encode("latin-1") + request.body
