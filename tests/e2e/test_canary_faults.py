@@ -79,15 +79,18 @@ def check(report, key, cid):
     return target.check(cid)
 
 
-def test_baseline_iam_users_pass_and_the_unjoined_kerberos_user_is_named(canary):
+def test_baseline_is_all_pass_the_kerberos_user_included(canary):
     report = canary.run()
     by_key = {t.key: t for t in report.targets}
     assert by_key[APP].status == "pass" and by_key[OWNER].status == "pass"
     assert check(report, APP, "db.connect").details["latency_ms"] > 0
     assert check(report, APP, "db.connect").details["sslmode"] == "verify-full"
-    # The world declares a Kerberos user on an instance joined to no directory: the canary says so.
-    assert canary.baseline == {(ETL, "rds.domain_joined"): "fail"}
-    assert check(report, ETL, "db.rds_ad").status == "pass"
+    # The Kerberos user's instance is joined to the local directory, through the directory role.
+    assert canary.baseline == {}
+    assert {c.id: c.status for c in by_key[ETL].checks if c.id in (
+        "rds.domain_joined", "iam.directory_role", "db.rds_ad")} == dict.fromkeys(
+        ("rds.domain_joined", "iam.directory_role", "db.rds_ad"), "pass")
+    assert "AmazonRDSDirectoryServiceAccess" in check(report, ETL, "iam.directory_role").message
 
 
 def test_rds_iam_revoked(canary):
@@ -126,13 +129,22 @@ def scp_denying_rds_db(canary, target_id):
         canary.orgs.delete_policy(PolicyId=policy_id)
 
 
+def iam_targets(canary, account=None):
+    """Every (database/db user) key of an IAM user, of databases in ``account`` (default: all)."""
+    return {f"{db.name}/{u.name}" for db in canary.policy.databases.values() for u in db.users.values()
+            if u.auth == "iam" and account in (None, canary.info.databases[db.identifier]["account"])}
+
+
 @pytest.mark.parametrize("level", ["root", "ou"])
 def test_scp_denying_rds_db_at_root_and_at_ou(canary, level):
     seeded = canary.info.seeded
     target = seeded.root_id if level == "root" else seeded.units["Services"]
     with scp_denying_rds_db(canary, target) as policy_id:
         report = canary.run()
-    assert canary.new_problems(report) == {(APP, "org.scp_allows"): "fail", (OWNER, "org.scp_allows"): "fail"}
+    # At the root: every account's databases; at the Services OU: the service account's only.
+    hit = iam_targets(canary, None if level == "root" else seeded.execution.account)
+    assert {APP, OWNER} <= hit
+    assert canary.new_problems(report) == {(key, "org.scp_allows"): "fail" for key in hit}
     message = check(report, APP, "org.scp_allows").message
     assert policy_id in message and "NoDatabaseLogins" in message
     assert (target in message) if level == "root" else ("OU Services" in message)
@@ -188,8 +200,9 @@ def test_database_stopped(canary):
         report = canary.run()
     finally:
         canary.rds.start_db_instance(DBInstanceIdentifier=DB)
-    assert canary.new_problems(report) == {(APP, "rds.found"): "fail", (OWNER, "rds.found"): "fail",
-                                           (ETL, "rds.found"): "fail"}
+    assert canary.new_problems(report) == {(f"{DB}/{user}", "rds.found"): "fail"
+                                           for user in canary.policy.databases[DB].users}
+    assert {(APP, "rds.found"), (OWNER, "rds.found"), (ETL, "rds.found")} <= set(canary.new_problems(report))
     assert "stopped" in check(report, APP, "rds.found").message
     assert check(report, APP, "db.connect").status == "skip"
 
@@ -306,9 +319,9 @@ def test_alert_once_per_status_change(canary):
         return sorted(out)
 
     first, log = scheduled()
-    assert drained() == [(ETL, None, "fail")]  # first sighting: only what is failing
+    assert drained() == []  # first sighting: only what is failing, and nothing is
     assert log.lines[0]["event"] == "canary_report" and log.correlation_id == "evt-1"
-    assert {line["check"] for line in log.lines if line["event"] == "canary_check"} == {"rds.domain_joined"}
+    assert [line for line in log.lines if line["event"] == "canary_check"] == []
     assert scheduled()[0]["alerts"] == 0 and drained() == []
 
     canary.sql("REVOKE rds_iam FROM orders_app")
@@ -352,9 +365,10 @@ def test_cli_exit_codes_for_a_healthy_target_and_a_bad_policy(canary, tmp_path):
     assert "Action=connect" not in ok.stdout  # the token never reaches the output
     whole = subprocess.run([sys.executable, "-m", "rdsvend.cli", "canary"], cwd=REPO, env=env,
                            capture_output=True, text=True, timeout=120)
-    assert whole.returncode == 1  # the unjoined Kerberos user fails
-    assert "orders_app" in whole.stdout and "rds.domain_joined (fail)" in whole.stdout
-    assert "3 targets: 2 pass, 0 warn, 1 fail, 0 error" in whole.stdout
+    assert whole.returncode == 0, whole.stdout + whole.stderr  # the baseline is all pass
+    targets = sum(len(db.users) for db in canary.policy.databases.values())
+    assert "orders_app" in whole.stdout and "etl_legacy" in whole.stdout
+    assert f"{targets} targets: {targets} pass, 0 warn, 0 fail, 0 error" in whole.stdout
     bad = tmp_path / "bad.yaml"
     bad.write_text("version: 1\ndatabases: {}\nrules: []\nbogus: 1\n")
     broken = subprocess.run([sys.executable, "-m", "rdsvend.cli", "canary", "--policy", str(bad)],

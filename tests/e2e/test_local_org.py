@@ -1,0 +1,257 @@
+"""The local organization end to end: the database in the second member account (vend, a
+verify-full login), the operator's shell (``rdsvend local env --as operator``) giving the
+scheduled canary's verdicts, the canary's fault matrix applied to that database (each fault
+fails its own check and nothing else), and what a caller's shell sees.
+
+Every fault is undone by the test that made it (the stack is shared by the session).
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import boto3
+import psycopg
+import pytest
+
+from chalicelib.canary.runner import run_canary
+from chalicelib.policy.loader import load_policy_file
+from devtools.local.aws import AccountSessions
+from devtools.local.canary import local_canary_deps
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[2]
+DB = "billing-local"
+APP = f"{DB}/billing_app"
+DATA = "444444444444"
+
+
+def shell_env(stack, part: str) -> dict[str, str]:
+    """The environment of a shell after ``eval "$(rdsvend local env --as PART)"``."""
+    done = subprocess.run([sys.executable, "-m", "rdsvend.cli", "local", "env", "--as", part, "--state-dir",
+                           stack.info.state_dir], capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    env = dict(os.environ)
+    for line in done.stdout.splitlines():
+        words = shlex.split(line)
+        if words[0] == "unset":
+            for name in words[1:]:
+                env.pop(name, None)
+        else:
+            assert words[0] == "export", line
+            name, value = words[1].split("=", 1)
+            env[name] = value
+    return env
+
+
+def rdsvend(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "rdsvend.cli", *args], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=180)
+
+
+class Org:
+    """The operator's canary over the shared stack, with handles to break the second account."""
+
+    def __init__(self, stack):
+        self.stack = stack
+        self.info = stack.info
+        self.policy = load_policy_file(self.info.policy_path)
+        self.operator = shell_env(stack, "operator")
+        sessions = AccountSessions(self.info.moto_url, self.info.region, self.info.seeded.management_account)
+        self.rds = sessions.client("rds", DATA)  # the account's administrator, not the reader
+        self.iam = sessions.client("iam", DATA)
+        self.orgs = sessions.client("organizations", self.info.seeded.management_account)
+        self.baseline = self.problems(self.run())
+
+    def run(self):
+        return run_canary(self.policy, local_canary_deps(self.info, self.policy, as_operator=True))
+
+    @staticmethod
+    def problems(report):
+        return {(t.key, c.id): c.status for t in report.targets for c in t.checks
+                if c.status in ("warn", "fail", "error")}
+
+    def new_problems(self, report):
+        return {k: v for k, v in self.problems(report).items() if self.baseline.get(k) != v}
+
+    def sql(self, statement: str, dbname: str = "billing") -> None:
+        with psycopg.connect(self.info.admin_dsns[DB], dbname=dbname, autocommit=True) as conn:
+            conn.execute(statement)
+
+
+@pytest.fixture(scope="module")
+def org(local_stack):
+    return Org(local_stack)
+
+
+def check(report, key, cid):
+    return next(t for t in report.targets if t.key == key).check(cid)
+
+
+# -- the database in the second account -------------------------------------------------------------
+
+def test_vend_and_a_verify_full_login_for_the_database_in_the_second_account(local_stack, org):
+    from rdsvend.api import VendApi
+    from rdsvend.connect import connection_params
+
+    keys = local_stack.keys("allowed")
+    session = boto3.session.Session(aws_access_key_id=keys.access_key_id,
+                                    aws_secret_access_key=keys.secret_access_key, region_name=org.info.region)
+    vended = VendApi(local_stack.url, session=session, region=org.info.region).vend(DB, "billing_app")
+    assert vended.rule == "billing-api"
+    # Where RDS, read in the database's own account through its reader role, says it is.
+    reader = boto3.session.Session(**_assumed(org, f"arn:aws:iam::{DATA}:role/rdsvend-reader"))
+    (described,) = reader.client("rds", endpoint_url=org.info.moto_url).describe_db_instances(
+        DBInstanceIdentifier=DB)["DBInstances"]
+    assert (vended.host, vended.port) == (described["Endpoint"]["Address"], described["Endpoint"]["Port"])
+    params = connection_params(vended, {"PGSSLROOTCERT": local_stack.ca_path})
+    assert params["sslmode"] == "verify-full"
+    with psycopg.connect(**params, connect_timeout=10) as conn:
+        user, tls, port = conn.execute(
+            "SELECT current_user, (SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()), "
+            "inet_server_port()").fetchone()
+        rows = conn.execute("SELECT customer, cents FROM ledger.invoices ORDER BY id").fetchall()
+    assert (user, tls, port) == ("billing_app", True, described["Endpoint"]["Port"])
+    assert rows == [("acme", 12000), ("globex", 4550)]
+
+
+def _assumed(org, role_arn: str) -> dict[str, str]:
+    keys = org.info.seeded.callers["operator"]
+    sts = keys.session(org.info.region).client("sts", endpoint_url=org.info.moto_url)
+    creds = sts.assume_role(RoleArn=role_arn, RoleSessionName="e2e-test")["Credentials"]
+    return {"aws_access_key_id": creds["AccessKeyId"], "aws_secret_access_key": creds["SecretAccessKey"],
+            "aws_session_token": creds["SessionToken"], "region_name": org.info.region}
+
+
+# -- the operator's shell --------------------------------------------------------------------------
+
+def test_the_operators_canary_is_all_pass_and_gives_the_scheduled_canarys_verdicts(org):
+    assert org.baseline == {}
+    done = rdsvend(org.operator, "canary", "--json")
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr
+    report = json.loads(done.stdout)
+    targets = sum(len(db.users) for db in org.policy.databases.values())
+    assert report["summary"] == {"targets": targets, "pass": targets, "warn": 0, "fail": 0, "error": 0}
+    scheduled = run_canary(org.policy, local_canary_deps(org.info, org.policy))
+    assert {(t["database"], t["db_user"]): {c["id"]: c["status"] for c in t["checks"]}
+            for t in report["targets"]} == {(t.database, t.db_user): {c.id: c.status for c in t.checks}
+                                            for t in scheduled.targets}
+    billing = next(t for t in report["targets"] if t["database"] == DB)
+    assert {c["id"]: c["status"] for c in billing["checks"]}["db.connect"] == "pass"
+    assert org.operator["AWS_SECRET_ACCESS_KEY"] not in done.stdout + done.stderr
+
+
+def test_the_operators_doctor_and_policy_render_for_the_second_account(org):
+    doctor = rdsvend(org.operator, "doctor", DB, "billing_app", "--json")
+    assert doctor.returncode == 0, doctor.stdout[-2000:] + doctor.stderr
+    assert json.loads(doctor.stdout)["summary"]["pass"] == 1
+    render = rdsvend(org.operator, "policy", "render", org.info.policy_path)
+    assert render.returncode == 0, render.stderr
+    rendered = {p["signer"]: sorted(p["policy"]["Statement"][0]["Resource"])
+                for p in json.loads(render.stdout)["signer_policies"]}
+    # What render says the second account's signer needs is what that signer holds.
+    arn = f"arn:aws:iam::{DATA}:policy/rdsvend-signer-rds-connect"
+    version = org.iam.get_policy(PolicyArn=arn)["Policy"]["DefaultVersionId"]
+    held = org.iam.get_policy_version(PolicyArn=arn, VersionId=version)["PolicyVersion"]["Document"]
+    held = held if isinstance(held, dict) else json.loads(held)
+    assert rendered[f"arn:aws:iam::{DATA}:role/rdsvend-signer"] == sorted(held["Statement"][0]["Resource"])
+    resource_id = org.info.databases[DB]["resource_id"]
+    assert rendered[f"arn:aws:iam::{DATA}:role/rdsvend-signer"] == [
+        f"arn:aws:rds-db:us-east-1:{DATA}:dbuser:{resource_id}/billing_app"]
+
+
+# -- the fault matrix, applied to the second account's database --------------------------------------
+
+@contextlib.contextmanager
+def _undo(action):
+    try:
+        yield
+    finally:
+        action()
+
+
+def test_rds_iam_revoked(org):
+    org.sql("REVOKE rds_iam FROM billing_app")
+    with _undo(lambda: org.sql("GRANT rds_iam TO billing_app")):
+        report = org.run()
+    assert org.new_problems(report) == {(APP, "db.rds_iam"): "fail"}
+    assert check(report, APP, "db.rds_iam").fix == "GRANT rds_iam TO billing_app;"
+
+
+def test_iam_auth_disabled_on_the_instance(org):
+    org.rds.modify_db_instance(DBInstanceIdentifier=DB, EnableIAMDatabaseAuthentication=False, ApplyImmediately=True)
+    with _undo(lambda: org.rds.modify_db_instance(DBInstanceIdentifier=DB, EnableIAMDatabaseAuthentication=True,
+                                                  ApplyImmediately=True)):
+        report = org.run()
+    assert org.new_problems(report) == {(APP, "rds.iam_auth_enabled"): "fail"}
+
+
+def test_scp_denying_rds_db_on_the_data_ou(org):
+    doc = {"Version": "2012-10-17", "Statement": [
+        {"Sid": "NoDatabaseLogins", "Effect": "Deny", "Action": "rds-db:*", "Resource": "*"}]}
+    policy_id = org.orgs.create_policy(Name="DenyRdsDbData", Description="canary fault", Type="SERVICE_CONTROL_POLICY",
+                                       Content=json.dumps(doc))["Policy"]["PolicySummary"]["Id"]
+    ou = org.info.seeded.units["Data"]
+    org.orgs.attach_policy(PolicyId=policy_id, TargetId=ou)
+    try:
+        report = org.run()
+    finally:
+        org.orgs.detach_policy(PolicyId=policy_id, TargetId=ou)
+        org.orgs.delete_policy(PolicyId=policy_id)
+    assert org.new_problems(report) == {(APP, "org.scp_allows"): "fail"}
+    message = check(report, APP, "org.scp_allows").message
+    assert policy_id in message and "NoDatabaseLogins" in message and "OU Data" in message
+
+
+def test_signer_policy_built_from_the_instance_name(org):
+    arn = f"arn:aws:iam::{DATA}:policy/rdsvend-signer-rds-connect"
+    original = org.iam.get_policy(PolicyArn=arn)["Policy"]["DefaultVersionId"]
+    doc = org.iam.get_policy_version(PolicyArn=arn, VersionId=original)["PolicyVersion"]["Document"]
+    doc = json.loads(doc) if isinstance(doc, str) else doc
+    resource_id = org.info.databases[DB]["resource_id"]
+    wrong = json.loads(json.dumps(doc).replace(resource_id, DB))
+    version = org.iam.create_policy_version(PolicyArn=arn, PolicyDocument=json.dumps(wrong),
+                                            SetAsDefault=True)["PolicyVersion"]["VersionId"]
+    try:
+        report = org.run()
+    finally:
+        org.iam.set_default_policy_version(PolicyArn=arn, VersionId=original)
+        org.iam.delete_policy_version(PolicyArn=arn, VersionId=version)
+    assert org.new_problems(report) == {(APP, "iam.signer_allows"): "fail"}
+    result = check(report, APP, "iam.signer_allows")
+    assert f"dbuser:{DB}/billing_app" in result.fix and f"dbuser:{resource_id}/billing_app" in result.fix
+
+
+def test_rds_ad_granted_as_well(org):
+    org.sql("GRANT rds_ad TO billing_app")
+    with _undo(lambda: org.sql("REVOKE rds_ad FROM billing_app")):
+        report = org.run()
+    assert org.new_problems(report) == {(APP, "db.auth_conflict"): "fail"}
+
+
+@pytest.mark.parametrize("fault, undo, words", [
+    ("ALTER ROLE billing_app CREATEROLE", "ALTER ROLE billing_app NOCREATEROLE", "can create roles"),
+    ("ALTER ROLE billing_app SUPERUSER", "ALTER ROLE billing_app NOSUPERUSER", "is superuser"),
+    ("CREATE SCHEMA app_private AUTHORIZATION billing_app", "DROP SCHEMA app_private", "owns schema app_private"),
+])
+def test_service_user_with_too_much_privilege(org, fault, undo, words):
+    org.sql(fault)
+    with _undo(lambda: org.sql(undo)):
+        report = org.run()
+    assert org.new_problems(report) == {(APP, "db.tier"): "fail"}
+    assert words in check(report, APP, "db.tier").message
+
+
+def test_database_stopped(org):
+    org.rds.stop_db_instance(DBInstanceIdentifier=DB)
+    with _undo(lambda: org.rds.start_db_instance(DBInstanceIdentifier=DB)):
+        report = org.run()
+    assert org.new_problems(report) == {(APP, "rds.found"): "fail"}
+    assert "stopped" in check(report, APP, "rds.found").message
+    assert check(report, APP, "db.connect").status == "skip"
