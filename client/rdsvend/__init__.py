@@ -19,6 +19,7 @@ from rdsvend.connect import (
     ssl_root_cert_path,
 )
 from rdsvend.errors import IdentityProofError, RdsvendClientError, VendError
+from rdsvend.passwords import PasswordSource, SecretReadError, connect_password
 from rdsvend.pgpass import write_pgpass_entry
 from rdsvend.proof import build_identity_proof, invoke_payload
 from rdsvend.tokens import TokenClient
@@ -29,10 +30,13 @@ __all__ = [
     "VendedToken",
     "VendError",
     "IdentityProofError",
+    "PasswordSource",
+    "SecretReadError",
     "RdsvendClientError",
     "bundled_ca_path",
     "build_identity_proof",
     "connect",
+    "connect_password",
     "connection_params",
     "invoke_payload",
     "libpq_env",

@@ -231,3 +231,42 @@ def test_rdsvend_rotate_exits_1_when_the_rotation_fails(local_stack, sm):
     assert current["password"] not in done.stdout + done.stderr
     finished = run_cli(local_stack, "orders-local", "ledger_batch")  # resumes the rotation in flight
     assert finished.returncode == 0, finished.stderr
+
+
+def test_client_retries_with_awspending_during_an_interrupted_rotation(local_stack, sm, rotate):
+    from rdsvend import PasswordSource, connect_password
+
+    source = PasswordSource(SINGLE, client=sm, ttl=3600)
+    env = {"PGSSLROOTCERT": local_stack.ca_path}
+    before = source.current()
+    with connect_password(source, environ=env) as conn:  # nothing in flight: AWSCURRENT
+        assert conn.info.password == before.password
+    token = rotate(SINGLE, steps=("createSecret", "setSecret"))
+    pending = value(sm, SINGLE, "AWSPENDING", token)
+    assert "password authentication failed" in refused(local_stack, value(sm, SINGLE))
+    with connect_password(source, environ=env) as conn:  # AWSCURRENT refused, AWSPENDING accepted
+        assert conn.execute("SELECT current_user").fetchone()[0] == "ledger_batch"
+        assert conn.info.password == pending["password"]
+    rotate(SINGLE)  # resumes and finishes
+    # the source still caches the old AWSCURRENT for an hour: the retry covers that too
+    assert source.current().password == before.password
+    with connect_password(source, environ=env) as conn:
+        assert conn.info.password == value(sm, SINGLE)["password"]
+    assert source.current().password == value(sm, SINGLE)["password"]  # cache refreshed
+
+
+def test_client_gives_up_after_one_retry_without_showing_a_password(local_stack, sm):
+    from rdsvend import PasswordSource, connect_password
+
+    current = value(sm, SINGLE)
+    with psycopg.connect(local_stack.admin_dsn, autocommit=True) as admin:
+        admin.execute("ALTER ROLE ledger_batch PASSWORD 'neither-current-nor-pending-2'")
+    try:
+        with pytest.raises(psycopg.OperationalError) as info:
+            connect_password(PasswordSource(SINGLE, client=sm), environ={"PGSSLROOTCERT": local_stack.ca_path})
+    finally:
+        with psycopg.connect(local_stack.admin_dsn, autocommit=True) as admin:
+            admin.execute(psycopg.sql.SQL("ALTER ROLE ledger_batch PASSWORD {}").format(
+                psycopg.sql.Literal(current["password"])))
+    assert 'password authentication failed for user "ledger_batch"' in str(info.value)
+    assert current["password"] not in str(info.value) and current["password"] not in repr(info.value)
