@@ -18,7 +18,8 @@ from chalicelib.clock import SYSTEM_CLOCK, Clock
 from chalicelib.errors import RdsvendError, UpstreamUnavailableError
 from chalicelib.policy.model import Database
 
-__all__ = ["Endpoint", "RdsResource", "EndpointResolver", "DatabaseNotFoundError", "describe_resource"]
+__all__ = ["Endpoint", "RdsResource", "EndpointResolver", "DatabaseNotFoundError", "describe_resource",
+           "resource_from_item"]
 
 CACHE_SECONDS = 300.0
 
@@ -54,24 +55,33 @@ def describe_resource(client: Any, database: Database) -> RdsResource:
     """One Describe call for the database's instance, cluster or proxy (raises botocore errors)."""
     if database.kind == "instance":
         item = client.describe_db_instances(DBInstanceIdentifier=database.identifier)["DBInstances"][0]
+    elif database.kind == "cluster":
+        item = client.describe_db_clusters(DBClusterIdentifier=database.identifier)["DBClusters"][0]
+    else:
+        item = client.describe_db_proxies(DBProxyName=database.identifier)["DBProxies"][0]
+    return resource_from_item(database.kind, item)
+
+
+def resource_from_item(kind: str, item: dict[str, Any]) -> RdsResource:
+    """An :class:`RdsResource` from one item of a DescribeDBInstances / DescribeDBClusters /
+    DescribeDBProxies answer (``kind``: instance, cluster or proxy)."""
+    if kind == "instance":
         endpoint = item.get("Endpoint") or {}
-        return RdsResource("instance", database.identifier, endpoint.get("Address"), endpoint.get("Port"),
-                           item.get("DbiResourceId"), item.get("DBInstanceStatus"),
+        return RdsResource("instance", item.get("DBInstanceIdentifier", ""), endpoint.get("Address"),
+                           endpoint.get("Port"), item.get("DbiResourceId"), item.get("DBInstanceStatus"),
                            item.get("IAMDatabaseAuthenticationEnabled"), item.get("Engine"),
                            item.get("DBInstanceArn"), item)
-    if database.kind == "cluster":
-        item = client.describe_db_clusters(DBClusterIdentifier=database.identifier)["DBClusters"][0]
-        return RdsResource("cluster", database.identifier, item.get("Endpoint"), item.get("Port"),
+    if kind == "cluster":
+        return RdsResource("cluster", item.get("DBClusterIdentifier", ""), item.get("Endpoint"), item.get("Port"),
                            item.get("DbClusterResourceId"), item.get("Status"),
                            item.get("IAMDatabaseAuthenticationEnabled"), item.get("Engine"),
                            item.get("DBClusterArn"), item)
-    item = client.describe_db_proxies(DBProxyName=database.identifier)["DBProxies"][0]
     arn = item.get("DBProxyArn") or ""
     last = arn.rsplit(":", 1)[-1]
     proxy_id = last if last.startswith("prx-") else None
     auth = item.get("Auth") or []
     iam = any(a.get("IAMAuth") in ("REQUIRED", "ENABLED") for a in auth) if auth else None
-    return RdsResource("proxy", database.identifier, item.get("Endpoint"), None, proxy_id,
+    return RdsResource("proxy", item.get("DBProxyName", ""), item.get("Endpoint"), None, proxy_id,
                        item.get("Status"), iam, item.get("EngineFamily"), arn or None, item)
 
 

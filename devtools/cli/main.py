@@ -22,7 +22,9 @@ COMMANDS = {
     "local": "devtools.cli.local_cmd:local",
     "canary": "devtools.cli.canary_cmd:canary",
     "doctor": "devtools.cli.canary_cmd:doctor",
+    "discover": "devtools.cli.discover_cmd:discover",
     "rotate": "devtools.cli.rotate_cmd:rotate",
+    "audit": "devtools.cli.audit_cmd:audit",
 }
 
 
