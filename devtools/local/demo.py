@@ -118,6 +118,12 @@ def step_denied(demo: Demo) -> None:
     raise DemoFailed("the denied caller was given a token")
 
 
+def step_mysql(demo: Demo) -> None:
+    from devtools.local.demo_mysql import mysql_step
+
+    mysql_step(demo, say, DemoFailed)
+
+
 # -- HOOK(canary): the connectivity canary helper replaces this step --------------------------------
 def step_canary(demo: Demo) -> None:
     from devtools.local.demo_canary import canary_step
@@ -135,7 +141,7 @@ def step_broken_scp(demo: Demo) -> None:
 
 #: The narrated steps, in order. Later helpers add or replace entries (see the HOOKs above).
 STEPS: list[Callable[[Demo], None]] = [
-    step_whoami, step_databases, step_vend, step_connect, step_denied, step_canary, step_broken_scp,
+    step_whoami, step_databases, step_vend, step_connect, step_mysql, step_denied, step_canary, step_broken_scp,
 ]
 
 
