@@ -58,7 +58,9 @@ def parse_plugins(create_user: str) -> tuple[str, ...]:
 
 
 def _split_privileges(text: str) -> list[str]:
-    out, depth, current = [], 0, []
+    out: list[str] = []
+    current: list[str] = []
+    depth = 0
     for ch in text:
         if ch == "(":
             depth += 1
@@ -103,7 +105,7 @@ def facts_from(user: str, create_user: str | None, grants: list[str]) -> MysqlUs
 
 def classify_mysql_error(exc: BaseException, *, secrets: tuple[str, ...] = ()) -> DbConnectError:
     """A PyMySQL / socket / TLS failure as a :class:`DbConnectError` (kind + one clean line)."""
-    args = getattr(exc, "args", ())
+    args: tuple[Any, ...] = tuple(getattr(exc, "args", ()))
     errno = args[0] if args and isinstance(args[0], int) else None
     text = str(args[1]) if len(args) > 1 else str(exc)
     for secret in secrets:

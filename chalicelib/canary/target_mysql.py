@@ -33,7 +33,7 @@ def _admin_facts(deps: CanaryDeps, deadline: Deadline, user: str) -> MysqlUserFa
     if remaining <= 0:
         raise _Stop()
     try:
-        return deps.mysql_admin.user_facts(user, remaining)  # type: ignore[union-attr]
+        return deps.mysql_admin.user_facts(user, remaining)
     except DbConnectError as exc:
         return exc
 

@@ -29,10 +29,10 @@ class LocalMariaDB:
     """A throwaway MariaDB reached like an RDS endpoint: TLS only, IAM tokens for IAM users."""
 
     def __init__(self, *, parent_dir: str | os.PathLike[str] | None = None, extra_names: Sequence[str] = (),
-                 settings: FrontSettings = FrontSettings()) -> None:
+                 settings: FrontSettings | None = None) -> None:
         self.server = MariaDBServer(parent_dir=parent_dir)
         self._extra_names = tuple(extra_names)
-        self._settings = settings
+        self._settings = settings or FrontSettings()
         self._tls_dir: Path | None = None
         self._tls: TlsMaterial | None = None
         self.front: MysqlFront | None = None

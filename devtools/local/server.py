@@ -142,7 +142,8 @@ class StackServer:
         warm.join()
         first = next(iter(self._clusters.values()))
         seeded = seed_world(world, moto_url, db_host=first.host,
-                            db_port={**{i: c.port for i, c in self._clusters.items()}, **{i: m.port for i, m in self._mysql.items()}},
+                            db_port={**{i: c.port for i, c in self._clusters.items()},
+                                     **{i: m.port for i, m in self._mysql.items()}},
                             master_password=secrets.token_urlsafe(18))
 
         self._lookup = MotoSecretLookup()
