@@ -1,0 +1,185 @@
+"""End to end: the RDS-compatible MariaDB on its own (no moto): a real mariadbd behind the
+front, real PyMySQL and ``mariadb`` clients over verified TLS, tokens made by botocore's
+``generate_db_auth_token`` and checked by the real :class:`RdsTokenChecker`; only the AWS side
+(which keys exist, whether the signer may connect) is an in-memory stand-in the tests control.
+
+Covers what the shared-stack tests cannot: session tokens of 1.5 KB and more (moto's session
+tokens are short), and hostile clients (oversized packets, silence, garbage, too many
+connections) which must cost the front a bounded amount and leave it serving.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import subprocess
+import time
+
+import botocore.session
+import pymysql
+import pytest
+
+from devtools.local.mariadb import mariadb_available
+from devtools.local.mysql_front import FrontSettings
+from devtools.local.rds_mysql import LocalMariaDB
+from devtools.local.rdsauth import RdsInstance, RdsTokenChecker
+from devtools.local.sigv4 import Credential, StaticSecretLookup
+
+pytestmark = [pytest.mark.e2e,
+              pytest.mark.skipif(not mariadb_available(), reason="no mariadb server binaries on this machine")]
+
+ACCOUNT = "123456789012"
+REGION = "us-east-1"
+SESSION = Credential("ASIAE2ESESSION000077", "e2e/session+secret00000000000000000000000",
+                     "IQoJb3JpZ2luX2VjE" + secrets.token_urlsafe(1500) + "==",
+                     f"arn:aws:sts::{ACCOUNT}:assumed-role/rdsvend-signer/vend", ACCOUNT)
+USER = "app_user"
+
+
+class Permissions:
+    def __init__(self) -> None:
+        self.denied: set[str] = set()
+
+    def __call__(self, credential: Credential, arn: str) -> tuple[bool, str]:
+        return (arn not in self.denied, "test permissions")
+
+
+@pytest.fixture(scope="module")
+def front():
+    db = LocalMariaDB(settings=FrontSettings(handshake_timeout=2.0, idle_timeout=600.0,
+                                             max_handshake_packet=64 * 1024, max_connections=4))
+    db.start()
+    try:
+        db.server.create_database("app")
+        db.server.create_iam_user(USER)
+        db.server.run_sql("GRANT SELECT ON app.* TO 'app_user'@'%'")
+        permissions = Permissions()
+        checker = RdsTokenChecker(StaticSecretLookup([SESSION]), permission_check=permissions,
+                                  endpoints=RdsInstance(REGION, ACCOUNT, "db-FRONTE2E00000000000000000",
+                                                        frozenset({"localhost"}), db.port, "front-e2e"))
+        db.set_checker(checker.check)
+        db.permissions = permissions
+        yield db
+    finally:
+        db.stop()
+
+
+def token(db, user=USER):
+    session = botocore.session.Session()
+    session.set_credentials(SESSION.access_key_id, SESSION.secret_key, SESSION.session_token)
+    return session.create_client("rds", region_name=REGION).generate_db_auth_token("localhost", db.port, user, REGION)
+
+
+def test_a_session_token_over_1_5_kb_logs_in_with_pymysql_and_the_cli(front):
+    tok = token(front)
+    assert len(tok) > 1500
+    with front.connect(USER, tok, database="app") as conn, conn.cursor() as cur:
+        cur.execute("SELECT CURRENT_USER()")
+        assert cur.fetchone() == ("app_user@%",)
+    opt = front.base_dir / "client-test.cnf"
+    fd = os.open(opt, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(f'[client]\nuser={USER}\npassword="{tok}"\nhost=localhost\nport={front.port}\nprotocol=TCP\n'
+                     f"ssl-ca={front.ca_path}\nssl-verify-server-cert\n")
+    done = subprocess.run(["mariadb", f"--defaults-extra-file={opt}", "-N", "-e", "SELECT CURRENT_USER()"],
+                          capture_output=True, text=True, timeout=30)
+    opt.unlink()
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "app_user@%"
+
+
+def test_refusals_name_the_checker_reason(front, caplog):
+    caplog.set_level("INFO")
+    front.permissions.denied.add(f"arn:aws:rds-db:{REGION}:{ACCOUNT}:dbuser:db-FRONTE2E00000000000000000/{USER}")
+    try:
+        with pytest.raises(pymysql.err.OperationalError) as err:
+            front.connect(USER, token(front))
+    finally:
+        front.permissions.denied.clear()
+    assert err.value.args[0] == 1045
+    assert "reason=not_permitted:test permissions" in caplog.text
+    assert "X-Amz-Signature" not in caplog.text
+
+
+def test_the_server_certificate_is_verified(front, tmp_path):
+    from devtools.local.tls import make_tls_material
+
+    other = make_tls_material(tmp_path / "other", owner=None)
+    with pytest.raises(pymysql.err.OperationalError) as err:
+        front.connect(USER, token(front), ca_path=str(other.ca_cert))
+    assert "CERTIFICATE_VERIFY_FAILED" in str(err.value)
+
+
+def _raw(front):
+    sock = socket.create_connection(("127.0.0.1", front.port), timeout=5)
+    head = sock.recv(4)
+    length = int.from_bytes(head[:3], "little")
+    greeting = b""
+    while len(greeting) < length:
+        greeting += sock.recv(length - len(greeting))
+    return sock, greeting
+
+
+def _read_error(sock):
+    data = b""
+    sock.settimeout(5)
+    while True:
+        chunk = sock.recv(4096)
+        if not chunk:
+            return data
+        data += chunk
+
+
+def test_an_oversized_handshake_packet_is_refused_and_closed(front):
+    sock, greeting = _raw(front)
+    assert greeting[:1] == b"\x0a"
+    sock.sendall((10 * 1024 * 1024).to_bytes(3, "little") + b"\x01")
+    answer = _read_error(sock)
+    sock.close()
+    assert answer[4:5] == b"\xff" and int.from_bytes(answer[5:7], "little") == 1153
+
+
+def test_a_silent_client_is_dropped_after_the_handshake_timeout(front):
+    sock, _ = _raw(front)
+    started = time.monotonic()
+    sock.settimeout(10)
+    assert sock.recv(1) == b""  # closed by the front
+    assert time.monotonic() - started < 8
+    sock.close()
+
+
+def test_garbage_without_a_tls_request_is_refused(front):
+    sock, _ = _raw(front)
+    sock.sendall((40).to_bytes(3, "little") + b"\x01" + b"\x00" * 4 + secrets.token_bytes(36))
+    answer = _read_error(sock)
+    sock.close()
+    assert answer[4:5] == b"\xff" and int.from_bytes(answer[5:7], "little") == 3159
+
+
+def test_too_many_connections_get_1040_and_the_front_keeps_serving(front):
+    held = [_raw(front)[0] for _ in range(4)]
+    try:
+        extra = socket.create_connection(("127.0.0.1", front.port), timeout=5)
+        answer = _read_error(extra)
+        extra.close()
+        assert answer[4:5] == b"\xff" and int.from_bytes(answer[5:7], "little") == 1040
+    finally:
+        for sock in held:
+            sock.close()
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            with front.connect(USER, token(front)) as conn, conn.cursor() as cur:
+                cur.execute("SELECT 1")
+                break
+        except pymysql.err.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def test_the_backend_is_not_reachable_over_tcp(front):
+    sock_path = front.server.socket_path
+    assert oct(os.stat(sock_path.parent).st_mode & 0o777) == "0o700"
+    cmdline = open(f"/proc/{front.pid}/cmdline", "rb").read().split(b"\0")
+    assert b"--skip-networking" in cmdline
