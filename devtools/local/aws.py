@@ -34,6 +34,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+from chalicelib.aws.arn import dbuser_arn
 from devtools.local.directory import create_directories, provide_aws_managed_policy
 from devtools.local.sigv4 import Credential
 from devtools.local.world import World
@@ -93,7 +94,7 @@ class InstanceInfo:
     dbname: str
 
     def dbuser_arn(self, user: str) -> str:
-        return f"arn:aws:rds-db:{self.region}:{self.account}:dbuser:{self.resource_id}/{user}"
+        return dbuser_arn(self.region, self.account, self.resource_id, user)
 
 
 @dataclass(frozen=True)
@@ -205,6 +206,12 @@ class MotoServer:
         host, port = self._server.get_host_and_port()
         self.url = f"http://{host}:{port}"
         return self.url
+
+    def wrap(self, middleware: Any) -> None:
+        """Put a WSGI middleware (``middleware(app) -> app``) in front of the started server."""
+        wsgi_server = self._server._server
+        assert wsgi_server is not None, "start() first"
+        wsgi_server.app = middleware(wsgi_server.app)
 
     def stop(self) -> None:
         if self.url is not None:

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from chalicelib.aws.arn import dbuser_arn
 from chalicelib.clock import SYSTEM_CLOCK, Clock
 from devtools.local.sigv4 import Credential, SecretLookup, SignatureError, verify_presigned
 
@@ -35,11 +36,6 @@ MAX_EXPIRES = 900
 
 #: ``(credential, dbuser_arn) -> (allowed, reason)``: may this signer connect as that user?
 PermissionCheck = Callable[[Credential, str], "tuple[bool, str]"]
-
-
-def dbuser_arn(region: str, account: str, resource_id: str, user: str) -> str:
-    """The resource ARN ``rds-db:connect`` is evaluated against."""
-    return f"arn:aws:rds-db:{region}:{account}:dbuser:{resource_id}/{user}"
 
 
 @dataclass(frozen=True)

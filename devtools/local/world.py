@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from chalicelib.aws.arn import ACCOUNT_ID, ORG_ID, REGION
 from chalicelib.errors import RdsvendError
 
 __all__ = [
@@ -38,8 +39,8 @@ __all__ = [
 #: The world file shipped in the repository.
 DEFAULT_WORLD = Path(__file__).resolve().parents[2] / "policies" / "world.yaml"
 
-_ACCOUNT = re.compile(r"\d{12}")
-_ORG_ID = re.compile(r"o-[a-z0-9]{10}")
+_ACCOUNT = ACCOUNT_ID
+_ORG_ID = ORG_ID
 _NAME = re.compile(r"[\w+=,.@-]{1,64}")
 _DB_ID = re.compile(r"[a-z][a-z0-9-]{0,62}")
 _PG_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
@@ -264,7 +265,7 @@ class _Parser:
                            {"version", "region", "organization", "accounts", "service", "callers"})
         if top["version"] != 1:
             raise self.fail(f"unsupported version '{top['version']}'", "version")
-        region = self.string(top["region"], "region", re.compile(r"[a-z]{2}(-[a-z]+)+-\d"))
+        region = self.string(top["region"], "region", REGION)
         accounts = self.accounts(top["accounts"])
         org = self.organization(top["organization"], accounts)
         svc = self.mapping(top["service"], "service", {"account", "execution_role", "signer_role"},
