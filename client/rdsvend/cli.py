@@ -84,7 +84,9 @@ def _cmd_token(args: argparse.Namespace) -> None:
     elif args.format == "json":
         print(json.dumps(vended.to_body(), indent=2))
     elif args.format == "dsn":
-        print(conninfo(vended))
+        from rdsvend.mysql import is_mysql_family, mysql_url
+
+        print(mysql_url(vended) if is_mysql_family(vended.engine) else conninfo(vended))
     else:
         for name, value in libpq_env(vended).items():
             print(f"export {name}={shlex.quote(value)}")
@@ -207,7 +209,7 @@ def build_parser(operator_commands: Sequence[str] = ()) -> argparse.ArgumentPars
     token.add_argument(
         "--format", choices=_FORMATS, default="token",
         help="token: the token only; json: the whole answer; dsn: a libpq connection string "
-        "with the password; env: export lines for a shell (default: token)",
+        "(MySQL family: a mysql:// URL) with the password; env: export lines for a shell (default: token)",
     )
     command("passexec", "print only the token (for pgAdmin's passexec_cmd)", _cmd_passexec)
     pgpass = command("pgpass", "write or refresh the line for DB_USER on DATABASE in a pgpass file", _cmd_pgpass)

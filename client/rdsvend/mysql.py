@@ -34,7 +34,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from rdsvend.tokens import TokenClient
 
 __all__ = ["MYSQL_FAMILY", "MYSQL_CLIENTS", "MysqlOptionError", "is_mysql_family", "pymysql_params", "connect",
-           "option_file_text", "client_flavour", "mysql_command"]
+           "option_file_text", "client_flavour", "mysql_command", "mysql_url"]
 
 MYSQL_FAMILY = frozenset({"mysql", "mariadb"})
 #: Programs that take ``--defaults-extra-file`` as their first option.
@@ -161,3 +161,15 @@ def mysql_command(command: Sequence[str], vended: VendedToken,
         yield argv, env
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def mysql_url(vended: VendedToken) -> str:
+    """``mysql://USER:TOKEN@HOST:PORT/DBNAME?ssl-mode=VERIFY_IDENTITY`` (every part percent-encoded):
+    the ``dsn`` with the password, for tools that take a URL. It holds the token: keep it out of
+    command lines and logs."""
+    from urllib.parse import quote
+
+    host = f"[{vended.host}]" if ":" in vended.host else vended.host
+    path = "/" + quote(vended.dbname, safe="") if vended.dbname else "/"
+    return (f"mysql://{quote(vended.db_user, safe='')}:{quote(vended.token, safe='')}@{host}:{int(vended.port)}"
+            f"{path}?ssl-mode=VERIFY_IDENTITY")

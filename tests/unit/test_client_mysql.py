@@ -128,3 +128,15 @@ def test_vended_token_keeps_auth_plugin_and_hides_the_token():
     again = VendedToken.from_body(body, 0.0)
     assert again.auth_plugin == "mysql_clear_password"
     assert TOKEN not in repr(again)
+
+
+def test_mysql_url_holds_the_token_percent_encoded():
+    from urllib.parse import unquote, urlsplit
+
+    from rdsvend.mysql import mysql_url
+
+    url = mysql_url(vended(user="a@b:c", dbname="d/e?"))
+    parts = urlsplit(url)
+    assert (parts.hostname, parts.port, parts.query) == ("db.example", 3306, "ssl-mode=VERIFY_IDENTITY")
+    assert unquote(parts.username) == "a@b:c" and unquote(parts.password) == TOKEN
+    assert unquote(parts.path[1:]) == "d/e?"
