@@ -27,16 +27,23 @@ TargetFn = Callable[[Database, DbUser, Deadline, TargetRun], TargetReport]
 
 
 class _OncePerRun:
-    """One Describe call per (region, kind, identifier) per run, however many users share it."""
+    """One Describe call per (account, region, kind, identifier) per run, however many users
+    share it (the same identifier in two accounts is two resources)."""
 
     def __init__(self, inner: Any) -> None:
         self._inner = inner
         self._lock = threading.Lock()
-        self._locks: dict[tuple[str, str, str], threading.Lock] = {}
-        self._answers: dict[tuple[str, str, str], tuple[bool, Any]] = {}
+        self._locks: dict[tuple[str, ...], threading.Lock] = {}
+        self._answers: dict[tuple[str, ...], tuple[bool, Any]] = {}
+
+    def searched(self, database: Database) -> Any:
+        """Where the inner facts looked (see :meth:`RdsFacts.searched`)."""
+        where = getattr(self._inner, "searched", None)
+        return where(database) if where is not None else None
 
     def describe(self, database: Database) -> Any:
-        key = (database.region, database.kind, database.identifier)
+        key = (database.account or "", database.reader_role or "", database.region, database.kind,
+               database.identifier)
         with self._lock:
             lock = self._locks.setdefault(key, threading.Lock())
         with lock:

@@ -230,6 +230,9 @@ def test_doctor_with_keys_of_another_account_names_the_account_it_searched(org, 
     account = org["account"]
     result = _cli("doctor", "ledger", "ledger_app", "--policy", str(_write(tmp_path, _text(account))))
     assert result.exit_code == 1
-    assert (f"instance 'ledger-prod' in {REGION} was not found (searched account {SERVICE} as "
-            f"arn:aws:sts::{SERVICE}:user/moto; the database is declared in account {account})") in result.output
-    assert "does not exist" not in result.output
+    words = " ".join(result.output.split())  # doctor wraps its explanations
+    assert (f"FAIL rds.found: instance 'ledger-prod' in {REGION} was not found (searched account {SERVICE} as "
+            f"arn:aws:sts::{SERVICE}:user/moto; the database is declared in account {account})") in words
+    assert (f"Fix: run with credentials that can read account {account} (the operator's: locally, rdsvend local "
+            "env --as operator), or set reader_role") in words
+    assert "does not exist" not in words
