@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 FUNCTION_NAME = "rdsvend-local-vend"
 #: Lambda's limit for a synchronous invocation's request payload.
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
+#: An oversized body up to this size is read and dropped before the 413 (beyond: the connection is cut).
+_DRAIN_LIMIT = 4 * MAX_PAYLOAD_BYTES
 _PATH_PREFIX = "/2015-03-31/functions/"
 _PATH_SUFFIX = "/invocations"
 
@@ -245,6 +247,12 @@ def _handler_for(server: LambdaInvokeServer) -> type[BaseHTTPRequestHandler]:
                 return
             if size > MAX_PAYLOAD_BYTES or size < 0:
                 self.close_connection = True
+                if 0 < size <= _DRAIN_LIMIT:  # read it, so that the client gets the answer, not a reset
+                    while size > 0:
+                        chunk = self.rfile.read(min(size, 1 << 20))
+                        if not chunk:
+                            break
+                        size -= len(chunk)
                 self._send(_error(413, "RequestTooLargeException",
                                   f"Request must be smaller than {MAX_PAYLOAD_BYTES} bytes for the "
                                   "InvokeFunction operation"))

@@ -114,6 +114,9 @@ class StackServer:
 
         self._moto = MotoServer()
         moto_url = self._moto.start()
+        from devtools.local.sts_auth import StsSignatureCheck
+
+        self._moto.wrap(lambda app: StsSignatureCheck(app, MotoSecretLookup()))  # STS checks signatures
         self._save(ports=[*self._state["ports"], _port_of(moto_url)])
 
         self._ldap = LdapResponder(self._check_login).start()

@@ -1,0 +1,94 @@
+"""The local AWS's STS checks signatures, as AWS STS does.
+
+moto answers an STS request for whichever access key id its ``Authorization`` header names,
+without checking the signature. For most of the local stack that does not matter, but a
+direct invoke's identity proof *is* a signed ``sts:GetCallerIdentity`` request: rdsvend
+trusts STS's answer because only STS can check the signature. :class:`StsSignatureCheck`
+wraps the moto server's WSGI app and verifies every header-signed STS request with the local
+SigV4 verifier (:mod:`devtools.local.sigv4`, the gateway's) against the local AWS's keys and
+session credentials, answering a refusal the way STS does (403, ``SignatureDoesNotMatch`` /
+``InvalidClientTokenId`` / ``ExpiredToken``, in STS's XML error shape).
+
+Requests that act through moto's ``x-moto-account-id`` header (the stack's own seeding, as
+the management account, which has no IAM user to sign as) are passed through unchanged.
+"""
+from __future__ import annotations
+
+import io
+import logging
+import re
+import uuid
+from collections.abc import Callable, Iterable
+from datetime import timedelta
+from typing import Any
+from xml.sax.saxutils import escape
+
+from chalicelib.clock import SYSTEM_CLOCK, Clock
+from devtools.local.sigv4 import SecretLookup, SignatureError, verify_header_signed
+
+__all__ = ["StsSignatureCheck", "MAX_SKEW"]
+
+log = logging.getLogger(__name__)
+
+#: AWS accepts a signing time up to 15 minutes away from its own clock.
+MAX_SKEW = timedelta(minutes=15)
+_STS_SCOPE = re.compile(r"Credential=[^/,\s]+/\d{8}/[^/]+/sts/aws4_request")
+_MAX_BODY = 64 * 1024
+_BAD_SIGNATURE = ("The request signature we calculated does not match the signature you provided. Check your AWS "
+                  "Secret Access Key and signing method. Consult the service documentation for details.")
+
+
+def _error(start_response: Callable[..., Any], code: str, message: str, status: str = "403 Forbidden") -> list[bytes]:
+    body = (f'<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error><Type>Sender</Type>'
+            f"<Code>{code}</Code><Message>{escape(message)}</Message></Error>"
+            f"<RequestId>{uuid.uuid4()}</RequestId></ErrorResponse>").encode()
+    start_response(status, [("Content-Type", "text/xml"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+class StsSignatureCheck:
+    """WSGI middleware: header-signed STS requests must carry a valid signature."""
+
+    def __init__(self, app: Any, lookup: SecretLookup, *, clock: Clock = SYSTEM_CLOCK) -> None:
+        self.app = app
+        self.lookup = lookup
+        self.clock = clock
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        authorization = environ.get("HTTP_AUTHORIZATION", "")
+        if not _STS_SCOPE.search(authorization) or "HTTP_X_MOTO_ACCOUNT_ID" in environ:
+            return self.app(environ, start_response)
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            return _error(start_response, "InvalidRequest", "invalid Content-Length", "400 Bad Request")
+        if length < 0 or length > _MAX_BODY:
+            return _error(start_response, "InvalidRequest", "request body too large", "400 Bad Request")
+        body = environ["wsgi.input"].read(length) if length else b""
+        environ["wsgi.input"] = io.BytesIO(body)
+        headers = {key[5:].replace("_", "-").lower(): value for key, value in environ.items()
+                   if key.startswith("HTTP_")}
+        if environ.get("CONTENT_TYPE"):
+            headers["content-type"] = environ["CONTENT_TYPE"]
+        if environ.get("CONTENT_LENGTH"):
+            headers["content-length"] = environ["CONTENT_LENGTH"]
+        raw_path = environ.get("RAW_URI") or environ.get("REQUEST_URI") or environ.get("PATH_INFO", "/")
+        query = environ.get("QUERY_STRING", "")
+        if query and "?" not in raw_path:
+            raw_path = f"{raw_path}?{query}"
+        url = f"http://{headers.get('host', '')}{raw_path}"
+        try:
+            verify_header_signed(environ.get("REQUEST_METHOD", "POST"), url, headers, body, service="sts",
+                                 lookup=self.lookup, now=self.clock.now(), max_skew=MAX_SKEW)
+        except SignatureError as exc:
+            log.info("local sts refused a request: %s", exc.reason)
+            if exc.reason in ("unknown_key", "bad_session_token"):
+                return _error(start_response, "InvalidClientTokenId",
+                              "The security token included in the request is invalid.")
+            if exc.reason == "stale":
+                return _error(start_response, "SignatureDoesNotMatch", "Signature expired")
+            if exc.reason in ("missing", "malformed"):
+                return _error(start_response, "IncompleteSignature", "The request signature is incomplete",
+                              "400 Bad Request")
+            return _error(start_response, "SignatureDoesNotMatch", _BAD_SIGNATURE)
+        return self.app(environ, start_response)
