@@ -138,6 +138,8 @@ class LiveConnectEvaluator:
 
     def _ou_name(self, ou_id: str) -> str | None:
         def compute() -> str | None:
+            if self._org is None:
+                return None
             try:
                 return self._org.describe_organizational_unit(OrganizationalUnitId=ou_id)[
                     "OrganizationalUnit"].get("Name")

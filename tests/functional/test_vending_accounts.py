@@ -83,10 +83,16 @@ class Recorder:
         self.session = session or boto3.Session()
         self.calls: list[str] = []
         self.assumed: list[dict] = []
+        self.secrets: list[str] = []  # what STS handed out: must never reach a log line
         self.session.events.register("before-call", self._count)
+        self.session.events.register("after-call.sts.AssumeRole", self._keep_secrets)
         self.session.events.register("provide-client-params.sts.AssumeRole",
                                      lambda params, **_: self.assumed.append(dict(params)))
         self.factory = ClientFactory(session_factory=lambda: self.session)
+
+    def _keep_secrets(self, parsed, **_):
+        creds = parsed.get("Credentials") or {}
+        self.secrets += [creds[k] for k in ("SecretAccessKey", "SessionToken") if creds.get(k)]
 
     def _count(self, model, **_):
         self.calls.append(f"{model.service_model.service_name}:{model.name}")
@@ -156,7 +162,10 @@ def test_foreign_database_is_resolved_through_its_reader_role(world, vend, monke
     status, _, _ = vend(policy(f"reader_role: {READER}"), recorder)
     assert status == 200 and describes == ["DescribeDBInstances", "DescribeDBInstances"]  # new service, new cache
     out = capfd.readouterr()
-    assert body["token"] not in out.out + out.err
+    logs = out.out + out.err
+    assert body["token"] not in logs
+    assert len(recorder.secrets) >= 4  # reader and signer, both vends
+    assert not [secret for secret in recorder.secrets if secret in logs]
 
 
 def test_resolver_caches_the_reader_session_and_the_answer(world):
