@@ -185,16 +185,16 @@ class PyMysqlConnector:
         import pymysql
 
         timeout = max(2, int(params.connect_timeout))
+        # No hostaddr here: PyMySQL checks the certificate against the host it dials, and the
+        # name on the certificate is what VERIFY_IDENTITY is about.
         kwargs: dict[str, Any] = {
-            "host": params.hostaddr or params.host, "port": params.port, "user": params.user,
+            "host": params.host, "port": params.port, "user": params.user,
             "password": params.password, "ssl": _tls_context(params.sslrootcert),
             "connect_timeout": timeout, "read_timeout": timeout, "write_timeout": timeout,
             "autocommit": True, "program_name": params.application_name,
         }
         if params.dbname:
             kwargs["database"] = params.dbname
-        if params.hostaddr:
-            kwargs["ssl"].check_hostname = False  # pragma: no cover - a tunnel; the name is checked below
         try:
             conn = pymysql.connect(**kwargs)
         except (pymysql.MySQLError, OSError) as exc:

@@ -330,7 +330,11 @@ class _Conn:
         front = self.front
         denied = _Refused(1045, "28000", f"Access denied for user '{login.user}'@'{self.peer}' "
                           "(using password: YES)", "")
-        plugins = front.plugins(login.user)
+        try:
+            plugins = front.plugins(login.user)
+        except Exception as exc:  # noqa: BLE001 - cannot tell who this is: refuse
+            denied.reason = f"could_not_check:{type(exc).__name__}"
+            raise denied from None
         if plugins is not None and IAM_PLUGIN in plugins:
             if not front.iam_enabled():
                 raise _Refused(1524, "HY000", f"Plugin '{IAM_PLUGIN}' is not loaded", "iam_auth_disabled")

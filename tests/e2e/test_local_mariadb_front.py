@@ -183,3 +183,16 @@ def test_the_backend_is_not_reachable_over_tcp(front):
     assert oct(os.stat(sock_path.parent).st_mode & 0o777) == "0o700"
     cmdline = open(f"/proc/{front.pid}/cmdline", "rb").read().split(b"\0")
     assert b"--skip-networking" in cmdline
+
+
+def test_a_login_whose_user_cannot_be_looked_up_is_refused(front, caplog, monkeypatch):
+    caplog.set_level("INFO")
+
+    def broken(user):
+        raise OSError("backend gone")
+
+    monkeypatch.setattr(front.front, "plugins", broken)
+    with pytest.raises(pymysql.err.OperationalError) as err:
+        front.connect(USER, token(front))
+    assert err.value.args[0] == 1045
+    assert "reason=could_not_check:OSError" in caplog.text
