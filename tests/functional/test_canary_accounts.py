@@ -236,3 +236,30 @@ def test_doctor_with_keys_of_another_account_names_the_account_it_searched(org, 
     assert (f"Fix: run with credentials that can read account {account} (the operator's: locally, rdsvend local "
             "env --as operator), or set reader_role") in words
     assert "does not exist" not in words
+
+
+def test_rds_access_denied_names_the_principal_and_account_that_were_refused(org, monkeypatch):
+    """moto's IAM enforcement: the canary's own user may call STS but not RDS."""
+    from moto.core import set_initial_no_auth_action_count
+
+    iam = org["session"].client("iam")
+    iam.create_user(UserName="alice")
+    iam.put_user_policy(UserName="alice", PolicyName="sts-only", PolicyDocument=json.dumps({
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "sts:GetCallerIdentity", "Resource": "*"}]}))
+    keys = iam.create_access_key(UserName="alice")["AccessKey"]
+    alice = boto3.session.Session(aws_access_key_id=keys["AccessKeyId"], aws_secret_access_key=keys["SecretAccessKey"],
+                                  region_name=REGION)
+    account = org["account"]
+
+    @set_initial_no_auth_action_count(0)
+    def enforced():
+        return run({**org, "session": alice}, policy(account))
+
+    found = enforced()["rds.found"]
+    assert found.status == "error"
+    assert "AccessDenied" in found.message
+    assert (f"(searched account {SERVICE} as arn:aws:iam::{SERVICE}:user/alice; the database is declared in "
+            f"account {account})") in found.message
+    assert found.fix.startswith(f"run with credentials that can read account {account}")
+    assert keys["SecretAccessKey"] not in found.message + found.fix
