@@ -72,23 +72,19 @@ class AccountReaders:
                 vantage = None
         return SearchedAs(vantage or self.own(), database.account)
 
-    def _database_for_account(self, account: str) -> Database | None:
-        return self._by_account.get(account)
-
     def iam_for(self, principal_account: str) -> tuple[Any, SearchedAs]:
-        """An IAM client that reads ``principal_account`` (through a reader role of a database in
-        that account when the canary is elsewhere) and where it looks."""
-        own = self.own()
-        db = self._database_for_account(principal_account)
-        if db is not None and (own is None or own.account != principal_account or db.reader_role_explicit):
-            role = self.role_for(db) if own is not None else db.reader_role
-            if role is not None:
-                try:
-                    client = self._sessions.clients(role)("iam", None)
-                    return client, SearchedAs(self._sessions.vantage(role), principal_account, "the signer role")
-                except ReaderRoleError as exc:
-                    raise ProbeError(str(exc), service="sts", code=exc.code) from None
-        return self._clients.client("iam"), SearchedAs(own, principal_account, "the signer role")
+        """An IAM client that reads ``principal_account`` (a signer role's account) and where it
+        looks: through the reader role of a database in that account when one applies (see
+        :meth:`role_for`), else with the canary's own credentials."""
+        db = self._by_account.get(principal_account)
+        role = self.role_for(db) if db is not None else None
+        if role is None:
+            return self._clients.client("iam"), SearchedAs(self.own(), principal_account, "the signer role")
+        try:
+            client = self._sessions.clients(role)("iam", None)
+            return client, SearchedAs(self._sessions.vantage(role), principal_account, "the signer role")
+        except ReaderRoleError as exc:
+            raise ProbeError(str(exc), service="sts", code=exc.code) from None
 
 
 def _plain_clients(session: Any) -> Callable[..., Any]:
