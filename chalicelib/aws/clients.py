@@ -1,6 +1,9 @@
-"""One lazily created boto3 client per (service, region), with bounded retries and timeouts.
+"""The one client factory: a lazily created boto3 client per (service, region), with
+bounded retries and timeouts.
 
-``AWS_ENDPOINT_URL`` (boto3's own setting) points every client at the local stack.
+The vending function uses :data:`CLIENT_CONFIG`; the canary and the operator commands build
+theirs with shorter timeouts (:class:`chalicelib.canary.aws.AwsClients`). ``AWS_ENDPOINT_URL``
+(boto3's own setting) or ``endpoint_url`` points every client at the local stack.
 """
 from __future__ import annotations
 
@@ -21,14 +24,31 @@ CLIENT_CONFIG: dict[str, Any] = {
 
 
 class ClientFactory:
-    def __init__(self, session_factory: Callable[[], Any] | None = None) -> None:
+    """``factory(service, region)`` (or ``factory.client(service, region)``): one client each,
+    created on first use from one boto3 session, never at import.
+
+    - ``session_factory`` / ``session``: where the session comes from (default: a new
+      ``boto3.session.Session()``);
+    - ``config``: botocore ``Config`` arguments (default :data:`CLIENT_CONFIG`), copied per client;
+    - ``endpoint_url``: one endpoint for every service (the local stack, a dead port in a test);
+    - ``default_region``: for calls that name none; ``fallback_region`` when the session has
+      no region either.
+    """
+
+    def __init__(self, session_factory: Callable[[], Any] | None = None, *, session: Any = None,
+                 config: dict[str, Any] | None = None, endpoint_url: str | None = None,
+                 default_region: str | None = None, fallback_region: str | None = None) -> None:
         self._session_factory = session_factory
-        self._session: Any = None
+        self._session: Any = session
+        self._config = CLIENT_CONFIG if config is None else config
+        self._endpoint_url = endpoint_url
+        self._default_region = default_region
+        self._fallback_region = fallback_region
         self._clients: dict[tuple[str, str | None], Any] = {}
         self._lock = threading.Lock()
 
     def __call__(self, service: str, region: str | None = None) -> Any:
-        key = (service, region)
+        key = (service, region or self._default_region)
         client = self._clients.get(key)
         if client is not None:
             return client
@@ -40,10 +60,19 @@ class ClientFactory:
 
                 if self._session is None:
                     self._session = (self._session_factory or boto3.session.Session)()
-                config = Config(**copy.deepcopy(CLIENT_CONFIG))
-                client = self._session.client(service, region_name=region, config=config)
+                kwargs: dict[str, Any] = {"config": Config(**copy.deepcopy(self._config))}
+                region_name = key[1]
+                if region_name is None and self._fallback_region and self._session.region_name is None:
+                    region_name = self._fallback_region
+                kwargs["region_name"] = region_name
+                if self._endpoint_url:
+                    kwargs["endpoint_url"] = self._endpoint_url
+                client = self._session.client(service, **kwargs)
                 self._clients[key] = client
             return client
+
+    def client(self, service: str, region: str | None = None) -> Any:
+        return self(service, region)
 
 
 _default: ClientFactory | None = None

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from chalicelib.aws.errors import aws_error
+from chalicelib.aws.rds_resource import RdsResource, describe_resource, resource_from_item
 from chalicelib.aws.reader import CallerVantage, ReaderRoleError, ReaderSessions
 from chalicelib.clock import SYSTEM_CLOCK, Clock
 from chalicelib.errors import RdsvendError, UpstreamUnavailableError
@@ -29,64 +31,10 @@ class DatabaseNotFoundError(RdsvendError):
 
 
 @dataclass(frozen=True)
-class RdsResource:
-    """What RDS says about one instance, cluster or proxy."""
-
-    kind: str
-    identifier: str
-    host: str | None
-    port: int | None
-    resource_id: str | None  # db-..., cluster-... or prx-...
-    status: str | None
-    iam_auth_enabled: bool | None
-    engine: str | None
-    arn: str | None
-    raw: dict[str, Any]
-
-
-@dataclass(frozen=True)
 class Endpoint:
     host: str
     port: int
     resource_id: str | None
-
-
-def describe_resource(client: Any, database: Database) -> RdsResource:
-    """One Describe call for the database's instance, cluster or proxy (raises botocore errors)."""
-    if database.kind == "instance":
-        item = client.describe_db_instances(DBInstanceIdentifier=database.identifier)["DBInstances"][0]
-    elif database.kind == "cluster":
-        item = client.describe_db_clusters(DBClusterIdentifier=database.identifier)["DBClusters"][0]
-    else:
-        item = client.describe_db_proxies(DBProxyName=database.identifier)["DBProxies"][0]
-    return resource_from_item(database.kind, item)
-
-
-def resource_from_item(kind: str, item: dict[str, Any]) -> RdsResource:
-    """An :class:`RdsResource` from one item of a DescribeDBInstances / DescribeDBClusters /
-    DescribeDBProxies answer (``kind``: instance, cluster or proxy)."""
-    if kind == "instance":
-        endpoint = item.get("Endpoint") or {}
-        return RdsResource("instance", item.get("DBInstanceIdentifier", ""), endpoint.get("Address"),
-                           endpoint.get("Port"), item.get("DbiResourceId"), item.get("DBInstanceStatus"),
-                           item.get("IAMDatabaseAuthenticationEnabled"), item.get("Engine"),
-                           item.get("DBInstanceArn"), item)
-    if kind == "cluster":
-        return RdsResource("cluster", item.get("DBClusterIdentifier", ""), item.get("Endpoint"), item.get("Port"),
-                           item.get("DbClusterResourceId"), item.get("Status"),
-                           item.get("IAMDatabaseAuthenticationEnabled"), item.get("Engine"),
-                           item.get("DBClusterArn"), item)
-    arn = item.get("DBProxyArn") or ""
-    last = arn.rsplit(":", 1)[-1]
-    proxy_id = last if last.startswith("prx-") else None
-    auth = item.get("Auth") or []
-    iam = any(a.get("IAMAuth") in ("REQUIRED", "ENABLED") for a in auth) if auth else None
-    return RdsResource("proxy", item.get("DBProxyName", ""), item.get("Endpoint"), None, proxy_id,
-                       item.get("Status"), iam, item.get("EngineFamily"), arn or None, item)
-
-
-_NOT_FOUND = {"DBInstanceNotFound", "DBInstanceNotFoundFault", "DBClusterNotFoundFault",
-              "DBClusterNotFound", "DBProxyNotFoundFault", "DBProxyNotFound"}
 
 
 class EndpointResolver:
@@ -128,15 +76,15 @@ class EndpointResolver:
         """The role RDS is read through for ``database``, None for the service's own credentials."""
         if database.reader_role is None or database.reader_role_explicit:
             return database.reader_role
-        from botocore.exceptions import BotoCoreError, ClientError
-
         try:
             own = self._caller.account()
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "ClientError")
-            raise UpstreamUnavailableError("sts", detail=f"GetCallerIdentity failed: {code}") from None
-        except (BotoCoreError, KeyError, TypeError) as exc:
+        except (KeyError, TypeError) as exc:  # a malformed answer
             raise UpstreamUnavailableError("sts", detail=f"GetCallerIdentity failed: {type(exc).__name__}") from None
+        except Exception as exc:
+            error = aws_error(exc)
+            if error is None:
+                raise
+            raise UpstreamUnavailableError("sts", detail=f"GetCallerIdentity failed: {error.code}") from None
         return database.reader_role_for(own)
 
     def _rds_client(self, database: Database, role: str | None) -> Any:
@@ -154,19 +102,19 @@ class EndpointResolver:
         cached = self._cache.get(key)
         if cached and now - cached[0] < self._ttl:
             return cached[1]
-        from botocore.exceptions import BotoCoreError, ClientError
-
         client = self._rds_client(database, role)
         try:
             resource = describe_resource(client, database)
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            if code in _NOT_FOUND:
+        except (IndexError, KeyError) as exc:  # a malformed answer
+            raise UpstreamUnavailableError("rds", detail=type(exc).__name__) from None
+        except Exception as exc:
+            error = aws_error(exc)
+            if error is None:
+                raise
+            if error.not_found:
                 where = f" (read through '{role}')" if role else ""
                 raise DatabaseNotFoundError(f"rds has no {database.kind} '{database.identifier}'{where}") from None
-            raise UpstreamUnavailableError("rds", detail=code or "ClientError") from None
-        except (BotoCoreError, IndexError, KeyError) as exc:
-            raise UpstreamUnavailableError("rds", detail=type(exc).__name__) from None
+            raise UpstreamUnavailableError("rds", detail=error.code) from None
         with self._lock:
             self._cache[key] = (now, resource)
         return resource

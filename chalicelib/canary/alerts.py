@@ -109,8 +109,6 @@ class DynamoStateStore:
 
     def record(self, key: str, status: str, *, expected: str | None, at: datetime,
                problems: Sequence[str]) -> bool:
-        from botocore.exceptions import ClientError
-
         from chalicelib.canary.aws import probe
 
         item = {"target": {"S": key}, "status": {"S": status}, "changed_at": {"S": at.isoformat()},
@@ -126,8 +124,6 @@ class DynamoStateStore:
         try:
             with probe("dynamodb", "PutItem"):
                 self._client.put_item(**kwargs)
-        except ClientError:  # pragma: no cover - probe() re-raises only not-found codes
-            return False
         except ProbeError as exc:
             if exc.code == "ConditionalCheckFailedException":
                 return False

@@ -13,8 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from botocore.exceptions import ClientError
-
+from chalicelib.aws.errors import aws_error
 from chalicelib.canary.aws import AwsClients, probe
 from chalicelib.canary.checks_db import DbConnectError, RoleFacts
 from chalicelib.canary.checks_rds import RdsResource
@@ -87,8 +86,11 @@ class BotoDirectoryRoleFacts:
             with probe("iam", "ListAttachedRolePolicies"):
                 for page in iam.get_paginator("list_attached_role_policies").paginate(RoleName=role_name):
                     arns.extend(p["PolicyArn"] for p in page.get("AttachedPolicies", []))
-        except ClientError:
-            return None
+        except Exception as exc:
+            error = aws_error(exc)
+            if error is not None and error.not_found:  # probe() lets "no such role" through
+                return None
+            raise
         return DirectoryRole(role_name, tuple(arns), _trusts_rds(role.get("AssumeRolePolicyDocument", {})))
 
 

@@ -6,11 +6,11 @@ verdicts are pure functions of the policy's :class:`Database` and those facts.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, Protocol
 
-from botocore.exceptions import ClientError
-
+from chalicelib.aws.arn import dbuser_arn as _dbuser_arn
+from chalicelib.aws.errors import aws_error
+from chalicelib.aws.rds_resource import DESCRIBE_OPERATION, DomainMembership, RdsResource, describe_resource
 from chalicelib.aws.reader import SearchedAs
 from chalicelib.canary.aws import AwsClients, probe
 from chalicelib.canary.model import CheckResult, errored, failed, passed, skipped, warned
@@ -43,46 +43,11 @@ _JOINED = frozenset({"joined", "kerberos-enabled", "active"})
 _CLI_KIND = {"instance": "db-instance", "cluster": "db-cluster", "proxy": "db-proxy"}
 
 
-@dataclass(frozen=True)
-class DomainMembership:
-    domain: str
-    status: str
-    fqdn: str | None = None
-    iam_role_name: str | None = None
-
-
-@dataclass(frozen=True)
-class RdsResource:
-    """What RDS says about one instance, cluster or proxy."""
-
-    kind: str
-    identifier: str
-    status: str
-    iam_auth_enabled: bool
-    host: str | None
-    port: int | None
-    resource_id: str | None  # DbiResourceId, DbClusterResourceId or the proxy's prx- id
-    arn: str | None
-    engine: str = "postgres"
-    domains: tuple[DomainMembership, ...] = ()
-
-    @property
-    def account(self) -> str | None:
-        parts = (self.arn or "").split(":")
-        return parts[4] if len(parts) > 5 and parts[4] else None
-
-    @property
-    def partition(self) -> str:
-        parts = (self.arn or "").split(":")
-        return parts[1] if len(parts) > 5 and parts[1] else "aws"
-
-
 def dbuser_arn(database: Database, resource: RdsResource, db_user: str) -> str | None:
-    """``arn:aws:rds-db:REGION:ACCOUNT:dbuser:RESOURCE_ID/USER``, or None if RDS did not say."""
+    """``arn:PARTITION:rds-db:REGION:ACCOUNT:dbuser:RESOURCE_ID/USER``, or None if RDS did not say."""
     if not resource.resource_id or not resource.account:
         return None
-    return (f"arn:{resource.partition}:rds-db:{database.region}:{resource.account}:dbuser:"
-            f"{resource.resource_id}/{db_user}")
+    return _dbuser_arn(database.region, resource.account, resource.resource_id, db_user, resource.partition)
 
 
 class RdsFacts(Protocol):
@@ -127,61 +92,16 @@ class BotoRdsFacts:
         else:
             rds = self._clients.client("rds", database.region)
         try:
-            if database.kind == "instance":
-                with probe("rds", "DescribeDBInstances"):
-                    found = rds.describe_db_instances(DBInstanceIdentifier=database.identifier)
-                return _instance(found["DBInstances"][0]) if found.get("DBInstances") else None
-            if database.kind == "cluster":
-                with probe("rds", "DescribeDBClusters"):
-                    found = rds.describe_db_clusters(DBClusterIdentifier=database.identifier)
-                return _cluster(found["DBClusters"][0]) if found.get("DBClusters") else None
-            with probe("rds", "DescribeDBProxies"):
-                found = rds.describe_db_proxies(DBProxyName=database.identifier)
-            return _proxy(found["DBProxies"][0], database) if found.get("DBProxies") else None
-        except ClientError:  # one of the not-found codes probe() lets through
+            with probe("rds", DESCRIBE_OPERATION[database.kind]):
+                return describe_resource(rds, database)
+        except (IndexError, KeyError):  # an answer without items
             return None
+        except Exception as exc:
+            error = aws_error(exc)
+            if error is not None and error.not_found:  # probe() lets "no such database" through
+                return None
+            raise
 
-
-def _domains(raw: Any) -> tuple[DomainMembership, ...]:
-    return tuple(
-        DomainMembership(domain=str(d.get("Domain", "")), status=str(d.get("Status", "")),
-                         fqdn=d.get("FQDN"), iam_role_name=d.get("IAMRoleName"))
-        for d in raw or () if isinstance(d, Mapping)
-    )
-
-
-def _instance(raw: Mapping[str, Any]) -> RdsResource:
-    endpoint = raw.get("Endpoint") or {}
-    return RdsResource(
-        kind="instance", identifier=raw["DBInstanceIdentifier"],
-        status=str(raw.get("DBInstanceStatus", "unknown")),
-        iam_auth_enabled=bool(raw.get("IAMDatabaseAuthenticationEnabled", False)),
-        host=endpoint.get("Address"), port=endpoint.get("Port"),
-        resource_id=raw.get("DbiResourceId"), arn=raw.get("DBInstanceArn"),
-        engine=str(raw.get("Engine", "")), domains=_domains(raw.get("DomainMemberships")),
-    )
-
-
-def _cluster(raw: Mapping[str, Any]) -> RdsResource:
-    return RdsResource(
-        kind="cluster", identifier=raw["DBClusterIdentifier"], status=str(raw.get("Status", "unknown")),
-        iam_auth_enabled=bool(raw.get("IAMDatabaseAuthenticationEnabled", False)),
-        host=raw.get("Endpoint"), port=raw.get("Port"),
-        resource_id=raw.get("DbClusterResourceId"), arn=raw.get("DBClusterArn"),
-        engine=str(raw.get("Engine", "")), domains=_domains(raw.get("DomainMemberships")),
-    )
-
-
-def _proxy(raw: Mapping[str, Any], database: Database) -> RdsResource:
-    arn = raw.get("DBProxyArn")
-    resource_id = arn.rsplit(":", 1)[-1] if isinstance(arn, str) and ":db-proxy:" in arn else None
-    auth = raw.get("Auth") or []
-    iam = any(str(a.get("IAMAuth", "DISABLED")).upper() in ("REQUIRED", "ENABLED") for a in auth)
-    return RdsResource(
-        kind="proxy", identifier=raw["DBProxyName"], status=str(raw.get("Status", "unknown")),
-        iam_auth_enabled=iam, host=raw.get("Endpoint"), port=database.default_port,
-        resource_id=resource_id, arn=arn, engine=str(raw.get("EngineFamily", "")).lower(),
-    )
 
 
 # ----------------------------------------------------------------------------------- verdicts
