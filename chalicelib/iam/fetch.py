@@ -24,8 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import unquote
 
-from botocore.exceptions import BotoCoreError, ClientError
-
+from chalicelib.aws.errors import aws_error
 from chalicelib.errors import IamFetchError
 from chalicelib.iam.model import PolicyDocument, parse_policy
 
@@ -81,15 +80,26 @@ def principal_ref(principal_arn: str) -> tuple[Literal["role", "user"], str, str
     return kind, rest.rsplit("/", 1)[-1], m["account"], None  # type: ignore[return-value]
 
 
+def _fetch_error(service: str, op: str, exc: Exception) -> IamFetchError | None:
+    """The :class:`IamFetchError` for an AWS failure (None: not one). ``code`` is the service's
+    error code; a call that got no answer (connection, credentials) has none."""
+    error = aws_error(exc)
+    if error is None:
+        return None
+    if error.kind == "no_answer":
+        return IamFetchError(f"{service} {op} failed: {error.code}", service=service)
+    return IamFetchError(f"{service} {op} failed: {error.code}: {error.message}"[:300], service=service,
+                         code=error.code)
+
+
 def _call(service: str, op: str, fn: Callable[..., dict[str, Any]], **kwargs: Any) -> dict[str, Any]:
     try:
         return fn(**kwargs)
-    except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "Unknown")
-        message = exc.response.get("Error", {}).get("Message", "")
-        raise IamFetchError(f"{service} {op} failed: {code}: {message}"[:300], service=service, code=code) from exc
-    except BotoCoreError as exc:
-        raise IamFetchError(f"{service} {op} failed: {type(exc).__name__}", service=service) from exc
+    except Exception as exc:
+        failure = _fetch_error(service, op, exc)
+        if failure is None:
+            raise
+        raise failure from exc
 
 
 def _pages(service: str, client: Any, op: str, key: str, **kwargs: Any) -> list[Any]:
@@ -98,12 +108,11 @@ def _pages(service: str, client: Any, op: str, key: str, **kwargs: Any) -> list[
         paginator = client.get_paginator(op)
         for page in paginator.paginate(**kwargs):
             items.extend(page.get(key, []))
-    except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "Unknown")
-        message = exc.response.get("Error", {}).get("Message", "")
-        raise IamFetchError(f"{service} {op} failed: {code}: {message}"[:300], service=service, code=code) from exc
-    except BotoCoreError as exc:
-        raise IamFetchError(f"{service} {op} failed: {type(exc).__name__}", service=service) from exc
+    except Exception as exc:
+        failure = _fetch_error(service, op, exc)
+        if failure is None:
+            raise
+        raise failure from exc
     return items
 
 
@@ -187,15 +196,15 @@ def fetch_scp_chain(org: Any, account_id: str) -> ScpChain | None:
     """The SCP levels over ``account_id``, root first; ``None`` when SCPs do not apply."""
     try:
         organization = org.describe_organization()["Organization"]
-    except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "Unknown")
-        if code == "AWSOrganizationsNotInUseException":
+    except Exception as exc:
+        error = aws_error(exc)
+        if error is None:
+            raise
+        if error.code == "AWSOrganizationsNotInUseException":
             return None
-        message = f"organizations DescribeOrganization failed: {code}"
-        raise IamFetchError(message, service="organizations", code=code) from exc
-    except BotoCoreError as exc:
-        message = f"organizations DescribeOrganization failed: {type(exc).__name__}"
-        raise IamFetchError(message, service="organizations") from exc
+        code = "" if error.kind == "no_answer" else error.code
+        raise IamFetchError(f"organizations DescribeOrganization failed: {error.code}", service="organizations",
+                            code=code) from exc
     if organization.get("FeatureSet") == "CONSOLIDATED_BILLING":
         return None
     management = organization.get("MasterAccountId") == account_id

@@ -20,6 +20,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from chalicelib.aws.errors import aws_error
+from chalicelib.aws.rds_resource import describe_resource
 from chalicelib.errors import IamFetchError
 from chalicelib.iam.rdsdb import CONNECT_ACTION, dbuser_arn, is_resource_id
 from chalicelib.policy.model import AccessPolicy, Database
@@ -65,22 +67,20 @@ def resolve_database(database: Database, client: Any,
 
     ``searched()``, asked only when RDS cannot show the resource, says where the read looked
     (:class:`chalicelib.aws.reader.SearchedAs`)."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    from chalicelib.aws.rds import describe_resource
-
     try:
         resource = describe_resource(client, database)
-    except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "Unknown")
-        where = searched() if searched is not None else None
-        detail = f"; {where}" if where is not None else ""
-        advice = f": {where.advice}" if where is not None and getattr(where, "advice", None) else ""
-        raise IamFetchError(
-            f"database '{database.name}': rds has no {database.kind} '{database.identifier}' ({code}{detail}){advice}",
-            service="rds", code=code,
-        ) from exc
-    except (BotoCoreError, IndexError, KeyError) as exc:
+    except Exception as exc:
+        error = aws_error(exc)
+        if error is not None and error.kind != "no_answer":
+            where = searched() if searched is not None else None
+            detail = f"; {where}" if where is not None else ""
+            advice = f": {where.advice}" if where is not None and getattr(where, "advice", None) else ""
+            raise IamFetchError(
+                f"database '{database.name}': rds has no {database.kind} '{database.identifier}' "
+                f"({error.code}{detail}){advice}", service="rds", code=error.code,
+            ) from exc
+        if error is None and not isinstance(exc, (IndexError, KeyError)):  # those: a malformed answer
+            raise
         raise IamFetchError(
             f"database '{database.name}': cannot describe {database.kind} '{database.identifier}' "
             f"({type(exc).__name__})", service="rds",

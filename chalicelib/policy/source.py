@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+from chalicelib.aws.errors import aws_error
 from chalicelib.clock import SYSTEM_CLOCK, Clock
 from chalicelib.decision import PolicyIndex
 from chalicelib.errors import PolicyLoadError, PolicyUnavailableError
@@ -106,17 +107,17 @@ class SsmPolicySource:
             return self._index
 
     def _fetch(self) -> AccessPolicy:
-        from botocore.exceptions import BotoCoreError, ClientError
-
         source = f"ssm:{self.parameter}"
         try:
             answer = self._client_factory().get_parameter(Name=self.parameter, WithDecryption=True)
             text = answer["Parameter"]["Value"]
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "ClientError")
-            raise PolicyUnavailableError(f"cannot read {source}: {code}") from None
-        except (BotoCoreError, KeyError, TypeError) as exc:
+        except (KeyError, TypeError) as exc:  # a malformed answer
             raise PolicyUnavailableError(f"cannot read {source}: {type(exc).__name__}") from None
+        except Exception as exc:
+            error = aws_error(exc)
+            if error is None:
+                raise
+            raise PolicyUnavailableError(f"cannot read {source}: {error.code}") from None
         return load_policy_text(text, source=source, service_account=self.service_account)
 
 
