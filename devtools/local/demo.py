@@ -118,6 +118,12 @@ def step_denied(demo: Demo) -> None:
     raise DemoFailed("the denied caller was given a token")
 
 
+def step_org(demo: Demo) -> None:
+    from devtools.local.demo_org import org_step
+
+    org_step(demo, say, DemoFailed)
+
+
 def step_mysql(demo: Demo) -> None:
     from devtools.local.demo_mysql import mysql_step
 
@@ -141,7 +147,8 @@ def step_broken_scp(demo: Demo) -> None:
 
 #: The narrated steps, in order. Later helpers add or replace entries (see the HOOKs above).
 STEPS: list[Callable[[Demo], None]] = [
-    step_whoami, step_databases, step_vend, step_connect, step_mysql, step_denied, step_canary, step_broken_scp,
+    step_whoami, step_databases, step_vend, step_connect, step_mysql, step_org, step_denied, step_canary,
+    step_broken_scp,
 ]
 
 
@@ -151,8 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     say("rdsvend demo: short-lived RDS IAM database tokens, vended by policy, on this machine only.")
     say("Starting the local stack: moto as AWS (an organization, a member account with the service and "
-        "its database, a workloads account with two callers), an RDS-shaped PostgreSQL with TLS, and the "
-        "API behind a SigV4-checking gateway ...")
+        "its database, a workloads account with two callers, a data account with a second database), "
+        "RDS-shaped databases with TLS, and the API behind a SigV4-checking gateway ...")
     stack = LocalStack(REPO_ROOT / ".rdsvend" / "demo")
     status = 0
     try:

@@ -34,25 +34,37 @@ def canary_step(demo: Any, say: Callable[..., None], failed: type[Exception]) ->
     say(render_table(report.targets), 3)
     say(summary_line(report.summary), 3)
     app = next(t for t in report.targets if t.db_user == DB_USER)
-    if app.status != "pass":
-        raise failed(f"the canary says {app.key} is {app.status}")
     latency = app.check("db.connect").details.get("latency_ms")
-    say(f"{app.key}: every check passes; the login took {latency} ms.", 3)
-    for target in report.targets:
-        if target.status not in ("pass", "warn"):
-            first = target.problems[0]
-            say(f"{target.key} is {target.status}: {first.message}. (The local world declares a Kerberos "
-                "user on an instance joined to no directory; the canary says so.)", 3)
+    not_green = [t for t in report.targets if t.status not in ("pass", "warn")]
+    if not_green:
+        first = not_green[0]
+        raise failed(f"the baseline is not green before anything is broken: {first.key} is {first.status} "
+                     f"({first.problems[0].id}: {first.problems[0].message})")
+    accounts = sorted({str(info.databases[db.identifier]["account"]) for db in policy.databases.values()
+                       if db.identifier in info.databases})
+    say(f"All green before anything is broken: {len(report.targets)} targets in accounts {', '.join(accounts)}, "
+        f"the Kerberos user's instance joined to its directory; {app.key}'s login took {latency} ms.", 3)
+    operator = _rdsvend(info.env("operator"), "canary")
+    summary = operator.stdout.strip().splitlines()[-1] if operator.stdout.strip() else operator.stderr.strip()
+    if operator.returncode != 0:
+        raise failed(f"the operator's rdsvend canary exits {operator.returncode}: {summary}")
+    say("An operator at a terminal sees the same: eval \"$(rdsvend local env --as operator)\"; rdsvend canary "
+        f"-> exit 0, {summary}", 3)
 
 
-def _doctor(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def _rdsvend(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """``rdsvend ARGS`` in a shell with ``env`` exported (as after ``eval "$(rdsvend local env)"``)."""
     from devtools.local.stack import REPO_ROOT
 
     full = {k: v for k, v in os.environ.items() if k not in ("AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN",
                                                               "AWS_PROFILE")}
     full.update(env)
-    return subprocess.run([sys.executable, "-m", "rdsvend.cli", "doctor", DATABASE, DB_USER],
+    return subprocess.run([sys.executable, "-m", "rdsvend.cli", *args],
                           cwd=REPO_ROOT, env=full, capture_output=True, text=True, timeout=120)
+
+
+def _doctor(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return _rdsvend(env, "doctor", DATABASE, DB_USER)
 
 
 def broken_scp_step(demo: Any, say: Callable[..., None], failed: type[Exception]) -> None:
@@ -63,7 +75,8 @@ def broken_scp_step(demo: Any, say: Callable[..., None], failed: type[Exception]
     ou = seeded.units.get("Services")
     say("7. A broken SCP, diagnosed: someone attaches an SCP that denies rds-db:* to the Services OU. Tokens "
         "still sign fine, but every login now fails with RDS's unhelpful \"PAM authentication failed for "
-        f"user\". The operator runs: rdsvend doctor {DATABASE} {DB_USER}")
+        f"user\". The operator, in the shell of rdsvend local env --as operator, runs: rdsvend doctor {DATABASE} "
+        f"{DB_USER}")
     orgs = AccountSessions(info.moto_url, info.region, seeded.management_account).client(
         "organizations", seeded.management_account)
     doc = {"Version": "2012-10-17", "Statement": [
@@ -73,7 +86,7 @@ def broken_scp_step(demo: Any, say: Callable[..., None], failed: type[Exception]
     policy_id = created["Policy"]["PolicySummary"]["Id"]
     orgs.attach_policy(PolicyId=policy_id, TargetId=ou)
     try:
-        broken = _doctor(demo.notes["canary_env"])
+        broken = _doctor(info.env("operator"))
     finally:
         orgs.detach_policy(PolicyId=policy_id, TargetId=ou)
         orgs.delete_policy(PolicyId=policy_id)
@@ -83,7 +96,7 @@ def broken_scp_step(demo: Any, say: Callable[..., None], failed: type[Exception]
         raise failed(f"rdsvend doctor did not name SCP {policy_id} (exit {broken.returncode})")
     say(f"Exit status {broken.returncode}: the doctor names SCP {policy_id}, its statement and the OU it is "
         "attached to. Detaching it ...", 3)
-    fixed = _doctor(demo.notes["canary_env"])
+    fixed = _doctor(info.env("operator"))
     if fixed.returncode != 0:
         raise failed(f"rdsvend doctor still fails after the SCP was detached (exit {fixed.returncode})")
     say(f"rdsvend doctor {DATABASE} {DB_USER} -> exit 0: "
