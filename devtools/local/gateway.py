@@ -5,8 +5,13 @@ request reaches the function: it verifies the SigV4 signature (service ``execute
 against the local AWS's keys, answers 403 with API Gateway's own bodies when the request is
 unsigned, badly signed or stale, and builds the REST proxy event with the identity the
 signature proves (``userArn``, ``accountId``, ``principalOrgId``, ``sourceIp``, ``caller``,
-``accessKey``, ``user``). The app runs in this process, one event at a time (as one Lambda
-container does: Chalice keeps the current request on the app object).
+``accessKey``, ``user``). The app runs in this process, requests concurrently (as a fleet of
+Lambda containers would): Chalice keeps the current request on the app object, so the
+gateway gives each serving thread its own (:func:`thread_local_requests`). Connections are
+kept alive, with ``TCP_NODELAY`` and each response written at once (no 40 ms Nagle and
+delayed-ACK stall between headers and body). A request target must be a path
+(origin-form): an absolute-form target, whose path is not the one that was signed, is
+refused.
 """
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ import base64
 import json
 import logging
 import re
+import socket
 import threading
 import time
 import uuid
@@ -27,7 +33,8 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from chalicelib.clock import SYSTEM_CLOCK, Clock
 from devtools.local.sigv4 import Credential, SecretLookup, SignatureError, verify_header_signed
 
-__all__ = ["Gateway", "LambdaContext", "GatewayResponse", "MAX_BODY_BYTES", "signature_failure"]
+__all__ = ["Gateway", "LambdaContext", "GatewayResponse", "MAX_BODY_BYTES", "signature_failure",
+           "thread_local_requests"]
 
 log = logging.getLogger(__name__)
 
@@ -158,10 +165,9 @@ class Gateway:
         self.stage = stage
         self.function_name = function_name
         self.api_id = "rdsvendlcl"
-        self._app_lock = threading.Lock()
+        thread_local_requests(app)
         self._routes = _Routes(list(getattr(app, "routes", {}) or {}))
-        self._server = ThreadingHTTPServer((host, port), _handler_for(self))
-        self._server.daemon_threads = True
+        self._server = _Server((host, port), _handler_for(self))
         self._thread: threading.Thread | None = None
 
     @property
@@ -191,7 +197,11 @@ class Gateway:
 
     def _handle(self, method: str, raw_path: str, headers: list[tuple[str, str]], body: bytes,
                 source_ip: str, request_id: str) -> GatewayResponse:
-        parts = urlsplit(raw_path)
+        if not raw_path.startswith("/"):
+            # absolute-form ("http://host/path") or "*": the signature covers the target as
+            # sent, so serving the path inside it would serve what was not signed
+            return _error(400, "BadRequestException", "request target must be a path")
+        parts = urlsplit("http://gateway" + raw_path)  # never reads "//x/..." as a host
         path = parts.path or "/"
         matched = self._routes.match(path)
         if matched is None or method not in self.app.routes[matched[0]]:
@@ -212,8 +222,7 @@ class Gateway:
         event = self.event(method, parts, matched, headers, body, source_ip, verified.credential, request_id)
         context = LambdaContext(self.function_name, self.region, self.account, request_id)
         try:
-            with self._app_lock:
-                result = self.app(event, context)
+            result = self.app(event, context)
         except Exception:  # noqa: BLE001 - what API Gateway does when the function fails
             log.exception("the function failed")
             return _error(502, "InternalServerErrorException", "Internal server error")
@@ -307,12 +316,42 @@ def _from_proxy_result(result: Any) -> GatewayResponse:
     return GatewayResponse(result["statusCode"], headers, raw)
 
 
+def thread_local_requests(app: Any) -> Any:
+    """Give each thread its own ``current_request`` and ``lambda_context`` on a Chalice app
+    (Chalice sets both on the app object for every event). Idempotent; returns ``app``."""
+    cls = type(app)
+    if getattr(cls, "_rdsvend_thread_local", False):
+        return app
+    local = threading.local()
+
+    def slot(name: str) -> property:
+        return property(lambda self: getattr(local, name, None),
+                        lambda self, value: setattr(local, name, value))
+
+    app.__class__ = type(cls.__name__, (cls,), {
+        "_rdsvend_thread_local": True,
+        "current_request": slot("current_request"),
+        "lambda_context": slot("lambda_context"),
+    })
+    return app
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128  # the listen backlog: 5 made bursts wait for SYN retries
+
+
 def _handler_for(gateway: Gateway) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         server_version = "rdsvend-local-gateway"
         sys_version = ""
         timeout = 30
+        wbufsize = 64 * 1024  # headers and body leave in one write, when the handler flushes
+
+        def setup(self) -> None:
+            super().setup()
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
         def _serve(self) -> None:
             length = self.headers.get("Content-Length")
