@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from chalicelib.aws.errors import aws_error
 from chalicelib.rotation.errors import RotationAwsError
 
 __all__ = ["SecretMeta", "SecretStore", "BotoSecretStore", "PASSWORD_EXCLUDE", "PASSWORD_LENGTH"]
@@ -51,16 +52,13 @@ class SecretStore(Protocol):
 
 @contextlib.contextmanager
 def _call(operation: str) -> Iterator[None]:
-    from botocore.exceptions import BotoCoreError, ClientError
-
     try:
         yield
-    except ClientError as exc:
-        error = exc.response.get("Error", {}) if isinstance(exc.response, dict) else {}
-        code = str(error.get("Code") or "ClientError")
-        raise RotationAwsError(f"secretsmanager {operation} failed: {code}") from None
-    except BotoCoreError as exc:
-        raise RotationAwsError(f"secretsmanager {operation} failed: {type(exc).__name__}") from None
+    except Exception as exc:
+        error = aws_error(exc)
+        if error is None:
+            raise
+        raise RotationAwsError(f"secretsmanager {operation} failed: {error.code}") from None
 
 
 class BotoSecretStore:
@@ -82,8 +80,6 @@ class BotoSecretStore:
                           rotation_lambda=answer.get("RotationLambdaARN") or None)
 
     def value(self, secret_id: str, *, stage: str, version_id: str | None = None) -> str | None:
-        from botocore.exceptions import ClientError
-
         kwargs: dict[str, Any] = {"SecretId": secret_id, "VersionStage": stage}
         if version_id is not None:
             kwargs["VersionId"] = version_id
@@ -91,9 +87,9 @@ class BotoSecretStore:
             with _call("GetSecretValue"):
                 try:
                     answer = self._client.get_secret_value(**kwargs)
-                except ClientError as exc:
-                    code = (exc.response.get("Error") or {}).get("Code") if isinstance(exc.response, dict) else None
-                    if code in _NOT_FOUND:
+                except Exception as exc:
+                    error = aws_error(exc)
+                    if error is not None and error.code in _NOT_FOUND:
                         return None
                     raise
         finally:

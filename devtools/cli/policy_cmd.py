@@ -48,8 +48,8 @@ def check(file: str, service_account: str | None) -> None:
 def publish(file: str, parameter: str, region: str | None) -> None:
     """Validate FILE, then upload it to SSM Parameter Store as PARAMETER."""
     import boto3
-    from botocore.exceptions import BotoCoreError, ClientError
 
+    from chalicelib.aws.errors import aws_error
     from chalicelib.errors import PolicyLoadError, PolicyPublishError
     from devtools.deploy.publish import publish_policy
 
@@ -59,6 +59,9 @@ def publish(file: str, parameter: str, region: str | None) -> None:
         fail(str(exc))
     except PolicyPublishError as exc:
         fail(str(exc), 2 if exc.input_error else 1)
-    except (BotoCoreError, ClientError) as exc:
-        fail(f"cannot publish to '{parameter}': {exc}", 1)
+    except Exception as exc:
+        error = aws_error(exc)
+        if error is None:
+            raise
+        fail(f"cannot publish to '{parameter}': {error}", 1)
     click.echo(f"published {file} to {parameter} (version {version})")

@@ -34,8 +34,7 @@ def ensure_org_reader(info: Any) -> str:
     The shipped world seeds it (policies/world.yaml); for a world without it, it is created
     here (idempotent, and no IAM write when it exists).
     """
-    from botocore.exceptions import ClientError
-
+    from chalicelib.aws.errors import aws_error
     from devtools.local.aws import AccountSessions
 
     seeded = info.seeded
@@ -44,16 +43,18 @@ def ensure_org_reader(info: Any) -> str:
     try:
         iam.get_role(RoleName=ORG_READER_ROLE)
         return f"arn:aws:iam::{seeded.management_account}:role/{ORG_READER_ROLE}"
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") != "NoSuchEntity":
+    except Exception as exc:
+        error = aws_error(exc)
+        if error is None or error.code != "NoSuchEntity":
             raise
     service_account = seeded.execution.account
     trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
                                                      "Principal": {"AWS": f"arn:aws:iam::{service_account}:root"}}]}
     try:
         iam.create_role(RoleName=ORG_READER_ROLE, AssumeRolePolicyDocument=json.dumps(trust))
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") != "EntityAlreadyExists":
+    except Exception as exc:
+        error = aws_error(exc)
+        if error is None or error.code != "EntityAlreadyExists":
             raise
     iam.put_role_policy(RoleName=ORG_READER_ROLE, PolicyName="read-scps", PolicyDocument=json.dumps(_READER_POLICY))
     return f"arn:aws:iam::{seeded.management_account}:role/{ORG_READER_ROLE}"
