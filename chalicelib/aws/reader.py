@@ -172,6 +172,7 @@ class SearchedAs:
     vantage: Vantage | None
     expected_account: str | None = None
     what: str = "the database"
+    unassumable_role: str | None = None  # the reader role that should have been used and could not be
 
     @property
     def elsewhere(self) -> bool:
@@ -192,6 +193,10 @@ class SearchedAs:
         """What to change when the read looked in another account, else None."""
         if not self.elsewhere:
             return None
+        if self.unassumable_role and self.vantage is not None:
+            return (f"let {self.vantage.principal} assume {self.unassumable_role} (the role's trust policy, and "
+                    "sts:AssumeRole in the caller's own policies), or run with credentials that can read account "
+                    f"{self.expected_account}")
         return (f"run with credentials that can read account {self.expected_account} (the operator's: "
                 "locally, rdsvend local env --as operator), or set reader_role (or "
                 "defaults.reader_role_name) for the database in the access policy")

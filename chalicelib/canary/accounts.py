@@ -64,13 +64,12 @@ class AccountReaders:
     def searched(self, database: Database) -> SearchedAs:
         """Where a read for ``database`` looked."""
         role = self.role_for(database)
-        vantage = None
         if role is not None:
             try:
-                vantage = self._sessions.vantage(role)
+                return SearchedAs(self._sessions.vantage(role), database.account)
             except ReaderRoleError:
-                vantage = None
-        return SearchedAs(vantage or self.own(), database.account)
+                return SearchedAs(self.own(), database.account, unassumable_role=role)
+        return SearchedAs(self.own(), database.account)
 
     def iam_for(self, principal_account: str) -> tuple[Any, SearchedAs]:
         """An IAM client that reads ``principal_account`` (a signer role's account) and where it

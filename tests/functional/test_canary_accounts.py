@@ -154,6 +154,7 @@ def test_a_reader_role_that_cannot_be_assumed_is_an_error_naming_the_role(org, m
     assert found.status == "error"  # never a pass, never a plain "does not exist"
     assert f"could not assume reader role '{reader}' as arn:aws:sts::{SERVICE}:user/moto" in found.message
     assert "AccessDenied" in found.message
+    assert found.fix.startswith(f"let arn:aws:sts::{SERVICE}:user/moto assume {reader} (the role's trust policy")
 
 
 def _text(account: str) -> str:
