@@ -7,6 +7,13 @@ here). This server answers it with ``success`` or ``invalidCredentials`` as an i
 other operation with a notice of disconnection. Messages are framed by hand (definite
 lengths only, at most ``max_message`` bytes) and decoded with pyasn1's BER decoder against
 the few RFC 4511 types it needs. The password is never logged.
+
+Idle connections cannot starve logins: a connection that sends nothing for ``idle_timeout``
+(1 s: PostgreSQL sends its bind at once) is closed, a message must arrive whole within
+``timeout`` of its first byte, each connection has its own thread, and the limit that
+matters, ``max_checks`` credential checks at a time, is taken only once a bind has arrived.
+The connection cap (``max_connections``) is far above what idle clients can hold for a
+second.
 """
 from __future__ import annotations
 
@@ -163,6 +170,7 @@ class _Settings:
     suffix: str
     max_message: int
     timeout: float
+    idle_timeout: float
 
 
 class _Handler(socketserver.BaseRequestHandler):
@@ -171,7 +179,7 @@ class _Handler(socketserver.BaseRequestHandler):
 
     def handle(self) -> None:
         settings = self.server.settings
-        if not self.server.slots.acquire(blocking=False):
+        if not self.server.connections.acquire(blocking=False):
             self._send(_disconnect_notice(BUSY, "too many connections"))
             return
         try:
@@ -189,7 +197,7 @@ class _Handler(socketserver.BaseRequestHandler):
         except OSError:
             return
         finally:
-            self.server.slots.release()
+            self.server.connections.release()
 
     def _send(self, data: bytes) -> None:
         try:
@@ -212,10 +220,16 @@ class _Handler(socketserver.BaseRequestHandler):
         return b"".join(chunks)
 
     def _read_message(self, limit: int) -> bytes | None:
-        self._deadline = time.monotonic() + self.server.settings.timeout
-        head = self._recv_exact(2)
-        if head is None:
+        settings = self.server.settings
+        self._deadline = time.monotonic() + settings.idle_timeout  # for the first byte
+        first_byte = self._recv_exact(1)
+        if first_byte is None:
             return None
+        self._deadline = time.monotonic() + settings.timeout  # for the rest of the message
+        rest = self._recv_exact(1)
+        if rest is None:
+            return None
+        head = first_byte + rest
         if head[0] != 0x30:
             raise _Refuse("not an LDAPMessage")
         first = head[1]
@@ -280,7 +294,8 @@ class _Handler(socketserver.BaseRequestHandler):
             log.warning("ldap responder: bind for %r refused: empty password", user)
             return _response(message_id, INVALID_CREDENTIALS)
         try:
-            allowed = settings.check(user, password)
+            with self.server.checks:  # the bounded resource: checks, not idle connections
+                allowed = settings.check(user, password)
         except Exception as exc:  # noqa: BLE001 - any failure to check is a refusal
             log.error("ldap responder: could not check the login of %r: %s", user, type(exc).__name__)
             return _response(message_id, OTHER, "could not check the credentials")
@@ -293,10 +308,12 @@ class _Server(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = False
     block_on_close = False
+    request_queue_size = 128
 
-    def __init__(self, address, settings: _Settings, max_connections: int) -> None:
+    def __init__(self, address, settings: _Settings, max_connections: int, max_checks: int) -> None:
         self.settings = settings
-        self.slots = threading.BoundedSemaphore(max_connections)
+        self.connections = threading.BoundedSemaphore(max_connections)
+        self.checks = threading.BoundedSemaphore(max_checks)
         super().__init__(address, _Handler)
 
 
@@ -315,12 +332,15 @@ class LdapResponder:
         host: str = "127.0.0.1",
         port: int = 0,
         max_message: int = 16 * 1024,
-        timeout: float = 10.0,
-        max_connections: int = 32,
+        timeout: float = 5.0,
+        idle_timeout: float = 1.0,
+        max_connections: int = 1024,
+        max_checks: int = 32,
     ) -> None:
-        self._settings = _Settings(check, prefix, suffix, max_message, timeout)
+        self._settings = _Settings(check, prefix, suffix, max_message, timeout, idle_timeout)
         self._address = (host, port)
         self._max_connections = max_connections
+        self._max_checks = max_checks
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -337,7 +357,7 @@ class LdapResponder:
     def start(self) -> LdapResponder:
         if self._server is not None:
             return self
-        self._server = _Server(self._address, self._settings, self._max_connections)
+        self._server = _Server(self._address, self._settings, self._max_connections, self._max_checks)
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.2}, name="rdsvend-ldap", daemon=True
         )

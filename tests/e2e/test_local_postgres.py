@@ -281,6 +281,18 @@ def test_responder_answers_binds_and_refuses_the_rest(stack_state):
     assert _exchange(port, b"\x30\x80\x00\x00") != b""
 
 
+def test_idle_connections_to_the_responder_do_not_block_iam_logins(stack_state):
+    # any local process could once hold every responder slot with 32 idle connections
+    idle = [socket.create_connection(("127.0.0.1", stack_state.responder.port), timeout=5) for _ in range(32)]
+    try:
+        token = make_token(LONG, "localhost", stack_state.pg.port, "app_user")
+        with connect(stack_state.pg, "app_user", token) as conn:
+            assert conn.execute("SELECT current_user").fetchone() == ("app_user",)
+    finally:
+        for sock in idle:
+            sock.close()
+
+
 # --- lifecycle ----------------------------------------------------------------------------
 
 def test_without_a_responder_iam_logins_fail_closed_and_stop_leaves_nothing():
