@@ -63,9 +63,7 @@ def engine_for(secret: DbSecret) -> DbEngine:
 
         return PostgresEngine()
     if family == "mysql":
-        try:
-            from chalicelib.rotation.mysql import MysqlEngine  # type: ignore[import-not-found,unused-ignore]
-        except ImportError:
-            raise RotationSecretError(f"engine '{secret.engine}' is not supported by this rotation function") from None
-        return MysqlEngine()  # type: ignore[no-any-return,unused-ignore]
+        from chalicelib.rotation.mysql import MysqlEngine
+
+        return MysqlEngine()
     raise RotationSecretError(f"engine '{secret.engine}' is not supported")

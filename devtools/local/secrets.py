@@ -50,9 +50,10 @@ def password_users(policy: AccessPolicy) -> list[tuple[Database, DbUser]]:
 
 def _set_password(cluster: Any, user: str, password: str) -> None:
     """The login's password in its local database (PostgreSQL: ALTER ROLE; others: their hook)."""
-    setter = getattr(cluster, "set_user_password", None)
-    if setter is not None:
-        setter(user, password)
+    server = getattr(cluster, "server", None)
+    if server is not None:  # the local MariaDB (devtools.local.rds_mysql.LocalMariaDB): every host of the user
+        for (host,) in server.run_sql("SELECT Host FROM mysql.user WHERE User = %s", (user,)) or ():
+            server.run_sql("ALTER USER %s@%s IDENTIFIED BY %s", (user, host, password))
         return
     from psycopg import sql
 
@@ -62,9 +63,11 @@ def _set_password(cluster: Any, user: str, password: str) -> None:
 
 def _admin_login(cluster: Any) -> tuple[str, str]:
     """The local superuser's name and password."""
-    admin = getattr(cluster, "admin_login", None)
-    if admin is not None:
-        return admin()
+    server = getattr(cluster, "server", None)
+    if server is not None:  # the local MariaDB's RDS-like master user
+        from devtools.local.mariadb import MASTER
+
+        return MASTER, str(server.master_password)
     from psycopg.conninfo import conninfo_to_dict
 
     params = conninfo_to_dict(cluster.admin_dsn)

@@ -174,7 +174,7 @@ class StackServer:
 
         policy_path = self.state_dir / "access.yaml"
         _write_access_policy(self.access_path, policy_path, seeded, ca_path)
-        _seed_secrets(policy_path, seeded, self._clusters, self._sessions)
+        _seed_secrets(policy_path, seeded, {**self._clusters, **self._mysql}, self._sessions)
 
         self._gateway = _start_gateway(world, seeded, policy_path, self._lookup)
         self._save(ports=[*self._state["ports"], _port_of(self._gateway.url)])

@@ -1,0 +1,127 @@
+"""Password rotation for the MySQL family end to end on the local stack: the local MariaDB
+(TLS verified, reached like an RDS endpoint), the local Secrets Manager, the ``rotate``
+function's body step by step (:func:`devtools.local.secrets.rotate_locally`).
+
+Each test leaves AWSCURRENT of every secret logging in.
+"""
+from __future__ import annotations
+
+import json
+import ssl
+
+import pymysql
+import pytest
+
+from chalicelib.policy.loader import load_policy_file
+from chalicelib.rotation.event import STEPS
+from devtools.local.mariadb import mariadb_available
+from devtools.local.secrets import rotate_locally
+
+pytestmark = pytest.mark.skipif(not mariadb_available(), reason="MariaDB server binaries not installed")
+
+SINGLE = "rdsvend/shop-local/shop_batch"
+ALTERNATING = "rdsvend/shop-local/shop_reports"
+
+
+@pytest.fixture(scope="module")
+def sm(local_stack):
+    info = local_stack.info
+    return info.seeded.execution.session(info.region).client("secretsmanager", endpoint_url=info.moto_url)
+
+
+@pytest.fixture(scope="module")
+def rotate(local_stack, sm):
+    policy = load_policy_file(local_stack.info.policy_path)
+    env = {"PGSSLROOTCERT": local_stack.ca_path}
+
+    def run(name: str, **kwargs) -> str:
+        return rotate_locally(sm.describe_secret(SecretId=name)["ARN"], sm, policy=policy, env=env, **kwargs)
+    return run
+
+
+def value(sm, name: str, stage: str = "AWSCURRENT", version: str | None = None) -> dict:
+    kwargs = {"SecretId": name, "VersionStage": stage, **({"VersionId": version} if version else {})}
+    return json.loads(sm.get_secret_value(**kwargs)["SecretString"])
+
+
+def login(local_stack, secret: dict):
+    ctx = ssl.create_default_context(cafile=local_stack.ca_path)
+    return pymysql.connect(host=secret["host"], port=secret["port"], user=secret["username"],
+                           password=secret["password"], database=secret["dbname"], ssl=ctx, connect_timeout=5,
+                           autocommit=True)
+
+
+def refused(local_stack, secret: dict) -> str:
+    with pytest.raises(pymysql.err.OperationalError) as info:
+        login(local_stack, secret).close()
+    assert info.value.args[0] == 1045
+    return str(info.value)
+
+
+def rows(conn, query: str):
+    with conn.cursor() as cur:
+        cur.execute(query)
+        return cur.fetchall()
+
+
+def test_single_user_rotation_refuses_the_old_password_and_accepts_the_new(local_stack, sm, rotate):
+    old = value(sm, SINGLE)
+    rotate(SINGLE)
+    new = value(sm, SINGLE)
+    assert (new["username"], new["engine"]) == ("shop_batch", "mariadb") and new["password"] != old["password"]
+    assert "Access denied for user 'shop_batch'" in refused(local_stack, old)
+    with login(local_stack, new) as conn:
+        assert rows(conn, "SELECT COUNT(*) FROM items")[0][0] == 3
+
+
+def test_alternating_users_share_tables_before_and_after(local_stack, sm, rotate):
+    rotate(ALTERNATING)
+    current, previous = value(sm, ALTERNATING), value(sm, ALTERNATING, "AWSPREVIOUS")
+    assert {current["username"], previous["username"]} == {"shop_reports", "shop_reports_clone"}
+    made = []
+    for creator, reader in ((current, previous), (previous, current)):
+        table = f"made_by_{creator['username']}"
+        with login(local_stack, creator) as conn:
+            assert rows(conn, "SELECT CURRENT_ROLE()")[0][0] == "shop_reports_owner"
+            rows(conn, f"DROP TABLE IF EXISTS {table}")
+            rows(conn, f"CREATE TABLE {table} (n INT)")
+            rows(conn, f"INSERT INTO {table} VALUES (1)")
+        made.append(table)
+        with login(local_stack, reader) as conn:
+            assert rows(conn, f"SELECT n FROM {table}")[0][0] == 1
+            assert rows(conn, "SELECT COUNT(*) FROM items")[0][0] == 3
+    rotate(ALTERNATING)
+    after, before = value(sm, ALTERNATING), value(sm, ALTERNATING, "AWSPREVIOUS")
+    assert after["username"] == previous["username"] and before == current
+    refused(local_stack, previous)
+    for secret in (after, before):
+        with login(local_stack, secret) as conn:
+            for table in [*made, "items"]:
+                rows(conn, f"SELECT COUNT(*) FROM {table}")
+    with login(local_stack, after) as conn:
+        for table in made:
+            rows(conn, f"DROP TABLE {table}")
+
+
+@pytest.mark.parametrize("name", [SINGLE, ALTERNATING])
+def test_every_step_run_twice_is_harmless(local_stack, sm, rotate, name):
+    token = None
+    for step in STEPS:
+        token = rotate(name, steps=(step, step), token=token)
+        if step == "createSecret":
+            pending = value(sm, name, "AWSPENDING", token)
+    assert value(sm, name) == pending
+    login(local_stack, pending).close()
+
+
+def test_rotation_interrupted_after_set_secret_resumes_and_the_client_retries(local_stack, sm, rotate):
+    from rdsvend import PasswordSource, connect_password
+
+    old = value(sm, SINGLE)
+    token = rotate(SINGLE, steps=("createSecret", "setSecret"))
+    pending = value(sm, SINGLE, "AWSPENDING", token)
+    refused(local_stack, old)
+    with connect_password(PasswordSource(SINGLE, client=sm), environ={"PGSSLROOTCERT": local_stack.ca_path}) as conn:
+        assert rows(conn, "SELECT CURRENT_USER()")[0][0].startswith("shop_batch@")
+    assert rotate(SINGLE, steps=("testSecret", "finishSecret")) == token
+    assert value(sm, SINGLE) == pending
