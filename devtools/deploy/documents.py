@@ -173,15 +173,17 @@ def function_policy(
     if function not in FUNCTIONS:
         raise ValueError(f"unknown function '{function}'")
     statements: list[dict[str, Any]] = []
-    connect = connect_arns(policy, deploy)
+    connect = connect_arns(policy, deploy) if function != "rotate" else []
     if connect:
         statements.append({"Sid": "ConnectAsDeclaredDbUsers", "Effect": "Allow",
                            "Action": "rds-db:connect", "Resource": connect})
-    signers = sorted({db.signer_role for db in policy.databases.values() if db.signer_role})
+    signers = sorted({db.signer_role for db in policy.databases.values()
+                      if db.signer_role and function != "rotate"})
     if signers:
         statements.append({"Sid": "AssumeDeclaredSignerRoles", "Effect": "Allow",
                            "Action": ["sts:AssumeRole", "sts:SetSourceIdentity"], "Resource": signers})
-    statements.extend(_describe_statements(policy, deploy))
+    if function != "rotate":  # the rotate function reads secrets and databases, never RDS's API
+        statements.extend(_describe_statements(policy, deploy))
     statements.append({
         "Sid": "ReadAccessPolicy", "Effect": "Allow", "Action": "ssm:GetParameter",
         "Resource": _arn("ssm", "parameter", deploy,
@@ -209,6 +211,10 @@ def function_policy(
                            "Resource": _arn("dynamodb", "table", deploy, TableName=stage.rate_table)})
     if function == "canary":
         statements.extend(_canary_statements(stage, deploy, policy))
+    if function in ("canary", "rotate"):  # password users' secrets
+        from devtools.deploy.rotation import canary_secret_statements, rotate_statements
+
+        statements.extend(rotate_statements(policy) if function == "rotate" else canary_secret_statements(policy))
     document = {"Version": "2012-10-17", "Statement": statements}
     for statement in statements:
         actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]

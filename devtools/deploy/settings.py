@@ -33,7 +33,7 @@ __all__ = [
 ]
 
 #: The Lambda functions rdsvend deploys (Chalice's names).
-FUNCTIONS = ("api_handler", "vend", "canary")
+FUNCTIONS = ("api_handler", "vend", "canary", "rotate")
 #: The functions that vend tokens to callers (they share the fleet-wide rate limit).
 VENDING = ("api_handler", "vend")
 

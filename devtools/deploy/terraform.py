@@ -144,6 +144,11 @@ def terraform_stack(plan: StackPlan, policy_text: str) -> dict[str, Any]:
         "aws_cloudwatch_dashboard": {"main": {"dashboard_name": plan.dashboard,
                                               "dashboard_body": dashboard_body(plan)}},
     }
+    from chalicelib.policy.loader import load_policy_text
+    from devtools.deploy.rotation import terraform_rotation_resources
+
+    for kind, items in terraform_rotation_resources(load_policy_text(policy_text), plan.account).items():
+        resources.setdefault(kind, {}).update(items)
     if plan.rate_table:
         resources["aws_dynamodb_table"]["rate_limit"] = {
             "name": plan.rate_table, "billing_mode": "PAY_PER_REQUEST", "hash_key": "caller",

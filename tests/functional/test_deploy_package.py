@@ -29,7 +29,8 @@ pytestmark = pytest.mark.timeout(900)
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = load_chalice_config(ROOT)
 STAGE = "dev"
-NAMES = {"api_handler": "rdsvend-dev", "vend": "rdsvend-dev-vend", "canary": "rdsvend-dev-canary"}
+NAMES = {"api_handler": "rdsvend-dev", "vend": "rdsvend-dev-vend", "canary": "rdsvend-dev-canary",
+         "rotate": "rdsvend-dev-rotate"}
 MAX_ZIP_BYTES = 20 * 1024 * 1024
 # Never in the Lambda package: test and local-stack tooling, and the SDK the runtime provides.
 FORBIDDEN_TOP_LEVEL = {
@@ -105,7 +106,7 @@ def test_sam_log_groups_belong_to_the_functions_and_keep_logs_for_the_stage_rete
     groups = {k: g for k, g in _of_type(sam, "AWS::Logs::LogGroup").items()
               if "Fn::Sub" in g["Properties"]["LogGroupName"]}
     functions = _of_type(sam, "AWS::Serverless::Function")
-    assert len(groups) == 3
+    assert len(groups) == len(FUNCTIONS)
     for group in groups.values():
         name = group["Properties"]["LogGroupName"]["Fn::Sub"]
         logical = re.fullmatch(r"/aws/lambda/\$\{(\w+)\}", name).group(1)
@@ -158,7 +159,7 @@ def test_no_role_allows_rds_db_wildcards_or_connect_on_star(sam, tf):
     documents = [p["PolicyDocument"] for r in _of_type(sam, "AWS::IAM::Role").values()
                  for p in r["Properties"].get("Policies", [])]
     documents += [json.loads(p["policy"]) for p in tf["resource"]["aws_iam_role_policy"].values()]
-    assert len(documents) == 6
+    assert len(documents) == 2 * len(FUNCTIONS)
     grants = _connect_grants(documents)
     assert grants  # the functions do connect for databases without a signer role
     for actions, resources in grants:
@@ -399,7 +400,8 @@ def _alarms(sam: dict) -> dict[str, dict]:
 def test_sam_alarms_watch_the_canary_the_api_the_vending_functions_and_denials(sam):
     alarms = _alarms(sam)
     assert set(alarms) == {f"rdsvend-dev-{n}" for n in (
-        "canary-target-failing", "canary-not-running", "canary-errors", "api-5xx", "vend-errors", "denial-spike")}
+        "canary-target-failing", "canary-not-running", "canary-errors", "api-5xx", "vend-errors", "denial-spike",
+        "rotate-errors")}
     for alarm in alarms.values():
         assert alarm["AlarmActions"] == alarm["OKActions"] == [{"Ref": "AlertTopic"}]
         assert alarm["AlarmDescription"]
@@ -446,7 +448,7 @@ def test_sam_canary_failures_go_to_the_topic_logs_are_kept_and_the_api_stage_is_
     assert canary["Properties"]["EventInvokeConfig"] == {
         "MaximumRetryAttempts": 0, "DestinationConfig": {"OnFailure": {"Type": "SNS", "Destination": {"Ref": "AlertTopic"}}}}
     groups = _of_type(sam, "AWS::Logs::LogGroup")
-    assert len(groups) == 4  # the three functions' and the API's access log
+    assert len(groups) == len(FUNCTIONS) + 1  # the functions' and the API's access log
     for group in groups.values():
         assert (group["DeletionPolicy"], group["UpdateReplacePolicy"]) == ("Retain", "Retain")
     api = _of_type(sam, "AWS::Serverless::Api")["RestAPI"]["Properties"]
@@ -583,3 +585,27 @@ def test_cfn_lint_passes_on_every_stage_and_the_member_roles(everything):
     linter = Path(sys.executable).with_name("cfn-lint")
     done = subprocess.run([str(linter), *map(str, templates)], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_rotate_function_is_invocable_by_secrets_manager_and_rotates_the_declared_secrets(sam, built):
+    """The example policy declares one password user (alternating users): its secret gets a
+    schedule through the rotate function, which Secrets Manager of this account may invoke; the
+    function's role touches that secret (and its administrator's) only."""
+    secret = "arn:aws:secretsmanager:us-east-1:111122223333:secret:rdsvend/orders/reports_legacy"
+    (permission,) = [p for p in _of_type(sam, "AWS::Lambda::Permission").values()
+                     if p["Properties"]["Principal"] == "secretsmanager.amazonaws.com"]
+    assert permission["Properties"]["SourceAccount"] == "111122223333"
+    assert permission["Properties"]["FunctionName"] == {"Fn::GetAtt": ["Rotate", "Arn"]}
+    (schedule,) = _of_type(sam, "AWS::SecretsManager::RotationSchedule").values()
+    assert schedule["Properties"] == {"SecretId": secret, "RotationLambdaARN": {"Fn::GetAtt": ["Rotate", "Arn"]},
+                                      "RotationRules": {"AutomaticallyAfterDays": 30}}
+    stack = json.loads((built["terraform"].directory / "rdsvend.tf.json").read_text())["resource"]
+    (tf_rotation,) = stack["aws_secretsmanager_secret_rotation"].values()
+    assert stack["aws_lambda_permission"]["rotate_invoked_by_secretsmanager"]["principal"] == (
+        "secretsmanager.amazonaws.com")
+    assert tf_rotation["rotation_lambda_arn"] == "${aws_lambda_function.rotate.arn}"
+    statements = {s["Sid"]: s for s in _policy_file("rotate")["Statement"]}
+    assert set(statements["RotateDeclaredSecrets"]["Resource"]) == {secret, secret + "-??????"}
+    assert statements["ReadAdministratorSecrets"]["Action"] == "secretsmanager:GetSecretValue"
+    assert not any("rds-db:connect" in str(s["Action"]) or "sts:AssumeRole" in str(s["Action"])
+                   for s in statements.values())

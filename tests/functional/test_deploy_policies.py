@@ -104,8 +104,12 @@ def test_every_granted_action_is_a_real_iam_action():
 
 
 # -- least privilege, decided by the evaluator -------------------------------------------------
+#: the functions that sign tokens and read RDS (the rotate function does neither)
+SIGNING = tuple(f for f in FUNCTIONS if f != "rotate")
+
+
 @pytest.mark.parametrize("stage", ["dev", "prod"])
-@pytest.mark.parametrize("function", FUNCTIONS)
+@pytest.mark.parametrize("function", SIGNING)
 def test_connect_only_as_declared_iam_users_of_databases_without_a_signer_role(stage, function):
     # billing-aurora has no signer_role: the function signs for billing_app itself.
     assert _decide(stage, function, "rds-db:connect", _dbuser(BILLING, "billing_app")) == "allowed"
@@ -122,7 +126,7 @@ def test_connect_only_as_declared_iam_users_of_databases_without_a_signer_role(s
         assert _decide(stage, function, "rds-db:connect", arn) == "implicitDeny", arn
 
 
-@pytest.mark.parametrize("function", FUNCTIONS)
+@pytest.mark.parametrize("function", SIGNING)
 def test_assume_only_the_declared_signer_roles(function):
     assert _decide("prod", function, "sts:AssumeRole", SIGNER) == "allowed"
     assert _decide("prod", function, "sts:SetSourceIdentity", SIGNER) == "allowed"
@@ -130,7 +134,7 @@ def test_assume_only_the_declared_signer_roles(function):
     assert _decide("prod", function, "sts:TagSession", SIGNER) == "implicitDeny"
 
 
-@pytest.mark.parametrize("function", FUNCTIONS)
+@pytest.mark.parametrize("function", SIGNING)
 def test_describe_only_the_declared_databases(function):
     rds = "arn:aws:rds:us-east-1:111122223333"
     assert _decide("dev", function, "rds:DescribeDBInstances", f"{rds}:db:orders-prod") == "allowed"
@@ -150,7 +154,8 @@ def test_each_stage_reads_only_its_own_policy_parameter(function):
 
 @pytest.mark.parametrize("function", FUNCTIONS)
 def test_each_function_writes_only_its_own_logs(function):
-    name = {"api_handler": "rdsvend-prod", "vend": "rdsvend-prod-vend", "canary": "rdsvend-prod-canary"}[function]
+    name = {"api_handler": "rdsvend-prod", "vend": "rdsvend-prod-vend", "canary": "rdsvend-prod-canary",
+            "rotate": "rdsvend-prod-rotate"}[function]
     logs = "arn:aws:logs:us-east-1:111122223333:log-group:/aws/lambda"
     assert _decide("prod", function, "logs:PutLogEvents", f"{logs}/{name}:log-stream:2026/11/22/abc") == "allowed"
     assert _decide("prod", function, "logs:PutLogEvents", f"{logs}/other:log-stream:x") == "implicitDeny"
@@ -233,7 +238,8 @@ def test_no_policy_allows_rds_db_wildcards_or_anything_on_star_but_tracing_and_o
             resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
             assert all("*" not in a for a in actions), (path.name, actions)
             if "*" in resources:
-                assert all(a.startswith(("xray:", "organizations:Describe", "organizations:List", "ec2:")) for a in actions)
+                assert all(a.startswith(("xray:", "organizations:Describe", "organizations:List", "ec2:"))
+                           or a == "secretsmanager:GetRandomPassword" for a in actions)  # no resource to name
             if "rds-db:connect" in actions:
                 assert all("*" not in r and "?" not in r for r in resources)
 
@@ -275,7 +281,9 @@ def test_committed_policies_grant_exactly_what_render_gives_the_function_role():
     signer_roles = sorted(set(rendered.signer_policies) - {DEFAULT_SIGNER})
     assert signer_roles == [SIGNER]
     for stage in STAGES:
-        for name in stage_settings(CONFIG, stage).policy_files.values():
+        for function, name in stage_settings(CONFIG, stage).policy_files.items():
+            if function not in SIGNING:
+                continue
             document = json.loads((CHALICE / name).read_text())
             connect = _statement(document, "ConnectAsDeclaredDbUsers")
             assert (connect["Action"], connect["Resource"]) == (own["Action"], own["Resource"])
@@ -422,3 +430,28 @@ def test_a_function_placed_in_a_vpc_may_manage_its_network_interfaces_and_only_i
 
     assert decide("canary") == "allowed"
     assert decide("api_handler") == decide("vend") == "implicitDeny"
+
+
+SECRET = "arn:aws:secretsmanager:us-east-1:111122223333:secret:rdsvend/orders/reports_legacy"
+
+
+@pytest.mark.parametrize("stage", ["dev", "prod"])
+def test_rotate_touches_only_the_declared_secrets_and_never_signs(stage):
+    """The example policy's one password user (alternating users): the rotate function reads,
+    stages and describes its secret (any Secrets Manager suffix), reads the administrator's
+    secret beside it, and can do nothing with databases, signers or other secrets."""
+    for action in ("secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue",
+                   "secretsmanager:DescribeSecret", "secretsmanager:UpdateSecretVersionStage"):
+        assert _decide(stage, "rotate", action, SECRET + "-AbC123") == "allowed", action
+        assert _decide(stage, "rotate", action, SECRET.replace("reports_legacy", "payroll") + "-AbC123") == (
+            "implicitDeny"), action
+    master = SECRET.replace("reports_legacy", "master") + "-XyZ789"
+    assert _decide(stage, "rotate", "secretsmanager:GetSecretValue", master) == "allowed"
+    assert _decide(stage, "rotate", "secretsmanager:PutSecretValue", master) == "implicitDeny"
+    assert _decide(stage, "rotate", "secretsmanager:GetRandomPassword", "*") == "allowed"
+    assert _decide(stage, "rotate", "secretsmanager:DeleteSecret", SECRET + "-AbC123") == "implicitDeny"
+    assert _decide(stage, "rotate", "rds-db:connect", _dbuser(BILLING, "billing_app")) == "implicitDeny"
+    assert _decide(stage, "rotate", "sts:AssumeRole", SIGNER) == "implicitDeny"
+    # the canary reads the secret (secret.found, db.password_login) but never writes it
+    assert _decide(stage, "canary", "secretsmanager:GetSecretValue", SECRET + "-AbC123") == "allowed"
+    assert _decide(stage, "canary", "secretsmanager:PutSecretValue", SECRET + "-AbC123") == "implicitDeny"
