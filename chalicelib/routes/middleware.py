@@ -14,6 +14,7 @@ from typing import Any
 from chalice import Chalice, Response
 
 from chalicelib.observability import invocation, logger
+from chalicelib.routes.errors import INTERNAL_MESSAGE, error_answer, error_body
 
 __all__ = ["register_middleware"]
 
@@ -29,8 +30,7 @@ def _http(event: Any, get_response: Callable[[Any], Response]) -> Response:
             response = get_response(event)
         except Exception as exc:  # noqa: BLE001 - nothing escapes as a traceback
             logger.error("unhandled failure in HTTP handler", extra={"error_type": type(exc).__name__})
-            response = Response(body=json.dumps({"error": {"code": "internal", "message": "internal error",
-                                                           "request_id": request_id}}),
+            response = Response(body=json.dumps(error_body(None, request_id)),
                                 status_code=500,
                                 headers={"Content-Type": "application/json", "Cache-Control": "no-store"})
     return _normalise(response, request_id)
@@ -42,8 +42,8 @@ def _normalise(response: Response, request_id: str) -> Response:
     if isinstance(body, dict) and "Code" in body and "error" not in body:
         status = response.status_code
         code = _CHALICE_STATUS_CODES.get(status, "internal")
-        message = "internal error" if code == "internal" else str(body.get("Message", ""))[:200]
-        response.body = json.dumps({"error": {"code": code, "message": message, "request_id": request_id}})
+        message = INTERNAL_MESSAGE if code == "internal" else str(body.get("Message", ""))[:200]
+        response.body = json.dumps(error_answer(code, message, request_id))
         response.headers = {**(response.headers or {}), "Content-Type": "application/json",
                             "Cache-Control": "no-store"}
     return response

@@ -29,6 +29,7 @@ import re
 import threading
 from typing import Any
 
+from chalicelib.aws.errors import aws_error
 from chalicelib.clock import SYSTEM_CLOCK, Clock
 from chalicelib.errors import RateLimitedError
 from chalicelib.observability import count_rate_limit_fallback, logger
@@ -57,11 +58,9 @@ def validate_table_name(name: str) -> str:
 
 
 def _error_code(exc: Exception) -> str | None:
-    response = getattr(exc, "response", None)
-    if isinstance(response, dict):
-        code = response.get("Error", {}).get("Code")
-        return str(code) if code else None
-    return None
+    """The service's error code of an AWS failure; None for anything else (no answer, a bug)."""
+    error = aws_error(exc)
+    return error.code if error is not None and error.kind != "no_answer" else None
 
 
 class TableRateLimiter:
