@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from chalicelib.aws.arn import ACCOUNT_ID, PARTITION
 from chalicelib.errors import UnauthenticatedError
 
 __all__ = ["CallerIdentity", "identity_from_arn", "identity_from_request_context", "MAX_ARN_LENGTH"]
@@ -20,7 +21,7 @@ Kind = Literal["user", "role", "assumed-role", "root", "federated-user"]
 MAX_ARN_LENGTH = 2048
 
 _ARN = re.compile(
-    r"arn:(?P<partition>aws(?:-[a-z]+)*):(?P<service>iam|sts)::(?P<account>\d{12}):(?P<resource>.+)"
+    rf"arn:(?P<partition>{PARTITION.pattern}):(?P<service>iam|sts)::(?P<account>{ACCOUNT_ID.pattern}):(?P<resource>.+)"
 )
 _NAME = r"[\w+=,.@-]{1,128}"
 _USER = re.compile(rf"user(?P<path>/(?:[\x21-\x7e]*/)?)(?P<name>{_NAME})")

@@ -44,6 +44,10 @@ CORE = (
     "chalicelib.vending.request",
     "chalicelib.vending.ratelimit",
     "chalicelib.aws.errors",
+    "chalicelib.aws.arn",
+    "chalicelib.aws.rds_resource",
+    "chalicelib.iam.fetch",
+    "chalicelib.iam.connect",
 )
 FRAMEWORKS = {"chalice", "boto3", "botocore", "aws_lambda_powertools", "aws_xray_sdk"}
 
