@@ -26,7 +26,7 @@ from chalicelib.rotation.errors import RotationSecretError
 from chalicelib.rotation.secret import DbSecret, parse_secret
 
 __all__ = ["SecretFacts", "SecretView", "BotoSecretFacts", "check_secret_found", "check_secret_rotation",
-           "check_password_login", "check_not_iam"]
+           "check_password_login", "check_not_iam", "check_not_iam_mysql"]
 
 
 @dataclass(frozen=True)
@@ -180,3 +180,25 @@ def check_not_iam(username: str, facts: RoleFacts | DbConnectError | None, why: 
                       "only with an IAM token, and its password is refused",
                       f"REVOKE {grant} FROM {username};", role=username, path=list(facts.rds_iam_path or ()))
     return passed(cid, f"{username} is not in rds_iam: its password is accepted", role=username)
+
+
+def check_not_iam_mysql(username: str, facts: Any, why: str = "") -> CheckResult:
+    """The MySQL family: a user identified with AWSAuthenticationPlugin logs in with tokens only.
+    ``facts``: :class:`chalicelib.canary.checks_mysql.MysqlUserFacts`, a :class:`DbConnectError`
+    or None."""
+    cid = "db.not_iam"
+    if facts is None:
+        return skipped(cid, f"not checked: {why or 'no database session'}")
+    if isinstance(facts, DbConnectError):
+        return errored(cid, f"could not read the user: {facts.message}", error_kind=facts.kind)
+    if not facts.exists:
+        return failed(cid, f"user {username} does not exist in the database",
+                      f"CREATE USER '{username}'@'%' IDENTIFIED BY '<a password>'; then rdsvend rotate sets it",
+                      user=username)
+    if facts.iam:
+        return failed(cid, f"{username} is identified with AWSAuthenticationPlugin: it can log in only with an "
+                      "IAM token, and its password is refused (1045 Access denied)",
+                      f"ALTER USER '{username}'@'%' IDENTIFIED BY '<the AWSCURRENT password>'; (or rdsvend rotate, "
+                      "run as the administrator)", user=username, plugins=list(facts.plugins))
+    return passed(cid, f"{username} is not identified with AWSAuthenticationPlugin: its password is accepted",
+                  user=username, plugins=list(facts.plugins))

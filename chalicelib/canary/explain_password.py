@@ -34,6 +34,10 @@ def _login(c: CheckResult, t: TargetReport) -> str:
 
 
 def _not_iam(c: CheckResult, t: TargetReport) -> str:
+    if "plugins" in c.details:  # the MySQL family
+        return ("A user identified with AWSAuthenticationPlugin logs in only with an IAM auth token: its "
+                "password is refused with 1045 Access denied. A password user must be identified by its "
+                "password alone.")
     return ("On RDS PostgreSQL a member of rds_iam can log in only with an IAM auth token: its password is "
             "refused with \"PAM authentication failed for user\". A password user must not be in rds_iam, "
             "directly or through a role it belongs to.")

@@ -125,3 +125,68 @@ def test_rotation_interrupted_after_set_secret_resumes_and_the_client_retries(lo
         assert rows(conn, "SELECT CURRENT_USER()")[0][0].startswith("shop_batch@")
     assert rotate(SINGLE, steps=("testSecret", "finishSecret")) == token
     assert value(sm, SINGLE) == pending
+
+
+@pytest.fixture(scope="module")
+def canary(local_stack):
+    from chalicelib.canary.runner import run_canary
+    from devtools.local.canary import local_canary_deps, local_canary_env
+
+    info = local_stack.info
+    policy = load_policy_file(info.policy_path)
+    deps = local_canary_deps(info, policy, env=local_canary_env(info))
+
+    def run(user: str):
+        db = policy.databases["shop-local"]
+        return run_canary(policy, deps, targets=[(db, db.users[user])]).targets[0]
+    return run
+
+
+def admin_sql(local_stack, statement: str, params=None):
+    from urllib.parse import unquote, urlsplit
+
+    dsn = urlsplit(local_stack.info.databases["shop-local"]["admin_dsn"])
+    with login(local_stack, {"host": dsn.hostname, "port": dsn.port, "username": unquote(dsn.username),
+                             "password": unquote(dsn.password), "dbname": None}) as conn:
+        with conn.cursor() as cur:
+            cur.execute(statement, params)
+
+
+@pytest.mark.parametrize("user", ["shop_batch", "shop_reports"])
+def test_seeded_mysql_password_users_pass_the_canary(canary, user):
+    target = canary(user)
+    assert {c.id: c.status for c in target.checks} == dict.fromkeys(
+        ["rds.found", "rds.endpoint", "secret.found", "secret.rotation", "db.password_login", "db.not_iam",
+         "db.tier"], "pass"), target.to_dict()
+
+
+def test_mysql_password_that_no_longer_works_fails_password_login(local_stack, sm, canary):
+    current = value(sm, SINGLE)
+    admin_sql(local_stack, "ALTER USER 'shop_batch'@'%%' IDENTIFIED BY %s", ("changed-behind-its-back-3",))
+    try:
+        target = canary("shop_batch")
+    finally:
+        admin_sql(local_stack, "ALTER USER 'shop_batch'@'%%' IDENTIFIED BY %s", (current["password"],))
+    login_check = target.check("db.password_login")
+    assert login_check.status == "fail" and login_check.details["error_kind"] == "auth"
+    assert "(1045)" in login_check.message
+    assert {c.id for c in target.problems} == {"db.password_login"}
+    text = json.dumps(target.to_dict())
+    assert current["password"] not in text and "changed-behind-its-back-3" not in text
+    assert canary("shop_batch").status == "pass"
+
+
+def test_mysql_password_user_identified_with_the_iam_plugin_fails_not_iam(local_stack, sm, canary):
+    current = value(sm, SINGLE)
+    marker = json.dumps([{}, {"plugin": "AWSAuthenticationPlugin", "authentication_string": "RDS"}])
+    admin_sql(local_stack, "UPDATE mysql.global_priv SET Priv = JSON_SET(Priv, '$.auth_or', JSON_EXTRACT(%s, '$')) "
+                           "WHERE User = 'shop_batch' AND Host = '%%'", (marker,))
+    admin_sql(local_stack, "FLUSH PRIVILEGES")
+    try:
+        target = canary("shop_batch")
+    finally:
+        admin_sql(local_stack, "ALTER USER 'shop_batch'@'%%' IDENTIFIED BY %s", (current["password"],))
+    not_iam = target.check("db.not_iam")
+    assert not_iam.status == "fail" and "identified with AWSAuthenticationPlugin" in not_iam.message
+    assert target.check("db.password_login").status == "fail"  # the front asks it for a token
+    assert canary("shop_batch").status == "pass"
