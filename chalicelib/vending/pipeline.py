@@ -71,7 +71,7 @@ class VendingService:
                 self.rate_limiter.check(identity.principal)
             except RateLimitedError:
                 self._deny(identity, request_id, req.database, req.db_user,
-                           Decision(False, "rate_limited"), channel)  # type: ignore[arg-type]
+                           Decision(False, "rate_limited"), channel)
                 raise
         index = self._index(identity, request_id, req.database, req.db_user, channel)
         decision = index.decide(identity, req.database, req.db_user)
