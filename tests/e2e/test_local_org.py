@@ -166,6 +166,47 @@ def test_the_operators_doctor_and_policy_render_for_the_second_account(org):
         f"arn:aws:rds-db:us-east-1:{DATA}:dbuser:{resource_id}/billing_app"]
 
 
+def test_doctor_with_a_callers_keys_names_the_account_it_searched(org):
+    caller = shell_env(org.stack, "caller")
+    done = rdsvend(caller, "doctor", "orders-local", "orders_app")
+    assert done.returncode == 1
+    found = next(line for line in done.stdout.splitlines() if "rds.found" in line and "FAIL" in line)
+    assert found
+    text = done.stdout
+    assert "333333333333" in text  # where it looked: the caller's account ...
+    assert "222222222222" in text  # ... and the database's
+    assert caller["AWS_SECRET_ACCESS_KEY"] not in text + done.stderr
+
+
+def test_discover_as_the_operator_lists_what_rds_has_in_every_account(org):
+    # The member accounts: each carries the reader role (the management account does not).
+    accounts = {"222222222222", "333333333333", DATA}
+    done = rdsvend(org.operator, "discover", "--format", "json", "--accounts", ",".join(sorted(accounts)))
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr
+    found = json.loads(done.stdout)
+    assert {a["account"]: a["status"] for a in found["accounts"]} == dict.fromkeys(accounts, "ok")
+    listed = {(d["account"], d["identifier"]): d for d in found["databases"]}
+    # Every instance of the world, in its own account, as RDS there describes it.
+    assert set(listed) == {(str(db["account"]), ident) for ident, db in org.info.databases.items()}
+    sessions = AccountSessions(org.info.moto_url, org.info.region, org.info.seeded.management_account)
+    for (account, ident), entry in listed.items():
+        (rds,) = sessions.client("rds", account).describe_db_instances(DBInstanceIdentifier=ident)["DBInstances"]
+        assert (entry["kind"], entry["engine"], entry["resource_id"], entry["iam_auth"]) == (
+            "instance", rds["Engine"], rds["DbiResourceId"], rds["IAMDatabaseAuthenticationEnabled"])
+        assert (entry["host"], entry["port"]) == (rds["Endpoint"]["Address"], rds["Endpoint"]["Port"])
+        assert ("kerberos_domain" in entry["flags"]) == bool(rds.get("DomainMemberships"))
+    assert listed[(DATA, DB)]["resource_id"] == org.info.databases[DB]["resource_id"]
+    assert "kerberos_domain" in listed[("222222222222", "orders-local")]["flags"]
+    # The yaml is a databases: block ready to paste, with the same resource ids.
+    import yaml
+
+    pasted = rdsvend(org.operator, "discover", "--accounts", DATA)
+    assert pasted.returncode == 0, pasted.stderr
+    block = yaml.safe_load(pasted.stdout)["databases"]
+    assert block[DB]["resource_id"] == org.info.databases[DB]["resource_id"]
+    assert block[DB]["account"] == DATA and block[DB]["instance"] == DB
+
+
 # -- the fault matrix, applied to the second account's database --------------------------------------
 
 @contextlib.contextmanager

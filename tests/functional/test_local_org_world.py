@@ -18,6 +18,7 @@ from devtools.local.world import DEFAULT_WORLD, WorldError, load_world, load_wor
 from tests.functional.test_local_world import REPO, _management_client, _member_client
 
 DATA = "444444444444"
+DB_NOT_HERE = "billing-local"
 SERVICE = "222222222222"
 
 
@@ -33,8 +34,8 @@ def seeded(world):
     url = server.start()
     requests.post(f"{url}/moto-api/reset", timeout=10)
     try:
-        yield seed_world(world, url, db_host="localhost", db_port={"orders-local": 45001, "billing-local": 45002},
-                         master_password="not-used-locally")
+        ports = {spec.identifier: 45001 + i for i, (_account, spec) in enumerate(world.databases())}
+        yield seed_world(world, url, db_host="localhost", db_port=ports, master_password="not-used-locally")
     finally:
         requests.post(f"{url}/moto-api/reset", timeout=10)
         server.stop()
@@ -57,11 +58,12 @@ def test_the_second_database_lives_in_its_own_account_under_another_ou(seeded):
     assert orgs.list_parents(ChildId=DATA)["Parents"] == [{"Id": seeded.units["Data"], "Type": "ORGANIZATIONAL_UNIT"}]
     assert seeded.units["Data"] != seeded.units["Services"]
     billing = seeded.instances["billing-local"]
-    assert (billing.account, billing.port) == (DATA, 45002)
+    assert billing.account == DATA and billing.port != seeded.instances["orders-local"].port
     # Its own resource id (moto alone would give every instance the same one).
     assert billing.resource_id != seeded.instances["orders-local"].resource_id
-    assert _member_client(seeded, SERVICE, "rds").describe_db_instances()["DBInstances"][0][
-        "DBInstanceIdentifier"] == "orders-local"
+    service_ids = {d["DBInstanceIdentifier"] for d in _member_client(seeded, SERVICE, "rds").describe_db_instances()[
+        "DBInstances"]}
+    assert "orders-local" in service_ids and DB_NOT_HERE not in service_ids
     (db,) = _member_client(seeded, DATA, "rds").describe_db_instances()["DBInstances"]
     assert db["DBInstanceIdentifier"] == "billing-local" and db["IAMDatabaseAuthenticationEnabled"] is True
     assert db["DbiResourceId"] == billing.resource_id
@@ -109,7 +111,8 @@ def test_the_kerberos_users_instance_is_joined_to_a_directory_through_a_director
     ds = _member_client(seeded, SERVICE, "ds")
     (directory,) = ds.describe_directories(DirectoryIds=[directory_id])["DirectoryDescriptions"]
     assert (directory["Name"], directory["ShortName"], directory["Type"]) == ("corp.rdsvend.local", "CORP", "MicrosoftAD")
-    (db,) = _member_client(seeded, SERVICE, "rds").describe_db_instances()["DBInstances"]
+    (db,) = _member_client(seeded, SERVICE, "rds").describe_db_instances(
+        DBInstanceIdentifier="orders-local")["DBInstances"]
     (membership,) = db["DomainMemberships"]
     assert (membership["Domain"], membership["IAMRoleName"]) == (directory_id, "rds-directory-access")
     iam = _member_client(seeded, SERVICE, "iam")
@@ -164,3 +167,11 @@ def test_bad_organization_world_files_name_the_field(edit, field):
         load_world_text(changed, source="w.yaml")
     assert err.value.field == field
     assert "\n" not in str(err.value)
+
+
+def test_every_member_account_carries_the_reader_role_and_the_management_account_does_not(seeded):
+    for account in (SERVICE, "333333333333", DATA):
+        iam = _member_client(seeded, account, "iam")
+        assert "rdsvend-reader" in {r["RoleName"] for r in iam.list_roles()["Roles"]}, account
+    iam = _management_client(seeded, "iam")
+    assert {r["RoleName"] for r in iam.list_roles()["Roles"]} == {"rdsvend-org-reader"}
