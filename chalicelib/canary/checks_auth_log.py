@@ -8,8 +8,8 @@ account) from the previous run's start on: with the canary's schedule (every 5 m
 - ``pass``: no refused login of this user in that window;
 - ``warn``: refusals, counted by error code, with the callers the lines name and what to change;
 - ``error``: the log could not be read (never a pass).
-A log group that does not exist means the instance does not export the log: ``warn`` with the
-command that turns the export on.
+A log group that does not exist (the instance does not export the log, or RDS has written
+nothing yet) is ``skip``, with the command that turns the export on; ``rdsvend doctor`` warns.
 """
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ class CloudWatchAuthErrorLog:
 
     def __init__(self, client_for: Callable[[Database], Any], *, since: float | None = None,
                  interval: float = DEFAULT_INTERVAL_SECONDS, now: Callable[[], float] = time.time) -> None:
-        self._client_for = client_for
+        self.client_for = client_for
         self.since = since if since is not None else now() - interval
         self._cache: dict[str, list[Refusal] | None | ProbeError] = {}
         self._lock = threading.Lock()
@@ -80,7 +80,7 @@ class CloudWatchAuthErrorLog:
         with self._lock:
             if database.name not in self._cache:
                 try:
-                    found, read = read_refusals(self._client_for(database), database, self.since)
+                    found, read = read_refusals(self.client_for(database), database, self.since)
                     self._cache[database.name] = None if read.missing else found
                 except ProbeError as exc:
                     self._cache[database.name] = exc
@@ -103,9 +103,9 @@ def check_auth_errors(database: Database, db_user: str, log: AuthErrorLog | None
         return errored(CHECK_ID, f"could not read the iam-db-auth-error log of {database.identifier}: {exc.cause}",
                        "let the canary read CloudWatch Logs in the database's account (logs:FilterLogEvents on "
                        "the log group, through the reader role for other accounts)", cause=exc.cause)
-    if found is None:
-        return warned(CHECK_ID, f"{database.identifier} has no iam-db-auth-error log: refused IAM logins are "
-                      "not recorded", f"turn the export on: {enable_export_command(database)}")
+    if found is None:  # nothing proved either way: the export is off, or RDS has not written yet
+        return skipped(CHECK_ID, f"not checked: {database.identifier} has no iam-db-auth-error log (turn the export "
+                       f"on: {enable_export_command(database)})")
     mine = [r for r in found if r.db_user == db_user]
     if not mine:
         return passed(CHECK_ID, f"no refused IAM login for {db_user} since {since}", since=since)

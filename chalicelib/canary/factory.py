@@ -244,8 +244,22 @@ def canary_deps(
         ssl_root_cert=ssl_root_cert_for(policy, env),
         admin=PsycopgAdmin(admin_dsn) if admin_dsn else None,
         secrets=BotoSecretFacts(clients),
+        auth_log=_auth_log(readers, env),
         **_mysql_deps(policy, env),
     )
+
+
+def _auth_log(readers: AccountReaders, env: Mapping[str, str]) -> Any:
+    """Each database's iam-db-auth-error log, in its account, since the previous scheduled run
+    (``RDSVEND_CANARY_INTERVAL_SECONDS``, default the schedule's 300 s)."""
+    from chalicelib.canary.checks_auth_log import DEFAULT_INTERVAL_SECONDS, CloudWatchAuthErrorLog
+
+    try:
+        interval = float(env.get("RDSVEND_CANARY_INTERVAL_SECONDS") or DEFAULT_INTERVAL_SECONDS)
+    except ValueError:
+        interval = DEFAULT_INTERVAL_SECONDS
+    interval = min(max(interval, 1.0), 86400.0)
+    return CloudWatchAuthErrorLog(lambda database: readers.client(database, "logs"), interval=interval)
 
 
 def _mysql_deps(policy: AccessPolicy, env: Mapping[str, str]) -> dict[str, Any]:

@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from chalicelib.canary.checks_auth_log import check_auth_errors
 from chalicelib.canary.checks_db import (
     ConnectParams,
     DbConnectError,
@@ -104,6 +105,8 @@ class CanaryDeps:
     #: the MySQL family: the connector (PyMySQL) and an administrator's view of users, if any
     mysql_db: Any = None
     mysql_admin: Any = None
+    #: the databases' iam-db-auth-error logs (:class:`chalicelib.canary.checks_auth_log.AuthErrorLog`)
+    auth_log: Any = None
 
 
 @dataclass
@@ -262,6 +265,8 @@ def _run(database: Database, user: DbUser, deps: CanaryDeps, deadline: Deadline,
     run.record(check_signer_allows(facts_or_error, principal=principal, dbuser_arn=arn))
     _guard(run, deadline, "org.scp_allows")
     run.record(check_scp_allows(facts_or_error, principal=principal, dbuser_arn=arn))
+    _guard(run, deadline, "rds.auth_errors")
+    run.record(check_auth_errors(database, user.name, deps.auth_log))
 
     if database.engine != "postgres":  # the MySQL family
         from chalicelib.canary.target_mysql import run_mysql_db_checks

@@ -143,8 +143,16 @@ class CloudWatchSink:
             log.warning("local CloudWatch: %s failed: %s", what, code or type(exc).__name__)
 
     def _put_lines(self, key: tuple[str, str, str], items: list[LogLine]) -> None:
-        account, group, stream = key
-        client = self._client_for("logs", account)
+        client = self._client_for("logs", key[0])
+        events = sorted(({"timestamp": i.at_ms, "message": i.message} for i in items), key=lambda e: e["timestamp"])
+        try:
+            self._put_events(client, key, events)
+        except client.exceptions.ResourceNotFoundException:  # deleted meanwhile: make it again, once
+            self._made.discard(key)
+            self._put_events(client, key, events)
+
+    def _put_events(self, client: Any, key: tuple[str, str, str], events: list[dict[str, Any]]) -> None:
+        _account, group, stream = key
         if key not in self._made:
             for call, kwargs in ((client.create_log_group, {"logGroupName": group}),
                                  (client.create_log_stream, {"logGroupName": group, "logStreamName": stream})):
@@ -153,7 +161,6 @@ class CloudWatchSink:
                 except client.exceptions.ResourceAlreadyExistsException:
                     pass
             self._made.add(key)
-        events = sorted(({"timestamp": i.at_ms, "message": i.message} for i in items), key=lambda e: e["timestamp"])
         client.put_log_events(logGroupName=group, logStreamName=stream, logEvents=events)
 
     def _put_metrics(self, key: tuple[str, str, str], values: dict[tuple[str, tuple[tuple[str, str], ...]], float]) -> None:

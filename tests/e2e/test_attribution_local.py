@@ -105,7 +105,13 @@ class World:
 
 @pytest.fixture(scope="module")
 def world(local_stack):
-    return World(local_stack)
+    world = World(local_stack)
+    yield world
+    # Put the world back: the refusals these tests caused leave orders-local's log (later tests'
+    # canary runs would rightly warn about them for the next 5 minutes).
+    time.sleep(1.0)  # the stack's CloudWatch writer sends in batches
+    with contextlib.suppress(world.logs.exceptions.ResourceNotFoundException):
+        world.logs.delete_log_stream(logGroupName=GROUP, logStreamName=DB)
 
 
 def _now():
@@ -315,3 +321,46 @@ def test_doctor_says_how_to_turn_the_export_on(world):
     assert "does not export its iam-db-auth-error log" in done.stdout
     assert (f"aws rds modify-db-instance --db-instance-identifier {DB} --cloudwatch-logs-export-configuration "
             "'{\"EnableLogTypes\":[\"iam-db-auth-error\"]}'") in done.stdout
+
+
+def test_the_canary_warns_after_a_refusal_and_passes_when_there_is_none(world):
+    from chalicelib.canary.checks_auth_log import CloudWatchAuthErrorLog
+    from chalicelib.canary.runner import run_canary
+    from chalicelib.policy.loader import load_policy_file
+    from devtools.local.canary import local_canary_deps
+
+    policy = load_policy_file(world.info.policy_path)
+    target = [(policy.databases[DB], policy.databases[DB].users[APP_USER])]
+
+    def auth_errors(since):
+        deps = local_canary_deps(world.info, policy)
+        deps.auth_log = CloudWatchAuthErrorLog(deps.auth_log.client_for, since=since)
+        report = run_canary(policy, deps, targets=target)
+        return report.targets[0].check("rds.auth_errors")
+
+    quiet_since = time.time()
+    assert auth_errors(quiet_since).status == "pass"
+    world.refused(world.caller_token(at=datetime.now(UTC) - timedelta(minutes=20)))
+    world.wait_for_line(int(quiet_since * 1000), "Error Code: ExpiredToken")
+    warned = auth_errors(quiet_since)
+    assert warned.status == "warn" and "1 x ExpiredToken" in warned.message and APP_USER in warned.message
+    assert "refresh tokens earlier" in warned.fix
+    assert auth_errors(time.time()).status == "pass"  # nothing since this run's previous one
+
+
+def test_the_canary_errors_when_it_cannot_read_the_log(world):
+    from chalicelib.canary.checks_auth_log import CloudWatchAuthErrorLog
+    from chalicelib.canary.runner import run_canary
+    from chalicelib.policy.loader import load_policy_file
+    from devtools.local.canary import local_canary_deps
+
+    policy = load_policy_file(world.info.policy_path)
+    deps = local_canary_deps(world.info, policy)
+    dead = boto3.session.Session(aws_access_key_id="AKIAEXAMPLE", aws_secret_access_key="x",
+                                 region_name=world.info.region).client(
+        "logs", endpoint_url="http://127.0.0.1:9", config=__import__("botocore.config").config.Config(
+            connect_timeout=1, read_timeout=1, retries={"max_attempts": 1}))
+    deps.auth_log = CloudWatchAuthErrorLog(lambda database: dead, since=time.time() - 60)
+    report = run_canary(policy, deps, targets=[(policy.databases[DB], policy.databases[DB].users[APP_USER])])
+    check = report.targets[0].check("rds.auth_errors")
+    assert check.status == "error" and "FilterLogEvents" in check.message

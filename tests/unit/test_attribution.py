@@ -147,7 +147,7 @@ def test_the_check_passes_warns_and_errors():
     assert warn.status == "warn" and "2 x NotAuthorized" in warn.message and SIGNER in warn.message
     assert "rds-db:connect" in warn.fix
     off = check_auth_errors(DB, "app", InMemoryAuthErrorLog({"orders-prod": None}))
-    assert off.status == "warn" and "--cloudwatch-logs-export-configuration" in off.fix
+    assert off.status == "skip" and "--cloudwatch-logs-export-configuration" in off.message
     broken = check_auth_errors(DB, "app", InMemoryAuthErrorLog(
         {"orders-prod": ProbeError("logs FilterLogEvents failed: AccessDenied", service="logs", code="AccessDenied")}))
     assert broken.status == "error" and "AccessDenied" in broken.message

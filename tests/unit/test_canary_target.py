@@ -77,8 +77,8 @@ def test_healthy_target_passes_every_check(admin):
     report, checks = World(admin=admin).run()
     assert report.status == "pass", not_passing(checks)
     assert [c.id for c in report.checks] == ["rds.found", "rds.iam_auth_enabled", "rds.endpoint",
-                                             "iam.signer_allows", "org.scp_allows", "db.connect",
-                                             "db.rds_iam", "db.auth_conflict", "db.tier"]
+                                             "iam.signer_allows", "org.scp_allows", "rds.auth_errors",
+                                             "db.connect", "db.rds_iam", "db.auth_conflict", "db.tier"]
     assert checks["db.connect"].details["latency_ms"] >= 0
     assert checks["db.connect"].details["sslmode"] == "verify-full"
 
