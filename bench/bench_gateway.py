@@ -2,8 +2,8 @@
 
 The gateway runs in its own process, as under ``rdsvend local up``, in front of the real app
 and pipeline (the generated 10,000-rule policy, static function credentials, token cache
-off: every request signs). Eight callers, each on its own kept-alive connection, each send
-a request every :data:`INTERVAL_S` (staggered, 200 requests/s in all: a busy local stack,
+off: every request signs). Eight callers, each its own process on its own kept-alive
+connection, each send a request every :data:`INTERVAL_S` (staggered, 200 requests/s in all: a busy local stack,
 below the gateway's capacity, so the figure is latency rather than queueing at saturation;
 ``saturated_rps`` reports that capacity with the same callers sending back to back). Every
 request is signed with SigV4 before the clock starts, and is timed from its first byte sent
@@ -161,27 +161,41 @@ def run() -> list[dict[str, Any]]:
     return [result("gateway_e2e", p50, "ms (p50)", b50, p50 / b50, f"p50 < {TARGET_MS:g} ms",
                    all_ok and p50 < TARGET_MS, p99_ms=round(p99, 2), baseline_p99_ms=round(b99, 2),
                    callers=CALLERS, interval_ms=INTERVAL_S * 1e3, requests=len(samples), statuses=statuses,
-                   saturated_rps=round(CALLERS * (WARMUP + PER_CALLER) / elapsed), rules=RULES)]
+                   saturated_rps=round(CALLERS * (WARMUP + PER_CALLER) / elapsed), saturated_statuses=saturated_statuses,
+                   rules=RULES)]
 
 
 def _load(url: str, interval: float) -> tuple[list[float], dict[int, int], float]:
-    """Eight callers at once; their latencies (ms), statuses, and the wall time of it all."""
-    barrier = threading.Barrier(CALLERS)
-    lists: list[list[float]] = [[] for _ in range(CALLERS)]
-    counts: list[dict[int, int]] = [{} for _ in range(CALLERS)]
-    threads = [threading.Thread(target=_caller, args=(url, _signed(url, WARMUP + PER_CALLER), lists[k], counts[k],
-                                                      barrier, k * interval / CALLERS, interval))
-               for k in range(CALLERS)]
+    """Eight callers at once, each its own process (callers do not share a GIL, as real ones
+    do not); their latencies (ms), statuses, and the wall time of it all."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    barrier = context.Barrier(CALLERS + 1)
+    queue = context.Queue()
+    signed = [_signed(url, WARMUP + PER_CALLER) for _ in range(CALLERS)]
+    processes = [context.Process(target=_caller_process, args=(url, signed[k], barrier, k * interval / CALLERS,
+                                                               interval, queue)) for k in range(CALLERS)]
+    for process in processes:
+        process.start()
+    barrier.wait()
     started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(300)
+    answers = [queue.get(timeout=300) for _ in processes]
     elapsed = time.perf_counter() - started
+    for process in processes:
+        process.join(30)
     samples: list[float] = []
     statuses: dict[int, int] = {}
-    for part, count in zip(lists, counts, strict=True):
+    for part, count in answers:
         samples.extend(part)
         for status, n in count.items():
             statuses[status] = statuses.get(status, 0) + n
     return samples, statuses, elapsed
+
+
+def _caller_process(url: str, requests: list[tuple[str, dict[str, str], bytes]], barrier: Any, offset: float,
+                    interval: float, queue: Any) -> None:
+    samples: list[float] = []
+    statuses: dict[int, int] = {}
+    _caller(url, requests, samples, statuses, barrier, offset, interval)
+    queue.put((samples, statuses))
