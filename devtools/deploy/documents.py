@@ -267,6 +267,11 @@ def _canary_statements(stage: StageSettings, deploy: DeploySettings, policy: Acc
             "Resource": "*",
         })
     statements.extend([
+        # rds.auth_errors: the refused IAM logins of this account's databases (other accounts'
+        # through their reader role).
+        {"Sid": "ReadLoginRefusals", "Effect": "Allow", "Action": "logs:FilterLogEvents",
+         "Resource": [f"arn:{deploy.partition}:logs:*:{deploy.account}:log-group:/aws/rds/{kind}/*/iam-db-auth-error:*"
+                      for kind in ("instance", "cluster")]},
         {"Sid": "PublishAlerts", "Effect": "Allow", "Action": "sns:Publish", "Resource": stage.alert_topic},
         {
             # Last statuses: read in one batch, written with a conditional put.
