@@ -163,7 +163,8 @@ class CloudWatchSink:
             self._made.add(key)
         client.put_log_events(logGroupName=group, logStreamName=stream, logEvents=events)
 
-    def _put_metrics(self, key: tuple[str, str, str], values: dict[tuple[str, tuple[tuple[str, str], ...]], float]) -> None:
+    def _put_metrics(self, key: tuple[str, str, str],
+                     values: dict[tuple[str, tuple[tuple[str, str], ...]], float]) -> None:
         account, region, namespace = key
         client = self._client_for("cloudwatch", account)
         data = [{"MetricName": name, "Dimensions": [{"Name": k, "Value": v} for k, v in dims],

@@ -177,7 +177,10 @@ INST = InstanceAuth("orders", "222222222222", "us-east-1", "localhost", 5432, fr
 TOKEN = "localhost:5432/?Action=connect&DBUser=app&X-Amz-Signature=" + "ab" * 32
 
 
-def _guard(verdict, state=InstanceState(True, ("iam-db-auth-error",)), clock=None):
+EXPORTING = InstanceState(True, ("iam-db-auth-error",))
+
+
+def _guard(verdict, state=EXPORTING, clock=None):
     sink = ListSink()
     checker = FakeChecker(verdict)
     now = clock or (lambda: 100.0)
