@@ -25,6 +25,7 @@ __all__ = ["audit", "parse_duration", "DEFAULT_AUDIT_GROUP", "AccountLogs"]
 DEFAULT_AUDIT_GROUP = "/aws/lambda/rdsvend-local"
 _DURATION = re.compile(r"(?:(\d{1,6})d)?(?:(\d{1,6})h)?(?:(\d{1,6})m)?(?:(\d{1,7})s)?")
 _MAX_SINCE = 90 * 86400
+_LOG_GROUP = re.compile(r"[A-Za-z0-9_\-/.#]{1,512}")
 
 
 def parse_duration(text: str) -> float:
@@ -148,11 +149,16 @@ def audit(database: str | None, db_user: str | None, since_text: str, as_json: b
         since = parse_duration(since_text)
     except ValueError as exc:
         _fail(str(exc))
+    groups = log_groups or _default_groups()
+    where = "--log-group" if log_groups else "RDSVEND_AUDIT_LOG_GROUPS"
+    for group in groups:
+        if not _LOG_GROUP.fullmatch(group):
+            _fail(f"invalid {where} '{group[:80]}': a CloudWatch Logs group name (1-512 of A-Z a-z 0-9 _ - / . #)")
     policy = _load_policy(policy_path)
     if database is not None and database not in policy.databases:
         _fail(f"unknown database '{database}' in {policy.source}")
     entries, problems = collect(policy, database=database, db_user=db_user, since=since,
-                                groups=log_groups or _default_groups(), logs=AccountLogs())
+                                groups=groups, logs=AccountLogs())
     if as_json:
         click.echo(json.dumps({"entries": [e.to_dict() for e in entries], "problems": problems}, indent=2))
     else:

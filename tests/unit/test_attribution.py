@@ -282,3 +282,19 @@ def test_bad_world_settings_name_the_field(settings_, field):
 
     with pytest.raises(WorldError, match=f"field '[^']*orders-local\\.{re.escape(field)}'"):
         _world_with(**settings_)
+
+
+# -- the audit command's input ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("args", [
+    ["--since", "yesterday"], ["--since", "0s"], ["--log-group", "bad group name"], ["--log-group", "x" * 600],
+    ["--nope"], ["--database"],
+])
+def test_audit_refuses_bad_flags_on_one_line_with_exit_2(args):
+    from click.testing import CliRunner
+
+    from devtools.cli.audit_cmd import audit
+
+    result = CliRunner().invoke(audit, args)
+    assert result.exit_code == 2, result.output
+    assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
