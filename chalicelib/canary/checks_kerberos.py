@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -41,15 +41,16 @@ class DirectoryRole:
 
 
 class DirectoryRoleFacts(Protocol):
-    def describe(self, role_name: str) -> DirectoryRole | None:
-        """The role, None if it does not exist; :class:`ProbeError` if IAM could not be read."""
+    def describe(self, role_name: str, account: str | None = None) -> DirectoryRole | None:
+        """The role (in ``account``, the database's, when known), None if it does not exist;
+        :class:`ProbeError` if IAM could not be read."""
 
 
 class InMemoryDirectoryRoleFacts:
     def __init__(self, roles: Mapping[str, DirectoryRole | Exception]) -> None:
         self.roles = dict(roles)
 
-    def describe(self, role_name: str) -> DirectoryRole | None:
+    def describe(self, role_name: str, account: str | None = None) -> DirectoryRole | None:
         value = self.roles.get(role_name)
         if isinstance(value, Exception):
             raise value
@@ -74,11 +75,18 @@ def _trusts_rds(document: Any) -> bool:
 
 
 class BotoDirectoryRoleFacts:
-    def __init__(self, clients: AwsClients) -> None:
-        self._clients = clients
+    """``iam_for(account)`` (:meth:`chalicelib.canary.accounts.AccountReaders.iam_for`), when
+    given, reads the role in the database's account (through its reader role when needed)."""
 
-    def describe(self, role_name: str) -> DirectoryRole | None:
-        iam = self._clients.client("iam")
+    def __init__(self, clients: AwsClients, iam_for: Callable[[str], tuple[Any, Any]] | None = None) -> None:
+        self._clients = clients
+        self._iam_for = iam_for
+
+    def describe(self, role_name: str, account: str | None = None) -> DirectoryRole | None:
+        if self._iam_for is not None and account:
+            iam = self._iam_for(account)[0]  # ProbeError when the reader role cannot be assumed
+        else:
+            iam = self._clients.client("iam")
         try:
             with probe("iam", "GetRole"):
                 role = iam.get_role(RoleName=role_name)["Role"]

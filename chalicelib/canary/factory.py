@@ -21,7 +21,6 @@ Environment (all optional):
 """
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Mapping
 from pathlib import Path
@@ -43,6 +42,7 @@ from chalicelib.canary.iam_facts import LiveConnectEvaluator
 from chalicelib.canary.target import CanaryDeps
 from chalicelib.errors import ProbeError, RdsvendError
 from chalicelib.policy.model import AccessPolicy, Database
+from chalicelib.settings import Settings
 
 __all__ = ["BUNDLE_PATH", "ssl_root_cert_for", "admin_dsn_from_env", "CanaryIdentity", "MinterTokens",
            "EnvSigner", "PsycopgAdmin", "canary_deps"]
@@ -51,7 +51,11 @@ BUNDLE_PATH = Path(__file__).resolve().parent.parent / "data" / "rds-global-bund
 _LOOPBACK = {"localhost", "127.0.0.1", "::1"}
 
 
-def ssl_root_cert_for(policy: AccessPolicy, env: Mapping[str, str]) -> str:
+def _settings(env: Mapping[str, str] | Settings | None) -> Settings:
+    return env if isinstance(env, Settings) else Settings.from_env(env)
+
+
+def ssl_root_cert_for(policy: AccessPolicy, env: Mapping[str, str] | Settings) -> str:
     """The policy's ``canary.ssl_root_cert`` (relative to the policy file), else
     ``PGSSLROOTCERT``, else the shipped RDS global bundle."""
     configured = policy.canary.ssl_root_cert
@@ -62,11 +66,11 @@ def ssl_root_cert_for(policy: AccessPolicy, env: Mapping[str, str]) -> str:
             base = source.parent if source.suffix in (".yaml", ".yml", ".json") and source.exists() else Path.cwd()
             path = base / path
         return str(path)
-    return env.get("PGSSLROOTCERT") or str(BUNDLE_PATH)
+    return _settings(env).ssl_root_cert or str(BUNDLE_PATH)
 
 
-def admin_dsn_from_env(env: Mapping[str, str]) -> str | None:
-    return env.get("RDSVEND_CANARY_ADMIN_DSN") or env.get("RDSVEND_LOCAL_ADMIN_DSN") or None
+def admin_dsn_from_env(env: Mapping[str, str] | Settings) -> str | None:
+    return _settings(env).admin_dsn
 
 
 class CanaryIdentity:
@@ -162,8 +166,8 @@ class PsycopgAdmin:
             raise classify_connect_error(str(exc), secrets=(password,)) from None
 
 
-def _org_client(clients: AwsClients, env: Mapping[str, str], endpoint_url: str | None) -> Any:
-    role = env.get("RDSVEND_ORG_ROLE_ARN")
+def _org_client(clients: AwsClients, settings: Settings, endpoint_url: str | None) -> Any:
+    role = settings.org_role_arn
     if not role:
         return clients.client("organizations", "us-east-1")
     return _AssumedOrgClient(clients, role, endpoint_url)
@@ -215,13 +219,13 @@ def canary_deps(
     minter: Any = None,
 ) -> CanaryDeps:
     """Everything the canary needs to check ``policy`` for real."""
-    env = dict(os.environ if env is None else env)
+    settings = _settings(env)
     aws_timeout = max(1.0, min(5.0, policy.canary.timeout_seconds / 3))
     clients = AwsClients(session=session, endpoint_url=endpoint_url, timeout_seconds=aws_timeout)
     identity = CanaryIdentity(clients)
     if minter is None and (endpoint_url or session is not None):
+        from chalicelib.aws.credentials import BotocoreCredentialsProvider
         from chalicelib.signer import TokenMinter
-        from chalicelib.signer.credentials import BotocoreCredentialsProvider
         from chalicelib.signer.roles import StsRoleAssumer
 
         minter = TokenMinter(
@@ -229,43 +233,43 @@ def canary_deps(
             credentials=BotocoreCredentialsProvider(getattr(session, "_session", None)),
             assume_role=StsRoleAssumer(lambda service, region=None: clients.client(service, region)),
         )
-    admin_dsn = admin_dsn_from_env(env)
+    admin_dsn = settings.admin_dsn
     readers = AccountReaders(policy, clients, make_clients=lambda role_session: AwsClients(
         session=role_session, endpoint_url=endpoint_url, timeout_seconds=aws_timeout).client)
     return CanaryDeps(
         rds=BotoRdsFacts(clients, readers),
         connect=LiveConnectEvaluator(iam_client=clients.client("iam"),
-                                     org_client=_org_client(clients, env, endpoint_url),
+                                     org_client=_org_client(clients, settings, endpoint_url),
                                      iam_for=readers.iam_for),
-        directory=BotoDirectoryRoleFacts(clients),
+        directory=BotoDirectoryRoleFacts(clients, readers.iam_for),
         tokens=MinterTokens(identity, minter),
         db=PsycopgConnector(),
-        signer=EnvSigner(identity, env.get("RDSVEND_SIGNER_PRINCIPAL")),
-        ssl_root_cert=ssl_root_cert_for(policy, env),
+        signer=EnvSigner(identity, settings.signer_principal),
+        ssl_root_cert=ssl_root_cert_for(policy, settings),
         admin=PsycopgAdmin(admin_dsn) if admin_dsn else None,
         secrets=BotoSecretFacts(clients),
-        auth_log=_auth_log(readers, env),
-        **_mysql_deps(policy, env),
+        auth_log=_auth_log(readers, settings),
+        **_mysql_deps(policy, settings),
     )
 
 
-def _auth_log(readers: AccountReaders, env: Mapping[str, str]) -> Any:
+def _auth_log(readers: AccountReaders, settings: Settings) -> Any:
     """Each database's iam-db-auth-error log, in its account, since the previous scheduled run
     (``RDSVEND_CANARY_INTERVAL_SECONDS``, default the schedule's 300 s)."""
     from chalicelib.canary.checks_auth_log import DEFAULT_INTERVAL_SECONDS, CloudWatchAuthErrorLog
 
     try:
-        interval = float(env.get("RDSVEND_CANARY_INTERVAL_SECONDS") or DEFAULT_INTERVAL_SECONDS)
+        interval = float(settings.canary_interval_seconds or DEFAULT_INTERVAL_SECONDS)
     except ValueError:
         interval = DEFAULT_INTERVAL_SECONDS
     interval = min(max(interval, 1.0), 86400.0)
     return CloudWatchAuthErrorLog(lambda database: readers.client(database, "logs"), interval=interval)
 
 
-def _mysql_deps(policy: AccessPolicy, env: Mapping[str, str]) -> dict[str, Any]:
+def _mysql_deps(policy: AccessPolicy, settings: Settings) -> dict[str, Any]:
     """The MySQL family's connector and administrator view (see the module docstring)."""
     from chalicelib.canary.checks_mysql import PyMysqlAdmin, PyMysqlConnector
 
-    dsn = env.get("RDSVEND_CANARY_MYSQL_ADMIN_DSN") or env.get("RDSVEND_LOCAL_MYSQL_ADMIN_DSN")
+    dsn = settings.mysql_admin_dsn
     return {"mysql_db": PyMysqlConnector(),
-            "mysql_admin": PyMysqlAdmin(dsn, ssl_root_cert_for(policy, env)) if dsn else None}
+            "mysql_admin": PyMysqlAdmin(dsn, ssl_root_cert_for(policy, settings)) if dsn else None}

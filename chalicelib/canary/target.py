@@ -374,7 +374,8 @@ def _kerberos(database: Database, user: DbUser, deps: CanaryDeps, deadline: Dead
     memberships = [d for d in (resource.domains if resource else ()) if d.iam_role_name]
     if memberships:
         try:
-            role = deps.directory.describe(memberships[0].iam_role_name or "")
+            role = deps.directory.describe(memberships[0].iam_role_name or "",
+                                           account=resource.account if resource else None)
         except ProbeError as exc:
             role = exc
     run.record(check_directory_role(resource, role))

@@ -264,3 +264,44 @@ def test_rds_access_denied_names_the_principal_and_account_that_were_refused(org
             f"account {account})") in found.message
     assert found.fix.startswith(f"run with credentials that can read account {account}")
     assert keys["SecretAccessKey"] not in found.message + found.fix
+
+
+def test_directory_role_of_a_member_database_is_read_in_its_account(org):
+    """A Kerberos user's instance in the member account: its directory role is read there,
+    through the reader role (the canary's own account has no such role)."""
+    account = org["account"]
+    creds = org["session"].client("sts").assume_role(
+        RoleArn=f"arn:aws:iam::{account}:role/OrganizationAccountAccessRole", RoleSessionName="seed2")["Credentials"]
+    member = boto3.session.Session(aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
+                                   aws_session_token=creds["SessionToken"], region_name=REGION)
+    iam = member.client("iam")
+    iam.create_role(RoleName="rds-directory", AssumeRolePolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "rds.amazonaws.com"},
+                                                "Action": "sts:AssumeRole"}]}))
+    managed = iam.create_policy(PolicyName="AmazonRDSDirectoryServiceAccess", Path="/service-role/",
+                                PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
+                                    {"Effect": "Allow", "Action": "ds:DescribeDirectories", "Resource": "*"}]}))
+    iam.attach_role_policy(RoleName="rds-directory", PolicyArn=managed["Policy"]["Arn"])
+    member.client("rds").create_db_instance(
+        DBInstanceIdentifier="hr-prod", Engine="postgres", DBInstanceClass="db.t4g.micro", MasterUsername="admin",
+        MasterUserPassword="x" * 12, AllocatedStorage=20, Domain="d-1234567890", DomainIAMRoleName="rds-directory")
+    text = _text(account).replace("instance: ledger-prod", "instance: hr-prod").replace(
+        "ledger_app: {auth: iam}", "ledger_app: {auth: iam}\n      hr_legacy: {auth: kerberos}").replace(
+        "    users:", f"    reader_role: arn:aws:iam::{account}:role/rdsvend-reader\n    users:")
+    loaded = load_policy_text(text, "orgs.yaml")
+    clients = AwsClients(session=org["session"])
+    readers = AccountReaders(loaded, clients)
+    from chalicelib.canary.checks_kerberos import BotoDirectoryRoleFacts
+
+    deps = CanaryDeps(rds=BotoRdsFacts(clients, readers),
+                      connect=LiveConnectEvaluator(iam_client=clients.client("iam"), org_client=None),
+                      directory=BotoDirectoryRoleFacts(clients, readers.iam_for), tokens=CountingTokens(),
+                      db=MemoryConnector({}), signer=FixedSigner())
+    db = loaded.databases["ledger"]
+    report = run_target(db, db.users["hr_legacy"], deps, Deadline.after(30))
+    checks = {c.id: c for c in report.checks}
+    assert checks["rds.domain_joined"].status == "pass", checks["rds.domain_joined"].message
+    assert checks["iam.directory_role"].status == "pass", checks["iam.directory_role"].message
+    # read with the canary's own credentials instead, the role is not there
+    own = BotoDirectoryRoleFacts(clients)
+    assert own.describe("rds-directory") is None
