@@ -152,6 +152,15 @@ STEPS: list[Callable[[Demo], None]] = [
 ]
 
 
+def step_rotation(demo: Demo) -> None:
+    from devtools.local.demo_rotation import rotation_step
+
+    rotation_step(demo, say, DemoFailed)
+
+
+STEPS.insert(STEPS.index(step_canary), step_rotation)  # before the canary, which checks password users too
+
+
 def main(argv: list[str] | None = None) -> int:
     from devtools.local.stack import REPO_ROOT, LocalStack, StackError
 
