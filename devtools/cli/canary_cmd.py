@@ -125,7 +125,8 @@ def doctor(database: str, db_user: str, policy_path: str | None, as_json: bool,
         click.echo(text)
     else:
         click.echo()
-        click.echo("Nothing to fix: a freshly signed token logs in over TLS verify-full.")
+        click.echo("Nothing to fix: AWSCURRENT of its secret logs in over TLS verify-full." if user.auth == "password"
+                   else "Nothing to fix: a freshly signed token logs in over TLS verify-full.")
     if user.auth == "iam":  # who RDS refused in the last hour, and why (devtools.cli.doctor_refusals)
         from devtools.cli.doctor_refusals import refusal_report
 
