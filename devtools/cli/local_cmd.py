@@ -4,6 +4,7 @@ from __future__ import annotations
 import shlex
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import click
 
@@ -18,7 +19,7 @@ def _state_dir(value: str | None) -> Path:
     return Path(value) if value else DEFAULT_STATE_DIR
 
 
-def _fail(message: str, code: int = 1) -> None:
+def _fail(message: str, code: int = 1) -> NoReturn:
     click.echo(f"rdsvend local: {message}", err=True)
     sys.exit(code)
 

@@ -28,9 +28,10 @@ def org_step(demo: Any, say: Callable[..., None], failed: type[Exception]) -> No
     vended = demo.api().vend(DATABASE, DB_USER)
     params = connection_params(vended, {"PGSSLROOTCERT": demo.stack.ca_path})
     with psycopg.connect(**params, connect_timeout=10) as conn:
-        user, tls = conn.execute(
+        row = conn.execute(
             "SELECT current_user, (SELECT version FROM pg_stat_ssl WHERE pid = pg_backend_pid())").fetchone()
         rows = conn.execute("SELECT customer, cents FROM ledger.invoices ORDER BY id").fetchall()
+    user, tls = row if row is not None else (None, None)
     if user != DB_USER or not tls:
         raise failed(f"the connection to {DATABASE} is not the vended user over TLS")
     listed = ", ".join(f"{customer} {cents / 100:.2f}" for customer, cents in rows)

@@ -374,12 +374,12 @@ class _Parser:
                 self.string(name, df, _FQDN)
                 d = self.mapping(d or {}, df, {"short_name"}, {"short_name"})
                 directories[name] = DirectorySpec(name, self.string(d["short_name"], f"{df}.short_name", _SHORT))
-            for name, db in dbs.items():
+            for name, spec_db in dbs.items():
                 df = f"{f}.databases.{name}.domain"
-                if db.domain is not None and db.domain.directory not in directories:
-                    raise self.fail(f"no directory '{db.domain.directory}' in account {acct}", f"{df}.directory")
-                if db.domain is not None and db.domain.iam_role not in roles:
-                    raise self.fail(f"no role '{db.domain.iam_role}' in account {acct}", f"{df}.iam_role")
+                if spec_db.domain is not None and spec_db.domain.directory not in directories:
+                    raise self.fail(f"no directory '{spec_db.domain.directory}' in account {acct}", f"{df}.directory")
+                if spec_db.domain is not None and spec_db.domain.iam_role not in roles:
+                    raise self.fail(f"no role '{spec_db.domain.iam_role}' in account {acct}", f"{df}.iam_role")
             out[acct] = Account(acct, self.string(spec["name"], f"{f}.name"), roles, users, dbs, directories)
         for acct in out.values():
             for role in acct.roles.values():

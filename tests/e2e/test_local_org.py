@@ -131,6 +131,25 @@ def _assumed(org, role_arn: str) -> dict[str, str]:
 
 # -- the operator's shell --------------------------------------------------------------------------
 
+def test_local_env_as_caller_denied_or_operator(local_stack, org):
+    shells = {part: shell_env(local_stack, part) for part in ("caller", "denied", "operator")}
+    callers = org.info.seeded.callers
+    for part, name in (("caller", "allowed"), ("denied", "denied"), ("operator", "operator")):
+        assert shells[part]["AWS_ACCESS_KEY_ID"] == callers[name].access_key_id
+        sts = boto3.client("sts", endpoint_url=shells[part]["AWS_ENDPOINT_URL"], region_name=org.info.region,
+                           aws_access_key_id=shells[part]["AWS_ACCESS_KEY_ID"],
+                           aws_secret_access_key=shells[part]["AWS_SECRET_ACCESS_KEY"])
+        assert sts.get_caller_identity()["Arn"] == callers[name].arn
+    assert callers["operator"].arn == "arn:aws:iam::222222222222:user/rdsvend-operator"
+    assert shells["operator"]["RDSVEND_ORG_ROLE_ARN"] == "arn:aws:iam::111111111111:role/rdsvend-org-reader"
+    assert "RDSVEND_ORG_ROLE_ARN" not in shells["caller"] and "RDSVEND_ORG_ROLE_ARN" not in shells["denied"]
+    base = ["local", "env", "--state-dir", org.info.state_dir]
+    for bad in (["--as", "root"], ["--as", "operator", "--caller", "denied"]):
+        done = rdsvend(dict(os.environ), *base, *bad)
+        assert done.returncode == 2 and done.stdout == ""
+        assert "--as" in done.stderr.strip().splitlines()[-1]  # the error line names the option
+
+
 def test_the_operators_canary_is_all_pass_and_gives_the_scheduled_canarys_verdicts(org):
     assert org.baseline == {}
     done = rdsvend(org.operator, "canary", "--json")
