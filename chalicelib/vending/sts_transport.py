@@ -2,12 +2,12 @@
 
 :class:`DeadlineStsTransport` sends a checked identity proof (:mod:`chalicelib.vending.proof`)
 to the configured STS endpoint over its own socket: TLS verified against botocore's CA
-bundle (plain HTTP only for a loopback test endpoint the operator configured), no proxy,
-no redirect, no retry, ``Connection: close``. Every step (connect, TLS handshake, sending,
-and each read of the status line, the headers and the body) is given only the time left
-until one deadline, ``total_timeout`` after the exchange began, so an answer dripped a byte
-at a time cannot hold a vend past it; ``connect_timeout`` and ``read_timeout`` bound single
-steps further. The answer is capped at :data:`MAX_ANSWER_BYTES`.
+bundle (plain HTTP only where the configured endpoint says ``http://``, as the local stack's
+does), no proxy, no redirect, no retry, ``Connection: close``. Every step (name lookup,
+connect, TLS handshake, sending, and each read of the status line, the headers and the body)
+is given only the time left until one deadline, ``total_timeout`` after the exchange began,
+so an answer dripped a byte at a time cannot hold a vend past it; ``connect_timeout`` and
+``read_timeout`` bound single steps further. The answer is capped at :data:`MAX_ANSWER_BYTES`.
 
 Failures are :class:`UpstreamUnavailableError` naming only the kind of failure: never a
 header, the signature or the session token.
@@ -18,6 +18,7 @@ import http.client
 import io
 import socket
 import ssl
+import threading
 import time
 from typing import Any
 from urllib.parse import urlsplit
@@ -53,7 +54,7 @@ class DeadlineStsTransport:
         host = parts.hostname or ""
         port = parts.port or _DEFAULT_PORTS.get(parts.scheme, 443)
         try:
-            sock = socket.create_connection((host, port), timeout=clock.left(config.connect_timeout))
+            sock = _connect(host, port, clock, config.connect_timeout)
             try:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 if parts.scheme == "https":
@@ -73,6 +74,38 @@ class DeadlineStsTransport:
             raise UpstreamUnavailableError("sts", detail="STS answer took too long") from None
         except (OSError, http.client.HTTPException) as exc:
             raise UpstreamUnavailableError("sts", detail=f"STS request failed: {type(exc).__name__}") from None
+
+
+def _connect(host: str, port: int, clock: _Deadline, connect_timeout: float) -> socket.socket:
+    """Resolve (in a helper thread: ``getaddrinfo`` takes no timeout) and connect, both within
+    the time left."""
+    found: list[Any] = []
+    failed: list[OSError] = []
+
+    def resolve() -> None:
+        try:
+            found.extend(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+        except OSError as exc:
+            failed.append(exc)
+
+    resolver = threading.Thread(target=resolve, name="rdsvend-sts-resolve", daemon=True)
+    resolver.start()
+    resolver.join(clock.left(connect_timeout))
+    if resolver.is_alive():
+        raise _DeadlinePassedError
+    if failed:
+        raise failed[0]
+    last: OSError = OSError(f"no address for {host}")
+    for family, kind, proto, _, address in found:
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.settimeout(clock.left(connect_timeout))
+            sock.connect(address)
+            return sock
+        except OSError as exc:
+            sock.close()
+            last = exc
+    raise last
 
 
 class _Deadline:

@@ -130,3 +130,23 @@ def test_a_closed_port_is_upstream_unavailable():
     with pytest.raises(UpstreamUnavailableError) as caught:
         DeadlineStsTransport().send(_request(url), config)
     assert "STS request failed: ConnectionRefusedError" in caught.value.detail
+
+
+@pytest.mark.timeout(30)
+def test_a_name_lookup_that_hangs_is_bounded_too(monkeypatch):
+    # A slow resolver cannot run here: getaddrinfo is replaced by one that takes 10 s.
+    release = threading.Event()
+
+    def slow_lookup(*args, **kwargs):
+        release.wait(10)
+        raise OSError("never answered")
+
+    monkeypatch.setattr(socket, "getaddrinfo", slow_lookup)
+    config = ProofConfig(sts_endpoint="http://sts.invalid", server_id="srv", total_timeout=1.0)
+    started = time.monotonic()
+    try:
+        with pytest.raises(UpstreamUnavailableError) as caught:
+            DeadlineStsTransport().send(_request("http://sts.invalid"), config)
+    finally:
+        release.set()
+    assert "took too long" in caught.value.detail and time.monotonic() - started < 3.0
