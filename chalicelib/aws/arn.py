@@ -19,8 +19,11 @@ __all__ = [
     "RESOURCE_ID_PREFIX",
     "ROLE_ARN",
     "ROLE_NAME",
+    "SECRET_ARN",
     "dbuser_arn",
     "partition_of_region",
+    "secret_arn",
+    "secret_arn_parts",
 ]
 
 #: ``aws``, ``aws-cn``, ``aws-us-gov``, ``aws-iso``, ``aws-iso-b`` ...
@@ -66,3 +69,21 @@ def dbuser_arn(region: str, account: str, resource_id: str, db_user: str, partit
     """``arn:PARTITION:rds-db:REGION:ACCOUNT:dbuser:RESOURCE_ID/DB_USER``, the resource
     ``rds-db:connect`` is authorized against; the partition is the region's unless given."""
     return f"arn:{partition or partition_of_region(region)}:rds-db:{region}:{account}:dbuser:{resource_id}/{db_user}"
+
+
+#: A Secrets Manager secret: ``arn:PARTITION:secretsmanager:REGION:ACCOUNT:secret:NAME``, NAME
+#: as Secrets Manager allows it, with or without the 6-character suffix it appends
+SECRET_ARN = re.compile(
+    r"arn:(?P<partition>aws(?:-[a-z]+)*):secretsmanager:(?P<region>[a-z]{2}(?:-gov|-iso[a-z]?)?-[a-z]+-[0-9]{1,2})"
+    r":(?P<account>[0-9]{12}):secret:(?P<name>[A-Za-z0-9/_+=.@-]{1,512})", re.ASCII)
+
+
+def secret_arn_parts(arn: str) -> dict[str, str] | None:
+    """``partition``, ``region``, ``account`` and ``name`` of a secret ARN; None when it is not one."""
+    match = SECRET_ARN.fullmatch(arn) if isinstance(arn, str) else None
+    return match.groupdict() if match else None
+
+
+def secret_arn(region: str, account: str, name: str, partition: str | None = None) -> str:
+    """The ARN of the secret ``name`` (without Secrets Manager's suffix)."""
+    return f"arn:{partition or partition_of_region(region)}:secretsmanager:{region}:{account}:secret:{name}"

@@ -6,29 +6,17 @@ function changes it. The loader calls :func:`password_settings` for every user.
 """
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from chalicelib.aws.arn import SECRET_ARN, secret_arn_parts
 from chalicelib.errors import PolicyLoadError
 from chalicelib.policy.model import partition_of_region
 
 __all__ = ["SECRET_ARN", "ROTATIONS", "PASSWORD_KEYS", "password_settings", "secret_arn_parts"]
 
-#: arn:PARTITION:secretsmanager:REGION:ACCOUNT:secret:NAME (NAME as Secrets Manager allows it,
-#: with or without the 6-character suffix Secrets Manager appends)
-SECRET_ARN = re.compile(
-    r"arn:(?P<partition>aws(?:-[a-z]+)*):secretsmanager:(?P<region>[a-z]{2}(?:-gov|-iso[a-z]?)?-[a-z]+-\d{1,2})"
-    r":(?P<account>\d{12}):secret:(?P<name>[A-Za-z0-9/_+=.@-]{1,512})"
-)
 ROTATIONS = ("single-user", "alternating-users")
 PASSWORD_KEYS = frozenset({"secret", "rotation"})
-
-
-def secret_arn_parts(arn: str) -> Mapping[str, str] | None:
-    """partition, region, account and name of a secret ARN, or None when it is not one."""
-    match = SECRET_ARN.fullmatch(arn) if isinstance(arn, str) else None
-    return match.groupdict() if match else None
 
 
 def password_settings(spec: Mapping[str, Any], field: str, auth: str,

@@ -9,7 +9,8 @@ has the new password from setSecret until finishSecret makes it AWSCURRENT, and 
 finishSecret a cached AWSCURRENT is the old one.
 
 >>> from rdsvend import connect_password
->>> conn = connect_password("arn:aws:secretsmanager:us-east-1:222222222222:secret:rdsvend/orders/reports")  # doctest: +SKIP
+>>> arn = "arn:aws:secretsmanager:us-east-1:222222222222:secret:rdsvend/orders/reports"
+>>> conn = connect_password(arn)  # doctest: +SKIP
 """
 from __future__ import annotations
 

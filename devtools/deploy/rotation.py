@@ -16,11 +16,11 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any
 
+from chalicelib.aws.arn import secret_arn, secret_arn_parts
 from chalicelib.policy.model import AccessPolicy
-from chalicelib.policy.password_users import secret_arn_parts
 
-__all__ = ["ROTATE", "ROTATION_DAYS", "declared_secrets", "secret_resources", "rotate_statements", "canary_secret_statements",
-           "sam_rotation_resources", "terraform_rotation_resources"]
+__all__ = ["ROTATE", "ROTATION_DAYS", "declared_secrets", "secret_resources", "rotate_statements",
+           "canary_secret_statements", "sam_rotation_resources", "terraform_rotation_resources"]
 
 #: Chalice's name of the rotation function
 ROTATE = "rotate"
@@ -50,8 +50,7 @@ def secret_resources(policy: AccessPolicy) -> tuple[list[str], list[str]]:
         parts = secret_arn_parts(arn)
         if rotation == "alternating-users" and parts is not None:
             folder = parts["name"].rsplit("/", 1)[0] + "/" if "/" in parts["name"] else ""
-            master = (f"arn:{parts['partition']}:secretsmanager:{parts['region']}:{parts['account']}:"
-                      f"secret:{folder}master")
+            master = secret_arn(parts["region"], parts["account"], f"{folder}master", parts["partition"])
             masters += [m for m in _with_suffix(master) if m not in masters]
     return sorted(set(declared)), masters
 
