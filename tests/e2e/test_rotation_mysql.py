@@ -64,10 +64,14 @@ def rows(conn, query: str):
         return cur.fetchall()
 
 
-def test_single_user_rotation_refuses_the_old_password_and_accepts_the_new(local_stack, sm, rotate):
+def test_single_user_rotation_refuses_the_old_password_and_accepts_the_new(local_stack, sm, rotate, capsys, caplog):
     old = value(sm, SINGLE)
     rotate(SINGLE)
     new = value(sm, SINGLE)
+    out = capsys.readouterr()
+    logged = out.out + out.err + caplog.text
+    assert "rotation setSecret for" in logged  # the function's log lines were captured ...
+    assert old["password"] not in logged and new["password"] not in logged  # ... and hold no password
     assert (new["username"], new["engine"]) == ("shop_batch", "mariadb") and new["password"] != old["password"]
     assert "Access denied for user 'shop_batch'" in refused(local_stack, old)
     with login(local_stack, new) as conn:
