@@ -1,9 +1,9 @@
 """Canary check ``rds.auth_errors``: did the database refuse this user's IAM logins since the last run?
 
 Reads the database's ``iam-db-auth-error`` log export (CloudWatch Logs, in the database's
-account) from the previous run's start on: with the canary's schedule (every 5 minutes), that is
-``RDSVEND_CANARY_INTERVAL_SECONDS`` (default 300) before this run started, unless the caller gives
-``since`` (a workstation run: the last hour).
+account) from the previous run's start on: the start of the previous run made with the same
+dependencies when there was one (:meth:`CloudWatchAuthErrorLog.for_run`), else
+``RDSVEND_CANARY_INTERVAL_SECONDS`` (default 300, the schedule's 5 minutes) before this run.
 
 - ``pass``: no refused login of this user in that window;
 - ``warn``: refusals, counted by error code, with the callers the lines name and what to change;
@@ -71,8 +71,19 @@ class CloudWatchAuthErrorLog:
                  interval: float = DEFAULT_INTERVAL_SECONDS, now: Callable[[], float] = time.time) -> None:
         self.client_for = client_for
         self.since = since if since is not None else now() - interval
+        self._interval = interval
+        self._previous_start: float | None = None
         self._cache: dict[str, list[Refusal] | None | ProbeError] = {}
         self._lock = threading.Lock()
+
+    def for_run(self, started: float) -> CloudWatchAuthErrorLog:
+        """The log as one run starting at ``started`` reads it: from the previous run's start (of
+        these same deps), else from ``since`` (default ``interval`` before the deps were made); each
+        run reads afresh."""
+        with self._lock:
+            since = self._previous_start if self._previous_start is not None else self.since
+            self._previous_start = started
+        return CloudWatchAuthErrorLog(self.client_for, since=since, interval=self._interval)
 
     def refusals(self, database: Database) -> list[Refusal] | None:
         from chalicelib.attribution.logs import read_refusals

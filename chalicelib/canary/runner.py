@@ -137,6 +137,9 @@ def run_canary(
     deps = dataclasses.replace(deps, rds=_OncePerRun(deps.rds))
     timeout = float(timeout_seconds if timeout_seconds is not None else policy.canary.timeout_seconds)
     started = clock.now()
+    for_run = getattr(deps.auth_log, "for_run", None)
+    if callable(for_run):  # rds.auth_errors: refusals since the previous run of these deps
+        deps = dataclasses.replace(deps, auth_log=for_run(started.timestamp()))
 
     def check(database: Database, user: DbUser, deadline: Deadline, run: TargetRun) -> TargetReport:
         return run_target(database, user, deps, deadline, run)

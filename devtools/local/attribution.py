@@ -22,7 +22,7 @@ from typing import Any
 from devtools.local.cwlogs import CloudWatchSink, LogLine
 from devtools.local.iamdbauth import DEFAULT_LOGINS_PER_SECOND, IamAuthGuard, InstanceAuth
 
-__all__ = ["AUDIT_LOG_GROUP", "Attribution", "start_attribution", "AuditTee"]
+__all__ = ["AUDIT_LOG_GROUP", "Attribution", "start_attribution", "AuditTee", "clear_refusal_logs"]
 
 log = logging.getLogger(__name__)
 
@@ -108,3 +108,25 @@ def _make_group(client: Any, group: str) -> None:
         client.create_log_group(logGroupName=group)
     except client.exceptions.ResourceAlreadyExistsException:
         pass
+
+
+def clear_refusal_logs(info: Any) -> int:
+    """Delete what the local instances' ``iam-db-auth-error`` logs hold (the streams; the groups
+    stay), so later canary runs do not report refusals a test made on purpose. Returns how many
+    streams went."""
+    from chalicelib.attribution.refusals import log_group_for
+    from devtools.local.aws import AccountSessions
+
+    sessions = AccountSessions(info.moto_url, info.region, info.seeded.management_account)
+    removed = 0
+    for ident, inst in info.seeded.instances.items():
+        logs = sessions.client("logs", inst.account)
+        group = log_group_for(ident)
+        try:
+            streams = logs.describe_log_streams(logGroupName=group)["logStreams"]
+        except logs.exceptions.ResourceNotFoundException:
+            continue
+        for stream in streams:
+            logs.delete_log_stream(logGroupName=group, logStreamName=stream["logStreamName"])
+            removed += 1
+    return removed

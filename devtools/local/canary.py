@@ -90,6 +90,10 @@ def local_canary_deps(info: Any, policy: AccessPolicy, *, endpoint_url: str | No
     dsns = list(getattr(info, "admin_dsns", {}).values())
     if dsns:
         deps.admin = LocalAdmins(dsns)
+    if deps.auth_log is not None:  # rds.auth_errors: refusals from the moment these deps exist on
+        import time
+
+        deps.auth_log.since = time.time()
     return deps
 
 

@@ -23,13 +23,33 @@ def _require_postgres() -> None:
         pytest.skip(f"PostgreSQL 15 binaries not found in {DEFAULT_BIN_DIR}")
 
 
+_RUNNING: list = []  # the session's stack, once started
+
+
 @pytest.fixture(scope="session")
 def local_stack(tmp_path_factory):
     _require_postgres()
     stack = LocalStack(tmp_path_factory.mktemp("rdsvend-local") / "state")
     stack.start()
+    _RUNNING.append(stack)
     try:
         yield stack
     finally:
+        _RUNNING.clear()
         report = stack.stop()
         assert report.clean, f"local stack left things behind: {report.leftovers}"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _no_refusals_carried_over():
+    """Refused IAM logins a module made on purpose leave the instances' iam-db-auth-error logs when
+    it ends (the canary's rds.auth_errors would rightly report them to the next module)."""
+    yield
+    if not _RUNNING:
+        return
+    import time
+
+    from devtools.local.attribution import clear_refusal_logs
+
+    time.sleep(0.5)  # the stack's CloudWatch writer sends in batches
+    clear_refusal_logs(_RUNNING[0].info)

@@ -265,7 +265,7 @@ def test_canary_baseline_passes(canary):
     assert target.status == "pass", _problems(target)
     ids = [c.id for c in target.checks]
     assert ids == ["rds.found", "rds.iam_auth_enabled", "rds.endpoint", "iam.signer_allows", "org.scp_allows",
-                   "db.connect", "db.iam_plugin", "db.tier"]
+                   "rds.auth_errors", "db.connect", "db.iam_plugin", "db.tier"]
     connect = target.check("db.connect")
     assert connect.details["latency_ms"] > 0 and connect.details["ssl_mode"] == "VERIFY_IDENTITY"
     assert "AWSAuthenticationPlugin" in target.check("db.iam_plugin").details["plugins"]

@@ -298,3 +298,21 @@ def test_audit_refuses_bad_flags_on_one_line_with_exit_2(args):
     result = CliRunner().invoke(audit, args)
     assert result.exit_code == 2, result.output
     assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
+
+
+def test_each_run_reads_refusals_since_the_previous_run_of_the_same_deps():
+    from chalicelib.canary.checks_auth_log import CloudWatchAuthErrorLog
+
+    reads = []
+
+    class Logs:
+        def filter_log_events(self, **kwargs):
+            reads.append(kwargs["startTime"])
+            return {"events": []}
+
+    log = CloudWatchAuthErrorLog(lambda database: Logs(), interval=300, now=lambda: 1000.0)
+    first = log.for_run(1000.0)
+    assert first.since == 700.0 and first.refusals(DB) == [] and first.refusals(DB) == []
+    second = log.for_run(1300.0)
+    assert second.since == 1000.0 and second.refusals(DB) == []
+    assert reads == [700_000, 1_000_000]  # one read per database per run, none carried over
