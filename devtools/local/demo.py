@@ -145,10 +145,16 @@ def step_broken_scp(demo: Demo) -> None:
     broken_scp_step(demo, say, DemoFailed)
 
 
+def step_refused_caller(demo: Demo) -> None:
+    from devtools.local.demo_refused import refused_caller_step
+
+    refused_caller_step(demo, say, DemoFailed)
+
+
 #: The narrated steps, in order. Later helpers add or replace entries (see the HOOKs above).
 STEPS: list[Callable[[Demo], None]] = [
     step_whoami, step_databases, step_vend, step_connect, step_mysql, step_org, step_denied, step_canary,
-    step_broken_scp,
+    step_broken_scp, step_refused_caller,
 ]
 
 
