@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -20,11 +19,14 @@ from typing import Any, TypeVar
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
+from chalicelib.settings import Settings
+
 __all__ = ["logger", "metrics", "get_tracer", "audit", "count_vended", "count_denied", "count_rate_limit_fallback",
            "flush_metrics", "invocation", "lambda_entry", "isoformat_z", "traced", "tracing_enabled"]
 
-SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "rdsvend")
-NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "rdsvend")
+_settings = Settings.from_env()
+SERVICE = _settings.service_name
+NAMESPACE = _settings.metrics_namespace
 
 
 class _Stdout:
@@ -46,11 +48,8 @@ _tracer: Any = None
 def tracing_enabled() -> bool:
     """As Powertools decides: off when disabled by env, and off outside Lambda (tests, the CLI,
     the local stack), where there is no X-Ray daemon to send to."""
-    if os.environ.get("POWERTOOLS_TRACE_DISABLED", "").lower() in ("1", "true", "yes"):
-        return False
-    if os.environ.get("AWS_SAM_LOCAL") or os.environ.get("AWS_CHALICE_CLI_MODE"):
-        return False
-    return bool(os.environ.get("AWS_LAMBDA_FUNCTION_NAME"))
+    settings = Settings.from_env()
+    return settings.in_lambda and not settings.trace_disabled and not settings.local_emulation
 
 
 def get_tracer() -> Any:

@@ -26,6 +26,7 @@ __all__ = [
     "AwsErrorKind",
     "DENIED_CODES",
     "NOT_FOUND_CODES",
+    "SERVER_FAULT_CODES",
     "THROTTLING_CODES",
     "aws_error",
     "error_code",
@@ -42,6 +43,9 @@ THROTTLING_CODES = frozenset({
     "ProvisionedThroughputExceededException", "BandwidthLimitExceeded", "EC2ThrottledException",
     "LimitExceededException", "RequestThrottled", "TransactionInProgressException",
 })
+
+#: Codes of a service's own failure (worth a retry later, as throttling is).
+SERVER_FAULT_CODES = frozenset({"ServiceUnavailable", "InternalFailure", "InternalError", "InternalServerError"})
 
 #: Codes that mean "there is no such thing" rather than "the call failed".
 NOT_FOUND_CODES = frozenset({

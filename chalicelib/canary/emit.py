@@ -7,12 +7,12 @@ token (the connect check never puts the password in its message) nor the admin D
 """
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
 from chalicelib.canary.model import Report
+from chalicelib.settings import Settings
 
 __all__ = ["log_report", "emit_metrics", "emit", "emit_run_failure"]
 
@@ -33,8 +33,9 @@ def log_report(report: Report, log: Any) -> None:
 
 def emit_metrics(report: Report, *, namespace: str | None = None, service: str | None = None) -> int:
     """One EMF document per target; returns how many were written."""
-    namespace = namespace or os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "rdsvend")
-    service = service or os.environ.get("POWERTOOLS_SERVICE_NAME", "rdsvend")
+    settings = Settings.from_env()
+    namespace = namespace or settings.metrics_namespace
+    service = service or settings.service_name
     written = 0
     for target in report.targets:
         metrics = EphemeralMetrics(namespace=namespace, service=service)
@@ -55,8 +56,9 @@ def emit_metrics(report: Report, *, namespace: str | None = None, service: str |
 def emit_run_failure(stage: str, *, namespace: str | None = None, service: str | None = None) -> None:
     """``CanaryRunFailed`` (count 1, the stage as metadata): the canary could not do its job.
     One metric whatever the stage, so one alarm watches it."""
-    metrics = EphemeralMetrics(namespace=namespace or os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "rdsvend"),
-                               service=service or os.environ.get("POWERTOOLS_SERVICE_NAME", "rdsvend"))
+    settings = Settings.from_env()
+    metrics = EphemeralMetrics(namespace=namespace or settings.metrics_namespace,
+                               service=service or settings.service_name)
     metrics.add_metric(name="CanaryRunFailed", unit=MetricUnit.Count, value=1)
     metrics.add_metadata(key="stage", value=stage)
     metrics.flush_metrics()

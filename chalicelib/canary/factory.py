@@ -152,7 +152,7 @@ class PsycopgAdmin:
     def role_facts(self, host: str, port: int, dbname: str, role: str, timeout: float) -> RoleFacts:
         import psycopg
 
-        params = dict(self._params)
+        params: dict[str, Any] = dict(self._params)
         params["dbname"] = dbname
         params["connect_timeout"] = max(2, int(timeout))
         params.setdefault("application_name", "rdsvend-canary-admin")

@@ -10,7 +10,6 @@ on-failure destination see it).
 """
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,6 +20,7 @@ from chalicelib.canary.runner import run_canary
 from chalicelib.canary.target import CanaryDeps
 from chalicelib.clock import SYSTEM_CLOCK, Clock
 from chalicelib.errors import CanaryRunError, PolicyLoadError, PolicyUnavailableError, ProbeError
+from chalicelib.settings import Settings
 
 __all__ = ["run_scheduled"]
 
@@ -38,10 +38,10 @@ def run_scheduled(
     """One canary run; returns ``{"summary": ..., "alerts": n}`` (nothing secret)."""
     if log is None:
         from chalicelib.observability import logger as log
-    env = dict(os.environ if env is None else env)
+    settings = Settings.from_env(env)
     if event_id:
         log.set_correlation_id(event_id)
-    failed = _Failure(env, clients, clock, log)
+    failed = _Failure(settings, clients, clock, log)
     if policy is None:
         from chalicelib.policy.source import policy_source_from_env
 
@@ -61,12 +61,12 @@ def run_scheduled(
     except Exception as exc:  # noqa: BLE001 - checks turn their own failures into "error"
         raise failed("run", f"unexpected {type(exc).__name__} while running the checks") from exc
     emit(report, log)
-    alerts = _alert(report, env, failed, log)
+    alerts = _alert(report, settings, failed, log)
     return {"summary": report.summary, "alerts": alerts}
 
 
-def _alert(report: Report, env: Mapping[str, str], failed: _Failure, log: Any) -> int:
-    table, topic = env.get("RDSVEND_STATE_TABLE"), env.get("RDSVEND_ALERT_TOPIC")
+def _alert(report: Report, settings: Settings, failed: _Failure, log: Any) -> int:
+    table, topic = settings.state_table, settings.alert_topic
     if not table or not topic:
         log.warning({"event": "canary_alerts_disabled",
                      "reason": "RDSVEND_STATE_TABLE and RDSVEND_ALERT_TOPIC must both be set"})
@@ -91,15 +91,15 @@ def _alert(report: Report, env: Mapping[str, str], failed: _Failure, log: Any) -
 class _Failure:
     """Says loudly that the canary could not do its job, then hands back the error to raise."""
 
-    def __init__(self, env: Mapping[str, str], clients: Any, clock: Clock, log: Any) -> None:
-        self.env, self._clients, self.clock, self.log = env, clients, clock, log
+    def __init__(self, settings: Settings, clients: Any, clock: Clock, log: Any) -> None:
+        self.settings, self._clients, self.clock, self.log = settings, clients, clock, log
 
     def client(self, service: str) -> Any:
         if self._clients is None:
             from chalicelib.aws.clients import default_client_factory
 
             self._clients = default_client_factory()
-        return self._clients(service, self.env.get("AWS_REGION") or self.env.get("AWS_DEFAULT_REGION"))
+        return self._clients(service, self.settings.region)
 
     def __call__(self, stage: str, message: str, report: Report | None = None) -> CanaryRunError:
         self.log.error({"event": "canary_run_failed", "stage": stage, "error": message})
@@ -110,7 +110,7 @@ class _Failure:
         return CanaryRunError(stage, message)
 
     def _publish(self, stage: str, message: str, report: Report | None) -> None:
-        topic = self.env.get("RDSVEND_ALERT_TOPIC")
+        topic = self.settings.alert_topic
         if not topic:
             self.log.warning({"event": "canary_run_failed_not_alerted", "reason": "RDSVEND_ALERT_TOPIC is not set"})
             return

@@ -9,9 +9,8 @@ load raises (:class:`PolicyLoadError` / :class:`PolicyUnavailableError`): the ca
 """
 from __future__ import annotations
 
-import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -21,6 +20,7 @@ from chalicelib.decision import PolicyIndex
 from chalicelib.errors import PolicyLoadError, PolicyUnavailableError
 from chalicelib.policy.loader import load_policy_file, load_policy_text
 from chalicelib.policy.model import AccessPolicy
+from chalicelib.settings import Settings
 
 __all__ = ["PolicySource", "FilePolicySource", "SsmPolicySource", "StaticPolicySource",
            "policy_source_from_env", "SSM_CACHE_SECONDS", "DEFAULT_POLICY_PATH"]
@@ -121,11 +121,11 @@ class SsmPolicySource:
         return load_policy_text(text, source=source, service_account=self.service_account)
 
 
-def policy_source_from_env(env: dict[str, str] | None = None,
+def policy_source_from_env(env: Mapping[str, str] | None = None,
                            client_factory: Callable[..., Any] | None = None) -> PolicySource:
-    env = dict(os.environ if env is None else env)
-    where = env.get("RDSVEND_POLICY") or DEFAULT_POLICY_PATH
-    service_account = env.get("RDSVEND_SERVICE_ACCOUNT", "").strip() or None
+    settings = Settings.from_env(env)
+    where = settings.policy or DEFAULT_POLICY_PATH
+    service_account = settings.service_account
     if where.startswith("ssm:"):
         name = where[len("ssm:"):]
         if not name:
@@ -134,6 +134,6 @@ def policy_source_from_env(env: dict[str, str] | None = None,
             from chalicelib.aws.clients import default_client_factory
 
             client_factory = default_client_factory()
-        region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
+        region = settings.region
         return SsmPolicySource(name, lambda: client_factory("ssm", region), service_account=service_account)
     return FilePolicySource(where, service_account=service_account)

@@ -7,7 +7,6 @@ the step fail and retries it); no traceback frame holds a password, and no messa
 """
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,6 +17,7 @@ from chalicelib.rotation.errors import RotationError, RotationStateError
 from chalicelib.rotation.event import SECRET_ID, STEPS, parse_event
 from chalicelib.rotation.protocol import Rotator, StepOutcome
 from chalicelib.rotation.store import BotoSecretStore, SecretMeta, SecretStore
+from chalicelib.settings import Settings
 
 __all__ = ["RotationFailedError", "handle_rotation", "declared_user", "rotator_for"]
 
@@ -58,7 +58,7 @@ def handle_rotation(event: Any, *, policy: AccessPolicy | None = None, store: Se
     :class:`RotationFailedError` (one line, nothing secret)."""
     if log is None:
         from chalicelib.observability import logger as log
-    env = dict(os.environ if env is None else env)
+    env = dict(Settings.environment() if env is None else env)
     step = event.get("Step") if isinstance(event, dict) else None
     secret_id = event.get("SecretId") if isinstance(event, dict) else None
     try:

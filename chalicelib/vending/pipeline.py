@@ -6,7 +6,7 @@ load is a refusal (``forbidden``), logged as such.
 """
 from __future__ import annotations
 
-import os
+from collections.abc import Mapping
 from typing import Any
 
 from chalicelib.aws.rds import DatabaseNotFoundError, EndpointResolver
@@ -22,6 +22,7 @@ from chalicelib.errors import (
 from chalicelib.identity import CallerIdentity
 from chalicelib.observability import audit, count_denied, count_vended, isoformat_z, logger, traced
 from chalicelib.policy.source import PolicySource, policy_source_from_env
+from chalicelib.settings import Settings
 from chalicelib.vending.dsn import answer_fields, build_dsn
 from chalicelib.vending.ratelimit import CallerLimiter, parse_rate_limit
 from chalicelib.vending.request import parse_token_request
@@ -153,27 +154,28 @@ class VendingService:
         return {"databases": entries}
 
 
-def vending_service_from_env(env: dict[str, str] | None = None) -> VendingService:
-    """The service the Lambda functions use, configured from the environment."""
+def vending_service_from_env(env: Mapping[str, str] | None = None) -> VendingService:
+    """The service the Lambda functions use, configured from the environment (read once, here)."""
     from chalicelib.aws.clients import default_client_factory
     from chalicelib.signer import TokenMinter
 
-    env = dict(os.environ if env is None else env)
+    env = dict(Settings.environment() if env is None else env)
     clients = default_client_factory()
     return VendingService(
         policy_source=policy_source_from_env(env, clients),
         minter=TokenMinter(),
-        resolver=EndpointResolver(clients, service_account=env.get("RDSVEND_SERVICE_ACCOUNT") or None),
+        resolver=EndpointResolver(clients, service_account=Settings.from_env(env).service_account),
         rate_limiter=rate_limiter_from_env(env, clients),
     )
 
 
-def rate_limiter_from_env(env: dict[str, str], clients: Any) -> CallerLimiter | None:
+def rate_limiter_from_env(env: Mapping[str, str], clients: Any) -> CallerLimiter | None:
     """``RDSVEND_RATE_LIMIT`` (``RATE/BURST`` or ``off``) per caller; with ``RDSVEND_RATE_TABLE``
     the limit is counted fleet-wide in that DynamoDB table (the instance's own limiter stands
     in while the table fails)."""
-    local = parse_rate_limit(env.get("RDSVEND_RATE_LIMIT"))
-    table = env.get("RDSVEND_RATE_TABLE", "").strip()
+    settings = Settings.from_env(env)
+    local = parse_rate_limit(settings.rate_limit)
+    table = settings.rate_table
     if local is None or not table:
         return local
     from chalicelib.vending.ratelimit_table import TableRateLimiter

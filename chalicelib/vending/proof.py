@@ -29,7 +29,6 @@ exception message or a log line.
 from __future__ import annotations
 
 import hmac
-import os
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
@@ -38,12 +37,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
+from chalicelib.aws.errors import SERVER_FAULT_CODES, THROTTLING_CODES
 from chalicelib.clock import SYSTEM_CLOCK, Clock
 from chalicelib.errors import (
     IdentityProofError,
     InvalidRequestError,
     UpstreamUnavailableError,
 )
+from chalicelib.settings import Settings
 
 __all__ = [
     "SERVER_ID_HEADER",
@@ -100,17 +101,7 @@ _TOKEN_CHARS = re.compile(r"^[\x21-\x7e]+$")  # header names: visible ASCII
 _BAD_VALUE_CHARS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # CR, LF, NUL and friends
 _AMZ_DATE_FORMAT = "%Y%m%dT%H%M%SZ"
 _DEFAULT_PORTS = {"http": 80, "https": 443}
-_THROTTLING_CODES = frozenset(
-    {
-        "Throttling",
-        "ThrottlingException",
-        "RequestLimitExceeded",
-        "TooManyRequestsException",
-        "ServiceUnavailable",
-        "InternalFailure",
-        "InternalError",
-    }
-)
+_THROTTLING_CODES = THROTTLING_CODES | SERVER_FAULT_CODES  # worth a retry: a 503 to the caller
 
 
 @dataclass(frozen=True)
@@ -137,14 +128,13 @@ def proof_config_from_env(environ: Mapping[str, str] | None = None) -> ProofConf
     Raises :class:`ValueError` when the server id is not configured: without one, no proof
     can be bound to this server, so the function must refuse every proof (fail closed).
     """
-    env = os.environ if environ is None else environ
-    server_id = env.get("RDSVEND_SERVER_ID", "").strip()
+    settings = Settings.from_env(environ)
+    server_id = settings.server_id
     if not server_id:
         raise ValueError("RDSVEND_SERVER_ID is not set")
-    endpoint = env.get("RDSVEND_STS_ENDPOINT", "").strip()
+    endpoint = settings.sts_endpoint
     if not endpoint:
-        region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1"
-        endpoint = f"https://sts.{region}.amazonaws.com"
+        endpoint = f"https://sts.{settings.region or 'us-east-1'}.amazonaws.com"
     return ProofConfig(sts_endpoint=endpoint, server_id=server_id)
 
 
