@@ -93,8 +93,10 @@ def test_signer_role_may_connect_exactly_as_the_declared_iam_users(seeded, world
     instance = seeded.instances["orders-local"]
     assert instance.resource_id.startswith("db-")
     assert statement["Action"] == "rds-db:connect"
+    shop = seeded.instances["shop-local"]  # the MySQL-family database the same signer serves
     assert sorted(statement["Resource"]) == sorted(
-        f"arn:aws:rds-db:us-east-1:222222222222:dbuser:{instance.resource_id}/{u}" for u in ("orders_app", "orders_owner"))
+        [f"arn:aws:rds-db:us-east-1:222222222222:dbuser:{instance.resource_id}/{u}" for u in ("orders_app", "orders_owner")]
+        + [f"arn:aws:rds-db:us-east-1:222222222222:dbuser:{shop.resource_id}/shop_app"])
     trust = iam.get_role(RoleName="rdsvend-signer")["Role"]["AssumeRolePolicyDocument"]
     trust = trust if isinstance(trust, dict) else json.loads(trust)
     # The function signs; the operator may too (its canary logs in as the scheduled one does).
@@ -104,11 +106,13 @@ def test_signer_role_may_connect_exactly_as_the_declared_iam_users(seeded, world
 
 def test_instance_has_iam_auth_and_points_at_the_local_postgres(seeded):
     rds = _client(seeded.execution, "rds", seeded)
-    (db,) = rds.describe_db_instances()["DBInstances"]
+    db, shop = rds.describe_db_instances()["DBInstances"]
     assert db["DBInstanceIdentifier"] == "orders-local"
     assert db["IAMDatabaseAuthenticationEnabled"] is True
     assert db["Endpoint"] == {"Address": "localhost", "Port": DB_PORT}
     assert db["DbiResourceId"] == seeded.instances["orders-local"].resource_id
+    assert (shop["DBInstanceIdentifier"], shop["Engine"], shop["MasterUsername"]) == ("shop-local", "mariadb", "admin")
+    assert shop["IAMDatabaseAuthenticationEnabled"] is True
 
 
 def test_each_account_sees_only_its_own_resources(seeded):
@@ -192,7 +196,7 @@ def secret_free(text: str, secret: str) -> bool:
     (lambda t: t.replace("  account: \"222222222222\"\n  execution_role",
                          "  account: \"111111111111\"\n  execution_role"), "service.account"),
     (lambda t: t.replace("scps: [DenyLeaveOrganization]", "scps: [NoSuchScp]", 1), "organization.units.Services.scps"),
-    (lambda t: t.replace("rds_connect: [orders-local]", "rds_connect: [orders-elsewhere]"),
+    (lambda t: t.replace("rds_connect: [orders-local, shop-local]", "rds_connect: [orders-elsewhere]"),
      "accounts.222222222222.roles.rdsvend-signer.rds_connect"),
     (lambda t: t.replace("engine: postgres\n        engine_version", "engine: mysql\n        engine_version"),
      "accounts.222222222222.databases.orders-local.engine"),
