@@ -1,1 +1,1 @@
-"""rdsvend benchmarks: ``make bench`` prints one JSON object per line (SPEC 10)."""
+"""rdsvend benchmarks: ``make bench`` prints one JSON object per line."""

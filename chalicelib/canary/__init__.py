@@ -1,4 +1,4 @@
-"""Where the connectivity canary lives (SPEC 6): for every (database, db user) of the policy,
+"""Where the connectivity canary lives: for every (database, db user) of the policy,
 prove that a freshly signed token really gets in, and say precisely what to fix when not.
 
 - :mod:`model`: checks, target reports, the report, worst-status logic (pure);

@@ -1,4 +1,4 @@
-"""Alert once per status change: last statuses in DynamoDB, messages to SNS (SPEC 6).
+"""Alert once per status change: last statuses in DynamoDB, messages to SNS.
 
 The state table (``RDSVEND_STATE_TABLE``) has one item per target, partition key ``target``
 (string, ``"DATABASE/DB_USER"``), with ``status``, ``changed_at`` and ``problems`` (the ids

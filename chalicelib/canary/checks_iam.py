@@ -1,7 +1,7 @@
 """IAM-side checks: ``iam.signer_allows`` and ``org.scp_allows``.
 
 Both come from one evaluation of ``rds-db:connect`` on the exact dbuser ARN by rdsvend's own
-IAM evaluator (SPEC 7), fed with the signer's live policies and the SCP chain from the root to
+IAM evaluator (:mod:`chalicelib.iam`), fed with the signer's live policies and the SCP chain from the root to
 the account. The adapter (:class:`ConnectFacts`) hides where the policies come from; the
 verdicts are pure.
 """

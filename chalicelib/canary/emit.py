@@ -1,4 +1,4 @@
-"""What the scheduled canary writes (SPEC 6, 11): the report as one log line, one log line per
+"""What the scheduled canary writes: the report as one log line, one log line per
 non-passing check, and EMF metrics per target (``CanaryCheckFailed``, ``ConnectLatency``)
 with the dimensions ``database`` and ``db_user``.
 

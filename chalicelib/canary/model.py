@@ -1,4 +1,4 @@
-"""The canary's verdict model: checks, targets and reports as frozen dataclasses (SPEC 6).
+"""The canary's verdict model: checks, targets and reports as frozen dataclasses.
 
 Pure: no AWS, no database. A check is ``pass|warn|fail|error|skip``; ``error`` means the
 check could not run and is never counted as a pass. A target's status is its worst check

@@ -1,4 +1,4 @@
-"""Run every target concurrently, each within its own deadline (SPEC 6).
+"""Run every target concurrently, each within its own deadline.
 
 Up to ``concurrency`` targets run at once, each in a daemon thread. A target's budget
 (``timeout_seconds``) starts when it starts. Inside, every check respects the remaining time
@@ -129,7 +129,7 @@ def run_canary(
     timeout_seconds: float | None = None,
     clock: Clock = SYSTEM_CLOCK,
 ) -> Report:
-    """Every (database, db user) of the policy (or ``targets``), checked: the SPEC 6 report."""
+    """Every (database, db user) of the policy (or ``targets``), checked: the canary's report."""
     chosen = list(policy.targets() if targets is None else targets)
     fresh = getattr(deps.connect, "fresh", None)
     if callable(fresh):  # policies are read once per run, never carried over from the last one

@@ -1,4 +1,4 @@
-"""One target's checks, in order, with their dependencies (SPEC 6).
+"""One target's checks, in order, with their dependencies.
 
 The order matters for diagnosis: a check whose prerequisite *failed* is skipped with the
 reason, so each fault shows up as one failing check instead of a cascade. In particular

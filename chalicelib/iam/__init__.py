@@ -1,4 +1,4 @@
-"""rdsvend's IAM policy evaluator (SPEC 7): a pure core plus thin AWS adapters.
+"""rdsvend's IAM policy evaluator: a pure core plus thin AWS adapters.
 
 - :mod:`chalicelib.iam.model`: ``parse_policy``, ``PolicyDocument``, ``RequestContext``.
 - :mod:`chalicelib.iam.evaluator`: ``evaluate(...) -> Evaluation`` (AWS's evaluation logic).

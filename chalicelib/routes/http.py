@@ -1,4 +1,4 @@
-"""HTTP routes (SPEC 3): ``POST /v1/tokens``, ``GET /v1/databases``, ``GET /v1/whoami``.
+"""HTTP routes: ``POST /v1/tokens``, ``GET /v1/databases``, ``GET /v1/whoami``.
 
 Every route sits behind API Gateway's IAM authorizer; the caller is the identity API Gateway
 vouches for in ``requestContext.identity``. Views only translate: the work is in

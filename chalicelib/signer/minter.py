@@ -1,4 +1,4 @@
-"""The token minter: (caller, database, db user, endpoint) in, an honest token out (SPEC 4).
+"""The token minter: (caller, database, db user, endpoint) in, an honest token out.
 
 ``expires_at = min(signed_at + 900 s, signing credentials' expiry) - 30 s``. Tokens are
 cached per (caller principal, database, db user, endpoint); a cached token with less than

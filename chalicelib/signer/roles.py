@@ -1,4 +1,4 @@
-"""Signer roles (SPEC 4): AssumeRole per caller, scoped to one dbuser ARN, cached.
+"""Signer roles: AssumeRole per caller, scoped to one dbuser ARN, cached.
 
 For a database with ``signer_role`` the token is signed with credentials of that role,
 assumed with ``SourceIdentity`` = the caller's principal and a session policy that allows

@@ -66,7 +66,7 @@ class VendedToken:
         return self.received_at + self.ttl_seconds
 
     def to_body(self) -> dict[str, Any]:
-        """The service's answer again (SPEC 3 field names), token included."""
+        """The service's answer again (the HTTP API's field names), token included."""
         return {
             "token": self.token,
             "expires_at": self.expires_at.strftime("%Y-%m-%dT%H:%M:%SZ"),

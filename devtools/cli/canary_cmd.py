@@ -1,4 +1,4 @@
-"""``rdsvend canary`` and ``rdsvend doctor``: the canary's checks from a workstation (SPEC 6).
+"""``rdsvend canary`` and ``rdsvend doctor``: the canary's checks from a workstation.
 
 Exit codes: 0 nothing failed (warnings are fine), 1 something failed or errored, 2 bad usage
 or a policy that does not load. Errors are one line on stderr.
@@ -56,7 +56,8 @@ def _run(policy: Any, targets: list, timeout: float | None, concurrency: int | N
 
 _policy_option = click.option("--policy", "policy_path", type=click.Path(dir_okay=False), default=None,
                               help="access policy file (default: RDSVEND_POLICY, else policies/access.yaml)")
-_json_option = click.option("--json", "as_json", is_flag=True, help="print the SPEC 6 report as JSON")
+_json_option = click.option("--json", "as_json", is_flag=True,
+                            help="print the report as JSON (per target: status and every check)")
 _timeout_option = click.option("--timeout", type=click.FloatRange(min=0.5, max=900), default=None,
                                help="per-target timeout in seconds (default: canary.timeout_seconds)")
 

@@ -1,4 +1,4 @@
-"""``rdsvend simulate``: evaluate one request against policy files (SPEC 7).
+"""``rdsvend simulate``: evaluate one request against policy files, as AWS would.
 
 Exit 0 when allowed, 1 when denied, 2 on bad input, with one line on stderr naming the file
 and the problem (never a traceback).

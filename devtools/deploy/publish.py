@@ -1,4 +1,4 @@
-"""Publish an access policy to SSM Parameter Store (`rdsvend policy publish`, SPEC 2).
+"""Publish an access policy to SSM Parameter Store (`rdsvend policy publish`).
 
 The file is validated with the same loader the functions use; only a policy that loads is
 uploaded, byte for byte as written (comments kept), so what runs is what was reviewed.

@@ -1,6 +1,6 @@
 """The functions' IAM policies and the API resource policy: present, current, least privilege.
 
-Judged with rdsvend's own IAM evaluator (SPEC 7), so "least privilege" is a decision, not a
+Judged with rdsvend's own IAM evaluator (chalicelib.iam), so "least privilege" is a decision, not a
 string match: the API handler may connect as the declared users it signs for and nothing
 else, may assume only the declared signer roles, and so on.
 """

@@ -24,16 +24,16 @@ from chalicelib.vending.ratelimit import RateLimiter
 from tests.functional.conftest import load_event
 from tests.functional.test_http_api import POLICY, token_event
 
-SPEC = yaml.safe_load((Path(__file__).resolve().parents[2] / "openapi.yaml").read_text())
+OPENAPI = yaml.safe_load((Path(__file__).resolve().parents[2] / "openapi.yaml").read_text())
 
 
 def test_document_is_valid_openapi():
-    validate(SPEC)
+    validate(OPENAPI)
 
 
 def test_app_routes_and_methods_match_the_document():
     app_routes = {(path, method.lower()) for path, methods in app_module.app.routes.items() for method in methods}
-    documented = {(path, method) for path, item in SPEC["paths"].items() for method in item}
+    documented = {(path, method) for path, item in OPENAPI["paths"].items() for method in item}
     assert app_routes == documented
     for path, methods in app_module.app.routes.items():
         for entry in methods.values():
@@ -99,14 +99,14 @@ def aws():
 
 
 def schema_validator(schema):
-    registry = Registry().with_resource("urn:spec", Resource.opaque(SPEC))
+    registry = Registry().with_resource("urn:spec", Resource.opaque(OPENAPI))
     return OAS30Validator({"$ref": "urn:spec#" + schema["$ref"][1:]} if "$ref" in schema else schema,
                           registry=registry)
 
 
 def test_every_documented_status_is_what_the_app_answers(aws, tmp_path, monkeypatch):
     for (path, method), statuses in SCENARIOS.items():
-        documented = {int(code) for code in SPEC["paths"][path][method]["responses"]}
+        documented = {int(code) for code in OPENAPI["paths"][path][method]["responses"]}
         assert documented == set(statuses), (path, method)
         for status, (make_event, overrides) in statuses.items():
             overrides = dict(overrides)
@@ -130,9 +130,9 @@ def test_every_documented_status_is_what_the_app_answers(aws, tmp_path, monkeypa
                 monkeypatch.undo()
             assert answer["statusCode"] == status, (path, method, status, answer["body"])
             assert answer["headers"]["Cache-Control"] == "no-store"
-            spec_response = SPEC["paths"][path][method]["responses"][str(status)]
+            spec_response = OPENAPI["paths"][path][method]["responses"][str(status)]
             if "$ref" in spec_response:
-                spec_response = SPEC["components"]["responses"][spec_response["$ref"].rsplit("/", 1)[1]]
+                spec_response = OPENAPI["components"]["responses"][spec_response["$ref"].rsplit("/", 1)[1]]
             schema = spec_response["content"]["application/json"]["schema"]
             schema_validator(schema).validate(json.loads(answer["body"]))
             for header in spec_response.get("headers", {}):

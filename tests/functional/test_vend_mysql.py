@@ -53,7 +53,7 @@ POLICY = textwrap.dedent(f"""
         databases: ["*"]
         db_users: ["*"]
     """)
-SPEC = yaml.safe_load((Path(__file__).resolve().parents[2] / "openapi.yaml").read_text())
+OPENAPI = yaml.safe_load((Path(__file__).resolve().parents[2] / "openapi.yaml").read_text())
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +90,7 @@ def botocore_token(host, port, user, amz_date):
 
 
 def validate_against_openapi(body):
-    registry = Registry().with_resource("urn:spec", Resource.opaque(SPEC))
+    registry = Registry().with_resource("urn:spec", Resource.opaque(OPENAPI))
     OAS30Validator({"$ref": "urn:spec#/components/schemas/Token"}, registry=registry).validate(body)
 
 

@@ -1,4 +1,4 @@
-"""``rdsvend simulate`` (SPEC 7): options, the --json shape, exit codes 0/1/2, and one-line
+"""``rdsvend simulate``: options, the --json shape, exit codes 0/1/2, and one-line
 errors naming the file and the problem for every kind of malformed input."""
 from __future__ import annotations
 
