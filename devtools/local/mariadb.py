@@ -158,12 +158,19 @@ class MariaDBServer:
         return self._proc is not None and self._proc.poll() is None
 
     # --- lifecycle --------------------------------------------------------------------------
+    def prepare(self) -> Path:
+        """Make the server's private dir (so it can be recorded before anything runs in it)."""
+        if self._base is None:
+            self._base = Path(tempfile.mkdtemp(prefix="rdsvend-mariadb-", dir=self._parent))
+        return self._base
+
     def start(self) -> MariaDBServer:
-        if self._base is not None:
+        if self._proc is not None:
             return self
         if not mariadb_available(self._mariadbd, self._install_db):
             raise MariaDBError(f"mariadb server binaries not found ({self._mariadbd}, {self._install_db})")
-        self._base = Path(tempfile.mkdtemp(prefix="rdsvend-mariadb-", dir=self._parent))
+        self.prepare()
+        assert self._base is not None
         try:
             self._install(self._base)
             self._run(self._base)

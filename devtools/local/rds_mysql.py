@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -38,11 +39,16 @@ class LocalMariaDB:
         self.front: MysqlFront | None = None
         self._check: Callable[[str, str], bool] = lambda user, token: False
         self._iam_enabled: Callable[[], bool] = lambda: True
+        self._lock = threading.RLock()  # stop() waits for a start() running in another thread
 
     # --- lifecycle --------------------------------------------------------------------------
     def start(self) -> LocalMariaDB:
         """Start the backend, make the TLS material and open the front (which refuses every
         token until :meth:`set_checker` gives it the checker)."""
+        with self._lock:
+            return self._start()
+
+    def _start(self) -> LocalMariaDB:
         try:
             self.server.start()
             self._tls_dir = self.server.base_dir / "tls"
@@ -66,10 +72,11 @@ class LocalMariaDB:
             self._iam_enabled = iam_enabled
 
     def stop(self) -> None:
-        if self.front is not None:
-            self.front.stop()
-            self.front = None
-        self.server.stop()
+        with self._lock:
+            if self.front is not None:
+                self.front.stop()
+                self.front = None
+            self.server.stop()
 
     def __enter__(self) -> LocalMariaDB:
         return self.start()
@@ -123,21 +130,49 @@ class LocalMariaDB:
 
 # --- hooks for the stack server (devtools.local.server) -------------------------------------------
 
-def start_mysql_databases(world: Any, save: Callable[..., None], state: dict[str, Any]) -> dict[str, LocalMariaDB]:
-    """One :class:`LocalMariaDB` per MySQL-family database of the world, each recorded in the
-    state file (``mariadb`` dirs, ports) as soon as it exists, so ``down`` can stop it."""
-    from chalicelib.vending.dsn import is_mysql_family
+class MysqlStarter:
+    """Starts one :class:`LocalMariaDB` per MySQL-family database of the world in the background
+    (``mariadb-install-db`` takes seconds) while the stack starts the rest. Each one's dir is
+    recorded in the state file (``mariadb``) before anything runs in it, so ``down`` finds it;
+    ``databases`` can be stopped at any time (a stop waits for a start in flight)."""
 
-    started: dict[str, LocalMariaDB] = {}
-    for _account, spec in world.databases():
-        if not is_mysql_family(spec.engine):
-            continue
-        db = LocalMariaDB()
-        started[spec.identifier] = db
-        db.start()
-        save(mariadb=[*state.get("mariadb", []), str(db.base_dir)],
-             ports=[*state.get("ports", []), db.port])
-    return started
+    def __init__(self, world: Any, save: Callable[..., None], state: dict[str, Any]) -> None:
+        from chalicelib.vending.dsn import is_mysql_family
+
+        self.databases: dict[str, LocalMariaDB] = {}
+        self._errors: list[BaseException] = []
+        self._threads: list[threading.Thread] = []
+        for _account, spec in world.databases():
+            if not is_mysql_family(spec.engine):
+                continue
+            db = LocalMariaDB()
+            self.databases[spec.identifier] = db
+            save(mariadb=[*state.get("mariadb", []), str(db.server.prepare())])
+        for ident, db in self.databases.items():
+            thread = threading.Thread(target=self._start, args=(db,), name=f"rdsvend-mariadb-{ident}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def _start(self, db: LocalMariaDB) -> None:
+        try:
+            db.start()
+        except BaseException as exc:  # noqa: BLE001 - reported by finish()
+            self._errors.append(exc)
+
+    def finish(self, save: Callable[..., None], state: dict[str, Any]) -> dict[str, LocalMariaDB]:
+        """Wait for every start; record the fronts' ports; the first failure is raised."""
+        for thread in self._threads:
+            thread.join()
+        if self._errors:
+            raise self._errors[0]
+        for db in self.databases.values():
+            save(ports=[*state.get("ports", []), db.port])
+        return self.databases
+
+
+def start_mysql_databases(world: Any, save: Callable[..., None], state: dict[str, Any]) -> dict[str, LocalMariaDB]:
+    """Start them all and wait (see :class:`MysqlStarter`)."""
+    return MysqlStarter(world, save, state).finish(save, state)
 
 
 def append_cas(ca_path: Path, databases: dict[str, LocalMariaDB]) -> None:

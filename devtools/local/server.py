@@ -122,6 +122,11 @@ class StackServer:
         self._ldap = LdapResponder(self._check_login).start()
         self._save(ports=[*self._state["ports"], self._ldap.port])
 
+        from devtools.local.rds_mysql import MysqlStarter
+
+        # The MySQL-family databases start in the background meanwhile (devtools.local.rds_mysql).
+        mysql_starter = MysqlStarter(world, self._save, self._state)
+        self._mysql = mysql_starter.databases
         # One RDS-shaped PostgreSQL per database in the world.
         for _account, spec in world.databases():
             if spec.engine != "postgres":
@@ -137,9 +142,9 @@ class StackServer:
         ca_path.write_bytes(b"".join(Path(c.ca_path).read_bytes() for c in self._clusters.values()))
         os.chmod(ca_path, 0o644)
 
-        from devtools.local.rds_mysql import append_cas, start_mysql_databases
+        from devtools.local.rds_mysql import append_cas
 
-        self._mysql = start_mysql_databases(world, self._save, self._state)
+        mysql_starter.finish(self._save, self._state)
         append_cas(ca_path, self._mysql)
 
         warm.join()
