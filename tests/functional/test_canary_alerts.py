@@ -19,7 +19,7 @@ from chalicelib.canary.alerts import (
 from chalicelib.canary.emit import emit_metrics, log_report
 from chalicelib.canary.model import CheckResult, Report, TargetReport
 from chalicelib.clock import FrozenClock
-from tests.functional.conftest import make_alert_sink
+from tests.support.aws import make_alert_sink
 
 AT = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 TABLE = "rdsvend-canary-state"

@@ -10,7 +10,7 @@ import pytest
 from chalice.test import Client
 from moto import mock_aws
 
-from tests.functional.conftest import make_alert_sink
+from tests.support.aws import make_alert_sink
 
 TABLE = "rdsvend-canary-state"
 

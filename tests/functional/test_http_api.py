@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import logging
-import textwrap
 from datetime import UTC, datetime
 
 import boto3
@@ -20,57 +19,8 @@ from chalicelib.routes.http import set_vending_service
 from chalicelib.signer import TokenMinter
 from chalicelib.vending.pipeline import VendingService
 from chalicelib.vending.ratelimit import RateLimiter
-from tests.functional.conftest import load_event
-
-ACCT = "111122223333"
-POLICY = textwrap.dedent(
-    f"""
-    version: 1
-    databases:
-      orders-prod:
-        engine: postgres
-        region: us-east-1
-        instance: orders-prod
-        dbname: orders
-        users:
-          orders_app:   {{auth: iam, tier: service-user}}
-          orders_owner: {{auth: iam, tier: service-admin}}
-          etl_legacy:   {{auth: kerberos}}
-      reports:
-        engine: postgres
-        region: us-east-1
-        instance: reports-db
-        host: reports.internal.example
-        port: 6432
-        users:
-          reporter: {{auth: iam}}
-      ghost:
-        engine: postgres
-        region: us-east-1
-        instance: ghost-db
-        users:
-          ghost_app: {{auth: iam}}
-    rules:
-      - id: orders-api
-        effect: allow
-        principals: ["arn:aws:iam::{ACCT}:role/orders-api-*"]
-        databases: [orders-prod]
-        db_users: [orders_app]
-        conditions:
-          org_ids: [o-abc123def4]
-          source_ips: [10.0.0.0/8]
-      - id: dba
-        effect: allow
-        principals: ["arn:aws:iam::{ACCT}:role/dba-*", "arn:aws:iam::444455556666:role/auditor"]
-        databases: ["*"]
-        db_users: ["*"]
-      - id: no-owner-for-ci
-        effect: deny
-        principals: ["arn:aws:iam::{ACCT}:role/dba-ci"]
-        databases: ["*"]
-        db_users: [orders_owner]
-    """
-)
+from tests.support.events import load_event, token_event
+from tests.support.policies import ACCT, POLICY
 
 
 @pytest.fixture(scope="module")
@@ -96,15 +46,6 @@ def call(event):
     answer = app_module.app(event, None)
     body = json.loads(answer["body"])
     return answer["statusCode"], body, answer["headers"]
-
-
-def token_event(body=None, arn=f"arn:aws:sts::{ACCT}:assumed-role/orders-api-blue/i-1", org="o-abc123def4",
-                ip="10.1.2.3", raw=None):
-    ev = load_event("post_tokens")
-    ident = ev["requestContext"]["identity"]
-    ident.update(userArn=arn, accountId=arn.split(":")[4], principalOrgId=org, sourceIp=ip)
-    ev["body"] = raw if raw is not None else json.dumps(body or {"database": "orders-prod", "db_user": "orders_app"})
-    return ev
 
 
 def test_vend_returns_the_spec_body(service):

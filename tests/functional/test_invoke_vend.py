@@ -37,7 +37,7 @@ from chalicelib.vending.pipeline import VendingService
 from chalicelib.vending.proof import SERVER_ID_HEADER, ProofConfig, StsVerifier
 from rdsvend import invoke_payload
 from rdsvend.proof import build_identity_proof
-from tests.functional.conftest import load_event
+from tests.support.events import load_event
 
 ACCT = "123456789012"  # moto server's default account
 SERVER_ID = "rdsvend-test-server"

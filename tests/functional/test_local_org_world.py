@@ -15,7 +15,7 @@ from chalicelib.policy.loader import load_policy_file
 from devtools.local.aws import MotoServer, seed_world
 from devtools.local.directory import provide_aws_managed_policy
 from devtools.local.world import DEFAULT_WORLD, WorldError, load_world, load_world_text
-from tests.functional.test_local_world import REPO, _management_client, _member_client
+from tests.support.local_world import REPO, management_client, member_client
 
 DATA = "444444444444"
 DB_NOT_HERE = "billing-local"
@@ -54,23 +54,23 @@ def _assumed(seeded, keys, role_arn, service):
 
 
 def test_the_second_database_lives_in_its_own_account_under_another_ou(seeded):
-    orgs = _management_client(seeded, "organizations")
+    orgs = management_client(seeded, "organizations")
     assert orgs.list_parents(ChildId=DATA)["Parents"] == [{"Id": seeded.units["Data"], "Type": "ORGANIZATIONAL_UNIT"}]
     assert seeded.units["Data"] != seeded.units["Services"]
     billing = seeded.instances["billing-local"]
     assert billing.account == DATA and billing.port != seeded.instances["orders-local"].port
     # Its own resource id (moto alone would give every instance the same one).
     assert billing.resource_id != seeded.instances["orders-local"].resource_id
-    service_ids = {d["DBInstanceIdentifier"] for d in _member_client(seeded, SERVICE, "rds").describe_db_instances()[
+    service_ids = {d["DBInstanceIdentifier"] for d in member_client(seeded, SERVICE, "rds").describe_db_instances()[
         "DBInstances"]}
     assert "orders-local" in service_ids and DB_NOT_HERE not in service_ids
-    (db,) = _member_client(seeded, DATA, "rds").describe_db_instances()["DBInstances"]
+    (db,) = member_client(seeded, DATA, "rds").describe_db_instances()["DBInstances"]
     assert db["DBInstanceIdentifier"] == "billing-local" and db["IAMDatabaseAuthenticationEnabled"] is True
     assert db["DbiResourceId"] == billing.resource_id
 
 
 def test_the_second_signer_may_connect_exactly_as_its_declared_users(seeded):
-    iam = _member_client(seeded, DATA, "iam")
+    iam = member_client(seeded, DATA, "iam")
     (attached,) = iam.list_attached_role_policies(RoleName="rdsvend-signer")["AttachedPolicies"]
     policy = iam.get_policy(PolicyArn=attached["PolicyArn"])["Policy"]
     version = iam.get_policy_version(PolicyArn=policy["Arn"], VersionId=policy["DefaultVersionId"])
@@ -85,7 +85,7 @@ def test_the_reader_role_is_assumable_by_the_function_and_the_operator_and_reads
     for keys in (seeded.execution, seeded.callers["operator"]):
         rds = _assumed(seeded, keys, reader, "rds")
         assert [d["DBInstanceIdentifier"] for d in rds.describe_db_instances()["DBInstances"]] == ["billing-local"]
-    iam = _member_client(seeded, DATA, "iam")
+    iam = member_client(seeded, DATA, "iam")
     role = iam.get_role(RoleName="rdsvend-reader")["Role"]
     trust = role["AssumeRolePolicyDocument"]
     trust = trust if isinstance(trust, dict) else json.loads(trust)
@@ -108,14 +108,14 @@ def test_the_operator_is_in_the_service_account_and_reads_scps_through_the_org_r
 
 def test_the_kerberos_users_instance_is_joined_to_a_directory_through_a_directory_role(seeded):
     directory_id = seeded.directories["corp.rdsvend.local"]
-    ds = _member_client(seeded, SERVICE, "ds")
+    ds = member_client(seeded, SERVICE, "ds")
     (directory,) = ds.describe_directories(DirectoryIds=[directory_id])["DirectoryDescriptions"]
     assert (directory["Name"], directory["ShortName"], directory["Type"]) == ("corp.rdsvend.local", "CORP", "MicrosoftAD")
-    (db,) = _member_client(seeded, SERVICE, "rds").describe_db_instances(
+    (db,) = member_client(seeded, SERVICE, "rds").describe_db_instances(
         DBInstanceIdentifier="orders-local")["DBInstances"]
     (membership,) = db["DomainMemberships"]
     assert (membership["Domain"], membership["IAMRoleName"]) == (directory_id, "rds-directory-access")
-    iam = _member_client(seeded, SERVICE, "iam")
+    iam = member_client(seeded, SERVICE, "iam")
     attached = iam.list_attached_role_policies(RoleName="rds-directory-access")["AttachedPolicies"]
     assert attached == [{"PolicyName": "AmazonRDSDirectoryServiceAccess",
                          "PolicyArn": "arn:aws:iam::aws:policy/service-role/AmazonRDSDirectoryServiceAccess"}]
@@ -171,7 +171,7 @@ def test_bad_organization_world_files_name_the_field(edit, field):
 
 def test_every_member_account_carries_the_reader_role_and_the_management_account_does_not(seeded):
     for account in (SERVICE, "333333333333", DATA):
-        iam = _member_client(seeded, account, "iam")
+        iam = member_client(seeded, account, "iam")
         assert "rdsvend-reader" in {r["RoleName"] for r in iam.list_roles()["Roles"]}, account
-    iam = _management_client(seeded, "iam")
+    iam = management_client(seeded, "iam")
     assert {r["RoleName"] for r in iam.list_roles()["Roles"]} == {"rdsvend-org-reader"}

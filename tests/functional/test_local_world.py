@@ -5,13 +5,13 @@ import json
 import logging
 from pathlib import Path
 
-import boto3
 import pytest
 import requests
 
 from chalicelib.policy.loader import load_policy_file
 from devtools.local.aws import MotoSecretLookup, MotoServer, org_id_of, seed_world
 from devtools.local.world import DEFAULT_WORLD, WorldError, load_world, load_world_text
+from tests.support.local_world import management_client, member_client
 
 REPO = Path(__file__).resolve().parents[2]
 DB_PORT = 45432
@@ -39,31 +39,18 @@ def _client(keys, service, seeded):
     return keys.session(seeded.region).client(service, endpoint_url=seeded.endpoint_url)
 
 
-def _management_client(seeded, service):
-    mgmt = boto3.session.Session(aws_access_key_id="AKIAMGMT", aws_secret_access_key="x", region_name="us-east-1")
-    client = mgmt.client(service, endpoint_url=seeded.endpoint_url)
-    client.meta.events.register("before-sign", lambda request, **_: request.headers.__setitem__(
-        "x-moto-account-id", seeded.management_account))
-    return client
 
 
-def _member_client(seeded, account, service):
-    """A client acting in ``account``, reached as an operator would."""
-    sts = _management_client(seeded, "sts")
-    creds = sts.assume_role(RoleArn=f"arn:aws:iam::{account}:role/OrganizationAccountAccessRole",
-                            RoleSessionName="test")["Credentials"]
-    return boto3.session.Session(
-        aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
-        aws_session_token=creds["SessionToken"], region_name="us-east-1",
-    ).client(service, endpoint_url=seeded.endpoint_url)
+
+
 
 
 def test_organization_has_the_service_account_under_an_ou(seeded, world):
-    member = _member_client(seeded, "222222222222", "organizations")
+    member = member_client(seeded, "222222222222", "organizations")
     org = member.describe_organization()["Organization"]
     assert org["Id"] == "o-rdsvend001"
     assert org["MasterAccountId"] == "111111111111"
-    orgs = _management_client(seeded, "organizations")
+    orgs = management_client(seeded, "organizations")
     parents = orgs.list_parents(ChildId="222222222222")["Parents"]
     assert parents == [{"Id": seeded.units["Services"], "Type": "ORGANIZATIONAL_UNIT"}]
     assert orgs.list_parents(ChildId=seeded.units["Services"])["Parents"][0]["Id"] == seeded.root_id
@@ -72,7 +59,7 @@ def test_organization_has_the_service_account_under_an_ou(seeded, world):
 
 
 def test_scps_are_the_default_allow_plus_one_that_leaves_rds_db_alone(seeded):
-    orgs = _management_client(seeded, "organizations")
+    orgs = management_client(seeded, "organizations")
     on_ou = orgs.list_policies_for_target(TargetId=seeded.units["Services"], Filter="SERVICE_CONTROL_POLICY")
     names = {p["Name"] for p in on_ou["Policies"]}
     assert "DenyLeaveOrganization" in names
@@ -83,7 +70,7 @@ def test_scps_are_the_default_allow_plus_one_that_leaves_rds_db_alone(seeded):
 
 
 def test_signer_role_may_connect_exactly_as_the_declared_iam_users(seeded, world):
-    iam = _member_client(seeded, "222222222222", "iam")
+    iam = member_client(seeded, "222222222222", "iam")
     attached = iam.list_attached_role_policies(RoleName="rdsvend-signer")["AttachedPolicies"]
     assert len(attached) == 1
     policy = iam.get_policy(PolicyArn=attached[0]["PolicyArn"])["Policy"]
@@ -116,11 +103,11 @@ def test_instance_has_iam_auth_and_points_at_the_local_postgres(seeded):
 
 
 def test_each_account_sees_only_its_own_resources(seeded):
-    workloads_rds = _member_client(seeded, "333333333333", "rds")
+    workloads_rds = member_client(seeded, "333333333333", "rds")
     assert workloads_rds.describe_db_instances()["DBInstances"] == []
-    workloads_iam = _member_client(seeded, "333333333333", "iam")
+    workloads_iam = member_client(seeded, "333333333333", "iam")
     assert "rdsvend-signer" not in {r["RoleName"] for r in workloads_iam.list_roles()["Roles"]}
-    service_iam = _member_client(seeded, "222222222222", "iam")
+    service_iam = member_client(seeded, "222222222222", "iam")
     assert {u["UserName"] for u in service_iam.list_users()["Users"]} == {"rdsvend-operator"}
     assert {u["UserName"] for u in workloads_iam.list_users()["Users"]} == {"orders-api", "reporting-job"}
 
@@ -142,14 +129,14 @@ def test_secret_lookup_knows_long_term_keys_and_session_credentials(seeded):
     assert found is not None
     assert (found.secret_key, found.session_token, found.principal_arn, found.account) == (
         caller.secret_access_key, None, caller.arn, "333333333333")
-    user_id = _member_client(seeded, "333333333333", "iam").get_user(UserName="orders-api")["User"]["UserId"]
+    user_id = member_client(seeded, "333333333333", "iam").get_user(UserName="orders-api")["User"]["UserId"]
     assert lookup.caller_id(found) == user_id
 
     session = lookup.secret_for(seeded.execution.access_key_id)
     assert session is not None
     assert session.session_token == seeded.execution.session_token
     assert session.principal_arn == seeded.execution.arn
-    role_id = _member_client(seeded, "222222222222", "iam").get_role(RoleName="rdsvend-function")["Role"]["RoleId"]
+    role_id = member_client(seeded, "222222222222", "iam").get_role(RoleName="rdsvend-function")["Role"]["RoleId"]
     assert lookup.caller_id(session) == f"{role_id}:rdsvend-local-function"
 
     assert lookup.secret_for("AKIAUNKNOWNUNKNOWN00") is None
@@ -157,7 +144,7 @@ def test_secret_lookup_knows_long_term_keys_and_session_credentials(seeded):
 
 
 def test_secret_lookup_forgets_a_deleted_key(seeded):
-    iam = _member_client(seeded, "333333333333", "iam")
+    iam = member_client(seeded, "333333333333", "iam")
     key = iam.create_access_key(UserName="reporting-job")["AccessKey"]
     lookup = MotoSecretLookup()
     assert lookup.secret_for(key["AccessKeyId"]) is not None

@@ -21,8 +21,8 @@ from chalicelib.policy.source import StaticPolicySource
 from chalicelib.signer import TokenMinter
 from chalicelib.vending.pipeline import VendingService
 from chalicelib.vending.ratelimit import RateLimiter
-from tests.functional.conftest import load_event
-from tests.functional.test_http_api import POLICY, token_event
+from tests.support.events import load_event, token_event
+from tests.support.policies import POLICY
 
 OPENAPI = yaml.safe_load((Path(__file__).resolve().parents[2] / "openapi.yaml").read_text())
 

@@ -17,7 +17,7 @@ from chalicelib.policy.source import StaticPolicySource
 from chalicelib.routes.http import set_vending_service
 from chalicelib.signer import TokenMinter
 from chalicelib.vending.pipeline import VendingService
-from tests.functional.conftest import load_event
+from tests.support.events import load_event
 
 ACCT = "111122223333"
 SECRET = f"arn:aws:secretsmanager:us-east-1:{ACCT}:secret:rdsvend/orders/reports_legacy"

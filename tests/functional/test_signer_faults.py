@@ -7,49 +7,20 @@ from unittest import mock
 
 import boto3
 import pytest
-from botocore.awsrequest import AWSResponse
 from botocore.config import Config
 from moto import mock_aws
 
-from chalicelib.aws.clients import ClientFactory
 from chalicelib.errors import UpstreamUnavailableError
 from chalicelib.identity import identity_from_arn
 from chalicelib.policy.model import Database, DbUser
 from chalicelib.signer import TokenMinter
 from chalicelib.signer.roles import StsRoleAssumer
+from tests.support.aws import FaultInjector
 
 CALLER = identity_from_arn("arn:aws:sts::111122223333:assumed-role/orders-api-1/i-0abc")
 DB = Database(name="orders-prod", engine="postgres", region="us-east-1", kind="instance",
               identifier="orders-prod", users={"orders_app": DbUser("orders_app", "iam")},
               signer_role="arn:aws:iam::444455556666:role/rdsvend-signer")
-ERROR = ('<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error><Type>Sender</Type>'
-         '<Code>{code}</Code><Message>{message}</Message></Error><RequestId>r-1</RequestId></ErrorResponse>')
-
-
-class _Raw:
-    def __init__(self, body: bytes) -> None:
-        self._body = body
-
-    def stream(self, *args, **kwargs):
-        yield self._body
-
-
-class FaultInjector:
-    """Answers the first ``failures`` AssumeRole attempts with an STS error; lets later ones through."""
-
-    def __init__(self, code: str, status: int, failures: int = 1000) -> None:
-        self.code, self.status, self.failures = code, status, failures
-        self.attempts = 0
-        self.session = boto3.Session()
-        self.session.events.register_first("before-send.sts.AssumeRole", self)
-        self.factory = ClientFactory(session_factory=lambda: self.session)  # production retry config
-
-    def __call__(self, request, **kwargs):
-        self.attempts += 1
-        if self.attempts > self.failures:
-            return None
-        body = ERROR.format(code=self.code, message="secret-free message").encode()
-        return AWSResponse(request.url, self.status, {"x-amzn-requestid": "r-1"}, _Raw(body))
 
 
 def minter_for(factory) -> TokenMinter:

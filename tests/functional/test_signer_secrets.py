@@ -18,7 +18,7 @@ from chalicelib.identity import identity_from_arn
 from chalicelib.policy.model import Database, DbUser
 from chalicelib.signer import SigningCredentials, StaticCredentialsProvider, TokenMinter
 from chalicelib.signer.roles import StsRoleAssumer
-from tests.functional.test_signer_faults import FaultInjector
+from tests.support.aws import FaultInjector
 
 CALLER = identity_from_arn("arn:aws:sts::111122223333:assumed-role/orders-api-1/i-0abc")
 ROLE = "arn:aws:iam::444455556666:role/rdsvend-signer"

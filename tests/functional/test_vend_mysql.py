@@ -27,7 +27,7 @@ from chalicelib.policy.source import StaticPolicySource
 from chalicelib.routes.http import set_vending_service
 from chalicelib.signer import TokenMinter
 from chalicelib.vending.pipeline import VendingService
-from tests.functional.conftest import load_event
+from tests.support.events import load_event
 
 ACCT = "111122223333"
 POLICY = textwrap.dedent(f"""

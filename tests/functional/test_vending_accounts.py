@@ -25,7 +25,7 @@ from chalicelib.routes.http import set_vending_service
 from chalicelib.signer import TokenMinter
 from chalicelib.signer.roles import StsRoleAssumer
 from chalicelib.vending.pipeline import VendingService
-from tests.functional.conftest import load_event
+from tests.support.events import load_event
 
 SERVICE = DEFAULT_ACCOUNT_ID
 MEMBER = "444455556666"

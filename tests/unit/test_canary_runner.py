@@ -12,7 +12,7 @@ from chalicelib.canary.runner import run_canary, run_targets, select_targets
 from chalicelib.canary.target import CanaryDeps, TargetRun
 from chalicelib.policy.model import AccessPolicy, CanarySettings, Database, DbUser
 from tests.support.canary_fakes import CountingTokens, FixedSigner, MemoryConnector, MemoryDatabase
-from tests.unit.test_canary_target import APP, DB, HOST, PORT, RESOURCE, allow, healthy_roles
+from tests.support.canary_samples import APP, DB, HOST, PORT, RESOURCE, allow, healthy_roles
 
 
 def _targets(n):

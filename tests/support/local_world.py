@@ -1,0 +1,32 @@
+"""Clients into the seeded local world (moto server): as the management account, and as an
+operator who assumed OrganizationAccountAccessRole in a member account."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+__all__ = ["REPO", "management_client", "member_client"]
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def management_client(seeded: Any, service: str) -> Any:
+    """A client acting in the management account."""
+    mgmt = boto3.session.Session(aws_access_key_id="AKIAMGMT", aws_secret_access_key="x", region_name="us-east-1")
+    client = mgmt.client(service, endpoint_url=seeded.endpoint_url)
+    client.meta.events.register("before-sign", lambda request, **_: request.headers.__setitem__(
+        "x-moto-account-id", seeded.management_account))
+    return client
+
+
+def member_client(seeded: Any, account: str, service: str) -> Any:
+    """A client acting in ``account``, reached as an operator would."""
+    sts = management_client(seeded, "sts")
+    creds = sts.assume_role(RoleArn=f"arn:aws:iam::{account}:role/OrganizationAccountAccessRole",
+                            RoleSessionName="test")["Credentials"]
+    return boto3.session.Session(
+        aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
+        aws_session_token=creds["SessionToken"], region_name="us-east-1",
+    ).client(service, endpoint_url=seeded.endpoint_url)

@@ -1,0 +1,77 @@
+"""Sample access policies the tests share.
+
+``ORDERS_POLICY``: three PostgreSQL databases (orders-prod with IAM service user and admin and a
+Kerberos user, reports with a policy-given host and port, ghost that RDS does not have) and
+rules for the orders API role (allowed in organization o-abc123def4) and others; the HTTP API,
+OpenAPI and observability tests vend against it. :func:`one_database_policy` writes the
+smallest policy around one database, for tests about something else.
+"""
+from __future__ import annotations
+
+import textwrap
+
+__all__ = ["ACCT", "ORDERS_POLICY", "POLICY", "one_database_policy"]
+
+ACCT = "111122223333"
+POLICY = textwrap.dedent(
+    f"""
+    version: 1
+    databases:
+      orders-prod:
+        engine: postgres
+        region: us-east-1
+        instance: orders-prod
+        dbname: orders
+        users:
+          orders_app:   {{auth: iam, tier: service-user}}
+          orders_owner: {{auth: iam, tier: service-admin}}
+          etl_legacy:   {{auth: kerberos}}
+      reports:
+        engine: postgres
+        region: us-east-1
+        instance: reports-db
+        host: reports.internal.example
+        port: 6432
+        users:
+          reporter: {{auth: iam}}
+      ghost:
+        engine: postgres
+        region: us-east-1
+        instance: ghost-db
+        users:
+          ghost_app: {{auth: iam}}
+    rules:
+      - id: orders-api
+        effect: allow
+        principals: ["arn:aws:iam::{ACCT}:role/orders-api-*"]
+        databases: [orders-prod]
+        db_users: [orders_app]
+        conditions:
+          org_ids: [o-abc123def4]
+          source_ips: [10.0.0.0/8]
+      - id: dba
+        effect: allow
+        principals: ["arn:aws:iam::{ACCT}:role/dba-*", "arn:aws:iam::444455556666:role/auditor"]
+        databases: ["*"]
+        db_users: ["*"]
+      - id: no-owner-for-ci
+        effect: deny
+        principals: ["arn:aws:iam::{ACCT}:role/dba-ci"]
+        databases: ["*"]
+        db_users: [orders_owner]
+    """
+)
+
+ORDERS_POLICY = POLICY
+
+
+def one_database_policy(name: str = "orders-prod", *, engine: str = "postgres", region: str = "us-east-1",
+                        kind: str = "instance", identifier: str | None = None,
+                        users: str = "orders_app: {auth: iam, tier: service-user}", extra: str = "",
+                        rules: str = "[]") -> str:
+    """``version: 1`` with one database (``extra``: more keys of that database, YAML lines) and
+    ``rules`` (YAML, default none)."""
+    more = textwrap.indent(textwrap.dedent(extra).strip(), "    ") + "\n" if extra.strip() else ""
+    user_lines = textwrap.indent(textwrap.dedent(users).strip(), "      ")
+    return (f"version: 1\ndatabases:\n  {name}:\n    engine: {engine}\n    region: {region}\n"
+            f"    {kind}: {identifier or name}\n{more}    users:\n{user_lines}\nrules: {rules}\n")
