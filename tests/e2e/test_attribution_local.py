@@ -136,6 +136,10 @@ def test_a_tampered_token_is_logged_as_invalid_and_never_written_out(world):
     assert world.wait_for_metric("IamDbAuthConnectionFailureInvalidToken", start, 1) >= 1
     everything = "\n".join(world.lines_since(start_ms))
     assert sig[8:40] not in everything and "X-Amz-Signature" not in everything
+    from pathlib import Path
+
+    stack_log = (Path(world.info.state_dir) / "stack.log").read_text()
+    assert "reason=signature:bad_signature" in stack_log and sig[8:40] not in stack_log
 
 
 @contextlib.contextmanager
@@ -358,3 +362,41 @@ def test_the_canary_errors_when_it_cannot_read_the_log(world):
     report = run_canary(policy, deps, targets=[(policy.databases[DB], policy.databases[DB].users[APP_USER])])
     check = report.targets[0].check("rds.auth_errors")
     assert check.status == "error" and "FilterLogEvents" in check.message
+
+
+def test_a_refusal_in_another_account_is_read_there_through_the_reader_role(world):
+    """billing-local lives in account 444444444444: its refusals are written there, and the
+    operator (in the service account) reads them through the database's reader role."""
+    billing = world.info.databases["billing-local"]
+    iam = world.sessions.client("iam", billing["account"])
+    status, body = world.stack.request("POST", "/v1/tokens", {"database": "billing-local", "db_user": "billing_app"})
+    assert status == 200, body
+    arn = next(p["PolicyArn"] for p in iam.list_attached_role_policies(RoleName="rdsvend-signer")["AttachedPolicies"]
+               if p["PolicyName"].endswith("rds-connect"))
+    start_ms = int(time.time() * 1000) - 1000
+    iam.detach_role_policy(RoleName="rdsvend-signer", PolicyArn=arn)
+    try:
+        with pytest.raises(psycopg.OperationalError):
+            psycopg.connect(host=billing["host"], port=billing["port"], dbname=billing["dbname"], user="billing_app",
+                            password=body["token"], sslmode="verify-full", sslrootcert=world.stack.ca_path,
+                            connect_timeout=10).close()
+    finally:
+        iam.attach_role_policy(RoleName="rdsvend-signer", PolicyArn=arn)
+    logs = world.sessions.client("logs", billing["account"])
+    deadline, lines = time.monotonic() + 15, []
+    while not lines and time.monotonic() < deadline:
+        events = logs.filter_log_events(logGroupName="/aws/rds/instance/billing-local/iam-db-auth-error",
+                                        startTime=start_ms)["events"]
+        lines = [e["message"] for e in events if "NotAuthorized" in e["message"]]
+        time.sleep(0.2)
+    assert lines and "arn:aws:sts::444444444444:assumed-role/rdsvend-signer/user.orders-api@333333333333" in lines[0]
+    assert not world.lines_since(start_ms)  # nothing in orders-local's log, in the service account
+    time.sleep(0.5)
+    env = {k: v for k, v in _operator_env(world).items() if not k.startswith("AWS_")}
+    env.update({**world.info.env("operator"), "RDSVEND_POLICY": world.info.policy_path})  # rdsvend local env --as operator
+    done = subprocess.run([sys.executable, "-m", "rdsvend.cli", "audit", "--json", "--database", "billing-local",
+                           "--since", "10m"], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    refusal = [e for e in json.loads(done.stdout)["entries"] if e["kind"] == "refusal"][-1]
+    assert refusal["error_code"] == "NotAuthorized" and refusal["match"] == "session"
+    assert refusal["vend"]["rule"] == "billing-api"
