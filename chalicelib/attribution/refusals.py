@@ -26,6 +26,8 @@ __all__ = [
     "REQUESTS",
     "SUCCESS",
     "FAILURE",
+    "FIXES",
+    "enable_export_command",
 ]
 
 LOG_TYPE = "iam-db-auth-error"
@@ -110,3 +112,27 @@ def failure_metrics(code: str) -> tuple[str, ...]:
     """The ``IamDbAuthConnection*`` metrics one refusal with ``code`` counts in."""
     specific = _FAILURE_METRIC.get(code)
     return (REQUESTS, FAILURE, specific) if specific else (REQUESTS, FAILURE)
+
+
+#: error code -> (the reason in words, what to change)
+FIXES: dict[str, tuple[str, str]] = {
+    "ExpiredToken": ("the token was used more than 15 minutes after it was signed",
+                     "refresh tokens earlier (never reuse one older than 15 minutes); use the rdsvend client "
+                     "(TokenClient, rdsvend exec / passexec), which refreshes them before they expire"),
+    "InvalidToken": ("the token was malformed, cut short, altered, or signed for another host, port, region or user",
+                     "pass the token unchanged (no quoting or truncation) and sign it for the exact endpoint and "
+                     "user you connect with"),
+    "NotAuthorized": ("the signer may not rds-db:connect as this database user",
+                      "give the signer's permission back: rds-db:connect on the dbuser ARN (identity policy, "
+                      "permissions boundary, SCPs; see iam.signer_allows and org.scp_allows)"),
+    "ThrottlingException": ("more than 200 new IAM logins per second reached the instance",
+                            "pool connections (or use RDS Proxy) and reuse tokens instead of a new login per request"),
+    "InternalError": ("RDS could not check the token", "retry; if it persists, ask AWS support"),
+}
+
+
+def enable_export_command(identifier: str, kind: str = "instance") -> str:
+    """The AWS CLI command that turns on the ``iam-db-auth-error`` export of an instance or cluster."""
+    kind = "cluster" if kind == "cluster" else "instance"
+    return (f"aws rds modify-db-{kind} --db-{kind}-identifier {identifier} "
+            f"--cloudwatch-logs-export-configuration '{{\"EnableLogTypes\":[\"{LOG_TYPE}\"]}}'")

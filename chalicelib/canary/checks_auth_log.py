@@ -19,31 +19,16 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from chalicelib.attribution.refusals import Refusal
+from chalicelib.attribution.refusals import FIXES, Refusal, enable_export_command
 from chalicelib.canary.model import CheckResult, errored, passed, skipped, warned
 from chalicelib.errors import ProbeError
 from chalicelib.policy.model import Database
 
 __all__ = ["CHECK_ID", "AuthErrorLog", "CloudWatchAuthErrorLog", "InMemoryAuthErrorLog", "check_auth_errors",
-           "enable_export_command", "DEFAULT_INTERVAL_SECONDS"]
+           "DEFAULT_INTERVAL_SECONDS"]
 
 CHECK_ID = "rds.auth_errors"
 DEFAULT_INTERVAL_SECONDS = 300.0
-
-_FIX = {
-    "ExpiredToken": "refresh tokens earlier and use the rdsvend client, which refreshes them before they expire",
-    "InvalidToken": "pass tokens unchanged and sign them for the exact endpoint and user",
-    "NotAuthorized": "give the signer rds-db:connect on the dbuser ARN again (see iam.signer_allows, org.scp_allows)",
-    "ThrottlingException": "pool connections or reuse tokens: at most 200 new IAM logins per second per instance",
-    "InternalError": "retry; if it persists, ask AWS support",
-}
-
-
-def enable_export_command(database: Database) -> str:
-    kind = "cluster" if database.kind == "cluster" else "instance"
-    return (f"aws rds modify-db-{kind} --db-{kind}-identifier {database.identifier} "
-            "--cloudwatch-logs-export-configuration '{\"EnableLogTypes\":[\"iam-db-auth-error\"]}'")
-
 
 class AuthErrorLog(Protocol):
     since: float
@@ -116,7 +101,7 @@ def check_auth_errors(database: Database, db_user: str, log: AuthErrorLog | None
                        "the log group, through the reader role for other accounts)", cause=exc.cause)
     if found is None:  # nothing proved either way: the export is off, or RDS has not written yet
         return skipped(CHECK_ID, f"not checked: {database.identifier} has no iam-db-auth-error log (turn the export "
-                       f"on: {enable_export_command(database)})")
+                       f"on: {enable_export_command(database.identifier, database.kind)})")
     mine = [r for r in found if r.db_user == db_user]
     if not mine:
         return passed(CHECK_ID, f"no refused IAM login for {db_user} since {since}", since=since)
@@ -124,7 +109,7 @@ def check_auth_errors(database: Database, db_user: str, log: AuthErrorLog | None
     callers = sorted({r.caller for r in mine if r.caller})
     summary = ", ".join(f"{n} x {code}" for code, n in codes.most_common())
     named = f"; callers: {', '.join(callers)}" if callers else ""
-    fix = "; ".join(_FIX.get(code, code) for code in codes)
+    fix = "; ".join(FIXES[code][1] if code in FIXES else code for code in codes)
     return warned(CHECK_ID, f"{len(mine)} refused IAM logins for {db_user} since {since}: {summary}{named}",
                   f"{fix} (rdsvend audit --database {database.name} --db-user {db_user} names who got those tokens)",
                   since=since, counts=dict(codes), callers=callers)

@@ -11,32 +11,11 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["FIXES", "RefusalReport", "refusal_report", "enable_export_command"]
+from chalicelib.attribution.refusals import FIXES, enable_export_command
+
+__all__ = ["RefusalReport", "refusal_report"]
 
 WINDOW = 3600.0
-
-#: error code -> (reason in words, what to change)
-FIXES: dict[str, tuple[str, str]] = {
-    "ExpiredToken": ("the token was used more than 15 minutes after it was signed",
-                     "refresh tokens earlier (never reuse one older than 15 minutes); use the rdsvend client "
-                     "(TokenClient, rdsvend exec / passexec), which refreshes them before they expire"),
-    "InvalidToken": ("the token was malformed, cut short, altered, or signed for another host, port, region or user",
-                     "pass the token unchanged (no quoting or truncation) and sign it for the exact endpoint and "
-                     "user you connect with"),
-    "NotAuthorized": ("the signer may not rds-db:connect as this database user",
-                      "give the signer's permission back: rds-db:connect on the dbuser ARN (identity policy, "
-                      "permissions boundary, SCPs; see iam.signer_allows and org.scp_allows)"),
-    "ThrottlingException": ("more than 200 new IAM logins per second reached the instance",
-                            "pool connections (or use RDS Proxy) and reuse tokens instead of a new login per request"),
-    "InternalError": ("RDS could not check the token", "retry; if it persists, ask AWS support"),
-}
-
-
-def enable_export_command(database: Any) -> str:
-    kind = "cluster" if database.kind == "cluster" else "instance"
-    return (f"aws rds modify-db-{kind} --db-{kind}-identifier {database.identifier} "
-            "--cloudwatch-logs-export-configuration '{\"EnableLogTypes\":[\"iam-db-auth-error\"]}'")
-
 
 @dataclass(frozen=True)
 class RefusalReport:
@@ -67,7 +46,7 @@ def refusal_report(policy: Any, database: Any, db_user: str, *, logs: Any = None
     if _export_on(logs, database) is False:
         return RefusalReport("warn", (
             f"{database.name} does not export its iam-db-auth-error log, so refused IAM logins are not recorded.",
-            f"  fix: {enable_export_command(database)}",
+            f"  fix: {enable_export_command(database.identifier, database.kind)}",
         ))
     entries, problems = collect(policy, database=database.name, db_user=db_user, since=WINDOW,
                                 groups=groups or _default_groups(), logs=logs)
