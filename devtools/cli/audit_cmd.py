@@ -19,10 +19,11 @@ from typing import Any
 import click
 
 from devtools.cli.simulate_cmd import OneLineCommand
+from devtools.local.attribution import AUDIT_LOG_GROUP
 
 __all__ = ["audit", "parse_duration", "DEFAULT_AUDIT_GROUP", "AccountLogs"]
 
-DEFAULT_AUDIT_GROUP = "/aws/lambda/rdsvend-local"
+DEFAULT_AUDIT_GROUP = AUDIT_LOG_GROUP  # the local stack's (devtools.local.attribution)
 _DURATION = re.compile(r"(?:(\d{1,6})d)?(?:(\d{1,6})h)?(?:(\d{1,6})m)?(?:(\d{1,7})s)?")
 _MAX_SINCE = 90 * 86400
 _LOG_GROUP = re.compile(r"[A-Za-z0-9_\-/.#]{1,512}")
