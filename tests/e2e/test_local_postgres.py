@@ -11,6 +11,7 @@ import ipaddress
 import logging
 import os
 import pwd
+import re
 import secrets
 import socket
 from datetime import UTC, datetime, timedelta
@@ -119,6 +120,22 @@ def refused(pg: PostgresCluster, user: str, password: str, **extra) -> str:
     return str(info.value)
 
 
+@pytest.fixture
+def why(caplog):
+    """``why()``: the reasons the token checker logged for the logins it refused since the last
+    call, in order ("rds token login refused: ... reason=wrong_user ...")."""
+    caplog.set_level(logging.INFO, logger="devtools.local.rdsauth")
+    caplog.clear()
+
+    def reasons() -> list[str]:
+        found = [re.search(r"reason=(.*?) principal=", record.getMessage()) for record in caplog.records
+                 if record.name == "devtools.local.rdsauth" and "login refused" in record.getMessage()]
+        caplog.clear()
+        return [match.group(1) for match in found if match]
+
+    return reasons
+
+
 # --- IAM logins ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("cred", [LONG, SESSION], ids=["long-term", "session"])
@@ -142,52 +159,58 @@ def test_postgres_ldap_takes_a_session_token_of_one_and_a_half_kilobytes(stack_s
         assert conn.execute("SELECT current_user").fetchone() == ("app_user",)
 
 
-def test_tampered_token_is_refused(stack_state):
+def test_tampered_token_is_refused(stack_state, why):
     pg = stack_state.pg
     token = make_token(LONG, "localhost", pg.port, "app_user")
     tampered = token[:-1] + ("0" if token[-1] != "0" else "1")
     assert 'LDAP authentication failed for user "app_user"' in refused(pg, "app_user", tampered)
+    assert why() == ["signature:bad_signature"]
 
 
-def test_expired_token_is_refused(stack_state):
+def test_expired_token_is_refused(stack_state, why):
     pg = stack_state.pg
     token = make_token(LONG, "localhost", pg.port, "app_user")
     stack_state.clock.offset = timedelta(seconds=901)
     refused(pg, "app_user", token)
+    assert why() == ["signature:expired"]
     stack_state.clock.offset = timedelta(seconds=0)
     connect(pg, "app_user", token).close()
+    assert why() == []
 
 
-def test_token_for_another_user_is_refused(stack_state):
+def test_token_for_another_user_is_refused(stack_state, why):
     pg = stack_state.pg
     refused(pg, "app_user", make_token(LONG, "localhost", pg.port, "other_user"))
     refused(pg, "other_user", make_token(LONG, "localhost", pg.port, "app_user"))
+    assert why() == ["wrong_user", "wrong_user"]
 
 
-def test_token_for_another_host_or_port_is_refused(stack_state):
+def test_token_for_another_host_or_port_is_refused(stack_state, why):
     pg = stack_state.pg
     refused(pg, "app_user", make_token(LONG, "db.elsewhere.example", pg.port, "app_user"))
     refused(pg, "app_user", make_token(LONG, "localhost", pg.port + 1, "app_user"))
     refused(pg, "app_user", make_token(LONG, "localhost", pg.port, "app_user", region="eu-west-1"))
+    assert why() == ["wrong_host", "wrong_host", "wrong_region"]
 
 
-def test_token_the_signer_may_not_use_is_refused(stack_state):
+def test_token_the_signer_may_not_use_is_refused(stack_state, why):
     pg = stack_state.pg
     stack_state.permissions.denied.add(f"arn:aws:rds-db:{REGION}:{ACCOUNT}:dbuser:{RESOURCE_ID}/app_user")
     refused(pg, "app_user", make_token(SESSION, "localhost", pg.port, "app_user"))
+    assert why() == ["not_permitted:test permissions"]
 
 
-def test_token_from_an_unknown_key_is_refused(stack_state):
+def test_token_from_an_unknown_key_is_refused(stack_state, why):
     pg = stack_state.pg
     stranger = Credential("AKIASTRANGER00000001", "x" * 40, None, "arn:aws:iam::123456789012:user/s", ACCOUNT)
     refused(pg, "app_user", make_token(stranger, "localhost", pg.port, "app_user"))
+    assert why() == ["signature:unknown_key"]
 
 
-def test_refusals_are_logged_without_the_token(stack_state, caplog):
+def test_refusals_are_logged_without_the_token(stack_state, caplog, why):
     pg = stack_state.pg
     token = make_token(SESSION, "localhost", pg.port, "app_user")
-    caplog.clear()
-    caplog.set_level(logging.DEBUG, logger="chalicelib")
+    caplog.set_level(logging.DEBUG, logger="devtools.local")
     refused(pg, "other_user", token)
     assert "reason=wrong_user" in caplog.text
     server_log = pg.log_text()
@@ -199,15 +222,17 @@ def test_refusals_are_logged_without_the_token(stack_state, caplog):
 
 # --- passwords, TLS, the superuser --------------------------------------------------------
 
-def test_password_user_logs_in_with_its_password_and_iam_users_cannot(stack_state):
+def test_password_user_logs_in_with_its_password_and_iam_users_cannot(stack_state, why):
     pg = stack_state.pg
     password = secrets.token_urlsafe(18)
     pg.create_password_user("pw_user", password)
     with connect(pg, "pw_user", password) as conn:
         assert conn.execute("SELECT current_user").fetchone() == ("pw_user",)
     assert "password authentication failed" in refused(pg, "pw_user", password + "x")
+    assert why() == []  # a password user never reaches the token checker
     pg.run_sql("ALTER ROLE other_user PASSWORD 'a-password-1'")
     assert "LDAP authentication failed" in refused(pg, "other_user", "a-password-1")
+    assert why() == ["signature:missing"]  # a password is not a presigned URL
 
 
 def test_plain_connections_are_refused(stack_state):
