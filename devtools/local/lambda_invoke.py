@@ -202,33 +202,10 @@ class LambdaInvokeServer:
 def invoke_permission(iam_client_for: Callable[[str], Any], org_client: Any) -> Permission:
     """``lambda:InvokeFunction`` as AWS decides it for a caller of this organization: the
     caller's identity policies and boundary, and every SCP level above its account."""
-    from chalicelib.errors import IamFetchError, IamPolicyError
-    from chalicelib.iam.connect import principal_context
-    from chalicelib.iam.evaluator import evaluate
-    from chalicelib.iam.fetch import fetch_principal_policies, fetch_scp_chain
-    from chalicelib.iam.model import RequestContext
+    from devtools.local.permissions import identity_permission
 
-    def decide(credential: Credential, function_arn: str) -> tuple[bool, str]:
-        try:
-            fetched = fetch_principal_policies(iam_client_for(credential.account), credential.principal_arn)
-            chain = fetch_scp_chain(org_client, credential.account)
-        except (IamFetchError, IamPolicyError) as exc:
-            return False, f"its permission could not be evaluated ({type(exc).__name__})"
-        ctx = principal_context(credential.principal_arn, fetched,
-                                org_id=chain.organization_id if chain else None,
-                                region=function_arn.split(":")[3])
-        request = RequestContext("lambda:InvokeFunction", function_arn, {k.lower(): v for k, v in ctx.items()})
-        verdict = evaluate(request, identity_policies=fetched.identity, boundary=fetched.boundary,
-                           scp_levels=chain.levels if chain else None,
-                           management_account=chain.management_account if chain else False)
-        if verdict.allowed:
-            return True, ""
-        if verdict.decision == "explicitDeny":
-            return False, f"an explicit deny in a {verdict.layer} policy"
-        return False, f"no {'identity-based' if verdict.layer == 'identity' else verdict.layer} policy allows " \
-                      "the lambda:InvokeFunction action"
-
-    return decide
+    decide = identity_permission(iam_client_for, org_client, "lambda:InvokeFunction")
+    return lambda credential, function_arn: decide(credential.principal_arn, credential.account, function_arn)
 
 
 def _handler_for(server: LambdaInvokeServer) -> type[BaseHTTPRequestHandler]:

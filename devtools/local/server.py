@@ -114,9 +114,15 @@ class StackServer:
 
         self._moto = MotoServer()
         moto_url = self._moto.start()
+        from devtools.local.permissions import assume_role_permission, identity_permission
         from devtools.local.sts_auth import StsSignatureCheck
 
-        self._moto.wrap(lambda app: StsSignatureCheck(app, MotoSecretLookup()))  # STS checks signatures
+        # STS checks signatures and decides AssumeRole (moto does neither); IAM and SCPs are read
+        # through the stack's own sessions (made below, before anything but seeding assumes a role).
+        may_assume = assume_role_permission(identity_permission(
+            lambda account: self._sessions.client("iam", account),
+            _LazyOrgClient(self), "sts:AssumeRole"))
+        self._moto.wrap(lambda app: StsSignatureCheck(app, MotoSecretLookup(), assume_role=may_assume))
         self._save(ports=[*self._state["ports"], _port_of(moto_url)])
 
         self._ldap = LdapResponder(self._check_login).start()
@@ -307,6 +313,17 @@ class StackServer:
             for s, handler in previous.items():
                 signal.signal(s, handler)
             self.stop()
+
+
+class _LazyOrgClient:
+    """The management account's Organizations client of a running stack, once it exists."""
+
+    def __init__(self, server: StackServer) -> None:
+        self._server = server
+
+    def __getattr__(self, name: str) -> Any:
+        sessions = self._server._sessions
+        return getattr(sessions.client("organizations", sessions.management_account), name)
 
 
 _POWERTOOLS_DEFAULTS = {"POWERTOOLS_SERVICE_NAME": "rdsvend", "POWERTOOLS_METRICS_NAMESPACE": "rdsvend",

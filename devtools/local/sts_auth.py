@@ -9,6 +9,11 @@ SigV4 verifier (:mod:`devtools.local.sigv4`, the gateway's) against the local AW
 session credentials, answering a refusal the way STS does (403, ``SignatureDoesNotMatch`` /
 ``InvalidClientTokenId`` / ``ExpiredToken``, in STS's XML error shape).
 
+It also decides ``AssumeRole`` as STS does, which moto does not (it lets anyone assume any
+role, even one that does not exist): the role must exist, its trust policy must name the
+caller or the caller's account, and the caller's own policies and the SCPs must allow it
+(:func:`devtools.local.permissions.assume_role_permission`); otherwise 403 ``AccessDenied``.
+
 Requests that act through moto's ``x-moto-account-id`` header (the stack's own seeding, as
 the management account, which has no IAM user to sign as) are passed through unchanged.
 """
@@ -21,6 +26,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import Any
+from urllib.parse import parse_qs
 from xml.sax.saxutils import escape
 
 from chalicelib.clock import SYSTEM_CLOCK, Clock
@@ -49,10 +55,12 @@ def _error(start_response: Callable[..., Any], code: str, message: str, status: 
 class StsSignatureCheck:
     """WSGI middleware: header-signed STS requests must carry a valid signature."""
 
-    def __init__(self, app: Any, lookup: SecretLookup, *, clock: Clock = SYSTEM_CLOCK) -> None:
+    def __init__(self, app: Any, lookup: SecretLookup, *, clock: Clock = SYSTEM_CLOCK,
+                 assume_role: Callable[[str, str, str], tuple[bool, str]] | None = None) -> None:
         self.app = app
         self.lookup = lookup
         self.clock = clock
+        self.assume_role = assume_role
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         authorization = environ.get("HTTP_AUTHORIZATION", "")
@@ -78,8 +86,8 @@ class StsSignatureCheck:
             raw_path = f"{raw_path}?{query}"
         url = f"http://{headers.get('host', '')}{raw_path}"
         try:
-            verify_header_signed(environ.get("REQUEST_METHOD", "POST"), url, headers, body, service="sts",
-                                 lookup=self.lookup, now=self.clock.now(), max_skew=MAX_SKEW)
+            verified = verify_header_signed(environ.get("REQUEST_METHOD", "POST"), url, headers, body, service="sts",
+                                            lookup=self.lookup, now=self.clock.now(), max_skew=MAX_SKEW)
         except SignatureError as exc:
             log.info("local sts refused a request: %s", exc.reason)
             if exc.reason in ("unknown_key", "bad_session_token"):
@@ -91,4 +99,14 @@ class StsSignatureCheck:
                 return _error(start_response, "IncompleteSignature", "The request signature is incomplete",
                               "400 Bad Request")
             return _error(start_response, "SignatureDoesNotMatch", _BAD_SIGNATURE)
+        params = parse_qs(query) | parse_qs(body.decode("utf-8", "replace"))
+        if self.assume_role is not None and (params.get("Action") or [""])[0] == "AssumeRole":
+            role_arn = (params.get("RoleArn") or [""])[0]
+            caller = verified.credential
+            allowed, why = self.assume_role(caller.principal_arn, caller.account, role_arn)
+            if not allowed:
+                log.info("local sts refused AssumeRole of %s by %s: %s", role_arn[:200], caller.principal_arn, why)
+                return _error(start_response, "AccessDenied",
+                              f"User: {caller.principal_arn} is not authorized to perform: sts:AssumeRole on "
+                              f"resource: {role_arn[:2048]}")
         return self.app(environ, start_response)

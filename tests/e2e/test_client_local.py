@@ -282,8 +282,9 @@ def test_sqlalchemy_pool_survives_a_token_that_really_expired(local_stack):
     that froze it in its creator cannot open a connection, the hooked pool can."""
     db = local_stack.info.databases[DATABASE]
     host, port, ttl = "localhost", int(db["port"]), 4
-    sts = session_for(local_stack).client("sts", endpoint_url=local_stack.moto_url,
-                                          config=Config(parameter_validation=False))
+    # The signer trusts the service's function role (the local STS enforces trust policies).
+    sts = local_stack.info.seeded.execution.session(local_stack.info.region).client(
+        "sts", endpoint_url=local_stack.moto_url, config=Config(parameter_validation=False))
     signer_role = local_stack.info.seeded.signer_role_arn
 
     class ShortLivedSigner:

@@ -226,6 +226,32 @@ def test_discover_as_the_operator_lists_what_rds_has_in_every_account(org):
     assert block[DB]["account"] == DATA and block[DB]["instance"] == DB
 
 
+@pytest.mark.parametrize("who, role, why", [
+    ("allowed", f"arn:aws:iam::{DATA}:role/rdsvend-reader", "the trust policy names only the service's principals"),
+    ("operator", f"arn:aws:iam::{DATA}:role/no-such-role", "the role does not exist"),
+    ("execution", "arn:aws:iam::333333333333:role/rdsvend-reader",
+     "trusted there, but the function's own policy does not allow it"),
+])
+def test_the_local_sts_refuses_assume_role_as_sts_does(org, who, role, why):
+    from botocore.exceptions import ClientError
+
+    keys = org.info.seeded.execution if who == "execution" else org.info.seeded.callers[who]
+    sts = keys.session(org.info.region).client("sts", endpoint_url=org.info.moto_url)
+    with pytest.raises(ClientError) as err:
+        sts.assume_role(RoleArn=role, RoleSessionName="e2e-test")
+    assert err.value.response["Error"]["Code"] == "AccessDenied", why
+    assert f"not authorized to perform: sts:AssumeRole on resource: {role}" in err.value.response["Error"]["Message"]
+
+
+def test_discover_reports_an_account_whose_role_cannot_be_assumed_and_exits_1(org):
+    done = rdsvend(org.operator, "discover", "--format", "json")  # every account, the management one too
+    assert done.returncode == 1, done.stdout[-2000:] + done.stderr
+    statuses = {a["account"]: (a["status"], a["error"]) for a in json.loads(done.stdout)["accounts"]}
+    status, error = statuses.pop("111111111111")  # no reader role in the management account
+    assert status == "error" and "AccessDenied" in error and "rdsvend-reader" in error
+    assert {s for s, _e in statuses.values()} == {"ok"}
+
+
 # -- the fault matrix, applied to the second account's database --------------------------------------
 
 @contextlib.contextmanager
