@@ -17,7 +17,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from rdsvend import invoke_payload
-from tests.e2e.test_local_org import shell_env
+from tests.support.local_shell import shell_env
 
 pytestmark = pytest.mark.e2e
 

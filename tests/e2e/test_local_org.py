@@ -10,9 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shlex
-import subprocess
-import sys
 from pathlib import Path
 
 import boto3
@@ -23,6 +20,7 @@ from chalicelib.canary.runner import run_canary
 from chalicelib.policy.loader import load_policy_file
 from devtools.local.aws import AccountSessions
 from devtools.local.canary import local_canary_deps
+from tests.support.local_shell import rdsvend, shell_env
 
 pytestmark = pytest.mark.e2e
 
@@ -30,29 +28,6 @@ REPO = Path(__file__).resolve().parents[2]
 DB = "billing-local"
 APP = f"{DB}/billing_app"
 DATA = "444444444444"
-
-
-def shell_env(stack, part: str) -> dict[str, str]:
-    """The environment of a shell after ``eval "$(rdsvend local env --as PART)"``."""
-    done = subprocess.run([sys.executable, "-m", "rdsvend.cli", "local", "env", "--as", part, "--state-dir",
-                           stack.info.state_dir], capture_output=True, text=True, timeout=60, cwd=REPO)
-    assert done.returncode == 0, done.stderr
-    env = dict(os.environ)
-    for line in done.stdout.splitlines():
-        words = shlex.split(line)
-        if words[0] == "unset":
-            for name in words[1:]:
-                env.pop(name, None)
-        else:
-            assert words[0] == "export", line
-            name, value = words[1].split("=", 1)
-            env[name] = value
-    return env
-
-
-def rdsvend(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "rdsvend.cli", *args], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=180)
 
 
 class Org:
