@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from pathlib import Path
 
 import boto3
 import psycopg
@@ -24,7 +23,6 @@ from tests.support.local_shell import rdsvend, shell_env
 
 pytestmark = pytest.mark.e2e
 
-REPO = Path(__file__).resolve().parents[2]
 DB = "billing-local"
 APP = f"{DB}/billing_app"
 DATA = "444444444444"
