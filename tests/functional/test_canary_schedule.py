@@ -11,6 +11,7 @@ from chalice.test import Client
 from moto import mock_aws
 
 from tests.support.aws import make_alert_sink
+from tests.support.policies import one_database_policy
 
 TABLE = "rdsvend-canary-state"
 
@@ -38,20 +39,8 @@ def world(aws_env, tmp_path, monkeypatch):
         sink = make_alert_sink(session, TABLE, "alerts")
         sqs, queue, topic = sink["sqs"], sink["queue"], sink["topic"]
         policy = tmp_path / "access.yaml"
-        policy.write_text(f"""version: 1
-databases:
-  orders-prod:
-    engine: postgres
-    region: us-east-1
-    instance: orders-prod
-    host: 127.0.0.1
-    port: {_dead_port()}
-    dbname: orders
-    users:
-      orders_app: {{auth: iam, tier: service-user}}
-rules: []
-canary: {{timeout_seconds: 5, concurrency: 2}}
-""")
+        policy.write_text(one_database_policy(extra=f"host: 127.0.0.1\nport: {_dead_port()}\ndbname: orders",
+                                              more="canary: {timeout_seconds: 5, concurrency: 2}"))
         # The function runs as its role (a session of "vend"), which also signs: no signer_role.
         creds = session.client("sts").assume_role(RoleArn="arn:aws:iam::123456789012:role/vend",
                                                   RoleSessionName="rdsvend-canary")["Credentials"]

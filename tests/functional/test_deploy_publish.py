@@ -10,26 +10,12 @@ from moto import mock_aws
 from chalicelib.errors import PolicyLoadError, PolicyPublishError
 from chalicelib.policy.loader import load_policy_text
 from devtools.deploy.publish import parameter_name, publish_policy
+from tests.support.policies import allow_rule, one_database_policy
 
 PARAMETER = "/rdsvend/dev/access-policy"
 
-VALID = """\
-# reviewed in PR 42: comments travel with the policy
-version: 1
-databases:
-  orders-prod:
-    engine: postgres
-    region: us-east-1
-    instance: orders-prod
-    users:
-      orders_app: {auth: iam, tier: service-user}
-rules:
-  - id: orders-api
-    effect: allow
-    principals: ["arn:aws:iam::111122223333:role/orders-api-*"]
-    databases: [orders-prod]
-    db_users: [orders_app]
-"""
+VALID = "# reviewed in PR 42: comments travel with the policy\n" + one_database_policy(
+    rules=[allow_rule("orders-api", ["arn:aws:iam::111122223333:role/orders-api-*"])])
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import json
-import textwrap
 from contextlib import redirect_stdout
 from datetime import UTC, datetime
 from types import SimpleNamespace
@@ -33,32 +32,14 @@ from chalicelib.vending.ratelimit_table import (
     TTL_ATTRIBUTE,
     TableRateLimiter,
 )
+from tests.support.policies import allow_rule, one_database_policy
 
 TABLE = "rdsvend-test-rate"
 ALICE = identity_from_arn("arn:aws:sts::111122223333:assumed-role/orders-api/i-1")
 BOB = identity_from_arn("arn:aws:sts::111122223333:assumed-role/billing-api/i-2")
 REQUEST = {"database": "orders-prod", "db_user": "orders_app"}
-POLICY = textwrap.dedent(
-    """
-    version: 1
-    databases:
-      orders-prod:
-        engine: postgres
-        region: us-east-1
-        instance: orders-prod
-        host: orders-prod.abc.us-east-1.rds.amazonaws.com
-        port: 5432
-        dbname: orders
-        users:
-          orders_app: {auth: iam, tier: service-user}
-    rules:
-      - id: apis
-        effect: allow
-        principals: ["arn:aws:iam::111122223333:role/*-api"]
-        databases: [orders-prod]
-        db_users: [orders_app]
-    """
-)
+POLICY = one_database_policy(extra="host: orders-prod.abc.us-east-1.rds.amazonaws.com\nport: 5432\ndbname: orders",
+                             rules=[allow_rule("apis", ["arn:aws:iam::111122223333:role/*-api"])])
 
 
 @pytest.fixture(scope="module")

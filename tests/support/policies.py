@@ -9,8 +9,9 @@ smallest policy around one database, for tests about something else.
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Sequence
 
-__all__ = ["ACCT", "ORDERS_POLICY", "POLICY", "one_database_policy"]
+__all__ = ["ACCT", "ORDERS_POLICY", "POLICY", "allow_rule", "one_database_policy"]
 
 ACCT = "111122223333"
 POLICY = textwrap.dedent(
@@ -65,13 +66,26 @@ POLICY = textwrap.dedent(
 ORDERS_POLICY = POLICY
 
 
+def allow_rule(rule_id: str, principals: Sequence[str], databases: Sequence[str] = ("orders-prod",),
+               db_users: Sequence[str] = ("orders_app",)) -> str:
+    """One ``effect: allow`` rule, as a YAML list item."""
+    def flow(items: Sequence[str]) -> str:
+        return "[" + ", ".join(items) + "]"
+
+    quoted = ", ".join(f'"{p}"' for p in principals)
+    return (f"- id: {rule_id}\n  effect: allow\n  principals: [{quoted}]\n"
+            f"  databases: {flow(databases)}\n  db_users: {flow(db_users)}\n")
+
+
 def one_database_policy(name: str = "orders-prod", *, engine: str = "postgres", region: str = "us-east-1",
                         kind: str = "instance", identifier: str | None = None,
                         users: str = "orders_app: {auth: iam, tier: service-user}", extra: str = "",
-                        rules: str = "[]") -> str:
-    """``version: 1`` with one database (``extra``: more keys of that database, YAML lines) and
-    ``rules`` (YAML, default none)."""
-    more = textwrap.indent(textwrap.dedent(extra).strip(), "    ") + "\n" if extra.strip() else ""
+                        rules: Sequence[str] = (), more: str = "") -> str:
+    """``version: 1`` with one database and ``rules`` (see :func:`allow_rule`). ``extra``: more keys
+    of the database (YAML lines, e.g. ``host:``/``port:``); ``more``: more top-level keys."""
+    keys = textwrap.indent(textwrap.dedent(extra).strip(), "    ") + "\n" if extra.strip() else ""
     user_lines = textwrap.indent(textwrap.dedent(users).strip(), "      ")
+    rule_block = "rules:\n" + textwrap.indent("".join(rules), "  ") if rules else "rules: []\n"
+    tail = textwrap.dedent(more).strip() + "\n" if more.strip() else ""
     return (f"version: 1\ndatabases:\n  {name}:\n    engine: {engine}\n    region: {region}\n"
-            f"    {kind}: {identifier or name}\n{more}    users:\n{user_lines}\nrules: {rules}\n")
+            f"    {kind}: {identifier or name}\n{keys}    users:\n{user_lines}\n{rule_block}{tail}")
