@@ -46,7 +46,7 @@ databases:
     signer_role: {SIGNER}
     users:
       reports_ro: {{auth: iam}}
-      reports_pw: {{auth: password}}
+      reports_pw: {{auth: password, secret: "arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:reports-pw-AbCdEf"}}
 rules:
   - id: dba
     effect: allow
