@@ -1,0 +1,240 @@
+"""Seeding moto from the world file, the way an operator would: the organization from the
+management account, every member account through ``OrganizationAccountAccessRole``.
+
+Two things are patched in-process while seeding (a third, the one AWS managed policy the world
+attaches, is in :mod:`devtools.local.directory`):
+
+- moto draws organization and account ids at random; the world file fixes them (so the
+  access policy can name them), so ``moto.organizations.utils`` hands out the world's ids
+  for the one ``CreateOrganization`` / ``CreateAccount`` call that needs them;
+- moto's RDS endpoint address is ``<id>.aaaaaaaaaa.<region>.rds.amazonaws.com``, which does
+  not resolve; the created instance is switched to a subclass whose address is the local
+  PostgreSQL's host, so ``DescribeDBInstances`` tells the truth about where it listens;
+  moto also gives every instance the same ``DbiResourceId``: each gets its own random one,
+  as RDS does.
+"""
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from chalicelib.aws.arn import dbuser_arn
+from devtools.local.directory import create_directories, provide_aws_managed_policy
+from devtools.local.sessions import AccountSessions, Keys
+from devtools.local.world import World
+
+__all__ = ["InstanceInfo", "SeededWorld", "seed_world"]
+
+_ID_PATCH_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class InstanceInfo:
+    identifier: str
+    account: str
+    region: str
+    resource_id: str  # DbiResourceId
+    arn: str
+    host: str
+    port: int
+    dbname: str
+
+    def dbuser_arn(self, user: str) -> str:
+        return dbuser_arn(self.region, self.account, self.resource_id, user)
+
+
+@dataclass(frozen=True)
+class SeededWorld:
+    """What seeding created: ids moto chose and the credentials the stack hands out."""
+
+    endpoint_url: str
+    region: str
+    org_id: str
+    management_account: str
+    root_id: str
+    units: Mapping[str, str]  # OU name -> ou id
+    scps: Mapping[str, str]  # SCP name -> policy id
+    callers: Mapping[str, Keys]  # "allowed" / "denied" -> the IAM user's access key
+    execution: Keys  # the service execution role, assumed in the service account
+    instances: Mapping[str, InstanceInfo]
+    signer_role_arn: str
+    directories: Mapping[str, str] = field(default_factory=dict)  # directory name -> Directory Service id
+
+    def to_json(self) -> dict[str, Any]:
+        return json.loads(json.dumps(asdict(self)))
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> SeededWorld:
+        return cls(
+            endpoint_url=data["endpoint_url"],
+            region=data["region"],
+            org_id=data["org_id"],
+            management_account=data["management_account"],
+            root_id=data["root_id"],
+            units=dict(data["units"]),
+            scps=dict(data["scps"]),
+            callers={k: Keys(**v) for k, v in data["callers"].items()},
+            execution=Keys(**data["execution"]),
+            instances={k: InstanceInfo(**v) for k, v in data["instances"].items()},
+            signer_role_arn=data["signer_role_arn"],
+            directories=dict(data.get("directories") or {}),
+        )
+
+
+@contextmanager
+def _fixed_moto_ids(*, org_id: str | None = None, account_id: str | None = None) -> Iterator[None]:
+    """Make moto's next organization/account id the world's (moto draws them at random)."""
+    from moto.organizations import utils
+
+    with _ID_PATCH_LOCK:
+        saved = utils.make_random_org_id, utils.make_random_account_id
+        if org_id is not None:
+            utils.make_random_org_id = lambda: org_id
+        if account_id is not None:
+            utils.make_random_account_id = lambda: account_id
+        try:
+            yield
+        finally:
+            utils.make_random_org_id, utils.make_random_account_id = saved
+
+
+def _point_instance_at(account: str, region: str, identifier: str, host: str) -> None:
+    """Make moto report ``host`` as the instance's endpoint address (the port is set at create),
+    and give the instance a resource id of its own."""
+    import secrets as _secrets
+
+    from moto.rds.models import rds_backends
+
+    instance = rds_backends[account][region].databases[identifier]
+    base = type(instance)
+    local_cls = _LOCAL_INSTANCE_CLASSES.get(base)
+    if local_cls is None:
+        local_cls = type(f"Local{base.__name__}", (base,), {
+            "address": property(lambda self: self._rdsvend_local_host),
+            "__doc__": "A moto DB instance whose endpoint is the local PostgreSQL.",
+        })
+        _LOCAL_INSTANCE_CLASSES[base] = local_cls
+    instance._rdsvend_local_host = host
+    instance.__class__ = local_cls
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+    instance.dbi_resource_id = "db-" + "".join(_secrets.choice(alphabet) for _ in range(26))
+
+
+_LOCAL_INSTANCE_CLASSES: dict[type, type] = {}
+
+
+def _trust_document(principal: Mapping[str, Any]) -> str:
+    return json.dumps({
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Principal": dict(principal), "Action": "sts:AssumeRole"}],
+    })
+
+
+def seed_world(world: World, endpoint_url: str, *, db_host: str, db_port: int | Mapping[str, int],
+               master_password: str) -> SeededWorld:
+    """Create the world in the moto server at ``endpoint_url`` through its public API.
+
+    ``db_port`` is where the local PostgreSQL of each database listens (one port for all, or
+    a mapping from instance identifier to port); the instances' endpoints say so.
+    """
+    region = world.region
+    org = world.organization
+    sessions = AccountSessions(endpoint_url, region, org.management_account)
+    orgs = sessions.client("organizations", org.management_account)
+
+    with _fixed_moto_ids(org_id=org.id):
+        orgs.create_organization(FeatureSet="ALL")
+    root_id = orgs.list_roots()["Roots"][0]["Id"]
+    for account in world.member_accounts():
+        with _fixed_moto_ids(account_id=account.id):
+            status = orgs.create_account(AccountName=account.name, Email=f"{account.name}@rdsvend.local")
+        created = status["CreateAccountStatus"]["AccountId"]
+        if created != account.id:  # pragma: no cover - moto changed how it draws ids
+            raise RuntimeError(f"moto created account {created}, not {account.id}")
+
+    scp_ids = {}
+    for scp in org.scps.values():
+        policy = orgs.create_policy(Name=scp.name, Description=scp.description, Type="SERVICE_CONTROL_POLICY",
+                                    Content=json.dumps(scp.document))
+        scp_ids[scp.name] = policy["Policy"]["PolicySummary"]["Id"]
+    unit_ids = {}
+    for unit in org.units:
+        ou_id = orgs.create_organizational_unit(ParentId=root_id, Name=unit.name)["OrganizationalUnit"]["Id"]
+        unit_ids[unit.name] = ou_id
+        for account_id in unit.accounts:
+            orgs.move_account(AccountId=account_id, SourceParentId=root_id, DestinationParentId=ou_id)
+        for scp_name in unit.scps:
+            orgs.attach_policy(PolicyId=scp_ids[scp_name], TargetId=ou_id)
+
+    instances: dict[str, InstanceInfo] = {}
+    callers: dict[str, Keys] = {}
+    directories: dict[str, str] = {}
+    parts = {"allowed": world.allowed_caller, "denied": world.denied_caller}
+    if world.operator is not None:
+        parts["operator"] = world.operator
+    for account in world.member_accounts():
+        rds = sessions.client("rds", account.id)
+        if account.directories:
+            directories.update(create_directories(sessions.client("ec2", account.id), sessions.client("ds", account.id),
+                                                  region, account.directories))
+        for db in account.databases.values():
+            domain = {} if db.domain is None else {"Domain": directories[db.domain.directory],
+                                                   "DomainIAMRoleName": db.domain.iam_role}
+            rds.create_db_instance(
+                DBInstanceIdentifier=db.identifier, Engine=db.engine, EngineVersion=db.engine_version,
+                DBInstanceClass=db.instance_class, AllocatedStorage=20, DBName=db.dbname,
+                MasterUsername="postgres" if db.engine == "postgres" else "admin", MasterUserPassword=master_password,
+                Port=db_port if isinstance(db_port, int) else db_port[db.identifier],
+                EnableIAMDatabaseAuthentication=True, **domain,
+            )
+            _point_instance_at(account.id, region, db.identifier, db_host)
+            described = rds.describe_db_instances(DBInstanceIdentifier=db.identifier)["DBInstances"][0]
+            instances[db.identifier] = InstanceInfo(
+                identifier=db.identifier, account=account.id, region=region,
+                resource_id=described["DbiResourceId"], arn=described["DBInstanceArn"],
+                host=described["Endpoint"]["Address"], port=int(described["Endpoint"]["Port"]),
+                dbname=db.dbname)
+
+    # Users first: the roles' trust policies name some of them (AWS refuses unknown principals).
+    for account in world.accounts.values():
+        iam = sessions.client("iam", account.id)
+        for user in account.users.values():
+            arn = iam.create_user(UserName=user.name)["User"]["Arn"]
+            for name, doc in user.policies.items():
+                iam.put_user_policy(UserName=user.name, PolicyName=name, PolicyDocument=json.dumps(doc))
+            if user.access_key:
+                key = iam.create_access_key(UserName=user.name)["AccessKey"]
+                for part, ref in parts.items():
+                    if (ref.account, ref.user) == (account.id, user.name):
+                        callers[part] = Keys(key["AccessKeyId"], key["SecretAccessKey"], arn, account.id)
+    for account in world.accounts.values():
+        iam = sessions.client("iam", account.id)
+        for role in account.roles.values():
+            iam.create_role(RoleName=role.name, AssumeRolePolicyDocument=_trust_document(role.trust))
+            for name, doc in role.policies.items():
+                iam.put_role_policy(RoleName=role.name, PolicyName=name, PolicyDocument=json.dumps(doc))
+            for policy_arn in role.managed_policies:
+                provide_aws_managed_policy(account.id, policy_arn)
+                iam.attach_role_policy(RoleName=role.name, PolicyArn=policy_arn)
+            if role.rds_connect:
+                arns = [instances[db].dbuser_arn(user) for db in role.rds_connect
+                        for user in account.databases[db].iam_users()]
+                document = {"Version": "2012-10-17", "Statement": [
+                    {"Sid": "ConnectAsDeclaredUsers", "Effect": "Allow", "Action": "rds-db:connect",
+                     "Resource": arns}]}
+                policy_arn = iam.create_policy(PolicyName=f"{role.name}-rds-connect",
+                                               PolicyDocument=json.dumps(document))["Policy"]["Arn"]
+                iam.attach_role_policy(RoleName=role.name, PolicyArn=policy_arn)
+
+    # What the Lambda would run as: its execution role, assumed in the service account
+    # (as Lambda does), for as long as STS allows.
+    execution = sessions.assume(world.execution_role_arn, "rdsvend-local-function",
+                                via=world.service_account, duration=43200)
+    return SeededWorld(
+        endpoint_url=endpoint_url, region=region, org_id=org.id, management_account=org.management_account,
+        root_id=root_id, units=unit_ids, scps=scp_ids, callers=callers, execution=execution,
+        instances=instances, signer_role_arn=world.signer_role_arn, directories=directories)
