@@ -251,3 +251,39 @@ def test_service_account_from_the_environment_reaches_the_loader(tmp_path):
     bad = policy_source_from_env({"RDSVEND_POLICY": str(path), "RDSVEND_SERVICE_ACCOUNT": "12345"})
     with pytest.raises(PolicyLoadError, match="invalid service account '12345'"):
         bad.get()
+
+
+@pytest.mark.parametrize(
+    "extra, field, words",
+    [
+        ([f'account: "{SERVICE}"'], "signer_role", f"is in account {MEMBER}, not the database's account {SERVICE}"),
+        (["reader_role: arn:aws:iam::999999999999:role/rdsvend-reader"], "reader_role",
+         f"is in account 999999999999, not the database's account {MEMBER}"),
+        ([], "reader_role", f"the database is in account {MEMBER}, not the service's account {SERVICE}"),
+        (["resource_id: cluster-ABC"], "resource_id", "invalid resource id 'cluster-ABC' (expected db-..."),
+        (["account: 444455556666"], "account", "must be a quoted string of 12 digits"),
+    ],
+)
+def test_each_load_error_refuses_every_vend_and_logs_file_database_and_field(world, tmp_path, capfd, extra, field,
+                                                                             words):
+    """The service's own path: RDSVEND_POLICY + RDSVEND_SERVICE_ACCOUNT, through the Chalice app."""
+    from chalicelib.policy.source import policy_source_from_env
+
+    path = tmp_path / "access.yaml"
+    path.write_text(policy(*extra))
+    svc = VendingService(policy_source=policy_source_from_env({"RDSVEND_POLICY": str(path),
+                                                               "RDSVEND_SERVICE_ACCOUNT": SERVICE}),
+                         minter=TokenMinter(), resolver=EndpointResolver(ClientFactory()))
+    set_vending_service(svc)
+    try:
+        event = load_event("post_tokens")
+        event["requestContext"]["identity"].update(userArn=CALLER, accountId=SERVICE, principalOrgId=None,
+                                                   sourceIp="10.1.2.3")
+        event["body"] = json.dumps({"database": "billing", "db_user": "billing_app"})
+        answer = app_module.app(event, None)
+    finally:
+        set_vending_service(None)
+    assert answer["statusCode"] == 403 and json.loads(answer["body"])["error"]["code"] == "forbidden"
+    logs = capfd.readouterr()
+    text = logs.out + logs.err
+    assert f"{path}, field 'databases.billing.{field}'" in text and words in text
