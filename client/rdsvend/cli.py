@@ -219,7 +219,8 @@ def build_parser(operator_commands: Sequence[str] = ()) -> argparse.ArgumentPars
                         help="with --watch: refresh interval (at most half a token's life; default: half)")
     exec_ = command(
         "exec", "run COMMAND with PGHOST PGPORT PGUSER PGDATABASE PGPASSWORD PGSSLMODE PGSSLROOTCERT set "
-        "(example: rdsvend exec orders-prod orders_app -- psql -c 'select 1')", _cmd_exec,
+        "(example: rdsvend exec orders-prod orders_app -- psql -c 'select 1'); for MySQL and MariaDB, "
+        "with a private option file instead (rdsvend exec shop shop_app -- mariadb)", _cmd_exec,
     )
     exec_.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND ...")
     return parser
