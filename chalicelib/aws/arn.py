@@ -22,6 +22,7 @@ __all__ = [
     "SECRET_ARN",
     "dbuser_arn",
     "partition_of_region",
+    "role_arn",
     "secret_arn",
     "secret_arn_parts",
 ]
@@ -63,6 +64,11 @@ def partition_of_region(region: str) -> str:
     if region.startswith("us-iso-"):
         return "aws-iso"
     return "aws"
+
+
+def role_arn(account: str, name: str, partition: str = "aws") -> str:
+    """``arn:PARTITION:iam::ACCOUNT:role/NAME`` (a reader or signer role by name)."""
+    return f"arn:{partition}:iam::{account}:role/{name}"
 
 
 def dbuser_arn(region: str, account: str, resource_id: str, db_user: str, partition: str | None = None) -> str:

@@ -24,8 +24,6 @@ from chalicelib.aws.arn import (  # the AWS name formats, also importable from h
     ACCOUNT_ID,
     ORG_ID,
     REGION,
-    RESOURCE_ID,
-    RESOURCE_ID_PREFIX,
     ROLE_ARN,
     ROLE_NAME,
 )
@@ -39,10 +37,10 @@ from chalicelib.policy.model import (
     DbUser,
     Kind,
     Rule,
-    partition_of_region,
 )
 from chalicelib.policy.password_users import password_settings
 from chalicelib.policy.patterns import compile_pattern
+from chalicelib.policy.placement import PLACEMENT_KEYS, placement
 
 __all__ = ["load_policy_file", "load_policy_text", "MAX_POLICY_BYTES"]
 
@@ -64,7 +62,7 @@ PRINCIPAL_ARN = re.compile(
 TOP_KEYS = {"version", "defaults", "databases", "rules", "canary"}
 DEFAULTS_KEYS = {"reader_role_name"}
 DATABASE_KEYS = {"engine", "region", "instance", "cluster", "proxy", "host", "port", "dbname",
-                 "signer_role", "users", "account", "reader_role", "resource_id"}
+                 "signer_role", "users"} | PLACEMENT_KEYS
 USER_KEYS = {"auth", "tier", "secret", "rotation"}
 RULE_KEYS = {"id", "effect", "principals", "databases", "db_users", "conditions"}
 CONDITION_KEYS = {"org_ids", "source_ips"}
@@ -253,8 +251,9 @@ class _Builder:
         signer_role = spec.get("signer_role")
         if signer_role is not None:
             signer_role = self.string(signer_role, f"{field}.signer_role", ROLE_ARN, what="role ARN")
-        account, reader_role, explicit, resource_id = self.placement(field, spec, kind, region, signer_role,
-                                                                     host, port)
+        where = placement(spec, field, kind=kind, region=region, signer_role=signer_role, host=host, port=port,
+                          service_account=self.service_account, reader_role_name=self.reader_role_name,
+                          fail=self.fail, string=self.string)
         raw_users = spec.get("users")
         if not isinstance(raw_users, dict) or not raw_users:
             raise self.fail("must declare at least one user", field=f"{field}.users")
@@ -262,55 +261,8 @@ class _Builder:
         return Database(name=name, engine=cast(Engine, engine), region=region, kind=cast(Kind, kind),
                         identifier=identifier,
                         users=users, host=host, port=port, dbname=dbname, signer_role=signer_role,
-                        account=account, reader_role=reader_role, reader_role_explicit=explicit,
-                        resource_id=resource_id)
-
-    def placement(self, field: str, spec: Mapping[str, Any], kind: str, region: str, signer_role: str | None,
-                  host: str | None, port: int | None) -> tuple[str | None, str | None, bool, str | None]:
-        """``account``, reader role (and whether it was explicit) and ``resource_id`` of a database."""
-        account = spec.get("account")
-        if account is not None:
-            if isinstance(account, int) and not isinstance(account, bool):
-                raise self.fail(f"must be a quoted string of 12 digits, not the number {_clip(str(account))}",
-                                field=f"{field}.account")
-            account = self.string(account, f"{field}.account")
-            if not ACCOUNT_ID.fullmatch(account):
-                raise self.fail(f"invalid account '{_clip(account)}' (expected 12 digits)", field=f"{field}.account")
-        elif signer_role is not None:
-            account = _account_of(signer_role)
-        else:
-            account = self.service_account
-        if signer_role is not None and account is not None and _account_of(signer_role) != account:
-            raise self.fail(f"signer role '{_clip(signer_role)}' is in account {_account_of(signer_role)}, "
-                            f"not the database's account {account}", field=f"{field}.signer_role")
-        reader_role = spec.get("reader_role")
-        explicit = reader_role is not None
-        if reader_role is not None:
-            reader_role = self.string(reader_role, f"{field}.reader_role", ROLE_ARN, what="role ARN")
-            if account is not None and _account_of(reader_role) != account:
-                raise self.fail(f"reader role '{_clip(reader_role)}' is in account {_account_of(reader_role)}, "
-                                f"not the database's account {account}", field=f"{field}.reader_role")
-            if signer_role is not None and signer_role.split(":", 2)[1] != reader_role.split(":", 2)[1]:
-                raise self.fail(f"reader role '{_clip(reader_role)}' is in another partition than the signer role",
-                                field=f"{field}.reader_role")
-        elif self.reader_role_name is not None and account is not None:
-            partition = signer_role.split(":", 2)[1] if signer_role else partition_of_region(region)
-            reader_role = f"arn:{partition}:iam::{account}:role/{self.reader_role_name}"
-        resource_id = spec.get("resource_id")
-        if resource_id is not None:
-            resource_id = self.string(resource_id, f"{field}.resource_id")
-            if not RESOURCE_ID[kind].fullmatch(resource_id):
-                raise self.fail(f"invalid resource id '{_clip(resource_id)}' (expected "
-                                f"{RESOURCE_ID_PREFIX[kind]}... for a {kind})", field=f"{field}.resource_id")
-        foreign = account is not None and self.service_account is not None and account != self.service_account
-        if foreign and reader_role is None and (host is None or port is None or resource_id is None):
-            missing = [key for key, value in (("host", host), ("port", port), ("resource_id", resource_id))
-                       if value is None]
-            raise self.fail(f"the database is in account {account}, not the service's account "
-                            f"{self.service_account}: set reader_role (or defaults.reader_role_name) so rdsvend "
-                            f"can read it, or give host, port and resource_id (missing: {', '.join(missing)})",
-                            field=f"{field}.reader_role")
-        return account, reader_role, explicit, resource_id
+                        account=where.account, reader_role=where.reader_role,
+                        reader_role_explicit=where.reader_role_explicit, resource_id=where.resource_id)
 
     def user(self, db_field: str, name: Any, spec: Any) -> DbUser:
         field = f"{db_field}.users.{_clip(str(name))}"
@@ -414,11 +366,6 @@ class _Builder:
         if cert is not None:
             cert = self.string(cert, "canary.ssl_root_cert")
         return CanarySettings(timeout_seconds=float(timeout), concurrency=concurrency, ssl_root_cert=cert)
-
-
-def _account_of(role_arn: str) -> str:
-    """The account of a role ARN the loader has already validated."""
-    return role_arn.split(":", 5)[4]
 
 
 def _kind(value: Any) -> str:

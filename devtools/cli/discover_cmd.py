@@ -57,7 +57,7 @@ def discover(role_name: str | None, regions: str | None, accounts: str | None, f
     """List the RDS databases of every account of the organization, ready for the access policy."""
     import boto3
 
-    from chalicelib.policy.loader import ACCOUNT_ID, REGION, ROLE_NAME
+    from chalicelib.aws.arn import ACCOUNT_ID, REGION, ROLE_NAME
     from devtools.discover.scan import DEFAULT_ROLE_NAME, DiscoverError, ScanRequest, scan
     from devtools.discover.shape import to_json, to_table, to_yaml
 

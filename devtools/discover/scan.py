@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from chalicelib.aws.arn import role_arn
 from chalicelib.aws.errors import aws_error
 from chalicelib.aws.reader import CallerVantage, ReaderRoleError, ReaderSessions
 from devtools.discover.shape import AccountResult, Discovery, FoundDatabase, found_from_item
@@ -116,7 +117,7 @@ def scan(session: Any, request: ScanRequest) -> Discovery:
         if account == own_account:
             clients: Callable[..., Any] = own_clients
         else:
-            role = f"arn:{partition}:iam::{account}:role/{request.role_name}"
+            role = role_arn(account, request.role_name, partition)
             try:
                 clients = roles.clients(role)
             except ReaderRoleError as exc:

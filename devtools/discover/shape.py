@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from chalicelib.aws.arn import role_arn
 from chalicelib.aws.rds import resource_from_item
 
 __all__ = ["FoundDatabase", "AccountResult", "Discovery", "found_from_item", "to_json", "to_yaml", "to_table",
@@ -152,9 +153,9 @@ def to_yaml(discovery: Discovery) -> str:
         lines.append(f"    {db.kind}: {db.identifier}")
         if db.resource_id:
             lines.append(f"    resource_id: {db.resource_id}")
-        lines.append(f"    # signer_role: arn:{discovery.partition}:iam::{db.account}:role/rdsvend-signer")
+        lines.append(f"    # signer_role: {role_arn(db.account, 'rdsvend-signer', discovery.partition)}")
         if explicit_reader:
-            lines.append(f"    reader_role: arn:{discovery.partition}:iam::{db.account}:role/{discovery.role_name}")
+            lines.append(f"    reader_role: {role_arn(db.account, discovery.role_name, discovery.partition)}")
         lines.append("    users: {}  # name the db users: app_user: {auth: iam}")
     if not usable:
         lines.append("  {}")
