@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from chalicelib.aws.arn import partition_of_region  # re-exported: the policy model speaks of partitions
+
 __all__ = ["DbUser", "Database", "Conditions", "Rule", "CanarySettings", "AccessPolicy", "partition_of_region"]
 
 Auth = Literal["iam", "kerberos", "password"]
@@ -81,19 +83,6 @@ class Database:
     def endpoint_declared(self) -> bool:
         """Host, port and resource id all given: nothing needs to be read from RDS to vend."""
         return self.host is not None and self.port is not None and self.resource_id is not None
-
-
-def partition_of_region(region: str) -> str:
-    """``aws-cn`` for cn-*, ``aws-us-gov`` for us-gov-*, ``aws-iso``/``aws-iso-b`` for those, else ``aws``."""
-    if region.startswith("cn-"):
-        return "aws-cn"
-    if region.startswith("us-gov-"):
-        return "aws-us-gov"
-    if region.startswith("us-isob-"):
-        return "aws-iso-b"
-    if region.startswith("us-iso-"):
-        return "aws-iso"
-    return "aws"
 
 
 @dataclass(frozen=True)
