@@ -27,10 +27,8 @@ a cap on concurrent connections (the next one gets 1040 "Too many connections").
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
-import re
 import secrets
 import select
 import socket
@@ -42,165 +40,34 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from devtools.local.mysql_wire import (
+    CLEAR,
+    CLIENT_COMPRESS,
+    CLIENT_CONNECT_ATTRS,
+    CLIENT_CONNECT_WITH_DB,
+    CLIENT_PLUGIN_AUTH,
+    CLIENT_PLUGIN_AUTH_LENENC,
+    CLIENT_PROTOCOL_41,
+    CLIENT_SECURE_CONNECTION,
+    CLIENT_SSL,
+    IAM_PLUGIN,
+    NATIVE,
+    TOKEN_SHAPE,
+    Greeting,
+    Login,
+    LoginRefusedError,
+    PeerClosedError,
+    Reader,
+    err_packet,
+    lenenc_int,
+    native_scramble,
+    parse_greeting,
+    parse_login,
+)
+
 __all__ = ["MysqlFront", "FrontSettings", "native_scramble"]
 
 log = logging.getLogger(__name__)
-
-# capability flags
-CLIENT_CONNECT_WITH_DB = 1 << 3
-CLIENT_COMPRESS = 1 << 5
-CLIENT_PROTOCOL_41 = 1 << 9
-CLIENT_SSL = 1 << 11
-CLIENT_SECURE_CONNECTION = 1 << 15
-CLIENT_PLUGIN_AUTH = 1 << 19
-CLIENT_CONNECT_ATTRS = 1 << 20
-CLIENT_PLUGIN_AUTH_LENENC = 1 << 21
-
-CLEAR = b"mysql_clear_password"
-NATIVE = b"mysql_native_password"
-IAM_PLUGIN = "AWSAuthenticationPlugin"
-_TOKEN_SHAPE = re.compile(r"Action=connect&DBUser=.*X-Amz-Signature=", re.S)
-
-
-class _Refused(Exception):
-    """The login is refused: ``errno``/``sqlstate``/``message`` go to the client, ``reason`` to the log."""
-
-    def __init__(self, errno: int, sqlstate: str, message: str, reason: str) -> None:
-        super().__init__(reason)
-        self.errno, self.sqlstate, self.message, self.reason = errno, sqlstate, message, reason
-
-
-class _Closed(Exception):
-    """The peer went away or broke the protocol during the handshake."""
-
-
-def native_scramble(password: bytes, nonce: bytes) -> bytes:
-    """``mysql_native_password``: SHA1(pw) XOR SHA1(nonce + SHA1(SHA1(pw)))."""
-    if not password:
-        return b""
-    stage1 = hashlib.sha1(password).digest()
-    stage2 = hashlib.sha1(stage1).digest()
-    mix = hashlib.sha1(nonce + stage2).digest()
-    return bytes(a ^ b for a, b in zip(stage1, mix, strict=True))
-
-
-def _err(errno: int, sqlstate: str, message: str) -> bytes:
-    return b"\xff" + struct.pack("<H", errno) + b"#" + sqlstate.encode()[:5] + message.encode("utf-8")[:400]
-
-
-def _lenenc_int(value: int) -> bytes:
-    if value < 251:
-        return bytes([value])
-    if value < 1 << 16:
-        return b"\xfc" + struct.pack("<H", value)
-    if value < 1 << 24:
-        return b"\xfd" + struct.pack("<I", value)[:3]
-    return b"\xfe" + struct.pack("<Q", value)
-
-
-class _Reader:
-    """Bounded reads of one handshake payload."""
-
-    def __init__(self, data: bytes) -> None:
-        self.data, self.pos = data, 0
-
-    def take(self, n: int) -> bytes:
-        if self.pos + n > len(self.data):
-            raise _Closed("truncated packet")
-        out = self.data[self.pos:self.pos + n]
-        self.pos += n
-        return out
-
-    def cstring(self, optional: bool = False) -> bytes | None:
-        if self.pos >= len(self.data) and optional:
-            return None
-        end = self.data.find(b"\0", self.pos)
-        if end < 0:
-            if optional:
-                out, self.pos = self.data[self.pos:], len(self.data)
-                return out
-            raise _Closed("unterminated string")
-        out = self.data[self.pos:end]
-        self.pos = end + 1
-        return out
-
-    def lenenc(self) -> int:
-        first = self.take(1)[0]
-        if first < 251:
-            return first
-        size = {0xfc: 2, 0xfd: 3, 0xfe: 8}.get(first)
-        if size is None:
-            raise _Closed("bad length-encoded integer")
-        return int.from_bytes(self.take(size), "little")
-
-    @property
-    def rest(self) -> int:
-        return len(self.data) - self.pos
-
-
-@dataclass(frozen=True)
-class _Greeting:
-    payload: bytes
-    version: bytes
-    conn_id: bytes
-    caps: int
-    charset: int
-    status: bytes
-    reserved: bytes
-    nonce: bytes
-
-
-def _parse_greeting(payload: bytes) -> _Greeting:
-    r = _Reader(payload)
-    if r.take(1) != b"\x0a":
-        raise _Closed("backend greeting is not protocol 10")
-    version = r.cstring() or b""
-    conn_id = r.take(4)
-    part1 = r.take(8)
-    r.take(1)
-    caps = int.from_bytes(r.take(2), "little")
-    charset = r.take(1)[0]
-    status = r.take(2)
-    caps |= int.from_bytes(r.take(2), "little") << 16
-    auth_len = r.take(1)[0]
-    reserved = r.take(10)
-    part2 = r.take(max(13, auth_len - 8))[:12] if caps & CLIENT_SECURE_CONNECTION else b""
-    return _Greeting(payload, version, conn_id, caps, charset, status, reserved, part1 + part2)
-
-
-@dataclass(frozen=True)
-class _Login:
-    caps: int
-    max_packet: bytes
-    charset: int
-    filler: bytes
-    user: str
-    auth: bytes
-    database: bytes | None
-    plugin: bytes | None
-
-
-def _parse_login(payload: bytes) -> _Login:
-    r = _Reader(payload)
-    caps = int.from_bytes(r.take(4), "little")
-    max_packet = r.take(4)
-    charset = r.take(1)[0]
-    filler = r.take(23)
-    raw_user = r.cstring() or b""
-    if caps & CLIENT_PLUGIN_AUTH_LENENC:
-        auth = r.take(r.lenenc())
-    elif caps & CLIENT_SECURE_CONNECTION:
-        auth = r.take(r.take(1)[0])
-    else:
-        auth = r.cstring() or b""
-    database = r.cstring(optional=True) if caps & CLIENT_CONNECT_WITH_DB else None
-    plugin = r.cstring(optional=True) if caps & CLIENT_PLUGIN_AUTH else None
-    try:
-        user = raw_user.decode("utf-8")
-    except UnicodeDecodeError:
-        raise _Refused(1045, "28000", "Access denied (user name is not UTF-8)", "user_not_utf8") from None
-    return _Login(caps, max_packet, charset, filler, user, auth, database, plugin)
-
 
 @dataclass(frozen=True)
 class FrontSettings:
@@ -233,7 +100,7 @@ class _Conn:
             sock.settimeout(remaining)
             chunk = sock.recv(n - got)
             if not chunk:
-                raise _Closed("peer closed")
+                raise PeerClosedError("peer closed")
             chunks.append(chunk)
             got += len(chunk)
         return b"".join(chunks)
@@ -242,7 +109,7 @@ class _Conn:
         head = self._recv_exact(sock, 4)
         length = int.from_bytes(head[:3], "little")
         if length > self.front.settings.max_handshake_packet:
-            raise _Refused(1153, "08S01", "Got a packet bigger than the handshake allows", "packet_too_big")
+            raise LoginRefusedError(1153, "08S01", "Got a packet bigger than the handshake allows", "packet_too_big")
         return head[3], self._recv_exact(sock, length) if length else b""
 
     def write_packet(self, sock: socket.socket, seq: int, payload: bytes) -> None:
@@ -259,48 +126,48 @@ class _Conn:
             self.backend.connect(str(self.front.backend_socket))
             _, greeting_payload = self.read_packet(self.backend)
             if greeting_payload[:1] == b"\xff":
-                raise _Refused(1040, "08004", "Too many connections", "backend_refused")
-            greeting = _parse_greeting(greeting_payload)
+                raise LoginRefusedError(1040, "08004", "Too many connections", "backend_refused")
+            greeting = parse_greeting(greeting_payload)
             nonce = bytes(secrets.choice(range(33, 127)) for _ in range(20))
             self.write_packet(self.client, 0, self._client_greeting(greeting, nonce))
             seq, first = self.read_packet(self.client)
             if len(first) < 32:
-                raise _Closed("short handshake response")
+                raise PeerClosedError("short handshake response")
             caps = int.from_bytes(first[:4], "little")
             if not caps & CLIENT_SSL:
                 try:
-                    user = _parse_login(first).user
-                except (_Closed, _Refused):
+                    user = parse_login(first).user
+                except (PeerClosedError, LoginRefusedError):
                     pass
-                raise _Refused(3159, "HY000", "Connections using insecure transport are prohibited while "
+                raise LoginRefusedError(3159, "HY000", "Connections using insecure transport are prohibited while "
                                "--require_secure_transport=ON.", "insecure_transport")
             self.client = self.front.tls.wrap_socket(self.client, server_side=True, do_handshake_on_connect=False)
             self.client.settimeout(max(0.1, self.deadline - time.monotonic()))
             try:
                 self.client.do_handshake()
             except (ssl.SSLError, OSError) as exc:
-                raise _Closed(f"TLS handshake failed: {type(exc).__name__}") from None
+                raise PeerClosedError(f"TLS handshake failed: {type(exc).__name__}") from None
             seq, payload = self.read_packet(self.client)
-            login = _parse_login(payload)
+            login = parse_login(payload)
             user = login.user
             if not login.caps & CLIENT_PROTOCOL_41:
-                raise _Refused(1251, "08004", "Client does not support the 4.1 protocol", "old_protocol")
+                raise LoginRefusedError(1251, "08004", "Client does not support the 4.1 protocol", "old_protocol")
             password, seq = self._cleartext(login, seq)
             ok, seq = self._authenticate(login, password, greeting, seq)
             self.write_packet(self.client, seq + 1, ok)
-        except _Refused as exc:
+        except LoginRefusedError as exc:
             self.front.refused(user, self.peer, exc.reason)
             self._send_error(seq + 1, exc)
             self._close()
             return
-        except (_Closed, TimeoutError, OSError, ssl.SSLError) as exc:
+        except (PeerClosedError, TimeoutError, OSError, ssl.SSLError) as exc:
             log.info("mysql front: connection from %s dropped during login (user=%r): %s",
-                     self.peer, user, type(exc).__name__ if not isinstance(exc, _Closed) else exc)
+                     self.peer, user, type(exc).__name__ if not isinstance(exc, PeerClosedError) else exc)
             self._close()
             return
         self._relay()
 
-    def _client_greeting(self, g: _Greeting, nonce: bytes) -> bytes:
+    def _client_greeting(self, g: Greeting, nonce: bytes) -> bytes:
         caps = (g.caps | CLIENT_SSL | CLIENT_PLUGIN_AUTH | CLIENT_SECURE_CONNECTION) & ~(
             CLIENT_COMPRESS | CLIENT_CONNECT_ATTRS)
         return b"".join([
@@ -309,13 +176,14 @@ class _Conn:
             nonce[8:], b"\0", NATIVE, b"\0",
         ])
 
-    def _cleartext(self, login: _Login, seq: int) -> tuple[str, int]:
+    def _cleartext(self, login: Login, seq: int) -> tuple[str, int]:
         """The password in clear: the first answer if the client spoke cleartext, else ask for it."""
         if login.plugin == CLEAR:
             raw = login.auth
         else:
             if not login.caps & CLIENT_PLUGIN_AUTH:
-                raise _Refused(1251, "08004", "Client does not support authentication plugins", "no_plugin_auth")
+                raise LoginRefusedError(1251, "08004", "Client does not support authentication plugins",
+                                        "no_plugin_auth")
             seq += 1
             self.write_packet(self.client, seq, b"\xfe" + CLEAR + b"\0")
             seq, raw = self.read_packet(self.client)
@@ -324,11 +192,12 @@ class _Conn:
         try:
             return raw.decode("utf-8"), seq
         except UnicodeDecodeError:
-            raise _Refused(1045, "28000", f"Access denied for user '{login.user}'", "password_not_utf8") from None
+            raise LoginRefusedError(1045, "28000", f"Access denied for user '{login.user}'",
+                                    "password_not_utf8") from None
 
-    def _authenticate(self, login: _Login, password: str, g: _Greeting, seq: int) -> tuple[bytes, int]:
+    def _authenticate(self, login: Login, password: str, g: Greeting, seq: int) -> tuple[bytes, int]:
         front = self.front
-        denied = _Refused(1045, "28000", f"Access denied for user '{login.user}'@'{self.peer}' "
+        denied = LoginRefusedError(1045, "28000", f"Access denied for user '{login.user}'@'{self.peer}' "
                           "(using password: YES)", "")
         try:
             plugins = front.plugins(login.user)
@@ -337,37 +206,37 @@ class _Conn:
             raise denied from None
         if plugins is not None and IAM_PLUGIN in plugins:
             if not front.iam_enabled():
-                raise _Refused(1524, "HY000", f"Plugin '{IAM_PLUGIN}' is not loaded", "iam_auth_disabled")
+                raise LoginRefusedError(1524, "HY000", f"Plugin '{IAM_PLUGIN}' is not loaded", "iam_auth_disabled")
             if not front.check(login.user, password):  # the checker logs its reason
                 denied.reason = "token_refused"
                 raise denied
             secret = front.backend_password(login.user)
         else:
-            if _TOKEN_SHAPE.search(password):
+            if TOKEN_SHAPE.search(password):
                 denied.reason = ("not_iam_user: the user is not identified with AWSAuthenticationPlugin"
                                  if plugins is not None else "unknown_user")
                 raise denied
             secret = password
         return self._backend_login(login, secret, g), seq
 
-    def _backend_login(self, login: _Login, password: str, g: _Greeting) -> bytes:
+    def _backend_login(self, login: Login, password: str, g: Greeting) -> bytes:
         assert self.backend is not None
         caps = (login.caps & ~(CLIENT_SSL | CLIENT_CONNECT_ATTRS | CLIENT_COMPRESS)
                 | CLIENT_PLUGIN_AUTH | CLIENT_SECURE_CONNECTION) & g.caps
         auth = native_scramble(password.encode("utf-8"), g.nonce)
         parts = [struct.pack("<I", caps), login.max_packet, bytes([login.charset]), login.filler,
                  login.user.encode("utf-8"), b"\0"]
-        parts.append(_lenenc_int(len(auth)) + auth if caps & CLIENT_PLUGIN_AUTH_LENENC else bytes([len(auth)]) + auth)
+        parts.append(lenenc_int(len(auth)) + auth if caps & CLIENT_PLUGIN_AUTH_LENENC else bytes([len(auth)]) + auth)
         if caps & CLIENT_CONNECT_WITH_DB:
             parts += [login.database or b"", b"\0"]
         parts += [NATIVE, b"\0"]
         self.write_packet(self.backend, 1, b"".join(parts))
         bseq, answer = self.read_packet(self.backend)
         if answer[:1] == b"\xfe":  # the backend wants another round of native auth
-            r = _Reader(answer[1:])
+            r = Reader(answer[1:])
             plugin = r.cstring(optional=True)
             if plugin != NATIVE:
-                raise _Refused(1045, "28000", f"Access denied for user '{login.user}'", "backend_plugin")
+                raise LoginRefusedError(1045, "28000", f"Access denied for user '{login.user}'", "backend_plugin")
             nonce = r.data[r.pos:].rstrip(b"\0")
             self.write_packet(self.backend, bseq + 1, native_scramble(password.encode("utf-8"), nonce))
             bseq, answer = self.read_packet(self.backend)
@@ -375,12 +244,12 @@ class _Conn:
             errno = int.from_bytes(answer[1:3], "little")
             self.front.refused(login.user, self.peer, f"backend_error:{errno}")
         elif answer[:1] != b"\x00":
-            raise _Closed("unexpected backend answer")
+            raise PeerClosedError("unexpected backend answer")
         return answer
 
-    def _send_error(self, seq: int, exc: _Refused) -> None:
+    def _send_error(self, seq: int, exc: LoginRefusedError) -> None:
         try:
-            self.write_packet(self.client, seq, _err(exc.errno, exc.sqlstate, exc.message))
+            self.write_packet(self.client, seq, err_packet(exc.errno, exc.sqlstate, exc.message))
         except (OSError, ssl.SSLError):
             pass
 
@@ -487,7 +356,7 @@ class MysqlFront:
     def _busy(self, client: socket.socket) -> None:
         try:
             client.settimeout(1.0)
-            payload = _err(1040, "08004", "Too many connections")
+            payload = err_packet(1040, "08004", "Too many connections")
             client.sendall(len(payload).to_bytes(3, "little") + b"\0" + payload)
         except OSError:
             pass
