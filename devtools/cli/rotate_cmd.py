@@ -39,20 +39,22 @@ def _client(region: str) -> Any:
 
 
 def _rotate_in_aws(client: Any, arn: str, wait: float) -> None:
-    from botocore.exceptions import BotoCoreError, ClientError
+    from chalicelib.aws.errors import aws_error
 
     try:
         token = client.rotate_secret(SecretId=arn)["VersionId"]
-    except ClientError as exc:
-        code = (exc.response.get("Error") or {}).get("Code", "ClientError")
-        _fail(f"RotateSecret failed for {arn}: {code}", 1)
-    except BotoCoreError as exc:
-        _fail(f"RotateSecret failed for {arn}: {type(exc).__name__}", 1)
+    except Exception as exc:
+        error = aws_error(exc)
+        if error is None:
+            raise
+        _fail(f"RotateSecret failed for {arn}: {error.code}", 1)
     deadline = time.monotonic() + wait
     while True:
         try:
             stages = client.describe_secret(SecretId=arn).get("VersionIdsToStages", {})
-        except (ClientError, BotoCoreError) as exc:
+        except Exception as exc:
+            if aws_error(exc) is None:
+                raise
             _fail(f"DescribeSecret failed for {arn}: {type(exc).__name__}", 1)
         if "AWSCURRENT" in stages.get(token, ()):
             return

@@ -10,8 +10,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
+from chalicelib.aws.errors import aws_error
 from chalicelib.errors import PolicyLoadError, PolicyPublishError
 from chalicelib.policy.loader import MAX_POLICY_BYTES, load_policy_text
 
@@ -107,14 +106,13 @@ def publish_policy(
                                  input_error=True)
     try:
         response = ssm_client.put_parameter(**request)
-    except ClientError as exc:
-        error = exc.response.get("Error", {})
+    except Exception as exc:
+        error = aws_error(exc)
+        if error is None:
+            raise
+        if error.kind == "no_answer":
+            raise PolicyPublishError(f"could not reach ssm to publish '{name}': {error.code}", parameter=name) from exc
         raise PolicyPublishError(
-            f"ssm refused parameter '{name}': {error.get('Code', 'error')}: {error.get('Message', '')}".rstrip(": "),
-            parameter=name,
-        ) from exc
-    except BotoCoreError as exc:
-        raise PolicyPublishError(
-            f"could not reach ssm to publish '{name}': {type(exc).__name__}", parameter=name
+            f"ssm refused parameter '{name}': {error.code}: {error.message}".rstrip(": "), parameter=name,
         ) from exc
     return int(response["Version"])
