@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from chalicelib.aws.arn import ACCOUNT_ID, PARTITION
 from chalicelib.errors import PolicyLoadError
 from chalicelib.iam.rdsdb import is_resource_id
 from chalicelib.policy.loader import ORG_ID, REGION, ROLE_ARN
@@ -37,9 +38,10 @@ FUNCTIONS = ("api_handler", "vend", "canary", "rotate")
 #: The functions that vend tokens to callers (they share the fleet-wide rate limit).
 VENDING = ("api_handler", "vend")
 
-_ACCOUNT = re.compile(r"\d{12}")
-_PARTITION = re.compile(r"aws(-[a-z]+)*")
-_TOPIC_ARN = re.compile(r"arn:(?P<partition>aws(-[a-z]+)*):sns:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):[\w-]{1,256}")
+_ACCOUNT = ACCOUNT_ID
+_PARTITION = PARTITION
+_TOPIC_ARN = re.compile(
+    rf"arn:(?P<partition>{PARTITION.pattern}):sns:(?P<region>[a-z0-9-]+):(?P<account>{ACCOUNT_ID.pattern}):[\w-]{{1,256}}")
 _TABLE = re.compile(r"[A-Za-z0-9_.-]{3,255}")
 # The same shapes the access policy accepts.
 _REGION, _ORG_ID, _ROLE_ARN = REGION, ORG_ID, ROLE_ARN
