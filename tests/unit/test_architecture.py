@@ -46,6 +46,7 @@ CORE = (
     "chalicelib.aws.errors",
     "chalicelib.aws.arn",
     "chalicelib.aws.rds_resource",
+    "chalicelib.settings",
     "chalicelib.iam.fetch",
     "chalicelib.iam.connect",
 )
