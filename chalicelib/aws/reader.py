@@ -38,13 +38,14 @@ class ReaderRoleError(RdsvendError):
     """A reader role could not be assumed (denied, missing, STS failing). Names the role and
     the error code, never a credential."""
 
-    def __init__(self, role_arn: str, code: str, *, caller: Vantage | None = None) -> None:
+    def __init__(self, role_arn: str, code: str, *, caller: Vantage | None = None,
+                 what: str = "reader role") -> None:
         self.role_arn = role_arn
         self.code = code
         self.caller = caller
         self.throttled = code in THROTTLING_CODES
         who = f" as {caller.principal} (account {caller.account})" if caller else ""
-        super().__init__(f"could not assume reader role '{role_arn}'{who}: {code}")
+        super().__init__(f"could not assume {what} '{role_arn}'{who}: {code}")
 
 
 class CallerVantage:
@@ -89,7 +90,8 @@ class ReaderSessions:
 
     def __init__(self, sts_client: Callable[[], Any], make_clients: Callable[[Any], Callable[..., Any]], *,
                  session_name: str = READER_SESSION_NAME, clock: Clock = SYSTEM_CLOCK,
-                 caller: CallerVantage | None = None) -> None:
+                 caller: CallerVantage | None = None, what: str = "reader role") -> None:
+        self._what = what
         self._sts = sts_client
         self._make_clients = make_clients
         self._session_name = session_name
@@ -126,12 +128,12 @@ class ReaderSessions:
             answer = self._sts().assume_role(RoleArn=role_arn, RoleSessionName=self._session_name)
             creds = answer["Credentials"]
         except (KeyError, TypeError):
-            raise ReaderRoleError(role_arn, "MalformedAnswer") from None
+            raise ReaderRoleError(role_arn, "MalformedAnswer", what=self._what) from None
         except Exception as exc:
             error = aws_error(exc)
             if error is None:
                 raise
-            raise ReaderRoleError(role_arn, error.code, caller=self._caller_or_none()) from None
+            raise ReaderRoleError(role_arn, error.code, caller=self._caller_or_none(), what=self._what) from None
         session = boto3.session.Session(aws_access_key_id=creds["AccessKeyId"],
                                         aws_secret_access_key=creds["SecretAccessKey"],
                                         aws_session_token=creds.get("SessionToken"))

@@ -42,8 +42,10 @@ class ScanRequest:
 
 
 def _describe(exc: BaseException) -> str:
+    """One line (an AWS message may hold newlines, or a whole XML document), at most 300 characters."""
     error = aws_error(exc)
-    return str(error) if error is not None else type(exc).__name__
+    text = " ".join((str(error) if error is not None else type(exc).__name__).split())
+    return text if len(text) <= 300 else text[:297] + "..."
 
 
 def list_accounts(org: Any) -> list[str] | None:
@@ -58,7 +60,7 @@ def list_accounts(org: Any) -> list[str] | None:
             raise
         if error.code == "AWSOrganizationsNotInUseException":
             return None
-        raise DiscoverError(f"cannot list the organization's accounts: {error}") from None
+        raise DiscoverError(f"cannot list the organization's accounts: {_describe(exc)}") from None
     return accounts
 
 
@@ -102,10 +104,13 @@ def scan(session: Any, request: ScanRequest) -> Discovery:
         accounts = request.accounts
     else:
         if request.org_role_arn:
+            org_roles = ReaderSessions(lambda: sts, lambda role_session: (
+                lambda service, region=None: role_session.client(service, region_name=region)),
+                session_name=SESSION_NAME, caller=CallerVantage(lambda: sts), what="organization reader role")
             try:
-                org = roles.clients(request.org_role_arn)("organizations", "us-east-1")
+                org = org_roles.clients(request.org_role_arn)("organizations", "us-east-1")
             except ReaderRoleError as exc:
-                raise DiscoverError(f"cannot list the organization's accounts: {exc} (as {own_arn})") from None
+                raise DiscoverError(f"cannot list the organization's accounts: {exc}") from None
         else:
             org = own_clients("organizations", "us-east-1")
         listed = list_accounts(org)

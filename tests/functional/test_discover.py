@@ -178,3 +178,48 @@ def test_bad_flags_exit_2_with_one_line(args, message):
     result = CliRunner().invoke(cli, ["discover", *args])
     assert result.exit_code == 2
     assert result.output.strip().splitlines() == [message]
+
+
+def test_accounts_are_listed_through_the_organization_reader_role_when_set(organization, monkeypatch):
+    """(moto, enforcing IAM, reads a same-account role's trust policy but not ``:root`` principals:
+    the trust names the operator itself.)"""
+    iam = boto3.client("iam", region_name=REGION)
+    trust = json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{MANAGEMENT}:user/operator"},
+        "Action": "sts:AssumeRole"}]})
+    iam.create_role(RoleName="rdsvend-org-reader", AssumeRolePolicyDocument=trust)
+    iam.put_role_policy(RoleName="rdsvend-org-reader", PolicyName="org", PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "organizations:List*", "Resource": "*"}]}))
+    org_role = f"arn:aws:iam::{MANAGEMENT}:role/rdsvend-org-reader"
+    # the operator may assume it, and may no longer list the organization itself
+    iam.put_user_policy(UserName="operator", PolicyName="discover", PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": ["rds:Describe*", "sts:GetCallerIdentity"], "Resource": "*"},
+            {"Effect": "Allow", "Action": "sts:AssumeRole",
+             "Resource": [f"arn:aws:iam::{organization['data']}:role/rdsvend-reader", org_role]}]}))
+    without = run(organization, monkeypatch, "--format", "json")
+    assert without.exit_code == 1 and without.stdout == ""
+    (line,) = without.output.strip().splitlines()  # one line, whatever the service's message holds
+    assert line.startswith("rdsvend: cannot list the organization's accounts: ")
+    assert f"arn:aws:iam::{MANAGEMENT}:user/operator is not authorized to perform: organizations:ListAccounts" in line
+    monkeypatch.setenv("RDSVEND_ORG_ROLE_ARN", org_role)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", organization["keys"]["AccessKeyId"])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", organization["keys"]["SecretAccessKey"])
+
+    @set_initial_no_auth_action_count(0)
+    def enforced():
+        return CliRunner().invoke(cli, ["discover", "--format", "json"])
+
+    result = enforced()
+    assert result.stdout, (result.output, result.exception)
+    answer = json.loads(result.stdout)
+    assert {a["account"] for a in answer["accounts"]} == {MANAGEMENT, organization["data"], organization["sealed"]}
+    assert result.exit_code == 1  # the sealed account still cannot be read
+    # an organization reader role that cannot be assumed: one line naming it and who tried
+    monkeypatch.setenv("RDSVEND_ORG_ROLE_ARN", f"arn:aws:iam::{MANAGEMENT}:role/someone-elses")
+    refused = enforced()
+    assert refused.exit_code == 1 and refused.stdout == ""
+    assert refused.output.strip().splitlines() == [
+        "rdsvend: cannot list the organization's accounts: could not assume organization reader role "
+        f"'arn:aws:iam::{MANAGEMENT}:role/someone-elses' as arn:aws:iam::{MANAGEMENT}:user/operator "
+        f"(account {MANAGEMENT}): AccessDenied"]
