@@ -28,3 +28,14 @@ def aws_env(monkeypatch):
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     return monkeypatch
+
+
+@pytest.fixture(autouse=True)
+def _service_log_level():
+    """An operator command run in-process (``rdsvend canary``/``doctor``) quiets the service's
+    logger for its terminal; the next test gets the service's level back."""
+    from chalicelib.observability import logger
+
+    level = logger.log_level
+    yield
+    logger.setLevel(level)
