@@ -41,6 +41,7 @@ from chalicelib.policy.model import (
 from chalicelib.policy.password_users import password_settings
 from chalicelib.policy.patterns import compile_pattern
 from chalicelib.policy.placement import PLACEMENT_KEYS, placement
+from chalicelib.policy.strict_yaml import strict_yaml_load
 
 __all__ = ["load_policy_file", "load_policy_text", "MAX_POLICY_BYTES"]
 
@@ -69,41 +70,6 @@ CONDITION_KEYS = {"org_ids", "source_ips"}
 CANARY_KEYS = {"timeout_seconds", "concurrency", "ssl_root_cert"}
 
 Engine = Literal["postgres", "mysql", "mariadb"]
-
-
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys and aliases (no billion laughs)."""
-
-
-def _compose_node(self: _StrictLoader, parent: yaml.Node | None, index: int) -> yaml.Node | None:
-    if self.check_event(yaml.AliasEvent):
-        event = self.peek_event()  # type: ignore[no-untyped-call]  # untyped in types-PyYAML
-        raise yaml.MarkedYAMLError(
-            problem="aliases are not allowed in an access policy", problem_mark=event.start_mark
-        )
-    return yaml.SafeLoader.compose_node(self, parent, index)
-
-
-def _construct_mapping(self: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        key = self.construct_object(key_node, deep=deep)
-        try:
-            duplicate = key in seen
-        except TypeError:
-            raise yaml.MarkedYAMLError(problem="mapping keys must be plain values",
-                                       problem_mark=key_node.start_mark) from None
-        if duplicate:
-            raise yaml.MarkedYAMLError(problem=f"duplicate key '{key}'",
-                                       problem_mark=key_node.start_mark)
-        seen.add(key)
-    return yaml.SafeLoader.construct_mapping(self, node, deep=deep)
-
-
-# PyYAML has no hook for refusing aliases but overriding compose_node on a subclass;
-# the stubs type the method with the base Composer, hence the ignore.
-_StrictLoader.compose_node = _compose_node  # type: ignore[method-assign,assignment]
-_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
 def load_policy_file(path: str | Path, *, service_account: str | None = None) -> AccessPolicy:
@@ -136,7 +102,7 @@ def load_policy_text(text: str, source: str = "<policy>", *, service_account: st
         raise PolicyLoadError(f"policy is larger than {MAX_POLICY_BYTES} bytes", source=source)
     check_bounds(text, source)  # counts events first: no object is built for an oversized document
     try:
-        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - strict SafeLoader subclass
+        data = strict_yaml_load(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -30,6 +30,7 @@ CORE = (
     "chalicelib.policy.loader",
     "chalicelib.policy.patterns",
     "chalicelib.policy.password_users",
+    "chalicelib.policy.strict_yaml",
     "chalicelib.iam.model",
     "chalicelib.iam.conditions",
     "chalicelib.iam.patterns",
