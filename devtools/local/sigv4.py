@@ -19,12 +19,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from types import MappingProxyType
-from typing import Protocol
 from urllib.parse import unquote, urlsplit
 
 from botocore.auth import SIGV4_TIMESTAMP, SigV4Auth, SigV4QueryAuth
@@ -32,6 +31,7 @@ from botocore.awsrequest import AWSRequest, HTTPHeaders
 from botocore.credentials import ReadOnlyCredentials
 
 from chalicelib.errors import SignatureError
+from devtools.local.credentials import Credential, SecretLookup, StaticSecretLookup
 
 __all__ = [
     "ALGORITHM",
@@ -61,46 +61,6 @@ _AUTH_PARAMS = frozenset(
         "X-Amz-Signature",
     }
 )
-
-
-@dataclass(frozen=True)
-class Credential:
-    """An access key the local AWS knows, with what it signs for.
-
-    ``session_token`` is set for STS session credentials and ``None`` for long-term keys.
-    The secret and the session token never appear in ``repr``.
-    """
-
-    access_key_id: str
-    secret_key: str = field(repr=False)
-    session_token: str | None = field(repr=False)
-    principal_arn: str
-    account: str
-
-
-class SecretLookup(Protocol):
-    """Where the verifier finds the secret behind an access key id."""
-
-    def secret_for(self, access_key_id: str) -> Credential | None:
-        """The credential for ``access_key_id``, or ``None`` when no such key exists."""
-
-
-class StaticSecretLookup:
-    """An in-memory :class:`SecretLookup` over a fixed set of credentials."""
-
-    def __init__(self, credentials: Iterable[Credential] = ()) -> None:
-        self._by_key: dict[str, Credential] = {}
-        for credential in credentials:
-            self.add(credential)
-
-    def add(self, credential: Credential) -> None:
-        self._by_key[credential.access_key_id] = credential
-
-    def remove(self, access_key_id: str) -> None:
-        self._by_key.pop(access_key_id, None)
-
-    def secret_for(self, access_key_id: str) -> Credential | None:
-        return self._by_key.get(access_key_id)
 
 
 @dataclass(frozen=True)
