@@ -153,12 +153,12 @@ def quiet_observability() -> Iterator[None]:
 
     handler = logger.registered_handler
     with open(os.devnull, "w") as devnull:
-        old = handler.setStream(devnull)  # type: ignore[attr-defined]
+        old = handler.setStream(devnull)  # type: ignore[attr-defined]  # a StreamHandler here
         try:
             with contextlib.redirect_stdout(devnull):
                 yield
         finally:
-            handler.setStream(old)  # type: ignore[attr-defined]
+            handler.setStream(old)  # type: ignore[attr-defined]  # a StreamHandler here
 
 
 def static_minter(*, cache_tokens: bool = False) -> Any:

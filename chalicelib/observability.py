@@ -167,7 +167,7 @@ def lambda_entry(handler: _Handler) -> _Handler:
         with invocation(getattr(context, "aws_request_id", None) or "unknown"):
             return handler(event, context)
 
-    return entry  # type: ignore[return-value]
+    return entry  # type: ignore[return-value]  # functools.wraps: the handler's own signature
 
 
 def _short(value: Any) -> Any:

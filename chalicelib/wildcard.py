@@ -48,7 +48,7 @@ class _Piece:
             self.text = ""
             self.regex: re.Pattern[str] | None = re.compile(self.source, re.DOTALL)
         else:
-            self.text = "".join(chars)  # type: ignore[arg-type]
+            self.text = "".join(chars)  # type: ignore[arg-type]  # no None in chars (checked above)
             self.regex = None
 
     def find(self, value: str, start: int, end: int) -> int:

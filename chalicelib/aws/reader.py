@@ -110,13 +110,13 @@ class ReaderSessions:
     def _entry(self, role_arn: str) -> _Entry:
         entry = self._entries.get(role_arn)
         if self._fresh(entry):
-            return entry  # type: ignore[return-value]
+            return entry  # type: ignore[return-value]  # _fresh() checked it is not None
         with self._guard:
             lock = self._locks.setdefault(role_arn, threading.Lock())
         with lock:
             entry = self._entries.get(role_arn)
             if self._fresh(entry):
-                return entry  # type: ignore[return-value]
+                return entry  # type: ignore[return-value]  # _fresh() checked it is not None
             entry = self._assume(role_arn)
             self._entries[role_arn] = entry
             return entry

@@ -129,7 +129,7 @@ def classify_mysql_error(exc: BaseException, *, secrets: tuple[str, ...] = ()) -
         kind = "other"
     message = f"({errno}) {text}" if errno is not None else text
     error = DbConnectError(kind, message)
-    error.errno = errno  # type: ignore[attr-defined]
+    error.errno = errno  # type: ignore[attr-defined]  # the MySQL error number rides along
     return error
 
 

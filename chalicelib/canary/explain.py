@@ -190,7 +190,10 @@ def explain_target(target: TargetReport) -> str:
 
 def _table(rows: Sequence[tuple[str, ...]], header: tuple[str, ...]) -> str:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    line = lambda r: "  ".join(str(v).ljust(widths[i]) for i, v in enumerate(r)).rstrip()  # noqa: E731
+
+    def line(r: Sequence[str]) -> str:
+        return "  ".join(str(v).ljust(widths[i]) for i, v in enumerate(r)).rstrip()
+
     return "\n".join([line(header), line(tuple("-" * w for w in widths)), *map(line, rows)])
 
 

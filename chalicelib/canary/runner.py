@@ -78,7 +78,7 @@ def run_targets(
     def worker(i: int) -> None:
         database, user = targets[i]
         try:
-            report = check(database, user, deadlines[i], runs[i])  # type: ignore[arg-type]
+            report = check(database, user, deadlines[i], runs[i])  # type: ignore[arg-type]  # the deadline is set before the worker starts
         except BaseException as exc:  # noqa: BLE001 - a crash is an error report, never a pass
             report = crash_report(database, user, exc)
         with cond:

@@ -77,7 +77,7 @@ def principal_ref(principal_arn: str) -> tuple[Literal["role", "user"], str, str
         return "role", role, m["account"], session
     if m["service"] != "iam":
         raise IamFetchError(f"not an IAM user or role ARN: '{principal_arn}'", service="iam")
-    return kind, rest.rsplit("/", 1)[-1], m["account"], None  # type: ignore[return-value]
+    return kind, rest.rsplit("/", 1)[-1], m["account"], None  # type: ignore[return-value]  # user or role, by the regex
 
 
 def _fetch_error(service: str, op: str, exc: Exception) -> IamFetchError | None:

@@ -194,7 +194,7 @@ def split_operator(operator: str) -> tuple[Qualifier | None, str, bool]:
         prefix, rest = rest.split(":", 1)
         if prefix not in ("ForAnyValue", "ForAllValues"):
             raise ValueError(f"unknown condition operator '{operator}'")
-        qualifier = prefix  # type: ignore[assignment]
+        qualifier = prefix  # type: ignore[assignment]  # one of the two literals (checked above)
     if_exists = False
     if rest.endswith("IfExists") and rest != "IfExists":
         rest, if_exists = rest[: -len("IfExists")], True

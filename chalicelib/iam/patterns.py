@@ -180,7 +180,7 @@ def compile_patterns(
         if ignore_case:
             tokens = tuple(t.lower() if isinstance(t, str) else t for t in tokens)
         if all(isinstance(t, str) for t in tokens):
-            literals.add("".join(tokens))  # type: ignore[arg-type]
+            literals.add("".join(tokens))  # type: ignore[arg-type]  # all str: checked on the line above
             continue
         matcher = glob_matcher(tokens, False, resource and pattern.startswith("arn:"))
         prefix = tokens[0] if isinstance(tokens[0], str) else ""

@@ -244,7 +244,7 @@ class _Builder:
             raise self.fail(f"invalid tier '{_clip(str(tier))}' (expected service-user or service-admin)",
                             field=f"{field}.tier")
         secret, rotation = password_settings(spec, field, auth, self.fail)
-        return DbUser(name=name, auth=auth, tier=tier, secret=secret, rotation=rotation)  # type: ignore[arg-type]
+        return DbUser(name=name, auth=auth, tier=tier, secret=secret, rotation=rotation)  # type: ignore[arg-type]  # auth and tier checked above
 
     def rule(self, index: int, raw: Any, databases: Mapping[str, Database]) -> Rule:
         label = f"#{index + 1}"

@@ -41,7 +41,7 @@ def _construct_mapping(self: StrictLoader, node: yaml.MappingNode, deep: bool = 
 
 # PyYAML has no hook for refusing aliases but overriding compose_node on a subclass;
 # the stubs type the method with the base Composer, hence the ignore.
-StrictLoader.compose_node = _compose_node  # type: ignore[method-assign,assignment]
+StrictLoader.compose_node = _compose_node  # type: ignore[method-assign,assignment]  # see the comment above
 StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 

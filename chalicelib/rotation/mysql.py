@@ -117,7 +117,7 @@ class MysqlSession:
         except (pymysql.MySQLError, OSError) as exc:
             error = classify_mysql_error(exc, secrets=self._secrets)
             raise RotationDbError(f"reading the privileges of {username}: {error.message}", kind=error.kind) from None
-        return check_mysql_tier(DbUser(name=username, auth="password", tier=tier), facts)  # type: ignore[arg-type]
+        return check_mysql_tier(DbUser(name=username, auth="password", tier=tier), facts)  # type: ignore[arg-type]  # the tier is checked by check_mysql_tier
 
     def close(self) -> None:
         try:

@@ -127,7 +127,7 @@ class PostgresSession:
     def tier_check(self, username: str, tier: str | None) -> CheckResult:
         rows = self._exec(f"reading the privileges of {username}", ROLE_FACTS_SQL, {"role": username})
         facts = _row_to_facts(username, rows[0] if rows else None)
-        return check_tier(DbUser(name=username, auth="password", tier=tier), facts)  # type: ignore[arg-type]
+        return check_tier(DbUser(name=username, auth="password", tier=tier), facts)  # type: ignore[arg-type]  # the tier is checked by check_tier
 
     def close(self) -> None:
         try:

@@ -141,7 +141,7 @@ class Rotator:
         self._store.put_pending(meta.arn, token, pending.to_json())
         return f"AWSPENDING created for login {username}"
 
-    def _setSecret(self, meta: SecretMeta, token: str, user: DbUser) -> str:  # noqa: N802
+    def _setSecret(self, meta: SecretMeta, token: str, user: DbUser) -> str:  # noqa: N802 - named after the Secrets Manager step
         pending = self._pending(meta, token)
         current = self._current(meta)
         if not pending.same_place(current):
@@ -189,7 +189,7 @@ class Rotator:
             admin.close()
         return f"pair {base}/{clone_of(base)} ready, password of {pending.username} set"
 
-    def _testSecret(self, meta: SecretMeta, token: str, user: DbUser) -> str:  # noqa: N802
+    def _testSecret(self, meta: SecretMeta, token: str, user: DbUser) -> str:  # noqa: N802 - named after the Secrets Manager step
         pending = self._pending(meta, token)
         session = self._login(pending)
         try:
@@ -206,7 +206,7 @@ class Rotator:
             session.close()
         return f"AWSPENDING logs in as {pending.username}; {verdict.message}"
 
-    def _finishSecret(self, meta: SecretMeta, token: str, user: DbUser) -> str:  # noqa: N802
+    def _finishSecret(self, meta: SecretMeta, token: str, user: DbUser) -> str:  # noqa: N802 - named after the Secrets Manager step
         current = meta.version_with("AWSCURRENT")
         self._store.move_current(meta.arn, token, current)
         return f"AWSCURRENT moved to version {token}"

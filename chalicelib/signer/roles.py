@@ -249,7 +249,7 @@ class RoleCredentialsCache:
     def get(self, request: RoleRequest) -> SigningCredentials:
         current = self._entries.get(request)
         if self._fresh(current, self._refresh_ahead):
-            return current  # type: ignore[return-value]
+            return current  # type: ignore[return-value]  # _fresh() checked it is not None
         lock = self._lock_for(request)
         usable = self._fresh(current, self._min_valid)
         if not lock.acquire(blocking=not usable):
@@ -257,7 +257,7 @@ class RoleCredentialsCache:
         try:
             current = self._entries.get(request)
             if self._fresh(current, self._refresh_ahead):
-                return current  # type: ignore[return-value]
+                return current  # type: ignore[return-value]  # _fresh() checked it is not None
             try:
                 fresh = self._assume(request)
             except UpstreamUnavailableError as exc:
@@ -269,7 +269,7 @@ class RoleCredentialsCache:
                            "serving_previous_credentials": self._fresh(current, self._min_valid)},
                 )
                 if self._fresh(current, self._min_valid):
-                    return current  # type: ignore[return-value]
+                    return current  # type: ignore[return-value]  # _fresh() checked it is not None
                 raise
             from chalicelib.observability import logger
 

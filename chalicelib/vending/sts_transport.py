@@ -62,7 +62,7 @@ class DeadlineStsTransport:
                     sock = self._tls().wrap_socket(sock, server_hostname=host)
                 stream = _BoundedSocket(sock, clock)
                 stream.sendall(_request_bytes(parts.path or "/", request))
-                response = http.client.HTTPResponse(stream, method="POST")  # type: ignore[arg-type]
+                response = http.client.HTTPResponse(stream, method="POST")  # type: ignore[arg-type]  # it needs makefile() only
                 response.begin()
                 body = response.read(MAX_ANSWER_BYTES + 1)
                 if len(body) > MAX_ANSWER_BYTES:

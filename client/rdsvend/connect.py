@@ -101,7 +101,7 @@ def connect(client: TokenClient, database: str, db_user: str, **kwargs: Any) -> 
     if is_mysql_family(vended.engine):
         from rdsvend.mysql import connect as connect_mysql
 
-        return connect_mysql(client, database, db_user, **kwargs)  # type: ignore[no-any-return]
+        return connect_mysql(client, database, db_user, **kwargs)  # type: ignore[no-any-return]  # PyMySQL ships no types
     import psycopg
 
     params = connection_params(vended)

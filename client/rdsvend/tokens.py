@@ -91,14 +91,14 @@ class TokenClient:
                 usable = current is not None and self._usable(current, now)
                 if now < entry.backoff_until:
                     if usable:
-                        return current  # type: ignore[return-value]
+                        return current  # type: ignore[return-value]  # usable implies not None
                     assert entry.last_error is not None
                     raise entry.last_error
                 if not entry.refreshing:
                     entry.refreshing = True
                     break
                 if usable:
-                    return current  # type: ignore[return-value]
+                    return current  # type: ignore[return-value]  # usable implies not None
                 seen = entry.done
                 while entry.refreshing and entry.done == seen:
                     entry.cond.wait()

@@ -116,13 +116,13 @@ class ResourceIdDirectory:
                                  "DBInstanceArn": self._arn(database, "db", "DbInstanceName"),
                                  "DbiResourceId": _resource_id(database, self._deploy)}]}
 
-    def describe_db_clusters(self, DBClusterIdentifier: str) -> dict[str, Any]:  # noqa: N803
+    def describe_db_clusters(self, DBClusterIdentifier: str) -> dict[str, Any]:  # noqa: N803 - boto3's keyword
         database = self._database("cluster", DBClusterIdentifier)
         return {"DBClusters": [{"DBClusterIdentifier": database.identifier,
                                 "DBClusterArn": self._arn(database, "cluster", "DbClusterInstanceName"),
                                 "DbClusterResourceId": _resource_id(database, self._deploy)}]}
 
-    def describe_db_proxies(self, DBProxyName: str) -> dict[str, Any]:  # noqa: N803
+    def describe_db_proxies(self, DBProxyName: str) -> dict[str, Any]:  # noqa: N803 - boto3's keyword
         database = self._database("proxy", DBProxyName)
         rid = _resource_id(database, self._deploy)
         return {"DBProxies": [{"DBProxyName": database.identifier,

@@ -71,7 +71,7 @@ def _list_region(clients: Callable[..., Any], account: str, region: str) -> tupl
     for kind, operation, key in _LISTINGS:
         try:
             for page in rds.get_paginator(operation).paginate():
-                found.extend(found_from_item(account, region, kind, item) for item in page.get(key, []))  # type: ignore[arg-type]
+                found.extend(found_from_item(account, region, kind, item) for item in page.get(key, []))  # type: ignore[arg-type]  # kind is a Kind literal
         except Exception as exc:
             if aws_error(exc) is None:
                 raise

@@ -275,13 +275,13 @@ class StackServer:
         for cluster in self._clusters.values():
             try:
                 cluster.stop()
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - stop the rest whatever one does
                 log.exception("could not stop a local postgres")
         self._clusters = {}
         if self._moto is not None:
             try:
                 self._moto.stop()
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - stop the rest whatever one does
                 log.exception("could not stop moto")
             self._moto = None
         self._checker = None

@@ -294,7 +294,7 @@ class ListLog:
 def test_alert_once_per_status_change(canary):
     session = canary.session
     endpoint = canary.info.moto_url
-    clients = lambda service, region=None: session.client(service, endpoint_url=endpoint)  # noqa: E731
+    clients = lambda service, region=None: session.client(service, endpoint_url=endpoint)  # noqa: E731 - the client factory's shape, inline
     ddb, sns, sqs = clients("dynamodb"), clients("sns"), clients("sqs")
     table = f"canary-state-{os.getpid()}"
     ddb.create_table(TableName=table, KeySchema=[{"AttributeName": "target", "KeyType": "HASH"}],

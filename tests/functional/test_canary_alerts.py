@@ -110,7 +110,7 @@ def test_emf_metrics_per_target(capsys):
     assert len(docs) == 2
     app, owner = docs
     assert app["database"] == "orders" and app["db_user"] == "app"
-    value = lambda doc, name: doc[name][0] if isinstance(doc[name], list) else doc[name]  # noqa: E731
+    value = lambda doc, name: doc[name][0] if isinstance(doc[name], list) else doc[name]  # noqa: E731 - a one-line reader, local to this test
     assert value(app, "CanaryCheckFailed") == 0.0 and value(app, "ConnectLatency") == 12.5
     emf = app["_aws"]["CloudWatchMetrics"][0]
     assert {m["Name"]: m["Unit"] for m in emf["Metrics"]} == {"CanaryCheckFailed": "Count",

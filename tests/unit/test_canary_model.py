@@ -46,7 +46,7 @@ def test_worst_is_the_maximum_and_never_pass_when_something_failed(statuses):
 
 def test_unknown_status_is_refused():
     with pytest.raises(ValueError):
-        CheckResult("rds.found", "ok", "fine")  # type: ignore[arg-type]
+        CheckResult("rds.found", "ok", "fine")  # type: ignore[arg-type]  # a wrong status on purpose
 
 
 def test_check_sets_cover_spec_ids():

@@ -52,7 +52,7 @@ def test_bad_events_are_one_line_errors(event, words):
     assert words in str(info.value)
     log = Lines()
     with pytest.raises(RotationFailedError) as failed:
-        handle_rotation(event, policy=object(), store=object(), env={}, log=log)  # type: ignore[arg-type]
+        handle_rotation(event, policy=object(), store=object(), env={}, log=log)  # type: ignore[arg-type]  # never reached: the event is refused first
     line = str(failed.value)
     assert line.startswith("rotation ") and words in line and "\n" not in line
     assert failed.value.__cause__ is None and failed.value.__suppress_context__
