@@ -45,11 +45,18 @@ metrics = Metrics(service=SERVICE, namespace=NAMESPACE)
 _tracer: Any = None
 
 
+_tracing: bool | None = None
+
+
 def tracing_enabled() -> bool:
     """As Powertools decides: off when disabled by env, and off outside Lambda (tests, the CLI,
-    the local stack), where there is no X-Ray daemon to send to."""
-    settings = Settings.from_env()
-    return settings.in_lambda and not settings.trace_disabled and not settings.local_emulation
+    the local stack), where there is no X-Ray daemon to send to. Decided on first use, once per
+    process (every pipeline stage asks; reading the environment each time cost a third of a vend)."""
+    global _tracing
+    if _tracing is None:
+        settings = Settings.from_env()
+        _tracing = settings.in_lambda and not settings.trace_disabled and not settings.local_emulation
+    return _tracing
 
 
 def get_tracer() -> Any:
