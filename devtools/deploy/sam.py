@@ -122,7 +122,10 @@ def merge_template(plan: StackPlan, policy_text: str) -> dict[str, Any]:
 
     # -- keys merged into Chalice's own resources --------------------------------------------
     for function, name in plan.functions.items():
-        props: dict[str, Any] = {"FunctionName": name}
+        # The account the service runs in: the access policy's loader checks that every
+        # database elsewhere is readable (Chalice merges these variables into its own).
+        props: dict[str, Any] = {"FunctionName": name, "Environment": {"Variables": {
+            "RDSVEND_SERVICE_ACCOUNT": {"Ref": "AWS::AccountId"}}}}
         if function in SCHEDULED:
             # Asynchronous (EventBridge) runs: no retry (the next run is 5 minutes away), and a
             # failed run's event goes to the alert topic instead of nowhere.

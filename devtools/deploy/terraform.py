@@ -63,6 +63,9 @@ def fix_chalice_terraform(template: dict[str, Any], plan: StackPlan) -> dict[str
     if "aws_api_gateway_deployment" in resources:
         template.setdefault("output", {})["EndpointURL"] = {"value": "${aws_api_gateway_stage.rest_api.invoke_url}/"}
     for key, function in resources.get("aws_lambda_function", {}).items():
+        # The account the service runs in (the access policy's loader checks foreign databases).
+        variables = function.setdefault("environment", {}).setdefault("variables", {})
+        variables["RDSVEND_SERVICE_ACCOUNT"] = "${data.aws_caller_identity.chalice.account_id}"
         if plan.retention_days and key in plan.functions:
             depends = function.setdefault("depends_on", [])
             if f"aws_cloudwatch_log_group.{key}_log_group" not in depends:

@@ -623,3 +623,22 @@ def test_the_rotate_function_is_invocable_by_secrets_manager_and_rotates_the_dec
     assert statements["ReadAdministratorSecrets"]["Action"] == "secretsmanager:GetSecretValue"
     assert not any("rds-db:connect" in str(s["Action"]) or "sts:AssumeRole" in str(s["Action"])
                    for s in statements.values())
+
+
+def test_every_function_knows_the_account_it_runs_in(everything):
+    """The access policy's loader refuses a database in another account that rdsvend could not
+    read; the functions learn their own account from the template, not from a hand-set value."""
+    stages = {stage for key in everything if key != "out" for stage in [key[0]]}
+    assert stages == {"dev", "prod"}
+    for stage in sorted(stages):
+        results = {fmt: everything[(stage, fmt)] for fmt in ("cloudformation", "terraform")}
+        sam = json.loads(results["cloudformation"].template.read_text())
+        for logical, function in _of_type(sam, "AWS::Serverless::Function").items():
+            variables = function["Properties"]["Environment"]["Variables"]
+            assert variables["RDSVEND_SERVICE_ACCOUNT"] == {"Ref": "AWS::AccountId"}, (stage, logical)
+            assert "RDSVEND_POLICY" in variables, (stage, logical)  # merged into Chalice's, not replacing them
+        terraform = json.loads(results["terraform"].template.read_text())
+        for key, function in terraform["resource"]["aws_lambda_function"].items():
+            account = function["environment"]["variables"]["RDSVEND_SERVICE_ACCOUNT"]
+            assert account == "${data.aws_caller_identity.chalice.account_id}", (stage, key)
+            assert "aws_caller_identity" in terraform["data"]
