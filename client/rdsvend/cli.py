@@ -88,10 +88,20 @@ def _cmd_token(args: argparse.Namespace) -> None:
 
         print(mysql_url(vended) if is_mysql_family(vended.engine) else conninfo(vended))
     else:
+        _libpq_only(vended, "--format env")
         for name, value in libpq_env(vended).items():
             print(f"export {name}={shlex.quote(value)}")
         if vended.dbname is None:  # the login's default database, whatever the shell had
             print("unset PGDATABASE")
+
+
+def _libpq_only(vended: VendedToken, what: str) -> None:
+    """``PG*`` variables and pgpass lines mean nothing to a MySQL-family client: say so."""
+    from rdsvend.mysql import is_mysql_family
+
+    if is_mysql_family(vended.engine):
+        _fail(f"{what} is for PostgreSQL; '{vended.database}' is a {vended.engine} database: use "
+              f"'rdsvend exec {vended.database} {vended.db_user} -- mariadb' or --format json", 2)
 
 
 def _cmd_passexec(args: argparse.Namespace) -> None:
@@ -115,6 +125,7 @@ def _cmd_pgpass(args: argparse.Namespace) -> None:
             time.sleep(max(exc.retry_after or 0.0, min(60.0, 2.0**failures)))
             continue
         failures = 0
+        _libpq_only(vended, "pgpass")
         try:
             written = write_pgpass_entry(
                 target, vended.host, vended.port, vended.dbname, vended.db_user, vended.token

@@ -79,3 +79,16 @@ def test_token_dsn_is_a_mysql_url(server):
     assert result.exit_code == 0
     assert result.stdout.startswith("mysql://shop_app:db.example.internal%3A3306%2F%3FAction%3Dconnect")
     assert result.stdout.strip().endswith("@db.example.internal:3306/shop?ssl-mode=VERIFY_IDENTITY")
+
+
+@pytest.mark.parametrize("args", [["token", "shop", "shop_app", "--format", "env"],
+                                  ["pgpass", "shop", "shop_app", "--file", "PGPASS"]])
+def test_libpq_only_outputs_are_refused_for_the_mysql_family(server, tmp_path, args):
+    """PG* variables or a pgpass line would look like success and connect nothing."""
+    path = tmp_path / "pgpass"
+    result = run_cli(main, *[str(path) if a == "PGPASS" else a for a in args])
+    assert result.exit_code == 2
+    assert result.stdout == "" and result.stderr.count("\n") == 1
+    assert "is for PostgreSQL; 'shop' is a mariadb database" in result.stderr
+    assert "rdsvend exec shop shop_app -- mariadb" in result.stderr
+    assert not path.exists()
