@@ -40,7 +40,7 @@ def refused_caller_step(demo: Any, say: Callable[..., None], failed: type[Except
     sessions = AccountSessions(info.moto_url, info.region, info.seeded.management_account)
     iam = sessions.client("iam", account)
     env = demo.notes.get("canary_env") or local_canary_env(info)
-    say("Who was refused, and why? Someone removes the signer role's rds-db:connect policy while an app "
+    say("8. Who was refused, and why? Someone removes the signer role's rds-db:connect policy while an app "
         f"still holds a token vended a moment ago; the app reconnects to {DATABASE} and the database refuses "
         "it. RDS writes a line to the instance's iam-db-auth-error log, naming the signer's session, which "
         "rdsvend named after the caller.")

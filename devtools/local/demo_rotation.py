@@ -25,7 +25,7 @@ def rotation_step(demo: Any, say: Callable[..., None], failed: type[Exception]) 
     keys = info.seeded.execution  # the secrets live in the service's account
     sm = keys.session(info.region).client("secretsmanager", endpoint_url=info.moto_url)
     environ = {"PGSSLROOTCERT": info.ca_path}
-    say(f"6b. Password users: {ROTATION_DB_USER} on {ROTATION_DATABASE} cannot use IAM auth (think RDS Proxy or a "
+    say(f"5b. Password users: {ROTATION_DB_USER} on {ROTATION_DATABASE} cannot use IAM auth (think RDS Proxy or a "
         f"legacy tool). The service never vends it a token; its password lives in Secrets Manager "
         f"({ROTATION_SECRET}) and rdsvend's rotate function changes it.")
     before = PasswordSource(ROTATION_SECRET, client=sm).current()
