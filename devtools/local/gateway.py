@@ -19,18 +19,16 @@ import base64
 import json
 import logging
 import re
-import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from chalicelib.clock import SYSTEM_CLOCK, Clock
+from devtools.local.httpserve import HttpAnswer, LoopbackHandler, LoopbackServer
 from devtools.local.sigv4 import Credential, SecretLookup, SignatureError, verify_header_signed
 
 __all__ = ["Gateway", "LambdaContext", "GatewayResponse", "MAX_BODY_BYTES", "signature_failure",
@@ -47,11 +45,8 @@ BAD_SIGNATURE = ("The request signature we calculated does not match the signatu
 INVALID_TOKEN = "The security token included in the request is invalid."
 
 
-@dataclass(frozen=True)
-class GatewayResponse:
-    status: int
-    headers: Mapping[str, str]
-    body: bytes
+#: What the gateway answers (the shared loopback HTTP answer).
+GatewayResponse = HttpAnswer
 
 
 def _error(status: int, error_type: str, message: str) -> GatewayResponse:
@@ -167,24 +162,17 @@ class Gateway:
         self.api_id = "rdsvendlcl"
         thread_local_requests(app)
         self._routes = _Routes(list(getattr(app, "routes", {}) or {}))
-        self._server = _Server((host, port), _handler_for(self))
-        self._thread: threading.Thread | None = None
+        self._http = LoopbackServer((host, port), _handler_for(self), name="rdsvend-gateway")
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return self._http.url
 
     def start(self) -> str:
-        self._thread = threading.Thread(target=self._server.serve_forever, name="rdsvend-gateway", daemon=True)
-        self._thread.start()
-        return self.url
+        return self._http.start()
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        self._http.stop()
 
     # -- one request ------------------------------------------------------------------
 
@@ -336,52 +324,18 @@ def thread_local_requests(app: Any) -> Any:
     return app
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 128  # the listen backlog: 5 made bursts wait for SYN retries
-
-
-def _handler_for(gateway: Gateway) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
+def _handler_for(gateway: Gateway) -> type[LoopbackHandler]:
+    class Handler(LoopbackHandler):
         server_version = "rdsvend-local-gateway"
-        sys_version = ""
-        timeout = 30
-        wbufsize = 64 * 1024  # headers and body leave in one write, when the handler flushes
+        max_body = MAX_BODY_BYTES
 
-        def setup(self) -> None:
-            super().setup()
-            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        def bad_length(self) -> HttpAnswer:
+            return _error(400, "BadRequestException", "Invalid Content-Length")
 
-        def _serve(self) -> None:
-            length = self.headers.get("Content-Length")
-            try:
-                size = int(length) if length else 0
-            except ValueError:
-                self._send(_error(400, "BadRequestException", "Invalid Content-Length"))
-                return
-            if size > MAX_BODY_BYTES or size < 0:
-                self.close_connection = True
-                self._send(_error(413, "RequestTooLargeException", "Request Too Long"))
-                return
-            body = self.rfile.read(size) if size else b""
-            response = gateway.handle(self.command, self.path, list(self.headers.items()), body,
-                                      self.client_address[0])
-            self._send(response)
+        def too_large(self) -> HttpAnswer:
+            return _error(413, "RequestTooLargeException", "Request Too Long")
 
-        def _send(self, response: GatewayResponse) -> None:
-            self.send_response(response.status)
-            for name, value in response.headers.items():
-                if name.lower() not in ("content-length", "connection", "transfer-encoding"):
-                    self.send_header(name, value)
-            self.send_header("Content-Length", str(len(response.body)))
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(response.body)
-
-        do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _serve
-
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
-            log.debug("gateway %s", format % args)
+        def answer(self, body: bytes) -> HttpAnswer:
+            return gateway.handle(self.command, self.path, list(self.headers.items()), body, self.client_address[0])
 
     return Handler

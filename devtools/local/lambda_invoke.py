@@ -25,14 +25,13 @@ import logging
 import threading
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from chalicelib.clock import SYSTEM_CLOCK, Clock
 from devtools.local.gateway import LambdaContext, signature_failure
+from devtools.local.httpserve import HttpAnswer, LoopbackHandler, LoopbackServer
 from devtools.local.sigv4 import Credential, SecretLookup, SignatureError, verify_header_signed
 
 __all__ = ["FUNCTION_NAME", "MAX_PAYLOAD_BYTES", "InvokeResponse", "LambdaInvokeServer", "server_id_for",
@@ -58,11 +57,8 @@ def server_id_for(stage: str, account: str) -> str:
     return f"rdsvend-{stage}.{account}"
 
 
-@dataclass(frozen=True)
-class InvokeResponse:
-    status: int
-    headers: Mapping[str, str]
-    body: bytes
+#: What the Invoke API answers (the shared loopback HTTP answer).
+InvokeResponse = HttpAnswer
 
 
 def _error(status: int, error_type: str, message: str) -> InvokeResponse:
@@ -97,25 +93,17 @@ class LambdaInvokeServer:
         self.clock = clock
         self.max_skew = max_skew
         self._run_lock = threading.Lock()
-        self._server = ThreadingHTTPServer((host, port), _handler_for(self))
-        self._server.daemon_threads = True
-        self._thread: threading.Thread | None = None
+        self._http = LoopbackServer((host, port), _handler_for(self), name="rdsvend-lambda")
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return self._http.url
 
     def start(self) -> str:
-        self._thread = threading.Thread(target=self._server.serve_forever, name="rdsvend-lambda", daemon=True)
-        self._thread.start()
-        return self.url
+        return self._http.start()
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        self._http.stop()
 
     # -- one request ------------------------------------------------------------------
 
@@ -208,50 +196,24 @@ def invoke_permission(iam_client_for: Callable[[str], Any], org_client: Any) -> 
     return lambda credential, function_arn: decide(credential.principal_arn, credential.account, function_arn)
 
 
-def _handler_for(server: LambdaInvokeServer) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
+def _handler_for(server: LambdaInvokeServer) -> type[LoopbackHandler]:
+    class Handler(LoopbackHandler):
         server_version = "rdsvend-local-lambda"
-        sys_version = ""
-        timeout = 30
+        max_body = MAX_PAYLOAD_BYTES
+        drain_limit = _DRAIN_LIMIT
 
-        def _serve(self) -> None:
-            length = self.headers.get("Content-Length")
-            try:
-                size = int(length) if length else 0
-            except ValueError:
-                self._send(_error(400, "InvalidRequestContentException", "Invalid Content-Length"))
-                return
-            if size > MAX_PAYLOAD_BYTES or size < 0:
-                self.close_connection = True
-                if 0 < size <= _DRAIN_LIMIT:  # read it, so that the client gets the answer, not a reset
-                    while size > 0:
-                        chunk = self.rfile.read(min(size, 1 << 20))
-                        if not chunk:
-                            break
-                        size -= len(chunk)
-                self._send(_error(413, "RequestTooLargeException",
-                                  f"Request must be smaller than {MAX_PAYLOAD_BYTES} bytes for the "
-                                  "InvokeFunction operation"))
-                return
-            body = self.rfile.read(size) if size else b""
+        def bad_length(self) -> HttpAnswer:
+            return _error(400, "InvalidRequestContentException", "Invalid Content-Length")
+
+        def too_large(self) -> HttpAnswer:
+            return _error(413, "RequestTooLargeException",
+                          f"Request must be smaller than {MAX_PAYLOAD_BYTES} bytes for the InvokeFunction operation")
+
+        def answer(self, body: bytes) -> HttpAnswer:
             headers: dict[str, str] = {}
             for name, value in self.headers.items():
                 headers[name] = f"{headers[name]},{value}" if name in headers else value
-            self._send(server.handle(self.command, self.path, headers, body))
-
-        def _send(self, response: InvokeResponse) -> None:
-            self.send_response(response.status)
-            for name, value in response.headers.items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(response.body)))
-            self.end_headers()
-            self.wfile.write(response.body)
-
-        do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _serve
-
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
-            log.debug("lambda %s", format % args)
+            return server.handle(self.command, self.path, headers, body)
 
     return Handler
 

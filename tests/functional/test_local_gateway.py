@@ -224,4 +224,4 @@ def test_kept_alive_connections_serve_many_requests_and_the_backlog_takes_bursts
             SigV4Auth(Credentials(USER.access_key_id, USER.secret_key), "execute-api", "us-east-1").add_auth(request)
             prepared = request.prepare()
             assert session.get(prepared.url, headers=dict(prepared.headers), timeout=10).status_code == 200
-    assert gateway._server.request_queue_size >= 128
+    assert gateway._http.backlog >= 128
