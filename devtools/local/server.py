@@ -10,13 +10,22 @@ import logging
 import os
 import secrets
 import signal
-import socket
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from devtools.local.calls import signed_request
+from devtools.local.provision import (
+    POWERTOOLS_DEFAULTS,
+    admin_dsn,
+    create_database,
+    port_of,
+    probe,
+    seed_secrets,
+    start_gateway,
+    warm_imports,
+    write_access_policy,
+)
 from devtools.local.state import (
     DEFAULT_ACCESS,
     DEFAULT_STATE_DIR,
@@ -105,9 +114,9 @@ class StackServer:
         world = load_world(self.world_path)
         # moto imports a service's models on its first request (RDS pulls in EC2: seconds);
         # import them, and the app, while PostgreSQL's initdb runs in its own process.
-        for key, value in _POWERTOOLS_DEFAULTS.items():
+        for key, value in POWERTOOLS_DEFAULTS.items():
             os.environ.setdefault(key, value)
-        warm = threading.Thread(target=_warm_imports, name="rdsvend-warm-imports", daemon=True)
+        warm = threading.Thread(target=warm_imports, name="rdsvend-warm-imports", daemon=True)
         warm.start()
         if not world.databases():
             raise StackError(f"{self.world_path}: the world has no database")
@@ -123,7 +132,7 @@ class StackServer:
             lambda account: self._sessions.client("iam", account),
             _LazyOrgClient(self), "sts:AssumeRole"))
         self._moto.wrap(lambda app: StsSignatureCheck(app, MotoSecretLookup(), assume_role=may_assume))
-        self._save(ports=[*self._state["ports"], _port_of(moto_url)])
+        self._save(ports=[*self._state["ports"], port_of(moto_url)])
 
         self._ldap = LdapResponder(self._check_login).start()
         self._save(ports=[*self._state["ports"], self._ldap.port])
@@ -181,19 +190,19 @@ class StackServer:
                 setup_mysql_database(self._mysql[spec.identifier], spec, self._check_login,
                                      iam_enabled_in_moto(account.id, world.region, spec.identifier))
                 continue
-            _create_database(self._clusters[spec.identifier], spec)
+            create_database(self._clusters[spec.identifier], spec)
 
         policy_path = self.state_dir / "access.yaml"
-        _write_access_policy(self.access_path, policy_path, seeded, ca_path)
-        _seed_secrets(policy_path, seeded, {**self._clusters, **self._mysql}, self._sessions)
+        write_access_policy(self.access_path, policy_path, seeded, ca_path)
+        seed_secrets(policy_path, seeded, {**self._clusters, **self._mysql}, self._sessions)
 
-        self._gateway = _start_gateway(world, seeded, policy_path, self._lookup)
-        self._save(ports=[*self._state["ports"], _port_of(self._gateway.url)])
+        self._gateway = start_gateway(world, seeded, policy_path, self._lookup)
+        self._save(ports=[*self._state["ports"], port_of(self._gateway.url)])
         self._lambda = start_vend_function(
             region=world.region, account=world.service_account, lookup=self._lookup,
             iam_client_for=lambda account: self._sessions.client("iam", account),
             org_client=self._sessions.client("organizations", self._sessions.management_account))
-        self._save(ports=[*self._state["ports"], _port_of(self._lambda.url)])
+        self._save(ports=[*self._state["ports"], port_of(self._lambda.url)])
 
         from devtools.local.rds_mysql import local_db_fields
 
@@ -209,9 +218,9 @@ class StackServer:
             gateway_url=self._gateway.url, ldap_port=self._ldap.port, policy_path=str(policy_path),
             ca_path=str(ca_path), admin_dsn=psycopg.conninfo.make_conninfo(**admin), databases=databases,
             seeded=seeded, lambda_url=self._lambda.url, server_id=os.environ["RDSVEND_SERVER_ID"],
-            admin_dsns={ident: _admin_dsn(c, ca_path) for ident, c in self._clusters.items()},
+            admin_dsns={ident: admin_dsn(c, ca_path) for ident, c in self._clusters.items()},
         )
-        _probe(info)
+        probe(info)
         self.info = info
         self._save(status="ready", info=info.to_json())
         return info
@@ -324,133 +333,3 @@ class _LazyOrgClient:
     def __getattr__(self, name: str) -> Any:
         sessions = self._server._sessions
         return getattr(sessions.client("organizations", sessions.management_account), name)
-
-
-_POWERTOOLS_DEFAULTS = {"POWERTOOLS_SERVICE_NAME": "rdsvend", "POWERTOOLS_METRICS_NAMESPACE": "rdsvend",
-                        "POWERTOOLS_TRACE_DISABLED": "true"}
-
-
-def _warm_imports() -> None:
-    import importlib
-
-    for module in ("moto.rds.models", "moto.iam.models", "moto.sts.models", "moto.organizations.models",
-                   "moto.rds.responses", "moto.iam.responses", "moto.ds.models", "moto.ds.responses",
-                   "chalicelib.iam.connect", "app", "chalicelib.routes.invoke"):
-        try:
-            importlib.import_module(module)
-        except Exception:  # noqa: BLE001 - only a head start; the real import reports errors
-            log.debug("warm import of %s failed", module)
-
-
-def _port_of(url: str) -> int:
-    from urllib.parse import urlsplit
-
-    port = urlsplit(url).port
-    assert port is not None
-    return port
-
-
-def _admin_dsn(cluster: Any, ca_path: Path) -> str:
-    """A cluster's superuser DSN, verified against the stack's CA bundle."""
-    import psycopg.conninfo
-
-    params = psycopg.conninfo.conninfo_to_dict(cluster.admin_dsn)
-    params["sslrootcert"] = str(ca_path)
-    return psycopg.conninfo.make_conninfo(**params)
-
-
-def _create_database(cluster: Any, spec: Any) -> None:
-    """The database, its users (``rds_iam`` for IAM users, ``rds_ad`` for Kerberos ones) and the
-    world's set-up statements, run as the superuser."""
-    from psycopg import sql
-
-    cluster.run_sql(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(spec.dbname)))
-    for user in spec.users.values():
-        if user.auth == "iam":
-            cluster.create_iam_user(user.name)
-        elif user.auth == "kerberos":
-            # No password: on RDS such a user logs in with Kerberos only; here, not at all.
-            cluster.run_sql(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(user.name)))
-            cluster.run_sql(sql.SQL("GRANT rds_ad TO {}").format(sql.Identifier(user.name)))
-        else:
-            cluster.create_password_user(user.name, secrets.token_urlsafe(24))
-    for statement in spec.setup_sql:
-        cluster.run_sql(statement, dbname=spec.dbname)
-
-
-def _seed_secrets(policy_path: Path, seeded: Any, clusters: Any, sessions: Any) -> None:
-    """The password users' passwords and secrets (in the local Secrets Manager)."""
-    from chalicelib.policy.loader import load_policy_file
-    from devtools.local.secrets import seed_password_secrets
-
-    seed_password_secrets(load_policy_file(policy_path), seeded.instances, clusters,
-                          lambda account: sessions.client("secretsmanager", account))
-
-
-def _write_access_policy(template: Path, target: Path, seeded: Any, ca_path: Path) -> None:
-    """The access policy with each local database's real host and port, validated."""
-    import yaml
-
-    from chalicelib.policy.loader import load_policy_file
-
-    data = yaml.safe_load(template.read_text(encoding="utf-8"))
-    for name, spec in (data.get("databases") or {}).items():
-        ident = spec.get("instance")
-        inst = seeded.instances.get(ident)
-        if inst is None:
-            raise StackError(f"{template}: database '{name}' names instance '{ident}', which the world does not have")
-        spec["host"], spec["port"] = inst.host, inst.port
-    data.setdefault("canary", {})["ssl_root_cert"] = str(ca_path)
-    header = (f"# Generated by the local stack from {template.name}: do not edit (it is rewritten at every start).\n")
-    target.write_text(header + yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
-    load_policy_file(target)
-
-
-def _start_gateway(world: Any, seeded: Any, policy_path: Path, lookup: Any) -> Any:
-    """Configure this process as the Lambda would be, import the app, put the gateway in front."""
-    from devtools.local.aws import org_id_of
-    from devtools.local.gateway import Gateway
-
-    for key in ("AWS_PROFILE", "AWS_SECURITY_TOKEN", "AWS_SESSION_TOKEN", "AWS_DEFAULT_PROFILE"):
-        os.environ.pop(key, None)
-    os.environ.update({
-        "RDSVEND_POLICY": str(policy_path),
-        "AWS_ENDPOINT_URL": seeded.endpoint_url,
-        "RDSVEND_STS_ENDPOINT": seeded.endpoint_url,
-        "AWS_DEFAULT_REGION": world.region,
-        "AWS_REGION": world.region,
-        "AWS_LAMBDA_FUNCTION_NAME": "rdsvend-local-api_handler",
-        **seeded.execution.env(),
-    })
-    for key, value in _POWERTOOLS_DEFAULTS.items():
-        os.environ.setdefault(key, value)
-    from app import app
-    from chalicelib.routes.http import set_vending_service
-
-    set_vending_service(None)  # built again, from this environment, on first use
-    gateway = Gateway(app, lookup, region=world.region, account=world.service_account,
-                      org_id_of=org_id_of, caller_id_of=lookup.caller_id)
-    gateway.start()
-    return gateway
-
-
-def _probe(info: StackInfo, timeout: float = 10.0) -> None:
-    """Everything answers: the gateway (a signed whoami), PostgreSQL (the superuser), LDAP (TCP)."""
-    import psycopg
-
-    deadline = time.monotonic() + timeout
-    last = ""
-    while time.monotonic() < deadline:
-        try:
-            status, _body = signed_request(info, "GET", "/v1/whoami")
-            if status != 200:
-                raise StackError(f"the gateway answered {status} to a signed whoami")
-            with psycopg.connect(info.admin_dsn, connect_timeout=5) as conn:
-                conn.execute("SELECT 1")
-            with socket.create_connection(("127.0.0.1", info.ldap_port), timeout=2):
-                pass
-            return
-        except Exception as exc:  # noqa: BLE001 - retried until the deadline
-            last = f"{type(exc).__name__}: {str(exc)[:200]}"
-            time.sleep(0.2)
-    raise StackError(f"the local stack did not answer: {last}")
