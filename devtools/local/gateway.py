@@ -28,7 +28,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from chalicelib.clock import SYSTEM_CLOCK, Clock
-from devtools.local.httpserve import HttpAnswer, LoopbackHandler, LoopbackServer
+from devtools.local.httpserve import HttpAnswer, LoopbackHandler, LoopbackServer, LoopbackService
 from devtools.local.sigv4 import Credential, SecretLookup, SignatureError, verify_header_signed
 
 __all__ = ["Gateway", "LambdaContext", "GatewayResponse", "MAX_BODY_BYTES", "signature_failure",
@@ -130,7 +130,7 @@ class _Routes:
         return None
 
 
-class Gateway:
+class Gateway(LoopbackService):
     """The HTTP front: ``start()`` returns its URL; ``stop()`` closes the listener."""
 
     def __init__(
@@ -163,16 +163,6 @@ class Gateway:
         thread_local_requests(app)
         self._routes = _Routes(list(getattr(app, "routes", {}) or {}))
         self._http = LoopbackServer((host, port), _handler_for(self), name="rdsvend-gateway")
-
-    @property
-    def url(self) -> str:
-        return self._http.url
-
-    def start(self) -> str:
-        return self._http.start()
-
-    def stop(self) -> None:
-        self._http.stop()
 
     # -- one request ------------------------------------------------------------------
 

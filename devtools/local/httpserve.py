@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-__all__ = ["HttpAnswer", "LoopbackHandler", "LoopbackServer"]
+__all__ = ["HttpAnswer", "LoopbackHandler", "LoopbackServer", "LoopbackService"]
 
 log = logging.getLogger("devtools.local.http")
 
@@ -59,6 +59,22 @@ class LoopbackServer:
         self._server.server_close()
         if self._thread is not None:
             self._thread.join(timeout=5)
+
+
+class LoopbackService:
+    """A front door that answers through its ``_http`` server: where it listens, start, stop."""
+
+    _http: LoopbackServer
+
+    @property
+    def url(self) -> str:
+        return self._http.url
+
+    def start(self) -> str:
+        return self._http.start()
+
+    def stop(self) -> None:
+        self._http.stop()
 
 
 class LoopbackHandler(BaseHTTPRequestHandler):

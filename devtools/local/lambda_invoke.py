@@ -31,7 +31,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from chalicelib.clock import SYSTEM_CLOCK, Clock
 from devtools.local.gateway import LambdaContext, signature_failure
-from devtools.local.httpserve import HttpAnswer, LoopbackHandler, LoopbackServer
+from devtools.local.httpserve import HttpAnswer, LoopbackHandler, LoopbackServer, LoopbackService
 from devtools.local.sigv4 import Credential, SecretLookup, SignatureError, verify_header_signed
 
 __all__ = ["FUNCTION_NAME", "MAX_PAYLOAD_BYTES", "InvokeResponse", "LambdaInvokeServer", "server_id_for",
@@ -66,7 +66,7 @@ def _error(status: int, error_type: str, message: str) -> InvokeResponse:
     return InvokeResponse(status, {"Content-Type": "application/json", "x-amzn-ErrorType": error_type}, body)
 
 
-class LambdaInvokeServer:
+class LambdaInvokeServer(LoopbackService):
     """``start()`` returns the URL to use as ``AWS_ENDPOINT_URL_LAMBDA``; ``stop()`` closes it."""
 
     def __init__(
@@ -94,16 +94,6 @@ class LambdaInvokeServer:
         self.max_skew = max_skew
         self._run_lock = threading.Lock()
         self._http = LoopbackServer((host, port), _handler_for(self), name="rdsvend-lambda")
-
-    @property
-    def url(self) -> str:
-        return self._http.url
-
-    def start(self) -> str:
-        return self._http.start()
-
-    def stop(self) -> None:
-        self._http.stop()
 
     # -- one request ------------------------------------------------------------------
 

@@ -1,5 +1,5 @@
-"""The project speaks for itself: no code, help text or document cites an outside contract
-("SPEC 6", "SPEC.md"); where a user needs the contract, README.md or docs/ says it."""
+"""The project speaks for itself: no code, help text or document cites the outside contract
+document or its section numbers; where a user needs the contract, README.md or docs/ says it."""
 from __future__ import annotations
 
 import re
