@@ -1,0 +1,421 @@
+"""The local AWS authorizes every request as AWS does.
+
+:class:`Enforcer` is WSGI middleware in front of the moto server. For each request it
+
+1. authenticates the SigV4 signature (:mod:`devtools.local.sigv4`) against the keys moto
+   knows (IAM users' keys, STS session credentials) and the management account's root key
+   the stack uses (:data:`devtools.local.sessions.MANAGEMENT_ROOT_KEY`); an unknown key or a
+   bad signature gets the service's own error;
+2. reads the operation with botocore's model and what it asks IAM for
+   (:mod:`devtools.local.actions`); what the stack cannot name is denied as ``unmapped``;
+3. decides each (action, resource) with rdsvend's evaluator (:mod:`chalicelib.iam`): the
+   caller's identity policies, permissions boundary, session policy and the organization's
+   SCPs, and the resource's own policy (a role's trust for ``sts:AssumeRole``, a secret's, a
+   topic's, a function's), read from moto's backends (:mod:`devtools.local.moto_state`);
+4. answers a refusal with the service's AccessDenied (:mod:`devtools.local.aws_denials`),
+   logs one line (principal, action, resource, deciding layer) and appends it to the denial
+   log (:class:`DenialLog`, ``denials.jsonl`` in the stack's state directory; read it with
+   :func:`read_denials`).
+
+Anything that fails while deciding is a refusal (fail closed).
+"""
+from __future__ import annotations
+
+import io
+import json
+import logging
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from datetime import timedelta
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from chalicelib.clock import SYSTEM_CLOCK, Clock
+from chalicelib.errors import IamPolicyError
+from chalicelib.iam.connect import principal_context
+from chalicelib.iam.evaluator import evaluate, scan
+from chalicelib.iam.fetch import PrincipalPolicies
+from chalicelib.iam.model import PolicyDocument, RequestContext, parse_policy
+from devtools.local.actions import Ask, RequestFacts, UnmappedError, asks_for, parse_operation
+from devtools.local.aws_denials import Answer, access_denied, auth_failure, denied_message
+from devtools.local.moto_state import MotoState, Principal
+from devtools.local.sigv4 import Credential, SecretLookup, SignatureError, verify_header_signed
+
+__all__ = ["DENIAL_LOG", "Decider", "Denial", "DenialLog", "Enforcer", "invoke_permission", "read_denials"]
+
+log = logging.getLogger(__name__)
+
+#: The denial log's file name in the stack's state directory.
+DENIAL_LOG = "denials.jsonl"
+MAX_SKEW = timedelta(minutes=15)
+_MAX_BODY = 64 * 1024 * 1024
+_TRUST_ACTIONS = frozenset({"sts:assumerole", "sts:setsourceidentity", "sts:tagsession"})
+#: Services whose resources carry a resource-based policy the local AWS reads.
+_RESOURCE_POLICY_SERVICES = frozenset({"secretsmanager", "sns", "lambda"})
+
+
+@dataclass(frozen=True)
+class Denial:
+    """One refusal: who, what, on what, which layer (``identity``, ``boundary``, ``scp``,
+    ``session``, ``resource``, ``unmapped``) and why (the evaluator's sentence)."""
+
+    principal: str
+    action: str
+    resource: str
+    layer: str
+    explicit: bool
+    detail: str
+
+    def message(self) -> str:
+        """AWS's access-denied sentence for this refusal."""
+        layer = "trust" if self.layer == "resource" and self.action.lower() in _TRUST_ACTIONS else self.layer
+        return denied_message(self.principal, self.action, self.resource, layer, self.explicit)
+
+    def line(self) -> str:
+        return (f"local aws denied: principal={self.principal} action={self.action} resource={self.resource} "
+                f"layer={self.layer} ({self.detail})")
+
+
+class DenialLog:
+    """Where refusals go: the logger (one line each), memory, and ``denials.jsonl``."""
+
+    def __init__(self, path: str | Path | None = None, keep: int = 1000) -> None:
+        self.path = Path(path) if path is not None else None
+        self._keep = keep
+        self._lock = threading.Lock()
+        self.recent: list[Denial] = []
+
+    def record(self, denial: Denial) -> None:
+        log.warning("%s", denial.line())
+        with self._lock:
+            self.recent.append(denial)
+            del self.recent[:-self._keep]
+            if self.path is not None:
+                with open(self.path, "a", encoding="utf-8") as out:
+                    out.write(json.dumps(asdict(denial)) + "\n")
+
+
+def read_denials(state_dir: str | Path) -> list[Denial]:
+    """Every refusal a running (or stopped, not yet cleaned) stack logged, oldest first."""
+    path = Path(state_dir) / DENIAL_LOG
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return []
+    return [Denial(**json.loads(line)) for line in lines if line.strip()]
+
+
+# -- resource-based policies ---------------------------------------------------------------------------
+
+def _values(raw: Any) -> list[str]:
+    return [str(v) for v in raw] if isinstance(raw, list) else [str(raw)]
+
+
+def _principal_names(principal: Principal) -> set[str]:
+    """What a resource policy's ``Principal`` may call this caller by."""
+    names = {principal.arn, principal.account, f"arn:aws:iam::{principal.account}:root", "*"}
+    if ":assumed-role/" in principal.arn:
+        role = principal.arn.split(":assumed-role/", 1)[1].split("/", 1)[0]
+        names.add(f"arn:aws:iam::{principal.account}:role/{role}")
+    return names
+
+
+def _names_caller(block: Any, names: set[str]) -> bool:
+    if block == "*":
+        return True
+    if not isinstance(block, Mapping):
+        return False
+    return bool(names & set(_values(block.get("AWS", []))))
+
+
+def _named_exactly(block: Any, principal: Principal) -> bool:
+    """The policy names the caller itself (not its account): no identity permission is needed
+    in the resource's own account."""
+    exact = _principal_names(principal) - {principal.account, f"arn:aws:iam::{principal.account}:root", "*"}
+    return isinstance(block, Mapping) and bool(exact & set(_values(block.get("AWS", []))))
+
+
+@lru_cache(maxsize=2048)
+def applicable(text: str, principal: Principal, source: str) -> tuple[PolicyDocument | None, bool]:
+    """The statements of a resource policy that name this caller, as a policy the evaluator
+    reads (``Principal`` taken off, ``Resource`` ``*`` where the policy has none), and whether an
+    Allow names the caller exactly."""
+    document = json.loads(text)
+    if not isinstance(document, Mapping):
+        raise ValueError(f"{source} is not a JSON object")
+    names = _principal_names(principal)
+    kept: list[dict[str, Any]] = []
+    exact = False
+    raw = document.get("Statement", [])
+    for stmt in raw if isinstance(raw, list) else [raw]:
+        if not isinstance(stmt, Mapping):
+            continue
+        if "NotPrincipal" in stmt:
+            matches = not _names_caller(stmt["NotPrincipal"], names - {"*"})
+        else:
+            matches = _names_caller(stmt.get("Principal"), names)
+        if not matches:
+            continue
+        if stmt.get("Effect") == "Allow" and _named_exactly(stmt.get("Principal"), principal):
+            exact = True
+        clean = {k: v for k, v in stmt.items() if k not in ("Principal", "NotPrincipal")}
+        if "Resource" not in clean and "NotResource" not in clean:
+            clean["Resource"] = "*"
+        kept.append(clean)
+    if not kept:
+        return None, False
+    return parse_policy({"Version": "2012-10-17", "Statement": kept}, source), exact
+
+
+# -- the decision -----------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Policies:
+    fetched: PrincipalPolicies
+    scp_levels: tuple[tuple[PolicyDocument, ...], ...] | None
+    management: bool
+    session: PolicyDocument | None
+    org_id: str | None
+
+
+class Decider:
+    """Decides (action, resource) pairs for a principal with rdsvend's evaluator, over moto's state."""
+
+    def __init__(self, state: MotoState | None = None, *, clock: Clock = SYSTEM_CLOCK,
+                 resource_policies: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+        self.state = state or MotoState()
+        self.clock = clock
+        #: resource ARN -> policy, for resources moto does not hold (the local Invoke API's function)
+        self.fallback_policies = dict(resource_policies or {})
+
+    def _policies(self, principal: Principal, access_key_id: str | None, region: str) -> _Policies | Denial:
+        fetched = self.state.principal_policies(principal.arn)
+        if fetched is None:
+            return Denial(principal.arn, "", "", "identity", False, "the principal does not exist")
+        chain = self.state.scp_chain(principal.account)
+        session = self.state.session_policy(access_key_id) if access_key_id else None
+        return _Policies(fetched, chain.levels if chain else None, bool(chain and chain.management_account),
+                         session, chain.organization_id if chain else None)
+
+    def decide(self, principal: Principal, ask: Ask, *, access_key_id: str | None, region: str,
+               signing_name: str) -> Denial | None:
+        """The first refusal among ``ask``'s pairs, or ``None`` when all are allowed."""
+        if principal.root:  # the management account's root user: no IAM policy, no SCP applies
+            return self._root(principal, ask)
+        try:
+            policies = self._policies(principal, access_key_id, region)
+            if isinstance(policies, Denial):
+                action, resource = ask.pairs[0]
+                return Denial(principal.arn, action, resource, policies.layer, False, policies.detail)
+            context = {k.lower(): v for k, v in principal_context(
+                principal.arn, policies.fetched, org_id=policies.org_id, region=region or None,
+                clock=self.clock).items()}
+            context.update(ask.context)
+            for action, resource in ask.pairs:
+                denial = self._one(principal, policies, RequestContext(action, resource, context), signing_name)
+                if denial is not None:
+                    return denial
+        except (LookupError, IamPolicyError, ValueError) as exc:
+            action, resource = ask.pairs[0]
+            return Denial(principal.arn, action, resource, "identity", False,
+                          f"could not evaluate: {type(exc).__name__}: {str(exc)[:200]}")
+        return None
+
+    def _root(self, principal: Principal, ask: Ask) -> Denial | None:
+        """The root user may do anything in its account, but assume only the roles that trust it."""
+        for action, resource in ask.pairs:
+            if action.lower() not in _TRUST_ACTIONS:
+                continue
+            text = self.state.trust_text(resource)
+            source = f"trust policy of {resource}"
+            document = applicable(text, principal, source)[0] if text is not None else None
+            request = RequestContext(action, resource, dict(ask.context))
+            deny, allow = scan([document], request) if document is not None else (None, None)
+            if deny is not None or allow is None:
+                return Denial(principal.arn, action, resource, "resource", deny is not None,
+                              f"{source} does not allow it" if text is not None else f"no role {resource}")
+        return None
+
+    def _resource_policy(self, request: RequestContext, signing_name: str) -> tuple[str | None, str]:
+        """The text of the policy on the request's resource (a role's trust for the trust
+        actions), and what to call it."""
+        if request.action.lower() in _TRUST_ACTIONS:
+            return self.state.trust_text(request.resource), f"trust policy of {request.resource}"
+        source = f"resource policy of {request.resource}"
+        text = self.state.resource_policy_text(signing_name, request.resource) if (
+            signing_name in _RESOURCE_POLICY_SERVICES) else None
+        fallback = self.fallback_policies.get(request.resource)
+        if text is None and fallback is not None:
+            text = json.dumps(fallback, sort_keys=True)
+        return text, source
+
+    def _one(self, principal: Principal, policies: _Policies, request: RequestContext,
+             signing_name: str) -> Denial | None:
+        fetched = policies.fetched
+        verdict = evaluate(request, identity_policies=fetched.identity, boundary=fetched.boundary,
+                           scp_levels=policies.scp_levels, session_policy=policies.session,
+                           management_account=policies.management)
+
+        def denial(layer: str, explicit: bool, detail: str) -> Denial:
+            return Denial(principal.arn, request.action, request.resource, layer, explicit, detail)
+
+        if verdict.decision == "explicitDeny":
+            return denial(str(verdict.layer), True, verdict.explanation)
+        text, source = self._resource_policy(request, signing_name)
+        trust = request.action.lower() in _TRUST_ACTIONS
+        resource_account = _account_of(request.resource)
+        same_account = resource_account in ("", principal.account)
+        if text is None:
+            if trust:
+                return denial("resource", False, f"the role {request.resource} does not exist")
+            return None if verdict.allowed else denial(str(verdict.layer), False, verdict.explanation)
+        document, exact = applicable(text, principal, source)
+        deny, allow = scan([document], request) if document is not None else (None, None)
+        if deny is not None:
+            return denial("resource", True, f"{source} denies it (statement {deny.statement.label})")
+        if verdict.layer == "scp" and not verdict.allowed:
+            return denial("scp", False, verdict.explanation)
+        if allow is None and (trust or not same_account):
+            return denial("resource", False, f"{source} does not allow it")
+        if allow is not None and same_account and (exact or not trust):
+            return None
+        return None if verdict.allowed else denial(str(verdict.layer), False, verdict.explanation)
+
+
+def _account_of(arn: str) -> str:
+    parts = arn.split(":")
+    return parts[4] if len(parts) > 4 else ""
+
+
+# -- the middleware ---------------------------------------------------------------------------------------
+
+class _Keys:
+    """Access keys: the stack's own root key(s) first, then moto's."""
+
+    def __init__(self, lookup: SecretLookup, roots: Iterable[Credential]) -> None:
+        self._lookup = lookup
+        self._roots = {c.access_key_id: c for c in roots}
+
+    def secret_for(self, access_key_id: str) -> Credential | None:
+        return self._roots.get(access_key_id) or self._lookup.secret_for(access_key_id)
+
+    def is_root(self, access_key_id: str) -> bool:
+        return access_key_id in self._roots
+
+
+def _headers_of(environ: Mapping[str, Any]) -> dict[str, str]:
+    headers = {key[5:].replace("_", "-").lower(): str(value) for key, value in environ.items()
+               if key.startswith("HTTP_")}
+    if environ.get("CONTENT_TYPE"):
+        headers["content-type"] = str(environ["CONTENT_TYPE"])
+    if environ.get("CONTENT_LENGTH"):
+        headers["content-length"] = str(environ["CONTENT_LENGTH"])
+    return headers
+
+
+def _respond(start_response: Callable[..., Any], answer: Answer) -> list[bytes]:
+    start_response(answer.status_line, [*answer.headers, ("Content-Length", str(len(answer.body)))])
+    return [answer.body]
+
+
+class Enforcer:
+    """WSGI middleware: every request to the moto server is authenticated and authorized."""
+
+    def __init__(self, app: Any, lookup: SecretLookup, *, roots: Sequence[Credential] = (),
+                 decider: Decider | None = None, denials: DenialLog | None = None,
+                 clock: Clock = SYSTEM_CLOCK) -> None:
+        self.app = app
+        self.keys = _Keys(lookup, roots)
+        self.decider = decider or Decider(clock=clock)
+        self.denials = denials or DenialLog()
+        self.clock = clock
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = -1
+        if length < 0 or length > _MAX_BODY:
+            return _respond(start_response, auth_failure("sts", "malformed"))
+        body = environ["wsgi.input"].read(length) if length else b""
+        environ["wsgi.input"] = io.BytesIO(body)
+        headers = _headers_of(environ)
+        signing_name = _signing_name(headers.get("authorization", ""))
+        answer = self._check(environ, headers, body, signing_name)
+        if answer is not None:
+            return _respond(start_response, answer)
+        result: Iterable[bytes] = self.app(environ, start_response)
+        return result
+
+    def _check(self, environ: dict[str, Any], headers: dict[str, str], body: bytes, signing_name: str) -> Answer | None:
+        raw_path = environ.get("RAW_URI") or environ.get("REQUEST_URI") or environ.get("PATH_INFO", "/")
+        query = str(environ.get("QUERY_STRING", ""))
+        if query and "?" not in raw_path:
+            raw_path = f"{raw_path}?{query}"
+        try:
+            verified = verify_header_signed(str(environ.get("REQUEST_METHOD", "POST")),
+                                            f"http://{headers.get('host', '')}{raw_path}", headers, body,
+                                            service=signing_name or "unknown", lookup=self.keys, now=self.clock.now(),
+                                            max_skew=MAX_SKEW)
+        except SignatureError as exc:
+            log.info("local aws refused a request signed for %s: %s", signing_name or "no service", exc.reason)
+            return auth_failure(signing_name or "sts", exc.reason)
+        credential = verified.credential
+        root = self.keys.is_root(credential.access_key_id)
+        if root:
+            environ["HTTP_X_MOTO_ACCOUNT_ID"] = credential.account
+        else:
+            environ.pop("HTTP_X_MOTO_ACCOUNT_ID", None)  # only the stack's root acts through it
+        principal = Principal(credential.principal_arn, credential.account, root)
+        path = str(environ.get("PATH_INFO", "/"))
+        op = parse_operation(signing_name, str(environ.get("REQUEST_METHOD", "POST")), path, query, headers, body)
+        facts = RequestFacts(credential.account, verified.region, principal.arn, self.decider.state)
+        if op is None:
+            return self._deny(signing_name, Denial(principal.arn, f"{signing_name}:unknown", "*", "unmapped", False,
+                                                   f"no {signing_name} operation answers {path[:100]}"))
+        try:
+            ask = asks_for(op, facts)
+        except UnmappedError as exc:
+            return self._deny(signing_name, Denial(principal.arn, exc.action, "*", "unmapped", False, exc.why))
+        if ask is None:
+            return None
+        denial = self.decider.decide(principal, ask, access_key_id=credential.access_key_id,
+                                     region=verified.region, signing_name=signing_name)
+        return None if denial is None else self._deny(signing_name, denial)
+
+    def _deny(self, signing_name: str, denial: Denial) -> Answer:
+        self.denials.record(denial)
+        return access_denied(signing_name, denial.message())
+
+
+def _signing_name(authorization: str) -> str:
+    """The service a request is signed for (``Credential=KEY/DATE/REGION/SERVICE/aws4_request``)."""
+    _, _, rest = authorization.partition("Credential=")
+    parts = rest.split(",", 1)[0].split("/")
+    return parts[3].strip() if len(parts) == 5 else ""
+
+
+def invoke_permission(function_arn: str, org_id: str | None, denials: DenialLog,
+                      decider: Decider | None = None) -> Callable[[Credential, str], tuple[bool, str]]:
+    """``lambda:InvokeFunction`` for the local Invoke API, decided as every other request: the
+    function's policy is moto's when the function is registered there, else one that admits the
+    organization (what a deployment adds for its callers)."""
+    fallback = {"Version": "2012-10-17", "Statement": [{
+        "Sid": "OrganizationInvokes", "Effect": "Allow", "Principal": {"AWS": "*"},
+        "Action": "lambda:InvokeFunction", "Resource": function_arn,
+        "Condition": {"StringEquals": {"aws:PrincipalOrgID": org_id or "o-none"}}}]}
+    judge = decider or Decider(resource_policies={function_arn: fallback})
+
+    def permission(credential: Credential, resource: str) -> tuple[bool, str]:
+        principal = Principal(credential.principal_arn, credential.account)
+        ask = Ask((("lambda:InvokeFunction", resource),), {"aws:requestedregion": (resource.split(":")[3],)})
+        denial = judge.decide(principal, ask, access_key_id=credential.access_key_id,
+                              region=resource.split(":")[3], signing_name="lambda")
+        if denial is None:
+            return True, ""
+        denials.record(denial)
+        return False, denial.message()
+
+    return permission
