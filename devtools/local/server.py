@@ -127,6 +127,9 @@ class StackServer:
 
         self._moto = MotoServer()
         moto_url = self._moto.start()
+        from devtools.local.secret_labels import install as keep_secret_labels
+
+        keep_secret_labels()  # one AWSCURRENT, AWSPREVIOUS where AWS puts it
         self._guard_moto(MotoSecretLookup(), world.organization.management_account)
         self._save(ports=[*self._state["ports"], port_of(moto_url)])
 
