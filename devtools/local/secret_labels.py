@@ -58,7 +58,7 @@ def install() -> None:
     with _INSTALLED:
         if _done:
             return
-        FakeSecret.reset_default_version = _reset_default_version
+        setattr(FakeSecret, "reset_default_version", _reset_default_version)  # noqa: B010 - patching moto
         original = SecretsManagerBackend.update_secret_version_stage
 
         def update_secret_version_stage(self: Any, secret_id: str, version_stage: str, remove_from_version_id: str,
@@ -71,5 +71,5 @@ def install() -> None:
                 secret.default_version_id = current
             return answer
 
-        SecretsManagerBackend.update_secret_version_stage = update_secret_version_stage
+        setattr(SecretsManagerBackend, "update_secret_version_stage", update_secret_version_stage)  # noqa: B010 - patching moto
         _done = True
