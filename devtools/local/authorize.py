@@ -31,6 +31,7 @@ from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 from chalicelib.clock import SYSTEM_CLOCK, Clock
 from chalicelib.errors import IamPolicyError
@@ -54,6 +55,10 @@ _MAX_BODY = 64 * 1024 * 1024
 _TRUST_ACTIONS = frozenset({"sts:assumerole", "sts:setsourceidentity", "sts:tagsession"})
 #: Services whose resources carry a resource-based policy the local AWS reads.
 _RESOURCE_POLICY_SERVICES = frozenset({"secretsmanager", "sns", "lambda"})
+#: Services whose writes change what a principal's policies are.
+_POLICY_SERVICES = frozenset({"iam", "organizations"})
+_READ_PREFIXES = ("Get", "List", "Describe", "Simulate", "Generate")
+_MAX_CACHED = 4096
 
 
 @dataclass(frozen=True)
@@ -187,10 +192,34 @@ class Decider:
                  resource_policies: Mapping[str, Mapping[str, Any]] | None = None) -> None:
         self.state = state or MotoState()
         self.clock = clock
+        #: moves on every request that may change IAM or Organizations state (before and after
+        #: it): the policies read for a principal are reused while it stays the same
+        self.generation = 0
+        self._cache: dict[tuple[str, str | None], tuple[int, _Policies]] = {}
+        self._lock = threading.Lock()
         #: resource ARN -> policy, for resources moto does not hold (the local Invoke API's function)
         self.fallback_policies = dict(resource_policies or {})
 
-    def _policies(self, principal: Principal, access_key_id: str | None, region: str) -> _Policies | Denial:
+    def changed(self) -> None:
+        """IAM or Organizations state may have changed: read the policies again."""
+        with self._lock:
+            self.generation += 1
+            self._cache.clear()
+
+    def _policies(self, principal: Principal, access_key_id: str | None) -> _Policies | Denial:
+        key = (principal.arn, access_key_id)
+        generation = self.generation
+        cached = self._cache.get(key)
+        if cached is not None and cached[0] == generation:
+            return cached[1]
+        found = self._read_policies(principal, access_key_id)
+        if isinstance(found, _Policies):
+            with self._lock:
+                if self.generation == generation and len(self._cache) < _MAX_CACHED:
+                    self._cache[key] = (generation, found)
+        return found
+
+    def _read_policies(self, principal: Principal, access_key_id: str | None) -> _Policies | Denial:
         fetched = self.state.principal_policies(principal.arn)
         if fetched is None:
             return Denial(principal.arn, "", "", "identity", False, "the principal does not exist")
@@ -205,7 +234,7 @@ class Decider:
         if principal.root:  # the management account's root user: no IAM policy, no SCP applies
             return self._root(principal, ask)
         try:
-            policies = self._policies(principal, access_key_id, region)
+            policies = self._policies(principal, access_key_id)
             if isinstance(policies, Denial):
                 action, resource = ask.pairs[0]
                 return Denial(principal.arn, action, resource, policies.layer, False, policies.detail)
@@ -343,11 +372,21 @@ class Enforcer:
         environ["wsgi.input"] = io.BytesIO(body)
         headers = _headers_of(environ)
         signing_name = _signing_name(headers.get("authorization", ""))
-        answer = self._check(environ, headers, body, signing_name)
+        try:
+            answer = self._check(environ, headers, body, signing_name)
+        except Exception:  # noqa: BLE001 - fail closed: an error while deciding is a refusal
+            log.exception("local aws could not decide a request signed for %s", signing_name or "no service")
+            answer = access_denied(signing_name or "sts", "the local AWS could not decide this request")
         if answer is not None:
             return _respond(start_response, answer)
-        result: Iterable[bytes] = self.app(environ, start_response)
-        return result
+        if signing_name not in _POLICY_SERVICES or _reads_only(environ, headers, body):
+            result: Iterable[bytes] = self.app(environ, start_response)
+            return result
+        self.decider.changed()
+        try:
+            return list(self.app(environ, start_response))
+        finally:
+            self.decider.changed()
 
     def _check(self, environ: dict[str, Any], headers: dict[str, str], body: bytes, signing_name: str) -> Answer | None:
         raw_path = environ.get("RAW_URI") or environ.get("REQUEST_URI") or environ.get("PATH_INFO", "/")
@@ -388,6 +427,16 @@ class Enforcer:
     def _deny(self, signing_name: str, denial: Denial) -> Answer:
         self.denials.record(denial)
         return access_denied(signing_name, denial.message())
+
+
+def _reads_only(environ: Mapping[str, Any], headers: Mapping[str, str], body: bytes) -> bool:
+    """Is this IAM or Organizations request a read (Get, List, Describe...)?"""
+    target = headers.get("x-amz-target", "")
+    if target:
+        return target.rsplit(".", 1)[-1].startswith(_READ_PREFIXES)
+
+    params = parse_qs(str(environ.get("QUERY_STRING", ""))) | parse_qs(body.decode("utf-8", "replace"))
+    return (params.get("Action") or [""])[0].startswith(_READ_PREFIXES)
 
 
 def _signing_name(authorization: str) -> str:

@@ -28,7 +28,7 @@ _ONE_TRY = Config(retries={"max_attempts": 1})
 
 def _client(stack, keys, service, **kwargs):
     session = boto3.session.Session(aws_access_key_id=keys["AccessKeyId"], aws_secret_access_key=keys["SecretAccessKey"],
-                                    region_name=stack.info.region)
+                                    aws_session_token=keys.get("SessionToken"), region_name=stack.info.region)
     return session.client(service, endpoint_url=stack.moto_url, config=_ONE_TRY, **kwargs)
 
 
@@ -142,19 +142,28 @@ def test_an_scp_deny_is_named_in_the_answer_and_the_log(local_stack, probe, admi
 
 def test_a_permissions_boundary_is_named_in_the_answer_and_the_log(local_stack, probe, admin):
     iam = admin("iam")
-    boundary = iam.create_policy(PolicyName=f"probe-boundary-{uuid.uuid4().hex[:6]}", PolicyDocument=json.dumps({
-        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "iam:GetUser", "Resource": "*"}]}))
+    suffix = uuid.uuid4().hex[:6]
+    boundary = iam.create_policy(PolicyName=f"probe-boundary-{suffix}", PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "iam:GetRole", "Resource": "*"}]}))
     arn = boundary["Policy"]["Arn"]
-    _grant(admin, "both", ["iam:GetUser", "secretsmanager:GetRandomPassword"])
-    iam.put_user_permissions_boundary(UserName=PROBE, PermissionsBoundary=arn)
+    name = f"probe-bounded-{suffix}"
+    role = iam.create_role(RoleName=name, PermissionsBoundary=arn, AssumeRolePolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                                "Principal": {"AWS": PROBE_ARN}}]}))["Role"]["Arn"]
+    iam.put_role_policy(RoleName=name, PolicyName="both", PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Resource": "*",
+                                                "Action": ["iam:GetRole", "secretsmanager:GetRandomPassword"]}]}))
     try:
-        assert _client(local_stack, probe, "iam").get_user()["User"]["Arn"] == PROBE_ARN  # the boundary allows it
-        response = _refusal(_client(local_stack, probe, "secretsmanager").get_random_password)
+        creds = _client(local_stack, probe, "sts").assume_role(RoleArn=role, RoleSessionName="bounded")["Credentials"]
+        assert _client(local_stack, creds, "iam").get_role(RoleName=name)["Role"]["Arn"] == role  # the boundary allows it
+        response = _refusal(_client(local_stack, creds, "secretsmanager").get_random_password)
     finally:
-        iam.delete_user_permissions_boundary(UserName=PROBE)
+        iam.delete_role_policy(RoleName=name, PolicyName="both")
+        iam.delete_role(RoleName=name)
         iam.delete_policy(PolicyArn=arn)
-        iam.delete_user_policy(UserName=PROBE, PolicyName="both")
-    assert response["Error"]["Message"].endswith(
+    assert response["Error"]["Message"] == (
+        f"User: arn:aws:sts::{WORKLOADS}:assumed-role/{name}/bounded is not authorized to perform: "
+        "secretsmanager:GetRandomPassword on resource: * "
         "because no permissions boundary allows the secretsmanager:GetRandomPassword action")
     assert _last_denial(local_stack, "secretsmanager:GetRandomPassword").layer == "boundary"
 
