@@ -295,11 +295,15 @@ class Decider:
         text, source = self._resource_policy(request, signing_name)
         trust = request.action.lower() in _TRUST_ACTIONS
         resource_account = _account_of(request.resource)
-        same_account = resource_account in ("", principal.account)
+        same_account = resource_account in ("", "aws", principal.account)
         if text is None:
             if trust:
                 return denial("resource", False, f"the role {request.resource} does not exist")
-            return None if verdict.allowed else denial(str(verdict.layer), False, verdict.explanation)
+            if not verdict.allowed:
+                return denial(str(verdict.layer), False, verdict.explanation)
+            if not same_account:  # another account's resource, and no policy of its own lets anyone in
+                return denial("resource", False, f"{request.resource} has no resource-based policy")
+            return None
         document, exact = applicable(text, principal, source)
         deny, allow = scan([document], request) if document is not None else (None, None)
         if deny is not None:
