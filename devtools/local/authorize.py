@@ -14,7 +14,7 @@
    topic's, a function's), read from moto's backends (:mod:`devtools.local.moto_state`);
 4. answers a refusal with the service's AccessDenied (:mod:`devtools.local.aws_denials`),
    logs one line (principal, action, resource, deciding layer) and appends it to the denial
-   log (:class:`DenialLog`, ``denials.jsonl`` in the stack's state directory; read it with
+   log (:class:`~devtools.local.denials.DenialLog`, ``denials.jsonl`` in the state directory; read it with
    :func:`read_denials`).
 
 Anything that fails while deciding is a refusal (fail closed).
@@ -26,10 +26,8 @@ import json
 import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import timedelta
-from functools import lru_cache
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -38,140 +36,26 @@ from chalicelib.errors import IamPolicyError
 from chalicelib.iam.connect import principal_context
 from chalicelib.iam.evaluator import evaluate, scan
 from chalicelib.iam.fetch import PrincipalPolicies
-from chalicelib.iam.model import PolicyDocument, RequestContext, parse_policy
+from chalicelib.iam.model import PolicyDocument, RequestContext
 from devtools.local.actions import Ask, RequestFacts, UnmappedError, asks_for, parse_operation
-from devtools.local.aws_denials import Answer, access_denied, auth_failure, denied_message
+from devtools.local.aws_denials import Answer, access_denied, auth_failure
+from devtools.local.denials import DENIAL_LOG, TRUST_ACTIONS, Denial, DenialLog, read_denials
 from devtools.local.moto_state import MotoState, Principal
+from devtools.local.resource_policies import applicable
 from devtools.local.sigv4 import Credential, SecretLookup, SignatureError, verify_header_signed
 
 __all__ = ["DENIAL_LOG", "Decider", "Denial", "DenialLog", "Enforcer", "invoke_permission", "read_denials"]
 
 log = logging.getLogger(__name__)
 
-#: The denial log's file name in the stack's state directory.
-DENIAL_LOG = "denials.jsonl"
 MAX_SKEW = timedelta(minutes=15)
 _MAX_BODY = 64 * 1024 * 1024
-_TRUST_ACTIONS = frozenset({"sts:assumerole", "sts:setsourceidentity", "sts:tagsession"})
 #: Services whose resources carry a resource-based policy the local AWS reads.
 _RESOURCE_POLICY_SERVICES = frozenset({"secretsmanager", "sns", "lambda"})
 #: Services whose writes change what a principal's policies are.
 _POLICY_SERVICES = frozenset({"iam", "organizations"})
 _READ_PREFIXES = ("Get", "List", "Describe", "Simulate", "Generate")
 _MAX_CACHED = 4096
-
-
-@dataclass(frozen=True)
-class Denial:
-    """One refusal: who, what, on what, which layer (``identity``, ``boundary``, ``scp``,
-    ``session``, ``resource``, ``unmapped``) and why (the evaluator's sentence)."""
-
-    principal: str
-    action: str
-    resource: str
-    layer: str
-    explicit: bool
-    detail: str
-
-    def message(self) -> str:
-        """AWS's access-denied sentence for this refusal."""
-        layer = "trust" if self.layer == "resource" and self.action.lower() in _TRUST_ACTIONS else self.layer
-        return denied_message(self.principal, self.action, self.resource, layer, self.explicit)
-
-    def line(self) -> str:
-        return (f"local aws denied: principal={self.principal} action={self.action} resource={self.resource} "
-                f"layer={self.layer} ({self.detail})")
-
-
-class DenialLog:
-    """Where refusals go: the logger (one line each), memory, and ``denials.jsonl``."""
-
-    def __init__(self, path: str | Path | None = None, keep: int = 1000) -> None:
-        self.path = Path(path) if path is not None else None
-        self._keep = keep
-        self._lock = threading.Lock()
-        self.recent: list[Denial] = []
-
-    def record(self, denial: Denial) -> None:
-        log.warning("%s", denial.line())
-        with self._lock:
-            self.recent.append(denial)
-            del self.recent[:-self._keep]
-            if self.path is not None:
-                with open(self.path, "a", encoding="utf-8") as out:
-                    out.write(json.dumps(asdict(denial)) + "\n")
-
-
-def read_denials(state_dir: str | Path) -> list[Denial]:
-    """Every refusal a running (or stopped, not yet cleaned) stack logged, oldest first."""
-    path = Path(state_dir) / DENIAL_LOG
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        return []
-    return [Denial(**json.loads(line)) for line in lines if line.strip()]
-
-
-# -- resource-based policies ---------------------------------------------------------------------------
-
-def _values(raw: Any) -> list[str]:
-    return [str(v) for v in raw] if isinstance(raw, list) else [str(raw)]
-
-
-def _principal_names(principal: Principal) -> set[str]:
-    """What a resource policy's ``Principal`` may call this caller by."""
-    names = {principal.arn, principal.account, f"arn:aws:iam::{principal.account}:root", "*"}
-    if ":assumed-role/" in principal.arn:
-        role = principal.arn.split(":assumed-role/", 1)[1].split("/", 1)[0]
-        names.add(f"arn:aws:iam::{principal.account}:role/{role}")
-    return names
-
-
-def _names_caller(block: Any, names: set[str]) -> bool:
-    if block == "*":
-        return True
-    if not isinstance(block, Mapping):
-        return False
-    return bool(names & set(_values(block.get("AWS", []))))
-
-
-def _named_exactly(block: Any, principal: Principal) -> bool:
-    """The policy names the caller itself (not its account): no identity permission is needed
-    in the resource's own account."""
-    exact = _principal_names(principal) - {principal.account, f"arn:aws:iam::{principal.account}:root", "*"}
-    return isinstance(block, Mapping) and bool(exact & set(_values(block.get("AWS", []))))
-
-
-@lru_cache(maxsize=2048)
-def applicable(text: str, principal: Principal, source: str) -> tuple[PolicyDocument | None, bool]:
-    """The statements of a resource policy that name this caller, as a policy the evaluator
-    reads (``Principal`` taken off, ``Resource`` ``*`` where the policy has none), and whether an
-    Allow names the caller exactly."""
-    document = json.loads(text)
-    if not isinstance(document, Mapping):
-        raise ValueError(f"{source} is not a JSON object")
-    names = _principal_names(principal)
-    kept: list[dict[str, Any]] = []
-    exact = False
-    raw = document.get("Statement", [])
-    for stmt in raw if isinstance(raw, list) else [raw]:
-        if not isinstance(stmt, Mapping):
-            continue
-        if "NotPrincipal" in stmt:
-            matches = not _names_caller(stmt["NotPrincipal"], names - {"*"})
-        else:
-            matches = _names_caller(stmt.get("Principal"), names)
-        if not matches:
-            continue
-        if stmt.get("Effect") == "Allow" and _named_exactly(stmt.get("Principal"), principal):
-            exact = True
-        clean = {k: v for k, v in stmt.items() if k not in ("Principal", "NotPrincipal")}
-        if "Resource" not in clean and "NotResource" not in clean:
-            clean["Resource"] = "*"
-        kept.append(clean)
-    if not kept:
-        return None, False
-    return parse_policy({"Version": "2012-10-17", "Statement": kept}, source), exact
 
 
 # -- the decision -----------------------------------------------------------------------------------------
@@ -255,7 +139,7 @@ class Decider:
     def _root(self, principal: Principal, ask: Ask) -> Denial | None:
         """The root user may do anything in its account, but assume only the roles that trust it."""
         for action, resource in ask.pairs:
-            if action.lower() not in _TRUST_ACTIONS:
+            if action.lower() not in TRUST_ACTIONS:
                 continue
             text = self.state.trust_text(resource)
             source = f"trust policy of {resource}"
@@ -270,7 +154,7 @@ class Decider:
     def _resource_policy(self, request: RequestContext, signing_name: str) -> tuple[str | None, str]:
         """The text of the policy on the request's resource (a role's trust for the trust
         actions), and what to call it."""
-        if request.action.lower() in _TRUST_ACTIONS:
+        if request.action.lower() in TRUST_ACTIONS:
             return self.state.trust_text(request.resource), f"trust policy of {request.resource}"
         source = f"resource policy of {request.resource}"
         text = self.state.resource_policy_text(signing_name, request.resource) if (
@@ -293,7 +177,7 @@ class Decider:
         if verdict.decision == "explicitDeny":
             return denial(str(verdict.layer), True, verdict.explanation)
         text, source = self._resource_policy(request, signing_name)
-        trust = request.action.lower() in _TRUST_ACTIONS
+        trust = request.action.lower() in TRUST_ACTIONS
         resource_account = _account_of(request.resource)
         same_account = resource_account in ("", "aws", principal.account)
         if text is None:
