@@ -216,11 +216,11 @@ def test_moto_alone_lets_anyone_assume_any_role_and_the_local_stack_does_not(loc
                                                     "Principal": {"Service": "lambda.amazonaws.com"}}]}))["Role"]["Arn"]
         sts = boto3.client("sts", region_name="us-east-1", aws_access_key_id=key["AccessKeyId"],
                            aws_secret_access_key=key["SecretAccessKey"])
-        assert sts.assume_role(RoleArn=role, RoleSessionName="x")["Credentials"]["AccessKeyId"]
+        assert sts.assume_role(RoleArn=role, RoleSessionName="xx")["Credentials"]["AccessKeyId"]
     execution = f"arn:aws:iam::{SERVICE}:role/rdsvend-function"  # trusts lambda.amazonaws.com only
     _grant(admin, "assume", "sts:AssumeRole")
     try:
-        response = _refusal(_client(local_stack, probe, "sts").assume_role, RoleArn=execution, RoleSessionName="x")
+        response = _refusal(_client(local_stack, probe, "sts").assume_role, RoleArn=execution, RoleSessionName="xx")
     finally:
         admin("iam").delete_user_policy(UserName=PROBE, PolicyName="assume")
     assert response["Error"]["Code"] == "AccessDenied"
