@@ -44,7 +44,8 @@ from devtools.local.moto_state import MotoState, Principal
 from devtools.local.resource_policies import applicable
 from devtools.local.sigv4 import Credential, SecretLookup, SignatureError, verify_header_signed
 
-__all__ = ["DENIAL_LOG", "Decider", "Denial", "DenialLog", "Enforcer", "invoke_permission", "read_denials"]
+__all__ = ["DENIAL_LOG", "Decider", "Denial", "DenialLog", "Enforcer", "invoke_permission", "organization_policy",
+           "read_denials", "service_permission"]
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +160,8 @@ class Decider:
         source = f"resource policy of {request.resource}"
         text = self.state.resource_policy_text(signing_name, request.resource) if (
             signing_name in _RESOURCE_POLICY_SERVICES) else None
-        fallback = self.fallback_policies.get(request.resource)
+        fallback = next((policy for prefix, policy in self.fallback_policies.items()
+                         if request.resource.startswith(prefix)), None)
         if text is None and fallback is not None:
             text = json.dumps(fallback, sort_keys=True)
         return text, source
@@ -334,25 +336,38 @@ def _signing_name(authorization: str) -> str:
     return parts[3].strip() if len(parts) == 5 else ""
 
 
-def invoke_permission(function_arn: str, org_id: str | None, denials: DenialLog,
-                      decider: Decider | None = None) -> Callable[[Credential, str], tuple[bool, str]]:
-    """``lambda:InvokeFunction`` for the local Invoke API, decided as every other request: the
-    function's policy is moto's when the function is registered there, else one that admits the
-    organization (what a deployment adds for its callers)."""
-    fallback = {"Version": "2012-10-17", "Statement": [{
-        "Sid": "OrganizationInvokes", "Effect": "Allow", "Principal": {"AWS": "*"},
-        "Action": "lambda:InvokeFunction", "Resource": function_arn,
-        "Condition": {"StringEquals": {"aws:PrincipalOrgID": org_id or "o-none"}}}]}
-    judge = decider or Decider(resource_policies={function_arn: fallback})
+def organization_policy(action: str, resource: str, org_id: str | None) -> dict[str, Any]:
+    """A resource policy letting the organization's principals do ``action`` on ``resource``
+    (what a deployment grants its callers on the API and the vend function)."""
+    return {"Version": "2012-10-17", "Statement": [{
+        "Sid": "OrganizationCallers", "Effect": "Allow", "Principal": {"AWS": "*"}, "Action": action,
+        "Resource": resource, "Condition": {"StringEquals": {"aws:PrincipalOrgID": org_id or "o-none"}}}]}
+
+
+def service_permission(action: str, signing_name: str, resource_prefix: str, org_id: str | None,
+                       denials: DenialLog, decider: Decider | None = None,
+                       ) -> Callable[[Credential, str], tuple[bool, str]]:
+    """``(credential, resource ARN) -> (allowed, AWS's refusal message)`` for a service the local
+    stack serves itself (the Invoke API, the gateway), decided as every other request. The
+    resource's policy is moto's when moto holds it, else :func:`organization_policy`."""
+    fallback = organization_policy(action, f"{resource_prefix}*", org_id)
+    judge = decider or Decider(resource_policies={resource_prefix: fallback})
 
     def permission(credential: Credential, resource: str) -> tuple[bool, str]:
+        region = resource.split(":")[3]
         principal = Principal(credential.principal_arn, credential.account)
-        ask = Ask((("lambda:InvokeFunction", resource),), {"aws:requestedregion": (resource.split(":")[3],)})
-        denial = judge.decide(principal, ask, access_key_id=credential.access_key_id,
-                              region=resource.split(":")[3], signing_name="lambda")
+        ask = Ask(((action, resource),), {"aws:requestedregion": (region,)})
+        denial = judge.decide(principal, ask, access_key_id=credential.access_key_id, region=region,
+                              signing_name=signing_name)
         if denial is None:
             return True, ""
         denials.record(denial)
         return False, denial.message()
 
     return permission
+
+
+def invoke_permission(function_arn: str, org_id: str | None, denials: DenialLog,
+                      decider: Decider | None = None) -> Callable[[Credential, str], tuple[bool, str]]:
+    """``lambda:InvokeFunction`` on the local vend function (see :func:`service_permission`)."""
+    return service_permission("lambda:InvokeFunction", "lambda", function_arn, org_id, denials, decider)

@@ -195,7 +195,7 @@ class StackServer:
         write_access_policy(self.access_path, policy_path, seeded, ca_path)
         seed_secrets(policy_path, seeded, {**self._clusters, **self._mysql}, self._sessions)
 
-        self._gateway = start_gateway(world, seeded, policy_path, self._lookup)
+        self._gateway = start_gateway(world, seeded, policy_path, self._lookup, self._enforcer)
         self._save(ports=[*self._state["ports"], port_of(self._gateway.url)])
         self._lambda = start_vend_function(
             region=world.region, account=world.service_account, lookup=self._lookup,

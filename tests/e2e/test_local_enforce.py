@@ -249,3 +249,25 @@ def test_an_action_the_local_stack_cannot_map_is_denied_and_logged(local_stack):
     assert "iam:GetSAMLProvider" in response["Error"]["Message"]
     denial = _last_denial(local_stack, "iam:GetSAMLProvider")
     assert denial.layer == "unmapped" and "saml-provider" in denial.detail
+
+
+def test_the_gateway_authorizes_execute_api_invoke(local_stack, probe):
+    """A signed request from a principal of the organization with no execute-api:Invoke grant
+    is refused by the gateway as API Gateway refuses it; the allowed caller passes."""
+    import requests
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    request = AWSRequest(method="GET", url=f"{local_stack.url}/v1/whoami")
+    SigV4Auth(Credentials(probe["AccessKeyId"], probe["SecretAccessKey"]), "execute-api",
+              local_stack.info.region).add_auth(request)
+    answer = requests.get(request.url, headers=dict(request.headers.items()), timeout=10)
+    assert answer.status_code == 403
+    assert answer.headers["x-amzn-ErrorType"] == "AccessDeniedException"
+    method_arn = f"arn:aws:execute-api:us-east-1:{SERVICE}:rdsvendlcl/api/GET/v1/whoami"
+    assert answer.json()["Message"] == (
+        f"User: {PROBE_ARN} is not authorized to perform: execute-api:Invoke on resource: {method_arn} "
+        "because no identity-based policy allows the execute-api:Invoke action")
+    assert _last_denial(local_stack, "execute-api:Invoke").resource == method_arn
+    assert local_stack.request("GET", "/v1/whoami")[0] == 200
