@@ -193,7 +193,8 @@ def parse_operation(signing_name: str, method: str, path: str, query: str, heade
 
 # -- naming the resources ------------------------------------------------------------------------------------
 
-Builder = Callable[[Operation, RequestFacts], str | None]
+#: The ARN (or ARNs: a batch call names several) a request names for one resource type.
+Builder = Callable[[Operation, RequestFacts], str | tuple[str, ...] | None]
 
 
 def _param(op: Operation, *names: str) -> str | None:
@@ -296,6 +297,14 @@ def _created(template: str) -> Builder:
     return lambda op, facts: template.format(p=facts.partition, r=facts.region, a=facts.account)
 
 
+def _tables(op: Operation, facts: RequestFacts) -> str | tuple[str, ...] | None:
+    """A DynamoDB call's table, or a batch call's tables (the keys of ``RequestItems``)."""
+    items = op.params.get("RequestItems")
+    names = list(items) if isinstance(items, dict) else [n for n in (_param(op, "TableName"),) if n]
+    arns = tuple(_arn_or("arn:{p}:dynamodb:{r}:{a}:table/{v}", str(name), facts) or "" for name in names)
+    return arns or None
+
+
 def _function(op: Operation, facts: RequestFacts) -> str | None:
     name = _param(op, "FunctionName")
     if name is None:
@@ -320,7 +329,7 @@ RESOURCE_BUILDERS: Mapping[tuple[str, str], Builder] = {
     ("rds", "proxy"): _named("arn:{p}:rds:{r}:{a}:db-proxy:{v}", "DBProxyName"),
     ("secretsmanager", "Secret"): _secret,
     ("ssm", "parameter"): _parameter,
-    ("dynamodb", "table"): _named("arn:{p}:dynamodb:{r}:{a}:table/{v}", "TableName"),
+    ("dynamodb", "table"): _tables,
     ("sns", "topic"): _named("arn:{p}:sns:{r}:{a}:{v}", "TopicArn", "Name"),
     ("sqs", "queue"): _named("arn:{p}:sqs:{r}:{a}:{v}", "QueueUrl", "QueueName"),
     ("logs", "log-group"): _log_group,
@@ -372,7 +381,7 @@ def _resources(op: Operation, facts: RequestFacts, action: str) -> tuple[str, ..
         builder = RESOURCE_BUILDERS.get((prefix, kind["name"]))
         arn = builder(op, facts) if builder is not None else None
         if arn is not None:
-            named.append(arn)
+            named.extend((arn,) if isinstance(arn, str) else arn)
         elif kind.get("required"):
             raise UnmappedError(action, f"the local stack cannot name its '{kind['name']}' resource")
     if not named:
