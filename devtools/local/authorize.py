@@ -68,6 +68,8 @@ class _Policies:
     management: bool
     session: PolicyDocument | None
     org_id: str | None
+    #: the principal's condition keys (``aws:CurrentTime`` and ``aws:EpochTime`` are set per request)
+    context: Mapping[str, tuple[str, ...]]
 
 
 class Decider:
@@ -110,8 +112,11 @@ class Decider:
             return Denial(principal.arn, "", "", "identity", False, "the principal does not exist")
         chain = self.state.scp_chain(principal.account)
         session = self.state.session_policy(access_key_id) if access_key_id else None
+        org_id = chain.organization_id if chain else None
+        context = {k.lower(): v for k, v in principal_context(principal.arn, fetched, org_id=org_id, region=None,
+                                                               clock=self.clock).items()}
         return _Policies(fetched, chain.levels if chain else None, bool(chain and chain.management_account),
-                         session, chain.organization_id if chain else None)
+                         session, org_id, context)
 
     def decide(self, principal: Principal, ask: Ask, *, access_key_id: str | None, region: str,
                signing_name: str) -> Denial | None:
@@ -123,10 +128,11 @@ class Decider:
             if isinstance(policies, Denial):
                 action, resource = ask.pairs[0]
                 return Denial(principal.arn, action, resource, policies.layer, False, policies.detail)
-            context = {k.lower(): v for k, v in principal_context(
-                principal.arn, policies.fetched, org_id=policies.org_id, region=region or None,
-                clock=self.clock).items()}
-            context.update(ask.context)
+            now = self.clock.now()
+            context = {**policies.context, "aws:currenttime": (now.strftime("%Y-%m-%dT%H:%M:%SZ"),),
+                       "aws:epochtime": (str(int(now.timestamp())),), **ask.context}
+            if region:
+                context["aws:requestedregion"] = (region,)
             for action, resource in ask.pairs:
                 denial = self._one(principal, policies, RequestContext(action, resource, context), signing_name)
                 if denial is not None:
