@@ -52,7 +52,7 @@ _ACCOUNT = ACCOUNT_ID
 _PARTITION = PARTITION
 #: The environment the stack gives every function from the account and region it is deployed
 #: to: never written in .chalice/config.json (an account or region there would be a literal).
-STACK_SET = ("RDSVEND_ALERT_TOPIC", "RDSVEND_SERVER_ID", "RDSVEND_SERVICE_ACCOUNT")
+STACK_SET = ("RDSVEND_ALERT_TOPIC", "RDSVEND_SERVER_ID", "RDSVEND_SERVICE_ACCOUNT", "RDSVEND_CANARY_NETWORK")
 _TABLE = re.compile(r"[A-Za-z0-9_.-]{3,255}")
 # The same shapes the access policy accepts.
 _REGION, _ORG_ID, _ROLE_ARN = REGION, ORG_ID, ROLE_ARN

@@ -108,6 +108,7 @@ class StackPlan:
     schedule_rule: str  # Terraform's name for the canary's EventBridge rule
     retention_days: int | None
     xray: bool
+    vpc_functions: frozenset[str] = frozenset()  # functions given subnet_ids
 
     def alarm_name(self, suffix: str) -> str:
         return f"rdsvend-{self.stage}-{suffix}"
@@ -134,6 +135,7 @@ def stack_plan(config: Mapping[str, Any], stage: str, deploy: DeploySettings) ->
         access_log_group=f"/aws/apigateway/rdsvend-{stage}/access",
         dashboard=f"rdsvend-{stage}", schedule_rule=f"rdsvend-{stage}-canary-schedule",
         retention_days=retention, xray=bool(stage_cfg.get("xray", config.get("xray", False))),
+        vpc_functions=settings.vpc_functions,
     )
 
 
@@ -145,6 +147,8 @@ def stack_environment(plan: StackPlan, function: str, *, account: Any, topic: An
     env: dict[str, Any] = {"RDSVEND_SERVICE_ACCOUNT": account}
     if function in SCHEDULED:
         env["RDSVEND_ALERT_TOPIC"] = topic
+        # Whether the canary has a network path of its own (chalicelib.canary.setup).
+        env["RDSVEND_CANARY_NETWORK"] = "vpc" if function in plan.vpc_functions else "none"
     if function == "vend":
         env["RDSVEND_SERVER_ID"] = _server_id(plan, account)
     return env
@@ -305,6 +309,9 @@ def dashboard_body(plan: StackPlan) -> str:
                                 for f in FUNCTIONS if f in SCHEDULED], 18, 12),
         metrics("Fleet rate limit: requests decided by one instance alone",
                 [[ns, "RateLimitFallback", "service", plan.service]], 24, 0),
+        insights("Canary: setup steps pending per target (its log line says which step)",
+                 f"SELECT MAX(CanarySetupPending) FROM SCHEMA({ns}, database, db_user, service) "
+                 "GROUP BY database, db_user", 24, 12),
     ]
     return json.dumps({"widgets": widgets}, separators=(",", ":"))
 

@@ -29,7 +29,10 @@ def emitted() -> dict[str, set[tuple[str, frozenset[str]]]]:
     at = datetime(2026, 11, 27, tzinfo=UTC)
     report = Report(at, at, (TargetReport("orders-prod", "orders_app", (
         CheckResult("db.connect", "pass", "ok", details={"latency_ms": 12.5}),
-        CheckResult("iam.signer_allows", "fail", "denied"))),))
+        CheckResult("iam.signer_allows", "fail", "denied"),
+        # setup not finished (no organization reader role yet): CanarySetupPending
+        CheckResult("org.scp_allows", "error", "could not read the SCP chain", "",
+                    {"cause": "AccessDeniedException"}))),))
     out = io.StringIO()
     with redirect_stdout(out):
         with invocation("req-1"):
@@ -68,7 +71,7 @@ def test_every_own_metric_the_stack_queries_is_emitted_with_that_namespace_and_d
     texts = [dashboard_body(plan)] + [q.expression or "" for a in alarms(plan) for q in a.queries]
     found = queried("\n".join(texts))
     own = [(m, ns, dims) for m, ns, dims in found if ns == plan.namespace]
-    assert {m for m, _, _ in own} == {"CanaryCheckFailed", "ConnectLatency", "RequestsDenied"}
+    assert {m for m, _, _ in own} == {"CanaryCheckFailed", "ConnectLatency", "RequestsDenied", "CanarySetupPending"}
     assert all(ns in (plan.namespace, "AWS/RDS") for _m, ns, _d in found)  # never another stage's
     for metric, _namespace, dims in own:
         assert dims in metrics[metric], (metric, metrics[metric])
