@@ -353,6 +353,9 @@ GOOD_DEPLOY = (ROOT / "policies" / "deploy.yaml").read_text()
         (("    region: us-east-1", "    region: us-east-1\n    regoin: x"), "field 'stages.dev': unknown key 'regoin'"),
         (("  prod:\n", "  Prod:\n"), "invalid stage name 'Prod'"),
         (("access_policy: access.yaml", "access_policy: 7"), "field 'stages.prod.access_policy'"),
+        (("stages:\n", "stagez:\n"), "unknown key 'stagez'"),
+        (("partition: aws", "partition: 7"), "field 'partition'"),
+        (("  dev:\n", "  dev: prod\n  old:\n"), "field 'stages.dev': must be a mapping"),
     ],
 )
 def test_bad_deploy_settings_name_the_field(tmp_path, mutation, message):

@@ -211,3 +211,19 @@ def test_dev_functions_cannot_sign_for_or_read_a_prod_only_database():
     # and prod's member roles trust prod's functions only
     template = member_roles_template(policies["prod"], prod_deploy, "prod")
     assert "rdsvend-dev" not in json.dumps(template["Resources"])
+
+
+def test_make_package_refuses_a_stage_mismatch_in_one_line_before_building(tmp_path, capsys):
+    from devtools.deploy.package import main
+
+    project = _two_stages_with(tmp_path, lambda text: text)
+    for name in ("app.py", "requirements.txt"):
+        shutil.copy2(ROOT / name, project / name)
+    path = project / ".chalice" / "config.json"
+    config = json.loads(path.read_text())
+    del config["stages"]["prod"]
+    path.write_text(json.dumps(config))
+    assert main(["--project-dir", str(project), "--out", str(tmp_path / "build")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "stage 'prod' is in" in err and "config.json" in err
+    assert not (tmp_path / "build").exists()  # nothing was built
