@@ -57,7 +57,7 @@ def test_a_rule_naming_no_declared_user_is_still_refused_in_a_big_policy():
 
 HUGE_INT = "9" * 5000
 LONG_INT = "9" * 100
-POLICY = f"""version: 1
+POLICY = """version: 1
 databases:
   orders:
     engine: postgres
@@ -65,7 +65,7 @@ databases:
     instance: orders
     port: PORT
     users:
-      app: {{auth: iam}}
+      app: {auth: iam}
 rules:
   - id: r1
     effect: allow
