@@ -60,8 +60,21 @@ class DbSecret:
 
     def same_place(self, other: DbSecret) -> bool:
         """Same engine family, host and port: the secrets name the same server."""
-        return (self.family, self.host.lower().rstrip("."), self.port) == (
-            other.family, other.host.lower().rstrip("."), other.port)
+        return self.first_difference(other, username=False) is None
+
+    def login_fields(self) -> dict[str, Any]:
+        """What names the login: engine family, host (as DNS compares it), port and username."""
+        return {"engine": self.family, "host": self.host.lower().rstrip("."), "port": self.port,
+                "username": self.username}
+
+    def first_difference(self, other: DbSecret, *, username: bool = True) -> tuple[str, Any, Any] | None:
+        """The first of engine, host, port (and username) in which the two secrets differ, as
+        ``(field, this one's, the other's)``; None when they name the same server (and login)."""
+        mine, theirs = self.login_fields(), other.login_fields()
+        for name in ("engine", "host", "port", "username") if username else ("engine", "host", "port"):
+            if mine[name] != theirs[name]:
+                return name, mine[name], theirs[name]
+        return None
 
 
 def parse_secret(text: Any, *, what: str = "the secret") -> DbSecret:
