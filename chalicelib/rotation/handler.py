@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from chalicelib.engines.trust import ssl_root_cert_for
 from chalicelib.errors import PolicyLoadError, PolicyUnavailableError, RdsvendError
 from chalicelib.policy.model import AccessPolicy, Database, DbUser
 from chalicelib.policy.password_users import secret_arn_parts
@@ -59,8 +60,6 @@ def declared(policy: AccessPolicy, meta: SecretMeta) -> tuple[Database, DbUser] 
 
 
 def rotator_for(policy: AccessPolicy, store: SecretStore, env: Mapping[str, str]) -> Rotator:
-    from chalicelib.canary.factory import ssl_root_cert_for
-
     return Rotator(store, lambda meta: declared_user(policy, meta), ssl_root_cert=ssl_root_cert_for(policy, env),
                    timeout=min(10.0, policy.canary.timeout_seconds),
                    database_for=lambda meta: declared_database(policy, meta))

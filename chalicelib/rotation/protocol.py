@@ -36,8 +36,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from chalicelib.engines.base import ENGINE_FAMILIES
+from chalicelib.engines.secret import DbSecret, base_of, clone_of, owner_role_of
 from chalicelib.policy.model import Database, DbUser
-from chalicelib.rotation.engines import DbEngine, DbSession, base_of, clone_of, engine_for, owner_role_of
+from chalicelib.rotation.engines import DbEngine, DbSession, engine_for
 from chalicelib.rotation.errors import (
     RotationDbError,
     RotationError,
@@ -46,7 +48,7 @@ from chalicelib.rotation.errors import (
     RotationTestError,
 )
 from chalicelib.rotation.event import RotationEvent
-from chalicelib.rotation.secret import DbSecret, family_of, parse_secret
+from chalicelib.rotation.secret import first_difference, login_fields, parse_secret
 from chalicelib.rotation.store import SecretMeta, SecretStore
 
 __all__ = ["Rotator", "StepOutcome"]
@@ -207,9 +209,9 @@ class Rotator:
         if database is None:
             return
         where = f"the access policy's database '{database.name}'"
-        if family_of(database.engine) != pending.family:
+        if ENGINE_FAMILIES.get(database.engine) != pending.family:
             raise RotationSecretError(f"AWSPENDING names engine '{pending.engine}', {where} is {database.engine}")
-        if database.host is not None and database.host.lower().rstrip(".") != pending.login_fields()["host"]:
+        if database.host is not None and database.host.lower().rstrip(".") != login_fields(pending)["host"]:
             raise RotationSecretError(f"AWSPENDING names host '{pending.host}', {where} host '{database.host}'")
         if database.port is not None and database.port != pending.port:
             raise RotationSecretError(f"AWSPENDING names port {pending.port}, {where} port {database.port}")
@@ -266,7 +268,7 @@ class Rotator:
 def _check_same(label: str, secret: DbSecret, pending: DbSecret, *, username: bool) -> None:
     """Refuse, naming the field, when ``secret`` (which the step would log in with) does not name
     the server (and, with ``username``, the login) AWSPENDING names."""
-    difference = secret.first_difference(pending, username=username)
+    difference = first_difference(secret, pending, username=username)
     if difference is not None:
         name, have, want = difference
         raise RotationSecretError(f"{label} names {name} '{have}' where AWSPENDING names '{want}': a password "
