@@ -228,7 +228,7 @@ def test_retries_stop_when_the_back_off_would_pass_the_deadline():
     assert type(caught.value).__name__ in ("EndpointConnectionError", "DeadlinePassedError")
 
 
-def test_without_an_open_deadline_clients_work_as_configured():
+def test_an_enclosing_deadline_stays_in_force_and_a_spent_one_sends_nothing():
     with upstream_deadline(5.0) as at:
         with upstream_deadline(60.0) as inner:
             assert inner == at  # an enclosing earlier deadline stays in force
