@@ -71,24 +71,45 @@ def _literal_suffix(pattern: str) -> str:
     return literal_prefix(pattern[::-1])[::-1]
 
 
-class _Buckets:
-    """Entries of one (partition, account) key, by their resource's literal prefix."""
+class _ByLength:
+    """Entries filed under a literal text; looked up with a caller's text of every length present."""
 
     def __init__(self) -> None:
-        self.by_prefix: dict[str, list[_Entry]] = {}
+        self.by_text: dict[str, list[_Entry]] = {}
+        self.lengths: list[int] = []
+
+    def add(self, text: str, entry: _Entry) -> None:
+        if text not in self.by_text:
+            self.by_text[text] = []
+            self.lengths = sorted({*self.lengths, len(text)})
+        self.by_text[text].append(entry)
+
+
+class _Buckets:
+    """Entries of one (partition, account) key, by their resource's literal prefix, then by its
+    literal suffix: a decision reaches only the entries whose both ends fit the caller."""
+
+    def __init__(self) -> None:
+        self.by_prefix: dict[str, _ByLength] = {}
         self.lengths: list[int] = []
 
     def add(self, prefix: str, entry: _Entry) -> None:
         if prefix not in self.by_prefix:
-            self.by_prefix[prefix] = []
+            self.by_prefix[prefix] = _ByLength()
             self.lengths = sorted({*self.lengths, len(prefix)})
-        self.by_prefix[prefix].append(entry)
+        self.by_prefix[prefix].add(entry.suffix, entry)
 
     def candidates(self, resource: str) -> Iterator[_Entry]:
         for length in self.lengths:
             if length > len(resource):
                 break
-            yield from self.by_prefix.get(resource[:length], ())
+            suffixes = self.by_prefix.get(resource[:length])
+            if suffixes is None:
+                continue
+            for size in suffixes.lengths:
+                if size > len(resource):
+                    break
+                yield from suffixes.by_text.get(resource[len(resource) - size:], ())
 
 
 class PolicyIndex:
@@ -130,7 +151,7 @@ class PolicyIndex:
             if buckets is None:
                 continue
             for entry in buckets.candidates(resource):
-                if entry.order in hits or not resource.endswith(entry.suffix):
+                if entry.order in hits:
                     continue
                 answer = matched.get(entry.pattern)
                 if answer is None:
