@@ -158,7 +158,7 @@ def _json_body(body: bytes) -> dict[str, Any]:
         return {}
     try:
         decoded = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested too deep: no fields to read
         return {}
     return decoded if isinstance(decoded, dict) else {}
 

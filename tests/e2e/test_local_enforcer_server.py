@@ -82,3 +82,20 @@ def test_get_caller_identity_answers_any_valid_signature(server):
     sts = boto3.client("sts", endpoint_url=url, region_name="us-east-1", aws_access_key_id=key["AccessKeyId"],
                        aws_secret_access_key=key["SecretAccessKey"], config=_ONE_TRY)
     assert sts.get_caller_identity()["Arn"] == f"arn:aws:iam::{ROOT_ACCOUNT}:user/nobody"
+
+
+@pytest.mark.parametrize(("headers", "status", "code"), [
+    ({}, 403, "MissingAuthenticationToken"),
+    ({"Authorization": "AWS4-HMAC-SHA256 nonsense"}, 400, "IncompleteSignature"),
+    ({"Authorization": "Basic dXNlcjpwYXNz"}, 400, "IncompleteSignature"),
+    ({"Authorization": "AWS4-HMAC-SHA256 Credential=AKIAXXXXXXXXXXXXXXXX/20260101/us-east-1/iam/aws4_request, "
+                       "SignedHeaders=host;x-amz-date, Signature=" + "0" * 64, "X-Amz-Date": "20260101T000000Z"},
+     403, "InvalidClientTokenId"),
+])
+def test_unsigned_and_malformed_requests_get_a_precise_refusal(server, headers, status, code):
+    import requests
+
+    answer = requests.post(server[0] + "/", data=b"Action=ListUsers&Version=2010-05-08", timeout=10,
+                           headers={"Content-Type": "application/x-www-form-urlencoded", **headers})
+    assert answer.status_code == status
+    assert f"<Code>{code}</Code>" in answer.text
