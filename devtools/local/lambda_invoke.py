@@ -209,7 +209,7 @@ def _handler_for(server: LambdaInvokeServer) -> type[LoopbackHandler]:
 
 
 def start_vend_function(*, region: str, account: str, lookup: SecretLookup, iam_client_for: Callable[[str], Any],
-                        org_client: Any) -> LambdaInvokeServer:
+                        org_client: Any, port: int = 0) -> LambdaInvokeServer:
     """Configure this process as the deployed ``vend`` function is and serve Invoke for it.
 
     Call after the gateway has configured the app's environment (``RDSVEND_STS_ENDPOINT`` is
@@ -223,6 +223,6 @@ def start_vend_function(*, region: str, account: str, lookup: SecretLookup, iam_
 
     set_verifier(None)  # configured again, from this environment, on first use
     server = LambdaInvokeServer(vend, lookup, region=region, account=account,
-                                permission=invoke_permission(iam_client_for, org_client))
+                                permission=invoke_permission(iam_client_for, org_client), port=port)
     server.start()
     return server

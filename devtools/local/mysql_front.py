@@ -329,6 +329,7 @@ class MysqlFront:
         if self._listener is not None:
             return self
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # the port of a previous run (TIME_WAIT)
         listener.bind(self._address)
         listener.listen(64)
         listener.settimeout(0.2)

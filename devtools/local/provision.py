@@ -101,7 +101,7 @@ def write_access_policy(template: Path, target: Path, seeded: Any, ca_path: Path
     load_policy_file(target)
 
 
-def start_gateway(world: Any, seeded: Any, policy_path: Path, lookup: Any) -> Any:
+def start_gateway(world: Any, seeded: Any, policy_path: Path, lookup: Any, port: int = 0) -> Any:
     """Configure this process as the Lambda would be, import the app, put the gateway in front."""
     from devtools.local.aws import org_id_of
     from devtools.local.gateway import Gateway
@@ -124,7 +124,7 @@ def start_gateway(world: Any, seeded: Any, policy_path: Path, lookup: Any) -> An
 
     set_vending_service(None)  # built again, from this environment, on first use
     gateway = Gateway(app, lookup, region=world.region, account=world.service_account,
-                      org_id_of=org_id_of, caller_id_of=lookup.caller_id)
+                      org_id_of=org_id_of, caller_id_of=lookup.caller_id, port=port)
     gateway.start()
     return gateway
 
