@@ -60,6 +60,7 @@ class LocalMariaDB:
                 check=lambda user, token: self._check(user, token),
                 backend_password=self.server.backend_password,
                 iam_enabled=lambda: self._iam_enabled(), settings=self._settings, port=self._port,
+                backend_ca=self.server.backend_ca,
             ).start()
         except BaseException:
             self.stop()
