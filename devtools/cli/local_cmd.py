@@ -84,11 +84,13 @@ def up(detach: bool, state_dir: str | None, world_path: str | None, access_path:
 
 def _check_inputs(world_path: str | None, access_path: str) -> None:
     """Bad input is a one-line error before anything starts (exit 2)."""
-    from chalicelib.policy.loader import load_policy_file
+    from chalicelib.policy.loader import load_policy_text
+    from devtools.local.provision import merged_access_text
     from devtools.local.world import DEFAULT_WORLD, load_world
 
-    load_world(world_path or DEFAULT_WORLD)
-    load_policy_file(access_path)
+    world = load_world(world_path or DEFAULT_WORLD)
+    # the template as the stack will use it: with the world's IAM and Kerberos users added
+    load_policy_text(merged_access_text(Path(access_path), world), source=access_path)
 
 
 #: ``--as`` name -> the world's part whose keys are exported

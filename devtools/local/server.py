@@ -198,7 +198,7 @@ class StackServer:
             create_database(self._clusters[spec.identifier], spec)
 
         policy_path = self.state_dir / "access.yaml"
-        write_access_policy(self.access_path, policy_path, seeded, ca_path)
+        write_access_policy(self.access_path, policy_path, seeded, ca_path, world)
         seed_secrets(policy_path, seeded, {**self._clusters, **self._mysql}, self._sessions)
 
         self._gateway = start_gateway(world, seeded, policy_path, self._lookup, port=self.last_run.port("gateway"))
