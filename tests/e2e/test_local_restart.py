@@ -19,6 +19,7 @@ from devtools.local.last_run import last_run_path
 from devtools.local.postgres import DEFAULT_BIN_DIR
 from devtools.local.state import LOCAL_ENV_NAMES, LOCAL_STACK_ENV, alive, read_state
 from tests.support.local_shell import REPO, rdsvend, shell_env
+from tests.support.readme import block_containing, failure_text, run_block
 
 pytestmark = pytest.mark.e2e
 
@@ -88,8 +89,13 @@ def _interrupt_a_start(state_dir: Path) -> None:
     assert read_state(state_dir) is None
 
 
-def test_restart_keeps_shells_valid_and_the_stack_being_down_is_said(stack):
-    stack.up()
+def test_restart_keeps_shells_valid_and_the_stack_being_down_is_said(stack, tmp_path):
+    # the README's first local-stack commands, verbatim (. .venv/bin/activate; local up --detach; eval)
+    setup = block_containing(". .venv/bin/activate")
+    if not (REPO / ".venv" / "bin" / "activate").exists():
+        pytest.skip("no .venv in the checkout (make install)")
+    done = run_block(setup, stack.state_dir, tmp_path, local_env=False, timeout=240)
+    assert done.returncode == 0, failure_text(setup, done)
     shell, operator = stack.shell("caller"), stack.shell("operator")
     first = rdsvend(shell, "token", "orders-local", "orders_app", "--format", "json")
     assert first.returncode == 0, first.stderr
@@ -126,6 +132,12 @@ def test_restart_keeps_shells_valid_and_the_stack_being_down_is_said(stack):
     logged_in = rdsvend(shell, "exec", "orders-local", "orders_app", "--", "psql", "-tAc", "select current_user")
     assert logged_in.returncode == 0, logged_in.stderr
     assert logged_in.stdout.strip() == "orders_app"
+
+    # the README's steps to add a database user to the local world, verbatim, in that shell
+    add_user = block_containing("orders_reports")
+    done = run_block(add_user, stack.state_dir, tmp_path, timeout=240)
+    assert done.returncode == 0, failure_text(add_user, done)
+    assert done.stdout.strip().splitlines()[-1] == "orders_reports"
     stack.down()
 
 
