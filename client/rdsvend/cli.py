@@ -1,8 +1,10 @@
-"""``rdsvend token | pgpass | passexec | exec``: a fresh token where a person or a tool needs it.
+"""``rdsvend token | pgpass | passexec | exec | whoami | databases``: a fresh token where a
+person or a tool needs it, and what the service makes of its caller.
 
 Every command makes one SigV4-signed call (the caller's usual AWS credentials) to the
 rdsvend URL from ``--url`` or ``RDSVEND_URL``. A refusal from the service is one line on
-stderr naming its code, exit 1; bad usage or a missing URL or credentials, exit 2.
+stderr naming its code, exit 1; bad usage, a missing URL, missing credentials or credentials
+the gateway refuses (``bad_credentials``), exit 2 (:mod:`rdsvend.cliutil`).
 
 The client needs nothing but botocore, so it parses its arguments with :mod:`argparse`.
 A checkout of rdsvend adds the operator commands (``canary``, ``doctor``, ``local`` ...)
@@ -152,7 +154,8 @@ def build_parser(operator_commands: Sequence[str] = ()) -> argparse.ArgumentPars
     exec_ = command(
         "exec", "run COMMAND with PGHOST PGPORT PGUSER PGDATABASE PGPASSWORD PGSSLMODE PGSSLROOTCERT set "
         "(example: rdsvend exec orders-prod orders_app -- psql -c 'select 1'); for MySQL and MariaDB, "
-        "with a private option file instead (rdsvend exec shop shop_app -- mariadb)", _cmd_exec,
+        "with a private option file instead (rdsvend exec shop shop_app -- mariadb); a client of the other "
+        "engine (psql for MariaDB, mariadb for PostgreSQL) is refused", _cmd_exec,
     )
     exec_.add_argument("command", nargs="*", metavar="-- COMMAND ...",
                        help="the program and its arguments, after '--' (options such as --url go before it)")

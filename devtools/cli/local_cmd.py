@@ -43,7 +43,10 @@ def local() -> None:
 @click.option("--access", "access_path", default=None, type=click.Path(dir_okay=False),
               help="access policy template (default: policies/local-access.yaml)")
 def up(detach: bool, state_dir: str | None, world_path: str | None, access_path: str | None) -> None:
-    """Start the local stack; in the foreground until Ctrl-C unless --detach."""
+    """Start the local stack; in the foreground until Ctrl-C unless --detach.
+
+    It listens on the previous run's ports when they are free and gives the world's callers
+    their previous keys, so shells opened before a restart keep working."""
     from chalicelib.errors import PolicyLoadError
     from devtools.local.stack import DEFAULT_ACCESS, StackError, StackServer, spawn_detached
     from devtools.local.world import WorldError
@@ -106,7 +109,10 @@ _PARTS = {"caller": "allowed", "denied": "denied", "operator": "operator"}
 @click.option("--caller", type=click.Choice(["allowed", "denied"]), default=None, hidden=True,
               help="older spelling of --as caller|denied")
 def env(state_dir: str | None, role: str | None, caller: str | None) -> None:
-    """Print export lines for a shell: eval "$(rdsvend local env [--as operator])"."""
+    """Print export lines for a shell: eval "$(rdsvend local env [--as operator])".
+
+    With no stack running it prints unset lines for every variable it would export (so an
+    eval keeps none of a stopped stack's) and exits 1."""
     from devtools.local.stack import UNSET_ENV, running_info
     from devtools.local.state import LOCAL_ENV_NAMES, LOCAL_STACK_ENV
 
