@@ -58,3 +58,11 @@ def test_blocks_run_with_a_private_home_and_the_stack_named(tmp_path):
     assert done.returncode == 0, done.stderr
     home, stack = done.stdout.split()[:2]
     assert home == str(tmp_path) and stack == str(tmp_path / "state")
+
+
+def test_no_fence_carries_text_after_it():
+    """A closing fence followed by text is no fence: the block would run into the next paragraph."""
+    from tests.support.readme import README
+
+    bad = [n for n, line in enumerate(README.read_text().splitlines(), 1) if line.startswith("```") and "`" in line[3:]]
+    assert not bad, f"README.md lines {bad}"
