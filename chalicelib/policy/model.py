@@ -8,7 +8,8 @@ from typing import Literal
 
 from chalicelib.aws.arn import partition_of_region  # re-exported: the policy model speaks of partitions
 
-__all__ = ["DbUser", "Database", "ProxyTarget", "Conditions", "Rule", "CanarySettings", "AccessPolicy", "partition_of_region"]
+__all__ = ["DbUser", "Database", "ProxyTarget", "Conditions", "Rule", "CanarySettings", "AccessPolicy",
+           "partition_of_region"]
 
 Auth = Literal["iam", "kerberos", "password"]
 Tier = Literal["service-user", "service-admin"]
