@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from chalicelib.aws.arn import partition_of_region  # re-exported: the policy model speaks of partitions
@@ -102,6 +102,14 @@ class Database:
         if self.reader_role is None or self.account is None or own_account is None:
             return None
         return self.reader_role if own_account != self.account else None
+
+    def behind(self) -> Database | None:
+        """A proxy's target as a database of its own (the target's kind and identifier, this
+        database's region, account and users): what to describe for leg 2. None for others."""
+        if self.target is None:
+            return None
+        return replace(self, kind=self.target.kind, identifier=self.target.identifier, host=None, port=None,
+                       resource_id=None, target=None)
 
     @property
     def endpoint_declared(self) -> bool:
