@@ -65,6 +65,7 @@ class StackServer:
         self._clusters: dict[str, Any] = {}
         self._mysql: dict[str, Any] = {}  # identifier -> devtools.local.rds_mysql.LocalMariaDB
         self._gateway: Any = None
+        self._proxies: list[Any] = []  # the RDS Proxy fronts (devtools.local.proxy_fronts)
         self._lambda: Any = None
         self._checker: Any = None
         self._attribution: Any = None
@@ -161,13 +162,21 @@ class StackServer:
 
         mysql_starter.finish(self._save, self._state)
         append_cas(ca_path, self._mysql)
+        from devtools.local.postgres import free_port
+        from devtools.local.proxy_fronts import make_proxy_tls, start_proxy_fronts
+
+        proxy_tls = make_proxy_tls(world, self.state_dir / "proxy-tls")
+        with ca_path.open("ab") as bundle:
+            for material in proxy_tls.values():
+                bundle.write(Path(material.ca_cert).read_bytes())
+        proxy_ports = {spec.name: free_port() for _, spec in world.proxies()}
 
         warm.join()
         first = next(iter(self._clusters.values()))
         seeded = seed_world(world, moto_url, db_host=first.host,
                             db_port={**{i: c.port for i, c in self._clusters.items()},
                                      **{i: m.port for i, m in self._mysql.items()}},
-                            master_password=secrets.token_urlsafe(18))
+                            master_password=secrets.token_urlsafe(18), proxy_ports=proxy_ports)
 
         self._lookup = MotoSecretLookup()
         self._sessions = AccountSessions(moto_url, world.region, world.organization.management_account)
@@ -191,6 +200,12 @@ class StackServer:
                                      iam_enabled_in_moto(account.id, world.region, spec.identifier))
                 continue
             create_database(self._clusters[spec.identifier], spec)
+
+        # The RDS Proxy fronts: leg 1 checked like an instance's tokens, leg 2 signed as the proxy's role.
+        self._proxies = start_proxy_fronts(seeded.proxies, seeded.instances, proxy_tls, ca_bundle=str(ca_path),
+                                           sessions=self._sessions, lookup=self._lookup,
+                                           permission_check=self._permission_check)
+        self._save(ports=[*self._state["ports"], *proxy_ports.values()])
 
         policy_path = self.state_dir / "access.yaml"
         write_access_policy(self.access_path, policy_path, seeded, ca_path)
@@ -272,6 +287,9 @@ class StackServer:
                 except Exception:  # noqa: BLE001 - keep stopping the rest
                     log.exception("could not stop the %s", name)
         self._gateway = self._ldap = self._lambda = None
+        from devtools.local.proxy_fronts import stop_proxy_fronts
+
+        stop_proxy_fronts(self._proxies)
         if self._attribution is not None:
             try:
                 self._attribution.stop()  # sends what is queued while moto still answers
