@@ -86,7 +86,7 @@ def create_proxies(world: World, sessions: AccountSessions, *, host: str, ports:
         out[spec.name] = ProxyInfo(
             name=spec.name, account=account.id, region=world.region,
             resource_id=created["DBProxyArn"].rsplit(":", 1)[-1], arn=created["DBProxyArn"], host=host,
-            port=ports[spec.name], role_arn=role_arn, target=spec.target, engine=target.engine,
+            port=ports.get(spec.name, 0), role_arn=role_arn, target=spec.target, engine=target.engine,
             dbname=dbnames.get(spec.target, target.dbname))
     return out
 
