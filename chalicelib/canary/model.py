@@ -18,6 +18,8 @@ __all__ = [
     "CHECK_ORDER",
     "IAM_CHECKS",
     "MYSQL_IAM_CHECKS",
+    "PROXY_IAM_CHECKS",
+    "PROXY_MYSQL_IAM_CHECKS",
     "KERBEROS_CHECKS",
     "CheckResult",
     "TargetReport",
@@ -45,6 +47,8 @@ CHECK_ORDER: tuple[str, ...] = (
     "iam.signer_allows",
     "iam.directory_role",
     "org.scp_allows",
+    "proxy.target",
+    "proxy.role_allows",
     "rds.auth_errors",
     "secret.found",
     "secret.rotation",
@@ -88,6 +92,34 @@ MYSQL_IAM_CHECKS: tuple[str, ...] = (
     "iam.signer_allows",
     "org.scp_allows",
     "rds.auth_errors",
+    "db.connect",
+    "db.iam_plugin",
+    "db.tier",
+)
+#: The checks an ``auth: iam`` user of an RDS Proxy database gets: leg 1 (caller to proxy), leg 2
+#: (proxy to target: the target registered, the proxy's role, the user on the target), the login.
+PROXY_IAM_CHECKS: tuple[str, ...] = (
+    "rds.found",
+    "rds.iam_auth_enabled",
+    "rds.endpoint",
+    "iam.signer_allows",
+    "org.scp_allows",
+    "proxy.target",
+    "proxy.role_allows",
+    "db.connect",
+    "db.rds_iam",
+    "db.auth_conflict",
+    "db.tier",
+)
+#: The same behind a proxy for the MySQL family.
+PROXY_MYSQL_IAM_CHECKS: tuple[str, ...] = (
+    "rds.found",
+    "rds.iam_auth_enabled",
+    "rds.endpoint",
+    "iam.signer_allows",
+    "org.scp_allows",
+    "proxy.target",
+    "proxy.role_allows",
     "db.connect",
     "db.iam_plugin",
     "db.tier",

@@ -51,11 +51,14 @@ from chalicelib.canary.model import (
     IAM_CHECKS,
     KERBEROS_CHECKS,
     MYSQL_IAM_CHECKS,
+    PROXY_IAM_CHECKS,
+    PROXY_MYSQL_IAM_CHECKS,
     CheckResult,
     TargetReport,
     errored,
     skipped,
 )
+from chalicelib.canary.target_proxy import ProxyDeadlineError, run_proxy
 from chalicelib.errors import ProbeError, RdsvendError
 from chalicelib.policy.model import Database, DbUser
 
@@ -107,6 +110,8 @@ class CanaryDeps:
     mysql_admin: Any = None
     #: the databases' iam-db-auth-error logs (:class:`chalicelib.canary.checks_auth_log.AuthErrorLog`)
     auth_log: Any = None
+    #: RDS Proxy databases: targets and the proxy role (:class:`chalicelib.canary.checks_proxy.ProxyTargetFacts`)
+    proxy: Any = None
 
 
 @dataclass
@@ -146,7 +151,8 @@ class TargetRun:
         with self.lock:
             results = dict(self.results)
             current = self.current
-        for cid in planned_checks(self.user, self.database.engine):
+        planned = planned_checks(self.user, self.database.engine, proxy=self.database.target is not None)
+        for cid in planned:
             if cid in results:
                 continue
             if timed_out is not None:
@@ -157,11 +163,13 @@ class TargetRun:
                                        timeout_seconds=timed_out)
             else:
                 results[cid] = errored(cid, "did not run")
-        checks = tuple(results[c] for c in planned_checks(self.user, self.database.engine))
+        checks = tuple(results[c] for c in planned)
         return TargetReport(self.database.name, self.user.name, checks, self.user.auth)
 
 
-def planned_checks(user: DbUser, engine: str = "postgres") -> tuple[str, ...]:
+def planned_checks(user: DbUser, engine: str = "postgres", *, proxy: bool = False) -> tuple[str, ...]:
+    if proxy and user.auth == "iam":
+        return PROXY_IAM_CHECKS if engine == "postgres" else PROXY_MYSQL_IAM_CHECKS
     if user.auth == "kerberos":
         return KERBEROS_CHECKS
     if user.auth == "iam":
@@ -218,6 +226,12 @@ def run_target(database: Database, user: DbUser, deps: CanaryDeps, deadline: Dea
 
 
 def _run(database: Database, user: DbUser, deps: CanaryDeps, deadline: Deadline, run: TargetRun) -> None:
+    if database.target is not None and user.auth == "iam":  # through RDS Proxy: two legs
+        try:
+            run_proxy(database, user, deps, deadline, run)
+        except ProxyDeadlineError:
+            raise _Stop() from None
+        return
     r = run.results
     _guard(run, deadline, "rds.found")
     described = _describe(deps, database)
@@ -433,5 +447,5 @@ def crash_report(database: Database, user: DbUser, exc: BaseException) -> Target
     detail = str(exc)[:200] if isinstance(exc, RdsvendError) else ""
     checks = tuple(errored(cid, f"internal error while checking: {kind}" + (f": {detail}" if detail else ""),
                            "report this to the rdsvend maintainers with the canary's log line")
-                   for cid in planned_checks(user, database.engine))
+                   for cid in planned_checks(user, database.engine, proxy=database.target is not None))
     return TargetReport(database.name, user.name, checks, user.auth)
