@@ -198,7 +198,8 @@ def check_role_allows(database: Database, facts: ProxyFacts | None, verdicts: li
         if result is not None:
             return on_leg(result, 2)
     done = ", ".join(f"{action} on {resource}" for action, resource, _ in verdicts)
-    return on_leg(passed(cid, f"the proxy's role {facts.role_arn} may {done}", **details), 2)
+    return on_leg(passed(cid, f"the proxy's role {facts.role_arn} may {done}", action=verdicts[0][0],
+                         resource=verdicts[0][1], requests=[[a, r] for a, r, _ in verdicts], **details), 2)
 
 
 def _one_request(database: Database, role: str, action: str, resource: str, verdict: Any,
