@@ -13,6 +13,7 @@ from typing import Any
 
 from devtools.local.mysql_proxy import mysql_proxy_front
 from devtools.local.pg_proxy import PgProxyFront, ProxyTarget
+from devtools.local.postgres import free_port
 from devtools.local.proxies import ProxyInfo, ProxyRoleSigner, proxy_problem
 from devtools.local.rdsauth import PermissionCheck, RdsInstance, RdsTokenChecker
 from devtools.local.sessions import AccountSessions
@@ -20,12 +21,22 @@ from devtools.local.sigv4 import SecretLookup
 from devtools.local.tls import TlsMaterial, make_tls_material
 from devtools.local.world import World
 
-__all__ = ["make_proxy_tls", "start_proxy_fronts", "stop_proxy_fronts"]
+__all__ = ["make_proxy_tls", "prepare_proxies", "start_proxy_fronts", "stop_proxy_fronts"]
 
 
 def make_proxy_tls(world: World, base: Path) -> dict[str, TlsMaterial]:
     """A CA and server certificate per proxy (``localhost``, ``127.0.0.1``), made before the bundle."""
     return {spec.name: make_tls_material(base / spec.name, owner=None) for _, spec in world.proxies()}
+
+
+def prepare_proxies(world: World, base: Path, ca_bundle: Path) -> tuple[dict[str, TlsMaterial], dict[str, int]]:
+    """Before seeding: each proxy's TLS material (its CA appended to the stack's bundle) and the
+    free port its front will listen on."""
+    tls = make_proxy_tls(world, base)
+    with ca_bundle.open("ab") as bundle:
+        for material in tls.values():
+            bundle.write(Path(material.ca_cert).read_bytes())
+    return tls, {spec.name: free_port() for _, spec in world.proxies()}
 
 
 def _problem(info: ProxyInfo) -> Callable[[], str | None]:

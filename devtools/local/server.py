@@ -36,7 +36,7 @@ from devtools.local.state import (
     read_state,
     write_state,
 )
-from devtools.local.teardown import down, remove_state_dir
+from devtools.local.teardown import PROXY_TLS_DIR, down, remove_state_dir
 
 __all__ = ["StackServer"]
 
@@ -162,14 +162,9 @@ class StackServer:
 
         mysql_starter.finish(self._save, self._state)
         append_cas(ca_path, self._mysql)
-        from devtools.local.postgres import free_port
-        from devtools.local.proxy_fronts import make_proxy_tls, start_proxy_fronts
+        from devtools.local.proxy_fronts import prepare_proxies, start_proxy_fronts
 
-        proxy_tls = make_proxy_tls(world, self.state_dir / "proxy-tls")
-        with ca_path.open("ab") as bundle:
-            for material in proxy_tls.values():
-                bundle.write(Path(material.ca_cert).read_bytes())
-        proxy_ports = {spec.name: free_port() for _, spec in world.proxies()}
+        proxy_tls, proxy_ports = prepare_proxies(world, self.state_dir / PROXY_TLS_DIR, ca_path)
 
         warm.join()
         first = next(iter(self._clusters.values()))
