@@ -67,6 +67,14 @@ def proxy_step(demo: Any, say: Callable[..., None], failed: type[Exception]) -> 
     say(f"Now someone detaches the proxy role's rds-db:connect policy. Callers' tokens are still accepted by "
         f"the proxy (leg 1), but the proxy cannot log in to {proxy.target} (leg 2). The canary says which:", 3)
     with _proxy_role_without_grant(info, proxy.account):
+        again = connection_params(demo.api().vend(PROXY_DATABASE, PROXY_DB_USER), {"PGSSLROOTCERT": demo.stack.ca_path})
+        try:
+            psycopg.connect(**again, connect_timeout=10).close()
+        except psycopg.OperationalError as exc:
+            refusal = str(exc).strip().splitlines()[-1]
+        else:
+            raise failed("the login through the proxy worked without the proxy role's grant")
+        say(f"A fresh token, a new login: {refusal}", 3)
         target = _doctor(info)
     for line in render_checks(target).splitlines():
         print("   " + line, flush=True)
