@@ -44,9 +44,10 @@ def documents(tmp_path_factory):
     base = tmp_path_factory.mktemp("deploy")
     (base / "access.yaml").write_text(ACCESS)
     text = (ROOT / "policies" / "deploy.yaml").read_text().split("resource_ids:")[0]
+    text = text.replace("access_policy: access-dev.yaml", "access_policy: access.yaml")
     (base / "deploy.yaml").write_text(text + f"resource_ids:\n  orders-proxy: {PRX}\n"
                                       "  reports-proxy: prx-fedcba98765432100\n")
-    deploy = load_deploy_settings(base / "deploy.yaml")
+    deploy = load_deploy_settings(base / "deploy.yaml", "prod")
     policy = load_policy_text(ACCESS, "access.yaml")
     stage = stage_settings(CONFIG, "prod")
     return {f: parse_policy(function_policy(f, stage, policy, deploy), f) for f in ("canary", "vend", "api_handler")}
