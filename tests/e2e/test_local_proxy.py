@@ -105,3 +105,24 @@ def test_a_client_without_tls_is_refused(local_stack):
         psycopg.connect(host=proxy.host, port=proxy.port, user="orders_app", password=body["token"],
                         dbname="orders", sslmode="disable", connect_timeout=10).close()
     assert "requires TLS" in str(err.value) and body["token"] not in str(err.value)
+
+
+def test_the_readme_proxy_example_runs_in_the_local_shell(local_stack):
+    """The README's RDS Proxy ``sh local`` block, verbatim, after ``eval "$(rdsvend local env)"``."""
+    import re
+    import subprocess
+
+    from tests.support.local_shell import REPO, shell_env
+
+    section = (REPO / "README.md").read_text().split("## RDS Proxy: two IAM legs", 1)[1].split("\n## ", 1)[0]
+    (block,) = re.findall(r"```sh local\n(.*?)```", section, flags=re.S)
+    env = shell_env(local_stack, "caller")
+    env["PATH"] = f"{REPO / '.venv' / 'bin'}:{env.get('PATH', '')}"
+    done = subprocess.run(["bash", "-euo", "pipefail", "-c", block], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=180)
+    assert done.returncode == 0, done.stderr
+    proxy = local_stack.info.seeded.proxies["orders-proxy"]
+    target = local_stack.info.databases["orders-local"]
+    assert f'"port": {proxy.port}' in done.stdout
+    assert f"orders_app|{target['port']}" in done.stdout  # logged in through the proxy, on the target
+    assert "shop_app@" in done.stdout
