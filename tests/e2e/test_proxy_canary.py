@@ -8,10 +8,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import ssl
 import subprocess
 import sys
+from urllib.parse import unquote, urlsplit
 
 import psycopg
+import pymysql
 import pytest
 
 from chalicelib.canary.runner import run_canary
@@ -48,6 +51,18 @@ class ProxyCanary:
     def sql(self, statement):
         with psycopg.connect(self.info.admin_dsns["orders-local"], autocommit=True) as conn:
             conn.execute(statement)
+
+    def mysql(self, statement, params=None):
+        parts = urlsplit(self.stack.env()["RDSVEND_LOCAL_MYSQL_ADMIN_DSN"])
+        conn = pymysql.connect(host=parts.hostname, port=parts.port, user=unquote(parts.username),
+                               password=unquote(parts.password), autocommit=True, connect_timeout=10,
+                               ssl=ssl.create_default_context(cafile=self.info.ca_path))
+        try:
+            with conn.cursor() as cur:
+                cur.execute(statement, params)
+                return cur.fetchall()
+        finally:
+            conn.close()
 
 
 @pytest.fixture(scope="module")
@@ -136,23 +151,38 @@ def test_leg_two_user_out_of_rds_iam_on_the_target(canary):
     assert targets[MARIA].status == "pass"
 
 
+def test_leg_two_mariadb_user_without_the_iam_plugin(canary):
+    (saved,) = canary.mysql("SELECT Priv FROM mysql.global_priv WHERE User=%s AND Host='%%'",
+                          ("shop_app",))[0]
+    canary.mysql("ALTER USER 'shop_app'@'%' IDENTIFIED BY 'Not-an-iam-user-1'")
+    try:
+        targets = canary.run()
+    finally:
+        canary.mysql("UPDATE mysql.global_priv SET Priv=%s WHERE User=%s AND Host='%%'", (saved, "shop_app"))
+        canary.mysql("FLUSH PRIVILEGES")
+    result = assert_only(targets[MARIA], "db.iam_plugin", 2)
+    assert "AWSAuthenticationPlugin" in result.fix
+    assert targets[PG].status == "pass"
+
+
 @contextlib.contextmanager
-def target_deregistered(canary):
-    canary.rds.deregister_db_proxy_targets(DBProxyName="orders-proxy", DBInstanceIdentifiers=["orders-local"])
+def target_deregistered(canary, proxy, instance):
+    canary.rds.deregister_db_proxy_targets(DBProxyName=proxy, DBInstanceIdentifiers=[instance])
     try:
         yield
     finally:
-        canary.rds.register_db_proxy_targets(DBProxyName="orders-proxy", DBInstanceIdentifiers=["orders-local"])
-        canary.rds.describe_db_proxy_targets(DBProxyName="orders-proxy")  # moto: the first read says REGISTERING
+        canary.rds.register_db_proxy_targets(DBProxyName=proxy, DBInstanceIdentifiers=[instance])
+        canary.rds.describe_db_proxy_targets(DBProxyName=proxy)  # moto: the first read says REGISTERING
 
 
-def test_leg_two_target_deregistered(canary):
-    with target_deregistered(canary):
+@pytest.mark.parametrize(("key", "proxy", "instance", "other"), [
+    (PG, "orders-proxy", "orders-local", MARIA), (MARIA, "shop-proxy", "shop-local", PG)])
+def test_leg_two_target_deregistered(canary, key, proxy, instance, other):
+    with target_deregistered(canary, proxy, instance):
         targets = canary.run()
-    result = assert_only(targets[PG], "proxy.target", 2)
-    assert "register-db-proxy-targets --db-proxy-name orders-proxy --db-instance-identifiers orders-local" \
-        in result.fix
-    assert targets[MARIA].status == "pass"
+    result = assert_only(targets[key], "proxy.target", 2)
+    assert f"register-db-proxy-targets --db-proxy-name {proxy} --db-instance-identifiers {instance}" in result.fix
+    assert targets[other].status == "pass"
 
 
 def test_doctor_says_which_leg_refused(canary):
