@@ -170,13 +170,20 @@ def _role_fix(database: Database, role: str) -> str:
 
 
 def check_role_allows(database: Database, facts: ProxyFacts | None, verdicts: list[tuple[str, str, Any]],
-                      *, why_not: str = "") -> CheckResult:
+                      *, why_not: str = "", cannot: str = "") -> CheckResult:
     """``proxy.role_allows``: the proxy's role may do every (action, resource) of leg 2.
 
-    ``verdicts``: ``(action, resource, ConnectFacts | SideVerdict | ProbeError)`` per request."""
+    ``verdicts``: ``(action, resource, ConnectFacts | SideVerdict | ProbeError)`` per request;
+    ``why_not``: the proxy is not described (rds.found says why): skipped; ``cannot``: the
+    target could not be read, so leg 2 cannot be evaluated: an error, never a pass."""
     cid = "proxy.role_allows"
     target = database.target
     assert target is not None
+    if cannot:
+        return on_leg(errored(cid, f"could not evaluate the proxy role: {cannot}",
+                              f"let the canary describe the {target.kind} behind the proxy (rds:Describe*), "
+                              "or fix its identifier in the policy, then re-run",
+                              role=facts.role_arn if facts else None, target_auth=target.auth), 2)
     if facts is None or why_not:
         return on_leg(skipped(cid, f"not checked: {why_not or 'the proxy is not described'}"), 2)
     details: dict[str, Any] = {"role": facts.role_arn, "target_auth": target.auth,

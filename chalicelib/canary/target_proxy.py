@@ -145,11 +145,10 @@ def _requests(database: Database, user: DbUser, facts: ProxyFacts, proxy: RdsRes
     return [(GET_SECRET_ACTION, arn) for arn in (mine or list(facts.secret_arns))]
 
 
-def _why_not(database: Database, facts: ProxyFacts | None, target: RdsResource | None | ProbeError) -> str:
+def _cannot(database: Database, target: RdsResource | None | ProbeError) -> str:
+    """Why leg 2 cannot be evaluated for want of the target's resource id ("" when it can)."""
     assert database.target is not None
     what = f"{database.target.kind} '{database.target.identifier}'"
-    if facts is None:
-        return "rds.found did not describe the proxy (its role)"
     if isinstance(target, ProbeError):
         return f"could not describe the target {what}: {target.cause}"
     if target is None or not target.resource_id or not target.account:
@@ -172,9 +171,12 @@ def _role_allows(database: Database, user: DbUser, deps: CanaryDeps, deadline: D
                  proxy: RdsResource | None, target: RdsResource | None | ProbeError) -> None:
     guard(run, deadline, "proxy.role_allows")
     facts = proxy_facts(proxy.raw) if proxy is not None else None
-    why_not = _why_not(database, facts, target)
-    if why_not or facts is None or proxy is None or not isinstance(target, RdsResource):
-        _record(run, check_role_allows(database, facts, [], why_not=why_not or "no target"))
+    if facts is None or proxy is None:
+        _record(run, check_role_allows(database, None, [], why_not="rds.found did not describe the proxy (its role)"))
+        return
+    cannot = _cannot(database, target)
+    if cannot or not isinstance(target, RdsResource):
+        _record(run, check_role_allows(database, facts, [], cannot=cannot or "no target"))
         return
     role = facts.role_arn
     verdicts = [] if role is None else [

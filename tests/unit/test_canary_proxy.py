@@ -138,3 +138,9 @@ def test_on_leg_prefixes_failures_only():
     ok = on_leg(passed("proxy.target", "fine"), 2)
     assert ok.message == "fine" and ok.details == {"leg": 2, "leg_name": "leg 2: proxy to target"}
     assert on_leg(ok, None) is ok
+
+
+def test_a_target_that_cannot_be_read_is_an_error_never_a_skip_or_a_pass():
+    result = check_role_allows(db(), FACTS, [], cannot="could not describe the target instance 'orders-prod': timeout")
+    assert result.status == "error" and result.details["leg"] == 2 and "timeout" in result.message
+    assert check_role_allows(db(), None, [], why_not="rds.found did not describe the proxy").status == "skip"
