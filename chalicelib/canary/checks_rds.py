@@ -195,6 +195,9 @@ def check_endpoint(database: Database, resource: RdsResource | None) -> CheckRes
         return warned(cid, f"RDS reports no endpoint; the policy's {host}:{port} is used",
                       "confirm that the policy's host/port reach this database", **details)
     same_host = host is not None and host.rstrip(".").lower() == rds_host.rstrip(".").lower()
+    if same_host and database.kind == "proxy" and resource.port is None:  # RDS names no proxy port
+        return passed(cid, f"connecting to the proxy endpoint {host}:{port} (RDS does not report a proxy's "
+                      "port; the policy's is used)", **details)
     if same_host and port == rds_port:
         return passed(cid, f"connecting to the RDS endpoint {host}:{port}", **details)
     return warned(

@@ -29,6 +29,7 @@ from chalicelib.canary.accounts import AccountReaders
 from chalicelib.canary.aws import AwsClients, probe
 from chalicelib.canary.checks_kerberos import BotoDirectoryRoleFacts
 from chalicelib.canary.checks_password import BotoSecretFacts
+from chalicelib.canary.checks_proxy import BotoProxyFacts
 from chalicelib.canary.checks_rds import BotoRdsFacts
 from chalicelib.canary.iam_facts import LiveConnectEvaluator
 from chalicelib.canary.target_run import CanaryDeps
@@ -192,6 +193,7 @@ def canary_deps(
         admin=PostgresAdmin(admin_dsn) if admin_dsn else None,
         secrets=BotoSecretFacts(clients),
         auth_log=_auth_log(readers, settings),
+        proxy=BotoProxyFacts(clients, readers),
         **_mysql_deps(policy, settings),
     )
 

@@ -41,6 +41,7 @@ from chalicelib.policy.model import (
 from chalicelib.policy.names import NameIndex
 from chalicelib.policy.password_users import password_settings
 from chalicelib.policy.placement import PLACEMENT_KEYS, placement
+from chalicelib.policy.proxy_target import PROXY_TARGET_KEYS, proxy_target
 from chalicelib.policy.strict_yaml import OversizedValue, strict_yaml_load
 
 __all__ = ["load_policy_file", "load_policy_text", "MAX_POLICY_BYTES"]
@@ -63,7 +64,7 @@ PRINCIPAL_ARN = re.compile(
 TOP_KEYS = {"version", "defaults", "databases", "rules", "canary"}
 DEFAULTS_KEYS = {"reader_role_name"}
 DATABASE_KEYS = {"engine", "region", "instance", "cluster", "proxy", "host", "port", "dbname",
-                 "signer_role", "users"} | PLACEMENT_KEYS
+                 "signer_role", "users"} | PLACEMENT_KEYS | PROXY_TARGET_KEYS
 USER_KEYS = {"auth", "tier", "secret", "rotation"}
 RULE_KEYS = {"id", "effect", "principals", "databases", "db_users", "conditions"}
 CONDITION_KEYS = {"org_ids", "source_ips"}
@@ -224,11 +225,14 @@ class _Builder:
         if not isinstance(raw_users, dict) or not raw_users:
             raise self.fail("must declare at least one user", field=f"{field}.users")
         users = {user: self.user(field, user, uspec) for user, uspec in raw_users.items()}
+        target = proxy_target(spec, field, kind=kind, users=users, identifier=RDS_IDENTIFIER, fail=self.fail,
+                              string=self.string)
         return Database(name=name, engine=cast(Engine, engine), region=region, kind=cast(Kind, kind),
                         identifier=identifier,
                         users=users, host=host, port=port, dbname=dbname, signer_role=signer_role,
                         account=where.account, reader_role=where.reader_role,
-                        reader_role_explicit=where.reader_role_explicit, resource_id=where.resource_id)
+                        reader_role_explicit=where.reader_role_explicit, resource_id=where.resource_id,
+                        target=target)
 
     def user(self, db_field: str, name: Any, spec: Any) -> DbUser:
         field = f"{db_field}.users.{_clip(str(name))}"

@@ -340,6 +340,7 @@ def _canary_statements(stage: StageSettings, deploy: DeploySettings, policy: Acc
         statements.append({"Sid": "ReadDirectoryRoles", "Effect": "Allow",
                            "Action": ["iam:GetRole", "iam:ListAttachedRolePolicies"],
                            "Resource": f"{own}:role/*"})
+    statements.extend(_proxy_statements(policy, deploy, own))
     if stage.org_role:
         # SCPs are readable only from the management account or a delegated administrator.
         statements.append({"Sid": "AssumeOrganizationsReader", "Effect": "Allow",
@@ -371,6 +372,38 @@ def _canary_statements(stage: StageSettings, deploy: DeploySettings, policy: Acc
         },
     ])
     return statements
+
+
+def _proxy_statements(policy: AccessPolicy, deploy: DeploySettings, own: str) -> list[dict[str, Any]]:
+    """What the canary reads for leg 2 of RDS Proxy databases (proxy.target, proxy.role_allows):
+    the proxy's registered targets, the target's resource id, and the proxy's role's policies
+    (the role is named by RDS at run time, as a directory role is)."""
+    proxies = [db for db in policy.databases.values() if db.target is not None and db.account in (None, deploy.account)]
+    if not proxies:
+        return []
+    targets: dict[str, list[str]] = {}
+    for db in proxies:
+        target = db.behind()
+        assert target is not None
+        if target.kind == "instance":
+            targets.setdefault("rds:DescribeDBInstances", []).append(
+                _arn("rds", "db", deploy, Region=db.region, DbInstanceName=target.identifier))
+        else:
+            targets.setdefault("rds:DescribeDBClusters", []).append(
+                _arn("rds", "cluster", deploy, Region=db.region, DbClusterInstanceName=target.identifier))
+    regions = sorted({db.region for db in proxies})
+    return [
+        {"Sid": "DescribeProxyTargets", "Effect": "Allow", "Action": "rds:DescribeDBProxyTargets",
+         "Resource": sorted({_arn("rds", "proxy", deploy, Region=db.region, DbProxyId=_resource_id(db, deploy))
+                             for db in proxies}
+                            | {_arn("rds", "target-group", deploy, Region=region, TargetGroupId="*")
+                               for region in regions})},
+        *({"Sid": "DescribeProxyTarget" + action.split(":Describe")[1], "Effect": "Allow", "Action": action,
+           "Resource": sorted(set(arns))} for action, arns in sorted(targets.items())),
+        {"Sid": "ReadProxyRoles", "Effect": "Allow",
+         "Action": ["iam:GetRole", "iam:GetRolePolicy", "iam:ListAttachedRolePolicies", "iam:ListRolePolicies"],
+         "Resource": f"{own}:role/*"},
+    ]
 
 
 def api_resource_policy(deploy: DeploySettings) -> dict[str, Any]:

@@ -174,6 +174,15 @@ STEPS.insert(STEPS.index(step_canary), step_rotation)  # before the canary, whic
 STEPS.insert(STEPS.index(step_denied) + 1, step_enforce)
 
 
+def step_proxy(demo: Demo) -> None:
+    from devtools.local.demo_proxy import proxy_step
+
+    proxy_step(demo, say, DemoFailed)
+
+
+STEPS.insert(STEPS.index(step_refused_caller), step_proxy)  # after the canary's baseline, with its own fault
+
+
 def main(argv: list[str] | None = None) -> int:
     from devtools.local.stack import REPO_ROOT, LocalStack, StackError
 

@@ -37,7 +37,7 @@ from devtools.local.state import (
     read_state,
     write_state,
 )
-from devtools.local.teardown import down, remove_state_dir
+from devtools.local.teardown import PROXY_TLS_DIR, down, remove_state_dir
 
 __all__ = ["StackServer"]
 
@@ -70,6 +70,7 @@ class StackServer:
         self._clusters: dict[str, Any] = {}
         self._mysql: dict[str, Any] = {}  # identifier -> devtools.local.rds_mysql.LocalMariaDB
         self._gateway: Any = None
+        self._proxies: list[Any] = []  # the RDS Proxy fronts (devtools.local.proxy_fronts)
         self._lambda: Any = None
         self._checker: Any = None
         self._attribution: Any = None
@@ -165,13 +166,17 @@ class StackServer:
 
         mysql_starter.finish(self._save, self._state)
         append_cas(ca_path, self._mysql)
+        from devtools.local.proxy_fronts import prepare_proxies, start_proxy_fronts
+
+        proxy_tls, proxy_ports = prepare_proxies(world, self.state_dir / PROXY_TLS_DIR, ca_path)
 
         warm.join()
         first = next(iter(self._clusters.values()))
         seeded = seed_world(world, moto_url, db_host=first.host,
                             db_port={**{i: c.port for i, c in self._clusters.items()},
                                      **{i: m.port for i, m in self._mysql.items()}},
-                            master_password=secrets.token_urlsafe(18), known_keys=self.last_run.keys)
+                            master_password=secrets.token_urlsafe(18), known_keys=self.last_run.keys,
+                            proxy_ports=proxy_ports)
 
         self._lookup = MotoSecretLookup()
         self._sessions = AccountSessions(moto_url, world.region, world.organization.management_account)
@@ -196,6 +201,12 @@ class StackServer:
                 continue
             create_database(self._clusters[spec.identifier], spec)
 
+        # The RDS Proxy fronts: leg 1 checked like an instance's tokens, leg 2 signed as the proxy's role.
+        self._proxies = start_proxy_fronts(seeded.proxies, seeded.instances, proxy_tls, ca_bundle=str(ca_path),
+                                           sessions=self._sessions, lookup=self._lookup,
+                                           permission_check=self._permission_check)
+        self._save(ports=[*self._state["ports"], *proxy_ports.values()])
+
         policy_path = self.state_dir / "access.yaml"
         write_access_policy(self.access_path, policy_path, seeded, ca_path, world)
         seed_secrets(policy_path, seeded, {**self._clusters, **self._mysql}, self._sessions)
@@ -219,6 +230,14 @@ class StackServer:
                     "account": inst.account, **local_db_fields(self._clusters, self._mysql, ident)}
             for ident, inst in seeded.instances.items()
         }
+        databases.update({  # the RDS Proxies, where their fronts listen
+            name: {"host": p.host, "port": p.port, "dbname": p.dbname, "resource_id": p.resource_id,
+                   "account": p.account, "kind": "proxy", "target": p.target, "engine": p.engine}
+            for name, p in seeded.proxies.items()})
+        databases.update({  # the RDS Proxies, where their fronts listen
+            name: {"host": p.host, "port": p.port, "dbname": p.dbname, "resource_id": p.resource_id,
+                   "account": p.account, "kind": "proxy", "target": p.target, "engine": p.engine}
+            for name, p in seeded.proxies.items()})
         info = StackInfo(
             state_dir=str(self.state_dir), pid=os.getpid(), region=world.region, moto_url=moto_url,
             gateway_url=self._gateway.url, ldap_port=self._ldap.port, policy_path=str(policy_path),
@@ -300,6 +319,9 @@ class StackServer:
                 except Exception:  # noqa: BLE001 - keep stopping the rest
                     log.exception("could not stop the %s", name)
         self._gateway = self._ldap = self._lambda = None
+        from devtools.local.proxy_fronts import stop_proxy_fronts
+
+        stop_proxy_fronts(self._proxies)
         if self._attribution is not None:
             try:
                 self._attribution.stop()  # sends what is queued while moto still answers

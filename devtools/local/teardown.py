@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import socket
 import time
@@ -28,6 +29,10 @@ class DownReport:
         return not self.leftovers
 
 
+#: where the stack keeps its RDS Proxy fronts' TLS material, inside the state dir
+PROXY_TLS_DIR = "proxy-tls"
+
+
 def remove_state_dir(state_dir: Path) -> None:
     """Remove the files the stack writes, then the dir if nothing else is in it."""
     for name in (STATE_FILE, "access.yaml", "ca.pem", "denials.jsonl"):
@@ -37,6 +42,7 @@ def remove_state_dir(state_dir: Path) -> None:
             pass
     for tmp in state_dir.glob(f".{STATE_FILE}.*.tmp"):
         tmp.unlink(missing_ok=True)
+    shutil.rmtree(state_dir / PROXY_TLS_DIR, ignore_errors=True)  # the RDS Proxy fronts' certificates
 
 
 def down(state_dir: str | os.PathLike[str] = DEFAULT_STATE_DIR, *, timeout: float = 30.0) -> DownReport:

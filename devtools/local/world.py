@@ -28,6 +28,7 @@ __all__ = [
     "DomainSpec",
     "DatabaseSpec",
     "DirectorySpec",
+    "ProxySpec",
     "Account",
     "CallerRef",
     "World",
@@ -146,6 +147,21 @@ class DatabaseSpec:
 
 
 @dataclass(frozen=True)
+class ProxySpec:
+    """An RDS Proxy in front of one of the account's databases (the local stack's proxy front).
+
+    ``role``: the proxy's own role (a role of the same account); the proxy signs its logins to
+    the target with it (``auth: iam``, ``DefaultAuthScheme: IAM_AUTH``), so the role needs
+    ``rds-db:connect`` on the target's users (``rds_connect: [TARGET]`` on the role).
+    """
+
+    name: str
+    target: str  # a database identifier of the same account
+    role: str
+    auth: str = "iam"
+
+
+@dataclass(frozen=True)
 class Account:
     id: str
     name: str
@@ -153,6 +169,7 @@ class Account:
     users: Mapping[str, User] = field(default_factory=dict)
     databases: Mapping[str, DatabaseSpec] = field(default_factory=dict)
     directories: Mapping[str, DirectorySpec] = field(default_factory=dict)
+    proxies: Mapping[str, ProxySpec] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -195,6 +212,9 @@ class World:
             if db.identifier == identifier:
                 return account, db
         raise KeyError(identifier)
+
+    def proxies(self) -> list[tuple[Account, ProxySpec]]:
+        return [(a, p) for a in self.accounts.values() for p in a.proxies.values()]
 
     def member_accounts(self) -> list[Account]:
         mgmt = self.organization.management_account
@@ -346,7 +366,7 @@ class _Parser:
             acct = str(acct)
             f = f"accounts.{acct}"
             self.string(acct, f, _ACCOUNT)
-            spec = self.mapping(raw, f, {"name", "roles", "users", "databases", "directories"}, {"name"})
+            spec = self.mapping(raw, f, {"name", "roles", "users", "databases", "directories", "proxies"}, {"name"})
             roles = {}
             for name, r in (spec.get("roles") or {}).items():
                 rf = f"{f}.roles.{name}"
@@ -380,11 +400,13 @@ class _Parser:
                     raise self.fail(f"no directory '{spec_db.domain.directory}' in account {acct}", f"{df}.directory")
                 if spec_db.domain is not None and spec_db.domain.iam_role not in roles:
                     raise self.fail(f"no role '{spec_db.domain.iam_role}' in account {acct}", f"{df}.iam_role")
-            out[acct] = Account(acct, self.string(spec["name"], f"{f}.name"), roles, users, dbs, directories)
+            proxies = {name: self.proxy(name, p, f"{f}.proxies.{name}", dbs, roles)
+                       for name, p in (spec.get("proxies") or {}).items()}
+            out[acct] = Account(acct, self.string(spec["name"], f"{f}.name"), roles, users, dbs, directories, proxies)
         for acct in out.values():
             for role in acct.roles.values():
                 for db in role.rds_connect:
-                    if db not in acct.databases:
+                    if db not in acct.databases and db not in acct.proxies:
                         raise self.fail(f"no database '{db}' in account {acct.id}",
                                         f"accounts.{acct.id}.roles.{role.name}.rds_connect")
         return out
@@ -420,6 +442,23 @@ class _Parser:
             log_exports=self.strings(spec.get("log_exports", ["iam-db-auth-error"]), f"{f}.log_exports",
                                      re.compile(r"iam-db-auth-error|postgresql|upgrade|error|general|slowquery|audit")),
         )
+
+    def proxy(self, name: str, value: Any, f: str, dbs: Mapping[str, DatabaseSpec],
+              roles: Mapping[str, Role]) -> ProxySpec:
+        self.string(name, f, _DB_ID)
+        spec = self.mapping(value, f, {"target", "role", "auth"}, {"target", "role"})
+        target = self.string(spec["target"], f"{f}.target", _DB_ID)
+        if target not in dbs:
+            raise self.fail(f"no database '{target}' in the same account", f"{f}.target")
+        if name in dbs:
+            raise self.fail(f"'{name}' is also a database's name", f)
+        role = self.string(spec["role"], f"{f}.role", _NAME)
+        if role not in roles:
+            raise self.fail(f"no role '{role}' in the same account", f"{f}.role")
+        auth = spec.get("auth", "iam")
+        if auth != "iam":
+            raise self.fail(f"the local stack's proxies log in to their target with iam, not '{auth}'", f"{f}.auth")
+        return ProxySpec(name, target, role, auth)
 
     def rate(self, value: Any, f: str) -> int:
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 100000:

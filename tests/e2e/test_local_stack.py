@@ -143,7 +143,8 @@ def test_whoami_is_the_identity_the_signature_proves(local_stack):
 def test_databases_lists_only_what_the_caller_may_use(local_stack):
     allowed = _signed(local_stack, "GET", "/v1/databases").json()["databases"]
     assert [(d["database"], d["db_users"]) for d in allowed] == [
-        (DB, [APP_USER]), ("billing-local", ["billing_app"]), ("shop-local", ["shop_app"])]
+        (DB, [APP_USER]), ("billing-local", ["billing_app"]), ("shop-local", ["shop_app"]),
+        ("orders-proxy", ["orders_app"]), ("shop-proxy", ["shop_app"])]
     denied = _signed(local_stack, "GET", "/v1/databases", keys=local_stack.keys("denied")).json()
     assert denied == {"databases": []}
 
@@ -308,7 +309,7 @@ def test_down_after_a_crash_leaves_nothing_behind(tmp_path):
     stack = LocalStack(state_dir).start()
     pids = stack.pids()
     ports = stack.info.ports()
-    base_dirs = [d["base_dir"] for d in stack.info.databases.values()]
+    base_dirs = [d["base_dir"] for d in stack.info.databases.values() if d.get("kind") != "proxy"]
     assert all(_listening(p) for p in ports)
     os.kill(stack.info.pid, signal.SIGKILL)  # the server dies; its PostgreSQL does not
     time.sleep(0.3)

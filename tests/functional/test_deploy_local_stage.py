@@ -17,7 +17,8 @@ from devtools.deploy.member_roles import member_roles_template
 ROOT = Path(__file__).resolve().parents[2]
 SERVICE, DATA, WORKLOADS, MANAGEMENT = "222222222222", "444444444444", "333333333333", "111111111111"
 RESOURCE_IDS = {"orders-local": "db-AAAAAAAAAAAAAAAAAAAAAAAAAA", "billing-local": "db-BBBBBBBBBBBBBBBBBBBBBBBBBB",
-                "shop-local": "db-CCCCCCCCCCCCCCCCCCCCCCCCCC"}
+                "shop-local": "db-CCCCCCCCCCCCCCCCCCCCCCCCCC",
+                "orders-proxy": "prx-0aaaaaaaaaaaaaaaa", "shop-proxy": "prx-0bbbbbbbbbbbbbbbb"}  # the local RDS Proxies
 
 
 def _client_for(service: str, account: str):
