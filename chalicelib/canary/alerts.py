@@ -86,7 +86,7 @@ class DynamoStateStore:
         self._client = client
 
     def previous(self, keys: Sequence[str]) -> dict[str, str]:
-        from chalicelib.canary.aws import probe
+        from chalicelib.aws.probe import probe
 
         found: dict[str, str] = {}
         unique = list(dict.fromkeys(keys))
@@ -109,7 +109,7 @@ class DynamoStateStore:
 
     def record(self, key: str, status: str, *, expected: str | None, at: datetime,
                problems: Sequence[str]) -> bool:
-        from chalicelib.canary.aws import probe
+        from chalicelib.aws.probe import probe
 
         item = {"target": {"S": key}, "status": {"S": status}, "changed_at": {"S": at.isoformat()},
                 "problems": {"L": [{"S": p} for p in problems]}}
@@ -137,7 +137,7 @@ class SnsNotifier:
         self._client = client
 
     def publish(self, subject: str, message: str, attributes: Mapping[str, str]) -> None:
-        from chalicelib.canary.aws import probe
+        from chalicelib.aws.probe import probe
 
         with probe("sns", "Publish"):
             self._client.publish(

@@ -25,8 +25,8 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
+from chalicelib.aws.probe import AwsClients, probe
 from chalicelib.canary.accounts import AccountReaders
-from chalicelib.canary.aws import AwsClients, probe
 from chalicelib.canary.checks_kerberos import BotoDirectoryRoleFacts
 from chalicelib.canary.checks_password import BotoSecretFacts
 from chalicelib.canary.checks_rds import BotoRdsFacts
@@ -167,8 +167,8 @@ def canary_deps(
     clients = AwsClients(session=session, endpoint_url=endpoint_url, timeout_seconds=aws_timeout)
     identity = CanaryIdentity(clients)
     if minter is None and (endpoint_url or session is not None):
-        from chalicelib.aws.credentials import BotocoreCredentialsProvider
         from chalicelib.signer import TokenMinter
+        from chalicelib.signer.botocore_credentials import BotocoreCredentialsProvider
         from chalicelib.signer.roles import StsRoleAssumer
 
         minter = TokenMinter(

@@ -43,7 +43,7 @@ def run_scheduled(
         log.set_correlation_id(event_id)
     failed = _Failure(settings, clients, clock, log)
     if policy is None:
-        from chalicelib.policy.source import policy_source_from_env
+        from chalicelib.policy_source import policy_source_from_env
 
         try:
             policy = policy_source_from_env(env).get()

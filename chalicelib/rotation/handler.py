@@ -63,7 +63,7 @@ def handle_rotation(event: Any, *, policy: AccessPolicy | None = None, store: Se
     try:
         parsed = parse_event(event)
         if policy is None:
-            from chalicelib.policy.source import policy_source_from_env
+            from chalicelib.policy_source import policy_source_from_env
 
             try:
                 policy = policy_source_from_env(env).get()

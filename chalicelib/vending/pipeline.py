@@ -21,7 +21,7 @@ from chalicelib.errors import (
 )
 from chalicelib.identity import CallerIdentity
 from chalicelib.observability import audit, count_denied, count_vended, isoformat_z, logger, traced
-from chalicelib.policy.source import PolicySource, policy_source_from_env
+from chalicelib.policy_source import PolicySource, policy_source_from_env
 from chalicelib.settings import Settings
 from chalicelib.vending.dsn import answer_fields, build_dsn
 from chalicelib.vending.ratelimit import CallerLimiter, parse_rate_limit

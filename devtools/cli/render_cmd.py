@@ -21,8 +21,8 @@ def render(file: str, only: str) -> None:
     """Print the IAM policy rdsvend's signer needs for FILE, and the SCP statement allowing it."""
     import os
 
+    from chalicelib.aws.probe import AwsClients
     from chalicelib.canary.accounts import AccountReaders
-    from chalicelib.canary.aws import AwsClients
     from chalicelib.errors import IamFetchError, PolicyLoadError, ProbeError
     from chalicelib.iam.render import render_policies
     from chalicelib.policy.loader import load_policy_file

@@ -21,12 +21,12 @@ from typing import Any
 
 from devtools.local.cwlogs import CloudWatchSink, LogLine
 from devtools.local.iamdbauth import DEFAULT_LOGINS_PER_SECOND, IamAuthGuard, InstanceAuth
+from devtools.local.state import AUDIT_LOG_GROUP
 
 __all__ = ["AUDIT_LOG_GROUP", "Attribution", "start_attribution", "AuditTee", "clear_refusal_logs"]
 
 log = logging.getLogger(__name__)
 
-AUDIT_LOG_GROUP = "/aws/lambda/rdsvend-local"
 _DEFAULT_EXPORTS = ("iam-db-auth-error",)
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["REPO_ROOT", "DEFAULT_STATE_DIR", "DEFAULT_ACCESS", "STATE_FILE", "LOG_FILE", "UNSET_ENV",
+__all__ = ["AUDIT_LOG_GROUP", "REPO_ROOT", "DEFAULT_STATE_DIR", "DEFAULT_ACCESS", "STATE_FILE", "LOG_FILE", "UNSET_ENV",
            "StackError", "StackInfo", "read_state", "running_info", "write_state", "alive", "proc_start_time"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -23,6 +23,8 @@ STATE_FILE = "state.json"
 LOG_FILE = "stack.log"
 #: Variables a shell must drop to use the local caller's long-term keys.
 UNSET_ENV = ("AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_PROFILE")
+#: the local vend function's log group, where its audit lines go (``RDSVEND_AUDIT_LOG_GROUPS`` in the stack's shell)
+AUDIT_LOG_GROUP = "/aws/lambda/rdsvend-local"
 
 
 class StackError(RuntimeError):
@@ -138,6 +140,7 @@ class StackInfo:
             "RDSVEND_POLICY": self.policy_path,
             "PGSSLROOTCERT": self.ca_path,
             "RDSVEND_LOCAL_ADMIN_DSN": self.admin_dsn,
+            "RDSVEND_AUDIT_LOG_GROUPS": AUDIT_LOG_GROUP,
             **_mysql_admin_env(self.databases),
         }
         if self.lambda_url:

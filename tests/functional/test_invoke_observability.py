@@ -27,11 +27,12 @@ import boto3
 from moto.server import ThreadedMotoServer
 
 from chalicelib.policy.loader import load_policy_text
-from chalicelib.policy.source import StaticPolicySource
+from chalicelib.policy_source import StaticPolicySource
 from chalicelib.routes.http import set_vending_service
 from chalicelib.signer import TokenMinter
 from chalicelib.vending.pipeline import VendingService
-from chalicelib.vending.proof import ProofConfig, StsVerifier
+from chalicelib.vending.proof import ProofConfig
+from chalicelib.vending.verifier import StsVerifier
 from rdsvend import invoke_payload
 
 N = int(sys.argv[1])
