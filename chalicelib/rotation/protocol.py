@@ -24,7 +24,7 @@ sees a window where neither works; an interrupted rotation is resumed from AWSPR
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from chalicelib.engines.secret import DbSecret, base_of, clone_of, owner_role_of
 from chalicelib.policy.model import DbUser
@@ -220,6 +220,4 @@ class Rotator:
 
 
 def _with_dbname(secret: DbSecret, dbname: str | None) -> DbSecret:
-    from dataclasses import replace
-
     return replace(secret, dbname=dbname)

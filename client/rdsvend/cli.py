@@ -26,6 +26,7 @@ from typing import NoReturn
 from rdsvend.api import VendApi, VendedToken
 from rdsvend.connect import child_env, conninfo, libpq_env
 from rdsvend.errors import VendError
+from rdsvend.mysql import MysqlOptionError, is_mysql_family, mysql_command, mysql_url
 from rdsvend.pgpass import default_pgpass_path, write_pgpass_entry
 
 __all__ = ["main", "build_parser", "OPERATOR_GROUP", "OPERATOR_COMMANDS"]
@@ -84,8 +85,6 @@ def _cmd_token(args: argparse.Namespace) -> None:
     elif args.format == "json":
         print(json.dumps(vended.to_body(), indent=2))
     elif args.format == "dsn":
-        from rdsvend.mysql import is_mysql_family, mysql_url
-
         print(mysql_url(vended) if is_mysql_family(vended.engine) else conninfo(vended))
     else:
         _libpq_only(vended, "--format env")
@@ -97,8 +96,6 @@ def _cmd_token(args: argparse.Namespace) -> None:
 
 def _libpq_only(vended: VendedToken, what: str) -> None:
     """``PG*`` variables and pgpass lines mean nothing to a MySQL-family client: say so."""
-    from rdsvend.mysql import is_mysql_family
-
     if is_mysql_family(vended.engine):
         _fail(f"{what} is for PostgreSQL; '{vended.database}' is a {vended.engine} database: use "
               f"'rdsvend exec {vended.database} {vended.db_user} -- mariadb' or --format json", 2)
@@ -152,8 +149,6 @@ def _cmd_exec(args: argparse.Namespace) -> None:
     if not command:
         _fail("exec needs a command after '--'", 2)
     vended = _vend(args.url, args.database, args.db_user)
-    from rdsvend.mysql import is_mysql_family
-
     if is_mysql_family(vended.engine):
         _exec_mysql(command, vended)
     env = child_env(vended, os.environ)
@@ -169,8 +164,6 @@ def _cmd_exec(args: argparse.Namespace) -> None:
 
 def _exec_mysql(command: list[str], vended: VendedToken) -> NoReturn:
     """MySQL family: the login in a private option file for the command's lifetime (rdsvend.mysql)."""
-    from rdsvend.mysql import MysqlOptionError, mysql_command
-
     try:
         with mysql_command(command, vended) as (argv, env):
             try:

@@ -24,6 +24,7 @@ import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from rdsvend.api import VendedToken
 from rdsvend.errors import RdsvendClientError
@@ -158,8 +159,6 @@ def mysql_url(vended: VendedToken) -> str:
     """``mysql://USER:TOKEN@HOST:PORT/DBNAME?ssl-mode=VERIFY_IDENTITY`` (every part percent-encoded):
     the ``dsn`` with the password, for tools that take a URL. It holds the token: keep it out of
     command lines and logs."""
-    from urllib.parse import quote
-
     host = f"[{vended.host}]" if ":" in vended.host else vended.host
     path = "/" + quote(vended.dbname, safe="") if vended.dbname else "/"
     return (f"mysql://{quote(vended.db_user, safe='')}:{quote(vended.token, safe='')}@{host}:{int(vended.port)}"

@@ -5,9 +5,15 @@ one that gives ``resource_id`` (and whose account is known) is not read at all."
 from __future__ import annotations
 
 import json
+import os
 
 import click
 
+from chalicelib.aws.probe import AwsClients
+from chalicelib.canary.accounts import AccountReaders
+from chalicelib.errors import IamFetchError, PolicyLoadError, ProbeError
+from chalicelib.iam.render import render_policies
+from chalicelib.policy.loader import load_policy_file
 from devtools.cli.simulate_cmd import BadInput, OneLineCommand
 
 __all__ = ["render"]
@@ -19,13 +25,7 @@ __all__ = ["render"]
               help="signer: the signer policy document alone (one signer only); scp: the SCP statement alone.")
 def render(file: str, only: str) -> None:
     """Print the IAM policy rdsvend's signer needs for FILE, and the SCP statement allowing it."""
-    import os
 
-    from chalicelib.aws.probe import AwsClients
-    from chalicelib.canary.accounts import AccountReaders
-    from chalicelib.errors import IamFetchError, PolicyLoadError, ProbeError
-    from chalicelib.iam.render import render_policies
-    from chalicelib.policy.loader import load_policy_file
 
     try:
         policy = load_policy_file(file, service_account=os.environ.get("RDSVEND_SERVICE_ACCOUNT") or None)

@@ -34,7 +34,9 @@ import re
 from functools import cache
 from typing import Any
 
+from chalicelib.iam.render import DEFAULT_SIGNER, render_policies, resolve_database
 from chalicelib.policy.model import AccessPolicy, Database
+from devtools.deploy.rotation import canary_secret_statements, rotate_statements
 from devtools.deploy.settings import (
     FUNCTIONS,
     VENDING,
@@ -134,7 +136,6 @@ def connect_arns(policy: AccessPolicy, deploy: DeploySettings) -> list[str]:
     """The dbuser ARNs the functions sign for themselves: what ``rdsvend policy render`` gives
     for the function role (databases without a ``signer_role``; those with one are signed by
     that role, which needs render's other policies, not the functions)."""
-    from chalicelib.iam.render import DEFAULT_SIGNER, render_policies
 
     own = [db.name for db in policy.databases.values() if db.signer_role is None]
     if not any(u.vendable for name in own for u in policy.databases[name].users.values()):
@@ -212,7 +213,6 @@ def function_policy(
     if function == "canary":
         statements.extend(_canary_statements(stage, deploy, policy))
     if function in ("canary", "rotate"):  # password users' secrets
-        from devtools.deploy.rotation import canary_secret_statements, rotate_statements
 
         statements.extend(rotate_statements(policy) if function == "rotate" else canary_secret_statements(policy))
     document = {"Version": "2012-10-17", "Statement": statements}
@@ -305,6 +305,5 @@ def api_resource_policy(deploy: DeploySettings) -> dict[str, Any]:
 
 def resource_ids_from_rds(policy: AccessPolicy, client_for: Any) -> dict[str, str]:
     """Every declared database's resource id, asked of RDS as ``rdsvend policy render`` does."""
-    from chalicelib.iam.render import resolve_database
 
     return {db.name: resolve_database(db, client_for(db.region))[2] for db in policy.databases.values()}

@@ -40,12 +40,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from chalicelib.errors import PolicyLoadError
+from chalicelib.policy.loader import load_policy_file
+from devtools.deploy.member_roles import MEMBER_ROLES_FILE, member_roles_template
 from devtools.deploy.roles import (
     load_chalice_config,
     load_deploy_settings,
     stale_policy_files,
     write_policy_files,
 )
+from devtools.deploy.sam import merge_template, unmerged_resources
+from devtools.deploy.stack import stack_plan
+from devtools.deploy.terraform import STACK_FILE, fix_chalice_terraform, terraform_stack
 
 __all__ = [
     "FORMATS",
@@ -238,11 +243,6 @@ def package(project_dir: str | Path = PROJECT_DIR, out: str | Path | None = None
 
     ``regenerate=False`` refuses to package stale policy files instead of rewriting them.
     """
-    from chalicelib.policy.loader import load_policy_file
-    from devtools.deploy.member_roles import MEMBER_ROLES_FILE, member_roles_template
-    from devtools.deploy.sam import merge_template, unmerged_resources
-    from devtools.deploy.stack import stack_plan
-    from devtools.deploy.terraform import STACK_FILE, fix_chalice_terraform, terraform_stack
 
     project = Path(project_dir).resolve()
     out_dir = Path(out).resolve() if out else project / "build"

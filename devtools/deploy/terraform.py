@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from chalicelib.policy.loader import load_policy_text
+from devtools.deploy.rotation import terraform_rotation_resources
 from devtools.deploy.stack import (
     ALERT_EMAIL,
     API_BURST,
@@ -147,8 +149,6 @@ def terraform_stack(plan: StackPlan, policy_text: str) -> dict[str, Any]:
         "aws_cloudwatch_dashboard": {"main": {"dashboard_name": plan.dashboard,
                                               "dashboard_body": dashboard_body(plan)}},
     }
-    from chalicelib.policy.loader import load_policy_text
-    from devtools.deploy.rotation import terraform_rotation_resources
 
     for kind, items in terraform_rotation_resources(load_policy_text(policy_text), plan.account).items():
         resources.setdefault(kind, {}).update(items)

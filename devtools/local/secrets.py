@@ -16,6 +16,7 @@ steps through :func:`chalicelib.rotation.handler.handle_rotation`, the ``rotate`
 """
 from __future__ import annotations
 
+import json
 import logging
 import secrets as _secrets
 import uuid
@@ -26,7 +27,9 @@ from typing import Any
 from chalicelib.policy.model import AccessPolicy, Database, DbUser
 from chalicelib.policy.password_users import secret_arn_parts
 from chalicelib.rotation.event import STEPS
+from chalicelib.rotation.handler import handle_rotation
 from chalicelib.rotation.store import BotoSecretStore, SecretMeta
+from devtools.local.mariadb import MASTER
 
 __all__ = ["SeededSecret", "seed_password_secrets", "password_users", "LocalRotationStore", "rotate_locally",
            "pending_token", "ROTATION_DAYS"]
@@ -65,7 +68,6 @@ def _admin_login(cluster: Any) -> tuple[str, str]:
     """The local superuser's name and password."""
     server = getattr(cluster, "server", None)
     if server is not None:  # the local MariaDB's RDS-like master user
-        from devtools.local.mariadb import MASTER
 
         return MASTER, str(server.master_password)
     from psycopg.conninfo import conninfo_to_dict
@@ -109,8 +111,6 @@ def seed_password_secrets(policy: AccessPolicy, instances: Mapping[str, Any], cl
 
 
 def _create(client: Any, name: str, value: Mapping[str, Any], description: str) -> str:
-    import json
-
     return str(client.create_secret(Name=name, Description=description, SecretString=json.dumps(value))["ARN"])
 
 
@@ -140,7 +140,6 @@ def rotate_locally(secret_id: str, client: Any, *, policy: AccessPolicy, env: Ma
     """Run ``steps`` of one rotation of ``secret_id`` through the ``rotate`` function's body.
     Resumes the rotation in flight when there is one; returns the token. Raises
     :class:`chalicelib.rotation.handler.RotationFailedError` (one line) when a step fails."""
-    from chalicelib.rotation.handler import handle_rotation
 
     if token is None:
         token = pending_token(BotoSecretStore(client).describe(secret_id)) or str(uuid.uuid4())

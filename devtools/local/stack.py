@@ -19,6 +19,7 @@ Everything binds 127.0.0.1.
 """
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import subprocess
@@ -195,7 +196,6 @@ def _children(pid: int) -> list[int]:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m devtools.local.stack --state-dir DIR``: the detached server."""
-    import argparse
 
     parser = argparse.ArgumentParser(prog="python -m devtools.local.stack")
     parser.add_argument("--state-dir", default=str(DEFAULT_STATE_DIR))

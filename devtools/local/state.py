@@ -12,6 +12,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
+
+from devtools.local.aws import SeededWorld
+from devtools.local.canary import ORG_READER_ROLE
+from devtools.local.rds_mysql import mysql_admin_env
 
 __all__ = ["AUDIT_LOG_GROUP", "REPO_ROOT", "DEFAULT_STATE_DIR", "DEFAULT_ACCESS", "STATE_FILE", "LOG_FILE", "UNSET_ENV",
            "StackError", "StackInfo", "read_state", "running_info", "write_state", "alive", "proc_start_time"]
@@ -73,8 +78,6 @@ def write_state(state_dir: Path, state: Mapping[str, Any]) -> None:
 
 
 def _mysql_admin_env(databases: Any) -> dict[str, str]:
-    from devtools.local.rds_mysql import mysql_admin_env
-
     return mysql_admin_env(databases)
 
 
@@ -123,7 +126,6 @@ class StackInfo:
     @property
     def org_role_arn(self) -> str:
         """The management account's organization reader role (SCPs, accounts)."""
-        from devtools.local.canary import ORG_READER_ROLE
 
         return f"arn:aws:iam::{self.seeded.management_account}:role/{ORG_READER_ROLE}"
 
@@ -151,8 +153,6 @@ class StackInfo:
         return out
 
     def ports(self) -> list[int]:
-        from urllib.parse import urlsplit
-
         extra = [urlsplit(self.lambda_url).port] if self.lambda_url else []
         return [urlsplit(self.moto_url).port, urlsplit(self.gateway_url).port, self.ldap_port, *extra,
                 *(int(d["port"]) for d in self.databases.values())]
@@ -168,8 +168,6 @@ class StackInfo:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> StackInfo:
-        from devtools.local.aws import SeededWorld
-
         return cls(
             state_dir=data["state_dir"], pid=int(data["pid"]), region=data["region"], moto_url=data["moto_url"],
             gateway_url=data["gateway_url"], ldap_port=int(data["ldap_port"]), policy_path=data["policy_path"],
