@@ -11,17 +11,16 @@ from typing import Any
 
 import click
 
-from chalicelib.canary.explain import explain_target, render_checks, render_table, summary_line
-from chalicelib.canary.factory import canary_deps
-from chalicelib.canary.runner import run_canary, select_targets
 from devtools.cli.common import fail, load_policy, policy_option, quiet_service_logs
-from devtools.cli.doctor_refusals import refusal_report
 
 __all__ = ["canary", "doctor"]
 
 
 def _run(policy: Any, targets: list, timeout: float | None, concurrency: int | None) -> Any:
+    from chalicelib.canary.factory import canary_deps
+
     quiet_service_logs()
+    from chalicelib.canary.runner import run_canary
 
     deps = canary_deps(policy)
     return run_canary(policy, deps, targets=targets, timeout_seconds=timeout, concurrency=concurrency)
@@ -43,6 +42,8 @@ _timeout_option = click.option("--timeout", type=click.FloatRange(min=0.5, max=9
 def canary(policy_path: str | None, as_json: bool, timeout: float | None, concurrency: int | None,
            database: str | None) -> None:
     """Check every (database, db user) of the policy: RDS, IAM, SCPs, a real TLS login."""
+    from chalicelib.canary.explain import explain_target, render_table, summary_line
+    from chalicelib.canary.runner import select_targets
 
     policy = load_policy(policy_path)
     if database is not None and database not in policy.databases:
@@ -71,6 +72,7 @@ def canary(policy_path: str | None, as_json: bool, timeout: float | None, concur
 def doctor(database: str, db_user: str, policy_path: str | None, as_json: bool,
            timeout: float | None) -> None:
     """Run every check for DATABASE / DB_USER and explain each failure in words."""
+    from chalicelib.canary.explain import explain_target, render_checks
 
     policy = load_policy(policy_path)
     db = policy.databases.get(database)
@@ -97,6 +99,7 @@ def doctor(database: str, db_user: str, policy_path: str | None, as_json: bool,
         click.echo("Nothing to fix: AWSCURRENT of its secret logs in over TLS verify-full." if user.auth == "password"
                    else "Nothing to fix: a freshly signed token logs in over TLS verify-full.")
     if user.auth == "iam":  # who RDS refused in the last hour, and why (devtools.cli.doctor_refusals)
+        from devtools.cli.doctor_refusals import refusal_report
 
         refusals = refusal_report(policy, db, db_user)
         click.echo()

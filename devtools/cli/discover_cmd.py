@@ -12,12 +12,7 @@ import sys
 
 import click
 
-from chalicelib.aws.arn import ACCOUNT_ID, REGION, ROLE_NAME
-from chalicelib.errors import PolicyLoadError, PolicyUnavailableError
-from chalicelib.policy_source import policy_source_from_env
 from devtools.cli.simulate_cmd import BadInput, OneLineCommand
-from devtools.discover.scan import DEFAULT_ROLE_NAME, DiscoverError, ScanRequest, scan
-from devtools.discover.shape import to_json, to_table, to_yaml
 
 __all__ = ["discover"]
 
@@ -41,6 +36,8 @@ def _policy_role_name() -> tuple[str | None, str | None]:
     """``(defaults.reader_role_name, note)`` of the policy ``RDSVEND_POLICY`` names, if it loads."""
     if not os.environ.get("RDSVEND_POLICY"):
         return None, None
+    from chalicelib.errors import PolicyLoadError, PolicyUnavailableError
+    from chalicelib.policy_source import policy_source_from_env
 
     try:
         return policy_source_from_env().get().reader_role_name, None
@@ -60,6 +57,9 @@ def discover(role_name: str | None, regions: str | None, accounts: str | None, f
     """List the RDS databases of every account of the organization, ready for the access policy."""
     import boto3
 
+    from chalicelib.aws.arn import ACCOUNT_ID, REGION, ROLE_NAME
+    from devtools.discover.scan import DEFAULT_ROLE_NAME, DiscoverError, ScanRequest, scan
+    from devtools.discover.shape import to_json, to_table, to_yaml
 
     if role_name is not None and not ROLE_NAME.fullmatch(role_name):
         raise BadInput(f"invalid role name '{role_name[:80]}' in --role-name")

@@ -8,26 +8,14 @@ from typing import NoReturn
 
 import click
 
-from chalicelib.errors import PolicyLoadError
-from chalicelib.policy.loader import load_policy_file
-from devtools.local.stack import (
-    DEFAULT_ACCESS,
-    DEFAULT_STATE_DIR,
-    UNSET_ENV,
-    StackError,
-    StackServer,
-    running_info,
-    spawn_detached,
-)
-from devtools.local.stack import down as stack_down
-from devtools.local.world import DEFAULT_WORLD, WorldError, load_world
-
 __all__ = ["local"]
 
 _STATE_HELP = "where the stack keeps its state (default: .rdsvend/local in the repository)"
 
 
 def _state_dir(value: str | None) -> Path:
+    from devtools.local.stack import DEFAULT_STATE_DIR
+
     return Path(value) if value else DEFAULT_STATE_DIR
 
 
@@ -50,6 +38,9 @@ def local() -> None:
               help="access policy template (default: policies/local-access.yaml)")
 def up(detach: bool, state_dir: str | None, world_path: str | None, access_path: str | None) -> None:
     """Start the local stack; in the foreground until Ctrl-C unless --detach."""
+    from chalicelib.errors import PolicyLoadError
+    from devtools.local.stack import DEFAULT_ACCESS, StackError, StackServer, spawn_detached
+    from devtools.local.world import WorldError
 
     for label, path in (("--world", world_path), ("--access", access_path)):
         if path is not None and not Path(path).is_file():
@@ -84,6 +75,8 @@ def up(detach: bool, state_dir: str | None, world_path: str | None, access_path:
 
 def _check_inputs(world_path: str | None, access_path: str) -> None:
     """Bad input is a one-line error before anything starts (exit 2)."""
+    from chalicelib.policy.loader import load_policy_file
+    from devtools.local.world import DEFAULT_WORLD, load_world
 
     load_world(world_path or DEFAULT_WORLD)
     load_policy_file(access_path)
@@ -103,6 +96,7 @@ _PARTS = {"caller": "allowed", "denied": "denied", "operator": "operator"}
               help="older spelling of --as caller|denied")
 def env(state_dir: str | None, role: str | None, caller: str | None) -> None:
     """Print export lines for a shell: eval "$(rdsvend local env [--as operator])"."""
+    from devtools.local.stack import UNSET_ENV, running_info
 
     if role is not None and caller is not None:
         _fail("--as and --caller cannot be combined (use --as)", 2)
@@ -121,6 +115,7 @@ def env(state_dir: str | None, role: str | None, caller: str | None) -> None:
 @click.option("--state-dir", default=None, help=_STATE_HELP)
 def down(state_dir: str | None) -> None:
     """Stop the local stack: no process, listener or temp dir is left (also after a crash)."""
+    from devtools.local.stack import down as stack_down
 
     report = stack_down(_state_dir(state_dir))
     if not report.stopped and report.clean:

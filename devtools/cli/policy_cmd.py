@@ -5,11 +5,7 @@ import sys
 
 import click
 
-from chalicelib.aws.errors import aws_error
-from chalicelib.errors import PolicyLoadError, PolicyPublishError
-from chalicelib.policy.loader import load_policy_file
 from devtools.cli.lazy import LazyGroup
-from devtools.deploy.publish import publish_policy
 
 __all__ = ["policy"]
 
@@ -31,6 +27,8 @@ def policy() -> None:
                    "Without it, databases in other accounts are not checked for a way to read them.")
 def check(file: str, service_account: str | None) -> None:
     """Validate FILE: exit 0 when it loads, 2 with the error on one line when it does not."""
+    from chalicelib.errors import PolicyLoadError
+    from chalicelib.policy.loader import load_policy_file
 
     try:
         loaded = load_policy_file(file, service_account=service_account or None)
@@ -51,6 +49,9 @@ def publish(file: str, parameter: str, region: str | None) -> None:
     """Validate FILE, then upload it to SSM Parameter Store as PARAMETER."""
     import boto3
 
+    from chalicelib.aws.errors import aws_error
+    from chalicelib.errors import PolicyLoadError, PolicyPublishError
+    from devtools.deploy.publish import publish_policy
 
     try:
         version = publish_policy(file, parameter, boto3.client("ssm", region_name=region))

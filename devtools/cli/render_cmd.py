@@ -9,11 +9,6 @@ import os
 
 import click
 
-from chalicelib.aws.probe import AwsClients
-from chalicelib.canary.accounts import AccountReaders
-from chalicelib.errors import IamFetchError, PolicyLoadError, ProbeError
-from chalicelib.iam.render import render_policies
-from chalicelib.policy.loader import load_policy_file
 from devtools.cli.simulate_cmd import BadInput, OneLineCommand
 
 __all__ = ["render"]
@@ -26,6 +21,11 @@ __all__ = ["render"]
 def render(file: str, only: str) -> None:
     """Print the IAM policy rdsvend's signer needs for FILE, and the SCP statement allowing it."""
 
+    from chalicelib.aws.probe import AwsClients
+    from chalicelib.canary.accounts import AccountReaders
+    from chalicelib.errors import IamFetchError, PolicyLoadError, ProbeError
+    from chalicelib.iam.render import render_policies
+    from chalicelib.policy.loader import load_policy_file
 
     try:
         policy = load_policy_file(file, service_account=os.environ.get("RDSVEND_SERVICE_ACCOUNT") or None)

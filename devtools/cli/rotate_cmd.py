@@ -19,16 +19,7 @@ from urllib.parse import urlsplit
 
 import click
 
-from chalicelib.aws.errors import aws_error
-from chalicelib.engines.trust import ssl_root_cert_for
-from chalicelib.policy.password_users import secret_arn_parts
-from chalicelib.rotation.engines import engine_for
-from chalicelib.rotation.errors import RotationError
-from chalicelib.rotation.handler import RotationFailedError
-from chalicelib.rotation.secret import parse_secret
-from chalicelib.rotation.store import BotoSecretStore
 from devtools.cli.common import fail, load_policy, policy_option, quiet_service_logs
-from devtools.local.secrets import rotate_locally
 
 __all__ = ["rotate", "on_local_stack"]
 
@@ -48,6 +39,8 @@ def _client(region: str) -> Any:
 
 
 def _rotate_in_aws(client: Any, arn: str, wait: float) -> None:
+    from chalicelib.aws.errors import aws_error
+
     try:
         token = client.rotate_secret(SecretId=arn)["VersionId"]
     except Exception as exc:
@@ -91,6 +84,12 @@ class _Quiet:
               help="AWS: seconds to wait for the new version to become AWSCURRENT")
 def rotate(database: str, db_user: str, policy_path: str | None, local: bool | None, wait: float) -> None:
     """Rotate the password of DB_USER (an auth: password user) of DATABASE now."""
+    from chalicelib.engines.trust import ssl_root_cert_for
+    from chalicelib.policy.password_users import secret_arn_parts
+    from chalicelib.rotation.engines import engine_for
+    from chalicelib.rotation.errors import RotationError
+    from chalicelib.rotation.handler import RotationFailedError
+    from chalicelib.rotation.store import BotoSecretStore
 
     policy = load_policy(policy_path)
     db = policy.databases.get(database)
@@ -109,12 +108,16 @@ def rotate(database: str, db_user: str, policy_path: str | None, local: bool | N
     client = _client(parts["region"])
     try:
         if local:
+            from devtools.local.secrets import rotate_locally
+
             # moto matches a secret by its full ARN or its name: the policy's ARN may lack the suffix
             rotate_locally(parts["name"], client, policy=policy, env=env, log_to=_Quiet())
         else:
             _rotate_in_aws(client, user.secret, wait)
         secret_id = parts["name"] if local else user.secret
         store = BotoSecretStore(client)
+        from chalicelib.rotation.secret import parse_secret
+
         current = parse_secret(store.value(secret_id, stage="AWSCURRENT"), what="AWSCURRENT")
         session = engine_for(current).login(current, ssl_root_cert=ssl_root_cert_for(policy, env),
                                             timeout=policy.canary.timeout_seconds)
