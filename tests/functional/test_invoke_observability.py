@@ -13,6 +13,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.e2e  # its child process starts a moto server: not in the fast tier
+
 PROJECT = Path(__file__).resolve().parents[2]
 INVOKES = 100
 

@@ -40,6 +40,8 @@ from rdsvend import invoke_payload
 from rdsvend.proof import build_identity_proof
 from tests.support.events import load_event
 
+pytestmark = pytest.mark.e2e  # starts a server: not in the fast tier
+
 ACCT = "123456789012"  # moto server's default account
 SERVER_ID = "rdsvend-test-server"
 TRUST = json.dumps({"Version": "2012-10-17", "Statement": [

@@ -34,6 +34,8 @@ from chalicelib.vending.ratelimit_table import (
 )
 from tests.support.policies import allow_rule, one_database_policy
 
+pytestmark = pytest.mark.e2e  # starts a server: not in the fast tier
+
 TABLE = "rdsvend-test-rate"
 ALICE = identity_from_arn("arn:aws:sts::111122223333:assumed-role/orders-api/i-1")
 BOB = identity_from_arn("arn:aws:sts::111122223333:assumed-role/billing-api/i-2")
