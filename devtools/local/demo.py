@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from devtools.local.demo_canary import broken_scp_step, canary_step
+from devtools.local.demo_enforce import enforce_step
 from devtools.local.demo_mysql import mysql_step
 from devtools.local.demo_org import org_step
 from devtools.local.demo_refused import refused_caller_step
@@ -123,6 +124,10 @@ def step_denied(demo: Demo) -> None:
     raise DemoFailed("the denied caller was given a token")
 
 
+def step_enforce(demo: Demo) -> None:
+    enforce_step(demo, say, DemoFailed)
+
+
 def step_org(demo: Demo) -> None:
     org_step(demo, say, DemoFailed)
 
@@ -158,6 +163,7 @@ def step_rotation(demo: Demo) -> None:
 
 
 STEPS.insert(STEPS.index(step_canary), step_rotation)  # before the canary, which checks password users too
+STEPS.insert(STEPS.index(step_denied) + 1, step_enforce)
 
 
 def main(argv: list[str] | None = None) -> int:

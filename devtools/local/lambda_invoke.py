@@ -32,6 +32,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from chalicelib.clock import SYSTEM_CLOCK, Clock
 from chalicelib.routes.invoke import set_verifier, vend
+from devtools.local.authorize import invoke_permission as enforced_permission
 from devtools.local.gateway import LambdaContext, signature_failure
 from devtools.local.httpserve import HttpAnswer, LoopbackHandler, LoopbackServer, LoopbackService
 from devtools.local.permissions import identity_permission
@@ -147,9 +148,10 @@ class LambdaInvokeServer(LoopbackService):
             if not allowed:
                 log.info("lambda invoke: %s may not invoke %s: %s", verified.credential.principal_arn,
                          self.function_name, why)
-                return _error(403, "AccessDeniedException",
-                              f"User: {verified.credential.principal_arn} is not authorized to perform: "
-                              f"lambda:InvokeFunction on resource: {self.function_arn} because {why}")
+                message = why if why.startswith("User: ") else (
+                    f"User: {verified.credential.principal_arn} is not authorized to perform: "
+                    f"lambda:InvokeFunction on resource: {self.function_arn} because {why}")
+                return _error(403, "AccessDeniedException", message)
         invocation_type = lowered.get("x-amz-invocation-type", "RequestResponse")
         if invocation_type not in ("RequestResponse", "Event", "DryRun"):
             return _error(400, "InvalidParameterValueException",
@@ -160,7 +162,7 @@ class LambdaInvokeServer(LoopbackService):
             return InvokeResponse(204, {}, b"")
         try:
             event = json.loads(body.decode("utf-8")) if body else {}
-        except (UnicodeDecodeError, ValueError):
+        except (UnicodeDecodeError, ValueError, RecursionError):  # nested too deep: an answer, as the HTTP API gives
             return _error(400, "InvalidRequestContentException",
                           "Could not parse request body into json: Could not parse payload into json")
         context = LambdaContext(self.function_name, self.region, self.account, request_id)
@@ -211,7 +213,7 @@ def _handler_for(server: LambdaInvokeServer) -> type[LoopbackHandler]:
 
 
 def start_vend_function(*, region: str, account: str, lookup: SecretLookup, iam_client_for: Callable[[str], Any],
-                        org_client: Any) -> LambdaInvokeServer:
+                        org_client: Any, denials: Any = None, org_id: str | None = None) -> LambdaInvokeServer:
     """Configure this process as the deployed ``vend`` function is and serve Invoke for it.
 
     Call after the gateway has configured the app's environment (``RDSVEND_STS_ENDPOINT`` is
@@ -222,7 +224,12 @@ def start_vend_function(*, region: str, account: str, lookup: SecretLookup, iam_
     os.environ["RDSVEND_SERVER_ID"] = server_id_for("local", account)
 
     set_verifier(None)  # configured again, from this environment, on first use
-    server = LambdaInvokeServer(vend, lookup, region=region, account=account,
-                                permission=invoke_permission(iam_client_for, org_client))
+    if denials is not None:  # the local AWS enforces IAM: Invoke is decided the same way
+
+        function_arn = f"arn:aws:lambda:{region}:{account}:function:{FUNCTION_NAME}"
+        permission = enforced_permission(function_arn, org_id, denials)
+    else:
+        permission = invoke_permission(iam_client_for, org_client)
+    server = LambdaInvokeServer(vend, lookup, region=region, account=account, permission=permission)
     server.start()
     return server

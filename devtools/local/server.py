@@ -19,6 +19,7 @@ from chalicelib.errors import IamFetchError, IamPolicyError
 from chalicelib.iam.connect import evaluate_rds_connect
 from chalicelib.iam.model import parse_policy
 from devtools.local.attribution import start_attribution
+from devtools.local.authorize import DENIAL_LOG, DenialLog, Enforcer
 from devtools.local.aws import AccountSessions, MotoSecretLookup, MotoServer, seed_world
 from devtools.local.lambda_invoke import start_vend_function
 from devtools.local.ldap import LdapResponder
@@ -44,6 +45,8 @@ from devtools.local.rds_mysql import (
     stop_mysql_databases,
 )
 from devtools.local.rdsauth import RdsInstance, RdsTokenChecker
+from devtools.local.secret_labels import install as keep_secret_labels
+from devtools.local.sessions import management_root
 from devtools.local.state import (
     DEFAULT_ACCESS,
     DEFAULT_STATE_DIR,
@@ -73,11 +76,15 @@ class StackServer:
         state_dir: str | os.PathLike[str] = DEFAULT_STATE_DIR,
         world_path: str | os.PathLike[str] | None = None,
         access_path: str | os.PathLike[str] = DEFAULT_ACCESS,
+        enforce: bool = True,
     ) -> None:
 
         self.state_dir = Path(state_dir).resolve()
         self.world_path = Path(world_path or DEFAULT_WORLD)
         self.access_path = Path(access_path)
+        #: every request to the local AWS is authorized as AWS would (devtools.local.authorize)
+        self.enforce = enforce
+        self._enforcer: Any = None
         self._state: dict[str, Any] = {}
         self._moto: Any = None
         self._ldap: Any = None
@@ -137,12 +144,8 @@ class StackServer:
         self._moto = MotoServer()
         moto_url = self._moto.start()
 
-        # STS checks signatures and decides AssumeRole (moto does neither); IAM and SCPs are read
-        # through the stack's own sessions (made below, before anything but seeding assumes a role).
-        may_assume = assume_role_permission(identity_permission(
-            lambda account: self._sessions.client("iam", account),
-            _LazyOrgClient(self), "sts:AssumeRole"))
-        self._moto.wrap(lambda app: StsSignatureCheck(app, MotoSecretLookup(), assume_role=may_assume))
+        keep_secret_labels()  # one AWSCURRENT, AWSPREVIOUS where AWS puts it
+        self._guard_moto(MotoSecretLookup(), world.organization.management_account)
         self._save(ports=[*self._state["ports"], port_of(moto_url)])
 
         self._ldap = LdapResponder(self._check_login).start()
@@ -202,12 +205,13 @@ class StackServer:
         write_access_policy(self.access_path, policy_path, seeded, ca_path)
         seed_secrets(policy_path, seeded, {**self._clusters, **self._mysql}, self._sessions)
 
-        self._gateway = start_gateway(world, seeded, policy_path, self._lookup)
+        self._gateway = start_gateway(world, seeded, policy_path, self._lookup, self._enforcer)
         self._save(ports=[*self._state["ports"], port_of(self._gateway.url)])
         self._lambda = start_vend_function(
             region=world.region, account=world.service_account, lookup=self._lookup,
             iam_client_for=lambda account: self._sessions.client("iam", account),
-            org_client=self._sessions.client("organizations", self._sessions.management_account))
+            org_client=self._sessions.client("organizations", self._sessions.management_account),
+            denials=self._enforcer, org_id=seeded.org_id)
         self._save(ports=[*self._state["ports"], port_of(self._lambda.url)])
 
 
@@ -229,6 +233,22 @@ class StackServer:
         self.info = info
         self._save(status="ready", info=info.to_json())
         return info
+
+    def _guard_moto(self, lookup: Any, management_account: str) -> None:
+        """Every request to the local AWS authenticated and authorized as AWS would
+        (:mod:`devtools.local.authorize`); with ``enforce=False``, only STS's signature checks and
+        AssumeRole decisions (moto makes neither)."""
+        if self.enforce:
+            denials = DenialLog(self.state_dir / DENIAL_LOG)
+            self._moto.wrap(lambda app: Enforcer(app, lookup, roots=[management_root(management_account)],
+                                                 denials=denials))
+            self._enforcer = denials
+            return
+
+        may_assume = assume_role_permission(identity_permission(
+            lambda account: self._sessions.client("iam", account),
+            _LazyOrgClient(self), "sts:AssumeRole"))
+        self._moto.wrap(lambda app: StsSignatureCheck(app, lookup, assume_role=may_assume))
 
     def _permission_check(self, credential: Any, dbuser_arn: str) -> tuple[bool, str]:
         """May this signer ``rds-db:connect`` as that dbuser? Live IAM and SCP state, judged by
