@@ -18,6 +18,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from chalicelib.attribution.refusals import Refusal
+from chalicelib.errors import RdsvendError
+from chalicelib.identity import identity_from_arn
+from chalicelib.signer.roles import role_session_name_for
 
 __all__ = ["Vend", "vend_from_audit", "signer_session_for", "Entry", "join_events"]
 
@@ -55,9 +58,6 @@ def signer_session_for(arn: str | None) -> str | None:
     """The signer role session name rdsvend uses for the caller ``arn`` (None if not a caller ARN)."""
     if not arn:
         return None
-    from chalicelib.errors import RdsvendError
-    from chalicelib.identity import identity_from_arn
-    from chalicelib.signer.roles import role_session_name_for
 
     try:
         return role_session_name_for(identity_from_arn(arn))

@@ -11,7 +11,7 @@ from typing import Any
 
 from chalicelib.attribution.join import Vend, vend_from_audit
 from chalicelib.attribution.refusals import Refusal, log_group_for, parse_refusal
-from chalicelib.canary.aws import probe
+from chalicelib.aws.probe import probe
 from chalicelib.errors import ProbeError
 from chalicelib.policy.model import Database
 

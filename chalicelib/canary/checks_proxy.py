@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from chalicelib.aws.errors import aws_error
-from chalicelib.canary.aws import AwsClients, probe
+from chalicelib.aws.probe import AwsClients, probe
 from chalicelib.canary.checks_iam import ConnectFacts, SideVerdict
 from chalicelib.canary.model import CheckResult, errored, failed, passed, skipped, warned
 from chalicelib.errors import IamFetchError, IamPolicyError, ProbeError

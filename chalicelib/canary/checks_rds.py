@@ -10,9 +10,9 @@ from typing import Any, Protocol
 
 from chalicelib.aws.arn import dbuser_arn as _dbuser_arn
 from chalicelib.aws.errors import aws_error
+from chalicelib.aws.probe import AwsClients, probe
 from chalicelib.aws.rds_resource import DESCRIBE_OPERATION, DomainMembership, RdsResource, describe_resource
 from chalicelib.aws.reader import SearchedAs
-from chalicelib.canary.aws import AwsClients, probe
 from chalicelib.canary.model import CheckResult, errored, failed, passed, skipped, warned
 from chalicelib.errors import ProbeError
 from chalicelib.policy.model import Database

@@ -15,6 +15,10 @@ from chalicelib.aws.errors import DENIED_CODES, NOT_FOUND_CODES
 from chalicelib.canary.checks_iam import ConnectFacts, Finding, SideVerdict
 from chalicelib.clock import SYSTEM_CLOCK, Clock
 from chalicelib.errors import IamFetchError, IamPolicyError, ProbeError
+from chalicelib.iam.connect import connect_verdict, principal_context
+from chalicelib.iam.fetch import fetch_principal_policies, fetch_scp_chain
+from chalicelib.iam.model import RequestContext
+from chalicelib.iam.rdsdb import CONNECT_ACTION, parse_dbuser_arn
 
 __all__ = ["LiveConnectEvaluator", "verdict_to_facts"]
 
@@ -123,8 +127,6 @@ class LiveConnectEvaluator:
                                     iam_for=self._iam_for)
 
     def _fetch(self, principal: str) -> Any:
-        from chalicelib.iam.fetch import fetch_principal_policies
-
         account = principal.split(":", 5)[4] if principal.count(":") >= 5 else ""
         iam, searched = (self._iam_for(account) if self._iam_for is not None and account
                          else (self._iam, None))
@@ -148,11 +150,6 @@ class LiveConnectEvaluator:
         return self._ous.get(ou_id, compute)
 
     def evaluate(self, principal: str, dbuser_arn: str, *, account_id: str) -> ConnectFacts:
-        from chalicelib.iam.connect import connect_verdict, principal_context
-        from chalicelib.iam.fetch import fetch_scp_chain
-        from chalicelib.iam.model import RequestContext
-        from chalicelib.iam.rdsdb import CONNECT_ACTION, parse_dbuser_arn
-
         if self._org is None:
             raise ProbeError("no Organizations client: the SCP chain cannot be read", service="organizations")
         try:

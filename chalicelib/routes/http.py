@@ -15,6 +15,7 @@ from chalice import Blueprint, IAMAuthorizer, Response
 from chalicelib.identity import CallerIdentity, identity_from_request_context
 from chalicelib.observability import logger
 from chalicelib.routes.errors import error_body, error_status_headers
+from chalicelib.vending.pipeline import vending_service_from_env
 from chalicelib.vending.request import parse_json_body
 
 __all__ = ["http_routes", "set_vending_service", "get_vending_service", "json_response"]
@@ -30,8 +31,6 @@ def get_vending_service() -> Any:
     """The process-wide pipeline, built from the environment on first use."""
     global _service
     if _service is None:
-        from chalicelib.vending.pipeline import vending_service_from_env
-
         _service = vending_service_from_env()
     return _service
 

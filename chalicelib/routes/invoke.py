@@ -35,8 +35,9 @@ from chalicelib.observability import lambda_entry, logger
 from chalicelib.routes.errors import error_body
 from chalicelib.routes.http import get_vending_service
 from chalicelib.vending.pipeline import VEND_DEADLINE_SECONDS
-from chalicelib.vending.proof import StsVerifier, proof_config_from_env
+from chalicelib.vending.proof import proof_config_from_env
 from chalicelib.vending.request import parse_token_request
+from chalicelib.vending.verifier import StsVerifier
 
 __all__ = ["invoke_routes", "vend", "handle_vend", "get_verifier", "set_verifier", "MAX_PAYLOAD_CHARS"]
 

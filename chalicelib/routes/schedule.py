@@ -9,6 +9,9 @@ from typing import Any
 
 from chalice import Blueprint, Rate
 
+from chalicelib.canary.scheduled import run_scheduled
+from chalicelib.observability import invocation
+
 __all__ = ["schedule_routes", "canary"]
 
 schedule_routes = Blueprint(__name__)
@@ -16,9 +19,6 @@ schedule_routes = Blueprint(__name__)
 
 @schedule_routes.schedule(Rate(5, unit=Rate.MINUTES), name="canary")
 def canary(event: Any) -> dict[str, Any]:
-    from chalicelib.canary.scheduled import run_scheduled
-    from chalicelib.observability import invocation
-
     # Lambda enters through this module, not app.py: no middleware runs around this function.
     event_id = getattr(event, "event_id", None)
     with invocation(event_id or getattr(getattr(event, "context", None), "aws_request_id", None)):

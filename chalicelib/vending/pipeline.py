@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from chalicelib.aws.clients import default_client_factory
 from chalicelib.aws.deadline import DeadlinePassedError, check_deadline, deadline_passed, upstream_deadline
 from chalicelib.aws.rds import DatabaseNotFoundError, EndpointResolver
 from chalicelib.clock import SYSTEM_CLOCK, Clock
@@ -22,10 +23,12 @@ from chalicelib.errors import (
 )
 from chalicelib.identity import CallerIdentity
 from chalicelib.observability import audit, count_denied, count_vended, isoformat_z, logger, traced
-from chalicelib.policy.source import PolicySource, policy_source_from_env
+from chalicelib.policy_source import PolicySource, policy_source_from_env
 from chalicelib.settings import Settings
+from chalicelib.signer import TokenMinter
 from chalicelib.vending.dsn import answer_fields, build_dsn
 from chalicelib.vending.ratelimit import CallerLimiter, parse_rate_limit
+from chalicelib.vending.ratelimit_table import TableRateLimiter
 from chalicelib.vending.request import TokenRequest, parse_token_request
 
 __all__ = ["VendingService", "vending_service_from_env", "rate_limiter_from_env", "SSL_ROOT_CERT", "build_dsn",
@@ -194,8 +197,6 @@ def deadline_error() -> UpstreamUnavailableError:
 
 def vending_service_from_env(env: Mapping[str, str] | None = None) -> VendingService:
     """The service the Lambda functions use, configured from the environment (read once, here)."""
-    from chalicelib.aws.clients import default_client_factory
-    from chalicelib.signer import TokenMinter
 
     env = dict(Settings.environment() if env is None else env)
     clients = default_client_factory()
@@ -216,6 +217,5 @@ def rate_limiter_from_env(env: Mapping[str, str], clients: Any) -> CallerLimiter
     table = settings.rate_table
     if local is None or not table:
         return local
-    from chalicelib.vending.ratelimit_table import TableRateLimiter
 
     return TableRateLimiter(clients("dynamodb"), table, local.rate, local.burst, fallback=local)

@@ -30,6 +30,7 @@ from rdsvend.cli_pgpass import run_pgpass
 from rdsvend.cliutil import describe, exit_code, fail, make_api
 from rdsvend.connect import conninfo, libpq_env
 from rdsvend.errors import VendError
+from rdsvend.mysql import is_mysql_family, mysql_url
 
 __all__ = ["main", "build_parser", "OPERATOR_GROUP", "OPERATOR_COMMANDS"]
 
@@ -71,8 +72,6 @@ def _cmd_token(args: argparse.Namespace) -> None:
     elif args.format == "json":
         print(json.dumps(vended.to_body(), indent=2))
     elif args.format == "dsn":
-        from rdsvend.mysql import is_mysql_family, mysql_url
-
         print(mysql_url(vended) if is_mysql_family(vended.engine) else conninfo(vended))
     else:
         _libpq_only(vended, "--format env")
@@ -84,8 +83,6 @@ def _cmd_token(args: argparse.Namespace) -> None:
 
 def _libpq_only(vended: VendedToken, what: str) -> None:
     """``PG*`` variables and pgpass lines mean nothing to a MySQL-family client: say so."""
-    from rdsvend.mysql import is_mysql_family
-
     if is_mysql_family(vended.engine):
         _fail(f"{what} is for PostgreSQL; '{vended.database}' is a {vended.engine} database: use "
               f"'rdsvend exec {vended.database} {vended.db_user} -- mariadb' or --format json", 2)

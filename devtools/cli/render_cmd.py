@@ -7,6 +7,7 @@ one that gives ``resource_id`` (and whose account is known) is not read at all."
 from __future__ import annotations
 
 import json
+import os
 
 import click
 
@@ -27,10 +28,9 @@ def render(file: str, only: str) -> None:
     With RDS Proxy databases, two labelled legs: leg 1, the signer's rds-db:connect on the
     proxy's dbuser:prx-.../USER ARNs; leg 2, what each proxy's own role needs to log in to
     its target."""
-    import os
 
+    from chalicelib.aws.probe import AwsClients
     from chalicelib.canary.accounts import AccountReaders
-    from chalicelib.canary.aws import AwsClients
     from chalicelib.errors import IamFetchError, PolicyLoadError, ProbeError
     from chalicelib.iam.render import render_policies, render_proxy_roles
     from chalicelib.policy.loader import load_policy_file

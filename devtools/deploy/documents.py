@@ -36,7 +36,9 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
+from chalicelib.iam.render import DEFAULT_SIGNER, render_policies, resolve_database
 from chalicelib.policy.model import AccessPolicy, Database
+from devtools.deploy.rotation import canary_secret_statements, rotate_statements
 from devtools.deploy.settings import (
     FUNCTIONS,
     VENDING,
@@ -142,7 +144,6 @@ def connect_arns(policy: AccessPolicy, deploy: DeploySettings) -> list[str]:
     """The dbuser ARNs the functions sign for themselves: what ``rdsvend policy render`` gives
     for the function role (databases without a ``signer_role``; those with one are signed by
     that role, which needs render's other policies, not the functions)."""
-    from chalicelib.iam.render import DEFAULT_SIGNER, render_policies
 
     own = [db.name for db in policy.databases.values() if db.signer_role is None]
     if not any(u.vendable for name in own for u in policy.databases[name].users.values()):
@@ -275,8 +276,6 @@ def _canary(given: GrantInputs) -> list[dict[str, Any]]:
 
 
 def _secrets(given: GrantInputs) -> list[dict[str, Any]]:
-    from devtools.deploy.rotation import canary_secret_statements, rotate_statements
-
     return rotate_statements(given.policy) if given.function == "rotate" else canary_secret_statements(given.policy)
 
 
@@ -428,6 +427,5 @@ def api_resource_policy(deploy: DeploySettings) -> dict[str, Any]:
 
 def resource_ids_from_rds(policy: AccessPolicy, client_for: Any) -> dict[str, str]:
     """Every declared database's resource id, asked of RDS as ``rdsvend policy render`` does."""
-    from chalicelib.iam.render import resolve_database
 
     return {db.name: resolve_database(db, client_for(db.region))[2] for db in policy.databases.values()}

@@ -13,7 +13,9 @@ from typing import Any
 
 from chalice.utils import to_cfn_resource_name
 
+from chalicelib.policy.loader import load_policy_text
 from devtools.deploy.localize import localize, sam_rules
+from devtools.deploy.rotation import sam_rotation_resources
 from devtools.deploy.settings import DeploySettings
 from devtools.deploy.stack import (
     ALERT_EMAIL,
@@ -125,8 +127,6 @@ def merge_template(plan: StackPlan, policy_text: str) -> dict[str, Any]:
             "TimeToLiveSpecification": {"AttributeName": "expires_at", "Enabled": True}}}
     for spec in alarms(plan):
         resources[f"{spec.key}Alarm"] = _alarm(spec)
-    from chalicelib.policy.loader import load_policy_text
-    from devtools.deploy.rotation import sam_rotation_resources
 
     resources.update(sam_rotation_resources(load_policy_text(policy_text), {"Ref": "AWS::AccountId"},
                                             function_id("rotate")))

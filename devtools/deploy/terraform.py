@@ -26,7 +26,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from chalicelib.policy.loader import load_policy_text
 from devtools.deploy.localize import TERRAFORM_PSEUDO, localize, terraform_guard
+from devtools.deploy.rotation import terraform_rotation_resources
 from devtools.deploy.sam import MAX_EVENT_AGE_SECONDS
 from devtools.deploy.settings import DeploySettings
 from devtools.deploy.stack import (
@@ -169,8 +171,6 @@ def terraform_stack(plan: StackPlan, policy_text: str, deploy: DeploySettings) -
             "dashboard_name": plan.dashboard,
             "dashboard_body": dashboard_body(plan).replace(REGION_PLACEHOLDER, TERRAFORM_PSEUDO["region"])}},
     }
-    from chalicelib.policy.loader import load_policy_text
-    from devtools.deploy.rotation import terraform_rotation_resources
 
     for kind, items in terraform_rotation_resources(load_policy_text(policy_text), TERRAFORM_PSEUDO["account"]).items():
         resources.setdefault(kind, {}).update(items)

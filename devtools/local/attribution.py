@@ -19,14 +19,16 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from chalicelib.attribution.refusals import log_group_for
+from devtools.local.aws import AccountSessions
 from devtools.local.cwlogs import CloudWatchSink, LogLine
 from devtools.local.iamdbauth import DEFAULT_LOGINS_PER_SECOND, IamAuthGuard, InstanceAuth
+from devtools.local.state import AUDIT_LOG_GROUP
 
 __all__ = ["AUDIT_LOG_GROUP", "Attribution", "start_attribution", "AuditTee", "clear_refusal_logs"]
 
 log = logging.getLogger(__name__)
 
-AUDIT_LOG_GROUP = "/aws/lambda/rdsvend-local"
 _DEFAULT_EXPORTS = ("iam-db-auth-error",)
 
 
@@ -114,8 +116,6 @@ def clear_refusal_logs(info: Any) -> int:
     """Delete what the local instances' ``iam-db-auth-error`` logs hold (the streams; the groups
     stay), so later canary runs do not report refusals a test made on purpose. Returns how many
     streams went."""
-    from chalicelib.attribution.refusals import log_group_for
-    from devtools.local.aws import AccountSessions
 
     sessions = AccountSessions(info.moto_url, info.region, info.seeded.management_account)
     removed = 0

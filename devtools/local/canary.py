@@ -8,11 +8,15 @@ PostgreSQL's administrator DSN.
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
+from chalicelib.aws.errors import aws_error
 from chalicelib.canary.factory import canary_deps
 from chalicelib.canary.target_run import CanaryDeps
+from chalicelib.engines.postgres import PostgresAdmin
 from chalicelib.policy.model import AccessPolicy
+from devtools.local.aws import AccountSessions
 from devtools.local.rds_mysql import mysql_admin_env
 
 __all__ = ["ORG_READER_ROLE", "ensure_org_reader", "local_canary_env", "local_canary_deps", "operator_canary_env",
@@ -34,8 +38,6 @@ def ensure_org_reader(info: Any) -> str:
     The shipped world seeds it (policies/world.yaml); for a world without it, it is created
     here (idempotent, and no IAM write when it exists).
     """
-    from chalicelib.aws.errors import aws_error
-    from devtools.local.aws import AccountSessions
 
     seeded = info.seeded
     sessions = AccountSessions(info.moto_url, info.region, seeded.management_account)
@@ -91,7 +93,6 @@ def local_canary_deps(info: Any, policy: AccessPolicy, *, endpoint_url: str | No
     if dsns:
         deps.admin = LocalAdmins(dsns)
     if deps.auth_log is not None:  # rds.auth_errors: refusals from the moment these deps exist on
-        import time
 
         deps.auth_log.since = time.time()
     return deps
@@ -107,8 +108,6 @@ class LocalAdmins:
     PostgreSQL clusters: each target's catalogs are read through the DSN of its own server."""
 
     def __init__(self, dsns: list[str]) -> None:
-        from chalicelib.engines.postgres import PostgresAdmin
-
         self._admins = [PostgresAdmin(dsn) for dsn in dsns]
 
     def __repr__(self) -> str:  # never a DSN: they hold passwords

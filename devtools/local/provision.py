@@ -4,6 +4,7 @@ secrets, the generated access policy, the gateway in front of the app, and the f
 """
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import secrets
@@ -11,8 +12,16 @@ import socket
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+from app import app
+from chalicelib.policy.loader import load_policy_file
+from chalicelib.routes.http import set_vending_service
+from devtools.local.authorize import service_permission
+from devtools.local.aws import org_id_of
 from devtools.local.calls import signed_request
+from devtools.local.gateway import Gateway
+from devtools.local.secrets import seed_password_secrets
 from devtools.local.state import StackError, StackInfo
 
 __all__ = ["POWERTOOLS_DEFAULTS", "admin_dsn", "create_database", "port_of", "probe", "seed_secrets",
@@ -27,8 +36,6 @@ POWERTOOLS_DEFAULTS = {"POWERTOOLS_SERVICE_NAME": "rdsvend", "POWERTOOLS_METRICS
 
 
 def warm_imports() -> None:
-    import importlib
-
     for module in ("moto.rds.models", "moto.iam.models", "moto.sts.models", "moto.organizations.models",
                    "moto.rds.responses", "moto.iam.responses", "moto.ds.models", "moto.ds.responses",
                    "chalicelib.iam.connect", "app", "chalicelib.routes.invoke"):
@@ -39,8 +46,6 @@ def warm_imports() -> None:
 
 
 def port_of(url: str) -> int:
-    from urllib.parse import urlsplit
-
     port = urlsplit(url).port
     assert port is not None
     return port
@@ -76,8 +81,6 @@ def create_database(cluster: Any, spec: Any) -> None:
 
 def seed_secrets(policy_path: Path, seeded: Any, clusters: Any, sessions: Any) -> None:
     """The password users' passwords and secrets (in the local Secrets Manager)."""
-    from chalicelib.policy.loader import load_policy_file
-    from devtools.local.secrets import seed_password_secrets
 
     seed_password_secrets(load_policy_file(policy_path), seeded.instances, clusters,
                           lambda account: sessions.client("secretsmanager", account))
@@ -92,7 +95,6 @@ def write_access_policy(template: Path, target: Path, seeded: Any, ca_path: Path
     name their secret and rotation, which only the access policy says: list them there.)"""
     import yaml
 
-    from chalicelib.policy.loader import load_policy_file
 
     data = yaml.safe_load(merged_access_text(template, world))
     for name, spec in (data.get("databases") or {}).items():
@@ -158,8 +160,6 @@ def merged_access_text(template: Path, world: Any) -> str:
 def start_gateway(world: Any, seeded: Any, policy_path: Path, lookup: Any, denials: Any = None,
                   port: int = 0) -> Any:
     """Configure this process as the Lambda would be, import the app, put the gateway in front."""
-    from devtools.local.aws import org_id_of
-    from devtools.local.gateway import Gateway
 
     for key in ("AWS_PROFILE", "AWS_SECURITY_TOKEN", "AWS_SESSION_TOKEN", "AWS_DEFAULT_PROFILE"):
         os.environ.pop(key, None)
@@ -174,13 +174,10 @@ def start_gateway(world: Any, seeded: Any, policy_path: Path, lookup: Any, denia
     })
     for key, value in POWERTOOLS_DEFAULTS.items():
         os.environ.setdefault(key, value)
-    from app import app
-    from chalicelib.routes.http import set_vending_service
 
     set_vending_service(None)  # built again, from this environment, on first use
     permission = None
     if denials is not None:  # the local AWS enforces IAM: execute-api:Invoke is decided too
-        from devtools.local.authorize import service_permission
 
         api = f"arn:aws:execute-api:{world.region}:{world.service_account}:"
         permission = service_permission("execute-api:Invoke", "execute-api", api, seeded.org_id, denials)

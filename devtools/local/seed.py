@@ -16,6 +16,7 @@ attaches, is in :mod:`devtools.local.directory`):
 from __future__ import annotations
 
 import json
+import secrets as _secrets
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -126,7 +127,6 @@ def _fixed_access_key(pair: tuple[str, str] | None) -> Iterator[None]:
 def _point_instance_at(account: str, region: str, identifier: str, host: str) -> None:
     """Make moto report ``host`` as the instance's endpoint address (the port is set at create),
     and give the instance a resource id of its own."""
-    import secrets as _secrets
 
     from moto.rds.models import rds_backends
 

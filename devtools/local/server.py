@@ -15,7 +15,17 @@ import time
 from pathlib import Path
 from typing import Any
 
+from chalicelib.errors import IamFetchError, IamPolicyError
+from chalicelib.iam.connect import evaluate_rds_connect
+from chalicelib.iam.model import parse_policy
+from devtools.local.attribution import start_attribution
+from devtools.local.authorize import DENIAL_LOG, DenialLog, Enforcer
+from devtools.local.aws import AccountSessions, MotoSecretLookup, MotoServer, seed_world
+from devtools.local.lambda_invoke import start_vend_function
 from devtools.local.last_run import LastRun, recall, remember
+from devtools.local.ldap import LdapResponder
+from devtools.local.permissions import assume_role_permission, identity_permission
+from devtools.local.postgres import PostgresCluster
 from devtools.local.provision import (
     POWERTOOLS_DEFAULTS,
     admin_dsn,
@@ -27,6 +37,17 @@ from devtools.local.provision import (
     warm_imports,
     write_access_policy,
 )
+from devtools.local.rds_mysql import (
+    MysqlStarter,
+    append_cas,
+    iam_enabled_in_moto,
+    local_db_fields,
+    setup_mysql_database,
+    stop_mysql_databases,
+)
+from devtools.local.rdsauth import RdsInstance, RdsTokenChecker
+from devtools.local.secret_labels import install as keep_secret_labels
+from devtools.local.sessions import management_root
 from devtools.local.state import (
     DEFAULT_ACCESS,
     DEFAULT_STATE_DIR,
@@ -37,7 +58,9 @@ from devtools.local.state import (
     read_state,
     write_state,
 )
+from devtools.local.sts_auth import StsSignatureCheck
 from devtools.local.teardown import PROXY_TLS_DIR, down, remove_state_dir
+from devtools.local.world import DEFAULT_WORLD, load_world
 
 __all__ = ["StackServer"]
 
@@ -56,7 +79,6 @@ class StackServer:
         access_path: str | os.PathLike[str] = DEFAULT_ACCESS,
         enforce: bool = True,
     ) -> None:
-        from devtools.local.world import DEFAULT_WORLD
 
         self.state_dir = Path(state_dir).resolve()
         self.world_path = Path(world_path or DEFAULT_WORLD)
@@ -111,12 +133,6 @@ class StackServer:
     def _start(self) -> StackInfo:
         import psycopg.conninfo
 
-        from devtools.local.aws import AccountSessions, MotoSecretLookup, MotoServer, seed_world
-        from devtools.local.lambda_invoke import start_vend_function
-        from devtools.local.ldap import LdapResponder
-        from devtools.local.postgres import PostgresCluster
-        from devtools.local.rdsauth import RdsInstance, RdsTokenChecker
-        from devtools.local.world import load_world
 
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         world = load_world(self.world_path)
@@ -131,7 +147,6 @@ class StackServer:
 
         self._moto = MotoServer(port=self.last_run.port("moto"))
         moto_url = self._moto.start()
-        from devtools.local.secret_labels import install as keep_secret_labels
 
         keep_secret_labels()  # one AWSCURRENT, AWSPREVIOUS where AWS puts it
         self._guard_moto(MotoSecretLookup(), world.organization.management_account)
@@ -140,7 +155,6 @@ class StackServer:
         self._ldap = LdapResponder(self._check_login).start()
         self._save(ports=[*self._state["ports"], self._ldap.port])
 
-        from devtools.local.rds_mysql import MysqlStarter
 
         # The MySQL-family databases start in the background meanwhile (devtools.local.rds_mysql).
         mysql_starter = MysqlStarter(world, self._save, self._state,
@@ -162,7 +176,6 @@ class StackServer:
         ca_path.write_bytes(b"".join(Path(c.ca_path).read_bytes() for c in self._clusters.values()))
         os.chmod(ca_path, 0o644)
 
-        from devtools.local.rds_mysql import append_cas
 
         mysql_starter.finish(self._save, self._state)
         append_cas(ca_path, self._mysql)
@@ -187,15 +200,12 @@ class StackServer:
         }
         checker = RdsTokenChecker(self._lookup, endpoints=endpoints, permission_check=self._permission_check)
         # RDS around the check (IAM auth switch, throttling, refusal log, metrics): devtools.local.attribution
-        from devtools.local.attribution import start_attribution
 
         self._attribution = start_attribution(world, seeded, self._sessions, checker)
         self._checker = self._attribution.guard
 
         for account, spec in world.databases():
             if spec.identifier in self._mysql:
-                from devtools.local.rds_mysql import iam_enabled_in_moto, setup_mysql_database
-
                 setup_mysql_database(self._mysql[spec.identifier], spec, self._check_login,
                                      iam_enabled_in_moto(account.id, world.region, spec.identifier))
                 continue
@@ -221,7 +231,6 @@ class StackServer:
             denials=self._enforcer, org_id=seeded.org_id, port=self.last_run.port("lambda"))
         self._save(ports=[*self._state["ports"], port_of(self._lambda.url)])
 
-        from devtools.local.rds_mysql import local_db_fields
 
         admin = psycopg.conninfo.conninfo_to_dict(first.admin_dsn)
         admin["sslrootcert"] = str(ca_path)
@@ -256,16 +265,11 @@ class StackServer:
         (:mod:`devtools.local.authorize`); with ``enforce=False``, only STS's signature checks and
         AssumeRole decisions (moto makes neither)."""
         if self.enforce:
-            from devtools.local.authorize import DENIAL_LOG, DenialLog, Enforcer
-            from devtools.local.sessions import management_root
-
             denials = DenialLog(self.state_dir / DENIAL_LOG)
             self._moto.wrap(lambda app: Enforcer(app, lookup, roots=[management_root(management_account)],
                                                  denials=denials))
             self._enforcer = denials
             return
-        from devtools.local.permissions import assume_role_permission, identity_permission
-        from devtools.local.sts_auth import StsSignatureCheck
 
         may_assume = assume_role_permission(identity_permission(
             lambda account: self._sessions.client("iam", account),
@@ -292,10 +296,6 @@ class StackServer:
         return result
 
     def _evaluate_permission(self, credential: Any, dbuser_arn: str) -> tuple[bool, str]:
-        from chalicelib.errors import IamFetchError, IamPolicyError
-        from chalicelib.iam.connect import evaluate_rds_connect
-        from chalicelib.iam.model import parse_policy
-
         try:
             raw_session = self._lookup.session_policy(credential.access_key_id)
             session_policy = parse_policy(raw_session, "session policy") if raw_session else None
@@ -328,7 +328,6 @@ class StackServer:
             except Exception:  # noqa: BLE001 - keep stopping the rest
                 log.exception("could not stop the CloudWatch writer")
             self._attribution = None
-        from devtools.local.rds_mysql import stop_mysql_databases
 
         stop_mysql_databases(self._mysql)
         for cluster in self._clusters.values():

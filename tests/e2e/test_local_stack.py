@@ -287,7 +287,7 @@ def test_local_env_prints_exports_for_a_shell(local_stack):
     assert exports["AWS_ACCESS_KEY_ID"] == local_stack.keys("allowed").access_key_id
     assert set(exports) - {"RDSVEND_LOCAL_MYSQL_ADMIN_DSN"} == {
         "AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "RDSVEND_URL",
-        "RDSVEND_POLICY", "PGSSLROOTCERT", "RDSVEND_LOCAL_ADMIN_DSN",
+        "RDSVEND_POLICY", "PGSSLROOTCERT", "RDSVEND_LOCAL_ADMIN_DSN", "RDSVEND_AUDIT_LOG_GROUPS",
         "AWS_ENDPOINT_URL_LAMBDA", "RDSVEND_SERVER_ID", "RDSVEND_VEND_FUNCTION", "RDSVEND_LOCAL_STACK"}
     assert out.stdout.startswith("unset AWS_SESSION_TOKEN")
 

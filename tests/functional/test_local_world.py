@@ -13,6 +13,8 @@ from devtools.local.aws import MotoSecretLookup, MotoServer, org_id_of, seed_wor
 from devtools.local.world import DEFAULT_WORLD, WorldError, load_world, load_world_text
 from tests.support.local_world import management_client, member_client
 
+pytestmark = pytest.mark.e2e  # starts a server: not in the fast tier
+
 REPO = Path(__file__).resolve().parents[2]
 DB_PORT = 45432
 
