@@ -24,6 +24,9 @@ from chalicelib.aws.probe import AwsClients, probe
 from chalicelib.canary.checks_iam import ConnectFacts, SideVerdict
 from chalicelib.canary.model import CheckResult, errored, failed, passed, skipped, warned
 from chalicelib.errors import IamFetchError, IamPolicyError, ProbeError
+from chalicelib.iam.evaluator import evaluate
+from chalicelib.iam.fetch import fetch_principal_policies
+from chalicelib.iam.model import RequestContext
 from chalicelib.iam.proxy_leg import ProxyFacts
 from chalicelib.policy.model import Database
 
@@ -102,10 +105,6 @@ class BotoProxyFacts:
         return ProxyTargets(tuple(t for t in answer.get("Targets") or () if isinstance(t, Mapping)))
 
     def allows(self, role_arn: str, action: str, resource: str) -> SideVerdict:
-        from chalicelib.iam.evaluator import evaluate
-        from chalicelib.iam.fetch import fetch_principal_policies
-        from chalicelib.iam.model import RequestContext
-
         account = role_arn.split(":")[4]
         iam = self._readers.iam_for(account)[0] if self._readers is not None else self._clients.client("iam")
         try:

@@ -21,6 +21,7 @@ from devtools.local.demo_canary import broken_scp_step, canary_step
 from devtools.local.demo_enforce import enforce_step
 from devtools.local.demo_mysql import mysql_step
 from devtools.local.demo_org import org_step
+from devtools.local.demo_proxy import proxy_step
 from devtools.local.demo_refused import refused_caller_step
 from devtools.local.demo_rotation import rotation_step
 from devtools.local.stack import REPO_ROOT, LocalStack, StackError
@@ -167,8 +168,6 @@ STEPS.insert(STEPS.index(step_denied) + 1, step_enforce)
 
 
 def step_proxy(demo: Demo) -> None:
-    from devtools.local.demo_proxy import proxy_step
-
     proxy_step(demo, say, DemoFailed)
 
 

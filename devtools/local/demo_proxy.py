@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
+
+from chalicelib.canary.explain import explain_target, render_checks
+from chalicelib.canary.runner import run_canary
+from chalicelib.policy.loader import load_policy_file
+from devtools.local.aws import AccountSessions
+from devtools.local.canary import local_canary_deps
+from rdsvend.connect import connection_params
 
 __all__ = ["proxy_step", "PROXY_DATABASE", "PROXY_DB_USER"]
 
@@ -15,8 +23,6 @@ PROXY_ROLE = "rdsvend-proxy"
 
 @contextmanager
 def _proxy_role_without_grant(info: Any, account: str) -> Iterator[None]:
-    from devtools.local.aws import AccountSessions
-
     iam = AccountSessions(info.moto_url, info.region, info.seeded.management_account).client("iam", account)
     arn = f"arn:aws:iam::{account}:policy/{PROXY_ROLE}-rds-connect"
     iam.detach_role_policy(RoleName=PROXY_ROLE, PolicyArn=arn)
@@ -28,12 +34,6 @@ def _proxy_role_without_grant(info: Any, account: str) -> Iterator[None]:
 
 def _doctor(info: Any) -> Any:
     """The canary's checks for the proxy target, as ``rdsvend doctor`` runs them."""
-    from dataclasses import replace
-
-    from chalicelib.canary.runner import run_canary
-    from chalicelib.policy.loader import load_policy_file
-    from devtools.local.canary import local_canary_deps
-
     policy = load_policy_file(info.policy_path)
     one = replace(policy, databases={PROXY_DATABASE: policy.databases[PROXY_DATABASE]}, rules=())
     one = replace(one, databases={PROXY_DATABASE: replace(one.databases[PROXY_DATABASE], users={
@@ -43,9 +43,6 @@ def _doctor(info: Any) -> Any:
 
 def proxy_step(demo: Any, say: Callable[..., None], failed: type[Exception]) -> None:
     import psycopg
-
-    from chalicelib.canary.explain import explain_target, render_checks
-    from rdsvend.connect import connection_params
 
     info = demo.stack.info
     proxy = info.seeded.proxies[PROXY_DATABASE]

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from chalicelib.errors import RdsvendError
+from devtools.local.tls import make_tls_material
 
 __all__ = ["MariaDBServer", "MariaDBError", "IAM_PLUGIN", "stop_mariadb_dir", "mariadb_available",
            "DEFAULT_MARIADBD", "DEFAULT_INSTALL_DB"]
@@ -234,8 +235,6 @@ class MariaDBServer:
             raise MariaDBError(f"mariadb-install-db failed: {(result.stderr or result.stdout).strip()[-400:]}")
 
     def _run(self, base: Path) -> None:
-        from devtools.local.tls import make_tls_material
-
         owner = _owner()
         tls = make_tls_material(base / "backend-tls", owner=owner.pw_name if owner is not None else None)
         self.backend_ca = tls.ca_cert

@@ -37,6 +37,7 @@ from devtools.local.provision import (
     warm_imports,
     write_access_policy,
 )
+from devtools.local.proxy_fronts import prepare_proxies, start_proxy_fronts, stop_proxy_fronts
 from devtools.local.rds_mysql import (
     MysqlStarter,
     append_cas,
@@ -179,8 +180,6 @@ class StackServer:
 
         mysql_starter.finish(self._save, self._state)
         append_cas(ca_path, self._mysql)
-        from devtools.local.proxy_fronts import prepare_proxies, start_proxy_fronts
-
         proxy_tls, proxy_ports = prepare_proxies(world, self.state_dir / PROXY_TLS_DIR, ca_path)
 
         warm.join()
@@ -319,8 +318,6 @@ class StackServer:
                 except Exception:  # noqa: BLE001 - keep stopping the rest
                     log.exception("could not stop the %s", name)
         self._gateway = self._ldap = self._lambda = None
-        from devtools.local.proxy_fronts import stop_proxy_fronts
-
         stop_proxy_fronts(self._proxies)
         if self._attribution is not None:
             try:
