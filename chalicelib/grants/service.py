@@ -23,7 +23,7 @@ from chalicelib.errors import (
     PolicyUnavailableError,
     RdsvendError,
 )
-from chalicelib.grants.errors import GrantNotFoundError
+from chalicelib.grants.errors import GrantNotFoundError, OwnGrantError
 from chalicelib.grants.model import (
     GRANT_ID,
     MAX_REASON_BYTES,
@@ -178,8 +178,11 @@ class GrantService:
             raise GrantNotFoundError(str(grant_id)[:64])
         index = self._index(request_id)
         grant = require_visible(self.store.get(grant_id), identity, index.policy, grant_id)
-        if action in ("approve", "deny") and not may_decide(grant, identity, index.policy):
-            raise GrantNotFoundError(grant_id)  # the requester sees it but is no approver
+        if action in ("approve", "deny"):
+            if grant.requester == identity.principal:
+                raise OwnGrantError()
+            if not may_decide(grant, identity, index.policy):
+                raise GrantNotFoundError(grant_id)
         now = self.clock.now()
         check_action(grant, action, identity.principal, now)
         done = self.store.transition(grant, action, identity.principal, now)
@@ -206,6 +209,11 @@ class GrantService:
         now = self.clock.now()
         live = [g for g in self.store.for_subject(database, db_user, principal) if g.live_at(now)]
         return max(live, key=lambda g: g.ends_at or now, default=None)
+
+    def live_grant_end(self, principal: str, database: str, db_user: str) -> datetime | None:
+        """When :meth:`live_grant` ends (what the vending pipeline needs); None: no live grant."""
+        grant = self.live_grant(principal, database, db_user)
+        return None if grant is None else grant.ends_at
 
     def end_if_no_live_grant(self, index: PolicyIndex, database: str, db_user: str, why: str,
                              request_id: str) -> list[str]:

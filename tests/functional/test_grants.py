@@ -167,8 +167,8 @@ def test_visibility_unknown_and_not_yours_answer_the_same(world):
         service.act(who(APPROVER), "g-00000000000000000000", "approve", "r")
     with pytest.raises(GrantNotFoundError):
         service.act(who(APPROVER), "../../etc", "approve", "r")
-    # the requester sees its own, but may not approve it (it is no approver): same answer
-    with pytest.raises(GrantNotFoundError):
+    # the requester sees its own, but may never approve it
+    with pytest.raises(OwnGrantError):
         service.act(who(REQUESTER), grant["id"], "approve", "r")
     assert [g["id"] for g in service.listing(who(REQUESTER), "r")["grants"]] == [grant["id"]]
     assert [g["id"] for g in service.listing(who(APPROVER), "r")["grants"]] == [grant["id"]]
