@@ -209,6 +209,8 @@ def function_policy(
         # The fleet-wide rate limit: one conditional update per request.
         statements.append({"Sid": "CountCallerRequests", "Effect": "Allow", "Action": "dynamodb:UpdateItem",
                            "Resource": _arn("dynamodb", "table", deploy, TableName=stage.rate_table)})
+    if stage.grants_table and function in ("api_handler", "vend", "canary"):
+        statements.extend(_grant_statements(function, stage, deploy))
     if function == "canary":
         statements.extend(_canary_statements(stage, deploy, policy))
     if function in ("canary", "rotate"):  # password users' secrets
@@ -222,6 +224,24 @@ def function_policy(
             if not _known_action(action):  # pragma: no cover - guards edits to this module
                 raise ValueError(f"'{action}' is not an IAM action")
     return document
+
+
+def _grant_statements(function: str, stage: StageSettings, deploy: DeploySettings) -> list[dict[str, Any]]:
+    """The grants table (chalicelib.grants.store): the vending functions ask, decide, list and
+    read live grants (Get/Put/Update/Query) and publish requests to the alert topic; the
+    canary's run writes expiries (Query, Update, and Get when an update lost a race)."""
+    assert stage.grants_table is not None
+    table = _arn("dynamodb", "table", deploy, TableName=stage.grants_table)
+    index = _arn("dynamodb", "index", deploy, TableName=stage.grants_table, IndexName="*")
+    if function == "canary":
+        return [{"Sid": "ExpireGrants", "Effect": "Allow",
+                 "Action": ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem"], "Resource": [table, index]}]
+    return [
+        {"Sid": "KeepGrants", "Effect": "Allow",
+         "Action": ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"],
+         "Resource": [table, index]},
+        {"Sid": "PublishGrantRequests", "Effect": "Allow", "Action": "sns:Publish", "Resource": stage.alert_topic},
+    ]
 
 
 def _canary_statements(stage: StageSettings, deploy: DeploySettings, policy: AccessPolicy) -> list[dict[str, Any]]:

@@ -113,6 +113,12 @@ def merge_template(plan: StackPlan, policy_text: str) -> dict[str, Any]:
             "AttributeDefinitions": [{"AttributeName": "caller", "AttributeType": "S"}],
             "KeySchema": [{"AttributeName": "caller", "KeyType": "HASH"}],
             "TimeToLiveSpecification": {"AttributeName": "expires_at", "Enabled": True}}}
+    if plan.grants_table:
+        from chalicelib.grants.store import TABLE_DEFINITION, TTL_ATTRIBUTE
+
+        resources["GrantsTable"] = {"Type": "AWS::DynamoDB::Table", "Properties": {
+            "TableName": plan.grants_table, **TABLE_DEFINITION,
+            "TimeToLiveSpecification": {"AttributeName": TTL_ATTRIBUTE, "Enabled": True}}}
     for spec in alarms(plan):
         resources[f"{spec.key}Alarm"] = _alarm(spec)
     from chalicelib.policy.loader import load_policy_text

@@ -96,6 +96,7 @@ class StackPlan:
     topic_arn: str
     state_table: str
     rate_table: str | None
+    grants_table: str | None
     policy_parameter: str  # "/rdsvend/<stage>/access-policy"
     api_name: str
     api_stage: str
@@ -128,7 +129,7 @@ def stack_plan(config: Mapping[str, Any], stage: str, deploy: DeploySettings) ->
         functions={f: lambda_function_name(stage, f) for f in FUNCTIONS},
         roles={f: f"rdsvend-{stage}-{f}" for f in FUNCTIONS},
         topic_name=topic["name"], topic_arn=settings.alert_topic,
-        state_table=settings.state_table, rate_table=settings.rate_table,
+        state_table=settings.state_table, rate_table=settings.rate_table, grants_table=settings.grants_table,
         policy_parameter=settings.policy_parameter,
         api_name=f"rdsvend-{stage}", api_stage=stage_cfg.get("api_gateway_stage", "api"),
         access_log_group=f"/aws/apigateway/rdsvend-{stage}/access",
