@@ -26,6 +26,7 @@ from typing import NoReturn
 from rdsvend.api import VendApi, VendedToken
 from rdsvend.connect import child_env, conninfo, libpq_env
 from rdsvend.errors import VendError
+from rdsvend.grants import add_grant_commands
 from rdsvend.pgpass import default_pgpass_path, write_pgpass_entry
 
 __all__ = ["main", "build_parser", "OPERATOR_GROUP", "OPERATOR_COMMANDS"]
@@ -33,7 +34,7 @@ __all__ = ["main", "build_parser", "OPERATOR_GROUP", "OPERATOR_COMMANDS"]
 OPERATOR_GROUP = "rdsvend.commands"
 _FORMATS = ("token", "json", "dsn", "env")
 _LOCAL_ERRORS = frozenset({"no_credentials"})
-_CLIENT_COMMANDS = ("token", "passexec", "pgpass", "exec")
+_CLIENT_COMMANDS = ("token", "passexec", "pgpass", "exec", "grant")
 #: Commands for operators, which need the service's checkout (the access policy, AWS reads,
 #: the local stack); named here only to say so when they are missing.
 OPERATOR_COMMANDS = frozenset({"canary", "doctor", "simulate", "policy", "local", "discover", "audit", "rotate"})
@@ -234,6 +235,7 @@ def build_parser(operator_commands: Sequence[str] = ()) -> argparse.ArgumentPars
         "with a private option file instead (rdsvend exec shop shop_app -- mariadb)", _cmd_exec,
     )
     exec_.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND ...")
+    add_grant_commands(commands, _Parser)
     return parser
 
 
