@@ -88,16 +88,18 @@ def collect(policy: Any, *, database: str | None, db_user: str | None, since: fl
             groups: tuple[str, ...], logs: AccountLogs) -> tuple[list[Any], list[str]]:
     """The joined entries, and the logs that could not be read (one line each)."""
     from chalicelib.attribution.join import join_events
-    from chalicelib.attribution.logs import read_refusals, read_vends
+    from chalicelib.attribution.logs import read_audit, read_refusals
     from chalicelib.errors import ProbeError
 
     start = time.time() - since
     problems: list[str] = []
     vends: list[Any] = []
+    grant_events: list[Any] = []
     for group in groups:
         try:
-            found, _read = read_vends(logs.own(), group, start)
+            found, found_grants, _read = read_audit(logs.own(), group, start)
             vends.extend(found)
+            grant_events.extend(found_grants)
         except ProbeError as exc:
             problems.append(f"could not read vends from '{group}': {exc.cause}")
     refusals: list[Any] = []
@@ -113,13 +115,30 @@ def collect(policy: Any, *, database: str | None, db_user: str | None, since: fl
             refusals.extend(found_refusals)
         except ProbeError as exc:
             problems.append(f"could not read the iam-db-auth-error log of '{db.name}': {exc.cause}")
-    entries = [e for e in join_events(vends, refusals, names)
+    entries = [e for e in join_events(vends, refusals, names, grant_events)
                if (database is None or e.database == database) and (db_user is None or e.db_user == db_user)]
     return entries, problems
 
 
+def _grant_line(d: dict[str, Any]) -> str:
+    what = f"{d['database']}/{d['db_user']}"
+    if d["event"] == "session_ended":
+        return f"{d['at']}  session  ended    {what} session {d['session_id']} ({d['why']})"
+    who = d["principal"] or "(time)"
+    tail = f" grant {d['grant_id']}" if d["grant_id"] else ""
+    if d["action"] == "requested":
+        tail += f" by {d['requester']}"
+    elif d["action"] == "approved" and d["ends_at"]:
+        tail += f" until {d['ends_at']}"
+    elif d["action"] == "refused":
+        tail += f" ({d['why']})"
+    return f"{d['at']}  grant    {d['action']:<9} {who} -> {what}{tail}"
+
+
 def _line(entry: Any) -> str:
     d = entry.to_dict()
+    if entry.kind == "grant":
+        return _grant_line(d)
     if entry.kind == "vend":
         who = d["principal"] or "?"
         what = f"{d['database']}/{d['db_user']}"
@@ -143,7 +162,8 @@ def _line(entry: Any) -> str:
                    f"else {DEFAULT_AUDIT_GROUP})")
 def audit(database: str | None, db_user: str | None, since_text: str, as_json: bool, policy_path: str | None,
           log_groups: tuple[str, ...]) -> None:
-    """List vends and refused logins, newest last; each refusal joined to the vend it came from."""
+    """List vends, refused logins and grant events (requests, decisions, expiries, revokes and the
+    sessions ended for them), newest last; each refusal joined to the vend it came from."""
     from devtools.cli.canary_cmd import _fail, _load_policy
 
     try:
