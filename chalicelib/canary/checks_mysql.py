@@ -33,6 +33,7 @@ _PLUGIN = re.compile(r"(?:IDENTIFIED\s+(?:WITH|VIA)|\bOR)\s+['`\"]?([A-Za-z0-9_]
 _GRANT = re.compile(r"^GRANT\s+(?P<privs>.+?)\s+ON\s+(?P<on>\S+(?:\s+\S+)?)\s+TO\s+(?P<rest>.*)$", re.I | re.S)
 _SECRET_TAIL = re.compile(r"\s+IDENTIFIED\s+(?:BY|WITH|VIA)\b.*$", re.I | re.S)
 _LOOPBACK = {"localhost", "127.0.0.1", "::1"}
+_UNKNOWN_THREAD = 1094  # ER_NO_SUCH_THREAD
 
 
 @dataclass(frozen=True)
@@ -223,6 +224,36 @@ class PyMysqlAdmin:
         if not host or port != self._port:
             return False
         return host.lower() == self._host.lower() or (host.lower() in _LOOPBACK and self._host.lower() in _LOOPBACK)
+
+    def end_sessions(self, user: str, timeout: float) -> list[str]:
+        """End every session of ``user`` (``KILL``); the connection ids that were ended."""
+        import pymysql
+
+        t = max(2, int(timeout))
+        try:
+            conn = pymysql.connect(host=self._host, port=self._port, user=self._user, password=self._password,
+                                   ssl=_tls_context(self._cafile), connect_timeout=t, read_timeout=t,
+                                   write_timeout=t, autocommit=True, program_name="rdsvend-grant-sweep")
+        except (pymysql.MySQLError, OSError) as exc:
+            raise classify_mysql_error(exc, secrets=(self._password,)) from None
+        ended: list[str] = []
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT ID FROM information_schema.PROCESSLIST WHERE USER = %s AND ID <> CONNECTION_ID()",
+                            (user,))
+                for (session_id,) in cur.fetchall():
+                    try:
+                        cur.execute(f"KILL CONNECTION {int(session_id)}")
+                    except pymysql.err.OperationalError as exc:
+                        if exc.args and exc.args[0] == _UNKNOWN_THREAD:  # it ended meanwhile
+                            continue
+                        raise
+                    ended.append(str(session_id))
+            return ended
+        except (pymysql.MySQLError, OSError) as exc:
+            raise classify_mysql_error(exc, secrets=(self._password,)) from None
+        finally:
+            conn.close()
 
     def user_facts(self, user: str, timeout: float) -> MysqlUserFacts:
         import pymysql

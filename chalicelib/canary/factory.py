@@ -44,8 +44,8 @@ from chalicelib.errors import ProbeError, RdsvendError
 from chalicelib.policy.model import AccessPolicy, Database
 from chalicelib.settings import Settings
 
-__all__ = ["BUNDLE_PATH", "ssl_root_cert_for", "admin_dsn_from_env", "CanaryIdentity", "MinterTokens",
-           "EnvSigner", "PsycopgAdmin", "canary_deps"]
+__all__ = ["END_SESSIONS_SQL", "BUNDLE_PATH", "ssl_root_cert_for", "admin_dsn_from_env", "CanaryIdentity",
+           "MinterTokens", "EnvSigner", "PsycopgAdmin", "canary_deps"]
 
 BUNDLE_PATH = Path(__file__).resolve().parent.parent / "data" / "rds-global-bundle.pem"
 _LOOPBACK = {"localhost", "127.0.0.1", "::1"}
@@ -130,6 +130,14 @@ class EnvSigner:
         return self._identity.get().principal
 
 
+#: every other session of a login, ended; the CTE is materialized first, so only that login's
+#: backends ever reach pg_terminate_backend
+END_SESSIONS_SQL = (
+    "WITH mine AS MATERIALIZED (SELECT pid FROM pg_stat_activity WHERE usename = %(role)s "
+    "AND pid <> pg_backend_pid()) SELECT pid::text FROM mine WHERE pg_terminate_backend(pid)"
+)
+
+
 class PsycopgAdmin:
     """Reads the catalogs through an administrator's DSN, on targets at the DSN's host:port."""
 
@@ -149,13 +157,33 @@ class PsycopgAdmin:
         same = host.lower() == self._host.lower()
         return same or (host.lower() in _LOOPBACK and self._host.lower() in _LOOPBACK)
 
+    def connect_params(self, timeout: float, dbname: str | None = None) -> dict[str, Any]:
+        """psycopg's keyword arguments for the administrator's DSN (they hold its password)."""
+        params: dict[str, Any] = dict(self._params)
+        if dbname is not None:
+            params["dbname"] = dbname
+        params["connect_timeout"] = max(2, int(timeout))
+        params.setdefault("application_name", "rdsvend-canary-admin")
+        return params
+
+    def end_sessions(self, role: str, timeout: float) -> list[str]:
+        """End every session of ``role`` (``pg_terminate_backend``); the pids that were ended."""
+        import psycopg
+
+        params = self.connect_params(timeout)
+        password = str(params.get("password") or "")
+        try:
+            with psycopg.connect(autocommit=True, **params) as conn, conn.cursor() as cur:
+                cur.execute(f"SET statement_timeout = {max(1000, int(timeout * 1000))}")
+                cur.execute(END_SESSIONS_SQL, {"role": role})
+                return [str(row[0]) for row in cur.fetchall()]
+        except psycopg.Error as exc:
+            raise classify_connect_error(str(exc), secrets=(password,)) from None
+
     def role_facts(self, host: str, port: int, dbname: str, role: str, timeout: float) -> RoleFacts:
         import psycopg
 
-        params: dict[str, Any] = dict(self._params)
-        params["dbname"] = dbname
-        params["connect_timeout"] = max(2, int(timeout))
-        params.setdefault("application_name", "rdsvend-canary-admin")
+        params = self.connect_params(timeout, dbname)
         password = str(params.get("password") or "")
         try:
             with psycopg.connect(autocommit=True, **params) as conn, conn.cursor() as cur:
