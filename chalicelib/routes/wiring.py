@@ -38,12 +38,13 @@ def session_ender_from_env(policy_source: PolicySource, resolver: EndpointResolv
 
 
 def grant_service_from_env(policy_source: PolicySource, env: Mapping[str, str],
-                           resolver: EndpointResolver | None = None) -> GrantService | None:
-    """The grant service on ``RDSVEND_GRANTS_TABLE``, or None when no table is configured."""
+                           resolver: EndpointResolver | None = None, clients: Any = None) -> GrantService | None:
+    """The grant service on ``RDSVEND_GRANTS_TABLE``, or None when no table is configured.
+    ``clients``: a :class:`~chalicelib.aws.clients.ClientFactory` (default: the process's)."""
     settings = Settings.from_env(env)
     if not settings.grants_table:
         return None
-    clients = default_client_factory()
+    clients = clients or default_client_factory()
     notifier = SnsNotifier(settings.alert_topic, clients("sns")) if settings.alert_topic else None
     resolver = resolver or EndpointResolver(clients, service_account=settings.service_account)
     return GrantService(store=DynamoGrantStore(clients("dynamodb"), settings.grants_table),
@@ -60,12 +61,13 @@ def build_vending_service(env: Mapping[str, str] | None = None) -> VendingServic
 
 
 def sweep_grants(request_id: str, env: Mapping[str, str] | None = None,
-                 service: GrantService | None = None) -> dict[str, Any] | None:
+                 service: GrantService | None = None, clients: Any = None) -> dict[str, Any] | None:
     """The scheduled canary's grant sweep: write down expiries, end the sessions of db users with
     no live grant left, and report them (``grant_sweep`` log line; errors logged, never a pass)."""
     env = dict(Settings.environment() if env is None else env)
     if service is None:
-        service = grant_service_from_env(policy_source_from_env(env, default_client_factory()), env)
+        clients = clients or default_client_factory()
+        service = grant_service_from_env(policy_source_from_env(env, clients), env, clients=clients)
     if service is None:
         return None
     result: SweepResult = service.sweep(request_id)

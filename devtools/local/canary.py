@@ -13,6 +13,7 @@ from typing import Any
 from chalicelib.canary.factory import canary_deps
 from chalicelib.canary.target import CanaryDeps
 from chalicelib.policy.model import AccessPolicy
+from devtools.local.provision import LOCAL_GRANTS_TABLE
 from devtools.local.rds_mysql import mysql_admin_env
 
 __all__ = ["ORG_READER_ROLE", "ensure_org_reader", "local_canary_env", "local_canary_deps", "operator_canary_env",
@@ -70,6 +71,7 @@ def local_canary_env(info: Any) -> dict[str, str]:
         "RDSVEND_CANARY_ADMIN_DSN": info.admin_dsn,
         **{k.replace("LOCAL", "CANARY"): v for k, v in mysql_admin_env(info.databases).items()},
         "RDSVEND_ORG_ROLE_ARN": ensure_org_reader(info),
+        "RDSVEND_GRANTS_TABLE": LOCAL_GRANTS_TABLE,
         **info.seeded.execution.env(),
     }
     return env

@@ -167,6 +167,15 @@ def step_rotation(demo: Demo) -> None:
 STEPS.insert(STEPS.index(step_canary), step_rotation)  # before the canary, which checks password users too
 
 
+def step_grants(demo: Demo) -> None:
+    from devtools.local.demo_grants import grants_step
+
+    grants_step(demo, say, DemoFailed)
+
+
+STEPS.append(step_grants)
+
+
 def main(argv: list[str] | None = None) -> int:
     from devtools.local.stack import REPO_ROOT, LocalStack, StackError
 

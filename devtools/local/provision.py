@@ -16,10 +16,13 @@ from devtools.local.calls import signed_request
 from devtools.local.state import StackError, StackInfo
 
 __all__ = ["POWERTOOLS_DEFAULTS", "admin_dsn", "create_database", "port_of", "probe", "seed_secrets",
-           "start_gateway", "warm_imports", "write_access_policy"]
+           "start_gateway", "warm_imports", "write_access_policy", "LOCAL_GRANTS_TABLE", "prepare_grants"]
 
 log = logging.getLogger("devtools.local.stack")
 
+
+#: The local stack's just-in-time grants table (in the service account's moto).
+LOCAL_GRANTS_TABLE = "rdsvend-local-grants"
 
 POWERTOOLS_DEFAULTS = {"POWERTOOLS_SERVICE_NAME": "rdsvend", "POWERTOOLS_METRICS_NAMESPACE": "rdsvend",
                         "POWERTOOLS_TRACE_DISABLED": "true"}
@@ -127,6 +130,16 @@ def start_gateway(world: Any, seeded: Any, policy_path: Path, lookup: Any) -> An
                       org_id_of=org_id_of, caller_id_of=lookup.caller_id)
     gateway.start()
     return gateway
+
+
+def prepare_grants(dynamodb: Any, admin_env: dict[str, str]) -> None:
+    """The grants table, and what the in-process functions need to use it: its name, and the
+    administrator DSNs that end a db user's sessions on revoke (as the canary has them)."""
+    from chalicelib.grants.store import create_grants_table
+
+    create_grants_table(dynamodb, LOCAL_GRANTS_TABLE)
+    os.environ["RDSVEND_GRANTS_TABLE"] = LOCAL_GRANTS_TABLE
+    os.environ.update(admin_env)
 
 
 def probe(info: StackInfo, timeout: float = 10.0) -> None:

@@ -20,6 +20,7 @@ from devtools.local.provision import (
     admin_dsn,
     create_database,
     port_of,
+    prepare_grants,
     probe,
     seed_secrets,
     start_gateway,
@@ -220,6 +221,11 @@ class StackServer:
             seeded=seeded, lambda_url=self._lambda.url, server_id=os.environ["RDSVEND_SERVER_ID"],
             admin_dsns={ident: admin_dsn(c, ca_path) for ident, c in self._clusters.items()},
         )
+        from devtools.local.rds_mysql import mysql_admin_env
+
+        prepare_grants(self._sessions.client("dynamodb", world.service_account), {
+            "RDSVEND_CANARY_ADMIN_DSN": info.admin_dsn,
+            **{k.replace("LOCAL", "CANARY"): v for k, v in mysql_admin_env(databases).items()}})
         probe(info)
         self.info = info
         self._save(status="ready", info=info.to_json())
