@@ -9,10 +9,11 @@ from typing import Any
 from chalicelib.aws.clients import default_client_factory
 from chalicelib.aws.rds import EndpointResolver
 from chalicelib.canary.alerts import SnsNotifier
-from chalicelib.canary.checks_mysql import PyMysqlAdmin
-from chalicelib.canary.factory import PsycopgAdmin, ssl_root_cert_for
+from chalicelib.engines.mysql import MysqlAdmin
+from chalicelib.engines.postgres import PostgresAdmin
+from chalicelib.engines.trust import ssl_root_cert_for
 from chalicelib.grants.service import GrantService, SweepResult
-from chalicelib.grants.sessions import AdminSessionEnder
+from chalicelib.grants.sessions import AdminSessionEnder, SessionAdmin
 from chalicelib.grants.store import DynamoGrantStore
 from chalicelib.observability import logger
 from chalicelib.policy.model import Database
@@ -30,11 +31,12 @@ def session_ender_from_env(policy_source: PolicySource, resolver: EndpointResolv
         endpoint = resolver.resolve(database)
         return endpoint.host, endpoint.port
 
-    mysql = None
+    admins: dict[str, SessionAdmin] = {}
+    if settings.admin_dsn:
+        admins["postgres"] = PostgresAdmin(settings.admin_dsn)  # its DSN names its CA (sslrootcert)
     if settings.mysql_admin_dsn:
-        mysql = PyMysqlAdmin(settings.mysql_admin_dsn, ssl_root_cert_for(policy_source.get(), settings))
-    return AdminSessionEnder(resolve=resolve, postgres=PsycopgAdmin(settings.admin_dsn) if settings.admin_dsn else None,
-                             mysql=mysql)
+        admins["mysql"] = MysqlAdmin(settings.mysql_admin_dsn, ssl_root_cert_for(policy_source.get(), settings))
+    return AdminSessionEnder(resolve=resolve, admins=admins)
 
 
 def grant_service_from_env(policy_source: PolicySource, env: Mapping[str, str],

@@ -135,9 +135,15 @@ def start_gateway(world: Any, seeded: Any, policy_path: Path, lookup: Any) -> An
 def prepare_grants(dynamodb: Any, admin_env: dict[str, str]) -> None:
     """The grants table, and what the in-process functions need to use it: its name, and the
     administrator DSNs that end a db user's sessions on revoke (as the canary has them)."""
+    from chalicelib.aws.errors import aws_error
     from chalicelib.grants.store import create_grants_table
 
-    create_grants_table(dynamodb, LOCAL_GRANTS_TABLE)
+    try:
+        create_grants_table(dynamodb, LOCAL_GRANTS_TABLE)
+    except Exception as exc:
+        error = aws_error(exc)
+        if error is None or error.code != "ResourceInUseException":  # the local stage made it already
+            raise
     os.environ["RDSVEND_GRANTS_TABLE"] = LOCAL_GRANTS_TABLE
     os.environ.update(admin_env)
 

@@ -6,8 +6,8 @@ import socket
 
 import pytest
 
-from chalicelib.canary.checks_mysql import PyMysqlAdmin
-from chalicelib.canary.factory import PsycopgAdmin
+from chalicelib.engines.mysql import MysqlAdmin
+from chalicelib.engines.postgres import PostgresAdmin
 from chalicelib.grants.sessions import AdminSessionEnder, SessionsUnavailableError
 from chalicelib.policy.loader import load_policy_text
 from tests.support.grant_policies import GRANT_POLICY
@@ -28,9 +28,8 @@ def policy():
 
 def test_postgres_failure_names_the_database_never_the_password(policy):
     port = _closed_port()
-    ender = AdminSessionEnder(resolve=lambda db: ("127.0.0.1", port), mysql=None, timeout=2,
-                              postgres=PsycopgAdmin(f"host=127.0.0.1 port={port} user=admin password={PASSWORD} "
-                                                    "dbname=postgres sslmode=disable"))
+    admin = PostgresAdmin(f"host=127.0.0.1 port={port} user=admin password={PASSWORD} dbname=postgres sslmode=disable")
+    ender = AdminSessionEnder(resolve=lambda db: ("127.0.0.1", port), admins={"postgres": admin}, timeout=2)
     with pytest.raises(SessionsUnavailableError) as caught:
         ender.end_sessions(policy.databases["orders-prod"], "orders_owner")
     assert str(caught.value).startswith("cannot end sessions on 'orders-prod': ")
@@ -39,8 +38,8 @@ def test_postgres_failure_names_the_database_never_the_password(policy):
 
 def test_mysql_failure_names_the_database_never_the_password(policy):
     port = _closed_port()
-    ender = AdminSessionEnder(resolve=lambda db: ("127.0.0.1", port), postgres=None, timeout=2,
-                              mysql=PyMysqlAdmin(f"mysql://admin:{PASSWORD}@127.0.0.1:{port}/"))
+    admin = MysqlAdmin(f"mysql://admin:{PASSWORD}@127.0.0.1:{port}/")
+    ender = AdminSessionEnder(resolve=lambda db: ("127.0.0.1", port), admins={"mysql": admin}, timeout=2)
     with pytest.raises(SessionsUnavailableError) as caught:
         ender.end_sessions(policy.databases["shop-prod"], "shop_owner")
     assert str(caught.value).startswith("cannot end sessions on 'shop-prod': ")
@@ -48,9 +47,9 @@ def test_mysql_failure_names_the_database_never_the_password(policy):
 
 
 def test_an_endpoint_no_administrator_covers_is_an_error_not_a_silent_pass(policy):
-    admin = PsycopgAdmin(f"host=db.example port=5432 user=admin password={PASSWORD}")
-    ender = AdminSessionEnder(resolve=lambda db: ("orders.example", 5432), postgres=admin, mysql=None)
+    admin = PostgresAdmin(f"host=db.example port=5432 user=admin password={PASSWORD}")
+    ender = AdminSessionEnder(resolve=lambda db: ("orders.example", 5432), admins={"postgres": admin})
     with pytest.raises(SessionsUnavailableError, match="no administrator connection covers 'orders-prod'"):
         ender.end_sessions(policy.databases["orders-prod"], "orders_owner")
-    with pytest.raises(SessionsUnavailableError, match="covers 'shop-prod'"):
+    with pytest.raises(SessionsUnavailableError, match="covers 'shop-prod'"):  # the MySQL family: no admin at all
         ender.end_sessions(policy.databases["shop-prod"], "shop_owner")
