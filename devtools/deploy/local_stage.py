@@ -12,8 +12,9 @@ organization with the local access policy. Nothing is zipped and nothing reaches
 - in the service account, the service stack's resources: one role per function with the
   generated identity policy (:func:`devtools.deploy.documents.function_policy`, the same
   documents ``make package`` writes), the canary's state table, the rate-limit table, the
-  grants table (with its indexes and TTL), the alert topic, the access-policy parameter, and the four functions registered in Lambda with
-  their roles (so ``GetFunction`` answers with the role a function runs as);
+  grants table (with its indexes and TTL), the alert topic, the access-policy parameter, and
+  the four functions registered in Lambda with their roles (so ``GetFunction`` answers with the
+  role a function runs as);
 - in every member account the member-roles template lists (never the management account, as
   a service-managed StackSet), that template rendered for the account: the same role names,
   paths, trust and policies CloudFormation would create.

@@ -23,7 +23,7 @@ TABLE_ARN = "arn:aws:dynamodb:us-east-1:111122223333:table/rdsvend-prod-grants"
 
 @pytest.fixture(scope="module")
 def inputs():
-    deploy = load_deploy_settings(ROOT / "policies" / "deploy.yaml")
+    deploy = load_deploy_settings(ROOT / "policies" / "deploy.yaml", "prod")
     config = load_chalice_config(ROOT)
     return deploy, config, load_policy_file(deploy.access_policy)
 
@@ -66,7 +66,7 @@ def test_both_templates_create_the_table_with_its_indexes_and_ttl(inputs):
     assert sam["TableName"] == "rdsvend-prod-grants"
     assert sam["GlobalSecondaryIndexes"] == TABLE_DEFINITION["GlobalSecondaryIndexes"]
     assert sam["TimeToLiveSpecification"] == {"AttributeName": TTL_ATTRIBUTE, "Enabled": True}
-    tf = terraform_stack(plan, text)["resource"]["aws_dynamodb_table"]["grants"]
+    tf = terraform_stack(plan, text, deploy)["resource"]["aws_dynamodb_table"]["grants"]
     assert tf["name"] == "rdsvend-prod-grants" and tf["hash_key"] == "id"
     assert {i["name"]: (i["hash_key"], i.get("range_key")) for i in tf["global_secondary_index"]} == {
         "by-requester": ("requester", "created_at"), "by-state": ("state", "created_at"),
