@@ -189,8 +189,19 @@ class GrantService:
         audit_grant({"approve": "approved", "deny": "denied", "revoke": "revoked"}.get(action, action), done,
                     actor=identity.principal, request_id=request_id, channel=channel, now=now)
         if action == "revoke":
-            self.end_if_no_live_grant(index, done.database, done.db_user, "revoked", request_id)
+            self._end_at_revoke(index, done, request_id)
         return done.to_dict(now)
+
+    def _end_at_revoke(self, index: PolicyIndex, grant: Grant, request_id: str) -> None:
+        """The revoke stands whatever happens here: sessions that could not be ended now are
+        ended by the canary's next run (its sweep ends every granted db user's sessions when no
+        live grant remains), and the failure is said loudly."""
+        try:
+            self.end_if_no_live_grant(index, grant.database, grant.db_user, "revoked", request_id)
+        except RdsvendError as exc:
+            logger.error("could not end the sessions of a revoked grant's db user; the canary's next run will",
+                         extra={"event": "grant_sessions_not_ended", "grant_id": grant.id, "database": grant.database,
+                                "db_user": grant.db_user, "detail": str(exc), "request_id": request_id})
 
     def listing(self, identity: CallerIdentity, request_id: str) -> dict[str, Any]:
         """The caller's own grants, then the pending ones it may decide, newest first."""

@@ -241,6 +241,26 @@ def test_revoke_ends_the_sessions_at_once(world):
     assert sessions.open == {} and sessions.calls == ["orders-prod/orders_owner"]
 
 
+def test_a_revoke_whose_sessions_cannot_be_ended_now_stands_and_the_sweep_ends_them(world, capsys):
+    from chalicelib.grants.sessions import SessionsUnavailableError
+
+    service, _clock, sessions = world
+    grant = ask(service)
+    service.act(who(APPROVER), grant["id"], "approve", "r")
+    sessions.open["orders-prod/orders_owner"] = ["88"]
+    real = sessions.end_sessions
+
+    def unreachable(database, db_user):
+        raise SessionsUnavailableError("cannot end sessions on 'orders-prod': timeout: timed out")
+
+    sessions.end_sessions = unreachable  # the database is unreachable at the moment of the revoke
+    assert service.act(who(REQUESTER), grant["id"], "revoke", "r")["state"] == "revoked"
+    assert "grant_sessions_not_ended" in capsys.readouterr().out
+    assert service.live_grant(REQUESTER, "orders-prod", "orders_owner") is None
+    sessions.end_sessions = real
+    assert service.sweep("next-canary-run").ended == {"orders-prod/orders_owner": ["88"]}
+
+
 def test_a_missing_table_is_upstream_unavailable_not_a_crash(world):
     service, _clock, _ = world
     service.store.table = "no-such-table"
