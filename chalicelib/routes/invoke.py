@@ -26,6 +26,7 @@ from typing import Any
 
 from chalice import Blueprint
 
+from chalicelib.aws.deadline import upstream_deadline
 from chalicelib.errors import (
     CallerError,
     IdentityProofError,
@@ -38,6 +39,7 @@ from chalicelib.observability import lambda_entry, logger
 from chalicelib.routes.errors import error_body
 from chalicelib.routes.grants import get_grant_service
 from chalicelib.routes.http import get_vending_service
+from chalicelib.vending.pipeline import VEND_DEADLINE_SECONDS
 from chalicelib.vending.proof import StsVerifier, proof_config_from_env
 from chalicelib.vending.request import parse_token_request
 
@@ -94,15 +96,18 @@ def handle_vend(
         return error_body(None, request_id)
     try:
         action, request = _validate(payload)
-        caller = verifier.verify(payload["identity"])
-        identity = identity_from_arn(caller.arn, account=caller.account)
-        logger.info(
-            "direct invoke caller proven",
-            extra={"request_id": request_id, "arn": caller.arn, "channel": "invoke", "action": action},
-        )
-        if action == "vend":
-            return (service or get_vending_service()).vend(identity, request, request_id, channel="invoke")
-        return _grant_action(grants or get_grant_service(), action, identity, request, request_id)
+        service = service or get_vending_service()
+        # one deadline for the identity proof's STS call and every upstream call of the request
+        with upstream_deadline(getattr(service, "deadline_seconds", VEND_DEADLINE_SECONDS)):
+            caller = verifier.verify(payload["identity"])
+            identity = identity_from_arn(caller.arn, account=caller.account)
+            logger.info(
+                "direct invoke caller proven",
+                extra={"request_id": request_id, "arn": caller.arn, "channel": "invoke", "action": action},
+            )
+            if action == "vend":
+                return service.vend(identity, request, request_id, channel="invoke")
+            return _grant_action(grants or get_grant_service(), action, identity, request, request_id)
     except CallerError as exc:
         extra: dict[str, Any] = {"request_id": request_id, "code": exc.code, "channel": "invoke"}
         if isinstance(exc, (IdentityProofError, InvalidRequestError)):
