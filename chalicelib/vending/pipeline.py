@@ -159,7 +159,9 @@ class VendingService:
         try:
             end = None if self.grants is None else self.grants.live_grant_end(identity.principal, database, db_user)
         except UpstreamUnavailableError as exc:
-            self._upstream_failed(identity, request_id, database, db_user, decision, channel,
+            if deadline_passed():
+                raise DeadlinePassedError from None
+            self._upstream_failed(identity, request_id, database, db_user, decision.rule, channel,
                                   f"{exc.service}: {exc.detail}")
             raise
         if end is None:
