@@ -133,6 +133,17 @@ def _update(grant: Grant, action: Action, actor: str, now: datetime) -> tuple[di
     return {}, {}
 
 
+def _already_done(current: Grant, action: Action, actor: str) -> bool:
+    """Whether ``current`` is exactly what ``actor`` doing ``action`` writes."""
+    if current.state != _CONDITIONS[action][0]:
+        return False
+    if action in ("approve", "deny"):
+        return current.approver == actor
+    if action == "revoke":
+        return current.revoked_by == actor
+    return True
+
+
 class DynamoGrantStore:
     """Grants in one DynamoDB table; every AWS failure is ``upstream_unavailable`` (dynamodb)."""
 
@@ -151,7 +162,17 @@ class DynamoGrantStore:
                                            detail=f"{operation}: {error.code}") from None
 
     def put_new(self, grant: Grant) -> None:
-        self._call("put_item", Item=_item(grant), ConditionExpression="attribute_not_exists(id)")
+        """Write a new grant. A retried put whose first attempt was written (botocore retries a
+        call whose answer was lost) finds its own item: that is success, not a conflict."""
+        try:
+            self._call("put_item", Item=_item(grant), ConditionExpression="attribute_not_exists(id)")
+        except Exception as exc:
+            error = aws_error(exc)
+            if error is None or error.code != "ConditionalCheckFailedException":
+                raise
+            stored = self.get(grant.id)
+            if stored is None or (stored.requester, stored.created_at) != (grant.requester, grant.created_at):
+                raise
 
     def get(self, grant_id: str) -> Grant | None:
         answer = self._call("get_item", Key={"id": {"S": grant_id}}, ConsistentRead=True)
@@ -181,6 +202,8 @@ class DynamoGrantStore:
             current = self.get(grant.id)
             if current is None:
                 raise GrantNotFoundError(grant.id) from None
+            if _already_done(current, action, actor):  # a retried update whose first attempt was written
+                return current
             check_action(current, action, actor, now)  # raises the precise refusal
             raise GrantConflictError(grant.id, current.state_at(now), action) from None
         return grant_from_item(answer["Attributes"])

@@ -261,6 +261,37 @@ def test_a_revoke_whose_sessions_cannot_be_ended_now_stands_and_the_sweep_ends_t
     assert service.sweep("next-canary-run").ended == {"orders-prod/orders_owner": ["88"]}
 
 
+class AnswerLost:
+    """A client whose writes reach DynamoDB but whose first answer is lost: botocore sends the
+    same call again (what its retries do), and that second answer is the one returned."""
+
+    def __init__(self, client):
+        self._client = client
+
+    def __getattr__(self, name):
+        call = getattr(self._client, name)
+        if name not in ("put_item", "update_item"):
+            return call
+
+        def twice(**kwargs):
+            call(**kwargs)
+            return call(**kwargs)
+
+        return twice
+
+
+def test_a_retried_write_whose_first_attempt_landed_is_success_not_a_conflict(world):
+    service, _clock, _ = world
+    service.store._client = AnswerLost(service.store._client)
+    grant = ask(service)
+    assert service.store.get(grant["id"]).state == "pending"
+    assert service.act(who(APPROVER), grant["id"], "approve", "r")["state"] == "approved"
+    assert service.act(who(REQUESTER), grant["id"], "revoke", "r")["state"] == "revoked"
+    # a second, deliberate decision is still refused: only a retry of one's own write is absorbed
+    with pytest.raises(GrantConflictError):
+        service.act(who(APPROVER), grant["id"], "approve", "r")
+
+
 def test_a_missing_table_is_upstream_unavailable_not_a_crash(world):
     service, _clock, _ = world
     service.store.table = "no-such-table"
