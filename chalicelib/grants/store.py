@@ -171,7 +171,8 @@ class DynamoGrantStore:
             if error is None or error.code != "ConditionalCheckFailedException":
                 raise
             stored = self.get(grant.id)
-            if stored is None or (stored.requester, stored.created_at) != (grant.requester, grant.created_at):
+            if stored is None or (stored.requester, _epoch(stored.created_at)) != (grant.requester,
+                                                                                  _epoch(grant.created_at)):
                 raise
 
     def get(self, grant_id: str) -> Grant | None:

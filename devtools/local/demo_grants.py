@@ -77,20 +77,29 @@ class GrantStory:
     def target(self) -> tuple[str, str]:
         return GRANTED[self.engine]
 
+    def call(self, method: str, path: str, body: Any = None, caller: str = "allowed") -> tuple[int, Any]:
+        """One signed call; a 503 is retried as its Retry-After says (twice at most), as a client does."""
+        for _attempt in range(2):
+            status, answer = self.stack.request(method, path, body, caller=caller)
+            if status != 503:
+                return status, answer
+            time.sleep(1.0)
+        return self.stack.request(method, path, body, caller=caller)
+
     def token(self, caller: str = "allowed") -> tuple[int, Any]:
         database, db_user = self.target
-        return self.stack.request("POST", "/v1/tokens", {"database": database, "db_user": db_user}, caller=caller)
+        return self.call("POST", "/v1/tokens", {"database": database, "db_user": db_user}, caller=caller)
 
     def ask(self, seconds: int, reason: str) -> dict[str, Any]:
         database, db_user = self.target
-        status, grant = self.stack.request("POST", "/v1/grants", {
+        status, grant = self.call("POST", "/v1/grants", {
             "database": database, "db_user": db_user, "reason": reason, "duration_seconds": seconds})
         if status != 200:
             raise AssertionError(f"grant request answered {status}: {grant}")
         return dict(grant)
 
     def decide(self, grant_id: str, verb: str, caller: str = "approver") -> tuple[int, Any]:
-        return self.stack.request("POST", f"/v1/grants/{grant_id}/{verb}", None, caller=caller)
+        return self.call("POST", f"/v1/grants/{grant_id}/{verb}", None, caller=caller)
 
     def login(self) -> tuple[Any, Any]:
         from rdsvend.api import VendedToken
