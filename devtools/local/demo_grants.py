@@ -99,7 +99,16 @@ class GrantStory:
         return dict(grant)
 
     def decide(self, grant_id: str, verb: str, caller: str = "approver") -> tuple[int, Any]:
-        return self.call("POST", f"/v1/grants/{grant_id}/{verb}", None, caller=caller)
+        """approve | deny | revoke. After a 503 whose write had landed, the retry's 409 says the
+        grant is already in the state asked for: the grant as listed then is the answer."""
+        status, answer = self.call("POST", f"/v1/grants/{grant_id}/{verb}", None, caller=caller)
+        past = {"approve": "approved", "deny": "denied", "revoke": "revoked"}[verb]
+        if status == 409 and f"is {past}:" in str(answer.get("error", {}).get("message", "")):
+            listed_status, listed = self.call("GET", "/v1/grants", caller=caller)
+            for grant in listed.get("grants", []) if listed_status == 200 else []:
+                if grant["id"] == grant_id and grant["state"] == past:
+                    return 200, grant
+        return status, answer
 
     def login(self) -> tuple[Any, Any]:
         from rdsvend.api import VendedToken
