@@ -135,6 +135,12 @@ class Rule:
     databases: tuple[str, ...]
     db_users: tuple[str, ...]
     conditions: Conditions = field(default_factory=Conditions)
+    #: ``grant: required``: the rule allows only a caller holding a live grant (chalicelib.grants)
+    grant_required: bool = False
+    #: principal patterns that may approve, deny or revoke grants under this rule
+    approvers: tuple[str, ...] = ()
+    #: the longest grant a caller may ask for under this rule
+    max_grant_seconds: int = 3600
 
 
 @dataclass(frozen=True)
@@ -156,6 +162,10 @@ class AccessPolicy:
     def reader_role_for(self, database: Database, own_account: str | None) -> str | None:
         """See :meth:`Database.reader_role_for`."""
         return database.reader_role_for(own_account)
+
+    def rule(self, rule_id: str) -> Rule | None:
+        """The rule with this id, or None."""
+        return next((rule for rule in self.rules if rule.id == rule_id), None)
 
     def targets(self) -> list[tuple[Database, DbUser]]:
         """Every declared (database, db user) pair, in file order: what the canary checks."""

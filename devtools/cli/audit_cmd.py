@@ -40,8 +40,25 @@ def parse_duration(text: str) -> float:
     return seconds
 
 
+def _grant_line(d: dict[str, Any]) -> str:
+    what = f"{d['database']}/{d['db_user']}"
+    if d["event"] == "session_ended":
+        return f"{d['at']}  session  ended    {what} session {d['session_id']} ({d['why']})"
+    who = d["principal"] or "(time)"
+    tail = f" grant {d['grant_id']}" if d["grant_id"] else ""
+    if d["action"] == "requested":
+        tail += f" by {d['requester']}"
+    elif d["action"] == "approved" and d["ends_at"]:
+        tail += f" until {d['ends_at']}"
+    elif d["action"] == "refused":
+        tail += f" ({d['why']})"
+    return f"{d['at']}  grant    {d['action']:<9} {who} -> {what}{tail}"
+
+
 def _line(entry: Any) -> str:
     d = entry.to_dict()
+    if entry.kind == "grant":
+        return _grant_line(d)
     if entry.kind == "vend":
         who = d["principal"] or "?"
         what = f"{d['database']}/{d['db_user']}"
@@ -63,7 +80,8 @@ def _line(entry: Any) -> str:
               help="a log group with the service's audit lines (repeatable; default: RDSVEND_AUDIT_LOG_GROUPS)")
 def audit(database: str | None, db_user: str | None, since_text: str, as_json: bool, policy_path: str | None,
           log_groups: tuple[str, ...]) -> None:
-    """List vends and refused logins, newest last; each refusal joined to the vend it came from."""
+    """List vends, refused logins and grant events (requests, decisions, expiries, revokes and the
+    sessions ended for them), newest last; each refusal joined to the vend it came from."""
     try:
         since = parse_duration(since_text)
     except ValueError as exc:

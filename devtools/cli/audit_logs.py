@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from chalicelib.attribution.join import join_events
-from chalicelib.attribution.logs import read_refusals, read_vends
+from chalicelib.attribution.logs import read_audit, read_refusals
 from chalicelib.aws.probe import AwsClients
 from chalicelib.aws.reader import CallerVantage, ReaderRoleError, ReaderSessions
 from chalicelib.errors import ProbeError
@@ -61,10 +61,12 @@ def collect(policy: Any, *, database: str | None, db_user: str | None, since: fl
     start = time.time() - since
     problems: list[str] = []
     vends: list[Any] = []
+    grant_events: list[Any] = []
     for group in groups:
         try:
-            found, _read = read_vends(logs.own(), group, start)
+            found, found_grants, _read = read_audit(logs.own(), group, start)
             vends.extend(found)
+            grant_events.extend(found_grants)
         except ProbeError as exc:
             problems.append(f"could not read vends from '{group}': {exc.cause}")
     refusals: list[Any] = []
@@ -80,6 +82,6 @@ def collect(policy: Any, *, database: str | None, db_user: str | None, since: fl
             refusals.extend(found_refusals)
         except ProbeError as exc:
             problems.append(f"could not read the iam-db-auth-error log of '{db.name}': {exc.cause}")
-    entries = [e for e in join_events(vends, refusals, names)
+    entries = [e for e in join_events(vends, refusals, names, grant_events)
                if (database is None or e.database == database) and (db_user is None or e.db_user == db_user)]
     return entries, problems

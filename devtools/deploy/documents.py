@@ -279,6 +279,26 @@ def _secrets(given: GrantInputs) -> list[dict[str, Any]]:
     return rotate_statements(given.policy) if given.function == "rotate" else canary_secret_statements(given.policy)
 
 
+def _grants_table(given: GrantInputs) -> list[dict[str, Any]]:
+    """The grants table (chalicelib.grants.store): the vending functions ask, decide, list and
+    read live grants (Get/Put/Update/Query) and publish requests to the alert topic; the
+    canary's run writes expiries (Query, Update, and Get when an update lost a race)."""
+    name = given.stage.grants_table
+    if not name:
+        return []
+    table = _arn("dynamodb", "table", given.deploy, TableName=name)
+    index = _arn("dynamodb", "index", given.deploy, TableName=name, IndexName="*")
+    if given.function == "canary":
+        return [_statement("ExpireGrants", ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem"],
+                           [table, index])]
+    return [
+        _statement("KeepGrants", ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"],
+                   [table, index]),
+        _statement("PublishGrantRequests", "sns:Publish",
+                   _arn("sns", "topic", given.deploy, TopicName=given.stage.topic_name)),
+    ]
+
+
 SIGNING = ("api_handler", "vend", "canary")
 #: Every statement of the functions' documents, in document order.
 GRANTS: tuple[Grant, ...] = (
@@ -291,6 +311,7 @@ GRANTS: tuple[Grant, ...] = (
     Grant(FUNCTIONS, _tracing),
     Grant(FUNCTIONS, _vpc),
     Grant(VENDING, _rate_limit),
+    Grant((*VENDING, "canary"), _grants_table),
     Grant(("canary",), _canary),
     Grant(("canary", "rotate"), _secrets),  # password users' secrets
 )

@@ -32,6 +32,10 @@ log = logging.getLogger(__name__)
 _DEFAULT_EXPORTS = ("iam-db-auth-error",)
 
 
+#: the audit lines' events: vend decisions, grant events and sessions ended for grants
+_AUDITED = frozenset({"vend", "grant", "session_ended"})
+
+
 class AuditTee:
     """A stand-in for ``sys.stdout`` that writes through and copies each audit line to the sink."""
 
@@ -42,7 +46,7 @@ class AuditTee:
 
     def write(self, text: str) -> int:
         written = self._inner.write(text)
-        if '"event":"vend"' in text:
+        if '"event":"' in text:
             for line in text.splitlines():
                 self._copy(line)
         return written
@@ -52,7 +56,7 @@ class AuditTee:
             record = json.loads(line)
         except ValueError:
             return
-        if not isinstance(record, dict) or record.get("event") != "vend":
+        if not isinstance(record, dict) or record.get("event") not in _AUDITED:
             return
         now = time.time()
         stream = time.strftime("%Y/%m/%d/[$LATEST]rdsvend-local", time.gmtime(now))

@@ -19,6 +19,9 @@ from chalicelib.policy.model import AccessPolicy
 from devtools.local.aws import AccountSessions
 from devtools.local.rds_mysql import mysql_admin_env
 
+#: The local stack's grants table (just-in-time access).
+LOCAL_GRANTS_TABLE = "rdsvend-local-grants"
+
 __all__ = ["ORG_READER_ROLE", "ensure_org_reader", "local_canary_env", "local_canary_deps", "operator_canary_env",
            "LocalAdmins"]
 
@@ -72,6 +75,7 @@ def local_canary_env(info: Any) -> dict[str, str]:
         "RDSVEND_CANARY_ADMIN_DSN": info.admin_dsn,
         **{k.replace("LOCAL", "CANARY"): v for k, v in mysql_admin_env(info.databases).items()},
         "RDSVEND_ORG_ROLE_ARN": ensure_org_reader(info),
+        "RDSVEND_GRANTS_TABLE": LOCAL_GRANTS_TABLE,
         **info.seeded.execution.env(),
     }
     return env

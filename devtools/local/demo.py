@@ -19,6 +19,7 @@ from typing import Any
 
 from devtools.local.demo_canary import broken_scp_step, canary_step
 from devtools.local.demo_enforce import enforce_step
+from devtools.local.demo_grants import grants_step
 from devtools.local.demo_mysql import mysql_step
 from devtools.local.demo_org import org_step
 from devtools.local.demo_proxy import proxy_step
@@ -169,6 +170,13 @@ STEPS.insert(STEPS.index(step_denied) + 1, step_enforce)
 
 def step_proxy(demo: Demo) -> None:
     proxy_step(demo, say, DemoFailed)
+
+
+def step_grants(demo: Demo) -> None:
+    grants_step(demo, say, DemoFailed)
+
+
+STEPS.append(step_grants)
 
 
 STEPS.insert(STEPS.index(step_refused_caller), step_proxy)  # after the canary's baseline, with its own fault

@@ -219,6 +219,10 @@ class MariaDBServer:
             f"SHOW DATABASES, CREATE TEMPORARY TABLES, LOCK TABLES, EXECUTE, REPLICATION SLAVE, "
             f"REPLICATION CLIENT, CREATE VIEW, SHOW VIEW, CREATE ROUTINE, ALTER ROUTINE, CREATE USER, EVENT, "
             f"TRIGGER ON *.* TO {MASTER}@'%' WITH GRANT OPTION",
+            # RDS's way for the master user to end another user's session (it has no SUPER):
+            # CALL mysql.rds_kill(thread_id), run as the administrator.
+            f"CREATE DEFINER={_ADMIN}@localhost PROCEDURE mysql.rds_kill(IN thread BIGINT) "
+            "SQL SECURITY DEFINER KILL CONNECTION thread",
             "FLUSH PRIVILEGES",
         ]
         fd = os.open(init, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -15,21 +15,26 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from app import app
+from chalicelib.aws.errors import aws_error
+from chalicelib.grants.store import create_grants_table
 from chalicelib.policy.loader import load_policy_file
 from chalicelib.routes.http import set_vending_service
 from devtools.local.authorize import service_permission
 from devtools.local.aws import org_id_of
 from devtools.local.calls import signed_request
+from devtools.local.canary import LOCAL_GRANTS_TABLE
 from devtools.local.gateway import Gateway
 from devtools.local.secrets import seed_password_secrets
 from devtools.local.state import StackError, StackInfo
 
 __all__ = ["POWERTOOLS_DEFAULTS", "admin_dsn", "create_database", "port_of", "probe", "seed_secrets",
            "merged_access_text", "world_users",
-           "start_gateway", "warm_imports", "write_access_policy"]
+           "start_gateway", "warm_imports", "write_access_policy", "LOCAL_GRANTS_TABLE", "prepare_grants"]
 
 log = logging.getLogger("devtools.local.stack")
 
+
+#: The local stack's just-in-time grants table (in the service account's moto).
 
 POWERTOOLS_DEFAULTS = {"POWERTOOLS_SERVICE_NAME": "rdsvend", "POWERTOOLS_METRICS_NAMESPACE": "rdsvend",
                         "POWERTOOLS_TRACE_DISABLED": "true"}
@@ -185,6 +190,20 @@ def start_gateway(world: Any, seeded: Any, policy_path: Path, lookup: Any, denia
                       org_id_of=org_id_of, caller_id_of=lookup.caller_id, permission=permission, port=port)
     gateway.start()
     return gateway
+
+
+def prepare_grants(dynamodb: Any, admin_env: dict[str, str]) -> None:
+    """The grants table, and what the in-process functions need to use it: its name, and the
+    administrator DSNs that end a db user's sessions on revoke (as the canary has them)."""
+
+    try:
+        create_grants_table(dynamodb, LOCAL_GRANTS_TABLE)
+    except Exception as exc:
+        error = aws_error(exc)
+        if error is None or error.code != "ResourceInUseException":  # the local stage made it already
+            raise
+    os.environ["RDSVEND_GRANTS_TABLE"] = LOCAL_GRANTS_TABLE
+    os.environ.update(admin_env)
 
 
 def probe(info: StackInfo, timeout: float = 10.0) -> None:

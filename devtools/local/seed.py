@@ -238,6 +238,8 @@ def seed_world(world: World, endpoint_url: str, *, db_host: str, db_port: int | 
     parts = {"allowed": world.allowed_caller, "denied": world.denied_caller}
     if world.operator is not None:
         parts["operator"] = world.operator
+    if world.approver_caller is not None:
+        parts["approver"] = world.approver_caller
     for account in world.member_accounts():
         rds = sessions.client("rds", account.id)
         if account.directories:

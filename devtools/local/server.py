@@ -31,6 +31,7 @@ from devtools.local.provision import (
     admin_dsn,
     create_database,
     port_of,
+    prepare_grants,
     probe,
     seed_secrets,
     start_gateway,
@@ -43,6 +44,7 @@ from devtools.local.rds_mysql import (
     append_cas,
     iam_enabled_in_moto,
     local_db_fields,
+    mysql_admin_env,
     setup_mysql_database,
     stop_mysql_databases,
 )
@@ -253,6 +255,10 @@ class StackServer:
             seeded=seeded, lambda_url=self._lambda.url, server_id=os.environ["RDSVEND_SERVER_ID"],
             admin_dsns={ident: admin_dsn(c, ca_path) for ident, c in self._clusters.items()},
         )
+
+        prepare_grants(self._sessions.client("dynamodb", world.service_account), {
+            "RDSVEND_CANARY_ADMIN_DSN": info.admin_dsn,
+            **{k.replace("LOCAL", "CANARY"): v for k, v in mysql_admin_env(databases).items()}})
         probe(info)
         self.info = info
         self._save(status="ready", info=info.to_json())

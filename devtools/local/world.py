@@ -195,6 +195,8 @@ class World:
     source: str = "<world>"
     #: a person in the service account who runs the canary, doctor and discover
     operator: CallerRef | None = None
+    #: a person who approves just-in-time grants (``grant: required`` rules of the local policy)
+    approver_caller: CallerRef | None = None
 
     @property
     def execution_role_arn(self) -> str:
@@ -299,7 +301,7 @@ class _Parser:
         for key in ("execution_role", "signer_role"):
             if svc[key] not in roles:
                 raise self.fail(f"no role '{svc[key]}' in account {service_account}", f"service.{key}")
-        callers = self.mapping(top["callers"], "callers", {"allowed", "denied"}, {"allowed", "denied"})
+        callers = self.mapping(top["callers"], "callers", {"allowed", "denied", "approver"}, {"allowed", "denied"})
         refs = {k: self.caller(v, f"callers.{k}", accounts) for k, v in callers.items()}
         operator = self.caller(top["operator"], "operator", accounts) if "operator" in top else None
         if operator is not None and operator.account != service_account:
@@ -307,7 +309,7 @@ class _Parser:
         return World(region=region, organization=org, accounts=accounts, service_account=service_account,
                      execution_role=svc["execution_role"], signer_role=svc["signer_role"],
                      allowed_caller=refs["allowed"], denied_caller=refs["denied"], source=self.source,
-                     operator=operator)
+                     operator=operator, approver_caller=refs.get("approver"))
 
     def caller(self, value: Any, field_: str, accounts: Mapping[str, Account]) -> CallerRef:
         spec = self.mapping(value, field_, {"account", "user"}, {"account", "user"})

@@ -172,9 +172,10 @@ def test_signer_policy_built_from_the_instance_name(canary):
         canary.iam.set_default_policy_version(PolicyArn=arn, VersionId=original)
         canary.iam.delete_policy_version(PolicyArn=arn, VersionId=version)
     assert canary.new_problems(report) == {(APP, "iam.signer_allows"): "fail", (OWNER, "iam.signer_allows"): "fail",
-                                           # shop_app is still allowed by the same statement, which now
-                                           # also holds the flagged ARN: a warning
-                                           ("shop-local/shop_app", "iam.signer_allows"): "warn"}
+                                           # shop_app and shop_owner are still allowed by the same
+                                           # statement, which now also holds the flagged ARN: a warning
+                                           ("shop-local/shop_app", "iam.signer_allows"): "warn",
+                                           ("shop-local/shop_owner", "iam.signer_allows"): "warn"}
     result = check(report, APP, "iam.signer_allows")
     assert f"dbuser:{DB}/orders_app" in result.fix and f"dbuser:{resource_id}/orders_app" in result.fix
 

@@ -87,7 +87,8 @@ def test_signer_role_may_connect_exactly_as_the_declared_iam_users(seeded, world
     assert sorted(statement["Resource"]) == sorted(
         [f"arn:aws:rds-db:us-east-1:222222222222:dbuser:{rid}/{u}" for u in ("orders_app", "orders_owner")
          for rid in (instance.resource_id, orders_prx)]
-        + [f"arn:aws:rds-db:us-east-1:222222222222:dbuser:{rid}/shop_app" for rid in (shop.resource_id, shop_prx)])
+        + [f"arn:aws:rds-db:us-east-1:222222222222:dbuser:{rid}/shop_app" for rid in (shop.resource_id, shop_prx)]
+        + [f"arn:aws:rds-db:us-east-1:222222222222:dbuser:{shop.resource_id}/shop_owner"])
     trust = iam.get_role(RoleName="rdsvend-signer")["Role"]["AssumeRolePolicyDocument"]
     trust = trust if isinstance(trust, dict) else json.loads(trust)
     # The function signs; the operator may too (its canary logs in as the scheduled one does).
@@ -137,7 +138,7 @@ def test_each_account_sees_only_its_own_resources(seeded):
     assert "rdsvend-signer" not in {r["RoleName"] for r in workloads_iam.list_roles()["Roles"]}
     service_iam = member_client(seeded, "222222222222", "iam")
     assert {u["UserName"] for u in service_iam.list_users()["Users"]} == {"rdsvend-operator"}
-    assert {u["UserName"] for u in workloads_iam.list_users()["Users"]} == {"orders-api", "reporting-job"}
+    assert {u["UserName"] for u in workloads_iam.list_users()["Users"]} == {"orders-api", "reporting-job", "dba-lead"}
 
 
 def test_credentials_act_in_their_own_accounts(seeded):

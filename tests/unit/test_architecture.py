@@ -50,6 +50,9 @@ CORE = (
     "chalicelib.settings",
     "chalicelib.iam.fetch",
     "chalicelib.iam.connect",
+    "chalicelib.grants.model",
+    "chalicelib.grants.errors",
+    "chalicelib.policy.grant_rules",
 )
 FRAMEWORKS = {"chalice", "boto3", "botocore", "aws_lambda_powertools", "aws_xray_sdk"}
 
