@@ -27,9 +27,13 @@ from chalicelib.vending.dsn import answer_fields, build_dsn
 from chalicelib.vending.ratelimit import CallerLimiter, parse_rate_limit
 from chalicelib.vending.request import parse_token_request
 
-__all__ = ["VendingService", "vending_service_from_env", "rate_limiter_from_env", "SSL_ROOT_CERT", "build_dsn"]
+__all__ = ["VendingService", "vending_service_from_env", "rate_limiter_from_env", "SSL_ROOT_CERT",
+           "SYSTEM_ROOT_CERT", "build_dsn"]
 
 SSL_ROOT_CERT = "rds-global-bundle.pem"
+#: Aurora DSQL serves certificates of a public CA: libpq's ``sslrootcert=system`` (the
+#: system's trusted roots), never the RDS bundle.
+SYSTEM_ROOT_CERT = "system"
 
 
 class VendingService:
@@ -84,9 +88,7 @@ class VendingService:
             with traced("## resolve"):
                 endpoint = self.resolver.resolve(database)
             with traced("## mint"):
-                minted = self.minter.mint(identity=identity, database=database, db_user=req.db_user,
-                                          host=endpoint.host, port=endpoint.port,
-                                          resource_id=endpoint.resource_id)
+                minted = self._mint(identity, index, database, req.db_user, endpoint, decision)
         except DatabaseNotFoundError as exc:
             self._upstream_failed(identity, request_id, req.database, req.db_user, decision, channel, str(exc))
             raise UpstreamUnavailableError("rds", retry_after=30, detail=str(exc)) from None
@@ -111,11 +113,20 @@ class VendingService:
             "dbname": database.dbname,
             "region": database.region,
             "sslmode": "verify-full",
-            "ssl_root_cert": SSL_ROOT_CERT,
+            "ssl_root_cert": SYSTEM_ROOT_CERT if database.is_dsql else SSL_ROOT_CERT,
             "dsn": build_dsn(endpoint.host, endpoint.port, database.dbname, req.db_user, database.engine),
             "rule": decision.rule,
             **answer_fields(database.engine),
         }
+
+    def _mint(self, identity: CallerIdentity, index: PolicyIndex, database: Any, db_user: str, endpoint: Any,
+              decision: Decision) -> Any:
+        if database.is_dsql:  # the deciding rule's ttl_seconds is the DSQL token's lifetime
+            rule = index.policy.rule(decision.rule)
+            return self.minter.mint(identity=identity, database=database, db_user=db_user, host=endpoint.host,
+                                    port=endpoint.port, ttl_seconds=rule.ttl_seconds if rule else None)
+        return self.minter.mint(identity=identity, database=database, db_user=db_user, host=endpoint.host,
+                                port=endpoint.port, resource_id=endpoint.resource_id)
 
     def _upstream_failed(self, identity: CallerIdentity, request_id: str, database: str, db_user: str,
                          decision: Decision, channel: str, detail: str) -> None:

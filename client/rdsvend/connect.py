@@ -1,7 +1,9 @@
 """Turning a vended token into a PostgreSQL connection: libpq parameters, environment, psycopg.
 
 TLS is ``verify-full`` (what the service answers) against ``PGSSLROOTCERT`` when it is set,
-else the RDS CA bundle shipped in the package (``rdsvend/data/rds-global-bundle.pem``).
+else, for an Aurora DSQL cluster (whose answer says ``ssl_root_cert: system``: DSQL serves
+certificates of a public CA), libpq's ``sslrootcert=system`` (the system's trusted roots, libpq
+16 and later), else the RDS CA bundle shipped in the package (``rdsvend/data/rds-global-bundle.pem``).
 """
 from __future__ import annotations
 
@@ -25,9 +27,18 @@ def bundled_ca_path() -> str:
     return str(resources.files("rdsvend").joinpath("data", "rds-global-bundle.pem"))
 
 
-def ssl_root_cert_path(environ: Mapping[str, str] | None = None) -> str:
+#: What a vend answer's ``ssl_root_cert`` says when the server's CA is a public one (DSQL).
+SYSTEM_ROOTS = "system"
+
+
+def ssl_root_cert_path(environ: Mapping[str, str] | None = None, vended: VendedToken | None = None) -> str:
+    """``PGSSLROOTCERT`` when set; ``system`` when the answer says so (DSQL); else the RDS bundle."""
     env = os.environ if environ is None else environ
-    return env.get("PGSSLROOTCERT") or bundled_ca_path()
+    if env.get("PGSSLROOTCERT"):
+        return env["PGSSLROOTCERT"]
+    if vended is not None and vended.ssl_root_cert == SYSTEM_ROOTS:
+        return SYSTEM_ROOTS
+    return bundled_ca_path()
 
 
 def connection_params(vended: VendedToken, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -40,7 +51,7 @@ def connection_params(vended: VendedToken, environ: Mapping[str, str] | None = N
         "user": vended.db_user,
         "password": vended.token,
         "sslmode": vended.sslmode or "verify-full",
-        "sslrootcert": ssl_root_cert_path(environ),
+        "sslrootcert": ssl_root_cert_path(environ, vended),
     })
     return params
 
