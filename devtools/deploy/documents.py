@@ -11,6 +11,9 @@ Built, never hand-written, from three inputs (docs/deploy.md):
 
 What each function may do:
 
+- ``api_handler`` and ``vend``: ``dsql:DbConnect`` / ``dsql:DbConnectAdmin`` on exactly the
+  declared Aurora DSQL clusters they sign for (``admin`` declared: DbConnectAdmin; custom roles:
+  DbConnect), the canary also ``dsql:GetCluster`` on them (``dsql.found``);
 - ``api_handler`` and ``vend``: ``rds-db:connect`` on exactly the declared ``auth: iam``
   dbuser ARNs of databases they sign for themselves (those without a ``signer_role``; the
   same ARNs ``rdsvend policy render`` gives), ``sts:AssumeRole`` and ``sts:SetSourceIdentity``
@@ -46,6 +49,7 @@ from devtools.deploy.settings import (
 
 __all__ = [
     "connect_arns",
+    "dsql_connect_statements",
     "ResourceIdDirectory",
     "function_policy",
     "api_resource_policy",
@@ -136,18 +140,46 @@ def connect_arns(policy: AccessPolicy, deploy: DeploySettings) -> list[str]:
     that role, which needs render's other policies, not the functions)."""
     from chalicelib.iam.render import DEFAULT_SIGNER, render_policies
 
-    own = [db.name for db in policy.databases.values() if db.signer_role is None]
+    own = [db.name for db in policy.databases.values() if db.signer_role is None and not db.is_dsql]
     if not any(u.vendable for name in own for u in policy.databases[name].users.values()):
         return []
     directory = ResourceIdDirectory(policy, deploy)
     rendered = render_policies(policy, lambda region: directory)
-    (statement,) = rendered.signer_policies[DEFAULT_SIGNER]["Statement"]
+    statement = next(s for s in rendered.signer_policies[DEFAULT_SIGNER]["Statement"] if s["Sid"] == "RdsvendConnect")
     return list(statement["Resource"])
+
+
+def dsql_connect_statements(policy: AccessPolicy, deploy: DeploySettings) -> list[dict[str, Any]]:
+    """``dsql:DbConnect`` / ``dsql:DbConnectAdmin`` on exactly the DSQL clusters the functions
+    sign for themselves (those without a ``signer_role``), as ``rdsvend policy render`` gives them;
+    a cluster whose account the access policy leaves open is in the deployment's account."""
+    from chalicelib.aws.arn import dsql_cluster_arn
+    from chalicelib.iam.render import DsqlGrant, dsql_statements
+
+    grants = [DsqlGrant(db.name, "", f"dsql:{action}",
+                        dsql_cluster_arn(db.region, db.account or deploy.account, db.identifier, deploy.partition))
+              for db in policy.databases.values() if db.is_dsql and db.signer_role is None
+              for action in sorted({db.dsql_action(u.name) for u in db.users.values() if u.vendable})]
+    return dsql_statements(grants, "ConnectToDeclaredDsqlClusters")
+
+
+def _dsql_read_statement(policy: AccessPolicy, deploy: DeploySettings) -> list[dict[str, Any]]:
+    """dsql.found: ``dsql:GetCluster`` on the declared clusters of the deployment's account."""
+    from chalicelib.aws.arn import dsql_cluster_arn
+
+    arns = sorted({dsql_cluster_arn(db.region, db.account or deploy.account, db.identifier, deploy.partition)
+                   for db in policy.databases.values()
+                   if db.is_dsql and (db.account or deploy.account) == deploy.account})
+    if not arns:
+        return []
+    return [{"Sid": "ReadDsqlClusters", "Effect": "Allow", "Action": "dsql:GetCluster", "Resource": arns}]
 
 
 def _describe_statements(policy: AccessPolicy, deploy: DeploySettings) -> list[dict[str, Any]]:
     by_action: dict[str, list[str]] = {}
     for database in policy.databases.values():
+        if database.is_dsql:
+            continue  # nothing to describe in RDS: the canary reads DSQL (dsql:GetCluster)
         if database.kind == "instance":
             action, arn = "rds:DescribeDBInstances", _arn(
                 "rds", "db", deploy, Region=database.region, DbInstanceName=database.identifier)
@@ -177,6 +209,8 @@ def function_policy(
     if connect:
         statements.append({"Sid": "ConnectAsDeclaredDbUsers", "Effect": "Allow",
                            "Action": "rds-db:connect", "Resource": connect})
+    if function != "rotate":
+        statements.extend(dsql_connect_statements(policy, deploy))
     signers = sorted({db.signer_role for db in policy.databases.values()
                       if db.signer_role and function != "rotate"})
     if signers:
@@ -211,6 +245,7 @@ def function_policy(
                            "Resource": _arn("dynamodb", "table", deploy, TableName=stage.rate_table)})
     if function == "canary":
         statements.extend(_canary_statements(stage, deploy, policy))
+        statements.extend(_dsql_read_statement(policy, deploy))
     if function in ("canary", "rotate"):  # password users' secrets
         from devtools.deploy.rotation import canary_secret_statements, rotate_statements
 
@@ -307,4 +342,5 @@ def resource_ids_from_rds(policy: AccessPolicy, client_for: Any) -> dict[str, st
     """Every declared database's resource id, asked of RDS as ``rdsvend policy render`` does."""
     from chalicelib.iam.render import resolve_database
 
-    return {db.name: resolve_database(db, client_for(db.region))[2] for db in policy.databases.values()}
+    return {db.name: resolve_database(db, client_for(db.region))[2] for db in policy.databases.values()
+            if not db.is_dsql}
