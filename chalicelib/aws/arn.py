@@ -25,6 +25,7 @@ __all__ = [
     "dbuser_arn",
     "dsql_cluster_arn",
     "dsql_host",
+    "iam_principal_of",
     "partition_of_region",
     "role_arn",
     "secret_arn",
@@ -98,6 +99,15 @@ def dsql_cluster_arn(region: str, account: str, cluster: str, partition: str | N
 def dsql_host(cluster: str, region: str) -> str:
     """The public endpoint of a DSQL cluster: ``ID.dsql.REGION.on.aws``."""
     return f"{cluster}.dsql.{region}.on.aws"
+
+
+def iam_principal_of(principal_arn: str) -> str:
+    """The IAM ARN behind a signer: an assumed role's role (``arn:P:iam::A:role/NAME``), a user
+    or role ARN itself. What DSQL's ``AWS IAM GRANT`` maps a database role to."""
+    parts = principal_arn.split(":", 5)
+    if len(parts) == 6 and parts[2] == "sts" and parts[5].startswith("assumed-role/"):
+        return f"arn:{parts[1]}:iam::{parts[4]}:role/{parts[5].split('/')[1]}"
+    return principal_arn
 
 
 #: A Secrets Manager secret: ``arn:PARTITION:secretsmanager:REGION:ACCOUNT:secret:NAME``, NAME

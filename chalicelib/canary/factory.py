@@ -249,8 +249,20 @@ def canary_deps(
         admin=PsycopgAdmin(admin_dsn) if admin_dsn else None,
         secrets=BotoSecretFacts(clients),
         auth_log=_auth_log(readers, settings),
+        dsql=_dsql_deps(policy, settings, readers),
         **_mysql_deps(policy, settings),
     )
+
+
+def _dsql_deps(policy: AccessPolicy, settings: Settings, readers: AccountReaders) -> Any:
+    """DSQL clusters read through their account's reader (``dsql:GetCluster``), logins verified
+    against the system's public roots unless a bundle is configured (the local stack's CA)."""
+    from chalicelib.canary.target_dsql import DsqlCanaryDeps, DsqlClusterFacts, PsycopgMappings
+
+    configured = policy.canary.ssl_root_cert or settings.ssl_root_cert
+    return DsqlCanaryDeps(cluster=DsqlClusterFacts(lambda database: readers.client(database, "dsql")),
+                          mappings=PsycopgMappings(),
+                          ssl_root_cert=ssl_root_cert_for(policy, settings) if configured else "system")
 
 
 def _auth_log(readers: AccountReaders, settings: Settings) -> Any:

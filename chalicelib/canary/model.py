@@ -19,6 +19,7 @@ __all__ = [
     "IAM_CHECKS",
     "MYSQL_IAM_CHECKS",
     "KERBEROS_CHECKS",
+    "DSQL_CHECKS",
     "CheckResult",
     "TargetReport",
     "Report",
@@ -38,6 +39,7 @@ _RANK: dict[str, int] = {"skip": 0, "pass": 1, "warn": 2, "fail": 3, "error": 4}
 
 #: Every check id, in the order a report lists them.
 CHECK_ORDER: tuple[str, ...] = (
+    "dsql.found",
     "rds.found",
     "rds.iam_auth_enabled",
     "rds.domain_joined",
@@ -56,6 +58,15 @@ CHECK_ORDER: tuple[str, ...] = (
     "db.auth_conflict",
     "db.not_iam",
     "db.tier",
+    "dsql.role_mapping",
+)
+#: The checks a role of an Aurora DSQL cluster gets (``dsql.role_mapping``: skipped for ``admin``).
+DSQL_CHECKS: tuple[str, ...] = (
+    "dsql.found",
+    "iam.signer_allows",
+    "org.scp_allows",
+    "db.connect",
+    "dsql.role_mapping",
 )
 #: The checks an ``auth: password`` user gets (its password lives in Secrets Manager).
 PASSWORD_CHECKS: tuple[str, ...] = (

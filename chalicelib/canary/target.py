@@ -48,6 +48,7 @@ from chalicelib.canary.checks_rds import (
     effective_endpoint,
 )
 from chalicelib.canary.model import (
+    DSQL_CHECKS,
     IAM_CHECKS,
     KERBEROS_CHECKS,
     MYSQL_IAM_CHECKS,
@@ -56,6 +57,7 @@ from chalicelib.canary.model import (
     errored,
     skipped,
 )
+from chalicelib.canary.target_dsql import run_dsql
 from chalicelib.errors import ProbeError, RdsvendError
 from chalicelib.policy.model import Database, DbUser
 
@@ -107,6 +109,8 @@ class CanaryDeps:
     mysql_admin: Any = None
     #: the databases' iam-db-auth-error logs (:class:`chalicelib.canary.checks_auth_log.AuthErrorLog`)
     auth_log: Any = None
+    #: Aurora DSQL clusters (:class:`chalicelib.canary.target_dsql.DsqlCanaryDeps`)
+    dsql: Any = None
 
 
 @dataclass
@@ -162,6 +166,8 @@ class TargetRun:
 
 
 def planned_checks(user: DbUser, engine: str = "postgres") -> tuple[str, ...]:
+    if engine == "dsql":
+        return DSQL_CHECKS
     if user.auth == "kerberos":
         return KERBEROS_CHECKS
     if user.auth == "iam":
@@ -219,6 +225,12 @@ def run_target(database: Database, user: DbUser, deps: CanaryDeps, deadline: Dea
 
 def _run(database: Database, user: DbUser, deps: CanaryDeps, deadline: Deadline, run: TargetRun) -> None:
     r = run.results
+    if database.is_dsql:
+        if deps.dsql is None:
+            run.record(errored("dsql.found", "this canary was built without an Aurora DSQL reader"))
+            return
+        run_dsql(database, user, deps, deadline, run, _guard)
+        return
     _guard(run, deadline, "rds.found")
     described = _describe(deps, database)
     run.record(check_found(database, described, None if isinstance(described, RdsResource)
