@@ -51,8 +51,7 @@ from devtools.local.rdsauth import TokenVerdict
 from devtools.local.sigv4 import Credential, SecretLookup, SignatureError, verify_presigned
 
 __all__ = ["DsqlEndpoint", "DsqlTokenChecker", "LocalDsqlCluster", "Mapping", "principal_of", "refusal_code",
-           "log_verdict",
-           "MAPPINGS_SQL"]
+           "log_verdict", "start_dsql_clusters", "MAPPINGS_SQL"]
 
 log = logging.getLogger(__name__)
 
@@ -308,3 +307,44 @@ class LocalDsqlCluster:
 
     def log_text(self) -> str:
         return self.pg.log_text()
+
+
+def start_dsql_clusters(world: Any, seeded: Any, sessions: Any, lookup: Any,
+                        permission_check: DsqlPermissionCheck) -> dict[str, LocalDsqlCluster]:
+    """Every DSQL cluster of the world, served: its PostgreSQL with the DSQL token checker, its
+    roles, their ``AWS IAM GRANT`` to the world's IAM roles, and its setup SQL (as the superuser)."""
+    started: dict[str, LocalDsqlCluster] = {}
+    try:
+        for account, spec in world.dsql_clusters():
+            info = seeded.dsql[spec.name]
+            iam = sessions.client("iam", account.id)
+            cluster = LocalDsqlCluster(info.identifier, info.account, info.region, role_id=_role_id_reader(iam))
+            started[spec.name] = cluster.start()
+            checker = DsqlTokenChecker(lookup, cluster=cluster.endpoint, permission_check=permission_check,
+                                       mappings=cluster.mappings,
+                                       principal_id=lambda c: str(lookup.caller_id(c)).split(":", 1)[0])
+            cluster.set_checker(checker.check)
+            for pg_role, iam_role in spec.roles.items():
+                cluster.create_role(pg_role)
+                cluster.grant(pg_role, f"arn:aws:iam::{account.id}:role/{iam_role}")
+            for statement in spec.setup_sql:
+                cluster.pg.run_sql(statement)
+    except BaseException:
+        for cluster in started.values():
+            cluster.stop()
+        raise
+    return started
+
+
+def _role_id_reader(iam: Any) -> Callable[[str], str | None]:
+    """``arn -> RoleId`` (or a user's ``UserId``) read live from IAM; None when it is gone."""
+    def read(arn: str) -> str | None:
+        kind, _, name = arn.split(":", 5)[-1].partition("/")
+        name = name.rsplit("/", 1)[-1]
+        try:
+            if kind == "user":
+                return str(iam.get_user(UserName=name)["User"]["UserId"])
+            return str(iam.get_role(RoleName=name)["Role"]["RoleId"])
+        except iam.exceptions.NoSuchEntityException:
+            return None
+    return read

@@ -82,14 +82,22 @@ def seed_secrets(policy_path: Path, seeded: Any, clusters: Any, sessions: Any) -
                           lambda account: sessions.client("secretsmanager", account))
 
 
-def write_access_policy(template: Path, target: Path, seeded: Any, ca_path: Path) -> None:
-    """The access policy with each local database's real host and port, validated."""
+def write_access_policy(template: Path, target: Path, seeded: Any, ca_path: Path,
+                        dsql: dict[str, tuple[str, str, int]] | None = None) -> None:
+    """The access policy with each local database's real host and port, validated; a DSQL
+    database (named as the world's cluster) gets the id the local DSQL API gave it, and the
+    local endpoint's host and port (``dsql``: name -> (cluster id, host, port))."""
     import yaml
 
     from chalicelib.policy.loader import load_policy_file
 
     data = yaml.safe_load(template.read_text(encoding="utf-8"))
     for name, spec in (data.get("databases") or {}).items():
+        if spec.get("engine") == "dsql":
+            if name not in (dsql or {}):
+                raise StackError(f"{template}: DSQL database '{name}' is no DSQL cluster of the world")
+            spec["cluster"], spec["host"], spec["port"] = (dsql or {})[name]
+            continue
         ident = spec.get("instance")
         inst = seeded.instances.get(ident)
         if inst is None:

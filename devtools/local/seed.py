@@ -27,7 +27,7 @@ from devtools.local.directory import create_directories, provide_aws_managed_pol
 from devtools.local.sessions import AccountSessions, Keys
 from devtools.local.world import World
 
-__all__ = ["InstanceInfo", "SeededWorld", "seed_world"]
+__all__ = ["InstanceInfo", "DsqlInfo", "SeededWorld", "seed_world"]
 
 _ID_PATCH_LOCK = threading.Lock()
 
@@ -48,6 +48,17 @@ class InstanceInfo:
 
 
 @dataclass(frozen=True)
+class DsqlInfo:
+    """An Aurora DSQL cluster created in the local DSQL API (moto chose its id)."""
+
+    name: str  # the world's name for it (and the access policy's database name)
+    identifier: str
+    account: str
+    region: str
+    arn: str
+
+
+@dataclass(frozen=True)
 class SeededWorld:
     """What seeding created: ids moto chose and the credentials the stack hands out."""
 
@@ -63,6 +74,7 @@ class SeededWorld:
     instances: Mapping[str, InstanceInfo]
     signer_role_arn: str
     directories: Mapping[str, str] = field(default_factory=dict)  # directory name -> Directory Service id
+    dsql: Mapping[str, DsqlInfo] = field(default_factory=dict)  # world name -> the created cluster
 
     def to_json(self) -> dict[str, Any]:
         return json.loads(json.dumps(asdict(self)))
@@ -82,6 +94,7 @@ class SeededWorld:
             instances={k: InstanceInfo(**v) for k, v in data["instances"].items()},
             signer_role_arn=data["signer_role_arn"],
             directories=dict(data.get("directories") or {}),
+            dsql={k: DsqlInfo(**v) for k, v in (data.get("dsql") or {}).items()},
         )
 
 
@@ -199,6 +212,8 @@ def seed_world(world: World, endpoint_url: str, *, db_host: str, db_port: int | 
                 host=described["Endpoint"]["Address"], port=int(described["Endpoint"]["Port"]),
                 dbname=db.dbname)
 
+    dsql = _create_dsql_clusters(world, sessions)
+
     # Users first: the roles' trust policies name some of them (AWS refuses unknown principals).
     for account in world.accounts.values():
         iam = sessions.client("iam", account.id)
@@ -229,6 +244,8 @@ def seed_world(world: World, endpoint_url: str, *, db_host: str, db_port: int | 
                 policy_arn = iam.create_policy(PolicyName=f"{role.name}-rds-connect",
                                                PolicyDocument=json.dumps(document))["Policy"]["Arn"]
                 iam.attach_role_policy(RoleName=role.name, PolicyArn=policy_arn)
+            if role.dsql_connect:
+                _attach_dsql_connect(iam, role.name, [dsql[c].arn for c in role.dsql_connect])
 
     # What the Lambda would run as: its execution role, assumed in the service account
     # (as Lambda does), for as long as STS allows.
@@ -237,4 +254,26 @@ def seed_world(world: World, endpoint_url: str, *, db_host: str, db_port: int | 
     return SeededWorld(
         endpoint_url=endpoint_url, region=region, org_id=org.id, management_account=org.management_account,
         root_id=root_id, units=unit_ids, scps=scp_ids, callers=callers, execution=execution,
-        instances=instances, signer_role_arn=world.signer_role_arn, directories=directories)
+        instances=instances, signer_role_arn=world.signer_role_arn, directories=directories, dsql=dsql)
+
+
+def _create_dsql_clusters(world: World, sessions: AccountSessions) -> dict[str, DsqlInfo]:
+    """Each DSQL cluster of the world, created in its account's DSQL API and read until ACTIVE."""
+    created: dict[str, DsqlInfo] = {}
+    for account, spec in world.dsql_clusters():
+        client = sessions.client("dsql", account.id)
+        answer = client.create_cluster(deletionProtectionEnabled=False, tags={"Name": spec.name},
+                                       clientToken=f"rdsvend-local-{spec.name}")
+        client.get_cluster(identifier=answer["identifier"])  # moto: CREATING, then ACTIVE when read
+        created[spec.name] = DsqlInfo(spec.name, answer["identifier"], account.id, world.region, answer["arn"])
+    return created
+
+
+def _attach_dsql_connect(iam: Any, role: str, arns: list[str]) -> None:
+    """dsql:DbConnect and dsql:DbConnectAdmin on exactly these clusters (a managed policy)."""
+    document = {"Version": "2012-10-17", "Statement": [
+        {"Sid": "ConnectToDeclaredClusters", "Effect": "Allow", "Action": ["dsql:DbConnect", "dsql:DbConnectAdmin"],
+         "Resource": arns}]}
+    created = iam.create_policy(PolicyName=f"{role}-dsql-connect", PolicyDocument=json.dumps(document))
+    policy_arn = created["Policy"]["Arn"]
+    iam.attach_role_policy(RoleName=role, PolicyArn=policy_arn)

@@ -27,6 +27,7 @@ __all__ = [
     "DbUserSpec",
     "DomainSpec",
     "DatabaseSpec",
+    "DsqlClusterSpec",
     "DirectorySpec",
     "Account",
     "CallerRef",
@@ -94,6 +95,8 @@ class Role:
     rds_connect: tuple[str, ...] = ()
     #: ARNs of managed policies to attach (AWS managed ones included)
     managed_policies: tuple[str, ...] = ()
+    #: DSQL clusters (of the same account) this role may dsql:DbConnect and dsql:DbConnectAdmin to
+    dsql_connect: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -146,6 +149,17 @@ class DatabaseSpec:
 
 
 @dataclass(frozen=True)
+class DsqlClusterSpec:
+    """An Aurora DSQL cluster: created in the local DSQL API, served by a local PostgreSQL that
+    takes only DSQL tokens. ``roles``: database role -> the IAM role (same account) it is mapped
+    to with ``AWS IAM GRANT`` at start; ``setup_sql`` runs once the roles exist."""
+
+    name: str
+    roles: Mapping[str, str]
+    setup_sql: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Account:
     id: str
     name: str
@@ -153,6 +167,7 @@ class Account:
     users: Mapping[str, User] = field(default_factory=dict)
     databases: Mapping[str, DatabaseSpec] = field(default_factory=dict)
     directories: Mapping[str, DirectorySpec] = field(default_factory=dict)
+    dsql_clusters: Mapping[str, DsqlClusterSpec] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -195,6 +210,9 @@ class World:
             if db.identifier == identifier:
                 return account, db
         raise KeyError(identifier)
+
+    def dsql_clusters(self) -> list[tuple[Account, DsqlClusterSpec]]:
+        return [(a, c) for a in self.accounts.values() for c in a.dsql_clusters.values()]
 
     def member_accounts(self) -> list[Account]:
         mgmt = self.organization.management_account
@@ -346,18 +364,21 @@ class _Parser:
             acct = str(acct)
             f = f"accounts.{acct}"
             self.string(acct, f, _ACCOUNT)
-            spec = self.mapping(raw, f, {"name", "roles", "users", "databases", "directories"}, {"name"})
+            spec = self.mapping(raw, f, {"name", "roles", "users", "databases", "directories", "dsql_clusters"},
+                                {"name"})
             roles = {}
             for name, r in (spec.get("roles") or {}).items():
                 rf = f"{f}.roles.{name}"
                 self.string(name, rf, _NAME)
-                r = self.mapping(r, rf, {"trust", "policies", "rds_connect", "managed_policies"}, {"trust"})
+                r = self.mapping(r, rf, {"trust", "policies", "rds_connect", "managed_policies", "dsql_connect"},
+                                 {"trust"})
                 if not isinstance(r["trust"], dict) or not r["trust"]:
                     raise self.fail("must be a trust policy Principal mapping", f"{rf}.trust")
                 roles[name] = Role(name, r["trust"], self.documents(r.get("policies"), f"{rf}.policies"),
                                    self.strings(r.get("rds_connect") or [], f"{rf}.rds_connect", _DB_ID),
                                    self.strings(r.get("managed_policies") or [], f"{rf}.managed_policies",
-                                                _POLICY_ARN))
+                                                _POLICY_ARN),
+                                   self.strings(r.get("dsql_connect") or [], f"{rf}.dsql_connect", _DB_ID))
             users = {}
             for name, u in (spec.get("users") or {}).items():
                 uf = f"{f}.users.{name}"
@@ -380,13 +401,20 @@ class _Parser:
                     raise self.fail(f"no directory '{spec_db.domain.directory}' in account {acct}", f"{df}.directory")
                 if spec_db.domain is not None and spec_db.domain.iam_role not in roles:
                     raise self.fail(f"no role '{spec_db.domain.iam_role}' in account {acct}", f"{df}.iam_role")
-            out[acct] = Account(acct, self.string(spec["name"], f"{f}.name"), roles, users, dbs, directories)
+            clusters = {name: self.dsql_cluster(name, c, f"{f}.dsql_clusters.{name}", roles)
+                        for name, c in (spec.get("dsql_clusters") or {}).items()}
+            out[acct] = Account(acct, self.string(spec["name"], f"{f}.name"), roles, users, dbs, directories,
+                                clusters)
         for acct in out.values():
             for role in acct.roles.values():
                 for db in role.rds_connect:
                     if db not in acct.databases:
                         raise self.fail(f"no database '{db}' in account {acct.id}",
                                         f"accounts.{acct.id}.roles.{role.name}.rds_connect")
+                for cluster in role.dsql_connect:
+                    if cluster not in acct.dsql_clusters:
+                        raise self.fail(f"no DSQL cluster '{cluster}' in account {acct.id}",
+                                        f"accounts.{acct.id}.roles.{role.name}.dsql_connect")
         return out
 
     def database(self, name: str, value: Any, f: str) -> DatabaseSpec:
@@ -420,6 +448,22 @@ class _Parser:
             log_exports=self.strings(spec.get("log_exports", ["iam-db-auth-error"]), f"{f}.log_exports",
                                      re.compile(r"iam-db-auth-error|postgresql|upgrade|error|general|slowquery|audit")),
         )
+
+    def dsql_cluster(self, name: str, value: Any, f: str, roles: Mapping[str, Role]) -> DsqlClusterSpec:
+        self.string(name, f, _DB_ID)
+        spec = self.mapping(value or {}, f, {"roles", "setup_sql"})
+        mapped: dict[str, str] = {}
+        for pg_role, grant in self.mapping(spec.get("roles") or {}, f"{f}.roles", set(spec.get("roles") or {})).items():
+            rf = f"{f}.roles.{pg_role}"
+            self.string(pg_role, rf, _PG_NAME)
+            if pg_role == "admin":
+                raise self.fail("'admin' is DSQL's own role (signed with DbConnectAdmin): it needs no grant", rf)
+            item = self.mapping(grant, rf, {"grant"}, {"grant"})
+            role = self.string(item["grant"], f"{rf}.grant", _NAME)
+            if role not in roles:
+                raise self.fail(f"no role '{role}' in the cluster's account", f"{rf}.grant")
+            mapped[pg_role] = role
+        return DsqlClusterSpec(name, mapped, self.strings(spec.get("setup_sql") or [], f"{f}.setup_sql"))
 
     def rate(self, value: Any, f: str) -> int:
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 100000:
