@@ -101,6 +101,12 @@ def step_connect(demo: Demo) -> None:
     say(f"Connected as {user} over {tls}. SELECT item, qty FROM shop.orders: {listed}.", 3)
 
 
+def step_dsql(demo: Demo) -> None:
+    from devtools.local.demo_dsql import dsql_step
+
+    dsql_step(demo, say, DemoFailed)
+
+
 def step_denied(demo: Demo) -> None:
     from rdsvend.api import VendError
 
@@ -153,7 +159,7 @@ def step_refused_caller(demo: Demo) -> None:
 
 #: The narrated steps, in order. Later helpers add or replace entries (see the HOOKs above).
 STEPS: list[Callable[[Demo], None]] = [
-    step_whoami, step_databases, step_vend, step_connect, step_mysql, step_org, step_denied, step_canary,
+    step_whoami, step_databases, step_vend, step_connect, step_mysql, step_dsql, step_org, step_denied, step_canary,
     step_broken_scp, step_refused_caller,
 ]
 

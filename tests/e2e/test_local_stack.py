@@ -145,7 +145,8 @@ def test_whoami_is_the_identity_the_signature_proves(local_stack):
 def test_databases_lists_only_what_the_caller_may_use(local_stack):
     allowed = _signed(local_stack, "GET", "/v1/databases").json()["databases"]
     assert [(d["database"], d["db_users"]) for d in allowed] == [
-        (DB, [APP_USER]), ("billing-local", ["billing_app"]), ("shop-local", ["shop_app"])]
+        (DB, [APP_USER]), ("billing-local", ["billing_app"]), ("shop-local", ["shop_app"]),
+        ("ledger-local", ["ledger_app"])]
     denied = _signed(local_stack, "GET", "/v1/databases", keys=local_stack.keys("denied")).json()
     assert denied == {"databases": []}
 

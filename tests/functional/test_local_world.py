@@ -231,7 +231,7 @@ def test_the_dsql_cluster_is_in_the_local_dsql_api_and_the_signer_may_connect_to
     answer = member_client(seeded, "222222222222", "dsql").get_cluster(identifier=cluster.identifier)
     assert answer["status"] == "ACTIVE" and answer["arn"] == cluster.arn
     iam = member_client(seeded, "222222222222", "iam")
-    (attached,) = [p for p in iam.list_attached_role_policies(RoleName="rdsvend-signer")["AttachedPolicies"]
+    (attached,) = [p for p in iam.list_attached_role_policies(RoleName="rdsvend-ledger-signer")["AttachedPolicies"]
                    if p["PolicyName"].endswith("-dsql-connect")]
     policy = iam.get_policy(PolicyArn=attached["PolicyArn"])["Policy"]
     doc = iam.get_policy_version(PolicyArn=policy["Arn"], VersionId=policy["DefaultVersionId"])["PolicyVersion"]
