@@ -27,7 +27,7 @@ from chalicelib.errors import ProbeError
 from chalicelib.policy.model import DSQL_ADMIN, Database, DbUser
 
 __all__ = ["DsqlCanaryDeps", "DsqlClusterFacts", "PsycopgMappings", "run_dsql", "check_found",
-           "check_role_mapping", "grant_statement", "MAPPINGS_QUERY"]
+           "check_role_mapping", "grant_statement", "in_dsql_words", "MAPPINGS_QUERY"]
 
 #: The ARNs a database role is mapped to, as DSQL shows them.
 MAPPINGS_QUERY = "SELECT arn FROM sys.iam_pg_role_mappings WHERE pg_role_name = %s ORDER BY arn"
@@ -112,7 +112,7 @@ def check_found(database: Database, cluster: DsqlCluster | DsqlNotFoundError | P
     return passed(cid, f"DSQL cluster {where} is ACTIVE ({cluster.arn})", arn=cluster.arn, status=cluster.status)
 
 
-def _dsql_words(result: CheckResult, action: str) -> CheckResult:
+def in_dsql_words(result: CheckResult, action: str) -> CheckResult:
     """The RDS check's verdict, in DSQL's action and resource words."""
     def words(text: str) -> str:
         return (text.replace("rds-db:connect", action).replace("dbuser ARN", "cluster ARN")
@@ -168,10 +168,10 @@ def run_dsql(database: Database, user: DbUser, deps: Any, deadline: Any, run: An
             facts = deps.connect.evaluate(principal, arn, account_id=arn.split(":")[4], action=action)
         except ProbeError as exc:
             facts = exc
-    signer = _dsql_words(check_signer_allows(facts, principal=principal, dbuser_arn=arn), action)
+    signer = in_dsql_words(check_signer_allows(facts, principal=principal, dbuser_arn=arn), action)
     run.record(signer)
     guard(run, deadline, "org.scp_allows")
-    scp = _dsql_words(check_scp_allows(facts, principal=principal, dbuser_arn=arn), action)
+    scp = in_dsql_words(check_scp_allows(facts, principal=principal, dbuser_arn=arn), action)
     run.record(scp)
 
     guard(run, deadline, "db.connect")
