@@ -153,7 +153,7 @@ def _timed(policy, deps, concurrency):
 def run() -> list[dict]:
     from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-    from chalicelib.canary.factory import PsycopgAdmin
+    from chalicelib.engines.postgres import PostgresAdmin
     from chalicelib.observability import logger
     from chalicelib.policy.loader import load_policy_file
     from devtools.local.canary import local_canary_deps, local_canary_env
@@ -172,7 +172,7 @@ def run() -> list[dict]:
             admin = conninfo_to_dict(stack.info.admin_dsn)
             admin["hostaddr"] = PROXY_HOST
             delayed = dataclasses.replace(deps, db=ViaHostaddr(deps.db, PROXY_HOST),
-                                          admin=PsycopgAdmin(make_conninfo(**admin)))
+                                          admin=PostgresAdmin(make_conninfo(**admin)))
             with DelayProxy(port, ONE_WAY_MS / 1000.0):
                 serial, serial_report = _timed(policy, delayed, 1)
                 parallel, parallel_report = _timed(policy, delayed, CONCURRENCY)

@@ -18,7 +18,7 @@ __all__ = [
     "SERVICE_NAME", "METRICS_NAMESPACE", "TRACE_DISABLED",
     "STATE_TABLE", "ALERT_TOPIC", "PGSSLROOTCERT", "CANARY_ADMIN_DSN", "LOCAL_ADMIN_DSN",
     "CANARY_MYSQL_ADMIN_DSN", "LOCAL_MYSQL_ADMIN_DSN", "ORG_ROLE_ARN", "SIGNER_PRINCIPAL",
-    "CANARY_INTERVAL_SECONDS", "DEFAULT_NAME",
+    "CANARY_INTERVAL_SECONDS", "CANARY_NETWORK", "DEFAULT_NAME",
 ]
 
 # -- rdsvend's own --------------------------------------------------------------------------
@@ -48,6 +48,9 @@ ORG_ROLE_ARN = "RDSVEND_ORG_ROLE_ARN"
 SIGNER_PRINCIPAL = "RDSVEND_SIGNER_PRINCIPAL"
 #: How often the canary runs (the window it reads refused logins over).
 CANARY_INTERVAL_SECONDS = "RDSVEND_CANARY_INTERVAL_SECONDS"
+#: Set by the stack: ``vpc`` when the canary has subnets of its own, ``none`` when it has no path to
+#: private databases yet (a connect timeout is then setup to finish, not a failing target).
+CANARY_NETWORK = "RDSVEND_CANARY_NETWORK"
 # -- the platform's ---------------------------------------------------------------------------
 AWS_REGION = "AWS_REGION"
 AWS_DEFAULT_REGION = "AWS_DEFAULT_REGION"
@@ -87,6 +90,7 @@ class Settings:
     org_role_arn: str | None = None
     signer_principal: str | None = None
     canary_interval_seconds: str | None = None
+    canary_network: str | None = None  # "vpc" | "none", set by the stack
     service_name: str = DEFAULT_NAME
     metrics_namespace: str = DEFAULT_NAME
     trace_disabled: bool = False
@@ -119,6 +123,7 @@ class Settings:
             org_role_arn=env.get(ORG_ROLE_ARN) or None,
             signer_principal=env.get(SIGNER_PRINCIPAL) or None,
             canary_interval_seconds=env.get(CANARY_INTERVAL_SECONDS) or None,
+            canary_network=env.get(CANARY_NETWORK) or None,
             service_name=env.get(SERVICE_NAME) or DEFAULT_NAME,
             metrics_namespace=env.get(METRICS_NAMESPACE) or DEFAULT_NAME,
             trace_disabled=env.get(TRACE_DISABLED, "").lower() in ("1", "true", "yes"),

@@ -15,9 +15,10 @@ from typing import Any, Protocol
 
 from chalicelib.aws.errors import aws_error
 from chalicelib.canary.aws import AwsClients, probe
-from chalicelib.canary.checks_db import DbConnectError, RoleFacts
 from chalicelib.canary.checks_rds import RdsResource
 from chalicelib.canary.model import CheckResult, errored, failed, passed, skipped, warned
+from chalicelib.engines.base import DbConnectError
+from chalicelib.engines.postgres_catalog import RoleFacts
 from chalicelib.errors import ProbeError
 
 __all__ = [

@@ -16,14 +16,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from chalicelib.canary.aws import AwsClients, probe
-from chalicelib.canary.checks_db import DbConnectError, RoleFacts
 from chalicelib.canary.model import CheckResult, errored, failed, passed, skipped, warned
+from chalicelib.engines.base import DbConnectError
+from chalicelib.engines.mysql_grants import MysqlUserFacts
+from chalicelib.engines.postgres_catalog import RoleFacts
+from chalicelib.engines.secret import DbSecret, DbSecretError, base_of, parse_secret
 from chalicelib.errors import ProbeError
 from chalicelib.policy.model import DbUser
 from chalicelib.policy.password_users import secret_arn_parts
-from chalicelib.rotation.engines import base_of
-from chalicelib.rotation.errors import RotationSecretError
-from chalicelib.rotation.secret import DbSecret, parse_secret
 
 __all__ = ["SecretFacts", "SecretView", "BotoSecretFacts", "check_secret_found", "check_secret_rotation",
            "check_password_login", "check_not_iam", "check_not_iam_mysql"]
@@ -69,7 +69,7 @@ class BotoSecretFacts:
         current, problem = None, ""
         try:
             current = parse_secret(text, what="AWSCURRENT")
-        except RotationSecretError as exc:
+        except DbSecretError as exc:
             problem = exc.message
         days = (meta.get("RotationRules") or {}).get("AutomaticallyAfterDays")
         return SecretView(arn=meta.get("ARN", arn), name=meta.get("Name", ""),
@@ -182,10 +182,8 @@ def check_not_iam(username: str, facts: RoleFacts | DbConnectError | None, why: 
     return passed(cid, f"{username} is not in rds_iam: its password is accepted", role=username)
 
 
-def check_not_iam_mysql(username: str, facts: Any, why: str = "") -> CheckResult:
-    """The MySQL family: a user identified with AWSAuthenticationPlugin logs in with tokens only.
-    ``facts``: :class:`chalicelib.canary.checks_mysql.MysqlUserFacts`, a :class:`DbConnectError`
-    or None."""
+def check_not_iam_mysql(username: str, facts: MysqlUserFacts | DbConnectError | None, why: str = "") -> CheckResult:
+    """The MySQL family: a user identified with AWSAuthenticationPlugin logs in with tokens only."""
     cid = "db.not_iam"
     if facts is None:
         return skipped(cid, f"not checked: {why or 'no database session'}")

@@ -23,50 +23,29 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from chalicelib.canary.accounts import AccountReaders
 from chalicelib.canary.aws import AwsClients, probe
-from chalicelib.canary.checks_db import (
-    ROLE_FACTS_SQL,
-    PsycopgConnector,
-    RoleFacts,
-    _row_to_facts,
-    classify_connect_error,
-)
 from chalicelib.canary.checks_kerberos import BotoDirectoryRoleFacts
 from chalicelib.canary.checks_password import BotoSecretFacts
 from chalicelib.canary.checks_rds import BotoRdsFacts
 from chalicelib.canary.iam_facts import LiveConnectEvaluator
-from chalicelib.canary.target import CanaryDeps
+from chalicelib.canary.target_run import CanaryDeps
+from chalicelib.engines.mysql import MysqlAdmin, MysqlEngine
+from chalicelib.engines.postgres import PostgresAdmin, PostgresEngine
+from chalicelib.engines.trust import ssl_root_cert_for
 from chalicelib.errors import ProbeError, RdsvendError
 from chalicelib.policy.model import AccessPolicy, Database
 from chalicelib.settings import Settings
 
-__all__ = ["BUNDLE_PATH", "ssl_root_cert_for", "admin_dsn_from_env", "CanaryIdentity", "MinterTokens",
-           "EnvSigner", "PsycopgAdmin", "canary_deps"]
+__all__ = ["admin_dsn_from_env", "CanaryIdentity", "MinterTokens",
+           "EnvSigner", "canary_deps"]
 
-BUNDLE_PATH = Path(__file__).resolve().parent.parent / "data" / "rds-global-bundle.pem"
-_LOOPBACK = {"localhost", "127.0.0.1", "::1"}
 
 
 def _settings(env: Mapping[str, str] | Settings | None) -> Settings:
     return env if isinstance(env, Settings) else Settings.from_env(env)
-
-
-def ssl_root_cert_for(policy: AccessPolicy, env: Mapping[str, str] | Settings) -> str:
-    """The policy's ``canary.ssl_root_cert`` (relative to the policy file), else
-    ``PGSSLROOTCERT``, else the shipped RDS global bundle."""
-    configured = policy.canary.ssl_root_cert
-    if configured:
-        path = Path(configured)
-        if not path.is_absolute():
-            source = Path(policy.source)
-            base = source.parent if source.suffix in (".yaml", ".yml", ".json") and source.exists() else Path.cwd()
-            path = base / path
-        return str(path)
-    return _settings(env).ssl_root_cert or str(BUNDLE_PATH)
 
 
 def admin_dsn_from_env(env: Mapping[str, str] | Settings) -> str | None:
@@ -128,42 +107,6 @@ class EnvSigner:
         if self._default:
             return self._default
         return self._identity.get().principal
-
-
-class PsycopgAdmin:
-    """Reads the catalogs through an administrator's DSN, on targets at the DSN's host:port."""
-
-    def __init__(self, dsn: str, connector: PsycopgConnector | None = None) -> None:
-        from psycopg.conninfo import conninfo_to_dict
-
-        self._params = conninfo_to_dict(dsn)
-        self._host = str(self._params.get("host", ""))
-        self._port = int(self._params.get("port") or 5432)
-
-    def __repr__(self) -> str:  # never the DSN: it holds a password
-        return f"PsycopgAdmin(host={self._host!r}, port={self._port})"
-
-    def covers(self, host: str | None, port: int | None) -> bool:
-        if not host or port != self._port:
-            return False
-        same = host.lower() == self._host.lower()
-        return same or (host.lower() in _LOOPBACK and self._host.lower() in _LOOPBACK)
-
-    def role_facts(self, host: str, port: int, dbname: str, role: str, timeout: float) -> RoleFacts:
-        import psycopg
-
-        params: dict[str, Any] = dict(self._params)
-        params["dbname"] = dbname
-        params["connect_timeout"] = max(2, int(timeout))
-        params.setdefault("application_name", "rdsvend-canary-admin")
-        password = str(params.get("password") or "")
-        try:
-            with psycopg.connect(autocommit=True, **params) as conn, conn.cursor() as cur:
-                cur.execute(f"SET statement_timeout = {max(1000, int(timeout * 1000))}")
-                cur.execute(ROLE_FACTS_SQL, {"role": role})
-                return _row_to_facts(role, cur.fetchone())
-        except psycopg.Error as exc:
-            raise classify_connect_error(str(exc), secrets=(password,)) from None
 
 
 def _org_client(clients: AwsClients, settings: Settings, endpoint_url: str | None) -> Any:
@@ -243,10 +186,10 @@ def canary_deps(
                                      iam_for=readers.iam_for),
         directory=BotoDirectoryRoleFacts(clients, readers.iam_for),
         tokens=MinterTokens(identity, minter),
-        db=PsycopgConnector(),
+        db=PostgresEngine(),
         signer=EnvSigner(identity, settings.signer_principal),
         ssl_root_cert=ssl_root_cert_for(policy, settings),
-        admin=PsycopgAdmin(admin_dsn) if admin_dsn else None,
+        admin=PostgresAdmin(admin_dsn) if admin_dsn else None,
         secrets=BotoSecretFacts(clients),
         auth_log=_auth_log(readers, settings),
         dsql=_dsql_deps(policy, settings, readers),
@@ -257,11 +200,11 @@ def canary_deps(
 def _dsql_deps(policy: AccessPolicy, settings: Settings, readers: AccountReaders) -> Any:
     """DSQL clusters read through their account's reader (``dsql:GetCluster``), logins verified
     against the system's public roots unless a bundle is configured (the local stack's CA)."""
-    from chalicelib.canary.target_dsql import DsqlCanaryDeps, DsqlClusterFacts, PsycopgMappings
+    from chalicelib.canary.target_dsql import DsqlCanaryDeps, DsqlClusterFacts, EngineMappings
 
     configured = policy.canary.ssl_root_cert or settings.ssl_root_cert
     return DsqlCanaryDeps(cluster=DsqlClusterFacts(lambda database: readers.client(database, "dsql")),
-                          mappings=PsycopgMappings(),
+                          mappings=EngineMappings(),
                           ssl_root_cert=ssl_root_cert_for(policy, settings) if configured else "system")
 
 
@@ -280,8 +223,6 @@ def _auth_log(readers: AccountReaders, settings: Settings) -> Any:
 
 def _mysql_deps(policy: AccessPolicy, settings: Settings) -> dict[str, Any]:
     """The MySQL family's connector and administrator view (see the module docstring)."""
-    from chalicelib.canary.checks_mysql import PyMysqlAdmin, PyMysqlConnector
-
     dsn = settings.mysql_admin_dsn
-    return {"mysql_db": PyMysqlConnector(),
-            "mysql_admin": PyMysqlAdmin(dsn, ssl_root_cert_for(policy, settings)) if dsn else None}
+    return {"mysql_db": MysqlEngine(),
+            "mysql_admin": MysqlAdmin(dsn, ssl_root_cert_for(policy, settings)) if dsn else None}

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from chalicelib.engines.base import TierVerdict
+
 __all__ = [
     "Status",
     "STATUSES",
@@ -29,6 +31,8 @@ __all__ = [
     "errored",
     "warned",
     "skipped",
+    "from_verdict",
+    "IAM_CHECKS_BY_FAMILY",
 ]
 
 Status = Literal["pass", "warn", "fail", "error", "skip"]
@@ -103,6 +107,9 @@ MYSQL_IAM_CHECKS: tuple[str, ...] = (
     "db.iam_plugin",
     "db.tier",
 )
+#: The checks an ``auth: iam`` user gets, by engine family.
+IAM_CHECKS_BY_FAMILY: dict[str, tuple[str, ...]] = {"postgres": IAM_CHECKS, "mysql": MYSQL_IAM_CHECKS,
+                                                     "dsql": DSQL_CHECKS}
 #: The checks an ``auth: kerberos`` user gets instead of the IAM ones.
 KERBEROS_CHECKS: tuple[str, ...] = (
     "rds.found",
@@ -157,6 +164,12 @@ def errored(check_id: str, message: str, fix: str = "", **details: Any) -> Check
 
 def skipped(check_id: str, message: str, **details: Any) -> CheckResult:
     return CheckResult(check_id, "skip", message, "", details)
+
+
+def from_verdict(check_id: str, verdict: TierVerdict) -> CheckResult:
+    """An engine's tier verdict (pass, fail or skip) as this check's result."""
+    status: Status = "fail" if verdict.status == "fail" else "pass" if verdict.status == "pass" else "skip"
+    return CheckResult(check_id, status, verdict.message, verdict.fix, dict(verdict.details))
 
 
 def worst(statuses: Iterable[str]) -> Status:

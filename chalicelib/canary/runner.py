@@ -16,7 +16,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from chalicelib.canary.model import Report, TargetReport
-from chalicelib.canary.target import CanaryDeps, Deadline, TargetRun, crash_report, run_target
+from chalicelib.canary.target import crash_report, run_target
+from chalicelib.canary.target_run import CanaryDeps, Deadline, TargetRun
 from chalicelib.clock import SYSTEM_CLOCK, Clock
 from chalicelib.errors import ProbeError
 from chalicelib.policy.model import AccessPolicy, Database, DbUser

@@ -17,7 +17,7 @@ from chalicelib.canary.alerts import DynamoStateStore, SnsNotifier, alert_change
 from chalicelib.canary.emit import emit, emit_run_failure
 from chalicelib.canary.model import Report
 from chalicelib.canary.runner import run_canary
-from chalicelib.canary.target import CanaryDeps
+from chalicelib.canary.target_run import CanaryDeps
 from chalicelib.clock import SYSTEM_CLOCK, Clock
 from chalicelib.errors import CanaryRunError, PolicyLoadError, PolicyUnavailableError, ProbeError
 from chalicelib.settings import Settings

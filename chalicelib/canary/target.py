@@ -19,26 +19,13 @@ Where the role checks read the catalogs:
 """
 from __future__ import annotations
 
-import threading
-import time
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from chalicelib.canary.checks_auth_log import check_auth_errors
-from chalicelib.canary.checks_db import (
-    ConnectParams,
-    DbConnectError,
-    DbConnector,
-    RoleFacts,
-    check_auth_conflict,
-    check_connect,
-    check_rds_iam,
-    check_tier,
-)
-from chalicelib.canary.checks_iam import ConnectEvaluator, check_scp_allows, check_signer_allows
-from chalicelib.canary.checks_kerberos import DirectoryRoleFacts, check_directory_role, check_rds_ad
+from chalicelib.canary.checks_db import check_tier
+from chalicelib.canary.checks_iam import check_scp_allows, check_signer_allows
+from chalicelib.canary.checks_kerberos import check_directory_role, check_rds_ad
 from chalicelib.canary.checks_rds import (
-    RdsFacts,
     RdsResource,
     check_domain_joined,
     check_endpoint,
@@ -47,147 +34,25 @@ from chalicelib.canary.checks_rds import (
     dbuser_arn,
     effective_endpoint,
 )
-from chalicelib.canary.model import (
-    DSQL_CHECKS,
-    IAM_CHECKS,
-    KERBEROS_CHECKS,
-    MYSQL_IAM_CHECKS,
-    CheckResult,
-    TargetReport,
-    errored,
-    skipped,
-)
+from chalicelib.canary.model import TargetReport, errored
+from chalicelib.canary.target_db import DbTarget, admin_facts, db_target_for, login_facts, run_iam_db
 from chalicelib.canary.target_dsql import run_dsql
+from chalicelib.canary.target_password import run_password
+from chalicelib.canary.target_run import (
+    CanaryDeps,
+    Deadline,
+    TargetRun,
+    TargetStop,
+    failed_ids,
+    guard,
+    planned_checks,
+    remaining_or_stop,
+)
+from chalicelib.engines.base import ConnectParams, DbConnectError
 from chalicelib.errors import ProbeError, RdsvendError
 from chalicelib.policy.model import Database, DbUser
 
-__all__ = [
-    "TokenSource",
-    "SignerResolver",
-    "AdminInspector",
-    "CanaryDeps",
-    "Deadline",
-    "TargetRun",
-    "run_target",
-    "planned_checks",
-]
-
-
-class TokenSource(Protocol):
-    def token(self, database: Database, db_user: str, host: str, port: int,
-              resource_id: str | None) -> str:
-        """A freshly signed token; :class:`ProbeError` when it cannot be signed."""
-
-
-class SignerResolver(Protocol):
-    def principal(self, database: Database) -> str:
-        """The IAM principal whose permission signs tokens for ``database``."""
-
-
-class AdminInspector(Protocol):
-    def covers(self, host: str | None, port: int | None) -> bool:
-        """Does the administrator connection reach this server?"""
-
-    def role_facts(self, host: str, port: int, dbname: str, role: str, timeout: float) -> RoleFacts:
-        """The catalogs' view of ``role``; :class:`DbConnectError` if the connection fails."""
-
-
-@dataclass
-class CanaryDeps:
-    rds: RdsFacts
-    connect: ConnectEvaluator
-    directory: DirectoryRoleFacts
-    tokens: TokenSource
-    db: DbConnector
-    signer: SignerResolver
-    ssl_root_cert: str | None = None
-    admin: AdminInspector | None = None
-    #: ``auth: password`` users: their secrets (:class:`chalicelib.canary.checks_password.SecretFacts`)
-    secrets: Any = None
-    #: the MySQL family: the connector (PyMySQL) and an administrator's view of users, if any
-    mysql_db: Any = None
-    mysql_admin: Any = None
-    #: the databases' iam-db-auth-error logs (:class:`chalicelib.canary.checks_auth_log.AuthErrorLog`)
-    auth_log: Any = None
-    #: Aurora DSQL clusters (:class:`chalicelib.canary.target_dsql.DsqlCanaryDeps`)
-    dsql: Any = None
-
-
-@dataclass
-class Deadline:
-    at: float  # time.monotonic() value
-    seconds: float = 0.0  # the budget it was made with (for messages)
-
-    @classmethod
-    def after(cls, seconds: float) -> Deadline:
-        return cls(time.monotonic() + seconds, seconds)
-
-    def remaining(self) -> float:
-        return self.at - time.monotonic()
-
-    @property
-    def expired(self) -> bool:
-        return self.remaining() <= 0
-
-
-@dataclass
-class TargetRun:
-    """Results recorded as they come, so a target cut off by its deadline keeps what it had."""
-
-    database: Database
-    user: DbUser
-    results: dict[str, CheckResult] = field(default_factory=dict)
-    current: str | None = None
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def record(self, result: CheckResult) -> CheckResult:
-        with self.lock:
-            self.results[result.id] = result
-        return result
-
-    def report(self, *, timed_out: float | None = None) -> TargetReport:
-        """The report so far; with ``timed_out`` every check not finished becomes an error."""
-        with self.lock:
-            results = dict(self.results)
-            current = self.current
-        for cid in planned_checks(self.user, self.database.engine):
-            if cid in results:
-                continue
-            if timed_out is not None:
-                what = "did not finish" if cid == current else "did not run"
-                results[cid] = errored(cid, f"{what} within the target's timeout ({timed_out:g} s)",
-                                       "find what hangs (an endpoint that accepts and never answers, "
-                                       "a stalled AWS API call), or raise canary.timeout_seconds",
-                                       timeout_seconds=timed_out)
-            else:
-                results[cid] = errored(cid, "did not run")
-        checks = tuple(results[c] for c in planned_checks(self.user, self.database.engine))
-        return TargetReport(self.database.name, self.user.name, checks, self.user.auth)
-
-
-def planned_checks(user: DbUser, engine: str = "postgres") -> tuple[str, ...]:
-    if engine == "dsql":
-        return DSQL_CHECKS
-    if user.auth == "kerberos":
-        return KERBEROS_CHECKS
-    if user.auth == "iam":
-        return IAM_CHECKS if engine == "postgres" else MYSQL_IAM_CHECKS
-    if user.auth == "password":
-        from chalicelib.canary.model import PASSWORD_CHECKS
-
-        return PASSWORD_CHECKS
-    return ("rds.found", "rds.endpoint", "db.tier")
-
-
-class _Stop(Exception):
-    pass
-
-
-def _guard(run: TargetRun, deadline: Deadline, cid: str) -> None:
-    if deadline.expired:
-        raise _Stop()
-    with run.lock:
-        run.current = cid
+__all__ = ["run_target", "crash_report"]
 
 
 def _describe(deps: CanaryDeps, database: Database) -> RdsResource | None | ProbeError:
@@ -208,66 +73,64 @@ def _searched(deps: CanaryDeps, database: Database) -> Any:
         return None
 
 
-def _failed(results: dict[str, CheckResult], *ids: str) -> list[str]:
-    return [i for i in ids if i in results and results[i].status == "fail"]
-
-
 def run_target(database: Database, user: DbUser, deps: CanaryDeps, deadline: Deadline,
                run: TargetRun | None = None) -> TargetReport:
     """Every check for (database, user); never raises for anything a target can do."""
     run = run or TargetRun(database, user)
     try:
         _run(database, user, deps, deadline, run)
-    except _Stop:
+    except TargetStop:
         return run.report(timed_out=deadline.seconds)
     return run.report()
 
 
-def _run(database: Database, user: DbUser, deps: CanaryDeps, deadline: Deadline, run: TargetRun) -> None:
-    r = run.results
-    if database.is_dsql:
-        if deps.dsql is None:
-            run.record(errored("dsql.found", "this canary was built without an Aurora DSQL reader"))
-            return
-        run_dsql(database, user, deps, deadline, run, _guard)
-        return
-    _guard(run, deadline, "rds.found")
+def _rds_checks(database: Database, user: DbUser, deps: CanaryDeps, deadline: Deadline,
+                run: TargetRun) -> RdsResource | None:
+    guard(run, deadline, "rds.found")
     described = _describe(deps, database)
     run.record(check_found(database, described, None if isinstance(described, RdsResource)
                            else _searched(deps, database)))
     resource = described if isinstance(described, RdsResource) else None
-    rds_down = _failed(r, "rds.found")
-
     if user.auth == "iam":
-        _guard(run, deadline, "rds.iam_auth_enabled")
+        guard(run, deadline, "rds.iam_auth_enabled")
         run.record(check_iam_auth_enabled(database, resource))
     elif user.auth == "kerberos":
-        _guard(run, deadline, "rds.domain_joined")
+        guard(run, deadline, "rds.domain_joined")
         run.record(check_domain_joined(database, resource))
-    _guard(run, deadline, "rds.endpoint")
+    guard(run, deadline, "rds.endpoint")
     run.record(check_endpoint(database, resource))
+    return resource
+
+
+def _run(database: Database, user: DbUser, deps: CanaryDeps, deadline: Deadline, run: TargetRun) -> None:
+    if database.is_dsql:  # nothing of it is in RDS: the DSQL API, IAM, a login, the role mapping
+        run_dsql(database, user, deps, deadline, run)
+        return
+    resource = _rds_checks(database, user, deps, deadline, run)
+    rds_down = failed_ids(run.results, "rds.found")
     host, port = effective_endpoint(database, resource)
-    dbname = database.dbname or ("postgres" if database.engine == "postgres" else "")
-
+    target = db_target_for(database.engine)
     if user.auth == "kerberos":
-        _kerberos(database, user, deps, deadline, run, resource, host, port, dbname, rds_down)
-        return
-    if user.auth == "password":
-        from chalicelib.canary.target_password import run_password
-
-        run_password(database, user, deps, deadline, run, dbname, rds_down)
-        return
-    if user.auth != "iam":
-        _guard(run, deadline, "db.tier")
-        facts = _admin_facts(deps, deadline, host, port, dbname, user.name) if not rds_down else None
+        _kerberos(target, database, user, deps, deadline, run, resource, host, port, rds_down)
+    elif user.auth == "password":
+        run_password(database, user, deps, deadline, run, rds_down)
+    elif user.auth == "iam":
+        _iam_checks(database, user, deps, deadline, run, resource)
+        run_iam_db(target, database, user, deps, deadline, run, resource, host, port, rds_down)
+    else:
+        guard(run, deadline, "db.tier")
+        dbname = database.dbname or target.default_dbname
+        facts = admin_facts(target, deps, deadline, host, port, dbname, user.name) if not rds_down else None
         run.record(check_tier(user, facts, "password users are inspected only with an admin DSN"))
-        return
 
-    # --- IAM and SCPs
+
+def _iam_checks(database: Database, user: DbUser, deps: CanaryDeps, deadline: Deadline, run: TargetRun,
+                resource: RdsResource | None) -> None:
+    """The signer's IAM policies and the SCPs allow rds-db:connect; RDS logged no refusal."""
     arn = dbuser_arn(database, resource, user.name) if resource else None
     principal: str | None = None
     facts_or_error: Any = None
-    _guard(run, deadline, "iam.signer_allows")
+    guard(run, deadline, "iam.signer_allows")
     if arn is not None and resource is not None:
         try:
             principal = deps.signer.principal(database)
@@ -275,113 +138,16 @@ def _run(database: Database, user: DbUser, deps: CanaryDeps, deadline: Deadline,
         except ProbeError as exc:
             facts_or_error = exc
     run.record(check_signer_allows(facts_or_error, principal=principal, dbuser_arn=arn))
-    _guard(run, deadline, "org.scp_allows")
+    guard(run, deadline, "org.scp_allows")
     run.record(check_scp_allows(facts_or_error, principal=principal, dbuser_arn=arn))
-    _guard(run, deadline, "rds.auth_errors")
+    guard(run, deadline, "rds.auth_errors")
     run.record(check_auth_errors(database, user.name, deps.auth_log))
 
-    if database.engine != "postgres":  # the MySQL family
-        from chalicelib.canary.target_mysql import run_mysql_db_checks
 
-        run_mysql_db_checks(database, user, deps, deadline, run, resource, host, port, rds_down)
-        return
-
-    # --- Role checks through the admin connection, before the login
-    admin_used = False
-    if not rds_down and deps.admin is not None and deps.admin.covers(host, port) and host and port:
-        _guard(run, deadline, "db.rds_iam")
-        facts = _admin_facts(deps, deadline, host, port, dbname, user.name)
-        admin_used = True
-        run.record(check_rds_iam(user.name, facts))
-        run.record(check_auth_conflict(user.name, facts))
-        run.record(check_tier(user, facts))
-
-    # --- The login itself
-    _guard(run, deadline, "db.connect")
-    blockers = _failed(r, "rds.found", "rds.iam_auth_enabled", "iam.signer_allows", "org.scp_allows",
-                       "db.rds_iam", "db.auth_conflict")
-    session_facts: RoleFacts | DbConnectError | None = None
-    why = ""
-    if blockers:
-        why = f"{', '.join(blockers)} failed"
-        run.record(skipped("db.connect", f"not attempted: {why}; the token would be refused "
-                           "(\"PAM authentication failed for user\")", blocked_by=blockers))
-    elif not host or not port:
-        why = "the endpoint is unknown"
-        run.record(errored("db.connect", "no endpoint to connect to: the policy names no host and RDS "
-                           "did not describe one", "fix rds.found first, or set host/port in the policy"))
-    else:
-        session_facts, why = _login(database, user, deps, deadline, run, resource, host, port, dbname,
-                                    inspect=not admin_used)
-
-    if not admin_used:
-        reason = why or "db.connect did not succeed"
-        run.record(check_rds_iam(user.name, session_facts, reason))
-        run.record(check_auth_conflict(user.name, session_facts, reason))
-        run.record(check_tier(user, session_facts, reason))
-
-
-def _tls(deps: CanaryDeps) -> dict[str, Any]:
-    return {"sslmode": "verify-full", "sslrootcert": deps.ssl_root_cert}
-
-
-def _login(database: Database, user: DbUser, deps: CanaryDeps, deadline: Deadline, run: TargetRun,
-           resource: RdsResource | None, host: str, port: int, dbname: str,
-           *, inspect: bool) -> tuple[RoleFacts | DbConnectError | None, str]:
-    try:
-        token = deps.tokens.token(database, user.name, host, port,
-                                  resource.resource_id if resource else None)
-    except ProbeError as exc:
-        run.record(errored("db.connect", f"could not sign a token: {exc.cause}",
-                           "let the canary sign (sts:AssumeRole on the signer role, valid "
-                           "credentials), then re-run", host=host, port=port, cause=exc.cause))
-        return None, "no token could be signed"
-    remaining = deadline.remaining()
-    if remaining <= 0:
-        raise _Stop()
-    params = ConnectParams(host=host, port=port, dbname=dbname, user=user.name, password=token,
-                           sslrootcert=deps.ssl_root_cert,
-                           connect_timeout=max(2, int(remaining)))
-    started = time.perf_counter()
-    try:
-        session = deps.db.connect(params)
-    except DbConnectError as exc:
-        run.record(check_connect(host=host, port=port, user=user.name, error=exc, latency_ms=None,
-                                 tls=_tls(deps)))
-        return None, "db.connect did not succeed"
-    latency = round((time.perf_counter() - started) * 1000.0, 1)
-    run.record(check_connect(host=host, port=port, user=user.name, error=None, latency_ms=latency,
-                             tls=_tls(deps)))
-    try:
-        if not inspect:
-            return None, ""
-        try:
-            return session.role_facts(user.name), ""
-        except DbConnectError as exc:
-            return exc, ""
-        except Exception as exc:  # noqa: BLE001 - a catalog query failing is an error, not a pass
-            return DbConnectError("other", f"catalog query failed: {type(exc).__name__}"), ""
-    finally:
-        session.close()
-
-
-def _admin_facts(deps: CanaryDeps, deadline: Deadline, host: str | None, port: int | None,
-                 dbname: str, role: str) -> RoleFacts | DbConnectError | None:
-    if deps.admin is None or not host or not port or not deps.admin.covers(host, port):
-        return None
-    remaining = deadline.remaining()
-    if remaining <= 0:
-        raise _Stop()
-    try:
-        return deps.admin.role_facts(host, port, dbname, role, remaining)
-    except DbConnectError as exc:
-        return exc
-
-
-def _kerberos(database: Database, user: DbUser, deps: CanaryDeps, deadline: Deadline, run: TargetRun,
-              resource: RdsResource | None, host: str | None, port: int | None, dbname: str,
+def _kerberos(target: DbTarget, database: Database, user: DbUser, deps: CanaryDeps, deadline: Deadline,
+              run: TargetRun, resource: RdsResource | None, host: str | None, port: int | None,
               rds_down: list[str]) -> None:
-    _guard(run, deadline, "iam.directory_role")
+    guard(run, deadline, "iam.directory_role")
     role: Any = None
     memberships = [d for d in (resource.domains if resource else ()) if d.iam_role_name]
     if memberships:
@@ -392,29 +158,30 @@ def _kerberos(database: Database, user: DbUser, deps: CanaryDeps, deadline: Dead
             role = exc
     run.record(check_directory_role(resource, role))
 
-    _guard(run, deadline, "db.rds_ad")
-    facts: RoleFacts | DbConnectError | None = None
+    guard(run, deadline, "db.rds_ad")
+    dbname = database.dbname or target.default_dbname
+    facts: Any = None
     why = ""
     if rds_down:
         why = "rds.found failed"
-    elif database.engine != "postgres":
+    elif not target.kerberos:
         why = f"the database checks support PostgreSQL, not {database.engine}"
     elif not host or not port:
         why = "the endpoint is unknown"
     elif deps.admin is not None and deps.admin.covers(host, port):
-        facts = _admin_facts(deps, deadline, host, port, dbname, user.name)
+        facts = admin_facts(target, deps, deadline, host, port, dbname, user.name)
     else:
-        facts, why = _sibling_facts(database, user, deps, deadline, resource, host, port, dbname)
+        facts, why = _sibling_facts(target, database, user, deps, deadline, resource, host, port, dbname)
     run.record(check_rds_ad(user.name, facts, why))
     run.record(check_tier(user, facts, why))
 
 
-def _sibling_facts(database: Database, user: DbUser, deps: CanaryDeps, deadline: Deadline,
-                   resource: RdsResource | None, host: str, port: int,
-                   dbname: str) -> tuple[RoleFacts | DbConnectError | None, str]:
+def _sibling_facts(target: DbTarget, database: Database, user: DbUser, deps: CanaryDeps, deadline: Deadline,
+                   resource: RdsResource | None, host: str, port: int, dbname: str) -> tuple[Any, str]:
     """Read a Kerberos user's roles through an ``auth: iam`` user's token connection."""
     sibling = next((u for u in database.users.values() if u.auth == "iam"), None)
-    if sibling is None:
+    connector = target.connector(deps)
+    if sibling is None or connector is None:
         return None, ("no admin DSN reaches this database and it has no auth: iam user to read the "
                       "catalogs as (set RDSVEND_CANARY_ADMIN_DSN)")
     try:
@@ -422,19 +189,14 @@ def _sibling_facts(database: Database, user: DbUser, deps: CanaryDeps, deadline:
                                   resource.resource_id if resource else None)
     except ProbeError as exc:
         return None, f"could not sign a token for {sibling.name} to read the catalogs: {exc.cause}"
-    remaining = deadline.remaining()
-    if remaining <= 0:
-        raise _Stop()
     params = ConnectParams(host=host, port=port, dbname=dbname, user=sibling.name, password=token,
-                           sslrootcert=deps.ssl_root_cert, connect_timeout=max(2, int(remaining)))
+                           sslrootcert=deps.ssl_root_cert, connect_timeout=max(2, int(remaining_or_stop(deadline))))
     try:
-        session = deps.db.connect(params)
+        session = connector.connect(params)
     except DbConnectError as exc:
         return None, f"could not read the catalogs as {sibling.name}: {exc.message}"
     try:
-        return session.role_facts(user.name), ""
-    except DbConnectError as exc:
-        return exc, ""
+        return login_facts(target, session, user.name), ""
     finally:
         session.close()
 

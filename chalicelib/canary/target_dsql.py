@@ -20,17 +20,18 @@ from typing import Any
 from chalicelib.aws.arn import dsql_cluster_arn, iam_principal_of
 from chalicelib.aws.dsql import DsqlCluster, get_cluster
 from chalicelib.aws.errors import aws_error
-from chalicelib.canary.checks_db import ConnectParams, DbConnectError, check_connect, classify_connect_error
+from chalicelib.canary.checks_db import check_connect
 from chalicelib.canary.checks_iam import check_scp_allows, check_signer_allows
 from chalicelib.canary.model import CheckResult, errored, failed, passed, skipped
+from chalicelib.canary.target_run import CanaryDeps, Deadline, TargetRun, guard
+from chalicelib.engines.base import ConnectParams, DbConnectError
+from chalicelib.engines.dsql import DsqlEngine
+from chalicelib.engines.registry import engine_for
 from chalicelib.errors import ProbeError
 from chalicelib.policy.model import DSQL_ADMIN, Database, DbUser
 
-__all__ = ["DsqlCanaryDeps", "DsqlClusterFacts", "PsycopgMappings", "run_dsql", "check_found",
-           "check_role_mapping", "grant_statement", "in_dsql_words", "MAPPINGS_QUERY"]
-
-#: The ARNs a database role is mapped to, as DSQL shows them.
-MAPPINGS_QUERY = "SELECT arn FROM sys.iam_pg_role_mappings WHERE pg_role_name = %s ORDER BY arn"
+__all__ = ["DsqlCanaryDeps", "DsqlClusterFacts", "EngineMappings", "run_dsql", "check_found",
+           "check_role_mapping", "grant_statement", "in_dsql_words"]
 
 
 class DsqlNotFoundError(Exception):
@@ -71,23 +72,18 @@ class DsqlClusterFacts:
             raise ProbeError(f"dsql GetCluster failed: {error.code}", service="dsql", code=error.code) from None
 
 
-class PsycopgMappings:
-    """A real login (psycopg 3, ``verify-full``), then the role's rows of ``sys.iam_pg_role_mappings``."""
+class EngineMappings:
+    """A real login through the DSQL engine (verify-full), then the role's mapped ARNs."""
 
     def __call__(self, params: ConnectParams, role: str) -> list[str]:
-        import psycopg
-
-        kwargs: dict[str, Any] = {"host": params.host, "port": params.port, "dbname": params.dbname,
-                                  "user": params.user, "password": params.password, "sslmode": params.sslmode,
-                                  "connect_timeout": max(2, params.connect_timeout),
-                                  "application_name": params.application_name, "autocommit": True}
-        if params.sslrootcert:
-            kwargs["sslrootcert"] = params.sslrootcert
+        engine = engine_for("dsql")
+        if not isinstance(engine, DsqlEngine):  # pragma: no cover - the registry's promise
+            raise TypeError("the dsql engine is not DsqlEngine")
+        session = engine.connect(params)
         try:
-            with psycopg.connect(**kwargs) as conn:
-                return [str(row[0]) for row in conn.execute(MAPPINGS_QUERY, (role,)).fetchall()]
-        except psycopg.Error as exc:
-            raise classify_connect_error(str(exc), secrets=(params.password,)) from None
+            return engine.role_mappings(session, role)
+        finally:
+            session.close()
 
 
 def grant_statement(role: str, arn: str) -> str:
@@ -144,10 +140,12 @@ def check_role_mapping(role: str, signer_arn: str, *, mapped: list[str] | None, 
     return passed(cid, f"database role '{role}' is mapped to the signing role {signer_arn}", **details)
 
 
-def run_dsql(database: Database, user: DbUser, deps: Any, deadline: Any, run: Any,
-             guard: Callable[[Any, Any, str], None]) -> None:
+def run_dsql(database: Database, user: DbUser, deps: CanaryDeps, deadline: Deadline, run: TargetRun) -> None:
     """Every DSQL check for (database, user), recorded on ``run``."""
-    dsql: DsqlCanaryDeps = deps.dsql
+    dsql = deps.dsql
+    if dsql is None:
+        run.record(errored("dsql.found", "this canary was built without an Aurora DSQL reader"))
+        return
     guard(run, deadline, "dsql.found")
     try:
         cluster: DsqlCluster | DsqlNotFoundError | ProbeError = dsql.cluster(database)

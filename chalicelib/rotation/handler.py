@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from chalicelib.engines.trust import ssl_root_cert_for
 from chalicelib.errors import PolicyLoadError, PolicyUnavailableError, RdsvendError
 from chalicelib.policy.model import AccessPolicy, DbUser
 from chalicelib.policy.password_users import secret_arn_parts
@@ -46,8 +47,6 @@ def declared_user(policy: AccessPolicy, meta: SecretMeta) -> DbUser | None:
 
 
 def rotator_for(policy: AccessPolicy, store: SecretStore, env: Mapping[str, str]) -> Rotator:
-    from chalicelib.canary.factory import ssl_root_cert_for
-
     return Rotator(store, lambda meta: declared_user(policy, meta), ssl_root_cert=ssl_root_cert_for(policy, env),
                    timeout=min(10.0, policy.canary.timeout_seconds))
 

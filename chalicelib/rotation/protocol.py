@@ -26,8 +26,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from chalicelib.engines.secret import DbSecret, base_of, clone_of, owner_role_of
 from chalicelib.policy.model import DbUser
-from chalicelib.rotation.engines import DbEngine, base_of, clone_of, engine_for, owner_role_of
+from chalicelib.rotation.engines import DbEngine, engine_for
 from chalicelib.rotation.errors import (
     RotationDbError,
     RotationError,
@@ -36,7 +37,7 @@ from chalicelib.rotation.errors import (
     RotationTestError,
 )
 from chalicelib.rotation.event import RotationEvent
-from chalicelib.rotation.secret import DbSecret, parse_secret
+from chalicelib.rotation.secret import parse_secret
 from chalicelib.rotation.store import SecretMeta, SecretStore
 
 __all__ = ["Rotator", "StepOutcome"]

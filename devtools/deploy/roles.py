@@ -15,6 +15,7 @@ import yaml
 
 from chalicelib.errors import PolicyLoadError
 from chalicelib.policy.loader import load_policy_file
+from chalicelib.policy.model import AccessPolicy
 from devtools.deploy.documents import (
     ResourceIdDirectory,
     api_resource_policy,
@@ -26,10 +27,13 @@ from devtools.deploy.settings import (
     FUNCTIONS,
     VENDING,
     DeployConfigError,
+    DeployFile,
     DeploySettings,
     StageSettings,
+    check_stages_agree,
     lambda_function_name,
     load_chalice_config,
+    load_deploy_file,
     load_deploy_settings,
     stage_settings,
 )
@@ -42,6 +46,10 @@ __all__ = [
     "StageSettings",
     "DeployConfigError",
     "load_deploy_settings",
+    "load_deploy_file",
+    "DeployFile",
+    "check_stages_agree",
+    "load_stage_policy",
     "load_chalice_config",
     "stage_settings",
     "connect_arns",
@@ -62,27 +70,38 @@ def dump(document: Mapping[str, Any]) -> str:
     return json.dumps(document, indent=2) + "\n"
 
 
+def load_stage_policy(deploy: DeploySettings) -> AccessPolicy:
+    """The stage's access policy, loaded as its functions load it (knowing their account)."""
+    return load_policy_file(deploy.access_policy, service_account=deploy.account)
+
+
 def render_policy_files(project_dir: str | Path, deploy_file: str | Path | None = None) -> dict[Path, str]:
     """Every policy file ``.chalice/config.json`` names, with the content it must have."""
     project = Path(project_dir).resolve()
-    deploy = load_deploy_settings(deploy_file or project / "policies" / "deploy.yaml")
-    policy = load_policy_file(deploy.access_policy)
+    deploy_all = load_deploy_file(deploy_file or project / "policies" / "deploy.yaml")
     config = load_chalice_config(project)
     chalice_dir = project / ".chalice"
+    config_source = str(chalice_dir / "config.json")
+    check_stages_agree(deploy_all, config, config_source)
     files: dict[Path, str] = {}
-    api_file = config.get("api_gateway_policy_file")
-    if not isinstance(api_file, str):
-        raise DeployConfigError("no api_gateway_policy_file", source=str(chalice_dir / "config.json"))
-    files[(chalice_dir / api_file).resolve()] = dump(api_resource_policy(deploy))
+
+    def put(name: str, content: str, what: str) -> None:
+        path = (chalice_dir / name).resolve()
+        if files.get(path, content) != content:
+            raise DeployConfigError(f"'{name}' is named for two {what} that need different policies",
+                                    source=config_source)
+        files[path] = content
+
     for stage in config.get("stages", {}):
-        settings = stage_settings(config, stage, source=str(chalice_dir / "config.json"))
+        deploy = deploy_all.stage(stage)
+        settings = stage_settings(config, stage, source=config_source)
+        api_file = config["stages"][stage].get("api_gateway_policy_file", config.get("api_gateway_policy_file"))
+        if not isinstance(api_file, str):
+            raise DeployConfigError("no api_gateway_policy_file", source=config_source)
+        put(api_file, dump(api_resource_policy(deploy)), "stages")
+        policy = load_stage_policy(deploy)
         for function, name in settings.policy_files.items():
-            path = (chalice_dir / name).resolve()
-            content = dump(function_policy(function, settings, policy, deploy))
-            if files.get(path, content) != content:
-                raise DeployConfigError(f"'{name}' is named for two functions that need different policies",
-                                        source=str(chalice_dir / "config.json"))
-            files[path] = content
+            put(name, dump(function_policy(function, settings, policy, deploy)), "functions")
     return files
 
 
@@ -124,11 +143,12 @@ def main(argv: list[str] | None = None) -> int:
             from chalicelib.aws.clients import default_client_factory
             from chalicelib.errors import IamFetchError
 
-            deploy = load_deploy_settings(project / "policies" / "deploy.yaml")
             clients = default_client_factory()
+            ids: dict[str, str] = {}
             try:
-                ids = resource_ids_from_rds(load_policy_file(deploy.access_policy),
-                                            lambda region: clients("rds", region))
+                for deploy in load_deploy_file(project / "policies" / "deploy.yaml").stages.values():
+                    ids.update(resource_ids_from_rds(load_stage_policy(deploy),
+                                                     lambda region: clients("rds", region)))
             except IamFetchError as exc:
                 print(f"roles: {exc}", file=sys.stderr)
                 return 2

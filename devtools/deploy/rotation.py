@@ -78,7 +78,7 @@ def _key(arn: str) -> str:
     return slug + hashlib.sha256(arn.encode()).hexdigest()[:8]
 
 
-def sam_rotation_resources(policy: AccessPolicy, account: str, function_id: str) -> dict[str, Any]:
+def sam_rotation_resources(policy: AccessPolicy, account: Any, function_id: str) -> dict[str, Any]:
     """The permission for Secrets Manager to invoke the function and one rotation schedule per
     declared secret (CloudFormation resources to merge)."""
     secrets = declared_secrets(policy)
@@ -97,7 +97,7 @@ def sam_rotation_resources(policy: AccessPolicy, account: str, function_id: str)
     return resources
 
 
-def terraform_rotation_resources(policy: AccessPolicy, account: str) -> Mapping[str, dict[str, Any]]:
+def terraform_rotation_resources(policy: AccessPolicy, account: Any) -> Mapping[str, dict[str, Any]]:
     """The same as :func:`sam_rotation_resources`, as Terraform resources by type."""
     secrets = declared_secrets(policy)
     if not secrets:

@@ -13,11 +13,14 @@ from typing import Any
 
 from chalice.utils import to_cfn_resource_name
 
+from devtools.deploy.localize import localize, sam_rules
+from devtools.deploy.settings import DeploySettings
 from devtools.deploy.stack import (
     ALERT_EMAIL,
     API_BURST,
     API_RATE,
     PARAMETERS,
+    REGION_PLACEHOLDER,
     SCHEDULED,
     AlarmSpec,
     MetricQuery,
@@ -27,12 +30,18 @@ from devtools.deploy.stack import (
     alarms,
     dashboard_body,
     parameter_tier,
+    stack_environment,
 )
 
-__all__ = ["function_id", "role_id", "log_group_id", "merge_template", "unmerged_resources", "TOPIC", "RETAIN"]
+__all__ = ["MAX_EVENT_AGE_SECONDS", "finish_sam_template", "function_id", "role_id", "log_group_id",
+           "merge_template", "unmerged_resources", "TOPIC", "RETAIN"]
 
 TOPIC = "AlertTopic"
-RETAIN = {"DeletionPolicy": "Retain", "UpdateReplacePolicy": "Retain"}
+#: Log groups outlive a deleted stack, but not a failed first create (a retained log group of a
+#: rolled-back create would make the next create fail: its name is taken).
+RETAIN = {"DeletionPolicy": "RetainExceptOnCreate", "UpdateReplacePolicy": "Retain"}
+#: How long a scheduled run may wait in Lambda's async queue (the next run is 5 minutes away).
+MAX_EVENT_AGE_SECONDS = 300
 
 
 def function_id(function: str) -> str:
@@ -105,7 +114,8 @@ def merge_template(plan: StackPlan, policy_text: str) -> dict[str, Any]:
             "LogGroupName": plan.access_log_group,
             **({"RetentionInDays": plan.retention_days} if plan.retention_days else {})}},
         "Dashboard": {"Type": "AWS::CloudWatch::Dashboard", "Properties": {
-            "DashboardName": plan.dashboard, "DashboardBody": dashboard_body(plan)}},
+            "DashboardName": plan.dashboard,
+            "DashboardBody": {"Fn::Sub": dashboard_body(plan).replace(REGION_PLACEHOLDER, "${AWS::Region}")}}},
     }
     if plan.rate_table:
         resources["RateLimitTable"] = {"Type": "AWS::DynamoDB::Table", "Properties": {
@@ -118,19 +128,21 @@ def merge_template(plan: StackPlan, policy_text: str) -> dict[str, Any]:
     from chalicelib.policy.loader import load_policy_text
     from devtools.deploy.rotation import sam_rotation_resources
 
-    resources.update(sam_rotation_resources(load_policy_text(policy_text), plan.account, function_id("rotate")))
+    resources.update(sam_rotation_resources(load_policy_text(policy_text), {"Ref": "AWS::AccountId"},
+                                            function_id("rotate")))
 
     # -- keys merged into Chalice's own resources --------------------------------------------
     for function, name in plan.functions.items():
         # The account the service runs in: the access policy's loader checks that every
         # database elsewhere is readable (Chalice merges these variables into its own).
-        props: dict[str, Any] = {"FunctionName": name, "Environment": {"Variables": {
-            "RDSVEND_SERVICE_ACCOUNT": {"Ref": "AWS::AccountId"}}}}
+        props: dict[str, Any] = {"FunctionName": name, "Environment": {"Variables": stack_environment(
+            plan, function, account={"Ref": "AWS::AccountId"}, topic={"Ref": TOPIC})}}
         if function in SCHEDULED:
-            # Asynchronous (EventBridge) runs: no retry (the next run is 5 minutes away), and a
-            # failed run's event goes to the alert topic instead of nowhere.
-            props["EventInvokeConfig"] = {"MaximumRetryAttempts": 0, "DestinationConfig": {
-                "OnFailure": {"Type": "SNS", "Destination": {"Ref": TOPIC}}}}
+            # Asynchronous (EventBridge) runs: no retry and no queueing past the next run (5
+            # minutes away); a failed or expired run's event goes to the alert topic.
+            props["EventInvokeConfig"] = {
+                "MaximumRetryAttempts": 0, "MaximumEventAgeInSeconds": MAX_EVENT_AGE_SECONDS,
+                "DestinationConfig": {"OnFailure": {"Type": "SNS", "Destination": {"Ref": TOPIC}}}}
         resources[function_id(function)] = {"Properties": props}
         resources[role_id(function)] = {"Properties": {"RoleName": plan.roles[function]}}
         if plan.retention_days:
@@ -146,6 +158,9 @@ def merge_template(plan: StackPlan, policy_text: str) -> dict[str, Any]:
                              "Format": access_log_format()},
     }}
     return {
+        # An OpenApiVersion keeps SAM from adding a second API stage named "Stage" (without
+        # throttling, access logs or tracing) beside the configured one.
+        "Globals": {"Api": {"OpenApiVersion": "2.0"}},
         "Parameters": parameters,
         "Conditions": {"HasAlertEmail": {"Fn::Not": [{"Fn::Equals": [{"Ref": ALERT_EMAIL.cfn}, ""]}]}},
         "Resources": resources,
@@ -155,6 +170,17 @@ def merge_template(plan: StackPlan, policy_text: str) -> dict[str, Any]:
             "AccessPolicyParameterName": {"Value": {"Ref": "AccessPolicyParameter"}},
         },
     }
+
+
+def finish_sam_template(template: dict[str, Any], deploy: DeploySettings) -> dict[str, Any]:
+    """Chalice's merged template, refusing another account or region than the stage's (its
+    ``Rules``) and with own-account ARNs made the stack's own (the access policy's text in its
+    parameter stays as written)."""
+    template["Rules"] = sam_rules(deploy)
+    template["Resources"] = localize(
+        template["Resources"], deploy, "cloudformation",
+        skip=lambda path: path[:3] == ["AccessPolicyParameter", "Properties", "Value"])
+    return template
 
 
 def unmerged_resources(template: dict[str, Any]) -> list[str]:

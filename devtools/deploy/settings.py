@@ -1,6 +1,11 @@
-"""The deployment's inputs: ``policies/deploy.yaml`` (the account, region and organization
-the functions run in, the RDS resource id of every declared database) and, per stage,
-``.chalice/config.json`` (the environment the functions get and the policy file each uses).
+"""The deployment's inputs: ``policies/deploy.yaml`` (every stage with the account, region and
+organization its functions run in and the access policy it serves; the RDS resource id of every
+declared database) and, per stage, ``.chalice/config.json`` (the environment the functions get
+and the policy file each uses). The two name the same stages (:func:`check_stages_agree`).
+
+Nothing here holds an account or region for a template: what the stack can know from where it
+is deployed (the account, the alert topic's ARN, the server id: :data:`STACK_SET`) is set by
+the stack, never in ``.chalice/config.json``.
 
 Read and checked here once; :mod:`devtools.deploy.documents` turns them into IAM documents
 and :mod:`devtools.deploy.stack` into the stage's stack.
@@ -16,17 +21,22 @@ from typing import Any
 
 import yaml
 
-from chalicelib.aws.arn import ACCOUNT_ID, PARTITION
+from chalicelib.aws.arn import ACCOUNT_ID, ORG_ID, PARTITION, REGION, ROLE_ARN
 from chalicelib.errors import PolicyLoadError
 from chalicelib.iam.rdsdb import is_resource_id
-from chalicelib.policy.loader import ORG_ID, REGION, ROLE_ARN
 
 __all__ = [
     "FUNCTIONS",
     "VENDING",
     "lambda_function_name",
+    "role_name",
     "DeploySettings",
+    "DeployFile",
     "StageSettings",
+    "STACK_SET",
+    "STAGE_NAME",
+    "load_deploy_file",
+    "check_stages_agree",
     "DeployConfigError",
     "load_deploy_settings",
     "load_chalice_config",
@@ -40,8 +50,9 @@ VENDING = ("api_handler", "vend")
 
 _ACCOUNT = ACCOUNT_ID
 _PARTITION = PARTITION
-_TOPIC_ARN = re.compile(
-    rf"arn:(?P<partition>{PARTITION.pattern}):sns:(?P<region>[a-z0-9-]+):(?P<account>{ACCOUNT_ID.pattern}):[\w-]{{1,256}}")
+#: The environment the stack gives every function from the account and region it is deployed
+#: to: never written in .chalice/config.json (an account or region there would be a literal).
+STACK_SET = ("RDSVEND_ALERT_TOPIC", "RDSVEND_SERVER_ID", "RDSVEND_SERVICE_ACCOUNT", "RDSVEND_CANARY_NETWORK")
 _TABLE = re.compile(r"[A-Za-z0-9_.-]{3,255}")
 # The same shapes the access policy accepts.
 _REGION, _ORG_ID, _ROLE_ARN = REGION, ORG_ID, ROLE_ARN
@@ -53,6 +64,8 @@ class DeployConfigError(PolicyLoadError):
 
 @dataclass(frozen=True)
 class DeploySettings:
+    """One stage of ``policies/deploy.yaml``: where its functions run and which policy it serves."""
+
     partition: str
     account: str
     region: str
@@ -60,43 +73,54 @@ class DeploySettings:
     access_policy: Path
     resource_ids: Mapping[str, str]
     source: str = "deploy.yaml"
+    stage: str = ""
+
+
+@dataclass(frozen=True)
+class DeployFile:
+    """``policies/deploy.yaml``: every stage, by name."""
+
+    stages: Mapping[str, DeploySettings]
+    source: str = "deploy.yaml"
+
+    def stage(self, name: str) -> DeploySettings:
+        if name not in self.stages:
+            raise DeployConfigError(f"no stage '{name}'", source=self.source, field="stages")
+        return self.stages[name]
 
 
 @dataclass(frozen=True)
 class StageSettings:
     stage: str
     policy_parameter: str  # the SSM name, "/rdsvend/<stage>/access-policy"
-    alert_topic: str  # ARN
     state_table: str  # name
     policy_files: Mapping[str, str]  # function -> path relative to .chalice/
     org_role: str | None = None  # RDSVEND_ORG_ROLE_ARN: the canary reads Organizations through it
     vpc_functions: frozenset[str] = frozenset()  # functions given subnet_ids (they need ENIs)
     rate_table: str | None = None  # RDSVEND_RATE_TABLE of the vending functions: the fleet-wide limit
 
+    @property
+    def topic_name(self) -> str:
+        """The stage's alert topic (the stack creates it and gives its ARN to the canary)."""
+        return f"rdsvend-{self.stage}-alerts"
+
+
+_STAGE_KEYS = {"account", "region", "org_id", "access_policy"}
+#: A stage name as Chalice and every physical name built from it accept it.
+STAGE_NAME = re.compile(r"[a-z][a-z0-9]{0,15}")
+
 
 # -- inputs ---------------------------------------------------------------------------------
-def load_deploy_settings(path: str | Path) -> DeploySettings:
-    path = Path(path)
-    source = str(path)
+def _read_yaml(path: Path) -> Any:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
-        raise DeployConfigError(f"cannot read file: {exc.strerror or exc}", source=source) from exc
+        raise DeployConfigError(f"cannot read file: {exc.strerror or exc}", source=str(path)) from exc
     except yaml.YAMLError as exc:
-        raise DeployConfigError("invalid YAML", source=source) from exc
-    if not isinstance(data, dict):
-        raise DeployConfigError("must be a mapping", source=source)
-    known = {"partition", "account", "region", "org_id", "access_policy", "resource_ids"}
-    for key in data:
-        if key not in known:
-            raise DeployConfigError(f"unknown key '{key}'", source=source)
+        raise DeployConfigError("invalid YAML", source=str(path)) from exc
 
-    def text(key: str, pattern: re.Pattern[str], default: str | None = None) -> str:
-        value = data.get(key, default)
-        if not isinstance(value, str) or not pattern.fullmatch(value):
-            raise DeployConfigError(f"invalid value {value!r}", source=source, field=key)
-        return value
 
+def _resource_ids(data: Mapping[str, Any], source: str) -> dict[str, str]:
     ids = data.get("resource_ids") or {}
     if not isinstance(ids, dict):
         raise DeployConfigError("must be a mapping of database name to resource id",
@@ -107,28 +131,84 @@ def load_deploy_settings(path: str | Path) -> DeploySettings:
                 f"'{rid}' is not a resource id (db-..., cluster-..., prx-...)",
                 source=source, field=f"resource_ids.{name}",
             )
-    access = data.get("access_policy")
+    return dict(ids)
+
+
+def _stage(name: Any, spec: Any, path: Path, partition: str, ids: Mapping[str, str]) -> DeploySettings:
+    source = str(path)
+    if not isinstance(name, str) or not STAGE_NAME.fullmatch(name):
+        raise DeployConfigError(f"invalid stage name {name!r} (lower-case letters and digits, at most 16)",
+                                source=source, field="stages")
+    where = f"stages.{name}"
+    if not isinstance(spec, dict):
+        raise DeployConfigError("must be a mapping (account, region, org_id, access_policy)",
+                                source=source, field=where)
+    for key in spec:
+        if key not in _STAGE_KEYS:
+            raise DeployConfigError(f"unknown key '{key}'", source=source, field=where)
+
+    def text(key: str, pattern: re.Pattern[str]) -> str:
+        value = spec.get(key)
+        if not isinstance(value, str) or not pattern.fullmatch(value):
+            raise DeployConfigError(f"invalid value {value!r}", source=source, field=f"{where}.{key}")
+        return value
+
+    access = spec.get("access_policy")
     if not isinstance(access, str) or not access:
-        raise DeployConfigError("must name the access policy file", source=source, field="access_policy")
-    return DeploySettings(
-        partition=text("partition", _PARTITION, "aws"),
-        account=text("account", _ACCOUNT),
-        region=text("region", _REGION),
-        org_id=text("org_id", _ORG_ID),
-        access_policy=(path.parent / access),
-        resource_ids=dict(ids),
-        source=source,
-    )
+        raise DeployConfigError("must name the access policy file", source=source, field=f"{where}.access_policy")
+    return DeploySettings(partition=partition, account=text("account", _ACCOUNT), region=text("region", _REGION),
+                          org_id=text("org_id", _ORG_ID), access_policy=path.parent / access,
+                          resource_ids=ids, source=source, stage=name)
+
+
+def load_deploy_file(path: str | Path) -> DeployFile:
+    """Every stage of ``policies/deploy.yaml``; a bad value is an error naming its field."""
+    path = Path(path)
+    source = str(path)
+    data = _read_yaml(path)
+    if not isinstance(data, dict):
+        raise DeployConfigError("must be a mapping", source=source)
+    for key in data:
+        if key not in {"partition", "stages", "resource_ids"}:
+            raise DeployConfigError(f"unknown key '{key}'", source=source)
+    partition = data.get("partition", "aws")
+    if not isinstance(partition, str) or not _PARTITION.fullmatch(partition):
+        raise DeployConfigError(f"invalid value {partition!r}", source=source, field="partition")
+    stages = data.get("stages")
+    if not isinstance(stages, dict) or not stages:
+        raise DeployConfigError("must name at least one stage (account, region, org_id, access_policy)",
+                                source=source, field="stages")
+    ids = _resource_ids(data, source)
+    return DeployFile({name: _stage(name, spec, path, partition, ids) for name, spec in stages.items()},
+                      source=source)
+
+
+def load_deploy_settings(path: str | Path, stage: str) -> DeploySettings:
+    """One stage of ``policies/deploy.yaml``."""
+    return load_deploy_file(path).stage(stage)
+
+
+def check_stages_agree(deploy: DeployFile, config: Mapping[str, Any],
+                       config_source: str = ".chalice/config.json") -> None:
+    """A stage one file has and the other lacks is refused, naming both files."""
+    chalice = set(config.get("stages", {}))
+    for stage in sorted(chalice - set(deploy.stages)):
+        raise DeployConfigError(f"stage '{stage}' is in {config_source} but not in {deploy.source}: "
+                                "add it to both or remove it from both", source=deploy.source, field="stages")
+    for stage in sorted(set(deploy.stages) - chalice):
+        raise DeployConfigError(f"stage '{stage}' is in {deploy.source} but not in {config_source}: "
+                                "add it to both or remove it from both", source=deploy.source, field="stages")
 
 
 def load_chalice_config(project_dir: str | Path) -> dict[str, Any]:
     path = Path(project_dir) / ".chalice" / "config.json"
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        config: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise DeployConfigError(f"cannot read file: {exc.strerror or exc}", source=str(path)) from exc
     except ValueError as exc:
         raise DeployConfigError(f"invalid JSON: {exc}", source=str(path)) from exc
+    return config
 
 
 def _function_env(config: Mapping[str, Any], stage: str, function: str) -> dict[str, str]:
@@ -173,10 +253,12 @@ def stage_settings(config: Mapping[str, Any], stage: str, source: str = ".chalic
     if not where.startswith("ssm:/"):
         raise DeployConfigError(f"RDSVEND_POLICY '{where}' is not an ssm:/ parameter",
                                 source=source, field=f"stages.{stage}")
-    topic = env("canary", "RDSVEND_ALERT_TOPIC")
-    if not _TOPIC_ARN.fullmatch(topic):
-        raise DeployConfigError(f"RDSVEND_ALERT_TOPIC '{topic}' is not an SNS topic ARN",
-                                source=source, field=f"stages.{stage}")
+    for function in FUNCTIONS:
+        for key in STACK_SET:
+            if key in _function_env(config, stage, function):
+                raise DeployConfigError(f"{key} is set by the stack (from the account and region it is deployed "
+                                        f"to); remove it from function '{function}'",
+                                        source=source, field=f"stages.{stage}")
     table = env("canary", "RDSVEND_STATE_TABLE")
     if not _TABLE.fullmatch(table):
         raise DeployConfigError(f"RDSVEND_STATE_TABLE '{table}' is not a DynamoDB table name",
@@ -201,9 +283,14 @@ def stage_settings(config: Mapping[str, Any], stage: str, source: str = ".chalic
                                     source=source, field=f"stages.{stage}")
         files[function] = name
     vpc = frozenset(f for f in FUNCTIONS if _function_setting(config, stage, f, "subnet_ids"))
-    return StageSettings(stage=stage, policy_parameter=where[len("ssm:"):], alert_topic=topic,
-                         state_table=table, policy_files=files, org_role=org_role, vpc_functions=vpc,
+    return StageSettings(stage=stage, policy_parameter=where[len("ssm:"):], state_table=table,
+                         policy_files=files, org_role=org_role, vpc_functions=vpc,
                          rate_table=rate_table)
+
+
+def role_name(stage: str, function: str) -> str:
+    """The IAM role of ``function`` in ``stage`` (the stack names it; Chalice would not)."""
+    return f"rdsvend-{stage}-{function}"
 
 
 def lambda_function_name(stage: str, function: str) -> str:

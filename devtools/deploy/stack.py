@@ -32,6 +32,7 @@ from devtools.deploy.settings import (
     DeployConfigError,
     DeploySettings,
     lambda_function_name,
+    role_name,
     stage_settings,
 )
 
@@ -44,6 +45,9 @@ __all__ = [
     "MetricQuery",
     "AlarmSpec",
     "stack_plan",
+    "physical_names",
+    "stack_environment",
+    "REGION_PLACEHOLDER",
     "alarms",
     "dashboard_body",
     "access_log_format",
@@ -55,7 +59,8 @@ SERVING = VENDING
 #: Scheduled functions: alarmed when they stop running or fail, failures sent to the topic.
 SCHEDULED = ("canary",)
 
-_TOPIC_ARN = re.compile(r"arn:(?P<partition>[\w-]+):sns:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):(?P<name>[\w-]+)")
+#: Where a dashboard widget's region goes: each format puts the stack's own region there.
+REGION_PLACEHOLDER = "@@REGION@@"
 
 
 @dataclass(frozen=True)
@@ -93,7 +98,6 @@ class StackPlan:
     functions: Mapping[str, str]  # Chalice name -> Lambda function name
     roles: Mapping[str, str]  # Chalice name -> IAM role name
     topic_name: str
-    topic_arn: str
     state_table: str
     rate_table: str | None
     policy_parameter: str  # "/rdsvend/<stage>/access-policy"
@@ -104,20 +108,17 @@ class StackPlan:
     schedule_rule: str  # Terraform's name for the canary's EventBridge rule
     retention_days: int | None
     xray: bool
+    vpc_functions: frozenset[str] = frozenset()  # functions given subnet_ids
 
     def alarm_name(self, suffix: str) -> str:
         return f"rdsvend-{self.stage}-{suffix}"
 
 
 def stack_plan(config: Mapping[str, Any], stage: str, deploy: DeploySettings) -> StackPlan:
+    """What ``stage`` owns, named; ``deploy`` is that stage of ``policies/deploy.yaml``."""
+    if deploy.stage and deploy.stage != stage:
+        raise ValueError(f"deploy settings of stage '{deploy.stage}' given for stage '{stage}'")
     settings = stage_settings(config, stage)
-    topic = _TOPIC_ARN.fullmatch(settings.alert_topic)
-    if topic is None or (topic["partition"], topic["region"], topic["account"]) != (
-            deploy.partition, deploy.region, deploy.account):
-        raise DeployConfigError(
-            f"RDSVEND_ALERT_TOPIC '{settings.alert_topic}' is not in the account and region of "
-            f"deploy.yaml ({deploy.account}, {deploy.region}): the stack creates the topic there",
-            source=".chalice/config.json", field=f"stages.{stage}")
     stage_cfg = config["stages"][stage]
     env = {**config.get("environment_variables", {}), **stage_cfg.get("environment_variables", {})}
     retention = stage_cfg.get("log_retention_in_days", config.get("log_retention_in_days"))
@@ -126,15 +127,53 @@ def stack_plan(config: Mapping[str, Any], stage: str, deploy: DeploySettings) ->
         namespace=env.get("POWERTOOLS_METRICS_NAMESPACE", "rdsvend"),
         service=env.get("POWERTOOLS_SERVICE_NAME", "rdsvend"),
         functions={f: lambda_function_name(stage, f) for f in FUNCTIONS},
-        roles={f: f"rdsvend-{stage}-{f}" for f in FUNCTIONS},
-        topic_name=topic["name"], topic_arn=settings.alert_topic,
+        roles={f: role_name(stage, f) for f in FUNCTIONS},
+        topic_name=settings.topic_name,
         state_table=settings.state_table, rate_table=settings.rate_table,
         policy_parameter=settings.policy_parameter,
         api_name=f"rdsvend-{stage}", api_stage=stage_cfg.get("api_gateway_stage", "api"),
         access_log_group=f"/aws/apigateway/rdsvend-{stage}/access",
         dashboard=f"rdsvend-{stage}", schedule_rule=f"rdsvend-{stage}-canary-schedule",
         retention_days=retention, xray=bool(stage_cfg.get("xray", config.get("xray", False))),
+        vpc_functions=settings.vpc_functions,
     )
+
+
+def stack_environment(plan: StackPlan, function: str, *, account: Any, topic: Any) -> dict[str, Any]:
+    """What the stack adds to ``function``'s environment from where it is deployed (never a
+    literal in .chalice/config.json): the account it runs in (the access policy's loader checks
+    foreign databases with it), the canary's alert topic, the vend function's server id (the
+    audience of the identity proofs callers send)."""
+    env: dict[str, Any] = {"RDSVEND_SERVICE_ACCOUNT": account}
+    if function in SCHEDULED:
+        env["RDSVEND_ALERT_TOPIC"] = topic
+        # Whether the canary has a network path of its own (chalicelib.canary.setup).
+        env["RDSVEND_CANARY_NETWORK"] = "vpc" if function in plan.vpc_functions else "none"
+    if function == "vend":
+        env["RDSVEND_SERVER_ID"] = _server_id(plan, account)
+    return env
+
+
+def _server_id(plan: StackPlan, account: Any) -> Any:
+    if isinstance(account, dict):  # CloudFormation: the stack's own account
+        return {"Fn::Sub": f"rdsvend-{plan.stage}.${{AWS::AccountId}}"}
+    return f"rdsvend-{plan.stage}.{account}"
+
+
+def physical_names(plan: StackPlan) -> dict[str, str]:
+    """Every name ``plan``'s stack gives a resource in its account, by what it names."""
+    names = {f"function {f}": n for f, n in plan.functions.items()}
+    names.update({f"role {f}": n for f, n in plan.roles.items()})
+    names.update({f"log group {f}": f"/aws/lambda/{n}" for f, n in plan.functions.items()})
+    names.update({
+        "topic": plan.topic_name, "state table": plan.state_table, "parameter": plan.policy_parameter,
+        "api": plan.api_name, "access log group": plan.access_log_group, "dashboard": plan.dashboard,
+        "schedule rule": plan.schedule_rule,
+    })
+    if plan.rate_table:
+        names["rate table"] = plan.rate_table
+    names.update({f"alarm {spec.key}": spec.name for spec in alarms(plan)})
+    return names
 
 
 # -- alarms -----------------------------------------------------------------------------------
@@ -233,7 +272,7 @@ def _camel(name: str) -> str:
 
 # -- dashboard ----------------------------------------------------------------------------------
 def dashboard_body(plan: StackPlan) -> str:
-    ns, region = plan.namespace, plan.region
+    ns, region = plan.namespace, REGION_PLACEHOLDER
 
     def insights(title: str, query: str, y: int, x: int, stat_label: str = "") -> dict[str, Any]:
         return {"type": "metric", "x": x, "y": y, "width": 12, "height": 6,
@@ -270,6 +309,9 @@ def dashboard_body(plan: StackPlan) -> str:
                                 for f in FUNCTIONS if f in SCHEDULED], 18, 12),
         metrics("Fleet rate limit: requests decided by one instance alone",
                 [[ns, "RateLimitFallback", "service", plan.service]], 24, 0),
+        insights("Canary: setup steps pending per target (its log line says which step)",
+                 f"SELECT MAX(CanarySetupPending) FROM SCHEMA({ns}, database, db_user, service) "
+                 "GROUP BY database, db_user", 24, 12),
     ]
     return json.dumps({"widgets": widgets}, separators=(",", ":"))
 

@@ -5,7 +5,14 @@ Chalice 1.34 cannot merge a template into its Terraform output and pins Terrafor
 ``< 1.4.0`` and the AWS provider ``< 5``. :func:`fix_chalice_terraform` changes only what
 must change in Chalice's file:
 
-- the version constraints (:data:`TERRAFORM_VERSION`, :data:`AWS_PROVIDER_VERSION`);
+- the version constraints (:data:`TERRAFORM_VERSION`, :data:`AWS_PROVIDER_VERSION`) and only
+  the AWS provider (Chalice's deprecated ``null_data_source`` is read by nothing);
+- postconditions on the account and region data sources: a plan in another account or
+  region than the stage's stops at once, naming the expected one (the provider block, with
+  the stage's region and ``allowed_account_ids``, is in ``rdsvend.tf.json``);
+- the environment the stack gives from where it is deployed (account, alert topic, server id),
+  and own-account ARNs in the roles' policies made the stack's own
+  (:mod:`devtools.deploy.localize`);
 - the names Chalice does not make unique per stage: the schedule rule (``canary-event`` in
   every stage) and the REST API;
 - the API stage: Chalice lets the deployment create it (``stage_name``, deprecated in
@@ -19,11 +26,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from devtools.deploy.localize import TERRAFORM_PSEUDO, localize, terraform_guard
+from devtools.deploy.sam import MAX_EVENT_AGE_SECONDS
+from devtools.deploy.settings import DeploySettings
 from devtools.deploy.stack import (
     ALERT_EMAIL,
     API_BURST,
     API_RATE,
     PARAMETERS,
+    REGION_PLACEHOLDER,
     SCHEDULED,
     AlarmSpec,
     MetricQuery,
@@ -33,6 +44,7 @@ from devtools.deploy.stack import (
     alarms,
     dashboard_body,
     parameter_tier,
+    stack_environment,
 )
 
 __all__ = ["TERRAFORM_VERSION", "AWS_PROVIDER_VERSION", "STACK_FILE", "fix_chalice_terraform", "terraform_stack"]
@@ -45,11 +57,17 @@ AWS_PROVIDER_VERSION = ">= 5.0.0, < 6.0.0"
 STACK_FILE = "rdsvend.tf.json"
 
 
-def fix_chalice_terraform(template: dict[str, Any], plan: StackPlan) -> dict[str, Any]:
+def fix_chalice_terraform(template: dict[str, Any], plan: StackPlan, deploy: DeploySettings) -> dict[str, Any]:
     """Chalice's Terraform with the changes of this module's docstring (edited in place)."""
     terraform = template["terraform"]
     terraform["required_version"] = TERRAFORM_VERSION
-    terraform["required_providers"]["aws"] = {"source": "hashicorp/aws", "version": AWS_PROVIDER_VERSION}
+    # Only the AWS provider: Chalice's null_data_source (deprecated) is read by nothing.
+    terraform["required_providers"] = {"aws": {"source": "hashicorp/aws", "version": AWS_PROVIDER_VERSION}}
+    data = template.setdefault("data", {})
+    data.pop("null_data_source", None)
+    for kind, blocks in terraform_guard(deploy)["data"].items():
+        for name, block in blocks.items():
+            data.setdefault(kind, {}).setdefault(name, {}).update(block)
     resources = template["resource"]
     for rule in resources.get("aws_cloudwatch_event_rule", {}).values():
         if "schedule_expression" in rule:
@@ -63,14 +81,16 @@ def fix_chalice_terraform(template: dict[str, Any], plan: StackPlan) -> dict[str
     if "aws_api_gateway_deployment" in resources:
         template.setdefault("output", {})["EndpointURL"] = {"value": "${aws_api_gateway_stage.rest_api.invoke_url}/"}
     for key, function in resources.get("aws_lambda_function", {}).items():
-        # The account the service runs in (the access policy's loader checks foreign databases).
+        # Chalice's key is the function's Chalice name.
         variables = function.setdefault("environment", {}).setdefault("variables", {})
-        variables["RDSVEND_SERVICE_ACCOUNT"] = "${data.aws_caller_identity.chalice.account_id}"
+        variables.update(stack_environment(plan, key,
+                                           account=TERRAFORM_PSEUDO["account"],
+                                           topic="${aws_sns_topic.alerts.arn}"))
         if plan.retention_days and key in plan.functions:
             depends = function.setdefault("depends_on", [])
             if f"aws_cloudwatch_log_group.{key}_log_group" not in depends:
                 depends.append(f"aws_cloudwatch_log_group.{key}_log_group")
-    return template
+    return localize(template, deploy, "terraform")
 
 
 def _value(threshold: int | Param) -> Any:
@@ -102,7 +122,7 @@ def _alarm(spec: AlarmSpec) -> dict[str, Any]:
     }
 
 
-def terraform_stack(plan: StackPlan, policy_text: str) -> dict[str, Any]:
+def terraform_stack(plan: StackPlan, policy_text: str, deploy: DeploySettings) -> dict[str, Any]:
     """``rdsvend.tf.json``: the stage's resources besides Chalice's (the SAM merge template's twins)."""
     variables = {
         p.tf: {"type": "number" if p.number else "string", "default": p.default, "description": p.description}
@@ -141,23 +161,28 @@ def terraform_stack(plan: StackPlan, policy_text: str) -> dict[str, Any]:
                          "throttling_burst_limit": f"${{var.{API_BURST.tf}}}"}}},
         "aws_lambda_function_event_invoke_config": {
             f: {"function_name": f"${{aws_lambda_function.{f}.function_name}}", "maximum_retry_attempts": 0,
+                "maximum_event_age_in_seconds": MAX_EVENT_AGE_SECONDS,
                 "destination_config": {"on_failure": {"destination": "${aws_sns_topic.alerts.arn}"}}}
             for f in plan.functions if f in SCHEDULED},
         "aws_cloudwatch_metric_alarm": {_snake(spec.key): _alarm(spec) for spec in alarms(plan)},
-        "aws_cloudwatch_dashboard": {"main": {"dashboard_name": plan.dashboard,
-                                              "dashboard_body": dashboard_body(plan)}},
+        "aws_cloudwatch_dashboard": {"main": {
+            "dashboard_name": plan.dashboard,
+            "dashboard_body": dashboard_body(plan).replace(REGION_PLACEHOLDER, TERRAFORM_PSEUDO["region"])}},
     }
     from chalicelib.policy.loader import load_policy_text
     from devtools.deploy.rotation import terraform_rotation_resources
 
-    for kind, items in terraform_rotation_resources(load_policy_text(policy_text), plan.account).items():
+    for kind, items in terraform_rotation_resources(load_policy_text(policy_text), TERRAFORM_PSEUDO["account"]).items():
         resources.setdefault(kind, {}).update(items)
     if plan.rate_table:
         resources["aws_dynamodb_table"]["rate_limit"] = {
             "name": plan.rate_table, "billing_mode": "PAY_PER_REQUEST", "hash_key": "caller",
             "attribute": [{"name": "caller", "type": "S"}],
             "ttl": {"attribute_name": "expires_at", "enabled": True}}
+    resources = localize(resources, deploy, "terraform", skip=lambda path: path[:2] == ["aws_ssm_parameter",
+                                                                                     "access_policy"])
     return {
+        "provider": terraform_guard(deploy)["provider"],
         "variable": variables,
         "resource": resources,
         "output": {

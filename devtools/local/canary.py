@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from chalicelib.canary.factory import canary_deps
-from chalicelib.canary.target import CanaryDeps
+from chalicelib.canary.target_run import CanaryDeps
 from chalicelib.policy.model import AccessPolicy
 from devtools.local.rds_mysql import mysql_admin_env
 
@@ -107,9 +107,9 @@ class LocalAdmins:
     PostgreSQL clusters: each target's catalogs are read through the DSN of its own server."""
 
     def __init__(self, dsns: list[str]) -> None:
-        from chalicelib.canary.factory import PsycopgAdmin
+        from chalicelib.engines.postgres import PostgresAdmin
 
-        self._admins = [PsycopgAdmin(dsn) for dsn in dsns]
+        self._admins = [PostgresAdmin(dsn) for dsn in dsns]
 
     def __repr__(self) -> str:  # never a DSN: they hold passwords
         return f"LocalAdmins({self._admins!r})"
@@ -117,6 +117,6 @@ class LocalAdmins:
     def covers(self, host: str | None, port: int | None) -> bool:
         return any(a.covers(host, port) for a in self._admins)
 
-    def role_facts(self, host: str, port: int, dbname: str, role: str, timeout: float) -> Any:
+    def user_facts(self, host: str, port: int, dbname: str, user: str, timeout: float) -> Any:
         admin = next(a for a in self._admins if a.covers(host, port))
-        return admin.role_facts(host, port, dbname, role, timeout)
+        return admin.user_facts(host, port, dbname, user, timeout)

@@ -22,8 +22,9 @@ from chalicelib.aws.clients import ClientFactory
 from chalicelib.aws.rds import EndpointResolver
 from chalicelib.canary.iam_facts import LiveConnectEvaluator
 from chalicelib.canary.model import TargetReport
-from chalicelib.canary.target import CanaryDeps, Deadline, run_target
-from chalicelib.canary.target_dsql import DsqlCanaryDeps, DsqlClusterFacts, PsycopgMappings
+from chalicelib.canary.target import run_target
+from chalicelib.canary.target_dsql import DsqlCanaryDeps, DsqlClusterFacts, EngineMappings
+from chalicelib.canary.target_run import CanaryDeps, Deadline
 from chalicelib.errors import IamFetchError, IamPolicyError
 from chalicelib.iam.connect import evaluate_rds_connect
 from chalicelib.iam.model import parse_policy
@@ -92,7 +93,7 @@ class World:
                           directory=None, tokens=_Tokens(self.service.minter), db=None,  # type: ignore[arg-type]
                           signer=_Signer(), dsql=DsqlCanaryDeps(
                               cluster=DsqlClusterFacts(lambda db: boto3.client("dsql", region_name=REGION)),
-                              mappings=PsycopgMappings(), ssl_root_cert=self.ca))
+                              mappings=EngineMappings(), ssl_root_cert=self.ca))
         return run_target(database, database.users[db_user], deps, Deadline.after(20))
 
 

@@ -67,8 +67,14 @@ def test_the_readme_example_runs_as_written_in_a_local_env_shell(local_stack, tm
 
 
 def test_the_example_server_id_matches_what_a_deployment_configures():
-    config = json.loads((REPO / ".chalice" / "config.json").read_text())
-    prod = config["stages"]["prod"]["lambda_functions"]["vend"]["environment_variables"]["RDSVEND_SERVER_ID"]
+    from devtools.deploy.settings import load_chalice_config, load_deploy_settings
+    from devtools.deploy.stack import stack_environment, stack_plan
+
+    # The stack sets it from the account it is deployed to: the prod stage's, in policies/deploy.yaml.
+    deploy = load_deploy_settings(REPO / "policies" / "deploy.yaml", "prod")
+    plan = stack_plan(load_chalice_config(REPO), "prod", deploy)
+    prod = stack_environment(plan, "vend", account=deploy.account, topic=None)["RDSVEND_SERVER_ID"]
+    assert prod == "rdsvend-prod.111122223333"
     example = readme_invoke_example()
     assert prod in example and "rdsvend-prod-vend" in example
 

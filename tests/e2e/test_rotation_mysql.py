@@ -194,3 +194,45 @@ def test_mysql_password_user_identified_with_the_iam_plugin_fails_not_iam(local_
     assert not_iam.status == "fail" and "identified with AWSAuthenticationPlugin" in not_iam.message
     assert target.check("db.password_login").status == "fail"  # the front asks it for a token
     assert canary("shop_batch").status == "pass"
+
+
+def backend_rows(local_stack, statement: str) -> list[tuple]:
+    """As the backend's own root, over its private socket (the OS account's unix_socket login):
+    what RDS's master user may not do, such as turning the general log on."""
+    import os
+    import pwd
+    from pathlib import Path
+
+    base = Path(local_stack.info.databases["shop-local"]["base_dir"])
+    conn = pymysql.connect(unix_socket=str(base / "run" / "mariadbd.sock"), user=pwd.getpwuid(os.getuid()).pw_name,
+                           autocommit=True, connect_timeout=5)
+    try:
+        return list(rows(conn, statement))
+    finally:
+        conn.close()
+
+
+def test_mariadb_general_log_never_holds_a_rotated_password(local_stack, sm, rotate):
+    """MariaDB's general log prints statements as they arrive: the new password must arrive hashed
+    (mysql_native_password's ``*`` form), for one's own password and for the other login of a pair."""
+    backend_rows(local_stack, "SET GLOBAL log_output = 'TABLE'")
+    backend_rows(local_stack, "TRUNCATE TABLE mysql.general_log")
+    backend_rows(local_stack, "SET GLOBAL general_log = 1")
+    try:
+        rotate(SINGLE)
+        rotate(ALTERNATING)
+    finally:
+        backend_rows(local_stack, "SET GLOBAL general_log = 0")
+    logged = [bytes(r[0]).decode("utf-8", "replace") if isinstance(r[0], bytes | bytearray) else str(r[0])
+              for r in backend_rows(local_stack, "SELECT argument FROM mysql.general_log")]
+    backend_rows(local_stack, "TRUNCATE TABLE mysql.general_log")
+    changes = [line for line in logged if "PASSWORD" in line.upper() and ("SET PASSWORD" in line.upper()
+                                                                          or "ALTER USER" in line.upper())]
+    assert any(line.upper().startswith("SET PASSWORD") for line in changes), changes  # shop_batch's own
+    assert any("IDENTIFIED BY PASSWORD" in line.upper() for line in changes), changes  # the pair's other login
+    passwords = {value(sm, name, stage)["password"] for name in (SINGLE, ALTERNATING)
+                 for stage in ("AWSCURRENT", "AWSPREVIOUS")}
+    leaked = [line for line in logged for password in passwords if password in line]
+    assert leaked == []
+    for name in (SINGLE, ALTERNATING):
+        login(local_stack, value(sm, name)).close()

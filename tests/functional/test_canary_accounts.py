@@ -15,11 +15,12 @@ from moto import mock_aws
 
 from chalicelib.canary.accounts import AccountReaders
 from chalicelib.canary.aws import AwsClients
-from chalicelib.canary.checks_db import RoleFacts
 from chalicelib.canary.checks_kerberos import InMemoryDirectoryRoleFacts
 from chalicelib.canary.checks_rds import BotoRdsFacts
 from chalicelib.canary.iam_facts import LiveConnectEvaluator
-from chalicelib.canary.target import CanaryDeps, Deadline, run_target
+from chalicelib.canary.target import run_target
+from chalicelib.canary.target_run import CanaryDeps, Deadline
+from chalicelib.engines.postgres_catalog import RoleFacts
 from chalicelib.errors import ProbeError
 from chalicelib.policy.loader import load_policy_text
 from tests.support.canary_fakes import CountingTokens, FixedSigner, MemoryConnector, MemoryDatabase

@@ -8,15 +8,10 @@ import threading
 import pytest
 from psycopg import sql
 
-from chalicelib.canary.checks_db import (
-    ConnectParams,
-    DbConnectError,
-    PsycopgConnector,
-    check_auth_conflict,
-    check_rds_iam,
-    check_tier,
-)
-from chalicelib.canary.factory import BUNDLE_PATH, PsycopgAdmin
+from chalicelib.canary.checks_db import check_auth_conflict, check_rds_iam, check_tier
+from chalicelib.engines.base import ConnectParams, DbConnectError
+from chalicelib.engines.postgres import PostgresAdmin, PostgresEngine
+from chalicelib.engines.trust import BUNDLE_PATH
 from chalicelib.policy.model import DbUser
 from devtools.local.postgres import PostgresCluster
 
@@ -51,9 +46,9 @@ def params(pg, user="svc", password=PASSWORD, **kw):
 
 def facts(pg, role, user="plain"):
     """Read as an unprivileged role (not even in rds_iam): the catalogs are public."""
-    session = PsycopgConnector().connect(params(pg, user))
+    session = PostgresEngine().connect(params(pg, user))
     try:
-        return session.role_facts(role)
+        return session.user_facts(role)
     finally:
         session.close()
 
@@ -105,10 +100,10 @@ def test_tier_sees_superuser_createrole_createdb_set_directly(pg):
 
 
 def test_admin_dsn_reads_the_same_facts_and_covers_only_its_server(pg):
-    admin = PsycopgAdmin(pg.admin_dsn)
+    admin = PostgresAdmin(pg.admin_dsn)
     assert admin.covers(pg.host, pg.port) and admin.covers("localhost", pg.port)
     assert not admin.covers(pg.host, pg.port + 1) and not admin.covers("db.example.com", pg.port)
-    f = admin.role_facts(pg.host, pg.port, "orders", "owner", 5)
+    f = admin.user_facts(pg.host, pg.port, "orders", "owner", 5)
     assert f.owned_schemas == ("shop",)
     assert "password" not in repr(admin) and pg.admin_dsn not in repr(admin)
 
@@ -116,7 +111,7 @@ def test_admin_dsn_reads_the_same_facts_and_covers_only_its_server(pg):
 def test_wrong_password_is_an_auth_failure_that_never_echoes_the_password(pg):
     secret = "Action=connect&X-Amz-Signature=deadbeef-not-a-real-token"
     with pytest.raises(DbConnectError) as caught:
-        PsycopgConnector().connect(params(pg, user="plain", password=secret))
+        PostgresEngine().connect(params(pg, user="plain", password=secret))
     assert caught.value.kind == "auth"
     assert "authentication failed" in caught.value.message
     assert "deadbeef" not in caught.value.message
@@ -124,7 +119,7 @@ def test_wrong_password_is_an_auth_failure_that_never_echoes_the_password(pg):
 
 def test_rds_iam_member_refused_by_the_server_is_an_auth_failure(pg):
     with pytest.raises(DbConnectError) as caught:  # no token checker: rds_iam logins are rejected
-        PsycopgConnector().connect(params(pg, user="svc"))
+        PostgresEngine().connect(params(pg, user="svc"))
     assert caught.value.kind == "auth"
 
 
@@ -133,13 +128,13 @@ def test_closed_port_is_refused(pg):
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     with pytest.raises(DbConnectError) as caught:
-        PsycopgConnector().connect(params(pg, port=port))
+        PostgresEngine().connect(params(pg, port=port))
     assert caught.value.kind == "refused"
 
 
 def test_wrong_ca_fails_verify_full(pg):
     with pytest.raises(DbConnectError) as caught:
-        PsycopgConnector().connect(params(pg, sslrootcert=str(BUNDLE_PATH)))
+        PostgresEngine().connect(params(pg, sslrootcert=str(BUNDLE_PATH)))
     assert caught.value.kind == "tls"
 
 
@@ -162,7 +157,7 @@ def test_a_listener_that_never_answers_times_out():
     thread.start()
     try:
         with pytest.raises(DbConnectError) as caught:
-            PsycopgConnector().connect(ConnectParams("127.0.0.1", listener.getsockname()[1], "orders", "svc",
+            PostgresEngine().connect(ConnectParams("127.0.0.1", listener.getsockname()[1], "orders", "svc",
                                                      PASSWORD, connect_timeout=2))
         assert caught.value.kind == "timeout"
     finally:

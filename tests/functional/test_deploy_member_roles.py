@@ -16,7 +16,7 @@ from devtools.deploy.member_roles import member_accounts, member_roles_template
 from devtools.deploy.roles import DeployConfigError, load_deploy_settings
 
 ROOT = Path(__file__).resolve().parents[2]
-DEPLOY = load_deploy_settings(ROOT / "policies" / "deploy.yaml")
+DEPLOY = load_deploy_settings(ROOT / "policies" / "deploy.yaml", "prod")
 SERVICE = DEPLOY.account  # 111122223333
 MEMBER = "444455556666"
 MULTI = textwrap.dedent(f"""
@@ -26,7 +26,7 @@ MULTI = textwrap.dedent(f"""
         engine: postgres
         region: us-east-1
         instance: orders-prod
-        signer_role: arn:aws:iam::{SERVICE}:role/rdsvend-signer
+        signer_role: arn:aws:iam::{SERVICE}:role/rdsvend-signer-prod
         users:
           orders_app: {{auth: iam}}
           etl_legacy: {{auth: kerberos}}
@@ -35,6 +35,7 @@ MULTI = textwrap.dedent(f"""
         region: eu-west-1
         cluster: billing
         signer_role: arn:aws:iam::{MEMBER}:role/team/billing-signer
+        reader_role: arn:aws:iam::{MEMBER}:role/rdsvend-reader-prod
         users:
           billing_app: {{auth: iam}}
           billing_ro: {{auth: iam}}
@@ -44,7 +45,7 @@ MULTI = textwrap.dedent(f"""
 
 
 def _multi():
-    return load_policy_text(MULTI, "multi.yaml")
+    return load_policy_text(MULTI, "multi.yaml", service_account=SERVICE)
 
 
 def _deploy():
@@ -63,7 +64,8 @@ def test_each_account_gets_a_signer_for_exactly_its_declared_iam_users():
         f"arn:aws:rds-db:eu-west-1:{MEMBER}:dbuser:cluster-ABCDEFGHIJKLMNOPQRSTUVWXY2/billing_ro"]
     assert accounts[SERVICE]["arns"] == [
         f"arn:aws:rds-db:us-east-1:{SERVICE}:dbuser:db-ABCDEFGHIJKLMNOPQRSTUVWXY1/orders_app"]
-    assert billing["reader"] == accounts[SERVICE]["reader"] == "rdsvend-reader"
+    # A reader role only where a database resolves to one (the service's own account is read directly).
+    assert billing["reader"] == "rdsvend-reader-prod" and accounts[SERVICE]["reader"] is None
 
 
 def test_the_template_looks_up_the_account_it_is_deployed_to():
@@ -79,32 +81,37 @@ def test_the_template_looks_up_the_account_it_is_deployed_to():
     for role in ("SignerRole", "ReaderRole"):
         (trust,) = template["Resources"][role]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
         assert trust["Principal"] == {"AWS": {"Fn::Sub": "arn:${AWS::Partition}:iam::${ServiceAccountId}:root"}}
-        assert trust["Condition"]["ArnLike"]["aws:PrincipalArn"] == {
-            "Fn::Sub": "arn:${AWS::Partition}:iam::${ServiceAccountId}:role/${TrustedRolePattern}"}
-    assert template["Parameters"]["ServiceAccountId"]["Default"] == SERVICE
-    assert template["Parameters"]["TrustedRolePattern"]["Default"] == "rdsvend-prod-*"
+        # Exactly the prod functions that assume member roles: never the rotate function, never dev.
+        assert trust["Condition"] == {"ArnEquals": {"aws:PrincipalArn": [
+            {"Fn::Sub": f"arn:${{AWS::Partition}}:iam::${{ServiceAccountId}}:role/rdsvend-prod-{f}"}
+            for f in ("api_handler", "vend", "canary")]}}
+    assert template["Parameters"] == {"ServiceAccountId": {
+        "Type": "String", "Default": SERVICE, "AllowedPattern": r"^\d{12}$",
+        "Description": "the account rdsvend's prod functions run in"}}
     reader = json.dumps(template["Resources"]["ReaderRole"]["Properties"]["Policies"])
     assert "rds:DescribeDBInstances" in reader and "iam:GetRolePolicy" in reader and "rds-db" not in reader
     assert "logs:FilterLogEvents" in reader
 
 
-def test_an_account_without_a_signer_role_gets_only_the_reader():
-    policy = load_policy_file(ROOT / "policies" / "access.yaml")  # billing-aurora: signed by the service
-    template = member_roles_template(policy, DEPLOY, "dev")
+def test_an_account_without_a_signer_role_or_reader_gets_no_role_of_that_kind():
+    policy = load_policy_file(ROOT / "policies" / "access.yaml", service_account=SERVICE)  # billing: self-signed
+    template = member_roles_template(policy, DEPLOY, "prod")
     assert template["Conditions"]["HasSigner"] == {"Fn::Not": [{"Fn::Equals": [
         {"Fn::FindInMap": ["Accounts", {"Ref": "AWS::AccountId"}, "SignerRoleName"]}, ""]}]}
     assert template["Resources"]["SignerRole"]["Condition"] == "HasSigner"
+    assert template["Resources"]["ReaderRole"]["Condition"] == "HasReader"
     entry = template["Mappings"]["Accounts"][SERVICE]
-    assert entry["SignerRoleName"] == "rdsvend-signer"
+    assert (entry["SignerRoleName"], entry["ReaderRoleName"]) == ("rdsvend-signer-prod", "")
     assert all("/orders_" in arn for arn in entry["ConnectArns"])  # orders-prod's iam users only
     assert {arn.rsplit("/", 1)[1] for arn in entry["ConnectArns"]} == {"orders_app", "orders_owner"}
 
 
 def test_two_signer_roles_in_one_account_are_refused_naming_the_account():
     text = MULTI.replace(f"arn:aws:iam::{MEMBER}:role/team/billing-signer", f"arn:aws:iam::{SERVICE}:role/other")
+    text = text.replace(f"arn:aws:iam::{MEMBER}:role/rdsvend-reader-prod", f"arn:aws:iam::{SERVICE}:role/reader")
     with pytest.raises(DeployConfigError) as raised:
         member_accounts(load_policy_text(text, "two.yaml"), _deploy())
-    assert f"account {SERVICE} has two signer roles ('rdsvend-signer', 'other')" in str(raised.value)
+    assert f"account {SERVICE} has two signer roles ('rdsvend-signer-prod', 'other')" in str(raised.value)
 
 
 def test_a_database_without_a_resource_id_is_refused_naming_it():

@@ -81,11 +81,11 @@ def test_sam_has_the_three_named_functions_with_their_own_least_privilege_roles(
         assert props["Tracing"] == "Active"
         env = props["Environment"]["Variables"]
         assert env["RDSVEND_POLICY"] == "ssm:/rdsvend/dev/access-policy"
-        assert env["POWERTOOLS_SERVICE_NAME"] == env["POWERTOOLS_METRICS_NAMESPACE"] == "rdsvend"
+        assert (env["POWERTOOLS_SERVICE_NAME"], env["POWERTOOLS_METRICS_NAMESPACE"]) == ("rdsvend", "rdsvend-dev")
         role = roles[props["Role"]["Fn::GetAtt"][0]]["Properties"]
         assert "ManagedPolicyArns" not in role
         (inline,) = role["Policies"]
-        assert inline["PolicyDocument"] == _policy_file(chalice_name)
+        assert _plain(inline["PolicyDocument"]) == _policy_file(chalice_name)
     assert functions["rdsvend-dev"]["Properties"]["Handler"] == "app.app"
     canary = functions["rdsvend-dev-canary"]["Properties"]
     assert canary["ReservedConcurrentExecutions"] == 1
@@ -155,11 +155,35 @@ def _connect_grants(documents: list[dict]) -> list[tuple[list[str], list[str]]]:
     return found
 
 
-def test_no_role_allows_rds_db_wildcards_or_connect_on_star(sam, tf):
-    documents = [p["PolicyDocument"] for r in _of_type(sam, "AWS::IAM::Role").values()
+def _plain(value):
+    """A template value with the stack's own partition, region and account written out (the
+    stage's, from policies/deploy.yaml): what IAM sees once the stack is deployed there."""
+    pseudo = {"${AWS::Partition}": "aws", "${AWS::Region}": "us-east-1", "${AWS::AccountId}": "111122223333",
+              "${data.aws_partition.chalice.partition}": "aws", "${data.aws_region.chalice.name}": "us-east-1",
+              "${data.aws_caller_identity.chalice.account_id}": "111122223333"}
+    if isinstance(value, dict) and set(value) == {"Fn::Sub"}:
+        value = value["Fn::Sub"]
+    if isinstance(value, str):
+        for key, replacement in pseudo.items():
+            value = value.replace(key, replacement)
+        return value
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def test_no_role_allows_rds_db_wildcards_or_connect_on_star(everything):
+    sam, tf = _template(everything, "prod", "cloudformation"), _template(everything, "prod", "terraform")
+    documents = [_plain(p["PolicyDocument"]) for r in _of_type(sam, "AWS::IAM::Role").values()
                  for p in r["Properties"].get("Policies", [])]
-    documents += [json.loads(p["policy"]) for p in tf["resource"]["aws_iam_role_policy"].values()]
+    documents += [json.loads(_plain(p["policy"])) for p in tf["resource"]["aws_iam_role_policy"].values()]
     assert len(documents) == 2 * len(FUNCTIONS)
+    # Deployed, each role's policy is exactly the generated file.
+    names = stage_settings(CONFIG, "prod").policy_files
+    generated = [json.loads((ROOT / ".chalice" / names[f]).read_text()) for f in FUNCTIONS]
+    assert sorted(map(json.dumps, documents)) == sorted(map(json.dumps, generated * 2))
     grants = _connect_grants(documents)
     assert grants  # the functions do connect for databases without a signer role
     for actions, resources in grants:
@@ -387,7 +411,9 @@ def test_every_stage_gets_its_own_directories(everything):
 def test_sam_creates_what_the_functions_are_configured_to_use(sam):
     canary, vend = _env(sam, "canary"), _env(sam, "vend")
     (topic,) = _of_type(sam, "AWS::SNS::Topic").values()
-    assert canary["RDSVEND_ALERT_TOPIC"] == f"arn:aws:sns:us-east-1:111122223333:{topic['Properties']['TopicName']}"
+    assert canary["RDSVEND_ALERT_TOPIC"] == {"Ref": "AlertTopic"}  # the stack's own topic, wherever it is
+    assert topic["Properties"]["TopicName"] == "rdsvend-dev-alerts"
+    assert vend["RDSVEND_SERVER_ID"] == {"Fn::Sub": "rdsvend-dev.${AWS::AccountId}"}
     (subscription,) = _of_type(sam, "AWS::SNS::Subscription").values()
     assert subscription["Condition"] == "HasAlertEmail" and subscription["Properties"]["Protocol"] == "email"
     assert sam["Parameters"]["AlertEmail"]["Default"] == ""
@@ -400,7 +426,7 @@ def test_sam_creates_what_the_functions_are_configured_to_use(sam):
     assert rate["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
     (parameter,) = _of_type(sam, "AWS::SSM::Parameter").values()
     assert "ssm:" + parameter["Properties"]["Name"] == vend["RDSVEND_POLICY"]
-    assert parameter["Properties"]["Value"] == (ROOT / "policies" / "access.yaml").read_text()
+    assert parameter["Properties"]["Value"] == (ROOT / "policies" / "access-dev.yaml").read_text()
     # The vending roles may count requests in the rate table, and nothing else there.
     counted = [s for s in _policy_file("vend")["Statement"] if s["Sid"] == "CountCallerRequests"]
     assert counted == [{"Sid": "CountCallerRequests", "Effect": "Allow", "Action": "dynamodb:UpdateItem",
@@ -420,7 +446,7 @@ def test_sam_alarms_watch_the_canary_the_api_the_vending_functions_and_denials(s
         assert alarm["AlarmActions"] == alarm["OKActions"] == [{"Ref": "AlertTopic"}]
         assert alarm["AlarmDescription"]
     failing = alarms["rdsvend-dev-canary-target-failing"]["Metrics"][0]
-    assert failing["Expression"].startswith("SELECT MAX(CanaryCheckFailed) FROM SCHEMA(rdsvend, database, db_user")
+    assert failing["Expression"].startswith("SELECT MAX(CanaryCheckFailed) FROM SCHEMA(rdsvend-dev, database, db_user")
     not_running = alarms["rdsvend-dev-canary-not-running"]
     stat = not_running["Metrics"][0]["MetricStat"]
     assert (stat["Metric"]["MetricName"], stat["Metric"]["Dimensions"]) == (
@@ -443,13 +469,15 @@ def test_sam_alarms_watch_the_canary_the_api_the_vending_functions_and_denials(s
 def test_sam_dashboard_shows_vends_denials_canary_latency_and_rds_refusals(sam):
     (dashboard,) = _of_type(sam, "AWS::CloudWatch::Dashboard").values()
     assert dashboard["Properties"]["DashboardName"] == "rdsvend-dev"
-    body = json.loads(dashboard["Properties"]["DashboardBody"])
+    body = json.loads(dashboard["Properties"]["DashboardBody"]["Fn::Sub"])
+    assert {w["properties"]["region"] for w in body["widgets"]} == {"${AWS::Region}"}
     text = json.dumps(body)
     titles = [w["properties"]["title"] for w in body["widgets"]]
     assert len(titles) == len(set(titles))
     assert '"TokensVended"' in text
-    assert "SUM(RequestsDenied) FROM SCHEMA(rdsvend, reason, service) GROUP BY reason" in text
-    assert "MAX(CanaryCheckFailed) FROM SCHEMA(rdsvend, database, db_user, service) GROUP BY database, db_user" in text
+    assert "SUM(RequestsDenied) FROM SCHEMA(rdsvend-dev, reason, service) GROUP BY reason" in text
+    assert ("MAX(CanaryCheckFailed) FROM SCHEMA(rdsvend-dev, database, db_user, service) GROUP BY database, db_user"
+            in text)
     assert "AVG(ConnectLatency)" in text
     for metric in ("IamDbAuthConnectionFailure", "IamDbAuthConnectionFailureInvalidToken",
                    "IamDbAuthConnectionFailureInsufficientPermissions", "IamDbAuthConnectionFailureThrottling"):
@@ -459,12 +487,17 @@ def test_sam_dashboard_shows_vends_denials_canary_latency_and_rds_refusals(sam):
 def test_sam_canary_failures_go_to_the_topic_logs_are_kept_and_the_api_stage_is_throttled_and_logged(sam):
     canary = next(f for f in _of_type(sam, "AWS::Serverless::Function").values()
                   if f["Properties"]["FunctionName"] == NAMES["canary"])
+    # No retry, and no run waiting in the queue past the next one (5 minutes).
     assert canary["Properties"]["EventInvokeConfig"] == {
-        "MaximumRetryAttempts": 0, "DestinationConfig": {"OnFailure": {"Type": "SNS", "Destination": {"Ref": "AlertTopic"}}}}
+        "MaximumRetryAttempts": 0, "MaximumEventAgeInSeconds": 300,
+        "DestinationConfig": {"OnFailure": {"Type": "SNS", "Destination": {"Ref": "AlertTopic"}}}}
     groups = _of_type(sam, "AWS::Logs::LogGroup")
     assert len(groups) == len(FUNCTIONS) + 1  # the functions' and the API's access log
     for group in groups.values():
-        assert (group["DeletionPolicy"], group["UpdateReplacePolicy"]) == ("Retain", "Retain")
+        # Kept when the stack is deleted, but not after a failed first create (the name would be taken).
+        assert (group["DeletionPolicy"], group["UpdateReplacePolicy"]) == ("RetainExceptOnCreate", "Retain")
+    # No second, unconfigured API stage named "Stage" (SAM adds one without an OpenApiVersion).
+    assert sam["Globals"]["Api"]["OpenApiVersion"] == "2.0"
     api = _of_type(sam, "AWS::Serverless::Api")["RestAPI"]["Properties"]
     (settings,) = api["MethodSettings"]
     assert settings["ThrottlingRateLimit"] == {"Ref": "ApiThrottleRateLimit"}
@@ -493,10 +526,11 @@ def test_terraform_creates_the_same_stack(everything):
         for alarm in resources["aws_cloudwatch_metric_alarm"].values():
             assert alarm["alarm_actions"] == ["${aws_sns_topic.alerts.arn}"]
         (dashboard,) = _of_type(sam, "AWS::CloudWatch::Dashboard").values()
-        assert resources["aws_cloudwatch_dashboard"]["main"]["dashboard_body"] == dashboard["Properties"]["DashboardBody"]
+        assert _plain(resources["aws_cloudwatch_dashboard"]["main"]["dashboard_body"]) == _plain(
+            dashboard["Properties"]["DashboardBody"])
         invoke = resources["aws_lambda_function_event_invoke_config"]["canary"]
         assert invoke["destination_config"] == {"on_failure": {"destination": "${aws_sns_topic.alerts.arn}"}}
-        assert invoke["maximum_retry_attempts"] == 0
+        assert (invoke["maximum_retry_attempts"], invoke["maximum_event_age_in_seconds"]) == (0, 300)
         for group in resources["aws_cloudwatch_log_group"].values():
             assert group["lifecycle"] == {"prevent_destroy": True}  # terraform destroy keeps the logs
         api_stage = resources["aws_api_gateway_stage"]["rest_api"]
@@ -573,7 +607,9 @@ def test_terraform_version_constraints_admit_terraform_1_5_to_current_and_aws_pr
     for version in ("5.0.0", "5.31.0", "5.100.0"):
         assert _admits(aws["version"], version), version
     assert not _admits(aws["version"], "4.67.0")
-    assert _admits(terraform["required_providers"]["null"]["version"], "3.2.4")
+    # Only the provider the configuration needs: Chalice's unused null_data_source is gone with it.
+    assert set(terraform["required_providers"]) == {"aws"}
+    assert "null_data_source" not in tf["data"]
     assert _admits(">= 0.12.26, < 1.4.0", "1.3.0") and not _admits(">= 0.12.26, < 1.4.0", "1.5.0")  # the checker
 
 
@@ -605,13 +641,13 @@ def test_the_rotate_function_is_invocable_by_secrets_manager_and_rotates_the_dec
     """The example policy declares one password user (alternating users): its secret gets a
     schedule through the rotate function, which Secrets Manager of this account may invoke; the
     function's role touches that secret (and its administrator's) only."""
-    secret = "arn:aws:secretsmanager:us-east-1:111122223333:secret:rdsvend/orders/reports_legacy"
+    secret = "arn:aws:secretsmanager:us-east-1:111122223333:secret:rdsvend-dev/orders/reports_legacy"
     (permission,) = [p for p in _of_type(sam, "AWS::Lambda::Permission").values()
                      if p["Properties"]["Principal"] == "secretsmanager.amazonaws.com"]
-    assert permission["Properties"]["SourceAccount"] == "111122223333"
+    assert permission["Properties"]["SourceAccount"] == {"Ref": "AWS::AccountId"}
     assert permission["Properties"]["FunctionName"] == {"Fn::GetAtt": ["Rotate", "Arn"]}
     (schedule,) = _of_type(sam, "AWS::SecretsManager::RotationSchedule").values()
-    assert schedule["Properties"] == {"SecretId": secret, "RotationLambdaARN": {"Fn::GetAtt": ["Rotate", "Arn"]},
+    assert _plain(schedule["Properties"]) == {"SecretId": secret, "RotationLambdaARN": {"Fn::GetAtt": ["Rotate", "Arn"]},
                                       "RotationRules": {"AutomaticallyAfterDays": 30}}
     stack = json.loads((built["terraform"].directory / "rdsvend.tf.json").read_text())["resource"]
     (tf_rotation,) = stack["aws_secretsmanager_secret_rotation"].values()
@@ -642,3 +678,95 @@ def test_every_function_knows_the_account_it_runs_in(everything):
             account = function["environment"]["variables"]["RDSVEND_SERVICE_ACCOUNT"]
             assert account == "${data.aws_caller_identity.chalice.account_id}", (stage, key)
             assert "aws_caller_identity" in terraform["data"]
+
+
+# -- the stack's own account and region --------------------------------------------------------
+def _strings(value, path=()):
+    """(path, string) of every plain string in a template value."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _strings(item, (*path, str(key)))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _strings(item, (*path, str(index)))
+    elif isinstance(value, str):
+        yield path, value
+
+
+#: Where a stage's account and region literals belong: the guards that refuse a deploy elsewhere,
+#: the access policy's own text (stored as written), and the member roles' account lookup.
+GUARDS = {
+    "cloudformation": lambda path: path[0] == "Rules" or path[:4] == (
+        "Resources", "AccessPolicyParameter", "Properties", "Value"),
+    "chalice.tf.json": lambda path: path[:2] in {("data", "aws_caller_identity"), ("data", "aws_region")},
+    "rdsvend.tf.json": lambda path: path[0] == "provider" or path[:3] == ("resource", "aws_ssm_parameter",
+                                                                          "access_policy"),
+}
+
+
+@pytest.mark.parametrize("stage", ["dev", "prod"])
+def test_no_account_or_region_literal_where_the_stack_s_own_would_do(everything, stage):
+    out = everything["out"] / stage
+    templates = {"cloudformation": json.loads((out / "sam" / "sam.json").read_text()),
+                 "chalice.tf.json": json.loads((out / "terraform" / "chalice.tf.json").read_text()),
+                 "rdsvend.tf.json": json.loads((out / "terraform" / "rdsvend.tf.json").read_text())}
+    seen = 0
+    for name, template in templates.items():
+        for path, text in _strings(template):
+            if "111122223333" in text or "us-east-1" in text:
+                seen += 1
+                assert GUARDS[name](path), (name, "/".join(path), text[:120])
+    assert seen >= 4  # the guards themselves name the expected account and region
+    rules = templates["cloudformation"]["Rules"]
+    assert rules["StageAccount"]["Assertions"][0]["Assert"] == {"Fn::Equals": [{"Ref": "AWS::AccountId"},
+                                                                               "111122223333"]}
+    assert f"rdsvend {stage} is set up for account 111122223333 in us-east-1" in rules["StageRegion"][
+        "Assertions"][0]["AssertDescription"]
+    provider = templates["rdsvend.tf.json"]["provider"]["aws"]
+    assert provider == {"region": "us-east-1", "allowed_account_ids": ["111122223333"]}
+    (check,) = templates["chalice.tf.json"]["data"]["aws_caller_identity"]["chalice"]["lifecycle"]["postcondition"]
+    assert check["condition"] == '${self.account_id == "111122223333"}'
+    assert "set up for account 111122223333" in check["error_message"]
+
+
+# -- terraform validate, for real ---------------------------------------------------------------
+#: Where a local filesystem mirror of the AWS provider may be (never downloaded).
+MIRRORS = (Path("/opt/tf-plugins"), Path.home() / ".terraform.d" / "plugins",
+           Path("/usr/share/terraform/plugins"), Path("/usr/local/share/terraform/plugins"))
+
+
+def _provider_mirror() -> Path | None:
+    for mirror in MIRRORS:
+        if any((mirror / "registry.terraform.io" / "hashicorp" / "aws").glob("5.*/*")):
+            return mirror
+    return None
+
+
+@pytest.mark.e2e
+def test_terraform_validate_passes_for_every_stage(everything, tmp_path):
+    import shutil
+
+    terraform = shutil.which("terraform")
+    if terraform is None:
+        pytest.skip("no terraform binary on PATH")
+    mirror = _provider_mirror()
+    if mirror is None:
+        pytest.skip(f"no AWS provider 5.x in a local filesystem mirror ({', '.join(map(str, MIRRORS))})")
+    rc = tmp_path / "terraformrc"
+    rc.write_text("provider_installation {\n  filesystem_mirror {\n"
+                  f'    path = "{mirror}"\n    include = ["registry.terraform.io/hashicorp/aws"]\n  }}\n}}\n')
+    env = {**os.environ, "TF_CLI_CONFIG_FILE": str(rc), "TF_IN_AUTOMATION": "1", "CHECKPOINT_DISABLE": "1",
+           "TF_DATA_DIR": str(tmp_path / "data")}
+    for stage in STAGES:
+        work = tmp_path / stage
+        shutil.copytree(everything["out"] / stage / "terraform", work,
+                        ignore=shutil.ignore_patterns("deployment.zip", ".terraform*", "*.tfstate*"))
+        (work / "deployment.zip").write_bytes(b"")  # validate reads no file
+        env["TF_DATA_DIR"] = str(work / ".terraform")
+        for command in (["init", "-backend=false", "-input=false", "-no-color"], ["validate", "-no-color"]):
+            done = subprocess.run([terraform, *command], cwd=work, env=env, capture_output=True, text=True,
+                                  check=False, timeout=300)
+            assert done.returncode == 0, (stage, command[0], done.stdout[-2000:] + done.stderr[-2000:])
+        assert "The configuration is valid" in done.stdout
+        lock = (work / ".terraform.lock.hcl").read_text()
+        assert "registry.terraform.io/hashicorp/aws" in lock and "hashicorp/null" not in lock

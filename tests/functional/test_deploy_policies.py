@@ -24,6 +24,7 @@ from devtools.deploy.roles import (
     connect_arns,
     function_policy,
     load_chalice_config,
+    load_deploy_file,
     load_deploy_settings,
     render_policy_files,
     stage_settings,
@@ -33,13 +34,14 @@ from devtools.deploy.roles import (
 ROOT = Path(__file__).resolve().parents[2]
 CHALICE = ROOT / ".chalice"
 CONFIG = load_chalice_config(ROOT)
-DEPLOY = load_deploy_settings(ROOT / "policies" / "deploy.yaml")
-ACCESS = load_policy_file(DEPLOY.access_policy)
+DEPLOY = load_deploy_settings(ROOT / "policies" / "deploy.yaml", "prod")
+ACCESS = load_policy_file(DEPLOY.access_policy, service_account=DEPLOY.account)
 STAGES = tuple(CONFIG["stages"])
 
 ORDERS = "db-ABCDEFGHIJKLMNOPQRSTUVWXY1"
 BILLING = "cluster-ABCDEFGHIJKLMNOPQRSTUVWXY2"
-SIGNER = "arn:aws:iam::111122223333:role/rdsvend-signer"
+SIGNER = "arn:aws:iam::111122223333:role/rdsvend-signer-prod"
+DEV_SIGNER = "arn:aws:iam::111122223333:role/rdsvend-signer-dev"
 
 
 def _dbuser(rid: str, user: str) -> str:
@@ -108,9 +110,9 @@ def test_every_granted_action_is_a_real_iam_action():
 SIGNING = tuple(f for f in FUNCTIONS if f != "rotate")
 
 
-@pytest.mark.parametrize("stage", ["dev", "prod"])
 @pytest.mark.parametrize("function", SIGNING)
-def test_connect_only_as_declared_iam_users_of_databases_without_a_signer_role(stage, function):
+def test_connect_only_as_declared_iam_users_of_databases_without_a_signer_role(function):
+    stage = "prod"
     # billing-aurora has no signer_role: the function signs for billing_app itself.
     assert _decide(stage, function, "rds-db:connect", _dbuser(BILLING, "billing_app")) == "allowed"
     # orders-prod has a signer_role: the signer role connects, never the function.
@@ -127,6 +129,18 @@ def test_connect_only_as_declared_iam_users_of_databases_without_a_signer_role(s
 
 
 @pytest.mark.parametrize("function", SIGNING)
+def test_dev_cannot_sign_for_a_database_only_prod_names(function):
+    """dev's policy names orders-dev only: dev's roles can neither connect as billing-aurora's
+    user (prod signs for it itself) nor assume prod's signer; and the other way round."""
+    assert _decide("dev", function, "rds-db:connect", _dbuser(BILLING, "billing_app")) == "implicitDeny"
+    assert _decide("dev", function, "sts:AssumeRole", SIGNER) == "implicitDeny"
+    assert _decide("dev", function, "sts:AssumeRole", DEV_SIGNER) == "allowed"
+    assert _decide("prod", function, "sts:AssumeRole", DEV_SIGNER) == "implicitDeny"
+    rds = "arn:aws:rds:us-east-1:111122223333"
+    assert _decide("dev", function, "rds:DescribeDBInstances", f"{rds}:db:orders-prod") == "implicitDeny"
+
+
+@pytest.mark.parametrize("function", SIGNING)
 def test_assume_only_the_declared_signer_roles(function):
     assert _decide("prod", function, "sts:AssumeRole", SIGNER) == "allowed"
     assert _decide("prod", function, "sts:SetSourceIdentity", SIGNER) == "allowed"
@@ -137,10 +151,10 @@ def test_assume_only_the_declared_signer_roles(function):
 @pytest.mark.parametrize("function", SIGNING)
 def test_describe_only_the_declared_databases(function):
     rds = "arn:aws:rds:us-east-1:111122223333"
-    assert _decide("dev", function, "rds:DescribeDBInstances", f"{rds}:db:orders-prod") == "allowed"
-    assert _decide("dev", function, "rds:DescribeDBClusters", f"{rds}:cluster:billing") == "allowed"
-    assert _decide("dev", function, "rds:DescribeDBInstances", f"{rds}:db:payroll") == "implicitDeny"
-    assert _decide("dev", function, "rds:ModifyDBInstance", f"{rds}:db:orders-prod") == "implicitDeny"
+    assert _decide("prod", function, "rds:DescribeDBInstances", f"{rds}:db:orders-prod") == "allowed"
+    assert _decide("prod", function, "rds:DescribeDBClusters", f"{rds}:cluster:billing") == "allowed"
+    assert _decide("prod", function, "rds:DescribeDBInstances", f"{rds}:db:payroll") == "implicitDeny"
+    assert _decide("prod", function, "rds:ModifyDBInstance", f"{rds}:db:orders-prod") == "implicitDeny"
 
 
 @pytest.mark.parametrize("function", FUNCTIONS)
@@ -280,7 +294,7 @@ def test_committed_policies_grant_exactly_what_render_gives_the_function_role():
     own = rendered.signer_policies[DEFAULT_SIGNER]["Statement"][0]
     signer_roles = sorted(set(rendered.signer_policies) - {DEFAULT_SIGNER})
     assert signer_roles == [SIGNER]
-    for stage in STAGES:
+    for stage in ("prod",):  # the stage whose policy is access.yaml
         for function, name in stage_settings(CONFIG, stage).policy_files.items():
             if function not in SIGNING:
                 continue
@@ -333,27 +347,33 @@ GOOD_DEPLOY = (ROOT / "policies" / "deploy.yaml").read_text()
 @pytest.mark.parametrize(
     ("mutation", "message"),
     [
-        (('account: "111122223333"', 'account: "1111"'), "field 'account'"),
-        (("org_id: o-a1b2c3d4e5", "org_id: o-abc"), "field 'org_id'"),
+        (('account: "111122223333"', 'account: "1111"'), "field 'stages.dev.account'"),
+        (("org_id: o-a1b2c3d4e5", "org_id: o-abc"), "field 'stages.dev.org_id'"),
         (("orders-prod: db-ABCDEFGHIJKLMNOPQRSTUVWXY1", "orders-prod: orders-prod"), "is not a resource id"),
-        (("region: us-east-1", "region: us-east-1\nregoin: x"), "unknown key 'regoin'"),
+        (("    region: us-east-1", "    region: us-east-1\n    regoin: x"), "field 'stages.dev': unknown key 'regoin'"),
+        (("  prod:\n", "  Prod:\n"), "invalid stage name 'Prod'"),
+        (("access_policy: access.yaml", "access_policy: 7"), "field 'stages.prod.access_policy'"),
+        (("stages:\n", "stagez:\n"), "unknown key 'stagez'"),
+        (("partition: aws", "partition: 7"), "field 'partition'"),
+        (("  dev:\n", "  dev: prod\n  old:\n"), "field 'stages.dev': must be a mapping"),
     ],
 )
 def test_bad_deploy_settings_name_the_field(tmp_path, mutation, message):
     with pytest.raises(DeployConfigError, match=message):
-        load_deploy_settings(_deploy_yaml(tmp_path, GOOD_DEPLOY.replace(*mutation)))
+        load_deploy_file(_deploy_yaml(tmp_path, GOOD_DEPLOY.replace(*mutation)))
 
 
 def test_a_declared_database_without_a_resource_id_is_refused(tmp_path):
     text = GOOD_DEPLOY.replace("  billing-aurora: cluster-ABCDEFGHIJKLMNOPQRSTUVWXY2\n", "")
-    deploy = load_deploy_settings(_deploy_yaml(tmp_path, text.replace("access.yaml", str(DEPLOY.access_policy))))
+    deploy = load_deploy_settings(_deploy_yaml(tmp_path, text.replace("access.yaml", str(DEPLOY.access_policy))),
+                                  "prod")
     with pytest.raises(DeployConfigError, match="no resource id for database 'billing-aurora'"):
         connect_arns(ACCESS, deploy)
 
 
 def test_an_instance_id_given_for_a_cluster_is_refused(tmp_path):
     text = GOOD_DEPLOY.replace("cluster-ABCDEFGHIJKLMNOPQRSTUVWXY2", "db-ABCDEFGHIJKLMNOPQRSTUVWXY2")
-    deploy = load_deploy_settings(_deploy_yaml(tmp_path, text))
+    deploy = load_deploy_settings(_deploy_yaml(tmp_path, text), "prod")
     with pytest.raises(DeployConfigError, match="expected cluster-"):
         connect_arns(ACCESS, deploy)
 
@@ -383,10 +403,14 @@ def test_resource_ids_are_read_from_rds_for_deploy_yaml(capsys):
             DBClusterIdentifier="billing", Engine="aurora-postgresql",
             MasterUsername="admin", MasterUserPassword="not-a-secret-1",
         )["DBCluster"]
+        dev = rds.create_db_instance(
+            DBInstanceIdentifier="orders-dev", Engine="postgres", DBInstanceClass="db.t3.micro",
+            MasterUsername="admin", MasterUserPassword="not-a-secret-1", AllocatedStorage=20,
+        )["DBInstance"]
         assert main(["--project-dir", str(ROOT), "--resource-ids"]) == 0
 
-    printed = yaml.safe_load(capsys.readouterr().out)
-    assert printed == {"resource_ids": {"orders-prod": instance["DbiResourceId"],
+    printed = yaml.safe_load(capsys.readouterr().out)  # every stage's databases
+    assert printed == {"resource_ids": {"orders-dev": dev["DbiResourceId"], "orders-prod": instance["DbiResourceId"],
                                         "billing-aurora": cluster["DbClusterResourceId"]}}
 
 
@@ -398,7 +422,7 @@ def test_resource_ids_for_a_database_rds_does_not_know_is_one_line_exit_2(capsys
     with mock_aws():
         assert main(["--project-dir", str(ROOT), "--resource-ids"]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "orders-prod" in err
+    assert err.count("\n") == 1 and "orders-dev" in err  # the first stage's first database
 
 
 def test_check_mode_reports_a_stale_file_and_writes_nothing(tmp_path, capsys):
@@ -435,7 +459,7 @@ def test_a_function_placed_in_a_vpc_may_manage_its_network_interfaces_and_only_i
 SECRET = "arn:aws:secretsmanager:us-east-1:111122223333:secret:rdsvend/orders/reports_legacy"
 
 
-@pytest.mark.parametrize("stage", ["dev", "prod"])
+@pytest.mark.parametrize("stage", ["prod"])
 def test_rotate_touches_only_the_declared_secrets_and_never_signs(stage):
     """The example policy's one password user (alternating users): the rotate function reads,
     stages and describes its secret (any Secrets Manager suffix), reads the administrator's
@@ -455,3 +479,11 @@ def test_rotate_touches_only_the_declared_secrets_and_never_signs(stage):
     # the canary reads the secret (secret.found, db.password_login) but never writes it
     assert _decide(stage, "canary", "secretsmanager:GetSecretValue", SECRET + "-AbC123") == "allowed"
     assert _decide(stage, "canary", "secretsmanager:PutSecretValue", SECRET + "-AbC123") == "implicitDeny"
+
+
+def test_each_stage_rotates_only_its_own_secrets():
+    dev_secret = "arn:aws:secretsmanager:us-east-1:111122223333:secret:rdsvend-dev/orders/reports_legacy"
+    assert _decide("dev", "rotate", "secretsmanager:PutSecretValue", dev_secret + "-AbC123") == "allowed"
+    assert _decide("dev", "rotate", "secretsmanager:PutSecretValue", SECRET + "-AbC123") == "implicitDeny"
+    assert _decide("dev", "canary", "secretsmanager:GetSecretValue", SECRET + "-AbC123") == "implicitDeny"
+    assert _decide("prod", "rotate", "secretsmanager:PutSecretValue", dev_secret + "-AbC123") == "implicitDeny"

@@ -19,8 +19,8 @@ from chalicelib.policy.loader import load_policy_text
 from devtools.deploy.roles import function_policy, load_chalice_config, load_deploy_settings, stage_settings
 
 ROOT = Path(__file__).resolve().parents[2]
-DEPLOY = load_deploy_settings(ROOT / "policies" / "deploy.yaml")
-STAGE = stage_settings(load_chalice_config(ROOT), "dev")
+DEPLOY = load_deploy_settings(ROOT / "policies" / "deploy.yaml", "prod")
+STAGE = stage_settings(load_chalice_config(ROOT), "prod")
 OWN = "abcdefghijklmnopqrstuvwxyz"
 SIGNED = "zyxwvutsrqponmlkjihgfedcba"
 OTHER = "444444444444"

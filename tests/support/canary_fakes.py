@@ -1,13 +1,14 @@
 """In-memory adapters for the canary's edges: a database that lives in a dict, a token source
 that counts, a fixed signer. Used by the unit tests and by anyone trying the canary without
-AWS; the real ones are in :mod:`checks_db`, :mod:`factory` and :mod:`iam_facts`."""
+AWS; the real ones are in :mod:`chalicelib.engines`, :mod:`factory` and :mod:`iam_facts`."""
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from chalicelib.canary.checks_db import ConnectParams, DbConnectError, RoleFacts
+from chalicelib.engines.base import ConnectParams, DbConnectError
+from chalicelib.engines.postgres_catalog import RoleFacts
 from chalicelib.errors import ProbeError
 from chalicelib.policy.model import Database
 
@@ -33,7 +34,7 @@ class _Session:
     def __init__(self, db: MemoryDatabase) -> None:
         self._db = db
 
-    def role_facts(self, role: str) -> RoleFacts:
+    def user_facts(self, role: str) -> RoleFacts:
         return self._db.roles.get(role, RoleFacts(role=role, exists=False))
 
     def close(self) -> None:
@@ -97,7 +98,7 @@ class MemoryAdmin:
     def covers(self, host: str | None, port: int | None) -> bool:
         return (host, port) in self.servers
 
-    def role_facts(self, host: str, port: int, dbname: str, role: str, timeout: float) -> RoleFacts:
+    def user_facts(self, host: str, port: int, dbname: str, role: str, timeout: float) -> RoleFacts:
         db = self.servers[(host, port)]
         if db.behaviour in ("refused", "timeout", "hang"):
             raise DbConnectError("refused", "admin connection refused")

@@ -2,9 +2,9 @@
 admin, a Kerberos user), what RDS says about it, an IAM answer that allows, and its roles."""
 from __future__ import annotations
 
-from chalicelib.canary.checks_db import RoleFacts
 from chalicelib.canary.checks_iam import ConnectFacts, SideVerdict
 from chalicelib.canary.checks_rds import DomainMembership, RdsResource
+from chalicelib.engines.postgres_catalog import RoleFacts
 from chalicelib.policy.model import Database, DbUser
 
 __all__ = ["HOST", "PORT", "RID", "SIGNER", "APP", "OWNER", "ETL", "DB", "RESOURCE", "allow", "healthy_roles"]

@@ -81,7 +81,8 @@ rules: []
 
 
 def test_libpq_messages_are_one_line_and_never_carry_the_token():
-    from chalicelib.canary.checks_db import ConnectParams, classify_connect_error
+    from chalicelib.engines.base import ConnectParams
+    from chalicelib.engines.postgres_catalog import classify_connect_error
 
     token = "orders.example.com:5432/?Action=connect&DBUser=app&X-Amz-Signature=abc123"
     err = classify_connect_error(f'connection failed: FATAL:  PAM authentication failed for user "app"\n'

@@ -4,16 +4,15 @@ from __future__ import annotations
 import pymysql
 import pytest
 
-from chalicelib.canary.checks_db import DbConnectError
 from chalicelib.canary.checks_mysql import (
     check_iam_plugin,
     check_mysql_connect,
     check_mysql_tier,
-    classify_mysql_error,
-    facts_from,
     iam_plugin_sql,
-    parse_plugins,
 )
+from chalicelib.engines.base import DbConnectError
+from chalicelib.engines.mysql import classify_mysql_error
+from chalicelib.engines.mysql_grants import facts_from, parse_plugins
 from chalicelib.policy.model import DbUser
 
 SERVICE_USER = DbUser("shop_app", "iam", "service-user")

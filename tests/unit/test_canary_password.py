@@ -4,9 +4,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from chalicelib.canary.checks_password import SecretView, check_secret_found, check_secret_rotation
+from chalicelib.engines.secret import DbSecret
 from chalicelib.errors import ProbeError
 from chalicelib.policy.model import DbUser
-from chalicelib.rotation.secret import DbSecret
 
 ARN = "arn:aws:secretsmanager:us-east-1:222222222222:secret:rdsvend/orders/reports-AbCdEf"
 USER = DbUser("reports", "password", "service-user", ARN[:-7], "alternating-users")

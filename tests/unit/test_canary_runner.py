@@ -9,7 +9,7 @@ from chalicelib.canary.checks_kerberos import InMemoryDirectoryRoleFacts
 from chalicelib.canary.checks_rds import InMemoryRdsFacts
 from chalicelib.canary.model import CheckResult, TargetReport
 from chalicelib.canary.runner import run_canary, run_targets, select_targets
-from chalicelib.canary.target import CanaryDeps, TargetRun
+from chalicelib.canary.target_run import CanaryDeps, TargetRun
 from chalicelib.policy.model import AccessPolicy, CanarySettings, Database, DbUser
 from tests.support.canary_fakes import CountingTokens, FixedSigner, MemoryConnector, MemoryDatabase
 from tests.support.canary_samples import APP, DB, HOST, PORT, RESOURCE, allow, healthy_roles

@@ -5,11 +5,12 @@ import dataclasses
 
 import pytest
 
-from chalicelib.canary.checks_db import RoleFacts
 from chalicelib.canary.checks_iam import ConnectFacts, Finding, InMemoryConnectEvaluator, SideVerdict
 from chalicelib.canary.checks_kerberos import DirectoryRole, InMemoryDirectoryRoleFacts
 from chalicelib.canary.checks_rds import DomainMembership, InMemoryRdsFacts
-from chalicelib.canary.target import CanaryDeps, Deadline, run_target
+from chalicelib.canary.target import run_target
+from chalicelib.canary.target_run import CanaryDeps, Deadline
+from chalicelib.engines.postgres_catalog import RoleFacts
 from chalicelib.errors import ProbeError
 from tests.support.canary_fakes import CountingTokens, FixedSigner, MemoryAdmin, MemoryConnector, MemoryDatabase
 from tests.support.canary_samples import (
