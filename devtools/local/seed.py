@@ -226,6 +226,22 @@ def seed_world(world: World, endpoint_url: str, *, db_host: str, db_port: int | 
                 for part, ref in parts.items():
                     if (ref.account, ref.user) == (account.id, user.name):
                         callers[part] = Keys(key["AccessKeyId"], key["SecretAccessKey"], arn, account.id)
+    _create_roles(world, sessions, instances, dsql)
+
+    # What the Lambda would run as: its execution role, assumed in the service account
+    # (as Lambda does), for as long as STS allows.
+    execution = sessions.assume(world.execution_role_arn, "rdsvend-local-function",
+                                via=world.service_account, duration=43200)
+    return SeededWorld(
+        endpoint_url=endpoint_url, region=region, org_id=org.id, management_account=org.management_account,
+        root_id=root_id, units=unit_ids, scps=scp_ids, callers=callers, execution=execution,
+        instances=instances, signer_role_arn=world.signer_role_arn, directories=directories, dsql=dsql)
+
+
+def _create_roles(world: World, sessions: AccountSessions, instances: Mapping[str, InstanceInfo],
+                  dsql: Mapping[str, DsqlInfo]) -> None:
+    """Every account's roles: trust, inline and managed policies, and the connect policies built
+    from what RDS and the DSQL API gave the databases (resource ids, cluster ARNs)."""
     for account in world.accounts.values():
         iam = sessions.client("iam", account.id)
         for role in account.roles.values():
@@ -246,15 +262,6 @@ def seed_world(world: World, endpoint_url: str, *, db_host: str, db_port: int | 
                 iam.attach_role_policy(RoleName=role.name, PolicyArn=policy_arn)
             if role.dsql_connect:
                 _attach_dsql_connect(iam, role.name, [dsql[c].arn for c in role.dsql_connect])
-
-    # What the Lambda would run as: its execution role, assumed in the service account
-    # (as Lambda does), for as long as STS allows.
-    execution = sessions.assume(world.execution_role_arn, "rdsvend-local-function",
-                                via=world.service_account, duration=43200)
-    return SeededWorld(
-        endpoint_url=endpoint_url, region=region, org_id=org.id, management_account=org.management_account,
-        root_id=root_id, units=unit_ids, scps=scp_ids, callers=callers, execution=execution,
-        instances=instances, signer_role_arn=world.signer_role_arn, directories=directories, dsql=dsql)
 
 
 def _create_dsql_clusters(world: World, sessions: AccountSessions) -> dict[str, DsqlInfo]:

@@ -358,6 +358,22 @@ class _Parser:
                 raise self.fail(f"account '{acct}' is in no unit", "organization.units")
         return Organization(org_id, mgmt_id, str(mgmt.get("name") or "management"), tuple(units), scps)
 
+    def roles(self, value: Any, f: str) -> dict[str, Role]:
+        roles = {}
+        for name, r in (value or {}).items():
+            rf = f"{f}.roles.{name}"
+            self.string(name, rf, _NAME)
+            r = self.mapping(r, rf, {"trust", "policies", "rds_connect", "managed_policies", "dsql_connect"},
+                             {"trust"})
+            if not isinstance(r["trust"], dict) or not r["trust"]:
+                raise self.fail("must be a trust policy Principal mapping", f"{rf}.trust")
+            roles[name] = Role(name, r["trust"], self.documents(r.get("policies"), f"{rf}.policies"),
+                               self.strings(r.get("rds_connect") or [], f"{rf}.rds_connect", _DB_ID),
+                               self.strings(r.get("managed_policies") or [], f"{rf}.managed_policies",
+                                            _POLICY_ARN),
+                               self.strings(r.get("dsql_connect") or [], f"{rf}.dsql_connect", _DB_ID))
+        return roles
+
     def accounts(self, value: Any) -> dict[str, Account]:
         out = {}
         for acct, raw in self.mapping(value, "accounts", set(value or {})).items():
@@ -366,19 +382,7 @@ class _Parser:
             self.string(acct, f, _ACCOUNT)
             spec = self.mapping(raw, f, {"name", "roles", "users", "databases", "directories", "dsql_clusters"},
                                 {"name"})
-            roles = {}
-            for name, r in (spec.get("roles") or {}).items():
-                rf = f"{f}.roles.{name}"
-                self.string(name, rf, _NAME)
-                r = self.mapping(r, rf, {"trust", "policies", "rds_connect", "managed_policies", "dsql_connect"},
-                                 {"trust"})
-                if not isinstance(r["trust"], dict) or not r["trust"]:
-                    raise self.fail("must be a trust policy Principal mapping", f"{rf}.trust")
-                roles[name] = Role(name, r["trust"], self.documents(r.get("policies"), f"{rf}.policies"),
-                                   self.strings(r.get("rds_connect") or [], f"{rf}.rds_connect", _DB_ID),
-                                   self.strings(r.get("managed_policies") or [], f"{rf}.managed_policies",
-                                                _POLICY_ARN),
-                                   self.strings(r.get("dsql_connect") or [], f"{rf}.dsql_connect", _DB_ID))
+            roles = self.roles(spec.get("roles"), f)
             users = {}
             for name, u in (spec.get("users") or {}).items():
                 uf = f"{f}.users.{name}"
