@@ -4,18 +4,26 @@ Default deny; any matching deny beats every allow; only ``auth: iam`` users are 
 condition that cannot be evaluated (no org id, no source IP) fails closed: it never lets an
 allow through and it always lets a deny through.
 
-Rules are indexed by the literal prefix of their principal patterns, so a decision looks at
-the handful of rules that could name the caller, whether the policy has 100 rules or 10,000.
+Rules are indexed by what their principal patterns fix, so a decision looks at the handful of
+rules that could name the caller, whether the policy has 100 rules or 10,000, and however many
+of them are wildcards. A principal pattern (``arn:PARTITION:SERVICE::ACCOUNT:RESOURCE``) and a
+caller's ARN both have exactly five colons, and no colon appears anywhere else in either: so a
+``*`` or ``?`` can never match a colon, and the pattern matches segment by segment. A pattern
+is filed under its literal partition and account (or "any"), then under its resource's literal
+prefix; its resource's literal suffix is checked before any matching. A decision looks up the
+caller's own partition and account, the resource prefixes present, and matches only the
+patterns that survive, each against the caller's short segments.
 """
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
 from chalicelib.identity import CallerIdentity
 from chalicelib.policy.model import AccessPolicy, Conditions, Database, Rule
-from chalicelib.policy.patterns import compile_pattern, literal_prefix
+from chalicelib.policy.patterns import compile_pattern, has_wildcard, literal_prefix
 
 __all__ = ["Decision", "PolicyIndex", "Reason"]
 
@@ -45,6 +53,63 @@ class _Entry:
     order: int
     rule: Rule
     pattern: str
+    segments: tuple[str, ...] | None  # partition, service, account, resource (None: the pattern "*")
+    suffix: str  # the resource's literal suffix
+
+
+_ANY = ""  # the key of a wildcard partition or account
+
+
+def _segments(arn: str) -> tuple[str, ...] | None:
+    parts = arn.split(":")
+    if len(parts) != 6 or parts[0] != "arn" or parts[3] != "":
+        return None
+    return parts[1], parts[2], parts[4], parts[5]
+
+
+def _literal_suffix(pattern: str) -> str:
+    return literal_prefix(pattern[::-1])[::-1]
+
+
+class _ByLength:
+    """Entries filed under a literal text; looked up with a caller's text of every length present."""
+
+    def __init__(self) -> None:
+        self.by_text: dict[str, list[_Entry]] = {}
+        self.lengths: list[int] = []
+
+    def add(self, text: str, entry: _Entry) -> None:
+        if text not in self.by_text:
+            self.by_text[text] = []
+            self.lengths = sorted({*self.lengths, len(text)})
+        self.by_text[text].append(entry)
+
+
+class _Buckets:
+    """Entries of one (partition, account) key, by their resource's literal prefix, then by its
+    literal suffix: a decision reaches only the entries whose both ends fit the caller."""
+
+    def __init__(self) -> None:
+        self.by_prefix: dict[str, _ByLength] = {}
+        self.lengths: list[int] = []
+
+    def add(self, prefix: str, entry: _Entry) -> None:
+        if prefix not in self.by_prefix:
+            self.by_prefix[prefix] = _ByLength()
+            self.lengths = sorted({*self.lengths, len(prefix)})
+        self.by_prefix[prefix].add(entry.suffix, entry)
+
+    def candidates(self, resource: str) -> Iterator[_Entry]:
+        for length in self.lengths:
+            if length > len(resource):
+                break
+            suffixes = self.by_prefix.get(resource[:length])
+            if suffixes is None:
+                continue
+            for size in suffixes.lengths:
+                if size > len(resource):
+                    break
+                yield from suffixes.by_text.get(resource[len(resource) - size:], ())
 
 
 class PolicyIndex:
@@ -52,23 +117,47 @@ class PolicyIndex:
 
     def __init__(self, policy: AccessPolicy) -> None:
         self.policy = policy
-        self._buckets: dict[str, list[_Entry]] = {}
+        self._keys: dict[tuple[str, str], _Buckets] = {}
+        self._unparsed: list[_Entry] = []  # "*" (and any pattern not of the ARN's shape)
         for order, rule in enumerate(policy.rules):
             for pattern in rule.principals:
-                self._buckets.setdefault(literal_prefix(pattern), []).append(_Entry(order, rule, pattern))
-        self._prefix_lengths = sorted({len(prefix) for prefix in self._buckets})
+                self._file(order, rule, pattern)
+
+    def _file(self, order: int, rule: Rule, pattern: str) -> None:
+        segments = _segments(pattern)
+        if segments is None:
+            self._unparsed.append(_Entry(order, rule, pattern, None, ""))
+            return
+        partition, _, account, resource = segments
+        key = (_ANY if has_wildcard(partition) else partition, _ANY if has_wildcard(account) else account)
+        entry = _Entry(order, rule, pattern, segments, _literal_suffix(resource))
+        self._keys.setdefault(key, _Buckets()).add(literal_prefix(resource), entry)
 
     # -- candidates ---------------------------------------------------------------------
     def _candidates(self, identity: CallerIdentity) -> list[Rule]:
         principal = identity.principal
         hits: dict[int, Rule] = {}
-        for length in self._prefix_lengths:
-            if length > len(principal):
-                break
-            for entry in self._buckets.get(principal[:length], ()):
-                if entry.order in hits or not _pattern_applies(entry.pattern, identity):
+        for entry in self._unparsed:
+            if entry.order not in hits and _pattern_applies(entry.pattern, identity) \
+                    and compile_pattern(entry.pattern).matches(principal):
+                hits[entry.order] = entry.rule
+        caller = _segments(principal)
+        if caller is None:
+            return [hits[k] for k in sorted(hits)]
+        partition, _, account, resource = caller
+        matched: dict[str, bool] = {}  # a pattern many rules repeat is matched once
+        for key in {(partition, account), (partition, _ANY), (_ANY, account), (_ANY, _ANY)}:
+            buckets = self._keys.get(key)
+            if buckets is None:
+                continue
+            for entry in buckets.candidates(resource):
+                if entry.order in hits:
                     continue
-                if compile_pattern(entry.pattern).matches(principal):
+                answer = matched.get(entry.pattern)
+                if answer is None:
+                    answer = matched[entry.pattern] = _pattern_applies(entry.pattern, identity) \
+                        and _segments_match(entry, caller)
+                if answer:
                     hits[entry.order] = entry.rule
         return [hits[k] for k in sorted(hits)]
 
@@ -137,6 +226,11 @@ def evaluate_conditions(conditions: Conditions, identity: CallerIdentity) -> boo
     if None in results:
         return None
     return True
+
+
+def _segments_match(entry: _Entry, caller: tuple[str, ...]) -> bool:
+    assert entry.segments is not None  # filed under a key only when it has segments
+    return all(compile_pattern(p).matches(v) for p, v in zip(entry.segments, caller, strict=True))
 
 
 def _any_match(patterns: tuple[str, ...], value: str) -> bool:

@@ -59,7 +59,11 @@ _LINE = re.compile(
     r"(?P<why>.*)\(Status Code: (?P<status>\d{3}), Error Code: ?(?P<code>[A-Za-z]+)\)\s*$",
     re.DOTALL,
 )
-_CALLER = re.compile(r"assumed by the caller '(?P<caller>[^']{1,2048})'")
+#: the whole reason of a NotAuthorized line: only there, and only in this form, is a caller named
+#: (a caller quoted anywhere else, say inside a crafted user name, is not RDS naming one)
+_NOT_AUTHORIZED_WHY = re.compile(
+    r"because the IAM policy assumed by the caller '(?P<caller>[^'\s]{1,2048})' is not authorized to perform "
+    r"rds-db:connect on the DB instance\.?")
 _SESSION_ARN = re.compile(r"arn:[\w-]+:sts::(?P<account>\d{12}):assumed-role/(?P<role>[^/]+)/(?P<session>[\w+=,.@-]+)")
 
 
@@ -97,10 +101,12 @@ def parse_refusal(message: str, *, at: float, database: str) -> Refusal | None:
     match = _LINE.match(message)
     if match is None:
         return None
-    caller = _CALLER.search(match["why"])
+    caller = None
+    if match["code"] == "NotAuthorized":
+        why = _NOT_AUTHORIZED_WHY.fullmatch(match["why"].strip())
+        caller = why["caller"] if why else None
     return Refusal(at=at, database=database, db_user=match["user"], code=match["code"],
-                   status=int(match["status"]), caller=caller["caller"] if caller else None,
-                   message=message.strip())
+                   status=int(match["status"]), caller=caller, message=message.strip())
 
 
 def log_group_for(identifier: str, kind: str = "instance") -> str:

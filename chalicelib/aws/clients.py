@@ -4,6 +4,8 @@ bounded retries and timeouts.
 The vending function uses :data:`CLIENT_CONFIG`; the canary and the operator commands build
 theirs with shorter timeouts (:class:`chalicelib.canary.aws.AwsClients`). ``AWS_ENDPOINT_URL``
 (boto3's own setting) or ``endpoint_url`` points every client at the local stack.
+Every client keeps the request deadline opened with
+:func:`chalicelib.aws.deadline.upstream_deadline` (none open: the timeouts above alone).
 """
 from __future__ import annotations
 
@@ -11,6 +13,8 @@ import copy
 import threading
 from collections.abc import Callable
 from typing import Any
+
+from chalicelib.aws.deadline import bound_by_deadline
 
 __all__ = ["ClientFactory", "default_client_factory", "CLIENT_CONFIG"]
 
@@ -67,7 +71,7 @@ class ClientFactory:
                 kwargs["region_name"] = region_name
                 if self._endpoint_url:
                     kwargs["endpoint_url"] = self._endpoint_url
-                client = self._session.client(service, **kwargs)
+                client = bound_by_deadline(self._session.client(service, **kwargs))
                 self._clients[key] = client
             return client
 

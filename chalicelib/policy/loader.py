@@ -30,7 +30,7 @@ from chalicelib.aws.arn import (  # the AWS name formats, also importable from h
     dsql_host,
 )
 from chalicelib.errors import PolicyLoadError
-from chalicelib.policy.bounds import check_bounds
+from chalicelib.policy.bounds import POLICY_LIMITS
 from chalicelib.policy.model import (
     DEFAULT_TTL_SECONDS,
     DSQL_ADMIN,
@@ -45,10 +45,10 @@ from chalicelib.policy.model import (
     Kind,
     Rule,
 )
+from chalicelib.policy.names import NameIndex
 from chalicelib.policy.password_users import password_settings
-from chalicelib.policy.patterns import compile_pattern
 from chalicelib.policy.placement import PLACEMENT_KEYS, placement
-from chalicelib.policy.strict_yaml import strict_yaml_load
+from chalicelib.policy.strict_yaml import OversizedValue, strict_yaml_load
 
 __all__ = ["load_policy_file", "load_policy_text", "MAX_POLICY_BYTES"]
 
@@ -108,9 +108,8 @@ def load_policy_text(text: str, source: str = "<policy>", *, service_account: st
                               source=source)
     if len(text.encode("utf-8", "surrogatepass")) > MAX_POLICY_BYTES:
         raise PolicyLoadError(f"policy is larger than {MAX_POLICY_BYTES} bytes", source=source)
-    check_bounds(text, source)  # counts events first: no object is built for an oversized document
     try:
-        data = strict_yaml_load(text)
+        data = strict_yaml_load(text, POLICY_LIMITS)  # refuses an oversized document while reading it
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -126,6 +125,7 @@ class _Builder:
         self.service_account = service_account
         self.reader_role_name: str | None = None
         self.dsql_context = False  # True while a DSQL database's users are read
+        self.names = _PolicyNames()
 
     def fail(self, message: str, *, rule: str | None = None, field: str | None = None) -> PolicyLoadError:
         return PolicyLoadError(message, source=self.source, rule=rule, field=field)
@@ -327,19 +327,17 @@ class _Builder:
         for pattern in principals:
             self.principal_pattern(pattern, rule_id)
         db_patterns = self.string_list(spec.get("databases"), "databases", rule=rule_id)
-        matched_dbs: list[Database] = []
+        matched: set[str] = set()
         for pattern in db_patterns:
             self.string(pattern, "databases", NAME_PATTERN, rule=rule_id, what="pattern")
-            regex = compile_pattern(pattern)
-            hits = [db for name, db in databases.items() if regex.matches(name)]
+            hits = self.names.databases(databases).matching(pattern)
             if not hits:
                 raise self.fail(f"'{_clip(pattern)}' names no declared database", rule=rule_id, field="databases")
-            matched_dbs.extend(hits)
+            matched.update(hits)
         user_patterns = self.string_list(spec.get("db_users"), "db_users", rule=rule_id)
         for pattern in user_patterns:
             self.string(pattern, "db_users", NAME_PATTERN, rule=rule_id, what="pattern")
-            regex = compile_pattern(pattern)
-            if not any(regex.matches(u) for db in matched_dbs for u in db.users):
+            if not self.names.any_user(databases, tuple(db_patterns), matched, pattern):
                 raise self.fail(f"'{_clip(pattern)}' names no user declared in the rule's databases",
                                 rule=rule_id, field="db_users")
         conditions = self.conditions(spec.get("conditions"), rule_id)
@@ -403,9 +401,49 @@ class _Builder:
         return CanarySettings(timeout_seconds=float(timeout), concurrency=concurrency, ssl_root_cert=cert)
 
 
+class _PolicyNames:
+    """Name indexes of the databases and of their users, built once per load: a rule's
+    patterns are checked in time that does not grow with the number of rules x users."""
+
+    def __init__(self) -> None:
+        self._databases: NameIndex | None = None
+        self._users: dict[str, NameIndex] = {}
+        self._all_users: NameIndex | None = None
+        self._answers: dict[tuple[tuple[str, ...], str], bool] = {}
+
+    def databases(self, databases: Mapping[str, Database]) -> NameIndex:
+        if self._databases is None:
+            self._databases = NameIndex(databases)
+        return self._databases
+
+    def any_user(self, databases: Mapping[str, Database], db_patterns: tuple[str, ...], matched: set[str],
+                 pattern: str) -> bool:
+        """Whether ``pattern`` names a user of one of the ``matched`` databases (the ones
+        ``db_patterns`` name: the key its answer is remembered by)."""
+        key = (db_patterns, pattern)
+        answer = self._answers.get(key)
+        if answer is None:
+            if len(matched) == len(databases):
+                if self._all_users is None:
+                    self._all_users = NameIndex(u for db in databases.values() for u in db.users)
+                answer = self._all_users.any_match(pattern)
+            else:
+                answer = any(self._users_of(databases[name]).any_match(pattern) for name in matched)
+            self._answers[key] = answer
+        return answer
+
+    def _users_of(self, database: Database) -> NameIndex:
+        index = self._users.get(database.name)
+        if index is None:
+            index = self._users[database.name] = NameIndex(database.users)
+        return index
+
+
 def _kind(value: Any) -> str:
     if value is None:
         return "null"
+    if isinstance(value, OversizedValue):
+        return f"{value.what} ('{value.text}')"
     return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean",
             int: "a number", float: "a number"}.get(type(value), type(value).__name__)
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from chalicelib.engines.trust import ssl_root_cert_for
 from chalicelib.errors import PolicyLoadError, PolicyUnavailableError, RdsvendError
-from chalicelib.policy.model import AccessPolicy, DbUser
+from chalicelib.policy.model import AccessPolicy, Database, DbUser
 from chalicelib.policy.password_users import secret_arn_parts
 from chalicelib.rotation.errors import RotationError, RotationStateError
 from chalicelib.rotation.event import SECRET_ID, STEPS, parse_event
@@ -20,7 +20,8 @@ from chalicelib.rotation.protocol import Rotator, StepOutcome
 from chalicelib.rotation.store import BotoSecretStore, SecretMeta, SecretStore
 from chalicelib.settings import Settings
 
-__all__ = ["RotationFailedError", "handle_rotation", "declared_user", "rotator_for"]
+__all__ = ["RotationFailedError", "handle_rotation", "declared", "declared_user", "declared_database",
+           "rotator_for"]
 
 
 class RotationFailedError(RdsvendError):
@@ -30,6 +31,18 @@ class RotationFailedError(RdsvendError):
 def declared_user(policy: AccessPolicy, meta: SecretMeta) -> DbUser | None:
     """The password user whose ``secret`` is this secret: same partition, region, account and
     name (the policy may give the ARN with or without Secrets Manager's 6-character suffix)."""
+    found = declared(policy, meta)
+    return found[1] if found is not None else None
+
+
+def declared_database(policy: AccessPolicy, meta: SecretMeta) -> Database | None:
+    """The database of :func:`declared_user`'s user."""
+    found = declared(policy, meta)
+    return found[0] if found is not None else None
+
+
+def declared(policy: AccessPolicy, meta: SecretMeta) -> tuple[Database, DbUser] | None:
+    """The database and password user that declare this secret (see :func:`declared_user`)."""
     have = secret_arn_parts(meta.arn)
     if have is None:
         return None
@@ -42,13 +55,14 @@ def declared_user(policy: AccessPolicy, meta: SecretMeta) -> DbUser | None:
                     have["partition"], have["region"], have["account"]):
                 continue
             if user.secret == meta.arn or want["name"] in (meta.name, have["name"]):
-                return user
+                return database, user
     return None
 
 
 def rotator_for(policy: AccessPolicy, store: SecretStore, env: Mapping[str, str]) -> Rotator:
     return Rotator(store, lambda meta: declared_user(policy, meta), ssl_root_cert=ssl_root_cert_for(policy, env),
-                   timeout=min(10.0, policy.canary.timeout_seconds))
+                   timeout=min(10.0, policy.canary.timeout_seconds),
+                   database_for=lambda meta: declared_database(policy, meta))
 
 
 def handle_rotation(event: Any, *, policy: AccessPolicy | None = None, store: SecretStore | None = None,

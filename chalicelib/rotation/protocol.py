@@ -2,7 +2,17 @@
 a step until it succeeds, and a rotation may be resumed after any of them).
 
 Before any step: rotation must be enabled on the secret and the token must be a version of it
-staged AWSPENDING (a version already AWSCURRENT means the rotation is done: nothing to do).
+staged AWSPENDING (a version already AWSCURRENT means the rotation is done: nothing to do), and
+no other version may be AWSPENDING without being AWSCURRENT (another rotation in flight: the
+rule RotateSecret applies, so two rotations never interleave).
+
+Every secret the rotation logs in with (AWSPENDING, AWSCURRENT, AWSPREVIOUS, the master
+secret) must name the same engine, host and port as AWSPENDING (and, for single-user, the same
+username), and AWSPENDING must name the access policy's database (its engine, and its host and
+port where the policy gives them): otherwise the step refuses with one line naming the field,
+before it changes anything. A password set in setSecret is proven at once by logging in with
+AWSPENDING; when that fails the old password is put back, so a password is never left where
+no labelled version logs in.
 
 - ``createSecret``: AWSPENDING gets a copy of AWSCURRENT with a new random password (and, for
   alternating users, the other login of the pair); an existing AWSPENDING value is kept.
@@ -26,9 +36,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from chalicelib.engines.base import ENGINE_FAMILIES
 from chalicelib.engines.secret import DbSecret, base_of, clone_of, owner_role_of
-from chalicelib.policy.model import DbUser
-from chalicelib.rotation.engines import DbEngine, engine_for
+from chalicelib.policy.model import Database, DbUser
+from chalicelib.rotation.engines import DbEngine, DbSession, engine_for
 from chalicelib.rotation.errors import (
     RotationDbError,
     RotationError,
@@ -37,7 +48,7 @@ from chalicelib.rotation.errors import (
     RotationTestError,
 )
 from chalicelib.rotation.event import RotationEvent
-from chalicelib.rotation.secret import parse_secret
+from chalicelib.rotation.secret import first_difference, login_fields, parse_secret
 from chalicelib.rotation.store import SecretMeta, SecretStore
 
 __all__ = ["Rotator", "StepOutcome"]
@@ -56,9 +67,11 @@ class Rotator:
 
     def __init__(self, store: SecretStore, user_for: Callable[[SecretMeta], DbUser | None], *,
                  ssl_root_cert: str | None = None, timeout: float = 10.0,
-                 engine_for_secret: Callable[[DbSecret], DbEngine] = engine_for) -> None:
+                 engine_for_secret: Callable[[DbSecret], DbEngine] = engine_for,
+                 database_for: Callable[[SecretMeta], Database | None] | None = None) -> None:
         self._store = store
         self._user_for = user_for
+        self._database_for = database_for
         self._ssl_root_cert = ssl_root_cert
         self._timeout = timeout
         self._engine_for = engine_for_secret
@@ -91,6 +104,13 @@ class Rotator:
             return None
         if "AWSPENDING" not in stages:
             raise RotationStateError(f"version {token} is not staged AWSPENDING")
+        other = next((vid for vid, labels in meta.versions.items()
+                      if vid != token and "AWSPENDING" in labels and "AWSCURRENT" not in labels), None)
+        if other is not None:
+            raise RotationStateError(
+                f"version {other} is AWSPENDING too: another rotation is in flight; let it finish, or end it "
+                f"with: aws secretsmanager update-secret-version-stage --secret-id {meta.arn} "
+                f"--version-stage AWSPENDING --remove-from-version-id {other}")
         return user
 
     def _secret(self, secret_id: str, stage: str, version_id: str | None = None, *,
@@ -112,10 +132,10 @@ class Rotator:
             raise RotationStateError(f"version {token} has no AWSPENDING value: run createSecret first")
         return pending
 
-    def _login(self, secret: DbSecret):  # -> DbSession
+    def _login(self, secret: DbSecret) -> DbSession:
         return self._engine_for(secret).login(secret, ssl_root_cert=self._ssl_root_cert, timeout=self._timeout)
 
-    def _try_login(self, secret: DbSecret | None):  # -> DbSession | None
+    def _try_login(self, secret: DbSecret | None) -> DbSession | None:
         if secret is None:
             return None
         try:
@@ -145,29 +165,56 @@ class Rotator:
     def _setSecret(self, meta: SecretMeta, token: str, user: DbUser) -> str:  # noqa: N802 - named after the Secrets Manager step
         pending = self._pending(meta, token)
         current = self._current(meta)
-        if not pending.same_place(current):
-            raise RotationSecretError("AWSPENDING names another server than AWSCURRENT")
         self._check_login_name(pending, user)
+        self._check_policy_place(meta, pending)
         if user.rotation == "alternating-users":
+            _check_same("AWSCURRENT", current, pending, username=False)
             return self._set_alternating(meta, pending, current)
-        if pending.username != current.username:
-            raise RotationSecretError("single-user rotation cannot change the username")
+        _check_same("AWSCURRENT", current, pending, username=True)
         session = self._try_login(pending)
         if session is not None:
             session.close()
             return "the database already has the AWSPENDING password"
         previous = self._secret(meta.arn, "AWSPREVIOUS")
         for label, secret in (("AWSCURRENT", current), ("AWSPREVIOUS", previous)):
+            if secret is None:
+                continue
+            _check_same(label, secret, pending, username=True)  # the server changed is the one AWSPENDING names
             session = self._try_login(secret)
             if session is None:
                 continue
             try:
                 session.set_password(pending.username, pending.password)
+                self._prove(pending, session, secret)
             finally:
                 session.close()
             return f"password of {pending.username} changed (logged in with {label})"
         raise RotationDbError(f"cannot log in as {pending.username} with AWSPENDING, AWSCURRENT or AWSPREVIOUS",
                               kind="auth")
+
+    def _prove(self, pending: DbSecret, session: DbSession, old: DbSecret) -> None:
+        """Log in with AWSPENDING right after setting its password; when that fails, put the old
+        password back through ``session`` (still logged in) and refuse."""
+        try:
+            proof = self._login(pending)
+        except RotationDbError as exc:
+            session.set_password(old.username, old.password)
+            raise RotationDbError(f"AWSPENDING does not log in after its password was set ({exc.kind}): "
+                                  "the old password was put back", kind=exc.kind) from None
+        proof.close()
+
+    def _check_policy_place(self, meta: SecretMeta, pending: DbSecret) -> None:
+        """AWSPENDING names the policy's database: its engine, and its host and port when given."""
+        database = self._database_for(meta) if self._database_for is not None else None
+        if database is None:
+            return
+        where = f"the access policy's database '{database.name}'"
+        if ENGINE_FAMILIES.get(database.engine) != pending.family:
+            raise RotationSecretError(f"AWSPENDING names engine '{pending.engine}', {where} is {database.engine}")
+        if database.host is not None and database.host.lower().rstrip(".") != login_fields(pending)["host"]:
+            raise RotationSecretError(f"AWSPENDING names host '{pending.host}', {where} host '{database.host}'")
+        if database.port is not None and database.port != pending.port:
+            raise RotationSecretError(f"AWSPENDING names port {pending.port}, {where} port {database.port}")
 
     def _set_alternating(self, meta: SecretMeta, pending: DbSecret, current: DbSecret) -> str:
         if pending.username == current.username:
@@ -178,8 +225,7 @@ class Rotator:
         master = self._secret(masterarn, "AWSCURRENT", what="the master secret")
         if master is None:
             raise RotationStateError("the master secret has no AWSCURRENT value")
-        if not master.same_place(pending):
-            raise RotationSecretError("the master secret names another server than the secret")
+        _check_same("the master secret", master, pending, username=False)
         # the administrator works in the secret's database: privileges and ownership are per database
         admin = self._login(_with_dbname(master, pending.dbname or master.dbname))
         base = base_of(pending.username)
@@ -217,6 +263,16 @@ class Rotator:
         if base_of(secret.username) != user.name and secret.username != user.name:
             raise RotationSecretError(f"the secret's username '{secret.username}' is not the policy's user "
                                       f"'{user.name}' (or its clone)")
+
+
+def _check_same(label: str, secret: DbSecret, pending: DbSecret, *, username: bool) -> None:
+    """Refuse, naming the field, when ``secret`` (which the step would log in with) does not name
+    the server (and, with ``username``, the login) AWSPENDING names."""
+    difference = first_difference(secret, pending, username=username)
+    if difference is not None:
+        name, have, want = difference
+        raise RotationSecretError(f"{label} names {name} '{have}' where AWSPENDING names '{want}': a password "
+                                  f"set through it could not be proven; make the versions agree")
 
 
 def _with_dbname(secret: DbSecret, dbname: str | None) -> DbSecret:

@@ -22,6 +22,7 @@ from typing import Any
 
 from chalice import Blueprint
 
+from chalicelib.aws.deadline import upstream_deadline
 from chalicelib.errors import (
     CallerError,
     IdentityProofError,
@@ -33,6 +34,7 @@ from chalicelib.identity import identity_from_arn
 from chalicelib.observability import lambda_entry, logger
 from chalicelib.routes.errors import error_body
 from chalicelib.routes.http import get_vending_service
+from chalicelib.vending.pipeline import VEND_DEADLINE_SECONDS
 from chalicelib.vending.proof import StsVerifier, proof_config_from_env
 from chalicelib.vending.request import parse_token_request
 
@@ -79,13 +81,16 @@ def handle_vend(
         return error_body(None, request_id)
     try:
         request = _validate(payload)
-        caller = verifier.verify(payload["identity"])
-        identity = identity_from_arn(caller.arn, account=caller.account)
-        logger.info(
-            "direct invoke caller proven",
-            extra={"request_id": request_id, "arn": caller.arn, "channel": "invoke"},
-        )
-        return (service or get_vending_service()).vend(identity, request, request_id, channel="invoke")
+        service = service or get_vending_service()
+        # one deadline for the identity proof's STS call and every upstream call of the vend
+        with upstream_deadline(getattr(service, "deadline_seconds", VEND_DEADLINE_SECONDS)):
+            caller = verifier.verify(payload["identity"])
+            identity = identity_from_arn(caller.arn, account=caller.account)
+            logger.info(
+                "direct invoke caller proven",
+                extra={"request_id": request_id, "arn": caller.arn, "channel": "invoke"},
+            )
+            return service.vend(identity, request, request_id, channel="invoke")
     except CallerError as exc:
         extra: dict[str, Any] = {"request_id": request_id, "code": exc.code, "channel": "invoke"}
         if isinstance(exc, (IdentityProofError, InvalidRequestError)):

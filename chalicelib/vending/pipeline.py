@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from chalicelib.aws.deadline import DeadlinePassedError, check_deadline, deadline_passed, upstream_deadline
 from chalicelib.aws.rds import DatabaseNotFoundError, EndpointResolver
 from chalicelib.clock import SYSTEM_CLOCK, Clock
 from chalicelib.decision import Decision, PolicyIndex
@@ -25,25 +26,33 @@ from chalicelib.policy.source import PolicySource, policy_source_from_env
 from chalicelib.settings import Settings
 from chalicelib.vending.dsn import answer_fields, build_dsn
 from chalicelib.vending.ratelimit import CallerLimiter, parse_rate_limit
-from chalicelib.vending.request import parse_token_request
+from chalicelib.vending.request import TokenRequest, parse_token_request
 
 __all__ = ["VendingService", "vending_service_from_env", "rate_limiter_from_env", "SSL_ROOT_CERT",
-           "SYSTEM_ROOT_CERT", "build_dsn"]
+           "SYSTEM_ROOT_CERT", "build_dsn", "VEND_DEADLINE_SECONDS", "DEADLINE_RETRY_AFTER"]
 
 SSL_ROOT_CERT = "rds-global-bundle.pem"
 #: Aurora DSQL serves certificates of a public CA: libpq's ``sslrootcert=system`` (the
 #: system's trusted roots), never the RDS bundle.
 SYSTEM_ROOT_CERT = "system"
+#: Every upstream call of one request (identity proof, AssumeRole, RDS, DynamoDB, SSM) ends
+#: within this many seconds of the request's start: below the function's 10 s timeout, so a
+#: slow or dripping upstream is a 503 with ``Retry-After``, never a function timeout.
+VEND_DEADLINE_SECONDS = 8.0
+#: ``Retry-After`` of an answer cut off by the deadline.
+DEADLINE_RETRY_AFTER = 5
 
 
 class VendingService:
     def __init__(self, *, policy_source: PolicySource, minter: Any, resolver: EndpointResolver,
-                 clock: Clock = SYSTEM_CLOCK, rate_limiter: CallerLimiter | None = None) -> None:
+                 clock: Clock = SYSTEM_CLOCK, rate_limiter: CallerLimiter | None = None,
+                 deadline_seconds: float = VEND_DEADLINE_SECONDS) -> None:
         self.policy_source = policy_source
         self.minter = minter
         self.resolver = resolver
         self.clock = clock
         self.rate_limiter = rate_limiter
+        self.deadline_seconds = deadline_seconds
 
     # -- stages -------------------------------------------------------------------------
     def _index(self, identity: CallerIdentity, request_id: str, database: Any, db_user: Any,
@@ -51,6 +60,8 @@ class VendingService:
         try:
             return self.policy_source.index()
         except (PolicyLoadError, PolicyUnavailableError) as exc:
+            if deadline_passed():  # the policy's store did not answer in time: retry later
+                raise DeadlinePassedError from None
             logger.error("access policy did not load: refusing every request",
                          extra={"policy_error": str(exc), "request_id": request_id})
             self._deny(identity, request_id, database, db_user,
@@ -66,11 +77,18 @@ class VendingService:
 
     # -- entry points -------------------------------------------------------------------
     def vend(self, identity: CallerIdentity, request: Any, request_id: str, *, channel: str = "http") -> dict:
-        with traced("## vend"):
-            return self._vend(identity, request, request_id, channel)
-
-    def _vend(self, identity: CallerIdentity, request: Any, request_id: str, channel: str) -> dict:
+        """The token answer; every upstream call within :attr:`deadline_seconds` (an earlier
+        deadline the caller opened, e.g. before the identity proof, stays in force)."""
         req = parse_token_request(request)
+        with traced("## vend"), upstream_deadline(self.deadline_seconds):
+            try:
+                return self._vend(identity, req, request_id, channel)
+            except DeadlinePassedError:
+                self._upstream_failed(identity, request_id, req.database, req.db_user, None, channel,
+                                      "deadline passed")
+                raise deadline_error() from None
+
+    def _vend(self, identity: CallerIdentity, req: TokenRequest, request_id: str, channel: str) -> dict:
         if self.rate_limiter is not None:
             try:
                 self.rate_limiter.check(identity.principal)
@@ -78,6 +96,7 @@ class VendingService:
                 self._deny(identity, request_id, req.database, req.db_user,
                            Decision(False, "rate_limited"), channel)
                 raise
+            check_deadline()  # a table that answered only at the deadline (the local limit stood in)
         index = self._index(identity, request_id, req.database, req.db_user, channel)
         decision = index.decide(identity, req.database, req.db_user)
         if not decision.allowed:
@@ -90,10 +109,13 @@ class VendingService:
             with traced("## mint"):
                 minted = self._mint(identity, index, database, req.db_user, endpoint, decision)
         except DatabaseNotFoundError as exc:
-            self._upstream_failed(identity, request_id, req.database, req.db_user, decision, channel, str(exc))
+            self._upstream_failed(identity, request_id, req.database, req.db_user, decision.rule, channel,
+                                  str(exc))
             raise UpstreamUnavailableError("rds", retry_after=30, detail=str(exc)) from None
         except UpstreamUnavailableError as exc:
-            self._upstream_failed(identity, request_id, req.database, req.db_user, decision, channel,
+            if deadline_passed():
+                raise DeadlinePassedError from None
+            self._upstream_failed(identity, request_id, req.database, req.db_user, decision.rule, channel,
                                   f"{exc.service}: {exc.detail}")
             raise
         now = self.clock.now()
@@ -129,16 +151,25 @@ class VendingService:
                                 port=endpoint.port, resource_id=endpoint.resource_id)
 
     def _upstream_failed(self, identity: CallerIdentity, request_id: str, database: str, db_user: str,
-                         decision: Decision, channel: str, detail: str) -> None:
+                         rule: str | None, channel: str, detail: str) -> None:
         logger.warning("upstream failure while vending", extra={"request_id": request_id, "detail": detail})
         audit(decision="error", reason="upstream_unavailable", principal=identity.principal, database=database,
-              db_user=db_user, rule=decision.rule, request_id=request_id, arn=identity.arn,
+              db_user=db_user, rule=rule, request_id=request_id, arn=identity.arn,
               session=identity.session, source_ip=identity.source_ip, channel=channel)
 
     def databases(self, identity: CallerIdentity, request_id: str) -> dict:
+        with upstream_deadline(self.deadline_seconds):
+            try:
+                return self._databases(identity, request_id)
+            except DeadlinePassedError:
+                raise deadline_error() from None
+
+    def _databases(self, identity: CallerIdentity, request_id: str) -> dict:
         try:
             index = self.policy_source.index()
         except (PolicyLoadError, PolicyUnavailableError) as exc:
+            if deadline_passed():
+                raise DeadlinePassedError from None
             logger.error("access policy did not load: refusing every request",
                          extra={"policy_error": str(exc), "request_id": request_id})
             count_denied("policy_unavailable")
@@ -149,7 +180,7 @@ class VendingService:
             try:
                 endpoint = self.resolver.resolve(db)
                 host, port = endpoint.host, endpoint.port
-            except (DatabaseNotFoundError, UpstreamUnavailableError) as exc:
+            except (DatabaseNotFoundError, UpstreamUnavailableError, DeadlinePassedError) as exc:
                 # The listing stays useful: an endpoint RDS cannot give now is null, not invented.
                 logger.warning("endpoint unavailable for listing", extra={"database": db.name,
                                                                          "detail": str(exc)})
@@ -163,6 +194,12 @@ class VendingService:
                 "db_users": users,
             })
         return {"databases": entries}
+
+
+def deadline_error() -> UpstreamUnavailableError:
+    """The answer of a request whose upstream calls ran past its deadline: 503, retry later."""
+    return UpstreamUnavailableError("deadline", retry_after=DEADLINE_RETRY_AFTER,
+                                    detail="upstream calls took longer than the request's deadline")
 
 
 def vending_service_from_env(env: Mapping[str, str] | None = None) -> VendingService:

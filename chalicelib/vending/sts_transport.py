@@ -6,7 +6,8 @@ bundle (plain HTTP only where the configured endpoint says ``http://``, as the l
 does), no proxy, no redirect, no retry, ``Connection: close``. Every step (name lookup,
 connect, TLS handshake, sending, and each read of the status line, the headers and the body)
 is given only the time left until one deadline, ``total_timeout`` after the exchange began,
-so an answer dripped a byte at a time cannot hold a vend past it; ``connect_timeout`` and
+so an answer dripped a byte at a time cannot hold a vend past it (nor past the request's own
+deadline, :mod:`chalicelib.aws.deadline`, when that is earlier); ``connect_timeout`` and
 ``read_timeout`` bound single steps further. The answer is capped at :data:`MAX_ANSWER_BYTES`.
 
 Failures are :class:`UpstreamUnavailableError` naming only the kind of failure: never a
@@ -23,6 +24,7 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
+from chalicelib.aws.deadline import DeadlinePassedError, time_left
 from chalicelib.errors import UpstreamUnavailableError
 from chalicelib.vending.proof import MAX_ANSWER_BYTES, ProofConfig, StsAnswer, StsRequest
 
@@ -49,7 +51,11 @@ class DeadlineStsTransport:
         return self._context
 
     def send(self, request: StsRequest, config: ProofConfig) -> StsAnswer:
-        clock = _Deadline(time.monotonic() + config.total_timeout, config.read_timeout)
+        try:
+            total = time_left(config.total_timeout) or config.total_timeout  # the request's deadline first
+        except DeadlinePassedError:
+            raise UpstreamUnavailableError("sts", detail="STS answer took too long") from None
+        clock = _Deadline(time.monotonic() + total, config.read_timeout)
         parts = urlsplit(request.url)
         host = parts.hostname or ""
         port = parts.port or _DEFAULT_PORTS.get(parts.scheme, 443)

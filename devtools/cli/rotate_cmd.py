@@ -82,7 +82,10 @@ class _Quiet:
                    "AWS_ENDPOINT_URL is on loopback), or call RotateSecret in AWS")
 @click.option("--wait", type=click.FloatRange(min=1, max=3600), default=300.0, show_default=True,
               help="AWS: seconds to wait for the new version to become AWSCURRENT")
-def rotate(database: str, db_user: str, policy_path: str | None, local: bool | None, wait: float) -> None:
+@click.option("--resume", is_flag=True,
+              help="local stack: finish a rotation in flight (one that was interrupted) instead of refusing")
+def rotate(database: str, db_user: str, policy_path: str | None, local: bool | None, wait: float,
+           resume: bool) -> None:
     """Rotate the password of DB_USER (an auth: password user) of DATABASE now."""
     from chalicelib.engines.trust import ssl_root_cert_for
     from chalicelib.policy.password_users import secret_arn_parts
@@ -111,7 +114,7 @@ def rotate(database: str, db_user: str, policy_path: str | None, local: bool | N
             from devtools.local.secrets import rotate_locally
 
             # moto matches a secret by its full ARN or its name: the policy's ARN may lack the suffix
-            rotate_locally(parts["name"], client, policy=policy, env=env, log_to=_Quiet())
+            rotate_locally(parts["name"], client, policy=policy, env=env, log_to=_Quiet(), resume=resume)
         else:
             _rotate_in_aws(client, user.secret, wait)
         secret_id = parts["name"] if local else user.secret

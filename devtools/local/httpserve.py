@@ -136,5 +136,12 @@ class LoopbackHandler(BaseHTTPRequestHandler):
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _serve
 
+    def __getattr__(self, name: str) -> Any:
+        """Any other method (TRACE, CONNECT, made-up ones) gets the service's own answer too,
+        never the standard library's 501 HTML page."""
+        if name.startswith("do_"):
+            return self._serve
+        raise AttributeError(name)
+
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's signature
         log.debug("%s %s", self.server_version, format % args)

@@ -157,7 +157,7 @@ class LambdaInvokeServer(LoopbackService):
             return InvokeResponse(204, {}, b"")
         try:
             event = json.loads(body.decode("utf-8")) if body else {}
-        except (UnicodeDecodeError, ValueError):
+        except (UnicodeDecodeError, ValueError, RecursionError):  # nested too deep: an answer, as the HTTP API gives
             return _error(400, "InvalidRequestContentException",
                           "Could not parse request body into json: Could not parse payload into json")
         context = LambdaContext(self.function_name, self.region, self.account, request_id)

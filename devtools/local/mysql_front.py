@@ -22,8 +22,12 @@ socket, see :mod:`devtools.local.mariadb`). Per connection:
    client the backend's OK or error; then relay both ways.
 
 Every refusal is logged with its reason (the checker logs its own); the token never is.
-Bounded: a handshake deadline, an idle timeout, a packet size limit during the handshake, and
-a cap on concurrent connections (the next one gets 1040 "Too many connections").
+Bounded: a handshake deadline, an idle timeout, a packet size limit during the handshake (a
+packet over it of up to :data:`DRAIN_LIMIT` bytes is read and answered with 1153, not cut off),
+and a cap on concurrent connections. Connections still logging in never lock logins out: when
+every slot is taken, a new connection takes the slot of the one that has waited longest in its
+login; only when every slot holds a logged-in session does the next get 1040 "Too many
+connections".
 """
 from __future__ import annotations
 
@@ -69,6 +73,10 @@ __all__ = ["MysqlFront", "FrontSettings", "native_scramble"]
 
 log = logging.getLogger(__name__)
 
+#: A handshake packet over the limit but at most this large is read to its end before the
+#: refusal, so the client reads the error instead of a reset connection.
+DRAIN_LIMIT = 1024 * 1024
+
 @dataclass(frozen=True)
 class FrontSettings:
     handshake_timeout: float = 10.0
@@ -109,8 +117,29 @@ class _Conn:
         head = self._recv_exact(sock, 4)
         length = int.from_bytes(head[:3], "little")
         if length > self.front.settings.max_handshake_packet:
-            raise LoginRefusedError(1153, "08S01", "Got a packet bigger than the handshake allows", "packet_too_big")
+            self._drain(sock, length)
+            refused = LoginRefusedError(1153, "08S01", "Got a packet bigger than the handshake allows",
+                                        "packet_too_big")
+            refused.seq = head[3]  # the answer follows this packet
+            raise refused
         return head[3], self._recv_exact(sock, length) if length else b""
+
+    def _drain(self, sock: socket.socket, length: int) -> None:
+        """Read and drop an oversized packet (up to :data:`DRAIN_LIMIT`) within the deadline."""
+        if length > DRAIN_LIMIT:
+            return
+        try:
+            while length > 0:
+                length -= len(self._recv_exact(sock, min(length, 65536)))
+        except (TimeoutError, OSError, PeerClosedError):
+            pass
+
+    def abort(self) -> None:
+        """Cut this connection off (it is still logging in and its slot is wanted)."""
+        try:
+            self.client.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
     def write_packet(self, sock: socket.socket, seq: int, payload: bytes) -> None:
         sock.settimeout(max(0.1, self.deadline - time.monotonic()))
@@ -155,9 +184,10 @@ class _Conn:
             password, seq = self._cleartext(login, seq)
             ok, seq = self._authenticate(login, password, greeting, seq)
             self.write_packet(self.client, seq + 1, ok)
+            self.front.logged_in(self)
         except LoginRefusedError as exc:
             self.front.refused(user, self.peer, exc.reason)
-            self._send_error(seq + 1, exc)
+            self._send_error((exc.seq if exc.seq is not None else seq) + 1, exc)
             self._close()
             return
         except (PeerClosedError, TimeoutError, OSError, ssl.SSLError) as exc:
@@ -310,6 +340,8 @@ class MysqlFront:
         self._listener: socket.socket | None = None
         self._thread: threading.Thread | None = None
         self._slots = threading.BoundedSemaphore(settings.max_connections)
+        self._logging_in: dict[int, _Conn] = {}  # connections still in their login, oldest first
+        self._lock = threading.Lock()
         self.stopping = threading.Event()
 
     @property
@@ -347,11 +379,30 @@ class MysqlFront:
                 continue
             except OSError:
                 return
-            if not self._slots.acquire(blocking=False):
+            if not self._slots.acquire(blocking=False) and not self._take_a_waiting_slot():
                 self._busy(client)
                 continue
-            threading.Thread(target=self._handle, args=(client, addr[0]), daemon=True,
-                             name="rdsvend-mysql-conn").start()
+            conn = _Conn(self, client, addr[0])
+            with self._lock:
+                self._logging_in[id(conn)] = conn
+            threading.Thread(target=self._handle, args=(conn,), daemon=True, name="rdsvend-mysql-conn").start()
+
+    def _take_a_waiting_slot(self) -> bool:
+        """Cut off the connection that has waited longest in its login and take its slot."""
+        with self._lock:
+            oldest = next(iter(self._logging_in.values()), None)
+            if oldest is not None:
+                del self._logging_in[id(oldest)]
+        if oldest is None:
+            return False
+        log.warning("mysql front: connection from %s cut off in its login: every slot was taken", oldest.peer)
+        oldest.abort()
+        return self._slots.acquire(timeout=2.0)
+
+    def logged_in(self, conn: _Conn) -> None:
+        """``conn`` finished its login: its slot is no longer one a newcomer may take."""
+        with self._lock:
+            self._logging_in.pop(id(conn), None)
 
     def _busy(self, client: socket.socket) -> None:
         try:
@@ -364,16 +415,17 @@ class MysqlFront:
             client.close()
         log.warning("mysql front: connection refused: reason=too_many_connections")
 
-    def _handle(self, client: socket.socket, peer: str) -> None:
+    def _handle(self, conn: _Conn) -> None:
         try:
-            _Conn(self, client, peer).run()
+            conn.run()
         except Exception:  # noqa: BLE001 - one bad connection never takes the front down
-            log.exception("mysql front: connection from %s failed", peer)
+            log.exception("mysql front: connection from %s failed", conn.peer)
             try:
-                client.close()
+                conn.client.close()
             except OSError:
                 pass
         finally:
+            self.logged_in(conn)  # no longer waiting, whatever happened
             self._slots.release()
 
     def stop(self) -> None:

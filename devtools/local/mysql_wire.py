@@ -55,6 +55,8 @@ class LoginRefusedError(Exception):
     def __init__(self, errno: int, sqlstate: str, message: str, reason: str) -> None:
         super().__init__(reason)
         self.errno, self.sqlstate, self.message, self.reason = errno, sqlstate, message, reason
+        #: the sequence number of the client packet refused, when the answer must follow that one
+        self.seq: int | None = None
 
 
 class PeerClosedError(Exception):

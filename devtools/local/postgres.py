@@ -310,6 +310,9 @@ class PostgresCluster:
             "ssl_min_protocol_version": "'TLSv1.2'",
             "password_encryption": "'scram-sha-256'",
             "max_connections": "40",
+            # a connection that never finishes its login holds a server process only this long
+            # (PostgreSQL's default is a minute: 500 idle connections locked every login out)
+            "authentication_timeout": "'5s'",
             "shared_buffers": "32MB",
             "fsync": "off",
             "synchronous_commit": "off",

@@ -9,18 +9,24 @@ superuser) under the name its ARN gives, in the ARN's account, with rotation ena
 days) as Secrets Manager reports it.
 
 moto cannot invoke a Lambda function, so :func:`rotate_locally` does what Secrets Manager's
-RotateSecret does around the function: it picks the ClientRequestToken (or resumes the
-rotation in flight), stages it AWSPENDING in the function's view (:class:`LocalRotationStore`;
-Secrets Manager registers that version before it calls createSecret), then runs the same four
+RotateSecret does around the function: it refuses a second rotation of a secret while one runs,
+picks the ClientRequestToken (or resumes the rotation in flight, or refuses it), stages it
+AWSPENDING in the function's view (:class:`LocalRotationStore`; Secrets Manager registers that
+version before it calls createSecret), then runs the same four
 steps through :func:`chalicelib.rotation.handler.handle_rotation`, the ``rotate`` function's body.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import hashlib
 import logging
 import secrets as _secrets
+import tempfile
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from chalicelib.policy.model import AccessPolicy, Database, DbUser
@@ -136,16 +142,51 @@ def pending_token(meta: SecretMeta) -> str | None:
 
 
 def rotate_locally(secret_id: str, client: Any, *, policy: AccessPolicy, env: Mapping[str, str],
-                   steps: tuple[str, ...] = STEPS, token: str | None = None, log_to: Any = None) -> str:
-    """Run ``steps`` of one rotation of ``secret_id`` through the ``rotate`` function's body.
-    Resumes the rotation in flight when there is one; returns the token. Raises
-    :class:`chalicelib.rotation.handler.RotationFailedError` (one line) when a step fails."""
-    from chalicelib.rotation.handler import handle_rotation
+                   steps: tuple[str, ...] = STEPS, token: str | None = None, log_to: Any = None,
+                   resume: bool = True) -> str:
+    """Run ``steps`` of one rotation of ``secret_id`` through the ``rotate`` function's body;
+    returns the token. Raises :class:`chalicelib.rotation.handler.RotationFailedError` (one
+    line) when a step fails or the rotation is refused.
 
-    if token is None:
-        token = pending_token(BotoSecretStore(client).describe(secret_id)) or str(uuid.uuid4())
-    store = LocalRotationStore(client, token)
-    for step in steps:
-        handle_rotation({"Step": step, "SecretId": secret_id, "ClientRequestToken": token},
-                        policy=policy, store=store, env=env, log=log_to)
+    One rotation of a secret at a time, as RotateSecret allows: a rotation already running on
+    this machine (an exclusive lock per secret, released when its process ends, also when it
+    is killed) is refused. A rotation in flight (a version AWSPENDING and not AWSCURRENT: one
+    that was interrupted) is resumed when ``resume``; otherwise refused, naming the fix."""
+    from chalicelib.rotation.handler import RotationFailedError, handle_rotation
+
+    arn = BotoSecretStore(client).describe(secret_id).arn
+    with _rotation_lock(arn, str(getattr(client.meta, "endpoint_url", ""))) as held:
+        if not held:
+            raise RotationFailedError(f"rotation of {arn} refused: another rotation of it is running; "
+                                      "wait for it to finish")
+        in_flight = pending_token(BotoSecretStore(client).describe(secret_id))
+        if token is None:
+            if in_flight is not None and not resume:
+                raise RotationFailedError(
+                    f"rotation of {arn} refused: a rotation is in flight (version {in_flight} is AWSPENDING); "
+                    f"finish it with --resume, or end it with: aws secretsmanager update-secret-version-stage "
+                    f"--secret-id {arn} --version-stage AWSPENDING --remove-from-version-id {in_flight}")
+            token = in_flight or str(uuid.uuid4())
+        store = LocalRotationStore(client, token)
+        for step in steps:
+            handle_rotation({"Step": step, "SecretId": secret_id, "ClientRequestToken": token},
+                            policy=policy, store=store, env=env, log=log_to)
     return token
+
+
+@contextlib.contextmanager
+def _rotation_lock(arn: str, endpoint: str) -> Iterator[bool]:
+    """An exclusive, non-blocking lock for rotating ``arn`` at ``endpoint`` on this machine;
+    yields whether it was had. The kernel releases it when the holder's process ends."""
+    digest = hashlib.sha256(f"{endpoint}|{arn}".encode()).hexdigest()[:24]
+    path = Path(tempfile.gettempdir()) / f"rdsvend-rotate-{digest}.lock"
+    with open(path, "a+b") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -141,6 +141,7 @@ def test_another_function_is_not_found(local_stack):
 @pytest.mark.parametrize("payload, code", [
     (b"not json", "InvalidRequestContentException"),
     (b"\xff\xfe", "InvalidRequestContentException"),
+    (b"[" * 100_000 + b"]" * 100_000, "InvalidRequestContentException"),  # an answer, not a dropped connection
 ])
 def test_a_payload_that_is_not_json_is_a_400(local_stack, payload, code):
     _session, client = lambda_client(local_stack)

@@ -156,16 +156,28 @@ def test_garbage_without_a_tls_request_is_refused(front):
     assert answer[4:5] == b"\xff" and int.from_bytes(answer[5:7], "little") == 3159
 
 
-def test_too_many_connections_get_1040_and_the_front_keeps_serving(front):
-    held = [_raw(front)[0] for _ in range(4)]
+def test_idle_connections_in_their_login_never_lock_logins_out(front):
+    tok = token(front)
+    held = [_raw(front)[0] for _ in range(6)]  # more than the 4 slots, none finishing its login
+    try:
+        # at once, while they still wait (a login used to get 1040 until they timed out)
+        with front.connect(USER, tok) as conn, conn.cursor() as cur:
+            cur.execute("SELECT 1")
+    finally:
+        for sock in held:
+            sock.close()
+
+
+def test_too_many_logged_in_sessions_get_1040_and_the_front_keeps_serving(front):
+    sessions = [front.connect(USER, token(front)) for _ in range(4)]
     try:
         extra = socket.create_connection(("127.0.0.1", front.port), timeout=5)
         answer = _read_error(extra)
         extra.close()
         assert answer[4:5] == b"\xff" and int.from_bytes(answer[5:7], "little") == 1040
     finally:
-        for sock in held:
-            sock.close()
+        for conn in sessions:
+            conn.close()
     deadline = time.monotonic() + 10
     while True:
         try:
@@ -176,6 +188,12 @@ def test_too_many_connections_get_1040_and_the_front_keeps_serving(front):
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
+
+
+def test_a_70_kb_token_gets_an_error_answer_not_a_dropped_connection(front):
+    with pytest.raises(pymysql.err.OperationalError) as err:
+        front.connect(USER, "x" * 70 * 1024)
+    assert err.value.args[0] == 1153, err.value.args  # the front's answer, not 2013 "Lost connection"
 
 
 def test_the_backend_is_not_reachable_over_tcp(front):

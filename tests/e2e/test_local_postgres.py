@@ -354,3 +354,34 @@ def test_certificate_names_localhost_loopback_and_extra_names(tmp_path):
     assert ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is True
     assert not (tmp_path / "tls" / "ca.key").exists() and sorted(p.name for p in (tmp_path / "tls").iterdir()) == [
         "ca.crt", "server.crt", "server.key"]
+
+
+def test_idle_connections_that_never_log_in_lock_logins_out_for_seconds_not_a_minute():
+    import socket
+    import time
+
+    import psycopg
+
+    with PostgresCluster() as pg:
+        idle = []
+        try:
+            for _ in range(500):
+                try:
+                    idle.append(socket.create_connection(("127.0.0.1", pg.port), timeout=5))
+                except OSError:
+                    break
+            started = time.monotonic()
+            while True:
+                try:
+                    with psycopg.connect(pg.admin_dsn, connect_timeout=5) as conn:
+                        conn.execute("SELECT 1")
+                    break
+                except psycopg.OperationalError:
+                    if time.monotonic() - started > 30:
+                        raise
+                    time.sleep(0.5)
+            # PostgreSQL's default authentication_timeout kept them for 60 s
+            assert time.monotonic() - started < 30
+        finally:
+            for sock in idle:
+                sock.close()

@@ -229,8 +229,49 @@ def test_rdsvend_rotate_exits_1_when_the_rotation_fails(local_stack, sm):
     assert len(done.stderr.strip().splitlines()) == 1
     assert "changed-behind-the-secret-1" not in done.stdout + done.stderr
     assert current["password"] not in done.stdout + done.stderr
-    finished = run_cli(local_stack, "orders-local", "ledger_batch")  # resumes the rotation in flight
+    again = run_cli(local_stack, "orders-local", "ledger_batch")  # a rotation is in flight: refused, as RotateSecret
+    assert again.returncode == 1 and "a rotation is in flight" in again.stderr and "--resume" in again.stderr
+    finished = run_cli(local_stack, "orders-local", "ledger_batch", "--resume")  # finishes the one in flight
     assert finished.returncode == 0, finished.stderr
+
+
+def start_cli(local_stack, *args):
+    import subprocess
+    import sys
+
+    return subprocess.Popen([sys.executable, "-m", "rdsvend.cli", "rotate", *args], env=cli_env(local_stack),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_two_concurrent_rotations_never_lose_the_password(local_stack, sm):
+    refusals = 0
+    for _ in range(3):
+        pair = [start_cli(local_stack, "orders-local", "ledger_batch") for _ in range(2)]
+        answers = [proc.communicate(timeout=180) for proc in pair]
+        codes = sorted(proc.returncode for proc in pair)
+        assert codes in ([0, 0], [0, 1]), answers
+        for proc, (_out, err) in zip(pair, answers, strict=True):
+            if proc.returncode:
+                refusals += 1
+                assert "refused: another rotation of it is running" in err and len(err.splitlines()) == 1
+        login(local_stack, value(sm, SINGLE)).close()  # AWSCURRENT logs in after every pair
+    assert refusals >= 1  # the pairs did overlap
+
+
+def test_a_rotation_killed_midway_and_resumed_ends_consistent(local_stack, sm):
+    import random
+    import signal
+
+    for delay in (random.uniform(0.5, 2.5), random.uniform(2.5, 5.0), random.uniform(1.0, 4.0)):
+        proc = start_cli(local_stack, "orders-local", "ledger_batch")
+        try:
+            proc.wait(timeout=delay)
+        except Exception:  # noqa: BLE001 - still running: kill it midway
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+        finished = run_cli(local_stack, "orders-local", "ledger_batch", "--resume")
+        assert finished.returncode == 0, finished.stderr
+        login(local_stack, value(sm, SINGLE)).close()
 
 
 def test_client_retries_with_awspending_during_an_interrupted_rotation(local_stack, sm, rotate):

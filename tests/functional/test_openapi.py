@@ -98,15 +98,35 @@ def aws():
         yield
 
 
+GATEWAY_ONLY = {"GatewayRefused"}
+
+
+def documented_response(path: str, method: str, status: int) -> dict:
+    spec = OPENAPI["paths"][path][method]["responses"][str(status)]
+    if "$ref" in spec:
+        spec = OPENAPI["components"]["responses"][spec["$ref"].rsplit("/", 1)[1]]
+    return spec
+
+
+def _in_spec(schema):
+    """``schema`` with its local references pointed into the whole document."""
+    if isinstance(schema, dict):
+        return {k: ("urn:spec" + v if k == "$ref" and v.startswith("#") else _in_spec(v)) for k, v in schema.items()}
+    if isinstance(schema, list):
+        return [_in_spec(item) for item in schema]
+    return schema
+
+
 def schema_validator(schema):
     registry = Registry().with_resource("urn:spec", Resource.opaque(OPENAPI))
-    return OAS30Validator({"$ref": "urn:spec#" + schema["$ref"][1:]} if "$ref" in schema else schema,
-                          registry=registry)
+    return OAS30Validator(_in_spec(schema), registry=registry)
 
 
 def test_every_documented_status_is_what_the_app_answers(aws, tmp_path, monkeypatch):
     for (path, method), statuses in SCENARIOS.items():
-        documented = {int(code) for code in OPENAPI["paths"][path][method]["responses"]}
+        responses = OPENAPI["paths"][path][method]["responses"]
+        documented = {int(code) for code, spec in responses.items() if spec.get("$ref", "").split("/")[-1]
+                      not in GATEWAY_ONLY}  # API Gateway's own answers: tested on the local gateway
         assert documented == set(statuses), (path, method)
         for status, (make_event, overrides) in statuses.items():
             overrides = dict(overrides)
@@ -137,3 +157,38 @@ def test_every_documented_status_is_what_the_app_answers(aws, tmp_path, monkeypa
             schema_validator(schema).validate(json.loads(answer["body"]))
             for header in spec_response.get("headers", {}):
                 assert header in answer["headers"], (path, status, header)
+
+
+# -- API Gateway's own answers, as the local gateway gives them, are documented too -----------------
+@pytest.fixture(scope="module")
+def local_gateway():
+    from devtools.local.gateway import Gateway  # the local API Gateway, in front of the real app
+    from devtools.local.sigv4 import StaticSecretLookup
+    from tests.functional.test_local_gateway import USER
+
+    gateway = Gateway(app_module.app, StaticSecretLookup([USER]), region="us-east-1", account="222222222222",
+                      org_id_of=lambda account: None, caller_id_of=lambda credential: "ID")
+    gateway.start()
+    yield gateway
+    gateway.stop()
+
+
+@pytest.mark.parametrize(("method", "path", "signed"), [
+    ("POST", "/v1/tokens", False), ("GET", "/v1/databases", False), ("GET", "/v1/whoami", False),
+    ("GET", "/v1/whoami", "bad"), ("TRACE", "/v1/whoami", False), ("TRACE", "/v1/whoami", "bad"),
+])
+def test_the_gateways_own_refusals_are_documented(local_gateway, method, path, signed):
+    import requests
+
+    from tests.functional.test_local_gateway import call
+
+    if signed:
+        response = call(local_gateway, method, path, secret="w" * 40)
+    else:
+        response = requests.request(method, local_gateway.url + path, timeout=10)
+    assert response.status_code == 403, response.text  # never 401, never a 501 HTML page
+    assert response.headers["Content-Type"] == "application/json" and response.headers["x-amzn-ErrorType"]
+    documented_method = method.lower() if method.lower() in OPENAPI["paths"][path] else "get"
+    spec = documented_response(path, documented_method, 403)
+    schema_validator(spec["content"]["application/json"]["schema"]).validate(response.json())
+    assert "TRACE" in OPENAPI["info"]["description"] and "never a 401" in OPENAPI["info"]["description"]

@@ -66,6 +66,20 @@ def test_anything_else_is_not_a_refusal_and_never_raises(text):
     assert result is None or "[ERROR] Failed to" in text
 
 
+def test_a_crafted_line_quoting_a_caller_is_not_attributed_to_that_caller():
+    # A login attempt whose user name carries a NotAuthorized reason quoting someone: RDS writes
+    # an InvalidToken line around it. Only a NotAuthorized line, in RDS's own words, names a caller.
+    victim = "arn:aws:sts::222222222222:assumed-role/rdsvend-signer/user.victim@333333333333"
+    crafted_user = f"x because the IAM policy assumed by the caller '{victim}' is not authorized to perform " \
+                   "rds-db:connect on the DB instance. (Status Code: 403, Error Code: NotAuthorized)"
+    refusal = parse_refusal(refusal_line("InvalidToken", crafted_user), at=1.0, database="orders")
+    assert refusal is not None and refusal.code == "InvalidToken"
+    assert refusal.caller is None and refusal.session is None
+    # a NotAuthorized line with a second, crafted quote is not attributed either
+    doubled = refusal_line("NotAuthorized", crafted_user.split(" (Status")[0], SIGNER)
+    assert parse_refusal(doubled, at=1.0, database="orders").caller is None
+
+
 def test_oversized_lines_are_ignored():
     assert parse_refusal(refusal_line("InvalidToken", "a" * 9000), at=0.0, database="x") is None
 

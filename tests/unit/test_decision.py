@@ -124,3 +124,33 @@ def test_ten_thousand_rules_still_find_the_right_one():
     d = idx.decide(caller(f"arn:aws:sts::{ACCT}:assumed-role/svc-7777-blue/s"), "orders-prod", "orders_app")
     assert (d.allowed, d.rule) == (True, "r7777")
     assert len(idx._candidates(caller(f"arn:aws:sts::{ACCT}:assumed-role/svc-7777-blue/s"))) == 1
+
+
+# -- the index by partition, account and resource prefix/suffix gives whole-ARN answers ------------
+from chalicelib.policy.patterns import compile_pattern  # noqa: E402
+
+INDEX_PATTERNS = [
+    "*", f"arn:aws:iam::{ACCT}:role/orders-api-*", f"arn:*:iam::{ACCT}:role/*", "arn:*:iam::*:role/orders-*",
+    "arn:aws:iam::*:role/*-blue", "arn:a?s:*::1111222233??:role/*", "arn:aws-cn:iam::*:role/*",
+    "arn:*:iam::222233334444:role/*", "arn:*:*::*:*", "arn:*:iam::*:user/*", "arn:aws:iam::*:role/*api*blu?",
+    "arn:aws:iam::*:root", "arn:aws:iam::*:federated-user/*", "arn:aws:iam::*:role/orders-api-blue",
+]
+INDEX_CALLERS = [
+    f"arn:aws:sts::{ACCT}:assumed-role/orders-api-blue/s1", f"arn:aws:iam::{ACCT}:user/alice",
+    "arn:aws:sts::222233334444:assumed-role/orders-api-green/s", f"arn:aws-cn:iam::{ACCT}:role/x/orders-api-blue",
+    f"arn:aws:iam::{ACCT}:root", f"arn:aws:sts::{ACCT}:federated-user/bob",
+]
+
+
+@pytest.mark.parametrize("pattern", INDEX_PATTERNS)
+def test_the_pattern_index_decides_as_matching_the_whole_arn_does(pattern):
+    idx = index(rule("r", principals=(pattern,)))
+    for arn in INDEX_CALLERS:
+        who = caller(arn)
+        applies = True
+        if who.kind == "root":
+            applies = pattern.rsplit(":", 1)[-1] == "root"
+        elif who.kind == "federated-user":
+            applies = pattern.rsplit(":", 1)[-1].startswith("federated-user/")
+        expected = applies and compile_pattern(pattern).matches(who.principal)
+        assert idx.decide(who, "orders-prod", "orders_app").allowed == expected, (pattern, arn)

@@ -44,7 +44,7 @@ def test_a_mapping_of_250000_keys_is_refused_early_naming_file_and_line(tmp_path
     hostile.write_text("version: 1\ndatabases:\n" + "".join(f"  d{i}: x\n" for i in range(250_000)))
     assert 3_000_000 < hostile.stat().st_size <= MAX_POLICY_BYTES
     message, peak = _refusal(hostile)
-    assert message == f"{hostile}: invalid YAML: more than {MAX_ENTRIES} entries in one mapping at line {MAX_ENTRIES + 3}"
+    assert message == f"{hostile}: invalid YAML: more than {MAX_ENTRIES} entries in one mapping at line {MAX_ENTRIES + 3}, column 3"
     assert "\n" not in message
     assert peak < 32 * 1024 * 1024  # building it took over 400 MB
 
