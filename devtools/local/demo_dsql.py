@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -21,7 +22,7 @@ def dsql_step(demo: Any, say: Callable[..., None], failed: type[Exception]) -> N
     say(f"4c. Aurora DSQL: the same call for {DSQL_DB_USER} on {DSQL_DATABASE}, a cluster of the local DSQL "
         "API served by a PostgreSQL that takes only DSQL tokens (service dsql, DbConnect for custom roles, "
         "DbConnectAdmin for admin, bound to the cluster's host).")
-    vended = demo.api().vend(DSQL_DATABASE, DSQL_DB_USER)
+    vended = _vend(demo, "allowed", DSQL_DB_USER)
     action = "DbConnectAdmin" if "Action=DbConnectAdmin&" in vended.token else "DbConnect"
     say(f"Got a {action} token for engine {vended.engine}, valid {vended.ttl_seconds} s; sslmode "
         f"{vended.sslmode}, ssl_root_cert {vended.ssl_root_cert} (DSQL serves a public CA's certificate).", 3)
@@ -41,14 +42,28 @@ def dsql_step(demo: Any, say: Callable[..., None], failed: type[Exception]) -> N
 
     say("The local AWS IAM GRANT, run as DSQL's admin (the operator may have it): "
         f"SELECT sys.aws_iam_grant('{DSQL_DB_USER}', '{signer}').", 3)
-    admin = demo.api("operator").vend(DSQL_DATABASE, "admin")
+    admin = _vend(demo, "operator", "admin")
     _query(admin, info.ca_path, "SELECT sys.aws_iam_grant(%s, %s)", (DSQL_DB_USER, signer))
     again = _canary(info)
     if again.status != "pass":
         raise failed(f"the canary is not green after the grant: {again.status}")
     say(f"canary: {DSQL_DATABASE}/{DSQL_DB_USER} PASS again; "
-        f"{_query(demo.api().vend(DSQL_DATABASE, DSQL_DB_USER), info.ca_path, 'SELECT current_user')[0][0]} "
+        f"{_query(_vend(demo, 'allowed', DSQL_DB_USER), info.ca_path, 'SELECT current_user')[0][0]} "
         "logs in.", 3)
+
+
+def _vend(demo: Any, caller: str, db_user: str) -> Any:
+    """A token as ``caller``; a 503 (retry later) is retried as its Retry-After says, three times."""
+    from rdsvend.errors import VendError
+
+    for attempt in range(3):
+        try:
+            return demo.api(caller).vend(DSQL_DATABASE, db_user)
+        except VendError as exc:
+            if exc.status != 503 or attempt == 2:
+                raise
+            time.sleep(min(float(exc.retry_after or 1), 5.0))
+    raise AssertionError("unreachable")
 
 
 def _query(vended: Any, ca_path: str, statement: str, params: tuple[str, ...] | None = None) -> list[Any]:
