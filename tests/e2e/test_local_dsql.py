@@ -16,7 +16,7 @@ from typing import Any
 import boto3
 import psycopg
 import pytest
-from chalicelib.policy.source import StaticPolicySource
+from chalicelib.policy_source import StaticPolicySource
 from moto import mock_aws
 
 from chalicelib.aws.clients import ClientFactory

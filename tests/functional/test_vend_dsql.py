@@ -15,7 +15,7 @@ from urllib.parse import parse_qs
 import botocore.session
 import pytest
 import yaml
-from chalicelib.policy.source import StaticPolicySource
+from chalicelib.policy_source import StaticPolicySource
 from openapi_schema_validator import OAS30Validator
 from referencing import Registry, Resource
 
