@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chalicelib.aws.arn import dbuser_arn
-from devtools.local.sessions import AccountSessions, Keys
+from devtools.local.sessions import AccountSessions, Keys, service_assumes
 from devtools.local.world import World
 
 __all__ = ["ProxyInfo", "ProxyRoleSigner", "create_proxies", "proxy_problem", "PROXY_SESSION"]
@@ -112,7 +112,8 @@ def proxy_problem(info: ProxyInfo) -> str | None:
 
 class ProxyRoleSigner:
     """The proxy's own IAM tokens for its target, signed with its role's session credentials
-    (assumed through the local STS, renewed before they run out)."""
+    (made as RDS makes them for the role the proxy runs as, which trusts ``rds.amazonaws.com``;
+    renewed before they run out)."""
 
     def __init__(self, sessions: AccountSessions, info: ProxyInfo, *, lifetime: int = 3600) -> None:
         self._sessions = sessions
@@ -126,8 +127,8 @@ class ProxyRoleSigner:
     def _rds(self) -> Any:
         with self._lock:
             if self._client is None or time.monotonic() >= self._renew_at:
-                keys = self._sessions.assume(self._info.role_arn, PROXY_SESSION, via=self._info.account,
-                                             duration=self._lifetime)
+                keys = service_assumes(self._info.role_arn, PROXY_SESSION, self._info.region,
+                                       duration=self._lifetime)
                 self._keys = keys
                 self._client = keys.session(self._info.region).client("rds")
                 self._renew_at = time.monotonic() + self._lifetime / 2

@@ -26,7 +26,7 @@ from typing import Any
 from chalicelib.aws.arn import dbuser_arn
 from devtools.local.directory import create_directories, provide_aws_managed_policy
 from devtools.local.proxies import ProxyInfo, create_proxies
-from devtools.local.sessions import ORG_ACCESS_ROLE, AccountSessions, Keys
+from devtools.local.sessions import ORG_ACCESS_ROLE, AccountSessions, Keys, service_assumes
 from devtools.local.world import World
 
 __all__ = ["InstanceInfo", "DsqlInfo", "SeededWorld", "seed_world", "service_assumes"]
@@ -172,20 +172,6 @@ def _trust_document(principal: Mapping[str, Any]) -> str:
 
 
 ADMINISTRATOR_ACCESS = "arn:aws:iam::aws:policy/AdministratorAccess"
-
-
-def service_assumes(role_arn: str, session_name: str, region: str, *, duration: int = 3600) -> Keys:
-    """Session credentials for a role, made as an AWS service makes them for the role it runs
-    as (Lambda for a function's execution role): in moto's STS of this process, not through a
-    request, since no IAM principal asks for them."""
-    from moto.sts.models import sts_backends
-
-    account = role_arn.split(":")[4]
-    assumed = sts_backends[account]["aws"].assume_role(region_name=region, role_session_name=session_name,
-                                                       role_arn=role_arn, policy="", duration=duration,
-                                                       external_id="")
-    return Keys(assumed.access_key_id, assumed.secret_access_key, assumed.arn, assumed.account_id,
-                assumed.session_token)
 
 
 def _org_access_role(account: str, management: str, partition: str = "aws") -> None:

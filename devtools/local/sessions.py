@@ -12,7 +12,7 @@ from botocore.config import Config
 
 from devtools.local.credentials import Credential
 
-__all__ = ["Keys", "AccountSessions", "ORG_ACCESS_ROLE", "MANAGEMENT_ROOT_KEY", "management_root"]
+__all__ = ["Keys", "AccountSessions", "ORG_ACCESS_ROLE", "MANAGEMENT_ROOT_KEY", "management_root", "service_assumes"]
 
 ORG_ACCESS_ROLE = "OrganizationAccountAccessRole"
 #: The management account's root user's access key, as the stack (and its tests) act with it
@@ -109,3 +109,17 @@ def _header_adder(account: str):
         request.headers["x-moto-account-id"] = account
 
     return add
+
+
+def service_assumes(role_arn: str, session_name: str, region: str, *, duration: int = 3600) -> Keys:
+    """Session credentials for a role, made as an AWS service makes them for the role it runs
+    as (Lambda for a function's execution role): in moto's STS of this process, not through a
+    request, since no IAM principal asks for them."""
+    from moto.sts.models import sts_backends
+
+    account = role_arn.split(":")[4]
+    assumed = sts_backends[account]["aws"].assume_role(region_name=region, role_session_name=session_name,
+                                                       role_arn=role_arn, policy="", duration=duration,
+                                                       external_id="")
+    return Keys(assumed.access_key_id, assumed.secret_access_key, assumed.arn, assumed.account_id,
+                assumed.session_token)

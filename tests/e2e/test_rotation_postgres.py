@@ -313,3 +313,22 @@ def test_client_gives_up_after_one_retry_without_showing_a_password(local_stack,
                 psycopg.sql.Literal(current["password"])))
     assert 'password authentication failed for user "ledger_batch"' in str(info.value)
     assert current["password"] not in str(info.value) and current["password"] not in repr(info.value)
+
+
+def test_a_secret_edited_after_a_rotation_rotates_again_and_logs_in(local_stack, sm):
+    # An operator rotates, then edits the secret (a new version through PutSecretValue, as the
+    # console does), then rotates again: AWS keeps one AWSCURRENT through all of it, so the
+    # second rotation starts from the edited version and its password logs in afterwards.
+    first = run_cli(local_stack, "orders-local", "ledger_batch")
+    assert first.returncode == 0, first.stderr
+    edited = {**value(sm, SINGLE), "note": "edited by an operator"}
+    sm.put_secret_value(SecretId=SINGLE, SecretString=json.dumps(edited))
+    versions = sm.list_secret_version_ids(SecretId=SINGLE)["Versions"]
+    assert sum("AWSCURRENT" in v.get("VersionStages", []) for v in versions) == 1
+    assert value(sm, SINGLE)["note"] == "edited by an operator"
+    second = run_cli(local_stack, "orders-local", "ledger_batch")
+    assert second.returncode == 0, second.stderr
+    rotated = value(sm, SINGLE)
+    assert rotated["password"] != edited["password"]
+    login(local_stack, rotated).close()
+    assert "password authentication failed" in refused(local_stack, edited)
