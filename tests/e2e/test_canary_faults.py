@@ -136,9 +136,11 @@ def scp_denying_rds_db(canary, target_id):
 
 
 def iam_targets(canary, account=None):
-    """Every (database/db user) key of an IAM user, of databases in ``account`` (default: all)."""
+    """Every (database/db user) key of an IAM user of an RDS database (rds-db:connect; not an
+    Aurora DSQL cluster's), of databases in ``account`` (default: all)."""
     return {f"{db.name}/{u.name}" for db in canary.policy.databases.values() for u in db.users.values()
-            if u.auth == "iam" and account in (None, canary.info.databases[db.identifier]["account"])
+            if u.auth == "iam" and not db.is_dsql
+            and account in (None, canary.info.databases[db.identifier]["account"])
             and f"{db.name}/{u.name}" not in PROXIED}
 
 
