@@ -74,8 +74,8 @@ def collect(policy: Any, *, database: str | None, db_user: str | None, since: fl
     for db in policy.databases.values():
         if database is not None and db.name != database:
             continue
-        if db.kind == "proxy":
-            continue
+        if db.kind == "proxy" or db.is_dsql:
+            continue  # no iam-db-auth-error log of their own (a proxy's refusals are its target's)
         names[db.identifier] = db.name
         try:
             found_refusals, _read = read_refusals(logs.for_database(db), db, start)

@@ -29,14 +29,16 @@ def make_proxy_tls(world: World, base: Path) -> dict[str, TlsMaterial]:
     return {spec.name: make_tls_material(base / spec.name, owner=None) for _, spec in world.proxies()}
 
 
-def prepare_proxies(world: World, base: Path, ca_bundle: Path) -> tuple[dict[str, TlsMaterial], dict[str, int]]:
+def prepare_proxies(world: World, base: Path, ca_bundle: Path,
+                    previous: Callable[[str], int] = lambda name: 0) -> tuple[dict[str, TlsMaterial], dict[str, int]]:
     """Before seeding: each proxy's TLS material (its CA appended to the stack's bundle) and the
-    free port its front will listen on."""
+    port its front will listen on (``previous(name)``: the last run's port when it is free, else
+    0 for a free one)."""
     tls = make_proxy_tls(world, base)
     with ca_bundle.open("ab") as bundle:
         for material in tls.values():
             bundle.write(Path(material.ca_cert).read_bytes())
-    return tls, {spec.name: free_port() for _, spec in world.proxies()}
+    return tls, {spec.name: previous(spec.name) or free_port() for _, spec in world.proxies()}
 
 
 def _problem(info: ProxyInfo) -> Callable[[], str | None]:

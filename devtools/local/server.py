@@ -184,7 +184,8 @@ class StackServer:
 
         mysql_starter.finish(self._save, self._state)
         append_cas(ca_path, self._mysql)
-        proxy_tls, proxy_ports = prepare_proxies(world, self.state_dir / PROXY_TLS_DIR, ca_path)
+        proxy_tls, proxy_ports = prepare_proxies(world, self.state_dir / PROXY_TLS_DIR, ca_path,
+                                                    lambda name: self.last_run.port(f"db:{name}"))
 
         warm.join()
         first = next(iter(self._clusters.values()))

@@ -188,6 +188,10 @@ def test_discover_as_the_operator_lists_what_rds_has_in_every_account(org):
     assert set(listed) == {(str(db["account"]), ident) for ident, db in org.info.databases.items()}
     sessions = AccountSessions(org.info.moto_url, org.info.region, org.info.seeded.management_account)
     for (account, ident), entry in listed.items():
+        if entry["kind"] == "proxy":  # an RDS Proxy: its prx- id, as RDS describes the proxy
+            (proxy,) = sessions.client("rds", account).describe_db_proxies(DBProxyName=ident)["DBProxies"]
+            assert entry["resource_id"] == proxy["DBProxyArn"].rsplit(":", 1)[-1]
+            continue
         (rds,) = sessions.client("rds", account).describe_db_instances(DBInstanceIdentifier=ident)["DBInstances"]
         assert (entry["kind"], entry["engine"], entry["resource_id"], entry["iam_auth"]) == (
             "instance", rds["Engine"], rds["DbiResourceId"], rds["IAMDatabaseAuthenticationEnabled"])

@@ -323,8 +323,8 @@ def test_a_secret_edited_after_a_rotation_rotates_again_and_logs_in(local_stack,
     assert first.returncode == 0, first.stderr
     edited = {**value(sm, SINGLE), "note": "edited by an operator"}
     sm.put_secret_value(SecretId=SINGLE, SecretString=json.dumps(edited))
-    versions = sm.list_secret_version_ids(SecretId=SINGLE)["Versions"]
-    assert sum("AWSCURRENT" in v.get("VersionStages", []) for v in versions) == 1
+    stages = sm.describe_secret(SecretId=SINGLE)["VersionIdsToStages"]
+    assert sum("AWSCURRENT" in labels for labels in stages.values()) == 1
     assert value(sm, SINGLE)["note"] == "edited by an operator"
     second = run_cli(local_stack, "orders-local", "ledger_batch")
     assert second.returncode == 0, second.stderr
