@@ -169,7 +169,18 @@ def rotate_locally(secret_id: str, client: Any, *, policy: AccessPolicy, env: Ma
         for step in steps:
             handle_rotation({"Step": step, "SecretId": secret_id, "ClientRequestToken": token},
                             policy=policy, store=store, env=env, log=log_to)
+        if steps and steps[-1] == STEPS[-1]:  # finished: Secrets Manager then takes AWSPENDING off
+            _end_pending(client, secret_id, token)
     return token
+
+
+def _end_pending(client: Any, secret_id: str, token: str) -> None:
+    """What Secrets Manager does once a rotation's last step succeeded: the AWSPENDING label
+    leaves the version (now AWSCURRENT), so a later edit of the secret starts no rotation."""
+    stages = client.describe_secret(SecretId=secret_id).get("VersionIdsToStages", {})
+    if "AWSPENDING" in stages.get(token, ()) and "AWSCURRENT" in stages.get(token, ()):
+        client.update_secret_version_stage(SecretId=secret_id, VersionStage="AWSPENDING",
+                                           RemoveFromVersionId=token)
 
 
 @contextlib.contextmanager
