@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chalicelib.canary.accounts import AccountReaders
 from chalicelib.canary.aws import AwsClients, probe
@@ -38,6 +38,10 @@ from chalicelib.engines.trust import ssl_root_cert_for
 from chalicelib.errors import ProbeError, RdsvendError
 from chalicelib.policy.model import AccessPolicy, Database
 from chalicelib.settings import Settings
+
+if TYPE_CHECKING:  # annotations only: the signer and the identity are imported where they are used
+    from chalicelib.identity import CallerIdentity
+    from chalicelib.signer import TokenMinter
 
 __all__ = ["admin_dsn_from_env", "CanaryIdentity", "MinterTokens",
            "EnvSigner", "canary_deps"]
@@ -58,9 +62,9 @@ class CanaryIdentity:
     def __init__(self, clients: AwsClients) -> None:
         self._clients = clients
         self._lock = threading.Lock()
-        self._identity: Any = None
+        self._identity: CallerIdentity | None = None
 
-    def get(self) -> Any:
+    def get(self) -> CallerIdentity:
         from chalicelib.identity import identity_from_arn
 
         with self._lock:
@@ -77,7 +81,7 @@ class CanaryIdentity:
 class MinterTokens:
     """Fresh tokens (no token cache) from rdsvend's own signer, as the canary's identity."""
 
-    def __init__(self, identity: CanaryIdentity, minter: Any = None) -> None:
+    def __init__(self, identity: CanaryIdentity, minter: TokenMinter | None = None) -> None:
         self._identity = identity
         if minter is None:
             from chalicelib.signer import TokenMinter
@@ -159,7 +163,7 @@ def canary_deps(
     *,
     endpoint_url: str | None = None,
     session: Any = None,
-    minter: Any = None,
+    minter: TokenMinter | None = None,
 ) -> CanaryDeps:
     """Everything the canary needs to check ``policy`` for real."""
     settings = _settings(env)

@@ -33,7 +33,7 @@ from chalicelib.errors import (
 from chalicelib.identity import identity_from_arn
 from chalicelib.observability import lambda_entry, logger
 from chalicelib.routes.errors import error_body
-from chalicelib.routes.http import get_vending_service
+from chalicelib.routes.http import Vending, get_vending_service
 from chalicelib.vending.pipeline import VEND_DEADLINE_SECONDS
 from chalicelib.vending.proof import StsVerifier, proof_config_from_env
 from chalicelib.vending.request import parse_token_request
@@ -70,7 +70,7 @@ def handle_vend(
     payload: Any,
     request_id: str,
     *,
-    service: Any | None = None,
+    service: Vending | None = None,
     verifier: StsVerifier | None = None,
 ) -> dict[str, Any]:
     """validate → prove → vend. Returns the 200 body or an error payload; never raises."""

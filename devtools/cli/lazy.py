@@ -6,6 +6,7 @@ psycopg or the evaluator it does not need.
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
 import click
 
@@ -13,7 +14,7 @@ __all__ = ["LazyGroup"]
 
 
 class LazyGroup(click.Group):
-    def __init__(self, *args, lazy_subcommands: dict[str, str] | None = None, **kwargs) -> None:
+    def __init__(self, *args: Any, lazy_subcommands: dict[str, str] | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         #: command name -> "module.path:attribute"
         self.lazy_subcommands = dict(lazy_subcommands or {})
@@ -24,6 +25,6 @@ class LazyGroup(click.Group):
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name in self.lazy_subcommands:
             module_name, attr = self.lazy_subcommands[cmd_name].split(":")
-            module = importlib.import_module(module_name)
-            return getattr(module, attr)
+            command: click.Command = getattr(importlib.import_module(module_name), attr)
+            return command
         return super().get_command(ctx, cmd_name)

@@ -39,7 +39,7 @@ def local() -> None:
 def up(detach: bool, state_dir: str | None, world_path: str | None, access_path: str | None) -> None:
     """Start the local stack; in the foreground until Ctrl-C unless --detach."""
     from chalicelib.errors import PolicyLoadError
-    from devtools.local.stack import DEFAULT_ACCESS, StackError, StackServer, spawn_detached
+    from devtools.local.stack import DEFAULT_ACCESS, StackError, StackInfo, StackServer, spawn_detached
     from devtools.local.world import WorldError
 
     for label, path in (("--world", world_path), ("--access", access_path)):
@@ -55,7 +55,7 @@ def up(detach: bool, state_dir: str | None, world_path: str | None, access_path:
             return
         server = StackServer(state_dir=directory, world_path=world_path, access_path=access_path or DEFAULT_ACCESS)
 
-        def ready(info) -> None:
+        def ready(info: StackInfo) -> None:
             click.echo(f"local stack ready: API {info.gateway_url}, AWS {info.moto_url}")
             for ident, db in info.databases.items():
                 click.echo(f"  database {ident}: {db['host']}:{db['port']}/{db['dbname']} (TLS, IAM tokens)")

@@ -17,7 +17,7 @@ import logging
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TextIO
 
 from devtools.local.cwlogs import CloudWatchSink, LogLine
 from devtools.local.iamdbauth import DEFAULT_LOGINS_PER_SECOND, IamAuthGuard, InstanceAuth
@@ -33,7 +33,7 @@ _DEFAULT_EXPORTS = ("iam-db-auth-error",)
 class AuditTee:
     """A stand-in for ``sys.stdout`` that writes through and copies each audit line to the sink."""
 
-    def __init__(self, inner: Any, sink: CloudWatchSink, account: str) -> None:
+    def __init__(self, inner: TextIO, sink: CloudWatchSink, account: str) -> None:
         self._inner = inner
         self._sink = sink
         self._account = account

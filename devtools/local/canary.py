@@ -8,12 +8,15 @@ PostgreSQL's administrator DSN.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chalicelib.canary.factory import canary_deps
 from chalicelib.canary.target_run import CanaryDeps
 from chalicelib.policy.model import AccessPolicy
 from devtools.local.rds_mysql import mysql_admin_env
+
+if TYPE_CHECKING:  # annotations only: the stack's state module imports this one
+    from devtools.local.state import StackInfo
 
 __all__ = ["ORG_READER_ROLE", "ensure_org_reader", "local_canary_env", "local_canary_deps", "operator_canary_env",
            "LocalAdmins"]
@@ -28,7 +31,7 @@ _READER_POLICY = {
 }
 
 
-def ensure_org_reader(info: Any) -> str:
+def ensure_org_reader(info: StackInfo) -> str:
     """The management account's SCP reader role, trusted by the service account.
 
     The shipped world seeds it (policies/world.yaml); for a world without it, it is created
@@ -60,7 +63,7 @@ def ensure_org_reader(info: Any) -> str:
     return f"arn:aws:iam::{seeded.management_account}:role/{ORG_READER_ROLE}"
 
 
-def local_canary_env(info: Any) -> dict[str, str]:
+def local_canary_env(info: StackInfo) -> dict[str, str]:
     """The environment the canary function would have on the local stack (holds secrets)."""
     env = {
         "AWS_ENDPOINT_URL": info.moto_url,
@@ -75,7 +78,7 @@ def local_canary_env(info: Any) -> dict[str, str]:
     return env
 
 
-def local_canary_deps(info: Any, policy: AccessPolicy, *, endpoint_url: str | None = None,
+def local_canary_deps(info: StackInfo, policy: AccessPolicy, *, endpoint_url: str | None = None,
                       env: dict[str, str] | None = None, as_operator: bool = False) -> CanaryDeps:
     """Real adapters, acting as the service's execution role (or, ``as_operator``, as the
     world's operator in the service account, as ``rdsvend canary`` in its shell does) against
@@ -97,7 +100,7 @@ def local_canary_deps(info: Any, policy: AccessPolicy, *, endpoint_url: str | No
     return deps
 
 
-def operator_canary_env(info: Any) -> dict[str, str]:
+def operator_canary_env(info: StackInfo) -> dict[str, str]:
     """``rdsvend local env --as operator``: the operator's shell (holds secrets)."""
     return info.env("operator")
 

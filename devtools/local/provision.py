@@ -51,7 +51,7 @@ def admin_dsn(cluster: Any, ca_path: Path) -> str:
 
     params = psycopg.conninfo.conninfo_to_dict(cluster.admin_dsn)
     params["sslrootcert"] = str(ca_path)
-    return psycopg.conninfo.make_conninfo(**params)
+    return psycopg.conninfo.make_conninfo("", **params)
 
 
 def create_database(cluster: Any, spec: Any) -> None:

@@ -12,6 +12,7 @@ import secrets
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -216,7 +217,7 @@ class StackServer:
         info = StackInfo(
             state_dir=str(self.state_dir), pid=os.getpid(), region=world.region, moto_url=moto_url,
             gateway_url=self._gateway.url, ldap_port=self._ldap.port, policy_path=str(policy_path),
-            ca_path=str(ca_path), admin_dsn=psycopg.conninfo.make_conninfo(**admin), databases=databases,
+            ca_path=str(ca_path), admin_dsn=psycopg.conninfo.make_conninfo("", **admin), databases=databases,
             seeded=seeded, lambda_url=self._lambda.url, server_id=os.environ["RDSVEND_SERVER_ID"],
             admin_dsns={ident: admin_dsn(c, ca_path) for ident, c in self._clusters.items()},
         )
@@ -300,7 +301,7 @@ class StackServer:
         except OSError:
             pass
 
-    def serve_forever(self, ready: Any = None) -> None:
+    def serve_forever(self, ready: Callable[[StackInfo], None] | None = None) -> None:
         """Start, report, and run until SIGINT or SIGTERM; then stop everything."""
         stop = threading.Event()
         started = threading.Event()

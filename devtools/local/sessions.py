@@ -4,6 +4,7 @@ moto's account header, every other one through ``OrganizationAccountAccessRole``
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,7 +95,7 @@ class AccountSessions:
                     role_arn.split(":")[4], creds["SessionToken"])
 
 
-def _header_adder(account: str):
+def _header_adder(account: str) -> Callable[..., None]:
     def add(request: Any, **_: Any) -> None:
         request.headers["x-moto-account-id"] = account
 
