@@ -121,6 +121,12 @@ def step_denied(demo: Demo) -> None:
     raise DemoFailed("the denied caller was given a token")
 
 
+def step_enforce(demo: Demo) -> None:
+    from devtools.local.demo_enforce import enforce_step
+
+    enforce_step(demo, say, DemoFailed)
+
+
 def step_org(demo: Demo) -> None:
     from devtools.local.demo_org import org_step
 
@@ -168,6 +174,7 @@ def step_rotation(demo: Demo) -> None:
 
 
 STEPS.insert(STEPS.index(step_canary), step_rotation)  # before the canary, which checks password users too
+STEPS.insert(STEPS.index(step_denied) + 1, step_enforce)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -148,8 +148,11 @@ class Gateway(LoopbackService):
         function_name: str = "rdsvend",
         host: str = "127.0.0.1",
         port: int = 0,
+        permission: Callable[[Credential, str], tuple[bool, str]] | None = None,
     ) -> None:
         self.app = app
+        #: ``(credential, method ARN) -> (allowed, message)``: may the caller execute-api:Invoke it?
+        self.permission = permission
         self.lookup = lookup
         self.region = region
         self.account = account
@@ -197,6 +200,14 @@ class Gateway(LoopbackService):
         except SignatureError as exc:
             log.info("gateway refused a request: %s", exc.reason)
             return signature_failure(exc, now, lowered.get("x-amz-date"))
+        if self.permission is not None:
+            method_arn = (f"arn:aws:execute-api:{self.region}:{self.account}:{self.api_id}/{self.stage}/"
+                          f"{method}{path}")
+            allowed, message = self.permission(verified.credential, method_arn)
+            if not allowed:
+                body = json.dumps({"Message": message}).encode()
+                return GatewayResponse(403, {"Content-Type": "application/json",
+                                             "x-amzn-ErrorType": "AccessDeniedException"}, body)
         event = self.event(method, parts, matched, headers, body, source_ip, verified.credential, request_id)
         context = LambdaContext(self.function_name, self.region, self.account, request_id)
         try:

@@ -144,9 +144,10 @@ class LambdaInvokeServer(LoopbackService):
             if not allowed:
                 log.info("lambda invoke: %s may not invoke %s: %s", verified.credential.principal_arn,
                          self.function_name, why)
-                return _error(403, "AccessDeniedException",
-                              f"User: {verified.credential.principal_arn} is not authorized to perform: "
-                              f"lambda:InvokeFunction on resource: {self.function_arn} because {why}")
+                message = why if why.startswith("User: ") else (
+                    f"User: {verified.credential.principal_arn} is not authorized to perform: "
+                    f"lambda:InvokeFunction on resource: {self.function_arn} because {why}")
+                return _error(403, "AccessDeniedException", message)
         invocation_type = lowered.get("x-amz-invocation-type", "RequestResponse")
         if invocation_type not in ("RequestResponse", "Event", "DryRun"):
             return _error(400, "InvalidParameterValueException",
@@ -209,7 +210,7 @@ def _handler_for(server: LambdaInvokeServer) -> type[LoopbackHandler]:
 
 
 def start_vend_function(*, region: str, account: str, lookup: SecretLookup, iam_client_for: Callable[[str], Any],
-                        org_client: Any) -> LambdaInvokeServer:
+                        org_client: Any, denials: Any = None, org_id: str | None = None) -> LambdaInvokeServer:
     """Configure this process as the deployed ``vend`` function is and serve Invoke for it.
 
     Call after the gateway has configured the app's environment (``RDSVEND_STS_ENDPOINT`` is
@@ -222,7 +223,13 @@ def start_vend_function(*, region: str, account: str, lookup: SecretLookup, iam_
     from chalicelib.routes.invoke import set_verifier, vend
 
     set_verifier(None)  # configured again, from this environment, on first use
-    server = LambdaInvokeServer(vend, lookup, region=region, account=account,
-                                permission=invoke_permission(iam_client_for, org_client))
+    if denials is not None:  # the local AWS enforces IAM: Invoke is decided the same way
+        from devtools.local.authorize import invoke_permission as enforced_permission
+
+        function_arn = f"arn:aws:lambda:{region}:{account}:function:{FUNCTION_NAME}"
+        permission = enforced_permission(function_arn, org_id, denials)
+    else:
+        permission = invoke_permission(iam_client_for, org_client)
+    server = LambdaInvokeServer(vend, lookup, region=region, account=account, permission=permission)
     server.start()
     return server

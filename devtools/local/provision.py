@@ -101,7 +101,7 @@ def write_access_policy(template: Path, target: Path, seeded: Any, ca_path: Path
     load_policy_file(target)
 
 
-def start_gateway(world: Any, seeded: Any, policy_path: Path, lookup: Any) -> Any:
+def start_gateway(world: Any, seeded: Any, policy_path: Path, lookup: Any, denials: Any = None) -> Any:
     """Configure this process as the Lambda would be, import the app, put the gateway in front."""
     from devtools.local.aws import org_id_of
     from devtools.local.gateway import Gateway
@@ -123,8 +123,14 @@ def start_gateway(world: Any, seeded: Any, policy_path: Path, lookup: Any) -> An
     from chalicelib.routes.http import set_vending_service
 
     set_vending_service(None)  # built again, from this environment, on first use
+    permission = None
+    if denials is not None:  # the local AWS enforces IAM: execute-api:Invoke is decided too
+        from devtools.local.authorize import service_permission
+
+        api = f"arn:aws:execute-api:{world.region}:{world.service_account}:"
+        permission = service_permission("execute-api:Invoke", "execute-api", api, seeded.org_id, denials)
     gateway = Gateway(app, lookup, region=world.region, account=world.service_account,
-                      org_id_of=org_id_of, caller_id_of=lookup.caller_id)
+                      org_id_of=org_id_of, caller_id_of=lookup.caller_id, permission=permission)
     gateway.start()
     return gateway
 

@@ -24,10 +24,10 @@ from typing import Any
 
 from chalicelib.aws.arn import dbuser_arn
 from devtools.local.directory import create_directories, provide_aws_managed_policy
-from devtools.local.sessions import AccountSessions, Keys
+from devtools.local.sessions import ORG_ACCESS_ROLE, AccountSessions, Keys
 from devtools.local.world import World
 
-__all__ = ["InstanceInfo", "SeededWorld", "seed_world"]
+__all__ = ["InstanceInfo", "SeededWorld", "seed_world", "service_assumes"]
 
 _ID_PATCH_LOCK = threading.Lock()
 
@@ -129,10 +129,46 @@ _LOCAL_INSTANCE_CLASSES: dict[type, type] = {}
 
 
 def _trust_document(principal: Mapping[str, Any]) -> str:
+    """A role's trust: the principals may assume it (AWS principals also with a source identity,
+    which the signer sets: the trust must allow ``sts:SetSourceIdentity`` for that)."""
+    actions = ["sts:AssumeRole", "sts:SetSourceIdentity"] if "AWS" in principal else "sts:AssumeRole"
     return json.dumps({
         "Version": "2012-10-17",
-        "Statement": [{"Effect": "Allow", "Principal": dict(principal), "Action": "sts:AssumeRole"}],
+        "Statement": [{"Effect": "Allow", "Principal": dict(principal), "Action": actions}],
     })
+
+
+ADMINISTRATOR_ACCESS = "arn:aws:iam::aws:policy/AdministratorAccess"
+
+
+def service_assumes(role_arn: str, session_name: str, region: str, *, duration: int = 3600) -> Keys:
+    """Session credentials for a role, made as an AWS service makes them for the role it runs
+    as (Lambda for a function's execution role): in moto's STS of this process, not through a
+    request, since no IAM principal asks for them."""
+    from moto.sts.models import sts_backends
+
+    account = role_arn.split(":")[4]
+    assumed = sts_backends[account]["aws"].assume_role(region_name=region, role_session_name=session_name,
+                                                       role_arn=role_arn, policy="", duration=duration,
+                                                       external_id="")
+    return Keys(assumed.access_key_id, assumed.secret_access_key, assumed.arn, assumed.account_id,
+                assumed.session_token)
+
+
+def _org_access_role(account: str, management: str, partition: str = "aws") -> None:
+    """The role AWS Organizations creates in every account it creates: trusted by the management
+    account, with AdministratorAccess attached. (moto makes it in a backend IAM does not read, and
+    without a policy; the local AWS enforces IAM, so it must be the real one.)"""
+    from moto.iam.models import iam_backends
+
+    backend = iam_backends[account][partition]
+    if not any(r.name == ORG_ACCESS_ROLE for r in backend.get_roles()):
+        trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                                          "Principal": {"AWS": f"arn:aws:iam::{management}:root"}}]}
+        backend.create_role(role_name=ORG_ACCESS_ROLE, assume_role_policy_document=json.dumps(trust), path="/",
+                            permissions_boundary=None, description="", tags=[], max_session_duration="3600")
+    provide_aws_managed_policy(account, ADMINISTRATOR_ACCESS)
+    backend.attach_role_policy(ADMINISTRATOR_ACCESS, ORG_ACCESS_ROLE)
 
 
 def seed_world(world: World, endpoint_url: str, *, db_host: str, db_port: int | Mapping[str, int],
@@ -156,6 +192,7 @@ def seed_world(world: World, endpoint_url: str, *, db_host: str, db_port: int | 
         created = status["CreateAccountStatus"]["AccountId"]
         if created != account.id:  # pragma: no cover - moto changed how it draws ids
             raise RuntimeError(f"moto created account {created}, not {account.id}")
+        _org_access_role(account.id, org.management_account)
 
     scp_ids = {}
     for scp in org.scps.values():
@@ -233,8 +270,7 @@ def seed_world(world: World, endpoint_url: str, *, db_host: str, db_port: int | 
 
     # What the Lambda would run as: its execution role, assumed in the service account
     # (as Lambda does), for as long as STS allows.
-    execution = sessions.assume(world.execution_role_arn, "rdsvend-local-function",
-                                via=world.service_account, duration=43200)
+    execution = service_assumes(world.execution_role_arn, "rdsvend-local-function", region, duration=43200)
     return SeededWorld(
         endpoint_url=endpoint_url, region=region, org_id=org.id, management_account=org.management_account,
         root_id=root_id, units=unit_ids, scps=scp_ids, callers=callers, execution=execution,

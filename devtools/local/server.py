@@ -54,12 +54,16 @@ class StackServer:
         state_dir: str | os.PathLike[str] = DEFAULT_STATE_DIR,
         world_path: str | os.PathLike[str] | None = None,
         access_path: str | os.PathLike[str] = DEFAULT_ACCESS,
+        enforce: bool = True,
     ) -> None:
         from devtools.local.world import DEFAULT_WORLD
 
         self.state_dir = Path(state_dir).resolve()
         self.world_path = Path(world_path or DEFAULT_WORLD)
         self.access_path = Path(access_path)
+        #: every request to the local AWS is authorized as AWS would (devtools.local.authorize)
+        self.enforce = enforce
+        self._enforcer: Any = None
         self._state: dict[str, Any] = {}
         self._moto: Any = None
         self._ldap: Any = None
@@ -124,15 +128,10 @@ class StackServer:
 
         self._moto = MotoServer()
         moto_url = self._moto.start()
-        from devtools.local.permissions import assume_role_permission, identity_permission
-        from devtools.local.sts_auth import StsSignatureCheck
+        from devtools.local.secret_labels import install as keep_secret_labels
 
-        # STS checks signatures and decides AssumeRole (moto does neither); IAM and SCPs are read
-        # through the stack's own sessions (made below, before anything but seeding assumes a role).
-        may_assume = assume_role_permission(identity_permission(
-            lambda account: self._sessions.client("iam", account),
-            _LazyOrgClient(self), "sts:AssumeRole"))
-        self._moto.wrap(lambda app: StsSignatureCheck(app, MotoSecretLookup(), assume_role=may_assume))
+        keep_secret_labels()  # one AWSCURRENT, AWSPREVIOUS where AWS puts it
+        self._guard_moto(MotoSecretLookup(), world.organization.management_account)
         self._save(ports=[*self._state["ports"], port_of(moto_url)])
 
         self._ldap = LdapResponder(self._check_login).start()
@@ -197,12 +196,13 @@ class StackServer:
         write_access_policy(self.access_path, policy_path, seeded, ca_path)
         seed_secrets(policy_path, seeded, {**self._clusters, **self._mysql}, self._sessions)
 
-        self._gateway = start_gateway(world, seeded, policy_path, self._lookup)
+        self._gateway = start_gateway(world, seeded, policy_path, self._lookup, self._enforcer)
         self._save(ports=[*self._state["ports"], port_of(self._gateway.url)])
         self._lambda = start_vend_function(
             region=world.region, account=world.service_account, lookup=self._lookup,
             iam_client_for=lambda account: self._sessions.client("iam", account),
-            org_client=self._sessions.client("organizations", self._sessions.management_account))
+            org_client=self._sessions.client("organizations", self._sessions.management_account),
+            denials=self._enforcer, org_id=seeded.org_id)
         self._save(ports=[*self._state["ports"], port_of(self._lambda.url)])
 
         from devtools.local.rds_mysql import local_db_fields
@@ -225,6 +225,27 @@ class StackServer:
         self.info = info
         self._save(status="ready", info=info.to_json())
         return info
+
+    def _guard_moto(self, lookup: Any, management_account: str) -> None:
+        """Every request to the local AWS authenticated and authorized as AWS would
+        (:mod:`devtools.local.authorize`); with ``enforce=False``, only STS's signature checks and
+        AssumeRole decisions (moto makes neither)."""
+        if self.enforce:
+            from devtools.local.authorize import DENIAL_LOG, DenialLog, Enforcer
+            from devtools.local.sessions import management_root
+
+            denials = DenialLog(self.state_dir / DENIAL_LOG)
+            self._moto.wrap(lambda app: Enforcer(app, lookup, roots=[management_root(management_account)],
+                                                 denials=denials))
+            self._enforcer = denials
+            return
+        from devtools.local.permissions import assume_role_permission, identity_permission
+        from devtools.local.sts_auth import StsSignatureCheck
+
+        may_assume = assume_role_permission(identity_permission(
+            lambda account: self._sessions.client("iam", account),
+            _LazyOrgClient(self), "sts:AssumeRole"))
+        self._moto.wrap(lambda app: StsSignatureCheck(app, lookup, assume_role=may_assume))
 
     def _permission_check(self, credential: Any, dbuser_arn: str) -> tuple[bool, str]:
         """May this signer ``rds-db:connect`` as that dbuser? Live IAM and SCP state, judged by

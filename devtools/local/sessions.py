@@ -11,9 +11,14 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-__all__ = ["Keys", "AccountSessions", "ORG_ACCESS_ROLE"]
+from devtools.local.credentials import Credential
+
+__all__ = ["Keys", "AccountSessions", "ORG_ACCESS_ROLE", "MANAGEMENT_ROOT_KEY", "management_root"]
 
 ORG_ACCESS_ROLE = "OrganizationAccountAccessRole"
+#: The management account's root user's access key, as the stack (and its tests) act with it
+#: through moto's ``x-moto-account-id`` header. Loopback only; the local AWS knows no other root.
+MANAGEMENT_ROOT_KEY = ("AKIAMANAGEMENTLOCAL0", "management-local")
 _SEED_SESSION = "rdsvend-local-seed"
 _CLIENT_CONFIG = Config(retries={"max_attempts": 2, "mode": "standard"}, connect_timeout=5, read_timeout=15)
 
@@ -66,7 +71,7 @@ class AccountSessions:
             return cached
         if account == self.management_account:
             session = boto3.session.Session(
-                aws_access_key_id="AKIAMANAGEMENTLOCAL0", aws_secret_access_key="management-local",
+                aws_access_key_id=MANAGEMENT_ROOT_KEY[0], aws_secret_access_key=MANAGEMENT_ROOT_KEY[1],
                 region_name=self.region)
             client = session.client(service, endpoint_url=self.endpoint_url, config=_CLIENT_CONFIG)
             client.meta.events.register("before-sign", _header_adder(account))
@@ -93,6 +98,11 @@ class AccountSessions:
         creds = answer["Credentials"]
         return Keys(creds["AccessKeyId"], creds["SecretAccessKey"], answer["AssumedRoleUser"]["Arn"],
                     role_arn.split(":")[4], creds["SessionToken"])
+
+
+def management_root(account: str) -> Credential:
+    """The management account's root key as the local AWS's verifier knows it."""
+    return Credential(MANAGEMENT_ROOT_KEY[0], MANAGEMENT_ROOT_KEY[1], None, f"arn:aws:iam::{account}:root", account)
 
 
 def _header_adder(account: str) -> Callable[..., None]:

@@ -68,7 +68,8 @@ log = logging.getLogger(__name__)
 # -- a stack in a child process --------------------------------------------------------------------
 
 def spawn_detached(state_dir: str | os.PathLike[str] = DEFAULT_STATE_DIR, *, timeout: float = 90.0,
-                   world_path: str | None = None, access_path: str | None = None) -> StackInfo:
+                   world_path: str | None = None, access_path: str | None = None,
+                   enforce: bool = True) -> StackInfo:
     """Start the stack as a detached process; return once everything answers."""
     state_dir = Path(state_dir).resolve()
     existing = read_state(state_dir)
@@ -83,6 +84,8 @@ def spawn_detached(state_dir: str | os.PathLike[str] = DEFAULT_STATE_DIR, *, tim
         argv += ["--world", str(world_path)]
     if access_path:
         argv += ["--access", str(access_path)]
+    if not enforce:
+        argv += ["--no-enforce"]
     log_path = state_dir / LOG_FILE
     with open(log_path, "wb") as log_file:
         child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
@@ -118,8 +121,10 @@ class LocalStack:
     """
 
     def __init__(self, state_dir: str | os.PathLike[str] = DEFAULT_STATE_DIR, *, timeout: float = 90.0,
-                 world_path: str | None = None, access_path: str | None = None) -> None:
+                 world_path: str | None = None, access_path: str | None = None, enforce: bool = True) -> None:
         self.state_dir = Path(state_dir).resolve()
+        #: ``False``: the local AWS does not authorize requests (only for a test that needs it)
+        self.enforce = enforce
         self.timeout = timeout
         self.world_path = world_path
         self.access_path = access_path
@@ -133,7 +138,7 @@ class LocalStack:
 
     def start(self) -> LocalStack:
         self._info = spawn_detached(self.state_dir, timeout=self.timeout, world_path=self.world_path,
-                                    access_path=self.access_path)
+                                    access_path=self.access_path, enforce=self.enforce)
         return self
 
     def stop(self) -> DownReport:
@@ -172,6 +177,13 @@ class LocalStack:
     def admin_dsn(self) -> str:
         return self.info.admin_dsn
 
+    def denials(self) -> list[Any]:
+        """The requests the local AWS refused so far (:class:`devtools.local.authorize.Denial`),
+        oldest first: principal, action, resource, deciding layer."""
+        from devtools.local.authorize import read_denials
+
+        return list(read_denials(self.state_dir))
+
     def pids(self) -> list[int]:
         """The stack process and every postmaster with its children."""
         pids = [self.info.pid]
@@ -201,10 +213,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state-dir", default=str(DEFAULT_STATE_DIR))
     parser.add_argument("--world")
     parser.add_argument("--access")
+    parser.add_argument("--no-enforce", action="store_true", help="the local AWS does not authorize requests")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     server = StackServer(state_dir=args.state_dir, world_path=args.world,
-                         access_path=args.access or DEFAULT_ACCESS)
+                         access_path=args.access or DEFAULT_ACCESS, enforce=not args.no_enforce)
     try:
         server.serve_forever(ready=lambda info: print(f"local stack ready at {info.gateway_url}", flush=True))
     except KeyboardInterrupt:

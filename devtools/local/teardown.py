@@ -30,7 +30,7 @@ class DownReport:
 
 def remove_state_dir(state_dir: Path) -> None:
     """Remove the files the stack writes, then the dir if nothing else is in it."""
-    for name in (STATE_FILE, "access.yaml", "ca.pem"):
+    for name in (STATE_FILE, "access.yaml", "ca.pem", "denials.jsonl"):
         try:
             (state_dir / name).unlink()
         except FileNotFoundError:

@@ -255,10 +255,10 @@ def test_the_service_audit_lines_reach_its_log_group_without_the_token(world):
 
 
 def _operator_env(world):
-    """A shell in the service account (where the audit lines and orders-local live)."""
+    """The operator's shell in the service account (where the audit lines and orders-local live)."""
     import os
 
-    keys = world.info.seeded.execution
+    keys = world.info.keys("operator")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "RDSVEND_"))}
     env.update({"AWS_ENDPOINT_URL": world.info.moto_url, "AWS_DEFAULT_REGION": world.info.region,
                 "RDSVEND_POLICY": world.info.policy_path, **keys.env()})

@@ -46,11 +46,14 @@ class Canary:
         self.env = local_canary_env(self.info)
         self.deps = local_canary_deps(self.info, self.policy, env=self.env)
         session = self.info.seeded.execution.session(self.info.region)
-        self.rds = session.client("rds", endpoint_url=self.info.moto_url)
-        self.iam = session.client("iam", endpoint_url=self.info.moto_url)
-        self.session = session
         mgmt = self.info.seeded.management_account
-        self.orgs = AccountSessions(self.info.moto_url, self.info.region, mgmt).client("organizations", mgmt)
+        admin = AccountSessions(self.info.moto_url, self.info.region, mgmt)
+        # Breaking and repairing the world is an administrator's job (the local AWS enforces IAM).
+        service = self.info.seeded.execution.account
+        self.rds = admin.client("rds", service)
+        self.iam = admin.client("iam", service)
+        self.session = session
+        self.orgs = admin.client("organizations", mgmt)
         self.baseline = self.problems(self.run())
 
     def run(self, policy=None, deps=None):
@@ -295,7 +298,10 @@ def test_alert_once_per_status_change(canary):
     session = canary.session
     endpoint = canary.info.moto_url
     clients = lambda service, region=None: session.client(service, endpoint_url=endpoint)  # noqa: E731 - the client factory's shape, inline
-    ddb, sns, sqs = clients("dynamodb"), clients("sns"), clients("sqs")
+    # The table, topic and queue are made by an administrator; the scheduled canary runs as the function.
+    admin = AccountSessions(endpoint, canary.info.region, canary.info.seeded.management_account)
+    service = canary.info.seeded.execution.account
+    ddb, sns, sqs = admin.client("dynamodb", service), admin.client("sns", service), admin.client("sqs", service)
     table = f"canary-state-{os.getpid()}"
     ddb.create_table(TableName=table, KeySchema=[{"AttributeName": "target", "KeyType": "HASH"}],
                      AttributeDefinitions=[{"AttributeName": "target", "AttributeType": "S"}],

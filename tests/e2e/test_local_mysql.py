@@ -27,6 +27,7 @@ import pytest
 from chalicelib.canary.explain import explain_target
 from chalicelib.canary.runner import run_canary
 from chalicelib.policy.loader import load_policy_file
+from devtools.local.aws import AccountSessions
 from devtools.local.canary import local_canary_deps, local_canary_env
 
 pytestmark = pytest.mark.e2e
@@ -231,8 +232,9 @@ def canary(local_stack):
     policy = dataclasses.replace(full, databases={DB: full.databases[DB]})
     env = local_canary_env(info)
     deps = local_canary_deps(info, policy, env=env)
-    session = info.seeded.execution.session(info.region)
-    rds = session.client("rds", endpoint_url=info.moto_url)
+    # Breaking the instance is an administrator's job (the local AWS enforces IAM).
+    rds = AccountSessions(info.moto_url, info.region, info.seeded.management_account).client(
+        "rds", info.seeded.execution.account)
     return policy, deps, env, rds
 
 

@@ -23,6 +23,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
+from devtools.local.aws import AccountSessions
 from devtools.local.stack import LocalStack, listening_sockets, read_state
 
 pytestmark = pytest.mark.e2e
@@ -79,12 +80,9 @@ def _token(stack, creds, user=APP_USER, host=None, port=None, at=None):
 
 
 def _management(stack, service):
-    client = boto3.session.Session(aws_access_key_id="AKIAE2EMANAGEMENT000", aws_secret_access_key="x",
-                                   region_name=stack.info.region).client(service, endpoint_url=stack.moto_url)
+    """A client acting as the management account's root (the local AWS authorizes every call)."""
     account = stack.info.seeded.management_account
-    client.meta.events.register("before-sign", lambda request, **_: request.headers.__setitem__(
-        "x-moto-account-id", account))
-    return client
+    return AccountSessions(stack.moto_url, stack.info.region, account).client(service, account)
 
 
 def _signed(stack, method, path, body=None, *, keys=None, secret=None, at=None, tamper=None):
