@@ -89,18 +89,30 @@ def check_deadline() -> None:
 
 # -- sockets that re-arm every operation with the time left ---------------------------------
 class _DeadlineReader(io.RawIOBase):
+    """The socket's own unbuffered reading file (``makefile("rb", buffering=0)``), each read
+    re-armed with the time left. Going through the socket's file matters: it holds a reference
+    on the socket, and http.client closes its connection as soon as an answer says
+    ``Connection: close`` and reads the body afterwards, so the descriptor must stay open until
+    this file is closed too."""
+
     def __init__(self, sock: Any, owner: DeadlineSocket) -> None:
         super().__init__()
         self._sock = sock
+        self._file = sock.makefile("rb", buffering=0)
         self._owner = owner
 
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer: Any) -> int:
+    def readinto(self, buffer: Any) -> int | None:
         self._sock.settimeout(time_left(self._owner.step))
-        count: int = self._sock.recv_into(buffer)
+        count: int | None = self._file.readinto(buffer)
         return count
+
+    def close(self) -> None:
+        if not self.closed:
+            self._file.close()
+        super().close()
 
 
 class DeadlineSocket:

@@ -17,6 +17,7 @@ core (the signer's role assumer, for one) can classify without depending on boto
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
@@ -24,11 +25,13 @@ from typing import Literal
 __all__ = [
     "AwsError",
     "AwsErrorKind",
+    "CREDENTIAL_CODES",
     "DENIED_CODES",
     "NOT_FOUND_CODES",
     "SERVER_FAULT_CODES",
     "THROTTLING_CODES",
     "aws_error",
+    "credential_code",
     "error_code",
     "is_aws_error",
 ]
@@ -61,6 +64,15 @@ DENIED_CODES = frozenset({
     "ExpiredToken", "ExpiredTokenException", "SignatureDoesNotMatch", "InvalidSignatureException",
     "AuthFailure", "MissingAuthenticationToken", "OptInRequired",
 })
+
+#: The denied codes that say the request's signature or credentials were refused: nothing is
+#: wrong with IAM or Organizations permissions, the caller's keys (or session) are.
+CREDENTIAL_CODES = frozenset({
+    "UnrecognizedClientException", "InvalidClientTokenId", "ExpiredToken", "ExpiredTokenException",
+    "SignatureDoesNotMatch", "InvalidSignatureException", "IncompleteSignature", "IncompleteSignatureException",
+    "AuthFailure", "MissingAuthenticationToken",
+})
+_WORD = re.compile(r"[A-Za-z]+")
 
 _SDK_MODULES = ("botocore.", "boto3.")
 
@@ -98,6 +110,12 @@ class AwsError:
 def is_aws_error(exc: BaseException) -> bool:
     """True for an exception raised by botocore or boto3 (``ClientError``, ``BotoCoreError``...)."""
     return any(cls.__module__.startswith(_SDK_MODULES) for cls in type(exc).__mro__)
+
+
+def credential_code(text: str) -> str | None:
+    """The first of :data:`CREDENTIAL_CODES` named in ``text`` (an error's code or a cause that
+    quotes it), else ``None``."""
+    return next((word for word in _WORD.findall(text) if word in CREDENTIAL_CODES), None)
 
 
 def error_code(exc: BaseException) -> str:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from chalicelib.aws.errors import credential_code
 from chalicelib.engines.base import TierVerdict
 
 __all__ = [
@@ -146,6 +147,13 @@ def failed(check_id: str, message: str, fix: str, **details: Any) -> CheckResult
 
 
 def errored(check_id: str, message: str, fix: str = "", **details: Any) -> CheckResult:
+    """A check that could not run. When AWS refused the credentials themselves (a bad key or
+    signature, an expired session), no permission is missing: the fix says so instead."""
+    refused = credential_code(message)
+    if refused is not None:
+        fix = (f"AWS refused the credentials themselves ({refused}): check the access key, secret key and "
+               "session token in use (or the role this runs as), then re-run; no IAM or Organizations "
+               "permission needs to change")
     return CheckResult(check_id, "error", message, fix or "re-run once the cause is fixed; the "
                        "check could not run, so nothing is proved", details)
 

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 from rdsvend.clock import SYSTEM_CLOCK, Clock
 from rdsvend.errors import RETRYABLE_STATUSES, VendError
 
-__all__ = ["VendError", "VendedToken", "VendApi", "RETRYABLE_STATUSES"]
+__all__ = ["VendError", "VendedToken", "VendApi", "RETRYABLE_STATUSES", "CREDENTIAL_ERROR_TYPES"]
 
 _EXECUTE_API_HOST = re.compile(r"\.execute-api\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?$")
 _CODE_FOR_STATUS = {
@@ -34,6 +34,11 @@ _CODE_FOR_STATUS = {
     504: "upstream_unavailable",
 }
 _MAX_ANSWER_BYTES = 256 * 1024
+#: API Gateway's ``x-amzn-ErrorType`` for a request whose signature or credentials it refused.
+CREDENTIAL_ERROR_TYPES = frozenset({
+    "InvalidSignatureException", "IncompleteSignatureException", "UnrecognizedClientException",
+    "ExpiredTokenException", "InvalidClientTokenId", "SignatureDoesNotMatch",
+})
 
 
 @dataclass(frozen=True)
@@ -242,9 +247,28 @@ def _answer(status: int, headers: Any, raw: bytes) -> dict[str, Any]:
             retry_after,
         )
     # Not rdsvend's error model: API Gateway's own answers (a refused signature, throttling).
-    # Their message may echo the canonical request, so only the status is reported.
+    gateway = _gateway_refusal(headers.get("x-amzn-ErrorType"), body)
+    if gateway is not None:
+        _raise(gateway[0], gateway[1], status, None, retry_after)
     code = _CODE_FOR_STATUS.get(status, "http_error")
     _raise(code, f"HTTP {status} from the gateway", status, None, retry_after)
+
+
+def _gateway_refusal(error_type: str | None, body: Any) -> tuple[str, str] | None:
+    """``(code, message)`` for API Gateway's refusal of the request's signature or credentials.
+
+    The gateway's message is shown up to its first line break: what follows
+    (``The Canonical String for this request should have been ...``) may echo signed headers,
+    the session token among them, so it never leaves this function."""
+    kind = (error_type or "").split(":", 1)[0].strip()
+    if kind == "MissingAuthenticationTokenException":
+        return "bad_url", ("the gateway knows no such route (a signed request to a path that does not exist: "
+                           "check the rdsvend URL and its stage)")
+    if kind not in CREDENTIAL_ERROR_TYPES:
+        return None
+    raw = body.get("message") if isinstance(body, dict) else None
+    message = str(raw).split("\n", 1)[0].strip()[:300] if isinstance(raw, str) and raw.strip() else kind
+    return "bad_credentials", f"{message} ({kind}: check your AWS credentials, not rdsvend's policy)"
 
 
 def _raise(code: str, message: str, status: int, request_id: str | None, retry_after: float | None) -> NoReturn:

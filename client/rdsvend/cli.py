@@ -1,8 +1,10 @@
-"""``rdsvend token | pgpass | passexec | exec``: a fresh token where a person or a tool needs it.
+"""``rdsvend token | pgpass | passexec | exec | whoami | databases``: a fresh token where a
+person or a tool needs it, and what the service makes of its caller.
 
 Every command makes one SigV4-signed call (the caller's usual AWS credentials) to the
 rdsvend URL from ``--url`` or ``RDSVEND_URL``. A refusal from the service is one line on
-stderr naming its code, exit 1; bad usage or a missing URL or credentials, exit 2.
+stderr naming its code, exit 1; bad usage, a missing URL, missing credentials or credentials
+the gateway refuses (``bad_credentials``), exit 2 (:mod:`rdsvend.cliutil`).
 
 The client needs nothing but botocore, so it parses its arguments with :mod:`argparse`.
 A checkout of rdsvend adds the operator commands (``canary``, ``doctor``, ``local`` ...)
@@ -16,24 +18,24 @@ import argparse
 import json
 import os
 import shlex
-import subprocess
 import sys
-import time
 from collections.abc import Callable, Sequence
 from importlib import metadata
 from typing import NoReturn
 
 from rdsvend.api import VendApi, VendedToken
-from rdsvend.connect import child_env, conninfo, libpq_env
+from rdsvend.cli_exec import run_logged_in, split_command
+from rdsvend.cli_info import INFO_COMMANDS, add_info_commands
+from rdsvend.cli_pgpass import run_pgpass
+from rdsvend.cliutil import describe, exit_code, fail, make_api
+from rdsvend.connect import conninfo, libpq_env
 from rdsvend.errors import VendError
-from rdsvend.pgpass import default_pgpass_path, write_pgpass_entry
 
 __all__ = ["main", "build_parser", "OPERATOR_GROUP", "OPERATOR_COMMANDS"]
 
 OPERATOR_GROUP = "rdsvend.commands"
 _FORMATS = ("token", "json", "dsn", "env")
-_LOCAL_ERRORS = frozenset({"no_credentials"})
-_CLIENT_COMMANDS = ("token", "passexec", "pgpass", "exec")
+_CLIENT_COMMANDS = ("token", "passexec", "pgpass", "exec", *INFO_COMMANDS)
 #: Commands for operators, which need the service's checkout (the access policy, AWS reads,
 #: the local stack); named here only to say so when they are missing.
 OPERATOR_COMMANDS = frozenset({"canary", "doctor", "simulate", "policy", "local", "discover", "audit", "rotate"})
@@ -47,17 +49,11 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _fail(message: str, code: int) -> NoReturn:
-    print(f"rdsvend: error: {message}", file=sys.stderr)
-    sys.exit(code)
+    fail(message, code)
 
 
 def _api(url: str | None) -> VendApi:
-    if not url:
-        _fail("no rdsvend URL: pass --url or set RDSVEND_URL", 2)
-    try:
-        return VendApi(url)
-    except ValueError as exc:
-        _fail(str(exc), 2)
+    return make_api(url)
 
 
 def _vend(url: str | None, database: str, db_user: str) -> VendedToken:
@@ -65,16 +61,7 @@ def _vend(url: str | None, database: str, db_user: str) -> VendedToken:
     try:
         return api.vend(database, db_user)
     except VendError as exc:
-        _fail(_describe(exc), 2 if exc.code in _LOCAL_ERRORS else 1)
-
-
-def _describe(exc: VendError) -> str:
-    text = f"{exc.code}: {exc.message}"
-    if exc.request_id:
-        text += f" (request id {exc.request_id})"
-    if exc.retry_after is not None and exc.retryable:
-        text += f" (retry after {exc.retry_after:g} s)"
-    return text
+        _fail(describe(exc, url), exit_code(exc))
 
 
 def _cmd_token(args: argparse.Namespace) -> None:
@@ -109,40 +96,7 @@ def _cmd_passexec(args: argparse.Namespace) -> None:
 
 
 def _cmd_pgpass(args: argparse.Namespace) -> None:
-    if args.every is not None and not args.watch:
-        _fail("--every needs --watch", 2)
-    target = args.file or str(default_pgpass_path())
-    api = _api(args.url)
-    failures = 0
-    while True:
-        try:
-            vended = api.vend(args.database, args.db_user)
-        except VendError as exc:
-            if not args.watch or exc.code in _LOCAL_ERRORS:
-                _fail(_describe(exc), 2 if exc.code in _LOCAL_ERRORS else 1)
-            failures += 1
-            print(f"rdsvend: error: {_describe(exc)}", file=sys.stderr)
-            time.sleep(max(exc.retry_after or 0.0, min(60.0, 2.0**failures)))
-            continue
-        failures = 0
-        _libpq_only(vended, "pgpass")
-        try:
-            written = write_pgpass_entry(
-                target, vended.host, vended.port, vended.dbname, vended.db_user, vended.token
-            )
-        except (OSError, ValueError) as exc:
-            detail = getattr(exc, "strerror", "") or exc
-            _fail(f"cannot write '{target}': {exc.__class__.__name__}: {detail}", 2)
-        expires = vended.expires_at.strftime("%Y-%m-%dT%H:%M:%SZ")
-        print(
-            f"rdsvend: wrote {vended.host}:{vended.port}:{vended.dbname or '*'}:{vended.db_user} "
-            f"to {written} (expires {expires})",
-            file=sys.stderr,
-        )
-        if not args.watch:
-            return
-        half_life = max(1.0, vended.ttl_seconds / 2)
-        time.sleep(min(args.every, half_life) if args.every is not None else half_life)
+    run_pgpass(args)
 
 
 def _cmd_exec(args: argparse.Namespace) -> None:
@@ -151,38 +105,7 @@ def _cmd_exec(args: argparse.Namespace) -> None:
         command = command[1:]
     if not command:
         _fail("exec needs a command after '--'", 2)
-    vended = _vend(args.url, args.database, args.db_user)
-    from rdsvend.mysql import is_mysql_family
-
-    if is_mysql_family(vended.engine):
-        _exec_mysql(command, vended)
-    env = child_env(vended, os.environ)
-    try:
-        completed = subprocess.run(command, env=env, check=False)
-    except FileNotFoundError:
-        _fail(f"command not found: '{command[0]}'", 127)
-    except PermissionError:
-        _fail(f"command not executable: '{command[0]}'", 126)
-    code = completed.returncode
-    sys.exit(128 - code if code < 0 else code)
-
-
-def _exec_mysql(command: list[str], vended: VendedToken) -> NoReturn:
-    """MySQL family: the login in a private option file for the command's lifetime (rdsvend.mysql)."""
-    from rdsvend.mysql import MysqlOptionError, mysql_command
-
-    try:
-        with mysql_command(command, vended) as (argv, env):
-            try:
-                completed = subprocess.run(argv, env=env, check=False)
-            except FileNotFoundError:
-                _fail(f"command not found: '{command[0]}'", 127)
-            except PermissionError:
-                _fail(f"command not executable: '{command[0]}'", 126)
-    except MysqlOptionError as exc:
-        _fail(str(exc), 1)
-    code = completed.returncode
-    sys.exit(128 - code if code < 0 else code)
+    run_logged_in(command, _vend(args.url, args.database, args.db_user))
 
 
 def _every(text: str) -> float:
@@ -231,9 +154,12 @@ def build_parser(operator_commands: Sequence[str] = ()) -> argparse.ArgumentPars
     exec_ = command(
         "exec", "run COMMAND with PGHOST PGPORT PGUSER PGDATABASE PGPASSWORD PGSSLMODE PGSSLROOTCERT set "
         "(example: rdsvend exec orders-prod orders_app -- psql -c 'select 1'); for MySQL and MariaDB, "
-        "with a private option file instead (rdsvend exec shop shop_app -- mariadb)", _cmd_exec,
+        "with a private option file instead (rdsvend exec shop shop_app -- mariadb); a client of the other "
+        "engine (psql for MariaDB, mariadb for PostgreSQL) is refused", _cmd_exec,
     )
-    exec_.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND ...")
+    exec_.add_argument("command", nargs="*", metavar="-- COMMAND ...",
+                       help="the program and its arguments, after '--' (options such as --url go before it)")
+    add_info_commands(commands, os.environ.get("RDSVEND_URL"))
     return parser
 
 
@@ -258,6 +184,17 @@ def _operator_commands() -> dict[str, Callable[[list[str]], None]]:
     return found
 
 
+def _parse(parser: argparse.ArgumentParser, args: list[str], first: str | None) -> argparse.Namespace:
+    """``exec``'s command is everything after the first ``--``; rdsvend parses only what precedes it."""
+    if first != "exec":
+        return parser.parse_args(args)
+    own, command = split_command(args)
+    namespace = parser.parse_args(own)
+    if command is not None:
+        namespace.command = [*namespace.command, *command]
+    return namespace
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     first = next((arg for arg in args if not arg.startswith("-")), None)
@@ -277,7 +214,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             _fail(f"'{first}' is an operator command, unavailable here: it comes with a checkout of rdsvend "
                   "(make install)", 2)
         _fail(f"unknown command '{first}' (see 'rdsvend --help')", 2)
-    namespace = parser.parse_args(args)
+    namespace = _parse(parser, args, first)
     if namespace.command is None:
         parser.print_help()
         sys.exit(2)

@@ -11,6 +11,7 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from rdsvend.api import VendedToken
+from rdsvend.errors import require_extra
 
 if TYPE_CHECKING:  # pragma: no cover
     import psycopg
@@ -102,6 +103,7 @@ def connect(client: TokenClient, database: str, db_user: str, **kwargs: Any) -> 
         from rdsvend.mysql import connect as connect_mysql
 
         return connect_mysql(client, database, db_user, **kwargs)  # type: ignore[no-any-return]  # PyMySQL ships no types
+    require_extra("rdsvend.connect() for PostgreSQL", "psycopg", "psycopg")
     import psycopg
 
     params = connection_params(vended)

@@ -1,7 +1,8 @@
 """The client's exceptions. They stand alone: the client never imports the service."""
 from __future__ import annotations
 
-__all__ = ["RdsvendClientError", "VendError", "IdentityProofError", "RETRYABLE_STATUSES"]
+__all__ = ["RdsvendClientError", "VendError", "IdentityProofError", "MissingExtraError", "require_extra",
+           "RETRYABLE_STATUSES"]
 
 #: Statuses after which a client should back off and retry (with ``Retry-After``).
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
@@ -42,3 +43,22 @@ class VendError(RdsvendClientError):
 
 class IdentityProofError(RdsvendClientError):
     """The identity proof for a direct invoke could not be built (no credentials, bad input)."""
+
+
+class MissingExtraError(RdsvendClientError, ImportError):
+    """A feature needs an optional dependency that is not installed; the message names the
+    extra that installs it (``pip install 'rdsvend[psycopg]'``)."""
+
+    def __init__(self, feature: str, module: str, extra: str) -> None:
+        super().__init__(f"{feature} needs {module}, which is not installed: pip install 'rdsvend[{extra}]'")
+        self.extra = extra
+
+
+def require_extra(feature: str, module: str, extra: str) -> None:
+    """Raise :class:`MissingExtraError` when ``module`` cannot be imported."""
+    import importlib
+
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        raise MissingExtraError(feature, module, extra) from None

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from rdsvend.api import VendedToken
 from rdsvend.connect import ssl_root_cert_path
-from rdsvend.errors import RdsvendClientError
+from rdsvend.errors import RdsvendClientError, require_extra
 
 if TYPE_CHECKING:  # pragma: no cover
     from rdsvend.tokens import TokenClient
@@ -81,6 +81,7 @@ def pymysql_params(vended: VendedToken, environ: Mapping[str, str] | None = None
 
 def connect(client: TokenClient, database: str, db_user: str, **kwargs: Any) -> Any:
     """A PyMySQL connection with a current token from ``client``; ``kwargs`` override/extend."""
+    require_extra("rdsvend.connect() for MySQL and MariaDB", "pymysql", "pymysql")
     import pymysql
 
     params = pymysql_params(client.get(database, db_user))

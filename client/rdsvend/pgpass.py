@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["escape_field", "split_line", "pgpass_line", "default_pgpass_path", "write_pgpass_entry"]
+__all__ = ["escape_field", "split_line", "pgpass_line", "default_pgpass_path", "write_pgpass_entry", "lock_path"]
 
 
 def escape_field(value: str) -> str:
@@ -68,7 +68,8 @@ def write_pgpass_entry(
     uses the first line that matches a connection, so rdsvend's line goes just above the
     first line that could match the same connection (``*:*:*:orders_app:old`` would
     otherwise shadow it), or where it was, or at the end. Writers are serialized with a lock
-    on ``.NAME.lock`` next to the file; a symlinked pgpass file is followed (its target is
+    on ``.NAME.lock`` next to the file (``~/.pgpass``: ``~/.pgpass.lock``; removed after each
+    write); a symlinked pgpass file is followed (its target is
     rewritten, the link stays).
     """
     target = Path(os.path.realpath(Path(path).expanduser()))
@@ -111,21 +112,41 @@ def _overlaps(fields: list[str], key: list[str]) -> bool:
     return all(a == b or a == "*" or b == "*" for a, b in zip(fields, key, strict=True))
 
 
+def lock_path(target: Path) -> Path:
+    """The lock file beside ``target``: ``.pgpass`` -> ``.pgpass.lock``, ``pgpass`` -> ``.pgpass.lock``."""
+    name = target.name if target.name.startswith(".") else f".{target.name}"
+    return target.parent / f"{name}.lock"
+
+
 @contextmanager
 def _locked(target: Path) -> Iterator[None]:
-    """An exclusive ``flock`` on ``.NAME.lock`` beside ``target`` (the file itself is replaced
-    by each write, so it cannot carry the lock). Where ``fcntl`` is missing, no lock."""
+    """An exclusive ``flock`` on :func:`lock_path` (the file itself is replaced by each write, so it
+    cannot carry the lock). The lock file is removed by its holder before the lock is released;
+    a writer that waited on a removed lock file takes a fresh one. Where ``fcntl`` is missing, no lock."""
     try:
         import fcntl
     except ImportError:  # pragma: no cover - not POSIX
         yield
         return
-    fd = os.open(target.parent / f".{target.name}.lock", os.O_RDWR | os.O_CREAT, 0o600)
-    try:
+    path = lock_path(target)
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            current = os.stat(path)
+        except FileNotFoundError:
+            current = None
+        held = os.fstat(fd)
+        if current is not None and (current.st_ino, current.st_dev) == (held.st_ino, held.st_dev):
+            break
+        os.close(fd)  # the holder before us removed this one: lock the file that is there now
+    try:
         yield
     finally:
-        os.close(fd)  # closing releases the lock
+        try:
+            os.unlink(path)
+        finally:
+            os.close(fd)  # closing releases the lock
 
 
 def _replace(target: Path, text: str) -> None:

@@ -46,7 +46,11 @@ def build_identity_proof(
     credentials = core.get_credentials()
     if credentials is None:
         raise IdentityProofError("no AWS credentials found to sign the identity proof")
-    region = region or core.get_config_variable("region") or "us-east-1"
+    region = region or core.get_config_variable("region")
+    if not region:
+        # the proof is signed for one region's STS, which must be the vend function's
+        raise IdentityProofError("no AWS region: set AWS_DEFAULT_REGION (the vend function's "
+                                 "region), or pass region=")
     if endpoint_url is None:
         endpoint_url = core.create_client("sts", region_name=region).meta.endpoint_url
     url = endpoint_url.rstrip("/") + "/"

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from rdsvend.connect import connection_params
+from rdsvend.errors import require_extra
 
 if TYPE_CHECKING:  # pragma: no cover
     from sqlalchemy.engine import Engine
@@ -50,11 +51,17 @@ def install_token_hook(engine: Engine, client: TokenClient, database: str, db_us
 def create_engine(client: TokenClient, database: str, db_user: str, **engine_kwargs: Any) -> Engine:
     """``sqlalchemy.create_engine("postgresql+psycopg://")`` with the token hook installed, or
     ``"mysql+pymysql://"`` when the database is of the MySQL family."""
+    require_extra("rdsvend.sqla.create_engine()", "sqlalchemy", "sqlalchemy")
     import sqlalchemy
 
     from rdsvend.mysql import is_mysql_family
 
-    url = "mysql+pymysql://" if is_mysql_family(client.get(database, db_user).engine) else "postgresql+psycopg://"
+    mysql = is_mysql_family(client.get(database, db_user).engine)
+    if mysql:
+        require_extra("rdsvend.sqla.create_engine() for MySQL and MariaDB", "pymysql", "pymysql")
+    else:
+        require_extra("rdsvend.sqla.create_engine() for PostgreSQL", "psycopg", "psycopg")
+    url = "mysql+pymysql://" if mysql else "postgresql+psycopg://"
     engine = sqlalchemy.create_engine(url, **engine_kwargs)
     install_token_hook(engine, client, database, db_user)
     return engine

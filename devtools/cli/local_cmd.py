@@ -1,6 +1,7 @@
 """``rdsvend local up [--detach] | env [--as caller|denied|operator] | down``: the local stack."""
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -10,13 +11,18 @@ import click
 
 __all__ = ["local"]
 
-_STATE_HELP = "where the stack keeps its state (default: .rdsvend/local in the repository)"
+_STATE_HELP = ("where the stack keeps its state (default: $RDSVEND_LOCAL_STACK, which 'local env' sets, else "
+               ".rdsvend/local in the repository)")
 
 
 def _state_dir(value: str | None) -> Path:
+    """``--state-dir``; else the stack of this shell (``RDSVEND_LOCAL_STACK``, set by ``local env``);
+    else ``.rdsvend/local`` in the repository."""
     from devtools.local.stack import DEFAULT_STATE_DIR
+    from devtools.local.state import LOCAL_STACK_ENV
 
-    return Path(value) if value else DEFAULT_STATE_DIR
+    chosen = value or os.environ.get(LOCAL_STACK_ENV)
+    return Path(chosen) if chosen else DEFAULT_STATE_DIR
 
 
 def _fail(message: str, code: int = 1) -> NoReturn:
@@ -26,7 +32,7 @@ def _fail(message: str, code: int = 1) -> NoReturn:
 
 @click.group()
 def local() -> None:
-    """Run rdsvend, its AWS and an RDS-compatible PostgreSQL on this machine (loopback only)."""
+    """Run rdsvend, its AWS and RDS-compatible PostgreSQL and MariaDB databases on this machine (loopback only)."""
 
 
 @local.command()
@@ -37,7 +43,10 @@ def local() -> None:
 @click.option("--access", "access_path", default=None, type=click.Path(dir_okay=False),
               help="access policy template (default: policies/local-access.yaml)")
 def up(detach: bool, state_dir: str | None, world_path: str | None, access_path: str | None) -> None:
-    """Start the local stack; in the foreground until Ctrl-C unless --detach."""
+    """Start the local stack; in the foreground until Ctrl-C unless --detach.
+
+    It listens on the previous run's ports when they are free and gives the world's callers
+    their previous keys, so shells opened before a restart keep working."""
     from chalicelib.errors import PolicyLoadError
     from devtools.local.stack import DEFAULT_ACCESS, StackError, StackInfo, StackServer, spawn_detached
     from devtools.local.world import WorldError
@@ -49,7 +58,10 @@ def up(detach: bool, state_dir: str | None, world_path: str | None, access_path:
     try:
         _check_inputs(world_path, access_path or str(DEFAULT_ACCESS))
         if detach:
-            info = spawn_detached(directory, world_path=world_path, access_path=access_path)
+            try:
+                info = spawn_detached(directory, world_path=world_path, access_path=access_path)
+            except KeyboardInterrupt:
+                _fail("start interrupted: everything it had started is stopped", 130)
             click.echo(f"local stack running (pid {info.pid}): API {info.gateway_url}, AWS {info.moto_url}")
             click.echo("  eval \"$(rdsvend local env)\" to use it; 'rdsvend local down' to stop it")
             return
@@ -75,11 +87,13 @@ def up(detach: bool, state_dir: str | None, world_path: str | None, access_path:
 
 def _check_inputs(world_path: str | None, access_path: str) -> None:
     """Bad input is a one-line error before anything starts (exit 2)."""
-    from chalicelib.policy.loader import load_policy_file
+    from chalicelib.policy.loader import load_policy_text
+    from devtools.local.provision import merged_access_text
     from devtools.local.world import DEFAULT_WORLD, load_world
 
-    load_world(world_path or DEFAULT_WORLD)
-    load_policy_file(access_path)
+    world = load_world(world_path or DEFAULT_WORLD)
+    # the template as the stack will use it: with the world's IAM and Kerberos users added
+    load_policy_text(merged_access_text(Path(access_path), world), source=access_path)
 
 
 #: ``--as`` name -> the world's part whose keys are exported
@@ -95,15 +109,24 @@ _PARTS = {"caller": "allowed", "denied": "denied", "operator": "operator"}
 @click.option("--caller", type=click.Choice(["allowed", "denied"]), default=None, hidden=True,
               help="older spelling of --as caller|denied")
 def env(state_dir: str | None, role: str | None, caller: str | None) -> None:
-    """Print export lines for a shell: eval "$(rdsvend local env [--as operator])"."""
+    """Print export lines for a shell: eval "$(rdsvend local env [--as operator])".
+
+    With no stack running it prints unset lines for every variable it would export (so an
+    eval keeps none of a stopped stack's) and exits 1."""
     from devtools.local.stack import UNSET_ENV, running_info
+    from devtools.local.state import LOCAL_ENV_NAMES, LOCAL_STACK_ENV
 
     if role is not None and caller is not None:
         _fail("--as and --caller cannot be combined (use --as)", 2)
     part = _PARTS[role] if role is not None else (caller or "allowed")
-    info = running_info(_state_dir(state_dir))
+    directory = _state_dir(state_dir)
+    info = running_info(directory)
     if info is None:
-        _fail("no local stack is running (start one with 'rdsvend local up --detach')")
+        # eval "$(rdsvend local env)" must not keep a stopped stack's endpoints and keys
+        click.echo(f"unset {' '.join(LOCAL_ENV_NAMES)}")
+        click.echo(f"export {LOCAL_STACK_ENV}={shlex.quote(str(directory.resolve()))}")
+        _fail("no local stack is running (start one with 'rdsvend local up --detach'); "
+              "the variables of a previous one are unset")
     if part not in info.seeded.callers:
         _fail(f"--as {role}: the running stack's world has no {role}", 2)
     click.echo(f"unset {' '.join(UNSET_ENV)}")

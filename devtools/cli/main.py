@@ -8,11 +8,13 @@ not load. Errors are one line on stderr, never a traceback.
 """
 from __future__ import annotations
 
+import os
 import sys
 
 import click
 
 from devtools.cli.lazy import LazyGroup
+from devtools.cli.stack_check import local_stack_down
 
 __all__ = ["cli", "main", "run"]
 
@@ -36,6 +38,10 @@ def cli() -> None:
 
 def run(argv: list[str]) -> None:
     """Run one operator command with ``argv`` (what follows ``rdsvend``)."""
+    down = local_stack_down(argv, os.environ)
+    if down is not None:
+        click.echo(f"rdsvend: error: {down}", err=True)
+        sys.exit(1)
     main(argv)
 
 

@@ -212,6 +212,9 @@ def main(argv: list[str] | None = None) -> int:
         report = stack.stop()
         if report.clean:
             say(f"Nothing left running or listening. Demo finished in {time.monotonic() - started:.1f} s.", 3)
+            if status == 0:
+                say("Your turn: . .venv/bin/activate && rdsvend local up --detach && eval \"$(rdsvend local env)\" "
+                    "(README: Other ways in)", 3)
         else:
             say(f"Left behind: {'; '.join(report.leftovers)}", 3)
             status = status or 1

@@ -210,7 +210,8 @@ def _handler_for(server: LambdaInvokeServer) -> type[LoopbackHandler]:
 
 
 def start_vend_function(*, region: str, account: str, lookup: SecretLookup, iam_client_for: Callable[[str], Any],
-                        org_client: Any, denials: Any = None, org_id: str | None = None) -> LambdaInvokeServer:
+                        org_client: Any, denials: Any = None, org_id: str | None = None,
+                        port: int = 0) -> LambdaInvokeServer:
     """Configure this process as the deployed ``vend`` function is and serve Invoke for it.
 
     Call after the gateway has configured the app's environment (``RDSVEND_STS_ENDPOINT`` is
@@ -230,6 +231,6 @@ def start_vend_function(*, region: str, account: str, lookup: SecretLookup, iam_
         permission = enforced_permission(function_arn, org_id, denials)
     else:
         permission = invoke_permission(iam_client_for, org_client)
-    server = LambdaInvokeServer(vend, lookup, region=region, account=account, permission=permission)
+    server = LambdaInvokeServer(vend, lookup, region=region, account=account, permission=permission, port=port)
     server.start()
     return server

@@ -134,6 +134,9 @@ class MariaDBServer:
         self.master_password = secrets.token_urlsafe(24)
         self._base: Path | None = None
         self._proc: subprocess.Popen[bytes] | None = None
+        #: the CA of the backend's own TLS certificate: the front speaks TLS to the backend too, so
+        #: a session's Ssl_version and Ssl_cipher name its TLS as on RDS
+        self.backend_ca: Path | None = None
 
     def __repr__(self) -> str:
         return f"MariaDBServer(base={self._base}, pid={self.pid})"
@@ -231,13 +234,18 @@ class MariaDBServer:
             raise MariaDBError(f"mariadb-install-db failed: {(result.stderr or result.stdout).strip()[-400:]}")
 
     def _run(self, base: Path) -> None:
+        from devtools.local.tls import make_tls_material
+
         owner = _owner()
+        tls = make_tls_material(base / "backend-tls", owner=owner.pw_name if owner is not None else None)
+        self.backend_ca = tls.ca_cert
         argv = [
             str(self._mariadbd), "--no-defaults", f"--datadir={base / 'data'}", f"--socket={self.socket_path}",
             "--skip-networking", f"--pid-file={base / 'mariadbd.pid'}", f"--log-error={base / 'error.log'}",
             f"--init-file={base / 'init.sql'}", "--skip-name-resolve", "--skip-log-bin",
             "--innodb-buffer-pool-size=16M", "--innodb-log-file-size=8M", "--max-connections=64",
             "--character-set-server=utf8mb4", "--default-time-zone=+00:00", "--innodb-flush-log-at-trx-commit=0",
+            f"--ssl-cert={tls.server_cert}", f"--ssl-key={tls.server_key}",
         ]
         if owner is not None:
             argv.insert(2, f"--user={owner.pw_name}")

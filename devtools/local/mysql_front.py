@@ -18,8 +18,10 @@ socket, see :mod:`devtools.local.mariadb`). Per connection:
    (the same checker, and the same reasons, as the PostgreSQL side); the instance must have
    IAM authentication enabled (else 1524, "plugin not loaded", as on RDS); other users log in
    with their password, checked by the backend; a token offered for a non-IAM user is 1045;
-5. authenticate to the backend (``mysql_native_password`` over the socket) and hand the
-   client the backend's OK or error; then relay both ways.
+5. authenticate to the backend (``mysql_native_password`` over the socket, inside TLS at the
+   client's TLS version, so that ``SHOW STATUS LIKE 'Ssl_version'`` and ``Ssl_cipher`` name
+   the session's TLS as on RDS) and hand the client the backend's OK or error; then relay both
+   ways.
 
 Every refusal is logged with its reason (the checker logs its own); the token never is.
 Bounded: a handshake deadline, an idle timeout, a packet size limit during the handshake (a
@@ -88,6 +90,9 @@ class FrontSettings:
 #: ``(user) -> plugins`` of a backend user (None: no such user), ``() -> bool`` IAM auth on,
 #: ``(user, token) -> bool`` the token checker, ``(user) -> password`` the backend way in.
 PluginLookup = Callable[[str], "tuple[str, ...] | None"]
+
+
+_TLS_VERSIONS = {"TLSv1.2": ssl.TLSVersion.TLSv1_2, "TLSv1.3": ssl.TLSVersion.TLSv1_3}
 
 
 class _Conn:
@@ -249,10 +254,33 @@ class _Conn:
             secret = password
         return self._backend_login(login, secret, g), seq
 
+    def _backend_tls(self, caps: int, login: Login) -> int:
+        """TLS to the backend too (when it offers it), at the client's TLS version and (TLS 1.2)
+        cipher: the session's ``Ssl_version`` and ``Ssl_cipher`` then name the client's TLS, as
+        on RDS, where the client's TLS ends in the server. Returns the next sequence number."""
+        assert self.backend is not None
+        if self.front.backend_ca is None or not caps & CLIENT_SSL or not isinstance(self.client, ssl.SSLSocket):
+            return 1
+        self.write_packet(self.backend, 1, struct.pack("<I", caps) + login.max_packet + bytes([login.charset])
+                          + login.filler)
+        context = ssl.create_default_context(cafile=self.front.backend_ca)
+        context.check_hostname = False  # a private unix socket: the CA is the backend's own
+        version = _TLS_VERSIONS.get(self.client.version() or "")
+        if version is not None:
+            context.minimum_version = context.maximum_version = version
+        cipher = self.client.cipher()
+        if cipher is not None and version is not None and version < ssl.TLSVersion.TLSv1_3:
+            context.set_ciphers(cipher[0])
+        self.backend = context.wrap_socket(self.backend)
+        return 2
+
     def _backend_login(self, login: Login, password: str, g: Greeting) -> bytes:
         assert self.backend is not None
         caps = (login.caps & ~(CLIENT_SSL | CLIENT_CONNECT_ATTRS | CLIENT_COMPRESS)
                 | CLIENT_PLUGIN_AUTH | CLIENT_SECURE_CONNECTION) & g.caps
+        if self.front.backend_ca is not None and g.caps & CLIENT_SSL:
+            caps |= CLIENT_SSL
+        seq = self._backend_tls(caps, login)
         auth = native_scramble(password.encode("utf-8"), g.nonce)
         parts = [struct.pack("<I", caps), login.max_packet, bytes([login.charset]), login.filler,
                  login.user.encode("utf-8"), b"\0"]
@@ -260,7 +288,7 @@ class _Conn:
         if caps & CLIENT_CONNECT_WITH_DB:
             parts += [login.database or b"", b"\0"]
         parts += [NATIVE, b"\0"]
-        self.write_packet(self.backend, 1, b"".join(parts))
+        self.write_packet(self.backend, seq, b"".join(parts))
         bseq, answer = self.read_packet(self.backend)
         if answer[:1] == b"\xfe":  # the backend wants another round of native auth
             r = Reader(answer[1:])
@@ -301,8 +329,8 @@ class _Conn:
             client.settimeout(30.0)
             backend.settimeout(30.0)
             while not self.front.stopping.is_set():
-                pending = isinstance(client, ssl.SSLSocket) and client.pending() > 0
-                readable = [client] if pending else select.select([client, backend], [], [], min(idle, 1.0))[0]
+                pending = [s for s in (client, backend) if isinstance(s, ssl.SSLSocket) and s.pending() > 0]
+                readable = pending or select.select([client, backend], [], [], min(idle, 1.0))[0]
                 if not readable:
                     if time.monotonic() - self.deadline > idle:
                         log.info("mysql front: idle connection from %s closed", self.peer)
@@ -326,8 +354,10 @@ class MysqlFront:
     def __init__(self, *, backend_socket: str | os.PathLike[str], tls_cert: str | os.PathLike[str],
                  tls_key: str | os.PathLike[str], plugins: PluginLookup, check: Callable[[str, str], bool],
                  backend_password: Callable[[str], str], iam_enabled: Callable[[], bool] = lambda: True,
-                 host: str = "127.0.0.1", port: int = 0, settings: FrontSettings = FrontSettings()) -> None:
+                 host: str = "127.0.0.1", port: int = 0, settings: FrontSettings = FrontSettings(),
+                 backend_ca: str | os.PathLike[str] | None = None) -> None:
         self.backend_socket = Path(backend_socket)
+        self.backend_ca = str(backend_ca) if backend_ca is not None else None
         self.settings = settings
         self.plugins = plugins
         self.check = check
@@ -361,6 +391,7 @@ class MysqlFront:
         if self._listener is not None:
             return self
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # the port of a previous run (TIME_WAIT)
         listener.bind(self._address)
         listener.listen(64)
         listener.settimeout(0.2)

@@ -16,6 +16,7 @@ from devtools.local.calls import signed_request
 from devtools.local.state import StackError, StackInfo
 
 __all__ = ["POWERTOOLS_DEFAULTS", "admin_dsn", "create_database", "port_of", "probe", "seed_secrets",
+           "merged_access_text", "world_users",
            "start_gateway", "warm_imports", "write_access_policy"]
 
 log = logging.getLogger("devtools.local.stack")
@@ -82,13 +83,18 @@ def seed_secrets(policy_path: Path, seeded: Any, clusters: Any, sessions: Any) -
                           lambda account: sessions.client("secretsmanager", account))
 
 
-def write_access_policy(template: Path, target: Path, seeded: Any, ca_path: Path) -> None:
-    """The access policy with each local database's real host and port, validated."""
+def write_access_policy(template: Path, target: Path, seeded: Any, ca_path: Path, world: Any = None) -> None:
+    """The access policy with each local database's real host and port, validated.
+
+    The world file is where the local databases' users are declared: an IAM or Kerberos user
+    of a database in the world that the template does not list is added to it (its ``auth``
+    and ``tier``), so adding such a user takes one line in the world file. (Password users
+    name their secret and rotation, which only the access policy says: list them there.)"""
     import yaml
 
     from chalicelib.policy.loader import load_policy_file
 
-    data = yaml.safe_load(template.read_text(encoding="utf-8"))
+    data = yaml.safe_load(merged_access_text(template, world))
     for name, spec in (data.get("databases") or {}).items():
         ident = spec.get("instance")
         inst = seeded.instances.get(ident)
@@ -101,7 +107,55 @@ def write_access_policy(template: Path, target: Path, seeded: Any, ca_path: Path
     load_policy_file(target)
 
 
-def start_gateway(world: Any, seeded: Any, policy_path: Path, lookup: Any, denials: Any = None) -> Any:
+def world_users(world: Any) -> dict[str, dict[str, dict[str, str]]]:
+    """Instance identifier -> the IAM and Kerberos users the world declares (``auth``, ``tier``)."""
+    found: dict[str, dict[str, dict[str, str]]] = {}
+    if world is None:
+        return found
+    for _account, db in world.databases():
+        found[db.identifier] = {
+            user.name: {"auth": user.auth, **({"tier": user.tier} if user.tier else {})}
+            for user in db.users.values() if user.auth in ("iam", "kerberos")
+        }
+    return found
+
+
+def _add_world_users(spec: Any, users: dict[str, dict[str, str]]) -> bool:
+    """Add the world's users ``spec`` does not list; whether any was added."""
+    if not isinstance(spec, dict):
+        return False
+    listed = spec.get("users")
+    if listed is None:
+        listed = spec["users"] = {}
+    if not isinstance(listed, dict):
+        return False  # the loader names the field
+    missing = {name: dict(facts) for name, facts in users.items() if name not in listed}
+    listed.update(missing)
+    return bool(missing)
+
+
+def merged_access_text(template: Path, world: Any) -> str:
+    """The access policy template's text with the world's IAM and Kerberos users added to each
+    database it declares; the template's own text when there is nothing to add (or it does not
+    parse: the policy loader then reports it, naming the file and line)."""
+    import yaml
+
+    text = template.read_text(encoding="utf-8")
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    databases = data.get("databases") if isinstance(data, dict) else None
+    if not isinstance(databases, dict):
+        return text
+    users = world_users(world)
+    added = [_add_world_users(spec, users.get(spec.get("instance"), {}) if isinstance(spec, dict) else {})
+             for spec in databases.values()]
+    return yaml.safe_dump(data, sort_keys=False) if any(added) else text
+
+
+def start_gateway(world: Any, seeded: Any, policy_path: Path, lookup: Any, denials: Any = None,
+                  port: int = 0) -> Any:
     """Configure this process as the Lambda would be, import the app, put the gateway in front."""
     from devtools.local.aws import org_id_of
     from devtools.local.gateway import Gateway
@@ -130,7 +184,7 @@ def start_gateway(world: Any, seeded: Any, policy_path: Path, lookup: Any, denia
         api = f"arn:aws:execute-api:{world.region}:{world.service_account}:"
         permission = service_permission("execute-api:Invoke", "execute-api", api, seeded.org_id, denials)
     gateway = Gateway(app, lookup, region=world.region, account=world.service_account,
-                      org_id_of=org_id_of, caller_id_of=lookup.caller_id, permission=permission)
+                      org_id_of=org_id_of, caller_id_of=lookup.caller_id, permission=permission, port=port)
     gateway.start()
     return gateway
 

@@ -30,8 +30,9 @@ class LocalMariaDB:
     """A throwaway MariaDB reached like an RDS endpoint: TLS only, IAM tokens for IAM users."""
 
     def __init__(self, *, parent_dir: str | os.PathLike[str] | None = None, extra_names: Sequence[str] = (),
-                 settings: FrontSettings | None = None) -> None:
+                 settings: FrontSettings | None = None, port: int = 0) -> None:
         self.server = MariaDBServer(parent_dir=parent_dir)
+        self._port = port  # the front's; 0: any free port
         self._extra_names = tuple(extra_names)
         self._settings = settings or FrontSettings()
         self._tls_dir: Path | None = None
@@ -58,7 +59,8 @@ class LocalMariaDB:
                 tls_key=self._tls.server_key, plugins=self.server.auth_plugins,
                 check=lambda user, token: self._check(user, token),
                 backend_password=self.server.backend_password,
-                iam_enabled=lambda: self._iam_enabled(), settings=self._settings,
+                iam_enabled=lambda: self._iam_enabled(), settings=self._settings, port=self._port,
+                backend_ca=self.server.backend_ca,
             ).start()
         except BaseException:
             self.stop()
@@ -136,7 +138,8 @@ class MysqlStarter:
     recorded in the state file (``mariadb``) before anything runs in it, so ``down`` finds it;
     ``databases`` can be stopped at any time (a stop waits for a start in flight)."""
 
-    def __init__(self, world: Any, save: Callable[..., None], state: dict[str, Any]) -> None:
+    def __init__(self, world: Any, save: Callable[..., None], state: dict[str, Any],
+                 ports: Callable[[str], int] = lambda identifier: 0) -> None:
         from chalicelib.vending.dsn import is_mysql_family
 
         self.databases: dict[str, LocalMariaDB] = {}
@@ -145,7 +148,7 @@ class MysqlStarter:
         for _account, spec in world.databases():
             if not is_mysql_family(spec.engine):
                 continue
-            db = LocalMariaDB()
+            db = LocalMariaDB(port=ports(spec.identifier))
             self.databases[spec.identifier] = db
             save(mariadb=[*state.get("mariadb", []), str(db.server.prepare())])
         for ident, db in self.databases.items():

@@ -103,6 +103,24 @@ def _fixed_moto_ids(*, org_id: str | None = None, account_id: str | None = None)
             utils.make_random_org_id, utils.make_random_account_id = saved
 
 
+@contextmanager
+def _fixed_access_key(pair: tuple[str, str] | None) -> Iterator[None]:
+    """Make moto's next access key ``pair`` (id, secret) instead of a random one."""
+    if pair is None:
+        yield
+        return
+    from moto.iam import models
+
+    with _ID_PATCH_LOCK:
+        saved = models.generate_access_key_id_from_account_id, models.random_alphanumeric
+        models.generate_access_key_id_from_account_id = lambda *args, **kwargs: pair[0]
+        models.random_alphanumeric = lambda *args, **kwargs: pair[1]
+        try:
+            yield
+        finally:
+            models.generate_access_key_id_from_account_id, models.random_alphanumeric = saved
+
+
 def _point_instance_at(account: str, region: str, identifier: str, host: str) -> None:
     """Make moto report ``host`` as the instance's endpoint address (the port is set at create),
     and give the instance a resource id of its own."""
@@ -172,11 +190,13 @@ def _org_access_role(account: str, management: str, partition: str = "aws") -> N
 
 
 def seed_world(world: World, endpoint_url: str, *, db_host: str, db_port: int | Mapping[str, int],
-               master_password: str) -> SeededWorld:
+               master_password: str, known_keys: Mapping[str, tuple[str, str]] | None = None) -> SeededWorld:
     """Create the world in the moto server at ``endpoint_url`` through its public API.
 
     ``db_port`` is where the local PostgreSQL of each database listens (one port for all, or
     a mapping from instance identifier to port); the instances' endpoints say so.
+    ``known_keys`` (``ACCOUNT/USER`` -> key id and secret) gives users the access keys of a
+    previous run (devtools.local.last_run), so the shells that hold them stay valid.
     """
     region = world.region
     org = world.organization
@@ -245,7 +265,8 @@ def seed_world(world: World, endpoint_url: str, *, db_host: str, db_port: int | 
             for name, doc in user.policies.items():
                 iam.put_user_policy(UserName=user.name, PolicyName=name, PolicyDocument=json.dumps(doc))
             if user.access_key:
-                key = iam.create_access_key(UserName=user.name)["AccessKey"]
+                with _fixed_access_key((known_keys or {}).get(f"{account.id}/{user.name}")):
+                    key = iam.create_access_key(UserName=user.name)["AccessKey"]
                 for part, ref in parts.items():
                     if (ref.account, ref.user) == (account.id, user.name):
                         callers[part] = Keys(key["AccessKeyId"], key["SecretAccessKey"], arn, account.id)

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from devtools.local.last_run import LastRun, recall, remember
 from devtools.local.provision import (
     POWERTOOLS_DEFAULTS,
     admin_dsn,
@@ -78,6 +79,8 @@ class StackServer:
         self._verdicts: dict[tuple[str, str, str], tuple[int, tuple[bool, str]]] = {}
         self._verdicts_lock = threading.Lock()
         self.info: StackInfo | None = None
+        #: the previous run's ports and keys, kept when free (devtools.local.last_run)
+        self.last_run = recall(self.state_dir)
 
     # the LDAP responder starts before the checker can exist (PostgreSQL needs the
     # responder's port, the checker needs PostgreSQL's): until then, refuse everything.
@@ -126,7 +129,7 @@ class StackServer:
         if not world.databases():
             raise StackError(f"{self.world_path}: the world has no database")
 
-        self._moto = MotoServer()
+        self._moto = MotoServer(port=self.last_run.port("moto"))
         moto_url = self._moto.start()
         from devtools.local.secret_labels import install as keep_secret_labels
 
@@ -140,13 +143,15 @@ class StackServer:
         from devtools.local.rds_mysql import MysqlStarter
 
         # The MySQL-family databases start in the background meanwhile (devtools.local.rds_mysql).
-        mysql_starter = MysqlStarter(world, self._save, self._state)
+        mysql_starter = MysqlStarter(world, self._save, self._state,
+                                     ports=lambda ident: self.last_run.port(f"db:{ident}"))
         self._mysql = mysql_starter.databases
         # One RDS-shaped PostgreSQL per database in the world.
         for _account, spec in world.databases():
             if spec.engine != "postgres":
                 continue  # the MySQL family: below
-            cluster = PostgresCluster(ldap_port=self._ldap.port)
+            cluster = PostgresCluster(ldap_port=self._ldap.port,
+                                      port=self.last_run.port(f"db:{spec.identifier}") or None)
             self._clusters[spec.identifier] = cluster
             cluster.start()
             self._save(pg=[*self._state["pg"], str(cluster.base_dir)],
@@ -167,7 +172,7 @@ class StackServer:
         seeded = seed_world(world, moto_url, db_host=first.host,
                             db_port={**{i: c.port for i, c in self._clusters.items()},
                                      **{i: m.port for i, m in self._mysql.items()}},
-                            master_password=secrets.token_urlsafe(18))
+                            master_password=secrets.token_urlsafe(18), known_keys=self.last_run.keys)
 
         self._lookup = MotoSecretLookup()
         self._sessions = AccountSessions(moto_url, world.region, world.organization.management_account)
@@ -193,16 +198,17 @@ class StackServer:
             create_database(self._clusters[spec.identifier], spec)
 
         policy_path = self.state_dir / "access.yaml"
-        write_access_policy(self.access_path, policy_path, seeded, ca_path)
+        write_access_policy(self.access_path, policy_path, seeded, ca_path, world)
         seed_secrets(policy_path, seeded, {**self._clusters, **self._mysql}, self._sessions)
 
-        self._gateway = start_gateway(world, seeded, policy_path, self._lookup, self._enforcer)
+        self._gateway = start_gateway(world, seeded, policy_path, self._lookup, self._enforcer,
+                                      port=self.last_run.port("gateway"))
         self._save(ports=[*self._state["ports"], port_of(self._gateway.url)])
         self._lambda = start_vend_function(
             region=world.region, account=world.service_account, lookup=self._lookup,
             iam_client_for=lambda account: self._sessions.client("iam", account),
             org_client=self._sessions.client("organizations", self._sessions.management_account),
-            denials=self._enforcer, org_id=seeded.org_id)
+            denials=self._enforcer, org_id=seeded.org_id, port=self.last_run.port("lambda"))
         self._save(ports=[*self._state["ports"], port_of(self._lambda.url)])
 
         from devtools.local.rds_mysql import local_db_fields
@@ -224,6 +230,7 @@ class StackServer:
         probe(info)
         self.info = info
         self._save(status="ready", info=info.to_json())
+        remember(self.state_dir, _this_run(info))
         return info
 
     def _guard_moto(self, lookup: Any, management_account: str) -> None:
@@ -344,6 +351,17 @@ class StackServer:
             for s, handler in previous.items():
                 signal.signal(s, handler)
             self.stop()
+
+
+def _this_run(info: StackInfo) -> LastRun:
+    """The ports a shell holds (the AWS endpoint, the API, the Invoke API, each database) and the
+    world's callers' keys, for the next run."""
+    ports = {"moto": port_of(info.moto_url), "gateway": port_of(info.gateway_url),
+             **({"lambda": port_of(info.lambda_url)} if info.lambda_url else {}),
+             **{f"db:{ident}": int(db["port"]) for ident, db in info.databases.items()}}
+    keys = {f"{k.account}/{k.arn.rsplit('/', 1)[-1]}": (k.access_key_id, k.secret_access_key)
+            for k in info.seeded.callers.values()}
+    return LastRun(ports, keys)
 
 
 class _LazyOrgClient:

@@ -90,19 +90,37 @@ def spawn_detached(state_dir: str | os.PathLike[str] = DEFAULT_STATE_DIR, *, tim
     with open(log_path, "wb") as log_file:
         child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
                                  start_new_session=True, close_fds=True, cwd=str(REPO_ROOT))
+    try:
+        return _wait_ready(child, state_dir, log_path, timeout)
+    except BaseException:  # Ctrl-C (KeyboardInterrupt) included: nothing may keep running
+        _abandon(child, state_dir)
+        raise
+
+
+def _wait_ready(child: subprocess.Popen[bytes], state_dir: Path, log_path: Path, timeout: float) -> StackInfo:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         state = read_state(state_dir)
         if state and state.get("pid") == child.pid and state.get("status") == "ready":
             return StackInfo.from_json(state["info"])
         if child.poll() is not None:
-            tail = _tail(log_path)
-            down(state_dir)
-            raise StackError(f"the local stack exited with status {child.returncode} while starting: {tail}")
+            raise StackError(f"the local stack exited with status {child.returncode} while starting: "
+                             f"{_tail(log_path)}")
         time.sleep(0.1)
-    tail = _tail(log_path)
+    raise StackError(f"the local stack did not answer within {int(timeout)} s: {_tail(log_path)}")
+
+
+def _abandon(child: subprocess.Popen[bytes], state_dir: Path, grace: float = 60.0) -> None:
+    """Stop a start that will not be waited for: the child stops what it started (SIGTERM makes
+    its start give up and clean up), then ``down`` removes whatever is left."""
+    if child.poll() is None:
+        child.terminate()
+        try:
+            child.wait(grace)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
     down(state_dir)
-    raise StackError(f"the local stack did not answer within {int(timeout)} s: {tail}")
 
 
 def _tail(path: Path) -> str:

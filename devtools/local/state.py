@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["REPO_ROOT", "DEFAULT_STATE_DIR", "DEFAULT_ACCESS", "STATE_FILE", "LOG_FILE", "UNSET_ENV",
+           "LOCAL_STACK_ENV", "LOCAL_ENV_NAMES",
            "StackError", "StackInfo", "read_state", "running_info", "write_state", "alive", "proc_start_time"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -23,6 +24,16 @@ STATE_FILE = "state.json"
 LOG_FILE = "stack.log"
 #: Variables a shell must drop to use the local caller's long-term keys.
 UNSET_ENV = ("AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_PROFILE")
+#: Set in a local stack's shell: the stack's state directory (the client then says "the local
+#: stack is not running" where it would say "unreachable").
+LOCAL_STACK_ENV = "RDSVEND_LOCAL_STACK"
+#: Every variable ``rdsvend local env`` may export except ``RDSVEND_LOCAL_STACK``: with the
+#: stack down it unsets them all, so an ``eval`` keeps no stale endpoint, key or DSN.
+LOCAL_ENV_NAMES = (
+    "AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "RDSVEND_URL",
+    "RDSVEND_POLICY", "PGSSLROOTCERT", "RDSVEND_LOCAL_ADMIN_DSN", "RDSVEND_LOCAL_MYSQL_ADMIN_DSN",
+    "AWS_ENDPOINT_URL_LAMBDA", "RDSVEND_SERVER_ID", "RDSVEND_VEND_FUNCTION", "RDSVEND_ORG_ROLE_ARN",
+)
 
 
 class StackError(RuntimeError):
@@ -140,6 +151,7 @@ class StackInfo:
             "PGSSLROOTCERT": self.ca_path,
             "RDSVEND_LOCAL_ADMIN_DSN": self.admin_dsn,
             **_mysql_admin_env(self.databases),
+            LOCAL_STACK_ENV: self.state_dir,
         }
         if self.lambda_url:
             out.update({"AWS_ENDPOINT_URL_LAMBDA": self.lambda_url, "RDSVEND_SERVER_ID": self.server_id,

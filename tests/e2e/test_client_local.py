@@ -136,9 +136,9 @@ def test_denied_caller_gets_one_line_and_exit_1(local_stack, stack_env, tmp_path
 def test_unsigned_environment_is_refused_by_the_gateway(stack_env):
     env = {**stack_env, "AWS_SECRET_ACCESS_KEY": "not-the-secret"}
     result = rdsvend(env, "token", DATABASE, DB_USER)
-    assert result.returncode == 1
-    assert result.stderr.startswith("rdsvend: error: ") and result.stderr.count("\n") == 1
-    assert "forbidden" in result.stderr or "unauthenticated" in result.stderr
+    assert result.returncode == 2  # the caller's credentials, not the service's policy
+    assert result.stderr.startswith("rdsvend: error: bad_credentials: ") and result.stderr.count("\n") == 1
+    assert "forbidden" not in result.stderr
     assert "not-the-secret" not in result.stderr and result.stdout == ""
 
 

@@ -70,6 +70,20 @@ def token(db, user=USER):
     return session.create_client("rds", region_name=REGION).generate_db_auth_token("localhost", db.port, user, REGION)
 
 
+def test_a_pymysql_session_sees_its_tls_version_and_cipher(front):
+    """As on RDS, a session's Ssl_version and Ssl_cipher name its TLS (the front speaks TLS to the
+    backend too, at the client's version), never empty."""
+    with front.connect(USER, token(front), database="app") as conn, conn.cursor() as cur:
+        client_tls = conn._sock  # PyMySQL's TLS socket to the front
+        cur.execute("SHOW STATUS LIKE 'Ssl_version'")
+        assert cur.fetchone() == ("Ssl_version", client_tls.version())
+        cur.execute("SHOW STATUS LIKE 'Ssl_cipher'")
+        name, cipher = cur.fetchone()
+        assert cipher and cipher == client_tls.cipher()[0]
+        cur.execute("SELECT 1")  # the session still relays both ways after the status reads
+        assert cur.fetchone() == (1,)
+
+
 def test_a_session_token_over_1_5_kb_logs_in_with_pymysql_and_the_cli(front):
     tok = token(front)
     assert len(tok) > 1500

@@ -234,3 +234,50 @@ def test_an_enclosing_deadline_stays_in_force_and_a_spent_one_sends_nothing():
             assert inner == at  # an enclosing earlier deadline stays in force
     with upstream_deadline(0.0), pytest.raises(DeadlinePassedError):
         clients("http://127.0.0.1:9")("rds").describe_db_instances()
+
+
+class ClosingServer:
+    """Answers each request with ``Connection: close``: the head first, the JSON body a moment
+    later (so it is not yet buffered when http.client, seeing the close, closes its end)."""
+
+    BODY = json.dumps({"TableNames": [f"table-{n:05d}" for n in range(2000)]}).encode()
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0), backlog=16)
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    return
+                data += chunk
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.0\r\n"
+                         b"Connection: close\r\nContent-Length: %d\r\n\r\n" % len(self.BODY))
+            time.sleep(0.1)
+            conn.sendall(self.BODY)
+
+
+def test_an_answer_that_closes_the_connection_is_read_whole_with_or_without_a_deadline():
+    # A server may close the connection after its answer (Connection: close); http.client then
+    # closes its end before reading the body, which it may do only because the response file
+    # keeps the socket open (as socket.makefile's does). A deadline-bound client must too.
+    server = ClosingServer()
+    try:
+        client = clients(server.url)("dynamodb")
+        assert len(client.list_tables()["TableNames"]) == 2000
+        with upstream_deadline(5.0):
+            assert len(client.list_tables()["TableNames"]) == 2000
+    finally:
+        server.listener.close()

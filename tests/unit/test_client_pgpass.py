@@ -76,8 +76,24 @@ def test_file_is_replaced_atomically_and_no_temp_file_is_left(tmp_path):
     inode_before = path.stat().st_ino
     write_pgpass_entry(path, "db.example", 5432, "orders", "orders_app", TOKEN)
     assert path.stat().st_ino != inode_before, "the file was rewritten in place, not renamed"
-    # no temporary file is left; the writers' lock file stays (removing it would race)
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".pgpass.lock", "pgpass"]
+    # no temporary file and no lock file is left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pgpass"]
+
+
+def test_the_lock_of_dot_pgpass_is_dot_pgpass_lock_and_is_removed(tmp_path, monkeypatch):
+    import fcntl
+
+    from rdsvend.pgpass import lock_path
+
+    path = tmp_path / ".pgpass"
+    assert lock_path(path).name == ".pgpass.lock"  # not "..pgpass.lock"
+    locked: list[str] = []
+    real_flock = fcntl.flock
+    monkeypatch.setattr(fcntl, "flock", lambda fd, op: (locked.append(os.readlink(f"/proc/self/fd/{fd}")),
+                                                        real_flock(fd, op))[1])
+    write_pgpass_entry(path, "db.example", 5432, "orders", "orders_app", TOKEN)
+    assert locked == [str(tmp_path / ".pgpass.lock")]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".pgpass"]
 
 
 def test_concurrent_readers_never_see_a_partial_file(tmp_path):
