@@ -35,7 +35,7 @@ class BadInput(click.ClickException):
 
     exit_code = 2
 
-    def show(self, file: IO[Any] | None = None) -> None:  # noqa: D102 - click's hook
+    def show(self, file: IO[Any] | None = None) -> None:  # click's hook
         click.echo(f"rdsvend: {self.format_message()}", err=True)
 
 
