@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint bench demo package dist clean
+.PHONY: install test test-fast lint bench demo package dist clean
 
 # The service and its tooling (editable), and the client from client/ (editable, all extras).
 $(STAMP): pyproject.toml client/pyproject.toml
@@ -19,6 +19,12 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
+
+# The quick loop: unit and functional tests that start no server (PostgreSQL, MariaDB, a moto
+# server, the local stack: those carry the e2e marker) and build nothing (the client wheel, the
+# deployment package: wheel, build). make test stays the one full command.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not e2e and not wheel and not build" --durations=15
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

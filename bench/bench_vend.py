@@ -178,7 +178,7 @@ def botocore_rds_client() -> Any:
 
 def vending_service(policy: Any, minter: Any) -> Any:
     from chalicelib.aws.rds import EndpointResolver
-    from chalicelib.policy.source import StaticPolicySource
+    from chalicelib.policy_source import StaticPolicySource
     from chalicelib.vending.pipeline import VendingService
 
     def no_aws(*args: Any, **kwargs: Any) -> Any:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 __all__ = ["Clock", "SystemClock", "FrozenClock", "SYSTEM_CLOCK"]
@@ -38,8 +38,6 @@ class FrozenClock:
         return self._mono
 
     def advance(self, seconds: float) -> None:
-        from datetime import timedelta
-
         self._at = self._at + timedelta(seconds=seconds)
         self._mono += seconds
 

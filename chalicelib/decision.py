@@ -25,7 +25,7 @@ from chalicelib.identity import CallerIdentity
 from chalicelib.policy.model import AccessPolicy, Conditions, Database, Rule
 from chalicelib.policy.patterns import compile_pattern, has_wildcard, literal_prefix
 
-__all__ = ["Decision", "PolicyIndex", "Reason"]
+__all__ = ["Decision", "PolicyIndex", "Reason", "principal_matches"]
 
 Reason = Literal[
     "allowed",
@@ -38,6 +38,7 @@ Reason = Literal[
     "not_iam_user",
     "policy_unavailable",
     "rate_limited",
+    "no_live_grant",
 ]
 
 
@@ -46,6 +47,9 @@ class Decision:
     allowed: bool
     reason: Reason
     rule: str | None = None
+    #: allowed only under a live grant (the rule says ``grant: required``): the caller still
+    #: needs one before a token is vended
+    grant_required: bool = False
 
 
 @dataclass(frozen=True)
@@ -175,6 +179,7 @@ class PolicyIndex:
 
     def _decide_rules(self, rules: list[Rule], identity: CallerIdentity, database: str, db_user: str) -> Decision:
         allow: Rule | None = None
+        grant_allow: Rule | None = None
         blocked: Reason = "no_matching_rule"
         for rule in rules:
             if not (_any_match(rule.databases, database) and _any_match(rule.db_users, db_user)):
@@ -183,14 +188,18 @@ class PolicyIndex:
             if rule.effect == "deny":
                 if verdict is not False:  # True, or cannot evaluate: fail closed
                     return Decision(False, "denied_by_rule", rule.id)
+            elif verdict is True and rule.grant_required:
+                grant_allow = grant_allow or rule
             elif verdict is True:
                 allow = allow or rule
             elif verdict is None:
                 blocked = "condition_unevaluable"
             elif blocked == "no_matching_rule":
                 blocked = "condition_not_met"
-        if allow is not None:
+        if allow is not None:  # a standing allow needs no grant
             return Decision(True, "allowed", allow.id)
+        if grant_allow is not None:
+            return Decision(True, "allowed", grant_allow.id, grant_required=True)
         return Decision(False, blocked)
 
     def visible_databases(self, identity: CallerIdentity) -> list[tuple[Database, list[str]]]:
@@ -226,6 +235,13 @@ def evaluate_conditions(conditions: Conditions, identity: CallerIdentity) -> boo
     if None in results:
         return None
     return True
+
+
+def principal_matches(patterns: tuple[str, ...], identity: CallerIdentity) -> bool:
+    """Whether ``identity`` is named by one of these principal patterns (as rules match callers;
+    used for a rule's ``approvers``)."""
+    return any(_pattern_applies(p, identity) and compile_pattern(p).matches(identity.principal)
+               for p in patterns)
 
 
 def _segments_match(entry: _Entry, caller: tuple[str, ...]) -> bool:

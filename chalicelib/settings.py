@@ -18,7 +18,7 @@ __all__ = [
     "SERVICE_NAME", "METRICS_NAMESPACE", "TRACE_DISABLED",
     "STATE_TABLE", "ALERT_TOPIC", "PGSSLROOTCERT", "CANARY_ADMIN_DSN", "LOCAL_ADMIN_DSN",
     "CANARY_MYSQL_ADMIN_DSN", "LOCAL_MYSQL_ADMIN_DSN", "ORG_ROLE_ARN", "SIGNER_PRINCIPAL",
-    "CANARY_INTERVAL_SECONDS", "CANARY_NETWORK", "DEFAULT_NAME",
+    "CANARY_INTERVAL_SECONDS", "CANARY_NETWORK", "DEFAULT_NAME", "GRANTS_TABLE",
 ]
 
 # -- rdsvend's own --------------------------------------------------------------------------
@@ -34,6 +34,8 @@ RATE_TABLE = "RDSVEND_RATE_TABLE"
 SERVER_ID = "RDSVEND_SERVER_ID"
 #: The STS endpoint identity proofs are checked against (default: the region's).
 STS_ENDPOINT = "RDSVEND_STS_ENDPOINT"
+#: DynamoDB table of just-in-time grants (``grant: required`` rules); unset: no rule can be met.
+GRANTS_TABLE = "RDSVEND_GRANTS_TABLE"
 #: The canary's state table and alert topic.
 STATE_TABLE = "RDSVEND_STATE_TABLE"
 ALERT_TOPIC = "RDSVEND_ALERT_TOPIC"
@@ -83,6 +85,7 @@ class Settings:
     sts_endpoint: str | None = None
     region: str | None = None  # AWS_REGION, else AWS_DEFAULT_REGION
     state_table: str | None = None
+    grants_table: str | None = None
     alert_topic: str | None = None
     admin_dsn: str | None = field(default=None, repr=False)
     mysql_admin_dsn: str | None = field(default=None, repr=False)
@@ -116,6 +119,7 @@ class Settings:
             sts_endpoint=_text(env, STS_ENDPOINT),
             region=env.get(AWS_REGION) or env.get(AWS_DEFAULT_REGION) or None,
             state_table=env.get(STATE_TABLE) or None,
+            grants_table=_text(env, GRANTS_TABLE),
             alert_topic=env.get(ALERT_TOPIC) or None,
             admin_dsn=env.get(CANARY_ADMIN_DSN) or env.get(LOCAL_ADMIN_DSN) or None,
             mysql_admin_dsn=env.get(CANARY_MYSQL_ADMIN_DSN) or env.get(LOCAL_MYSQL_ADMIN_DSN) or None,

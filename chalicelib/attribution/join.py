@@ -18,8 +18,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from chalicelib.attribution.refusals import Refusal
+from chalicelib.errors import RdsvendError
+from chalicelib.identity import identity_from_arn
+from chalicelib.signer.roles import role_session_name_for
 
-__all__ = ["Vend", "vend_from_audit", "signer_session_for", "Entry", "join_events"]
+__all__ = ["Vend", "vend_from_audit", "signer_session_for", "Entry", "join_events", "GrantEvent",
+           "grant_event_from_audit"]
 
 _JOIN_WINDOW = 3600.0
 
@@ -55,9 +59,6 @@ def signer_session_for(arn: str | None) -> str | None:
     """The signer role session name rdsvend uses for the caller ``arn`` (None if not a caller ARN)."""
     if not arn:
         return None
-    from chalicelib.errors import RdsvendError
-    from chalicelib.identity import identity_from_arn
-    from chalicelib.signer.roles import role_session_name_for
 
     try:
         return role_session_name_for(identity_from_arn(arn))
@@ -81,10 +82,44 @@ def vend_from_audit(record: Mapping[str, Any], at: float) -> Vend | None:
 
 
 @dataclass(frozen=True)
+class GrantEvent:
+    """One audit line of a grant (requested, refused, approved, denied, revoked, expired) or of a
+    session ended because no live grant remained for its db user."""
+
+    at: float
+    event: str  # "grant" or "session_ended"
+    action: str  # requested | refused | approved | denied | revoked | expired | ended
+    principal: str | None  # who did it (None: time did, or the canary's run)
+    database: str | None
+    db_user: str | None
+    grant_id: str | None = None
+    requester: str | None = None
+    ends_at: str | None = None
+    session_id: str | None = None
+    why: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"event": self.event, "action": self.action, "principal": self.principal, "grant_id": self.grant_id,
+                "requester": self.requester, "ends_at": self.ends_at, "session_id": self.session_id, "why": self.why}
+
+
+def grant_event_from_audit(record: Mapping[str, Any], at: float) -> GrantEvent | None:
+    """A :class:`GrantEvent` from one parsed audit line, or ``None`` when it is not one."""
+    if not isinstance(record, Mapping) or record.get("event") not in ("grant", "session_ended"):
+        return None
+    ended = record.get("event") == "session_ended"
+    return GrantEvent(at=at, event=str(record["event"]), action="ended" if ended else str(record.get("action") or ""),
+                      principal=_text(record.get("principal")), database=_text(record.get("database")),
+                      db_user=_text(record.get("db_user")), grant_id=_text(record.get("grant_id")),
+                      requester=_text(record.get("requester")), ends_at=_text(record.get("ends_at")),
+                      session_id=_text(str(record.get("session_id") or "")), why=_text(record.get("why")))
+
+
+@dataclass(frozen=True)
 class Entry:
     """One line of ``rdsvend audit``: a vend, or a refusal with the vend it is joined to."""
 
-    kind: str  # "vend" or "refusal"
+    kind: str  # "vend", "refusal" or "grant" (grant events and ended sessions)
     at: float
     database: str | None
     db_user: str | None
@@ -92,6 +127,7 @@ class Entry:
     refusal: Refusal | None = None
     joined: Vend | None = None
     match: str | None = None  # "session" or "db_user"
+    grant: GrantEvent | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"kind": self.kind, "at": _iso(self.at), "database": self.database,
@@ -101,6 +137,8 @@ class Entry:
             out.update({"decision": v.decision, "principal": v.principal, "arn": v.arn, "rule": v.rule,
                         "reason": v.reason, "expires_at": v.expires_at, "request_id": v.request_id,
                         "session": v.session})
+        if self.grant is not None:
+            out.update(self.grant.to_dict())
         if self.refusal is not None:
             r = self.refusal
             out.update({"error_code": r.code, "status": r.status, "caller": r.caller, "session": r.session,
@@ -117,7 +155,8 @@ def _iso(at: float) -> str:
 
 
 def join_events(vends: Iterable[Vend], refusals: Iterable[Refusal],
-                database_names: Mapping[str, str] | None = None) -> list[Entry]:
+                database_names: Mapping[str, str] | None = None,
+                grant_events: Iterable[GrantEvent] = ()) -> list[Entry]:
     """Every vend and refusal, oldest first, each refusal joined to its vend when one fits.
 
     ``database_names`` maps an instance or cluster identifier (what the log names) to the
@@ -130,6 +169,7 @@ def join_events(vends: Iterable[Vend], refusals: Iterable[Refusal],
         database = names.get(r.database, r.database)
         joined, match = _find(allowed, r, database)
         entries.append(Entry("refusal", r.at, database, r.db_user, refusal=r, joined=joined, match=match))
+    entries.extend(Entry("grant", g.at, g.database, g.db_user, grant=g) for g in grant_events)
     entries.sort(key=lambda e: (e.at, e.kind != "vend"))
     return entries
 

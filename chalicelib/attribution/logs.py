@@ -9,13 +9,13 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from chalicelib.attribution.join import Vend, vend_from_audit
+from chalicelib.attribution.join import GrantEvent, Vend, grant_event_from_audit, vend_from_audit
 from chalicelib.attribution.refusals import Refusal, log_group_for, parse_refusal
-from chalicelib.canary.aws import probe
+from chalicelib.aws.probe import probe
 from chalicelib.errors import ProbeError
 from chalicelib.policy.model import Database
 
-__all__ = ["LogRead", "read_events", "read_refusals", "read_vends", "MAX_PAGES"]
+__all__ = ["LogRead", "read_events", "read_refusals", "read_vends", "read_audit", "MAX_PAGES"]
 
 MAX_PAGES = 50
 
@@ -64,8 +64,16 @@ def read_refusals(client: Any, database: Database, since: float,
 
 def read_vends(client: Any, group: str, since: float, until: float | None = None) -> tuple[list[Vend], LogRead]:
     """The vend decisions (audit lines) in ``group`` since ``since``."""
+    vends, _grants, read = read_audit(client, group, since, until)
+    return vends, read
+
+
+def read_audit(client: Any, group: str, since: float,
+               until: float | None = None) -> tuple[list[Vend], list[GrantEvent], LogRead]:
+    """The vend decisions and the grant events (audit lines) in ``group`` since ``since``."""
     read = read_events(client, group, since, until)
-    vends = []
+    vends: list[Vend] = []
+    grants: list[GrantEvent] = []
     for at, message in read.events:
         if '"event"' not in message:
             continue
@@ -76,4 +84,8 @@ def read_vends(client: Any, group: str, since: float, until: float | None = None
         vend = vend_from_audit(record, at)
         if vend is not None:
             vends.append(vend)
-    return vends, read
+            continue
+        grant = grant_event_from_audit(record, at)
+        if grant is not None:
+            grants.append(grant)
+    return vends, grants, read

@@ -2,7 +2,7 @@
 bounded retries and timeouts.
 
 The vending function uses :data:`CLIENT_CONFIG`; the canary and the operator commands build
-theirs with shorter timeouts (:class:`chalicelib.canary.aws.AwsClients`). ``AWS_ENDPOINT_URL``
+theirs with shorter timeouts (:class:`chalicelib.aws.probe.AwsClients`). ``AWS_ENDPOINT_URL``
 (boto3's own setting) or ``endpoint_url`` points every client at the local stack.
 Every client keeps the request deadline opened with
 :func:`chalicelib.aws.deadline.upstream_deadline` (none open: the timeouts above alone).

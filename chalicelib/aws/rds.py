@@ -11,14 +11,14 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
+from chalicelib.aws.clients import ClientFactory
 from chalicelib.aws.errors import aws_error
-from chalicelib.aws.rds_resource import RdsResource, describe_resource, resource_from_item
+from chalicelib.aws.rds_resource import RdsName, RdsResource, describe_resource, resource_from_item
 from chalicelib.aws.reader import CallerVantage, ReaderRoleError, ReaderSessions
 from chalicelib.clock import SYSTEM_CLOCK, Clock
 from chalicelib.errors import RdsvendError, UpstreamUnavailableError
-from chalicelib.policy.model import Database
 
 __all__ = ["Endpoint", "RdsResource", "EndpointResolver", "DatabaseNotFoundError", "describe_resource",
            "resource_from_item"]
@@ -37,6 +37,37 @@ class Endpoint:
     resource_id: str | None
 
 
+class RdsDatabase(RdsName, Protocol):
+    """What the endpoint resolver reads of a policy's database
+    (:class:`~chalicelib.policy.model.Database` is one)."""
+
+    @property
+    def region(self) -> str: ...
+
+    @property
+    def host(self) -> str | None: ...
+
+    @property
+    def port(self) -> int | None: ...
+
+    @property
+    def resource_id(self) -> str | None: ...
+
+    @property
+    def signer_role(self) -> str | None: ...
+
+    @property
+    def default_port(self) -> int: ...
+
+    @property
+    def reader_role(self) -> str | None: ...
+
+    @property
+    def reader_role_explicit(self) -> bool: ...
+
+    def reader_role_for(self, own_account: str | None) -> str | None: ...
+
+
 class EndpointResolver:
     """``service_account``: the account the service runs in (``RDSVEND_SERVICE_ACCOUNT``); when
     not given, STS ``GetCallerIdentity`` tells it, asked once and only for a database whose
@@ -45,8 +76,6 @@ class EndpointResolver:
     def __init__(self, client_factory: Callable[..., Any], *, clock: Clock = SYSTEM_CLOCK,
                  ttl: float = CACHE_SECONDS, service_account: str | None = None,
                  readers: ReaderSessions | None = None) -> None:
-        from chalicelib.aws.clients import ClientFactory
-
         self._clients = client_factory
         self._clock = clock
         self._ttl = ttl
@@ -57,7 +86,7 @@ class EndpointResolver:
             lambda: client_factory("sts", None), lambda session: ClientFactory(lambda: session),
             clock=clock, caller=self._caller)
 
-    def resolve(self, database: Database) -> Endpoint:
+    def resolve(self, database: RdsDatabase) -> Endpoint:
         """Host and port from the policy when it names them; otherwise (or for the resource id
         a signer role needs) from RDS. Host, port and resource id all in the policy: no RDS read."""
         if database.host is not None and database.port is not None and database.resource_id is not None:
@@ -72,7 +101,7 @@ class EndpointResolver:
         resource_id = database.resource_id or (resource.resource_id if resource else None)
         return Endpoint(host=host, port=int(port), resource_id=resource_id)
 
-    def reader_role(self, database: Database) -> str | None:
+    def reader_role(self, database: RdsDatabase) -> str | None:
         """The role RDS is read through for ``database``, None for the service's own credentials."""
         if database.reader_role is None or database.reader_role_explicit:
             return database.reader_role
@@ -87,7 +116,7 @@ class EndpointResolver:
             raise UpstreamUnavailableError("sts", detail=f"GetCallerIdentity failed: {error.code}") from None
         return database.reader_role_for(own)
 
-    def _rds_client(self, database: Database, role: str | None) -> Any:
+    def _rds_client(self, database: RdsDatabase, role: str | None) -> Any:
         if role is None:
             return self._clients("rds", database.region)
         try:
@@ -95,7 +124,7 @@ class EndpointResolver:
         except ReaderRoleError as exc:
             raise UpstreamUnavailableError("sts", retry_after=2 if exc.throttled else 5, detail=str(exc)) from None
 
-    def lookup(self, database: Database) -> RdsResource:
+    def lookup(self, database: RdsDatabase) -> RdsResource:
         role = self.reader_role(database)
         key = (role or "", database.region, database.kind, database.identifier)
         now = self._clock.monotonic()

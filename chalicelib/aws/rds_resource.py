@@ -11,11 +11,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
-
-from chalicelib.policy.model import Database
+from typing import Any, Protocol
 
 __all__ = ["DomainMembership", "RdsResource", "describe_resource", "resource_from_item", "DESCRIBE_OPERATION"]
+
+class RdsName(Protocol):
+    """How RDS names a database: which kind of resource, and its identifier (a policy's
+    :class:`~chalicelib.policy.model.Database` is one)."""
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def identifier(self) -> str: ...
+
 
 #: The Describe operation for each kind of database.
 DESCRIBE_OPERATION = {"instance": "DescribeDBInstances", "cluster": "DescribeDBClusters",
@@ -63,7 +72,7 @@ class RdsResource:
         return parts[1] if len(parts) > 5 and parts[1] else "aws"
 
 
-def describe_resource(client: Any, database: Database) -> RdsResource:
+def describe_resource(client: Any, database: RdsName) -> RdsResource:
     """One Describe call for the database's instance, cluster or proxy (raises botocore errors)."""
     if database.kind == "instance":
         item = client.describe_db_instances(DBInstanceIdentifier=database.identifier)["DBInstances"][0]

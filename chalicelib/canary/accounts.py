@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from chalicelib.aws.probe import AwsClients
 from chalicelib.aws.reader import CallerVantage, ReaderRoleError, ReaderSessions, SearchedAs, Vantage
-from chalicelib.canary.aws import AwsClients
 from chalicelib.errors import ProbeError
 from chalicelib.policy.model import AccessPolicy, Database
 

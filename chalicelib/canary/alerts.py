@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from chalicelib.aws.probe import probe
 from chalicelib.canary.model import Report, TargetReport
 from chalicelib.clock import SYSTEM_CLOCK, Clock
 from chalicelib.errors import ProbeError
@@ -86,8 +87,6 @@ class DynamoStateStore:
         self._client = client
 
     def previous(self, keys: Sequence[str]) -> dict[str, str]:
-        from chalicelib.canary.aws import probe
-
         found: dict[str, str] = {}
         unique = list(dict.fromkeys(keys))
         for start in range(0, len(unique), 100):
@@ -109,7 +108,6 @@ class DynamoStateStore:
 
     def record(self, key: str, status: str, *, expected: str | None, at: datetime,
                problems: Sequence[str]) -> bool:
-        from chalicelib.canary.aws import probe
 
         item = {"target": {"S": key}, "status": {"S": status}, "changed_at": {"S": at.isoformat()},
                 "problems": {"L": [{"S": p} for p in problems]}}
@@ -137,8 +135,6 @@ class SnsNotifier:
         self._client = client
 
     def publish(self, subject: str, message: str, attributes: Mapping[str, str]) -> None:
-        from chalicelib.canary.aws import probe
-
         with probe("sns", "Publish"):
             self._client.publish(
                 TopicArn=self.topic_arn, Subject=subject[:100], Message=message,

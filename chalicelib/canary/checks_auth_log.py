@@ -19,6 +19,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from chalicelib.attribution.logs import read_refusals
 from chalicelib.attribution.refusals import FIXES, Refusal, enable_export_command
 from chalicelib.canary.model import CheckResult, errored, passed, skipped, warned
 from chalicelib.errors import ProbeError
@@ -71,8 +72,6 @@ class CloudWatchAuthErrorLog:
         return CloudWatchAuthErrorLog(self.client_for, since=since, interval=self._interval)
 
     def refusals(self, database: Database) -> list[Refusal] | None:
-        from chalicelib.attribution.logs import read_refusals
-
         with self._lock:
             if database.name not in self._cache:
                 try:

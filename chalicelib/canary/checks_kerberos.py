@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from chalicelib.aws.errors import aws_error
-from chalicelib.canary.aws import AwsClients, probe
+from chalicelib.aws.probe import AwsClients, probe
 from chalicelib.canary.checks_rds import RdsResource
 from chalicelib.canary.model import CheckResult, errored, failed, passed, skipped, warned
 from chalicelib.engines.base import DbConnectError

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from chalicelib.canary.aws import AwsClients, probe
+from chalicelib.aws.probe import AwsClients, probe
 from chalicelib.canary.model import CheckResult, errored, failed, passed, skipped, warned
 from chalicelib.engines.base import DbConnectError
 from chalicelib.engines.mysql_grants import MysqlUserFacts

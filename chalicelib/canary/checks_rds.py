@@ -10,9 +10,9 @@ from typing import Any, Protocol
 
 from chalicelib.aws.arn import dbuser_arn as _dbuser_arn
 from chalicelib.aws.errors import aws_error
+from chalicelib.aws.probe import AwsClients, probe
 from chalicelib.aws.rds_resource import DESCRIBE_OPERATION, DomainMembership, RdsResource, describe_resource
 from chalicelib.aws.reader import SearchedAs
-from chalicelib.canary.aws import AwsClients, probe
 from chalicelib.canary.model import CheckResult, errored, failed, passed, skipped, warned
 from chalicelib.errors import ProbeError
 from chalicelib.policy.model import Database
@@ -195,6 +195,9 @@ def check_endpoint(database: Database, resource: RdsResource | None) -> CheckRes
         return warned(cid, f"RDS reports no endpoint; the policy's {host}:{port} is used",
                       "confirm that the policy's host/port reach this database", **details)
     same_host = host is not None and host.rstrip(".").lower() == rds_host.rstrip(".").lower()
+    if same_host and database.kind == "proxy" and resource.port is None:  # RDS names no proxy port
+        return passed(cid, f"connecting to the proxy endpoint {host}:{port} (RDS does not report a proxy's "
+                      "port; the policy's is used)", **details)
     if same_host and port == rds_port:
         return passed(cid, f"connecting to the RDS endpoint {host}:{port}", **details)
     return warned(

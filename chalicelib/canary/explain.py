@@ -150,7 +150,23 @@ def _rds_ad(c: CheckResult, t: TargetReport) -> str:
             "Kerberos principal (user@REALM).")
 
 
+def _proxy_target(c: CheckResult, t: TargetReport) -> str:
+    return ("RDS Proxy forwards a login only to a target registered in its target group and healthy "
+            "(DescribeDBProxyTargets). Without one, every login through the proxy fails although the "
+            "caller's token (leg 1) is fine.")
+
+
+def _proxy_role(c: CheckResult, t: TargetReport) -> str:
+    return ("Through RDS Proxy a login crosses two IAM legs. Leg 1: the caller's token, signed for the "
+            "proxy's endpoint, allowed on dbuser:prx-.../USER. Leg 2: the proxy logs in to its target "
+            "with its own role: with DefaultAuthScheme IAM_AUTH that role signs a token for the target "
+            "and needs rds-db:connect on the target's db-/cluster- resource id for the user; with "
+            "secrets it needs to read (and decrypt) the user's secret. The caller then sees the "
+            "proxy's refusal although its own token was accepted.")
+
+
 _WHY: dict[str, Callable[[CheckResult, TargetReport], str]] = {
+    "proxy.target": _proxy_target, "proxy.role_allows": _proxy_role,
     "rds.found": _rds_found, "rds.iam_auth_enabled": _iam_auth, "iam.signer_allows": _signer,
     "org.scp_allows": _scp, "db.connect": _connect, "db.rds_iam": _rds_iam,
     "db.auth_conflict": _conflict, "db.tier": _tier, "rds.domain_joined": _domain,
@@ -190,8 +206,22 @@ def explain_check(check: CheckResult, target: TargetReport) -> str:
     return "\n".join(parts)
 
 
+_LEG_NAMES = {1: "leg 1 (caller to proxy)", 2: "leg 2 (proxy to target)"}
+
+
+def leg_summary(target: TargetReport) -> str:
+    """For a target behind RDS Proxy: which leg refused, and by which checks ("" when none did)."""
+    legs: dict[int, list[str]] = {}
+    for c in target.checks:
+        leg = c.details.get("leg")
+        if c.status in ("fail", "error") and leg in _LEG_NAMES:
+            legs.setdefault(int(leg), []).append(c.id)
+    return "\n".join(f"Through RDS Proxy, {_LEG_NAMES[leg]} refused: {', '.join(ids)}."
+                     for leg, ids in sorted(legs.items()))
+
+
 def explain_target(target: TargetReport) -> str:
-    paragraphs = [explain_check(c, target) for c in target.checks]
+    paragraphs = [leg_summary(target), *(explain_check(c, target) for c in target.checks)]
     return "\n\n".join(p for p in paragraphs if p)
 
 

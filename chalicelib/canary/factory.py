@@ -23,25 +23,27 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from chalicelib.aws.probe import AwsClients, probe
 from chalicelib.canary.accounts import AccountReaders
-from chalicelib.canary.aws import AwsClients, probe
+from chalicelib.canary.checks_auth_log import DEFAULT_INTERVAL_SECONDS, CloudWatchAuthErrorLog
 from chalicelib.canary.checks_kerberos import BotoDirectoryRoleFacts
 from chalicelib.canary.checks_password import BotoSecretFacts
+from chalicelib.canary.checks_proxy import BotoProxyFacts
 from chalicelib.canary.checks_rds import BotoRdsFacts
 from chalicelib.canary.iam_facts import LiveConnectEvaluator
 from chalicelib.canary.target_run import CanaryDeps
 from chalicelib.engines.mysql import MysqlAdmin, MysqlEngine
 from chalicelib.engines.postgres import PostgresAdmin, PostgresEngine
 from chalicelib.engines.trust import ssl_root_cert_for
-from chalicelib.errors import ProbeError, RdsvendError
+from chalicelib.errors import IamFetchError, ProbeError, RdsvendError
+from chalicelib.identity import CallerIdentity, identity_from_arn
 from chalicelib.policy.model import AccessPolicy, Database
 from chalicelib.settings import Settings
-
-if TYPE_CHECKING:  # annotations only: the signer and the identity are imported where they are used
-    from chalicelib.identity import CallerIdentity
-    from chalicelib.signer import TokenMinter
+from chalicelib.signer import TokenMinter
+from chalicelib.signer.botocore_credentials import BotocoreCredentialsProvider
+from chalicelib.signer.roles import StsRoleAssumer
 
 __all__ = ["admin_dsn_from_env", "CanaryIdentity", "MinterTokens",
            "EnvSigner", "canary_deps"]
@@ -65,8 +67,6 @@ class CanaryIdentity:
         self._identity: CallerIdentity | None = None
 
     def get(self) -> CallerIdentity:
-        from chalicelib.identity import identity_from_arn
-
         with self._lock:
             if self._identity is None:
                 with probe("sts", "GetCallerIdentity"):
@@ -84,8 +84,6 @@ class MinterTokens:
     def __init__(self, identity: CanaryIdentity, minter: TokenMinter | None = None) -> None:
         self._identity = identity
         if minter is None:
-            from chalicelib.signer import TokenMinter
-
             minter = TokenMinter(cache_tokens=False)
         self._minter = minter
 
@@ -151,8 +149,6 @@ class _AssumedOrgClient:
         try:
             client = self._get()
         except ProbeError as exc:
-            from chalicelib.errors import IamFetchError
-
             raise IamFetchError(exc.cause, service="sts", code=exc.code) from None
         return getattr(client, name)
 
@@ -171,10 +167,6 @@ def canary_deps(
     clients = AwsClients(session=session, endpoint_url=endpoint_url, timeout_seconds=aws_timeout)
     identity = CanaryIdentity(clients)
     if minter is None and (endpoint_url or session is not None):
-        from chalicelib.aws.credentials import BotocoreCredentialsProvider
-        from chalicelib.signer import TokenMinter
-        from chalicelib.signer.roles import StsRoleAssumer
-
         minter = TokenMinter(
             cache_tokens=False,
             credentials=BotocoreCredentialsProvider(getattr(session, "_session", None)),
@@ -196,6 +188,7 @@ def canary_deps(
         admin=PostgresAdmin(admin_dsn) if admin_dsn else None,
         secrets=BotoSecretFacts(clients),
         auth_log=_auth_log(readers, settings),
+        proxy=BotoProxyFacts(clients, readers),
         **_mysql_deps(policy, settings),
     )
 
@@ -203,7 +196,6 @@ def canary_deps(
 def _auth_log(readers: AccountReaders, settings: Settings) -> Any:
     """Each database's iam-db-auth-error log, in its account, since the previous scheduled run
     (``RDSVEND_CANARY_INTERVAL_SECONDS``, default the schedule's 300 s)."""
-    from chalicelib.canary.checks_auth_log import DEFAULT_INTERVAL_SECONDS, CloudWatchAuthErrorLog
 
     try:
         interval = float(settings.canary_interval_seconds or DEFAULT_INTERVAL_SECONDS)

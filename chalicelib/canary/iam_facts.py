@@ -9,15 +9,16 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from chalicelib.aws.errors import DENIED_CODES, NOT_FOUND_CODES
 from chalicelib.canary.checks_iam import ConnectFacts, Finding, SideVerdict
 from chalicelib.clock import SYSTEM_CLOCK, Clock
 from chalicelib.errors import IamFetchError, IamPolicyError, ProbeError
-
-if TYPE_CHECKING:  # annotations only: the IAM fetchers are imported where they are used
-    from chalicelib.iam.fetch import PrincipalPolicies, ScpChain
+from chalicelib.iam.connect import connect_verdict, principal_context
+from chalicelib.iam.fetch import PrincipalPolicies, ScpChain, fetch_principal_policies, fetch_scp_chain
+from chalicelib.iam.model import RequestContext
+from chalicelib.iam.rdsdb import CONNECT_ACTION, parse_dbuser_arn
 
 V = TypeVar("V")
 
@@ -129,8 +130,6 @@ class LiveConnectEvaluator:
                                     iam_for=self._iam_for)
 
     def _fetch(self, principal: str) -> PrincipalPolicies:
-        from chalicelib.iam.fetch import fetch_principal_policies
-
         account = principal.split(":", 5)[4] if principal.count(":") >= 5 else ""
         iam, searched = (self._iam_for(account) if self._iam_for is not None and account
                          else (self._iam, None))
@@ -155,11 +154,6 @@ class LiveConnectEvaluator:
         return self._ous.get(ou_id, compute)
 
     def evaluate(self, principal: str, dbuser_arn: str, *, account_id: str) -> ConnectFacts:
-        from chalicelib.iam.connect import connect_verdict, principal_context
-        from chalicelib.iam.fetch import fetch_scp_chain
-        from chalicelib.iam.model import RequestContext
-        from chalicelib.iam.rdsdb import CONNECT_ACTION, parse_dbuser_arn
-
         if self._org is None:
             raise ProbeError("no Organizations client: the SCP chain cannot be read", service="organizations")
         try:

@@ -21,6 +21,8 @@ __all__ = [
     "CHECK_ORDER",
     "IAM_CHECKS",
     "MYSQL_IAM_CHECKS",
+    "PROXY_IAM_CHECKS",
+    "PROXY_MYSQL_IAM_CHECKS",
     "KERBEROS_CHECKS",
     "CheckResult",
     "TargetReport",
@@ -33,6 +35,7 @@ __all__ = [
     "skipped",
     "from_verdict",
     "IAM_CHECKS_BY_FAMILY",
+    "PROXY_IAM_CHECKS_BY_FAMILY",
 ]
 
 Status = Literal["pass", "warn", "fail", "error", "skip"]
@@ -50,6 +53,8 @@ CHECK_ORDER: tuple[str, ...] = (
     "iam.signer_allows",
     "iam.directory_role",
     "org.scp_allows",
+    "proxy.target",
+    "proxy.role_allows",
     "rds.auth_errors",
     "secret.found",
     "secret.rotation",
@@ -97,8 +102,38 @@ MYSQL_IAM_CHECKS: tuple[str, ...] = (
     "db.iam_plugin",
     "db.tier",
 )
+#: The checks an ``auth: iam`` user of an RDS Proxy database gets: leg 1 (caller to proxy), leg 2
+#: (proxy to target: the target registered, the proxy's role, the user on the target), the login.
+PROXY_IAM_CHECKS: tuple[str, ...] = (
+    "rds.found",
+    "rds.iam_auth_enabled",
+    "rds.endpoint",
+    "iam.signer_allows",
+    "org.scp_allows",
+    "proxy.target",
+    "proxy.role_allows",
+    "db.connect",
+    "db.rds_iam",
+    "db.auth_conflict",
+    "db.tier",
+)
+#: The same behind a proxy for the MySQL family.
+PROXY_MYSQL_IAM_CHECKS: tuple[str, ...] = (
+    "rds.found",
+    "rds.iam_auth_enabled",
+    "rds.endpoint",
+    "iam.signer_allows",
+    "org.scp_allows",
+    "proxy.target",
+    "proxy.role_allows",
+    "db.connect",
+    "db.iam_plugin",
+    "db.tier",
+)
 #: The checks an ``auth: iam`` user gets, by engine family.
 IAM_CHECKS_BY_FAMILY: dict[str, tuple[str, ...]] = {"postgres": IAM_CHECKS, "mysql": MYSQL_IAM_CHECKS}
+#: The checks an ``auth: iam`` user behind RDS Proxy gets, by engine family.
+PROXY_IAM_CHECKS_BY_FAMILY: dict[str, tuple[str, ...]] = {"postgres": PROXY_IAM_CHECKS, "mysql": PROXY_MYSQL_IAM_CHECKS}
 #: The checks an ``auth: kerberos`` user gets instead of the IAM ones.
 KERBEROS_CHECKS: tuple[str, ...] = (
     "rds.found",

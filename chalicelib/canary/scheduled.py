@@ -13,13 +13,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from chalicelib.aws.clients import default_client_factory
 from chalicelib.canary.alerts import DynamoStateStore, SnsNotifier, alert_changes, failure_message
 from chalicelib.canary.emit import emit, emit_run_failure
+from chalicelib.canary.factory import canary_deps
 from chalicelib.canary.model import Report
 from chalicelib.canary.runner import run_canary
 from chalicelib.canary.target_run import CanaryDeps
 from chalicelib.clock import SYSTEM_CLOCK, Clock
 from chalicelib.errors import CanaryRunError, PolicyLoadError, PolicyUnavailableError, ProbeError
+from chalicelib.observability import logger
+from chalicelib.policy_source import policy_source_from_env
 from chalicelib.settings import Settings
 
 __all__ = ["run_scheduled"]
@@ -37,14 +41,12 @@ def run_scheduled(
 ) -> dict[str, Any]:
     """One canary run; returns ``{"summary": ..., "alerts": n}`` (nothing secret)."""
     if log is None:
-        from chalicelib.observability import logger as log
+        log = logger
     settings = Settings.from_env(env)
     if event_id:
         log.set_correlation_id(event_id)
     failed = _Failure(settings, clients, clock, log)
     if policy is None:
-        from chalicelib.policy.source import policy_source_from_env
-
         try:
             policy = policy_source_from_env(env).get()
         except (PolicyLoadError, PolicyUnavailableError) as exc:
@@ -54,8 +56,6 @@ def run_scheduled(
             raise failed("policy", f"unexpected {type(exc).__name__} while reading the policy") from exc
     try:
         if deps is None:
-            from chalicelib.canary.factory import canary_deps
-
             deps = canary_deps(policy, env)
         report: Report = run_canary(policy, deps, clock=clock)
     except Exception as exc:  # noqa: BLE001 - checks turn their own failures into "error"
@@ -96,8 +96,6 @@ class _Failure:
 
     def client(self, service: str) -> Any:
         if self._clients is None:
-            from chalicelib.aws.clients import default_client_factory
-
             self._clients = default_client_factory()
         return self._clients(service, self.settings.region)
 

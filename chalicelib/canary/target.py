@@ -37,6 +37,7 @@ from chalicelib.canary.checks_rds import (
 from chalicelib.canary.model import TargetReport, errored
 from chalicelib.canary.target_db import DbTarget, admin_facts, db_target_for, login_facts, run_iam_db
 from chalicelib.canary.target_password import run_password
+from chalicelib.canary.target_proxy import run_proxy
 from chalicelib.canary.target_run import (
     CanaryDeps,
     Deadline,
@@ -102,6 +103,9 @@ def _rds_checks(database: Database, user: DbUser, deps: CanaryDeps, deadline: De
 
 
 def _run(database: Database, user: DbUser, deps: CanaryDeps, deadline: Deadline, run: TargetRun) -> None:
+    if database.target is not None and user.auth == "iam":  # through RDS Proxy: two legs
+        run_proxy(database, user, deps, deadline, run)
+        return
     resource = _rds_checks(database, user, deps, deadline, run)
     rds_down = failed_ids(run.results, "rds.found")
     host, port = effective_endpoint(database, resource)
@@ -203,5 +207,5 @@ def crash_report(database: Database, user: DbUser, exc: BaseException) -> Target
     detail = str(exc)[:200] if isinstance(exc, RdsvendError) else ""
     checks = tuple(errored(cid, f"internal error while checking: {kind}" + (f": {detail}" if detail else ""),
                            "report this to the rdsvend maintainers with the canary's log line")
-                   for cid in planned_checks(user, database.engine))
+                   for cid in planned_checks(user, database.engine, proxy=database.target is not None))
     return TargetReport(database.name, user.name, checks, user.auth)

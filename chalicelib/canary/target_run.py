@@ -15,11 +15,13 @@ from chalicelib.canary.checks_auth_log import AuthErrorLog
 from chalicelib.canary.checks_iam import ConnectEvaluator
 from chalicelib.canary.checks_kerberos import DirectoryRoleFacts
 from chalicelib.canary.checks_password import SecretFacts
+from chalicelib.canary.checks_proxy import ProxyTargetFacts
 from chalicelib.canary.checks_rds import RdsFacts
 from chalicelib.canary.model import (
     IAM_CHECKS_BY_FAMILY,
     KERBEROS_CHECKS,
     PASSWORD_CHECKS,
+    PROXY_IAM_CHECKS_BY_FAMILY,
     CheckResult,
     TargetReport,
     errored,
@@ -74,6 +76,8 @@ class CanaryDeps:
     mysql_admin: AdminInspector[Any] | None = None
     #: the databases' iam-db-auth-error logs
     auth_log: AuthErrorLog | None = None
+    #: RDS Proxy databases: their registered targets and the proxy role's policies
+    proxy: ProxyTargetFacts | None = None
 
 
 @dataclass
@@ -93,7 +97,10 @@ class Deadline:
         return self.remaining() <= 0
 
 
-def planned_checks(user: DbUser, engine: str = "postgres") -> tuple[str, ...]:
+def planned_checks(user: DbUser, engine: str = "postgres", *, proxy: bool = False) -> tuple[str, ...]:
+    """The checks of one target, in report order (``proxy``: the database is an RDS Proxy)."""
+    if proxy and user.auth == "iam":
+        return PROXY_IAM_CHECKS_BY_FAMILY[family_of(engine)]
     if user.auth == "kerberos":
         return KERBEROS_CHECKS
     if user.auth == "iam":
@@ -123,7 +130,7 @@ class TargetRun:
         with self.lock:
             results = dict(self.results)
             current = self.current
-        planned = planned_checks(self.user, self.database.engine)
+        planned = planned_checks(self.user, self.database.engine, proxy=self.database.target is not None)
         for cid in planned:
             if cid in results:
                 continue

@@ -251,11 +251,15 @@ class MysqlAdmin:
     def covers(self, host: str | None, port: int | None) -> bool:
         return same_server(host, port, self._host, self._port)
 
-    def user_facts(self, host: str, port: int, dbname: str, user: str, timeout: float) -> MysqlUserFacts:
+    def session(self, timeout: float) -> MysqlSession:
+        """The administrator's own login (for what only it may do: another user's sessions)."""
         params = ConnectParams(host=self._host, port=self._port, dbname="", user=self._user, password=self._password,
                                sslrootcert=self._cafile, connect_timeout=int(timeout),
                                application_name="rdsvend-canary-admin")
-        session = MysqlEngine().connect(params)
+        return MysqlEngine().connect(params)
+
+    def user_facts(self, host: str, port: int, dbname: str, user: str, timeout: float) -> MysqlUserFacts:
+        session = self.session(timeout)
         try:
             hosts = session.hosts_of(user)
             if not hosts:

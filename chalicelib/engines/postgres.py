@@ -183,12 +183,18 @@ class PostgresAdmin:
     def covers(self, host: str | None, port: int | None) -> bool:
         return same_server(host, port, self._host, self._port)
 
-    def user_facts(self, host: str, port: int, dbname: str, user: str, timeout: float) -> RoleFacts:
+    def session(self, timeout: float, dbname: str | None = None) -> PostgresSession:
+        """The administrator's own login (for what only it may do: another user's sessions)."""
         params: dict[str, Any] = dict(self._params)
-        params.update(dbname=dbname, connect_timeout=max(2, int(timeout)), autocommit=True)
+        if dbname is not None:
+            params["dbname"] = dbname
+        params.update(connect_timeout=max(2, int(timeout)), autocommit=True)
         params.setdefault("application_name", "rdsvend-canary-admin")
         password = str(params.get("password") or "")
-        session = PostgresSession(_connect(params, password, _statement_timeout_ms(timeout)), (password,))
+        return PostgresSession(_connect(params, password, _statement_timeout_ms(timeout)), (password,))
+
+    def user_facts(self, host: str, port: int, dbname: str, user: str, timeout: float) -> RoleFacts:
+        session = self.session(timeout, dbname)
         try:
             return session.user_facts(user)
         finally:

@@ -21,12 +21,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from chalicelib.aws.errors import aws_error
-from chalicelib.aws.rds_resource import describe_resource
+from chalicelib.aws.rds_resource import RdsResource, describe_resource
 from chalicelib.errors import IamFetchError
+from chalicelib.iam.proxy_leg import ProxyLeg, proxy_facts, proxy_leg
 from chalicelib.iam.rdsdb import CONNECT_ACTION, dbuser_arn, is_resource_id
 from chalicelib.policy.model import AccessPolicy, Database
 
-__all__ = ["ResolvedDatabase", "RenderedPolicies", "render_policies", "resolve_database"]
+__all__ = ["ResolvedDatabase", "RenderedPolicies", "render_policies", "render_proxy_roles", "resolve_database",
+           "describe_database"]
 
 DEFAULT_SIGNER = "rdsvend function role"
 
@@ -61,14 +63,13 @@ class RenderedPolicies:
         }
 
 
-def resolve_database(database: Database, client: Any,
-                     searched: Callable[[], Any] | None = None) -> tuple[str, str, str]:
-    """``(partition, account, resource_id)`` of the database's instance, cluster or proxy.
+def describe_database(database: Database, client: Any, searched: Callable[[], Any] | None = None) -> RdsResource:
+    """What RDS says about the database's instance, cluster or proxy, or :class:`IamFetchError`.
 
     ``searched()``, asked only when RDS cannot show the resource, says where the read looked
     (:class:`chalicelib.aws.reader.SearchedAs`)."""
     try:
-        resource = describe_resource(client, database)
+        return describe_resource(client, database)
     except Exception as exc:
         error = aws_error(exc)
         if error is not None and error.kind != "no_answer":
@@ -85,6 +86,13 @@ def resolve_database(database: Database, client: Any,
             f"database '{database.name}': cannot describe {database.kind} '{database.identifier}' "
             f"({type(exc).__name__})", service="rds",
         ) from exc
+
+
+def resolve_database(database: Database, client: Any,
+                     searched: Callable[[], Any] | None = None) -> tuple[str, str, str]:
+    """``(partition, account, resource_id)`` of the database's instance, cluster or proxy
+    (``searched``: see :func:`describe_database`)."""
+    resource = describe_database(database, client, searched)
     arn = resource.arn or ""
     parts = arn.split(":")
     if len(parts) < 6 or not parts[4]:
@@ -145,3 +153,24 @@ def render_policies(policy: AccessPolicy, client_for: Callable[[str], Any], *,
         "Resource": sorted({arn for db in resolved for arn in db.arns}),
     }
     return RenderedPolicies(tuple(resolved), signer_policies, scp_statement)
+
+
+def render_proxy_roles(policy: AccessPolicy, client_for: Callable[[str], Any], *,
+                       rds_for: Callable[[Database], Any] | None = None,
+                       searched: Callable[[Database], Any] | None = None) -> tuple[ProxyLeg, ...]:
+    """Leg 2 of every proxy database with an ``auth: iam`` user: what its proxy's role needs
+    to reach the target (:mod:`chalicelib.iam.proxy_leg`). Reads the proxy
+    (``DescribeDBProxies``: its role and secrets) and the target's resource id
+    (``DescribeDBInstances`` / ``DescribeDBClusters``); arguments as :func:`render_policies`."""
+    legs: list[ProxyLeg] = []
+    for database in policy.databases.values():
+        target = database.behind()
+        if target is None or not any(u.vendable for u in database.users.values()):
+            continue
+        client = rds_for(database) if rds_for is not None else client_for(database.region)
+        where = (lambda db=database: searched(db)) if searched is not None else None
+        proxy = describe_database(database, client, where)
+        partition, account, target_rid = resolve_database(target, client, where)
+        legs.append(proxy_leg(database, proxy_facts(proxy.raw), partition=partition, account=account,
+                              target_resource_id=target_rid))
+    return tuple(legs)

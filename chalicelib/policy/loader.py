@@ -41,6 +41,7 @@ from chalicelib.policy.model import (
 from chalicelib.policy.names import NameIndex
 from chalicelib.policy.password_users import password_settings
 from chalicelib.policy.placement import PLACEMENT_KEYS, placement
+from chalicelib.policy.proxy_target import PROXY_TARGET_KEYS, proxy_target
 from chalicelib.policy.strict_yaml import OversizedValue, strict_yaml_load
 
 __all__ = ["load_policy_file", "load_policy_text", "MAX_POLICY_BYTES"]
@@ -63,9 +64,13 @@ PRINCIPAL_ARN = re.compile(
 TOP_KEYS = {"version", "defaults", "databases", "rules", "canary"}
 DEFAULTS_KEYS = {"reader_role_name"}
 DATABASE_KEYS = {"engine", "region", "instance", "cluster", "proxy", "host", "port", "dbname",
-                 "signer_role", "users"} | PLACEMENT_KEYS
+                 "signer_role", "users"} | PLACEMENT_KEYS | PROXY_TARGET_KEYS
 USER_KEYS = {"auth", "tier", "secret", "rotation"}
-RULE_KEYS = {"id", "effect", "principals", "databases", "db_users", "conditions"}
+RULE_KEYS = {"id", "effect", "principals", "databases", "db_users", "conditions", "grant", "approvers",
+             "max_grant_seconds"}
+#: ``max_grant_seconds``: its default and its bounds (one minute to seven days)
+DEFAULT_MAX_GRANT_SECONDS = 3600
+MAX_GRANT_SECONDS_LIMIT = 7 * 86400
 CONDITION_KEYS = {"org_ids", "source_ips"}
 CANARY_KEYS = {"timeout_seconds", "concurrency", "ssl_root_cert"}
 
@@ -224,11 +229,14 @@ class _Builder:
         if not isinstance(raw_users, dict) or not raw_users:
             raise self.fail("must declare at least one user", field=f"{field}.users")
         users = {user: self.user(field, user, uspec) for user, uspec in raw_users.items()}
+        target = proxy_target(spec, field, kind=kind, users=users, identifier=RDS_IDENTIFIER, fail=self.fail,
+                              string=self.string)
         return Database(name=name, engine=cast(Engine, engine), region=region, kind=cast(Kind, kind),
                         identifier=identifier,
                         users=users, host=host, port=port, dbname=dbname, signer_role=signer_role,
                         account=where.account, reader_role=where.reader_role,
-                        reader_role_explicit=where.reader_role_explicit, resource_id=where.resource_id)
+                        reader_role_explicit=where.reader_role_explicit, resource_id=where.resource_id,
+                        target=target)
 
     def user(self, db_field: str, name: Any, spec: Any) -> DbUser:
         field = f"{db_field}.users.{_clip(str(name))}"
@@ -276,19 +284,46 @@ class _Builder:
                 raise self.fail(f"'{_clip(pattern)}' names no user declared in the rule's databases",
                                 rule=rule_id, field="db_users")
         conditions = self.conditions(spec.get("conditions"), rule_id)
+        grant_required, approvers, max_seconds = self.grant(spec, rule_id, effect)
         return Rule(id=rule_id, effect=effect, principals=tuple(principals), databases=tuple(db_patterns),
-                    db_users=tuple(user_patterns), conditions=conditions)
+                    db_users=tuple(user_patterns), conditions=conditions, grant_required=grant_required,
+                    approvers=approvers, max_grant_seconds=max_seconds)
 
-    def principal_pattern(self, pattern: str, rule_id: str) -> None:
+    def grant(self, spec: Mapping[str, Any], rule_id: str, effect: str) -> tuple[bool, tuple[str, ...], int]:
+        """``grant: required``, ``approvers`` and ``max_grant_seconds``: all three or only the first
+        two (the maximum has a default), on allow rules only."""
+        grant = spec.get("grant")
+        if grant is None:
+            for key in ("approvers", "max_grant_seconds"):
+                if key in spec:
+                    raise self.fail(f"'{key}' needs 'grant: required'", rule=rule_id, field=key)
+            return False, (), DEFAULT_MAX_GRANT_SECONDS
+        if grant != "required":
+            raise self.fail(f"invalid grant '{_clip(str(grant))}' (expected required)", rule=rule_id, field="grant")
+        if effect != "allow":
+            raise self.fail("only an allow rule can require a grant", rule=rule_id, field="grant")
+        if "approvers" not in spec:
+            raise self.fail("a rule with 'grant: required' needs approvers", rule=rule_id, field="approvers")
+        approvers = self.string_list(spec["approvers"], "approvers", rule=rule_id)
+        for pattern in approvers:
+            self.principal_pattern(pattern, rule_id, field="approvers")
+        max_seconds = spec.get("max_grant_seconds", DEFAULT_MAX_GRANT_SECONDS)
+        if (isinstance(max_seconds, bool) or not isinstance(max_seconds, int)
+                or not 60 <= max_seconds <= MAX_GRANT_SECONDS_LIMIT):
+            raise self.fail(f"invalid max_grant_seconds '{_clip(str(max_seconds))}' "
+                            f"(expected 60-{MAX_GRANT_SECONDS_LIMIT})", rule=rule_id, field="max_grant_seconds")
+        return True, tuple(approvers), max_seconds
+
+    def principal_pattern(self, pattern: str, rule_id: str, field: str = "principals") -> None:
         if pattern == "*":
             return
         match = PRINCIPAL_ARN.fullmatch(pattern)
         if match is None:
-            raise self.fail(f"invalid principal ARN pattern '{_clip(pattern)}'", rule=rule_id, field="principals")
+            raise self.fail(f"invalid principal ARN pattern '{_clip(pattern)}'", rule=rule_id, field=field)
         account = match["account"]
         if "*" not in account and "?" not in account and len(account) != 12:
             raise self.fail(f"invalid account in principal ARN pattern '{_clip(pattern)}'",
-                            rule=rule_id, field="principals")
+                            rule=rule_id, field=field)
 
     def conditions(self, raw: Any, rule_id: str) -> Conditions:
         if raw is None:

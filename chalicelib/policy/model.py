@@ -3,17 +3,20 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from chalicelib.aws.arn import partition_of_region  # re-exported: the policy model speaks of partitions
 
-__all__ = ["DbUser", "Database", "Conditions", "Rule", "CanarySettings", "AccessPolicy", "partition_of_region"]
+__all__ = ["DbUser", "Database", "ProxyTarget", "Conditions", "Rule", "CanarySettings", "AccessPolicy",
+           "partition_of_region"]
 
 Auth = Literal["iam", "kerberos", "password"]
 Tier = Literal["service-user", "service-admin"]
 Kind = Literal["instance", "cluster", "proxy"]
 Rotation = Literal["single-user", "alternating-users"]
+TargetKind = Literal["instance", "cluster"]
+TargetAuth = Literal["iam", "secrets"]
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -31,6 +34,25 @@ class DbUser:
     def vendable(self) -> bool:
         """Only ``auth: iam`` users are ever given a token."""
         return self.auth == "iam"
+
+
+@dataclass(frozen=True)
+class ProxyTarget:
+    """What an RDS Proxy stands in front of, and how the proxy logs in to it.
+
+    ``auth``: ``iam`` (the proxy's ``DefaultAuthScheme`` is ``IAM_AUTH``: its role signs a token
+    for the target, so the role needs ``rds-db:connect`` on the target's resource id) or
+    ``secrets`` (the proxy reads each user's password from Secrets Manager with its role).
+    """
+
+    kind: TargetKind
+    identifier: str  # the DB instance or cluster identifier
+    auth: TargetAuth
+
+    @property
+    def key(self) -> str:
+        """The policy key that names it: ``target_instance`` or ``target_cluster``."""
+        return f"target_{self.kind}"
 
 
 @dataclass(frozen=True)
@@ -53,6 +75,8 @@ class Database:
     reader_role: str | None = None
     reader_role_explicit: bool = False
     resource_id: str | None = None  # db-... / cluster-... / prx-...: with host and port, no RDS read
+    #: ``proxy`` databases only: the instance or cluster behind the proxy (None otherwise)
+    target: ProxyTarget | None = None
 
     @property
     def default_port(self) -> int:
@@ -79,6 +103,14 @@ class Database:
             return None
         return self.reader_role if own_account != self.account else None
 
+    def behind(self) -> Database | None:
+        """A proxy's target as a database of its own (the target's kind and identifier, this
+        database's region, account and users): what to describe for leg 2. None for others."""
+        if self.target is None:
+            return None
+        return replace(self, kind=self.target.kind, identifier=self.target.identifier, host=None, port=None,
+                       resource_id=None, target=None)
+
     @property
     def endpoint_declared(self) -> bool:
         """Host, port and resource id all given: nothing needs to be read from RDS to vend."""
@@ -103,6 +135,12 @@ class Rule:
     databases: tuple[str, ...]
     db_users: tuple[str, ...]
     conditions: Conditions = field(default_factory=Conditions)
+    #: ``grant: required``: the rule allows only a caller holding a live grant (chalicelib.grants)
+    grant_required: bool = False
+    #: principal patterns that may approve, deny or revoke grants under this rule
+    approvers: tuple[str, ...] = ()
+    #: the longest grant a caller may ask for under this rule
+    max_grant_seconds: int = 3600
 
 
 @dataclass(frozen=True)
@@ -124,6 +162,10 @@ class AccessPolicy:
     def reader_role_for(self, database: Database, own_account: str | None) -> str | None:
         """See :meth:`Database.reader_role_for`."""
         return database.reader_role_for(own_account)
+
+    def rule(self, rule_id: str) -> Rule | None:
+        """The rule with this id, or None."""
+        return next((rule for rule in self.rules if rule.id == rule_id), None)
 
     def targets(self) -> list[tuple[Database, DbUser]]:
         """Every declared (database, db user) pair, in file order: what the canary checks."""

@@ -10,10 +10,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from chalicelib.aws.clients import default_client_factory
 from chalicelib.engines.trust import ssl_root_cert_for
 from chalicelib.errors import PolicyLoadError, PolicyUnavailableError, RdsvendError
+from chalicelib.observability import logger
 from chalicelib.policy.model import AccessPolicy, Database, DbUser
 from chalicelib.policy.password_users import secret_arn_parts
+from chalicelib.policy_source import policy_source_from_env
 from chalicelib.rotation.errors import RotationError, RotationStateError
 from chalicelib.rotation.event import SECRET_ID, STEPS, parse_event
 from chalicelib.rotation.protocol import Rotator, StepOutcome
@@ -70,22 +73,18 @@ def handle_rotation(event: Any, *, policy: AccessPolicy | None = None, store: Se
     """Run one rotation step; returns ``{"step", "secret", "action"}`` or raises
     :class:`RotationFailedError` (one line, nothing secret)."""
     if log is None:
-        from chalicelib.observability import logger as log
+        log = logger
     env = dict(Settings.environment() if env is None else env)
     step = event.get("Step") if isinstance(event, dict) else None
     secret_id = event.get("SecretId") if isinstance(event, dict) else None
     try:
         parsed = parse_event(event)
         if policy is None:
-            from chalicelib.policy.source import policy_source_from_env
-
             try:
                 policy = policy_source_from_env(env).get()
             except (PolicyLoadError, PolicyUnavailableError) as exc:
                 raise RotationStateError(f"the access policy does not load: {exc}") from None
         if store is None:
-            from chalicelib.aws.clients import default_client_factory
-
             store = BotoSecretStore(default_client_factory()("secretsmanager"))
         outcome: StepOutcome = rotator_for(policy, store, env).run(parsed)
     except RotationError as exc:

@@ -34,7 +34,7 @@ sees a window where neither works; an interrupted rotation is resumed from AWSPR
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from chalicelib.engines.base import ENGINE_FAMILIES
 from chalicelib.engines.secret import DbSecret, base_of, clone_of, owner_role_of
@@ -276,6 +276,4 @@ def _check_same(label: str, secret: DbSecret, pending: DbSecret, *, username: bo
 
 
 def _with_dbname(secret: DbSecret, dbname: str | None) -> DbSecret:
-    from dataclasses import replace
-
     return replace(secret, dbname=dbname)

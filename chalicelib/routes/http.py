@@ -15,9 +15,10 @@ from chalice import Blueprint, IAMAuthorizer, Response
 from chalicelib.identity import CallerIdentity, identity_from_request_context
 from chalicelib.observability import logger
 from chalicelib.routes.errors import error_body, error_status_headers
+from chalicelib.routes.wiring import build_vending_service
 from chalicelib.vending.request import parse_json_body
 
-__all__ = ["http_routes", "set_vending_service", "get_vending_service", "json_response", "Vending"]
+__all__ = ["http_routes", "set_vending_service", "get_vending_service", "json_response", "answer", "Vending"]
 
 http_routes = Blueprint(__name__)
 iam_authorizer = IAMAuthorizer()
@@ -41,9 +42,7 @@ def get_vending_service() -> Vending:
     """The process-wide pipeline, built from the environment on first use."""
     global _service
     if _service is None:
-        from chalicelib.vending.pipeline import vending_service_from_env
-
-        _service = vending_service_from_env()
+        _service = build_vending_service()
     return _service
 
 
@@ -64,7 +63,7 @@ def _request_id() -> str:
     return value if isinstance(value, str) else "unknown"
 
 
-def _answer(work: Callable[[CallerIdentity, str], Any]) -> Response:
+def answer(work: Callable[[CallerIdentity, str], Any]) -> Response:
     request_id = _request_id()
     try:
         identity = identity_from_request_context(http_routes.current_request.context)
@@ -84,15 +83,15 @@ def create_token() -> Response:
     def work(identity: CallerIdentity, request_id: str) -> Any:
         return get_vending_service().vend(identity, parse_json_body(raw), request_id)
 
-    return _answer(work)
+    return answer(work)
 
 
 @http_routes.route("/v1/databases", methods=["GET"], authorizer=iam_authorizer, content_types=["*/*"])
 def list_databases() -> Response:
     # GET has no body: any Content-Type a client sends is accepted (Chalice's default is a 415)
-    return _answer(lambda identity, request_id: get_vending_service().databases(identity, request_id))
+    return answer(lambda identity, request_id: get_vending_service().databases(identity, request_id))
 
 
 @http_routes.route("/v1/whoami", methods=["GET"], authorizer=iam_authorizer, content_types=["*/*"])
 def whoami() -> Response:
-    return _answer(lambda identity, request_id: identity.to_whoami())
+    return answer(lambda identity, request_id: identity.to_whoami())

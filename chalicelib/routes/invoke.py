@@ -14,6 +14,10 @@ The caller has no source IP here, so a rule conditioned on ``source_ips`` never 
 The answer is the HTTP 200 body or ``{"error": {"code", "message", "request_id"}}`` (plus
 ``retry_after`` for ``rate_limited`` / ``upstream_unavailable``). Nothing a caller sends
 makes the function raise.
+
+``action`` (optional, default ``vend``) chooses what is asked, with the fields of the matching
+HTTP route: ``grant_request`` (``database``, ``db_user``, ``reason``, ``duration_seconds``),
+``grant_approve`` / ``grant_deny`` / ``grant_revoke`` (``grant_id``), ``grant_list`` (nothing).
 """
 from __future__ import annotations
 
@@ -30,21 +34,36 @@ from chalicelib.errors import (
     RateLimitedError,
     UpstreamUnavailableError,
 )
-from chalicelib.identity import identity_from_arn
+from chalicelib.grants.model import Action
+from chalicelib.grants.service import GrantService
+from chalicelib.identity import CallerIdentity, identity_from_arn
 from chalicelib.observability import lambda_entry, logger
 from chalicelib.routes.errors import error_body
+from chalicelib.routes.grants import get_grant_service
 from chalicelib.routes.http import Vending, get_vending_service
 from chalicelib.vending.pipeline import VEND_DEADLINE_SECONDS
-from chalicelib.vending.proof import StsVerifier, proof_config_from_env
+from chalicelib.vending.proof import proof_config_from_env
 from chalicelib.vending.request import parse_token_request
+from chalicelib.vending.verifier import StsVerifier
 
-__all__ = ["invoke_routes", "vend", "handle_vend", "get_verifier", "set_verifier", "MAX_PAYLOAD_CHARS"]
+__all__ = ["invoke_routes", "vend", "handle_vend", "get_verifier", "set_verifier", "MAX_PAYLOAD_CHARS", "ACTIONS"]
 
 invoke_routes = Blueprint(__name__)
 
 #: The whole payload, JSON-encoded. A real one (with a session token) is under 8 KiB.
 MAX_PAYLOAD_CHARS = 32 * 1024
 _PAYLOAD_KEYS = ("database", "db_user", "identity")
+#: action -> the fields its payload carries besides ``action`` and ``identity``
+ACTIONS: dict[str, tuple[str, ...]] = {
+    "vend": ("database", "db_user"),
+    "grant_request": ("database", "db_user", "reason", "duration_seconds"),
+    "grant_approve": ("grant_id",),
+    "grant_deny": ("grant_id",),
+    "grant_revoke": ("grant_id",),
+    "grant_list": (),
+}
+#: the grant actions an operator takes on an existing grant (ACTIONS' keys) -> the service's verb
+_VERBS: dict[str, Action] = {"grant_approve": "approve", "grant_deny": "deny", "grant_revoke": "revoke"}
 _verifier: StsVerifier | None = None
 
 
@@ -72,6 +91,7 @@ def handle_vend(
     *,
     service: Vending | None = None,
     verifier: StsVerifier | None = None,
+    grants: GrantService | None = None,
 ) -> dict[str, Any]:
     """validate → prove → vend. Returns the 200 body or an error payload; never raises."""
     try:
@@ -80,17 +100,19 @@ def handle_vend(
         logger.error("direct invoke is not configured", extra={"request_id": request_id, "problem": str(exc)})
         return error_body(None, request_id)
     try:
-        request = _validate(payload)
+        action, request = _validate(payload)
         service = service or get_vending_service()
-        # one deadline for the identity proof's STS call and every upstream call of the vend
+        # one deadline for the identity proof's STS call and every upstream call of the request
         with upstream_deadline(getattr(service, "deadline_seconds", VEND_DEADLINE_SECONDS)):
             caller = verifier.verify(payload["identity"])
             identity = identity_from_arn(caller.arn, account=caller.account)
             logger.info(
                 "direct invoke caller proven",
-                extra={"request_id": request_id, "arn": caller.arn, "channel": "invoke"},
+                extra={"request_id": request_id, "arn": caller.arn, "channel": "invoke", "action": action},
             )
-            return service.vend(identity, request, request_id, channel="invoke")
+            if action == "vend":
+                return service.vend(identity, request, request_id, channel="invoke")
+            return _grant_action(grants or get_grant_service(), action, identity, request, request_id)
     except CallerError as exc:
         extra: dict[str, Any] = {"request_id": request_id, "code": exc.code, "channel": "invoke"}
         if isinstance(exc, (IdentityProofError, InvalidRequestError)):
@@ -111,7 +133,17 @@ def handle_vend(
         return error_body(exc, request_id)
 
 
-def _validate(payload: Any) -> dict[str, str]:
+def _grant_action(grants: GrantService, action: str, identity: CallerIdentity, request: dict[str, Any],
+                  request_id: str) -> dict[str, Any]:
+    if action == "grant_request":
+        return grants.request(identity, request, request_id, channel="invoke")
+    if action == "grant_list":
+        return grants.listing(identity, request_id)
+    verb = _VERBS[action]
+    return grants.act(identity, request["grant_id"], verb, request_id, channel="invoke")
+
+
+def _validate(payload: Any) -> tuple[str, dict[str, Any]]:
     """Shape and size of the payload; the identity proof's own shape is checked by the verifier."""
     if not isinstance(payload, dict):
         kind = "an array" if isinstance(payload, list) else "null" if payload is None else "not an object"
@@ -122,10 +154,30 @@ def _validate(payload: Any) -> dict[str, str]:
         raise InvalidRequestError("payload is not JSON-serialisable", field="payload") from None
     if size > MAX_PAYLOAD_CHARS:
         raise InvalidRequestError(f"payload is larger than {MAX_PAYLOAD_CHARS} characters", field="payload")
-    request = parse_token_request(payload, allowed_extra=("identity",))
+    action = payload.get("action", "vend")
+    if not isinstance(action, str) or action not in ACTIONS:
+        raise InvalidRequestError(f"field 'action' must be one of {', '.join(ACTIONS)}", field="action")
+    if action == "vend":
+        request = parse_token_request(payload, allowed_extra=("identity", "action"))
+        fields: dict[str, Any] = {"database": request.database, "db_user": request.db_user}
+    else:
+        fields = _grant_fields(payload, action)
     if "identity" not in payload:
         raise InvalidRequestError("missing field 'identity'", field="identity")
-    return {"database": request.database, "db_user": request.db_user}
+    return action, fields
+
+
+def _grant_fields(payload: dict[str, Any], action: str) -> dict[str, Any]:
+    """The grant action's own fields; the grant service checks their values."""
+    allowed = (*ACTIONS[action], "identity", "action")
+    for key in payload:
+        if key not in allowed:
+            raise InvalidRequestError(f"unknown field '{str(key)[:64]}' for action '{action}'", field=str(key)[:64])
+    if action == "grant_request":
+        return {k: payload[k] for k in ACTIONS[action] if k in payload}
+    if "grant_id" in ACTIONS[action] and "grant_id" not in payload:
+        raise InvalidRequestError("missing field 'grant_id'", field="grant_id")
+    return {k: payload[k] for k in ACTIONS[action]}
 
 
 @invoke_routes.lambda_function(name="vend")

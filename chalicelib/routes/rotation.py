@@ -11,6 +11,7 @@ from typing import Any
 from chalice import Blueprint
 
 from chalicelib.observability import lambda_entry
+from chalicelib.rotation.handler import handle_rotation
 
 __all__ = ["rotation_routes", "rotate"]
 
@@ -20,6 +21,4 @@ rotation_routes = Blueprint(__name__)
 @rotation_routes.lambda_function(name="rotate")
 @lambda_entry
 def rotate(event: Any, context: Any) -> dict[str, str]:
-    from chalicelib.rotation.handler import handle_rotation
-
     return handle_rotation(event)

@@ -8,8 +8,7 @@ session policy scoped to one dbuser ARN.
 """
 from __future__ import annotations
 
-from typing import Any
-
+from chalicelib.signer.botocore_credentials import BotocoreCredentialsProvider
 from chalicelib.signer.credentials import SigningCredentials, StaticCredentialsProvider
 from chalicelib.signer.minter import MintedToken, TokenCache, TokenMinter, honest_expiry
 from chalicelib.signer.sigv4 import RdsTokenSigner
@@ -24,13 +23,3 @@ __all__ = [
     "StaticCredentialsProvider",
     "BotocoreCredentialsProvider",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    """``BotocoreCredentialsProvider`` is an adapter (:mod:`chalicelib.aws.credentials`),
-    resolved on first use so that importing the signer never imports botocore."""
-    if name == "BotocoreCredentialsProvider":
-        from chalicelib.aws.credentials import BotocoreCredentialsProvider
-
-        return BotocoreCredentialsProvider
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -2,13 +2,13 @@
 
 :class:`SigningCredentials` never shows its secret parts in ``repr``; ``expiry`` is the
 instant the credentials stop working (``None``: long-term keys that do not expire). The
-botocore-backed provider is an adapter: :mod:`chalicelib.aws.credentials` (re-exported here).
+botocore-backed provider is an adapter: :mod:`chalicelib.signer.botocore_credentials`.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 __all__ = [
     "SigningCredentials",
@@ -40,16 +40,3 @@ class StaticCredentialsProvider:
 
     def credentials(self) -> SigningCredentials:
         return self._credentials
-
-
-_MOVED = {"BotocoreCredentialsProvider", "credentials_from_botocore"}
-
-
-def __getattr__(name: str) -> Any:
-    """The botocore-backed provider moved to :mod:`chalicelib.aws.credentials`; the old names
-    keep working, resolved on first use (importing it here would be an import cycle)."""
-    if name in _MOVED:
-        from chalicelib.aws import credentials
-
-        return getattr(credentials, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

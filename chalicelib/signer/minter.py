@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from chalicelib.clock import SYSTEM_CLOCK, Clock
+from chalicelib.signer.botocore_credentials import BotocoreCredentialsProvider
 from chalicelib.signer.credentials import CredentialsProvider, SigningCredentials
 from chalicelib.signer.roles import RoleCredentialsCache, RoleRequest, StsRoleAssumer, role_request
 from chalicelib.signer.sigv4 import EXPIRES_SECONDS, RdsTokenSigner
@@ -119,8 +120,6 @@ class TokenMinter:
     ) -> None:
         self._clock = clock
         if credentials is None:
-            from chalicelib.aws.credentials import BotocoreCredentialsProvider  # the default adapter
-
             credentials = BotocoreCredentialsProvider(session)
         self._credentials = credentials
         self._roles = RoleCredentialsCache(assume_role or StsRoleAssumer(), clock=clock)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import logging
 import re
 import threading
 from collections.abc import Callable
@@ -20,9 +21,11 @@ from typing import Any
 
 from chalicelib.aws.arn import ANY_RESOURCE_ID, ROLE_ARN
 from chalicelib.aws.arn import dbuser_arn as _dbuser_arn
+from chalicelib.aws.clients import default_client_factory
 from chalicelib.aws.errors import THROTTLING_CODES, aws_error
 from chalicelib.clock import SYSTEM_CLOCK, Clock
 from chalicelib.errors import UpstreamUnavailableError
+from chalicelib.settings import Settings
 from chalicelib.signer.credentials import SigningCredentials
 
 __all__ = [
@@ -37,6 +40,10 @@ __all__ = [
     "RoleCredentialsCache",
     "THROTTLING_CODES",
 ]
+
+#: the service's logger by name: the Lambda handler's Powertools Logger formats what is logged here
+#: (the signer, part of the pure core, does not import the observability stack)
+logger = logging.getLogger(Settings.from_env().service_name)
 
 _NOT_STS = re.compile(r"[^A-Za-z0-9_+=,.@-]")
 
@@ -174,8 +181,6 @@ class StsRoleAssumer:
     def __call__(self, request: RoleRequest) -> SigningCredentials:
         factory = self._client_factory
         if factory is None:
-            from chalicelib.aws.clients import default_client_factory
-
             factory = self._client_factory = default_client_factory()
         try:
             answer = factory("sts", request.region).assume_role(
@@ -261,8 +266,6 @@ class RoleCredentialsCache:
             try:
                 fresh = self._assume(request)
             except UpstreamUnavailableError as exc:
-                from chalicelib.observability import logger
-
                 logger.warning(
                     "could not assume signer role",
                     extra={"role_arn": request.role_arn, "upstream_service": exc.service, "detail": exc.detail,
@@ -271,8 +274,6 @@ class RoleCredentialsCache:
                 if self._fresh(current, self._min_valid):
                     return current  # type: ignore[return-value]  # _fresh() checked it is not None
                 raise
-            from chalicelib.observability import logger
-
             logger.info(
                 "assumed signer role",
                 extra={"role_arn": request.role_arn, "source_identity": request.source_identity,

@@ -7,8 +7,10 @@ load is a refusal (``forbidden``), logged as such.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from datetime import datetime
+from typing import Any, Protocol
 
+from chalicelib.aws.clients import default_client_factory
 from chalicelib.aws.deadline import DeadlinePassedError, check_deadline, deadline_passed, upstream_deadline
 from chalicelib.aws.rds import DatabaseNotFoundError, EndpointResolver
 from chalicelib.clock import SYSTEM_CLOCK, Clock
@@ -22,14 +24,16 @@ from chalicelib.errors import (
 )
 from chalicelib.identity import CallerIdentity
 from chalicelib.observability import audit, count_denied, count_vended, isoformat_z, logger, traced
-from chalicelib.policy.source import PolicySource, policy_source_from_env
+from chalicelib.policy_source import PolicySource, policy_source_from_env
 from chalicelib.settings import Settings
+from chalicelib.signer import TokenMinter
 from chalicelib.vending.dsn import answer_fields, build_dsn
 from chalicelib.vending.ratelimit import CallerLimiter, parse_rate_limit
+from chalicelib.vending.ratelimit_table import TableRateLimiter
 from chalicelib.vending.request import TokenRequest, parse_token_request
 
-__all__ = ["VendingService", "vending_service_from_env", "rate_limiter_from_env", "SSL_ROOT_CERT", "build_dsn",
-           "VEND_DEADLINE_SECONDS", "DEADLINE_RETRY_AFTER"]
+__all__ = ["VendingService", "LiveGrants", "vending_service_from_env", "rate_limiter_from_env", "SSL_ROOT_CERT",
+           "build_dsn", "VEND_DEADLINE_SECONDS", "DEADLINE_RETRY_AFTER"]
 
 SSL_ROOT_CERT = "rds-global-bundle.pem"
 #: Every upstream call of one request (identity proof, AssumeRole, RDS, DynamoDB, SSM) ends
@@ -40,16 +44,23 @@ VEND_DEADLINE_SECONDS = 8.0
 DEADLINE_RETRY_AFTER = 5
 
 
+class LiveGrants(Protocol):
+    def live_grant_end(self, principal: str, database: str, db_user: str) -> datetime | None:
+        """When the live grant this caller holds for (database, db user) ends; None: it holds none."""
+
+
 class VendingService:
     def __init__(self, *, policy_source: PolicySource, minter: Any, resolver: EndpointResolver,
                  clock: Clock = SYSTEM_CLOCK, rate_limiter: CallerLimiter | None = None,
-                 deadline_seconds: float = VEND_DEADLINE_SECONDS) -> None:
+                 deadline_seconds: float = VEND_DEADLINE_SECONDS, grants: LiveGrants | None = None) -> None:
         self.policy_source = policy_source
         self.minter = minter
         self.resolver = resolver
         self.clock = clock
         self.rate_limiter = rate_limiter
         self.deadline_seconds = deadline_seconds
+        #: consulted only for ``grant: required`` rules; None: such rules refuse everyone
+        self.grants = grants
 
     # -- stages -------------------------------------------------------------------------
     def _index(self, identity: CallerIdentity, request_id: str, database: Any, db_user: Any,
@@ -99,6 +110,7 @@ class VendingService:
         if not decision.allowed:
             self._deny(identity, request_id, req.database, req.db_user, decision, channel)
             raise ForbiddenError(decision.reason, decision.rule)
+        grant_end = self._grant_end(identity, request_id, req.database, req.db_user, decision, channel)
         database = index.policy.databases[req.database]
         try:
             with traced("## resolve"):
@@ -118,14 +130,15 @@ class VendingService:
                                   f"{exc.service}: {exc.detail}")
             raise
         now = self.clock.now()
+        expires_at = minted.expires_at if grant_end is None else min(minted.expires_at, grant_end)
         audit(decision="allow", reason="allowed", principal=identity.principal, database=req.database,
-              db_user=req.db_user, rule=decision.rule, request_id=request_id, expires_at=minted.expires_at,
+              db_user=req.db_user, rule=decision.rule, request_id=request_id, expires_at=expires_at,
               arn=identity.arn, session=identity.session, source_ip=identity.source_ip, channel=channel)
         count_vended(req.database)
         return {
             "token": minted.token,
-            "expires_at": isoformat_z(minted.expires_at),
-            "ttl_seconds": minted.ttl_at(now),
+            "expires_at": isoformat_z(expires_at),
+            "ttl_seconds": max(0, int((expires_at - now).total_seconds())),
             "database": database.name,
             "db_user": req.db_user,
             "engine": database.engine,
@@ -139,6 +152,26 @@ class VendingService:
             "rule": decision.rule,
             **answer_fields(database.engine),
         }
+
+    def _grant_end(self, identity: CallerIdentity, request_id: str, database: str, db_user: str,
+                   decision: Decision, channel: str) -> datetime | None:
+        """For a ``grant: required`` rule, the end of the caller's live grant (a token never
+        outlives it); no live grant is a refusal. Other rules: None, and no grant is read."""
+        if not decision.grant_required:
+            return None
+        try:
+            end = None if self.grants is None else self.grants.live_grant_end(identity.principal, database, db_user)
+        except UpstreamUnavailableError as exc:
+            if deadline_passed():
+                raise DeadlinePassedError from None
+            self._upstream_failed(identity, request_id, database, db_user, decision.rule, channel,
+                                  f"{exc.service}: {exc.detail}")
+            raise
+        if end is None:
+            refused = Decision(False, "no_live_grant", decision.rule)
+            self._deny(identity, request_id, database, db_user, refused, channel)
+            raise ForbiddenError(refused.reason, refused.rule)
+        return end
 
     def _upstream_failed(self, identity: CallerIdentity, request_id: str, database: str, db_user: str,
                          rule: str | None, channel: str, detail: str) -> None:
@@ -194,15 +227,14 @@ def deadline_error() -> UpstreamUnavailableError:
 
 def vending_service_from_env(env: Mapping[str, str] | None = None) -> VendingService:
     """The service the Lambda functions use, configured from the environment (read once, here)."""
-    from chalicelib.aws.clients import default_client_factory
-    from chalicelib.signer import TokenMinter
 
     env = dict(Settings.environment() if env is None else env)
     clients = default_client_factory()
+    settings = Settings.from_env(env)
     return VendingService(
         policy_source=policy_source_from_env(env, clients),
         minter=TokenMinter(),
-        resolver=EndpointResolver(clients, service_account=Settings.from_env(env).service_account),
+        resolver=EndpointResolver(clients, service_account=settings.service_account),
         rate_limiter=rate_limiter_from_env(env, clients),
     )
 
@@ -216,6 +248,5 @@ def rate_limiter_from_env(env: Mapping[str, str], clients: Any) -> CallerLimiter
     table = settings.rate_table
     if local is None or not table:
         return local
-    from chalicelib.vending.ratelimit_table import TableRateLimiter
 
     return TableRateLimiter(clients("dynamodb"), table, local.rate, local.burst, fallback=local)

@@ -13,7 +13,7 @@ Three stages, each its own function:
 * :func:`parse_identity_proof` (pure): shape, size, the URL, the signed headers, the server
   id and the age. Structural problems raise :class:`InvalidRequestError` (400); a proof that
   is well formed but not acceptable raises :class:`IdentityProofError` (401).
-* :class:`StsVerifier` sends the checked request to the *configured* STS endpoint only
+* :class:`chalicelib.vending.verifier.StsVerifier` sends the checked request to the *configured* STS endpoint only
   (the transport, :mod:`chalicelib.vending.sts_transport`: no redirect, one deadline over
   connect, send and every read, the answer's size bounded), and reads the caller's ARN from
   STS's XML answer.
@@ -38,7 +38,6 @@ from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
 from chalicelib.aws.errors import SERVER_FAULT_CODES, THROTTLING_CODES
-from chalicelib.clock import SYSTEM_CLOCK, Clock
 from chalicelib.errors import (
     IdentityProofError,
     InvalidRequestError,
@@ -54,7 +53,6 @@ __all__ = [
     "ProvenCaller",
     "StsAnswer",
     "StsTransport",
-    "StsVerifier",
     "parse_identity_proof",
     "parse_sts_answer",
     "proof_config_from_env",
@@ -286,32 +284,6 @@ def parse_sts_answer(answer: StsAnswer, access_key_id: str = "") -> ProvenCaller
     if not arn or not account:
         raise UpstreamUnavailableError("sts", detail="STS answer has no Arn or Account")
     return ProvenCaller(arn=arn, account=account, user_id=user_id, access_key_id=access_key_id)
-
-
-class StsVerifier:
-    """parse → send to the configured endpoint → read the caller. One call per proof."""
-
-    def __init__(
-        self,
-        config: ProofConfig,
-        transport: StsTransport | None = None,
-        clock: Clock = SYSTEM_CLOCK,
-    ) -> None:
-        if transport is None:
-            from chalicelib.vending.sts_transport import DeadlineStsTransport
-
-            transport = DeadlineStsTransport()
-        self.config = config
-        self.transport = transport
-        self.clock = clock
-
-    def verify(self, proof: Any) -> ProvenCaller:
-        request = parse_identity_proof(proof, self.config, self.clock.now())
-        answer = self.transport.send(request, self.config)
-        return parse_sts_answer(answer, request.access_key_id)
-
-
-# --------------------------------------------------------------------------- helpers
 
 
 def _clip(text: str, limit: int = 40) -> str:

@@ -30,12 +30,14 @@ from rdsvend.cli_pgpass import run_pgpass
 from rdsvend.cliutil import describe, exit_code, fail, make_api
 from rdsvend.connect import conninfo, libpq_env
 from rdsvend.errors import VendError
+from rdsvend.grants import add_grant_commands
+from rdsvend.mysql import is_mysql_family, mysql_url
 
 __all__ = ["main", "build_parser", "OPERATOR_GROUP", "OPERATOR_COMMANDS"]
 
 OPERATOR_GROUP = "rdsvend.commands"
 _FORMATS = ("token", "json", "dsn", "env")
-_CLIENT_COMMANDS = ("token", "passexec", "pgpass", "exec", *INFO_COMMANDS)
+_CLIENT_COMMANDS = ("token", "passexec", "pgpass", "exec", "grant", *INFO_COMMANDS)
 #: Commands for operators, which need the service's checkout (the access policy, AWS reads,
 #: the local stack); named here only to say so when they are missing.
 OPERATOR_COMMANDS = frozenset({"canary", "doctor", "simulate", "policy", "local", "discover", "audit", "rotate"})
@@ -71,8 +73,6 @@ def _cmd_token(args: argparse.Namespace) -> None:
     elif args.format == "json":
         print(json.dumps(vended.to_body(), indent=2))
     elif args.format == "dsn":
-        from rdsvend.mysql import is_mysql_family, mysql_url
-
         print(mysql_url(vended) if is_mysql_family(vended.engine) else conninfo(vended))
     else:
         _libpq_only(vended, "--format env")
@@ -84,8 +84,6 @@ def _cmd_token(args: argparse.Namespace) -> None:
 
 def _libpq_only(vended: VendedToken, what: str) -> None:
     """``PG*`` variables and pgpass lines mean nothing to a MySQL-family client: say so."""
-    from rdsvend.mysql import is_mysql_family
-
     if is_mysql_family(vended.engine):
         _fail(f"{what} is for PostgreSQL; '{vended.database}' is a {vended.engine} database: use "
               f"'rdsvend exec {vended.database} {vended.db_user} -- mariadb' or --format json", 2)
@@ -160,6 +158,7 @@ def build_parser(operator_commands: Sequence[str] = ()) -> argparse.ArgumentPars
     exec_.add_argument("command", nargs="*", metavar="-- COMMAND ...",
                        help="the program and its arguments, after '--' (options such as --url go before it)")
     add_info_commands(commands, os.environ.get("RDSVEND_URL"))
+    add_grant_commands(commands, _Parser)
     return parser
 
 

@@ -5,13 +5,14 @@ else the RDS CA bundle shipped in the package (``rdsvend/data/rds-global-bundle.
 """
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
-from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from rdsvend.api import VendedToken
 from rdsvend.errors import require_extra
+from rdsvend.mysql import connect as connect_mysql
+from rdsvend.mysql import is_mysql_family
+from rdsvend.trust import bundled_ca_path, ssl_root_cert_path
 
 if TYPE_CHECKING:  # pragma: no cover
     import psycopg
@@ -19,16 +20,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from rdsvend.tokens import TokenClient
 
 __all__ = ["bundled_ca_path", "ssl_root_cert_path", "connection_params", "conninfo", "libpq_env", "connect"]
-
-
-def bundled_ca_path() -> str:
-    """The RDS global CA bundle that ships with rdsvend."""
-    return str(resources.files("rdsvend").joinpath("data", "rds-global-bundle.pem"))
-
-
-def ssl_root_cert_path(environ: Mapping[str, str] | None = None) -> str:
-    env = os.environ if environ is None else environ
-    return env.get("PGSSLROOTCERT") or bundled_ca_path()
 
 
 def connection_params(vended: VendedToken, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -96,12 +87,8 @@ def connect(client: TokenClient, database: str, db_user: str, **kwargs: Any) -> 
     For a MySQL-family database (``engine`` mysql or mariadb) it returns a PyMySQL connection
     instead (TLS verified, cleartext auth): see :func:`rdsvend.mysql.connect`.
     """
-    from rdsvend.mysql import is_mysql_family
-
     vended = client.get(database, db_user)
     if is_mysql_family(vended.engine):
-        from rdsvend.mysql import connect as connect_mysql
-
         return connect_mysql(client, database, db_user, **kwargs)  # type: ignore[no-any-return]  # PyMySQL ships no types
     require_extra("rdsvend.connect() for PostgreSQL", "psycopg", "psycopg")
     import psycopg

@@ -1,6 +1,8 @@
 """The client's exceptions. They stand alone: the client never imports the service."""
 from __future__ import annotations
 
+import importlib
+
 __all__ = ["RdsvendClientError", "VendError", "IdentityProofError", "MissingExtraError", "require_extra",
            "RETRYABLE_STATUSES"]
 
@@ -56,8 +58,6 @@ class MissingExtraError(RdsvendClientError, ImportError):
 
 def require_extra(feature: str, module: str, extra: str) -> None:
     """Raise :class:`MissingExtraError` when ``module`` cannot be imported."""
-    import importlib
-
     try:
         importlib.import_module(module)
     except ImportError:

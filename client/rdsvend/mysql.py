@@ -19,16 +19,16 @@ from __future__ import annotations
 
 import os
 import shutil
-import ssl
 import subprocess
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from rdsvend.api import VendedToken
-from rdsvend.connect import ssl_root_cert_path
 from rdsvend.errors import RdsvendClientError, require_extra
+from rdsvend.trust import ssl_root_cert_path, tls_context
 
 if TYPE_CHECKING:  # pragma: no cover
     from rdsvend.tokens import TokenClient
@@ -53,14 +53,6 @@ def is_mysql_family(engine: str | None) -> bool:
     return engine in MYSQL_FAMILY
 
 
-def _tls_context(ca_path: str) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(cafile=ca_path)
-    ctx.check_hostname = True  # VERIFY_IDENTITY
-    ctx.verify_mode = ssl.CERT_REQUIRED
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    return ctx
-
-
 def pymysql_params(vended: VendedToken, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Keyword arguments for ``pymysql.connect``: TLS verified (CA and host name), token as password.
 
@@ -72,7 +64,7 @@ def pymysql_params(vended: VendedToken, environ: Mapping[str, str] | None = None
         "port": vended.port,
         "user": vended.db_user,
         "password": vended.token,
-        "ssl": _tls_context(ssl_root_cert_path(environ)),
+        "ssl": tls_context(ssl_root_cert_path(environ)),
     }
     if vended.dbname:
         params["database"] = vended.dbname
@@ -168,8 +160,6 @@ def mysql_url(vended: VendedToken) -> str:
     """``mysql://USER:TOKEN@HOST:PORT/DBNAME?ssl-mode=VERIFY_IDENTITY`` (every part percent-encoded):
     the ``dsn`` with the password, for tools that take a URL. It holds the token: keep it out of
     command lines and logs."""
-    from urllib.parse import quote
-
     host = f"[{vended.host}]" if ":" in vended.host else vended.host
     path = "/" + quote(vended.dbname, safe="") if vended.dbname else "/"
     return (f"mysql://{quote(vended.db_user, safe='')}:{quote(vended.token, safe='')}@{host}:{int(vended.port)}"

@@ -21,8 +21,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from rdsvend.connect import ssl_root_cert_path
 from rdsvend.errors import RdsvendClientError
+from rdsvend.trust import ssl_root_cert_path, tls_context
 
 __all__ = ["DbLogin", "PasswordSource", "SecretReadError", "connect_password", "is_auth_failure"]
 
@@ -139,10 +139,8 @@ def _open(login: DbLogin, environ: Mapping[str, str] | None, kwargs: Mapping[str
     if login.mysql_family:
         import pymysql
 
-        from rdsvend.mysql import _tls_context
-
         params: dict[str, Any] = {"host": login.host, "port": login.port, "user": login.username,
-                                  "password": login.password, "ssl": _tls_context(ca), "connect_timeout": 10}
+                                  "password": login.password, "ssl": tls_context(ca), "connect_timeout": 10}
         if login.dbname:
             params["database"] = login.dbname
         params.update(kwargs)

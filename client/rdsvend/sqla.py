@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from rdsvend.connect import connection_params
 from rdsvend.errors import require_extra
+from rdsvend.mysql import is_mysql_family, pymysql_params
 
 if TYPE_CHECKING:  # pragma: no cover
     from sqlalchemy.engine import Engine
@@ -27,8 +28,6 @@ def install_token_hook(engine: Engine, client: TokenClient, database: str, db_us
     @event.listens_for(engine, "do_connect")
     def _provide_token(dialect: Any, conn_rec: Any, cargs: Any, cparams: dict[str, Any]) -> None:
         if dialect.name in ("mysql", "mariadb"):  # mysql+pymysql: TLS verified, cleartext auth
-            from rdsvend.mysql import pymysql_params
-
             mysql = pymysql_params(client.get(database, db_user))
             for key in ("host", "port", "user", "password", "ssl"):
                 cparams[key] = mysql[key]
@@ -53,8 +52,6 @@ def create_engine(client: TokenClient, database: str, db_user: str, **engine_kwa
     ``"mysql+pymysql://"`` when the database is of the MySQL family."""
     require_extra("rdsvend.sqla.create_engine()", "sqlalchemy", "sqlalchemy")
     import sqlalchemy
-
-    from rdsvend.mysql import is_mysql_family
 
     mysql = is_mysql_family(client.get(database, db_user).engine)
     if mysql:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
@@ -16,52 +16,22 @@ if TYPE_CHECKING:  # annotations only: the canary is imported when a command run
     from chalicelib.canary.model import Report
     from chalicelib.policy.model import AccessPolicy, Database, DbUser
 
+from devtools.cli.common import fail, load_policy, policy_option, quiet_service_logs
+
 __all__ = ["canary", "doctor"]
-
-
-def _fail(message: str, code: int = 2) -> None:
-    click.echo(f"rdsvend: {message}", err=True)
-    sys.exit(code)
-
-
-def _load_policy(path: str | None) -> Any:
-    from chalicelib.errors import PolicyLoadError, PolicyUnavailableError
-    from chalicelib.policy.loader import load_policy_file
-
-    try:
-        if path is not None:
-            import os
-
-            return load_policy_file(path, service_account=os.environ.get("RDSVEND_SERVICE_ACCOUNT") or None)
-        from chalicelib.policy.source import policy_source_from_env
-
-        return policy_source_from_env().get()
-    except (PolicyLoadError, PolicyUnavailableError) as exc:
-        _fail(str(exc))
-    except OSError as exc:
-        _fail(f"cannot read policy '{path}': {exc.strerror}")
-
-
-def _quiet_service_logs() -> None:
-    """The signer logs each role it assumes (JSON, for Lambda); a terminal wants the table."""
-    from chalicelib.observability import logger
-
-    logger.setLevel("WARNING")
 
 
 def _run(policy: AccessPolicy, targets: Sequence[tuple[Database, DbUser]], timeout: float | None,
          concurrency: int | None) -> Report:
     from chalicelib.canary.factory import canary_deps
 
-    _quiet_service_logs()
+    quiet_service_logs()
     from chalicelib.canary.runner import run_canary
 
     deps = canary_deps(policy)
     return run_canary(policy, deps, targets=targets, timeout_seconds=timeout, concurrency=concurrency)
 
 
-_policy_option = click.option("--policy", "policy_path", type=click.Path(dir_okay=False), default=None,
-                              help="access policy file (default: RDSVEND_POLICY, else policies/access.yaml)")
 _json_option = click.option("--json", "as_json", is_flag=True,
                             help="print the report as JSON (per target: status and every check)")
 _timeout_option = click.option("--timeout", type=click.FloatRange(min=0.5, max=900), default=None,
@@ -69,7 +39,7 @@ _timeout_option = click.option("--timeout", type=click.FloatRange(min=0.5, max=9
 
 
 @click.command("canary")
-@_policy_option
+@policy_option
 @_json_option
 @_timeout_option
 @click.option("--concurrency", type=click.IntRange(min=1, max=256), default=None,
@@ -81,9 +51,9 @@ def canary(policy_path: str | None, as_json: bool, timeout: float | None, concur
     from chalicelib.canary.explain import explain_target, render_table, summary_line
     from chalicelib.canary.runner import select_targets
 
-    policy = _load_policy(policy_path)
+    policy = load_policy(policy_path)
     if database is not None and database not in policy.databases:
-        _fail(f"unknown database '{database}' in {policy.source}")
+        fail(f"unknown database '{database}' in {policy.source}")
     report = _run(policy, select_targets(policy, database), timeout, concurrency)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2, default=str))
@@ -102,7 +72,7 @@ def canary(policy_path: str | None, as_json: bool, timeout: float | None, concur
 @click.command("doctor")
 @click.argument("database")
 @click.argument("db_user")
-@_policy_option
+@policy_option
 @_json_option
 @_timeout_option
 def doctor(database: str, db_user: str, policy_path: str | None, as_json: bool,
@@ -110,13 +80,13 @@ def doctor(database: str, db_user: str, policy_path: str | None, as_json: bool,
     """Run every check for DATABASE / DB_USER and explain each failure in words."""
     from chalicelib.canary.explain import explain_target, render_checks
 
-    policy = _load_policy(policy_path)
+    policy = load_policy(policy_path)
     db = policy.databases.get(database)
     if db is None:
-        _fail(f"unknown database '{database}' in {policy.source}")
+        fail(f"unknown database '{database}' in {policy.source}")
     user = db.users.get(db_user)
     if user is None:
-        _fail(f"unknown db user '{db_user}' of database '{database}' in {policy.source}")
+        fail(f"unknown db user '{db_user}' of database '{database}' in {policy.source}")
     report = _run(policy, [(db, user)], timeout, 1)
     target = report.targets[0]
     if as_json:

@@ -38,7 +38,7 @@ def _policy_role_name() -> tuple[str | None, str | None]:
     if not os.environ.get("RDSVEND_POLICY"):
         return None, None
     from chalicelib.errors import PolicyLoadError, PolicyUnavailableError
-    from chalicelib.policy.source import policy_source_from_env
+    from chalicelib.policy_source import policy_source_from_env
 
     try:
         return policy_source_from_env().get().reader_role_name, None

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from chalicelib.attribution.refusals import FIXES, enable_export_command
+from chalicelib.aws.rds import describe_resource
+from devtools.cli.audit_logs import AccountLogs, audit_log_groups, collect
 
 __all__ = ["RefusalReport", "refusal_report"]
 
@@ -25,8 +27,6 @@ class RefusalReport:
 
 def _export_on(logs: Any, database: Any) -> bool | None:
     """Does RDS export this instance's iam-db-auth-error log? None when it cannot tell."""
-    from chalicelib.aws.rds import describe_resource
-
     try:
         resource = describe_resource(logs.for_database(database, "rds"), database)
     except Exception:  # noqa: BLE001 - unknown; the log read below decides
@@ -38,8 +38,6 @@ def _export_on(logs: Any, database: Any) -> bool | None:
 def refusal_report(policy: Any, database: Any, db_user: str, *, logs: Any = None,
                    groups: tuple[str, ...] | None = None) -> RefusalReport:
     """Refused logins of ``db_user`` on ``database`` in the last hour, explained."""
-    from devtools.cli.audit_cmd import AccountLogs, _default_groups, collect
-
     if database.kind == "proxy":
         return RefusalReport("pass", ("RDS Proxy has no iam-db-auth-error log; nothing to read",))
     logs = logs or AccountLogs()
@@ -49,7 +47,7 @@ def refusal_report(policy: Any, database: Any, db_user: str, *, logs: Any = None
             f"  fix: {enable_export_command(database.identifier, database.kind)}",
         ))
     entries, problems = collect(policy, database=database.name, db_user=db_user, since=WINDOW,
-                                groups=groups or _default_groups(), logs=logs)
+                                groups=groups or audit_log_groups(), logs=logs)
     refusal_problems = [p for p in problems if "iam-db-auth-error" in p]
     if refusal_problems:
         return RefusalReport("error", tuple(refusal_problems))

@@ -1,4 +1,4 @@
-"""``rdsvend local up [--detach] | env [--as caller|denied|operator] | down``: the local stack."""
+"""``rdsvend local up [--detach] | env [--as caller|denied|operator|approver] | down``: the local stack."""
 from __future__ import annotations
 
 import os
@@ -97,7 +97,7 @@ def _check_inputs(world_path: str | None, access_path: str) -> None:
 
 
 #: ``--as`` name -> the world's part whose keys are exported
-_PARTS = {"caller": "allowed", "denied": "denied", "operator": "operator"}
+_PARTS = {"caller": "allowed", "denied": "denied", "operator": "operator", "approver": "approver"}
 
 
 @local.command()
@@ -105,7 +105,8 @@ _PARTS = {"caller": "allowed", "denied": "denied", "operator": "operator"}
 @click.option("--as", "role", type=click.Choice(sorted(_PARTS)), default=None,
               help="whose keys to export: caller (the allowed caller, default), denied (a caller no rule "
                    "allows) or operator (a person in the service account, for canary, doctor, policy render "
-                   "and discover; adds RDSVEND_ORG_ROLE_ARN)")
+                   "and discover; adds RDSVEND_ORG_ROLE_ARN) or approver (a person who approves just-in-time "
+                   "grants: rdsvend grant approve|deny)")
 @click.option("--caller", type=click.Choice(["allowed", "denied"]), default=None, hidden=True,
               help="older spelling of --as caller|denied")
 def env(state_dir: str | None, role: str | None, caller: str | None) -> None:

@@ -36,6 +36,10 @@ def check(file: str, service_account: str | None) -> None:
         fail(str(exc))
     click.echo(f"{file}: ok ({len(loaded.databases)} databases, {len(loaded.rules)} rules, "
                f"{len(loaded.targets())} db users)")
+    from chalicelib.policy.grant_rules import grant_bypasses
+
+    for warning in grant_bypasses(loaded):
+        click.echo(f"warning: {warning}", err=True)
     if not service_account:
         click.echo("note: no --service-account: databases in other accounts were not checked for a reader role",
                    err=True)

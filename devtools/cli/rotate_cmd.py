@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import click
 
-from devtools.cli.canary_cmd import _fail, _load_policy, _policy_option, _quiet_service_logs
+from devtools.cli.common import fail, load_policy, policy_option, quiet_service_logs
 
 __all__ = ["rotate", "on_local_stack"]
 
@@ -47,7 +47,7 @@ def _rotate_in_aws(client: Any, arn: str, wait: float) -> None:
         error = aws_error(exc)
         if error is None:
             raise
-        _fail(f"RotateSecret failed for {arn}: {error.code}", 1)
+        fail(f"RotateSecret failed for {arn}: {error.code}", 1)
     deadline = time.monotonic() + wait
     while True:
         try:
@@ -55,11 +55,11 @@ def _rotate_in_aws(client: Any, arn: str, wait: float) -> None:
         except Exception as exc:
             if aws_error(exc) is None:
                 raise
-            _fail(f"DescribeSecret failed for {arn}: {type(exc).__name__}", 1)
+            fail(f"DescribeSecret failed for {arn}: {type(exc).__name__}", 1)
         if "AWSCURRENT" in stages.get(token, ()):
             return
         if time.monotonic() > deadline:
-            _fail(f"version {token} of {arn} is not AWSCURRENT after {wait:g} s: read the rotate "
+            fail(f"version {token} of {arn} is not AWSCURRENT after {wait:g} s: read the rotate "
                   "function's log (it names the step that failed)", 1)
         time.sleep(2)
 
@@ -76,7 +76,7 @@ class _Quiet:
 @click.command("rotate")
 @click.argument("database")
 @click.argument("db_user")
-@_policy_option
+@policy_option
 @click.option("--local/--aws", "local", default=None,
               help="run the four steps here against the local stack's Secrets Manager (default when "
                    "AWS_ENDPOINT_URL is on loopback), or call RotateSecret in AWS")
@@ -94,20 +94,20 @@ def rotate(database: str, db_user: str, policy_path: str | None, local: bool | N
     from chalicelib.rotation.handler import RotationFailedError
     from chalicelib.rotation.store import BotoSecretStore
 
-    policy = _load_policy(policy_path)
+    policy = load_policy(policy_path)
     db = policy.databases.get(database)
     if db is None:
-        _fail(f"unknown database '{database}' in {policy.source}")
+        fail(f"unknown database '{database}' in {policy.source}")
     user = db.users.get(db_user)
     if user is None:
-        _fail(f"unknown db user '{db_user}' of database '{database}' in {policy.source}")
+        fail(f"unknown db user '{db_user}' of database '{database}' in {policy.source}")
     if user.auth != "password" or not user.secret:
-        _fail(f"'{db_user}' of '{database}' is an auth: {user.auth} user; only auth: password users are rotated")
+        fail(f"'{db_user}' of '{database}' is an auth: {user.auth} user; only auth: password users are rotated")
     parts = secret_arn_parts(user.secret)
     assert parts is not None  # the loader checked it
     env = dict(os.environ)
     local = on_local_stack(env) if local is None else local
-    _quiet_service_logs()
+    quiet_service_logs()
     client = _client(parts["region"])
     try:
         if local:
@@ -126,9 +126,9 @@ def rotate(database: str, db_user: str, policy_path: str | None, local: bool | N
                                             timeout=policy.canary.timeout_seconds)
         session.close()
     except RotationFailedError as exc:
-        _fail(str(exc), 1)
+        fail(str(exc), 1)
     except RotationError as exc:
-        _fail(f"after the rotation of {user.secret}: {exc.message}", 1)
+        fail(f"after the rotation of {user.secret}: {exc.message}", 1)
     click.echo(f"{database}/{db_user}: rotated ({user.rotation}); AWSCURRENT logs in as {current.username} "
                f"over TLS verify-full")
     sys.exit(0)

@@ -36,7 +36,9 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
+from chalicelib.iam.render import DEFAULT_SIGNER, render_policies, resolve_database
 from chalicelib.policy.model import AccessPolicy, Database
+from devtools.deploy.rotation import canary_secret_statements, rotate_statements
 from devtools.deploy.settings import (
     FUNCTIONS,
     VENDING,
@@ -142,7 +144,6 @@ def connect_arns(policy: AccessPolicy, deploy: DeploySettings) -> list[str]:
     """The dbuser ARNs the functions sign for themselves: what ``rdsvend policy render`` gives
     for the function role (databases without a ``signer_role``; those with one are signed by
     that role, which needs render's other policies, not the functions)."""
-    from chalicelib.iam.render import DEFAULT_SIGNER, render_policies
 
     own = [db.name for db in policy.databases.values() if db.signer_role is None]
     if not any(u.vendable for name in own for u in policy.databases[name].users.values()):
@@ -275,9 +276,27 @@ def _canary(given: GrantInputs) -> list[dict[str, Any]]:
 
 
 def _secrets(given: GrantInputs) -> list[dict[str, Any]]:
-    from devtools.deploy.rotation import canary_secret_statements, rotate_statements
-
     return rotate_statements(given.policy) if given.function == "rotate" else canary_secret_statements(given.policy)
+
+
+def _grants_table(given: GrantInputs) -> list[dict[str, Any]]:
+    """The grants table (chalicelib.grants.store): the vending functions ask, decide, list and
+    read live grants (Get/Put/Update/Query) and publish requests to the alert topic; the
+    canary's run writes expiries (Query, Update, and Get when an update lost a race)."""
+    name = given.stage.grants_table
+    if not name:
+        return []
+    table = _arn("dynamodb", "table", given.deploy, TableName=name)
+    index = _arn("dynamodb", "index", given.deploy, TableName=name, IndexName="*")
+    if given.function == "canary":
+        return [_statement("ExpireGrants", ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem"],
+                           [table, index])]
+    return [
+        _statement("KeepGrants", ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"],
+                   [table, index]),
+        _statement("PublishGrantRequests", "sns:Publish",
+                   _arn("sns", "topic", given.deploy, TopicName=given.stage.topic_name)),
+    ]
 
 
 SIGNING = ("api_handler", "vend", "canary")
@@ -292,6 +311,7 @@ GRANTS: tuple[Grant, ...] = (
     Grant(FUNCTIONS, _tracing),
     Grant(FUNCTIONS, _vpc),
     Grant(VENDING, _rate_limit),
+    Grant((*VENDING, "canary"), _grants_table),
     Grant(("canary",), _canary),
     Grant(("canary", "rotate"), _secrets),  # password users' secrets
 )
@@ -340,6 +360,7 @@ def _canary_statements(stage: StageSettings, deploy: DeploySettings, policy: Acc
         statements.append({"Sid": "ReadDirectoryRoles", "Effect": "Allow",
                            "Action": ["iam:GetRole", "iam:ListAttachedRolePolicies"],
                            "Resource": f"{own}:role/*"})
+    statements.extend(_proxy_statements(policy, deploy, own))
     if stage.org_role:
         # SCPs are readable only from the management account or a delegated administrator.
         statements.append({"Sid": "AssumeOrganizationsReader", "Effect": "Allow",
@@ -373,6 +394,38 @@ def _canary_statements(stage: StageSettings, deploy: DeploySettings, policy: Acc
     return statements
 
 
+def _proxy_statements(policy: AccessPolicy, deploy: DeploySettings, own: str) -> list[dict[str, Any]]:
+    """What the canary reads for leg 2 of RDS Proxy databases (proxy.target, proxy.role_allows):
+    the proxy's registered targets, the target's resource id, and the proxy's role's policies
+    (the role is named by RDS at run time, as a directory role is)."""
+    proxies = [db for db in policy.databases.values() if db.target is not None and db.account in (None, deploy.account)]
+    if not proxies:
+        return []
+    targets: dict[str, list[str]] = {}
+    for db in proxies:
+        target = db.behind()
+        assert target is not None
+        if target.kind == "instance":
+            targets.setdefault("rds:DescribeDBInstances", []).append(
+                _arn("rds", "db", deploy, Region=db.region, DbInstanceName=target.identifier))
+        else:
+            targets.setdefault("rds:DescribeDBClusters", []).append(
+                _arn("rds", "cluster", deploy, Region=db.region, DbClusterInstanceName=target.identifier))
+    regions = sorted({db.region for db in proxies})
+    return [
+        {"Sid": "DescribeProxyTargets", "Effect": "Allow", "Action": "rds:DescribeDBProxyTargets",
+         "Resource": sorted({_arn("rds", "proxy", deploy, Region=db.region, DbProxyId=_resource_id(db, deploy))
+                             for db in proxies}
+                            | {_arn("rds", "target-group", deploy, Region=region, TargetGroupId="*")
+                               for region in regions})},
+        *({"Sid": "DescribeProxyTarget" + action.split(":Describe")[1], "Effect": "Allow", "Action": action,
+           "Resource": sorted(set(arns))} for action, arns in sorted(targets.items())),
+        {"Sid": "ReadProxyRoles", "Effect": "Allow",
+         "Action": ["iam:GetRole", "iam:GetRolePolicy", "iam:ListAttachedRolePolicies", "iam:ListRolePolicies"],
+         "Resource": f"{own}:role/*"},
+    ]
+
+
 def api_resource_policy(deploy: DeploySettings) -> dict[str, Any]:
     """Only principals of the organization may invoke the API (on top of IAM auth)."""
     condition_key = "aws:PrincipalOrgID"
@@ -395,6 +448,5 @@ def api_resource_policy(deploy: DeploySettings) -> dict[str, Any]:
 
 def resource_ids_from_rds(policy: AccessPolicy, client_for: Any) -> dict[str, str]:
     """Every declared database's resource id, asked of RDS as ``rdsvend policy render`` does."""
-    from chalicelib.iam.render import resolve_database
 
     return {db.name: resolve_database(db, client_for(db.region))[2] for db in policy.databases.values()}

@@ -12,8 +12,9 @@ organization with the local access policy. Nothing is zipped and nothing reaches
 - in the service account, the service stack's resources: one role per function with the
   generated identity policy (:func:`devtools.deploy.documents.function_policy`, the same
   documents ``make package`` writes), the canary's state table, the rate-limit table, the
-  alert topic, the access-policy parameter, and the four functions registered in Lambda with
-  their roles (so ``GetFunction`` answers with the role a function runs as);
+  grants table (with its indexes and TTL), the alert topic, the access-policy parameter, and
+  the four functions registered in Lambda with their roles (so ``GetFunction`` answers with the
+  role a function runs as);
 - in every member account the member-roles template lists (never the management account, as
   a service-managed StackSet), that template rendered for the account: the same role names,
   paths, trust and policies CloudFormation would create.
@@ -29,6 +30,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from chalicelib.grants.store import create_grants_table
 from chalicelib.policy.loader import load_policy_text
 from chalicelib.policy.model import AccessPolicy
 from devtools.deploy.documents import function_policy
@@ -168,6 +170,10 @@ def _service_stack(stage: LocalStage, client_for: Callable[[str, str], Any]) -> 
         dynamodb.create_table(TableName=name, BillingMode="PAY_PER_REQUEST",
                               AttributeDefinitions=[{"AttributeName": key, "AttributeType": "S"}],
                               KeySchema=[{"AttributeName": key, "KeyType": "HASH"}])
+    if plan.grants_table:
+
+        create_grants_table(dynamodb, plan.grants_table)
+        tables.append((plan.grants_table, "id"))
     topic = str(client_for("sns", account).create_topic(Name=plan.topic_name)["TopicArn"])
     client_for("ssm", account).put_parameter(Name=plan.policy_parameter, Value=stage.policy_text, Type="String",
                                              Description=f"rdsvend {LOCAL} access policy")

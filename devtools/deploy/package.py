@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 from chalicelib.errors import PolicyLoadError
+from devtools.deploy.member_roles import MEMBER_ROLES_FILE, member_roles_template
 from devtools.deploy.roles import (
     load_chalice_config,
     load_deploy_file,
@@ -48,6 +49,10 @@ from devtools.deploy.roles import (
     stale_policy_files,
     write_policy_files,
 )
+from devtools.deploy.sam import finish_sam_template, merge_template, unmerged_resources
+from devtools.deploy.stack import stack_plan
+from devtools.deploy.stages import check_stages
+from devtools.deploy.terraform import STACK_FILE, fix_chalice_terraform, terraform_stack
 
 __all__ = [
     "FORMATS",
@@ -251,11 +256,6 @@ def package(project_dir: str | Path = PROJECT_DIR, out: str | Path | None = None
 
     ``regenerate=False`` refuses to package stale policy files instead of rewriting them.
     """
-    from devtools.deploy.member_roles import MEMBER_ROLES_FILE, member_roles_template
-    from devtools.deploy.sam import finish_sam_template, merge_template, unmerged_resources
-    from devtools.deploy.stack import stack_plan
-    from devtools.deploy.stages import check_stages
-    from devtools.deploy.terraform import STACK_FILE, fix_chalice_terraform, terraform_stack
 
     project = Path(project_dir).resolve()
     out_dir = Path(out).resolve() if out else project / "build"

@@ -6,14 +6,17 @@ names of both stay importable from here.
 """
 from __future__ import annotations
 
+import argparse
 import json
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from chalicelib.errors import PolicyLoadError
+from chalicelib.aws.clients import default_client_factory
+from chalicelib.errors import IamFetchError, PolicyLoadError
 from chalicelib.policy.loader import load_policy_file
 from chalicelib.policy.model import AccessPolicy
 from devtools.deploy.documents import (
@@ -125,9 +128,6 @@ def stale_policy_files(project_dir: str | Path) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import argparse
-    import sys
-
     parser = argparse.ArgumentParser(
         prog="python -m devtools.deploy.roles",
         description="Write the functions' IAM policies and the API resource policy from policies/deploy.yaml.",
@@ -140,9 +140,6 @@ def main(argv: list[str] | None = None) -> int:
     project = Path(args.project_dir)
     try:
         if args.resource_ids:
-            from chalicelib.aws.clients import default_client_factory
-            from chalicelib.errors import IamFetchError
-
             clients = default_client_factory()
             ids: dict[str, str] = {}
             try:

@@ -13,7 +13,10 @@ from typing import Any
 
 from chalice.utils import to_cfn_resource_name
 
+from chalicelib.grants.store import TABLE_DEFINITION, TTL_ATTRIBUTE
+from chalicelib.policy.loader import load_policy_text
 from devtools.deploy.localize import localize, sam_rules
+from devtools.deploy.rotation import sam_rotation_resources
 from devtools.deploy.settings import DeploySettings
 from devtools.deploy.stack import (
     ALERT_EMAIL,
@@ -123,10 +126,13 @@ def merge_template(plan: StackPlan, policy_text: str) -> dict[str, Any]:
             "AttributeDefinitions": [{"AttributeName": "caller", "AttributeType": "S"}],
             "KeySchema": [{"AttributeName": "caller", "KeyType": "HASH"}],
             "TimeToLiveSpecification": {"AttributeName": "expires_at", "Enabled": True}}}
+    if plan.grants_table:
+
+        resources["GrantsTable"] = {"Type": "AWS::DynamoDB::Table", "Properties": {
+            "TableName": plan.grants_table, **TABLE_DEFINITION,
+            "TimeToLiveSpecification": {"AttributeName": TTL_ATTRIBUTE, "Enabled": True}}}
     for spec in alarms(plan):
         resources[f"{spec.key}Alarm"] = _alarm(spec)
-    from chalicelib.policy.loader import load_policy_text
-    from devtools.deploy.rotation import sam_rotation_resources
 
     resources.update(sam_rotation_resources(load_policy_text(policy_text), {"Ref": "AWS::AccountId"},
                                             function_id("rotate")))

@@ -28,6 +28,7 @@ from chalicelib.iam.rdsdb import is_resource_id
 __all__ = [
     "FUNCTIONS",
     "VENDING",
+    "GRANT_FUNCTIONS",
     "lambda_function_name",
     "role_name",
     "DeploySettings",
@@ -98,6 +99,7 @@ class StageSettings:
     org_role: str | None = None  # RDSVEND_ORG_ROLE_ARN: the canary reads Organizations through it
     vpc_functions: frozenset[str] = frozenset()  # functions given subnet_ids (they need ENIs)
     rate_table: str | None = None  # RDSVEND_RATE_TABLE of the vending functions: the fleet-wide limit
+    grants_table: str | None = None  # RDSVEND_GRANTS_TABLE: just-in-time grants (vending functions, canary)
 
     @property
     def topic_name(self) -> str:
@@ -275,6 +277,7 @@ def stage_settings(config: Mapping[str, Any], stage: str, source: str = ".chalic
     if rate_table is not None and not _TABLE.fullmatch(rate_table):
         raise DeployConfigError(f"RDSVEND_RATE_TABLE '{rate_table}' is not a DynamoDB table name",
                                 source=source, field=f"stages.{stage}")
+    grants_table = _grants_table(config, stage, source)
     files: dict[str, str] = {}
     for function in FUNCTIONS:
         name = _function_setting(config, stage, function, "iam_policy_file")
@@ -285,7 +288,25 @@ def stage_settings(config: Mapping[str, Any], stage: str, source: str = ".chalic
     vpc = frozenset(f for f in FUNCTIONS if _function_setting(config, stage, f, "subnet_ids"))
     return StageSettings(stage=stage, policy_parameter=where[len("ssm:"):], state_table=table,
                          policy_files=files, org_role=org_role, vpc_functions=vpc,
-                         rate_table=rate_table)
+                         rate_table=rate_table, grants_table=grants_table)
+
+
+#: the functions that read the grants table: the vending ones (requests, decisions, live grants)
+#: and the canary (its run expires grants and ends sessions)
+GRANT_FUNCTIONS = (*VENDING, "canary")
+
+
+def _grants_table(config: Mapping[str, Any], stage: str, source: str) -> str | None:
+    """``RDSVEND_GRANTS_TABLE``, the same for every function that reads it."""
+    tables = {_function_env(config, stage, f).get("RDSVEND_GRANTS_TABLE") or None for f in GRANT_FUNCTIONS}
+    if len(tables) != 1:
+        raise DeployConfigError("the vending functions and the canary read different RDSVEND_GRANTS_TABLE values",
+                                source=source, field=f"stages.{stage}")
+    (table,) = tables
+    if table is not None and not _TABLE.fullmatch(table):
+        raise DeployConfigError(f"RDSVEND_GRANTS_TABLE '{table}' is not a DynamoDB table name",
+                                source=source, field=f"stages.{stage}")
+    return table
 
 
 def role_name(stage: str, function: str) -> str:

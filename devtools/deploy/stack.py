@@ -100,6 +100,7 @@ class StackPlan:
     topic_name: str
     state_table: str
     rate_table: str | None
+    grants_table: str | None
     policy_parameter: str  # "/rdsvend/<stage>/access-policy"
     api_name: str
     api_stage: str
@@ -129,7 +130,7 @@ def stack_plan(config: Mapping[str, Any], stage: str, deploy: DeploySettings) ->
         functions={f: lambda_function_name(stage, f) for f in FUNCTIONS},
         roles={f: role_name(stage, f) for f in FUNCTIONS},
         topic_name=settings.topic_name,
-        state_table=settings.state_table, rate_table=settings.rate_table,
+        state_table=settings.state_table, rate_table=settings.rate_table, grants_table=settings.grants_table,
         policy_parameter=settings.policy_parameter,
         api_name=f"rdsvend-{stage}", api_stage=stage_cfg.get("api_gateway_stage", "api"),
         access_log_group=f"/aws/apigateway/rdsvend-{stage}/access",
@@ -145,8 +146,10 @@ def stack_environment(plan: StackPlan, function: str, *, account: Any, topic: An
     foreign databases with it), the canary's alert topic, the vend function's server id (the
     audience of the identity proofs callers send)."""
     env: dict[str, Any] = {"RDSVEND_SERVICE_ACCOUNT": account}
-    if function in SCHEDULED:
+    if function in SCHEDULED or (function in VENDING and plan.grants_table):
+        # the canary's alerts; the vending functions publish grant requests awaiting approval
         env["RDSVEND_ALERT_TOPIC"] = topic
+    if function in SCHEDULED:
         # Whether the canary has a network path of its own (chalicelib.canary.setup).
         env["RDSVEND_CANARY_NETWORK"] = "vpc" if function in plan.vpc_functions else "none"
     if function == "vend":

@@ -26,7 +26,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from chalicelib.grants.store import TABLE_DEFINITION, TTL_ATTRIBUTE
+from chalicelib.policy.loader import load_policy_text
 from devtools.deploy.localize import TERRAFORM_PSEUDO, localize, localize_document, terraform_guard
+from devtools.deploy.rotation import terraform_rotation_resources
 from devtools.deploy.sam import MAX_EVENT_AGE_SECONDS
 from devtools.deploy.settings import DeploySettings
 from devtools.deploy.stack import (
@@ -47,7 +50,8 @@ from devtools.deploy.stack import (
     stack_environment,
 )
 
-__all__ = ["TERRAFORM_VERSION", "AWS_PROVIDER_VERSION", "STACK_FILE", "fix_chalice_terraform", "terraform_stack"]
+__all__ = ["TERRAFORM_VERSION", "AWS_PROVIDER_VERSION", "STACK_FILE", "fix_chalice_terraform", "terraform_stack",
+           "grants_table_resource"]
 
 #: Terraform (and OpenTofu) 1.5 and every later 1.x release.
 TERRAFORM_VERSION = ">= 1.5.0, < 2.0.0"
@@ -169,8 +173,6 @@ def terraform_stack(plan: StackPlan, policy_text: str, deploy: DeploySettings) -
             "dashboard_name": plan.dashboard,
             "dashboard_body": dashboard_body(plan).replace(REGION_PLACEHOLDER, TERRAFORM_PSEUDO["region"])}},
     }
-    from chalicelib.policy.loader import load_policy_text
-    from devtools.deploy.rotation import terraform_rotation_resources
 
     for kind, items in terraform_rotation_resources(load_policy_text(policy_text), TERRAFORM_PSEUDO["account"]).items():
         resources.setdefault(kind, {}).update(items)
@@ -179,6 +181,8 @@ def terraform_stack(plan: StackPlan, policy_text: str, deploy: DeploySettings) -
             "name": plan.rate_table, "billing_mode": "PAY_PER_REQUEST", "hash_key": "caller",
             "attribute": [{"name": "caller", "type": "S"}],
             "ttl": {"attribute_name": "expires_at", "enabled": True}}
+    if plan.grants_table:
+        resources["aws_dynamodb_table"]["grants"] = grants_table_resource(plan.grants_table)
     resources = localize(resources, deploy, "terraform", skip=lambda path: path[:2] == ["aws_ssm_parameter",
                                                                                      "access_policy"])
     return {
@@ -190,6 +194,22 @@ def terraform_stack(plan: StackPlan, policy_text: str, deploy: DeploySettings) -
             "DashboardName": {"value": "${aws_cloudwatch_dashboard.main.dashboard_name}"},
             "AccessPolicyParameterName": {"value": "${aws_ssm_parameter.access_policy.name}"},
         },
+    }
+
+
+def grants_table_resource(name: str) -> dict[str, Any]:
+    """The grants table (chalicelib.grants.store's one definition) as Terraform writes it."""
+
+    return {
+        "name": name, "billing_mode": "PAY_PER_REQUEST",
+        "hash_key": TABLE_DEFINITION["KeySchema"][0]["AttributeName"],
+        "attribute": [{"name": a["AttributeName"], "type": a["AttributeType"]}
+                      for a in TABLE_DEFINITION["AttributeDefinitions"]],
+        "global_secondary_index": [
+            {"name": i["IndexName"], "projection_type": i["Projection"]["ProjectionType"],
+             **{("hash_key" if k["KeyType"] == "HASH" else "range_key"): k["AttributeName"] for k in i["KeySchema"]}}
+            for i in TABLE_DEFINITION["GlobalSecondaryIndexes"]],
+        "ttl": {"attribute_name": TTL_ATTRIBUTE, "enabled": True},
     }
 
 

@@ -9,13 +9,13 @@ with the reason and the principal that tried; the others are still read.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from chalicelib.aws.arn import role_arn
 from chalicelib.aws.errors import aws_error
 from chalicelib.aws.reader import CallerVantage, ReaderRoleError, ReaderSessions
-from devtools.discover.shape import AccountResult, Discovery, FoundDatabase, found_from_item
+from devtools.discover.shape import AccountResult, Discovery, FoundDatabase, found_from_item, proxy_target_of
 
 __all__ = ["DEFAULT_ROLE_NAME", "DiscoverError", "ScanRequest", "list_accounts", "scan"]
 
@@ -77,7 +77,20 @@ def _list_region(clients: Callable[..., Any], account: str, region: str) -> tupl
                 raise
             name = "".join(part.capitalize() for part in operation.split("_")).replace("Db", "DB")
             errors.append(f"rds {name} in {region} failed: {_describe(exc)}")
-    return found, errors
+    return [_with_target(rds, db, errors) if db.kind == "proxy" else db for db in found], errors
+
+
+def _with_target(rds: Any, proxy: FoundDatabase, errors: list[str]) -> FoundDatabase:
+    """The proxy with the instance or cluster registered behind it (DescribeDBProxyTargets)."""
+    try:
+        targets = rds.describe_db_proxy_targets(DBProxyName=proxy.identifier).get("Targets", [])
+    except Exception as exc:
+        if aws_error(exc) is None:
+            raise
+        errors.append(f"rds DescribeDBProxyTargets for '{proxy.identifier}' in {proxy.region} failed: "
+                      f"{_describe(exc)}")
+        return proxy
+    return replace(proxy, target=proxy_target_of(targets))
 
 
 def scan(session: Any, request: ScanRequest) -> Discovery:

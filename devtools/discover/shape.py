@@ -44,11 +44,20 @@ class FoundDatabase:
     resource_id: str | None
     iam_auth: bool | None  # None: RDS did not say
     flags: tuple[str, ...] = ()
+    #: a proxy's target, as the access policy names it: ("target_instance" | "target_cluster", id)
+    target: tuple[str, str] | None = None
+    #: a proxy's way in to its target: iam (DefaultAuthScheme IAM_AUTH) or secrets
+    target_auth: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"account": self.account, "region": self.region, "kind": self.kind, "identifier": self.identifier,
-                "engine": self.engine, "host": self.host, "port": self.port, "resource_id": self.resource_id,
-                "iam_auth": self.iam_auth, "flags": list(self.flags)}
+        out: dict[str, Any] = {
+            "account": self.account, "region": self.region, "kind": self.kind, "identifier": self.identifier,
+            "engine": self.engine, "host": self.host, "port": self.port, "resource_id": self.resource_id,
+            "iam_auth": self.iam_auth, "flags": list(self.flags)}
+        if self.kind == "proxy":
+            out["target"] = dict([self.target]) if self.target else None
+            out["target_auth"] = self.target_auth
+        return out
 
 
 @dataclass(frozen=True)
@@ -97,9 +106,21 @@ def found_from_item(account: str, region: str, kind: Kind, item: dict[str, Any])
         flags.append("engine_without_iam_auth")
     if item.get("PubliclyAccessible"):
         flags.append("publicly_accessible")
+    target_auth = None
+    if kind == "proxy":
+        target_auth = "iam" if str(item.get("DefaultAuthScheme") or "").upper() == "IAM_AUTH" else "secrets"
     return FoundDatabase(account=account, region=region, kind=kind, identifier=resource.identifier,
                          engine=engine, host=resource.host, port=port, resource_id=resource.resource_id,
-                         iam_auth=resource.iam_auth_enabled, flags=tuple(flags))
+                         iam_auth=resource.iam_auth_enabled, flags=tuple(flags), target_auth=target_auth)
+
+
+def proxy_target_of(targets: list[dict[str, Any]]) -> tuple[str, str] | None:
+    """The policy's target key and identifier from a ``DescribeDBProxyTargets`` answer."""
+    for target in targets:
+        kind = {"RDS_INSTANCE": "target_instance", "TRACKED_CLUSTER": "target_cluster"}.get(str(target.get("Type")))
+        if kind and target.get("RdsResourceId"):
+            return kind, str(target["RdsResourceId"])
+    return None
 
 
 def to_json(discovery: Discovery) -> str:
@@ -153,6 +174,10 @@ def to_yaml(discovery: Discovery) -> str:
         lines.append(f"    {db.kind}: {db.identifier}")
         if db.resource_id:
             lines.append(f"    resource_id: {db.resource_id}")
+        if db.kind == "proxy":
+            lines.append(f"    {db.target[0]}: {db.target[1]}" if db.target else
+                         "    # target_instance: NAME  # no target registered: name the instance or cluster behind it")
+            lines.append(f"    target_auth: {db.target_auth}")
         lines.append(f"    # signer_role: {role_arn(db.account, 'rdsvend-signer', discovery.partition)}")
         if explicit_reader:
             lines.append(f"    reader_role: {role_arn(db.account, discovery.role_name, discovery.partition)}")

@@ -19,15 +19,21 @@ import time
 from dataclasses import dataclass
 from typing import Any, TextIO
 
+from chalicelib.attribution.refusals import log_group_for
+from devtools.local.aws import AccountSessions
 from devtools.local.cwlogs import CloudWatchSink, LogLine
 from devtools.local.iamdbauth import DEFAULT_LOGINS_PER_SECOND, IamAuthGuard, InstanceAuth
+from devtools.local.state import AUDIT_LOG_GROUP
 
 __all__ = ["AUDIT_LOG_GROUP", "Attribution", "start_attribution", "AuditTee", "clear_refusal_logs"]
 
 log = logging.getLogger(__name__)
 
-AUDIT_LOG_GROUP = "/aws/lambda/rdsvend-local"
 _DEFAULT_EXPORTS = ("iam-db-auth-error",)
+
+
+#: the audit lines' events: vend decisions, grant events and sessions ended for grants
+_AUDITED = frozenset({"vend", "grant", "session_ended"})
 
 
 class AuditTee:
@@ -40,7 +46,7 @@ class AuditTee:
 
     def write(self, text: str) -> int:
         written = self._inner.write(text)
-        if '"event":"vend"' in text:
+        if '"event":"' in text:
             for line in text.splitlines():
                 self._copy(line)
         return written
@@ -50,7 +56,7 @@ class AuditTee:
             record = json.loads(line)
         except ValueError:
             return
-        if not isinstance(record, dict) or record.get("event") != "vend":
+        if not isinstance(record, dict) or record.get("event") not in _AUDITED:
             return
         now = time.time()
         stream = time.strftime("%Y/%m/%d/[$LATEST]rdsvend-local", time.gmtime(now))
@@ -114,8 +120,6 @@ def clear_refusal_logs(info: Any) -> int:
     """Delete what the local instances' ``iam-db-auth-error`` logs hold (the streams; the groups
     stay), so later canary runs do not report refusals a test made on purpose. Returns how many
     streams went."""
-    from chalicelib.attribution.refusals import log_group_for
-    from devtools.local.aws import AccountSessions
 
     sessions = AccountSessions(info.moto_url, info.region, info.seeded.management_account)
     removed = 0

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from datetime import UTC
 from typing import Any
 
+from chalicelib.clock import SYSTEM_CLOCK
 from devtools.local.moto_server import MotoServer
 from devtools.local.seed import InstanceInfo, SeededWorld, seed_world
 from devtools.local.sessions import ORG_ACCESS_ROLE, AccountSessions, Keys
@@ -42,8 +43,6 @@ class MotoSecretLookup:
     """
 
     def __init__(self, *, partition: str = "aws", clock: Any = None) -> None:
-        from chalicelib.clock import SYSTEM_CLOCK
-
         self._partition = partition
         self._clock = clock or SYSTEM_CLOCK
 

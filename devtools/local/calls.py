@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import urllib.error
+import urllib.request
 from typing import Any
 
 from devtools.local.state import StackInfo
@@ -12,8 +14,6 @@ __all__ = ["signed_request"]
 def signed_request(info: StackInfo, method: str, path: str, body: Any = None, *, caller: str = "allowed",
                    timeout: float = 10.0) -> tuple[int, Any]:
     """One SigV4-signed (``execute-api``) call to the gateway as a world caller: ``(status, json)``."""
-    import urllib.error
-    import urllib.request
 
     from botocore.auth import SigV4Auth
     from botocore.awsrequest import AWSRequest

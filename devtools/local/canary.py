@@ -8,15 +8,19 @@ PostgreSQL's administrator DSN.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+import time
+from typing import Any
 
+from chalicelib.aws.errors import aws_error
 from chalicelib.canary.factory import canary_deps
 from chalicelib.canary.target_run import CanaryDeps
+from chalicelib.engines.postgres import PostgresAdmin
 from chalicelib.policy.model import AccessPolicy
+from devtools.local.aws import AccountSessions
 from devtools.local.rds_mysql import mysql_admin_env
 
-if TYPE_CHECKING:  # annotations only: the stack's state module imports this one
-    from devtools.local.state import StackInfo
+#: The local stack's grants table (just-in-time access).
+LOCAL_GRANTS_TABLE = "rdsvend-local-grants"
 
 __all__ = ["ORG_READER_ROLE", "ensure_org_reader", "local_canary_env", "local_canary_deps", "operator_canary_env",
            "LocalAdmins"]
@@ -31,14 +35,12 @@ _READER_POLICY = {
 }
 
 
-def ensure_org_reader(info: StackInfo) -> str:
+def ensure_org_reader(info: Any) -> str:
     """The management account's SCP reader role, trusted by the service account.
 
     The shipped world seeds it (policies/world.yaml); for a world without it, it is created
     here (idempotent, and no IAM write when it exists).
     """
-    from chalicelib.aws.errors import aws_error
-    from devtools.local.aws import AccountSessions
 
     seeded = info.seeded
     sessions = AccountSessions(info.moto_url, info.region, seeded.management_account)
@@ -63,7 +65,7 @@ def ensure_org_reader(info: StackInfo) -> str:
     return f"arn:aws:iam::{seeded.management_account}:role/{ORG_READER_ROLE}"
 
 
-def local_canary_env(info: StackInfo) -> dict[str, str]:
+def local_canary_env(info: Any) -> dict[str, str]:
     """The environment the canary function would have on the local stack (holds secrets)."""
     env = {
         "AWS_ENDPOINT_URL": info.moto_url,
@@ -73,12 +75,13 @@ def local_canary_env(info: StackInfo) -> dict[str, str]:
         "RDSVEND_CANARY_ADMIN_DSN": info.admin_dsn,
         **{k.replace("LOCAL", "CANARY"): v for k, v in mysql_admin_env(info.databases).items()},
         "RDSVEND_ORG_ROLE_ARN": ensure_org_reader(info),
+        "RDSVEND_GRANTS_TABLE": LOCAL_GRANTS_TABLE,
         **info.seeded.execution.env(),
     }
     return env
 
 
-def local_canary_deps(info: StackInfo, policy: AccessPolicy, *, endpoint_url: str | None = None,
+def local_canary_deps(info: Any, policy: AccessPolicy, *, endpoint_url: str | None = None,
                       env: dict[str, str] | None = None, as_operator: bool = False) -> CanaryDeps:
     """Real adapters, acting as the service's execution role (or, ``as_operator``, as the
     world's operator in the service account, as ``rdsvend canary`` in its shell does) against
@@ -94,15 +97,15 @@ def local_canary_deps(info: StackInfo, policy: AccessPolicy, *, endpoint_url: st
     if dsns:
         deps.admin = LocalAdmins(dsns)
     if deps.auth_log is not None:  # rds.auth_errors: refusals from the moment these deps exist on
-        import time
 
         deps.auth_log.since = time.time()
     return deps
 
 
-def operator_canary_env(info: StackInfo) -> dict[str, str]:
+def operator_canary_env(info: Any) -> dict[str, str]:
     """``rdsvend local env --as operator``: the operator's shell (holds secrets)."""
-    return info.env("operator")
+    env: dict[str, str] = info.env("operator")  # StackInfo.env (the stack's state imports this module)
+    return env
 
 
 class LocalAdmins:
@@ -110,8 +113,6 @@ class LocalAdmins:
     PostgreSQL clusters: each target's catalogs are read through the DSN of its own server."""
 
     def __init__(self, dsns: list[str]) -> None:
-        from chalicelib.engines.postgres import PostgresAdmin
-
         self._admins = [PostgresAdmin(dsn) for dsn in dsns]
 
     def __repr__(self) -> str:  # never a DSN: they hold passwords

@@ -17,6 +17,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from devtools.local.demo_canary import broken_scp_step, canary_step
+from devtools.local.demo_enforce import enforce_step
+from devtools.local.demo_grants import grants_step
+from devtools.local.demo_mysql import mysql_step
+from devtools.local.demo_org import org_step
+from devtools.local.demo_proxy import proxy_step
+from devtools.local.demo_refused import refused_caller_step
+from devtools.local.demo_rotation import rotation_step
+from devtools.local.stack import REPO_ROOT, LocalStack, StackError
+from rdsvend.api import VendApi, VendError
+from rdsvend.connect import connection_params
+
 __all__ = ["main", "Demo", "DemoFailed", "STEPS"]
 
 DATABASE = "orders-local"
@@ -44,7 +56,6 @@ class Demo:
     def api(self, caller: str = "allowed") -> Any:
         import boto3
 
-        from rdsvend.api import VendApi
 
         keys = self.stack.keys(caller)
         session = boto3.session.Session(aws_access_key_id=keys.access_key_id,
@@ -84,7 +95,6 @@ def step_vend(demo: Demo) -> None:
 def step_connect(demo: Demo) -> None:
     import psycopg
 
-    from rdsvend.connect import connection_params
 
     vended = demo.notes["vended"]
     say("4. Connect with psycopg, the token as the password, sslmode=verify-full against the local CA. "
@@ -105,8 +115,6 @@ def step_connect(demo: Demo) -> None:
 
 
 def step_denied(demo: Demo) -> None:
-    from rdsvend.api import VendError
-
     denied = demo.stack.info.seeded.callers["denied"].arn
     say(f"5. A caller no rule allows: {denied} asks for the same token. Its signature is genuine; "
         "the access policy says no.")
@@ -122,41 +130,29 @@ def step_denied(demo: Demo) -> None:
 
 
 def step_enforce(demo: Demo) -> None:
-    from devtools.local.demo_enforce import enforce_step
-
     enforce_step(demo, say, DemoFailed)
 
 
 def step_org(demo: Demo) -> None:
-    from devtools.local.demo_org import org_step
-
     org_step(demo, say, DemoFailed)
 
 
 def step_mysql(demo: Demo) -> None:
-    from devtools.local.demo_mysql import mysql_step
-
     mysql_step(demo, say, DemoFailed)
 
 
 # -- HOOK(canary): the connectivity canary helper replaces this step --------------------------------
 def step_canary(demo: Demo) -> None:
-    from devtools.local.demo_canary import canary_step
-
     canary_step(demo, say, DemoFailed)
 
 
 # -- HOOK(broken-scp): the canary helper replaces this step with "attach an SCP that denies
 #    rds-db:connect to the Services OU, show `rdsvend doctor` naming it, detach it" ---------------
 def step_broken_scp(demo: Demo) -> None:
-    from devtools.local.demo_canary import broken_scp_step
-
     broken_scp_step(demo, say, DemoFailed)
 
 
 def step_refused_caller(demo: Demo) -> None:
-    from devtools.local.demo_refused import refused_caller_step
-
     refused_caller_step(demo, say, DemoFailed)
 
 
@@ -168,8 +164,6 @@ STEPS: list[Callable[[Demo], None]] = [
 
 
 def step_rotation(demo: Demo) -> None:
-    from devtools.local.demo_rotation import rotation_step
-
     rotation_step(demo, say, DemoFailed)
 
 
@@ -177,9 +171,21 @@ STEPS.insert(STEPS.index(step_canary), step_rotation)  # before the canary, whic
 STEPS.insert(STEPS.index(step_denied) + 1, step_enforce)
 
 
-def main(argv: list[str] | None = None) -> int:
-    from devtools.local.stack import REPO_ROOT, LocalStack, StackError
+def step_proxy(demo: Demo) -> None:
+    proxy_step(demo, say, DemoFailed)
 
+
+def step_grants(demo: Demo) -> None:
+    grants_step(demo, say, DemoFailed)
+
+
+STEPS.append(step_grants)
+
+
+STEPS.insert(STEPS.index(step_refused_caller), step_proxy)  # after the canary's baseline, with its own fault
+
+
+def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     say("rdsvend demo: short-lived RDS IAM database tokens, vended by policy, on this machine only.")
     say("Starting the local stack: moto as AWS (an organization, a member account with the service and "

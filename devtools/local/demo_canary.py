@@ -9,6 +9,14 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from chalicelib.canary.explain import render_table, summary_line
+from chalicelib.canary.runner import run_canary
+from chalicelib.observability import logger
+from chalicelib.policy.loader import load_policy_file
+from devtools.local.aws import AccountSessions
+from devtools.local.canary import local_canary_deps, local_canary_env
+from devtools.local.stack import REPO_ROOT
+
 __all__ = ["canary_step", "broken_scp_step"]
 
 DATABASE = "orders-local"
@@ -16,12 +24,6 @@ DB_USER = "orders_app"
 
 
 def canary_step(demo: Any, say: Callable[..., None], failed: type[Exception]) -> None:
-    from chalicelib.canary.explain import render_table, summary_line
-    from chalicelib.canary.runner import run_canary
-    from chalicelib.observability import logger
-    from chalicelib.policy.loader import load_policy_file
-    from devtools.local.canary import local_canary_deps, local_canary_env
-
     info = demo.stack.info
     say("6. Canary: for every (database, db user) in the policy, check RDS (exists, IAM auth on, endpoint), "
         "IAM (the signer may rds-db:connect on the exact dbuser ARN) and every SCP from the root down, then "
@@ -55,7 +57,6 @@ def canary_step(demo: Any, say: Callable[..., None], failed: type[Exception]) ->
 
 def _rdsvend(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     """``rdsvend ARGS`` in a shell with ``env`` exported (as after ``eval "$(rdsvend local env)"``)."""
-    from devtools.local.stack import REPO_ROOT
 
     full = {k: v for k, v in os.environ.items() if k not in ("AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN",
                                                               "AWS_PROFILE")}
@@ -69,8 +70,6 @@ def _doctor(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 
 
 def broken_scp_step(demo: Any, say: Callable[..., None], failed: type[Exception]) -> None:
-    from devtools.local.aws import AccountSessions
-
     info = demo.stack.info
     seeded = info.seeded
     ou = seeded.units.get("Services")

@@ -4,6 +4,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from rdsvend.mysql import pymysql_params
+
 __all__ = ["mysql_step", "MYSQL_DATABASE", "MYSQL_DB_USER"]
 
 MYSQL_DATABASE = "shop-local"
@@ -13,7 +15,6 @@ MYSQL_DB_USER = "shop_app"
 def mysql_step(demo: Any, say: Callable[..., None], failed: type[Exception]) -> None:
     import pymysql
 
-    from rdsvend.mysql import pymysql_params
 
     say(f"4b. MySQL family: the same call for {MYSQL_DB_USER} on {MYSQL_DATABASE}, a MariaDB reached like an RDS "
         "endpoint. The answer names the client plugin that carries the token (the cleartext plugin, inside "

@@ -7,6 +7,9 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from rdsvend import invoke_payload
+from rdsvend.connect import connection_params
+
 __all__ = ["org_step", "DATABASE", "DB_USER"]
 
 DATABASE = "billing-local"
@@ -17,8 +20,6 @@ def org_step(demo: Any, say: Callable[..., None], failed: type[Exception]) -> No
     import boto3
     import psycopg
 
-    from rdsvend import invoke_payload
-    from rdsvend.connect import connection_params
 
     info = demo.stack.info
     db = info.databases[DATABASE]

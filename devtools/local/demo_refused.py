@@ -10,6 +10,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from chalicelib.attribution.refusals import log_group_for
+from devtools.local.aws import AccountSessions
+from devtools.local.canary import local_canary_env
+from devtools.local.stack import REPO_ROOT
+from rdsvend.connect import connection_params
+
 __all__ = ["refused_caller_step"]
 
 DATABASE = "orders-local"
@@ -18,8 +24,6 @@ SIGNER_POLICY = "rdsvend-signer-rds-connect"
 
 
 def _rdsvend(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    from devtools.local.stack import REPO_ROOT
-
     full = {k: v for k, v in os.environ.items() if k not in ("AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN",
                                                               "AWS_PROFILE")}
     full.update(env)
@@ -30,10 +34,6 @@ def _rdsvend(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str
 def refused_caller_step(demo: Any, say: Callable[..., None], failed: type[Exception]) -> None:
     import psycopg
 
-    from chalicelib.attribution.refusals import log_group_for
-    from devtools.local.aws import AccountSessions
-    from devtools.local.canary import local_canary_env
-    from rdsvend.connect import connection_params
 
     info = demo.stack.info
     account = info.databases[DATABASE]["account"]

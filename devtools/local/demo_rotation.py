@@ -9,6 +9,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from rdsvend import PasswordSource, connect_password
+
 __all__ = ["rotation_step", "ROTATION_DATABASE", "ROTATION_DB_USER", "ROTATION_SECRET"]
 
 ROTATION_DATABASE = "orders-local"
@@ -19,7 +21,6 @@ ROTATION_SECRET = "rdsvend/orders-local/ledger_batch"
 def rotation_step(demo: Any, say: Callable[..., None], failed: type[Exception]) -> None:
     import psycopg
 
-    from rdsvend import PasswordSource, connect_password
 
     info = demo.stack.info
     keys = info.seeded.execution  # the secrets live in the service's account

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import uuid
 from collections.abc import Callable, Mapping
@@ -30,8 +31,11 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from chalicelib.clock import SYSTEM_CLOCK, Clock
+from chalicelib.routes.invoke import set_verifier, vend
+from devtools.local.authorize import invoke_permission as enforced_permission
 from devtools.local.gateway import LambdaContext, signature_failure
 from devtools.local.httpserve import HttpAnswer, LoopbackHandler, LoopbackServer, LoopbackService
+from devtools.local.permissions import identity_permission
 from devtools.local.sigv4 import Credential, SecretLookup, SignatureError, verify_header_signed
 
 __all__ = ["FUNCTION_NAME", "MAX_PAYLOAD_BYTES", "InvokeResponse", "LambdaInvokeServer", "server_id_for",
@@ -181,7 +185,6 @@ class LambdaInvokeServer(LoopbackService):
 def invoke_permission(iam_client_for: Callable[[str], Any], org_client: Any) -> Permission:
     """``lambda:InvokeFunction`` as AWS decides it for a caller of this organization: the
     caller's identity policies and boundary, and every SCP level above its account."""
-    from devtools.local.permissions import identity_permission
 
     decide = identity_permission(iam_client_for, org_client, "lambda:InvokeFunction")
     return lambda credential, function_arn: decide(credential.principal_arn, credential.account, function_arn)
@@ -218,14 +221,11 @@ def start_vend_function(*, region: str, account: str, lookup: SecretLookup, iam_
     the local AWS); sets ``RDSVEND_SERVER_ID`` the way a deployment of the stage ``local``
     in the service account would.
     """
-    import os
 
     os.environ["RDSVEND_SERVER_ID"] = server_id_for("local", account)
-    from chalicelib.routes.invoke import set_verifier, vend
 
     set_verifier(None)  # configured again, from this environment, on first use
     if denials is not None:  # the local AWS enforces IAM: Invoke is decided the same way
-        from devtools.local.authorize import invoke_permission as enforced_permission
 
         function_arn = f"arn:aws:lambda:{region}:{account}:function:{FUNCTION_NAME}"
         permission = enforced_permission(function_arn, org_id, denials)

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from chalicelib.errors import RdsvendError
+from devtools.local.tls import make_tls_material
 
 __all__ = ["MariaDBServer", "MariaDBError", "IAM_PLUGIN", "stop_mariadb_dir", "mariadb_available",
            "DEFAULT_MARIADBD", "DEFAULT_INSTALL_DB"]
@@ -218,6 +219,10 @@ class MariaDBServer:
             f"SHOW DATABASES, CREATE TEMPORARY TABLES, LOCK TABLES, EXECUTE, REPLICATION SLAVE, "
             f"REPLICATION CLIENT, CREATE VIEW, SHOW VIEW, CREATE ROUTINE, ALTER ROUTINE, CREATE USER, EVENT, "
             f"TRIGGER ON *.* TO {MASTER}@'%' WITH GRANT OPTION",
+            # RDS's way for the master user to end another user's session (it has no SUPER):
+            # CALL mysql.rds_kill(thread_id), run as the administrator.
+            f"CREATE DEFINER={_ADMIN}@localhost PROCEDURE mysql.rds_kill(IN thread BIGINT) "
+            "SQL SECURITY DEFINER KILL CONNECTION thread",
             "FLUSH PRIVILEGES",
         ]
         fd = os.open(init, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -234,8 +239,6 @@ class MariaDBServer:
             raise MariaDBError(f"mariadb-install-db failed: {(result.stderr or result.stdout).strip()[-400:]}")
 
     def _run(self, base: Path) -> None:
-        from devtools.local.tls import make_tls_material
-
         owner = _owner()
         tls = make_tls_material(base / "backend-tls", owner=owner.pw_name if owner is not None else None)
         self.backend_ca = tls.ca_cert

@@ -3,8 +3,11 @@ may have changed IAM or Organizations state (a cache of what IAM and SCPs allow 
 that count stays the same)."""
 from __future__ import annotations
 
+import io
+import re
 import threading
 from typing import Any
+from urllib.parse import parse_qs
 
 __all__ = ["MotoServer"]
 
@@ -32,10 +35,6 @@ class _WriteCounter:
 
     @staticmethod
     def _is_write(environ: dict[str, Any]) -> bool:
-        import io
-        import re
-        from urllib.parse import parse_qs
-
         auth = environ.get("HTTP_AUTHORIZATION", "")
         scope = re.search(r"Credential=[^/]+/\d{8}/[^/]+/([^/]+)/", auth)
         service = scope.group(1) if scope else ""

@@ -36,7 +36,6 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-import select
 import socket
 import ssl
 import struct
@@ -45,6 +44,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from devtools.local.mysql_wire import (
     CLEAR,
@@ -70,8 +70,10 @@ from devtools.local.mysql_wire import (
     parse_greeting,
     parse_login,
 )
+from devtools.local.relay import relay
 
-__all__ = ["MysqlFront", "FrontSettings", "native_scramble"]
+__all__ = ["MysqlFront", "FrontSettings", "BackendLink", "PacketChannel", "UnixSocketLink", "backend_handshake",
+           "native_scramble"]
 
 log = logging.getLogger(__name__)
 
@@ -90,9 +92,6 @@ class FrontSettings:
 #: ``(user) -> plugins`` of a backend user (None: no such user), ``() -> bool`` IAM auth on,
 #: ``(user, token) -> bool`` the token checker, ``(user) -> password`` the backend way in.
 PluginLookup = Callable[[str], "tuple[str, ...] | None"]
-
-
-_TLS_VERSIONS = {"TLSv1.2": ssl.TLSVersion.TLSv1_2, "TLSv1.3": ssl.TLSVersion.TLSv1_3}
 
 
 class _Conn:
@@ -155,9 +154,7 @@ class _Conn:
         seq = 0
         user = "?"
         try:
-            self.backend = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            self.backend.settimeout(self.front.settings.handshake_timeout)
-            self.backend.connect(str(self.front.backend_socket))
+            self.backend = self.front.link.connect(self.front.settings.handshake_timeout)
             _, greeting_payload = self.read_packet(self.backend)
             if greeting_payload[:1] == b"\xff":
                 raise LoginRefusedError(1040, "08004", "Too many connections", "backend_refused")
@@ -252,58 +249,10 @@ class _Conn:
                                  if plugins is not None else "unknown_user")
                 raise denied
             secret = password
-        return self._backend_login(login, secret, g), seq
+        return self.front.link.login(self, login, secret, g), seq
 
-    def _backend_tls(self, caps: int, login: Login) -> int:
-        """TLS to the backend too (when it offers it), at the client's TLS version and (TLS 1.2)
-        cipher: the session's ``Ssl_version`` and ``Ssl_cipher`` then name the client's TLS, as
-        on RDS, where the client's TLS ends in the server. Returns the next sequence number."""
-        assert self.backend is not None
-        if self.front.backend_ca is None or not caps & CLIENT_SSL or not isinstance(self.client, ssl.SSLSocket):
-            return 1
-        self.write_packet(self.backend, 1, struct.pack("<I", caps) + login.max_packet + bytes([login.charset])
-                          + login.filler)
-        context = ssl.create_default_context(cafile=self.front.backend_ca)
-        context.check_hostname = False  # a private unix socket: the CA is the backend's own
-        version = _TLS_VERSIONS.get(self.client.version() or "")
-        if version is not None:
-            context.minimum_version = context.maximum_version = version
-        cipher = self.client.cipher()
-        if cipher is not None and version is not None and version < ssl.TLSVersion.TLSv1_3:
-            context.set_ciphers(cipher[0])
-        self.backend = context.wrap_socket(self.backend)
-        return 2
-
-    def _backend_login(self, login: Login, password: str, g: Greeting) -> bytes:
-        assert self.backend is not None
-        caps = (login.caps & ~(CLIENT_SSL | CLIENT_CONNECT_ATTRS | CLIENT_COMPRESS)
-                | CLIENT_PLUGIN_AUTH | CLIENT_SECURE_CONNECTION) & g.caps
-        if self.front.backend_ca is not None and g.caps & CLIENT_SSL:
-            caps |= CLIENT_SSL
-        seq = self._backend_tls(caps, login)
-        auth = native_scramble(password.encode("utf-8"), g.nonce)
-        parts = [struct.pack("<I", caps), login.max_packet, bytes([login.charset]), login.filler,
-                 login.user.encode("utf-8"), b"\0"]
-        parts.append(lenenc_int(len(auth)) + auth if caps & CLIENT_PLUGIN_AUTH_LENENC else bytes([len(auth)]) + auth)
-        if caps & CLIENT_CONNECT_WITH_DB:
-            parts += [login.database or b"", b"\0"]
-        parts += [NATIVE, b"\0"]
-        self.write_packet(self.backend, seq, b"".join(parts))
-        bseq, answer = self.read_packet(self.backend)
-        if answer[:1] == b"\xfe":  # the backend wants another round of native auth
-            r = Reader(answer[1:])
-            plugin = r.cstring(optional=True)
-            if plugin != NATIVE:
-                raise LoginRefusedError(1045, "28000", f"Access denied for user '{login.user}'", "backend_plugin")
-            nonce = r.data[r.pos:].rstrip(b"\0")
-            self.write_packet(self.backend, bseq + 1, native_scramble(password.encode("utf-8"), nonce))
-            bseq, answer = self.read_packet(self.backend)
-        if answer[:1] == b"\xff":
-            errno = int.from_bytes(answer[1:3], "little")
-            self.front.refused(login.user, self.peer, f"backend_error:{errno}")
-        elif answer[:1] != b"\x00":
-            raise PeerClosedError("unexpected backend answer")
-        return answer
+    def refused(self, user: str, reason: str) -> None:
+        self.front.refused(user, self.peer, reason)
 
     def _send_error(self, seq: int, exc: LoginRefusedError) -> None:
         try:
@@ -321,43 +270,129 @@ class _Conn:
 
     # --- after login: bytes both ways -----------------------------------------------------
     def _relay(self) -> None:
-        client, backend = self.client, self.backend
+        assert self.backend is not None
+        relay(self.client, self.backend, stopping=self.front.stopping, idle_timeout=self.front.settings.idle_timeout,
+              label="mysql front", peer=self.peer)
+
+
+class PacketChannel(Protocol):
+    """One client connection as a :class:`BackendLink` sees it: packets to and from its backend."""
+
+    client: socket.socket
+    backend: socket.socket | None
+
+    def read_packet(self, sock: socket.socket) -> tuple[int, bytes]: ...
+
+    def write_packet(self, sock: socket.socket, seq: int, payload: bytes) -> None: ...
+
+    def refused(self, user: str, reason: str) -> None: ...
+
+
+class BackendLink(Protocol):
+    """How the front reaches its backend and logs the client in there."""
+
+    def connect(self, timeout: float) -> socket.socket:
+        """A connected socket whose first packet is the backend's greeting."""
+
+    def login(self, channel: PacketChannel, login: Login, password: str, greeting: Greeting) -> bytes:
+        """Log ``login.user`` in with ``password``; the backend's OK or ERR packet."""
+
+
+def backend_handshake(login: Login, greeting: Greeting, auth: bytes, plugin: bytes, *, extra_caps: int = 0) -> bytes:
+    """A handshake response to the backend for the client's ``login``, with ``auth`` for ``plugin``."""
+    caps = (login.caps & ~(CLIENT_SSL | CLIENT_CONNECT_ATTRS | CLIENT_COMPRESS)
+            | CLIENT_PLUGIN_AUTH | CLIENT_SECURE_CONNECTION | extra_caps) & greeting.caps
+    parts = [struct.pack("<I", caps), login.max_packet, bytes([login.charset]), login.filler,
+             login.user.encode("utf-8"), b"\0"]
+    parts.append(lenenc_int(len(auth)) + auth if caps & CLIENT_PLUGIN_AUTH_LENENC else bytes([len(auth)]) + auth)
+    if caps & CLIENT_CONNECT_WITH_DB:
+        parts += [login.database or b"", b"\0"]
+    parts += [plugin, b"\0"]
+    return b"".join(parts)
+
+
+_TLS_VERSIONS = {"TLSv1.2": ssl.TLSVersion.TLSv1_2, "TLSv1.3": ssl.TLSVersion.TLSv1_3}
+
+
+class UnixSocketLink:
+    """The local MariaDB's backend mariadbd on its private unix socket (mysql_native_password),
+    inside TLS when ``backend_ca`` is given and the client came in over TLS."""
+
+    def __init__(self, path: str | os.PathLike[str], backend_ca: str | os.PathLike[str] | None = None) -> None:
+        self.path = Path(path)
+        self.backend_ca = str(backend_ca) if backend_ca is not None else None
+
+    def _tls(self, channel: PacketChannel, login: Login, greeting: Greeting) -> int:
+        """TLS to the backend too (when it offers it), at the client's TLS version and (TLS 1.2)
+        cipher: the session's ``Ssl_version`` and ``Ssl_cipher`` then name the client's TLS, as
+        on RDS, where the client's TLS ends in the server. Returns the CLIENT_SSL capability to
+        add to the handshake (0 without TLS)."""
+        client, backend = channel.client, channel.backend
         assert backend is not None
-        idle = self.front.settings.idle_timeout
-        self.deadline = time.monotonic()
-        try:
-            client.settimeout(30.0)
-            backend.settimeout(30.0)
-            while not self.front.stopping.is_set():
-                pending = [s for s in (client, backend) if isinstance(s, ssl.SSLSocket) and s.pending() > 0]
-                readable = pending or select.select([client, backend], [], [], min(idle, 1.0))[0]
-                if not readable:
-                    if time.monotonic() - self.deadline > idle:
-                        log.info("mysql front: idle connection from %s closed", self.peer)
-                        return
-                    continue
-                self.deadline = time.monotonic()
-                for sock in readable:
-                    data = sock.recv(65536)
-                    if not data:
-                        return
-                    (backend if sock is client else client).sendall(data)
-        except (OSError, ssl.SSLError):
-            return
-        finally:
-            self._close()
+        if self.backend_ca is None or not greeting.caps & CLIENT_SSL or not isinstance(client, ssl.SSLSocket):
+            return 0
+        caps = (login.caps & ~(CLIENT_SSL | CLIENT_CONNECT_ATTRS | CLIENT_COMPRESS)
+                | CLIENT_PLUGIN_AUTH | CLIENT_SECURE_CONNECTION | CLIENT_SSL) & greeting.caps
+        channel.write_packet(backend, 1, struct.pack("<I", caps) + login.max_packet + bytes([login.charset])
+                             + login.filler)
+        context = ssl.create_default_context(cafile=self.backend_ca)
+        context.check_hostname = False  # a private unix socket: the CA is the backend's own
+        version = _TLS_VERSIONS.get(client.version() or "")
+        if version is not None:
+            context.minimum_version = context.maximum_version = version
+        cipher = client.cipher()
+        if cipher is not None and version is not None and version < ssl.TLSVersion.TLSv1_3:
+            context.set_ciphers(cipher[0])
+        channel.backend = context.wrap_socket(backend)
+        return CLIENT_SSL
+
+    def connect(self, timeout: float) -> socket.socket:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(timeout)
+        sock.connect(str(self.path))
+        return sock
+
+    def login(self, channel: PacketChannel, login: Login, password: str, greeting: Greeting) -> bytes:
+        tls = self._tls(channel, login, greeting)
+        backend = channel.backend
+        assert backend is not None
+        channel.write_packet(backend, 2 if tls else 1, backend_handshake(
+            login, greeting, native_scramble(password.encode("utf-8"), greeting.nonce), NATIVE, extra_caps=tls))
+        bseq, answer = channel.read_packet(backend)
+        if answer[:1] == b"\xfe":  # the backend wants another round of native auth
+            r = Reader(answer[1:])
+            plugin = r.cstring(optional=True)
+            if plugin != NATIVE:
+                raise LoginRefusedError(1045, "28000", f"Access denied for user '{login.user}'", "backend_plugin")
+            nonce = r.data[r.pos:].rstrip(b"\0")
+            channel.write_packet(backend, bseq + 1, native_scramble(password.encode("utf-8"), nonce))
+            bseq, answer = channel.read_packet(backend)
+        if answer[:1] == b"\xff":
+            channel.refused(login.user, f"backend_error:{int.from_bytes(answer[1:3], 'little')}")
+        elif answer[:1] != b"\x00":
+            raise PeerClosedError("unexpected backend answer")
+        return answer
 
 
 class MysqlFront:
-    """The RDS-like MySQL endpoint on ``127.0.0.1`` (a free port unless one is given)."""
+    """The RDS-like MySQL endpoint on ``127.0.0.1`` (a free port unless one is given).
 
-    def __init__(self, *, backend_socket: str | os.PathLike[str], tls_cert: str | os.PathLike[str],
+    ``backend_socket``: the backend mariadbd's unix socket (``backend_ca``: its TLS CA, to reach
+    it over TLS); or ``link``: another way to the backend (the RDS Proxy front reaches its
+    target over TCP and TLS)."""
+
+    def __init__(self, *, backend_socket: str | os.PathLike[str] | None = None, tls_cert: str | os.PathLike[str],
                  tls_key: str | os.PathLike[str], plugins: PluginLookup, check: Callable[[str, str], bool],
                  backend_password: Callable[[str], str], iam_enabled: Callable[[], bool] = lambda: True,
                  host: str = "127.0.0.1", port: int = 0, settings: FrontSettings = FrontSettings(),
+                 link: BackendLink | None = None, label: str = "mysql front",
                  backend_ca: str | os.PathLike[str] | None = None) -> None:
-        self.backend_socket = Path(backend_socket)
-        self.backend_ca = str(backend_ca) if backend_ca is not None else None
+        if link is None:
+            if backend_socket is None:
+                raise ValueError("the mysql front needs a backend_socket or a link")
+            link = UnixSocketLink(backend_socket, backend_ca=backend_ca)
+        self.link = link
+        self.label = label
         self.settings = settings
         self.plugins = plugins
         self.check = check
@@ -385,7 +420,7 @@ class MysqlFront:
         return int(self._listener.getsockname()[1])
 
     def refused(self, user: str, peer: str, reason: str) -> None:
-        log.warning("mysql front: login refused: user=%r peer=%s reason=%s", user, peer, reason)
+        log.warning("%s: login refused: user=%r peer=%s reason=%s", self.label, user, peer, reason)
 
     def start(self) -> MysqlFront:
         if self._listener is not None:

@@ -12,6 +12,12 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from chalicelib.errors import IamFetchError, IamPolicyError
+from chalicelib.iam.connect import principal_context
+from chalicelib.iam.evaluator import evaluate
+from chalicelib.iam.fetch import fetch_principal_policies, fetch_scp_chain
+from chalicelib.iam.model import RequestContext
+
 __all__ = ["Decide", "SEED_SESSION_MARK", "identity_permission", "trust_allows", "assume_role_permission"]
 
 #: ``(principal_arn, account, resource_arn) -> (allowed, why)``
@@ -20,11 +26,6 @@ Decide = Callable[[str, str, str], tuple[bool, str]]
 
 def identity_permission(iam_client_for: Callable[[str], Any], org_client: Any, action: str) -> Decide:
     """May the principal do ``action`` on a resource by its identity policies, boundary and SCPs?"""
-    from chalicelib.errors import IamFetchError, IamPolicyError
-    from chalicelib.iam.connect import principal_context
-    from chalicelib.iam.evaluator import evaluate
-    from chalicelib.iam.fetch import fetch_principal_policies, fetch_scp_chain
-    from chalicelib.iam.model import RequestContext
 
     def decide(principal_arn: str, account: str, resource: str) -> tuple[bool, str]:
         try:

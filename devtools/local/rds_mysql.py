@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
+import ssl
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from chalicelib.vending.dsn import is_mysql_family
 from devtools.local.mariadb import MASTER, MariaDBError, MariaDBServer, stop_mariadb_dir
 from devtools.local.mysql_front import FrontSettings, MysqlFront
 from devtools.local.tls import TlsMaterial, make_tls_material
@@ -120,7 +123,6 @@ class LocalMariaDB:
     def connect(self, user: str, password: str, *, database: str | None = None, ca_path: str | None = None,
                 timeout: float = 10.0) -> Any:
         """A PyMySQL connection through the front: TLS verified against the CA, cleartext auth."""
-        import ssl
 
         import pymysql
 
@@ -140,8 +142,6 @@ class MysqlStarter:
 
     def __init__(self, world: Any, save: Callable[..., None], state: dict[str, Any],
                  ports: Callable[[str], int] = lambda identifier: 0) -> None:
-        from chalicelib.vending.dsn import is_mysql_family
-
         self.databases: dict[str, LocalMariaDB] = {}
         self._errors: list[BaseException] = []
         self._threads: list[threading.Thread] = []
@@ -203,7 +203,6 @@ def setup_mysql_database(db: LocalMariaDB, spec: Any, check: Callable[[str, str]
                          iam_enabled: Callable[[], bool]) -> None:
     """The database, its users (IAM users marked as such, password users with a random password)
     and the world's set-up statements; then the front starts checking tokens with ``check``."""
-    import secrets
 
     server = db.server
     server.create_database(spec.dbname)

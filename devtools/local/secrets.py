@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import json
 import logging
 import secrets as _secrets
 import tempfile
@@ -32,7 +33,9 @@ from typing import Any
 from chalicelib.policy.model import AccessPolicy, Database, DbUser
 from chalicelib.policy.password_users import secret_arn_parts
 from chalicelib.rotation.event import STEPS
+from chalicelib.rotation.handler import RotationFailedError, handle_rotation
 from chalicelib.rotation.store import BotoSecretStore, SecretMeta
+from devtools.local.mariadb import MASTER
 
 __all__ = ["SeededSecret", "seed_password_secrets", "password_users", "LocalRotationStore", "rotate_locally",
            "pending_token", "ROTATION_DAYS"]
@@ -71,7 +74,6 @@ def _admin_login(cluster: Any) -> tuple[str, str]:
     """The local superuser's name and password."""
     server = getattr(cluster, "server", None)
     if server is not None:  # the local MariaDB's RDS-like master user
-        from devtools.local.mariadb import MASTER
 
         return MASTER, str(server.master_password)
     from psycopg.conninfo import conninfo_to_dict
@@ -115,8 +117,6 @@ def seed_password_secrets(policy: AccessPolicy, instances: Mapping[str, Any], cl
 
 
 def _create(client: Any, name: str, value: Mapping[str, Any], description: str) -> str:
-    import json
-
     return str(client.create_secret(Name=name, Description=description, SecretString=json.dumps(value))["ARN"])
 
 
@@ -152,8 +152,6 @@ def rotate_locally(secret_id: str, client: Any, *, policy: AccessPolicy, env: Ma
     this machine (an exclusive lock per secret, released when its process ends, also when it
     is killed) is refused. A rotation in flight (a version AWSPENDING and not AWSCURRENT: one
     that was interrupted) is resumed when ``resume``; otherwise refused, naming the fix."""
-    from chalicelib.rotation.handler import RotationFailedError, handle_rotation
-
     arn = BotoSecretStore(client).describe(secret_id).arn
     with _rotation_lock(arn, str(getattr(client.meta, "endpoint_url", ""))) as held:
         if not held:

@@ -16,6 +16,7 @@ attaches, is in :mod:`devtools.local.directory`):
 from __future__ import annotations
 
 import json
+import secrets as _secrets
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -24,6 +25,7 @@ from typing import Any
 
 from chalicelib.aws.arn import dbuser_arn
 from devtools.local.directory import create_directories, provide_aws_managed_policy
+from devtools.local.proxies import ProxyInfo, create_proxies
 from devtools.local.sessions import ORG_ACCESS_ROLE, AccountSessions, Keys
 from devtools.local.world import World
 
@@ -63,6 +65,7 @@ class SeededWorld:
     instances: Mapping[str, InstanceInfo]
     signer_role_arn: str
     directories: Mapping[str, str] = field(default_factory=dict)  # directory name -> Directory Service id
+    proxies: Mapping[str, ProxyInfo] = field(default_factory=dict)  # RDS Proxy name -> what was made
 
     def to_json(self) -> dict[str, Any]:
         document: dict[str, Any] = json.loads(json.dumps(asdict(self)))  # a dataclass: a JSON object
@@ -83,6 +86,7 @@ class SeededWorld:
             instances={k: InstanceInfo(**v) for k, v in data["instances"].items()},
             signer_role_arn=data["signer_role_arn"],
             directories=dict(data.get("directories") or {}),
+            proxies={k: ProxyInfo(**v) for k, v in (data.get("proxies") or {}).items()},
         )
 
 
@@ -124,7 +128,6 @@ def _fixed_access_key(pair: tuple[str, str] | None) -> Iterator[None]:
 def _point_instance_at(account: str, region: str, identifier: str, host: str) -> None:
     """Make moto report ``host`` as the instance's endpoint address (the port is set at create),
     and give the instance a resource id of its own."""
-    import secrets as _secrets
 
     from moto.rds.models import rds_backends
 
@@ -190,13 +193,15 @@ def _org_access_role(account: str, management: str, partition: str = "aws") -> N
 
 
 def seed_world(world: World, endpoint_url: str, *, db_host: str, db_port: int | Mapping[str, int],
-               master_password: str, known_keys: Mapping[str, tuple[str, str]] | None = None) -> SeededWorld:
+               master_password: str, known_keys: Mapping[str, tuple[str, str]] | None = None,
+               proxy_ports: Mapping[str, int] | None = None) -> SeededWorld:
     """Create the world in the moto server at ``endpoint_url`` through its public API.
 
     ``db_port`` is where the local PostgreSQL of each database listens (one port for all, or
     a mapping from instance identifier to port); the instances' endpoints say so.
     ``known_keys`` (``ACCOUNT/USER`` -> key id and secret) gives users the access keys of a
     previous run (devtools.local.last_run), so the shells that hold them stay valid.
+    ``proxy_ports``: RDS Proxy name -> where its front will listen.
     """
     region = world.region
     org = world.organization
@@ -234,6 +239,8 @@ def seed_world(world: World, endpoint_url: str, *, db_host: str, db_port: int | 
     parts = {"allowed": world.allowed_caller, "denied": world.denied_caller}
     if world.operator is not None:
         parts["operator"] = world.operator
+    if world.approver_caller is not None:
+        parts["approver"] = world.approver_caller
     for account in world.member_accounts():
         rds = sessions.client("rds", account.id)
         if account.directories:
@@ -256,6 +263,9 @@ def seed_world(world: World, endpoint_url: str, *, db_host: str, db_port: int | 
                 resource_id=described["DbiResourceId"], arn=described["DBInstanceArn"],
                 host=described["Endpoint"]["Address"], port=int(described["Endpoint"]["Port"]),
                 dbname=db.dbname)
+
+    proxies = create_proxies(world, sessions, host=db_host, ports=proxy_ports or {},
+                             dbnames={i: inst.dbname for i, inst in instances.items()})
 
     # Users first: the roles' trust policies name some of them (AWS refuses unknown principals).
     for account in world.accounts.values():
@@ -280,8 +290,9 @@ def seed_world(world: World, endpoint_url: str, *, db_host: str, db_port: int | 
                 provide_aws_managed_policy(account.id, policy_arn)
                 iam.attach_role_policy(RoleName=role.name, PolicyArn=policy_arn)
             if role.rds_connect:
-                arns = [instances[db].dbuser_arn(user) for db in role.rds_connect
-                        for user in account.databases[db].iam_users()]
+                arns = [_connect_arn(db, user, instances, proxies) for db in role.rds_connect
+                        for user in account.databases[account.proxies[db].target if db in account.proxies
+                                                      else db].iam_users()]
                 document = {"Version": "2012-10-17", "Statement": [
                     {"Sid": "ConnectAsDeclaredUsers", "Effect": "Allow", "Action": "rds-db:connect",
                      "Resource": arns}]}
@@ -295,4 +306,9 @@ def seed_world(world: World, endpoint_url: str, *, db_host: str, db_port: int | 
     return SeededWorld(
         endpoint_url=endpoint_url, region=region, org_id=org.id, management_account=org.management_account,
         root_id=root_id, units=unit_ids, scps=scp_ids, callers=callers, execution=execution,
-        instances=instances, signer_role_arn=world.signer_role_arn, directories=directories)
+        instances=instances, signer_role_arn=world.signer_role_arn, directories=directories, proxies=proxies)
+
+
+def _connect_arn(name: str, user: str, instances: Mapping[str, InstanceInfo], proxies: Mapping[str, ProxyInfo]) -> str:
+    """The dbuser ARN of ``user`` at the instance or proxy ``name`` (a proxy's: its ``prx-`` id)."""
+    return proxies[name].dbuser_arn(user) if name in proxies else instances[name].dbuser_arn(user)

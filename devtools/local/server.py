@@ -16,18 +16,42 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from chalicelib.errors import IamFetchError, IamPolicyError
+from chalicelib.iam.connect import evaluate_rds_connect
+from chalicelib.iam.model import parse_policy
+from devtools.local.attribution import start_attribution
+from devtools.local.authorize import DENIAL_LOG, DenialLog, Enforcer
+from devtools.local.aws import AccountSessions, MotoSecretLookup, MotoServer, seed_world
+from devtools.local.lambda_invoke import start_vend_function
 from devtools.local.last_run import LastRun, recall, remember
+from devtools.local.ldap import LdapResponder
+from devtools.local.permissions import assume_role_permission, identity_permission
+from devtools.local.postgres import PostgresCluster
 from devtools.local.provision import (
     POWERTOOLS_DEFAULTS,
     admin_dsn,
     create_database,
     port_of,
+    prepare_grants,
     probe,
     seed_secrets,
     start_gateway,
     warm_imports,
     write_access_policy,
 )
+from devtools.local.proxy_fronts import prepare_proxies, start_proxy_fronts, stop_proxy_fronts
+from devtools.local.rds_mysql import (
+    MysqlStarter,
+    append_cas,
+    iam_enabled_in_moto,
+    local_db_fields,
+    mysql_admin_env,
+    setup_mysql_database,
+    stop_mysql_databases,
+)
+from devtools.local.rdsauth import RdsInstance, RdsTokenChecker
+from devtools.local.secret_labels import install as keep_secret_labels
+from devtools.local.sessions import management_root
 from devtools.local.state import (
     DEFAULT_ACCESS,
     DEFAULT_STATE_DIR,
@@ -38,7 +62,9 @@ from devtools.local.state import (
     read_state,
     write_state,
 )
-from devtools.local.teardown import down, remove_state_dir
+from devtools.local.sts_auth import StsSignatureCheck
+from devtools.local.teardown import PROXY_TLS_DIR, down, remove_state_dir
+from devtools.local.world import DEFAULT_WORLD, load_world
 
 __all__ = ["StackServer"]
 
@@ -57,7 +83,6 @@ class StackServer:
         access_path: str | os.PathLike[str] = DEFAULT_ACCESS,
         enforce: bool = True,
     ) -> None:
-        from devtools.local.world import DEFAULT_WORLD
 
         self.state_dir = Path(state_dir).resolve()
         self.world_path = Path(world_path or DEFAULT_WORLD)
@@ -71,6 +96,7 @@ class StackServer:
         self._clusters: dict[str, Any] = {}
         self._mysql: dict[str, Any] = {}  # identifier -> devtools.local.rds_mysql.LocalMariaDB
         self._gateway: Any = None
+        self._proxies: list[Any] = []  # the RDS Proxy fronts (devtools.local.proxy_fronts)
         self._lambda: Any = None
         self._checker: Any = None
         self._attribution: Any = None
@@ -111,12 +137,6 @@ class StackServer:
     def _start(self) -> StackInfo:
         import psycopg.conninfo
 
-        from devtools.local.aws import AccountSessions, MotoSecretLookup, MotoServer, seed_world
-        from devtools.local.lambda_invoke import start_vend_function
-        from devtools.local.ldap import LdapResponder
-        from devtools.local.postgres import PostgresCluster
-        from devtools.local.rdsauth import RdsInstance, RdsTokenChecker
-        from devtools.local.world import load_world
 
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         world = load_world(self.world_path)
@@ -131,7 +151,6 @@ class StackServer:
 
         self._moto = MotoServer(port=self.last_run.port("moto"))
         moto_url = self._moto.start()
-        from devtools.local.secret_labels import install as keep_secret_labels
 
         keep_secret_labels()  # one AWSCURRENT, AWSPREVIOUS where AWS puts it
         self._guard_moto(MotoSecretLookup(), world.organization.management_account)
@@ -140,7 +159,6 @@ class StackServer:
         self._ldap = LdapResponder(self._check_login).start()
         self._save(ports=[*self._state["ports"], self._ldap.port])
 
-        from devtools.local.rds_mysql import MysqlStarter
 
         # The MySQL-family databases start in the background meanwhile (devtools.local.rds_mysql).
         mysql_starter = MysqlStarter(world, self._save, self._state,
@@ -162,17 +180,18 @@ class StackServer:
         ca_path.write_bytes(b"".join(Path(c.ca_path).read_bytes() for c in self._clusters.values()))
         os.chmod(ca_path, 0o644)
 
-        from devtools.local.rds_mysql import append_cas
 
         mysql_starter.finish(self._save, self._state)
         append_cas(ca_path, self._mysql)
+        proxy_tls, proxy_ports = prepare_proxies(world, self.state_dir / PROXY_TLS_DIR, ca_path)
 
         warm.join()
         first = next(iter(self._clusters.values()))
         seeded = seed_world(world, moto_url, db_host=first.host,
                             db_port={**{i: c.port for i, c in self._clusters.items()},
                                      **{i: m.port for i, m in self._mysql.items()}},
-                            master_password=secrets.token_urlsafe(18), known_keys=self.last_run.keys)
+                            master_password=secrets.token_urlsafe(18), known_keys=self.last_run.keys,
+                            proxy_ports=proxy_ports)
 
         self._lookup = MotoSecretLookup()
         self._sessions = AccountSessions(moto_url, world.region, world.organization.management_account)
@@ -183,19 +202,22 @@ class StackServer:
         }
         checker = RdsTokenChecker(self._lookup, endpoints=endpoints, permission_check=self._permission_check)
         # RDS around the check (IAM auth switch, throttling, refusal log, metrics): devtools.local.attribution
-        from devtools.local.attribution import start_attribution
 
         self._attribution = start_attribution(world, seeded, self._sessions, checker)
         self._checker = self._attribution.guard
 
         for account, spec in world.databases():
             if spec.identifier in self._mysql:
-                from devtools.local.rds_mysql import iam_enabled_in_moto, setup_mysql_database
-
                 setup_mysql_database(self._mysql[spec.identifier], spec, self._check_login,
                                      iam_enabled_in_moto(account.id, world.region, spec.identifier))
                 continue
             create_database(self._clusters[spec.identifier], spec)
+
+        # The RDS Proxy fronts: leg 1 checked like an instance's tokens, leg 2 signed as the proxy's role.
+        self._proxies = start_proxy_fronts(seeded.proxies, seeded.instances, proxy_tls, ca_bundle=str(ca_path),
+                                           sessions=self._sessions, lookup=self._lookup,
+                                           permission_check=self._permission_check)
+        self._save(ports=[*self._state["ports"], *proxy_ports.values()])
 
         policy_path = self.state_dir / "access.yaml"
         write_access_policy(self.access_path, policy_path, seeded, ca_path, world)
@@ -211,7 +233,6 @@ class StackServer:
             denials=self._enforcer, org_id=seeded.org_id, port=self.last_run.port("lambda"))
         self._save(ports=[*self._state["ports"], port_of(self._lambda.url)])
 
-        from devtools.local.rds_mysql import local_db_fields
 
         admin = psycopg.conninfo.conninfo_to_dict(first.admin_dsn)
         admin["sslrootcert"] = str(ca_path)
@@ -220,6 +241,14 @@ class StackServer:
                     "account": inst.account, **local_db_fields(self._clusters, self._mysql, ident)}
             for ident, inst in seeded.instances.items()
         }
+        databases.update({  # the RDS Proxies, where their fronts listen
+            name: {"host": p.host, "port": p.port, "dbname": p.dbname, "resource_id": p.resource_id,
+                   "account": p.account, "kind": "proxy", "target": p.target, "engine": p.engine}
+            for name, p in seeded.proxies.items()})
+        databases.update({  # the RDS Proxies, where their fronts listen
+            name: {"host": p.host, "port": p.port, "dbname": p.dbname, "resource_id": p.resource_id,
+                   "account": p.account, "kind": "proxy", "target": p.target, "engine": p.engine}
+            for name, p in seeded.proxies.items()})
         info = StackInfo(
             state_dir=str(self.state_dir), pid=os.getpid(), region=world.region, moto_url=moto_url,
             gateway_url=self._gateway.url, ldap_port=self._ldap.port, policy_path=str(policy_path),
@@ -227,6 +256,10 @@ class StackServer:
             seeded=seeded, lambda_url=self._lambda.url, server_id=os.environ["RDSVEND_SERVER_ID"],
             admin_dsns={ident: admin_dsn(c, ca_path) for ident, c in self._clusters.items()},
         )
+
+        prepare_grants(self._sessions.client("dynamodb", world.service_account), {
+            "RDSVEND_CANARY_ADMIN_DSN": info.admin_dsn,
+            **{k.replace("LOCAL", "CANARY"): v for k, v in mysql_admin_env(databases).items()}})
         probe(info)
         self.info = info
         self._save(status="ready", info=info.to_json())
@@ -238,16 +271,11 @@ class StackServer:
         (:mod:`devtools.local.authorize`); with ``enforce=False``, only STS's signature checks and
         AssumeRole decisions (moto makes neither)."""
         if self.enforce:
-            from devtools.local.authorize import DENIAL_LOG, DenialLog, Enforcer
-            from devtools.local.sessions import management_root
-
             denials = DenialLog(self.state_dir / DENIAL_LOG)
             self._moto.wrap(lambda app: Enforcer(app, lookup, roots=[management_root(management_account)],
                                                  denials=denials))
             self._enforcer = denials
             return
-        from devtools.local.permissions import assume_role_permission, identity_permission
-        from devtools.local.sts_auth import StsSignatureCheck
 
         may_assume = assume_role_permission(identity_permission(
             lambda account: self._sessions.client("iam", account),
@@ -274,10 +302,6 @@ class StackServer:
         return result
 
     def _evaluate_permission(self, credential: Any, dbuser_arn: str) -> tuple[bool, str]:
-        from chalicelib.errors import IamFetchError, IamPolicyError
-        from chalicelib.iam.connect import evaluate_rds_connect
-        from chalicelib.iam.model import parse_policy
-
         try:
             raw_session = self._lookup.session_policy(credential.access_key_id)
             session_policy = parse_policy(raw_session, "session policy") if raw_session else None
@@ -301,13 +325,13 @@ class StackServer:
                 except Exception:  # noqa: BLE001 - keep stopping the rest
                     log.exception("could not stop the %s", name)
         self._gateway = self._ldap = self._lambda = None
+        stop_proxy_fronts(self._proxies)
         if self._attribution is not None:
             try:
                 self._attribution.stop()  # sends what is queued while moto still answers
             except Exception:  # noqa: BLE001 - keep stopping the rest
                 log.exception("could not stop the CloudWatch writer")
             self._attribution = None
-        from devtools.local.rds_mysql import stop_mysql_databases
 
         stop_mysql_databases(self._mysql)
         for cluster in self._clusters.values():

@@ -19,6 +19,7 @@ Everything binds 127.0.0.1.
 """
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import subprocess
@@ -27,6 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from devtools.local.authorize import read_denials
 from devtools.local.calls import signed_request
 from devtools.local.server import StackServer
 from devtools.local.state import (
@@ -198,7 +200,6 @@ class LocalStack:
     def denials(self) -> list[Any]:
         """The requests the local AWS refused so far (:class:`devtools.local.authorize.Denial`),
         oldest first: principal, action, resource, deciding layer."""
-        from devtools.local.authorize import read_denials
 
         return list(read_denials(self.state_dir))
 
@@ -225,7 +226,6 @@ def _children(pid: int) -> list[int]:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m devtools.local.stack --state-dir DIR``: the detached server."""
-    import argparse
 
     parser = argparse.ArgumentParser(prog="python -m devtools.local.stack")
     parser.add_argument("--state-dir", default=str(DEFAULT_STATE_DIR))

@@ -12,8 +12,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-__all__ = ["REPO_ROOT", "DEFAULT_STATE_DIR", "DEFAULT_ACCESS", "STATE_FILE", "LOG_FILE", "UNSET_ENV",
+from devtools.local.aws import SeededWorld
+from devtools.local.canary import ORG_READER_ROLE
+from devtools.local.rds_mysql import mysql_admin_env
+
+__all__ = ["AUDIT_LOG_GROUP", "REPO_ROOT", "DEFAULT_STATE_DIR", "DEFAULT_ACCESS", "STATE_FILE", "LOG_FILE", "UNSET_ENV",
            "LOCAL_STACK_ENV", "LOCAL_ENV_NAMES",
            "StackError", "StackInfo", "read_state", "running_info", "write_state", "alive", "proc_start_time"]
 
@@ -33,7 +38,10 @@ LOCAL_ENV_NAMES = (
     "AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "RDSVEND_URL",
     "RDSVEND_POLICY", "PGSSLROOTCERT", "RDSVEND_LOCAL_ADMIN_DSN", "RDSVEND_LOCAL_MYSQL_ADMIN_DSN",
     "AWS_ENDPOINT_URL_LAMBDA", "RDSVEND_SERVER_ID", "RDSVEND_VEND_FUNCTION", "RDSVEND_ORG_ROLE_ARN",
+    "RDSVEND_AUDIT_LOG_GROUPS",
 )
+#: the local vend function's log group, where its audit lines go (``RDSVEND_AUDIT_LOG_GROUPS`` in the stack's shell)
+AUDIT_LOG_GROUP = "/aws/lambda/rdsvend-local"
 
 
 class StackError(RuntimeError):
@@ -82,8 +90,6 @@ def write_state(state_dir: Path, state: Mapping[str, Any]) -> None:
 
 
 def _mysql_admin_env(databases: Any) -> dict[str, str]:
-    from devtools.local.rds_mysql import mysql_admin_env
-
     return mysql_admin_env(databases)
 
 
@@ -133,7 +139,6 @@ class StackInfo:
     @property
     def org_role_arn(self) -> str:
         """The management account's organization reader role (SCPs, accounts)."""
-        from devtools.local.canary import ORG_READER_ROLE
 
         return f"arn:aws:iam::{self.seeded.management_account}:role/{ORG_READER_ROLE}"
 
@@ -150,6 +155,7 @@ class StackInfo:
             "RDSVEND_POLICY": self.policy_path,
             "PGSSLROOTCERT": self.ca_path,
             "RDSVEND_LOCAL_ADMIN_DSN": self.admin_dsn,
+            "RDSVEND_AUDIT_LOG_GROUPS": AUDIT_LOG_GROUP,
             **_mysql_admin_env(self.databases),
             LOCAL_STACK_ENV: self.state_dir,
         }
@@ -161,8 +167,6 @@ class StackInfo:
         return out
 
     def ports(self) -> list[int]:
-        from urllib.parse import urlsplit
-
         urls = [self.moto_url, self.gateway_url, *([self.lambda_url] if self.lambda_url else [])]
         url_ports = [port for port in (urlsplit(url).port for url in urls) if port is not None]
         return [*url_ports, self.ldap_port, *(int(d["port"]) for d in self.databases.values())]
@@ -178,8 +182,6 @@ class StackInfo:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> StackInfo:
-        from devtools.local.aws import SeededWorld
-
         return cls(
             state_dir=data["state_dir"], pid=int(data["pid"]), region=data["region"], moto_url=data["moto_url"],
             gateway_url=data["gateway_url"], ldap_port=int(data["ldap_port"]), policy_path=data["policy_path"],

@@ -1,8 +1,10 @@
 """Stopping the local stack, also after a crash: every recorded process, port and temp dir."""
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
+import shutil
 import signal
 import socket
 import time
@@ -10,6 +12,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from devtools.local.mariadb import MariaDBError, stop_mariadb_dir
+from devtools.local.postgres import PostgresError, stop_cluster_dir
 from devtools.local.state import DEFAULT_STATE_DIR, LOG_FILE, STATE_FILE, alive, read_state
 
 __all__ = ["DownReport", "down", "remove_state_dir", "listening_sockets", "listen_table"]
@@ -28,6 +32,10 @@ class DownReport:
         return not self.leftovers
 
 
+#: where the stack keeps its RDS Proxy fronts' TLS material, inside the state dir
+PROXY_TLS_DIR = "proxy-tls"
+
+
 def remove_state_dir(state_dir: Path) -> None:
     """Remove the files the stack writes, then the dir if nothing else is in it."""
     for name in (STATE_FILE, "access.yaml", "ca.pem", "denials.jsonl"):
@@ -37,12 +45,12 @@ def remove_state_dir(state_dir: Path) -> None:
             pass
     for tmp in state_dir.glob(f".{STATE_FILE}.*.tmp"):
         tmp.unlink(missing_ok=True)
+    shutil.rmtree(state_dir / PROXY_TLS_DIR, ignore_errors=True)  # the RDS Proxy fronts' certificates
 
 
 def down(state_dir: str | os.PathLike[str] = DEFAULT_STATE_DIR, *, timeout: float = 30.0) -> DownReport:
     """Stop the stack recorded in ``state_dir``: the server process, every PostgreSQL, every temp
     dir. Works when the server crashed (its PostgreSQL is stopped from its data dir)."""
-    from devtools.local.postgres import PostgresError, stop_cluster_dir
 
     state_dir = Path(state_dir).resolve()
     state = read_state(state_dir)
@@ -72,7 +80,6 @@ def down(state_dir: str | os.PathLike[str] = DEFAULT_STATE_DIR, *, timeout: floa
             except (PostgresError, OSError) as exc:
                 leftovers.append(f"postgres in {base}: {exc}")
     for base in state.get("mariadb", []):  # the local MariaDBs (devtools.local.rds_mysql)
-        from devtools.local.mariadb import MariaDBError, stop_mariadb_dir
 
         if Path(base).exists():
             try:
@@ -174,8 +181,6 @@ def listen_table() -> list[tuple[str, int, str]]:
 
 
 def _decode_addr(hex_addr: str, family: int) -> str:
-    import ipaddress
-
     raw = bytes.fromhex(hex_addr)
     # /proc/net/tcp* stores each 32-bit word in host (little-endian) order
     words = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))

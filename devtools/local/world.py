@@ -29,6 +29,7 @@ __all__ = [
     "DomainSpec",
     "DatabaseSpec",
     "DirectorySpec",
+    "ProxySpec",
     "Account",
     "CallerRef",
     "World",
@@ -147,6 +148,21 @@ class DatabaseSpec:
 
 
 @dataclass(frozen=True)
+class ProxySpec:
+    """An RDS Proxy in front of one of the account's databases (the local stack's proxy front).
+
+    ``role``: the proxy's own role (a role of the same account); the proxy signs its logins to
+    the target with it (``auth: iam``, ``DefaultAuthScheme: IAM_AUTH``), so the role needs
+    ``rds-db:connect`` on the target's users (``rds_connect: [TARGET]`` on the role).
+    """
+
+    name: str
+    target: str  # a database identifier of the same account
+    role: str
+    auth: str = "iam"
+
+
+@dataclass(frozen=True)
 class Account:
     id: str
     name: str
@@ -154,6 +170,7 @@ class Account:
     users: Mapping[str, User] = field(default_factory=dict)
     databases: Mapping[str, DatabaseSpec] = field(default_factory=dict)
     directories: Mapping[str, DirectorySpec] = field(default_factory=dict)
+    proxies: Mapping[str, ProxySpec] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -179,6 +196,8 @@ class World:
     source: str = "<world>"
     #: a person in the service account who runs the canary, doctor and discover
     operator: CallerRef | None = None
+    #: a person who approves just-in-time grants (``grant: required`` rules of the local policy)
+    approver_caller: CallerRef | None = None
 
     @property
     def execution_role_arn(self) -> str:
@@ -196,6 +215,9 @@ class World:
             if db.identifier == identifier:
                 return account, db
         raise KeyError(identifier)
+
+    def proxies(self) -> list[tuple[Account, ProxySpec]]:
+        return [(a, p) for a in self.accounts.values() for p in a.proxies.values()]
 
     def member_accounts(self) -> list[Account]:
         mgmt = self.organization.management_account
@@ -281,7 +303,7 @@ class _Parser:
         for key in ("execution_role", "signer_role"):
             if svc[key] not in roles:
                 raise self.fail(f"no role '{svc[key]}' in account {service_account}", f"service.{key}")
-        callers = self.mapping(top["callers"], "callers", {"allowed", "denied"}, {"allowed", "denied"})
+        callers = self.mapping(top["callers"], "callers", {"allowed", "denied", "approver"}, {"allowed", "denied"})
         refs = {k: self.caller(v, f"callers.{k}", accounts) for k, v in callers.items()}
         operator = self.caller(top["operator"], "operator", accounts) if "operator" in top else None
         if operator is not None and operator.account != service_account:
@@ -289,7 +311,7 @@ class _Parser:
         return World(region=region, organization=org, accounts=accounts, service_account=service_account,
                      execution_role=svc["execution_role"], signer_role=svc["signer_role"],
                      allowed_caller=refs["allowed"], denied_caller=refs["denied"], source=self.source,
-                     operator=operator)
+                     operator=operator, approver_caller=refs.get("approver"))
 
     def caller(self, value: Any, field_: str, accounts: Mapping[str, Account]) -> CallerRef:
         spec = self.mapping(value, field_, {"account", "user"}, {"account", "user"})
@@ -348,7 +370,7 @@ class _Parser:
             acct = str(acct)
             f = f"accounts.{acct}"
             self.string(acct, f, _ACCOUNT)
-            spec = self.mapping(raw, f, {"name", "roles", "users", "databases", "directories"}, {"name"})
+            spec = self.mapping(raw, f, {"name", "roles", "users", "databases", "directories", "proxies"}, {"name"})
             roles = {}
             for name, r in (spec.get("roles") or {}).items():
                 rf = f"{f}.roles.{name}"
@@ -382,11 +404,13 @@ class _Parser:
                     raise self.fail(f"no directory '{spec_db.domain.directory}' in account {acct}", f"{df}.directory")
                 if spec_db.domain is not None and spec_db.domain.iam_role not in roles:
                     raise self.fail(f"no role '{spec_db.domain.iam_role}' in account {acct}", f"{df}.iam_role")
-            out[acct] = Account(acct, self.string(spec["name"], f"{f}.name"), roles, users, dbs, directories)
+            proxies = {name: self.proxy(name, p, f"{f}.proxies.{name}", dbs, roles)
+                       for name, p in (spec.get("proxies") or {}).items()}
+            out[acct] = Account(acct, self.string(spec["name"], f"{f}.name"), roles, users, dbs, directories, proxies)
         for account in out.values():
             for role in account.roles.values():
                 for db in role.rds_connect:
-                    if db not in account.databases:
+                    if db not in account.databases and db not in account.proxies:
                         raise self.fail(f"no database '{db}' in account {account.id}",
                                         f"accounts.{account.id}.roles.{role.name}.rds_connect")
         return out
@@ -422,6 +446,23 @@ class _Parser:
             log_exports=self.strings(spec.get("log_exports", ["iam-db-auth-error"]), f"{f}.log_exports",
                                      re.compile(r"iam-db-auth-error|postgresql|upgrade|error|general|slowquery|audit")),
         )
+
+    def proxy(self, name: str, value: Any, f: str, dbs: Mapping[str, DatabaseSpec],
+              roles: Mapping[str, Role]) -> ProxySpec:
+        self.string(name, f, _DB_ID)
+        spec = self.mapping(value, f, {"target", "role", "auth"}, {"target", "role"})
+        target = self.string(spec["target"], f"{f}.target", _DB_ID)
+        if target not in dbs:
+            raise self.fail(f"no database '{target}' in the same account", f"{f}.target")
+        if name in dbs:
+            raise self.fail(f"'{name}' is also a database's name", f)
+        role = self.string(spec["role"], f"{f}.role", _NAME)
+        if role not in roles:
+            raise self.fail(f"no role '{role}' in the same account", f"{f}.role")
+        auth = spec.get("auth", "iam")
+        if auth != "iam":
+            raise self.fail(f"the local stack's proxies log in to their target with iam, not '{auth}'", f"{f}.auth")
+        return ProxySpec(name, target, role, auth)
 
     def rate(self, value: Any, f: str) -> int:
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 100000:

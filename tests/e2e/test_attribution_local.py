@@ -23,6 +23,7 @@ import psycopg
 import pytest
 
 from devtools.local.aws import AccountSessions
+from devtools.local.state import AUDIT_LOG_GROUP
 
 pytestmark = pytest.mark.e2e
 
@@ -261,7 +262,7 @@ def _operator_env(world):
     keys = world.info.keys("operator")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "RDSVEND_"))}
     env.update({"AWS_ENDPOINT_URL": world.info.moto_url, "AWS_DEFAULT_REGION": world.info.region,
-                "RDSVEND_POLICY": world.info.policy_path, **keys.env()})
+                "RDSVEND_POLICY": world.info.policy_path, "RDSVEND_AUDIT_LOG_GROUPS": AUDIT_LOG_GROUP, **keys.env()})
     return env
 
 

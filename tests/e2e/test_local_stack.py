@@ -142,8 +142,10 @@ def test_whoami_is_the_identity_the_signature_proves(local_stack):
 
 def test_databases_lists_only_what_the_caller_may_use(local_stack):
     allowed = _signed(local_stack, "GET", "/v1/databases").json()["databases"]
+    # the owners are listed too: the caller may ask for them, under a just-in-time grant
     assert [(d["database"], d["db_users"]) for d in allowed] == [
-        (DB, [APP_USER]), ("billing-local", ["billing_app"]), ("shop-local", ["shop_app"])]
+        (DB, [APP_USER, "orders_owner"]), ("billing-local", ["billing_app"]), ("shop-local", ["shop_app", "shop_owner"]),
+        ("orders-proxy", ["orders_app"]), ("shop-proxy", ["shop_app"])]
     denied = _signed(local_stack, "GET", "/v1/databases", keys=local_stack.keys("denied")).json()
     assert denied == {"databases": []}
 
@@ -286,7 +288,7 @@ def test_local_env_prints_exports_for_a_shell(local_stack):
     assert exports["AWS_ACCESS_KEY_ID"] == local_stack.keys("allowed").access_key_id
     assert set(exports) - {"RDSVEND_LOCAL_MYSQL_ADMIN_DSN"} == {
         "AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "RDSVEND_URL",
-        "RDSVEND_POLICY", "PGSSLROOTCERT", "RDSVEND_LOCAL_ADMIN_DSN",
+        "RDSVEND_POLICY", "PGSSLROOTCERT", "RDSVEND_LOCAL_ADMIN_DSN", "RDSVEND_AUDIT_LOG_GROUPS",
         "AWS_ENDPOINT_URL_LAMBDA", "RDSVEND_SERVER_ID", "RDSVEND_VEND_FUNCTION", "RDSVEND_LOCAL_STACK"}
     assert out.stdout.startswith("unset AWS_SESSION_TOKEN")
 
@@ -308,7 +310,7 @@ def test_down_after_a_crash_leaves_nothing_behind(tmp_path):
     stack = LocalStack(state_dir).start()
     pids = stack.pids()
     ports = stack.info.ports()
-    base_dirs = [d["base_dir"] for d in stack.info.databases.values()]
+    base_dirs = [d["base_dir"] for d in stack.info.databases.values() if d.get("kind") != "proxy"]
     assert all(_listening(p) for p in ports)
     os.kill(stack.info.pid, signal.SIGKILL)  # the server dies; its PostgreSQL does not
     time.sleep(0.3)

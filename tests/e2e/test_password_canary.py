@@ -14,6 +14,8 @@ from chalicelib.canary.runner import run_canary
 from chalicelib.policy.loader import load_policy_file
 from devtools.local.canary import local_canary_deps, local_canary_env
 
+pytestmark = pytest.mark.e2e  # starts a server: not in the fast tier
+
 SINGLE = "orders-local/ledger_batch"
 ALTERNATING = "orders-local/reports_legacy"
 PASSWORD_IDS = ["rds.found", "rds.endpoint", "secret.found", "secret.rotation", "db.password_login",

@@ -17,7 +17,8 @@ from chalicelib.rotation.event import STEPS
 from devtools.local.mariadb import mariadb_available
 from devtools.local.secrets import rotate_locally
 
-pytestmark = pytest.mark.skipif(not mariadb_available(), reason="MariaDB server binaries not installed")
+pytestmark = [pytest.mark.e2e,
+              pytest.mark.skipif(not mariadb_available(), reason="MariaDB server binaries not installed")]
 
 SINGLE = "rdsvend/shop-local/shop_batch"
 ALTERNATING = "rdsvend/shop-local/shop_reports"

@@ -17,6 +17,8 @@ from chalicelib.rotation.event import STEPS
 from chalicelib.rotation.handler import RotationFailedError
 from devtools.local.secrets import rotate_locally
 
+pytestmark = pytest.mark.e2e  # starts a server: not in the fast tier
+
 SINGLE = "rdsvend/orders-local/ledger_batch"
 ALTERNATING = "rdsvend/orders-local/reports_legacy"
 

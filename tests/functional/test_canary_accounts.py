@@ -13,8 +13,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from chalicelib.aws.probe import AwsClients
 from chalicelib.canary.accounts import AccountReaders
-from chalicelib.canary.aws import AwsClients
 from chalicelib.canary.checks_kerberos import InMemoryDirectoryRoleFacts
 from chalicelib.canary.checks_rds import BotoRdsFacts
 from chalicelib.canary.iam_facts import LiveConnectEvaluator

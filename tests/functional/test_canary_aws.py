@@ -8,7 +8,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from chalicelib.canary.aws import AwsClients
+from chalicelib.aws.probe import AwsClients
 from chalicelib.canary.checks_iam import check_scp_allows, check_signer_allows
 from chalicelib.canary.checks_kerberos import BotoDirectoryRoleFacts, check_directory_role
 from chalicelib.canary.checks_rds import BotoRdsFacts, check_domain_joined, check_found, check_iam_auth_enabled

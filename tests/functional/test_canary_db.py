@@ -15,6 +15,8 @@ from chalicelib.engines.trust import BUNDLE_PATH
 from chalicelib.policy.model import DbUser
 from devtools.local.postgres import PostgresCluster
 
+pytestmark = pytest.mark.e2e  # starts a server: not in the fast tier
+
 PASSWORD = "correct-horse-battery-staple"
 
 

@@ -17,7 +17,8 @@ from devtools.deploy.member_roles import member_roles_template
 ROOT = Path(__file__).resolve().parents[2]
 SERVICE, DATA, WORKLOADS, MANAGEMENT = "222222222222", "444444444444", "333333333333", "111111111111"
 RESOURCE_IDS = {"orders-local": "db-AAAAAAAAAAAAAAAAAAAAAAAAAA", "billing-local": "db-BBBBBBBBBBBBBBBBBBBBBBBBBB",
-                "shop-local": "db-CCCCCCCCCCCCCCCCCCCCCCCCCC"}
+                "shop-local": "db-CCCCCCCCCCCCCCCCCCCCCCCCCC",
+                "orders-proxy": "prx-0aaaaaaaaaaaaaaaa", "shop-proxy": "prx-0bbbbbbbbbbbbbbbb"}  # the local RDS Proxies
 
 
 def _client_for(service: str, account: str):
@@ -59,7 +60,7 @@ def test_get_function_answers_with_the_role_whose_policies_are_the_generated_doc
 
 def test_the_stack_resources_carry_the_local_stage(deployed):
     stage, deployment = deployed
-    assert deployment.tables == ("rdsvend-local-canary-state", "rdsvend-local-rate-limit")
+    assert deployment.tables == ("rdsvend-local-canary-state", "rdsvend-local-rate-limit", "rdsvend-local-grants")
     assert set(_client_for("dynamodb", SERVICE).list_tables()["TableNames"]) == set(deployment.tables)
     assert deployment.topic_arn == f"arn:aws:sns:us-east-1:{SERVICE}:rdsvend-local-alerts"
     parameter = _client_for("ssm", SERVICE).get_parameter(Name="/rdsvend/local/access-policy")["Parameter"]
@@ -67,6 +68,10 @@ def test_the_stack_resources_carry_the_local_stage(deployed):
     env = _client_for("lambda", SERVICE).get_function(FunctionName="rdsvend-local-vend")["Configuration"][
         "Environment"]["Variables"]
     assert env["RDSVEND_SERVER_ID"] == f"rdsvend-{LOCAL}.{SERVICE}"
+    # grant requests go to the alert topic; the grants table carries the store's indexes
+    assert env["RDSVEND_ALERT_TOPIC"] == deployment.topic_arn
+    grants = _client_for("dynamodb", SERVICE).describe_table(TableName="rdsvend-local-grants")["Table"]
+    assert {i["IndexName"] for i in grants["GlobalSecondaryIndexes"]} == {"by-requester", "by-state", "by-subject"}
 
 
 def test_member_roles_land_in_every_member_account_the_template_lists_never_the_management_account(deployed):

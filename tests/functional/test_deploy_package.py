@@ -24,7 +24,7 @@ from chalicelib.iam.patterns import action_matches
 from devtools.deploy.package import CHALICE_RUNTIME, LAMBDA_APP_CODE, RUNTIME_PROVIDED, package
 from devtools.deploy.roles import FUNCTIONS, load_chalice_config, stage_settings
 
-pytestmark = pytest.mark.timeout(900)
+pytestmark = [pytest.mark.timeout(900), pytest.mark.build]  # builds the package: not in the fast tier
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = load_chalice_config(ROOT)

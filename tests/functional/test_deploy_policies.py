@@ -180,10 +180,15 @@ def test_api_and_vend_cannot_read_iam_organizations_or_touch_canary_resources(fu
     for action, resource in [
         ("iam:GetRolePolicy", SIGNER),
         ("organizations:ListPoliciesForTarget", "*"),
-        ("sns:Publish", "arn:aws:sns:us-east-1:111122223333:rdsvend-prod-alerts"),
+        ("sns:Publish", "arn:aws:sns:us-east-1:111122223333:other-topic"),
         ("dynamodb:PutItem", "arn:aws:dynamodb:us-east-1:111122223333:table/rdsvend-prod-canary-state"),
+        ("dynamodb:DeleteItem", "arn:aws:dynamodb:us-east-1:111122223333:table/rdsvend-prod-grants"),
+        ("dynamodb:Scan", "arn:aws:dynamodb:us-east-1:111122223333:table/rdsvend-prod-grants"),
     ]:
         assert _decide("prod", function, action, resource) == "implicitDeny", action
+    # grant requests go to the alert topic (the approvers' channel), nowhere else
+    assert _decide("prod", function, "sns:Publish",
+                   "arn:aws:sns:us-east-1:111122223333:rdsvend-prod-alerts") == "allowed"
 
 
 def test_canary_reads_iam_and_organizations_and_owns_its_topic_and_table():

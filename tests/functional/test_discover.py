@@ -63,6 +63,7 @@ def organization(aws_env):
             DBProxyName="ledger-proxy", EngineFamily="POSTGRESQL", RoleArn=f"arn:aws:iam::{data}:role/proxy",
             VpcSubnetIds=subnets, Auth=[{"AuthScheme": "SECRETS", "IAMAuth": "REQUIRED",
                                           "SecretArn": f"arn:aws:secretsmanager:{REGION}:{data}:secret:p"}])["DBProxy"]
+        rds.register_db_proxy_targets(DBProxyName="ledger-proxy", DBInstanceIdentifiers=["ledger-prod"])
         own = session.client("rds").create_db_instance(
             DBInstanceIdentifier="orders-local", Engine="postgres", DBInstanceClass="db.t4g.micro",
             MasterUsername="admin", MasterUserPassword="x" * 12, AllocatedStorage=20,
@@ -142,6 +143,9 @@ def test_yaml_is_a_databases_block_that_loads_once_users_are_named(organization,
     assert block["databases"]["billing"]["engine"] == "mysql"
     assert block["databases"]["ledger-proxy"]["proxy"] == "ledger-proxy"
     assert block["databases"]["ledger-proxy"]["engine"] == "postgres"
+    # the instance registered behind the proxy (DescribeDBProxyTargets); a secrets proxy
+    assert block["databases"]["ledger-proxy"]["target_instance"] == "ledger-prod"
+    assert block["databases"]["ledger-proxy"]["target_auth"] == "secrets"
     # filled in, it is a policy the service (in the management account) accepts
     text = result.stdout.replace("users: {}", "users: {app: {auth: iam}}") + (
         "rules:\n  - {id: r, effect: allow, principals: ['*'], databases: ['*'], db_users: [app]}\n")

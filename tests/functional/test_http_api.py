@@ -14,7 +14,7 @@ import app as app_module
 from chalicelib.aws.clients import ClientFactory
 from chalicelib.aws.rds import EndpointResolver
 from chalicelib.policy.loader import load_policy_text
-from chalicelib.policy.source import FilePolicySource, StaticPolicySource
+from chalicelib.policy_source import FilePolicySource, StaticPolicySource
 from chalicelib.routes.http import set_vending_service
 from chalicelib.signer import TokenMinter
 from chalicelib.vending.pipeline import VendingService

@@ -43,6 +43,8 @@ databases:
     engine: postgres
     region: {REGION}
     proxy: reports-proxy
+    target_instance: orders-prod
+    target_auth: secrets
     signer_role: {SIGNER}
     users:
       reports_ro: {{auth: iam}}

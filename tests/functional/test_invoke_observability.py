@@ -13,6 +13,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.e2e  # its child process starts a moto server: not in the fast tier
+
 PROJECT = Path(__file__).resolve().parents[2]
 INVOKES = 100
 
@@ -27,11 +31,12 @@ import boto3
 from moto.server import ThreadedMotoServer
 
 from chalicelib.policy.loader import load_policy_text
-from chalicelib.policy.source import StaticPolicySource
+from chalicelib.policy_source import StaticPolicySource
 from chalicelib.routes.http import set_vending_service
 from chalicelib.signer import TokenMinter
 from chalicelib.vending.pipeline import VendingService
-from chalicelib.vending.proof import ProofConfig, StsVerifier
+from chalicelib.vending.proof import ProofConfig
+from chalicelib.vending.verifier import StsVerifier
 from rdsvend import invoke_payload
 
 N = int(sys.argv[1])

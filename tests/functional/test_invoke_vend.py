@@ -28,16 +28,19 @@ from moto.server import ThreadedMotoServer
 import app as app_module
 from chalicelib.clock import FrozenClock
 from chalicelib.policy.loader import load_policy_text
-from chalicelib.policy.source import StaticPolicySource
+from chalicelib.policy_source import StaticPolicySource
 from chalicelib.routes import invoke as invoke_module
 from chalicelib.routes.http import set_vending_service
 from chalicelib.routes.invoke import handle_vend, set_verifier
 from chalicelib.signer import TokenMinter
 from chalicelib.vending.pipeline import VendingService
-from chalicelib.vending.proof import SERVER_ID_HEADER, ProofConfig, StsVerifier
+from chalicelib.vending.proof import SERVER_ID_HEADER, ProofConfig
+from chalicelib.vending.verifier import StsVerifier
 from rdsvend import invoke_payload
 from rdsvend.proof import build_identity_proof
 from tests.support.events import load_event
+
+pytestmark = pytest.mark.e2e  # starts a server: not in the fast tier
 
 ACCT = "123456789012"  # moto server's default account
 SERVER_ID = "rdsvend-test-server"

@@ -17,6 +17,8 @@ from devtools.local.directory import provide_aws_managed_policy
 from devtools.local.world import DEFAULT_WORLD, WorldError, load_world, load_world_text
 from tests.support.local_world import REPO, management_client, member_client
 
+pytestmark = pytest.mark.e2e  # starts a server: not in the fast tier
+
 DATA = "444444444444"
 DB_NOT_HERE = "billing-local"
 SERVICE = "222222222222"

@@ -13,6 +13,8 @@ from devtools.local.aws import MotoSecretLookup, MotoServer, org_id_of, seed_wor
 from devtools.local.world import DEFAULT_WORLD, WorldError, load_world, load_world_text
 from tests.support.local_world import management_client, member_client
 
+pytestmark = pytest.mark.e2e  # starts a server: not in the fast tier
+
 REPO = Path(__file__).resolve().parents[2]
 DB_PORT = 45432
 
@@ -81,14 +83,41 @@ def test_signer_role_may_connect_exactly_as_the_declared_iam_users(seeded, world
     assert instance.resource_id.startswith("db-")
     assert statement["Action"] == "rds-db:connect"
     shop = seeded.instances["shop-local"]  # the MySQL-family database the same signer serves
+    orders_prx, shop_prx = (seeded.proxies[p].resource_id for p in ("orders-proxy", "shop-proxy"))  # leg 1
     assert sorted(statement["Resource"]) == sorted(
-        [f"arn:aws:rds-db:us-east-1:222222222222:dbuser:{instance.resource_id}/{u}" for u in ("orders_app", "orders_owner")]
-        + [f"arn:aws:rds-db:us-east-1:222222222222:dbuser:{shop.resource_id}/shop_app"])
+        [f"arn:aws:rds-db:us-east-1:222222222222:dbuser:{rid}/{u}" for u in ("orders_app", "orders_owner")
+         for rid in (instance.resource_id, orders_prx)]
+        + [f"arn:aws:rds-db:us-east-1:222222222222:dbuser:{rid}/shop_app" for rid in (shop.resource_id, shop_prx)]
+        + [f"arn:aws:rds-db:us-east-1:222222222222:dbuser:{shop.resource_id}/shop_owner"])
     trust = iam.get_role(RoleName="rdsvend-signer")["Role"]["AssumeRolePolicyDocument"]
     trust = trust if isinstance(trust, dict) else json.loads(trust)
     # The function signs; the operator may too (its canary logs in as the scheduled one does).
     assert trust["Statement"][0]["Principal"] == {"AWS": [world.execution_role_arn,
                                                           world.operator.arn]}
+
+
+def test_proxies_stand_before_their_targets_and_their_role_may_connect_to_them(seeded):
+    rds = _client(seeded.execution, "rds", seeded)
+    proxies = {p["DBProxyName"]: p for p in rds.describe_db_proxies()["DBProxies"]}
+    assert set(proxies) == {"orders-proxy", "shop-proxy"}
+    orders = proxies["orders-proxy"]
+    assert (orders["Endpoint"], orders["DefaultAuthScheme"], orders["EngineFamily"]) == (
+        seeded.proxies["orders-proxy"].host, "IAM_AUTH", "POSTGRESQL")
+    assert orders["RoleArn"] == "arn:aws:iam::222222222222:role/rdsvend-proxy"
+    assert orders["Auth"][0]["IAMAuth"] == "REQUIRED"
+    assert orders["DBProxyArn"].endswith(":" + seeded.proxies["orders-proxy"].resource_id)
+    (target,) = rds.describe_db_proxy_targets(DBProxyName="orders-proxy")["Targets"]
+    assert (target["RdsResourceId"], target["TargetHealth"]["State"]) == ("orders-local", "AVAILABLE")
+    # leg 2: the proxy's role may connect as the targets' IAM users, on their db- ids
+    iam = member_client(seeded, "222222222222", "iam")
+    (attached,) = iam.list_attached_role_policies(RoleName="rdsvend-proxy")["AttachedPolicies"]
+    policy = iam.get_policy(PolicyArn=attached["PolicyArn"])["Policy"]
+    doc = iam.get_policy_version(PolicyArn=policy["Arn"], VersionId=policy["DefaultVersionId"])["PolicyVersion"]
+    document = doc["Document"] if isinstance(doc["Document"], dict) else json.loads(doc["Document"])
+    resources = document["Statement"][0]["Resource"]
+    assert f"arn:aws:rds-db:us-east-1:222222222222:dbuser:{seeded.instances['orders-local'].resource_id}/orders_app" \
+        in resources
+    assert not any(":dbuser:prx-" in r for r in resources)
 
 
 def test_instance_has_iam_auth_and_points_at_the_local_postgres(seeded):
@@ -109,7 +138,7 @@ def test_each_account_sees_only_its_own_resources(seeded):
     assert "rdsvend-signer" not in {r["RoleName"] for r in workloads_iam.list_roles()["Roles"]}
     service_iam = member_client(seeded, "222222222222", "iam")
     assert {u["UserName"] for u in service_iam.list_users()["Users"]} == {"rdsvend-operator"}
-    assert {u["UserName"] for u in workloads_iam.list_users()["Users"]} == {"orders-api", "reporting-job"}
+    assert {u["UserName"] for u in workloads_iam.list_users()["Users"]} == {"orders-api", "reporting-job", "dba-lead"}
 
 
 def test_credentials_act_in_their_own_accounts(seeded):
@@ -183,8 +212,19 @@ def secret_free(text: str, secret: str) -> bool:
     (lambda t: t.replace("  account: \"222222222222\"\n  execution_role",
                          "  account: \"111111111111\"\n  execution_role"), "service.account"),
     (lambda t: t.replace("scps: [DenyLeaveOrganization]", "scps: [NoSuchScp]", 1), "organization.units.Services.scps"),
-    (lambda t: t.replace("rds_connect: [orders-local, shop-local]", "rds_connect: [orders-elsewhere]"),
+    (lambda t: t.replace("rds_connect: [orders-local, shop-local, orders-proxy", "rds_connect: [orders-elsewhere"),
      "accounts.222222222222.roles.rdsvend-signer.rds_connect"),
+    (lambda t: t.replace("orders-proxy: {target: orders-local,", "orders-proxy: {target: orders-gone,"),
+     "accounts.222222222222.proxies.orders-proxy.target"),
+    (lambda t: t.replace("orders-proxy: {target: orders-local, role: rdsvend-proxy}",
+                         "orders-proxy: {target: orders-local, role: nobody}"),
+     "accounts.222222222222.proxies.orders-proxy.role"),
+    (lambda t: t.replace("orders-proxy: {target: orders-local, role: rdsvend-proxy}",
+                         "orders-proxy: {target: orders-local, role: rdsvend-proxy, auth: secrets}"),
+     "accounts.222222222222.proxies.orders-proxy.auth"),
+    (lambda t: t.replace("orders-proxy: {target: orders-local, role: rdsvend-proxy}",
+                         "orders-proxy: {target: orders-local, role: rdsvend-proxy, port: 1}"),
+     "accounts.222222222222.proxies.orders-proxy"),
     (lambda t: t.replace("engine: postgres\n        engine_version", "engine: mysql\n        engine_version"),
      "accounts.222222222222.databases.orders-local.engine"),
     (lambda t: t.replace("orders_app: {auth: iam, tier: service-user}", "orders_app: {auth: iam, tiers: x}"),

@@ -16,7 +16,7 @@ import app as app_module
 from chalicelib.aws.clients import ClientFactory
 from chalicelib.aws.rds import EndpointResolver
 from chalicelib.policy.loader import load_policy_text
-from chalicelib.policy.source import StaticPolicySource
+from chalicelib.policy_source import StaticPolicySource
 from chalicelib.routes import http
 from chalicelib.signer import TokenMinter
 from chalicelib.vending.pipeline import VendingService
@@ -135,7 +135,7 @@ def test_every_documented_status_is_what_the_app_answers(aws, tmp_path, monkeypa
             if overrides.get("policy_source") == "bad":
                 bad = tmp_path / "bad.yaml"
                 bad.write_text("version: 1\n")
-                from chalicelib.policy.source import FilePolicySource
+                from chalicelib.policy_source import FilePolicySource
 
                 overrides["policy_source"] = FilePolicySource(bad)
             http.set_vending_service(service(**overrides))

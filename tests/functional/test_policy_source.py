@@ -10,7 +10,7 @@ from moto import mock_aws
 
 from chalicelib.clock import FrozenClock
 from chalicelib.errors import PolicyLoadError, PolicyUnavailableError
-from chalicelib.policy.source import FilePolicySource, SsmPolicySource, policy_source_from_env
+from chalicelib.policy_source import FilePolicySource, SsmPolicySource, policy_source_from_env
 
 REPO = Path(__file__).resolve().parents[2]
 GOOD = (REPO / "policies" / "access.yaml").read_text()

@@ -24,15 +24,16 @@ from chalicelib.aws.rds import EndpointResolver
 from chalicelib.errors import UpstreamUnavailableError
 from chalicelib.identity import identity_from_arn
 from chalicelib.policy.loader import load_policy_text
-from chalicelib.policy.source import SsmPolicySource, StaticPolicySource
+from chalicelib.policy_source import SsmPolicySource, StaticPolicySource
 from chalicelib.routes.http import set_vending_service
 from chalicelib.routes.invoke import handle_vend
 from chalicelib.signer import TokenMinter
 from chalicelib.signer.roles import StsRoleAssumer
 from chalicelib.vending.pipeline import VEND_DEADLINE_SECONDS, VendingService
-from chalicelib.vending.proof import ProofConfig, StsVerifier
+from chalicelib.vending.proof import ProofConfig
 from chalicelib.vending.ratelimit import RateLimiter
 from chalicelib.vending.ratelimit_table import TableRateLimiter
+from chalicelib.vending.verifier import StsVerifier
 from rdsvend import invoke_payload
 from tests.support.events import token_event
 

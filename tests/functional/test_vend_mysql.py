@@ -23,7 +23,7 @@ from chalicelib.aws.clients import ClientFactory
 from chalicelib.aws.rds import EndpointResolver
 from chalicelib.errors import PolicyLoadError
 from chalicelib.policy.loader import load_policy_text
-from chalicelib.policy.source import StaticPolicySource
+from chalicelib.policy_source import StaticPolicySource
 from chalicelib.routes.http import set_vending_service
 from chalicelib.signer import TokenMinter
 from chalicelib.vending.pipeline import VendingService

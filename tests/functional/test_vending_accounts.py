@@ -20,7 +20,7 @@ from chalicelib.aws.clients import ClientFactory
 from chalicelib.aws.rds import EndpointResolver
 from chalicelib.errors import PolicyLoadError
 from chalicelib.policy.loader import load_policy_text
-from chalicelib.policy.source import StaticPolicySource
+from chalicelib.policy_source import StaticPolicySource
 from chalicelib.routes.http import set_vending_service
 from chalicelib.signer import TokenMinter
 from chalicelib.signer.roles import StsRoleAssumer
@@ -240,7 +240,7 @@ def query(token: str) -> dict[str, str]:
 
 
 def test_service_account_from_the_environment_reaches_the_loader(tmp_path):
-    from chalicelib.policy.source import policy_source_from_env
+    from chalicelib.policy_source import policy_source_from_env
 
     path = tmp_path / "access.yaml"
     path.write_text(policy())  # foreign database, no reader role, no endpoint
@@ -267,7 +267,7 @@ def test_service_account_from_the_environment_reaches_the_loader(tmp_path):
 def test_each_load_error_refuses_every_vend_and_logs_file_database_and_field(world, tmp_path, capfd, extra, field,
                                                                              words):
     """The service's own path: RDSVEND_POLICY + RDSVEND_SERVICE_ACCOUNT, through the Chalice app."""
-    from chalicelib.policy.source import policy_source_from_env
+    from chalicelib.policy_source import policy_source_from_env
 
     path = tmp_path / "access.yaml"
     path.write_text(policy(*extra))

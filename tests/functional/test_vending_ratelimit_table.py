@@ -22,7 +22,7 @@ from chalicelib.errors import RateLimitedError
 from chalicelib.identity import identity_from_arn
 from chalicelib.observability import flush_metrics, invocation
 from chalicelib.policy.loader import load_policy_text
-from chalicelib.policy.source import StaticPolicySource
+from chalicelib.policy_source import StaticPolicySource
 from chalicelib.signer import TokenMinter
 from chalicelib.vending.pipeline import VendingService, rate_limiter_from_env
 from chalicelib.vending.ratelimit import RateLimiter
@@ -33,6 +33,8 @@ from chalicelib.vending.ratelimit_table import (
     TableRateLimiter,
 )
 from tests.support.policies import allow_rule, one_database_policy
+
+pytestmark = pytest.mark.e2e  # starts a server: not in the fast tier
 
 TABLE = "rdsvend-test-rate"
 ALICE = identity_from_arn("arn:aws:sts::111122223333:assumed-role/orders-api/i-1")

@@ -50,6 +50,9 @@ CORE = (
     "chalicelib.settings",
     "chalicelib.iam.fetch",
     "chalicelib.iam.connect",
+    "chalicelib.grants.model",
+    "chalicelib.grants.errors",
+    "chalicelib.policy.grant_rules",
 )
 FRAMEWORKS = {"chalice", "boto3", "botocore", "aws_lambda_powertools", "aws_xray_sdk"}
 
@@ -170,8 +173,8 @@ def test_core_imports_no_framework_at_run_time():
 def test_the_walk_sees_lazy_imports_and_package_imports():
     """The checker itself: an adapter's lazy botocore import is seen (and told apart from an
     import-time one), and importing a submodule runs its package's ``__init__``."""
-    assert "botocore.session" in _imports("chalicelib.aws.credentials", top_level_only=False)
-    assert "botocore.session" not in _imports("chalicelib.aws.credentials", top_level_only=True)
+    assert "botocore.session" in _imports("chalicelib.signer.botocore_credentials", top_level_only=False)
+    assert "botocore.session" not in _imports("chalicelib.signer.botocore_credentials", top_level_only=True)
     assert "chalice" in _imports("chalicelib.routes.http", top_level_only=True)
     assert "chalicelib.signer.minter" in _import_time_closure("chalicelib.signer.sigv4")
 
@@ -207,3 +210,157 @@ def test_client_imports_only_stdlib_botocore_and_lazy_drivers():
                     and root not in {"rdsvend", "client", "__future__"}:
                 offenders.append(f"{module} imports {imported}, not a dependency of the client")
     assert offenders == []
+
+
+# -- the graph points one way -------------------------------------------------------------------
+# Every import counts, wherever it stands: a cycle "fixed" by an import inside a function is still
+# a cycle. The units are the modules of chalicelib, devtools and the client (rdsvend), and their
+# packages (chalicelib.X, devtools.X, rdsvend.X).
+
+TREES = {"chalicelib": CHALICELIB, "devtools": ROOT / "devtools", "rdsvend": CLIENT}
+#: chalicelib's leaf modules: they import nothing of chalicelib, so anything may stand on them
+LEAVES = ("chalicelib.errors", "chalicelib.clock")
+
+
+def _sources() -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for package, directory in TREES.items():
+        for module in _all_modules(directory, package):
+            rel = module.split(".")[1:]
+            base = directory.joinpath(*rel)
+            path = base / "__init__.py" if (base / "__init__.py").is_file() else base.with_suffix(".py")
+            found[module] = path
+    return found
+
+
+SOURCES = _sources()
+
+
+def _edges() -> tuple[dict[str, set[str]], list[tuple[str, str, str]], list[tuple[str, str, int]]]:
+    """module -> modules it imports (anywhere); private names taken from another module; and
+    imports made inside functions (module, imported, line)."""
+    edges: dict[str, set[str]] = {m: set() for m in SOURCES}
+    private: list[tuple[str, str, str]] = []
+    nested: list[tuple[str, str, int]] = []
+    for module, path in SOURCES.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+        package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+        in_function: set[int] = set()
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                in_function.update(id(n) for n in ast.walk(node) if n is not node)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                target = (f"{base}.{node.module}" if node.module else base) if node.level else node.module or ""
+                targets = [target]
+                for alias in node.names:
+                    if f"{target}.{alias.name}" in SOURCES:
+                        targets.append(f"{target}.{alias.name}")
+                    elif target in SOURCES and alias.name.startswith("_") and not alias.name.startswith("__"):
+                        private.append((module, target, alias.name))
+            else:
+                continue
+            if id(node) in in_function:
+                nested.extend((module, t, node.lineno) for t in targets[:1])
+            edges[module].update(t for t in targets if t in SOURCES and t != module)
+    return edges, private, nested
+
+
+EDGES, PRIVATE, NESTED = _edges()
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one node (Tarjan, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+    for start in sorted(graph):
+        if start in index:
+            continue
+        work = [(start, iter(sorted(graph[start])))]
+        index[start] = low[start] = len(index)
+        stack.append(start)
+        on_stack.add(start)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = len(index)
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(graph.get(child, ())))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    found.append(sorted(component))
+    return found
+
+
+def _unit(module: str) -> str:
+    return ".".join(module.split(".")[:2])
+
+
+def test_no_module_imports_itself_back():
+    assert _cycles(EDGES) == []
+
+
+def test_no_package_imports_itself_back():
+    packages: dict[str, set[str]] = {}
+    for module, imported in EDGES.items():
+        packages.setdefault(_unit(module), set()).update(_unit(i) for i in imported if _unit(i) != _unit(module))
+    assert _cycles(packages) == []
+
+
+def test_the_cycle_finder_finds_cycles():
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert _cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_private_name_crosses_a_module():
+    assert PRIVATE == []
+
+
+def test_aws_is_at_the_bottom():
+    """chalicelib/aws/ stands on nothing of chalicelib but its leaf modules (errors, clock)."""
+    upward = sorted(f"{module} imports {imported}" for module, imported_set in EDGES.items()
+                    if module.startswith("chalicelib.aws") for imported in imported_set
+                    if imported.startswith("chalicelib.") and not imported.startswith("chalicelib.aws")
+                    and imported not in LEAVES)
+    assert upward == []
+    for leaf in LEAVES:
+        assert {i for i in EDGES[leaf] if i.startswith("chalicelib")} == set(), f"{leaf} is not a leaf"
+
+
+def test_imports_inside_functions_are_only_the_documented_deferred_ones():
+    """Libraries listed in DEFERRED_IMPORTS anywhere; rdsvend's own modules only in the command
+    modules listed in DEFERRED_COMMANDS; nothing else (no standard library either)."""
+    from devtools.cli.lazy import DEFERRED_COMMANDS, DEFERRED_IMPORTS
+
+    def allowed(module: str, imported: str) -> bool:
+        root = imported.split(".")[0]
+        return root in DEFERRED_IMPORTS or (root in TREES and module in DEFERRED_COMMANDS)
+
+    offenders = sorted(f"{SOURCES[module].relative_to(ROOT)}:{line} imports {imported}"
+                       for module, imported, line in NESTED if not allowed(module, imported))
+    assert offenders == []
+    unused = set(DEFERRED_IMPORTS) - {imported.split(".")[0] for _, imported, _ in NESTED}
+    assert unused == set(), "documented as deferred but imported at the top everywhere"
+    assert set(DEFERRED_COMMANDS) <= {module for module, imported, _ in NESTED if imported.split(".")[0] in TREES}

@@ -330,3 +330,16 @@ def test_each_run_reads_refusals_since_the_previous_run_of_the_same_deps():
     second = log.for_run(1300.0)
     assert second.since == 1000.0 and second.refusals(DB) == []
     assert reads == [700_000, 1_000_000]  # one read per database per run, none carried over
+
+
+def test_audit_takes_no_log_group_from_the_local_stack(monkeypatch):
+    """Nothing names the service's log group but the operator: no flag and no variable is a clear exit 2."""
+    from click.testing import CliRunner
+
+    from devtools.cli.audit_cmd import audit
+
+    monkeypatch.delenv("RDSVEND_AUDIT_LOG_GROUPS", raising=False)
+    result = CliRunner().invoke(audit, ["--since", "1h"])
+    assert result.exit_code == 2, result.output
+    assert result.output.strip() == ("rdsvend: no log group with the service's audit lines: give --log-group or set "
+                                     "RDSVEND_AUDIT_LOG_GROUPS (the vend function's log group, /aws/lambda/<function name>)")

@@ -9,6 +9,8 @@ import pytest
 
 from devtools.local.ldap import LdapResponder
 
+pytestmark = pytest.mark.e2e  # starts a server: not in the fast tier
+
 GOOD = "token-that-checks-out"
 
 

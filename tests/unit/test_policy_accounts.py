@@ -182,7 +182,8 @@ def test_malformed_service_account_argument_is_refused():
 
 
 def test_each_resource_id_prefix_matches_its_kind():
-    text = policy_text("resource_id: prx-0123456789abcdef0").replace("cluster: billing", "proxy: billing")
+    text = policy_text("resource_id: prx-0123456789abcdef0").replace(
+        "cluster: billing", "proxy: billing\n    target_cluster: billing\n    target_auth: iam")
     assert load_policy_text(text).databases["billing-prod"].resource_id == "prx-0123456789abcdef0"
     text = policy_text("resource_id: db-ABCDEFGHIJKLMNOPQRSTUVWXYZ").replace("cluster: billing", "instance: billing")
     assert load_policy_text(text).databases["billing-prod"].resource_id == "db-ABCDEFGHIJKLMNOPQRSTUVWXYZ"

@@ -18,7 +18,7 @@ import pytest
 from chalicelib.errors import ForbiddenError, PolicyLoadError
 from chalicelib.identity import identity_from_arn
 from chalicelib.policy.loader import load_policy_text
-from chalicelib.policy.source import FilePolicySource
+from chalicelib.policy_source import FilePolicySource
 from chalicelib.vending.pipeline import VendingService
 
 USERS, RULES = 19_999, 12_000

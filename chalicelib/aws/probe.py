@@ -1,4 +1,4 @@
-"""The canary's AWS edge: the client factory with short timeouts, and one place that turns
+"""The AWS edge of the canary and the audit: the client factory with short timeouts, and one place that turns
 every AWS failure into a :class:`ProbeError` with a secret-free cause."""
 from __future__ import annotations
 

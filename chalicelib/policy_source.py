@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
+from chalicelib.aws.clients import default_client_factory
 from chalicelib.aws.errors import aws_error
 from chalicelib.clock import SYSTEM_CLOCK, Clock
 from chalicelib.decision import PolicyIndex
@@ -131,8 +132,6 @@ def policy_source_from_env(env: Mapping[str, str] | None = None,
         if not name:
             raise PolicyUnavailableError("RDSVEND_POLICY 'ssm:' names no parameter")
         if client_factory is None:
-            from chalicelib.aws.clients import default_client_factory
-
             client_factory = default_client_factory()
         region = settings.region
         return SsmPolicySource(name, lambda: client_factory("ssm", region), service_account=service_account)

@@ -1,4 +1,5 @@
-"""The function's own AWS credentials from botocore's default chain, as :class:`SigningCredentials`."""
+"""The function's own AWS credentials from botocore's default chain, as :class:`SigningCredentials`:
+the signer's default credentials adapter (botocore is imported when a session is first needed)."""
 from __future__ import annotations
 
 import threading

@@ -1,0 +1,311 @@
+"""Grants through the Chalice app (API Gateway events) and through direct invoke: the answers,
+bad input as precise 4xx in the one error shape, and a token vended under a grant (its expiry
+clipped to the grant's end; refused without a live grant). moto for DynamoDB and RDS."""
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from types import SimpleNamespace
+
+import boto3
+import pytest
+from moto import mock_aws
+
+import app as app_module
+from chalicelib.aws.clients import ClientFactory
+from chalicelib.aws.rds import EndpointResolver
+from chalicelib.grants.service import GrantService
+from chalicelib.grants.store import DynamoGrantStore, create_grants_table
+from chalicelib.identity import identity_from_arn
+from chalicelib.policy.loader import load_policy_text
+from chalicelib.policy_source import StaticPolicySource
+from chalicelib.routes.grants import set_grant_service
+from chalicelib.routes.http import set_vending_service
+from chalicelib.routes.invoke import handle_vend
+from chalicelib.signer import TokenMinter
+from chalicelib.vending.pipeline import VendingService
+from tests.support.events import load_event
+from tests.support.grant_policies import APPROVER, GRANT_POLICY, REQUESTER, STRANGER
+
+ASK = {"database": "orders-prod", "db_user": "orders_owner", "reason": "INC-7 vacuum", "duration_seconds": 120}
+
+
+@pytest.fixture(scope="module")
+def aws():
+    with mock_aws():
+        rds = boto3.client("rds", region_name="us-east-1")
+        rds.create_db_instance(DBInstanceIdentifier="orders-prod", Engine="postgres", DBInstanceClass="db.t3.micro",
+                               MasterUsername="admin", MasterUserPassword="not-a-real-one", Port=5432,
+                               EnableIAMDatabaseAuthentication=True)
+        yield boto3.client("dynamodb", region_name="us-east-1"), ClientFactory()
+
+
+@pytest.fixture
+def services(aws, request):
+    dynamodb, clients = aws
+    table = f"grants-{abs(hash(request.node.name)) % 10**8}"  # a table of its own per test
+    create_grants_table(dynamodb, table)
+    source = StaticPolicySource(load_policy_text(GRANT_POLICY, "g.yaml"))
+    grants = GrantService(store=DynamoGrantStore(dynamodb, table), policy_source=source)
+    vend = VendingService(policy_source=source, minter=TokenMinter(), resolver=EndpointResolver(clients),
+                          grants=grants)
+    set_vending_service(vend)
+    set_grant_service(grants)
+    yield vend, grants
+    set_vending_service(None)
+    set_grant_service(None)
+
+
+def event(method, path, body=None, arn=REQUESTER, raw=None, resource=None, params=None):
+    ev = load_event("post_tokens")
+    ev.update(httpMethod=method, path=path, resource=resource or path, pathParameters=params)
+    ev["requestContext"].update(httpMethod=method, path=path, resourcePath=resource or path)
+    ident = ev["requestContext"]["identity"]
+    ident.update(userArn=arn, accountId=arn.split(":")[4], principalOrgId="o-abc123def4", sourceIp="10.1.2.3")
+    ev["body"] = raw if raw is not None else (json.dumps(body) if body is not None else None)
+    return ev
+
+
+def call(ev):
+    answer = app_module.app(ev, None)
+    return answer["statusCode"], json.loads(answer["body"])
+
+
+def act(grant_id, verb, arn=APPROVER, raw=None):
+    return call(event("POST", f"/v1/grants/{grant_id}/{verb}", arn=arn, raw=raw,
+                      resource=f"/v1/grants/{{grant_id}}/{verb}", params={"grant_id": grant_id}))
+
+
+def vend(arn=REQUESTER, db_user="orders_owner"):
+    return call(event("POST", "/v1/tokens", {"database": "orders-prod", "db_user": db_user}, arn=arn))
+
+
+def test_the_story_over_http_and_the_token_never_outlives_the_grant(services):
+    status, body = vend()
+    assert (status, body["error"]["code"]) == (403, "forbidden")  # no grant yet
+    status, grant = call(event("POST", "/v1/grants", ASK))
+    assert status == 200 and grant["state"] == "pending"
+    assert set(grant) >= {"id", "state", "database", "db_user", "requester", "approver", "reason", "starts_at",
+                          "ends_at"}
+    status, listed = call(event("GET", "/v1/grants", arn=APPROVER))
+    assert status == 200 and [g["id"] for g in listed["grants"]] == [grant["id"]]
+    status, approved = act(grant["id"], "approve")
+    assert (status, approved["state"], approved["approver"]) == (200, "approved", APPROVER)
+    status, token = vend()
+    assert status == 200, token
+    ends = datetime.strptime(approved["ends_at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    expires = datetime.strptime(token["expires_at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    assert expires == ends, "the token's end is the grant's, not the signature's 15 minutes"
+    assert 0 < token["ttl_seconds"] <= 120
+    status, revoked = act(grant["id"], "revoke", arn=REQUESTER)
+    assert (status, revoked["state"]) == (200, "revoked")
+    status, body = vend()
+    assert (status, body["error"]["code"]) == (403, "forbidden")
+
+
+def test_ordinary_vends_never_read_the_grants_table(services):
+    vend_service, grants = services
+    grants.store.table = "no-such-table"  # any read would be a 503
+    status, body = vend(arn="arn:aws:iam::111122223333:role/orders-api-prod", db_user="orders_app")
+    assert status == 200, body
+
+
+def test_a_failing_grants_table_is_a_503_never_a_token(services):
+    _vend, grants = services
+    grants.store.table = "no-such-table"
+    status, body = vend()
+    assert (status, body["error"]["code"]) == (503, "upstream_unavailable")
+
+
+BAD_REQUESTS = {
+    "duration over the maximum": ({**ASK, "duration_seconds": 7201}, 400, "invalid_request", "maximum of 7200"),
+    "duration zero": ({**ASK, "duration_seconds": 0}, 400, "invalid_request", "'duration_seconds'"),
+    "duration negative": ({**ASK, "duration_seconds": -1}, 400, "invalid_request", "'duration_seconds'"),
+    "reason missing": ({k: v for k, v in ASK.items() if k != "reason"}, 400, "invalid_request",
+                       "missing field 'reason'"),
+    "reason over 1 KB": ({**ASK, "reason": "r" * 1025}, 400, "invalid_request", "longer than 1024 bytes"),
+    "not an object": ([1, 2], 400, "invalid_request", "must be a JSON object"),
+    "unknown database": ({**ASK, "database": "nope"}, 403, "forbidden", "not allowed"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_REQUESTS))
+def test_bad_grant_requests_are_precise_4xx(services, case):
+    body, status, code, text = BAD_REQUESTS[case]
+    got_status, got = call(event("POST", "/v1/grants", body))
+    assert (got_status, got["error"]["code"]) == (status, code)
+    assert text in got["error"]["message"]
+    assert set(got["error"]) == {"code", "message", "request_id"}
+
+
+def test_bad_bodies_and_ids_and_own_approval(services):
+    status, body = call(event("POST", "/v1/grants", raw="{not json"))
+    assert (status, body["error"]["code"]) == (400, "invalid_request")
+    status, grant = call(event("POST", "/v1/grants", ASK))
+    assert status == 200
+    for unknown in ("g-00000000000000000000", "nope", "g-" + "f" * 300):
+        status, body = act(unknown, "approve")
+        assert (status, body["error"]) == (404, {"code": "not_found", "message": "no such grant",
+                                                 "request_id": body["error"]["request_id"]})
+    status, body = act(grant["id"], "approve", arn=STRANGER)
+    assert (status, body["error"]["code"], body["error"]["message"]) == (404, "not_found", "no such grant")
+    status, body = act(grant["id"], "approve", arn=REQUESTER)
+    assert (status, body["error"]["code"]) == (403, "forbidden")
+    assert "requester" in body["error"]["message"]
+    status, body = act(grant["id"], "approve", raw='{"extra": 1}')
+    assert (status, body["error"]["code"]) == (400, "invalid_request")
+    status, _ = act(grant["id"], "deny")
+    assert status == 200
+    status, body = act(grant["id"], "approve")
+    assert (status, body["error"]["code"]) == (409, "conflict")
+    assert body["error"]["message"] == f"grant '{grant['id']}' is denied: it cannot be approved"
+
+
+class FixedVerifier:
+    """Stands in for the STS proof check (tested in test_invoke_vend.py): the caller is ``arn``."""
+
+    def __init__(self, arn):
+        self.arn = arn
+
+    def verify(self, proof):
+        return SimpleNamespace(arn=self.arn, account=self.arn.split(":")[4])
+
+
+def invoke(payload, arn=REQUESTER):
+    return handle_vend(payload, "inv-1", verifier=FixedVerifier(arn))
+
+
+def test_the_same_through_direct_invoke(services):
+    proof = {"url": "https://sts.amazonaws.com/", "method": "POST", "headers": {}, "body": ""}
+    grant = invoke({"action": "grant_request", **ASK, "identity": proof})
+    assert grant["state"] == "pending", grant
+    listed = invoke({"action": "grant_list", "identity": proof}, arn=APPROVER)
+    assert [g["id"] for g in listed["grants"]] == [grant["id"]]
+    approved = invoke({"action": "grant_approve", "grant_id": grant["id"], "identity": proof}, arn=APPROVER)
+    assert approved["state"] == "approved"
+    token = invoke({"database": "orders-prod", "db_user": "orders_owner", "identity": proof})
+    assert token["expires_at"] == approved["ends_at"]
+    again = invoke({"action": "grant_approve", "grant_id": grant["id"], "identity": proof}, arn=APPROVER)
+    assert again["error"]["code"] == "conflict"
+    assert invoke({"action": "grant_revoke", "grant_id": grant["id"], "identity": proof})["state"] == "revoked"
+
+
+BAD_INVOKES = {
+    "unknown action": ({"action": "grant_everything"}, "invalid_request", "field 'action' must be one of"),
+    "action not a string": ({"action": 7}, "invalid_request", "field 'action'"),
+    "missing grant id": ({"action": "grant_approve"}, "invalid_request", "missing field 'grant_id'"),
+    "extra field": ({"action": "grant_list", "database": "x"}, "invalid_request", "unknown field 'database'"),
+    "unknown grant": ({"action": "grant_deny", "grant_id": "g-11111111111111111111"}, "not_found", "no such grant"),
+    "grant id not a string": ({"action": "grant_deny", "grant_id": ["x"]}, "not_found", "no such grant"),
+    "duration over": ({"action": "grant_request", **ASK, "duration_seconds": 10**9}, "invalid_request",
+                      "'duration_seconds'"),
+    "reason too long": ({"action": "grant_request", **ASK, "reason": "x" * 2000}, "invalid_request",
+                        "longer than 1024 bytes"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INVOKES))
+def test_bad_invoke_payloads_are_error_bodies(services, case):
+    payload, code, text = BAD_INVOKES[case]
+    answer = invoke({**payload, "identity": {"url": "x"}}, arn=APPROVER)
+    assert answer["error"]["code"] == code, answer
+    assert text in answer["error"]["message"]
+
+
+class Broken:
+    def __getattr__(self, name):
+        raise RuntimeError("boom")
+
+
+def _no_identity(ev):
+    ev["requestContext"]["identity"] = {"userArn": None}
+    return ev
+
+
+def _scenarios(grants):
+    """(path template, method) -> status -> a function that sets the stage and returns the event."""
+    def new_grant():
+        return grants.request(identity_from_arn(REQUESTER), ASK, "r")["id"]
+
+    def on(verb, arn=APPROVER, raw=None, grant_id=None):
+        gid = grant_id or new_grant()
+        return event("POST", f"/v1/grants/{gid}/{verb}", arn=arn, raw=raw,
+                     resource=f"/v1/grants/{{grant_id}}/{verb}", params={"grant_id": gid})
+
+    def decided(verb):
+        gid = new_grant()
+        grants.act(identity_from_arn(APPROVER), gid, "deny", "r")
+        return on(verb, grant_id=gid)
+
+    def broken(make):
+        def stage():
+            ev = make()
+            grants.store = Broken()
+            return ev
+        return stage
+
+    def missing(make):
+        def stage():
+            ev = make()
+            grants.store.table = "no-such-table"
+            return ev
+        return stage
+
+    def unconfigured(make):
+        def stage():
+            set_grant_service(None)
+            set_vending_service(VendingService(policy_source=grants.policy_source, minter=TokenMinter(),
+                                               resolver=EndpointResolver(ClientFactory())))
+            return make()
+        return stage
+
+    post = lambda: event("POST", "/v1/grants", ASK)  # noqa: E731 - two requests, each one line
+    get = lambda: event("GET", "/v1/grants", arn=APPROVER)  # noqa: E731 - two requests, each one line
+    out = {
+        ("/v1/grants", "post"): {200: post, 400: lambda: event("POST", "/v1/grants", raw="[]"),
+                                 401: lambda: _no_identity(post()), 403: lambda: event("POST", "/v1/grants", ASK,
+                                                                                       arn=STRANGER),
+                                 500: broken(post), 503: missing(post)},
+        ("/v1/grants", "get"): {200: get, 401: lambda: _no_identity(get()), 403: unconfigured(get),
+                                500: broken(get), 503: missing(get)},
+    }
+    for verb in ("approve", "deny", "revoke"):
+        out[(f"/v1/grants/{{grant_id}}/{verb}", "post")] = {
+            200: lambda v=verb: on(v, arn=REQUESTER if v == "revoke" else APPROVER),
+            400: lambda v=verb: on(v, raw="[1]"),
+            401: lambda v=verb: _no_identity(on(v)),
+            403: (lambda v=verb: on(v, arn=REQUESTER)) if verb != "revoke" else unconfigured(lambda: on("revoke")),
+            404: lambda v=verb: on(v, grant_id="g-22222222222222222222"),
+            409: lambda v=verb: decided(v),
+            500: broken(lambda v=verb: on(v)),
+            503: missing(lambda v=verb: on(v)),
+        }
+    return out
+
+
+def test_every_documented_grant_status_is_what_the_app_answers(aws, request):
+    from tests.functional.test_openapi import OPENAPI, schema_validator
+
+    dynamodb, clients = aws
+    for (path, method), statuses in _scenarios(None).items():
+        documented = {int(code) for code in OPENAPI["paths"][path][method]["responses"]}
+        assert documented == set(statuses), (path, method)
+        for status in statuses:
+            table = f"grants-doc-{abs(hash((path, method, status))) % 10**8}"
+            create_grants_table(dynamodb, table)
+            source = StaticPolicySource(load_policy_text(GRANT_POLICY, "g.yaml"))
+            grants = GrantService(store=DynamoGrantStore(dynamodb, table), policy_source=source)
+            set_vending_service(VendingService(policy_source=source, minter=TokenMinter(),
+                                               resolver=EndpointResolver(clients), grants=grants))
+            set_grant_service(grants)
+            try:
+                answer = app_module.app(_scenarios(grants)[(path, method)][status](), None)
+            finally:
+                set_vending_service(None)
+                set_grant_service(None)
+            assert answer["statusCode"] == status, (path, method, status, answer["body"])
+            assert answer["headers"]["Cache-Control"] == "no-store"
+            spec = OPENAPI["paths"][path][method]["responses"][str(status)]
+            if "$ref" in spec:
+                spec = OPENAPI["components"]["responses"][spec["$ref"].rsplit("/", 1)[1]]
+            schema_validator(spec["content"]["application/json"]["schema"]).validate(json.loads(answer["body"]))

@@ -1,0 +1,154 @@
+"""``rdsvend policy render`` for RDS Proxy databases, against moto's RDS: two labelled legs.
+Leg 1, the signer's ``rds-db:connect`` on ``dbuser:prx-.../USER``; leg 2, what the proxy's role
+needs to reach its target (``iam``: ``rds-db:connect`` on the target's ``db-``/``cluster-`` id;
+``secrets``: ``secretsmanager:GetSecretValue`` on its secrets and ``kms:Decrypt`` through
+Secrets Manager). Each leg's document is then simulated with ``rdsvend simulate``."""
+from __future__ import annotations
+
+import json
+
+import boto3
+import pytest
+from click.testing import CliRunner
+from moto import mock_aws
+
+from chalicelib.iam.rdsdb import dbuser_arn
+from devtools.cli.main import cli
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+SIGNER = f"arn:aws:iam::{ACCOUNT}:role/rdsvend-signer"
+SECRET = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:rds-proxy/reports_ro-AbCdEf"
+
+POLICY = f"""
+version: 1
+databases:
+  orders-proxy:
+    engine: postgres
+    region: {REGION}
+    proxy: orders-proxy
+    target_instance: orders-prod
+    target_auth: iam
+    signer_role: {SIGNER}
+    users:
+      orders_app: {{auth: iam, tier: service-user}}
+      orders_owner: {{auth: iam, tier: service-admin}}
+  reports-proxy:
+    engine: mysql
+    region: {REGION}
+    proxy: reports-proxy
+    target_cluster: reports-aurora
+    target_auth: secrets
+    signer_role: {SIGNER}
+    users:
+      reports_ro: {{auth: iam}}
+rules:
+  - id: all
+    effect: allow
+    principals: ["arn:aws:iam::{ACCOUNT}:role/app-*"]
+    databases: ["*"]
+    db_users: ["*"]
+"""
+
+
+@pytest.fixture(autouse=True)
+def _fresh_client_cache(monkeypatch):
+    monkeypatch.setattr("chalicelib.aws.clients._default", None)
+
+
+@pytest.fixture(scope="module")
+def world():
+    with mock_aws():
+        rds = boto3.client("rds", region_name=REGION)
+        ec2 = boto3.client("ec2", region_name=REGION)
+        vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+        subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{i}.0/24")["Subnet"]["SubnetId"] for i in (1, 2)]
+        instance = rds.create_db_instance(
+            DBInstanceIdentifier="orders-prod", Engine="postgres", DBInstanceClass="db.t3.micro",
+            MasterUsername="admin", MasterUserPassword="not-a-real-one", AllocatedStorage=20,
+            EnableIAMDatabaseAuthentication=True)["DBInstance"]
+        cluster = rds.create_db_cluster(
+            DBClusterIdentifier="reports-aurora", Engine="aurora-mysql", MasterUsername="admin",
+            MasterUserPassword="not-a-real-one", EnableIAMDatabaseAuthentication=True)["DBCluster"]
+        orders = rds.create_db_proxy(
+            DBProxyName="orders-proxy", EngineFamily="POSTGRESQL", RoleArn=f"arn:aws:iam::{ACCOUNT}:role/orders-proxy",
+            VpcSubnetIds=subnets, Auth=[{"AuthScheme": "SECRETS", "IAMAuth": "REQUIRED"}])["DBProxy"]
+        reports = rds.create_db_proxy(
+            DBProxyName="reports-proxy", EngineFamily="MYSQL", RoleArn=f"arn:aws:iam::{ACCOUNT}:role/reports-proxy",
+            VpcSubnetIds=subnets,
+            Auth=[{"AuthScheme": "SECRETS", "IAMAuth": "REQUIRED", "UserName": "reports_ro", "SecretArn": SECRET}],
+        )["DBProxy"]
+        yield {"instance_rid": instance["DbiResourceId"], "cluster_rid": cluster["DbClusterResourceId"],
+               "orders_prx": orders["DBProxyArn"].rsplit(":", 1)[-1],
+               "reports_prx": reports["DBProxyArn"].rsplit(":", 1)[-1]}
+
+
+def render(tmp_path, text=POLICY, *args):
+    path = tmp_path / "access.yaml"
+    path.write_text(text)
+    return CliRunner().invoke(cli, ["policy", "render", str(path), *args])
+
+
+def test_two_labelled_legs_for_both_modes(world, tmp_path):
+    out = render(tmp_path)
+    assert out.exit_code == 0, out.output
+    doc = json.loads(out.output)
+    (signer,) = doc["signer_policies"]
+    assert signer["leg"] == 1 and signer["signer"] == SIGNER
+    assert signer["policy"]["Statement"][0]["Resource"] == sorted([
+        dbuser_arn(REGION, ACCOUNT, world["orders_prx"], "orders_app"),
+        dbuser_arn(REGION, ACCOUNT, world["orders_prx"], "orders_owner"),
+        dbuser_arn(REGION, ACCOUNT, world["reports_prx"], "reports_ro")])
+    legs = {leg["database"]: leg for leg in doc["proxy_role_policies"]}
+    iam = legs["orders-proxy"]
+    assert (iam["leg"], iam["role"], iam["target_instance"], iam["target_auth"]) == (
+        2, f"arn:aws:iam::{ACCOUNT}:role/orders-proxy", "orders-prod", "iam")
+    assert iam["policy"] == {"Version": "2012-10-17", "Statement": [{
+        "Sid": "ProxyConnectToTarget", "Effect": "Allow", "Action": "rds-db:connect",
+        "Resource": [dbuser_arn(REGION, ACCOUNT, world["instance_rid"], "orders_app"),
+                     dbuser_arn(REGION, ACCOUNT, world["instance_rid"], "orders_owner")]}]}
+    secrets = legs["reports-proxy"]
+    assert (secrets["target_cluster"], secrets["target_auth"], secrets["target_resource_id"]) == (
+        "reports-aurora", "secrets", world["cluster_rid"])
+    read, decrypt = secrets["policy"]["Statement"]
+    assert (read["Action"], read["Resource"]) == ("secretsmanager:GetSecretValue", [SECRET])
+    assert decrypt["Action"] == "kms:Decrypt"
+    assert decrypt["Condition"] == {"StringEquals": {"kms:ViaService": f"secretsmanager.{REGION}.amazonaws.com"}}
+
+
+def test_leg_two_simulates_allowed_on_the_target_and_nowhere_else(world, tmp_path):
+    one = POLICY.split("  reports-proxy:")[0] + POLICY.split("    users:\n      reports_ro: {auth: iam}\n")[1]
+    out = render(tmp_path, one, "--only", "proxy-role")
+    assert out.exit_code == 0, out.output
+    role_file = tmp_path / "proxy-role.json"
+    role_file.write_text(out.output)
+
+    def simulate(rid, user):
+        return CliRunner().invoke(cli, ["simulate", "--action", "rds-db:connect", "--resource",
+                                        dbuser_arn(REGION, ACCOUNT, rid, user), "--identity-policy",
+                                        str(role_file), "--json"])
+
+    assert json.loads(simulate(world["instance_rid"], "orders_app").output)["decision"] == "allowed"
+    # the proxy's role is not the caller: nothing on the proxy's own prx- id, nor other users
+    assert json.loads(simulate(world["orders_prx"], "orders_app").output)["decision"] == "implicitDeny"
+    assert json.loads(simulate(world["instance_rid"], "postgres").output)["decision"] == "implicitDeny"
+
+
+def test_only_proxy_role_with_two_proxies_is_one_line_exit_2(world, tmp_path):
+    out = render(tmp_path, POLICY, "--only", "proxy-role")
+    assert out.exit_code == 2 and "exactly one proxy database, the policy has 2" in out.output
+    assert "Traceback" not in out.output
+
+
+def test_a_target_rds_does_not_know_is_one_line_exit_2(world, tmp_path):
+    out = render(tmp_path, POLICY.replace("target_cluster: reports-aurora", "target_cluster: gone"))
+    assert out.exit_code == 2
+    lines = [line for line in out.output.splitlines() if line]
+    assert len(lines) == 1 and "gone" in lines[0] and "reports-proxy" in lines[0]
+
+
+def test_a_secrets_proxy_without_a_secret_is_one_line_exit_2(world, tmp_path):
+    out = render(tmp_path, POLICY.replace("target_instance: orders-prod\n    target_auth: iam",
+                                          "target_instance: orders-prod\n    target_auth: secrets"))
+    assert out.exit_code == 2
+    assert "proxy 'orders-proxy' names no secret in its auth settings" in out.output

@@ -1,0 +1,97 @@
+"""Vending for ``proxy`` databases through the Chalice app, with moto's RDS: the answer is the
+proxy's host and port (not its target's), and the token is signed for the proxy's endpoint."""
+from __future__ import annotations
+
+import json
+import textwrap
+
+import boto3
+import pytest
+from moto import mock_aws
+
+import app as app_module
+from chalicelib.aws.clients import ClientFactory
+from chalicelib.aws.rds import EndpointResolver
+from chalicelib.policy.loader import load_policy_text
+from chalicelib.policy_source import StaticPolicySource
+from chalicelib.routes.http import set_vending_service
+from chalicelib.signer import TokenMinter
+from chalicelib.vending.pipeline import VendingService
+from tests.support.events import load_event
+
+ACCT = "111122223333"
+REGION = "us-east-1"
+POLICY = textwrap.dedent(f"""
+    version: 1
+    databases:
+      orders-proxy:
+        engine: postgres
+        region: {REGION}
+        proxy: orders-proxy
+        target_instance: orders-prod
+        target_auth: iam
+        dbname: orders
+        users:
+          orders_app: {{auth: iam, tier: service-user}}
+      shop-proxy:
+        engine: mariadb
+        region: {REGION}
+        proxy: shop-proxy
+        target_instance: shop-maria
+        target_auth: iam
+        users:
+          shop_app: {{auth: iam, tier: service-user}}
+    rules:
+      - id: all
+        effect: allow
+        principals: ["arn:aws:iam::{ACCT}:role/app-*"]
+        databases: ["*"]
+        db_users: ["*"]
+    """)
+
+
+@pytest.fixture(scope="module")
+def world():
+    with mock_aws():
+        rds = boto3.client("rds", region_name=REGION)
+        ec2 = boto3.client("ec2", region_name=REGION)
+        vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+        subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{i}.0/24")["Subnet"]["SubnetId"] for i in (1, 2)]
+        proxies = {}
+        for ident, engine, version, family, name in (("orders-prod", "postgres", "15.4", "POSTGRESQL", "orders-proxy"),
+                                            ("shop-maria", "mariadb", "10.11.9", "MYSQL", "shop-proxy")):
+            rds.create_db_instance(DBInstanceIdentifier=ident, Engine=engine, EngineVersion=version,
+                                   DBInstanceClass="db.t3.micro",
+                                   MasterUsername="admin", MasterUserPassword="not-a-real-one",
+                                   EnableIAMDatabaseAuthentication=True)
+            proxies[name] = rds.create_db_proxy(
+                DBProxyName=name, EngineFamily=family, RoleArn=f"arn:aws:iam::{ACCT}:role/{name}-role",
+                VpcSubnetIds=subnets, Auth=[{"AuthScheme": "SECRETS", "IAMAuth": "REQUIRED"}])["DBProxy"]
+            rds.register_db_proxy_targets(DBProxyName=name, DBInstanceIdentifiers=[ident])
+        svc = VendingService(policy_source=StaticPolicySource(load_policy_text(POLICY, "t.yaml")),
+                             minter=TokenMinter(), resolver=EndpointResolver(ClientFactory()))
+        set_vending_service(svc)
+        yield {"proxies": proxies,
+               "targets": {i: rds.describe_db_instances(DBInstanceIdentifier=i)["DBInstances"][0]["Endpoint"]
+                           for i in ("orders-prod", "shop-maria")}}
+        set_vending_service(None)
+
+
+def vend(database, user):
+    ev = load_event("post_tokens")
+    ev["requestContext"]["identity"].update(userArn=f"arn:aws:sts::{ACCT}:assumed-role/app-api/i-1",
+                                           accountId=ACCT, principalOrgId="o-abc123def4", sourceIp="10.1.2.3")
+    ev["body"] = json.dumps({"database": database, "db_user": user})
+    answer = app_module.app(ev, None)
+    return answer["statusCode"], json.loads(answer["body"])
+
+
+@pytest.mark.parametrize(("database", "user", "target", "port"), [
+    ("orders-proxy", "orders_app", "orders-prod", 5432), ("shop-proxy", "shop_app", "shop-maria", 3306)])
+def test_the_answer_is_the_proxy_endpoint_and_the_token_is_signed_for_it(world, database, user, target, port):
+    status, body = vend(database, user)
+    assert status == 200, body
+    proxy_host = world["proxies"][database]["Endpoint"]
+    assert (body["host"], body["port"]) == (proxy_host, port)
+    assert body["host"] != world["targets"][target]["Address"]
+    assert body["token"].startswith(f"{proxy_host}:{port}/?Action=connect&DBUser={user}&")
