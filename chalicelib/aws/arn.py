@@ -1,6 +1,6 @@
 """AWS names, defined once: the shapes of account ids, regions, partitions, organization ids,
-role ARNs and RDS resource ids, and the one builder of the dbuser ARN ``rds-db:connect`` is
-authorized against.
+role ARNs and RDS resource ids, the one builder of the dbuser ARN ``rds-db:connect`` is
+authorized against, and Aurora DSQL's cluster ids, cluster ARNs and endpoint names.
 
 Every pattern is meant for ``fullmatch``. Pure: no AWS call, no botocore.
 """
@@ -20,7 +20,12 @@ __all__ = [
     "ROLE_ARN",
     "ROLE_NAME",
     "SECRET_ARN",
+    "DSQL_CLUSTER_ARN",
+    "DSQL_CLUSTER_ID",
     "dbuser_arn",
+    "dsql_cluster_arn",
+    "dsql_host",
+    "iam_principal_of",
     "partition_of_region",
     "role_arn",
     "secret_arn",
@@ -75,6 +80,34 @@ def dbuser_arn(region: str, account: str, resource_id: str, db_user: str, partit
     """``arn:PARTITION:rds-db:REGION:ACCOUNT:dbuser:RESOURCE_ID/DB_USER``, the resource
     ``rds-db:connect`` is authorized against; the partition is the region's unless given."""
     return f"arn:{partition or partition_of_region(region)}:rds-db:{region}:{account}:dbuser:{resource_id}/{db_user}"
+
+
+#: An Aurora DSQL cluster identifier: 26 lower-case letters and digits, as DSQL generates it.
+DSQL_CLUSTER_ID = re.compile(r"[a-z0-9]{26}", re.ASCII)
+#: ``arn:PARTITION:dsql:REGION:ACCOUNT:cluster/ID``: what ``dsql:DbConnect`` and
+#: ``dsql:DbConnectAdmin`` are authorized against.
+DSQL_CLUSTER_ARN = re.compile(
+    rf"arn:(?P<partition>{PARTITION.pattern}):dsql:(?P<region>{REGION.pattern}):(?P<account>[0-9]{{12}})"
+    r":cluster/(?P<cluster>[a-z0-9]{26})", re.ASCII)
+
+
+def dsql_cluster_arn(region: str, account: str, cluster: str, partition: str | None = None) -> str:
+    """``arn:PARTITION:dsql:REGION:ACCOUNT:cluster/ID``; the partition is the region's unless given."""
+    return f"arn:{partition or partition_of_region(region)}:dsql:{region}:{account}:cluster/{cluster}"
+
+
+def dsql_host(cluster: str, region: str) -> str:
+    """The public endpoint of a DSQL cluster: ``ID.dsql.REGION.on.aws``."""
+    return f"{cluster}.dsql.{region}.on.aws"
+
+
+def iam_principal_of(principal_arn: str) -> str:
+    """The IAM ARN behind a signer: an assumed role's role (``arn:P:iam::A:role/NAME``), a user
+    or role ARN itself. What DSQL's ``AWS IAM GRANT`` maps a database role to."""
+    parts = principal_arn.split(":", 5)
+    if len(parts) == 6 and parts[2] == "sts" and parts[5].startswith("assumed-role/"):
+        return f"arn:{parts[1]}:iam::{parts[4]}:role/{parts[5].split('/')[1]}"
+    return principal_arn
 
 
 #: A Secrets Manager secret: ``arn:PARTITION:secretsmanager:REGION:ACCOUNT:secret:NAME``, NAME

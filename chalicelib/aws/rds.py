@@ -60,6 +60,9 @@ class RdsDatabase(RdsName, Protocol):
     def default_port(self) -> int: ...
 
     @property
+    def is_dsql(self) -> bool: ...
+
+    @property
     def reader_role(self) -> str | None: ...
 
     @property
@@ -88,7 +91,10 @@ class EndpointResolver:
 
     def resolve(self, database: RdsDatabase) -> Endpoint:
         """Host and port from the policy when it names them; otherwise (or for the resource id
-        a signer role needs) from RDS. Host, port and resource id all in the policy: no RDS read."""
+        a signer role needs) from RDS. Host, port and resource id all in the policy: no RDS read.
+        An Aurora DSQL cluster's endpoint is its policy entry's (from its id): no read either."""
+        if database.is_dsql and database.host is not None:
+            return Endpoint(host=database.host, port=database.port or 5432, resource_id=None)
         if database.host is not None and database.port is not None and database.resource_id is not None:
             return Endpoint(host=database.host, port=database.port, resource_id=database.resource_id)
         needs_rds = database.host is None or (database.port is None and database.kind != "proxy") \

@@ -66,8 +66,10 @@ class ConnectFacts:
 
 
 class ConnectEvaluator(Protocol):
-    def evaluate(self, principal: str, dbuser_arn: str, *, account_id: str) -> ConnectFacts:
-        """Evaluate ``rds-db:connect``; :class:`ProbeError` if the policies could not be read."""
+    def evaluate(self, principal: str, dbuser_arn: str, *, account_id: str,
+                 action: str | None = None) -> ConnectFacts:
+        """Evaluate ``rds-db:connect`` (or ``action`` on a DSQL cluster ARN); :class:`ProbeError` if
+        the policies could not be read."""
 
 
 class InMemoryConnectEvaluator:
@@ -77,7 +79,8 @@ class InMemoryConnectEvaluator:
         self._answer = answer
         self.calls: list[tuple[str, str, str]] = []
 
-    def evaluate(self, principal: str, dbuser_arn: str, *, account_id: str) -> ConnectFacts:
+    def evaluate(self, principal: str, dbuser_arn: str, *, account_id: str,
+                 action: str | None = None) -> ConnectFacts:
         self.calls.append((principal, dbuser_arn, account_id))
         result = self._answer(principal, dbuser_arn, account_id)
         if isinstance(result, Exception):

@@ -10,6 +10,7 @@ import textwrap
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from chalicelib.canary.explain_dsql import DSQL_WHY, dsql_words, is_dsql_target
 from chalicelib.canary.explain_mysql import MYSQL_WHY, is_mysql_target, mysql_refusal
 from chalicelib.canary.explain_password import PASSWORD_WHY
 from chalicelib.canary.model import CheckResult, TargetReport
@@ -198,6 +199,9 @@ def explain_check(check: CheckResult, target: TargetReport) -> str:
         if is_mysql_target(target):  # the MySQL family refuses in its own words
             why = MYSQL_WHY[check.id](check, target) if check.id in MYSQL_WHY else why.replace(
                 _pam(target.db_user), mysql_refusal(target.db_user))
+        elif is_dsql_target(target):  # so does Aurora DSQL
+            why = DSQL_WHY[check.id](check, target) if check.id in DSQL_WHY else dsql_words(
+                why, target.db_user, _pam(target.db_user))
     parts = [_fill(head, "", "    ")]
     if why:
         parts.append(_fill(why, "    ", "    "))

@@ -33,6 +33,7 @@ from chalicelib.canary.checks_password import BotoSecretFacts
 from chalicelib.canary.checks_proxy import BotoProxyFacts
 from chalicelib.canary.checks_rds import BotoRdsFacts
 from chalicelib.canary.iam_facts import LiveConnectEvaluator
+from chalicelib.canary.target_dsql import DsqlCanaryDeps, DsqlClusterFacts, EngineMappings
 from chalicelib.canary.target_run import CanaryDeps
 from chalicelib.engines.mysql import MysqlAdmin, MysqlEngine
 from chalicelib.engines.postgres import PostgresAdmin, PostgresEngine
@@ -189,8 +190,19 @@ def canary_deps(
         secrets=BotoSecretFacts(clients),
         auth_log=_auth_log(readers, settings),
         proxy=BotoProxyFacts(clients, readers),
+        dsql=_dsql_deps(policy, settings, readers),
         **_mysql_deps(policy, settings),
     )
+
+
+def _dsql_deps(policy: AccessPolicy, settings: Settings, readers: AccountReaders) -> Any:
+    """DSQL clusters read through their account's reader (``dsql:GetCluster``), logins verified
+    against the system's public roots unless a bundle is configured (the local stack's CA)."""
+
+    configured = policy.canary.ssl_root_cert or settings.ssl_root_cert
+    return DsqlCanaryDeps(cluster=DsqlClusterFacts(lambda database: readers.client(database, "dsql")),
+                          mappings=EngineMappings(),
+                          ssl_root_cert=ssl_root_cert_for(policy, settings) if configured else "system")
 
 
 def _auth_log(readers: AccountReaders, settings: Settings) -> Any:

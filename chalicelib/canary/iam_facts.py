@@ -153,16 +153,19 @@ class LiveConnectEvaluator:
             return name if isinstance(name, str) else None
         return self._ous.get(ou_id, compute)
 
-    def evaluate(self, principal: str, dbuser_arn: str, *, account_id: str) -> ConnectFacts:
+    def evaluate(self, principal: str, dbuser_arn: str, *, account_id: str, action: str | None = None) -> ConnectFacts:
+        """``rds-db:connect`` on a dbuser ARN, or ``action`` (``dsql:DbConnect[Admin]``) on a DSQL
+        cluster ARN."""
         if self._org is None:
             raise ProbeError("no Organizations client: the SCP chain cannot be read", service="organizations")
         try:
             fetched = self._principals.get(principal, lambda: self._fetch(principal))
             chain = self._chains.get(account_id, lambda: fetch_scp_chain(self._org, account_id))
             parsed = parse_dbuser_arn(dbuser_arn)
+            region = parsed.region if parsed else (dbuser_arn.split(":")[3] if dbuser_arn.count(":") >= 5 else None)
             ctx = principal_context(principal, fetched, org_id=chain.organization_id if chain else None,
-                                    region=parsed.region if parsed else None, clock=self._clock)
-            request = RequestContext(CONNECT_ACTION, dbuser_arn, {k.lower(): v for k, v in ctx.items()})
+                                    region=region, clock=self._clock)
+            request = RequestContext(action or CONNECT_ACTION, dbuser_arn, {k.lower(): v for k, v in ctx.items()})
             verdict = connect_verdict(
                 request, identity_policies=fetched.identity, boundary=fetched.boundary,
                 scp_levels=chain.levels if chain else None,

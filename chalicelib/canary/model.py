@@ -24,6 +24,7 @@ __all__ = [
     "PROXY_IAM_CHECKS",
     "PROXY_MYSQL_IAM_CHECKS",
     "KERBEROS_CHECKS",
+    "DSQL_CHECKS",
     "CheckResult",
     "TargetReport",
     "Report",
@@ -46,6 +47,7 @@ _RANK: dict[str, int] = {"skip": 0, "pass": 1, "warn": 2, "fail": 3, "error": 4}
 
 #: Every check id, in the order a report lists them.
 CHECK_ORDER: tuple[str, ...] = (
+    "dsql.found",
     "rds.found",
     "rds.iam_auth_enabled",
     "rds.domain_joined",
@@ -66,6 +68,15 @@ CHECK_ORDER: tuple[str, ...] = (
     "db.auth_conflict",
     "db.not_iam",
     "db.tier",
+    "dsql.role_mapping",
+)
+#: The checks a role of an Aurora DSQL cluster gets (``dsql.role_mapping``: skipped for ``admin``).
+DSQL_CHECKS: tuple[str, ...] = (
+    "dsql.found",
+    "iam.signer_allows",
+    "org.scp_allows",
+    "db.connect",
+    "dsql.role_mapping",
 )
 #: The checks an ``auth: password`` user gets (its password lives in Secrets Manager).
 PASSWORD_CHECKS: tuple[str, ...] = (
@@ -131,7 +142,8 @@ PROXY_MYSQL_IAM_CHECKS: tuple[str, ...] = (
     "db.tier",
 )
 #: The checks an ``auth: iam`` user gets, by engine family.
-IAM_CHECKS_BY_FAMILY: dict[str, tuple[str, ...]] = {"postgres": IAM_CHECKS, "mysql": MYSQL_IAM_CHECKS}
+IAM_CHECKS_BY_FAMILY: dict[str, tuple[str, ...]] = {"postgres": IAM_CHECKS, "mysql": MYSQL_IAM_CHECKS,
+                                                     "dsql": DSQL_CHECKS}
 #: The checks an ``auth: iam`` user behind RDS Proxy gets, by engine family.
 PROXY_IAM_CHECKS_BY_FAMILY: dict[str, tuple[str, ...]] = {"postgres": PROXY_IAM_CHECKS, "mysql": PROXY_MYSQL_IAM_CHECKS}
 #: The checks an ``auth: kerberos`` user gets instead of the IAM ones.

@@ -36,6 +36,7 @@ from chalicelib.canary.checks_rds import (
 )
 from chalicelib.canary.model import TargetReport, errored
 from chalicelib.canary.target_db import DbTarget, admin_facts, db_target_for, login_facts, run_iam_db
+from chalicelib.canary.target_dsql import run_dsql
 from chalicelib.canary.target_password import run_password
 from chalicelib.canary.target_proxy import run_proxy
 from chalicelib.canary.target_run import (
@@ -103,6 +104,9 @@ def _rds_checks(database: Database, user: DbUser, deps: CanaryDeps, deadline: De
 
 
 def _run(database: Database, user: DbUser, deps: CanaryDeps, deadline: Deadline, run: TargetRun) -> None:
+    if database.is_dsql:  # nothing of it is in RDS: the DSQL API, IAM, a login, the role mapping
+        run_dsql(database, user, deps, deadline, run)
+        return
     if database.target is not None and user.auth == "iam":  # through RDS Proxy: two legs
         run_proxy(database, user, deps, deadline, run)
         return

@@ -78,6 +78,8 @@ class CanaryDeps:
     auth_log: AuthErrorLog | None = None
     #: RDS Proxy databases: their registered targets and the proxy role's policies
     proxy: ProxyTargetFacts | None = None
+    #: Aurora DSQL clusters (:class:`chalicelib.canary.target_dsql.DsqlCanaryDeps`)
+    dsql: Any = None
 
 
 @dataclass

@@ -4,6 +4,7 @@
   parameters, the error every engine raises, the tier verdict;
 - :mod:`.postgres` (with :mod:`.postgres_catalog`): PostgreSQL, RDS and Aurora;
 - :mod:`.mysql` (with :mod:`.mysql_grants`): MySQL, MariaDB, Aurora MySQL;
+- :mod:`.dsql`: Aurora DSQL (PostgreSQL's login and catalogs, and the IAM role mappings);
 - :mod:`.secret`: the database secret in the RDS convention, and the alternating pair's names;
 - :mod:`.registry`: :func:`~.registry.engine_for`, the one place an engine name is looked up.
 

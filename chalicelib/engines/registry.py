@@ -5,12 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from chalicelib.engines.base import ENGINE_FAMILIES, Engine
+from chalicelib.engines.dsql import DsqlEngine
 from chalicelib.engines.mysql import MysqlEngine
 from chalicelib.engines.postgres import PostgresEngine
 
 __all__ = ["engine_for", "family_of", "UnknownEngineError"]
 
-_ENGINES: dict[str, Engine[Any]] = {"postgres": PostgresEngine(), "mysql": MysqlEngine()}
+_ENGINES: dict[str, Engine[Any]] = {"postgres": PostgresEngine(), "mysql": MysqlEngine(), "dsql": DsqlEngine()}
+#: a policy's engine names: the secrets' (ENGINE_FAMILIES), and Aurora DSQL, which has no passwords
+_FAMILIES = {**ENGINE_FAMILIES, "dsql": "dsql"}
 
 
 class UnknownEngineError(ValueError):
@@ -19,7 +22,7 @@ class UnknownEngineError(ValueError):
 
 def family_of(engine: str) -> str:
     """The family of a policy's or a secret's ``engine`` (postgres, aurora-mysql, mariadb, ...)."""
-    family = ENGINE_FAMILIES.get(engine)
+    family = _FAMILIES.get(engine)
     if family is None:
         raise UnknownEngineError(f"engine '{engine}' is not supported")
     return family

@@ -175,8 +175,12 @@ def evaluate_rds_connect(
     session_policy: PolicyDocument | None = None,
     context: Mapping[str, Sequence[str] | str] | None = None,
     clock: Clock = SYSTEM_CLOCK,
+    action: str = CONNECT_ACTION,
 ) -> ConnectVerdict:
-    """Fetch the principal's policies and the account's SCP chain, then decide the connect."""
+    """Fetch the principal's policies and the account's SCP chain, then decide the connect.
+
+    ``action`` is ``rds-db:connect`` on a dbuser ARN, or ``dsql:DbConnect`` /
+    ``dsql:DbConnectAdmin`` on a DSQL cluster ARN (then ``dbuser_arn`` holds the cluster ARN)."""
     fetched = fetch_principal_policies(iam_client, principal_arn)
     chain: ScpChain | None = fetch_scp_chain(org_client, account_id) if org_client is not None else None
     parsed = parse_dbuser_arn(dbuser_arn)
@@ -184,13 +188,13 @@ def evaluate_rds_connect(
         principal_arn,
         fetched,
         org_id=chain.organization_id if chain else None,
-        region=parsed.region if parsed else None,
+        region=parsed.region if parsed else (dbuser_arn.split(":")[3] or None if dbuser_arn.count(":") >= 5 else None),
         clock=clock,
     )
     merged = {k.lower(): v for k, v in ctx.items()}
     for key, values in (context or {}).items():
         merged[key.lower()] = (values,) if isinstance(values, str) else tuple(values)
-    request = RequestContext(CONNECT_ACTION, dbuser_arn, merged)
+    request = RequestContext(action, dbuser_arn, merged)
     return connect_verdict(
         request,
         identity_policies=fetched.identity,

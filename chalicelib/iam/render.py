@@ -8,7 +8,10 @@ resource id through RDS (``DescribeDBInstances`` -> ``DbiResourceId``, ``Describ
   with none are signed by rdsvend's own function role), allowing ``rds-db:connect`` on
   exactly the dbuser ARNs of that signer's ``auth: iam`` users, nothing else;
 - the SCP statement that allows ``rds-db:connect`` on every one of those ARNs (for an
-  allow-list SCP at each organization level).
+  allow-list SCP at each organization level);
+- for Aurora DSQL clusters (nothing read: the ARN is built from the cluster id and the
+  database's account), ``dsql:DbConnectAdmin`` on the clusters whose ``admin`` is declared and
+  ``dsql:DbConnect`` on those with custom roles, in the signer's policy and as SCP statements.
 
 A database RDS does not know, or one whose resource id RDS does not give, is an error: a
 name-based ARN is never rendered (IAM would never match it). ``client_for(region)`` returns a
@@ -20,6 +23,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from chalicelib.aws.arn import dsql_cluster_arn
 from chalicelib.aws.errors import aws_error
 from chalicelib.aws.rds_resource import RdsResource, describe_resource
 from chalicelib.errors import IamFetchError
@@ -27,8 +31,8 @@ from chalicelib.iam.proxy_leg import ProxyLeg, proxy_facts, proxy_leg
 from chalicelib.iam.rdsdb import CONNECT_ACTION, dbuser_arn, is_resource_id
 from chalicelib.policy.model import AccessPolicy, Database
 
-__all__ = ["ResolvedDatabase", "RenderedPolicies", "render_policies", "render_proxy_roles", "resolve_database",
-           "describe_database"]
+__all__ = ["ResolvedDatabase", "DsqlGrant", "RenderedPolicies", "render_policies", "render_proxy_roles",
+           "resolve_database", "describe_database", "dsql_grants", "dsql_statements"]
 
 DEFAULT_SIGNER = "rdsvend function role"
 
@@ -44,23 +48,65 @@ class ResolvedDatabase:
 
 
 @dataclass(frozen=True)
+class DsqlGrant:
+    """One DSQL action a signer needs on one cluster ARN."""
+
+    database: str
+    signer: str  # signer role ARN, or DEFAULT_SIGNER
+    action: str  # dsql:DbConnect | dsql:DbConnectAdmin
+    arn: str
+
+
+@dataclass(frozen=True)
 class RenderedPolicies:
     databases: tuple[ResolvedDatabase, ...]
     signer_policies: Mapping[str, dict[str, Any]]  # signer role ARN (or DEFAULT_SIGNER) -> IAM policy
-    scp_statement: dict[str, Any]
+    scp_statement: dict[str, Any]  # empty when no RDS database has an auth: iam user
+    dsql: tuple[DsqlGrant, ...] = ()
 
     @property
     def all_arns(self) -> tuple[str, ...]:
         return tuple(arn for db in self.databases for arn in db.arns)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "signer_policies": [
                 {"signer": signer, "policy": doc} for signer, doc in self.signer_policies.items()
             ],
-            "scp_statement": self.scp_statement,
-            "dbuser_arns": list(self.all_arns),
         }
+        if self.scp_statement:
+            out["scp_statement"] = self.scp_statement
+            out["dbuser_arns"] = list(self.all_arns)
+        if self.dsql:
+            out["dsql_scp_statements"] = dsql_statements(self.dsql, "AllowRdsvendDsql")
+            out["dsql_cluster_arns"] = sorted({g.arn for g in self.dsql})
+        return out
+
+
+def dsql_grants(policy: AccessPolicy) -> list[DsqlGrant]:
+    """What each signer needs on the DSQL clusters it signs for (no AWS call: the ARN is built
+    from the cluster id and the database's account, which must then be known)."""
+    grants: list[DsqlGrant] = []
+    for database in policy.databases.values():
+        if not database.is_dsql:
+            continue
+        if database.account is None:
+            raise IamFetchError(f"database '{database.name}': the account of DSQL cluster '{database.identifier}' "
+                                "is unknown: set 'account' or 'signer_role' in its policy entry", service="dsql")
+        arn = dsql_cluster_arn(database.region, database.account, database.identifier, database.partition)
+        actions = sorted({database.dsql_action(u.name) for u in database.users.values() if u.vendable})
+        grants.extend(DsqlGrant(database.name, database.signer_role or DEFAULT_SIGNER, f"dsql:{action}", arn)
+                      for action in actions)
+    return grants
+
+
+def dsql_statements(grants: tuple[DsqlGrant, ...] | list[DsqlGrant], sid: str) -> list[dict[str, Any]]:
+    """One Allow statement per DSQL action, on exactly the cluster ARNs that need it."""
+    by_action: dict[str, set[str]] = {}
+    for grant in grants:
+        by_action.setdefault(grant.action, set()).add(grant.arn)
+    return [{"Sid": sid + action.split(":")[1], "Effect": "Allow", "Action": action, "Resource": sorted(arns)}
+            for action, arns in sorted(by_action.items())]
 
 
 def describe_database(database: Database, client: Any, searched: Callable[[], Any] | None = None) -> RdsResource:
@@ -119,7 +165,7 @@ def render_policies(policy: AccessPolicy, client_for: Callable[[str], Any], *,
     by_signer: dict[str, list[str]] = {}
     for database in policy.databases.values():
         users = [u.name for u in database.users.values() if u.vendable]
-        if not users:
+        if not users or database.is_dsql:
             continue
         if database.resource_id and database.account:
             partition, account, rid = database.partition, database.account, database.resource_id
@@ -130,29 +176,28 @@ def render_policies(policy: AccessPolicy, client_for: Callable[[str], Any], *,
         arns = tuple(dbuser_arn(database.region, account, rid, u, partition) for u in users)
         resolved.append(ResolvedDatabase(database.name, partition, account, database.region, rid, arns))
         by_signer.setdefault(database.signer_role or DEFAULT_SIGNER, []).extend(arns)
-    if not resolved:
+    dsql = dsql_grants(policy)
+    if not resolved and not dsql:
         raise IamFetchError("no database declares an 'auth: iam' user", service="rds")
+    signers = dict.fromkeys([*by_signer, *(g.signer for g in dsql)])
     signer_policies = {
         signer: {
             "Version": "2012-10-17",
             "Statement": [
-                {
-                    "Sid": "RdsvendConnect",
-                    "Effect": "Allow",
-                    "Action": CONNECT_ACTION,
-                    "Resource": sorted(dict.fromkeys(arns)),
-                }
+                *([{"Sid": "RdsvendConnect", "Effect": "Allow", "Action": CONNECT_ACTION,
+                    "Resource": sorted(dict.fromkeys(by_signer[signer]))}] if signer in by_signer else []),
+                *dsql_statements([g for g in dsql if g.signer == signer], "RdsvendDsql"),
             ],
         }
-        for signer, arns in by_signer.items()
+        for signer in signers
     }
     scp_statement = {
         "Sid": "AllowRdsvendConnect",
         "Effect": "Allow",
         "Action": CONNECT_ACTION,
         "Resource": sorted({arn for db in resolved for arn in db.arns}),
-    }
-    return RenderedPolicies(tuple(resolved), signer_policies, scp_statement)
+    } if resolved else {}
+    return RenderedPolicies(tuple(resolved), signer_policies, scp_statement, tuple(dsql))
 
 
 def render_proxy_roles(policy: AccessPolicy, client_for: Callable[[str], Any], *,

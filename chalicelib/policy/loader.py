@@ -22,14 +22,21 @@ import yaml
 
 from chalicelib.aws.arn import (  # the AWS name formats, also importable from here
     ACCOUNT_ID,
+    DSQL_CLUSTER_ID,
     ORG_ID,
     REGION,
     ROLE_ARN,
     ROLE_NAME,
+    dsql_host,
 )
 from chalicelib.errors import PolicyLoadError
 from chalicelib.policy.bounds import POLICY_LIMITS
 from chalicelib.policy.model import (
+    DEFAULT_TTL_SECONDS,
+    DSQL_ADMIN,
+    DSQL_ADMIN_ACTION,
+    DSQL_CONNECT_ACTION,
+    MAX_TTL_SECONDS,
     AccessPolicy,
     CanarySettings,
     Conditions,
@@ -65,16 +72,17 @@ TOP_KEYS = {"version", "defaults", "databases", "rules", "canary"}
 DEFAULTS_KEYS = {"reader_role_name"}
 DATABASE_KEYS = {"engine", "region", "instance", "cluster", "proxy", "host", "port", "dbname",
                  "signer_role", "users"} | PLACEMENT_KEYS | PROXY_TARGET_KEYS
-USER_KEYS = {"auth", "tier", "secret", "rotation"}
+USER_KEYS = {"auth", "tier", "secret", "rotation", "action"}
 RULE_KEYS = {"id", "effect", "principals", "databases", "db_users", "conditions", "grant", "approvers",
-             "max_grant_seconds"}
+             "max_grant_seconds", "ttl_seconds"}
 #: ``max_grant_seconds``: its default and its bounds (one minute to seven days)
 DEFAULT_MAX_GRANT_SECONDS = 3600
 MAX_GRANT_SECONDS_LIMIT = 7 * 86400
 CONDITION_KEYS = {"org_ids", "source_ips"}
 CANARY_KEYS = {"timeout_seconds", "concurrency", "ssl_root_cert"}
 
-Engine = Literal["postgres", "mysql", "mariadb"]
+Engine = Literal["postgres", "mysql", "mariadb", "dsql"]
+ENGINES = ("postgres", "mysql", "mariadb", "dsql")
 
 
 def load_policy_file(path: str | Path, *, service_account: str | None = None) -> AccessPolicy:
@@ -121,6 +129,7 @@ class _Builder:
         self.source = source
         self.service_account = service_account
         self.reader_role_name: str | None = None
+        self.dsql_context = False  # True while a DSQL database's users are read
         self.names = _PolicyNames()
 
     def fail(self, message: str, *, rule: str | None = None, field: str | None = None) -> PolicyLoadError:
@@ -201,10 +210,12 @@ class _Builder:
             raise self.fail(f"invalid database name '{_clip(name)}' (expected [a-z0-9-]{{1,63}})", field=field)
         spec = self.mapping(spec, field, DATABASE_KEYS)
         engine = self.string(spec.get("engine"), f"{field}.engine")
-        if engine not in ("postgres", "mysql", "mariadb"):
-            raise self.fail(f"invalid engine '{_clip(engine)}' (expected postgres, mysql or mariadb)",
+        if engine not in ENGINES:
+            raise self.fail(f"invalid engine '{_clip(engine)}' (expected postgres, mysql, mariadb or dsql)",
                             field=f"{field}.engine")
         region = self.string(spec.get("region"), f"{field}.region", REGION, what="region")
+        if engine == "dsql":
+            return self.dsql_database(name, spec, field, region)
         kinds = [k for k in ("instance", "cluster", "proxy") if k in spec]
         if len(kinds) != 1:
             raise self.fail("needs exactly one of 'instance', 'cluster' or 'proxy'", field=field)
@@ -238,6 +249,58 @@ class _Builder:
                         reader_role_explicit=where.reader_role_explicit, resource_id=where.resource_id,
                         target=target)
 
+    def dsql_database(self, name: str, spec: Mapping[str, Any], field: str, region: str) -> Database:
+        """An Aurora DSQL cluster: ``cluster: ID``; host, port and dbname default to DSQL's."""
+        for key in ("instance", "proxy", "resource_id"):
+            if key in spec:
+                raise self.fail(f"'{key}' does not apply to an Aurora DSQL database (it names a 'cluster')",
+                                field=f"{field}.{key}")
+        if "cluster" not in spec:
+            raise self.fail("an Aurora DSQL database needs 'cluster' (its 26-character cluster id)",
+                            field=f"{field}.cluster")
+        cluster = self.string(spec["cluster"], f"{field}.cluster", DSQL_CLUSTER_ID, what="DSQL cluster id")
+        host = self.string(spec.get("host", dsql_host(cluster, region)), f"{field}.host", HOSTNAME, what="host")
+        port = spec.get("port", 5432)
+        if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+            raise self.fail(f"invalid port '{_clip(str(port))}' (expected 1-65535)", field=f"{field}.port")
+        dbname = self.string(spec.get("dbname", "postgres"), f"{field}.dbname", DB_NAME, what="dbname")
+        signer_role = spec.get("signer_role")
+        if signer_role is not None:
+            signer_role = self.string(signer_role, f"{field}.signer_role", ROLE_ARN, what="role ARN")
+        where = placement(spec, field, kind="cluster", region=region, signer_role=signer_role, host=host,
+                          port=port, service_account=self.service_account, reader_role_name=self.reader_role_name,
+                          fail=self.fail, string=self.string, needs_read=False)
+        raw_users = spec.get("users")
+        if not isinstance(raw_users, dict) or not raw_users:
+            raise self.fail("must declare at least one user", field=f"{field}.users")
+        users = {user: self.dsql_user(field, user, uspec) for user, uspec in raw_users.items()}
+        return Database(name=name, engine="dsql", region=region, kind="cluster", identifier=cluster, users=users,
+                        host=host, port=port, dbname=dbname, signer_role=signer_role, account=where.account,
+                        reader_role=where.reader_role, reader_role_explicit=where.reader_role_explicit)
+
+    def dsql_user(self, db_field: str, name: Any, spec: Any) -> DbUser:
+        """``admin`` (signed with DbConnectAdmin) or a custom role (DbConnect); ``auth: iam`` only."""
+        field = f"{db_field}.users.{_clip(str(name))}"
+        auth = spec.get("auth") if isinstance(spec, dict) else None
+        if auth in ("kerberos", "password"):
+            raise self.fail(f"invalid auth '{auth}' (Aurora DSQL logs in with IAM tokens only: expected iam)",
+                            field=f"{field}.auth")
+        self.dsql_context = True
+        try:
+            user = self.user(db_field, name, spec)
+        finally:
+            self.dsql_context = False
+        expected = DSQL_ADMIN_ACTION if user.name == DSQL_ADMIN else DSQL_CONNECT_ACTION
+        action = spec.get("action", expected)
+        if action not in (DSQL_ADMIN_ACTION, DSQL_CONNECT_ACTION):
+            raise self.fail(f"invalid action '{_clip(str(action))}' (expected DbConnect or DbConnectAdmin)",
+                            field=f"{field}.action")
+        if action != expected:
+            why = ("only the 'admin' role is signed with DbConnectAdmin" if action == DSQL_ADMIN_ACTION
+                   else "the 'admin' role is signed with DbConnectAdmin")
+            raise self.fail(f"action '{action}' does not fit role '{user.name}': {why}", field=f"{field}.action")
+        return user
+
     def user(self, db_field: str, name: Any, spec: Any) -> DbUser:
         field = f"{db_field}.users.{_clip(str(name))}"
         if not isinstance(name, str) or not DB_USER_NAME.fullmatch(name):
@@ -251,6 +314,8 @@ class _Builder:
         if tier is not None and tier not in ("service-user", "service-admin"):
             raise self.fail(f"invalid tier '{_clip(str(tier))}' (expected service-user or service-admin)",
                             field=f"{field}.tier")
+        if "action" in spec and not self.dsql_context:
+            raise self.fail("'action' applies only to Aurora DSQL databases", field=f"{field}.action")
         secret, rotation = password_settings(spec, field, auth, self.fail)
         return DbUser(name=name, auth=auth, tier=tier, secret=secret, rotation=rotation)  # type: ignore[arg-type]  # auth and tier checked above
 
@@ -285,9 +350,13 @@ class _Builder:
                                 rule=rule_id, field="db_users")
         conditions = self.conditions(spec.get("conditions"), rule_id)
         grant_required, approvers, max_seconds = self.grant(spec, rule_id, effect)
+        ttl = spec.get("ttl_seconds", DEFAULT_TTL_SECONDS)
+        if isinstance(ttl, bool) or not isinstance(ttl, int) or not 60 <= ttl <= MAX_TTL_SECONDS:
+            raise self.fail(f"invalid ttl_seconds '{_clip(str(ttl))}' (expected 60-{MAX_TTL_SECONDS})",
+                            rule=rule_id, field="ttl_seconds")
         return Rule(id=rule_id, effect=effect, principals=tuple(principals), databases=tuple(db_patterns),
                     db_users=tuple(user_patterns), conditions=conditions, grant_required=grant_required,
-                    approvers=approvers, max_grant_seconds=max_seconds)
+                    approvers=approvers, max_grant_seconds=max_seconds, ttl_seconds=ttl)
 
     def grant(self, spec: Mapping[str, Any], rule_id: str, effect: str) -> tuple[bool, tuple[str, ...], int]:
         """``grant: required``, ``approvers`` and ``max_grant_seconds``: all three or only the first

@@ -9,7 +9,17 @@ from typing import Literal
 from chalicelib.aws.arn import partition_of_region  # re-exported: the policy model speaks of partitions
 
 __all__ = ["DbUser", "Database", "ProxyTarget", "Conditions", "Rule", "CanarySettings", "AccessPolicy",
-           "partition_of_region"]
+           "partition_of_region", "DSQL_ADMIN", "DSQL_ADMIN_ACTION", "DSQL_CONNECT_ACTION", "DEFAULT_TTL_SECONDS",
+           "MAX_TTL_SECONDS"]
+
+#: Aurora DSQL's built-in administrator role, the only one signed with ``DbConnectAdmin``.
+DSQL_ADMIN = "admin"
+DSQL_ADMIN_ACTION = "DbConnectAdmin"
+DSQL_CONNECT_ACTION = "DbConnect"
+#: A DSQL token's lifetime when the rule names none, and the most rdsvend signs for (DSQL
+#: itself accepts up to a week).
+DEFAULT_TTL_SECONDS = 900
+MAX_TTL_SECONDS = 3600
 
 Auth = Literal["iam", "kerberos", "password"]
 Tier = Literal["service-user", "service-admin"]
@@ -58,7 +68,7 @@ class ProxyTarget:
 @dataclass(frozen=True)
 class Database:
     name: str
-    engine: Literal["postgres", "mysql", "mariadb"]  # mysql and mariadb: the MySQL family
+    engine: Literal["postgres", "mysql", "mariadb", "dsql"]  # mysql and mariadb: the MySQL family
     region: str
     kind: Kind  # which of instance | cluster | proxy the policy named
     identifier: str  # the DB instance / cluster / proxy identifier
@@ -80,7 +90,16 @@ class Database:
 
     @property
     def default_port(self) -> int:
-        return 5432 if self.engine == "postgres" else 3306
+        return 3306 if self.engine in ("mysql", "mariadb") else 5432
+
+    @property
+    def is_dsql(self) -> bool:
+        """An Aurora DSQL cluster (``identifier`` is its cluster id): nothing is read from RDS."""
+        return self.engine == "dsql"
+
+    def dsql_action(self, db_user: str) -> str:
+        """``DbConnectAdmin`` for ``admin``, ``DbConnect`` for every other role of a DSQL cluster."""
+        return DSQL_ADMIN_ACTION if db_user == DSQL_ADMIN else DSQL_CONNECT_ACTION
 
     @property
     def partition(self) -> str:
@@ -141,6 +160,8 @@ class Rule:
     approvers: tuple[str, ...] = ()
     #: the longest grant a caller may ask for under this rule
     max_grant_seconds: int = 3600
+    #: how long a DSQL token vended under this rule lasts (RDS tokens always last 900 s)
+    ttl_seconds: int = DEFAULT_TTL_SECONDS
 
 
 @dataclass(frozen=True)
@@ -163,9 +184,9 @@ class AccessPolicy:
         """See :meth:`Database.reader_role_for`."""
         return database.reader_role_for(own_account)
 
-    def rule(self, rule_id: str) -> Rule | None:
+    def rule(self, rule_id: str | None) -> Rule | None:
         """The rule with this id, or None."""
-        return next((rule for rule in self.rules if rule.id == rule_id), None)
+        return next((r for r in self.rules if r.id == rule_id), None) if rule_id else None
 
     def targets(self) -> list[tuple[Database, DbUser]]:
         """Every declared (database, db user) pair, in file order: what the canary checks."""

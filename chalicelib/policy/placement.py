@@ -38,11 +38,13 @@ def _partition_of(arn: str) -> str:
 
 def placement(spec: Mapping[str, Any], field: str, *, kind: str, region: str, signer_role: str | None,
               host: str | None, port: int | None, service_account: str | None, reader_role_name: str | None,
-              fail: Callable[..., PolicyLoadError], string: Callable[..., str]) -> Placement:
+              fail: Callable[..., PolicyLoadError], string: Callable[..., str],
+              needs_read: bool = True) -> Placement:
     """The placement of the database at ``field``, or a load error naming the field.
 
     ``fail(message, field=...)`` and ``string(value, field)`` are the loader's (so messages and
-    the file name are the same as for every other key).
+    the file name are the same as for every other key). ``needs_read=False`` (an Aurora DSQL
+    cluster, whose endpoint is known from its id) asks for no way to read a foreign account.
     """
     account = spec.get("account")
     if account is not None:
@@ -81,7 +83,7 @@ def placement(spec: Mapping[str, Any], field: str, *, kind: str, region: str, si
             raise fail(f"invalid resource id '{_clip(resource_id)}' (expected "
                        f"{RESOURCE_ID_PREFIX[kind]}... for a {kind})", field=f"{field}.resource_id")
     foreign = account is not None and service_account is not None and account != service_account
-    if foreign and reader_role is None and (host is None or port is None or resource_id is None):
+    if needs_read and foreign and reader_role is None and (host is None or port is None or resource_id is None):
         missing = [key for key, value in (("host", host), ("port", port), ("resource_id", resource_id))
                    if value is None]
         raise fail(f"the database is in account {account}, not the service's account "

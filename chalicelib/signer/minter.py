@@ -15,8 +15,14 @@ from typing import Any
 from chalicelib.clock import SYSTEM_CLOCK, Clock
 from chalicelib.signer.botocore_credentials import BotocoreCredentialsProvider
 from chalicelib.signer.credentials import CredentialsProvider, SigningCredentials
-from chalicelib.signer.roles import RoleCredentialsCache, RoleRequest, StsRoleAssumer, role_request
-from chalicelib.signer.sigv4 import EXPIRES_SECONDS, RdsTokenSigner
+from chalicelib.signer.roles import (
+    RoleCredentialsCache,
+    RoleRequest,
+    StsRoleAssumer,
+    dsql_role_request,
+    role_request,
+)
+from chalicelib.signer.sigv4 import EXPIRES_SECONDS, DsqlTokenSigner, RdsTokenSigner
 
 __all__ = ["MintedToken", "TokenMinter", "TokenCache", "TOKEN_LIFETIME", "EXPIRY_MARGIN", "MIN_HANDOUT_TTL"]
 
@@ -46,9 +52,10 @@ class MintedToken:
         return self.ttl_at(SYSTEM_CLOCK.now())
 
 
-def honest_expiry(signed_at: datetime, credentials: SigningCredentials) -> datetime:
-    """``min(signed_at + 900 s, credentials' expiry) - 30 s``."""
-    end = signed_at + TOKEN_LIFETIME
+def honest_expiry(signed_at: datetime, credentials: SigningCredentials,
+                  lifetime: timedelta = TOKEN_LIFETIME) -> datetime:
+    """``min(signed_at + lifetime (900 s), credentials' expiry) - 30 s``."""
+    end = signed_at + lifetime
     if credentials.expiry is not None and credentials.expiry < end:
         end = credentials.expiry
     return end - EXPIRY_MARGIN
@@ -124,6 +131,7 @@ class TokenMinter:
         self._credentials = credentials
         self._roles = RoleCredentialsCache(assume_role or StsRoleAssumer(), clock=clock)
         self._signer = signer or RdsTokenSigner()
+        self._dsql_signer = DsqlTokenSigner()
         self._tokens = TokenCache(clock=clock) if cache_tokens else None
 
     def __repr__(self) -> str:
@@ -134,6 +142,8 @@ class TokenMinter:
     ) -> SigningCredentials:
         """The credentials a token for this request is signed with."""
         if database.signer_role:
+            if getattr(database, "is_dsql", False):
+                return self._roles.get(dsql_role_request(identity, database, db_user))
             return self._roles.get(role_request(identity, database, db_user, resource_id))
         return self._credentials.credentials()
 
@@ -146,12 +156,18 @@ class TokenMinter:
         port: int,
         *,
         resource_id: str | None = None,
+        ttl_seconds: int | None = None,
     ) -> MintedToken:
         """A token for ``db_user`` at ``host:port``: a cached one with >= 5 min left, or a new one.
 
         Raises :class:`~chalicelib.errors.UpstreamUnavailableError` when credentials cannot
         be had (STS failure, throttling, timeout), ``ValueError`` for a malformed endpoint.
+
+        An Aurora DSQL database (``database.is_dsql``) gets a DSQL token (``DbConnectAdmin`` for
+        ``admin``, ``DbConnect`` otherwise) signed for ``ttl_seconds`` (default 900).
         """
+        if getattr(database, "is_dsql", False):
+            return self._mint_dsql(identity, database, db_user, host, ttl_seconds or EXPIRES_SECONDS)
         key = (identity.principal, database.name, db_user, host, port, database.region,
                database.signer_role, resource_id)
         if self._tokens is not None:
@@ -164,6 +180,24 @@ class TokenMinter:
             credentials, host=host, port=port, db_user=db_user, region=database.region, at=signed_at
         )
         minted = MintedToken(token=token, signed_at=signed_at, expires_at=honest_expiry(signed_at, credentials))
+        if self._tokens is not None:
+            self._tokens.put(key, minted)
+        return minted
+
+    def _mint_dsql(self, identity: Any, database: Any, db_user: str, host: str, ttl_seconds: int) -> MintedToken:
+        action = database.dsql_action(db_user)
+        key = ("dsql", identity.principal, database.name, action, host, database.region, database.signer_role,
+               ttl_seconds)
+        if self._tokens is not None:
+            cached = self._tokens.get(key)
+            if cached is not None:
+                return cached
+        credentials = self.signing_credentials(identity, database, db_user)
+        signed_at = self._clock.now().replace(microsecond=0)
+        token = self._dsql_signer.sign_dsql(credentials, host=host, action=action, region=database.region,
+                                            at=signed_at, expires=ttl_seconds)
+        expires_at = honest_expiry(signed_at, credentials, timedelta(seconds=ttl_seconds))
+        minted = MintedToken(token=token, signed_at=signed_at, expires_at=expires_at)
         if self._tokens is not None:
             self._tokens.put(key, minted)
         return minted

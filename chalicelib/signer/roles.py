@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from chalicelib.aws.arn import ANY_RESOURCE_ID, ROLE_ARN
+from chalicelib.aws.arn import ANY_RESOURCE_ID, ROLE_ARN, dsql_cluster_arn
 from chalicelib.aws.arn import dbuser_arn as _dbuser_arn
 from chalicelib.aws.clients import default_client_factory
 from chalicelib.aws.errors import THROTTLING_CODES, aws_error
@@ -36,6 +36,7 @@ __all__ = [
     "dbuser_arn",
     "session_policy",
     "role_request",
+    "dsql_role_request",
     "StsRoleAssumer",
     "RoleCredentialsCache",
     "THROTTLING_CODES",
@@ -128,11 +129,12 @@ def dbuser_arn(signer_role: str, region: str, resource_id: str, db_user: str) ->
     return _dbuser_arn(region, match["account"], resource_id, db_user, match["partition"])
 
 
-def session_policy(arn: str) -> str:
-    """The session policy: ``rds-db:connect`` on exactly one dbuser ARN, nothing else."""
+def session_policy(arn: str, action: str = "rds-db:connect") -> str:
+    """The session policy: ``action`` (``rds-db:connect``, or ``dsql:DbConnect[Admin]`` on a DSQL
+    cluster ARN) on exactly one resource, nothing else."""
     return json.dumps(
         {"Version": "2012-10-17",
-         "Statement": [{"Effect": "Allow", "Action": "rds-db:connect", "Resource": arn}]},
+         "Statement": [{"Effect": "Allow", "Action": action, "Resource": arn}]},
         separators=(",", ":"),
     )
 
@@ -145,11 +147,12 @@ class RoleRequest:
     region: str
     source_identity: str
     role_session_name: str
-    dbuser_arn: str
+    dbuser_arn: str  # the resource the session may connect to: a dbuser ARN, or a DSQL cluster ARN
+    action: str = "rds-db:connect"
 
     @property
     def policy(self) -> str:
-        return session_policy(self.dbuser_arn)
+        return session_policy(self.dbuser_arn, self.action)
 
 
 def role_request(identity: Any, database: Any, db_user: str, resource_id: str | None) -> RoleRequest:
@@ -164,6 +167,22 @@ def role_request(identity: Any, database: Any, db_user: str, resource_id: str | 
         source_identity=source_identity_for(identity),
         role_session_name=role_session_name_for(identity),
         dbuser_arn=dbuser_arn(database.signer_role, database.region, resource_id, db_user),
+    )
+
+
+def dsql_role_request(identity: Any, database: Any, db_user: str) -> RoleRequest:
+    """The AssumeRole request for signing ``db_user`` on the DSQL cluster ``database``: the session
+    may only ``dsql:DbConnect`` (``dsql:DbConnectAdmin`` for ``admin``) on that cluster."""
+    match = ROLE_ARN.fullmatch(database.signer_role)
+    if match is None:
+        raise ValueError(f"invalid signer_role '{database.signer_role}'")
+    return RoleRequest(
+        role_arn=database.signer_role,
+        region=database.region,
+        source_identity=source_identity_for(identity),
+        role_session_name=role_session_name_for(identity),
+        dbuser_arn=dsql_cluster_arn(database.region, match["account"], database.identifier, match["partition"]),
+        action=f"dsql:{database.dsql_action(db_user)}",
     )
 
 

@@ -18,9 +18,14 @@ from urllib.parse import quote, urlsplit
 
 from chalicelib.signer.credentials import SigningCredentials
 
-__all__ = ["SERVICE", "EXPIRES_SECONDS", "SigningKeyCache", "RdsTokenSigner", "host_header"]
+__all__ = ["SERVICE", "DSQL_SERVICE", "DSQL_ACTIONS", "EXPIRES_SECONDS", "DSQL_MAX_EXPIRES", "SigningKeyCache",
+           "RdsTokenSigner", "DsqlTokenSigner", "host_header"]
 
 SERVICE = "rds-db"
+DSQL_SERVICE = "dsql"
+DSQL_ACTIONS = frozenset({"DbConnect", "DbConnectAdmin"})
+#: The longest a DSQL token may be signed for (DSQL's own limit: one week).
+DSQL_MAX_EXPIRES = 604800
 EXPIRES_SECONDS = 900
 _ALGORITHM = "AWS4-HMAC-SHA256"
 _SAFE = "-._~"  # botocore.utils.SAFE_CHARS
@@ -126,6 +131,8 @@ class RdsTokenSigner:
     derived signing key are computed once; per token there is one SHA-256 and one HMAC.
     """
 
+    service = SERVICE
+
     def __init__(self, key_cache: SigningKeyCache | None = None, *, max_scopes: int = 256) -> None:
         self._keys = key_cache if key_cache is not None else SigningKeyCache()
         self._scopes: dict[tuple[SigningCredentials, str, str], _Scope] = {}
@@ -142,10 +149,10 @@ class RdsTokenSigner:
         if scope is None:
             token = credentials.token
             scope = _Scope(
-                credential=f"{_quoted(credentials.access_key)}%2F{date}%2F{region}%2F{SERVICE}%2Faws4_request",
+                credential=f"{_quoted(credentials.access_key)}%2F{date}%2F{region}%2F{self.service}%2Faws4_request",
                 security="" if token is None else f"&X-Amz-Security-Token={_quoted(token)}",
-                scope=f"{date}/{region}/{SERVICE}/aws4_request",
-                key=self._keys.get(credentials.secret_key, date, region, SERVICE),
+                scope=f"{date}/{region}/{self.service}/aws4_request",
+                key=self._keys.get(credentials.secret_key, date, region, self.service),
             )
             with self._lock:
                 if len(self._scopes) >= self._max_scopes:
@@ -167,14 +174,20 @@ class RdsTokenSigner:
         signed_host = _checked(host, port, region)
         if not db_user:
             raise ValueError("empty db user")
+        return self._presign(credentials, f"{host}:{port}", signed_host, f"Action=connect&DBUser={_quoted(db_user)}",
+                             region, at, EXPIRES_SECONDS)
+
+    def _presign(self, credentials: SigningCredentials, netloc: str, signed_host: str, params: str, region: str,
+                 at: datetime, expires: int) -> str:
+        """``NETLOC/?PARAMS&X-Amz-...`` presigned as botocore does (``params`` sorted, quoted)."""
         last_at, amz_date = self._last_date
         if at != last_at:
             amz_date = _amz_date(at)
             self._last_date = (at, amz_date)
         scope = self._scope(credentials, amz_date[:8], region)
         query = (
-            f"Action=connect&DBUser={_quoted(db_user)}&X-Amz-Algorithm={_ALGORITHM}"
-            f"&X-Amz-Credential={scope.credential}&X-Amz-Date={amz_date}&X-Amz-Expires={EXPIRES_SECONDS}"
+            f"{params}&X-Amz-Algorithm={_ALGORITHM}"
+            f"&X-Amz-Credential={scope.credential}&X-Amz-Date={amz_date}&X-Amz-Expires={expires}"
         )
         # the canonical query is sorted: Security-Token before SignedHeaders; the URL keeps
         # botocore's order, with the token last
@@ -188,4 +201,27 @@ class RdsTokenSigner:
         mac = scope.mac.copy()
         mac.update(string_to_sign.encode("utf-8"))
         signature = mac.hexdigest()
-        return f"{host}:{port}/?{query}&X-Amz-SignedHeaders=host{scope.security}&X-Amz-Signature={signature}"
+        return f"{netloc}/?{query}&X-Amz-SignedHeaders=host{scope.security}&X-Amz-Signature={signature}"
+
+
+class DsqlTokenSigner(RdsTokenSigner):
+    """Signs Aurora DSQL auth tokens (``dsql:DbConnect`` / ``dsql:DbConnectAdmin``): the bytes of
+    botocore's ``generate_db_connect_auth_token`` / ``generate_db_connect_admin_auth_token``.
+
+    A DSQL token is bound to the cluster's host name (no port: DSQL listens on 5432 behind 443's
+    signing convention) and carries only ``Action``; the role it logs in as is not in it.
+    """
+
+    service = DSQL_SERVICE
+
+    def sign_dsql(self, credentials: SigningCredentials, *, host: str, action: str, region: str, at: datetime,
+                  expires: int = EXPIRES_SECONDS) -> str:
+        """The token for ``action`` on the cluster at ``host``, valid ``expires`` seconds from ``at``."""
+        if action not in DSQL_ACTIONS:
+            raise ValueError(f"invalid DSQL action '{action}' (expected DbConnect or DbConnectAdmin)")
+        if not 1 <= expires <= DSQL_MAX_EXPIRES:
+            raise ValueError(f"invalid expiry '{expires}' (expected 1-{DSQL_MAX_EXPIRES} seconds)")
+        if host.startswith("["):
+            raise ValueError(f"invalid database host '{host}'")
+        signed_host = _checked(host, 443, region)
+        return self._presign(credentials, host, signed_host, f"Action={action}", region, at, expires)

@@ -33,9 +33,12 @@ from chalicelib.vending.ratelimit_table import TableRateLimiter
 from chalicelib.vending.request import TokenRequest, parse_token_request
 
 __all__ = ["VendingService", "LiveGrants", "vending_service_from_env", "rate_limiter_from_env", "SSL_ROOT_CERT",
-           "build_dsn", "VEND_DEADLINE_SECONDS", "DEADLINE_RETRY_AFTER"]
+           "SYSTEM_ROOT_CERT", "build_dsn", "VEND_DEADLINE_SECONDS", "DEADLINE_RETRY_AFTER"]
 
 SSL_ROOT_CERT = "rds-global-bundle.pem"
+#: Aurora DSQL serves certificates of a public CA: libpq's ``sslrootcert=system`` (the
+#: system's trusted roots), never the RDS bundle.
+SYSTEM_ROOT_CERT = "system"
 #: Every upstream call of one request (identity proof, AssumeRole, RDS, DynamoDB, SSM) ends
 #: within this many seconds of the request's start: below the function's 10 s timeout, so a
 #: slow or dripping upstream is a 503 with ``Retry-After``, never a function timeout.
@@ -116,9 +119,7 @@ class VendingService:
             with traced("## resolve"):
                 endpoint = self.resolver.resolve(database)
             with traced("## mint"):
-                minted = self.minter.mint(identity=identity, database=database, db_user=req.db_user,
-                                          host=endpoint.host, port=endpoint.port,
-                                          resource_id=endpoint.resource_id)
+                minted = self._mint(identity, index, database, req.db_user, endpoint, decision)
         except DatabaseNotFoundError as exc:
             self._upstream_failed(identity, request_id, req.database, req.db_user, decision.rule, channel,
                                   str(exc))
@@ -147,7 +148,7 @@ class VendingService:
             "dbname": database.dbname,
             "region": database.region,
             "sslmode": "verify-full",
-            "ssl_root_cert": SSL_ROOT_CERT,
+            "ssl_root_cert": SYSTEM_ROOT_CERT if database.is_dsql else SSL_ROOT_CERT,
             "dsn": build_dsn(endpoint.host, endpoint.port, database.dbname, req.db_user, database.engine),
             "rule": decision.rule,
             **answer_fields(database.engine),
@@ -172,6 +173,16 @@ class VendingService:
             self._deny(identity, request_id, database, db_user, refused, channel)
             raise ForbiddenError(refused.reason, refused.rule)
         return end
+
+
+    def _mint(self, identity: CallerIdentity, index: PolicyIndex, database: Any, db_user: str, endpoint: Any,
+              decision: Decision) -> Any:
+        if database.is_dsql:  # the deciding rule's ttl_seconds is the DSQL token's lifetime
+            rule = index.policy.rule(decision.rule)
+            return self.minter.mint(identity=identity, database=database, db_user=db_user, host=endpoint.host,
+                                    port=endpoint.port, ttl_seconds=rule.ttl_seconds if rule else None)
+        return self.minter.mint(identity=identity, database=database, db_user=db_user, host=endpoint.host,
+                                port=endpoint.port, resource_id=endpoint.resource_id)
 
     def _upstream_failed(self, identity: CallerIdentity, request_id: str, database: str, db_user: str,
                          rule: str | None, channel: str, detail: str) -> None:

@@ -1,7 +1,9 @@
 """Turning a vended token into a PostgreSQL connection: libpq parameters, environment, psycopg.
 
 TLS is ``verify-full`` (what the service answers) against ``PGSSLROOTCERT`` when it is set,
-else the RDS CA bundle shipped in the package (``rdsvend/data/rds-global-bundle.pem``).
+else, for an Aurora DSQL cluster (whose answer says ``ssl_root_cert: system``: DSQL serves
+certificates of a public CA), libpq's ``sslrootcert=system`` (the system's trusted roots, libpq
+16 and later), else the RDS CA bundle shipped in the package (``rdsvend/data/rds-global-bundle.pem``).
 """
 from __future__ import annotations
 
@@ -32,7 +34,7 @@ def connection_params(vended: VendedToken, environ: Mapping[str, str] | None = N
         "user": vended.db_user,
         "password": vended.token,
         "sslmode": vended.sslmode or "verify-full",
-        "sslrootcert": ssl_root_cert_path(environ),
+        "sslrootcert": ssl_root_cert_path(environ, vended),
     })
     return params
 

@@ -6,8 +6,17 @@ import os
 import ssl
 from collections.abc import Mapping
 from importlib import resources
+from typing import Protocol
 
-__all__ = ["bundled_ca_path", "ssl_root_cert_path", "tls_context"]
+__all__ = ["bundled_ca_path", "ssl_root_cert_path", "tls_context", "SYSTEM_ROOTS"]
+
+#: What a vend answer's ``ssl_root_cert`` says when the server's CA is a public one (DSQL).
+SYSTEM_ROOTS = "system"
+
+
+class _Answer(Protocol):
+    @property
+    def ssl_root_cert(self) -> str | None: ...
 
 
 def bundled_ca_path() -> str:
@@ -15,9 +24,14 @@ def bundled_ca_path() -> str:
     return str(resources.files("rdsvend").joinpath("data", "rds-global-bundle.pem"))
 
 
-def ssl_root_cert_path(environ: Mapping[str, str] | None = None) -> str:
+def ssl_root_cert_path(environ: Mapping[str, str] | None = None, vended: _Answer | None = None) -> str:
+    """``PGSSLROOTCERT`` when set; ``system`` when the answer says so (DSQL); else the RDS bundle."""
     env = os.environ if environ is None else environ
-    return env.get("PGSSLROOTCERT") or bundled_ca_path()
+    if env.get("PGSSLROOTCERT"):
+        return env["PGSSLROOTCERT"]
+    if vended is not None and vended.ssl_root_cert == SYSTEM_ROOTS:
+        return SYSTEM_ROOTS
+    return bundled_ca_path()
 
 
 def tls_context(ca_path: str) -> ssl.SSLContext:

@@ -104,7 +104,10 @@ def doctor(database: str, db_user: str, policy_path: str | None, as_json: bool,
         click.echo()
         click.echo("Nothing to fix: AWSCURRENT of its secret logs in over TLS verify-full." if user.auth == "password"
                    else "Nothing to fix: a freshly signed token logs in over TLS verify-full.")
-    if user.auth == "iam":  # who RDS refused in the last hour, and why (devtools.cli.doctor_refusals)
+    if db.is_dsql:
+        click.echo()
+        click.echo("Aurora DSQL has no iam-db-auth-error log for rdsvend to read: the checks above explain a refusal.")
+    elif user.auth == "iam":  # who RDS refused in the last hour, and why (devtools.cli.doctor_refusals)
         from devtools.cli.doctor_refusals import refusal_report
 
         refusals = refusal_report(policy, db, db_user)

@@ -11,6 +11,9 @@ Built, never hand-written, from three inputs (docs/deploy.md):
 
 What each function may do:
 
+- ``api_handler`` and ``vend``: ``dsql:DbConnect`` / ``dsql:DbConnectAdmin`` on exactly the
+  declared Aurora DSQL clusters they sign for (``admin`` declared: DbConnectAdmin; custom roles:
+  DbConnect), the canary also ``dsql:GetCluster`` on them (``dsql.found``);
 - ``api_handler`` and ``vend``: ``rds-db:connect`` on exactly the declared ``auth: iam``
   dbuser ARNs of databases they sign for themselves (those without a ``signer_role``; the
   same ARNs ``rdsvend policy render`` gives), ``sts:AssumeRole`` and ``sts:SetSourceIdentity``
@@ -36,7 +39,8 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from chalicelib.iam.render import DEFAULT_SIGNER, render_policies, resolve_database
+from chalicelib.aws.arn import dsql_cluster_arn
+from chalicelib.iam.render import DEFAULT_SIGNER, DsqlGrant, dsql_statements, render_policies, resolve_database
 from chalicelib.policy.model import AccessPolicy, Database
 from devtools.deploy.rotation import canary_secret_statements, rotate_statements
 from devtools.deploy.settings import (
@@ -50,6 +54,7 @@ from devtools.deploy.settings import (
 
 __all__ = [
     "connect_arns",
+    "dsql_connect_statements",
     "ResourceIdDirectory",
     "function_policy",
     "signer_roles",
@@ -145,13 +150,36 @@ def connect_arns(policy: AccessPolicy, deploy: DeploySettings) -> list[str]:
     for the function role (databases without a ``signer_role``; those with one are signed by
     that role, which needs render's other policies, not the functions)."""
 
-    own = [db.name for db in policy.databases.values() if db.signer_role is None]
+    own = [db.name for db in policy.databases.values() if db.signer_role is None and not db.is_dsql]
     if not any(u.vendable for name in own for u in policy.databases[name].users.values()):
         return []
     directory = ResourceIdDirectory(policy, deploy)
     rendered = render_policies(policy, lambda region: directory)
-    (statement,) = rendered.signer_policies[DEFAULT_SIGNER]["Statement"]
+    statement = next(s for s in rendered.signer_policies[DEFAULT_SIGNER]["Statement"] if s["Sid"] == "RdsvendConnect")
     return list(statement["Resource"])
+
+
+def dsql_connect_statements(policy: AccessPolicy, deploy: DeploySettings) -> list[dict[str, Any]]:
+    """``dsql:DbConnect`` / ``dsql:DbConnectAdmin`` on exactly the DSQL clusters the functions
+    sign for themselves (those without a ``signer_role``), as ``rdsvend policy render`` gives them;
+    a cluster whose account the access policy leaves open is in the deployment's account."""
+
+    grants = [DsqlGrant(db.name, "", f"dsql:{action}",
+                        dsql_cluster_arn(db.region, db.account or deploy.account, db.identifier, deploy.partition))
+              for db in policy.databases.values() if db.is_dsql and db.signer_role is None
+              for action in sorted({db.dsql_action(u.name) for u in db.users.values() if u.vendable})]
+    return dsql_statements(grants, "ConnectToDeclaredDsqlClusters")
+
+
+def _dsql_read_statement(policy: AccessPolicy, deploy: DeploySettings) -> list[dict[str, Any]]:
+    """dsql.found: ``dsql:GetCluster`` on the declared clusters of the deployment's account."""
+
+    arns = sorted({dsql_cluster_arn(db.region, db.account or deploy.account, db.identifier, deploy.partition)
+                   for db in policy.databases.values()
+                   if db.is_dsql and (db.account or deploy.account) == deploy.account})
+    if not arns:
+        return []
+    return [{"Sid": "ReadDsqlClusters", "Effect": "Allow", "Action": "dsql:GetCluster", "Resource": arns}]
 
 
 def _describe_statements(databases: list[Database], deploy: DeploySettings) -> list[dict[str, Any]]:
@@ -159,6 +187,8 @@ def _describe_statements(databases: list[Database], deploy: DeploySettings) -> l
     stage's account; others are read through their reader role)."""
     by_action: dict[str, list[str]] = {}
     for database in databases:
+        if database.is_dsql:
+            continue  # nothing to describe in RDS: the canary reads DSQL (dsql:GetCluster)
         if database.kind == "instance":
             action, arn = "rds:DescribeDBInstances", _arn(
                 "rds", "db", deploy, Region=database.region, DbInstanceName=database.identifier)
@@ -216,6 +246,14 @@ def _statement(sid: str, actions: str | list[str], resource: str | list[str]) ->
 def _connect(given: GrantInputs) -> list[dict[str, Any]]:
     connect = connect_arns(given.policy, given.deploy)
     return [_statement("ConnectAsDeclaredDbUsers", "rds-db:connect", connect)] if connect else []
+
+
+def _dsql_connect(given: GrantInputs) -> list[dict[str, Any]]:
+    return dsql_connect_statements(given.policy, given.deploy)
+
+
+def _dsql_read(given: GrantInputs) -> list[dict[str, Any]]:
+    return _dsql_read_statement(given.policy, given.deploy)
 
 
 def _assume_signers(given: GrantInputs) -> list[dict[str, Any]]:
@@ -303,6 +341,7 @@ SIGNING = ("api_handler", "vend", "canary")
 #: Every statement of the functions' documents, in document order.
 GRANTS: tuple[Grant, ...] = (
     Grant(SIGNING, _connect),
+    Grant(SIGNING, _dsql_connect),
     Grant(SIGNING, _assume_signers),
     Grant(SIGNING, _assume_readers),
     Grant(SIGNING, _describe),  # the rotate function reads secrets and databases, never RDS's API
@@ -313,6 +352,7 @@ GRANTS: tuple[Grant, ...] = (
     Grant(VENDING, _rate_limit),
     Grant((*VENDING, "canary"), _grants_table),
     Grant(("canary",), _canary),
+    Grant(("canary",), _dsql_read),
     Grant(("canary", "rotate"), _secrets),  # password users' secrets
 )
 
@@ -449,4 +489,5 @@ def api_resource_policy(deploy: DeploySettings) -> dict[str, Any]:
 def resource_ids_from_rds(policy: AccessPolicy, client_for: Any) -> dict[str, str]:
     """Every declared database's resource id, asked of RDS as ``rdsvend policy render`` does."""
 
-    return {db.name: resolve_database(db, client_for(db.region))[2] for db in policy.databases.values()}
+    return {db.name: resolve_database(db, client_for(db.region))[2] for db in policy.databases.values()
+            if not db.is_dsql}

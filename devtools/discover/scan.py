@@ -1,4 +1,5 @@
-"""Read the organization: its accounts, then each account's DB instances, clusters and proxies.
+"""Read the organization: its accounts, then each account's DB instances, clusters and proxies,
+and its Aurora DSQL clusters (``ListClusters``, then ``GetCluster`` each).
 
 Accounts come from Organizations ``ListAccounts`` (through ``RDSVEND_ORG_ROLE_ARN`` when set,
 else one's own credentials; an account in no organization is read alone), or from the
@@ -13,9 +14,17 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from chalicelib.aws.arn import role_arn
+from chalicelib.aws.dsql import list_clusters
 from chalicelib.aws.errors import aws_error
 from chalicelib.aws.reader import CallerVantage, ReaderRoleError, ReaderSessions
-from devtools.discover.shape import AccountResult, Discovery, FoundDatabase, found_from_item, proxy_target_of
+from devtools.discover.shape import (
+    AccountResult,
+    Discovery,
+    FoundDatabase,
+    found_from_dsql,
+    found_from_item,
+    proxy_target_of,
+)
 
 __all__ = ["DEFAULT_ROLE_NAME", "DiscoverError", "ScanRequest", "list_accounts", "scan"]
 
@@ -93,6 +102,16 @@ def _with_target(rds: Any, proxy: FoundDatabase, errors: list[str]) -> FoundData
     return replace(proxy, target=proxy_target_of(targets))
 
 
+def _list_dsql(clients: Callable[..., Any], account: str, region: str) -> tuple[list[FoundDatabase], str | None]:
+    """The account's DSQL clusters in ``region``; a failure is a note (the RDS listing stands)."""
+    try:
+        return [found_from_dsql(account, c) for c in list_clusters(clients("dsql", region), region)], None
+    except Exception as exc:
+        if aws_error(exc) is None:
+            raise
+        return [], f"account {account}: dsql ListClusters in {region} failed: {_describe(exc)}"
+
+
 def scan(session: Any, request: ScanRequest) -> Discovery:
     """Everything ``rdsvend discover`` prints, read with ``session`` (a boto3 session)."""
     sts = session.client("sts", region_name=request.regions[0])
@@ -131,6 +150,7 @@ def scan(session: Any, request: ScanRequest) -> Discovery:
 
     results: list[AccountResult] = []
     databases: list[FoundDatabase] = []
+    notes: list[str] = []
     for account in dict.fromkeys(accounts):
         if account == own_account:
             clients: Callable[..., Any] = own_clients
@@ -146,6 +166,9 @@ def scan(session: Any, request: ScanRequest) -> Discovery:
             found, failed = _list_region(clients, account, region)
             databases.extend(found)
             errors.extend(failed)
+            clusters, note = _list_dsql(clients, account, region)
+            databases.extend(clusters)
+            notes.extend([note] if note else [])
         results.append(AccountResult(account, "error", "; ".join(errors)) if errors else AccountResult(account, "ok"))
     return Discovery(accounts=tuple(results), databases=tuple(databases), role_name=request.role_name,
-                     default_role_name=request.default_role_name, partition=partition)
+                     default_role_name=request.default_role_name, partition=partition, notes=tuple(notes))

@@ -13,21 +13,24 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from chalicelib.aws.arn import role_arn
+from chalicelib.aws.dsql import DsqlCluster
 from chalicelib.aws.rds import resource_from_item
 
-__all__ = ["FoundDatabase", "AccountResult", "Discovery", "found_from_item", "to_json", "to_yaml", "to_table",
+__all__ = ["FoundDatabase", "AccountResult", "Discovery", "found_from_item", "found_from_dsql", "to_json",
+           "to_yaml", "to_table",
            "policy_engine", "FLAGS"]
 
 Kind = Literal["instance", "cluster", "proxy"]
 
 #: Every flag discover may set, in the order it prints them.
-FLAGS = ("iam_auth_off", "kerberos_domain", "engine_without_iam_auth", "publicly_accessible")
+FLAGS = ("iam_auth_off", "kerberos_domain", "engine_without_iam_auth", "publicly_accessible", "not_active")
 
 #: RDS engine (or proxy engine family) -> the access policy's engine; others have no IAM auth
 _ENGINES = {
     "postgres": "postgres", "aurora-postgresql": "postgres", "postgresql": "postgres",
     "mysql": "mysql", "aurora-mysql": "mysql", "aurora": "mysql",
     "mariadb": "mariadb",
+    "dsql": "dsql",  # Aurora DSQL: IAM tokens only
 }
 _NAME_CHARS = re.compile(r"[^a-z0-9-]+")
 
@@ -123,9 +126,19 @@ def proxy_target_of(targets: list[dict[str, Any]]) -> tuple[str, str] | None:
     return None
 
 
+def found_from_dsql(account: str, cluster: DsqlCluster) -> FoundDatabase:
+    """An Aurora DSQL cluster: always IAM-authenticated; flagged when it is not ACTIVE."""
+    return FoundDatabase(account=account, region=cluster.region, kind="cluster", identifier=cluster.identifier,
+                         engine="dsql", host=cluster.host, port=5432, resource_id=None, iam_auth=True,
+                         flags=() if cluster.active else ("not_active",))
+
+
 def to_json(discovery: Discovery) -> str:
-    return json.dumps({"accounts": [a.to_dict() for a in discovery.accounts],
-                       "databases": [d.to_dict() for d in discovery.databases]}, indent=2)
+    out: dict[str, Any] = {"accounts": [a.to_dict() for a in discovery.accounts],
+                           "databases": [d.to_dict() for d in discovery.databases]}
+    if discovery.notes:
+        out["notes"] = list(discovery.notes)
+    return json.dumps(out, indent=2)
 
 
 def _names(databases: tuple[FoundDatabase, ...]) -> list[str]:
@@ -181,7 +194,10 @@ def to_yaml(discovery: Discovery) -> str:
         lines.append(f"    # signer_role: {role_arn(db.account, 'rdsvend-signer', discovery.partition)}")
         if explicit_reader:
             lines.append(f"    reader_role: {role_arn(db.account, discovery.role_name, discovery.partition)}")
-        lines.append("    users: {}  # name the db users: app_user: {auth: iam}")
+        if db.engine == "dsql":
+            lines.append("    users: {}  # admin: {auth: iam} (DbConnectAdmin), or custom roles: app: {auth: iam}")
+        else:
+            lines.append("    users: {}  # name the db users: app_user: {auth: iam}")
     if not usable:
         lines.append("  {}")
     return "\n".join(lines) + "\n"
@@ -200,4 +216,5 @@ def to_table(discovery: Discovery) -> str:
     out.append("")
     for result in discovery.accounts:
         out.append(f"account {result.account}: " + ("ok" if result.status == "ok" else f"error: {result.error}"))
+    out.extend(f"note: {note}" for note in discovery.notes)
     return "\n".join(out) + "\n"

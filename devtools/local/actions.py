@@ -47,6 +47,7 @@ SIGNING_NAMES: Mapping[str, str] = {
     "sts": "sts", "iam": "iam", "rds": "rds", "organizations": "organizations",
     "secretsmanager": "secretsmanager", "ssm": "ssm", "dynamodb": "dynamodb", "sns": "sns", "logs": "logs",
     "monitoring": "cloudwatch", "lambda": "lambda", "ds": "ds", "ec2": "ec2", "sqs": "sqs",
+    "dsql": "dsql",
 }
 
 #: Calls AWS answers for any valid signature, whatever the policies say.
@@ -336,6 +337,9 @@ RESOURCE_BUILDERS: Mapping[tuple[str, str], Builder] = {
     ("logs", "log-stream"): _log_stream,
     ("lambda", "function"): _function,
     ("ds", "directory"): _named("arn:{p}:ds:{r}:{a}:directory/{v}", "DirectoryId"),
+    # Aurora DSQL: a cluster by its id; a cluster being created has none yet
+    ("dsql", "Cluster"): lambda op, facts: _arn_or("arn:{p}:dsql:{r}:{a}:cluster/{v}", _param(op, "identifier"),
+                                                    facts) or _created("arn:{p}:dsql:{r}:{a}:cluster/*")(op, facts),
     ("ec2", "vpc"): lambda op, facts: _arn_or("arn:{p}:ec2:{r}:{a}:vpc/{v}", _param(op, "VpcId") or "*", facts),
     ("ec2", "subnet"): _created("arn:{p}:ec2:{r}:{a}:subnet/*"),
     ("organizations", "account"): _fixed("account", "AccountId", "ChildId", "TargetId"),

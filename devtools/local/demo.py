@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from devtools.local.demo_canary import broken_scp_step, canary_step
+from devtools.local.demo_dsql import dsql_step
 from devtools.local.demo_enforce import enforce_step
 from devtools.local.demo_grants import grants_step
 from devtools.local.demo_mysql import mysql_step
@@ -114,6 +115,11 @@ def step_connect(demo: Demo) -> None:
     say(f"Connected as {user} over {tls}. SELECT item, qty FROM shop.orders: {listed}.", 3)
 
 
+def step_dsql(demo: Demo) -> None:
+
+    dsql_step(demo, say, DemoFailed)
+
+
 def step_denied(demo: Demo) -> None:
     denied = demo.stack.info.seeded.callers["denied"].arn
     say(f"5. A caller no rule allows: {denied} asks for the same token. Its signature is genuine; "
@@ -158,7 +164,7 @@ def step_refused_caller(demo: Demo) -> None:
 
 #: The narrated steps, in order. Later helpers add or replace entries (see the HOOKs above).
 STEPS: list[Callable[[Demo], None]] = [
-    step_whoami, step_databases, step_vend, step_connect, step_mysql, step_org, step_denied, step_canary,
+    step_whoami, step_databases, step_vend, step_connect, step_mysql, step_dsql, step_org, step_denied, step_canary,
     step_broken_scp, step_refused_caller,
 ]
 

@@ -91,8 +91,11 @@ def seed_secrets(policy_path: Path, seeded: Any, clusters: Any, sessions: Any) -
                           lambda account: sessions.client("secretsmanager", account))
 
 
-def write_access_policy(template: Path, target: Path, seeded: Any, ca_path: Path, world: Any = None) -> None:
-    """The access policy with each local database's real host and port, validated.
+def write_access_policy(template: Path, target: Path, seeded: Any, ca_path: Path, world: Any = None,
+                        dsql: dict[str, tuple[str, str, int]] | None = None) -> None:
+    """The access policy with each local database's real host and port, validated; a DSQL
+    database (named as the world's cluster) gets the id the local DSQL API gave it, and the
+    local endpoint's host and port (``dsql``: name -> (cluster id, host, port)).
 
     The world file is where the local databases' users are declared: an IAM or Kerberos user
     of a database in the world that the template does not list is added to it (its ``auth``
@@ -103,6 +106,11 @@ def write_access_policy(template: Path, target: Path, seeded: Any, ca_path: Path
 
     data = yaml.safe_load(merged_access_text(template, world))
     for name, spec in (data.get("databases") or {}).items():
+        if spec.get("engine") == "dsql":
+            if name not in (dsql or {}):
+                raise StackError(f"{template}: DSQL database '{name}' is no DSQL cluster of the world")
+            spec["cluster"], spec["host"], spec["port"] = (dsql or {})[name]
+            continue
         kind = "proxy" if "proxy" in spec else "instance"
         ident = spec.get(kind)
         inst = (seeded.proxies if kind == "proxy" else seeded.instances).get(ident)

@@ -29,7 +29,7 @@ from devtools.local.proxies import ProxyInfo, create_proxies
 from devtools.local.sessions import ORG_ACCESS_ROLE, AccountSessions, Keys
 from devtools.local.world import World
 
-__all__ = ["InstanceInfo", "SeededWorld", "seed_world", "service_assumes"]
+__all__ = ["InstanceInfo", "DsqlInfo", "SeededWorld", "seed_world", "service_assumes"]
 
 _ID_PATCH_LOCK = threading.Lock()
 
@@ -50,6 +50,17 @@ class InstanceInfo:
 
 
 @dataclass(frozen=True)
+class DsqlInfo:
+    """An Aurora DSQL cluster created in the local DSQL API (moto chose its id)."""
+
+    name: str  # the world's name for it (and the access policy's database name)
+    identifier: str
+    account: str
+    region: str
+    arn: str
+
+
+@dataclass(frozen=True)
 class SeededWorld:
     """What seeding created: ids moto chose and the credentials the stack hands out."""
 
@@ -66,6 +77,7 @@ class SeededWorld:
     signer_role_arn: str
     directories: Mapping[str, str] = field(default_factory=dict)  # directory name -> Directory Service id
     proxies: Mapping[str, ProxyInfo] = field(default_factory=dict)  # RDS Proxy name -> what was made
+    dsql: Mapping[str, DsqlInfo] = field(default_factory=dict)  # world name -> the created cluster
 
     def to_json(self) -> dict[str, Any]:
         document: dict[str, Any] = json.loads(json.dumps(asdict(self)))  # a dataclass: a JSON object
@@ -87,6 +99,7 @@ class SeededWorld:
             signer_role_arn=data["signer_role_arn"],
             directories=dict(data.get("directories") or {}),
             proxies={k: ProxyInfo(**v) for k, v in (data.get("proxies") or {}).items()},
+            dsql={k: DsqlInfo(**v) for k, v in (data.get("dsql") or {}).items()},
         )
 
 
@@ -266,6 +279,7 @@ def seed_world(world: World, endpoint_url: str, *, db_host: str, db_port: int | 
 
     proxies = create_proxies(world, sessions, host=db_host, ports=proxy_ports or {},
                              dbnames={i: inst.dbname for i, inst in instances.items()})
+    dsql = _create_dsql_clusters(world, sessions)
 
     # Users first: the roles' trust policies name some of them (AWS refuses unknown principals).
     for account in world.accounts.values():
@@ -280,6 +294,22 @@ def seed_world(world: World, endpoint_url: str, *, db_host: str, db_port: int | 
                 for part, ref in parts.items():
                     if (ref.account, ref.user) == (account.id, user.name):
                         callers[part] = Keys(key["AccessKeyId"], key["SecretAccessKey"], arn, account.id)
+    _create_roles(world, sessions, instances, dsql, proxies)
+
+    # What the Lambda would run as: its execution role, assumed in the service account
+    # (as Lambda does), for as long as STS allows.
+    execution = service_assumes(world.execution_role_arn, "rdsvend-local-function", region, duration=43200)
+    return SeededWorld(
+        endpoint_url=endpoint_url, region=region, org_id=org.id, management_account=org.management_account,
+        root_id=root_id, units=unit_ids, scps=scp_ids, callers=callers, execution=execution,
+        instances=instances, signer_role_arn=world.signer_role_arn, directories=directories, dsql=dsql,
+        proxies=proxies)
+
+
+def _create_roles(world: World, sessions: AccountSessions, instances: Mapping[str, InstanceInfo],
+                  dsql: Mapping[str, DsqlInfo], proxies: Mapping[str, ProxyInfo]) -> None:
+    """Every account's roles: trust, inline and managed policies, and the connect policies built
+    from what RDS and the DSQL API gave the databases (resource ids, cluster ARNs)."""
     for account in world.accounts.values():
         iam = sessions.client("iam", account.id)
         for role in account.roles.values():
@@ -299,16 +329,32 @@ def seed_world(world: World, endpoint_url: str, *, db_host: str, db_port: int | 
                 policy_arn = iam.create_policy(PolicyName=f"{role.name}-rds-connect",
                                                PolicyDocument=json.dumps(document))["Policy"]["Arn"]
                 iam.attach_role_policy(RoleName=role.name, PolicyArn=policy_arn)
-
-    # What the Lambda would run as: its execution role, assumed in the service account
-    # (as Lambda does), for as long as STS allows.
-    execution = service_assumes(world.execution_role_arn, "rdsvend-local-function", region, duration=43200)
-    return SeededWorld(
-        endpoint_url=endpoint_url, region=region, org_id=org.id, management_account=org.management_account,
-        root_id=root_id, units=unit_ids, scps=scp_ids, callers=callers, execution=execution,
-        instances=instances, signer_role_arn=world.signer_role_arn, directories=directories, proxies=proxies)
+            if role.dsql_connect:
+                _attach_dsql_connect(iam, role.name, [dsql[c].arn for c in role.dsql_connect])
 
 
 def _connect_arn(name: str, user: str, instances: Mapping[str, InstanceInfo], proxies: Mapping[str, ProxyInfo]) -> str:
     """The dbuser ARN of ``user`` at the instance or proxy ``name`` (a proxy's: its ``prx-`` id)."""
     return proxies[name].dbuser_arn(user) if name in proxies else instances[name].dbuser_arn(user)
+
+
+def _create_dsql_clusters(world: World, sessions: AccountSessions) -> dict[str, DsqlInfo]:
+    """Each DSQL cluster of the world, created in its account's DSQL API and read until ACTIVE."""
+    created: dict[str, DsqlInfo] = {}
+    for account, spec in world.dsql_clusters():
+        client = sessions.client("dsql", account.id)
+        answer = client.create_cluster(deletionProtectionEnabled=False, tags={"Name": spec.name},
+                                       clientToken=f"rdsvend-local-{spec.name}")
+        client.get_cluster(identifier=answer["identifier"])  # moto: CREATING, then ACTIVE when read
+        created[spec.name] = DsqlInfo(spec.name, answer["identifier"], account.id, world.region, answer["arn"])
+    return created
+
+
+def _attach_dsql_connect(iam: Any, role: str, arns: list[str]) -> None:
+    """dsql:DbConnect and dsql:DbConnectAdmin on exactly these clusters (a managed policy)."""
+    document = {"Version": "2012-10-17", "Statement": [
+        {"Sid": "ConnectToDeclaredClusters", "Effect": "Allow", "Action": ["dsql:DbConnect", "dsql:DbConnectAdmin"],
+         "Resource": arns}]}
+    created = iam.create_policy(PolicyName=f"{role}-dsql-connect", PolicyDocument=json.dumps(document))
+    policy_arn = created["Policy"]["Arn"]
+    iam.attach_role_policy(RoleName=role, PolicyArn=policy_arn)

@@ -22,6 +22,7 @@ from chalicelib.iam.model import parse_policy
 from devtools.local.attribution import start_attribution
 from devtools.local.authorize import DENIAL_LOG, DenialLog, Enforcer
 from devtools.local.aws import AccountSessions, MotoSecretLookup, MotoServer, seed_world
+from devtools.local.dsql import start_dsql_clusters
 from devtools.local.lambda_invoke import start_vend_function
 from devtools.local.last_run import LastRun, recall, remember
 from devtools.local.ldap import LdapResponder
@@ -95,6 +96,7 @@ class StackServer:
         self._ldap: Any = None
         self._clusters: dict[str, Any] = {}
         self._mysql: dict[str, Any] = {}  # identifier -> devtools.local.rds_mysql.LocalMariaDB
+        self._dsql: dict[str, Any] = {}  # world name -> devtools.local.dsql.LocalDsqlCluster
         self._gateway: Any = None
         self._proxies: list[Any] = []  # the RDS Proxy fronts (devtools.local.proxy_fronts)
         self._lambda: Any = None
@@ -102,7 +104,7 @@ class StackServer:
         self._attribution: Any = None
         self._sessions: Any = None
         self._lookup: Any = None
-        self._verdicts: dict[tuple[str, str, str], tuple[int, tuple[bool, str]]] = {}
+        self._verdicts: dict[tuple[str, str, str, str], tuple[int, tuple[bool, str]]] = {}
         self._verdicts_lock = threading.Lock()
         self.info: StackInfo | None = None
         #: the previous run's ports and keys, kept when free (devtools.local.last_run)
@@ -205,6 +207,7 @@ class StackServer:
 
         self._attribution = start_attribution(world, seeded, self._sessions, checker)
         self._checker = self._attribution.guard
+        self._start_dsql(world, seeded, ca_path)
 
         for account, spec in world.databases():
             if spec.identifier in self._mysql:
@@ -220,7 +223,8 @@ class StackServer:
         self._save(ports=[*self._state["ports"], *proxy_ports.values()])
 
         policy_path = self.state_dir / "access.yaml"
-        write_access_policy(self.access_path, policy_path, seeded, ca_path, world)
+        write_access_policy(self.access_path, policy_path, seeded, ca_path, world,
+                            dsql={name: (c.identifier, c.host, c.port) for name, c in self._dsql.items()})
         seed_secrets(policy_path, seeded, {**self._clusters, **self._mysql}, self._sessions)
 
         self._gateway = start_gateway(world, seeded, policy_path, self._lookup, self._enforcer,
@@ -266,6 +270,21 @@ class StackServer:
         remember(self.state_dir, _this_run(info))
         return info
 
+    def _start_dsql(self, world: Any, seeded: Any, ca_path: Path) -> None:
+        """The world's Aurora DSQL clusters (devtools.local.dsql), their CAs added to the bundle."""
+
+        self._dsql = start_dsql_clusters(world, seeded, self._sessions, self._lookup, self._dsql_permission)
+        for cluster in self._dsql.values():
+            self._save(pg=[*self._state["pg"], str(cluster.pg.base_dir)],
+                       pg_pids=[*self._state.get("pg_pids", []), cluster.pg.pid],
+                       ports=[*self._state["ports"], cluster.port])
+            with open(ca_path, "ab") as bundle:
+                bundle.write(Path(cluster.pg.ca_path).read_bytes())
+
+    def _dsql_permission(self, credential: Any, action: str, cluster_arn: str) -> tuple[bool, str]:
+        """May this signer ``action`` (dsql:DbConnect[Admin]) on the cluster? As :meth:`_permission_check`."""
+        return self._permission_check(credential, cluster_arn, action)
+
     def _guard_moto(self, lookup: Any, management_account: str) -> None:
         """Every request to the local AWS authenticated and authorized as AWS would
         (:mod:`devtools.local.authorize`); with ``enforce=False``, only STS's signature checks and
@@ -282,7 +301,7 @@ class StackServer:
             _LazyOrgClient(self), "sts:AssumeRole"))
         self._moto.wrap(lambda app: StsSignatureCheck(app, lookup, assume_role=may_assume))
 
-    def _permission_check(self, credential: Any, dbuser_arn: str) -> tuple[bool, str]:
+    def _permission_check(self, credential: Any, dbuser_arn: str, action: str = "rds-db:connect") -> tuple[bool, str]:
         """May this signer ``rds-db:connect`` as that dbuser? Live IAM and SCP state, judged by
         rdsvend's evaluator. Anything that could not be evaluated is a refusal.
 
@@ -290,18 +309,19 @@ class StackServer:
         write reaches either (the moto server counts them): exact, unlike a time-based cache.
         """
         generation = self._moto.generation if self._moto is not None else None
-        key = (credential.access_key_id, credential.principal_arn, dbuser_arn)
+        key = (credential.access_key_id, credential.principal_arn, dbuser_arn, action)
         with self._verdicts_lock:
             cached = self._verdicts.get(key)
         if cached is not None and generation is not None and cached[0] == generation:
             return cached[1]
-        result = self._evaluate_permission(credential, dbuser_arn)
+        result = self._evaluate_permission(credential, dbuser_arn, action)
         if generation is not None and self._moto is not None and self._moto.generation == generation:
             with self._verdicts_lock:
                 self._verdicts[key] = (generation, result)
         return result
 
-    def _evaluate_permission(self, credential: Any, dbuser_arn: str) -> tuple[bool, str]:
+    def _evaluate_permission(self, credential: Any, dbuser_arn: str,
+                             action: str = "rds-db:connect") -> tuple[bool, str]:
         try:
             raw_session = self._lookup.session_policy(credential.access_key_id)
             session_policy = parse_policy(raw_session, "session policy") if raw_session else None
@@ -311,9 +331,10 @@ class StackServer:
                 org_client=self._sessions.client("organizations", self._sessions.management_account),
                 account_id=credential.account,
                 session_policy=session_policy,
+                action=action,
             )
         except (IamFetchError, IamPolicyError) as exc:
-            return False, f"could not evaluate rds-db:connect: {exc}"
+            return False, f"could not evaluate {action}: {exc}"
         return verdict.allowed, verdict.combined.explanation
 
     def stop(self) -> None:
@@ -334,6 +355,12 @@ class StackServer:
             self._attribution = None
 
         stop_mysql_databases(self._mysql)
+        for dsql in self._dsql.values():
+            try:
+                dsql.stop()
+            except Exception:  # noqa: BLE001 - stop the rest whatever one does
+                log.exception("could not stop a local DSQL cluster")
+        self._dsql = {}
         for cluster in self._clusters.values():
             try:
                 cluster.stop()

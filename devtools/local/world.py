@@ -28,6 +28,7 @@ __all__ = [
     "DbUserSpec",
     "DomainSpec",
     "DatabaseSpec",
+    "DsqlClusterSpec",
     "DirectorySpec",
     "ProxySpec",
     "Account",
@@ -96,6 +97,8 @@ class Role:
     rds_connect: tuple[str, ...] = ()
     #: ARNs of managed policies to attach (AWS managed ones included)
     managed_policies: tuple[str, ...] = ()
+    #: DSQL clusters (of the same account) this role may dsql:DbConnect and dsql:DbConnectAdmin to
+    dsql_connect: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -163,6 +166,17 @@ class ProxySpec:
 
 
 @dataclass(frozen=True)
+class DsqlClusterSpec:
+    """An Aurora DSQL cluster: created in the local DSQL API, served by a local PostgreSQL that
+    takes only DSQL tokens. ``roles``: database role -> the IAM role (same account) it is mapped
+    to with ``AWS IAM GRANT`` at start; ``setup_sql`` runs once the roles exist."""
+
+    name: str
+    roles: Mapping[str, str]
+    setup_sql: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Account:
     id: str
     name: str
@@ -171,6 +185,7 @@ class Account:
     databases: Mapping[str, DatabaseSpec] = field(default_factory=dict)
     directories: Mapping[str, DirectorySpec] = field(default_factory=dict)
     proxies: Mapping[str, ProxySpec] = field(default_factory=dict)
+    dsql_clusters: Mapping[str, DsqlClusterSpec] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -218,6 +233,9 @@ class World:
 
     def proxies(self) -> list[tuple[Account, ProxySpec]]:
         return [(a, p) for a in self.accounts.values() for p in a.proxies.values()]
+
+    def dsql_clusters(self) -> list[tuple[Account, DsqlClusterSpec]]:
+        return [(a, c) for a in self.accounts.values() for c in a.dsql_clusters.values()]
 
     def member_accounts(self) -> list[Account]:
         mgmt = self.organization.management_account
@@ -364,24 +382,31 @@ class _Parser:
                 raise self.fail(f"account '{acct}' is in no unit", "organization.units")
         return Organization(org_id, mgmt_id, str(mgmt.get("name") or "management"), tuple(units), scps)
 
+    def roles(self, value: Any, f: str) -> dict[str, Role]:
+        roles = {}
+        for name, r in (value or {}).items():
+            rf = f"{f}.roles.{name}"
+            self.string(name, rf, _NAME)
+            r = self.mapping(r, rf, {"trust", "policies", "rds_connect", "managed_policies", "dsql_connect"},
+                             {"trust"})
+            if not isinstance(r["trust"], dict) or not r["trust"]:
+                raise self.fail("must be a trust policy Principal mapping", f"{rf}.trust")
+            roles[name] = Role(name, r["trust"], self.documents(r.get("policies"), f"{rf}.policies"),
+                               self.strings(r.get("rds_connect") or [], f"{rf}.rds_connect", _DB_ID),
+                               self.strings(r.get("managed_policies") or [], f"{rf}.managed_policies",
+                                            _POLICY_ARN),
+                               self.strings(r.get("dsql_connect") or [], f"{rf}.dsql_connect", _DB_ID))
+        return roles
+
     def accounts(self, value: Any) -> dict[str, Account]:
         out = {}
         for acct, raw in self.mapping(value, "accounts", set(value or {})).items():
             acct = str(acct)
             f = f"accounts.{acct}"
             self.string(acct, f, _ACCOUNT)
-            spec = self.mapping(raw, f, {"name", "roles", "users", "databases", "directories", "proxies"}, {"name"})
-            roles = {}
-            for name, r in (spec.get("roles") or {}).items():
-                rf = f"{f}.roles.{name}"
-                self.string(name, rf, _NAME)
-                r = self.mapping(r, rf, {"trust", "policies", "rds_connect", "managed_policies"}, {"trust"})
-                if not isinstance(r["trust"], dict) or not r["trust"]:
-                    raise self.fail("must be a trust policy Principal mapping", f"{rf}.trust")
-                roles[name] = Role(name, r["trust"], self.documents(r.get("policies"), f"{rf}.policies"),
-                                   self.strings(r.get("rds_connect") or [], f"{rf}.rds_connect", _DB_ID),
-                                   self.strings(r.get("managed_policies") or [], f"{rf}.managed_policies",
-                                                _POLICY_ARN))
+            spec = self.mapping(raw, f, {"name", "roles", "users", "databases", "directories", "proxies",
+                                         "dsql_clusters"}, {"name"})
+            roles = self.roles(spec.get("roles"), f)
             users = {}
             for name, u in (spec.get("users") or {}).items():
                 uf = f"{f}.users.{name}"
@@ -406,13 +431,20 @@ class _Parser:
                     raise self.fail(f"no role '{spec_db.domain.iam_role}' in account {acct}", f"{df}.iam_role")
             proxies = {name: self.proxy(name, p, f"{f}.proxies.{name}", dbs, roles)
                        for name, p in (spec.get("proxies") or {}).items()}
-            out[acct] = Account(acct, self.string(spec["name"], f"{f}.name"), roles, users, dbs, directories, proxies)
+            clusters = {name: self.dsql_cluster(name, c, f"{f}.dsql_clusters.{name}", roles)
+                        for name, c in (spec.get("dsql_clusters") or {}).items()}
+            out[acct] = Account(acct, self.string(spec["name"], f"{f}.name"), roles, users, dbs, directories,
+                                proxies=proxies, dsql_clusters=clusters)
         for account in out.values():
             for role in account.roles.values():
                 for db in role.rds_connect:
                     if db not in account.databases and db not in account.proxies:
                         raise self.fail(f"no database '{db}' in account {account.id}",
                                         f"accounts.{account.id}.roles.{role.name}.rds_connect")
+                for cluster in role.dsql_connect:
+                    if cluster not in account.dsql_clusters:
+                        raise self.fail(f"no DSQL cluster '{cluster}' in account {account.id}",
+                                        f"accounts.{account.id}.roles.{role.name}.dsql_connect")
         return out
 
     def database(self, name: str, value: Any, f: str) -> DatabaseSpec:
@@ -463,6 +495,22 @@ class _Parser:
         if auth != "iam":
             raise self.fail(f"the local stack's proxies log in to their target with iam, not '{auth}'", f"{f}.auth")
         return ProxySpec(name, target, role, auth)
+
+    def dsql_cluster(self, name: str, value: Any, f: str, roles: Mapping[str, Role]) -> DsqlClusterSpec:
+        self.string(name, f, _DB_ID)
+        spec = self.mapping(value or {}, f, {"roles", "setup_sql"})
+        mapped: dict[str, str] = {}
+        for pg_role, grant in self.mapping(spec.get("roles") or {}, f"{f}.roles", set(spec.get("roles") or {})).items():
+            rf = f"{f}.roles.{pg_role}"
+            self.string(pg_role, rf, _PG_NAME)
+            if pg_role == "admin":
+                raise self.fail("'admin' is DSQL's own role (signed with DbConnectAdmin): it needs no grant", rf)
+            item = self.mapping(grant, rf, {"grant"}, {"grant"})
+            role = self.string(item["grant"], f"{rf}.grant", _NAME)
+            if role not in roles:
+                raise self.fail(f"no role '{role}' in the cluster's account", f"{rf}.grant")
+            mapped[pg_role] = role
+        return DsqlClusterSpec(name, mapped, self.strings(spec.get("setup_sql") or [], f"{f}.setup_sql"))
 
     def rate(self, value: Any, f: str) -> int:
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 100000:

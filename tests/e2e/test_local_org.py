@@ -179,7 +179,11 @@ def test_discover_as_the_operator_lists_what_rds_has_in_every_account(org):
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr
     found = json.loads(done.stdout)
     assert {a["account"]: a["status"] for a in found["accounts"]} == dict.fromkeys(accounts, "ok")
-    listed = {(d["account"], d["identifier"]): d for d in found["databases"]}
+    listed = {(d["account"], d["identifier"]): d for d in found["databases"] if d["engine"] != "dsql"}
+    # The world's Aurora DSQL cluster, as the local DSQL API lists it.
+    ledger = org.info.seeded.dsql["ledger-local"]
+    (cluster,) = [d for d in found["databases"] if d["engine"] == "dsql"]
+    assert (cluster["account"], cluster["identifier"], cluster["iam_auth"]) == (ledger.account, ledger.identifier, True)
     # Every instance of the world, in its own account, as RDS there describes it.
     assert set(listed) == {(str(db["account"]), ident) for ident, db in org.info.databases.items()}
     sessions = AccountSessions(org.info.moto_url, org.info.region, org.info.seeded.management_account)

@@ -145,7 +145,7 @@ def test_databases_lists_only_what_the_caller_may_use(local_stack):
     # the owners are listed too: the caller may ask for them, under a just-in-time grant
     assert [(d["database"], d["db_users"]) for d in allowed] == [
         (DB, [APP_USER, "orders_owner"]), ("billing-local", ["billing_app"]), ("shop-local", ["shop_app", "shop_owner"]),
-        ("orders-proxy", ["orders_app"]), ("shop-proxy", ["shop_app"])]
+        ("orders-proxy", ["orders_app"]), ("shop-proxy", ["shop_app"]), ("ledger-local", ["ledger_app"])]
     denied = _signed(local_stack, "GET", "/v1/databases", keys=local_stack.keys("denied")).json()
     assert denied == {"databases": []}
 

@@ -73,7 +73,8 @@ def test_scps_are_the_default_allow_plus_one_that_leaves_rds_db_alone(seeded):
 
 def test_signer_role_may_connect_exactly_as_the_declared_iam_users(seeded, world):
     iam = member_client(seeded, "222222222222", "iam")
-    attached = iam.list_attached_role_policies(RoleName="rdsvend-signer")["AttachedPolicies"]
+    attached = [p for p in iam.list_attached_role_policies(RoleName="rdsvend-signer")["AttachedPolicies"]
+                if p["PolicyName"].endswith("-rds-connect")]
     assert len(attached) == 1
     policy = iam.get_policy(PolicyArn=attached[0]["PolicyArn"])["Policy"]
     doc = iam.get_policy_version(PolicyArn=policy["Arn"], VersionId=policy["DefaultVersionId"])["PolicyVersion"]
@@ -263,3 +264,18 @@ def test_local_env_without_a_stack_says_so(tmp_path):
     result = CliRunner().invoke(cli, ["local", "env", "--state-dir", str(tmp_path / "none")])
     assert result.exit_code == 1
     assert "no local stack is running" in result.output
+
+
+def test_the_dsql_cluster_is_in_the_local_dsql_api_and_the_signer_may_connect_to_it(seeded):
+    cluster = seeded.dsql["ledger-local"]
+    answer = member_client(seeded, "222222222222", "dsql").get_cluster(identifier=cluster.identifier)
+    assert answer["status"] == "ACTIVE" and answer["arn"] == cluster.arn
+    iam = member_client(seeded, "222222222222", "iam")
+    (attached,) = [p for p in iam.list_attached_role_policies(RoleName="rdsvend-ledger-signer")["AttachedPolicies"]
+                   if p["PolicyName"].endswith("-dsql-connect")]
+    policy = iam.get_policy(PolicyArn=attached["PolicyArn"])["Policy"]
+    doc = iam.get_policy_version(PolicyArn=policy["Arn"], VersionId=policy["DefaultVersionId"])["PolicyVersion"]
+    document = doc["Document"] if isinstance(doc["Document"], dict) else json.loads(doc["Document"])
+    (statement,) = document["Statement"]
+    assert statement["Action"] == ["dsql:DbConnect", "dsql:DbConnectAdmin"]
+    assert statement["Resource"] == [cluster.arn]

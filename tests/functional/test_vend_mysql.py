@@ -121,4 +121,4 @@ def test_unknown_engine_is_a_load_error_naming_the_field(engine):
     with pytest.raises(PolicyLoadError) as err:
         load_policy_text(POLICY.replace("engine: mariadb", f"engine: '{engine}'"), "t.yaml")
     assert "databases.shop-maria.engine" in str(err.value)
-    assert "postgres, mysql or mariadb" in str(err.value)
+    assert "postgres, mysql, mariadb or dsql" in str(err.value)
