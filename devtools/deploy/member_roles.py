@@ -73,6 +73,8 @@ def member_accounts(policy: AccessPolicy, deploy: DeploySettings) -> dict[str, d
     each only where the stage's databases resolve to one (what the functions may assume)."""
     accounts: dict[str, dict[str, Any]] = {}
     for database in policy.databases.values():
+        if database.is_dsql:
+            continue  # an Aurora DSQL cluster's signer role is not made by this template yet (docs/deploy.md)
         reader = database.reader_role_for(deploy.account)
         if not reader and not database.signer_role:
             continue  # read and signed with the functions' own credentials

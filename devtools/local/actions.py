@@ -298,6 +298,17 @@ def _created(template: str) -> Builder:
     return lambda op, facts: template.format(p=facts.partition, r=facts.region, a=facts.account)
 
 
+def _proxy_member(template: str, *fields: str) -> Builder:
+    """A database a proxy-targets call names (``DBInstanceIdentifiers.member.1`` ...); such a
+    call names instances or clusters, never both, so the other kind is any (``*``)."""
+    def build(op: Operation, facts: RequestFacts) -> str | None:
+        value = _param(op, *fields)
+        if value is None and op.name.endswith("DBProxyTargets"):
+            value = "*"
+        return _arn_or(template, value, facts)
+    return build
+
+
 def _tables(op: Operation, facts: RequestFacts) -> str | tuple[str, ...] | None:
     """A DynamoDB call's table, or a batch call's tables (the keys of ``RequestItems``)."""
     items = op.params.get("RequestItems")
@@ -325,9 +336,14 @@ RESOURCE_BUILDERS: Mapping[tuple[str, str], Builder] = {
     ("iam", "policy"): _iam_policy,
     ("iam", "group"): _named("arn:{p}:iam::{a}:group/{v}", "GroupName"),
     ("iam", "instance-profile"): _named("arn:{p}:iam::{a}:instance-profile/{v}", "InstanceProfileName"),
-    ("rds", "db"): _named("arn:{p}:rds:{r}:{a}:db:{v}", "DBInstanceIdentifier"),
-    ("rds", "cluster"): _named("arn:{p}:rds:{r}:{a}:cluster:{v}", "DBClusterIdentifier"),
+    ("rds", "db"): _proxy_member("arn:{p}:rds:{r}:{a}:db:{v}", "DBInstanceIdentifier",
+                                 "DBInstanceIdentifiers.member.1"),
+    ("rds", "cluster"): _proxy_member("arn:{p}:rds:{r}:{a}:cluster:{v}", "DBClusterIdentifier",
+                                      "DBClusterIdentifiers.member.1"),
     ("rds", "proxy"): _named("arn:{p}:rds:{r}:{a}:db-proxy:{v}", "DBProxyName"),
+    # a proxy's target group: AWS names it by an id the request does not carry; locally by its name
+    ("rds", "target-group"): lambda op, facts: _arn_or("arn:{p}:rds:{r}:{a}:target-group:{v}",
+                                                       _param(op, "TargetGroupName") or "default", facts),
     ("secretsmanager", "Secret"): _secret,
     ("ssm", "parameter"): _parameter,
     ("dynamodb", "table"): _tables,

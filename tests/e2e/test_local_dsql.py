@@ -16,7 +16,6 @@ from typing import Any
 import boto3
 import psycopg
 import pytest
-from chalicelib.policy.source import StaticPolicySource
 from moto import mock_aws
 
 from chalicelib.aws.clients import ClientFactory
@@ -31,6 +30,7 @@ from chalicelib.iam.connect import evaluate_rds_connect
 from chalicelib.iam.model import parse_policy
 from chalicelib.identity import identity_from_arn
 from chalicelib.policy.loader import load_policy_text
+from chalicelib.policy_source import StaticPolicySource
 from chalicelib.signer import TokenMinter
 from chalicelib.signer.credentials import SigningCredentials
 from chalicelib.signer.sigv4 import DsqlTokenSigner

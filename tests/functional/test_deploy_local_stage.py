@@ -53,9 +53,10 @@ def test_get_function_answers_with_the_role_whose_policies_are_the_generated_doc
         assert iam.get_role_policy(RoleName=role, PolicyName=policy_name)["PolicyDocument"] == documents[function]
     vend = documents["vend"]
     assumed = {r for s in vend["Statement"] if "sts:AssumeRole" in json.dumps(s["Action"]) for r in s["Resource"]}
-    # exactly the local policy's signers and the reader of the database in the data account
+    # exactly the local policy's signers (the DSQL cluster's own among them) and the reader of
+    # the databases in the data account
     assert assumed == {f"arn:aws:iam::{SERVICE}:role/rdsvend-signer", f"arn:aws:iam::{DATA}:role/rdsvend-signer",
-                       f"arn:aws:iam::{DATA}:role/rdsvend-reader"}
+                       f"arn:aws:iam::{SERVICE}:role/rdsvend-ledger-signer", f"arn:aws:iam::{DATA}:role/rdsvend-reader"}
 
 
 def test_the_stack_resources_carry_the_local_stage(deployed):

@@ -88,8 +88,8 @@ def test_signer_role_may_connect_exactly_as_the_declared_iam_users(seeded, world
     assert sorted(statement["Resource"]) == sorted(
         [f"arn:aws:rds-db:us-east-1:222222222222:dbuser:{rid}/{u}" for u in ("orders_app", "orders_owner")
          for rid in (instance.resource_id, orders_prx)]
-        + [f"arn:aws:rds-db:us-east-1:222222222222:dbuser:{rid}/shop_app" for rid in (shop.resource_id, shop_prx)]
-        + [f"arn:aws:rds-db:us-east-1:222222222222:dbuser:{shop.resource_id}/shop_owner"])
+        + [f"arn:aws:rds-db:us-east-1:222222222222:dbuser:{rid}/{u}" for u in ("shop_app", "shop_owner")
+           for rid in (shop.resource_id, shop_prx)])
     trust = iam.get_role(RoleName="rdsvend-signer")["Role"]["AssumeRolePolicyDocument"]
     trust = trust if isinstance(trust, dict) else json.loads(trust)
     # The function signs; the operator may too (its canary logs in as the scheduled one does).

@@ -15,7 +15,6 @@ from urllib.parse import parse_qs
 import botocore.session
 import pytest
 import yaml
-from chalicelib.policy.source import StaticPolicySource
 from openapi_schema_validator import OAS30Validator
 from referencing import Registry, Resource
 
@@ -25,6 +24,7 @@ from chalicelib.aws.rds import EndpointResolver
 from chalicelib.clock import FrozenClock
 from chalicelib.errors import PolicyLoadError
 from chalicelib.policy.loader import load_policy_text
+from chalicelib.policy_source import StaticPolicySource
 from chalicelib.routes.http import set_vending_service
 from chalicelib.signer import TokenMinter
 from chalicelib.signer.credentials import SigningCredentials, StaticCredentialsProvider
