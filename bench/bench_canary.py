@@ -26,6 +26,13 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # annotations only: the service's modules load inside run(), after the stack starts
+    from chalicelib.canary.model import Report
+    from chalicelib.canary.target_run import CanaryDeps, DbConnector, FactsSession
+    from chalicelib.engines.base import ConnectParams
+    from chalicelib.policy.model import AccessPolicy
 
 TARGETS = 64
 CONCURRENCY = 16
@@ -119,15 +126,15 @@ class DelayProxy:
 class ViaHostaddr:
     """A DbConnector that reaches ``host`` through ``hostaddr`` (the proxy)."""
 
-    def __init__(self, inner, hostaddr: str) -> None:
+    def __init__(self, inner: DbConnector, hostaddr: str) -> None:
         self._inner = inner
         self._hostaddr = hostaddr
 
-    def connect(self, params):
+    def connect(self, params: ConnectParams) -> FactsSession:
         return self._inner.connect(dataclasses.replace(params, hostaddr=self._hostaddr))
 
 
-def _bench_policy(policy):
+def _bench_policy(policy: AccessPolicy) -> AccessPolicy:
     from chalicelib.policy.model import CanarySettings
 
     base = policy.databases["orders-local"]
@@ -142,7 +149,7 @@ def _bench_policy(policy):
                                                      ssl_root_cert=policy.canary.ssl_root_cert))
 
 
-def _timed(policy, deps, concurrency):
+def _timed(policy: AccessPolicy, deps: CanaryDeps, concurrency: int) -> tuple[float, Report]:
     from chalicelib.canary.runner import run_canary
 
     started = time.perf_counter()
@@ -150,7 +157,7 @@ def _timed(policy, deps, concurrency):
     return time.perf_counter() - started, report
 
 
-def run() -> list[dict]:
+def run() -> list[dict[str, Any]]:
     from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
     from chalicelib.engines.postgres import PostgresAdmin
@@ -172,7 +179,7 @@ def run() -> list[dict]:
             admin = conninfo_to_dict(stack.info.admin_dsn)
             admin["hostaddr"] = PROXY_HOST
             delayed = dataclasses.replace(deps, db=ViaHostaddr(deps.db, PROXY_HOST),
-                                          admin=PostgresAdmin(make_conninfo(**admin)))
+                                          admin=PostgresAdmin(make_conninfo("", **admin)))
             with DelayProxy(port, ONE_WAY_MS / 1000.0):
                 serial, serial_report = _timed(policy, delayed, 1)
                 parallel, parallel_report = _timed(policy, delayed, CONCURRENCY)

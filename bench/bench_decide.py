@@ -6,6 +6,7 @@ owner user, a database the caller has no rule for, and a principal no rule names
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from bench.bench_vend import bench_env, caller_request, generated_policy, rate, request_context, result
@@ -42,7 +43,7 @@ def run() -> list[dict[str, Any]]:
                            error=f"unexpected decisions over {rules} rules")]
         setups[rules] = (index, questions)
 
-    def decider(rules: int):
+    def decider(rules: int) -> Callable[[], None]:
         index, questions = setups[rules]
         decide = index.decide
 

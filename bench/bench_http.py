@@ -13,7 +13,7 @@ import json
 import statistics
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from bench.bench_vend import (
     HOST,
@@ -32,6 +32,8 @@ from bench.bench_vend import (
     vending_service,
 )
 
+T = TypeVar("T")
+
 REQUESTS = 2000
 WARMUP = 200
 
@@ -41,8 +43,8 @@ def _percentiles(samples: list[float]) -> tuple[float, float]:
     return cuts[49], cuts[98]
 
 
-def _timed(call: Callable[[], Any], make: Callable[[], Any], count: int) -> list[float]:
-    samples = []
+def _timed(call: Callable[[T], None], make: Callable[[], T], count: int) -> list[float]:
+    samples: list[float] = []
     for _ in range(count):
         arg = make()
         start = time.perf_counter()
@@ -56,7 +58,7 @@ def run() -> list[dict[str, Any]]:
     import app as app_module
     from chalicelib.routes.http import set_vending_service
 
-    template = json.loads((ROOT / "tests" / "events" / "post_tokens.json").read_text())
+    template: dict[str, Any] = json.loads((ROOT / "tests" / "events" / "post_tokens.json").read_text())
     context = request_context(RULES)
     template["requestContext"]["identity"].update(context["identity"])
     template["requestContext"]["accountId"] = context["accountId"]

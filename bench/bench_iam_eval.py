@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Sequence
+from typing import Any
 
 from chalicelib.iam.evaluator import evaluate
-from chalicelib.iam.model import RequestContext, parse_policy
+from chalicelib.iam.model import PolicyDocument, RequestContext, parse_policy
 from chalicelib.iam.rdsdb import dbuser_arn
 
 BUDGET_SECONDS = 1.0
@@ -25,11 +27,13 @@ def _rid(rng: random.Random, prefix: str = "db-") -> str:
     return prefix + "".join(rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789") for _ in range(26))
 
 
-def _policies(rng: random.Random, count: int, rids: list[str]):
+def _policies(rng: random.Random, count: int, rids: list[str]) -> tuple[list[PolicyDocument], list[str], list[str]]:
     """``count`` signer-like policies, and the exact dbuser ARNs and svc_ prefixes they allow."""
-    docs, declared, wildcard_rids = [], [], []
+    docs: list[PolicyDocument] = []
+    declared: list[str] = []
+    wildcard_rids: list[str] = []
     for i in range(count):
-        exact = []
+        exact: list[str] = []
         while len(exact) < 8:
             arn = dbuser_arn(rng.choice(REGIONS), ACCOUNT, rng.choice(rids), f"app_{rng.randrange(40)}")
             if arn not in declared and arn not in exact:
@@ -71,7 +75,8 @@ def _requests(rng: random.Random, rids: list[str], declared: list[str], wildcard
     return [RequestContext("rds-db:connect", arn, context) for arn in arns]
 
 
-def _time(requests, identity, boundary, scps) -> tuple[float, int]:
+def _time(requests: list[RequestContext], identity: Sequence[PolicyDocument], boundary: PolicyDocument,
+          scps: Sequence[Sequence[PolicyDocument]]) -> tuple[float, int]:
     allowed = 0
     start = time.perf_counter()
     for request in requests:
@@ -80,7 +85,7 @@ def _time(requests, identity, boundary, scps) -> tuple[float, int]:
     return time.perf_counter() - start, allowed
 
 
-def run() -> list[dict]:
+def run() -> list[dict[str, Any]]:
     rng = random.Random(20240601)
     rids = [_rid(rng) for _ in range(200)] + [_rid(rng, "cluster-") for _ in range(50)]
     policies, declared, wildcard_rids = _policies(rng, N_POLICIES, rids)

@@ -51,7 +51,7 @@ def _world() -> tuple[dict[str, str], str]:
     scp = orgs.create_policy(Name="deny-leave", Description="d", Type="SERVICE_CONTROL_POLICY", Content=_doc(
         {"Effect": "Deny", "Action": "organizations:LeaveOrganization", "Resource": "*"}))
     orgs.attach_policy(PolicyId=scp["Policy"]["PolicySummary"]["Id"], TargetId=ou)
-    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.core.models import DEFAULT_ACCOUNT_ID
 
     iam = boto3.client("iam", region_name=REGION)
     boundary = iam.create_policy(PolicyName="b", PolicyDocument=_doc(
@@ -73,12 +73,13 @@ def _signed(creds: dict[str, str]) -> tuple[str, bytes, dict[str, str]]:
     from botocore.awsrequest import AWSRequest
     from botocore.credentials import Credentials
 
+    url = "http://127.0.0.1:5000/"
     body = json.dumps({"SecretId": "app/db"}).encode()
-    request = AWSRequest(method="POST", url="http://127.0.0.1:5000/", data=body, headers={
+    request = AWSRequest(method="POST", url=url, data=body, headers={
         "X-Amz-Target": "secretsmanager.GetSecretValue", "Content-Type": "application/x-amz-json-1.1"})
     SigV4Auth(Credentials(creds["AccessKeyId"], creds["SecretAccessKey"], creds["SessionToken"]),
               "secretsmanager", REGION).add_auth(request)
-    return request.url, body, dict(request.headers.items())
+    return url, body, dict(request.headers.items())
 
 
 def _time(app: Any, url: str, body: bytes, headers: dict[str, str]) -> tuple[float, str]:

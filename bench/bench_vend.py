@@ -254,7 +254,8 @@ def _run_child(which: str) -> dict[str, Any]:
                           capture_output=True, text=True, timeout=240)
     if done.returncode != 0:
         raise RuntimeError(f"bench child '{which}' failed: {done.stderr.strip().splitlines()[-1:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    answer: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])  # the child prints one object
+    return answer
 
 
 def run() -> list[dict[str, Any]]:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
 
@@ -22,7 +23,7 @@ for _key in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):
 
 
 @pytest.fixture
-def aws_env(monkeypatch):
+def aws_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     """Fake AWS credentials for a test using moto's decorators."""
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
@@ -31,7 +32,7 @@ def aws_env(monkeypatch):
 
 
 @pytest.fixture(autouse=True)
-def _service_log_level():
+def _service_log_level() -> Iterator[None]:
     """An operator command run in-process (``rdsvend canary``/``doctor``) quiets the service's
     logger for its terminal; the next test gets the service's level back."""
     from chalicelib.observability import logger

@@ -219,11 +219,11 @@ def bound_by_deadline(client: Any) -> Any:
     The client's HTTP session builds its connections from deadline-aware pool classes
     (botocore offers no public switch for them: its session is reached through the client's
     endpoint, and a botocore that no longer has one fails here, at client creation, loudly)."""
-    session = client._endpoint.http_session  # noqa: SLF001 - see the docstring
+    session = client._endpoint.http_session  # see the docstring
     classes = _pool_classes()
-    session._pool_classes_by_scheme = classes  # noqa: SLF001 - botocore has no public switch (docstring)
-    session._manager.pool_classes_by_scheme = classes  # noqa: SLF001 - botocore has no public switch (docstring)
-    for manager in session._proxy_managers.values():  # noqa: SLF001 - botocore has no public switch (docstring)
+    session._pool_classes_by_scheme = classes  # botocore has no public switch (docstring)
+    session._manager.pool_classes_by_scheme = classes  # botocore has no public switch (docstring)
+    for manager in session._proxy_managers.values():  # botocore has no public switch (docstring)
         manager.pool_classes_by_scheme = classes
     client.meta.events.register("before-send", _refuse_when_passed, unique_id="rdsvend-deadline-send")
     # botocore runs the handlers of the more specific name first: register on the service's own

@@ -176,6 +176,16 @@ _WHY: dict[str, Callable[[CheckResult, TargetReport], str]] = {
 _WHY.update(PASSWORD_WHY)
 
 
+def _no_reason(check: CheckResult, target: TargetReport) -> str:
+    return ""
+
+
+def _fill(text: str, first: str, rest: str) -> str:
+    """Wrap one paragraph; ARNs must not break at hyphens."""
+    return textwrap.fill(text, WIDTH, initial_indent=first, subsequent_indent=rest, break_on_hyphens=False,
+                         break_long_words=False)
+
+
 def explain_check(check: CheckResult, target: TargetReport) -> str:
     """One paragraph (wrapped) for a check that did not pass; "" for pass and skip."""
     if check.status in ("pass", "skip"):
@@ -185,21 +195,18 @@ def explain_check(check: CheckResult, target: TargetReport) -> str:
         why = ("The check could not run, so nothing is proved either way; the canary never counts "
                "this as a pass.")
     else:
-        why = _WHY.get(check.id, lambda c, t: "")(check, target)
+        why = _WHY.get(check.id, _no_reason)(check, target)
         if is_mysql_target(target):  # the MySQL family refuses in its own words
             why = MYSQL_WHY[check.id](check, target) if check.id in MYSQL_WHY else why.replace(
                 _pam(target.db_user), mysql_refusal(target.db_user))
         elif is_dsql_target(target):  # so does Aurora DSQL
             why = DSQL_WHY[check.id](check, target) if check.id in DSQL_WHY else dsql_words(
                 why, target.db_user, _pam(target.db_user))
-    fill = lambda text, first, rest: textwrap.fill(  # noqa: E731 - ARNs must not break at hyphens
-        text, WIDTH, initial_indent=first, subsequent_indent=rest, break_on_hyphens=False,
-        break_long_words=False)
-    parts = [fill(head, "", "    ")]
+    parts = [_fill(head, "", "    ")]
     if why:
-        parts.append(fill(why, "    ", "    "))
+        parts.append(_fill(why, "    ", "    "))
     if check.fix:
-        parts.append(fill(f"Fix: {check.fix}", "    ", "         "))
+        parts.append(_fill(f"Fix: {check.fix}", "    ", "         "))
     return "\n".join(parts)
 
 

@@ -39,7 +39,7 @@ from chalicelib.engines.mysql import MysqlAdmin, MysqlEngine
 from chalicelib.engines.postgres import PostgresAdmin, PostgresEngine
 from chalicelib.engines.trust import ssl_root_cert_for
 from chalicelib.errors import IamFetchError, ProbeError, RdsvendError
-from chalicelib.identity import identity_from_arn
+from chalicelib.identity import CallerIdentity, identity_from_arn
 from chalicelib.policy.model import AccessPolicy, Database
 from chalicelib.settings import Settings
 from chalicelib.signer import TokenMinter
@@ -65,9 +65,9 @@ class CanaryIdentity:
     def __init__(self, clients: AwsClients) -> None:
         self._clients = clients
         self._lock = threading.Lock()
-        self._identity: Any = None
+        self._identity: CallerIdentity | None = None
 
-    def get(self) -> Any:
+    def get(self) -> CallerIdentity:
         with self._lock:
             if self._identity is None:
                 with probe("sts", "GetCallerIdentity"):
@@ -82,7 +82,7 @@ class CanaryIdentity:
 class MinterTokens:
     """Fresh tokens (no token cache) from rdsvend's own signer, as the canary's identity."""
 
-    def __init__(self, identity: CanaryIdentity, minter: Any = None) -> None:
+    def __init__(self, identity: CanaryIdentity, minter: TokenMinter | None = None) -> None:
         self._identity = identity
         if minter is None:
             minter = TokenMinter(cache_tokens=False)
@@ -160,7 +160,7 @@ def canary_deps(
     *,
     endpoint_url: str | None = None,
     session: Any = None,
-    minter: Any = None,
+    minter: TokenMinter | None = None,
 ) -> CanaryDeps:
     """Everything the canary needs to check ``policy`` for real."""
     settings = _settings(env)

@@ -9,16 +9,18 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from chalicelib.aws.errors import DENIED_CODES, NOT_FOUND_CODES
 from chalicelib.canary.checks_iam import ConnectFacts, Finding, SideVerdict
 from chalicelib.clock import SYSTEM_CLOCK, Clock
 from chalicelib.errors import IamFetchError, IamPolicyError, ProbeError
 from chalicelib.iam.connect import connect_verdict, principal_context
-from chalicelib.iam.fetch import fetch_principal_policies, fetch_scp_chain
+from chalicelib.iam.fetch import PrincipalPolicies, ScpChain, fetch_principal_policies, fetch_scp_chain
 from chalicelib.iam.model import RequestContext
 from chalicelib.iam.rdsdb import CONNECT_ACTION, parse_dbuser_arn
+
+V = TypeVar("V")
 
 __all__ = ["LiveConnectEvaluator", "verdict_to_facts"]
 
@@ -28,27 +30,28 @@ _LEVEL = re.compile(r"scp level (\d+)")
 _UNSEEN = NOT_FOUND_CODES | DENIED_CODES
 
 
-class _Once:
+class _Once(Generic[V]):
     """Memoise by key, one computation in flight per key, exceptions remembered too."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._locks: dict[Any, threading.Lock] = {}
-        self._values: dict[Any, tuple[bool, Any]] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._values: dict[str, V] = {}
+        self._errors: dict[str, Exception] = {}
 
-    def get(self, key: Any, compute: Callable[[], Any]) -> Any:
+    def get(self, key: str, compute: Callable[[], V]) -> V:
         with self._lock:
             lock = self._locks.setdefault(key, threading.Lock())
         with lock:
-            if key not in self._values:
+            if key not in self._values and key not in self._errors:
                 try:
-                    self._values[key] = (True, compute())
+                    self._values[key] = compute()
                 except (IamFetchError, IamPolicyError, ProbeError) as exc:
-                    self._values[key] = (False, exc)
-            ok, value = self._values[key]
-        if not ok:
-            raise value
-        return value
+                    self._errors[key] = exc
+            error = self._errors.get(key)
+        if error is not None:
+            raise error
+        return self._values[key]
 
 
 def _level_name(level_id: str, ou_names: dict[str, str]) -> str:
@@ -117,16 +120,16 @@ class LiveConnectEvaluator:
         self._org = org_client
         self._clock = clock
         self._iam_for = iam_for
-        self._principals = _Once()
-        self._chains = _Once()
-        self._ous = _Once()
+        self._principals: _Once[PrincipalPolicies] = _Once()
+        self._chains: _Once[ScpChain | None] = _Once()
+        self._ous: _Once[str | None] = _Once()
 
     def fresh(self) -> LiveConnectEvaluator:
         """The same clients with empty caches: each canary run reads IAM and SCPs anew."""
         return LiveConnectEvaluator(iam_client=self._iam, org_client=self._org, clock=self._clock,
                                     iam_for=self._iam_for)
 
-    def _fetch(self, principal: str) -> Any:
+    def _fetch(self, principal: str) -> PrincipalPolicies:
         account = principal.split(":", 5)[4] if principal.count(":") >= 5 else ""
         iam, searched = (self._iam_for(account) if self._iam_for is not None and account
                          else (self._iam, None))
@@ -143,10 +146,11 @@ class LiveConnectEvaluator:
             if self._org is None:
                 return None
             try:
-                return self._org.describe_organizational_unit(OrganizationalUnitId=ou_id)[
+                name = self._org.describe_organizational_unit(OrganizationalUnitId=ou_id)[
                     "OrganizationalUnit"].get("Name")
             except Exception:  # noqa: BLE001 - a name is a nicety, never a failure
                 return None
+            return name if isinstance(name, str) else None
         return self._ous.get(ou_id, compute)
 
     def evaluate(self, principal: str, dbuser_arn: str, *, account_id: str, action: str | None = None) -> ConnectFacts:

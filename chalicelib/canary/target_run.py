@@ -148,7 +148,7 @@ class TargetRun:
         return TargetReport(self.database.name, self.user.name, checks, self.user.auth)
 
 
-class TargetStop(Exception):  # noqa: N818 - a signal, not an error: the target's time is up
+class TargetStop(Exception):  # a signal, not an error: the target's time is up
     """The target's deadline passed: stop, and report what did not finish."""
 
 

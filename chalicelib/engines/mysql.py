@@ -42,7 +42,7 @@ _NOT_OWNER = 1095
 
 def driver() -> ModuleType:
     """PyMySQL, loaded on first use (a start-up-time saving for the functions that need no database)."""
-    import pymysql  # noqa: PLC0415 - the engine's one lazy driver import
+    import pymysql  # the engine's one lazy driver import
 
     module: ModuleType = pymysql  # PyMySQL ships no type information
     return module

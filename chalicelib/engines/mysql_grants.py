@@ -120,8 +120,8 @@ def quote_account(name: str) -> str:
 def native_password_hash(password: str) -> str:
     """mysql_native_password's stored form, ``*`` and SHA1(SHA1(password)) in upper-case hex: what
     MariaDB accepts as ``IDENTIFIED BY PASSWORD`` and prints in its logs instead of the password."""
-    inner = hashlib.sha1(password.encode("utf-8")).digest()  # noqa: S324 - the server's own scheme
-    return "*" + hashlib.sha1(inner).hexdigest().upper()  # noqa: S324 - the server's own scheme
+    inner = hashlib.sha1(password.encode("utf-8")).digest()  # the server's own scheme
+    return "*" + hashlib.sha1(inner).hexdigest().upper()  # the server's own scheme
 
 
 def _privilege_problems(quoted: str, tier: str, facts: MysqlUserFacts) -> list[tuple[str, str]]:

@@ -36,7 +36,7 @@ __all__ = ["PostgresEngine", "PostgresSession", "PostgresAdmin", "driver"]
 
 def driver() -> ModuleType:
     """psycopg, loaded on first use (a start-up-time saving for the functions that need no database)."""
-    import psycopg  # noqa: PLC0415 - the engine's one lazy driver import
+    import psycopg  # the engine's one lazy driver import
 
     return psycopg
 

@@ -146,7 +146,7 @@ class Rotator:
             raise
 
     # -- the four steps ----------------------------------------------------------------------------
-    def _createSecret(self, meta: SecretMeta, token: str, user: DbUser) -> str:  # noqa: N802 - AWS's step name
+    def _createSecret(self, meta: SecretMeta, token: str, user: DbUser) -> str:  # AWS's step name
         current = self._current(meta)
         self._check_login_name(current, user)
         if self._secret(meta.arn, "AWSPENDING", token) is not None:
@@ -162,7 +162,7 @@ class Rotator:
         self._store.put_pending(meta.arn, token, pending.to_json())
         return f"AWSPENDING created for login {username}"
 
-    def _setSecret(self, meta: SecretMeta, token: str, user: DbUser) -> str:  # noqa: N802 - named after the Secrets Manager step
+    def _setSecret(self, meta: SecretMeta, token: str, user: DbUser) -> str:  # named after the Secrets Manager step
         pending = self._pending(meta, token)
         current = self._current(meta)
         self._check_login_name(pending, user)
@@ -236,7 +236,7 @@ class Rotator:
             admin.close()
         return f"pair {base}/{clone_of(base)} ready, password of {pending.username} set"
 
-    def _testSecret(self, meta: SecretMeta, token: str, user: DbUser) -> str:  # noqa: N802 - named after the Secrets Manager step
+    def _testSecret(self, meta: SecretMeta, token: str, user: DbUser) -> str:  # named after the Secrets Manager step
         pending = self._pending(meta, token)
         session = self._login(pending)
         try:
@@ -253,7 +253,7 @@ class Rotator:
             session.close()
         return f"AWSPENDING logs in as {pending.username}; {verdict.message}"
 
-    def _finishSecret(self, meta: SecretMeta, token: str, user: DbUser) -> str:  # noqa: N802 - named after the Secrets Manager step
+    def _finishSecret(self, meta: SecretMeta, token: str, user: DbUser) -> str:  # named after the Secrets Manager step
         current = meta.version_with("AWSCURRENT")
         self._store.move_current(meta.arn, token, current)
         return f"AWSCURRENT moved to version {token}"

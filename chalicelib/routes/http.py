@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from chalice import Blueprint, IAMAuthorizer, Response
 
@@ -18,16 +18,27 @@ from chalicelib.routes.errors import error_body, error_status_headers
 from chalicelib.routes.wiring import build_vending_service
 from chalicelib.vending.request import parse_json_body
 
-__all__ = ["http_routes", "set_vending_service", "get_vending_service", "json_response", "answer"]
+__all__ = ["http_routes", "set_vending_service", "get_vending_service", "json_response", "answer", "Vending"]
 
 http_routes = Blueprint(__name__)
 iam_authorizer = IAMAuthorizer()
 
 BASE_HEADERS = {"Content-Type": "application/json", "Cache-Control": "no-store"}
-_service: Any = None
 
 
-def get_vending_service() -> Any:
+class Vending(Protocol):
+    """What the routes ask: :class:`chalicelib.vending.pipeline.VendingService` (or a stand-in in tests)."""
+
+    def vend(self, identity: CallerIdentity, request: Any, request_id: str, *,
+             channel: str = "http") -> dict[str, Any]: ...
+
+    def databases(self, identity: CallerIdentity, request_id: str) -> dict[str, Any]: ...
+
+
+_service: Vending | None = None
+
+
+def get_vending_service() -> Vending:
     """The process-wide pipeline, built from the environment on first use."""
     global _service
     if _service is None:
@@ -35,7 +46,7 @@ def get_vending_service() -> Any:
     return _service
 
 
-def set_vending_service(service: Any) -> None:
+def set_vending_service(service: Vending | None) -> None:
     """Replace the pipeline (tests, the local stack, benchmarks)."""
     global _service
     _service = service

@@ -34,11 +34,13 @@ from chalicelib.errors import (
     RateLimitedError,
     UpstreamUnavailableError,
 )
-from chalicelib.identity import identity_from_arn
+from chalicelib.grants.model import Action
+from chalicelib.grants.service import GrantService
+from chalicelib.identity import CallerIdentity, identity_from_arn
 from chalicelib.observability import lambda_entry, logger
 from chalicelib.routes.errors import error_body
 from chalicelib.routes.grants import get_grant_service
-from chalicelib.routes.http import get_vending_service
+from chalicelib.routes.http import Vending, get_vending_service
 from chalicelib.vending.pipeline import VEND_DEADLINE_SECONDS
 from chalicelib.vending.proof import proof_config_from_env
 from chalicelib.vending.request import parse_token_request
@@ -60,6 +62,8 @@ ACTIONS: dict[str, tuple[str, ...]] = {
     "grant_revoke": ("grant_id",),
     "grant_list": (),
 }
+#: the grant actions an operator takes on an existing grant (ACTIONS' keys) -> the service's verb
+_VERBS: dict[str, Action] = {"grant_approve": "approve", "grant_deny": "deny", "grant_revoke": "revoke"}
 _verifier: StsVerifier | None = None
 
 
@@ -85,9 +89,9 @@ def handle_vend(
     payload: Any,
     request_id: str,
     *,
-    service: Any | None = None,
+    service: Vending | None = None,
     verifier: StsVerifier | None = None,
-    grants: Any | None = None,
+    grants: GrantService | None = None,
 ) -> dict[str, Any]:
     """validate → prove → vend. Returns the 200 body or an error payload; never raises."""
     try:
@@ -129,13 +133,13 @@ def handle_vend(
         return error_body(exc, request_id)
 
 
-def _grant_action(grants: Any, action: str, identity: Any, request: dict[str, Any],
+def _grant_action(grants: GrantService, action: str, identity: CallerIdentity, request: dict[str, Any],
                   request_id: str) -> dict[str, Any]:
     if action == "grant_request":
         return grants.request(identity, request, request_id, channel="invoke")
     if action == "grant_list":
         return grants.listing(identity, request_id)
-    verb = action.removeprefix("grant_")
+    verb = _VERBS[action]
     return grants.act(identity, request["grant_id"], verb, request_id, channel="invoke")
 
 

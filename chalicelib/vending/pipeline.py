@@ -87,7 +87,7 @@ class VendingService:
         count_denied(decision.reason)
 
     # -- entry points -------------------------------------------------------------------
-    def vend(self, identity: CallerIdentity, request: Any, request_id: str, *, channel: str = "http") -> dict:
+    def vend(self, identity: CallerIdentity, request: Any, request_id: str, *, channel: str = "http") -> dict[str, Any]:
         """The token answer; every upstream call within :attr:`deadline_seconds` (an earlier
         deadline the caller opened, e.g. before the identity proof, stays in force)."""
         req = parse_token_request(request)
@@ -99,7 +99,7 @@ class VendingService:
                                       "deadline passed")
                 raise deadline_error() from None
 
-    def _vend(self, identity: CallerIdentity, req: TokenRequest, request_id: str, channel: str) -> dict:
+    def _vend(self, identity: CallerIdentity, req: TokenRequest, request_id: str, channel: str) -> dict[str, Any]:
         if self.rate_limiter is not None:
             try:
                 self.rate_limiter.check(identity.principal)
@@ -191,14 +191,14 @@ class VendingService:
               db_user=db_user, rule=rule, request_id=request_id, arn=identity.arn,
               session=identity.session, source_ip=identity.source_ip, channel=channel)
 
-    def databases(self, identity: CallerIdentity, request_id: str) -> dict:
+    def databases(self, identity: CallerIdentity, request_id: str) -> dict[str, Any]:
         with upstream_deadline(self.deadline_seconds):
             try:
                 return self._databases(identity, request_id)
             except DeadlinePassedError:
                 raise deadline_error() from None
 
-    def _databases(self, identity: CallerIdentity, request_id: str) -> dict:
+    def _databases(self, identity: CallerIdentity, request_id: str) -> dict[str, Any]:
         try:
             index = self.policy_source.index()
         except (PolicyLoadError, PolicyUnavailableError) as exc:

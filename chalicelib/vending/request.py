@@ -24,7 +24,7 @@ class TokenRequest:
 
 
 def parse_json_body(raw: bytes | str | None) -> Any:
-    if raw is None or raw == b"" or raw == "":
+    if raw is None or raw in (b"", ""):
         raise InvalidRequestError("request body is empty; expected a JSON object", field="body")
     if isinstance(raw, str):
         raw = raw.encode("utf-8", "surrogatepass")

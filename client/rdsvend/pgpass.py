@@ -109,7 +109,7 @@ def _placed(lines: list[str], key: list[str], new_line: str) -> list[str]:
 
 def _overlaps(fields: list[str], key: list[str]) -> bool:
     """Could one connection match both lines? (libpq: a field matches itself or ``*``)"""
-    return all(a == b or a == "*" or b == "*" for a, b in zip(fields, key, strict=True))
+    return all(a in (b, "*") or b == "*" for a, b in zip(fields, key, strict=True))
 
 
 def lock_path(target: Path) -> Path:

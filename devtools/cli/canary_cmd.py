@@ -7,16 +7,22 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:  # annotations only: the canary is imported when a command runs
+    from chalicelib.canary.model import Report
+    from chalicelib.policy.model import AccessPolicy, Database, DbUser
 
 from devtools.cli.common import fail, load_policy, policy_option, quiet_service_logs
 
 __all__ = ["canary", "doctor"]
 
 
-def _run(policy: Any, targets: list, timeout: float | None, concurrency: int | None) -> Any:
+def _run(policy: AccessPolicy, targets: Sequence[tuple[Database, DbUser]], timeout: float | None,
+         concurrency: int | None) -> Report:
     from chalicelib.canary.factory import canary_deps
 
     quiet_service_logs()

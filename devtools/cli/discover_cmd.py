@@ -8,6 +8,7 @@ Exit codes: 0 every account was read, 1 an account (or the organization) could n
 from __future__ import annotations
 
 import os
+import re
 import sys
 
 import click
@@ -17,7 +18,7 @@ from devtools.cli.simulate_cmd import BadInput, OneLineCommand
 __all__ = ["discover"]
 
 
-def _split(value: str | None, flag: str, pattern, what: str, limit: int) -> tuple[str, ...] | None:
+def _split(value: str | None, flag: str, pattern: re.Pattern[str], what: str, limit: int) -> tuple[str, ...] | None:
     if value is None:
         return None
     items = tuple(dict.fromkeys(v.strip() for v in value.split(",") if v.strip()))

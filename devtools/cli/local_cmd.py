@@ -48,7 +48,7 @@ def up(detach: bool, state_dir: str | None, world_path: str | None, access_path:
     It listens on the previous run's ports when they are free and gives the world's callers
     their previous keys, so shells opened before a restart keep working."""
     from chalicelib.errors import PolicyLoadError
-    from devtools.local.stack import DEFAULT_ACCESS, StackError, StackServer, spawn_detached
+    from devtools.local.stack import DEFAULT_ACCESS, StackError, StackInfo, StackServer, spawn_detached
     from devtools.local.world import WorldError
 
     for label, path in (("--world", world_path), ("--access", access_path)):
@@ -67,7 +67,7 @@ def up(detach: bool, state_dir: str | None, world_path: str | None, access_path:
             return
         server = StackServer(state_dir=directory, world_path=world_path, access_path=access_path or DEFAULT_ACCESS)
 
-        def ready(info) -> None:
+        def ready(info: StackInfo) -> None:
             click.echo(f"local stack ready: API {info.gateway_url}, AWS {info.moto_url}")
             for ident, db in info.databases.items():
                 click.echo(f"  database {ident}: {db['host']}:{db['port']}/{db['dbname']} (TLS, IAM tokens)")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import IO, Any
 
 import click
 
@@ -34,7 +35,7 @@ class BadInput(click.ClickException):
 
     exit_code = 2
 
-    def show(self, file=None) -> None:  # noqa: D102 - click's hook
+    def show(self, file: IO[Any] | None = None) -> None:  # click's hook
         click.echo(f"rdsvend: {self.format_message()}", err=True)
 
 
@@ -96,8 +97,9 @@ def parse_context(pairs: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
 @click.option("--management-account", is_flag=True,
               help="The principal is in the organization's management account (SCPs never apply).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def simulate(action, resource, identity_files, boundary_file, scp_files, session_file,
-             context_pairs, management_account, as_json) -> None:
+def simulate(action: str, resource: str, identity_files: tuple[str, ...], boundary_file: str | None,
+             scp_files: tuple[str, ...], session_file: str | None, context_pairs: tuple[str, ...],
+             management_account: bool, as_json: bool) -> None:
     """Would AWS allow ACTION on RESOURCE under these policies? Exit 0 allowed, 1 denied."""
     if ":" not in action or action.startswith(":") or action.endswith(":"):
         raise BadInput(f"--action '{action}': expected 'service:action'")

@@ -125,19 +125,19 @@ class ResourceIdDirectory:
     def _arn(self, database: Database, resource_type: str, name: str) -> str:
         return _arn("rds", resource_type, self._deploy, Region=database.region, **{name: database.identifier})
 
-    def describe_db_instances(self, DBInstanceIdentifier: str) -> dict[str, Any]:  # noqa: N803 - boto3's names
+    def describe_db_instances(self, DBInstanceIdentifier: str) -> dict[str, Any]:  # boto3's names
         database = self._database("instance", DBInstanceIdentifier)
         return {"DBInstances": [{"DBInstanceIdentifier": database.identifier,
                                  "DBInstanceArn": self._arn(database, "db", "DbInstanceName"),
                                  "DbiResourceId": _resource_id(database, self._deploy)}]}
 
-    def describe_db_clusters(self, DBClusterIdentifier: str) -> dict[str, Any]:  # noqa: N803 - boto3's keyword
+    def describe_db_clusters(self, DBClusterIdentifier: str) -> dict[str, Any]:  # boto3's keyword
         database = self._database("cluster", DBClusterIdentifier)
         return {"DBClusters": [{"DBClusterIdentifier": database.identifier,
                                 "DBClusterArn": self._arn(database, "cluster", "DbClusterInstanceName"),
                                 "DbClusterResourceId": _resource_id(database, self._deploy)}]}
 
-    def describe_db_proxies(self, DBProxyName: str) -> dict[str, Any]:  # noqa: N803 - boto3's keyword
+    def describe_db_proxies(self, DBProxyName: str) -> dict[str, Any]:  # boto3's keyword
         database = self._database("proxy", DBProxyName)
         rid = _resource_id(database, self._deploy)
         return {"DBProxies": [{"DBProxyName": database.identifier,

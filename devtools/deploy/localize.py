@@ -20,7 +20,8 @@ from typing import Any
 
 from devtools.deploy.settings import DeploySettings
 
-__all__ = ["localize", "sam_rules", "terraform_guard", "SAM_PSEUDO", "TERRAFORM_PSEUDO", "own_arn_pattern"]
+__all__ = ["localize", "localize_document", "sam_rules", "terraform_guard", "SAM_PSEUDO", "TERRAFORM_PSEUDO",
+           "own_arn_pattern"]
 
 #: The stack's own partition, region and account in each format.
 SAM_PSEUDO = {"partition": "${AWS::Partition}", "region": "${AWS::Region}", "account": "${AWS::AccountId}"}
@@ -63,6 +64,11 @@ def localize(value: Any, deploy: DeploySettings, fmt: str, skip: Callable[[list[
     if fmt == "terraform":
         return _rewrite(value, deploy, TERRAFORM_PSEUDO)
     return {"Fn::Sub": _rewrite(value.replace("${", "${!"), deploy, SAM_PSEUDO)}
+
+
+def localize_document(document: dict[str, Any], deploy: DeploySettings, fmt: str) -> dict[str, Any]:
+    """:func:`localize` over a whole template: its top-level sections, each localized."""
+    return {key: localize(value, deploy, fmt, None, [key]) for key, value in document.items()}
 
 
 def _where(deploy: DeploySettings) -> str:

@@ -38,6 +38,7 @@ import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypedDict
 
 from chalicelib.errors import PolicyLoadError
 from devtools.deploy.member_roles import MEMBER_ROLES_FILE, member_roles_template
@@ -160,7 +161,18 @@ def prune_zip(zip_path: Path) -> int:
     return removed
 
 
-def _chalice_in_process(spec: dict) -> None:
+class ChaliceSpec(TypedDict):
+    """One ``chalice package`` run, handed to the child process as JSON."""
+
+    project_dir: str
+    stage: str
+    pkg_format: str
+    out: str
+    overrides: dict[str, Any]
+    merge_template: str | None
+
+
+def _chalice_in_process(spec: ChaliceSpec) -> None:
     """What ``chalice package`` does, with config overrides; run in a child process (Chalice
     imports app.py and changes directory)."""
     from chalice.cli.factory import CLIFactory
@@ -171,12 +183,12 @@ def _chalice_in_process(spec: dict) -> None:
     config = factory.create_config_obj(spec["stage"], user_provided_params=dict(spec["overrides"]))
     validate_lambda_architecture(config)
     packager = factory.create_app_packager(
-        config, factory.create_package_options(), spec["pkg_format"], "json", spec.get("merge_template")
+        config, factory.create_package_options(), spec["pkg_format"], "json", spec["merge_template"]
     )
     packager.package_app(config, spec["out"], spec["stage"])
 
 
-def _chalice_package(spec: dict, env: dict[str, str]) -> None:
+def _chalice_package(spec: ChaliceSpec, env: dict[str, str]) -> None:
     code = ("import json, sys; from devtools.deploy.package import _chalice_in_process as run; "
             "run(json.loads(sys.argv[1]))")
     done = subprocess.run([sys.executable, "-c", code, json.dumps(spec)], env=env, cwd=spec["project_dir"],
@@ -232,7 +244,7 @@ def _replace_generated(scratch: Path, target: Path, names: list[str]) -> None:
     shutil.rmtree(scratch)
 
 
-def _write_json(path: Path, document: dict) -> None:
+def _write_json(path: Path, document: dict[str, Any]) -> None:
     path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
 
 
@@ -280,7 +292,7 @@ def package(project_dir: str | Path = PROJECT_DIR, out: str | Path | None = None
             scratch = out_dir / ".work" / f"{stage}-{pkg_format}"
             if scratch.exists():
                 shutil.rmtree(scratch)
-            spec = {"project_dir": str(source_dir), "stage": stage, "pkg_format": pkg_format,
+            spec: ChaliceSpec = {"project_dir": str(source_dir), "stage": stage, "pkg_format": pkg_format,
                     "out": str(scratch), "overrides": {}, "merge_template": None}
             if pkg_format == "cloudformation":
                 merge_file = out_dir / ".work" / f"{stage}-merge.json"

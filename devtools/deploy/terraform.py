@@ -28,7 +28,7 @@ from typing import Any
 
 from chalicelib.grants.store import TABLE_DEFINITION, TTL_ATTRIBUTE
 from chalicelib.policy.loader import load_policy_text
-from devtools.deploy.localize import TERRAFORM_PSEUDO, localize, terraform_guard
+from devtools.deploy.localize import TERRAFORM_PSEUDO, localize, localize_document, terraform_guard
 from devtools.deploy.rotation import terraform_rotation_resources
 from devtools.deploy.sam import MAX_EVENT_AGE_SECONDS
 from devtools.deploy.settings import DeploySettings
@@ -94,7 +94,7 @@ def fix_chalice_terraform(template: dict[str, Any], plan: StackPlan, deploy: Dep
             depends = function.setdefault("depends_on", [])
             if f"aws_cloudwatch_log_group.{key}_log_group" not in depends:
                 depends.append(f"aws_cloudwatch_log_group.{key}_log_group")
-    return localize(template, deploy, "terraform")
+    return localize_document(template, deploy, "terraform")
 
 
 def _value(threshold: int | Param) -> Any:

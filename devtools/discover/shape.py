@@ -53,9 +53,10 @@ class FoundDatabase:
     target_auth: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        out = {"account": self.account, "region": self.region, "kind": self.kind, "identifier": self.identifier,
-               "engine": self.engine, "host": self.host, "port": self.port, "resource_id": self.resource_id,
-               "iam_auth": self.iam_auth, "flags": list(self.flags)}
+        out: dict[str, Any] = {
+            "account": self.account, "region": self.region, "kind": self.kind, "identifier": self.identifier,
+            "engine": self.engine, "host": self.host, "port": self.port, "resource_id": self.resource_id,
+            "iam_auth": self.iam_auth, "flags": list(self.flags)}
         if self.kind == "proxy":
             out["target"] = dict([self.target]) if self.target else None
             out["target_auth"] = self.target_auth

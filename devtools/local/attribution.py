@@ -17,7 +17,7 @@ import logging
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TextIO
 
 from chalicelib.attribution.refusals import log_group_for
 from devtools.local.aws import AccountSessions
@@ -39,7 +39,7 @@ _AUDITED = frozenset({"vend", "grant", "session_ended"})
 class AuditTee:
     """A stand-in for ``sys.stdout`` that writes through and copies each audit line to the sink."""
 
-    def __init__(self, inner: Any, sink: CloudWatchSink, account: str) -> None:
+    def __init__(self, inner: TextIO, sink: CloudWatchSink, account: str) -> None:
         self._inner = inner
         self._sink = sink
         self._account = account

@@ -26,7 +26,7 @@ def signed_request(info: StackInfo, method: str, path: str, body: Any = None, *,
     SigV4Auth(Credentials(keys.access_key_id, keys.secret_access_key, keys.session_token),
               "execute-api", info.region).add_auth(request)
     prepared = request.prepare()
-    http_request = urllib.request.Request(prepared.url, data=prepared.body, method=method,
+    http_request = urllib.request.Request(prepared.url, data=data, method=method,
                                           headers=dict(prepared.headers.items()))
     try:
         with urllib.request.urlopen(http_request, timeout=timeout) as response:

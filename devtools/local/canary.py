@@ -104,7 +104,8 @@ def local_canary_deps(info: Any, policy: AccessPolicy, *, endpoint_url: str | No
 
 def operator_canary_env(info: Any) -> dict[str, str]:
     """``rdsvend local env --as operator``: the operator's shell (holds secrets)."""
-    return info.env("operator")
+    env: dict[str, str] = info.env("operator")  # StackInfo.env (the stack's state imports this module)
+    return env
 
 
 class LocalAdmins:

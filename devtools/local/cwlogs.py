@@ -144,7 +144,8 @@ class CloudWatchSink:
 
     def _put_lines(self, key: tuple[str, str, str], items: list[LogLine]) -> None:
         client = self._client_for("logs", key[0])
-        events = sorted(({"timestamp": i.at_ms, "message": i.message} for i in items), key=lambda e: e["timestamp"])
+        events: list[dict[str, Any]] = [{"timestamp": i.at_ms, "message": i.message}
+                                        for i in sorted(items, key=lambda i: i.at_ms)]
         try:
             self._put_events(client, key, events)
         except client.exceptions.ResourceNotFoundException:  # deleted meanwhile: make it again, once

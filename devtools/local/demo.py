@@ -103,8 +103,11 @@ def step_connect(demo: Demo) -> None:
         "host and port, db user, expiry, and the signer's rds-db:connect permission in live IAM and SCPs.")
     params = connection_params(vended, {"PGSSLROOTCERT": demo.stack.ca_path})
     with psycopg.connect(**params, connect_timeout=10) as conn:
-        user, tls = conn.execute(
+        row = conn.execute(
             "SELECT current_user, (SELECT version FROM pg_stat_ssl WHERE pid = pg_backend_pid())").fetchone()
+        if row is None:
+            raise RuntimeError("the login's session facts came back empty")
+        user, tls = row
         rows = conn.execute("SELECT item, qty FROM shop.orders ORDER BY id").fetchall()
     if user != DB_USER or not tls:
         raise DemoFailed("the connection is not the vended user over TLS")

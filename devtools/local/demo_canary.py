@@ -36,7 +36,8 @@ def canary_step(demo: Any, say: Callable[..., None], failed: type[Exception]) ->
     say(render_table(report.targets), 3)
     say(summary_line(report.summary), 3)
     app = next(t for t in report.targets if t.db_user == DB_USER)
-    latency = app.check("db.connect").details.get("latency_ms")
+    connect = app.check("db.connect")
+    latency = connect.details.get("latency_ms") if connect is not None else None
     not_green = [t for t in report.targets if t.status not in ("pass", "warn")]
     if not_green:
         first = not_green[0]

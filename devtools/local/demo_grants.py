@@ -86,7 +86,8 @@ class GrantStory:
             if status != 503:
                 return status, answer
             time.sleep(1.0)
-        return self.stack.request(method, path, body, caller=caller)
+        last: tuple[int, Any] = self.stack.request(method, path, body, caller=caller)
+        return last
 
     def token(self, caller: str = "allowed") -> tuple[int, Any]:
         database, db_user = self.target

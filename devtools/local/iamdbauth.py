@@ -30,7 +30,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Protocol
 from urllib.parse import urlsplit
 
 from chalicelib.attribution.refusals import (
@@ -44,7 +44,7 @@ from chalicelib.attribution.refusals import (
 from devtools.local.cwlogs import CloudWatchSink, LogLine, MetricCount
 from devtools.local.rdsauth import TokenVerdict
 
-__all__ = ["InstanceAuth", "InstanceState", "IamAuthGuard", "error_code_for", "moto_instance_state",
+__all__ = ["InstanceAuth", "TokenChecker", "InstanceState", "IamAuthGuard", "error_code_for", "moto_instance_state",
            "DEFAULT_LOGINS_PER_SECOND"]
 
 log = logging.getLogger(__name__)
@@ -125,10 +125,16 @@ class _Window:
             return True
 
 
+class TokenChecker(Protocol):
+    """What the guard asks for a verdict: :class:`devtools.local.rdsauth.RdsTokenChecker` (or a stand-in)."""
+
+    def verify(self, user: str, token: str) -> TokenVerdict: ...
+
+
 class IamAuthGuard:
     """``check(user, token, instance=None) -> bool`` with RDS's behaviour around the checker."""
 
-    def __init__(self, checker: Any, instances: Mapping[str, InstanceAuth], *, sink: CloudWatchSink | None,
+    def __init__(self, checker: TokenChecker, instances: Mapping[str, InstanceAuth], *, sink: CloudWatchSink | None,
                  state: StateReader | None = None, monotonic: Callable[[], float] = time.monotonic,
                  wall: Callable[[], float] = time.time) -> None:
         self._checker = checker

@@ -149,7 +149,7 @@ def _response(message_id: int, code: int, diagnostic: str = "") -> bytes:
     body["resultCode"] = code
     body["matchedDN"] = b""
     body["diagnosticMessage"] = diagnostic.encode()
-    return encoder.encode(message)
+    return bytes(encoder.encode(message))
 
 
 def _disconnect_notice(code: int, diagnostic: str) -> bytes:
@@ -160,7 +160,7 @@ def _disconnect_notice(code: int, diagnostic: str) -> bytes:
     body["matchedDN"] = b""
     body["diagnosticMessage"] = diagnostic.encode()
     body["responseName"] = NOTICE_OF_DISCONNECTION.encode()
-    return encoder.encode(message)
+    return bytes(encoder.encode(message))
 
 
 @dataclass(frozen=True)
@@ -239,9 +239,10 @@ class _Handler(socketserver.BaseRequestHandler):
             count = first & 0x7F
             if count == 0 or count > 4:
                 raise _Refuse("indefinite or oversized length")
-            length_bytes = self._recv_exact(count)
-            if length_bytes is None:
+            more = self._recv_exact(count)
+            if more is None:
                 return None
+            length_bytes = more
             length = int.from_bytes(length_bytes, "big")
         if length > limit:
             raise _Refuse(f"message of {length} bytes is over the {limit} byte limit")
@@ -272,7 +273,7 @@ class _Handler(socketserver.BaseRequestHandler):
         self._send(self._bind(message_id, op["bindRequest"], settings))
         return True
 
-    def _bind(self, message_id: int, request, settings: _Settings) -> bytes:
+    def _bind(self, message_id: int, request: _BindRequest, settings: _Settings) -> bytes:
         peer = self.client_address[0]
         if int(request["version"]) != 3:
             return _response(message_id, PROTOCOL_ERROR, "only LDAPv3")
@@ -310,7 +311,7 @@ class _Server(socketserver.ThreadingTCPServer):
     block_on_close = False
     request_queue_size = 128
 
-    def __init__(self, address, settings: _Settings, max_connections: int, max_checks: int) -> None:
+    def __init__(self, address: tuple[str, int], settings: _Settings, max_connections: int, max_checks: int) -> None:
         self.settings = settings
         self.connections = threading.BoundedSemaphore(max_connections)
         self.checks = threading.BoundedSemaphore(max_checks)

@@ -27,14 +27,14 @@ class _WriteCounter:
         self.generation = 0
         self._lock = threading.Lock()
 
-    def __call__(self, environ: dict, start_response: Any) -> Any:
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         if self._is_write(environ):
             with self._lock:
                 self.generation += 1
         return self.app(environ, start_response)
 
     @staticmethod
-    def _is_write(environ: dict) -> bool:
+    def _is_write(environ: dict[str, Any]) -> bool:
         auth = environ.get("HTTP_AUTHORIZATION", "")
         scope = re.search(r"Credential=[^/]+/\d{8}/[^/]+/([^/]+)/", auth)
         service = scope.group(1) if scope else ""

@@ -217,7 +217,7 @@ class MotoState:
 
 
 def _secret_policy(state: MotoState, arn: str) -> str | None:
-    secret = state._secret(arn)  # noqa: SLF001 - the module's own reader table
+    secret = state._secret(arn)  # the module's own reader table
     return getattr(secret, "policy", None) if secret is not None else None
 
 

@@ -46,7 +46,7 @@ def free_port(host: str = "127.0.0.1") -> int:
     """A port nothing listens on right now (bind port 0, read it, close)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind((host, 0))
-        return probe.getsockname()[1]
+        return int(probe.getsockname()[1])
 
 
 def _as_root() -> bool:
@@ -248,7 +248,7 @@ class PostgresCluster:
         return psycopg.connect(self.dsn(self._superuser, self._password, dbname), autocommit=True)
 
     def run_sql(
-        self, query: str | sql.Composable, params: Sequence[Any] | None = None, *, dbname: str = "postgres"
+        self, query: str | sql.SQL | sql.Composed, params: Sequence[Any] | None = None, *, dbname: str = "postgres"
     ) -> list[tuple[Any, ...]]:
         """Run one statement as the superuser (autocommit); return its rows, if any."""
         with self.connect_admin(dbname) as conn, conn.cursor() as cur:

@@ -62,7 +62,7 @@ def admin_dsn(cluster: Any, ca_path: Path) -> str:
 
     params = psycopg.conninfo.conninfo_to_dict(cluster.admin_dsn)
     params["sslrootcert"] = str(ca_path)
-    return psycopg.conninfo.make_conninfo(**params)
+    return psycopg.conninfo.make_conninfo("", **params)
 
 
 def create_database(cluster: Any, spec: Any) -> None:
@@ -136,6 +136,12 @@ def world_users(world: Any) -> dict[str, dict[str, dict[str, str]]]:
     return found
 
 
+def _users_of(spec: Any, users: dict[str, dict[str, dict[str, str]]]) -> dict[str, dict[str, str]]:
+    """The world's users of the instance an access-policy database ``spec`` names (none if it names none)."""
+    instance = spec.get("instance") if isinstance(spec, dict) else None
+    return users.get(instance, {}) if isinstance(instance, str) else {}
+
+
 def _add_world_users(spec: Any, users: dict[str, dict[str, str]]) -> bool:
     """Add the world's users ``spec`` does not list; whether any was added."""
     if not isinstance(spec, dict):
@@ -165,8 +171,7 @@ def merged_access_text(template: Path, world: Any) -> str:
     if not isinstance(databases, dict):
         return text
     users = world_users(world)
-    added = [_add_world_users(spec, users.get(spec.get("instance"), {}) if isinstance(spec, dict) else {})
-             for spec in databases.values()]
+    added = [_add_world_users(spec, _users_of(spec, users)) for spec in databases.values()]
     return yaml.safe_dump(data, sort_keys=False) if any(added) else text
 
 

@@ -80,7 +80,8 @@ class SeededWorld:
     dsql: Mapping[str, DsqlInfo] = field(default_factory=dict)  # world name -> the created cluster
 
     def to_json(self) -> dict[str, Any]:
-        return json.loads(json.dumps(asdict(self)))
+        document: dict[str, Any] = json.loads(json.dumps(asdict(self)))  # a dataclass: a JSON object
+        return document
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> SeededWorld:
@@ -152,7 +153,7 @@ def _point_instance_at(account: str, region: str, identifier: str, host: str) ->
             "__doc__": "A moto DB instance whose endpoint is the local PostgreSQL.",
         })
         _LOCAL_INSTANCE_CLASSES[base] = local_cls
-    instance._rdsvend_local_host = host
+    instance._rdsvend_local_host = host  # type: ignore[attr-defined]  # read by the local class's address above
     instance.__class__ = local_cls
     alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
     instance.dbi_resource_id = "db-" + "".join(_secrets.choice(alphabet) for _ in range(26))

@@ -12,6 +12,7 @@ import secrets
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -103,7 +104,7 @@ class StackServer:
         self._attribution: Any = None
         self._sessions: Any = None
         self._lookup: Any = None
-        self._verdicts: dict[tuple[str, str, str], tuple[int, tuple[bool, str]]] = {}
+        self._verdicts: dict[tuple[str, str, str, str], tuple[int, tuple[bool, str]]] = {}
         self._verdicts_lock = threading.Lock()
         self.info: StackInfo | None = None
         #: the previous run's ports and keys, kept when free (devtools.local.last_run)
@@ -256,7 +257,7 @@ class StackServer:
         info = StackInfo(
             state_dir=str(self.state_dir), pid=os.getpid(), region=world.region, moto_url=moto_url,
             gateway_url=self._gateway.url, ldap_port=self._ldap.port, policy_path=str(policy_path),
-            ca_path=str(ca_path), admin_dsn=psycopg.conninfo.make_conninfo(**admin), databases=databases,
+            ca_path=str(ca_path), admin_dsn=psycopg.conninfo.make_conninfo("", **admin), databases=databases,
             seeded=seeded, lambda_url=self._lambda.url, server_id=os.environ["RDSVEND_SERVER_ID"],
             admin_dsns={ident: admin_dsn(c, ca_path) for ident, c in self._clusters.items()},
         )
@@ -380,7 +381,7 @@ class StackServer:
         except OSError:
             pass
 
-    def serve_forever(self, ready: Any = None) -> None:
+    def serve_forever(self, ready: Callable[[StackInfo], None] | None = None) -> None:
         """Start, report, and run until SIGINT or SIGTERM; then stop everything."""
         stop = threading.Event()
         started = threading.Event()

@@ -4,6 +4,7 @@ moto's account header, every other one through ``OrganizationAccountAccessRole``
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -104,7 +105,7 @@ def management_root(account: str) -> Credential:
     return Credential(MANAGEMENT_ROOT_KEY[0], MANAGEMENT_ROOT_KEY[1], None, f"arn:aws:iam::{account}:root", account)
 
 
-def _header_adder(account: str):
+def _header_adder(account: str) -> Callable[..., None]:
     def add(request: Any, **_: Any) -> None:
         request.headers["x-moto-account-id"] = account
 

@@ -87,11 +87,12 @@ class VerifiedRequest:
 class _ClaimedHeadersSigV4Auth(SigV4Auth):
     """botocore's SigV4 canonicalisation over exactly the headers the client says it signed."""
 
-    def __init__(self, credentials, service_name, region_name, signed: tuple[str, ...]):
+    def __init__(self, credentials: ReadOnlyCredentials, service_name: str, region_name: str,
+                 signed: tuple[str, ...]) -> None:
         super().__init__(credentials, service_name, region_name)
         self._signed = signed
 
-    def headers_to_sign(self, request):
+    def headers_to_sign(self, request: AWSRequest) -> HTTPHeaders:
         header_map = HTTPHeaders()
         for name in self._signed:
             header_map[name] = request.headers.get(name, "")
@@ -181,7 +182,8 @@ def _signature_for(
     signer: SigV4Auth, method: str, url: str, params: list[tuple[str, str]], headers: Mapping[str, str],
     body: bytes, timestamp: str,
 ) -> str:
-    request = AWSRequest(method=method, url=url, headers=dict(headers), data=body, params=params or None)
+    request = AWSRequest(method=method, url=url, headers=dict(headers), data=body,
+                         params=params or None)  # type: ignore[arg-type]  # botocore urlencodes a list of pairs (repeated keys); its stubs say Mapping
     request.context["timestamp"] = timestamp
     canonical = signer.canonical_request(request)
     return signer.signature(signer.string_to_sign(request, canonical), request)

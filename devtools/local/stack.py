@@ -214,7 +214,7 @@ class LocalStack:
 
 
 def _children(pid: int) -> list[int]:
-    out = []
+    out: list[int] = []
     try:
         for task in Path(f"/proc/{pid}/task").iterdir():
             children = (task / "children").read_text().split()

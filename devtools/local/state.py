@@ -96,9 +96,10 @@ def _mysql_admin_env(databases: Any) -> dict[str, str]:
 def read_state(state_dir: str | os.PathLike[str] = DEFAULT_STATE_DIR) -> dict[str, Any] | None:
     """The state file's content, or ``None`` when there is none (or it is unreadable)."""
     try:
-        return json.loads((Path(state_dir) / STATE_FILE).read_text())
+        state = json.loads((Path(state_dir) / STATE_FILE).read_text())
     except (OSError, ValueError):
         return None
+    return state if isinstance(state, dict) else None
 
 
 def running_info(state_dir: str | os.PathLike[str] = DEFAULT_STATE_DIR) -> StackInfo | None:
@@ -166,9 +167,9 @@ class StackInfo:
         return out
 
     def ports(self) -> list[int]:
-        extra = [urlsplit(self.lambda_url).port] if self.lambda_url else []
-        return [urlsplit(self.moto_url).port, urlsplit(self.gateway_url).port, self.ldap_port, *extra,
-                *(int(d["port"]) for d in self.databases.values())]
+        urls = [self.moto_url, self.gateway_url, *([self.lambda_url] if self.lambda_url else [])]
+        url_ports = [port for port in (urlsplit(url).port for url in urls) if port is not None]
+        return [*url_ports, self.ldap_port, *(int(d["port"]) for d in self.databases.values())]
 
     def to_json(self) -> dict[str, Any]:
         return {

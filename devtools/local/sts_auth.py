@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qs
+from wsgiref.types import WSGIApplication
 from xml.sax.saxutils import escape
 
 from chalicelib.clock import SYSTEM_CLOCK, Clock
@@ -55,7 +56,7 @@ def _error(start_response: Callable[..., Any], code: str, message: str, status: 
 class StsSignatureCheck:
     """WSGI middleware: header-signed STS requests must carry a valid signature."""
 
-    def __init__(self, app: Any, lookup: SecretLookup, *, clock: Clock = SYSTEM_CLOCK,
+    def __init__(self, app: WSGIApplication, lookup: SecretLookup, *, clock: Clock = SYSTEM_CLOCK,
                  assume_role: Callable[[str, str, str], tuple[bool, str]] | None = None) -> None:
         self.app = app
         self.lookup = lookup

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -266,7 +267,8 @@ class _Parser:
     def fail(self, message: str, field_: str) -> WorldError:
         return WorldError(message, source=self.source, field=field_)
 
-    def mapping(self, value: Any, field_: str, allowed: set[str], required: set[str] = frozenset()) -> dict:
+    def mapping(self, value: Any, field_: str, allowed: AbstractSet[str],
+                required: AbstractSet[str] = frozenset()) -> dict[str, Any]:
         if not isinstance(value, dict):
             raise self.fail("must be a mapping", field_)
         for key in value:
@@ -291,7 +293,7 @@ class _Parser:
 
     def documents(self, value: Any, field_: str) -> dict[str, Mapping[str, Any]]:
         value = self.mapping(value or {}, field_, set(value or {}))
-        out = {}
+        out: dict[str, Mapping[str, Any]] = {}
         for name, doc in value.items():
             self.string(name, field_, _NAME)
             if not isinstance(doc, dict) or "Statement" not in doc:
@@ -433,16 +435,16 @@ class _Parser:
                         for name, c in (spec.get("dsql_clusters") or {}).items()}
             out[acct] = Account(acct, self.string(spec["name"], f"{f}.name"), roles, users, dbs, directories,
                                 proxies=proxies, dsql_clusters=clusters)
-        for acct in out.values():
-            for role in acct.roles.values():
+        for account in out.values():
+            for role in account.roles.values():
                 for db in role.rds_connect:
-                    if db not in acct.databases and db not in acct.proxies:
-                        raise self.fail(f"no database '{db}' in account {acct.id}",
-                                        f"accounts.{acct.id}.roles.{role.name}.rds_connect")
+                    if db not in account.databases and db not in account.proxies:
+                        raise self.fail(f"no database '{db}' in account {account.id}",
+                                        f"accounts.{account.id}.roles.{role.name}.rds_connect")
                 for cluster in role.dsql_connect:
-                    if cluster not in acct.dsql_clusters:
-                        raise self.fail(f"no DSQL cluster '{cluster}' in account {acct.id}",
-                                        f"accounts.{acct.id}.roles.{role.name}.dsql_connect")
+                    if cluster not in account.dsql_clusters:
+                        raise self.fail(f"no DSQL cluster '{cluster}' in account {account.id}",
+                                        f"accounts.{account.id}.roles.{role.name}.dsql_connect")
         return out
 
     def database(self, name: str, value: Any, f: str) -> DatabaseSpec:

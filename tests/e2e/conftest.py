@@ -10,6 +10,7 @@ call), ``info.databases["orders-local"]`` (host, port, dbname, resource_id), ``i
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,11 +24,11 @@ def _require_postgres() -> None:
         pytest.skip(f"PostgreSQL 15 binaries not found in {DEFAULT_BIN_DIR}")
 
 
-_RUNNING: list = []  # the session's stack, once started
+_RUNNING: list[LocalStack] = []  # the session's stack, once started
 
 
 @pytest.fixture(scope="session")
-def local_stack(tmp_path_factory):
+def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     _require_postgres()
     stack = LocalStack(tmp_path_factory.mktemp("rdsvend-local") / "state")
     stack.start()
@@ -41,7 +42,7 @@ def local_stack(tmp_path_factory):
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _no_refusals_carried_over():
+def _no_refusals_carried_over() -> Iterator[None]:
     """Refused IAM logins a module made on purpose leave the instances' iam-db-auth-error logs when
     it ends (the canary's rds.auth_errors would rightly report them to the next module)."""
     yield

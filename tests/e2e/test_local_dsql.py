@@ -77,7 +77,7 @@ class World:
         if token is not None:
             params["password"] = token
         with psycopg.connect(**params, connect_timeout=10) as conn:
-            return str(conn.execute("SELECT current_user").fetchone()[0])  # type: ignore[index]
+            return str(conn.execute("SELECT current_user").fetchone()[0])  # type: ignore[index]  # SELECT current_user returns one row
 
     def refusal(self, db_user: str, token: str | None = None) -> str:
         before = len(self.cluster.refusals)
@@ -89,8 +89,8 @@ class World:
 
     def canary(self, db_user: str) -> TargetReport:
         database = self.policy.databases["ledger"]
-        deps = CanaryDeps(rds=None, connect=LiveConnectEvaluator(iam_client=self.iam, org_client=self.orgs),  # type: ignore[arg-type]
-                          directory=None, tokens=_Tokens(self.service.minter), db=None,  # type: ignore[arg-type]
+        deps = CanaryDeps(rds=None, connect=LiveConnectEvaluator(iam_client=self.iam, org_client=self.orgs),  # type: ignore[arg-type]  # a DSQL target reaches none of the None parts
+                          directory=None, tokens=_Tokens(self.service.minter), db=None,  # type: ignore[arg-type]  # a DSQL target reaches none of the None parts
                           signer=_Signer(), dsql=DsqlCanaryDeps(
                               cluster=DsqlClusterFacts(lambda db: boto3.client("dsql", region_name=REGION)),
                               mappings=EngineMappings(), ssl_root_cert=self.ca))
@@ -151,7 +151,7 @@ def world() -> Iterator[World]:
             return verdict.allowed, verdict.combined.explanation
 
         cluster = LocalDsqlCluster(created["identifier"], ACCOUNT, REGION, role_id=role_id).start()
-        cluster.refusals = _Recorder()  # type: ignore[attr-defined]
+        cluster.refusals = _Recorder()  # type: ignore[attr-defined]  # the test's recorder, on the cluster it watches
         checker = DsqlTokenChecker(lookup, cluster=cluster.endpoint, permission_check=permission,
                                    mappings=cluster.mappings,
                                    principal_id=lambda c: lookup.caller_id(c).split(":", 1)[0])
@@ -160,7 +160,7 @@ def world() -> Iterator[World]:
             verdict = checker.verify(user, token)
             log_verdict(verdict)
             if not verdict.allowed:
-                cluster.refusals.append(verdict.reason)  # type: ignore[attr-defined]
+                cluster.refusals.append(verdict.reason)  # type: ignore[attr-defined]  # the test's recorder, set above
             return verdict.allowed
 
         cluster.set_checker(check)

@@ -1,11 +1,14 @@
 """Functional fixtures: the Chalice app fed API Gateway-shaped events, moto for AWS."""
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import pytest
 
 from tests.support.events import load_event
 
 
 @pytest.fixture
-def event():
+def event() -> Callable[[str], dict[str, Any]]:
     return load_event

@@ -52,7 +52,7 @@ def world(aws_env, tmp_path, monkeypatch):
         monkeypatch.delenv("RDSVEND_SIGNER_PRINCIPAL", raising=False)
         monkeypatch.delenv("RDSVEND_CANARY_ADMIN_DSN", raising=False)
         monkeypatch.delenv("RDSVEND_LOCAL_ADMIN_DSN", raising=False)
-        import chalicelib.aws.clients as clients
+        from chalicelib.aws import clients
 
         monkeypatch.setattr(clients, "_default", None)  # clients made inside this moto
         yield {"sqs": sqs, "queue": queue, "tmp": tmp_path, "policy": policy, "secret": creds["SecretAccessKey"]}

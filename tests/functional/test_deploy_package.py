@@ -187,7 +187,7 @@ def test_no_role_allows_rds_db_wildcards_or_connect_on_star(everything):
     grants = _connect_grants(documents)
     assert grants  # the functions do connect for databases without a signer role
     for actions, resources in grants:
-        assert actions == ["rds-db:connect"] or actions == "rds-db:connect" or set(actions) == {"rds-db:connect"}
+        assert actions in (["rds-db:connect"], "rds-db:connect") or set(actions) == {"rds-db:connect"}
         for resource in resources:
             assert re.fullmatch(r"arn:aws:rds-db:[a-z0-9-]+:\d{12}:dbuser:(db|cluster|prx)-[A-Za-z0-9]+/[\w$.-]+",
                                 resource), resource

@@ -97,7 +97,7 @@ def test_a_value_the_stack_sets_from_its_own_account_is_refused_in_the_config(ke
 
 
 def test_a_function_added_later_gets_an_errors_alarm(monkeypatch):
-    import devtools.deploy.stack as stack
+    from devtools.deploy import stack
 
     monkeypatch.setattr(stack, "FUNCTIONS", (*stack.FUNCTIONS, "rotate"))
     plan = stack_plan(CONFIG, "dev", DEPLOY.stage("dev"))

@@ -28,7 +28,7 @@ class Sessions:
         self.open: dict[str, list[str]] = {}
         self.calls: list[str] = []
 
-    def end_sessions(self, database, db_user):  # noqa: ANN001, ANN201 - a test double
+    def end_sessions(self, database, db_user):  # a test double
         key = f"{database.name}/{db_user}"
         self.calls.append(key)
         return self.open.pop(key, [])

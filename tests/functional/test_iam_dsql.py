@@ -51,7 +51,7 @@ SIGNED_ARN = f"arn:aws:dsql:eu-west-1:{OTHER}:cluster/{SIGNED}"
 
 def test_cluster_arn_shape() -> None:
     assert SIGNED_ARN == dsql_cluster_arn("eu-west-1", OTHER, SIGNED)
-    assert DSQL_CLUSTER_ARN.fullmatch(SIGNED_ARN)["cluster"] == SIGNED  # type: ignore[index]
+    assert DSQL_CLUSTER_ARN.fullmatch(SIGNED_ARN)["cluster"] == SIGNED  # type: ignore[index]  # a cluster ARN: the pattern matches
     assert dsql_cluster_arn("cn-north-1", OTHER, SIGNED).startswith("arn:aws-cn:dsql:")
 
 

@@ -13,11 +13,11 @@ from openapi_spec_validator import validate
 from referencing import Registry, Resource
 
 import app as app_module
-import chalicelib.routes.http as http
 from chalicelib.aws.clients import ClientFactory
 from chalicelib.aws.rds import EndpointResolver
 from chalicelib.policy.loader import load_policy_text
 from chalicelib.policy_source import StaticPolicySource
+from chalicelib.routes import http
 from chalicelib.signer import TokenMinter
 from chalicelib.vending.pipeline import VendingService
 from chalicelib.vending.ratelimit import RateLimiter

@@ -1,10 +1,11 @@
 """moto helpers the functional tests share."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import boto3
-from botocore.awsrequest import AWSResponse
+from botocore.awsrequest import AWSPreparedRequest, AWSResponse, HTTPHeaders
 
 from chalicelib.aws.clients import ClientFactory
 
@@ -35,7 +36,7 @@ class _Raw:
     def __init__(self, body: bytes) -> None:
         self._body = body
 
-    def stream(self, *args, **kwargs):
+    def stream(self, *args: Any, **kwargs: Any) -> Iterator[bytes]:
         yield self._body
 
 
@@ -49,9 +50,9 @@ class FaultInjector:
         self.session.events.register_first("before-send.sts.AssumeRole", self)
         self.factory = ClientFactory(session_factory=lambda: self.session)  # production retry config
 
-    def __call__(self, request, **kwargs):
+    def __call__(self, request: AWSPreparedRequest, **kwargs: Any) -> AWSResponse | None:
         self.attempts += 1
         if self.attempts > self.failures:
             return None
         body = STS_ERROR.format(code=self.code, message="secret-free message").encode()
-        return AWSResponse(request.url, self.status, {"x-amzn-requestid": "r-1"}, _Raw(body))
+        return AWSResponse(request.url, self.status, HTTPHeaders.from_dict({"x-amzn-requestid": "r-1"}), _Raw(body))

@@ -24,12 +24,12 @@ RESOURCE = RdsResource("instance", "orders-prod", "available", True, HOST, PORT,
                        domains=(DomainMembership("d-123", "joined", "corp.example.com", "rds-directory"),))
 
 
-def allow(principal, arn, account):
+def allow(principal: str, arn: str, account: str) -> ConnectFacts:
     return ConnectFacts(principal, arn, SideVerdict(True, "allowed", "identity"),
                         SideVerdict(True, "allowed", "scp"))
 
 
-def healthy_roles():
+def healthy_roles() -> dict[str, RoleFacts]:
     return {
         "orders_app": RoleFacts("orders_app", True, rds_iam_path=("rds_iam",)),
         "orders_owner": RoleFacts("orders_owner", True, createrole=True, rds_iam_path=("rds_iam",),

@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -49,7 +50,7 @@ class FakeVendServer:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args) -> None:  # keep test output clean
+            def log_message(self, format: str, *args: Any) -> None:  # keep test output clean
                 pass
 
             def _serve(self) -> None:
@@ -101,7 +102,7 @@ class FakeVendServer:
 
 
 def token_body(token: str, database: str = "orders-prod", db_user: str = "orders_app",
-               ttl_seconds: int = 840) -> dict:
+               ttl_seconds: int = 840) -> dict[str, Any]:
     expires = datetime.now(UTC) + timedelta(seconds=ttl_seconds)
     return {
         "token": token,
@@ -126,7 +127,7 @@ def error_reply(status: int, code: str, retry_after: int | None = None) -> Reply
     return status, headers, {"error": {"code": code, "message": f"{code} happened", "request_id": "req-1"}}
 
 
-def _signature_ok(method: str, url: str, headers, body: bytes) -> bool:
+def _signature_ok(method: str, url: str, headers: Message[str, str], body: bytes) -> bool:
     """Recompute the SigV4 signature (execute-api, us-east-1) with botocore and compare."""
     authorization = headers.get("Authorization", "")
     if not authorization.startswith("AWS4-HMAC-SHA256 "):
@@ -140,7 +141,7 @@ def _signature_ok(method: str, url: str, headers, body: bytes) -> bool:
                          headers={name: headers[name] for name in signed})
     request.context["timestamp"] = headers["X-Amz-Date"]
     auth = SigV4Auth(Credentials(ACCESS_KEY, SECRET_KEY), "execute-api", scope[2])
-    expected = auth.signature(auth.string_to_sign(request, auth.canonical_request(request)), request)
+    expected: str = auth.signature(auth.string_to_sign(request, auth.canonical_request(request)), request)
     return expected == fields["Signature"]
 
 

@@ -14,11 +14,12 @@ EVENTS = Path(__file__).resolve().parents[1] / "events"
 
 
 def load_event(name: str) -> dict[str, Any]:
-    return copy.deepcopy(json.loads((EVENTS / f"{name}.json").read_text()))
+    event: dict[str, Any] = json.loads((EVENTS / f"{name}.json").read_text())  # each file holds one object
+    return copy.deepcopy(event)
 
 
-def token_event(body=None, arn=f"arn:aws:sts::{ACCT}:assumed-role/orders-api-blue/i-1", org="o-abc123def4",
-                ip="10.1.2.3", raw=None):
+def token_event(body: Any = None, arn: str = f"arn:aws:sts::{ACCT}:assumed-role/orders-api-blue/i-1",
+                org: str = "o-abc123def4", ip: str = "10.1.2.3", raw: str | None = None) -> dict[str, Any]:
     ev = load_event("post_tokens")
     ident = ev["requestContext"]["identity"]
     ident.update(userArn=arn, accountId=arn.split(":")[4], principalOrgId=org, sourceIp=ip)

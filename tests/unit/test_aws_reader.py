@@ -21,7 +21,7 @@ class FakeSts:
         self.fail = fail
         self.assumed: list[str] = []
 
-    def assume_role(self, RoleArn: str, RoleSessionName: str) -> dict:  # noqa: N803 - boto3's names
+    def assume_role(self, RoleArn: str, RoleSessionName: str) -> dict:  # boto3's names
         self.assumed.append(RoleArn)
         if self.fail:
             raise ClientError({"Error": {"Code": self.fail, "Message": f"no; key {SECRET}"}}, "AssumeRole")

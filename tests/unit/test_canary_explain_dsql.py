@@ -12,7 +12,7 @@ ROLE = "arn:aws:iam::111122223333:role/ledger-signer"
 
 
 def _report(*checks: object) -> TargetReport:
-    return TargetReport("ledger", "app_rw", tuple(checks))  # type: ignore[arg-type]
+    return TargetReport("ledger", "app_rw", tuple(checks))  # type: ignore[arg-type]  # each sample is a CheckResult
 
 
 def test_denied_signer_is_said_with_dsqls_action_and_refusal() -> None:

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-import rdsvend.cli_pgpass as cli_pgpass
+from rdsvend import cli_pgpass
 from rdsvend.cli import main
 from tests.support.client_fakes import ACCESS_KEY, SECRET_KEY, FakeVendServer, error_reply, run_cli, token_body
 

@@ -8,6 +8,7 @@ import pytest
 from chalicelib.decision import PolicyIndex
 from chalicelib.identity import identity_from_arn
 from chalicelib.policy.model import AccessPolicy, Conditions, Database, DbUser, Rule
+from chalicelib.policy.patterns import compile_pattern
 
 ACCT = "111122223333"
 
@@ -127,7 +128,6 @@ def test_ten_thousand_rules_still_find_the_right_one():
 
 
 # -- the index by partition, account and resource prefix/suffix gives whole-ARN answers ------------
-from chalicelib.policy.patterns import compile_pattern  # noqa: E402
 
 INDEX_PATTERNS = [
     "*", f"arn:aws:iam::{ACCT}:role/orders-api-*", f"arn:*:iam::{ACCT}:role/*", "arn:*:iam::*:role/orders-*",

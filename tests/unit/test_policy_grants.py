@@ -31,7 +31,7 @@ def test_grant_rule_loads_with_its_approvers_and_maximum():
 
 def test_maximum_defaults_to_an_hour():
     policy = load_policy_text(_with_rule_lines("    max_grant_seconds: 7200\n", ""), "g.yaml")
-    assert policy.rule("oncall-owner").max_grant_seconds == 3600  # type: ignore[union-attr]
+    assert policy.rule("oncall-owner").max_grant_seconds == 3600  # type: ignore[union-attr]  # the rule exists: the policy above names it
 
 
 BAD = {

@@ -104,7 +104,7 @@ def test_an_oversized_list_item_names_its_field():
 def test_the_service_refuses_rather_than_failing_on_a_huge_integer(tmp_path):
     path = tmp_path / "access.yaml"
     path.write_text(POLICY.replace("PORT", HUGE_INT).replace("TIMEOUT", "10"))
-    service = VendingService(policy_source=FilePolicySource(path), minter=None, resolver=None)  # type: ignore[arg-type]
+    service = VendingService(policy_source=FilePolicySource(path), minter=None, resolver=None)  # type: ignore[arg-type]  # refused before minting or resolving
     caller = identity_from_arn("arn:aws:sts::111122223333:assumed-role/app/s", account="111122223333")
     with pytest.raises(ForbiddenError) as caught:
         service.vend(caller, {"database": "orders", "db_user": "app"}, "req-1")

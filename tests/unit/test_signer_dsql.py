@@ -64,7 +64,7 @@ def test_equals_botocore_everywhere(cluster: str, region: str, action: str, at: 
 def test_refuses_what_botocore_or_dsql_would(bad: dict[str, object]) -> None:
     args: dict[str, object] = {"host": HOST, "action": "DbConnect", "region": "us-east-1", "at": AT, **bad}
     with pytest.raises(ValueError):
-        _SIGNER.sign_dsql(CREDS, **args)  # type: ignore[arg-type]
+        _SIGNER.sign_dsql(CREDS, **args)  # type: ignore[arg-type]  # bad values on purpose
 
 
 def test_repr_shows_no_secret() -> None:
