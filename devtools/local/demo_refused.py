@@ -14,6 +14,7 @@ from chalicelib.attribution.refusals import log_group_for
 from devtools.local.aws import AccountSessions
 from devtools.local.canary import local_canary_env
 from devtools.local.stack import REPO_ROOT
+from devtools.local.state import AUDIT_LOG_GROUP
 from rdsvend.connect import connection_params
 
 __all__ = ["refused_caller_step"]
@@ -69,14 +70,15 @@ def refused_caller_step(demo: Any, say: Callable[..., None], failed: type[Except
         say(f"{log_group_for(DATABASE)} (account {account}): {line}", 3)
         say(f"The operator runs: rdsvend doctor {DATABASE} {DB_USER}", 3)
         time.sleep(0.5)  # the audit line's batch
-        doctor = _rdsvend(env, "doctor", DATABASE, DB_USER)
+        doctor = _rdsvend({**env, "RDSVEND_AUDIT_LOG_GROUPS": AUDIT_LOG_GROUP}, "doctor", DATABASE, DB_USER)
     finally:
         iam.attach_role_policy(RoleName="rdsvend-signer", PolicyArn=policy_arn)
     out = doctor.stdout
     start = out.find("Refused IAM logins")
     caller = demo.stack.info.seeded.callers["allowed"].arn
     if start < 0 or f"{caller}: " not in out[start:] or "NotAuthorized" not in out[start:]:
-        raise failed(f"rdsvend doctor did not name the refused caller (exit {doctor.returncode})")
+        tail = (out[start:] if start >= 0 else out[-800:] + doctor.stderr[-800:]).strip()
+        raise failed(f"rdsvend doctor did not name the refused caller (exit {doctor.returncode}):\n{tail}")
     for text in out[start:].strip().splitlines():
         say(text.strip(), 5 if text.startswith("    ") else 3)
     say("The policy is back; 'rdsvend audit --database orders-local' lists the vend and this refusal, joined "
