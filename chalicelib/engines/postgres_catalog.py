@@ -137,7 +137,7 @@ SELECT pid, usename::text, host(client_addr), application_name, state
  ORDER BY pid
 """
 END_SESSIONS_SQL = """
-SELECT count(*) FILTER (WHERE pg_catalog.pg_terminate_backend(pid))
+SELECT count(*) FILTER (WHERE pg_catalog.pg_terminate_backend(pid, 5000))
   FROM pg_catalog.pg_stat_activity
  WHERE usename = %(user)s AND pid <> pg_catalog.pg_backend_pid() AND backend_type = 'client backend'
 """

@@ -60,6 +60,9 @@ def world(aws_env, tmp_path, monkeypatch):
 
 def _invoke(tmp_path):
     from app import app
+    from chalicelib.observability import metrics
+
+    metrics.clear_metrics()  # what earlier tests of this process recorded is not this run's
 
     with Client(app, project_dir=str(tmp_path)) as client:
         event = client.events.generate_cw_event(source="aws.events", detail_type="Scheduled Event", detail={},
