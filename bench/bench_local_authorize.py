@@ -3,7 +3,8 @@
 One signed ``secretsmanager:GetSecretValue`` request (a role session with three identity
 policies, a boundary, an organization with two SCP levels above the account) goes through
 moto's WSGI app in this process, 500 times with the enforcing middleware in front and 500
-times without. Reports the time per request with enforcement (value), without (baseline) and
+times without; the enforcer keeps its denial and allowed-requests logs in files, as the
+stack does. Reports the time per request with enforcement (value), without (baseline) and
 their ratio; ``ok`` while enforcement (signature check, operation and resource mapping, the
 decision) costs less than half of what moto's own handling of the request does (ratio <= 1.5),
 a target that holds on a loaded machine as on an idle one: the e2e suite sends every AWS call
@@ -13,7 +14,9 @@ from __future__ import annotations
 
 import io
 import json
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 N = 500
@@ -98,14 +101,15 @@ def run() -> list[dict[str, Any]]:
     from moto import mock_aws
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
-    from devtools.local.authorize import Enforcer
+    from devtools.local.authorize import ALLOWED_LOG, DENIAL_LOG, AllowedLog, DenialLog, Enforcer
     from devtools.local.aws import MotoSecretLookup
 
-    with mock_aws():
+    with mock_aws(), tempfile.TemporaryDirectory() as logs:
         creds, _role = _world()
         url, body, headers = _signed(creds)
         app = DomainDispatcherApplication(create_backend_app)
-        enforced = Enforcer(app, MotoSecretLookup())
+        enforced = Enforcer(app, MotoSecretLookup(), denials=DenialLog(Path(logs) / DENIAL_LOG),
+                            allowed=AllowedLog(Path(logs) / ALLOWED_LOG))
         _time(app, url, body, headers)  # warm both paths
         plain_ms, plain_status = _time(app, url, body, headers)
         enforced_ms, enforced_status = _time(enforced, url, body, headers)

@@ -33,7 +33,9 @@ __all__ = [
     "ScpChain",
     "fetch_principal_policies",
     "fetch_scp_chain",
+    "inline_source",
     "principal_ref",
+    "source_parts",
 ]
 
 _PRINCIPAL = re.compile(
@@ -116,6 +118,21 @@ def _pages(service: str, client: Any, op: str, key: str, **kwargs: Any) -> list[
     return items
 
 
+_INLINE = re.compile(r"^(?P<owner>arn:\S+) inline policy '(?P<name>.*)'$")
+
+
+def inline_source(owner_arn: str, policy_name: str) -> str:
+    """What a document read from an inline policy is called (its :attr:`PolicyDocument.source`)."""
+    return f"{owner_arn} inline policy '{policy_name}'"
+
+
+def source_parts(source: str) -> tuple[str, str]:
+    """``(owner ARN, policy name)`` of an inline policy's source; ``("", source)`` for a managed
+    policy (its ARN) or anything else."""
+    m = _INLINE.match(source)
+    return (m["owner"], m["name"]) if m else ("", source)
+
+
 def _document(raw: Any, source: str) -> PolicyDocument:
     """IAM returns documents URL-encoded JSON (boto3 usually decodes them already)."""
     if isinstance(raw, str):
@@ -149,7 +166,7 @@ def _attached_and_inline(iam: Any, kind: str, name: str, arn: str,
     docs: list[PolicyDocument] = []
     for pname in _pages("iam", iam, f"list_{lower}_policies", "PolicyNames", **key):
         raw = _call("iam", f"Get{kind}Policy", getattr(iam, f"get_{lower}_policy"), PolicyName=pname, **key)
-        docs.append(_document(raw["PolicyDocument"], f"{arn} inline policy '{pname}'"))
+        docs.append(_document(raw["PolicyDocument"], inline_source(arn, pname)))
     attached = _pages("iam", iam, f"list_attached_{lower}_policies", "AttachedPolicies", **key)
     docs.extend(_managed(iam, a["PolicyArn"], cache) for a in attached)
     return docs

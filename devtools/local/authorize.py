@@ -15,7 +15,11 @@
 4. answers a refusal with the service's AccessDenied (:mod:`devtools.local.aws_denials`),
    logs one line (principal, action, resource, deciding layer) and appends it to the denial
    log (:class:`~devtools.local.denials.DenialLog`, ``denials.jsonl`` in the state directory; read it with
-   :func:`read_denials`).
+   :func:`read_denials`);
+5. records what it allowed, and which statement allowed it (the role or user, the policy's name,
+   the statement's ``Sid`` or index), in the allowed-requests log
+   (:class:`~devtools.local.allowed.AllowedLog`, ``allowed.jsonl``: each distinct grant once;
+   read it with :func:`read_allowed`).
 
 Anything that fails while deciding is a refusal (fail closed).
 """
@@ -34,18 +38,19 @@ from urllib.parse import parse_qs
 from chalicelib.clock import SYSTEM_CLOCK, Clock
 from chalicelib.errors import IamPolicyError
 from chalicelib.iam.connect import principal_context
-from chalicelib.iam.evaluator import evaluate, scan
-from chalicelib.iam.fetch import PrincipalPolicies
+from chalicelib.iam.evaluator import Evaluation, evaluate, scan
+from chalicelib.iam.fetch import PrincipalPolicies, source_parts
 from chalicelib.iam.model import PolicyDocument, RequestContext
 from devtools.local.actions import Ask, RequestFacts, UnmappedError, asks_for, parse_operation
+from devtools.local.allowed import ALLOWED_LOG, Allowed, AllowedLog, read_allowed
 from devtools.local.aws_denials import Answer, access_denied, auth_failure
 from devtools.local.denials import DENIAL_LOG, TRUST_ACTIONS, Denial, DenialLog, read_denials
 from devtools.local.moto_state import MotoState, Principal
 from devtools.local.resource_policies import applicable
 from devtools.local.sigv4 import Credential, SecretLookup, SignatureError, verify_header_signed
 
-__all__ = ["DENIAL_LOG", "Decider", "Denial", "DenialLog", "Enforcer", "invoke_permission", "organization_policy",
-           "read_denials", "service_permission"]
+__all__ = ["ALLOWED_LOG", "DENIAL_LOG", "Allowed", "AllowedLog", "Decider", "Denial", "DenialLog", "Enforcer",
+           "invoke_permission", "organization_policy", "read_allowed", "read_denials", "service_permission"]
 
 log = logging.getLogger(__name__)
 
@@ -76,9 +81,12 @@ class Decider:
     """Decides (action, resource) pairs for a principal with rdsvend's evaluator, over moto's state."""
 
     def __init__(self, state: MotoState | None = None, *, clock: Clock = SYSTEM_CLOCK,
-                 resource_policies: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+                 resource_policies: Mapping[str, Mapping[str, Any]] | None = None,
+                 allowed: AllowedLog | None = None) -> None:
         self.state = state or MotoState()
         self.clock = clock
+        #: where each allowed (action, resource) is recorded with the statement that allowed it
+        self.allowed = allowed
         #: moves on every request that may change IAM or Organizations state (before and after
         #: it): the policies read for a principal are reused while it stays the same
         self.generation = 0
@@ -133,14 +141,19 @@ class Decider:
                        "aws:epochtime": (str(int(now.timestamp())),), **ask.context}
             if region:
                 context["aws:requestedregion"] = (region,)
+            granted = []
             for action, resource in ask.pairs:
-                denial = self._one(principal, policies, RequestContext(action, resource, context), signing_name)
-                if denial is not None:
-                    return denial
+                outcome = self._one(principal, policies, RequestContext(action, resource, context), signing_name)
+                if isinstance(outcome, Denial):
+                    return outcome
+                granted.append(outcome)
         except (LookupError, IamPolicyError, ValueError) as exc:
             action, resource = ask.pairs[0]
             return Denial(principal.arn, action, resource, "identity", False,
                           f"could not evaluate: {type(exc).__name__}: {str(exc)[:200]}")
+        if self.allowed is not None:
+            for grant in granted:
+                self.allowed.record(grant)
         return None
 
     def _root(self, principal: Principal, ask: Ask) -> Denial | None:
@@ -173,7 +186,7 @@ class Decider:
         return text, source
 
     def _one(self, principal: Principal, policies: _Policies, request: RequestContext,
-             signing_name: str) -> Denial | None:
+             signing_name: str) -> Denial | Allowed:
         fetched = policies.fetched
         verdict = evaluate(request, identity_policies=fetched.identity, boundary=fetched.boundary,
                            scp_levels=policies.scp_levels, session_policy=policies.session,
@@ -195,7 +208,7 @@ class Decider:
                 return denial(str(verdict.layer), False, verdict.explanation)
             if not same_account:  # another account's resource, and no policy of its own lets anyone in
                 return denial("resource", False, f"{request.resource} has no resource-based policy")
-            return None
+            return _granted(principal, fetched, request, verdict)
         document, exact = applicable(text, principal, source)
         deny, allow = scan([document], request) if document is not None else (None, None)
         if deny is not None:
@@ -204,9 +217,20 @@ class Decider:
             return denial("scp", False, verdict.explanation)
         if allow is None and (trust or not same_account):
             return denial("resource", False, f"{source} does not allow it")
+        if verdict.allowed:  # the identity policy's grant is what the request used (alone or with the resource's)
+            return _granted(principal, fetched, request, verdict)
         if allow is not None and same_account and (exact or not trust):
-            return None
-        return None if verdict.allowed else denial(str(verdict.layer), False, verdict.explanation)
+            return Allowed(principal.arn, request.action, request.resource, "resource", request.resource, source,
+                           allow.statement.label)
+        return denial(str(verdict.layer), False, verdict.explanation)
+
+
+def _granted(principal: Principal, fetched: PrincipalPolicies, request: RequestContext,
+             verdict: Evaluation) -> Allowed:
+    """The identity policy statement that allowed ``request``."""
+    owner, name = source_parts(verdict.policy or "")
+    statement = verdict.statement if verdict.statement is not None else ""
+    return Allowed(principal.arn, request.action, request.resource, "identity", owner or fetched.arn, name, statement)
 
 
 def _account_of(arn: str) -> str:
@@ -250,10 +274,10 @@ class Enforcer:
 
     def __init__(self, app: Any, lookup: SecretLookup, *, roots: Sequence[Credential] = (),
                  decider: Decider | None = None, denials: DenialLog | None = None,
-                 clock: Clock = SYSTEM_CLOCK) -> None:
+                 allowed: AllowedLog | None = None, clock: Clock = SYSTEM_CLOCK) -> None:
         self.app = app
         self.keys = _Keys(lookup, roots)
-        self.decider = decider or Decider(clock=clock)
+        self.decider = decider or Decider(clock=clock, allowed=allowed)
         self.denials = denials or DenialLog()
         self.clock = clock
 
@@ -351,13 +375,14 @@ def organization_policy(action: str, resource: str, org_id: str | None) -> dict[
 
 
 def service_permission(action: str, signing_name: str, resource_prefix: str, org_id: str | None,
-                       denials: DenialLog, decider: Decider | None = None,
+                       denials: DenialLog, decider: Decider | None = None, allowed: AllowedLog | None = None,
                        ) -> Callable[[Credential, str], tuple[bool, str]]:
     """``(credential, resource ARN) -> (allowed, AWS's refusal message)`` for a service the local
-    stack serves itself (the Invoke API, the gateway), decided as every other request. The
-    resource's policy is moto's when moto holds it, else :func:`organization_policy`."""
+    stack serves itself (the Invoke API, the gateway), decided as every other request (and
+    recorded in ``denials`` and ``allowed``). The resource's policy is moto's when moto holds it,
+    else :func:`organization_policy`."""
     fallback = organization_policy(action, f"{resource_prefix}*", org_id)
-    judge = decider or Decider(resource_policies={resource_prefix: fallback})
+    judge = decider or Decider(resource_policies={resource_prefix: fallback}, allowed=allowed)
 
     def permission(credential: Credential, resource: str) -> tuple[bool, str]:
         region = resource.split(":")[3]
@@ -374,6 +399,7 @@ def service_permission(action: str, signing_name: str, resource_prefix: str, org
 
 
 def invoke_permission(function_arn: str, org_id: str | None, denials: DenialLog,
-                      decider: Decider | None = None) -> Callable[[Credential, str], tuple[bool, str]]:
+                      decider: Decider | None = None, allowed: AllowedLog | None = None,
+                      ) -> Callable[[Credential, str], tuple[bool, str]]:
     """``lambda:InvokeFunction`` on the local vend function (see :func:`service_permission`)."""
-    return service_permission("lambda:InvokeFunction", "lambda", function_arn, org_id, denials, decider)
+    return service_permission("lambda:InvokeFunction", "lambda", function_arn, org_id, denials, decider, allowed)

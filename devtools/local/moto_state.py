@@ -16,7 +16,7 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import unquote
 
-from chalicelib.iam.fetch import PrincipalPolicies, ScpChain, principal_ref
+from chalicelib.iam.fetch import PrincipalPolicies, ScpChain, inline_source, principal_ref
 from chalicelib.iam.model import PolicyDocument, parse_policy
 
 __all__ = ["MotoState", "Principal", "parsed"]
@@ -84,7 +84,7 @@ class MotoState:
                                  unique_id=entity.id, identity=tuple(docs), boundary=boundary, tags=tags)
 
     def _attached(self, entity: Any) -> list[PolicyDocument]:
-        docs = [parsed(_as_text(text), f"{entity.arn} inline policy '{pname}'")
+        docs = [parsed(_as_text(text), inline_source(entity.arn, pname))
                 for pname, text in sorted(entity.policies.items())]
         for arn, policy in sorted(entity.managed_policies.items()):
             docs.append(self._document_of(policy, arn))

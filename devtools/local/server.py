@@ -18,9 +18,10 @@ from typing import Any
 
 from chalicelib.errors import IamFetchError, IamPolicyError
 from chalicelib.iam.connect import evaluate_rds_connect
+from chalicelib.iam.fetch import source_parts
 from chalicelib.iam.model import parse_policy
 from devtools.local.attribution import start_attribution
-from devtools.local.authorize import DENIAL_LOG, DenialLog, Enforcer
+from devtools.local.authorize import ALLOWED_LOG, DENIAL_LOG, Allowed, AllowedLog, Denial, DenialLog, Enforcer
 from devtools.local.aws import AccountSessions, MotoSecretLookup, MotoServer, seed_world
 from devtools.local.dsql import start_dsql_clusters
 from devtools.local.lambda_invoke import start_vend_function
@@ -91,6 +92,7 @@ class StackServer:
         #: every request to the local AWS is authorized as AWS would (devtools.local.authorize)
         self.enforce = enforce
         self._enforcer: Any = None
+        self._allowed: AllowedLog | None = None  # what the local AWS allowed, and which statement did
         self._state: dict[str, Any] = {}
         self._moto: Any = None
         self._ldap: Any = None
@@ -292,8 +294,9 @@ class StackServer:
         AssumeRole decisions (moto makes neither)."""
         if self.enforce:
             denials = DenialLog(self.state_dir / DENIAL_LOG)
+            self._allowed = AllowedLog(self.state_dir / ALLOWED_LOG)
             self._moto.wrap(lambda app: Enforcer(app, lookup, roots=[management_root(management_account)],
-                                                 denials=denials))
+                                                 denials=denials, allowed=self._allowed))
             self._enforcer = denials
             return
 
@@ -323,11 +326,13 @@ class StackServer:
 
     def _evaluate_permission(self, credential: Any, dbuser_arn: str,
                              action: str = "rds-db:connect") -> tuple[bool, str]:
+        """The decision, recorded as the local AWS records its own (allowed and denial logs)."""
+        principal = credential.principal_arn
         try:
             raw_session = self._lookup.session_policy(credential.access_key_id)
             session_policy = parse_policy(raw_session, "session policy") if raw_session else None
             verdict = evaluate_rds_connect(
-                credential.principal_arn, dbuser_arn,
+                principal, dbuser_arn,
                 iam_client=self._sessions.client("iam", credential.account),
                 org_client=self._sessions.client("organizations", self._sessions.management_account),
                 account_id=credential.account,
@@ -335,8 +340,21 @@ class StackServer:
                 action=action,
             )
         except (IamFetchError, IamPolicyError) as exc:
+            self._record_denial(Denial(principal, action, dbuser_arn, "identity", False, f"could not evaluate: {exc}"))
             return False, f"could not evaluate {action}: {exc}"
-        return verdict.allowed, verdict.combined.explanation
+        combined = verdict.combined
+        if verdict.allowed and self._allowed is not None:
+            owner, name = source_parts(combined.policy or "")
+            self._allowed.record(Allowed(principal, action, dbuser_arn, "identity", owner or principal, name,
+                                         "" if combined.statement is None else combined.statement))
+        elif not verdict.allowed:
+            self._record_denial(Denial(principal, action, dbuser_arn, str(combined.layer),
+                                       combined.decision == "explicitDeny", combined.explanation))
+        return verdict.allowed, combined.explanation
+
+    def _record_denial(self, denial: Denial) -> None:
+        if isinstance(self._enforcer, DenialLog):
+            self._enforcer.record(denial)
 
     def stop(self) -> None:
         """Stop everything this server started and remove the state it wrote."""

@@ -9,7 +9,7 @@ import pytest
 from moto import mock_aws
 
 from devtools.local.actions import Ask
-from devtools.local.authorize import Decider
+from devtools.local.authorize import ALLOWED_LOG, Allowed, AllowedLog, Decider, read_allowed
 from devtools.local.moto_state import Principal
 
 A = "111111111111"  # moto's default account is not used: every client names its account
@@ -178,3 +178,45 @@ def test_policies_are_read_again_after_a_change(aws):
     assert _decide(user, "secretsmanager:ListSecrets", "*", "secretsmanager", decider) is not None  # cached
     decider.changed()  # what the Enforcer does around every IAM or Organizations write
     assert _decide(user, "secretsmanager:ListSecrets", "*", "secretsmanager", decider) is None
+
+
+# -- what allowed each request: the allowed-requests log ---------------------------------------------
+
+def test_the_allowed_log_names_the_role_policy_and_statement_that_allowed_each_request(aws, tmp_path):
+    role = _role(A, "fn", {"AWS": f"arn:aws:iam::{A}:root"},
+                 {"Sid": "Describe", **_allow("secretsmanager:DescribeSecret")}, _allow("secretsmanager:GetSecretValue"))
+    creds = _client("sts", A).assume_role(RoleArn=role, RoleSessionName="one")["Credentials"]
+    session = Principal(f"arn:aws:sts::{A}:assumed-role/fn/one", A)
+    arn = _secret(A)
+    log = AllowedLog(tmp_path / ALLOWED_LOG)
+    decider = Decider(allowed=log)
+    for action in ("secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"):
+        assert _decide(session, action, arn, "secretsmanager", decider, key=creds["AccessKeyId"]) is None
+    assert _decide(session, "secretsmanager:DeleteSecret", arn, "secretsmanager", decider,
+                   key=creds["AccessKeyId"]) is not None
+    assert read_allowed(tmp_path) == [  # each grant once, in the order first used; a refusal is not one
+        Allowed(session.arn, "secretsmanager:DescribeSecret", arn, "identity", role, "p", "Describe"),
+        Allowed(session.arn, "secretsmanager:GetSecretValue", arn, "identity", role, "p", 1),
+    ]
+
+
+def test_a_grant_of_the_resource_policy_alone_is_logged_as_the_resources(aws, tmp_path):
+    bare = _user(A, "bare")
+    arn = _secret(A, _doc({"Sid": "Named", "Effect": "Allow", "Principal": {"AWS": bare.arn},
+                           "Action": "secretsmanager:GetSecretValue", "Resource": "*"}))
+    log = AllowedLog(tmp_path / ALLOWED_LOG)
+    assert _decide(bare, "secretsmanager:GetSecretValue", arn, "secretsmanager", Decider(allowed=log)) is None
+    (line,) = read_allowed(tmp_path)
+    assert (line.layer, line.owner, line.policy, line.statement) == (
+        "resource", arn, f"resource policy of {arn}", "Named")
+
+
+def test_a_request_refused_on_a_later_pair_records_no_grant(aws, tmp_path):
+    user = _user(A, "half", _allow("secretsmanager:GetSecretValue"))
+    arn = _secret(A)
+    log = AllowedLog(tmp_path / ALLOWED_LOG)
+    ask = Ask((("secretsmanager:GetSecretValue", arn), ("secretsmanager:PutSecretValue", arn)),
+              {"aws:requestedregion": (REGION,)})
+    denial = Decider(allowed=log).decide(user, ask, access_key_id=None, region=REGION, signing_name="secretsmanager")
+    assert denial is not None and denial.action == "secretsmanager:PutSecretValue"
+    assert read_allowed(tmp_path) == [] and len(log) == 0
