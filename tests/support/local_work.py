@@ -1,0 +1,217 @@
+"""The local stage's normal work as named steps (:class:`~tests.support.least_privilege.Step`),
+each acting as a user or a function would on a running local stack, and each raising
+:class:`~tests.support.least_privilege.StepFailedError` when the work did not succeed:
+
+- ``vend <db>/<user>``: ``POST /v1/tokens`` as the allowed caller (the ``api_handler``
+  function), then a login with the token over TLS verify-full;
+- ``invoke <db>/<user>``: a direct invoke of the ``vend`` function with an identity proof,
+  then a login;
+- ``grants <channel>``: a just-in-time grant asked for, approved, used for a token and a login,
+  listed and revoked (``http`` through the API, ``invoke`` through the ``vend`` function);
+- ``canary <db>``: the canary's checks of one database, as the ``canary`` function, every
+  target green; ``canary scheduled``: the scheduled function's run (grant sweep, checks, state
+  table, an alert for a target whose status changed);
+- ``rotate <db>/<user>``: the ``rotate`` function's four steps for a password user, then a
+  login with the new password.
+
+``keys_for(function)`` gives the credentials each function runs as.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from chalicelib.policy.model import AccessPolicy
+from devtools.local.sessions import Keys
+from rdsvend import invoke_payload
+from rdsvend.api import VendedToken
+from tests.support.least_privilege import Step, StepFailedError
+
+__all__ = ["LocalWork", "login"]
+
+_ONE_TRY = Config(retries={"max_attempts": 1, "mode": "standard"})
+
+
+def login(vended: VendedToken, ca_path: str) -> None:
+    """One login with the vended token and a query, closed again (psycopg or PyMySQL)."""
+    if vended.engine in ("postgres", "dsql"):
+        import psycopg
+
+        from rdsvend.connect import connection_params
+
+        with psycopg.connect(**connection_params(vended, {"PGSSLROOTCERT": ca_path}), connect_timeout=10) as conn:
+            conn.execute("SELECT 1").fetchone()
+        return
+    import pymysql
+
+    from rdsvend.mysql import pymysql_params
+
+    conn = pymysql.connect(**pymysql_params(vended, {"PGSSLROOTCERT": ca_path}), connect_timeout=10, read_timeout=10)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT 1")
+    finally:
+        conn.close()
+
+
+@dataclasses.dataclass
+class LocalWork:
+    """The steps on ``stack`` (a :class:`devtools.local.stack.LocalStack`)."""
+
+    stack: Any
+    policy: AccessPolicy
+    keys_for: Callable[[str], Keys]
+    #: the scheduled canary's environment: the stage's state table and alert topic
+    canary_env: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+    # -- callers ---------------------------------------------------------------------------------
+    def _caller_session(self, caller: str) -> boto3.session.Session:
+        keys = self.stack.keys(caller)
+        return boto3.session.Session(aws_access_key_id=keys.access_key_id, aws_secret_access_key=keys.secret_access_key,
+                                     region_name=self.stack.info.region)
+
+    def _http(self, method: str, path: str, body: Any = None, caller: str = "allowed") -> Any:
+        status, answer = self.stack.request(method, path, body, caller=caller)
+        if status != 200:
+            raise StepFailedError(f"{method} {path} answered {status}: {json.dumps(answer)[:300]}")
+        return answer
+
+    def _invoke(self, payload: Mapping[str, Any], caller: str = "allowed") -> Any:
+        session = self._caller_session(caller)
+        client = session.client("lambda", endpoint_url=self.stack.info.lambda_url, config=_ONE_TRY)
+        answer = client.invoke(FunctionName="rdsvend-local-vend", Payload=json.dumps(payload).encode())
+        body = json.loads(answer["Payload"].read())
+        if answer["StatusCode"] != 200 or answer.get("FunctionError") or "error" in body:
+            raise StepFailedError(f"invoke answered {answer['StatusCode']}: {json.dumps(body)[:300]}")
+        return body
+
+    def _proof(self, caller: str = "allowed") -> dict[str, Any]:
+        session = self._caller_session(caller)
+        payload: dict[str, Any] = invoke_payload("x", "x", self.stack.info.server_id, session=session,
+                                                 endpoint_url=self.stack.info.moto_url)
+        return payload
+
+    # -- vend and invoke -------------------------------------------------------------------------
+    def vend(self, database: str, db_user: str, caller: str = "allowed") -> None:
+        body = self._http("POST", "/v1/tokens", {"database": database, "db_user": db_user}, caller=caller)
+        login(VendedToken.from_body(body, time.monotonic()), self.stack.ca_path)
+
+    def invoke(self, database: str, db_user: str, caller: str = "allowed") -> None:
+        payload = {**self._proof(caller), "database": database, "db_user": db_user}
+        body = self._invoke(payload, caller)
+        login(VendedToken.from_body(body, time.monotonic()), self.stack.ca_path)
+
+    # -- just-in-time grants ---------------------------------------------------------------------
+    def grants(self, channel: str, database: str, db_user: str) -> None:
+        """Ask, approve, use, list, revoke: ``http`` through the API, ``invoke`` through ``vend``."""
+        ask = {"database": database, "db_user": db_user, "reason": "least-privilege proof", "duration_seconds": 600}
+        if channel == "http":
+            grant = self._http("POST", "/v1/grants", ask)
+            self._http("POST", f"/v1/grants/{grant['id']}/approve", None, caller="approver")
+            self.vend(database, db_user)
+            self._http("GET", "/v1/grants")
+            self._http("POST", f"/v1/grants/{grant['id']}/revoke", None, caller="approver")
+            return
+        grant = self._invoke({**self._proof(), "action": "grant_request", **ask})
+        self._invoke({**self._proof("approver"), "action": "grant_approve", "grant_id": grant["id"]}, "approver")
+        self.invoke(database, db_user)
+        self._invoke({**self._proof(), "action": "grant_list"})
+        self._invoke({**self._proof("approver"), "action": "grant_revoke", "grant_id": grant["id"]}, "approver")
+
+    # -- the canary ------------------------------------------------------------------------------
+    def _canary_deps(self) -> Any:
+        from devtools.local.canary import local_canary_deps, local_canary_env
+
+        info = self.stack.info
+        env = {**local_canary_env(info), **self.keys_for("canary").env(), **self.canary_env}
+        deps = local_canary_deps(info, self.policy, env=env)
+        keys = self.keys_for("canary")
+        from chalicelib.canary.factory import canary_deps
+
+        fresh = canary_deps(self.policy, dict(env), endpoint_url=info.moto_url, session=keys.session(info.region))
+        return dataclasses.replace(fresh, admin=deps.admin, auth_log=deps.auth_log)
+
+    def canary(self, database: str) -> None:
+        from chalicelib.canary.runner import run_canary
+
+        targets = [(db, user) for db, user in self.policy.targets() if db.name == database]
+        report = run_canary(self.policy, self._canary_deps(), targets=targets)
+        bad = [f"{t.key} is {t.status} ({t.problems[0].id}: {t.problems[0].message})"
+               for t in report.targets if t.status not in ("pass", "warn") and t.problems]
+        if bad or any(t.status not in ("pass", "warn") for t in report.targets):
+            raise StepFailedError("; ".join(bad)[:600] or "a canary target is not green")
+
+    # -- rotation --------------------------------------------------------------------------------
+    def rotate(self, database: str, db_user: str) -> None:
+        from chalicelib.engines.trust import ssl_root_cert_for
+        from chalicelib.policy.password_users import secret_arn_parts
+        from chalicelib.rotation.engines import engine_for
+        from chalicelib.rotation.handler import RotationFailedError
+        from chalicelib.rotation.secret import parse_secret
+        from chalicelib.rotation.store import BotoSecretStore
+        from devtools.local.secrets import rotate_locally
+
+        info = self.stack.info
+        user = self.policy.databases[database].users[db_user]
+        parts = secret_arn_parts(str(user.secret))
+        assert parts is not None
+        keys = self.keys_for("rotate")
+        client = keys.session(info.region).client("secretsmanager", endpoint_url=info.moto_url, config=_ONE_TRY)
+        env = {"AWS_ENDPOINT_URL": info.moto_url, "AWS_DEFAULT_REGION": info.region, "RDSVEND_POLICY": info.policy_path,
+               "PGSSLROOTCERT": info.ca_path, **keys.env()}
+        try:
+            rotate_locally(parts["name"], client, policy=self.policy, env=env, log_to=_Quiet(), resume=True)
+        except RotationFailedError as exc:
+            raise StepFailedError(str(exc)) from exc
+        current = parse_secret(BotoSecretStore(client).value(parts["name"], stage="AWSCURRENT"), what="AWSCURRENT")
+        engine_for(current).login(current, ssl_root_cert=ssl_root_cert_for(self.policy, env), timeout=10).close()
+
+    # -- all of it -------------------------------------------------------------------------------
+    def _caller_for(self, database: str, db_user: str) -> tuple[str, bool] | None:
+        """The world's caller an allow rule names for (database, db user), and whether it
+        needs a grant; ``None`` when no rule names one of them."""
+        from chalicelib.policy.patterns import compile_pattern
+
+        for caller in ("allowed", "operator"):
+            arn = self.stack.keys(caller).arn
+            for rule in self.policy.rules:
+                if (rule.effect == "allow" and any(compile_pattern(p).matches(arn) for p in rule.principals)
+                        and any(compile_pattern(p).matches(database) for p in rule.databases)
+                        and any(compile_pattern(p).matches(db_user) for p in rule.db_users)):
+                    return caller, rule.grant_required
+        return None
+
+    def steps(self) -> list[Step]:
+        """Every step, in an order that leaves the stack as it found it."""
+        callers = {(db.name, user.name): self._caller_for(db.name, user.name)
+                   for db, user in self.policy.targets() if user.auth == "iam"}
+        vendable = [(d, u, found[0]) for (d, u), found in callers.items() if found and not found[1]]
+        granted = [(d, u) for (d, u), found in callers.items() if found and found[1] and found[0] == "allowed"]
+        passwords = [(db.name, user.name) for db, user in self.policy.targets() if user.auth == "password"]
+        steps = [Step(f"vend {d}/{u}", _bound(self.vend, d, u, c)) for d, u, c in vendable]
+        steps += [Step(f"invoke {d}/{u}", _bound(self.invoke, d, u, c)) for d, u, c in vendable]
+        if granted:
+            d, u = granted[0]
+            steps += [Step(f"grants {channel}", _bound(self.grants, channel, d, u)) for channel in ("http", "invoke")]
+        steps += [Step(f"rotate {d}/{u}", _bound(self.rotate, d, u)) for d, u in passwords]
+        steps += [Step(f"canary {name}", _bound(self.canary, name)) for name in self.policy.databases]
+        return steps
+
+
+def _bound(fn: Callable[..., None], *args: str) -> Callable[[], None]:
+    return lambda: fn(*args)
+
+
+class _Quiet:
+    """The rotate function's log, unread here (its failures are raised)."""
+
+    def info(self, *_: Any, **__: Any) -> None:
+        pass
+
+    error = warning = info
