@@ -92,10 +92,11 @@ class LocalWork:
         return body
 
     def _proof(self, caller: str = "allowed") -> dict[str, Any]:
+        """The identity proof of a direct invoke (the payload's other fields are the action's)."""
         session = self._caller_session(caller)
-        payload: dict[str, Any] = invoke_payload("x", "x", self.stack.info.server_id, session=session,
+        payload: dict[str, Any] = invoke_payload("-", "-", self.stack.info.server_id, session=session,
                                                  endpoint_url=self.stack.info.moto_url)
-        return payload
+        return {key: value for key, value in payload.items() if key not in ("database", "db_user")}
 
     # -- vend and invoke -------------------------------------------------------------------------
     def vend(self, database: str, db_user: str, caller: str = "allowed") -> None:
@@ -109,20 +110,21 @@ class LocalWork:
 
     # -- just-in-time grants ---------------------------------------------------------------------
     def grants(self, channel: str, database: str, db_user: str) -> None:
-        """Ask, approve, use, list, revoke: ``http`` through the API, ``invoke`` through ``vend``."""
+        """Ask, have the approver approve (through the API: approvers do not invoke), use, list and
+        revoke: ``http`` through the API, ``invoke`` through the ``vend`` function."""
         ask = {"database": database, "db_user": db_user, "reason": "least-privilege proof", "duration_seconds": 600}
         if channel == "http":
             grant = self._http("POST", "/v1/grants", ask)
             self._http("POST", f"/v1/grants/{grant['id']}/approve", None, caller="approver")
             self.vend(database, db_user)
             self._http("GET", "/v1/grants")
-            self._http("POST", f"/v1/grants/{grant['id']}/revoke", None, caller="approver")
+            self._http("POST", f"/v1/grants/{grant['id']}/revoke", None)
             return
         grant = self._invoke({**self._proof(), "action": "grant_request", **ask})
-        self._invoke({**self._proof("approver"), "action": "grant_approve", "grant_id": grant["id"]}, "approver")
+        self._http("POST", f"/v1/grants/{grant['id']}/approve", None, caller="approver")
         self.invoke(database, db_user)
         self._invoke({**self._proof(), "action": "grant_list"})
-        self._invoke({**self._proof("approver"), "action": "grant_revoke", "grant_id": grant["id"]}, "approver")
+        self._invoke({**self._proof(), "action": "grant_revoke", "grant_id": grant["id"]})
 
     # -- the canary ------------------------------------------------------------------------------
     def _canary_deps(self) -> Any:
@@ -173,9 +175,9 @@ class LocalWork:
         engine_for(current).login(current, ssl_root_cert=ssl_root_cert_for(self.policy, env), timeout=10).close()
 
     # -- all of it -------------------------------------------------------------------------------
-    def _caller_for(self, database: str, db_user: str) -> tuple[str, bool] | None:
-        """The world's caller an allow rule names for (database, db user), and whether it
-        needs a grant; ``None`` when no rule names one of them."""
+    def _rule_for(self, database: str, db_user: str) -> tuple[str, Any] | None:
+        """The world's caller an allow rule names for (database, db user), and that rule;
+        ``None`` when no rule names one of them."""
         from chalicelib.policy.patterns import compile_pattern
 
         for caller in ("allowed", "operator"):
@@ -184,18 +186,22 @@ class LocalWork:
                 if (rule.effect == "allow" and any(compile_pattern(p).matches(arn) for p in rule.principals)
                         and any(compile_pattern(p).matches(database) for p in rule.databases)
                         and any(compile_pattern(p).matches(db_user) for p in rule.db_users)):
-                    return caller, rule.grant_required
+                    return caller, rule
         return None
 
     def steps(self) -> list[Step]:
-        """Every step, in an order that leaves the stack as it found it."""
-        callers = {(db.name, user.name): self._caller_for(db.name, user.name)
-                   for db, user in self.policy.targets() if user.auth == "iam"}
-        vendable = [(d, u, found[0]) for (d, u), found in callers.items() if found and not found[1]]
-        granted = [(d, u) for (d, u), found in callers.items() if found and found[1] and found[0] == "allowed"]
+        """Every step, in an order that leaves the stack as it found it. A direct invoke carries
+        no source IP and no organization id: it is tried where the rule asks for neither."""
+        rules = {(db.name, user.name): self._rule_for(db.name, user.name)
+                 for db, user in self.policy.targets() if user.auth == "iam"}
+        vendable = [(d, u, found[0], found[1]) for (d, u), found in rules.items()
+                    if found and not found[1].grant_required]
+        granted = [(d, u) for (d, u), found in rules.items()
+                   if found and found[1].grant_required and found[0] == "allowed"]
         passwords = [(db.name, user.name) for db, user in self.policy.targets() if user.auth == "password"]
-        steps = [Step(f"vend {d}/{u}", _bound(self.vend, d, u, c)) for d, u, c in vendable]
-        steps += [Step(f"invoke {d}/{u}", _bound(self.invoke, d, u, c)) for d, u, c in vendable]
+        steps = [Step(f"vend {d}/{u}", _bound(self.vend, d, u, c)) for d, u, c, _rule in vendable]
+        steps += [Step(f"invoke {d}/{u}", _bound(self.invoke, d, u, c)) for d, u, c, rule in vendable
+                  if rule.conditions.org_ids is None and rule.conditions.source_ips is None]
         if granted:
             d, u = granted[0]
             steps += [Step(f"grants {channel}", _bound(self.grants, channel, d, u)) for channel in ("http", "invoke")]
