@@ -67,8 +67,11 @@ class LocalWork:
     stack: Any
     policy: AccessPolicy
     keys_for: Callable[[str], Keys]
+    #: an administrator's client in the service account (``admin(service)``)
+    admin: Callable[[str], Any]
     #: the scheduled canary's environment: the stage's state table and alert topic
     canary_env: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    _env: dict[str, str] = dataclasses.field(default_factory=dict, repr=False)
 
     # -- callers ---------------------------------------------------------------------------------
     def _caller_session(self, caller: str) -> boto3.session.Session:
@@ -127,27 +130,49 @@ class LocalWork:
         self._invoke({**self._proof(), "action": "grant_revoke", "grant_id": grant["id"]})
 
     # -- the canary ------------------------------------------------------------------------------
-    def _canary_deps(self) -> Any:
-        from devtools.local.canary import local_canary_deps, local_canary_env
+    def _canary_env(self) -> dict[str, str]:
+        """The canary function's environment on the local stack (read once: it holds no session)."""
+        from devtools.local.canary import local_canary_env
 
-        info = self.stack.info
-        env = {**local_canary_env(info), **self.keys_for("canary").env(), **self.canary_env}
-        deps = local_canary_deps(info, self.policy, env=env)
-        keys = self.keys_for("canary")
-        from chalicelib.canary.factory import canary_deps
-
-        fresh = canary_deps(self.policy, dict(env), endpoint_url=info.moto_url, session=keys.session(info.region))
-        return dataclasses.replace(fresh, admin=deps.admin, auth_log=deps.auth_log)
+        if not self._env:
+            self._env.update({**local_canary_env(self.stack.info), **self.canary_env})
+        return self._env
 
     def canary(self, database: str) -> None:
+        """The canary's checks of ``database``, as the canary function: every target green."""
         from chalicelib.canary.runner import run_canary
+        from devtools.local.canary import local_canary_deps
 
+        deps = local_canary_deps(self.stack.info, self.policy, env=self._canary_env())
         targets = [(db, user) for db, user in self.policy.targets() if db.name == database]
-        report = run_canary(self.policy, self._canary_deps(), targets=targets)
-        bad = [f"{t.key} is {t.status} ({t.problems[0].id}: {t.problems[0].message})"
-               for t in report.targets if t.status not in ("pass", "warn") and t.problems]
-        if bad or any(t.status not in ("pass", "warn") for t in report.targets):
-            raise StepFailedError("; ".join(bad)[:600] or "a canary target is not green")
+        _green(run_canary(self.policy, deps, targets=targets).targets)
+
+    def scheduled_canary(self) -> None:
+        """The scheduled function's run: the grant sweep, every target checked, the state table
+        read and written, and an alert for a target whose recorded status was ``fail`` (set
+        here first, as a failing run before this one would have left it)."""
+        from chalicelib.aws.clients import ClientFactory
+        from chalicelib.canary.scheduled import run_scheduled
+        from chalicelib.routes.wiring import sweep_grants
+        from devtools.local.canary import local_canary_deps
+
+        info, env = self.stack.info, self._canary_env()
+        db, user = self.policy.targets()[0]
+        self.admin("dynamodb").put_item(TableName=env["RDSVEND_STATE_TABLE"], Item={
+            "target": {"S": f"{db.name}/{user.name}"}, "status": {"S": "fail"},
+            "changed_at": {"S": "2026-01-01T00:00:00+00:00"}, "problems": {"L": []}})
+        clients = ClientFactory(session=self.keys_for("canary").session(info.region), endpoint_url=info.moto_url,
+                                default_region=info.region)
+        swept = sweep_grants("least-privilege-proof", env=env, clients=clients) or {}
+        if swept.get("problems"):
+            raise StepFailedError(f"the grant sweep failed: {swept['problems'][0]}")
+        answer = run_scheduled(event_id="least-privilege-proof", env=env, policy=self.policy,
+                               deps=local_canary_deps(info, self.policy, env=env), clients=clients)
+        if answer["alerts"] < 1:
+            raise StepFailedError(f"no alert for {db.name}/{user.name}, whose recorded status was fail")
+        summary = answer["summary"]
+        if summary.get("fail") or summary.get("error"):
+            raise StepFailedError(f"the scheduled canary is not green: {summary}")
 
     # -- rotation --------------------------------------------------------------------------------
     def rotate(self, database: str, db_user: str) -> None:
@@ -207,7 +232,16 @@ class LocalWork:
             steps += [Step(f"grants {channel}", _bound(self.grants, channel, d, u)) for channel in ("http", "invoke")]
         steps += [Step(f"rotate {d}/{u}", _bound(self.rotate, d, u)) for d, u in passwords]
         steps += [Step(f"canary {name}", _bound(self.canary, name)) for name in self.policy.databases]
+        if self.canary_env:
+            steps.append(Step("canary scheduled", self.scheduled_canary))
         return steps
+
+
+def _green(targets: Any) -> None:
+    bad = [f"{t.key} is {t.status}" + (f" ({t.problems[0].id}: {t.problems[0].message})" if t.problems else "")
+           for t in targets if t.status not in ("pass", "warn")]
+    if bad:
+        raise StepFailedError("; ".join(bad)[:600])
 
 
 def _bound(fn: Callable[..., None], *args: str) -> Callable[[], None]:
