@@ -51,6 +51,17 @@ class ClientFactory:
         self._clients: dict[tuple[str, str | None], Any] = {}
         self._lock = threading.Lock()
 
+    @property
+    def session(self) -> Any:
+        """The boto3 session every client is made from (created on first use): its credentials
+        are the ones the clients sign with."""
+        with self._lock:
+            if self._session is None:
+                import boto3
+
+                self._session = (self._session_factory or boto3.session.Session)()
+            return self._session
+
     def __call__(self, service: str, region: str | None = None) -> Any:
         key = (service, region or self._default_region)
         client = self._clients.get(key)
@@ -59,10 +70,11 @@ class ClientFactory:
         with self._lock:
             client = self._clients.get(key)
             if client is None:
-                import boto3
                 from botocore.config import Config
 
                 if self._session is None:
+                    import boto3
+
                     self._session = (self._session_factory or boto3.session.Session)()
                 kwargs: dict[str, Any] = {"config": Config(**copy.deepcopy(self._config))}
                 region_name = key[1]

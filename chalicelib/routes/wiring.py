@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from chalicelib.aws.clients import default_client_factory
+from chalicelib.aws.clients import ClientFactory, default_client_factory
 from chalicelib.aws.rds import EndpointResolver
 from chalicelib.canary.alerts import SnsNotifier
 from chalicelib.engines.mysql import MysqlAdmin
@@ -54,11 +54,12 @@ def grant_service_from_env(policy_source: PolicySource, env: Mapping[str, str],
                         sessions=session_ender_from_env(policy_source, resolver, settings))
 
 
-def build_vending_service(env: Mapping[str, str] | None = None) -> VendingService:
-    """The vending pipeline, with the grant service attached when a grants table is configured."""
+def build_vending_service(env: Mapping[str, str] | None = None, clients: ClientFactory | None = None) -> VendingService:
+    """The vending pipeline, with the grant service attached when a grants table is configured.
+    ``clients``: see :func:`~chalicelib.vending.pipeline.vending_service_from_env`."""
     env = dict(Settings.environment() if env is None else env)
-    service = vending_service_from_env(env)
-    service.grants = grant_service_from_env(service.policy_source, env, service.resolver)
+    service = vending_service_from_env(env, clients)
+    service.grants = grant_service_from_env(service.policy_source, env, service.resolver, clients)
     return service
 
 

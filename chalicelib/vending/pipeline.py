@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Protocol
 
-from chalicelib.aws.clients import default_client_factory
+from chalicelib.aws.clients import ClientFactory, default_client_factory
 from chalicelib.aws.deadline import DeadlinePassedError, check_deadline, deadline_passed, upstream_deadline
 from chalicelib.aws.rds import DatabaseNotFoundError, EndpointResolver
 from chalicelib.clock import SYSTEM_CLOCK, Clock
@@ -27,6 +27,7 @@ from chalicelib.observability import audit, count_denied, count_vended, isoforma
 from chalicelib.policy_source import PolicySource, policy_source_from_env
 from chalicelib.settings import Settings
 from chalicelib.signer import TokenMinter
+from chalicelib.signer.roles import StsRoleAssumer
 from chalicelib.vending.dsn import answer_fields, build_dsn
 from chalicelib.vending.ratelimit import CallerLimiter, parse_rate_limit
 from chalicelib.vending.ratelimit_table import TableRateLimiter
@@ -236,15 +237,22 @@ def deadline_error() -> UpstreamUnavailableError:
                                     detail="upstream calls took longer than the request's deadline")
 
 
-def vending_service_from_env(env: Mapping[str, str] | None = None) -> VendingService:
-    """The service the Lambda functions use, configured from the environment (read once, here)."""
+def vending_service_from_env(env: Mapping[str, str] | None = None,
+                             clients: ClientFactory | None = None) -> VendingService:
+    """The service the Lambda functions use, configured from the environment (read once, here).
+
+    ``clients``: where its AWS clients and its own signing credentials come from (default: the
+    process's client factory and botocore's chain, as in Lambda; the local stack runs two
+    functions in one process, each with its role's credentials)."""
 
     env = dict(Settings.environment() if env is None else env)
-    clients = default_client_factory()
+    minter = TokenMinter() if clients is None else TokenMinter(session=clients.session,
+                                                               assume_role=StsRoleAssumer(clients))
+    clients = clients or default_client_factory()
     settings = Settings.from_env(env)
     return VendingService(
         policy_source=policy_source_from_env(env, clients),
-        minter=TokenMinter(),
+        minter=minter,
         resolver=EndpointResolver(clients, service_account=settings.service_account),
         rate_limiter=rate_limiter_from_env(env, clients),
     )

@@ -12,12 +12,20 @@ organization with the local access policy. Nothing is zipped and nothing reaches
 - in the service account, the service stack's resources: one role per function with the
   generated identity policy (:func:`devtools.deploy.documents.function_policy`, the same
   documents ``make package`` writes), the canary's state table, the rate-limit table, the
-  grants table (with its indexes and TTL), the alert topic, the access-policy parameter, and
-  the four functions registered in Lambda with their roles (so ``GetFunction`` answers with the
-  role a function runs as);
+  grants table (with its indexes and TTL), the alert topic, the access-policy parameter, each
+  function's log group, and the four functions registered in Lambda with their roles and
+  environments (so ``GetFunction`` answers with the role a function runs as); then what
+  docs/deploy.md has the deployer do by hand: the organization may invoke ``vend``
+  (``lambda add-permission --principal-org-id``);
 - in every member account the member-roles template lists (never the management account, as
-  a service-managed StackSet), that template rendered for the account: the same role names,
-  paths, trust and policies CloudFormation would create.
+  a service-managed StackSet), that template rendered for the account with the stack
+  instances' parameters (the operators who may assume its roles): the same role names, paths,
+  trust and policies CloudFormation would create.
+
+The organization reader role in the management account is not the stage's: the deployer
+creates it (docs/deploy.md, "The canary in a member account") and names it to the canary
+(``org_role``: ``RDSVEND_ORG_ROLE_ARN`` in the canary's environment, which the generated canary
+policy then may assume).
 """
 from __future__ import annotations
 
@@ -34,8 +42,15 @@ from chalicelib.grants.store import create_grants_table
 from chalicelib.policy.loader import load_policy_text
 from chalicelib.policy.model import AccessPolicy
 from devtools.deploy.documents import function_policy
-from devtools.deploy.member_roles import member_roles_template
-from devtools.deploy.settings import FUNCTIONS, DeploySettings, StageSettings, load_chalice_config, stage_settings
+from devtools.deploy.member_roles import OPERATORS_PARAMETER, member_roles_template
+from devtools.deploy.settings import (
+    FUNCTIONS,
+    DeploySettings,
+    StageSettings,
+    function_environment,
+    load_chalice_config,
+    stage_settings,
+)
 from devtools.deploy.stack import StackPlan, stack_environment, stack_plan
 
 __all__ = ["LOCAL", "LocalStage", "LocalDeployment", "local_stage", "deploy_local_stage", "render_for_account"]
@@ -60,6 +75,13 @@ class LocalStage:
         """Each function's identity policy, as ``make package`` generates it for this stage."""
         return {f: function_policy(f, self.settings, self.policy, self.deploy) for f in FUNCTIONS}
 
+    def environment(self, function: str, topic: str) -> dict[str, str]:
+        """``function``'s environment as deployed: Chalice's for the stage, then the stack's."""
+        env = function_environment(self.config, LOCAL, function)
+        env.update({k: str(v) for k, v in stack_environment(self.plan, function, account=self.deploy.account,
+                                                              topic=topic).items()})
+        return env
+
 
 @dataclass(frozen=True)
 class LocalDeployment:
@@ -69,6 +91,7 @@ class LocalDeployment:
     topic_arn: str = ""
     tables: tuple[str, ...] = ()
     parameter: str = ""
+    log_groups: Mapping[str, str] = field(default_factory=dict)  # function -> its log group
 
 
 def _localized(value: Any) -> Any:
@@ -83,11 +106,16 @@ def _localized(value: Any) -> Any:
 
 
 def local_stage(policy_text: str, *, account: str, region: str, org_id: str, resource_ids: Mapping[str, str],
-                project_dir: Path = PROJECT_DIR, partition: str = "aws") -> LocalStage:
+                org_role: str | None = None, project_dir: Path = PROJECT_DIR, partition: str = "aws") -> LocalStage:
     """The stage ``local`` of the project's config, for the local world's service account;
-    ``resource_ids``: the RDS resource id of each database (what deploy.yaml gives a real stage)."""
+    ``resource_ids``: the RDS resource id of each database (what deploy.yaml gives a real stage);
+    ``org_role``: the organization reader role the canary reads SCPs through (its
+    ``RDSVEND_ORG_ROLE_ARN``, as docs/deploy.md has the deployer set it)."""
     config = json.loads(json.dumps(load_chalice_config(project_dir)))
     config["stages"] = {LOCAL: _localized(config["stages"]["dev"])}
+    if org_role:
+        canary = config["stages"][LOCAL].setdefault("lambda_functions", {}).setdefault("canary", {})
+        canary.setdefault("environment_variables", {})["RDSVEND_ORG_ROLE_ARN"] = org_role
     deploy = DeploySettings(partition=partition, account=account, region=region, org_id=org_id,
                             access_policy=Path("<local access policy>"), resource_ids=dict(resource_ids),
                             source="policies/world.yaml", stage=LOCAL)
@@ -101,15 +129,32 @@ def _sub(text: str, names: Mapping[str, str]) -> str:
     return re.sub(r"\$\{([\w:]+)\}", lambda m: names[m.group(1)], text)
 
 
+def _parameter_values(template: Mapping[str, Any], given: Mapping[str, str]) -> dict[str, Any]:
+    """Each parameter's value, as CloudFormation passes it: a ``CommaDelimitedList`` as a list."""
+    values: dict[str, Any] = {}
+    for name, spec in template.get("Parameters", {}).items():
+        raw = str(given.get(name, spec.get("Default", "")))
+        values[name] = [item.strip() for item in raw.split(",")] if spec.get("Type") == "CommaDelimitedList" else raw
+    unknown = sorted(set(given) - set(values))
+    if unknown:
+        raise ValueError(f"the template has no parameter '{unknown[0]}'")
+    return values
+
+
+_NO_VALUE = object()  # AWS::NoValue: the property or list item is left out
+
+
 def render_for_account(template: Mapping[str, Any], account: str, partition: str = "aws",
                        parameters: Mapping[str, str] | None = None) -> dict[str, dict[str, Any]]:
     """The roles the member-roles template creates in ``account`` (logical id -> properties),
-    resolving its intrinsics as CloudFormation does; an account it does not map is refused."""
+    resolving its intrinsics as CloudFormation does; an account it does not map is refused.
+    ``parameters``: the stack instance's parameter overrides (a list parameter comma separated)."""
     mapping = template["Mappings"]["Accounts"]
     if account not in mapping:
         raise ValueError(f"the member-roles template has no entry for account {account}")
-    names = {"AWS::AccountId": account, "AWS::Partition": partition,
-             **{k: v["Default"] for k, v in template["Parameters"].items()}, **(parameters or {})}
+    names: dict[str, Any] = {"AWS::AccountId": account, "AWS::Partition": partition, "AWS::NoValue": _NO_VALUE,
+                             **_parameter_values(template, parameters or {})}
+    conditions: dict[str, bool] = {}
 
     def resolve(value: Any) -> Any:
         if isinstance(value, dict) and len(value) == 1:
@@ -124,13 +169,19 @@ def render_for_account(template: Mapping[str, Any], account: str, partition: str
                 return resolve(arg[0]) == resolve(arg[1])
             if key == "Fn::Not":
                 return not resolve(arg[0])
+            if key == "Fn::Join":
+                return str(arg[0]).join(resolve(arg[1]))
+            if key == "Fn::If":
+                return resolve(arg[1] if conditions[arg[0]] else arg[2])
         if isinstance(value, dict):
-            return {k: resolve(v) for k, v in value.items()}
+            resolved = {k: resolve(v) for k, v in value.items()}
+            return {k: v for k, v in resolved.items() if v is not _NO_VALUE}
         if isinstance(value, list):
-            return [resolve(v) for v in value]
+            return [item for item in (resolve(v) for v in value) if item is not _NO_VALUE]
         return value
 
-    conditions = {name: resolve(spec) for name, spec in template.get("Conditions", {}).items()}
+    for name, spec in template.get("Conditions", {}).items():
+        conditions[name] = bool(resolve(spec))
     return {logical: resolve(resource["Properties"]) for logical, resource in template["Resources"].items()
             if conditions.get(resource.get("Condition", ""), True)}
 
@@ -155,6 +206,20 @@ def _create_role(iam: Any, props: Mapping[str, Any]) -> str:
     return arn
 
 
+def _tables(stage: LocalStage, dynamodb: Any) -> tuple[str, ...]:
+    plan = stage.plan
+    tables = [(plan.state_table, "target")] + ([(plan.rate_table, "caller")] if plan.rate_table else [])
+    for name, key in tables:
+        dynamodb.create_table(TableName=name, BillingMode="PAY_PER_REQUEST",
+                              AttributeDefinitions=[{"AttributeName": key, "AttributeType": "S"}],
+                              KeySchema=[{"AttributeName": key, "KeyType": "HASH"}])
+    names = [name for name, _key in tables]
+    if plan.grants_table:
+        create_grants_table(dynamodb, plan.grants_table)
+        names.append(plan.grants_table)
+    return tuple(names)
+
+
 def _service_stack(stage: LocalStage, client_for: Callable[[str, str], Any]) -> LocalDeployment:
     plan, account = stage.plan, stage.deploy.account
     iam = client_for("iam", account)
@@ -164,43 +229,41 @@ def _service_stack(stage: LocalStage, client_for: Callable[[str, str], Any]) -> 
             "RoleName": plan.roles[function], "AssumeRolePolicyDocument": LAMBDA_TRUST,
             "Description": f"rdsvend {LOCAL}: the {function} function",
             "Policies": [{"PolicyName": plan.roles[function], "PolicyDocument": document}]})
-    dynamodb = client_for("dynamodb", account)
-    tables = [(plan.state_table, "target")] + ([(plan.rate_table, "caller")] if plan.rate_table else [])
-    for name, key in tables:
-        dynamodb.create_table(TableName=name, BillingMode="PAY_PER_REQUEST",
-                              AttributeDefinitions=[{"AttributeName": key, "AttributeType": "S"}],
-                              KeySchema=[{"AttributeName": key, "KeyType": "HASH"}])
-    if plan.grants_table:
-
-        create_grants_table(dynamodb, plan.grants_table)
-        tables.append((plan.grants_table, "id"))
+    tables = _tables(stage, client_for("dynamodb", account))
     topic = str(client_for("sns", account).create_topic(Name=plan.topic_name)["TopicArn"])
     client_for("ssm", account).put_parameter(Name=plan.policy_parameter, Value=stage.policy_text, Type="String",
                                              Description=f"rdsvend {LOCAL} access policy")
+    logs = client_for("logs", account)
+    log_groups = {function: f"/aws/lambda/{name}" for function, name in plan.functions.items()}
+    for group in log_groups.values():
+        logs.create_log_group(logGroupName=group)
     lambda_ = client_for("lambda", account)
     functions = {}
     for function, name in plan.functions.items():
-        env = stack_environment(plan, function, account=account, topic=topic)
-        env.update({"RDSVEND_POLICY": f"ssm:{plan.policy_parameter}"})
         functions[function] = str(lambda_.create_function(
             FunctionName=name, Runtime="python3.11", Role=roles[function], Handler="app.app",
-            Code={"ZipFile": _placeholder_zip()}, Environment={"Variables": env},
+            Code={"ZipFile": _placeholder_zip()}, Environment={"Variables": stage.environment(function, topic)},
             Description=f"rdsvend {LOCAL}: {function} (run in process by the local stack)")["FunctionArn"])
-    return LocalDeployment(roles=roles, functions=functions, topic_arn=topic,
-                           tables=tuple(name for name, _key in tables), parameter=plan.policy_parameter)
+    # docs/deploy.md, "Granting callers": callers in other accounts of the organization may invoke vend
+    lambda_.add_permission(FunctionName=plan.functions["vend"], StatementId="organization",
+                           Action="lambda:InvokeFunction", Principal="*", PrincipalOrgID=stage.deploy.org_id)
+    return LocalDeployment(roles=roles, functions=functions, topic_arn=topic, tables=tables,
+                           parameter=plan.policy_parameter, log_groups=log_groups)
 
 
 def deploy_local_stage(stage: LocalStage, client_for: Callable[[str, str], Any], *,
-                       management_account: str) -> LocalDeployment:
+                       management_account: str, operators: tuple[str, ...] = ()) -> LocalDeployment:
     """Deploy ``stage``: the service stack in its account, the member roles in every member
-    account the template lists (never ``management_account``)."""
+    account the template lists (never ``management_account``), trusting ``operators`` too (the
+    template's ``OperatorPrincipalArns``)."""
     deployment = _service_stack(stage, client_for)
     template = member_roles_template(stage.policy, stage.deploy, LOCAL)
+    parameters = {OPERATORS_PARAMETER: ",".join(operators)} if operators else None
     members: dict[str, tuple[str, ...]] = {}
     for account in template["Metadata"]["rdsvend"]["accounts"]:
         if account == management_account:
             continue  # a service-managed StackSet never deploys there
         iam = client_for("iam", account)
-        roles = render_for_account(template, account, stage.deploy.partition)
+        roles = render_for_account(template, account, stage.deploy.partition, parameters)
         members[account] = tuple(_create_role(iam, props) for props in roles.values())
     return replace(deployment, member_roles=members)

@@ -12,26 +12,43 @@ account the policy names holds what that account gets, looked up with ``AWS::Acc
   to the account's IAM roles and policies (the canary checks what the signer role is allowed),
   and the ``iam-db-auth-error`` logs of its databases; only where a database resolves to one.
 
+- the **Aurora DSQL signer** role (the ``signer_role`` of the account's DSQL clusters):
+  ``dsql:DbConnect`` on the clusters whose custom roles it signs for and ``dsql:DbConnectAdmin``
+  on those whose ``admin`` it signs for, nothing else; only where the policy names one. It is
+  a role of its own: an account's RDS signer and DSQL signer have different names.
+
 These are exactly the roles the stage's functions may assume (:mod:`devtools.deploy.documents`),
-and their names are the stage's own (``make package`` refuses two stages naming one role). Both
+and their names are the stage's own (``make package`` refuses two stages naming one role). All
 trust exactly the stage's function roles that assume them (``rdsvend-<stage>-vend``,
-``rdsvend-<stage>`` and ``rdsvend-<stage>-canary`` in ``ServiceAccountId``), by ARN. A stack
-instance in an account the policy does not name fails (no mapping entry) rather than creating
-roles that grant nothing. The accounts to target are in the template's ``Metadata``.
+``rdsvend-<stage>`` and ``rdsvend-<stage>-canary`` in ``ServiceAccountId``), by ARN, and the
+people the ``OperatorPrincipalArns`` parameter names (none by default: those who run
+``rdsvend canary``, ``doctor`` or ``discover`` themselves). A stack instance in an account the
+policy does not name fails (no mapping entry) rather than creating roles that grant nothing.
+The accounts to target are in the template's ``Metadata``.
 """
 from __future__ import annotations
 
 import re
 from typing import Any
 
+from chalicelib.aws.arn import dsql_cluster_arn
 from chalicelib.iam.rdsdb import dbuser_arn
-from chalicelib.policy.model import AccessPolicy, Database
+from chalicelib.policy.model import DSQL_ADMIN_ACTION, AccessPolicy, Database
 from devtools.deploy.documents import SIGNING
 from devtools.deploy.settings import FUNCTIONS, DeployConfigError, DeploySettings, role_name
 
-__all__ = ["MEMBER_ROLES_FILE", "member_accounts", "member_role_arns", "member_roles_template", "trusted_functions"]
+__all__ = ["MEMBER_ROLES_FILE", "OPERATORS_PARAMETER", "SIGNER_POLICY", "READER_POLICY", "DSQL_SIGNER_POLICY",
+           "member_accounts", "member_role_arns", "member_roles_template", "trusted_functions"]
 
 MEMBER_ROLES_FILE = "member-roles.json"
+#: The template's parameter naming the people (IAM users or roles, by ARN) who may assume its
+#: roles besides the stage's functions: operators running ``rdsvend canary``, ``doctor``, ``discover``.
+OPERATORS_PARAMETER = "OperatorPrincipalArns"
+#: The inline policy of each role the template makes.
+SIGNER_POLICY, READER_POLICY, DSQL_SIGNER_POLICY = "rdsvend-connect", "rdsvend-read", "rdsvend-dsql-connect"
+#: The kinds of role one account gets, each at most once.
+_KINDS = ("signer", "reader", "dsql_signer")
+_KIND_WORDS = {"signer": "signer", "reader": "reader", "dsql_signer": "Aurora DSQL signer"}
 _ROLE = re.compile(r"arn:(?P<partition>[\w-]+):iam::(?P<account>\d{12}):role"
                    r"(?P<path>/(?:[\w+=,.@-]+/)*)(?P<name>[\w+=,.@-]+)")
 
@@ -63,28 +80,46 @@ def _resource_id(database: Database, deploy: DeploySettings) -> str:
 def _one_role(entry: dict[str, Any], kind: str, account: str, arn: str, field: str) -> None:
     _, path, name = _role_parts(arn, field)
     if entry[kind] not in (None, name):
-        raise DeployConfigError(f"account {account} has two {kind} roles ('{entry[kind]}', '{name}'): "
+        raise DeployConfigError(f"account {account} has two {_KIND_WORDS[kind]} roles ('{entry[kind]}', '{name}'): "
                                 "the member-roles template makes one per account", field=field)
+    for other in _KINDS:
+        if other != kind and entry[other] == name:
+            raise DeployConfigError(f"role '{name}' of account {account} would be both its {_KIND_WORDS[other]} "
+                                    f"and its {_KIND_WORDS[kind]} role: give each its own name", field=field)
     entry[kind], entry[f"{kind}_path"] = name, path
 
 
+def _new_entry() -> dict[str, Any]:
+    return {"signer": None, "signer_path": "/", "arns": [], "reader": None, "reader_path": "/",
+            "dsql_signer": None, "dsql_signer_path": "/", "dsql_connect": [], "dsql_admin": []}
+
+
+def _dsql_signer(entry: dict[str, Any], database: Database, account: str, deploy: DeploySettings) -> None:
+    """The cluster's signer role, and which of DbConnect / DbConnectAdmin it needs on the cluster."""
+    _one_role(entry, "dsql_signer", account, str(database.signer_role), f"databases.{database.name}.signer_role")
+    arn = dsql_cluster_arn(database.region, account, database.identifier, deploy.partition)
+    for action in sorted({database.dsql_action(user.name) for user in database.users.values() if user.vendable}):
+        entry["dsql_admin" if action == DSQL_ADMIN_ACTION else "dsql_connect"].append(arn)
+
+
 def member_accounts(policy: AccessPolicy, deploy: DeploySettings) -> dict[str, dict[str, Any]]:
-    """Per account: its signer role (name, path, dbuser ARNs) and its reader role (name, path),
-    each only where the stage's databases resolve to one (what the functions may assume)."""
+    """Per account: its signer role (name, path, dbuser ARNs), its reader role (name, path) and its
+    Aurora DSQL signer role (name, path, cluster ARNs per action), each only where the stage's
+    databases resolve to one (what the functions may assume)."""
     accounts: dict[str, dict[str, Any]] = {}
     for database in policy.databases.values():
-        if database.is_dsql:
-            continue  # an Aurora DSQL cluster's signer role is not made by this template yet (docs/deploy.md)
         reader = database.reader_role_for(deploy.account)
         if not reader and not database.signer_role:
             continue  # read and signed with the functions' own credentials
         account = _account(database, deploy)
-        entry = accounts.setdefault(account, {"signer": None, "signer_path": "/", "arns": [],
-                                              "reader": None, "reader_path": "/"})
+        entry = accounts.setdefault(account, _new_entry())
         if reader:
             _one_role(entry, "reader", account, reader, f"databases.{database.name}.reader_role")
         if not database.signer_role:
             continue  # signed by the service's own function roles
+        if database.is_dsql:
+            _dsql_signer(entry, database, account, deploy)
+            continue
         _one_role(entry, "signer", account, database.signer_role, f"databases.{database.name}.signer_role")
         rid = _resource_id(database, deploy)
         entry["arns"] += [dbuser_arn(database.region, account, rid, user.name, deploy.partition)
@@ -96,7 +131,7 @@ def member_role_arns(policy: AccessPolicy, deploy: DeploySettings) -> list[str]:
     """Every role the member-roles template of this stage creates, as ARNs."""
     arns = []
     for account, entry in member_accounts(policy, deploy).items():
-        for kind in ("signer", "reader"):
+        for kind in _KINDS:
             if entry[kind]:
                 arns.append(f"arn:{deploy.partition}:iam::{account}:role{entry[f'{kind}_path']}{entry[kind]}")
     return sorted(arns)
@@ -107,20 +142,38 @@ def trusted_functions(stage: str) -> list[str]:
     return [role_name(stage, f) for f in FUNCTIONS if f in SIGNING]
 
 
+_ASSUME = ["sts:AssumeRole", "sts:SetSourceIdentity"]
+
+
 def _trust(stage: str) -> dict[str, Any]:
     trusted = [{"Fn::Sub": f"arn:${{AWS::Partition}}:iam::${{ServiceAccountId}}:role/{name}"}
                for name in trusted_functions(stage)]
     return {"Version": "2012-10-17", "Statement": [{
         "Effect": "Allow",
         "Principal": {"AWS": {"Fn::Sub": "arn:${AWS::Partition}:iam::${ServiceAccountId}:root"}},
-        "Action": ["sts:AssumeRole", "sts:SetSourceIdentity"],
+        "Action": _ASSUME,
         # Exactly this stage's function roles (by ARN, so they need not exist yet).
         "Condition": {"ArnEquals": {"aws:PrincipalArn": trusted}},
-    }]}
+    }, {"Fn::If": ["HasOperators", {
+        # The people the deployer names (they must exist): their rdsvend canary and doctor sign
+        # and read as the scheduled canary does.
+        "Sid": "Operators", "Effect": "Allow", "Principal": {"AWS": {"Ref": OPERATORS_PARAMETER}},
+        "Action": _ASSUME,
+    }, {"Ref": "AWS::NoValue"}]}]}
+
+
+def _dsql_statement(sid: str, flag: str, action: str, arns: str) -> dict[str, Any]:
+    return {"Fn::If": [flag, {"Sid": sid, "Effect": "Allow", "Action": action, "Resource": _lookup(arns)},
+                       {"Ref": "AWS::NoValue"}]}
 
 
 def _lookup(key: str) -> dict[str, Any]:
     return {"Fn::FindInMap": ["Accounts", {"Ref": "AWS::AccountId"}, key]}
+
+
+def _has(key: str) -> dict[str, Any]:
+    """The account's mapping entry sets ``key`` (not ``""``)."""
+    return {"Fn::Not": [{"Fn::Equals": [_lookup(key), ""]}]}
 
 
 def member_roles_template(policy: AccessPolicy, deploy: DeploySettings, stage: str) -> dict[str, Any]:
@@ -128,7 +181,13 @@ def member_roles_template(policy: AccessPolicy, deploy: DeploySettings, stage: s
     mapping = {
         account: {"SignerRoleName": e["signer"] or "", "SignerRolePath": e["signer_path"],
                   "ConnectArns": sorted(dict.fromkeys(e["arns"])) or ["none"],
-                  "ReaderRoleName": e["reader"] or "", "ReaderRolePath": e["reader_path"]}
+                  "ReaderRoleName": e["reader"] or "", "ReaderRolePath": e["reader_path"],
+                  "DsqlSignerRoleName": e["dsql_signer"] or "", "DsqlSignerRolePath": e["dsql_signer_path"],
+                  # a flag each ("" = none): a Condition cannot test a list for emptiness
+                  "DsqlConnect": "yes" if e["dsql_connect"] else "",
+                  "DsqlConnectArns": sorted(set(e["dsql_connect"])) or ["none"],
+                  "DsqlAdmin": "yes" if e["dsql_admin"] else "",
+                  "DsqlAdminArns": sorted(set(e["dsql_admin"])) or ["none"]}
         for account, e in sorted(accounts.items())
     }
     own_account = "${AWS::AccountId}"
@@ -154,16 +213,22 @@ def member_roles_template(policy: AccessPolicy, deploy: DeploySettings, stage: s
         "Parameters": {
             "ServiceAccountId": {"Type": "String", "Default": deploy.account, "AllowedPattern": r"^\d{12}$",
                                  "Description": f"the account rdsvend's {stage} functions run in"},
+            OPERATORS_PARAMETER: {"Type": "CommaDelimitedList", "Default": "",
+                                  "Description": "people (IAM user or role ARNs) who may also assume these roles, "
+                                                 "to run rdsvend canary, doctor and discover; none by default"},
         },
         "Mappings": {"Accounts": mapping},
-        "Conditions": {"HasSigner": {"Fn::Not": [{"Fn::Equals": [_lookup("SignerRoleName"), ""]}]},
-                       "HasReader": {"Fn::Not": [{"Fn::Equals": [_lookup("ReaderRoleName"), ""]}]}},
+        "Conditions": {"HasSigner": _has("SignerRoleName"), "HasReader": _has("ReaderRoleName"),
+                       "HasDsqlSigner": _has("DsqlSignerRoleName"), "HasDsqlConnect": _has("DsqlConnect"),
+                       "HasDsqlAdmin": _has("DsqlAdmin"),
+                       "HasOperators": {"Fn::Not": [{"Fn::Equals": [
+                           {"Fn::Join": ["", {"Ref": OPERATORS_PARAMETER}]}, ""]}]}},
         "Resources": {
             "SignerRole": {"Type": "AWS::IAM::Role", "Condition": "HasSigner", "Properties": {
                 "RoleName": _lookup("SignerRoleName"), "Path": _lookup("SignerRolePath"),
                 "Description": f"rdsvend {stage}: signs RDS IAM auth tokens for the declared db users",
                 "MaxSessionDuration": 3600, "AssumeRolePolicyDocument": _trust(stage),
-                "Policies": [{"PolicyName": "rdsvend-connect", "PolicyDocument": {
+                "Policies": [{"PolicyName": SIGNER_POLICY, "PolicyDocument": {
                     "Version": "2012-10-17", "Statement": [{
                         "Sid": "ConnectAsDeclaredDbUsers", "Effect": "Allow", "Action": "rds-db:connect",
                         "Resource": _lookup("ConnectArns")}]}}]}},
@@ -171,11 +236,22 @@ def member_roles_template(policy: AccessPolicy, deploy: DeploySettings, stage: s
                 "RoleName": _lookup("ReaderRoleName"), "Path": _lookup("ReaderRolePath"),
                 "Description": f"rdsvend {stage}: reads RDS, the signer's IAM policies and login refusals",
                 "MaxSessionDuration": 3600, "AssumeRolePolicyDocument": _trust(stage),
-                "Policies": [{"PolicyName": "rdsvend-read", "PolicyDocument": {
+                "Policies": [{"PolicyName": READER_POLICY, "PolicyDocument": {
                     "Version": "2012-10-17", "Statement": reader_statements}}]}},
+            "DsqlSignerRole": {"Type": "AWS::IAM::Role", "Condition": "HasDsqlSigner", "Properties": {
+                "RoleName": _lookup("DsqlSignerRoleName"), "Path": _lookup("DsqlSignerRolePath"),
+                "Description": f"rdsvend {stage}: signs Aurora DSQL auth tokens for the declared clusters",
+                "MaxSessionDuration": 3600, "AssumeRolePolicyDocument": _trust(stage),
+                "Policies": [{"PolicyName": DSQL_SIGNER_POLICY, "PolicyDocument": {
+                    "Version": "2012-10-17", "Statement": [
+                        _dsql_statement("ConnectToDeclaredClusters", "HasDsqlConnect", "dsql:DbConnect",
+                                        "DsqlConnectArns"),
+                        _dsql_statement("ConnectAsAdminToDeclaredClusters", "HasDsqlAdmin", "dsql:DbConnectAdmin",
+                                        "DsqlAdminArns")]}}]}},
         },
         "Outputs": {
             "SignerRoleArn": {"Condition": "HasSigner", "Value": {"Fn::GetAtt": ["SignerRole", "Arn"]}},
             "ReaderRoleArn": {"Condition": "HasReader", "Value": {"Fn::GetAtt": ["ReaderRole", "Arn"]}},
+            "DsqlSignerRoleArn": {"Condition": "HasDsqlSigner", "Value": {"Fn::GetAtt": ["DsqlSignerRole", "Arn"]}},
         },
     }

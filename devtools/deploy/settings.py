@@ -41,6 +41,7 @@ __all__ = [
     "DeployConfigError",
     "load_deploy_settings",
     "load_chalice_config",
+    "function_environment",
     "stage_settings",
 ]
 
@@ -213,8 +214,9 @@ def load_chalice_config(project_dir: str | Path) -> dict[str, Any]:
     return config
 
 
-def _function_env(config: Mapping[str, Any], stage: str, function: str) -> dict[str, str]:
-    """The environment Chalice gives ``function`` in ``stage`` (its merge order)."""
+def function_environment(config: Mapping[str, Any], stage: str, function: str) -> dict[str, str]:
+    """The environment Chalice gives ``function`` in ``stage`` (its merge order); the stack adds
+    :func:`devtools.deploy.stack.stack_environment`."""
     stage_cfg = config.get("stages", {}).get(stage, {})
     env: dict[str, str] = {}
     for level in (config, stage_cfg, stage_cfg.get("lambda_functions", {}).get(function, {})):
@@ -241,7 +243,7 @@ def stage_settings(config: Mapping[str, Any], stage: str, source: str = ".chalic
         raise DeployConfigError(f"no stage '{stage}'", source=source, field="stages")
 
     def env(function: str, key: str) -> str:
-        value = _function_env(config, stage, function).get(key)
+        value = function_environment(config, stage, function).get(key)
         if not isinstance(value, str) or not value:
             raise DeployConfigError(f"{key} is not set for function '{function}'",
                                     source=source, field=f"stages.{stage}")
@@ -257,7 +259,7 @@ def stage_settings(config: Mapping[str, Any], stage: str, source: str = ".chalic
                                 source=source, field=f"stages.{stage}")
     for function in FUNCTIONS:
         for key in STACK_SET:
-            if key in _function_env(config, stage, function):
+            if key in function_environment(config, stage, function):
                 raise DeployConfigError(f"{key} is set by the stack (from the account and region it is deployed "
                                         f"to); remove it from function '{function}'",
                                         source=source, field=f"stages.{stage}")
@@ -265,11 +267,11 @@ def stage_settings(config: Mapping[str, Any], stage: str, source: str = ".chalic
     if not _TABLE.fullmatch(table):
         raise DeployConfigError(f"RDSVEND_STATE_TABLE '{table}' is not a DynamoDB table name",
                                 source=source, field=f"stages.{stage}")
-    org_role = _function_env(config, stage, "canary").get("RDSVEND_ORG_ROLE_ARN") or None
+    org_role = function_environment(config, stage, "canary").get("RDSVEND_ORG_ROLE_ARN") or None
     if org_role is not None and not _ROLE_ARN.fullmatch(org_role):
         raise DeployConfigError(f"RDSVEND_ORG_ROLE_ARN '{org_role}' is not a role ARN",
                                 source=source, field=f"stages.{stage}")
-    rate_tables = {_function_env(config, stage, f).get("RDSVEND_RATE_TABLE") or None for f in VENDING}
+    rate_tables = {function_environment(config, stage, f).get("RDSVEND_RATE_TABLE") or None for f in VENDING}
     if len(rate_tables) != 1:
         raise DeployConfigError("the vending functions read different RDSVEND_RATE_TABLE values",
                                 source=source, field=f"stages.{stage}")
@@ -298,7 +300,7 @@ GRANT_FUNCTIONS = (*VENDING, "canary")
 
 def _grants_table(config: Mapping[str, Any], stage: str, source: str) -> str | None:
     """``RDSVEND_GRANTS_TABLE``, the same for every function that reads it."""
-    tables = {_function_env(config, stage, f).get("RDSVEND_GRANTS_TABLE") or None for f in GRANT_FUNCTIONS}
+    tables = {function_environment(config, stage, f).get("RDSVEND_GRANTS_TABLE") or None for f in GRANT_FUNCTIONS}
     if len(tables) != 1:
         raise DeployConfigError("the vending functions and the canary read different RDSVEND_GRANTS_TABLE values",
                                 source=source, field=f"stages.{stage}")

@@ -1,68 +1,42 @@
 """Point the canary at a running local stack (``make demo``, the end-to-end tests, the bench).
 
-The canary runs as the service's execution role (in the service account), reads the
-organization's SCPs through a reader role in the management account (as a real deployment
-must: member accounts cannot list SCPs), and reads role memberships through the local
-PostgreSQL's administrator DSN.
+The canary runs as the deployed ``canary`` function's role (``rdsvend-local-canary``, in the
+service account, with the generated policy), reads the organization's SCPs through the reader
+role in the management account (as a real deployment must: member accounts cannot list SCPs;
+its ``RDSVEND_ORG_ROLE_ARN``), and reads role memberships through the local PostgreSQL's
+administrator DSN.
 """
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
-from chalicelib.aws.errors import aws_error
 from chalicelib.canary.factory import canary_deps
 from chalicelib.canary.target_run import CanaryDeps
 from chalicelib.engines.postgres import PostgresAdmin
 from chalicelib.policy.model import AccessPolicy
 from devtools.local.aws import AccountSessions
+from devtools.local.deployment import ORG_READER_ROLE, create_org_reader
 from devtools.local.rds_mysql import mysql_admin_env
 
 #: The local stack's grants table (just-in-time access).
 LOCAL_GRANTS_TABLE = "rdsvend-local-grants"
 
 __all__ = ["ORG_READER_ROLE", "ensure_org_reader", "local_canary_env", "local_canary_deps", "operator_canary_env",
-           "LocalAdmins"]
+           "LocalAdmins", "CANARY"]
 
-ORG_READER_ROLE = "rdsvend-org-reader"
-_READER_POLICY = {
-    "Version": "2012-10-17",
-    "Statement": [{"Sid": "ReadScps", "Effect": "Allow", "Resource": "*", "Action": [
-        "organizations:DescribeOrganization", "organizations:DescribeOrganizationalUnit",
-        "organizations:DescribePolicy", "organizations:ListParents", "organizations:ListRoots",
-        "organizations:ListPoliciesForTarget", "organizations:ListAccounts"]}],
-}
+#: The deployed function the canary runs as.
+CANARY = "canary"
 
 
 def ensure_org_reader(info: Any) -> str:
-    """The management account's SCP reader role, trusted by the service account.
-
-    The shipped world seeds it (policies/world.yaml); for a world without it, it is created
-    here (idempotent, and no IAM write when it exists).
-    """
+    """The management account's SCP reader role, trusted by the service account: the world's, or
+    the one the stack made when it deployed the local stage (made now for a stack that did not)."""
 
     seeded = info.seeded
     sessions = AccountSessions(info.moto_url, info.region, seeded.management_account)
-    iam = sessions.client("iam", seeded.management_account)
-    try:
-        iam.get_role(RoleName=ORG_READER_ROLE)
-        return f"arn:aws:iam::{seeded.management_account}:role/{ORG_READER_ROLE}"
-    except Exception as exc:
-        error = aws_error(exc)
-        if error is None or error.code != "NoSuchEntity":
-            raise
-    service_account = seeded.execution.account
-    trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
-                                                     "Principal": {"AWS": f"arn:aws:iam::{service_account}:root"}}]}
-    try:
-        iam.create_role(RoleName=ORG_READER_ROLE, AssumeRolePolicyDocument=json.dumps(trust))
-    except Exception as exc:
-        error = aws_error(exc)
-        if error is None or error.code != "EntityAlreadyExists":
-            raise
-    iam.put_role_policy(RoleName=ORG_READER_ROLE, PolicyName="read-scps", PolicyDocument=json.dumps(_READER_POLICY))
-    return f"arn:aws:iam::{seeded.management_account}:role/{ORG_READER_ROLE}"
+    return create_org_reader(sessions.client("iam", seeded.management_account), seeded.management_account,
+                            seeded.service_account)
 
 
 def local_canary_env(info: Any) -> dict[str, str]:
@@ -76,21 +50,21 @@ def local_canary_env(info: Any) -> dict[str, str]:
         **{k.replace("LOCAL", "CANARY"): v for k, v in mysql_admin_env(info.databases).items()},
         "RDSVEND_ORG_ROLE_ARN": ensure_org_reader(info),
         "RDSVEND_GRANTS_TABLE": LOCAL_GRANTS_TABLE,
-        **info.seeded.execution.env(),
+        **info.seeded.function(CANARY).env(),
     }
     return env
 
 
 def local_canary_deps(info: Any, policy: AccessPolicy, *, endpoint_url: str | None = None,
                       env: dict[str, str] | None = None, as_operator: bool = False) -> CanaryDeps:
-    """Real adapters, acting as the service's execution role (or, ``as_operator``, as the
+    """Real adapters, acting as the deployed canary function's role (or, ``as_operator``, as the
     world's operator in the service account, as ``rdsvend canary`` in its shell does) against
     the local stack's moto (or ``endpoint_url``, e.g. a dead port to play an AWS outage).
 
     The role catalogs of every local PostgreSQL are read through its own superuser DSN."""
     if env is None:
         env = operator_canary_env(info) if as_operator else local_canary_env(info)
-    keys = info.seeded.callers["operator"] if as_operator else info.seeded.execution
+    keys = info.seeded.callers["operator"] if as_operator else info.seeded.function(CANARY)
     deps = canary_deps(policy, dict(env), endpoint_url=endpoint_url or info.moto_url,
                        session=keys.session(info.region))
     dsns = list(getattr(info, "admin_dsns", {}).values())

@@ -84,15 +84,24 @@ def _query(vended: Any, ca_path: str, statement: str, params: tuple[str, ...] | 
 
 
 def _recreate_role(info: Any, name: str) -> None:
+    """Delete the role and create it again with the same trust, inline and attached policies."""
 
     iam = AccountSessions(info.moto_url, info.region, info.seeded.management_account).client("iam", ACCOUNT)
     role = iam.get_role(RoleName=name)["Role"]
     trust = role["AssumeRolePolicyDocument"]
     attached = iam.list_attached_role_policies(RoleName=name)["AttachedPolicies"]
+    inline = {policy: iam.get_role_policy(RoleName=name, PolicyName=policy)["PolicyDocument"]
+              for policy in iam.list_role_policies(RoleName=name)["PolicyNames"]}
     for policy in attached:
         iam.detach_role_policy(RoleName=name, PolicyArn=policy["PolicyArn"])
+    for policy in inline:
+        iam.delete_role_policy(RoleName=name, PolicyName=policy)
     iam.delete_role(RoleName=name)
-    iam.create_role(RoleName=name, AssumeRolePolicyDocument=trust if isinstance(trust, str) else json.dumps(trust))
+    iam.create_role(RoleName=name, Path=role.get("Path", "/"),
+                    AssumeRolePolicyDocument=trust if isinstance(trust, str) else json.dumps(trust))
+    for policy, document in inline.items():
+        iam.put_role_policy(RoleName=name, PolicyName=policy,
+                            PolicyDocument=document if isinstance(document, str) else json.dumps(document))
     for policy in attached:
         iam.attach_role_policy(RoleName=name, PolicyArn=policy["PolicyArn"])
 

@@ -30,10 +30,10 @@ def _when(text: str) -> datetime:
 
 def run_canary_sweep(info: Any) -> dict[str, Any] | None:
     """What the scheduled canary's run does for grants, as the canary function on the local stack
-    (its environment, the service's execution role)."""
+    (its environment, the deployed canary function's role)."""
 
     env = local_canary_env(info)
-    clients = ClientFactory(session=info.seeded.execution.session(info.region), endpoint_url=info.moto_url,
+    clients = ClientFactory(session=info.seeded.function("canary").session(info.region), endpoint_url=info.moto_url,
                             default_region=info.region)
     return sweep_grants("local-canary-run", env=env, clients=clients)
 

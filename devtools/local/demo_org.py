@@ -24,7 +24,7 @@ def org_step(demo: Any, say: Callable[..., None], failed: type[Exception]) -> No
     info = demo.stack.info
     db = info.databases[DATABASE]
     say(f"4c. Another account: {DATABASE} lives in account {db['account']} (the Data OU), not in the service's "
-        f"account {info.seeded.execution.account}. rdsvend describes it through the reader role there and signs "
+        f"account {info.seeded.service_account}. rdsvend describes it through the reader role there and signs "
         f"with that account's own signer role; the caller asks exactly as before.")
     vended = demo.api().vend(DATABASE, DB_USER)
     params = connection_params(vended, {"PGSSLROOTCERT": demo.stack.ca_path})

@@ -18,7 +18,7 @@ __all__ = ["proxy_step", "PROXY_DATABASE", "PROXY_DB_USER"]
 
 PROXY_DATABASE = "orders-proxy"
 PROXY_DB_USER = "orders_app"
-PROXY_ROLE = "rdsvend-proxy"
+PROXY_ROLE = "rds-proxy-access"
 
 
 @contextmanager

@@ -12,7 +12,7 @@ from typing import Any
 
 from chalicelib.attribution.refusals import log_group_for
 from devtools.local.aws import AccountSessions
-from devtools.local.canary import local_canary_env
+from devtools.local.deployment import SIGNER_POLICY, role_policy_changed
 from devtools.local.stack import REPO_ROOT
 from devtools.local.state import AUDIT_LOG_GROUP
 from rdsvend.connect import connection_params
@@ -21,7 +21,7 @@ __all__ = ["refused_caller_step"]
 
 DATABASE = "orders-local"
 DB_USER = "orders_app"
-SIGNER_POLICY = "rdsvend-signer-rds-connect"
+SIGNER_ROLE = "rdsvend-signer"
 
 
 def _rdsvend(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -40,17 +40,13 @@ def refused_caller_step(demo: Any, say: Callable[..., None], failed: type[Except
     account = info.databases[DATABASE]["account"]
     sessions = AccountSessions(info.moto_url, info.region, info.seeded.management_account)
     iam = sessions.client("iam", account)
-    env = demo.notes.get("canary_env") or local_canary_env(info)
     say("8. Who was refused, and why? Someone removes the signer role's rds-db:connect policy while an app "
         f"still holds a token vended a moment ago; the app reconnects to {DATABASE} and the database refuses "
         "it. RDS writes a line to the instance's iam-db-auth-error log, naming the signer's session, which "
         "rdsvend named after the caller.")
     vended = demo.api().vend(DATABASE, DB_USER)
-    policy_arn = next(p["PolicyArn"] for p in iam.list_attached_role_policies(RoleName="rdsvend-signer")
-                      ["AttachedPolicies"] if p["PolicyName"] == SIGNER_POLICY)
     since_ms = int(time.time() * 1000) - 1000
-    iam.detach_role_policy(RoleName="rdsvend-signer", PolicyArn=policy_arn)
-    try:
+    with role_policy_changed(iam, SIGNER_ROLE, SIGNER_POLICY, lambda _doc: None):
         params = connection_params(vended, {"PGSSLROOTCERT": demo.stack.ca_path})
         try:
             psycopg.connect(**params, connect_timeout=10).close()
@@ -70,9 +66,10 @@ def refused_caller_step(demo: Any, say: Callable[..., None], failed: type[Except
         say(f"{log_group_for(DATABASE)} (account {account}): {line}", 3)
         say(f"The operator runs: rdsvend doctor {DATABASE} {DB_USER}", 3)
         time.sleep(0.5)  # the audit line's batch
-        doctor = _rdsvend({**env, "RDSVEND_AUDIT_LOG_GROUPS": AUDIT_LOG_GROUP}, "doctor", DATABASE, DB_USER)
-    finally:
-        iam.attach_role_policy(RoleName="rdsvend-signer", PolicyArn=policy_arn)
+        # in the operator's shell (rdsvend local env --as operator): the audit lines are in the
+        # functions' log groups, which the operator may read
+        doctor = _rdsvend({**info.env("operator"), "RDSVEND_AUDIT_LOG_GROUPS": AUDIT_LOG_GROUP},
+                          "doctor", DATABASE, DB_USER)
     out = doctor.stdout
     start = out.find("Refused IAM logins")
     caller = demo.stack.info.seeded.callers["allowed"].arn

@@ -23,7 +23,7 @@ def rotation_step(demo: Any, say: Callable[..., None], failed: type[Exception]) 
 
 
     info = demo.stack.info
-    keys = info.seeded.execution  # the secrets live in the service's account
+    keys = info.seeded.function("rotate")  # the deployed rotate function's role: it reads and writes the secrets
     sm = keys.session(info.region).client("secretsmanager", endpoint_url=info.moto_url)
     environ = {"PGSSLROOTCERT": info.ca_path}
     say(f"5b. Password users: {ROTATION_DB_USER} on {ROTATION_DATABASE} cannot use IAM auth (think RDS Proxy or a "

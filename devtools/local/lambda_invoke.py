@@ -13,10 +13,12 @@ it). Before the function runs it does what Lambda does:
   ``RequestResponse`` (``Event`` is accepted and run, 202; ``DryRun`` is 204), a JSON
   payload of at most 6 MB.
 
-The function is the real handler, :func:`chalicelib.routes.invoke.vend`, in this process,
-configured as the deployed function is (``RDSVEND_SERVER_ID``, and ``RDSVEND_STS_ENDPOINT``
-= the local AWS, so identity proofs are sent to the local STS). One invocation at a time,
-as one Lambda execution environment runs them.
+The function is the real handler's body, :func:`chalicelib.routes.invoke.handle_vend`, in this
+process, configured as the deployed function is (``RDSVEND_SERVER_ID``, and
+``RDSVEND_STS_ENDPOINT`` = the local AWS, so identity proofs are sent to the local STS), and
+running as the deployed ``vend`` function's role: its own AWS clients and signing credentials
+(:func:`vend_handler`), never the API handler's that share the process. One invocation at a
+time, as one Lambda execution environment runs them.
 """
 from __future__ import annotations
 
@@ -30,21 +32,26 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from chalicelib.aws.clients import ClientFactory
 from chalicelib.clock import SYSTEM_CLOCK, Clock
-from chalicelib.routes.invoke import set_verifier, vend
+from chalicelib.grants.service import GrantService
+from chalicelib.observability import lambda_entry
+from chalicelib.routes.invoke import handle_vend, set_verifier
+from chalicelib.routes.wiring import build_vending_service
+from chalicelib.vending.pipeline import VendingService
 from devtools.local.authorize import invoke_permission as enforced_permission
 from devtools.local.gateway import LambdaContext, signature_failure
 from devtools.local.httpserve import HttpAnswer, LoopbackHandler, LoopbackServer, LoopbackService
 from devtools.local.permissions import identity_permission
 from devtools.local.sigv4 import Credential, SecretLookup, SignatureError, verify_header_signed
 
-__all__ = ["FUNCTION_NAME", "MAX_PAYLOAD_BYTES", "InvokeResponse", "LambdaInvokeServer", "server_id_for",
-           "invoke_permission", "start_vend_function"]
+__all__ = ["FUNCTION", "FUNCTION_NAME", "MAX_PAYLOAD_BYTES", "InvokeResponse", "LambdaInvokeServer", "server_id_for",
+           "invoke_permission", "start_vend_function", "vend_handler"]
 
 log = logging.getLogger(__name__)
 
-#: The local ``vend`` function's name, as ``chalice deploy`` names it for the stage ``local``.
-FUNCTION_NAME = "rdsvend-local-vend"
+#: The deployed function this API serves (Chalice's name), and its Lambda name in the stage ``local``.
+FUNCTION, FUNCTION_NAME = "vend", "rdsvend-local-vend"
 #: Lambda's limit for a synchronous invocation's request payload.
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
 #: An oversized body up to this size is read and dropped before the 413 (beyond: the connection is cut).
@@ -212,10 +219,34 @@ def _handler_for(server: LambdaInvokeServer) -> type[LoopbackHandler]:
     return Handler
 
 
+def vend_handler(session: Any) -> Callable[[Any, Any], Any]:
+    """The ``vend`` function's entry (:func:`chalicelib.routes.invoke.vend`'s body and
+    observability), with its own vending service: AWS clients and signing credentials from
+    ``session`` (a boto3 session with the function role's credentials), built from the
+    process's environment at the first invocation, as the deployed function builds it."""
+    clients = ClientFactory(session=session)
+    built: list[VendingService] = []
+    lock = threading.Lock()
+
+    def service() -> VendingService:
+        with lock:
+            if not built:
+                built.append(build_vending_service(clients=clients))
+            return built[0]
+
+    def run(event: Any, context: Any) -> dict[str, Any]:
+        own = service()
+        grants = own.grants if isinstance(own.grants, GrantService) else None  # None: no grants table
+        return handle_vend(event, getattr(context, "aws_request_id", None) or "unknown", service=own, grants=grants)
+
+    return lambda_entry(run)
+
+
 def start_vend_function(*, region: str, account: str, lookup: SecretLookup, iam_client_for: Callable[[str], Any],
-                        org_client: Any, denials: Any = None, org_id: str | None = None,
+                        org_client: Any, session: Any, denials: Any = None, org_id: str | None = None,
                         port: int = 0) -> LambdaInvokeServer:
-    """Configure this process as the deployed ``vend`` function is and serve Invoke for it.
+    """Configure this process as the deployed ``vend`` function is and serve Invoke for it
+    (``session``: the function role's credentials, :func:`vend_handler`).
 
     Call after the gateway has configured the app's environment (``RDSVEND_STS_ENDPOINT`` is
     the local AWS); sets ``RDSVEND_SERVER_ID`` the way a deployment of the stage ``local``
@@ -231,6 +262,7 @@ def start_vend_function(*, region: str, account: str, lookup: SecretLookup, iam_
         permission = enforced_permission(function_arn, org_id, denials)
     else:
         permission = invoke_permission(iam_client_for, org_client)
-    server = LambdaInvokeServer(vend, lookup, region=region, account=account, permission=permission, port=port)
+    server = LambdaInvokeServer(vend_handler(session), lookup, region=region, account=account, permission=permission,
+                                port=port)
     server.start()
     return server

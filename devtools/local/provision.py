@@ -15,8 +15,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from app import app
-from chalicelib.aws.errors import aws_error
-from chalicelib.grants.store import create_grants_table
 from chalicelib.policy.loader import load_policy_file
 from chalicelib.routes.http import set_vending_service
 from devtools.local.authorize import service_permission
@@ -27,8 +25,8 @@ from devtools.local.gateway import Gateway
 from devtools.local.secrets import seed_password_secrets
 from devtools.local.state import StackError, StackInfo
 
-__all__ = ["POWERTOOLS_DEFAULTS", "admin_dsn", "create_database", "port_of", "probe", "seed_secrets",
-           "merged_access_text", "world_users",
+__all__ = ["API_FUNCTION", "API_FUNCTION_NAME", "POWERTOOLS_DEFAULTS", "admin_dsn", "create_database", "port_of",
+           "probe", "seed_secrets", "merged_access_text", "world_users",
            "start_gateway", "warm_imports", "write_access_policy", "LOCAL_GRANTS_TABLE", "prepare_grants"]
 
 log = logging.getLogger("devtools.local.stack")
@@ -175,9 +173,14 @@ def merged_access_text(template: Path, world: Any) -> str:
     return yaml.safe_dump(data, sort_keys=False) if any(added) else text
 
 
+#: The deployed function the gateway runs (the HTTP API's), and its Lambda name.
+API_FUNCTION, API_FUNCTION_NAME = "api_handler", "rdsvend-local"
+
+
 def start_gateway(world: Any, seeded: Any, policy_path: Path, lookup: Any, denials: Any = None,
                   port: int = 0) -> Any:
-    """Configure this process as the Lambda would be, import the app, put the gateway in front."""
+    """Configure this process as the Lambda would be (the deployed ``api_handler`` function's
+    role: ``seeded`` carries its credentials), import the app, put the gateway in front."""
 
     for key in ("AWS_PROFILE", "AWS_SECURITY_TOKEN", "AWS_SESSION_TOKEN", "AWS_DEFAULT_PROFILE"):
         os.environ.pop(key, None)
@@ -187,8 +190,8 @@ def start_gateway(world: Any, seeded: Any, policy_path: Path, lookup: Any, denia
         "RDSVEND_STS_ENDPOINT": seeded.endpoint_url,
         "AWS_DEFAULT_REGION": world.region,
         "AWS_REGION": world.region,
-        "AWS_LAMBDA_FUNCTION_NAME": "rdsvend-local-api_handler",
-        **seeded.execution.env(),
+        "AWS_LAMBDA_FUNCTION_NAME": API_FUNCTION_NAME,
+        **seeded.function(API_FUNCTION).env(),
     })
     for key, value in POWERTOOLS_DEFAULTS.items():
         os.environ.setdefault(key, value)
@@ -205,16 +208,10 @@ def start_gateway(world: Any, seeded: Any, policy_path: Path, lookup: Any, denia
     return gateway
 
 
-def prepare_grants(dynamodb: Any, admin_env: dict[str, str]) -> None:
-    """The grants table, and what the in-process functions need to use it: its name, and the
-    administrator DSNs that end a db user's sessions on revoke (as the canary has them)."""
+def prepare_grants(admin_env: dict[str, str]) -> None:
+    """What the in-process functions need to use the grants table the local stage created: its
+    name, and the administrator DSNs that end a db user's sessions on revoke (as the canary has them)."""
 
-    try:
-        create_grants_table(dynamodb, LOCAL_GRANTS_TABLE)
-    except Exception as exc:
-        error = aws_error(exc)
-        if error is None or error.code != "ResourceInUseException":  # the local stage made it already
-            raise
     os.environ["RDSVEND_GRANTS_TABLE"] = LOCAL_GRANTS_TABLE
     os.environ.update(admin_env)
 

@@ -72,12 +72,23 @@ class SeededWorld:
     units: Mapping[str, str]  # OU name -> ou id
     scps: Mapping[str, str]  # SCP name -> policy id
     callers: Mapping[str, Keys]  # "allowed" / "denied" -> the IAM user's access key
-    execution: Keys  # the service execution role, assumed in the service account
     instances: Mapping[str, InstanceInfo]
-    signer_role_arn: str
+    service_account: str = ""  # where the local stage is deployed
     directories: Mapping[str, str] = field(default_factory=dict)  # directory name -> Directory Service id
     proxies: Mapping[str, ProxyInfo] = field(default_factory=dict)  # RDS Proxy name -> what was made
     dsql: Mapping[str, DsqlInfo] = field(default_factory=dict)  # world name -> the created cluster
+    #: once the local stage is deployed (devtools.local.deployment): each function's credentials,
+    #: its role's session as Lambda makes it (``api_handler``, ``vend``, ``canary``, ``rotate``)
+    functions: Mapping[str, Keys] = field(default_factory=dict)
+    #: the signer role of the service account's RDS databases (the access policy's), once deployed
+    signer_role_arn: str = ""
+
+    def function(self, name: str) -> Keys:
+        """The credentials the deployed function ``name`` runs with."""
+        try:
+            return self.functions[name]
+        except KeyError:
+            raise KeyError(f"no deployed function '{name}' (deployed: {', '.join(self.functions) or 'none'})") from None
 
     def to_json(self) -> dict[str, Any]:
         document: dict[str, Any] = json.loads(json.dumps(asdict(self)))  # a dataclass: a JSON object
@@ -94,12 +105,13 @@ class SeededWorld:
             units=dict(data["units"]),
             scps=dict(data["scps"]),
             callers={k: Keys(**v) for k, v in data["callers"].items()},
-            execution=Keys(**data["execution"]),
             instances={k: InstanceInfo(**v) for k, v in data["instances"].items()},
-            signer_role_arn=data["signer_role_arn"],
+            service_account=data.get("service_account", ""),
             directories=dict(data.get("directories") or {}),
             proxies={k: ProxyInfo(**v) for k, v in (data.get("proxies") or {}).items()},
             dsql={k: DsqlInfo(**v) for k, v in (data.get("dsql") or {}).items()},
+            functions={k: Keys(**v) for k, v in (data.get("functions") or {}).items()},
+            signer_role_arn=data.get("signer_role_arn", ""),
         )
 
 
@@ -281,15 +293,10 @@ def seed_world(world: World, endpoint_url: str, *, db_host: str, db_port: int | 
                     if (ref.account, ref.user) == (account.id, user.name):
                         callers[part] = Keys(key["AccessKeyId"], key["SecretAccessKey"], arn, account.id)
     _create_roles(world, sessions, instances, dsql, proxies)
-
-    # What the Lambda would run as: its execution role, assumed in the service account
-    # (as Lambda does), for as long as STS allows.
-    execution = service_assumes(world.execution_role_arn, "rdsvend-local-function", region, duration=43200)
     return SeededWorld(
         endpoint_url=endpoint_url, region=region, org_id=org.id, management_account=org.management_account,
-        root_id=root_id, units=unit_ids, scps=scp_ids, callers=callers, execution=execution,
-        instances=instances, signer_role_arn=world.signer_role_arn, directories=directories, dsql=dsql,
-        proxies=proxies)
+        root_id=root_id, units=unit_ids, scps=scp_ids, callers=callers, instances=instances,
+        service_account=world.service_account, directories=directories, dsql=dsql, proxies=proxies)
 
 
 def _create_roles(world: World, sessions: AccountSessions, instances: Mapping[str, InstanceInfo],

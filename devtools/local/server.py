@@ -23,7 +23,9 @@ from chalicelib.iam.model import parse_policy
 from devtools.local.attribution import start_attribution
 from devtools.local.authorize import ALLOWED_LOG, DENIAL_LOG, Allowed, AllowedLog, Denial, DenialLog, Enforcer
 from devtools.local.aws import AccountSessions, MotoSecretLookup, MotoServer, seed_world
+from devtools.local.deployment import deploy_local
 from devtools.local.dsql import start_dsql_clusters
+from devtools.local.lambda_invoke import FUNCTION as VEND_FUNCTION
 from devtools.local.lambda_invoke import start_vend_function
 from devtools.local.last_run import LastRun, recall, remember
 from devtools.local.ldap import LdapResponder
@@ -229,6 +231,8 @@ class StackServer:
         write_access_policy(self.access_path, policy_path, seeded, ca_path, world,
                             dsql={name: (c.identifier, c.host, c.port) for name, c in self._dsql.items()})
         seed_secrets(policy_path, seeded, {**self._clusters, **self._mysql}, self._sessions)
+        # rdsvend itself, as a user deploys it: the local stage (devtools.local.deployment)
+        seeded = deploy_local(world, seeded, self._sessions, policy_path.read_text(encoding="utf-8")).seeded
 
         self._gateway = start_gateway(world, seeded, policy_path, self._lookup, self._enforcer,
                                       port=self.last_run.port("gateway"))
@@ -237,6 +241,7 @@ class StackServer:
             region=world.region, account=world.service_account, lookup=self._lookup,
             iam_client_for=lambda account: self._sessions.client("iam", account),
             org_client=self._sessions.client("organizations", self._sessions.management_account),
+            session=seeded.function(VEND_FUNCTION).session(world.region),
             denials=self._enforcer, org_id=seeded.org_id, port=self.last_run.port("lambda"))
         self._save(ports=[*self._state["ports"], port_of(self._lambda.url)])
 
@@ -252,10 +257,6 @@ class StackServer:
             name: {"host": p.host, "port": p.port, "dbname": p.dbname, "resource_id": p.resource_id,
                    "account": p.account, "kind": "proxy", "target": p.target, "engine": p.engine}
             for name, p in seeded.proxies.items()})
-        databases.update({  # the RDS Proxies, where their fronts listen
-            name: {"host": p.host, "port": p.port, "dbname": p.dbname, "resource_id": p.resource_id,
-                   "account": p.account, "kind": "proxy", "target": p.target, "engine": p.engine}
-            for name, p in seeded.proxies.items()})
         info = StackInfo(
             state_dir=str(self.state_dir), pid=os.getpid(), region=world.region, moto_url=moto_url,
             gateway_url=self._gateway.url, ldap_port=self._ldap.port, policy_path=str(policy_path),
@@ -264,7 +265,7 @@ class StackServer:
             admin_dsns={ident: admin_dsn(c, ca_path) for ident, c in self._clusters.items()},
         )
 
-        prepare_grants(self._sessions.client("dynamodb", world.service_account), {
+        prepare_grants({
             "RDSVEND_CANARY_ADMIN_DSN": info.admin_dsn,
             **{k.replace("LOCAL", "CANARY"): v for k, v in mysql_admin_env(databases).items()}})
         probe(info)

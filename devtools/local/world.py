@@ -1,8 +1,11 @@
 """The local stack's world file (``policies/world.yaml``) as frozen dataclasses.
 
-The world says what the local AWS holds before anything runs: an organization with OUs and
-SCPs, accounts with roles, users and RDS instances, and which of them plays the service,
-the signer and the callers. :mod:`devtools.local.aws` seeds moto from it.
+The world says what the local AWS holds before rdsvend is deployed into it: an organization
+with OUs and SCPs, accounts with their users (the callers, the operator), roles that are not
+rdsvend's (the organization reader role the operator creates, a directory role, an RDS Proxy's
+role), RDS instances, proxies, DSQL clusters and directories, and which account the service is
+deployed to. :mod:`devtools.local.aws` seeds moto from it; rdsvend's own roles come from the
+deployment of the ``local`` stage (:mod:`devtools.local.deployment`).
 """
 from __future__ import annotations
 
@@ -204,8 +207,6 @@ class World:
     organization: Organization
     accounts: Mapping[str, Account]
     service_account: str
-    execution_role: str
-    signer_role: str
     allowed_caller: CallerRef
     denied_caller: CallerRef
     source: str = "<world>"
@@ -213,14 +214,6 @@ class World:
     operator: CallerRef | None = None
     #: a person who approves just-in-time grants (``grant: required`` rules of the local policy)
     approver_caller: CallerRef | None = None
-
-    @property
-    def execution_role_arn(self) -> str:
-        return f"arn:aws:iam::{self.service_account}:role/{self.execution_role}"
-
-    @property
-    def signer_role_arn(self) -> str:
-        return f"arn:aws:iam::{self.service_account}:role/{self.signer_role}"
 
     def databases(self) -> list[tuple[Account, DatabaseSpec]]:
         return [(a, d) for a in self.accounts.values() for d in a.databases.values()]
@@ -310,24 +303,19 @@ class _Parser:
         region = self.string(top["region"], "region", REGION)
         accounts = self.accounts(top["accounts"])
         org = self.organization(top["organization"], accounts)
-        svc = self.mapping(top["service"], "service", {"account", "execution_role", "signer_role"},
-                           {"account", "execution_role", "signer_role"})
+        # Where the local stage is deployed; its roles are the deployment's, never the world's.
+        svc = self.mapping(top["service"], "service", {"account"}, {"account"})
         service_account = self.string(svc["account"], "service.account", _ACCOUNT)
         if service_account not in accounts:
             raise self.fail(f"unknown account '{service_account}'", "service.account")
         if service_account == org.management_account:
             raise self.fail("the service must live in a member account", "service.account")
-        roles = accounts[service_account].roles
-        for key in ("execution_role", "signer_role"):
-            if svc[key] not in roles:
-                raise self.fail(f"no role '{svc[key]}' in account {service_account}", f"service.{key}")
         callers = self.mapping(top["callers"], "callers", {"allowed", "denied", "approver"}, {"allowed", "denied"})
         refs = {k: self.caller(v, f"callers.{k}", accounts) for k, v in callers.items()}
         operator = self.caller(top["operator"], "operator", accounts) if "operator" in top else None
         if operator is not None and operator.account != service_account:
             raise self.fail(f"the operator must be in the service account {service_account}", "operator.account")
         return World(region=region, organization=org, accounts=accounts, service_account=service_account,
-                     execution_role=svc["execution_role"], signer_role=svc["signer_role"],
                      allowed_caller=refs["allowed"], denied_caller=refs["denied"], source=self.source,
                      operator=operator, approver_caller=refs.get("approver"))
 
@@ -431,7 +419,7 @@ class _Parser:
                     raise self.fail(f"no role '{spec_db.domain.iam_role}' in account {acct}", f"{df}.iam_role")
             proxies = {name: self.proxy(name, p, f"{f}.proxies.{name}", dbs, roles)
                        for name, p in (spec.get("proxies") or {}).items()}
-            clusters = {name: self.dsql_cluster(name, c, f"{f}.dsql_clusters.{name}", roles)
+            clusters = {name: self.dsql_cluster(name, c, f"{f}.dsql_clusters.{name}")
                         for name, c in (spec.get("dsql_clusters") or {}).items()}
             out[acct] = Account(acct, self.string(spec["name"], f"{f}.name"), roles, users, dbs, directories,
                                 proxies=proxies, dsql_clusters=clusters)
@@ -496,7 +484,7 @@ class _Parser:
             raise self.fail(f"the local stack's proxies log in to their target with iam, not '{auth}'", f"{f}.auth")
         return ProxySpec(name, target, role, auth)
 
-    def dsql_cluster(self, name: str, value: Any, f: str, roles: Mapping[str, Role]) -> DsqlClusterSpec:
+    def dsql_cluster(self, name: str, value: Any, f: str) -> DsqlClusterSpec:
         self.string(name, f, _DB_ID)
         spec = self.mapping(value or {}, f, {"roles", "setup_sql"})
         mapped: dict[str, str] = {}
@@ -506,10 +494,9 @@ class _Parser:
             if pg_role == "admin":
                 raise self.fail("'admin' is DSQL's own role (signed with DbConnectAdmin): it needs no grant", rf)
             item = self.mapping(grant, rf, {"grant"}, {"grant"})
-            role = self.string(item["grant"], f"{rf}.grant", _NAME)
-            if role not in roles:
-                raise self.fail(f"no role '{role}' in the cluster's account", f"{rf}.grant")
-            mapped[pg_role] = role
+            # a role of the cluster's account, by name: the world's, or one the deployment makes
+            # (the access policy's signer_role); AWS IAM GRANT takes an ARN, existing or not
+            mapped[pg_role] = self.string(item["grant"], f"{rf}.grant", _NAME)
         return DsqlClusterSpec(name, mapped, self.strings(spec.get("setup_sql") or [], f"{f}.setup_sql"))
 
     def rate(self, value: Any, f: str) -> int:

@@ -23,6 +23,7 @@ import psycopg
 import pytest
 
 from devtools.local.aws import AccountSessions
+from devtools.local.deployment import SIGNER_POLICY, role_policy_changed
 from devtools.local.state import AUDIT_LOG_GROUP
 
 pytestmark = pytest.mark.e2e
@@ -30,7 +31,6 @@ pytestmark = pytest.mark.e2e
 DB = "orders-local"
 APP_USER = "orders_app"
 GROUP = f"/aws/rds/instance/{DB}/iam-db-auth-error"
-SIGNER_POLICY = "rdsvend-signer-rds-connect"
 
 
 class World:
@@ -146,14 +146,9 @@ def test_a_tampered_token_is_logged_as_invalid_and_never_written_out(world):
 
 @contextlib.contextmanager
 def signer_without_permission(world):
-    role = "rdsvend-signer"
-    arn = next(p["PolicyArn"] for p in world.iam.list_attached_role_policies(RoleName=role)["AttachedPolicies"]
-               if p["PolicyName"] == SIGNER_POLICY)
-    world.iam.detach_role_policy(RoleName=role, PolicyArn=arn)
-    try:
+    # the deployed signer loses its rds-db:connect policy (the member-roles template's)
+    with role_policy_changed(world.iam, "rdsvend-signer", SIGNER_POLICY, lambda _doc: None):
         yield
-    finally:
-        world.iam.attach_role_policy(RoleName=role, PolicyArn=arn)
 
 
 def test_an_unpermitted_signer_is_logged_as_not_authorized_naming_the_caller(world):
@@ -240,7 +235,7 @@ def test_a_valid_token_is_refused_while_iam_auth_is_disabled(world):
 def test_the_service_audit_lines_reach_its_log_group_without_the_token(world):
     start_ms = int(time.time() * 1000) - 1000
     token = world.vend()
-    logs = world.sessions.client("logs", world.info.seeded.execution.account)
+    logs = world.sessions.client("logs", world.info.seeded.service_account)
     deadline = time.monotonic() + 15
     found = []
     while not found and time.monotonic() < deadline:

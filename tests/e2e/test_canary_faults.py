@@ -26,6 +26,7 @@ from chalicelib.policy.loader import load_policy_file
 from chalicelib.policy.model import CanarySettings, Database
 from devtools.local.aws import AccountSessions
 from devtools.local.canary import local_canary_deps, local_canary_env
+from devtools.local.deployment import SIGNER_POLICY, role_policy_changed
 
 pytestmark = pytest.mark.e2e
 
@@ -46,11 +47,11 @@ class Canary:
         self.policy = load_policy_file(self.info.policy_path)
         self.env = local_canary_env(self.info)
         self.deps = local_canary_deps(self.info, self.policy, env=self.env)
-        session = self.info.seeded.execution.session(self.info.region)
+        session = self.info.seeded.function("canary").session(self.info.region)
         mgmt = self.info.seeded.management_account
         admin = AccountSessions(self.info.moto_url, self.info.region, mgmt)
         # Breaking and repairing the world is an administrator's job (the local AWS enforces IAM).
-        service = self.info.seeded.execution.account
+        service = self.info.seeded.service_account
         self.rds = admin.client("rds", service)
         self.iam = admin.client("iam", service)
         self.session = session
@@ -151,7 +152,7 @@ def test_scp_denying_rds_db_at_root_and_at_ou(canary, level):
     with scp_denying_rds_db(canary, target) as policy_id:
         report = canary.run()
     # At the root: every account's databases; at the Services OU: the service account's only.
-    hit = iam_targets(canary, None if level == "root" else seeded.execution.account)
+    hit = iam_targets(canary, None if level == "root" else seeded.service_account)
     assert {APP, OWNER} <= hit
     assert canary.new_problems(report) == {(key, "org.scp_allows"): "fail" for key in hit}
     message = check(report, APP, "org.scp_allows").message
@@ -160,19 +161,12 @@ def test_scp_denying_rds_db_at_root_and_at_ou(canary, level):
 
 
 def test_signer_policy_built_from_the_instance_name(canary):
-    arn = f"arn:aws:iam::{canary.info.seeded.execution.account}:policy/rdsvend-signer-rds-connect"
-    original = canary.iam.get_policy(PolicyArn=arn)["Policy"]["DefaultVersionId"]
-    doc = canary.iam.get_policy_version(PolicyArn=arn, VersionId=original)["PolicyVersion"]["Document"]
-    doc = json.loads(doc) if isinstance(doc, str) else doc
+    # the deployed signer's policy (the member-roles template's rdsvend-connect), written with the
+    # instance's name where RDS wants its resource id
     resource_id = canary.info.databases[DB]["resource_id"]
-    wrong = json.loads(json.dumps(doc).replace(resource_id, DB))
-    version = canary.iam.create_policy_version(PolicyArn=arn, PolicyDocument=json.dumps(wrong),
-                                               SetAsDefault=True)["PolicyVersion"]["VersionId"]
-    try:
+    wrong = lambda doc: json.loads(json.dumps(doc).replace(resource_id, DB))  # noqa: E731 - the change, inline
+    with role_policy_changed(canary.iam, "rdsvend-signer", SIGNER_POLICY, wrong):
         report = canary.run()
-    finally:
-        canary.iam.set_default_policy_version(PolicyArn=arn, VersionId=original)
-        canary.iam.delete_policy_version(PolicyArn=arn, VersionId=version)
     assert canary.new_problems(report) == {(APP, "iam.signer_allows"): "fail", (OWNER, "iam.signer_allows"): "fail",
                                            # shop_app and shop_owner are still allowed by the same
                                            # statement, which now also holds the flagged ARN: a warning
@@ -305,18 +299,21 @@ def test_alert_once_per_status_change(canary):
     session = canary.session
     endpoint = canary.info.moto_url
     clients = lambda service, region=None: session.client(service, endpoint_url=endpoint)  # noqa: E731 - the client factory's shape, inline
-    # The table, topic and queue are made by an administrator; the scheduled canary runs as the function.
+    # The scheduled canary runs as the deployed function, with the state table and alert topic the
+    # local stage's deployment made (its generated policy allows those, no others); an
+    # administrator empties the table (a first sighting) and subscribes a queue to the topic.
     admin = AccountSessions(endpoint, canary.info.region, canary.info.seeded.management_account)
-    service = canary.info.seeded.execution.account
+    service = canary.info.seeded.service_account
     ddb, sns, sqs = admin.client("dynamodb", service), admin.client("sns", service), admin.client("sqs", service)
-    table = f"canary-state-{os.getpid()}"
-    ddb.create_table(TableName=table, KeySchema=[{"AttributeName": "target", "KeyType": "HASH"}],
-                     AttributeDefinitions=[{"AttributeName": "target", "AttributeType": "S"}],
-                     BillingMode="PAY_PER_REQUEST")
-    topic = sns.create_topic(Name=f"canary-alerts-{os.getpid()}")["TopicArn"]
+    lambda_ = admin.client("lambda", service)
+    deployed = lambda_.get_function(FunctionName="rdsvend-local-canary")["Configuration"]["Environment"]["Variables"]
+    table, topic = deployed["RDSVEND_STATE_TABLE"], deployed["RDSVEND_ALERT_TOPIC"]
+    for item in ddb.scan(TableName=table)["Items"]:
+        ddb.delete_item(TableName=table, Key={"target": item["target"]})
     queue = sqs.create_queue(QueueName=f"canary-alerts-{os.getpid()}")["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn, Attributes={"RawMessageDelivery": "true"})
+    subscription = sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn,
+                                 Attributes={"RawMessageDelivery": "true"})["SubscriptionArn"]
     env = {"RDSVEND_STATE_TABLE": table, "RDSVEND_ALERT_TOPIC": topic, "AWS_DEFAULT_REGION": canary.info.region}
 
     def scheduled():
@@ -334,21 +331,25 @@ def test_alert_once_per_status_change(canary):
                 sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
         return sorted(out)
 
-    first, log = scheduled()
-    assert drained() == []  # first sighting: only what is failing, and nothing is
-    assert log.lines[0]["event"] == "canary_report" and log.correlation_id == "evt-1"
-    assert [line for line in log.lines if line["event"] == "canary_check"] == []
-    assert scheduled()[0]["alerts"] == 0 and drained() == []
-
-    canary.sql("REVOKE rds_iam FROM orders_app")
-    try:  # orders_app fails on its instance and, leg 2, through its proxy
-        assert scheduled()[0]["alerts"] == 2
-        assert drained() == [(APP, "pass", "fail"), ("orders-proxy/orders_app", "pass", "fail")]
+    try:
+        first, log = scheduled()
+        assert drained() == []  # first sighting: only what is failing, and nothing is
+        assert log.lines[0]["event"] == "canary_report" and log.correlation_id == "evt-1"
+        assert [line for line in log.lines if line["event"] == "canary_check"] == []
         assert scheduled()[0]["alerts"] == 0 and drained() == []
+
+        canary.sql("REVOKE rds_iam FROM orders_app")
+        try:  # orders_app fails on its instance and, leg 2, through its proxy
+            assert scheduled()[0]["alerts"] == 2
+            assert drained() == [(APP, "pass", "fail"), ("orders-proxy/orders_app", "pass", "fail")]
+            assert scheduled()[0]["alerts"] == 0 and drained() == []
+        finally:
+            canary.sql("GRANT rds_iam TO orders_app")
+        assert scheduled()[0]["alerts"] == 2
+        assert drained() == [(APP, "fail", "pass"), ("orders-proxy/orders_app", "fail", "pass")]
     finally:
-        canary.sql("GRANT rds_iam TO orders_app")
-    assert scheduled()[0]["alerts"] == 2
-    assert drained() == [(APP, "fail", "pass"), ("orders-proxy/orders_app", "fail", "pass")]
+        sns.unsubscribe(SubscriptionArn=subscription)
+        sqs.delete_queue(QueueUrl=queue)
 
 
 def test_doctor_names_the_scp_and_the_pam_error_and_exits_1(canary):

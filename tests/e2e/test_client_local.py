@@ -283,7 +283,7 @@ def test_sqlalchemy_pool_survives_a_token_that_really_expired(local_stack):
     db = local_stack.info.databases[DATABASE]
     host, port, ttl = "localhost", int(db["port"]), 4
     # The signer trusts the service's function role (the local STS enforces trust policies).
-    sts = local_stack.info.seeded.execution.session(local_stack.info.region).client(
+    sts = local_stack.info.seeded.function("vend").session(local_stack.info.region).client(
         "sts", endpoint_url=local_stack.moto_url, config=Config(parameter_validation=False))
     signer_role = local_stack.info.seeded.signer_role_arn
 

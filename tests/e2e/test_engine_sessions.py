@@ -52,7 +52,7 @@ def test_postgres_lists_and_ends_a_users_sessions(pg):
 @pytest.mark.skipif(not mariadb_available(), reason="MariaDB server binaries not installed")
 def test_mysql_lists_and_ends_a_users_sessions(local_stack):
     info = local_stack.info
-    sm = info.seeded.execution.session(info.region).client("secretsmanager", endpoint_url=info.moto_url)
+    sm = info.seeded.function("rotate").session(info.region).client("secretsmanager", endpoint_url=info.moto_url)
     secret = json.loads(sm.get_secret_value(SecretId="rdsvend/shop-local/shop_batch")["SecretString"])
 
     def login():

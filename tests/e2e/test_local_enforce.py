@@ -217,7 +217,7 @@ def test_moto_alone_lets_anyone_assume_any_role_and_the_local_stack_does_not(loc
         sts = boto3.client("sts", region_name="us-east-1", aws_access_key_id=key["AccessKeyId"],
                            aws_secret_access_key=key["SecretAccessKey"])
         assert sts.assume_role(RoleArn=role, RoleSessionName="xx")["Credentials"]["AccessKeyId"]
-    execution = f"arn:aws:iam::{SERVICE}:role/rdsvend-function"  # trusts lambda.amazonaws.com only
+    execution = f"arn:aws:iam::{SERVICE}:role/rdsvend-local-vend"  # the deployed function role: trusts lambda.amazonaws.com only
     _grant(admin, "assume", "sts:AssumeRole")
     try:
         response = _refusal(_client(local_stack, probe, "sts").assume_role, RoleArn=execution, RoleSessionName="xx")

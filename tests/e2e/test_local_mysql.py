@@ -76,7 +76,7 @@ def _session(stack, keys):
 @pytest.fixture(scope="module")
 def signer(local_stack):
     """The signer role's session, assumed by the service's execution role, as the app does."""
-    sts = _session(local_stack, local_stack.info.seeded.execution).client("sts", endpoint_url=local_stack.moto_url)
+    sts = _session(local_stack, local_stack.info.seeded.function("vend")).client("sts", endpoint_url=local_stack.moto_url)
     creds = sts.assume_role(RoleArn=local_stack.info.seeded.signer_role_arn, RoleSessionName="e2e")["Credentials"]
     return boto3.session.Session(aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
                                  aws_session_token=creds["SessionToken"], region_name=local_stack.info.region)
@@ -199,7 +199,7 @@ def test_tampered_expired_misbound_and_unpermitted_tokens_are_refused_with_the_r
     _refused(local_stack, _token(local_stack, signer, user="orders_app"), "wrong_user")
     _refused(local_stack, _token(local_stack, signer, port=_db(local_stack)["port"] + 1), "wrong_host")
     # the service's execution role: right account, but no policy allows it rds-db:connect
-    _refused(local_stack, _token(local_stack, _session(local_stack, local_stack.info.seeded.execution)),
+    _refused(local_stack, _token(local_stack, _session(local_stack, local_stack.info.seeded.function("vend"))),
              "not_permitted:")
 
 
@@ -234,7 +234,7 @@ def canary(local_stack):
     deps = local_canary_deps(info, policy, env=env)
     # Breaking the instance is an administrator's job (the local AWS enforces IAM).
     rds = AccountSessions(info.moto_url, info.region, info.seeded.management_account).client(
-        "rds", info.seeded.execution.account)
+        "rds", info.seeded.service_account)
     return policy, deps, env, rds
 
 
@@ -296,7 +296,7 @@ def test_plugin_removed_from_the_user(local_stack, canary):
 
 
 def _signer_session(stack):
-    sts = _session(stack, stack.info.seeded.execution).client("sts", endpoint_url=stack.moto_url)
+    sts = _session(stack, stack.info.seeded.function("vend")).client("sts", endpoint_url=stack.moto_url)
     creds = sts.assume_role(RoleArn=stack.info.seeded.signer_role_arn, RoleSessionName="e2e")["Credentials"]
     return boto3.session.Session(aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
                                  aws_session_token=creds["SessionToken"], region_name=stack.info.region)

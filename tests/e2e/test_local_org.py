@@ -19,6 +19,7 @@ from chalicelib.canary.runner import run_canary
 from chalicelib.policy.loader import load_policy_file
 from devtools.local.aws import AccountSessions
 from devtools.local.canary import local_canary_deps
+from devtools.local.deployment import ORG_READER_ROLE, SIGNER_POLICY, role_policy_changed
 from tests.support.local_shell import rdsvend, shell_env
 
 pytestmark = pytest.mark.e2e
@@ -148,10 +149,7 @@ def test_the_operators_doctor_and_policy_render_for_the_second_account(org):
     rendered = {p["signer"]: sorted(p["policy"]["Statement"][0]["Resource"])
                 for p in json.loads(render.stdout)["signer_policies"]}
     # What render says the second account's signer needs is what that signer holds.
-    arn = f"arn:aws:iam::{DATA}:policy/rdsvend-signer-rds-connect"
-    version = org.iam.get_policy(PolicyArn=arn)["Policy"]["DefaultVersionId"]
-    held = org.iam.get_policy_version(PolicyArn=arn, VersionId=version)["PolicyVersion"]["Document"]
-    held = held if isinstance(held, dict) else json.loads(held)
+    held = org.iam.get_role_policy(RoleName="rdsvend-signer", PolicyName=SIGNER_POLICY)["PolicyDocument"]
     assert rendered[f"arn:aws:iam::{DATA}:role/rdsvend-signer"] == sorted(held["Statement"][0]["Resource"])
     resource_id = org.info.databases[DB]["resource_id"]
     assert rendered[f"arn:aws:iam::{DATA}:role/rdsvend-signer"] == [
@@ -212,13 +210,16 @@ def test_discover_as_the_operator_lists_what_rds_has_in_every_account(org):
 @pytest.mark.parametrize("who, role, why", [
     ("allowed", f"arn:aws:iam::{DATA}:role/rdsvend-reader", "the trust policy names only the service's principals"),
     ("operator", f"arn:aws:iam::{DATA}:role/no-such-role", "the role does not exist"),
-    ("execution", "arn:aws:iam::333333333333:role/rdsvend-reader",
-     "trusted there, but the function's own policy does not allow it"),
+    ("vend", f"arn:aws:iam::111111111111:role/{ORG_READER_ROLE}",
+     "trusted there (the service account), but the vend function's own policy does not allow it"),
+    ("rotate", f"arn:aws:iam::{DATA}:role/rdsvend-reader",
+     "the trust names the stage's api_handler, vend and canary roles, never rotate"),
 ])
 def test_the_local_sts_refuses_assume_role_as_sts_does(org, who, role, why):
     from botocore.exceptions import ClientError
 
-    keys = org.info.seeded.execution if who == "execution" else org.info.seeded.callers[who]
+    seeded = org.info.seeded
+    keys = seeded.function(who) if who in seeded.functions else seeded.callers[who]
     sts = keys.session(org.info.region).client("sts", endpoint_url=org.info.moto_url)
     with pytest.raises(ClientError) as err:
         sts.assume_role(RoleArn=role, RoleSessionName="e2e-test")
@@ -230,8 +231,11 @@ def test_discover_reports_an_account_whose_role_cannot_be_assumed_and_exits_1(or
     done = rdsvend(org.operator, "discover", "--format", "json")  # every account, the management one too
     assert done.returncode == 1, done.stdout[-2000:] + done.stderr
     statuses = {a["account"]: (a["status"], a["error"]) for a in json.loads(done.stdout)["accounts"]}
-    status, error = statuses.pop("111111111111")  # no reader role in the management account
-    assert status == "error" and "AccessDenied" in error and "rdsvend-reader" in error
+    # no reader role in the management account, nor in the workloads account (no database
+    # there: the member-roles template makes none)
+    for account in ("111111111111", "333333333333"):
+        status, error = statuses.pop(account)
+        assert status == "error" and "AccessDenied" in error and "rdsvend-reader" in error
     assert {s for s, _e in statuses.values()} == {"ok"}
 
 
@@ -279,19 +283,10 @@ def test_scp_denying_rds_db_on_the_data_ou(org):
 
 
 def test_signer_policy_built_from_the_instance_name(org):
-    arn = f"arn:aws:iam::{DATA}:policy/rdsvend-signer-rds-connect"
-    original = org.iam.get_policy(PolicyArn=arn)["Policy"]["DefaultVersionId"]
-    doc = org.iam.get_policy_version(PolicyArn=arn, VersionId=original)["PolicyVersion"]["Document"]
-    doc = json.loads(doc) if isinstance(doc, str) else doc
     resource_id = org.info.databases[DB]["resource_id"]
-    wrong = json.loads(json.dumps(doc).replace(resource_id, DB))
-    version = org.iam.create_policy_version(PolicyArn=arn, PolicyDocument=json.dumps(wrong),
-                                            SetAsDefault=True)["PolicyVersion"]["VersionId"]
-    try:
+    wrong = lambda doc: json.loads(json.dumps(doc).replace(resource_id, DB))  # noqa: E731 - the change, inline
+    with role_policy_changed(org.iam, "rdsvend-signer", SIGNER_POLICY, wrong):
         report = org.run()
-    finally:
-        org.iam.set_default_policy_version(PolicyArn=arn, VersionId=original)
-        org.iam.delete_policy_version(PolicyArn=arn, VersionId=version)
     assert org.new_problems(report) == {(APP, "iam.signer_allows"): "fail"}
     result = check(report, APP, "iam.signer_allows")
     assert f"dbuser:{DB}/billing_app" in result.fix and f"dbuser:{resource_id}/billing_app" in result.fix

@@ -22,7 +22,7 @@ def _vend(stack, database, user):
 
 def _signer(stack):
     """The signer role, as the app assumes it (the service's execution role)."""
-    keys = stack.info.seeded.execution
+    keys = stack.info.seeded.function("vend")
     sts = boto3.client("sts", endpoint_url=stack.moto_url, region_name=stack.info.region,
                        aws_access_key_id=keys.access_key_id, aws_secret_access_key=keys.secret_access_key,
                        aws_session_token=keys.session_token)

@@ -103,8 +103,8 @@ def _signed(stack, method, path, body=None, *, keys=None, secret=None, at=None, 
 
 @pytest.fixture(scope="module")
 def signer(local_stack):
-    """The signer role's session, assumed by the service's execution role, as the app does."""
-    sts = _session(local_stack, local_stack.info.seeded.execution).client("sts", endpoint_url=local_stack.moto_url)
+    """The signer role's session, assumed by the deployed vend function's role, as the app does."""
+    sts = _session(local_stack, local_stack.info.seeded.function("vend")).client("sts", endpoint_url=local_stack.moto_url)
     creds = sts.assume_role(RoleArn=local_stack.info.seeded.signer_role_arn, RoleSessionName="e2e")["Credentials"]
     return boto3.session.Session(aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
                                  aws_session_token=creds["SessionToken"], region_name=local_stack.info.region)
@@ -133,11 +133,11 @@ def test_whoami_is_the_identity_the_signature_proves(local_stack):
                   "arn": "arn:aws:iam::333333333333:user/orders-api", "account": "333333333333",
                   "org_id": "o-rdsvend001", "session": None}
     # session credentials sign too (their token is part of the signature)
-    execution = local_stack.info.seeded.execution
-    me = _signed(local_stack, "GET", "/v1/whoami", keys=execution).json()
-    assert me["principal"] == "arn:aws:iam::222222222222:role/rdsvend-function"
-    assert me["arn"] == execution.arn
-    assert me["session"] == "rdsvend-local-function"
+    function = local_stack.info.seeded.function("vend")  # the deployed function's role, as Lambda gives it
+    me = _signed(local_stack, "GET", "/v1/whoami", keys=function).json()
+    assert me["principal"] == "arn:aws:iam::222222222222:role/rdsvend-local-vend"
+    assert me["arn"] == function.arn
+    assert me["session"] == "rdsvend-local-vend"
 
 
 def test_databases_lists_only_what_the_caller_may_use(local_stack):
@@ -225,9 +225,10 @@ def test_tokens_from_principals_without_rds_db_connect_are_refused(local_stack):
     denied_user = _session(local_stack, local_stack.keys("denied"))
     # RDS has no cross-account IAM authentication: a key from the callers' account never logs in
     _refused(local_stack, APP_USER, _token(local_stack, denied_user), "wrong_account")
-    # the service's own role is in the right account, but no policy allows it rds-db:connect
-    execution_role = _session(local_stack, local_stack.info.seeded.execution)
-    _refused(local_stack, APP_USER, _token(local_stack, execution_role), "not_permitted:")
+    # the vend function's own role is in the right account, but its generated policy allows it no
+    # rds-db:connect (every local database has a signer role)
+    function_role = _session(local_stack, local_stack.info.seeded.function("vend"))
+    _refused(local_stack, APP_USER, _token(local_stack, function_role), "not_permitted:")
 
 
 def test_an_scp_denying_rds_db_connect_takes_effect_at_once(local_stack, signer):
@@ -273,8 +274,8 @@ def test_no_secret_reaches_the_stack_log(local_stack, signer):
     assert "vend decision" in text  # the log is the one we think it is
     signature = token.rpartition("X-Amz-Signature=")[2]
     for secret in (token, signature, local_stack.keys("allowed").secret_access_key,
-                   local_stack.info.seeded.execution.secret_access_key,
-                   local_stack.info.seeded.execution.session_token):
+                   *(k.secret_access_key for k in local_stack.info.seeded.functions.values()),
+                   *(k.session_token for k in local_stack.info.seeded.functions.values())):
         assert secret not in text
 
 

@@ -38,7 +38,7 @@ def canary(local_stack):
 @pytest.fixture(scope="module")
 def current(local_stack):
     info = local_stack.info
-    sm = info.seeded.execution.session(info.region).client("secretsmanager", endpoint_url=info.moto_url)
+    sm = info.seeded.function("canary").session(info.region).client("secretsmanager", endpoint_url=info.moto_url)
     return lambda name: json.loads(sm.get_secret_value(SecretId=name, VersionStage="AWSCURRENT")["SecretString"])
 
 

@@ -6,7 +6,6 @@ by the test that made it (the stack is shared by the session)."""
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import ssl
 import subprocess
@@ -21,6 +20,7 @@ from chalicelib.canary.runner import run_canary
 from chalicelib.policy.loader import load_policy_file
 from devtools.local.aws import AccountSessions
 from devtools.local.canary import local_canary_deps, local_canary_env
+from devtools.local.deployment import SIGNER_POLICY, role_policy_changed
 
 pytestmark = pytest.mark.e2e
 
@@ -90,7 +90,7 @@ def test_baseline_passes_on_both_legs_with_a_real_login(canary):
         assert target.check("iam.signer_allows").details["leg"] == 1
         assert ":dbuser:prx-" in target.check("iam.signer_allows").details["dbuser_arn"]
         role = target.check("proxy.role_allows")
-        assert role.details["leg"] == 2 and role.details["role"].endswith(":role/rdsvend-proxy")
+        assert role.details["leg"] == 2 and role.details["role"].endswith(":role/rds-proxy-access")
         assert ":dbuser:db-" in role.details["resource"]
         assert target.check("db.connect").details["latency_ms"] > 0
     assert "db.rds_iam" in [c.id for c in canary.run()[PG].checks]
@@ -99,18 +99,12 @@ def test_baseline_passes_on_both_legs_with_a_real_login(canary):
 
 @contextlib.contextmanager
 def signer_without_proxy_grants(canary):
-    arn = f"arn:aws:iam::{ACCOUNT}:policy/rdsvend-signer-rds-connect"
-    policy = canary.iam.get_policy(PolicyArn=arn)["Policy"]
-    old = policy["DefaultVersionId"]
-    doc = canary.iam.get_policy_version(PolicyArn=arn, VersionId=old)["PolicyVersion"]["Document"]
-    doc = doc if isinstance(doc, dict) else json.loads(doc)
-    doc["Statement"][0]["Resource"] = [r for r in doc["Statement"][0]["Resource"] if ":dbuser:prx-" not in r]
-    new = canary.iam.create_policy_version(PolicyArn=arn, PolicyDocument=json.dumps(doc), SetAsDefault=True)
-    try:
+    def without(doc):
+        doc["Statement"][0]["Resource"] = [r for r in doc["Statement"][0]["Resource"] if ":dbuser:prx-" not in r]
+        return doc
+
+    with role_policy_changed(canary.iam, "rdsvend-signer", SIGNER_POLICY, without):
         yield
-    finally:
-        canary.iam.set_default_policy_version(PolicyArn=arn, VersionId=old)
-        canary.iam.delete_policy_version(PolicyArn=arn, VersionId=new["PolicyVersion"]["VersionId"])
 
 
 def test_leg_one_signer_grant_on_prx_removed(canary):
@@ -124,12 +118,12 @@ def test_leg_one_signer_grant_on_prx_removed(canary):
 
 @contextlib.contextmanager
 def proxy_role_without_grant(canary):
-    arn = f"arn:aws:iam::{ACCOUNT}:policy/rdsvend-proxy-rds-connect"
-    canary.iam.detach_role_policy(RoleName="rdsvend-proxy", PolicyArn=arn)
+    arn = f"arn:aws:iam::{ACCOUNT}:policy/rds-proxy-access-rds-connect"
+    canary.iam.detach_role_policy(RoleName="rds-proxy-access", PolicyArn=arn)
     try:
         yield
     finally:
-        canary.iam.attach_role_policy(RoleName="rdsvend-proxy", PolicyArn=arn)
+        canary.iam.attach_role_policy(RoleName="rds-proxy-access", PolicyArn=arn)
 
 
 def test_leg_two_proxy_role_grant_removed(canary):
@@ -137,7 +131,7 @@ def test_leg_two_proxy_role_grant_removed(canary):
         targets = canary.run()
     for key in PROXY_KEYS:
         result = assert_only(targets[key], "proxy.role_allows", 2)
-        assert "rdsvend-proxy" in result.message and ":dbuser:db-" in result.details["resource"]
+        assert "rds-proxy-access" in result.message and ":dbuser:db-" in result.details["resource"]
         assert "rdsvend policy render --only proxy-role" in result.fix
 
 
@@ -198,6 +192,6 @@ def test_doctor_says_which_leg_refused(canary):
                               env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 1, done.stdout + done.stderr
     assert "leg 2 (proxy to target) refused" in done.stdout
-    assert "proxy.role_allows" in done.stdout and "rdsvend-proxy" in done.stdout
+    assert "proxy.role_allows" in done.stdout and "rds-proxy-access" in done.stdout
     assert "leg 1 (caller to proxy) refused" not in done.stdout
     assert own["AWS_SECRET_ACCESS_KEY"] not in done.stdout + done.stderr

@@ -27,7 +27,7 @@ ALTERNATING = "rdsvend/shop-local/shop_reports"
 @pytest.fixture(scope="module")
 def sm(local_stack):
     info = local_stack.info
-    return info.seeded.execution.session(info.region).client("secretsmanager", endpoint_url=info.moto_url)
+    return info.seeded.function("rotate").session(info.region).client("secretsmanager", endpoint_url=info.moto_url)
 
 
 @pytest.fixture(scope="module")

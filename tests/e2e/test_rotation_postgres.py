@@ -26,7 +26,7 @@ ALTERNATING = "rdsvend/orders-local/reports_legacy"
 @pytest.fixture(scope="module")
 def sm(local_stack):
     info = local_stack.info
-    return info.seeded.execution.session(info.region).client("secretsmanager", endpoint_url=info.moto_url)
+    return info.seeded.function("rotate").session(info.region).client("secretsmanager", endpoint_url=info.moto_url)
 
 
 @pytest.fixture(scope="module")
@@ -172,11 +172,12 @@ def test_a_failing_step_names_step_and_secret_and_never_a_password(local_stack, 
 
 
 def cli_env(local_stack) -> dict:
-    """A shell on the local stack with the service's credentials (the secrets live in its account)."""
+    """A shell on the local stack with the rotate function's credentials (``rdsvend rotate`` runs its
+    four steps here, as the function would)."""
     import os
 
     info = local_stack.info
-    keys = info.seeded.execution
+    keys = info.seeded.function("rotate")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "RDSVEND_", "PG"))}
     env.update(AWS_ENDPOINT_URL=info.moto_url, AWS_DEFAULT_REGION=info.region, AWS_ACCESS_KEY_ID=keys.access_key_id,
                AWS_SECRET_ACCESS_KEY=keys.secret_access_key, AWS_SESSION_TOKEN=keys.session_token,

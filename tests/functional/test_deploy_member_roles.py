@@ -79,15 +79,21 @@ def test_the_template_looks_up_the_account_it_is_deployed_to():
     assert statement["Action"] == "rds-db:connect"  # the signer may do nothing else
     assert statement["Resource"] == {"Fn::FindInMap": ["Accounts", {"Ref": "AWS::AccountId"}, "ConnectArns"]}
     for role in ("SignerRole", "ReaderRole"):
-        (trust,) = template["Resources"][role]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+        trust, operators = template["Resources"][role]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
         assert trust["Principal"] == {"AWS": {"Fn::Sub": "arn:${AWS::Partition}:iam::${ServiceAccountId}:root"}}
         # Exactly the prod functions that assume member roles: never the rotate function, never dev.
         assert trust["Condition"] == {"ArnEquals": {"aws:PrincipalArn": [
             {"Fn::Sub": f"arn:${{AWS::Partition}}:iam::${{ServiceAccountId}}:role/rdsvend-prod-{f}"}
             for f in ("api_handler", "vend", "canary")]}}
-    assert template["Parameters"] == {"ServiceAccountId": {
+        # and the operators the deployer names, none by default
+        assert operators["Fn::If"][0] == "HasOperators" and operators["Fn::If"][2] == {"Ref": "AWS::NoValue"}
+        assert operators["Fn::If"][1]["Principal"] == {"AWS": {"Ref": "OperatorPrincipalArns"}}
+    assert template["Parameters"]["ServiceAccountId"] == {
         "Type": "String", "Default": SERVICE, "AllowedPattern": r"^\d{12}$",
-        "Description": "the account rdsvend's prod functions run in"}}
+        "Description": "the account rdsvend's prod functions run in"}
+    assert (template["Parameters"]["OperatorPrincipalArns"]["Type"],
+            template["Parameters"]["OperatorPrincipalArns"]["Default"]) == ("CommaDelimitedList", "")
+    assert set(template["Parameters"]) == {"ServiceAccountId", "OperatorPrincipalArns"}
     reader = json.dumps(template["Resources"]["ReaderRole"]["Properties"]["Policies"])
     assert "rds:DescribeDBInstances" in reader and "iam:GetRolePolicy" in reader and "rds-db" not in reader
     assert "logs:FilterLogEvents" in reader

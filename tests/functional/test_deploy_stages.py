@@ -106,7 +106,7 @@ def test_a_database_in_another_account_gets_exactly_its_reader_and_signer_assume
     assert entry["SignerRoleName"] == "rdsvend-signer-prod"
     assert entry["ConnectArns"] == [f"arn:aws:rds-db:eu-west-1:{MEMBER}:dbuser:db-LEDGERLEDGERLEDGERLEDGER1/ledger_app"]
     for role in ("SignerRole", "ReaderRole"):
-        (trust,) = template["Resources"][role]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+        trust, _operators = template["Resources"][role]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
         trusted = [t["Fn::Sub"].rsplit("/", 1)[1] for t in trust["Condition"]["ArnEquals"]["aws:PrincipalArn"]]
         assert trusted == ["rdsvend-prod-api_handler", "rdsvend-prod-vend", "rdsvend-prod-canary"]
         assert not any("dev" in t for t in trusted)

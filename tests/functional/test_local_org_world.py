@@ -1,6 +1,7 @@
 """The local world as an organization: a second database in a third member account under
-another OU, its signer and reader roles, the operator, the organization reader role, and the
-Kerberos user's instance joined to a Directory Service directory (moto server, this process).
+another OU, its signer and reader roles (the member-roles template's, deployed there by the
+``local`` stage), the operator, the organization reader role, and the Kerberos user's instance
+joined to a Directory Service directory (moto server, this process).
 """
 from __future__ import annotations
 
@@ -12,10 +13,11 @@ import pytest
 import requests
 
 from chalicelib.policy.loader import load_policy_file
-from devtools.local.aws import MotoServer, seed_world
+from devtools.local.aws import MotoServer
+from devtools.local.deployment import SIGNER_POLICY
 from devtools.local.directory import provide_aws_managed_policy
 from devtools.local.world import DEFAULT_WORLD, WorldError, load_world, load_world_text
-from tests.support.local_world import REPO, management_client, member_client
+from tests.support.local_world import REPO, management_client, member_client, seed_and_deploy
 
 pytestmark = pytest.mark.e2e  # starts a server: not in the fast tier
 
@@ -30,14 +32,14 @@ def world():
 
 
 @pytest.fixture(scope="module")
-def seeded(world):
+def seeded(world, tmp_path_factory):
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     server = MotoServer()
     url = server.start()
     requests.post(f"{url}/moto-api/reset", timeout=10)
     try:
         ports = {spec.identifier: 45001 + i for i, (_account, spec) in enumerate(world.databases())}
-        yield seed_world(world, url, db_host="localhost", db_port=ports, master_password="not-used-locally")
+        yield seed_and_deploy(world, url, tmp_path_factory.mktemp("org"), db_port=ports)
     finally:
         requests.post(f"{url}/moto-api/reset", timeout=10)
         server.stop()
@@ -73,30 +75,30 @@ def test_the_second_database_lives_in_its_own_account_under_another_ou(seeded):
 
 def test_the_second_signer_may_connect_exactly_as_its_declared_users(seeded):
     iam = member_client(seeded, DATA, "iam")
-    (attached,) = iam.list_attached_role_policies(RoleName="rdsvend-signer")["AttachedPolicies"]
-    policy = iam.get_policy(PolicyArn=attached["PolicyArn"])["Policy"]
-    version = iam.get_policy_version(PolicyArn=policy["Arn"], VersionId=policy["DefaultVersionId"])
-    document = version["PolicyVersion"]["Document"]
-    document = document if isinstance(document, dict) else json.loads(document)
+    document = iam.get_role_policy(RoleName="rdsvend-signer", PolicyName=SIGNER_POLICY)["PolicyDocument"]
     billing = seeded.instances["billing-local"]
     assert document["Statement"][0]["Resource"] == [billing.dbuser_arn("billing_app")]
 
 
 def test_the_reader_role_is_assumable_by_the_function_and_the_operator_and_reads_rds(seeded):
     reader = f"arn:aws:iam::{DATA}:role/rdsvend-reader"
-    for keys in (seeded.execution, seeded.callers["operator"]):
+    for keys in (seeded.function("canary"), seeded.callers["operator"]):
         rds = _assumed(seeded, keys, reader, "rds")
         assert [d["DBInstanceIdentifier"] for d in rds.describe_db_instances()["DBInstances"]] == ["billing-local"]
     iam = member_client(seeded, DATA, "iam")
     role = iam.get_role(RoleName="rdsvend-reader")["Role"]
     trust = role["AssumeRolePolicyDocument"]
     trust = trust if isinstance(trust, dict) else json.loads(trust)
-    assert trust["Statement"][0]["Principal"]["AWS"] == [
-        f"arn:aws:iam::{SERVICE}:role/rdsvend-function", f"arn:aws:iam::{SERVICE}:user/rdsvend-operator"]
+    functions, operators = trust["Statement"]
+    assert functions["Principal"] == {"AWS": f"arn:aws:iam::{SERVICE}:root"}
+    assert functions["Condition"]["ArnEquals"]["aws:PrincipalArn"] == [
+        f"arn:aws:iam::{SERVICE}:role/rdsvend-local-{f}" for f in ("api_handler", "vend", "canary")]
+    assert operators["Principal"] == {"AWS": [f"arn:aws:iam::{SERVICE}:user/rdsvend-operator"]}
     (doc_name,) = iam.list_role_policies(RoleName="rdsvend-reader")["PolicyNames"]
     doc = iam.get_role_policy(RoleName="rdsvend-reader", PolicyName=doc_name)["PolicyDocument"]
     actions = {a for s in doc["Statement"] for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
-    assert {"rds:Describe*", "iam:GetRole", "iam:ListAttachedRolePolicies", "iam:GetPolicyVersion"} <= actions
+    assert {"rds:DescribeDBInstances", "iam:GetRole", "iam:ListAttachedRolePolicies", "iam:GetPolicyVersion",
+            "logs:FilterLogEvents"} <= actions
 
 
 def test_the_operator_is_in_the_service_account_and_reads_scps_through_the_org_reader(seeded, world):
@@ -171,9 +173,16 @@ def test_bad_organization_world_files_name_the_field(edit, field):
     assert "\n" not in str(err.value)
 
 
-def test_every_member_account_carries_the_reader_role_and_the_management_account_does_not(seeded):
-    for account in (SERVICE, "333333333333", DATA):
-        iam = member_client(seeded, account, "iam")
-        assert "rdsvend-reader" in {r["RoleName"] for r in iam.list_roles()["Roles"]}, account
-    iam = management_client(seeded, "iam")
-    assert {r["RoleName"] for r in iam.list_roles()["Roles"]} == {"rdsvend-org-reader"}
+def test_the_member_roles_land_where_the_policy_resolves_to_them_never_in_the_management_account(seeded):
+    def roles(account):
+        client = member_client(seeded, account, "iam") if account != "111111111111" else management_client(seeded, "iam")
+        return {r["RoleName"] for r in client.list_roles()["Roles"]} - {"OrganizationAccountAccessRole"}
+
+    # The service account: its functions' roles, the signers its databases name (no reader: it
+    # reads its own databases with the functions' credentials), and the world's own roles.
+    assert roles(SERVICE) == {"rdsvend-local-api_handler", "rdsvend-local-vend", "rdsvend-local-canary",
+                              "rdsvend-local-rotate", "rdsvend-signer", "rdsvend-ledger-signer",
+                              "rds-proxy-access", "rds-directory-access"}
+    assert roles(DATA) == {"rdsvend-signer", "rdsvend-reader"}
+    assert roles("333333333333") == set()  # no database there
+    assert roles("111111111111") == {"rdsvend-org-reader"}  # the operator's, as the world says

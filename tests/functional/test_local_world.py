@@ -1,4 +1,5 @@
-"""Seeding moto (server mode, in this process) from policies/world.yaml."""
+"""Seeding moto (server mode, in this process) from policies/world.yaml, and the ``local`` stage
+deployed into it as the local stack deploys it (rdsvend's own roles are the deployment's)."""
 from __future__ import annotations
 
 import json
@@ -9,9 +10,10 @@ import pytest
 import requests
 
 from chalicelib.policy.loader import load_policy_file
-from devtools.local.aws import MotoSecretLookup, MotoServer, org_id_of, seed_world
+from devtools.local.aws import MotoSecretLookup, MotoServer, org_id_of
+from devtools.local.deployment import DSQL_SIGNER_POLICY, SIGNER_POLICY
 from devtools.local.world import DEFAULT_WORLD, WorldError, load_world, load_world_text
-from tests.support.local_world import management_client, member_client
+from tests.support.local_world import management_client, member_client, seed_and_deploy
 
 pytestmark = pytest.mark.e2e  # starts a server: not in the fast tier
 
@@ -25,13 +27,13 @@ def world():
 
 
 @pytest.fixture(scope="module")
-def seeded(world):
+def seeded(world, tmp_path_factory):
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     server = MotoServer()
     url = server.start()
     requests.post(f"{url}/moto-api/reset", timeout=10)
     try:
-        yield seed_world(world, url, db_host="localhost", db_port=DB_PORT, master_password="not-used-locally")
+        yield seed_and_deploy(world, url, tmp_path_factory.mktemp("world"), db_port=DB_PORT)
     finally:
         requests.post(f"{url}/moto-api/reset", timeout=10)
         server.stop()
@@ -72,46 +74,48 @@ def test_scps_are_the_default_allow_plus_one_that_leaves_rds_db_alone(seeded):
 
 
 def test_signer_role_may_connect_exactly_as_the_declared_iam_users(seeded, world):
+    # the member-roles template's signer, deployed in the service account
     iam = member_client(seeded, "222222222222", "iam")
-    attached = [p for p in iam.list_attached_role_policies(RoleName="rdsvend-signer")["AttachedPolicies"]
-                if p["PolicyName"].endswith("-rds-connect")]
-    assert len(attached) == 1
-    policy = iam.get_policy(PolicyArn=attached[0]["PolicyArn"])["Policy"]
-    doc = iam.get_policy_version(PolicyArn=policy["Arn"], VersionId=policy["DefaultVersionId"])["PolicyVersion"]
-    document = doc["Document"] if isinstance(doc["Document"], dict) else json.loads(doc["Document"])
-    (statement,) = document["Statement"]
+    assert iam.list_attached_role_policies(RoleName="rdsvend-signer")["AttachedPolicies"] == []
+    (statement,) = iam.get_role_policy(RoleName="rdsvend-signer", PolicyName=SIGNER_POLICY)["PolicyDocument"][
+        "Statement"]
     instance = seeded.instances["orders-local"]
     assert instance.resource_id.startswith("db-")
     assert statement["Action"] == "rds-db:connect"
     shop = seeded.instances["shop-local"]  # the MySQL-family database the same signer serves
     orders_prx, shop_prx = (seeded.proxies[p].resource_id for p in ("orders-proxy", "shop-proxy"))  # leg 1
+    # the IAM users the access policy declares on each instance, and on each proxy (leg 1) the ones
+    # it declares there
     assert sorted(statement["Resource"]) == sorted(
-        [f"arn:aws:rds-db:us-east-1:222222222222:dbuser:{rid}/{u}" for u in ("orders_app", "orders_owner")
-         for rid in (instance.resource_id, orders_prx)]
-        + [f"arn:aws:rds-db:us-east-1:222222222222:dbuser:{rid}/{u}" for u in ("shop_app", "shop_owner")
-           for rid in (shop.resource_id, shop_prx)])
+        [f"arn:aws:rds-db:us-east-1:222222222222:dbuser:{instance.resource_id}/{u}" for u in ("orders_app", "orders_owner")]
+        + [f"arn:aws:rds-db:us-east-1:222222222222:dbuser:{shop.resource_id}/{u}" for u in ("shop_app", "shop_owner")]
+        + [f"arn:aws:rds-db:us-east-1:222222222222:dbuser:{orders_prx}/orders_app",
+           f"arn:aws:rds-db:us-east-1:222222222222:dbuser:{shop_prx}/shop_app"])
     trust = iam.get_role(RoleName="rdsvend-signer")["Role"]["AssumeRolePolicyDocument"]
     trust = trust if isinstance(trust, dict) else json.loads(trust)
-    # The function signs; the operator may too (its canary logs in as the scheduled one does).
-    assert trust["Statement"][0]["Principal"] == {"AWS": [world.execution_role_arn,
-                                                          world.operator.arn]}
+    # The stage's signing functions sign; the operator may too (its canary logs in as the scheduled
+    # one does): the deployment names it in the template's OperatorPrincipalArns.
+    functions, operators = trust["Statement"]
+    assert functions["Condition"]["ArnEquals"]["aws:PrincipalArn"] == [
+        f"arn:aws:iam::222222222222:role/rdsvend-local-{f}" for f in ("api_handler", "vend", "canary")]
+    assert operators["Principal"] == {"AWS": [world.operator.arn]}
 
 
 def test_proxies_stand_before_their_targets_and_their_role_may_connect_to_them(seeded):
-    rds = _client(seeded.execution, "rds", seeded)
+    rds = _client(seeded.function("canary"), "rds", seeded)
     proxies = {p["DBProxyName"]: p for p in rds.describe_db_proxies()["DBProxies"]}
     assert set(proxies) == {"orders-proxy", "shop-proxy"}
     orders = proxies["orders-proxy"]
     assert (orders["Endpoint"], orders["DefaultAuthScheme"], orders["EngineFamily"]) == (
         seeded.proxies["orders-proxy"].host, "IAM_AUTH", "POSTGRESQL")
-    assert orders["RoleArn"] == "arn:aws:iam::222222222222:role/rdsvend-proxy"
+    assert orders["RoleArn"] == "arn:aws:iam::222222222222:role/rds-proxy-access"
     assert orders["Auth"][0]["IAMAuth"] == "REQUIRED"
     assert orders["DBProxyArn"].endswith(":" + seeded.proxies["orders-proxy"].resource_id)
     (target,) = rds.describe_db_proxy_targets(DBProxyName="orders-proxy")["Targets"]
     assert (target["RdsResourceId"], target["TargetHealth"]["State"]) == ("orders-local", "AVAILABLE")
     # leg 2: the proxy's role may connect as the targets' IAM users, on their db- ids
     iam = member_client(seeded, "222222222222", "iam")
-    (attached,) = iam.list_attached_role_policies(RoleName="rdsvend-proxy")["AttachedPolicies"]
+    (attached,) = iam.list_attached_role_policies(RoleName="rds-proxy-access")["AttachedPolicies"]
     policy = iam.get_policy(PolicyArn=attached["PolicyArn"])["Policy"]
     doc = iam.get_policy_version(PolicyArn=policy["Arn"], VersionId=policy["DefaultVersionId"])["PolicyVersion"]
     document = doc["Document"] if isinstance(doc["Document"], dict) else json.loads(doc["Document"])
@@ -122,7 +126,7 @@ def test_proxies_stand_before_their_targets_and_their_role_may_connect_to_them(s
 
 
 def test_instance_has_iam_auth_and_points_at_the_local_postgres(seeded):
-    rds = _client(seeded.execution, "rds", seeded)
+    rds = _client(seeded.function("canary"), "rds", seeded)
     db, shop = rds.describe_db_instances()["DBInstances"]
     assert db["DBInstanceIdentifier"] == "orders-local"
     assert db["IAMDatabaseAuthenticationEnabled"] is True
@@ -147,9 +151,9 @@ def test_credentials_act_in_their_own_accounts(seeded):
     assert allowed["Arn"] == "arn:aws:iam::333333333333:user/orders-api"
     denied = _client(seeded.callers["denied"], "sts", seeded).get_caller_identity()
     assert denied["Arn"] == "arn:aws:iam::333333333333:user/reporting-job"
-    execution = _client(seeded.execution, "sts", seeded).get_caller_identity()
-    assert execution["Account"] == "222222222222"
-    assert execution["Arn"].startswith("arn:aws:sts::222222222222:assumed-role/rdsvend-function/")
+    function = _client(seeded.function("vend"), "sts", seeded).get_caller_identity()
+    assert function["Account"] == "222222222222"
+    assert function["Arn"] == "arn:aws:sts::222222222222:assumed-role/rdsvend-local-vend/rdsvend-local-vend"
 
 
 def test_secret_lookup_knows_long_term_keys_and_session_credentials(seeded):
@@ -162,12 +166,13 @@ def test_secret_lookup_knows_long_term_keys_and_session_credentials(seeded):
     user_id = member_client(seeded, "333333333333", "iam").get_user(UserName="orders-api")["User"]["UserId"]
     assert lookup.caller_id(found) == user_id
 
-    session = lookup.secret_for(seeded.execution.access_key_id)
+    function = seeded.function("vend")
+    session = lookup.secret_for(function.access_key_id)
     assert session is not None
-    assert session.session_token == seeded.execution.session_token
-    assert session.principal_arn == seeded.execution.arn
-    role_id = member_client(seeded, "222222222222", "iam").get_role(RoleName="rdsvend-function")["Role"]["RoleId"]
-    assert lookup.caller_id(session) == f"{role_id}:rdsvend-local-function"
+    assert session.session_token == function.session_token
+    assert session.principal_arn == function.arn
+    role_id = member_client(seeded, "222222222222", "iam").get_role(RoleName="rdsvend-local-vend")["Role"]["RoleId"]
+    assert lookup.caller_id(session) == f"{role_id}:rdsvend-local-vend"
 
     assert lookup.secret_for("AKIAUNKNOWNUNKNOWN00") is None
     assert secret_free(repr(found), caller.secret_access_key)
@@ -195,7 +200,7 @@ def test_access_policy_goes_with_the_world(world):
     policy = load_policy_file(REPO / "policies" / "local-access.yaml")
     db = policy.databases["orders-local"]
     account, spec = world.database("orders-local")
-    assert db.signer_role == world.signer_role_arn
+    assert db.signer_role == f"arn:aws:iam::{world.service_account}:role/rdsvend-signer"
     assert {u.name: (u.auth, u.tier) for u in db.users.values()} == {
         u.name: (u.auth, u.tier) for u in spec.users.values()}
     rule = next(r for r in policy.rules if r.id == "orders-api")
@@ -210,21 +215,23 @@ def secret_free(text: str, secret: str) -> bool:
 
 @pytest.mark.parametrize("edit, field", [
     (lambda t: t.replace("  id: o-rdsvend001", "  id: o-bad"), "organization.id"),
-    (lambda t: t.replace("  account: \"222222222222\"\n  execution_role",
-                         "  account: \"111111111111\"\n  execution_role"), "service.account"),
+    (lambda t: t.replace("service:\n  account: \"222222222222\"", "service:\n  account: \"111111111111\""),
+     "service.account"),
+    (lambda t: t.replace("service:\n  account: \"222222222222\"",
+                         "service:\n  account: \"222222222222\"\n  execution_role: rdsvend-function"), "service"),
     (lambda t: t.replace("scps: [DenyLeaveOrganization]", "scps: [NoSuchScp]", 1), "organization.units.Services.scps"),
-    (lambda t: t.replace("rds_connect: [orders-local, shop-local, orders-proxy", "rds_connect: [orders-elsewhere"),
-     "accounts.222222222222.roles.rdsvend-signer.rds_connect"),
+    (lambda t: t.replace("rds_connect: [orders-local, shop-local]", "rds_connect: [orders-elsewhere]"),
+     "accounts.222222222222.roles.rds-proxy-access.rds_connect"),
     (lambda t: t.replace("orders-proxy: {target: orders-local,", "orders-proxy: {target: orders-gone,"),
      "accounts.222222222222.proxies.orders-proxy.target"),
-    (lambda t: t.replace("orders-proxy: {target: orders-local, role: rdsvend-proxy}",
+    (lambda t: t.replace("orders-proxy: {target: orders-local, role: rds-proxy-access}",
                          "orders-proxy: {target: orders-local, role: nobody}"),
      "accounts.222222222222.proxies.orders-proxy.role"),
-    (lambda t: t.replace("orders-proxy: {target: orders-local, role: rdsvend-proxy}",
-                         "orders-proxy: {target: orders-local, role: rdsvend-proxy, auth: secrets}"),
+    (lambda t: t.replace("orders-proxy: {target: orders-local, role: rds-proxy-access}",
+                         "orders-proxy: {target: orders-local, role: rds-proxy-access, auth: secrets}"),
      "accounts.222222222222.proxies.orders-proxy.auth"),
-    (lambda t: t.replace("orders-proxy: {target: orders-local, role: rdsvend-proxy}",
-                         "orders-proxy: {target: orders-local, role: rdsvend-proxy, port: 1}"),
+    (lambda t: t.replace("orders-proxy: {target: orders-local, role: rds-proxy-access}",
+                         "orders-proxy: {target: orders-local, role: rds-proxy-access, port: 1}"),
      "accounts.222222222222.proxies.orders-proxy"),
     (lambda t: t.replace("engine: postgres\n        engine_version", "engine: mysql\n        engine_version"),
      "accounts.222222222222.databases.orders-local.engine"),
@@ -270,12 +277,8 @@ def test_the_dsql_cluster_is_in_the_local_dsql_api_and_the_signer_may_connect_to
     cluster = seeded.dsql["ledger-local"]
     answer = member_client(seeded, "222222222222", "dsql").get_cluster(identifier=cluster.identifier)
     assert answer["status"] == "ACTIVE" and answer["arn"] == cluster.arn
+    # the member-roles template's Aurora DSQL signer: DbConnect for ledger_app, DbConnectAdmin for admin
     iam = member_client(seeded, "222222222222", "iam")
-    (attached,) = [p for p in iam.list_attached_role_policies(RoleName="rdsvend-ledger-signer")["AttachedPolicies"]
-                   if p["PolicyName"].endswith("-dsql-connect")]
-    policy = iam.get_policy(PolicyArn=attached["PolicyArn"])["Policy"]
-    doc = iam.get_policy_version(PolicyArn=policy["Arn"], VersionId=policy["DefaultVersionId"])["PolicyVersion"]
-    document = doc["Document"] if isinstance(doc["Document"], dict) else json.loads(doc["Document"])
-    (statement,) = document["Statement"]
-    assert statement["Action"] == ["dsql:DbConnect", "dsql:DbConnectAdmin"]
-    assert statement["Resource"] == [cluster.arn]
+    document = iam.get_role_policy(RoleName="rdsvend-ledger-signer", PolicyName=DSQL_SIGNER_POLICY)["PolicyDocument"]
+    assert {(s["Action"], tuple(s["Resource"])) for s in document["Statement"]} == {
+        ("dsql:DbConnect", (cluster.arn,)), ("dsql:DbConnectAdmin", (cluster.arn,))}

@@ -1,5 +1,6 @@
 """Clients into the seeded local world (moto server): as the management account, and as an
-operator who assumed OrganizationAccountAccessRole in a member account."""
+operator who assumed OrganizationAccountAccessRole in a member account; the world seeded with
+the ``local`` stage deployed into it (:func:`seed_and_deploy`)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,7 +8,12 @@ from typing import Any
 
 import boto3
 
-__all__ = ["REPO", "management_client", "member_client"]
+from devtools.local.aws import AccountSessions, seed_world
+from devtools.local.deployment import deploy_local
+from devtools.local.provision import write_access_policy
+from devtools.local.state import DEFAULT_ACCESS
+
+__all__ = ["REPO", "management_client", "member_client", "seed_and_deploy"]
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -30,3 +36,16 @@ def member_client(seeded: Any, account: str, service: str) -> Any:
         aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
         aws_session_token=creds["SessionToken"], region_name="us-east-1",
     ).client(service, endpoint_url=seeded.endpoint_url)
+
+
+def seed_and_deploy(world: Any, url: str, tmp: Path, **seed_args: Any) -> Any:
+    """The world seeded into the moto server at ``url`` and the ``local`` stage deployed into it,
+    as the local stack does (its access policy written to ``tmp``); the seeded world with the
+    functions' credentials."""
+    seed_args.setdefault("proxy_ports", {proxy.name: 46001 + i for i, (_account, proxy) in enumerate(world.proxies())})
+    seeded = seed_world(world, url, db_host="localhost", master_password="not-used-locally", **seed_args)
+    policy = tmp / "access.yaml"
+    write_access_policy(DEFAULT_ACCESS, policy, seeded, tmp / "ca.pem", world,
+                        dsql={name: (c.identifier, "localhost", 5432) for name, c in seeded.dsql.items()})
+    sessions = AccountSessions(url, world.region, world.organization.management_account)
+    return deploy_local(world, seeded, sessions, policy.read_text(encoding="utf-8")).seeded

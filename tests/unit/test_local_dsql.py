@@ -86,7 +86,7 @@ accounts:
     dsql_clusters:
       ledger:
         roles: {app: {grant: signer}}
-service: {account: "222222222222", execution_role: fn, signer_role: signer}
+service: {account: "222222222222"}
 callers: {allowed: {account: "222222222222", user: api}, denied: {account: "222222222222", user: api}}
 """
 
@@ -96,10 +96,13 @@ def test_world_dsql_clusters_load() -> None:
     ((_, cluster),) = world.dsql_clusters()
     assert cluster.roles == {"app": "signer"}
     assert world.accounts["222222222222"].roles["signer"].dsql_connect == ("ledger",)
+    # a mapped role need not be the world's: the local stage's deployment makes the signer roles
+    (_, elsewhere), = load_world_text(WORLD.replace("{grant: signer}", "{grant: rdsvend-ledger-signer}")).dsql_clusters()
+    assert elsewhere.roles == {"app": "rdsvend-ledger-signer"}
 
 
 @pytest.mark.parametrize("change,field", [
-    (("app: {grant: signer}", "app: {grant: nobody}"), "dsql_clusters.ledger.roles.app.grant"),
+    (("app: {grant: signer}", "app: {grant: 'not a role'}"), "dsql_clusters.ledger.roles.app.grant"),
     (("app: {grant: signer}", "admin: {grant: signer}"), "dsql_clusters.ledger.roles.admin"),
     (("dsql_connect: [ledger]", "dsql_connect: [other]"), "roles.signer.dsql_connect"),
     (("roles: {app: {grant: signer}}", "roles: {app: {grant: signer, extra: 1}}"), "dsql_clusters.ledger.roles.app"),
