@@ -34,7 +34,7 @@ from devtools.local.sessions import AccountSessions, Keys, service_assumes
 from devtools.local.world import World
 
 __all__ = ["ORG_READER_ROLE", "ORG_READER_POLICY", "SIGNER_POLICY", "DSQL_SIGNER_POLICY", "LocalRun", "deploy_local",
-           "resource_ids", "org_reader_arn", "create_org_reader", "role_policy_changed"]
+           "resource_ids", "org_reader_arn", "create_org_reader", "role_policy_changed", "running_stage"]
 
 #: The organization reader role the operator creates in the management account (SCPs are
 #: readable only there): docs/deploy.md, "The canary in a member account".
@@ -108,10 +108,9 @@ def deploy_local(world: World, seeded: SeededWorld, sessions: AccountSessions, p
     """Deploy the ``local`` stage serving ``policy_text`` (see the module doc); the returned
     world carries each function's credentials."""
     account, management = world.service_account, world.organization.management_account
-    org_role = create_org_reader(sessions.client("iam", management), management, account)
-    policy = load_policy_text(policy_text, "local access policy", service_account=account)
-    stage = local_stage(policy_text, account=account, region=world.region, org_id=seeded.org_id,
-                        resource_ids=resource_ids(policy, seeded), org_role=org_role)
+    create_org_reader(sessions.client("iam", management), management, account)
+    stage = running_stage(policy_text, dataclasses.replace(seeded, service_account=account), world.region)
+    policy = stage.policy
     operators = (world.operator.arn,) if world.operator is not None else ()
     deployment = deploy_local_stage(stage, sessions.client, management_account=management, operators=operators)
     functions: dict[str, Keys] = {
@@ -119,6 +118,15 @@ def deploy_local(world: World, seeded: SeededWorld, sessions: AccountSessions, p
         for function, name in stage.plan.functions.items()}
     ready = dataclasses.replace(seeded, functions=functions, signer_role_arn=_signer_of_service(policy, account))
     return LocalRun(stage, deployment, ready)
+
+
+def running_stage(policy_text: str, seeded: SeededWorld, region: str) -> LocalStage:
+    """The ``local`` stage a running stack deployed (``policy_text``: the access policy it
+    serves, its ``access.yaml``), built again from the inputs :func:`deploy_local` built it from."""
+    account = seeded.service_account
+    policy = load_policy_text(policy_text, "local access policy", service_account=account)
+    return local_stage(policy_text, account=account, region=region, org_id=seeded.org_id,
+                       resource_ids=resource_ids(policy, seeded), org_role=org_reader_arn(seeded.management_account))
 
 
 @contextmanager

@@ -207,6 +207,12 @@ class MotoState:
         found = secretsmanager_backends[account][region].secrets.get(secret_id)
         return str(found.arn) if found is not None else None
 
+    def proxy_arn(self, account: str, region: str, name: str) -> str | None:
+        from moto.rds.models import rds_backends
+
+        found = rds_backends[account][region].db_proxies.get(name)
+        return str(found.arn) if found is not None else None
+
     def role_arn(self, account: str, role_name: str) -> str | None:
         role = next((r for r in self._iam(account).get_roles() if r.name == role_name), None)
         return str(role.arn) if role is not None else None

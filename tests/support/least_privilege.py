@@ -7,7 +7,7 @@
   the first step that used it), and how long each step took;
 - :func:`without_statement`: one statement taken out of a deployed role's inline policy with
   ``PutRolePolicy`` (``DeleteRolePolicy`` when it was the only one) for the length of a block, and
-  the document put back exactly as it was afterwards.
+  the document put back as it was afterwards.
 """
 from __future__ import annotations
 
@@ -18,9 +18,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
 
 from devtools.local.allowed import ALLOWED_LOG, Allowed
+from devtools.local.deployment import role_policy_changed
 
 __all__ = ["Step", "StepFailedError", "WorkLog", "statement_key", "without_statement"]
 
@@ -79,14 +79,6 @@ class WorkLog:
         return {a.action for lines in self.used.values() for a in lines if statement_key(a) == key}
 
 
-def _document(raw: Any) -> dict[str, Any]:
-    if isinstance(raw, str):
-        text = raw if raw.lstrip().startswith("{") else unquote(raw)
-        loaded: dict[str, Any] = json.loads(text)
-        return loaded
-    return dict(raw)
-
-
 def _label(statement: Mapping[str, Any], index: int) -> str:
     return str(statement.get("Sid") or index)
 
@@ -94,22 +86,17 @@ def _label(statement: Mapping[str, Any], index: int) -> str:
 @contextmanager
 def without_statement(iam: Any, role_name: str, policy_name: str, sid: str | int) -> Iterator[dict[str, Any]]:
     """The role's inline policy without statement ``sid`` (its Sid, else its index) inside the
-    block; the original document afterwards, checked. Yields the statement taken out."""
-    original = _document(iam.get_role_policy(RoleName=role_name, PolicyName=policy_name)["PolicyDocument"])
-    statements = original["Statement"] if isinstance(original["Statement"], list) else [original["Statement"]]
-    kept = [s for i, s in enumerate(statements) if _label(s, i) != str(sid)]
-    removed = [s for i, s in enumerate(statements) if _label(s, i) == str(sid)]
-    if len(removed) != 1:
-        raise LookupError(f"policy '{policy_name}' of role '{role_name}' has no single statement '{sid}'")
-    if kept:
-        iam.put_role_policy(RoleName=role_name, PolicyName=policy_name,
-                            PolicyDocument=json.dumps({**original, "Statement": kept}))
-    else:
-        iam.delete_role_policy(RoleName=role_name, PolicyName=policy_name)
-    try:
+    block (deleted when it was the only one), the original document put back afterwards
+    (:func:`devtools.local.deployment.role_policy_changed`). Yields the statement taken out."""
+    removed: list[dict[str, Any]] = []
+
+    def change(document: dict[str, Any]) -> dict[str, Any] | None:
+        listed = document["Statement"] if isinstance(document["Statement"], list) else [document["Statement"]]
+        removed.extend(s for i, s in enumerate(listed) if _label(s, i) == str(sid))
+        if len(removed) != 1:
+            raise LookupError(f"policy '{policy_name}' of role '{role_name}' has no single statement '{sid}'")
+        kept = [s for i, s in enumerate(listed) if _label(s, i) != str(sid)]
+        return {**document, "Statement": kept} if kept else None
+
+    with role_policy_changed(iam, role_name, policy_name, change):
         yield removed[0]
-    finally:
-        iam.put_role_policy(RoleName=role_name, PolicyName=policy_name, PolicyDocument=json.dumps(original))
-        restored = _document(iam.get_role_policy(RoleName=role_name, PolicyName=policy_name)["PolicyDocument"])
-        if restored != original:  # pragma: no cover - the local IAM keeps what it is given
-            raise AssertionError(f"policy '{policy_name}' of role '{role_name}' was not put back as it was")
