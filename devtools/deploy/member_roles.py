@@ -192,10 +192,14 @@ def member_roles_template(policy: AccessPolicy, deploy: DeploySettings, stage: s
     }
     own_account = "${AWS::AccountId}"
     reader_statements = [
+        # What RDS and Aurora DSQL hold in the account, named or not: the canary describes its
+        # databases by name; rdsvend discover lists them all, which IAM authorizes on "*" (a
+        # Describe without a name is asked for on no resource ARN).
         {"Sid": "DescribeDatabases", "Effect": "Allow",
          "Action": ["rds:DescribeDBClusters", "rds:DescribeDBInstances", "rds:DescribeDBProxies"],
-         "Resource": [{"Fn::Sub": f"arn:${{AWS::Partition}}:rds:*:{own_account}:{kind}:*"}
-                      for kind in ("cluster", "db", "db-proxy")]},
+         "Resource": "*"},
+        {"Sid": "ListDsqlClusters", "Effect": "Allow", "Action": ["dsql:GetCluster", "dsql:ListClusters"],
+         "Resource": "*"},
         {"Sid": "ReadRolePolicies", "Effect": "Allow",
          "Action": ["iam:GetPolicy", "iam:GetPolicyVersion", "iam:GetRole", "iam:GetRolePolicy",
                     "iam:ListAttachedRolePolicies", "iam:ListRolePolicies", "iam:ListRoleTags"],

@@ -10,6 +10,7 @@ import os
 import secrets
 import socket
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -177,15 +178,16 @@ def merged_access_text(template: Path, world: Any) -> str:
 API_FUNCTION, API_FUNCTION_NAME = "api_handler", "rdsvend-local"
 
 
-def start_gateway(world: Any, seeded: Any, policy_path: Path, lookup: Any, denials: Any = None,
+def start_gateway(world: Any, seeded: Any, environment: Mapping[str, str], lookup: Any, denials: Any = None,
                   port: int = 0) -> Any:
     """Configure this process as the Lambda would be (the deployed ``api_handler`` function's
-    role: ``seeded`` carries its credentials), import the app, put the gateway in front."""
+    environment, and its role: ``seeded`` carries its credentials), import the app, put the
+    gateway in front."""
 
     for key in ("AWS_PROFILE", "AWS_SECURITY_TOKEN", "AWS_SESSION_TOKEN", "AWS_DEFAULT_PROFILE"):
         os.environ.pop(key, None)
     os.environ.update({
-        "RDSVEND_POLICY": str(policy_path),
+        **environment,
         "AWS_ENDPOINT_URL": seeded.endpoint_url,
         "RDSVEND_STS_ENDPOINT": seeded.endpoint_url,
         "AWS_DEFAULT_REGION": world.region,

@@ -20,18 +20,25 @@ from chalicelib.errors import IamFetchError, IamPolicyError
 from chalicelib.iam.connect import evaluate_rds_connect
 from chalicelib.iam.fetch import source_parts
 from chalicelib.iam.model import parse_policy
+from chalicelib.routes.http import set_vending_service
+from chalicelib.routes.invoke import set_verifier
+from devtools.local.allowed import identity_of
 from devtools.local.attribution import start_attribution
 from devtools.local.authorize import ALLOWED_LOG, DENIAL_LOG, Allowed, AllowedLog, Denial, DenialLog, Enforcer
 from devtools.local.aws import AccountSessions, MotoSecretLookup, MotoServer, seed_world
+from devtools.local.cold_start import ColdStarts
 from devtools.local.deployment import deploy_local
 from devtools.local.dsql import start_dsql_clusters
 from devtools.local.lambda_invoke import FUNCTION as VEND_FUNCTION
-from devtools.local.lambda_invoke import start_vend_function
+from devtools.local.lambda_invoke import FUNCTION_NAME as VEND_FUNCTION_NAME
+from devtools.local.lambda_invoke import start_vend_function, vend_handler
 from devtools.local.last_run import LastRun, recall, remember
 from devtools.local.ldap import LdapResponder
 from devtools.local.permissions import assume_role_permission, identity_permission
 from devtools.local.postgres import PostgresCluster
 from devtools.local.provision import (
+    API_FUNCTION,
+    API_FUNCTION_NAME,
     POWERTOOLS_DEFAULTS,
     admin_dsn,
     create_database,
@@ -104,6 +111,7 @@ class StackServer:
         self._gateway: Any = None
         self._proxies: list[Any] = []  # the RDS Proxy fronts (devtools.local.proxy_fronts)
         self._lambda: Any = None
+        self._vend_session: Any = None  # the vend function's role session (its new environments get it)
         self._checker: Any = None
         self._attribution: Any = None
         self._sessions: Any = None
@@ -232,18 +240,23 @@ class StackServer:
                             dsql={name: (c.identifier, c.host, c.port) for name, c in self._dsql.items()})
         seed_secrets(policy_path, seeded, {**self._clusters, **self._mysql}, self._sessions)
         # rdsvend itself, as a user deploys it: the local stage (devtools.local.deployment)
-        seeded = deploy_local(world, seeded, self._sessions, policy_path.read_text(encoding="utf-8")).seeded
+        run = deploy_local(world, seeded, self._sessions, policy_path.read_text(encoding="utf-8"))
+        seeded = run.seeded
 
-        self._gateway = start_gateway(world, seeded, policy_path, self._lookup, self._enforcer,
-                                      port=self.last_run.port("gateway"))
+        # the API handler and vend run with their deployed environment (the policy from its SSM parameter, ...)
+        self._gateway = start_gateway(world, seeded, run.stage.environment(API_FUNCTION, run.deployment.topic_arn),
+                                      self._lookup, self._enforcer, port=self.last_run.port("gateway"))
         self._save(ports=[*self._state["ports"], port_of(self._gateway.url)])
+        self._vend_session = seeded.function(VEND_FUNCTION).session(world.region)
         self._lambda = start_vend_function(
             region=world.region, account=world.service_account, lookup=self._lookup,
             iam_client_for=lambda account: self._sessions.client("iam", account),
             org_client=self._sessions.client("organizations", self._sessions.management_account),
-            session=seeded.function(VEND_FUNCTION).session(world.region),
-            denials=self._enforcer, org_id=seeded.org_id, port=self.last_run.port("lambda"))
+            session=self._vend_session, denials=self._enforcer, org_id=seeded.org_id,
+            port=self.last_run.port("lambda"))
         self._save(ports=[*self._state["ports"], port_of(self._lambda.url)])
+        # an update of a function's configuration or code starts it afresh, as Lambda does
+        self._moto.wrap(lambda app: ColdStarts(app, self._cold_start))
 
 
         admin = psycopg.conninfo.conninfo_to_dict(first.admin_dsn)
@@ -273,6 +286,17 @@ class StackServer:
         self._save(status="ready", info=info.to_json())
         remember(self.state_dir, _this_run(info))
         return info
+
+    def _cold_start(self, function_name: str) -> None:
+        """A new execution environment for the function ``function_name`` this process runs
+        (the API handler's, or vend's): nothing it had cached is kept. The canary and rotate
+        functions run where they are invoked, not here."""
+        if function_name == API_FUNCTION_NAME:
+            set_vending_service(None)
+        elif function_name == VEND_FUNCTION_NAME and self._lambda is not None:
+            set_verifier(None)
+            self._lambda.handler = vend_handler(self._vend_session)
+        log.info("local lambda: %s starts afresh", function_name)
 
     def _start_dsql(self, world: Any, seeded: Any, ca_path: Path) -> None:
         """The world's Aurora DSQL clusters (devtools.local.dsql), their CAs added to the bundle."""
@@ -346,8 +370,9 @@ class StackServer:
         combined = verdict.combined
         if verdict.allowed and self._allowed is not None:
             owner, name = source_parts(combined.policy or "")
-            self._allowed.record(Allowed(principal, action, dbuser_arn, "identity", owner or principal, name,
-                                         "" if combined.statement is None else combined.statement))
+            statement = "" if combined.statement is None else combined.statement
+            self._allowed.record(Allowed(principal, action, dbuser_arn, "identity", owner or identity_of(principal),
+                                         name, statement))
         elif not verdict.allowed:
             self._record_denial(Denial(principal, action, dbuser_arn, str(combined.layer),
                                        combined.decision == "explicitDeny", combined.explanation))

@@ -12,22 +12,31 @@ each acting as a user or a function would on a running local stack, and each rai
   target green; ``canary scheduled``: the scheduled function's run (grant sweep, checks, state
   table, an alert for a target whose status changed);
 - ``rotate <db>/<user>``: the ``rotate`` function's four steps for a password user, then a
-  login with the new password.
+  login with the new password;
+- ``grants expire``: a one-second grant left to end, its expiry written by the canary's sweep;
+- ``discover`` and ``audit``: what an operator runs at a terminal (``rdsvend discover`` through
+  the member accounts' reader roles, ``rdsvend audit`` over the functions' logs).
 
-``keys_for(function)`` gives the credentials each function runs as.
+Each function acts with its deployed role's credentials and its deployed environment (the
+access policy read from the stage's SSM parameter, its tables and topic).
 """
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import boto3
 from botocore.config import Config
 
 from chalicelib.policy.model import AccessPolicy
+from devtools.deploy.local_stage import LocalStage
 from devtools.local.sessions import Keys
 from rdsvend import invoke_payload
 from rdsvend.api import VendedToken
@@ -65,13 +74,42 @@ class LocalWork:
     """The steps on ``stack`` (a :class:`devtools.local.stack.LocalStack`)."""
 
     stack: Any
+    #: the access policy the stack serves (what the steps are made from)
     policy: AccessPolicy
-    keys_for: Callable[[str], Keys]
+    #: the local stage the stack deployed (each function's environment as deployed)
+    stage: LocalStage
     #: an administrator's client in the service account (``admin(service)``)
     admin: Callable[[str], Any]
-    #: the scheduled canary's environment: the stage's state table and alert topic
-    canary_env: Mapping[str, str] = dataclasses.field(default_factory=dict)
     _env: dict[str, str] = dataclasses.field(default_factory=dict, repr=False)
+
+    def keys_for(self, function: str) -> Keys:
+        """The credentials the deployed ``function`` runs with."""
+        keys: Keys = self.stack.info.seeded.function(function)
+        return keys
+
+    def environment(self, function: str) -> dict[str, str]:
+        """``function``'s environment as deployed (the policy from its SSM parameter, the
+        stage's tables and topic), pointed at the local AWS, with its credentials."""
+        info = self.stack.info
+        topic = f"arn:{self.stage.deploy.partition}:sns:{info.region}:{self.stage.deploy.account}:" \
+                f"{self.stage.plan.topic_name}"
+        return {**self.stage.environment(function, topic), "AWS_ENDPOINT_URL": info.moto_url,
+                "AWS_DEFAULT_REGION": info.region, "PGSSLROOTCERT": info.ca_path, **self.keys_for(function).env()}
+
+    def clients(self, function: str) -> Any:
+        """``function``'s AWS clients (its role's credentials, the local AWS)."""
+        from chalicelib.aws.clients import ClientFactory
+
+        info = self.stack.info
+        return ClientFactory(session=self.keys_for(function).session(info.region), endpoint_url=info.moto_url,
+                             default_region=info.region)
+
+    def served_policy(self, function: str) -> AccessPolicy:
+        """The access policy as ``function`` reads it when it starts (its ``RDSVEND_POLICY``)."""
+        from chalicelib.policy_source import policy_source_from_env
+
+        policy: AccessPolicy = policy_source_from_env(self.environment(function), self.clients(function)).get()
+        return policy
 
     # -- callers ---------------------------------------------------------------------------------
     def _caller_session(self, caller: str) -> boto3.session.Session:
@@ -129,13 +167,53 @@ class LocalWork:
         self._invoke({**self._proof(), "action": "grant_list"})
         self._invoke({**self._proof(), "action": "grant_revoke", "grant_id": grant["id"]})
 
+    def grant_expires(self, database: str, db_user: str) -> None:
+        """A grant of one second, approved and left to end: the canary's grant sweep writes
+        its expiry."""
+        from chalicelib.routes.wiring import sweep_grants
+
+        ask = {"database": database, "db_user": db_user, "reason": "least-privilege proof", "duration_seconds": 1}
+        grant = self._http("POST", "/v1/grants", ask)
+        approved = self._http("POST", f"/v1/grants/{grant['id']}/approve", None, caller="approver")
+        ends = datetime.strptime(approved["ends_at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        time.sleep(max(0.0, (ends - datetime.now(UTC)).total_seconds()) + 1.0)
+        swept = sweep_grants("least-privilege-proof", env=self._canary_env(), clients=self.clients("canary")) or {}
+        if grant["id"] not in swept.get("expired", []):
+            raise StepFailedError(f"the grant sweep did not write the expiry of grant {grant['id']}: {swept}")
+
+    # -- an operator at a terminal -----------------------------------------------------------------
+    def operator(self, *args: str) -> str:
+        """``rdsvend ARGS`` in the operator's shell (``eval "$(rdsvend local env --as operator)"``)."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "RDSVEND_"))}
+        env.update(self.stack.info.env("operator"))
+        done = subprocess.run([sys.executable, "-m", "rdsvend.cli", *args], env=env, capture_output=True, text=True,
+                              timeout=120, check=False)
+        if done.returncode != 0:
+            raise StepFailedError(f"rdsvend {' '.join(args)} exited {done.returncode}: "
+                                  f"{(done.stderr or done.stdout).strip()[-400:]}")
+        return done.stdout
+
+    def discover(self) -> None:
+        accounts = sorted({str(db["account"]) for db in self.stack.info.databases.values()})
+        found = json.loads(self.operator("discover", "--format", "json", "--accounts", ",".join(accounts)))
+        if not found["databases"]:
+            raise StepFailedError("rdsvend discover found no database")
+
+    def audit(self) -> None:
+        entries = json.loads(self.operator("audit", "--json", "--since", "1h"))["entries"]
+        if not any(e["kind"] == "vend" for e in entries):
+            raise StepFailedError("rdsvend audit shows no vend")
+
     # -- the canary ------------------------------------------------------------------------------
     def _canary_env(self) -> dict[str, str]:
-        """The canary function's environment on the local stack (read once: it holds no session)."""
+        """The canary function's environment on the local stack: as deployed, with the local
+        network path and administrator connections (read once)."""
         from devtools.local.canary import local_canary_env
 
         if not self._env:
-            self._env.update({**local_canary_env(self.stack.info), **self.canary_env})
+            deployed = self.environment("canary")
+            self._env.update({**deployed, **local_canary_env(self.stack.info), "RDSVEND_POLICY": deployed["RDSVEND_POLICY"]})
+            self._env.pop("RDSVEND_CANARY_NETWORK", None)  # the local stack's databases are reachable
         return self._env
 
     def canary(self, database: str) -> None:
@@ -148,26 +226,24 @@ class LocalWork:
         _green(run_canary(self.policy, deps, targets=targets).targets)
 
     def scheduled_canary(self) -> None:
-        """The scheduled function's run: the grant sweep, every target checked, the state table
-        read and written, and an alert for a target whose recorded status was ``fail`` (set
-        here first, as a failing run before this one would have left it)."""
-        from chalicelib.aws.clients import ClientFactory
+        """The scheduled function's run: the policy read, the grant sweep, every target checked,
+        the state table read and written, and an alert for a target whose recorded status was
+        ``fail`` (set here first, as a failing run before this one would have left it)."""
         from chalicelib.canary.scheduled import run_scheduled
         from chalicelib.routes.wiring import sweep_grants
         from devtools.local.canary import local_canary_deps
 
-        info, env = self.stack.info, self._canary_env()
-        db, user = self.policy.targets()[0]
+        env, clients = self._canary_env(), self.clients("canary")
+        policy = self.served_policy("canary")
+        db, user = policy.targets()[0]
         self.admin("dynamodb").put_item(TableName=env["RDSVEND_STATE_TABLE"], Item={
             "target": {"S": f"{db.name}/{user.name}"}, "status": {"S": "fail"},
             "changed_at": {"S": "2026-01-01T00:00:00+00:00"}, "problems": {"L": []}})
-        clients = ClientFactory(session=self.keys_for("canary").session(info.region), endpoint_url=info.moto_url,
-                                default_region=info.region)
         swept = sweep_grants("least-privilege-proof", env=env, clients=clients) or {}
         if swept.get("problems"):
             raise StepFailedError(f"the grant sweep failed: {swept['problems'][0]}")
-        answer = run_scheduled(event_id="least-privilege-proof", env=env, policy=self.policy,
-                               deps=local_canary_deps(info, self.policy, env=env), clients=clients)
+        answer = run_scheduled(event_id="least-privilege-proof", env=env, policy=policy,
+                               deps=local_canary_deps(self.stack.info, policy, env=env), clients=clients)
         if answer["alerts"] < 1:
             raise StepFailedError(f"no alert for {db.name}/{user.name}, whose recorded status was fail")
         summary = answer["summary"]
@@ -184,20 +260,18 @@ class LocalWork:
         from chalicelib.rotation.store import BotoSecretStore
         from devtools.local.secrets import rotate_locally
 
-        info = self.stack.info
-        user = self.policy.databases[database].users[db_user]
+        policy = self.served_policy("rotate")
+        user = policy.databases[database].users[db_user]
         parts = secret_arn_parts(str(user.secret))
         assert parts is not None
-        keys = self.keys_for("rotate")
-        client = keys.session(info.region).client("secretsmanager", endpoint_url=info.moto_url, config=_ONE_TRY)
-        env = {"AWS_ENDPOINT_URL": info.moto_url, "AWS_DEFAULT_REGION": info.region, "RDSVEND_POLICY": info.policy_path,
-               "PGSSLROOTCERT": info.ca_path, **keys.env()}
+        env = self.environment("rotate")
+        client = self.clients("rotate")("secretsmanager")
         try:
-            rotate_locally(parts["name"], client, policy=self.policy, env=env, log_to=_Quiet(), resume=True)
+            rotate_locally(parts["name"], client, policy=policy, env=env, log_to=_Quiet(), resume=True)
         except RotationFailedError as exc:
             raise StepFailedError(str(exc)) from exc
         current = parse_secret(BotoSecretStore(client).value(parts["name"], stage="AWSCURRENT"), what="AWSCURRENT")
-        engine_for(current).login(current, ssl_root_cert=ssl_root_cert_for(self.policy, env), timeout=10).close()
+        engine_for(current).login(current, ssl_root_cert=ssl_root_cert_for(policy, env), timeout=10).close()
 
     # -- all of it -------------------------------------------------------------------------------
     def _rule_for(self, database: str, db_user: str) -> tuple[str, Any] | None:
@@ -230,10 +304,11 @@ class LocalWork:
         if granted:
             d, u = granted[0]
             steps += [Step(f"grants {channel}", _bound(self.grants, channel, d, u)) for channel in ("http", "invoke")]
+            steps.append(Step("grants expire", _bound(self.grant_expires, d, u)))
         steps += [Step(f"rotate {d}/{u}", _bound(self.rotate, d, u)) for d, u in passwords]
         steps += [Step(f"canary {name}", _bound(self.canary, name)) for name in self.policy.databases]
-        if self.canary_env:
-            steps.append(Step("canary scheduled", self.scheduled_canary))
+        steps.append(Step("canary scheduled", self.scheduled_canary))
+        steps += [Step("discover", self.discover), Step("audit", self.audit)]
         return steps
 
 
