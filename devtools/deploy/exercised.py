@@ -22,9 +22,28 @@ from devtools.deploy.member_roles import member_roles_template
 __all__ = ["AllowedRequest", "DeployedRole", "ExercisedReport", "Grant", "LOCALLY_UNEXERCISED", "StatementUse",
            "exercised", "grants_of", "render", "stage_roles"]
 
+_LOGS = ("Lambda writes a function's output to its log group with the function's role; the local stack runs "
+         "the functions without Lambda's runtime (its own copy of the audit lines is written as the stack)")
+_TRACES = ("the X-Ray daemon Lambda runs beside a traced function sends its segments with the function's role; "
+           "none runs locally (tracing is off)")
+_DATA = "444444444444"
 #: (role, statement Sid, action) -> why no local work can use it. The role is the function's name
-#: for a function's role, ``<role name> in <account>`` for a member-account role.
-LOCALLY_UNEXERCISED: Mapping[tuple[str, str, str], str] = {}
+#: for a function's role, ``<role name> in <account>`` for a member-account role. Reviewed: each
+#: is also in docs/deploy.md ("Least privilege, proven").
+LOCALLY_UNEXERCISED: Mapping[tuple[str, str, str], str] = {
+    **{(function, "WriteOwnLogs", action): _LOGS for function in ("api_handler", "vend", "canary", "rotate")
+       for action in ("logs:CreateLogStream", "logs:PutLogEvents")},
+    **{(function, "Tracing", action): _TRACES for function in ("api_handler", "vend", "canary", "rotate")
+       for action in ("xray:PutTelemetryRecords", "xray:PutTraceSegments")},
+    ("canary", "ExpireGrants", "dynamodb:GetItem"): (
+        "the grant sweep reads a grant back only when its expiry write lost a race with another writer"),
+    (f"rdsvend-reader in {_DATA}", "ListDsqlClusters", "dsql:GetCluster"): (
+        "the local world's data account holds no Aurora DSQL cluster for rdsvend discover to read"),
+    **{(f"rdsvend-reader in {_DATA}", "ReadRolePolicies", action): (
+        "the signer role there has only its inline policy; these read the managed policies or permissions "
+        "boundary an administrator attaches to it, and the local world attaches none")
+       for action in ("iam:GetPolicy", "iam:GetPolicyVersion")},
+}
 
 
 class AllowedRequest(Protocol):
