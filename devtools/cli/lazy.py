@@ -43,7 +43,7 @@ DEFERRED_IMPORTS: dict[str, str] = {
 
 #: operator command modules whose subcommands import rdsvend's own modules when they run -> what it saves
 DEFERRED_COMMANDS: dict[str, str] = {
-    "devtools.cli.local_cmd": "`rdsvend local env|up|down|status`: the stack, boto3 and moto only for the "
+    "devtools.cli.local_cmd": "`rdsvend local env|up|down|exercised`: the stack, boto3 and moto only for the "
                               "subcommand that needs them (import 0.1 s instead of 2 s)",
     "devtools.cli.canary_cmd": "`rdsvend canary|doctor`: the canary's adapters, boto3 and the database drivers "
                                "after the arguments are checked",

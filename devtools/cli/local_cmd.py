@@ -1,4 +1,4 @@
-"""``rdsvend local up [--detach] | env [--as caller|denied|operator|approver] | down``: the local stack."""
+"""``rdsvend local up [--detach] | env [--as caller|denied|operator|approver] | exercised | down``: the local stack."""
 from __future__ import annotations
 
 import os
@@ -133,6 +133,38 @@ def env(state_dir: str | None, role: str | None, caller: str | None) -> None:
     click.echo(f"unset {' '.join(UNSET_ENV)}")
     for key, value in info.env(part).items():
         click.echo(f"export {key}={shlex.quote(value)}")
+
+
+@local.command()
+@click.option("--state-dir", default=None, help=_STATE_HELP)
+@click.option("--all", "every", is_flag=True,
+              help="every generated statement with the actions its requests used, not only the unused grants")
+@click.option("--check", is_flag=True,
+              help="exit 1 when an unused grant has no reviewed reason, or a reviewed one is used now")
+def exercised(state_dir: str | None, every: bool, check: bool) -> None:
+    """Which grants of the local stage's roles the stack's requests used, and which none did.
+
+    The local AWS logs what it allowed and the statement that allowed it; set against the
+    documents the stack deployed (each function's role, the member-account roles), every
+    granted action no request used is listed, with the reason where it cannot be used locally.
+    Run the work first (make demo's steps, your own calls): a stack just started has used little."""
+    from devtools.deploy.exercised import render, report_of, stage_roles
+    from devtools.local.allowed import read_allowed
+    from devtools.local.deployment import running_stage
+    from devtools.local.stack import running_info
+
+    directory = _state_dir(state_dir)
+    info = running_info(directory)
+    if info is None:
+        _fail("no local stack is running (start one with 'rdsvend local up --detach')")
+    stage = running_stage(Path(info.policy_path).read_text(encoding="utf-8"), info.seeded, info.region)
+    report = report_of(stage_roles(stage, info.seeded.management_account), read_allowed(directory))
+    click.echo(render(report, every=every))
+    if check and (report.unreviewed() or report.stale()):
+        for role, sid, action in report.stale():
+            click.echo(f"rdsvend local: reviewed as unused, but used now or no longer granted: {role} {sid} {action}",
+                       err=True)
+        sys.exit(1)
 
 
 @local.command()

@@ -20,7 +20,7 @@ from devtools.deploy.local_stage import LocalStage, render_for_account
 from devtools.deploy.member_roles import member_roles_template
 
 __all__ = ["AllowedRequest", "DeployedRole", "ExercisedReport", "Grant", "LOCALLY_UNEXERCISED", "StatementUse",
-           "exercised", "grants_of", "render", "stage_roles"]
+           "grants_of", "report_of", "render", "stage_roles"]
 
 _LOGS = ("Lambda writes a function's output to its log group with the function's role; the local stack runs "
          "the functions without Lambda's runtime (its own copy of the audit lines is written as the stack)")
@@ -142,7 +142,7 @@ def _listed_statements(document: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     return [statements] if isinstance(statements, Mapping) else list(statements)
 
 
-def exercised(roles: Sequence[DeployedRole], allowed: Iterable[AllowedRequest],
+def report_of(roles: Sequence[DeployedRole], allowed: Iterable[AllowedRequest],
               reviewed: Mapping[tuple[str, str, str], str] = LOCALLY_UNEXERCISED) -> ExercisedReport:
     """Each generated statement of ``roles`` with the allowed requests that used it."""
     by_statement: dict[tuple[str, str, str], list[AllowedRequest]] = {}

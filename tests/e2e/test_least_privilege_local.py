@@ -29,9 +29,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from chalicelib.policy.loader import load_policy_file, load_policy_text
-from devtools.deploy.exercised import LOCALLY_UNEXERCISED, DeployedRole, exercised, grants_of, stage_roles
+from devtools.cli.main import cli
+from devtools.deploy.exercised import LOCALLY_UNEXERCISED, DeployedRole, grants_of, report_of, stage_roles
 from devtools.deploy.local_stage import LocalStage, local_stage
 from devtools.local.allowed import identity_of, read_allowed
 from devtools.local.aws import AccountSessions
@@ -140,9 +142,22 @@ def test_a_named_test_for_every_deployed_statement(proof: Proof) -> None:
 
 
 def test_the_unexercised_grants_are_exactly_the_reviewed_ones(proof: Proof) -> None:
-    report = exercised(proof.roles, read_allowed(proof.stack.state_dir))
+    report = report_of(proof.roles, read_allowed(proof.stack.state_dir))
     assert report.unreviewed() == [], "granted, used by no step, and no reviewed reason why"
     assert report.stale() == [], "reviewed as unexercised, but no longer generated or exercised now"
+
+
+def test_rdsvend_local_exercised_lists_them_with_their_reasons(proof: Proof) -> None:
+    done = CliRunner().invoke(cli, ["local", "exercised", "--check", "--state-dir", str(proof.stack.state_dir)])
+    assert done.exit_code == 0, done.output
+    lines = done.stdout.splitlines()
+    for (role, sid, action), why in LOCALLY_UNEXERCISED.items():
+        assert f"{role}: {sid}: {action}: not exercised locally: {why}" in lines
+    total = sum(len(g.actions) for role in proof.roles for g in grants_of(role))
+    assert lines[-1] == (f"{total - len(LOCALLY_UNEXERCISED)} of {total} granted actions exercised; "
+                         f"{len(LOCALLY_UNEXERCISED)} not ({len(LOCALLY_UNEXERCISED)} with a reviewed reason, 0 without)")
+    every = CliRunner().invoke(cli, ["local", "exercised", "--all", "--state-dir", str(proof.stack.state_dir)])
+    assert "vend: AssumeDeclaredSignerRoles: used sts:AssumeRole, sts:SetSourceIdentity" in every.stdout
 
 
 def _role_ref(arn: str) -> tuple[str, str]:

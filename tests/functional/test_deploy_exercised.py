@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from devtools.deploy.exercised import LOCALLY_UNEXERCISED, DeployedRole, exercised, render, stage_roles
+from devtools.deploy.exercised import LOCALLY_UNEXERCISED, DeployedRole, render, report_of, stage_roles
 from devtools.deploy.local_stage import local_stage
 from devtools.local.allowed import Allowed
 
@@ -44,7 +44,7 @@ def test_the_roles_are_the_functions_and_the_member_roles_with_their_generated_d
 def test_a_statement_is_exercised_by_the_actions_its_requests_used(stage):
     vend = [r for r in stage_roles(stage) if r.label == "vend"]
     signer = f"arn:aws:iam::{SERVICE}:role/rdsvend-signer"
-    report = exercised(vend, [
+    report = report_of(vend, [
         _line("sts:AssumeRole", signer, "AssumeDeclaredSignerRoles"),
         _line("sts:AssumeRole", signer, "AssumeDeclaredSignerRoles"),
         _line("ssm:GetParameter", "arn:aws:ssm:us-east-1:222222222222:parameter/rdsvend/local/access-policy",
@@ -68,7 +68,7 @@ def test_a_reviewed_reason_is_shown_and_a_stale_one_is_named(stage):
     vend = [r for r in stage_roles(stage) if r.label == "vend"]
     reviewed = {("vend", "Tracing", "xray:PutTraceSegments"): "no X-Ray daemon runs locally",
                 ("vend", "ReadAccessPolicy", "ssm:GetParameter"): "reviewed once, exercised now"}
-    report = exercised(vend, [_line("ssm:GetParameter", "arn:aws:ssm:us-east-1:222222222222:parameter/x",
+    report = report_of(vend, [_line("ssm:GetParameter", "arn:aws:ssm:us-east-1:222222222222:parameter/x",
                                     "ReadAccessPolicy")], reviewed=reviewed)
     assert report.unexercised()[("vend", "Tracing", "xray:PutTraceSegments")] == "no X-Ray daemon runs locally"
     assert ("vend", "Tracing", "xray:PutTraceSegments") not in report.unreviewed()
@@ -85,7 +85,7 @@ def test_a_statement_without_sid_is_named_by_its_index():
     role = DeployedRole("fn", "arn:aws:iam::1:role/fn", {"p": {"Statement": [
         {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"},
         {"Effect": "Deny", "Action": "s3:*", "Resource": "*"}]}})
-    report = exercised([role], [Allowed("x", "s3:GetObject", "arn:aws:s3:::b/k", "identity", "arn:aws:iam::1:role/fn",
+    report = report_of([role], [Allowed("x", "s3:GetObject", "arn:aws:s3:::b/k", "identity", "arn:aws:iam::1:role/fn",
                                         "p", 0)], reviewed={})
     assert report.unexercised() == {} and len(report.statements) == 1  # a Deny grants nothing
 

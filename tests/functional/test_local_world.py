@@ -282,3 +282,14 @@ def test_the_dsql_cluster_is_in_the_local_dsql_api_and_the_signer_may_connect_to
     document = iam.get_role_policy(RoleName="rdsvend-ledger-signer", PolicyName=DSQL_SIGNER_POLICY)["PolicyDocument"]
     assert {(s["Action"], tuple(s["Resource"])) for s in document["Statement"]} == {
         ("dsql:DbConnect", (cluster.arn,)), ("dsql:DbConnectAdmin", (cluster.arn,))}
+
+
+def test_local_exercised_without_a_stack_says_so_in_one_line(tmp_path):
+    from click.testing import CliRunner
+
+    from devtools.cli.main import cli
+
+    result = CliRunner().invoke(cli, ["local", "exercised", "--state-dir", str(tmp_path / "none")])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        "rdsvend local: no local stack is running (start one with 'rdsvend local up --detach')"]
