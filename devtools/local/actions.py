@@ -101,6 +101,9 @@ class Names(Protocol):
     def user_arn(self, account: str, user_name: str) -> str | None:
         """The ARN (with its path) of an existing user."""
 
+    def proxy_arn(self, account: str, region: str, proxy_name: str) -> str | None:
+        """The ARN of an existing RDS Proxy named so: ``...:db-proxy:prx-<id>``, as IAM names it."""
+
     def organization(self, account: str) -> tuple[str, str] | None:
         """``(organization id, management account)`` of the organization ``account`` is in."""
 
@@ -245,6 +248,15 @@ def _secret(op: Operation, facts: RequestFacts) -> str | None:
     return found or _arn_or("arn:{p}:secretsmanager:{r}:{a}:secret:{v}", named, facts)
 
 
+def _proxy(op: Operation, facts: RequestFacts) -> str | None:
+    """An RDS Proxy: requests name it, IAM knows it by its ``prx-`` id (an unknown name as given)."""
+    named = _param(op, "DBProxyName")
+    if named is None:
+        return None
+    found = None if named.startswith("arn:") else facts.names.proxy_arn(facts.account, facts.region, named)
+    return found or _arn_or("arn:{p}:rds:{r}:{a}:db-proxy:{v}", named, facts)
+
+
 def _parameter(op: Operation, facts: RequestFacts) -> str | None:
     name = _param(op, "Name")
     if name is None:
@@ -340,7 +352,7 @@ RESOURCE_BUILDERS: Mapping[tuple[str, str], Builder] = {
                                  "DBInstanceIdentifiers.member.1"),
     ("rds", "cluster"): _proxy_member("arn:{p}:rds:{r}:{a}:cluster:{v}", "DBClusterIdentifier",
                                       "DBClusterIdentifiers.member.1"),
-    ("rds", "proxy"): _named("arn:{p}:rds:{r}:{a}:db-proxy:{v}", "DBProxyName"),
+    ("rds", "proxy"): _proxy,
     # a proxy's target group: AWS names it by an id the request does not carry; locally by its name
     ("rds", "target-group"): lambda op, facts: _arn_or("arn:{p}:rds:{r}:{a}:target-group:{v}",
                                                        _param(op, "TargetGroupName") or "default", facts),

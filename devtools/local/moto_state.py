@@ -215,6 +215,12 @@ class MotoState:
         user = self._iam(account).users.get(user_name)
         return str(user.arn) if user is not None else None
 
+    def proxy_arn(self, account: str, region: str, proxy_name: str) -> str | None:
+        from moto.rds.models import rds_backends
+
+        proxy = rds_backends[account][region].db_proxies.get(proxy_name)
+        return str(proxy.arn) if proxy is not None else None
+
 
 def _secret_policy(state: MotoState, arn: str) -> str | None:
     secret = state._secret(arn)  # the module's own reader table
