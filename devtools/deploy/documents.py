@@ -503,6 +503,8 @@ def _proxy_statements(policy: AccessPolicy, deploy: DeploySettings, own: str) ->
                                for region in regions})},
         *({"Sid": "DescribeProxyTarget" + action.split(":Describe")[1], "Effect": "Allow", "Action": action,
            "Resource": sorted(set(arns))} for action, arns in sorted(targets.items())),
+        # proxy.role_allows reads the role as iam.signer_allows reads a signer (its tags among them:
+        # aws:PrincipalTag conditions)
         {"Sid": "ReadProxyRoles", "Effect": "Allow",
          "Action": ["iam:GetRole", "iam:GetRolePolicy", "iam:ListAttachedRolePolicies", "iam:ListRolePolicies",
                     "iam:ListRoleTags"],

@@ -8,9 +8,11 @@ account the policy names holds what that account gets, looked up with ``AWS::Acc
   exactly the declared ``auth: iam`` dbuser ARNs it signs for (the ARNs ``rdsvend policy
   render`` gives), nothing else; only where the policy names a signer role;
 - the **reader** role (``reader_role``, else ``defaults.reader_role_name`` for a database in
-  another account than the stage's): RDS ``Describe*`` on the account's databases, read access
-  to the account's IAM roles and policies (the canary checks what the signer role is allowed),
-  and the ``iam-db-auth-error`` logs of its databases; only where a database resolves to one.
+  another account than the stage's): RDS ``DescribeDB{Instances,Clusters,Proxies,ProxyTargets}``
+  and Aurora DSQL ``ListClusters``/``GetCluster`` in the account (on ``*``: ``rdsvend discover``
+  lists them), read access to the account's IAM roles and policies (the canary checks what the
+  signer role is allowed), and the ``iam-db-auth-error`` logs of its databases; only where a
+  database resolves to one.
 
 - the **Aurora DSQL signer** role (the ``signer_role`` of the account's DSQL clusters):
   ``dsql:DbConnect`` on the clusters whose custom roles it signs for and ``dsql:DbConnectAdmin``
@@ -192,11 +194,11 @@ def member_roles_template(policy: AccessPolicy, deploy: DeploySettings, stage: s
     }
     own_account = "${AWS::AccountId}"
     reader_statements = [
-        # What RDS and Aurora DSQL hold in the account, named or not: the canary describes its
-        # databases by name; rdsvend discover lists them all, which IAM authorizes on "*" (a
-        # Describe without a name is asked for on no resource ARN).
+        # On "*": listing (rdsvend discover) names no database, and IAM authorizes such a call on
+        # "*"; a role of this account describes only this account's databases either way.
         {"Sid": "DescribeDatabases", "Effect": "Allow",
-         "Action": ["rds:DescribeDBClusters", "rds:DescribeDBInstances", "rds:DescribeDBProxies"],
+         "Action": ["rds:DescribeDBClusters", "rds:DescribeDBInstances", "rds:DescribeDBProxies",
+                    "rds:DescribeDBProxyTargets"],
          "Resource": "*"},
         {"Sid": "ListDsqlClusters", "Effect": "Allow", "Action": ["dsql:GetCluster", "dsql:ListClusters"],
          "Resource": "*"},

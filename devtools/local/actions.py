@@ -101,11 +101,11 @@ class Names(Protocol):
     def user_arn(self, account: str, user_name: str) -> str | None:
         """The ARN (with its path) of an existing user."""
 
+    def proxy_arn(self, account: str, region: str, proxy_name: str) -> str | None:
+        """The ARN of an existing RDS Proxy named so: ``...:db-proxy:prx-<id>``, as IAM names it."""
+
     def organization(self, account: str) -> tuple[str, str] | None:
         """``(organization id, management account)`` of the organization ``account`` is in."""
-
-    def proxy_arn(self, account: str, region: str, name: str) -> str | None:
-        """The ARN of an existing RDS Proxy named ``name`` (AWS names it by its ``prx-`` id)."""
 
 
 @dataclass(frozen=True)
@@ -249,11 +249,11 @@ def _secret(op: Operation, facts: RequestFacts) -> str | None:
 
 
 def _proxy(op: Operation, facts: RequestFacts) -> str | None:
-    """An RDS Proxy: ``db-proxy:prx-...`` as AWS names it, once it exists (a request names it)."""
+    """An RDS Proxy: requests name it, IAM knows it by its ``prx-`` id (an unknown name as given)."""
     named = _param(op, "DBProxyName")
-    if named is None or named.startswith("arn:"):
-        return named
-    found = facts.names.proxy_arn(facts.account, facts.region, named)
+    if named is None:
+        return None
+    found = None if named.startswith("arn:") else facts.names.proxy_arn(facts.account, facts.region, named)
     return found or _arn_or("arn:{p}:rds:{r}:{a}:db-proxy:{v}", named, facts)
 
 

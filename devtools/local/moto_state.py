@@ -207,12 +207,6 @@ class MotoState:
         found = secretsmanager_backends[account][region].secrets.get(secret_id)
         return str(found.arn) if found is not None else None
 
-    def proxy_arn(self, account: str, region: str, name: str) -> str | None:
-        from moto.rds.models import rds_backends
-
-        found = rds_backends[account][region].db_proxies.get(name)
-        return str(found.arn) if found is not None else None
-
     def role_arn(self, account: str, role_name: str) -> str | None:
         role = next((r for r in self._iam(account).get_roles() if r.name == role_name), None)
         return str(role.arn) if role is not None else None
@@ -220,6 +214,12 @@ class MotoState:
     def user_arn(self, account: str, user_name: str) -> str | None:
         user = self._iam(account).users.get(user_name)
         return str(user.arn) if user is not None else None
+
+    def proxy_arn(self, account: str, region: str, proxy_name: str) -> str | None:
+        from moto.rds.models import rds_backends
+
+        proxy = rds_backends[account][region].db_proxies.get(proxy_name)
+        return str(proxy.arn) if proxy is not None else None
 
 
 def _secret_policy(state: MotoState, arn: str) -> str | None:

@@ -14,9 +14,9 @@ from typing import Any
 
 from chalicelib.errors import IamFetchError, IamPolicyError
 from chalicelib.iam.connect import principal_context
-from chalicelib.iam.evaluator import evaluate
+from chalicelib.iam.evaluator import evaluate, scan
 from chalicelib.iam.fetch import fetch_principal_policies, fetch_scp_chain
-from chalicelib.iam.model import RequestContext
+from chalicelib.iam.model import RequestContext, parse_policy
 
 __all__ = ["Decide", "SEED_SESSION_MARK", "identity_permission", "trust_allows", "assume_role_permission"]
 
@@ -59,14 +59,18 @@ def trust_allows(trust: str | Mapping[str, Any], principal_arn: str, account: st
     exactly: no identity permission needed in the role's own account), ``"account"`` (the
     account is trusted: the caller's identity policies must allow it), or ``None``.
 
-    An assumed-role session is named by its role's ARN. A statement with a ``Condition`` is
-    not taken as allowing (the local stack does not evaluate trust conditions): fail closed.
+    An assumed-role session is named by its role's ARN. A statement's ``Condition`` is judged
+    by rdsvend's evaluator with the keys AWS sets for the caller (``aws:PrincipalArn``, the
+    role's ARN for a session, and ``aws:PrincipalAccount``); a key it does not know makes the
+    statement allow nothing (fail closed).
     """
     document = json.loads(trust) if isinstance(trust, str) else trust
     names = {principal_arn}
+    caller = principal_arn  # aws:PrincipalArn: a session's is its role's
     if ":assumed-role/" in principal_arn:
         role = principal_arn.split(":assumed-role/", 1)[1].split("/", 1)[0]
-        names.add(f"arn:aws:iam::{account}:role/{role}")
+        caller = f"arn:aws:iam::{account}:role/{role}"
+        names.add(caller)
     found: str | None = None
     for stmt in _as_list(document.get("Statement") or []):
         if not isinstance(stmt, Mapping):
@@ -83,9 +87,24 @@ def trust_allows(trust: str | Mapping[str, Any], principal_arn: str, account: st
             continue
         if stmt.get("Effect") == "Deny":
             return None
-        if stmt.get("Effect") == "Allow" and not stmt.get("Condition"):
+        if stmt.get("Effect") == "Allow" and _conditions_hold(stmt.get("Condition"), caller, account):
             found = "principal" if "principal" in (found, how) else how
     return found
+
+
+def _conditions_hold(condition: Any, principal_arn: str, account: str) -> bool:
+    """Does a trust statement's ``Condition`` (none: yes) hold for this caller?"""
+    if not condition:
+        return True
+    try:
+        document = parse_policy({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": "*", "Condition": condition}]},
+            "trust policy condition")
+    except IamPolicyError:
+        return False
+    context = {"aws:principalarn": (principal_arn,), "aws:principalaccount": (account,)}
+    _deny, allow = scan([document], RequestContext("sts:AssumeRole", "*", context))
+    return allow is not None
 
 
 #: The stack's own administrator sessions (seeding, and playing Lambda for the execution

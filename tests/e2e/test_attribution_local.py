@@ -371,17 +371,12 @@ def test_a_refusal_in_another_account_is_read_there_through_the_reader_role(worl
     iam = world.sessions.client("iam", billing["account"])
     status, body = world.stack.request("POST", "/v1/tokens", {"database": "billing-local", "db_user": "billing_app"})
     assert status == 200, body
-    arn = next(p["PolicyArn"] for p in iam.list_attached_role_policies(RoleName="rdsvend-signer")["AttachedPolicies"]
-               if p["PolicyName"].endswith("rds-connect"))
     start_ms = int(time.time() * 1000) - 1000
-    iam.detach_role_policy(RoleName="rdsvend-signer", PolicyArn=arn)
-    try:
-        with pytest.raises(psycopg.OperationalError):
-            psycopg.connect(host=billing["host"], port=billing["port"], dbname=billing["dbname"], user="billing_app",
-                            password=body["token"], sslmode="verify-full", sslrootcert=world.stack.ca_path,
-                            connect_timeout=10).close()
-    finally:
-        iam.attach_role_policy(RoleName="rdsvend-signer", PolicyArn=arn)
+    with role_policy_changed(iam, "rdsvend-signer", SIGNER_POLICY, lambda _doc: None), \
+            pytest.raises(psycopg.OperationalError):
+        psycopg.connect(host=billing["host"], port=billing["port"], dbname=billing["dbname"], user="billing_app",
+                        password=body["token"], sslmode="verify-full", sslrootcert=world.stack.ca_path,
+                        connect_timeout=10).close()
     logs = world.sessions.client("logs", billing["account"])
     deadline, lines = time.monotonic() + 15, []
     while not lines and time.monotonic() < deadline:

@@ -132,3 +132,77 @@ def test_cfn_lint_accepts_the_multi_account_template(tmp_path):
     done = subprocess.run([str(Path(sys.executable).with_name("cfn-lint")), str(path)], capture_output=True,
                           text=True, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+DSQL = MULTI.replace("rules: []\n", textwrap.indent(textwrap.dedent(f"""
+    ledger:
+      engine: dsql
+      region: us-east-1
+      cluster: abcdefghijklmnopqrstuvwxyz
+      signer_role: arn:aws:iam::{SERVICE}:role/rdsvend-ledger-signer-prod
+      users:
+        admin: {{auth: iam}}
+        ledger_app: {{auth: iam}}
+    audit:
+      engine: dsql
+      region: us-east-1
+      cluster: zyxwvutsrqponmlkjihgfedcba
+      signer_role: arn:aws:iam::{SERVICE}:role/rdsvend-ledger-signer-prod
+      users:
+        auditor: {{auth: iam}}
+""").lstrip("\n"), "  ") + "rules: []\n")
+
+
+def _dsql():
+    return load_policy_text(DSQL, "dsql.yaml", service_account=SERVICE)
+
+
+def test_an_aurora_dsql_signer_is_a_role_of_its_own_with_exactly_its_clusters_actions():
+    from devtools.deploy.local_stage import render_for_account
+
+    template = member_roles_template(_dsql(), _deploy(), "prod")
+    entry = template["Mappings"]["Accounts"][SERVICE]
+    assert (entry["SignerRoleName"], entry["DsqlSignerRoleName"]) == ("rdsvend-signer-prod", "rdsvend-ledger-signer-prod")
+    roles = render_for_account(template, SERVICE)
+    dsql = roles["DsqlSignerRole"]
+    assert dsql["RoleName"] == "rdsvend-ledger-signer-prod"
+    (policy,) = dsql["Policies"]
+    ledger = f"arn:aws:dsql:us-east-1:{SERVICE}:cluster/abcdefghijklmnopqrstuvwxyz"
+    audit = f"arn:aws:dsql:us-east-1:{SERVICE}:cluster/zyxwvutsrqponmlkjihgfedcba"
+    # DbConnectAdmin only where admin is declared; DbConnect for custom roles
+    assert {(s["Action"], tuple(s["Resource"])) for s in policy["PolicyDocument"]["Statement"]} == {
+        ("dsql:DbConnect", (ledger, audit)), ("dsql:DbConnectAdmin", (ledger,))}
+    assert "rds-db" not in json.dumps(dsql) and "dsql" not in json.dumps(roles["SignerRole"]["Policies"])
+    # the member account has no DSQL cluster: no DSQL signer there
+    assert "DsqlSignerRole" not in render_for_account(template, MEMBER)
+
+
+def test_operators_named_at_deploy_time_are_trusted_besides_the_functions():
+    from devtools.deploy.local_stage import render_for_account
+
+    template = member_roles_template(_dsql(), _deploy(), "prod")
+    alone = render_for_account(template, MEMBER)["ReaderRole"]["AssumeRolePolicyDocument"]["Statement"]
+    assert len(alone) == 1 and "Condition" in alone[0]  # none named: the stage's functions only
+    operators = f"arn:aws:iam::{SERVICE}:user/alice,arn:aws:iam::{SERVICE}:role/oncall"
+    for role in render_for_account(template, SERVICE, parameters={"OperatorPrincipalArns": operators}).values():
+        functions, named = role["AssumeRolePolicyDocument"]["Statement"]
+        assert named == {"Sid": "Operators", "Effect": "Allow", "Principal": {"AWS": operators.split(",")},
+                         "Action": ["sts:AssumeRole", "sts:SetSourceIdentity"]}
+    with pytest.raises(ValueError, match="no parameter 'Operators'"):
+        render_for_account(template, SERVICE, parameters={"Operators": "x"})
+
+
+def test_one_name_for_an_accounts_rds_and_dsql_signers_is_refused():
+    text = DSQL.replace("rdsvend-ledger-signer-prod", "rdsvend-signer-prod")
+    with pytest.raises(DeployConfigError) as raised:
+        member_accounts(load_policy_text(text, "same.yaml", service_account=SERVICE), _deploy())
+    assert f"role 'rdsvend-signer-prod' of account {SERVICE} would be both its signer and its Aurora DSQL signer" \
+        in str(raised.value)
+
+
+def test_cfn_lint_accepts_the_template_with_dsql_signers(tmp_path):
+    path = tmp_path / "member-roles.json"
+    path.write_text(json.dumps(member_roles_template(_dsql(), _deploy(), "prod"), indent=2))
+    done = subprocess.run([str(Path(sys.executable).with_name("cfn-lint")), str(path)], capture_output=True,
+                          text=True, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr

@@ -22,11 +22,11 @@ class Names:
     def user_arn(self, account, user_name):
         return None
 
+    def proxy_arn(self, account, region, proxy_name):
+        return f"arn:aws:rds:{region}:{account}:db-proxy:prx-0abc" if proxy_name == "orders-proxy" else None
+
     def organization(self, account):
         return ("o-abc", "111111111111")
-
-    def proxy_arn(self, account, region, name):
-        return f"arn:aws:rds:{region}:{account}:db-proxy:prx-0123456789abcdef0" if name == "orders-proxy" else None
 
 
 FACTS = RequestFacts(ACCOUNT, "us-east-1", USER, Names())
@@ -51,11 +51,11 @@ def _pairs(signing, method="POST", path="/", query="", headers=None, body=b""):
     ("rds", b"Action=DescribeDBInstances&DBInstanceIdentifier=orders&Version=2014-10-31",
      [("rds:DescribeDBInstances", f"arn:aws:rds:us-east-1:{ACCOUNT}:db:orders")]),
     ("rds", b"Action=DescribeDBInstances&Version=2014-10-31", [("rds:DescribeDBInstances", "*")]),
-    # a proxy is named by its prx- id, as AWS names it, once it exists
+    # a proxy is named in the request, but IAM knows it by its prx- id (an unknown one as named)
     ("rds", b"Action=DescribeDBProxies&DBProxyName=orders-proxy&Version=2014-10-31",
-     [("rds:DescribeDBProxies", f"arn:aws:rds:us-east-1:{ACCOUNT}:db-proxy:prx-0123456789abcdef0")]),
-    ("rds", b"Action=DescribeDBProxies&DBProxyName=no-such-proxy&Version=2014-10-31",
-     [("rds:DescribeDBProxies", f"arn:aws:rds:us-east-1:{ACCOUNT}:db-proxy:no-such-proxy")]),
+     [("rds:DescribeDBProxies", f"arn:aws:rds:us-east-1:{ACCOUNT}:db-proxy:prx-0abc")]),
+    ("rds", b"Action=DescribeDBProxies&DBProxyName=gone&Version=2014-10-31",
+     [("rds:DescribeDBProxies", f"arn:aws:rds:us-east-1:{ACCOUNT}:db-proxy:gone")]),
     ("sts", b"Action=AssumeRole&RoleArn=arn%3Aaws%3Aiam%3A%3A444444444444%3Arole%2Fr&RoleSessionName=s"
             b"&SourceIdentity=me&Version=2011-06-15",
      [("sts:AssumeRole", "arn:aws:iam::444444444444:role/r"),

@@ -26,6 +26,18 @@ def allow(principal, **extra):
     (trust(allow({"AWS": "arn:aws:iam::222222222222:root"})), USER, "account"),
     (trust(allow({"AWS": "222222222222"})), SESSION, "account"),
     (trust(allow("*")), USER, "account"),
+    # the member-roles template's trust: the account, on condition that the caller is one of the
+    # stage's function roles (a session is its role)
+    (trust(allow({"AWS": "arn:aws:iam::222222222222:root"},
+                 Condition={"ArnEquals": {"aws:PrincipalArn": ["arn:aws:iam::222222222222:role/rdsvend-function"]}})),
+     SESSION, "account"),
+    (trust(allow({"AWS": "arn:aws:iam::222222222222:root"},
+                 Condition={"ArnEquals": {"aws:PrincipalArn": ["arn:aws:iam::222222222222:role/rdsvend-function"]}})),
+     USER, None),
+    (trust(allow({"AWS": "arn:aws:iam::222222222222:root"},
+                 Condition={"StringEquals": {"aws:PrincipalAccount": "333333333333"}})), USER, None),
+    (trust(allow({"AWS": "arn:aws:iam::222222222222:root"}, Condition={"Bogus": {"aws:PrincipalArn": "x"}})), USER,
+     None),
     (trust(allow({"AWS": "arn:aws:iam::333333333333:root"})), USER, None),
     (trust(allow({"Service": "lambda.amazonaws.com"})), SESSION, None),
     (trust(allow({"AWS": USER}, Condition={"StringEquals": {"sts:ExternalId": "x"}})), USER, None),
