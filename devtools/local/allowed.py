@@ -9,10 +9,11 @@ the report of unexercised grants).
 """
 from __future__ import annotations
 
-import json
 import threading
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
+
+from devtools.local.jsonl import append_record, read_records
 
 __all__ = ["ALLOWED_LOG", "Allowed", "AllowedLog", "identity_of", "read_allowed"]
 
@@ -70,8 +71,7 @@ class AllowedLog:
                 return
             self._seen.add(key)
             if self.path is not None:
-                with open(self.path, "a", encoding="utf-8") as out:
-                    out.write(json.dumps(asdict(allowed)) + "\n")
+                append_record(self.path, allowed)
 
     def __len__(self) -> int:
         return len(self._seen)
@@ -79,9 +79,4 @@ class AllowedLog:
 
 def read_allowed(state_dir: str | Path) -> list[Allowed]:
     """What a running (or stopped, not yet cleaned) stack allowed, in the order first seen."""
-    path = Path(state_dir) / ALLOWED_LOG
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        return []
-    return [Allowed(**json.loads(line)) for line in lines if line.strip()]
+    return read_records(Path(state_dir) / ALLOWED_LOG, Allowed)

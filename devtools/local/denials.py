@@ -4,13 +4,13 @@ and ``denials.jsonl`` in the stack's state directory (:func:`read_denials` reads
 tests and for the deployment's least-privilege checks)."""
 from __future__ import annotations
 
-import json
 import logging
 import threading
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from devtools.local.aws_denials import denied_message
+from devtools.local.jsonl import append_record, read_records
 
 __all__ = ["DENIAL_LOG", "TRUST_ACTIONS", "Denial", "DenialLog", "read_denials"]
 
@@ -59,15 +59,9 @@ class DenialLog:
             self.recent.append(denial)
             del self.recent[:-self._keep]
             if self.path is not None:
-                with open(self.path, "a", encoding="utf-8") as out:
-                    out.write(json.dumps(asdict(denial)) + "\n")
+                append_record(self.path, denial)
 
 
 def read_denials(state_dir: str | Path) -> list[Denial]:
     """Every refusal a running (or stopped, not yet cleaned) stack logged, oldest first."""
-    path = Path(state_dir) / DENIAL_LOG
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        return []
-    return [Denial(**json.loads(line)) for line in lines if line.strip()]
+    return read_records(Path(state_dir) / DENIAL_LOG, Denial)

@@ -11,7 +11,6 @@
 """
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -19,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from devtools.local.allowed import ALLOWED_LOG, Allowed
+from devtools.local.allowed import Allowed, read_allowed
 from devtools.local.deployment import role_policy_changed
 
 __all__ = ["Step", "StepFailedError", "WorkLog", "statement_key", "without_statement"]
@@ -33,14 +32,6 @@ class StepFailedError(AssertionError):
 class Step:
     name: str
     run: Callable[[], None]
-
-
-def _lines(state_dir: Path) -> list[Allowed]:
-    try:
-        text = (state_dir / ALLOWED_LOG).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return []
-    return [Allowed(**json.loads(line)) for line in text.splitlines() if line.strip()]
 
 
 def statement_key(line: Allowed) -> tuple[str, str, str]:
@@ -59,14 +50,14 @@ class WorkLog:
 
     def run(self, steps: Sequence[Step]) -> None:
         for step in steps:
-            before = len(_lines(self.state_dir))
+            before = len(read_allowed(self.state_dir))
             began = time.monotonic()
             try:
                 step.run()
             except Exception as exc:  # noqa: BLE001 - every step's failure is reported, the rest still run
                 self.failures[step.name] = f"{type(exc).__name__}: {str(exc)[:500]}"
             self.seconds[step.name] = time.monotonic() - began
-            self.used[step.name] = _lines(self.state_dir)[before:]
+            self.used[step.name] = read_allowed(self.state_dir)[before:]
 
     def steps_using(self, role: str, policy: str, sid: str | int) -> list[str]:
         """The steps that used the statement first, quickest first."""
