@@ -119,14 +119,12 @@ class LocalWork:
 
     def clients(self, function: str) -> Any:
         """``function``'s AWS clients (its role's credentials, the local AWS)."""
-
         info = self.stack.info
         return ClientFactory(session=self.keys_for(function).session(info.region), endpoint_url=info.moto_url,
                              default_region=info.region)
 
     def served_policy(self, function: str) -> AccessPolicy:
         """The access policy as ``function`` reads it when it starts (its ``RDSVEND_POLICY``)."""
-
         policy: AccessPolicy = policy_source_from_env(self.environment(function), self.clients(function)).get()
         return policy
 
@@ -189,7 +187,6 @@ class LocalWork:
     def grant_expires(self, database: str, db_user: str) -> None:
         """A grant of one second, approved and left to end: the canary's grant sweep writes
         its expiry."""
-
         ask = {"database": database, "db_user": db_user, "reason": "least-privilege proof", "duration_seconds": 1}
         grant = self._http("POST", "/v1/grants", ask)
         approved = self._http("POST", f"/v1/grants/{grant['id']}/approve", None, caller="approver")
@@ -228,7 +225,6 @@ class LocalWork:
     def _canary_env(self) -> dict[str, str]:
         """The canary function's environment on the local stack: as deployed, with the local
         network path and administrator connections (read once)."""
-
         if not self._env:
             deployed = self.environment("canary")
             self._env.update({**deployed, **local_canary_env(self.stack.info), "RDSVEND_POLICY": deployed["RDSVEND_POLICY"]})
@@ -237,7 +233,6 @@ class LocalWork:
 
     def canary(self, database: str) -> None:
         """The canary's checks of ``database``, as the canary function: every target green."""
-
         if not self._canary_deps:
             self._canary_deps.append(local_canary_deps(self.stack.info, self.policy, env=self._canary_env()))
         deps = self._canary_deps[0]
@@ -249,7 +244,6 @@ class LocalWork:
         the state table read and written, and an alert for a target whose recorded status was
         ``fail`` (set here first, as a failing run before this one would have left it). With
         ``database``, the run of a stage whose policy declares only that database."""
-
         env, clients = self._canary_env(), self.clients("canary")
         policy = self.served_policy("canary")
         if database is not None:
@@ -289,7 +283,6 @@ class LocalWork:
     def _rule_for(self, database: str, db_user: str) -> tuple[str, Any] | None:
         """The world's caller an allow rule names for (database, db user), and that rule;
         ``None`` when no rule names one of them."""
-
         for caller in ("allowed", "operator"):
             arn = self.stack.keys(caller).arn
             for rule in self.policy.rules:
