@@ -34,7 +34,7 @@ from chalicelib.clock import SYSTEM_CLOCK, Clock
 from chalicelib.routes.invoke import set_verifier, vend
 from devtools.local.authorize import invoke_permission as enforced_permission
 from devtools.local.gateway import LambdaContext, signature_failure
-from devtools.local.httpserve import HttpAnswer, LoopbackHandler, LoopbackServer, LoopbackService
+from devtools.local.httpserve import HttpAnswer, LoopbackHandler, LoopbackServer, LoopbackService, RefusedError
 from devtools.local.permissions import identity_permission
 from devtools.local.sigv4 import (
     Credential,
@@ -136,7 +136,7 @@ class LambdaInvokeServer(LoopbackService):
             if invocation_type == "DryRun":
                 return InvokeResponse(204, {}, b"")
             event = _event(body)
-        except _RefusedError as refused:
+        except RefusedError as refused:
             return refused.answer
         status, headers_out, payload = self._run(event, request_id)
         if invocation_type == "Event":
@@ -147,7 +147,7 @@ class LambdaInvokeServer(LoopbackService):
                 body: bytes) -> VerifiedRequest:
         """The request's SigV4 signature (service ``lambda``), checked against the local AWS's keys."""
         if "authorization" not in lowered:
-            raise _RefusedError(403, "MissingAuthenticationTokenException", "Missing Authentication Token")
+            raise _refused(403, "MissingAuthenticationTokenException", "Missing Authentication Token")
         now = self.clock.now()
         try:
             return verify_header_signed(method, f"http://{lowered.get('host', '')}{raw_path}", dict(headers),
@@ -156,11 +156,11 @@ class LambdaInvokeServer(LoopbackService):
         except SignatureError as exc:
             log.info("lambda invoke refused a request: %s", exc.reason)
             if exc.reason == "wrong_service":
-                raise _RefusedError(403, "InvalidSignatureException",
+                raise _refused(403, "InvalidSignatureException",
                                "Credential should be scoped to correct service: 'lambda'.") from None
             refused = signature_failure(exc, now, lowered.get("x-amz-date"))
             message = json.loads(refused.body).get("message", "")
-            raise _RefusedError(refused.status, refused.headers.get("x-amzn-ErrorType", "InvalidSignatureException"),
+            raise _refused(refused.status, refused.headers.get("x-amzn-ErrorType", "InvalidSignatureException"),
                            message) from None
 
     def _check_function(self, name: str, query: str) -> None:
@@ -169,7 +169,7 @@ class LambdaInvokeServer(LoopbackService):
         qualifier = qualifiers[0] if qualifiers else None
         if not self._names_this_function(name) or qualifier not in (None, "$LATEST"):
             shown = name if name.startswith("arn:") else f"{self.function_arn.rsplit(':', 1)[0]}:{name}"
-            raise _RefusedError(404, "ResourceNotFoundException", f"Function not found: {shown[:200]}")
+            raise _refused(404, "ResourceNotFoundException", f"Function not found: {shown[:200]}")
 
     def _check_permission(self, credential: Credential) -> None:
         """The caller may ``lambda:InvokeFunction`` on this function (when a permission is configured)."""
@@ -182,7 +182,7 @@ class LambdaInvokeServer(LoopbackService):
             message = why if why.startswith("User: ") else (
                 f"User: {credential.principal_arn} is not authorized to perform: "
                 f"lambda:InvokeFunction on resource: {self.function_arn} because {why}")
-            raise _RefusedError(403, "AccessDeniedException", message)
+            raise _refused(403, "AccessDeniedException", message)
 
     def _run(self, event: Any, request_id: str) -> tuple[int, dict[str, str], bytes]:
         """Run the function, one invocation at a time; what it raised becomes Lambda's error payload."""
@@ -201,25 +201,22 @@ class LambdaInvokeServer(LoopbackService):
         return 200, headers_out, payload
 
 
-class _RefusedError(Exception):
-    """A request Lambda refuses, with the answer it gives."""
-
-    def __init__(self, status: int, error_type: str, message: str) -> None:
-        super().__init__(error_type)
-        self.answer = _error(status, error_type, message)
+def _refused(status: int, error_type: str, message: str) -> RefusedError:
+    """A refusal answered with Lambda's error body."""
+    return RefusedError(_error(status, error_type, message))
 
 
 def _function_named(method: str, path: str) -> str:
     """The function name (or ARN) an Invoke path names; Lambda's 404 for any other operation."""
     if not (path.startswith(_PATH_PREFIX) and path.endswith(_PATH_SUFFIX)) or method != "POST":
-        raise _RefusedError(404, "UnknownOperationException", "Unknown operation")
+        raise _refused(404, "UnknownOperationException", "Unknown operation")
     return unquote(path[len(_PATH_PREFIX):-len(_PATH_SUFFIX)])
 
 
 def _invocation_type(lowered: Mapping[str, str]) -> str:
     invocation_type = lowered.get("x-amz-invocation-type", "RequestResponse")
     if invocation_type not in ("RequestResponse", "Event", "DryRun"):
-        raise _RefusedError(400, "InvalidParameterValueException",
+        raise _refused(400, "InvalidParameterValueException",
                        f"1 validation error detected: Value '{invocation_type[:40]}' at 'invocationType' "
                        "failed to satisfy constraint: Member must satisfy enum value set: "
                        "[Event, RequestResponse, DryRun]")
@@ -231,7 +228,7 @@ def _event(body: bytes) -> Any:
     try:
         return json.loads(body.decode("utf-8")) if body else {}
     except (UnicodeDecodeError, ValueError, RecursionError):  # nested too deep: an answer, as the HTTP API gives
-        raise _RefusedError(400, "InvalidRequestContentException",
+        raise _refused(400, "InvalidRequestContentException",
                        "Could not parse request body into json: Could not parse payload into json") from None
 
 
