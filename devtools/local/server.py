@@ -252,10 +252,6 @@ class StackServer:
             name: {"host": p.host, "port": p.port, "dbname": p.dbname, "resource_id": p.resource_id,
                    "account": p.account, "kind": "proxy", "target": p.target, "engine": p.engine}
             for name, p in seeded.proxies.items()})
-        databases.update({  # the RDS Proxies, where their fronts listen
-            name: {"host": p.host, "port": p.port, "dbname": p.dbname, "resource_id": p.resource_id,
-                   "account": p.account, "kind": "proxy", "target": p.target, "engine": p.engine}
-            for name, p in seeded.proxies.items()})
         info = StackInfo(
             state_dir=str(self.state_dir), pid=os.getpid(), region=world.region, moto_url=moto_url,
             gateway_url=self._gateway.url, ldap_port=self._ldap.port, policy_path=str(policy_path),
