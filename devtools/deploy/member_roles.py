@@ -178,9 +178,9 @@ def _has(key: str) -> dict[str, Any]:
     return {"Fn::Not": [{"Fn::Equals": [_lookup(key), ""]}]}
 
 
-def member_roles_template(policy: AccessPolicy, deploy: DeploySettings, stage: str) -> dict[str, Any]:
-    accounts = member_accounts(policy, deploy)
-    mapping = {
+def _account_entries(accounts: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The template's ``Mappings`` entry of each account: its roles' names and what they grant."""
+    return {
         account: {"SignerRoleName": e["signer"] or "", "SignerRolePath": e["signer_path"],
                   "ConnectArns": sorted(dict.fromkeys(e["arns"])) or ["none"],
                   "ReaderRoleName": e["reader"] or "", "ReaderRolePath": e["reader_path"],
@@ -192,8 +192,12 @@ def member_roles_template(policy: AccessPolicy, deploy: DeploySettings, stage: s
                   "DsqlAdminArns": sorted(set(e["dsql_admin"])) or ["none"]}
         for account, e in sorted(accounts.items())
     }
+
+
+def _reader_statements() -> list[dict[str, Any]]:
+    """What the reader role may do in its account."""
     own_account = "${AWS::AccountId}"
-    reader_statements = [
+    return [
         # On "*": listing (rdsvend discover) names no database, and IAM authorizes such a call on
         # "*"; a role of this account describes only this account's databases either way.
         {"Sid": "DescribeDatabases", "Effect": "Allow",
@@ -212,6 +216,11 @@ def member_roles_template(policy: AccessPolicy, deploy: DeploySettings, stage: s
          "Resource": [{"Fn::Sub": f"arn:${{AWS::Partition}}:logs:*:{own_account}:log-group:/aws/rds/{kind}/*"
                                   "/iam-db-auth-error:*"} for kind in ("instance", "cluster")]},
     ]
+
+
+def member_roles_template(policy: AccessPolicy, deploy: DeploySettings, stage: str) -> dict[str, Any]:
+    accounts = member_accounts(policy, deploy)
+    mapping = _account_entries(accounts)
     return {
         "AWSTemplateFormatVersion": "2010-09-09",
         "Description": f"rdsvend {stage}: signer and reader roles in a database account (StackSet)",
@@ -243,7 +252,7 @@ def member_roles_template(policy: AccessPolicy, deploy: DeploySettings, stage: s
                 "Description": f"rdsvend {stage}: reads RDS, the signer's IAM policies and login refusals",
                 "MaxSessionDuration": 3600, "AssumeRolePolicyDocument": _trust(stage),
                 "Policies": [{"PolicyName": READER_POLICY, "PolicyDocument": {
-                    "Version": "2012-10-17", "Statement": reader_statements}}]}},
+                    "Version": "2012-10-17", "Statement": _reader_statements()}}]}},
             "DsqlSignerRole": {"Type": "AWS::IAM::Role", "Condition": "HasDsqlSigner", "Properties": {
                 "RoleName": _lookup("DsqlSignerRoleName"), "Path": _lookup("DsqlSignerRolePath"),
                 "Description": f"rdsvend {stage}: signs Aurora DSQL auth tokens for the declared clusters",

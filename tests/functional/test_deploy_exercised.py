@@ -9,6 +9,7 @@ import pytest
 from devtools.deploy.exercised import LOCALLY_UNEXERCISED, DeployedRole, render, report_of, stage_roles
 from devtools.deploy.local_stage import local_stage
 from devtools.local.allowed import Allowed
+from tests.support.local_world import local_access_text
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICE, DATA, MANAGEMENT = "222222222222", "444444444444", "111111111111"
@@ -21,7 +22,7 @@ SESSION = f"arn:aws:sts::{SERVICE}:assumed-role/rdsvend-local-vend/rdsvend-local
 
 @pytest.fixture(scope="module")
 def stage():
-    return local_stage((ROOT / "policies" / "local-access.yaml").read_text(), account=SERVICE, region="us-east-1",
+    return local_stage(local_access_text(), account=SERVICE, region="us-east-1",
                        org_id="o-rdsvend001", resource_ids=RESOURCE_IDS)
 
 

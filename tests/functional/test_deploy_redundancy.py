@@ -13,6 +13,7 @@ from chalicelib.policy.loader import load_policy_file
 from devtools.deploy.documents import function_policy, without_redundancy
 from devtools.deploy.local_stage import local_stage
 from devtools.deploy.settings import FUNCTIONS, load_chalice_config, load_deploy_settings, stage_settings
+from tests.support.local_world import local_access_text
 
 ROOT = Path(__file__).resolve().parents[2]
 ROLE = "arn:aws:iam::111122223333:role"
@@ -59,7 +60,7 @@ def _documents():
     ids = {"orders-local": "db-AAAAAAAAAAAAAAAAAAAAAAAAAA", "billing-local": "db-BBBBBBBBBBBBBBBBBBBBBBBBBB",
            "shop-local": "db-CCCCCCCCCCCCCCCCCCCCCCCCCC", "orders-proxy": "prx-0aaaaaaaaaaaaaaaa",
            "shop-proxy": "prx-0bbbbbbbbbbbbbbbb"}
-    stage = local_stage((ROOT / "policies" / "local-access.yaml").read_text(), account="222222222222",
+    stage = local_stage(local_access_text(), account="222222222222",
                         region="us-east-1", org_id="o-rdsvend001", resource_ids=ids,
                         org_role="arn:aws:iam::111111111111:role/rdsvend-org-reader")
     for function, document in stage.documents().items():
