@@ -37,6 +37,8 @@ LOCALLY_UNEXERCISED: Mapping[tuple[str, str, str], str] = {
        for action in ("xray:PutTelemetryRecords", "xray:PutTraceSegments")},
     ("canary", "ExpireGrants", "dynamodb:GetItem"): (
         "the grant sweep reads a grant back only when its expiry write lost a race with another writer"),
+    (f"rdsvend-reader in {_DATA}", "DescribeDatabases", "rds:DescribeDBProxyTargets"): (
+        "the local world's data account holds no RDS Proxy whose targets the canary would read"),
     (f"rdsvend-reader in {_DATA}", "ListDsqlClusters", "dsql:GetCluster"): (
         "the local world's data account holds no Aurora DSQL cluster for rdsvend discover to read"),
     **{(f"rdsvend-reader in {_DATA}", "ReadRolePolicies", action): (

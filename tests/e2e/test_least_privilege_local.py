@@ -186,7 +186,6 @@ def test_without_the_statement_the_work_that_used_it_is_refused(proof: Proof, la
             failure: str | None = f"{type(exc).__name__}: {exc}"
         else:
             failure = None
-    proof.cold_start()
     actions = {a.lower() for a in grant.actions}
     named = [d for d in proof.stack.denials()[before:]
              if identity_of(d.principal) == identity_of(role.arn) and d.action.lower() in actions]
