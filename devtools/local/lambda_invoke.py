@@ -36,6 +36,7 @@ from chalicelib.aws.clients import ClientFactory
 from chalicelib.clock import SYSTEM_CLOCK, Clock
 from chalicelib.grants.service import GrantService
 from chalicelib.observability import lambda_entry
+from chalicelib.routes.errors import error_body
 from chalicelib.routes.invoke import handle_vend, set_verifier
 from chalicelib.routes.wiring import build_vending_service
 from chalicelib.vending.pipeline import VendingService
@@ -285,9 +286,14 @@ def vend_handler(session: Any) -> Callable[[Any, Any], Any]:
             return built[0]
 
     def run(event: Any, context: Any) -> dict[str, Any]:
-        own = service()
+        request_id = getattr(context, "aws_request_id", None) or "unknown"
+        try:
+            own = service()
+        except Exception as exc:  # noqa: BLE001 - as the deployed handler answers a service it cannot build
+            log.error("the vend function could not start: %s", type(exc).__name__)
+            return error_body(exc, request_id)
         grants = own.grants if isinstance(own.grants, GrantService) else None  # None: no grants table
-        return handle_vend(event, getattr(context, "aws_request_id", None) or "unknown", service=own, grants=grants)
+        return handle_vend(event, request_id, service=own, grants=grants)
 
     return lambda_entry(run)
 
