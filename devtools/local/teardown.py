@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from devtools.local.allowed import ALLOWED_LOG
+from devtools.local.denials import DENIAL_LOG
 from devtools.local.mariadb import MariaDBError, stop_mariadb_dir
 from devtools.local.postgres import PostgresError, stop_cluster_dir
 from devtools.local.state import DEFAULT_STATE_DIR, LOG_FILE, STATE_FILE, alive, read_state
@@ -39,7 +41,7 @@ PROXY_TLS_DIR = "proxy-tls"
 
 def remove_state_dir(state_dir: Path) -> None:
     """Remove the files the stack writes, then the dir if nothing else is in it."""
-    for name in (STATE_FILE, "access.yaml", "ca.pem", "denials.jsonl"):
+    for name in (STATE_FILE, "access.yaml", "ca.pem", DENIAL_LOG, ALLOWED_LOG):
         try:
             (state_dir / name).unlink()
         except FileNotFoundError:
