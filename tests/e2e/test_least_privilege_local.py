@@ -39,11 +39,11 @@ from devtools.local.allowed import identity_of, read_allowed
 from devtools.local.aws import AccountSessions
 from devtools.local.deployment import org_reader_arn, running_stage
 from devtools.local.postgres import DEFAULT_BIN_DIR
-from devtools.local.provision import merged_access_text
-from devtools.local.stack import DEFAULT_ACCESS, LocalStack
+from devtools.local.stack import LocalStack
 from devtools.local.world import load_world
 from tests.support.least_privilege import Step, WorkLog, without_statement
 from tests.support.local_work import LocalWork
+from tests.support.local_world import local_access_text
 
 pytestmark = pytest.mark.e2e
 
@@ -62,7 +62,7 @@ def _collected_stage() -> LocalStage:
     """The local stage as ``local up`` builds it from the shipped world and access policy (resource
     ids made up: they name no statement); what the tests below are named after."""
     world = load_world()
-    text = merged_access_text(DEFAULT_ACCESS, world)
+    text = local_access_text(world)
     policy = load_policy_text(text, "local access policy", service_account=world.service_account)
     prefix = {"instance": "db-", "cluster": "cluster-", "proxy": "prx-"}
     ids = {db.name: prefix[db.kind] + "A" * 26 for db in policy.databases.values() if not db.is_dsql}
@@ -115,7 +115,6 @@ def proof(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proof]:
         steps = work.steps()
         log = WorkLog(Path(info.state_dir))
         log.run(steps)
-        print("least-privilege proof: the work's steps took", {n: round(t, 2) for n, t in log.seconds.items()})
         yield Proof(stack, stage, stage_roles(stage, info.seeded.management_account), work, log,
                     {s.name: s for s in steps}, sessions)
     finally:
