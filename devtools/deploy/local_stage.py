@@ -156,23 +156,22 @@ def render_for_account(template: Mapping[str, Any], account: str, partition: str
                              **_parameter_values(template, parameters or {})}
     conditions: dict[str, bool] = {}
 
+    # the intrinsic functions the template uses, each given its argument
+    intrinsics: dict[str, Callable[[Any], Any]] = {
+        "Fn::Sub": lambda arg: _sub(arg, names),
+        "Ref": lambda arg: names[arg],
+        "Fn::FindInMap": lambda arg: mapping[resolve(arg[1])][arg[2]],
+        "Fn::Equals": lambda arg: resolve(arg[0]) == resolve(arg[1]),
+        "Fn::Not": lambda arg: not resolve(arg[0]),
+        "Fn::Join": lambda arg: str(arg[0]).join(resolve(arg[1])),
+        "Fn::If": lambda arg: resolve(arg[1] if conditions[arg[0]] else arg[2]),
+    }
+
     def resolve(value: Any) -> Any:
         if isinstance(value, dict) and len(value) == 1:
             ((key, arg),) = value.items()
-            if key == "Fn::Sub":
-                return _sub(arg, names)
-            if key == "Ref":
-                return names[arg]
-            if key == "Fn::FindInMap":
-                return mapping[resolve(arg[1])][arg[2]]
-            if key == "Fn::Equals":
-                return resolve(arg[0]) == resolve(arg[1])
-            if key == "Fn::Not":
-                return not resolve(arg[0])
-            if key == "Fn::Join":
-                return str(arg[0]).join(resolve(arg[1]))
-            if key == "Fn::If":
-                return resolve(arg[1] if conditions[arg[0]] else arg[2])
+            if key in intrinsics:
+                return intrinsics[key](arg)
         if isinstance(value, dict):
             resolved = {k: resolve(v) for k, v in value.items()}
             return {k: v for k, v in resolved.items() if v is not _NO_VALUE}

@@ -1,6 +1,7 @@
 """Clients into the seeded local world (moto server): as the management account, and as an
-operator who assumed OrganizationAccountAccessRole in a member account; the world seeded with
-the ``local`` stage deployed into it (:func:`seed_and_deploy`)."""
+operator who assumed OrganizationAccountAccessRole in a member account; the local access
+policy as the stack writes it (the template with the world's users); the world seeded with the
+``local`` stage deployed into it (:func:`seed_and_deploy`)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,12 +11,20 @@ import boto3
 
 from devtools.local.aws import AccountSessions, seed_world
 from devtools.local.deployment import deploy_local
-from devtools.local.provision import write_access_policy
-from devtools.local.state import DEFAULT_ACCESS
+from devtools.local.provision import merged_access_text, write_access_policy
+from devtools.local.world import load_world
 
-__all__ = ["REPO", "management_client", "member_client", "seed_and_deploy"]
+__all__ = ["REPO", "LOCAL_ACCESS", "local_access_text", "management_client", "member_client", "seed_and_deploy"]
 
 REPO = Path(__file__).resolve().parents[2]
+#: the local access policy's template (its databases' users come from the world file)
+LOCAL_ACCESS = REPO / "policies" / "local-access.yaml"
+
+
+def local_access_text(world: Any | None = None) -> str:
+    """The local access policy as ``rdsvend local up`` builds it from its template and ``world``
+    (default: the shipped world), before it fills in hosts and ports."""
+    return merged_access_text(LOCAL_ACCESS, world if world is not None else load_world())
 
 
 def management_client(seeded: Any, service: str) -> Any:
@@ -45,7 +54,7 @@ def seed_and_deploy(world: Any, url: str, tmp: Path, **seed_args: Any) -> Any:
     seed_args.setdefault("proxy_ports", {proxy.name: 46001 + i for i, (_account, proxy) in enumerate(world.proxies())})
     seeded = seed_world(world, url, db_host="localhost", master_password="not-used-locally", **seed_args)
     policy = tmp / "access.yaml"
-    write_access_policy(DEFAULT_ACCESS, policy, seeded, tmp / "ca.pem", world,
+    write_access_policy(LOCAL_ACCESS, policy, seeded, tmp / "ca.pem", world,
                         dsql={name: (c.identifier, "localhost", 5432) for name, c in seeded.dsql.items()})
     sessions = AccountSessions(url, world.region, world.organization.management_account)
     return deploy_local(world, seeded, sessions, policy.read_text(encoding="utf-8")).seeded
