@@ -178,24 +178,20 @@ def _has(key: str) -> dict[str, Any]:
     return {"Fn::Not": [{"Fn::Equals": [_lookup(key), ""]}]}
 
 
-def _account_entries(accounts: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """The template's ``Mappings`` entry of each account: its roles' names and what they grant."""
-    return {
-        account: {"SignerRoleName": e["signer"] or "", "SignerRolePath": e["signer_path"],
-                  "ConnectArns": sorted(dict.fromkeys(e["arns"])) or ["none"],
-                  "ReaderRoleName": e["reader"] or "", "ReaderRolePath": e["reader_path"],
-                  "DsqlSignerRoleName": e["dsql_signer"] or "", "DsqlSignerRolePath": e["dsql_signer_path"],
-                  # a flag each ("" = none): a Condition cannot test a list for emptiness
-                  "DsqlConnect": "yes" if e["dsql_connect"] else "",
-                  "DsqlConnectArns": sorted(set(e["dsql_connect"])) or ["none"],
-                  "DsqlAdmin": "yes" if e["dsql_admin"] else "",
-                  "DsqlAdminArns": sorted(set(e["dsql_admin"])) or ["none"]}
-        for account, e in sorted(accounts.items())
-    }
+def _mapping_entry(entry: dict[str, Any]) -> dict[str, Any]:
+    """What one account gets (the template's ``Accounts`` mapping); ``""`` and ``["none"]``: nothing."""
+    return {"SignerRoleName": entry["signer"] or "", "SignerRolePath": entry["signer_path"],
+            "ConnectArns": sorted(dict.fromkeys(entry["arns"])) or ["none"],
+            "ReaderRoleName": entry["reader"] or "", "ReaderRolePath": entry["reader_path"],
+            "DsqlSignerRoleName": entry["dsql_signer"] or "", "DsqlSignerRolePath": entry["dsql_signer_path"],
+            # a flag each ("" = none): a Condition cannot test a list for emptiness
+            "DsqlConnect": "yes" if entry["dsql_connect"] else "",
+            "DsqlConnectArns": sorted(set(entry["dsql_connect"])) or ["none"],
+            "DsqlAdmin": "yes" if entry["dsql_admin"] else "",
+            "DsqlAdminArns": sorted(set(entry["dsql_admin"])) or ["none"]}
 
 
 def _reader_statements() -> list[dict[str, Any]]:
-    """What the reader role may do in its account."""
     own_account = "${AWS::AccountId}"
     return [
         # On "*": listing (rdsvend discover) names no database, and IAM authorizes such a call on
@@ -218,9 +214,34 @@ def _reader_statements() -> list[dict[str, Any]]:
     ]
 
 
+def _role(stage: str, kind: str, description: str, policy: str, statements: list[dict[str, Any]]) -> dict[str, Any]:
+    """One of the roles: named from the account's mapping entry (``<kind>RoleName``, ``<kind>RolePath``),
+    created when it names one (condition ``Has<kind>``), trusting the stage's functions."""
+    return {"Type": "AWS::IAM::Role", "Condition": f"Has{kind}", "Properties": {
+        "RoleName": _lookup(f"{kind}RoleName"), "Path": _lookup(f"{kind}RolePath"),
+        "Description": f"rdsvend {stage}: {description}", "MaxSessionDuration": 3600,
+        "AssumeRolePolicyDocument": _trust(stage),
+        "Policies": [{"PolicyName": policy, "PolicyDocument": {"Version": "2012-10-17", "Statement": statements}}]}}
+
+
+def _resources(stage: str) -> dict[str, Any]:
+    return {
+        "SignerRole": _role(stage, "Signer", "signs RDS IAM auth tokens for the declared db users", SIGNER_POLICY, [
+            {"Sid": "ConnectAsDeclaredDbUsers", "Effect": "Allow", "Action": "rds-db:connect",
+             "Resource": _lookup("ConnectArns")}]),
+        "ReaderRole": _role(stage, "Reader", "reads RDS, the signer's IAM policies and login refusals",
+                            READER_POLICY, _reader_statements()),
+        "DsqlSignerRole": _role(stage, "DsqlSigner", "signs Aurora DSQL auth tokens for the declared clusters",
+                                DSQL_SIGNER_POLICY, [
+                                    _dsql_statement("ConnectToDeclaredClusters", "HasDsqlConnect", "dsql:DbConnect",
+                                                    "DsqlConnectArns"),
+                                    _dsql_statement("ConnectAsAdminToDeclaredClusters", "HasDsqlAdmin",
+                                                    "dsql:DbConnectAdmin", "DsqlAdminArns")]),
+    }
+
+
 def member_roles_template(policy: AccessPolicy, deploy: DeploySettings, stage: str) -> dict[str, Any]:
     accounts = member_accounts(policy, deploy)
-    mapping = _account_entries(accounts)
     return {
         "AWSTemplateFormatVersion": "2010-09-09",
         "Description": f"rdsvend {stage}: signer and reader roles in a database account (StackSet)",
@@ -232,41 +253,14 @@ def member_roles_template(policy: AccessPolicy, deploy: DeploySettings, stage: s
                                   "Description": "people (IAM user or role ARNs) who may also assume these roles, "
                                                  "to run rdsvend canary, doctor and discover; none by default"},
         },
-        "Mappings": {"Accounts": mapping},
+        "Mappings": {"Accounts": {account: _mapping_entry(entry) for account, entry in sorted(accounts.items())}},
         "Conditions": {"HasSigner": _has("SignerRoleName"), "HasReader": _has("ReaderRoleName"),
                        "HasDsqlSigner": _has("DsqlSignerRoleName"), "HasDsqlConnect": _has("DsqlConnect"),
                        "HasDsqlAdmin": _has("DsqlAdmin"),
                        "HasOperators": {"Fn::Not": [{"Fn::Equals": [
                            {"Fn::Join": ["", {"Ref": OPERATORS_PARAMETER}]}, ""]}]}},
-        "Resources": {
-            "SignerRole": {"Type": "AWS::IAM::Role", "Condition": "HasSigner", "Properties": {
-                "RoleName": _lookup("SignerRoleName"), "Path": _lookup("SignerRolePath"),
-                "Description": f"rdsvend {stage}: signs RDS IAM auth tokens for the declared db users",
-                "MaxSessionDuration": 3600, "AssumeRolePolicyDocument": _trust(stage),
-                "Policies": [{"PolicyName": SIGNER_POLICY, "PolicyDocument": {
-                    "Version": "2012-10-17", "Statement": [{
-                        "Sid": "ConnectAsDeclaredDbUsers", "Effect": "Allow", "Action": "rds-db:connect",
-                        "Resource": _lookup("ConnectArns")}]}}]}},
-            "ReaderRole": {"Type": "AWS::IAM::Role", "Condition": "HasReader", "Properties": {
-                "RoleName": _lookup("ReaderRoleName"), "Path": _lookup("ReaderRolePath"),
-                "Description": f"rdsvend {stage}: reads RDS, the signer's IAM policies and login refusals",
-                "MaxSessionDuration": 3600, "AssumeRolePolicyDocument": _trust(stage),
-                "Policies": [{"PolicyName": READER_POLICY, "PolicyDocument": {
-                    "Version": "2012-10-17", "Statement": _reader_statements()}}]}},
-            "DsqlSignerRole": {"Type": "AWS::IAM::Role", "Condition": "HasDsqlSigner", "Properties": {
-                "RoleName": _lookup("DsqlSignerRoleName"), "Path": _lookup("DsqlSignerRolePath"),
-                "Description": f"rdsvend {stage}: signs Aurora DSQL auth tokens for the declared clusters",
-                "MaxSessionDuration": 3600, "AssumeRolePolicyDocument": _trust(stage),
-                "Policies": [{"PolicyName": DSQL_SIGNER_POLICY, "PolicyDocument": {
-                    "Version": "2012-10-17", "Statement": [
-                        _dsql_statement("ConnectToDeclaredClusters", "HasDsqlConnect", "dsql:DbConnect",
-                                        "DsqlConnectArns"),
-                        _dsql_statement("ConnectAsAdminToDeclaredClusters", "HasDsqlAdmin", "dsql:DbConnectAdmin",
-                                        "DsqlAdminArns")]}}]}},
-        },
-        "Outputs": {
-            "SignerRoleArn": {"Condition": "HasSigner", "Value": {"Fn::GetAtt": ["SignerRole", "Arn"]}},
-            "ReaderRoleArn": {"Condition": "HasReader", "Value": {"Fn::GetAtt": ["ReaderRole", "Arn"]}},
-            "DsqlSignerRoleArn": {"Condition": "HasDsqlSigner", "Value": {"Fn::GetAtt": ["DsqlSignerRole", "Arn"]}},
-        },
+        "Resources": _resources(stage),
+        "Outputs": {f"{logical}Arn": {"Condition": f"Has{logical.removesuffix('Role')}",
+                                      "Value": {"Fn::GetAtt": [logical, "Arn"]}}
+                    for logical in ("SignerRole", "ReaderRole", "DsqlSignerRole")},
     }

@@ -196,7 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     say("rdsvend demo: short-lived RDS IAM database tokens, vended by policy, on this machine only.")
     say("Starting the local stack: moto as AWS (an organization, a member account with the service and "
         "its database, a workloads account with two callers, a data account with a second database), "
-        "RDS-shaped databases with TLS, and the API behind a SigV4-checking gateway ...")
+        "RDS-shaped databases with TLS, rdsvend's local stage deployed into it as make package builds it, "
+        "and the API behind a SigV4-checking gateway ...")
     stack = LocalStack(REPO_ROOT / ".rdsvend" / "demo")
     status = 0
     try:
@@ -205,6 +206,9 @@ def main(argv: list[str] | None = None) -> int:
         db = info.databases[DATABASE]
         say(f"Ready in {time.monotonic() - started:.1f} s. API {info.gateway_url}; AWS {info.moto_url}; "
             f"PostgreSQL {db['host']}:{db['port']} (TLS only).", 3)
+        roles = ", ".join(keys.arn.split("/")[1] for keys in info.seeded.functions.values())
+        say(f"Deployed: the functions run as {roles}, each with exactly its generated policy; the member-roles "
+            "template made the signer and reader roles in the database accounts.", 3)
         say()
         demo = Demo(stack)
         for step in STEPS:

@@ -27,12 +27,11 @@ def canary_step(demo: Any, say: Callable[..., None], failed: type[Exception]) ->
     info = demo.stack.info
     say("6. Canary: for every (database, db user) in the policy, check RDS (exists, IAM auth on, endpoint), "
         "IAM (the signer may rds-db:connect on the exact dbuser ARN) and every SCP from the root down, then "
-        "log in for real with a freshly signed token over TLS verify-full and read the role catalogs.")
+        "log in for real with a freshly signed token over TLS verify-full and read the role catalogs. It runs "
+        "as the deployed canary function's role (rdsvend-local-canary), with the policy make package generates.")
     logger.setLevel("WARNING")
     policy = load_policy_file(info.policy_path)
-    env = local_canary_env(info)
-    demo.notes["canary_env"] = env
-    report = run_canary(policy, local_canary_deps(info, policy, env=env))
+    report = run_canary(policy, local_canary_deps(info, policy, env=local_canary_env(info)))
     say(render_table(report.targets), 3)
     say(summary_line(report.summary), 3)
     app = next(t for t in report.targets if t.db_user == DB_USER)

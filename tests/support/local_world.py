@@ -12,7 +12,6 @@ import boto3
 from devtools.local.aws import AccountSessions, seed_world
 from devtools.local.deployment import deploy_local
 from devtools.local.provision import merged_access_text, write_access_policy
-from devtools.local.state import DEFAULT_ACCESS
 from devtools.local.world import load_world
 
 __all__ = ["REPO", "LOCAL_ACCESS", "local_access_text", "management_client", "member_client", "seed_and_deploy"]
@@ -55,7 +54,7 @@ def seed_and_deploy(world: Any, url: str, tmp: Path, **seed_args: Any) -> Any:
     seed_args.setdefault("proxy_ports", {proxy.name: 46001 + i for i, (_account, proxy) in enumerate(world.proxies())})
     seeded = seed_world(world, url, db_host="localhost", master_password="not-used-locally", **seed_args)
     policy = tmp / "access.yaml"
-    write_access_policy(DEFAULT_ACCESS, policy, seeded, tmp / "ca.pem", world,
+    write_access_policy(LOCAL_ACCESS, policy, seeded, tmp / "ca.pem", world,
                         dsql={name: (c.identifier, "localhost", 5432) for name, c in seeded.dsql.items()})
     sessions = AccountSessions(url, world.region, world.organization.management_account)
     return deploy_local(world, seeded, sessions, policy.read_text(encoding="utf-8")).seeded
