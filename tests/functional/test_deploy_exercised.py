@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from devtools.deploy.exercised import LOCALLY_UNEXERCISED, DeployedRole, render, report_of, stage_roles
-from devtools.deploy.local_stage import local_stage
+from devtools.deploy.local_stage import LocalStage, local_stage
 from devtools.local.allowed import Allowed
 from tests.support.local_world import local_access_text
 
@@ -21,16 +21,17 @@ SESSION = f"arn:aws:sts::{SERVICE}:assumed-role/rdsvend-local-vend/rdsvend-local
 
 
 @pytest.fixture(scope="module")
-def stage():
+def stage() -> LocalStage:
     return local_stage(local_access_text(), account=SERVICE, region="us-east-1",
                        org_id="o-rdsvend001", resource_ids=RESOURCE_IDS)
 
 
-def _line(action, resource, sid, *, owner=VEND_ROLE, policy="rdsvend-local-vend", layer="identity"):
+def _line(action: str, resource: str, sid: str | int, *, owner: str = VEND_ROLE, policy: str = "rdsvend-local-vend",
+          layer: str = "identity") -> Allowed:
     return Allowed(SESSION, action, resource, layer, owner, policy, sid)
 
 
-def test_the_roles_are_the_functions_and_the_member_roles_with_their_generated_documents(stage):
+def test_the_roles_are_the_functions_and_the_member_roles_with_their_generated_documents(stage: LocalStage) -> None:
     roles = {role.label: role for role in stage_roles(stage, MANAGEMENT)}
     assert {"api_handler", "vend", "canary", "rotate"} <= set(roles)
     assert roles["vend"].arn == VEND_ROLE and roles["vend"].policies == {"rdsvend-local-vend": stage.documents()["vend"]}
@@ -42,7 +43,7 @@ def test_the_roles_are_the_functions_and_the_member_roles_with_their_generated_d
     assert {s["Sid"] for doc in reader.policies.values() for s in doc["Statement"]} >= {"DescribeDatabases"}
 
 
-def test_a_statement_is_exercised_by_the_actions_its_requests_used(stage):
+def test_a_statement_is_exercised_by_the_actions_its_requests_used(stage: LocalStage) -> None:
     vend = [r for r in stage_roles(stage) if r.label == "vend"]
     signer = f"arn:aws:iam::{SERVICE}:role/rdsvend-signer"
     report = report_of(vend, [
@@ -65,7 +66,7 @@ def test_a_statement_is_exercised_by_the_actions_its_requests_used(stage):
     assert set(report.unreviewed()) == set(missing)  # no reason given for any
 
 
-def test_a_reviewed_reason_is_shown_and_a_stale_one_is_named(stage):
+def test_a_reviewed_reason_is_shown_and_a_stale_one_is_named(stage: LocalStage) -> None:
     vend = [r for r in stage_roles(stage) if r.label == "vend"]
     reviewed = {("vend", "Tracing", "xray:PutTraceSegments"): "no X-Ray daemon runs locally",
                 ("vend", "ReadAccessPolicy", "ssm:GetParameter"): "reviewed once, exercised now"}
@@ -82,7 +83,7 @@ def test_a_reviewed_reason_is_shown_and_a_stale_one_is_named(stage):
     assert text.splitlines()[-1].startswith(f"1 of {total} granted actions exercised")
 
 
-def test_a_statement_without_sid_is_named_by_its_index():
+def test_a_statement_without_sid_is_named_by_its_index() -> None:
     role = DeployedRole("fn", "arn:aws:iam::1:role/fn", {"p": {"Statement": [
         {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"},
         {"Effect": "Deny", "Action": "s3:*", "Resource": "*"}]}})
@@ -91,7 +92,7 @@ def test_a_statement_without_sid_is_named_by_its_index():
     assert report.unexercised() == {} and len(report.statements) == 1  # a Deny grants nothing
 
 
-def test_the_reviewed_list_is_the_deployment_guides():
+def test_the_reviewed_list_is_the_deployment_guides() -> None:
     guide = (ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")
     table = guide.split("| grant (role, statement, action) | why the local stack cannot use it |\n| --- | --- |\n")[1]
     rows = [line for line in table.split("\n\n")[0].splitlines() if line.startswith("| `")]

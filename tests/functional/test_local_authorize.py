@@ -3,6 +3,7 @@ boundary, session and SCP layers, resource policies same-account and cross-accou
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import boto3
 import pytest
@@ -182,7 +183,7 @@ def test_policies_are_read_again_after_a_change(aws):
 
 # -- what allowed each request: the allowed-requests log ---------------------------------------------
 
-def test_the_allowed_log_names_the_role_policy_and_statement_that_allowed_each_request(aws, tmp_path):
+def test_the_allowed_log_names_the_role_policy_and_statement_that_allowed_each_request(aws: None, tmp_path: Path) -> None:
     role = _role(A, "fn", {"AWS": f"arn:aws:iam::{A}:root"},
                  {"Sid": "Describe", **_allow("secretsmanager:DescribeSecret")}, _allow("secretsmanager:GetSecretValue"))
     creds = _client("sts", A).assume_role(RoleArn=role, RoleSessionName="one")["Credentials"]
@@ -200,7 +201,7 @@ def test_the_allowed_log_names_the_role_policy_and_statement_that_allowed_each_r
     ]
 
 
-def test_a_grant_of_the_resource_policy_alone_is_logged_as_the_resources(aws, tmp_path):
+def test_a_grant_of_the_resource_policy_alone_is_logged_as_the_resources(aws: None, tmp_path: Path) -> None:
     bare = _user(A, "bare")
     arn = _secret(A, _doc({"Sid": "Named", "Effect": "Allow", "Principal": {"AWS": bare.arn},
                            "Action": "secretsmanager:GetSecretValue", "Resource": "*"}))
@@ -211,7 +212,7 @@ def test_a_grant_of_the_resource_policy_alone_is_logged_as_the_resources(aws, tm
         "resource", arn, f"resource policy of {arn}", "Named")
 
 
-def test_a_request_refused_on_a_later_pair_records_no_grant(aws, tmp_path):
+def test_a_request_refused_on_a_later_pair_records_no_grant(aws: None, tmp_path: Path) -> None:
     user = _user(A, "half", _allow("secretsmanager:GetSecretValue"))
     arn = _secret(A)
     log = AllowedLog(tmp_path / ALLOWED_LOG)

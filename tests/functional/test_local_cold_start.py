@@ -6,6 +6,8 @@ from __future__ import annotations
 import io
 import json
 import zipfile
+from collections.abc import Iterator
+from typing import Any
 
 import boto3
 import pytest
@@ -28,11 +30,11 @@ AUTH = ("AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20260101/us-east-1/lam
     ("POST", "/2015-03-31/functions/rdsvend-local-vend/invocations", None),
     ("PUT", "/2015-03-31/functions/rdsvend-local-vend/concurrency", None),
 ])
-def test_only_an_update_names_a_function(method, path, name):
+def test_only_an_update_names_a_function(method: str, path: str, name: str | None) -> None:
     assert updated_function(method, path) == name
 
 
-def _zip():
+def _zip() -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr("app.py", "")
@@ -40,7 +42,7 @@ def _zip():
 
 
 @pytest.fixture
-def app(monkeypatch):
+def app(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
@@ -55,22 +57,22 @@ def app(monkeypatch):
         yield DomainDispatcherApplication(create_backend_app)
 
 
-def _put(client, function, body):
+def _put(client: Client, function: str, body: dict[str, str]) -> Any:
     return client.put(f"/2015-03-31/functions/{function}/configuration", data=json.dumps(body),
                       headers={"Authorization": AUTH, "Content-Type": "application/json",
                                "Host": f"lambda.{REGION}.amazonaws.com"})
 
 
-def test_a_successful_update_starts_the_function_afresh_before_the_answer(app):
-    started = []
+def test_a_successful_update_starts_the_function_afresh_before_the_answer(app: Any) -> None:
+    started: list[str] = []
     client = Client(ColdStarts(app, started.append))
     answer = _put(client, "rdsvend-local-vend", {"Description": "new environment"})
     assert answer.status_code == 200 and json.loads(answer.data)["Description"] == "new environment"
     assert started == ["rdsvend-local-vend"]
 
 
-def test_a_failed_update_starts_nothing(app):
-    started = []
+def test_a_failed_update_starts_nothing(app: Any) -> None:
+    started: list[str] = []
     client = Client(ColdStarts(app, started.append))
     assert _put(client, "no-such-function", {"Description": "x"}).status_code == 404
     assert started == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 
 import pytest
 import requests
@@ -282,7 +283,7 @@ def test_the_dsql_cluster_is_in_the_local_dsql_api_and_the_signer_may_connect_to
         ("dsql:DbConnect", (cluster.arn,)), ("dsql:DbConnectAdmin", (cluster.arn,))}
 
 
-def test_local_exercised_without_a_stack_says_so_in_one_line(tmp_path):
+def test_local_exercised_without_a_stack_says_so_in_one_line(tmp_path: Path) -> None:
     from click.testing import CliRunner
 
     from devtools.cli.main import cli
