@@ -187,9 +187,35 @@ def test_forbidden_is_raised_at_once_and_not_masked(server, clock):
         assert len(server.posts) == expected_requests
 
 
-def test_threads_waiting_for_a_failed_refresh_share_its_error(server, clock):
+class WatchedClock(FrozenClock):
+    """A frozen clock that tells when ``threads`` threads other than its creator have read it.
+
+    ``TokenClient.get`` reads the clock while it holds the key's lock, to choose between the
+    cached token, a refresh of its own, or waiting for the refresh in flight. So once every
+    worker has read it while that refresh is held in the server, each of them has made its
+    choice: no worker can still arrive after the refresh has ended."""
+
+    def __init__(self, at: datetime, threads: int) -> None:
+        super().__init__(at)
+        self.threads = threads
+        self.all_read = threading.Event()
+        self._creator = threading.get_ident()
+        self._readers: set[int] = set()
+        self._lock = threading.Lock()
+
+    def monotonic(self) -> float:
+        with self._lock:
+            if threading.get_ident() != self._creator:
+                self._readers.add(threading.get_ident())
+                if len(self._readers) >= self.threads:
+                    self.all_read.set()
+        return super().monotonic()
+
+
+def test_threads_waiting_for_a_failed_refresh_share_its_error(server):
     server.gate = threading.Event()
     server.responder = lambda n, seen: error_reply(403, "forbidden")
+    clock = WatchedClock(datetime(2026, 11, 22, 10, 0, tzinfo=UTC), threads=8)
     client = _client(server, clock)
     codes: list[str] = []
     start = threading.Barrier(8)
@@ -204,7 +230,11 @@ def test_threads_waiting_for_a_failed_refresh_share_its_error(server, clock):
     threads = [threading.Thread(target=worker) for _ in range(8)]
     for thread in threads:
         thread.start()
-    assert server.entered.wait(5)
+    assert server.entered.wait(10)
+    # Release the failing refresh only once the seven others have found it in flight: a thread
+    # that arrived after it had failed would rightly send its own request (errors other than
+    # 429/503 are not cached), which is not what this test is about.
+    assert clock.all_read.wait(10), "not every thread asked for a token"
     server.gate.set()
     for thread in threads:
         thread.join(10)
