@@ -75,46 +75,67 @@ def test_access_denied_is_not_retried_and_is_503(no_backoff_sleep):
     assert "AccessDenied" in info.value.detail
 
 
-@pytest.fixture
-def silent_server():
+class SilentServer:
     """A TCP server on 127.0.0.1 that accepts connections and never answers."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(16)
-    accepted: list[socket.socket] = []
-    stop = threading.Event()
 
-    def serve():
-        sock.settimeout(0.1)
-        while not stop.is_set():
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.accepted: list[socket.socket] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        self.sock.settimeout(0.1)
+        while not self.stop.is_set():
             try:
-                accepted.append(sock.accept()[0])
+                self.accepted.append(self.sock.accept()[0])
             except OSError:
                 continue
 
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}", accepted
-    stop.set()
-    thread.join(2)
-    for conn in accepted:
-        conn.close()
-    sock.close()
+    def connections(self) -> int:
+        """Every connection made so far: the accepting thread may not have run since the last
+        one was made (the kernel completes it from the listen backlog), so the server stops
+        and takes what is still waiting there."""
+        self.stop.set()
+        self.thread.join(5)
+        self.sock.setblocking(False)
+        while True:
+            try:
+                self.accepted.append(self.sock.accept()[0])
+            except BlockingIOError:
+                return len(self.accepted)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(5)
+        for conn in self.accepted:
+            conn.close()
+        self.sock.close()
+
+
+@pytest.fixture
+def silent_server():
+    server = SilentServer()
+    yield server
+    server.close()
 
 
 def test_a_hanging_sts_times_out_after_bounded_retries(silent_server, no_backoff_sleep):
-    url, accepted = silent_server
     config = Config(connect_timeout=0.3, read_timeout=0.3, retries={"mode": "standard", "total_max_attempts": 2})
     session = boto3.Session()
 
     def factory(service, region=None):
-        return session.client(service, region_name=region, endpoint_url=url, config=config)
+        return session.client(service, region_name=region, endpoint_url=silent_server.url, config=config)
 
     with pytest.raises(UpstreamUnavailableError) as info:
         mint(minter_for(factory))
     assert info.value.service == "sts"
     assert "ReadTimeout" in info.value.detail
-    assert len(accepted) == 2  # one connection per attempt, then it gave up
+    assert silent_server.connections() == 2  # one connection per attempt, then it gave up
 
 
 def test_missing_function_credentials_are_503_not_a_botocore_exception(monkeypatch, tmp_path):

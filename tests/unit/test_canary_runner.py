@@ -24,13 +24,17 @@ def test_concurrency_is_bounded_and_order_is_kept():
     active = 0
     peak = 0
     lock = threading.Lock()
+    three_in = threading.Event()  # the first three checks wait for each other: three run at once
 
     def check(database, user, deadline, run):
         nonlocal active, peak
         with lock:
             active += 1
             peak = max(peak, active)
-        time.sleep(0.02)
+            if active == 3:
+                three_in.set()
+        three_in.wait(5)  # without it, a slow thread start could let one finish before the third began
+        time.sleep(0.02)  # a fourth running at once would have its chance to show here
         with lock:
             active -= 1
         return TargetReport(database.name, user.name, (CheckResult("rds.found", "pass", "ok"),))
