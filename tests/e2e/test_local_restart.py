@@ -31,7 +31,7 @@ pytestmark = pytest.mark.e2e
 
 def _cli(*args: str, env: dict[str, str] | None = None, timeout: float = 180) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "rdsvend.cli", *args], cwd=REPO, env=env or dict(os.environ),
-                          capture_output=True, text=True, timeout=timeout)
+                          capture_output=True, text=True, timeout=timeout, check=False)
 
 
 def _listening(port: int) -> bool:
@@ -146,7 +146,7 @@ def test_restart_keeps_shells_valid_and_the_stack_being_down_is_said(stack, tmp_
     assert env.returncode == 1 and "no local stack is running" in env.stderr
     cleared = subprocess.run(["bash", "-c", 'eval "$(rdsvend local env 2>/dev/null)"; env'], cwd=REPO,
                              env={**shell, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{shell['PATH']}"},
-                             capture_output=True, text=True, timeout=60).stdout
+                             capture_output=True, text=True, timeout=60, check=False).stdout
     names = {line.split("=", 1)[0] for line in cleared.splitlines()}
     assert not names & set(LOCAL_ENV_NAMES), names & set(LOCAL_ENV_NAMES)
     assert f"{LOCAL_STACK_ENV}={stack.state_dir.resolve()}" in cleared
