@@ -152,7 +152,7 @@ def ready(factory: ClientFactory, *services: str) -> ClientFactory:
 def service(drip_url: str | None = None, **overrides) -> VendingService:
     args = dict(policy_source=StaticPolicySource(load_policy_text(POLICY, "t.yaml")),
                 minter=TokenMinter(cache_tokens=False),
-                resolver=EndpointResolver(ready(clients(drip_url or "http://127.0.0.1:9"), "rds"),
+                resolver=EndpointResolver(ready(clients(drip_url), "rds") if drip_url else clients("http://127.0.0.1:9"),
                                           service_account=ACCT),
                 deadline_seconds=DEADLINE)
     args.update(overrides)
@@ -209,8 +209,9 @@ def test_a_dripping_identity_proof_is_cut_off_at_the_request_deadline(drip):
     session = boto3.Session(aws_access_key_id="AKIAIOSFODNN7EXAMPLE", aws_secret_access_key="x" * 40,
                             region_name="us-east-1")
     payload = invoke_payload("given", "app", "srv-1", session=session, endpoint_url=drip.url)
+    svc = service()
     started = time.monotonic()
-    answer = handle_vend(payload, "req-2", service=service(), verifier=verifier)
+    answer = handle_vend(payload, "req-2", service=svc, verifier=verifier)
     took = time.monotonic() - started
     assert answer["error"]["code"] == "upstream_unavailable" and answer["error"]["retry_after"] > 0
     assert drip.reached() and took < BOUND, f"the vend took {took:.1f} s"
