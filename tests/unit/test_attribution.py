@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -25,6 +27,7 @@ from devtools.cli.audit_cmd import parse_duration
 from devtools.local.cwlogs import CloudWatchSink, LogLine, MetricCount
 from devtools.local.iamdbauth import IamAuthGuard, InstanceAuth, InstanceState
 from devtools.local.rdsauth import TokenVerdict
+from devtools.local.world import World
 
 SIGNER = "arn:aws:sts::222222222222:assumed-role/rdsvend-signer/user.orders-api@333333333333"
 CALLER = "arn:aws:iam::333333333333:user/orders-api"
@@ -56,7 +59,8 @@ def test_every_line_parses_back(code):
 def test_real_rds_lines_with_a_timestamp_prefix_and_no_space_after_the_colon_parse():
     line = ("2026-11-27 10:00:00 UTC [ERROR] Failed to authenticate the connection request for user app because "
             "the token age is longer than 15 minutes. (Status Code: 400, Error Code:ExpiredToken)")
-    assert parse_refusal(line, at=1.0, database="x").code == "ExpiredToken"
+    refusal = parse_refusal(line, at=1.0, database="x")
+    assert refusal is not None and refusal.code == "ExpiredToken"
 
 
 @settings(max_examples=200)
@@ -77,7 +81,8 @@ def test_a_crafted_line_quoting_a_caller_is_not_attributed_to_that_caller():
     assert refusal.caller is None and refusal.session is None
     # a NotAuthorized line with a second, crafted quote is not attributed either
     doubled = refusal_line("NotAuthorized", crafted_user.split(" (Status")[0], SIGNER)
-    assert parse_refusal(doubled, at=1.0, database="orders").caller is None
+    refusal = parse_refusal(doubled, at=1.0, database="orders")
+    assert refusal is not None and refusal.caller is None
 
 
 def test_oversized_lines_are_ignored():
@@ -94,7 +99,8 @@ def test_groups_and_metrics():
 
 # -- the join -------------------------------------------------------------------------------------
 
-def _vend(at, arn=CALLER, user="app", expires="2026-01-01T00:15:00Z", request="r1"):
+def _vend(at: float, arn: str = CALLER, user: str = "app", expires: str = "2026-01-01T00:15:00Z",
+          request: str = "r1") -> Vend:
     return Vend(at, "allow", arn, arn, "orders-prod", user, "rule-1", "allowed", request, expires)
 
 
@@ -102,6 +108,7 @@ def test_a_not_authorized_refusal_joins_the_vend_of_its_session():
     other = _vend(10, arn="arn:aws:iam::333333333333:user/someone-else", request="r0")
     mine = _vend(20, request="r1")
     refusal = parse_refusal(refusal_line("NotAuthorized", "app", SIGNER), at=30, database="orders")
+    assert refusal is not None
     entries = join_events([mine, other], [refusal], {"orders": "orders-prod"})
     assert [e.kind for e in entries] == ["vend", "vend", "refusal"]
     last = entries[-1]
@@ -170,20 +177,20 @@ def test_the_check_passes_warns_and_errors():
 # -- the local guard ------------------------------------------------------------------------------------
 
 class FakeChecker:
-    def __init__(self, verdict):
+    def __init__(self, verdict: TokenVerdict) -> None:
         self.verdict = verdict
         self.calls = 0
 
-    def verify(self, user, token):
+    def verify(self, user: str, token: str) -> TokenVerdict:
         self.calls += 1
         return self.verdict
 
 
 class ListSink:
-    def __init__(self):
-        self.items = []
+    def __init__(self) -> None:
+        self.items: list[LogLine | MetricCount] = []
 
-    def put(self, item):
+    def put(self, item: LogLine | MetricCount) -> None:
         self.items.append(item)
 
 
@@ -194,7 +201,8 @@ TOKEN = "localhost:5432/?Action=connect&DBUser=app&X-Amz-Signature=" + "ab" * 32
 EXPORTING = InstanceState(True, ("iam-db-auth-error",))
 
 
-def _guard(verdict, state=EXPORTING, clock=None):
+def _guard(verdict: TokenVerdict, state: InstanceState = EXPORTING, clock: Callable[[], float] | None = None,
+           ) -> tuple[IamAuthGuard, FakeChecker, ListSink]:
     sink = ListSink()
     checker = FakeChecker(verdict)
     now = clock or (lambda: 100.0)
@@ -238,7 +246,7 @@ def test_a_refusal_is_logged_only_when_the_instance_exports_the_log_and_never_wi
     guard, _checker, sink = _guard(expired, state=InstanceState(True, ()))
     assert not guard.check("app", TOKEN)
     assert not [i for i in sink.items if isinstance(i, LogLine)]
-    assert "IamDbAuthConnectionFailureInvalidToken" in [i.name for i in sink.items]
+    assert "IamDbAuthConnectionFailureInvalidToken" in [i.name for i in sink.items if isinstance(i, MetricCount)]
 
 
 def test_reading_the_instance_failing_refuses():
@@ -250,7 +258,7 @@ def test_reading_the_instance_failing_refuses():
 def test_the_sink_never_blocks_and_counts_what_it_drops():
     gate = threading.Event()
 
-    def client_for(service, account):
+    def client_for(service: str, account: str) -> Any:
         gate.wait(5)
         raise RuntimeError("moto down")
 
@@ -266,7 +274,7 @@ def test_the_sink_never_blocks_and_counts_what_it_drops():
 
 # -- the world setting ------------------------------------------------------------------------------
 
-def _world_with(**db_settings):
+def _world_with(**db_settings: object) -> World:
     import yaml
 
     from devtools.local.world import DEFAULT_WORLD, load_world_text
@@ -317,10 +325,10 @@ def test_audit_refuses_bad_flags_on_one_line_with_exit_2(args):
 def test_each_run_reads_refusals_since_the_previous_run_of_the_same_deps():
     from chalicelib.canary.checks_auth_log import CloudWatchAuthErrorLog
 
-    reads = []
+    reads: list[int] = []
 
     class Logs:
-        def filter_log_events(self, **kwargs):
+        def filter_log_events(self, **kwargs: Any) -> dict[str, Any]:
             reads.append(kwargs["startTime"])
             return {"events": []}
 

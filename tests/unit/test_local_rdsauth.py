@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Any
 from unittest import mock
 
 import botocore.session
@@ -31,29 +33,31 @@ SECRETS = (SIGNER.secret_key, SIGNER.session_token, LONG.secret_key, FOREIGN.sec
 
 
 @functools.cache
-def _client(cred: Credential):
+def _client(cred: Credential) -> Any:
     session = botocore.session.Session()
     session.set_credentials(cred.access_key_id, cred.secret_key, cred.session_token)
     return session.create_client("rds", region_name=REGION)
 
 
-def token(cred=SIGNER, host="localhost", port=15432, user="app_user", region=REGION, at=AT) -> str:
+def token(cred: Credential = SIGNER, host: str = "localhost", port: int = 15432, user: str = "app_user",
+          region: str = REGION, at: datetime = AT) -> str:
     with mock.patch("botocore.auth.get_current_datetime", return_value=at.replace(tzinfo=None)):
-        return _client(cred).generate_db_auth_token(host, port, user, region)
+        return str(_client(cred).generate_db_auth_token(host, port, user, region))
 
 
-def hand_signed(params, cred=LONG, expires=900, at=AT) -> str:
+def hand_signed(params: Mapping[str, str], cred: Credential = LONG, expires: int = 900, at: datetime = AT) -> str:
     request = AWSRequest(method="GET", url="https://localhost:15432/", params=params)
     with mock.patch("botocore.auth.get_current_datetime", return_value=at.replace(tzinfo=None)):
         SigV4QueryAuth(Credentials(cred.access_key_id, cred.secret_key, cred.session_token), "rds-db", REGION,
                        expires=expires).add_auth(request)
+    assert request.url is not None
     return request.url[len("https://"):]
 
 
 class Permissions:
     """A permission check the test controls; records what it was asked."""
 
-    def __init__(self, allowed=True, error: Exception | None = None):
+    def __init__(self, allowed: bool = True, error: Exception | None = None) -> None:
         self.allowed = allowed
         self.error = error
         self.calls: list[tuple[Credential, str]] = []
@@ -66,17 +70,17 @@ class Permissions:
 
 
 @pytest.fixture
-def clock():
+def clock() -> FrozenClock:
     return FrozenClock(AT)
 
 
 @pytest.fixture
-def permissions():
+def permissions() -> Permissions:
     return Permissions()
 
 
 @pytest.fixture
-def checker(clock, permissions):
+def checker(clock: FrozenClock, permissions: Permissions) -> RdsTokenChecker:
     return RdsTokenChecker(StaticSecretLookup([SIGNER, LONG, FOREIGN]), endpoints={"orders": INSTANCE},
                            permission_check=permissions, clock=clock)
 
@@ -158,7 +162,7 @@ def test_failures_to_check_are_refusals(clock):
     assert checker.verify("app_user", token()).reason == "could_not_check:RuntimeError"
 
     class DownLookup:
-        def secret_for(self, access_key_id):
+        def secret_for(self, access_key_id: str) -> Credential | None:
             raise ConnectionError("moto is down")
 
     checker = RdsTokenChecker(DownLookup(), endpoints=INSTANCE, permission_check=Permissions(), clock=clock)
@@ -167,8 +171,11 @@ def test_failures_to_check_are_refusals(clock):
 
 
 def test_a_permission_check_that_returns_a_truthy_non_bool_does_not_admit(clock):
+    def breaks_its_contract(credential: Credential, arn: str) -> tuple[Any, str]:
+        return "yes", "odd"  # truthy, but not True: the checker admits on True only
+
     checker = RdsTokenChecker(StaticSecretLookup([SIGNER]), endpoints=INSTANCE,
-                              permission_check=lambda c, a: ("yes", "odd"), clock=clock)
+                              permission_check=breaks_its_contract, clock=clock)
     assert checker.check("app_user", token()) is False
 
 
