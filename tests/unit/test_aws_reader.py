@@ -3,6 +3,7 @@ answers like STS, since these tests are about caching, refresh and messages)."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
@@ -21,7 +22,7 @@ class FakeSts:
         self.fail = fail
         self.assumed: list[str] = []
 
-    def assume_role(self, RoleArn: str, RoleSessionName: str) -> dict:  # boto3's names
+    def assume_role(self, RoleArn: str, RoleSessionName: str) -> dict[str, Any]:  # boto3's names
         self.assumed.append(RoleArn)
         if self.fail:
             raise ClientError({"Error": {"Code": self.fail, "Message": f"no; key {SECRET}"}}, "AssumeRole")
@@ -30,7 +31,7 @@ class FakeSts:
                                 "Expiration": self.clock.now() + timedelta(hours=1)},
                 "AssumedRoleUser": {"Arn": f"arn:aws:sts::222222222222:assumed-role/rdsvend-reader/{RoleSessionName}"}}
 
-    def get_caller_identity(self) -> dict:
+    def get_caller_identity(self) -> dict[str, str]:
         return {"Account": "111111111111", "Arn": "arn:aws:iam::111111111111:user/alice"}
 
 
@@ -78,7 +79,7 @@ def test_credentials_never_in_repr():
 
 def test_caller_vantage_uses_the_configured_account_without_sts():
     class NoSts:
-        def get_caller_identity(self):
+        def get_caller_identity(self) -> dict[str, str]:
             raise AssertionError("STS must not be called")
 
     assert CallerVantage(lambda: NoSts(), account="111111111111").account() == "111111111111"
@@ -103,5 +104,5 @@ def test_searched_as_wording(vantage, declared, text, advice):
     if advice is None:
         assert searched.advice is None
     else:
-        assert searched.advice.startswith(advice)
+        assert searched.advice is not None and searched.advice.startswith(advice)
         assert "rdsvend local env --as operator" in searched.advice and "reader_role" in searched.advice

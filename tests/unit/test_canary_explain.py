@@ -11,7 +11,7 @@ ARN = "arn:aws:rds-db:us-east-1:222222222222:dbuser:db-ABCDEFGHIJKL/orders_app"
 BAD = "arn:aws:rds-db:us-east-1:222222222222:dbuser:orders-prod/orders_app"
 
 
-def target(*checks):
+def target(*checks: CheckResult) -> TargetReport:
     return TargetReport("orders", "orders_app", tuple(checks))
 
 

@@ -1,7 +1,9 @@
 """Verdicts of the password users' checks (pure)."""
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from chalicelib.canary.checks_password import SecretView, check_secret_found, check_secret_rotation
 from chalicelib.engines.secret import DbSecret
@@ -15,11 +17,12 @@ SECRET = DbSecret("postgres", "db.example", 5432, "reports_clone", "pw-123456789
                   masterarn="arn:aws:secretsmanager:us-east-1:222222222222:secret:master")
 
 
-def view(**changes):
-    base = dict(arn=ARN, name="rdsvend/orders/reports", rotation_enabled=True, rotation_days=30,
-                last_rotated=NOW - timedelta(days=3), rotation_lambda=None, current=SECRET)
-    base.update(changes)
-    return SecretView(**base)
+BASE = SecretView(arn=ARN, name="rdsvend/orders/reports", rotation_enabled=True, rotation_days=30,
+                  last_rotated=NOW - timedelta(days=3), rotation_lambda=None, current=SECRET)
+
+
+def view(**changes: Any) -> SecretView:
+    return replace(BASE, **changes)
 
 
 def test_rotation_within_interval_plus_a_day_passes_and_beyond_fails():

@@ -2,6 +2,8 @@
 proxy.role_allows from the role's evaluation, and which leg a check or a refusal is on."""
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from chalicelib.canary.checks_iam import ConnectFacts, SideVerdict
@@ -16,6 +18,7 @@ from chalicelib.canary.model import passed
 from chalicelib.errors import ProbeError
 from chalicelib.iam.proxy_leg import ProxyFacts, proxy_facts
 from chalicelib.policy.loader import load_policy_text
+from chalicelib.policy.model import Database
 
 POLICY = """
 version: 1
@@ -36,11 +39,11 @@ ALLOW = SideVerdict(True, "allowed", "identity", "p", 0)
 DENY = SideVerdict(False, "implicitDeny", "identity", None, None, "no statement allows it")
 
 
-def db(auth="iam"):
+def db(auth: str = "iam") -> Database:
     return load_policy_text(POLICY.format(auth=auth)).databases["orders-proxy"]
 
 
-def target(state="AVAILABLE", ident="orders-prod", **health):
+def target(state: str = "AVAILABLE", ident: str = "orders-prod", **health: str) -> dict[str, Any]:
     return {"RdsResourceId": ident, "Type": "RDS_INSTANCE", "TargetHealth": {"State": state, **health}}
 
 
@@ -65,7 +68,7 @@ def test_proxy_target_states(targets, status, words):
                               "--db-instance-identifiers orders-prod")
 
 
-def connect_facts(identity=ALLOW, scp=ALLOW):
+def connect_facts(identity: SideVerdict = ALLOW, scp: SideVerdict | None = ALLOW) -> ConnectFacts:
     return ConnectFacts(ROLE, TARGET_ARN, identity, scp)
 
 

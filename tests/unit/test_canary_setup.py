@@ -7,11 +7,12 @@ import io
 import json
 from contextlib import redirect_stdout
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
 from chalicelib.canary.emit import emit_metrics, log_report
-from chalicelib.canary.model import Report, TargetReport, errored, failed, passed
+from chalicelib.canary.model import CheckResult, Report, TargetReport, errored, failed, passed
 from chalicelib.canary.setup import NETWORK_STEP, ORG_READER_STEP, pending_step
 
 AT = datetime(2026, 12, 3, tzinfo=UTC)
@@ -25,7 +26,7 @@ CONNECT_REFUSED_LOGIN = failed("db.connect", "PAM authentication failed for user
                                error_kind="auth")
 
 
-def _metrics(report: Report, monkeypatch, network: str | None) -> dict[str, float]:
+def _metrics(report: Report, monkeypatch: pytest.MonkeyPatch, network: str | None) -> dict[str, float]:
     if network is None:
         monkeypatch.delenv("RDSVEND_CANARY_NETWORK", raising=False)
     else:
@@ -38,7 +39,7 @@ def _metrics(report: Report, monkeypatch, network: str | None) -> dict[str, floa
     return {name: value[0] if isinstance(value, list) else value for name, value in values.items()}
 
 
-def _report(*checks) -> Report:
+def _report(*checks: CheckResult) -> Report:
     return Report(AT, AT, (TargetReport("orders-prod", "orders_app", (passed("rds.found", "found"), *checks)),))
 
 
@@ -62,15 +63,15 @@ def test_other_errors_and_failures_still_count_as_failing(monkeypatch, check):
 
 class _Log:
     def __init__(self) -> None:
-        self.lines: list[tuple[str, dict]] = []
+        self.lines: list[tuple[str, dict[str, Any]]] = []
 
-    def info(self, line: dict) -> None:
+    def info(self, line: dict[str, Any]) -> None:
         self.lines.append(("info", line))
 
-    def warning(self, line: dict) -> None:
+    def warning(self, line: dict[str, Any]) -> None:
         self.lines.append(("warning", line))
 
-    def error(self, line: dict) -> None:
+    def error(self, line: dict[str, Any]) -> None:
         self.lines.append(("error", line))
 
 

@@ -2,16 +2,19 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import pytest
 
 from chalicelib.canary.checks_iam import ConnectFacts, Finding, InMemoryConnectEvaluator, SideVerdict
 from chalicelib.canary.checks_kerberos import DirectoryRole, InMemoryDirectoryRoleFacts
-from chalicelib.canary.checks_rds import DomainMembership, InMemoryRdsFacts
+from chalicelib.canary.checks_rds import DomainMembership, InMemoryRdsFacts, RdsResource
+from chalicelib.canary.model import CheckResult, TargetReport
 from chalicelib.canary.target import run_target
 from chalicelib.canary.target_run import CanaryDeps, Deadline
 from chalicelib.engines.postgres_catalog import RoleFacts
 from chalicelib.errors import ProbeError
+from chalicelib.policy.model import Database, DbUser
 from tests.support.canary_fakes import CountingTokens, FixedSigner, MemoryAdmin, MemoryConnector, MemoryDatabase
 from tests.support.canary_samples import (
     APP,
@@ -30,15 +33,15 @@ from tests.support.canary_samples import (
 
 @dataclasses.dataclass
 class World:
-    resource: object = RESOURCE
-    answer: object = allow
+    resource: RdsResource | Exception | None = RESOURCE
+    answer: Callable[[str, str, str], ConnectFacts | Exception] = allow
     server: MemoryDatabase = dataclasses.field(default_factory=lambda: MemoryDatabase(roles=healthy_roles()))
     admin: bool = False
     tokens: CountingTokens = dataclasses.field(default_factory=CountingTokens)
-    directory: object = dataclasses.field(default_factory=lambda: DirectoryRole(
+    directory: DirectoryRole | Exception = dataclasses.field(default_factory=lambda: DirectoryRole(
         "rds-directory", ("arn:aws:iam::aws:policy/service-role/AmazonRDSDirectoryServiceAccess",), True))
 
-    def deps(self):
+    def deps(self) -> CanaryDeps:
         servers = {(HOST, PORT): self.server}
         return CanaryDeps(
             rds=InMemoryRdsFacts({"orders": self.resource}),
@@ -48,12 +51,12 @@ class World:
             admin=MemoryAdmin(servers) if self.admin else None,
         )
 
-    def run(self, user=APP, database=DB):
+    def run(self, user: DbUser = APP, database: Database = DB) -> tuple[TargetReport, dict[str, CheckResult]]:
         report = run_target(database, user, self.deps(), Deadline.after(5))
         return report, {c.id: c for c in report.checks}
 
 
-def not_passing(checks):
+def not_passing(checks: dict[str, CheckResult]) -> dict[str, str]:
     return {cid: c.status for cid, c in checks.items() if c.status not in ("pass", "skip")}
 
 
@@ -72,6 +75,7 @@ def test_dbuser_arn_uses_the_resource_id_and_the_instance_account():
     world = World()
     deps = world.deps()
     run_target(DB, APP, deps, Deadline.after(5))
+    assert isinstance(deps.connect, InMemoryConnectEvaluator)
     assert deps.connect.calls == [(SIGNER, f"arn:aws:rds-db:us-east-1:222222222222:dbuser:{RID}/orders_app",
                                    "222222222222")]
 
@@ -100,7 +104,7 @@ def test_iam_auth_disabled_is_its_own_failure():
 def test_instance_name_arn_in_signer_policy_is_named():
     bad_arn = "arn:aws:rds-db:us-east-1:222222222222:dbuser:orders-prod/orders_app"
 
-    def answer(principal, arn, account):
+    def answer(principal: str, arn: str, account: str) -> ConnectFacts:
         return ConnectFacts(principal, arn, SideVerdict(False, "implicitDeny", "identity", findings=(
             Finding("instance_name_arn", f"'{bad_arn}' names 'orders-prod', which looks like an instance "
                     "name", value=bad_arn),)), SideVerdict(True, "allowed", "scp"))
@@ -111,7 +115,7 @@ def test_instance_name_arn_in_signer_policy_is_named():
 
 
 def test_scp_deny_names_policy_statement_and_level():
-    def answer(principal, arn, account):
+    def answer(principal: str, arn: str, account: str) -> ConnectFacts:
         return ConnectFacts(principal, arn, SideVerdict(True, "allowed", "identity"),
                             SideVerdict(False, "explicitDeny", "scp", "SCP 'NoDb' (p-abc123)", "DenyRdsDb",
                                         level="OU Services (ou-ab12-cdef3456)"))
@@ -123,7 +127,7 @@ def test_scp_deny_names_policy_statement_and_level():
 
 
 def test_management_account_passes_scp_and_says_why():
-    def answer(principal, arn, account):
+    def answer(principal: str, arn: str, account: str) -> ConnectFacts:
         return ConnectFacts(principal, arn, SideVerdict(True, "allowed", "identity"), None,
                             management_account=True)
 
