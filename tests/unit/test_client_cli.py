@@ -5,6 +5,8 @@ import json
 import os
 import shlex
 import sys
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -14,7 +16,10 @@ from rdsvend.pgpass import split_line
 from tests.support.client_fakes import (
     ACCESS_KEY,
     SECRET_KEY,
+    CliResult,
     FakeVendServer,
+    Reply,
+    Seen,
     error_reply,
     run_cli,
     token_body,
@@ -22,14 +27,14 @@ from tests.support.client_fakes import (
 
 
 @pytest.fixture
-def server():
+def server() -> Iterator[FakeVendServer]:
     fake = FakeVendServer()
     yield fake
     fake.close()
 
 
 @pytest.fixture
-def env(monkeypatch, server):
+def env(monkeypatch: pytest.MonkeyPatch, server: FakeVendServer) -> pytest.MonkeyPatch:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
     for name in ("AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "PGSSLROOTCERT", "PGPASSFILE"):
@@ -40,7 +45,7 @@ def env(monkeypatch, server):
     return monkeypatch
 
 
-def run(*args: str):
+def run(*args: str) -> CliResult:
     return run_cli(main, *args)
 
 
@@ -195,7 +200,7 @@ def test_pgpass_refused_leaves_the_file_alone(env, server, tmp_path):
     assert path.read_text() == "db.example.internal:5432:orders:orders_app:old\n"
 
 
-def _body() -> dict:
+def _body() -> dict[str, Any]:
     from tests.support.client_fakes import token_body
 
     return token_body("tok-x")
@@ -216,7 +221,7 @@ def test_no_aws_credentials_is_one_line_exit_2(env, server, tmp_path):
 
 
 # -- a database declared without dbname: the service answers "dbname": null ------------------
-def _without_dbname(number, seen):
+def _without_dbname(number: int, seen: Seen) -> Reply:
     body = token_body(f"tok-{number}")
     body["dbname"] = None
     body["dsn"] = "host=db.example.internal port=5432 user=orders_app sslmode=verify-full"

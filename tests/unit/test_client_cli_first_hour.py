@@ -8,12 +8,24 @@ import json
 import os
 import stat
 import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from rdsvend import cli_pgpass
 from rdsvend.cli import main
-from tests.support.client_fakes import ACCESS_KEY, SECRET_KEY, FakeVendServer, error_reply, run_cli, token_body
+from tests.support.client_fakes import (
+    ACCESS_KEY,
+    SECRET_KEY,
+    FakeVendServer,
+    Reply,
+    Seen,
+    error_reply,
+    run_cli,
+    token_body,
+)
 
 SIGNATURE_MESSAGE = ("The request signature we calculated does not match the signature you provided. "
                      "Check your AWS Secret Access Key and signing method. Consult the service documentation "
@@ -21,14 +33,14 @@ SIGNATURE_MESSAGE = ("The request signature we calculated does not match the sig
                      "x-amz-security-token:SESSION-SECRET\n'")
 
 
-def _mariadb_body() -> dict:
+def _mariadb_body() -> dict[str, Any]:
     body = token_body("tok-my", database="shop-local", db_user="shop_app")
     body.update(engine="mariadb", port=3306, dbname="shop", auth_plugin="mysql_clear_password")
     return body
 
 
 @pytest.fixture
-def server(monkeypatch):
+def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeVendServer]:
     fake = FakeVendServer()
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
@@ -41,7 +53,7 @@ def server(monkeypatch):
     fake.close()
 
 
-def _fake_tool(directory, name: str, monkeypatch) -> object:
+def _fake_tool(directory: Path, name: str, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An executable ``name`` first on PATH that records its argv and PG*/MySQL environment."""
     record = directory / f"{name}.json"
     tool = directory / name
@@ -115,7 +127,7 @@ def test_exec_passes_options_after_the_double_dash_to_the_command(server, tmp_pa
 # -- 4: bad credentials are reported as such; whoami and databases
 
 
-def _bad_signature(n, seen):
+def _bad_signature(n: int, seen: Seen) -> Reply:
     return 403, {"x-amzn-ErrorType": "InvalidSignatureException"}, {"message": SIGNATURE_MESSAGE}
 
 
@@ -187,7 +199,7 @@ def test_databases_when_none_is_allowed_says_so(server):
 
 
 @pytest.fixture
-def sleeps(monkeypatch):
+def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     waits: list[float] = []
 
     def sleep(seconds: float) -> None:
@@ -195,7 +207,7 @@ def sleeps(monkeypatch):
         if len(waits) > 20:
             raise AssertionError("pgpass --watch never gave up")
 
-    monkeypatch.setattr(cli_pgpass.time, "sleep", sleep)
+    monkeypatch.setattr("rdsvend.cli_pgpass.time.sleep", sleep)
     return waits
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -15,7 +17,7 @@ from tests.support.client_fakes import ACCESS_KEY, SECRET_KEY, FakeVendServer, r
 TOKEN = "db.example.internal:3306/?Action=connect&DBUser=shop_app&X-Amz-Signature=" + "f" * 64
 
 
-def mysql_body(db_user="shop_app"):
+def mysql_body(db_user: str = "shop_app") -> dict[str, Any]:
     body = token_body(TOKEN, database="shop", db_user=db_user)
     body.update(engine="mariadb", port=3306, dbname="shop", auth_plugin="mysql_clear_password",
                 dsn=f"mysql://{db_user}@db.example.internal:3306/shop?ssl-mode=VERIFY_IDENTITY")
@@ -23,7 +25,7 @@ def mysql_body(db_user="shop_app"):
 
 
 @pytest.fixture
-def server(monkeypatch):
+def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeVendServer]:
     fake = FakeVendServer()
     fake.responder = lambda n, seen: (200, {}, mysql_body())
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)

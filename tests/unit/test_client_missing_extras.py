@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from rdsvend import IdentityProofError, connect
+from rdsvend import IdentityProofError, TokenClient, connect
 from rdsvend.api import VendedToken
 from rdsvend.errors import MissingExtraError
 from rdsvend.proof import invoke_payload
@@ -15,8 +15,11 @@ from rdsvend.sqla import create_engine
 from tests.support.client_fakes import token_body
 
 
-class _Tokens:
+class _Tokens(TokenClient):
+    """A client whose every answer is for a database of ``engine`` (it asks no service)."""
+
     def __init__(self, engine: str = "postgres") -> None:
+        super().__init__(api=object())
         self.engine = engine
 
     def get(self, database: str, db_user: str) -> VendedToken:

@@ -8,6 +8,7 @@ import ssl
 import stat
 import subprocess
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -23,14 +24,14 @@ from rdsvend.mysql import (
 TOKEN = "db.example:3306/?Action=connect&DBUser=shop_app&X-Amz-Security-Token=" + "Q%2F" * 500 + "&X-Amz-Signature=ab"
 
 
-def vended(user="shop_app", dbname="shop", host="db.example", token=TOKEN):
+def vended(user: str = "shop_app", dbname: str = "shop", host: str = "db.example", token: str = TOKEN) -> VendedToken:
     return VendedToken(token=token, expires_at=datetime.now(UTC), ttl_seconds=800, database="shop",
                        db_user=user, engine="mariadb", host=host, port=3306, dbname=dbname, region="us-east-1",
                        sslmode="verify-full", ssl_root_cert="rds-global-bundle.pem", dsn="", rule="r",
                        auth_plugin="mysql_clear_password")
 
 
-def print_defaults(path):
+def print_defaults(path: str | Path) -> str:
     """What the mariadb client would use, per its own option-file parser."""
     out = subprocess.run(["mariadb", f"--defaults-extra-file={path}", "--print-defaults"],
                          capture_output=True, text=True, check=True, env={"HOME": "/nonexistent", "PATH": os.environ["PATH"]})
@@ -138,5 +139,6 @@ def test_mysql_url_holds_the_token_percent_encoded():
     url = mysql_url(vended(user="a@b:c", dbname="d/e?"))
     parts = urlsplit(url)
     assert (parts.hostname, parts.port, parts.query) == ("db.example", 3306, "ssl-mode=VERIFY_IDENTITY")
+    assert parts.username is not None and parts.password is not None
     assert unquote(parts.username) == "a@b:c" and unquote(parts.password) == TOKEN
     assert unquote(parts.path[1:]) == "d/e?"

@@ -4,6 +4,8 @@ password; the client imports botocore only."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from typing import Any
 
 import boto3
 import pytest
@@ -16,7 +18,7 @@ SECRET = {"engine": "postgres", "host": "db.example", "port": 5432, "username": 
 
 
 @pytest.fixture
-def sm():
+def sm() -> Iterator[Any]:
     with mock_aws():
         yield boto3.client("secretsmanager", region_name="us-east-1")
 
@@ -30,7 +32,8 @@ def test_current_is_cached_for_its_ttl_and_pending_is_read_each_time(sm):
     token = "0f7a6c1e-3b7c-4c2d-9a55-0d2b6f1e9c11"
     sm.put_secret_value(SecretId="rdsvend/orders/reports", ClientRequestToken=token,
                         SecretString=json.dumps(dict(SECRET, password="next-value-abc")), VersionStages=["AWSPENDING"])
-    assert source.pending().password == "next-value-abc"
+    pending = source.pending()
+    assert pending is not None and pending.password == "next-value-abc"
     current = sm.describe_secret(SecretId="rdsvend/orders/reports")["VersionIdsToStages"]
     old = next(v for v, s in current.items() if "AWSCURRENT" in s)
     sm.update_secret_version_stage(SecretId="rdsvend/orders/reports", VersionStage="AWSCURRENT",

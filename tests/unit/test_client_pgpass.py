@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import stat
 import threading
+from multiprocessing.synchronize import Barrier
 
 import pytest
 from hypothesis import given, settings
@@ -89,8 +90,12 @@ def test_the_lock_of_dot_pgpass_is_dot_pgpass_lock_and_is_removed(tmp_path, monk
     assert lock_path(path).name == ".pgpass.lock"  # not "..pgpass.lock"
     locked: list[str] = []
     real_flock = fcntl.flock
-    monkeypatch.setattr(fcntl, "flock", lambda fd, op: (locked.append(os.readlink(f"/proc/self/fd/{fd}")),
-                                                        real_flock(fd, op))[1])
+
+    def recording_flock(fd: int, op: int) -> None:
+        locked.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_flock(fd, op)
+
+    monkeypatch.setattr(fcntl, "flock", recording_flock)
     write_pgpass_entry(path, "db.example", 5432, "orders", "orders_app", TOKEN)
     assert locked == [str(tmp_path / ".pgpass.lock")]
     assert sorted(p.name for p in tmp_path.iterdir()) == [".pgpass"]
@@ -169,7 +174,7 @@ def test_no_database_writes_a_star_that_wins_over_later_lines(tmp_path):
     assert libpq_password(text, "db.example", "5432", "orders_app", "orders_app") == TOKEN
 
 
-def _writer(path: str, name: str, rounds: int, barrier) -> None:
+def _writer(path: str, name: str, rounds: int, barrier: Barrier) -> None:
     for n in range(rounds):
         barrier.wait()
         write_pgpass_entry(path, f"{name}-{n}.example", 5432, "orders", "app", f"token-{name}-{n}")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import boto3
 import pytest
@@ -23,12 +24,12 @@ SESSION = boto3.Session(aws_access_key_id="AKIDPROOFTEST0000001", aws_secret_acc
                         aws_session_token="session-token-value", region_name="us-east-1")
 
 
-def _signed_at(proof: dict) -> datetime:
+def _signed_at(proof: dict[str, Any]) -> datetime:
     return datetime.strptime(proof["headers"]["X-Amz-Date"], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
 
 
 @pytest.fixture
-def proof() -> dict:
+def proof() -> dict[str, Any]:
     return build_identity_proof("srv-1", session=SESSION, endpoint_url=ENDPOINT)
 
 
