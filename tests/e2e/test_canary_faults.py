@@ -26,6 +26,7 @@ from chalicelib.policy.loader import load_policy_file
 from chalicelib.policy.model import CanarySettings, Database
 from devtools.local.aws import AccountSessions
 from devtools.local.canary import local_canary_deps, local_canary_env
+from devtools.local.postgres import free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -220,14 +221,8 @@ def test_database_stopped(canary):
     assert check(report, APP, "db.connect").status == "skip"
 
 
-def _dead_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_aws_endpoint_unreachable_is_an_error_never_a_pass(canary):
-    deps = local_canary_deps(canary.info, canary.policy, endpoint_url=f"http://127.0.0.1:{_dead_port()}",
+    deps = local_canary_deps(canary.info, canary.policy, endpoint_url=f"http://127.0.0.1:{free_port()}",
                              env=canary.env)
     report = canary.run(deps=deps)
     assert {t.status for t in report.targets} == {"error"}

@@ -3,23 +3,17 @@ report as a log line, EMF metrics, one SNS alert per status change, no secret in
 from __future__ import annotations
 
 import json
-import socket
 
 import boto3
 import pytest
 from chalice.test import Client
 from moto import mock_aws
 
+from devtools.local.postgres import free_port
 from tests.support.aws import make_alert_sink
 from tests.support.policies import one_database_policy
 
 TABLE = "rdsvend-canary-state"
-
-
-def _dead_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture
@@ -39,7 +33,7 @@ def world(aws_env, tmp_path, monkeypatch):
         sink = make_alert_sink(session, TABLE, "alerts")
         sqs, queue, topic = sink["sqs"], sink["queue"], sink["topic"]
         policy = tmp_path / "access.yaml"
-        policy.write_text(one_database_policy(extra=f"host: 127.0.0.1\nport: {_dead_port()}\ndbname: orders",
+        policy.write_text(one_database_policy(extra=f"host: 127.0.0.1\nport: {free_port()}\ndbname: orders",
                                               more="canary: {timeout_seconds: 5, concurrency: 2}"))
         # The function runs as its role (a session of "vend"), which also signs: no signer_role.
         creds = session.client("sts").assume_role(RoleArn="arn:aws:iam::123456789012:role/vend",

@@ -2,35 +2,40 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterable
+from typing import Any, Literal
 
 import pytest
 
 from chalicelib.decision import PolicyIndex
-from chalicelib.identity import identity_from_arn
-from chalicelib.policy.model import AccessPolicy, Conditions, Database, DbUser, Rule
+from chalicelib.identity import CallerIdentity, identity_from_arn
+from chalicelib.policy.model import AccessPolicy, Auth, Conditions, Database, DbUser, Rule
 from chalicelib.policy.patterns import compile_pattern
 
 ACCT = "111122223333"
 
 
-def db(name="orders-prod", **users):
-    users = users or {"orders_app": "iam", "orders_owner": "iam", "etl_legacy": "kerberos"}
+def db(name: str = "orders-prod", **users: Auth) -> Database:
+    auths: dict[str, Auth] = users or {"orders_app": "iam", "orders_owner": "iam", "etl_legacy": "kerberos"}
     return Database(name=name, engine="postgres", region="us-east-1", kind="instance", identifier=name,
-                    users={u: DbUser(u, a) for u, a in users.items()})
+                    users={u: DbUser(u, a) for u, a in auths.items()})
 
 
-def rule(id, effect="allow", principals=(f"arn:aws:iam::{ACCT}:role/orders-api-*",), databases=("orders-prod",),
-         db_users=("orders_app",), **conditions):
+def rule(id: str, effect: Literal["allow", "deny"] = "allow",
+         principals: Iterable[str] = (f"arn:aws:iam::{ACCT}:role/orders-api-*",),
+         databases: Iterable[str] = ("orders-prod",), db_users: Iterable[str] = ("orders_app",),
+         **conditions: Any) -> Rule:
     return Rule(id=id, effect=effect, principals=tuple(principals), databases=tuple(databases),
                 db_users=tuple(db_users), conditions=Conditions(**conditions))
 
 
-def index(*rules, databases=None):
+def index(*rules: Rule, databases: Iterable[Database] | None = None) -> PolicyIndex:
     dbs = databases or [db(), db("orders-staging")]
     return PolicyIndex(AccessPolicy(databases={d.name: d for d in dbs}, rules=tuple(rules)))
 
 
-def caller(arn=f"arn:aws:sts::{ACCT}:assumed-role/orders-api-blue/s1", org="o-abc123def4", ip="10.1.2.3"):
+def caller(arn: str = f"arn:aws:sts::{ACCT}:assumed-role/orders-api-blue/s1", org: str | None = "o-abc123def4",
+           ip: str | None = "10.1.2.3") -> CallerIdentity:
     return identity_from_arn(arn, org_id=org, source_ip=ip)
 
 

@@ -2,17 +2,18 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
+from typing import Any
 
 import yaml
 
 from devtools.discover.shape import AccountResult, Discovery, FoundDatabase, to_json, to_table, to_yaml
 
 
-def db(account: str, identifier: str, engine: str = "postgres", **kw) -> FoundDatabase:
-    base = dict(account=account, region="eu-west-1", kind="instance", identifier=identifier, engine=engine,
-                host=f"{identifier}.example", port=5432, resource_id="db-ABC", iam_auth=True)
-    base.update(kw)
-    return FoundDatabase(**base)
+def db(account: str, identifier: str, engine: str = "postgres", **kw: Any) -> FoundDatabase:
+    base = FoundDatabase(account=account, region="eu-west-1", kind="instance", identifier=identifier, engine=engine,
+                         host=f"{identifier}.example", port=5432, resource_id="db-ABC", iam_auth=True)
+    return replace(base, **kw)
 
 
 def test_same_identifier_in_two_accounts_gets_two_names():

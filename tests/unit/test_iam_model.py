@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -9,7 +10,7 @@ from chalicelib.errors import IamPolicyError
 from chalicelib.iam.model import RequestContext, parse_policy, split_operator
 
 
-def _doc(**stmt):
+def _doc(**stmt: Any) -> dict[str, Any]:
     base = {"Effect": "Allow", "Action": "rds-db:connect", "Resource": "*"}
     base.update(stmt)
     return {"Version": "2012-10-17", "Statement": [{k: v for k, v in base.items() if v is not None}]}

