@@ -3,22 +3,24 @@ errors naming the file and the problem for every kind of malformed input."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from typing import Any
 
 import pytest
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 
 from devtools.cli.main import cli
 
 ARN = "arn:aws:rds-db:us-east-1:111122223333:dbuser:db-ABCDEFGH/orders_app"
 
 
-def _write(tmp_path, name, content):
+def _write(tmp_path: Path, name: str, content: object) -> str:
     path = tmp_path / name
     path.write_text(content if isinstance(content, str) else json.dumps(content))
     return str(path)
 
 
-def _doc(*statements, version="2012-10-17"):
+def _doc(*statements: dict[str, Any], version: str = "2012-10-17") -> dict[str, Any]:
     return {"Version": version, "Statement": list(statements)}
 
 
@@ -26,7 +28,7 @@ ALLOW_CONNECT = {"Sid": "Connect", "Effect": "Allow", "Action": "rds-db:connect"
 ALLOW_ALL = {"Effect": "Allow", "Action": "*", "Resource": "*"}
 
 
-def simulate(*args):
+def simulate(*args: str) -> Result:
     return CliRunner().invoke(cli, ["simulate", "--action", "rds-db:connect", "--resource", ARN, *args])
 
 

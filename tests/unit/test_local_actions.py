@@ -3,6 +3,8 @@ read with botocore's model, and the action and resource ARNs AWS would ask for."
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from typing import Any
 
 import pytest
 
@@ -13,27 +15,28 @@ USER = f"arn:aws:iam::{ACCOUNT}:user/u"
 
 
 class Names:
-    def secret_arn(self, account, region, secret_id):
+    def secret_arn(self, account: str, region: str, secret_id: str) -> str | None:
         return f"arn:aws:secretsmanager:{region}:{account}:secret:{secret_id}-AbCdEf" if secret_id == "known" else None
 
-    def role_arn(self, account, role_name):
+    def role_arn(self, account: str, role_name: str) -> str | None:
         return f"arn:aws:iam::{account}:role/team/{role_name}" if role_name == "pathed" else None
 
-    def user_arn(self, account, user_name):
+    def user_arn(self, account: str, user_name: str) -> str | None:
         return None
 
-    def organization(self, account):
+    def organization(self, account: str) -> tuple[str, str] | None:
         return ("o-abc", "111111111111")
 
 
 FACTS = RequestFacts(ACCOUNT, "us-east-1", USER, Names())
 
 
-def _json(target, body):
+def _json(target: str, body: Any) -> tuple[dict[str, str], bytes]:
     return {"x-amz-target": target}, json.dumps(body).encode()
 
 
-def _pairs(signing, method="POST", path="/", query="", headers=None, body=b""):
+def _pairs(signing: str, method: str = "POST", path: str = "/", query: str = "",
+           headers: Mapping[str, str] | None = None, body: bytes = b"") -> tuple[tuple[str, str], ...] | None:
     op = parse_operation(signing, method, path, query, headers or {}, body)
     assert op is not None
     ask = asks_for(op, FACTS)
@@ -56,7 +59,7 @@ def _pairs(signing, method="POST", path="/", query="", headers=None, body=b""):
      [("sns:Publish", "arn:aws:sns:us-east-1:222222222222:t")]),
 ])
 def test_query_requests(signing, body, expected):
-    assert list(_pairs(signing, body=body)) == expected
+    assert _pairs(signing, body=body) == tuple(expected)
 
 
 @pytest.mark.parametrize(("signing", "target", "body", "expected"), [
@@ -84,7 +87,7 @@ def test_query_requests(signing, body, expected):
 ])
 def test_json_requests(signing, target, body, expected):
     headers, raw = _json(target, body)
-    assert list(_pairs(signing, headers=headers, body=raw)) == expected
+    assert _pairs(signing, headers=headers, body=raw) == tuple(expected)
 
 
 def test_rest_routes_of_lambda_are_read_from_the_model():

@@ -2,21 +2,24 @@
 as each service's error: the code and AWS's message come through to the caller."""
 from __future__ import annotations
 
+from typing import Any
+
 import botocore.session
 import pytest
 from botocore.parsers import create_parser
 
-from devtools.local.aws_denials import access_denied, auth_failure, denied_message
+from devtools.local.aws_denials import Answer, access_denied, auth_failure, denied_message
 
 USER = "arn:aws:iam::333333333333:user/reporting-job"
 
 
-def _parsed(service, answer, operation):
+def _parsed(service: str, answer: Answer, operation: str) -> Any:
     model = botocore.session.get_session().get_service_model(service)
     headers = {k.lower(): v for k, v in answer.headers}  # botocore reads them case-insensitively
     response = {"status_code": answer.status, "headers": headers, "body": answer.body}
     parser = create_parser(model.protocol)
-    return parser.parse(response, model.operation_model(operation).output_shape)["Error"]
+    shape = model.operation_model(operation).output_shape  # None for operations that answer nothing
+    return parser.parse(response, shape)["Error"]  # type: ignore[arg-type]  # botocore reads an error without a shape; its stubs want one
 
 
 MESSAGE = denied_message(USER, "x:Y", "*", "identity", False)

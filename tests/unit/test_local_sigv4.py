@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from unittest import mock
 from urllib.parse import quote
 
@@ -16,8 +18,10 @@ from hypothesis import strategies as st
 
 from devtools.local.sigv4 import (
     Credential,
+    SecretLookup,
     SignatureError,
     StaticSecretLookup,
+    VerifiedRequest,
     verify_header_signed,
     verify_presigned,
 )
@@ -31,7 +35,7 @@ SESSION = Credential("ASIASESSION00000001", "sess/secret+KEY00000000000000000000
                      "111122223333")
 OTHER = Credential("AKIAOTHERKEY0000001", "other-secret-0000000000000000000000000", None,
                    "arn:aws:iam::111122223333:user/bob", "111122223333")
-SECRETS = [c.secret_key for c in (LONG, SESSION, OTHER)] + [SESSION.session_token]
+SECRETS = [c.secret_key for c in (LONG, SESSION, OTHER)] + [str(SESSION.session_token)]
 
 
 @pytest.fixture
@@ -39,34 +43,38 @@ def lookup() -> StaticSecretLookup:
     return StaticSecretLookup([LONG, SESSION, OTHER])
 
 
-def _frozen(at: datetime):
+def _frozen(at: datetime) -> Any:
     return mock.patch("botocore.auth.get_current_datetime", return_value=at.replace(tzinfo=None))
 
 
 @functools.cache
-def _rds_client(cred: Credential):
+def _rds_client(cred: Credential) -> Any:
     session = botocore.session.Session()
     session.set_credentials(cred.access_key_id, cred.secret_key, cred.session_token)
     return session.create_client("rds", region_name="us-east-1")
 
 
-def db_token(cred: Credential, host="db.local", port=5432, user="app_user", region=REGION, at=AT) -> str:
+def db_token(cred: Credential, host: str = "db.local", port: int = 5432, user: str = "app_user",
+             region: str = REGION, at: datetime = AT) -> str:
     client = _rds_client(cred)
     with _frozen(at):
-        return client.generate_db_auth_token(host, port, user, region)
+        return str(client.generate_db_auth_token(host, port, user, region))
 
 
-def signed_request(cred: Credential, method="POST", url="http://127.0.0.1:8080/api/v1/vend?b=2&a=x%20y",
-                   body=b'{"database":"orders"}', service="execute-api", region=REGION, at=AT):
+def signed_request(cred: Credential, method: str = "POST", url: str = "http://127.0.0.1:8080/api/v1/vend?b=2&a=x%20y",
+                   body: bytes = b'{"database":"orders"}', service: str = "execute-api", region: str = REGION,
+                   at: datetime = AT) -> tuple[str, str, dict[str, str], bytes]:
     request = AWSRequest(method=method, url=url, data=body,
                          headers={"Content-Type": "application/json", "Host": "127.0.0.1:8080"})
     with _frozen(at):
         SigV4Auth(Credentials(cred.access_key_id, cred.secret_key, cred.session_token), service, region).add_auth(request)
     prepared = request.prepare()
-    return prepared.method, prepared.url, dict(prepared.headers), prepared.body or b""
+    sent = prepared.body or b""
+    assert isinstance(sent, bytes)
+    return prepared.method, prepared.url, dict(prepared.headers), sent
 
 
-def _reason(fn, *args, **kwargs) -> str:
+def _reason(fn: Callable[..., object], *args: Any, **kwargs: Any) -> str:
     with pytest.raises(SignatureError) as info:
         fn(*args, **kwargs)
     text = f"{info.value} {info.value!r} {info.value.detail}"
@@ -75,7 +83,7 @@ def _reason(fn, *args, **kwargs) -> str:
     return info.value.reason
 
 
-def _presigned(token, lookup, now=AT, **kw):
+def _presigned(token: str, lookup: SecretLookup, now: datetime = AT, **kw: Any) -> VerifiedRequest:
     return verify_presigned(token, service="rds-db", lookup=lookup, now=now, **kw)
 
 
@@ -158,6 +166,7 @@ def test_expires_longer_than_allowed_is_refused(lookup):
     request = AWSRequest(method="GET", url="https://db.local:5432/", params={"Action": "connect", "DBUser": "u"})
     with _frozen(AT):
         SigV4QueryAuth(Credentials(LONG.access_key_id, LONG.secret_key), "rds-db", REGION, expires=3600).add_auth(request)
+    assert request.url is not None
     token = request.url[len("https://"):]
     assert _reason(_presigned, token, lookup) == "expires_too_long"
     assert _presigned(token, lookup, max_expires=3600).params["DBUser"] == "u"
@@ -223,7 +232,8 @@ def test_no_single_character_change_yields_a_different_verified_token(position, 
 
 # --- header-signed (the gateway) ----------------------------------------------------------
 
-def _header(method, url, headers, body, lookup, now=AT, **kw):
+def _header(method: str, url: str, headers: Mapping[str, str], body: bytes, lookup: SecretLookup, now: datetime = AT,
+            **kw: Any) -> VerifiedRequest:
     return verify_header_signed(method, url, headers, body, service="execute-api", lookup=lookup, now=now, **kw)
 
 
