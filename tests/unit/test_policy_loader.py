@@ -8,6 +8,7 @@ import pytest
 
 from chalicelib.errors import PolicyLoadError
 from chalicelib.policy.loader import MAX_POLICY_BYTES, load_policy_file, load_policy_text
+from chalicelib.policy.model import AccessPolicy
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -33,7 +34,7 @@ BASE = textwrap.dedent(
 )
 
 
-def load(text: str):
+def load(text: str) -> AccessPolicy:
     return load_policy_text(textwrap.dedent(text), source="test.yaml")
 
 
@@ -79,7 +80,8 @@ def test_unknown_key_in_rule_names_file_rule_and_key():
     ],
 )
 def test_database_errors(replace, expected):
-    err = error_of(BASE.replace(*replace, 1))
+    old, new = replace
+    err = error_of(BASE.replace(old, new, 1))
     assert expected in str(err)
     assert str(err).startswith("test.yaml")
 

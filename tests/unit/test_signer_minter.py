@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from chalicelib.clock import FrozenClock
-from chalicelib.identity import identity_from_arn
+from chalicelib.identity import CallerIdentity, identity_from_arn
 from chalicelib.policy.model import Database, DbUser
 from chalicelib.signer import MintedToken, SigningCredentials, TokenMinter
 
@@ -31,13 +31,14 @@ class CountingProvider:
         return self.creds
 
 
-def make(expiry: datetime | None = None, clock: FrozenClock | None = None):
+def make(expiry: datetime | None = None, clock: FrozenClock | None = None,
+         ) -> tuple[TokenMinter, CountingProvider, FrozenClock]:
     clock = clock or FrozenClock(T0)
     provider = CountingProvider(SigningCredentials("ASIAEXAMPLE", "secret", "session", expiry))
     return TokenMinter(clock=clock, credentials=provider), provider, clock
 
 
-def mint(minter, who=CALLER, user="orders_app"):
+def mint(minter: TokenMinter, who: CallerIdentity = CALLER, user: str = "orders_app") -> MintedToken:
     return minter.mint(who, DB, user, HOST, 5432)
 
 

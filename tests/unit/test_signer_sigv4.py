@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, time, timedelta, timezone
+from typing import Any
 from unittest import mock
 
 import botocore.session
@@ -16,8 +17,8 @@ _SESSION = botocore.session.get_session()
 _SIGNER = RdsTokenSigner()  # shared on purpose: the key cache is exercised across examples
 
 
-def botocore_token(creds: SigningCredentials, host, port, user, region, at: datetime) -> str:
-    client = _SESSION.create_client(
+def botocore_token(creds: SigningCredentials, host: str, port: int, user: str, region: str, at: datetime) -> str:
+    client: Any = _SESSION.create_client(
         "rds",
         region_name="us-east-1",
         aws_access_key_id=creds.access_key,
@@ -27,9 +28,9 @@ def botocore_token(creds: SigningCredentials, host, port, user, region, at: date
     naive = at.astimezone(UTC).replace(tzinfo=None)
     # botocore.auth reads the time through get_current_datetime() (naive UTC).
     with mock.patch("botocore.auth.get_current_datetime", return_value=naive):
-        return client.generate_db_auth_token(
+        return str(client.generate_db_auth_token(
             DBHostname=host, Port=port, DBUsername=user, Region=region
-        )
+        ))
 
 
 _label = st.from_regex(r"[A-Za-z0-9]([A-Za-z0-9-]{0,20}[A-Za-z0-9])?", fullmatch=True)
@@ -45,7 +46,7 @@ hosts = st.one_of(
 ports = st.one_of(st.integers(1, 65535), st.sampled_from([443, 5432, 3306, 80, 1]))
 odd = st.sampled_from(list(" %/+=&?#;:@!*'()[]~.-_\\\"\tüé中😀\u00a0"))
 users = st.one_of(
-    st.text(st.characters(exclude_categories=("Cs",)), min_size=1, max_size=40),
+    st.text(st.characters(exclude_categories=["Cs"]), min_size=1, max_size=40),
     st.lists(st.one_of(odd, st.characters(min_codepoint=33, max_codepoint=126)), min_size=1, max_size=30).map("".join),
 )
 regions = st.one_of(
@@ -112,8 +113,10 @@ def test_non_utc_instants_are_signed_in_utc():
     utc = datetime(2030, 1, 1, 0, 30, tzinfo=UTC)
     local = utc.astimezone(timezone(timedelta(hours=-5)))
     signer = RdsTokenSigner()
-    kw = dict(host="h.example", port=5432, db_user="u", region="us-east-1")
-    assert signer.sign(creds, at=local, **kw) == signer.sign(creds, at=utc, **kw)
+    def sign(at: datetime) -> str:
+        return signer.sign(creds, host="h.example", port=5432, db_user="u", region="us-east-1", at=at)
+
+    assert sign(local) == sign(utc)
 
 
 @pytest.mark.parametrize(
