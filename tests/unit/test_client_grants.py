@@ -3,6 +3,7 @@ what each command sends, its one line or JSON, and its exit codes (0, 1 refused,
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 
 import pytest
 
@@ -17,14 +18,14 @@ GRANT = {"id": GID, "state": "pending", "database": "orders-prod", "db_user": "o
 
 
 @pytest.fixture
-def server():
+def server() -> Iterator[FakeVendServer]:
     fake = FakeVendServer(responder=lambda n, seen: (200, {}, GRANT))
     yield fake
     fake.close()
 
 
 @pytest.fixture
-def env(monkeypatch, server):
+def env(monkeypatch: pytest.MonkeyPatch, server: FakeVendServer) -> pytest.MonkeyPatch:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
     monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import random
 import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import boto3
 import pytest
@@ -14,14 +16,14 @@ from tests.support.client_fakes import ACCESS_KEY, SECRET_KEY, FakeVendServer, e
 
 
 @pytest.fixture
-def server():
+def server() -> Iterator[FakeVendServer]:
     fake = FakeVendServer()
     yield fake
     fake.close()
 
 
 @pytest.fixture
-def clock():
+def clock() -> FrozenClock:
     return FrozenClock(datetime(2026, 11, 22, 10, 0, tzinfo=UTC))
 
 
@@ -30,7 +32,7 @@ def _session() -> boto3.Session:
                          region_name="us-east-1")
 
 
-def _client(server: FakeVendServer, clock: FrozenClock, **kwargs) -> TokenClient:
+def _client(server: FakeVendServer, clock: FrozenClock, **kwargs: Any) -> TokenClient:
     api = VendApi(server.url, session=_session(), clock=clock, timeout=5)
     return TokenClient(api=api, clock=clock, rng=random.Random(7), **kwargs)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -42,7 +43,7 @@ def _login(port: int, password: str = GOOD) -> int:
 
 
 @pytest.fixture
-def responder():
+def responder() -> Iterator[LdapResponder]:
     with LdapResponder(lambda user, password: user == "app_user" and password == GOOD) as server:
         yield server
 

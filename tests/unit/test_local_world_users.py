@@ -3,6 +3,8 @@ declared: the access policy the stack writes (and checks before it starts) gets 
 there, so adding one is one line in the world file (plus a rule, for a caller to get it)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import yaml
 
@@ -10,13 +12,13 @@ from chalicelib.errors import PolicyLoadError
 from chalicelib.policy.loader import load_policy_text
 from devtools.local.provision import merged_access_text
 from devtools.local.state import REPO_ROOT
-from devtools.local.world import load_world
+from devtools.local.world import World, load_world
 
 WORLD = REPO_ROOT / "policies" / "world.yaml"
 ACCESS = REPO_ROOT / "policies" / "local-access.yaml"
 
 
-def _world_with(tmp_path, user_line: str):
+def _world_with(tmp_path: Path, user_line: str) -> World:
     text = WORLD.read_text().replace("          orders_owner: {auth: iam, tier: service-admin}\n",
                                      "          orders_owner: {auth: iam, tier: service-admin}\n" + user_line, 1)
     assert user_line in text

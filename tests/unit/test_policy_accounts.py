@@ -8,6 +8,7 @@ import pytest
 
 from chalicelib.errors import PolicyLoadError
 from chalicelib.policy.loader import load_policy_text
+from chalicelib.policy.model import AccessPolicy
 
 SERVICE = "111111111111"
 MEMBER = "222222222222"
@@ -39,7 +40,7 @@ def policy_text(*lines: str, defaults: str = "") -> str:
     return TEMPLATE.format(defaults=defaults, extra=extra)
 
 
-def load(*lines: str, defaults: str = "", service_account: str | None = SERVICE):
+def load(*lines: str, defaults: str = "", service_account: str | None = SERVICE) -> AccessPolicy:
     return load_policy_text(policy_text(*lines, defaults=defaults), source="orgs.yaml",
                             service_account=service_account)
 

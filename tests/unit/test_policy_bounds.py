@@ -4,6 +4,7 @@ that building them took (a 3.8 MB file of 250,000 keys once cost 426 MB and 10 s
 from __future__ import annotations
 
 import tracemalloc
+from pathlib import Path
 
 import pytest
 
@@ -28,7 +29,7 @@ rules:
 """
 
 
-def _refusal(path) -> tuple[str, int]:
+def _refusal(path: Path) -> tuple[str, int]:
     tracemalloc.start()
     try:
         with pytest.raises(PolicyLoadError) as caught:

@@ -2,7 +2,9 @@
 (tests/e2e/test_readme_local.py) fails a block for any failing command, naming its line."""
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
+from typing import Any
 
 from tests.support.readme import Block, blocks, failure_text, run_block
 
@@ -35,7 +37,7 @@ def test_blocks_are_read_with_their_info_string_and_line(tmp_path):
     assert blocks(readme) == [Block("sh local", 3, "rdsvend whoami\n"), Block("sh prod", 8, "aws rds x\n")]
 
 
-def _run(tmp_path: Path, text: str, **kwargs):
+def _run(tmp_path: Path, text: str, **kwargs: Any) -> tuple[Block, subprocess.CompletedProcess[str]]:
     block = Block("sh local", 42, text)
     return block, run_block(block, tmp_path / "state", tmp_path, local_env=False, **kwargs)
 

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from typing import Any
 
 import pytest
 
@@ -20,7 +22,7 @@ class Lines:
     def __init__(self) -> None:
         self.lines: list[str] = []
 
-    def error(self, message, extra=None):
+    def error(self, message: str, extra: Mapping[str, Any] | None = None) -> None:
         self.lines.append(json.dumps({"message": message, **(extra or {})}))
 
     info = error

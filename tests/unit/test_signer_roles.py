@@ -148,7 +148,8 @@ def test_a_signer_role_without_a_resource_id_fails_closed():
 
 
 class FakeSts:
-    def __init__(self, clock, lifetime=timedelta(hours=1), gate: threading.Event | None = None):
+    def __init__(self, clock: FrozenClock, lifetime: timedelta = timedelta(hours=1),
+                 gate: threading.Event | None = None) -> None:
         self.clock, self.lifetime, self.gate = clock, lifetime, gate
         self.calls: list[RoleRequest] = []
         self.fail = False
