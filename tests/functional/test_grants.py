@@ -2,7 +2,9 @@
 expiry at the boundary with a frozen clock, visibility, and the sweep."""
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import boto3
 import pytest
@@ -11,10 +13,12 @@ from moto import mock_aws
 from chalicelib.clock import FrozenClock
 from chalicelib.errors import ForbiddenError, InvalidRequestError, UpstreamUnavailableError
 from chalicelib.grants.errors import GrantConflictError, GrantNotFoundError, OwnGrantError
+from chalicelib.grants.model import Grant
 from chalicelib.grants.service import GrantService
 from chalicelib.grants.store import DynamoGrantStore, create_grants_table
-from chalicelib.identity import identity_from_arn
+from chalicelib.identity import CallerIdentity, identity_from_arn
 from chalicelib.policy.loader import load_policy_text
+from chalicelib.policy.model import Database
 from chalicelib.policy_source import StaticPolicySource
 from tests.support.grant_policies import APPROVER, DEPUTY, GRANT_POLICY, OTHER_REQUESTER, REQUESTER, STRANGER
 
@@ -27,15 +31,18 @@ class Sessions:
     def __init__(self) -> None:
         self.open: dict[str, list[str]] = {}
         self.calls: list[str] = []
+        self.failure: Exception | None = None
 
-    def end_sessions(self, database, db_user):  # a test double
+    def end_sessions(self, database: Database, db_user: str) -> list[str]:  # a test double
         key = f"{database.name}/{db_user}"
         self.calls.append(key)
+        if self.failure is not None:
+            raise self.failure
         return self.open.pop(key, [])
 
 
 @pytest.fixture
-def world():
+def world() -> Iterator[tuple[GrantService, FrozenClock, Sessions]]:
     with mock_aws():
         client = boto3.client("dynamodb", region_name="us-east-1")
         create_grants_table(client, "grants")
@@ -47,11 +54,11 @@ def world():
         yield service, clock, sessions
 
 
-def who(arn):
+def who(arn: str) -> CallerIdentity:
     return identity_from_arn(arn)
 
 
-def ask(service, arn=REQUESTER, **over):
+def ask(service: GrantService, arn: str = REQUESTER, **over: Any) -> dict[str, Any]:
     return service.request(who(arn), {**ASK, **over}, "req-1")
 
 
@@ -142,8 +149,8 @@ def test_an_approver_who_read_a_pending_grant_loses_to_one_who_decided_meanwhile
     grant = ask(service)
     real_get = service.store.get
 
-    def read_then_other_decides(grant_id):
-        read = real_get(grant_id)
+    def read_then_other_decides(grant_id: str) -> Grant | None:
+        read: Grant | None = real_get(grant_id)
         service.store.get = real_get
         assert service.act(who(DEPUTY), grant_id, "deny", "r")["state"] == "denied"
         return read
@@ -176,7 +183,7 @@ def test_visibility_unknown_and_not_yours_answer_the_same(world):
     assert service.listing(who(APPROVER), "r") == {"grants": []}  # decided: no longer pending
 
 
-BAD = {
+BAD: dict[str, tuple[dict[str, Any], str]] = {
     "duration over the maximum": ({"duration_seconds": 7201}, "more than the maximum of 7200 seconds"),
     "duration zero": ({"duration_seconds": 0}, "'duration_seconds' must be between 1 and"),
     "duration negative": ({"duration_seconds": -5}, "'duration_seconds' must be between 1 and"),
@@ -248,16 +255,12 @@ def test_a_revoke_whose_sessions_cannot_be_ended_now_stands_and_the_sweep_ends_t
     grant = ask(service)
     service.act(who(APPROVER), grant["id"], "approve", "r")
     sessions.open["orders-prod/orders_owner"] = ["88"]
-    real = sessions.end_sessions
-
-    def unreachable(database, db_user):
-        raise SessionsUnavailableError("cannot end sessions on 'orders-prod': timeout: timed out")
-
-    sessions.end_sessions = unreachable  # the database is unreachable at the moment of the revoke
+    # the database is unreachable at the moment of the revoke
+    sessions.failure = SessionsUnavailableError("cannot end sessions on 'orders-prod': timeout: timed out")
     assert service.act(who(REQUESTER), grant["id"], "revoke", "r")["state"] == "revoked"
     assert "grant_sessions_not_ended" in capsys.readouterr().out
     assert service.live_grant(REQUESTER, "orders-prod", "orders_owner") is None
-    sessions.end_sessions = real
+    sessions.failure = None
     assert service.sweep("next-canary-run").ended == {"orders-prod/orders_owner": ["88"]}
 
 
@@ -265,15 +268,15 @@ class AnswerLost:
     """A client whose writes reach DynamoDB but whose first answer is lost: botocore sends the
     same call again (what its retries do), and that second answer is the one returned."""
 
-    def __init__(self, client):
+    def __init__(self, client: Any) -> None:
         self._client = client
 
-    def __getattr__(self, name):
-        call = getattr(self._client, name)
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        call: Callable[..., Any] = getattr(self._client, name)
         if name not in ("put_item", "update_item"):
             return call
 
-        def twice(**kwargs):
+        def twice(**kwargs: Any) -> Any:
             call(**kwargs)
             return call(**kwargs)
 

@@ -3,6 +3,8 @@ inline + attached managed + group policies, boundaries, OUs with SCPs, the manag
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from typing import Any
 
 import boto3
 import pytest
@@ -10,7 +12,7 @@ from moto import mock_aws
 
 from chalicelib.errors import IamFetchError, IamPolicyError
 from chalicelib.iam.connect import evaluate_rds_connect
-from chalicelib.iam.fetch import fetch_principal_policies, fetch_scp_chain, principal_ref
+from chalicelib.iam.fetch import PrincipalPolicies, fetch_principal_policies, fetch_scp_chain, principal_ref
 from chalicelib.iam.model import parse_policy
 from chalicelib.iam.rdsdb import dbuser_arn
 
@@ -23,19 +25,19 @@ TRUST = json.dumps({
 })
 
 
-def _doc(*statements):
+def _doc(*statements: dict[str, Any]) -> str:
     return json.dumps({"Version": "2012-10-17", "Statement": list(statements)})
 
 
-def _allow(resource, action="rds-db:connect", **extra):
+def _allow(resource: str, action: str = "rds-db:connect", **extra: Any) -> dict[str, Any]:
     return {"Effect": "Allow", "Action": action, "Resource": resource, **extra}
 
 
-def _deny(resource, action="rds-db:connect", **extra):
+def _deny(resource: str, action: str = "rds-db:connect", **extra: Any) -> dict[str, Any]:
     return {"Effect": "Deny", "Action": action, "Resource": resource, **extra}
 
 
-def _member_session(org, account_id):
+def _member_session(org: dict[str, Any], account_id: str) -> boto3.Session:
     """boto3 clients acting inside a member account (moto routes assumed-role credentials)."""
     sts = boto3.client("sts", region_name=REGION)
     creds = sts.assume_role(
@@ -49,14 +51,24 @@ def _member_session(org, account_id):
     )
 
 
+def _first_resources(fetched: PrincipalPolicies) -> list[str]:
+    """The first Resource of every identity statement, sorted."""
+    found = []
+    for document in fetched.identity:
+        for statement in document.statements:
+            assert statement.resources is not None, f"{document.source}: a NotResource statement"
+            found.append(statement.resources[0])
+    return sorted(found)
+
+
 @pytest.fixture
-def aws(aws_env):
+def aws(aws_env: pytest.MonkeyPatch) -> Iterator[None]:
     with mock_aws():
         yield
 
 
 @pytest.fixture
-def org(aws):
+def org(aws: None) -> dict[str, Any]:
     """root -> ou workloads -> ou prod -> member account; SCPs on every level."""
     client = boto3.client("organizations", region_name=REGION)
     client.create_organization(FeatureSet="ALL")
@@ -70,8 +82,8 @@ def org(aws):
     return {"client": client, "root": root, "workloads": workloads, "prod": prod, "member": member}
 
 
-def _scp(client, name, content, *targets):
-    pid = client.create_policy(
+def _scp(client: Any, name: str, content: str, *targets: str) -> str:
+    pid: str = client.create_policy(
         Name=name, Description=name, Type="SERVICE_CONTROL_POLICY", Content=content
     )["Policy"]["PolicySummary"]["Id"]
     for target in targets:
@@ -96,7 +108,7 @@ def test_role_inline_attached_managed_default_version_and_boundary(aws):
 
     assert fetched.kind == "role" and fetched.name == "signer"
     assert fetched.arn == f"arn:aws:iam::{MGMT}:role/svc/signer"
-    resources = sorted(s.resources[0] for d in fetched.identity for s in d.statements)
+    resources = _first_resources(fetched)
     assert resources == ["arn:aws:rds-db:*:*:dbuser:db-A/*", "arn:aws:rds-db:*:*:dbuser:db-NEW/*"]
     assert fetched.boundary is not None and fetched.boundary.source == boundary_arn
     assert fetched.tags == {"team": "orders"}
@@ -116,7 +128,7 @@ def test_user_with_group_policies(aws):
 
     fetched = fetch_principal_policies(iam, f"arn:aws:iam::{MGMT}:user/alice")
 
-    resources = sorted(s.resources[0] for d in fetched.identity for s in d.statements)
+    resources = _first_resources(fetched)
     assert resources == [f"arn:aws:rds-db:*:*:dbuser:{r}/*" for r in ("db-G", "db-GM", "db-U")]
     assert fetched.boundary is None and fetched.kind == "user"
 
@@ -181,10 +193,10 @@ def test_unknown_account_is_a_fetch_error(org):
 # --- evaluate_rds_connect -----------------------------------------------------------------
 
 
-def _member_signer(org, policy_resource, boundary=None):
+def _member_signer(org: dict[str, Any], policy_resource: str, boundary: str | None = None) -> Any:
     session = _member_session(org, org["member"])
     iam = session.client("iam")
-    kwargs = {}
+    kwargs: dict[str, str] = {}
     if boundary is not None:
         kwargs["PermissionsBoundary"] = iam.create_policy(PolicyName="b", PolicyDocument=boundary)["Policy"]["Arn"]
     iam.create_role(RoleName="rdsvend-signer", AssumeRolePolicyDocument=TRUST, **kwargs)
@@ -213,6 +225,7 @@ def test_connect_blocked_by_an_ou_scp_names_the_scp_layer(org):
     )
     assert not verdict.allowed and verdict.identity_allows and not verdict.scp_allows
     assert verdict.blocked_by == "scp"
+    assert verdict.scp is not None and verdict.scp.policy is not None
     assert verdict.scp.decision == "explicitDeny" and "no-rds-db" in verdict.scp.policy
 
 
