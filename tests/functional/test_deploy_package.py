@@ -10,18 +10,21 @@ checked for the same resources, names and settings as the SAM template.
 from __future__ import annotations
 
 import ast
+import importlib.util
 import json
 import os
 import re
 import subprocess
 import sys
 import zipfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from chalicelib.iam.patterns import action_matches
-from devtools.deploy.package import CHALICE_RUNTIME, LAMBDA_APP_CODE, RUNTIME_PROVIDED, package
+from devtools.deploy.package import CHALICE_RUNTIME, LAMBDA_APP_CODE, RUNTIME_PROVIDED, PackageResult, package
 from devtools.deploy.roles import FUNCTIONS, load_chalice_config, stage_settings
 
 pytestmark = [pytest.mark.timeout(900), pytest.mark.build]  # builds the package: not in the fast tier
@@ -40,33 +43,40 @@ FORBIDDEN_TOP_LEVEL = {
 
 
 @pytest.fixture(scope="module")
-def everything(tmp_path_factory):
+def everything(tmp_path_factory: pytest.TempPathFactory) -> dict[Any, Any]:
+    """"out" -> the directory; (stage, format) -> its PackageResult."""
     out = tmp_path_factory.mktemp("package")
     results = package(ROOT, out, regenerate=False)
     return {"out": out, **{(r.stage, r.pkg_format): r for r in results}}
 
 
 @pytest.fixture(scope="module")
-def built(everything):
+def built(everything: dict[Any, Any]) -> dict[str, PackageResult]:
     return {fmt: r for (stage, fmt), r in ((k, v) for k, v in everything.items() if k != "out") if stage == STAGE}
 
 
 @pytest.fixture(scope="module")
-def sam(built):
-    return json.loads(built["cloudformation"].template.read_text())
+def sam(built: dict[str, PackageResult]) -> dict[str, Any]:
+    return _json(built["cloudformation"].template)
 
 
 @pytest.fixture(scope="module")
-def tf(built):
-    return json.loads(built["terraform"].template.read_text())
+def tf(built: dict[str, PackageResult]) -> dict[str, Any]:
+    return _json(built["terraform"].template)
 
 
-def _policy_file(function: str) -> dict:
+def _json(path: Path) -> dict[str, Any]:
+    """A JSON file holding one object."""
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
+
+
+def _policy_file(function: str) -> dict[str, Any]:
     name = stage_settings(CONFIG, STAGE).policy_files[function]
-    return json.loads((ROOT / ".chalice" / name).read_text())
+    return _json(ROOT / ".chalice" / name)
 
 
-def _of_type(template: dict, kind: str) -> dict[str, dict]:
+def _of_type(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
     return {k: v for k, v in template["Resources"].items() if v["Type"] == kind}
 
 
@@ -109,7 +119,9 @@ def test_sam_log_groups_belong_to_the_functions_and_keep_logs_for_the_stage_rete
     assert len(groups) == len(FUNCTIONS)
     for group in groups.values():
         name = group["Properties"]["LogGroupName"]["Fn::Sub"]
-        logical = re.fullmatch(r"/aws/lambda/\$\{(\w+)\}", name).group(1)
+        match = re.fullmatch(r"/aws/lambda/\$\{(\w+)\}", name)
+        assert match is not None, name
+        logical = match.group(1)
         assert logical in functions  # Chalice 1.34 alone would point at a missing "ApiHandler"
         assert group["Properties"]["RetentionInDays"] == CONFIG["stages"][STAGE]["log_retention_in_days"]
 
@@ -141,7 +153,7 @@ def test_the_api_resource_policy_limits_invoke_to_the_organization(sam):
     assert {s["Action"] for s in policy["Statement"]} == {"execute-api:Invoke"}
 
 
-def _connect_grants(documents: list[dict]) -> list[tuple[list[str], list[str]]]:
+def _connect_grants(documents: list[dict[str, Any]]) -> list[tuple[list[str], list[str]]]:
     """(actions, resources) of every Allow that could cover rds-db:connect."""
     found = []
     for document in documents:
@@ -155,7 +167,7 @@ def _connect_grants(documents: list[dict]) -> list[tuple[list[str], list[str]]]:
     return found
 
 
-def _plain(value):
+def _plain(value: Any) -> Any:
     """A template value with the stack's own partition, region and account written out (the
     stage's, from policies/deploy.yaml): what IAM sees once the stack is deployed there."""
     pseudo = {"${AWS::Partition}": "aws", "${AWS::Region}": "us-east-1", "${AWS::AccountId}": "111122223333",
@@ -252,7 +264,7 @@ def test_zip_holds_no_test_local_or_runtime_provided_code(built):
 
 
 def _imported_modules(source: str) -> set[str]:
-    found = set()
+    found: set[str] = set()
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
@@ -301,17 +313,14 @@ def test_the_zip_alone_imports_every_handler_on_a_lambda_like_path(built, tmp_pa
         archive.extractall(target)
     runtime = tmp_path / "runtime"  # what /var/runtime offers: boto3 and its dependencies
     runtime.mkdir()
-    import boto3
-    import botocore
-    import dateutil
-    import jmespath
-    import s3transfer
-    import six
-    import urllib3
-
-    for module in (boto3, botocore, s3transfer, jmespath, dateutil, urllib3):
-        (runtime / module.__name__).symlink_to(Path(module.__file__).parent)
-    (runtime / "six.py").symlink_to(six.__file__)
+    for name in ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six"):
+        spec = importlib.util.find_spec(name)
+        assert spec is not None and spec.origin is not None, name
+        origin = Path(spec.origin)  # a package's __init__.py, or six.py
+        if origin.name == "__init__.py":
+            (runtime / name).symlink_to(origin.parent)
+        else:
+            (runtime / origin.name).symlink_to(origin)
 
     env = {"PATH": os.environ.get("PATH", ""), "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1",
            "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "POWERTOOLS_TRACE_DISABLED": "true"}
@@ -384,17 +393,18 @@ def test_requirements_are_the_runtime_pins_of_pyproject_and_nothing_for_tests():
 STAGES = tuple(CONFIG["stages"])
 
 
-def _template(everything, stage: str, fmt: str) -> dict:
-    return json.loads(everything[(stage, fmt)].template.read_text())
+def _template(everything: dict[Any, Any], stage: str, fmt: str) -> dict[str, Any]:
+    return _json(everything[(stage, fmt)].template)
 
 
-def _tf_stack(everything, stage: str) -> dict:
-    return json.loads((everything[(stage, "terraform")].directory / "rdsvend.tf.json").read_text())
+def _tf_stack(everything: dict[Any, Any], stage: str) -> dict[str, Any]:
+    return _json(everything[(stage, "terraform")].directory / "rdsvend.tf.json")
 
 
-def _env(sam: dict, function: str) -> dict:
+def _env(sam: dict[str, Any], function: str) -> dict[str, Any]:
     by_name = {f["Properties"]["FunctionName"]: f for f in _of_type(sam, "AWS::Serverless::Function").values()}
-    return by_name[NAMES[function]]["Properties"]["Environment"]["Variables"]
+    variables: dict[str, Any] = by_name[NAMES[function]]["Properties"]["Environment"]["Variables"]
+    return variables
 
 
 def test_every_stage_gets_its_own_directories(everything):
@@ -433,7 +443,7 @@ def test_sam_creates_what_the_functions_are_configured_to_use(sam):
                         "Resource": f"arn:aws:dynamodb:us-east-1:111122223333:table/{vend['RDSVEND_RATE_TABLE']}"}]
 
 
-def _alarms(sam: dict) -> dict[str, dict]:
+def _alarms(sam: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {a["Properties"]["AlarmName"]: a["Properties"] for a in _of_type(sam, "AWS::CloudWatch::Alarm").values()}
 
 
@@ -550,7 +560,7 @@ def test_terraform_creates_the_same_stack(everything):
         assert not set(stack["output"]) & set(chalice_tf["output"])
 
 
-def _named(everything, stage: str) -> set[str]:
+def _named(everything: dict[Any, Any], stage: str) -> set[str]:
     """Every account-unique name a stage's stack gives, in both formats."""
     sam, chalice_tf, stack = (_template(everything, stage, "cloudformation"), _template(everything, stage, "terraform"),
                               _tf_stack(everything, stage))
@@ -585,7 +595,9 @@ def _admits(constraint: str, version: str) -> bool:
 
     have = parse(version)
     for part in constraint.split(","):
-        op, wanted = re.fullmatch(r"\s*(>=|<=|!=|~>|>|<|=)?\s*([\d.]+)\s*", part).groups()
+        match = re.fullmatch(r"\s*(>=|<=|!=|~>|>|<|=)?\s*([\d.]+)\s*", part)
+        assert match is not None, f"not a version constraint: {part!r}"
+        op, wanted = match.groups()
         want = parse(wanted)
         padded = want + (0,) * (len(have) - len(want))
         ok = {None: have == padded, "=": have == padded, "!=": have != padded, ">": have > padded,
@@ -681,7 +693,7 @@ def test_every_function_knows_the_account_it_runs_in(everything):
 
 
 # -- the stack's own account and region --------------------------------------------------------
-def _strings(value, path=()):
+def _strings(value: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], str]]:
     """(path, string) of every plain string in a template value."""
     if isinstance(value, dict):
         for key, item in value.items():
@@ -695,7 +707,7 @@ def _strings(value, path=()):
 
 #: Where a stage's account and region literals belong: the guards that refuse a deploy elsewhere,
 #: the access policy's own text (stored as written), and the member roles' account lookup.
-GUARDS = {
+GUARDS: dict[str, Callable[[tuple[str, ...]], bool]] = {
     "cloudformation": lambda path: path[0] == "Rules" or path[:4] == (
         "Resources", "AccessPolicyParameter", "Properties", "Value"),
     "chalice.tf.json": lambda path: path[:2] in {("data", "aws_caller_identity"), ("data", "aws_region")},
