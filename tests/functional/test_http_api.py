@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import boto3
 import pytest
@@ -24,7 +26,7 @@ from tests.support.policies import ACCT, POLICY
 
 
 @pytest.fixture(scope="module")
-def aws():
+def aws() -> Iterator[Any]:
     with mock_aws():
         rds = boto3.client("rds", region_name="us-east-1")
         rds.create_db_instance(DBInstanceIdentifier="orders-prod", Engine="postgres", DBInstanceClass="db.t3.micro",
@@ -34,7 +36,7 @@ def aws():
 
 
 @pytest.fixture
-def service(aws):
+def service(aws: Any) -> Iterator[VendingService]:
     svc = VendingService(policy_source=StaticPolicySource(load_policy_text(POLICY, "test.yaml")),
                          minter=TokenMinter(), resolver=EndpointResolver(ClientFactory()))
     set_vending_service(svc)
@@ -42,7 +44,7 @@ def service(aws):
     set_vending_service(None)
 
 
-def call(event):
+def call(event: dict[str, Any]) -> tuple[int, Any, dict[str, str]]:
     answer = app_module.app(event, None)
     body = json.loads(answer["body"])
     return answer["statusCode"], body, answer["headers"]
@@ -75,7 +77,7 @@ def test_policy_host_and_port_win_over_rds(service):
     assert body["dsn"] == "host=reports.internal.example port=6432 user=reporter sslmode=verify-full"
 
 
-FORBIDDEN_CASES = {
+FORBIDDEN_CASES: dict[str, dict[str, Any]] = {
     "wrong org": dict(org="o-zzzzzzzzzz"),
     "no org id": dict(org=None),
     "outside source ips": dict(ip="192.0.2.10"),
@@ -231,7 +233,7 @@ def test_rate_limited_caller_gets_429_with_retry_after(aws):
 
 def test_unexpected_failure_is_a_bare_500(aws):
     class Broken:
-        def mint(self, **kwargs):
+        def mint(self, **kwargs: Any) -> Any:
             raise RuntimeError("secret detail that must not leak")
 
     svc = VendingService(policy_source=StaticPolicySource(load_policy_text(POLICY, "test.yaml")),

@@ -8,7 +8,9 @@ from __future__ import annotations
 import json
 import socket
 import threading
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from unittest import mock
 
 import pytest
@@ -34,20 +36,24 @@ def _echo_app() -> Chalice:
     app = Chalice(app_name="echo", debug=False, configure_logs=False)
     auth = IAMAuthorizer()
 
-    def echo(**params):
+    def echo(**params: str) -> dict[str, Any]:
         request = app.current_request
+        assert request is not None
+        raw = request.raw_body
         return {"params": params, "context": request.context, "query": dict(request.query_params or {}),
-                "headers": dict(request.headers), "body": request.raw_body.decode() if request.raw_body else None,
+                "headers": dict(request.headers), "body": (raw.decode() if isinstance(raw, bytes) else raw) or None,
                 "path": request.path}
 
     app.route("/v1/things/{name}", methods=["GET", "POST"], authorizer=auth, content_types=["*/*"])(echo)
     app.route("/v1/whoami", methods=["GET"], authorizer=auth)(lambda: echo())
     app.route("/v1/boom", methods=["GET"], authorizer=auth)(lambda: 1 / 0)
 
-    def stuck():
+    def stuck() -> dict[str, str]:
         STUCK_ENTERED.set()
         STUCK_RELEASE.wait(20)  # a call upstream that hangs
-        return {"path": app.current_request.path}
+        request = app.current_request
+        assert request is not None
+        return {"path": request.path}
 
     app.route("/v1/stuck", methods=["GET"], authorizer=auth)(stuck)
     app.route("/v1/teapot", methods=["GET"], authorizer=auth)(
@@ -56,7 +62,7 @@ def _echo_app() -> Chalice:
 
 
 @pytest.fixture(scope="module")
-def gateway():
+def gateway() -> Iterator[Gateway]:
     lookup = StaticSecretLookup([USER, SESSION])
     gw = Gateway(_echo_app(), lookup, region="us-east-1", account="222222222222",
                  org_id_of=lambda account: "o-rdsvend001" if account in ("222222222222", "333333333333") else None,
@@ -66,7 +72,8 @@ def gateway():
     gw.stop()
 
 
-def call(gw, method, path, body=None, *, cred=USER, secret=None, at=None, headers=None, timeout=10):
+def call(gw: Gateway, method: str, path: str, body: object = None, *, cred: Credential = USER, secret: str | None = None,
+         at: datetime | None = None, headers: Mapping[str, str] | None = None, timeout: float = 10) -> requests.Response:
     data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
     request = AWSRequest(method=method, url=gw.url + path, data=data, headers=dict(headers or {}))
     creds = Credentials(cred.access_key_id, secret or cred.secret_key, cred.session_token)
@@ -164,7 +171,7 @@ def test_session_credentials_without_their_token_are_refused(gateway):
     bare = Credential(SESSION.access_key_id, SESSION.secret_key, None, SESSION.principal_arn, SESSION.account)
     response = call(gateway, "GET", "/v1/whoami", cred=bare)
     assert response.status_code == 403
-    assert SESSION.session_token not in response.text
+    assert SESSION.session_token is not None and SESSION.session_token not in response.text
 
 
 def test_refusals_never_echo_secrets(gateway):
@@ -181,7 +188,7 @@ def test_oversized_bodies_are_refused_before_reading(gateway):
 
 
 def test_a_request_stuck_upstream_does_not_hold_up_other_callers(gateway):
-    stuck: dict = {}
+    stuck: dict[str, requests.Response] = {}
     worker = threading.Thread(target=lambda: stuck.update(answer=call(gateway, "GET", "/v1/stuck")))
     worker.start()
     try:
