@@ -3,12 +3,16 @@ report as a log line, EMF metrics, one SNS alert per status change, no secret in
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
 from chalice.test import Client
 from moto import mock_aws
 
+from chalicelib.errors import CanaryRunError
 from devtools.local.postgres import free_port
 from tests.support.aws import make_alert_sink
 from tests.support.policies import one_database_policy
@@ -17,7 +21,7 @@ TABLE = "rdsvend-canary-state"
 
 
 @pytest.fixture
-def world(aws_env, tmp_path, monkeypatch):
+def world(aws_env: pytest.MonkeyPatch, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
     with mock_aws():
         session = boto3.session.Session(region_name="us-east-1")
         rds = session.client("rds")
@@ -52,7 +56,7 @@ def world(aws_env, tmp_path, monkeypatch):
         yield {"sqs": sqs, "queue": queue, "tmp": tmp_path, "policy": policy, "secret": creds["SecretAccessKey"]}
 
 
-def _invoke(tmp_path):
+def _invoke(tmp_path: Path) -> Any:
     from app import app
     from chalicelib.observability import metrics
 
@@ -64,7 +68,7 @@ def _invoke(tmp_path):
         return client.lambda_.invoke("canary", event).payload
 
 
-def _messages(world):
+def _messages(world: dict[str, Any]) -> list[Any]:
     got = world["sqs"].receive_message(QueueUrl=world["queue"], MaxNumberOfMessages=10).get("Messages", [])
     for m in got:
         world["sqs"].delete_message(QueueUrl=world["queue"], ReceiptHandle=m["ReceiptHandle"])
@@ -106,20 +110,20 @@ def test_a_policy_that_does_not_load_fails_the_invocation_loudly(world, capsys):
 
 
 # -- a canary that cannot do its job says so: an alert, an error metric, a failed invocation ---
-def _run_failed_alerts(world):
+def _run_failed_alerts(world: dict[str, Any]) -> list[Any]:
     return [m for m in _messages(world) if m.get("event") == "canary_run_failed"]
 
 
-def _emf_run_failures(out):
+def _emf_run_failures(out: str) -> list[dict[str, Any]]:
     docs = [json.loads(line) for line in out.splitlines() if line.startswith("{") and '"_aws"' in line]
     return [d for d in docs if "CanaryRunFailed" in d]
 
 
 def test_a_missing_policy_parameter_alerts_and_fails_the_invocation(world, monkeypatch, capsys):
     monkeypatch.setenv("RDSVEND_POLICY", "ssm:/rdsvend/no-such-policy")
-    with pytest.raises(Exception) as caught:
+    with pytest.raises(CanaryRunError) as caught:
         _invoke(world["tmp"])
-    assert type(caught.value).__name__ == "CanaryRunError" and caught.value.stage == "policy"
+    assert caught.value.stage == "policy"
     (alert,) = _run_failed_alerts(world)
     assert alert["stage"] == "policy" and "/rdsvend/no-such-policy" in alert["message"]
     (metric,) = _emf_run_failures(capsys.readouterr().out)
@@ -128,7 +132,7 @@ def test_a_missing_policy_parameter_alerts_and_fails_the_invocation(world, monke
 
 def test_a_misspelled_state_table_alerts_with_the_report_and_fails_the_invocation(world, monkeypatch, capsys):
     monkeypatch.setenv("RDSVEND_STATE_TABLE", "rdsvend-canary-stat")  # one letter short
-    with pytest.raises(Exception) as caught:
+    with pytest.raises(CanaryRunError) as caught:
         _invoke(world["tmp"])
     assert caught.value.stage == "state" and "rdsvend-canary-stat" in str(caught.value)
     (alert,) = _run_failed_alerts(world)
@@ -144,7 +148,7 @@ def test_a_misspelled_state_table_alerts_with_the_report_and_fails_the_invocatio
 def test_with_policy_and_topic_both_broken_the_invocation_still_fails_and_says_why(world, monkeypatch, capsys):
     monkeypatch.setenv("RDSVEND_POLICY", str(world["tmp"] / "missing.yaml"))
     monkeypatch.setenv("RDSVEND_ALERT_TOPIC", "arn:aws:sns:us-east-1:123456789012:no-such-topic")
-    with pytest.raises(Exception) as caught:
+    with pytest.raises(CanaryRunError) as caught:
         _invoke(world["tmp"])
     assert caught.value.stage == "policy"
     out = capsys.readouterr().out
@@ -155,7 +159,7 @@ def test_with_policy_and_topic_both_broken_the_invocation_still_fails_and_says_w
 
 def test_an_alert_that_cannot_be_published_fails_the_invocation(world, monkeypatch, capsys):
     monkeypatch.setenv("RDSVEND_ALERT_TOPIC", "arn:aws:sns:us-east-1:123456789012:no-such-topic")
-    with pytest.raises(Exception) as caught:
+    with pytest.raises(CanaryRunError) as caught:
         _invoke(world["tmp"])
     assert caught.value.stage == "alerts" and "orders-prod/orders_app" in str(caught.value)
     assert _emf_run_failures(capsys.readouterr().out)[0]["stage"] == "alerts"
