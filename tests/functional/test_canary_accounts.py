@@ -8,9 +8,13 @@ server itself is the in-memory one (tests/support): these tests are about the AW
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
+from click.testing import Result
 from moto import mock_aws
 
 from chalicelib.aws.probe import AwsClients
@@ -18,11 +22,14 @@ from chalicelib.canary.accounts import AccountReaders
 from chalicelib.canary.checks_kerberos import InMemoryDirectoryRoleFacts
 from chalicelib.canary.checks_rds import BotoRdsFacts
 from chalicelib.canary.iam_facts import LiveConnectEvaluator
+from chalicelib.canary.model import CheckResult
 from chalicelib.canary.target import run_target
 from chalicelib.canary.target_run import CanaryDeps, Deadline
 from chalicelib.engines.postgres_catalog import RoleFacts
 from chalicelib.errors import ProbeError
 from chalicelib.policy.loader import load_policy_text
+from chalicelib.policy.model import AccessPolicy
+from tests.support.aws import record_calls
 from tests.support.canary_fakes import CountingTokens, FixedSigner, MemoryConnector, MemoryDatabase
 
 REGION = "us-east-1"
@@ -30,7 +37,7 @@ SERVICE = "123456789012"  # moto's default account: the canary's own credentials
 
 
 @pytest.fixture
-def org(aws_env):
+def org(aws_env: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
     """root -> OU Data -> member account with the instance, the signer role and the reader role."""
     with mock_aws():
         session = boto3.session.Session(region_name=REGION)
@@ -61,7 +68,7 @@ def org(aws_env):
         yield {"session": session, "account": account, "instance": instance, "dbuser": dbuser}
 
 
-def policy(account: str, *extra: str, service_account: str | None = None):
+def policy(account: str, *extra: str, service_account: str | None = None) -> AccessPolicy:
     lines = ["version: 1", "databases:", "  ledger:", "    engine: postgres", f"    region: {REGION}",
              "    instance: ledger-prod", f"    signer_role: arn:aws:iam::{account}:role/rdsvend-signer",
              *(f"    {line}" for line in extra),
@@ -71,7 +78,7 @@ def policy(account: str, *extra: str, service_account: str | None = None):
     return load_policy_text("\n".join(lines) + "\n", "orgs.yaml", service_account=service_account)
 
 
-def run(org, loaded):
+def run(org: dict[str, Any], loaded: AccessPolicy) -> dict[str, CheckResult]:
     clients = AwsClients(session=org["session"])
     readers = AccountReaders(loaded, clients)
     instance = org["instance"]
@@ -145,7 +152,7 @@ def test_a_reader_role_that_cannot_be_assumed_is_an_error_naming_the_role(org, m
     reader = f"arn:aws:iam::{account}:role/rdsvend-reader"
     from botocore.exceptions import ClientError
 
-    def refuse(params, **_):
+    def refuse(params: dict[str, Any], **_: Any) -> None:
         if params.get("RoleArn") == reader:
             raise ClientError({"Error": {"Code": "AccessDenied", "Message": "not authorized"}}, "AssumeRole")
 
@@ -169,28 +176,13 @@ def _text(account: str) -> str:
 # ------------------------------------------------------------------ policy render and doctor
 
 
-def _write(tmp_path, text: str):
+def _write(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "access.yaml"
     path.write_text(text)
     return path
 
 
-def _rds_calls(monkeypatch) -> list[str]:
-    import botocore.client
-
-    seen: list[str] = []
-    original = botocore.client.BaseClient._make_api_call
-
-    def counting(self, operation, params):
-        if self.meta.service_model.service_name == "rds":
-            seen.append(operation)
-        return original(self, operation, params)
-
-    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", counting)
-    return seen
-
-
-def _cli(*args: str):
+def _cli(*args: str) -> Result:
     from click.testing import CliRunner
 
     from devtools.cli.main import cli
@@ -207,7 +199,7 @@ def test_render_reads_the_member_account_through_the_reader_role(org, tmp_path):
 
 
 def test_render_with_a_declared_resource_id_reads_nothing_from_rds(org, tmp_path, monkeypatch):
-    calls = _rds_calls(monkeypatch)
+    calls = record_calls(monkeypatch, "rds")
     account = org["account"]
     text = _text(account).replace("    users:", "    resource_id: db-DECLARED0000000000000000\n    users:")
     result = _cli("policy", "render", str(_write(tmp_path, text)))
@@ -255,7 +247,7 @@ def test_rds_access_denied_names_the_principal_and_account_that_were_refused(org
     account = org["account"]
 
     @set_initial_no_auth_action_count(0)
-    def enforced():
+    def enforced() -> dict[str, CheckResult]:
         return run({**org, "session": alice}, policy(account))
 
     found = enforced()["rds.found"]

@@ -3,7 +3,9 @@ and the scheduled function end to end with moto and in-memory databases."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import boto3
 import pytest
@@ -17,7 +19,7 @@ from chalicelib.canary.alerts import (
     alert_changes,
 )
 from chalicelib.canary.emit import emit_metrics, log_report
-from chalicelib.canary.model import CheckResult, Report, TargetReport
+from chalicelib.canary.model import CheckResult, Report, Status, TargetReport
 from chalicelib.clock import FrozenClock
 from tests.support.aws import make_alert_sink
 
@@ -25,7 +27,7 @@ AT = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 TABLE = "rdsvend-canary-state"
 
 
-def report(**statuses):
+def report(**statuses: Status) -> Report:
     targets = []
     for key, status in statuses.items():
         db, user = key.split("__")
@@ -37,14 +39,14 @@ def report(**statuses):
 
 
 @pytest.fixture
-def aws(aws_env):
+def aws(aws_env: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
     with mock_aws():
         session = boto3.session.Session(region_name="us-east-1")
         yield {"session": session, **make_alert_sink(session, TABLE)}
 
 
-def received(aws):
-    out = []
+def received(aws: dict[str, Any]) -> list[Any]:
+    out: list[Any] = []
     while True:
         got = aws["sqs"].receive_message(QueueUrl=aws["queue"], MaxNumberOfMessages=10).get("Messages", [])
         if not got:
@@ -110,7 +112,10 @@ def test_emf_metrics_per_target(capsys):
     assert len(docs) == 2
     app, owner = docs
     assert app["database"] == "orders" and app["db_user"] == "app"
-    value = lambda doc, name: doc[name][0] if isinstance(doc[name], list) else doc[name]  # noqa: E731 - a one-line reader, local to this test
+
+    def value(doc: dict[str, Any], name: str) -> Any:
+        return doc[name][0] if isinstance(doc[name], list) else doc[name]
+
     assert value(app, "CanaryCheckFailed") == 0.0 and value(app, "ConnectLatency") == 12.5
     emf = app["_aws"]["CloudWatchMetrics"][0]
     assert {m["Name"]: m["Unit"] for m in emf["Metrics"]} == {"CanaryCheckFailed": "Count",
@@ -121,16 +126,16 @@ def test_emf_metrics_per_target(capsys):
 
 
 class ListLog:
-    def __init__(self):
-        self.lines = []
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, dict[str, Any]]] = []
 
-    def info(self, msg):
+    def info(self, msg: dict[str, Any]) -> None:
         self.lines.append(("info", msg))
 
-    def warning(self, msg):
+    def warning(self, msg: dict[str, Any]) -> None:
         self.lines.append(("warning", msg))
 
-    def error(self, msg):
+    def error(self, msg: dict[str, Any]) -> None:
         self.lines.append(("error", msg))
 
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import socket
 import threading
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
 
 import pytest
 from psycopg import sql
@@ -11,6 +14,7 @@ from psycopg import sql
 from chalicelib.canary.checks_db import check_auth_conflict, check_rds_iam, check_tier
 from chalicelib.engines.base import ConnectParams, DbConnectError
 from chalicelib.engines.postgres import PostgresAdmin, PostgresEngine
+from chalicelib.engines.postgres_catalog import RoleFacts
 from chalicelib.engines.trust import BUNDLE_PATH
 from chalicelib.policy.model import DbUser
 from devtools.local.postgres import PostgresCluster
@@ -21,7 +25,7 @@ PASSWORD = "correct-horse-battery-staple"
 
 
 @pytest.fixture(scope="module")
-def pg():
+def pg() -> Iterator[PostgresCluster]:
     with PostgresCluster() as cluster:
         run = cluster.run_sql
         run("CREATE DATABASE orders")
@@ -39,14 +43,13 @@ def pg():
         yield cluster
 
 
-def params(pg, user="svc", password=PASSWORD, **kw):
-    base = dict(host=pg.host, port=pg.port, dbname="orders", user=user, password=password,
-                sslrootcert=str(pg.ca_path), connect_timeout=5)
-    base.update(kw)
-    return ConnectParams(**base)
+def params(pg: PostgresCluster, user: str = "svc", password: str = PASSWORD, **kw: Any) -> ConnectParams:
+    base = ConnectParams(host=pg.host, port=pg.port, dbname="orders", user=user, password=password,
+                         sslrootcert=str(pg.ca_path), connect_timeout=5)
+    return replace(base, **kw)
 
 
-def facts(pg, role, user="plain"):
+def facts(pg: PostgresCluster, role: str, user: str = "plain") -> RoleFacts:
     """Read as an unprivileged role (not even in rds_iam): the catalogs are public."""
     session = PostgresEngine().connect(params(pg, user))
     try:
@@ -144,10 +147,10 @@ def test_a_listener_that_never_answers_times_out():
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(8)
-    accepted = []
+    accepted: list[socket.socket] = []
     stop = threading.Event()
 
-    def accept():
+    def accept() -> None:
         listener.settimeout(0.2)
         while not stop.is_set():
             try:
