@@ -14,10 +14,13 @@ import logging
 import socket
 import textwrap
 import threading
+from collections.abc import Iterator
 from contextlib import redirect_stderr, redirect_stdout
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import SimpleNamespace
+from typing import Any
 
 import boto3
 import pytest
@@ -39,6 +42,7 @@ from chalicelib.vending.verifier import StsVerifier
 from rdsvend import invoke_payload
 from rdsvend.proof import build_identity_proof
 from tests.support.events import load_event
+from tests.support.policies import PolicyEndpoints
 
 pytestmark = pytest.mark.e2e  # starts a server: not in the fast tier
 
@@ -112,13 +116,14 @@ class RecordingListener:
 class StubServer:
     """A loopback HTTP server answering every POST with a fixed (status, headers, body)."""
 
-    def __init__(self, status: int, body: bytes = b"", headers: dict | None = None, hang: bool = False):
+    def __init__(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None,
+                 hang: bool = False) -> None:
         stub = self
         self.requests = 0
         self.release = threading.Event()
 
         class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args) -> None:
+            def log_message(self, *args: Any) -> None:
                 pass
 
             def do_POST(self) -> None:
@@ -148,8 +153,15 @@ class StubServer:
 # --------------------------------------------------------------------------- fixtures
 
 
+@dataclass(frozen=True)
+class MotoSts:
+    url: str
+    admin: boto3.Session
+    mallory: dict[str, Any]  # an IAM user's access key (CreateAccessKey's answer)
+
+
 @pytest.fixture(scope="module")
-def sts():
+def sts() -> Iterator[MotoSts]:
     """moto in server mode on loopback, seeded with roles and users; yields its URL."""
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
@@ -162,11 +174,11 @@ def sts():
         iam.create_role(RoleName=role, AssumeRolePolicyDocument=TRUST)
     iam.create_user(UserName="mallory")
     key = iam.create_access_key(UserName="mallory")["AccessKey"]
-    yield SimpleNamespace(url=url, admin=admin, mallory=key)
+    yield MotoSts(url=url, admin=admin, mallory=key)
     server.stop()
 
 
-def assumed(sts, role: str, session_name: str = "fn-1") -> boto3.Session:
+def assumed(sts: MotoSts, role: str, session_name: str = "fn-1") -> boto3.Session:
     creds = sts.admin.client("sts", endpoint_url=sts.url).assume_role(
         RoleArn=f"arn:aws:iam::{ACCT}:role/{role}", RoleSessionName=session_name)["Credentials"]
     return boto3.Session(aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
@@ -174,20 +186,20 @@ def assumed(sts, role: str, session_name: str = "fn-1") -> boto3.Session:
 
 
 @pytest.fixture
-def service():
+def service() -> VendingService:
     # Host and port come from the policy; the resolver only echoes them (no RDS call needed).
-    resolver = SimpleNamespace(resolve=lambda db: SimpleNamespace(host=db.host, port=db.port, resource_id=None))
+    resolver = PolicyEndpoints()
     return VendingService(policy_source=StaticPolicySource(load_policy_text(POLICY, "invoke-test.yaml")),
                           minter=TokenMinter(cache_tokens=False), resolver=resolver)
 
 
 @pytest.fixture
-def verifier(sts):
+def verifier(sts: MotoSts) -> StsVerifier:
     return StsVerifier(ProofConfig(sts_endpoint=sts.url, server_id=SERVER_ID))
 
 
 @pytest.fixture
-def wired(service, verifier):
+def wired(service: VendingService, verifier: StsVerifier) -> Iterator[None]:
     """The Lambda entry point as deployed: app.py's blueprint with the app's middleware."""
     set_vending_service(service)
     set_verifier(verifier)
@@ -196,20 +208,23 @@ def wired(service, verifier):
     set_verifier(None)
 
 
-def payload_for(sts, session: boto3.Session, *, server_id: str = SERVER_ID, **overrides) -> dict:
+def payload_for(sts: MotoSts, session: boto3.Session, *, server_id: str = SERVER_ID, **overrides: Any,
+                ) -> dict[str, Any]:
     payload = invoke_payload("orders-prod", "orders_app", server_id, session=session, endpoint_url=sts.url)
     payload.update(overrides)
     return payload
 
 
-def invoke(payload, request_id: str = "req-invoke-1"):
-    return invoke_module.vend(payload, SimpleNamespace(aws_request_id=request_id))
+def invoke(payload: Any, request_id: str = "req-invoke-1") -> dict[str, Any]:
+    answer: dict[str, Any] = invoke_module.vend(payload, SimpleNamespace(aws_request_id=request_id))
+    return answer
 
 
-def error_code(answer: dict) -> str:
+def error_code(answer: dict[str, Any]) -> str:
     assert set(answer) == {"error"}, answer
     assert answer["error"]["request_id"]
-    return answer["error"]["code"]
+    code: str = answer["error"]["code"]
+    return code
 
 
 # --------------------------------------------------------------------------- tests

@@ -4,14 +4,17 @@
 Kerberos user, reports with a policy-given host and port, ghost that RDS does not have) and
 rules for the orders API role (allowed in organization o-abc123def4) and others; the HTTP API,
 OpenAPI and observability tests vend against it. :func:`one_database_policy` writes the
-smallest policy around one database, for tests about something else.
+smallest policy around one database, for tests about something else. :class:`PolicyEndpoints`
+finds each database where its policy entry says (host and port), without RDS.
 """
 from __future__ import annotations
 
 import textwrap
 from collections.abc import Sequence
 
-__all__ = ["ACCT", "ORDERS_POLICY", "POLICY", "allow_rule", "one_database_policy"]
+from chalicelib.aws.rds import Endpoint, RdsDatabase
+
+__all__ = ["ACCT", "ORDERS_POLICY", "POLICY", "PolicyEndpoints", "allow_rule", "one_database_policy"]
 
 ACCT = "111122223333"
 POLICY = textwrap.dedent(
@@ -89,3 +92,11 @@ def one_database_policy(name: str = "orders-prod", *, engine: str = "postgres", 
     tail = textwrap.dedent(more).strip() + "\n" if more.strip() else ""
     return (f"version: 1\ndatabases:\n  {name}:\n    engine: {engine}\n    region: {region}\n"
             f"    {kind}: {identifier or name}\n{keys}    users:\n{user_lines}\n{rule_block}{tail}")
+
+
+class PolicyEndpoints:
+    """An endpoint source that reads no RDS: each database is at its policy's host and port."""
+
+    def resolve(self, database: RdsDatabase) -> Endpoint:
+        assert database.host is not None and database.port is not None, f"{database.identifier}: no host and port"
+        return Endpoint(host=database.host, port=database.port, resource_id=None)
