@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import boto3
 import pytest
 from moto import mock_aws
 
 from chalicelib.policy.loader import load_policy_text
+from chalicelib.policy.model import AccessPolicy
 from chalicelib.rotation.handler import RotationFailedError, handle_rotation
-from chalicelib.rotation.store import BotoSecretStore
+from chalicelib.rotation.store import BotoSecretStore, SecretStore
 from devtools.local.secrets import LocalRotationStore
 
 ACCT = "123456789012"
@@ -21,7 +24,7 @@ VALUE = {"engine": "postgres", "host": "db.example.internal", "port": 5432, "use
          "password": "the-current-password-1", "dbname": "orders"}
 
 
-def policy(rotation: str = "single-user"):
+def policy(rotation: str = "single-user") -> AccessPolicy:
     return load_policy_text(f"""
 version: 1
 databases:
@@ -40,31 +43,32 @@ class Log:
     def __init__(self) -> None:
         self.lines: list[str] = []
 
-    def info(self, message, extra=None):
+    def info(self, message: str, extra: Mapping[str, Any] | None = None) -> None:
         self.lines.append(json.dumps({"message": message, **(extra or {})}))
 
     error = info
 
 
 @pytest.fixture
-def sm():
+def sm() -> Iterator[Any]:
     with mock_aws():
         yield boto3.client("secretsmanager", region_name="us-east-1")
 
 
-def make_secret(sm, value=VALUE, *, enable=True) -> str:
-    arn = sm.create_secret(Name="rdsvend/orders/reports", SecretString=json.dumps(value))["ARN"]
+def make_secret(sm: Any, value: dict[str, Any] = VALUE, *, enable: bool = True) -> str:
+    arn: str = sm.create_secret(Name="rdsvend/orders/reports", SecretString=json.dumps(value))["ARN"]
     if enable:  # moto: enabling rotation without a Lambda copies AWSCURRENT into a new version
         sm.rotate_secret(SecretId=arn, RotationRules={"AutomaticallyAfterDays": 30}, RotateImmediately=False)
     return arn
 
 
-def run(sm, arn, step, token, *, rotation="single-user", store=None, log=None):
+def run(sm: Any, arn: str, step: str, token: str, *, rotation: str = "single-user", store: SecretStore | None = None,
+        log: Log | None = None) -> dict[str, str]:
     return handle_rotation({"Step": step, "SecretId": arn, "ClientRequestToken": token}, policy=policy(rotation),
                            store=store or LocalRotationStore(sm, token), env={}, log=log or Log())
 
 
-def refused(sm, arn, step, token, **kwargs) -> str:
+def refused(sm: Any, arn: str, step: str, token: str, **kwargs: Any) -> str:
     log = Log()
     with pytest.raises(RotationFailedError) as info:
         run(sm, arn, step, token, log=log, **kwargs)
