@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from chalicelib.policy.loader import load_policy_file, load_policy_text
+from chalicelib.policy.model import AccessPolicy
 from devtools.deploy.member_roles import member_accounts, member_roles_template
-from devtools.deploy.roles import DeployConfigError, load_deploy_settings
+from devtools.deploy.roles import DeployConfigError, DeploySettings, load_deploy_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = load_deploy_settings(ROOT / "policies" / "deploy.yaml", "prod")
@@ -44,11 +45,11 @@ MULTI = textwrap.dedent(f"""
 """)
 
 
-def _multi():
+def _multi() -> AccessPolicy:
     return load_policy_text(MULTI, "multi.yaml", service_account=SERVICE)
 
 
-def _deploy():
+def _deploy() -> DeploySettings:
     return replace(DEPLOY, resource_ids={"orders-prod": "db-ABCDEFGHIJKLMNOPQRSTUVWXY1",
                                          "billing-aurora": "cluster-ABCDEFGHIJKLMNOPQRSTUVWXY2"})
 

@@ -6,10 +6,12 @@ Secrets Manager). Each leg's document is then simulated with ``rdsvend simulate`
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from pathlib import Path
 
 import boto3
 import pytest
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 from moto import mock_aws
 
 from chalicelib.iam.rdsdb import dbuser_arn
@@ -52,12 +54,12 @@ rules:
 
 
 @pytest.fixture(autouse=True)
-def _fresh_client_cache(monkeypatch):
+def _fresh_client_cache(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("chalicelib.aws.clients._default", None)
 
 
 @pytest.fixture(scope="module")
-def world():
+def world() -> Iterator[dict[str, str]]:
     with mock_aws():
         rds = boto3.client("rds", region_name=REGION)
         ec2 = boto3.client("ec2", region_name=REGION)
@@ -83,7 +85,7 @@ def world():
                "reports_prx": reports["DBProxyArn"].rsplit(":", 1)[-1]}
 
 
-def render(tmp_path, text=POLICY, *args):
+def render(tmp_path: Path, text: str = POLICY, *args: str) -> Result:
     path = tmp_path / "access.yaml"
     path.write_text(text)
     return CliRunner().invoke(cli, ["policy", "render", str(path), *args])
@@ -123,7 +125,7 @@ def test_leg_two_simulates_allowed_on_the_target_and_nowhere_else(world, tmp_pat
     role_file = tmp_path / "proxy-role.json"
     role_file.write_text(out.output)
 
-    def simulate(rid, user):
+    def simulate(rid: str, user: str) -> Result:
         return CliRunner().invoke(cli, ["simulate", "--action", "rds-db:connect", "--resource",
                                         dbuser_arn(REGION, ACCOUNT, rid, user), "--identity-policy",
                                         str(role_file), "--json"])

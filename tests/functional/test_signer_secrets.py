@@ -25,7 +25,7 @@ ROLE = "arn:aws:iam::444455556666:role/rdsvend-signer"
 OWN = SigningCredentials("ASIAOWNKEY", "OwnSecretKeyValue/abc+def", "OwnSessionTokenValue==")
 
 
-def db(signer_role):
+def db(signer_role: str | None) -> Database:
     return Database(name="orders-prod", engine="postgres", region="us-east-1", kind="instance",
                     identifier="orders-prod", users={"orders_app": DbUser("orders_app", "iam")},
                     signer_role=signer_role)
@@ -49,7 +49,7 @@ def assert_clean(text: str, secrets: list[str]) -> None:
 
 
 @pytest.fixture
-def everything_logged(caplog):
+def everything_logged(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     caplog.set_level(logging.DEBUG, logger="rdsvend")
     caplog.set_level(logging.DEBUG, logger="chalicelib")
     return caplog
@@ -93,4 +93,4 @@ def test_signer_value_errors_name_the_field_not_the_credentials():
     with pytest.raises(ValueError) as info:
         minter.mint(CALLER, db(None), "orders_app", "bad host!", 5432)
     assert str(info.value) == "invalid database host 'bad host!'"
-    assert_clean("".join(traceback.format_exception(info.value)), [OWN.secret_key, OWN.token])
+    assert_clean("".join(traceback.format_exception(info.value)), [OWN.secret_key, str(OWN.token)])

@@ -13,6 +13,8 @@ import socket
 import textwrap
 import threading
 import time
+from collections.abc import Iterator
+from typing import Any
 
 import boto3
 import pytest
@@ -121,7 +123,7 @@ class DripServer:
 
 
 @pytest.fixture
-def drip():
+def drip() -> Iterator[DripServer]:
     server = DripServer()
     yield server
     server.close()
@@ -131,8 +133,8 @@ def clients(url: str) -> ClientFactory:
     return ClientFactory(endpoint_url=url, default_region="us-east-1")
 
 
-def service(drip_url: str | None = None, **overrides) -> VendingService:
-    args = dict(policy_source=StaticPolicySource(load_policy_text(POLICY, "t.yaml")),
+def service(drip_url: str | None = None, **overrides: Any) -> VendingService:
+    args: dict[str, Any] = dict(policy_source=StaticPolicySource(load_policy_text(POLICY, "t.yaml")),
                 minter=TokenMinter(cache_tokens=False),
                 resolver=EndpointResolver(clients(drip_url or "http://127.0.0.1:9"), service_account=ACCT),
                 deadline_seconds=DEADLINE)
