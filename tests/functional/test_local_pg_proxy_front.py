@@ -7,32 +7,38 @@ import logging
 import socket
 import ssl
 import struct
+from collections.abc import Iterator
+from typing import Any
 
 import psycopg
 import pytest
 
 from devtools.local.pg_proxy import PgProxyFront, ProxyTarget
-from devtools.local.tls import make_tls_material
+from devtools.local.postgres import free_port
+from devtools.local.tls import TlsMaterial, make_tls_material
 
 pytestmark = pytest.mark.e2e  # the front listens on a loopback port
 
 
 @pytest.fixture(scope="module")
-def front(tmp_path_factory):
+def front(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[PgProxyFront, TlsMaterial, list[str]]]:
     tls = make_tls_material(tmp_path_factory.mktemp("proxy-tls"), owner=None)
     signed: list[str] = []
-    with socket.socket() as closed:  # a target port nothing listens on
-        closed.bind(("127.0.0.1", 0))
-        dead_port = closed.getsockname()[1]
+    dead_port = free_port()  # a target port nothing listens on
+
+    def sign(host: str, port: int, user: str) -> str:
+        signed.append(user)
+        return "proxy-token"
+
     proxy = PgProxyFront(name="p1", tls_cert=tls.server_cert, tls_key=tls.server_key,
                          target=ProxyTarget("127.0.0.1", dead_port, str(tls.ca_cert)),
                          check=lambda user, token: token == "good-token",
-                         sign=lambda host, port, user: signed.append(user) or "proxy-token", handshake_timeout=2)
+                         sign=sign, handshake_timeout=2)
     with proxy:
         yield proxy, tls, signed
 
 
-def _talk(front, payload: bytes) -> bytes:
+def _talk(front: PgProxyFront, payload: bytes) -> bytes:
     with socket.create_connection(("127.0.0.1", front.port), timeout=5) as sock:
         sock.sendall(payload)
         chunks = []
@@ -44,7 +50,7 @@ def _talk(front, payload: bytes) -> bytes:
         return b"".join(chunks)
 
 
-def _dsn(front, tls, password, **extra):
+def _dsn(front: PgProxyFront, tls: TlsMaterial, password: str, **extra: Any) -> dict[str, Any]:
     return dict(host="localhost", port=front.port, user="orders_app", password=password, dbname="orders",
                 sslmode="verify-full", sslrootcert=str(tls.ca_cert), connect_timeout=5, **extra)
 

@@ -3,14 +3,18 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
 
 from chalicelib.policy.loader import load_policy_file
 from devtools.local.aws import MotoSecretLookup, MotoServer, org_id_of, seed_world
-from devtools.local.world import DEFAULT_WORLD, WorldError, load_world, load_world_text
+from devtools.local.seed import SeededWorld
+from devtools.local.sessions import Keys
+from devtools.local.world import DEFAULT_WORLD, World, WorldError, load_world, load_world_text
 from tests.support.local_world import management_client, member_client
 
 pytestmark = pytest.mark.e2e  # starts a server: not in the fast tier
@@ -20,12 +24,12 @@ DB_PORT = 45432
 
 
 @pytest.fixture(scope="module")
-def world():
+def world() -> World:
     return load_world()
 
 
 @pytest.fixture(scope="module")
-def seeded(world):
+def seeded(world: World) -> Iterator[SeededWorld]:
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     server = MotoServer()
     url = server.start()
@@ -37,7 +41,7 @@ def seeded(world):
         server.stop()
 
 
-def _client(keys, service, seeded):
+def _client(keys: Keys, service: str, seeded: SeededWorld) -> Any:
     return keys.session(seeded.region).client(service, endpoint_url=seeded.endpoint_url)
 
 
