@@ -44,7 +44,7 @@ class Installed:
 
 
 @pytest.fixture(scope="session")
-def installed(tmp_path_factory) -> Installed:
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
     base = tmp_path_factory.mktemp("client-wheel")
     source = base / "client"
     shutil.copytree(ROOT / "client", source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
@@ -74,7 +74,11 @@ def test_required_dependency_is_botocore_only_with_ranges(installed):
     assert {_requirement_name(r) for r in required} == {"botocore"}
     specifiers = [r.split(";")[0] for r in requires]
     assert all("==" not in s and ("<" in s and ">=" in s) for s in specifiers), specifiers
-    extras = {re.search(r'extra == "([^"]+)"', r).group(1) for r in requires if "extra ==" in r}
+    extras = set()
+    for requirement in (r for r in requires if "extra ==" in r):
+        match = re.search(r'extra == "([^"]+)"', requirement)
+        assert match, requirement
+        extras.add(match.group(1))
     assert extras == {"psycopg", "sqlalchemy", "pymysql"}
 
 

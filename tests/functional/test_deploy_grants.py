@@ -6,14 +6,22 @@ from __future__ import annotations
 import copy
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from chalicelib.grants.store import TABLE_DEFINITION, TTL_ATTRIBUTE
 from chalicelib.policy.loader import load_policy_file
+from chalicelib.policy.model import AccessPolicy
 from devtools.deploy.documents import function_policy
 from devtools.deploy.sam import merge_template
-from devtools.deploy.settings import DeployConfigError, load_chalice_config, load_deploy_settings, stage_settings
+from devtools.deploy.settings import (
+    DeployConfigError,
+    DeploySettings,
+    load_chalice_config,
+    load_deploy_settings,
+    stage_settings,
+)
 from devtools.deploy.stack import stack_plan
 from devtools.deploy.terraform import terraform_stack
 
@@ -22,13 +30,13 @@ TABLE_ARN = "arn:aws:dynamodb:us-east-1:111122223333:table/rdsvend-prod-grants"
 
 
 @pytest.fixture(scope="module")
-def inputs():
+def inputs() -> tuple[DeploySettings, dict[str, Any], AccessPolicy]:
     deploy = load_deploy_settings(ROOT / "policies" / "deploy.yaml", "prod")
     config = load_chalice_config(ROOT)
     return deploy, config, load_policy_file(deploy.access_policy)
 
 
-def _grant_statements(document):
+def _grant_statements(document: dict[str, Any]) -> list[dict[str, Any]]:
     return [s for s in document["Statement"] if any(TABLE_ARN in r for r in (
         s["Resource"] if isinstance(s["Resource"], list) else [s["Resource"]]))]
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -21,11 +22,11 @@ RESOURCE_IDS = {"orders-local": "db-AAAAAAAAAAAAAAAAAAAAAAAAAA", "billing-local"
                 "orders-proxy": "prx-0aaaaaaaaaaaaaaaa", "shop-proxy": "prx-0bbbbbbbbbbbbbbbb"}  # the local RDS Proxies
 
 
-def _client_for(service: str, account: str):
+def _client_for(service: str, account: str) -> Any:
     client = boto3.client(service, region_name="us-east-1", aws_access_key_id="testing",
                           aws_secret_access_key="testing")
 
-    def in_account(request, **_):
+    def in_account(request: Any, **_: Any) -> None:
         request.headers["x-moto-account-id"] = account
 
     client.meta.events.register("before-send.*.*", in_account)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from chalicelib.iam.evaluator import evaluate
-from chalicelib.iam.model import RequestContext, parse_policy
+from chalicelib.iam.model import PolicyDocument, RequestContext, parse_policy
 from chalicelib.policy.loader import load_policy_text
 from devtools.deploy.roles import function_policy, load_chalice_config, load_deploy_settings, stage_settings
 
@@ -40,7 +40,7 @@ rules:
 
 
 @pytest.fixture(scope="module")
-def documents(tmp_path_factory):
+def documents(tmp_path_factory: pytest.TempPathFactory) -> dict[str, PolicyDocument]:
     base = tmp_path_factory.mktemp("deploy")
     (base / "access.yaml").write_text(ACCESS)
     text = (ROOT / "policies" / "deploy.yaml").read_text().split("resource_ids:")[0]
@@ -53,7 +53,7 @@ def documents(tmp_path_factory):
     return {f: parse_policy(function_policy(f, stage, policy, deploy), f) for f in ("canary", "vend", "api_handler")}
 
 
-def decide(documents, function, action, resource):
+def decide(documents: dict[str, PolicyDocument], function: str, action: str, resource: str) -> str:
     return evaluate(RequestContext(action, resource), identity_policies=[documents[function]]).decision
 
 

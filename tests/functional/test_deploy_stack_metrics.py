@@ -16,7 +16,7 @@ import pytest
 from chalicelib.canary.emit import emit_metrics
 from chalicelib.canary.model import CheckResult, Report, TargetReport
 from chalicelib.observability import count_denied, count_rate_limit_fallback, count_vended, invocation
-from devtools.deploy.settings import load_chalice_config, load_deploy_file
+from devtools.deploy.settings import FUNCTIONS, load_chalice_config, load_deploy_file
 from devtools.deploy.stack import alarms, dashboard_body, stack_plan
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -99,7 +99,7 @@ def test_a_value_the_stack_sets_from_its_own_account_is_refused_in_the_config(ke
 def test_a_function_added_later_gets_an_errors_alarm(monkeypatch):
     from devtools.deploy import stack
 
-    monkeypatch.setattr(stack, "FUNCTIONS", (*stack.FUNCTIONS, "rotate"))
+    monkeypatch.setattr(stack, "FUNCTIONS", (*FUNCTIONS, "rotate"))
     plan = stack_plan(CONFIG, "dev", DEPLOY.stage("dev"))
     plan = type(plan)(**{**plan.__dict__, "functions": {**plan.functions, "rotate": "rdsvend-dev-rotate"}})
     names = {a.name: a for a in stack.alarms(plan)}

@@ -10,14 +10,17 @@ from __future__ import annotations
 import json
 import shutil
 import textwrap
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from chalicelib.iam.evaluator import evaluate
 from chalicelib.iam.model import RequestContext, parse_policy
 from chalicelib.policy.loader import load_policy_text
+from chalicelib.policy.model import AccessPolicy
 from devtools.deploy.member_roles import member_role_arns, member_roles_template
 from devtools.deploy.roles import (
     DeployConfigError,
@@ -40,11 +43,11 @@ MEMBER = "444455556666"
 SIGNING = ("api_handler", "vend", "canary")
 
 
-def _policies() -> dict:
+def _policies() -> dict[str, AccessPolicy]:
     return {stage: load_stage_policy(settings) for stage, settings in DEPLOY.stages.items()}
 
 
-def _decide(document: dict, action: str, resource: str) -> str:
+def _decide(document: dict[str, Any], action: str, resource: str) -> str:
     policy = parse_policy(document, source="generated")
     return evaluate(RequestContext(action, resource), identity_policies=[policy]).decision
 
@@ -62,7 +65,7 @@ LEDGER = textwrap.dedent(f"""\
 """)
 
 
-def _prod_with_foreign_database(defaults: bool):
+def _prod_with_foreign_database(defaults: bool) -> AccessPolicy:
     text = (ROOT / "policies" / "access.yaml").read_text()
     text = text.replace("databases:\n", "databases:\n" + textwrap.indent(LEDGER, "  "), 1)
     if defaults:
@@ -130,7 +133,7 @@ def test_the_shipped_stages_share_no_physical_name_role_or_secret():
     assert DEPLOY.stage("dev").account == DEPLOY.stage("prod").account  # and yet they share an account
 
 
-def _two_stages_with(tmp_path: Path, edit_dev) -> Path:
+def _two_stages_with(tmp_path: Path, edit_dev: Callable[[str], str]) -> Path:
     """A copy of the project whose dev access policy is changed by ``edit_dev(text)``."""
     for name in ("policies", ".chalice"):
         shutil.copytree(ROOT / name, tmp_path / name)

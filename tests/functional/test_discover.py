@@ -8,11 +8,13 @@ reader role of one member account only, and moto refuses the other.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from typing import Any
 
 import boto3
 import pytest
 import yaml
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 from moto import mock_aws
 from moto.core import set_initial_no_auth_action_count
 
@@ -31,7 +33,7 @@ def _member(session: boto3.session.Session, account: str) -> boto3.session.Sessi
 
 
 @pytest.fixture
-def organization(aws_env):
+def organization(aws_env: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
     with mock_aws():
         session = boto3.session.Session(region_name=REGION)
         orgs = session.client("organizations")
@@ -82,7 +84,7 @@ def organization(aws_env):
                "cluster": cluster, "own": own, "proxy": proxy}
 
 
-def run(organization, monkeypatch, *args: str):
+def run(organization: dict[str, Any], monkeypatch: pytest.MonkeyPatch, *args: str) -> Result:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", organization["keys"]["AccessKeyId"])
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", organization["keys"]["SecretAccessKey"])
     for name in ("AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_PROFILE", "RDSVEND_POLICY"):
@@ -90,7 +92,7 @@ def run(organization, monkeypatch, *args: str):
     monkeypatch.delenv("RDSVEND_ORG_ROLE_ARN", raising=False)
 
     @set_initial_no_auth_action_count(0)
-    def enforced():
+    def enforced() -> Result:
         return CliRunner().invoke(cli, ["discover", *args])
 
     return enforced()
@@ -211,7 +213,7 @@ def test_accounts_are_listed_through_the_organization_reader_role_when_set(organ
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", organization["keys"]["SecretAccessKey"])
 
     @set_initial_no_auth_action_count(0)
-    def enforced():
+    def enforced() -> Result:
         return CliRunner().invoke(cli, ["discover", "--format", "json"])
 
     result = enforced()

@@ -3,17 +3,19 @@ every declared (database, iam user) is allowed, anything else is not."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from typing import Any
 
 import boto3
 import pytest
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 from moto import mock_aws
 
 from chalicelib.errors import IamFetchError
 from chalicelib.iam.evaluator import evaluate
 from chalicelib.iam.model import RequestContext, parse_policy
 from chalicelib.iam.rdsdb import dbuser_arn
-from chalicelib.iam.render import DEFAULT_SIGNER, render_policies
+from chalicelib.iam.render import DEFAULT_SIGNER, RenderedPolicies, render_policies
 from chalicelib.policy.loader import load_policy_text
 from devtools.cli.main import cli
 
@@ -59,13 +61,13 @@ rules:
 
 
 @pytest.fixture(autouse=True)
-def _fresh_client_cache(monkeypatch):
+def _fresh_client_cache(monkeypatch: pytest.MonkeyPatch) -> None:
     """The CLI uses the process-wide client factory: keep moto-bound clients out of it."""
     monkeypatch.setattr("chalicelib.aws.clients._default", None)
 
 
 @pytest.fixture(scope="module")
-def world():
+def world() -> Iterator[dict[str, Any]]:
     with mock_aws():
         rds = boto3.client("rds", region_name=REGION)
         instance = rds.create_db_instance(
@@ -97,7 +99,7 @@ def world():
         }
 
 
-def _rendered(world):
+def _rendered(world: dict[str, Any]) -> RenderedPolicies:
     return render_policies(world["policy"], lambda region: boto3.client("rds", region_name=region))
 
 
@@ -165,7 +167,7 @@ def test_render_cli_then_simulate_cli(world, tmp_path):
     signer_file = tmp_path / "signer.json"
     signer_file.write_text(json.dumps(signer_doc))
 
-    def simulate(user, rid):
+    def simulate(user: str, rid: str) -> Result:
         return runner.invoke(cli, [
             "simulate", "--action", "rds-db:connect", "--resource", dbuser_arn(REGION, ACCOUNT, rid, user),
             "--identity-policy", str(signer_file), "--scp", str(scp_file), "--json",
@@ -203,7 +205,7 @@ def test_render_bad_policy_file_is_exit_2(tmp_path):
 
 def test_render_refuses_missing_resource_id(world):
     class NoId:
-        def describe_db_instances(self, **_):
+        def describe_db_instances(self, **_: Any) -> dict[str, Any]:
             return {"DBInstances": [{"DBInstanceArn": f"arn:aws:rds:{REGION}:{ACCOUNT}:db:orders-prod"}]}
 
     policy = load_policy_text(POLICY.split("  billing:")[0] + "rules: []\n", source="one.yaml")

@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -89,7 +90,7 @@ sys.stderr.write(json.dumps({"vended": sum("token" in a for a in answers[:N]),
 """
 
 
-def run_child() -> tuple[list[dict], dict]:
+def run_child() -> tuple[list[dict[str, Any]], dict[str, Any]]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PROJECT), str(PROJECT / "client")]),
            "POWERTOOLS_SERVICE_NAME": "rdsvend", "POWERTOOLS_METRICS_NAMESPACE": "rdsvend"}
     env.pop("POWERTOOLS_METRICS_DISABLED", None)

@@ -10,19 +10,19 @@ import boto3
 import pytest
 
 from chalicelib.errors import IdentityProofError
-from chalicelib.vending.proof import parse_identity_proof, proof_config_from_env
+from chalicelib.vending.proof import ProofConfig, parse_identity_proof, proof_config_from_env
 from rdsvend.proof import build_identity_proof
 
 SERVER_ID = "rdsvend-prod.111122223333"
 
 
 @pytest.fixture
-def session():
+def session() -> boto3.Session:
     return boto3.Session(aws_access_key_id="AKIDSTSENDPOINT", aws_secret_access_key="sts-endpoint-secret",
                          region_name="eu-west-1")
 
 
-def config():
+def config() -> ProofConfig:
     # What the function configures itself with in eu-west-1 when RDSVEND_STS_ENDPOINT is unset.
     return proof_config_from_env({"AWS_REGION": "eu-west-1", "RDSVEND_SERVER_ID": SERVER_ID})
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
+from typing import Any
 
 import boto3
 import pytest
@@ -14,8 +16,10 @@ import requests
 from chalicelib.policy.loader import load_policy_file
 from devtools.local.aws import MotoServer, seed_world
 from devtools.local.directory import provide_aws_managed_policy
-from devtools.local.world import DEFAULT_WORLD, WorldError, load_world, load_world_text
-from tests.support.local_world import REPO, management_client, member_client
+from devtools.local.seed import SeededWorld
+from devtools.local.sessions import Keys
+from devtools.local.world import DEFAULT_WORLD, World, WorldError, load_world, load_world_text
+from tests.support.local_world import REPO, client_as, management_client, member_client
 
 pytestmark = pytest.mark.e2e  # starts a server: not in the fast tier
 
@@ -25,12 +29,12 @@ SERVICE = "222222222222"
 
 
 @pytest.fixture(scope="module")
-def world():
+def world() -> World:
     return load_world()
 
 
 @pytest.fixture(scope="module")
-def seeded(world):
+def seeded(world: World) -> Iterator[SeededWorld]:
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     server = MotoServer()
     url = server.start()
@@ -43,12 +47,9 @@ def seeded(world):
         server.stop()
 
 
-def _as(keys, seeded, service):
-    return keys.session(seeded.region).client(service, endpoint_url=seeded.endpoint_url)
 
-
-def _assumed(seeded, keys, role_arn, service):
-    creds = _as(keys, seeded, "sts").assume_role(RoleArn=role_arn, RoleSessionName="test")["Credentials"]
+def _assumed(seeded: SeededWorld, keys: Keys, role_arn: str, service: str) -> Any:
+    creds = client_as(seeded, keys, "sts").assume_role(RoleArn=role_arn, RoleSessionName="test")["Credentials"]
     return boto3.session.Session(
         aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
         aws_session_token=creds["SessionToken"], region_name=seeded.region,
@@ -101,7 +102,7 @@ def test_the_reader_role_is_assumable_by_the_function_and_the_operator_and_reads
 
 def test_the_operator_is_in_the_service_account_and_reads_scps_through_the_org_reader(seeded, world):
     operator = seeded.callers["operator"]
-    assert _as(operator, seeded, "sts").get_caller_identity()["Arn"] == world.operator.arn
+    assert client_as(seeded, operator, "sts").get_caller_identity()["Arn"] == world.operator.arn
     orgs = _assumed(seeded, operator, "arn:aws:iam::111111111111:role/rdsvend-org-reader", "organizations")
     on_ou = orgs.list_policies_for_target(TargetId=seeded.units["Data"], Filter="SERVICE_CONTROL_POLICY")
     assert {p["Name"] for p in on_ou["Policies"]} == {"FullAWSAccess", "DenyLeaveOrganization"}

@@ -15,7 +15,7 @@ from devtools.local.aws import MotoSecretLookup, MotoServer, org_id_of, seed_wor
 from devtools.local.seed import SeededWorld
 from devtools.local.sessions import Keys
 from devtools.local.world import DEFAULT_WORLD, World, WorldError, load_world, load_world_text
-from tests.support.local_world import management_client, member_client
+from tests.support.local_world import client_as, management_client, member_client
 
 pytestmark = pytest.mark.e2e  # starts a server: not in the fast tier
 
@@ -39,16 +39,6 @@ def seeded(world: World) -> Iterator[SeededWorld]:
     finally:
         requests.post(f"{url}/moto-api/reset", timeout=10)
         server.stop()
-
-
-def _client(keys: Keys, service: str, seeded: SeededWorld) -> Any:
-    return keys.session(seeded.region).client(service, endpoint_url=seeded.endpoint_url)
-
-
-
-
-
-
 
 
 def test_organization_has_the_service_account_under_an_ou(seeded, world):
@@ -102,7 +92,7 @@ def test_signer_role_may_connect_exactly_as_the_declared_iam_users(seeded, world
 
 
 def test_proxies_stand_before_their_targets_and_their_role_may_connect_to_them(seeded):
-    rds = _client(seeded.execution, "rds", seeded)
+    rds = client_as(seeded, seeded.execution, "rds")
     proxies = {p["DBProxyName"]: p for p in rds.describe_db_proxies()["DBProxies"]}
     assert set(proxies) == {"orders-proxy", "shop-proxy"}
     orders = proxies["orders-proxy"]
@@ -126,7 +116,7 @@ def test_proxies_stand_before_their_targets_and_their_role_may_connect_to_them(s
 
 
 def test_instance_has_iam_auth_and_points_at_the_local_postgres(seeded):
-    rds = _client(seeded.execution, "rds", seeded)
+    rds = client_as(seeded, seeded.execution, "rds")
     db, shop = rds.describe_db_instances()["DBInstances"]
     assert db["DBInstanceIdentifier"] == "orders-local"
     assert db["IAMDatabaseAuthenticationEnabled"] is True
@@ -147,11 +137,11 @@ def test_each_account_sees_only_its_own_resources(seeded):
 
 
 def test_credentials_act_in_their_own_accounts(seeded):
-    allowed = _client(seeded.callers["allowed"], "sts", seeded).get_caller_identity()
+    allowed = client_as(seeded, seeded.callers["allowed"], "sts").get_caller_identity()
     assert allowed["Arn"] == "arn:aws:iam::333333333333:user/orders-api"
-    denied = _client(seeded.callers["denied"], "sts", seeded).get_caller_identity()
+    denied = client_as(seeded, seeded.callers["denied"], "sts").get_caller_identity()
     assert denied["Arn"] == "arn:aws:iam::333333333333:user/reporting-job"
-    execution = _client(seeded.execution, "sts", seeded).get_caller_identity()
+    execution = client_as(seeded, seeded.execution, "sts").get_caller_identity()
     assert execution["Account"] == "222222222222"
     assert execution["Arn"].startswith("arn:aws:sts::222222222222:assumed-role/rdsvend-function/")
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import textwrap
+from collections.abc import Iterator
+from typing import Any
 
 import boto3
 import pytest
@@ -43,7 +45,7 @@ POLICY = textwrap.dedent(f"""
 
 
 @pytest.fixture
-def service():
+def service() -> Iterator[VendingService]:
     with mock_aws():
         rds = boto3.client("rds", region_name="us-east-1")
         rds.create_db_instance(DBInstanceIdentifier="orders-prod", Engine="postgres", DBInstanceClass="db.t3.micro",
@@ -56,7 +58,7 @@ def service():
         set_vending_service(None)
 
 
-def call(db_user: str):
+def call(db_user: str) -> tuple[int, Any]:
     ev = load_event("post_tokens")
     ident = ev["requestContext"]["identity"]
     arn = f"arn:aws:sts::{ACCT}:assumed-role/dba-alice/alice"

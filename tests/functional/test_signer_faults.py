@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import socket
 import threading
+from collections.abc import Iterator
+from typing import Any
 from unittest import mock
+from unittest.mock import MagicMock
 
 import boto3
 import pytest
@@ -13,7 +16,7 @@ from moto import mock_aws
 from chalicelib.errors import UpstreamUnavailableError
 from chalicelib.identity import identity_from_arn
 from chalicelib.policy.model import Database, DbUser
-from chalicelib.signer import TokenMinter
+from chalicelib.signer import MintedToken, TokenMinter
 from chalicelib.signer.roles import StsRoleAssumer
 from tests.support.aws import FaultInjector
 
@@ -23,16 +26,16 @@ DB = Database(name="orders-prod", engine="postgres", region="us-east-1", kind="i
               signer_role="arn:aws:iam::444455556666:role/rdsvend-signer")
 
 
-def minter_for(factory) -> TokenMinter:
+def minter_for(factory: Any) -> TokenMinter:
     return TokenMinter(assume_role=StsRoleAssumer(factory))
 
 
-def mint(minter: TokenMinter):
+def mint(minter: TokenMinter) -> MintedToken:
     return minter.mint(CALLER, DB, "orders_app", "h.example", 5432, resource_id="db-ABC")
 
 
 @pytest.fixture
-def no_backoff_sleep():
+def no_backoff_sleep() -> Iterator[MagicMock]:
     with mock.patch("botocore.endpoint.time.sleep") as sleep:
         yield sleep
 
@@ -76,7 +79,7 @@ def test_access_denied_is_not_retried_and_is_503(no_backoff_sleep):
 
 
 @pytest.fixture
-def silent_server():
+def silent_server() -> Iterator[tuple[str, list[socket.socket]]]:
     """A TCP server on 127.0.0.1 that accepts connections and never answers."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
@@ -84,7 +87,7 @@ def silent_server():
     accepted: list[socket.socket] = []
     stop = threading.Event()
 
-    def serve():
+    def serve() -> None:
         sock.settimeout(0.1)
         while not stop.is_set():
             try:
@@ -107,7 +110,7 @@ def test_a_hanging_sts_times_out_after_bounded_retries(silent_server, no_backoff
     config = Config(connect_timeout=0.3, read_timeout=0.3, retries={"mode": "standard", "total_max_attempts": 2})
     session = boto3.Session()
 
-    def factory(service, region=None):
+    def factory(service: str, region: str | None = None) -> Any:
         return session.client(service, region_name=region, endpoint_url=url, config=config)
 
     with pytest.raises(UpstreamUnavailableError) as info:

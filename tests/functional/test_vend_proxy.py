@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+from typing import Any
 
 import boto3
 import pytest
@@ -77,7 +78,7 @@ def world():
         set_vending_service(None)
 
 
-def vend(database, user):
+def vend(database: str, user: str) -> tuple[int, Any]:
     ev = load_event("post_tokens")
     ev["requestContext"]["identity"].update(userArn=f"arn:aws:sts::{ACCT}:assumed-role/app-api/i-1",
                                            accountId=ACCT, principalOrgId="o-abc123def4", sourceIp="10.1.2.3")

@@ -1,5 +1,6 @@
-"""Clients into the seeded local world (moto server): as the management account, and as an
-operator who assumed OrganizationAccountAccessRole in a member account."""
+"""Clients into the seeded local world (moto server): as the management account, as an
+operator who assumed OrganizationAccountAccessRole in a member account, and as one of the
+world's own keys."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,7 +8,9 @@ from typing import Any
 
 import boto3
 
-__all__ = ["REPO", "management_client", "member_client"]
+from devtools.local.sessions import Keys
+
+__all__ = ["REPO", "client_as", "management_client", "member_client"]
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -30,3 +33,8 @@ def member_client(seeded: Any, account: str, service: str) -> Any:
         aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
         aws_session_token=creds["SessionToken"], region_name="us-east-1",
     ).client(service, endpoint_url=seeded.endpoint_url)
+
+
+def client_as(seeded: Any, keys: Keys, service: str) -> Any:
+    """A client signing with ``keys`` (a caller, the execution role ...) of the seeded world."""
+    return keys.session(seeded.region).client(service, endpoint_url=seeded.endpoint_url)
