@@ -11,8 +11,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from unittest import mock
 
 import boto3
@@ -24,6 +26,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from devtools.local.aws import AccountSessions
+from devtools.local.sessions import Keys
 from devtools.local.stack import LocalStack, listening_sockets, read_state
 
 pytestmark = pytest.mark.e2e
@@ -35,17 +38,17 @@ REPO = Path(__file__).resolve().parents[2]
 
 # -- helpers --------------------------------------------------------------------------------------
 
-def _db(stack):
+def _db(stack: LocalStack) -> Mapping[str, Any]:
     return stack.info.databases[DB]
 
 
-def _connect(stack, user, password, host=None):
+def _connect(stack: LocalStack, user: str, password: str, host: str | None = None) -> psycopg.Connection[Any]:
     db = _db(stack)
     return psycopg.connect(host=host or db["host"], port=db["port"], dbname=db["dbname"], user=user,
                            password=password, sslmode="verify-full", sslrootcert=stack.ca_path, connect_timeout=10)
 
 
-def _refused(stack, user, token, reason=None):
+def _refused(stack: LocalStack, user: str, token: str, reason: str | None = None) -> psycopg.OperationalError:
     """PostgreSQL refuses the login; with ``reason``, the token checker logged that reason."""
     with pytest.raises(psycopg.OperationalError) as err:
         _connect(stack, user, token).close()
@@ -55,37 +58,40 @@ def _refused(stack, user, token, reason=None):
     return err.value
 
 
-def _last_refusal(stack):
+def _last_refusal(stack: LocalStack) -> str:
     lines = [line for line in (Path(stack.info.state_dir) / "stack.log").read_text().splitlines()
              if "rds token login refused" in line]
     assert lines, "the token checker logged no refusal"
     return lines[-1].split(" reason=", 1)[1]
 
 
-def _session(stack, keys):
+def _session(stack: LocalStack, keys: Keys) -> boto3.session.Session:
     return boto3.session.Session(aws_access_key_id=keys.access_key_id, aws_secret_access_key=keys.secret_access_key,
                                  aws_session_token=keys.session_token, region_name=stack.info.region)
 
 
-def _token(stack, creds, user=APP_USER, host=None, port=None, at=None):
+def _token(stack: LocalStack, creds: boto3.session.Session, user: str = APP_USER, host: str | None = None,
+           port: int | None = None, at: datetime | None = None) -> str:
     """A token made by botocore's own generate_db_auth_token (optionally signed at ``at``)."""
     db = _db(stack)
     rds = creds.client("rds", endpoint_url=stack.moto_url)
     kwargs = dict(DBHostname=host or db["host"], Port=port or db["port"], DBUsername=user,
                   Region=stack.info.region)
     if at is None:
-        return rds.generate_db_auth_token(**kwargs)
+        return str(rds.generate_db_auth_token(**kwargs))
     with mock.patch("botocore.auth.get_current_datetime", return_value=at.replace(tzinfo=None)):
-        return rds.generate_db_auth_token(**kwargs)
+        return str(rds.generate_db_auth_token(**kwargs))
 
 
-def _management(stack, service):
+def _management(stack: LocalStack, service: str) -> Any:
     """A client acting as the management account's root (the local AWS authorizes every call)."""
     account = stack.info.seeded.management_account
     return AccountSessions(stack.moto_url, stack.info.region, account).client(service, account)
 
 
-def _signed(stack, method, path, body=None, *, keys=None, secret=None, at=None, tamper=None):
+def _signed(stack: LocalStack, method: str, path: str, body: object = None, *, keys: Keys | None = None,
+            secret: str | None = None, at: datetime | None = None,
+            tamper: Callable[[Any], Any] | None = None) -> requests.Response:
     keys = keys or stack.keys("allowed")
     data = None if body is None else json.dumps(body).encode()
     request = AWSRequest(method=method, url=stack.url + path, data=data,
@@ -102,7 +108,7 @@ def _signed(stack, method, path, body=None, *, keys=None, secret=None, at=None, 
 
 
 @pytest.fixture(scope="module")
-def signer(local_stack):
+def signer(local_stack: LocalStack) -> boto3.session.Session:
     """The signer role's session, assumed by the service's execution role, as the app does."""
     sts = _session(local_stack, local_stack.info.seeded.execution).client("sts", endpoint_url=local_stack.moto_url)
     creds = sts.assume_role(RoleArn=local_stack.info.seeded.signer_role_arn, RoleSessionName="e2e")["Credentials"]
@@ -123,8 +129,8 @@ def test_vend_then_connect_over_verify_full(local_stack):
     assert 0 < body["ttl_seconds"] <= 900
     with _connect(local_stack, APP_USER, body["token"]) as conn:
         assert conn.pgconn.ssl_in_use
-        user, count = conn.execute("SELECT current_user, count(*) FROM shop.orders").fetchone()
-    assert (user, count) == (APP_USER, 3)
+        row = conn.execute("SELECT current_user, count(*) FROM shop.orders").fetchone()
+    assert row == (APP_USER, 3)
 
 
 def test_whoami_is_the_identity_the_signature_proves(local_stack):
@@ -295,7 +301,7 @@ def test_local_env_prints_exports_for_a_shell(local_stack):
 
 # -- down, also after a crash ---------------------------------------------------------------------
 
-def _listening(port):
+def _listening(port: int) -> bool:
     import socket
 
     try:
@@ -335,7 +341,7 @@ def test_down_after_a_crash_leaves_nothing_behind(tmp_path):
     assert env.returncode == 1 and env.stderr.startswith("rdsvend local: no local stack is running")
 
 
-def _running(pid):
+def _running(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except OSError:
