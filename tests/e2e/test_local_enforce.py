@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 import boto3
 import pytest
@@ -15,6 +17,8 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from devtools.local.aws import AccountSessions
+from devtools.local.denials import Denial
+from devtools.local.stack import LocalStack
 
 pytestmark = pytest.mark.e2e
 
@@ -26,34 +30,42 @@ SIGNER = f"arn:aws:iam::{SERVICE}:role/rdsvend-signer"
 _ONE_TRY = Config(retries={"max_attempts": 1})
 
 
-def _client(stack, keys, service, **kwargs):
+def _client(stack: LocalStack, keys: dict[str, str], service: str, **kwargs: Any) -> Any:
     session = boto3.session.Session(aws_access_key_id=keys["AccessKeyId"], aws_secret_access_key=keys["SecretAccessKey"],
                                     aws_session_token=keys.get("SessionToken"), region_name=stack.info.region)
     return session.client(service, endpoint_url=stack.moto_url, config=_ONE_TRY, **kwargs)
 
 
-def _refusal(call, *args, **kwargs):
+def _refusal(call: Callable[..., object], *args: Any, **kwargs: Any) -> Mapping[str, Any]:
     with pytest.raises(ClientError) as caught:
         call(*args, **kwargs)
     return caught.value.response
 
 
-def _last_denial(stack, action):
-    found = [d for d in stack.denials() if d.action == action]
+def _last_denial(stack: LocalStack, action: str) -> Denial:
+    found: list[Denial] = [d for d in stack.denials() if d.action == action]
     assert found, f"no denial of {action} was logged"
     return found[-1]
 
 
+#: (service, account=the workloads account) -> an administrator's client there
+Admin = Callable[..., Any]
+
+
 @pytest.fixture(scope="module")
-def admin(local_stack):
+def admin(local_stack: LocalStack) -> Admin:
     """Clients acting in an account with its OrganizationAccountAccessRole (administrator)."""
     info = local_stack.info
     sessions = AccountSessions(info.moto_url, info.region, info.seeded.management_account)
-    return lambda service, account=WORKLOADS: sessions.client(service, account)
+
+    def client(service: str, account: str = WORKLOADS) -> Any:
+        return sessions.client(service, account)
+
+    return client
 
 
 @pytest.fixture(scope="module")
-def probe(local_stack, admin):
+def probe(local_stack: LocalStack, admin: Admin) -> Iterator[dict[str, str]]:
     iam = admin("iam")
     iam.create_user(UserName=PROBE)
     keys = iam.create_access_key(UserName=PROBE)["AccessKey"]
@@ -66,7 +78,7 @@ def probe(local_stack, admin):
         iam.delete_user(UserName=PROBE)
 
 
-def _grant(admin, name, actions, resource="*"):
+def _grant(admin: Admin, name: str, actions: str | list[str], resource: str = "*") -> None:
     admin("iam").put_user_policy(UserName=PROBE, PolicyName=name, PolicyDocument=json.dumps({
         "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": actions, "Resource": resource}]}))
 
@@ -262,6 +274,7 @@ def test_the_gateway_authorizes_execute_api_invoke(local_stack, probe):
     request = AWSRequest(method="GET", url=f"{local_stack.url}/v1/whoami")
     SigV4Auth(Credentials(probe["AccessKeyId"], probe["SecretAccessKey"]), "execute-api",
               local_stack.info.region).add_auth(request)
+    assert request.url is not None
     answer = requests.get(request.url, headers=dict(request.headers.items()), timeout=10)
     assert answer.status_code == 403
     assert answer.headers["x-amzn-ErrorType"] == "AccessDeniedException"
