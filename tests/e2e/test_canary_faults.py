@@ -15,18 +15,24 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 
+from chalicelib.canary.model import CheckResult, Report, Status
 from chalicelib.canary.runner import run_canary
 from chalicelib.canary.scheduled import run_scheduled
+from chalicelib.canary.target_run import CanaryDeps
 from chalicelib.policy.loader import load_policy_file
-from chalicelib.policy.model import CanarySettings, Database
+from chalicelib.policy.model import AccessPolicy, CanarySettings, Database
 from devtools.local.aws import AccountSessions
 from devtools.local.canary import local_canary_deps, local_canary_env
 from devtools.local.postgres import free_port
+from devtools.local.stack import LocalStack
+from tests.support.canary_samples import check_of
 
 pytestmark = pytest.mark.e2e
 
@@ -41,7 +47,7 @@ REPO = Path(__file__).resolve().parents[2]
 class Canary:
     """The canary against the shared local stack, plus handles to break and repair it."""
 
-    def __init__(self, stack):
+    def __init__(self, stack: LocalStack) -> None:
         self.stack = stack
         self.info = stack.info
         self.policy = load_policy_file(self.info.policy_path)
@@ -58,32 +64,32 @@ class Canary:
         self.orgs = admin.client("organizations", mgmt)
         self.baseline = self.problems(self.run())
 
-    def run(self, policy=None, deps=None):
+    def run(self, policy: AccessPolicy | None = None, deps: CanaryDeps | None = None) -> Report:
         return run_canary(policy or self.policy, deps or self.deps)
 
     @staticmethod
-    def problems(report):
+    def problems(report: Report) -> dict[tuple[str, str], Status]:
         return {(t.key, c.id): c.status for t in report.targets for c in t.checks if c.status in ("warn", "fail", "error")}
 
-    def new_problems(self, report):
+    def new_problems(self, report: Report) -> dict[tuple[str, str], Status]:
         """What the fault changed, on the databases themselves. The same users reached through the
         local RDS Proxies fail along with them (their leg 2): tests/e2e/test_proxy_canary.py covers them."""
         now = self.problems(report)
         return {k: v for k, v in now.items() if self.baseline.get(k) != v and k[0] not in PROXIED}
 
-    def sql(self, statement, dbname="postgres"):
+    def sql(self, statement: str, dbname: str = "postgres") -> None:
         with psycopg.connect(self.info.admin_dsn, dbname=dbname, autocommit=True) as conn:
             conn.execute(statement)
 
 
 @pytest.fixture(scope="module")
-def canary(local_stack):
+def canary(local_stack: LocalStack) -> Canary:
     return Canary(local_stack)
 
 
-def check(report, key, cid):
+def check(report: Report, key: str, cid: str) -> CheckResult:
     target = next(t for t in report.targets if t.key == key)
-    return target.check(cid)
+    return check_of(target, cid)
 
 
 def test_baseline_is_all_pass_the_kerberos_user_included(canary):
@@ -123,7 +129,7 @@ def test_iam_auth_disabled_on_the_instance(canary):
 
 
 @contextlib.contextmanager
-def scp_denying_rds_db(canary, target_id):
+def scp_denying_rds_db(canary: Canary, target_id: str) -> Iterator[str]:
     doc = {"Version": "2012-10-17", "Statement": [
         {"Sid": "NoDatabaseLogins", "Effect": "Deny", "Action": "rds-db:*", "Resource": "*"}]}
     policy_id = canary.orgs.create_policy(Name="DenyRdsDb", Description="canary fault", Type="SERVICE_CONTROL_POLICY",
@@ -136,7 +142,7 @@ def scp_denying_rds_db(canary, target_id):
         canary.orgs.delete_policy(PolicyId=policy_id)
 
 
-def iam_targets(canary, account=None):
+def iam_targets(canary: Canary, account: str | None = None) -> set[str]:
     """Every (database/db user) key of an IAM user of an RDS database (rds-db:connect; not an
     Aurora DSQL cluster's), of databases in ``account`` (default: all)."""
     return {f"{db.name}/{u.name}" for db in canary.policy.databases.values() for u in db.users.values()
@@ -235,16 +241,16 @@ def test_aws_endpoint_unreachable_is_an_error_never_a_pass(canary):
 
 
 @contextlib.contextmanager
-def hanging_listener():
+def hanging_listener() -> Iterator[int]:
     """Accepts TCP connections and never says a word."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(16)
     listener.settimeout(0.2)
     stop = threading.Event()
-    held = []
+    held: list[socket.socket] = []
 
-    def accept():
+    def accept() -> None:
         while not stop.is_set():
             try:
                 held.append(listener.accept()[0])
@@ -276,21 +282,22 @@ def test_a_hanging_database_costs_at_most_its_timeout(canary):
         elapsed = time.monotonic() - started
     hung = next(t for t in report.targets if t.database == "orders-hang")
     assert hung.status == "error"
-    assert hung.check("db.connect").status == "error"
-    assert hung.check("rds.endpoint").status == "warn"  # 127.0.0.1:port is not the RDS endpoint
+    assert check_of(hung, "db.connect").status == "error"
+    assert check_of(hung, "rds.endpoint").status == "warn"  # 127.0.0.1:port is not the RDS endpoint
     others = [t for t in report.targets if t.database != "orders-hang"]
     assert canary.new_problems(dataclasses.replace(report, targets=tuple(others))) == {}
     assert elapsed < 3 + 10  # the timeout plus the healthy targets' own work, never the hang
 
 
 class ListLog:
-    def __init__(self):
-        self.lines = []
+    def __init__(self) -> None:
+        self.lines: list[dict[str, Any]] = []
+        self.correlation_id: str | None = None
 
-    def set_correlation_id(self, value):
+    def set_correlation_id(self, value: str) -> None:
         self.correlation_id = value
 
-    def info(self, msg):
+    def info(self, msg: dict[str, Any]) -> None:
         self.lines.append(msg)
 
     warning = error = info
@@ -299,7 +306,10 @@ class ListLog:
 def test_alert_once_per_status_change(canary):
     session = canary.session
     endpoint = canary.info.moto_url
-    clients = lambda service, region=None: session.client(service, endpoint_url=endpoint)  # noqa: E731 - the client factory's shape, inline
+
+    def clients(service: str, region: str | None = None) -> Any:
+        return session.client(service, endpoint_url=endpoint)
+
     # The table, topic and queue are made by an administrator; the scheduled canary runs as the function.
     admin = AccountSessions(endpoint, canary.info.region, canary.info.seeded.management_account)
     service = canary.info.seeded.execution.account
@@ -314,13 +324,13 @@ def test_alert_once_per_status_change(canary):
     sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn, Attributes={"RawMessageDelivery": "true"})
     env = {"RDSVEND_STATE_TABLE": table, "RDSVEND_ALERT_TOPIC": topic, "AWS_DEFAULT_REGION": canary.info.region}
 
-    def scheduled():
+    def scheduled() -> tuple[dict[str, Any], ListLog]:
         log = ListLog()
         result = run_scheduled(event_id="evt-1", env=env, policy=canary.policy, deps=canary.deps,
                                clients=clients, log=log)
         return result, log
 
-    def drained():
+    def drained() -> list[tuple[str, str | None, str]]:
         out = []
         while batch := sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", []):
             for message in batch:
