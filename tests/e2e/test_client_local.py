@@ -109,7 +109,7 @@ def test_token_formats_each_connect(local_stack, stack_env):
     dsn = rdsvend(stack_env, "token", DATABASE, DB_USER, "--format", "dsn").stdout.strip()
     assert "sslmode=verify-full" in dsn and f"sslrootcert={ca}" in dsn
     with psycopg.connect(dsn, connect_timeout=10) as conn:  # password and CA are in the DSN
-        assert conn.execute("select current_user").fetchone()[0] == DB_USER
+        assert conn.execute("select current_user").fetchone() == (DB_USER,)
 
 
 @pytest.mark.skipif(shutil.which("psql") is None, reason="psql not installed")
@@ -246,7 +246,7 @@ def test_concurrent_token_client_callers_cause_one_refresh(local_stack):
     assert not errors and len(tokens) == 12
     assert api.calls == 2
     with connect(client, DATABASE, DB_USER, sslrootcert=local_stack.ca_path) as conn:
-        assert conn.execute("select current_user").fetchone()[0] == DB_USER
+        assert conn.execute("select current_user").fetchone() == (DB_USER,)
 
 
 def test_sqlalchemy_pool_asks_for_a_new_token_once_the_first_expired(local_stack):
