@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -16,6 +17,7 @@ import requests
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from devtools.local.stack import LocalStack
 from rdsvend import invoke_payload
 from tests.support.local_shell import shell_env
 
@@ -27,11 +29,11 @@ FUNCTION = "rdsvend-local-vend"
 
 def readme_invoke_example() -> str:
     blocks = re.findall(r"```python\n(.*?)```", (REPO / "README.md").read_text(), flags=re.S)
-    (block,) = [b for b in blocks if "invoke_payload(" in b]
+    (block,) = [str(b) for b in blocks if "invoke_payload(" in b]
     return block
 
 
-def lambda_client(stack, caller="allowed", **config):
+def lambda_client(stack: LocalStack, caller: str = "allowed", **config: Any) -> tuple[boto3.session.Session, Any]:
     keys = stack.keys(caller)
     session = boto3.session.Session(aws_access_key_id=keys.access_key_id,
                                     aws_secret_access_key=keys.secret_access_key, region_name=stack.info.region)
@@ -39,13 +41,14 @@ def lambda_client(stack, caller="allowed", **config):
                                    config=Config(retries={"max_attempts": 1}, **config))
 
 
-def invoke(stack, payload, caller="allowed", function=FUNCTION):
+def invoke(stack: LocalStack, payload: Any, caller: str = "allowed", function: str = FUNCTION) -> tuple[int, Any]:
     _session, client = lambda_client(stack, caller)
     answer = client.invoke(FunctionName=function, Payload=json.dumps(payload).encode())
     return answer["StatusCode"], json.loads(answer["Payload"].read())
 
 
-def proof_payload(stack, database, db_user, caller="allowed", server_id=None):
+def proof_payload(stack: LocalStack, database: str, db_user: str, caller: str = "allowed",
+                  server_id: str | None = None) -> dict[str, Any]:
     session, _client = lambda_client(stack, caller)
     return invoke_payload(database, db_user, server_id or stack.info.server_id, session=session,
                           endpoint_url=stack.info.moto_url)

@@ -14,6 +14,8 @@ import secrets
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
+from typing import Any
 
 import botocore.session
 import pymysql
@@ -45,7 +47,12 @@ class Permissions:
 
 
 @pytest.fixture(scope="module")
-def front():
+def permissions() -> Permissions:
+    return Permissions()
+
+
+@pytest.fixture(scope="module")
+def front(permissions: Permissions) -> Iterator[LocalMariaDB]:
     db = LocalMariaDB(settings=FrontSettings(handshake_timeout=2.0, idle_timeout=600.0,
                                              max_handshake_packet=64 * 1024, max_connections=4))
     db.start()
@@ -53,21 +60,20 @@ def front():
         db.server.create_database("app")
         db.server.create_iam_user(USER)
         db.server.run_sql("GRANT SELECT ON app.* TO 'app_user'@'%'")
-        permissions = Permissions()
         checker = RdsTokenChecker(StaticSecretLookup([SESSION]), permission_check=permissions,
                                   endpoints=RdsInstance(REGION, ACCOUNT, "db-FRONTE2E00000000000000000",
                                                         frozenset({"localhost"}), db.port, "front-e2e"))
         db.set_checker(checker.check)
-        db.permissions = permissions
         yield db
     finally:
         db.stop()
 
 
-def token(db, user=USER):
+def token(db: LocalMariaDB, user: str = USER) -> str:
     session = botocore.session.Session()
     session.set_credentials(SESSION.access_key_id, SESSION.secret_key, SESSION.session_token)
-    return session.create_client("rds", region_name=REGION).generate_db_auth_token("localhost", db.port, user, REGION)
+    rds: Any = session.create_client("rds", region_name=REGION)
+    return str(rds.generate_db_auth_token("localhost", db.port, user, REGION))
 
 
 def test_a_pymysql_session_sees_its_tls_version_and_cipher(front):
@@ -102,14 +108,14 @@ def test_a_session_token_over_1_5_kb_logs_in_with_pymysql_and_the_cli(front):
     assert done.stdout.strip() == "app_user@%"
 
 
-def test_refusals_name_the_checker_reason(front, caplog):
+def test_refusals_name_the_checker_reason(front, permissions, caplog):
     caplog.set_level("INFO")
-    front.permissions.denied.add(f"arn:aws:rds-db:{REGION}:{ACCOUNT}:dbuser:db-FRONTE2E00000000000000000/{USER}")
+    permissions.denied.add(f"arn:aws:rds-db:{REGION}:{ACCOUNT}:dbuser:db-FRONTE2E00000000000000000/{USER}")
     try:
         with pytest.raises(pymysql.err.OperationalError) as err:
             front.connect(USER, token(front))
     finally:
-        front.permissions.denied.clear()
+        permissions.denied.clear()
     assert err.value.args[0] == 1045
     assert "reason=not_permitted:test permissions" in caplog.text
     assert "X-Amz-Signature" not in caplog.text
@@ -124,7 +130,7 @@ def test_the_server_certificate_is_verified(front, tmp_path):
     assert "CERTIFICATE_VERIFY_FAILED" in str(err.value)
 
 
-def _raw(front):
+def _raw(front: LocalMariaDB) -> tuple[socket.socket, bytes]:
     sock = socket.create_connection(("127.0.0.1", front.port), timeout=5)
     head = sock.recv(4)
     length = int.from_bytes(head[:3], "little")
@@ -134,7 +140,7 @@ def _raw(front):
     return sock, greeting
 
 
-def _read_error(sock):
+def _read_error(sock: socket.socket) -> bytes:
     data = b""
     sock.settimeout(5)
     while True:
@@ -220,7 +226,7 @@ def test_the_backend_is_not_reachable_over_tcp(front):
 def test_a_login_whose_user_cannot_be_looked_up_is_refused(front, caplog, monkeypatch):
     caplog.set_level("INFO")
 
-    def broken(user):
+    def broken(user: str) -> Any:
         raise OSError("backend gone")
 
     monkeypatch.setattr(front.front, "plugins", broken)
