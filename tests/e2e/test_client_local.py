@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import boto3
 import psycopg
@@ -24,7 +25,7 @@ import pytest
 import sqlalchemy
 from botocore.config import Config
 
-from devtools.local.stack import UNSET_ENV
+from devtools.local.stack import UNSET_ENV, LocalStack
 from rdsvend import TokenClient, VendApi, VendedToken, connect
 from rdsvend.pgpass import split_line
 from rdsvend.sqla import create_engine
@@ -39,27 +40,29 @@ RDSVEND = [sys.executable, "-m", "rdsvend.cli"]
 
 
 @pytest.fixture(scope="module")
-def stack_env(local_stack) -> dict[str, str]:
+def stack_env(local_stack: LocalStack) -> dict[str, str]:
     """A shell's environment after ``eval "$(rdsvend local env)"`` for the allowed caller."""
     env = {k: v for k, v in os.environ.items() if k not in UNSET_ENV and not k.startswith("PG")}
     env.update(local_stack.env("allowed"))
     return env
 
 
-def rdsvend(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+def rdsvend(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*RDSVEND, *args], env=env, capture_output=True, text=True, timeout=timeout)
 
 
-def session_for(local_stack, caller: str = "allowed") -> boto3.Session:
+def session_for(local_stack: LocalStack, caller: str = "allowed") -> boto3.Session:
     keys = local_stack.env(caller)
     return boto3.Session(aws_access_key_id=keys["AWS_ACCESS_KEY_ID"],
                          aws_secret_access_key=keys["AWS_SECRET_ACCESS_KEY"],
                          region_name=keys["AWS_DEFAULT_REGION"])
 
 
-def current_user(ca_path: str, **params) -> str:
+def current_user(ca_path: str, **params: Any) -> str:
     with psycopg.connect(sslmode="verify-full", sslrootcert=ca_path, connect_timeout=10, **params) as conn:
-        return conn.execute("select current_user").fetchone()[0]
+        row = conn.execute("select current_user").fetchone()
+    assert row is not None
+    return str(row[0])
 
 
 class CountingApi:

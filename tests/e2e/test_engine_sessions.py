@@ -4,12 +4,13 @@ family through information_schema.PROCESSLIST and KILL (the local MariaDB, behin
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 
 import pytest
 
 from chalicelib.engines.base import ConnectParams, DbConnectError
-from chalicelib.engines.mysql import MysqlEngine
-from chalicelib.engines.postgres import PostgresEngine
+from chalicelib.engines.mysql import MysqlEngine, MysqlSession
+from chalicelib.engines.postgres import PostgresEngine, PostgresSession
 from devtools.local.mariadb import mariadb_available
 from devtools.local.postgres import PostgresCluster
 
@@ -19,7 +20,7 @@ PASSWORD = "correct-horse-battery-staple"
 
 
 @pytest.fixture(scope="module")
-def pg():
+def pg() -> Iterator[PostgresCluster]:
     with PostgresCluster() as cluster:
         cluster.create_password_user("app", PASSWORD)
         cluster.create_password_user("boss", PASSWORD)
@@ -27,7 +28,7 @@ def pg():
         yield cluster
 
 
-def pg_login(pg, user: str):
+def pg_login(pg: PostgresCluster, user: str) -> PostgresSession:
     return PostgresEngine().connect(ConnectParams(host=pg.host, port=pg.port, dbname="postgres", user=user,
                                                   password=PASSWORD, sslrootcert=str(pg.ca_path), connect_timeout=5))
 
@@ -55,7 +56,7 @@ def test_mysql_lists_and_ends_a_users_sessions(local_stack):
     sm = info.seeded.execution.session(info.region).client("secretsmanager", endpoint_url=info.moto_url)
     secret = json.loads(sm.get_secret_value(SecretId="rdsvend/shop-local/shop_batch")["SecretString"])
 
-    def login():
+    def login() -> MysqlSession:
         return MysqlEngine().connect(ConnectParams(host=secret["host"], port=secret["port"], dbname=secret["dbname"],
                                                    user=secret["username"], password=secret["password"],
                                                    sslrootcert=local_stack.ca_path, connect_timeout=5))

@@ -13,7 +13,7 @@ from devtools.local.demo_grants import GrantStory, run_canary_sweep, session_ali
 pytestmark = pytest.mark.e2e
 
 
-def _when(text):
+def _when(text: str) -> datetime:
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
 
 
@@ -39,6 +39,7 @@ def test_the_story_ends_the_session_within_one_canary_run(local_stack, engine):
         status, _ = story.token()
         assert status == 403  # the grant ended: no new token
         report = run_canary_sweep(local_stack.info)
+        assert report is not None, "the canary swept no grants table"
         assert grant["id"] in report["expired"]
         assert report["problems"] == []
         assert report["sessions_ended"].get(f"{database}/{db_user}"), report

@@ -3,6 +3,9 @@ who may act through moto's account header, and what the denial log keeps. No loc
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -21,7 +24,7 @@ _ONE_TRY = Config(retries={"max_attempts": 1})
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     log_path = tmp_path_factory.mktemp("denials") / "denials.jsonl"
     moto = MotoServer()
     url = moto.start()
@@ -33,7 +36,7 @@ def server(tmp_path_factory):
         moto.stop()
 
 
-def _root(url, service, account=ROOT_ACCOUNT):
+def _root(url: str, service: str, account: str = ROOT_ACCOUNT) -> Any:
     client = boto3.client(service, endpoint_url=url, region_name="us-east-1", aws_access_key_id=MANAGEMENT_ROOT_KEY[0],
                           aws_secret_access_key=MANAGEMENT_ROOT_KEY[1], config=_ONE_TRY)
     client.meta.events.register("before-sign", lambda request, **_: request.headers.__setitem__(

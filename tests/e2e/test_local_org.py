@@ -10,15 +10,19 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+from collections.abc import Callable, Iterator
 
 import boto3
 import psycopg
 import pytest
 
+from chalicelib.canary.model import CheckResult, Report, Status
 from chalicelib.canary.runner import run_canary
 from chalicelib.policy.loader import load_policy_file
 from devtools.local.aws import AccountSessions
 from devtools.local.canary import local_canary_deps
+from devtools.local.stack import LocalStack
+from tests.support.canary_samples import check_of
 from tests.support.local_shell import rdsvend, shell_env
 
 pytestmark = pytest.mark.e2e
@@ -31,7 +35,7 @@ DATA = "444444444444"
 class Org:
     """The operator's canary over the shared stack, with handles to break the second account."""
 
-    def __init__(self, stack):
+    def __init__(self, stack: LocalStack) -> None:
         self.stack = stack
         self.info = stack.info
         self.policy = load_policy_file(self.info.policy_path)
@@ -42,15 +46,15 @@ class Org:
         self.orgs = sessions.client("organizations", self.info.seeded.management_account)
         self.baseline = self.problems(self.run())
 
-    def run(self):
+    def run(self) -> Report:
         return run_canary(self.policy, local_canary_deps(self.info, self.policy, as_operator=True))
 
     @staticmethod
-    def problems(report):
+    def problems(report: Report) -> dict[tuple[str, str], Status]:
         return {(t.key, c.id): c.status for t in report.targets for c in t.checks
                 if c.status in ("warn", "fail", "error")}
 
-    def new_problems(self, report):
+    def new_problems(self, report: Report) -> dict[tuple[str, str], Status]:
         return {k: v for k, v in self.problems(report).items() if self.baseline.get(k) != v}
 
     def sql(self, statement: str, dbname: str = "billing") -> None:
@@ -59,12 +63,12 @@ class Org:
 
 
 @pytest.fixture(scope="module")
-def org(local_stack):
+def org(local_stack: LocalStack) -> Org:
     return Org(local_stack)
 
 
-def check(report, key, cid):
-    return next(t for t in report.targets if t.key == key).check(cid)
+def check(report: Report, key: str, cid: str) -> CheckResult:
+    return check_of(next(t for t in report.targets if t.key == key), cid)
 
 
 # -- the database in the second account -------------------------------------------------------------
@@ -86,15 +90,15 @@ def test_vend_and_a_verify_full_login_for_the_database_in_the_second_account(loc
     params = connection_params(vended, {"PGSSLROOTCERT": local_stack.ca_path})
     assert params["sslmode"] == "verify-full"
     with psycopg.connect(**params, connect_timeout=10) as conn:
-        user, tls, port = conn.execute(
+        row = conn.execute(
             "SELECT current_user, (SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()), "
             "inet_server_port()").fetchone()
         rows = conn.execute("SELECT customer, cents FROM ledger.invoices ORDER BY id").fetchall()
-    assert (user, tls, port) == ("billing_app", True, described["Endpoint"]["Port"])
+    assert row == ("billing_app", True, described["Endpoint"]["Port"])
     assert rows == [("acme", 12000), ("globex", 4550)]
 
 
-def _assumed(org, role_arn: str) -> dict[str, str]:
+def _assumed(org: Org, role_arn: str) -> dict[str, str]:
     keys = org.info.seeded.callers["operator"]
     sts = keys.session(org.info.region).client("sts", endpoint_url=org.info.moto_url)
     creds = sts.assume_role(RoleArn=role_arn, RoleSessionName="e2e-test")["Credentials"]
@@ -238,7 +242,7 @@ def test_discover_reports_an_account_whose_role_cannot_be_assumed_and_exits_1(or
 # -- the fault matrix, applied to the second account's database --------------------------------------
 
 @contextlib.contextmanager
-def _undo(action):
+def _undo(action: Callable[[], object]) -> Iterator[None]:
     try:
         yield
     finally:

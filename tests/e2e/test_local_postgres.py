@@ -14,7 +14,9 @@ import pwd
 import re
 import secrets
 import socket
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import botocore.session
 import psycopg
@@ -73,14 +75,14 @@ class Stack:
 
 
 @functools.cache
-def _rds(cred: Credential):
+def _rds(cred: Credential) -> Any:
     session = botocore.session.Session()
     session.set_credentials(cred.access_key_id, cred.secret_key, cred.session_token)
     return session.create_client("rds", region_name=REGION)
 
 
 def make_token(cred: Credential, host: str, port: int, user: str, region: str = REGION) -> str:
-    return _rds(cred).generate_db_auth_token(host, port, user, region)
+    return str(_rds(cred).generate_db_auth_token(host, port, user, region))
 
 
 def listening(port: int) -> list[str]:
@@ -89,7 +91,7 @@ def listening(port: int) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def stack():
+def stack() -> Iterator[Stack]:
     clock, permissions = ShiftedClock(), Permissions()
     holder: dict[str, RdsTokenChecker] = {}
     with LdapResponder(lambda user, password: holder["checker"].check(user, password)) as responder:
@@ -103,25 +105,25 @@ def stack():
 
 
 @pytest.fixture
-def stack_state(stack):
+def stack_state(stack: Stack) -> Iterator[Stack]:
     """Leave the clock and the permissions as they were after each test."""
     yield stack
     stack.clock.offset = timedelta(0)
     stack.permissions.denied.clear()
 
 
-def connect(pg: PostgresCluster, user: str, password: str, **extra) -> psycopg.Connection:
+def connect(pg: PostgresCluster, user: str, password: str, **extra: Any) -> psycopg.Connection[Any]:
     return psycopg.connect(pg.dsn(user, **extra), password=password, autocommit=True)
 
 
-def refused(pg: PostgresCluster, user: str, password: str, **extra) -> str:
+def refused(pg: PostgresCluster, user: str, password: str, **extra: Any) -> str:
     with pytest.raises(psycopg.OperationalError) as info:
         connect(pg, user, password, **extra).close()
     return str(info.value)
 
 
 @pytest.fixture
-def why(caplog):
+def why(caplog: pytest.LogCaptureFixture) -> Callable[[], list[str]]:
     """``why()``: the reasons the token checker logged for the logins it refused since the last
     call, in order ("rds token login refused: ... reason=wrong_user ...")."""
     caplog.set_level(logging.INFO, logger="devtools.local.rdsauth")
@@ -143,10 +145,10 @@ def test_iam_user_logs_in_with_a_token_over_verify_full(stack_state, cred):
     pg = stack_state.pg
     token = make_token(cred, "localhost", pg.port, "app_user")
     with connect(pg, "app_user", token) as conn:
-        user, ssl = conn.execute(
+        row = conn.execute(
             "SELECT current_user, ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
         ).fetchone()
-    assert (user, ssl) == ("app_user", True)
+    assert row == ("app_user", True)
     assert stack_state.permissions.calls[-1] == (
         cred.principal_arn, f"arn:aws:rds-db:{REGION}:{ACCOUNT}:dbuser:{RESOURCE_ID}/app_user")
 
@@ -323,6 +325,7 @@ def test_idle_connections_to_the_responder_do_not_block_iam_logins(stack_state):
 def test_without_a_responder_iam_logins_fail_closed_and_stop_leaves_nothing():
     with PostgresCluster() as pg:
         base, port, pid = pg.base_dir, pg.port, pg.pid
+        assert pid is not None
         assert base.is_dir() and listening(port)
         pg.create_iam_user("iam_only")
         assert "pg_hba.conf rejects connection" in refused(pg, "iam_only", "anything")

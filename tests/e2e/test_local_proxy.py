@@ -5,22 +5,25 @@ client without TLS is refused; each refusal names its leg and never holds the to
 from __future__ import annotations
 
 import ssl
+from typing import Any
 
 import boto3
 import psycopg
 import pymysql
 import pytest
 
+from devtools.local.stack import LocalStack
+
 pytestmark = pytest.mark.e2e
 
 
-def _vend(stack, database, user):
+def _vend(stack: LocalStack, database: str, user: str) -> Any:
     status, body = stack.request("POST", "/v1/tokens", {"database": database, "db_user": user})
     assert status == 200, body
     return body
 
 
-def _signer(stack):
+def _signer(stack: LocalStack) -> Any:
     """The signer role, as the app assumes it (the service's execution role)."""
     keys = stack.info.seeded.execution
     sts = boto3.client("sts", endpoint_url=stack.moto_url, region_name=stack.info.region,
@@ -31,7 +34,8 @@ def _signer(stack):
                         aws_secret_access_key=creds["SecretAccessKey"], aws_session_token=creds["SessionToken"])
 
 
-def _pg(stack, host, port, user, password, dbname="orders", **extra):
+def _pg(stack: LocalStack, host: str, port: int, user: str, password: str, dbname: str = "orders",
+        **extra: Any) -> psycopg.Connection[Any]:
     return psycopg.connect(host=host, port=port, user=user, password=password, dbname=dbname, sslmode="verify-full",
                            sslrootcert=stack.ca_path, connect_timeout=10, **extra)
 

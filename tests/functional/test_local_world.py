@@ -5,7 +5,6 @@ import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import requests
@@ -13,7 +12,6 @@ import requests
 from chalicelib.policy.loader import load_policy_file
 from devtools.local.aws import MotoSecretLookup, MotoServer, org_id_of, seed_world
 from devtools.local.seed import SeededWorld
-from devtools.local.sessions import Keys
 from devtools.local.world import DEFAULT_WORLD, World, WorldError, load_world, load_world_text
 from tests.support.local_world import client_as, management_client, member_client
 

@@ -65,7 +65,7 @@ def record_calls(monkeypatch: pytest.MonkeyPatch, service: str) -> list[str]:
     (reader sessions and the service's own clients included), in order."""
     seen: list[str] = []
     # botocore's one funnel for every API call; private, so its stubs do not name it
-    original = getattr(botocore.client.BaseClient, "_make_api_call")
+    original = vars(botocore.client.BaseClient)["_make_api_call"]
 
     def counting(self: botocore.client.BaseClient, operation: str, params: dict[str, Any]) -> Any:
         if self.meta.service_model.service_name == service:
