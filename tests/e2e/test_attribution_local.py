@@ -121,7 +121,7 @@ def _now() -> tuple[datetime, int]:
     return datetime.now(UTC), int(time.time() * 1000) - 1000
 
 
-def test_an_expired_token_is_logged_as_expired_with_its_metric(world):
+def test_an_expired_token_is_logged_as_expired_with_its_metric(world: World) -> None:
     start, start_ms = _now()
     before = world.metric("IamDbAuthConnectionFailureInvalidToken", start)
     world.refused(world.caller_token(at=datetime.now(UTC) - timedelta(minutes=20)))
@@ -133,7 +133,7 @@ def test_an_expired_token_is_logged_as_expired_with_its_metric(world):
     assert world.metric("IamDbAuthConnectionRequests", start) >= 1
 
 
-def test_a_tampered_token_is_logged_as_invalid_and_never_written_out(world):
+def test_a_tampered_token_is_logged_as_invalid_and_never_written_out(world: World) -> None:
     start, start_ms = _now()
     token = world.caller_token()
     head, sig = token.rsplit("X-Amz-Signature=", 1)
@@ -163,7 +163,7 @@ def signer_without_permission(world: World) -> Iterator[None]:
         world.iam.attach_role_policy(RoleName=role, PolicyArn=arn)
 
 
-def test_an_unpermitted_signer_is_logged_as_not_authorized_naming_the_caller(world):
+def test_an_unpermitted_signer_is_logged_as_not_authorized_naming_the_caller(world: World) -> None:
     start, start_ms = _now()
     token = world.vend()  # signed by the signer role, in a session named after the caller
     with signer_without_permission(world):
@@ -198,7 +198,7 @@ def _codes(reply: bytes) -> list[int]:
     return codes
 
 
-def test_a_burst_past_the_instance_rate_is_throttled_and_logged(world):
+def test_a_burst_past_the_instance_rate_is_throttled_and_logged(world: World) -> None:
     """300 logins in well under a second (pipelined on the bind responder PostgreSQL hands
     passwords to: PostgreSQL itself cannot start 200 TLS sessions a second on this machine)."""
     start, start_ms = _now()
@@ -232,7 +232,7 @@ def test_a_burst_past_the_instance_rate_is_throttled_and_logged(world):
     world.connect(token).close()
 
 
-def test_a_valid_token_is_refused_while_iam_auth_is_disabled(world):
+def test_a_valid_token_is_refused_while_iam_auth_is_disabled(world: World) -> None:
     token = world.vend()
     world.rds.modify_db_instance(DBInstanceIdentifier=DB, EnableIAMDatabaseAuthentication=False, ApplyImmediately=True)
     try:
@@ -244,7 +244,7 @@ def test_a_valid_token_is_refused_while_iam_auth_is_disabled(world):
         assert conn.execute("SELECT current_user").fetchone() == (APP_USER,)
 
 
-def test_the_service_audit_lines_reach_its_log_group_without_the_token(world):
+def test_the_service_audit_lines_reach_its_log_group_without_the_token(world: World) -> None:
     start_ms = int(time.time() * 1000) - 1000
     token = world.vend()
     logs = world.sessions.client("logs", world.info.seeded.execution.account)
@@ -278,7 +278,7 @@ def _rdsvend(world: World, *args: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=120)
 
 
-def test_audit_json_joins_the_refusal_to_the_vend_by_session(world):
+def test_audit_json_joins_the_refusal_to_the_vend_by_session(world: World) -> None:
     token = world.vend()
     with signer_without_permission(world):
         world.refused(token)
@@ -298,13 +298,13 @@ def test_audit_json_joins_the_refusal_to_the_vend_by_session(world):
 
 
 @pytest.mark.parametrize("args", [["--since", "soon"], ["--since", "0m"], ["--bogus"], ["--database", "nope"]])
-def test_audit_bad_flags_are_one_line_and_exit_2(world, args):
+def test_audit_bad_flags_are_one_line_and_exit_2(world: World, args: list[Any]) -> None:
     done = _rdsvend(world, "audit", *args)
     assert done.returncode == 2
     assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
 
 
-def test_doctor_names_the_refused_caller_with_reason_and_fix(world):
+def test_doctor_names_the_refused_caller_with_reason_and_fix(world: World) -> None:
     world.refused(world.caller_token(at=datetime.now(UTC) - timedelta(minutes=20)))
     token = world.vend()
     with signer_without_permission(world):
@@ -320,7 +320,7 @@ def test_doctor_names_the_refused_caller_with_reason_and_fix(world):
     assert "refresh tokens earlier" in out and "use the rdsvend client" in out
 
 
-def test_doctor_says_how_to_turn_the_export_on(world):
+def test_doctor_says_how_to_turn_the_export_on(world: World) -> None:
     world.rds.modify_db_instance(DBInstanceIdentifier=DB, ApplyImmediately=True,
                                  CloudwatchLogsExportConfiguration={"DisableLogTypes": ["iam-db-auth-error"]})
     try:
@@ -333,7 +333,7 @@ def test_doctor_says_how_to_turn_the_export_on(world):
             "'{\"EnableLogTypes\":[\"iam-db-auth-error\"]}'") in done.stdout
 
 
-def test_the_canary_warns_after_a_refusal_and_passes_when_there_is_none(world):
+def test_the_canary_warns_after_a_refusal_and_passes_when_there_is_none(world: World) -> None:
     from chalicelib.canary.checks_auth_log import CloudWatchAuthErrorLog
     from chalicelib.canary.runner import run_canary
     from chalicelib.policy.loader import load_policy_file
@@ -359,7 +359,7 @@ def test_the_canary_warns_after_a_refusal_and_passes_when_there_is_none(world):
     assert auth_errors(time.time()).status == "pass"  # nothing since this run's previous one
 
 
-def test_the_canary_errors_when_it_cannot_read_the_log(world):
+def test_the_canary_errors_when_it_cannot_read_the_log(world: World) -> None:
     from chalicelib.canary.checks_auth_log import CloudWatchAuthErrorLog
     from chalicelib.canary.runner import run_canary
     from chalicelib.policy.loader import load_policy_file
@@ -377,7 +377,7 @@ def test_the_canary_errors_when_it_cannot_read_the_log(world):
     assert check.status == "error" and "FilterLogEvents" in check.message
 
 
-def test_a_refusal_in_another_account_is_read_there_through_the_reader_role(world):
+def test_a_refusal_in_another_account_is_read_there_through_the_reader_role(world: World) -> None:
     """billing-local lives in account 444444444444: its refusals are written there, and the
     operator (in the service account) reads them through the database's reader role."""
     billing = world.info.databases["billing-local"]

@@ -92,7 +92,7 @@ def check(report: Report, key: str, cid: str) -> CheckResult:
     return check_of(target, cid)
 
 
-def test_baseline_is_all_pass_the_kerberos_user_included(canary):
+def test_baseline_is_all_pass_the_kerberos_user_included(canary: Canary) -> None:
     report = canary.run()
     by_key = {t.key: t for t in report.targets}
     assert by_key[APP].status == "pass" and by_key[OWNER].status == "pass"
@@ -106,7 +106,7 @@ def test_baseline_is_all_pass_the_kerberos_user_included(canary):
     assert "AmazonRDSDirectoryServiceAccess" in check(report, ETL, "iam.directory_role").message
 
 
-def test_rds_iam_revoked(canary):
+def test_rds_iam_revoked(canary: Canary) -> None:
     canary.sql("REVOKE rds_iam FROM orders_app")
     try:
         report = canary.run()
@@ -117,7 +117,7 @@ def test_rds_iam_revoked(canary):
     assert check(report, APP, "db.rds_iam").fix == "GRANT rds_iam TO orders_app;"
 
 
-def test_iam_auth_disabled_on_the_instance(canary):
+def test_iam_auth_disabled_on_the_instance(canary: Canary) -> None:
     canary.rds.modify_db_instance(DBInstanceIdentifier=DB, EnableIAMDatabaseAuthentication=False, ApplyImmediately=True)
     try:
         report = canary.run()
@@ -152,7 +152,7 @@ def iam_targets(canary: Canary, account: str | None = None) -> set[str]:
 
 
 @pytest.mark.parametrize("level", ["root", "ou"])
-def test_scp_denying_rds_db_at_root_and_at_ou(canary, level):
+def test_scp_denying_rds_db_at_root_and_at_ou(canary: Canary, level: str) -> None:
     seeded = canary.info.seeded
     target = seeded.root_id if level == "root" else seeded.units["Services"]
     with scp_denying_rds_db(canary, target) as policy_id:
@@ -166,7 +166,7 @@ def test_scp_denying_rds_db_at_root_and_at_ou(canary, level):
     assert (target in message) if level == "root" else ("OU Services" in message)
 
 
-def test_signer_policy_built_from_the_instance_name(canary):
+def test_signer_policy_built_from_the_instance_name(canary: Canary) -> None:
     arn = f"arn:aws:iam::{canary.info.seeded.execution.account}:policy/rdsvend-signer-rds-connect"
     original = canary.iam.get_policy(PolicyArn=arn)["Policy"]["DefaultVersionId"]
     doc = canary.iam.get_policy_version(PolicyArn=arn, VersionId=original)["PolicyVersion"]["Document"]
@@ -189,7 +189,7 @@ def test_signer_policy_built_from_the_instance_name(canary):
     assert f"dbuser:{DB}/orders_app" in result.fix and f"dbuser:{resource_id}/orders_app" in result.fix
 
 
-def test_rds_ad_granted_as_well(canary):
+def test_rds_ad_granted_as_well(canary: Canary) -> None:
     canary.sql("GRANT rds_ad TO orders_app")
     try:
         report = canary.run()
@@ -203,7 +203,7 @@ def test_rds_ad_granted_as_well(canary):
     ("ALTER ROLE orders_app SUPERUSER", "ALTER ROLE orders_app NOSUPERUSER", "is superuser"),
     ("CREATE SCHEMA app_private AUTHORIZATION orders_app", "DROP SCHEMA app_private", "owns schema app_private"),
 ])
-def test_service_user_with_too_much_privilege(canary, fault, undo, words):
+def test_service_user_with_too_much_privilege(canary: Canary, fault: str, undo: str, words: str) -> None:
     dbname = canary.info.databases[DB]["dbname"]
     canary.sql(fault, dbname=dbname)
     try:
@@ -214,7 +214,7 @@ def test_service_user_with_too_much_privilege(canary, fault, undo, words):
     assert words in check(report, APP, "db.tier").message
 
 
-def test_database_stopped(canary):
+def test_database_stopped(canary: Canary) -> None:
     canary.rds.stop_db_instance(DBInstanceIdentifier=DB)
     try:
         report = canary.run()
@@ -227,7 +227,7 @@ def test_database_stopped(canary):
     assert check(report, APP, "db.connect").status == "skip"
 
 
-def test_aws_endpoint_unreachable_is_an_error_never_a_pass(canary):
+def test_aws_endpoint_unreachable_is_an_error_never_a_pass(canary: Canary) -> None:
     deps = local_canary_deps(canary.info, canary.policy, endpoint_url=f"http://127.0.0.1:{free_port()}",
                              env=canary.env)
     report = canary.run(deps=deps)
@@ -269,7 +269,7 @@ def hanging_listener() -> Iterator[int]:
         listener.close()
 
 
-def test_a_hanging_database_costs_at_most_its_timeout(canary):
+def test_a_hanging_database_costs_at_most_its_timeout(canary: Canary) -> None:
     with hanging_listener() as port:
         good = canary.policy.databases[DB]
         hang = Database("orders-hang", "postgres", good.region, "instance", good.identifier,
@@ -303,7 +303,7 @@ class ListLog:
     warning = error = info
 
 
-def test_alert_once_per_status_change(canary):
+def test_alert_once_per_status_change(canary: Canary) -> None:
     session = canary.session
     endpoint = canary.info.moto_url
 
@@ -356,7 +356,7 @@ def test_alert_once_per_status_change(canary):
     assert drained() == [(APP, "fail", "pass"), ("orders-proxy/orders_app", "fail", "pass")]
 
 
-def test_doctor_names_the_scp_and_the_pam_error_and_exits_1(canary):
+def test_doctor_names_the_scp_and_the_pam_error_and_exits_1(canary: Canary) -> None:
     env = {**os.environ, **canary.env}
     for key in ("AWS_SECURITY_TOKEN", "AWS_PROFILE"):
         env.pop(key, None)
@@ -373,7 +373,7 @@ def test_doctor_names_the_scp_and_the_pam_error_and_exits_1(canary):
     assert canary.info.admin_dsn not in out and canary.env["AWS_SECRET_ACCESS_KEY"] not in out + done.stderr
 
 
-def test_cli_exit_codes_for_a_healthy_target_and_a_bad_policy(canary, tmp_path):
+def test_cli_exit_codes_for_a_healthy_target_and_a_bad_policy(canary: Canary, tmp_path: Path) -> None:
     env = {**os.environ, **canary.env}
     env.pop("AWS_SECURITY_TOKEN", None)
     if "AWS_SESSION_TOKEN" not in canary.env:

@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -95,7 +96,7 @@ class OffsetClock:
 # --------------------------------------------------------------------------- CLI
 
 
-def test_token_formats_each_connect(local_stack, stack_env):
+def test_token_formats_each_connect(local_stack: LocalStack, stack_env: dict[str, str]) -> None:
     ca = local_stack.ca_path
     result = rdsvend(stack_env, "token", DATABASE, DB_USER, "--format", "json")
     assert result.returncode == 0, result.stderr
@@ -116,7 +117,7 @@ def test_token_formats_each_connect(local_stack, stack_env):
 
 
 @pytest.mark.skipif(shutil.which("psql") is None, reason="psql not installed")
-def test_token_env_format_feeds_psql(stack_env):
+def test_token_env_format_feeds_psql(stack_env: dict[str, str]) -> None:
     script = f'eval "$({" ".join(RDSVEND)} token {DATABASE} {DB_USER} --format env)" && ' \
              'psql -Atc "select current_user, count(*) from shop.orders"'
     result = subprocess.run(["bash", "-c", script], env=stack_env, capture_output=True, text=True, timeout=60)
@@ -124,7 +125,8 @@ def test_token_env_format_feeds_psql(stack_env):
     assert result.stdout.strip() == "orders_app|3"
 
 
-def test_denied_caller_gets_one_line_and_exit_1(local_stack, stack_env, tmp_path):
+def test_denied_caller_gets_one_line_and_exit_1(local_stack: LocalStack, stack_env: dict[str, str],
+                                                tmp_path: Path) -> None:
     env = {**stack_env, **local_stack.env("denied")}
     marker = tmp_path / "ran"
     for args in (["token", DATABASE, DB_USER],
@@ -136,7 +138,7 @@ def test_denied_caller_gets_one_line_and_exit_1(local_stack, stack_env, tmp_path
     assert not marker.exists(), "exec ran the command although no token was vended"
 
 
-def test_unsigned_environment_is_refused_by_the_gateway(stack_env):
+def test_unsigned_environment_is_refused_by_the_gateway(stack_env: dict[str, str]) -> None:
     env = {**stack_env, "AWS_SECRET_ACCESS_KEY": "not-the-secret"}
     result = rdsvend(env, "token", DATABASE, DB_USER)
     assert result.returncode == 2  # the caller's credentials, not the service's policy
@@ -145,7 +147,7 @@ def test_unsigned_environment_is_refused_by_the_gateway(stack_env):
     assert "not-the-secret" not in result.stderr and result.stdout == ""
 
 
-def test_passexec_prints_only_a_working_token(local_stack, stack_env):
+def test_passexec_prints_only_a_working_token(local_stack: LocalStack, stack_env: dict[str, str]) -> None:
     result = rdsvend(stack_env, "passexec", DATABASE, DB_USER)
     assert result.returncode == 0, result.stderr
     token = result.stdout.rstrip("\n")
@@ -156,19 +158,19 @@ def test_passexec_prints_only_a_working_token(local_stack, stack_env):
 
 
 @pytest.mark.skipif(shutil.which("psql") is None, reason="psql not installed")
-def test_exec_runs_psql_with_the_libpq_environment(stack_env):
+def test_exec_runs_psql_with_the_libpq_environment(stack_env: dict[str, str]) -> None:
     result = rdsvend(stack_env, "exec", DATABASE, DB_USER, "--", "psql", "-Atc",
                      "select current_user, current_setting('ssl') = 'on', count(*) from shop.orders")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "orders_app|t|3"
 
 
-def test_exec_returns_the_commands_exit_status(stack_env):
+def test_exec_returns_the_commands_exit_status(stack_env: dict[str, str]) -> None:
     result = rdsvend(stack_env, "exec", DATABASE, DB_USER, "--", "psql", "-Atc", "select * from no_such_table")
     assert result.returncode != 0 and "no_such_table" in result.stderr
 
 
-def test_pgpass_file_is_read_by_libpq(local_stack, stack_env, tmp_path):
+def test_pgpass_file_is_read_by_libpq(local_stack: LocalStack, stack_env: dict[str, str], tmp_path: Path) -> None:
     path = tmp_path / "pgpass"
     path.write_text("# keep this comment\nother.example:5432:*:alice:pa\\:ss\n")
     result = rdsvend(stack_env, "pgpass", DATABASE, DB_USER, "--file", str(path))
@@ -186,7 +188,8 @@ def test_pgpass_file_is_read_by_libpq(local_stack, stack_env, tmp_path):
     assert len(path.read_text().splitlines()) == 3
 
 
-def test_pgpass_watch_keeps_rewriting_the_file(local_stack, stack_env, tmp_path):
+def test_pgpass_watch_keeps_rewriting_the_file(local_stack: LocalStack, stack_env: dict[str, str],
+                                               tmp_path: Path) -> None:
     path = tmp_path / "pgpass"
     proc = subprocess.Popen([*RDSVEND, "pgpass", DATABASE, DB_USER, "--file", str(path), "--watch",
                              "--every", "1"], env=stack_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -217,7 +220,7 @@ def test_pgpass_watch_keeps_rewriting_the_file(local_stack, stack_env, tmp_path)
 # --------------------------------------------------------------------------- TokenClient
 
 
-def test_concurrent_token_client_callers_cause_one_refresh(local_stack):
+def test_concurrent_token_client_callers_cause_one_refresh(local_stack: LocalStack) -> None:
     clock = OffsetClock()
     api = CountingApi(VendApi(local_stack.url, session=session_for(local_stack), clock=clock))
     client = TokenClient(api=api, clock=clock)
@@ -252,7 +255,7 @@ def test_concurrent_token_client_callers_cause_one_refresh(local_stack):
         assert conn.execute("select current_user").fetchone() == (DB_USER,)
 
 
-def test_sqlalchemy_pool_asks_for_a_new_token_once_the_first_expired(local_stack):
+def test_sqlalchemy_pool_asks_for_a_new_token_once_the_first_expired(local_stack: LocalStack) -> None:
     """Expiry on the client's clock: the service's tokens live ~14 minutes of real time, so
     the test moves the TokenClient's clock 15 minutes ahead. The pool must then ask for a new
     token for its next connection instead of reusing the one it started with, and that
@@ -277,7 +280,7 @@ def test_sqlalchemy_pool_asks_for_a_new_token_once_the_first_expired(local_stack
         engine.dispose()
 
 
-def test_sqlalchemy_pool_survives_a_token_that_really_expired(local_stack):
+def test_sqlalchemy_pool_survives_a_token_that_really_expired(local_stack: LocalStack) -> None:
     """Real expiry, no clock tricks: tokens here are signed by the test with STS session
     credentials of the stack's signer role that live 4 seconds (moto honours any
     DurationSeconds; the stack's RDS token checker refuses a token whose session credentials

@@ -13,6 +13,7 @@ from chalicelib.engines.mysql import MysqlEngine, MysqlSession
 from chalicelib.engines.postgres import PostgresEngine, PostgresSession
 from devtools.local.mariadb import mariadb_available
 from devtools.local.postgres import PostgresCluster
+from devtools.local.stack import LocalStack
 
 pytestmark = pytest.mark.e2e
 
@@ -33,7 +34,7 @@ def pg_login(pg: PostgresCluster, user: str) -> PostgresSession:
                                                   password=PASSWORD, sslrootcert=str(pg.ca_path), connect_timeout=5))
 
 
-def test_postgres_lists_and_ends_a_users_sessions(pg):
+def test_postgres_lists_and_ends_a_users_sessions(pg: PostgresCluster) -> None:
     first, second, boss = pg_login(pg, "app"), pg_login(pg, "app"), pg_login(pg, "boss")
     try:
         listed = boss.sessions_of("app")
@@ -51,7 +52,7 @@ def test_postgres_lists_and_ends_a_users_sessions(pg):
 
 
 @pytest.mark.skipif(not mariadb_available(), reason="MariaDB server binaries not installed")
-def test_mysql_lists_and_ends_a_users_sessions(local_stack):
+def test_mysql_lists_and_ends_a_users_sessions(local_stack: LocalStack) -> None:
     info = local_stack.info
     sm = info.seeded.execution.session(info.region).client("secretsmanager", endpoint_url=info.moto_url)
     secret = json.loads(sm.get_secret_value(SecretId="rdsvend/shop-local/shop_batch")["SecretString"])

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 import pytest
 
 from devtools.local.demo_grants import GrantStory, run_canary_sweep, session_alive
+from devtools.local.stack import LocalStack
 
 pytestmark = pytest.mark.e2e
 
@@ -18,7 +19,7 @@ def _when(text: str) -> datetime:
 
 
 @pytest.mark.parametrize("engine", ["postgres", "mariadb"])
-def test_the_story_ends_the_session_within_one_canary_run(local_stack, engine):
+def test_the_story_ends_the_session_within_one_canary_run(local_stack: LocalStack, engine: str) -> None:
     story = GrantStory(local_stack, engine)
     database, db_user = story.target
     status, body = story.token()
@@ -52,7 +53,7 @@ def test_the_story_ends_the_session_within_one_canary_run(local_stack, engine):
 
 
 @pytest.mark.parametrize("engine", ["postgres", "mariadb"])
-def test_a_revoked_grant_ends_its_session_at_once(local_stack, engine):
+def test_a_revoked_grant_ends_its_session_at_once(local_stack: LocalStack, engine: str) -> None:
     story = GrantStory(local_stack, engine)
     grant = story.ask(600, f"e2e revoke {engine}")
     story.decide(grant["id"], "approve")

@@ -85,7 +85,8 @@ def _grant(admin: Admin, name: str, actions: str | list[str], resource: str = "*
 
 # -- no grant: AWS's words, per protocol -------------------------------------------------------------
 
-def test_a_caller_with_no_grant_is_refused_in_the_query_shape_with_aws_words(local_stack, probe):
+def test_a_caller_with_no_grant_is_refused_in_the_query_shape_with_aws_words(local_stack: LocalStack,
+                                                                             probe: dict[str, str]) -> None:
     iam = _client(local_stack, probe, "iam")
     response = _refusal(iam.get_user)
     assert response["ResponseMetadata"]["HTTPStatusCode"] == 403
@@ -97,7 +98,8 @@ def test_a_caller_with_no_grant_is_refused_in_the_query_shape_with_aws_words(loc
     assert (denial.principal, denial.resource, denial.layer) == (PROBE_ARN, PROBE_ARN, "identity")
 
 
-def test_a_caller_with_no_grant_is_refused_in_the_json_shape_with_aws_words(local_stack, probe):
+def test_a_caller_with_no_grant_is_refused_in_the_json_shape_with_aws_words(local_stack: LocalStack,
+                                                                            probe: dict[str, str]) -> None:
     sm = _client(local_stack, probe, "secretsmanager")
     response = _refusal(sm.list_secrets)
     assert response["ResponseMetadata"]["HTTPStatusCode"] == 400
@@ -108,7 +110,7 @@ def test_a_caller_with_no_grant_is_refused_in_the_json_shape_with_aws_words(loca
     assert _last_denial(local_stack, "secretsmanager:ListSecrets").layer == "identity"
 
 
-def test_an_allowed_call_passes(local_stack, probe, admin):
+def test_an_allowed_call_passes(local_stack: LocalStack, probe: dict[str, str], admin: Admin) -> None:
     sm = _client(local_stack, probe, "secretsmanager")
     _grant(admin, "random", "secretsmanager:GetRandomPassword")
     try:
@@ -118,7 +120,8 @@ def test_an_allowed_call_passes(local_stack, probe, admin):
     assert _refusal(sm.get_random_password)["Error"]["Code"] == "AccessDeniedException"  # the grant is gone
 
 
-def test_an_unknown_key_and_a_bad_signature_get_the_services_own_errors(local_stack, probe):
+def test_an_unknown_key_and_a_bad_signature_get_the_services_own_errors(local_stack: LocalStack,
+                                                                        probe: dict[str, str]) -> None:
     unknown = {"AccessKeyId": "AKIA" + "Q" * 16, "SecretAccessKey": "x"}
     assert _refusal(_client(local_stack, unknown, "iam").get_user)["Error"]["Code"] == "InvalidClientTokenId"
     assert _refusal(_client(local_stack, unknown, "secretsmanager").list_secrets)["Error"]["Code"] == (
@@ -131,7 +134,8 @@ def test_an_unknown_key_and_a_bad_signature_get_the_services_own_errors(local_st
 
 # -- each layer named -------------------------------------------------------------------------------
 
-def test_an_scp_deny_is_named_in_the_answer_and_the_log(local_stack, probe, admin):
+def test_an_scp_deny_is_named_in_the_answer_and_the_log(local_stack: LocalStack, probe: dict[str, str],
+                                                        admin: Admin) -> None:
     orgs = admin("organizations", local_stack.info.seeded.management_account)
     _grant(admin, "random", "secretsmanager:GetRandomPassword")
     scp = orgs.create_policy(Name=f"deny-probe-{uuid.uuid4().hex[:6]}", Description="test", Type="SERVICE_CONTROL_POLICY",
@@ -152,7 +156,8 @@ def test_an_scp_deny_is_named_in_the_answer_and_the_log(local_stack, probe, admi
     assert denial.layer == "scp" and denial.explicit and scp_id in denial.detail
 
 
-def test_a_permissions_boundary_is_named_in_the_answer_and_the_log(local_stack, probe, admin):
+def test_a_permissions_boundary_is_named_in_the_answer_and_the_log(local_stack: LocalStack, probe: dict[str, str],
+                                                                   admin: Admin) -> None:
     iam = admin("iam")
     suffix = uuid.uuid4().hex[:6]
     boundary = iam.create_policy(PolicyName=f"probe-boundary-{suffix}", PolicyDocument=json.dumps({
@@ -180,7 +185,8 @@ def test_a_permissions_boundary_is_named_in_the_answer_and_the_log(local_stack, 
     assert _last_denial(local_stack, "secretsmanager:GetRandomPassword").layer == "boundary"
 
 
-def test_a_secrets_resource_policy_deny_is_named_in_the_answer_and_the_log(local_stack, probe, admin):
+def test_a_secrets_resource_policy_deny_is_named_in_the_answer_and_the_log(local_stack: LocalStack,
+                                                                           probe: dict[str, str], admin: Admin) -> None:
     sm = admin("secretsmanager")
     secret = sm.create_secret(Name=f"probe/{uuid.uuid4().hex[:8]}", SecretString="s3cret")["ARN"]
     sm.put_resource_policy(SecretId=secret, ResourcePolicy=json.dumps({"Version": "2012-10-17", "Statement": [{
@@ -202,7 +208,8 @@ def test_a_secrets_resource_policy_deny_is_named_in_the_answer_and_the_log(local
     assert "s3cret" not in json.dumps(response) and "s3cret" not in denial.detail
 
 
-def test_assume_role_needs_a_trust_that_admits_the_caller(local_stack, probe, admin):
+def test_assume_role_needs_a_trust_that_admits_the_caller(local_stack: LocalStack, probe: dict[str, str],
+                                                          admin: Admin) -> None:
     _grant(admin, "assume", "sts:AssumeRole")
     try:
         response = _refusal(_client(local_stack, probe, "sts").assume_role, RoleArn=SIGNER, RoleSessionName="probe")
@@ -215,7 +222,9 @@ def test_assume_role_needs_a_trust_that_admits_the_caller(local_stack, probe, ad
     assert denial.layer == "resource" and "trust policy" in denial.detail
 
 
-def test_moto_alone_lets_anyone_assume_any_role_and_the_local_stack_does_not(local_stack, probe, admin):
+def test_moto_alone_lets_anyone_assume_any_role_and_the_local_stack_does_not(local_stack: LocalStack,
+                                                                             probe: dict[str, str],
+                                                                             admin: Admin) -> None:
     """Pinned: moto answers this AssumeRole (its trust admits only the service); the local AWS refuses."""
     from moto import mock_aws
 
@@ -239,7 +248,7 @@ def test_moto_alone_lets_anyone_assume_any_role_and_the_local_stack_does_not(loc
     assert _last_denial(local_stack, "sts:AssumeRole").resource == execution
 
 
-def test_a_cross_account_assume_role_needs_the_callers_own_permission(local_stack):
+def test_a_cross_account_assume_role_needs_the_callers_own_permission(local_stack: LocalStack) -> None:
     """The operator is named in the signer's trust; its own policy must still allow it (it does),
     and the denied caller, not named, is refused."""
     info = local_stack.info
@@ -250,7 +259,7 @@ def test_a_cross_account_assume_role_needs_the_callers_own_permission(local_stac
     assert sts.assume_role(RoleArn=SIGNER, RoleSessionName="op")["AssumedRoleUser"]["Arn"].endswith("/op")
 
 
-def test_an_action_the_local_stack_cannot_map_is_denied_and_logged(local_stack):
+def test_an_action_the_local_stack_cannot_map_is_denied_and_logged(local_stack: LocalStack) -> None:
     info = local_stack.info
     operator = info.keys("operator")  # may read any IAM role, but nothing names a SAML provider here
     iam = boto3.session.Session(aws_access_key_id=operator.access_key_id,
@@ -263,7 +272,7 @@ def test_an_action_the_local_stack_cannot_map_is_denied_and_logged(local_stack):
     assert denial.layer == "unmapped" and "saml-provider" in denial.detail
 
 
-def test_the_gateway_authorizes_execute_api_invoke(local_stack, probe):
+def test_the_gateway_authorizes_execute_api_invoke(local_stack: LocalStack, probe: dict[str, str]) -> None:
     """A signed request from a principal of the organization with no execute-api:Invoke grant
     is refused by the gateway as API Gateway refuses it; the allowed caller passes."""
     import requests

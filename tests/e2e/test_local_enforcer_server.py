@@ -44,7 +44,7 @@ def _root(url: str, service: str, account: str = ROOT_ACCOUNT) -> Any:
     return client
 
 
-def test_the_root_key_acts_for_its_account_and_a_users_header_is_ignored(server):
+def test_the_root_key_acts_for_its_account_and_a_users_header_is_ignored(server: tuple[str, Path]) -> None:
     url, state_dir = server
     iam = _root(url, "iam")
     iam.create_user(UserName="spoofer")
@@ -66,7 +66,7 @@ def test_the_root_key_acts_for_its_account_and_a_users_header_is_ignored(server)
     assert denial.principal == f"arn:aws:iam::{ROOT_ACCOUNT}:user/spoofer"
 
 
-def test_the_root_key_with_a_wrong_secret_is_refused(server):
+def test_the_root_key_with_a_wrong_secret_is_refused(server: tuple[str, Path]) -> None:
     url, _ = server
     forged = boto3.client("iam", endpoint_url=url, region_name="us-east-1", aws_access_key_id=MANAGEMENT_ROOT_KEY[0],
                           aws_secret_access_key="guessed", config=_ONE_TRY)
@@ -77,7 +77,7 @@ def test_the_root_key_with_a_wrong_secret_is_refused(server):
     assert caught.value.response["Error"]["Code"] == "SignatureDoesNotMatch"
 
 
-def test_get_caller_identity_answers_any_valid_signature(server):
+def test_get_caller_identity_answers_any_valid_signature(server: tuple[str, Path]) -> None:
     url, _ = server
     iam = _root(url, "iam")
     iam.create_user(UserName="nobody")
@@ -95,7 +95,8 @@ def test_get_caller_identity_answers_any_valid_signature(server):
                        "SignedHeaders=host;x-amz-date, Signature=" + "0" * 64, "X-Amz-Date": "20260101T000000Z"},
      403, "InvalidClientTokenId"),
 ])
-def test_unsigned_and_malformed_requests_get_a_precise_refusal(server, headers, status, code):
+def test_unsigned_and_malformed_requests_get_a_precise_refusal(server: tuple[str, Path], headers: dict[str, Any],
+                                                               status: int, code: str) -> None:
     import requests
 
     answer = requests.post(server[0] + "/", data=b"Action=ListUsers&Version=2010-05-08", timeout=10,

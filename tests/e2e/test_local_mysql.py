@@ -134,7 +134,8 @@ def _tokens(stack: LocalStack) -> TokenClient:
     return rdsvend.TokenClient(stack.url, session=session)
 
 
-def test_vended_token_logs_in_with_pymysql_through_the_client(local_stack, monkeypatch):
+def test_vended_token_logs_in_with_pymysql_through_the_client(local_stack: LocalStack,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     import rdsvend
 
     monkeypatch.setenv("PGSSLROOTCERT", local_stack.ca_path)
@@ -153,7 +154,8 @@ def test_vended_token_logs_in_with_pymysql_through_the_client(local_stack, monke
         conn.close()
 
 
-def test_sqlalchemy_gives_each_new_pool_connection_a_fresh_token(local_stack, monkeypatch):
+def test_sqlalchemy_gives_each_new_pool_connection_a_fresh_token(local_stack: LocalStack,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     import sqlalchemy
 
     from rdsvend.sqla import create_engine
@@ -177,7 +179,7 @@ def test_sqlalchemy_gives_each_new_pool_connection_a_fresh_token(local_stack, mo
     assert asked[before:] == [(DB, USER), (DB, USER)]  # asked once per new connection
 
 
-def test_mariadb_cli_through_rdsvend_exec(local_stack):
+def test_mariadb_cli_through_rdsvend_exec(local_stack: LocalStack) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "rdsvend.cli", "exec", DB, USER, "--", "mariadb", "-N", "-B", "-e",
          "SELECT CURRENT_USER(), COUNT(*) FROM items"],
@@ -187,7 +189,7 @@ def test_mariadb_cli_through_rdsvend_exec(local_stack):
     assert "Action=connect" not in done.stdout + done.stderr
 
 
-def test_rdsvend_exec_passes_the_client_exit_status(local_stack):
+def test_rdsvend_exec_passes_the_client_exit_status(local_stack: LocalStack) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "rdsvend.cli", "exec", DB, USER, "--", "mariadb", "-e", "SELECT * FROM nowhere"],
         cwd=REPO, env=_client_env(local_stack), capture_output=True, text=True, timeout=60)
@@ -196,13 +198,16 @@ def test_rdsvend_exec_passes_the_client_exit_status(local_stack):
 
 # -- refusals ---------------------------------------------------------------------------------------
 
-def test_a_token_the_signer_makes_is_accepted(local_stack, signer):
+def test_a_token_the_signer_makes_is_accepted(local_stack: LocalStack, signer: boto3.session.Session) -> None:
     with _connect(local_stack, USER, _token(local_stack, signer)) as conn, conn.cursor() as cur:
         cur.execute("SELECT CURRENT_USER()")
         assert cur.fetchone() == (f"{USER}@%",)
 
 
-def test_tampered_expired_misbound_and_unpermitted_tokens_are_refused_with_the_reason(local_stack, signer):
+def test_tampered_expired_misbound_and_unpermitted_tokens_are_refused_with_the_reason(
+    local_stack: LocalStack,
+    signer: boto3.session.Session,
+) -> None:
     token = _token(local_stack, signer)
     head, _, signature = token.rpartition("X-Amz-Signature=")
     flipped = signature[:-1] + ("0" if signature[-1] != "0" else "1")
@@ -216,7 +221,7 @@ def test_tampered_expired_misbound_and_unpermitted_tokens_are_refused_with_the_r
              "not_permitted:")
 
 
-def test_a_connection_without_tls_is_refused(local_stack, signer):
+def test_a_connection_without_tls_is_refused(local_stack: LocalStack, signer: boto3.session.Session) -> None:
     token = _token(local_stack, signer)
     with pytest.raises(pymysql.err.OperationalError) as err:
         _connect(local_stack, USER, token, ssl_disabled=True).close()
@@ -229,7 +234,7 @@ def test_a_connection_without_tls_is_refused(local_stack, signer):
     assert cli.returncode != 0 and "3159" in cli.stderr
 
 
-def test_no_token_reaches_the_stack_log(local_stack, signer):
+def test_no_token_reaches_the_stack_log(local_stack: LocalStack, signer: boto3.session.Session) -> None:
     token = _token(local_stack, signer)
     text = _log(local_stack)
     assert token not in text
@@ -279,7 +284,7 @@ def _doctor(local_stack: LocalStack, canary: Canary) -> subprocess.CompletedProc
     return done
 
 
-def test_canary_baseline_passes(canary):
+def test_canary_baseline_passes(canary: Canary) -> None:
     target = _run(canary)
     assert target.status == "pass", _problems(target)
     ids = [c.id for c in target.checks]
@@ -290,7 +295,7 @@ def test_canary_baseline_passes(canary):
     assert "AWSAuthenticationPlugin" in check_of(target, "db.iam_plugin").details["plugins"]
 
 
-def test_plugin_removed_from_the_user(local_stack, canary):
+def test_plugin_removed_from_the_user(local_stack: LocalStack, canary: Canary) -> None:
     (saved,) = _admin_sql(local_stack, "SELECT Priv FROM mysql.global_priv WHERE User=%s AND Host='%%'", (USER,))[0]
     _admin_sql(local_stack, "ALTER USER 'shop_app'@'%' IDENTIFIED BY 'Not-an-iam-user-1'")
     try:
@@ -320,7 +325,7 @@ def _signer_session(stack: LocalStack) -> boto3.session.Session:
                                  aws_session_token=creds["SessionToken"], region_name=stack.info.region)
 
 
-def test_user_granted_grant_option(local_stack, canary):
+def test_user_granted_grant_option(local_stack: LocalStack, canary: Canary) -> None:
     _admin_sql(local_stack, "GRANT SELECT ON shop.items TO 'shop_app'@'%' WITH GRANT OPTION")
     try:
         target = _run(canary)
@@ -334,7 +339,7 @@ def test_user_granted_grant_option(local_stack, canary):
     assert _run(canary).status == "pass"
 
 
-def test_iam_auth_disabled(local_stack, canary):
+def test_iam_auth_disabled(local_stack: LocalStack, canary: Canary) -> None:
     rds = canary[3]
     rds.modify_db_instance(DBInstanceIdentifier=DB, EnableIAMDatabaseAuthentication=False, ApplyImmediately=True)
     try:
@@ -350,7 +355,7 @@ def test_iam_auth_disabled(local_stack, canary):
     assert _run(canary).status == "pass"
 
 
-def test_doctor_explains_mysql_refusals_in_operator_words(canary):
+def test_doctor_explains_mysql_refusals_in_operator_words(canary: Canary) -> None:
     target = _run(canary)
     from chalicelib.canary.model import CheckResult, TargetReport
 

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -57,7 +58,7 @@ class _Stack:
 
 
 @pytest.fixture
-def stack(tmp_path):
+def stack(tmp_path: Path) -> Iterator[_Stack]:
     if not (Path(DEFAULT_BIN_DIR) / "initdb").exists():
         pytest.skip(f"PostgreSQL 15 binaries not found in {DEFAULT_BIN_DIR}")
     made = _Stack(tmp_path / "state")
@@ -89,7 +90,7 @@ def _interrupt_a_start(state_dir: Path) -> None:
     assert read_state(state_dir) is None
 
 
-def test_restart_keeps_shells_valid_and_the_stack_being_down_is_said(stack, tmp_path):
+def test_restart_keeps_shells_valid_and_the_stack_being_down_is_said(stack: _Stack, tmp_path: Path) -> None:
     # the README's first local-stack commands, verbatim (. .venv/bin/activate; local up --detach; eval)
     setup = block_containing(". .venv/bin/activate")
     if not (REPO / ".venv" / "bin" / "activate").exists():
@@ -141,7 +142,7 @@ def test_restart_keeps_shells_valid_and_the_stack_being_down_is_said(stack, tmp_
     stack.down()
 
 
-def test_a_port_taken_meanwhile_is_replaced_by_a_free_one(stack):
+def test_a_port_taken_meanwhile_is_replaced_by_a_free_one(stack: _Stack) -> None:
     stack.up()
     ports = json.loads(last_run_path(stack.state_dir).read_text())["ports"]
     stack.down()

@@ -39,7 +39,7 @@ def _with(labels: dict[str, list[str]], label: str) -> list[str]:
     return [vid for vid, stages in labels.items() if label in stages]
 
 
-def test_stage_labels_follow_aws_through_put_update_and_a_rotation(secrets):
+def test_stage_labels_follow_aws_through_put_update_and_a_rotation(secrets: tuple[Any, str]) -> None:
     sm, arn = secrets
     sm.put_secret_value(SecretId=arn, SecretString="v2", ClientRequestToken="v2" * 16)
     assert _labels(sm, arn) == {"v1": ["AWSPREVIOUS"], "v2": ["AWSCURRENT"]}
@@ -70,7 +70,7 @@ def test_stage_labels_follow_aws_through_put_update_and_a_rotation(secrets):
     assert sm.get_secret_value(SecretId=arn, VersionStage="AWSPREVIOUS")["SecretString"] == "v3"
 
 
-def test_a_put_with_custom_labels_keeps_them_when_current_moves(secrets):
+def test_a_put_with_custom_labels_keeps_them_when_current_moves(secrets: tuple[Any, str]) -> None:
     sm, arn = secrets
     sm.put_secret_value(SecretId=arn, SecretString="v2", ClientRequestToken="v2" * 16, VersionStages=["BLUE"])
     sm.update_secret_version_stage(SecretId=arn, VersionStage="AWSCURRENT", MoveToVersionId="v2" * 16,

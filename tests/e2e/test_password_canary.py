@@ -59,14 +59,16 @@ def admin(local_stack: LocalStack, statement: Query) -> None:
 
 
 @pytest.mark.parametrize("key", [SINGLE, ALTERNATING])
-def test_seeded_password_users_pass_every_check(canary, key):
+def test_seeded_password_users_pass_every_check(canary: Callable[[str], TargetReport], key: str) -> None:
     target = canary(key)
     assert [c.id for c in target.checks] == PASSWORD_IDS
     assert {c.id: c.status for c in target.checks} == dict.fromkeys(PASSWORD_IDS, "pass"), target.to_dict()
     assert check_of(target, "secret.rotation").details["rotation_days"] == 30
 
 
-def test_a_password_that_no_longer_works_fails_password_login(local_stack, canary, current):
+def test_a_password_that_no_longer_works_fails_password_login(local_stack: LocalStack,
+                                                              canary: Callable[[str], TargetReport],
+                                                              current: Callable[[str], dict[str, Any]]) -> None:
     secret = current("rdsvend/orders-local/ledger_batch")
     admin(local_stack, "ALTER ROLE ledger_batch PASSWORD 'not-what-the-secret-says-9'")
     try:
@@ -84,7 +86,8 @@ def test_a_password_that_no_longer_works_fails_password_login(local_stack, canar
     assert canary(SINGLE).status == "pass"  # repaired
 
 
-def test_a_password_user_in_rds_iam_fails_not_iam(local_stack, canary):
+def test_a_password_user_in_rds_iam_fails_not_iam(local_stack: LocalStack,
+                                                  canary: Callable[[str], TargetReport]) -> None:
     admin(local_stack, "GRANT rds_iam TO ledger_batch")
     try:
         target = canary(SINGLE)

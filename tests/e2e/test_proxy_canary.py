@@ -87,7 +87,7 @@ def assert_only(target: TargetReport, cid: str, leg: int) -> CheckResult:
     return result
 
 
-def test_baseline_passes_on_both_legs_with_a_real_login(canary):
+def test_baseline_passes_on_both_legs_with_a_real_login(canary: ProxyCanary) -> None:
     for key, target in canary.run().items():
         assert target.status == "pass", (key, [c.to_dict() for c in target.checks if c.status != "pass"])
         assert all(c.status == "pass" for c in target.checks if c.id.startswith(("proxy.", "iam.", "db."))), key
@@ -119,7 +119,7 @@ def signer_without_proxy_grants(canary: ProxyCanary) -> Iterator[None]:
         canary.iam.delete_policy_version(PolicyArn=arn, VersionId=new["PolicyVersion"]["VersionId"])
 
 
-def test_leg_one_signer_grant_on_prx_removed(canary):
+def test_leg_one_signer_grant_on_prx_removed(canary: ProxyCanary) -> None:
     with signer_without_proxy_grants(canary):
         targets = canary.run()
     for key in PROXY_KEYS:
@@ -138,7 +138,7 @@ def proxy_role_without_grant(canary: ProxyCanary) -> Iterator[None]:
         canary.iam.attach_role_policy(RoleName="rdsvend-proxy", PolicyArn=arn)
 
 
-def test_leg_two_proxy_role_grant_removed(canary):
+def test_leg_two_proxy_role_grant_removed(canary: ProxyCanary) -> None:
     with proxy_role_without_grant(canary):
         targets = canary.run()
     for key in PROXY_KEYS:
@@ -147,7 +147,7 @@ def test_leg_two_proxy_role_grant_removed(canary):
         assert "rdsvend policy render --only proxy-role" in result.fix
 
 
-def test_leg_two_user_out_of_rds_iam_on_the_target(canary):
+def test_leg_two_user_out_of_rds_iam_on_the_target(canary: ProxyCanary) -> None:
     canary.sql("REVOKE rds_iam FROM orders_app")
     try:
         targets = canary.run()
@@ -158,7 +158,7 @@ def test_leg_two_user_out_of_rds_iam_on_the_target(canary):
     assert targets[MARIA].status == "pass"
 
 
-def test_leg_two_mariadb_user_without_the_iam_plugin(canary):
+def test_leg_two_mariadb_user_without_the_iam_plugin(canary: ProxyCanary) -> None:
     (saved,) = canary.mysql("SELECT Priv FROM mysql.global_priv WHERE User=%s AND Host='%%'",
                           ("shop_app",))[0]
     canary.mysql("ALTER USER 'shop_app'@'%' IDENTIFIED BY 'Not-an-iam-user-1'")
@@ -184,7 +184,7 @@ def target_deregistered(canary: ProxyCanary, proxy: str, instance: str) -> Itera
 
 @pytest.mark.parametrize(("key", "proxy", "instance", "other"), [
     (PG, "orders-proxy", "orders-local", MARIA), (MARIA, "shop-proxy", "shop-local", PG)])
-def test_leg_two_target_deregistered(canary, key, proxy, instance, other):
+def test_leg_two_target_deregistered(canary: ProxyCanary, key: str, proxy: str, instance: str, other: str) -> None:
     with target_deregistered(canary, proxy, instance):
         targets = canary.run()
     result = assert_only(targets[key], "proxy.target", 2)
@@ -192,7 +192,7 @@ def test_leg_two_target_deregistered(canary, key, proxy, instance, other):
     assert targets[other].status == "pass"
 
 
-def test_doctor_says_which_leg_refused(canary):
+def test_doctor_says_which_leg_refused(canary: ProxyCanary) -> None:
     own = local_canary_env(canary.info)
     env = {**os.environ, **own}
     for key in ("AWS_SECURITY_TOKEN", "AWS_PROFILE"):

@@ -71,7 +71,10 @@ def rows(conn: Any, query: str) -> Any:
         return cur.fetchall()
 
 
-def test_single_user_rotation_refuses_the_old_password_and_accepts_the_new(local_stack, sm, rotate, capsys, caplog):
+def test_single_user_rotation_refuses_the_old_password_and_accepts_the_new(local_stack: LocalStack, sm: Any,
+                                                                           rotate: Callable[..., str],
+                                                                           capsys: pytest.CaptureFixture[str],
+                                                                           caplog: pytest.LogCaptureFixture) -> None:
     old = value(sm, SINGLE)
     rotate(SINGLE)
     new = value(sm, SINGLE)
@@ -85,7 +88,8 @@ def test_single_user_rotation_refuses_the_old_password_and_accepts_the_new(local
         assert rows(conn, "SELECT COUNT(*) FROM items")[0][0] == 3
 
 
-def test_alternating_users_share_tables_before_and_after(local_stack, sm, rotate):
+def test_alternating_users_share_tables_before_and_after(local_stack: LocalStack, sm: Any,
+                                                         rotate: Callable[..., str]) -> None:
     rotate(ALTERNATING)
     current, previous = value(sm, ALTERNATING), value(sm, ALTERNATING, "AWSPREVIOUS")
     assert {current["username"], previous["username"]} == {"shop_reports", "shop_reports_clone"}
@@ -115,7 +119,8 @@ def test_alternating_users_share_tables_before_and_after(local_stack, sm, rotate
 
 
 @pytest.mark.parametrize("name", [SINGLE, ALTERNATING])
-def test_every_step_run_twice_is_harmless(local_stack, sm, rotate, name):
+def test_every_step_run_twice_is_harmless(local_stack: LocalStack, sm: Any, rotate: Callable[..., str],
+                                          name: str) -> None:
     token = None
     for step in STEPS:
         token = rotate(name, steps=(step, step), token=token)
@@ -125,7 +130,8 @@ def test_every_step_run_twice_is_harmless(local_stack, sm, rotate, name):
     login(local_stack, pending).close()
 
 
-def test_rotation_interrupted_after_set_secret_resumes_and_the_client_retries(local_stack, sm, rotate):
+def test_rotation_interrupted_after_set_secret_resumes_and_the_client_retries(local_stack: LocalStack, sm: Any,
+                                                                              rotate: Callable[..., str]) -> None:
     from rdsvend import PasswordSource, connect_password
 
     old = value(sm, SINGLE)
@@ -165,14 +171,15 @@ def admin_sql(local_stack: LocalStack, statement: str, params: tuple[Any, ...] |
 
 
 @pytest.mark.parametrize("user", ["shop_batch", "shop_reports"])
-def test_seeded_mysql_password_users_pass_the_canary(canary, user):
+def test_seeded_mysql_password_users_pass_the_canary(canary: Callable[[str], TargetReport], user: str) -> None:
     target = canary(user)
     assert {c.id: c.status for c in target.checks} == dict.fromkeys(
         ["rds.found", "rds.endpoint", "secret.found", "secret.rotation", "db.password_login", "db.not_iam",
          "db.tier"], "pass"), target.to_dict()
 
 
-def test_mysql_password_that_no_longer_works_fails_password_login(local_stack, sm, canary):
+def test_mysql_password_that_no_longer_works_fails_password_login(local_stack: LocalStack, sm: Any,
+                                                                  canary: Callable[[str], TargetReport]) -> None:
     current = value(sm, SINGLE)
     admin_sql(local_stack, "ALTER USER 'shop_batch'@'%%' IDENTIFIED BY %s", ("changed-behind-its-back-3",))
     try:
@@ -188,7 +195,11 @@ def test_mysql_password_that_no_longer_works_fails_password_login(local_stack, s
     assert canary("shop_batch").status == "pass"
 
 
-def test_mysql_password_user_identified_with_the_iam_plugin_fails_not_iam(local_stack, sm, canary):
+def test_mysql_password_user_identified_with_the_iam_plugin_fails_not_iam(
+    local_stack: LocalStack,
+    sm: Any,
+    canary: Callable[[str], TargetReport],
+) -> None:
     current = value(sm, SINGLE)
     marker = json.dumps([{}, {"plugin": "AWSAuthenticationPlugin", "authentication_string": "RDS"}])
     admin_sql(local_stack, "UPDATE mysql.global_priv SET Priv = JSON_SET(Priv, '$.auth_or', JSON_EXTRACT(%s, '$')) "
@@ -220,7 +231,8 @@ def backend_rows(local_stack: LocalStack, statement: str) -> list[tuple[Any, ...
         conn.close()
 
 
-def test_mariadb_general_log_never_holds_a_rotated_password(local_stack, sm, rotate):
+def test_mariadb_general_log_never_holds_a_rotated_password(local_stack: LocalStack, sm: Any,
+                                                            rotate: Callable[..., str]) -> None:
     """MariaDB's general log prints statements as they arrive: the new password must arrive hashed
     (mysql_native_password's ``*`` form), for one's own password and for the other login of a pair."""
     backend_rows(local_stack, "SET GLOBAL log_output = 'TABLE'")

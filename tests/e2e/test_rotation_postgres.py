@@ -69,7 +69,8 @@ def refused(local_stack: LocalStack, secret: dict[str, Any]) -> str:
     return str(info.value)
 
 
-def test_single_user_rotation_refuses_the_old_password_and_accepts_the_new(local_stack, sm, rotate):
+def test_single_user_rotation_refuses_the_old_password_and_accepts_the_new(local_stack: LocalStack, sm: Any,
+                                                                           rotate: Callable[..., str]) -> None:
     old = value(sm, SINGLE)
     rotate(SINGLE)
     new = value(sm, SINGLE)
@@ -82,7 +83,8 @@ def test_single_user_rotation_refuses_the_old_password_and_accepts_the_new(local
     assert value(sm, SINGLE, "AWSPREVIOUS")["password"] == old["password"]
 
 
-def test_alternating_users_share_tables_before_and_after(local_stack, sm, rotate):
+def test_alternating_users_share_tables_before_and_after(local_stack: LocalStack, sm: Any,
+                                                         rotate: Callable[..., str]) -> None:
     first = value(sm, ALTERNATING)
     rotate(ALTERNATING)
     current, previous = value(sm, ALTERNATING), value(sm, ALTERNATING, "AWSPREVIOUS")
@@ -115,7 +117,8 @@ def test_alternating_users_share_tables_before_and_after(local_stack, sm, rotate
 
 
 @pytest.mark.parametrize("name", [SINGLE, ALTERNATING])
-def test_every_step_run_twice_is_harmless(local_stack, sm, rotate, name):
+def test_every_step_run_twice_is_harmless(local_stack: LocalStack, sm: Any, rotate: Callable[..., str],
+                                          name: str) -> None:
     old = value(sm, name)
     token = None
     for step in STEPS:
@@ -133,7 +136,8 @@ def test_every_step_run_twice_is_harmless(local_stack, sm, rotate, name):
         assert "password authentication failed" in refused(local_stack, old)
 
 
-def test_rotation_interrupted_after_set_secret_resumes(local_stack, sm, rotate):
+def test_rotation_interrupted_after_set_secret_resumes(local_stack: LocalStack, sm: Any,
+                                                       rotate: Callable[..., str]) -> None:
     old = value(sm, SINGLE)
     token = rotate(SINGLE, steps=("createSecret", "setSecret"))
     pending = value(sm, SINGLE, "AWSPENDING", token)
@@ -149,7 +153,10 @@ def test_rotation_interrupted_after_set_secret_resumes(local_stack, sm, rotate):
     assert value(sm, SINGLE) == pending
 
 
-def test_a_failing_step_names_step_and_secret_and_never_a_password(local_stack, sm, rotate, capsys, caplog):
+def test_a_failing_step_names_step_and_secret_and_never_a_password(local_stack: LocalStack, sm: Any,
+                                                                   rotate: Callable[..., str],
+                                                                   capsys: pytest.CaptureFixture[str],
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO)  # every logger at INFO, as in Lambda (botocore DEBUG prints bodies)
     arn = sm.describe_secret(SecretId=SINGLE)["ARN"]
     current = value(sm, SINGLE)
@@ -197,7 +204,7 @@ def run_cli(local_stack: LocalStack, *args: str) -> subprocess.CompletedProcess[
                           capture_output=True, text=True, timeout=120)
 
 
-def test_rdsvend_rotate_on_the_local_stack(local_stack, sm):
+def test_rdsvend_rotate_on_the_local_stack(local_stack: LocalStack, sm: Any) -> None:
     old = value(sm, SINGLE)
     done = run_cli(local_stack, "orders-local", "ledger_batch")
     assert done.returncode == 0, done.stderr
@@ -215,13 +222,13 @@ def test_rdsvend_rotate_on_the_local_stack(local_stack, sm):
     (("nowhere", "ledger_batch"), "unknown database 'nowhere'"),
     (("orders-local",), "Missing argument"),
 ])
-def test_rdsvend_rotate_bad_usage_exits_2(local_stack, args, words):
+def test_rdsvend_rotate_bad_usage_exits_2(local_stack: LocalStack, args: tuple[Any, ...], words: str) -> None:
     done = run_cli(local_stack, *args)
     assert done.returncode == 2 and words in done.stderr
     assert "Traceback" not in done.stderr
 
 
-def test_rdsvend_rotate_exits_1_when_the_rotation_fails(local_stack, sm):
+def test_rdsvend_rotate_exits_1_when_the_rotation_fails(local_stack: LocalStack, sm: Any) -> None:
     current = value(sm, SINGLE)
     with psycopg.connect(local_stack.admin_dsn, autocommit=True) as admin:
         admin.execute("ALTER ROLE ledger_batch PASSWORD 'changed-behind-the-secret-1'")
@@ -249,7 +256,7 @@ def start_cli(local_stack: LocalStack, *args: str) -> subprocess.Popen[str]:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def test_two_concurrent_rotations_never_lose_the_password(local_stack, sm):
+def test_two_concurrent_rotations_never_lose_the_password(local_stack: LocalStack, sm: Any) -> None:
     refusals = 0
     for _ in range(3):
         pair = [start_cli(local_stack, "orders-local", "ledger_batch") for _ in range(2)]
@@ -264,7 +271,7 @@ def test_two_concurrent_rotations_never_lose_the_password(local_stack, sm):
     assert refusals >= 1  # the pairs did overlap
 
 
-def test_a_rotation_killed_midway_and_resumed_ends_consistent(local_stack, sm):
+def test_a_rotation_killed_midway_and_resumed_ends_consistent(local_stack: LocalStack, sm: Any) -> None:
     import random
     import signal
 
@@ -280,7 +287,8 @@ def test_a_rotation_killed_midway_and_resumed_ends_consistent(local_stack, sm):
         login(local_stack, value(sm, SINGLE)).close()
 
 
-def test_client_retries_with_awspending_during_an_interrupted_rotation(local_stack, sm, rotate):
+def test_client_retries_with_awspending_during_an_interrupted_rotation(local_stack: LocalStack, sm: Any,
+                                                                       rotate: Callable[..., str]) -> None:
     from rdsvend import PasswordSource, connect_password
 
     source = PasswordSource(SINGLE, client=sm, ttl=3600)
@@ -302,7 +310,7 @@ def test_client_retries_with_awspending_during_an_interrupted_rotation(local_sta
     assert source.current().password == value(sm, SINGLE)["password"]  # cache refreshed
 
 
-def test_client_gives_up_after_one_retry_without_showing_a_password(local_stack, sm):
+def test_client_gives_up_after_one_retry_without_showing_a_password(local_stack: LocalStack, sm: Any) -> None:
     from rdsvend import PasswordSource, connect_password
 
     current = value(sm, SINGLE)
@@ -319,7 +327,7 @@ def test_client_gives_up_after_one_retry_without_showing_a_password(local_stack,
     assert current["password"] not in str(info.value) and current["password"] not in repr(info.value)
 
 
-def test_a_secret_edited_after_a_rotation_rotates_again_and_logs_in(local_stack, sm):
+def test_a_secret_edited_after_a_rotation_rotates_again_and_logs_in(local_stack: LocalStack, sm: Any) -> None:
     # An operator rotates, then edits the secret (a new version through PutSecretValue, as the
     # console does), then rotates again: AWS keeps one AWSCURRENT through all of it, so the
     # second rotation starts from the edited version and its password logs in afterwards.

@@ -98,7 +98,7 @@ def run(org: dict[str, Any], loaded: AccessPolicy) -> dict[str, CheckResult]:
     return {c.id: c for c in report.checks}
 
 
-def test_reader_role_lets_the_canary_see_rds_and_the_signer_in_the_member_account(org):
+def test_reader_role_lets_the_canary_see_rds_and_the_signer_in_the_member_account(org: dict[str, Any]) -> None:
     account = org["account"]
     checks = run(org, policy(account, f"reader_role: arn:aws:iam::{account}:role/rdsvend-reader"))
     assert checks["rds.found"].status == "pass", checks["rds.found"].message
@@ -109,7 +109,7 @@ def test_reader_role_lets_the_canary_see_rds_and_the_signer_in_the_member_accoun
     assert checks["db.connect"].status == "pass"
 
 
-def test_default_reader_role_name_is_used_when_the_canary_is_elsewhere(org):
+def test_default_reader_role_name_is_used_when_the_canary_is_elsewhere(org: dict[str, Any]) -> None:
     account = org["account"]
     lines = ["defaults:", "  reader_role_name: rdsvend-reader"]
     loaded = load_policy_text("\n".join(lines) + "\n" + _text(account), "orgs.yaml")
@@ -119,7 +119,7 @@ def test_default_reader_role_name_is_used_when_the_canary_is_elsewhere(org):
     assert checks["iam.signer_allows"].status == "pass"
 
 
-def test_without_a_reader_role_the_checks_say_where_they_looked(org):
+def test_without_a_reader_role_the_checks_say_where_they_looked(org: dict[str, Any]) -> None:
     account = org["account"]
     checks = run(org, policy(account))  # the canary's own credentials: the service account
     found = checks["rds.found"]
@@ -132,7 +132,7 @@ def test_without_a_reader_role_the_checks_say_where_they_looked(org):
     assert found.details["searched_account"] == SERVICE and found.details["declared_account"] == account
 
 
-def test_a_signer_role_iam_cannot_show_is_reported_with_the_account_searched(org):
+def test_a_signer_role_iam_cannot_show_is_reported_with_the_account_searched(org: dict[str, Any]) -> None:
     account = org["account"]
     clients = AwsClients(session=org["session"])
     loaded = policy(account)
@@ -147,7 +147,8 @@ def test_a_signer_role_iam_cannot_show_is_reported_with_the_account_searched(org
             f"account {account}; run with credentials that can read account {account}") in cause
 
 
-def test_a_reader_role_that_cannot_be_assumed_is_an_error_naming_the_role(org, monkeypatch):
+def test_a_reader_role_that_cannot_be_assumed_is_an_error_naming_the_role(org: dict[str, Any],
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     account = org["account"]
     reader = f"arn:aws:iam::{account}:role/rdsvend-reader"
     from botocore.exceptions import ClientError
@@ -190,7 +191,7 @@ def _cli(*args: str) -> Result:
     return CliRunner().invoke(cli, list(args))
 
 
-def test_render_reads_the_member_account_through_the_reader_role(org, tmp_path):
+def test_render_reads_the_member_account_through_the_reader_role(org: dict[str, Any], tmp_path: Path) -> None:
     account = org["account"]
     text = _text(account).replace("    users:", f"    reader_role: arn:aws:iam::{account}:role/rdsvend-reader\n    users:")
     result = _cli("policy", "render", str(_write(tmp_path, text)))
@@ -198,7 +199,8 @@ def test_render_reads_the_member_account_through_the_reader_role(org, tmp_path):
     assert json.loads(result.output)["dbuser_arns"] == [org["dbuser"]]
 
 
-def test_render_with_a_declared_resource_id_reads_nothing_from_rds(org, tmp_path, monkeypatch):
+def test_render_with_a_declared_resource_id_reads_nothing_from_rds(org: dict[str, Any], tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     calls = record_calls(monkeypatch, "rds")
     account = org["account"]
     text = _text(account).replace("    users:", "    resource_id: db-DECLARED0000000000000000\n    users:")
@@ -209,7 +211,7 @@ def test_render_with_a_declared_resource_id_reads_nothing_from_rds(org, tmp_path
     assert calls == []
 
 
-def test_render_without_a_way_in_says_which_account_it_searched(org, tmp_path):
+def test_render_without_a_way_in_says_which_account_it_searched(org: dict[str, Any], tmp_path: Path) -> None:
     account = org["account"]
     result = _cli("policy", "render", str(_write(tmp_path, _text(account))))
     assert result.exit_code == 2
@@ -220,7 +222,7 @@ def test_render_without_a_way_in_says_which_account_it_searched(org, tmp_path):
     assert "set reader_role" in lines[0]
 
 
-def test_doctor_with_keys_of_another_account_names_the_account_it_searched(org, tmp_path):
+def test_doctor_with_keys_of_another_account_names_the_account_it_searched(org: dict[str, Any], tmp_path: Path) -> None:
     account = org["account"]
     result = _cli("doctor", "ledger", "ledger_app", "--policy", str(_write(tmp_path, _text(account))))
     assert result.exit_code == 1
@@ -232,7 +234,8 @@ def test_doctor_with_keys_of_another_account_names_the_account_it_searched(org, 
     assert "does not exist" not in words
 
 
-def test_rds_access_denied_names_the_principal_and_account_that_were_refused(org, monkeypatch):
+def test_rds_access_denied_names_the_principal_and_account_that_were_refused(org: dict[str, Any],
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """moto's IAM enforcement: the canary's own user may call STS but not RDS."""
     from moto.core import set_initial_no_auth_action_count
 
@@ -259,7 +262,7 @@ def test_rds_access_denied_names_the_principal_and_account_that_were_refused(org
     assert keys["SecretAccessKey"] not in found.message + found.fix
 
 
-def test_directory_role_of_a_member_database_is_read_in_its_account(org):
+def test_directory_role_of_a_member_database_is_read_in_its_account(org: dict[str, Any]) -> None:
     """A Kerberos user's instance in the member account: its directory role is read there,
     through the reader role (the canary's own account has no such role)."""
     account = org["account"]

@@ -56,7 +56,7 @@ def received(aws: dict[str, Any]) -> list[Any]:
             aws["sqs"].delete_message(QueueUrl=aws["queue"], ReceiptHandle=message["ReceiptHandle"])
 
 
-def test_one_sns_message_per_status_change_through_dynamodb_state(aws):
+def test_one_sns_message_per_status_change_through_dynamodb_state(aws: dict[str, Any]) -> None:
     store = DynamoStateStore(TABLE, aws["ddb"])
     notifier = SnsNotifier(aws["topic"], aws["sns"])
     clock = FrozenClock(AT)
@@ -82,7 +82,7 @@ def test_one_sns_message_per_status_change_through_dynamodb_state(aws):
     assert item["status"]["S"] == "error" and item["problems"]["L"] == [{"S": "org.scp_allows"}]
 
 
-def test_a_failed_publish_leaves_state_alone_so_the_next_run_alerts(aws):
+def test_a_failed_publish_leaves_state_alone_so_the_next_run_alerts(aws: dict[str, Any]) -> None:
     store = MemoryStateStore()
     assert alert_changes(report(orders__app="fail"), store, MemoryNotifier(fail=True)) == []
     assert store.items == {}
@@ -91,7 +91,7 @@ def test_a_failed_publish_leaves_state_alone_so_the_next_run_alerts(aws):
     assert notifier.sent[0]["subject"] == "rdsvend canary: orders/app new -> fail"
 
 
-def test_state_write_race_is_lost_gracefully(aws):
+def test_state_write_race_is_lost_gracefully(aws: dict[str, Any]) -> None:
     store = DynamoStateStore(TABLE, aws["ddb"])
     assert store.record("a/b", "fail", expected=None, at=AT, problems=[]) is True
     assert store.record("a/b", "pass", expected=None, at=AT, problems=[]) is False  # someone wrote first
@@ -100,7 +100,7 @@ def test_state_write_race_is_lost_gracefully(aws):
     assert store.previous(["a/b", "c/d"]) == {"a/b": "pass"}
 
 
-def test_emf_metrics_per_target(capsys):
+def test_emf_metrics_per_target(capsys: pytest.CaptureFixture[str]) -> None:
     r = Report(AT, AT, (
         TargetReport("orders", "app", (CheckResult("rds.found", "pass", "ok"),
                                        CheckResult("db.connect", "pass", "ok", "", {"latency_ms": 12.5}))),
@@ -139,7 +139,7 @@ class ListLog:
         self.lines.append(("error", msg))
 
 
-def test_one_log_line_for_the_report_and_one_per_non_passing_check():
+def test_one_log_line_for_the_report_and_one_per_non_passing_check() -> None:
     log = ListLog()
     log_report(report(orders__app="pass", orders__owner="fail", other__x="warn"), log)
     events = [(level, m["event"], m.get("check")) for level, m in log.lines]

@@ -47,7 +47,7 @@ def _instance(session: boto3.session.Session, identifier: str = "orders-prod", i
     return described
 
 
-def test_rds_facts_for_an_instance_found_stopped_and_iam_disabled(aws):
+def test_rds_facts_for_an_instance_found_stopped_and_iam_disabled(aws: boto3.session.Session) -> None:
     raw = _instance(aws)
     facts = BotoRdsFacts(AwsClients(session=aws))
     resource = facts.describe(_db())
@@ -66,7 +66,7 @@ def test_rds_facts_for_an_instance_found_stopped_and_iam_disabled(aws):
     assert check_iam_auth_enabled(_db(), facts.describe(_db())).status == "fail"
 
 
-def test_missing_instance_is_a_fail_and_unreachable_rds_is_an_error(aws):
+def test_missing_instance_is_a_fail_and_unreachable_rds_is_an_error(aws: boto3.session.Session) -> None:
     facts = BotoRdsFacts(AwsClients(session=aws))
     assert facts.describe(_db("nope")) is None
     assert check_found(_db("nope"), None).status == "fail"
@@ -81,7 +81,7 @@ def test_missing_instance_is_a_fail_and_unreachable_rds_is_an_error(aws):
     assert "testing" not in result.message  # no credential in the cause
 
 
-def test_directory_role_and_domain_membership(aws):
+def test_directory_role_and_domain_membership(aws: boto3.session.Session) -> None:
     iam = aws.client("iam")
     iam.create_role(RoleName="rds-directory", AssumeRolePolicyDocument=json.dumps({
         "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "rds.amazonaws.com"},
@@ -137,13 +137,13 @@ def _evaluate(org: dict[str, Any]) -> tuple[CheckResult, CheckResult]:
     return check_signer_allows(facts, **kw), check_scp_allows(facts, **kw)
 
 
-def test_signer_and_scps_allow(org):
+def test_signer_and_scps_allow(org: dict[str, Any]) -> None:
     signer, scp = _evaluate(org)
     assert (signer.status, scp.status) == ("pass", "pass")
 
 
 @pytest.mark.parametrize("where", ["root", "ou"])
-def test_scp_deny_is_named_with_policy_statement_and_level(org, where):
+def test_scp_deny_is_named_with_policy_statement_and_level(org: dict[str, Any], where: str) -> None:
     doc = {"Version": "2012-10-17", "Statement": [{"Sid": "NoDbLogins", "Effect": "Deny", "Action": "rds-db:*",
                                                      "Resource": "*"}]}
     policy = org["orgs"].create_policy(Name="DenyRdsDb", Description="x", Type="SERVICE_CONTROL_POLICY",
@@ -156,7 +156,7 @@ def test_scp_deny_is_named_with_policy_statement_and_level(org, where):
     assert (org["root"] if where == "root" else "OU Services") in scp.message
 
 
-def test_instance_name_arn_in_the_signer_policy_is_flagged(org):
+def test_instance_name_arn_in_the_signer_policy_is_flagged(org: dict[str, Any]) -> None:
     wrong = org["arn"].replace("db-ABCDEFGHIJKL", "orders-prod")
     org["iam"].put_role_policy(RoleName="signer", PolicyName="connect", PolicyDocument=_signer_policy(wrong))
     signer, scp = _evaluate(org)
@@ -165,7 +165,7 @@ def test_instance_name_arn_in_the_signer_policy_is_flagged(org):
     assert wrong in signer.fix and org["arn"] in signer.fix
 
 
-def test_unreadable_iam_is_an_error_on_both_checks(org):
+def test_unreadable_iam_is_an_error_on_both_checks(org: dict[str, Any]) -> None:
     evaluator = LiveConnectEvaluator(iam_client=org["iam"], org_client=org["orgs"])
     missing = org["principal"].replace("signer", "ghost")
     with pytest.raises(ProbeError) as caught:
@@ -175,7 +175,7 @@ def test_unreadable_iam_is_an_error_on_both_checks(org):
     assert check_scp_allows(caught.value, **kw).status == "error"
 
 
-def test_no_organization_means_no_scp_applies(aws):
+def test_no_organization_means_no_scp_applies(aws: boto3.session.Session) -> None:
     iam = aws.client("iam")
     iam.create_role(RoleName="signer", AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []}))
     arn = f"arn:aws:rds-db:{REGION}:123456789012:dbuser:db-ABCDEFGHIJKL/app"

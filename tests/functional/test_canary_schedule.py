@@ -75,7 +75,8 @@ def _messages(world: dict[str, Any]) -> list[Any]:
     return [json.loads(m["Body"]) for m in got]
 
 
-def test_scheduled_canary_logs_metrics_and_alerts_once(world, capsys):
+def test_scheduled_canary_logs_metrics_and_alerts_once(world: dict[str, Any],
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
     result = _invoke(world["tmp"])
     assert result == {"summary": {"targets": 1, "pass": 0, "warn": 0, "fail": 1, "error": 0}, "alerts": 1}
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
@@ -100,7 +101,8 @@ def test_scheduled_canary_logs_metrics_and_alerts_once(world, capsys):
     assert _messages(world) == []
 
 
-def test_a_policy_that_does_not_load_fails_the_invocation_loudly(world, capsys):
+def test_a_policy_that_does_not_load_fails_the_invocation_loudly(world: dict[str, Any],
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
     world["policy"].write_text("version: 1\nbogus: true\n")
     with pytest.raises(Exception) as caught:
         _invoke(world["tmp"])
@@ -119,7 +121,9 @@ def _emf_run_failures(out: str) -> list[dict[str, Any]]:
     return [d for d in docs if "CanaryRunFailed" in d]
 
 
-def test_a_missing_policy_parameter_alerts_and_fails_the_invocation(world, monkeypatch, capsys):
+def test_a_missing_policy_parameter_alerts_and_fails_the_invocation(world: dict[str, Any],
+                                                                    monkeypatch: pytest.MonkeyPatch,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("RDSVEND_POLICY", "ssm:/rdsvend/no-such-policy")
     with pytest.raises(CanaryRunError) as caught:
         _invoke(world["tmp"])
@@ -130,7 +134,11 @@ def test_a_missing_policy_parameter_alerts_and_fails_the_invocation(world, monke
     assert metric["CanaryRunFailed"] == [1.0] and metric["stage"] == "policy"
 
 
-def test_a_misspelled_state_table_alerts_with_the_report_and_fails_the_invocation(world, monkeypatch, capsys):
+def test_a_misspelled_state_table_alerts_with_the_report_and_fails_the_invocation(
+    world: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     monkeypatch.setenv("RDSVEND_STATE_TABLE", "rdsvend-canary-stat")  # one letter short
     with pytest.raises(CanaryRunError) as caught:
         _invoke(world["tmp"])
@@ -145,7 +153,11 @@ def test_a_misspelled_state_table_alerts_with_the_report_and_fails_the_invocatio
     assert world["secret"] not in out and world["secret"] not in json.dumps(alert)
 
 
-def test_with_policy_and_topic_both_broken_the_invocation_still_fails_and_says_why(world, monkeypatch, capsys):
+def test_with_policy_and_topic_both_broken_the_invocation_still_fails_and_says_why(
+    world: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     monkeypatch.setenv("RDSVEND_POLICY", str(world["tmp"] / "missing.yaml"))
     monkeypatch.setenv("RDSVEND_ALERT_TOPIC", "arn:aws:sns:us-east-1:123456789012:no-such-topic")
     with pytest.raises(CanaryRunError) as caught:
@@ -157,7 +169,8 @@ def test_with_policy_and_topic_both_broken_the_invocation_still_fails_and_says_w
     assert _messages(world) == []
 
 
-def test_an_alert_that_cannot_be_published_fails_the_invocation(world, monkeypatch, capsys):
+def test_an_alert_that_cannot_be_published_fails_the_invocation(world: dict[str, Any], monkeypatch: pytest.MonkeyPatch,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("RDSVEND_ALERT_TOPIC", "arn:aws:sns:us-east-1:123456789012:no-such-topic")
     with pytest.raises(CanaryRunError) as caught:
         _invoke(world["tmp"])

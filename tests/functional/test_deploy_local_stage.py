@@ -5,6 +5,7 @@ account it lists, never in the management account."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,14 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from devtools.deploy.local_stage import LOCAL, deploy_local_stage, local_stage, render_for_account
+from devtools.deploy.local_stage import (
+    LOCAL,
+    LocalDeployment,
+    LocalStage,
+    deploy_local_stage,
+    local_stage,
+    render_for_account,
+)
 from devtools.deploy.member_roles import member_roles_template
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,14 +42,16 @@ def _client_for(service: str, account: str) -> Any:
 
 
 @pytest.fixture(scope="module")
-def deployed():
+def deployed() -> Iterator[tuple[LocalStage, LocalDeployment]]:
     stage = local_stage((ROOT / "policies" / "local-access.yaml").read_text(), account=SERVICE,
                         region="us-east-1", org_id="o-rdsvend001", resource_ids=RESOURCE_IDS)
     with mock_aws():
         yield stage, deploy_local_stage(stage, _client_for, management_account=MANAGEMENT)
 
 
-def test_get_function_answers_with_the_role_whose_policies_are_the_generated_documents(deployed):
+def test_get_function_answers_with_the_role_whose_policies_are_the_generated_documents(
+    deployed: tuple[LocalStage, LocalDeployment],
+) -> None:
     stage, deployment = deployed
     documents = stage.documents()
     lambda_, iam = _client_for("lambda", SERVICE), _client_for("iam", SERVICE)
@@ -60,7 +70,7 @@ def test_get_function_answers_with_the_role_whose_policies_are_the_generated_doc
                        f"arn:aws:iam::{SERVICE}:role/rdsvend-ledger-signer", f"arn:aws:iam::{DATA}:role/rdsvend-reader"}
 
 
-def test_the_stack_resources_carry_the_local_stage(deployed):
+def test_the_stack_resources_carry_the_local_stage(deployed: tuple[LocalStage, LocalDeployment]) -> None:
     stage, deployment = deployed
     assert deployment.tables == ("rdsvend-local-canary-state", "rdsvend-local-rate-limit", "rdsvend-local-grants")
     assert set(_client_for("dynamodb", SERVICE).list_tables()["TableNames"]) == set(deployment.tables)
@@ -76,7 +86,9 @@ def test_the_stack_resources_carry_the_local_stage(deployed):
     assert {i["IndexName"] for i in grants["GlobalSecondaryIndexes"]} == {"by-requester", "by-state", "by-subject"}
 
 
-def test_member_roles_land_in_every_member_account_the_template_lists_never_the_management_account(deployed):
+def test_member_roles_land_in_every_member_account_the_template_lists_never_the_management_account(
+    deployed: tuple[LocalStage, LocalDeployment],
+) -> None:
     stage, deployment = deployed
     assert set(deployment.member_roles) == {SERVICE, DATA}
     assert _client_for("iam", MANAGEMENT).list_roles()["Roles"] == []
@@ -92,7 +104,7 @@ def test_member_roles_land_in_every_member_account_the_template_lists_never_the_
     assert statement["Resource"] == [f"arn:aws:rds-db:us-east-1:{DATA}:dbuser:{RESOURCE_IDS['billing-local']}/billing_app"]
 
 
-def test_the_template_refuses_an_account_it_does_not_map(deployed):
+def test_the_template_refuses_an_account_it_does_not_map(deployed: tuple[LocalStage, LocalDeployment]) -> None:
     stage, _deployment = deployed
     template = member_roles_template(stage.policy, stage.deploy, LOCAL)
     with pytest.raises(ValueError, match=f"no entry for account {WORKLOADS}"):

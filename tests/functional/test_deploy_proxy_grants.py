@@ -68,12 +68,12 @@ READS = [
 
 
 @pytest.mark.parametrize(("action", "resource"), READS)
-def test_the_canary_may_read_leg_two(documents, action, resource):
+def test_the_canary_may_read_leg_two(documents: dict[str, PolicyDocument], action: str, resource: str) -> None:
     assert decide(documents, "canary", action, resource) == "allowed"
 
 
 @pytest.mark.parametrize("function", ["vend", "api_handler"])
-def test_the_vending_functions_may_not(documents, function):
+def test_the_vending_functions_may_not(documents: dict[str, PolicyDocument], function: str) -> None:
     for action, resource in READS:
         assert decide(documents, function, action, resource) == "implicitDeny", action
     # they describe the proxy itself, to vend for it
@@ -81,7 +81,7 @@ def test_the_vending_functions_may_not(documents, function):
                   f"arn:aws:rds:us-east-1:111122223333:db-proxy:{PRX}") == "allowed"
 
 
-def test_nothing_more_than_reading(documents):
+def test_nothing_more_than_reading(documents: dict[str, PolicyDocument]) -> None:
     for action, resource in [("rds:DescribeDBInstances", "arn:aws:rds:us-east-1:111122223333:db:other"),
                              ("rds:DeregisterDBProxyTargets", f"arn:aws:rds:us-east-1:111122223333:db-proxy:{PRX}"),
                              ("iam:PutRolePolicy", "arn:aws:iam::111122223333:role/orders-proxy-role"),

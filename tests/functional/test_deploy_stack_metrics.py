@@ -62,7 +62,7 @@ def queried(text: str) -> set[tuple[str, str, frozenset[str]]]:
 
 
 @pytest.mark.parametrize("stage", list(CONFIG["stages"]))
-def test_every_own_metric_the_stack_queries_is_emitted_with_that_namespace_and_dimensions(stage):
+def test_every_own_metric_the_stack_queries_is_emitted_with_that_namespace_and_dimensions(stage: str) -> None:
     plan = stack_plan(CONFIG, stage, DEPLOY.stage(stage))
     # Each stage's functions write to the stage's own namespace (POWERTOOLS_METRICS_NAMESPACE in its
     # environment); the emitters here write to this process's, so compare the dimension sets.
@@ -85,7 +85,7 @@ def test_every_own_metric_the_stack_queries_is_emitted_with_that_namespace_and_d
 
 
 @pytest.mark.parametrize("key", ["RDSVEND_ALERT_TOPIC", "RDSVEND_SERVER_ID", "RDSVEND_SERVICE_ACCOUNT"])
-def test_a_value_the_stack_sets_from_its_own_account_is_refused_in_the_config(key):
+def test_a_value_the_stack_sets_from_its_own_account_is_refused_in_the_config(key: str) -> None:
     from devtools.deploy.settings import DeployConfigError
 
     config = json.loads(json.dumps(CONFIG))
@@ -96,7 +96,7 @@ def test_a_value_the_stack_sets_from_its_own_account_is_refused_in_the_config(ke
     assert f"{key} is set by the stack" in str(raised.value) and "function 'canary'" in str(raised.value)
 
 
-def test_a_function_added_later_gets_an_errors_alarm(monkeypatch):
+def test_a_function_added_later_gets_an_errors_alarm(monkeypatch: pytest.MonkeyPatch) -> None:
     from devtools.deploy import stack
 
     monkeypatch.setattr(stack, "FUNCTIONS", (*FUNCTIONS, "rotate"))

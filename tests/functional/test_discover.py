@@ -98,7 +98,8 @@ def run(organization: dict[str, Any], monkeypatch: pytest.MonkeyPatch, *args: st
     return enforced()
 
 
-def test_json_lists_every_readable_account_and_the_one_that_is_not(organization, monkeypatch):
+def test_json_lists_every_readable_account_and_the_one_that_is_not(organization: dict[str, Any],
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     result = run(organization, monkeypatch, "--format", "json")
     assert result.exit_code == 1, (result.output, result.exception)
     assert result.stdout, (result.output, result.exception)
@@ -131,7 +132,8 @@ def test_json_lists_every_readable_account_and_the_one_that_is_not(organization,
     assert own["resource_id"] == organization["own"]["DbiResourceId"]
 
 
-def test_yaml_is_a_databases_block_that_loads_once_users_are_named(organization, monkeypatch):
+def test_yaml_is_a_databases_block_that_loads_once_users_are_named(organization: dict[str, Any],
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     result = run(organization, monkeypatch, "--accounts", organization["data"], "--regions", REGION)
     assert result.exit_code == 0, result.output
     block = yaml.safe_load(result.stdout)
@@ -155,7 +157,7 @@ def test_yaml_is_a_databases_block_that_loads_once_users_are_named(organization,
     assert loaded.databases["ledger-prod"].account == organization["data"]
 
 
-def test_table_and_a_role_name_nobody_has(organization, monkeypatch):
+def test_table_and_a_role_name_nobody_has(organization: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     result = run(organization, monkeypatch, "--format", "table", "--role-name", "no-such-role",
                  "--accounts", f"{organization['data']},{MANAGEMENT}")
     assert result.exit_code == 1
@@ -180,13 +182,14 @@ def test_table_and_a_role_name_nobody_has(organization, monkeypatch):
         (["--format", "xml"], "Error: Invalid value for '--format': 'xml' is not one of 'yaml', 'json', 'table'."),
     ],
 )
-def test_bad_flags_exit_2_with_one_line(args, message):
+def test_bad_flags_exit_2_with_one_line(args: list[Any], message: str) -> None:
     result = CliRunner().invoke(cli, ["discover", *args])
     assert result.exit_code == 2
     assert result.output.strip().splitlines() == [message]
 
 
-def test_accounts_are_listed_through_the_organization_reader_role_when_set(organization, monkeypatch):
+def test_accounts_are_listed_through_the_organization_reader_role_when_set(organization: dict[str, Any],
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """(moto, enforcing IAM, reads a same-account role's trust policy but not ``:root`` principals:
     the trust names the operator itself.)"""
     iam = boto3.client("iam", region_name=REGION)

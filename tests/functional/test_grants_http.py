@@ -42,9 +42,13 @@ def aws() -> Iterator[tuple[Any, ClientFactory]]:
         yield boto3.client("dynamodb", region_name="us-east-1"), ClientFactory()
 
 
+#: the vending and grant services the app is wired with
+Services = tuple[VendingService, GrantService]
+
+
 @pytest.fixture
 def services(aws: tuple[Any, ClientFactory], request: pytest.FixtureRequest,
-             ) -> Iterator[tuple[VendingService, GrantService]]:
+             ) -> Iterator[Services]:
     dynamodb, clients = aws
     table = f"grants-{abs(hash(request.node.name)) % 10**8}"  # a table of its own per test
     create_grants_table(dynamodb, table)
@@ -84,7 +88,7 @@ def vend(arn: str = REQUESTER, db_user: str = "orders_owner") -> tuple[int, Any]
     return call(event("POST", "/v1/tokens", {"database": "orders-prod", "db_user": db_user}, arn=arn))
 
 
-def test_the_story_over_http_and_the_token_never_outlives_the_grant(services):
+def test_the_story_over_http_and_the_token_never_outlives_the_grant(services: Services) -> None:
     status, body = vend()
     assert (status, body["error"]["code"]) == (403, "forbidden")  # no grant yet
     status, grant = call(event("POST", "/v1/grants", ASK))
@@ -107,14 +111,14 @@ def test_the_story_over_http_and_the_token_never_outlives_the_grant(services):
     assert (status, body["error"]["code"]) == (403, "forbidden")
 
 
-def test_ordinary_vends_never_read_the_grants_table(services):
+def test_ordinary_vends_never_read_the_grants_table(services: Services) -> None:
     vend_service, grants = services
     grants.store.table = "no-such-table"  # any read would be a 503
     status, body = vend(arn="arn:aws:iam::111122223333:role/orders-api-prod", db_user="orders_app")
     assert status == 200, body
 
 
-def test_a_failing_grants_table_is_a_503_never_a_token(services):
+def test_a_failing_grants_table_is_a_503_never_a_token(services: Services) -> None:
     _vend, grants = services
     grants.store.table = "no-such-table"
     status, body = vend()
@@ -134,7 +138,7 @@ BAD_REQUESTS = {
 
 
 @pytest.mark.parametrize("case", sorted(BAD_REQUESTS))
-def test_bad_grant_requests_are_precise_4xx(services, case):
+def test_bad_grant_requests_are_precise_4xx(services: Services, case: str) -> None:
     body, status, code, text = BAD_REQUESTS[case]
     got_status, got = call(event("POST", "/v1/grants", body))
     assert (got_status, got["error"]["code"]) == (status, code)
@@ -142,7 +146,7 @@ def test_bad_grant_requests_are_precise_4xx(services, case):
     assert set(got["error"]) == {"code", "message", "request_id"}
 
 
-def test_bad_bodies_and_ids_and_own_approval(services):
+def test_bad_bodies_and_ids_and_own_approval(services: Services) -> None:
     status, body = call(event("POST", "/v1/grants", raw="{not json"))
     assert (status, body["error"]["code"]) == (400, "invalid_request")
     status, grant = call(event("POST", "/v1/grants", ASK))
@@ -180,7 +184,7 @@ def invoke(payload: dict[str, Any], arn: str = REQUESTER) -> dict[str, Any]:
     return handle_vend(payload, "inv-1", verifier=FixedVerifier(arn))
 
 
-def test_the_same_through_direct_invoke(services):
+def test_the_same_through_direct_invoke(services: Services) -> None:
     proof = {"url": "https://sts.amazonaws.com/", "method": "POST", "headers": {}, "body": ""}
     grant = invoke({"action": "grant_request", **ASK, "identity": proof})
     assert grant["state"] == "pending", grant
@@ -210,7 +214,7 @@ BAD_INVOKES: dict[str, tuple[dict[str, Any], str, str]] = {
 
 
 @pytest.mark.parametrize("case", sorted(BAD_INVOKES))
-def test_bad_invoke_payloads_are_error_bodies(services, case):
+def test_bad_invoke_payloads_are_error_bodies(services: Services, case: str) -> None:
     payload, code, text = BAD_INVOKES[case]
     answer = invoke({**payload, "identity": {"url": "x"}}, arn=APPROVER)
     assert answer["error"]["code"] == code, answer
@@ -304,7 +308,8 @@ def _scenarios(grants: GrantService | None) -> dict[tuple[str, str], dict[int, S
     return out
 
 
-def test_every_documented_grant_status_is_what_the_app_answers(aws, request):
+def test_every_documented_grant_status_is_what_the_app_answers(aws: tuple[Any, ClientFactory],
+                                                               request: pytest.FixtureRequest) -> None:
     from tests.functional.test_openapi import OPENAPI, schema_validator
 
     dynamodb, clients = aws

@@ -54,7 +54,7 @@ def _race(svc: GrantService, arn: str, action: Action, grant_id: str, barrier: t
         outcomes.append("conflict")
 
 
-def test_racing_approvers_get_exactly_one_outcome(dynamodb_url):
+def test_racing_approvers_get_exactly_one_outcome(dynamodb_url: str) -> None:
     create_grants_table(client(dynamodb_url), "grants-race")
     asker = service(dynamodb_url)
     racers = [(service(dynamodb_url), arn, action) for arn, action in

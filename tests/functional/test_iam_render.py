@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -103,7 +104,7 @@ def _rendered(world: dict[str, Any]) -> RenderedPolicies:
     return render_policies(world["policy"], lambda region: boto3.client("rds", region_name=region))
 
 
-def test_render_uses_resource_ids_and_only_iam_users(world):
+def test_render_uses_resource_ids_and_only_iam_users(world: dict[str, Any]) -> None:
     rendered = _rendered(world)
     expected_signer = sorted([
         dbuser_arn(REGION, ACCOUNT, world["instance_rid"], "orders_app"),
@@ -122,7 +123,7 @@ def test_render_uses_resource_ids_and_only_iam_users(world):
     assert "etl_legacy" not in text and "reports_pw" not in text and "orders-prod/" not in text
 
 
-def test_rendered_policies_simulate_declared_allowed_undeclared_denied(world):
+def test_rendered_policies_simulate_declared_allowed_undeclared_denied(world: dict[str, Any]) -> None:
     rendered = _rendered(world)
     scp = parse_policy({"Version": "2012-10-17", "Statement": [rendered.scp_statement]}, "scp")
     full_access = parse_policy({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}, "FullAWSAccess")
@@ -153,7 +154,7 @@ def test_rendered_policies_simulate_declared_allowed_undeclared_denied(world):
     assert result.decision == "implicitDeny" and result.layer == "scp"
 
 
-def test_render_cli_then_simulate_cli(world, tmp_path):
+def test_render_cli_then_simulate_cli(world: dict[str, Any], tmp_path: Path) -> None:
     policy_file = tmp_path / "access.yaml"
     policy_file.write_text(POLICY)
     runner = CliRunner()
@@ -179,7 +180,7 @@ def test_render_cli_then_simulate_cli(world, tmp_path):
     assert no.exit_code == 1 and json.loads(no.output)["decision"] == "implicitDeny"
 
 
-def test_render_only_signer_refuses_when_several_signers(world, tmp_path):
+def test_render_only_signer_refuses_when_several_signers(world: dict[str, Any], tmp_path: Path) -> None:
     policy_file = tmp_path / "access.yaml"
     policy_file.write_text(POLICY)
     out = CliRunner().invoke(cli, ["policy", "render", str(policy_file), "--only", "signer"])
@@ -187,7 +188,7 @@ def test_render_only_signer_refuses_when_several_signers(world, tmp_path):
     assert "several" in out.output and "Traceback" not in out.output
 
 
-def test_render_unknown_database_is_one_line_exit_2(world, tmp_path):
+def test_render_unknown_database_is_one_line_exit_2(world: dict[str, Any], tmp_path: Path) -> None:
     policy_file = tmp_path / "access.yaml"
     policy_file.write_text(POLICY.replace("instance: orders-prod", "instance: no-such-db"))
     out = CliRunner().invoke(cli, ["policy", "render", str(policy_file)])
@@ -196,14 +197,14 @@ def test_render_unknown_database_is_one_line_exit_2(world, tmp_path):
     assert len(lines) == 1 and "no-such-db" in lines[0] and str(policy_file) in lines[0]
 
 
-def test_render_bad_policy_file_is_exit_2(tmp_path):
+def test_render_bad_policy_file_is_exit_2(tmp_path: Path) -> None:
     policy_file = tmp_path / "access.yaml"
     policy_file.write_text("version: 1\ndatabases: {}\nrules: [}\n")
     out = CliRunner().invoke(cli, ["policy", "render", str(policy_file)])
     assert out.exit_code == 2 and "Traceback" not in out.output
 
 
-def test_render_refuses_missing_resource_id(world):
+def test_render_refuses_missing_resource_id(world: dict[str, Any]) -> None:
     class NoId:
         def describe_db_instances(self, **_: Any) -> dict[str, Any]:
             return {"DBInstances": [{"DBInstanceArn": f"arn:aws:rds:{REGION}:{ACCOUNT}:db:orders-prod"}]}

@@ -91,7 +91,7 @@ def render(tmp_path: Path, text: str = POLICY, *args: str) -> Result:
     return CliRunner().invoke(cli, ["policy", "render", str(path), *args])
 
 
-def test_two_labelled_legs_for_both_modes(world, tmp_path):
+def test_two_labelled_legs_for_both_modes(world: dict[str, str], tmp_path: Path) -> None:
     out = render(tmp_path)
     assert out.exit_code == 0, out.output
     doc = json.loads(out.output)
@@ -118,7 +118,7 @@ def test_two_labelled_legs_for_both_modes(world, tmp_path):
     assert decrypt["Condition"] == {"StringEquals": {"kms:ViaService": f"secretsmanager.{REGION}.amazonaws.com"}}
 
 
-def test_leg_two_simulates_allowed_on_the_target_and_nowhere_else(world, tmp_path):
+def test_leg_two_simulates_allowed_on_the_target_and_nowhere_else(world: dict[str, str], tmp_path: Path) -> None:
     one = POLICY.split("  reports-proxy:")[0] + POLICY.split("    users:\n      reports_ro: {auth: iam}\n")[1]
     out = render(tmp_path, one, "--only", "proxy-role")
     assert out.exit_code == 0, out.output
@@ -136,20 +136,20 @@ def test_leg_two_simulates_allowed_on_the_target_and_nowhere_else(world, tmp_pat
     assert json.loads(simulate(world["instance_rid"], "postgres").output)["decision"] == "implicitDeny"
 
 
-def test_only_proxy_role_with_two_proxies_is_one_line_exit_2(world, tmp_path):
+def test_only_proxy_role_with_two_proxies_is_one_line_exit_2(world: dict[str, str], tmp_path: Path) -> None:
     out = render(tmp_path, POLICY, "--only", "proxy-role")
     assert out.exit_code == 2 and "exactly one proxy database, the policy has 2" in out.output
     assert "Traceback" not in out.output
 
 
-def test_a_target_rds_does_not_know_is_one_line_exit_2(world, tmp_path):
+def test_a_target_rds_does_not_know_is_one_line_exit_2(world: dict[str, str], tmp_path: Path) -> None:
     out = render(tmp_path, POLICY.replace("target_cluster: reports-aurora", "target_cluster: gone"))
     assert out.exit_code == 2
     lines = [line for line in out.output.splitlines() if line]
     assert len(lines) == 1 and "gone" in lines[0] and "reports-proxy" in lines[0]
 
 
-def test_a_secrets_proxy_without_a_secret_is_one_line_exit_2(world, tmp_path):
+def test_a_secrets_proxy_without_a_secret_is_one_line_exit_2(world: dict[str, str], tmp_path: Path) -> None:
     out = render(tmp_path, POLICY.replace("target_instance: orders-prod\n    target_auth: iam",
                                           "target_instance: orders-prod\n    target_auth: secrets"))
     assert out.exit_code == 2

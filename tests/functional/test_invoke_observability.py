@@ -102,7 +102,7 @@ def run_child() -> tuple[list[dict[str, Any]], dict[str, Any]]:
     return lines, json.loads(done.stderr.strip().splitlines()[-1])
 
 
-def test_each_direct_invoke_flushes_its_metrics_and_carries_its_lambda_request_id():
+def test_each_direct_invoke_flushes_its_metrics_and_carries_its_lambda_request_id() -> None:
     lines, summary = run_child()
     assert summary == {"vended": INVOKES, "last": "forbidden"}
     request_ids = [f"lambda-req-{i:03d}" for i in range(INVOKES)]

@@ -14,7 +14,7 @@ import logging
 import socket
 import textwrap
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -230,12 +230,12 @@ def error_code(answer: dict[str, Any]) -> str:
 # --------------------------------------------------------------------------- tests
 
 
-def test_vend_is_registered_in_the_app():
+def test_vend_is_registered_in_the_app() -> None:
     names = {fn.name for fn in app_module.app.pure_lambda_functions}
     assert "vend" in names
 
 
-def test_valid_proof_from_an_assumed_role_vends(sts, wired):
+def test_valid_proof_from_an_assumed_role_vends(sts: MotoSts, wired: None) -> None:
     answer = invoke(payload_for(sts, assumed(sts, "invoker-blue")))
     assert set(answer) == {"token", "expires_at", "ttl_seconds", "database", "db_user", "engine", "host",
                            "port", "dbname", "region", "sslmode", "ssl_root_cert", "dsn", "rule"}, answer
@@ -246,7 +246,7 @@ def test_valid_proof_from_an_assumed_role_vends(sts, wired):
     assert answer["token"] not in answer["dsn"]
 
 
-def test_proof_from_the_default_https_sts_endpoint_shape():
+def test_proof_from_the_default_https_sts_endpoint_shape() -> None:
     session = boto3.Session(aws_access_key_id="AKIDEXAMPLE", aws_secret_access_key="x", region_name="eu-west-1")
     proof = build_identity_proof("srv", session=session)
     assert proof["url"] == "https://sts.eu-west-1.amazonaws.com/"
@@ -254,17 +254,17 @@ def test_proof_from_the_default_https_sts_endpoint_shape():
     assert "x-rdsvend-server-id" in proof["headers"]["Authorization"].split("SignedHeaders=")[1]
 
 
-def test_forbidden_user_gets_forbidden(sts, wired):
+def test_forbidden_user_gets_forbidden(sts: MotoSts, wired: None) -> None:
     mallory = boto3.Session(aws_access_key_id=sts.mallory["AccessKeyId"],
                             aws_secret_access_key=sts.mallory["SecretAccessKey"], region_name="us-east-1")
     assert error_code(invoke(payload_for(sts, mallory))) == "forbidden"
 
 
-def test_role_no_rule_names_gets_forbidden(sts, wired):
+def test_role_no_rule_names_gets_forbidden(sts: MotoSts, wired: None) -> None:
     assert error_code(invoke(payload_for(sts, assumed(sts, "unlisted-role")))) == "forbidden"
 
 
-def test_credentials_sts_does_not_know_are_unauthenticated(sts, wired):
+def test_credentials_sts_does_not_know_are_unauthenticated(sts: MotoSts, wired: None) -> None:
     # moto answers an unknown key with a placeholder identity (user/moto under sts:), which
     # rdsvend does not accept as a principal.
     stranger = boto3.Session(aws_access_key_id="AKIAUNKNOWNKEY000000", aws_secret_access_key="x",
@@ -272,7 +272,7 @@ def test_credentials_sts_does_not_know_are_unauthenticated(sts, wired):
     assert error_code(invoke(payload_for(sts, stranger))) == "unauthenticated"
 
 
-def test_sts_refusing_the_signature_is_unauthenticated(sts, service):
+def test_sts_refusing_the_signature_is_unauthenticated(sts: MotoSts, service: VendingService) -> None:
     body = (b'<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error><Type>Sender</Type>'
             b"<Code>SignatureDoesNotMatch</Code><Message>The request signature we calculated does not match"
             b"</Message></Error><RequestId>r</RequestId></ErrorResponse>")
@@ -288,7 +288,7 @@ def test_sts_refusing_the_signature_is_unauthenticated(sts, service):
         stub.close()
 
 
-def test_sts_throttling_is_upstream_unavailable_with_retry_after(sts, service):
+def test_sts_throttling_is_upstream_unavailable_with_retry_after(sts: MotoSts, service: VendingService) -> None:
     body = b"<ErrorResponse><Error><Code>Throttling</Code><Message>Rate exceeded</Message></Error></ErrorResponse>"
     stub = StubServer(400, body)
     try:
@@ -302,7 +302,7 @@ def test_sts_throttling_is_upstream_unavailable_with_retry_after(sts, service):
         stub.close()
 
 
-def test_source_ip_condition_fails_closed_on_direct_invoke(sts, wired):
+def test_source_ip_condition_fails_closed_on_direct_invoke(sts: MotoSts, wired: None) -> None:
     # Over HTTP, the same role from an address inside 10.0.0.0/8 is allowed ...
     event = load_event("post_tokens")
     event["requestContext"]["identity"].update(
@@ -313,14 +313,14 @@ def test_source_ip_condition_fails_closed_on_direct_invoke(sts, wired):
     assert error_code(invoke(payload_for(sts, assumed(sts, "ipbound-app")))) == "forbidden"
 
 
-def test_missing_server_id_header(sts, wired):
+def test_missing_server_id_header(sts: MotoSts, wired: None) -> None:
     payload = payload_for(sts, assumed(sts, "invoker-blue"))
     del payload["identity"]["headers"][SERVER_ID_HEADER]
     answer = invoke(payload)
     assert error_code(answer) == "unauthenticated"
 
 
-def test_unsigned_server_id_header(sts, wired):
+def test_unsigned_server_id_header(sts: MotoSts, wired: None) -> None:
     payload = payload_for(sts, assumed(sts, "invoker-blue"))
     headers = payload["identity"]["headers"]
     auth = headers["Authorization"]
@@ -328,7 +328,8 @@ def test_unsigned_server_id_header(sts, wired):
     assert error_code(invoke(payload)) == "unauthenticated"
 
 
-def test_server_id_added_after_signing_is_not_signed(sts, service, verifier, caplog):
+def test_server_id_added_after_signing_is_not_signed(sts: MotoSts, service: VendingService, verifier: StsVerifier,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
     session = assumed(sts, "invoker-blue")
     from botocore.auth import SigV4Auth
     from botocore.awsrequest import AWSRequest
@@ -345,12 +346,12 @@ def test_server_id_added_after_signing_is_not_signed(sts, service, verifier, cap
     assert error_code(answer) == "unauthenticated"
 
 
-def test_wrong_server_id(sts, wired):
+def test_wrong_server_id(sts: MotoSts, wired: None) -> None:
     answer = invoke(payload_for(sts, assumed(sts, "invoker-blue"), server_id="another-rdsvend"))
     assert error_code(answer) == "unauthenticated"
 
 
-def test_ten_minute_old_proof_is_refused_and_four_minute_old_is_not(sts, service):
+def test_ten_minute_old_proof_is_refused_and_four_minute_old_is_not(sts: MotoSts, service: VendingService) -> None:
     payload = payload_for(sts, assumed(sts, "invoker-blue"))
     signed_at = datetime.strptime(payload["identity"]["headers"]["X-Amz-Date"], "%Y%m%dT%H%M%SZ") \
         .replace(tzinfo=UTC)
@@ -363,7 +364,7 @@ def test_ten_minute_old_proof_is_refused_and_four_minute_old_is_not(sts, service
     assert "token" in handle_vend(payload, "r2", service=service, verifier=recent)
 
 
-def test_proof_dated_in_the_future_is_refused(sts, service):
+def test_proof_dated_in_the_future_is_refused(sts: MotoSts, service: VendingService) -> None:
     payload = payload_for(sts, assumed(sts, "invoker-blue"))
     signed_at = datetime.strptime(payload["identity"]["headers"]["X-Amz-Date"], "%Y%m%dT%H%M%SZ") \
         .replace(tzinfo=UTC)
@@ -372,7 +373,8 @@ def test_proof_dated_in_the_future_is_refused(sts, service):
     assert error_code(handle_vend(payload, "r1", service=service, verifier=early)) == "unauthenticated"
 
 
-def test_proof_whose_url_points_elsewhere_contacts_nobody(sts, service, verifier):
+def test_proof_whose_url_points_elsewhere_contacts_nobody(sts: MotoSts, service: VendingService,
+                                                          verifier: StsVerifier) -> None:
     elsewhere = RecordingListener()
     try:
         session = assumed(sts, "invoker-blue")
@@ -398,7 +400,7 @@ def test_proof_whose_url_points_elsewhere_contacts_nobody(sts, service, verifier
     assert elsewhere.connections == 0
 
 
-def test_redirect_from_sts_is_not_followed(sts, service):
+def test_redirect_from_sts_is_not_followed(sts: MotoSts, service: VendingService) -> None:
     elsewhere = RecordingListener()
     stub = StubServer(307, headers={"Location": elsewhere.url + "/"})
     try:
@@ -413,7 +415,7 @@ def test_redirect_from_sts_is_not_followed(sts, service):
     assert elsewhere.connections == 0
 
 
-def test_sts_that_never_answers_is_cut_off(sts, service):
+def test_sts_that_never_answers_is_cut_off(sts: MotoSts, service: VendingService) -> None:
     stub = StubServer(200, hang=True)
     try:
         payload = invoke_payload("orders-prod", "orders_app", SERVER_ID, session=assumed(sts, "invoker-blue"),
@@ -425,13 +427,15 @@ def test_sts_that_never_answers_is_cut_off(sts, service):
         stub.close()
 
 
-def test_other_sts_actions_are_refused_before_sending(sts, service, verifier):
+def test_other_sts_actions_are_refused_before_sending(sts: MotoSts, service: VendingService,
+                                                      verifier: StsVerifier) -> None:
     payload = payload_for(sts, assumed(sts, "invoker-blue"))
     payload["identity"]["body"] = "Action=AssumeRole&Version=2011-06-15&RoleArn=x&RoleSessionName=y"
     assert error_code(handle_vend(payload, "r1", service=service, verifier=verifier)) == "unauthenticated"
 
 
-def test_unconfigured_server_id_refuses_every_proof(sts, service, monkeypatch):
+def test_unconfigured_server_id_refuses_every_proof(sts: MotoSts, service: VendingService,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("RDSVEND_SERVER_ID", raising=False)
     set_verifier(None)
     try:
@@ -459,7 +463,8 @@ def test_unconfigured_server_id_refuses_every_proof(sts, service, monkeypatch):
         ({"database": "orders-prod", "db_user": "orders_app", "identity": {"url": "x" * 100_000}}, "payload"),
     ],
 )
-def test_malformed_payloads_are_invalid_requests(wired, payload, field):
+def test_malformed_payloads_are_invalid_requests(wired: None, payload: dict[str, Any] | int | list[Any] | str | None,
+                                                 field: str) -> None:
     answer = invoke(payload)
     assert error_code(answer) == "invalid_request"
     assert field in answer["error"]["message"]
@@ -480,7 +485,8 @@ def test_malformed_payloads_are_invalid_requests(wired, payload, field):
         (lambda p: p["identity"]["headers"].update({f"X-H{i}": "v" for i in range(40)}), "identity.headers"),
     ],
 )
-def test_malformed_proofs_are_invalid_requests(sts, service, verifier, mutate, fragment):
+def test_malformed_proofs_are_invalid_requests(sts: MotoSts, service: VendingService, verifier: StsVerifier,
+                                               mutate: Callable[[dict[str, Any]], object], fragment: str) -> None:
     payload = payload_for(sts, assumed(sts, "invoker-blue"))
     mutate(payload)
     answer = handle_vend(payload, "r1", service=service, verifier=verifier)
@@ -501,14 +507,15 @@ _payloads = _json | st.fixed_dictionaries(
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(payload=_payloads)
-def test_hostile_payloads_always_get_an_error_payload(service, payload):
+def test_hostile_payloads_always_get_an_error_payload(service: VendingService, payload: object) -> None:
     # No STS is reachable here (a closed loopback port): nothing random gets that far anyway.
     verifier = StsVerifier(ProofConfig(sts_endpoint="http://127.0.0.1:9", server_id=SERVER_ID))
     answer = handle_vend(payload, "r-fuzz", service=service, verifier=verifier)
     assert error_code(answer) in {"invalid_request", "unauthenticated"}
 
 
-def test_proof_and_token_never_reach_logs_or_output(sts, wired, caplog):
+def test_proof_and_token_never_reach_logs_or_output(sts: MotoSts, wired: None,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     out, err = io.StringIO(), io.StringIO()
     session = assumed(sts, "invoker-blue")

@@ -70,7 +70,7 @@ def _secret(account: str, policy: str | None = None) -> str:
     return arn
 
 
-def test_identity_allows_and_no_grant_is_an_identity_denial(aws):
+def test_identity_allows_and_no_grant_is_an_identity_denial(aws: None) -> None:
     granted = _user(A, "granted", _allow("secretsmanager:GetSecretValue"))
     bare = _user(A, "bare")
     arn = _secret(A)
@@ -80,14 +80,14 @@ def test_identity_allows_and_no_grant_is_an_identity_denial(aws):
     assert denial.message().endswith("because no identity-based policy allows the secretsmanager:GetSecretValue action")
 
 
-def test_a_same_account_resource_policy_grant_needs_no_identity_grant(aws):
+def test_a_same_account_resource_policy_grant_needs_no_identity_grant(aws: None) -> None:
     bare = _user(A, "bare")
     arn = _secret(A, _doc({"Effect": "Allow", "Principal": {"AWS": bare.arn}, "Action": "secretsmanager:GetSecretValue",
                            "Resource": "*"}))
     assert _decide(bare, "secretsmanager:GetSecretValue", arn, "secretsmanager") is None
 
 
-def test_cross_account_needs_both_the_identity_and_the_resource_policy(aws):
+def test_cross_account_needs_both_the_identity_and_the_resource_policy(aws: None) -> None:
     outsider = _user(B, "outsider", _allow("secretsmanager:GetSecretValue"))
     unnamed = _secret(A)
     denial = _denied(outsider, "secretsmanager:GetSecretValue", unnamed, "secretsmanager")
@@ -102,7 +102,7 @@ def test_cross_account_needs_both_the_identity_and_the_resource_policy(aws):
     assert _denied(nobody, "secretsmanager:GetSecretValue", named, "secretsmanager").layer == "identity"
 
 
-def test_an_explicit_deny_in_a_resource_policy_beats_an_identity_allow(aws):
+def test_an_explicit_deny_in_a_resource_policy_beats_an_identity_allow(aws: None) -> None:
     user = _user(A, "u", _allow("secretsmanager:GetSecretValue"))
     arn = _secret(A, _doc({"Effect": "Deny", "Principal": "*", "Action": "secretsmanager:*", "Resource": "*"}))
     denial = _denied(user, "secretsmanager:GetSecretValue", arn, "secretsmanager")
@@ -119,7 +119,7 @@ def _role(account: str, name: str, principal: str | dict[str, Any], *statements:
     return arn
 
 
-def test_assume_role_follows_the_trust_policy(aws):
+def test_assume_role_follows_the_trust_policy(aws: None) -> None:
     named = _user(A, "named")
     role = _role(A, "r", {"AWS": named.arn})
     assert _decide(named, "sts:AssumeRole", role, "sts") is None  # named exactly, same account: trust alone
@@ -131,7 +131,7 @@ def test_assume_role_follows_the_trust_policy(aws):
     assert missing.layer == "resource" and "does not exist" in missing.detail
 
 
-def test_a_trusted_account_still_needs_the_callers_own_permission(aws):
+def test_a_trusted_account_still_needs_the_callers_own_permission(aws: None) -> None:
     role = _role(A, "reader", {"AWS": f"arn:aws:iam::{B}:root"})
     allowed = _user(B, "allowed", _allow("sts:AssumeRole", role))
     bare = _user(B, "bare")
@@ -139,7 +139,7 @@ def test_a_trusted_account_still_needs_the_callers_own_permission(aws):
     assert _denied(bare, "sts:AssumeRole", role, "sts").layer == "identity"
 
 
-def test_the_management_root_may_assume_only_what_trusts_it(aws):
+def test_the_management_root_may_assume_only_what_trusts_it(aws: None) -> None:
     root = Principal(f"arn:aws:iam::{B}:root", B, root=True)
     trusting = _role(A, "admin", {"AWS": f"arn:aws:iam::{B}:root"})
     other = _role(A, "lambda-only", {"Service": "lambda.amazonaws.com"})
@@ -148,7 +148,7 @@ def test_the_management_root_may_assume_only_what_trusts_it(aws):
     assert _denied(root, "sts:AssumeRole", other, "sts").layer == "resource"
 
 
-def test_a_session_policy_narrows_a_role_session(aws):
+def test_a_session_policy_narrows_a_role_session(aws: None) -> None:
     role = _role(A, "wide", {"AWS": f"arn:aws:iam::{A}:root"}, _allow("secretsmanager:*"))
     sts = _client("sts", A)
     creds = sts.assume_role(RoleArn=role, RoleSessionName="narrow",
@@ -160,7 +160,7 @@ def test_a_session_policy_narrows_a_role_session(aws):
     assert _denied(session, "secretsmanager:GetSecretValue", arn, "secretsmanager", key=key).layer == "session"
 
 
-def test_scps_bind_member_accounts(aws):
+def test_scps_bind_member_accounts(aws: None) -> None:
     orgs = _client("organizations", A)
     orgs.create_organization(FeatureSet="ALL")
     member = orgs.create_account(AccountName="m", Email="m@x.test")["CreateAccountStatus"]["AccountId"]
@@ -174,12 +174,12 @@ def test_scps_bind_member_accounts(aws):
     assert _decide(manager, "secretsmanager:ListSecrets", "*", "secretsmanager") is None  # management account
 
 
-def test_a_principal_that_no_longer_exists_is_refused(aws):
+def test_a_principal_that_no_longer_exists_is_refused(aws: None) -> None:
     ghost = Principal(f"arn:aws:iam::{A}:user/ghost", A)
     assert _denied(ghost, "secretsmanager:ListSecrets", "*", "secretsmanager").detail == "the principal does not exist"
 
 
-def test_policies_are_read_again_after_a_change(aws):
+def test_policies_are_read_again_after_a_change(aws: None) -> None:
     user = _user(A, "u")
     decider = Decider()
     assert _decide(user, "secretsmanager:ListSecrets", "*", "secretsmanager", decider) is not None

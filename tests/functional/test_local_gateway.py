@@ -84,7 +84,7 @@ def call(gw: Gateway, method: str, path: str, body: object = None, *, cred: Cred
     return requests.request(method, prepared.url, headers=dict(prepared.headers), data=prepared.body, timeout=timeout)
 
 
-def test_event_carries_the_identity_the_signature_proves(gateway):
+def test_event_carries_the_identity_the_signature_proves(gateway: Gateway) -> None:
     answer = call(gateway, "GET", "/v1/whoami").json()
     identity = answer["context"]["identity"]
     assert identity["userArn"] == USER.principal_arn
@@ -100,12 +100,12 @@ def test_event_carries_the_identity_the_signature_proves(gateway):
     assert len(context["requestId"]) == 36
 
 
-def test_session_credentials_sign_with_their_token(gateway):
+def test_session_credentials_sign_with_their_token(gateway: Gateway) -> None:
     identity = call(gateway, "GET", "/v1/whoami", cred=SESSION).json()["context"]["identity"]
     assert identity["userArn"] == SESSION.principal_arn
 
 
-def test_path_and_query_parameters_and_body_reach_the_app(gateway):
+def test_path_and_query_parameters_and_body_reach_the_app(gateway: Gateway) -> None:
     response = call(gateway, "POST", "/v1/things/tea%20pot?size=big&size=small&empty=", {"n": 1},
                     headers={"Content-Type": "application/json", "X-Extra": "1"})
     answer = response.json()
@@ -117,40 +117,40 @@ def test_path_and_query_parameters_and_body_reach_the_app(gateway):
     assert "x-amzn-requestid" in {k.lower() for k in response.headers}
 
 
-def test_app_responses_are_mapped_back(gateway):
+def test_app_responses_are_mapped_back(gateway: Gateway) -> None:
     response = call(gateway, "GET", "/v1/teapot")
     assert (response.status_code, response.text, response.headers["X-Tea"]) == (418, "short and stout", "yes")
 
 
-def test_an_app_failure_is_a_bare_500_without_detail(gateway):
+def test_an_app_failure_is_a_bare_500_without_detail(gateway: Gateway) -> None:
     response = call(gateway, "GET", "/v1/boom")
     assert response.status_code == 500
     assert "ZeroDivisionError" not in response.text and "Traceback" not in response.text
 
 
 @pytest.mark.parametrize("path", ["/v1/whoami", "/v1/nothing-here", "/"])
-def test_unsigned_is_missing_authentication_token(gateway, path):
+def test_unsigned_is_missing_authentication_token(gateway: Gateway, path: str) -> None:
     response = requests.get(gateway.url + path, timeout=10)
     assert response.status_code == 403
     assert response.json() == {"message": "Missing Authentication Token"}
     assert response.headers["x-amzn-ErrorType"] == "MissingAuthenticationTokenException"
 
 
-def test_signed_but_unknown_route_or_method_is_missing_authentication_token(gateway):
+def test_signed_but_unknown_route_or_method_is_missing_authentication_token(gateway: Gateway) -> None:
     for method, path in (("GET", "/v1/elsewhere"), ("DELETE", "/v1/whoami")):
         response = call(gateway, method, path)
         assert response.status_code == 403
         assert response.json() == {"message": "Missing Authentication Token"}
 
 
-def test_wrong_secret_is_a_signature_mismatch(gateway):
+def test_wrong_secret_is_a_signature_mismatch(gateway: Gateway) -> None:
     response = call(gateway, "GET", "/v1/whoami", secret="w" * 40)
     assert response.status_code == 403
     assert response.json()["message"].startswith("The request signature we calculated does not match")
     assert response.headers["x-amzn-ErrorType"] == "InvalidSignatureException"
 
 
-def test_stale_and_future_signatures_are_refused(gateway):
+def test_stale_and_future_signatures_are_refused(gateway: Gateway) -> None:
     now = datetime.now(UTC)
     stale = call(gateway, "GET", "/v1/whoami", at=now - timedelta(minutes=6))
     assert stale.status_code == 403 and stale.json()["message"].startswith("Signature expired: ")
@@ -160,34 +160,34 @@ def test_stale_and_future_signatures_are_refused(gateway):
     assert fresh.status_code == 200
 
 
-def test_unknown_key_is_an_invalid_security_token(gateway):
+def test_unknown_key_is_an_invalid_security_token(gateway: Gateway) -> None:
     stranger = Credential("AKIASTRANGER00000001", "s" * 40, None, "arn:aws:iam::999999999999:user/x", "999999999999")
     response = call(gateway, "GET", "/v1/whoami", cred=stranger)
     assert response.status_code == 403
     assert response.json() == {"message": "The security token included in the request is invalid."}
 
 
-def test_session_credentials_without_their_token_are_refused(gateway):
+def test_session_credentials_without_their_token_are_refused(gateway: Gateway) -> None:
     bare = Credential(SESSION.access_key_id, SESSION.secret_key, None, SESSION.principal_arn, SESSION.account)
     response = call(gateway, "GET", "/v1/whoami", cred=bare)
     assert response.status_code == 403
     assert SESSION.session_token is not None and SESSION.session_token not in response.text
 
 
-def test_refusals_never_echo_secrets(gateway):
+def test_refusals_never_echo_secrets(gateway: Gateway) -> None:
     response = call(gateway, "POST", "/v1/things/x", {"password": "hunter2"}, secret="z" * 40)
     assert response.status_code == 403
     for secret in (USER.secret_key, "hunter2", "Signature="):
         assert secret not in response.text
 
 
-def test_oversized_bodies_are_refused_before_reading(gateway):
+def test_oversized_bodies_are_refused_before_reading(gateway: Gateway) -> None:
     response = requests.post(gateway.url + "/v1/things/x", headers={"Content-Length": str(11 * 1024 * 1024)},
                              data=b"", timeout=10)
     assert response.status_code == 413
 
 
-def test_a_request_stuck_upstream_does_not_hold_up_other_callers(gateway):
+def test_a_request_stuck_upstream_does_not_hold_up_other_callers(gateway: Gateway) -> None:
     stuck: dict[str, requests.Response] = {}
     worker = threading.Thread(target=lambda: stuck.update(answer=call(gateway, "GET", "/v1/stuck")))
     worker.start()
@@ -205,7 +205,7 @@ def test_a_request_stuck_upstream_does_not_hold_up_other_callers(gateway):
     assert stuck["answer"].json() == {"path": "/v1/stuck"}
 
 
-def test_an_absolute_form_target_is_refused_not_served_from_another_path(gateway):
+def test_an_absolute_form_target_is_refused_not_served_from_another_path(gateway: Gateway) -> None:
     # Signed for the path "//evil/v1/whoami"; sent as the absolute-form target
     # "http://evil/v1/whoami", whose path (/v1/whoami) is not the one signed.
     request = AWSRequest(method="GET", url=gateway.url + "//evil/v1/whoami")
@@ -223,7 +223,7 @@ def test_an_absolute_form_target_is_refused_not_served_from_another_path(gateway
     assert json.loads(rest.partition(b"\r\n\r\n")[2]) == {"message": "request target must be a path"}
 
 
-def test_kept_alive_connections_serve_many_requests_and_the_backlog_takes_bursts(gateway):
+def test_kept_alive_connections_serve_many_requests_and_the_backlog_takes_bursts(gateway: Gateway) -> None:
     # (its latency, ~40 ms a request before headers and body left in one write, is in make bench)
     with requests.Session() as session:
         for _ in range(3):

@@ -30,11 +30,11 @@ from tests.support.policies import POLICY
 OPENAPI = yaml.safe_load((Path(__file__).resolve().parents[2] / "openapi.yaml").read_text())
 
 
-def test_document_is_valid_openapi():
+def test_document_is_valid_openapi() -> None:
     validate(OPENAPI)
 
 
-def test_app_routes_and_methods_match_the_document():
+def test_app_routes_and_methods_match_the_document() -> None:
     app_routes = {(path, method.lower()) for path, methods in app_module.app.routes.items() for method in methods}
     documented = {(path, method) for path, item in OPENAPI["paths"].items() for method in item}
     assert app_routes == documented
@@ -126,7 +126,8 @@ def schema_validator(schema: Any) -> OAS30Validator:
     return OAS30Validator(_in_spec(schema), registry=registry)
 
 
-def test_every_documented_status_is_what_the_app_answers(aws, tmp_path, monkeypatch):
+def test_every_documented_status_is_what_the_app_answers(aws: None, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     for (path, method), statuses in SCENARIOS.items():
         responses = OPENAPI["paths"][path][method]["responses"]
         documented = {int(code) for code, spec in responses.items() if spec.get("$ref", "").split("/")[-1]
@@ -180,7 +181,8 @@ def local_gateway() -> Iterator[Gateway]:
     ("POST", "/v1/tokens", False), ("GET", "/v1/databases", False), ("GET", "/v1/whoami", False),
     ("GET", "/v1/whoami", "bad"), ("TRACE", "/v1/whoami", False), ("TRACE", "/v1/whoami", "bad"),
 ])
-def test_the_gateways_own_refusals_are_documented(local_gateway, method, path, signed):
+def test_the_gateways_own_refusals_are_documented(local_gateway: Gateway, method: str, path: str,
+                                                  signed: bool | str) -> None:
     import requests
 
     from tests.functional.test_local_gateway import call

@@ -68,7 +68,7 @@ def call(db_user: str) -> tuple[int, Any]:
     return answer["statusCode"], json.loads(answer["body"])
 
 
-def test_password_user_is_refused_like_any_other_refusal(service):
+def test_password_user_is_refused_like_any_other_refusal(service: VendingService) -> None:
     ok_status, ok_body = call("orders_app")
     assert ok_status == 200, ok_body  # the same caller gets IAM users of that database
     status, body = call("reports_legacy")

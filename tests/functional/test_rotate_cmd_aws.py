@@ -47,7 +47,7 @@ def stubbed(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stubber]:
         yield stub
 
 
-def test_a_refused_rotate_secret_is_one_line_and_exit_1(policy_file, stubbed):
+def test_a_refused_rotate_secret_is_one_line_and_exit_1(policy_file: str, stubbed: Stubber) -> None:
     stubbed.add_client_error("rotate_secret", "AccessDeniedException", "User is not authorized",
                              expected_params={"SecretId": ARN})
     result = CliRunner().invoke(rotate_cmd.rotate, ["orders", "reports", "--policy", policy_file, "--aws"])
@@ -55,7 +55,8 @@ def test_a_refused_rotate_secret_is_one_line_and_exit_1(policy_file, stubbed):
     assert result.output.strip() == f"rdsvend: RotateSecret failed for {ARN}: AccessDeniedException"
 
 
-def test_a_rotation_that_never_finishes_names_the_function_log(policy_file, stubbed, monkeypatch):
+def test_a_rotation_that_never_finishes_names_the_function_log(policy_file: str, stubbed: Stubber,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     stubbed.add_response("rotate_secret", {"ARN": ARN, "Name": "rdsvend/orders/reports", "VersionId": TOKEN},
                          {"SecretId": ARN})
     for _ in range(3):

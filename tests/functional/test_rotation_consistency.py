@@ -121,7 +121,7 @@ def refusal(sm: Any, arn: str, name: str, token: str, db: Database, **kwargs: An
     return line
 
 
-def test_a_previous_version_naming_another_server_is_never_logged_in_with(sm):
+def test_a_previous_version_naming_another_server_is_never_logged_in_with(sm: Any) -> None:
     # AWSCURRENT was edited (now names the right port 5432 with a password the server no longer
     # has); AWSPREVIOUS names another server of the same engine (5433) where its password works.
     wrong = VALUE | {"port": 5433, "password": "other-password-2"}
@@ -134,7 +134,7 @@ def test_a_previous_version_naming_another_server_is_never_logged_in_with(sm):
     assert db.changes == [] and 5433 not in db.attempts  # nothing changed, the other server never reached
 
 
-def test_a_pending_value_naming_another_port_than_the_policy_is_refused_before_any_login(sm):
+def test_a_pending_value_naming_another_port_than_the_policy_is_refused_before_any_login(sm: Any) -> None:
     arn = make_secret(sm, VALUE | {"port": 5433})
     db = Database((5433, "reports", "the-current-password-1"))
     token = str(uuid.uuid4())
@@ -144,7 +144,7 @@ def test_a_pending_value_naming_another_port_than_the_policy_is_refused_before_a
     assert db.changes == [] and db.attempts == []
 
 
-def test_a_current_value_naming_another_user_is_refused(sm):
+def test_a_current_value_naming_another_user_is_refused(sm: Any) -> None:
     arn = make_secret(sm, VALUE)
     db = Database((5432, "reports", "the-current-password-1"))
     token = str(uuid.uuid4())
@@ -156,7 +156,7 @@ def test_a_current_value_naming_another_user_is_refused(sm):
     assert db.changes == []
 
 
-def test_a_password_that_does_not_then_log_in_is_put_back(sm):
+def test_a_password_that_does_not_then_log_in_is_put_back(sm: Any) -> None:
     arn = make_secret(sm, VALUE)
 
     class Forgetful(Database):
@@ -176,7 +176,7 @@ def test_a_password_that_does_not_then_log_in_is_put_back(sm):
     assert (5432, "reports", "the-current-password-1") in db.logins  # AWSCURRENT still logs in
 
 
-def test_a_second_rotation_in_flight_is_refused_naming_the_fix(sm):
+def test_a_second_rotation_in_flight_is_refused_naming_the_fix(sm: Any) -> None:
     arn = make_secret(sm, VALUE)
     db = Database((5432, "reports", "the-current-password-1"))
     first, second = str(uuid.uuid4()), str(uuid.uuid4())

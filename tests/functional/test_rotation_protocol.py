@@ -79,12 +79,12 @@ def refused(sm: Any, arn: str, step: str, token: str, **kwargs: Any) -> str:
     return line
 
 
-def test_rotation_must_be_enabled(sm):
+def test_rotation_must_be_enabled(sm: Any) -> None:
     arn = make_secret(sm, enable=False)
     assert refused(sm, arn, "createSecret", str(uuid.uuid4())).endswith("rotation is not enabled on the secret")
 
 
-def test_the_token_must_be_a_version_staged_awspending(sm):
+def test_the_token_must_be_a_version_staged_awspending(sm: Any) -> None:
     arn = make_secret(sm)
     stranger = str(uuid.uuid4())
     line = refused(sm, arn, "setSecret", stranger, store=BotoSecretStore(sm))
@@ -98,14 +98,14 @@ def test_the_token_must_be_a_version_staged_awspending(sm):
     assert done["action"] == "nothing to do: the version is already AWSCURRENT"
 
 
-def test_only_secrets_the_policy_declares_are_rotated(sm):
+def test_only_secrets_the_policy_declares_are_rotated(sm: Any) -> None:
     other = sm.create_secret(Name="rdsvend/orders/someone-else", SecretString=json.dumps(VALUE))["ARN"]
     sm.rotate_secret(SecretId=other, RotationRules={"AutomaticallyAfterDays": 30}, RotateImmediately=False)
     assert refused(sm, other, "createSecret", str(uuid.uuid4())).endswith(
         "no auth: password user of the access policy declares this secret")
 
 
-def test_create_secret_is_idempotent_and_keeps_the_login(sm):
+def test_create_secret_is_idempotent_and_keeps_the_login(sm: Any) -> None:
     arn = make_secret(sm)
     token = str(uuid.uuid4())
     store = LocalRotationStore(sm, token)
@@ -122,7 +122,7 @@ def test_create_secret_is_idempotent_and_keeps_the_login(sm):
     assert json.loads(sm.get_secret_value(SecretId=arn, VersionStage="AWSCURRENT")["SecretString"]) == VALUE
 
 
-def test_alternating_users_switch_to_the_clone_and_need_the_master_secret(sm):
+def test_alternating_users_switch_to_the_clone_and_need_the_master_secret(sm: Any) -> None:
     arn = make_secret(sm)
     line = refused(sm, arn, "createSecret", str(uuid.uuid4()), rotation="alternating-users")
     assert line.endswith("alternating-users rotation needs 'masterarn' in the secret")
@@ -134,7 +134,7 @@ def test_alternating_users_switch_to_the_clone_and_need_the_master_secret(sm):
     assert (pending["username"], pending["masterarn"]) == ("reports_clone", master["ARN"])
 
 
-def test_a_secret_that_is_not_a_database_secret_is_named_not_shown(sm):
+def test_a_secret_that_is_not_a_database_secret_is_named_not_shown(sm: Any) -> None:
     arn = make_secret(sm, {"engine": "oracle", "host": "h", "username": "reports", "password": "the-current-password-1"})
     line = refused(sm, arn, "createSecret", str(uuid.uuid4()))
     assert "the AWSCURRENT value: invalid engine 'oracle'" in line

@@ -4,6 +4,7 @@ from __future__ import annotations
 import socket
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from unittest import mock
 from unittest.mock import MagicMock
@@ -40,7 +41,7 @@ def no_backoff_sleep() -> Iterator[MagicMock]:
         yield sleep
 
 
-def test_throttling_is_retried_a_bounded_number_of_times_then_503(no_backoff_sleep):
+def test_throttling_is_retried_a_bounded_number_of_times_then_503(no_backoff_sleep: MagicMock) -> None:
     faults = FaultInjector("Throttling", 400)
     with pytest.raises(UpstreamUnavailableError) as info:
         mint(minter_for(faults.factory))
@@ -54,7 +55,7 @@ def test_throttling_is_retried_a_bounded_number_of_times_then_503(no_backoff_sle
     assert err.__cause__ is None and err.__suppress_context__
 
 
-def test_a_throttle_that_clears_within_the_retries_still_vends(no_backoff_sleep):
+def test_a_throttle_that_clears_within_the_retries_still_vends(no_backoff_sleep: MagicMock) -> None:
     with mock_aws():
         faults = FaultInjector("Throttling", 400, failures=2)
         token = mint(minter_for(faults.factory))
@@ -62,7 +63,7 @@ def test_a_throttle_that_clears_within_the_retries_still_vends(no_backoff_sleep)
     assert "X-Amz-Security-Token=" in token.token
 
 
-def test_server_errors_are_retried_then_503(no_backoff_sleep):
+def test_server_errors_are_retried_then_503(no_backoff_sleep: MagicMock) -> None:
     faults = FaultInjector("InternalFailure", 500)
     with pytest.raises(UpstreamUnavailableError) as info:
         mint(minter_for(faults.factory))
@@ -70,7 +71,7 @@ def test_server_errors_are_retried_then_503(no_backoff_sleep):
     assert info.value.retry_after == 5
 
 
-def test_access_denied_is_not_retried_and_is_503(no_backoff_sleep):
+def test_access_denied_is_not_retried_and_is_503(no_backoff_sleep: MagicMock) -> None:
     faults = FaultInjector("AccessDenied", 403)
     with pytest.raises(UpstreamUnavailableError) as info:
         mint(minter_for(faults.factory))
@@ -105,7 +106,8 @@ def silent_server() -> Iterator[tuple[str, list[socket.socket]]]:
     sock.close()
 
 
-def test_a_hanging_sts_times_out_after_bounded_retries(silent_server, no_backoff_sleep):
+def test_a_hanging_sts_times_out_after_bounded_retries(silent_server: tuple[str, list[socket.socket]],
+                                                       no_backoff_sleep: MagicMock) -> None:
     url, accepted = silent_server
     config = Config(connect_timeout=0.3, read_timeout=0.3, retries={"mode": "standard", "total_max_attempts": 2})
     session = boto3.Session()
@@ -120,7 +122,8 @@ def test_a_hanging_sts_times_out_after_bounded_retries(silent_server, no_backoff
     assert len(accepted) == 2  # one connection per attempt, then it gave up
 
 
-def test_missing_function_credentials_are_503_not_a_botocore_exception(monkeypatch, tmp_path):
+def test_missing_function_credentials_are_503_not_a_botocore_exception(monkeypatch: pytest.MonkeyPatch,
+                                                                       tmp_path: Path) -> None:
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))

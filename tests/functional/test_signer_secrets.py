@@ -55,7 +55,8 @@ def everything_logged(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixt
     return caplog
 
 
-def test_successful_mints_log_no_secret(everything_logged, capsys):
+def test_successful_mints_log_no_secret(everything_logged: pytest.LogCaptureFixture,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
     with mock_aws():
         minter = TokenMinter(credentials=StaticCredentialsProvider(OWN),
                              assume_role=StsRoleAssumer(ClientFactory(boto3.Session)))
@@ -70,7 +71,8 @@ def test_successful_mints_log_no_secret(everything_logged, capsys):
     assert_clean(repr(minter) + repr(own) + repr(role) + repr(role_creds) + str(role_creds), secrets)
 
 
-def test_failures_carry_no_secret_in_text_logs_or_traceback(everything_logged, capsys):
+def test_failures_carry_no_secret_in_text_logs_or_traceback(everything_logged: pytest.LogCaptureFixture,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
     with mock.patch("botocore.endpoint.time.sleep"):
         faults = FaultInjector("Throttling", 400)
         minter = TokenMinter(credentials=StaticCredentialsProvider(OWN), assume_role=StsRoleAssumer(faults.factory))
@@ -88,7 +90,7 @@ def test_failures_carry_no_secret_in_text_logs_or_traceback(everything_logged, c
     assert session_creds.secret_key not in err.detail
 
 
-def test_signer_value_errors_name_the_field_not_the_credentials():
+def test_signer_value_errors_name_the_field_not_the_credentials() -> None:
     minter = TokenMinter(credentials=StaticCredentialsProvider(OWN))
     with pytest.raises(ValueError) as info:
         minter.mint(CALLER, db(None), "orders_app", "bad host!", 5432)

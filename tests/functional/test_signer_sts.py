@@ -76,7 +76,7 @@ class RecordingFactory:
         return self.factory(service, region)
 
 
-def test_own_credentials_sign_with_the_session_token_and_full_lifetime(monkeypatch):
+def test_own_credentials_sign_with_the_session_token_and_full_lifetime(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "ASIAFUNCTION")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "function-secret")
     monkeypatch.setenv("AWS_SESSION_TOKEN", "function-session")
@@ -89,7 +89,7 @@ def test_own_credentials_sign_with_the_session_token_and_full_lifetime(monkeypat
     assert token.expires_at - token.signed_at == timedelta(seconds=870)
 
 
-def test_cross_account_signer_role_signs_in_the_database_account(db_account):
+def test_cross_account_signer_role_signs_in_the_database_account(db_account: dict[str, Any]) -> None:
     factory = RecordingFactory()
     minter = TokenMinter(assume_role=StsRoleAssumer(factory))
     resource_id = db_account["DbiResourceId"]
@@ -119,7 +119,7 @@ def test_cross_account_signer_role_signs_in_the_database_account(db_account):
     assert len(factory.sent) == 1  # cached: no second AssumeRole
 
 
-def test_each_caller_and_db_user_gets_its_own_role_session(db_account):
+def test_each_caller_and_db_user_gets_its_own_role_session(db_account: dict[str, Any]) -> None:
     factory = RecordingFactory()
     minter = TokenMinter(assume_role=StsRoleAssumer(factory))
     rid, db = db_account["DbiResourceId"], database(SIGNER_ROLE)
@@ -157,7 +157,7 @@ class RefreshingSession:
         return self.creds
 
 
-def test_expiry_is_read_from_botocore_refreshable_credentials():
+def test_expiry_is_read_from_botocore_refreshable_credentials() -> None:
     session = RefreshingSession(timedelta(minutes=12))
     minter = TokenMinter(credentials=BotocoreCredentialsProvider(session))
     token = minter.mint(CALLER, database(None), "orders_app", "h.example", 5432)
@@ -165,7 +165,7 @@ def test_expiry_is_read_from_botocore_refreshable_credentials():
     assert timedelta(minutes=11) < token.expires_at - token.signed_at < timedelta(minutes=12)
 
 
-def test_long_lived_refreshable_credentials_do_not_shorten_the_token():
+def test_long_lived_refreshable_credentials_do_not_shorten_the_token() -> None:
     minter = TokenMinter(credentials=BotocoreCredentialsProvider(RefreshingSession(timedelta(hours=6))))
     token = minter.mint(CALLER, database(None), "orders_app", "h.example", 5432)
     assert token.expires_at - token.signed_at == timedelta(seconds=870)

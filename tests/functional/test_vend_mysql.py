@@ -97,7 +97,7 @@ def validate_against_openapi(body: Any) -> None:
 
 
 @pytest.mark.parametrize("database,dbname", [("shop-maria", "shop"), ("shop-aurora", None)])
-def test_mysql_family_answer(service, database, dbname):
+def test_mysql_family_answer(service: VendingService, database: str, dbname: str | None) -> None:
     status, body = vend(database)
     assert status == 200, body
     host, port = body["host"], body["port"]
@@ -112,14 +112,14 @@ def test_mysql_family_answer(service, database, dbname):
     validate_against_openapi(body)
 
 
-def test_postgres_answer_has_no_auth_plugin():
+def test_postgres_answer_has_no_auth_plugin() -> None:
     policy = load_policy_text(POLICY.replace("engine: mariadb", "engine: postgres"), "t.yaml")
     assert policy.databases["shop-maria"].default_port == 5432
     assert policy.databases["shop-aurora"].default_port == 3306
 
 
 @pytest.mark.parametrize("engine", ["oracle", "MySQL", "aurora-mysql", ""])
-def test_unknown_engine_is_a_load_error_naming_the_field(engine):
+def test_unknown_engine_is_a_load_error_naming_the_field(engine: str) -> None:
     with pytest.raises(PolicyLoadError) as err:
         load_policy_text(POLICY.replace("engine: mariadb", f"engine: '{engine}'"), "t.yaml")
     assert "databases.shop-maria.engine" in str(err.value)

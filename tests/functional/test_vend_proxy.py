@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+from collections.abc import Iterator
 from typing import Any
 
 import boto3
@@ -52,7 +53,7 @@ POLICY = textwrap.dedent(f"""
 
 
 @pytest.fixture(scope="module")
-def world():
+def world() -> Iterator[dict[str, Any]]:
     with mock_aws():
         rds = boto3.client("rds", region_name=REGION)
         ec2 = boto3.client("ec2", region_name=REGION)
@@ -89,7 +90,13 @@ def vend(database: str, user: str) -> tuple[int, Any]:
 
 @pytest.mark.parametrize(("database", "user", "target", "port"), [
     ("orders-proxy", "orders_app", "orders-prod", 5432), ("shop-proxy", "shop_app", "shop-maria", 3306)])
-def test_the_answer_is_the_proxy_endpoint_and_the_token_is_signed_for_it(world, database, user, target, port):
+def test_the_answer_is_the_proxy_endpoint_and_the_token_is_signed_for_it(
+    world: dict[str, Any],
+    database: str,
+    user: str,
+    target: str,
+    port: int,
+) -> None:
     status, body = vend(database, user)
     assert status == 200, body
     proxy_host = world["proxies"][database]["Endpoint"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -136,7 +137,9 @@ def vend() -> Vend:
     return run
 
 
-def test_foreign_database_is_resolved_through_its_reader_role(world, vend, monkeypatch, capfd):
+def test_foreign_database_is_resolved_through_its_reader_role(world: dict[str, Any], vend: Vend,
+                                                              monkeypatch: pytest.MonkeyPatch,
+                                                              capfd: pytest.CaptureFixture[str]) -> None:
     describes = record_calls(monkeypatch, "rds")
     recorder = Recorder()
     status, body, _ = vend(policy(f"reader_role: {READER}"), recorder)
@@ -160,7 +163,7 @@ def test_foreign_database_is_resolved_through_its_reader_role(world, vend, monke
     assert not [secret for secret in recorder.secrets if secret in logs]
 
 
-def test_resolver_caches_the_reader_session_and_the_answer(world):
+def test_resolver_caches_the_reader_session_and_the_answer(world: dict[str, Any]) -> None:
     recorder = Recorder()
     loaded = load_policy_text(policy(f"reader_role: {READER}"), service_account=SERVICE)
     resolver = EndpointResolver(recorder)
@@ -170,7 +173,8 @@ def test_resolver_caches_the_reader_session_and_the_answer(world):
     assert [a["RoleArn"] for a in recorder.assumed] == [READER]
 
 
-def test_default_reader_role_name_is_used_when_the_service_is_elsewhere(world, vend, monkeypatch):
+def test_default_reader_role_name_is_used_when_the_service_is_elsewhere(world: dict[str, Any], vend: Vend,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     describes = record_calls(monkeypatch, "rds")
     recorder = Recorder()
     text = policy(defaults="defaults:\n  reader_role_name: rdsvend-reader")
@@ -181,7 +185,8 @@ def test_default_reader_role_name_is_used_when_the_service_is_elsewhere(world, v
     assert "sts:GetCallerIdentity" in recorder.calls and describes == ["DescribeDBInstances"]
 
 
-def test_host_port_and_resource_id_need_no_rds_call_at_all(world, vend, monkeypatch):
+def test_host_port_and_resource_id_need_no_rds_call_at_all(world: dict[str, Any], vend: Vend,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     describes = record_calls(monkeypatch, "rds")
     recorder = Recorder()
     text = policy("host: billing.internal.example", "port: 6432", "resource_id: db-ABCDEFGHIJKLMNOPQRSTUVWXY0")
@@ -194,13 +199,14 @@ def test_host_port_and_resource_id_need_no_rds_call_at_all(world, vend, monkeypa
     assert resource == f"arn:aws:rds-db:{REGION}:{MEMBER}:dbuser:db-ABCDEFGHIJKLMNOPQRSTUVWXY0/billing_app"
 
 
-def test_foreign_database_without_a_way_to_read_it_does_not_load(world):
+def test_foreign_database_without_a_way_to_read_it_does_not_load(world: dict[str, Any]) -> None:
     with pytest.raises(PolicyLoadError) as info:
         load_policy_text(policy(), "orgs.yaml", service_account=SERVICE)
     assert info.value.field == "databases.billing.reader_role"
 
 
-def test_reader_role_that_cannot_be_assumed_is_503_never_500(world, vend, capfd):
+def test_reader_role_that_cannot_be_assumed_is_503_never_500(world: dict[str, Any], vend: Vend,
+                                                             capfd: pytest.CaptureFixture[str]) -> None:
     iam = boto3.client("iam", region_name=REGION)
     iam.create_user(UserName="rdsvend-fn")
     iam.put_user_policy(UserName="rdsvend-fn", PolicyName="own", PolicyDocument=json.dumps({
@@ -232,7 +238,7 @@ def query(token: str) -> dict[str, str]:
     return {k: v[0] for k, v in parse_qs(urlsplit(f"https://{token}").query).items()}
 
 
-def test_service_account_from_the_environment_reaches_the_loader(tmp_path):
+def test_service_account_from_the_environment_reaches_the_loader(tmp_path: Path) -> None:
     from chalicelib.policy_source import policy_source_from_env
 
     path = tmp_path / "access.yaml"
@@ -257,8 +263,14 @@ def test_service_account_from_the_environment_reaches_the_loader(tmp_path):
         (["account: 444455556666"], "account", "must be a quoted string of 12 digits"),
     ],
 )
-def test_each_load_error_refuses_every_vend_and_logs_file_database_and_field(world, tmp_path, capfd, extra, field,
-                                                                             words):
+def test_each_load_error_refuses_every_vend_and_logs_file_database_and_field(
+    world: dict[str, Any],
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
+    extra: list[Any],
+    field: str,
+    words: str,
+) -> None:
     """The service's own path: RDSVEND_POLICY + RDSVEND_SERVICE_ACCOUNT, through the Chalice app."""
     from chalicelib.policy_source import policy_source_from_env
 

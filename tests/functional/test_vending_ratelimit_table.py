@@ -102,7 +102,7 @@ def outcome(svc: VendingService, who: CallerIdentity = ALICE) -> str:
     return "ok"
 
 
-def test_two_instances_share_one_callers_burst(moto_url, table, clock):
+def test_two_instances_share_one_callers_burst(moto_url: str, table: str, clock: FrozenClock) -> None:
     first, second = instance(moto_url, table, clock), instance(moto_url, table, clock)
     out = io.StringIO()
     with redirect_stdout(out):
@@ -116,20 +116,20 @@ def test_two_instances_share_one_callers_burst(moto_url, table, clock):
     assert [outcome(second), outcome(first)] == ["ok", "limited:1"]
 
 
-def test_each_instances_own_limiter_would_have_let_twice_the_burst_through(clock):
+def test_each_instances_own_limiter_would_have_let_twice_the_burst_through(clock: FrozenClock) -> None:
     first, second = service(RateLimiter(1.0, 3, clock=clock)), service(RateLimiter(1.0, 3, clock=clock))
     with redirect_stdout(io.StringIO()):
         assert [outcome(svc) for svc in (first, second) * 3] == ["ok"] * 6
 
 
-def test_callers_are_counted_apart(moto_url, table, clock):
+def test_callers_are_counted_apart(moto_url: str, table: str, clock: FrozenClock) -> None:
     first, second = instance(moto_url, table, clock, burst=1), instance(moto_url, table, clock, burst=1)
     with redirect_stdout(io.StringIO()):
         assert [outcome(first, ALICE), outcome(second, BOB)] == ["ok", "ok"]
         assert [outcome(second, ALICE), outcome(first, BOB)] == ["limited:1", "limited:1"]
 
 
-def test_retry_after_says_when_the_next_request_is_allowed(moto_url, table, clock):
+def test_retry_after_says_when_the_next_request_is_allowed(moto_url: str, table: str, clock: FrozenClock) -> None:
     first, second = instance(moto_url, table, clock, rate=0.1, burst=1), instance(moto_url, table, clock,
                                                                                  rate=0.1, burst=1)
     with redirect_stdout(io.StringIO()):
@@ -143,7 +143,7 @@ def test_retry_after_says_when_the_next_request_is_allowed(moto_url, table, cloc
         assert outcome(first) == "ok"
 
 
-def test_an_item_per_caller_that_expires_through_ttl(moto_url, table, clock):
+def test_an_item_per_caller_that_expires_through_ttl(moto_url: str, table: str, clock: FrozenClock) -> None:
     with redirect_stdout(io.StringIO()):
         outcome(instance(moto_url, table, clock))
     item = dynamodb(moto_url).get_item(TableName=table, Key={KEY_ATTRIBUTE: {"S": ALICE.principal}})["Item"]
@@ -164,7 +164,8 @@ class RacingClient:
         return self._client.update_item(**kwargs)
 
 
-def test_a_race_between_instances_for_the_last_token_has_one_winner(moto_url, table, clock):
+def test_a_race_between_instances_for_the_last_token_has_one_winner(moto_url: str, table: str,
+                                                                    clock: FrozenClock) -> None:
     other = instance(moto_url, table, clock, burst=2)
     won_by_other: list[str] = []
     racing = RacingClient(dynamodb(moto_url), lambda: won_by_other.append(outcome(other)))
@@ -185,7 +186,7 @@ def emf_lines(text: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in text.splitlines() if '"_aws"' in line]
 
 
-def test_table_failure_falls_back_to_the_instance_limit_and_says_so(moto_url, clock):
+def test_table_failure_falls_back_to_the_instance_limit_and_says_so(moto_url: str, clock: FrozenClock) -> None:
     missing = "rate-table-not-created-yet"
     limiter = TableRateLimiter(dynamodb(moto_url), missing, 1.0, 2, clock=clock)
     svc = service(limiter)
@@ -224,7 +225,7 @@ def test_table_failure_falls_back_to_the_instance_limit_and_says_so(moto_url, cl
         dynamodb(moto_url).delete_table(TableName=missing)
 
 
-def test_unreachable_dynamodb_falls_back_without_failing_the_vend(clock):
+def test_unreachable_dynamodb_falls_back_without_failing_the_vend(clock: FrozenClock) -> None:
     client = dynamodb("http://127.0.0.1:9", retries={"total_max_attempts": 1}, connect_timeout=1)
     limiter = TableRateLimiter(client, TABLE, 1.0, 1, clock=clock)
     out = io.StringIO()
@@ -234,7 +235,7 @@ def test_unreachable_dynamodb_falls_back_without_failing_the_vend(clock):
     assert "EndpointConnectionError" in out.getvalue()
 
 
-def test_configuration_from_the_environment(moto_url):
+def test_configuration_from_the_environment(moto_url: str) -> None:
     def clients(service: str, region: str | None = None) -> Any:
         return dynamodb(moto_url)
 

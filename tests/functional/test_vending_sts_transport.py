@@ -89,7 +89,7 @@ def _send(stub: SocketStub, total: float = 1.0) -> tuple[StsAnswer, float]:
     drip(b"HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n" + b"x" * 5000),  # a byte every 0.1 s, in the body
     drip(b"HTTP/1.1 200 OK\r\n" + b"X-Slow: y\r\n" * 500),  # ... in the headers, never ending them
 ])
-def test_an_answer_dripped_a_byte_at_a_time_is_cut_off_at_the_deadline(script):
+def test_an_answer_dripped_a_byte_at_a_time_is_cut_off_at_the_deadline(script: Script) -> None:
     stub = SocketStub(script)
     with pytest.raises(UpstreamUnavailableError) as caught:
         _send(stub, total=1.0)
@@ -98,7 +98,7 @@ def test_an_answer_dripped_a_byte_at_a_time_is_cut_off_at_the_deadline(script):
 
 
 @pytest.mark.timeout(30)
-def test_the_deadline_holds_over_the_whole_exchange_not_per_read():
+def test_the_deadline_holds_over_the_whole_exchange_not_per_read() -> None:
     stub = SocketStub(drip(b"HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n" + b"x" * 5000, every=0.05))
     started = time.monotonic()
     with pytest.raises(UpstreamUnavailableError):
@@ -107,7 +107,7 @@ def test_the_deadline_holds_over_the_whole_exchange_not_per_read():
     assert time.monotonic() - started < 3.0  # a bound on a hang (it took 22 s), not a benchmark
 
 
-def test_an_ordinary_answer_is_read_whole_and_the_request_carries_only_what_was_signed():
+def test_an_ordinary_answer_is_read_whole_and_the_request_carries_only_what_was_signed() -> None:
     def answer(conn: socket.socket, stop: threading.Event) -> None:
         conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nContent-Length: %d\r\n\r\n%s" % (len(ANSWER), ANSWER))
 
@@ -119,7 +119,7 @@ def test_an_ordinary_answer_is_read_whole_and_the_request_carries_only_what_was_
     assert b"Connection: close" in request and b"Content-Length: 43" in request
 
 
-def test_a_huge_answer_is_refused():
+def test_a_huge_answer_is_refused() -> None:
     def huge(conn: socket.socket, stop: threading.Event) -> None:
         conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 200000\r\n\r\n" + b"x" * 200000)
 
@@ -128,7 +128,7 @@ def test_a_huge_answer_is_refused():
     assert "too large" in caught.value.detail
 
 
-def test_a_closed_port_is_upstream_unavailable():
+def test_a_closed_port_is_upstream_unavailable() -> None:
     listener = socket.create_server(("127.0.0.1", 0))
     url = f"http://127.0.0.1:{listener.getsockname()[1]}"
     listener.close()
@@ -139,7 +139,7 @@ def test_a_closed_port_is_upstream_unavailable():
 
 
 @pytest.mark.timeout(30)
-def test_a_name_lookup_that_hangs_is_bounded_too(monkeypatch):
+def test_a_name_lookup_that_hangs_is_bounded_too(monkeypatch: pytest.MonkeyPatch) -> None:
     # A slow resolver cannot run here: getaddrinfo is replaced by one that takes 10 s.
     release = threading.Event()
 

@@ -40,7 +40,7 @@ def sessions(clock: FrozenClock, sts: FakeSts) -> ReaderSessions:
                           clock=clock, caller=CallerVantage(lambda: sts))
 
 
-def test_one_assume_role_per_role_until_near_expiry():
+def test_one_assume_role_per_role_until_near_expiry() -> None:
     clock = FrozenClock(START)
     sts = FakeSts(clock)
     readers = sessions(clock, sts)
@@ -55,7 +55,7 @@ def test_one_assume_role_per_role_until_near_expiry():
     assert readers.clients(ROLE) is not first and len(sts.assumed) == 2
 
 
-def test_a_role_that_cannot_be_assumed_names_role_caller_and_code_never_a_secret():
+def test_a_role_that_cannot_be_assumed_names_role_caller_and_code_never_a_secret() -> None:
     clock = FrozenClock(START)
     readers = sessions(clock, FakeSts(clock, fail="AccessDenied"))
     with pytest.raises(ReaderRoleError) as caught:
@@ -70,14 +70,14 @@ def test_a_role_that_cannot_be_assumed_names_role_caller_and_code_never_a_secret
     assert throttled.value.throttled
 
 
-def test_credentials_never_in_repr():
+def test_credentials_never_in_repr() -> None:
     clock = FrozenClock(START)
     readers = sessions(clock, FakeSts(clock))
     readers.clients(ROLE)
     assert SECRET not in repr(readers) and "session-token-value" not in repr(readers)
 
 
-def test_caller_vantage_uses_the_configured_account_without_sts():
+def test_caller_vantage_uses_the_configured_account_without_sts() -> None:
     class NoSts:
         def get_caller_identity(self) -> dict[str, str]:
             raise AssertionError("STS must not be called")
@@ -98,7 +98,7 @@ def test_caller_vantage_uses_the_configured_account_without_sts():
         (None, "222222222222", "could not tell which account was searched (STS GetCallerIdentity failed)", None),
     ],
 )
-def test_searched_as_wording(vantage, declared, text, advice):
+def test_searched_as_wording(vantage: Vantage | None, declared: str | None, text: str, advice: str | None) -> None:
     searched = SearchedAs(vantage, declared)
     assert str(searched) == text
     if advice is None:

@@ -25,13 +25,13 @@ def view(**changes: Any) -> SecretView:
     return replace(BASE, **changes)
 
 
-def test_rotation_within_interval_plus_a_day_passes_and_beyond_fails():
+def test_rotation_within_interval_plus_a_day_passes_and_beyond_fails() -> None:
     assert check_secret_rotation(USER, view(last_rotated=NOW - timedelta(days=30, hours=23)), NOW).status == "pass"
     late = check_secret_rotation(USER, view(last_rotated=NOW - timedelta(days=31, hours=1)), NOW)
     assert late.status == "fail" and "31.0 days ago" in late.message and "rotate function's log" in late.fix
 
 
-def test_rotation_disabled_never_rotated_or_unscheduled():
+def test_rotation_disabled_never_rotated_or_unscheduled() -> None:
     off = check_secret_rotation(USER, view(rotation_enabled=False), NOW)
     assert off.status == "fail" and "rotate-secret --secret-id" in off.fix
     assert check_secret_rotation(USER, view(last_rotated=None), NOW).status == "fail"
@@ -39,7 +39,7 @@ def test_rotation_disabled_never_rotated_or_unscheduled():
     assert check_secret_rotation(USER, None, NOW).status == "skip"
 
 
-def test_secret_found_verdicts_never_show_the_password():
+def test_secret_found_verdicts_never_show_the_password() -> None:
     assert check_secret_found(USER, view()).status == "pass"
     assert check_secret_found(USER, None).status == "fail"
     assert check_secret_found(USER, ProbeError("secretsmanager DescribeSecret failed: AccessDenied")).status == "error"

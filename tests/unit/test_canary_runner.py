@@ -20,7 +20,7 @@ def _targets(n: int) -> list[tuple[Database, DbUser]]:
              DbUser("u", "iam")) for i in range(n)]
 
 
-def test_concurrency_is_bounded_and_order_is_kept():
+def test_concurrency_is_bounded_and_order_is_kept() -> None:
     active = 0
     peak = 0
     lock = threading.Lock()
@@ -40,7 +40,7 @@ def test_concurrency_is_bounded_and_order_is_kept():
     assert peak == 3
 
 
-def test_a_hanging_target_is_abandoned_as_error_and_the_others_finish():
+def test_a_hanging_target_is_abandoned_as_error_and_the_others_finish() -> None:
     release = threading.Event()
 
     def check(database: Database, user: DbUser, deadline: Deadline, run: TargetRun) -> TargetReport:
@@ -66,7 +66,7 @@ def test_a_hanging_target_is_abandoned_as_error_and_the_others_finish():
     assert elapsed < 10  # bounded by the timeout, not by the 30 s hang
 
 
-def test_a_crashing_target_is_an_error_report():
+def test_a_crashing_target_is_an_error_report() -> None:
     def check(database: Database, user: DbUser, deadline: Deadline, run: TargetRun) -> TargetReport:
         if database.name == "db1":
             raise RuntimeError("boom")
@@ -77,7 +77,7 @@ def test_a_crashing_target_is_an_error_report():
     assert "RuntimeError" in reports[1].checks[0].message
 
 
-def test_run_canary_with_a_hanging_database_through_the_real_target_flow():
+def test_run_canary_with_a_hanging_database_through_the_real_target_flow() -> None:
     hanging = MemoryDatabase(roles=healthy_roles(), behaviour="hang")
     good = MemoryDatabase(roles=healthy_roles())
     hang_db = Database("hang", "postgres", "us-east-1", "instance", "orders-prod", {"orders_app": APP},
@@ -101,7 +101,7 @@ def test_run_canary_with_a_hanging_database_through_the_real_target_flow():
     assert report.summary == {"targets": 2, "pass": 1, "warn": 0, "fail": 0, "error": 1}
 
 
-def test_one_describe_per_database_per_run_and_fresh_each_run():
+def test_one_describe_per_database_per_run_and_fresh_each_run() -> None:
     calls: list[str] = []
 
     class CountingRds(InMemoryRdsFacts):

@@ -43,12 +43,14 @@ def _report(*checks: CheckResult) -> Report:
     return Report(AT, AT, (TargetReport("orders-prod", "orders_app", (passed("rds.found", "found"), *checks)),))
 
 
-def test_a_first_deploy_without_org_reader_or_network_path_is_setup_pending_not_failing(monkeypatch):
+def test_a_first_deploy_without_org_reader_or_network_path_is_setup_pending_not_failing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     metrics = _metrics(_report(ORG_DENIED, CONNECT_TIMEOUT), monkeypatch, "none")
     assert metrics == {"CanaryCheckFailed": 0, "CanarySetupPending": 2}
 
 
-def test_a_connect_timeout_with_a_network_path_is_a_real_failure(monkeypatch):
+def test_a_connect_timeout_with_a_network_path_is_a_real_failure(monkeypatch: pytest.MonkeyPatch) -> None:
     metrics = _metrics(_report(ORG_DENIED, CONNECT_TIMEOUT), monkeypatch, "vpc")
     assert metrics == {"CanaryCheckFailed": 1, "CanarySetupPending": 1}
     # unknown (not deployed by the stack): never assumed to be setup
@@ -57,7 +59,7 @@ def test_a_connect_timeout_with_a_network_path_is_a_real_failure(monkeypatch):
 
 
 @pytest.mark.parametrize("check", [ORG_THROTTLED, CONNECT_REFUSED_LOGIN])
-def test_other_errors_and_failures_still_count_as_failing(monkeypatch, check):
+def test_other_errors_and_failures_still_count_as_failing(monkeypatch: pytest.MonkeyPatch, check: CheckResult) -> None:
     assert _metrics(_report(check), monkeypatch, "none") == {"CanaryCheckFailed": 1, "CanarySetupPending": 0}
 
 
@@ -75,7 +77,7 @@ class _Log:
         self.lines.append(("error", line))
 
 
-def test_the_log_names_the_step_to_take(monkeypatch):
+def test_the_log_names_the_step_to_take(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RDSVEND_CANARY_NETWORK", "none")
     log = _Log()
     report = Report(AT, AT, (*_report(ORG_DENIED, CONNECT_TIMEOUT).targets,
@@ -89,6 +91,6 @@ def test_the_log_names_the_step_to_take(monkeypatch):
     assert [line["message"] for line in errors] == ["PAM authentication failed for user orders_app"]
 
 
-def test_only_errors_are_ever_setup():
+def test_only_errors_are_ever_setup() -> None:
     assert pending_step(passed("org.scp_allows", "ok"), network="none") is None
     assert pending_step(failed("db.connect", "timeout", "x", error_kind="timeout"), network="none") is None

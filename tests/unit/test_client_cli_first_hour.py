@@ -68,7 +68,8 @@ def _fake_tool(directory: Path, name: str, monkeypatch: pytest.MonkeyPatch) -> P
 # -- 2: exec sets up the tool for the database's engine, or refuses naming the engine
 
 
-def test_exec_refuses_psql_for_a_mariadb_database_naming_the_engine(server, tmp_path, monkeypatch):
+def test_exec_refuses_psql_for_a_mariadb_database_naming_the_engine(server: FakeVendServer, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     server.responder = lambda n, seen: (200, {}, _mariadb_body())
     record = _fake_tool(tmp_path, "psql", monkeypatch)
     result = run_cli(main, "exec", "shop-local", "shop_app", "--", "psql", "-c", "select 1")
@@ -78,7 +79,8 @@ def test_exec_refuses_psql_for_a_mariadb_database_naming_the_engine(server, tmp_
     assert not record.exists(), "psql ran and would have picked the machine's default server"
 
 
-def test_exec_refuses_mariadb_for_a_postgres_database_naming_the_engine(server, tmp_path, monkeypatch):
+def test_exec_refuses_mariadb_for_a_postgres_database_naming_the_engine(server: FakeVendServer, tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     record = _fake_tool(tmp_path, "mariadb", monkeypatch)
     result = run_cli(main, "exec", "orders-prod", "orders_app", "--", "mariadb", "-e", "select 1")
     assert result.exit_code == 2
@@ -86,7 +88,8 @@ def test_exec_refuses_mariadb_for_a_postgres_database_naming_the_engine(server, 
     assert not record.exists()
 
 
-def test_exec_psql_on_postgres_gets_every_connection_variable(server, tmp_path, monkeypatch):
+def test_exec_psql_on_postgres_gets_every_connection_variable(server: FakeVendServer, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     record = _fake_tool(tmp_path, "psql", monkeypatch)
     assert run_cli(main, "exec", "orders-prod", "orders_app", "--", "psql").exit_code == 0
     env = json.loads(record.read_text())["env"]
@@ -94,7 +97,8 @@ def test_exec_psql_on_postgres_gets_every_connection_variable(server, tmp_path, 
         "db.example.internal", "5432", "orders_app", "tok-1")
 
 
-def test_exec_mariadb_on_mariadb_gets_its_option_file_first(server, tmp_path, monkeypatch):
+def test_exec_mariadb_on_mariadb_gets_its_option_file_first(server: FakeVendServer, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     server.responder = lambda n, seen: (200, {}, _mariadb_body())
     record = _fake_tool(tmp_path, "mariadb", monkeypatch)
     assert run_cli(main, "exec", "shop-local", "shop_app", "--", "mariadb", "-e", "select 1").exit_code == 0
@@ -105,7 +109,8 @@ def test_exec_mariadb_on_mariadb_gets_its_option_file_first(server, tmp_path, mo
 # -- 3: options may follow the positionals up to '--'
 
 
-def test_exec_takes_url_after_the_positionals(server, tmp_path, monkeypatch):
+def test_exec_takes_url_after_the_positionals(server: FakeVendServer, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RDSVEND_URL", "http://127.0.0.1:9")
     out = tmp_path / "host"
     script = f"import os; open({str(out)!r}, 'w').write(os.environ['PGHOST'])"
@@ -115,7 +120,7 @@ def test_exec_takes_url_after_the_positionals(server, tmp_path, monkeypatch):
     assert out.read_text() == "db.example.internal"
 
 
-def test_exec_passes_options_after_the_double_dash_to_the_command(server, tmp_path):
+def test_exec_passes_options_after_the_double_dash_to_the_command(server: FakeVendServer, tmp_path: Path) -> None:
     out = tmp_path / "argv.json"
     script = f"import json, sys; json.dump(sys.argv[1:], open({str(out)!r}, 'w'))"
     result = run_cli(main, "exec", "orders-prod", "orders_app", "--", sys.executable, "-c", script,
@@ -133,7 +138,8 @@ def _bad_signature(n: int, seen: Seen) -> Reply:
 
 @pytest.mark.parametrize("args", [("token", "orders-prod", "orders_app"), ("whoami",), ("databases",),
                                   ("pgpass", "orders-prod", "orders_app", "--watch")])
-def test_a_refused_signature_is_a_credential_error_exit_2(server, tmp_path, args):
+def test_a_refused_signature_is_a_credential_error_exit_2(server: FakeVendServer, tmp_path: Path,
+                                                          args: tuple[Any, ...]) -> None:
     server.responder = _bad_signature
     extra = ("--file", str(tmp_path / "pgpass")) if args[0] == "pgpass" else ()
     result = run_cli(main, *args, *extra)
@@ -144,7 +150,7 @@ def test_a_refused_signature_is_a_credential_error_exit_2(server, tmp_path, args
     assert "SESSION-SECRET" not in result.stderr and "Canonical" not in result.stderr
 
 
-def test_an_unknown_access_key_is_a_credential_error(server):
+def test_an_unknown_access_key_is_a_credential_error(server: FakeVendServer) -> None:
     server.responder = lambda n, seen: (403, {"x-amzn-ErrorType": "UnrecognizedClientException"},
                                         {"message": "The security token included in the request is invalid."})
     result = run_cli(main, "token", "orders-prod", "orders_app")
@@ -152,7 +158,7 @@ def test_an_unknown_access_key_is_a_credential_error(server):
     assert "bad_credentials: The security token included in the request is invalid." in result.stderr
 
 
-def test_forbidden_points_at_whoami_and_databases(server):
+def test_forbidden_points_at_whoami_and_databases(server: FakeVendServer) -> None:
     server.responder = lambda n, seen: error_reply(403, "forbidden")
     result = run_cli(main, "token", "orders-prd", "orders_app")
     assert result.exit_code == 1
@@ -167,7 +173,7 @@ DATABASES = {"databases": [{"database": "orders-prod", "engine": "postgres", "ho
                             "db_users": ["orders_app", "orders_ro"]}]}
 
 
-def test_whoami_prints_who_the_service_takes_you_for(server):
+def test_whoami_prints_who_the_service_takes_you_for(server: FakeVendServer) -> None:
     server.responder = lambda n, seen: (200, {}, WHOAMI)
     result = run_cli(main, "whoami")
     assert result.exit_code == 0
@@ -178,7 +184,7 @@ def test_whoami_prints_who_the_service_takes_you_for(server):
     assert json.loads(run_cli(main, "whoami", "--json").stdout) == WHOAMI
 
 
-def test_databases_lists_what_you_may_ask_for(server):
+def test_databases_lists_what_you_may_ask_for(server: FakeVendServer) -> None:
     server.responder = lambda n, seen: (200, {}, DATABASES)
     result = run_cli(main, "databases", "--url", server.url)
     assert result.exit_code == 0
@@ -189,7 +195,7 @@ def test_databases_lists_what_you_may_ask_for(server):
     assert json.loads(run_cli(main, "databases", "--json").stdout) == DATABASES
 
 
-def test_databases_when_none_is_allowed_says_so(server):
+def test_databases_when_none_is_allowed_says_so(server: FakeVendServer) -> None:
     server.responder = lambda n, seen: (200, {}, {"databases": []})
     result = run_cli(main, "databases")
     assert result.exit_code == 0 and result.stdout.startswith("no database:")
@@ -211,7 +217,8 @@ def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     return waits
 
 
-def test_watch_stops_on_a_permanent_refusal_saying_why(server, tmp_path, sleeps):
+def test_watch_stops_on_a_permanent_refusal_saying_why(server: FakeVendServer, tmp_path: Path,
+                                                       sleeps: list[float]) -> None:
     server.responder = lambda n, seen: error_reply(403, "forbidden")
     result = run_cli(main, "pgpass", "orders-prod", "orders_app", "--file", str(tmp_path / "pgpass"), "--watch")
     assert result.exit_code == 1
@@ -219,7 +226,8 @@ def test_watch_stops_on_a_permanent_refusal_saying_why(server, tmp_path, sleeps)
     assert "stopped watching: retrying cannot change this answer" in result.stderr
 
 
-def test_watch_backs_off_on_transient_failures_then_stops_on_a_refusal(server, tmp_path, sleeps):
+def test_watch_backs_off_on_transient_failures_then_stops_on_a_refusal(server: FakeVendServer, tmp_path: Path,
+                                                                       sleeps: list[float]) -> None:
     answers = [error_reply(503, "upstream_unavailable"), error_reply(503, "upstream_unavailable"),
                error_reply(429, "rate_limited", retry_after=30), (200, {}, token_body("tok-4")),
                error_reply(503, "upstream_unavailable"), error_reply(403, "forbidden")]
@@ -234,7 +242,7 @@ def test_watch_backs_off_on_transient_failures_then_stops_on_a_refusal(server, t
     assert "stopped watching" in result.stderr.splitlines()[-1]
 
 
-def test_backoff_is_capped_at_a_minute():
+def test_backoff_is_capped_at_a_minute() -> None:
     assert cli_pgpass.backoff_seconds(1, None) == 2.0
     assert cli_pgpass.backoff_seconds(30, None) == 60.0
     assert cli_pgpass.backoff_seconds(1, 90.0) == 90.0

@@ -29,7 +29,8 @@ class _Tokens(TokenClient):
 
 @pytest.mark.parametrize(("engine", "module", "extra"), [("postgres", "psycopg", "psycopg"),
                                                          ("mariadb", "pymysql", "pymysql")])
-def test_connect_without_the_driver_names_the_extra(monkeypatch, engine, module, extra):
+def test_connect_without_the_driver_names_the_extra(monkeypatch: pytest.MonkeyPatch, engine: str, module: str,
+                                                    extra: str) -> None:
     monkeypatch.setitem(sys.modules, module, None)  # import fails as when it is not installed
     with pytest.raises(MissingExtraError) as caught:
         connect(_Tokens(engine), "orders-prod", "orders_app")
@@ -39,13 +40,13 @@ def test_connect_without_the_driver_names_the_extra(monkeypatch, engine, module,
     assert isinstance(caught.value, ImportError)  # code catching ImportError keeps working
 
 
-def test_create_engine_without_sqlalchemy_names_the_extra(monkeypatch):
+def test_create_engine_without_sqlalchemy_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "sqlalchemy", None)
     with pytest.raises(MissingExtraError, match=r"pip install 'rdsvend\[sqlalchemy\]'$"):
         create_engine(_Tokens(), "orders-prod", "orders_app")
 
 
-def test_invoke_payload_without_a_region_is_one_line(monkeypatch):
+def test_invoke_payload_without_a_region_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE", "AWS_CONFIG_FILE"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")

@@ -20,7 +20,7 @@ def policy() -> AccessPolicy:
     return load_policy_text(GRANT_POLICY, "g.yaml")
 
 
-def test_postgres_failure_names_the_database_never_the_password(policy):
+def test_postgres_failure_names_the_database_never_the_password(policy: AccessPolicy) -> None:
     port = free_port()
     admin = PostgresAdmin(f"host=127.0.0.1 port={port} user=admin password={PASSWORD} dbname=postgres sslmode=disable")
     ender = AdminSessionEnder(resolve=lambda db: ("127.0.0.1", port), admins={"postgres": admin}, timeout=2)
@@ -30,7 +30,7 @@ def test_postgres_failure_names_the_database_never_the_password(policy):
     assert PASSWORD not in str(caught.value)
 
 
-def test_mysql_failure_names_the_database_never_the_password(policy):
+def test_mysql_failure_names_the_database_never_the_password(policy: AccessPolicy) -> None:
     port = free_port()
     admin = MysqlAdmin(f"mysql://admin:{PASSWORD}@127.0.0.1:{port}/")
     ender = AdminSessionEnder(resolve=lambda db: ("127.0.0.1", port), admins={"mysql": admin}, timeout=2)
@@ -40,7 +40,7 @@ def test_mysql_failure_names_the_database_never_the_password(policy):
     assert PASSWORD not in str(caught.value)
 
 
-def test_an_endpoint_no_administrator_covers_is_an_error_not_a_silent_pass(policy):
+def test_an_endpoint_no_administrator_covers_is_an_error_not_a_silent_pass(policy: AccessPolicy) -> None:
     admin = PostgresAdmin(f"host=db.example port=5432 user=admin password={PASSWORD}")
     ender = AdminSessionEnder(resolve=lambda db: ("orders.example", 5432), admins={"postgres": admin})
     with pytest.raises(SessionsUnavailableError, match="no administrator connection covers 'orders-prod'"):

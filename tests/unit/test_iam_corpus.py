@@ -48,7 +48,7 @@ def _run(case: dict[str, Any],
                                    session_policy=session, management_account=bool(case.get("management_account")))
 
 
-def test_corpus_is_large_cited_and_unique():
+def test_corpus_is_large_cited_and_unique() -> None:
     assert len(CASES) >= 60
     ids = [c["id"] for c in CASES]
     assert len(ids) == len(set(ids)), "duplicate case ids"
@@ -60,7 +60,7 @@ def test_corpus_is_large_cited_and_unique():
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c["id"] for c in CASES])
-def test_corpus_case(case):
+def test_corpus_case(case: dict[str, Any]) -> None:
     request, scps, result = _run(case)
     expect = case["expect"]
     where = f"{case['_file']}:{case['id']} ({case['cite']})"

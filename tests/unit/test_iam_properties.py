@@ -3,6 +3,7 @@ grant more, statement order is irrelevant, and wildcard matching agrees with fnm
 from __future__ import annotations
 
 import fnmatch
+import random
 from typing import Any, TypeVar
 
 from hypothesis import HealthCheck, given, settings
@@ -102,7 +103,12 @@ def run(w: dict[str, Any], req: RequestContext) -> Evaluation:
 
 @SETTINGS
 @given(world(), request(), statement(effect="Deny"), st.data())
-def test_adding_a_deny_never_turns_a_denial_into_an_allow(w, req, deny, data):
+def test_adding_a_deny_never_turns_a_denial_into_an_allow(
+    w: dict[str, Any],
+    req: RequestContext,
+    deny: dict[str, Any],
+    data: st.DataObject,
+) -> None:
     before = run(w, req)
     places = ["identity"] + [p for p in ("boundary", "session") if w[p]] + (["scp"] if w["scp"] else [])
     where = data.draw(st.sampled_from(places))
@@ -137,7 +143,7 @@ def _narrow(pattern: str, data: st.DataObject) -> str:
 
 @settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(world(), st.data())
-def test_narrowing_an_allowed_resource_never_widens_what_is_allowed(w, data):
+def test_narrowing_an_allowed_resource_never_widens_what_is_allowed(w: dict[str, Any], data: st.DataObject) -> None:
     base = data.draw(st.sampled_from(BASE_ARNS))
     wide = data.draw(wildcard_pattern(base=base))
     narrow = wide
@@ -160,7 +166,11 @@ def test_narrowing_an_allowed_resource_never_widens_what_is_allowed(w, data):
 
 @settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(world(), request(), st.randoms())
-def test_statement_order_does_not_change_the_decision(w, req, rnd):
+def test_statement_order_does_not_change_the_decision(
+    w: dict[str, Any],
+    req: RequestContext,
+    rnd: random.Random,
+) -> None:
     before = run(w, req)
     for statements in w["identity"]:
         rnd.shuffle(statements)
@@ -170,5 +180,5 @@ def test_statement_order_does_not_change_the_decision(w, req, rnd):
 
 @settings(max_examples=300, deadline=None)
 @given(st.text(alphabet="ab*?/", max_size=8), st.text(alphabet="ab/", max_size=8))
-def test_string_like_agrees_with_fnmatch(pattern, value):
+def test_string_like_agrees_with_fnmatch(pattern: str, value: str) -> None:
     assert matches(pattern, value, lambda key: None, variables=True) == fnmatch.fnmatchcase(value, pattern)

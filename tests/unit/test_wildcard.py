@@ -49,25 +49,25 @@ token = st.one_of(st.just(STAR), st.just(QMARK), st.text(alphabet="ab:/", min_si
 # -- agreement --------------------------------------------------------------------------------
 @settings(max_examples=1500, deadline=None)
 @given(st.text(alphabet="ab*?/:.", max_size=10), st.text(alphabet="ab/:.\n", max_size=14))
-def test_plain_patterns_agree_with_fnmatch(pattern, value):
+def test_plain_patterns_agree_with_fnmatch(pattern: str, value: str) -> None:
     assert glob(pattern).matches(value) == fnmatch.fnmatchcase(value, pattern)
 
 
 @settings(max_examples=1500, deadline=None)
 @given(st.lists(token, max_size=8).map(tuple), st.text(alphabet="ab:/", max_size=16))
-def test_resource_patterns_agree_with_the_segment_regex(tokens, value):
+def test_resource_patterns_agree_with_the_segment_regex(tokens: tuple[GlobToken, ...], value: str) -> None:
     assert compile_glob(tokens, arn=True).matches(value) == (_reference(tokens, True).match(value) is not None)
 
 
 @settings(max_examples=500, deadline=None)
 @given(st.lists(token, max_size=8).map(tuple), st.text(alphabet="aAbB:/", max_size=12))
-def test_ignore_case_agrees_with_lowercased_fnmatch(tokens, value):
+def test_ignore_case_agrees_with_lowercased_fnmatch(tokens: tuple[GlobToken, ...], value: str) -> None:
     pattern = "".join(t if isinstance(t, str) else t[0] for t in tokens)
     upper = tuple(t.upper() if isinstance(t, str) else t for t in tokens)
     assert compile_glob(upper, ignore_case=True).matches(value) == fnmatch.fnmatchcase(value.lower(), pattern.lower())
 
 
-def test_regex_and_fnmatch_specials_are_literal():
+def test_regex_and_fnmatch_specials_are_literal() -> None:
     assert glob("a[b]c.*").matches("a[b]c.d")
     assert not glob("a[b]c").matches("abc")
     assert glob("a\\*").matches("a\\xyz")
@@ -86,7 +86,7 @@ def test_regex_and_fnmatch_specials_are_literal():
         ("arn:aws:rds-db:??-east-1:*", "arn:aws:rds-db:u:-east-1:1", False),
     ],
 )
-def test_resource_segments(pattern, value, expected):
+def test_resource_segments(pattern: str, value: str, expected: bool) -> None:
     assert resource_matches(pattern, value, lambda key: None, variables=True) is expected
 
 
@@ -121,7 +121,7 @@ rules:
 
 
 @pytest.mark.timeout(30)
-def test_hostile_access_policy_patterns_are_decided_well_under_a_second():
+def test_hostile_access_policy_patterns_are_decided_well_under_a_second() -> None:
     index = PolicyIndex(load_policy_text(HOSTILE_POLICY, source="hostile.yaml"))  # the loader accepts them
     name = "a" * 62 + "b"
     short = identity_from_arn(f"arn:aws:iam::111122223333:role/{'a' * 64}")  # the 7 s case
@@ -141,7 +141,7 @@ def test_hostile_access_policy_patterns_are_decided_well_under_a_second():
 
 
 @pytest.mark.timeout(30)
-def test_hostile_iam_patterns_are_evaluated_well_under_a_second():
+def test_hostile_iam_patterns_are_evaluated_well_under_a_second() -> None:
     hostile = "*a" * 10 + "*b"
     doc = parse_policy({
         "Version": "2012-10-17",
@@ -169,7 +169,7 @@ def test_hostile_iam_patterns_are_evaluated_well_under_a_second():
 
 
 @pytest.mark.timeout(30)
-def test_hostile_policy_variable_text_is_read_well_under_a_second():
+def test_hostile_policy_variable_text_is_read_well_under_a_second() -> None:
     # unclosed "${" runs and a long default-less variable once took quadratic time
     assert _bounded(lambda: tokenize("${" * 20000)) < BLOW_UP_BOUND
     assert _bounded(lambda: tokenize("${a" + " " * 20000 + "x}")) < BLOW_UP_BOUND
