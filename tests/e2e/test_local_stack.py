@@ -287,7 +287,7 @@ def test_no_secret_reaches_the_stack_log(local_stack: LocalStack, signer: boto3.
 
 def test_local_env_prints_exports_for_a_shell(local_stack: LocalStack) -> None:
     out = subprocess.run([sys.executable, "-m", "rdsvend.cli", "local", "env", "--state-dir",
-                          local_stack.info.state_dir], capture_output=True, text=True, timeout=60, cwd=REPO)
+                          local_stack.info.state_dir], capture_output=True, text=True, timeout=60, cwd=REPO, check=False)
     assert out.returncode == 0, out.stderr
     exports = dict(line[len("export "):].split("=", 1) for line in out.stdout.splitlines()
                    if line.startswith("export "))
@@ -324,7 +324,7 @@ def test_down_after_a_crash_leaves_nothing_behind(tmp_path: Path) -> None:
     assert any(_listening(p) for p in ports)
 
     out = subprocess.run([sys.executable, "-m", "rdsvend.cli", "local", "down", "--state-dir", str(state_dir)],
-                         capture_output=True, text=True, timeout=120, cwd=REPO)
+                         capture_output=True, text=True, timeout=120, cwd=REPO, check=False)
     assert out.returncode == 0, out.stderr
     assert "local stack is down" in out.stdout
     for pid in pids:
@@ -335,10 +335,10 @@ def test_down_after_a_crash_leaves_nothing_behind(tmp_path: Path) -> None:
     assert read_state(state_dir) is None
 
     again = subprocess.run([sys.executable, "-m", "rdsvend.cli", "local", "down", "--state-dir", str(state_dir)],
-                           capture_output=True, text=True, timeout=60, cwd=REPO)
+                           capture_output=True, text=True, timeout=60, cwd=REPO, check=False)
     assert again.returncode == 0 and "no local stack was running" in again.stdout
     env = subprocess.run([sys.executable, "-m", "rdsvend.cli", "local", "env", "--state-dir", str(state_dir)],
-                         capture_output=True, text=True, timeout=60, cwd=REPO)
+                         capture_output=True, text=True, timeout=60, cwd=REPO, check=False)
     assert env.returncode == 1 and env.stderr.startswith("rdsvend local: no local stack is running")
 
 

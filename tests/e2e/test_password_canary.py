@@ -47,7 +47,8 @@ def current(local_stack: LocalStack) -> Callable[[str], dict[str, Any]]:
     sm = info.seeded.execution.session(info.region).client("secretsmanager", endpoint_url=info.moto_url)
 
     def read(name: str) -> dict[str, Any]:
-        secret: dict[str, Any] = json.loads(sm.get_secret_value(SecretId=name, VersionStage="AWSCURRENT")["SecretString"])
+        answer = sm.get_secret_value(SecretId=name, VersionStage="AWSCURRENT")
+        secret: dict[str, Any] = json.loads(answer["SecretString"])
         return secret
 
     return read

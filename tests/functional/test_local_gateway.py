@@ -72,8 +72,9 @@ def gateway() -> Iterator[Gateway]:
     gw.stop()
 
 
-def call(gw: Gateway, method: str, path: str, body: object = None, *, cred: Credential = USER, secret: str | None = None,
-         at: datetime | None = None, headers: Mapping[str, str] | None = None, timeout: float = 10) -> requests.Response:
+def call(gw: Gateway, method: str, path: str, body: object = None, *, cred: Credential = USER,
+         secret: str | None = None, at: datetime | None = None, headers: Mapping[str, str] | None = None,
+         timeout: float = 10) -> requests.Response:
     data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
     request = AWSRequest(method=method, url=gw.url + path, data=data, headers=dict(headers or {}))
     creds = Credentials(cred.access_key_id, secret or cred.secret_key, cred.session_token)

@@ -9,15 +9,14 @@ from pathlib import Path
 import pytest
 import requests
 
-from chalicelib.policy.loader import load_policy_file
+from chalicelib.policy.loader import load_policy_text
 from devtools.local.aws import MotoSecretLookup, MotoServer, org_id_of, seed_world
 from devtools.local.seed import SeededWorld
 from devtools.local.world import DEFAULT_WORLD, World, WorldError, load_world, load_world_text
-from tests.support.local_world import client_as, management_client, member_client
+from tests.support.local_world import client_as, local_access_text, management_client, member_client
 
 pytestmark = pytest.mark.e2e  # starts a server: not in the fast tier
 
-REPO = Path(__file__).resolve().parents[2]
 DB_PORT = 45432
 
 
@@ -185,7 +184,7 @@ def test_org_id_of_accounts(seeded: SeededWorld) -> None:
 
 
 def test_access_policy_goes_with_the_world(world: World) -> None:
-    policy = load_policy_file(REPO / "policies" / "local-access.yaml")
+    policy = load_policy_text(local_access_text(world), "local-access.yaml")
     db = policy.databases["orders-local"]
     account, spec = world.database("orders-local")
     assert db.signer_role == world.signer_role_arn

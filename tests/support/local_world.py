@@ -1,6 +1,7 @@
 """Clients into the seeded local world (moto server): as the management account, as an
 operator who assumed OrganizationAccountAccessRole in a member account, and as one of the
-world's own keys."""
+world's own keys; the local access policy as the stack writes it (the template with the
+world's users)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,11 +9,21 @@ from typing import Any
 
 import boto3
 
+from devtools.local.provision import merged_access_text
 from devtools.local.sessions import Keys
+from devtools.local.world import load_world
 
-__all__ = ["REPO", "client_as", "management_client", "member_client"]
+__all__ = ["REPO", "LOCAL_ACCESS", "client_as", "local_access_text", "management_client", "member_client"]
 
 REPO = Path(__file__).resolve().parents[2]
+#: the local access policy's template (its databases' users come from the world file)
+LOCAL_ACCESS = REPO / "policies" / "local-access.yaml"
+
+
+def local_access_text(world: Any | None = None) -> str:
+    """The local access policy as ``rdsvend local up`` builds it from its template and ``world``
+    (default: the shipped world), before it fills in hosts and ports."""
+    return merged_access_text(LOCAL_ACCESS, world if world is not None else load_world())
 
 
 def management_client(seeded: Any, service: str) -> Any:

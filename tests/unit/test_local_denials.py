@@ -19,7 +19,7 @@ def _parsed(service: str, answer: Answer, operation: str) -> Any:
     response = {"status_code": answer.status, "headers": headers, "body": answer.body}
     parser = create_parser(model.protocol)
     shape = model.operation_model(operation).output_shape  # None for operations that answer nothing
-    return parser.parse(response, shape)["Error"]  # type: ignore[arg-type]  # botocore reads an error without a shape; its stubs want one
+    return parser.parse(response, shape)["Error"]  # type: ignore[arg-type]  # botocore takes no shape; stubs want one
 
 
 MESSAGE = denied_message(USER, "x:Y", "*", "identity", False)
