@@ -298,7 +298,7 @@ def test_audit_json_joins_the_refusal_to_the_vend_by_session(world: World) -> No
 
 
 @pytest.mark.parametrize("args", [["--since", "soon"], ["--since", "0m"], ["--bogus"], ["--database", "nope"]])
-def test_audit_bad_flags_are_one_line_and_exit_2(world: World, args: list[Any]) -> None:
+def test_audit_bad_flags_are_one_line_and_exit_2(world: World, args: list[str]) -> None:
     done = _rdsvend(world, "audit", *args)
     assert done.returncode == 2
     assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr

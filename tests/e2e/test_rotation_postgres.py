@@ -222,7 +222,7 @@ def test_rdsvend_rotate_on_the_local_stack(local_stack: LocalStack, sm: Any) -> 
     (("nowhere", "ledger_batch"), "unknown database 'nowhere'"),
     (("orders-local",), "Missing argument"),
 ])
-def test_rdsvend_rotate_bad_usage_exits_2(local_stack: LocalStack, args: tuple[Any, ...], words: str) -> None:
+def test_rdsvend_rotate_bad_usage_exits_2(local_stack: LocalStack, args: tuple[str, ...], words: str) -> None:
     done = run_cli(local_stack, *args)
     assert done.returncode == 2 and words in done.stderr
     assert "Traceback" not in done.stderr

@@ -365,7 +365,7 @@ GOOD_DEPLOY = (ROOT / "policies" / "deploy.yaml").read_text()
         (("  dev:\n", "  dev: prod\n  old:\n"), "field 'stages.dev': must be a mapping"),
     ],
 )
-def test_bad_deploy_settings_name_the_field(tmp_path: Path, mutation: tuple[Any, ...], message: str) -> None:
+def test_bad_deploy_settings_name_the_field(tmp_path: Path, mutation: tuple[str, str], message: str) -> None:
     with pytest.raises(DeployConfigError, match=message):
         load_deploy_file(_deploy_yaml(tmp_path, GOOD_DEPLOY.replace(*mutation)))
 

@@ -182,7 +182,7 @@ def test_table_and_a_role_name_nobody_has(organization: dict[str, Any], monkeypa
         (["--format", "xml"], "Error: Invalid value for '--format': 'xml' is not one of 'yaml', 'json', 'table'."),
     ],
 )
-def test_bad_flags_exit_2_with_one_line(args: list[Any], message: str) -> None:
+def test_bad_flags_exit_2_with_one_line(args: list[str], message: str) -> None:
     result = CliRunner().invoke(cli, ["discover", *args])
     assert result.exit_code == 2
     assert result.output.strip().splitlines() == [message]

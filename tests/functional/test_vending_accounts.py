@@ -267,7 +267,7 @@ def test_each_load_error_refuses_every_vend_and_logs_file_database_and_field(
     world: dict[str, Any],
     tmp_path: Path,
     capfd: pytest.CaptureFixture[str],
-    extra: list[Any],
+    extra: list[str],
     field: str,
     words: str,
 ) -> None:

@@ -312,7 +312,7 @@ def test_bad_world_settings_name_the_field(settings_: dict[str, Any], field: str
     ["--since", "yesterday"], ["--since", "0s"], ["--log-group", "bad group name"], ["--log-group", "x" * 600],
     ["--nope"], ["--database"],
 ])
-def test_audit_refuses_bad_flags_on_one_line_with_exit_2(args: list[Any]) -> None:
+def test_audit_refuses_bad_flags_on_one_line_with_exit_2(args: list[str]) -> None:
     from click.testing import CliRunner
 
     from devtools.cli.audit_cmd import audit

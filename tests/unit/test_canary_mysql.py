@@ -1,8 +1,6 @@
 """MySQL-family canary verdicts from what MySQL and MariaDB print (SHOW CREATE USER, SHOW GRANTS)."""
 from __future__ import annotations
 
-from typing import Any
-
 import pymysql
 import pytest
 
@@ -31,7 +29,7 @@ ADMIN = DbUser("shop_owner", "iam", "service-admin")
     ("CREATE USER 'x'@'%' IDENTIFIED WITH 'caching_sha2_password' AS '$A$005$...' REQUIRE SSL",
      ("caching_sha2_password",)),
 ])
-def test_plugins_from_show_create_user(line: str, plugins: tuple[Any, ...]) -> None:
+def test_plugins_from_show_create_user(line: str, plugins: tuple[str, ...]) -> None:
     assert parse_plugins(line) == plugins
 
 

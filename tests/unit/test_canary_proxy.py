@@ -126,7 +126,7 @@ def test_proxy_facts_from_describe() -> None:
     ("PAM authentication failed for user", ["iam.signer_allows", "proxy.target"], None),
     ("timeout", [], None),
 ])
-def test_which_leg_refused(message: str, failed: list[Any], leg: int | None) -> None:
+def test_which_leg_refused(message: str, failed: list[str], leg: int | None) -> None:
     assert leg_of_refusal(message, failed) == leg
 
 

@@ -142,7 +142,7 @@ def test_malformed_policy_is_one_line_exit_2(tmp_path: Path, option: str, name: 
         (["--context", "=x"], "expected KEY=VALUE"),
     ],
 )
-def test_bad_arguments_are_one_line_exit_2(args: list[Any], fragment: str) -> None:
+def test_bad_arguments_are_one_line_exit_2(args: list[str], fragment: str) -> None:
     result = simulate(*args)
     assert result.exit_code == 2
     assert len(result.stderr.strip().splitlines()) == 1 and fragment in result.stderr

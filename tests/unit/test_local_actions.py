@@ -58,7 +58,7 @@ def _pairs(signing: str, method: str = "POST", path: str = "/", query: str = "",
     ("sns", b"Action=Publish&TopicArn=arn%3Aaws%3Asns%3Aus-east-1%3A222222222222%3At&Message=m",
      [("sns:Publish", "arn:aws:sns:us-east-1:222222222222:t")]),
 ])
-def test_query_requests(signing: str, body: bytes, expected: list[Any]) -> None:
+def test_query_requests(signing: str, body: bytes, expected: list[tuple[str, str]]) -> None:
     assert _pairs(signing, body=body) == tuple(expected)
 
 
@@ -85,7 +85,7 @@ def test_query_requests(signing: str, body: bytes, expected: list[Any]) -> None:
     ("organizations", "AWSOrganizationsV20161128.DescribeOrganization", {},
      [("organizations:DescribeOrganization", "*")]),
 ])
-def test_json_requests(signing: str, target: str, body: dict[str, Any], expected: list[Any]) -> None:
+def test_json_requests(signing: str, target: str, body: dict[str, Any], expected: list[tuple[str, str]]) -> None:
     headers, raw = _json(target, body)
     assert _pairs(signing, headers=headers, body=raw) == tuple(expected)
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import textwrap
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -80,7 +79,7 @@ def test_unknown_key_in_rule_names_file_rule_and_key() -> None:
         (("orders-prod:\n", "Orders_Prod:\n"), "invalid database name 'Orders_Prod'"),
     ],
 )
-def test_database_errors(replace: tuple[Any, ...], expected: str) -> None:
+def test_database_errors(replace: tuple[str, str], expected: str) -> None:
     old, new = replace
     err = error_of(BASE.replace(old, new, 1))
     assert expected in str(err)
