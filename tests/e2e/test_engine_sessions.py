@@ -6,14 +6,16 @@ from __future__ import annotations
 import json
 import os
 import signal
+from collections.abc import Iterator
 
 import pytest
 
 from chalicelib.engines.base import ConnectParams, DbConnectError
-from chalicelib.engines.mysql import MysqlEngine
-from chalicelib.engines.postgres import PostgresEngine
+from chalicelib.engines.mysql import MysqlEngine, MysqlSession
+from chalicelib.engines.postgres import PostgresEngine, PostgresSession
 from devtools.local.mariadb import mariadb_available
 from devtools.local.postgres import PostgresCluster
+from devtools.local.stack import LocalStack
 
 pytestmark = pytest.mark.e2e
 
@@ -21,7 +23,7 @@ PASSWORD = "correct-horse-battery-staple"
 
 
 @pytest.fixture(scope="module")
-def pg():
+def pg() -> Iterator[PostgresCluster]:
     with PostgresCluster() as cluster:
         cluster.create_password_user("app", PASSWORD)
         cluster.create_password_user("boss", PASSWORD)
@@ -29,7 +31,7 @@ def pg():
         yield cluster
 
 
-def pg_login(pg, user: str):
+def pg_login(pg: PostgresCluster, user: str) -> PostgresSession:
     return PostgresEngine().connect(ConnectParams(host=pg.host, port=pg.port, dbname="postgres", user=user,
                                                   password=PASSWORD, sslrootcert=str(pg.ca_path), connect_timeout=5))
 
@@ -41,11 +43,11 @@ BEFORE_14 = 130000
 
 
 @pytest.fixture(params=["as the server is", "as on PostgreSQL 13"])
-def server_version(request) -> int | None:
+def server_version(request: pytest.FixtureRequest) -> int | None:
     return None if request.param == "as the server is" else BEFORE_14
 
 
-def admin_login(pg, server_version: int | None):
+def admin_login(pg: PostgresCluster, server_version: int | None) -> PostgresSession:
     """The administrator's login, its statements logged by the server (see :func:`terminations`)."""
     boss = pg_login(pg, "boss")
     assert boss.server_version >= 140000  # what the server said (the local one is newer than 13)
@@ -64,7 +66,7 @@ def expected_terminations(server_version: int | None) -> set[str]:
     return {"pg_terminate_backend(pid)"} if server_version == BEFORE_14 else {"pg_terminate_backend(pid, "}
 
 
-def test_postgres_lists_and_ends_a_users_sessions(pg, server_version):
+def test_postgres_lists_and_ends_a_users_sessions(pg: PostgresCluster, server_version: int | None) -> None:
     first, second, boss = pg_login(pg, "app"), pg_login(pg, "app"), admin_login(pg, server_version)
     logged = len(pg.log_text())
     try:
@@ -84,7 +86,8 @@ def test_postgres_lists_and_ends_a_users_sessions(pg, server_version):
 
 
 @pytest.mark.timeout(60)
-def test_postgres_waits_a_bounded_time_for_a_session_that_does_not_end(pg, server_version):
+def test_postgres_waits_a_bounded_time_for_a_session_that_does_not_end(pg: PostgresCluster,
+                                                                       server_version: int | None) -> None:
     # The session's server process is stopped (SIGSTOP): it cannot act on the termination until
     # it is continued, however long anyone waits. Ending the user's sessions gives up on it after
     # the bound and does not count it as ended.
@@ -106,12 +109,12 @@ def test_postgres_waits_a_bounded_time_for_a_session_that_does_not_end(pg, serve
 
 
 @pytest.mark.skipif(not mariadb_available(), reason="MariaDB server binaries not installed")
-def test_mysql_lists_and_ends_a_users_sessions(local_stack):
+def test_mysql_lists_and_ends_a_users_sessions(local_stack: LocalStack) -> None:
     info = local_stack.info
     sm = info.seeded.execution.session(info.region).client("secretsmanager", endpoint_url=info.moto_url)
     secret = json.loads(sm.get_secret_value(SecretId="rdsvend/shop-local/shop_batch")["SecretString"])
 
-    def login():
+    def login() -> MysqlSession:
         return MysqlEngine().connect(ConnectParams(host=secret["host"], port=secret["port"], dbname=secret["dbname"],
                                                    user=secret["username"], password=secret["password"],
                                                    sslrootcert=local_stack.ca_path, connect_timeout=5))

@@ -18,6 +18,8 @@ import socket
 import textwrap
 import threading
 import time
+from collections.abc import Iterator
+from typing import Any
 
 import boto3
 import pytest
@@ -132,7 +134,7 @@ class DripServer:
 
 
 @pytest.fixture
-def drip():
+def drip() -> Iterator[DripServer]:
     server = DripServer()
     yield server
     server.close()
@@ -149,8 +151,8 @@ def ready(factory: ClientFactory, *services: str) -> ClientFactory:
     return factory
 
 
-def service(drip_url: str | None = None, **overrides) -> VendingService:
-    args = dict(policy_source=StaticPolicySource(load_policy_text(POLICY, "t.yaml")),
+def service(drip_url: str | None = None, **overrides: Any) -> VendingService:
+    args: dict[str, Any] = dict(policy_source=StaticPolicySource(load_policy_text(POLICY, "t.yaml")),
                 minter=TokenMinter(cache_tokens=False),
                 resolver=EndpointResolver(ready(clients(drip_url), "rds") if drip_url else clients("http://127.0.0.1:9"),
                                           service_account=ACCT),
@@ -168,26 +170,26 @@ def vend_within_deadline(svc: VendingService, database: str) -> UpstreamUnavaila
     return caught.value
 
 
-def test_the_deadline_is_below_the_functions_timeout():
+def test_the_deadline_is_below_the_functions_timeout() -> None:
     config = json.loads(open(".chalice/config.json").read())
     assert VEND_DEADLINE_SECONDS < config["lambda_timeout"]
 
 
 @pytest.mark.timeout(60)
-def test_a_dripping_rds_describe_is_cut_off_at_the_deadline(drip):
+def test_a_dripping_rds_describe_is_cut_off_at_the_deadline(drip: DripServer) -> None:
     error = vend_within_deadline(service(drip.url), "described")
     assert drip.reached() and error.retry_after > 0
 
 
 @pytest.mark.timeout(60)
-def test_a_dripping_assume_role_is_cut_off_at_the_deadline(drip):
+def test_a_dripping_assume_role_is_cut_off_at_the_deadline(drip: DripServer) -> None:
     minter = TokenMinter(cache_tokens=False, assume_role=StsRoleAssumer(ready(clients(drip.url), "sts")))
     error = vend_within_deadline(service(minter=minter), "signed")
     assert drip.reached() and error.retry_after > 0
 
 
 @pytest.mark.timeout(60)
-def test_a_dripping_rate_table_is_cut_off_at_the_deadline(drip):
+def test_a_dripping_rate_table_is_cut_off_at_the_deadline(drip: DripServer) -> None:
     table = TableRateLimiter(clients(drip.url)("dynamodb"), "rdsvend-rate", 10, 20,
                              fallback=RateLimiter(10, 20))
     vend_within_deadline(service(rate_limiter=table), "given")
@@ -195,7 +197,7 @@ def test_a_dripping_rate_table_is_cut_off_at_the_deadline(drip):
 
 
 @pytest.mark.timeout(60)
-def test_a_dripping_ssm_parameter_is_cut_off_at_the_deadline(drip):
+def test_a_dripping_ssm_parameter_is_cut_off_at_the_deadline(drip: DripServer) -> None:
     ssm = ready(clients(drip.url), "ssm")
     source = SsmPolicySource("/rdsvend/policy", lambda: ssm("ssm"))
     error = vend_within_deadline(service(policy_source=source), "given")
@@ -203,7 +205,7 @@ def test_a_dripping_ssm_parameter_is_cut_off_at_the_deadline(drip):
 
 
 @pytest.mark.timeout(60)
-def test_a_dripping_identity_proof_is_cut_off_at_the_request_deadline(drip):
+def test_a_dripping_identity_proof_is_cut_off_at_the_request_deadline(drip: DripServer) -> None:
     # The proof's own bound (5 s) is longer than the request's: the request's deadline wins.
     verifier = StsVerifier(ProofConfig(sts_endpoint=drip.url, server_id="srv-1", total_timeout=5.0))
     session = boto3.Session(aws_access_key_id="AKIAIOSFODNN7EXAMPLE", aws_secret_access_key="x" * 40,
@@ -219,7 +221,7 @@ def test_a_dripping_identity_proof_is_cut_off_at_the_request_deadline(drip):
 
 
 @pytest.mark.timeout(60)
-def test_the_http_api_answers_503_with_retry_after(drip):
+def test_the_http_api_answers_503_with_retry_after(drip: DripServer) -> None:
     set_vending_service(service(drip.url))
     try:
         event = token_event({"database": "described", "db_user": "app"},
@@ -236,7 +238,7 @@ def test_the_http_api_answers_503_with_retry_after(drip):
 
 
 @pytest.mark.timeout(60)
-def test_retries_stop_when_the_back_off_would_pass_the_deadline():
+def test_retries_stop_when_the_back_off_would_pass_the_deadline() -> None:
     # A closed port fails fast; botocore would retry with back-off. Inside a 0.3 s deadline
     # no retry fits: one attempt, then the failure.
     listener = socket.create_server(("127.0.0.1", 0))
@@ -252,7 +254,7 @@ def test_retries_stop_when_the_back_off_would_pass_the_deadline():
     assert type(caught.value).__name__ in ("EndpointConnectionError", "DeadlinePassedError")
 
 
-def test_an_enclosing_deadline_stays_in_force_and_a_spent_one_sends_nothing():
+def test_an_enclosing_deadline_stays_in_force_and_a_spent_one_sends_nothing() -> None:
     with upstream_deadline(5.0) as at:
         with upstream_deadline(60.0) as inner:
             assert inner == at  # an enclosing earlier deadline stays in force
@@ -293,7 +295,7 @@ class ClosingServer:
             conn.sendall(self.BODY)
 
 
-def test_an_answer_that_closes_the_connection_is_read_whole_with_or_without_a_deadline():
+def test_an_answer_that_closes_the_connection_is_read_whole_with_or_without_a_deadline() -> None:
     # A server may close the connection after its answer (Connection: close); http.client then
     # closes its end before reading the body, which it may do only because the response file
     # keeps the socket open (as socket.makefile's does). A deadline-bound client must too.
