@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import boto3
 import psycopg
@@ -23,12 +25,13 @@ from botocore.config import Config
 
 from chalicelib.canary.runner import run_canary
 from chalicelib.policy.loader import load_policy_file, load_policy_text
-from devtools.deploy.local_stage import LOCAL, local_stage, render_for_account
+from devtools.deploy.local_stage import LOCAL, LocalStage, local_stage, render_for_account
 from devtools.deploy.member_roles import OPERATORS_PARAMETER, member_roles_template
 from devtools.local.aws import AccountSessions
 from devtools.local.canary import local_canary_deps
 from devtools.local.deployment import org_reader_arn, resource_ids, role_policy_changed
 from devtools.local.secrets import rotate_locally
+from devtools.local.stack import LocalStack
 from rdsvend import invoke_payload
 from tests.support.local_shell import rdsvend, shell_env
 
@@ -38,7 +41,7 @@ SERVICE = "222222222222"
 
 
 @pytest.fixture(scope="module")
-def stage(local_stack):
+def stage(local_stack: LocalStack) -> LocalStage:
     """The local stage as the packaging code builds it from the stack's access policy."""
     info = local_stack.info
     text = Path(info.policy_path).read_text(encoding="utf-8")
@@ -49,18 +52,20 @@ def stage(local_stack):
 
 
 @pytest.fixture(scope="module")
-def admin(local_stack):
+def admin(local_stack: LocalStack) -> Callable[..., Any]:
     info = local_stack.info
     sessions = AccountSessions(info.moto_url, info.region, info.seeded.management_account)
     return lambda service, account=SERVICE: sessions.client(service, account)
 
 
-def _document(iam, role, name):
+def _document(iam: Any, role: str, name: str) -> dict[str, Any]:
     document = iam.get_role_policy(RoleName=role, PolicyName=name)["PolicyDocument"]
-    return json.loads(document) if isinstance(document, str) else document
+    parsed: dict[str, Any] = json.loads(document) if isinstance(document, str) else document
+    return parsed
 
 
-def test_get_function_answers_with_the_role_whose_policy_is_the_generated_document(local_stack, stage, admin):
+def test_get_function_answers_with_the_role_whose_policy_is_the_generated_document(
+        local_stack: LocalStack, stage: LocalStage, admin: Callable[..., Any]) -> None:
     documents = stage.documents()
     lambda_, iam = admin("lambda"), admin("iam")
     for function, name in stage.plan.functions.items():
@@ -79,7 +84,8 @@ def test_get_function_answers_with_the_role_whose_policy_is_the_generated_docume
         documents["canary"])
 
 
-def test_the_member_roles_are_the_template_rendered_in_each_member_account(local_stack, stage, admin):
+def test_the_member_roles_are_the_template_rendered_in_each_member_account(
+        local_stack: LocalStack, stage: LocalStage, admin: Callable[..., Any]) -> None:
     info = local_stack.info
     template = member_roles_template(stage.policy, stage.deploy, LOCAL)
     operator = info.seeded.callers["operator"].arn
@@ -99,16 +105,17 @@ def test_the_member_roles_are_the_template_rendered_in_each_member_account(local
     assert not {n for n in names if n.startswith("rdsvend-") and n != "rdsvend-org-reader"}
 
 
-def _invoke(local_stack, payload):
+def _invoke(local_stack: LocalStack, payload: dict[str, Any]) -> dict[str, Any]:
     keys = local_stack.keys("allowed")
     session = boto3.session.Session(aws_access_key_id=keys.access_key_id,
                                     aws_secret_access_key=keys.secret_access_key, region_name=local_stack.info.region)
     client = session.client("lambda", endpoint_url=local_stack.info.lambda_url, config=Config(retries={"max_attempts": 1}))
-    return json.loads(client.invoke(FunctionName="rdsvend-local-vend", Payload=json.dumps(payload).encode())[
-        "Payload"].read())
+    answer: dict[str, Any] = json.loads(client.invoke(FunctionName="rdsvend-local-vend",
+                                                      Payload=json.dumps(payload).encode())["Payload"].read())
+    return answer
 
 
-def _grant_list_by_invoke(local_stack):
+def _grant_list_by_invoke(local_stack: LocalStack) -> dict[str, Any]:
     keys = local_stack.keys("allowed")
     session = boto3.session.Session(aws_access_key_id=keys.access_key_id,
                                     aws_secret_access_key=keys.secret_access_key, region_name=local_stack.info.region)
@@ -118,16 +125,17 @@ def _grant_list_by_invoke(local_stack):
 
 
 @pytest.mark.parametrize("function, session_name", [("api_handler", "rdsvend-local"), ("vend", "rdsvend-local-vend")])
-def test_each_function_calls_aws_as_its_deployed_role(local_stack, admin, function, session_name):
+def test_each_function_calls_aws_as_its_deployed_role(local_stack: LocalStack, admin: Callable[..., Any],
+                                                      function: str, session_name: str) -> None:
     """With its role's policy gone, the function's own call (a grants table query) is refused by
     the local AWS naming that role's session; with it back, the same request succeeds."""
     role = f"rdsvend-local-{function}"
 
-    def grants():
+    def grants() -> dict[str, Any]:
         if function == "vend":
             return _grant_list_by_invoke(local_stack)
         status, body = local_stack.request("GET", "/v1/grants")
-        return body if status == 200 else {"error": body, "status": status}
+        return dict(body) if status == 200 else {"error": body, "status": status}
 
     before = len(local_stack.denials())
     with role_policy_changed(admin("iam"), role, role, lambda _doc: None):
@@ -140,7 +148,7 @@ def test_each_function_calls_aws_as_its_deployed_role(local_stack, admin, functi
     assert "grants" in grants()
 
 
-def test_vend_over_http_and_invoke_under_the_deployed_roles(local_stack):
+def test_vend_over_http_and_invoke_under_the_deployed_roles(local_stack: LocalStack) -> None:
     status, body = local_stack.request("POST", "/v1/tokens", {"database": "orders-local", "db_user": "orders_app"})
     assert status == 200, body
     with psycopg.connect(body["dsn"], password=body["token"], sslrootcert=local_stack.ca_path,
@@ -155,7 +163,7 @@ def test_vend_over_http_and_invoke_under_the_deployed_roles(local_stack):
     assert "token" in answer and answer["rule"] == "billing-api", answer.get("error")
 
 
-def test_the_canary_is_all_green_as_the_deployed_canary_role(local_stack):
+def test_the_canary_is_all_green_as_the_deployed_canary_role(local_stack: LocalStack) -> None:
     info = local_stack.info
     canary = info.seeded.function("canary")
     sts = canary.session(info.region).client("sts", endpoint_url=info.moto_url)
@@ -167,7 +175,7 @@ def test_the_canary_is_all_green_as_the_deployed_canary_role(local_stack):
     assert {t.status for t in report.targets} == {"pass"}
 
 
-def test_rotation_as_the_deployed_rotate_role_and_the_new_password_logs_in(local_stack):
+def test_rotation_as_the_deployed_rotate_role_and_the_new_password_logs_in(local_stack: LocalStack) -> None:
     info = local_stack.info
     sm = info.seeded.function("rotate").session(info.region).client("secretsmanager", endpoint_url=info.moto_url)
     name = "rdsvend/orders-local/ledger_batch"
@@ -182,10 +190,10 @@ def test_rotation_as_the_deployed_rotate_role_and_the_new_password_logs_in(local
         assert conn.execute("SELECT current_user").fetchone() == ("ledger_batch",)
 
 
-def test_the_operators_audit_lists_what_the_deployed_functions_logged(local_stack):
+def test_the_operators_audit_lists_what_the_deployed_functions_logged(local_stack: LocalStack) -> None:
     operator = shell_env(local_stack, "operator")
 
-    def vends():
+    def vends() -> dict[str, dict[str, Any]]:
         done = rdsvend(operator, "audit", "--json", "--database", "orders-local", "--since", "10m")
         assert done.returncode == 0, done.stderr
         return {e["request_id"]: e for e in json.loads(done.stdout)["entries"] if e["kind"] == "vend"}
@@ -193,7 +201,7 @@ def test_the_operators_audit_lists_what_the_deployed_functions_logged(local_stac
     before = vends()
     status, body = local_stack.request("POST", "/v1/tokens", {"database": "orders-local", "db_user": "orders_app"})
     assert status == 200, body
-    deadline, new = time.monotonic() + 10, {}
+    deadline, new = time.monotonic() + 10, dict[str, dict[str, Any]]()
     while not new and time.monotonic() < deadline:
         time.sleep(0.3)  # the function's log lines reach CloudWatch in batches
         new = {k: v for k, v in vends().items() if k not in before}

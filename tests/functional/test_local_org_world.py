@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import boto3
 import pytest
@@ -16,8 +18,10 @@ from chalicelib.policy.loader import load_policy_text
 from devtools.local.aws import MotoServer
 from devtools.local.deployment import SIGNER_POLICY
 from devtools.local.directory import provide_aws_managed_policy
-from devtools.local.world import DEFAULT_WORLD, WorldError, load_world, load_world_text
-from tests.support.local_world import local_access_text, management_client, member_client, seed_and_deploy
+from devtools.local.seed import SeededWorld
+from devtools.local.sessions import Keys
+from devtools.local.world import DEFAULT_WORLD, World, WorldError, load_world, load_world_text
+from tests.support.local_world import client_as, local_access_text, management_client, member_client, seed_and_deploy
 
 pytestmark = pytest.mark.e2e  # starts a server: not in the fast tier
 
@@ -27,12 +31,12 @@ SERVICE = "222222222222"
 
 
 @pytest.fixture(scope="module")
-def world():
+def world() -> World:
     return load_world()
 
 
 @pytest.fixture(scope="module")
-def seeded(world, tmp_path_factory):
+def seeded(world: World, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeededWorld]:
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     server = MotoServer()
     url = server.start()
@@ -45,19 +49,16 @@ def seeded(world, tmp_path_factory):
         server.stop()
 
 
-def _as(keys, seeded, service):
-    return keys.session(seeded.region).client(service, endpoint_url=seeded.endpoint_url)
 
-
-def _assumed(seeded, keys, role_arn, service):
-    creds = _as(keys, seeded, "sts").assume_role(RoleArn=role_arn, RoleSessionName="test")["Credentials"]
+def _assumed(seeded: SeededWorld, keys: Keys, role_arn: str, service: str) -> Any:
+    creds = client_as(seeded, keys, "sts").assume_role(RoleArn=role_arn, RoleSessionName="test")["Credentials"]
     return boto3.session.Session(
         aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
         aws_session_token=creds["SessionToken"], region_name=seeded.region,
     ).client(service, endpoint_url=seeded.endpoint_url)
 
 
-def test_the_second_database_lives_in_its_own_account_under_another_ou(seeded):
+def test_the_second_database_lives_in_its_own_account_under_another_ou(seeded: SeededWorld) -> None:
     orgs = management_client(seeded, "organizations")
     assert orgs.list_parents(ChildId=DATA)["Parents"] == [{"Id": seeded.units["Data"], "Type": "ORGANIZATIONAL_UNIT"}]
     assert seeded.units["Data"] != seeded.units["Services"]
@@ -73,14 +74,14 @@ def test_the_second_database_lives_in_its_own_account_under_another_ou(seeded):
     assert db["DbiResourceId"] == billing.resource_id
 
 
-def test_the_second_signer_may_connect_exactly_as_its_declared_users(seeded):
+def test_the_second_signer_may_connect_exactly_as_its_declared_users(seeded: SeededWorld) -> None:
     iam = member_client(seeded, DATA, "iam")
     document = iam.get_role_policy(RoleName="rdsvend-signer", PolicyName=SIGNER_POLICY)["PolicyDocument"]
     billing = seeded.instances["billing-local"]
     assert document["Statement"][0]["Resource"] == [billing.dbuser_arn("billing_app")]
 
 
-def test_the_reader_role_is_assumable_by_the_function_and_the_operator_and_reads_rds(seeded):
+def test_the_reader_role_is_assumable_by_the_function_and_the_operator_and_reads_rds(seeded: SeededWorld) -> None:
     reader = f"arn:aws:iam::{DATA}:role/rdsvend-reader"
     for keys in (seeded.function("canary"), seeded.callers["operator"]):
         rds = _assumed(seeded, keys, reader, "rds")
@@ -101,16 +102,18 @@ def test_the_reader_role_is_assumable_by_the_function_and_the_operator_and_reads
             "logs:FilterLogEvents"} <= actions
 
 
-def test_the_operator_is_in_the_service_account_and_reads_scps_through_the_org_reader(seeded, world):
+def test_the_operator_is_in_the_service_account_and_reads_scps_through_the_org_reader(seeded: SeededWorld,
+                                                                                      world: World) -> None:
     operator = seeded.callers["operator"]
-    assert _as(operator, seeded, "sts").get_caller_identity()["Arn"] == world.operator.arn
+    assert world.operator is not None
+    assert client_as(seeded, operator, "sts").get_caller_identity()["Arn"] == world.operator.arn
     orgs = _assumed(seeded, operator, "arn:aws:iam::111111111111:role/rdsvend-org-reader", "organizations")
     on_ou = orgs.list_policies_for_target(TargetId=seeded.units["Data"], Filter="SERVICE_CONTROL_POLICY")
     assert {p["Name"] for p in on_ou["Policies"]} == {"FullAWSAccess", "DenyLeaveOrganization"}
     assert {a["Id"] for a in orgs.list_accounts()["Accounts"]} == {"111111111111", SERVICE, "333333333333", DATA}
 
 
-def test_the_kerberos_users_instance_is_joined_to_a_directory_through_a_directory_role(seeded):
+def test_the_kerberos_users_instance_is_joined_to_a_directory_through_a_directory_role(seeded: SeededWorld) -> None:
     directory_id = seeded.directories["corp.rdsvend.local"]
     ds = member_client(seeded, SERVICE, "ds")
     (directory,) = ds.describe_directories(DirectoryIds=[directory_id])["DirectoryDescriptions"]
@@ -128,13 +131,13 @@ def test_the_kerberos_users_instance_is_joined_to_a_directory_through_a_director
     assert trust["Statement"][0]["Principal"] == {"Service": "rds.amazonaws.com"}
 
 
-def test_only_real_aws_managed_policies_can_be_provided(seeded):
+def test_only_real_aws_managed_policies_can_be_provided(seeded: SeededWorld) -> None:
     with pytest.raises(KeyError, match="no AWS managed policy"):
         provide_aws_managed_policy(SERVICE, "arn:aws:iam::aws:policy/service-role/NoSuchPolicyAtAll")
     provide_aws_managed_policy(SERVICE, f"arn:aws:iam::{SERVICE}:policy/customer-managed")  # not AWS's: no-op
 
 
-def test_the_access_policy_declares_the_foreign_database_with_its_account_and_reader(world):
+def test_the_access_policy_declares_the_foreign_database_with_its_account_and_reader(world: World) -> None:
     policy = load_policy_text(local_access_text(world), "local-access.yaml")
     billing = policy.databases["billing-local"]
     account, spec = world.database("billing-local")
@@ -163,7 +166,7 @@ def test_the_access_policy_declares_the_foreign_database_with_its_account_and_re
     (lambda t: t.replace('operator: {account: "222222222222", user: rdsvend-operator}',
                          'operator: {account: "222222222222", user: nobody}'), "operator"),
 ])
-def test_bad_organization_world_files_name_the_field(edit, field):
+def test_bad_organization_world_files_name_the_field(edit: Callable[[str], str], field: str) -> None:
     text = DEFAULT_WORLD.read_text()
     changed = edit(text)
     assert changed != text
@@ -173,8 +176,9 @@ def test_bad_organization_world_files_name_the_field(edit, field):
     assert "\n" not in str(err.value)
 
 
-def test_the_member_roles_land_where_the_policy_resolves_to_them_never_in_the_management_account(seeded):
-    def roles(account):
+def test_the_member_roles_land_where_the_policy_resolves_to_them_never_in_the_management_account(
+        seeded: SeededWorld) -> None:
+    def roles(account: str) -> set[str]:
         client = member_client(seeded, account, "iam") if account != "111111111111" else management_client(seeded, "iam")
         return {r["RoleName"] for r in client.list_roles()["Roles"]} - {"OrganizationAccountAccessRole"}
 

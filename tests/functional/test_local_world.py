@@ -1,9 +1,10 @@
-"""Seeding moto (server mode, in this process) from policies/world.yaml, and the ``local`` stage
-deployed into it as the local stack deploys it (rdsvend's own roles are the deployment's)."""
+"""Seeding moto (server mode, in this process) from policies/world.yaml."""
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 import requests
@@ -11,8 +12,9 @@ import requests
 from chalicelib.policy.loader import load_policy_text
 from devtools.local.aws import MotoSecretLookup, MotoServer, org_id_of
 from devtools.local.deployment import DSQL_SIGNER_POLICY, SIGNER_POLICY
-from devtools.local.world import DEFAULT_WORLD, WorldError, load_world, load_world_text
-from tests.support.local_world import local_access_text, management_client, member_client, seed_and_deploy
+from devtools.local.seed import SeededWorld
+from devtools.local.world import DEFAULT_WORLD, World, WorldError, load_world, load_world_text
+from tests.support.local_world import client_as, local_access_text, management_client, member_client, seed_and_deploy
 
 pytestmark = pytest.mark.e2e  # starts a server: not in the fast tier
 
@@ -20,12 +22,12 @@ DB_PORT = 45432
 
 
 @pytest.fixture(scope="module")
-def world():
+def world() -> World:
     return load_world()
 
 
 @pytest.fixture(scope="module")
-def seeded(world, tmp_path_factory):
+def seeded(world: World, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeededWorld]:
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     server = MotoServer()
     url = server.start()
@@ -37,17 +39,7 @@ def seeded(world, tmp_path_factory):
         server.stop()
 
 
-def _client(keys, service, seeded):
-    return keys.session(seeded.region).client(service, endpoint_url=seeded.endpoint_url)
-
-
-
-
-
-
-
-
-def test_organization_has_the_service_account_under_an_ou(seeded, world):
+def test_organization_has_the_service_account_under_an_ou(seeded: SeededWorld, world: World) -> None:
     member = member_client(seeded, "222222222222", "organizations")
     org = member.describe_organization()["Organization"]
     assert org["Id"] == "o-rdsvend001"
@@ -60,7 +52,7 @@ def test_organization_has_the_service_account_under_an_ou(seeded, world):
     assert {"111111111111", "222222222222", "333333333333"} <= accounts
 
 
-def test_scps_are_the_default_allow_plus_one_that_leaves_rds_db_alone(seeded):
+def test_scps_are_the_default_allow_plus_one_that_leaves_rds_db_alone(seeded: SeededWorld) -> None:
     orgs = management_client(seeded, "organizations")
     on_ou = orgs.list_policies_for_target(TargetId=seeded.units["Services"], Filter="SERVICE_CONTROL_POLICY")
     names = {p["Name"] for p in on_ou["Policies"]}
@@ -71,7 +63,7 @@ def test_scps_are_the_default_allow_plus_one_that_leaves_rds_db_alone(seeded):
     assert "rds-db" not in content and "organizations:LeaveOrganization" in content
 
 
-def test_signer_role_may_connect_exactly_as_the_declared_iam_users(seeded, world):
+def test_signer_role_may_connect_exactly_as_the_declared_iam_users(seeded: SeededWorld, world: World) -> None:
     # the member-roles template's signer, deployed in the service account
     iam = member_client(seeded, "222222222222", "iam")
     assert iam.list_attached_role_policies(RoleName="rdsvend-signer")["AttachedPolicies"] == []
@@ -93,14 +85,15 @@ def test_signer_role_may_connect_exactly_as_the_declared_iam_users(seeded, world
     trust = trust if isinstance(trust, dict) else json.loads(trust)
     # The stage's signing functions sign; the operator may too (its canary logs in as the scheduled
     # one does): the deployment names it in the template's OperatorPrincipalArns.
+    assert world.operator is not None
     functions, operators = trust["Statement"]
     assert functions["Condition"]["ArnEquals"]["aws:PrincipalArn"] == [
         f"arn:aws:iam::222222222222:role/rdsvend-local-{f}" for f in ("api_handler", "vend", "canary")]
     assert operators["Principal"] == {"AWS": [world.operator.arn]}
 
 
-def test_proxies_stand_before_their_targets_and_their_role_may_connect_to_them(seeded):
-    rds = _client(seeded.function("canary"), "rds", seeded)
+def test_proxies_stand_before_their_targets_and_their_role_may_connect_to_them(seeded: SeededWorld) -> None:
+    rds = client_as(seeded, seeded.function("canary"), "rds")
     proxies = {p["DBProxyName"]: p for p in rds.describe_db_proxies()["DBProxies"]}
     assert set(proxies) == {"orders-proxy", "shop-proxy"}
     orders = proxies["orders-proxy"]
@@ -123,8 +116,8 @@ def test_proxies_stand_before_their_targets_and_their_role_may_connect_to_them(s
     assert not any(":dbuser:prx-" in r for r in resources)
 
 
-def test_instance_has_iam_auth_and_points_at_the_local_postgres(seeded):
-    rds = _client(seeded.function("canary"), "rds", seeded)
+def test_instance_has_iam_auth_and_points_at_the_local_postgres(seeded: SeededWorld) -> None:
+    rds = client_as(seeded, seeded.function("canary"), "rds")
     db, shop = rds.describe_db_instances()["DBInstances"]
     assert db["DBInstanceIdentifier"] == "orders-local"
     assert db["IAMDatabaseAuthenticationEnabled"] is True
@@ -134,7 +127,7 @@ def test_instance_has_iam_auth_and_points_at_the_local_postgres(seeded):
     assert shop["IAMDatabaseAuthenticationEnabled"] is True
 
 
-def test_each_account_sees_only_its_own_resources(seeded):
+def test_each_account_sees_only_its_own_resources(seeded: SeededWorld) -> None:
     workloads_rds = member_client(seeded, "333333333333", "rds")
     assert workloads_rds.describe_db_instances()["DBInstances"] == []
     workloads_iam = member_client(seeded, "333333333333", "iam")
@@ -144,17 +137,17 @@ def test_each_account_sees_only_its_own_resources(seeded):
     assert {u["UserName"] for u in workloads_iam.list_users()["Users"]} == {"orders-api", "reporting-job", "dba-lead"}
 
 
-def test_credentials_act_in_their_own_accounts(seeded):
-    allowed = _client(seeded.callers["allowed"], "sts", seeded).get_caller_identity()
+def test_credentials_act_in_their_own_accounts(seeded: SeededWorld) -> None:
+    allowed = client_as(seeded, seeded.callers["allowed"], "sts").get_caller_identity()
     assert allowed["Arn"] == "arn:aws:iam::333333333333:user/orders-api"
-    denied = _client(seeded.callers["denied"], "sts", seeded).get_caller_identity()
+    denied = client_as(seeded, seeded.callers["denied"], "sts").get_caller_identity()
     assert denied["Arn"] == "arn:aws:iam::333333333333:user/reporting-job"
-    function = _client(seeded.function("vend"), "sts", seeded).get_caller_identity()
+    function = client_as(seeded, seeded.function("vend"), "sts").get_caller_identity()
     assert function["Account"] == "222222222222"
     assert function["Arn"] == "arn:aws:sts::222222222222:assumed-role/rdsvend-local-vend/rdsvend-local-vend"
 
 
-def test_secret_lookup_knows_long_term_keys_and_session_credentials(seeded):
+def test_secret_lookup_knows_long_term_keys_and_session_credentials(seeded: SeededWorld) -> None:
     lookup = MotoSecretLookup()
     caller = seeded.callers["allowed"]
     found = lookup.secret_for(caller.access_key_id)
@@ -176,7 +169,7 @@ def test_secret_lookup_knows_long_term_keys_and_session_credentials(seeded):
     assert secret_free(repr(found), caller.secret_access_key)
 
 
-def test_secret_lookup_forgets_a_deleted_key(seeded):
+def test_secret_lookup_forgets_a_deleted_key(seeded: SeededWorld) -> None:
     iam = member_client(seeded, "333333333333", "iam")
     key = iam.create_access_key(UserName="reporting-job")["AccessKey"]
     lookup = MotoSecretLookup()
@@ -187,14 +180,14 @@ def test_secret_lookup_forgets_a_deleted_key(seeded):
     assert lookup.secret_for(key["AccessKeyId"]) is None
 
 
-def test_org_id_of_accounts(seeded):
+def test_org_id_of_accounts(seeded: SeededWorld) -> None:
     assert org_id_of("222222222222") == "o-rdsvend001"
     assert org_id_of("333333333333") == "o-rdsvend001"
     assert org_id_of("111111111111") == "o-rdsvend001"
     assert org_id_of("999999999999") is None
 
 
-def test_access_policy_goes_with_the_world(world):
+def test_access_policy_goes_with_the_world(world: World) -> None:
     policy = load_policy_text(local_access_text(world), "local-access.yaml")
     db = policy.databases["orders-local"]
     account, spec = world.database("orders-local")
@@ -236,7 +229,7 @@ def secret_free(text: str, secret: str) -> bool:
     (lambda t: t.replace("orders_app: {auth: iam, tier: service-user}", "orders_app: {auth: iam, tiers: x}"),
      "accounts.222222222222.databases.orders-local.users.orders_app"),
 ])
-def test_bad_world_files_name_the_field(edit, field):
+def test_bad_world_files_name_the_field(edit: Callable[[str], str], field: str) -> None:
     text = DEFAULT_WORLD.read_text()
     changed = edit(text)
     assert changed != text
@@ -246,7 +239,7 @@ def test_bad_world_files_name_the_field(edit, field):
     assert str(err.value).startswith("w.yaml, field ")
 
 
-def test_local_up_refuses_a_bad_world_before_starting_anything(tmp_path):
+def test_local_up_refuses_a_bad_world_before_starting_anything(tmp_path: Path) -> None:
     from click.testing import CliRunner
 
     from devtools.cli.main import cli
@@ -261,7 +254,7 @@ def test_local_up_refuses_a_bad_world_before_starting_anything(tmp_path):
     assert not state.exists()
 
 
-def test_local_env_without_a_stack_says_so(tmp_path):
+def test_local_env_without_a_stack_says_so(tmp_path: Path) -> None:
     from click.testing import CliRunner
 
     from devtools.cli.main import cli
@@ -271,7 +264,7 @@ def test_local_env_without_a_stack_says_so(tmp_path):
     assert "no local stack is running" in result.output
 
 
-def test_the_dsql_cluster_is_in_the_local_dsql_api_and_the_signer_may_connect_to_it(seeded):
+def test_the_dsql_cluster_is_in_the_local_dsql_api_and_the_signer_may_connect_to_it(seeded: SeededWorld) -> None:
     cluster = seeded.dsql["ledger-local"]
     answer = member_client(seeded, "222222222222", "dsql").get_cluster(identifier=cluster.identifier)
     assert answer["status"] == "ACTIVE" and answer["arn"] == cluster.arn
