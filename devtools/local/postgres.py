@@ -6,8 +6,13 @@ made at start), and RDS's two roles: members of ``rds_iam`` log in through the `
 method against the bind-only responder that checks IAM tokens; everyone else with
 ``scram-sha-256``. ``rds_ad`` exists (NOLOGIN) as on RDS, for Kerberos users.
 
+Clients reach it through a front (:mod:`devtools.local.pg_front`) on the instance's port,
+which holds connections still logging in within per-address bounds; PostgreSQL itself listens
+on a private loopback port behind it (``backend_port``).
+
 The superuser has a random password; ``admin_dsn`` connects as it with ``verify-full``.
-Stopping shuts the server down (fast mode), waits for every process, and removes the dir.
+Stopping closes the front, shuts the server down (fast mode), waits for every process, and
+removes the dir.
 """
 from __future__ import annotations
 
@@ -30,6 +35,7 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from chalicelib.errors import PostgresError
+from devtools.local.pg_front import PgFront
 from devtools.local.tls import TlsMaterial, make_tls_material
 
 __all__ = ["PostgresCluster", "PostgresError", "DEFAULT_BIN_DIR", "stop_cluster_dir", "free_port"]
@@ -124,7 +130,8 @@ class PostgresCluster:
 
     ``ldap_port`` is the bind-only responder's port; without one, members of ``rds_iam``
     cannot log in at all (fail closed). ``extra_names`` go into the server certificate
-    (e.g. the RDS endpoint name the world gives the instance).
+    (e.g. the RDS endpoint name the world gives the instance). ``port`` is the endpoint's
+    (the front's); PostgreSQL gets a free one behind it.
     """
 
     def __init__(
@@ -147,12 +154,13 @@ class PostgresCluster:
         self._timeout = startup_timeout
         self._password = secrets.token_urlsafe(24)
         self._base: Path | None = None
-        self._port: int | None = None
+        self._port: int | None = None  # PostgreSQL's own, behind the front
+        self._front: PgFront | None = None
         self._tls: TlsMaterial | None = None
         self._pid: int | None = None
 
     def __repr__(self) -> str:
-        state = f"port={self._port}" if self.running else "stopped"
+        state = f"port={self.port}" if self.running and self._front is not None else "stopped"
         return f"PostgresCluster({state}, base={self._base})"
 
     # --- what clients need ------------------------------------------------------------------
@@ -162,6 +170,14 @@ class PostgresCluster:
 
     @property
     def port(self) -> int:
+        """The endpoint's port: where clients connect (the front)."""
+        if self._front is None:
+            raise PostgresError("the cluster is not started")
+        return self._front.port
+
+    @property
+    def backend_port(self) -> int:
+        """PostgreSQL's own port behind the front (loopback; clients use :attr:`port`)."""
         if self._port is None:
             raise PostgresError("the cluster is not started")
         return self._port
@@ -220,15 +236,30 @@ class PostgresCluster:
         try:
             self._initdb(base)
             self._start_server(base)
+            self._start_front()
             self._bootstrap_roles()
         except BaseException:
             self.stop()
             raise
-        log.info("local postgres listening on 127.0.0.1:%d (pid %s, dir %s)", self._port, self._pid, base)
+        log.info("local postgres listening on 127.0.0.1:%d (server on %d, pid %s, dir %s)", self.port, self._port,
+                 self._pid, base)
         return self
 
+    def _start_front(self) -> None:
+        tls, port = self._tls, self._port
+        assert tls is not None and port is not None
+        front = PgFront(backend_port=port, tls_cert=tls.server_cert, tls_key=tls.server_key, ca_path=tls.ca_cert,
+                        port=self._wanted_port or 0)
+        try:
+            self._front = front.start()
+        except OSError as exc:
+            raise PostgresError(f"the endpoint cannot listen on 127.0.0.1:{self._wanted_port}: {exc}") from None
+
     def stop(self) -> None:
-        """Fast shutdown, wait for the processes, remove the dir. Safe to call twice."""
+        """Close the front, fast shutdown, wait for the processes, remove the dir. Safe to call twice."""
+        front, self._front = self._front, None
+        if front is not None:
+            front.stop()
         base, self._base = self._base, None
         self._pid = None
         self._port = None
@@ -309,7 +340,9 @@ class PostgresCluster:
             "ssl_key_file": f"'{tls.server_key}'",
             "ssl_min_protocol_version": "'TLSv1.2'",
             "password_encryption": "'scram-sha-256'",
-            "max_connections": "40",
+            # the front (devtools.local.pg_front) lets 40 through: room for the superuser and for
+            # server processes still exiting
+            "max_connections": "50",
             # a connection that never finishes its login holds a server process only this long
             # (PostgreSQL's default is a minute: 500 idle connections locked every login out)
             "authentication_timeout": "'5s'",
@@ -350,10 +383,9 @@ class PostgresCluster:
         os.chmod(hba, 0o600)
 
     def _start_server(self, base: Path) -> None:
-        attempts = 1 if self._wanted_port is not None else 3
         last_error = ""
-        for _ in range(attempts):
-            port = self._wanted_port or free_port()
+        for _ in range(3):
+            port = free_port()
             result = _run_as_owner(
                 [
                     str(self._bin / "pg_ctl"), "start", "-D", str(base / "data"), "-l", str(base / "postgres.log"),

@@ -14,6 +14,8 @@ import pwd
 import re
 import secrets
 import socket
+import ssl
+import struct
 from datetime import UTC, datetime, timedelta
 
 import botocore.session
@@ -356,32 +358,52 @@ def test_certificate_names_localhost_loopback_and_extra_names(tmp_path):
         "ca.crt", "server.crt", "server.key"]
 
 
-def test_idle_connections_that_never_log_in_lock_logins_out_for_seconds_not_a_minute():
-    import socket
-    import time
+# --- connections that never finish their login, oversized tokens ------------------------------
 
-    import psycopg
+def _stalled(pg: PostgresCluster, source: str) -> socket.socket:
+    """A connection from ``source`` that asks for TLS, sends its startup packet for ``app_user``
+    and then never answers the password request (PostgreSQL holds a server process for it)."""
+    sock = socket.create_connection(("127.0.0.1", pg.port), timeout=5, source_address=(source, 0))
+    sock.sendall(struct.pack("!II", 8, 80877103))
+    if sock.recv(1) != b"S":
+        return sock
+    tls = ssl.create_default_context(cafile=str(pg.ca_path)).wrap_socket(sock, server_hostname="localhost")
+    body = struct.pack("!I", 196608) + b"user\0app_user\0database\0postgres\0\0"
+    tls.sendall(struct.pack("!I", len(body) + 4) + body)
+    tls.recv(1)  # the password request (or a refusal)
+    return tls
 
-    with PostgresCluster() as pg:
-        idle = []
-        try:
-            for _ in range(500):
-                try:
-                    idle.append(socket.create_connection(("127.0.0.1", pg.port), timeout=5))
-                except OSError:
-                    break
-            started = time.monotonic()
-            while True:
-                try:
-                    with psycopg.connect(pg.admin_dsn, connect_timeout=5) as conn:
-                        conn.execute("SELECT 1")
-                    break
-                except psycopg.OperationalError:
-                    if time.monotonic() - started > 30:
-                        raise
-                    time.sleep(0.5)
-            # PostgreSQL's default authentication_timeout kept them for 60 s
-            assert time.monotonic() - started < 30
-        finally:
-            for sock in idle:
-                sock.close()
+
+def test_connections_from_one_address_that_never_log_in_never_lock_another_address_out(stack_state):
+    pg = stack_state.pg
+    token = make_token(LONG, "localhost", pg.port, "app_user")
+    pile = []
+    try:
+        pile += [_stalled(pg, "127.0.0.2") for _ in range(45)]  # more than max_connections, in their login
+        pile += [socket.create_connection(("127.0.0.1", pg.port), timeout=5, source_address=("127.0.0.2", 0))
+                 for _ in range(300)]  # and silent ones: each once held a server process for a minute
+        # at once, not after authentication_timeout: they used to leave no server process to log in with
+        with connect(pg, "app_user", token) as conn:
+            assert conn.execute("SELECT current_user").fetchone() == ("app_user",)
+    finally:
+        for sock in pile:
+            sock.close()
+
+
+def test_idle_connections_from_the_logins_own_address_give_way_to_it(stack_state):
+    pg = stack_state.pg
+    token = make_token(LONG, "localhost", pg.port, "app_user")
+    idle = [socket.create_connection(("127.0.0.1", pg.port), timeout=5) for _ in range(300)]
+    try:
+        with connect(pg, "app_user", token) as conn:  # at once: it takes the slot of the one waiting longest
+            assert conn.execute("SELECT current_user").fetchone() == ("app_user",)
+    finally:
+        for sock in idle:
+            sock.close()
+
+
+def test_a_70_kb_token_gets_an_error_naming_the_limit_not_a_dropped_connection(stack_state):
+    message = refused(stack_state.pg, "app_user", "x" * 70 * 1024)
+    assert "password message of 71681 bytes is too long: PostgreSQL reads at most 65535 bytes" in message
+    with connect(stack_state.pg, "app_user", make_token(LONG, "localhost", stack_state.pg.port, "app_user")):
+        pass  # and the next login is served
