@@ -5,7 +5,7 @@ PostgreSQL gives every connection a server process before it has logged in, so a
 connections that never finish their login (an idle pool, a stalled script) would lock everyone
 out until ``authentication_timeout``. This front listens where the instance's endpoint is and
 holds those connections itself, bounded as every local front is (:mod:`devtools.local.tcp_front`:
-per address and overall); PostgreSQL listens on a private loopback port behind it. Per
+per address and overall); PostgreSQL listens behind it on another loopback address. Per
 connection:
 
 1. the client's SSLRequest goes to PostgreSQL first; when it accepts, the front takes the
@@ -68,7 +68,8 @@ class _Conn(PgConnection):
             backend = self._backend()
             self.send(backend, startup)
             if struct.unpack("!I", startup[4:8])[0] == CANCEL_REQUEST:
-                self.close()  # PostgreSQL answers a cancel request by closing
+                self._pass_on_until_closed(backend)  # PostgreSQL answers a cancel request by closing
+                self.close()
                 return
             if not self._login(backend):
                 self.close()
@@ -92,7 +93,11 @@ class _Conn(PgConnection):
 
     def _backend(self) -> socket.socket:
         if self.backend is None:
-            self.backend = socket.create_connection(self.front.backend, timeout=self.front.settings.handshake_timeout)
+            front = self.front
+            # from 127.0.0.1, the address PostgreSQL's pg_hba.conf lets in
+            self.backend = socket.create_connection((front.backend_host, front.backend_port or front.port),
+                                                    timeout=front.settings.handshake_timeout,
+                                                    source_address=(front.host, 0))
         return self.backend
 
     def _negotiate(self) -> bytes:
@@ -118,8 +123,8 @@ class _Conn(PgConnection):
                 self._pass_on_until_closed(backend)
                 raise PeerClosedError("PostgreSQL refused the connection")
             client = self.start_tls(self.front.tls)
-            self.backend = tls_like(client, self.front.backend_ca).wrap_socket(backend,
-                                                                               server_hostname=self.front.backend[0])
+            # the instance's certificate names 127.0.0.1 and localhost, not the address behind the front
+            self.backend = tls_like(client, self.front.backend_ca).wrap_socket(backend, server_hostname="localhost")
 
     def _pass_on_until_closed(self, backend: socket.socket) -> None:
         while True:
@@ -146,13 +151,15 @@ class _Conn(PgConnection):
 
 
 class PgFront(TcpFront):
-    """The endpoint of the local PostgreSQL listening on ``backend_port`` (same host): TLS with
-    ``tls_cert``/``tls_key`` (the instance's), PostgreSQL's certificate checked against ``ca_path``."""
+    """The endpoint of the local PostgreSQL listening on ``backend_host`` (``backend_port``, by
+    default the front's own port number): TLS with ``tls_cert``/``tls_key`` (the instance's),
+    PostgreSQL's certificate checked against ``ca_path``."""
 
-    def __init__(self, *, backend_port: int, tls_cert: str | Path, tls_key: str | Path, ca_path: str | Path,
-                 host: str = "127.0.0.1", port: int = 0, settings: FrontSettings = PG_FRONT_SETTINGS) -> None:
+    def __init__(self, *, backend_host: str, tls_cert: str | Path, tls_key: str | Path, ca_path: str | Path,
+                 backend_port: int | None = None, host: str = "127.0.0.1", port: int = 0,
+                 settings: FrontSettings = PG_FRONT_SETTINGS) -> None:
         super().__init__(host=host, port=port, settings=settings, label="postgres front")
-        self.backend = (host, backend_port)
+        self.backend_host, self.backend_port = backend_host, backend_port
         self.backend_ca = str(ca_path)
         self.tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.tls.minimum_version = ssl.TLSVersion.TLSv1_2

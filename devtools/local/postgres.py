@@ -8,7 +8,8 @@ method against the bind-only responder that checks IAM tokens; everyone else wit
 
 Clients reach it through a front (:mod:`devtools.local.pg_front`) on the instance's port,
 which holds connections still logging in within per-address bounds; PostgreSQL itself listens
-on a private loopback port behind it (``backend_port``).
+behind it on the same port number at another loopback address (:data:`BACKEND_HOST`), so that
+``SHOW port`` names the endpoint's port, as on RDS.
 
 The superuser has a random password; ``admin_dsn`` connects as it with ``verify-full``.
 Stopping closes the front, shuts the server down (fast mode), waits for every process, and
@@ -38,7 +39,7 @@ from chalicelib.errors import PostgresError
 from devtools.local.pg_front import PgFront
 from devtools.local.tls import TlsMaterial, make_tls_material
 
-__all__ = ["PostgresCluster", "PostgresError", "DEFAULT_BIN_DIR", "stop_cluster_dir", "free_port"]
+__all__ = ["BACKEND_HOST", "PostgresCluster", "PostgresError", "DEFAULT_BIN_DIR", "stop_cluster_dir", "free_port"]
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,8 @@ DEFAULT_BIN_DIR = Path("/usr/lib/postgresql/15/bin")
 OS_USER = "postgres"
 LDAP_PREFIX = "cn="
 LDAP_SUFFIX = ",dc=rdsvend"
+#: Where PostgreSQL itself listens, behind its front on 127.0.0.1 (the same port number).
+BACKEND_HOST = "127.0.54.32"
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -130,8 +133,8 @@ class PostgresCluster:
 
     ``ldap_port`` is the bind-only responder's port; without one, members of ``rds_iam``
     cannot log in at all (fail closed). ``extra_names`` go into the server certificate
-    (e.g. the RDS endpoint name the world gives the instance). ``port`` is the endpoint's
-    (the front's); PostgreSQL gets a free one behind it.
+    (e.g. the RDS endpoint name the world gives the instance). ``port``: the endpoint's (a
+    free one unless given).
     """
 
     def __init__(
@@ -154,7 +157,6 @@ class PostgresCluster:
         self._timeout = startup_timeout
         self._password = secrets.token_urlsafe(24)
         self._base: Path | None = None
-        self._port: int | None = None  # PostgreSQL's own, behind the front
         self._front: PgFront | None = None
         self._tls: TlsMaterial | None = None
         self._pid: int | None = None
@@ -175,12 +177,6 @@ class PostgresCluster:
             raise PostgresError("the cluster is not started")
         return self._front.port
 
-    @property
-    def backend_port(self) -> int:
-        """PostgreSQL's own port behind the front (loopback; clients use :attr:`port`)."""
-        if self._port is None:
-            raise PostgresError("the cluster is not started")
-        return self._port
 
     @property
     def ca_path(self) -> Path:
@@ -235,25 +231,37 @@ class PostgresCluster:
         self._base = base
         try:
             self._initdb(base)
-            self._start_server(base)
-            self._start_front()
+            self._listen(base)
             self._bootstrap_roles()
         except BaseException:
             self.stop()
             raise
-        log.info("local postgres listening on 127.0.0.1:%d (server on %d, pid %s, dir %s)", self.port, self._port,
-                 self._pid, base)
+        log.info("local postgres listening on 127.0.0.1:%d (the server on %s, pid %s, dir %s)", self.port,
+                 BACKEND_HOST, self._pid, base)
         return self
 
-    def _start_front(self) -> None:
-        tls, port = self._tls, self._port
-        assert tls is not None and port is not None
-        front = PgFront(backend_port=port, tls_cert=tls.server_cert, tls_key=tls.server_key, ca_path=tls.ca_cert,
-                        port=self._wanted_port or 0)
-        try:
-            self._front = front.start()
-        except OSError as exc:
-            raise PostgresError(f"the endpoint cannot listen on 127.0.0.1:{self._wanted_port}: {exc}") from None
+    def _listen(self, base: Path) -> None:
+        """The front on the endpoint's port, then PostgreSQL behind it on the same port number
+        at :data:`BACKEND_HOST` (another free port when that one is taken there, unless the
+        port was asked for)."""
+        tls = self._tls
+        assert tls is not None
+        last_error = ""
+        for _ in range(1 if self._wanted_port else 3):
+            front = PgFront(backend_host=BACKEND_HOST, tls_cert=tls.server_cert, tls_key=tls.server_key,
+                            ca_path=tls.ca_cert, port=self._wanted_port or 0)
+            try:
+                self._front = front.start()
+            except OSError as exc:
+                raise PostgresError(f"the endpoint cannot listen on 127.0.0.1:{self._wanted_port}: {exc}") from None
+            last_error = self._start_server(base, front.port)
+            if not last_error:
+                return
+            self._front = None
+            front.stop()
+            if _postmaster_pid(base / "data") is not None:
+                break
+        raise PostgresError(f"postgres did not start: {last_error}")
 
     def stop(self) -> None:
         """Close the front, fast shutdown, wait for the processes, remove the dir. Safe to call twice."""
@@ -262,7 +270,6 @@ class PostgresCluster:
             front.stop()
         base, self._base = self._base, None
         self._pid = None
-        self._port = None
         self._tls = None
         if base is None:
             return
@@ -333,7 +340,7 @@ class PostgresCluster:
         data = base / "data"
         tls = self._tls
         settings = {
-            "listen_addresses": "'127.0.0.1'",
+            "listen_addresses": f"'{BACKEND_HOST}'",  # behind the front, on the endpoint's port number
             "unix_socket_directories": f"'{base / 'run'}'",
             "ssl": "on",
             "ssl_cert_file": f"'{tls.server_cert}'",
@@ -382,25 +389,19 @@ class PostgresCluster:
             os.chown(hba, entry.pw_uid, entry.pw_gid)
         os.chmod(hba, 0o600)
 
-    def _start_server(self, base: Path) -> None:
-        last_error = ""
-        for _ in range(3):
-            port = free_port()
-            result = _run_as_owner(
-                [
-                    str(self._bin / "pg_ctl"), "start", "-D", str(base / "data"), "-l", str(base / "postgres.log"),
-                    "-w", "-t", str(int(self._timeout)), "-o", f"-p {port}",
-                ],
-                cwd=base, timeout=self._timeout + 10,
-            )
-            if result.returncode == 0:
-                self._port = port
-                self._pid = _postmaster_pid(base / "data")
-                return
-            last_error = self._log_tail(base)
-            if _postmaster_pid(base / "data") is not None:
-                break
-        raise PostgresError(f"postgres did not start: {last_error}")
+    def _start_server(self, base: Path, port: int) -> str:
+        """Start PostgreSQL on ``port``: "" when it runs, else the tail of its log."""
+        result = _run_as_owner(
+            [
+                str(self._bin / "pg_ctl"), "start", "-D", str(base / "data"), "-l", str(base / "postgres.log"),
+                "-w", "-t", str(int(self._timeout)), "-o", f"-p {port}",
+            ],
+            cwd=base, timeout=self._timeout + 10,
+        )
+        if result.returncode != 0:
+            return self._log_tail(base)
+        self._pid = _postmaster_pid(base / "data")
+        return ""
 
     @staticmethod
     def _log_tail(base: Path) -> str:

@@ -223,6 +223,14 @@ class FrontConnection:
                     pass
 
     def close(self) -> None:
+        """Close both sockets; a client in TLS gets TLS's goodbye (close_notify) first, as servers
+        send it: after a refusal or a cancel request it reads a clean end, not a truncated stream."""
+        if isinstance(self.client, ssl.SSLSocket):
+            try:
+                self.client.settimeout(0.5)
+                self.client.unwrap()
+            except (OSError, ValueError):
+                pass
         for sock in (self.client, self.backend):
             if sock is not None:
                 try:

@@ -16,6 +16,7 @@ import secrets
 import socket
 import ssl
 import struct
+import threading
 from datetime import UTC, datetime, timedelta
 
 import botocore.session
@@ -24,7 +25,7 @@ import pytest
 from cryptography import x509
 
 from devtools.local.ldap import LdapResponder
-from devtools.local.postgres import PostgresCluster
+from devtools.local.postgres import BACKEND_HOST, PostgresCluster
 from devtools.local.rdsauth import RdsInstance, RdsTokenChecker
 from devtools.local.sigv4 import Credential, StaticSecretLookup
 from devtools.local.stack import listen_table
@@ -228,7 +229,8 @@ def test_password_user_logs_in_with_its_password_and_iam_users_cannot(stack_stat
     pg = stack_state.pg
     password = secrets.token_urlsafe(18)
     pg.create_password_user("pw_user", password)
-    with connect(pg, "pw_user", password) as conn:
+    # SCRAM with channel binding: the front shows clients the instance's own certificate
+    with connect(pg, "pw_user", password, channel_binding="require") as conn:
         assert conn.execute("SELECT current_user").fetchone() == ("pw_user",)
     assert "password authentication failed" in refused(pg, "pw_user", password + "x")
     assert why() == []  # a password user never reaches the token checker
@@ -245,17 +247,34 @@ def test_plain_connections_are_refused(stack_state):
     assert "no encryption" in message
 
 
+def test_a_running_query_is_cancelled_through_the_front(stack_state):
+    # cancel_safe: libpq's cancel over TLS, waited for without holding the GIL (the old
+    # cancel() blocks the whole process until the server answers: here the front is in it)
+    with psycopg.connect(stack_state.pg.admin_dsn, autocommit=True) as conn:
+        timer = threading.Timer(0.5, conn.cancel_safe)
+        timer.start()
+        try:
+            with pytest.raises(psycopg.errors.QueryCanceled):
+                conn.execute("SELECT pg_sleep(20)")
+        finally:
+            timer.cancel()
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
 def test_superuser_dsn_and_rds_roles(stack_state):
     pg = stack_state.pg
     assert "sslmode=verify-full" in pg.admin_dsn and str(pg.ca_path) in pg.admin_dsn
     rows = dict(pg.run_sql("SELECT rolname, rolcanlogin FROM pg_roles WHERE rolname IN ('rds_iam', 'rds_ad')"))
     assert rows == {"rds_iam": False, "rds_ad": False}
-    assert pg.run_sql("SHOW listen_addresses") == [("127.0.0.1",)]
+    # PostgreSQL behind its front, on the endpoint's port number (SHOW port names it, as on RDS)
+    assert pg.run_sql("SHOW listen_addresses") == [(BACKEND_HOST,)]
+    assert pg.run_sql("SHOW port") == [(str(pg.port),)]
     assert pg.run_sql("SELECT rolsuper FROM pg_roles WHERE rolname = current_user") == [(True,)]
 
 
 def test_only_loopback_listens(stack_state):
-    assert set(listening(stack_state.pg.port)) == {"127.0.0.1"}
+    assert set(listening(stack_state.pg.port)) == {"127.0.0.1", BACKEND_HOST}
+    assert ipaddress.ip_address(BACKEND_HOST).is_loopback
     assert set(listening(stack_state.responder.port)) == {"127.0.0.1"}
 
 
