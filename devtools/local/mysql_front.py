@@ -68,7 +68,7 @@ from devtools.local.mysql_wire import (
     parse_login,
 )
 from devtools.local.relay import relay
-from devtools.local.tcp_front import FrontConnection, FrontSettings, TcpFront, tls_like
+from devtools.local.tcp_front import FrontConnection, FrontSettings, TcpFront, server_tls, tls_like
 
 __all__ = ["MysqlFront", "FrontSettings", "BackendLink", "PacketChannel", "UnixSocketLink", "backend_handshake",
            "native_scramble"]
@@ -84,9 +84,7 @@ PluginLookup = Callable[[str], "tuple[str, ...] | None"]
 class _Conn(FrontConnection):
     """One client connection through the front."""
 
-    def __init__(self, front: MysqlFront, client: socket.socket, peer: str) -> None:
-        super().__init__(client, peer, front.settings.handshake_timeout)
-        self.front = front
+    front: MysqlFront
 
     # --- framing --------------------------------------------------------------------------
     def read_packet(self, sock: socket.socket) -> tuple[int, bytes]:
@@ -330,9 +328,7 @@ class MysqlFront(TcpFront):
         self.check = check
         self.backend_password = backend_password
         self.iam_enabled = iam_enabled
-        self.tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self.tls.minimum_version = ssl.TLSVersion.TLSv1_2
-        self.tls.load_cert_chain(str(tls_cert), str(tls_key))
+        self.tls = server_tls(tls_cert, tls_key)
 
     def connection(self, client: socket.socket, peer: str) -> _Conn:
         return _Conn(self, client, peer)

@@ -36,12 +36,10 @@ from devtools.local.pg_wire import (
     GSSENC_REQUEST,
     SSL_REQUEST,
     PgConnection,
-    PgRefusedError,
     error_response,
     message_bytes,
 )
-from devtools.local.relay import relay
-from devtools.local.tcp_front import FrontSettings, PeerClosedError, TcpFront, tls_like
+from devtools.local.tcp_front import FrontSettings, PeerClosedError, TcpFront, server_tls, tls_like
 
 __all__ = ["PG_FRONT_SETTINGS", "PgFront"]
 
@@ -58,38 +56,17 @@ _MAX_SERVER_MESSAGE = 1024 * 1024
 
 
 class _Conn(PgConnection):
-    def __init__(self, front: PgFront, client: socket.socket, peer: str) -> None:
-        super().__init__(client, peer, front.settings.handshake_timeout)
-        self.front = front
+    front: PgFront
 
-    def run(self) -> None:
-        try:
-            startup = self._negotiate()
-            backend = self._backend()
-            self.send(backend, startup)
-            if struct.unpack("!I", startup[4:8])[0] == CANCEL_REQUEST:
-                self._pass_on_until_closed(backend)  # PostgreSQL answers a cancel request by closing
-                self.close()
-                return
-            if not self._login(backend):
-                self.close()
-                return
-            self.front.logged_in(self)
-        except PgRefusedError as exc:
-            log.warning("%s: login refused: peer=%s reason=%s", self.front.label, self.peer, exc.reason)
-            try:
-                self.send(self.client, error_response(exc.code, exc.message))
-            except (OSError, ssl.SSLError):
-                pass
-            self.close()
-            return
-        except (PeerClosedError, TimeoutError, OSError, ssl.SSLError, struct.error) as exc:
-            log.info("%s: connection from %s dropped during login: %s", self.front.label, self.peer,
-                     exc if isinstance(exc, PeerClosedError) else type(exc).__name__)
-            self.close()
-            return
-        relay(self.client, self._backend(), stopping=self.front.stopping, idle_timeout=self.front.settings.idle_timeout,
-              label=self.front.label, peer=self.peer)
+    def login(self) -> bool:
+        startup = self._negotiate()
+        backend = self._backend()
+        self.send(backend, startup)
+        if struct.unpack("!I", startup[4:8])[0] == CANCEL_REQUEST:
+            self._pass_on_until_closed(backend)  # PostgreSQL answers a cancel request by closing
+            return False
+        self.user = _user(startup)
+        return self._authenticate(backend)
 
     def _backend(self) -> socket.socket:
         if self.backend is None:
@@ -134,7 +111,7 @@ class _Conn(PgConnection):
                 return
             self.send(self.client, data)
 
-    def _login(self, backend: socket.socket) -> bool:
+    def _authenticate(self, backend: socket.socket) -> bool:
         """PostgreSQL's authentication, message by message: True at ``AuthenticationOk``."""
         while True:
             kind, body = self.message(backend, _MAX_SERVER_MESSAGE)
@@ -150,6 +127,13 @@ class _Conn(PgConnection):
                 self.send(backend, self.password_message())
 
 
+def _user(startup: bytes) -> str:
+    """The ``user`` a startup packet names ("?" when it names none)."""
+    parts = startup[8:].split(b"\0")
+    names = dict(zip(parts[0::2], parts[1::2], strict=False))
+    return names.get(b"user", b"?").decode("utf-8", "replace")
+
+
 class PgFront(TcpFront):
     """The endpoint of the local PostgreSQL listening on ``backend_host`` (``backend_port``, by
     default the front's own port number): TLS with ``tls_cert``/``tls_key`` (the instance's),
@@ -161,9 +145,7 @@ class PgFront(TcpFront):
         super().__init__(host=host, port=port, settings=settings, label="postgres front")
         self.backend_host, self.backend_port = backend_host, backend_port
         self.backend_ca = str(ca_path)
-        self.tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self.tls.minimum_version = ssl.TLSVersion.TLSv1_2
-        self.tls.load_cert_chain(str(tls_cert), str(tls_key))
+        self.tls = server_tls(tls_cert, tls_key)
 
     def connection(self, client: socket.socket, peer: str) -> _Conn:
         return _Conn(self, client, peer)

@@ -42,8 +42,7 @@ from devtools.local.pg_wire import (
     error_response,
     message_bytes,
 )
-from devtools.local.relay import relay
-from devtools.local.tcp_front import FrontSettings, PeerClosedError, TcpFront
+from devtools.local.tcp_front import FrontSettings, PeerClosedError, TcpFront, server_tls
 
 __all__ = ["PgProxyFront", "ProxyTarget"]
 
@@ -63,9 +62,7 @@ class ProxyTarget:
 
 
 class _Conn(PgConnection):
-    def __init__(self, front: PgProxyFront, client: socket.socket, peer: str) -> None:
-        super().__init__(client, peer, front.settings.handshake_timeout)
-        self.front = front
+    front: PgProxyFront
 
     # -- the client side -------------------------------------------------------------------
     def _startup(self) -> dict[str, str]:
@@ -126,39 +123,19 @@ class _Conn(PgConnection):
             raise PeerClosedError("unexpected answer from the target")
         return message_bytes(kind, answer)
 
-    def run(self) -> None:
-        user = "?"
-        try:
-            params = self._startup()
-            user = params.get("user", "")
-            token = self._password()
-            problem = self.front.problem()
-            if problem is not None:
-                raise PgRefusedError("08001", f'RDS Proxy "{self.front.name}" has no available target ({problem})',
-                                     f"proxy:{problem}")
-            if not self.front.check(user, token):  # the checker logs its reason
-                raise PgRefusedError("28P01", f'IAM authentication failed for user "{user}" at RDS Proxy '
-                                     f'"{self.front.name}" (leg 1: caller to proxy)', "leg1:token_refused")
-            ok = self._target_login(params)
-            self.send(self.client, ok)
-            self.front.logged_in(self)
-        except PgRefusedError as exc:
-            log.warning("%s: login refused: user=%r peer=%s reason=%s", self.front.label, user, self.peer,
-                        exc.reason)
-            try:
-                self.send(self.client, error_response(exc.code, exc.message))
-            except (OSError, ssl.SSLError):
-                pass
-            self.close()
-            return
-        except (PeerClosedError, TimeoutError, OSError, ssl.SSLError, struct.error) as exc:
-            log.info("%s: connection from %s dropped during login (user=%r): %s", self.front.label,
-                     self.peer, user, type(exc).__name__)
-            self.close()
-            return
-        assert self.backend is not None
-        relay(self.client, self.backend, stopping=self.front.stopping, idle_timeout=self.front.settings.idle_timeout,
-              label=self.front.label, peer=self.peer)
+    def login(self) -> bool:
+        params = self._startup()
+        self.user = params.get("user", "")
+        token = self._password()
+        problem = self.front.problem()
+        if problem is not None:
+            raise PgRefusedError("08001", f'RDS Proxy "{self.front.name}" has no available target ({problem})',
+                                 f"proxy:{problem}")
+        if not self.front.check(self.user, token):  # the checker logs its reason
+            raise PgRefusedError("28P01", f'IAM authentication failed for user "{self.user}" at RDS Proxy '
+                                 f'"{self.front.name}" (leg 1: caller to proxy)', "leg1:token_refused")
+        self.send(self.client, self._target_login(params))
+        return True
 
 
 class PgProxyFront(TcpFront):
@@ -176,9 +153,7 @@ class PgProxyFront(TcpFront):
         self.name = name
         self.target = target
         self.check, self.sign, self.problem = check, sign, problem
-        self.tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self.tls.minimum_version = ssl.TLSVersion.TLSv1_2
-        self.tls.load_cert_chain(str(tls_cert), str(tls_key))
+        self.tls = server_tls(tls_cert, tls_key)
         self.target_tls = ssl.create_default_context(cafile=target.ca_path)  # verify-full
 
     def connection(self, client: socket.socket, peer: str) -> _Conn:

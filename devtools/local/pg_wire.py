@@ -4,13 +4,18 @@ PostgreSQL's own limit (answered with an error naming it, not a dropped connecti
 error responses."""
 from __future__ import annotations
 
+import logging
 import socket
+import ssl
 import struct
 
+from devtools.local.relay import relay
 from devtools.local.tcp_front import FrontConnection, PeerClosedError
 
 __all__ = ["CANCEL_REQUEST", "GSSENC_REQUEST", "MAX_PASSWORD", "MAX_STARTUP", "PROTOCOL_3", "SSL_REQUEST",
            "PgConnection", "PgRefusedError", "error_fields", "error_response", "message_bytes"]
+
+log = logging.getLogger(__name__)
 
 SSL_REQUEST = 80877103
 GSSENC_REQUEST = 80877104
@@ -51,7 +56,43 @@ def message_bytes(kind: bytes, body: bytes) -> bytes:
 
 
 class PgConnection(FrontConnection):
-    """A front's PostgreSQL connection: reads bounded by the protocol's limits and the deadline."""
+    """A front's PostgreSQL connection: the login (:meth:`login`, the front's own), then the
+    relay; reads bounded by the protocol's limits and the deadline. A refusal reaches the client
+    as a FATAL error and the log with its reason; a client that breaks the protocol or goes
+    away during the login is dropped."""
+
+    #: the login's user, once the startup packet has named it (for the log)
+    user = "?"
+
+    def login(self) -> bool:
+        """The front's login: True once the client is logged in (``self.backend`` connected),
+        False when the connection ends here without a refusal (a cancel request, the server's
+        own refusal already passed on)."""
+        raise NotImplementedError
+
+    def run(self) -> None:
+        label = self.front.label
+        try:
+            if not self.login():
+                self.close()
+                return
+        except PgRefusedError as exc:
+            log.warning("%s: login refused: user=%r peer=%s reason=%s", label, self.user, self.peer, exc.reason)
+            try:
+                self.send(self.client, error_response(exc.code, exc.message))
+            except (OSError, ssl.SSLError):
+                pass
+            self.close()
+            return
+        except (PeerClosedError, TimeoutError, OSError, ssl.SSLError, struct.error) as exc:
+            log.info("%s: connection from %s dropped during login (user=%r): %s", label, self.peer, self.user,
+                     exc if isinstance(exc, PeerClosedError) else type(exc).__name__)
+            self.close()
+            return
+        self.front.logged_in(self)
+        assert self.backend is not None
+        relay(self.client, self.backend, stopping=self.front.stopping, idle_timeout=self.front.settings.idle_timeout,
+              label=label, peer=self.peer)
 
     def startup_packet(self) -> bytes:
         """The client's next startup-phase packet, whole (length word included)."""

@@ -28,6 +28,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+import os
 import socket
 import ssl
 import threading
@@ -36,7 +37,7 @@ from dataclasses import dataclass
 from typing import Protocol, Self
 
 __all__ = ["Admission", "Admitted", "DRAIN_LIMIT", "FrontConnection", "FrontSettings", "PeerClosedError",
-           "TcpFront", "tls_like"]
+           "TcpFront", "server_tls", "tls_like"]
 
 log = logging.getLogger(__name__)
 
@@ -156,13 +157,22 @@ def tls_like(client: ssl.SSLSocket, cafile: str) -> ssl.SSLContext:
     return context
 
 
-class FrontConnection:
-    """One client connection through a front: its sockets, its peer and its login's deadline."""
+def server_tls(cert: str | os.PathLike[str], key: str | os.PathLike[str]) -> ssl.SSLContext:
+    """A front's own TLS, as a server: TLS 1.2 or later with ``cert`` and ``key``."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(str(cert), str(key))
+    return context
 
-    def __init__(self, client: socket.socket, peer: str, handshake_timeout: float) -> None:
+
+class FrontConnection:
+    """One client connection through ``front``: its sockets, its peer and its login's deadline."""
+
+    def __init__(self, front: TcpFront, client: socket.socket, peer: str) -> None:
+        self.front = front
         self.client, self._peer = client, peer
         self.backend: socket.socket | None = None
-        self.deadline = time.monotonic() + handshake_timeout
+        self.deadline = time.monotonic() + front.settings.handshake_timeout
 
     @property
     def peer(self) -> str:
