@@ -17,6 +17,7 @@ import yaml
 
 from chalicelib.aws.arn import ACCOUNT_ID, ORG_ID, REGION
 from chalicelib.errors import RdsvendError
+from chalicelib.policy.password_users import ROTATIONS
 
 __all__ = [
     "WorldError",
@@ -113,6 +114,8 @@ class DbUserSpec:
     name: str
     auth: str  # iam | kerberos | password
     tier: str | None = None
+    #: a password user's rotation (``single-user`` | ``alternating-users``; None: single-user)
+    rotation: str | None = None
 
 
 @dataclass(frozen=True)
@@ -384,10 +387,10 @@ class _Parser:
 
     def roles(self, value: Any, f: str) -> dict[str, Role]:
         roles = {}
-        for name, r in (value or {}).items():
+        for name, given in (value or {}).items():
             rf = f"{f}.roles.{name}"
             self.string(name, rf, _NAME)
-            r = self.mapping(r, rf, {"trust", "policies", "rds_connect", "managed_policies", "dsql_connect"},
+            r = self.mapping(given, rf, {"trust", "policies", "rds_connect", "managed_policies", "dsql_connect"},
                              {"trust"})
             if not isinstance(r["trust"], dict) or not r["trust"]:
                 raise self.fail("must be a trust policy Principal mapping", f"{rf}.trust")
@@ -400,52 +403,58 @@ class _Parser:
 
     def accounts(self, value: Any) -> dict[str, Account]:
         out = {}
-        for acct, raw in self.mapping(value, "accounts", set(value or {})).items():
-            acct = str(acct)
-            f = f"accounts.{acct}"
-            self.string(acct, f, _ACCOUNT)
-            spec = self.mapping(raw, f, {"name", "roles", "users", "databases", "directories", "proxies",
-                                         "dsql_clusters"}, {"name"})
-            roles = self.roles(spec.get("roles"), f)
-            users = {}
-            for name, u in (spec.get("users") or {}).items():
-                uf = f"{f}.users.{name}"
-                self.string(name, uf, _NAME)
-                u = self.mapping(u or {}, uf, {"access_key", "policies"})
-                users[name] = User(name, bool(u.get("access_key", False)),
-                                   self.documents(u.get("policies"), f"{uf}.policies"))
-            dbs = {}
-            for name, d in (spec.get("databases") or {}).items():
-                dbs[name] = self.database(name, d, f"{f}.databases.{name}")
-            directories = {}
-            for name, d in (spec.get("directories") or {}).items():
-                df = f"{f}.directories.{name}"
-                self.string(name, df, _FQDN)
-                d = self.mapping(d or {}, df, {"short_name"}, {"short_name"})
-                directories[name] = DirectorySpec(name, self.string(d["short_name"], f"{df}.short_name", _SHORT))
-            for name, spec_db in dbs.items():
-                df = f"{f}.databases.{name}.domain"
-                if spec_db.domain is not None and spec_db.domain.directory not in directories:
-                    raise self.fail(f"no directory '{spec_db.domain.directory}' in account {acct}", f"{df}.directory")
-                if spec_db.domain is not None and spec_db.domain.iam_role not in roles:
-                    raise self.fail(f"no role '{spec_db.domain.iam_role}' in account {acct}", f"{df}.iam_role")
-            proxies = {name: self.proxy(name, p, f"{f}.proxies.{name}", dbs, roles)
-                       for name, p in (spec.get("proxies") or {}).items()}
-            clusters = {name: self.dsql_cluster(name, c, f"{f}.dsql_clusters.{name}", roles)
-                        for name, c in (spec.get("dsql_clusters") or {}).items()}
-            out[acct] = Account(acct, self.string(spec["name"], f"{f}.name"), roles, users, dbs, directories,
-                                proxies=proxies, dsql_clusters=clusters)
+        for key, raw in self.mapping(value, "accounts", set(value or {})).items():
+            acct = str(key)
+            out[acct] = self.account(acct, raw)
         for account in out.values():
-            for role in account.roles.values():
-                for db in role.rds_connect:
-                    if db not in account.databases and db not in account.proxies:
-                        raise self.fail(f"no database '{db}' in account {account.id}",
-                                        f"accounts.{account.id}.roles.{role.name}.rds_connect")
-                for cluster in role.dsql_connect:
-                    if cluster not in account.dsql_clusters:
-                        raise self.fail(f"no DSQL cluster '{cluster}' in account {account.id}",
-                                        f"accounts.{account.id}.roles.{role.name}.dsql_connect")
+            self.check_role_targets(account)
         return out
+
+    def account(self, acct: str, raw: Any) -> Account:
+        f = f"accounts.{acct}"
+        self.string(acct, f, _ACCOUNT)
+        spec = self.mapping(raw, f, {"name", "roles", "users", "databases", "directories", "proxies",
+                                     "dsql_clusters"}, {"name"})
+        roles = self.roles(spec.get("roles"), f)
+        users = {name: self.user(name, u, f"{f}.users.{name}") for name, u in (spec.get("users") or {}).items()}
+        dbs = {name: self.database(name, d, f"{f}.databases.{name}")
+               for name, d in (spec.get("databases") or {}).items()}
+        directories = {name: self.directory(name, d, f"{f}.directories.{name}")
+                       for name, d in (spec.get("directories") or {}).items()}
+        for name, spec_db in dbs.items():
+            df = f"{f}.databases.{name}.domain"
+            if spec_db.domain is not None and spec_db.domain.directory not in directories:
+                raise self.fail(f"no directory '{spec_db.domain.directory}' in account {acct}", f"{df}.directory")
+            if spec_db.domain is not None and spec_db.domain.iam_role not in roles:
+                raise self.fail(f"no role '{spec_db.domain.iam_role}' in account {acct}", f"{df}.iam_role")
+        proxies = {name: self.proxy(name, p, f"{f}.proxies.{name}", dbs, roles)
+                   for name, p in (spec.get("proxies") or {}).items()}
+        clusters = {name: self.dsql_cluster(name, c, f"{f}.dsql_clusters.{name}", roles)
+                    for name, c in (spec.get("dsql_clusters") or {}).items()}
+        return Account(acct, self.string(spec["name"], f"{f}.name"), roles, users, dbs, directories,
+                       proxies=proxies, dsql_clusters=clusters)
+
+    def user(self, name: str, value: Any, uf: str) -> User:
+        self.string(name, uf, _NAME)
+        u = self.mapping(value or {}, uf, {"access_key", "policies"})
+        return User(name, bool(u.get("access_key", False)), self.documents(u.get("policies"), f"{uf}.policies"))
+
+    def directory(self, name: str, value: Any, df: str) -> DirectorySpec:
+        self.string(name, df, _FQDN)
+        d = self.mapping(value or {}, df, {"short_name"}, {"short_name"})
+        return DirectorySpec(name, self.string(d["short_name"], f"{df}.short_name", _SHORT))
+
+    def check_role_targets(self, account: Account) -> None:
+        """Every database, proxy and DSQL cluster a role may connect to is in the role's account."""
+        for role in account.roles.values():
+            for db in role.rds_connect:
+                if db not in account.databases and db not in account.proxies:
+                    raise self.fail(f"no database '{db}' in account {account.id}",
+                                    f"accounts.{account.id}.roles.{role.name}.rds_connect")
+            for cluster in role.dsql_connect:
+                if cluster not in account.dsql_clusters:
+                    raise self.fail(f"no DSQL cluster '{cluster}' in account {account.id}",
+                                    f"accounts.{account.id}.roles.{role.name}.dsql_connect")
 
     def database(self, name: str, value: Any, f: str) -> DatabaseSpec:
         self.string(name, f, _DB_ID)
@@ -455,15 +464,15 @@ class _Parser:
         if spec["engine"] not in ("postgres", "mariadb"):
             raise self.fail(f"the local stack runs postgres or mariadb, not '{spec['engine']}'", f"{f}.engine")
         users = {}
-        for uname, u in self.mapping(spec["users"], f"{f}.users", set(spec["users"] or {})).items():
+        for uname, given in self.mapping(spec["users"], f"{f}.users", set(spec["users"] or {})).items():
             uf = f"{f}.users.{uname}"
             self.string(uname, uf, _PG_NAME)
-            u = self.mapping(u, uf, {"auth", "tier"}, {"auth"})
+            u = self.mapping(given, uf, {"auth", "tier", "rotation"}, {"auth"})
             if u["auth"] not in ("iam", "kerberos", "password"):
                 raise self.fail(f"invalid value '{u['auth']}'", f"{uf}.auth")
             if u.get("tier") not in (None, "service-user", "service-admin"):
                 raise self.fail(f"invalid value '{u['tier']}'", f"{uf}.tier")
-            users[uname] = DbUserSpec(uname, u["auth"], u.get("tier"))
+            users[uname] = DbUserSpec(uname, u["auth"], u.get("tier"), self.rotation(u, uf))
         return DatabaseSpec(
             identifier=name,
             engine=spec["engine"],
@@ -511,6 +520,17 @@ class _Parser:
                 raise self.fail(f"no role '{role}' in the cluster's account", f"{rf}.grant")
             mapped[pg_role] = role
         return DsqlClusterSpec(name, mapped, self.strings(spec.get("setup_sql") or [], f"{f}.setup_sql"))
+
+    def rotation(self, user: Mapping[str, Any], f: str) -> str | None:
+        """A password user's ``rotation`` (as the access policy takes it); no other user has one."""
+        if "rotation" not in user:
+            return None
+        if user["auth"] != "password":
+            raise self.fail(f"'rotation' is only for auth: password users, not auth: {user['auth']}", f"{f}.rotation")
+        if user["rotation"] not in ROTATIONS:
+            raise self.fail(f"invalid rotation '{str(user['rotation'])[:40]}' (expected single-user or "
+                            "alternating-users)", f"{f}.rotation")
+        return str(user["rotation"])
 
     def rate(self, value: Any, f: str) -> int:
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 100000:

@@ -47,7 +47,7 @@ def stack_env(local_stack) -> dict[str, str]:
 
 
 def rdsvend(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([*RDSVEND, *args], env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([*RDSVEND, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False)
 
 
 def session_for(local_stack, caller: str = "allowed") -> boto3.Session:
@@ -116,7 +116,7 @@ def test_token_formats_each_connect(local_stack, stack_env):
 def test_token_env_format_feeds_psql(stack_env):
     script = f'eval "$({" ".join(RDSVEND)} token {DATABASE} {DB_USER} --format env)" && ' \
              'psql -Atc "select current_user, count(*) from shop.orders"'
-    result = subprocess.run(["bash", "-c", script], env=stack_env, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(["bash", "-c", script], env=stack_env, capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "orders_app|3"
 
