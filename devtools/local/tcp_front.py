@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import math
 import os
 import socket
 import ssl
@@ -59,7 +58,7 @@ class FrontSettings:
     def __post_init__(self) -> None:
         if self.max_connections < 1 or self.max_logins_per_peer < 1:
             raise ValueError("max_connections and max_logins_per_peer must be at least 1")
-        if self.handshake_timeout <= 0 or not self.idle_timeout > 0 or math.isnan(self.idle_timeout):
+        if not (self.handshake_timeout > 0 and self.idle_timeout > 0):  # NaN is neither
             raise ValueError("handshake_timeout and idle_timeout must be positive")
 
 
