@@ -51,8 +51,10 @@ class FrontSettings:
 
     handshake_timeout: float = 10.0
     idle_timeout: float = 600.0
+    #: the MySQL fronts' bound on a login packet (the PostgreSQL fronts use PostgreSQL's own)
     max_handshake_packet: int = 64 * 1024
     max_connections: int = 32
+    #: connections of one source address in their login at once (at most ``max_connections``)
     max_logins_per_peer: int = 16
 
     def __post_init__(self) -> None:
