@@ -15,6 +15,9 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import botocore.session
 import pymysql
@@ -46,7 +49,12 @@ class Permissions:
 
 
 @pytest.fixture(scope="module")
-def front():
+def permissions() -> Permissions:
+    return Permissions()
+
+
+@pytest.fixture(scope="module")
+def front(permissions: Permissions) -> Iterator[LocalMariaDB]:
     db = LocalMariaDB(settings=FrontSettings(handshake_timeout=2.0, idle_timeout=600.0,
                                              max_handshake_packet=64 * 1024, max_connections=4,
                                              max_logins_per_peer=2))
@@ -55,25 +63,23 @@ def front():
         db.server.create_database("app")
         db.server.create_iam_user(USER)
         db.server.run_sql("GRANT SELECT ON app.* TO 'app_user'@'%'")
-        permissions = Permissions()
         checker = RdsTokenChecker(StaticSecretLookup([SESSION]), permission_check=permissions,
                                   endpoints=RdsInstance(REGION, ACCOUNT, "db-FRONTE2E00000000000000000",
                                                         frozenset({"localhost"}), db.port, "front-e2e"))
         db.set_checker(checker.check)
-        db.checker = checker
-        db.permissions = permissions
         yield db
     finally:
         db.stop()
 
 
-def token(db, user=USER):
+def token(db: LocalMariaDB, user: str = USER) -> str:
     session = botocore.session.Session()
     session.set_credentials(SESSION.access_key_id, SESSION.secret_key, SESSION.session_token)
-    return session.create_client("rds", region_name=REGION).generate_db_auth_token("localhost", db.port, user, REGION)
+    rds: Any = session.create_client("rds", region_name=REGION)
+    return str(rds.generate_db_auth_token("localhost", db.port, user, REGION))
 
 
-def test_a_pymysql_session_sees_its_tls_version_and_cipher(front):
+def test_a_pymysql_session_sees_its_tls_version_and_cipher(front: LocalMariaDB) -> None:
     """As on RDS, a session's Ssl_version and Ssl_cipher name its TLS (the front speaks TLS to the
     backend too, at the client's version), never empty."""
     with front.connect(USER, token(front), database="app") as conn, conn.cursor() as cur:
@@ -87,7 +93,7 @@ def test_a_pymysql_session_sees_its_tls_version_and_cipher(front):
         assert cur.fetchone() == (1,)
 
 
-def test_a_session_token_over_1_5_kb_logs_in_with_pymysql_and_the_cli(front):
+def test_a_session_token_over_1_5_kb_logs_in_with_pymysql_and_the_cli(front: LocalMariaDB) -> None:
     tok = token(front)
     assert len(tok) > 1500
     with front.connect(USER, tok, database="app") as conn, conn.cursor() as cur:
@@ -105,20 +111,21 @@ def test_a_session_token_over_1_5_kb_logs_in_with_pymysql_and_the_cli(front):
     assert done.stdout.strip() == "app_user@%"
 
 
-def test_refusals_name_the_checker_reason(front, caplog):
+def test_refusals_name_the_checker_reason(front: LocalMariaDB, permissions: Permissions,
+                                          caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level("INFO")
-    front.permissions.denied.add(f"arn:aws:rds-db:{REGION}:{ACCOUNT}:dbuser:db-FRONTE2E00000000000000000/{USER}")
+    permissions.denied.add(f"arn:aws:rds-db:{REGION}:{ACCOUNT}:dbuser:db-FRONTE2E00000000000000000/{USER}")
     try:
         with pytest.raises(pymysql.err.OperationalError) as err:
             front.connect(USER, token(front))
     finally:
-        front.permissions.denied.clear()
+        permissions.denied.clear()
     assert err.value.args[0] == 1045
     assert "reason=not_permitted:test permissions" in caplog.text
     assert "X-Amz-Signature" not in caplog.text
 
 
-def test_the_server_certificate_is_verified(front, tmp_path):
+def test_the_server_certificate_is_verified(front: LocalMariaDB, tmp_path: Path) -> None:
     from devtools.local.tls import make_tls_material
 
     other = make_tls_material(tmp_path / "other", owner=None)
@@ -127,7 +134,7 @@ def test_the_server_certificate_is_verified(front, tmp_path):
     assert "CERTIFICATE_VERIFY_FAILED" in str(err.value)
 
 
-def _raw(front, source="127.0.0.1"):
+def _raw(front: LocalMariaDB, source: str = "127.0.0.1") -> tuple[socket.socket, bytes]:
     """A connection (from ``source``, another loopback address for another peer) that reads the
     greeting and goes no further; the greeting is empty when the front cut it off at once."""
     sock = socket.create_connection(("127.0.0.1", front.port), timeout=5, source_address=(source, 0))
@@ -141,7 +148,7 @@ def _raw(front, source="127.0.0.1"):
     return sock, greeting
 
 
-def _read_error(sock):
+def _read_error(sock: socket.socket) -> bytes:
     data = b""
     sock.settimeout(5)
     while True:
@@ -151,7 +158,7 @@ def _read_error(sock):
         data += chunk
 
 
-def test_an_oversized_handshake_packet_is_refused_and_closed(front):
+def test_an_oversized_handshake_packet_is_refused_and_closed(front: LocalMariaDB) -> None:
     sock, greeting = _raw(front)
     assert greeting[:1] == b"\x0a"
     sock.sendall((10 * 1024 * 1024).to_bytes(3, "little") + b"\x01")
@@ -160,7 +167,7 @@ def test_an_oversized_handshake_packet_is_refused_and_closed(front):
     assert answer[4:5] == b"\xff" and int.from_bytes(answer[5:7], "little") == 1153
 
 
-def test_a_silent_client_is_dropped_after_the_handshake_timeout(front):
+def test_a_silent_client_is_dropped_after_the_handshake_timeout(front: LocalMariaDB) -> None:
     sock, _ = _raw(front)
     started = time.monotonic()
     sock.settimeout(10)
@@ -169,7 +176,7 @@ def test_a_silent_client_is_dropped_after_the_handshake_timeout(front):
     sock.close()
 
 
-def test_garbage_without_a_tls_request_is_refused(front):
+def test_garbage_without_a_tls_request_is_refused(front: LocalMariaDB) -> None:
     sock, _ = _raw(front)
     sock.sendall((40).to_bytes(3, "little") + b"\x01" + b"\x00" * 4 + secrets.token_bytes(36))
     answer = _read_error(sock)
@@ -177,7 +184,7 @@ def test_garbage_without_a_tls_request_is_refused(front):
     assert answer[4:5] == b"\xff" and int.from_bytes(answer[5:7], "little") == 3159
 
 
-def test_idle_connections_in_their_login_never_lock_logins_out(front):
+def test_idle_connections_in_their_login_never_lock_logins_out(front: LocalMariaDB) -> None:
     tok = token(front)
     held = [_raw(front)[0] for _ in range(6)]  # more than the 4 slots, none finishing its login
     try:
@@ -189,7 +196,7 @@ def test_idle_connections_in_their_login_never_lock_logins_out(front):
             sock.close()
 
 
-def test_too_many_logged_in_sessions_get_1040_and_the_front_keeps_serving(front):
+def test_too_many_logged_in_sessions_get_1040_and_the_front_keeps_serving(front: LocalMariaDB) -> None:
     sessions = [front.connect(USER, token(front)) for _ in range(4)]
     try:
         extra = socket.create_connection(("127.0.0.1", front.port), timeout=5)
@@ -211,14 +218,14 @@ def test_too_many_logged_in_sessions_get_1040_and_the_front_keeps_serving(front)
             time.sleep(0.2)
 
 
-def test_a_70_kb_token_gets_an_error_naming_the_limit_not_a_dropped_connection(front):
+def test_a_70_kb_token_gets_an_error_naming_the_limit_not_a_dropped_connection(front: LocalMariaDB) -> None:
     with pytest.raises(pymysql.err.OperationalError) as err:
         front.connect(USER, "x" * 70 * 1024)
     assert err.value.args[0] == 1153, err.value.args  # the front's answer, not 2013 "Lost connection"
     assert "65536 bytes" in err.value.args[1]
 
 
-def _closed(sock):
+def _closed(sock: socket.socket) -> bool:
     """Whether the front has closed ``sock`` (it sends nothing unasked during the login)."""
     sock.settimeout(0.5)
     try:
@@ -229,7 +236,7 @@ def _closed(sock):
         return True
 
 
-def test_one_address_holds_at_most_its_share_of_connections_in_their_login(front):
+def test_one_address_holds_at_most_its_share_of_connections_in_their_login(front: LocalMariaDB) -> None:
     pile = [_raw(front, "127.0.0.2")[0] for _ in range(6)]  # 6: more than the 4 slots
     try:
         # the front keeps the 2 newest of that address (its limit) and closed the others
@@ -239,17 +246,18 @@ def test_one_address_holds_at_most_its_share_of_connections_in_their_login(front
             sock.close()
 
 
-def test_a_login_in_progress_is_never_cut_off_for_another_addresses_connections(front):
+def test_a_login_in_progress_is_never_cut_off_for_another_addresses_connections(front: LocalMariaDB) -> None:
     checking, go_on = threading.Event(), threading.Event()
+    check = front.token_check
 
-    def slow_check(user, tok):
+    def slow_check(user: str, tok: str) -> bool:
         checking.set()
         go_on.wait(10)
-        return front.checker.check(user, tok)
+        return check(user, tok)
 
-    outcome = {}
+    outcome: dict[str, object] = {}
 
-    def login():
+    def login() -> None:
         try:
             with front.connect(USER, token(front)) as conn, conn.cursor() as cur:
                 cur.execute("SELECT 1")
@@ -260,7 +268,7 @@ def test_a_login_in_progress_is_never_cut_off_for_another_addresses_connections(
     front.set_checker(slow_check)
     thread = threading.Thread(target=login)
     thread.start()
-    pile = []
+    pile: list[socket.socket] = []
     try:
         assert checking.wait(10)  # the login is in its token check
         pile = [_raw(front, "127.0.0.2")[0] for _ in range(12)]  # three times the slots
@@ -268,24 +276,25 @@ def test_a_login_in_progress_is_never_cut_off_for_another_addresses_connections(
         thread.join(20)
     finally:
         go_on.set()
-        front.set_checker(front.checker.check)
+        front.set_checker(check)
         for sock in pile:
             sock.close()
     # it used to be cut off ("Lost connection") to make room for the pile
     assert outcome == {"rows": ((1,),)}
 
 
-def test_the_backend_is_not_reachable_over_tcp(front):
+def test_the_backend_is_not_reachable_over_tcp(front: LocalMariaDB) -> None:
     sock_path = front.server.socket_path
     assert oct(os.stat(sock_path.parent).st_mode & 0o777) == "0o700"
     cmdline = open(f"/proc/{front.pid}/cmdline", "rb").read().split(b"\0")
     assert b"--skip-networking" in cmdline
 
 
-def test_a_login_whose_user_cannot_be_looked_up_is_refused(front, caplog, monkeypatch):
+def test_a_login_whose_user_cannot_be_looked_up_is_refused(front: LocalMariaDB, caplog: pytest.LogCaptureFixture,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     caplog.set_level("INFO")
 
-    def broken(user):
+    def broken(user: str) -> Any:
         raise OSError("backend gone")
 
     monkeypatch.setattr(front.front, "plugins", broken)

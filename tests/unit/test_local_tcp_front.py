@@ -22,7 +22,7 @@ def admitted(admission: Admission, peer: str) -> Conn:
     return conn
 
 
-def test_a_newcomer_over_its_addresses_limit_takes_that_addresses_oldest_login_only():
+def test_a_newcomer_over_its_addresses_limit_takes_that_addresses_oldest_login_only() -> None:
     admission = Admission(8, 2)
     other = admitted(admission, "127.0.0.1")
     first, second = admitted(admission, "127.0.0.2"), admitted(admission, "127.0.0.2")
@@ -31,7 +31,7 @@ def test_a_newcomer_over_its_addresses_limit_takes_that_addresses_oldest_login_o
     assert admission.counts() == (3, {"127.0.0.1": 1, "127.0.0.2": 2})
 
 
-def test_with_every_slot_taken_the_busiest_address_gives_up_its_oldest_login():
+def test_with_every_slot_taken_the_busiest_address_gives_up_its_oldest_login() -> None:
     admission = Admission(4, 4)
     login = admitted(admission, "127.0.0.1")
     pile = [admitted(admission, "127.0.0.2") for _ in range(3)]
@@ -43,7 +43,7 @@ def test_with_every_slot_taken_the_busiest_address_gives_up_its_oldest_login():
     assert admission.counts() == (4, {"127.0.0.1": 1, "127.0.0.2": 2, "127.0.0.3": 1})
 
 
-def test_sessions_are_never_cut_and_a_newcomer_is_refused_when_every_slot_holds_one():
+def test_sessions_are_never_cut_and_a_newcomer_is_refused_when_every_slot_holds_one() -> None:
     admission = Admission(2, 2)
     sessions = [admitted(admission, "127.0.0.1"), admitted(admission, "127.0.0.2")]
     for conn in sessions:
@@ -54,7 +54,7 @@ def test_sessions_are_never_cut_and_a_newcomer_is_refused_when_every_slot_holds_
     assert admission.admit(Conn("127.0.0.3"))
 
 
-def test_a_cut_connection_ending_later_frees_nothing_twice():
+def test_a_cut_connection_ending_later_frees_nothing_twice() -> None:
     admission = Admission(2, 1)
     cut = admitted(admission, "127.0.0.2")
     kept = admitted(admission, "127.0.0.2")
@@ -66,7 +66,7 @@ def test_a_cut_connection_ending_later_frees_nothing_twice():
     assert admission.counts() == (0, {})
 
 
-def test_the_per_address_limit_is_at_most_the_slots_and_bounds_are_positive():
+def test_the_per_address_limit_is_at_most_the_slots_and_bounds_are_positive() -> None:
     assert Admission(4, 16).max_logins_per_peer == 4
     with pytest.raises(ValueError, match="at least 1"):
         FrontSettings(max_logins_per_peer=0)
