@@ -171,7 +171,11 @@ def test_signer_policy_built_from_the_instance_name(canary: Canary) -> None:
     # the deployed signer's policy (the member-roles template's rdsvend-connect), written with the
     # instance's name where RDS wants its resource id
     resource_id = canary.info.databases[DB]["resource_id"]
-    wrong = lambda doc: json.loads(json.dumps(doc).replace(resource_id, DB))  # noqa: E731 - the change, inline
+
+    def wrong(doc: dict[str, Any]) -> dict[str, Any]:
+        changed: dict[str, Any] = json.loads(json.dumps(doc).replace(resource_id, DB))
+        return changed
+
     with role_policy_changed(canary.iam, "rdsvend-signer", SIGNER_POLICY, wrong):
         report = canary.run()
     assert canary.new_problems(report) == {(APP, "iam.signer_allows"): "fail", (OWNER, "iam.signer_allows"): "fail",
@@ -310,8 +314,8 @@ def test_alert_once_per_status_change(canary: Canary) -> None:
     admin = AccountSessions(endpoint, canary.info.region, canary.info.seeded.management_account)
     service = canary.info.seeded.service_account
     ddb, sns, sqs = admin.client("dynamodb", service), admin.client("sns", service), admin.client("sqs", service)
-    lambda_ = admin.client("lambda", service)
-    deployed = lambda_.get_function(FunctionName="rdsvend-local-canary")["Configuration"]["Environment"]["Variables"]
+    deployed = admin.client("lambda", service).get_function(FunctionName="rdsvend-local-canary")["Configuration"][
+        "Environment"]["Variables"]
     table, topic = deployed["RDSVEND_STATE_TABLE"], deployed["RDSVEND_ALERT_TOPIC"]
     for item in ddb.scan(TableName=table)["Items"]:
         ddb.delete_item(TableName=table, Key={"target": item["target"]})

@@ -24,12 +24,12 @@ import pytest
 from botocore.config import Config
 
 from chalicelib.canary.runner import run_canary
-from chalicelib.policy.loader import load_policy_file
-from devtools.deploy.local_stage import LOCAL, LocalStage, render_for_account
+from chalicelib.policy.loader import load_policy_file, load_policy_text
+from devtools.deploy.local_stage import LOCAL, LocalStage, local_stage, render_for_account
 from devtools.deploy.member_roles import OPERATORS_PARAMETER, member_roles_template
 from devtools.local.aws import AccountSessions
 from devtools.local.canary import local_canary_deps
-from devtools.local.deployment import role_policy_changed, running_stage
+from devtools.local.deployment import org_reader_arn, resource_ids, role_policy_changed
 from devtools.local.secrets import rotate_locally
 from devtools.local.stack import LocalStack
 from rdsvend import invoke_payload
@@ -44,7 +44,11 @@ SERVICE = "222222222222"
 def stage(local_stack: LocalStack) -> LocalStage:
     """The local stage as the packaging code builds it from the stack's access policy."""
     info = local_stack.info
-    return running_stage(Path(info.policy_path).read_text(encoding="utf-8"), info.seeded, info.region)
+    text = Path(info.policy_path).read_text(encoding="utf-8")
+    policy = load_policy_text(text, "local access policy", service_account=SERVICE)
+    return local_stage(text, account=SERVICE, region=info.region, org_id=info.seeded.org_id,
+                       resource_ids=resource_ids(policy, info.seeded),
+                       org_role=org_reader_arn(info.seeded.management_account))
 
 
 @pytest.fixture(scope="module")
@@ -54,9 +58,10 @@ def admin(local_stack: LocalStack) -> Callable[..., Any]:
     return lambda service, account=SERVICE: sessions.client(service, account)
 
 
-def _document(iam: Any, role: str, name: str) -> Any:
+def _document(iam: Any, role: str, name: str) -> dict[str, Any]:
     document = iam.get_role_policy(RoleName=role, PolicyName=name)["PolicyDocument"]
-    return json.loads(document) if isinstance(document, str) else document
+    parsed: dict[str, Any] = json.loads(document) if isinstance(document, str) else document
+    return parsed
 
 
 def test_get_function_answers_with_the_role_whose_policy_is_the_generated_document(
@@ -100,16 +105,17 @@ def test_the_member_roles_are_the_template_rendered_in_each_member_account(
     assert not {n for n in names if n.startswith("rdsvend-") and n != "rdsvend-org-reader"}
 
 
-def _invoke(local_stack: LocalStack, payload: dict[str, Any]) -> Any:
+def _invoke(local_stack: LocalStack, payload: dict[str, Any]) -> dict[str, Any]:
     keys = local_stack.keys("allowed")
     session = boto3.session.Session(aws_access_key_id=keys.access_key_id,
                                     aws_secret_access_key=keys.secret_access_key, region_name=local_stack.info.region)
     client = session.client("lambda", endpoint_url=local_stack.info.lambda_url, config=Config(retries={"max_attempts": 1}))
-    return json.loads(client.invoke(FunctionName="rdsvend-local-vend", Payload=json.dumps(payload).encode())[
-        "Payload"].read())
+    answer: dict[str, Any] = json.loads(client.invoke(FunctionName="rdsvend-local-vend",
+                                                      Payload=json.dumps(payload).encode())["Payload"].read())
+    return answer
 
 
-def _grant_list_by_invoke(local_stack: LocalStack) -> Any:
+def _grant_list_by_invoke(local_stack: LocalStack) -> dict[str, Any]:
     keys = local_stack.keys("allowed")
     session = boto3.session.Session(aws_access_key_id=keys.access_key_id,
                                     aws_secret_access_key=keys.secret_access_key, region_name=local_stack.info.region)
@@ -125,11 +131,11 @@ def test_each_function_calls_aws_as_its_deployed_role(local_stack: LocalStack, a
     the local AWS naming that role's session; with it back, the same request succeeds."""
     role = f"rdsvend-local-{function}"
 
-    def grants() -> Any:
+    def grants() -> dict[str, Any]:
         if function == "vend":
             return _grant_list_by_invoke(local_stack)
         status, body = local_stack.request("GET", "/v1/grants")
-        return body if status == 200 else {"error": body, "status": status}
+        return dict(body) if status == 200 else {"error": body, "status": status}
 
     before = len(local_stack.denials())
     with role_policy_changed(admin("iam"), role, role, lambda _doc: None):
@@ -190,7 +196,7 @@ def test_rotation_as_the_deployed_rotate_role_and_the_new_password_logs_in(local
 def test_the_operators_audit_lists_what_the_deployed_functions_logged(local_stack: LocalStack) -> None:
     operator = shell_env(local_stack, "operator")
 
-    def vends() -> dict[str, Any]:
+    def vends() -> dict[str, dict[str, Any]]:
         done = rdsvend(operator, "audit", "--json", "--database", "orders-local", "--since", "10m")
         assert done.returncode == 0, done.stderr
         return {e["request_id"]: e for e in json.loads(done.stdout)["entries"] if e["kind"] == "vend"}
@@ -198,8 +204,7 @@ def test_the_operators_audit_lists_what_the_deployed_functions_logged(local_stac
     before = vends()
     status, body = local_stack.request("POST", "/v1/tokens", {"database": "orders-local", "db_user": "orders_app"})
     assert status == 200, body
-    deadline = time.monotonic() + 10
-    new: dict[str, Any] = {}
+    deadline, new = time.monotonic() + 10, dict[str, dict[str, Any]]()
     while not new and time.monotonic() < deadline:
         time.sleep(0.3)  # the function's log lines reach CloudWatch in batches
         new = {k: v for k, v in vends().items() if k not in before}

@@ -216,7 +216,7 @@ def test_tampered_expired_misbound_and_unpermitted_tokens_are_refused_with_the_r
              "signature:expired")
     _refused(local_stack, _token(local_stack, signer, user="orders_app"), "wrong_user")
     _refused(local_stack, _token(local_stack, signer, port=_db(local_stack)["port"] + 1), "wrong_host")
-    # the service's execution role: right account, but no policy allows it rds-db:connect
+    # the vend function's role: right account, but its generated policy allows it no rds-db:connect
     _refused(local_stack, _token(local_stack, _session(local_stack, local_stack.info.seeded.function("vend"))),
              "not_permitted:")
 

@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import boto3
 import psycopg
@@ -289,7 +290,11 @@ def test_scp_denying_rds_db_on_the_data_ou(org: Org) -> None:
 
 def test_signer_policy_built_from_the_instance_name(org: Org) -> None:
     resource_id = org.info.databases[DB]["resource_id"]
-    wrong = lambda doc: json.loads(json.dumps(doc).replace(resource_id, DB))  # noqa: E731 - the change, inline
+
+    def wrong(doc: dict[str, Any]) -> dict[str, Any]:
+        changed: dict[str, Any] = json.loads(json.dumps(doc).replace(resource_id, DB))
+        return changed
+
     with role_policy_changed(org.iam, "rdsvend-signer", SIGNER_POLICY, wrong):
         report = org.run()
     assert org.new_problems(report) == {(APP, "iam.signer_allows"): "fail"}

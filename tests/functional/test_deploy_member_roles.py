@@ -13,6 +13,7 @@ import pytest
 
 from chalicelib.policy.loader import load_policy_file, load_policy_text
 from chalicelib.policy.model import AccessPolicy
+from devtools.deploy.local_stage import render_for_account
 from devtools.deploy.member_roles import member_accounts, member_roles_template
 from devtools.deploy.roles import DeployConfigError, DeploySettings, load_deploy_settings
 
@@ -159,8 +160,6 @@ def _dsql() -> AccessPolicy:
 
 
 def test_an_aurora_dsql_signer_is_a_role_of_its_own_with_exactly_its_clusters_actions() -> None:
-    from devtools.deploy.local_stage import render_for_account
-
     template = member_roles_template(_dsql(), _deploy(), "prod")
     entry = template["Mappings"]["Accounts"][SERVICE]
     assert (entry["SignerRoleName"], entry["DsqlSignerRoleName"]) == ("rdsvend-signer-prod", "rdsvend-ledger-signer-prod")
@@ -179,8 +178,6 @@ def test_an_aurora_dsql_signer_is_a_role_of_its_own_with_exactly_its_clusters_ac
 
 
 def test_operators_named_at_deploy_time_are_trusted_besides_the_functions() -> None:
-    from devtools.deploy.local_stage import render_for_account
-
     template = member_roles_template(_dsql(), _deploy(), "prod")
     alone = render_for_account(template, MEMBER)["ReaderRole"]["AssumeRolePolicyDocument"]["Statement"]
     assert len(alone) == 1 and "Condition" in alone[0]  # none named: the stage's functions only

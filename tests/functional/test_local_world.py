@@ -1,5 +1,4 @@
-"""Seeding moto (server mode, in this process) from policies/world.yaml, and the ``local`` stage
-deployed into it as the local stack deploys it (rdsvend's own roles are the deployment's)."""
+"""Seeding moto (server mode, in this process) from policies/world.yaml."""
 from __future__ import annotations
 
 import json

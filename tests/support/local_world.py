@@ -1,7 +1,8 @@
 """Clients into the seeded local world (moto server): as the management account, as an
 operator who assumed OrganizationAccountAccessRole in a member account, and as one of the
 world's own keys; the local access policy as the stack writes it (the template with the
-world's users); the world seeded with the ``local`` stage deployed into it (:func:`seed_and_deploy`)."""
+world's users); the world seeded with the ``local`` stage deployed into it
+(:func:`seed_and_deploy`)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,8 +13,9 @@ import boto3
 from devtools.local.aws import AccountSessions, seed_world
 from devtools.local.deployment import deploy_local
 from devtools.local.provision import merged_access_text, write_access_policy
+from devtools.local.seed import SeededWorld
 from devtools.local.sessions import Keys
-from devtools.local.world import load_world
+from devtools.local.world import World, load_world
 
 __all__ = ["REPO", "LOCAL_ACCESS", "client_as", "local_access_text", "management_client", "member_client",
            "seed_and_deploy"]
@@ -49,7 +51,12 @@ def member_client(seeded: Any, account: str, service: str) -> Any:
     ).client(service, endpoint_url=seeded.endpoint_url)
 
 
-def seed_and_deploy(world: Any, url: str, tmp: Path, **seed_args: Any) -> Any:
+def client_as(seeded: Any, keys: Keys, service: str) -> Any:
+    """A client signing with ``keys`` (a caller, a deployed function's role ...) of the seeded world."""
+    return keys.session(seeded.region).client(service, endpoint_url=seeded.endpoint_url)
+
+
+def seed_and_deploy(world: World, url: str, tmp: Path, **seed_args: Any) -> SeededWorld:
     """The world seeded into the moto server at ``url`` and the ``local`` stage deployed into it,
     as the local stack does (its access policy written to ``tmp``); the seeded world with the
     functions' credentials."""
@@ -60,8 +67,3 @@ def seed_and_deploy(world: Any, url: str, tmp: Path, **seed_args: Any) -> Any:
                         dsql={name: (c.identifier, "localhost", 5432) for name, c in seeded.dsql.items()})
     sessions = AccountSessions(url, world.region, world.organization.management_account)
     return deploy_local(world, seeded, sessions, policy.read_text(encoding="utf-8")).seeded
-
-
-def client_as(seeded: Any, keys: Keys, service: str) -> Any:
-    """A client signing with ``keys`` (a caller, a deployed function ...) of the seeded world."""
-    return keys.session(seeded.region).client(service, endpoint_url=seeded.endpoint_url)
