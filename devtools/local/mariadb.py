@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from chalicelib.errors import RdsvendError
+from devtools.local.processes import alive
 from devtools.local.tls import make_tls_material
 
 __all__ = ["MariaDBServer", "MariaDBError", "IAM_PLUGIN", "stop_mariadb_dir", "mariadb_available",
@@ -76,20 +77,6 @@ def _chown_tree(path: Path) -> None:
             os.chown(os.path.join(root, name), owner.pw_uid, owner.pw_gid, follow_symlinks=False)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return True
-    return state not in ("Z", "X")
-
-
 def _sql_string(value: str) -> str:
     """A single-quoted SQL literal (for the init file, which takes no parameters)."""
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
@@ -102,7 +89,7 @@ def stop_mariadb_dir(base_dir: str | os.PathLike[str], *, timeout: float = 30.0)
         pid: int | None = int((base / "mariadbd.pid").read_text().strip())
     except (OSError, ValueError):
         pid = None
-    if pid is not None and _pid_alive(pid):
+    if pid is not None and alive(pid):
         cmdline = ""
         try:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
@@ -111,12 +98,12 @@ def stop_mariadb_dir(base_dir: str | os.PathLike[str], *, timeout: float = 30.0)
         if str(base) in cmdline:  # ours: its command line names this dir
             os.kill(pid, signal.SIGTERM)
             deadline = time.monotonic() + timeout
-            while _pid_alive(pid) and time.monotonic() < deadline:
+            while alive(pid) and time.monotonic() < deadline:
                 time.sleep(0.05)
-            if _pid_alive(pid):
+            if alive(pid):
                 os.kill(pid, signal.SIGKILL)
                 time.sleep(0.2)
-            if _pid_alive(pid):
+            if alive(pid):
                 raise MariaDBError(f"mariadbd process {pid} did not stop")
     shutil.rmtree(base, ignore_errors=True)
 

@@ -30,6 +30,7 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from chalicelib.errors import PostgresError
+from devtools.local.processes import alive
 from devtools.local.tls import TlsMaterial, make_tls_material
 
 __all__ = ["PostgresCluster", "PostgresError", "DEFAULT_BIN_DIR", "stop_cluster_dir", "free_port"]
@@ -75,16 +76,6 @@ def _hba_value(value: str) -> str:
     return '"' + value.replace('"', '""') + '"'
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _postmaster_pid(data_dir: Path) -> int | None:
     try:
         first = (data_dir / "postmaster.pid").read_text().split("\n", 1)[0].strip()
@@ -105,16 +96,16 @@ def stop_cluster_dir(
             [str(bin_dir / "pg_ctl"), "stop", "-D", str(data_dir), "-m", "fast", "-w", "-t", str(int(timeout))],
             cwd=base, timeout=timeout + 10,
         )
-        if result.returncode != 0 and _pid_alive(pid):
+        if result.returncode != 0 and alive(pid):
             log.warning("local postgres: fast shutdown failed, sending SIGQUIT to %d", pid)
             try:
                 os.kill(pid, signal.SIGQUIT)
             except ProcessLookupError:
                 pass
         deadline = time.monotonic() + timeout
-        while _pid_alive(pid) and time.monotonic() < deadline:
+        while alive(pid) and time.monotonic() < deadline:
             time.sleep(0.05)
-        if _pid_alive(pid):
+        if alive(pid):
             raise PostgresError(f"postgres process {pid} did not stop")
     shutil.rmtree(base, ignore_errors=True)
 
@@ -193,7 +184,7 @@ class PostgresCluster:
 
     @property
     def running(self) -> bool:
-        return self._pid is not None and _pid_alive(self._pid)
+        return self._pid is not None and alive(self._pid)
 
     def dsn(self, user: str, password: str | None = None, dbname: str = "postgres", **extra: Any) -> str:
         """A ``verify-full`` conninfo string for ``user`` (contains ``password`` when given)."""
