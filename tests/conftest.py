@@ -6,6 +6,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.support.botocore_models import share_loaded_models
+from tests.support.examples import register_profiles
+
 # Fake credentials before anything creates a boto3 client; moto intercepts the calls.
 for _key, _value in {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -20,6 +23,10 @@ for _key, _value in {
     os.environ.setdefault(_key, _value)
 for _key in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):
     os.environ.pop(_key, None)
+# botocore's models parsed once per test process, not once per session (moto makes one per test).
+share_loaded_models()
+# hypothesis: the quick profile unless HYPOTHESIS_PROFILE or --hypothesis-profile says thorough.
+register_profiles()
 
 
 @pytest.fixture
@@ -40,3 +47,13 @@ def _service_log_level() -> Iterator[None]:
     level = logger.log_level
     yield
     logger.setLevel(level)
+
+
+_SLOW_TIERS = ("e2e", "build", "wheel")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The modules that start servers or build packages run first (keeping the order within
+    each group): with the tests spread over workers (``make test``), the long modules then
+    start early instead of leaving one worker busy at the end while the other waits."""
+    items.sort(key=lambda item: not any(item.get_closest_marker(name) for name in _SLOW_TIERS))
