@@ -48,7 +48,7 @@ def share_loaded_models() -> None:
 
     def __init__(self: loaders.Loader, *args: Any, **kwargs: Any) -> None:
         original(self, *args, **kwargs)
-        self._cache = _SharedCache(self)
+        self._cache = _SharedCache(self)  # type: ignore[attr-defined]  # the stubs omit the cache instance_cache reads
 
     __init__.shares_models = True  # type: ignore[attr-defined]  # a marker: patched once per process
     loaders.Loader.__init__ = __init__  # type: ignore[method-assign]  # the cache, shared across loaders

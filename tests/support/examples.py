@@ -34,4 +34,6 @@ def register_profiles() -> None:
 def examples(thorough: int) -> int:
     """``thorough`` examples under the thorough profile; the same share of it as the loaded
     profile's ``max_examples`` is of 100 otherwise (at least 10)."""
-    return max(10, thorough * settings.default.max_examples // _FULL)
+    loaded = settings.default  # the loaded profile (register_profiles ran before any test module)
+    share = loaded.max_examples if loaded is not None else _FULL
+    return max(10, thorough * share // _FULL)
