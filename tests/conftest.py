@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support.botocore_models import share_loaded_models
+from devtools.local.botocore_models import share_loaded_models
 from tests.support.examples import register_profiles
 
 # Fake credentials before anything creates a boto3 client; moto intercepts the calls.

@@ -11,6 +11,7 @@ Stopping shuts the server down (fast mode), waits for every process, and removes
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import pwd
@@ -54,11 +55,13 @@ def _as_root() -> bool:
     return os.geteuid() == 0
 
 
-def _run_as_owner(argv: Sequence[str], *, cwd: Path, timeout: float) -> subprocess.CompletedProcess[str]:
+def _run_as_owner(argv: Sequence[str], *, cwd: Path, timeout: float,
+                  stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     prefix = ["runuser", "-u", OS_USER, "--"] if _as_root() else []
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8", "TZ": "UTC"}
     return subprocess.run(
-        [*prefix, *argv], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
+        [*prefix, *argv], cwd=cwd, env=env, input=stdin, capture_output=True, text=True, timeout=timeout,
+        check=False,
     )
 
 
@@ -70,6 +73,51 @@ def _chown_tree(path: Path) -> None:
         os.chown(root, entry.pw_uid, entry.pw_gid)
         for name in [*dirs, *files]:
             os.chown(os.path.join(root, name), entry.pw_uid, entry.pw_gid, follow_symlinks=False)
+
+
+_INITDB_ARGS = ("--auth=scram-sha-256", "--encoding=UTF8", "--locale=C.UTF-8", "--no-sync", "--no-instructions")
+
+
+def _template(bin_dir: Path, superuser: str, timeout: float) -> Path:
+    """The data dir of a cluster ``initdb`` made for these binaries and ``superuser``, kept in
+    the temp dir for every later cluster to copy (made once, atomically: a dir renamed into
+    place when initdb has finished; two processes racing both make one, and one is kept)."""
+    initdb = bin_dir / "initdb"
+    made = initdb.stat()
+    key = hashlib.sha256(repr((str(initdb.resolve()), made.st_size, made.st_mtime_ns, superuser, _INITDB_ARGS,
+                               os.geteuid())).encode()).hexdigest()[:16]
+    final = Path(tempfile.gettempdir()) / f"rdsvend-pg-template-{key}"
+    if (final / "data").is_dir():
+        return final / "data"
+    work = Path(tempfile.mkdtemp(prefix="rdsvend-pg-template-", suffix=".tmp"))
+    try:
+        pwfile = work / "initdb.pw"  # a throwaway password: every copy sets its own
+        pwfile.write_text(secrets.token_urlsafe(24) + "\n", encoding="utf-8")
+        _chown_tree(work)
+        result = _run_as_owner([str(initdb), "-D", str(work / "data"), "-U", superuser, f"--pwfile={pwfile}",
+                                *_INITDB_ARGS], cwd=work, timeout=timeout)
+        pwfile.unlink()
+        if result.returncode != 0:
+            raise PostgresError(f"initdb failed: {result.stderr.strip()[-500:]}")
+        try:
+            work.rename(final)
+        except OSError:  # another process made it meanwhile: use theirs
+            if not (final / "data").is_dir():
+                raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return final / "data"
+
+
+def _set_password(bin_dir: Path, base: Path, superuser: str, password: str, timeout: float) -> None:
+    """Give the copied cluster's superuser its own password, in single-user mode (no server
+    listens yet; the password goes through stdin, never a command line or a log)."""
+    name = '"' + superuser.replace('"', '""') + '"'
+    literal = "'" + password.replace("'", "''") + "'"
+    result = _run_as_owner([str(bin_dir / "postgres"), "--single", "-D", str(base / "data"), "-j", "postgres"],
+                           cwd=base, timeout=timeout, stdin=f"ALTER ROLE {name} PASSWORD {literal};\n")
+    if result.returncode != 0:  # its output may echo the statement: not shown
+        raise PostgresError("could not set the superuser's password in the new cluster")
 
 
 def _hba_value(value: str) -> str:
@@ -272,24 +320,12 @@ class PostgresCluster:
         os.chmod(base, 0o700)
         self._tls = make_tls_material(base / "tls", extra_names=self._extra_names, owner=OS_USER)
         (base / "run").mkdir(mode=0o700)
-        pwfile = base / "initdb.pw"
-        fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(self._password + "\n")
         _chown_tree(base)
-        try:
-            result = _run_as_owner(
-                [
-                    str(self._bin / "initdb"), "-D", str(base / "data"), "-U", self._superuser,
-                    f"--pwfile={pwfile}", "--auth=scram-sha-256", "--encoding=UTF8", "--locale=C.UTF-8",
-                    "--no-sync", "--no-instructions",
-                ],
-                cwd=base, timeout=self._timeout,
-            )
-        finally:
-            pwfile.unlink(missing_ok=True)
-        if result.returncode != 0:
-            raise PostgresError(f"initdb failed: {result.stderr.strip()[-500:]}")
+        # A copy of a cluster initdb made once for these binaries and this superuser (initdb
+        # costs a second or two of CPU per cluster); the copy gets its own superuser password.
+        shutil.copytree(_template(self._bin, self._superuser, self._timeout), base / "data", symlinks=True)
+        _chown_tree(base / "data")
+        _set_password(self._bin, base, self._superuser, self._password, self._timeout)
         data = base / "data"
         tls = self._tls
         settings = {

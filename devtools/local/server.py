@@ -22,6 +22,7 @@ from chalicelib.iam.model import parse_policy
 from devtools.local.attribution import start_attribution
 from devtools.local.authorize import DENIAL_LOG, DenialLog, Enforcer
 from devtools.local.aws import AccountSessions, MotoSecretLookup, MotoServer, seed_world
+from devtools.local.botocore_models import share_loaded_models
 from devtools.local.dsql import start_dsql_clusters
 from devtools.local.lambda_invoke import start_vend_function
 from devtools.local.last_run import LastRun, recall, remember
@@ -121,6 +122,7 @@ class StackServer:
         write_state(self.state_dir, self._state)
 
     def start(self) -> StackInfo:
+        share_loaded_models()  # one copy of botocore's models for the sessions of every account
         existing = read_state(self.state_dir)
         if existing and alive(existing.get("pid"), existing.get("proc_start")) and existing.get("pid") != os.getpid():
             raise StackError(f"a local stack is already running from {self.state_dir} (pid {existing['pid']}); "

@@ -28,6 +28,7 @@ from devtools.local.stack import UNSET_ENV
 from rdsvend import TokenClient, VendApi, VendedToken, connect
 from rdsvend.pgpass import split_line
 from rdsvend.sqla import create_engine
+from tests.support.local_shell import as_at_a_terminal
 
 pytestmark = pytest.mark.e2e
 
@@ -187,7 +188,7 @@ def test_pgpass_watch_keeps_rewriting_the_file(local_stack, stack_env, tmp_path)
     path = tmp_path / "pgpass"
     proc = subprocess.Popen([*RDSVEND, "pgpass", DATABASE, DB_USER, "--file", str(path), "--watch",
                              "--every", "1"], env=stack_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True, preexec_fn=as_at_a_terminal)
     inodes: set[int] = set()
     try:
         deadline = time.monotonic() + 30

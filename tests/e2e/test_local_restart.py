@@ -18,7 +18,7 @@ import pytest
 from devtools.local.last_run import last_run_path
 from devtools.local.postgres import DEFAULT_BIN_DIR
 from devtools.local.state import LOCAL_ENV_NAMES, LOCAL_STACK_ENV, alive, read_state
-from tests.support.local_shell import REPO, rdsvend, shell_env
+from tests.support.local_shell import REPO, as_at_a_terminal, rdsvend, shell_env
 from tests.support.readme import block_containing, failure_text, run_block
 
 pytestmark = pytest.mark.e2e
@@ -69,7 +69,7 @@ def _interrupt_a_start(state_dir: Path) -> None:
     """``up --detach`` interrupted (SIGINT, as Ctrl-C sends) once the stack has started parts."""
     starting = subprocess.Popen([sys.executable, "-m", "rdsvend.cli", "local", "up", "--detach",
                                  "--state-dir", str(state_dir)], cwd=REPO, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
+                                stderr=subprocess.PIPE, text=True, preexec_fn=as_at_a_terminal)
     deadline = time.monotonic() + 120
     state = None
     while time.monotonic() < deadline:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import shlex
+import signal
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["REPO", "shell_env", "rdsvend"]
+__all__ = ["REPO", "shell_env", "rdsvend", "as_at_a_terminal"]
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -36,3 +37,10 @@ def rdsvend(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]
     """``rdsvend ARGS`` in that shell."""
     return subprocess.run([sys.executable, "-m", "rdsvend.cli", *args], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=180)
+
+
+def as_at_a_terminal() -> None:
+    """``preexec_fn`` for a command a test stops with SIGINT, as Ctrl-C at a terminal would: the
+    signal handled by default, also when the tests themselves run where it is ignored (a
+    shell's background job, whose children inherit the ignoring)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

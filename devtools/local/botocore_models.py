@@ -1,13 +1,16 @@
-"""One copy of botocore's models per test process.
+"""One copy of botocore's models per process, for the local stack and the tests.
 
 Every boto3 session loads its own copy of the JSON models it uses (the endpoint rules, each
-service's API): about 0.2 s of parsing per session and service. moto gives each test a new
-default session, and the tests make many sessions of their own (one per account, caller or
-fault), so the same files were parsed thousands of times a run. :func:`share_loaded_models`
+service's API): about 0.2 s of parsing per session and service. The local stack makes a
+session per account it acts in (seeding the world alone makes dozens), moto gives each test
+a new default session, and the tests make sessions of their own (one per account, caller or
+fault): the same files were parsed thousands of times a test run. :func:`share_loaded_models`
 lets every botocore loader in the process answer from one shared cache, keyed by the
 loader's kind and search paths as well as by what it was asked for, so a loader with other
 paths (moto's own, a custom ``AWS_DATA_PATH``) never gets another's answer. What is cached
 is what botocore's loader already caches per session and hands out read-only.
+
+Not for the service: a Lambda function makes its few clients once per container.
 """
 from __future__ import annotations
 
