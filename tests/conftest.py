@@ -49,11 +49,15 @@ def _service_log_level() -> Iterator[None]:
     logger.setLevel(level)
 
 
-_SLOW_TIERS = ("e2e", "build", "wheel")
+def _heaviness(item: pytest.Item) -> int:
+    """0: builds (one long module each), 1: starts servers, 2: the rest."""
+    if item.get_closest_marker("build") or item.get_closest_marker("wheel"):
+        return 0
+    return 1 if item.get_closest_marker("e2e") else 2
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The modules that start servers or build packages run first (keeping the order within
-    each group): with the tests spread over workers (``make test``), the long modules then
-    start early instead of leaving one worker busy at the end while the other waits."""
-    items.sort(key=lambda item: not any(item.get_closest_marker(name) for name in _SLOW_TIERS))
+    """The modules that build packages, then those that start servers, run first (keeping the
+    order within each group): with the tests spread over workers (``make test``), the long
+    modules then start early instead of leaving one worker busy at the end while the other waits."""
+    items.sort(key=_heaviness)
