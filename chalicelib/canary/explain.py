@@ -7,12 +7,13 @@ Pure: report in, text out.
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from chalicelib.canary.explain_dsql import DSQL_WHY, dsql_words, is_dsql_target
 from chalicelib.canary.explain_mysql import MYSQL_WHY, is_mysql_target, mysql_refusal
 from chalicelib.canary.explain_password import PASSWORD_WHY
+from chalicelib.canary.explain_shape import Why
 from chalicelib.canary.model import CheckResult, TargetReport
 
 __all__ = ["explain_check", "explain_target", "render_table", "render_checks", "summary_line"]
@@ -166,7 +167,7 @@ def _proxy_role(c: CheckResult, t: TargetReport) -> str:
             "proxy's refusal although its own token was accepted.")
 
 
-_WHY: dict[str, Callable[[CheckResult, TargetReport], str]] = {
+_WHY: dict[str, Why] = {
     "proxy.target": _proxy_target, "proxy.role_allows": _proxy_role,
     "rds.found": _rds_found, "rds.iam_auth_enabled": _iam_auth, "iam.signer_allows": _signer,
     "org.scp_allows": _scp, "db.connect": _connect, "db.rds_iam": _rds_iam,

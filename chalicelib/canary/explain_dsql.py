@@ -2,8 +2,7 @@
 resource and refusal, and the two checks only DSQL has (``dsql.found``, ``dsql.role_mapping``)."""
 from __future__ import annotations
 
-from collections.abc import Callable
-
+from chalicelib.canary.explain_shape import Why, has_detail, on_auth_refusal, when
 from chalicelib.canary.model import CheckResult, TargetReport
 
 __all__ = ["DSQL_WHY", "is_dsql_target", "dsql_refusal", "dsql_words"]
@@ -25,18 +24,17 @@ def dsql_words(text: str, user: str, pam: str) -> str:
             .replace("RDS refuses", "DSQL refuses"))
 
 
-def _found(c: CheckResult, t: TargetReport) -> str:
-    if c.details.get("status"):
-        return (f"DSQL reports the cluster as '{c.details['status']}'. Only an ACTIVE cluster takes logins; "
-                "clients see the connection refused or time out, not an authentication error.")
-    return ("Aurora DSQL has no cluster by the id in the access policy, in that region and account: the "
-            "id is mistyped, the cluster lives elsewhere, or it was deleted. Its endpoint "
-            "(ID.dsql.REGION.on.aws) then does not resolve.")
+def _cluster_status(c: CheckResult, t: TargetReport) -> str:
+    return (f"DSQL reports the cluster as '{c.details['status']}'. Only an ACTIVE cluster takes logins; "
+            "clients see the connection refused or time out, not an authentication error.")
 
 
-def _connect(c: CheckResult, t: TargetReport) -> str:
-    if c.details.get("error_kind") != "auth":
-        return ""
+_NO_CLUSTER = ("Aurora DSQL has no cluster by the id in the access policy, in that region and account: the "
+               "id is mistyped, the cluster lives elsewhere, or it was deleted. Its endpoint "
+               "(ID.dsql.REGION.on.aws) then does not resolve.")
+
+
+def _login_refused(c: CheckResult, t: TargetReport) -> str:
     return (f"DSQL answered {dsql_refusal(t.db_user)}. With IAM and SCPs allowing the action, look at "
             "the database side: a custom role needs AWS IAM GRANT to the signing role, and that grant "
             "must name the role as it is now (see dsql.role_mapping); a DbConnect token never logs in as "
@@ -51,6 +49,8 @@ def _mapping(c: CheckResult, t: TargetReport) -> str:
             "again (after revoking the stale mapping) records the role as it is now.")
 
 
-DSQL_WHY: dict[str, Callable[[CheckResult, TargetReport], str]] = {
-    "dsql.found": _found, "db.connect": _connect, "dsql.role_mapping": _mapping,
+DSQL_WHY: dict[str, Why] = {
+    "dsql.found": when(has_detail("status"), _cluster_status, otherwise=_NO_CLUSTER),
+    "db.connect": on_auth_refusal(_login_refused),
+    "dsql.role_mapping": _mapping,
 }

@@ -6,8 +6,7 @@ Connections using insecure transport are prohibited``. Pure: report in, text out
 """
 from __future__ import annotations
 
-from collections.abc import Callable
-
+from chalicelib.canary.explain_shape import Why
 from chalicelib.canary.model import CheckResult, TargetReport
 
 __all__ = ["is_mysql_target", "mysql_refusal", "MYSQL_WHY"]
@@ -72,6 +71,6 @@ def _tier(c: CheckResult, t: TargetReport) -> str:
             "than it should be.")
 
 
-MYSQL_WHY: dict[str, Callable[[CheckResult, TargetReport], str]] = {
+MYSQL_WHY: dict[str, Why] = {
     "rds.iam_auth_enabled": _iam_auth, "db.connect": _connect, "db.iam_plugin": _iam_plugin, "db.tier": _tier,
 }

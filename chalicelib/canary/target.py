@@ -23,22 +23,14 @@ from typing import Any
 
 from chalicelib.canary.checks_auth_log import check_auth_errors
 from chalicelib.canary.checks_db import check_tier
-from chalicelib.canary.checks_iam import check_scp_allows, check_signer_allows
 from chalicelib.canary.checks_kerberos import check_directory_role, check_rds_ad
-from chalicelib.canary.checks_rds import (
-    RdsResource,
-    check_domain_joined,
-    check_endpoint,
-    check_found,
-    check_iam_auth_enabled,
-    dbuser_arn,
-    effective_endpoint,
-)
+from chalicelib.canary.checks_rds import RdsResource, effective_endpoint
 from chalicelib.canary.model import TargetReport, errored
 from chalicelib.canary.target_db import DbTarget, admin_facts, db_target_for, login_facts, run_iam_db
 from chalicelib.canary.target_dsql import run_dsql
 from chalicelib.canary.target_password import run_password
 from chalicelib.canary.target_proxy import run_proxy
+from chalicelib.canary.target_rds import rds_checks, signer_checks
 from chalicelib.canary.target_run import (
     CanaryDeps,
     Deadline,
@@ -56,24 +48,6 @@ from chalicelib.policy.model import Database, DbUser
 __all__ = ["run_target", "crash_report"]
 
 
-def _describe(deps: CanaryDeps, database: Database) -> RdsResource | None | ProbeError:
-    try:
-        return deps.rds.describe(database)
-    except ProbeError as exc:
-        return exc
-
-
-def _searched(deps: CanaryDeps, database: Database) -> Any:
-    """Where the RDS facts looked for ``database`` (None when the adapter cannot say)."""
-    where = getattr(deps.rds, "searched", None)
-    if where is None:
-        return None
-    try:
-        return where(database)
-    except Exception:  # noqa: BLE001 - naming the account is a nicety, never a failure
-        return None
-
-
 def run_target(database: Database, user: DbUser, deps: CanaryDeps, deadline: Deadline,
                run: TargetRun | None = None) -> TargetReport:
     """Every check for (database, user); never raises for anything a target can do."""
@@ -85,24 +59,6 @@ def run_target(database: Database, user: DbUser, deps: CanaryDeps, deadline: Dea
     return run.report()
 
 
-def _rds_checks(database: Database, user: DbUser, deps: CanaryDeps, deadline: Deadline,
-                run: TargetRun) -> RdsResource | None:
-    guard(run, deadline, "rds.found")
-    described = _describe(deps, database)
-    run.record(check_found(database, described, None if isinstance(described, RdsResource)
-                           else _searched(deps, database)))
-    resource = described if isinstance(described, RdsResource) else None
-    if user.auth == "iam":
-        guard(run, deadline, "rds.iam_auth_enabled")
-        run.record(check_iam_auth_enabled(database, resource))
-    elif user.auth == "kerberos":
-        guard(run, deadline, "rds.domain_joined")
-        run.record(check_domain_joined(database, resource))
-    guard(run, deadline, "rds.endpoint")
-    run.record(check_endpoint(database, resource))
-    return resource
-
-
 def _run(database: Database, user: DbUser, deps: CanaryDeps, deadline: Deadline, run: TargetRun) -> None:
     if database.is_dsql:  # nothing of it is in RDS: the DSQL API, IAM, a login, the role mapping
         run_dsql(database, user, deps, deadline, run)
@@ -110,7 +66,7 @@ def _run(database: Database, user: DbUser, deps: CanaryDeps, deadline: Deadline,
     if database.target is not None and user.auth == "iam":  # through RDS Proxy: two legs
         run_proxy(database, user, deps, deadline, run)
         return
-    resource = _rds_checks(database, user, deps, deadline, run)
+    resource = rds_checks(database, user, deps, deadline, run)
     rds_down = failed_ids(run.results, "rds.found")
     host, port = effective_endpoint(database, resource)
     target = db_target_for(database.engine)
@@ -131,19 +87,7 @@ def _run(database: Database, user: DbUser, deps: CanaryDeps, deadline: Deadline,
 def _iam_checks(database: Database, user: DbUser, deps: CanaryDeps, deadline: Deadline, run: TargetRun,
                 resource: RdsResource | None) -> None:
     """The signer's IAM policies and the SCPs allow rds-db:connect; RDS logged no refusal."""
-    arn = dbuser_arn(database, resource, user.name) if resource else None
-    principal: str | None = None
-    facts_or_error: Any = None
-    guard(run, deadline, "iam.signer_allows")
-    if arn is not None and resource is not None:
-        try:
-            principal = deps.signer.principal(database)
-            facts_or_error = deps.connect.evaluate(principal, arn, account_id=resource.account or "")
-        except ProbeError as exc:
-            facts_or_error = exc
-    run.record(check_signer_allows(facts_or_error, principal=principal, dbuser_arn=arn))
-    guard(run, deadline, "org.scp_allows")
-    run.record(check_scp_allows(facts_or_error, principal=principal, dbuser_arn=arn))
+    signer_checks(database, user, deps, deadline, run, resource)
     guard(run, deadline, "rds.auth_errors")
     run.record(check_auth_errors(database, user.name, deps.auth_log))
 

@@ -15,10 +15,10 @@ message and details name the leg that refused.
 from __future__ import annotations
 
 import time
+from functools import partial
 from typing import Any
 
 from chalicelib.aws.arn import dbuser_arn as make_dbuser_arn
-from chalicelib.canary.checks_iam import check_scp_allows, check_signer_allows
 from chalicelib.canary.checks_proxy import (
     LEG_OF,
     LEGS,
@@ -27,16 +27,10 @@ from chalicelib.canary.checks_proxy import (
     leg_of_refusal,
     on_leg,
 )
-from chalicelib.canary.checks_rds import (
-    RdsResource,
-    check_endpoint,
-    check_found,
-    check_iam_auth_enabled,
-    dbuser_arn,
-    effective_endpoint,
-)
+from chalicelib.canary.checks_rds import RdsResource, effective_endpoint
 from chalicelib.canary.model import CheckResult, errored, skipped
 from chalicelib.canary.target_db import DbTarget, admin_facts, db_target_for, login_facts
+from chalicelib.canary.target_rds import describe, rds_checks, signer_checks
 from chalicelib.canary.target_run import CanaryDeps, Deadline, TargetRun, failed_ids, guard, remaining_or_stop
 from chalicelib.engines.base import ConnectParams, DbConnectError
 from chalicelib.errors import ProbeError
@@ -59,7 +53,7 @@ def run_proxy(database: Database, user: DbUser, deps: CanaryDeps, deadline: Dead
     """Every check of a proxy target (:class:`~chalicelib.canary.target_run.TargetStop` when time is up)."""
     proxy = _leg_one(database, user, deps, deadline, run)
     behind = database.behind()
-    target = _describe(deps, behind) if behind is not None else None
+    target = describe(deps, behind) if behind is not None else None
     _proxy_target(database, deps, deadline, run, proxy)
     _role_allows(database, user, deps, deadline, run, proxy, target)
     engine = db_target_for(database.engine)
@@ -81,36 +75,12 @@ def run_proxy(database: Database, user: DbUser, deps: CanaryDeps, deadline: Dead
             _record(run, result)
 
 
-def _describe(deps: CanaryDeps, database: Database) -> RdsResource | None | ProbeError:
-    try:
-        return deps.rds.describe(database)
-    except ProbeError as exc:
-        return exc
-
-
 def _leg_one(database: Database, user: DbUser, deps: CanaryDeps, deadline: Deadline,
              run: TargetRun) -> RdsResource | None:
-    guard(run, deadline, "rds.found")
-    described = _describe(deps, database)
-    _record(run, check_found(database, described))
-    resource = described if isinstance(described, RdsResource) else None
-    guard(run, deadline, "rds.iam_auth_enabled")
-    _record(run, check_iam_auth_enabled(database, resource))
-    guard(run, deadline, "rds.endpoint")
-    _record(run, check_endpoint(database, resource))
-    arn = dbuser_arn(database, resource, user.name) if resource else None
-    principal: str | None = None
-    facts: Any = None
-    guard(run, deadline, "iam.signer_allows")
-    if arn is not None and resource is not None:
-        try:
-            principal = deps.signer.principal(database)
-            facts = deps.connect.evaluate(principal, arn, account_id=resource.account or "")
-        except ProbeError as exc:
-            facts = exc
-    _record(run, check_signer_allows(facts, principal=principal, dbuser_arn=arn))
-    guard(run, deadline, "org.scp_allows")
-    _record(run, check_scp_allows(facts, principal=principal, dbuser_arn=arn))
+    """The proxy as RDS describes it, and the signer's rds-db:connect on its ``prx-`` dbuser ARN."""
+    record = partial(_record, run)
+    resource = rds_checks(database, user, deps, deadline, run, record=record, name_search=False)
+    signer_checks(database, user, deps, deadline, run, resource, record=record)
     return resource
 
 

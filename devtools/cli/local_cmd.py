@@ -46,7 +46,8 @@ def up(detach: bool, state_dir: str | None, world_path: str | None, access_path:
     """Start the local stack; in the foreground until Ctrl-C unless --detach.
 
     It listens on the previous run's ports when they are free and gives the world's callers
-    their previous keys, so shells opened before a restart keep working."""
+    their previous keys and the databases' administrators their previous passwords, so shells
+    opened before a restart keep working."""
     from chalicelib.errors import PolicyLoadError
     from devtools.local.stack import DEFAULT_ACCESS, StackError, StackInfo, StackServer, spawn_detached
     from devtools.local.world import WorldError

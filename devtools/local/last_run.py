@@ -1,12 +1,17 @@
 """What the local stack keeps from one run to the next, so the shells opened on it stay valid.
 
-``rdsvend local up`` listens on the previous run's ports when they are free, and gives the
+``rdsvend local up`` listens on the previous run's ports when they are free, gives the
 world's callers (the allowed and the denied caller, the operator) the previous run's access
-keys: a shell that ran ``eval "$(rdsvend local env)"`` before a restart keeps working after
-it. A port another program took meanwhile is replaced by a free one (that shell then needs a
-new ``eval``). The file is ``<state dir>.last-run.json`` beside the state directory (by
-default ``.rdsvend/local.last-run.json``), mode 0600: ``rdsvend local down`` leaves it, so
-the next ``up`` finds it; delete it to start afresh. A file that does not parse is ignored.
+keys, and each database's administrator (PostgreSQL's superuser, MariaDB's master user) the
+previous run's password, so the DSNs ``local env`` exports (``RDSVEND_LOCAL_ADMIN_DSN``,
+``RDSVEND_LOCAL_MYSQL_ADMIN_DSN``) stay the same: a shell that ran
+``eval "$(rdsvend local env)"`` before a restart keeps working after it. A port another
+program took meanwhile is replaced by a free one (that shell then needs a new ``eval``). The
+file is ``<state dir>.last-run.json`` beside the state directory (by default
+``.rdsvend/local.last-run.json``), mode 0600: ``rdsvend local down`` leaves it, so the next
+``up`` finds it; delete it to start afresh. A file that does not parse is ignored, and so is
+any key or password in it that does not look like one the stack makes. It holds secrets: it
+is never logged.
 """
 from __future__ import annotations
 
@@ -23,20 +28,27 @@ __all__ = ["LastRun", "last_run_path", "recall", "remember", "port_is_free"]
 
 _KEY_ID = re.compile(r"^[A-Z0-9]{16,128}$")
 _SECRET = re.compile(r"^[A-Za-z0-9/+=]{16,128}$")
+_PASSWORD = re.compile(r"^[A-Za-z0-9_-]{16,128}$")  # secrets.token_urlsafe's alphabet
 
 
 @dataclass(frozen=True)
 class LastRun:
-    """Ports by part (``moto``, ``ldap``, ``gateway``, ``lambda``, ``db:<identifier>``) and the
-    callers' keys by ``ACCOUNT/USER``: ``(access key id, secret access key)``."""
+    """Ports by part (``moto``, ``ldap``, ``gateway``, ``lambda``, ``db:<identifier>``), the
+    callers' keys by ``ACCOUNT/USER``: ``(access key id, secret access key)``, and the databases'
+    administrator passwords by ``db:<identifier>``."""
 
     ports: Mapping[str, int] = field(default_factory=dict)
     keys: Mapping[str, tuple[str, str]] = field(default_factory=dict, repr=False)
+    passwords: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     def port(self, part: str) -> int:
         """The previous run's port of ``part`` when nothing listens on it now; else 0 (any free port)."""
         port = self.ports.get(part, 0)
         return port if port and port_is_free(port) else 0
+
+    def password(self, part: str) -> str | None:
+        """The previous run's administrator password of ``part`` (``db:<identifier>``); None: a new one."""
+        return self.passwords.get(part)
 
 
 def last_run_path(state_dir: str | os.PathLike[str]) -> Path:
@@ -71,6 +83,12 @@ def _keys(raw: Any) -> dict[str, tuple[str, str]]:
     return out
 
 
+def _passwords(raw: Any) -> dict[str, str]:
+    if not isinstance(raw, dict):
+        return {}
+    return {str(k): v for k, v in raw.items() if isinstance(v, str) and _PASSWORD.match(v)}
+
+
 def recall(state_dir: str | os.PathLike[str]) -> LastRun:
     """The previous run, or an empty one (no file, or one that does not parse)."""
     try:
@@ -79,7 +97,7 @@ def recall(state_dir: str | os.PathLike[str]) -> LastRun:
         return LastRun()
     if not isinstance(data, dict):
         return LastRun()
-    return LastRun(_ports(data.get("ports")), _keys(data.get("keys")))
+    return LastRun(_ports(data.get("ports")), _keys(data.get("keys")), _passwords(data.get("passwords")))
 
 
 def remember(state_dir: str | os.PathLike[str], run: LastRun) -> None:
@@ -89,5 +107,6 @@ def remember(state_dir: str | os.PathLike[str], run: LastRun) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump({"ports": dict(run.ports), "keys": {k: list(v) for k, v in run.keys.items()}}, handle, indent=1)
+        json.dump({"ports": dict(run.ports), "keys": {k: list(v) for k, v in run.keys.items()},
+                   "passwords": dict(run.passwords)}, handle, indent=1)
     os.replace(tmp, path)

@@ -112,14 +112,16 @@ class MariaDBServer:
     """A mariadbd on a unix socket in a private temp dir; a context manager."""
 
     def __init__(self, *, parent_dir: str | os.PathLike[str] | None = None, startup_timeout: float = 60.0,
-                 mariadbd: Path = DEFAULT_MARIADBD, install_db: Path = DEFAULT_INSTALL_DB) -> None:
+                 mariadbd: Path = DEFAULT_MARIADBD, install_db: Path = DEFAULT_INSTALL_DB,
+                 master_password: str | None = None) -> None:
         self._parent = Path(parent_dir) if parent_dir is not None else None
         self._timeout = startup_timeout
         self._mariadbd = Path(mariadbd)
         self._install_db = Path(install_db)
         self._secret = secrets.token_bytes(32)
         self._admin_password = secrets.token_urlsafe(24)
-        self.master_password = secrets.token_urlsafe(24)
+        #: the RDS-like master user's password (given, or a random one); never log it
+        self.master_password = master_password or secrets.token_urlsafe(24)
         self._base: Path | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         #: the CA of the backend's own TLS certificate: the front speaks TLS to the backend too, so

@@ -6,7 +6,8 @@ made at start), and RDS's two roles: members of ``rds_iam`` log in through the `
 method against the bind-only responder that checks IAM tokens; everyone else with
 ``scram-sha-256``. ``rds_ad`` exists (NOLOGIN) as on RDS, for Kerberos users.
 
-The superuser has a random password; ``admin_dsn`` connects as it with ``verify-full``.
+The superuser has a random password (or the one given: the local stack keeps it across
+restarts); ``admin_dsn`` connects as it with ``verify-full``.
 Stopping shuts the server down (fast mode), waits for every process, and removes the dir.
 """
 from __future__ import annotations
@@ -163,7 +164,8 @@ class PostgresCluster:
 
     ``ldap_port`` is the bind-only responder's port; without one, members of ``rds_iam``
     cannot log in at all (fail closed). ``extra_names`` go into the server certificate
-    (e.g. the RDS endpoint name the world gives the instance).
+    (e.g. the RDS endpoint name the world gives the instance). ``password``: the superuser's
+    (default: a random one).
     """
 
     def __init__(
@@ -176,6 +178,7 @@ class PostgresCluster:
         superuser: str = "postgres",
         port: int | None = None,
         startup_timeout: float = 60.0,
+        password: str | None = None,
     ) -> None:
         self._ldap_port = ldap_port
         self._extra_names = tuple(extra_names)
@@ -184,7 +187,7 @@ class PostgresCluster:
         self._superuser = superuser
         self._wanted_port = port
         self._timeout = startup_timeout
-        self._password = secrets.token_urlsafe(24)
+        self._password = password or secrets.token_urlsafe(24)
         self._base: Path | None = None
         self._port: int | None = None
         self._tls: TlsMaterial | None = None
@@ -249,6 +252,11 @@ class PostgresCluster:
     def admin_dsn(self) -> str:
         """The superuser's conninfo string. It holds a password: never log it."""
         return self.dsn(self._superuser, self._password)
+
+    @property
+    def superuser_password(self) -> str:
+        """The superuser's password (given, or made at construction). Never log it."""
+        return self._password
 
     # --- lifecycle --------------------------------------------------------------------------
     def start(self) -> PostgresCluster:

@@ -18,6 +18,7 @@ from app import app
 from chalicelib.aws.errors import aws_error
 from chalicelib.grants.store import create_grants_table
 from chalicelib.policy.loader import load_policy_file
+from chalicelib.policy.model import partition_of_region
 from chalicelib.routes.http import set_vending_service
 from devtools.local.authorize import service_permission
 from devtools.local.aws import org_id_of
@@ -28,7 +29,7 @@ from devtools.local.secrets import seed_password_secrets
 from devtools.local.state import StackError, StackInfo
 
 __all__ = ["POWERTOOLS_DEFAULTS", "admin_dsn", "create_database", "port_of", "probe", "seed_secrets",
-           "merged_access_text", "world_users",
+           "merged_access_text", "password_secret_arn", "world_users",
            "start_gateway", "warm_imports", "write_access_policy", "LOCAL_GRANTS_TABLE", "prepare_grants"]
 
 log = logging.getLogger("devtools.local.stack")
@@ -97,10 +98,10 @@ def write_access_policy(template: Path, target: Path, seeded: Any, ca_path: Path
     database (named as the world's cluster) gets the id the local DSQL API gave it, and the
     local endpoint's host and port (``dsql``: name -> (cluster id, host, port)).
 
-    The world file is where the local databases' users are declared: an IAM or Kerberos user
-    of a database in the world that the template does not list is added to it (its ``auth``
-    and ``tier``), so adding such a user takes one line in the world file. (Password users
-    name their secret and rotation, which only the access policy says: list them there.)"""
+    The world file is where the local databases' users are declared: a user of a database (or
+    DSQL cluster) in the world that the template does not list is added to it (its ``auth`` and
+    ``tier``; a password user's ``rotation`` and the secret the stack seeds for it), so adding
+    a user takes one line in the world file (:func:`merged_access_text`)."""
     import yaml
 
 
@@ -123,28 +124,49 @@ def write_access_policy(template: Path, target: Path, seeded: Any, ca_path: Path
     load_policy_file(target)
 
 
+def password_secret_arn(region: str, account: str, instance: str, user: str) -> str:
+    """The secret the local stack keeps a password user's password in: ``rdsvend/<instance>/<user>``
+    in the database's account and region (what the world's roles may rotate: ``secret:rdsvend/*``)."""
+    return f"arn:{partition_of_region(region)}:secretsmanager:{region}:{account}:secret:rdsvend/{instance}/{user}"
+
+
+def _user_entry(world: Any, account: str, instance: str, user: Any) -> dict[str, str]:
+    """One user as the access policy declares it: ``auth`` and ``tier``; for a password user also
+    its ``rotation`` and the ``secret`` the stack seeds."""
+    entry = {"auth": user.auth, **({"tier": user.tier} if user.tier else {})}
+    if user.auth == "password":
+        entry.update({**({"rotation": user.rotation} if user.rotation else {}),
+                      "secret": password_secret_arn(world.region, account, instance, user.name)})
+    return entry
+
+
 def world_users(world: Any) -> dict[str, dict[str, dict[str, str]]]:
-    """Instance identifier -> the IAM and Kerberos users the world declares (``auth``, ``tier``)."""
+    """Instance identifier (or ``dsql:`` and a DSQL cluster's name) -> the users the world
+    declares, as the access policy declares them (:func:`_user_entry`); a DSQL cluster's are
+    ``admin`` (DSQL's own) and its mapped roles, all ``auth: iam``."""
     found: dict[str, dict[str, dict[str, str]]] = {}
     if world is None:
         return found
-    for _account, db in world.databases():
-        found[db.identifier] = {
-            user.name: {"auth": user.auth, **({"tier": user.tier} if user.tier else {})}
-            for user in db.users.values() if user.auth in ("iam", "kerberos")
-        }
+    for account, db in world.databases():
+        found[db.identifier] = {user.name: _user_entry(world, account.id, db.identifier, user)
+                                for user in db.users.values()}
+    for _account, cluster in world.dsql_clusters():
+        found[f"dsql:{cluster.name}"] = {name: {"auth": "iam"} for name in ("admin", *cluster.roles)}
     return found
 
 
-def _users_of(spec: Any, users: dict[str, dict[str, dict[str, str]]]) -> dict[str, dict[str, str]]:
-    """The world's users of the instance an access-policy database ``spec`` names (none if it names none)."""
-    instance = spec.get("instance") if isinstance(spec, dict) else None
-    return users.get(instance, {}) if isinstance(instance, str) else {}
+def _users_of(name: str, spec: Any, users: dict[str, dict[str, dict[str, str]]]) -> dict[str, dict[str, str]]:
+    """The world's users of what an access-policy database names: its instance, or (``engine:
+    dsql``) the cluster of its name; none for a proxy or anything the world does not have."""
+    if not isinstance(spec, dict):
+        return {}
+    ident = f"dsql:{name}" if spec.get("engine") == "dsql" else spec.get("instance")
+    return users.get(ident, {}) if isinstance(ident, str) else {}
 
 
 def _add_world_users(spec: Any, users: dict[str, dict[str, str]]) -> bool:
     """Add the world's users ``spec`` does not list; whether any was added."""
-    if not isinstance(spec, dict):
+    if not isinstance(spec, dict) or not users:
         return False
     listed = spec.get("users")
     if listed is None:
@@ -157,9 +179,10 @@ def _add_world_users(spec: Any, users: dict[str, dict[str, str]]) -> bool:
 
 
 def merged_access_text(template: Path, world: Any) -> str:
-    """The access policy template's text with the world's IAM and Kerberos users added to each
-    database it declares; the template's own text when there is nothing to add (or it does not
-    parse: the policy loader then reports it, naming the file and line)."""
+    """The access policy template's text with the world's users added to each database it
+    declares (an entry the template gives a user wins); the template's own text when there is
+    nothing to add (or it does not parse: the policy loader then reports it, naming the file
+    and line)."""
     import yaml
 
     text = template.read_text(encoding="utf-8")
@@ -171,7 +194,7 @@ def merged_access_text(template: Path, world: Any) -> str:
     if not isinstance(databases, dict):
         return text
     users = world_users(world)
-    added = [_add_world_users(spec, _users_of(spec, users)) for spec in databases.values()]
+    added = [_add_world_users(spec, _users_of(str(name), spec, users)) for name, spec in databases.items()]
     return yaml.safe_dump(data, sort_keys=False) if any(added) else text
 
 

@@ -33,8 +33,8 @@ class LocalMariaDB:
     """A throwaway MariaDB reached like an RDS endpoint: TLS only, IAM tokens for IAM users."""
 
     def __init__(self, *, parent_dir: str | os.PathLike[str] | None = None, extra_names: Sequence[str] = (),
-                 settings: FrontSettings | None = None, port: int = 0) -> None:
-        self.server = MariaDBServer(parent_dir=parent_dir)
+                 settings: FrontSettings | None = None, port: int = 0, master_password: str | None = None) -> None:
+        self.server = MariaDBServer(parent_dir=parent_dir, master_password=master_password)
         self._port = port  # the front's; 0: any free port
         self._extra_names = tuple(extra_names)
         self._settings = settings or FrontSettings()
@@ -141,14 +141,15 @@ class MysqlStarter:
     ``databases`` can be stopped at any time (a stop waits for a start in flight)."""
 
     def __init__(self, world: Any, save: Callable[..., None], state: dict[str, Any],
-                 ports: Callable[[str], int] = lambda identifier: 0) -> None:
+                 ports: Callable[[str], int] = lambda identifier: 0,
+                 passwords: Callable[[str], str | None] = lambda identifier: None) -> None:
         self.databases: dict[str, LocalMariaDB] = {}
         self._errors: list[BaseException] = []
         self._threads: list[threading.Thread] = []
         for _account, spec in world.databases():
             if not is_mysql_family(spec.engine):
                 continue
-            db = LocalMariaDB(port=ports(spec.identifier))
+            db = LocalMariaDB(port=ports(spec.identifier), master_password=passwords(spec.identifier))
             self.databases[spec.identifier] = db
             save(mariadb=[*state.get("mariadb", []), str(db.server.prepare())])
         for ident, db in self.databases.items():

@@ -166,14 +166,16 @@ class StackServer:
 
         # The MySQL-family databases start in the background meanwhile (devtools.local.rds_mysql).
         mysql_starter = MysqlStarter(world, self._save, self._state,
-                                     ports=lambda ident: self.last_run.port(f"db:{ident}"))
+                                     ports=lambda ident: self.last_run.port(f"db:{ident}"),
+                                     passwords=lambda ident: self.last_run.password(f"db:{ident}"))
         self._mysql = mysql_starter.databases
         # One RDS-shaped PostgreSQL per database in the world.
         for _account, spec in world.databases():
             if spec.engine != "postgres":
                 continue  # the MySQL family: below
             cluster = PostgresCluster(ldap_port=self._ldap.port,
-                                      port=self.last_run.port(f"db:{spec.identifier}") or None)
+                                      port=self.last_run.port(f"db:{spec.identifier}") or None,
+                                      password=self.last_run.password(f"db:{spec.identifier}"))
             self._clusters[spec.identifier] = cluster
             cluster.start()
             self._save(pg=[*self._state["pg"], str(cluster.base_dir)],
@@ -252,10 +254,6 @@ class StackServer:
             name: {"host": p.host, "port": p.port, "dbname": p.dbname, "resource_id": p.resource_id,
                    "account": p.account, "kind": "proxy", "target": p.target, "engine": p.engine}
             for name, p in seeded.proxies.items()})
-        databases.update({  # the RDS Proxies, where their fronts listen
-            name: {"host": p.host, "port": p.port, "dbname": p.dbname, "resource_id": p.resource_id,
-                   "account": p.account, "kind": "proxy", "target": p.target, "engine": p.engine}
-            for name, p in seeded.proxies.items()})
         info = StackInfo(
             state_dir=str(self.state_dir), pid=os.getpid(), region=world.region, moto_url=moto_url,
             gateway_url=self._gateway.url, ldap_port=self._ldap.port, policy_path=str(policy_path),
@@ -270,8 +268,14 @@ class StackServer:
         probe(info)
         self.info = info
         self._save(status="ready", info=info.to_json())
-        remember(self.state_dir, _this_run(info))
+        remember(self.state_dir, _this_run(info, self._admin_passwords()))
         return info
+
+    def _admin_passwords(self) -> dict[str, str]:
+        """Each database's administrator password (PostgreSQL's superuser, MariaDB's master user), by
+        identifier: what the DSNs ``local env`` exports hold, kept for the next run."""
+        return {**{ident: c.superuser_password for ident, c in self._clusters.items()},
+                **{ident: m.server.master_password for ident, m in self._mysql.items()}}
 
     def _start_dsql(self, world: Any, seeded: Any, ca_path: Path) -> None:
         """The world's Aurora DSQL clusters (devtools.local.dsql), their CAs added to the bundle."""
@@ -407,15 +411,16 @@ class StackServer:
             self.stop()
 
 
-def _this_run(info: StackInfo) -> LastRun:
-    """The ports a shell holds (the AWS endpoint, the API, the Invoke API, each database) and the
-    world's callers' keys, for the next run."""
+def _this_run(info: StackInfo, passwords: dict[str, str]) -> LastRun:
+    """The ports a shell holds (the AWS endpoint, the API, the Invoke API, each database), the
+    world's callers' keys and the databases' administrator passwords (``passwords``: by
+    identifier), for the next run."""
     ports = {"moto": port_of(info.moto_url), "gateway": port_of(info.gateway_url),
              **({"lambda": port_of(info.lambda_url)} if info.lambda_url else {}),
              **{f"db:{ident}": int(db["port"]) for ident, db in info.databases.items()}}
     keys = {f"{k.account}/{k.arn.rsplit('/', 1)[-1]}": (k.access_key_id, k.secret_access_key)
             for k in info.seeded.callers.values()}
-    return LastRun(ports, keys)
+    return LastRun(ports, keys, {f"db:{ident}": password for ident, password in passwords.items()})
 
 
 class _LazyOrgClient:

@@ -17,6 +17,7 @@ import yaml
 
 from chalicelib.aws.arn import ACCOUNT_ID, ORG_ID, REGION
 from chalicelib.errors import RdsvendError
+from chalicelib.policy.password_users import ROTATIONS
 
 __all__ = [
     "WorldError",
@@ -113,6 +114,8 @@ class DbUserSpec:
     name: str
     auth: str  # iam | kerberos | password
     tier: str | None = None
+    #: a password user's rotation (``single-user`` | ``alternating-users``; None: single-user)
+    rotation: str | None = None
 
 
 @dataclass(frozen=True)
@@ -458,12 +461,12 @@ class _Parser:
         for uname, u in self.mapping(spec["users"], f"{f}.users", set(spec["users"] or {})).items():
             uf = f"{f}.users.{uname}"
             self.string(uname, uf, _PG_NAME)
-            u = self.mapping(u, uf, {"auth", "tier"}, {"auth"})
+            u = self.mapping(u, uf, {"auth", "tier", "rotation"}, {"auth"})
             if u["auth"] not in ("iam", "kerberos", "password"):
                 raise self.fail(f"invalid value '{u['auth']}'", f"{uf}.auth")
             if u.get("tier") not in (None, "service-user", "service-admin"):
                 raise self.fail(f"invalid value '{u['tier']}'", f"{uf}.tier")
-            users[uname] = DbUserSpec(uname, u["auth"], u.get("tier"))
+            users[uname] = DbUserSpec(uname, u["auth"], u.get("tier"), self.rotation(u, uf))
         return DatabaseSpec(
             identifier=name,
             engine=spec["engine"],
@@ -511,6 +514,17 @@ class _Parser:
                 raise self.fail(f"no role '{role}' in the cluster's account", f"{rf}.grant")
             mapped[pg_role] = role
         return DsqlClusterSpec(name, mapped, self.strings(spec.get("setup_sql") or [], f"{f}.setup_sql"))
+
+    def rotation(self, user: Mapping[str, Any], f: str) -> str | None:
+        """A password user's ``rotation`` (as the access policy takes it); no other user has one."""
+        if "rotation" not in user:
+            return None
+        if user["auth"] != "password":
+            raise self.fail(f"'rotation' is only for auth: password users, not auth: {user['auth']}", f"{f}.rotation")
+        if user["rotation"] not in ROTATIONS:
+            raise self.fail(f"invalid rotation '{str(user['rotation'])[:40]}' (expected single-user or "
+                            "alternating-users)", f"{f}.rotation")
+        return str(user["rotation"])
 
     def rate(self, value: Any, f: str) -> int:
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 100000:

@@ -8,16 +8,21 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
+import psycopg
+import pymysql
 import pytest
+from psycopg.conninfo import conninfo_to_dict
 
 from devtools.local.last_run import last_run_path
 from devtools.local.postgres import DEFAULT_BIN_DIR
-from devtools.local.state import LOCAL_ENV_NAMES, LOCAL_STACK_ENV, alive, read_state
+from devtools.local.state import LOCAL_ENV_NAMES, LOCAL_STACK_ENV, LOG_FILE, alive, read_state
 from tests.support.local_shell import REPO, as_at_a_terminal, rdsvend, shell_env
 from tests.support.readme import block_containing, failure_text, run_block
 
@@ -65,6 +70,31 @@ def stack(tmp_path):
     _cli("local", "down", "--state-dir", str(made.state_dir))
 
 
+#: what ``local env`` exports for the databases' administrators (they hold passwords)
+ADMIN_DSNS = ("RDSVEND_LOCAL_ADMIN_DSN", "RDSVEND_LOCAL_MYSQL_ADMIN_DSN")
+
+
+def _passwords(dsns: dict[str, str]) -> list[str]:
+    mysql = urlsplit(dsns["RDSVEND_LOCAL_MYSQL_ADMIN_DSN"])
+    return [str(conninfo_to_dict(dsns["RDSVEND_LOCAL_ADMIN_DSN"])["password"]), unquote(mysql.password or "")]
+
+
+def _admin_logins(dsns: dict[str, str]) -> None:
+    """Both DSNs log in as their administrator, as a person would use them."""
+    with psycopg.connect(dsns["RDSVEND_LOCAL_ADMIN_DSN"], connect_timeout=10) as conn:
+        assert conn.execute("select current_user").fetchone() == ("postgres",)
+    mysql = urlsplit(dsns["RDSVEND_LOCAL_MYSQL_ADMIN_DSN"])
+    ca = ssl.create_default_context(cafile=conninfo_to_dict(dsns["RDSVEND_LOCAL_ADMIN_DSN"])["sslrootcert"])
+    conn = pymysql.connect(host=mysql.hostname, port=mysql.port, user=unquote(mysql.username or ""),
+                           password=unquote(mysql.password or ""), ssl=ca, connect_timeout=10)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("select current_user()")
+            assert cur.fetchone()[0].startswith("admin@")
+    finally:
+        conn.close()
+
+
 def _interrupt_a_start(state_dir: Path) -> None:
     """``up --detach`` interrupted (SIGINT, as Ctrl-C sends) once the stack has started parts."""
     starting = subprocess.Popen([sys.executable, "-m", "rdsvend.cli", "local", "up", "--detach",
@@ -101,6 +131,7 @@ def test_restart_keeps_shells_valid_and_the_stack_being_down_is_said(stack, tmp_
     assert first.returncode == 0, first.stderr
     remembered = json.loads(last_run_path(stack.state_dir).read_text())
     assert os.stat(last_run_path(stack.state_dir)).st_mode & 0o077 == 0
+    admin_dsns = {name: shell[name] for name in ADMIN_DSNS}
     stack.down()
 
     # down: every command of the old shell says so, and local env clears the old variables
@@ -132,6 +163,15 @@ def test_restart_keeps_shells_valid_and_the_stack_being_down_is_said(stack, tmp_
     logged_in = rdsvend(shell, "exec", "orders-local", "orders_app", "--", "psql", "-tAc", "select current_user")
     assert logged_in.returncode == 0, logged_in.stderr
     assert logged_in.stdout.strip() == "orders_app"
+    # so do the administrator DSNs it holds (the same passwords): local env says them again, they
+    # log in, and the operator's canary, which reads the catalogs through them, passes
+    same = {name: stack.shell("caller")[name] for name in ADMIN_DSNS} == admin_dsns
+    assert same, "local env exports other administrator DSNs after the restart"  # (not shown: they hold passwords)
+    _admin_logins(admin_dsns)
+    canary = rdsvend(operator, "canary")
+    assert canary.returncode == 0, canary.stdout[-2000:] + canary.stderr
+    log = (stack.state_dir / LOG_FILE).read_text()
+    assert not [p for p in _passwords(admin_dsns) if p in log], "an administrator password is in the stack log"
 
     # the README's steps to add a database user to the local world, verbatim, in that shell
     add_user = block_containing("orders_reports")

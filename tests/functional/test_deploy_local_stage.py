@@ -5,7 +5,6 @@ account it lists, never in the management account."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import boto3
 import pytest
@@ -13,8 +12,8 @@ from moto import mock_aws
 
 from devtools.deploy.local_stage import LOCAL, deploy_local_stage, local_stage, render_for_account
 from devtools.deploy.member_roles import member_roles_template
+from tests.support.local_world import local_access_text
 
-ROOT = Path(__file__).resolve().parents[2]
 SERVICE, DATA, WORKLOADS, MANAGEMENT = "222222222222", "444444444444", "333333333333", "111111111111"
 RESOURCE_IDS = {"orders-local": "db-AAAAAAAAAAAAAAAAAAAAAAAAAA", "billing-local": "db-BBBBBBBBBBBBBBBBBBBBBBBBBB",
                 "shop-local": "db-CCCCCCCCCCCCCCCCCCCCCCCCCC",
@@ -34,7 +33,7 @@ def _client_for(service: str, account: str):
 
 @pytest.fixture(scope="module")
 def deployed():
-    stage = local_stage((ROOT / "policies" / "local-access.yaml").read_text(), account=SERVICE,
+    stage = local_stage(local_access_text(), account=SERVICE,
                         region="us-east-1", org_id="o-rdsvend001", resource_ids=RESOURCE_IDS)
     with mock_aws():
         yield stage, deploy_local_stage(stage, _client_for, management_account=MANAGEMENT)

@@ -11,32 +11,14 @@ from chalicelib.iam.evaluator import evaluate
 from chalicelib.iam.model import RequestContext, parse_policy
 from chalicelib.policy.loader import load_policy_text
 from devtools.deploy.roles import function_policy, load_chalice_config, load_deploy_settings, stage_settings
+from tests.support.policies import policy_text, rule
+from tests.support.proxies import proxy_database, reports_proxy
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = load_chalice_config(ROOT)
 PRX = "prx-0123456789abcdef0"
-ACCESS = """
-version: 1
-databases:
-  orders-proxy:
-    engine: postgres
-    region: us-east-1
-    proxy: orders-proxy
-    target_instance: orders-prod
-    target_auth: iam
-    users:
-      orders_app: {auth: iam}
-  reports-proxy:
-    engine: mysql
-    region: us-east-1
-    proxy: reports-proxy
-    target_cluster: reports-aurora
-    target_auth: secrets
-    users:
-      reports_ro: {auth: iam}
-rules:
-  - {id: all, effect: allow, principals: ["*"], databases: ["*"], db_users: ["*"]}
-"""
+ACCESS = policy_text([proxy_database(), reports_proxy()],
+                     [rule("all", ["*"], ["*"], ["*"])])
 
 
 @pytest.fixture(scope="module")

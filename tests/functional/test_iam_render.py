@@ -16,84 +16,38 @@ from chalicelib.iam.rdsdb import dbuser_arn
 from chalicelib.iam.render import DEFAULT_SIGNER, render_policies
 from chalicelib.policy.loader import load_policy_text
 from devtools.cli.main import cli
+from tests.support.policies import ORDERS_USERS, database, policy_text, rule
+from tests.support.proxies import create_cluster, create_instance, create_proxy, proxy_database, proxy_subnets, prx_id
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
 SIGNER = f"arn:aws:iam::{ACCOUNT}:role/rdsvend-signer"
 
-POLICY = f"""
-version: 1
-databases:
-  orders-prod:
-    engine: postgres
-    region: {REGION}
-    instance: orders-prod
-    signer_role: {SIGNER}
-    users:
-      orders_app:   {{auth: iam, tier: service-user}}
-      orders_owner: {{auth: iam, tier: service-admin}}
-      etl_legacy:   {{auth: kerberos}}
-  billing:
-    engine: postgres
-    region: {REGION}
-    cluster: billing-aurora
-    users:
-      billing_app: {{auth: iam}}
-  reports:
-    engine: postgres
-    region: {REGION}
-    proxy: reports-proxy
-    target_instance: orders-prod
-    target_auth: secrets
-    signer_role: {SIGNER}
-    users:
-      reports_ro: {{auth: iam}}
-      reports_pw: {{auth: password, secret: "arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:reports-pw-AbCdEf"}}
-rules:
-  - id: dba
-    effect: allow
-    principals: ["arn:aws:iam::{ACCOUNT}:role/dba-*"]
-    databases: ["*"]
-    db_users: ["*"]
-"""
+POLICY = policy_text(
+    [database(region=REGION, users=ORDERS_USERS + "\netl_legacy:   {auth: kerberos}", extra=f"signer_role: {SIGNER}"),
+     database("billing", region=REGION, kind="cluster", identifier="billing-aurora", users="billing_app: {auth: iam}"),
+     proxy_database("reports", proxy="reports-proxy", region=REGION, target_auth="secrets",
+                    users="reports_ro: {auth: iam}\nreports_pw: {auth: password, secret: "
+                          f'"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:reports-pw-AbCdEf"}}',
+                    extra=f"signer_role: {SIGNER}")],
+    [rule("dba", [f"arn:aws:iam::{ACCOUNT}:role/dba-*"], ["*"], ["*"])])
 
-
-@pytest.fixture(autouse=True)
-def _fresh_client_cache(monkeypatch):
-    """The CLI uses the process-wide client factory: keep moto-bound clients out of it."""
-    monkeypatch.setattr("chalicelib.aws.clients._default", None)
+pytestmark = pytest.mark.usefixtures("fresh_client_cache")
 
 
 @pytest.fixture(scope="module")
 def world():
     with mock_aws():
         rds = boto3.client("rds", region_name=REGION)
-        instance = rds.create_db_instance(
-            DBInstanceIdentifier="orders-prod", Engine="postgres", DBInstanceClass="db.t3.micro",
-            MasterUsername="admin", MasterUserPassword="not-a-real-password", AllocatedStorage=20,
-            EnableIAMDatabaseAuthentication=True,
-        )["DBInstance"]
-        cluster = rds.create_db_cluster(
-            DBClusterIdentifier="billing-aurora", Engine="aurora-postgresql",
-            MasterUsername="admin", MasterUserPassword="not-a-real-password",
-            EnableIAMDatabaseAuthentication=True,
-        )["DBCluster"]
-        ec2 = boto3.client("ec2", region_name=REGION)
-        vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
-        subnets = [
-            ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{i}.0/24", AvailabilityZone=f"{REGION}{z}")["Subnet"]["SubnetId"]
-            for i, z in ((1, "a"), (2, "b"))
-        ]
-        proxy = rds.create_db_proxy(
-            DBProxyName="reports-proxy", EngineFamily="POSTGRESQL", RoleArn=f"arn:aws:iam::{ACCOUNT}:role/proxy",
-            Auth=[{"AuthScheme": "SECRETS", "SecretArn": f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:x", "IAMAuth": "REQUIRED"}],
-            VpcSubnetIds=subnets,
-        )["DBProxy"]
+        instance = create_instance(rds, "orders-prod")
+        cluster = create_cluster(rds, "billing-aurora")
+        proxy = create_proxy(rds, "reports-proxy", f"arn:aws:iam::{ACCOUNT}:role/proxy", proxy_subnets(REGION),
+                             secret=f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:x")
         yield {
             "policy": load_policy_text(POLICY, source="access.yaml"),
             "instance_rid": instance["DbiResourceId"],
             "cluster_rid": cluster["DbClusterResourceId"],
-            "proxy_rid": proxy["DBProxyArn"].rsplit(":", 1)[-1],
+            "proxy_rid": prx_id(proxy),
         }
 
 

@@ -14,73 +14,43 @@ from moto import mock_aws
 
 from chalicelib.iam.rdsdb import dbuser_arn
 from devtools.cli.main import cli
+from tests.support.policies import ORDERS_USERS, policy_text, rule
+from tests.support.proxies import (
+    create_cluster,
+    create_instance,
+    create_proxy,
+    proxy_database,
+    proxy_subnets,
+    prx_id,
+    reports_proxy,
+)
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
 SIGNER = f"arn:aws:iam::{ACCOUNT}:role/rdsvend-signer"
 SECRET = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:rds-proxy/reports_ro-AbCdEf"
 
-POLICY = f"""
-version: 1
-databases:
-  orders-proxy:
-    engine: postgres
-    region: {REGION}
-    proxy: orders-proxy
-    target_instance: orders-prod
-    target_auth: iam
-    signer_role: {SIGNER}
-    users:
-      orders_app: {{auth: iam, tier: service-user}}
-      orders_owner: {{auth: iam, tier: service-admin}}
-  reports-proxy:
-    engine: mysql
-    region: {REGION}
-    proxy: reports-proxy
-    target_cluster: reports-aurora
-    target_auth: secrets
-    signer_role: {SIGNER}
-    users:
-      reports_ro: {{auth: iam}}
-rules:
-  - id: all
-    effect: allow
-    principals: ["arn:aws:iam::{ACCOUNT}:role/app-*"]
-    databases: ["*"]
-    db_users: ["*"]
-"""
+ORDERS = proxy_database(users=ORDERS_USERS, extra=f"signer_role: {SIGNER}")
+RULES = [rule("all", [f"arn:aws:iam::{ACCOUNT}:role/app-*"], ["*"], ["*"])]
+POLICY = policy_text(
+    [ORDERS, reports_proxy(extra=f"signer_role: {SIGNER}")],
+    RULES)
 
-
-@pytest.fixture(autouse=True)
-def _fresh_client_cache(monkeypatch):
-    monkeypatch.setattr("chalicelib.aws.clients._default", None)
+pytestmark = pytest.mark.usefixtures("fresh_client_cache")
 
 
 @pytest.fixture(scope="module")
 def world():
     with mock_aws():
         rds = boto3.client("rds", region_name=REGION)
-        ec2 = boto3.client("ec2", region_name=REGION)
-        vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
-        subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{i}.0/24")["Subnet"]["SubnetId"] for i in (1, 2)]
-        instance = rds.create_db_instance(
-            DBInstanceIdentifier="orders-prod", Engine="postgres", DBInstanceClass="db.t3.micro",
-            MasterUsername="admin", MasterUserPassword="not-a-real-one", AllocatedStorage=20,
-            EnableIAMDatabaseAuthentication=True)["DBInstance"]
-        cluster = rds.create_db_cluster(
-            DBClusterIdentifier="reports-aurora", Engine="aurora-mysql", MasterUsername="admin",
-            MasterUserPassword="not-a-real-one", EnableIAMDatabaseAuthentication=True)["DBCluster"]
-        orders = rds.create_db_proxy(
-            DBProxyName="orders-proxy", EngineFamily="POSTGRESQL", RoleArn=f"arn:aws:iam::{ACCOUNT}:role/orders-proxy",
-            VpcSubnetIds=subnets, Auth=[{"AuthScheme": "SECRETS", "IAMAuth": "REQUIRED"}])["DBProxy"]
-        reports = rds.create_db_proxy(
-            DBProxyName="reports-proxy", EngineFamily="MYSQL", RoleArn=f"arn:aws:iam::{ACCOUNT}:role/reports-proxy",
-            VpcSubnetIds=subnets,
-            Auth=[{"AuthScheme": "SECRETS", "IAMAuth": "REQUIRED", "UserName": "reports_ro", "SecretArn": SECRET}],
-        )["DBProxy"]
+        subnets = proxy_subnets(REGION)
+        instance = create_instance(rds, "orders-prod")
+        cluster = create_cluster(rds, "reports-aurora", "aurora-mysql")
+        orders = create_proxy(rds, "orders-proxy", f"arn:aws:iam::{ACCOUNT}:role/orders-proxy", subnets)
+        reports = create_proxy(rds, "reports-proxy", f"arn:aws:iam::{ACCOUNT}:role/reports-proxy", subnets,
+                               family="MYSQL", user="reports_ro", secret=SECRET)
         yield {"instance_rid": instance["DbiResourceId"], "cluster_rid": cluster["DbClusterResourceId"],
-               "orders_prx": orders["DBProxyArn"].rsplit(":", 1)[-1],
-               "reports_prx": reports["DBProxyArn"].rsplit(":", 1)[-1]}
+               "orders_prx": prx_id(orders), "reports_prx": prx_id(reports)}
 
 
 def render(tmp_path, text=POLICY, *args):
@@ -117,7 +87,7 @@ def test_two_labelled_legs_for_both_modes(world, tmp_path):
 
 
 def test_leg_two_simulates_allowed_on_the_target_and_nowhere_else(world, tmp_path):
-    one = POLICY.split("  reports-proxy:")[0] + POLICY.split("    users:\n      reports_ro: {auth: iam}\n")[1]
+    one = policy_text([ORDERS], RULES)
     out = render(tmp_path, one, "--only", "proxy-role")
     assert out.exit_code == 0, out.output
     role_file = tmp_path / "proxy-role.json"

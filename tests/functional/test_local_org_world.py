@@ -11,11 +11,11 @@ import boto3
 import pytest
 import requests
 
-from chalicelib.policy.loader import load_policy_file
+from chalicelib.policy.loader import load_policy_text
 from devtools.local.aws import MotoServer, seed_world
 from devtools.local.directory import provide_aws_managed_policy
 from devtools.local.world import DEFAULT_WORLD, WorldError, load_world, load_world_text
-from tests.support.local_world import REPO, management_client, member_client
+from tests.support.local_world import local_access_text, management_client, member_client
 
 pytestmark = pytest.mark.e2e  # starts a server: not in the fast tier
 
@@ -133,7 +133,7 @@ def test_only_real_aws_managed_policies_can_be_provided(seeded):
 
 
 def test_the_access_policy_declares_the_foreign_database_with_its_account_and_reader(world):
-    policy = load_policy_file(REPO / "policies" / "local-access.yaml")
+    policy = load_policy_text(local_access_text(world), "local-access.yaml")
     billing = policy.databases["billing-local"]
     account, spec = world.database("billing-local")
     assert billing.account == account.id == DATA

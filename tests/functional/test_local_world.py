@@ -3,19 +3,17 @@ from __future__ import annotations
 
 import json
 import logging
-from pathlib import Path
 
 import pytest
 import requests
 
-from chalicelib.policy.loader import load_policy_file
+from chalicelib.policy.loader import load_policy_text
 from devtools.local.aws import MotoSecretLookup, MotoServer, org_id_of, seed_world
 from devtools.local.world import DEFAULT_WORLD, WorldError, load_world, load_world_text
-from tests.support.local_world import management_client, member_client
+from tests.support.local_world import local_access_text, management_client, member_client
 
 pytestmark = pytest.mark.e2e  # starts a server: not in the fast tier
 
-REPO = Path(__file__).resolve().parents[2]
 DB_PORT = 45432
 
 
@@ -192,7 +190,7 @@ def test_org_id_of_accounts(seeded):
 
 
 def test_access_policy_goes_with_the_world(world):
-    policy = load_policy_file(REPO / "policies" / "local-access.yaml")
+    policy = load_policy_text(local_access_text(world), "local-access.yaml")
     db = policy.databases["orders-local"]
     account, spec = world.database("orders-local")
     assert db.signer_role == world.signer_role_arn

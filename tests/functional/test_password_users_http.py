@@ -3,7 +3,6 @@ even to a caller a rule allows every user of the database."""
 from __future__ import annotations
 
 import json
-import textwrap
 
 import boto3
 import pytest
@@ -18,28 +17,13 @@ from chalicelib.routes.http import set_vending_service
 from chalicelib.signer import TokenMinter
 from chalicelib.vending.pipeline import VendingService
 from tests.support.events import load_event
+from tests.support.policies import ACCT, one_database_policy, rule
 
-ACCT = "111122223333"
 SECRET = f"arn:aws:secretsmanager:us-east-1:{ACCT}:secret:rdsvend/orders/reports_legacy"
-POLICY = textwrap.dedent(f"""
-    version: 1
-    databases:
-      orders-prod:
-        engine: postgres
-        region: us-east-1
-        instance: orders-prod
-        dbname: orders
-        users:
-          orders_app: {{auth: iam, tier: service-user}}
-          reports_legacy: {{auth: password, tier: service-user, rotation: alternating-users,
-                           secret: "{SECRET}"}}
-    rules:
-      - id: dba
-        effect: allow
-        principals: ["arn:aws:iam::{ACCT}:role/dba-*"]
-        databases: ["*"]
-        db_users: ["*"]
-    """)
+POLICY = one_database_policy(
+    users="orders_app: {auth: iam, tier: service-user}\n"
+          f'reports_legacy: {{auth: password, tier: service-user, rotation: alternating-users, secret: "{SECRET}"}}',
+    extra="dbname: orders", rules=[rule("dba", [f"arn:aws:iam::{ACCT}:role/dba-*"], ["*"], ["*"])])
 
 
 @pytest.fixture

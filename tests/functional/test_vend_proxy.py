@@ -3,7 +3,6 @@ proxy's host and port (not its target's), and the token is signed for the proxy'
 from __future__ import annotations
 
 import json
-import textwrap
 
 import boto3
 import pytest
@@ -18,56 +17,28 @@ from chalicelib.routes.http import set_vending_service
 from chalicelib.signer import TokenMinter
 from chalicelib.vending.pipeline import VendingService
 from tests.support.events import load_event
+from tests.support.policies import ACCT, policy_text, rule
+from tests.support.proxies import create_instance, create_proxy, proxy_database, proxy_subnets
 
-ACCT = "111122223333"
 REGION = "us-east-1"
-POLICY = textwrap.dedent(f"""
-    version: 1
-    databases:
-      orders-proxy:
-        engine: postgres
-        region: {REGION}
-        proxy: orders-proxy
-        target_instance: orders-prod
-        target_auth: iam
-        dbname: orders
-        users:
-          orders_app: {{auth: iam, tier: service-user}}
-      shop-proxy:
-        engine: mariadb
-        region: {REGION}
-        proxy: shop-proxy
-        target_instance: shop-maria
-        target_auth: iam
-        users:
-          shop_app: {{auth: iam, tier: service-user}}
-    rules:
-      - id: all
-        effect: allow
-        principals: ["arn:aws:iam::{ACCT}:role/app-*"]
-        databases: ["*"]
-        db_users: ["*"]
-    """)
+POLICY = policy_text(
+    [proxy_database(region=REGION, users="orders_app: {auth: iam, tier: service-user}", extra="dbname: orders"),
+     proxy_database("shop-proxy", engine="mariadb", region=REGION, target="shop-maria",
+                    users="shop_app: {auth: iam, tier: service-user}")],
+    [rule("all", [f"arn:aws:iam::{ACCT}:role/app-*"], ["*"], ["*"])])
 
 
 @pytest.fixture(scope="module")
 def world():
     with mock_aws():
         rds = boto3.client("rds", region_name=REGION)
-        ec2 = boto3.client("ec2", region_name=REGION)
-        vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
-        subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{i}.0/24")["Subnet"]["SubnetId"] for i in (1, 2)]
+        subnets = proxy_subnets(REGION)
         proxies = {}
         for ident, engine, version, family, name in (("orders-prod", "postgres", "15.4", "POSTGRESQL", "orders-proxy"),
-                                            ("shop-maria", "mariadb", "10.11.9", "MYSQL", "shop-proxy")):
-            rds.create_db_instance(DBInstanceIdentifier=ident, Engine=engine, EngineVersion=version,
-                                   DBInstanceClass="db.t3.micro",
-                                   MasterUsername="admin", MasterUserPassword="not-a-real-one",
-                                   EnableIAMDatabaseAuthentication=True)
-            proxies[name] = rds.create_db_proxy(
-                DBProxyName=name, EngineFamily=family, RoleArn=f"arn:aws:iam::{ACCT}:role/{name}-role",
-                VpcSubnetIds=subnets, Auth=[{"AuthScheme": "SECRETS", "IAMAuth": "REQUIRED"}])["DBProxy"]
-            rds.register_db_proxy_targets(DBProxyName=name, DBInstanceIdentifiers=[ident])
+                                                     ("shop-maria", "mariadb", "10.11.9", "MYSQL", "shop-proxy")):
+            create_instance(rds, ident, engine, version)
+            proxies[name] = create_proxy(rds, name, f"arn:aws:iam::{ACCT}:role/{name}-role", subnets, family=family,
+                                         instances=[ident])
         svc = VendingService(policy_source=StaticPolicySource(load_policy_text(POLICY, "t.yaml")),
                              minter=TokenMinter(), resolver=EndpointResolver(ClientFactory()))
         set_vending_service(svc)

@@ -1,5 +1,6 @@
 """Clients into the seeded local world (moto server): as the management account, and as an
-operator who assumed OrganizationAccountAccessRole in a member account."""
+operator who assumed OrganizationAccountAccessRole in a member account; the local access
+policy as the stack writes it (the template with the world's users)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,9 +8,20 @@ from typing import Any
 
 import boto3
 
-__all__ = ["REPO", "management_client", "member_client"]
+from devtools.local.provision import merged_access_text
+from devtools.local.world import load_world
+
+__all__ = ["REPO", "LOCAL_ACCESS", "local_access_text", "management_client", "member_client"]
 
 REPO = Path(__file__).resolve().parents[2]
+#: the local access policy's template (its databases' users come from the world file)
+LOCAL_ACCESS = REPO / "policies" / "local-access.yaml"
+
+
+def local_access_text(world: Any | None = None) -> str:
+    """The local access policy as ``rdsvend local up`` builds it from its template and ``world``
+    (default: the shipped world), before it fills in hosts and ports."""
+    return merged_access_text(LOCAL_ACCESS, world if world is not None else load_world())
 
 
 def management_client(seeded: Any, service: str) -> Any:

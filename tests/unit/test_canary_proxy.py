@@ -16,20 +16,9 @@ from chalicelib.canary.model import passed
 from chalicelib.errors import ProbeError
 from chalicelib.iam.proxy_leg import ProxyFacts, proxy_facts
 from chalicelib.policy.loader import load_policy_text
+from tests.support.policies import policy_text
+from tests.support.proxies import proxy_database
 
-POLICY = """
-version: 1
-databases:
-  orders-proxy:
-    engine: postgres
-    region: us-east-1
-    proxy: orders-proxy
-    target_instance: orders-prod
-    target_auth: {auth}
-    users:
-      orders_app: {{auth: iam}}
-rules: []
-"""
 ROLE = "arn:aws:iam::111122223333:role/orders-proxy-role"
 TARGET_ARN = "arn:aws:rds-db:us-east-1:111122223333:dbuser:db-ABC/orders_app"
 ALLOW = SideVerdict(True, "allowed", "identity", "p", 0)
@@ -37,7 +26,7 @@ DENY = SideVerdict(False, "implicitDeny", "identity", None, None, "no statement 
 
 
 def db(auth="iam"):
-    return load_policy_text(POLICY.format(auth=auth)).databases["orders-proxy"]
+    return load_policy_text(policy_text([proxy_database(target_auth=auth)])).databases["orders-proxy"]
 
 
 def target(state="AVAILABLE", ident="orders-prod", **health):

@@ -40,3 +40,15 @@ def test_the_last_run_is_private_and_a_bad_file_is_ignored(tmp_path):
     assert recall(state) == LastRun({"lambda": 40002}, {})
     path.write_text("not json")
     assert recall(state) == LastRun()
+
+
+def test_the_administrators_passwords_are_kept_and_only_ones_the_stack_makes(tmp_path):
+    state = tmp_path / "state"
+    kept = "Zq3_-" * 6  # secrets.token_urlsafe's alphabet
+    remember(state, LastRun({"db:orders-local": 40001}, {}, {"db:orders-local": kept}))
+    assert recall(state).password("db:orders-local") == kept
+    assert recall(state).password("db:shop-local") is None  # a database it has not seen: a new password
+    assert kept not in repr(recall(state))
+    (tmp_path / "state.last-run.json").write_text(
+        '{"passwords": {"db:a": "short", "db:b": "has spaces and quotes \' in it!!", "db:c": 42}}')
+    assert recall(state).passwords == {}
