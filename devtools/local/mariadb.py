@@ -31,12 +31,13 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from chalicelib.errors import RdsvendError
 from devtools.local.processes import alive
+from devtools.local.templates import binary_identity, copy_template
 from devtools.local.tls import make_tls_material
 
 __all__ = ["MariaDBServer", "MariaDBError", "IAM_PLUGIN", "stop_mariadb_dir", "mariadb_available",
@@ -218,14 +219,24 @@ class MariaDBServer:
         with os.fdopen(fd, "w") as handle:
             handle.write(";\n".join(statements) + ";\n")
         _chown_tree(base)
-        argv = [str(self._install_db), "--no-defaults", f"--datadir={base / 'data'}",
-                "--auth-root-authentication-method=socket", "--skip-test-db", "--skip-name-resolve"]
-        if owner is not None:
-            argv.append(f"--user={owner.pw_name}")
-        result = subprocess.run(argv, cwd=base, capture_output=True, text=True, timeout=self._timeout,
-                                check=False, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C.UTF-8"})
-        if result.returncode != 0:
-            raise MariaDBError(f"mariadb-install-db failed: {(result.stderr or result.stdout).strip()[-400:]}")
+        options = ("--no-defaults", "--auth-root-authentication-method=socket", "--skip-test-db",
+                   "--skip-name-resolve", *((f"--user={owner.pw_name}",) if owner is not None else ()))
+        # A copy of the system tables mariadb-install-db made once for these binaries and options
+        # (they hold no password: init.sql makes the users when the server starts).
+        copy_template("mariadb", (binary_identity(self._install_db), binary_identity(self._mariadbd), options),
+                      self._install_into(options), base / "data")
+        _chown_tree(base / "data")
+
+    def _install_into(self, options: Sequence[str]) -> Callable[[Path], None]:
+        """``mariadb-install-db`` writing a data dir at the path given."""
+        def make(data: Path) -> None:
+            _chown_tree(data.parent)
+            result = subprocess.run([str(self._install_db), *options, f"--datadir={data}"], cwd=data.parent,
+                                    capture_output=True, text=True, timeout=self._timeout, check=False,
+                                    env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C.UTF-8"})
+            if result.returncode != 0:
+                raise MariaDBError(f"mariadb-install-db failed: {(result.stderr or result.stdout).strip()[-400:]}")
+        return make
 
     def _run(self, base: Path) -> None:
         owner = _owner()

@@ -12,7 +12,6 @@ Stopping shuts the server down (fast mode), waits for every process, and removes
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import pwd
@@ -23,7 +22,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,7 @@ from psycopg.conninfo import make_conninfo
 
 from chalicelib.errors import PostgresError
 from devtools.local.processes import alive
+from devtools.local.templates import binary_identity, copy_template
 from devtools.local.tls import TlsMaterial, make_tls_material
 
 __all__ = ["PostgresCluster", "PostgresError", "DEFAULT_BIN_DIR", "stop_cluster_dir", "free_port"]
@@ -79,35 +79,20 @@ def _chown_tree(path: Path) -> None:
 _INITDB_ARGS = ("--auth=scram-sha-256", "--encoding=UTF8", "--locale=C.UTF-8", "--no-sync", "--no-instructions")
 
 
-def _template(bin_dir: Path, superuser: str, timeout: float) -> Path:
-    """The data dir of a cluster ``initdb`` made for these binaries and ``superuser``, kept in
-    the temp dir for every later cluster to copy (made once, atomically: a dir renamed into
-    place when initdb has finished; two processes racing both make one, and one is kept)."""
-    initdb = bin_dir / "initdb"
-    made = initdb.stat()
-    key = hashlib.sha256(repr((str(initdb.resolve()), made.st_size, made.st_mtime_ns, superuser, _INITDB_ARGS,
-                               os.geteuid())).encode()).hexdigest()[:16]
-    final = Path(tempfile.gettempdir()) / f"rdsvend-pg-template-{key}"
-    if (final / "data").is_dir():
-        return final / "data"
-    work = Path(tempfile.mkdtemp(prefix="rdsvend-pg-template-", suffix=".tmp"))
-    try:
-        pwfile = work / "initdb.pw"  # a throwaway password: every copy sets its own
+def _initdb_into(bin_dir: Path, superuser: str, timeout: float) -> Callable[[Path], None]:
+    """``initdb`` writing a cluster's data dir at the path given, with a throwaway password
+    (every copy sets its own: :func:`_set_password`)."""
+    def make(data: Path) -> None:
+        work = data.parent
+        pwfile = work / "initdb.pw"
         pwfile.write_text(secrets.token_urlsafe(24) + "\n", encoding="utf-8")
         _chown_tree(work)
-        result = _run_as_owner([str(initdb), "-D", str(work / "data"), "-U", superuser, f"--pwfile={pwfile}",
+        result = _run_as_owner([str(bin_dir / "initdb"), "-D", str(data), "-U", superuser, f"--pwfile={pwfile}",
                                 *_INITDB_ARGS], cwd=work, timeout=timeout)
         pwfile.unlink()
         if result.returncode != 0:
             raise PostgresError(f"initdb failed: {result.stderr.strip()[-500:]}")
-        try:
-            work.rename(final)
-        except OSError:  # another process made it meanwhile: use theirs
-            if not (final / "data").is_dir():
-                raise
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    return final / "data"
+    return make
 
 
 def _set_password(bin_dir: Path, base: Path, superuser: str, password: str, timeout: float) -> None:
@@ -331,7 +316,8 @@ class PostgresCluster:
         _chown_tree(base)
         # A copy of a cluster initdb made once for these binaries and this superuser (initdb
         # costs a second or two of CPU per cluster); the copy gets its own superuser password.
-        shutil.copytree(_template(self._bin, self._superuser, self._timeout), base / "data", symlinks=True)
+        copy_template("pg", (binary_identity(self._bin / "initdb"), self._superuser, _INITDB_ARGS),
+                      _initdb_into(self._bin, self._superuser, self._timeout), base / "data")
         _chown_tree(base / "data")
         _set_password(self._bin, base, self._superuser, self._password, self._timeout)
         data = base / "data"
