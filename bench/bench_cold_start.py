@@ -85,7 +85,7 @@ def _once(args: list[str], env: dict[str, str]) -> tuple[float, float]:
     """(CPU seconds, wall seconds) of one new process running ``args`` to completion."""
     cpu, start = _cpu_of_children(), time.perf_counter()
     done = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.PIPE, timeout=120)
+                          stderr=subprocess.PIPE, timeout=120, check=False)
     wall, cpu = time.perf_counter() - start, _cpu_of_children() - cpu
     if done.returncode != 0:
         last = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["exit status"]
@@ -96,7 +96,7 @@ def _once(args: list[str], env: dict[str, str]) -> tuple[float, float]:
 def slowest_imports(env: dict[str, str], count: int = 6) -> list[dict[str, Any]]:
     """The app process's imports with the most self time (ms), from ``python -X importtime``."""
     done = subprocess.run([sys.executable, "-X", "importtime", "-c", "import app"], cwd=ROOT, env=env,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=120)
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=120, check=False)
     rows = []
     for line in done.stderr.decode(errors="replace").splitlines():
         match = re.match(r"import time:\s+(\d+) \|\s+(\d+) \|(\s*)(\S+)", line)

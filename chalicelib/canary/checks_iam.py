@@ -171,7 +171,11 @@ def check_scp_allows(facts: ConnectFacts | ProbeError | None, *, principal: str 
         return passed(cid, "the signer is in the organization's management account: SCPs never "
                       "restrict it", principal=facts.principal, dbuser_arn=facts.dbuser_arn,
                       management_account=True)
-    side = facts.scp
+    return _scp_verdict(cid, facts, facts.scp)
+
+
+def _scp_verdict(cid: str, facts: ConnectFacts, side: SideVerdict) -> CheckResult:
+    """What the SCP chain from the root to the signer's account says about rds-db:connect."""
     details = {"principal": facts.principal, "dbuser_arn": facts.dbuser_arn,
                "decision": side.decision, "policy": side.policy, "statement": side.statement,
                "level": side.level, "explanation": side.explanation,

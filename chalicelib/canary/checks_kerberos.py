@@ -121,6 +121,11 @@ def check_directory_role(resource: RdsResource | None,
         return failed(cid, f"directory IAM role {name} does not exist",
                       f"create role {name} trusted by rds.amazonaws.com with the managed policy "
                       f"{DIRECTORY_POLICY}, or point the domain membership at one", role=name)
+    return _directory_role_verdict(cid, name, role)
+
+
+def _directory_role_verdict(cid: str, name: str | None, role: DirectoryRole) -> CheckResult:
+    """Whether an existing directory role lets RDS reach the directory: the managed policy, and trust."""
     has_policy = any(arn.endswith(f"/{DIRECTORY_POLICY}") for arn in role.attached_policy_arns)
     details = {"role": name, "attached_policies": list(role.attached_policy_arns),
                "trusts_rds": role.trusts_rds}
@@ -149,11 +154,16 @@ def check_rds_ad(user: str, facts: RoleFacts | DbConnectError | None, why: str =
         return failed(cid, "the rds_ad role does not exist: Kerberos authentication is not set up "
                       "on this database", "join the instance to a directory (rds.domain_joined)",
                       role=user)
-    if facts.in_rds_ad:
-        if facts.in_rds_iam:
-            return warned(cid, f"{user} is in rds_ad, but also in rds_iam: RDS allows one method "
-                          "per user", f"REVOKE {(facts.rds_iam_path or ('rds_iam',))[0]} FROM {user};",
-                          role=user, path=list(facts.rds_ad_path or ()))
-        return passed(cid, f"{user} is a member of rds_ad", role=user, path=list(facts.rds_ad_path or ()))
-    return failed(cid, f"{user} is not a member of rds_ad: Kerberos logins fail",
-                  f"GRANT rds_ad TO {user};", role=user)
+    return _rds_ad_membership(cid, user, facts)
+
+
+def _rds_ad_membership(cid: str, user: str, facts: RoleFacts) -> CheckResult:
+    """Whether an existing role logs in by Kerberos: a member of rds_ad, and of rds_ad alone."""
+    if not facts.in_rds_ad:
+        return failed(cid, f"{user} is not a member of rds_ad: Kerberos logins fail",
+                      f"GRANT rds_ad TO {user};", role=user)
+    if facts.in_rds_iam:
+        return warned(cid, f"{user} is in rds_ad, but also in rds_iam: RDS allows one method "
+                      "per user", f"REVOKE {(facts.rds_iam_path or ('rds_iam',))[0]} FROM {user};",
+                      role=user, path=list(facts.rds_ad_path or ()))
+    return passed(cid, f"{user} is a member of rds_ad", role=user, path=list(facts.rds_ad_path or ()))

@@ -190,15 +190,9 @@ def check_role_allows(database: Database, facts: ProxyFacts | None, verdicts: li
     if facts.role_arn is None:
         return on_leg(failed(cid, f"proxy '{database.identifier}' names no IAM role: it cannot reach its target",
                              "give the proxy a role (aws rds modify-db-proxy --role-arn ...)", **details), 2)
-    if target.auth == "iam" and facts.default_auth_scheme not in (None, "IAM_AUTH"):
-        return on_leg(failed(cid, f"proxy '{database.identifier}' logs in to its target with "
-                             f"{facts.default_auth_scheme}, but the policy says target_auth: iam",
-                             f"aws rds modify-db-proxy --db-proxy-name {database.identifier} "
-                             "--default-auth-scheme IAM_AUTH (or set target_auth: secrets)", **details), 2)
-    if not verdicts:
-        return on_leg(failed(cid, f"proxy '{database.identifier}' names no secret to log in to its target with",
-                             "give the proxy an Auth entry with the user's SecretArn (aws rds modify-db-proxy "
-                             "--auth ...), or set target_auth: iam", **details), 2)
+    login = _target_login_problem(cid, database, facts, bool(verdicts), details)
+    if login is not None:
+        return on_leg(login, 2)
     for action, resource, verdict in verdicts:
         result = _one_request(database, facts.role_arn, action, resource, verdict, details)
         if result is not None:
@@ -206,6 +200,24 @@ def check_role_allows(database: Database, facts: ProxyFacts | None, verdicts: li
     done = ", ".join(f"{action} on {resource}" for action, resource, _ in verdicts)
     return on_leg(passed(cid, f"the proxy's role {facts.role_arn} may {done}", action=verdicts[0][0],
                          resource=verdicts[0][1], requests=[[a, r] for a, r, _ in verdicts], **details), 2)
+
+
+def _target_login_problem(cid: str, database: Database, facts: ProxyFacts, has_requests: bool,
+                          details: dict[str, Any]) -> CheckResult | None:
+    """A failure when the proxy is not set up to log in to its target the way the policy says
+    (its default auth scheme, or a secret to log in with); None when it is."""
+    target = database.target
+    assert target is not None
+    if target.auth == "iam" and facts.default_auth_scheme not in (None, "IAM_AUTH"):
+        return failed(cid, f"proxy '{database.identifier}' logs in to its target with "
+                      f"{facts.default_auth_scheme}, but the policy says target_auth: iam",
+                      f"aws rds modify-db-proxy --db-proxy-name {database.identifier} "
+                      "--default-auth-scheme IAM_AUTH (or set target_auth: secrets)", **details)
+    if not has_requests:
+        return failed(cid, f"proxy '{database.identifier}' names no secret to log in to its target with",
+                      "give the proxy an Auth entry with the user's SecretArn (aws rds modify-db-proxy "
+                      "--auth ...), or set target_auth: iam", **details)
+    return None
 
 
 def _one_request(database: Database, role: str, action: str, resource: str, verdict: Any,

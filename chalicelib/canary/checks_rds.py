@@ -194,6 +194,13 @@ def check_endpoint(database: Database, resource: RdsResource | None) -> CheckRes
     if not rds_host:
         return warned(cid, f"RDS reports no endpoint; the policy's {host}:{port} is used",
                       "confirm that the policy's host/port reach this database", **details)
+    return _compare_endpoint(cid, database, resource, (host, port), (rds_host, rds_port), details)
+
+
+def _compare_endpoint(cid: str, database: Database, resource: RdsResource, used: tuple[str | None, int | None],
+                      reported: tuple[str, int | None], details: dict[str, Any]) -> CheckResult:
+    """Where the canary connects against the endpoint RDS reports: the same, or a warning naming both."""
+    (host, port), (rds_host, rds_port) = used, reported
     same_host = host is not None and host.rstrip(".").lower() == rds_host.rstrip(".").lower()
     if same_host and database.kind == "proxy" and resource.port is None:  # RDS names no proxy port
         return passed(cid, f"connecting to the proxy endpoint {host}:{port} (RDS does not report a proxy's "

@@ -30,6 +30,21 @@ def _iam_auth(c: CheckResult, t: TargetReport) -> str:
             "Turning it on takes effect without a reboot (--apply-immediately).")
 
 
+#: why a failed connection failed, by the error kind ``db.connect`` reports (other than ``auth``,
+#: which names the user and has its own text)
+_CONNECT_WHY: dict[str, str] = {
+    "plugin": ("ERROR 1524: Plugin 'AWSAuthenticationPlugin' is not loaded. RDS loads the plugin only while "
+               "IAM database authentication is enabled on the instance or cluster."),
+    "tls": ("The connection was refused for its transport: RDS requires TLS for token logins (ERROR 3159: "
+            "Connections using insecure transport are prohibited while --require_secure_transport=ON), "
+            "and a token sent in clear needs a verified server: use the RDS CA bundle, the endpoint name, "
+            f"and {CLIENT_FLAGS}."),
+    "refused": ("Nothing accepted the TCP connection: wrong host or port, a security group or NACL that rejects "
+                "the canary, or a database that is down."),
+    "timeout": "The endpoint did not answer in time: packets are probably dropped, or the server hung.",
+}
+
+
 def _connect(c: CheckResult, t: TargetReport) -> str:
     kind = c.details.get("error_kind")
     if c.status == "skip":
@@ -40,20 +55,7 @@ def _connect(c: CheckResult, t: TargetReport) -> str:
                 "ALTER USER ... IDENTIFIED BY replaces it with a password), or the token was signed for "
                 "another host name, port or user than the ones connected with (tokens are bound to all "
                 f"three, and to the region). Clients must send the token with the cleartext plugin: {CLIENT_FLAGS}.")
-    if kind == "plugin":
-        return ("ERROR 1524: Plugin 'AWSAuthenticationPlugin' is not loaded. RDS loads the plugin only while "
-                "IAM database authentication is enabled on the instance or cluster.")
-    if kind == "tls":
-        return ("The connection was refused for its transport: RDS requires TLS for token logins (ERROR 3159: "
-                "Connections using insecure transport are prohibited while --require_secure_transport=ON), "
-                "and a token sent in clear needs a verified server: use the RDS CA bundle, the endpoint name, "
-                f"and {CLIENT_FLAGS}.")
-    if kind == "refused":
-        return ("Nothing accepted the TCP connection: wrong host or port, a security group or NACL that rejects "
-                "the canary, or a database that is down.")
-    if kind == "timeout":
-        return "The endpoint did not answer in time: packets are probably dropped, or the server hung."
-    return ""
+    return _CONNECT_WHY.get(str(kind), "")
 
 
 def _iam_plugin(c: CheckResult, t: TargetReport) -> str:

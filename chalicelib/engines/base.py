@@ -82,11 +82,11 @@ class SessionInfo:
 
 
 FactsT = TypeVar("FactsT")
-FactsCo = TypeVar("FactsCo", covariant=True)
+Facts_co = TypeVar("Facts_co", covariant=True)
 
 
-class EngineSession(Protocol[FactsCo]):
-    def user_facts(self, user: str) -> FactsCo:
+class EngineSession(Protocol[Facts_co]):
+    def user_facts(self, user: str) -> Facts_co:
         """What the server says about ``user``: :class:`DbConnectError` when it cannot be read."""
 
     def current_role(self) -> str:
@@ -108,11 +108,11 @@ class EngineSession(Protocol[FactsCo]):
     def close(self) -> None: ...
 
 
-class AdminInspector(Protocol[FactsCo]):
+class AdminInspector(Protocol[Facts_co]):
     def covers(self, host: str | None, port: int | None) -> bool:
         """Does the administrator connection reach this server?"""
 
-    def user_facts(self, host: str, port: int, dbname: str, user: str, timeout: float) -> FactsCo:
+    def user_facts(self, host: str, port: int, dbname: str, user: str, timeout: float) -> Facts_co:
         """The server's view of ``user``; :class:`DbConnectError` if the connection fails."""
 
 

@@ -52,19 +52,22 @@ def _errors() -> tuple[type[BaseException], ...]:
     return (driver().MySQLError, OSError)
 
 
+#: how a failure is told apart, in order (first match wins): (kind, server error numbers,
+#: exception types, fragments of the lowercased message)
+_KINDS: tuple[tuple[str, frozenset[int], tuple[type[BaseException], ...], tuple[str, ...]], ...] = (
+    ("auth", frozenset({1045}), (), ()),
+    ("plugin", frozenset({1524}), (), ()),
+    ("tls", frozenset({3159}), (ssl.SSLError,), ("certificate", "ssl", "tls")),
+    ("timeout", frozenset({2013}), (TimeoutError, socket.timeout), ("timed out",)),
+    ("refused", frozenset({2003}), (), ("connection refused", "name or service not known")),
+    ("missing", frozenset({1049, 1044}), (), ()),
+)
+
+
 def _kind(errno: int | None, exc: BaseException, low: str) -> str:
-    if errno == 1045:
-        return "auth"
-    if errno == 1524:
-        return "plugin"
-    if errno == 3159 or isinstance(exc, ssl.SSLError) or "certificate" in low or "ssl" in low or "tls" in low:
-        return "tls"
-    if errno == 2013 or isinstance(exc, TimeoutError | socket.timeout) or "timed out" in low:
-        return "timeout"
-    if errno == 2003 or "connection refused" in low or "name or service not known" in low:
-        return "refused"
-    if errno in (1049, 1044):
-        return "missing"
+    for kind, errnos, types, fragments in _KINDS:
+        if errno in errnos or isinstance(exc, types) or any(fragment in low for fragment in fragments):
+            return kind
     return "other"
 
 

@@ -24,7 +24,7 @@ import base64
 import binascii
 import ipaddress
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from functools import lru_cache
 
@@ -52,11 +52,7 @@ def condition_holds(cond: Condition, request: RequestContext, *, variables: bool
     if cond.base == "Null":
         return any((v.lower() == "true") == (present is None) for v in cond.values)
     if present is None:
-        if cond.if_exists or cond.qualifier == "ForAllValues":
-            return True
-        if cond.qualifier == "ForAnyValue":
-            return False
-        return cond.negated
+        return _holds_without_key(cond)
     base = _POSITIVE.get(cond.base, cond.base)
     test = _comparator(base)
     lookup = request.get
@@ -71,13 +67,27 @@ def condition_holds(cond: Condition, request: RequestContext, *, variables: bool
         hit = any(test(value, pv, lookup, variables) for pv in resolved)
         return not hit if cond.negated else hit
 
-    if cond.qualifier == "ForAllValues":
-        return all(satisfied(v) for v in present)
+    return _quantifier(cond)(satisfied(v) for v in present)
+
+
+def _holds_without_key(cond: Condition) -> bool:
+    """A condition on a key the request does not carry: true with ``...IfExists`` and
+    ``ForAllValues:``, false with ``ForAnyValue:``, else true only for a negated operator."""
+    if cond.if_exists or cond.qualifier == "ForAllValues":
+        return True
     if cond.qualifier == "ForAnyValue":
-        return any(satisfied(v) for v in present)
-    if cond.negated:
-        return all(satisfied(v) for v in present)
-    return any(satisfied(v) for v in present)
+        return False
+    return cond.negated
+
+
+def _quantifier(cond: Condition) -> Callable[[Iterable[bool]], bool]:
+    """How the request's values combine: every one must satisfy ``ForAllValues:`` and a negated
+    operator (it matches none of the policy values); one is enough for ``ForAnyValue:`` and the rest."""
+    if cond.qualifier == "ForAllValues":
+        return all
+    if cond.qualifier == "ForAnyValue":
+        return any
+    return all if cond.negated else any
 
 
 Comparator = Callable[[str, str, Lookup, bool], bool]

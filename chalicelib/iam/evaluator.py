@@ -175,16 +175,8 @@ def evaluate(
 ) -> Evaluation:
     """Decide ``request`` the way AWS does; see the module docstring for the order."""
     what = _what(request)
-    layers: list[tuple[Layer, str, Sequence[PolicyDocument]]] = []
-    if scp_levels is not None and not management_account:
-        for i, level in enumerate(scp_levels):
-            layers.append(("scp", f"scp level {i}", level))
-    layers.append(("identity", "identity policies", identity_policies))
-    if boundary is not None:
-        layers.append(("boundary", "permissions boundary", [boundary]))
-    if session_policy is not None:
-        layers.append(("session", "session policy", [session_policy]))
-
+    scps = scp_levels if scp_levels is not None and not management_account else None
+    layers = _layers(identity_policies, boundary, scps, session_policy)
     results = []
     for layer, label, policies in layers:
         deny, allow = scan(policies, request)
@@ -200,40 +192,13 @@ def evaluate(
         results.append((layer, label, policies, allow))
 
     for layer, label, policies, allow in results:
-        if allow is not None:
-            continue
-        if layer == "scp":
-            sources = ", ".join(p.source for p in policies) or "no SCP attached"
-            return Evaluation(
-                "implicitDeny",
-                "scp",
-                label,
-                None,
-                f"{what} is implicitly denied: no SCP at {label} ({sources}) allows it",
-            )
-        if layer == "identity":
-            if not policies:
-                why = "the principal has no identity-based policy"
-            else:
-                why = "no identity-based policy allows it"
-            return Evaluation("implicitDeny", "identity", None, None, f"{what} is implicitly denied: {why}")
-        return Evaluation(
-            "implicitDeny",
-            layer,
-            policies[0].source,
-            None,
-            f"{what} is implicitly denied: the {label} '{policies[0].source}' does not allow it",
-        )
+        if allow is None:
+            return _implicit_deny(what, layer, label, policies)
 
     granted = next(a for layer, _, _, a in results if layer == "identity")
     assert granted is not None
-    limits = []
-    if scp_levels is not None and not management_account:
-        limits.append("every SCP level")
-    if boundary is not None:
-        limits.append("the permissions boundary")
-    if session_policy is not None:
-        limits.append("the session policy")
+    limits = [name for name, given in (("every SCP level", scps), ("the permissions boundary", boundary),
+                                       ("the session policy", session_policy)) if given is not None]
     extra = f"; {', '.join(limits)} also allow{'s' if len(limits) == 1 else ''} it" if limits else ""
     if management_account and scp_levels is not None:
         extra += "; SCPs do not apply to the management account"
@@ -244,6 +209,51 @@ def evaluate(
         granted.statement.label,
         f"{what} is allowed by statement {_stmt(granted.statement)} of identity policy "
         f"'{granted.policy.source}'{extra}",
+    )
+
+
+def _layers(
+    identity_policies: Sequence[PolicyDocument],
+    boundary: PolicyDocument | None,
+    scp_levels: Sequence[Sequence[PolicyDocument]] | None,
+    session_policy: PolicyDocument | None,
+) -> list[tuple[Layer, str, Sequence[PolicyDocument]]]:
+    """The layers a request must pass, in the order they are read: each SCP level (when SCPs
+    apply), the identity policies, the permissions boundary, the session policy."""
+    layers: list[tuple[Layer, str, Sequence[PolicyDocument]]] = [
+        ("scp", f"scp level {i}", level) for i, level in enumerate(scp_levels or ())
+    ]
+    layers.append(("identity", "identity policies", identity_policies))
+    if boundary is not None:
+        layers.append(("boundary", "permissions boundary", [boundary]))
+    if session_policy is not None:
+        layers.append(("session", "session policy", [session_policy]))
+    return layers
+
+
+def _implicit_deny(what: str, layer: Layer, label: str, policies: Sequence[PolicyDocument]) -> Evaluation:
+    """The answer when ``layer`` has no statement allowing the request."""
+    if layer == "scp":
+        sources = ", ".join(p.source for p in policies) or "no SCP attached"
+        return Evaluation(
+            "implicitDeny",
+            "scp",
+            label,
+            None,
+            f"{what} is implicitly denied: no SCP at {label} ({sources}) allows it",
+        )
+    if layer == "identity":
+        if not policies:
+            why = "the principal has no identity-based policy"
+        else:
+            why = "no identity-based policy allows it"
+        return Evaluation("implicitDeny", "identity", None, None, f"{what} is implicitly denied: {why}")
+    return Evaluation(
+        "implicitDeny",
+        layer,
+        policies[0].source,
+        None,
+        f"{what} is implicitly denied: the {label} '{policies[0].source}' does not allow it",
     )
 
 

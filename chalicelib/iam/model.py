@@ -170,9 +170,8 @@ class RequestContext:
 
     def __post_init__(self) -> None:
         merged: dict[str, tuple[str, ...]] = {}
-        for key, values in dict(self.context).items():
-            if isinstance(values, str):
-                values = (values,)
+        for key, given in dict(self.context).items():
+            values = (given,) if isinstance(given, str) else given
             merged.setdefault(key.lower(), ())
             merged[key.lower()] = merged[key.lower()] + tuple(str(v) for v in values)
         object.__setattr__(self, "context", MappingProxyType(merged))

@@ -46,33 +46,11 @@ def placement(spec: Mapping[str, Any], field: str, *, kind: str, region: str, si
     the file name are the same as for every other key). ``needs_read=False`` (an Aurora DSQL
     cluster, whose endpoint is known from its id) asks for no way to read a foreign account.
     """
-    account = spec.get("account")
-    if account is not None:
-        if isinstance(account, int) and not isinstance(account, bool):
-            raise fail(f"must be a quoted string of 12 digits, not the number {_clip(str(account))}",
-                       field=f"{field}.account")
-        account = string(account, f"{field}.account")
-        if not ACCOUNT_ID.fullmatch(account):
-            raise fail(f"invalid account '{_clip(account)}' (expected 12 digits)", field=f"{field}.account")
-    elif signer_role is not None:
-        account = _account_of(signer_role)
-    else:
-        account = service_account
-    if signer_role is not None and account is not None and _account_of(signer_role) != account:
-        raise fail(f"signer role '{_clip(signer_role)}' is in account {_account_of(signer_role)}, "
-                   f"not the database's account {account}", field=f"{field}.signer_role")
+    account = _account(spec, field, signer_role, service_account, fail, string)
     reader_role = spec.get("reader_role")
     explicit = reader_role is not None
     if reader_role is not None:
-        reader_role = string(reader_role, f"{field}.reader_role")
-        if not ROLE_ARN.fullmatch(reader_role):
-            raise fail(f"invalid role ARN '{_clip(reader_role)}'", field=f"{field}.reader_role")
-        if account is not None and _account_of(reader_role) != account:
-            raise fail(f"reader role '{_clip(reader_role)}' is in account {_account_of(reader_role)}, "
-                       f"not the database's account {account}", field=f"{field}.reader_role")
-        if signer_role is not None and _partition_of(signer_role) != _partition_of(reader_role):
-            raise fail(f"reader role '{_clip(reader_role)}' is in another partition than the signer role",
-                       field=f"{field}.reader_role")
+        reader_role = _reader_role(string(reader_role, f"{field}.reader_role"), field, account, signer_role, fail)
     elif reader_role_name is not None and account is not None:
         partition = _partition_of(signer_role) if signer_role else partition_of_region(region)
         reader_role = role_arn(account, reader_role_name, partition)
@@ -91,6 +69,42 @@ def placement(spec: Mapping[str, Any], field: str, *, kind: str, region: str, si
                    f"can read it, or give host, port and resource_id (missing: {', '.join(missing)})",
                    field=f"{field}.reader_role")
     return Placement(account, reader_role, explicit, resource_id)
+
+
+def _account(spec: Mapping[str, Any], field: str, signer_role: str | None, service_account: str | None,
+             fail: Callable[..., PolicyLoadError], string: Callable[..., str]) -> str | None:
+    """The database's account: its ``account`` key, else its signer role's, else the service's;
+    the signer role must be in it."""
+    account = spec.get("account")
+    if account is not None:
+        if isinstance(account, int) and not isinstance(account, bool):
+            raise fail(f"must be a quoted string of 12 digits, not the number {_clip(str(account))}",
+                       field=f"{field}.account")
+        account = string(account, f"{field}.account")
+        if not ACCOUNT_ID.fullmatch(account):
+            raise fail(f"invalid account '{_clip(account)}' (expected 12 digits)", field=f"{field}.account")
+    elif signer_role is not None:
+        account = _account_of(signer_role)
+    else:
+        account = service_account
+    if signer_role is not None and account is not None and _account_of(signer_role) != account:
+        raise fail(f"signer role '{_clip(signer_role)}' is in account {_account_of(signer_role)}, "
+                   f"not the database's account {account}", field=f"{field}.signer_role")
+    return account
+
+
+def _reader_role(reader_role: str, field: str, account: str | None, signer_role: str | None,
+                 fail: Callable[..., PolicyLoadError]) -> str:
+    """A ``reader_role`` the policy names: a role ARN in the database's account and the signer's partition."""
+    if not ROLE_ARN.fullmatch(reader_role):
+        raise fail(f"invalid role ARN '{_clip(reader_role)}'", field=f"{field}.reader_role")
+    if account is not None and _account_of(reader_role) != account:
+        raise fail(f"reader role '{_clip(reader_role)}' is in account {_account_of(reader_role)}, "
+                   f"not the database's account {account}", field=f"{field}.reader_role")
+    if signer_role is not None and _partition_of(signer_role) != _partition_of(reader_role):
+        raise fail(f"reader role '{_clip(reader_role)}' is in another partition than the signer role",
+                   field=f"{field}.reader_role")
+    return reader_role
 
 
 def _clip(text: str, limit: int = 80) -> str:

@@ -34,8 +34,8 @@ import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
-from urllib.parse import parse_qsl, urlsplit
+from typing import Any, NamedTuple, Protocol
+from urllib.parse import SplitResult, parse_qsl, urlsplit
 
 from chalicelib.aws.errors import SERVER_FAULT_CODES, THROTTLING_CODES
 from chalicelib.errors import (
@@ -173,6 +173,44 @@ class StsTransport(Protocol):
 
 def parse_identity_proof(proof: Any, config: ProofConfig, now: datetime) -> StsRequest:
     """Check a proof without any network access. See the module docstring for the rules."""
+    url, method, body, headers = _shape(proof)
+    parts = _check_request(url, method, body, config)
+    signature = _signature(headers)
+    _check_server_id(headers, signature.signed, config)
+    signed_at = _signed_at(headers, signature, config, now)
+    host = headers.get("host")
+    if host is not None and _origin(
+        f"{parts.scheme}://{host}/", what="Host", error=IdentityProofError
+    ) != _origin(config.sts_endpoint, what="RDSVEND_STS_ENDPOINT", error=ValueError):
+        raise IdentityProofError("identity proof: header 'Host' is not this server's STS endpoint")
+    content_length = headers.get("content-length")
+    if content_length is not None and content_length != str(len(body.encode())):
+        raise IdentityProofError("identity proof: header 'Content-Length' does not match the body")
+
+    # Forward what was signed plus the signature itself; nothing the caller did not sign.
+    forwarded = [(name, headers[name]) for name in signature.signed if name in headers]
+    forwarded.append(("authorization", signature.authorization))
+    if host is None:
+        forwarded.append(("host", _host_header(config.sts_endpoint)))
+    return StsRequest(
+        url=config.sts_endpoint.rstrip("/") + "/",
+        headers=tuple(forwarded),
+        body=body.encode(),
+        access_key_id=signature.credential[0],
+        signed_at=signed_at,
+    )
+
+
+class _Signature(NamedTuple):
+    """The parts of a proof's ``Authorization`` header the checks read."""
+
+    authorization: str
+    credential: list[str]  # access key id, date, region, service, "aws4_request"
+    signed: list[str]  # SignedHeaders, lowercase and sorted
+
+
+def _shape(proof: Any) -> tuple[str, str, str, dict[str, str]]:
+    """The proof's url, method, body and (lower-cased) headers; a 400 for any other shape."""
     if not isinstance(proof, dict):
         raise InvalidRequestError("field 'identity' must be an object", field="identity")
     extra = sorted(set(proof) - _IDENTITY_KEYS)
@@ -183,8 +221,11 @@ def parse_identity_proof(proof: Any, config: ProofConfig, now: datetime) -> StsR
     url = _string(proof, "url", MAX_URL_CHARS)
     method = _string(proof, "method", 16)
     body = _string(proof, "body", MAX_BODY_CHARS)
-    headers = _headers(proof.get("headers"))
+    return url, method, body, _headers(proof.get("headers"))
 
+
+def _check_request(url: str, method: str, body: str, config: ProofConfig) -> SplitResult:
+    """A POST of GetCallerIdentity to the root of this server's STS endpoint; the URL's parts."""
     if method != "POST":
         raise IdentityProofError("identity proof: method must be 'POST'")
     if _origin(url, what="identity.url", error=IdentityProofError) != _origin(
@@ -197,7 +238,11 @@ def parse_identity_proof(proof: Any, config: ProofConfig, now: datetime) -> StsR
     form = parse_qsl(body, keep_blank_values=True, strict_parsing=False)
     if len(form) != len(_EXPECTED_FORM) or dict(form) != _EXPECTED_FORM:
         raise IdentityProofError("identity proof: body must be a GetCallerIdentity request")
+    return parts
 
+
+def _signature(headers: dict[str, str]) -> _Signature:
+    """A SigV4 ``Authorization`` header scoped to STS, whose signed headers are all present."""
     authorization = headers.get("authorization")
     if authorization is None:
         raise IdentityProofError("identity proof: header 'Authorization' is missing")
@@ -213,7 +258,11 @@ def parse_identity_proof(proof: Any, config: ProofConfig, now: datetime) -> StsR
     for name in signed:
         if name not in headers and name != "host":
             raise IdentityProofError(f"identity proof: signed header '{name}' is missing")
+    return _Signature(authorization, credential, signed)
 
+
+def _check_server_id(headers: dict[str, str], signed: list[str], config: ProofConfig) -> None:
+    """The proof is bound to this server: the server id header is present, signed and ours."""
     server_id = headers.get(SERVER_ID_HEADER.lower())
     if server_id is None:
         raise IdentityProofError(f"identity proof: header '{SERVER_ID_HEADER}' is missing")
@@ -224,42 +273,25 @@ def parse_identity_proof(proof: Any, config: ProofConfig, now: datetime) -> StsR
             f"identity proof: header '{SERVER_ID_HEADER}' does not name this server"
         )
 
+
+def _signed_at(headers: dict[str, str], signature: _Signature, config: ProofConfig, now: datetime) -> datetime:
+    """When the proof was signed (its signed ``X-Amz-Date``, matching the credential's date),
+    refused when older than the configured age or dated in the future."""
     amz_date = headers.get("x-amz-date")
-    if amz_date is None or "x-amz-date" not in signed:
+    if amz_date is None or "x-amz-date" not in signature.signed:
         raise IdentityProofError("identity proof: header 'X-Amz-Date' is missing or not signed")
     try:
         signed_at = datetime.strptime(amz_date, _AMZ_DATE_FORMAT).replace(tzinfo=UTC)
     except ValueError:
         raise IdentityProofError("identity proof: header 'X-Amz-Date' is malformed") from None
-    if credential[1] != amz_date[:8]:
+    if signature.credential[1] != amz_date[:8]:
         raise IdentityProofError("identity proof: credential date does not match 'X-Amz-Date'")
     if now - signed_at > config.max_age:
         minutes = int(config.max_age.total_seconds() // 60)
         raise IdentityProofError(f"identity proof: signature is older than {minutes} minutes")
     if signed_at - now > MAX_FUTURE_SKEW:
         raise IdentityProofError("identity proof: signature is dated in the future")
-
-    host = headers.get("host")
-    if host is not None and _origin(
-        f"{parts.scheme}://{host}/", what="Host", error=IdentityProofError
-    ) != _origin(config.sts_endpoint, what="RDSVEND_STS_ENDPOINT", error=ValueError):
-        raise IdentityProofError("identity proof: header 'Host' is not this server's STS endpoint")
-    content_length = headers.get("content-length")
-    if content_length is not None and content_length != str(len(body.encode())):
-        raise IdentityProofError("identity proof: header 'Content-Length' does not match the body")
-
-    # Forward what was signed plus the signature itself; nothing the caller did not sign.
-    forwarded = [(name, headers[name]) for name in signed if name in headers]
-    forwarded.append(("authorization", authorization))
-    if host is None:
-        forwarded.append(("host", _host_header(config.sts_endpoint)))
-    return StsRequest(
-        url=config.sts_endpoint.rstrip("/") + "/",
-        headers=tuple(forwarded),
-        body=body.encode(),
-        access_key_id=credential[0],
-        signed_at=signed_at,
-    )
+    return signed_at
 
 
 def parse_sts_answer(answer: StsAnswer, access_key_id: str = "") -> ProvenCaller:

@@ -111,19 +111,20 @@ def render_for_account(template: Mapping[str, Any], account: str, partition: str
     names = {"AWS::AccountId": account, "AWS::Partition": partition,
              **{k: v["Default"] for k, v in template["Parameters"].items()}, **(parameters or {})}
 
+    # the intrinsic functions the template uses, each given its argument
+    intrinsics: dict[str, Callable[[Any], Any]] = {
+        "Fn::Sub": lambda arg: _sub(arg, names),
+        "Ref": lambda arg: names[arg],
+        "Fn::FindInMap": lambda arg: mapping[resolve(arg[1])][arg[2]],
+        "Fn::Equals": lambda arg: resolve(arg[0]) == resolve(arg[1]),
+        "Fn::Not": lambda arg: not resolve(arg[0]),
+    }
+
     def resolve(value: Any) -> Any:
         if isinstance(value, dict) and len(value) == 1:
             ((key, arg),) = value.items()
-            if key == "Fn::Sub":
-                return _sub(arg, names)
-            if key == "Ref":
-                return names[arg]
-            if key == "Fn::FindInMap":
-                return mapping[resolve(arg[1])][arg[2]]
-            if key == "Fn::Equals":
-                return resolve(arg[0]) == resolve(arg[1])
-            if key == "Fn::Not":
-                return not resolve(arg[0])
+            if key in intrinsics:
+                return intrinsics[key](arg)
         if isinstance(value, dict):
             return {k: resolve(v) for k, v in value.items()}
         if isinstance(value, list):

@@ -59,6 +59,12 @@ def localize(value: Any, deploy: DeploySettings, fmt: str, skip: Callable[[list[
         return {k: localize(v, deploy, fmt, skip, [*path, str(k)]) for k, v in value.items()}
     if isinstance(value, list):
         return [localize(v, deploy, fmt, skip, [*path, str(i)]) for i, v in enumerate(value)]
+    return _localize_leaf(value, deploy, fmt)
+
+
+def _localize_leaf(value: Any, deploy: DeploySettings, fmt: str) -> Any:
+    """A string naming an own-account ARN, made the stack's own: Terraform's interpolation, or a
+    CloudFormation ``Fn::Sub`` (its own ``${`` escaped); anything else as it is."""
     if not isinstance(value, str) or not own_arn_pattern(deploy).search(value):
         return value
     if fmt == "terraform":

@@ -50,7 +50,8 @@ from devtools.deploy.roles import (
     write_policy_files,
 )
 from devtools.deploy.sam import finish_sam_template, merge_template, unmerged_resources
-from devtools.deploy.stack import stack_plan
+from devtools.deploy.settings import DeployFile, DeploySettings
+from devtools.deploy.stack import StackPlan, stack_plan
 from devtools.deploy.stages import check_stages
 from devtools.deploy.terraform import STACK_FILE, fix_chalice_terraform, terraform_stack
 
@@ -259,15 +260,7 @@ def package(project_dir: str | Path = PROJECT_DIR, out: str | Path | None = None
 
     project = Path(project_dir).resolve()
     out_dir = Path(out).resolve() if out else project / "build"
-    deploy_file = load_deploy_file(project / "policies" / "deploy.yaml")
-    config = load_chalice_config(project)
-    policies = {stage: load_stage_policy(settings) for stage, settings in deploy_file.stages.items()}
-    check_stages(deploy_file, config, policies, str(project / ".chalice" / "config.json"))
-    if regenerate:
-        for path in write_policy_files(project):
-            print(f"regenerated {path.relative_to(project)}", file=sys.stderr)
-    elif stale := stale_policy_files(project):
-        raise RuntimeError(f"stale policy files: {', '.join(p.name for p in stale)} (run make package)")
+    deploy_file, config, policies = _checked_project(project, regenerate)
     stages = tuple(stages or config.get("stages", {}))
     for stage in stages:
         if stage not in config.get("stages", {}):
@@ -282,44 +275,78 @@ def package(project_dir: str | Path = PROJECT_DIR, out: str | Path | None = None
     for stage in stages:
         deploy = deploy_file.stage(stage)
         policy_text = deploy.access_policy.read_text(encoding="utf-8")
-        plan = stack_plan(config, stage, deploy)
+        build = _StageBuild(stage, deploy, stack_plan(config, stage, deploy), policy_text, source_dir, out_dir, env)
         roles_dir = out_dir / stage / "member-roles"
         roles_dir.mkdir(parents=True, exist_ok=True)
         _write_json(roles_dir / MEMBER_ROLES_FILE, member_roles_template(policies[stage], deploy, stage))
-        for pkg_format in formats:
-            started = time.perf_counter()
-            target = out_dir / stage / DIRECTORIES[pkg_format]
-            scratch = out_dir / ".work" / f"{stage}-{pkg_format}"
-            if scratch.exists():
-                shutil.rmtree(scratch)
-            spec: ChaliceSpec = {"project_dir": str(source_dir), "stage": stage, "pkg_format": pkg_format,
-                    "out": str(scratch), "overrides": {}, "merge_template": None}
-            if pkg_format == "cloudformation":
-                merge_file = out_dir / ".work" / f"{stage}-merge.json"
-                merge_file.parent.mkdir(parents=True, exist_ok=True)
-                _write_json(merge_file, merge_template(plan, policy_text))
-                spec["merge_template"] = str(merge_file)
-            else:
-                spec["overrides"] = {"log_retention_in_days": 0}  # Chalice refuses it; rdsvend.tf.json has them
-            _chalice_package(spec, env)
-            template_name = TEMPLATES[pkg_format]
-            template = json.loads((scratch / template_name).read_text(encoding="utf-8"))
-            if pkg_format == "cloudformation":
-                if missing := unmerged_resources(template):
-                    raise RuntimeError(f"merge template names resources Chalice did not make: {', '.join(missing)}")
-                _write_json(scratch / template_name, finish_sam_template(template, deploy))
-            else:
-                _write_json(scratch / template_name, fix_chalice_terraform(template, plan, deploy))
-                _write_json(scratch / STACK_FILE, terraform_stack(plan, policy_text, deploy))
-            removed = prune_zip(scratch / "deployment.zip")
-            generated = [template_name, "deployment.zip"] + ([STACK_FILE] if pkg_format == "terraform" else [])
-            _replace_generated(scratch, target, generated)
-            zip_path = target / "deployment.zip"
-            results.append(PackageResult(pkg_format, target, target / template_name, zip_path,
-                                         zip_path.stat().st_size, removed, time.perf_counter() - started,
-                                         stage=stage))
+        results += [_package_format(build, pkg_format) for pkg_format in formats]
     _drop_stale_caches(source_dir)
     return results
+
+
+def _checked_project(project: Path, regenerate: bool) -> tuple[DeployFile, dict[str, Any], dict[str, Any]]:
+    """The deploy file, the Chalice config and each stage's access policy, checked against each
+    other; the generated policy files rewritten (``regenerate``) or refused when stale."""
+    deploy_file = load_deploy_file(project / "policies" / "deploy.yaml")
+    config = load_chalice_config(project)
+    policies = {stage: load_stage_policy(settings) for stage, settings in deploy_file.stages.items()}
+    check_stages(deploy_file, config, policies, str(project / ".chalice" / "config.json"))
+    if regenerate:
+        for path in write_policy_files(project):
+            print(f"regenerated {path.relative_to(project)}", file=sys.stderr)
+    elif stale := stale_policy_files(project):
+        raise RuntimeError(f"stale policy files: {', '.join(p.name for p in stale)} (run make package)")
+    return deploy_file, config, policies
+
+
+@dataclass(frozen=True)
+class _StageBuild:
+    """What packaging one stage reads: its settings, plan and access policy, where the staged
+    project is, where the output goes, and the environment Chalice runs in."""
+
+    stage: str
+    deploy: DeploySettings
+    plan: StackPlan
+    policy_text: str
+    source_dir: Path
+    out_dir: Path
+    env: dict[str, str]
+
+
+def _package_format(build: _StageBuild, pkg_format: str) -> PackageResult:
+    """One stage in one format: Chalice's package, finished (SAM: merged and guarded; Terraform:
+    fixed, plus the stack file), pruned, and swapped into ``out/<stage>/<format>/`` at once."""
+    started = time.perf_counter()
+    stage, out_dir = build.stage, build.out_dir
+    target = out_dir / stage / DIRECTORIES[pkg_format]
+    scratch = out_dir / ".work" / f"{stage}-{pkg_format}"
+    if scratch.exists():
+        shutil.rmtree(scratch)
+    spec: ChaliceSpec = {"project_dir": str(build.source_dir), "stage": stage, "pkg_format": pkg_format,
+                         "out": str(scratch), "overrides": {}, "merge_template": None}
+    if pkg_format == "cloudformation":
+        merge_file = out_dir / ".work" / f"{stage}-merge.json"
+        merge_file.parent.mkdir(parents=True, exist_ok=True)
+        _write_json(merge_file, merge_template(build.plan, build.policy_text))
+        spec["merge_template"] = str(merge_file)
+    else:
+        spec["overrides"] = {"log_retention_in_days": 0}  # Chalice refuses it; rdsvend.tf.json has them
+    _chalice_package(spec, build.env)
+    template_name = TEMPLATES[pkg_format]
+    template = json.loads((scratch / template_name).read_text(encoding="utf-8"))
+    if pkg_format == "cloudformation":
+        if missing := unmerged_resources(template):
+            raise RuntimeError(f"merge template names resources Chalice did not make: {', '.join(missing)}")
+        _write_json(scratch / template_name, finish_sam_template(template, build.deploy))
+    else:
+        _write_json(scratch / template_name, fix_chalice_terraform(template, build.plan, build.deploy))
+        _write_json(scratch / STACK_FILE, terraform_stack(build.plan, build.policy_text, build.deploy))
+    removed = prune_zip(scratch / "deployment.zip")
+    generated = [template_name, "deployment.zip"] + ([STACK_FILE] if pkg_format == "terraform" else [])
+    _replace_generated(scratch, target, generated)
+    zip_path = target / "deployment.zip"
+    return PackageResult(pkg_format, target, target / template_name, zip_path, zip_path.stat().st_size, removed,
+                         time.perf_counter() - started, stage=stage)
 
 
 def main(argv: list[str] | None = None) -> int:

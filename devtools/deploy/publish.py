@@ -68,6 +68,25 @@ def publish_policy(
     """
     name = parameter_name(parameter)
     source = str(path)
+    text = _validated_policy(path, source)
+    request = _put_request(name, text, source, secure=secure, key_id=key_id)
+    try:
+        response = ssm_client.put_parameter(**request)
+    except Exception as exc:
+        error = aws_error(exc)
+        if error is None:
+            raise
+        if error.kind == "no_answer":
+            raise PolicyPublishError(f"could not reach ssm to publish '{name}': {error.code}", parameter=name) from exc
+        raise PolicyPublishError(
+            f"ssm refused parameter '{name}': {error.code}: {error.message}".rstrip(": "), parameter=name,
+        ) from exc
+    return int(response["Version"])
+
+
+def _validated_policy(path: str | Path, source: str) -> str:
+    """The policy file's text once it loads (size, UTF-8, the loader's checks): nothing is
+    uploaded otherwise."""
     try:
         with open(path, "rb") as handle:
             raw = handle.read(MAX_POLICY_BYTES + 1)  # the loader refuses anything bigger
@@ -80,8 +99,12 @@ def publish_policy(
     except UnicodeDecodeError as exc:
         raise PolicyLoadError("file is not UTF-8", source=source) from exc
     load_policy_text(text, source=source)  # raises PolicyLoadError: nothing is uploaded
+    return text
 
-    size = len(raw)
+
+def _put_request(name: str, text: str, source: str, *, secure: bool, key_id: str | None) -> dict[str, Any]:
+    """The ``PutParameter`` request for the policy: its tier from its size, encrypted when ``secure``."""
+    size = len(text.encode("utf-8"))
     if size > ADVANCED_TIER_BYTES:
         raise PolicyPublishError(
             f"{source}: policy is {size} bytes, an SSM parameter holds at most "
@@ -104,15 +127,4 @@ def publish_policy(
     elif key_id:
         raise PolicyPublishError("a KMS key id only applies to a secure parameter", parameter=name,
                                  input_error=True)
-    try:
-        response = ssm_client.put_parameter(**request)
-    except Exception as exc:
-        error = aws_error(exc)
-        if error is None:
-            raise
-        if error.kind == "no_answer":
-            raise PolicyPublishError(f"could not reach ssm to publish '{name}': {error.code}", parameter=name) from exc
-        raise PolicyPublishError(
-            f"ssm refused parameter '{name}': {error.code}: {error.message}".rstrip(": "), parameter=name,
-        ) from exc
-    return int(response["Version"])
+    return request

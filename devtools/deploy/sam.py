@@ -95,11 +95,35 @@ def _alarm(spec: AlarmSpec) -> dict[str, Any]:
 def merge_template(plan: StackPlan, policy_text: str) -> dict[str, Any]:
     """What to merge into Chalice's template for ``plan``'s stage; ``policy_text`` is the
     validated access policy the stack stores in its SSM parameter."""
+    resources = {**_added_resources(plan, policy_text), **_merged_keys(plan)}
+    return {
+        # An OpenApiVersion keeps SAM from adding a second API stage named "Stage" (without
+        # throttling, access logs or tracing) beside the configured one.
+        "Globals": {"Api": {"OpenApiVersion": "2.0"}},
+        "Parameters": _parameters(),
+        "Conditions": {"HasAlertEmail": {"Fn::Not": [{"Fn::Equals": [{"Ref": ALERT_EMAIL.cfn}, ""]}]}},
+        "Resources": resources,
+        "Outputs": {
+            "AlertTopicArn": {"Value": {"Ref": TOPIC}},
+            "DashboardName": {"Value": {"Ref": "Dashboard"}},
+            "AccessPolicyParameterName": {"Value": {"Ref": "AccessPolicyParameter"}},
+        },
+    }
+
+
+def _parameters() -> dict[str, Any]:
+    """The stack's parameters (thresholds, limits, the alert e-mail), with their defaults."""
     parameters: dict[str, Any] = {}
     for param in PARAMETERS:
         parameters[param.cfn] = {"Type": "Number" if param.number else "String", "Default": param.default,
                                  "Description": param.description}
     parameters[ALERT_EMAIL.cfn]["AllowedPattern"] = r"^$|^[^@\s]+@[^@\s]+\.[^@\s]+$"
+    return parameters
+
+
+def _added_resources(plan: StackPlan, policy_text: str) -> dict[str, Any]:
+    """The resources Chalice does not make: the alert topic and its subscription, the tables,
+    the access policy's parameter, the access log group, the dashboard, the alarms, rotation."""
     resources: dict[str, Any] = {
         TOPIC: {"Type": "AWS::SNS::Topic", "Properties": {"TopicName": plan.topic_name}},
         "AlertEmailSubscription": {"Type": "AWS::SNS::Subscription", "Condition": "HasAlertEmail",
@@ -136,8 +160,13 @@ def merge_template(plan: StackPlan, policy_text: str) -> dict[str, Any]:
 
     resources.update(sam_rotation_resources(load_policy_text(policy_text), {"Ref": "AWS::AccountId"},
                                             function_id("rotate")))
+    return resources
 
-    # -- keys merged into Chalice's own resources --------------------------------------------
+
+def _merged_keys(plan: StackPlan) -> dict[str, Any]:
+    """Keys set on Chalice's own resources: the functions' names, environment and (scheduled
+    ones) on-failure destination, the roles' names, log groups kept, the API stage's settings."""
+    resources: dict[str, Any] = {}
     for function, name in plan.functions.items():
         # The account the service runs in: the access policy's loader checks that every
         # database elsewhere is readable (Chalice merges these variables into its own).
@@ -163,19 +192,7 @@ def merge_template(plan: StackPlan, policy_text: str) -> dict[str, Any]:
         "AccessLogSetting": {"DestinationArn": {"Fn::GetAtt": ["ApiAccessLogGroup", "Arn"]},
                              "Format": access_log_format()},
     }}
-    return {
-        # An OpenApiVersion keeps SAM from adding a second API stage named "Stage" (without
-        # throttling, access logs or tracing) beside the configured one.
-        "Globals": {"Api": {"OpenApiVersion": "2.0"}},
-        "Parameters": parameters,
-        "Conditions": {"HasAlertEmail": {"Fn::Not": [{"Fn::Equals": [{"Ref": ALERT_EMAIL.cfn}, ""]}]}},
-        "Resources": resources,
-        "Outputs": {
-            "AlertTopicArn": {"Value": {"Ref": TOPIC}},
-            "DashboardName": {"Value": {"Ref": "Dashboard"}},
-            "AccessPolicyParameterName": {"Value": {"Ref": "AccessPolicyParameter"}},
-        },
-    }
+    return resources
 
 
 def finish_sam_template(template: dict[str, Any], deploy: DeploySettings) -> dict[str, Any]:

@@ -132,6 +132,22 @@ def terraform_stack(plan: StackPlan, policy_text: str, deploy: DeploySettings) -
         p.tf: {"type": "number" if p.number else "string", "default": p.default, "description": p.description}
         for p in PARAMETERS
     }
+    resources = localize(_resources(plan, policy_text), deploy, "terraform",
+                         skip=lambda path: path[:2] == ["aws_ssm_parameter", "access_policy"])
+    return {
+        "provider": terraform_guard(deploy)["provider"],
+        "variable": variables,
+        "resource": resources,
+        "output": {
+            "AlertTopicArn": {"value": "${aws_sns_topic.alerts.arn}"},
+            "DashboardName": {"value": "${aws_cloudwatch_dashboard.main.dashboard_name}"},
+            "AccessPolicyParameterName": {"value": "${aws_ssm_parameter.access_policy.name}"},
+        },
+    }
+
+
+def _resources(plan: StackPlan, policy_text: str) -> dict[str, dict[str, Any]]:
+    """The stage's resources by Terraform type and name, before own-account ARNs are localized."""
     keep = {"prevent_destroy": True}  # logs outlive the stack: state rm them before a destroy
     retention = {"retention_in_days": plan.retention_days} if plan.retention_days else {}
     resources: dict[str, dict[str, Any]] = {
@@ -152,17 +168,7 @@ def terraform_stack(plan: StackPlan, policy_text: str, deploy: DeploySettings) -
             **{f"{f}_log_group": {"name": f"/aws/lambda/{name}", **retention, "lifecycle": keep}
                for f, name in plan.functions.items() if plan.retention_days},
         },
-        "aws_api_gateway_stage": {"rest_api": {
-            "rest_api_id": "${aws_api_gateway_rest_api.rest_api.id}",
-            "deployment_id": "${aws_api_gateway_deployment.rest_api.id}",
-            "stage_name": plan.api_stage, "xray_tracing_enabled": plan.xray,
-            "access_log_settings": {"destination_arn": "${aws_cloudwatch_log_group.api_access.arn}",
-                                    "format": access_log_format()}}},
-        "aws_api_gateway_method_settings": {"rest_api": {
-            "rest_api_id": "${aws_api_gateway_rest_api.rest_api.id}",
-            "stage_name": "${aws_api_gateway_stage.rest_api.stage_name}", "method_path": "*/*",
-            "settings": {"metrics_enabled": True, "throttling_rate_limit": f"${{var.{API_RATE.tf}}}",
-                         "throttling_burst_limit": f"${{var.{API_BURST.tf}}}"}}},
+        **_api_stage(plan),
         "aws_lambda_function_event_invoke_config": {
             f: {"function_name": f"${{aws_lambda_function.{f}.function_name}}", "maximum_retry_attempts": 0,
                 "maximum_event_age_in_seconds": MAX_EVENT_AGE_SECONDS,
@@ -183,17 +189,23 @@ def terraform_stack(plan: StackPlan, policy_text: str, deploy: DeploySettings) -
             "ttl": {"attribute_name": "expires_at", "enabled": True}}
     if plan.grants_table:
         resources["aws_dynamodb_table"]["grants"] = grants_table_resource(plan.grants_table)
-    resources = localize(resources, deploy, "terraform", skip=lambda path: path[:2] == ["aws_ssm_parameter",
-                                                                                     "access_policy"])
+    return resources
+
+
+def _api_stage(plan: StackPlan) -> dict[str, dict[str, Any]]:
+    """The API's stage (tracing, access logs) and its method settings (metrics, throttling)."""
     return {
-        "provider": terraform_guard(deploy)["provider"],
-        "variable": variables,
-        "resource": resources,
-        "output": {
-            "AlertTopicArn": {"value": "${aws_sns_topic.alerts.arn}"},
-            "DashboardName": {"value": "${aws_cloudwatch_dashboard.main.dashboard_name}"},
-            "AccessPolicyParameterName": {"value": "${aws_ssm_parameter.access_policy.name}"},
-        },
+        "aws_api_gateway_stage": {"rest_api": {
+            "rest_api_id": "${aws_api_gateway_rest_api.rest_api.id}",
+            "deployment_id": "${aws_api_gateway_deployment.rest_api.id}",
+            "stage_name": plan.api_stage, "xray_tracing_enabled": plan.xray,
+            "access_log_settings": {"destination_arn": "${aws_cloudwatch_log_group.api_access.arn}",
+                                    "format": access_log_format()}}},
+        "aws_api_gateway_method_settings": {"rest_api": {
+            "rest_api_id": "${aws_api_gateway_rest_api.rest_api.id}",
+            "stage_name": "${aws_api_gateway_stage.rest_api.stage_name}", "method_path": "*/*",
+            "settings": {"metrics_enabled": True, "throttling_rate_limit": f"${{var.{API_RATE.tf}}}",
+                         "throttling_burst_limit": f"${{var.{API_BURST.tf}}}"}}},
     }
 
 

@@ -34,7 +34,7 @@ from urllib.parse import parse_qs
 from chalicelib.clock import SYSTEM_CLOCK, Clock
 from chalicelib.errors import IamPolicyError
 from chalicelib.iam.connect import principal_context
-from chalicelib.iam.evaluator import evaluate, scan
+from chalicelib.iam.evaluator import Evaluation, evaluate, scan
 from chalicelib.iam.fetch import PrincipalPolicies
 from chalicelib.iam.model import PolicyDocument, RequestContext
 from devtools.local.actions import Ask, RequestFacts, UnmappedError, asks_for, parse_operation
@@ -178,35 +178,53 @@ class Decider:
         verdict = evaluate(request, identity_policies=fetched.identity, boundary=fetched.boundary,
                            scp_levels=policies.scp_levels, session_policy=policies.session,
                            management_account=policies.management)
-
-        def denial(layer: str, explicit: bool, detail: str) -> Denial:
-            return Denial(principal.arn, request.action, request.resource, layer, explicit, detail)
-
         if verdict.decision == "explicitDeny":
-            return denial(str(verdict.layer), True, verdict.explanation)
+            return _denial(principal, request, str(verdict.layer), True, verdict.explanation)
         text, source = self._resource_policy(request, signing_name)
-        trust = request.action.lower() in TRUST_ACTIONS
-        resource_account = _account_of(request.resource)
-        same_account = resource_account in ("", "aws", principal.account)
         if text is None:
-            if trust:
-                return denial("resource", False, f"the role {request.resource} does not exist")
-            if not verdict.allowed:
-                return denial(str(verdict.layer), False, verdict.explanation)
-            if not same_account:  # another account's resource, and no policy of its own lets anyone in
-                return denial("resource", False, f"{request.resource} has no resource-based policy")
-            return None
-        document, exact = applicable(text, principal, source)
-        deny, allow = scan([document], request) if document is not None else (None, None)
-        if deny is not None:
-            return denial("resource", True, f"{source} denies it (statement {deny.statement.label})")
-        if verdict.layer == "scp" and not verdict.allowed:
-            return denial("scp", False, verdict.explanation)
-        if allow is None and (trust or not same_account):
-            return denial("resource", False, f"{source} does not allow it")
-        if allow is not None and same_account and (exact or not trust):
-            return None
-        return None if verdict.allowed else denial(str(verdict.layer), False, verdict.explanation)
+            return _without_resource_policy(principal, request, verdict)
+        return _with_resource_policy(principal, request, verdict, text, source)
+
+
+def _denial(principal: Principal, request: RequestContext, layer: str, explicit: bool, detail: str) -> Denial:
+    return Denial(principal.arn, request.action, request.resource, layer, explicit, detail)
+
+
+def _same_account(principal: Principal, request: RequestContext) -> bool:
+    return _account_of(request.resource) in ("", "aws", principal.account)
+
+
+def _without_resource_policy(principal: Principal, request: RequestContext, verdict: Evaluation) -> Denial | None:
+    """A resource with no policy of its own: the identity side decides, and only within the
+    principal's account (a role assumed must exist: its trust policy is its resource policy)."""
+    if request.action.lower() in TRUST_ACTIONS:
+        return _denial(principal, request, "resource", False, f"the role {request.resource} does not exist")
+    if not verdict.allowed:
+        return _denial(principal, request, str(verdict.layer), False, verdict.explanation)
+    if not _same_account(principal, request):  # another account's resource, and no policy of its own lets anyone in
+        return _denial(principal, request, "resource", False, f"{request.resource} has no resource-based policy")
+    return None
+
+
+def _with_resource_policy(principal: Principal, request: RequestContext, verdict: Evaluation, text: str,
+                          source: str) -> Denial | None:
+    """A resource with a policy (a role's trust policy for the trust actions): its Deny wins; SCPs
+    still bind; across accounts, and to assume a role, the resource's policy must allow the request;
+    within an account an allow of either side is enough (a trust policy's only when it names the
+    principal exactly)."""
+    trust = request.action.lower() in TRUST_ACTIONS
+    same_account = _same_account(principal, request)
+    document, exact = applicable(text, principal, source)
+    deny, allow = scan([document], request) if document is not None else (None, None)
+    if deny is not None:
+        return _denial(principal, request, "resource", True, f"{source} denies it (statement {deny.statement.label})")
+    if verdict.layer == "scp" and not verdict.allowed:
+        return _denial(principal, request, "scp", False, verdict.explanation)
+    if allow is None and (trust or not same_account):
+        return _denial(principal, request, "resource", False, f"{source} does not allow it")
+    if allow is not None and same_account and (exact or not trust):
+        return None
+    return None if verdict.allowed else _denial(principal, request, str(verdict.layer), False, verdict.explanation)
 
 
 def _account_of(arn: str) -> str:

@@ -48,7 +48,6 @@ class MotoSecretLookup:
 
     def secret_for(self, access_key_id: str) -> Credential | None:
         from moto.iam.models import iam_backends
-        from moto.sts.models import sts_backends
 
         for account_id, by_partition in list(iam_backends.items()):
             backend = by_partition[self._partition]
@@ -62,15 +61,18 @@ class MotoSecretLookup:
                 if user is None:
                     return None
                 return Credential(access_key_id, key.secret_access_key, None, user.arn, account_id)
-            assumed = sts_backends[account_id][self._partition].get_assumed_role_from_access_key(access_key_id)
-            if assumed is None:
-                return None
-            expiration = assumed.expiration.replace(tzinfo=UTC)
-            if expiration <= self._clock.now():
-                return None
-            return Credential(access_key_id, assumed.secret_access_key, assumed.session_token,
-                              assumed.arn, account_id)
+            return self._session_credential(account_id, access_key_id)
         return None
+
+    def _session_credential(self, account_id: str, access_key_id: str) -> Credential | None:
+        """The assumed-role session behind ``access_key_id`` in ``account_id``, while it has not expired."""
+        from moto.sts.models import sts_backends
+
+        assumed = sts_backends[account_id][self._partition].get_assumed_role_from_access_key(access_key_id)
+        if assumed is None or assumed.expiration.replace(tzinfo=UTC) <= self._clock.now():
+            return None
+        return Credential(access_key_id, assumed.secret_access_key, assumed.session_token,
+                          assumed.arn, account_id)
 
     def session_policy(self, access_key_id: str) -> Mapping[str, Any] | None:
         """The inline session policy given to AssumeRole for these credentials, if any.

@@ -62,7 +62,7 @@ def _rdsvend(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str
                                                               "AWS_PROFILE")}
     full.update(env)
     return subprocess.run([sys.executable, "-m", "rdsvend.cli", *args],
-                          cwd=REPO_ROOT, env=full, capture_output=True, text=True, timeout=120)
+                          cwd=REPO_ROOT, env=full, capture_output=True, text=True, timeout=120, check=False)
 
 
 def _doctor(env: dict[str, str]) -> subprocess.CompletedProcess[str]:

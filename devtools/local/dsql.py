@@ -48,7 +48,7 @@ from chalicelib.signer.sigv4 import DSQL_MAX_EXPIRES, DSQL_SERVICE
 from devtools.local.ldap import LdapResponder
 from devtools.local.postgres import PostgresCluster
 from devtools.local.rdsauth import TokenVerdict
-from devtools.local.sigv4 import Credential, SecretLookup, SignatureError, verify_presigned
+from devtools.local.sigv4 import Credential, SecretLookup, SignatureError, VerifiedRequest, verify_presigned
 
 __all__ = ["DsqlEndpoint", "DsqlTokenChecker", "LocalDsqlCluster", "Mapping", "principal_of", "refusal_code",
            "log_verdict", "start_dsql_clusters", "MAPPINGS_SQL"]
@@ -147,18 +147,10 @@ class DsqlTokenChecker:
         except SignatureError as exc:
             return TokenVerdict(False, f"signature:{exc.reason}", user, instance=name)
         principal = verified.credential.principal_arn
-        if verified.host.lower().rstrip(".") not in cluster.hosts:
-            return TokenVerdict(False, "wrong_host", user, principal, name)
-        if verified.credential.account != cluster.account:
-            return TokenVerdict(False, "wrong_account", user, principal, name)
-        if verified.region != cluster.region:
-            return TokenVerdict(False, "wrong_region", user, principal, name)
-        if verified.path != "/" or set(verified.params) != {"Action"}:
-            return TokenVerdict(False, "unexpected_parameters", user, principal, name)
+        mismatch = _mismatch(verified, cluster, user)
+        if mismatch is not None:
+            return TokenVerdict(False, mismatch, user, principal, name)
         action = verified.params["Action"]
-        expected = DSQL_ADMIN_ACTION if user == DSQL_ADMIN else DSQL_CONNECT_ACTION
-        if action != expected:
-            return TokenVerdict(False, "wrong_action", user, principal, name)
         allowed, why = self._permission_check(verified.credential, f"dsql:{action}", cluster.arn)
         if allowed is not True:
             return TokenVerdict(False, f"not_permitted:{why}", user, principal, name, cluster.arn)
@@ -177,6 +169,20 @@ class DsqlTokenChecker:
         if current is None or all(m.unique_id != current for m in rows):
             return "mapping_stale"
         return None
+
+
+def _mismatch(verified: VerifiedRequest, cluster: DsqlEndpoint, user: str) -> str | None:
+    """What the token is bound to that this login is not: the cluster's endpoint, account and
+    region, then the request (``/?Action=DbConnect``, or ``DbConnectAdmin`` for ``admin``)."""
+    expected = DSQL_ADMIN_ACTION if user == DSQL_ADMIN else DSQL_CONNECT_ACTION
+    checks = (
+        ("wrong_host", verified.host.lower().rstrip(".") in cluster.hosts),
+        ("wrong_account", verified.credential.account == cluster.account),
+        ("wrong_region", verified.region == cluster.region),
+        ("unexpected_parameters", verified.path == "/" and set(verified.params) == {"Action"}),
+        ("wrong_action", verified.params.get("Action") == expected),
+    )
+    return next((reason for reason, holds in checks if not holds), None)
 
 
 #: The mapping table, DSQL's view of it, and the local AWS IAM GRANT / REVOKE.

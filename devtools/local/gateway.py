@@ -25,11 +25,11 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit
 
 from chalicelib.clock import SYSTEM_CLOCK, Clock
-from devtools.local.httpserve import HttpAnswer, LoopbackHandler, LoopbackServer, LoopbackService
-from devtools.local.sigv4 import Credential, SecretLookup, SignatureError, verify_header_signed
+from devtools.local.httpserve import HttpAnswer, LoopbackHandler, LoopbackServer, LoopbackService, RefusedError
+from devtools.local.sigv4 import Credential, SecretLookup, SignatureError, VerifiedRequest, verify_header_signed
 
 __all__ = ["Gateway", "LambdaContext", "GatewayResponse", "MAX_BODY_BYTES", "signature_failure",
            "thread_local_requests"]
@@ -56,34 +56,40 @@ def _error(status: int, error_type: str, message: str) -> GatewayResponse:
 
 def signature_failure(exc: SignatureError, now: datetime, signed_stamp: str | None) -> GatewayResponse:
     """The 403 API Gateway sends for a signature it refuses (never echoes the signature)."""
-    reason = exc.reason
-    if reason == "missing":
-        return _error(403, "IncompleteSignatureException",
-                      "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.")
-    if reason == "stale":
-        stamp = (signed_stamp or "").strip()
-        fmt = "%Y%m%dT%H%M%SZ"
-        try:
-            signed = datetime.strptime(stamp, fmt).replace(tzinfo=UTC)
-        except ValueError:
-            signed = None
-        if signed is not None and signed > now:
-            return _error(403, "InvalidSignatureException",
-                          f"Signature not yet current: {stamp} is still later than "
-                          f"{(now + timedelta(minutes=5)).strftime(fmt)} ({now.strftime(fmt)} + 5 min.)")
-        return _error(403, "InvalidSignatureException",
-                      f"Signature expired: {stamp or 'the signing time'} is now earlier than "
-                      f"{(now - timedelta(minutes=5)).strftime(fmt)} ({now.strftime(fmt)} - 5 min.)")
-    if reason in ("unknown_key", "bad_session_token"):
-        return _error(403, "UnrecognizedClientException", INVALID_TOKEN)
-    if reason == "wrong_service":
-        message = "Credential should be scoped to correct service: 'execute-api'."
-        return _error(403, "InvalidSignatureException", message)
-    if reason == "wrong_region":
-        return _error(403, "InvalidSignatureException", "Credential should be scoped to a valid region.")
-    if reason == "malformed":
+    if exc.reason == "stale":
+        return _stale(signed_stamp, now)
+    if exc.reason == "malformed":
         return _error(403, "IncompleteSignatureException", f"Authorization header is malformed: {exc.detail}")
-    return _error(403, "InvalidSignatureException", BAD_SIGNATURE)
+    error_type, message = _SIGNATURE_REFUSALS.get(exc.reason, ("InvalidSignatureException", BAD_SIGNATURE))
+    return _error(403, error_type, message)
+
+
+#: API Gateway's error type and message by :class:`SignatureError` reason (any other: a mismatch)
+_SIGNATURE_REFUSALS: dict[str, tuple[str, str]] = {
+    "missing": ("IncompleteSignatureException",
+                "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header."),
+    "unknown_key": ("UnrecognizedClientException", INVALID_TOKEN),
+    "bad_session_token": ("UnrecognizedClientException", INVALID_TOKEN),
+    "wrong_service": ("InvalidSignatureException", "Credential should be scoped to correct service: 'execute-api'."),
+    "wrong_region": ("InvalidSignatureException", "Credential should be scoped to a valid region."),
+}
+
+
+def _stale(signed_stamp: str | None, now: datetime) -> GatewayResponse:
+    """A signing time more than 5 minutes from now: not yet current, or expired."""
+    stamp = (signed_stamp or "").strip()
+    fmt = "%Y%m%dT%H%M%SZ"
+    try:
+        signed = datetime.strptime(stamp, fmt).replace(tzinfo=UTC)
+    except ValueError:
+        signed = None
+    if signed is not None and signed > now:
+        return _error(403, "InvalidSignatureException",
+                      f"Signature not yet current: {stamp} is still later than "
+                      f"{(now + timedelta(minutes=5)).strftime(fmt)} ({now.strftime(fmt)} + 5 min.)")
+    return _error(403, "InvalidSignatureException",
+                  f"Signature expired: {stamp or 'the signing time'} is now earlier than "
+                  f"{(now - timedelta(minutes=5)).strftime(fmt)} ({now.strftime(fmt)} - 5 min.)")
 
 
 class LambdaContext:
@@ -178,36 +184,14 @@ class Gateway(LoopbackService):
 
     def _handle(self, method: str, raw_path: str, headers: list[tuple[str, str]], body: bytes,
                 source_ip: str, request_id: str) -> GatewayResponse:
-        if not raw_path.startswith("/"):
-            # absolute-form ("http://host/path") or "*": the signature covers the target as
-            # sent, so serving the path inside it would serve what was not signed
-            return _error(400, "BadRequestException", "request target must be a path")
-        parts = urlsplit("http://gateway" + raw_path)  # never reads "//x/..." as a host
-        path = parts.path or "/"
-        matched = self._routes.match(path)
-        if matched is None or method not in self.app.routes[matched[0]]:
-            return _error(403, "MissingAuthenticationTokenException", MISSING_TOKEN)
-        single = _single_headers(headers)
-        lowered = {k.lower(): v for k, v in single.items()}
-        if "authorization" not in lowered:
-            return _error(403, "MissingAuthenticationTokenException", MISSING_TOKEN)
-        host = lowered.get("host", "")
-        now = self.clock.now()
+        """API Gateway's checks in its order (the route, the signature, the caller's permission),
+        then the function; a refusal is answered as API Gateway words it."""
         try:
-            verified = verify_header_signed(method, f"http://{host}{raw_path}", single, body,
-                                            service="execute-api", lookup=self.lookup, now=now,
-                                            max_skew=self.max_skew, region=self.region)
-        except SignatureError as exc:
-            log.info("gateway refused a request: %s", exc.reason)
-            return signature_failure(exc, now, lowered.get("x-amz-date"))
-        if self.permission is not None:
-            method_arn = (f"arn:aws:execute-api:{self.region}:{self.account}:{self.api_id}/{self.stage}/"
-                          f"{method}{path}")
-            allowed, message = self.permission(verified.credential, method_arn)
-            if not allowed:
-                body = json.dumps({"Message": message}).encode()
-                return GatewayResponse(403, {"Content-Type": "application/json",
-                                             "x-amzn-ErrorType": "AccessDeniedException"}, body)
+            parts, matched = self._route(method, raw_path)
+            verified = self._verify(method, raw_path, headers, body)
+            self._check_permission(verified.credential, method, parts.path or "/")
+        except RefusedError as refused:
+            return refused.answer
         event = self.event(method, parts, matched, headers, body, source_ip, verified.credential, request_id)
         context = LambdaContext(self.function_name, self.region, self.account, request_id)
         try:
@@ -216,6 +200,45 @@ class Gateway(LoopbackService):
             log.exception("the function failed")
             return _error(502, "InternalServerErrorException", "Internal server error")
         return _from_proxy_result(result)
+
+    def _route(self, method: str, raw_path: str) -> tuple[SplitResult, tuple[str, dict[str, str]]]:
+        """The request target's parts and the app's route (template, path parameters) it matches."""
+        if not raw_path.startswith("/"):
+            # absolute-form ("http://host/path") or "*": the signature covers the target as
+            # sent, so serving the path inside it would serve what was not signed
+            raise RefusedError(_error(400, "BadRequestException", "request target must be a path"))
+        parts = urlsplit("http://gateway" + raw_path)  # never reads "//x/..." as a host
+        matched = self._routes.match(parts.path or "/")
+        if matched is None or method not in self.app.routes[matched[0]]:
+            raise RefusedError(_error(403, "MissingAuthenticationTokenException", MISSING_TOKEN))
+        return parts, matched
+
+    def _verify(self, method: str, raw_path: str, headers: list[tuple[str, str]], body: bytes) -> VerifiedRequest:
+        """The request's SigV4 signature (service ``execute-api``), checked against the local AWS's keys."""
+        single = _single_headers(headers)
+        lowered = {k.lower(): v for k, v in single.items()}
+        if "authorization" not in lowered:
+            raise RefusedError(_error(403, "MissingAuthenticationTokenException", MISSING_TOKEN))
+        host = lowered.get("host", "")
+        now = self.clock.now()
+        try:
+            return verify_header_signed(method, f"http://{host}{raw_path}", single, body,
+                                        service="execute-api", lookup=self.lookup, now=now,
+                                        max_skew=self.max_skew, region=self.region)
+        except SignatureError as exc:
+            log.info("gateway refused a request: %s", exc.reason)
+            raise RefusedError(signature_failure(exc, now, lowered.get("x-amz-date"))) from None
+
+    def _check_permission(self, credential: Credential, method: str, path: str) -> None:
+        """The caller may ``execute-api:Invoke`` the method (when a permission is configured)."""
+        if self.permission is None:
+            return
+        method_arn = f"arn:aws:execute-api:{self.region}:{self.account}:{self.api_id}/{self.stage}/{method}{path}"
+        allowed, message = self.permission(credential, method_arn)
+        if not allowed:
+            body = json.dumps({"Message": message}).encode()
+            raise RefusedError(GatewayResponse(403, {"Content-Type": "application/json",
+                                                     "x-amzn-ErrorType": "AccessDeniedException"}, body))
 
     def event(self, method: str, parts: Any, matched: tuple[str, dict[str, str]], headers: list[tuple[str, str]],
               body: bytes, source_ip: str, credential: Credential, request_id: str) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-__all__ = ["HttpAnswer", "LoopbackHandler", "LoopbackServer", "LoopbackService"]
+__all__ = ["HttpAnswer", "RefusedError", "LoopbackHandler", "LoopbackServer", "LoopbackService"]
 
 log = logging.getLogger("devtools.local.http")
 
@@ -24,6 +24,15 @@ class HttpAnswer:
     status: int
     headers: Mapping[str, str]
     body: bytes
+
+
+class RefusedError(Exception):
+    """A request refused at one of its stages, with the answer the front door gives; raised by
+    the stage, answered by the front door's request method."""
+
+    def __init__(self, answer: HttpAnswer) -> None:
+        super().__init__(answer.status)
+        self.answer = answer
 
 
 class _Server(ThreadingHTTPServer):

@@ -34,9 +34,15 @@ from chalicelib.clock import SYSTEM_CLOCK, Clock
 from chalicelib.routes.invoke import set_verifier, vend
 from devtools.local.authorize import invoke_permission as enforced_permission
 from devtools.local.gateway import LambdaContext, signature_failure
-from devtools.local.httpserve import HttpAnswer, LoopbackHandler, LoopbackServer, LoopbackService
+from devtools.local.httpserve import HttpAnswer, LoopbackHandler, LoopbackServer, LoopbackService, RefusedError
 from devtools.local.permissions import identity_permission
-from devtools.local.sigv4 import Credential, SecretLookup, SignatureError, verify_header_signed
+from devtools.local.sigv4 import (
+    Credential,
+    SecretLookup,
+    SignatureError,
+    VerifiedRequest,
+    verify_header_signed,
+)
 
 __all__ = ["FUNCTION_NAME", "MAX_PAYLOAD_BYTES", "InvokeResponse", "LambdaInvokeServer", "server_id_for",
            "invoke_permission", "start_vend_function"]
@@ -116,55 +122,70 @@ class LambdaInvokeServer(LoopbackService):
 
     def _handle(self, method: str, raw_path: str, headers: Mapping[str, str], body: bytes,
                 request_id: str) -> InvokeResponse:
+        """Lambda's checks in its order (the operation, the signature, the function, the caller's
+        permission, the invocation type, the payload), then the function; a refusal is answered
+        as Lambda words it."""
         parts = urlsplit(raw_path)
-        path = parts.path
-        if not (path.startswith(_PATH_PREFIX) and path.endswith(_PATH_SUFFIX)) or method != "POST":
-            return _error(404, "UnknownOperationException", "Unknown operation")
-        name = unquote(path[len(_PATH_PREFIX):-len(_PATH_SUFFIX)])
         lowered = {k.lower(): v for k, v in headers.items()}
+        try:
+            name = _function_named(method, parts.path)
+            verified = self._verify(method, raw_path, headers, lowered, body)
+            self._check_function(name, parts.query)
+            self._check_permission(verified.credential)
+            invocation_type = _invocation_type(lowered)
+            if invocation_type == "DryRun":
+                return InvokeResponse(204, {}, b"")
+            event = _event(body)
+        except RefusedError as refused:
+            return refused.answer
+        status, headers_out, payload = self._run(event, request_id)
+        if invocation_type == "Event":
+            return InvokeResponse(202, {}, b"")
+        return InvokeResponse(status, headers_out, payload)
+
+    def _verify(self, method: str, raw_path: str, headers: Mapping[str, str], lowered: Mapping[str, str],
+                body: bytes) -> VerifiedRequest:
+        """The request's SigV4 signature (service ``lambda``), checked against the local AWS's keys."""
         if "authorization" not in lowered:
-            return _error(403, "MissingAuthenticationTokenException", "Missing Authentication Token")
+            raise _refused(403, "MissingAuthenticationTokenException", "Missing Authentication Token")
         now = self.clock.now()
         try:
-            verified = verify_header_signed(method, f"http://{lowered.get('host', '')}{raw_path}", dict(headers),
-                                            body, service="lambda", lookup=self.lookup, now=now,
-                                            max_skew=self.max_skew, region=self.region)
+            return verify_header_signed(method, f"http://{lowered.get('host', '')}{raw_path}", dict(headers),
+                                        body, service="lambda", lookup=self.lookup, now=now,
+                                        max_skew=self.max_skew, region=self.region)
         except SignatureError as exc:
             log.info("lambda invoke refused a request: %s", exc.reason)
             if exc.reason == "wrong_service":
-                return _error(403, "InvalidSignatureException",
-                              "Credential should be scoped to correct service: 'lambda'.")
+                raise _refused(403, "InvalidSignatureException",
+                               "Credential should be scoped to correct service: 'lambda'.") from None
             refused = signature_failure(exc, now, lowered.get("x-amz-date"))
             message = json.loads(refused.body).get("message", "")
-            return _error(refused.status, refused.headers.get("x-amzn-ErrorType", "InvalidSignatureException"),
-                          message)
-        qualifiers = parse_qs(parts.query).get("Qualifier") or []
+            raise _refused(refused.status, refused.headers.get("x-amzn-ErrorType", "InvalidSignatureException"),
+                           message) from None
+
+    def _check_function(self, name: str, query: str) -> None:
+        """The request names this function, unqualified or ``$LATEST``."""
+        qualifiers = parse_qs(query).get("Qualifier") or []
         qualifier = qualifiers[0] if qualifiers else None
         if not self._names_this_function(name) or qualifier not in (None, "$LATEST"):
             shown = name if name.startswith("arn:") else f"{self.function_arn.rsplit(':', 1)[0]}:{name}"
-            return _error(404, "ResourceNotFoundException", f"Function not found: {shown[:200]}")
-        if self.permission is not None:
-            allowed, why = self.permission(verified.credential, self.function_arn)
-            if not allowed:
-                log.info("lambda invoke: %s may not invoke %s: %s", verified.credential.principal_arn,
-                         self.function_name, why)
-                message = why if why.startswith("User: ") else (
-                    f"User: {verified.credential.principal_arn} is not authorized to perform: "
-                    f"lambda:InvokeFunction on resource: {self.function_arn} because {why}")
-                return _error(403, "AccessDeniedException", message)
-        invocation_type = lowered.get("x-amz-invocation-type", "RequestResponse")
-        if invocation_type not in ("RequestResponse", "Event", "DryRun"):
-            return _error(400, "InvalidParameterValueException",
-                          f"1 validation error detected: Value '{invocation_type[:40]}' at 'invocationType' "
-                          "failed to satisfy constraint: Member must satisfy enum value set: "
-                          "[Event, RequestResponse, DryRun]")
-        if invocation_type == "DryRun":
-            return InvokeResponse(204, {}, b"")
-        try:
-            event = json.loads(body.decode("utf-8")) if body else {}
-        except (UnicodeDecodeError, ValueError, RecursionError):  # nested too deep: an answer, as the HTTP API gives
-            return _error(400, "InvalidRequestContentException",
-                          "Could not parse request body into json: Could not parse payload into json")
+            raise _refused(404, "ResourceNotFoundException", f"Function not found: {shown[:200]}")
+
+    def _check_permission(self, credential: Credential) -> None:
+        """The caller may ``lambda:InvokeFunction`` on this function (when a permission is configured)."""
+        if self.permission is None:
+            return
+        allowed, why = self.permission(credential, self.function_arn)
+        if not allowed:
+            log.info("lambda invoke: %s may not invoke %s: %s", credential.principal_arn,
+                     self.function_name, why)
+            message = why if why.startswith("User: ") else (
+                f"User: {credential.principal_arn} is not authorized to perform: "
+                f"lambda:InvokeFunction on resource: {self.function_arn} because {why}")
+            raise _refused(403, "AccessDeniedException", message)
+
+    def _run(self, event: Any, request_id: str) -> tuple[int, dict[str, str], bytes]:
+        """Run the function, one invocation at a time; what it raised becomes Lambda's error payload."""
         context = LambdaContext(self.function_name, self.region, self.account, request_id)
         try:
             with self._run_lock:
@@ -177,9 +198,38 @@ class LambdaInvokeServer(LoopbackService):
                                   "errorType": type(exc).__name__}).encode()
             headers_out = {"Content-Type": "application/json", "X-Amz-Executed-Version": "$LATEST",
                            "X-Amz-Function-Error": "Unhandled"}
-        if invocation_type == "Event":
-            return InvokeResponse(202, {}, b"")
-        return InvokeResponse(200, headers_out, payload)
+        return 200, headers_out, payload
+
+
+def _refused(status: int, error_type: str, message: str) -> RefusedError:
+    """A refusal answered with Lambda's error body."""
+    return RefusedError(_error(status, error_type, message))
+
+
+def _function_named(method: str, path: str) -> str:
+    """The function name (or ARN) an Invoke path names; Lambda's 404 for any other operation."""
+    if not (path.startswith(_PATH_PREFIX) and path.endswith(_PATH_SUFFIX)) or method != "POST":
+        raise _refused(404, "UnknownOperationException", "Unknown operation")
+    return unquote(path[len(_PATH_PREFIX):-len(_PATH_SUFFIX)])
+
+
+def _invocation_type(lowered: Mapping[str, str]) -> str:
+    invocation_type = lowered.get("x-amz-invocation-type", "RequestResponse")
+    if invocation_type not in ("RequestResponse", "Event", "DryRun"):
+        raise _refused(400, "InvalidParameterValueException",
+                       f"1 validation error detected: Value '{invocation_type[:40]}' at 'invocationType' "
+                       "failed to satisfy constraint: Member must satisfy enum value set: "
+                       "[Event, RequestResponse, DryRun]")
+    return invocation_type
+
+
+def _event(body: bytes) -> Any:
+    """The payload as JSON (none: ``{}``)."""
+    try:
+        return json.loads(body.decode("utf-8")) if body else {}
+    except (UnicodeDecodeError, ValueError, RecursionError):  # nested too deep: an answer, as the HTTP API gives
+        raise _refused(400, "InvalidRequestContentException",
+                       "Could not parse request body into json: Could not parse payload into json") from None
 
 
 def invoke_permission(iam_client_for: Callable[[str], Any], org_client: Any) -> Permission:

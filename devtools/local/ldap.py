@@ -280,29 +280,37 @@ class _Handler(socketserver.BaseRequestHandler):
         auth = request["authentication"]
         if auth.getName() != "simple":
             return _response(message_id, AUTH_METHOD_NOT_SUPPORTED, "only simple bind")
-        try:
-            dn = bytes(request["name"]).decode("utf-8")
-            password = bytes(auth["simple"]).decode("utf-8")
-        except UnicodeDecodeError:
-            log.warning("ldap responder: bind from %s refused: name or password is not UTF-8", peer)
+        login = _simple_login(request, settings, peer)
+        if login is None:
             return _response(message_id, INVALID_CREDENTIALS)
-        user = parse_bind_dn(dn, settings.prefix, settings.suffix)
-        if user is None:
-            log.warning("ldap responder: bind from %s refused: DN %r is not %s<user>%s",
-                        peer, dn[:200], settings.prefix, settings.suffix)
-            return _response(message_id, INVALID_CREDENTIALS)
-        if not password:
-            log.warning("ldap responder: bind for %r refused: empty password", user)
-            return _response(message_id, INVALID_CREDENTIALS)
+        user, password = login
         try:
             with self.server.checks:  # the bounded resource: checks, not idle connections
                 allowed = settings.check(user, password)
         except Exception as exc:  # noqa: BLE001 - any failure to check is a refusal
             log.error("ldap responder: could not check the login of %r: %s", user, type(exc).__name__)
             return _response(message_id, OTHER, "could not check the credentials")
-        if allowed is True:
-            return _response(message_id, SUCCESS)
-        return _response(message_id, INVALID_CREDENTIALS)
+        return _response(message_id, SUCCESS if allowed is True else INVALID_CREDENTIALS)
+
+
+def _simple_login(request: _BindRequest, settings: _Settings, peer: str) -> tuple[str, str] | None:
+    """The user (read from the DN) and password of a simple bind; None (logged) when the DN is
+    not ``prefix<user>suffix``, the password is empty, or either is not UTF-8."""
+    try:
+        dn = bytes(request["name"]).decode("utf-8")
+        password = bytes(request["authentication"]["simple"]).decode("utf-8")
+    except UnicodeDecodeError:
+        log.warning("ldap responder: bind from %s refused: name or password is not UTF-8", peer)
+        return None
+    user = parse_bind_dn(dn, settings.prefix, settings.suffix)
+    if user is None:
+        log.warning("ldap responder: bind from %s refused: DN %r is not %s<user>%s",
+                    peer, dn[:200], settings.prefix, settings.suffix)
+        return None
+    if not password:
+        log.warning("ldap responder: bind for %r refused: empty password", user)
+        return None
+    return user, password
 
 
 class _Server(socketserver.ThreadingTCPServer):

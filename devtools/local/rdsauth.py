@@ -25,7 +25,7 @@ from datetime import timedelta
 
 from chalicelib.aws.arn import dbuser_arn
 from chalicelib.clock import SYSTEM_CLOCK, Clock
-from devtools.local.sigv4 import Credential, SecretLookup, SignatureError, verify_presigned
+from devtools.local.sigv4 import Credential, SecretLookup, SignatureError, VerifiedRequest, verify_presigned
 
 __all__ = ["RdsInstance", "RdsTokenChecker", "TokenVerdict", "PermissionCheck", "dbuser_arn"]
 
@@ -160,21 +160,26 @@ class RdsTokenChecker:
         if instance is None:
             return TokenVerdict(False, "wrong_host", user, principal)
         name = instance.identifier or None
-        if verified.credential.account != instance.account:
-            return TokenVerdict(False, "wrong_account", user, principal, name)
-        if verified.region != instance.region:
-            return TokenVerdict(False, "wrong_region", user, principal, name)
-        if verified.path != "/":
-            return TokenVerdict(False, "wrong_path", user, principal, name)
-        params = verified.params
-        if set(params) != {"Action", "DBUser"}:
-            return TokenVerdict(False, "unexpected_parameters", user, principal, name)
-        if params["Action"] != "connect":
-            return TokenVerdict(False, "wrong_action", user, principal, name)
-        if params["DBUser"] != user:
-            return TokenVerdict(False, "wrong_user", user, principal, name)
+        mismatch = _mismatch(verified, instance, user)
+        if mismatch is not None:
+            return TokenVerdict(False, mismatch, user, principal, name)
         arn = instance.dbuser_arn(user)
         allowed, why = self._permission_check(verified.credential, arn)
         if allowed is not True:
             return TokenVerdict(False, f"not_permitted:{why}", user, principal, name, arn)
         return TokenVerdict(True, f"permitted:{why}", user, principal, name, arn)
+
+
+def _mismatch(verified: VerifiedRequest, instance: RdsInstance, user: str) -> str | None:
+    """What the token is bound to that this login is not, in the order RDS is taken to check
+    (the instance's account and region, then the request: ``/?Action=connect&DBUser=user``)."""
+    params = verified.params
+    checks = (
+        ("wrong_account", verified.credential.account == instance.account),
+        ("wrong_region", verified.region == instance.region),
+        ("wrong_path", verified.path == "/"),
+        ("unexpected_parameters", set(params) == {"Action", "DBUser"}),
+        ("wrong_action", params.get("Action") == "connect"),
+        ("wrong_user", params.get("DBUser") == user),
+    )
+    return next((reason for reason, holds in checks if not holds), None)

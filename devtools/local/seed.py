@@ -205,11 +205,33 @@ def seed_world(world: World, endpoint_url: str, *, db_host: str, db_port: int | 
     region = world.region
     org = world.organization
     sessions = AccountSessions(endpoint_url, region, org.management_account)
-    orgs = sessions.client("organizations", org.management_account)
+    root_id, scp_ids, unit_ids = _create_organization(world, sessions.client("organizations", org.management_account))
+    instances, directories = _create_instances(world, sessions, db_host=db_host, db_port=db_port,
+                                               master_password=master_password)
+    proxies = create_proxies(world, sessions, host=db_host, ports=proxy_ports or {},
+                             dbnames={i: inst.dbname for i, inst in instances.items()})
+    dsql = _create_dsql_clusters(world, sessions)
+    # Users first: the roles' trust policies name some of them (AWS refuses unknown principals).
+    callers = _create_users(world, sessions, known_keys or {})
+    _create_roles(world, sessions, instances, dsql, proxies)
 
+    # What the Lambda would run as: its execution role, assumed in the service account
+    # (as Lambda does), for as long as STS allows.
+    execution = service_assumes(world.execution_role_arn, "rdsvend-local-function", region, duration=43200)
+    return SeededWorld(
+        endpoint_url=endpoint_url, region=region, org_id=org.id, management_account=org.management_account,
+        root_id=root_id, units=unit_ids, scps=scp_ids, callers=callers, execution=execution,
+        instances=instances, signer_role_arn=world.signer_role_arn, directories=directories, dsql=dsql,
+        proxies=proxies)
+
+
+def _create_organization(world: World, orgs: Any) -> tuple[str, dict[str, str], dict[str, str]]:
+    """The organization with the world's ids: its member accounts (each with the role AWS
+    Organizations creates), SCPs and units; the root's id, and the SCPs' and units' ids by name."""
+    org = world.organization
     with _fixed_moto_ids(org_id=org.id):
         orgs.create_organization(FeatureSet="ALL")
-    root_id = orgs.list_roots()["Roots"][0]["Id"]
+    root_id: str = orgs.list_roots()["Roots"][0]["Id"]
     for account in world.member_accounts():
         with _fixed_moto_ids(account_id=account.id):
             status = orgs.create_account(AccountName=account.name, Email=f"{account.name}@rdsvend.local")
@@ -231,15 +253,16 @@ def seed_world(world: World, endpoint_url: str, *, db_host: str, db_port: int | 
             orgs.move_account(AccountId=account_id, SourceParentId=root_id, DestinationParentId=ou_id)
         for scp_name in unit.scps:
             orgs.attach_policy(PolicyId=scp_ids[scp_name], TargetId=ou_id)
+    return root_id, scp_ids, unit_ids
 
+
+def _create_instances(world: World, sessions: AccountSessions, *, db_host: str, db_port: int | Mapping[str, int],
+                      master_password: str) -> tuple[dict[str, InstanceInfo], dict[str, str]]:
+    """Every account's directories and DB instances, the instances' endpoints pointed at the
+    local databases; what RDS says of each instance, and the directories' ids by name."""
+    region = world.region
     instances: dict[str, InstanceInfo] = {}
-    callers: dict[str, Keys] = {}
     directories: dict[str, str] = {}
-    parts = {"allowed": world.allowed_caller, "denied": world.denied_caller}
-    if world.operator is not None:
-        parts["operator"] = world.operator
-    if world.approver_caller is not None:
-        parts["approver"] = world.approver_caller
     for account in world.member_accounts():
         rds = sessions.client("rds", account.id)
         if account.directories:
@@ -262,12 +285,20 @@ def seed_world(world: World, endpoint_url: str, *, db_host: str, db_port: int | 
                 resource_id=described["DbiResourceId"], arn=described["DBInstanceArn"],
                 host=described["Endpoint"]["Address"], port=int(described["Endpoint"]["Port"]),
                 dbname=db.dbname)
+    return instances, directories
 
-    proxies = create_proxies(world, sessions, host=db_host, ports=proxy_ports or {},
-                             dbnames={i: inst.dbname for i, inst in instances.items()})
-    dsql = _create_dsql_clusters(world, sessions)
 
-    # Users first: the roles' trust policies name some of them (AWS refuses unknown principals).
+def _create_users(world: World, sessions: AccountSessions,
+                  known_keys: Mapping[str, tuple[str, str]]) -> dict[str, Keys]:
+    """Every account's IAM users with their inline policies and access keys (a previous run's
+    when ``known_keys`` has them); the keys of the world's callers, by part (allowed, denied,
+    operator, approver)."""
+    parts = {"allowed": world.allowed_caller, "denied": world.denied_caller}
+    if world.operator is not None:
+        parts["operator"] = world.operator
+    if world.approver_caller is not None:
+        parts["approver"] = world.approver_caller
+    callers: dict[str, Keys] = {}
     for account in world.accounts.values():
         iam = sessions.client("iam", account.id)
         for user in account.users.values():
@@ -275,21 +306,12 @@ def seed_world(world: World, endpoint_url: str, *, db_host: str, db_port: int | 
             for name, doc in user.policies.items():
                 iam.put_user_policy(UserName=user.name, PolicyName=name, PolicyDocument=json.dumps(doc))
             if user.access_key:
-                with _fixed_access_key((known_keys or {}).get(f"{account.id}/{user.name}")):
+                with _fixed_access_key(known_keys.get(f"{account.id}/{user.name}")):
                     key = iam.create_access_key(UserName=user.name)["AccessKey"]
                 for part, ref in parts.items():
                     if (ref.account, ref.user) == (account.id, user.name):
                         callers[part] = Keys(key["AccessKeyId"], key["SecretAccessKey"], arn, account.id)
-    _create_roles(world, sessions, instances, dsql, proxies)
-
-    # What the Lambda would run as: its execution role, assumed in the service account
-    # (as Lambda does), for as long as STS allows.
-    execution = service_assumes(world.execution_role_arn, "rdsvend-local-function", region, duration=43200)
-    return SeededWorld(
-        endpoint_url=endpoint_url, region=region, org_id=org.id, management_account=org.management_account,
-        root_id=root_id, units=unit_ids, scps=scp_ids, callers=callers, execution=execution,
-        instances=instances, signer_role_arn=world.signer_role_arn, directories=directories, dsql=dsql,
-        proxies=proxies)
+    return callers
 
 
 def _create_roles(world: World, sessions: AccountSessions, instances: Mapping[str, InstanceInfo],

@@ -139,9 +139,6 @@ class StackServer:
             raise
 
     def _start(self) -> StackInfo:
-        import psycopg.conninfo
-
-
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         world = load_world(self.world_path)
         # moto imports a service's models on its first request (RDS pulls in EC2: seconds);
@@ -153,17 +150,57 @@ class StackServer:
         if not world.databases():
             raise StackError(f"{self.world_path}: the world has no database")
 
-        self._moto = MotoServer(port=self.last_run.port("moto"))
-        moto_url = self._moto.start()
+        moto_url = self._start_moto(world)
+        self._ldap = LdapResponder(self._check_login).start()
+        self._save(ports=[*self._state["ports"], self._ldap.port])
+        ca_path = self._start_databases(world)
+        proxy_tls, proxy_ports = prepare_proxies(world, self.state_dir / PROXY_TLS_DIR, ca_path,
+                                                    lambda name: self.last_run.port(f"db:{name}"))
 
+        warm.join()
+        first = next(iter(self._clusters.values()))
+        seeded = seed_world(world, moto_url, db_host=first.host,
+                            db_port={**{i: c.port for i, c in self._clusters.items()},
+                                     **{i: m.port for i, m in self._mysql.items()}},
+                            master_password=secrets.token_urlsafe(18), known_keys=self.last_run.keys,
+                            proxy_ports=proxy_ports)
+        self._start_checkers(world, seeded, moto_url, ca_path)
+        self._create_databases(world)
+
+        # The RDS Proxy fronts: leg 1 checked like an instance's tokens, leg 2 signed as the proxy's role.
+        self._proxies = start_proxy_fronts(seeded.proxies, seeded.instances, proxy_tls, ca_bundle=str(ca_path),
+                                           sessions=self._sessions, lookup=self._lookup,
+                                           permission_check=self._permission_check)
+        self._save(ports=[*self._state["ports"], *proxy_ports.values()])
+
+        policy_path = self.state_dir / "access.yaml"
+        write_access_policy(self.access_path, policy_path, seeded, ca_path, world,
+                            dsql={name: (c.identifier, c.host, c.port) for name, c in self._dsql.items()})
+        seed_secrets(policy_path, seeded, {**self._clusters, **self._mysql}, self._sessions)
+        self._start_fronts(world, seeded, policy_path)
+
+        info = self._stack_info(world, seeded, moto_url, policy_path, ca_path)
+        prepare_grants(self._sessions.client("dynamodb", world.service_account), {
+            "RDSVEND_CANARY_ADMIN_DSN": info.admin_dsn,
+            **{k.replace("LOCAL", "CANARY"): v for k, v in mysql_admin_env(info.databases).items()}})
+        probe(info)
+        self.info = info
+        self._save(status="ready", info=info.to_json())
+        remember(self.state_dir, _this_run(info, self._admin_passwords()))
+        return info
+
+    def _start_moto(self, world: Any) -> str:
+        """The local AWS (moto in server mode), every request to it checked as AWS would; its URL."""
+        self._moto = MotoServer(port=self.last_run.port("moto"))
+        moto_url: str = self._moto.start()
         keep_secret_labels()  # one AWSCURRENT, AWSPREVIOUS where AWS puts it
         self._guard_moto(MotoSecretLookup(), world.organization.management_account)
         self._save(ports=[*self._state["ports"], port_of(moto_url)])
+        return moto_url
 
-        self._ldap = LdapResponder(self._check_login).start()
-        self._save(ports=[*self._state["ports"], self._ldap.port])
-
-
+    def _start_databases(self, world: Any) -> Path:
+        """One RDS-shaped database per database of the world: PostgreSQL here, the MySQL family
+        started in the background meanwhile; the path of the bundle of their CAs."""
         # The MySQL-family databases start in the background meanwhile (devtools.local.rds_mysql).
         mysql_starter = MysqlStarter(world, self._save, self._state,
                                      ports=lambda ident: self.last_run.port(f"db:{ident}"),
@@ -185,21 +222,13 @@ class StackServer:
         ca_path = self.state_dir / "ca.pem"
         ca_path.write_bytes(b"".join(Path(c.ca_path).read_bytes() for c in self._clusters.values()))
         os.chmod(ca_path, 0o644)
-
-
         mysql_starter.finish(self._save, self._state)
         append_cas(ca_path, self._mysql)
-        proxy_tls, proxy_ports = prepare_proxies(world, self.state_dir / PROXY_TLS_DIR, ca_path,
-                                                    lambda name: self.last_run.port(f"db:{name}"))
+        return ca_path
 
-        warm.join()
-        first = next(iter(self._clusters.values()))
-        seeded = seed_world(world, moto_url, db_host=first.host,
-                            db_port={**{i: c.port for i, c in self._clusters.items()},
-                                     **{i: m.port for i, m in self._mysql.items()}},
-                            master_password=secrets.token_urlsafe(18), known_keys=self.last_run.keys,
-                            proxy_ports=proxy_ports)
-
+    def _start_checkers(self, world: Any, seeded: Any, moto_url: str, ca_path: Path) -> None:
+        """What checks a token login: RDS's checker behind attribution (the IAM auth switch,
+        throttling, the refusal log, metrics: devtools.local.attribution), and the DSQL clusters'."""
         self._lookup = MotoSecretLookup()
         self._sessions = AccountSessions(moto_url, world.region, world.organization.management_account)
         endpoints = {
@@ -208,12 +237,12 @@ class StackServer:
             for ident, inst in seeded.instances.items()
         }
         checker = RdsTokenChecker(self._lookup, endpoints=endpoints, permission_check=self._permission_check)
-        # RDS around the check (IAM auth switch, throttling, refusal log, metrics): devtools.local.attribution
-
         self._attribution = start_attribution(world, seeded, self._sessions, checker)
         self._checker = self._attribution.guard
         self._start_dsql(world, seeded, ca_path)
 
+    def _create_databases(self, world: Any) -> None:
+        """Each database's users and schema (and, for the MySQL family, its IAM switch as RDS has it)."""
         for account, spec in world.databases():
             if spec.identifier in self._mysql:
                 setup_mysql_database(self._mysql[spec.identifier], spec, self._check_login,
@@ -221,17 +250,8 @@ class StackServer:
                 continue
             create_database(self._clusters[spec.identifier], spec)
 
-        # The RDS Proxy fronts: leg 1 checked like an instance's tokens, leg 2 signed as the proxy's role.
-        self._proxies = start_proxy_fronts(seeded.proxies, seeded.instances, proxy_tls, ca_bundle=str(ca_path),
-                                           sessions=self._sessions, lookup=self._lookup,
-                                           permission_check=self._permission_check)
-        self._save(ports=[*self._state["ports"], *proxy_ports.values()])
-
-        policy_path = self.state_dir / "access.yaml"
-        write_access_policy(self.access_path, policy_path, seeded, ca_path, world,
-                            dsql={name: (c.identifier, c.host, c.port) for name, c in self._dsql.items()})
-        seed_secrets(policy_path, seeded, {**self._clusters, **self._mysql}, self._sessions)
-
+    def _start_fronts(self, world: Any, seeded: Any, policy_path: Path) -> None:
+        """The API gateway with the app in process, and the Invoke API of the vend function."""
         self._gateway = start_gateway(world, seeded, policy_path, self._lookup, self._enforcer,
                                       port=self.last_run.port("gateway"))
         self._save(ports=[*self._state["ports"], port_of(self._gateway.url)])
@@ -242,7 +262,12 @@ class StackServer:
             denials=self._enforcer, org_id=seeded.org_id, port=self.last_run.port("lambda"))
         self._save(ports=[*self._state["ports"], port_of(self._lambda.url)])
 
+    def _stack_info(self, world: Any, seeded: Any, moto_url: str, policy_path: Path, ca_path: Path) -> StackInfo:
+        """What a shell needs of the running stack: its endpoints, the databases (instances and
+        proxies) and the administrators' DSNs."""
+        import psycopg.conninfo
 
+        first = next(iter(self._clusters.values()))
         admin = psycopg.conninfo.conninfo_to_dict(first.admin_dsn)
         admin["sslrootcert"] = str(ca_path)
         databases = {
@@ -254,22 +279,13 @@ class StackServer:
             name: {"host": p.host, "port": p.port, "dbname": p.dbname, "resource_id": p.resource_id,
                    "account": p.account, "kind": "proxy", "target": p.target, "engine": p.engine}
             for name, p in seeded.proxies.items()})
-        info = StackInfo(
+        return StackInfo(
             state_dir=str(self.state_dir), pid=os.getpid(), region=world.region, moto_url=moto_url,
             gateway_url=self._gateway.url, ldap_port=self._ldap.port, policy_path=str(policy_path),
             ca_path=str(ca_path), admin_dsn=psycopg.conninfo.make_conninfo("", **admin), databases=databases,
             seeded=seeded, lambda_url=self._lambda.url, server_id=os.environ["RDSVEND_SERVER_ID"],
             admin_dsns={ident: admin_dsn(c, ca_path) for ident, c in self._clusters.items()},
         )
-
-        prepare_grants(self._sessions.client("dynamodb", world.service_account), {
-            "RDSVEND_CANARY_ADMIN_DSN": info.admin_dsn,
-            **{k.replace("LOCAL", "CANARY"): v for k, v in mysql_admin_env(databases).items()}})
-        probe(info)
-        self.info = info
-        self._save(status="ready", info=info.to_json())
-        remember(self.state_dir, _this_run(info, self._admin_passwords()))
-        return info
 
     def _admin_passwords(self) -> dict[str, str]:
         """Each database's administrator password (PostgreSQL's superuser, MariaDB's master user), by

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from types import MappingProxyType
-from urllib.parse import unquote, urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit
 
 from botocore.auth import SIGV4_TIMESTAMP, SigV4Auth, SigV4QueryAuth
 from botocore.awsrequest import AWSRequest, HTTPHeaders
@@ -226,6 +226,35 @@ def _parse_signed_headers(value: str) -> tuple[str, ...]:
     return names
 
 
+def _claimed_signature(lowered: Mapping[str, str]) -> tuple[_Scope, tuple[str, ...], str]:
+    """The scope, signed header names and signature the ``Authorization`` header claims; every
+    header it names as signed must be in the request."""
+    authorization = lowered.get("authorization")
+    if not authorization:
+        raise SignatureError("missing", "no 'Authorization' header")
+    scope, signed, presented = _parse_authorization(authorization)
+    missing = [name for name in signed if name not in lowered]
+    if "x-amz-security-token" in missing:
+        raise SignatureError("bad_session_token", "the session token is missing")
+    if missing:
+        raise SignatureError("malformed", f"signed header '{missing[0]}' is not in the request")
+    return scope, signed, presented
+
+
+def _signing_time(lowered: Mapping[str, str]) -> tuple[str, datetime]:
+    """The signing timestamp (``X-Amz-Date``, else the HTTP ``Date``) as SigV4 writes it, and as a time."""
+    if "x-amz-date" in lowered:
+        timestamp = lowered["x-amz-date"].strip()
+        return timestamp, _parse_timestamp(timestamp)
+    if "date" not in lowered:
+        raise SignatureError("missing", "no 'X-Amz-Date' or 'Date' header")
+    try:
+        signed_at = _utc(parsedate_to_datetime(lowered["date"]))
+    except (TypeError, ValueError):
+        raise SignatureError("malformed", "'Date' is not an HTTP date") from None
+    return signed_at.strftime(SIGV4_TIMESTAMP), signed_at
+
+
 def verify_header_signed(
     method: str,
     url: str,
@@ -249,26 +278,8 @@ def verify_header_signed(
     if len(url) > _MAX_URL_LENGTH:
         raise SignatureError("malformed", "the URL is too long")
     lowered = _lower_headers(headers)
-    authorization = lowered.get("authorization")
-    if not authorization:
-        raise SignatureError("missing", "no 'Authorization' header")
-    scope, signed, presented = _parse_authorization(authorization)
-    missing = [name for name in signed if name not in lowered]
-    if "x-amz-security-token" in missing:
-        raise SignatureError("bad_session_token", "the session token is missing")
-    if missing:
-        raise SignatureError("malformed", f"signed header '{missing[0]}' is not in the request")
-    if "x-amz-date" in lowered:
-        timestamp = lowered["x-amz-date"].strip()
-        signed_at = _parse_timestamp(timestamp)
-    elif "date" in lowered:
-        try:
-            signed_at = _utc(parsedate_to_datetime(lowered["date"]))
-        except (TypeError, ValueError):
-            raise SignatureError("malformed", "'Date' is not an HTTP date") from None
-        timestamp = signed_at.strftime(SIGV4_TIMESTAMP)
-    else:
-        raise SignatureError("missing", "no 'X-Amz-Date' or 'Date' header")
+    scope, signed, presented = _claimed_signature(lowered)
+    timestamp, signed_at = _signing_time(lowered)
     _check_scope(scope, timestamp, service, region)
     credential = _lookup(lookup, scope.access_key_id)
     token = lowered.get("x-amz-security-token")
@@ -304,23 +315,9 @@ def verify_header_signed(
     )
 
 
-def verify_presigned(
-    url_or_token: str,
-    *,
-    service: str,
-    lookup: SecretLookup,
-    now: datetime,
-    max_expires: int = 900,
-    max_skew: timedelta = timedelta(minutes=5),
-    region: str | None = None,
-    method: str = "GET",
-) -> VerifiedRequest:
-    """Verify a presigned URL, or an RDS token (``host:port/?Action=connect&...``).
-
-    Only ``host`` may be signed (there are no other headers to check). ``X-Amz-Expires``
-    must be between 1 and ``max_expires`` seconds; the URL must not have expired at
-    ``now`` and must not be signed more than ``max_skew`` in the future.
-    """
+def _split_presigned(url_or_token: str) -> tuple[SplitResult, list[tuple[str, str]], dict[str, str]]:
+    """A presigned URL (an RDS token has no scheme: https) as its parts, its decoded query
+    pairs in order, and those pairs as a map (a parameter given twice is refused)."""
     if not url_or_token:
         raise SignatureError("missing", "no presigned URL")
     if len(url_or_token) > _MAX_URL_LENGTH:
@@ -339,6 +336,12 @@ def verify_presigned(
         if key in query:
             raise SignatureError("malformed", f"query parameter '{key}' given twice")
         query[key] = value
+    return parts, pairs, query
+
+
+def _presigned_fields(query: Mapping[str, str], max_expires: int) -> tuple[str, int]:
+    """The presented signature and the lifetime in seconds, once every ``X-Amz-*`` parameter
+    a presigned URL needs is there and well formed (only ``host`` signed)."""
     if "X-Amz-Signature" not in query or "X-Amz-Credential" not in query:
         raise SignatureError("missing", "no 'X-Amz-Signature' or 'X-Amz-Credential'")
     for name in ("X-Amz-Algorithm", "X-Amz-Date", "X-Amz-Expires", "X-Amz-SignedHeaders"):
@@ -357,6 +360,38 @@ def verify_presigned(
     expires = int(expires_raw)
     if expires > max_expires:
         raise SignatureError("expires_too_long", f"'X-Amz-Expires' is {expires} s, at most {max_expires} allowed")
+    return presented, expires
+
+
+def _check_window(signed_at: datetime, expires: int, now_utc: datetime, max_skew: timedelta) -> datetime:
+    """When the URL expires; refused when signed more than ``max_skew`` ahead of now, or expired."""
+    if signed_at - now_utc > max_skew:
+        raise SignatureError("stale", "signed too far in the future")
+    expires_at = signed_at + timedelta(seconds=expires)
+    if now_utc > expires_at:
+        raise SignatureError("expired", f"expired {int((now_utc - expires_at).total_seconds())} s ago")
+    return expires_at
+
+
+def verify_presigned(
+    url_or_token: str,
+    *,
+    service: str,
+    lookup: SecretLookup,
+    now: datetime,
+    max_expires: int = 900,
+    max_skew: timedelta = timedelta(minutes=5),
+    region: str | None = None,
+    method: str = "GET",
+) -> VerifiedRequest:
+    """Verify a presigned URL, or an RDS token (``host:port/?Action=connect&...``).
+
+    Only ``host`` may be signed (there are no other headers to check). ``X-Amz-Expires``
+    must be between 1 and ``max_expires`` seconds; the URL must not have expired at
+    ``now`` and must not be signed more than ``max_skew`` in the future.
+    """
+    parts, pairs, query = _split_presigned(url_or_token)
+    presented, expires = _presigned_fields(query, max_expires)
     timestamp = query["X-Amz-Date"]
     signed_at = _parse_timestamp(timestamp)
     scope = _parse_scope(query["X-Amz-Credential"])
@@ -370,12 +405,7 @@ def verify_presigned(
     computed = _signature_for(signer, method, bare_url, signed_pairs, {}, b"", timestamp)
     _compare(computed, presented)
 
-    now_utc = _utc(now)
-    if signed_at - now_utc > max_skew:
-        raise SignatureError("stale", "signed too far in the future")
-    expires_at = signed_at + timedelta(seconds=expires)
-    if now_utc > expires_at:
-        raise SignatureError("expired", f"expired {int((now_utc - expires_at).total_seconds())} s ago")
+    expires_at = _check_window(signed_at, expires, _utc(now), max_skew)
     signed_host = signer.headers_to_sign(AWSRequest(method=method, url=bare_url))["host"]
     params = {k: v for k, v in pairs if k not in _AUTH_PARAMS}
     return VerifiedRequest(
@@ -389,3 +419,4 @@ def verify_presigned(
         params=MappingProxyType(params),
         signed_headers=("host",),
     )
+

@@ -31,7 +31,7 @@ from wsgiref.types import WSGIApplication
 from xml.sax.saxutils import escape
 
 from chalicelib.clock import SYSTEM_CLOCK, Clock
-from devtools.local.sigv4 import SecretLookup, SignatureError, verify_header_signed
+from devtools.local.sigv4 import Credential, SecretLookup, SignatureError, VerifiedRequest, verify_header_signed
 
 __all__ = ["StsSignatureCheck", "MAX_SKEW"]
 
@@ -68,13 +68,17 @@ class StsSignatureCheck:
         if not _STS_SCOPE.search(authorization) or "HTTP_X_MOTO_ACCOUNT_ID" in environ:
             return self.app(environ, start_response)
         try:
-            length = int(environ.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            return _error(start_response, "InvalidRequest", "invalid Content-Length", "400 Bad Request")
-        if length < 0 or length > _MAX_BODY:
-            return _error(start_response, "InvalidRequest", "request body too large", "400 Bad Request")
-        body = environ["wsgi.input"].read(length) if length else b""
-        environ["wsgi.input"] = io.BytesIO(body)
+            body = _read_body(environ)
+            verified = self._verify(environ, body)
+            params = parse_qs(environ.get("QUERY_STRING", "")) | parse_qs(body.decode("utf-8", "replace"))
+            if self.assume_role is not None and (params.get("Action") or [""])[0] == "AssumeRole":
+                self._check_assume_role(self.assume_role, verified.credential, (params.get("RoleArn") or [""])[0])
+        except _RefusedError as refused:
+            return _error(start_response, refused.code, refused.message, refused.status)
+        return self.app(environ, start_response)
+
+    def _verify(self, environ: dict[str, Any], body: bytes) -> VerifiedRequest:
+        """The request's SigV4 signature (service ``sts``); a refusal worded as STS words it."""
         headers = {key[5:].replace("_", "-").lower(): value for key, value in environ.items()
                    if key.startswith("HTTP_")}
         if environ.get("CONTENT_TYPE"):
@@ -87,27 +91,54 @@ class StsSignatureCheck:
             raw_path = f"{raw_path}?{query}"
         url = f"http://{headers.get('host', '')}{raw_path}"
         try:
-            verified = verify_header_signed(environ.get("REQUEST_METHOD", "POST"), url, headers, body, service="sts",
-                                            lookup=self.lookup, now=self.clock.now(), max_skew=MAX_SKEW)
+            return verify_header_signed(environ.get("REQUEST_METHOD", "POST"), url, headers, body, service="sts",
+                                        lookup=self.lookup, now=self.clock.now(), max_skew=MAX_SKEW)
         except SignatureError as exc:
             log.info("local sts refused a request: %s", exc.reason)
-            if exc.reason in ("unknown_key", "bad_session_token"):
-                return _error(start_response, "InvalidClientTokenId",
-                              "The security token included in the request is invalid.")
-            if exc.reason == "stale":
-                return _error(start_response, "SignatureDoesNotMatch", "Signature expired")
-            if exc.reason in ("missing", "malformed"):
-                return _error(start_response, "IncompleteSignature", "The request signature is incomplete",
-                              "400 Bad Request")
-            return _error(start_response, "SignatureDoesNotMatch", _BAD_SIGNATURE)
-        params = parse_qs(query) | parse_qs(body.decode("utf-8", "replace"))
-        if self.assume_role is not None and (params.get("Action") or [""])[0] == "AssumeRole":
-            role_arn = (params.get("RoleArn") or [""])[0]
-            caller = verified.credential
-            allowed, why = self.assume_role(caller.principal_arn, caller.account, role_arn)
-            if not allowed:
-                log.info("local sts refused AssumeRole of %s by %s: %s", role_arn[:200], caller.principal_arn, why)
-                return _error(start_response, "AccessDenied",
-                              f"User: {caller.principal_arn} is not authorized to perform: sts:AssumeRole on "
-                              f"resource: {role_arn[:2048]}")
-        return self.app(environ, start_response)
+            code, message, status = _SIGNATURE_REFUSALS.get(exc.reason, _BAD_SIGNATURE_REFUSAL)
+            raise _RefusedError(code, message, status) from None
+
+    @staticmethod
+    def _check_assume_role(assume_role: Callable[[str, str, str], tuple[bool, str]], caller: Credential,
+                           role_arn: str) -> None:
+        """The caller may ``sts:AssumeRole`` the role it names."""
+        allowed, why = assume_role(caller.principal_arn, caller.account, role_arn)
+        if not allowed:
+            log.info("local sts refused AssumeRole of %s by %s: %s", role_arn[:200], caller.principal_arn, why)
+            raise _RefusedError("AccessDenied",
+                                f"User: {caller.principal_arn} is not authorized to perform: sts:AssumeRole on "
+                                f"resource: {role_arn[:2048]}")
+
+
+class _RefusedError(Exception):
+    """A request STS refuses: its error code, message and HTTP status."""
+
+    def __init__(self, code: str, message: str, status: str = "403 Forbidden") -> None:
+        super().__init__(code)
+        self.code, self.message, self.status = code, message, status
+
+
+#: how STS answers a signature failure, by :class:`SignatureError` reason (any other: a mismatch)
+_BAD_SIGNATURE_REFUSAL = ("SignatureDoesNotMatch", _BAD_SIGNATURE, "403 Forbidden")
+_INVALID_TOKEN = ("InvalidClientTokenId", "The security token included in the request is invalid.", "403 Forbidden")
+_INCOMPLETE = ("IncompleteSignature", "The request signature is incomplete", "400 Bad Request")
+_SIGNATURE_REFUSALS: dict[str, tuple[str, str, str]] = {
+    "unknown_key": _INVALID_TOKEN,
+    "bad_session_token": _INVALID_TOKEN,
+    "stale": ("SignatureDoesNotMatch", "Signature expired", "403 Forbidden"),
+    "missing": _INCOMPLETE,
+    "malformed": _INCOMPLETE,
+}
+
+
+def _read_body(environ: dict[str, Any]) -> bytes:
+    """The request body (at most 64 KiB), put back for the app behind to read."""
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        raise _RefusedError("InvalidRequest", "invalid Content-Length", "400 Bad Request") from None
+    if length < 0 or length > _MAX_BODY:
+        raise _RefusedError("InvalidRequest", "request body too large", "400 Bad Request")
+    body: bytes = environ["wsgi.input"].read(length) if length else b""
+    environ["wsgi.input"] = io.BytesIO(body)
+    return body

@@ -8,9 +8,10 @@ import shutil
 import signal
 import socket
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from devtools.local.mariadb import MariaDBError, stop_mariadb_dir
 from devtools.local.postgres import PostgresError, stop_cluster_dir
@@ -63,43 +64,56 @@ def down(state_dir: str | os.PathLike[str] = DEFAULT_STATE_DIR, *, timeout: floa
         return DownReport((), ())
     pid = state.get("pid")
     if pid and pid != os.getpid() and alive(pid, state.get("proc_start")):
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while alive(pid, state.get("proc_start")) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if alive(pid, state.get("proc_start")):
-            os.kill(pid, signal.SIGKILL)
-            time.sleep(0.2)
+        _stop_process(pid, state.get("proc_start"), timeout)
         stopped.append(f"stack process {pid}")
-        _reap(pid)
-    for base in state.get("pg", []):
-        if Path(base).exists():
-            try:
-                stop_cluster_dir(base, timeout=timeout)
-                stopped.append(f"postgres in {base}")
-            except (PostgresError, OSError) as exc:
-                leftovers.append(f"postgres in {base}: {exc}")
-    for base in state.get("mariadb", []):  # the local MariaDBs (devtools.local.rds_mysql)
+    for key, label, stop, errors in _DATABASES:
+        for base in state.get(key, []):
+            if Path(base).exists():
+                try:
+                    stop(base, timeout=timeout)
+                    stopped.append(f"{label} in {base}")
+                except errors as exc:
+                    leftovers.append(f"{label} in {base}: {exc}")
+    leftovers += _still_running(state, pid)
+    remove_state_dir(state_dir)
+    _remove_log(state_dir)
+    return DownReport(tuple(stopped), tuple(leftovers))
 
-        if Path(base).exists():
-            try:
-                stop_mariadb_dir(base, timeout=timeout)
-                stopped.append(f"mariadb in {base}")
-            except (MariaDBError, OSError) as exc:
-                leftovers.append(f"mariadb in {base}: {exc}")
+
+#: the databases a stack records (state key, what to call them, how to stop one from its data
+#: dir, what that raises): the local PostgreSQLs, and the MariaDBs (devtools.local.rds_mysql)
+_DATABASES: tuple[tuple[str, str, Callable[..., Any], tuple[type[Exception], ...]], ...] = (
+    ("pg", "postgres", stop_cluster_dir, (PostgresError, OSError)),
+    ("mariadb", "mariadb", stop_mariadb_dir, (MariaDBError, OSError)),
+)
+
+
+def _stop_process(pid: int, proc_start: str | None, timeout: float) -> None:
+    """SIGTERM, up to ``timeout`` to exit, then SIGKILL; reaped when it was our child."""
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while alive(pid, proc_start) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if alive(pid, proc_start):
+        os.kill(pid, signal.SIGKILL)
+        time.sleep(0.2)
+    _reap(pid)
+
+
+def _still_running(state: dict[str, Any], pid: int | None) -> list[str]:
+    """The stack's processes still alive and its ports still listened on (by it, or by no one we can see)."""
+    found: list[str] = []
     ours = {p for p in [pid, *state.get("pg_pids", [])] if p}
     for other in ours - {os.getpid()}:
         if alive(other) and other != pid:
-            leftovers.append(f"process {other} is still running")
+            found.append(f"process {other} is still running")
     for port in state.get("ports", []):
         if _listening("127.0.0.1", int(port)):
             owner = _port_owner(int(port))
             # a port the kernel has since handed to someone else is not ours to report
             if owner is None or owner in ours:
-                leftovers.append(f"something still listens on 127.0.0.1:{port}")
-    remove_state_dir(state_dir)
-    _remove_log(state_dir)
-    return DownReport(tuple(stopped), tuple(leftovers))
+                found.append(f"something still listens on 127.0.0.1:{port}")
+    return found
 
 
 def _remove_log(state_dir: Path) -> None:

@@ -282,6 +282,14 @@ class _Parser:
                 raise self.fail(f"missing key '{key}'", field_)
         return value
 
+    def entries(self, value: Any, field_: str) -> dict[str, Any]:
+        """A mapping of names to entries (absent or null: none); anything else is refused."""
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise self.fail("must be a mapping of names", field_)
+        return value
+
     def string(self, value: Any, field_: str, pattern: re.Pattern[str] | None = None) -> str:
         if not isinstance(value, str) or not value:
             raise self.fail("must be a non-empty string", field_)
@@ -295,7 +303,7 @@ class _Parser:
         return tuple(self.string(v, f"{field_}[{i}]", pattern) for i, v in enumerate(value))
 
     def documents(self, value: Any, field_: str) -> dict[str, Mapping[str, Any]]:
-        value = self.mapping(value or {}, field_, set(value or {}))
+        value = self.entries(value, field_)
         out: dict[str, Mapping[str, Any]] = {}
         for name, doc in value.items():
             self.string(name, field_, _NAME)
@@ -352,7 +360,7 @@ class _Parser:
                             {"id", "name"}, {"id"})
         mgmt_id = self.string(mgmt["id"], "organization.management_account.id", _ACCOUNT)
         scps: dict[str, Scp] = {}
-        for name, raw in (spec.get("scps") or {}).items():
+        for name, raw in self.entries(spec.get("scps"), "organization.scps").items():
             f = f"organization.scps.{name}"
             self.string(name, f, _NAME)
             item = self.mapping(raw, f, {"description", "document"}, {"document"})
@@ -362,7 +370,7 @@ class _Parser:
             scps[name] = Scp(name, str(item.get("description") or name), doc)
         units = []
         placed: set[str] = set()
-        for name, raw in self.mapping(spec["units"], "organization.units", set(spec["units"] or {})).items():
+        for name, raw in self.entries(spec["units"], "organization.units").items():
             f = f"organization.units.{name}"
             self.string(name, f, _NAME)
             item = self.mapping(raw, f, {"accounts", "scps"}, {"accounts"})
@@ -387,10 +395,10 @@ class _Parser:
 
     def roles(self, value: Any, f: str) -> dict[str, Role]:
         roles = {}
-        for name, r in (value or {}).items():
+        for name, given in self.entries(value, f"{f}.roles").items():
             rf = f"{f}.roles.{name}"
             self.string(name, rf, _NAME)
-            r = self.mapping(r, rf, {"trust", "policies", "rds_connect", "managed_policies", "dsql_connect"},
+            r = self.mapping(given, rf, {"trust", "policies", "rds_connect", "managed_policies", "dsql_connect"},
                              {"trust"})
             if not isinstance(r["trust"], dict) or not r["trust"]:
                 raise self.fail("must be a trust policy Principal mapping", f"{rf}.trust")
@@ -403,52 +411,59 @@ class _Parser:
 
     def accounts(self, value: Any) -> dict[str, Account]:
         out = {}
-        for acct, raw in self.mapping(value, "accounts", set(value or {})).items():
-            acct = str(acct)
-            f = f"accounts.{acct}"
-            self.string(acct, f, _ACCOUNT)
-            spec = self.mapping(raw, f, {"name", "roles", "users", "databases", "directories", "proxies",
-                                         "dsql_clusters"}, {"name"})
-            roles = self.roles(spec.get("roles"), f)
-            users = {}
-            for name, u in (spec.get("users") or {}).items():
-                uf = f"{f}.users.{name}"
-                self.string(name, uf, _NAME)
-                u = self.mapping(u or {}, uf, {"access_key", "policies"})
-                users[name] = User(name, bool(u.get("access_key", False)),
-                                   self.documents(u.get("policies"), f"{uf}.policies"))
-            dbs = {}
-            for name, d in (spec.get("databases") or {}).items():
-                dbs[name] = self.database(name, d, f"{f}.databases.{name}")
-            directories = {}
-            for name, d in (spec.get("directories") or {}).items():
-                df = f"{f}.directories.{name}"
-                self.string(name, df, _FQDN)
-                d = self.mapping(d or {}, df, {"short_name"}, {"short_name"})
-                directories[name] = DirectorySpec(name, self.string(d["short_name"], f"{df}.short_name", _SHORT))
-            for name, spec_db in dbs.items():
-                df = f"{f}.databases.{name}.domain"
-                if spec_db.domain is not None and spec_db.domain.directory not in directories:
-                    raise self.fail(f"no directory '{spec_db.domain.directory}' in account {acct}", f"{df}.directory")
-                if spec_db.domain is not None and spec_db.domain.iam_role not in roles:
-                    raise self.fail(f"no role '{spec_db.domain.iam_role}' in account {acct}", f"{df}.iam_role")
-            proxies = {name: self.proxy(name, p, f"{f}.proxies.{name}", dbs, roles)
-                       for name, p in (spec.get("proxies") or {}).items()}
-            clusters = {name: self.dsql_cluster(name, c, f"{f}.dsql_clusters.{name}", roles)
-                        for name, c in (spec.get("dsql_clusters") or {}).items()}
-            out[acct] = Account(acct, self.string(spec["name"], f"{f}.name"), roles, users, dbs, directories,
-                                proxies=proxies, dsql_clusters=clusters)
+        for key, raw in self.entries(value, "accounts").items():
+            acct = str(key)
+            out[acct] = self.account(acct, raw)
         for account in out.values():
-            for role in account.roles.values():
-                for db in role.rds_connect:
-                    if db not in account.databases and db not in account.proxies:
-                        raise self.fail(f"no database '{db}' in account {account.id}",
-                                        f"accounts.{account.id}.roles.{role.name}.rds_connect")
-                for cluster in role.dsql_connect:
-                    if cluster not in account.dsql_clusters:
-                        raise self.fail(f"no DSQL cluster '{cluster}' in account {account.id}",
-                                        f"accounts.{account.id}.roles.{role.name}.dsql_connect")
+            self.check_role_targets(account)
         return out
+
+    def account(self, acct: str, raw: Any) -> Account:
+        f = f"accounts.{acct}"
+        self.string(acct, f, _ACCOUNT)
+        spec = self.mapping(raw, f, {"name", "roles", "users", "databases", "directories", "proxies",
+                                     "dsql_clusters"}, {"name"})
+        roles = self.roles(spec.get("roles"), f)
+        users = {name: self.user(name, u, f"{f}.users.{name}")
+                 for name, u in self.entries(spec.get("users"), f"{f}.users").items()}
+        dbs = {name: self.database(name, d, f"{f}.databases.{name}")
+               for name, d in self.entries(spec.get("databases"), f"{f}.databases").items()}
+        directories = {name: self.directory(name, d, f"{f}.directories.{name}")
+                       for name, d in self.entries(spec.get("directories"), f"{f}.directories").items()}
+        for name, spec_db in dbs.items():
+            df = f"{f}.databases.{name}.domain"
+            if spec_db.domain is not None and spec_db.domain.directory not in directories:
+                raise self.fail(f"no directory '{spec_db.domain.directory}' in account {acct}", f"{df}.directory")
+            if spec_db.domain is not None and spec_db.domain.iam_role not in roles:
+                raise self.fail(f"no role '{spec_db.domain.iam_role}' in account {acct}", f"{df}.iam_role")
+        proxies = {name: self.proxy(name, p, f"{f}.proxies.{name}", dbs, roles)
+                   for name, p in self.entries(spec.get("proxies"), f"{f}.proxies").items()}
+        clusters = {name: self.dsql_cluster(name, c, f"{f}.dsql_clusters.{name}", roles)
+                    for name, c in self.entries(spec.get("dsql_clusters"), f"{f}.dsql_clusters").items()}
+        return Account(acct, self.string(spec["name"], f"{f}.name"), roles, users, dbs, directories,
+                       proxies=proxies, dsql_clusters=clusters)
+
+    def user(self, name: str, value: Any, uf: str) -> User:
+        self.string(name, uf, _NAME)
+        u = self.mapping(value or {}, uf, {"access_key", "policies"})
+        return User(name, bool(u.get("access_key", False)), self.documents(u.get("policies"), f"{uf}.policies"))
+
+    def directory(self, name: str, value: Any, df: str) -> DirectorySpec:
+        self.string(name, df, _FQDN)
+        d = self.mapping(value or {}, df, {"short_name"}, {"short_name"})
+        return DirectorySpec(name, self.string(d["short_name"], f"{df}.short_name", _SHORT))
+
+    def check_role_targets(self, account: Account) -> None:
+        """Every database, proxy and DSQL cluster a role may connect to is in the role's account."""
+        for role in account.roles.values():
+            for db in role.rds_connect:
+                if db not in account.databases and db not in account.proxies:
+                    raise self.fail(f"no database '{db}' in account {account.id}",
+                                    f"accounts.{account.id}.roles.{role.name}.rds_connect")
+            for cluster in role.dsql_connect:
+                if cluster not in account.dsql_clusters:
+                    raise self.fail(f"no DSQL cluster '{cluster}' in account {account.id}",
+                                    f"accounts.{account.id}.roles.{role.name}.dsql_connect")
 
     def database(self, name: str, value: Any, f: str) -> DatabaseSpec:
         self.string(name, f, _DB_ID)
@@ -458,10 +473,10 @@ class _Parser:
         if spec["engine"] not in ("postgres", "mariadb"):
             raise self.fail(f"the local stack runs postgres or mariadb, not '{spec['engine']}'", f"{f}.engine")
         users = {}
-        for uname, u in self.mapping(spec["users"], f"{f}.users", set(spec["users"] or {})).items():
+        for uname, given in self.entries(spec["users"], f"{f}.users").items():
             uf = f"{f}.users.{uname}"
             self.string(uname, uf, _PG_NAME)
-            u = self.mapping(u, uf, {"auth", "tier", "rotation"}, {"auth"})
+            u = self.mapping(given, uf, {"auth", "tier", "rotation"}, {"auth"})
             if u["auth"] not in ("iam", "kerberos", "password"):
                 raise self.fail(f"invalid value '{u['auth']}'", f"{uf}.auth")
             if u.get("tier") not in (None, "service-user", "service-admin"):
@@ -503,7 +518,7 @@ class _Parser:
         self.string(name, f, _DB_ID)
         spec = self.mapping(value or {}, f, {"roles", "setup_sql"})
         mapped: dict[str, str] = {}
-        for pg_role, grant in self.mapping(spec.get("roles") or {}, f"{f}.roles", set(spec.get("roles") or {})).items():
+        for pg_role, grant in self.entries(spec.get("roles"), f"{f}.roles").items():
             rf = f"{f}.roles.{pg_role}"
             self.string(pg_role, rf, _PG_NAME)
             if pg_role == "admin":

@@ -359,7 +359,7 @@ def test_doctor_names_the_scp_and_the_pam_error_and_exits_1(canary):
         env.pop("AWS_SESSION_TOKEN", None)
     with scp_denying_rds_db(canary, canary.info.seeded.units["Services"]) as policy_id:
         done = subprocess.run([sys.executable, "-m", "rdsvend.cli", "doctor", DB, "orders_app"],
-                              cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+                              cwd=REPO, env=env, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 1, done.stderr
     out = done.stdout
     assert "org.scp_allows" in out and policy_id in out and "NoDatabaseLogins" in out
@@ -374,13 +374,13 @@ def test_cli_exit_codes_for_a_healthy_target_and_a_bad_policy(canary, tmp_path):
     if "AWS_SESSION_TOKEN" not in canary.env:
         env.pop("AWS_SESSION_TOKEN", None)
     ok = subprocess.run([sys.executable, "-m", "rdsvend.cli", "doctor", DB, "orders_owner", "--json"],
-                        cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+                        cwd=REPO, env=env, capture_output=True, text=True, timeout=120, check=False)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     body = json.loads(ok.stdout)
     assert body["summary"] == {"targets": 1, "pass": 1, "warn": 0, "fail": 0, "error": 0}
     assert "Action=connect" not in ok.stdout  # the token never reaches the output
     whole = subprocess.run([sys.executable, "-m", "rdsvend.cli", "canary"], cwd=REPO, env=env,
-                           capture_output=True, text=True, timeout=120)
+                           capture_output=True, text=True, timeout=120, check=False)
     assert whole.returncode == 0, whole.stdout + whole.stderr  # the baseline is all pass
     targets = sum(len(db.users) for db in canary.policy.databases.values())
     assert "orders_app" in whole.stdout and "etl_legacy" in whole.stdout
@@ -388,6 +388,6 @@ def test_cli_exit_codes_for_a_healthy_target_and_a_bad_policy(canary, tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("version: 1\ndatabases: {}\nrules: []\nbogus: 1\n")
     broken = subprocess.run([sys.executable, "-m", "rdsvend.cli", "canary", "--policy", str(bad)],
-                            cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+                            cwd=REPO, env=env, capture_output=True, text=True, timeout=120, check=False)
     assert broken.returncode == 2 and len(broken.stderr.strip().splitlines()) == 1
     assert "bogus" in broken.stderr

@@ -28,7 +28,7 @@ from devtools.local.stack import UNSET_ENV
 from rdsvend import TokenClient, VendApi, VendedToken, connect
 from rdsvend.pgpass import split_line
 from rdsvend.sqla import create_engine
-from tests.support.local_shell import as_at_a_terminal
+from tests.support.local_shell import interruptible
 
 pytestmark = pytest.mark.e2e
 
@@ -48,7 +48,7 @@ def stack_env(local_stack) -> dict[str, str]:
 
 
 def rdsvend(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([*RDSVEND, *args], env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([*RDSVEND, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False)
 
 
 def session_for(local_stack, caller: str = "allowed") -> boto3.Session:
@@ -117,7 +117,7 @@ def test_token_formats_each_connect(local_stack, stack_env):
 def test_token_env_format_feeds_psql(stack_env):
     script = f'eval "$({" ".join(RDSVEND)} token {DATABASE} {DB_USER} --format env)" && ' \
              'psql -Atc "select current_user, count(*) from shop.orders"'
-    result = subprocess.run(["bash", "-c", script], env=stack_env, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(["bash", "-c", script], env=stack_env, capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "orders_app|3"
 
@@ -186,9 +186,8 @@ def test_pgpass_file_is_read_by_libpq(local_stack, stack_env, tmp_path):
 
 def test_pgpass_watch_keeps_rewriting_the_file(local_stack, stack_env, tmp_path):
     path = tmp_path / "pgpass"
-    proc = subprocess.Popen([*RDSVEND, "pgpass", DATABASE, DB_USER, "--file", str(path), "--watch",
-                             "--every", "1"], env=stack_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, preexec_fn=as_at_a_terminal)
+    proc = subprocess.Popen(interruptible("pgpass", DATABASE, DB_USER, "--file", str(path), "--watch", "--every", "1"),
+                            env=stack_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     inodes: set[int] = set()
     try:
         deadline = time.monotonic() + 30

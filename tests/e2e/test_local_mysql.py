@@ -168,7 +168,7 @@ def test_mariadb_cli_through_rdsvend_exec(local_stack):
     done = subprocess.run(
         [sys.executable, "-m", "rdsvend.cli", "exec", DB, USER, "--", "mariadb", "-N", "-B", "-e",
          "SELECT CURRENT_USER(), COUNT(*) FROM items"],
-        cwd=REPO, env=_client_env(local_stack), capture_output=True, text=True, timeout=60)
+        cwd=REPO, env=_client_env(local_stack), capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == f"{USER}@%\t3"
     assert "Action=connect" not in done.stdout + done.stderr
@@ -177,7 +177,7 @@ def test_mariadb_cli_through_rdsvend_exec(local_stack):
 def test_rdsvend_exec_passes_the_client_exit_status(local_stack):
     done = subprocess.run(
         [sys.executable, "-m", "rdsvend.cli", "exec", DB, USER, "--", "mariadb", "-e", "SELECT * FROM nowhere"],
-        cwd=REPO, env=_client_env(local_stack), capture_output=True, text=True, timeout=60)
+        cwd=REPO, env=_client_env(local_stack), capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 1 and "ERROR 1142" in done.stderr  # the server's refusal, passed through
 
 
@@ -212,7 +212,7 @@ def test_a_connection_without_tls_is_refused(local_stack, signer):
     db = _db(local_stack)
     cli = subprocess.run(["mariadb", "--no-defaults", "--protocol=TCP", "-h", "127.0.0.1", "-P", str(db["port"]),
                           "-u", USER, "--skip-ssl", "-e", "select 1"], input="", capture_output=True, text=True,
-                         timeout=30, env={"PATH": os.environ["PATH"], "MYSQL_PWD": "x"})
+                         timeout=30, env={"PATH": os.environ["PATH"], "MYSQL_PWD": "x"}, check=False)
     assert cli.returncode != 0 and "3159" in cli.stderr
 
 
@@ -256,7 +256,7 @@ def _doctor(local_stack, canary):
     if "AWS_SESSION_TOKEN" not in env:
         full.pop("AWS_SESSION_TOKEN", None)
     done = subprocess.run([sys.executable, "-m", "rdsvend.cli", "doctor", DB, USER], cwd=REPO, env=full,
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, check=False)
     assert env["AWS_SECRET_ACCESS_KEY"] not in done.stdout + done.stderr
     assert "Action=connect" not in done.stdout
     return done

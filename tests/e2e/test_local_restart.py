@@ -23,7 +23,7 @@ from psycopg.conninfo import conninfo_to_dict
 from devtools.local.last_run import last_run_path
 from devtools.local.postgres import DEFAULT_BIN_DIR
 from devtools.local.state import LOCAL_ENV_NAMES, LOCAL_STACK_ENV, LOG_FILE, alive, read_state
-from tests.support.local_shell import REPO, as_at_a_terminal, rdsvend, shell_env
+from tests.support.local_shell import REPO, interruptible, rdsvend, shell_env
 from tests.support.readme import block_containing, failure_text, run_block
 
 pytestmark = pytest.mark.e2e
@@ -31,7 +31,7 @@ pytestmark = pytest.mark.e2e
 
 def _cli(*args: str, env: dict[str, str] | None = None, timeout: float = 180) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "rdsvend.cli", *args], cwd=REPO, env=env or dict(os.environ),
-                          capture_output=True, text=True, timeout=timeout)
+                          capture_output=True, text=True, timeout=timeout, check=False)
 
 
 def _listening(port: int) -> bool:
@@ -97,9 +97,8 @@ def _admin_logins(dsns: dict[str, str]) -> None:
 
 def _interrupt_a_start(state_dir: Path) -> None:
     """``up --detach`` interrupted (SIGINT, as Ctrl-C sends) once the stack has started parts."""
-    starting = subprocess.Popen([sys.executable, "-m", "rdsvend.cli", "local", "up", "--detach",
-                                 "--state-dir", str(state_dir)], cwd=REPO, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, preexec_fn=as_at_a_terminal)
+    starting = subprocess.Popen(interruptible("local", "up", "--detach", "--state-dir", str(state_dir)), cwd=REPO,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     state = None
     while time.monotonic() < deadline:
@@ -146,7 +145,7 @@ def test_restart_keeps_shells_valid_and_the_stack_being_down_is_said(stack, tmp_
     assert env.returncode == 1 and "no local stack is running" in env.stderr
     cleared = subprocess.run(["bash", "-c", 'eval "$(rdsvend local env 2>/dev/null)"; env'], cwd=REPO,
                              env={**shell, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{shell['PATH']}"},
-                             capture_output=True, text=True, timeout=60).stdout
+                             capture_output=True, text=True, timeout=60, check=False).stdout
     names = {line.split("=", 1)[0] for line in cleared.splitlines()}
     assert not names & set(LOCAL_ENV_NAMES), names & set(LOCAL_ENV_NAMES)
     assert f"{LOCAL_STACK_ENV}={stack.state_dir.resolve()}" in cleared

@@ -280,7 +280,7 @@ def test_no_secret_reaches_the_stack_log(local_stack, signer):
 
 def test_local_env_prints_exports_for_a_shell(local_stack):
     out = subprocess.run([sys.executable, "-m", "rdsvend.cli", "local", "env", "--state-dir",
-                          local_stack.info.state_dir], capture_output=True, text=True, timeout=60, cwd=REPO)
+                          local_stack.info.state_dir], capture_output=True, text=True, timeout=60, cwd=REPO, check=False)
     assert out.returncode == 0, out.stderr
     exports = dict(line[len("export "):].split("=", 1) for line in out.stdout.splitlines()
                    if line.startswith("export "))
@@ -317,7 +317,7 @@ def test_down_after_a_crash_leaves_nothing_behind(tmp_path):
     assert any(_listening(p) for p in ports)
 
     out = subprocess.run([sys.executable, "-m", "rdsvend.cli", "local", "down", "--state-dir", str(state_dir)],
-                         capture_output=True, text=True, timeout=120, cwd=REPO)
+                         capture_output=True, text=True, timeout=120, cwd=REPO, check=False)
     assert out.returncode == 0, out.stderr
     assert "local stack is down" in out.stdout
     for pid in pids:
@@ -328,10 +328,10 @@ def test_down_after_a_crash_leaves_nothing_behind(tmp_path):
     assert read_state(state_dir) is None
 
     again = subprocess.run([sys.executable, "-m", "rdsvend.cli", "local", "down", "--state-dir", str(state_dir)],
-                           capture_output=True, text=True, timeout=60, cwd=REPO)
+                           capture_output=True, text=True, timeout=60, cwd=REPO, check=False)
     assert again.returncode == 0 and "no local stack was running" in again.stdout
     env = subprocess.run([sys.executable, "-m", "rdsvend.cli", "local", "env", "--state-dir", str(state_dir)],
-                         capture_output=True, text=True, timeout=60, cwd=REPO)
+                         capture_output=True, text=True, timeout=60, cwd=REPO, check=False)
     assert env.returncode == 1 and env.stderr.startswith("rdsvend local: no local stack is running")
 
 

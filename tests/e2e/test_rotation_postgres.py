@@ -189,7 +189,7 @@ def run_cli(local_stack, *args):
     import sys
 
     return subprocess.run([sys.executable, "-m", "rdsvend.cli", "rotate", *args], env=cli_env(local_stack),
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, check=False)
 
 
 def test_rdsvend_rotate_on_the_local_stack(local_stack, sm):

@@ -356,8 +356,8 @@ def test_the_zip_alone_imports_every_handler_on_a_lambda_like_path(built, tmp_pa
 # -- requirements ---------------------------------------------------------------------------
 def _pins(lines: list[str]) -> dict[str, str]:
     pins = {}
-    for line in lines:
-        line = line.split("#", 1)[0].strip().strip('",')
+    for raw in lines:
+        line = raw.split("#", 1)[0].strip().strip('",')
         match = re.fullmatch(r"([A-Za-z0-9_.-]+)(\[[^\]]*\])?==([^\s;]+)", line)
         if match:
             pins[match.group(1).lower().replace("_", "-")] = match.group(3)

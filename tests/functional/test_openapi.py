@@ -128,8 +128,8 @@ def test_every_documented_status_is_what_the_app_answers(aws, tmp_path, monkeypa
         documented = {int(code) for code, spec in responses.items() if spec.get("$ref", "").split("/")[-1]
                       not in GATEWAY_ONLY}  # API Gateway's own answers: tested on the local gateway
         assert documented == set(statuses), (path, method)
-        for status, (make_event, overrides) in statuses.items():
-            overrides = dict(overrides)
+        for status, (make_event, given) in statuses.items():
+            overrides = dict(given)
             twice = overrides.pop("_twice", False)
             broken_identity = overrides.pop("_break_identity", False)
             if overrides.get("policy_source") == "bad":

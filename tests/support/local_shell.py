@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import os
 import shlex
-import signal
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["REPO", "shell_env", "rdsvend", "as_at_a_terminal"]
+__all__ = ["REPO", "shell_env", "rdsvend", "interruptible"]
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -18,7 +17,7 @@ REPO = Path(__file__).resolve().parents[2]
 def shell_env(stack: Any, part: str) -> dict[str, str]:
     """The environment of a shell after ``eval "$(rdsvend local env --as PART)"``."""
     done = subprocess.run([sys.executable, "-m", "rdsvend.cli", "local", "env", "--as", part, "--state-dir",
-                           stack.info.state_dir], capture_output=True, text=True, timeout=60, cwd=REPO)
+                           stack.info.state_dir], capture_output=True, text=True, timeout=60, cwd=REPO, check=False)
     assert done.returncode == 0, done.stderr
     env = dict(os.environ)
     for line in done.stdout.splitlines():
@@ -36,11 +35,16 @@ def shell_env(stack: Any, part: str) -> dict[str, str]:
 def rdsvend(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     """``rdsvend ARGS`` in that shell."""
     return subprocess.run([sys.executable, "-m", "rdsvend.cli", *args], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=180)
+                          text=True, timeout=180, check=False)
 
 
-def as_at_a_terminal() -> None:
-    """``preexec_fn`` for a command a test stops with SIGINT, as Ctrl-C at a terminal would: the
-    signal handled by default, also when the tests themselves run where it is ignored (a
-    shell's background job, whose children inherit the ignoring)."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+# Python leaves SIGINT ignored when it starts with it ignored: set Python's own handler first.
+_AS_AT_A_TERMINAL = ("import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+                     "sys.argv[0] = 'rdsvend'; runpy.run_module('rdsvend.cli', run_name='__main__', alter_sys=True)")
+
+
+def interruptible(*args: str) -> list[str]:
+    """The command line of ``rdsvend ARGS`` for a test that stops it with SIGINT, as Ctrl-C at a
+    terminal would: Python's handler for it is set, also when the tests run where SIGINT is
+    ignored (a shell's background job, whose children inherit the ignoring)."""
+    return [sys.executable, "-c", _AS_AT_A_TERMINAL, *args]

@@ -69,7 +69,7 @@ def run_block(block: Block, state_dir: str | os.PathLike[str], home: Path, *, ti
     try:
         return subprocess.run(["bash", "-c", prologue + block.text], cwd=cwd,
                               env=shell_environment(state_dir, home), capture_output=True, text=True,
-                              timeout=timeout, stdin=subprocess.DEVNULL)
+                              timeout=timeout, stdin=subprocess.DEVNULL, check=False)
     except subprocess.TimeoutExpired as exc:
         return subprocess.CompletedProcess(exc.cmd, -1, _text(exc.stdout), _text(exc.stderr) +
                                            f"\n(timed out after {timeout:g} s)")

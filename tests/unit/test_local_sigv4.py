@@ -87,8 +87,9 @@ def _replace_param(token: str, name: str, value: str) -> str:
         key = part.split("?")[-1].split("=")[0]
         if key == name:
             prefix = part[: len(part) - len(part.split("?")[-1])]
-            part = f"{prefix}{name}={quote(value, safe='-_.~')}"
-        out.append(part)
+            out.append(f"{prefix}{name}={quote(value, safe='-_.~')}")
+        else:
+            out.append(part)
     return "&".join(out)
 
 

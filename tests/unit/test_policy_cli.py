@@ -22,7 +22,7 @@ def test_check_refuses_with_one_line_naming_file_rule_and_field(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text((REPO / "policies" / "access.yaml").read_text().replace("10.0.0.0/8", "10.0.0.0/99"))
     proc = subprocess.run([sys.executable, "-m", "rdsvend.cli", "policy", "check", str(bad)],
-                          capture_output=True, text=True, cwd=REPO)
+                          capture_output=True, text=True, cwd=REPO, check=False)
     assert proc.returncode == 2
     assert proc.stdout == ""
     lines = proc.stderr.strip().splitlines()
