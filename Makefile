@@ -11,9 +11,10 @@ STAMP := $(VENV)/.installed
 unexport PYTHONDONTWRITEBYTECODE
 
 # The tests run in parallel (pytest-xdist), each test module on one worker so that a module's
-# servers start once: TEST_WORKERS=1 runs them in this process, one after another.
+# servers start once, handed out longest first (tests/conftest.py orders them): TEST_WORKERS=1
+# runs them in this process, one after another.
 TEST_WORKERS ?= auto
-PYTEST_PARALLEL := $(if $(filter 1,$(TEST_WORKERS)),-p no:xdist,-n $(TEST_WORKERS) --dist loadfile)
+PYTEST_PARALLEL := $(if $(filter 1,$(TEST_WORKERS)),-p no:xdist,-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder)
 
 # The service and its tooling (editable), and the client from client/ (editable, all extras).
 $(STAMP): pyproject.toml client/pyproject.toml

@@ -49,15 +49,26 @@ def _service_log_level() -> Iterator[None]:
     logger.setLevel(level)
 
 
-def _heaviness(item: pytest.Item) -> int:
-    """0: builds (one long module each), 1: starts servers, 2: the rest."""
+#: The longest modules measured (several local stacks each, the package and wheel builds, the
+#: README's shell blocks): handed out first, so that no worker is left with one at the end.
+_LONGEST = ("tests/e2e/test_local_restart.py", "tests/functional/test_deploy_package.py",
+            "tests/e2e/test_readme_local.py", "tests/functional/test_client_wheel.py", "tests/e2e/test_local_org.py",
+            "tests/e2e/test_local_stack.py", "tests/e2e/test_canary_faults.py")
+
+
+def _heaviness(item: pytest.Item) -> tuple[int, int]:
+    """The longest modules by name, then builds, then modules that start servers, then the rest."""
+    path = item.nodeid.split("::", 1)[0]
+    if path in _LONGEST:
+        return 0, _LONGEST.index(path)
     if item.get_closest_marker("build") or item.get_closest_marker("wheel"):
-        return 0
-    return 1 if item.get_closest_marker("e2e") else 2
+        return 1, 0
+    return (2, 0) if item.get_closest_marker("e2e") else (3, 0)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The modules that build packages, then those that start servers, run first (keeping the
-    order within each group): with the tests spread over workers (``make test``), the long
-    modules then start early instead of leaving one worker busy at the end while the other waits."""
+    """The longest modules first, then those that build packages or start servers (the order
+    is kept within each group): spread over workers (``make test``: ``--dist loadfile
+    --no-loadscope-reorder`` hands modules out in this order), the long ones start early
+    instead of leaving one worker busy at the end while the other waits."""
     items.sort(key=_heaviness)
