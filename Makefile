@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml client/pyproject.toml
 
 install: $(STAMP)
 
-# Static checks first (ruff: lint and import order; mypy: strict on the core and the client), then the tests.
+# Static checks first (ruff: lint and import order; mypy: strict on everything, tests included), then the tests.
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy

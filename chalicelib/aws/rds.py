@@ -20,8 +20,8 @@ from chalicelib.aws.reader import CallerVantage, ReaderRoleError, ReaderSessions
 from chalicelib.clock import SYSTEM_CLOCK, Clock
 from chalicelib.errors import RdsvendError, UpstreamUnavailableError
 
-__all__ = ["Endpoint", "RdsResource", "EndpointResolver", "DatabaseNotFoundError", "describe_resource",
-           "resource_from_item"]
+__all__ = ["Endpoint", "RdsResource", "EndpointSource", "EndpointResolver", "DatabaseNotFoundError",
+           "describe_resource", "resource_from_item"]
 
 CACHE_SECONDS = 300.0
 
@@ -69,6 +69,13 @@ class RdsDatabase(RdsName, Protocol):
     def reader_role_explicit(self) -> bool: ...
 
     def reader_role_for(self, own_account: str | None) -> str | None: ...
+
+
+class EndpointSource(Protocol):
+    """Where a database is (:class:`EndpointResolver`; an echo of the policy in tests)."""
+
+    def resolve(self, database: RdsDatabase) -> Endpoint:
+        """Host, port and resource id of ``database``."""
 
 
 class EndpointResolver:

@@ -15,6 +15,7 @@ the functions that never reach a database start without it.
 """
 from __future__ import annotations
 
+import time
 from types import ModuleType
 from typing import Any
 
@@ -22,9 +23,13 @@ from chalicelib.engines.base import ConnectParams, DbConnectError, SessionInfo, 
 from chalicelib.engines.postgres_catalog import (
     COPY_PRIVILEGES_SQL,
     END_SESSIONS_SQL,
+    END_SESSIONS_WAIT_MS,
     NOT_COPIED,
     ROLE_FACTS_SQL,
+    SESSIONS_LEFT_SQL,
     SESSIONS_SQL,
+    SIGNAL_SESSIONS_SQL,
+    TERMINATE_TIMEOUT_FROM,
     RoleFacts,
     classify_connect_error,
     facts_from_row,
@@ -50,11 +55,18 @@ def _statement_timeout_ms(connect_timeout: int | float) -> int:
 
 
 class PostgresSession:
-    """One login. Every failure is a :class:`DbConnectError` naming what was being done."""
+    """One login. Every failure is a :class:`DbConnectError` naming what was being done.
+
+    ``server_version`` is the server's ``server_version_num`` (``150004`` for 15.4), read from
+    the connection: what the server can do depends on it (and a test may lower it to take the
+    older servers' way on a newer server). ``end_wait_ms`` bounds how long :meth:`end_sessions`
+    waits for the sessions it ends to be gone."""
 
     def __init__(self, conn: Any, secrets: tuple[str, ...]) -> None:
         self._conn = conn
         self._secrets = secrets
+        self.server_version: int = int(conn.info.server_version)
+        self.end_wait_ms: int = END_SESSIONS_WAIT_MS
 
     def _fail(self, what: str, exc: BaseException) -> DbConnectError:
         error = classify_connect_error(str(exc), secrets=self._secrets)
@@ -142,8 +154,33 @@ class PostgresSession:
                      for pid, name, client, app, state in rows)
 
     def end_sessions(self, user: str) -> int:
-        rows = self.execute(f"ending the sessions of {user}", END_SESSIONS_SQL, {"user": user})
-        return int(rows[0][0]) if rows else 0
+        """End ``user``'s other sessions; how many were gone within :attr:`end_wait_ms`.
+
+        From PostgreSQL 14 ``pg_terminate_backend(pid, timeout)`` waits on the server; before it
+        (11 to 13, still run by RDS under extended support) it only signals, and the sessions
+        signalled are waited for here, by polling pg_stat_activity."""
+        if self.server_version >= TERMINATE_TIMEOUT_FROM:
+            rows = self.execute(f"ending the sessions of {user}", END_SESSIONS_SQL,
+                                {"user": user, "wait_ms": self.end_wait_ms})
+            return int(rows[0][0]) if rows else 0
+        rows = self.execute(f"ending the sessions of {user}", SIGNAL_SESSIONS_SQL, {"user": user})
+        signalled = [(int(pid), started) for pid, started, sent in rows if sent]
+        return len(signalled) - self._left_after_wait(user, signalled, self.end_wait_ms / 1000)
+
+    def _left_after_wait(self, user: str, sessions: list[tuple[int, Any]], seconds: float) -> int:
+        """How many of ``sessions`` (pid, start) are still there, waiting up to ``seconds`` for none."""
+        if not sessions:
+            return 0
+        params = {"pids": [pid for pid, _ in sessions], "starts": [started for _, started in sessions]}
+        give_up = time.monotonic() + seconds
+        pause = 0.01
+        while True:
+            left = int(self.execute(f"waiting for the sessions of {user} to end", SESSIONS_LEFT_SQL, params)[0][0])
+            remaining = give_up - time.monotonic()
+            if left == 0 or remaining <= 0:
+                return left
+            time.sleep(min(pause, remaining))
+            pause = min(pause * 2, 0.2)
 
     def close(self) -> None:
         try:

@@ -12,6 +12,7 @@ from typing import Any
 from chalicelib.engines.base import DbConnectError, TierVerdict, redact
 
 __all__ = ["RoleFacts", "ROLE_FACTS_SQL", "COPY_PRIVILEGES_SQL", "NOT_COPIED", "SESSIONS_SQL", "END_SESSIONS_SQL",
+           "SIGNAL_SESSIONS_SQL", "SESSIONS_LEFT_SQL", "END_SESSIONS_WAIT_MS", "TERMINATE_TIMEOUT_FROM",
            "facts_from_row", "classify_connect_error", "judge_tier"]
 
 
@@ -136,10 +137,30 @@ SELECT pid, usename::text, host(client_addr), application_name, state
  WHERE usename = %(user)s AND pid <> pg_catalog.pg_backend_pid() AND backend_type = 'client backend'
  ORDER BY pid
 """
+#: how long ending a user's sessions waits for them to be gone (the server waits for each from
+#: PostgreSQL 14; before it, rdsvend waits for them all)
+END_SESSIONS_WAIT_MS = 5000
+#: PostgreSQL 14 (server_version_num 140000) added pg_terminate_backend's timeout
+TERMINATE_TIMEOUT_FROM = 140000
+#: PostgreSQL 14 and later: each session is signalled and waited for (``wait_ms``) by the server
 END_SESSIONS_SQL = """
-SELECT count(*) FILTER (WHERE pg_catalog.pg_terminate_backend(pid, 5000))
+SELECT count(*) FILTER (WHERE pg_catalog.pg_terminate_backend(pid, %(wait_ms)s::bigint))
   FROM pg_catalog.pg_stat_activity
  WHERE usename = %(user)s AND pid <> pg_catalog.pg_backend_pid() AND backend_type = 'client backend'
+"""
+#: before PostgreSQL 14 pg_terminate_backend(pid) only signals: the sessions signalled, by pid and
+#: start (a pid the server reuses meanwhile is another session), for SESSIONS_LEFT_SQL to wait for
+SIGNAL_SESSIONS_SQL = """
+SELECT pid, backend_start, pg_catalog.pg_terminate_backend(pid)
+  FROM pg_catalog.pg_stat_activity
+ WHERE usename = %(user)s AND pid <> pg_catalog.pg_backend_pid() AND backend_type = 'client backend'
+"""
+#: how many of the signalled sessions (``pids``/``starts``, in pairs) are still there
+SESSIONS_LEFT_SQL = """
+SELECT count(*)
+  FROM pg_catalog.pg_stat_activity a
+  JOIN unnest(%(pids)s::int[], %(starts)s::timestamptz[]) AS s(pid, started)
+    ON a.pid = s.pid AND a.backend_start = s.started
 """
 
 

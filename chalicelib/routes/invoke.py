@@ -44,7 +44,7 @@ from chalicelib.routes.http import Vending, get_vending_service
 from chalicelib.vending.pipeline import VEND_DEADLINE_SECONDS
 from chalicelib.vending.proof import proof_config_from_env
 from chalicelib.vending.request import parse_token_request
-from chalicelib.vending.verifier import StsVerifier
+from chalicelib.vending.verifier import IdentityVerifier, StsVerifier
 
 __all__ = ["invoke_routes", "vend", "handle_vend", "get_verifier", "set_verifier", "MAX_PAYLOAD_CHARS", "ACTIONS"]
 
@@ -64,10 +64,10 @@ ACTIONS: dict[str, tuple[str, ...]] = {
 }
 #: the grant actions an operator takes on an existing grant (ACTIONS' keys) -> the service's verb
 _VERBS: dict[str, Action] = {"grant_approve": "approve", "grant_deny": "deny", "grant_revoke": "revoke"}
-_verifier: StsVerifier | None = None
+_verifier: IdentityVerifier | None = None
 
 
-def get_verifier() -> StsVerifier:
+def get_verifier() -> IdentityVerifier:
     """The process-wide proof verifier, configured from the environment on first use.
 
     Raises :class:`ValueError` when ``RDSVEND_SERVER_ID`` is not set: every proof is then
@@ -79,7 +79,7 @@ def get_verifier() -> StsVerifier:
     return _verifier
 
 
-def set_verifier(verifier: StsVerifier | None) -> None:
+def set_verifier(verifier: IdentityVerifier | None) -> None:
     """Replace the verifier (tests, the local stack)."""
     global _verifier
     _verifier = verifier
@@ -90,7 +90,7 @@ def handle_vend(
     request_id: str,
     *,
     service: Vending | None = None,
-    verifier: StsVerifier | None = None,
+    verifier: IdentityVerifier | None = None,
     grants: GrantService | None = None,
 ) -> dict[str, Any]:
     """validate → prove → vend. Returns the 200 body or an error payload; never raises."""

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from chalicelib.aws.clients import default_client_factory
-from chalicelib.aws.rds import EndpointResolver
+from chalicelib.aws.rds import EndpointResolver, EndpointSource
 from chalicelib.canary.alerts import SnsNotifier
 from chalicelib.engines.mysql import MysqlAdmin
 from chalicelib.engines.postgres import PostgresAdmin
@@ -24,7 +24,7 @@ from chalicelib.vending.pipeline import VendingService, vending_service_from_env
 __all__ = ["build_vending_service", "grant_service_from_env", "session_ender_from_env", "sweep_grants"]
 
 
-def session_ender_from_env(policy_source: PolicySource, resolver: EndpointResolver,
+def session_ender_from_env(policy_source: PolicySource, resolver: EndpointSource,
                            settings: Settings) -> AdminSessionEnder:
     """Ends sessions through the canary's administrator DSNs (see :mod:`chalicelib.grants.sessions`)."""
     def resolve(database: Database) -> tuple[str, int]:
@@ -40,7 +40,7 @@ def session_ender_from_env(policy_source: PolicySource, resolver: EndpointResolv
 
 
 def grant_service_from_env(policy_source: PolicySource, env: Mapping[str, str],
-                           resolver: EndpointResolver | None = None, clients: Any = None) -> GrantService | None:
+                           resolver: EndpointSource | None = None, clients: Any = None) -> GrantService | None:
     """The grant service on ``RDSVEND_GRANTS_TABLE``, or None when no table is configured.
     ``clients``: a :class:`~chalicelib.aws.clients.ClientFactory` (default: the process's)."""
     settings = Settings.from_env(env)

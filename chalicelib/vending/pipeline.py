@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from chalicelib.aws.clients import default_client_factory
 from chalicelib.aws.deadline import DeadlinePassedError, check_deadline, deadline_passed, upstream_deadline
-from chalicelib.aws.rds import DatabaseNotFoundError, EndpointResolver
+from chalicelib.aws.rds import DatabaseNotFoundError, EndpointResolver, EndpointSource
 from chalicelib.clock import SYSTEM_CLOCK, Clock
 from chalicelib.decision import Decision, PolicyIndex
 from chalicelib.errors import (
@@ -53,7 +53,7 @@ class LiveGrants(Protocol):
 
 
 class VendingService:
-    def __init__(self, *, policy_source: PolicySource, minter: Any, resolver: EndpointResolver,
+    def __init__(self, *, policy_source: PolicySource, minter: Any, resolver: EndpointSource,
                  clock: Clock = SYSTEM_CLOCK, rate_limiter: CallerLimiter | None = None,
                  deadline_seconds: float = VEND_DEADLINE_SECONDS, grants: LiveGrants | None = None) -> None:
         self.policy_source = policy_source

@@ -2,13 +2,20 @@
 (:mod:`.sts_transport`), read the caller from the answer."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 from chalicelib.clock import SYSTEM_CLOCK, Clock
 from chalicelib.vending.proof import ProofConfig, ProvenCaller, StsTransport, parse_identity_proof, parse_sts_answer
 from chalicelib.vending.sts_transport import DeadlineStsTransport
 
-__all__ = ["StsVerifier"]
+__all__ = ["IdentityVerifier", "StsVerifier"]
+
+
+class IdentityVerifier(Protocol):
+    """Who signed an identity proof (:class:`StsVerifier`; a stand-in in tests)."""
+
+    def verify(self, proof: Any) -> ProvenCaller:
+        """The proven caller; raises :class:`~chalicelib.errors.IdentityProofError` when unproven."""
 
 
 class StsVerifier:

@@ -17,9 +17,9 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-__all__ = ["LogLine", "MetricCount", "CloudWatchSink"]
+__all__ = ["LogLine", "MetricCount", "Sink", "CloudWatchSink"]
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,13 @@ class MetricCount:
     dimensions: tuple[tuple[str, str], ...]
     value: float
     at: float
+
+
+class Sink(Protocol):
+    """Where log lines and metric counts go (:class:`CloudWatchSink`, or a list in a test)."""
+
+    def put(self, item: LogLine | MetricCount) -> None:
+        """Take one item; never blocks."""
 
 
 class _Flush:

@@ -41,7 +41,7 @@ from chalicelib.attribution.refusals import (
     log_group_for,
     refusal_line,
 )
-from devtools.local.cwlogs import CloudWatchSink, LogLine, MetricCount
+from devtools.local.cwlogs import LogLine, MetricCount, Sink
 from devtools.local.rdsauth import TokenVerdict
 
 __all__ = ["InstanceAuth", "TokenChecker", "InstanceState", "IamAuthGuard", "error_code_for", "moto_instance_state",
@@ -134,7 +134,7 @@ class TokenChecker(Protocol):
 class IamAuthGuard:
     """``check(user, token, instance=None) -> bool`` with RDS's behaviour around the checker."""
 
-    def __init__(self, checker: TokenChecker, instances: Mapping[str, InstanceAuth], *, sink: CloudWatchSink | None,
+    def __init__(self, checker: TokenChecker, instances: Mapping[str, InstanceAuth], *, sink: Sink | None,
                  state: StateReader | None = None, monotonic: Callable[[], float] = time.monotonic,
                  wall: Callable[[], float] = time.time) -> None:
         self._checker = checker

@@ -15,15 +15,21 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from unittest import mock
 
 import boto3
 import psycopg
 import pytest
+from botocore.config import Config
 
+from chalicelib.canary.model import CheckResult
 from devtools.local.aws import AccountSessions
+from devtools.local.stack import LocalStack
 from devtools.local.state import AUDIT_LOG_GROUP
+from tests.support.canary_samples import check_of
 
 pytestmark = pytest.mark.e2e
 
@@ -34,7 +40,7 @@ SIGNER_POLICY = "rdsvend-signer-rds-connect"
 
 
 class World:
-    def __init__(self, stack):
+    def __init__(self, stack: LocalStack) -> None:
         self.stack = stack
         info = stack.info
         self.info = info
@@ -47,41 +53,42 @@ class World:
         self.iam = self.sessions.client("iam", info.seeded.instances[DB].account)
 
     # -- making logins ---------------------------------------------------------------------------
-    def connect(self, token, user=APP_USER):
+    def connect(self, token: str, user: str = APP_USER) -> psycopg.Connection[Any]:
         return psycopg.connect(host=self.db["host"], port=self.db["port"], dbname=self.db["dbname"], user=user,
                                password=token, sslmode="verify-full", sslrootcert=self.stack.ca_path,
                                connect_timeout=10)
 
-    def refused(self, token, user=APP_USER):
+    def refused(self, token: str, user: str = APP_USER) -> None:
         with pytest.raises(psycopg.OperationalError) as err:
             self.connect(token, user).close()
         assert "authentication failed" in str(err.value).lower()
 
-    def caller_token(self, at=None, caller="allowed"):
+    def caller_token(self, at: datetime | None = None, caller: str = "allowed") -> str:
         keys = self.stack.keys(caller)
         session = boto3.session.Session(aws_access_key_id=keys.access_key_id,
                                         aws_secret_access_key=keys.secret_access_key, region_name=self.info.region)
         rds = session.client("rds", endpoint_url=self.info.moto_url)
         kwargs = dict(DBHostname=self.db["host"], Port=self.db["port"], DBUsername=APP_USER, Region=self.info.region)
         if at is None:
-            return rds.generate_db_auth_token(**kwargs)
+            return str(rds.generate_db_auth_token(**kwargs))
         with mock.patch("botocore.auth.get_current_datetime", return_value=at.replace(tzinfo=None)):
-            return rds.generate_db_auth_token(**kwargs)
+            return str(rds.generate_db_auth_token(**kwargs))
 
-    def vend(self):
+    def vend(self) -> str:
         status, body = self.stack.request("POST", "/v1/tokens", {"database": DB, "db_user": APP_USER})
         assert status == 200, body
-        return body["token"]
+        token: str = body["token"]
+        return token
 
     # -- reading what RDS wrote --------------------------------------------------------------------
-    def lines_since(self, start_ms):
+    def lines_since(self, start_ms: int) -> list[str]:
         try:
             events = self.logs.filter_log_events(logGroupName=GROUP, startTime=start_ms)["events"]
         except self.logs.exceptions.ResourceNotFoundException:
             return []
         return [e["message"] for e in events]
 
-    def wait_for_line(self, start_ms, needle, timeout=15.0, count=1):
+    def wait_for_line(self, start_ms: int, needle: str, timeout: float = 15.0, count: int = 1) -> list[str]:
         deadline = time.monotonic() + timeout
         while True:
             lines = [line for line in self.lines_since(start_ms) if needle in line]
@@ -89,14 +96,14 @@ class World:
                 return lines
             time.sleep(0.2)
 
-    def metric(self, name, start):
+    def metric(self, name: str, start: datetime) -> float:
         answer = self.cw.get_metric_statistics(
             Namespace="AWS/RDS", MetricName=name, Dimensions=[{"Name": "DBInstanceIdentifier", "Value": DB}],
             StartTime=start - timedelta(minutes=1), EndTime=datetime.now(UTC) + timedelta(minutes=1),
             Period=60, Statistics=["Sum"])
-        return sum(p["Sum"] for p in answer["Datapoints"])
+        return float(sum(p["Sum"] for p in answer["Datapoints"]))
 
-    def wait_for_metric(self, name, start, at_least, timeout=15.0):
+    def wait_for_metric(self, name: str, start: datetime, at_least: float, timeout: float = 15.0) -> float:
         deadline = time.monotonic() + timeout
         while True:
             value = self.metric(name, start)
@@ -106,15 +113,15 @@ class World:
 
 
 @pytest.fixture(scope="module")
-def world(local_stack):
+def world(local_stack: LocalStack) -> World:
     return World(local_stack)  # the refusals made here are cleared when the module ends (conftest)
 
 
-def _now():
+def _now() -> tuple[datetime, int]:
     return datetime.now(UTC), int(time.time() * 1000) - 1000
 
 
-def test_an_expired_token_is_logged_as_expired_with_its_metric(world):
+def test_an_expired_token_is_logged_as_expired_with_its_metric(world: World) -> None:
     start, start_ms = _now()
     before = world.metric("IamDbAuthConnectionFailureInvalidToken", start)
     world.refused(world.caller_token(at=datetime.now(UTC) - timedelta(minutes=20)))
@@ -126,7 +133,7 @@ def test_an_expired_token_is_logged_as_expired_with_its_metric(world):
     assert world.metric("IamDbAuthConnectionRequests", start) >= 1
 
 
-def test_a_tampered_token_is_logged_as_invalid_and_never_written_out(world):
+def test_a_tampered_token_is_logged_as_invalid_and_never_written_out(world: World) -> None:
     start, start_ms = _now()
     token = world.caller_token()
     head, sig = token.rsplit("X-Amz-Signature=", 1)
@@ -145,7 +152,7 @@ def test_a_tampered_token_is_logged_as_invalid_and_never_written_out(world):
 
 
 @contextlib.contextmanager
-def signer_without_permission(world):
+def signer_without_permission(world: World) -> Iterator[None]:
     role = "rdsvend-signer"
     arn = next(p["PolicyArn"] for p in world.iam.list_attached_role_policies(RoleName=role)["AttachedPolicies"]
                if p["PolicyName"] == SIGNER_POLICY)
@@ -156,7 +163,7 @@ def signer_without_permission(world):
         world.iam.attach_role_policy(RoleName=role, PolicyArn=arn)
 
 
-def test_an_unpermitted_signer_is_logged_as_not_authorized_naming_the_caller(world):
+def test_an_unpermitted_signer_is_logged_as_not_authorized_naming_the_caller(world: World) -> None:
     start, start_ms = _now()
     token = world.vend()  # signed by the signer role, in a session named after the caller
     with signer_without_permission(world):
@@ -170,20 +177,20 @@ def test_an_unpermitted_signer_is_logged_as_not_authorized_naming_the_caller(wor
     world.connect(token).close()  # permission back: the same token logs in
 
 
-def _tlv(tag, payload):
+def _tlv(tag: int, payload: bytes) -> bytes:
     if len(payload) < 0x80:
         return bytes([tag, len(payload)]) + payload
     size = len(payload).to_bytes((len(payload).bit_length() + 7) // 8, "big")
     return bytes([tag, 0x80 | len(size)]) + size + payload
 
 
-def _bind(message_id, user, token):
+def _bind(message_id: int, user: str, token: str) -> bytes:
     request = _tlv(0x02, b"\x03") + _tlv(0x04, f"cn={user},dc=rdsvend".encode()) + _tlv(0x80, token.encode())
     mid = message_id.to_bytes(2, "big")
     return _tlv(0x30, _tlv(0x02, mid) + _tlv(0x60, request))
 
 
-def _codes(reply):
+def _codes(reply: bytes) -> list[int]:
     codes, index = [], reply.find(b"\x0a\x01")
     while index != -1:
         codes.append(reply[index + 2])
@@ -191,7 +198,7 @@ def _codes(reply):
     return codes
 
 
-def test_a_burst_past_the_instance_rate_is_throttled_and_logged(world):
+def test_a_burst_past_the_instance_rate_is_throttled_and_logged(world: World) -> None:
     """300 logins in well under a second (pipelined on the bind responder PostgreSQL hands
     passwords to: PostgreSQL itself cannot start 200 TLS sessions a second on this machine)."""
     start, start_ms = _now()
@@ -225,7 +232,7 @@ def test_a_burst_past_the_instance_rate_is_throttled_and_logged(world):
     world.connect(token).close()
 
 
-def test_a_valid_token_is_refused_while_iam_auth_is_disabled(world):
+def test_a_valid_token_is_refused_while_iam_auth_is_disabled(world: World) -> None:
     token = world.vend()
     world.rds.modify_db_instance(DBInstanceIdentifier=DB, EnableIAMDatabaseAuthentication=False, ApplyImmediately=True)
     try:
@@ -237,12 +244,12 @@ def test_a_valid_token_is_refused_while_iam_auth_is_disabled(world):
         assert conn.execute("SELECT current_user").fetchone() == (APP_USER,)
 
 
-def test_the_service_audit_lines_reach_its_log_group_without_the_token(world):
+def test_the_service_audit_lines_reach_its_log_group_without_the_token(world: World) -> None:
     start_ms = int(time.time() * 1000) - 1000
     token = world.vend()
     logs = world.sessions.client("logs", world.info.seeded.execution.account)
     deadline = time.monotonic() + 15
-    found = []
+    found: list[dict[str, Any]] = []
     while not found and time.monotonic() < deadline:
         try:
             events = logs.filter_log_events(logGroupName="/aws/lambda/rdsvend-local", startTime=start_ms)["events"]
@@ -255,7 +262,7 @@ def test_the_service_audit_lines_reach_its_log_group_without_the_token(world):
     assert all(token.split("X-Amz-Signature=")[1] not in json.dumps(f) for f in found)
 
 
-def _operator_env(world):
+def _operator_env(world: World) -> dict[str, str]:
     """The operator's shell in the service account (where the audit lines and orders-local live)."""
     import os
 
@@ -266,12 +273,12 @@ def _operator_env(world):
     return env
 
 
-def _rdsvend(world, *args):
+def _rdsvend(world: World, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "rdsvend.cli", *args], env=_operator_env(world),
                           capture_output=True, text=True, timeout=120, check=False)
 
 
-def test_audit_json_joins_the_refusal_to_the_vend_by_session(world):
+def test_audit_json_joins_the_refusal_to_the_vend_by_session(world: World) -> None:
     token = world.vend()
     with signer_without_permission(world):
         world.refused(token)
@@ -291,13 +298,13 @@ def test_audit_json_joins_the_refusal_to_the_vend_by_session(world):
 
 
 @pytest.mark.parametrize("args", [["--since", "soon"], ["--since", "0m"], ["--bogus"], ["--database", "nope"]])
-def test_audit_bad_flags_are_one_line_and_exit_2(world, args):
+def test_audit_bad_flags_are_one_line_and_exit_2(world: World, args: list[str]) -> None:
     done = _rdsvend(world, "audit", *args)
     assert done.returncode == 2
     assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
 
 
-def test_doctor_names_the_refused_caller_with_reason_and_fix(world):
+def test_doctor_names_the_refused_caller_with_reason_and_fix(world: World) -> None:
     world.refused(world.caller_token(at=datetime.now(UTC) - timedelta(minutes=20)))
     token = world.vend()
     with signer_without_permission(world):
@@ -313,7 +320,7 @@ def test_doctor_names_the_refused_caller_with_reason_and_fix(world):
     assert "refresh tokens earlier" in out and "use the rdsvend client" in out
 
 
-def test_doctor_says_how_to_turn_the_export_on(world):
+def test_doctor_says_how_to_turn_the_export_on(world: World) -> None:
     world.rds.modify_db_instance(DBInstanceIdentifier=DB, ApplyImmediately=True,
                                  CloudwatchLogsExportConfiguration={"DisableLogTypes": ["iam-db-auth-error"]})
     try:
@@ -326,7 +333,7 @@ def test_doctor_says_how_to_turn_the_export_on(world):
             "'{\"EnableLogTypes\":[\"iam-db-auth-error\"]}'") in done.stdout
 
 
-def test_the_canary_warns_after_a_refusal_and_passes_when_there_is_none(world):
+def test_the_canary_warns_after_a_refusal_and_passes_when_there_is_none(world: World) -> None:
     from chalicelib.canary.checks_auth_log import CloudWatchAuthErrorLog
     from chalicelib.canary.runner import run_canary
     from chalicelib.policy.loader import load_policy_file
@@ -335,11 +342,12 @@ def test_the_canary_warns_after_a_refusal_and_passes_when_there_is_none(world):
     policy = load_policy_file(world.info.policy_path)
     target = [(policy.databases[DB], policy.databases[DB].users[APP_USER])]
 
-    def auth_errors(since):
+    def auth_errors(since: float) -> CheckResult:
         deps = local_canary_deps(world.info, policy)
+        assert isinstance(deps.auth_log, CloudWatchAuthErrorLog)
         deps.auth_log = CloudWatchAuthErrorLog(deps.auth_log.client_for, since=since)
         report = run_canary(policy, deps, targets=target)
-        return report.targets[0].check("rds.auth_errors")
+        return check_of(report.targets[0], "rds.auth_errors")
 
     quiet_since = time.time()
     assert auth_errors(quiet_since).status == "pass"
@@ -351,7 +359,7 @@ def test_the_canary_warns_after_a_refusal_and_passes_when_there_is_none(world):
     assert auth_errors(time.time()).status == "pass"  # nothing since this run's previous one
 
 
-def test_the_canary_errors_when_it_cannot_read_the_log(world):
+def test_the_canary_errors_when_it_cannot_read_the_log(world: World) -> None:
     from chalicelib.canary.checks_auth_log import CloudWatchAuthErrorLog
     from chalicelib.canary.runner import run_canary
     from chalicelib.policy.loader import load_policy_file
@@ -361,15 +369,15 @@ def test_the_canary_errors_when_it_cannot_read_the_log(world):
     deps = local_canary_deps(world.info, policy)
     dead = boto3.session.Session(aws_access_key_id="AKIAEXAMPLE", aws_secret_access_key="x",
                                  region_name=world.info.region).client(
-        "logs", endpoint_url="http://127.0.0.1:9", config=__import__("botocore.config").config.Config(
+        "logs", endpoint_url="http://127.0.0.1:9", config=Config(
             connect_timeout=1, read_timeout=1, retries={"max_attempts": 1}))
     deps.auth_log = CloudWatchAuthErrorLog(lambda database: dead, since=time.time() - 60)
     report = run_canary(policy, deps, targets=[(policy.databases[DB], policy.databases[DB].users[APP_USER])])
-    check = report.targets[0].check("rds.auth_errors")
+    check = check_of(report.targets[0], "rds.auth_errors")
     assert check.status == "error" and "FilterLogEvents" in check.message
 
 
-def test_a_refusal_in_another_account_is_read_there_through_the_reader_role(world):
+def test_a_refusal_in_another_account_is_read_there_through_the_reader_role(world: World) -> None:
     """billing-local lives in account 444444444444: its refusals are written there, and the
     operator (in the service account) reads them through the database's reader role."""
     billing = world.info.databases["billing-local"]
@@ -388,7 +396,8 @@ def test_a_refusal_in_another_account_is_read_there_through_the_reader_role(worl
     finally:
         iam.attach_role_policy(RoleName="rdsvend-signer", PolicyArn=arn)
     logs = world.sessions.client("logs", billing["account"])
-    deadline, lines = time.monotonic() + 15, []
+    deadline = time.monotonic() + 15
+    lines: list[str] = []
     while not lines and time.monotonic() < deadline:
         events = logs.filter_log_events(logGroupName="/aws/rds/instance/billing-local/iam-db-auth-error",
                                         startTime=start_ms)["events"]

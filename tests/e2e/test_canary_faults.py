@@ -15,17 +15,24 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 
+from chalicelib.canary.model import CheckResult, Report, Status
 from chalicelib.canary.runner import run_canary
 from chalicelib.canary.scheduled import run_scheduled
+from chalicelib.canary.target_run import CanaryDeps
 from chalicelib.policy.loader import load_policy_file
-from chalicelib.policy.model import CanarySettings, Database
+from chalicelib.policy.model import AccessPolicy, CanarySettings, Database
 from devtools.local.aws import AccountSessions
 from devtools.local.canary import local_canary_deps, local_canary_env
+from devtools.local.postgres import free_port
+from devtools.local.stack import LocalStack
+from tests.support.canary_samples import check_of
 
 pytestmark = pytest.mark.e2e
 
@@ -40,7 +47,7 @@ REPO = Path(__file__).resolve().parents[2]
 class Canary:
     """The canary against the shared local stack, plus handles to break and repair it."""
 
-    def __init__(self, stack):
+    def __init__(self, stack: LocalStack) -> None:
         self.stack = stack
         self.info = stack.info
         self.policy = load_policy_file(self.info.policy_path)
@@ -57,35 +64,35 @@ class Canary:
         self.orgs = admin.client("organizations", mgmt)
         self.baseline = self.problems(self.run())
 
-    def run(self, policy=None, deps=None):
+    def run(self, policy: AccessPolicy | None = None, deps: CanaryDeps | None = None) -> Report:
         return run_canary(policy or self.policy, deps or self.deps)
 
     @staticmethod
-    def problems(report):
+    def problems(report: Report) -> dict[tuple[str, str], Status]:
         return {(t.key, c.id): c.status for t in report.targets for c in t.checks if c.status in ("warn", "fail", "error")}
 
-    def new_problems(self, report):
+    def new_problems(self, report: Report) -> dict[tuple[str, str], Status]:
         """What the fault changed, on the databases themselves. The same users reached through the
         local RDS Proxies fail along with them (their leg 2): tests/e2e/test_proxy_canary.py covers them."""
         now = self.problems(report)
         return {k: v for k, v in now.items() if self.baseline.get(k) != v and k[0] not in PROXIED}
 
-    def sql(self, statement, dbname="postgres"):
+    def sql(self, statement: str, dbname: str = "postgres") -> None:
         with psycopg.connect(self.info.admin_dsn, dbname=dbname, autocommit=True) as conn:
             conn.execute(statement)
 
 
 @pytest.fixture(scope="module")
-def canary(local_stack):
+def canary(local_stack: LocalStack) -> Canary:
     return Canary(local_stack)
 
 
-def check(report, key, cid):
+def check(report: Report, key: str, cid: str) -> CheckResult:
     target = next(t for t in report.targets if t.key == key)
-    return target.check(cid)
+    return check_of(target, cid)
 
 
-def test_baseline_is_all_pass_the_kerberos_user_included(canary):
+def test_baseline_is_all_pass_the_kerberos_user_included(canary: Canary) -> None:
     report = canary.run()
     by_key = {t.key: t for t in report.targets}
     assert by_key[APP].status == "pass" and by_key[OWNER].status == "pass"
@@ -99,7 +106,7 @@ def test_baseline_is_all_pass_the_kerberos_user_included(canary):
     assert "AmazonRDSDirectoryServiceAccess" in check(report, ETL, "iam.directory_role").message
 
 
-def test_rds_iam_revoked(canary):
+def test_rds_iam_revoked(canary: Canary) -> None:
     canary.sql("REVOKE rds_iam FROM orders_app")
     try:
         report = canary.run()
@@ -110,7 +117,7 @@ def test_rds_iam_revoked(canary):
     assert check(report, APP, "db.rds_iam").fix == "GRANT rds_iam TO orders_app;"
 
 
-def test_iam_auth_disabled_on_the_instance(canary):
+def test_iam_auth_disabled_on_the_instance(canary: Canary) -> None:
     canary.rds.modify_db_instance(DBInstanceIdentifier=DB, EnableIAMDatabaseAuthentication=False, ApplyImmediately=True)
     try:
         report = canary.run()
@@ -122,7 +129,7 @@ def test_iam_auth_disabled_on_the_instance(canary):
 
 
 @contextlib.contextmanager
-def scp_denying_rds_db(canary, target_id):
+def scp_denying_rds_db(canary: Canary, target_id: str) -> Iterator[str]:
     doc = {"Version": "2012-10-17", "Statement": [
         {"Sid": "NoDatabaseLogins", "Effect": "Deny", "Action": "rds-db:*", "Resource": "*"}]}
     policy_id = canary.orgs.create_policy(Name="DenyRdsDb", Description="canary fault", Type="SERVICE_CONTROL_POLICY",
@@ -135,7 +142,7 @@ def scp_denying_rds_db(canary, target_id):
         canary.orgs.delete_policy(PolicyId=policy_id)
 
 
-def iam_targets(canary, account=None):
+def iam_targets(canary: Canary, account: str | None = None) -> set[str]:
     """Every (database/db user) key of an IAM user of an RDS database (rds-db:connect; not an
     Aurora DSQL cluster's), of databases in ``account`` (default: all)."""
     return {f"{db.name}/{u.name}" for db in canary.policy.databases.values() for u in db.users.values()
@@ -145,7 +152,7 @@ def iam_targets(canary, account=None):
 
 
 @pytest.mark.parametrize("level", ["root", "ou"])
-def test_scp_denying_rds_db_at_root_and_at_ou(canary, level):
+def test_scp_denying_rds_db_at_root_and_at_ou(canary: Canary, level: str) -> None:
     seeded = canary.info.seeded
     target = seeded.root_id if level == "root" else seeded.units["Services"]
     with scp_denying_rds_db(canary, target) as policy_id:
@@ -159,7 +166,7 @@ def test_scp_denying_rds_db_at_root_and_at_ou(canary, level):
     assert (target in message) if level == "root" else ("OU Services" in message)
 
 
-def test_signer_policy_built_from_the_instance_name(canary):
+def test_signer_policy_built_from_the_instance_name(canary: Canary) -> None:
     arn = f"arn:aws:iam::{canary.info.seeded.execution.account}:policy/rdsvend-signer-rds-connect"
     original = canary.iam.get_policy(PolicyArn=arn)["Policy"]["DefaultVersionId"]
     doc = canary.iam.get_policy_version(PolicyArn=arn, VersionId=original)["PolicyVersion"]["Document"]
@@ -182,7 +189,7 @@ def test_signer_policy_built_from_the_instance_name(canary):
     assert f"dbuser:{DB}/orders_app" in result.fix and f"dbuser:{resource_id}/orders_app" in result.fix
 
 
-def test_rds_ad_granted_as_well(canary):
+def test_rds_ad_granted_as_well(canary: Canary) -> None:
     canary.sql("GRANT rds_ad TO orders_app")
     try:
         report = canary.run()
@@ -196,7 +203,7 @@ def test_rds_ad_granted_as_well(canary):
     ("ALTER ROLE orders_app SUPERUSER", "ALTER ROLE orders_app NOSUPERUSER", "is superuser"),
     ("CREATE SCHEMA app_private AUTHORIZATION orders_app", "DROP SCHEMA app_private", "owns schema app_private"),
 ])
-def test_service_user_with_too_much_privilege(canary, fault, undo, words):
+def test_service_user_with_too_much_privilege(canary: Canary, fault: str, undo: str, words: str) -> None:
     dbname = canary.info.databases[DB]["dbname"]
     canary.sql(fault, dbname=dbname)
     try:
@@ -207,7 +214,7 @@ def test_service_user_with_too_much_privilege(canary, fault, undo, words):
     assert words in check(report, APP, "db.tier").message
 
 
-def test_database_stopped(canary):
+def test_database_stopped(canary: Canary) -> None:
     canary.rds.stop_db_instance(DBInstanceIdentifier=DB)
     try:
         report = canary.run()
@@ -220,14 +227,8 @@ def test_database_stopped(canary):
     assert check(report, APP, "db.connect").status == "skip"
 
 
-def _dead_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def test_aws_endpoint_unreachable_is_an_error_never_a_pass(canary):
-    deps = local_canary_deps(canary.info, canary.policy, endpoint_url=f"http://127.0.0.1:{_dead_port()}",
+def test_aws_endpoint_unreachable_is_an_error_never_a_pass(canary: Canary) -> None:
+    deps = local_canary_deps(canary.info, canary.policy, endpoint_url=f"http://127.0.0.1:{free_port()}",
                              env=canary.env)
     report = canary.run(deps=deps)
     assert {t.status for t in report.targets} == {"error"}
@@ -240,16 +241,16 @@ def test_aws_endpoint_unreachable_is_an_error_never_a_pass(canary):
 
 
 @contextlib.contextmanager
-def hanging_listener():
+def hanging_listener() -> Iterator[int]:
     """Accepts TCP connections and never says a word."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(16)
     listener.settimeout(0.2)
     stop = threading.Event()
-    held = []
+    held: list[socket.socket] = []
 
-    def accept():
+    def accept() -> None:
         while not stop.is_set():
             try:
                 held.append(listener.accept()[0])
@@ -268,7 +269,7 @@ def hanging_listener():
         listener.close()
 
 
-def test_a_hanging_database_costs_at_most_its_timeout(canary):
+def test_a_hanging_database_costs_at_most_its_timeout(canary: Canary) -> None:
     with hanging_listener() as port:
         good = canary.policy.databases[DB]
         hang = Database("orders-hang", "postgres", good.region, "instance", good.identifier,
@@ -281,30 +282,34 @@ def test_a_hanging_database_costs_at_most_its_timeout(canary):
         elapsed = time.monotonic() - started
     hung = next(t for t in report.targets if t.database == "orders-hang")
     assert hung.status == "error"
-    assert hung.check("db.connect").status == "error"
-    assert hung.check("rds.endpoint").status == "warn"  # 127.0.0.1:port is not the RDS endpoint
+    assert check_of(hung, "db.connect").status == "error"
+    assert check_of(hung, "rds.endpoint").status == "warn"  # 127.0.0.1:port is not the RDS endpoint
     others = [t for t in report.targets if t.database != "orders-hang"]
     assert canary.new_problems(dataclasses.replace(report, targets=tuple(others))) == {}
     assert elapsed < 3 + 10  # the timeout plus the healthy targets' own work, never the hang
 
 
 class ListLog:
-    def __init__(self):
-        self.lines = []
+    def __init__(self) -> None:
+        self.lines: list[dict[str, Any]] = []
+        self.correlation_id: str | None = None
 
-    def set_correlation_id(self, value):
+    def set_correlation_id(self, value: str) -> None:
         self.correlation_id = value
 
-    def info(self, msg):
+    def info(self, msg: dict[str, Any]) -> None:
         self.lines.append(msg)
 
     warning = error = info
 
 
-def test_alert_once_per_status_change(canary):
+def test_alert_once_per_status_change(canary: Canary) -> None:
     session = canary.session
     endpoint = canary.info.moto_url
-    clients = lambda service, region=None: session.client(service, endpoint_url=endpoint)  # noqa: E731 - the client factory's shape, inline
+
+    def clients(service: str, region: str | None = None) -> Any:
+        return session.client(service, endpoint_url=endpoint)
+
     # The table, topic and queue are made by an administrator; the scheduled canary runs as the function.
     admin = AccountSessions(endpoint, canary.info.region, canary.info.seeded.management_account)
     service = canary.info.seeded.execution.account
@@ -319,13 +324,13 @@ def test_alert_once_per_status_change(canary):
     sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn, Attributes={"RawMessageDelivery": "true"})
     env = {"RDSVEND_STATE_TABLE": table, "RDSVEND_ALERT_TOPIC": topic, "AWS_DEFAULT_REGION": canary.info.region}
 
-    def scheduled():
+    def scheduled() -> tuple[dict[str, Any], ListLog]:
         log = ListLog()
         result = run_scheduled(event_id="evt-1", env=env, policy=canary.policy, deps=canary.deps,
                                clients=clients, log=log)
         return result, log
 
-    def drained():
+    def drained() -> list[tuple[str, str | None, str]]:
         out = []
         while batch := sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", []):
             for message in batch:
@@ -351,7 +356,7 @@ def test_alert_once_per_status_change(canary):
     assert drained() == [(APP, "fail", "pass"), ("orders-proxy/orders_app", "fail", "pass")]
 
 
-def test_doctor_names_the_scp_and_the_pam_error_and_exits_1(canary):
+def test_doctor_names_the_scp_and_the_pam_error_and_exits_1(canary: Canary) -> None:
     env = {**os.environ, **canary.env}
     for key in ("AWS_SECURITY_TOKEN", "AWS_PROFILE"):
         env.pop(key, None)
@@ -368,7 +373,7 @@ def test_doctor_names_the_scp_and_the_pam_error_and_exits_1(canary):
     assert canary.info.admin_dsn not in out and canary.env["AWS_SECRET_ACCESS_KEY"] not in out + done.stderr
 
 
-def test_cli_exit_codes_for_a_healthy_target_and_a_bad_policy(canary, tmp_path):
+def test_cli_exit_codes_for_a_healthy_target_and_a_bad_policy(canary: Canary, tmp_path: Path) -> None:
     env = {**os.environ, **canary.env}
     env.pop("AWS_SECURITY_TOKEN", None)
     if "AWS_SESSION_TOKEN" not in canary.env:

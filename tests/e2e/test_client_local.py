@@ -17,6 +17,8 @@ import sys
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import boto3
 import psycopg
@@ -24,7 +26,7 @@ import pytest
 import sqlalchemy
 from botocore.config import Config
 
-from devtools.local.stack import UNSET_ENV
+from devtools.local.stack import UNSET_ENV, LocalStack
 from rdsvend import TokenClient, VendApi, VendedToken, connect
 from rdsvend.pgpass import split_line
 from rdsvend.sqla import create_engine
@@ -40,27 +42,29 @@ RDSVEND = [sys.executable, "-m", "rdsvend.cli"]
 
 
 @pytest.fixture(scope="module")
-def stack_env(local_stack) -> dict[str, str]:
+def stack_env(local_stack: LocalStack) -> dict[str, str]:
     """A shell's environment after ``eval "$(rdsvend local env)"`` for the allowed caller."""
     env = {k: v for k, v in os.environ.items() if k not in UNSET_ENV and not k.startswith("PG")}
     env.update(local_stack.env("allowed"))
     return env
 
 
-def rdsvend(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+def rdsvend(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*RDSVEND, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False)
 
 
-def session_for(local_stack, caller: str = "allowed") -> boto3.Session:
+def session_for(local_stack: LocalStack, caller: str = "allowed") -> boto3.Session:
     keys = local_stack.env(caller)
     return boto3.Session(aws_access_key_id=keys["AWS_ACCESS_KEY_ID"],
                          aws_secret_access_key=keys["AWS_SECRET_ACCESS_KEY"],
                          region_name=keys["AWS_DEFAULT_REGION"])
 
 
-def current_user(ca_path: str, **params) -> str:
+def current_user(ca_path: str, **params: Any) -> str:
     with psycopg.connect(sslmode="verify-full", sslrootcert=ca_path, connect_timeout=10, **params) as conn:
-        return conn.execute("select current_user").fetchone()[0]
+        row = conn.execute("select current_user").fetchone()
+    assert row is not None
+    return str(row[0])
 
 
 class CountingApi:
@@ -93,7 +97,7 @@ class OffsetClock:
 # --------------------------------------------------------------------------- CLI
 
 
-def test_token_formats_each_connect(local_stack, stack_env):
+def test_token_formats_each_connect(local_stack: LocalStack, stack_env: dict[str, str]) -> None:
     ca = local_stack.ca_path
     result = rdsvend(stack_env, "token", DATABASE, DB_USER, "--format", "json")
     assert result.returncode == 0, result.stderr
@@ -110,11 +114,11 @@ def test_token_formats_each_connect(local_stack, stack_env):
     dsn = rdsvend(stack_env, "token", DATABASE, DB_USER, "--format", "dsn").stdout.strip()
     assert "sslmode=verify-full" in dsn and f"sslrootcert={ca}" in dsn
     with psycopg.connect(dsn, connect_timeout=10) as conn:  # password and CA are in the DSN
-        assert conn.execute("select current_user").fetchone()[0] == DB_USER
+        assert conn.execute("select current_user").fetchone() == (DB_USER,)
 
 
 @pytest.mark.skipif(shutil.which("psql") is None, reason="psql not installed")
-def test_token_env_format_feeds_psql(stack_env):
+def test_token_env_format_feeds_psql(stack_env: dict[str, str]) -> None:
     script = f'eval "$({" ".join(RDSVEND)} token {DATABASE} {DB_USER} --format env)" && ' \
              'psql -Atc "select current_user, count(*) from shop.orders"'
     result = subprocess.run(["bash", "-c", script], env=stack_env, capture_output=True, text=True, timeout=60, check=False)
@@ -122,7 +126,8 @@ def test_token_env_format_feeds_psql(stack_env):
     assert result.stdout.strip() == "orders_app|3"
 
 
-def test_denied_caller_gets_one_line_and_exit_1(local_stack, stack_env, tmp_path):
+def test_denied_caller_gets_one_line_and_exit_1(local_stack: LocalStack, stack_env: dict[str, str],
+                                                tmp_path: Path) -> None:
     env = {**stack_env, **local_stack.env("denied")}
     marker = tmp_path / "ran"
     for args in (["token", DATABASE, DB_USER],
@@ -134,7 +139,7 @@ def test_denied_caller_gets_one_line_and_exit_1(local_stack, stack_env, tmp_path
     assert not marker.exists(), "exec ran the command although no token was vended"
 
 
-def test_unsigned_environment_is_refused_by_the_gateway(stack_env):
+def test_unsigned_environment_is_refused_by_the_gateway(stack_env: dict[str, str]) -> None:
     env = {**stack_env, "AWS_SECRET_ACCESS_KEY": "not-the-secret"}
     result = rdsvend(env, "token", DATABASE, DB_USER)
     assert result.returncode == 2  # the caller's credentials, not the service's policy
@@ -143,7 +148,7 @@ def test_unsigned_environment_is_refused_by_the_gateway(stack_env):
     assert "not-the-secret" not in result.stderr and result.stdout == ""
 
 
-def test_passexec_prints_only_a_working_token(local_stack, stack_env):
+def test_passexec_prints_only_a_working_token(local_stack: LocalStack, stack_env: dict[str, str]) -> None:
     result = rdsvend(stack_env, "passexec", DATABASE, DB_USER)
     assert result.returncode == 0, result.stderr
     token = result.stdout.rstrip("\n")
@@ -154,19 +159,19 @@ def test_passexec_prints_only_a_working_token(local_stack, stack_env):
 
 
 @pytest.mark.skipif(shutil.which("psql") is None, reason="psql not installed")
-def test_exec_runs_psql_with_the_libpq_environment(stack_env):
+def test_exec_runs_psql_with_the_libpq_environment(stack_env: dict[str, str]) -> None:
     result = rdsvend(stack_env, "exec", DATABASE, DB_USER, "--", "psql", "-Atc",
                      "select current_user, current_setting('ssl') = 'on', count(*) from shop.orders")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "orders_app|t|3"
 
 
-def test_exec_returns_the_commands_exit_status(stack_env):
+def test_exec_returns_the_commands_exit_status(stack_env: dict[str, str]) -> None:
     result = rdsvend(stack_env, "exec", DATABASE, DB_USER, "--", "psql", "-Atc", "select * from no_such_table")
     assert result.returncode != 0 and "no_such_table" in result.stderr
 
 
-def test_pgpass_file_is_read_by_libpq(local_stack, stack_env, tmp_path):
+def test_pgpass_file_is_read_by_libpq(local_stack: LocalStack, stack_env: dict[str, str], tmp_path: Path) -> None:
     path = tmp_path / "pgpass"
     path.write_text("# keep this comment\nother.example:5432:*:alice:pa\\:ss\n")
     result = rdsvend(stack_env, "pgpass", DATABASE, DB_USER, "--file", str(path))
@@ -184,7 +189,8 @@ def test_pgpass_file_is_read_by_libpq(local_stack, stack_env, tmp_path):
     assert len(path.read_text().splitlines()) == 3
 
 
-def test_pgpass_watch_keeps_rewriting_the_file(local_stack, stack_env, tmp_path):
+def test_pgpass_watch_keeps_rewriting_the_file(local_stack: LocalStack, stack_env: dict[str, str],
+                                               tmp_path: Path) -> None:
     path = tmp_path / "pgpass"
     proc = subprocess.Popen(interruptible("pgpass", DATABASE, DB_USER, "--file", str(path), "--watch", "--every", "1"),
                             env=stack_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -214,7 +220,7 @@ def test_pgpass_watch_keeps_rewriting_the_file(local_stack, stack_env, tmp_path)
 # --------------------------------------------------------------------------- TokenClient
 
 
-def test_concurrent_token_client_callers_cause_one_refresh(local_stack):
+def test_concurrent_token_client_callers_cause_one_refresh(local_stack: LocalStack) -> None:
     clock = OffsetClock()
     api = CountingApi(VendApi(local_stack.url, session=session_for(local_stack), clock=clock))
     client = TokenClient(api=api, clock=clock)
@@ -246,10 +252,10 @@ def test_concurrent_token_client_callers_cause_one_refresh(local_stack):
     assert not errors and len(tokens) == 12
     assert api.calls == 2
     with connect(client, DATABASE, DB_USER, sslrootcert=local_stack.ca_path) as conn:
-        assert conn.execute("select current_user").fetchone()[0] == DB_USER
+        assert conn.execute("select current_user").fetchone() == (DB_USER,)
 
 
-def test_sqlalchemy_pool_asks_for_a_new_token_once_the_first_expired(local_stack):
+def test_sqlalchemy_pool_asks_for_a_new_token_once_the_first_expired(local_stack: LocalStack) -> None:
     """Expiry on the client's clock: the service's tokens live ~14 minutes of real time, so
     the test moves the TokenClient's clock 15 minutes ahead. The pool must then ask for a new
     token for its next connection instead of reusing the one it started with, and that
@@ -274,7 +280,7 @@ def test_sqlalchemy_pool_asks_for_a_new_token_once_the_first_expired(local_stack
         engine.dispose()
 
 
-def test_sqlalchemy_pool_survives_a_token_that_really_expired(local_stack):
+def test_sqlalchemy_pool_survives_a_token_that_really_expired(local_stack: LocalStack) -> None:
     """Real expiry, no clock tricks: tokens here are signed by the test with STS session
     credentials of the stack's signer role that live 4 seconds (moto honours any
     DurationSeconds; the stack's RDS token checker refuses a token whose session credentials

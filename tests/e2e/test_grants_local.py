@@ -9,16 +9,17 @@ from datetime import UTC, datetime
 import pytest
 
 from devtools.local.demo_grants import GrantStory, run_canary_sweep, session_alive
+from devtools.local.stack import LocalStack
 
 pytestmark = pytest.mark.e2e
 
 
-def _when(text):
+def _when(text: str) -> datetime:
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
 
 
 @pytest.mark.parametrize("engine", ["postgres", "mariadb"])
-def test_the_story_ends_the_session_within_one_canary_run(local_stack, engine):
+def test_the_story_ends_the_session_within_one_canary_run(local_stack: LocalStack, engine: str) -> None:
     story = GrantStory(local_stack, engine)
     database, db_user = story.target
     status, body = story.token()
@@ -39,6 +40,7 @@ def test_the_story_ends_the_session_within_one_canary_run(local_stack, engine):
         status, _ = story.token()
         assert status == 403  # the grant ended: no new token
         report = run_canary_sweep(local_stack.info)
+        assert report is not None, "the canary swept no grants table"
         assert grant["id"] in report["expired"]
         assert report["problems"] == []
         assert report["sessions_ended"].get(f"{database}/{db_user}"), report
@@ -51,7 +53,7 @@ def test_the_story_ends_the_session_within_one_canary_run(local_stack, engine):
 
 
 @pytest.mark.parametrize("engine", ["postgres", "mariadb"])
-def test_a_revoked_grant_ends_its_session_at_once(local_stack, engine):
+def test_a_revoked_grant_ends_its_session_at_once(local_stack: LocalStack, engine: str) -> None:
     story = GrantStory(local_stack, engine)
     grant = story.ask(600, f"e2e revoke {engine}")
     story.decide(grant["id"], "approve")

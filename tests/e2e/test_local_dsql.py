@@ -62,9 +62,10 @@ class World:
     """What the tests share: the cluster, its checker, the vending service, the clients."""
 
     def __init__(self, cluster: LocalDsqlCluster, arn: str, ca: str, service: VendingService, iam: Any,
-                 orgs: Any, lookup: MotoSecretLookup, policy: Any) -> None:
+                 orgs: Any, lookup: MotoSecretLookup, policy: Any, refusals: list[str]) -> None:
         self.cluster, self.arn, self.ca, self.service = cluster, arn, ca, service
         self.iam, self.orgs, self.lookup, self.policy = iam, orgs, lookup, policy
+        self.refusals = refusals  # the reason of each login the cluster's checker refused, in order
 
     def vend(self, db_user: str) -> VendedToken:
         answer = self.service.vend(identity_from_arn(CALLER, ACCOUNT), {"database": "ledger", "db_user": db_user},
@@ -77,15 +78,17 @@ class World:
         if token is not None:
             params["password"] = token
         with psycopg.connect(**params, connect_timeout=10) as conn:
-            return str(conn.execute("SELECT current_user").fetchone()[0])  # type: ignore[index]  # SELECT current_user returns one row
+            row = conn.execute("SELECT current_user").fetchone()
+        assert row is not None  # SELECT current_user returns one row
+        return str(row[0])
 
     def refusal(self, db_user: str, token: str | None = None) -> str:
-        before = len(self.cluster.refusals)
+        before = len(self.refusals)
         with pytest.raises(psycopg.OperationalError) as err:
             self.login(db_user, token)
         assert "authentication failed" in str(err.value)
         assert token is None or token not in str(err.value)
-        return self.cluster.refusals[before]
+        return self.refusals[before]
 
     def canary(self, db_user: str) -> TargetReport:
         database = self.policy.databases["ledger"]
@@ -108,10 +111,6 @@ class _Tokens:
 class _Signer:
     def principal(self, database: Any) -> str:
         return str(database.signer_role)
-
-
-class _Recorder(list[str]):
-    pass
 
 
 @pytest.fixture(scope="module")
@@ -151,7 +150,7 @@ def world() -> Iterator[World]:
             return verdict.allowed, verdict.combined.explanation
 
         cluster = LocalDsqlCluster(created["identifier"], ACCOUNT, REGION, role_id=role_id).start()
-        cluster.refusals = _Recorder()  # type: ignore[attr-defined]  # the test's recorder, on the cluster it watches
+        refusals: list[str] = []
         checker = DsqlTokenChecker(lookup, cluster=cluster.endpoint, permission_check=permission,
                                    mappings=cluster.mappings,
                                    principal_id=lambda c: lookup.caller_id(c).split(":", 1)[0])
@@ -160,7 +159,7 @@ def world() -> Iterator[World]:
             verdict = checker.verify(user, token)
             log_verdict(verdict)
             if not verdict.allowed:
-                cluster.refusals.append(verdict.reason)  # type: ignore[attr-defined]  # the test's recorder, set above
+                refusals.append(verdict.reason)
             return verdict.allowed
 
         cluster.set_checker(check)
@@ -187,7 +186,7 @@ def world() -> Iterator[World]:
         service = VendingService(policy_source=StaticPolicySource(policy), minter=TokenMinter(cache_tokens=False),
                                  resolver=EndpointResolver(ClientFactory()))
         try:
-            yield World(cluster, created["arn"], str(cluster.pg.ca_path), service, iam, orgs, lookup, policy)
+            yield World(cluster, created["arn"], str(cluster.pg.ca_path), service, iam, orgs, lookup, policy, refusals)
         finally:
             cluster.stop()
     for key, value in saved.items():

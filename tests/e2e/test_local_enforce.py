@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 import boto3
 import pytest
@@ -15,6 +17,8 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from devtools.local.aws import AccountSessions
+from devtools.local.denials import Denial
+from devtools.local.stack import LocalStack
 
 pytestmark = pytest.mark.e2e
 
@@ -26,34 +30,42 @@ SIGNER = f"arn:aws:iam::{SERVICE}:role/rdsvend-signer"
 _ONE_TRY = Config(retries={"max_attempts": 1})
 
 
-def _client(stack, keys, service, **kwargs):
+def _client(stack: LocalStack, keys: dict[str, str], service: str, **kwargs: Any) -> Any:
     session = boto3.session.Session(aws_access_key_id=keys["AccessKeyId"], aws_secret_access_key=keys["SecretAccessKey"],
                                     aws_session_token=keys.get("SessionToken"), region_name=stack.info.region)
     return session.client(service, endpoint_url=stack.moto_url, config=_ONE_TRY, **kwargs)
 
 
-def _refusal(call, *args, **kwargs):
+def _refusal(call: Callable[..., object], *args: Any, **kwargs: Any) -> Mapping[str, Any]:
     with pytest.raises(ClientError) as caught:
         call(*args, **kwargs)
     return caught.value.response
 
 
-def _last_denial(stack, action):
-    found = [d for d in stack.denials() if d.action == action]
+def _last_denial(stack: LocalStack, action: str) -> Denial:
+    found: list[Denial] = [d for d in stack.denials() if d.action == action]
     assert found, f"no denial of {action} was logged"
     return found[-1]
 
 
+#: (service, account=the workloads account) -> an administrator's client there
+Admin = Callable[..., Any]
+
+
 @pytest.fixture(scope="module")
-def admin(local_stack):
+def admin(local_stack: LocalStack) -> Admin:
     """Clients acting in an account with its OrganizationAccountAccessRole (administrator)."""
     info = local_stack.info
     sessions = AccountSessions(info.moto_url, info.region, info.seeded.management_account)
-    return lambda service, account=WORKLOADS: sessions.client(service, account)
+
+    def client(service: str, account: str = WORKLOADS) -> Any:
+        return sessions.client(service, account)
+
+    return client
 
 
 @pytest.fixture(scope="module")
-def probe(local_stack, admin):
+def probe(local_stack: LocalStack, admin: Admin) -> Iterator[dict[str, str]]:
     iam = admin("iam")
     iam.create_user(UserName=PROBE)
     keys = iam.create_access_key(UserName=PROBE)["AccessKey"]
@@ -66,14 +78,15 @@ def probe(local_stack, admin):
         iam.delete_user(UserName=PROBE)
 
 
-def _grant(admin, name, actions, resource="*"):
+def _grant(admin: Admin, name: str, actions: str | list[str], resource: str = "*") -> None:
     admin("iam").put_user_policy(UserName=PROBE, PolicyName=name, PolicyDocument=json.dumps({
         "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": actions, "Resource": resource}]}))
 
 
 # -- no grant: AWS's words, per protocol -------------------------------------------------------------
 
-def test_a_caller_with_no_grant_is_refused_in_the_query_shape_with_aws_words(local_stack, probe):
+def test_a_caller_with_no_grant_is_refused_in_the_query_shape_with_aws_words(local_stack: LocalStack,
+                                                                             probe: dict[str, str]) -> None:
     iam = _client(local_stack, probe, "iam")
     response = _refusal(iam.get_user)
     assert response["ResponseMetadata"]["HTTPStatusCode"] == 403
@@ -85,7 +98,8 @@ def test_a_caller_with_no_grant_is_refused_in_the_query_shape_with_aws_words(loc
     assert (denial.principal, denial.resource, denial.layer) == (PROBE_ARN, PROBE_ARN, "identity")
 
 
-def test_a_caller_with_no_grant_is_refused_in_the_json_shape_with_aws_words(local_stack, probe):
+def test_a_caller_with_no_grant_is_refused_in_the_json_shape_with_aws_words(local_stack: LocalStack,
+                                                                            probe: dict[str, str]) -> None:
     sm = _client(local_stack, probe, "secretsmanager")
     response = _refusal(sm.list_secrets)
     assert response["ResponseMetadata"]["HTTPStatusCode"] == 400
@@ -96,7 +110,7 @@ def test_a_caller_with_no_grant_is_refused_in_the_json_shape_with_aws_words(loca
     assert _last_denial(local_stack, "secretsmanager:ListSecrets").layer == "identity"
 
 
-def test_an_allowed_call_passes(local_stack, probe, admin):
+def test_an_allowed_call_passes(local_stack: LocalStack, probe: dict[str, str], admin: Admin) -> None:
     sm = _client(local_stack, probe, "secretsmanager")
     _grant(admin, "random", "secretsmanager:GetRandomPassword")
     try:
@@ -106,7 +120,8 @@ def test_an_allowed_call_passes(local_stack, probe, admin):
     assert _refusal(sm.get_random_password)["Error"]["Code"] == "AccessDeniedException"  # the grant is gone
 
 
-def test_an_unknown_key_and_a_bad_signature_get_the_services_own_errors(local_stack, probe):
+def test_an_unknown_key_and_a_bad_signature_get_the_services_own_errors(local_stack: LocalStack,
+                                                                        probe: dict[str, str]) -> None:
     unknown = {"AccessKeyId": "AKIA" + "Q" * 16, "SecretAccessKey": "x"}
     assert _refusal(_client(local_stack, unknown, "iam").get_user)["Error"]["Code"] == "InvalidClientTokenId"
     assert _refusal(_client(local_stack, unknown, "secretsmanager").list_secrets)["Error"]["Code"] == (
@@ -119,7 +134,8 @@ def test_an_unknown_key_and_a_bad_signature_get_the_services_own_errors(local_st
 
 # -- each layer named -------------------------------------------------------------------------------
 
-def test_an_scp_deny_is_named_in_the_answer_and_the_log(local_stack, probe, admin):
+def test_an_scp_deny_is_named_in_the_answer_and_the_log(local_stack: LocalStack, probe: dict[str, str],
+                                                        admin: Admin) -> None:
     orgs = admin("organizations", local_stack.info.seeded.management_account)
     _grant(admin, "random", "secretsmanager:GetRandomPassword")
     scp = orgs.create_policy(Name=f"deny-probe-{uuid.uuid4().hex[:6]}", Description="test", Type="SERVICE_CONTROL_POLICY",
@@ -140,7 +156,8 @@ def test_an_scp_deny_is_named_in_the_answer_and_the_log(local_stack, probe, admi
     assert denial.layer == "scp" and denial.explicit and scp_id in denial.detail
 
 
-def test_a_permissions_boundary_is_named_in_the_answer_and_the_log(local_stack, probe, admin):
+def test_a_permissions_boundary_is_named_in_the_answer_and_the_log(local_stack: LocalStack, probe: dict[str, str],
+                                                                   admin: Admin) -> None:
     iam = admin("iam")
     suffix = uuid.uuid4().hex[:6]
     boundary = iam.create_policy(PolicyName=f"probe-boundary-{suffix}", PolicyDocument=json.dumps({
@@ -168,7 +185,8 @@ def test_a_permissions_boundary_is_named_in_the_answer_and_the_log(local_stack, 
     assert _last_denial(local_stack, "secretsmanager:GetRandomPassword").layer == "boundary"
 
 
-def test_a_secrets_resource_policy_deny_is_named_in_the_answer_and_the_log(local_stack, probe, admin):
+def test_a_secrets_resource_policy_deny_is_named_in_the_answer_and_the_log(local_stack: LocalStack,
+                                                                           probe: dict[str, str], admin: Admin) -> None:
     sm = admin("secretsmanager")
     secret = sm.create_secret(Name=f"probe/{uuid.uuid4().hex[:8]}", SecretString="s3cret")["ARN"]
     sm.put_resource_policy(SecretId=secret, ResourcePolicy=json.dumps({"Version": "2012-10-17", "Statement": [{
@@ -190,7 +208,8 @@ def test_a_secrets_resource_policy_deny_is_named_in_the_answer_and_the_log(local
     assert "s3cret" not in json.dumps(response) and "s3cret" not in denial.detail
 
 
-def test_assume_role_needs_a_trust_that_admits_the_caller(local_stack, probe, admin):
+def test_assume_role_needs_a_trust_that_admits_the_caller(local_stack: LocalStack, probe: dict[str, str],
+                                                          admin: Admin) -> None:
     _grant(admin, "assume", "sts:AssumeRole")
     try:
         response = _refusal(_client(local_stack, probe, "sts").assume_role, RoleArn=SIGNER, RoleSessionName="probe")
@@ -203,7 +222,9 @@ def test_assume_role_needs_a_trust_that_admits_the_caller(local_stack, probe, ad
     assert denial.layer == "resource" and "trust policy" in denial.detail
 
 
-def test_moto_alone_lets_anyone_assume_any_role_and_the_local_stack_does_not(local_stack, probe, admin):
+def test_moto_alone_lets_anyone_assume_any_role_and_the_local_stack_does_not(local_stack: LocalStack,
+                                                                             probe: dict[str, str],
+                                                                             admin: Admin) -> None:
     """Pinned: moto answers this AssumeRole (its trust admits only the service); the local AWS refuses."""
     from moto import mock_aws
 
@@ -227,7 +248,7 @@ def test_moto_alone_lets_anyone_assume_any_role_and_the_local_stack_does_not(loc
     assert _last_denial(local_stack, "sts:AssumeRole").resource == execution
 
 
-def test_a_cross_account_assume_role_needs_the_callers_own_permission(local_stack):
+def test_a_cross_account_assume_role_needs_the_callers_own_permission(local_stack: LocalStack) -> None:
     """The operator is named in the signer's trust; its own policy must still allow it (it does),
     and the denied caller, not named, is refused."""
     info = local_stack.info
@@ -238,7 +259,7 @@ def test_a_cross_account_assume_role_needs_the_callers_own_permission(local_stac
     assert sts.assume_role(RoleArn=SIGNER, RoleSessionName="op")["AssumedRoleUser"]["Arn"].endswith("/op")
 
 
-def test_an_action_the_local_stack_cannot_map_is_denied_and_logged(local_stack):
+def test_an_action_the_local_stack_cannot_map_is_denied_and_logged(local_stack: LocalStack) -> None:
     info = local_stack.info
     operator = info.keys("operator")  # may read any IAM role, but nothing names a SAML provider here
     iam = boto3.session.Session(aws_access_key_id=operator.access_key_id,
@@ -251,7 +272,7 @@ def test_an_action_the_local_stack_cannot_map_is_denied_and_logged(local_stack):
     assert denial.layer == "unmapped" and "saml-provider" in denial.detail
 
 
-def test_the_gateway_authorizes_execute_api_invoke(local_stack, probe):
+def test_the_gateway_authorizes_execute_api_invoke(local_stack: LocalStack, probe: dict[str, str]) -> None:
     """A signed request from a principal of the organization with no execute-api:Invoke grant
     is refused by the gateway as API Gateway refuses it; the allowed caller passes."""
     import requests
@@ -262,6 +283,7 @@ def test_the_gateway_authorizes_execute_api_invoke(local_stack, probe):
     request = AWSRequest(method="GET", url=f"{local_stack.url}/v1/whoami")
     SigV4Auth(Credentials(probe["AccessKeyId"], probe["SecretAccessKey"]), "execute-api",
               local_stack.info.region).add_auth(request)
+    assert request.url is not None
     answer = requests.get(request.url, headers=dict(request.headers.items()), timeout=10)
     assert answer.status_code == 403
     assert answer.headers["x-amzn-ErrorType"] == "AccessDeniedException"

@@ -3,6 +3,9 @@ who may act through moto's account header, and what the denial log keeps. No loc
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -21,7 +24,7 @@ _ONE_TRY = Config(retries={"max_attempts": 1})
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     log_path = tmp_path_factory.mktemp("denials") / "denials.jsonl"
     moto = MotoServer()
     url = moto.start()
@@ -33,7 +36,7 @@ def server(tmp_path_factory):
         moto.stop()
 
 
-def _root(url, service, account=ROOT_ACCOUNT):
+def _root(url: str, service: str, account: str = ROOT_ACCOUNT) -> Any:
     client = boto3.client(service, endpoint_url=url, region_name="us-east-1", aws_access_key_id=MANAGEMENT_ROOT_KEY[0],
                           aws_secret_access_key=MANAGEMENT_ROOT_KEY[1], config=_ONE_TRY)
     client.meta.events.register("before-sign", lambda request, **_: request.headers.__setitem__(
@@ -41,7 +44,7 @@ def _root(url, service, account=ROOT_ACCOUNT):
     return client
 
 
-def test_the_root_key_acts_for_its_account_and_a_users_header_is_ignored(server):
+def test_the_root_key_acts_for_its_account_and_a_users_header_is_ignored(server: tuple[str, Path]) -> None:
     url, state_dir = server
     iam = _root(url, "iam")
     iam.create_user(UserName="spoofer")
@@ -63,7 +66,7 @@ def test_the_root_key_acts_for_its_account_and_a_users_header_is_ignored(server)
     assert denial.principal == f"arn:aws:iam::{ROOT_ACCOUNT}:user/spoofer"
 
 
-def test_the_root_key_with_a_wrong_secret_is_refused(server):
+def test_the_root_key_with_a_wrong_secret_is_refused(server: tuple[str, Path]) -> None:
     url, _ = server
     forged = boto3.client("iam", endpoint_url=url, region_name="us-east-1", aws_access_key_id=MANAGEMENT_ROOT_KEY[0],
                           aws_secret_access_key="guessed", config=_ONE_TRY)
@@ -74,7 +77,7 @@ def test_the_root_key_with_a_wrong_secret_is_refused(server):
     assert caught.value.response["Error"]["Code"] == "SignatureDoesNotMatch"
 
 
-def test_get_caller_identity_answers_any_valid_signature(server):
+def test_get_caller_identity_answers_any_valid_signature(server: tuple[str, Path]) -> None:
     url, _ = server
     iam = _root(url, "iam")
     iam.create_user(UserName="nobody")
@@ -92,7 +95,8 @@ def test_get_caller_identity_answers_any_valid_signature(server):
                        "SignedHeaders=host;x-amz-date, Signature=" + "0" * 64, "X-Amz-Date": "20260101T000000Z"},
      403, "InvalidClientTokenId"),
 ])
-def test_unsigned_and_malformed_requests_get_a_precise_refusal(server, headers, status, code):
+def test_unsigned_and_malformed_requests_get_a_precise_refusal(server: tuple[str, Path], headers: dict[str, Any],
+                                                               status: int, code: str) -> None:
     import requests
 
     answer = requests.post(server[0] + "/", data=b"Action=ListUsers&Version=2010-05-08", timeout=10,

@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -16,6 +17,7 @@ import requests
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from devtools.local.stack import LocalStack
 from rdsvend import invoke_payload
 from tests.support.local_shell import shell_env
 
@@ -27,11 +29,11 @@ FUNCTION = "rdsvend-local-vend"
 
 def readme_invoke_example() -> str:
     blocks = re.findall(r"```python\n(.*?)```", (REPO / "README.md").read_text(), flags=re.S)
-    (block,) = [b for b in blocks if "invoke_payload(" in b]
+    (block,) = [str(b) for b in blocks if "invoke_payload(" in b]
     return block
 
 
-def lambda_client(stack, caller="allowed", **config):
+def lambda_client(stack: LocalStack, caller: str = "allowed", **config: Any) -> tuple[boto3.session.Session, Any]:
     keys = stack.keys(caller)
     session = boto3.session.Session(aws_access_key_id=keys.access_key_id,
                                     aws_secret_access_key=keys.secret_access_key, region_name=stack.info.region)
@@ -39,19 +41,20 @@ def lambda_client(stack, caller="allowed", **config):
                                    config=Config(retries={"max_attempts": 1}, **config))
 
 
-def invoke(stack, payload, caller="allowed", function=FUNCTION):
+def invoke(stack: LocalStack, payload: Any, caller: str = "allowed", function: str = FUNCTION) -> tuple[int, Any]:
     _session, client = lambda_client(stack, caller)
     answer = client.invoke(FunctionName=function, Payload=json.dumps(payload).encode())
     return answer["StatusCode"], json.loads(answer["Payload"].read())
 
 
-def proof_payload(stack, database, db_user, caller="allowed", server_id=None):
+def proof_payload(stack: LocalStack, database: str, db_user: str, caller: str = "allowed",
+                  server_id: str | None = None) -> dict[str, Any]:
     session, _client = lambda_client(stack, caller)
     return invoke_payload(database, db_user, server_id or stack.info.server_id, session=session,
                           endpoint_url=stack.info.moto_url)
 
 
-def test_the_readme_example_runs_as_written_in_a_local_env_shell(local_stack, tmp_path):
+def test_the_readme_example_runs_as_written_in_a_local_env_shell(local_stack: LocalStack, tmp_path: Path) -> None:
     example = tmp_path / "example.py"
     example.write_text(readme_invoke_example())
     env = shell_env(local_stack, "caller")
@@ -66,7 +69,7 @@ def test_the_readme_example_runs_as_written_in_a_local_env_shell(local_stack, tm
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", expires_at)
 
 
-def test_the_example_server_id_matches_what_a_deployment_configures():
+def test_the_example_server_id_matches_what_a_deployment_configures() -> None:
     from devtools.deploy.settings import load_chalice_config, load_deploy_settings
     from devtools.deploy.stack import stack_environment, stack_plan
 
@@ -79,7 +82,7 @@ def test_the_example_server_id_matches_what_a_deployment_configures():
     assert prod in example and "rdsvend-prod-vend" in example
 
 
-def test_a_direct_invoke_vends_a_token_that_logs_in(local_stack):
+def test_a_direct_invoke_vends_a_token_that_logs_in(local_stack: LocalStack) -> None:
     import psycopg
 
     status, body = invoke(local_stack, proof_payload(local_stack, "billing-local", "billing_app"))
@@ -90,19 +93,19 @@ def test_a_direct_invoke_vends_a_token_that_logs_in(local_stack):
         assert conn.execute("SELECT current_user").fetchone() == ("billing_app",)
 
 
-def test_a_rule_with_source_ips_never_matches_a_direct_invoke(local_stack):
+def test_a_rule_with_source_ips_never_matches_a_direct_invoke(local_stack: LocalStack) -> None:
     status, body = invoke(local_stack, proof_payload(local_stack, "orders-local", "orders_app"))
     assert status == 200 and body["error"]["code"] == "forbidden"
     assert "token" not in body
 
 
-def test_a_proof_for_another_server_is_refused(local_stack):
+def test_a_proof_for_another_server_is_refused(local_stack: LocalStack) -> None:
     payload = proof_payload(local_stack, "billing-local", "billing_app", server_id="rdsvend-prod.111122223333")
     status, body = invoke(local_stack, payload)
     assert status == 200 and body["error"]["code"] == "unauthenticated"
 
 
-def test_a_tampered_proof_is_refused_by_the_local_sts(local_stack):
+def test_a_tampered_proof_is_refused_by_the_local_sts(local_stack: LocalStack) -> None:
     payload = proof_payload(local_stack, "billing-local", "billing_app")
     auth = payload["identity"]["headers"]["Authorization"]
     payload["identity"]["headers"]["Authorization"] = auth[:-4] + ("0000" if not auth.endswith("0000") else "1111")
@@ -111,7 +114,7 @@ def test_a_tampered_proof_is_refused_by_the_local_sts(local_stack):
     assert "token" not in body
 
 
-def test_a_caller_without_lambda_invoke_permission_is_refused_like_lambda(local_stack):
+def test_a_caller_without_lambda_invoke_permission_is_refused_like_lambda(local_stack: LocalStack) -> None:
     _session, client = lambda_client(local_stack, "denied")
     with pytest.raises(ClientError) as err:
         client.invoke(FunctionName=FUNCTION, Payload=b"{}")
@@ -125,12 +128,12 @@ def test_a_caller_without_lambda_invoke_permission_is_refused_like_lambda(local_
 @pytest.mark.parametrize("name", [
     "rdsvend-local-vend", f"arn:aws:lambda:us-east-1:222222222222:function:{FUNCTION}",
     f"222222222222:function:{FUNCTION}", f"{FUNCTION}:$LATEST"])
-def test_the_function_answers_to_its_name_and_arns(local_stack, name):
+def test_the_function_answers_to_its_name_and_arns(local_stack: LocalStack, name: str) -> None:
     status, body = invoke(local_stack, {"database": "billing-local"}, function=name)
     assert status == 200 and body["error"]["code"] == "invalid_request"  # reached the handler
 
 
-def test_another_function_is_not_found(local_stack):
+def test_another_function_is_not_found(local_stack: LocalStack) -> None:
     _session, client = lambda_client(local_stack)
     with pytest.raises(ClientError) as err:
         client.invoke(FunctionName="rdsvend-local-canary", Payload=b"{}")
@@ -143,7 +146,7 @@ def test_another_function_is_not_found(local_stack):
     (b"\xff\xfe", "InvalidRequestContentException"),
     (b"[" * 100_000 + b"]" * 100_000, "InvalidRequestContentException"),  # an answer, not a dropped connection
 ])
-def test_a_payload_that_is_not_json_is_a_400(local_stack, payload, code):
+def test_a_payload_that_is_not_json_is_a_400(local_stack: LocalStack, payload: bytes, code: str) -> None:
     _session, client = lambda_client(local_stack)
     with pytest.raises(ClientError) as err:
         client.invoke(FunctionName=FUNCTION, Payload=payload)
@@ -152,19 +155,22 @@ def test_a_payload_that_is_not_json_is_a_400(local_stack, payload, code):
 
 
 @pytest.mark.parametrize("payload", [[1, 2], None, "text", {"database": "x" * 40_000, "db_user": "a", "identity": {}}])
-def test_hostile_json_payloads_get_the_functions_precise_error(local_stack, payload):
+def test_hostile_json_payloads_get_the_functions_precise_error(
+    local_stack: LocalStack,
+    payload: dict[str, Any] | list[Any] | str | None,
+) -> None:
     status, body = invoke(local_stack, payload)
     assert status == 200 and body["error"]["code"] == "invalid_request", body
 
 
-def test_an_oversized_payload_is_refused_before_the_function(local_stack):
+def test_an_oversized_payload_is_refused_before_the_function(local_stack: LocalStack) -> None:
     _session, client = lambda_client(local_stack)
     with pytest.raises(ClientError) as err:
         client.invoke(FunctionName=FUNCTION, Payload=b" " * (6 * 1024 * 1024 + 1))
     assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 413
 
 
-def test_unsigned_and_badly_signed_invokes_are_refused(local_stack):
+def test_unsigned_and_badly_signed_invokes_are_refused(local_stack: LocalStack) -> None:
     url = f"{local_stack.info.lambda_url}/2015-03-31/functions/{FUNCTION}/invocations"
     unsigned = requests.post(url, data=b"{}", timeout=10)
     assert unsigned.status_code == 403
@@ -178,7 +184,7 @@ def test_unsigned_and_badly_signed_invokes_are_refused(local_stack):
     assert err.value.response["Error"]["Code"] == "InvalidSignatureException"
 
 
-def test_no_token_or_proof_reaches_the_stack_log(local_stack):
+def test_no_token_or_proof_reaches_the_stack_log(local_stack: LocalStack) -> None:
     payload = proof_payload(local_stack, "billing-local", "billing_app")
     status, body = invoke(local_stack, payload)
     assert status == 200 and "token" in body
@@ -190,7 +196,8 @@ def test_no_token_or_proof_reaches_the_stack_log(local_stack):
 
 
 @pytest.mark.parametrize("secret, code", [("not-the-secret", "SignatureDoesNotMatch"), (None, None)])
-def test_the_local_sts_checks_signatures_as_sts_does(local_stack, secret, code):
+def test_the_local_sts_checks_signatures_as_sts_does(local_stack: LocalStack, secret: str | None,
+                                                     code: str | None) -> None:
     keys = local_stack.keys("allowed")
     sts = boto3.session.Session(aws_access_key_id=keys.access_key_id,
                                 aws_secret_access_key=secret or keys.secret_access_key,

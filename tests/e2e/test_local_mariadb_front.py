@@ -14,6 +14,9 @@ import secrets
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import botocore.session
 import pymysql
@@ -45,7 +48,12 @@ class Permissions:
 
 
 @pytest.fixture(scope="module")
-def front():
+def permissions() -> Permissions:
+    return Permissions()
+
+
+@pytest.fixture(scope="module")
+def front(permissions: Permissions) -> Iterator[LocalMariaDB]:
     db = LocalMariaDB(settings=FrontSettings(handshake_timeout=2.0, idle_timeout=600.0,
                                              max_handshake_packet=64 * 1024, max_connections=4))
     db.start()
@@ -53,24 +61,23 @@ def front():
         db.server.create_database("app")
         db.server.create_iam_user(USER)
         db.server.run_sql("GRANT SELECT ON app.* TO 'app_user'@'%'")
-        permissions = Permissions()
         checker = RdsTokenChecker(StaticSecretLookup([SESSION]), permission_check=permissions,
                                   endpoints=RdsInstance(REGION, ACCOUNT, "db-FRONTE2E00000000000000000",
                                                         frozenset({"localhost"}), db.port, "front-e2e"))
         db.set_checker(checker.check)
-        db.permissions = permissions
         yield db
     finally:
         db.stop()
 
 
-def token(db, user=USER):
+def token(db: LocalMariaDB, user: str = USER) -> str:
     session = botocore.session.Session()
     session.set_credentials(SESSION.access_key_id, SESSION.secret_key, SESSION.session_token)
-    return session.create_client("rds", region_name=REGION).generate_db_auth_token("localhost", db.port, user, REGION)
+    rds: Any = session.create_client("rds", region_name=REGION)
+    return str(rds.generate_db_auth_token("localhost", db.port, user, REGION))
 
 
-def test_a_pymysql_session_sees_its_tls_version_and_cipher(front):
+def test_a_pymysql_session_sees_its_tls_version_and_cipher(front: LocalMariaDB) -> None:
     """As on RDS, a session's Ssl_version and Ssl_cipher name its TLS (the front speaks TLS to the
     backend too, at the client's version), never empty."""
     with front.connect(USER, token(front), database="app") as conn, conn.cursor() as cur:
@@ -84,7 +91,7 @@ def test_a_pymysql_session_sees_its_tls_version_and_cipher(front):
         assert cur.fetchone() == (1,)
 
 
-def test_a_session_token_over_1_5_kb_logs_in_with_pymysql_and_the_cli(front):
+def test_a_session_token_over_1_5_kb_logs_in_with_pymysql_and_the_cli(front: LocalMariaDB) -> None:
     tok = token(front)
     assert len(tok) > 1500
     with front.connect(USER, tok, database="app") as conn, conn.cursor() as cur:
@@ -102,20 +109,21 @@ def test_a_session_token_over_1_5_kb_logs_in_with_pymysql_and_the_cli(front):
     assert done.stdout.strip() == "app_user@%"
 
 
-def test_refusals_name_the_checker_reason(front, caplog):
+def test_refusals_name_the_checker_reason(front: LocalMariaDB, permissions: Permissions,
+                                          caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level("INFO")
-    front.permissions.denied.add(f"arn:aws:rds-db:{REGION}:{ACCOUNT}:dbuser:db-FRONTE2E00000000000000000/{USER}")
+    permissions.denied.add(f"arn:aws:rds-db:{REGION}:{ACCOUNT}:dbuser:db-FRONTE2E00000000000000000/{USER}")
     try:
         with pytest.raises(pymysql.err.OperationalError) as err:
             front.connect(USER, token(front))
     finally:
-        front.permissions.denied.clear()
+        permissions.denied.clear()
     assert err.value.args[0] == 1045
     assert "reason=not_permitted:test permissions" in caplog.text
     assert "X-Amz-Signature" not in caplog.text
 
 
-def test_the_server_certificate_is_verified(front, tmp_path):
+def test_the_server_certificate_is_verified(front: LocalMariaDB, tmp_path: Path) -> None:
     from devtools.local.tls import make_tls_material
 
     other = make_tls_material(tmp_path / "other", owner=None)
@@ -124,7 +132,7 @@ def test_the_server_certificate_is_verified(front, tmp_path):
     assert "CERTIFICATE_VERIFY_FAILED" in str(err.value)
 
 
-def _raw(front):
+def _raw(front: LocalMariaDB) -> tuple[socket.socket, bytes]:
     sock = socket.create_connection(("127.0.0.1", front.port), timeout=5)
     head = sock.recv(4)
     length = int.from_bytes(head[:3], "little")
@@ -134,7 +142,7 @@ def _raw(front):
     return sock, greeting
 
 
-def _read_error(sock):
+def _read_error(sock: socket.socket) -> bytes:
     data = b""
     sock.settimeout(5)
     while True:
@@ -144,7 +152,7 @@ def _read_error(sock):
         data += chunk
 
 
-def test_an_oversized_handshake_packet_is_refused_and_closed(front):
+def test_an_oversized_handshake_packet_is_refused_and_closed(front: LocalMariaDB) -> None:
     sock, greeting = _raw(front)
     assert greeting[:1] == b"\x0a"
     sock.sendall((10 * 1024 * 1024).to_bytes(3, "little") + b"\x01")
@@ -153,7 +161,7 @@ def test_an_oversized_handshake_packet_is_refused_and_closed(front):
     assert answer[4:5] == b"\xff" and int.from_bytes(answer[5:7], "little") == 1153
 
 
-def test_a_silent_client_is_dropped_after_the_handshake_timeout(front):
+def test_a_silent_client_is_dropped_after_the_handshake_timeout(front: LocalMariaDB) -> None:
     sock, _ = _raw(front)
     started = time.monotonic()
     sock.settimeout(10)
@@ -162,7 +170,7 @@ def test_a_silent_client_is_dropped_after_the_handshake_timeout(front):
     sock.close()
 
 
-def test_garbage_without_a_tls_request_is_refused(front):
+def test_garbage_without_a_tls_request_is_refused(front: LocalMariaDB) -> None:
     sock, _ = _raw(front)
     sock.sendall((40).to_bytes(3, "little") + b"\x01" + b"\x00" * 4 + secrets.token_bytes(36))
     answer = _read_error(sock)
@@ -170,7 +178,7 @@ def test_garbage_without_a_tls_request_is_refused(front):
     assert answer[4:5] == b"\xff" and int.from_bytes(answer[5:7], "little") == 3159
 
 
-def test_idle_connections_in_their_login_never_lock_logins_out(front):
+def test_idle_connections_in_their_login_never_lock_logins_out(front: LocalMariaDB) -> None:
     tok = token(front)
     held = [_raw(front)[0] for _ in range(6)]  # more than the 4 slots, none finishing its login
     try:
@@ -182,7 +190,7 @@ def test_idle_connections_in_their_login_never_lock_logins_out(front):
             sock.close()
 
 
-def test_too_many_logged_in_sessions_get_1040_and_the_front_keeps_serving(front):
+def test_too_many_logged_in_sessions_get_1040_and_the_front_keeps_serving(front: LocalMariaDB) -> None:
     sessions = [front.connect(USER, token(front)) for _ in range(4)]
     try:
         extra = socket.create_connection(("127.0.0.1", front.port), timeout=5)
@@ -204,23 +212,24 @@ def test_too_many_logged_in_sessions_get_1040_and_the_front_keeps_serving(front)
             time.sleep(0.2)
 
 
-def test_a_70_kb_token_gets_an_error_answer_not_a_dropped_connection(front):
+def test_a_70_kb_token_gets_an_error_answer_not_a_dropped_connection(front: LocalMariaDB) -> None:
     with pytest.raises(pymysql.err.OperationalError) as err:
         front.connect(USER, "x" * 70 * 1024)
     assert err.value.args[0] == 1153, err.value.args  # the front's answer, not 2013 "Lost connection"
 
 
-def test_the_backend_is_not_reachable_over_tcp(front):
+def test_the_backend_is_not_reachable_over_tcp(front: LocalMariaDB) -> None:
     sock_path = front.server.socket_path
     assert oct(os.stat(sock_path.parent).st_mode & 0o777) == "0o700"
     cmdline = open(f"/proc/{front.pid}/cmdline", "rb").read().split(b"\0")
     assert b"--skip-networking" in cmdline
 
 
-def test_a_login_whose_user_cannot_be_looked_up_is_refused(front, caplog, monkeypatch):
+def test_a_login_whose_user_cannot_be_looked_up_is_refused(front: LocalMariaDB, caplog: pytest.LogCaptureFixture,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     caplog.set_level("INFO")
 
-    def broken(user):
+    def broken(user: str) -> Any:
         raise OSError("backend gone")
 
     monkeypatch.setattr(front.front, "plugins", broken)

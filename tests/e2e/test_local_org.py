@@ -10,15 +10,19 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+from collections.abc import Callable, Iterator
 
 import boto3
 import psycopg
 import pytest
 
+from chalicelib.canary.model import CheckResult, Report, Status
 from chalicelib.canary.runner import run_canary
 from chalicelib.policy.loader import load_policy_file
 from devtools.local.aws import AccountSessions
 from devtools.local.canary import local_canary_deps
+from devtools.local.stack import LocalStack
+from tests.support.canary_samples import check_of
 from tests.support.local_shell import rdsvend, shell_env
 
 pytestmark = pytest.mark.e2e
@@ -31,7 +35,7 @@ DATA = "444444444444"
 class Org:
     """The operator's canary over the shared stack, with handles to break the second account."""
 
-    def __init__(self, stack):
+    def __init__(self, stack: LocalStack) -> None:
         self.stack = stack
         self.info = stack.info
         self.policy = load_policy_file(self.info.policy_path)
@@ -42,15 +46,15 @@ class Org:
         self.orgs = sessions.client("organizations", self.info.seeded.management_account)
         self.baseline = self.problems(self.run())
 
-    def run(self):
+    def run(self) -> Report:
         return run_canary(self.policy, local_canary_deps(self.info, self.policy, as_operator=True))
 
     @staticmethod
-    def problems(report):
+    def problems(report: Report) -> dict[tuple[str, str], Status]:
         return {(t.key, c.id): c.status for t in report.targets for c in t.checks
                 if c.status in ("warn", "fail", "error")}
 
-    def new_problems(self, report):
+    def new_problems(self, report: Report) -> dict[tuple[str, str], Status]:
         return {k: v for k, v in self.problems(report).items() if self.baseline.get(k) != v}
 
     def sql(self, statement: str, dbname: str = "billing") -> None:
@@ -59,17 +63,17 @@ class Org:
 
 
 @pytest.fixture(scope="module")
-def org(local_stack):
+def org(local_stack: LocalStack) -> Org:
     return Org(local_stack)
 
 
-def check(report, key, cid):
-    return next(t for t in report.targets if t.key == key).check(cid)
+def check(report: Report, key: str, cid: str) -> CheckResult:
+    return check_of(next(t for t in report.targets if t.key == key), cid)
 
 
 # -- the database in the second account -------------------------------------------------------------
 
-def test_vend_and_a_verify_full_login_for_the_database_in_the_second_account(local_stack, org):
+def test_vend_and_a_verify_full_login_for_the_database_in_the_second_account(local_stack: LocalStack, org: Org) -> None:
     from rdsvend.api import VendApi
     from rdsvend.connect import connection_params
 
@@ -86,15 +90,15 @@ def test_vend_and_a_verify_full_login_for_the_database_in_the_second_account(loc
     params = connection_params(vended, {"PGSSLROOTCERT": local_stack.ca_path})
     assert params["sslmode"] == "verify-full"
     with psycopg.connect(**params, connect_timeout=10) as conn:
-        user, tls, port = conn.execute(
+        row = conn.execute(
             "SELECT current_user, (SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()), "
             "inet_server_port()").fetchone()
         rows = conn.execute("SELECT customer, cents FROM ledger.invoices ORDER BY id").fetchall()
-    assert (user, tls, port) == ("billing_app", True, described["Endpoint"]["Port"])
+    assert row == ("billing_app", True, described["Endpoint"]["Port"])
     assert rows == [("acme", 12000), ("globex", 4550)]
 
 
-def _assumed(org, role_arn: str) -> dict[str, str]:
+def _assumed(org: Org, role_arn: str) -> dict[str, str]:
     keys = org.info.seeded.callers["operator"]
     sts = keys.session(org.info.region).client("sts", endpoint_url=org.info.moto_url)
     creds = sts.assume_role(RoleArn=role_arn, RoleSessionName="e2e-test")["Credentials"]
@@ -104,7 +108,7 @@ def _assumed(org, role_arn: str) -> dict[str, str]:
 
 # -- the operator's shell --------------------------------------------------------------------------
 
-def test_local_env_as_caller_denied_or_operator(local_stack, org):
+def test_local_env_as_caller_denied_or_operator(local_stack: LocalStack, org: Org) -> None:
     shells = {part: shell_env(local_stack, part) for part in ("caller", "denied", "operator")}
     callers = org.info.seeded.callers
     for part, name in (("caller", "allowed"), ("denied", "denied"), ("operator", "operator")):
@@ -123,7 +127,7 @@ def test_local_env_as_caller_denied_or_operator(local_stack, org):
         assert "--as" in done.stderr.strip().splitlines()[-1]  # the error line names the option
 
 
-def test_the_operators_canary_is_all_pass_and_gives_the_scheduled_canarys_verdicts(org):
+def test_the_operators_canary_is_all_pass_and_gives_the_scheduled_canarys_verdicts(org: Org) -> None:
     assert org.baseline == {}
     done = rdsvend(org.operator, "canary", "--json")
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr
@@ -139,7 +143,7 @@ def test_the_operators_canary_is_all_pass_and_gives_the_scheduled_canarys_verdic
     assert org.operator["AWS_SECRET_ACCESS_KEY"] not in done.stdout + done.stderr
 
 
-def test_the_operators_doctor_and_policy_render_for_the_second_account(org):
+def test_the_operators_doctor_and_policy_render_for_the_second_account(org: Org) -> None:
     doctor = rdsvend(org.operator, "doctor", DB, "billing_app", "--json")
     assert doctor.returncode == 0, doctor.stdout[-2000:] + doctor.stderr
     assert json.loads(doctor.stdout)["summary"]["pass"] == 1
@@ -158,7 +162,7 @@ def test_the_operators_doctor_and_policy_render_for_the_second_account(org):
         f"arn:aws:rds-db:us-east-1:{DATA}:dbuser:{resource_id}/billing_app"]
 
 
-def test_doctor_with_a_callers_keys_names_the_account_it_searched(org):
+def test_doctor_with_a_callers_keys_names_the_account_it_searched(org: Org) -> None:
     caller = shell_env(org.stack, "caller")
     done = rdsvend(caller, "doctor", "orders-local", "orders_app")
     assert done.returncode == 1
@@ -172,7 +176,7 @@ def test_doctor_with_a_callers_keys_names_the_account_it_searched(org):
     assert caller["AWS_SECRET_ACCESS_KEY"] not in text + done.stderr
 
 
-def test_discover_as_the_operator_lists_what_rds_has_in_every_account(org):
+def test_discover_as_the_operator_lists_what_rds_has_in_every_account(org: Org) -> None:
     # The member accounts: each carries the reader role (the management account does not).
     accounts = {"222222222222", "333333333333", DATA}
     done = rdsvend(org.operator, "discover", "--format", "json", "--accounts", ",".join(sorted(accounts)))
@@ -215,7 +219,7 @@ def test_discover_as_the_operator_lists_what_rds_has_in_every_account(org):
     ("execution", "arn:aws:iam::333333333333:role/rdsvend-reader",
      "trusted there, but the function's own policy does not allow it"),
 ])
-def test_the_local_sts_refuses_assume_role_as_sts_does(org, who, role, why):
+def test_the_local_sts_refuses_assume_role_as_sts_does(org: Org, who: str, role: str, why: str) -> None:
     from botocore.exceptions import ClientError
 
     keys = org.info.seeded.execution if who == "execution" else org.info.seeded.callers[who]
@@ -226,7 +230,7 @@ def test_the_local_sts_refuses_assume_role_as_sts_does(org, who, role, why):
     assert f"not authorized to perform: sts:AssumeRole on resource: {role}" in err.value.response["Error"]["Message"]
 
 
-def test_discover_reports_an_account_whose_role_cannot_be_assumed_and_exits_1(org):
+def test_discover_reports_an_account_whose_role_cannot_be_assumed_and_exits_1(org: Org) -> None:
     done = rdsvend(org.operator, "discover", "--format", "json")  # every account, the management one too
     assert done.returncode == 1, done.stdout[-2000:] + done.stderr
     statuses = {a["account"]: (a["status"], a["error"]) for a in json.loads(done.stdout)["accounts"]}
@@ -238,14 +242,14 @@ def test_discover_reports_an_account_whose_role_cannot_be_assumed_and_exits_1(or
 # -- the fault matrix, applied to the second account's database --------------------------------------
 
 @contextlib.contextmanager
-def _undo(action):
+def _undo(action: Callable[[], object]) -> Iterator[None]:
     try:
         yield
     finally:
         action()
 
 
-def test_rds_iam_revoked(org):
+def test_rds_iam_revoked(org: Org) -> None:
     org.sql("REVOKE rds_iam FROM billing_app")
     with _undo(lambda: org.sql("GRANT rds_iam TO billing_app")):
         report = org.run()
@@ -253,7 +257,7 @@ def test_rds_iam_revoked(org):
     assert check(report, APP, "db.rds_iam").fix == "GRANT rds_iam TO billing_app;"
 
 
-def test_iam_auth_disabled_on_the_instance(org):
+def test_iam_auth_disabled_on_the_instance(org: Org) -> None:
     org.rds.modify_db_instance(DBInstanceIdentifier=DB, EnableIAMDatabaseAuthentication=False, ApplyImmediately=True)
     with _undo(lambda: org.rds.modify_db_instance(DBInstanceIdentifier=DB, EnableIAMDatabaseAuthentication=True,
                                                   ApplyImmediately=True)):
@@ -261,7 +265,7 @@ def test_iam_auth_disabled_on_the_instance(org):
     assert org.new_problems(report) == {(APP, "rds.iam_auth_enabled"): "fail"}
 
 
-def test_scp_denying_rds_db_on_the_data_ou(org):
+def test_scp_denying_rds_db_on_the_data_ou(org: Org) -> None:
     doc = {"Version": "2012-10-17", "Statement": [
         {"Sid": "NoDatabaseLogins", "Effect": "Deny", "Action": "rds-db:*", "Resource": "*"}]}
     policy_id = org.orgs.create_policy(Name="DenyRdsDbData", Description="canary fault", Type="SERVICE_CONTROL_POLICY",
@@ -278,7 +282,7 @@ def test_scp_denying_rds_db_on_the_data_ou(org):
     assert policy_id in message and "NoDatabaseLogins" in message and "OU Data" in message
 
 
-def test_signer_policy_built_from_the_instance_name(org):
+def test_signer_policy_built_from_the_instance_name(org: Org) -> None:
     arn = f"arn:aws:iam::{DATA}:policy/rdsvend-signer-rds-connect"
     original = org.iam.get_policy(PolicyArn=arn)["Policy"]["DefaultVersionId"]
     doc = org.iam.get_policy_version(PolicyArn=arn, VersionId=original)["PolicyVersion"]["Document"]
@@ -297,7 +301,7 @@ def test_signer_policy_built_from_the_instance_name(org):
     assert f"dbuser:{DB}/billing_app" in result.fix and f"dbuser:{resource_id}/billing_app" in result.fix
 
 
-def test_rds_ad_granted_as_well(org):
+def test_rds_ad_granted_as_well(org: Org) -> None:
     org.sql("GRANT rds_ad TO billing_app")
     with _undo(lambda: org.sql("REVOKE rds_ad FROM billing_app")):
         report = org.run()
@@ -309,7 +313,7 @@ def test_rds_ad_granted_as_well(org):
     ("ALTER ROLE billing_app SUPERUSER", "ALTER ROLE billing_app NOSUPERUSER", "is superuser"),
     ("CREATE SCHEMA app_private AUTHORIZATION billing_app", "DROP SCHEMA app_private", "owns schema app_private"),
 ])
-def test_service_user_with_too_much_privilege(org, fault, undo, words):
+def test_service_user_with_too_much_privilege(org: Org, fault: str, undo: str, words: str) -> None:
     org.sql(fault)
     with _undo(lambda: org.sql(undo)):
         report = org.run()
@@ -317,7 +321,7 @@ def test_service_user_with_too_much_privilege(org, fault, undo, words):
     assert words in check(report, APP, "db.tier").message
 
 
-def test_database_stopped(org):
+def test_database_stopped(org: Org) -> None:
     org.rds.stop_db_instance(DBInstanceIdentifier=DB)
     with _undo(lambda: org.rds.start_db_instance(DBInstanceIdentifier=DB)):
         report = org.run()

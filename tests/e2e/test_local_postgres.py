@@ -14,7 +14,10 @@ import pwd
 import re
 import secrets
 import socket
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import botocore.session
 import psycopg
@@ -74,14 +77,14 @@ class Stack:
 
 
 @functools.cache
-def _rds(cred: Credential):
+def _rds(cred: Credential) -> Any:
     session = botocore.session.Session()
     session.set_credentials(cred.access_key_id, cred.secret_key, cred.session_token)
     return session.create_client("rds", region_name=REGION)
 
 
 def make_token(cred: Credential, host: str, port: int, user: str, region: str = REGION) -> str:
-    return _rds(cred).generate_db_auth_token(host, port, user, region)
+    return str(_rds(cred).generate_db_auth_token(host, port, user, region))
 
 
 def listening(port: int) -> list[str]:
@@ -90,7 +93,7 @@ def listening(port: int) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def stack():
+def stack() -> Iterator[Stack]:
     clock, permissions = ShiftedClock(), Permissions()
     holder: dict[str, RdsTokenChecker] = {}
     with LdapResponder(lambda user, password: holder["checker"].check(user, password)) as responder:
@@ -104,25 +107,25 @@ def stack():
 
 
 @pytest.fixture
-def stack_state(stack):
+def stack_state(stack: Stack) -> Iterator[Stack]:
     """Leave the clock and the permissions as they were after each test."""
     yield stack
     stack.clock.offset = timedelta(0)
     stack.permissions.denied.clear()
 
 
-def connect(pg: PostgresCluster, user: str, password: str, **extra) -> psycopg.Connection:
+def connect(pg: PostgresCluster, user: str, password: str, **extra: Any) -> psycopg.Connection[Any]:
     return psycopg.connect(pg.dsn(user, **extra), password=password, autocommit=True)
 
 
-def refused(pg: PostgresCluster, user: str, password: str, **extra) -> str:
+def refused(pg: PostgresCluster, user: str, password: str, **extra: Any) -> str:
     with pytest.raises(psycopg.OperationalError) as info:
         connect(pg, user, password, **extra).close()
     return str(info.value)
 
 
 @pytest.fixture
-def why(caplog):
+def why(caplog: pytest.LogCaptureFixture) -> Callable[[], list[str]]:
     """``why()``: the reasons the token checker logged for the logins it refused since the last
     call, in order ("rds token login refused: ... reason=wrong_user ...")."""
     caplog.set_level(logging.INFO, logger="devtools.local.rdsauth")
@@ -140,19 +143,19 @@ def why(caplog):
 # --- IAM logins ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("cred", [LONG, SESSION], ids=["long-term", "session"])
-def test_iam_user_logs_in_with_a_token_over_verify_full(stack_state, cred):
+def test_iam_user_logs_in_with_a_token_over_verify_full(stack_state: Stack, cred: Credential) -> None:
     pg = stack_state.pg
     token = make_token(cred, "localhost", pg.port, "app_user")
     with connect(pg, "app_user", token) as conn:
-        user, ssl = conn.execute(
+        row = conn.execute(
             "SELECT current_user, ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
         ).fetchone()
-    assert (user, ssl) == ("app_user", True)
+    assert row == ("app_user", True)
     assert stack_state.permissions.calls[-1] == (
         cred.principal_arn, f"arn:aws:rds-db:{REGION}:{ACCOUNT}:dbuser:{RESOURCE_ID}/app_user")
 
 
-def test_postgres_ldap_takes_a_session_token_of_one_and_a_half_kilobytes(stack_state):
+def test_postgres_ldap_takes_a_session_token_of_one_and_a_half_kilobytes(stack_state: Stack) -> None:
     pg = stack_state.pg
     token = make_token(SESSION, "127.0.0.1", pg.port, "app_user")
     assert len(token) > 1400
@@ -160,7 +163,7 @@ def test_postgres_ldap_takes_a_session_token_of_one_and_a_half_kilobytes(stack_s
         assert conn.execute("SELECT current_user").fetchone() == ("app_user",)
 
 
-def test_tampered_token_is_refused(stack_state, why):
+def test_tampered_token_is_refused(stack_state: Stack, why: Callable[[], list[str]]) -> None:
     pg = stack_state.pg
     token = make_token(LONG, "localhost", pg.port, "app_user")
     tampered = token[:-1] + ("0" if token[-1] != "0" else "1")
@@ -168,7 +171,7 @@ def test_tampered_token_is_refused(stack_state, why):
     assert why() == ["signature:bad_signature"]
 
 
-def test_expired_token_is_refused(stack_state, why):
+def test_expired_token_is_refused(stack_state: Stack, why: Callable[[], list[str]]) -> None:
     pg = stack_state.pg
     token = make_token(LONG, "localhost", pg.port, "app_user")
     stack_state.clock.offset = timedelta(seconds=901)
@@ -179,14 +182,14 @@ def test_expired_token_is_refused(stack_state, why):
     assert why() == []
 
 
-def test_token_for_another_user_is_refused(stack_state, why):
+def test_token_for_another_user_is_refused(stack_state: Stack, why: Callable[[], list[str]]) -> None:
     pg = stack_state.pg
     refused(pg, "app_user", make_token(LONG, "localhost", pg.port, "other_user"))
     refused(pg, "other_user", make_token(LONG, "localhost", pg.port, "app_user"))
     assert why() == ["wrong_user", "wrong_user"]
 
 
-def test_token_for_another_host_or_port_is_refused(stack_state, why):
+def test_token_for_another_host_or_port_is_refused(stack_state: Stack, why: Callable[[], list[str]]) -> None:
     pg = stack_state.pg
     refused(pg, "app_user", make_token(LONG, "db.elsewhere.example", pg.port, "app_user"))
     refused(pg, "app_user", make_token(LONG, "localhost", pg.port + 1, "app_user"))
@@ -194,21 +197,22 @@ def test_token_for_another_host_or_port_is_refused(stack_state, why):
     assert why() == ["wrong_host", "wrong_host", "wrong_region"]
 
 
-def test_token_the_signer_may_not_use_is_refused(stack_state, why):
+def test_token_the_signer_may_not_use_is_refused(stack_state: Stack, why: Callable[[], list[str]]) -> None:
     pg = stack_state.pg
     stack_state.permissions.denied.add(f"arn:aws:rds-db:{REGION}:{ACCOUNT}:dbuser:{RESOURCE_ID}/app_user")
     refused(pg, "app_user", make_token(SESSION, "localhost", pg.port, "app_user"))
     assert why() == ["not_permitted:test permissions"]
 
 
-def test_token_from_an_unknown_key_is_refused(stack_state, why):
+def test_token_from_an_unknown_key_is_refused(stack_state: Stack, why: Callable[[], list[str]]) -> None:
     pg = stack_state.pg
     stranger = Credential("AKIASTRANGER00000001", "x" * 40, None, "arn:aws:iam::123456789012:user/s", ACCOUNT)
     refused(pg, "app_user", make_token(stranger, "localhost", pg.port, "app_user"))
     assert why() == ["signature:unknown_key"]
 
 
-def test_refusals_are_logged_without_the_token(stack_state, caplog, why):
+def test_refusals_are_logged_without_the_token(stack_state: Stack, caplog: pytest.LogCaptureFixture,
+                                               why: Callable[[], list[str]]) -> None:
     pg = stack_state.pg
     token = make_token(SESSION, "localhost", pg.port, "app_user")
     caplog.set_level(logging.DEBUG, logger="devtools.local")
@@ -216,14 +220,15 @@ def test_refusals_are_logged_without_the_token(stack_state, caplog, why):
     assert "reason=wrong_user" in caplog.text
     server_log = pg.log_text()
     for text in (caplog.text, server_log):
-        assert SESSION.session_token not in text
+        assert SESSION.session_token is not None and SESSION.session_token not in text
         assert token.rsplit("=", 1)[1] not in text
         assert "X-Amz-Signature" not in text
 
 
 # --- passwords, TLS, the superuser --------------------------------------------------------
 
-def test_password_user_logs_in_with_its_password_and_iam_users_cannot(stack_state, why):
+def test_password_user_logs_in_with_its_password_and_iam_users_cannot(stack_state: Stack,
+                                                                      why: Callable[[], list[str]]) -> None:
     pg = stack_state.pg
     password = secrets.token_urlsafe(18)
     pg.create_password_user("pw_user", password)
@@ -236,7 +241,7 @@ def test_password_user_logs_in_with_its_password_and_iam_users_cannot(stack_stat
     assert why() == ["signature:missing"]  # a password is not a presigned URL
 
 
-def test_plain_connections_are_refused(stack_state):
+def test_plain_connections_are_refused(stack_state: Stack) -> None:
     pg = stack_state.pg
     password = secrets.token_urlsafe(18)
     pg.create_password_user("plain_user", password)
@@ -244,7 +249,7 @@ def test_plain_connections_are_refused(stack_state):
     assert "no encryption" in message
 
 
-def test_superuser_dsn_and_rds_roles(stack_state):
+def test_superuser_dsn_and_rds_roles(stack_state: Stack) -> None:
     pg = stack_state.pg
     assert "sslmode=verify-full" in pg.admin_dsn and str(pg.ca_path) in pg.admin_dsn
     rows = dict(pg.run_sql("SELECT rolname, rolcanlogin FROM pg_roles WHERE rolname IN ('rds_iam', 'rds_ad')"))
@@ -253,7 +258,7 @@ def test_superuser_dsn_and_rds_roles(stack_state):
     assert pg.run_sql("SELECT rolsuper FROM pg_roles WHERE rolname = current_user") == [(True,)]
 
 
-def test_only_loopback_listens(stack_state):
+def test_only_loopback_listens(stack_state: Stack) -> None:
     assert set(listening(stack_state.pg.port)) == {"127.0.0.1"}
     assert set(listening(stack_state.responder.port)) == {"127.0.0.1"}
 
@@ -291,7 +296,7 @@ def _result_codes(reply: bytes) -> list[int]:
     return codes
 
 
-def test_responder_answers_binds_and_refuses_the_rest(stack_state):
+def test_responder_answers_binds_and_refuses_the_rest(stack_state: Stack) -> None:
     port = stack_state.responder.port
     token = make_token(LONG, "localhost", stack_state.pg.port, "app_user")
     unbind = _tlv(0x30, b"\x02\x01\x09\x42\x00")
@@ -307,7 +312,7 @@ def test_responder_answers_binds_and_refuses_the_rest(stack_state):
     assert _exchange(port, b"\x30\x80\x00\x00") != b""
 
 
-def test_idle_connections_to_the_responder_do_not_block_iam_logins(stack_state):
+def test_idle_connections_to_the_responder_do_not_block_iam_logins(stack_state: Stack) -> None:
     # any local process could once hold every responder slot with 32 idle connections
     idle = [socket.create_connection(("127.0.0.1", stack_state.responder.port), timeout=5) for _ in range(32)]
     try:
@@ -321,9 +326,10 @@ def test_idle_connections_to_the_responder_do_not_block_iam_logins(stack_state):
 
 # --- lifecycle ----------------------------------------------------------------------------
 
-def test_without_a_responder_iam_logins_fail_closed_and_stop_leaves_nothing():
+def test_without_a_responder_iam_logins_fail_closed_and_stop_leaves_nothing() -> None:
     with PostgresCluster() as pg:
         base, port, pid = pg.base_dir, pg.port, pg.pid
+        assert pid is not None
         assert base.is_dir() and listening(port)
         pg.create_iam_user("iam_only")
         assert "pg_hba.conf rejects connection" in refused(pg, "iam_only", "anything")
@@ -334,7 +340,7 @@ def test_without_a_responder_iam_logins_fail_closed_and_stop_leaves_nothing():
 
 # --- TLS material -------------------------------------------------------------------------
 
-def test_server_key_is_private_to_postgres(stack_state):
+def test_server_key_is_private_to_postgres(stack_state: Stack) -> None:
     key = stack_state.pg.base_dir / "tls" / "server.key"
     info = key.stat()
     assert info.st_mode & 0o777 == 0o600
@@ -342,7 +348,7 @@ def test_server_key_is_private_to_postgres(stack_state):
         assert info.st_uid == pwd.getpwnam("postgres").pw_uid
 
 
-def test_certificate_names_localhost_loopback_and_extra_names(tmp_path):
+def test_certificate_names_localhost_loopback_and_extra_names(tmp_path: Path) -> None:
     material = make_tls_material(tmp_path / "tls", extra_names=["Orders.abc.us-east-1.rds.amazonaws.com", "10.1.2.3"],
                                  owner=None)
     cert = x509.load_pem_x509_certificate(material.server_cert.read_bytes())
@@ -356,7 +362,7 @@ def test_certificate_names_localhost_loopback_and_extra_names(tmp_path):
         "ca.crt", "server.crt", "server.key"]
 
 
-def test_idle_connections_that_never_log_in_lock_logins_out_for_seconds_not_a_minute():
+def test_idle_connections_that_never_log_in_lock_logins_out_for_seconds_not_a_minute() -> None:
     import socket
     import time
 

@@ -5,22 +5,25 @@ client without TLS is refused; each refusal names its leg and never holds the to
 from __future__ import annotations
 
 import ssl
+from typing import Any
 
 import boto3
 import psycopg
 import pymysql
 import pytest
 
+from devtools.local.stack import LocalStack
+
 pytestmark = pytest.mark.e2e
 
 
-def _vend(stack, database, user):
+def _vend(stack: LocalStack, database: str, user: str) -> Any:
     status, body = stack.request("POST", "/v1/tokens", {"database": database, "db_user": user})
     assert status == 200, body
     return body
 
 
-def _signer(stack):
+def _signer(stack: LocalStack) -> Any:
     """The signer role, as the app assumes it (the service's execution role)."""
     keys = stack.info.seeded.execution
     sts = boto3.client("sts", endpoint_url=stack.moto_url, region_name=stack.info.region,
@@ -31,12 +34,13 @@ def _signer(stack):
                         aws_secret_access_key=creds["SecretAccessKey"], aws_session_token=creds["SessionToken"])
 
 
-def _pg(stack, host, port, user, password, dbname="orders", **extra):
+def _pg(stack: LocalStack, host: str, port: int, user: str, password: str, dbname: str = "orders",
+        **extra: Any) -> psycopg.Connection[Any]:
     return psycopg.connect(host=host, port=port, user=user, password=password, dbname=dbname, sslmode="verify-full",
                            sslrootcert=stack.ca_path, connect_timeout=10, **extra)
 
 
-def test_postgres_verify_full_login_through_the_proxy(local_stack):
+def test_postgres_verify_full_login_through_the_proxy(local_stack: LocalStack) -> None:
     proxy = local_stack.info.seeded.proxies["orders-proxy"]
     body = _vend(local_stack, "orders-proxy", "orders_app")
     assert (body["host"], body["port"]) == (proxy.host, proxy.port)
@@ -49,7 +53,7 @@ def test_postgres_verify_full_login_through_the_proxy(local_stack):
         assert conn.execute("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").fetchone() == (True,)
 
 
-def test_mariadb_verify_full_login_through_the_proxy(local_stack):
+def test_mariadb_verify_full_login_through_the_proxy(local_stack: LocalStack) -> None:
     proxy = local_stack.info.seeded.proxies["shop-proxy"]
     body = _vend(local_stack, "shop-proxy", "shop_app")
     assert (body["host"], body["port"]) == (proxy.host, proxy.port)
@@ -65,7 +69,7 @@ def test_mariadb_verify_full_login_through_the_proxy(local_stack):
         conn.close()
 
 
-def test_a_token_for_the_targets_own_endpoint_is_refused_by_the_proxy(local_stack):
+def test_a_token_for_the_targets_own_endpoint_is_refused_by_the_proxy(local_stack: LocalStack) -> None:
     proxy = local_stack.info.seeded.proxies["orders-proxy"]
     target = local_stack.info.databases["orders-local"]
     rds = _signer(local_stack)
@@ -85,7 +89,7 @@ def test_a_token_for_the_targets_own_endpoint_is_refused_by_the_proxy(local_stac
         assert conn.execute("SELECT current_user").fetchone() == ("orders_app",)
 
 
-def test_a_mariadb_token_for_the_target_is_refused_by_the_proxy(local_stack):
+def test_a_mariadb_token_for_the_target_is_refused_by_the_proxy(local_stack: LocalStack) -> None:
     proxy = local_stack.info.seeded.proxies["shop-proxy"]
     target = local_stack.info.databases["shop-local"]
     token = _signer(local_stack).generate_db_auth_token(DBHostname=target["host"], Port=target["port"],
@@ -98,7 +102,7 @@ def test_a_mariadb_token_for_the_target_is_refused_by_the_proxy(local_stack):
     assert "leg 1: caller to proxy" in err.value.args[1] and token not in str(err.value)
 
 
-def test_a_client_without_tls_is_refused(local_stack):
+def test_a_client_without_tls_is_refused(local_stack: LocalStack) -> None:
     proxy = local_stack.info.seeded.proxies["orders-proxy"]
     body = _vend(local_stack, "orders-proxy", "orders_app")
     with pytest.raises(psycopg.OperationalError) as err:
@@ -107,7 +111,7 @@ def test_a_client_without_tls_is_refused(local_stack):
     assert "requires TLS" in str(err.value) and body["token"] not in str(err.value)
 
 
-def test_the_readme_proxy_example_runs_in_the_local_shell(local_stack):
+def test_the_readme_proxy_example_runs_in_the_local_shell(local_stack: LocalStack) -> None:
     """The README's RDS Proxy ``sh local`` block, verbatim, after ``eval "$(rdsvend local env)"``."""
     import re
     import subprocess

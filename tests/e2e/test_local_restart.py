@@ -12,6 +12,7 @@ import ssl
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -62,7 +63,7 @@ class _Stack:
 
 
 @pytest.fixture
-def stack(tmp_path):
+def stack(tmp_path: Path) -> Iterator[_Stack]:
     if not (Path(DEFAULT_BIN_DIR) / "initdb").exists():
         pytest.skip(f"PostgreSQL 15 binaries not found in {DEFAULT_BIN_DIR}")
     made = _Stack(tmp_path / "state")
@@ -84,7 +85,7 @@ def _admin_logins(dsns: dict[str, str]) -> None:
     with psycopg.connect(dsns["RDSVEND_LOCAL_ADMIN_DSN"], connect_timeout=10) as conn:
         assert conn.execute("select current_user").fetchone() == ("postgres",)
     mysql = urlsplit(dsns["RDSVEND_LOCAL_MYSQL_ADMIN_DSN"])
-    ca = ssl.create_default_context(cafile=conninfo_to_dict(dsns["RDSVEND_LOCAL_ADMIN_DSN"])["sslrootcert"])
+    ca = ssl.create_default_context(cafile=str(conninfo_to_dict(dsns["RDSVEND_LOCAL_ADMIN_DSN"])["sslrootcert"]))
     conn = pymysql.connect(host=mysql.hostname, port=mysql.port, user=unquote(mysql.username or ""),
                            password=unquote(mysql.password or ""), ssl=ca, connect_timeout=10)
     try:
@@ -118,7 +119,7 @@ def _interrupt_a_start(state_dir: Path) -> None:
     assert read_state(state_dir) is None
 
 
-def test_restart_keeps_shells_valid_and_the_stack_being_down_is_said(stack, tmp_path):
+def test_restart_keeps_shells_valid_and_the_stack_being_down_is_said(stack: _Stack, tmp_path: Path) -> None:
     # the README's first local-stack commands, verbatim (. .venv/bin/activate; local up --detach; eval)
     setup = block_containing(". .venv/bin/activate")
     if not (REPO / ".venv" / "bin" / "activate").exists():
@@ -180,7 +181,7 @@ def test_restart_keeps_shells_valid_and_the_stack_being_down_is_said(stack, tmp_
     stack.down()
 
 
-def test_a_port_taken_meanwhile_is_replaced_by_a_free_one(stack):
+def test_a_port_taken_meanwhile_is_replaced_by_a_free_one(stack: _Stack) -> None:
     stack.up()
     ports = json.loads(last_run_path(stack.state_dir).read_text())["ports"]
     stack.down()

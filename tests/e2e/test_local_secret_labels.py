@@ -5,10 +5,13 @@ AWSCURRENT). moto alone leaves two versions AWSCURRENT after the second step bel
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from devtools.local.aws import AccountSessions
+from devtools.local.stack import LocalStack
 
 pytestmark = pytest.mark.e2e
 
@@ -16,7 +19,7 @@ SERVICE = "222222222222"
 
 
 @pytest.fixture
-def secrets(local_stack):
+def secrets(local_stack: LocalStack) -> Iterator[tuple[Any, str]]:
     info = local_stack.info
     sm = AccountSessions(info.moto_url, info.region, info.seeded.management_account).client("secretsmanager", SERVICE)
     name = f"labels-test/{uuid.uuid4().hex[:8]}"
@@ -27,16 +30,16 @@ def secrets(local_stack):
         sm.delete_secret(SecretId=made["ARN"], ForceDeleteWithoutRecovery=True)
 
 
-def _labels(sm, arn):
+def _labels(sm: Any, arn: str) -> dict[str, list[str]]:
     stages = sm.describe_secret(SecretId=arn)["VersionIdsToStages"]
     return {vid[:2]: sorted(labels) for vid, labels in stages.items() if labels}
 
 
-def _with(labels, label):
+def _with(labels: dict[str, list[str]], label: str) -> list[str]:
     return [vid for vid, stages in labels.items() if label in stages]
 
 
-def test_stage_labels_follow_aws_through_put_update_and_a_rotation(secrets):
+def test_stage_labels_follow_aws_through_put_update_and_a_rotation(secrets: tuple[Any, str]) -> None:
     sm, arn = secrets
     sm.put_secret_value(SecretId=arn, SecretString="v2", ClientRequestToken="v2" * 16)
     assert _labels(sm, arn) == {"v1": ["AWSPREVIOUS"], "v2": ["AWSCURRENT"]}
@@ -67,7 +70,7 @@ def test_stage_labels_follow_aws_through_put_update_and_a_rotation(secrets):
     assert sm.get_secret_value(SecretId=arn, VersionStage="AWSPREVIOUS")["SecretString"] == "v3"
 
 
-def test_a_put_with_custom_labels_keeps_them_when_current_moves(secrets):
+def test_a_put_with_custom_labels_keeps_them_when_current_moves(secrets: tuple[Any, str]) -> None:
     sm, arn = secrets
     sm.put_secret_value(SecretId=arn, SecretString="v2", ClientRequestToken="v2" * 16, VersionStages=["BLUE"])
     sm.update_secret_version_stage(SecretId=arn, VersionStage="AWSCURRENT", MoveToVersionId="v2" * 16,

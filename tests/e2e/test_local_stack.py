@@ -11,8 +11,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from unittest import mock
 
 import boto3
@@ -24,6 +26,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from devtools.local.aws import AccountSessions
+from devtools.local.sessions import Keys
 from devtools.local.stack import LocalStack, listening_sockets, read_state
 
 pytestmark = pytest.mark.e2e
@@ -35,17 +38,17 @@ REPO = Path(__file__).resolve().parents[2]
 
 # -- helpers --------------------------------------------------------------------------------------
 
-def _db(stack):
+def _db(stack: LocalStack) -> Mapping[str, Any]:
     return stack.info.databases[DB]
 
 
-def _connect(stack, user, password, host=None):
+def _connect(stack: LocalStack, user: str, password: str, host: str | None = None) -> psycopg.Connection[Any]:
     db = _db(stack)
     return psycopg.connect(host=host or db["host"], port=db["port"], dbname=db["dbname"], user=user,
                            password=password, sslmode="verify-full", sslrootcert=stack.ca_path, connect_timeout=10)
 
 
-def _refused(stack, user, token, reason=None):
+def _refused(stack: LocalStack, user: str, token: str, reason: str | None = None) -> psycopg.OperationalError:
     """PostgreSQL refuses the login; with ``reason``, the token checker logged that reason."""
     with pytest.raises(psycopg.OperationalError) as err:
         _connect(stack, user, token).close()
@@ -55,37 +58,40 @@ def _refused(stack, user, token, reason=None):
     return err.value
 
 
-def _last_refusal(stack):
+def _last_refusal(stack: LocalStack) -> str:
     lines = [line for line in (Path(stack.info.state_dir) / "stack.log").read_text().splitlines()
              if "rds token login refused" in line]
     assert lines, "the token checker logged no refusal"
     return lines[-1].split(" reason=", 1)[1]
 
 
-def _session(stack, keys):
+def _session(stack: LocalStack, keys: Keys) -> boto3.session.Session:
     return boto3.session.Session(aws_access_key_id=keys.access_key_id, aws_secret_access_key=keys.secret_access_key,
                                  aws_session_token=keys.session_token, region_name=stack.info.region)
 
 
-def _token(stack, creds, user=APP_USER, host=None, port=None, at=None):
+def _token(stack: LocalStack, creds: boto3.session.Session, user: str = APP_USER, host: str | None = None,
+           port: int | None = None, at: datetime | None = None) -> str:
     """A token made by botocore's own generate_db_auth_token (optionally signed at ``at``)."""
     db = _db(stack)
     rds = creds.client("rds", endpoint_url=stack.moto_url)
     kwargs = dict(DBHostname=host or db["host"], Port=port or db["port"], DBUsername=user,
                   Region=stack.info.region)
     if at is None:
-        return rds.generate_db_auth_token(**kwargs)
+        return str(rds.generate_db_auth_token(**kwargs))
     with mock.patch("botocore.auth.get_current_datetime", return_value=at.replace(tzinfo=None)):
-        return rds.generate_db_auth_token(**kwargs)
+        return str(rds.generate_db_auth_token(**kwargs))
 
 
-def _management(stack, service):
+def _management(stack: LocalStack, service: str) -> Any:
     """A client acting as the management account's root (the local AWS authorizes every call)."""
     account = stack.info.seeded.management_account
     return AccountSessions(stack.moto_url, stack.info.region, account).client(service, account)
 
 
-def _signed(stack, method, path, body=None, *, keys=None, secret=None, at=None, tamper=None):
+def _signed(stack: LocalStack, method: str, path: str, body: object = None, *, keys: Keys | None = None,
+            secret: str | None = None, at: datetime | None = None,
+            tamper: Callable[[Any], Any] | None = None) -> requests.Response:
     keys = keys or stack.keys("allowed")
     data = None if body is None else json.dumps(body).encode()
     request = AWSRequest(method=method, url=stack.url + path, data=data,
@@ -102,7 +108,7 @@ def _signed(stack, method, path, body=None, *, keys=None, secret=None, at=None, 
 
 
 @pytest.fixture(scope="module")
-def signer(local_stack):
+def signer(local_stack: LocalStack) -> boto3.session.Session:
     """The signer role's session, assumed by the service's execution role, as the app does."""
     sts = _session(local_stack, local_stack.info.seeded.execution).client("sts", endpoint_url=local_stack.moto_url)
     creds = sts.assume_role(RoleArn=local_stack.info.seeded.signer_role_arn, RoleSessionName="e2e")["Credentials"]
@@ -112,7 +118,7 @@ def signer(local_stack):
 
 # -- the API, through the gateway -----------------------------------------------------------------
 
-def test_vend_then_connect_over_verify_full(local_stack):
+def test_vend_then_connect_over_verify_full(local_stack: LocalStack) -> None:
     response = _signed(local_stack, "POST", "/v1/tokens", {"database": DB, "db_user": APP_USER})
     assert response.status_code == 200, response.text
     assert response.headers["Cache-Control"] == "no-store"
@@ -123,11 +129,11 @@ def test_vend_then_connect_over_verify_full(local_stack):
     assert 0 < body["ttl_seconds"] <= 900
     with _connect(local_stack, APP_USER, body["token"]) as conn:
         assert conn.pgconn.ssl_in_use
-        user, count = conn.execute("SELECT current_user, count(*) FROM shop.orders").fetchone()
-    assert (user, count) == (APP_USER, 3)
+        row = conn.execute("SELECT current_user, count(*) FROM shop.orders").fetchone()
+    assert row == (APP_USER, 3)
 
 
-def test_whoami_is_the_identity_the_signature_proves(local_stack):
+def test_whoami_is_the_identity_the_signature_proves(local_stack: LocalStack) -> None:
     me = _signed(local_stack, "GET", "/v1/whoami").json()
     assert me == {"principal": "arn:aws:iam::333333333333:user/orders-api",
                   "arn": "arn:aws:iam::333333333333:user/orders-api", "account": "333333333333",
@@ -140,7 +146,7 @@ def test_whoami_is_the_identity_the_signature_proves(local_stack):
     assert me["session"] == "rdsvend-local-function"
 
 
-def test_databases_lists_only_what_the_caller_may_use(local_stack):
+def test_databases_lists_only_what_the_caller_may_use(local_stack: LocalStack) -> None:
     allowed = _signed(local_stack, "GET", "/v1/databases").json()["databases"]
     # the owners are listed too: the caller may ask for them, under a just-in-time grant
     assert [(d["database"], d["db_users"]) for d in allowed] == [
@@ -150,7 +156,7 @@ def test_databases_lists_only_what_the_caller_may_use(local_stack):
     assert denied == {"databases": []}
 
 
-def test_a_caller_no_rule_allows_gets_403(local_stack):
+def test_a_caller_no_rule_allows_gets_403(local_stack: LocalStack) -> None:
     response = _signed(local_stack, "POST", "/v1/tokens", {"database": DB, "db_user": APP_USER},
                        keys=local_stack.keys("denied"))
     assert response.status_code == 403
@@ -158,14 +164,14 @@ def test_a_caller_no_rule_allows_gets_403(local_stack):
     assert "token" not in response.json()
 
 
-def test_unsigned_requests_are_refused_like_api_gateway(local_stack):
+def test_unsigned_requests_are_refused_like_api_gateway(local_stack: LocalStack) -> None:
     for method, path in (("GET", "/v1/whoami"), ("POST", "/v1/tokens"), ("GET", "/no/such/route")):
         response = requests.request(method, local_stack.url + path, timeout=10)
         assert response.status_code == 403
         assert response.json() == {"message": "Missing Authentication Token"}
 
 
-def test_badly_signed_requests_are_refused(local_stack):
+def test_badly_signed_requests_are_refused(local_stack: LocalStack) -> None:
     keys = local_stack.keys("allowed")
     wrong_secret = _signed(local_stack, "GET", "/v1/whoami", secret="x" * 40)
     assert wrong_secret.status_code == 403
@@ -191,12 +197,12 @@ def test_badly_signed_requests_are_refused(local_stack):
 
 # -- tokens, refused by PostgreSQL ----------------------------------------------------------------
 
-def test_a_token_the_signer_makes_is_accepted(local_stack, signer):
+def test_a_token_the_signer_makes_is_accepted(local_stack: LocalStack, signer: boto3.session.Session) -> None:
     with _connect(local_stack, APP_USER, _token(local_stack, signer)) as conn:
         assert conn.execute("SELECT current_user").fetchone() == (APP_USER,)
 
 
-def test_a_tampered_token_is_refused(local_stack, signer):
+def test_a_tampered_token_is_refused(local_stack: LocalStack, signer: boto3.session.Session) -> None:
     token = _token(local_stack, signer)
     head, _, signature = token.rpartition("X-Amz-Signature=")
     flipped = signature[:-1] + ("0" if signature[-1] != "0" else "1")
@@ -205,23 +211,23 @@ def test_a_tampered_token_is_refused(local_stack, signer):
              "signature:bad_signature")
 
 
-def test_an_expired_token_is_refused(local_stack, signer):
+def test_an_expired_token_is_refused(local_stack: LocalStack, signer: boto3.session.Session) -> None:
     token = _token(local_stack, signer, at=datetime.now(UTC) - timedelta(seconds=960))
     _refused(local_stack, APP_USER, token, "signature:expired")
 
 
-def test_a_token_for_another_user_is_refused(local_stack, signer):
+def test_a_token_for_another_user_is_refused(local_stack: LocalStack, signer: boto3.session.Session) -> None:
     _refused(local_stack, APP_USER, _token(local_stack, signer, user="orders_owner"), "wrong_user")
 
 
-def test_a_token_for_another_host_or_port_is_refused(local_stack, signer):
+def test_a_token_for_another_host_or_port_is_refused(local_stack: LocalStack, signer: boto3.session.Session) -> None:
     db = _db(local_stack)
     _refused(local_stack, APP_USER, _token(local_stack, signer, host="orders-local.aaaaaaaaaa.us-east-1.rds.amazonaws.com"),
              "wrong_host")
     _refused(local_stack, APP_USER, _token(local_stack, signer, port=db["port"] + 1), "wrong_host")
 
 
-def test_tokens_from_principals_without_rds_db_connect_are_refused(local_stack):
+def test_tokens_from_principals_without_rds_db_connect_are_refused(local_stack: LocalStack) -> None:
     denied_user = _session(local_stack, local_stack.keys("denied"))
     # RDS has no cross-account IAM authentication: a key from the callers' account never logs in
     _refused(local_stack, APP_USER, _token(local_stack, denied_user), "wrong_account")
@@ -230,7 +236,8 @@ def test_tokens_from_principals_without_rds_db_connect_are_refused(local_stack):
     _refused(local_stack, APP_USER, _token(local_stack, execution_role), "not_permitted:")
 
 
-def test_an_scp_denying_rds_db_connect_takes_effect_at_once(local_stack, signer):
+def test_an_scp_denying_rds_db_connect_takes_effect_at_once(local_stack: LocalStack,
+                                                            signer: boto3.session.Session) -> None:
     orgs = _management(local_stack, "organizations")
     ou = local_stack.info.seeded.units["Services"]
     policy_id = orgs.create_policy(
@@ -249,20 +256,20 @@ def test_an_scp_denying_rds_db_connect_takes_effect_at_once(local_stack, signer)
         pass
 
 
-def test_kerberos_users_cannot_log_in_with_a_token(local_stack, signer):
+def test_kerberos_users_cannot_log_in_with_a_token(local_stack: LocalStack, signer: boto3.session.Session) -> None:
     _refused(local_stack, "etl_legacy", _token(local_stack, signer, user="etl_legacy"))
 
 
 # -- what the stack exposes -----------------------------------------------------------------------
 
-def test_the_stack_binds_nothing_but_loopback(local_stack):
+def test_the_stack_binds_nothing_but_loopback(local_stack: LocalStack) -> None:
     sockets = listening_sockets(local_stack.pids())
     ports = {port for _addr, port, _pid in sockets}
     assert set(local_stack.info.ports()) <= ports
     assert {addr for addr, _port, _pid in sockets} == {"127.0.0.1"}
 
 
-def test_no_secret_reaches_the_stack_log(local_stack, signer):
+def test_no_secret_reaches_the_stack_log(local_stack: LocalStack, signer: boto3.session.Session) -> None:
     response = _signed(local_stack, "POST", "/v1/tokens", {"database": DB, "db_user": APP_USER})
     token = response.json()["token"]
     with _connect(local_stack, APP_USER, token):
@@ -278,7 +285,7 @@ def test_no_secret_reaches_the_stack_log(local_stack, signer):
         assert secret not in text
 
 
-def test_local_env_prints_exports_for_a_shell(local_stack):
+def test_local_env_prints_exports_for_a_shell(local_stack: LocalStack) -> None:
     out = subprocess.run([sys.executable, "-m", "rdsvend.cli", "local", "env", "--state-dir",
                           local_stack.info.state_dir], capture_output=True, text=True, timeout=60, cwd=REPO, check=False)
     assert out.returncode == 0, out.stderr
@@ -295,7 +302,7 @@ def test_local_env_prints_exports_for_a_shell(local_stack):
 
 # -- down, also after a crash ---------------------------------------------------------------------
 
-def _listening(port):
+def _listening(port: int) -> bool:
     import socket
 
     try:
@@ -305,7 +312,7 @@ def _listening(port):
         return False
 
 
-def test_down_after_a_crash_leaves_nothing_behind(tmp_path):
+def test_down_after_a_crash_leaves_nothing_behind(tmp_path: Path) -> None:
     state_dir = tmp_path / "crash"
     stack = LocalStack(state_dir).start()
     pids = stack.pids()
@@ -335,7 +342,7 @@ def test_down_after_a_crash_leaves_nothing_behind(tmp_path):
     assert env.returncode == 1 and env.stderr.startswith("rdsvend local: no local stack is running")
 
 
-def _running(pid):
+def _running(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except OSError:

@@ -6,18 +6,18 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from typing import Any
 
 import psycopg
 import pytest
 
+from devtools.local.stack import LocalStack
 from rdsvend.api import VendedToken
 from rdsvend.connect import connection_params
 
 pytestmark = pytest.mark.e2e
 
 
-def test_vend_and_log_in_through_the_gateway(local_stack: Any) -> None:
+def test_vend_and_log_in_through_the_gateway(local_stack: LocalStack) -> None:
     status, body = local_stack.request("POST", "/v1/tokens", {"database": "ledger-local", "db_user": "ledger_app"})
     assert status == 200, body
     assert (body["engine"], body["sslmode"], body["ssl_root_cert"]) == ("dsql", "verify-full", "system")
@@ -31,12 +31,12 @@ def test_vend_and_log_in_through_the_gateway(local_stack: Any) -> None:
     assert "authentication failed" in str(refused.value) and vended.token not in str(refused.value)
 
 
-def test_the_caller_may_not_have_admin(local_stack: Any) -> None:
+def test_the_caller_may_not_have_admin(local_stack: LocalStack) -> None:
     status, body = local_stack.request("POST", "/v1/tokens", {"database": "ledger-local", "db_user": "admin"})
     assert status == 403 and "token" not in body
 
 
-def test_the_operators_canary_passes_the_dsql_checks(local_stack: Any) -> None:
+def test_the_operators_canary_passes_the_dsql_checks(local_stack: LocalStack) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     env.update(local_stack.env("operator"))
     done = subprocess.run([sys.executable, "-m", "devtools.cli.main", "canary", "--database", "ledger-local",

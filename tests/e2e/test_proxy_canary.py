@@ -11,16 +11,21 @@ import os
 import ssl
 import subprocess
 import sys
+from collections.abc import Iterator
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import psycopg
 import pymysql
 import pytest
 
+from chalicelib.canary.model import CheckResult, Status, TargetReport
 from chalicelib.canary.runner import run_canary
 from chalicelib.policy.loader import load_policy_file
 from devtools.local.aws import AccountSessions
 from devtools.local.canary import local_canary_deps, local_canary_env
+from devtools.local.stack import LocalStack
+from tests.support.canary_samples import check_of
 
 pytestmark = pytest.mark.e2e
 
@@ -31,7 +36,7 @@ PROXY_KEYS = (PG, MARIA)
 
 
 class ProxyCanary:
-    def __init__(self, stack):
+    def __init__(self, stack: LocalStack) -> None:
         self.stack = stack
         self.info = stack.info
         self.policy = load_policy_file(self.info.policy_path)
@@ -40,20 +45,21 @@ class ProxyCanary:
         self.iam = sessions.client("iam", ACCOUNT)
         self.rds = sessions.client("rds", ACCOUNT)
 
-    def run(self):
+    def run(self) -> dict[str, TargetReport]:
         report = run_canary(self.policy, self.deps)
         return {t.key: t for t in report.targets if t.key in PROXY_KEYS}
 
     @staticmethod
-    def problems(target):
+    def problems(target: TargetReport) -> dict[str, Status]:
         return {c.id: c.status for c in target.checks if c.status not in ("pass", "skip")}
 
-    def sql(self, statement):
+    def sql(self, statement: str) -> None:
         with psycopg.connect(self.info.admin_dsns["orders-local"], autocommit=True) as conn:
             conn.execute(statement)
 
-    def mysql(self, statement, params=None):
+    def mysql(self, statement: str, params: tuple[Any, ...] | None = None) -> Any:
         parts = urlsplit(self.stack.env()["RDSVEND_LOCAL_MYSQL_ADMIN_DSN"])
+        assert parts.username is not None and parts.password is not None
         conn = pymysql.connect(host=parts.hostname, port=parts.port, user=unquote(parts.username),
                                password=unquote(parts.password), autocommit=True, connect_timeout=10,
                                ssl=ssl.create_default_context(cafile=self.info.ca_path))
@@ -66,39 +72,39 @@ class ProxyCanary:
 
 
 @pytest.fixture(scope="module")
-def canary(local_stack):
+def canary(local_stack: LocalStack) -> ProxyCanary:
     return ProxyCanary(local_stack)
 
 
-def assert_only(target, cid, leg):
+def assert_only(target: TargetReport, cid: str, leg: int) -> CheckResult:
     """``cid`` fails on ``leg``, nothing else is wrong, and the login was not attempted because of it."""
     assert ProxyCanary.problems(target) == {cid: "fail"}, [c.to_dict() for c in target.checks if c.status != "pass"]
-    result = target.check(cid)
+    result = check_of(target, cid)
     assert result.details["leg"] == leg and result.message.startswith(f"leg {leg}: ")
     assert result.fix
-    login = target.check("db.connect")
+    login = check_of(target, "db.connect")
     assert login.status == "skip" and login.details["blocked_by"] == [cid] and login.details["legs"] == [leg]
     return result
 
 
-def test_baseline_passes_on_both_legs_with_a_real_login(canary):
+def test_baseline_passes_on_both_legs_with_a_real_login(canary: ProxyCanary) -> None:
     for key, target in canary.run().items():
         assert target.status == "pass", (key, [c.to_dict() for c in target.checks if c.status != "pass"])
         assert all(c.status == "pass" for c in target.checks if c.id.startswith(("proxy.", "iam.", "db."))), key
         ids = [c.id for c in target.checks]
         assert {"proxy.target", "proxy.role_allows", "db.connect"} <= set(ids)
-        assert target.check("iam.signer_allows").details["leg"] == 1
-        assert ":dbuser:prx-" in target.check("iam.signer_allows").details["dbuser_arn"]
-        role = target.check("proxy.role_allows")
+        assert check_of(target, "iam.signer_allows").details["leg"] == 1
+        assert ":dbuser:prx-" in check_of(target, "iam.signer_allows").details["dbuser_arn"]
+        role = check_of(target, "proxy.role_allows")
         assert role.details["leg"] == 2 and role.details["role"].endswith(":role/rdsvend-proxy")
         assert ":dbuser:db-" in role.details["resource"]
-        assert target.check("db.connect").details["latency_ms"] > 0
+        assert check_of(target, "db.connect").details["latency_ms"] > 0
     assert "db.rds_iam" in [c.id for c in canary.run()[PG].checks]
     assert "db.iam_plugin" in [c.id for c in canary.run()[MARIA].checks]
 
 
 @contextlib.contextmanager
-def signer_without_proxy_grants(canary):
+def signer_without_proxy_grants(canary: ProxyCanary) -> Iterator[None]:
     arn = f"arn:aws:iam::{ACCOUNT}:policy/rdsvend-signer-rds-connect"
     policy = canary.iam.get_policy(PolicyArn=arn)["Policy"]
     old = policy["DefaultVersionId"]
@@ -113,7 +119,7 @@ def signer_without_proxy_grants(canary):
         canary.iam.delete_policy_version(PolicyArn=arn, VersionId=new["PolicyVersion"]["VersionId"])
 
 
-def test_leg_one_signer_grant_on_prx_removed(canary):
+def test_leg_one_signer_grant_on_prx_removed(canary: ProxyCanary) -> None:
     with signer_without_proxy_grants(canary):
         targets = canary.run()
     for key in PROXY_KEYS:
@@ -123,7 +129,7 @@ def test_leg_one_signer_grant_on_prx_removed(canary):
 
 
 @contextlib.contextmanager
-def proxy_role_without_grant(canary):
+def proxy_role_without_grant(canary: ProxyCanary) -> Iterator[None]:
     arn = f"arn:aws:iam::{ACCOUNT}:policy/rdsvend-proxy-rds-connect"
     canary.iam.detach_role_policy(RoleName="rdsvend-proxy", PolicyArn=arn)
     try:
@@ -132,7 +138,7 @@ def proxy_role_without_grant(canary):
         canary.iam.attach_role_policy(RoleName="rdsvend-proxy", PolicyArn=arn)
 
 
-def test_leg_two_proxy_role_grant_removed(canary):
+def test_leg_two_proxy_role_grant_removed(canary: ProxyCanary) -> None:
     with proxy_role_without_grant(canary):
         targets = canary.run()
     for key in PROXY_KEYS:
@@ -141,7 +147,7 @@ def test_leg_two_proxy_role_grant_removed(canary):
         assert "rdsvend policy render --only proxy-role" in result.fix
 
 
-def test_leg_two_user_out_of_rds_iam_on_the_target(canary):
+def test_leg_two_user_out_of_rds_iam_on_the_target(canary: ProxyCanary) -> None:
     canary.sql("REVOKE rds_iam FROM orders_app")
     try:
         targets = canary.run()
@@ -152,7 +158,7 @@ def test_leg_two_user_out_of_rds_iam_on_the_target(canary):
     assert targets[MARIA].status == "pass"
 
 
-def test_leg_two_mariadb_user_without_the_iam_plugin(canary):
+def test_leg_two_mariadb_user_without_the_iam_plugin(canary: ProxyCanary) -> None:
     (saved,) = canary.mysql("SELECT Priv FROM mysql.global_priv WHERE User=%s AND Host='%%'",
                           ("shop_app",))[0]
     canary.mysql("ALTER USER 'shop_app'@'%' IDENTIFIED BY 'Not-an-iam-user-1'")
@@ -167,7 +173,7 @@ def test_leg_two_mariadb_user_without_the_iam_plugin(canary):
 
 
 @contextlib.contextmanager
-def target_deregistered(canary, proxy, instance):
+def target_deregistered(canary: ProxyCanary, proxy: str, instance: str) -> Iterator[None]:
     canary.rds.deregister_db_proxy_targets(DBProxyName=proxy, DBInstanceIdentifiers=[instance])
     try:
         yield
@@ -178,7 +184,7 @@ def target_deregistered(canary, proxy, instance):
 
 @pytest.mark.parametrize(("key", "proxy", "instance", "other"), [
     (PG, "orders-proxy", "orders-local", MARIA), (MARIA, "shop-proxy", "shop-local", PG)])
-def test_leg_two_target_deregistered(canary, key, proxy, instance, other):
+def test_leg_two_target_deregistered(canary: ProxyCanary, key: str, proxy: str, instance: str, other: str) -> None:
     with target_deregistered(canary, proxy, instance):
         targets = canary.run()
     result = assert_only(targets[key], "proxy.target", 2)
@@ -186,7 +192,7 @@ def test_leg_two_target_deregistered(canary, key, proxy, instance, other):
     assert targets[other].status == "pass"
 
 
-def test_doctor_says_which_leg_refused(canary):
+def test_doctor_says_which_leg_refused(canary: ProxyCanary) -> None:
     own = local_canary_env(canary.info)
     env = {**os.environ, **own}
     for key in ("AWS_SECURITY_TOKEN", "AWS_PROFILE"):

@@ -8,14 +8,19 @@ from __future__ import annotations
 
 import json
 import ssl
+from collections.abc import Callable
+from typing import Any
 
 import pymysql
 import pytest
 
+from chalicelib.canary.model import TargetReport
 from chalicelib.policy.loader import load_policy_file
 from chalicelib.rotation.event import STEPS
 from devtools.local.mariadb import mariadb_available
 from devtools.local.secrets import rotate_locally
+from devtools.local.stack import LocalStack
+from tests.support.canary_samples import check_of
 
 pytestmark = [pytest.mark.e2e,
               pytest.mark.skipif(not mariadb_available(), reason="MariaDB server binaries not installed")]
@@ -25,47 +30,51 @@ ALTERNATING = "rdsvend/shop-local/shop_reports"
 
 
 @pytest.fixture(scope="module")
-def sm(local_stack):
+def sm(local_stack: LocalStack) -> Any:
     info = local_stack.info
     return info.seeded.execution.session(info.region).client("secretsmanager", endpoint_url=info.moto_url)
 
 
 @pytest.fixture(scope="module")
-def rotate(local_stack, sm):
+def rotate(local_stack: LocalStack, sm: Any) -> Callable[..., str]:
     policy = load_policy_file(local_stack.info.policy_path)
     env = {"PGSSLROOTCERT": local_stack.ca_path}
 
-    def run(name: str, **kwargs) -> str:
+    def run(name: str, **kwargs: Any) -> str:
         return rotate_locally(sm.describe_secret(SecretId=name)["ARN"], sm, policy=policy, env=env, **kwargs)
     return run
 
 
-def value(sm, name: str, stage: str = "AWSCURRENT", version: str | None = None) -> dict:
+def value(sm: Any, name: str, stage: str = "AWSCURRENT", version: str | None = None) -> dict[str, Any]:
     kwargs = {"SecretId": name, "VersionStage": stage, **({"VersionId": version} if version else {})}
-    return json.loads(sm.get_secret_value(**kwargs)["SecretString"])
+    secret: dict[str, Any] = json.loads(sm.get_secret_value(**kwargs)["SecretString"])
+    return secret
 
 
-def login(local_stack, secret: dict):
+def login(local_stack: LocalStack, secret: dict[str, Any]) -> Any:
     ctx = ssl.create_default_context(cafile=local_stack.ca_path)
     return pymysql.connect(host=secret["host"], port=secret["port"], user=secret["username"],
                            password=secret["password"], database=secret["dbname"], ssl=ctx, connect_timeout=5,
                            autocommit=True)
 
 
-def refused(local_stack, secret: dict) -> str:
+def refused(local_stack: LocalStack, secret: dict[str, Any]) -> str:
     with pytest.raises(pymysql.err.OperationalError) as info:
         login(local_stack, secret).close()
     assert info.value.args[0] == 1045
     return str(info.value)
 
 
-def rows(conn, query: str):
+def rows(conn: Any, query: str) -> Any:
     with conn.cursor() as cur:
         cur.execute(query)
         return cur.fetchall()
 
 
-def test_single_user_rotation_refuses_the_old_password_and_accepts_the_new(local_stack, sm, rotate, capsys, caplog):
+def test_single_user_rotation_refuses_the_old_password_and_accepts_the_new(local_stack: LocalStack, sm: Any,
+                                                                           rotate: Callable[..., str],
+                                                                           capsys: pytest.CaptureFixture[str],
+                                                                           caplog: pytest.LogCaptureFixture) -> None:
     old = value(sm, SINGLE)
     rotate(SINGLE)
     new = value(sm, SINGLE)
@@ -79,7 +88,8 @@ def test_single_user_rotation_refuses_the_old_password_and_accepts_the_new(local
         assert rows(conn, "SELECT COUNT(*) FROM items")[0][0] == 3
 
 
-def test_alternating_users_share_tables_before_and_after(local_stack, sm, rotate):
+def test_alternating_users_share_tables_before_and_after(local_stack: LocalStack, sm: Any,
+                                                         rotate: Callable[..., str]) -> None:
     rotate(ALTERNATING)
     current, previous = value(sm, ALTERNATING), value(sm, ALTERNATING, "AWSPREVIOUS")
     assert {current["username"], previous["username"]} == {"shop_reports", "shop_reports_clone"}
@@ -109,7 +119,8 @@ def test_alternating_users_share_tables_before_and_after(local_stack, sm, rotate
 
 
 @pytest.mark.parametrize("name", [SINGLE, ALTERNATING])
-def test_every_step_run_twice_is_harmless(local_stack, sm, rotate, name):
+def test_every_step_run_twice_is_harmless(local_stack: LocalStack, sm: Any, rotate: Callable[..., str],
+                                          name: str) -> None:
     token = None
     for step in STEPS:
         token = rotate(name, steps=(step, step), token=token)
@@ -119,7 +130,8 @@ def test_every_step_run_twice_is_harmless(local_stack, sm, rotate, name):
     login(local_stack, pending).close()
 
 
-def test_rotation_interrupted_after_set_secret_resumes_and_the_client_retries(local_stack, sm, rotate):
+def test_rotation_interrupted_after_set_secret_resumes_and_the_client_retries(local_stack: LocalStack, sm: Any,
+                                                                              rotate: Callable[..., str]) -> None:
     from rdsvend import PasswordSource, connect_password
 
     old = value(sm, SINGLE)
@@ -133,7 +145,7 @@ def test_rotation_interrupted_after_set_secret_resumes_and_the_client_retries(lo
 
 
 @pytest.fixture(scope="module")
-def canary(local_stack):
+def canary(local_stack: LocalStack) -> Callable[[str], TargetReport]:
     from chalicelib.canary.runner import run_canary
     from devtools.local.canary import local_canary_deps, local_canary_env
 
@@ -141,16 +153,17 @@ def canary(local_stack):
     policy = load_policy_file(info.policy_path)
     deps = local_canary_deps(info, policy, env=local_canary_env(info))
 
-    def run(user: str):
+    def run(user: str) -> TargetReport:
         db = policy.databases["shop-local"]
         return run_canary(policy, deps, targets=[(db, db.users[user])]).targets[0]
     return run
 
 
-def admin_sql(local_stack, statement: str, params=None):
+def admin_sql(local_stack: LocalStack, statement: str, params: tuple[Any, ...] | None = None) -> None:
     from urllib.parse import unquote, urlsplit
 
     dsn = urlsplit(local_stack.info.databases["shop-local"]["admin_dsn"])
+    assert dsn.username is not None and dsn.password is not None
     with login(local_stack, {"host": dsn.hostname, "port": dsn.port, "username": unquote(dsn.username),
                              "password": unquote(dsn.password), "dbname": None}) as conn:
         with conn.cursor() as cur:
@@ -158,21 +171,22 @@ def admin_sql(local_stack, statement: str, params=None):
 
 
 @pytest.mark.parametrize("user", ["shop_batch", "shop_reports"])
-def test_seeded_mysql_password_users_pass_the_canary(canary, user):
+def test_seeded_mysql_password_users_pass_the_canary(canary: Callable[[str], TargetReport], user: str) -> None:
     target = canary(user)
     assert {c.id: c.status for c in target.checks} == dict.fromkeys(
         ["rds.found", "rds.endpoint", "secret.found", "secret.rotation", "db.password_login", "db.not_iam",
          "db.tier"], "pass"), target.to_dict()
 
 
-def test_mysql_password_that_no_longer_works_fails_password_login(local_stack, sm, canary):
+def test_mysql_password_that_no_longer_works_fails_password_login(local_stack: LocalStack, sm: Any,
+                                                                  canary: Callable[[str], TargetReport]) -> None:
     current = value(sm, SINGLE)
     admin_sql(local_stack, "ALTER USER 'shop_batch'@'%%' IDENTIFIED BY %s", ("changed-behind-its-back-3",))
     try:
         target = canary("shop_batch")
     finally:
         admin_sql(local_stack, "ALTER USER 'shop_batch'@'%%' IDENTIFIED BY %s", (current["password"],))
-    login_check = target.check("db.password_login")
+    login_check = check_of(target, "db.password_login")
     assert login_check.status == "fail" and login_check.details["error_kind"] == "auth"
     assert "(1045)" in login_check.message
     assert {c.id for c in target.problems} == {"db.password_login"}
@@ -181,7 +195,11 @@ def test_mysql_password_that_no_longer_works_fails_password_login(local_stack, s
     assert canary("shop_batch").status == "pass"
 
 
-def test_mysql_password_user_identified_with_the_iam_plugin_fails_not_iam(local_stack, sm, canary):
+def test_mysql_password_user_identified_with_the_iam_plugin_fails_not_iam(
+    local_stack: LocalStack,
+    sm: Any,
+    canary: Callable[[str], TargetReport],
+) -> None:
     current = value(sm, SINGLE)
     marker = json.dumps([{}, {"plugin": "AWSAuthenticationPlugin", "authentication_string": "RDS"}])
     admin_sql(local_stack, "UPDATE mysql.global_priv SET Priv = JSON_SET(Priv, '$.auth_or', JSON_EXTRACT(%s, '$')) "
@@ -191,13 +209,13 @@ def test_mysql_password_user_identified_with_the_iam_plugin_fails_not_iam(local_
         target = canary("shop_batch")
     finally:
         admin_sql(local_stack, "ALTER USER 'shop_batch'@'%%' IDENTIFIED BY %s", (current["password"],))
-    not_iam = target.check("db.not_iam")
+    not_iam = check_of(target, "db.not_iam")
     assert not_iam.status == "fail" and "identified with AWSAuthenticationPlugin" in not_iam.message
-    assert target.check("db.password_login").status == "fail"  # the front asks it for a token
+    assert check_of(target, "db.password_login").status == "fail"  # the front asks it for a token
     assert canary("shop_batch").status == "pass"
 
 
-def backend_rows(local_stack, statement: str) -> list[tuple]:
+def backend_rows(local_stack: LocalStack, statement: str) -> list[tuple[Any, ...]]:
     """As the backend's own root, over its private socket (the OS account's unix_socket login):
     what RDS's master user may not do, such as turning the general log on."""
     import os
@@ -213,7 +231,8 @@ def backend_rows(local_stack, statement: str) -> list[tuple]:
         conn.close()
 
 
-def test_mariadb_general_log_never_holds_a_rotated_password(local_stack, sm, rotate):
+def test_mariadb_general_log_never_holds_a_rotated_password(local_stack: LocalStack, sm: Any,
+                                                            rotate: Callable[..., str]) -> None:
     """MariaDB's general log prints statements as they arrive: the new password must arrive hashed
     (mysql_native_password's ``*`` form), for one's own password and for the other login of a pair."""
     backend_rows(local_stack, "SET GLOBAL log_output = 'TABLE'")

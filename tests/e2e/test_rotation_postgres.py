@@ -8,14 +8,19 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+from collections.abc import Callable
+from typing import Any
 
 import psycopg
 import pytest
 
 from chalicelib.policy.loader import load_policy_file
+from chalicelib.policy.model import AccessPolicy
 from chalicelib.rotation.event import STEPS
 from chalicelib.rotation.handler import RotationFailedError
 from devtools.local.secrets import rotate_locally
+from devtools.local.stack import LocalStack
 
 pytestmark = pytest.mark.e2e  # starts a server: not in the fast tier
 
@@ -24,46 +29,48 @@ ALTERNATING = "rdsvend/orders-local/reports_legacy"
 
 
 @pytest.fixture(scope="module")
-def sm(local_stack):
+def sm(local_stack: LocalStack) -> Any:
     info = local_stack.info
     return info.seeded.execution.session(info.region).client("secretsmanager", endpoint_url=info.moto_url)
 
 
 @pytest.fixture(scope="module")
-def policy(local_stack):
+def policy(local_stack: LocalStack) -> AccessPolicy:
     return load_policy_file(local_stack.info.policy_path)
 
 
 @pytest.fixture
-def rotate(local_stack, sm, policy):
+def rotate(local_stack: LocalStack, sm: Any, policy: AccessPolicy) -> Callable[..., str]:
     env = {"PGSSLROOTCERT": local_stack.ca_path}
 
-    def run(name: str, **kwargs) -> str:
+    def run(name: str, **kwargs: Any) -> str:
         arn = sm.describe_secret(SecretId=name)["ARN"]
         return rotate_locally(arn, sm, policy=policy, env=env, **kwargs)
     return run
 
 
-def value(sm, name: str, stage: str = "AWSCURRENT", version: str | None = None) -> dict:
+def value(sm: Any, name: str, stage: str = "AWSCURRENT", version: str | None = None) -> dict[str, Any]:
     kwargs = {"SecretId": name, "VersionStage": stage}
     if version:
         kwargs["VersionId"] = version
-    return json.loads(sm.get_secret_value(**kwargs)["SecretString"])
+    secret: dict[str, Any] = json.loads(sm.get_secret_value(**kwargs)["SecretString"])
+    return secret
 
 
-def login(local_stack, secret: dict) -> psycopg.Connection:
+def login(local_stack: LocalStack, secret: dict[str, Any]) -> psycopg.Connection[Any]:
     return psycopg.connect(host=secret["host"], port=secret["port"], dbname=secret["dbname"],
                            user=secret["username"], password=secret["password"], sslmode="verify-full",
                            sslrootcert=local_stack.ca_path, connect_timeout=5, autocommit=True)
 
 
-def refused(local_stack, secret: dict) -> str:
+def refused(local_stack: LocalStack, secret: dict[str, Any]) -> str:
     with pytest.raises(psycopg.OperationalError) as info:
         login(local_stack, secret).close()
     return str(info.value)
 
 
-def test_single_user_rotation_refuses_the_old_password_and_accepts_the_new(local_stack, sm, rotate):
+def test_single_user_rotation_refuses_the_old_password_and_accepts_the_new(local_stack: LocalStack, sm: Any,
+                                                                           rotate: Callable[..., str]) -> None:
     old = value(sm, SINGLE)
     rotate(SINGLE)
     new = value(sm, SINGLE)
@@ -72,11 +79,12 @@ def test_single_user_rotation_refuses_the_old_password_and_accepts_the_new(local
     why = refused(local_stack, old)
     assert 'password authentication failed for user "ledger_batch"' in why
     with login(local_stack, new) as conn:
-        assert conn.execute("SELECT count(*) FROM shop.orders").fetchone()[0] == 3
+        assert conn.execute("SELECT count(*) FROM shop.orders").fetchone() == (3,)
     assert value(sm, SINGLE, "AWSPREVIOUS")["password"] == old["password"]
 
 
-def test_alternating_users_share_tables_before_and_after(local_stack, sm, rotate):
+def test_alternating_users_share_tables_before_and_after(local_stack: LocalStack, sm: Any,
+                                                         rotate: Callable[..., str]) -> None:
     first = value(sm, ALTERNATING)
     rotate(ALTERNATING)
     current, previous = value(sm, ALTERNATING), value(sm, ALTERNATING, "AWSPREVIOUS")
@@ -87,14 +95,14 @@ def test_alternating_users_share_tables_before_and_after(local_stack, sm, rotate
     for creator, reader in ((current, previous), (previous, current)):
         table = f"shop.made_by_{creator['username']}"
         with login(local_stack, creator) as conn:
-            assert conn.execute("SELECT current_user").fetchone()[0] == "reports_legacy_owner"
+            assert conn.execute("SELECT current_user").fetchone() == ("reports_legacy_owner",)
             conn.execute(f"DROP TABLE IF EXISTS {table}")
             conn.execute(f"CREATE TABLE {table} (n int)")
             conn.execute(f"INSERT INTO {table} VALUES (1)")
         made.append(table)
         with login(local_stack, reader) as conn:
-            assert conn.execute(f"SELECT n FROM {table}").fetchone()[0] == 1
-            assert conn.execute("SELECT count(*) FROM shop.orders").fetchone()[0] == 3
+            assert conn.execute(f"SELECT n FROM {table}").fetchone() == (1,)
+            assert conn.execute("SELECT count(*) FROM shop.orders").fetchone() == (3,)
     rotate(ALTERNATING)
     after, before = value(sm, ALTERNATING), value(sm, ALTERNATING, "AWSPREVIOUS")
     assert after["username"] == previous["username"] and before["password"] == current["password"]
@@ -109,7 +117,8 @@ def test_alternating_users_share_tables_before_and_after(local_stack, sm, rotate
 
 
 @pytest.mark.parametrize("name", [SINGLE, ALTERNATING])
-def test_every_step_run_twice_is_harmless(local_stack, sm, rotate, name):
+def test_every_step_run_twice_is_harmless(local_stack: LocalStack, sm: Any, rotate: Callable[..., str],
+                                          name: str) -> None:
     old = value(sm, name)
     token = None
     for step in STEPS:
@@ -127,7 +136,8 @@ def test_every_step_run_twice_is_harmless(local_stack, sm, rotate, name):
         assert "password authentication failed" in refused(local_stack, old)
 
 
-def test_rotation_interrupted_after_set_secret_resumes(local_stack, sm, rotate):
+def test_rotation_interrupted_after_set_secret_resumes(local_stack: LocalStack, sm: Any,
+                                                       rotate: Callable[..., str]) -> None:
     old = value(sm, SINGLE)
     token = rotate(SINGLE, steps=("createSecret", "setSecret"))
     pending = value(sm, SINGLE, "AWSPENDING", token)
@@ -143,7 +153,10 @@ def test_rotation_interrupted_after_set_secret_resumes(local_stack, sm, rotate):
     assert value(sm, SINGLE) == pending
 
 
-def test_a_failing_step_names_step_and_secret_and_never_a_password(local_stack, sm, rotate, capsys, caplog):
+def test_a_failing_step_names_step_and_secret_and_never_a_password(local_stack: LocalStack, sm: Any,
+                                                                   rotate: Callable[..., str],
+                                                                   capsys: pytest.CaptureFixture[str],
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO)  # every logger at INFO, as in Lambda (botocore DEBUG prints bodies)
     arn = sm.describe_secret(SecretId=SINGLE)["ARN"]
     current = value(sm, SINGLE)
@@ -171,7 +184,7 @@ def test_a_failing_step_names_step_and_secret_and_never_a_password(local_stack, 
         assert secret not in logged
 
 
-def cli_env(local_stack) -> dict:
+def cli_env(local_stack: LocalStack) -> dict[str, str]:
     """A shell on the local stack with the service's credentials (the secrets live in its account)."""
     import os
 
@@ -184,15 +197,14 @@ def cli_env(local_stack) -> dict:
     return env
 
 
-def run_cli(local_stack, *args):
-    import subprocess
+def run_cli(local_stack: LocalStack, *args: str) -> subprocess.CompletedProcess[str]:
     import sys
 
     return subprocess.run([sys.executable, "-m", "rdsvend.cli", "rotate", *args], env=cli_env(local_stack),
                           capture_output=True, text=True, timeout=120, check=False)
 
 
-def test_rdsvend_rotate_on_the_local_stack(local_stack, sm):
+def test_rdsvend_rotate_on_the_local_stack(local_stack: LocalStack, sm: Any) -> None:
     old = value(sm, SINGLE)
     done = run_cli(local_stack, "orders-local", "ledger_batch")
     assert done.returncode == 0, done.stderr
@@ -210,13 +222,13 @@ def test_rdsvend_rotate_on_the_local_stack(local_stack, sm):
     (("nowhere", "ledger_batch"), "unknown database 'nowhere'"),
     (("orders-local",), "Missing argument"),
 ])
-def test_rdsvend_rotate_bad_usage_exits_2(local_stack, args, words):
+def test_rdsvend_rotate_bad_usage_exits_2(local_stack: LocalStack, args: tuple[str, ...], words: str) -> None:
     done = run_cli(local_stack, *args)
     assert done.returncode == 2 and words in done.stderr
     assert "Traceback" not in done.stderr
 
 
-def test_rdsvend_rotate_exits_1_when_the_rotation_fails(local_stack, sm):
+def test_rdsvend_rotate_exits_1_when_the_rotation_fails(local_stack: LocalStack, sm: Any) -> None:
     current = value(sm, SINGLE)
     with psycopg.connect(local_stack.admin_dsn, autocommit=True) as admin:
         admin.execute("ALTER ROLE ledger_batch PASSWORD 'changed-behind-the-secret-1'")
@@ -237,15 +249,14 @@ def test_rdsvend_rotate_exits_1_when_the_rotation_fails(local_stack, sm):
     assert finished.returncode == 0, finished.stderr
 
 
-def start_cli(local_stack, *args):
-    import subprocess
+def start_cli(local_stack: LocalStack, *args: str) -> subprocess.Popen[str]:
     import sys
 
     return subprocess.Popen([sys.executable, "-m", "rdsvend.cli", "rotate", *args], env=cli_env(local_stack),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def test_two_concurrent_rotations_never_lose_the_password(local_stack, sm):
+def test_two_concurrent_rotations_never_lose_the_password(local_stack: LocalStack, sm: Any) -> None:
     refusals = 0
     for _ in range(3):
         pair = [start_cli(local_stack, "orders-local", "ledger_batch") for _ in range(2)]
@@ -260,7 +271,7 @@ def test_two_concurrent_rotations_never_lose_the_password(local_stack, sm):
     assert refusals >= 1  # the pairs did overlap
 
 
-def test_a_rotation_killed_midway_and_resumed_ends_consistent(local_stack, sm):
+def test_a_rotation_killed_midway_and_resumed_ends_consistent(local_stack: LocalStack, sm: Any) -> None:
     import random
     import signal
 
@@ -276,7 +287,8 @@ def test_a_rotation_killed_midway_and_resumed_ends_consistent(local_stack, sm):
         login(local_stack, value(sm, SINGLE)).close()
 
 
-def test_client_retries_with_awspending_during_an_interrupted_rotation(local_stack, sm, rotate):
+def test_client_retries_with_awspending_during_an_interrupted_rotation(local_stack: LocalStack, sm: Any,
+                                                                       rotate: Callable[..., str]) -> None:
     from rdsvend import PasswordSource, connect_password
 
     source = PasswordSource(SINGLE, client=sm, ttl=3600)
@@ -288,7 +300,7 @@ def test_client_retries_with_awspending_during_an_interrupted_rotation(local_sta
     pending = value(sm, SINGLE, "AWSPENDING", token)
     assert "password authentication failed" in refused(local_stack, value(sm, SINGLE))
     with connect_password(source, environ=env) as conn:  # AWSCURRENT refused, AWSPENDING accepted
-        assert conn.execute("SELECT current_user").fetchone()[0] == "ledger_batch"
+        assert conn.execute("SELECT current_user").fetchone() == ("ledger_batch",)
         assert conn.info.password == pending["password"]
     rotate(SINGLE)  # resumes and finishes
     # the source still caches the old AWSCURRENT for an hour: the retry covers that too
@@ -298,7 +310,7 @@ def test_client_retries_with_awspending_during_an_interrupted_rotation(local_sta
     assert source.current().password == value(sm, SINGLE)["password"]  # cache refreshed
 
 
-def test_client_gives_up_after_one_retry_without_showing_a_password(local_stack, sm):
+def test_client_gives_up_after_one_retry_without_showing_a_password(local_stack: LocalStack, sm: Any) -> None:
     from rdsvend import PasswordSource, connect_password
 
     current = value(sm, SINGLE)
@@ -315,7 +327,7 @@ def test_client_gives_up_after_one_retry_without_showing_a_password(local_stack,
     assert current["password"] not in str(info.value) and current["password"] not in repr(info.value)
 
 
-def test_a_secret_edited_after_a_rotation_rotates_again_and_logs_in(local_stack, sm):
+def test_a_secret_edited_after_a_rotation_rotates_again_and_logs_in(local_stack: LocalStack, sm: Any) -> None:
     # An operator rotates, then edits the secret (a new version through PutSecretValue, as the
     # console does), then rotates again: AWS keeps one AWSCURRENT through all of it, so the
     # second rotation starts from the edited version and its password logs in afterwards.

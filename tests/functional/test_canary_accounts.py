@@ -8,9 +8,13 @@ server itself is the in-memory one (tests/support): these tests are about the AW
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
+from click.testing import Result
 from moto import mock_aws
 
 from chalicelib.aws.probe import AwsClients
@@ -18,11 +22,14 @@ from chalicelib.canary.accounts import AccountReaders
 from chalicelib.canary.checks_kerberos import InMemoryDirectoryRoleFacts
 from chalicelib.canary.checks_rds import BotoRdsFacts
 from chalicelib.canary.iam_facts import LiveConnectEvaluator
+from chalicelib.canary.model import CheckResult
 from chalicelib.canary.target import run_target
 from chalicelib.canary.target_run import CanaryDeps, Deadline
 from chalicelib.engines.postgres_catalog import RoleFacts
 from chalicelib.errors import ProbeError
 from chalicelib.policy.loader import load_policy_text
+from chalicelib.policy.model import AccessPolicy
+from tests.support.aws import record_calls
 from tests.support.canary_fakes import CountingTokens, FixedSigner, MemoryConnector, MemoryDatabase
 
 REGION = "us-east-1"
@@ -30,7 +37,7 @@ SERVICE = "123456789012"  # moto's default account: the canary's own credentials
 
 
 @pytest.fixture
-def org(aws_env):
+def org(aws_env: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
     """root -> OU Data -> member account with the instance, the signer role and the reader role."""
     with mock_aws():
         session = boto3.session.Session(region_name=REGION)
@@ -61,7 +68,7 @@ def org(aws_env):
         yield {"session": session, "account": account, "instance": instance, "dbuser": dbuser}
 
 
-def policy(account: str, *extra: str, service_account: str | None = None):
+def policy(account: str, *extra: str, service_account: str | None = None) -> AccessPolicy:
     lines = ["version: 1", "databases:", "  ledger:", "    engine: postgres", f"    region: {REGION}",
              "    instance: ledger-prod", f"    signer_role: arn:aws:iam::{account}:role/rdsvend-signer",
              *(f"    {line}" for line in extra),
@@ -71,7 +78,7 @@ def policy(account: str, *extra: str, service_account: str | None = None):
     return load_policy_text("\n".join(lines) + "\n", "orgs.yaml", service_account=service_account)
 
 
-def run(org, loaded):
+def run(org: dict[str, Any], loaded: AccessPolicy) -> dict[str, CheckResult]:
     clients = AwsClients(session=org["session"])
     readers = AccountReaders(loaded, clients)
     instance = org["instance"]
@@ -91,7 +98,7 @@ def run(org, loaded):
     return {c.id: c for c in report.checks}
 
 
-def test_reader_role_lets_the_canary_see_rds_and_the_signer_in_the_member_account(org):
+def test_reader_role_lets_the_canary_see_rds_and_the_signer_in_the_member_account(org: dict[str, Any]) -> None:
     account = org["account"]
     checks = run(org, policy(account, f"reader_role: arn:aws:iam::{account}:role/rdsvend-reader"))
     assert checks["rds.found"].status == "pass", checks["rds.found"].message
@@ -102,7 +109,7 @@ def test_reader_role_lets_the_canary_see_rds_and_the_signer_in_the_member_accoun
     assert checks["db.connect"].status == "pass"
 
 
-def test_default_reader_role_name_is_used_when_the_canary_is_elsewhere(org):
+def test_default_reader_role_name_is_used_when_the_canary_is_elsewhere(org: dict[str, Any]) -> None:
     account = org["account"]
     lines = ["defaults:", "  reader_role_name: rdsvend-reader"]
     loaded = load_policy_text("\n".join(lines) + "\n" + _text(account), "orgs.yaml")
@@ -112,7 +119,7 @@ def test_default_reader_role_name_is_used_when_the_canary_is_elsewhere(org):
     assert checks["iam.signer_allows"].status == "pass"
 
 
-def test_without_a_reader_role_the_checks_say_where_they_looked(org):
+def test_without_a_reader_role_the_checks_say_where_they_looked(org: dict[str, Any]) -> None:
     account = org["account"]
     checks = run(org, policy(account))  # the canary's own credentials: the service account
     found = checks["rds.found"]
@@ -125,7 +132,7 @@ def test_without_a_reader_role_the_checks_say_where_they_looked(org):
     assert found.details["searched_account"] == SERVICE and found.details["declared_account"] == account
 
 
-def test_a_signer_role_iam_cannot_show_is_reported_with_the_account_searched(org):
+def test_a_signer_role_iam_cannot_show_is_reported_with_the_account_searched(org: dict[str, Any]) -> None:
     account = org["account"]
     clients = AwsClients(session=org["session"])
     loaded = policy(account)
@@ -140,12 +147,13 @@ def test_a_signer_role_iam_cannot_show_is_reported_with_the_account_searched(org
             f"account {account}; run with credentials that can read account {account}") in cause
 
 
-def test_a_reader_role_that_cannot_be_assumed_is_an_error_naming_the_role(org, monkeypatch):
+def test_a_reader_role_that_cannot_be_assumed_is_an_error_naming_the_role(org: dict[str, Any],
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     account = org["account"]
     reader = f"arn:aws:iam::{account}:role/rdsvend-reader"
     from botocore.exceptions import ClientError
 
-    def refuse(params, **_):
+    def refuse(params: dict[str, Any], **_: Any) -> None:
         if params.get("RoleArn") == reader:
             raise ClientError({"Error": {"Code": "AccessDenied", "Message": "not authorized"}}, "AssumeRole")
 
@@ -169,28 +177,13 @@ def _text(account: str) -> str:
 # ------------------------------------------------------------------ policy render and doctor
 
 
-def _write(tmp_path, text: str):
+def _write(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "access.yaml"
     path.write_text(text)
     return path
 
 
-def _rds_calls(monkeypatch) -> list[str]:
-    import botocore.client
-
-    seen: list[str] = []
-    original = botocore.client.BaseClient._make_api_call
-
-    def counting(self, operation, params):
-        if self.meta.service_model.service_name == "rds":
-            seen.append(operation)
-        return original(self, operation, params)
-
-    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", counting)
-    return seen
-
-
-def _cli(*args: str):
+def _cli(*args: str) -> Result:
     from click.testing import CliRunner
 
     from devtools.cli.main import cli
@@ -198,7 +191,7 @@ def _cli(*args: str):
     return CliRunner().invoke(cli, list(args))
 
 
-def test_render_reads_the_member_account_through_the_reader_role(org, tmp_path):
+def test_render_reads_the_member_account_through_the_reader_role(org: dict[str, Any], tmp_path: Path) -> None:
     account = org["account"]
     text = _text(account).replace("    users:", f"    reader_role: arn:aws:iam::{account}:role/rdsvend-reader\n    users:")
     result = _cli("policy", "render", str(_write(tmp_path, text)))
@@ -206,8 +199,9 @@ def test_render_reads_the_member_account_through_the_reader_role(org, tmp_path):
     assert json.loads(result.output)["dbuser_arns"] == [org["dbuser"]]
 
 
-def test_render_with_a_declared_resource_id_reads_nothing_from_rds(org, tmp_path, monkeypatch):
-    calls = _rds_calls(monkeypatch)
+def test_render_with_a_declared_resource_id_reads_nothing_from_rds(org: dict[str, Any], tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = record_calls(monkeypatch, "rds")
     account = org["account"]
     text = _text(account).replace("    users:", "    resource_id: db-DECLARED0000000000000000\n    users:")
     result = _cli("policy", "render", str(_write(tmp_path, text)))
@@ -217,7 +211,7 @@ def test_render_with_a_declared_resource_id_reads_nothing_from_rds(org, tmp_path
     assert calls == []
 
 
-def test_render_without_a_way_in_says_which_account_it_searched(org, tmp_path):
+def test_render_without_a_way_in_says_which_account_it_searched(org: dict[str, Any], tmp_path: Path) -> None:
     account = org["account"]
     result = _cli("policy", "render", str(_write(tmp_path, _text(account))))
     assert result.exit_code == 2
@@ -228,7 +222,7 @@ def test_render_without_a_way_in_says_which_account_it_searched(org, tmp_path):
     assert "set reader_role" in lines[0]
 
 
-def test_doctor_with_keys_of_another_account_names_the_account_it_searched(org, tmp_path):
+def test_doctor_with_keys_of_another_account_names_the_account_it_searched(org: dict[str, Any], tmp_path: Path) -> None:
     account = org["account"]
     result = _cli("doctor", "ledger", "ledger_app", "--policy", str(_write(tmp_path, _text(account))))
     assert result.exit_code == 1
@@ -240,7 +234,8 @@ def test_doctor_with_keys_of_another_account_names_the_account_it_searched(org, 
     assert "does not exist" not in words
 
 
-def test_rds_access_denied_names_the_principal_and_account_that_were_refused(org, monkeypatch):
+def test_rds_access_denied_names_the_principal_and_account_that_were_refused(org: dict[str, Any],
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """moto's IAM enforcement: the canary's own user may call STS but not RDS."""
     from moto.core import set_initial_no_auth_action_count
 
@@ -255,7 +250,7 @@ def test_rds_access_denied_names_the_principal_and_account_that_were_refused(org
     account = org["account"]
 
     @set_initial_no_auth_action_count(0)
-    def enforced():
+    def enforced() -> dict[str, CheckResult]:
         return run({**org, "session": alice}, policy(account))
 
     found = enforced()["rds.found"]
@@ -267,7 +262,7 @@ def test_rds_access_denied_names_the_principal_and_account_that_were_refused(org
     assert keys["SecretAccessKey"] not in found.message + found.fix
 
 
-def test_directory_role_of_a_member_database_is_read_in_its_account(org):
+def test_directory_role_of_a_member_database_is_read_in_its_account(org: dict[str, Any]) -> None:
     """A Kerberos user's instance in the member account: its directory role is read there,
     through the reader role (the canary's own account has no such role)."""
     account = org["account"]

@@ -3,7 +3,9 @@ and the scheduled function end to end with moto and in-memory databases."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import boto3
 import pytest
@@ -17,7 +19,7 @@ from chalicelib.canary.alerts import (
     alert_changes,
 )
 from chalicelib.canary.emit import emit_metrics, log_report
-from chalicelib.canary.model import CheckResult, Report, TargetReport
+from chalicelib.canary.model import CheckResult, Report, Status, TargetReport
 from chalicelib.clock import FrozenClock
 from tests.support.aws import make_alert_sink
 
@@ -25,7 +27,7 @@ AT = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 TABLE = "rdsvend-canary-state"
 
 
-def report(**statuses):
+def report(**statuses: Status) -> Report:
     targets = []
     for key, status in statuses.items():
         db, user = key.split("__")
@@ -37,14 +39,14 @@ def report(**statuses):
 
 
 @pytest.fixture
-def aws(aws_env):
+def aws(aws_env: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
     with mock_aws():
         session = boto3.session.Session(region_name="us-east-1")
         yield {"session": session, **make_alert_sink(session, TABLE)}
 
 
-def received(aws):
-    out = []
+def received(aws: dict[str, Any]) -> list[Any]:
+    out: list[Any] = []
     while True:
         got = aws["sqs"].receive_message(QueueUrl=aws["queue"], MaxNumberOfMessages=10).get("Messages", [])
         if not got:
@@ -54,7 +56,7 @@ def received(aws):
             aws["sqs"].delete_message(QueueUrl=aws["queue"], ReceiptHandle=message["ReceiptHandle"])
 
 
-def test_one_sns_message_per_status_change_through_dynamodb_state(aws):
+def test_one_sns_message_per_status_change_through_dynamodb_state(aws: dict[str, Any]) -> None:
     store = DynamoStateStore(TABLE, aws["ddb"])
     notifier = SnsNotifier(aws["topic"], aws["sns"])
     clock = FrozenClock(AT)
@@ -80,7 +82,7 @@ def test_one_sns_message_per_status_change_through_dynamodb_state(aws):
     assert item["status"]["S"] == "error" and item["problems"]["L"] == [{"S": "org.scp_allows"}]
 
 
-def test_a_failed_publish_leaves_state_alone_so_the_next_run_alerts(aws):
+def test_a_failed_publish_leaves_state_alone_so_the_next_run_alerts(aws: dict[str, Any]) -> None:
     store = MemoryStateStore()
     assert alert_changes(report(orders__app="fail"), store, MemoryNotifier(fail=True)) == []
     assert store.items == {}
@@ -89,7 +91,7 @@ def test_a_failed_publish_leaves_state_alone_so_the_next_run_alerts(aws):
     assert notifier.sent[0]["subject"] == "rdsvend canary: orders/app new -> fail"
 
 
-def test_state_write_race_is_lost_gracefully(aws):
+def test_state_write_race_is_lost_gracefully(aws: dict[str, Any]) -> None:
     store = DynamoStateStore(TABLE, aws["ddb"])
     assert store.record("a/b", "fail", expected=None, at=AT, problems=[]) is True
     assert store.record("a/b", "pass", expected=None, at=AT, problems=[]) is False  # someone wrote first
@@ -98,7 +100,7 @@ def test_state_write_race_is_lost_gracefully(aws):
     assert store.previous(["a/b", "c/d"]) == {"a/b": "pass"}
 
 
-def test_emf_metrics_per_target(capsys):
+def test_emf_metrics_per_target(capsys: pytest.CaptureFixture[str]) -> None:
     r = Report(AT, AT, (
         TargetReport("orders", "app", (CheckResult("rds.found", "pass", "ok"),
                                        CheckResult("db.connect", "pass", "ok", "", {"latency_ms": 12.5}))),
@@ -110,7 +112,10 @@ def test_emf_metrics_per_target(capsys):
     assert len(docs) == 2
     app, owner = docs
     assert app["database"] == "orders" and app["db_user"] == "app"
-    value = lambda doc, name: doc[name][0] if isinstance(doc[name], list) else doc[name]  # noqa: E731 - a one-line reader, local to this test
+
+    def value(doc: dict[str, Any], name: str) -> Any:
+        return doc[name][0] if isinstance(doc[name], list) else doc[name]
+
     assert value(app, "CanaryCheckFailed") == 0.0 and value(app, "ConnectLatency") == 12.5
     emf = app["_aws"]["CloudWatchMetrics"][0]
     assert {m["Name"]: m["Unit"] for m in emf["Metrics"]} == {"CanaryCheckFailed": "Count",
@@ -121,20 +126,20 @@ def test_emf_metrics_per_target(capsys):
 
 
 class ListLog:
-    def __init__(self):
-        self.lines = []
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, dict[str, Any]]] = []
 
-    def info(self, msg):
+    def info(self, msg: dict[str, Any]) -> None:
         self.lines.append(("info", msg))
 
-    def warning(self, msg):
+    def warning(self, msg: dict[str, Any]) -> None:
         self.lines.append(("warning", msg))
 
-    def error(self, msg):
+    def error(self, msg: dict[str, Any]) -> None:
         self.lines.append(("error", msg))
 
 
-def test_one_log_line_for_the_report_and_one_per_non_passing_check():
+def test_one_log_line_for_the_report_and_one_per_non_passing_check() -> None:
     log = ListLog()
     log_report(report(orders__app="pass", orders__owner="fail", other__x="warn"), log)
     events = [(level, m["event"], m.get("check")) for level, m in log.lines]

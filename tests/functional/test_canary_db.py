@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import socket
 import threading
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
 
 import pytest
 from psycopg import sql
@@ -11,6 +14,7 @@ from psycopg import sql
 from chalicelib.canary.checks_db import check_auth_conflict, check_rds_iam, check_tier
 from chalicelib.engines.base import ConnectParams, DbConnectError
 from chalicelib.engines.postgres import PostgresAdmin, PostgresEngine
+from chalicelib.engines.postgres_catalog import RoleFacts
 from chalicelib.engines.trust import BUNDLE_PATH
 from chalicelib.policy.model import DbUser
 from devtools.local.postgres import PostgresCluster
@@ -21,7 +25,7 @@ PASSWORD = "correct-horse-battery-staple"
 
 
 @pytest.fixture(scope="module")
-def pg():
+def pg() -> Iterator[PostgresCluster]:
     with PostgresCluster() as cluster:
         run = cluster.run_sql
         run("CREATE DATABASE orders")
@@ -39,14 +43,13 @@ def pg():
         yield cluster
 
 
-def params(pg, user="svc", password=PASSWORD, **kw):
-    base = dict(host=pg.host, port=pg.port, dbname="orders", user=user, password=password,
-                sslrootcert=str(pg.ca_path), connect_timeout=5)
-    base.update(kw)
-    return ConnectParams(**base)
+def params(pg: PostgresCluster, user: str = "svc", password: str = PASSWORD, **kw: Any) -> ConnectParams:
+    base = ConnectParams(host=pg.host, port=pg.port, dbname="orders", user=user, password=password,
+                         sslrootcert=str(pg.ca_path), connect_timeout=5)
+    return replace(base, **kw)
 
 
-def facts(pg, role, user="plain"):
+def facts(pg: PostgresCluster, role: str, user: str = "plain") -> RoleFacts:
     """Read as an unprivileged role (not even in rds_iam): the catalogs are public."""
     session = PostgresEngine().connect(params(pg, user))
     try:
@@ -55,33 +58,34 @@ def facts(pg, role, user="plain"):
         session.close()
 
 
-def test_membership_through_nested_grants_is_found_with_its_path(pg):
+def test_membership_through_nested_grants_is_found_with_its_path(pg: PostgresCluster) -> None:
     f = facts(pg, "svc")
     assert f.rds_iam_path == ("app_base", "rds_iam")
     assert check_rds_iam("svc", f).status == "pass"
     assert check_auth_conflict("svc", f).status == "pass"
 
 
-def test_not_in_rds_iam_fails_with_the_grant_to_run(pg):
+def test_not_in_rds_iam_fails_with_the_grant_to_run(pg: PostgresCluster) -> None:
     result = check_rds_iam("plain", facts(pg, "plain"))
     assert result.status == "fail" and result.fix == "GRANT rds_iam TO plain;"
 
 
-def test_rds_ad_through_a_nested_role_is_a_conflict(pg):
+def test_rds_ad_through_a_nested_role_is_a_conflict(pg: PostgresCluster) -> None:
     result = check_auth_conflict("both", facts(pg, "both"))
     assert result.status == "fail"
     assert result.details["path"] == ["legacy_ad", "rds_ad"]
     assert result.fix.startswith("REVOKE legacy_ad FROM both;")
 
 
-def test_missing_role(pg):
+def test_missing_role(pg: PostgresCluster) -> None:
     assert check_rds_iam("ghost", facts(pg, "ghost")).status == "fail"
 
 
 @pytest.mark.parametrize("role, expected", [
     ("svc", None), ("boss", "has createrole through role admins"), ("owner", "owns schema shop"),
 ])
-def test_tier_reads_inherited_attributes_and_schema_ownership(pg, role, expected):
+def test_tier_reads_inherited_attributes_and_schema_ownership(pg: PostgresCluster, role: str,
+                                                              expected: str | None) -> None:
     result = check_tier(DbUser(role, "iam", "service-user"), facts(pg, role))
     if expected is None:
         assert result.status == "pass"
@@ -89,7 +93,7 @@ def test_tier_reads_inherited_attributes_and_schema_ownership(pg, role, expected
         assert result.status == "fail" and expected in result.message
 
 
-def test_tier_sees_superuser_createrole_createdb_set_directly(pg):
+def test_tier_sees_superuser_createrole_createdb_set_directly(pg: PostgresCluster) -> None:
     pg.run_sql("CREATE ROLE temp_svc LOGIN SUPERUSER CREATEDB")
     try:
         result = check_tier(DbUser("temp_svc", "iam", "service-user"), facts(pg, "temp_svc"))
@@ -101,7 +105,7 @@ def test_tier_sees_superuser_createrole_createdb_set_directly(pg):
         pg.run_sql("DROP ROLE temp_svc")
 
 
-def test_admin_dsn_reads_the_same_facts_and_covers_only_its_server(pg):
+def test_admin_dsn_reads_the_same_facts_and_covers_only_its_server(pg: PostgresCluster) -> None:
     admin = PostgresAdmin(pg.admin_dsn)
     assert admin.covers(pg.host, pg.port) and admin.covers("localhost", pg.port)
     assert not admin.covers(pg.host, pg.port + 1) and not admin.covers("db.example.com", pg.port)
@@ -110,7 +114,7 @@ def test_admin_dsn_reads_the_same_facts_and_covers_only_its_server(pg):
     assert "password" not in repr(admin) and pg.admin_dsn not in repr(admin)
 
 
-def test_wrong_password_is_an_auth_failure_that_never_echoes_the_password(pg):
+def test_wrong_password_is_an_auth_failure_that_never_echoes_the_password(pg: PostgresCluster) -> None:
     secret = "Action=connect&X-Amz-Signature=deadbeef-not-a-real-token"
     with pytest.raises(DbConnectError) as caught:
         PostgresEngine().connect(params(pg, user="plain", password=secret))
@@ -119,13 +123,13 @@ def test_wrong_password_is_an_auth_failure_that_never_echoes_the_password(pg):
     assert "deadbeef" not in caught.value.message
 
 
-def test_rds_iam_member_refused_by_the_server_is_an_auth_failure(pg):
+def test_rds_iam_member_refused_by_the_server_is_an_auth_failure(pg: PostgresCluster) -> None:
     with pytest.raises(DbConnectError) as caught:  # no token checker: rds_iam logins are rejected
         PostgresEngine().connect(params(pg, user="svc"))
     assert caught.value.kind == "auth"
 
 
-def test_closed_port_is_refused(pg):
+def test_closed_port_is_refused(pg: PostgresCluster) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -134,20 +138,20 @@ def test_closed_port_is_refused(pg):
     assert caught.value.kind == "refused"
 
 
-def test_wrong_ca_fails_verify_full(pg):
+def test_wrong_ca_fails_verify_full(pg: PostgresCluster) -> None:
     with pytest.raises(DbConnectError) as caught:
         PostgresEngine().connect(params(pg, sslrootcert=str(BUNDLE_PATH)))
     assert caught.value.kind == "tls"
 
 
-def test_a_listener_that_never_answers_times_out():
+def test_a_listener_that_never_answers_times_out() -> None:
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(8)
-    accepted = []
+    accepted: list[socket.socket] = []
     stop = threading.Event()
 
-    def accept():
+    def accept() -> None:
         listener.settimeout(0.2)
         while not stop.is_set():
             try:
@@ -170,7 +174,7 @@ def test_a_listener_that_never_answers_times_out():
         listener.close()
 
 
-def test_shipped_bundle_is_the_rds_ca_set():
+def test_shipped_bundle_is_the_rds_ca_set() -> None:
     from cryptography import x509
 
     certs = x509.load_pem_x509_certificates(BUNDLE_PATH.read_bytes())

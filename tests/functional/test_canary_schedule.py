@@ -3,27 +3,25 @@ report as a log line, EMF metrics, one SNS alert per status change, no secret in
 from __future__ import annotations
 
 import json
-import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
 from chalice.test import Client
 from moto import mock_aws
 
+from chalicelib.errors import CanaryRunError
+from devtools.local.postgres import free_port
 from tests.support.aws import make_alert_sink
 from tests.support.policies import one_database_policy
 
 TABLE = "rdsvend-canary-state"
 
 
-def _dead_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
-def world(aws_env, tmp_path, monkeypatch):
+def world(aws_env: pytest.MonkeyPatch, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
     with mock_aws():
         session = boto3.session.Session(region_name="us-east-1")
         rds = session.client("rds")
@@ -39,7 +37,7 @@ def world(aws_env, tmp_path, monkeypatch):
         sink = make_alert_sink(session, TABLE, "alerts")
         sqs, queue, topic = sink["sqs"], sink["queue"], sink["topic"]
         policy = tmp_path / "access.yaml"
-        policy.write_text(one_database_policy(extra=f"host: 127.0.0.1\nport: {_dead_port()}\ndbname: orders",
+        policy.write_text(one_database_policy(extra=f"host: 127.0.0.1\nport: {free_port()}\ndbname: orders",
                                               more="canary: {timeout_seconds: 5, concurrency: 2}"))
         # The function runs as its role (a session of "vend"), which also signs: no signer_role.
         creds = session.client("sts").assume_role(RoleArn="arn:aws:iam::123456789012:role/vend",
@@ -58,7 +56,7 @@ def world(aws_env, tmp_path, monkeypatch):
         yield {"sqs": sqs, "queue": queue, "tmp": tmp_path, "policy": policy, "secret": creds["SecretAccessKey"]}
 
 
-def _invoke(tmp_path):
+def _invoke(tmp_path: Path) -> Any:
     from app import app
     from chalicelib.observability import metrics
 
@@ -70,14 +68,15 @@ def _invoke(tmp_path):
         return client.lambda_.invoke("canary", event).payload
 
 
-def _messages(world):
+def _messages(world: dict[str, Any]) -> list[Any]:
     got = world["sqs"].receive_message(QueueUrl=world["queue"], MaxNumberOfMessages=10).get("Messages", [])
     for m in got:
         world["sqs"].delete_message(QueueUrl=world["queue"], ReceiptHandle=m["ReceiptHandle"])
     return [json.loads(m["Body"]) for m in got]
 
 
-def test_scheduled_canary_logs_metrics_and_alerts_once(world, capsys):
+def test_scheduled_canary_logs_metrics_and_alerts_once(world: dict[str, Any],
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
     result = _invoke(world["tmp"])
     assert result == {"summary": {"targets": 1, "pass": 0, "warn": 0, "fail": 1, "error": 0}, "alerts": 1}
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
@@ -102,7 +101,8 @@ def test_scheduled_canary_logs_metrics_and_alerts_once(world, capsys):
     assert _messages(world) == []
 
 
-def test_a_policy_that_does_not_load_fails_the_invocation_loudly(world, capsys):
+def test_a_policy_that_does_not_load_fails_the_invocation_loudly(world: dict[str, Any],
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
     world["policy"].write_text("version: 1\nbogus: true\n")
     with pytest.raises(Exception) as caught:
         _invoke(world["tmp"])
@@ -112,29 +112,35 @@ def test_a_policy_that_does_not_load_fails_the_invocation_loudly(world, capsys):
 
 
 # -- a canary that cannot do its job says so: an alert, an error metric, a failed invocation ---
-def _run_failed_alerts(world):
+def _run_failed_alerts(world: dict[str, Any]) -> list[Any]:
     return [m for m in _messages(world) if m.get("event") == "canary_run_failed"]
 
 
-def _emf_run_failures(out):
+def _emf_run_failures(out: str) -> list[dict[str, Any]]:
     docs = [json.loads(line) for line in out.splitlines() if line.startswith("{") and '"_aws"' in line]
     return [d for d in docs if "CanaryRunFailed" in d]
 
 
-def test_a_missing_policy_parameter_alerts_and_fails_the_invocation(world, monkeypatch, capsys):
+def test_a_missing_policy_parameter_alerts_and_fails_the_invocation(world: dict[str, Any],
+                                                                    monkeypatch: pytest.MonkeyPatch,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("RDSVEND_POLICY", "ssm:/rdsvend/no-such-policy")
-    with pytest.raises(Exception) as caught:
+    with pytest.raises(CanaryRunError) as caught:
         _invoke(world["tmp"])
-    assert type(caught.value).__name__ == "CanaryRunError" and caught.value.stage == "policy"
+    assert caught.value.stage == "policy"
     (alert,) = _run_failed_alerts(world)
     assert alert["stage"] == "policy" and "/rdsvend/no-such-policy" in alert["message"]
     (metric,) = _emf_run_failures(capsys.readouterr().out)
     assert metric["CanaryRunFailed"] == [1.0] and metric["stage"] == "policy"
 
 
-def test_a_misspelled_state_table_alerts_with_the_report_and_fails_the_invocation(world, monkeypatch, capsys):
+def test_a_misspelled_state_table_alerts_with_the_report_and_fails_the_invocation(
+    world: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     monkeypatch.setenv("RDSVEND_STATE_TABLE", "rdsvend-canary-stat")  # one letter short
-    with pytest.raises(Exception) as caught:
+    with pytest.raises(CanaryRunError) as caught:
         _invoke(world["tmp"])
     assert caught.value.stage == "state" and "rdsvend-canary-stat" in str(caught.value)
     (alert,) = _run_failed_alerts(world)
@@ -147,10 +153,14 @@ def test_a_misspelled_state_table_alerts_with_the_report_and_fails_the_invocatio
     assert world["secret"] not in out and world["secret"] not in json.dumps(alert)
 
 
-def test_with_policy_and_topic_both_broken_the_invocation_still_fails_and_says_why(world, monkeypatch, capsys):
+def test_with_policy_and_topic_both_broken_the_invocation_still_fails_and_says_why(
+    world: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     monkeypatch.setenv("RDSVEND_POLICY", str(world["tmp"] / "missing.yaml"))
     monkeypatch.setenv("RDSVEND_ALERT_TOPIC", "arn:aws:sns:us-east-1:123456789012:no-such-topic")
-    with pytest.raises(Exception) as caught:
+    with pytest.raises(CanaryRunError) as caught:
         _invoke(world["tmp"])
     assert caught.value.stage == "policy"
     out = capsys.readouterr().out
@@ -159,9 +169,10 @@ def test_with_policy_and_topic_both_broken_the_invocation_still_fails_and_says_w
     assert _messages(world) == []
 
 
-def test_an_alert_that_cannot_be_published_fails_the_invocation(world, monkeypatch, capsys):
+def test_an_alert_that_cannot_be_published_fails_the_invocation(world: dict[str, Any], monkeypatch: pytest.MonkeyPatch,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("RDSVEND_ALERT_TOPIC", "arn:aws:sns:us-east-1:123456789012:no-such-topic")
-    with pytest.raises(Exception) as caught:
+    with pytest.raises(CanaryRunError) as caught:
         _invoke(world["tmp"])
     assert caught.value.stage == "alerts" and "orders-prod/orders_app" in str(caught.value)
     assert _emf_run_failures(capsys.readouterr().out)[0]["stage"] == "alerts"

@@ -44,7 +44,7 @@ class Installed:
 
 
 @pytest.fixture(scope="session")
-def installed(tmp_path_factory) -> Installed:
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
     base = tmp_path_factory.mktemp("client-wheel")
     source = base / "client"
     shutil.copytree(ROOT / "client", source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
@@ -66,7 +66,7 @@ def _requirement_name(requirement: str) -> str:
     return match.group(0).lower().replace("_", "-")
 
 
-def test_required_dependency_is_botocore_only_with_ranges(installed):
+def test_required_dependency_is_botocore_only_with_ranges(installed: Installed) -> None:
     done = installed.py("import importlib.metadata as m, json; print(json.dumps(m.requires('rdsvend')))")
     assert done.returncode == 0, done.stderr
     requires = json.loads(done.stdout)
@@ -74,11 +74,15 @@ def test_required_dependency_is_botocore_only_with_ranges(installed):
     assert {_requirement_name(r) for r in required} == {"botocore"}
     specifiers = [r.split(";")[0] for r in requires]
     assert all("==" not in s and ("<" in s and ">=" in s) for s in specifiers), specifiers
-    extras = {re.search(r'extra == "([^"]+)"', r).group(1) for r in requires if "extra ==" in r}
+    extras = set()
+    for requirement in (r for r in requires if "extra ==" in r):
+        match = re.search(r'extra == "([^"]+)"', requirement)
+        assert match, requirement
+        extras.add(match.group(1))
     assert extras == {"psycopg", "sqlalchemy", "pymysql"}
 
 
-def test_nothing_of_the_service_is_installed(installed):
+def test_nothing_of_the_service_is_installed(installed: Installed) -> None:
     done = installed.py("import json, importlib.metadata as m; "
                         "print(json.dumps(sorted(d.metadata['Name'].lower() for d in m.distributions())))")
     assert done.returncode == 0, done.stderr
@@ -89,14 +93,14 @@ def test_nothing_of_the_service_is_installed(installed):
     assert top_level & {"chalicelib", "app.py", "app", "devtools", "tests", "bench"} == set()
 
 
-def test_wheel_holds_only_the_rdsvend_package(installed):
+def test_wheel_holds_only_the_rdsvend_package(installed: Installed) -> None:
     names = zipfile.ZipFile(installed.wheel).namelist()
     assert {n.split("/")[0] for n in names} == {"rdsvend", installed.wheel.name.split("-py")[0] + ".dist-info"}
     assert "rdsvend/py.typed" in names
     assert any(n.startswith("rdsvend/data/") and n.endswith(".pem") for n in names)
 
 
-def test_public_api_imports_without_drivers(installed):
+def test_public_api_imports_without_drivers(installed: Installed) -> None:
     done = installed.py("from rdsvend import TokenClient, connect, VendApi, RdsvendClientError; "
                         "import sys; print(TokenClient.__module__, sorted(m for m in ('psycopg', 'sqlalchemy', "
                         "'pymysql', 'chalicelib') if m in sys.modules))")
@@ -104,13 +108,13 @@ def test_public_api_imports_without_drivers(installed):
     assert done.stdout.split() == ["rdsvend.tokens", "[]"]
 
 
-def test_token_help(installed):
+def test_token_help(installed: Installed) -> None:
     done = installed.cli("token", "--help")
     assert done.returncode == 0, done.stderr
     assert "DATABASE" in done.stdout and "DB_USER" in done.stdout and "--format" in done.stdout
 
 
-def test_operator_command_is_refused_in_one_line(installed):
+def test_operator_command_is_refused_in_one_line(installed: Installed) -> None:
     done = installed.cli("canary")
     assert done.returncode == 2
     assert done.stdout == ""
@@ -120,13 +124,13 @@ def test_operator_command_is_refused_in_one_line(installed):
                         "checkout of rdsvend (make install)")
 
 
-def test_unknown_command_in_one_line(installed):
+def test_unknown_command_in_one_line(installed: Installed) -> None:
     done = installed.cli("frobnicate")
     assert done.returncode == 2
     assert done.stderr.splitlines() == ["rdsvend: error: unknown command 'frobnicate' (see 'rdsvend --help')"]
 
 
-def test_client_names_every_operator_command_of_the_checkout():
+def test_client_names_every_operator_command_of_the_checkout() -> None:
     """The client names the operator commands only to say they are missing; it knows them all."""
     from devtools.cli.main import COMMANDS
     from rdsvend.cli import OPERATOR_COMMANDS

@@ -6,14 +6,22 @@ from __future__ import annotations
 import copy
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from chalicelib.grants.store import TABLE_DEFINITION, TTL_ATTRIBUTE
 from chalicelib.policy.loader import load_policy_file
+from chalicelib.policy.model import AccessPolicy
 from devtools.deploy.documents import function_policy
 from devtools.deploy.sam import merge_template
-from devtools.deploy.settings import DeployConfigError, load_chalice_config, load_deploy_settings, stage_settings
+from devtools.deploy.settings import (
+    DeployConfigError,
+    DeploySettings,
+    load_chalice_config,
+    load_deploy_settings,
+    stage_settings,
+)
 from devtools.deploy.stack import stack_plan
 from devtools.deploy.terraform import terraform_stack
 
@@ -21,19 +29,23 @@ ROOT = Path(__file__).resolve().parents[2]
 TABLE_ARN = "arn:aws:dynamodb:us-east-1:111122223333:table/rdsvend-prod-grants"
 
 
+#: the prod stage's deploy settings, the Chalice config and the access policy
+Inputs = tuple[DeploySettings, dict[str, Any], AccessPolicy]
+
+
 @pytest.fixture(scope="module")
-def inputs():
+def inputs() -> Inputs:
     deploy = load_deploy_settings(ROOT / "policies" / "deploy.yaml", "prod")
     config = load_chalice_config(ROOT)
     return deploy, config, load_policy_file(deploy.access_policy)
 
 
-def _grant_statements(document):
+def _grant_statements(document: dict[str, Any]) -> list[dict[str, Any]]:
     return [s for s in document["Statement"] if any(TABLE_ARN in r for r in (
         s["Resource"] if isinstance(s["Resource"], list) else [s["Resource"]]))]
 
 
-def test_only_the_actions_used_on_that_table(inputs):
+def test_only_the_actions_used_on_that_table(inputs: Inputs) -> None:
     deploy, config, policy = inputs
     stage = stage_settings(config, "prod")
     assert stage.grants_table == "rdsvend-prod-grants"
@@ -51,14 +63,14 @@ def test_only_the_actions_used_on_that_table(inputs):
     assert _grant_statements(function_policy("rotate", stage, policy, deploy)) == []
 
 
-def test_the_generated_policy_files_are_current(inputs):
+def test_the_generated_policy_files_are_current(inputs: Inputs) -> None:
     deploy, config, policy = inputs
     for function in ("api_handler", "vend", "canary"):
         written = json.loads((ROOT / "policies" / f"iam-prod-{function}.json").read_text())
         assert written == function_policy(function, stage_settings(config, "prod"), policy, deploy)
 
 
-def test_both_templates_create_the_table_with_its_indexes_and_ttl(inputs):
+def test_both_templates_create_the_table_with_its_indexes_and_ttl(inputs: Inputs) -> None:
     deploy, config, _policy = inputs
     plan = stack_plan(config, "prod", deploy)
     text = (ROOT / "policies" / "access.yaml").read_text()
@@ -74,7 +86,7 @@ def test_both_templates_create_the_table_with_its_indexes_and_ttl(inputs):
     assert tf["ttl"] == {"attribute_name": TTL_ATTRIBUTE, "enabled": True}
 
 
-def test_functions_disagreeing_on_the_table_is_a_config_error(inputs):
+def test_functions_disagreeing_on_the_table_is_a_config_error(inputs: Inputs) -> None:
     _deploy, config, _policy = inputs
     broken = copy.deepcopy(config)
     broken["stages"]["prod"]["lambda_functions"]["canary"]["environment_variables"]["RDSVEND_GRANTS_TABLE"] = "other"

@@ -5,12 +5,21 @@ account it lists, never in the management account."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from typing import Any
 
 import boto3
 import pytest
 from moto import mock_aws
 
-from devtools.deploy.local_stage import LOCAL, deploy_local_stage, local_stage, render_for_account
+from devtools.deploy.local_stage import (
+    LOCAL,
+    LocalDeployment,
+    LocalStage,
+    deploy_local_stage,
+    local_stage,
+    render_for_account,
+)
 from devtools.deploy.member_roles import member_roles_template
 from tests.support.local_world import local_access_text
 
@@ -20,11 +29,11 @@ RESOURCE_IDS = {"orders-local": "db-AAAAAAAAAAAAAAAAAAAAAAAAAA", "billing-local"
                 "orders-proxy": "prx-0aaaaaaaaaaaaaaaa", "shop-proxy": "prx-0bbbbbbbbbbbbbbbb"}  # the local RDS Proxies
 
 
-def _client_for(service: str, account: str):
+def _client_for(service: str, account: str) -> Any:
     client = boto3.client(service, region_name="us-east-1", aws_access_key_id="testing",
                           aws_secret_access_key="testing")
 
-    def in_account(request, **_):
+    def in_account(request: Any, **_: Any) -> None:
         request.headers["x-moto-account-id"] = account
 
     client.meta.events.register("before-send.*.*", in_account)
@@ -32,14 +41,16 @@ def _client_for(service: str, account: str):
 
 
 @pytest.fixture(scope="module")
-def deployed():
+def deployed() -> Iterator[tuple[LocalStage, LocalDeployment]]:
     stage = local_stage(local_access_text(), account=SERVICE,
                         region="us-east-1", org_id="o-rdsvend001", resource_ids=RESOURCE_IDS)
     with mock_aws():
         yield stage, deploy_local_stage(stage, _client_for, management_account=MANAGEMENT)
 
 
-def test_get_function_answers_with_the_role_whose_policies_are_the_generated_documents(deployed):
+def test_get_function_answers_with_the_role_whose_policies_are_the_generated_documents(
+    deployed: tuple[LocalStage, LocalDeployment],
+) -> None:
     stage, deployment = deployed
     documents = stage.documents()
     lambda_, iam = _client_for("lambda", SERVICE), _client_for("iam", SERVICE)
@@ -58,7 +69,7 @@ def test_get_function_answers_with_the_role_whose_policies_are_the_generated_doc
                        f"arn:aws:iam::{SERVICE}:role/rdsvend-ledger-signer", f"arn:aws:iam::{DATA}:role/rdsvend-reader"}
 
 
-def test_the_stack_resources_carry_the_local_stage(deployed):
+def test_the_stack_resources_carry_the_local_stage(deployed: tuple[LocalStage, LocalDeployment]) -> None:
     stage, deployment = deployed
     assert deployment.tables == ("rdsvend-local-canary-state", "rdsvend-local-rate-limit", "rdsvend-local-grants")
     assert set(_client_for("dynamodb", SERVICE).list_tables()["TableNames"]) == set(deployment.tables)
@@ -74,7 +85,9 @@ def test_the_stack_resources_carry_the_local_stage(deployed):
     assert {i["IndexName"] for i in grants["GlobalSecondaryIndexes"]} == {"by-requester", "by-state", "by-subject"}
 
 
-def test_member_roles_land_in_every_member_account_the_template_lists_never_the_management_account(deployed):
+def test_member_roles_land_in_every_member_account_the_template_lists_never_the_management_account(
+    deployed: tuple[LocalStage, LocalDeployment],
+) -> None:
     stage, deployment = deployed
     assert set(deployment.member_roles) == {SERVICE, DATA}
     assert _client_for("iam", MANAGEMENT).list_roles()["Roles"] == []
@@ -90,7 +103,7 @@ def test_member_roles_land_in_every_member_account_the_template_lists_never_the_
     assert statement["Resource"] == [f"arn:aws:rds-db:us-east-1:{DATA}:dbuser:{RESOURCE_IDS['billing-local']}/billing_app"]
 
 
-def test_the_template_refuses_an_account_it_does_not_map(deployed):
+def test_the_template_refuses_an_account_it_does_not_map(deployed: tuple[LocalStage, LocalDeployment]) -> None:
     stage, _deployment = deployed
     template = member_roles_template(stage.policy, stage.deploy, LOCAL)
     with pytest.raises(ValueError, match=f"no entry for account {WORKLOADS}"):

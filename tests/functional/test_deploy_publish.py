@@ -1,10 +1,13 @@
 """`publish_policy`: only a policy that loads reaches SSM, byte for byte (moto SSM)."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
+from click.testing import Result
 from moto import mock_aws
 
 from chalicelib.errors import PolicyLoadError, PolicyPublishError
@@ -19,7 +22,7 @@ VALID = "# reviewed in PR 42: comments travel with the policy\n" + one_database_
 
 
 @pytest.fixture
-def ssm():
+def ssm() -> Iterator[Any]:
     with mock_aws():
         yield boto3.client("ssm", region_name="us-east-1")
 
@@ -30,11 +33,12 @@ def _write(tmp_path: Path, text: str, name: str = "access.yaml") -> Path:
     return path
 
 
-def _stored(ssm, name: str = PARAMETER) -> dict:
-    return ssm.get_parameter(Name=name, WithDecryption=True)["Parameter"]
+def _stored(ssm: Any, name: str = PARAMETER) -> dict[str, Any]:
+    parameter: dict[str, Any] = ssm.get_parameter(Name=name, WithDecryption=True)["Parameter"]
+    return parameter
 
 
-def test_valid_policy_is_uploaded_verbatim_and_loads_back(ssm, tmp_path):
+def test_valid_policy_is_uploaded_verbatim_and_loads_back(ssm: Any, tmp_path: Path) -> None:
     path = _write(tmp_path, VALID)
 
     version = publish_policy(path, PARAMETER, ssm)
@@ -47,7 +51,7 @@ def test_valid_policy_is_uploaded_verbatim_and_loads_back(ssm, tmp_path):
     assert list(policy.databases) == ["orders-prod"]
 
 
-def test_republishing_overwrites_and_bumps_the_version(ssm, tmp_path):
+def test_republishing_overwrites_and_bumps_the_version(ssm: Any, tmp_path: Path) -> None:
     path = _write(tmp_path, VALID)
     assert publish_policy(path, PARAMETER, ssm) == 1
     path.write_text(VALID.replace("orders-api-*", "orders-worker-*"), encoding="utf-8")
@@ -56,7 +60,7 @@ def test_republishing_overwrites_and_bumps_the_version(ssm, tmp_path):
     assert "orders-worker-*" in _stored(ssm)["Value"]
 
 
-def test_secure_string_on_request(ssm, tmp_path):
+def test_secure_string_on_request(ssm: Any, tmp_path: Path) -> None:
     publish_policy(_write(tmp_path, VALID), PARAMETER, ssm, secure=True)
 
     assert ssm.get_parameter(Name=PARAMETER)["Parameter"]["Type"] == "SecureString"
@@ -72,8 +76,8 @@ def test_secure_string_on_request(ssm, tmp_path):
     ],
 )
 def test_invalid_policy_is_refused_with_the_load_error_and_nothing_is_uploaded(
-    ssm, tmp_path, mutation, expected
-):
+    ssm: Any, tmp_path: Path, mutation: tuple[Any, ...], expected: str
+) -> None:
     path = _write(tmp_path, VALID.replace(*mutation))
 
     with pytest.raises(PolicyLoadError) as caught:
@@ -84,7 +88,7 @@ def test_invalid_policy_is_refused_with_the_load_error_and_nothing_is_uploaded(
     assert ssm.describe_parameters()["Parameters"] == []
 
 
-def test_invalid_policy_never_replaces_the_published_one(ssm, tmp_path):
+def test_invalid_policy_never_replaces_the_published_one(ssm: Any, tmp_path: Path) -> None:
     good = _write(tmp_path, VALID, "good.yaml")
     bad = _write(tmp_path, VALID.replace("effect: allow", "effect: maybe"), "bad.yaml")
     publish_policy(good, PARAMETER, ssm)
@@ -96,7 +100,7 @@ def test_invalid_policy_never_replaces_the_published_one(ssm, tmp_path):
     assert (stored["Version"], stored["Value"]) == (1, VALID)
 
 
-def test_missing_file_is_a_load_error(ssm, tmp_path):
+def test_missing_file_is_a_load_error(ssm: Any, tmp_path: Path) -> None:
     with pytest.raises(PolicyLoadError, match="cannot read file"):
         publish_policy(tmp_path / "nope.yaml", PARAMETER, ssm)
     assert ssm.describe_parameters()["Parameters"] == []
@@ -105,12 +109,12 @@ def test_missing_file_is_a_load_error(ssm, tmp_path):
 @pytest.mark.parametrize(
     "bad", ["rdsvend/dev/policy", "/", "/a//b", "/has space/x", "/aws/rdsvend", "ssm:/SSM/x", ""]
 )
-def test_bad_parameter_names_are_refused_before_anything_is_read(ssm, tmp_path, bad):
+def test_bad_parameter_names_are_refused_before_anything_is_read(ssm: Any, tmp_path: Path, bad: str) -> None:
     with pytest.raises(PolicyPublishError, match="invalid parameter name"):
         publish_policy(tmp_path / "not-even-read.yaml", bad, ssm)
 
 
-def test_parameter_name_accepts_both_forms():
+def test_parameter_name_accepts_both_forms() -> None:
     assert parameter_name("/rdsvend/prod/access-policy") == "/rdsvend/prod/access-policy"
     assert parameter_name("ssm:/rdsvend/prod/access-policy") == "/rdsvend/prod/access-policy"
 
@@ -128,20 +132,20 @@ def _padded(size: int) -> str:
     return text
 
 
-def test_policy_between_4_and_8_kb_goes_to_the_advanced_tier(ssm, tmp_path):
+def test_policy_between_4_and_8_kb_goes_to_the_advanced_tier(ssm: Any, tmp_path: Path) -> None:
     publish_policy(_write(tmp_path, _padded(6000)), PARAMETER, ssm)
 
     described = ssm.describe_parameters()["Parameters"]
     assert [(p["Name"], p["Tier"]) for p in described] == [(PARAMETER, "Advanced")]
 
 
-def test_policy_too_big_for_ssm_is_refused_with_its_size(ssm, tmp_path):
+def test_policy_too_big_for_ssm_is_refused_with_its_size(ssm: Any, tmp_path: Path) -> None:
     with pytest.raises(PolicyPublishError, match="9000 bytes.*at most 8192"):
         publish_policy(_write(tmp_path, _padded(9000)), PARAMETER, ssm)
     assert ssm.describe_parameters()["Parameters"] == []
 
 
-def test_ssm_refusal_is_a_publish_error_naming_the_parameter(ssm, tmp_path):
+def test_ssm_refusal_is_a_publish_error_naming_the_parameter(ssm: Any, tmp_path: Path) -> None:
     # SSM keeps 100 versions and will not drop a labelled oldest one: a real refusal.
     path = _write(tmp_path, VALID)
     publish_policy(path, PARAMETER, ssm)
@@ -155,7 +159,7 @@ def test_ssm_refusal_is_a_publish_error_naming_the_parameter(ssm, tmp_path):
 
 
 # -- `rdsvend policy publish` ------------------------------------------------------------
-def _cli(args):
+def _cli(args: list[str]) -> Result:
     from click.testing import CliRunner
 
     from devtools.cli.main import cli
@@ -163,7 +167,7 @@ def _cli(args):
     return CliRunner().invoke(cli, args)
 
 
-def test_cli_publishes_and_prints_the_version(ssm, tmp_path):
+def test_cli_publishes_and_prints_the_version(ssm: Any, tmp_path: Path) -> None:
     path = _write(tmp_path, VALID)
 
     result = _cli(["policy", "publish", str(path), "--parameter", PARAMETER, "--region", "us-east-1"])
@@ -180,7 +184,8 @@ def test_cli_publishes_and_prints_the_version(ssm, tmp_path):
         (VALID, "no-leading-slash", 2, "invalid parameter name 'no-leading-slash'"),
     ],
 )
-def test_cli_refusals_are_one_line_and_upload_nothing(ssm, tmp_path, text, parameter, code, expected):
+def test_cli_refusals_are_one_line_and_upload_nothing(ssm: Any, tmp_path: Path, text: str, parameter: str, code: int,
+                                                      expected: str) -> None:
     path = _write(tmp_path, text)
 
     result = _cli(["policy", "publish", str(path), "--parameter", parameter, "--region", "us-east-1"])

@@ -16,7 +16,7 @@ import pytest
 from chalicelib.canary.emit import emit_metrics
 from chalicelib.canary.model import CheckResult, Report, TargetReport
 from chalicelib.observability import count_denied, count_rate_limit_fallback, count_vended, invocation
-from devtools.deploy.settings import load_chalice_config, load_deploy_file
+from devtools.deploy.settings import FUNCTIONS, load_chalice_config, load_deploy_file
 from devtools.deploy.stack import alarms, dashboard_body, stack_plan
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,7 +62,7 @@ def queried(text: str) -> set[tuple[str, str, frozenset[str]]]:
 
 
 @pytest.mark.parametrize("stage", list(CONFIG["stages"]))
-def test_every_own_metric_the_stack_queries_is_emitted_with_that_namespace_and_dimensions(stage):
+def test_every_own_metric_the_stack_queries_is_emitted_with_that_namespace_and_dimensions(stage: str) -> None:
     plan = stack_plan(CONFIG, stage, DEPLOY.stage(stage))
     # Each stage's functions write to the stage's own namespace (POWERTOOLS_METRICS_NAMESPACE in its
     # environment); the emitters here write to this process's, so compare the dimension sets.
@@ -85,7 +85,7 @@ def test_every_own_metric_the_stack_queries_is_emitted_with_that_namespace_and_d
 
 
 @pytest.mark.parametrize("key", ["RDSVEND_ALERT_TOPIC", "RDSVEND_SERVER_ID", "RDSVEND_SERVICE_ACCOUNT"])
-def test_a_value_the_stack_sets_from_its_own_account_is_refused_in_the_config(key):
+def test_a_value_the_stack_sets_from_its_own_account_is_refused_in_the_config(key: str) -> None:
     from devtools.deploy.settings import DeployConfigError
 
     config = json.loads(json.dumps(CONFIG))
@@ -96,10 +96,10 @@ def test_a_value_the_stack_sets_from_its_own_account_is_refused_in_the_config(ke
     assert f"{key} is set by the stack" in str(raised.value) and "function 'canary'" in str(raised.value)
 
 
-def test_a_function_added_later_gets_an_errors_alarm(monkeypatch):
+def test_a_function_added_later_gets_an_errors_alarm(monkeypatch: pytest.MonkeyPatch) -> None:
     from devtools.deploy import stack
 
-    monkeypatch.setattr(stack, "FUNCTIONS", (*stack.FUNCTIONS, "rotate"))
+    monkeypatch.setattr(stack, "FUNCTIONS", (*FUNCTIONS, "rotate"))
     plan = stack_plan(CONFIG, "dev", DEPLOY.stage("dev"))
     plan = type(plan)(**{**plan.__dict__, "functions": {**plan.functions, "rotate": "rdsvend-dev-rotate"}})
     names = {a.name: a for a in stack.alarms(plan)}

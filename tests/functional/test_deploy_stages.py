@@ -10,14 +10,17 @@ from __future__ import annotations
 import json
 import shutil
 import textwrap
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from chalicelib.iam.evaluator import evaluate
 from chalicelib.iam.model import RequestContext, parse_policy
 from chalicelib.policy.loader import load_policy_text
+from chalicelib.policy.model import AccessPolicy
 from devtools.deploy.member_roles import member_role_arns, member_roles_template
 from devtools.deploy.roles import (
     DeployConfigError,
@@ -40,11 +43,11 @@ MEMBER = "444455556666"
 SIGNING = ("api_handler", "vend", "canary")
 
 
-def _policies() -> dict:
+def _policies() -> dict[str, AccessPolicy]:
     return {stage: load_stage_policy(settings) for stage, settings in DEPLOY.stages.items()}
 
 
-def _decide(document: dict, action: str, resource: str) -> str:
+def _decide(document: dict[str, Any], action: str, resource: str) -> str:
     policy = parse_policy(document, source="generated")
     return evaluate(RequestContext(action, resource), identity_policies=[policy]).decision
 
@@ -62,7 +65,7 @@ LEDGER = textwrap.dedent(f"""\
 """)
 
 
-def _prod_with_foreign_database(defaults: bool):
+def _prod_with_foreign_database(defaults: bool) -> AccessPolicy:
     text = (ROOT / "policies" / "access.yaml").read_text()
     text = text.replace("databases:\n", "databases:\n" + textwrap.indent(LEDGER, "  "), 1)
     if defaults:
@@ -78,7 +81,8 @@ def _prod_with_foreign_database(defaults: bool):
     (True, f"arn:aws:iam::{MEMBER}:role/rdsvend-reader-prod"),  # defaults.reader_role_name
     (False, f"arn:aws:iam::{MEMBER}:role/team/ledger-reader-prod"),  # an explicit reader_role
 ])
-def test_a_database_in_another_account_gets_exactly_its_reader_and_signer_assumed_and_created(defaults, reader):
+def test_a_database_in_another_account_gets_exactly_its_reader_and_signer_assumed_and_created(defaults: bool,
+                                                                                              reader: str) -> None:
     policy = _prod_with_foreign_database(defaults)
     deploy = replace(DEPLOY.stage("prod"), resource_ids={**DEPLOY.stage("prod").resource_ids,
                                                          "ledger-prod": "db-LEDGERLEDGERLEDGERLEDGER1"})
@@ -113,7 +117,7 @@ def test_a_database_in_another_account_gets_exactly_its_reader_and_signer_assume
 
 
 # -- two stages -----------------------------------------------------------------------------
-def test_the_shipped_stages_share_no_physical_name_role_or_secret():
+def test_the_shipped_stages_share_no_physical_name_role_or_secret() -> None:
     policies = _policies()
     check_stages(DEPLOY, CONFIG, policies)  # what make package runs first
     claimed: dict[str, str] = {}
@@ -130,7 +134,7 @@ def test_the_shipped_stages_share_no_physical_name_role_or_secret():
     assert DEPLOY.stage("dev").account == DEPLOY.stage("prod").account  # and yet they share an account
 
 
-def _two_stages_with(tmp_path: Path, edit_dev) -> Path:
+def _two_stages_with(tmp_path: Path, edit_dev: Callable[[str], str]) -> Path:
     """A copy of the project whose dev access policy is changed by ``edit_dev(text)``."""
     for name in ("policies", ".chalice"):
         shutil.copytree(ROOT / name, tmp_path / name)
@@ -145,7 +149,7 @@ def _check(project: Path) -> None:
                  {stage: load_stage_policy(settings) for stage, settings in deploy.stages.items()})
 
 
-def test_two_stages_declaring_one_secret_are_refused(tmp_path):
+def test_two_stages_declaring_one_secret_are_refused(tmp_path: Path) -> None:
     project = _two_stages_with(tmp_path, lambda text: text.replace(
         "secret:rdsvend-dev/orders/reports_legacy", "secret:rdsvend/orders/reports_legacy"))
     with pytest.raises(DeployConfigError) as raised:
@@ -154,7 +158,7 @@ def test_two_stages_declaring_one_secret_are_refused(tmp_path):
             "'arn:aws:secretsmanager:us-east-1:111122223333:secret:rdsvend/orders/reports_legacy'") in str(raised.value)
 
 
-def test_two_stages_naming_one_member_role_are_refused(tmp_path):
+def test_two_stages_naming_one_member_role_are_refused(tmp_path: Path) -> None:
     project = _two_stages_with(tmp_path, lambda text: text.replace("role/rdsvend-signer-dev",
                                                                    "role/rdsvend-signer-prod"))
     with pytest.raises(DeployConfigError) as raised:
@@ -162,7 +166,7 @@ def test_two_stages_naming_one_member_role_are_refused(tmp_path):
     assert "both use the role 'arn:aws:iam::111122223333:role/rdsvend-signer-prod'" in str(raised.value)
 
 
-def test_two_stages_writing_one_metrics_namespace_are_refused(tmp_path):
+def test_two_stages_writing_one_metrics_namespace_are_refused(tmp_path: Path) -> None:
     project = _two_stages_with(tmp_path, lambda text: text)
     path = project / ".chalice" / "config.json"
     config = json.loads(path.read_text())
@@ -173,7 +177,7 @@ def test_two_stages_writing_one_metrics_namespace_are_refused(tmp_path):
 
 
 @pytest.mark.parametrize("where", ["config", "deploy"])
-def test_a_stage_only_one_file_has_is_refused_naming_both_files(tmp_path, where):
+def test_a_stage_only_one_file_has_is_refused_naming_both_files(tmp_path: Path, where: str) -> None:
     project = _two_stages_with(tmp_path, lambda text: text)
     if where == "config":
         path = project / ".chalice" / "config.json"
@@ -191,7 +195,7 @@ def test_a_stage_only_one_file_has_is_refused_naming_both_files(tmp_path, where)
     assert "stage 'qa'" in message and "deploy.yaml" in message and "config.json" in message
 
 
-def test_dev_functions_cannot_sign_for_or_read_a_prod_only_database():
+def test_dev_functions_cannot_sign_for_or_read_a_prod_only_database() -> None:
     policies = _policies()
     prod_only = set(policies["prod"].databases) - set(policies["dev"].databases)
     assert prod_only == {"orders-prod", "billing-aurora"}
@@ -213,7 +217,8 @@ def test_dev_functions_cannot_sign_for_or_read_a_prod_only_database():
     assert "rdsvend-dev" not in json.dumps(template["Resources"])
 
 
-def test_make_package_refuses_a_stage_mismatch_in_one_line_before_building(tmp_path, capsys):
+def test_make_package_refuses_a_stage_mismatch_in_one_line_before_building(tmp_path: Path,
+                                                                           capsys: pytest.CaptureFixture[str]) -> None:
     from devtools.deploy.package import main
 
     project = _two_stages_with(tmp_path, lambda text: text)

@@ -8,11 +8,13 @@ reader role of one member account only, and moto refuses the other.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from typing import Any
 
 import boto3
 import pytest
 import yaml
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 from moto import mock_aws
 from moto.core import set_initial_no_auth_action_count
 
@@ -31,7 +33,7 @@ def _member(session: boto3.session.Session, account: str) -> boto3.session.Sessi
 
 
 @pytest.fixture
-def organization(aws_env):
+def organization(aws_env: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
     with mock_aws():
         session = boto3.session.Session(region_name=REGION)
         orgs = session.client("organizations")
@@ -82,7 +84,7 @@ def organization(aws_env):
                "cluster": cluster, "own": own, "proxy": proxy}
 
 
-def run(organization, monkeypatch, *args: str):
+def run(organization: dict[str, Any], monkeypatch: pytest.MonkeyPatch, *args: str) -> Result:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", organization["keys"]["AccessKeyId"])
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", organization["keys"]["SecretAccessKey"])
     for name in ("AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_PROFILE", "RDSVEND_POLICY"):
@@ -90,13 +92,14 @@ def run(organization, monkeypatch, *args: str):
     monkeypatch.delenv("RDSVEND_ORG_ROLE_ARN", raising=False)
 
     @set_initial_no_auth_action_count(0)
-    def enforced():
+    def enforced() -> Result:
         return CliRunner().invoke(cli, ["discover", *args])
 
     return enforced()
 
 
-def test_json_lists_every_readable_account_and_the_one_that_is_not(organization, monkeypatch):
+def test_json_lists_every_readable_account_and_the_one_that_is_not(organization: dict[str, Any],
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     result = run(organization, monkeypatch, "--format", "json")
     assert result.exit_code == 1, (result.output, result.exception)
     assert result.stdout, (result.output, result.exception)
@@ -129,7 +132,8 @@ def test_json_lists_every_readable_account_and_the_one_that_is_not(organization,
     assert own["resource_id"] == organization["own"]["DbiResourceId"]
 
 
-def test_yaml_is_a_databases_block_that_loads_once_users_are_named(organization, monkeypatch):
+def test_yaml_is_a_databases_block_that_loads_once_users_are_named(organization: dict[str, Any],
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     result = run(organization, monkeypatch, "--accounts", organization["data"], "--regions", REGION)
     assert result.exit_code == 0, result.output
     block = yaml.safe_load(result.stdout)
@@ -153,7 +157,7 @@ def test_yaml_is_a_databases_block_that_loads_once_users_are_named(organization,
     assert loaded.databases["ledger-prod"].account == organization["data"]
 
 
-def test_table_and_a_role_name_nobody_has(organization, monkeypatch):
+def test_table_and_a_role_name_nobody_has(organization: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     result = run(organization, monkeypatch, "--format", "table", "--role-name", "no-such-role",
                  "--accounts", f"{organization['data']},{MANAGEMENT}")
     assert result.exit_code == 1
@@ -178,13 +182,14 @@ def test_table_and_a_role_name_nobody_has(organization, monkeypatch):
         (["--format", "xml"], "Error: Invalid value for '--format': 'xml' is not one of 'yaml', 'json', 'table'."),
     ],
 )
-def test_bad_flags_exit_2_with_one_line(args, message):
+def test_bad_flags_exit_2_with_one_line(args: list[str], message: str) -> None:
     result = CliRunner().invoke(cli, ["discover", *args])
     assert result.exit_code == 2
     assert result.output.strip().splitlines() == [message]
 
 
-def test_accounts_are_listed_through_the_organization_reader_role_when_set(organization, monkeypatch):
+def test_accounts_are_listed_through_the_organization_reader_role_when_set(organization: dict[str, Any],
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """(moto, enforcing IAM, reads a same-account role's trust policy but not ``:root`` principals:
     the trust names the operator itself.)"""
     iam = boto3.client("iam", region_name=REGION)
@@ -211,7 +216,7 @@ def test_accounts_are_listed_through_the_organization_reader_role_when_set(organ
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", organization["keys"]["SecretAccessKey"])
 
     @set_initial_no_auth_action_count(0)
-    def enforced():
+    def enforced() -> Result:
         return CliRunner().invoke(cli, ["discover", "--format", "json"])
 
     result = enforced()

@@ -2,7 +2,9 @@
 expiry at the boundary with a frozen clock, visibility, and the sweep."""
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import boto3
 import pytest
@@ -11,10 +13,12 @@ from moto import mock_aws
 from chalicelib.clock import FrozenClock
 from chalicelib.errors import ForbiddenError, InvalidRequestError, UpstreamUnavailableError
 from chalicelib.grants.errors import GrantConflictError, GrantNotFoundError, OwnGrantError
+from chalicelib.grants.model import Action, Grant
 from chalicelib.grants.service import GrantService
 from chalicelib.grants.store import DynamoGrantStore, create_grants_table
-from chalicelib.identity import identity_from_arn
+from chalicelib.identity import CallerIdentity, identity_from_arn
 from chalicelib.policy.loader import load_policy_text
+from chalicelib.policy.model import Database
 from chalicelib.policy_source import StaticPolicySource
 from tests.support.grant_policies import APPROVER, DEPUTY, GRANT_POLICY, OTHER_REQUESTER, REQUESTER, STRANGER
 
@@ -27,15 +31,22 @@ class Sessions:
     def __init__(self) -> None:
         self.open: dict[str, list[str]] = {}
         self.calls: list[str] = []
+        self.failure: Exception | None = None
 
-    def end_sessions(self, database, db_user):  # a test double
+    def end_sessions(self, database: Database, db_user: str) -> list[str]:  # a test double
         key = f"{database.name}/{db_user}"
         self.calls.append(key)
+        if self.failure is not None:
+            raise self.failure
         return self.open.pop(key, [])
 
 
+#: the grant service, its clock and the session ender it calls
+World = tuple[GrantService, FrozenClock, Sessions]
+
+
 @pytest.fixture
-def world():
+def world() -> Iterator[World]:
     with mock_aws():
         client = boto3.client("dynamodb", region_name="us-east-1")
         create_grants_table(client, "grants")
@@ -47,15 +58,22 @@ def world():
         yield service, clock, sessions
 
 
-def who(arn):
+def who(arn: str) -> CallerIdentity:
     return identity_from_arn(arn)
 
 
-def ask(service, arn=REQUESTER, **over):
+def stored(service: GrantService, grant_id: str) -> Grant:
+    """The grant as the table holds it (it must be there)."""
+    grant = service.store.get(grant_id)
+    assert grant is not None, f"no grant {grant_id} in the table"
+    return grant
+
+
+def ask(service: GrantService, arn: str = REQUESTER, **over: Any) -> dict[str, Any]:
     return service.request(who(arn), {**ASK, **over}, "req-1")
 
 
-def test_request_is_pending_with_the_fields_the_api_shows(world):
+def test_request_is_pending_with_the_fields_the_api_shows(world: World) -> None:
     service, _clock, _ = world
     grant = ask(service)
     assert grant["state"] == "pending"
@@ -66,20 +84,21 @@ def test_request_is_pending_with_the_fields_the_api_shows(world):
     assert grant["id"].startswith("g-")
 
 
-def test_approve_starts_the_grant_and_sets_its_end(world):
+def test_approve_starts_the_grant_and_sets_its_end(world: World) -> None:
     service, _clock, _ = world
     grant = ask(service)
     done = service.act(who(APPROVER), grant["id"], "approve", "req-2")
     assert (done["state"], done["approver"], done["starts_at"], done["ends_at"]) == (
         "approved", APPROVER, "2026-12-03T10:00:00Z", "2026-12-03T10:30:00Z")
-    assert service.live_grant(REQUESTER, "orders-prod", "orders_owner").id == grant["id"]
+    live = service.live_grant(REQUESTER, "orders-prod", "orders_owner")
+    assert live is not None and live.id == grant["id"]
     assert service.live_grant(OTHER_REQUESTER, "orders-prod", "orders_owner") is None
 
 
 @pytest.mark.parametrize("first,then", [
     ("approve", "approve"), ("approve", "deny"), ("deny", "approve"), ("deny", "deny"),
     ("revoke", "approve"), ("revoke", "deny"), ("revoke", "revoke")])
-def test_refused_transitions_name_the_state(world, first, then):
+def test_refused_transitions_name_the_state(world: World, first: Action, then: Action) -> None:
     service, _clock, _ = world
     grant = ask(service)
     service.act(who(APPROVER), grant["id"], first, "r")
@@ -91,7 +110,7 @@ def test_refused_transitions_name_the_state(world, first, then):
         "approve": "approved", "deny": "denied", "revoke": "revoked"}[then]
 
 
-def test_deny_and_revoke_by_requester(world):
+def test_deny_and_revoke_by_requester(world: World) -> None:
     service, _clock, _ = world
     denied = ask(service)
     assert service.act(who(APPROVER), denied["id"], "deny", "r")["state"] == "denied"
@@ -104,7 +123,7 @@ def test_deny_and_revoke_by_requester(world):
     assert service.live_grant(REQUESTER, "orders-prod", "orders_owner") is None
 
 
-def test_expired_grant_cannot_be_approved_revoked_or_used(world):
+def test_expired_grant_cannot_be_approved_revoked_or_used(world: World) -> None:
     service, clock, _ = world
     grant = ask(service)
     service.act(who(APPROVER), grant["id"], "approve", "r")
@@ -117,7 +136,7 @@ def test_expired_grant_cannot_be_approved_revoked_or_used(world):
             service.act(who(DEPUTY), grant["id"], action, "r")
 
 
-def test_unapproved_request_expires_after_a_day(world):
+def test_unapproved_request_expires_after_a_day(world: World) -> None:
     service, clock, _ = world
     grant = ask(service)
     clock.advance(86400)
@@ -125,7 +144,7 @@ def test_unapproved_request_expires_after_a_day(world):
         service.act(who(APPROVER), grant["id"], "approve", "r")
 
 
-def test_own_request_cannot_be_approved_or_denied_by_its_requester(world):
+def test_own_request_cannot_be_approved_or_denied_by_its_requester(world: World) -> None:
     service, _clock, _ = world
     grant = ask(service, arn=APPROVER)  # an approver asking for itself
     for action in ("approve", "deny"):
@@ -135,27 +154,30 @@ def test_own_request_cannot_be_approved_or_denied_by_its_requester(world):
     assert service.act(who(DEPUTY), grant["id"], "approve", "r")["state"] == "approved"
 
 
-def test_an_approver_who_read_a_pending_grant_loses_to_one_who_decided_meanwhile(world):
+def test_an_approver_who_read_a_pending_grant_loses_to_one_who_decided_meanwhile(
+    world: World,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """The interleaving a race produces, made certain: A reads the grant (pending), B denies it,
     A's conditional write then fails and A is told the grant is denied."""
     service, _clock, _ = world
     grant = ask(service)
     real_get = service.store.get
 
-    def read_then_other_decides(grant_id):
-        read = real_get(grant_id)
-        service.store.get = real_get
+    def read_then_other_decides(grant_id: str) -> Grant | None:
+        read: Grant | None = real_get(grant_id)
+        monkeypatch.setattr(service.store, "get", real_get)
         assert service.act(who(DEPUTY), grant_id, "deny", "r")["state"] == "denied"
         return read
 
-    service.store.get = read_then_other_decides
+    monkeypatch.setattr(service.store, "get", read_then_other_decides)
     with pytest.raises(GrantConflictError, match="is denied: it cannot be approved"):
         service.act(who(APPROVER), grant["id"], "approve", "r")
-    stored = service.store.get(grant["id"])
-    assert (stored.state, stored.approver) == ("denied", DEPUTY)
+    final = stored(service, grant["id"])
+    assert (final.state, final.approver) == ("denied", DEPUTY)
 
 
-def test_visibility_unknown_and_not_yours_answer_the_same(world):
+def test_visibility_unknown_and_not_yours_answer_the_same(world: World) -> None:
     service, _clock, _ = world
     grant = ask(service)
     for arn in (STRANGER, OTHER_REQUESTER):
@@ -176,7 +198,7 @@ def test_visibility_unknown_and_not_yours_answer_the_same(world):
     assert service.listing(who(APPROVER), "r") == {"grants": []}  # decided: no longer pending
 
 
-BAD = {
+BAD: dict[str, tuple[dict[str, Any], str]] = {
     "duration over the maximum": ({"duration_seconds": 7201}, "more than the maximum of 7200 seconds"),
     "duration zero": ({"duration_seconds": 0}, "'duration_seconds' must be between 1 and"),
     "duration negative": ({"duration_seconds": -5}, "'duration_seconds' must be between 1 and"),
@@ -191,7 +213,7 @@ BAD = {
 
 
 @pytest.mark.parametrize("case", sorted(BAD))
-def test_bad_requests_name_the_field(world, case):
+def test_bad_requests_name_the_field(world: World, case: str) -> None:
     service, _clock, _ = world
     change, expected = BAD[case]
     body = {k: v for k, v in {**ASK, **change}.items() if v is not None}
@@ -200,12 +222,12 @@ def test_bad_requests_name_the_field(world, case):
     assert expected in str(caught.value)
 
 
-def test_reason_of_exactly_1_kb_is_accepted(world):
+def test_reason_of_exactly_1_kb_is_accepted(world: World) -> None:
     service, _clock, _ = world
     assert ask(service, reason="é" * 512)["state"] == "pending"
 
 
-def test_requests_outside_a_grant_rule_are_refused(world):
+def test_requests_outside_a_grant_rule_are_refused(world: World) -> None:
     service, _clock, _ = world
     with pytest.raises(ForbiddenError):
         ask(service, arn=STRANGER)
@@ -213,7 +235,7 @@ def test_requests_outside_a_grant_rule_are_refused(world):
         ask(service, arn="arn:aws:iam::111122223333:role/orders-api-prod", db_user="orders_app")
 
 
-def test_sweep_writes_expiry_once_and_ends_sessions_when_no_grant_is_left(world):
+def test_sweep_writes_expiry_once_and_ends_sessions_when_no_grant_is_left(world: World) -> None:
     service, clock, sessions = world
     mine = ask(service)
     theirs = ask(service, arn=OTHER_REQUESTER, duration_seconds=3600)
@@ -228,11 +250,11 @@ def test_sweep_writes_expiry_once_and_ends_sessions_when_no_grant_is_left(world)
     second = service.sweep("run-2")
     assert second.expired == [theirs["id"]]
     assert second.ended == {"orders-prod/orders_owner": ["101", "102"]}
-    assert service.store.get(mine["id"]).state == "expired"
+    assert stored(service, mine["id"]).state == "expired"
     assert service.sweep("run-3").expired == []
 
 
-def test_revoke_ends_the_sessions_at_once(world):
+def test_revoke_ends_the_sessions_at_once(world: World) -> None:
     service, _clock, sessions = world
     grant = ask(service)
     service.act(who(APPROVER), grant["id"], "approve", "r")
@@ -241,23 +263,22 @@ def test_revoke_ends_the_sessions_at_once(world):
     assert sessions.open == {} and sessions.calls == ["orders-prod/orders_owner"]
 
 
-def test_a_revoke_whose_sessions_cannot_be_ended_now_stands_and_the_sweep_ends_them(world, capsys):
+def test_a_revoke_whose_sessions_cannot_be_ended_now_stands_and_the_sweep_ends_them(
+    world: World,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     from chalicelib.grants.sessions import SessionsUnavailableError
 
     service, _clock, sessions = world
     grant = ask(service)
     service.act(who(APPROVER), grant["id"], "approve", "r")
     sessions.open["orders-prod/orders_owner"] = ["88"]
-    real = sessions.end_sessions
-
-    def unreachable(database, db_user):
-        raise SessionsUnavailableError("cannot end sessions on 'orders-prod': timeout: timed out")
-
-    sessions.end_sessions = unreachable  # the database is unreachable at the moment of the revoke
+    # the database is unreachable at the moment of the revoke
+    sessions.failure = SessionsUnavailableError("cannot end sessions on 'orders-prod': timeout: timed out")
     assert service.act(who(REQUESTER), grant["id"], "revoke", "r")["state"] == "revoked"
     assert "grant_sessions_not_ended" in capsys.readouterr().out
     assert service.live_grant(REQUESTER, "orders-prod", "orders_owner") is None
-    sessions.end_sessions = real
+    sessions.failure = None
     assert service.sweep("next-canary-run").ended == {"orders-prod/orders_owner": ["88"]}
 
 
@@ -265,27 +286,27 @@ class AnswerLost:
     """A client whose writes reach DynamoDB but whose first answer is lost: botocore sends the
     same call again (what its retries do), and that second answer is the one returned."""
 
-    def __init__(self, client):
+    def __init__(self, client: Any) -> None:
         self._client = client
 
-    def __getattr__(self, name):
-        call = getattr(self._client, name)
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        call: Callable[..., Any] = getattr(self._client, name)
         if name not in ("put_item", "update_item"):
             return call
 
-        def twice(**kwargs):
+        def twice(**kwargs: Any) -> Any:
             call(**kwargs)
             return call(**kwargs)
 
         return twice
 
 
-def test_a_retried_write_whose_first_attempt_landed_is_success_not_a_conflict(world):
+def test_a_retried_write_whose_first_attempt_landed_is_success_not_a_conflict(world: World) -> None:
     service, clock, _ = world
     clock.advance(0.25)  # stored times are whole seconds; the clock's are not
     service.store._client = AnswerLost(service.store._client)
     grant = ask(service)
-    assert service.store.get(grant["id"]).state == "pending"
+    assert stored(service, grant["id"]).state == "pending"
     assert service.act(who(APPROVER), grant["id"], "approve", "r")["state"] == "approved"
     assert service.act(who(REQUESTER), grant["id"], "revoke", "r")["state"] == "revoked"
     # a second, deliberate decision is still refused: only a retry of one's own write is absorbed
@@ -293,7 +314,7 @@ def test_a_retried_write_whose_first_attempt_landed_is_success_not_a_conflict(wo
         service.act(who(APPROVER), grant["id"], "approve", "r")
 
 
-def test_a_missing_table_is_upstream_unavailable_not_a_crash(world):
+def test_a_missing_table_is_upstream_unavailable_not_a_crash(world: World) -> None:
     service, _clock, _ = world
     service.store.table = "no-such-table"
     with pytest.raises(UpstreamUnavailableError) as caught:

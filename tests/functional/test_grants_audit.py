@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -17,6 +20,7 @@ from chalicelib.grants.service import GrantService
 from chalicelib.grants.store import DynamoGrantStore, create_grants_table
 from chalicelib.identity import identity_from_arn
 from chalicelib.policy.loader import load_policy_text
+from chalicelib.policy.model import Database
 from chalicelib.policy_source import StaticPolicySource
 from devtools.cli.audit_cmd import audit
 from tests.support.grant_policies import APPROVER, GRANT_POLICY, REQUESTER, STRANGER
@@ -25,12 +29,13 @@ ASK = {"database": "orders-prod", "db_user": "orders_owner", "reason": "INC-9", 
 
 
 class Sessions:
-    def end_sessions(self, database, db_user):
+    def end_sessions(self, database: Database, db_user: str) -> list[str]:
         return ["4242"] if (database.name, db_user) == ("orders-prod", "orders_owner") else []
 
 
 @pytest.fixture
-def lines(monkeypatch, capsys):
+def lines(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+          ) -> Iterator[tuple[list[str], dict[str, Any], dict[str, Any]]]:
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     with mock_aws():
         client = boto3.client("dynamodb", region_name="us-east-1")
@@ -60,7 +65,10 @@ def lines(monkeypatch, capsys):
         yield written, first, third
 
 
-def test_audit_shows_each_grant_event_and_the_ended_session(lines, tmp_path):
+def test_audit_shows_each_grant_event_and_the_ended_session(
+    lines: tuple[list[str], dict[str, Any], dict[str, Any]],
+    tmp_path: Path,
+) -> None:
     written, first, third = lines
     events = [json.loads(line) for line in written]
     actions = [(e["event"], e.get("action")) for e in events if e.get("event") in ("grant", "session_ended")]
@@ -85,7 +93,7 @@ def test_audit_shows_each_grant_event_and_the_ended_session(lines, tmp_path):
     assert kinds == ["grant"] * 10
 
 
-def test_a_pending_request_is_published_to_the_alert_topic(monkeypatch):
+def test_a_pending_request_is_published_to_the_alert_topic(monkeypatch: pytest.MonkeyPatch) -> None:
     from chalicelib.canary.alerts import SnsNotifier
 
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")

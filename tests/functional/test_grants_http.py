@@ -4,8 +4,9 @@ clipped to the grant's end; refused without a live grant). moto for DynamoDB and
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from types import SimpleNamespace
+from typing import Any
 
 import boto3
 import pytest
@@ -24,6 +25,7 @@ from chalicelib.routes.http import set_vending_service
 from chalicelib.routes.invoke import handle_vend
 from chalicelib.signer import TokenMinter
 from chalicelib.vending.pipeline import VendingService
+from chalicelib.vending.proof import ProvenCaller
 from tests.support.events import load_event
 from tests.support.grant_policies import APPROVER, GRANT_POLICY, REQUESTER, STRANGER
 
@@ -31,7 +33,7 @@ ASK = {"database": "orders-prod", "db_user": "orders_owner", "reason": "INC-7 va
 
 
 @pytest.fixture(scope="module")
-def aws():
+def aws() -> Iterator[tuple[Any, ClientFactory]]:
     with mock_aws():
         rds = boto3.client("rds", region_name="us-east-1")
         rds.create_db_instance(DBInstanceIdentifier="orders-prod", Engine="postgres", DBInstanceClass="db.t3.micro",
@@ -40,8 +42,13 @@ def aws():
         yield boto3.client("dynamodb", region_name="us-east-1"), ClientFactory()
 
 
+#: the vending and grant services the app is wired with
+Services = tuple[VendingService, GrantService]
+
+
 @pytest.fixture
-def services(aws, request):
+def services(aws: tuple[Any, ClientFactory], request: pytest.FixtureRequest,
+             ) -> Iterator[Services]:
     dynamodb, clients = aws
     table = f"grants-{abs(hash(request.node.name)) % 10**8}"  # a table of its own per test
     create_grants_table(dynamodb, table)
@@ -56,7 +63,8 @@ def services(aws, request):
     set_grant_service(None)
 
 
-def event(method, path, body=None, arn=REQUESTER, raw=None, resource=None, params=None):
+def event(method: str, path: str, body: object = None, arn: str = REQUESTER, raw: str | None = None,
+          resource: str | None = None, params: dict[str, str] | None = None) -> dict[str, Any]:
     ev = load_event("post_tokens")
     ev.update(httpMethod=method, path=path, resource=resource or path, pathParameters=params)
     ev["requestContext"].update(httpMethod=method, path=path, resourcePath=resource or path)
@@ -66,21 +74,21 @@ def event(method, path, body=None, arn=REQUESTER, raw=None, resource=None, param
     return ev
 
 
-def call(ev):
+def call(ev: dict[str, Any]) -> tuple[int, Any]:
     answer = app_module.app(ev, None)
     return answer["statusCode"], json.loads(answer["body"])
 
 
-def act(grant_id, verb, arn=APPROVER, raw=None):
+def act(grant_id: str, verb: str, arn: str = APPROVER, raw: str | None = None) -> tuple[int, Any]:
     return call(event("POST", f"/v1/grants/{grant_id}/{verb}", arn=arn, raw=raw,
                       resource=f"/v1/grants/{{grant_id}}/{verb}", params={"grant_id": grant_id}))
 
 
-def vend(arn=REQUESTER, db_user="orders_owner"):
+def vend(arn: str = REQUESTER, db_user: str = "orders_owner") -> tuple[int, Any]:
     return call(event("POST", "/v1/tokens", {"database": "orders-prod", "db_user": db_user}, arn=arn))
 
 
-def test_the_story_over_http_and_the_token_never_outlives_the_grant(services):
+def test_the_story_over_http_and_the_token_never_outlives_the_grant(services: Services) -> None:
     status, body = vend()
     assert (status, body["error"]["code"]) == (403, "forbidden")  # no grant yet
     status, grant = call(event("POST", "/v1/grants", ASK))
@@ -103,14 +111,14 @@ def test_the_story_over_http_and_the_token_never_outlives_the_grant(services):
     assert (status, body["error"]["code"]) == (403, "forbidden")
 
 
-def test_ordinary_vends_never_read_the_grants_table(services):
+def test_ordinary_vends_never_read_the_grants_table(services: Services) -> None:
     vend_service, grants = services
     grants.store.table = "no-such-table"  # any read would be a 503
     status, body = vend(arn="arn:aws:iam::111122223333:role/orders-api-prod", db_user="orders_app")
     assert status == 200, body
 
 
-def test_a_failing_grants_table_is_a_503_never_a_token(services):
+def test_a_failing_grants_table_is_a_503_never_a_token(services: Services) -> None:
     _vend, grants = services
     grants.store.table = "no-such-table"
     status, body = vend()
@@ -130,7 +138,7 @@ BAD_REQUESTS = {
 
 
 @pytest.mark.parametrize("case", sorted(BAD_REQUESTS))
-def test_bad_grant_requests_are_precise_4xx(services, case):
+def test_bad_grant_requests_are_precise_4xx(services: Services, case: str) -> None:
     body, status, code, text = BAD_REQUESTS[case]
     got_status, got = call(event("POST", "/v1/grants", body))
     assert (got_status, got["error"]["code"]) == (status, code)
@@ -138,7 +146,7 @@ def test_bad_grant_requests_are_precise_4xx(services, case):
     assert set(got["error"]) == {"code", "message", "request_id"}
 
 
-def test_bad_bodies_and_ids_and_own_approval(services):
+def test_bad_bodies_and_ids_and_own_approval(services: Services) -> None:
     status, body = call(event("POST", "/v1/grants", raw="{not json"))
     assert (status, body["error"]["code"]) == (400, "invalid_request")
     status, grant = call(event("POST", "/v1/grants", ASK))
@@ -164,18 +172,19 @@ def test_bad_bodies_and_ids_and_own_approval(services):
 class FixedVerifier:
     """Stands in for the STS proof check (tested in test_invoke_vend.py): the caller is ``arn``."""
 
-    def __init__(self, arn):
+    def __init__(self, arn: str) -> None:
         self.arn = arn
 
-    def verify(self, proof):
-        return SimpleNamespace(arn=self.arn, account=self.arn.split(":")[4])
+    def verify(self, proof: Any) -> ProvenCaller:
+        return ProvenCaller(arn=self.arn, account=self.arn.split(":")[4], user_id="AIDAFIXED",
+                            access_key_id="AKIAFIXED")
 
 
-def invoke(payload, arn=REQUESTER):
+def invoke(payload: dict[str, Any], arn: str = REQUESTER) -> dict[str, Any]:
     return handle_vend(payload, "inv-1", verifier=FixedVerifier(arn))
 
 
-def test_the_same_through_direct_invoke(services):
+def test_the_same_through_direct_invoke(services: Services) -> None:
     proof = {"url": "https://sts.amazonaws.com/", "method": "POST", "headers": {}, "body": ""}
     grant = invoke({"action": "grant_request", **ASK, "identity": proof})
     assert grant["state"] == "pending", grant
@@ -190,7 +199,7 @@ def test_the_same_through_direct_invoke(services):
     assert invoke({"action": "grant_revoke", "grant_id": grant["id"], "identity": proof})["state"] == "revoked"
 
 
-BAD_INVOKES = {
+BAD_INVOKES: dict[str, tuple[dict[str, Any], str, str]] = {
     "unknown action": ({"action": "grant_everything"}, "invalid_request", "field 'action' must be one of"),
     "action not a string": ({"action": 7}, "invalid_request", "field 'action'"),
     "missing grant id": ({"action": "grant_approve"}, "invalid_request", "missing field 'grant_id'"),
@@ -205,7 +214,7 @@ BAD_INVOKES = {
 
 
 @pytest.mark.parametrize("case", sorted(BAD_INVOKES))
-def test_bad_invoke_payloads_are_error_bodies(services, case):
+def test_bad_invoke_payloads_are_error_bodies(services: Services, case: str) -> None:
     payload, code, text = BAD_INVOKES[case]
     answer = invoke({**payload, "identity": {"url": "x"}}, arn=APPROVER)
     assert answer["error"]["code"] == code, answer
@@ -213,55 +222,80 @@ def test_bad_invoke_payloads_are_error_bodies(services, case):
 
 
 class Broken:
-    def __getattr__(self, name):
+    def __getattr__(self, name: str) -> Any:
         raise RuntimeError("boom")
 
 
-def _no_identity(ev):
+def _no_identity(ev: dict[str, Any]) -> dict[str, Any]:
     ev["requestContext"]["identity"] = {"userArn": None}
     return ev
 
 
-def _scenarios(grants):
-    """(path template, method) -> status -> a function that sets the stage and returns the event."""
-    def new_grant():
-        return grants.request(identity_from_arn(REQUESTER), ASK, "r")["id"]
+Stage = Callable[[], dict[str, Any]]
 
-    def on(verb, arn=APPROVER, raw=None, grant_id=None):
+
+def _scenarios(grants: GrantService | None) -> dict[tuple[str, str], dict[int, Stage]]:
+    """(path template, method) -> status -> a function that sets the stage and returns the event
+    (``grants`` None: the table only, to be listed and not run)."""
+    def live() -> GrantService:
+        assert grants is not None, "the scenarios were made to be listed only"
+        return grants
+
+    def new_grant() -> str:
+        grant_id: str = live().request(identity_from_arn(REQUESTER), ASK, "r")["id"]
+        return grant_id
+
+    def on(verb: str, arn: str = APPROVER, raw: str | None = None, grant_id: str | None = None) -> dict[str, Any]:
         gid = grant_id or new_grant()
         return event("POST", f"/v1/grants/{gid}/{verb}", arn=arn, raw=raw,
                      resource=f"/v1/grants/{{grant_id}}/{verb}", params={"grant_id": gid})
 
-    def decided(verb):
+    def decided(verb: str) -> dict[str, Any]:
         gid = new_grant()
-        grants.act(identity_from_arn(APPROVER), gid, "deny", "r")
+        live().act(identity_from_arn(APPROVER), gid, "deny", "r")
         return on(verb, grant_id=gid)
 
-    def broken(make):
-        def stage():
+    def broken(make: Stage) -> Stage:
+        def stage() -> dict[str, Any]:
             ev = make()
-            grants.store = Broken()
+            live().store = Broken()  # type: ignore[assignment]  # a store that fails on every use
             return ev
         return stage
 
-    def missing(make):
-        def stage():
+    def missing(make: Stage) -> Stage:
+        def stage() -> dict[str, Any]:
             ev = make()
-            grants.store.table = "no-such-table"
+            live().store.table = "no-such-table"
             return ev
         return stage
 
-    def unconfigured(make):
-        def stage():
+    def unconfigured(make: Stage) -> Stage:
+        def stage() -> dict[str, Any]:
             set_grant_service(None)
-            set_vending_service(VendingService(policy_source=grants.policy_source, minter=TokenMinter(),
+            set_vending_service(VendingService(policy_source=live().policy_source, minter=TokenMinter(),
                                                resolver=EndpointResolver(ClientFactory())))
             return make()
         return stage
 
-    post = lambda: event("POST", "/v1/grants", ASK)  # noqa: E731 - two requests, each one line
-    get = lambda: event("GET", "/v1/grants", arn=APPROVER)  # noqa: E731 - two requests, each one line
-    out = {
+    def post() -> dict[str, Any]:
+        return event("POST", "/v1/grants", ASK)
+
+    def get() -> dict[str, Any]:
+        return event("GET", "/v1/grants", arn=APPROVER)
+
+    def on_grant(verb: str) -> dict[int, Stage]:
+        return {
+            200: lambda: on(verb, arn=REQUESTER if verb == "revoke" else APPROVER),
+            400: lambda: on(verb, raw="[1]"),
+            401: lambda: _no_identity(on(verb)),
+            403: (lambda: on(verb, arn=REQUESTER)) if verb != "revoke" else unconfigured(lambda: on("revoke")),
+            404: lambda: on(verb, grant_id="g-22222222222222222222"),
+            409: lambda: decided(verb),
+            500: broken(lambda: on(verb)),
+            503: missing(lambda: on(verb)),
+        }
+
+    out: dict[tuple[str, str], dict[int, Stage]] = {
         ("/v1/grants", "post"): {200: post, 400: lambda: event("POST", "/v1/grants", raw="[]"),
                                  401: lambda: _no_identity(post()), 403: lambda: event("POST", "/v1/grants", ASK,
                                                                                        arn=STRANGER),
@@ -270,20 +304,12 @@ def _scenarios(grants):
                                 500: broken(get), 503: missing(get)},
     }
     for verb in ("approve", "deny", "revoke"):
-        out[(f"/v1/grants/{{grant_id}}/{verb}", "post")] = {
-            200: lambda v=verb: on(v, arn=REQUESTER if v == "revoke" else APPROVER),
-            400: lambda v=verb: on(v, raw="[1]"),
-            401: lambda v=verb: _no_identity(on(v)),
-            403: (lambda v=verb: on(v, arn=REQUESTER)) if verb != "revoke" else unconfigured(lambda: on("revoke")),
-            404: lambda v=verb: on(v, grant_id="g-22222222222222222222"),
-            409: lambda v=verb: decided(v),
-            500: broken(lambda v=verb: on(v)),
-            503: missing(lambda v=verb: on(v)),
-        }
+        out[(f"/v1/grants/{{grant_id}}/{verb}", "post")] = on_grant(verb)
     return out
 
 
-def test_every_documented_grant_status_is_what_the_app_answers(aws, request):
+def test_every_documented_grant_status_is_what_the_app_answers(aws: tuple[Any, ClientFactory],
+                                                               request: pytest.FixtureRequest) -> None:
     from tests.functional.test_openapi import OPENAPI, schema_validator
 
     dynamodb, clients = aws

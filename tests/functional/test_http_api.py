@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -24,7 +27,7 @@ from tests.support.policies import ACCT, POLICY
 
 
 @pytest.fixture(scope="module")
-def aws():
+def aws() -> Iterator[Any]:
     with mock_aws():
         rds = boto3.client("rds", region_name="us-east-1")
         rds.create_db_instance(DBInstanceIdentifier="orders-prod", Engine="postgres", DBInstanceClass="db.t3.micro",
@@ -34,7 +37,7 @@ def aws():
 
 
 @pytest.fixture
-def service(aws):
+def service(aws: Any) -> Iterator[VendingService]:
     svc = VendingService(policy_source=StaticPolicySource(load_policy_text(POLICY, "test.yaml")),
                          minter=TokenMinter(), resolver=EndpointResolver(ClientFactory()))
     set_vending_service(svc)
@@ -42,13 +45,13 @@ def service(aws):
     set_vending_service(None)
 
 
-def call(event):
+def call(event: dict[str, Any]) -> tuple[int, Any, dict[str, str]]:
     answer = app_module.app(event, None)
     body = json.loads(answer["body"])
     return answer["statusCode"], body, answer["headers"]
 
 
-def test_vend_returns_the_spec_body(service):
+def test_vend_returns_the_spec_body(service: VendingService) -> None:
     before = datetime.now(UTC)
     status, body, headers = call(token_event())
     assert status == 200, body
@@ -67,7 +70,7 @@ def test_vend_returns_the_spec_body(service):
     assert 800 <= body["ttl_seconds"] <= 870
 
 
-def test_policy_host_and_port_win_over_rds(service):
+def test_policy_host_and_port_win_over_rds(service: VendingService) -> None:
     status, body, _ = call(token_event({"database": "reports", "db_user": "reporter"},
                                        arn=f"arn:aws:sts::{ACCT}:assumed-role/dba-alice/alice"))
     assert status == 200
@@ -75,7 +78,7 @@ def test_policy_host_and_port_win_over_rds(service):
     assert body["dsn"] == "host=reports.internal.example port=6432 user=reporter sslmode=verify-full"
 
 
-FORBIDDEN_CASES = {
+FORBIDDEN_CASES: dict[str, dict[str, Any]] = {
     "wrong org": dict(org="o-zzzzzzzzzz"),
     "no org id": dict(org=None),
     "outside source ips": dict(ip="192.0.2.10"),
@@ -93,7 +96,7 @@ FORBIDDEN_CASES = {
 
 
 @pytest.mark.parametrize("case", sorted(FORBIDDEN_CASES))
-def test_authorization_matrix_refusals_look_identical(service, case):
+def test_authorization_matrix_refusals_look_identical(service: VendingService, case: str) -> None:
     status, body, headers = call(token_event(**FORBIDDEN_CASES[case]))
     assert status == 403
     assert body == {"error": {"code": "forbidden", "message": "not allowed",
@@ -109,7 +112,7 @@ def test_authorization_matrix_refusals_look_identical(service, case):
         ("arn:aws:sts::444455556666:assumed-role/auditor/x", "orders_app"),  # another account, named
     ],
 )
-def test_authorization_matrix_allows(service, arn, db_user):
+def test_authorization_matrix_allows(service: VendingService, arn: str, db_user: str) -> None:
     status, body, _ = call(token_event({"database": "orders-prod", "db_user": db_user}, arn=arn, org=None, ip=None))
     assert status == 200, body
     assert body["rule"] == "dba"
@@ -136,7 +139,7 @@ def test_authorization_matrix_allows(service, arn, db_user):
         ("{" + '"a":1,' * 5000 + '"b":2}', "body"),
     ],
 )
-def test_bad_bodies_are_400_naming_the_field(service, raw, field):
+def test_bad_bodies_are_400_naming_the_field(service: VendingService, raw: str, field: str) -> None:
     status, body, _ = call(token_event(raw=raw))
     assert status == 400
     assert body["error"]["code"] == "invalid_request"
@@ -144,21 +147,21 @@ def test_bad_bodies_are_400_naming_the_field(service, raw, field):
     assert "Traceback" not in json.dumps(body)
 
 
-def test_no_identity_is_401(service):
+def test_no_identity_is_401(service: VendingService) -> None:
     ev = token_event()
     ev["requestContext"]["identity"] = {"sourceIp": "10.1.2.3", "userArn": None}
     status, body, _ = call(ev)
     assert (status, body["error"]["code"]) == (401, "unauthenticated")
 
 
-def test_rds_not_knowing_the_database_is_503_with_retry_after(service):
+def test_rds_not_knowing_the_database_is_503_with_retry_after(service: VendingService) -> None:
     status, body, headers = call(token_event({"database": "ghost", "db_user": "ghost_app"},
                                              arn=f"arn:aws:sts::{ACCT}:assumed-role/dba-alice/a"))
     assert status == 503 and body["error"]["code"] == "upstream_unavailable"
     assert int(headers["Retry-After"]) > 0
 
 
-def test_rds_throttling_is_503_never_500(aws):
+def test_rds_throttling_is_503_never_500(aws: Any) -> None:
     client = boto3.client("rds", region_name="us-east-1")
     stub = Stubber(client)
     for _ in range(5):
@@ -175,7 +178,8 @@ def test_rds_throttling_is_503_never_500(aws):
     assert headers["Retry-After"] == "2"
 
 
-def test_policy_that_does_not_load_refuses_everything_and_says_so(aws, tmp_path, capfd):
+def test_policy_that_does_not_load_refuses_everything_and_says_so(aws: Any, tmp_path: Path,
+                                                                  capfd: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "access.yaml"
     bad.write_text(POLICY.replace("effect: deny", "effect: maybe"))
     set_vending_service(VendingService(policy_source=FilePolicySource(bad), minter=TokenMinter(),
@@ -193,7 +197,7 @@ def test_policy_that_does_not_load_refuses_everything_and_says_so(aws, tmp_path,
         set_vending_service(None)
 
 
-def test_databases_lists_only_what_the_caller_may_ask_for(service):
+def test_databases_lists_only_what_the_caller_may_ask_for(service: VendingService) -> None:
     ev = load_event("get_databases")
     status, body, headers = call(ev)
     assert status == 200 and headers["Cache-Control"] == "no-store"
@@ -207,7 +211,7 @@ def test_databases_lists_only_what_the_caller_may_ask_for(service):
     assert listed["orders-prod"] == ["orders_app"] and listed["reports"] == ["reporter"]
 
 
-def test_whoami(service):
+def test_whoami(service: VendingService) -> None:
     status, body, _ = call(load_event("get_whoami"))
     assert status == 200
     assert body == {"principal": f"arn:aws:iam::{ACCT}:role/orders-api-blue",
@@ -215,7 +219,7 @@ def test_whoami(service):
                     "account": ACCT, "org_id": "o-abc123def4", "session": "i-0abc123"}
 
 
-def test_rate_limited_caller_gets_429_with_retry_after(aws):
+def test_rate_limited_caller_gets_429_with_retry_after(aws: Any) -> None:
     svc = VendingService(policy_source=StaticPolicySource(load_policy_text(POLICY, "test.yaml")),
                          minter=TokenMinter(), resolver=EndpointResolver(ClientFactory()),
                          rate_limiter=RateLimiter(0.5, 2))
@@ -229,9 +233,9 @@ def test_rate_limited_caller_gets_429_with_retry_after(aws):
     assert int(headers["Retry-After"]) >= 1
 
 
-def test_unexpected_failure_is_a_bare_500(aws):
+def test_unexpected_failure_is_a_bare_500(aws: Any) -> None:
     class Broken:
-        def mint(self, **kwargs):
+        def mint(self, **kwargs: Any) -> Any:
             raise RuntimeError("secret detail that must not leak")
 
     svc = VendingService(policy_source=StaticPolicySource(load_policy_text(POLICY, "test.yaml")),
@@ -247,7 +251,8 @@ def test_unexpected_failure_is_a_bare_500(aws):
 
 @pytest.mark.parametrize("event_name", ["get_databases", "get_whoami"])
 @pytest.mark.parametrize("content_type", ["text/plain", "application/xml", "application/x-www-form-urlencoded"])
-def test_get_routes_answer_whatever_content_type_a_client_sends(service, event_name, content_type):
+def test_get_routes_answer_whatever_content_type_a_client_sends(service: VendingService, event_name: str,
+                                                                content_type: str) -> None:
     # a GET has no body: its Content-Type is meaningless, never a 415
     ev = load_event(event_name)
     ev["headers"] = {**(ev.get("headers") or {}), "Content-Type": content_type}
@@ -256,14 +261,15 @@ def test_get_routes_answer_whatever_content_type_a_client_sends(service, event_n
     assert status == 200 and "error" not in body
 
 
-def test_wrong_method_gets_the_error_model(service):
+def test_wrong_method_gets_the_error_model(service: VendingService) -> None:
     ev = load_event("get_whoami")
     ev["httpMethod"] = ev["requestContext"]["httpMethod"] = "DELETE"
     status, body, _ = call(ev)
     assert status == 405 and body["error"]["code"] == "invalid_request"
 
 
-def test_audit_line_per_decision_and_no_secret_anywhere(service, capfd, caplog):
+def test_audit_line_per_decision_and_no_secret_anywhere(service: VendingService, capfd: pytest.CaptureFixture[str],
+                                                        caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     status, body, _ = call(token_event())
     assert status == 200

@@ -3,17 +3,20 @@ every declared (database, iam user) is allowed, anything else is not."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 from moto import mock_aws
 
 from chalicelib.errors import IamFetchError
 from chalicelib.iam.evaluator import evaluate
 from chalicelib.iam.model import RequestContext, parse_policy
 from chalicelib.iam.rdsdb import dbuser_arn
-from chalicelib.iam.render import DEFAULT_SIGNER, render_policies
+from chalicelib.iam.render import DEFAULT_SIGNER, RenderedPolicies, render_policies
 from chalicelib.policy.loader import load_policy_text
 from devtools.cli.main import cli
 from tests.support.policies import ORDERS_USERS, database, policy_text, rule
@@ -36,7 +39,7 @@ pytestmark = pytest.mark.usefixtures("fresh_client_cache")
 
 
 @pytest.fixture(scope="module")
-def world():
+def world() -> Iterator[dict[str, Any]]:
     with mock_aws():
         rds = boto3.client("rds", region_name=REGION)
         instance = create_instance(rds, "orders-prod")
@@ -51,11 +54,11 @@ def world():
         }
 
 
-def _rendered(world):
+def _rendered(world: dict[str, Any]) -> RenderedPolicies:
     return render_policies(world["policy"], lambda region: boto3.client("rds", region_name=region))
 
 
-def test_render_uses_resource_ids_and_only_iam_users(world):
+def test_render_uses_resource_ids_and_only_iam_users(world: dict[str, Any]) -> None:
     rendered = _rendered(world)
     expected_signer = sorted([
         dbuser_arn(REGION, ACCOUNT, world["instance_rid"], "orders_app"),
@@ -74,7 +77,7 @@ def test_render_uses_resource_ids_and_only_iam_users(world):
     assert "etl_legacy" not in text and "reports_pw" not in text and "orders-prod/" not in text
 
 
-def test_rendered_policies_simulate_declared_allowed_undeclared_denied(world):
+def test_rendered_policies_simulate_declared_allowed_undeclared_denied(world: dict[str, Any]) -> None:
     rendered = _rendered(world)
     scp = parse_policy({"Version": "2012-10-17", "Statement": [rendered.scp_statement]}, "scp")
     full_access = parse_policy({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}, "FullAWSAccess")
@@ -105,7 +108,7 @@ def test_rendered_policies_simulate_declared_allowed_undeclared_denied(world):
     assert result.decision == "implicitDeny" and result.layer == "scp"
 
 
-def test_render_cli_then_simulate_cli(world, tmp_path):
+def test_render_cli_then_simulate_cli(world: dict[str, Any], tmp_path: Path) -> None:
     policy_file = tmp_path / "access.yaml"
     policy_file.write_text(POLICY)
     runner = CliRunner()
@@ -119,7 +122,7 @@ def test_render_cli_then_simulate_cli(world, tmp_path):
     signer_file = tmp_path / "signer.json"
     signer_file.write_text(json.dumps(signer_doc))
 
-    def simulate(user, rid):
+    def simulate(user: str, rid: str) -> Result:
         return runner.invoke(cli, [
             "simulate", "--action", "rds-db:connect", "--resource", dbuser_arn(REGION, ACCOUNT, rid, user),
             "--identity-policy", str(signer_file), "--scp", str(scp_file), "--json",
@@ -131,7 +134,7 @@ def test_render_cli_then_simulate_cli(world, tmp_path):
     assert no.exit_code == 1 and json.loads(no.output)["decision"] == "implicitDeny"
 
 
-def test_render_only_signer_refuses_when_several_signers(world, tmp_path):
+def test_render_only_signer_refuses_when_several_signers(world: dict[str, Any], tmp_path: Path) -> None:
     policy_file = tmp_path / "access.yaml"
     policy_file.write_text(POLICY)
     out = CliRunner().invoke(cli, ["policy", "render", str(policy_file), "--only", "signer"])
@@ -139,7 +142,7 @@ def test_render_only_signer_refuses_when_several_signers(world, tmp_path):
     assert "several" in out.output and "Traceback" not in out.output
 
 
-def test_render_unknown_database_is_one_line_exit_2(world, tmp_path):
+def test_render_unknown_database_is_one_line_exit_2(world: dict[str, Any], tmp_path: Path) -> None:
     policy_file = tmp_path / "access.yaml"
     policy_file.write_text(POLICY.replace("instance: orders-prod", "instance: no-such-db"))
     out = CliRunner().invoke(cli, ["policy", "render", str(policy_file)])
@@ -148,16 +151,16 @@ def test_render_unknown_database_is_one_line_exit_2(world, tmp_path):
     assert len(lines) == 1 and "no-such-db" in lines[0] and str(policy_file) in lines[0]
 
 
-def test_render_bad_policy_file_is_exit_2(tmp_path):
+def test_render_bad_policy_file_is_exit_2(tmp_path: Path) -> None:
     policy_file = tmp_path / "access.yaml"
     policy_file.write_text("version: 1\ndatabases: {}\nrules: [}\n")
     out = CliRunner().invoke(cli, ["policy", "render", str(policy_file)])
     assert out.exit_code == 2 and "Traceback" not in out.output
 
 
-def test_render_refuses_missing_resource_id(world):
+def test_render_refuses_missing_resource_id(world: dict[str, Any]) -> None:
     class NoId:
-        def describe_db_instances(self, **_):
+        def describe_db_instances(self, **_: Any) -> dict[str, Any]:
             return {"DBInstances": [{"DBInstanceArn": f"arn:aws:rds:{REGION}:{ACCOUNT}:db:orders-prod"}]}
 
     policy = load_policy_text(POLICY.split("  billing:")[0] + "rules: []\n", source="one.yaml")

@@ -6,10 +6,12 @@ Secrets Manager). Each leg's document is then simulated with ``rdsvend simulate`
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from pathlib import Path
 
 import boto3
 import pytest
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 from moto import mock_aws
 
 from chalicelib.iam.rdsdb import dbuser_arn
@@ -40,7 +42,7 @@ pytestmark = pytest.mark.usefixtures("fresh_client_cache")
 
 
 @pytest.fixture(scope="module")
-def world():
+def world() -> Iterator[dict[str, str]]:
     with mock_aws():
         rds = boto3.client("rds", region_name=REGION)
         subnets = proxy_subnets(REGION)
@@ -53,13 +55,13 @@ def world():
                "orders_prx": prx_id(orders), "reports_prx": prx_id(reports)}
 
 
-def render(tmp_path, text=POLICY, *args):
+def render(tmp_path: Path, text: str = POLICY, *args: str) -> Result:
     path = tmp_path / "access.yaml"
     path.write_text(text)
     return CliRunner().invoke(cli, ["policy", "render", str(path), *args])
 
 
-def test_two_labelled_legs_for_both_modes(world, tmp_path):
+def test_two_labelled_legs_for_both_modes(world: dict[str, str], tmp_path: Path) -> None:
     out = render(tmp_path)
     assert out.exit_code == 0, out.output
     doc = json.loads(out.output)
@@ -86,14 +88,14 @@ def test_two_labelled_legs_for_both_modes(world, tmp_path):
     assert decrypt["Condition"] == {"StringEquals": {"kms:ViaService": f"secretsmanager.{REGION}.amazonaws.com"}}
 
 
-def test_leg_two_simulates_allowed_on_the_target_and_nowhere_else(world, tmp_path):
+def test_leg_two_simulates_allowed_on_the_target_and_nowhere_else(world: dict[str, str], tmp_path: Path) -> None:
     one = policy_text([ORDERS], RULES)
     out = render(tmp_path, one, "--only", "proxy-role")
     assert out.exit_code == 0, out.output
     role_file = tmp_path / "proxy-role.json"
     role_file.write_text(out.output)
 
-    def simulate(rid, user):
+    def simulate(rid: str, user: str) -> Result:
         return CliRunner().invoke(cli, ["simulate", "--action", "rds-db:connect", "--resource",
                                         dbuser_arn(REGION, ACCOUNT, rid, user), "--identity-policy",
                                         str(role_file), "--json"])
@@ -104,20 +106,20 @@ def test_leg_two_simulates_allowed_on_the_target_and_nowhere_else(world, tmp_pat
     assert json.loads(simulate(world["instance_rid"], "postgres").output)["decision"] == "implicitDeny"
 
 
-def test_only_proxy_role_with_two_proxies_is_one_line_exit_2(world, tmp_path):
+def test_only_proxy_role_with_two_proxies_is_one_line_exit_2(world: dict[str, str], tmp_path: Path) -> None:
     out = render(tmp_path, POLICY, "--only", "proxy-role")
     assert out.exit_code == 2 and "exactly one proxy database, the policy has 2" in out.output
     assert "Traceback" not in out.output
 
 
-def test_a_target_rds_does_not_know_is_one_line_exit_2(world, tmp_path):
+def test_a_target_rds_does_not_know_is_one_line_exit_2(world: dict[str, str], tmp_path: Path) -> None:
     out = render(tmp_path, POLICY.replace("target_cluster: reports-aurora", "target_cluster: gone"))
     assert out.exit_code == 2
     lines = [line for line in out.output.splitlines() if line]
     assert len(lines) == 1 and "gone" in lines[0] and "reports-proxy" in lines[0]
 
 
-def test_a_secrets_proxy_without_a_secret_is_one_line_exit_2(world, tmp_path):
+def test_a_secrets_proxy_without_a_secret_is_one_line_exit_2(world: dict[str, str], tmp_path: Path) -> None:
     out = render(tmp_path, POLICY.replace("target_instance: orders-prod\n    target_auth: iam",
                                           "target_instance: orders-prod\n    target_auth: secrets"))
     assert out.exit_code == 2

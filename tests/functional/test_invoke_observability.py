@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -89,7 +90,7 @@ sys.stderr.write(json.dumps({"vended": sum("token" in a for a in answers[:N]),
 """
 
 
-def run_child() -> tuple[list[dict], dict]:
+def run_child() -> tuple[list[dict[str, Any]], dict[str, Any]]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PROJECT), str(PROJECT / "client")]),
            "POWERTOOLS_SERVICE_NAME": "rdsvend", "POWERTOOLS_METRICS_NAMESPACE": "rdsvend"}
     env.pop("POWERTOOLS_METRICS_DISABLED", None)
@@ -101,7 +102,7 @@ def run_child() -> tuple[list[dict], dict]:
     return lines, json.loads(done.stderr.strip().splitlines()[-1])
 
 
-def test_each_direct_invoke_flushes_its_metrics_and_carries_its_lambda_request_id():
+def test_each_direct_invoke_flushes_its_metrics_and_carries_its_lambda_request_id() -> None:
     lines, summary = run_child()
     assert summary == {"vended": INVOKES, "last": "forbidden"}
     request_ids = [f"lambda-req-{i:03d}" for i in range(INVOKES)]

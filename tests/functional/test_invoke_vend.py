@@ -14,10 +14,13 @@ import logging
 import socket
 import textwrap
 import threading
+from collections.abc import Callable, Iterator
 from contextlib import redirect_stderr, redirect_stdout
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import SimpleNamespace
+from typing import Any
 
 import boto3
 import pytest
@@ -40,6 +43,7 @@ from rdsvend import invoke_payload
 from rdsvend.proof import build_identity_proof
 from tests.support.events import load_event
 from tests.support.examples import examples
+from tests.support.policies import PolicyEndpoints
 
 pytestmark = pytest.mark.e2e  # starts a server: not in the fast tier
 
@@ -113,13 +117,14 @@ class RecordingListener:
 class StubServer:
     """A loopback HTTP server answering every POST with a fixed (status, headers, body)."""
 
-    def __init__(self, status: int, body: bytes = b"", headers: dict | None = None, hang: bool = False):
+    def __init__(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None,
+                 hang: bool = False) -> None:
         stub = self
         self.requests = 0
         self.release = threading.Event()
 
         class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args) -> None:
+            def log_message(self, *args: Any) -> None:
                 pass
 
             def do_POST(self) -> None:
@@ -149,8 +154,15 @@ class StubServer:
 # --------------------------------------------------------------------------- fixtures
 
 
+@dataclass(frozen=True)
+class MotoSts:
+    url: str
+    admin: boto3.Session
+    mallory: dict[str, Any]  # an IAM user's access key (CreateAccessKey's answer)
+
+
 @pytest.fixture(scope="module")
-def sts():
+def sts() -> Iterator[MotoSts]:
     """moto in server mode on loopback, seeded with roles and users; yields its URL."""
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
@@ -163,11 +175,11 @@ def sts():
         iam.create_role(RoleName=role, AssumeRolePolicyDocument=TRUST)
     iam.create_user(UserName="mallory")
     key = iam.create_access_key(UserName="mallory")["AccessKey"]
-    yield SimpleNamespace(url=url, admin=admin, mallory=key)
+    yield MotoSts(url=url, admin=admin, mallory=key)
     server.stop()
 
 
-def assumed(sts, role: str, session_name: str = "fn-1") -> boto3.Session:
+def assumed(sts: MotoSts, role: str, session_name: str = "fn-1") -> boto3.Session:
     creds = sts.admin.client("sts", endpoint_url=sts.url).assume_role(
         RoleArn=f"arn:aws:iam::{ACCT}:role/{role}", RoleSessionName=session_name)["Credentials"]
     return boto3.Session(aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
@@ -175,20 +187,20 @@ def assumed(sts, role: str, session_name: str = "fn-1") -> boto3.Session:
 
 
 @pytest.fixture
-def service():
+def service() -> VendingService:
     # Host and port come from the policy; the resolver only echoes them (no RDS call needed).
-    resolver = SimpleNamespace(resolve=lambda db: SimpleNamespace(host=db.host, port=db.port, resource_id=None))
+    resolver = PolicyEndpoints()
     return VendingService(policy_source=StaticPolicySource(load_policy_text(POLICY, "invoke-test.yaml")),
                           minter=TokenMinter(cache_tokens=False), resolver=resolver)
 
 
 @pytest.fixture
-def verifier(sts):
+def verifier(sts: MotoSts) -> StsVerifier:
     return StsVerifier(ProofConfig(sts_endpoint=sts.url, server_id=SERVER_ID))
 
 
 @pytest.fixture
-def wired(service, verifier):
+def wired(service: VendingService, verifier: StsVerifier) -> Iterator[None]:
     """The Lambda entry point as deployed: app.py's blueprint with the app's middleware."""
     set_vending_service(service)
     set_verifier(verifier)
@@ -197,31 +209,34 @@ def wired(service, verifier):
     set_verifier(None)
 
 
-def payload_for(sts, session: boto3.Session, *, server_id: str = SERVER_ID, **overrides) -> dict:
+def payload_for(sts: MotoSts, session: boto3.Session, *, server_id: str = SERVER_ID, **overrides: Any,
+                ) -> dict[str, Any]:
     payload = invoke_payload("orders-prod", "orders_app", server_id, session=session, endpoint_url=sts.url)
     payload.update(overrides)
     return payload
 
 
-def invoke(payload, request_id: str = "req-invoke-1"):
-    return invoke_module.vend(payload, SimpleNamespace(aws_request_id=request_id))
+def invoke(payload: Any, request_id: str = "req-invoke-1") -> dict[str, Any]:
+    answer: dict[str, Any] = invoke_module.vend(payload, SimpleNamespace(aws_request_id=request_id))
+    return answer
 
 
-def error_code(answer: dict) -> str:
+def error_code(answer: dict[str, Any]) -> str:
     assert set(answer) == {"error"}, answer
     assert answer["error"]["request_id"]
-    return answer["error"]["code"]
+    code: str = answer["error"]["code"]
+    return code
 
 
 # --------------------------------------------------------------------------- tests
 
 
-def test_vend_is_registered_in_the_app():
+def test_vend_is_registered_in_the_app() -> None:
     names = {fn.name for fn in app_module.app.pure_lambda_functions}
     assert "vend" in names
 
 
-def test_valid_proof_from_an_assumed_role_vends(sts, wired):
+def test_valid_proof_from_an_assumed_role_vends(sts: MotoSts, wired: None) -> None:
     answer = invoke(payload_for(sts, assumed(sts, "invoker-blue")))
     assert set(answer) == {"token", "expires_at", "ttl_seconds", "database", "db_user", "engine", "host",
                            "port", "dbname", "region", "sslmode", "ssl_root_cert", "dsn", "rule"}, answer
@@ -232,7 +247,7 @@ def test_valid_proof_from_an_assumed_role_vends(sts, wired):
     assert answer["token"] not in answer["dsn"]
 
 
-def test_proof_from_the_default_https_sts_endpoint_shape():
+def test_proof_from_the_default_https_sts_endpoint_shape() -> None:
     session = boto3.Session(aws_access_key_id="AKIDEXAMPLE", aws_secret_access_key="x", region_name="eu-west-1")
     proof = build_identity_proof("srv", session=session)
     assert proof["url"] == "https://sts.eu-west-1.amazonaws.com/"
@@ -240,17 +255,17 @@ def test_proof_from_the_default_https_sts_endpoint_shape():
     assert "x-rdsvend-server-id" in proof["headers"]["Authorization"].split("SignedHeaders=")[1]
 
 
-def test_forbidden_user_gets_forbidden(sts, wired):
+def test_forbidden_user_gets_forbidden(sts: MotoSts, wired: None) -> None:
     mallory = boto3.Session(aws_access_key_id=sts.mallory["AccessKeyId"],
                             aws_secret_access_key=sts.mallory["SecretAccessKey"], region_name="us-east-1")
     assert error_code(invoke(payload_for(sts, mallory))) == "forbidden"
 
 
-def test_role_no_rule_names_gets_forbidden(sts, wired):
+def test_role_no_rule_names_gets_forbidden(sts: MotoSts, wired: None) -> None:
     assert error_code(invoke(payload_for(sts, assumed(sts, "unlisted-role")))) == "forbidden"
 
 
-def test_credentials_sts_does_not_know_are_unauthenticated(sts, wired):
+def test_credentials_sts_does_not_know_are_unauthenticated(sts: MotoSts, wired: None) -> None:
     # moto answers an unknown key with a placeholder identity (user/moto under sts:), which
     # rdsvend does not accept as a principal.
     stranger = boto3.Session(aws_access_key_id="AKIAUNKNOWNKEY000000", aws_secret_access_key="x",
@@ -258,7 +273,7 @@ def test_credentials_sts_does_not_know_are_unauthenticated(sts, wired):
     assert error_code(invoke(payload_for(sts, stranger))) == "unauthenticated"
 
 
-def test_sts_refusing_the_signature_is_unauthenticated(sts, service):
+def test_sts_refusing_the_signature_is_unauthenticated(sts: MotoSts, service: VendingService) -> None:
     body = (b'<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error><Type>Sender</Type>'
             b"<Code>SignatureDoesNotMatch</Code><Message>The request signature we calculated does not match"
             b"</Message></Error><RequestId>r</RequestId></ErrorResponse>")
@@ -274,7 +289,7 @@ def test_sts_refusing_the_signature_is_unauthenticated(sts, service):
         stub.close()
 
 
-def test_sts_throttling_is_upstream_unavailable_with_retry_after(sts, service):
+def test_sts_throttling_is_upstream_unavailable_with_retry_after(sts: MotoSts, service: VendingService) -> None:
     body = b"<ErrorResponse><Error><Code>Throttling</Code><Message>Rate exceeded</Message></Error></ErrorResponse>"
     stub = StubServer(400, body)
     try:
@@ -288,7 +303,7 @@ def test_sts_throttling_is_upstream_unavailable_with_retry_after(sts, service):
         stub.close()
 
 
-def test_source_ip_condition_fails_closed_on_direct_invoke(sts, wired):
+def test_source_ip_condition_fails_closed_on_direct_invoke(sts: MotoSts, wired: None) -> None:
     # Over HTTP, the same role from an address inside 10.0.0.0/8 is allowed ...
     event = load_event("post_tokens")
     event["requestContext"]["identity"].update(
@@ -299,14 +314,14 @@ def test_source_ip_condition_fails_closed_on_direct_invoke(sts, wired):
     assert error_code(invoke(payload_for(sts, assumed(sts, "ipbound-app")))) == "forbidden"
 
 
-def test_missing_server_id_header(sts, wired):
+def test_missing_server_id_header(sts: MotoSts, wired: None) -> None:
     payload = payload_for(sts, assumed(sts, "invoker-blue"))
     del payload["identity"]["headers"][SERVER_ID_HEADER]
     answer = invoke(payload)
     assert error_code(answer) == "unauthenticated"
 
 
-def test_unsigned_server_id_header(sts, wired):
+def test_unsigned_server_id_header(sts: MotoSts, wired: None) -> None:
     payload = payload_for(sts, assumed(sts, "invoker-blue"))
     headers = payload["identity"]["headers"]
     auth = headers["Authorization"]
@@ -314,7 +329,8 @@ def test_unsigned_server_id_header(sts, wired):
     assert error_code(invoke(payload)) == "unauthenticated"
 
 
-def test_server_id_added_after_signing_is_not_signed(sts, service, verifier, caplog):
+def test_server_id_added_after_signing_is_not_signed(sts: MotoSts, service: VendingService, verifier: StsVerifier,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
     session = assumed(sts, "invoker-blue")
     from botocore.auth import SigV4Auth
     from botocore.awsrequest import AWSRequest
@@ -331,12 +347,12 @@ def test_server_id_added_after_signing_is_not_signed(sts, service, verifier, cap
     assert error_code(answer) == "unauthenticated"
 
 
-def test_wrong_server_id(sts, wired):
+def test_wrong_server_id(sts: MotoSts, wired: None) -> None:
     answer = invoke(payload_for(sts, assumed(sts, "invoker-blue"), server_id="another-rdsvend"))
     assert error_code(answer) == "unauthenticated"
 
 
-def test_ten_minute_old_proof_is_refused_and_four_minute_old_is_not(sts, service):
+def test_ten_minute_old_proof_is_refused_and_four_minute_old_is_not(sts: MotoSts, service: VendingService) -> None:
     payload = payload_for(sts, assumed(sts, "invoker-blue"))
     signed_at = datetime.strptime(payload["identity"]["headers"]["X-Amz-Date"], "%Y%m%dT%H%M%SZ") \
         .replace(tzinfo=UTC)
@@ -349,7 +365,7 @@ def test_ten_minute_old_proof_is_refused_and_four_minute_old_is_not(sts, service
     assert "token" in handle_vend(payload, "r2", service=service, verifier=recent)
 
 
-def test_proof_dated_in_the_future_is_refused(sts, service):
+def test_proof_dated_in_the_future_is_refused(sts: MotoSts, service: VendingService) -> None:
     payload = payload_for(sts, assumed(sts, "invoker-blue"))
     signed_at = datetime.strptime(payload["identity"]["headers"]["X-Amz-Date"], "%Y%m%dT%H%M%SZ") \
         .replace(tzinfo=UTC)
@@ -358,7 +374,8 @@ def test_proof_dated_in_the_future_is_refused(sts, service):
     assert error_code(handle_vend(payload, "r1", service=service, verifier=early)) == "unauthenticated"
 
 
-def test_proof_whose_url_points_elsewhere_contacts_nobody(sts, service, verifier):
+def test_proof_whose_url_points_elsewhere_contacts_nobody(sts: MotoSts, service: VendingService,
+                                                          verifier: StsVerifier) -> None:
     elsewhere = RecordingListener()
     try:
         session = assumed(sts, "invoker-blue")
@@ -384,7 +401,7 @@ def test_proof_whose_url_points_elsewhere_contacts_nobody(sts, service, verifier
     assert elsewhere.connections == 0
 
 
-def test_redirect_from_sts_is_not_followed(sts, service):
+def test_redirect_from_sts_is_not_followed(sts: MotoSts, service: VendingService) -> None:
     elsewhere = RecordingListener()
     stub = StubServer(307, headers={"Location": elsewhere.url + "/"})
     try:
@@ -399,7 +416,7 @@ def test_redirect_from_sts_is_not_followed(sts, service):
     assert elsewhere.connections == 0
 
 
-def test_sts_that_never_answers_is_cut_off(sts, service):
+def test_sts_that_never_answers_is_cut_off(sts: MotoSts, service: VendingService) -> None:
     stub = StubServer(200, hang=True)
     try:
         payload = invoke_payload("orders-prod", "orders_app", SERVER_ID, session=assumed(sts, "invoker-blue"),
@@ -411,13 +428,15 @@ def test_sts_that_never_answers_is_cut_off(sts, service):
         stub.close()
 
 
-def test_other_sts_actions_are_refused_before_sending(sts, service, verifier):
+def test_other_sts_actions_are_refused_before_sending(sts: MotoSts, service: VendingService,
+                                                      verifier: StsVerifier) -> None:
     payload = payload_for(sts, assumed(sts, "invoker-blue"))
     payload["identity"]["body"] = "Action=AssumeRole&Version=2011-06-15&RoleArn=x&RoleSessionName=y"
     assert error_code(handle_vend(payload, "r1", service=service, verifier=verifier)) == "unauthenticated"
 
 
-def test_unconfigured_server_id_refuses_every_proof(sts, service, monkeypatch):
+def test_unconfigured_server_id_refuses_every_proof(sts: MotoSts, service: VendingService,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("RDSVEND_SERVER_ID", raising=False)
     set_verifier(None)
     try:
@@ -445,7 +464,8 @@ def test_unconfigured_server_id_refuses_every_proof(sts, service, monkeypatch):
         ({"database": "orders-prod", "db_user": "orders_app", "identity": {"url": "x" * 100_000}}, "payload"),
     ],
 )
-def test_malformed_payloads_are_invalid_requests(wired, payload, field):
+def test_malformed_payloads_are_invalid_requests(wired: None, payload: dict[str, Any] | int | list[Any] | str | None,
+                                                 field: str) -> None:
     answer = invoke(payload)
     assert error_code(answer) == "invalid_request"
     assert field in answer["error"]["message"]
@@ -466,7 +486,8 @@ def test_malformed_payloads_are_invalid_requests(wired, payload, field):
         (lambda p: p["identity"]["headers"].update({f"X-H{i}": "v" for i in range(40)}), "identity.headers"),
     ],
 )
-def test_malformed_proofs_are_invalid_requests(sts, service, verifier, mutate, fragment):
+def test_malformed_proofs_are_invalid_requests(sts: MotoSts, service: VendingService, verifier: StsVerifier,
+                                               mutate: Callable[[dict[str, Any]], object], fragment: str) -> None:
     payload = payload_for(sts, assumed(sts, "invoker-blue"))
     mutate(payload)
     answer = handle_vend(payload, "r1", service=service, verifier=verifier)
@@ -487,14 +508,15 @@ _payloads = _json | st.fixed_dictionaries(
 
 @settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(payload=_payloads)
-def test_hostile_payloads_always_get_an_error_payload(service, payload):
+def test_hostile_payloads_always_get_an_error_payload(service: VendingService, payload: object) -> None:
     # No STS is reachable here (a closed loopback port): nothing random gets that far anyway.
     verifier = StsVerifier(ProofConfig(sts_endpoint="http://127.0.0.1:9", server_id=SERVER_ID))
     answer = handle_vend(payload, "r-fuzz", service=service, verifier=verifier)
     assert error_code(answer) in {"invalid_request", "unauthenticated"}
 
 
-def test_proof_and_token_never_reach_logs_or_output(sts, wired, caplog):
+def test_proof_and_token_never_reach_logs_or_output(sts: MotoSts, wired: None,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     out, err = io.StringIO(), io.StringIO()
     session = assumed(sts, "invoker-blue")

@@ -8,7 +8,9 @@ from __future__ import annotations
 import json
 import socket
 import threading
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from unittest import mock
 
 import pytest
@@ -34,20 +36,24 @@ def _echo_app() -> Chalice:
     app = Chalice(app_name="echo", debug=False, configure_logs=False)
     auth = IAMAuthorizer()
 
-    def echo(**params):
+    def echo(**params: str) -> dict[str, Any]:
         request = app.current_request
+        assert request is not None
+        raw = request.raw_body
         return {"params": params, "context": request.context, "query": dict(request.query_params or {}),
-                "headers": dict(request.headers), "body": request.raw_body.decode() if request.raw_body else None,
+                "headers": dict(request.headers), "body": (raw.decode() if isinstance(raw, bytes) else raw) or None,
                 "path": request.path}
 
     app.route("/v1/things/{name}", methods=["GET", "POST"], authorizer=auth, content_types=["*/*"])(echo)
     app.route("/v1/whoami", methods=["GET"], authorizer=auth)(lambda: echo())
     app.route("/v1/boom", methods=["GET"], authorizer=auth)(lambda: 1 / 0)
 
-    def stuck():
+    def stuck() -> dict[str, str]:
         STUCK_ENTERED.set()
         STUCK_RELEASE.wait(20)  # a call upstream that hangs
-        return {"path": app.current_request.path}
+        request = app.current_request
+        assert request is not None
+        return {"path": request.path}
 
     app.route("/v1/stuck", methods=["GET"], authorizer=auth)(stuck)
     app.route("/v1/teapot", methods=["GET"], authorizer=auth)(
@@ -56,7 +62,7 @@ def _echo_app() -> Chalice:
 
 
 @pytest.fixture(scope="module")
-def gateway():
+def gateway() -> Iterator[Gateway]:
     lookup = StaticSecretLookup([USER, SESSION])
     gw = Gateway(_echo_app(), lookup, region="us-east-1", account="222222222222",
                  org_id_of=lambda account: "o-rdsvend001" if account in ("222222222222", "333333333333") else None,
@@ -66,7 +72,9 @@ def gateway():
     gw.stop()
 
 
-def call(gw, method, path, body=None, *, cred=USER, secret=None, at=None, headers=None, timeout=10):
+def call(gw: Gateway, method: str, path: str, body: object = None, *, cred: Credential = USER,
+         secret: str | None = None, at: datetime | None = None, headers: Mapping[str, str] | None = None,
+         timeout: float = 10) -> requests.Response:
     data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
     request = AWSRequest(method=method, url=gw.url + path, data=data, headers=dict(headers or {}))
     creds = Credentials(cred.access_key_id, secret or cred.secret_key, cred.session_token)
@@ -77,7 +85,7 @@ def call(gw, method, path, body=None, *, cred=USER, secret=None, at=None, header
     return requests.request(method, prepared.url, headers=dict(prepared.headers), data=prepared.body, timeout=timeout)
 
 
-def test_event_carries_the_identity_the_signature_proves(gateway):
+def test_event_carries_the_identity_the_signature_proves(gateway: Gateway) -> None:
     answer = call(gateway, "GET", "/v1/whoami").json()
     identity = answer["context"]["identity"]
     assert identity["userArn"] == USER.principal_arn
@@ -93,12 +101,12 @@ def test_event_carries_the_identity_the_signature_proves(gateway):
     assert len(context["requestId"]) == 36
 
 
-def test_session_credentials_sign_with_their_token(gateway):
+def test_session_credentials_sign_with_their_token(gateway: Gateway) -> None:
     identity = call(gateway, "GET", "/v1/whoami", cred=SESSION).json()["context"]["identity"]
     assert identity["userArn"] == SESSION.principal_arn
 
 
-def test_path_and_query_parameters_and_body_reach_the_app(gateway):
+def test_path_and_query_parameters_and_body_reach_the_app(gateway: Gateway) -> None:
     response = call(gateway, "POST", "/v1/things/tea%20pot?size=big&size=small&empty=", {"n": 1},
                     headers={"Content-Type": "application/json", "X-Extra": "1"})
     answer = response.json()
@@ -110,40 +118,40 @@ def test_path_and_query_parameters_and_body_reach_the_app(gateway):
     assert "x-amzn-requestid" in {k.lower() for k in response.headers}
 
 
-def test_app_responses_are_mapped_back(gateway):
+def test_app_responses_are_mapped_back(gateway: Gateway) -> None:
     response = call(gateway, "GET", "/v1/teapot")
     assert (response.status_code, response.text, response.headers["X-Tea"]) == (418, "short and stout", "yes")
 
 
-def test_an_app_failure_is_a_bare_500_without_detail(gateway):
+def test_an_app_failure_is_a_bare_500_without_detail(gateway: Gateway) -> None:
     response = call(gateway, "GET", "/v1/boom")
     assert response.status_code == 500
     assert "ZeroDivisionError" not in response.text and "Traceback" not in response.text
 
 
 @pytest.mark.parametrize("path", ["/v1/whoami", "/v1/nothing-here", "/"])
-def test_unsigned_is_missing_authentication_token(gateway, path):
+def test_unsigned_is_missing_authentication_token(gateway: Gateway, path: str) -> None:
     response = requests.get(gateway.url + path, timeout=10)
     assert response.status_code == 403
     assert response.json() == {"message": "Missing Authentication Token"}
     assert response.headers["x-amzn-ErrorType"] == "MissingAuthenticationTokenException"
 
 
-def test_signed_but_unknown_route_or_method_is_missing_authentication_token(gateway):
+def test_signed_but_unknown_route_or_method_is_missing_authentication_token(gateway: Gateway) -> None:
     for method, path in (("GET", "/v1/elsewhere"), ("DELETE", "/v1/whoami")):
         response = call(gateway, method, path)
         assert response.status_code == 403
         assert response.json() == {"message": "Missing Authentication Token"}
 
 
-def test_wrong_secret_is_a_signature_mismatch(gateway):
+def test_wrong_secret_is_a_signature_mismatch(gateway: Gateway) -> None:
     response = call(gateway, "GET", "/v1/whoami", secret="w" * 40)
     assert response.status_code == 403
     assert response.json()["message"].startswith("The request signature we calculated does not match")
     assert response.headers["x-amzn-ErrorType"] == "InvalidSignatureException"
 
 
-def test_stale_and_future_signatures_are_refused(gateway):
+def test_stale_and_future_signatures_are_refused(gateway: Gateway) -> None:
     now = datetime.now(UTC)
     stale = call(gateway, "GET", "/v1/whoami", at=now - timedelta(minutes=6))
     assert stale.status_code == 403 and stale.json()["message"].startswith("Signature expired: ")
@@ -153,35 +161,35 @@ def test_stale_and_future_signatures_are_refused(gateway):
     assert fresh.status_code == 200
 
 
-def test_unknown_key_is_an_invalid_security_token(gateway):
+def test_unknown_key_is_an_invalid_security_token(gateway: Gateway) -> None:
     stranger = Credential("AKIASTRANGER00000001", "s" * 40, None, "arn:aws:iam::999999999999:user/x", "999999999999")
     response = call(gateway, "GET", "/v1/whoami", cred=stranger)
     assert response.status_code == 403
     assert response.json() == {"message": "The security token included in the request is invalid."}
 
 
-def test_session_credentials_without_their_token_are_refused(gateway):
+def test_session_credentials_without_their_token_are_refused(gateway: Gateway) -> None:
     bare = Credential(SESSION.access_key_id, SESSION.secret_key, None, SESSION.principal_arn, SESSION.account)
     response = call(gateway, "GET", "/v1/whoami", cred=bare)
     assert response.status_code == 403
-    assert SESSION.session_token not in response.text
+    assert SESSION.session_token is not None and SESSION.session_token not in response.text
 
 
-def test_refusals_never_echo_secrets(gateway):
+def test_refusals_never_echo_secrets(gateway: Gateway) -> None:
     response = call(gateway, "POST", "/v1/things/x", {"password": "hunter2"}, secret="z" * 40)
     assert response.status_code == 403
     for secret in (USER.secret_key, "hunter2", "Signature="):
         assert secret not in response.text
 
 
-def test_oversized_bodies_are_refused_before_reading(gateway):
+def test_oversized_bodies_are_refused_before_reading(gateway: Gateway) -> None:
     response = requests.post(gateway.url + "/v1/things/x", headers={"Content-Length": str(11 * 1024 * 1024)},
                              data=b"", timeout=10)
     assert response.status_code == 413
 
 
-def test_a_request_stuck_upstream_does_not_hold_up_other_callers(gateway):
-    stuck: dict = {}
+def test_a_request_stuck_upstream_does_not_hold_up_other_callers(gateway: Gateway) -> None:
+    stuck: dict[str, requests.Response] = {}
     worker = threading.Thread(target=lambda: stuck.update(answer=call(gateway, "GET", "/v1/stuck")))
     worker.start()
     try:
@@ -198,7 +206,7 @@ def test_a_request_stuck_upstream_does_not_hold_up_other_callers(gateway):
     assert stuck["answer"].json() == {"path": "/v1/stuck"}
 
 
-def test_an_absolute_form_target_is_refused_not_served_from_another_path(gateway):
+def test_an_absolute_form_target_is_refused_not_served_from_another_path(gateway: Gateway) -> None:
     # Signed for the path "//evil/v1/whoami"; sent as the absolute-form target
     # "http://evil/v1/whoami", whose path (/v1/whoami) is not the one signed.
     request = AWSRequest(method="GET", url=gateway.url + "//evil/v1/whoami")
@@ -216,7 +224,7 @@ def test_an_absolute_form_target_is_refused_not_served_from_another_path(gateway
     assert json.loads(rest.partition(b"\r\n\r\n")[2]) == {"message": "request target must be a path"}
 
 
-def test_kept_alive_connections_serve_many_requests_and_the_backlog_takes_bursts(gateway):
+def test_kept_alive_connections_serve_many_requests_and_the_backlog_takes_bursts(gateway: Gateway) -> None:
     # (its latency, ~40 ms a request before headers and body left in one write, is in make bench)
     with requests.Session() as session:
         for _ in range(3):

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import boto3
 import pytest
@@ -14,8 +16,10 @@ import requests
 from chalicelib.policy.loader import load_policy_text
 from devtools.local.aws import MotoServer, seed_world
 from devtools.local.directory import provide_aws_managed_policy
-from devtools.local.world import DEFAULT_WORLD, WorldError, load_world, load_world_text
-from tests.support.local_world import local_access_text, management_client, member_client
+from devtools.local.seed import SeededWorld
+from devtools.local.sessions import Keys
+from devtools.local.world import DEFAULT_WORLD, World, WorldError, load_world, load_world_text
+from tests.support.local_world import client_as, local_access_text, management_client, member_client
 
 pytestmark = pytest.mark.e2e  # starts a server: not in the fast tier
 
@@ -25,12 +29,12 @@ SERVICE = "222222222222"
 
 
 @pytest.fixture(scope="module")
-def world():
+def world() -> World:
     return load_world()
 
 
 @pytest.fixture(scope="module")
-def seeded(world):
+def seeded(world: World) -> Iterator[SeededWorld]:
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     server = MotoServer()
     url = server.start()
@@ -43,19 +47,16 @@ def seeded(world):
         server.stop()
 
 
-def _as(keys, seeded, service):
-    return keys.session(seeded.region).client(service, endpoint_url=seeded.endpoint_url)
 
-
-def _assumed(seeded, keys, role_arn, service):
-    creds = _as(keys, seeded, "sts").assume_role(RoleArn=role_arn, RoleSessionName="test")["Credentials"]
+def _assumed(seeded: SeededWorld, keys: Keys, role_arn: str, service: str) -> Any:
+    creds = client_as(seeded, keys, "sts").assume_role(RoleArn=role_arn, RoleSessionName="test")["Credentials"]
     return boto3.session.Session(
         aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
         aws_session_token=creds["SessionToken"], region_name=seeded.region,
     ).client(service, endpoint_url=seeded.endpoint_url)
 
 
-def test_the_second_database_lives_in_its_own_account_under_another_ou(seeded):
+def test_the_second_database_lives_in_its_own_account_under_another_ou(seeded: SeededWorld) -> None:
     orgs = management_client(seeded, "organizations")
     assert orgs.list_parents(ChildId=DATA)["Parents"] == [{"Id": seeded.units["Data"], "Type": "ORGANIZATIONAL_UNIT"}]
     assert seeded.units["Data"] != seeded.units["Services"]
@@ -71,7 +72,7 @@ def test_the_second_database_lives_in_its_own_account_under_another_ou(seeded):
     assert db["DbiResourceId"] == billing.resource_id
 
 
-def test_the_second_signer_may_connect_exactly_as_its_declared_users(seeded):
+def test_the_second_signer_may_connect_exactly_as_its_declared_users(seeded: SeededWorld) -> None:
     iam = member_client(seeded, DATA, "iam")
     (attached,) = iam.list_attached_role_policies(RoleName="rdsvend-signer")["AttachedPolicies"]
     policy = iam.get_policy(PolicyArn=attached["PolicyArn"])["Policy"]
@@ -82,7 +83,7 @@ def test_the_second_signer_may_connect_exactly_as_its_declared_users(seeded):
     assert document["Statement"][0]["Resource"] == [billing.dbuser_arn("billing_app")]
 
 
-def test_the_reader_role_is_assumable_by_the_function_and_the_operator_and_reads_rds(seeded):
+def test_the_reader_role_is_assumable_by_the_function_and_the_operator_and_reads_rds(seeded: SeededWorld) -> None:
     reader = f"arn:aws:iam::{DATA}:role/rdsvend-reader"
     for keys in (seeded.execution, seeded.callers["operator"]):
         rds = _assumed(seeded, keys, reader, "rds")
@@ -99,16 +100,18 @@ def test_the_reader_role_is_assumable_by_the_function_and_the_operator_and_reads
     assert {"rds:Describe*", "iam:GetRole", "iam:ListAttachedRolePolicies", "iam:GetPolicyVersion"} <= actions
 
 
-def test_the_operator_is_in_the_service_account_and_reads_scps_through_the_org_reader(seeded, world):
+def test_the_operator_is_in_the_service_account_and_reads_scps_through_the_org_reader(seeded: SeededWorld,
+                                                                                      world: World) -> None:
     operator = seeded.callers["operator"]
-    assert _as(operator, seeded, "sts").get_caller_identity()["Arn"] == world.operator.arn
+    assert world.operator is not None
+    assert client_as(seeded, operator, "sts").get_caller_identity()["Arn"] == world.operator.arn
     orgs = _assumed(seeded, operator, "arn:aws:iam::111111111111:role/rdsvend-org-reader", "organizations")
     on_ou = orgs.list_policies_for_target(TargetId=seeded.units["Data"], Filter="SERVICE_CONTROL_POLICY")
     assert {p["Name"] for p in on_ou["Policies"]} == {"FullAWSAccess", "DenyLeaveOrganization"}
     assert {a["Id"] for a in orgs.list_accounts()["Accounts"]} == {"111111111111", SERVICE, "333333333333", DATA}
 
 
-def test_the_kerberos_users_instance_is_joined_to_a_directory_through_a_directory_role(seeded):
+def test_the_kerberos_users_instance_is_joined_to_a_directory_through_a_directory_role(seeded: SeededWorld) -> None:
     directory_id = seeded.directories["corp.rdsvend.local"]
     ds = member_client(seeded, SERVICE, "ds")
     (directory,) = ds.describe_directories(DirectoryIds=[directory_id])["DirectoryDescriptions"]
@@ -126,13 +129,13 @@ def test_the_kerberos_users_instance_is_joined_to_a_directory_through_a_director
     assert trust["Statement"][0]["Principal"] == {"Service": "rds.amazonaws.com"}
 
 
-def test_only_real_aws_managed_policies_can_be_provided(seeded):
+def test_only_real_aws_managed_policies_can_be_provided(seeded: SeededWorld) -> None:
     with pytest.raises(KeyError, match="no AWS managed policy"):
         provide_aws_managed_policy(SERVICE, "arn:aws:iam::aws:policy/service-role/NoSuchPolicyAtAll")
     provide_aws_managed_policy(SERVICE, f"arn:aws:iam::{SERVICE}:policy/customer-managed")  # not AWS's: no-op
 
 
-def test_the_access_policy_declares_the_foreign_database_with_its_account_and_reader(world):
+def test_the_access_policy_declares_the_foreign_database_with_its_account_and_reader(world: World) -> None:
     policy = load_policy_text(local_access_text(world), "local-access.yaml")
     billing = policy.databases["billing-local"]
     account, spec = world.database("billing-local")
@@ -161,7 +164,7 @@ def test_the_access_policy_declares_the_foreign_database_with_its_account_and_re
     (lambda t: t.replace('operator: {account: "222222222222", user: rdsvend-operator}',
                          'operator: {account: "222222222222", user: nobody}'), "operator"),
 ])
-def test_bad_organization_world_files_name_the_field(edit, field):
+def test_bad_organization_world_files_name_the_field(edit: Callable[[str], str], field: str) -> None:
     text = DEFAULT_WORLD.read_text()
     changed = edit(text)
     assert changed != text
@@ -171,7 +174,7 @@ def test_bad_organization_world_files_name_the_field(edit, field):
     assert "\n" not in str(err.value)
 
 
-def test_every_member_account_carries_the_reader_role_and_the_management_account_does_not(seeded):
+def test_every_member_account_carries_the_reader_role_and_the_management_account_does_not(seeded: SeededWorld) -> None:
     for account in (SERVICE, "333333333333", DATA):
         iam = member_client(seeded, account, "iam")
         assert "rdsvend-reader" in {r["RoleName"] for r in iam.list_roles()["Roles"]}, account

@@ -7,32 +7,43 @@ import logging
 import socket
 import ssl
 import struct
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 
 from devtools.local.pg_proxy import PgProxyFront, ProxyTarget
-from devtools.local.tls import make_tls_material
+from devtools.local.postgres import free_port
+from devtools.local.tls import TlsMaterial, make_tls_material
 
 pytestmark = pytest.mark.e2e  # the front listens on a loopback port
 
 
+#: the proxy front, its TLS material and the users it signed for
+Front = tuple[PgProxyFront, TlsMaterial, list[str]]
+
+
 @pytest.fixture(scope="module")
-def front(tmp_path_factory):
+def front(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Front]:
     tls = make_tls_material(tmp_path_factory.mktemp("proxy-tls"), owner=None)
     signed: list[str] = []
-    with socket.socket() as closed:  # a target port nothing listens on
-        closed.bind(("127.0.0.1", 0))
-        dead_port = closed.getsockname()[1]
+    dead_port = free_port()  # a target port nothing listens on
+
+    def sign(host: str, port: int, user: str) -> str:
+        signed.append(user)
+        return "proxy-token"
+
     proxy = PgProxyFront(name="p1", tls_cert=tls.server_cert, tls_key=tls.server_key,
                          target=ProxyTarget("127.0.0.1", dead_port, str(tls.ca_cert)),
                          check=lambda user, token: token == "good-token",
-                         sign=lambda host, port, user: signed.append(user) or "proxy-token", handshake_timeout=2)
+                         sign=sign, handshake_timeout=2)
     with proxy:
         yield proxy, tls, signed
 
 
-def _talk(front, payload: bytes) -> bytes:
+def _talk(front: PgProxyFront, payload: bytes) -> bytes:
     with socket.create_connection(("127.0.0.1", front.port), timeout=5) as sock:
         sock.sendall(payload)
         chunks = []
@@ -44,7 +55,7 @@ def _talk(front, payload: bytes) -> bytes:
         return b"".join(chunks)
 
 
-def _dsn(front, tls, password, **extra):
+def _dsn(front: PgProxyFront, tls: TlsMaterial, password: str, **extra: Any) -> dict[str, Any]:
     return dict(host="localhost", port=front.port, user="orders_app", password=password, dbname="orders",
                 sslmode="verify-full", sslrootcert=str(tls.ca_cert), connect_timeout=5, **extra)
 
@@ -55,14 +66,16 @@ def _dsn(front, tls, password, **extra):
     struct.pack("!II", 8, 1234),                      # an unknown protocol
     b"",                                              # nothing at all
 ])
-def test_broken_startups_are_dropped_and_the_front_keeps_serving(front, payload):
+def test_broken_startups_are_dropped_and_the_front_keeps_serving(front: Front,
+                                                                 payload: bytes) -> None:
     proxy, tls, _ = front
     assert _talk(proxy, payload) == b""
     with pytest.raises(psycopg.OperationalError, match="leg 1: caller to proxy"):
         psycopg.connect(**_dsn(proxy, tls, "bad-token")).close()
 
 
-def test_a_refused_token_never_reaches_the_target_nor_the_log(front, caplog):
+def test_a_refused_token_never_reaches_the_target_nor_the_log(front: Front,
+                                                              caplog: pytest.LogCaptureFixture) -> None:
     proxy, tls, signed = front
     caplog.set_level(logging.INFO)
     with pytest.raises(psycopg.OperationalError) as err:
@@ -72,20 +85,21 @@ def test_a_refused_token_never_reaches_the_target_nor_the_log(front, caplog):
     assert signed == []
 
 
-def test_an_unreachable_target_is_a_leg_two_refusal(front):
+def test_an_unreachable_target_is_a_leg_two_refusal(front: Front) -> None:
     proxy, tls, signed = front
     with pytest.raises(psycopg.OperationalError) as err:
         psycopg.connect(**_dsn(proxy, tls, "good-token")).close()
     assert 'RDS Proxy "p1" could not log in to its target as "orders_app" (leg 2: proxy to target)' in str(err.value)
 
 
-def test_without_tls_the_proxy_refuses(front):
+def test_without_tls_the_proxy_refuses(front: Front) -> None:
     proxy, tls, _ = front
     with pytest.raises(psycopg.OperationalError, match='RDS Proxy "p1" requires TLS'):
         psycopg.connect(**{**_dsn(proxy, tls, "good-token"), "sslmode": "disable"}).close()
 
 
-def test_tls_to_the_proxy_is_verified_by_the_client(front, tmp_path):
+def test_tls_to_the_proxy_is_verified_by_the_client(front: Front,
+                                                    tmp_path: Path) -> None:
     proxy, _, _ = front
     other = make_tls_material(tmp_path / "other", owner=None)
     ctx = ssl.create_default_context(cafile=str(other.ca_cert))

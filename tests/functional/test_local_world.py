@@ -3,14 +3,17 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 import requests
 
 from chalicelib.policy.loader import load_policy_text
 from devtools.local.aws import MotoSecretLookup, MotoServer, org_id_of, seed_world
-from devtools.local.world import DEFAULT_WORLD, WorldError, load_world, load_world_text
-from tests.support.local_world import local_access_text, management_client, member_client
+from devtools.local.seed import SeededWorld
+from devtools.local.world import DEFAULT_WORLD, World, WorldError, load_world, load_world_text
+from tests.support.local_world import client_as, local_access_text, management_client, member_client
 
 pytestmark = pytest.mark.e2e  # starts a server: not in the fast tier
 
@@ -18,12 +21,12 @@ DB_PORT = 45432
 
 
 @pytest.fixture(scope="module")
-def world():
+def world() -> World:
     return load_world()
 
 
 @pytest.fixture(scope="module")
-def seeded(world):
+def seeded(world: World) -> Iterator[SeededWorld]:
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     server = MotoServer()
     url = server.start()
@@ -35,17 +38,7 @@ def seeded(world):
         server.stop()
 
 
-def _client(keys, service, seeded):
-    return keys.session(seeded.region).client(service, endpoint_url=seeded.endpoint_url)
-
-
-
-
-
-
-
-
-def test_organization_has_the_service_account_under_an_ou(seeded, world):
+def test_organization_has_the_service_account_under_an_ou(seeded: SeededWorld, world: World) -> None:
     member = member_client(seeded, "222222222222", "organizations")
     org = member.describe_organization()["Organization"]
     assert org["Id"] == "o-rdsvend001"
@@ -58,7 +51,7 @@ def test_organization_has_the_service_account_under_an_ou(seeded, world):
     assert {"111111111111", "222222222222", "333333333333"} <= accounts
 
 
-def test_scps_are_the_default_allow_plus_one_that_leaves_rds_db_alone(seeded):
+def test_scps_are_the_default_allow_plus_one_that_leaves_rds_db_alone(seeded: SeededWorld) -> None:
     orgs = management_client(seeded, "organizations")
     on_ou = orgs.list_policies_for_target(TargetId=seeded.units["Services"], Filter="SERVICE_CONTROL_POLICY")
     names = {p["Name"] for p in on_ou["Policies"]}
@@ -69,7 +62,7 @@ def test_scps_are_the_default_allow_plus_one_that_leaves_rds_db_alone(seeded):
     assert "rds-db" not in content and "organizations:LeaveOrganization" in content
 
 
-def test_signer_role_may_connect_exactly_as_the_declared_iam_users(seeded, world):
+def test_signer_role_may_connect_exactly_as_the_declared_iam_users(seeded: SeededWorld, world: World) -> None:
     iam = member_client(seeded, "222222222222", "iam")
     attached = [p for p in iam.list_attached_role_policies(RoleName="rdsvend-signer")["AttachedPolicies"]
                 if p["PolicyName"].endswith("-rds-connect")]
@@ -91,12 +84,13 @@ def test_signer_role_may_connect_exactly_as_the_declared_iam_users(seeded, world
     trust = iam.get_role(RoleName="rdsvend-signer")["Role"]["AssumeRolePolicyDocument"]
     trust = trust if isinstance(trust, dict) else json.loads(trust)
     # The function signs; the operator may too (its canary logs in as the scheduled one does).
+    assert world.operator is not None
     assert trust["Statement"][0]["Principal"] == {"AWS": [world.execution_role_arn,
                                                           world.operator.arn]}
 
 
-def test_proxies_stand_before_their_targets_and_their_role_may_connect_to_them(seeded):
-    rds = _client(seeded.execution, "rds", seeded)
+def test_proxies_stand_before_their_targets_and_their_role_may_connect_to_them(seeded: SeededWorld) -> None:
+    rds = client_as(seeded, seeded.execution, "rds")
     proxies = {p["DBProxyName"]: p for p in rds.describe_db_proxies()["DBProxies"]}
     assert set(proxies) == {"orders-proxy", "shop-proxy"}
     orders = proxies["orders-proxy"]
@@ -119,8 +113,8 @@ def test_proxies_stand_before_their_targets_and_their_role_may_connect_to_them(s
     assert not any(":dbuser:prx-" in r for r in resources)
 
 
-def test_instance_has_iam_auth_and_points_at_the_local_postgres(seeded):
-    rds = _client(seeded.execution, "rds", seeded)
+def test_instance_has_iam_auth_and_points_at_the_local_postgres(seeded: SeededWorld) -> None:
+    rds = client_as(seeded, seeded.execution, "rds")
     db, shop = rds.describe_db_instances()["DBInstances"]
     assert db["DBInstanceIdentifier"] == "orders-local"
     assert db["IAMDatabaseAuthenticationEnabled"] is True
@@ -130,7 +124,7 @@ def test_instance_has_iam_auth_and_points_at_the_local_postgres(seeded):
     assert shop["IAMDatabaseAuthenticationEnabled"] is True
 
 
-def test_each_account_sees_only_its_own_resources(seeded):
+def test_each_account_sees_only_its_own_resources(seeded: SeededWorld) -> None:
     workloads_rds = member_client(seeded, "333333333333", "rds")
     assert workloads_rds.describe_db_instances()["DBInstances"] == []
     workloads_iam = member_client(seeded, "333333333333", "iam")
@@ -140,17 +134,17 @@ def test_each_account_sees_only_its_own_resources(seeded):
     assert {u["UserName"] for u in workloads_iam.list_users()["Users"]} == {"orders-api", "reporting-job", "dba-lead"}
 
 
-def test_credentials_act_in_their_own_accounts(seeded):
-    allowed = _client(seeded.callers["allowed"], "sts", seeded).get_caller_identity()
+def test_credentials_act_in_their_own_accounts(seeded: SeededWorld) -> None:
+    allowed = client_as(seeded, seeded.callers["allowed"], "sts").get_caller_identity()
     assert allowed["Arn"] == "arn:aws:iam::333333333333:user/orders-api"
-    denied = _client(seeded.callers["denied"], "sts", seeded).get_caller_identity()
+    denied = client_as(seeded, seeded.callers["denied"], "sts").get_caller_identity()
     assert denied["Arn"] == "arn:aws:iam::333333333333:user/reporting-job"
-    execution = _client(seeded.execution, "sts", seeded).get_caller_identity()
+    execution = client_as(seeded, seeded.execution, "sts").get_caller_identity()
     assert execution["Account"] == "222222222222"
     assert execution["Arn"].startswith("arn:aws:sts::222222222222:assumed-role/rdsvend-function/")
 
 
-def test_secret_lookup_knows_long_term_keys_and_session_credentials(seeded):
+def test_secret_lookup_knows_long_term_keys_and_session_credentials(seeded: SeededWorld) -> None:
     lookup = MotoSecretLookup()
     caller = seeded.callers["allowed"]
     found = lookup.secret_for(caller.access_key_id)
@@ -171,7 +165,7 @@ def test_secret_lookup_knows_long_term_keys_and_session_credentials(seeded):
     assert secret_free(repr(found), caller.secret_access_key)
 
 
-def test_secret_lookup_forgets_a_deleted_key(seeded):
+def test_secret_lookup_forgets_a_deleted_key(seeded: SeededWorld) -> None:
     iam = member_client(seeded, "333333333333", "iam")
     key = iam.create_access_key(UserName="reporting-job")["AccessKey"]
     lookup = MotoSecretLookup()
@@ -182,14 +176,14 @@ def test_secret_lookup_forgets_a_deleted_key(seeded):
     assert lookup.secret_for(key["AccessKeyId"]) is None
 
 
-def test_org_id_of_accounts(seeded):
+def test_org_id_of_accounts(seeded: SeededWorld) -> None:
     assert org_id_of("222222222222") == "o-rdsvend001"
     assert org_id_of("333333333333") == "o-rdsvend001"
     assert org_id_of("111111111111") == "o-rdsvend001"
     assert org_id_of("999999999999") is None
 
 
-def test_access_policy_goes_with_the_world(world):
+def test_access_policy_goes_with_the_world(world: World) -> None:
     policy = load_policy_text(local_access_text(world), "local-access.yaml")
     db = policy.databases["orders-local"]
     account, spec = world.database("orders-local")
@@ -229,7 +223,7 @@ def secret_free(text: str, secret: str) -> bool:
     (lambda t: t.replace("orders_app: {auth: iam, tier: service-user}", "orders_app: {auth: iam, tiers: x}"),
      "accounts.222222222222.databases.orders-local.users.orders_app"),
 ])
-def test_bad_world_files_name_the_field(edit, field):
+def test_bad_world_files_name_the_field(edit: Callable[[str], str], field: str) -> None:
     text = DEFAULT_WORLD.read_text()
     changed = edit(text)
     assert changed != text
@@ -239,7 +233,7 @@ def test_bad_world_files_name_the_field(edit, field):
     assert str(err.value).startswith("w.yaml, field ")
 
 
-def test_local_up_refuses_a_bad_world_before_starting_anything(tmp_path):
+def test_local_up_refuses_a_bad_world_before_starting_anything(tmp_path: Path) -> None:
     from click.testing import CliRunner
 
     from devtools.cli.main import cli
@@ -254,7 +248,7 @@ def test_local_up_refuses_a_bad_world_before_starting_anything(tmp_path):
     assert not state.exists()
 
 
-def test_local_env_without_a_stack_says_so(tmp_path):
+def test_local_env_without_a_stack_says_so(tmp_path: Path) -> None:
     from click.testing import CliRunner
 
     from devtools.cli.main import cli
@@ -264,7 +258,7 @@ def test_local_env_without_a_stack_says_so(tmp_path):
     assert "no local stack is running" in result.output
 
 
-def test_the_dsql_cluster_is_in_the_local_dsql_api_and_the_signer_may_connect_to_it(seeded):
+def test_the_dsql_cluster_is_in_the_local_dsql_api_and_the_signer_may_connect_to_it(seeded: SeededWorld) -> None:
     cluster = seeded.dsql["ledger-local"]
     answer = member_client(seeded, "222222222222", "dsql").get_cluster(identifier=cluster.identifier)
     assert answer["status"] == "ACTIVE" and answer["arn"] == cluster.arn

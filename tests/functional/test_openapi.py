@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -21,17 +23,18 @@ from chalicelib.routes import http
 from chalicelib.signer import TokenMinter
 from chalicelib.vending.pipeline import VendingService
 from chalicelib.vending.ratelimit import RateLimiter
+from devtools.local.gateway import Gateway
 from tests.support.events import load_event, token_event
 from tests.support.policies import POLICY
 
 OPENAPI = yaml.safe_load((Path(__file__).resolve().parents[2] / "openapi.yaml").read_text())
 
 
-def test_document_is_valid_openapi():
+def test_document_is_valid_openapi() -> None:
     validate(OPENAPI)
 
 
-def test_app_routes_and_methods_match_the_document():
+def test_app_routes_and_methods_match_the_document() -> None:
     app_routes = {(path, method.lower()) for path, methods in app_module.app.routes.items() for method in methods}
     documented = {(path, method) for path, item in OPENAPI["paths"].items() for method in item}
     assert app_routes == documented
@@ -41,31 +44,32 @@ def test_app_routes_and_methods_match_the_document():
 
 
 class Broken:
-    def mint(self, **kwargs):
+    def mint(self, **kwargs: Any) -> Any:
         raise RuntimeError("boom")
 
-    def index(self):
+    def index(self) -> Any:
         raise RuntimeError("boom")
 
 
-def service(**overrides):
-    args = dict(policy_source=StaticPolicySource(load_policy_text(POLICY, "t.yaml")), minter=TokenMinter(),
-                resolver=EndpointResolver(ClientFactory()))
+def service(**overrides: Any) -> VendingService:
+    args: dict[str, Any] = dict(policy_source=StaticPolicySource(load_policy_text(POLICY, "t.yaml")),
+                                minter=TokenMinter(), resolver=EndpointResolver(ClientFactory()))
     args.update(overrides)
     return VendingService(**args)
 
 
-def no_identity(ev):
+def no_identity(ev: dict[str, Any]) -> dict[str, Any]:
     ev["requestContext"]["identity"] = {"userArn": None}
     return ev
 
 
-def dba(ev):
+def dba(ev: dict[str, Any]) -> dict[str, Any]:
     ev["requestContext"]["identity"]["userArn"] = "arn:aws:sts::111122223333:assumed-role/dba-x/s"
     return ev
 
 
-SCENARIOS = {
+#: (path, method) -> status -> (the event, the service's overrides)
+SCENARIOS: dict[tuple[str, str], dict[int, tuple[Callable[[], dict[str, Any]], dict[str, Any]]]] = {
     ("/v1/tokens", "post"): {
         200: (lambda: token_event(), {}),
         400: (lambda: token_event(raw="[]"), {}),
@@ -90,7 +94,7 @@ SCENARIOS = {
 
 
 @pytest.fixture(scope="module")
-def aws():
+def aws() -> Iterator[None]:
     with mock_aws():
         boto3.client("rds", region_name="us-east-1").create_db_instance(
             DBInstanceIdentifier="orders-prod", Engine="postgres", DBInstanceClass="db.t3.micro",
@@ -101,14 +105,14 @@ def aws():
 GATEWAY_ONLY = {"GatewayRefused"}
 
 
-def documented_response(path: str, method: str, status: int) -> dict:
-    spec = OPENAPI["paths"][path][method]["responses"][str(status)]
+def documented_response(path: str, method: str, status: int) -> dict[str, Any]:
+    spec: dict[str, Any] = OPENAPI["paths"][path][method]["responses"][str(status)]
     if "$ref" in spec:
         spec = OPENAPI["components"]["responses"][spec["$ref"].rsplit("/", 1)[1]]
     return spec
 
 
-def _in_spec(schema):
+def _in_spec(schema: Any) -> Any:
     """``schema`` with its local references pointed into the whole document."""
     if isinstance(schema, dict):
         return {k: ("urn:spec" + v if k == "$ref" and v.startswith("#") else _in_spec(v)) for k, v in schema.items()}
@@ -117,12 +121,13 @@ def _in_spec(schema):
     return schema
 
 
-def schema_validator(schema):
+def schema_validator(schema: Any) -> OAS30Validator:
     registry = Registry().with_resource("urn:spec", Resource.opaque(OPENAPI))
     return OAS30Validator(_in_spec(schema), registry=registry)
 
 
-def test_every_documented_status_is_what_the_app_answers(aws, tmp_path, monkeypatch):
+def test_every_documented_status_is_what_the_app_answers(aws: None, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     for (path, method), statuses in SCENARIOS.items():
         responses = OPENAPI["paths"][path][method]["responses"]
         documented = {int(code) for code, spec in responses.items() if spec.get("$ref", "").split("/")[-1]
@@ -161,8 +166,7 @@ def test_every_documented_status_is_what_the_app_answers(aws, tmp_path, monkeypa
 
 # -- API Gateway's own answers, as the local gateway gives them, are documented too -----------------
 @pytest.fixture(scope="module")
-def local_gateway():
-    from devtools.local.gateway import Gateway  # the local API Gateway, in front of the real app
+def local_gateway() -> Iterator[Gateway]:
     from devtools.local.sigv4 import StaticSecretLookup
     from tests.functional.test_local_gateway import USER
 
@@ -177,7 +181,8 @@ def local_gateway():
     ("POST", "/v1/tokens", False), ("GET", "/v1/databases", False), ("GET", "/v1/whoami", False),
     ("GET", "/v1/whoami", "bad"), ("TRACE", "/v1/whoami", False), ("TRACE", "/v1/whoami", "bad"),
 ])
-def test_the_gateways_own_refusals_are_documented(local_gateway, method, path, signed):
+def test_the_gateways_own_refusals_are_documented(local_gateway: Gateway, method: str, path: str,
+                                                  signed: bool | str) -> None:
     import requests
 
     from tests.functional.test_local_gateway import call

@@ -3,6 +3,8 @@ even to a caller a rule allows every user of the database."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from typing import Any
 
 import boto3
 import pytest
@@ -27,7 +29,7 @@ POLICY = one_database_policy(
 
 
 @pytest.fixture
-def service():
+def service() -> Iterator[VendingService]:
     with mock_aws():
         rds = boto3.client("rds", region_name="us-east-1")
         rds.create_db_instance(DBInstanceIdentifier="orders-prod", Engine="postgres", DBInstanceClass="db.t3.micro",
@@ -40,7 +42,7 @@ def service():
         set_vending_service(None)
 
 
-def call(db_user: str):
+def call(db_user: str) -> tuple[int, Any]:
     ev = load_event("post_tokens")
     ident = ev["requestContext"]["identity"]
     arn = f"arn:aws:sts::{ACCT}:assumed-role/dba-alice/alice"
@@ -50,7 +52,7 @@ def call(db_user: str):
     return answer["statusCode"], json.loads(answer["body"])
 
 
-def test_password_user_is_refused_like_any_other_refusal(service):
+def test_password_user_is_refused_like_any_other_refusal(service: VendingService) -> None:
     ok_status, ok_body = call("orders_app")
     assert ok_status == 200, ok_body  # the same caller gets IAM users of that database
     status, body = call("reports_legacy")

@@ -1,8 +1,10 @@
 """Where the policy comes from: files re-read on change, SSM cached 60 s, failures refuse."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -17,12 +19,12 @@ GOOD = (REPO / "policies" / "access.yaml").read_text()
 
 
 @pytest.fixture
-def ssm():
+def ssm() -> Iterator[Any]:
     with mock_aws():
         yield boto3.client("ssm", region_name="us-east-1")
 
 
-def test_ssm_policy_is_cached_60_seconds_then_reloaded(ssm):
+def test_ssm_policy_is_cached_60_seconds_then_reloaded(ssm: Any) -> None:
     from datetime import datetime
 
     ssm.put_parameter(Name="/rdsvend/dev/access-policy", Value=GOOD, Type="String")
@@ -37,7 +39,7 @@ def test_ssm_policy_is_cached_60_seconds_then_reloaded(ssm):
     assert source.get().rules[0].id == "orders-api-v2"
 
 
-def test_ssm_policy_that_becomes_invalid_stops_being_served(ssm):
+def test_ssm_policy_that_becomes_invalid_stops_being_served(ssm: Any) -> None:
     from datetime import datetime
 
     ssm.put_parameter(Name="/p", Value=GOOD, Type="SecureString")
@@ -51,13 +53,13 @@ def test_ssm_policy_that_becomes_invalid_stops_being_served(ssm):
         source.get()
 
 
-def test_missing_parameter_is_unavailable(ssm):
+def test_missing_parameter_is_unavailable(ssm: Any) -> None:
     source = SsmPolicySource("/nope", lambda: ssm)
     with pytest.raises(PolicyUnavailableError, match="ParameterNotFound"):
         source.get()
 
 
-def test_env_selects_ssm_or_file(ssm, tmp_path):
+def test_env_selects_ssm_or_file(ssm: Any, tmp_path: Path) -> None:
     ssm.put_parameter(Name="/rdsvend/prod/access-policy", Value=GOOD, Type="String")
     source = policy_source_from_env({"RDSVEND_POLICY": "ssm:/rdsvend/prod/access-policy",
                                      "AWS_DEFAULT_REGION": "us-east-1"})
@@ -69,6 +71,6 @@ def test_env_selects_ssm_or_file(ssm, tmp_path):
         policy_source_from_env({"RDSVEND_POLICY": "ssm:"})
 
 
-def test_file_source_missing_file_is_unavailable(tmp_path):
+def test_file_source_missing_file_is_unavailable(tmp_path: Path) -> None:
     with pytest.raises(PolicyUnavailableError, match="cannot read policy file"):
         FilePolicySource(tmp_path / "gone.yaml").get()

@@ -11,12 +11,18 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterator
+from typing import Any
 
 import boto3
 import pytest
 from moto import mock_aws
 
+from chalicelib.engines.base import TierVerdict
+from chalicelib.engines.secret import DbSecret
 from chalicelib.policy.loader import load_policy_text
+from chalicelib.policy.model import AccessPolicy
+from chalicelib.rotation.engines import DbSession
 from chalicelib.rotation.errors import RotationDbError, RotationError
 from chalicelib.rotation.event import RotationEvent
 from chalicelib.rotation.handler import declared_database, declared_user
@@ -28,7 +34,7 @@ VALUE = {"engine": "postgres", "host": "db.example.internal", "port": 5432, "use
          "password": "the-current-password-1", "dbname": "orders"}
 
 
-def policy(port: int = 5432):
+def policy(port: int = 5432) -> AccessPolicy:
     return load_policy_text(f"""
 version: 1
 databases:
@@ -53,47 +59,61 @@ class Database:
         self.changes: list[tuple[int, str]] = []
         self.attempts: list[int] = []
 
-    def login(self, secret, *, ssl_root_cert, timeout):
+    def login(self, secret: DbSecret, *, ssl_root_cert: str | None, timeout: float) -> DbSession:
         self.attempts.append(secret.port)
         if (secret.port, secret.username, secret.password) not in self.logins:
             raise RotationDbError("password authentication failed", kind="auth")
-        database = self
+        return Session(self, secret.port)
 
-        class Session:
-            def set_password(self, username, password):
-                database.logins = {entry for entry in database.logins
-                                   if (entry[0], entry[1]) != (secret.port, username)}
-                database.logins.add((secret.port, username, password))
-                database.changes.append((secret.port, password))
 
-            def close(self):
-                pass
-        return Session()
+class Session:
+    """A login to the stand-in: it sets passwords; single-user rotation asks nothing else."""
+
+    def __init__(self, database: Database, port: int) -> None:
+        self.database, self.port = database, port
+
+    def set_password(self, username: str, password: str) -> None:
+        database = self.database
+        database.logins = {entry for entry in database.logins if (entry[0], entry[1]) != (self.port, username)}
+        database.logins.add((self.port, username, password))
+        database.changes.append((self.port, password))
+
+    def current_role(self) -> str:
+        raise AssertionError("single-user rotation does not ask for the current role")
+
+    def ensure_pair(self, base: str, clone: str, owner: str) -> None:
+        raise AssertionError("single-user rotation makes no clone")
+
+    def tier_check(self, username: str, tier: str | None) -> TierVerdict:
+        raise AssertionError("single-user rotation checks no tier")
+
+    def close(self) -> None:
+        pass
 
 
 @pytest.fixture
-def sm():
+def sm() -> Iterator[Any]:
     with mock_aws():
         yield boto3.client("secretsmanager", region_name="us-east-1")
 
 
-def make_secret(sm, *values) -> str:
+def make_secret(sm: Any, *values: dict[str, Any]) -> str:
     """A secret whose versions were ``values`` in turn (the last is AWSCURRENT)."""
-    arn = sm.create_secret(Name="rdsvend/orders/reports", SecretString=json.dumps(values[0]))["ARN"]
+    arn: str = sm.create_secret(Name="rdsvend/orders/reports", SecretString=json.dumps(values[0]))["ARN"]
     sm.rotate_secret(SecretId=arn, RotationRules={"AutomaticallyAfterDays": 30}, RotateImmediately=False)
     for value in values[1:]:
         sm.put_secret_value(SecretId=arn, SecretString=json.dumps(value))
     return arn
 
 
-def step(sm, arn, name, token, db, *, pol=None) -> str:
+def step(sm: Any, arn: str, name: str, token: str, db: Database, *, pol: AccessPolicy | None = None) -> str:
     pol = pol or policy()
     rotator = Rotator(LocalRotationStore(sm, token), lambda meta: declared_user(pol, meta),
                       engine_for_secret=lambda secret: db, database_for=lambda meta: declared_database(pol, meta))
     return rotator.run(RotationEvent(step=name, secret_id=arn, token=token)).action
 
 
-def refusal(sm, arn, name, token, db, **kwargs) -> str:
+def refusal(sm: Any, arn: str, name: str, token: str, db: Database, **kwargs: Any) -> str:
     with pytest.raises(RotationError) as caught:
         step(sm, arn, name, token, db, **kwargs)
     line = caught.value.line()
@@ -101,7 +121,7 @@ def refusal(sm, arn, name, token, db, **kwargs) -> str:
     return line
 
 
-def test_a_previous_version_naming_another_server_is_never_logged_in_with(sm):
+def test_a_previous_version_naming_another_server_is_never_logged_in_with(sm: Any) -> None:
     # AWSCURRENT was edited (now names the right port 5432 with a password the server no longer
     # has); AWSPREVIOUS names another server of the same engine (5433) where its password works.
     wrong = VALUE | {"port": 5433, "password": "other-password-2"}
@@ -114,7 +134,7 @@ def test_a_previous_version_naming_another_server_is_never_logged_in_with(sm):
     assert db.changes == [] and 5433 not in db.attempts  # nothing changed, the other server never reached
 
 
-def test_a_pending_value_naming_another_port_than_the_policy_is_refused_before_any_login(sm):
+def test_a_pending_value_naming_another_port_than_the_policy_is_refused_before_any_login(sm: Any) -> None:
     arn = make_secret(sm, VALUE | {"port": 5433})
     db = Database((5433, "reports", "the-current-password-1"))
     token = str(uuid.uuid4())
@@ -124,7 +144,7 @@ def test_a_pending_value_naming_another_port_than_the_policy_is_refused_before_a
     assert db.changes == [] and db.attempts == []
 
 
-def test_a_current_value_naming_another_user_is_refused(sm):
+def test_a_current_value_naming_another_user_is_refused(sm: Any) -> None:
     arn = make_secret(sm, VALUE)
     db = Database((5432, "reports", "the-current-password-1"))
     token = str(uuid.uuid4())
@@ -136,13 +156,13 @@ def test_a_current_value_naming_another_user_is_refused(sm):
     assert db.changes == []
 
 
-def test_a_password_that_does_not_then_log_in_is_put_back(sm):
+def test_a_password_that_does_not_then_log_in_is_put_back(sm: Any) -> None:
     arn = make_secret(sm, VALUE)
 
     class Forgetful(Database):
         """Takes the change but then refuses the new password (a proxy, a replica, a typo)."""
 
-        def login(self, secret, *, ssl_root_cert, timeout):
+        def login(self, secret: DbSecret, *, ssl_root_cert: str | None, timeout: float) -> DbSession:
             if self.changes and secret.password == self.changes[-1][1] and len(self.changes) == 1:
                 raise RotationDbError("password authentication failed", kind="auth")
             return super().login(secret, ssl_root_cert=ssl_root_cert, timeout=timeout)
@@ -156,7 +176,7 @@ def test_a_password_that_does_not_then_log_in_is_put_back(sm):
     assert (5432, "reports", "the-current-password-1") in db.logins  # AWSCURRENT still logs in
 
 
-def test_a_second_rotation_in_flight_is_refused_naming_the_fix(sm):
+def test_a_second_rotation_in_flight_is_refused_naming_the_fix(sm: Any) -> None:
     arn = make_secret(sm, VALUE)
     db = Database((5432, "reports", "the-current-password-1"))
     first, second = str(uuid.uuid4()), str(uuid.uuid4())

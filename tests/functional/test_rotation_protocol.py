@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import boto3
 import pytest
 from moto import mock_aws
 
 from chalicelib.policy.loader import load_policy_text
+from chalicelib.policy.model import AccessPolicy
 from chalicelib.rotation.handler import RotationFailedError, handle_rotation
-from chalicelib.rotation.store import BotoSecretStore
+from chalicelib.rotation.store import BotoSecretStore, SecretStore
 from devtools.local.secrets import LocalRotationStore
 
 ACCT = "123456789012"
@@ -21,7 +24,7 @@ VALUE = {"engine": "postgres", "host": "db.example.internal", "port": 5432, "use
          "password": "the-current-password-1", "dbname": "orders"}
 
 
-def policy(rotation: str = "single-user"):
+def policy(rotation: str = "single-user") -> AccessPolicy:
     return load_policy_text(f"""
 version: 1
 databases:
@@ -40,31 +43,32 @@ class Log:
     def __init__(self) -> None:
         self.lines: list[str] = []
 
-    def info(self, message, extra=None):
+    def info(self, message: str, extra: Mapping[str, Any] | None = None) -> None:
         self.lines.append(json.dumps({"message": message, **(extra or {})}))
 
     error = info
 
 
 @pytest.fixture
-def sm():
+def sm() -> Iterator[Any]:
     with mock_aws():
         yield boto3.client("secretsmanager", region_name="us-east-1")
 
 
-def make_secret(sm, value=VALUE, *, enable=True) -> str:
-    arn = sm.create_secret(Name="rdsvend/orders/reports", SecretString=json.dumps(value))["ARN"]
+def make_secret(sm: Any, value: dict[str, Any] = VALUE, *, enable: bool = True) -> str:
+    arn: str = sm.create_secret(Name="rdsvend/orders/reports", SecretString=json.dumps(value))["ARN"]
     if enable:  # moto: enabling rotation without a Lambda copies AWSCURRENT into a new version
         sm.rotate_secret(SecretId=arn, RotationRules={"AutomaticallyAfterDays": 30}, RotateImmediately=False)
     return arn
 
 
-def run(sm, arn, step, token, *, rotation="single-user", store=None, log=None):
+def run(sm: Any, arn: str, step: str, token: str, *, rotation: str = "single-user", store: SecretStore | None = None,
+        log: Log | None = None) -> dict[str, str]:
     return handle_rotation({"Step": step, "SecretId": arn, "ClientRequestToken": token}, policy=policy(rotation),
                            store=store or LocalRotationStore(sm, token), env={}, log=log or Log())
 
 
-def refused(sm, arn, step, token, **kwargs) -> str:
+def refused(sm: Any, arn: str, step: str, token: str, **kwargs: Any) -> str:
     log = Log()
     with pytest.raises(RotationFailedError) as info:
         run(sm, arn, step, token, log=log, **kwargs)
@@ -75,12 +79,12 @@ def refused(sm, arn, step, token, **kwargs) -> str:
     return line
 
 
-def test_rotation_must_be_enabled(sm):
+def test_rotation_must_be_enabled(sm: Any) -> None:
     arn = make_secret(sm, enable=False)
     assert refused(sm, arn, "createSecret", str(uuid.uuid4())).endswith("rotation is not enabled on the secret")
 
 
-def test_the_token_must_be_a_version_staged_awspending(sm):
+def test_the_token_must_be_a_version_staged_awspending(sm: Any) -> None:
     arn = make_secret(sm)
     stranger = str(uuid.uuid4())
     line = refused(sm, arn, "setSecret", stranger, store=BotoSecretStore(sm))
@@ -94,14 +98,14 @@ def test_the_token_must_be_a_version_staged_awspending(sm):
     assert done["action"] == "nothing to do: the version is already AWSCURRENT"
 
 
-def test_only_secrets_the_policy_declares_are_rotated(sm):
+def test_only_secrets_the_policy_declares_are_rotated(sm: Any) -> None:
     other = sm.create_secret(Name="rdsvend/orders/someone-else", SecretString=json.dumps(VALUE))["ARN"]
     sm.rotate_secret(SecretId=other, RotationRules={"AutomaticallyAfterDays": 30}, RotateImmediately=False)
     assert refused(sm, other, "createSecret", str(uuid.uuid4())).endswith(
         "no auth: password user of the access policy declares this secret")
 
 
-def test_create_secret_is_idempotent_and_keeps_the_login(sm):
+def test_create_secret_is_idempotent_and_keeps_the_login(sm: Any) -> None:
     arn = make_secret(sm)
     token = str(uuid.uuid4())
     store = LocalRotationStore(sm, token)
@@ -118,7 +122,7 @@ def test_create_secret_is_idempotent_and_keeps_the_login(sm):
     assert json.loads(sm.get_secret_value(SecretId=arn, VersionStage="AWSCURRENT")["SecretString"]) == VALUE
 
 
-def test_alternating_users_switch_to_the_clone_and_need_the_master_secret(sm):
+def test_alternating_users_switch_to_the_clone_and_need_the_master_secret(sm: Any) -> None:
     arn = make_secret(sm)
     line = refused(sm, arn, "createSecret", str(uuid.uuid4()), rotation="alternating-users")
     assert line.endswith("alternating-users rotation needs 'masterarn' in the secret")
@@ -130,7 +134,7 @@ def test_alternating_users_switch_to_the_clone_and_need_the_master_secret(sm):
     assert (pending["username"], pending["masterarn"]) == ("reports_clone", master["ARN"])
 
 
-def test_a_secret_that_is_not_a_database_secret_is_named_not_shown(sm):
+def test_a_secret_that_is_not_a_database_secret_is_named_not_shown(sm: Any) -> None:
     arn = make_secret(sm, {"engine": "oracle", "host": "h", "username": "reports", "password": "the-current-password-1"})
     line = refused(sm, arn, "createSecret", str(uuid.uuid4()))
     assert "the AWSCURRENT value: invalid engine 'oracle'" in line

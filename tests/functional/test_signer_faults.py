@@ -3,7 +3,11 @@ from __future__ import annotations
 
 import socket
 import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 from unittest import mock
+from unittest.mock import MagicMock
 
 import boto3
 import pytest
@@ -13,7 +17,7 @@ from moto import mock_aws
 from chalicelib.errors import UpstreamUnavailableError
 from chalicelib.identity import identity_from_arn
 from chalicelib.policy.model import Database, DbUser
-from chalicelib.signer import TokenMinter
+from chalicelib.signer import MintedToken, TokenMinter
 from chalicelib.signer.roles import StsRoleAssumer
 from tests.support.aws import FaultInjector
 
@@ -23,21 +27,21 @@ DB = Database(name="orders-prod", engine="postgres", region="us-east-1", kind="i
               signer_role="arn:aws:iam::444455556666:role/rdsvend-signer")
 
 
-def minter_for(factory) -> TokenMinter:
+def minter_for(factory: Any) -> TokenMinter:
     return TokenMinter(assume_role=StsRoleAssumer(factory))
 
 
-def mint(minter: TokenMinter):
+def mint(minter: TokenMinter) -> MintedToken:
     return minter.mint(CALLER, DB, "orders_app", "h.example", 5432, resource_id="db-ABC")
 
 
 @pytest.fixture
-def no_backoff_sleep():
+def no_backoff_sleep() -> Iterator[MagicMock]:
     with mock.patch("botocore.endpoint.time.sleep") as sleep:
         yield sleep
 
 
-def test_throttling_is_retried_a_bounded_number_of_times_then_503(no_backoff_sleep):
+def test_throttling_is_retried_a_bounded_number_of_times_then_503(no_backoff_sleep: MagicMock) -> None:
     faults = FaultInjector("Throttling", 400)
     with pytest.raises(UpstreamUnavailableError) as info:
         mint(minter_for(faults.factory))
@@ -51,7 +55,7 @@ def test_throttling_is_retried_a_bounded_number_of_times_then_503(no_backoff_sle
     assert err.__cause__ is None and err.__suppress_context__
 
 
-def test_a_throttle_that_clears_within_the_retries_still_vends(no_backoff_sleep):
+def test_a_throttle_that_clears_within_the_retries_still_vends(no_backoff_sleep: MagicMock) -> None:
     with mock_aws():
         faults = FaultInjector("Throttling", 400, failures=2)
         token = mint(minter_for(faults.factory))
@@ -59,7 +63,7 @@ def test_a_throttle_that_clears_within_the_retries_still_vends(no_backoff_sleep)
     assert "X-Amz-Security-Token=" in token.token
 
 
-def test_server_errors_are_retried_then_503(no_backoff_sleep):
+def test_server_errors_are_retried_then_503(no_backoff_sleep: MagicMock) -> None:
     faults = FaultInjector("InternalFailure", 500)
     with pytest.raises(UpstreamUnavailableError) as info:
         mint(minter_for(faults.factory))
@@ -67,7 +71,7 @@ def test_server_errors_are_retried_then_503(no_backoff_sleep):
     assert info.value.retry_after == 5
 
 
-def test_access_denied_is_not_retried_and_is_503(no_backoff_sleep):
+def test_access_denied_is_not_retried_and_is_503(no_backoff_sleep: MagicMock) -> None:
     faults = FaultInjector("AccessDenied", 403)
     with pytest.raises(UpstreamUnavailableError) as info:
         mint(minter_for(faults.factory))
@@ -75,49 +79,71 @@ def test_access_denied_is_not_retried_and_is_503(no_backoff_sleep):
     assert "AccessDenied" in info.value.detail
 
 
-@pytest.fixture
-def silent_server():
+class SilentServer:
     """A TCP server on 127.0.0.1 that accepts connections and never answers."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(16)
-    accepted: list[socket.socket] = []
-    stop = threading.Event()
 
-    def serve():
-        sock.settimeout(0.1)
-        while not stop.is_set():
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.accepted: list[socket.socket] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        self.sock.settimeout(0.1)
+        while not self.stop.is_set():
             try:
-                accepted.append(sock.accept()[0])
+                self.accepted.append(self.sock.accept()[0])
             except OSError:
                 continue
 
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}", accepted
-    stop.set()
-    thread.join(2)
-    for conn in accepted:
-        conn.close()
-    sock.close()
+    def connections(self) -> int:
+        """Every connection made so far: the accepting thread may not have run since the last
+        one was made (the kernel completes it from the listen backlog), so the server stops
+        and takes what is still waiting there."""
+        self.stop.set()
+        self.thread.join(5)
+        self.sock.setblocking(False)
+        while True:
+            try:
+                self.accepted.append(self.sock.accept()[0])
+            except BlockingIOError:
+                return len(self.accepted)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(5)
+        for conn in self.accepted:
+            conn.close()
+        self.sock.close()
 
 
-def test_a_hanging_sts_times_out_after_bounded_retries(silent_server, no_backoff_sleep):
-    url, accepted = silent_server
+@pytest.fixture
+def silent_server() -> Iterator[SilentServer]:
+    server = SilentServer()
+    yield server
+    server.close()
+
+
+def test_a_hanging_sts_times_out_after_bounded_retries(silent_server: SilentServer, no_backoff_sleep: MagicMock) -> None:
     config = Config(connect_timeout=0.3, read_timeout=0.3, retries={"mode": "standard", "total_max_attempts": 2})
     session = boto3.Session()
 
-    def factory(service, region=None):
-        return session.client(service, region_name=region, endpoint_url=url, config=config)
+    def factory(service: str, region: str | None = None) -> Any:
+        return session.client(service, region_name=region, endpoint_url=silent_server.url, config=config)
 
     with pytest.raises(UpstreamUnavailableError) as info:
         mint(minter_for(factory))
     assert info.value.service == "sts"
     assert "ReadTimeout" in info.value.detail
-    assert len(accepted) == 2  # one connection per attempt, then it gave up
+    assert silent_server.connections() == 2  # one connection per attempt, then it gave up
 
 
-def test_missing_function_credentials_are_503_not_a_botocore_exception(monkeypatch, tmp_path):
+def test_missing_function_credentials_are_503_not_a_botocore_exception(monkeypatch: pytest.MonkeyPatch,
+                                                                       tmp_path: Path) -> None:
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))

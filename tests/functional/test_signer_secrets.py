@@ -25,7 +25,7 @@ ROLE = "arn:aws:iam::444455556666:role/rdsvend-signer"
 OWN = SigningCredentials("ASIAOWNKEY", "OwnSecretKeyValue/abc+def", "OwnSessionTokenValue==")
 
 
-def db(signer_role):
+def db(signer_role: str | None) -> Database:
     return Database(name="orders-prod", engine="postgres", region="us-east-1", kind="instance",
                     identifier="orders-prod", users={"orders_app": DbUser("orders_app", "iam")},
                     signer_role=signer_role)
@@ -49,13 +49,14 @@ def assert_clean(text: str, secrets: list[str]) -> None:
 
 
 @pytest.fixture
-def everything_logged(caplog):
+def everything_logged(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     caplog.set_level(logging.DEBUG, logger="rdsvend")
     caplog.set_level(logging.DEBUG, logger="chalicelib")
     return caplog
 
 
-def test_successful_mints_log_no_secret(everything_logged, capsys):
+def test_successful_mints_log_no_secret(everything_logged: pytest.LogCaptureFixture,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
     with mock_aws():
         minter = TokenMinter(credentials=StaticCredentialsProvider(OWN),
                              assume_role=StsRoleAssumer(ClientFactory(boto3.Session)))
@@ -70,7 +71,8 @@ def test_successful_mints_log_no_secret(everything_logged, capsys):
     assert_clean(repr(minter) + repr(own) + repr(role) + repr(role_creds) + str(role_creds), secrets)
 
 
-def test_failures_carry_no_secret_in_text_logs_or_traceback(everything_logged, capsys):
+def test_failures_carry_no_secret_in_text_logs_or_traceback(everything_logged: pytest.LogCaptureFixture,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
     with mock.patch("botocore.endpoint.time.sleep"):
         faults = FaultInjector("Throttling", 400)
         minter = TokenMinter(credentials=StaticCredentialsProvider(OWN), assume_role=StsRoleAssumer(faults.factory))
@@ -88,9 +90,9 @@ def test_failures_carry_no_secret_in_text_logs_or_traceback(everything_logged, c
     assert session_creds.secret_key not in err.detail
 
 
-def test_signer_value_errors_name_the_field_not_the_credentials():
+def test_signer_value_errors_name_the_field_not_the_credentials() -> None:
     minter = TokenMinter(credentials=StaticCredentialsProvider(OWN))
     with pytest.raises(ValueError) as info:
         minter.mint(CALLER, db(None), "orders_app", "bad host!", 5432)
     assert str(info.value) == "invalid database host 'bad host!'"
-    assert_clean("".join(traceback.format_exception(info.value)), [OWN.secret_key, OWN.token])
+    assert_clean("".join(traceback.format_exception(info.value)), [OWN.secret_key, str(OWN.token)])

@@ -2,14 +2,16 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import boto3
 import pytest
 from botocore.credentials import RefreshableCredentials
 from moto import mock_aws
-from moto.core import DEFAULT_ACCOUNT_ID
+from moto.core.models import DEFAULT_ACCOUNT_ID
 from moto.sts.models import sts_backends
 
 from chalicelib.aws.clients import ClientFactory
@@ -29,13 +31,13 @@ def query(token: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def aws():
+def aws() -> Iterator[None]:
     with mock_aws():
         yield
 
 
 @pytest.fixture
-def db_account(aws):
+def db_account(aws: None) -> dict[str, Any]:
     """A second account that owns the database and the signer role."""
     admin = boto3.client("sts", region_name=REGION).assume_role(
         RoleArn=f"arn:aws:iam::{DB_ACCOUNT}:role/admin", RoleSessionName="setup")["Credentials"]
@@ -50,7 +52,8 @@ def db_account(aws):
         DBInstanceIdentifier="orders-prod", Engine="postgres", DBInstanceClass="db.t3.micro",
         MasterUsername="root", MasterUserPassword="not-used-123", AllocatedStorage=20,
         EnableIAMDatabaseAuthentication=True)["DBInstance"]
-    return instance
+    described: dict[str, Any] = instance
+    return described
 
 
 def database(signer_role: str | None) -> Database:
@@ -63,17 +66,17 @@ class RecordingFactory:
     """The production client factory, recording the AssumeRole parameters sent."""
 
     def __init__(self) -> None:
-        self.sent: list[dict] = []
+        self.sent: list[dict[str, Any]] = []
         self.session = boto3.Session()
         self.session.events.register("provide-client-params.sts.AssumeRole",
                                      lambda params, **_: self.sent.append(dict(params)))
         self.factory = ClientFactory(session_factory=lambda: self.session)
 
-    def __call__(self, service, region=None):
+    def __call__(self, service: str, region: str | None = None) -> Any:
         return self.factory(service, region)
 
 
-def test_own_credentials_sign_with_the_session_token_and_full_lifetime(monkeypatch):
+def test_own_credentials_sign_with_the_session_token_and_full_lifetime(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "ASIAFUNCTION")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "function-secret")
     monkeypatch.setenv("AWS_SESSION_TOKEN", "function-session")
@@ -86,7 +89,7 @@ def test_own_credentials_sign_with_the_session_token_and_full_lifetime(monkeypat
     assert token.expires_at - token.signed_at == timedelta(seconds=870)
 
 
-def test_cross_account_signer_role_signs_in_the_database_account(db_account):
+def test_cross_account_signer_role_signs_in_the_database_account(db_account: dict[str, Any]) -> None:
     factory = RecordingFactory()
     minter = TokenMinter(assume_role=StsRoleAssumer(factory))
     resource_id = db_account["DbiResourceId"]
@@ -116,7 +119,7 @@ def test_cross_account_signer_role_signs_in_the_database_account(db_account):
     assert len(factory.sent) == 1  # cached: no second AssumeRole
 
 
-def test_each_caller_and_db_user_gets_its_own_role_session(db_account):
+def test_each_caller_and_db_user_gets_its_own_role_session(db_account: dict[str, Any]) -> None:
     factory = RecordingFactory()
     minter = TokenMinter(assume_role=StsRoleAssumer(factory))
     rid, db = db_account["DbiResourceId"], database(SIGNER_ROLE)
@@ -137,31 +140,32 @@ class RefreshingSession:
     def __init__(self, lifetime: timedelta) -> None:
         self.refreshes = 0
         self.lifetime = lifetime
+        self.expiry = datetime.now(UTC)  # of the credentials last handed out
         self.creds = RefreshableCredentials.create_from_metadata(
             self._metadata(), refresh_using=self._refresh, method="test")
 
-    def _metadata(self) -> dict:
-        expiry = datetime.now(UTC) + self.lifetime
+    def _metadata(self) -> dict[str, str]:
+        self.expiry = datetime.now(UTC) + self.lifetime
         return {"access_key": f"ASIAREFRESH{self.refreshes}", "secret_key": "s", "token": "t",
-                "expiry_time": expiry.isoformat()}
+                "expiry_time": self.expiry.isoformat()}
 
-    def _refresh(self) -> dict:
+    def _refresh(self) -> dict[str, str]:
         self.refreshes += 1
         return self._metadata()
 
-    def get_credentials(self):
+    def get_credentials(self) -> RefreshableCredentials:
         return self.creds
 
 
-def test_expiry_is_read_from_botocore_refreshable_credentials():
+def test_expiry_is_read_from_botocore_refreshable_credentials() -> None:
     session = RefreshingSession(timedelta(minutes=12))
     minter = TokenMinter(credentials=BotocoreCredentialsProvider(session))
     token = minter.mint(CALLER, database(None), "orders_app", "h.example", 5432)
-    assert token.expires_at == session.creds._expiry_time - timedelta(seconds=30)
+    assert token.expires_at == session.expiry - timedelta(seconds=30)
     assert timedelta(minutes=11) < token.expires_at - token.signed_at < timedelta(minutes=12)
 
 
-def test_long_lived_refreshable_credentials_do_not_shorten_the_token():
+def test_long_lived_refreshable_credentials_do_not_shorten_the_token() -> None:
     minter = TokenMinter(credentials=BotocoreCredentialsProvider(RefreshingSession(timedelta(hours=6))))
     token = minter.mint(CALLER, database(None), "orders_app", "h.example", 5432)
     assert token.expires_at - token.signed_at == timedelta(seconds=870)

@@ -83,7 +83,7 @@ def vend(svc: VendingService, role: str, db_user: str) -> tuple[int, dict[str, A
 
 
 def botocore_token(creds: SigningCredentials, host: str, action: str, expires: int) -> str:
-    client = botocore.session.get_session().create_client(
+    client: Any = botocore.session.get_session().create_client(
         "dsql", region_name="us-east-1", aws_access_key_id=creds.access_key,
         aws_secret_access_key=creds.secret_key, aws_session_token=creds.token)
     generate = (client.generate_db_connect_admin_auth_token if action == "DbConnectAdmin"

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import textwrap
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 from unittest import mock
 from urllib.parse import parse_qs
 
@@ -57,7 +59,7 @@ OPENAPI = yaml.safe_load((Path(__file__).resolve().parents[2] / "openapi.yaml").
 
 
 @pytest.fixture(scope="module")
-def service():
+def service() -> Iterator[VendingService]:
     with mock_aws():
         rds = boto3.client("rds", region_name="us-east-1")
         rds.create_db_instance(DBInstanceIdentifier="shop-maria", Engine="mariadb", EngineVersion="10.11.9", DBInstanceClass="db.t3.micro",
@@ -72,7 +74,7 @@ def service():
         set_vending_service(None)
 
 
-def vend(database):
+def vend(database: str) -> tuple[int, Any]:
     ev = load_event("post_tokens")
     ev["requestContext"]["identity"].update(userArn=f"arn:aws:sts::{ACCT}:assumed-role/shop-api/i-1",
                                            accountId=ACCT, principalOrgId="o-abc123def4", sourceIp="10.1.2.3")
@@ -81,21 +83,21 @@ def vend(database):
     return answer["statusCode"], json.loads(answer["body"])
 
 
-def botocore_token(host, port, user, amz_date):
+def botocore_token(host: str, port: int, user: str, amz_date: str) -> str:
     session = botocore.session.get_session()
-    client = session.create_client("rds", region_name="us-east-1")
+    client: Any = session.create_client("rds", region_name="us-east-1")
     at = datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ")
     with mock.patch("botocore.auth.get_current_datetime", return_value=at):
-        return client.generate_db_auth_token(DBHostname=host, Port=port, DBUsername=user, Region="us-east-1")
+        return str(client.generate_db_auth_token(DBHostname=host, Port=port, DBUsername=user, Region="us-east-1"))
 
 
-def validate_against_openapi(body):
+def validate_against_openapi(body: Any) -> None:
     registry = Registry().with_resource("urn:spec", Resource.opaque(OPENAPI))
     OAS30Validator({"$ref": "urn:spec#/components/schemas/Token"}, registry=registry).validate(body)
 
 
 @pytest.mark.parametrize("database,dbname", [("shop-maria", "shop"), ("shop-aurora", None)])
-def test_mysql_family_answer(service, database, dbname):
+def test_mysql_family_answer(service: VendingService, database: str, dbname: str | None) -> None:
     status, body = vend(database)
     assert status == 200, body
     host, port = body["host"], body["port"]
@@ -110,14 +112,14 @@ def test_mysql_family_answer(service, database, dbname):
     validate_against_openapi(body)
 
 
-def test_postgres_answer_has_no_auth_plugin():
+def test_postgres_answer_has_no_auth_plugin() -> None:
     policy = load_policy_text(POLICY.replace("engine: mariadb", "engine: postgres"), "t.yaml")
     assert policy.databases["shop-maria"].default_port == 5432
     assert policy.databases["shop-aurora"].default_port == 3306
 
 
 @pytest.mark.parametrize("engine", ["oracle", "MySQL", "aurora-mysql", ""])
-def test_unknown_engine_is_a_load_error_naming_the_field(engine):
+def test_unknown_engine_is_a_load_error_naming_the_field(engine: str) -> None:
     with pytest.raises(PolicyLoadError) as err:
         load_policy_text(POLICY.replace("engine: mariadb", f"engine: '{engine}'"), "t.yaml")
     assert "databases.shop-maria.engine" in str(err.value)

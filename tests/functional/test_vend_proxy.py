@@ -3,6 +3,8 @@ proxy's host and port (not its target's), and the token is signed for the proxy'
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from typing import Any
 
 import boto3
 import pytest
@@ -29,7 +31,7 @@ POLICY = policy_text(
 
 
 @pytest.fixture(scope="module")
-def world():
+def world() -> Iterator[dict[str, Any]]:
     with mock_aws():
         rds = boto3.client("rds", region_name=REGION)
         subnets = proxy_subnets(REGION)
@@ -48,7 +50,7 @@ def world():
         set_vending_service(None)
 
 
-def vend(database, user):
+def vend(database: str, user: str) -> tuple[int, Any]:
     ev = load_event("post_tokens")
     ev["requestContext"]["identity"].update(userArn=f"arn:aws:sts::{ACCT}:assumed-role/app-api/i-1",
                                            accountId=ACCT, principalOrgId="o-abc123def4", sourceIp="10.1.2.3")
@@ -59,7 +61,13 @@ def vend(database, user):
 
 @pytest.mark.parametrize(("database", "user", "target", "port"), [
     ("orders-proxy", "orders_app", "orders-prod", 5432), ("shop-proxy", "shop_app", "shop-maria", 3306)])
-def test_the_answer_is_the_proxy_endpoint_and_the_token_is_signed_for_it(world, database, user, target, port):
+def test_the_answer_is_the_proxy_endpoint_and_the_token_is_signed_for_it(
+    world: dict[str, Any],
+    database: str,
+    user: str,
+    target: str,
+    port: int,
+) -> None:
     status, body = vend(database, user)
     assert status == 200, body
     proxy_host = world["proxies"][database]["Endpoint"]

@@ -8,12 +8,16 @@ own identity policy does not allow ``sts:AssumeRole`` on that role, and moto ref
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import boto3
 import pytest
 from moto import mock_aws
-from moto.core import DEFAULT_ACCOUNT_ID, set_initial_no_auth_action_count
+from moto.core import set_initial_no_auth_action_count
+from moto.core.models import DEFAULT_ACCOUNT_ID
 
 import app as app_module
 from chalicelib.aws.clients import ClientFactory
@@ -25,6 +29,7 @@ from chalicelib.routes.http import set_vending_service
 from chalicelib.signer import TokenMinter
 from chalicelib.signer.roles import StsRoleAssumer
 from chalicelib.vending.pipeline import VendingService
+from tests.support.aws import record_calls
 from tests.support.events import load_event
 
 SERVICE = DEFAULT_ACCOUNT_ID
@@ -56,7 +61,7 @@ def member_session() -> boto3.Session:
 
 
 @pytest.fixture
-def world():
+def world() -> Iterator[dict[str, Any]]:
     """Service account (moto's default) and a member account holding the database and roles."""
     with mock_aws():
         member = member_session()
@@ -82,7 +87,7 @@ class Recorder:
     def __init__(self, session: boto3.Session | None = None) -> None:
         self.session = session or boto3.Session()
         self.calls: list[str] = []
-        self.assumed: list[dict] = []
+        self.assumed: list[dict[str, Any]] = []
         self.secrets: list[str] = []  # what STS handed out: must never reach a log line
         self.session.events.register("before-call", self._count)
         self.session.events.register("after-call.sts.AssumeRole", self._keep_secrets)
@@ -90,14 +95,14 @@ class Recorder:
                                      lambda params, **_: self.assumed.append(dict(params)))
         self.factory = ClientFactory(session_factory=lambda: self.session)
 
-    def _keep_secrets(self, parsed, **_):
+    def _keep_secrets(self, parsed: dict[str, Any], **_: Any) -> None:
         creds = parsed.get("Credentials") or {}
         self.secrets += [creds[k] for k in ("SecretAccessKey", "SessionToken") if creds.get(k)]
 
-    def _count(self, model, **_):
+    def _count(self, model: Any, **_: Any) -> None:
         self.calls.append(f"{model.service_model.service_name}:{model.name}")
 
-    def __call__(self, service, region=None):
+    def __call__(self, service: str, region: str | None = None) -> Any:
         return self.factory(service, region)
 
 
@@ -106,10 +111,14 @@ def rds_calls_anywhere(recorder: Recorder) -> list[str]:
     return [c for c in recorder.calls if c.startswith("rds:")]
 
 
+#: (policy text, recorder, service_account=, resolver_account=) -> (status, body, headers)
+Vend = Callable[..., tuple[int, Any, dict[str, str]]]
+
+
 @pytest.fixture
-def vend():
+def vend() -> Vend:
     def run(policy_text: str, recorder: Recorder, *, service_account: str | None = SERVICE,
-            resolver_account: str | None = None):
+            resolver_account: str | None = None) -> tuple[int, Any, dict[str, str]]:
         loaded = load_policy_text(policy_text, "orgs.yaml", service_account=service_account)
         svc = VendingService(
             policy_source=StaticPolicySource(loaded),
@@ -128,24 +137,10 @@ def vend():
     return run
 
 
-def _all_rds_describes(monkeypatch) -> list[str]:
-    """Every RDS call made by any boto3 client in this process (reader sessions included)."""
-    seen: list[str] = []
-    import botocore.client
-
-    original = botocore.client.BaseClient._make_api_call
-
-    def counting(self, operation, params):
-        if self.meta.service_model.service_name == "rds":
-            seen.append(operation)
-        return original(self, operation, params)
-
-    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", counting)
-    return seen
-
-
-def test_foreign_database_is_resolved_through_its_reader_role(world, vend, monkeypatch, capfd):
-    describes = _all_rds_describes(monkeypatch)
+def test_foreign_database_is_resolved_through_its_reader_role(world: dict[str, Any], vend: Vend,
+                                                              monkeypatch: pytest.MonkeyPatch,
+                                                              capfd: pytest.CaptureFixture[str]) -> None:
+    describes = record_calls(monkeypatch, "rds")
     recorder = Recorder()
     status, body, _ = vend(policy(f"reader_role: {READER}"), recorder)
     assert status == 200, body
@@ -168,7 +163,7 @@ def test_foreign_database_is_resolved_through_its_reader_role(world, vend, monke
     assert not [secret for secret in recorder.secrets if secret in logs]
 
 
-def test_resolver_caches_the_reader_session_and_the_answer(world):
+def test_resolver_caches_the_reader_session_and_the_answer(world: dict[str, Any]) -> None:
     recorder = Recorder()
     loaded = load_policy_text(policy(f"reader_role: {READER}"), service_account=SERVICE)
     resolver = EndpointResolver(recorder)
@@ -178,8 +173,9 @@ def test_resolver_caches_the_reader_session_and_the_answer(world):
     assert [a["RoleArn"] for a in recorder.assumed] == [READER]
 
 
-def test_default_reader_role_name_is_used_when_the_service_is_elsewhere(world, vend, monkeypatch):
-    describes = _all_rds_describes(monkeypatch)
+def test_default_reader_role_name_is_used_when_the_service_is_elsewhere(world: dict[str, Any], vend: Vend,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    describes = record_calls(monkeypatch, "rds")
     recorder = Recorder()
     text = policy(defaults="defaults:\n  reader_role_name: rdsvend-reader")
     status, body, _ = vend(text, recorder, service_account=None)  # the service learns its account from STS
@@ -189,8 +185,9 @@ def test_default_reader_role_name_is_used_when_the_service_is_elsewhere(world, v
     assert "sts:GetCallerIdentity" in recorder.calls and describes == ["DescribeDBInstances"]
 
 
-def test_host_port_and_resource_id_need_no_rds_call_at_all(world, vend, monkeypatch):
-    describes = _all_rds_describes(monkeypatch)
+def test_host_port_and_resource_id_need_no_rds_call_at_all(world: dict[str, Any], vend: Vend,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    describes = record_calls(monkeypatch, "rds")
     recorder = Recorder()
     text = policy("host: billing.internal.example", "port: 6432", "resource_id: db-ABCDEFGHIJKLMNOPQRSTUVWXY0")
     status, body, _ = vend(text, recorder)
@@ -202,13 +199,14 @@ def test_host_port_and_resource_id_need_no_rds_call_at_all(world, vend, monkeypa
     assert resource == f"arn:aws:rds-db:{REGION}:{MEMBER}:dbuser:db-ABCDEFGHIJKLMNOPQRSTUVWXY0/billing_app"
 
 
-def test_foreign_database_without_a_way_to_read_it_does_not_load(world):
+def test_foreign_database_without_a_way_to_read_it_does_not_load(world: dict[str, Any]) -> None:
     with pytest.raises(PolicyLoadError) as info:
         load_policy_text(policy(), "orgs.yaml", service_account=SERVICE)
     assert info.value.field == "databases.billing.reader_role"
 
 
-def test_reader_role_that_cannot_be_assumed_is_503_never_500(world, vend, capfd):
+def test_reader_role_that_cannot_be_assumed_is_503_never_500(world: dict[str, Any], vend: Vend,
+                                                             capfd: pytest.CaptureFixture[str]) -> None:
     iam = boto3.client("iam", region_name=REGION)
     iam.create_user(UserName="rdsvend-fn")
     iam.put_user_policy(UserName="rdsvend-fn", PolicyName="own", PolicyDocument=json.dumps({
@@ -221,8 +219,9 @@ def test_reader_role_that_cannot_be_assumed_is_503_never_500(world, vend, capfd)
     recorder = Recorder(session)
 
     @set_initial_no_auth_action_count(0)
-    def enforced():
-        return vend(policy(f"reader_role: {READER}"), recorder)
+    def enforced() -> tuple[int, Any, dict[str, str]]:
+        answer: tuple[int, Any, dict[str, str]] = vend(policy(f"reader_role: {READER}"), recorder)
+        return answer
 
     status, body, headers = enforced()
     assert status == 503 and body["error"]["code"] == "upstream_unavailable"
@@ -239,7 +238,7 @@ def query(token: str) -> dict[str, str]:
     return {k: v[0] for k, v in parse_qs(urlsplit(f"https://{token}").query).items()}
 
 
-def test_service_account_from_the_environment_reaches_the_loader(tmp_path):
+def test_service_account_from_the_environment_reaches_the_loader(tmp_path: Path) -> None:
     from chalicelib.policy_source import policy_source_from_env
 
     path = tmp_path / "access.yaml"
@@ -264,8 +263,14 @@ def test_service_account_from_the_environment_reaches_the_loader(tmp_path):
         (["account: 444455556666"], "account", "must be a quoted string of 12 digits"),
     ],
 )
-def test_each_load_error_refuses_every_vend_and_logs_file_database_and_field(world, tmp_path, capfd, extra, field,
-                                                                             words):
+def test_each_load_error_refuses_every_vend_and_logs_file_database_and_field(
+    world: dict[str, Any],
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
+    extra: list[str],
+    field: str,
+    words: str,
+) -> None:
     """The service's own path: RDSVEND_POLICY + RDSVEND_SERVICE_ACCOUNT, through the Chalice app."""
     from chalicelib.policy_source import policy_source_from_env
 

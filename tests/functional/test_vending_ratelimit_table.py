@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Callable, Iterator
 from contextlib import redirect_stdout
 from datetime import UTC, datetime
-from types import SimpleNamespace
+from typing import Any
 
 import boto3
 import pytest
@@ -19,20 +20,20 @@ from moto.server import ThreadedMotoServer
 
 from chalicelib.clock import FrozenClock
 from chalicelib.errors import RateLimitedError
-from chalicelib.identity import identity_from_arn
+from chalicelib.identity import CallerIdentity, identity_from_arn
 from chalicelib.observability import flush_metrics, invocation
 from chalicelib.policy.loader import load_policy_text
 from chalicelib.policy_source import StaticPolicySource
 from chalicelib.signer import TokenMinter
 from chalicelib.vending.pipeline import VendingService, rate_limiter_from_env
-from chalicelib.vending.ratelimit import RateLimiter
+from chalicelib.vending.ratelimit import CallerLimiter, RateLimiter
 from chalicelib.vending.ratelimit_table import (
     KEY_ATTRIBUTE,
     RETRY_TABLE_AFTER,
     TTL_ATTRIBUTE,
     TableRateLimiter,
 )
-from tests.support.policies import allow_rule, one_database_policy
+from tests.support.policies import PolicyEndpoints, allow_rule, one_database_policy
 
 pytestmark = pytest.mark.e2e  # starts a server: not in the fast tier
 
@@ -45,7 +46,7 @@ POLICY = one_database_policy(extra="host: orders-prod.abc.us-east-1.rds.amazonaw
 
 
 @pytest.fixture(scope="module")
-def moto_url():
+def moto_url() -> Iterator[str]:
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
@@ -53,7 +54,7 @@ def moto_url():
     server.stop()
 
 
-def dynamodb(url: str, **config):
+def dynamodb(url: str, **config: Any) -> Any:
     """A client of its own, as each Lambda instance has."""
     return boto3.Session(aws_access_key_id="AKIDRATETEST", aws_secret_access_key="rate-test-secret",
                          aws_session_token="rate-test-session-token", region_name="us-east-1").client(
@@ -70,7 +71,7 @@ def create_table(url: str, name: str = TABLE) -> None:
 
 
 @pytest.fixture
-def table(moto_url, request):
+def table(moto_url: str, request: pytest.FixtureRequest) -> Iterator[str]:
     name = f"rate-{request.node.name[:40].replace('[', '-').replace(']', '')}"
     create_table(moto_url, name)
     yield name
@@ -78,22 +79,22 @@ def table(moto_url, request):
 
 
 @pytest.fixture
-def clock():
+def clock() -> FrozenClock:
     return FrozenClock(datetime(2026, 11, 27, 12, 0, tzinfo=UTC))
 
 
-def service(limiter) -> VendingService:
-    resolver = SimpleNamespace(resolve=lambda db: SimpleNamespace(host=db.host, port=db.port, resource_id=None))
+def service(limiter: CallerLimiter | None) -> VendingService:
+    resolver = PolicyEndpoints()
     return VendingService(policy_source=StaticPolicySource(load_policy_text(POLICY, "rate-test.yaml")),
                           minter=TokenMinter(cache_tokens=False), resolver=resolver, rate_limiter=limiter)
 
 
 def instance(url: str, table: str, clock: FrozenClock, rate: float = 1.0, burst: int = 3,
-             client=None) -> VendingService:
+             client: Any = None) -> VendingService:
     return service(TableRateLimiter(client or dynamodb(url), table, rate, burst, clock=clock))
 
 
-def outcome(svc: VendingService, who=ALICE) -> str:
+def outcome(svc: VendingService, who: CallerIdentity = ALICE) -> str:
     try:
         svc.vend(who, dict(REQUEST), "req-rate")
     except RateLimitedError as exc:
@@ -101,7 +102,7 @@ def outcome(svc: VendingService, who=ALICE) -> str:
     return "ok"
 
 
-def test_two_instances_share_one_callers_burst(moto_url, table, clock):
+def test_two_instances_share_one_callers_burst(moto_url: str, table: str, clock: FrozenClock) -> None:
     first, second = instance(moto_url, table, clock), instance(moto_url, table, clock)
     out = io.StringIO()
     with redirect_stdout(out):
@@ -115,20 +116,20 @@ def test_two_instances_share_one_callers_burst(moto_url, table, clock):
     assert [outcome(second), outcome(first)] == ["ok", "limited:1"]
 
 
-def test_each_instances_own_limiter_would_have_let_twice_the_burst_through(clock):
+def test_each_instances_own_limiter_would_have_let_twice_the_burst_through(clock: FrozenClock) -> None:
     first, second = service(RateLimiter(1.0, 3, clock=clock)), service(RateLimiter(1.0, 3, clock=clock))
     with redirect_stdout(io.StringIO()):
         assert [outcome(svc) for svc in (first, second) * 3] == ["ok"] * 6
 
 
-def test_callers_are_counted_apart(moto_url, table, clock):
+def test_callers_are_counted_apart(moto_url: str, table: str, clock: FrozenClock) -> None:
     first, second = instance(moto_url, table, clock, burst=1), instance(moto_url, table, clock, burst=1)
     with redirect_stdout(io.StringIO()):
         assert [outcome(first, ALICE), outcome(second, BOB)] == ["ok", "ok"]
         assert [outcome(second, ALICE), outcome(first, BOB)] == ["limited:1", "limited:1"]
 
 
-def test_retry_after_says_when_the_next_request_is_allowed(moto_url, table, clock):
+def test_retry_after_says_when_the_next_request_is_allowed(moto_url: str, table: str, clock: FrozenClock) -> None:
     first, second = instance(moto_url, table, clock, rate=0.1, burst=1), instance(moto_url, table, clock,
                                                                                  rate=0.1, burst=1)
     with redirect_stdout(io.StringIO()):
@@ -142,7 +143,7 @@ def test_retry_after_says_when_the_next_request_is_allowed(moto_url, table, cloc
         assert outcome(first) == "ok"
 
 
-def test_an_item_per_caller_that_expires_through_ttl(moto_url, table, clock):
+def test_an_item_per_caller_that_expires_through_ttl(moto_url: str, table: str, clock: FrozenClock) -> None:
     with redirect_stdout(io.StringIO()):
         outcome(instance(moto_url, table, clock))
     item = dynamodb(moto_url).get_item(TableName=table, Key={KEY_ATTRIBUTE: {"S": ALICE.principal}})["Item"]
@@ -153,17 +154,18 @@ def test_an_item_per_caller_that_expires_through_ttl(moto_url, table, clock):
 class RacingClient:
     """Lets another instance take a token between this instance's read and its write."""
 
-    def __init__(self, client, before_write) -> None:
+    def __init__(self, client: Any, before_write: Callable[[], object]) -> None:
         self._client, self._before_write, self.calls = client, before_write, 0
 
-    def update_item(self, **kwargs):
+    def update_item(self, **kwargs: Any) -> Any:
         self.calls += 1
         if self.calls == 2:  # the write that relies on the value the first one returned
             self._before_write()
         return self._client.update_item(**kwargs)
 
 
-def test_a_race_between_instances_for_the_last_token_has_one_winner(moto_url, table, clock):
+def test_a_race_between_instances_for_the_last_token_has_one_winner(moto_url: str, table: str,
+                                                                    clock: FrozenClock) -> None:
     other = instance(moto_url, table, clock, burst=2)
     won_by_other: list[str] = []
     racing = RacingClient(dynamodb(moto_url), lambda: won_by_other.append(outcome(other)))
@@ -180,11 +182,11 @@ def test_a_race_between_instances_for_the_last_token_has_one_winner(moto_url, ta
     assert taken == 2.0, "exactly the burst was taken, by the two requests that got a token"
 
 
-def emf_lines(text: str) -> list[dict]:
+def emf_lines(text: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in text.splitlines() if '"_aws"' in line]
 
 
-def test_table_failure_falls_back_to_the_instance_limit_and_says_so(moto_url, clock):
+def test_table_failure_falls_back_to_the_instance_limit_and_says_so(moto_url: str, clock: FrozenClock) -> None:
     missing = "rate-table-not-created-yet"
     limiter = TableRateLimiter(dynamodb(moto_url), missing, 1.0, 2, clock=clock)
     svc = service(limiter)
@@ -223,7 +225,7 @@ def test_table_failure_falls_back_to_the_instance_limit_and_says_so(moto_url, cl
         dynamodb(moto_url).delete_table(TableName=missing)
 
 
-def test_unreachable_dynamodb_falls_back_without_failing_the_vend(clock):
+def test_unreachable_dynamodb_falls_back_without_failing_the_vend(clock: FrozenClock) -> None:
     client = dynamodb("http://127.0.0.1:9", retries={"total_max_attempts": 1}, connect_timeout=1)
     limiter = TableRateLimiter(client, TABLE, 1.0, 1, clock=clock)
     out = io.StringIO()
@@ -233,8 +235,8 @@ def test_unreachable_dynamodb_falls_back_without_failing_the_vend(clock):
     assert "EndpointConnectionError" in out.getvalue()
 
 
-def test_configuration_from_the_environment(moto_url):
-    def clients(service, region=None):
+def test_configuration_from_the_environment(moto_url: str) -> None:
+    def clients(service: str, region: str | None = None) -> Any:
         return dynamodb(moto_url)
 
     fleet = rate_limiter_from_env({"RDSVEND_RATE_LIMIT": "5/20", "RDSVEND_RATE_TABLE": "rdsvend-prod-rate"},

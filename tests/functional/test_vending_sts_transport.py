@@ -6,12 +6,14 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
 from chalicelib.errors import UpstreamUnavailableError
-from chalicelib.vending.proof import ProofConfig, StsRequest
+from chalicelib.vending.proof import ProofConfig, StsAnswer, StsRequest
 from chalicelib.vending.sts_transport import DeadlineStsTransport
 
 SIGNATURE = "f" * 64
@@ -19,10 +21,14 @@ ANSWER = (b"<GetCallerIdentityResponse><GetCallerIdentityResult><Arn>arn:aws:iam
           b"</GetCallerIdentityResult></GetCallerIdentityResponse>")
 
 
+#: what the server does once it has read the request: (the connection, the stop event)
+Script = Callable[[socket.socket, threading.Event], None]
+
+
 class SocketStub:
     """A loopback TCP server that reads one request and then plays ``script(conn)``."""
 
-    def __init__(self, script) -> None:
+    def __init__(self, script: Script) -> None:
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
         self.requests: list[bytes] = []
@@ -51,8 +57,8 @@ class SocketStub:
         self.listener.close()
 
 
-def drip(data: bytes, every: float = 0.1):
-    def script(conn, stop) -> None:
+def drip(data: bytes, every: float = 0.1) -> Script:
+    def script(conn: socket.socket, stop: threading.Event) -> None:
         for byte in data:
             if stop.wait(every):
                 return
@@ -68,7 +74,7 @@ def _request(url: str) -> StsRequest:
                       access_key_id="AKIDX", signed_at=datetime.now(UTC))
 
 
-def _send(stub: SocketStub, total: float = 1.0):
+def _send(stub: SocketStub, total: float = 1.0) -> tuple[StsAnswer, float]:
     config = ProofConfig(sts_endpoint=stub.url, server_id="srv", connect_timeout=0.5, read_timeout=0.5,
                          total_timeout=total)
     started = time.monotonic()
@@ -83,7 +89,7 @@ def _send(stub: SocketStub, total: float = 1.0):
     drip(b"HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n" + b"x" * 5000),  # a byte every 0.1 s, in the body
     drip(b"HTTP/1.1 200 OK\r\n" + b"X-Slow: y\r\n" * 500),  # ... in the headers, never ending them
 ])
-def test_an_answer_dripped_a_byte_at_a_time_is_cut_off_at_the_deadline(script):
+def test_an_answer_dripped_a_byte_at_a_time_is_cut_off_at_the_deadline(script: Script) -> None:
     stub = SocketStub(script)
     with pytest.raises(UpstreamUnavailableError) as caught:
         _send(stub, total=1.0)
@@ -92,7 +98,7 @@ def test_an_answer_dripped_a_byte_at_a_time_is_cut_off_at_the_deadline(script):
 
 
 @pytest.mark.timeout(30)
-def test_the_deadline_holds_over_the_whole_exchange_not_per_read():
+def test_the_deadline_holds_over_the_whole_exchange_not_per_read() -> None:
     stub = SocketStub(drip(b"HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n" + b"x" * 5000, every=0.05))
     started = time.monotonic()
     with pytest.raises(UpstreamUnavailableError):
@@ -101,8 +107,8 @@ def test_the_deadline_holds_over_the_whole_exchange_not_per_read():
     assert time.monotonic() - started < 3.0  # a bound on a hang (it took 22 s), not a benchmark
 
 
-def test_an_ordinary_answer_is_read_whole_and_the_request_carries_only_what_was_signed():
-    def answer(conn, stop) -> None:
+def test_an_ordinary_answer_is_read_whole_and_the_request_carries_only_what_was_signed() -> None:
+    def answer(conn: socket.socket, stop: threading.Event) -> None:
         conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nContent-Length: %d\r\n\r\n%s" % (len(ANSWER), ANSWER))
 
     stub = SocketStub(answer)
@@ -113,8 +119,8 @@ def test_an_ordinary_answer_is_read_whole_and_the_request_carries_only_what_was_
     assert b"Connection: close" in request and b"Content-Length: 43" in request
 
 
-def test_a_huge_answer_is_refused():
-    def huge(conn, stop) -> None:
+def test_a_huge_answer_is_refused() -> None:
+    def huge(conn: socket.socket, stop: threading.Event) -> None:
         conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 200000\r\n\r\n" + b"x" * 200000)
 
     with pytest.raises(UpstreamUnavailableError) as caught:
@@ -122,7 +128,7 @@ def test_a_huge_answer_is_refused():
     assert "too large" in caught.value.detail
 
 
-def test_a_closed_port_is_upstream_unavailable():
+def test_a_closed_port_is_upstream_unavailable() -> None:
     listener = socket.create_server(("127.0.0.1", 0))
     url = f"http://127.0.0.1:{listener.getsockname()[1]}"
     listener.close()
@@ -133,11 +139,11 @@ def test_a_closed_port_is_upstream_unavailable():
 
 
 @pytest.mark.timeout(30)
-def test_a_name_lookup_that_hangs_is_bounded_too(monkeypatch):
+def test_a_name_lookup_that_hangs_is_bounded_too(monkeypatch: pytest.MonkeyPatch) -> None:
     # A slow resolver cannot run here: getaddrinfo is replaced by one that takes 10 s.
     release = threading.Event()
 
-    def slow_lookup(*args, **kwargs):
+    def slow_lookup(*args: Any, **kwargs: Any) -> Any:
         release.wait(10)
         raise OSError("never answered")
 

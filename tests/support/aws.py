@@ -5,11 +5,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import boto3
+import botocore.client
+import pytest
 from botocore.awsrequest import AWSPreparedRequest, AWSResponse, HTTPHeaders
 
 from chalicelib.aws.clients import ClientFactory
 
-__all__ = ["make_alert_sink", "FaultInjector", "STS_ERROR"]
+__all__ = ["make_alert_sink", "FaultInjector", "STS_ERROR", "record_calls"]
 
 #: An STS error answer, as STS writes it.
 STS_ERROR = ('<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error><Type>Sender</Type>'
@@ -56,3 +58,19 @@ class FaultInjector:
             return None
         body = STS_ERROR.format(code=self.code, message="secret-free message").encode()
         return AWSResponse(request.url, self.status, HTTPHeaders.from_dict({"x-amzn-requestid": "r-1"}), _Raw(body))
+
+
+def record_calls(monkeypatch: pytest.MonkeyPatch, service: str) -> list[str]:
+    """The operations every botocore client in this process calls on ``service`` from now on
+    (reader sessions and the service's own clients included), in order."""
+    seen: list[str] = []
+    # botocore's one funnel for every API call; private, so its stubs do not name it
+    original = vars(botocore.client.BaseClient)["_make_api_call"]
+
+    def counting(self: botocore.client.BaseClient, operation: str, params: dict[str, Any]) -> Any:
+        if self.meta.service_model.service_name == service:
+            seen.append(operation)
+        return original(self, operation, params)
+
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", counting)
+    return seen

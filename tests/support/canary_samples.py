@@ -1,13 +1,16 @@
 """One healthy canary target the unit tests share: the orders database (IAM service user and
-admin, a Kerberos user), what RDS says about it, an IAM answer that allows, and its roles."""
+admin, a Kerberos user), what RDS says about it, an IAM answer that allows, and its roles; and
+``check_of``, one check of a report that must be there."""
 from __future__ import annotations
 
 from chalicelib.canary.checks_iam import ConnectFacts, SideVerdict
 from chalicelib.canary.checks_rds import DomainMembership, RdsResource
+from chalicelib.canary.model import CheckResult, TargetReport
 from chalicelib.engines.postgres_catalog import RoleFacts
 from chalicelib.policy.model import Database, DbUser
 
-__all__ = ["HOST", "PORT", "RID", "SIGNER", "APP", "OWNER", "ETL", "DB", "RESOURCE", "allow", "healthy_roles"]
+__all__ = ["HOST", "PORT", "RID", "SIGNER", "APP", "OWNER", "ETL", "DB", "RESOURCE", "allow", "healthy_roles",
+           "check_of"]
 
 HOST, PORT = "orders.abc.us-east-1.rds.amazonaws.com", 5432
 RID = "db-ABCDEFGHIJKLMNOP"
@@ -36,3 +39,10 @@ def healthy_roles() -> dict[str, RoleFacts]:
                                   owned_schemas=("shop",)),
         "etl_legacy": RoleFacts("etl_legacy", True, rds_ad_path=("rds_ad",)),
     }
+
+
+def check_of(report: TargetReport, check_id: str) -> CheckResult:
+    """The report's ``check_id`` check; a report without it fails the test, naming what it has."""
+    check = report.check(check_id)
+    assert check is not None, f"no {check_id} in {[c.id for c in report.checks]}"
+    return check

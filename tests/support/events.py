@@ -19,7 +19,9 @@ def load_event(name: str) -> dict[str, Any]:
 
 
 def token_event(body: Any = None, arn: str = f"arn:aws:sts::{ACCT}:assumed-role/orders-api-blue/i-1",
-                org: str = "o-abc123def4", ip: str = "10.1.2.3", raw: str | None = None) -> dict[str, Any]:
+                org: str | None = "o-abc123def4", ip: str | None = "10.1.2.3", raw: str | None = None,
+                ) -> dict[str, Any]:
+    """A POST /v1/tokens event from ``arn`` (``org`` or ``ip`` None: API Gateway gave none)."""
     ev = load_event("post_tokens")
     ident = ev["requestContext"]["identity"]
     ident.update(userArn=arn, accountId=arn.split(":")[4], principalOrgId=org, sourceIp=ip)

@@ -1,6 +1,7 @@
-"""Clients into the seeded local world (moto server): as the management account, and as an
-operator who assumed OrganizationAccountAccessRole in a member account; the local access
-policy as the stack writes it (the template with the world's users)."""
+"""Clients into the seeded local world (moto server): as the management account, as an
+operator who assumed OrganizationAccountAccessRole in a member account, and as one of the
+world's own keys; the local access policy as the stack writes it (the template with the
+world's users)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,9 +10,10 @@ from typing import Any
 import boto3
 
 from devtools.local.provision import merged_access_text
+from devtools.local.sessions import Keys
 from devtools.local.world import load_world
 
-__all__ = ["REPO", "LOCAL_ACCESS", "local_access_text", "management_client", "member_client"]
+__all__ = ["REPO", "LOCAL_ACCESS", "client_as", "local_access_text", "management_client", "member_client"]
 
 REPO = Path(__file__).resolve().parents[2]
 #: the local access policy's template (its databases' users come from the world file)
@@ -42,3 +44,8 @@ def member_client(seeded: Any, account: str, service: str) -> Any:
         aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
         aws_session_token=creds["SessionToken"], region_name="us-east-1",
     ).client(service, endpoint_url=seeded.endpoint_url)
+
+
+def client_as(seeded: Any, keys: Keys, service: str) -> Any:
+    """A client signing with ``keys`` (a caller, the execution role ...) of the seeded world."""
+    return keys.session(seeded.region).client(service, endpoint_url=seeded.endpoint_url)

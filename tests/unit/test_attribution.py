@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -25,6 +27,7 @@ from devtools.cli.audit_cmd import parse_duration
 from devtools.local.cwlogs import CloudWatchSink, LogLine, MetricCount
 from devtools.local.iamdbauth import IamAuthGuard, InstanceAuth, InstanceState
 from devtools.local.rdsauth import TokenVerdict
+from devtools.local.world import World
 from tests.support.examples import examples
 
 SIGNER = "arn:aws:sts::222222222222:assumed-role/rdsvend-signer/user.orders-api@333333333333"
@@ -33,7 +36,7 @@ CALLER = "arn:aws:iam::333333333333:user/orders-api"
 
 # -- the lines ------------------------------------------------------------------------------------
 
-def test_the_lines_are_rds_lines():
+def test_the_lines_are_rds_lines() -> None:
     assert refusal_line("ExpiredToken", "app") == (
         "[ERROR] Failed to authenticate the connection request for user app because the token age is longer "
         "than 15 minutes. (Status Code: 400, Error Code: ExpiredToken)")
@@ -44,7 +47,7 @@ def test_the_lines_are_rds_lines():
 
 
 @pytest.mark.parametrize("code", sorted(ERROR_CODES))
-def test_every_line_parses_back(code):
+def test_every_line_parses_back(code: str) -> None:
     refusal = parse_refusal(refusal_line(code, "app", SIGNER), at=5.0, database="orders")
     assert refusal is not None and (refusal.code, refusal.db_user, refusal.database) == (code, "app", "orders")
     assert refusal.status == ERROR_CODES[code][0]
@@ -54,20 +57,21 @@ def test_every_line_parses_back(code):
         assert refusal.caller is None and refusal.session is None
 
 
-def test_real_rds_lines_with_a_timestamp_prefix_and_no_space_after_the_colon_parse():
+def test_real_rds_lines_with_a_timestamp_prefix_and_no_space_after_the_colon_parse() -> None:
     line = ("2026-11-27 10:00:00 UTC [ERROR] Failed to authenticate the connection request for user app because "
             "the token age is longer than 15 minutes. (Status Code: 400, Error Code:ExpiredToken)")
-    assert parse_refusal(line, at=1.0, database="x").code == "ExpiredToken"
+    refusal = parse_refusal(line, at=1.0, database="x")
+    assert refusal is not None and refusal.code == "ExpiredToken"
 
 
 @settings(max_examples=examples(200))
 @given(st.text(max_size=400))
-def test_anything_else_is_not_a_refusal_and_never_raises(text):
+def test_anything_else_is_not_a_refusal_and_never_raises(text: str) -> None:
     result = parse_refusal(text, at=0.0, database="x")
     assert result is None or "[ERROR] Failed to" in text
 
 
-def test_a_crafted_line_quoting_a_caller_is_not_attributed_to_that_caller():
+def test_a_crafted_line_quoting_a_caller_is_not_attributed_to_that_caller() -> None:
     # A login attempt whose user name carries a NotAuthorized reason quoting someone: RDS writes
     # an InvalidToken line around it. Only a NotAuthorized line, in RDS's own words, names a caller.
     victim = "arn:aws:sts::222222222222:assumed-role/rdsvend-signer/user.victim@333333333333"
@@ -78,14 +82,15 @@ def test_a_crafted_line_quoting_a_caller_is_not_attributed_to_that_caller():
     assert refusal.caller is None and refusal.session is None
     # a NotAuthorized line with a second, crafted quote is not attributed either
     doubled = refusal_line("NotAuthorized", crafted_user.split(" (Status")[0], SIGNER)
-    assert parse_refusal(doubled, at=1.0, database="orders").caller is None
+    refusal = parse_refusal(doubled, at=1.0, database="orders")
+    assert refusal is not None and refusal.caller is None
 
 
-def test_oversized_lines_are_ignored():
+def test_oversized_lines_are_ignored() -> None:
     assert parse_refusal(refusal_line("InvalidToken", "a" * 9000), at=0.0, database="x") is None
 
 
-def test_groups_and_metrics():
+def test_groups_and_metrics() -> None:
     assert log_group_for("orders") == "/aws/rds/instance/orders/iam-db-auth-error"
     assert log_group_for("aurora", "cluster") == "/aws/rds/cluster/aurora/iam-db-auth-error"
     assert failure_metrics("ExpiredToken")[-1] == "IamDbAuthConnectionFailureInvalidToken"
@@ -95,14 +100,16 @@ def test_groups_and_metrics():
 
 # -- the join -------------------------------------------------------------------------------------
 
-def _vend(at, arn=CALLER, user="app", expires="2026-01-01T00:15:00Z", request="r1"):
+def _vend(at: float, arn: str = CALLER, user: str = "app", expires: str = "2026-01-01T00:15:00Z",
+          request: str = "r1") -> Vend:
     return Vend(at, "allow", arn, arn, "orders-prod", user, "rule-1", "allowed", request, expires)
 
 
-def test_a_not_authorized_refusal_joins_the_vend_of_its_session():
+def test_a_not_authorized_refusal_joins_the_vend_of_its_session() -> None:
     other = _vend(10, arn="arn:aws:iam::333333333333:user/someone-else", request="r0")
     mine = _vend(20, request="r1")
     refusal = parse_refusal(refusal_line("NotAuthorized", "app", SIGNER), at=30, database="orders")
+    assert refusal is not None
     entries = join_events([mine, other], [refusal], {"orders": "orders-prod"})
     assert [e.kind for e in entries] == ["vend", "vend", "refusal"]
     last = entries[-1]
@@ -110,14 +117,14 @@ def test_a_not_authorized_refusal_joins_the_vend_of_its_session():
     assert last.to_dict()["vend"]["principal"] == CALLER
 
 
-def test_a_session_that_matches_no_vend_is_left_unjoined():
+def test_a_session_that_matches_no_vend_is_left_unjoined() -> None:
     refusal = Refusal(30, "orders", "app", "NotAuthorized", 403,
                       caller="arn:aws:sts::222222222222:assumed-role/s/user.nobody@111111111111")
     (entry,) = [e for e in join_events([_vend(20)], [refusal], {"orders": "orders-prod"}) if e.kind == "refusal"]
     assert entry.joined is None and entry.match is None
 
 
-def test_an_expired_token_joins_the_latest_vend_whose_token_had_expired():
+def test_an_expired_token_joins_the_latest_vend_whose_token_had_expired() -> None:
     import calendar
     import time
 
@@ -129,7 +136,7 @@ def test_an_expired_token_joins_the_latest_vend_whose_token_had_expired():
     assert entry.joined is old and entry.match == "db_user"
 
 
-def test_signer_session_for_matches_the_signer():
+def test_signer_session_for_matches_the_signer() -> None:
     assert signer_session_for(CALLER) == "user.orders-api@333333333333"
     assert signer_session_for("not an arn") is None and signer_session_for(None) is None
 
@@ -138,12 +145,12 @@ def test_signer_session_for_matches_the_signer():
 
 @pytest.mark.parametrize(("text", "seconds"), [("30s", 30), ("15m", 900), ("2h", 7200), ("1d", 86400),
                                                ("1h30m", 5400)])
-def test_durations(text, seconds):
+def test_durations(text: str, seconds: int) -> None:
     assert parse_duration(text) == seconds
 
 
 @pytest.mark.parametrize("text", ["", "soon", "0m", "-1h", "1h ago", "91d", "9" * 40, "1.5h", "m"])
-def test_bad_durations_name_the_flag(text):
+def test_bad_durations_name_the_flag(text: str) -> None:
     with pytest.raises(ValueError, match="invalid --since"):
         parse_duration(text)
 
@@ -154,7 +161,7 @@ DB = Database(name="orders-prod", engine="postgres", region="eu-west-1", kind="i
               users={"app": DbUser("app", "iam")})
 
 
-def test_the_check_passes_warns_and_errors():
+def test_the_check_passes_warns_and_errors() -> None:
     refused = Refusal(5, "orders", "app", "NotAuthorized", 403, caller=SIGNER)
     assert check_auth_errors(DB, "app", InMemoryAuthErrorLog({"orders-prod": []})).status == "pass"
     assert check_auth_errors(DB, "other", InMemoryAuthErrorLog({"orders-prod": [refused]})).status == "pass"
@@ -171,20 +178,20 @@ def test_the_check_passes_warns_and_errors():
 # -- the local guard ------------------------------------------------------------------------------------
 
 class FakeChecker:
-    def __init__(self, verdict):
+    def __init__(self, verdict: TokenVerdict) -> None:
         self.verdict = verdict
         self.calls = 0
 
-    def verify(self, user, token):
+    def verify(self, user: str, token: str) -> TokenVerdict:
         self.calls += 1
         return self.verdict
 
 
 class ListSink:
-    def __init__(self):
-        self.items = []
+    def __init__(self) -> None:
+        self.items: list[LogLine | MetricCount] = []
 
-    def put(self, item):
+    def put(self, item: LogLine | MetricCount) -> None:
         self.items.append(item)
 
 
@@ -195,7 +202,8 @@ TOKEN = "localhost:5432/?Action=connect&DBUser=app&X-Amz-Signature=" + "ab" * 32
 EXPORTING = InstanceState(True, ("iam-db-auth-error",))
 
 
-def _guard(verdict, state=EXPORTING, clock=None):
+def _guard(verdict: TokenVerdict, state: InstanceState = EXPORTING, clock: Callable[[], float] | None = None,
+           ) -> tuple[IamAuthGuard, FakeChecker, ListSink]:
     sink = ListSink()
     checker = FakeChecker(verdict)
     now = clock or (lambda: 100.0)
@@ -204,7 +212,7 @@ def _guard(verdict, state=EXPORTING, clock=None):
     return guard, checker, sink
 
 
-def test_past_the_rate_logins_are_throttled_before_the_token_is_checked():
+def test_past_the_rate_logins_are_throttled_before_the_token_is_checked() -> None:
     guard, checker, sink = _guard(TokenVerdict(True, "permitted", "app"))
     results = [guard.check("app", TOKEN) for _ in range(5)]
     assert results == [True, True, True, False, False] and checker.calls == 3
@@ -216,7 +224,7 @@ def test_past_the_rate_logins_are_throttled_before_the_token_is_checked():
     assert names.count("IamDbAuthConnectionFailureThrottling") == 2
 
 
-def test_a_new_second_admits_again():
+def test_a_new_second_admits_again() -> None:
     now = [100.0]
     guard, _checker, _sink = _guard(TokenVerdict(True, "permitted", "app"), clock=lambda: now[0])
     assert all(guard.check("app", TOKEN) for _ in range(3)) and not guard.check("app", TOKEN)
@@ -224,13 +232,13 @@ def test_a_new_second_admits_again():
     assert guard.check("app", TOKEN)
 
 
-def test_iam_auth_disabled_refuses_every_token_without_an_iam_log_line():
+def test_iam_auth_disabled_refuses_every_token_without_an_iam_log_line() -> None:
     guard, checker, sink = _guard(TokenVerdict(True, "permitted", "app"), state=InstanceState(False, ("iam-db-auth-error",)))
     verdict = guard.verify("app", TOKEN)
     assert not verdict.allowed and verdict.reason == "iam_auth_disabled" and checker.calls == 0 and sink.items == []
 
 
-def test_a_refusal_is_logged_only_when_the_instance_exports_the_log_and_never_with_the_token():
+def test_a_refusal_is_logged_only_when_the_instance_exports_the_log_and_never_with_the_token() -> None:
     expired = TokenVerdict(False, "signature:expired", "app")
     guard, _checker, sink = _guard(expired)
     assert not guard.check("app", TOKEN)
@@ -239,19 +247,19 @@ def test_a_refusal_is_logged_only_when_the_instance_exports_the_log_and_never_wi
     guard, _checker, sink = _guard(expired, state=InstanceState(True, ()))
     assert not guard.check("app", TOKEN)
     assert not [i for i in sink.items if isinstance(i, LogLine)]
-    assert "IamDbAuthConnectionFailureInvalidToken" in [i.name for i in sink.items]
+    assert "IamDbAuthConnectionFailureInvalidToken" in [i.name for i in sink.items if isinstance(i, MetricCount)]
 
 
-def test_reading_the_instance_failing_refuses():
+def test_reading_the_instance_failing_refuses() -> None:
     guard = IamAuthGuard(FakeChecker(TokenVerdict(True, "permitted", "app")), {"orders": INST}, sink=None,
                          state=lambda inst: (_ for _ in ()).throw(RuntimeError("boom")))
     assert guard.check("app", TOKEN) is False
 
 
-def test_the_sink_never_blocks_and_counts_what_it_drops():
+def test_the_sink_never_blocks_and_counts_what_it_drops() -> None:
     gate = threading.Event()
 
-    def client_for(service, account):
+    def client_for(service: str, account: str) -> Any:
         gate.wait(5)
         raise RuntimeError("moto down")
 
@@ -267,7 +275,7 @@ def test_the_sink_never_blocks_and_counts_what_it_drops():
 
 # -- the world setting ------------------------------------------------------------------------------
 
-def _world_with(**db_settings):
+def _world_with(**db_settings: object) -> World:
     import yaml
 
     from devtools.local.world import DEFAULT_WORLD, load_world_text
@@ -278,7 +286,7 @@ def _world_with(**db_settings):
     return load_world_text(yaml.safe_dump(data))
 
 
-def test_the_world_sets_the_rate_and_exports_with_rds_defaults():
+def test_the_world_sets_the_rate_and_exports_with_rds_defaults() -> None:
     _account, spec = _world_with().database("orders-local")
     assert spec.iam_auth_logins_per_second == 200 and spec.log_exports == ("iam-db-auth-error",)
     _account, spec = _world_with(iam_auth_logins_per_second=5, log_exports=[]).database("orders-local")
@@ -292,7 +300,7 @@ def test_the_world_sets_the_rate_and_exports_with_rds_defaults():
     ({"log_exports": "iam-db-auth-error"}, "log_exports"),
     ({"log_exports": ["iam-db-auth-errors"]}, "log_exports[0]"),
 ])
-def test_bad_world_settings_name_the_field(settings_, field):
+def test_bad_world_settings_name_the_field(settings_: dict[str, Any], field: str) -> None:
     from devtools.local.world import WorldError
 
     with pytest.raises(WorldError, match=f"field '[^']*orders-local\\.{re.escape(field)}'"):
@@ -305,7 +313,7 @@ def test_bad_world_settings_name_the_field(settings_, field):
     ["--since", "yesterday"], ["--since", "0s"], ["--log-group", "bad group name"], ["--log-group", "x" * 600],
     ["--nope"], ["--database"],
 ])
-def test_audit_refuses_bad_flags_on_one_line_with_exit_2(args):
+def test_audit_refuses_bad_flags_on_one_line_with_exit_2(args: list[str]) -> None:
     from click.testing import CliRunner
 
     from devtools.cli.audit_cmd import audit
@@ -315,13 +323,13 @@ def test_audit_refuses_bad_flags_on_one_line_with_exit_2(args):
     assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
 
 
-def test_each_run_reads_refusals_since_the_previous_run_of_the_same_deps():
+def test_each_run_reads_refusals_since_the_previous_run_of_the_same_deps() -> None:
     from chalicelib.canary.checks_auth_log import CloudWatchAuthErrorLog
 
-    reads = []
+    reads: list[int] = []
 
     class Logs:
-        def filter_log_events(self, **kwargs):
+        def filter_log_events(self, **kwargs: Any) -> dict[str, Any]:
             reads.append(kwargs["startTime"])
             return {"events": []}
 
@@ -333,7 +341,7 @@ def test_each_run_reads_refusals_since_the_previous_run_of_the_same_deps():
     assert reads == [700_000, 1_000_000]  # one read per database per run, none carried over
 
 
-def test_audit_takes_no_log_group_from_the_local_stack(monkeypatch):
+def test_audit_takes_no_log_group_from_the_local_stack(monkeypatch: pytest.MonkeyPatch) -> None:
     """Nothing names the service's log group but the operator: no flag and no variable is a clear exit 2."""
     from click.testing import CliRunner
 

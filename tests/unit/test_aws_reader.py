@@ -3,6 +3,7 @@ answers like STS, since these tests are about caching, refresh and messages)."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
@@ -21,7 +22,7 @@ class FakeSts:
         self.fail = fail
         self.assumed: list[str] = []
 
-    def assume_role(self, RoleArn: str, RoleSessionName: str) -> dict:  # boto3's names
+    def assume_role(self, RoleArn: str, RoleSessionName: str) -> dict[str, Any]:  # boto3's names
         self.assumed.append(RoleArn)
         if self.fail:
             raise ClientError({"Error": {"Code": self.fail, "Message": f"no; key {SECRET}"}}, "AssumeRole")
@@ -30,7 +31,7 @@ class FakeSts:
                                 "Expiration": self.clock.now() + timedelta(hours=1)},
                 "AssumedRoleUser": {"Arn": f"arn:aws:sts::222222222222:assumed-role/rdsvend-reader/{RoleSessionName}"}}
 
-    def get_caller_identity(self) -> dict:
+    def get_caller_identity(self) -> dict[str, str]:
         return {"Account": "111111111111", "Arn": "arn:aws:iam::111111111111:user/alice"}
 
 
@@ -39,7 +40,7 @@ def sessions(clock: FrozenClock, sts: FakeSts) -> ReaderSessions:
                           clock=clock, caller=CallerVantage(lambda: sts))
 
 
-def test_one_assume_role_per_role_until_near_expiry():
+def test_one_assume_role_per_role_until_near_expiry() -> None:
     clock = FrozenClock(START)
     sts = FakeSts(clock)
     readers = sessions(clock, sts)
@@ -54,7 +55,7 @@ def test_one_assume_role_per_role_until_near_expiry():
     assert readers.clients(ROLE) is not first and len(sts.assumed) == 2
 
 
-def test_a_role_that_cannot_be_assumed_names_role_caller_and_code_never_a_secret():
+def test_a_role_that_cannot_be_assumed_names_role_caller_and_code_never_a_secret() -> None:
     clock = FrozenClock(START)
     readers = sessions(clock, FakeSts(clock, fail="AccessDenied"))
     with pytest.raises(ReaderRoleError) as caught:
@@ -69,16 +70,16 @@ def test_a_role_that_cannot_be_assumed_names_role_caller_and_code_never_a_secret
     assert throttled.value.throttled
 
 
-def test_credentials_never_in_repr():
+def test_credentials_never_in_repr() -> None:
     clock = FrozenClock(START)
     readers = sessions(clock, FakeSts(clock))
     readers.clients(ROLE)
     assert SECRET not in repr(readers) and "session-token-value" not in repr(readers)
 
 
-def test_caller_vantage_uses_the_configured_account_without_sts():
+def test_caller_vantage_uses_the_configured_account_without_sts() -> None:
     class NoSts:
-        def get_caller_identity(self):
+        def get_caller_identity(self) -> dict[str, str]:
             raise AssertionError("STS must not be called")
 
     assert CallerVantage(lambda: NoSts(), account="111111111111").account() == "111111111111"
@@ -97,11 +98,11 @@ def test_caller_vantage_uses_the_configured_account_without_sts():
         (None, "222222222222", "could not tell which account was searched (STS GetCallerIdentity failed)", None),
     ],
 )
-def test_searched_as_wording(vantage, declared, text, advice):
+def test_searched_as_wording(vantage: Vantage | None, declared: str | None, text: str, advice: str | None) -> None:
     searched = SearchedAs(vantage, declared)
     assert str(searched) == text
     if advice is None:
         assert searched.advice is None
     else:
-        assert searched.advice.startswith(advice)
+        assert searched.advice is not None and searched.advice.startswith(advice)
         assert "rdsvend local env --as operator" in searched.advice and "reader_role" in searched.advice

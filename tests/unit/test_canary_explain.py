@@ -1,6 +1,8 @@
 """The doctor's words and the CLI's usage errors (no AWS, no database)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from click.testing import CliRunner
 
 from chalicelib.canary.explain import explain_check, explain_target, render_checks, render_table
@@ -11,11 +13,11 @@ ARN = "arn:aws:rds-db:us-east-1:222222222222:dbuser:db-ABCDEFGHIJKL/orders_app"
 BAD = "arn:aws:rds-db:us-east-1:222222222222:dbuser:orders-prod/orders_app"
 
 
-def target(*checks):
+def target(*checks: CheckResult) -> TargetReport:
     return TargetReport("orders", "orders_app", tuple(checks))
 
 
-def test_scp_paragraph_names_policy_statement_level_and_the_pam_message():
+def test_scp_paragraph_names_policy_statement_level_and_the_pam_message() -> None:
     c = CheckResult("org.scp_allows", "fail", "SCP 'DenyRdsDb' (p-abc123) denies", "detach it",
                     {"decision": "explicitDeny", "policy": "SCP 'DenyRdsDb' (p-abc123)", "statement": "NoDb",
                      "level": "OU Services (ou-ab12-cdef3456)", "dbuser_arn": ARN})
@@ -28,7 +30,7 @@ def test_scp_paragraph_names_policy_statement_level_and_the_pam_message():
     assert "Fix: detach it" in text
 
 
-def test_instance_name_paragraph_shows_the_wrong_and_the_right_arn():
+def test_instance_name_paragraph_shows_the_wrong_and_the_right_arn() -> None:
     c = CheckResult("iam.signer_allows", "fail", "denied", "use the resource id",
                     {"dbuser_arn": ARN, "decision": "implicitDeny", "findings": [
                         {"kind": "instance_name_arn", "message": "x", "value": BAD}]})
@@ -36,7 +38,7 @@ def test_instance_name_paragraph_shows_the_wrong_and_the_right_arn():
     assert BAD in text and ARN in text and "instance name" in text
 
 
-def test_passes_and_skips_have_no_paragraph_and_errors_say_nothing_is_proved():
+def test_passes_and_skips_have_no_paragraph_and_errors_say_nothing_is_proved() -> None:
     ok = CheckResult("rds.found", "pass", "ok")
     skip = CheckResult("db.connect", "skip", "not attempted")
     err = CheckResult("rds.found", "error", "rds DescribeDBInstances failed: Throttling", "retry")
@@ -44,13 +46,13 @@ def test_passes_and_skips_have_no_paragraph_and_errors_say_nothing_is_proved():
     assert "nothing is proved" in explain_check(err, target(err))
 
 
-def test_tables():
+def test_tables() -> None:
     t = target(CheckResult("rds.found", "pass", "ok"), CheckResult("db.tier", "fail", "superuser", "NOSUPERUSER"))
     assert "db.tier (fail)" in render_table([t])
     assert "FAIL" in render_checks(t)
 
 
-def test_cli_bad_policy_is_exit_2_with_one_line(tmp_path):
+def test_cli_bad_policy_is_exit_2_with_one_line(tmp_path: Path) -> None:
     bad = tmp_path / "p.yaml"
     bad.write_text("version: 1\ndatabases: {}\nrules: []\nbogus: 1\n")
     result = CliRunner().invoke(cli, ["canary", "--policy", str(bad)])
@@ -60,7 +62,7 @@ def test_cli_bad_policy_is_exit_2_with_one_line(tmp_path):
     assert missing.exit_code == 2
 
 
-def test_cli_unknown_database_or_user_is_exit_2(tmp_path):
+def test_cli_unknown_database_or_user_is_exit_2(tmp_path: Path) -> None:
     policy = tmp_path / "p.yaml"
     policy.write_text("""version: 1
 databases:
@@ -80,7 +82,7 @@ rules: []
     assert usage.exit_code == 2
 
 
-def test_libpq_messages_are_one_line_and_never_carry_the_token():
+def test_libpq_messages_are_one_line_and_never_carry_the_token() -> None:
     from chalicelib.engines.base import ConnectParams
     from chalicelib.engines.postgres_catalog import classify_connect_error
 

@@ -13,6 +13,7 @@ from chalicelib.canary.model import (
     KERBEROS_CHECKS,
     CheckResult,
     Report,
+    Status,
     TargetReport,
     worst,
 )
@@ -21,21 +22,21 @@ from tests.support.examples import examples
 RANK = {"skip": 0, "pass": 1, "warn": 2, "fail": 3, "error": 4}
 
 
-def test_worst_orders_error_over_fail_over_warn_over_pass():
+def test_worst_orders_error_over_fail_over_warn_over_pass() -> None:
     assert worst(["pass", "warn"]) == "warn"
     assert worst(["warn", "fail", "pass"]) == "fail"
     assert worst(["fail", "error"]) == "error"
     assert worst(["pass", "skip"]) == "pass"
 
 
-def test_nothing_proved_is_an_error_not_a_pass():
+def test_nothing_proved_is_an_error_not_a_pass() -> None:
     assert worst([]) == "error"
     assert worst(["skip", "skip"]) == "error"
 
 
 @settings(max_examples=examples(200))
 @given(st.lists(st.sampled_from(["pass", "warn", "fail", "error", "skip"]), min_size=1))
-def test_worst_is_the_maximum_and_never_pass_when_something_failed(statuses):
+def test_worst_is_the_maximum_and_never_pass_when_something_failed(statuses: list[Status]) -> None:
     result = worst(statuses)
     if set(statuses) == {"skip"}:
         assert result == "error"
@@ -45,12 +46,12 @@ def test_worst_is_the_maximum_and_never_pass_when_something_failed(statuses):
         assert result in ("fail", "error")
 
 
-def test_unknown_status_is_refused():
+def test_unknown_status_is_refused() -> None:
     with pytest.raises(ValueError):
         CheckResult("rds.found", "ok", "fine")  # type: ignore[arg-type]  # a wrong status on purpose
 
 
-def test_check_sets_cover_spec_ids():
+def test_check_sets_cover_spec_ids() -> None:
     from chalicelib.canary import model
 
     every = [ids for name, ids in vars(model).items() if name.endswith("_CHECKS")]
@@ -58,7 +59,7 @@ def test_check_sets_cover_spec_ids():
     assert "db.rds_iam" not in KERBEROS_CHECKS and "db.rds_ad" not in IAM_CHECKS
 
 
-def test_report_shape_and_summary():
+def test_report_shape_and_summary() -> None:
     at = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
     ok = TargetReport("orders", "app", (CheckResult("rds.found", "pass", "ok"),))
     bad = TargetReport("orders", "owner", (CheckResult("rds.found", "pass", "ok"),

@@ -29,11 +29,11 @@ ADMIN = DbUser("shop_owner", "iam", "service-admin")
     ("CREATE USER 'x'@'%' IDENTIFIED WITH 'caching_sha2_password' AS '$A$005$...' REQUIRE SSL",
      ("caching_sha2_password",)),
 ])
-def test_plugins_from_show_create_user(line, plugins):
+def test_plugins_from_show_create_user(line: str, plugins: tuple[str, ...]) -> None:
     assert parse_plugins(line) == plugins
 
 
-def test_iam_plugin_passes_fails_and_names_the_fix():
+def test_iam_plugin_passes_fails_and_names_the_fix() -> None:
     iam = facts_from("shop_app", "CREATE USER `shop_app`@`%` IDENTIFIED VIA AWSAuthenticationPlugin USING 'RDS'", [])
     assert check_iam_plugin("shop_app", iam).status == "pass"
     pw = facts_from("shop_app", "CREATE USER `shop_app`@`%` IDENTIFIED BY PASSWORD '*94BD'", [])
@@ -46,7 +46,7 @@ def test_iam_plugin_passes_fails_and_names_the_fix():
     assert check_iam_plugin("shop_app", DbConnectError("auth", "denied")).status == "error"
 
 
-def test_hostile_user_names_are_quoted_in_fixes():
+def test_hostile_user_names_are_quoted_in_fixes() -> None:
     assert iam_plugin_sql("o'brien\\") == "ALTER USER 'o\\'brien\\\\'@'%' IDENTIFIED WITH AWSAuthenticationPlugin AS 'RDS';"
 
 
@@ -62,21 +62,21 @@ GRANTS_OK = ["GRANT USAGE ON *.* TO `shop_app`@`%` IDENTIFIED VIA mysql_native_p
     ("GRANT CREATE USER, RELOAD ON *.* TO `shop_app`@`%`", "CREATE USER", "REVOKE CREATE USER ON *.*"),
     ("GRANT ALL PRIVILEGES ON *.* TO `shop_app`@`%`", "ALL PRIVILEGES on *.*", "REVOKE ALL PRIVILEGES ON *.*"),
 ])
-def test_service_user_tier(extra, problem, fix):
+def test_service_user_tier(extra: str, problem: str, fix: str) -> None:
     assert check_mysql_tier(SERVICE_USER, facts_from("shop_app", "CREATE USER x", GRANTS_OK)).status == "pass"
     verdict = check_mysql_tier(SERVICE_USER, facts_from("shop_app", "CREATE USER x", [*GRANTS_OK, extra]))
     assert verdict.status == "fail" and problem in verdict.message and fix in verdict.fix
     assert not any("'*AB'" in g for g in verdict.details["grants"])  # no password hash in the report
 
 
-def test_service_admin_may_create_users_and_grant_but_not_be_super():
+def test_service_admin_may_create_users_and_grant_but_not_be_super() -> None:
     grants = [*GRANTS_OK, "GRANT CREATE USER ON *.* TO `o`@`%` WITH GRANT OPTION"]
     assert check_mysql_tier(ADMIN, facts_from("o", "CREATE USER x", grants)).status == "pass"
     grants.append("GRANT SUPER ON *.* TO `o`@`%`")
     assert check_mysql_tier(ADMIN, facts_from("o", "CREATE USER x", grants)).status == "fail"
 
 
-def test_column_privileges_do_not_confuse_the_parser():
+def test_column_privileges_do_not_confuse_the_parser() -> None:
     grants = ["GRANT SELECT (`a`, `b`), UPDATE (`a`) ON `shop`.`items` TO `shop_app`@`%`"]
     assert check_mysql_tier(SERVICE_USER, facts_from("shop_app", "CREATE USER x", grants)).status == "pass"
 
@@ -92,7 +92,7 @@ def test_column_privileges_do_not_confuse_the_parser():
     (pymysql.err.OperationalError(2013, "Lost connection to MySQL server during query (timed out)"), "timeout"),
     (pymysql.err.OperationalError(1049, "Unknown database 'shop'"), "missing"),
 ])
-def test_errors_are_classified_and_the_token_redacted(exc, kind):
+def test_errors_are_classified_and_the_token_redacted(exc: Exception, kind: str) -> None:
     token = "h:3306/?Action=connect&DBUser=shop_app&X-Amz-Signature=abc"
     exc.args = (exc.args[0], exc.args[1] + " " + token)
     error = classify_mysql_error(exc, secrets=(token,))

@@ -1,7 +1,9 @@
 """Verdicts of the password users' checks (pure)."""
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from chalicelib.canary.checks_password import SecretView, check_secret_found, check_secret_rotation
 from chalicelib.engines.secret import DbSecret
@@ -15,20 +17,21 @@ SECRET = DbSecret("postgres", "db.example", 5432, "reports_clone", "pw-123456789
                   masterarn="arn:aws:secretsmanager:us-east-1:222222222222:secret:master")
 
 
-def view(**changes):
-    base = dict(arn=ARN, name="rdsvend/orders/reports", rotation_enabled=True, rotation_days=30,
-                last_rotated=NOW - timedelta(days=3), rotation_lambda=None, current=SECRET)
-    base.update(changes)
-    return SecretView(**base)
+BASE = SecretView(arn=ARN, name="rdsvend/orders/reports", rotation_enabled=True, rotation_days=30,
+                  last_rotated=NOW - timedelta(days=3), rotation_lambda=None, current=SECRET)
 
 
-def test_rotation_within_interval_plus_a_day_passes_and_beyond_fails():
+def view(**changes: Any) -> SecretView:
+    return replace(BASE, **changes)
+
+
+def test_rotation_within_interval_plus_a_day_passes_and_beyond_fails() -> None:
     assert check_secret_rotation(USER, view(last_rotated=NOW - timedelta(days=30, hours=23)), NOW).status == "pass"
     late = check_secret_rotation(USER, view(last_rotated=NOW - timedelta(days=31, hours=1)), NOW)
     assert late.status == "fail" and "31.0 days ago" in late.message and "rotate function's log" in late.fix
 
 
-def test_rotation_disabled_never_rotated_or_unscheduled():
+def test_rotation_disabled_never_rotated_or_unscheduled() -> None:
     off = check_secret_rotation(USER, view(rotation_enabled=False), NOW)
     assert off.status == "fail" and "rotate-secret --secret-id" in off.fix
     assert check_secret_rotation(USER, view(last_rotated=None), NOW).status == "fail"
@@ -36,7 +39,7 @@ def test_rotation_disabled_never_rotated_or_unscheduled():
     assert check_secret_rotation(USER, None, NOW).status == "skip"
 
 
-def test_secret_found_verdicts_never_show_the_password():
+def test_secret_found_verdicts_never_show_the_password() -> None:
     assert check_secret_found(USER, view()).status == "pass"
     assert check_secret_found(USER, None).status == "fail"
     assert check_secret_found(USER, ProbeError("secretsmanager DescribeSecret failed: AccessDenied")).status == "error"

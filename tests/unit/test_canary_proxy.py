@@ -2,6 +2,8 @@
 proxy.role_allows from the role's evaluation, and which leg a check or a refusal is on."""
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from chalicelib.canary.checks_iam import ConnectFacts, SideVerdict
@@ -16,6 +18,7 @@ from chalicelib.canary.model import passed
 from chalicelib.errors import ProbeError
 from chalicelib.iam.proxy_leg import ProxyFacts, proxy_facts
 from chalicelib.policy.loader import load_policy_text
+from chalicelib.policy.model import Database
 from tests.support.policies import policy_text
 from tests.support.proxies import proxy_database
 
@@ -25,11 +28,11 @@ ALLOW = SideVerdict(True, "allowed", "identity", "p", 0)
 DENY = SideVerdict(False, "implicitDeny", "identity", None, None, "no statement allows it")
 
 
-def db(auth="iam"):
+def db(auth: str = "iam") -> Database:
     return load_policy_text(policy_text([proxy_database(target_auth=auth)])).databases["orders-proxy"]
 
 
-def target(state="AVAILABLE", ident="orders-prod", **health):
+def target(state: str = "AVAILABLE", ident: str = "orders-prod", **health: str) -> dict[str, Any]:
     return {"RdsResourceId": ident, "Type": "RDS_INSTANCE", "TargetHealth": {"State": state, **health}}
 
 
@@ -43,7 +46,7 @@ def target(state="AVAILABLE", ident="orders-prod", **health):
     (ProbeError("rds DescribeDBProxyTargets failed: Throttling"), "error", "could not list the proxy's targets"),
     (None, "skip", "RDS has no such proxy"),
 ])
-def test_proxy_target_states(targets, status, words):
+def test_proxy_target_states(targets: ProxyTargets | ProbeError | None, status: str, words: str) -> None:
     result = check_proxy_target(db(), targets)
     assert result.status == status and words in result.message
     assert result.details["leg"] == 2
@@ -54,14 +57,14 @@ def test_proxy_target_states(targets, status, words):
                               "--db-instance-identifiers orders-prod")
 
 
-def connect_facts(identity=ALLOW, scp=ALLOW):
+def connect_facts(identity: SideVerdict = ALLOW, scp: SideVerdict | None = ALLOW) -> ConnectFacts:
     return ConnectFacts(ROLE, TARGET_ARN, identity, scp)
 
 
 FACTS = ProxyFacts(ROLE, "IAM_AUTH", ())
 
 
-def test_role_allows_passes_and_names_what():
+def test_role_allows_passes_and_names_what() -> None:
     result = check_role_allows(db(), FACTS, [("rds-db:connect", TARGET_ARN, connect_facts())])
     assert result.status == "pass" and result.details["resource"] == TARGET_ARN and result.details["leg"] == 2
 
@@ -73,29 +76,33 @@ def test_role_allows_passes_and_names_what():
     (connect_facts(scp=SideVerdict(False, "explicitDeny", "scp", "p-123", 0, level="ou-abc")),
      "an SCP at ou-abc keeps the proxy's role", "every SCP level"),
 ])
-def test_role_allows_failures_name_the_role_and_the_fix(verdict, words, fix):
+def test_role_allows_failures_name_the_role_and_the_fix(
+    verdict: ConnectFacts | ProbeError,
+    words: str,
+    fix: str,
+) -> None:
     result = check_role_allows(db(), FACTS, [("rds-db:connect", TARGET_ARN, verdict)])
     assert result.status == "fail" and words in result.message and fix in result.fix
     assert result.message.startswith("leg 2: proxy to target: ")
 
 
-def test_role_allows_could_not_read_is_an_error_never_a_pass():
+def test_role_allows_could_not_read_is_an_error_never_a_pass() -> None:
     result = check_role_allows(db(), FACTS, [("rds-db:connect", TARGET_ARN, ProbeError("iam GetRole failed"))])
     assert result.status == "error"
 
 
-def test_a_proxy_that_does_not_log_in_with_iam_is_named():
+def test_a_proxy_that_does_not_log_in_with_iam_is_named() -> None:
     result = check_role_allows(db(), ProxyFacts(ROLE, "NONE", ()), [("rds-db:connect", TARGET_ARN, connect_facts())])
     assert result.status == "fail" and "--default-auth-scheme IAM_AUTH" in result.fix
 
 
-def test_no_role_and_no_secret():
+def test_no_role_and_no_secret() -> None:
     assert "names no IAM role" in check_role_allows(db(), ProxyFacts(None, "IAM_AUTH", ()), []).message
     no_secret = check_role_allows(db("secrets"), ProxyFacts(ROLE, None, ()), [])
     assert no_secret.status == "fail" and "names no secret" in no_secret.message
 
 
-def test_secrets_mode_read_is_judged_by_identity():
+def test_secrets_mode_read_is_judged_by_identity() -> None:
     secret = "arn:aws:secretsmanager:us-east-1:111122223333:secret:p"
     facts = ProxyFacts(ROLE, None, (secret,))
     ok = check_role_allows(db("secrets"), facts, [("secretsmanager:GetSecretValue", secret, ALLOW)])
@@ -104,7 +111,7 @@ def test_secrets_mode_read_is_judged_by_identity():
     assert no.status == "fail" and "secretsmanager:GetSecretValue" in no.message and "kms:Decrypt" in no.fix
 
 
-def test_proxy_facts_from_describe():
+def test_proxy_facts_from_describe() -> None:
     facts = proxy_facts({"RoleArn": ROLE, "DefaultAuthScheme": "IAM_AUTH",
                          "Auth": [{"SecretArn": "arn:aws:secretsmanager:us-east-1:1:secret:a"}, {"IAMAuth": "REQUIRED"}]})
     assert facts == ProxyFacts(ROLE, "IAM_AUTH", ("arn:aws:secretsmanager:us-east-1:1:secret:a",))
@@ -119,17 +126,17 @@ def test_proxy_facts_from_describe():
     ("PAM authentication failed for user", ["iam.signer_allows", "proxy.target"], None),
     ("timeout", [], None),
 ])
-def test_which_leg_refused(message, failed, leg):
+def test_which_leg_refused(message: str, failed: list[str], leg: int | None) -> None:
     assert leg_of_refusal(message, failed) == leg
 
 
-def test_on_leg_prefixes_failures_only():
+def test_on_leg_prefixes_failures_only() -> None:
     ok = on_leg(passed("proxy.target", "fine"), 2)
     assert ok.message == "fine" and ok.details == {"leg": 2, "leg_name": "leg 2: proxy to target"}
     assert on_leg(ok, None) is ok
 
 
-def test_a_target_that_cannot_be_read_is_an_error_never_a_skip_or_a_pass():
+def test_a_target_that_cannot_be_read_is_an_error_never_a_skip_or_a_pass() -> None:
     result = check_role_allows(db(), FACTS, [], cannot="could not describe the target instance 'orders-prod': timeout")
     assert result.status == "error" and result.details["leg"] == 2 and "timeout" in result.message
     assert check_role_allows(db(), None, [], why_not="rds.found did not describe the proxy").status == "skip"

@@ -7,11 +7,12 @@ import io
 import json
 from contextlib import redirect_stdout
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
 from chalicelib.canary.emit import emit_metrics, log_report
-from chalicelib.canary.model import Report, TargetReport, errored, failed, passed
+from chalicelib.canary.model import CheckResult, Report, TargetReport, errored, failed, passed
 from chalicelib.canary.setup import NETWORK_STEP, ORG_READER_STEP, pending_step
 
 AT = datetime(2026, 12, 3, tzinfo=UTC)
@@ -25,7 +26,7 @@ CONNECT_REFUSED_LOGIN = failed("db.connect", "PAM authentication failed for user
                                error_kind="auth")
 
 
-def _metrics(report: Report, monkeypatch, network: str | None) -> dict[str, float]:
+def _metrics(report: Report, monkeypatch: pytest.MonkeyPatch, network: str | None) -> dict[str, float]:
     if network is None:
         monkeypatch.delenv("RDSVEND_CANARY_NETWORK", raising=False)
     else:
@@ -38,16 +39,18 @@ def _metrics(report: Report, monkeypatch, network: str | None) -> dict[str, floa
     return {name: value[0] if isinstance(value, list) else value for name, value in values.items()}
 
 
-def _report(*checks) -> Report:
+def _report(*checks: CheckResult) -> Report:
     return Report(AT, AT, (TargetReport("orders-prod", "orders_app", (passed("rds.found", "found"), *checks)),))
 
 
-def test_a_first_deploy_without_org_reader_or_network_path_is_setup_pending_not_failing(monkeypatch):
+def test_a_first_deploy_without_org_reader_or_network_path_is_setup_pending_not_failing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     metrics = _metrics(_report(ORG_DENIED, CONNECT_TIMEOUT), monkeypatch, "none")
     assert metrics == {"CanaryCheckFailed": 0, "CanarySetupPending": 2}
 
 
-def test_a_connect_timeout_with_a_network_path_is_a_real_failure(monkeypatch):
+def test_a_connect_timeout_with_a_network_path_is_a_real_failure(monkeypatch: pytest.MonkeyPatch) -> None:
     metrics = _metrics(_report(ORG_DENIED, CONNECT_TIMEOUT), monkeypatch, "vpc")
     assert metrics == {"CanaryCheckFailed": 1, "CanarySetupPending": 1}
     # unknown (not deployed by the stack): never assumed to be setup
@@ -56,25 +59,25 @@ def test_a_connect_timeout_with_a_network_path_is_a_real_failure(monkeypatch):
 
 
 @pytest.mark.parametrize("check", [ORG_THROTTLED, CONNECT_REFUSED_LOGIN])
-def test_other_errors_and_failures_still_count_as_failing(monkeypatch, check):
+def test_other_errors_and_failures_still_count_as_failing(monkeypatch: pytest.MonkeyPatch, check: CheckResult) -> None:
     assert _metrics(_report(check), monkeypatch, "none") == {"CanaryCheckFailed": 1, "CanarySetupPending": 0}
 
 
 class _Log:
     def __init__(self) -> None:
-        self.lines: list[tuple[str, dict]] = []
+        self.lines: list[tuple[str, dict[str, Any]]] = []
 
-    def info(self, line: dict) -> None:
+    def info(self, line: dict[str, Any]) -> None:
         self.lines.append(("info", line))
 
-    def warning(self, line: dict) -> None:
+    def warning(self, line: dict[str, Any]) -> None:
         self.lines.append(("warning", line))
 
-    def error(self, line: dict) -> None:
+    def error(self, line: dict[str, Any]) -> None:
         self.lines.append(("error", line))
 
 
-def test_the_log_names_the_step_to_take(monkeypatch):
+def test_the_log_names_the_step_to_take(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RDSVEND_CANARY_NETWORK", "none")
     log = _Log()
     report = Report(AT, AT, (*_report(ORG_DENIED, CONNECT_TIMEOUT).targets,
@@ -88,6 +91,6 @@ def test_the_log_names_the_step_to_take(monkeypatch):
     assert [line["message"] for line in errors] == ["PAM authentication failed for user orders_app"]
 
 
-def test_only_errors_are_ever_setup():
+def test_only_errors_are_ever_setup() -> None:
     assert pending_step(passed("org.scp_allows", "ok"), network="none") is None
     assert pending_step(failed("db.connect", "timeout", "x", error_kind="timeout"), network="none") is None

@@ -2,16 +2,20 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
 from chalicelib.canary.checks_iam import ConnectFacts, Finding, InMemoryConnectEvaluator, SideVerdict
 from chalicelib.canary.checks_kerberos import DirectoryRole, InMemoryDirectoryRoleFacts
-from chalicelib.canary.checks_rds import DomainMembership, InMemoryRdsFacts
+from chalicelib.canary.checks_rds import DomainMembership, InMemoryRdsFacts, RdsResource
+from chalicelib.canary.model import CheckResult, TargetReport
 from chalicelib.canary.target import run_target
 from chalicelib.canary.target_run import CanaryDeps, Deadline
 from chalicelib.engines.postgres_catalog import RoleFacts
 from chalicelib.errors import ProbeError
+from chalicelib.policy.model import Database, DbUser
 from tests.support.canary_fakes import CountingTokens, FixedSigner, MemoryAdmin, MemoryConnector, MemoryDatabase
 from tests.support.canary_samples import (
     APP,
@@ -30,15 +34,15 @@ from tests.support.canary_samples import (
 
 @dataclasses.dataclass
 class World:
-    resource: object = RESOURCE
-    answer: object = allow
+    resource: RdsResource | Exception | None = RESOURCE
+    answer: Callable[[str, str, str], ConnectFacts | Exception] = allow
     server: MemoryDatabase = dataclasses.field(default_factory=lambda: MemoryDatabase(roles=healthy_roles()))
     admin: bool = False
     tokens: CountingTokens = dataclasses.field(default_factory=CountingTokens)
-    directory: object = dataclasses.field(default_factory=lambda: DirectoryRole(
+    directory: DirectoryRole | Exception = dataclasses.field(default_factory=lambda: DirectoryRole(
         "rds-directory", ("arn:aws:iam::aws:policy/service-role/AmazonRDSDirectoryServiceAccess",), True))
 
-    def deps(self):
+    def deps(self) -> CanaryDeps:
         servers = {(HOST, PORT): self.server}
         return CanaryDeps(
             rds=InMemoryRdsFacts({"orders": self.resource}),
@@ -48,17 +52,17 @@ class World:
             admin=MemoryAdmin(servers) if self.admin else None,
         )
 
-    def run(self, user=APP, database=DB):
+    def run(self, user: DbUser = APP, database: Database = DB) -> tuple[TargetReport, dict[str, CheckResult]]:
         report = run_target(database, user, self.deps(), Deadline.after(5))
         return report, {c.id: c for c in report.checks}
 
 
-def not_passing(checks):
+def not_passing(checks: dict[str, CheckResult]) -> dict[str, str]:
     return {cid: c.status for cid, c in checks.items() if c.status not in ("pass", "skip")}
 
 
 @pytest.mark.parametrize("admin", [False, True])
-def test_healthy_target_passes_every_check(admin):
+def test_healthy_target_passes_every_check(admin: bool) -> None:
     report, checks = World(admin=admin).run()
     assert report.status == "pass", not_passing(checks)
     assert [c.id for c in report.checks] == ["rds.found", "rds.iam_auth_enabled", "rds.endpoint",
@@ -68,21 +72,22 @@ def test_healthy_target_passes_every_check(admin):
     assert checks["db.connect"].details["sslmode"] == "verify-full"
 
 
-def test_dbuser_arn_uses_the_resource_id_and_the_instance_account():
+def test_dbuser_arn_uses_the_resource_id_and_the_instance_account() -> None:
     world = World()
     deps = world.deps()
     run_target(DB, APP, deps, Deadline.after(5))
+    assert isinstance(deps.connect, InMemoryConnectEvaluator)
     assert deps.connect.calls == [(SIGNER, f"arn:aws:rds-db:us-east-1:222222222222:dbuser:{RID}/orders_app",
                                    "222222222222")]
 
 
-def test_instance_missing_fails_rds_found_and_skips_the_rest():
+def test_instance_missing_fails_rds_found_and_skips_the_rest() -> None:
     report, checks = World(resource=None).run()
     assert not_passing(checks) == {"rds.found": "fail"}
     assert checks["db.connect"].status == "skip"
 
 
-def test_stopped_instance_fails_only_rds_found_and_names_the_start_command():
+def test_stopped_instance_fails_only_rds_found_and_names_the_start_command() -> None:
     stopped = dataclasses.replace(RESOURCE, status="stopped")
     report, checks = World(resource=stopped, admin=True).run()
     assert not_passing(checks) == {"rds.found": "fail"}
@@ -90,17 +95,17 @@ def test_stopped_instance_fails_only_rds_found_and_names_the_start_command():
     assert "rds.found" in checks["db.connect"].message
 
 
-def test_iam_auth_disabled_is_its_own_failure():
+def test_iam_auth_disabled_is_its_own_failure() -> None:
     report, checks = World(resource=dataclasses.replace(RESOURCE, iam_auth_enabled=False)).run()
     assert not_passing(checks) == {"rds.iam_auth_enabled": "fail"}
     assert "--enable-iam-database-authentication" in checks["rds.iam_auth_enabled"].fix
     assert checks["db.connect"].status == "skip"
 
 
-def test_instance_name_arn_in_signer_policy_is_named():
+def test_instance_name_arn_in_signer_policy_is_named() -> None:
     bad_arn = "arn:aws:rds-db:us-east-1:222222222222:dbuser:orders-prod/orders_app"
 
-    def answer(principal, arn, account):
+    def answer(principal: str, arn: str, account: str) -> ConnectFacts:
         return ConnectFacts(principal, arn, SideVerdict(False, "implicitDeny", "identity", findings=(
             Finding("instance_name_arn", f"'{bad_arn}' names 'orders-prod', which looks like an instance "
                     "name", value=bad_arn),)), SideVerdict(True, "allowed", "scp"))
@@ -110,8 +115,8 @@ def test_instance_name_arn_in_signer_policy_is_named():
     assert bad_arn in checks["iam.signer_allows"].fix and RID in checks["iam.signer_allows"].fix
 
 
-def test_scp_deny_names_policy_statement_and_level():
-    def answer(principal, arn, account):
+def test_scp_deny_names_policy_statement_and_level() -> None:
+    def answer(principal: str, arn: str, account: str) -> ConnectFacts:
         return ConnectFacts(principal, arn, SideVerdict(True, "allowed", "identity"),
                             SideVerdict(False, "explicitDeny", "scp", "SCP 'NoDb' (p-abc123)", "DenyRdsDb",
                                         level="OU Services (ou-ab12-cdef3456)"))
@@ -122,8 +127,8 @@ def test_scp_deny_names_policy_statement_and_level():
     assert "p-abc123" in msg and "DenyRdsDb" in msg and "OU Services" in msg
 
 
-def test_management_account_passes_scp_and_says_why():
-    def answer(principal, arn, account):
+def test_management_account_passes_scp_and_says_why() -> None:
+    def answer(principal: str, arn: str, account: str) -> ConnectFacts:
         return ConnectFacts(principal, arn, SideVerdict(True, "allowed", "identity"), None,
                             management_account=True)
 
@@ -132,7 +137,7 @@ def test_management_account_passes_scp_and_says_why():
     assert "management account" in checks["org.scp_allows"].message
 
 
-def test_rds_iam_revoked_with_admin_dsn_is_db_rds_iam_and_no_login_attempt():
+def test_rds_iam_revoked_with_admin_dsn_is_db_rds_iam_and_no_login_attempt() -> None:
     world = World(admin=True)
     world.server.roles["orders_app"] = RoleFacts("orders_app", True)
     report, checks = world.run()
@@ -141,7 +146,7 @@ def test_rds_iam_revoked_with_admin_dsn_is_db_rds_iam_and_no_login_attempt():
     assert world.server.logins == []
 
 
-def test_rds_iam_revoked_without_admin_dsn_is_a_refused_login_explained():
+def test_rds_iam_revoked_without_admin_dsn_is_a_refused_login_explained() -> None:
     world = World()
     world.server.roles["orders_app"] = RoleFacts("orders_app", True)
     report, checks = world.run()
@@ -151,7 +156,7 @@ def test_rds_iam_revoked_without_admin_dsn_is_a_refused_login_explained():
     assert checks["db.rds_iam"].status == "skip"
 
 
-def test_nested_rds_ad_is_an_auth_conflict_naming_the_path():
+def test_nested_rds_ad_is_an_auth_conflict_naming_the_path() -> None:
     world = World(admin=True)
     world.server.roles["orders_app"] = RoleFacts("orders_app", True, rds_iam_path=("rds_iam",),
                                                  rds_ad_path=("legacy_ad", "rds_ad"))
@@ -169,7 +174,11 @@ def test_nested_rds_ad_is_an_auth_conflict_naming_the_path():
     (dict(inherited=(("rds_superuser", "createrole"),)), "REVOKE rds_superuser FROM orders_app;"),
 ])
 @pytest.mark.parametrize("admin", [False, True])
-def test_service_user_with_too_much_privilege_fails_only_db_tier(facts, expected, admin):
+def test_service_user_with_too_much_privilege_fails_only_db_tier(
+    facts: dict[str, Any],
+    expected: str,
+    admin: bool,
+) -> None:
     world = World(admin=admin)
     world.server.roles["orders_app"] = RoleFacts("orders_app", True, rds_iam_path=("rds_iam",), **facts)
     report, checks = world.run()
@@ -177,12 +186,12 @@ def test_service_user_with_too_much_privilege_fails_only_db_tier(facts, expected
     assert expected in checks["db.tier"].fix
 
 
-def test_service_admin_may_create_roles_and_own_schemas():
+def test_service_admin_may_create_roles_and_own_schemas() -> None:
     report, checks = World().run(user=OWNER)
     assert checks["db.tier"].status == "pass"
 
 
-def test_aws_unreachable_is_error_never_pass():
+def test_aws_unreachable_is_error_never_pass() -> None:
     cause = ProbeError("rds DescribeDBInstances failed: EndpointConnectionError", code="EndpointConnectionError")
     world = World(resource=cause)
     report, checks = world.run()
@@ -192,7 +201,7 @@ def test_aws_unreachable_is_error_never_pass():
         assert checks[cid].status != "pass"
 
 
-def test_iam_read_failure_is_error_on_both_iam_checks():
+def test_iam_read_failure_is_error_on_both_iam_checks() -> None:
     report, checks = World(answer=lambda *a: ProbeError("iam GetRole failed: AccessDenied")).run()
     assert checks["iam.signer_allows"].status == "error"
     assert checks["org.scp_allows"].status == "error"
@@ -200,7 +209,7 @@ def test_iam_read_failure_is_error_on_both_iam_checks():
 
 
 @pytest.mark.parametrize("behaviour, status", [("refused", "fail"), ("timeout", "error"), ("tls", "fail")])
-def test_connection_problems_are_not_passes(behaviour, status):
+def test_connection_problems_are_not_passes(behaviour: str, status: str) -> None:
     world = World()
     world.server.behaviour = behaviour
     report, checks = world.run()
@@ -208,20 +217,20 @@ def test_connection_problems_are_not_passes(behaviour, status):
     assert report.status == status
 
 
-def test_token_signing_failure_is_an_error():
+def test_token_signing_failure_is_an_error() -> None:
     report, checks = World(tokens=CountingTokens(fail="sts AssumeRole failed: AccessDenied")).run()
     assert checks["db.connect"].status == "error"
     assert "AssumeRole" in checks["db.connect"].message
 
 
-def test_each_run_signs_a_fresh_token():
+def test_each_run_signs_a_fresh_token() -> None:
     world = World()
     world.run()
     world.run()
     assert len(world.tokens.issued) == 2
 
 
-def test_kerberos_user_gets_directory_checks_instead_of_iam():
+def test_kerberos_user_gets_directory_checks_instead_of_iam() -> None:
     world = World()
     report, checks = world.run(user=ETL)
     assert [c.id for c in report.checks] == ["rds.found", "rds.domain_joined", "rds.endpoint",
@@ -231,7 +240,7 @@ def test_kerberos_user_gets_directory_checks_instead_of_iam():
     assert [u for u, _, _ in world.tokens.issued] == ["orders_app"]
 
 
-def test_kerberos_faults():
+def test_kerberos_faults() -> None:
     unjoined = dataclasses.replace(RESOURCE, domains=(DomainMembership("d-123", "pending-join", None,
                                                                         "rds-directory"),))
     report, checks = World(resource=unjoined).run(user=ETL)
@@ -248,7 +257,7 @@ def test_kerberos_faults():
     assert not_passing(checks) == {"db.rds_ad": "fail"}
 
 
-def test_deadline_already_spent_makes_every_unrun_check_an_error():
+def test_deadline_already_spent_makes_every_unrun_check_an_error() -> None:
     report = run_target(DB, APP, World().deps(), Deadline.after(-1))
     assert report.status == "error"
     assert all(c.status == "error" for c in report.checks)

@@ -8,12 +8,24 @@ import json
 import os
 import stat
 import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from rdsvend import cli_pgpass
 from rdsvend.cli import main
-from tests.support.client_fakes import ACCESS_KEY, SECRET_KEY, FakeVendServer, error_reply, run_cli, token_body
+from tests.support.client_fakes import (
+    ACCESS_KEY,
+    SECRET_KEY,
+    FakeVendServer,
+    Reply,
+    Seen,
+    error_reply,
+    run_cli,
+    token_body,
+)
 
 SIGNATURE_MESSAGE = ("The request signature we calculated does not match the signature you provided. "
                      "Check your AWS Secret Access Key and signing method. Consult the service documentation "
@@ -21,14 +33,14 @@ SIGNATURE_MESSAGE = ("The request signature we calculated does not match the sig
                      "x-amz-security-token:SESSION-SECRET\n'")
 
 
-def _mariadb_body() -> dict:
+def _mariadb_body() -> dict[str, Any]:
     body = token_body("tok-my", database="shop-local", db_user="shop_app")
     body.update(engine="mariadb", port=3306, dbname="shop", auth_plugin="mysql_clear_password")
     return body
 
 
 @pytest.fixture
-def server(monkeypatch):
+def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeVendServer]:
     fake = FakeVendServer()
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
@@ -41,7 +53,7 @@ def server(monkeypatch):
     fake.close()
 
 
-def _fake_tool(directory, name: str, monkeypatch) -> object:
+def _fake_tool(directory: Path, name: str, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An executable ``name`` first on PATH that records its argv and PG*/MySQL environment."""
     record = directory / f"{name}.json"
     tool = directory / name
@@ -56,7 +68,8 @@ def _fake_tool(directory, name: str, monkeypatch) -> object:
 # -- 2: exec sets up the tool for the database's engine, or refuses naming the engine
 
 
-def test_exec_refuses_psql_for_a_mariadb_database_naming_the_engine(server, tmp_path, monkeypatch):
+def test_exec_refuses_psql_for_a_mariadb_database_naming_the_engine(server: FakeVendServer, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     server.responder = lambda n, seen: (200, {}, _mariadb_body())
     record = _fake_tool(tmp_path, "psql", monkeypatch)
     result = run_cli(main, "exec", "shop-local", "shop_app", "--", "psql", "-c", "select 1")
@@ -66,7 +79,8 @@ def test_exec_refuses_psql_for_a_mariadb_database_naming_the_engine(server, tmp_
     assert not record.exists(), "psql ran and would have picked the machine's default server"
 
 
-def test_exec_refuses_mariadb_for_a_postgres_database_naming_the_engine(server, tmp_path, monkeypatch):
+def test_exec_refuses_mariadb_for_a_postgres_database_naming_the_engine(server: FakeVendServer, tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     record = _fake_tool(tmp_path, "mariadb", monkeypatch)
     result = run_cli(main, "exec", "orders-prod", "orders_app", "--", "mariadb", "-e", "select 1")
     assert result.exit_code == 2
@@ -74,7 +88,8 @@ def test_exec_refuses_mariadb_for_a_postgres_database_naming_the_engine(server, 
     assert not record.exists()
 
 
-def test_exec_psql_on_postgres_gets_every_connection_variable(server, tmp_path, monkeypatch):
+def test_exec_psql_on_postgres_gets_every_connection_variable(server: FakeVendServer, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     record = _fake_tool(tmp_path, "psql", monkeypatch)
     assert run_cli(main, "exec", "orders-prod", "orders_app", "--", "psql").exit_code == 0
     env = json.loads(record.read_text())["env"]
@@ -82,7 +97,8 @@ def test_exec_psql_on_postgres_gets_every_connection_variable(server, tmp_path, 
         "db.example.internal", "5432", "orders_app", "tok-1")
 
 
-def test_exec_mariadb_on_mariadb_gets_its_option_file_first(server, tmp_path, monkeypatch):
+def test_exec_mariadb_on_mariadb_gets_its_option_file_first(server: FakeVendServer, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     server.responder = lambda n, seen: (200, {}, _mariadb_body())
     record = _fake_tool(tmp_path, "mariadb", monkeypatch)
     assert run_cli(main, "exec", "shop-local", "shop_app", "--", "mariadb", "-e", "select 1").exit_code == 0
@@ -93,7 +109,8 @@ def test_exec_mariadb_on_mariadb_gets_its_option_file_first(server, tmp_path, mo
 # -- 3: options may follow the positionals up to '--'
 
 
-def test_exec_takes_url_after_the_positionals(server, tmp_path, monkeypatch):
+def test_exec_takes_url_after_the_positionals(server: FakeVendServer, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RDSVEND_URL", "http://127.0.0.1:9")
     out = tmp_path / "host"
     script = f"import os; open({str(out)!r}, 'w').write(os.environ['PGHOST'])"
@@ -103,7 +120,7 @@ def test_exec_takes_url_after_the_positionals(server, tmp_path, monkeypatch):
     assert out.read_text() == "db.example.internal"
 
 
-def test_exec_passes_options_after_the_double_dash_to_the_command(server, tmp_path):
+def test_exec_passes_options_after_the_double_dash_to_the_command(server: FakeVendServer, tmp_path: Path) -> None:
     out = tmp_path / "argv.json"
     script = f"import json, sys; json.dump(sys.argv[1:], open({str(out)!r}, 'w'))"
     result = run_cli(main, "exec", "orders-prod", "orders_app", "--", sys.executable, "-c", script,
@@ -115,13 +132,14 @@ def test_exec_passes_options_after_the_double_dash_to_the_command(server, tmp_pa
 # -- 4: bad credentials are reported as such; whoami and databases
 
 
-def _bad_signature(n, seen):
+def _bad_signature(n: int, seen: Seen) -> Reply:
     return 403, {"x-amzn-ErrorType": "InvalidSignatureException"}, {"message": SIGNATURE_MESSAGE}
 
 
 @pytest.mark.parametrize("args", [("token", "orders-prod", "orders_app"), ("whoami",), ("databases",),
                                   ("pgpass", "orders-prod", "orders_app", "--watch")])
-def test_a_refused_signature_is_a_credential_error_exit_2(server, tmp_path, args):
+def test_a_refused_signature_is_a_credential_error_exit_2(server: FakeVendServer, tmp_path: Path,
+                                                          args: tuple[Any, ...]) -> None:
     server.responder = _bad_signature
     extra = ("--file", str(tmp_path / "pgpass")) if args[0] == "pgpass" else ()
     result = run_cli(main, *args, *extra)
@@ -132,7 +150,7 @@ def test_a_refused_signature_is_a_credential_error_exit_2(server, tmp_path, args
     assert "SESSION-SECRET" not in result.stderr and "Canonical" not in result.stderr
 
 
-def test_an_unknown_access_key_is_a_credential_error(server):
+def test_an_unknown_access_key_is_a_credential_error(server: FakeVendServer) -> None:
     server.responder = lambda n, seen: (403, {"x-amzn-ErrorType": "UnrecognizedClientException"},
                                         {"message": "The security token included in the request is invalid."})
     result = run_cli(main, "token", "orders-prod", "orders_app")
@@ -140,7 +158,7 @@ def test_an_unknown_access_key_is_a_credential_error(server):
     assert "bad_credentials: The security token included in the request is invalid." in result.stderr
 
 
-def test_forbidden_points_at_whoami_and_databases(server):
+def test_forbidden_points_at_whoami_and_databases(server: FakeVendServer) -> None:
     server.responder = lambda n, seen: error_reply(403, "forbidden")
     result = run_cli(main, "token", "orders-prd", "orders_app")
     assert result.exit_code == 1
@@ -155,7 +173,7 @@ DATABASES = {"databases": [{"database": "orders-prod", "engine": "postgres", "ho
                             "db_users": ["orders_app", "orders_ro"]}]}
 
 
-def test_whoami_prints_who_the_service_takes_you_for(server):
+def test_whoami_prints_who_the_service_takes_you_for(server: FakeVendServer) -> None:
     server.responder = lambda n, seen: (200, {}, WHOAMI)
     result = run_cli(main, "whoami")
     assert result.exit_code == 0
@@ -166,7 +184,7 @@ def test_whoami_prints_who_the_service_takes_you_for(server):
     assert json.loads(run_cli(main, "whoami", "--json").stdout) == WHOAMI
 
 
-def test_databases_lists_what_you_may_ask_for(server):
+def test_databases_lists_what_you_may_ask_for(server: FakeVendServer) -> None:
     server.responder = lambda n, seen: (200, {}, DATABASES)
     result = run_cli(main, "databases", "--url", server.url)
     assert result.exit_code == 0
@@ -177,7 +195,7 @@ def test_databases_lists_what_you_may_ask_for(server):
     assert json.loads(run_cli(main, "databases", "--json").stdout) == DATABASES
 
 
-def test_databases_when_none_is_allowed_says_so(server):
+def test_databases_when_none_is_allowed_says_so(server: FakeVendServer) -> None:
     server.responder = lambda n, seen: (200, {}, {"databases": []})
     result = run_cli(main, "databases")
     assert result.exit_code == 0 and result.stdout.startswith("no database:")
@@ -187,7 +205,7 @@ def test_databases_when_none_is_allowed_says_so(server):
 
 
 @pytest.fixture
-def sleeps(monkeypatch):
+def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     waits: list[float] = []
 
     def sleep(seconds: float) -> None:
@@ -195,11 +213,12 @@ def sleeps(monkeypatch):
         if len(waits) > 20:
             raise AssertionError("pgpass --watch never gave up")
 
-    monkeypatch.setattr(cli_pgpass.time, "sleep", sleep)
+    monkeypatch.setattr("rdsvend.cli_pgpass.time.sleep", sleep)
     return waits
 
 
-def test_watch_stops_on_a_permanent_refusal_saying_why(server, tmp_path, sleeps):
+def test_watch_stops_on_a_permanent_refusal_saying_why(server: FakeVendServer, tmp_path: Path,
+                                                       sleeps: list[float]) -> None:
     server.responder = lambda n, seen: error_reply(403, "forbidden")
     result = run_cli(main, "pgpass", "orders-prod", "orders_app", "--file", str(tmp_path / "pgpass"), "--watch")
     assert result.exit_code == 1
@@ -207,7 +226,8 @@ def test_watch_stops_on_a_permanent_refusal_saying_why(server, tmp_path, sleeps)
     assert "stopped watching: retrying cannot change this answer" in result.stderr
 
 
-def test_watch_backs_off_on_transient_failures_then_stops_on_a_refusal(server, tmp_path, sleeps):
+def test_watch_backs_off_on_transient_failures_then_stops_on_a_refusal(server: FakeVendServer, tmp_path: Path,
+                                                                       sleeps: list[float]) -> None:
     answers = [error_reply(503, "upstream_unavailable"), error_reply(503, "upstream_unavailable"),
                error_reply(429, "rate_limited", retry_after=30), (200, {}, token_body("tok-4")),
                error_reply(503, "upstream_unavailable"), error_reply(403, "forbidden")]
@@ -222,7 +242,7 @@ def test_watch_backs_off_on_transient_failures_then_stops_on_a_refusal(server, t
     assert "stopped watching" in result.stderr.splitlines()[-1]
 
 
-def test_backoff_is_capped_at_a_minute():
+def test_backoff_is_capped_at_a_minute() -> None:
     assert cli_pgpass.backoff_seconds(1, None) == 2.0
     assert cli_pgpass.backoff_seconds(30, None) == 60.0
     assert cli_pgpass.backoff_seconds(1, 90.0) == 90.0

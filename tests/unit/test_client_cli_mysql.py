@@ -6,6 +6,9 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,7 +18,7 @@ from tests.support.client_fakes import ACCESS_KEY, SECRET_KEY, FakeVendServer, r
 TOKEN = "db.example.internal:3306/?Action=connect&DBUser=shop_app&X-Amz-Signature=" + "f" * 64
 
 
-def mysql_body(db_user="shop_app"):
+def mysql_body(db_user: str = "shop_app") -> dict[str, Any]:
     body = token_body(TOKEN, database="shop", db_user=db_user)
     body.update(engine="mariadb", port=3306, dbname="shop", auth_plugin="mysql_clear_password",
                 dsn=f"mysql://{db_user}@db.example.internal:3306/shop?ssl-mode=VERIFY_IDENTITY")
@@ -23,7 +26,7 @@ def mysql_body(db_user="shop_app"):
 
 
 @pytest.fixture
-def server(monkeypatch):
+def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeVendServer]:
     fake = FakeVendServer()
     fake.responder = lambda n, seen: (200, {}, mysql_body())
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
@@ -36,7 +39,8 @@ def server(monkeypatch):
     fake.close()
 
 
-def test_exec_hands_the_login_over_in_a_private_file_only(server, tmp_path, monkeypatch):
+def test_exec_hands_the_login_over_in_a_private_file_only(server: FakeVendServer, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MYSQL_PWD", "from-the-shell")
     out = tmp_path / "seen.json"
     script = ("import json, os, stat, sys; p = os.environ['RDSVEND_MYSQL_DEFAULTS_FILE']; "
@@ -55,7 +59,7 @@ def test_exec_hands_the_login_over_in_a_private_file_only(server, tmp_path, monk
     assert TOKEN not in result.stdout + result.stderr
 
 
-def test_exec_refuses_a_name_that_would_break_the_option_file(server, tmp_path):
+def test_exec_refuses_a_name_that_would_break_the_option_file(server: FakeVendServer, tmp_path: Path) -> None:
     server.responder = lambda n, seen: (200, {}, mysql_body(db_user="shop_app\nssl=0"))
     marker = tmp_path / "ran"
     result = run_cli(main, "exec", "shop", "shop_app", "--", sys.executable, "-c", f"open({str(marker)!r}, 'w')")
@@ -63,7 +67,8 @@ def test_exec_refuses_a_name_that_would_break_the_option_file(server, tmp_path):
     assert result.stderr.count("\n") == 1 and "db_user" in result.stderr and TOKEN not in result.stderr
 
 
-def test_exec_unknown_command_is_one_line_and_leaves_no_file(server, tmp_path, monkeypatch):
+def test_exec_unknown_command_is_one_line_and_leaves_no_file(server: FakeVendServer, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TMPDIR", str(tmp_path))
     import tempfile
 
@@ -74,7 +79,7 @@ def test_exec_unknown_command_is_one_line_and_leaves_no_file(server, tmp_path, m
     assert list(tmp_path.iterdir()) == []
 
 
-def test_token_dsn_is_a_mysql_url(server):
+def test_token_dsn_is_a_mysql_url(server: FakeVendServer) -> None:
     result = run_cli(main, "token", "shop", "shop_app", "--format", "dsn")
     assert result.exit_code == 0
     assert result.stdout.startswith("mysql://shop_app:db.example.internal%3A3306%2F%3FAction%3Dconnect")
@@ -83,7 +88,8 @@ def test_token_dsn_is_a_mysql_url(server):
 
 @pytest.mark.parametrize("args", [["token", "shop", "shop_app", "--format", "env"],
                                   ["pgpass", "shop", "shop_app", "--file", "PGPASS"]])
-def test_libpq_only_outputs_are_refused_for_the_mysql_family(server, tmp_path, args):
+def test_libpq_only_outputs_are_refused_for_the_mysql_family(server: FakeVendServer, tmp_path: Path,
+                                                             args: list[Any]) -> None:
     """PG* variables or a pgpass line would look like success and connect nothing."""
     path = tmp_path / "pgpass"
     result = run_cli(main, *[str(path) if a == "PGPASS" else a for a in args])

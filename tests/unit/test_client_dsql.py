@@ -2,6 +2,7 @@
 public roots (libpq's ``sslrootcert=system``) unless PGSSLROOTCERT says otherwise."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,7 +29,7 @@ def test_dsql_answer_verifies_against_the_system_roots() -> None:
     assert libpq_env(answer(), {})["PGSSLROOTCERT"] == "system"
 
 
-def test_pgsslrootcert_still_wins(tmp_path: Any) -> None:
+def test_pgsslrootcert_still_wins(tmp_path: Path) -> None:
     ca = str(tmp_path / "ca.pem")
     assert connection_params(answer(), {"PGSSLROOTCERT": ca})["sslrootcert"] == ca
 

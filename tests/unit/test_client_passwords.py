@@ -4,6 +4,8 @@ password; the client imports botocore only."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from typing import Any
 
 import boto3
 import pytest
@@ -16,12 +18,12 @@ SECRET = {"engine": "postgres", "host": "db.example", "port": 5432, "username": 
 
 
 @pytest.fixture
-def sm():
+def sm() -> Iterator[Any]:
     with mock_aws():
         yield boto3.client("secretsmanager", region_name="us-east-1")
 
 
-def test_current_is_cached_for_its_ttl_and_pending_is_read_each_time(sm):
+def test_current_is_cached_for_its_ttl_and_pending_is_read_each_time(sm: Any) -> None:
     sm.create_secret(Name="rdsvend/orders/reports", SecretString=json.dumps(SECRET))
     now = [0.0]
     source = PasswordSource("rdsvend/orders/reports", client=sm, ttl=60, clock=lambda: now[0])
@@ -30,7 +32,8 @@ def test_current_is_cached_for_its_ttl_and_pending_is_read_each_time(sm):
     token = "0f7a6c1e-3b7c-4c2d-9a55-0d2b6f1e9c11"
     sm.put_secret_value(SecretId="rdsvend/orders/reports", ClientRequestToken=token,
                         SecretString=json.dumps(dict(SECRET, password="next-value-abc")), VersionStages=["AWSPENDING"])
-    assert source.pending().password == "next-value-abc"
+    pending = source.pending()
+    assert pending is not None and pending.password == "next-value-abc"
     current = sm.describe_secret(SecretId="rdsvend/orders/reports")["VersionIdsToStages"]
     old = next(v for v, s in current.items() if "AWSCURRENT" in s)
     sm.update_secret_version_stage(SecretId="rdsvend/orders/reports", VersionStage="AWSCURRENT",
@@ -47,7 +50,7 @@ def test_current_is_cached_for_its_ttl_and_pending_is_read_each_time(sm):
     (json.dumps(dict(SECRET, password=None)), "has no string 'password'"),
     (json.dumps(dict(SECRET, port="x")), "has an invalid 'port'"),
 ])
-def test_bad_secrets_are_refused_naming_the_field(sm, value, words):
+def test_bad_secrets_are_refused_naming_the_field(sm: Any, value: str, words: str) -> None:
     sm.create_secret(Name="bad", SecretString=value)
     with pytest.raises(SecretReadError) as info:
         PasswordSource("bad", client=sm).current()
@@ -55,12 +58,12 @@ def test_bad_secrets_are_refused_naming_the_field(sm, value, words):
     assert "s3cret-value-xyz" not in str(info.value)
 
 
-def test_a_missing_secret_is_a_client_error(sm):
+def test_a_missing_secret_is_a_client_error(sm: Any) -> None:
     with pytest.raises(SecretReadError, match="cannot read AWSCURRENT of nope: ResourceNotFoundException"):
         PasswordSource("nope", client=sm).current()
 
 
-def test_auth_failures_are_told_apart_from_other_errors():
+def test_auth_failures_are_told_apart_from_other_errors() -> None:
     assert is_auth_failure(Exception('FATAL:  password authentication failed for user "reports"'))
     assert is_auth_failure(Exception(1045, "Access denied for user 'reports'@'10.0.0.1'"))
     assert not is_auth_failure(Exception("connection refused"))

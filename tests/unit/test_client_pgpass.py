@@ -4,6 +4,8 @@ from __future__ import annotations
 import os
 import stat
 import threading
+from multiprocessing.synchronize import Barrier
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -15,7 +17,7 @@ from tests.support.examples import examples
 TOKEN = "db.example:5432/?Action=connect&DBUser=orders_app&X-Amz-Signature=ab\\cd"
 
 
-def test_colon_and_backslash_are_escaped():
+def test_colon_and_backslash_are_escaped() -> None:
     assert escape_field("a:b\\c") == "a\\:b\\\\c"
     line = pgpass_line("db.example", 5432, "orders", "orders_app", TOKEN)
     assert line == (
@@ -28,23 +30,23 @@ def test_colon_and_backslash_are_escaped():
 @settings(max_examples=examples(200))
 @given(st.lists(st.text(alphabet=st.characters(blacklist_characters="\r\n"), max_size=30),
                 min_size=5, max_size=5))
-def test_escaping_round_trips_through_libpqs_reading(fields):
+def test_escaping_round_trips_through_libpqs_reading(fields: list[str]) -> None:
     assert split_line(pgpass_line(*fields)) == fields
 
 
-def test_line_breaks_are_refused():
+def test_line_breaks_are_refused() -> None:
     with pytest.raises(ValueError, match="password"):
         pgpass_line("h", 1, "d", "u", "tok\nevil:1:*:*:x")
 
 
-def test_new_file_has_mode_0600_and_one_line(tmp_path):
+def test_new_file_has_mode_0600_and_one_line(tmp_path: Path) -> None:
     path = tmp_path / "pgpass"
     write_pgpass_entry(path, "db.example", 5432, "orders", "orders_app", TOKEN)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert split_line(path.read_text()) == ["db.example", "5432", "orders", "orders_app", TOKEN]
 
 
-def test_own_line_is_replaced_in_place_and_other_lines_are_untouched(tmp_path):
+def test_own_line_is_replaced_in_place_and_other_lines_are_untouched(tmp_path: Path) -> None:
     path = tmp_path / "pgpass"
     before = (
         "# my passwords\n"
@@ -64,14 +66,14 @@ def test_own_line_is_replaced_in_place_and_other_lines_are_untouched(tmp_path):
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
-def test_escaped_line_of_ours_is_recognised_and_duplicates_dropped(tmp_path):
+def test_escaped_line_of_ours_is_recognised_and_duplicates_dropped(tmp_path: Path) -> None:
     path = tmp_path / "pgpass"
     path.write_text("h\\:x:5432:d:u:one\nkeep:1:2:3:4\nh\\:x:5432:d:u:two\n")
     write_pgpass_entry(path, "h:x", 5432, "d", "u", "three")
     assert path.read_text() == "h\\:x:5432:d:u:three\nkeep:1:2:3:4\n"
 
 
-def test_file_is_replaced_atomically_and_no_temp_file_is_left(tmp_path):
+def test_file_is_replaced_atomically_and_no_temp_file_is_left(tmp_path: Path) -> None:
     path = tmp_path / "pgpass"
     path.write_text("keep:1:2:3:4\n")
     inode_before = path.stat().st_ino
@@ -81,7 +83,8 @@ def test_file_is_replaced_atomically_and_no_temp_file_is_left(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pgpass"]
 
 
-def test_the_lock_of_dot_pgpass_is_dot_pgpass_lock_and_is_removed(tmp_path, monkeypatch):
+def test_the_lock_of_dot_pgpass_is_dot_pgpass_lock_and_is_removed(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     import fcntl
 
     from rdsvend.pgpass import lock_path
@@ -90,14 +93,18 @@ def test_the_lock_of_dot_pgpass_is_dot_pgpass_lock_and_is_removed(tmp_path, monk
     assert lock_path(path).name == ".pgpass.lock"  # not "..pgpass.lock"
     locked: list[str] = []
     real_flock = fcntl.flock
-    monkeypatch.setattr(fcntl, "flock", lambda fd, op: (locked.append(os.readlink(f"/proc/self/fd/{fd}")),
-                                                        real_flock(fd, op))[1])
+
+    def recording_flock(fd: int, op: int) -> None:
+        locked.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_flock(fd, op)
+
+    monkeypatch.setattr(fcntl, "flock", recording_flock)
     write_pgpass_entry(path, "db.example", 5432, "orders", "orders_app", TOKEN)
     assert locked == [str(tmp_path / ".pgpass.lock")]
     assert sorted(p.name for p in tmp_path.iterdir()) == [".pgpass"]
 
 
-def test_concurrent_readers_never_see_a_partial_file(tmp_path):
+def test_concurrent_readers_never_see_a_partial_file(tmp_path: Path) -> None:
     path = tmp_path / "pgpass"
     filler = "".join(f"host{i}:5432:db:user{i}:{'x' * 200}\n" for i in range(200))
     path.write_text(filler)
@@ -120,7 +127,7 @@ def test_concurrent_readers_never_see_a_partial_file(tmp_path):
     assert split_line(path.read_text().splitlines()[-1])[4] == f"{TOKEN}-99"
 
 
-def test_symlinked_pgpass_is_updated_at_its_target(tmp_path):
+def test_symlinked_pgpass_is_updated_at_its_target(tmp_path: Path) -> None:
     target = tmp_path / "real-pgpass"
     target.write_text("keep:1:2:3:4\n")
     link = tmp_path / ".pgpass"
@@ -143,7 +150,7 @@ def libpq_password(text: str, host: str, port: str, dbname: str, user: str) -> s
     return None
 
 
-def test_a_shadowing_line_above_cannot_hide_rdsvends_line(tmp_path):
+def test_a_shadowing_line_above_cannot_hide_rdsvends_line(tmp_path: Path) -> None:
     path = tmp_path / "pgpass"
     path.write_text("# mine\nother:1:2:3:4\n*:*:*:orders_app:old\ndb.example:5432:*:orders_app:older\n")
     write_pgpass_entry(path, "db.example", 5432, "orders", "orders_app", TOKEN)
@@ -160,7 +167,7 @@ def test_a_shadowing_line_above_cannot_hide_rdsvends_line(tmp_path):
     assert path.read_text().count("orders_app:db.example") == 1
 
 
-def test_no_database_writes_a_star_that_wins_over_later_lines(tmp_path):
+def test_no_database_writes_a_star_that_wins_over_later_lines(tmp_path: Path) -> None:
     path = tmp_path / "pgpass"
     path.write_text("db.example:5432:orders_app:orders_app:stale\n")
     write_pgpass_entry(path, "db.example", 5432, None, "orders_app", TOKEN)
@@ -170,13 +177,13 @@ def test_no_database_writes_a_star_that_wins_over_later_lines(tmp_path):
     assert libpq_password(text, "db.example", "5432", "orders_app", "orders_app") == TOKEN
 
 
-def _writer(path: str, name: str, rounds: int, barrier) -> None:
+def _writer(path: str, name: str, rounds: int, barrier: Barrier) -> None:
     for n in range(rounds):
         barrier.wait()
         write_pgpass_entry(path, f"{name}-{n}.example", 5432, "orders", "app", f"token-{name}-{n}")
 
 
-def test_two_processes_writing_at_once_never_lose_a_line(tmp_path):
+def test_two_processes_writing_at_once_never_lose_a_line(tmp_path: Path) -> None:
     import multiprocessing
 
     path = tmp_path / "pgpass"

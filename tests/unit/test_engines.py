@@ -20,14 +20,14 @@ from chalicelib.rotation.errors import RotationSecretError
 
 @pytest.mark.parametrize("name,family", [("postgres", "postgres"), ("aurora-postgresql", "postgres"),
                                          ("mysql", "mysql"), ("mariadb", "mysql"), ("aurora-mysql", "mysql")])
-def test_every_engine_name_finds_its_family(name, family):
+def test_every_engine_name_finds_its_family(name: str, family: str) -> None:
     assert family_of(name) == family
     engine = engine_for(name)
     assert engine.family == family
     assert isinstance(engine, PostgresEngine if family == "postgres" else MysqlEngine)
 
 
-def test_an_unknown_engine_is_refused_by_name():
+def test_an_unknown_engine_is_refused_by_name() -> None:
     with pytest.raises(UnknownEngineError, match="engine 'oracle' is not supported"):
         engine_for("oracle")
     secret = DbSecret(engine="oracle", host="db.example.com", port=1521, username="app", password="p")
@@ -35,14 +35,14 @@ def test_an_unknown_engine_is_refused_by_name():
         rotation_engine_for(secret)
 
 
-def test_the_mysql_tls_context_verifies_the_ca_and_the_host_name():
+def test_the_mysql_tls_context_verifies_the_ca_and_the_host_name() -> None:
     ctx = tls_context(None)
     assert ctx.check_hostname is True
     assert ctx.verify_mode == ssl.CERT_REQUIRED
     assert ctx.minimum_version == ssl.TLSVersion.TLSv1_2
 
 
-def test_errors_are_classified_without_the_password():
+def test_errors_are_classified_without_the_password() -> None:
     secret = "s3cr3t-token-value"
     pg = classify_connect_error(f'FATAL:  password authentication failed for user "app" ({secret})', secrets=(secret,))
     assert (pg.kind, secret in pg.message) == ("auth", False)
@@ -51,7 +51,7 @@ def test_errors_are_classified_without_the_password():
     assert MysqlEngine().classify(OSError(1524, "Plugin 'AWSAuthenticationPlugin' is not loaded")).kind == "plugin"
 
 
-def test_the_native_password_hash_is_mysqls():
+def test_the_native_password_hash_is_mysqls() -> None:
     # PASSWORD('password') on MySQL 5.x and MariaDB
     assert native_password_hash("password") == "*2470C0C06DEE42FD1618BB99005ADCA2EC9D1E19"
 
@@ -87,7 +87,7 @@ class _Conn:
 
 
 @pytest.mark.parametrize("current_user", ["shop_batch", "admin"])
-def test_mariadb_gets_the_hash_never_the_password(current_user):
+def test_mariadb_gets_the_hash_never_the_password(current_user: str) -> None:
     password = "Correct-Horse-Battery-Staple-42"
     conn = _Conn("10.11.6-MariaDB-0+deb12u1", current_user)
     MysqlSession(conn, ()).set_password("shop_batch", password)
@@ -96,13 +96,13 @@ def test_mariadb_gets_the_hash_never_the_password(current_user):
     assert all(native_password_hash(password) in p for _, p in changes)
 
 
-def test_mysql_gets_its_own_rewritten_statement():
+def test_mysql_gets_its_own_rewritten_statement() -> None:
     """MySQL rewrites ALTER USER ... IDENTIFIED BY before it logs it, and keeps the user's plugin."""
     conn = _Conn("8.0.36", "shop_batch")
     MysqlSession(conn, ()).set_password("shop_batch", "pw-1")
     assert conn.sent[-1] == ("ALTER USER CURRENT_USER() IDENTIFIED BY %s", ("pw-1",))
 
 
-def test_connect_params_never_show_the_password():
+def test_connect_params_never_show_the_password() -> None:
     assert "tok" not in repr(ConnectParams("h", 5432, "d", "app", "tok"))
     assert str(DbConnectError("auth", "refused")) == "refused"

@@ -2,32 +2,26 @@
 wrong without the administrator's password."""
 from __future__ import annotations
 
-import socket
-
 import pytest
 
 from chalicelib.engines.mysql import MysqlAdmin
 from chalicelib.engines.postgres import PostgresAdmin
 from chalicelib.grants.sessions import AdminSessionEnder, SessionsUnavailableError
 from chalicelib.policy.loader import load_policy_text
+from chalicelib.policy.model import AccessPolicy
+from devtools.local.postgres import free_port
 from tests.support.grant_policies import GRANT_POLICY
 
 PASSWORD = "s3cret-admin-pw-77"
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def policy():
+def policy() -> AccessPolicy:
     return load_policy_text(GRANT_POLICY, "g.yaml")
 
 
-def test_postgres_failure_names_the_database_never_the_password(policy):
-    port = _closed_port()
+def test_postgres_failure_names_the_database_never_the_password(policy: AccessPolicy) -> None:
+    port = free_port()
     admin = PostgresAdmin(f"host=127.0.0.1 port={port} user=admin password={PASSWORD} dbname=postgres sslmode=disable")
     ender = AdminSessionEnder(resolve=lambda db: ("127.0.0.1", port), admins={"postgres": admin}, timeout=2)
     with pytest.raises(SessionsUnavailableError) as caught:
@@ -36,8 +30,8 @@ def test_postgres_failure_names_the_database_never_the_password(policy):
     assert PASSWORD not in str(caught.value)
 
 
-def test_mysql_failure_names_the_database_never_the_password(policy):
-    port = _closed_port()
+def test_mysql_failure_names_the_database_never_the_password(policy: AccessPolicy) -> None:
+    port = free_port()
     admin = MysqlAdmin(f"mysql://admin:{PASSWORD}@127.0.0.1:{port}/")
     ender = AdminSessionEnder(resolve=lambda db: ("127.0.0.1", port), admins={"mysql": admin}, timeout=2)
     with pytest.raises(SessionsUnavailableError) as caught:
@@ -46,7 +40,7 @@ def test_mysql_failure_names_the_database_never_the_password(policy):
     assert PASSWORD not in str(caught.value)
 
 
-def test_an_endpoint_no_administrator_covers_is_an_error_not_a_silent_pass(policy):
+def test_an_endpoint_no_administrator_covers_is_an_error_not_a_silent_pass(policy: AccessPolicy) -> None:
     admin = PostgresAdmin(f"host=db.example port=5432 user=admin password={PASSWORD}")
     ender = AdminSessionEnder(resolve=lambda db: ("orders.example", 5432), admins={"postgres": admin})
     with pytest.raises(SessionsUnavailableError, match="no administrator connection covers 'orders-prod'"):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -9,19 +10,19 @@ from chalicelib.errors import IamPolicyError
 from chalicelib.iam.model import RequestContext, parse_policy, split_operator
 
 
-def _doc(**stmt):
+def _doc(**stmt: Any) -> dict[str, Any]:
     base = {"Effect": "Allow", "Action": "rds-db:connect", "Resource": "*"}
     base.update(stmt)
     return {"Version": "2012-10-17", "Statement": [{k: v for k, v in base.items() if v is not None}]}
 
 
-def test_statement_as_object_or_list_parse_the_same():
+def test_statement_as_object_or_list_parse_the_same() -> None:
     single = parse_policy({"Version": "2012-10-17", "Statement": {"Effect": "Allow", "Action": "s3:*", "Resource": "*"}}, "a")
     listed = parse_policy({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}, "a")
     assert single.statements == listed.statements
 
 
-def test_condition_values_normalised_to_strings():
+def test_condition_values_normalised_to_strings() -> None:
     doc = parse_policy(_doc(Condition={"Bool": {"aws:SecureTransport": True}, "NumericLessThan": {"s3:max-keys": 10}}), "p")
     values = {c.key: c.values for c in doc.statements[0].conditions}
     assert values == {"aws:SecureTransport": ("true",), "s3:max-keys": ("10",)}
@@ -49,7 +50,7 @@ def test_condition_values_normalised_to_strings():
         (json.dumps({"Version": "2020-01-01", "Statement": _doc()["Statement"]}), "unsupported 'Version'"),
     ],
 )
-def test_malformed_policies_name_the_source_and_problem(doc, fragment):
+def test_malformed_policies_name_the_source_and_problem(doc: str, fragment: str) -> None:
     with pytest.raises(IamPolicyError) as info:
         parse_policy(doc, "policies/signer.json")
     assert str(info.value).startswith("policies/signer.json: ")
@@ -57,12 +58,12 @@ def test_malformed_policies_name_the_source_and_problem(doc, fragment):
     assert info.value.source == "policies/signer.json"
 
 
-def test_split_operator():
+def test_split_operator() -> None:
     assert split_operator("ForAnyValue:StringLikeIfExists") == ("ForAnyValue", "StringLike", True)
     assert split_operator("Null") == (None, "Null", False)
 
 
-def test_request_context_keys_case_insensitive_and_empty_is_absent():
+def test_request_context_keys_case_insensitive_and_empty_is_absent() -> None:
     ctx = RequestContext("s3:GetObject", "arn:aws:s3:::b/k", {"AWS:UserName": ("bob",), "aws:TagKeys": ()})
     assert ctx.get("aws:username") == ("bob",)
     assert ctx.get("aws:tagkeys") is None

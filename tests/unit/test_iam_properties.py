@@ -3,11 +3,13 @@ grant more, statement order is irrelevant, and wildcard matching agrees with fnm
 from __future__ import annotations
 
 import fnmatch
+import random
+from typing import Any, TypeVar
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chalicelib.iam.evaluator import evaluate
+from chalicelib.iam.evaluator import Evaluation, evaluate
 from chalicelib.iam.model import RequestContext, parse_policy
 from chalicelib.iam.patterns import matches
 from tests.support.examples import examples
@@ -24,10 +26,11 @@ BASE_ARNS = [
 ACTIONS = ["rds-db:connect", "s3:GetObject", "iam:GetUser"]
 ACTION_PATTERNS = ["rds-db:connect", "rds-db:*", "RDS-DB:Connect", "s3:*", "*", "rds-db:conn?ct", "iam:*", "s3:Get*"]
 SAFE = "abcdefgh0123/-"
+T = TypeVar("T")
 
 
 @st.composite
-def wildcard_pattern(draw, base=None):
+def wildcard_pattern(draw: st.DrawFn, base: str | None = None) -> str:
     """A base ARN with a few characters or runs replaced by * or ?."""
     text = base if base is not None else draw(st.sampled_from(BASE_ARNS))
     chars = list(text)
@@ -41,8 +44,8 @@ def wildcard_pattern(draw, base=None):
 
 
 @st.composite
-def statement(draw, effect=None):
-    stmt = {
+def statement(draw: st.DrawFn, effect: str | None = None) -> dict[str, Any]:
+    stmt: dict[str, Any] = {
         "Effect": effect or draw(st.sampled_from(["Allow", "Allow", "Allow", "Deny"])),
         draw(st.sampled_from(["Action", "Action", "NotAction"])): draw(st.lists(st.sampled_from(ACTION_PATTERNS), min_size=1, max_size=2)),
         draw(st.sampled_from(["Resource", "Resource", "NotResource"])): draw(st.lists(wildcard_pattern(), min_size=1, max_size=2)),
@@ -54,24 +57,24 @@ def statement(draw, effect=None):
     return stmt
 
 
-def policy(statements):
+def policy(statements: list[dict[str, Any]]) -> dict[str, Any]:
     return {"Version": "2012-10-17", "Statement": statements}
 
 
 @st.composite
-def request(draw):
-    context = {}
+def request(draw: st.DrawFn) -> RequestContext:
+    context: dict[str, tuple[str, ...]] = {}
     if draw(st.booleans()):
         context["aws:PrincipalTag/team"] = (draw(st.sampled_from(["dba", "sre", "dev"])),)
     return RequestContext(draw(st.sampled_from(ACTIONS)), draw(st.sampled_from(BASE_ARNS)), context)
 
 
 @st.composite
-def world(draw):
+def world(draw: st.DrawFn) -> dict[str, Any]:
     """Policies in every layer; each optional layer is absent two times in three, so that a
     fair share of requests is allowed (the interesting case for the properties)."""
 
-    def maybe(strategy):
+    def maybe(strategy: st.SearchStrategy[T]) -> T | None:
         return draw(strategy) if draw(st.integers(0, 2)) == 0 else None
 
     identity = draw(st.lists(st.lists(statement(), min_size=1, max_size=3), min_size=0, max_size=3))
@@ -86,7 +89,7 @@ def world(draw):
     }
 
 
-def run(w, req):
+def run(w: dict[str, Any], req: RequestContext) -> Evaluation:
     return evaluate(
         req,
         identity_policies=[parse_policy(policy(s), f"identity{i}") for i, s in enumerate(w["identity"])],
@@ -101,7 +104,12 @@ def run(w, req):
 
 @SETTINGS
 @given(world(), request(), statement(effect="Deny"), st.data())
-def test_adding_a_deny_never_turns_a_denial_into_an_allow(w, req, deny, data):
+def test_adding_a_deny_never_turns_a_denial_into_an_allow(
+    w: dict[str, Any],
+    req: RequestContext,
+    deny: dict[str, Any],
+    data: st.DataObject,
+) -> None:
     before = run(w, req)
     places = ["identity"] + [p for p in ("boundary", "session") if w[p]] + (["scp"] if w["scp"] else [])
     where = data.draw(st.sampled_from(places))
@@ -121,7 +129,7 @@ def test_adding_a_deny_never_turns_a_denial_into_an_allow(w, req, deny, data):
     assert after.decision in (before.decision, "explicitDeny")
 
 
-def _narrow(pattern: str, data) -> str:
+def _narrow(pattern: str, data: st.DataObject) -> str:
     spots = [i for i, c in enumerate(pattern) if c in "*?"]
     if not spots:
         return pattern
@@ -136,7 +144,7 @@ def _narrow(pattern: str, data) -> str:
 
 @settings(max_examples=examples(50), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(world(), st.data())
-def test_narrowing_an_allowed_resource_never_widens_what_is_allowed(w, data):
+def test_narrowing_an_allowed_resource_never_widens_what_is_allowed(w: dict[str, Any], data: st.DataObject) -> None:
     base = data.draw(st.sampled_from(BASE_ARNS))
     wide = data.draw(wildcard_pattern(base=base))
     narrow = wide
@@ -159,7 +167,11 @@ def test_narrowing_an_allowed_resource_never_widens_what_is_allowed(w, data):
 
 @settings(max_examples=examples(50), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(world(), request(), st.randoms())
-def test_statement_order_does_not_change_the_decision(w, req, rnd):
+def test_statement_order_does_not_change_the_decision(
+    w: dict[str, Any],
+    req: RequestContext,
+    rnd: random.Random,
+) -> None:
     before = run(w, req)
     for statements in w["identity"]:
         rnd.shuffle(statements)
@@ -169,5 +181,5 @@ def test_statement_order_does_not_change_the_decision(w, req, rnd):
 
 @settings(max_examples=examples(300), deadline=None)
 @given(st.text(alphabet="ab*?/", max_size=8), st.text(alphabet="ab/", max_size=8))
-def test_string_like_agrees_with_fnmatch(pattern, value):
+def test_string_like_agrees_with_fnmatch(pattern: str, value: str) -> None:
     assert matches(pattern, value, lambda key: None, variables=True) == fnmatch.fnmatchcase(value, pattern)

@@ -7,7 +7,7 @@ from chalicelib.errors import UnauthenticatedError
 from chalicelib.identity import identity_from_arn, identity_from_request_context
 
 
-def test_assumed_role_session_becomes_its_role():
+def test_assumed_role_session_becomes_its_role() -> None:
     ident = identity_from_arn("arn:aws:sts::111122223333:assumed-role/orders-api-blue/i-0abc",
                               account="111122223333", org_id="o-abc123def4", source_ip="10.1.2.3")
     assert ident.principal == "arn:aws:iam::111122223333:role/orders-api-blue"
@@ -31,7 +31,7 @@ def test_assumed_role_session_becomes_its_role():
         ("arn:aws-us-gov:sts::111122223333:assumed-role/r/s", "assumed-role", "arn:aws-us-gov:iam::111122223333:role/r"),
     ],
 )
-def test_kinds(arn, kind, principal):
+def test_kinds(arn: str, kind: str, principal: str) -> None:
     ident = identity_from_arn(arn)
     assert (ident.kind, ident.principal) == (kind, principal)
 
@@ -42,23 +42,23 @@ def test_kinds(arn, kind, principal):
      "arn:aws:sts::111122223333:assumed-role/only-role", "arn:aws:iam::111122223333:group/admins",
      "arn:aws:iam::111122223333:user/" + "a" * 3000, "arn:aws:iam::111122223333:user/x\nforged"],
 )
-def test_untrusted_arns_are_unauthenticated(arn):
+def test_untrusted_arns_are_unauthenticated(arn: int | str | None) -> None:
     with pytest.raises(UnauthenticatedError):
         identity_from_arn(arn)
 
 
-def test_account_mismatch_is_unauthenticated():
+def test_account_mismatch_is_unauthenticated() -> None:
     with pytest.raises(UnauthenticatedError):
         identity_from_arn("arn:aws:iam::111122223333:user/alice", account="444455556666")
 
 
-def test_request_context_without_user_arn_is_unauthenticated():
+def test_request_context_without_user_arn_is_unauthenticated() -> None:
     for ctx in (None, {}, {"identity": None}, {"identity": {"accountId": "111122223333"}}):
         with pytest.raises(UnauthenticatedError):
             identity_from_request_context(ctx)
 
 
-def test_bad_source_ip_is_dropped_not_trusted():
+def test_bad_source_ip_is_dropped_not_trusted() -> None:
     ident = identity_from_request_context({"identity": {"userArn": "arn:aws:iam::111122223333:user/a",
                                                         "sourceIp": "10.0.0.1; DROP"}})
     assert ident.source_ip is None

@@ -3,6 +3,8 @@ read with botocore's model, and the action and resource ARNs AWS would ask for."
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from typing import Any
 
 import pytest
 
@@ -13,27 +15,28 @@ USER = f"arn:aws:iam::{ACCOUNT}:user/u"
 
 
 class Names:
-    def secret_arn(self, account, region, secret_id):
+    def secret_arn(self, account: str, region: str, secret_id: str) -> str | None:
         return f"arn:aws:secretsmanager:{region}:{account}:secret:{secret_id}-AbCdEf" if secret_id == "known" else None
 
-    def role_arn(self, account, role_name):
+    def role_arn(self, account: str, role_name: str) -> str | None:
         return f"arn:aws:iam::{account}:role/team/{role_name}" if role_name == "pathed" else None
 
-    def user_arn(self, account, user_name):
+    def user_arn(self, account: str, user_name: str) -> str | None:
         return None
 
-    def organization(self, account):
+    def organization(self, account: str) -> tuple[str, str] | None:
         return ("o-abc", "111111111111")
 
 
 FACTS = RequestFacts(ACCOUNT, "us-east-1", USER, Names())
 
 
-def _json(target, body):
+def _json(target: str, body: Any) -> tuple[dict[str, str], bytes]:
     return {"x-amz-target": target}, json.dumps(body).encode()
 
 
-def _pairs(signing, method="POST", path="/", query="", headers=None, body=b""):
+def _pairs(signing: str, method: str = "POST", path: str = "/", query: str = "",
+           headers: Mapping[str, str] | None = None, body: bytes = b"") -> tuple[tuple[str, str], ...] | None:
     op = parse_operation(signing, method, path, query, headers or {}, body)
     assert op is not None
     ask = asks_for(op, FACTS)
@@ -55,8 +58,8 @@ def _pairs(signing, method="POST", path="/", query="", headers=None, body=b""):
     ("sns", b"Action=Publish&TopicArn=arn%3Aaws%3Asns%3Aus-east-1%3A222222222222%3At&Message=m",
      [("sns:Publish", "arn:aws:sns:us-east-1:222222222222:t")]),
 ])
-def test_query_requests(signing, body, expected):
-    assert list(_pairs(signing, body=body)) == expected
+def test_query_requests(signing: str, body: bytes, expected: list[tuple[str, str]]) -> None:
+    assert _pairs(signing, body=body) == tuple(expected)
 
 
 @pytest.mark.parametrize(("signing", "target", "body", "expected"), [
@@ -82,12 +85,12 @@ def test_query_requests(signing, body, expected):
     ("organizations", "AWSOrganizationsV20161128.DescribeOrganization", {},
      [("organizations:DescribeOrganization", "*")]),
 ])
-def test_json_requests(signing, target, body, expected):
+def test_json_requests(signing: str, target: str, body: dict[str, Any], expected: list[tuple[str, str]]) -> None:
     headers, raw = _json(target, body)
-    assert list(_pairs(signing, headers=headers, body=raw)) == expected
+    assert _pairs(signing, headers=headers, body=raw) == tuple(expected)
 
 
-def test_rest_routes_of_lambda_are_read_from_the_model():
+def test_rest_routes_of_lambda_are_read_from_the_model() -> None:
     fn = f"arn:aws:lambda:us-east-1:{ACCOUNT}:function:rdsvend-local-vend"
     assert _pairs("lambda", "GET", "/2015-03-31/functions/rdsvend-local-vend") == (("lambda:GetFunction", fn),)
     assert _pairs("lambda", "POST", "/2015-03-31/functions/rdsvend-local-vend/invocations", body=b"{}") == (
@@ -95,22 +98,22 @@ def test_rest_routes_of_lambda_are_read_from_the_model():
     assert _pairs("lambda", "GET", "/2015-03-31/functions/rdsvend-local-vend/policy") == (("lambda:GetPolicy", fn),)
 
 
-def test_cbor_rpc_operations_are_read_from_the_path():
+def test_cbor_rpc_operations_are_read_from_the_path() -> None:
     assert _pairs("monitoring", path="/service/GraniteServiceVersion20100801/operation/PutMetricData") == (
         ("cloudwatch:PutMetricData", "*"),)
 
 
-def test_get_caller_identity_needs_no_permission():
+def test_get_caller_identity_needs_no_permission() -> None:
     assert _pairs("sts", body=b"Action=GetCallerIdentity&Version=2011-06-15") is None
 
 
-def test_an_operation_the_model_does_not_have_is_not_read():
+def test_an_operation_the_model_does_not_have_is_not_read() -> None:
     assert parse_operation("iam", "POST", "/", "", {}, b"Action=MakeMeAdmin") is None
     assert parse_operation("secretsmanager", "POST", "/", "", {"x-amz-target": "secretsmanager.Nope"}, b"{}") is None
     assert parse_operation("unknown-service", "POST", "/", "", {}, b"Action=X") is None
 
 
-def test_a_required_resource_the_stack_cannot_name_is_unmapped():
+def test_a_required_resource_the_stack_cannot_name_is_unmapped() -> None:
     op = parse_operation("iam", "POST", "/", "", {}, b"Action=GetSAMLProvider&SAMLProviderArn=arn%3Ax")
     assert op is not None
     with pytest.raises(UnmappedError) as caught:

@@ -2,21 +2,24 @@
 as each service's error: the code and AWS's message come through to the caller."""
 from __future__ import annotations
 
+from typing import Any
+
 import botocore.session
 import pytest
 from botocore.parsers import create_parser
 
-from devtools.local.aws_denials import access_denied, auth_failure, denied_message
+from devtools.local.aws_denials import Answer, access_denied, auth_failure, denied_message
 
 USER = "arn:aws:iam::333333333333:user/reporting-job"
 
 
-def _parsed(service, answer, operation):
+def _parsed(service: str, answer: Answer, operation: str) -> Any:
     model = botocore.session.get_session().get_service_model(service)
     headers = {k.lower(): v for k, v in answer.headers}  # botocore reads them case-insensitively
     response = {"status_code": answer.status, "headers": headers, "body": answer.body}
     parser = create_parser(model.protocol)
-    return parser.parse(response, model.operation_model(operation).output_shape)["Error"]
+    shape = model.operation_model(operation).output_shape  # None for operations that answer nothing
+    return parser.parse(response, shape)["Error"]  # type: ignore[arg-type]  # botocore takes no shape; stubs want one
 
 
 MESSAGE = denied_message(USER, "x:Y", "*", "identity", False)
@@ -36,13 +39,14 @@ MESSAGE = denied_message(USER, "x:Y", "*", "identity", False)
     ("monitoring", "cloudwatch", "PutMetricData", "AccessDenied"),
     ("ds", "ds", "DescribeDirectories", "AccessDeniedException"),
 ])
-def test_each_protocol_answers_access_denied_as_its_service_does(signing, service, operation, code):
+def test_each_protocol_answers_access_denied_as_its_service_does(signing: str, service: str, operation: str,
+                                                                 code: str) -> None:
     error = _parsed(service, access_denied(signing, MESSAGE), operation)
     assert error["Code"] == code
     assert error["Message"] == MESSAGE
 
 
-def test_ec2_says_unauthorized_operation():
+def test_ec2_says_unauthorized_operation() -> None:
     error = _parsed("ec2", access_denied("ec2", MESSAGE), "CreateVpc")
     assert error["Code"] == "UnauthorizedOperation"
     assert error["Message"] == f"You are not authorized to perform this operation. {MESSAGE}"
@@ -58,12 +62,12 @@ def test_ec2_says_unauthorized_operation():
     ("scp", True, "with an explicit deny in a service control policy"),
     ("resource", True, "with an explicit deny in a resource-based policy"),
 ])
-def test_the_message_names_the_layer_in_aws_words(layer, explicit, tail):
+def test_the_message_names_the_layer_in_aws_words(layer: str, explicit: bool, tail: str) -> None:
     assert denied_message(USER, "s:A", "arn:r", layer, explicit) == (
         f"User: {USER} is not authorized to perform: s:A on resource: arn:r {tail}")
 
 
-def test_a_trust_refusal_is_worded_as_sts_words_it():
+def test_a_trust_refusal_is_worded_as_sts_words_it() -> None:
     assert denied_message(USER, "sts:AssumeRole", "arn:aws:iam::1:role/r", "trust", False) == (
         f"User: {USER} is not authorized to perform: sts:AssumeRole on resource: arn:aws:iam::1:role/r")
 
@@ -76,5 +80,6 @@ def test_a_trust_refusal_is_worded_as_sts_words_it():
     ("lambda", "lambda", "GetFunction", "unknown_key", "UnrecognizedClientException"),
     ("ec2", "ec2", "CreateVpc", "bad_signature", "AuthFailure"),
 ])
-def test_signature_failures_answer_the_services_codes(signing, service, operation, reason, code):
+def test_signature_failures_answer_the_services_codes(signing: str, service: str, operation: str, reason: str,
+                                                      code: str) -> None:
     assert _parsed(service, auth_failure(signing, reason), operation)["Code"] == code

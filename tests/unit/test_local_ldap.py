@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -42,13 +43,13 @@ def _login(port: int, password: str = GOOD) -> int:
 
 
 @pytest.fixture
-def responder():
+def responder() -> Iterator[LdapResponder]:
     with LdapResponder(lambda user, password: user == "app_user" and password == GOOD) as server:
         yield server
 
 
 @pytest.mark.parametrize("idle", [32, 200])
-def test_idle_connections_do_not_hold_up_a_login(responder, idle):
+def test_idle_connections_do_not_hold_up_a_login(responder: LdapResponder, idle: int) -> None:
     # 32 idle connections once made every login wait (refused as busy) for 10 s at a time
     sockets = [socket.create_connection(("127.0.0.1", responder.port), timeout=5) for _ in range(idle)]
     try:
@@ -60,7 +61,7 @@ def test_idle_connections_do_not_hold_up_a_login(responder, idle):
 
 
 @pytest.mark.parametrize("opening", [b"", b"\x30"], ids=["nothing", "a first byte"])
-def test_a_silent_or_stalled_connection_is_closed_soon(opening):
+def test_a_silent_or_stalled_connection_is_closed_soon(opening: bytes) -> None:
     with LdapResponder(lambda user, password: True, idle_timeout=0.3, timeout=0.6) as server:
         with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
             sock.sendall(opening)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -11,11 +12,11 @@ USER = "arn:aws:iam::222222222222:user/rdsvend-operator"
 SESSION = "arn:aws:sts::222222222222:assumed-role/rdsvend-function/rdsvend-local-function"
 
 
-def trust(*statements):
+def trust(*statements: dict[str, Any]) -> str:
     return json.dumps({"Version": "2012-10-17", "Statement": list(statements)})
 
 
-def allow(principal, **extra):
+def allow(principal: str | dict[str, Any], **extra: Any) -> dict[str, Any]:
     return {"Effect": "Allow", "Principal": principal, "Action": "sts:AssumeRole", **extra}
 
 
@@ -33,5 +34,5 @@ def allow(principal, **extra):
     (trust({"Effect": "Allow", "Principal": {"AWS": USER}, "Action": "sts:TagSession"}), USER, None),
     (trust(allow({"AWS": "arn:aws:iam::222222222222:root"}), allow({"AWS": USER})), USER, "principal"),
 ])
-def test_trust_policy_names_the_caller_its_account_or_nobody(document, caller, expected):
+def test_trust_policy_names_the_caller_its_account_or_nobody(document: str, caller: str, expected: str | None) -> None:
     assert trust_allows(document, caller, "222222222222") == expected

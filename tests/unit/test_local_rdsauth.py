@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from typing import Any
 from unittest import mock
 
 import botocore.session
@@ -31,29 +33,31 @@ SECRETS = (SIGNER.secret_key, SIGNER.session_token, LONG.secret_key, FOREIGN.sec
 
 
 @functools.cache
-def _client(cred: Credential):
+def _client(cred: Credential) -> Any:
     session = botocore.session.Session()
     session.set_credentials(cred.access_key_id, cred.secret_key, cred.session_token)
     return session.create_client("rds", region_name=REGION)
 
 
-def token(cred=SIGNER, host="localhost", port=15432, user="app_user", region=REGION, at=AT) -> str:
+def token(cred: Credential = SIGNER, host: str = "localhost", port: int = 15432, user: str = "app_user",
+          region: str = REGION, at: datetime = AT) -> str:
     with mock.patch("botocore.auth.get_current_datetime", return_value=at.replace(tzinfo=None)):
-        return _client(cred).generate_db_auth_token(host, port, user, region)
+        return str(_client(cred).generate_db_auth_token(host, port, user, region))
 
 
-def hand_signed(params, cred=LONG, expires=900, at=AT) -> str:
+def hand_signed(params: Mapping[str, str], cred: Credential = LONG, expires: int = 900, at: datetime = AT) -> str:
     request = AWSRequest(method="GET", url="https://localhost:15432/", params=params)
     with mock.patch("botocore.auth.get_current_datetime", return_value=at.replace(tzinfo=None)):
         SigV4QueryAuth(Credentials(cred.access_key_id, cred.secret_key, cred.session_token), "rds-db", REGION,
                        expires=expires).add_auth(request)
+    assert request.url is not None
     return request.url[len("https://"):]
 
 
 class Permissions:
     """A permission check the test controls; records what it was asked."""
 
-    def __init__(self, allowed=True, error: Exception | None = None):
+    def __init__(self, allowed: bool = True, error: Exception | None = None) -> None:
         self.allowed = allowed
         self.error = error
         self.calls: list[tuple[Credential, str]] = []
@@ -66,24 +70,25 @@ class Permissions:
 
 
 @pytest.fixture
-def clock():
+def clock() -> FrozenClock:
     return FrozenClock(AT)
 
 
 @pytest.fixture
-def permissions():
+def permissions() -> Permissions:
     return Permissions()
 
 
 @pytest.fixture
-def checker(clock, permissions):
+def checker(clock: FrozenClock, permissions: Permissions) -> RdsTokenChecker:
     return RdsTokenChecker(StaticSecretLookup([SIGNER, LONG, FOREIGN]), endpoints={"orders": INSTANCE},
                            permission_check=permissions, clock=clock)
 
 
 @pytest.mark.parametrize("cred", [SIGNER, LONG], ids=["session", "long-term"])
 @pytest.mark.parametrize("host", ["localhost", "127.0.0.1", ENDPOINT, ENDPOINT.upper()])
-def test_a_valid_token_logs_in_and_is_judged_on_the_dbuser_arn(checker, permissions, cred, host):
+def test_a_valid_token_logs_in_and_is_judged_on_the_dbuser_arn(checker: RdsTokenChecker, permissions: Permissions,
+                                                               cred: Credential, host: str) -> None:
     tok = token(cred, host=host)
     assert checker.check("app_user", tok) is True
     assert permissions.calls == [(cred, f"arn:aws:rds-db:{REGION}:{ACCOUNT}:dbuser:db-ORDERS1234567890ABCDEFGH/app_user")]
@@ -91,7 +96,7 @@ def test_a_valid_token_logs_in_and_is_judged_on_the_dbuser_arn(checker, permissi
     assert (verdict.allowed, verdict.principal, verdict.instance) == (True, cred.principal_arn, "orders")
 
 
-def test_session_token_is_about_one_and_a_half_kilobytes(checker):
+def test_session_token_is_about_one_and_a_half_kilobytes(checker: RdsTokenChecker) -> None:
     assert 1400 < len(token()) < 2000
 
 
@@ -120,18 +125,24 @@ def test_session_token_is_about_one_and_a_half_kilobytes(checker):
     ids=["host", "port", "user", "user-case", "region", "account", "signature", "tampered-user", "tampered-host",
          "no-session-token", "expires-3600", "action", "extra-param", "empty", "garbage"],
 )
-def test_refused_tokens(checker, permissions, make, user, reason):
+def test_refused_tokens(
+    checker: RdsTokenChecker,
+    permissions: Permissions,
+    make: Callable[[], str],
+    user: str,
+    reason: str,
+) -> None:
     verdict = checker.verify(user, make())
     assert (verdict.allowed, verdict.reason) == (False, reason)
     assert permissions.calls == []
 
 
-def test_unknown_key_is_refused(clock, permissions):
+def test_unknown_key_is_refused(clock: FrozenClock, permissions: Permissions) -> None:
     only_long = RdsTokenChecker(StaticSecretLookup([LONG]), endpoints=INSTANCE, permission_check=permissions, clock=clock)
     assert only_long.verify("app_user", token(SIGNER)).reason == "signature:unknown_key"
 
 
-def test_expiry_is_900_seconds_and_the_skew_is_bounded(checker, clock):
+def test_expiry_is_900_seconds_and_the_skew_is_bounded(checker: RdsTokenChecker, clock: FrozenClock) -> None:
     tok = token()
     clock.advance(900)
     assert checker.check("app_user", tok) is True
@@ -143,7 +154,7 @@ def test_expiry_is_900_seconds_and_the_skew_is_bounded(checker, clock):
     assert checker.check("app_user", near_future) is True
 
 
-def test_permission_denied_is_refused(clock):
+def test_permission_denied_is_refused(clock: FrozenClock) -> None:
     denied = Permissions(allowed=False)
     checker = RdsTokenChecker(StaticSecretLookup([SIGNER]), endpoints=INSTANCE, permission_check=denied, clock=clock)
     verdict = checker.verify("app_user", token())
@@ -152,13 +163,13 @@ def test_permission_denied_is_refused(clock):
     assert checker.check("app_user", token()) is False
 
 
-def test_failures_to_check_are_refusals(clock):
+def test_failures_to_check_are_refusals(clock: FrozenClock) -> None:
     broken = Permissions(error=RuntimeError("iam down"))
     checker = RdsTokenChecker(StaticSecretLookup([SIGNER]), endpoints=INSTANCE, permission_check=broken, clock=clock)
     assert checker.verify("app_user", token()).reason == "could_not_check:RuntimeError"
 
     class DownLookup:
-        def secret_for(self, access_key_id):
+        def secret_for(self, access_key_id: str) -> Credential | None:
             raise ConnectionError("moto is down")
 
     checker = RdsTokenChecker(DownLookup(), endpoints=INSTANCE, permission_check=Permissions(), clock=clock)
@@ -166,13 +177,16 @@ def test_failures_to_check_are_refusals(clock):
     assert checker.verify("app_user", token()).reason == "could_not_check:ConnectionError"
 
 
-def test_a_permission_check_that_returns_a_truthy_non_bool_does_not_admit(clock):
+def test_a_permission_check_that_returns_a_truthy_non_bool_does_not_admit(clock: FrozenClock) -> None:
+    def breaks_its_contract(credential: Credential, arn: str) -> tuple[Any, str]:
+        return "yes", "odd"  # truthy, but not True: the checker admits on True only
+
     checker = RdsTokenChecker(StaticSecretLookup([SIGNER]), endpoints=INSTANCE,
-                              permission_check=lambda c, a: ("yes", "odd"), clock=clock)
+                              permission_check=breaks_its_contract, clock=clock)
     assert checker.check("app_user", token()) is False
 
 
-def test_several_instances_are_told_apart_by_host_and_port(clock, permissions):
+def test_several_instances_are_told_apart_by_host_and_port(clock: FrozenClock, permissions: Permissions) -> None:
     other = RdsInstance(REGION, ACCOUNT, "db-OTHER", frozenset({"localhost"}), 25432)
     checker = RdsTokenChecker(StaticSecretLookup([SIGNER]), endpoints={"orders": INSTANCE, "other": other},
                               permission_check=permissions, clock=clock)
@@ -183,7 +197,8 @@ def test_several_instances_are_told_apart_by_host_and_port(clock, permissions):
         RdsTokenChecker(StaticSecretLookup(), endpoints={"a": INSTANCE, "b": INSTANCE}, permission_check=permissions)
 
 
-def test_logs_say_why_but_never_hold_the_token_or_secrets(checker, caplog):
+def test_logs_say_why_but_never_hold_the_token_or_secrets(checker: RdsTokenChecker,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
     good = token()
     bad = good[:-1] + ("0" if good[-1] != "0" else "1")
     caplog.clear()
@@ -196,4 +211,4 @@ def test_logs_say_why_but_never_hold_the_token_or_secrets(checker, caplog):
     assert "accepted" in text
     signature = good.rsplit("X-Amz-Signature=", 1)[1]
     for secret in (*SECRETS, signature, bad.rsplit("=", 1)[1], "X-Amz-Credential"):
-        assert secret not in text
+        assert secret is not None and secret not in text

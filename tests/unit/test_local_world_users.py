@@ -5,14 +5,17 @@ with its rotation and the secret the stack seeds for it; a DSQL cluster's roles 
 come from the cluster."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import yaml
 
 from chalicelib.errors import PolicyLoadError
 from chalicelib.policy.loader import load_policy_text
+from chalicelib.policy.model import AccessPolicy
 from devtools.local.provision import merged_access_text
 from devtools.local.state import REPO_ROOT
-from devtools.local.world import WorldError, load_world, load_world_text
+from devtools.local.world import World, WorldError, load_world, load_world_text
 
 WORLD = REPO_ROOT / "policies" / "world.yaml"
 ACCESS = REPO_ROOT / "policies" / "local-access.yaml"
@@ -25,17 +28,17 @@ def _world_text_with(user_line: str, after: str = OWNER_LINE) -> str:
     return text
 
 
-def _world_with(tmp_path, user_line: str, after: str = OWNER_LINE):
+def _world_with(tmp_path: Path, user_line: str, after: str = OWNER_LINE) -> World:
     path = tmp_path / "world.yaml"
     path.write_text(_world_text_with(user_line, after))
     return load_world(path)
 
 
-def _policy(world, access=ACCESS):
+def _policy(world: World, access: Path = ACCESS) -> AccessPolicy:
     return load_policy_text(merged_access_text(access, world), source=str(access))
 
 
-def test_a_user_added_to_the_world_only_is_in_the_access_policy_and_may_be_granted(tmp_path):
+def test_a_user_added_to_the_world_only_is_in_the_access_policy_and_may_be_granted(tmp_path: Path) -> None:
     world = _world_with(tmp_path, "          orders_reports: {auth: iam, tier: service-user}\n")
     access = tmp_path / "access.yaml"
     access.write_text(ACCESS.read_text().replace("    db_users: [orders_app]\n",
@@ -45,7 +48,9 @@ def test_a_user_added_to_the_world_only_is_in_the_access_policy_and_may_be_grant
     assert "orders_reports" in yaml.safe_load(merged_access_text(access, world))["rules"][0]["db_users"]
 
 
-def test_a_password_user_added_to_the_world_only_has_its_rotation_and_the_secret_the_stack_seeds(tmp_path):
+def test_a_password_user_added_to_the_world_only_has_its_rotation_and_the_secret_the_stack_seeds(
+    tmp_path: Path,
+) -> None:
     world = _world_with(tmp_path, "          audit_batch: {auth: password, tier: service-user, "
                                   "rotation: alternating-users}\n")
     user = _policy(world).databases["orders-local"].users["audit_batch"]
@@ -55,13 +60,13 @@ def test_a_password_user_added_to_the_world_only_has_its_rotation_and_the_secret
     assert _policy(plain).databases["orders-local"].users["plain_batch"].rotation == "single-user"
 
 
-def test_a_dsql_cluster_s_roles_and_its_admin_come_from_the_world(tmp_path):
+def test_a_dsql_cluster_s_roles_and_its_admin_come_from_the_world(tmp_path: Path) -> None:
     world = _world_with(tmp_path, "          ledger_audit: {grant: rdsvend-ledger-signer}\n",
                         after="          ledger_app: {grant: rdsvend-ledger-signer}\n")
     assert set(_policy(world).databases["ledger-local"].users) == {"admin", "ledger_app", "ledger_audit"}
 
 
-def test_the_template_names_no_user_the_world_declares_and_the_stack_s_policy_has_them_all():
+def test_the_template_names_no_user_the_world_declares_and_the_stack_s_policy_has_them_all() -> None:
     world = load_world(WORLD)
     template = yaml.safe_load(ACCESS.read_text())["databases"]
     policy = _policy(world)
@@ -73,7 +78,7 @@ def test_the_template_names_no_user_the_world_declares_and_the_stack_s_policy_ha
         assert set(policy.databases[cluster.name].users) == {"admin", *cluster.roles}
 
 
-def test_an_entry_the_template_gives_wins(tmp_path):
+def test_an_entry_the_template_gives_wins(tmp_path: Path) -> None:
     access = tmp_path / "access.yaml"
     access.write_text(ACCESS.read_text().replace(
         "    signer_role: arn:aws:iam::222222222222:role/rdsvend-signer\n    # users: from policies/world.yaml\n",
@@ -91,13 +96,13 @@ def test_an_entry_the_template_gives_wins(tmp_path):
     ("          orders_x: {auth: password, rotation: weekly}\n",
      "field 'accounts.222222222222.databases.orders-local.users.orders_x.rotation': invalid rotation 'weekly'"),
 ])
-def test_a_bad_rotation_in_the_world_names_the_field(line, message):
+def test_a_bad_rotation_in_the_world_names_the_field(line: str, message: str) -> None:
     with pytest.raises(WorldError) as caught:
         load_world_text(_world_text_with(line), source="world.yaml")
     assert message in str(caught.value) and "\n" not in str(caught.value)
 
 
-def test_a_template_that_does_not_parse_is_still_reported_by_the_loader(tmp_path):
+def test_a_template_that_does_not_parse_is_still_reported_by_the_loader(tmp_path: Path) -> None:
     broken = tmp_path / "access.yaml"
     broken.write_text("version: 1\ndatabases: [unclosed\n")
     with pytest.raises(PolicyLoadError):

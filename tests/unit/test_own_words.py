@@ -11,7 +11,7 @@ WHERE = ["chalicelib", "devtools", "client", "bench", "docs", "tests", "app.py",
 CITATION = re.compile(r"\bSPEC\b|SPEC\.md")
 
 
-def test_no_citation_of_an_outside_spec():
+def test_no_citation_of_an_outside_spec() -> None:
     found = []
     for entry in WHERE:
         base = ROOT / entry

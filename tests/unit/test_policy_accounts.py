@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import textwrap
+from pathlib import Path
 
 import pytest
 
 from chalicelib.errors import PolicyLoadError
 from chalicelib.policy.loader import load_policy_text
+from chalicelib.policy.model import AccessPolicy
 
 SERVICE = "111111111111"
 MEMBER = "222222222222"
@@ -39,7 +41,7 @@ def policy_text(*lines: str, defaults: str = "") -> str:
     return TEMPLATE.format(defaults=defaults, extra=extra)
 
 
-def load(*lines: str, defaults: str = "", service_account: str | None = SERVICE):
+def load(*lines: str, defaults: str = "", service_account: str | None = SERVICE) -> AccessPolicy:
     return load_policy_text(policy_text(*lines, defaults=defaults), source="orgs.yaml",
                             service_account=service_account)
 
@@ -55,13 +57,13 @@ READER = f"reader_role: arn:aws:iam::{MEMBER}:role/rdsvend-reader"
 DEFAULTS = "defaults:\n  reader_role_name: rdsvend-reader"
 
 
-def test_account_defaults_to_the_signer_roles_then_the_services():
+def test_account_defaults_to_the_signer_roles_then_the_services() -> None:
     assert load(SIGNER, READER).databases["billing-prod"].account == MEMBER
     assert load().databases["billing-prod"].account == SERVICE
     assert load(service_account=None).databases["billing-prod"].account is None
 
 
-def test_explicit_account_and_reader_role_load():
+def test_explicit_account_and_reader_role_load() -> None:
     policy = load(f'account: "{MEMBER}"', SIGNER, READER, "resource_id: cluster-ABCDEFGHIJKLMNOP")
     db = policy.databases["billing-prod"]
     assert (db.account, db.reader_role, db.resource_id) == (
@@ -70,7 +72,7 @@ def test_explicit_account_and_reader_role_load():
     assert policy.reader_role_for(db, MEMBER) == db.reader_role  # explicit: always used
 
 
-def test_default_reader_role_name_builds_the_role_in_the_databases_account():
+def test_default_reader_role_name_builds_the_role_in_the_databases_account() -> None:
     policy = load(SIGNER, defaults=DEFAULTS)
     db = policy.databases["billing-prod"]
     assert db.reader_role == f"arn:aws:iam::{MEMBER}:role/rdsvend-reader"
@@ -79,44 +81,44 @@ def test_default_reader_role_name_builds_the_role_in_the_databases_account():
     assert policy.reader_role_for(db, None) is None
 
 
-def test_default_reader_role_takes_the_partition_of_the_region():
+def test_default_reader_role_takes_the_partition_of_the_region() -> None:
     text = policy_text(f'account: "{MEMBER}"', defaults=DEFAULTS).replace("eu-west-1", "cn-north-1")
     db = load_policy_text(text, service_account=SERVICE).databases["billing-prod"]
     assert db.reader_role == f"arn:aws-cn:iam::{MEMBER}:role/rdsvend-reader"
 
 
-def test_database_in_the_services_account_needs_no_reader():
+def test_database_in_the_services_account_needs_no_reader() -> None:
     db = load(defaults=DEFAULTS).databases["billing-prod"]
     assert db.account == SERVICE
     assert load(defaults=DEFAULTS).reader_role_for(db, SERVICE) is None
 
 
-def test_foreign_database_with_host_port_and_resource_id_needs_no_reader():
+def test_foreign_database_with_host_port_and_resource_id_needs_no_reader() -> None:
     db = load(f'account: "{MEMBER}"', "host: billing.example.internal", "port: 5432",
               "resource_id: cluster-ABCDEFGHIJKLMNOP").databases["billing-prod"]
     assert db.endpoint_declared and db.reader_role is None
 
 
-def test_signer_role_in_another_account_than_the_database_is_a_load_error():
+def test_signer_role_in_another_account_than_the_database_is_a_load_error() -> None:
     err = error_of('account: "333333333333"', SIGNER)
     assert err.field == "databases.billing-prod.signer_role"
     assert str(err).startswith("orgs.yaml, field 'databases.billing-prod.signer_role': ")
     assert f"is in account {MEMBER}, not the database's account 333333333333" in str(err)
 
 
-def test_reader_role_in_another_account_than_the_database_is_a_load_error():
+def test_reader_role_in_another_account_than_the_database_is_a_load_error() -> None:
     err = error_of(SIGNER, "reader_role: arn:aws:iam::333333333333:role/rdsvend-reader")
     assert err.field == "databases.billing-prod.reader_role"
     assert f"is in account 333333333333, not the database's account {MEMBER}" in str(err)
 
 
-def test_reader_role_outside_the_services_account_when_account_defaults_to_it():
+def test_reader_role_outside_the_services_account_when_account_defaults_to_it() -> None:
     err = error_of(READER)
     assert err.field == "databases.billing-prod.reader_role"
     assert f"not the database's account {SERVICE}" in str(err)
 
 
-def test_foreign_database_without_reader_or_endpoint_is_a_load_error():
+def test_foreign_database_without_reader_or_endpoint_is_a_load_error() -> None:
     err = error_of(SIGNER, "host: billing.example.internal")
     assert str(err) == (
         f"orgs.yaml, field 'databases.billing-prod.reader_role': the database is in account {MEMBER}, "
@@ -124,7 +126,7 @@ def test_foreign_database_without_reader_or_endpoint_is_a_load_error():
         "can read it, or give host, port and resource_id (missing: port, resource_id)")
 
 
-def test_unknown_service_account_checks_only_what_it_can_judge():
+def test_unknown_service_account_checks_only_what_it_can_judge() -> None:
     db = load(SIGNER, service_account=None).databases["billing-prod"]  # foreign or not: cannot tell
     assert db.account == MEMBER and db.reader_role is None
     assert error_of('account: "333333333333"', SIGNER, service_account=None).field == \
@@ -152,7 +154,7 @@ def test_unknown_service_account_checks_only_what_it_can_judge():
         ('resource_id: "cluster-ＡＢＣ"', "resource_id", "invalid resource id"),
     ],
 )
-def test_malformed_placement_values_name_the_field(line, field, message):
+def test_malformed_placement_values_name_the_field(line: str, field: str, message: str) -> None:
     err = error_of(line)
     assert err.field == f"databases.billing-prod.{field}"
     assert message in str(err)
@@ -170,18 +172,18 @@ def test_malformed_placement_values_name_the_field(line, field, message):
         ("defaults: [x]", "defaults", "must be a mapping, not a list"),
     ],
 )
-def test_malformed_defaults_name_the_field(defaults, field, message):
+def test_malformed_defaults_name_the_field(defaults: str, field: str, message: str) -> None:
     err = error_of(defaults=defaults)
     assert err.field == field
     assert message in str(err)
 
 
-def test_malformed_service_account_argument_is_refused():
+def test_malformed_service_account_argument_is_refused() -> None:
     with pytest.raises(PolicyLoadError, match="invalid service account 'me'"):
         load(service_account="me")
 
 
-def test_each_resource_id_prefix_matches_its_kind():
+def test_each_resource_id_prefix_matches_its_kind() -> None:
     text = policy_text("resource_id: prx-0123456789abcdef0").replace(
         "cluster: billing", "proxy: billing\n    target_cluster: billing\n    target_auth: iam")
     assert load_policy_text(text).databases["billing-prod"].resource_id == "prx-0123456789abcdef0"
@@ -189,7 +191,7 @@ def test_each_resource_id_prefix_matches_its_kind():
     assert load_policy_text(text).databases["billing-prod"].resource_id == "db-ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
-def test_policy_check_judges_foreign_databases_only_with_a_service_account(tmp_path):
+def test_policy_check_judges_foreign_databases_only_with_a_service_account(tmp_path: Path) -> None:
     from click.testing import CliRunner
 
     from devtools.cli.main import cli

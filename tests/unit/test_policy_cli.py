@@ -12,13 +12,13 @@ from devtools.cli.main import cli
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_check_accepts_the_example_policy():
+def test_check_accepts_the_example_policy() -> None:
     result = CliRunner().invoke(cli, ["policy", "check", str(REPO / "policies" / "access.yaml")])
     assert result.exit_code == 0, result.output
     assert "ok (2 databases, 4 rules" in result.output
 
 
-def test_check_refuses_with_one_line_naming_file_rule_and_field(tmp_path):
+def test_check_refuses_with_one_line_naming_file_rule_and_field(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text((REPO / "policies" / "access.yaml").read_text().replace("10.0.0.0/8", "10.0.0.0/99"))
     proc = subprocess.run([sys.executable, "-m", "rdsvend.cli", "policy", "check", str(bad)],
@@ -29,7 +29,7 @@ def test_check_refuses_with_one_line_naming_file_rule_and_field(tmp_path):
     assert lines == [f"rdsvend: {bad}, rule 'orders-api', field 'conditions.source_ips': invalid CIDR '10.0.0.0/99'"]
 
 
-def test_check_hostile_inputs_never_traceback(tmp_path):
+def test_check_hostile_inputs_never_traceback(tmp_path: Path) -> None:
     cases = {
         "binary.yaml": b"\x00\xff\xfe" * 100,
         "tabs.yaml": b"\t\t- : :",

@@ -2,6 +2,8 @@
 decision says, and the warning ``policy check`` gives for a grant that can be walked around."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from click.testing import CliRunner
 
@@ -19,7 +21,7 @@ def _with_rule_lines(old: str, new: str) -> str:
     return GRANT_POLICY.replace(old, new)
 
 
-def test_grant_rule_loads_with_its_approvers_and_maximum():
+def test_grant_rule_loads_with_its_approvers_and_maximum() -> None:
     policy = load_policy_text(GRANT_POLICY, "g.yaml")
     rule = policy.rule("oncall-owner")
     assert rule is not None and rule.grant_required
@@ -29,7 +31,7 @@ def test_grant_rule_loads_with_its_approvers_and_maximum():
     assert standing is not None and not standing.grant_required
 
 
-def test_maximum_defaults_to_an_hour():
+def test_maximum_defaults_to_an_hour() -> None:
     policy = load_policy_text(_with_rule_lines("    max_grant_seconds: 7200\n", ""), "g.yaml")
     assert policy.rule("oncall-owner").max_grant_seconds == 3600  # type: ignore[union-attr]  # the rule exists: the policy above names it
 
@@ -57,7 +59,7 @@ BAD = {
 
 
 @pytest.mark.parametrize("case", sorted(BAD))
-def test_bad_grant_settings_are_one_line_naming_rule_and_field(case):
+def test_bad_grant_settings_are_one_line_naming_rule_and_field(case: str) -> None:
     old, new, expected = BAD[case]
     text = GRANT_POLICY.replace(old, new)
     assert text != GRANT_POLICY, case
@@ -69,7 +71,7 @@ def test_bad_grant_settings_are_one_line_naming_rule_and_field(case):
     assert expected in message
 
 
-def test_decision_says_a_grant_is_needed_and_a_standing_allow_wins():
+def test_decision_says_a_grant_is_needed_and_a_standing_allow_wins() -> None:
     index = PolicyIndex(load_policy_text(GRANT_POLICY, "g.yaml"))
     needs = index.decide(identity_from_arn(REQUESTER), "orders-prod", "orders_owner")
     assert (needs.allowed, needs.rule, needs.grant_required) == (True, "oncall-owner", True)
@@ -79,7 +81,7 @@ def test_decision_says_a_grant_is_needed_and_a_standing_allow_wins():
     assert (stranger.allowed, stranger.reason) == (False, "no_matching_rule")
 
 
-def test_granted_pairs_and_no_bypass_in_the_sample():
+def test_granted_pairs_and_no_bypass_in_the_sample() -> None:
     policy = load_policy_text(GRANT_POLICY, "g.yaml")
     assert granted_pairs(policy) == [("orders-prod", "orders_owner"), ("shop-prod", "shop_owner")]
     assert grant_bypasses(policy) == []
@@ -93,7 +95,7 @@ BYPASS = GRANT_POLICY + """  - id: break-glass
 """
 
 
-def test_policy_check_warns_when_a_rule_without_grant_reaches_the_same_db_user(tmp_path):
+def test_policy_check_warns_when_a_rule_without_grant_reaches_the_same_db_user(tmp_path: Path) -> None:
     path = tmp_path / "bypass.yaml"
     path.write_text(BYPASS)
     result = CliRunner().invoke(cli, ["policy", "check", str(path), "--service-account", "111122223333"])
@@ -103,7 +105,7 @@ def test_policy_check_warns_when_a_rule_without_grant_reaches_the_same_db_user(t
     assert "shop_owner" not in result.output
 
 
-def test_approver_identity_is_matched_as_rules_match_callers():
+def test_approver_identity_is_matched_as_rules_match_callers() -> None:
     from chalicelib.decision import principal_matches
 
     rule = load_policy_text(GRANT_POLICY, "g.yaml").rule("oncall-owner")

@@ -8,6 +8,7 @@ import pytest
 
 from chalicelib.errors import PolicyLoadError
 from chalicelib.policy.loader import MAX_POLICY_BYTES, load_policy_file, load_policy_text
+from chalicelib.policy.model import AccessPolicy
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -33,7 +34,7 @@ BASE = textwrap.dedent(
 )
 
 
-def load(text: str):
+def load(text: str) -> AccessPolicy:
     return load_policy_text(textwrap.dedent(text), source="test.yaml")
 
 
@@ -43,7 +44,7 @@ def error_of(text: str) -> PolicyLoadError:
     return info.value
 
 
-def test_shipped_example_policy_loads():
+def test_shipped_example_policy_loads() -> None:
     policy = load_policy_file(REPO / "policies" / "access.yaml")
     assert "orders-prod" in policy.databases
     assert policy.databases["orders-prod"].users["etl_legacy"].auth == "kerberos"
@@ -51,7 +52,7 @@ def test_shipped_example_policy_loads():
     assert policy.rules[0].conditions.org_ids == ("o-abc123def4",)
 
 
-def test_base_policy_loads_with_defaults():
+def test_base_policy_loads_with_defaults() -> None:
     policy = load(BASE)
     db = policy.databases["orders-prod"]
     assert (db.kind, db.identifier, db.port, db.host) == ("instance", "orders-prod", 5432, None)
@@ -59,7 +60,7 @@ def test_base_policy_loads_with_defaults():
     assert [(d.name, u.name) for d, u in policy.targets()] == [("orders-prod", "orders_app"), ("orders-prod", "etl_legacy")]
 
 
-def test_unknown_key_in_rule_names_file_rule_and_key():
+def test_unknown_key_in_rule_names_file_rule_and_key() -> None:
     err = error_of(BASE.replace("effect: allow", "effect: allow\n    principls: []"))
     assert str(err) == "test.yaml, rule 'orders-api', field 'rules[0]': unknown key 'principls'"
 
@@ -78,13 +79,14 @@ def test_unknown_key_in_rule_names_file_rule_and_key():
         (("orders-prod:\n", "Orders_Prod:\n"), "invalid database name 'Orders_Prod'"),
     ],
 )
-def test_database_errors(replace, expected):
-    err = error_of(BASE.replace(*replace, 1))
+def test_database_errors(replace: tuple[str, str], expected: str) -> None:
+    old, new = replace
+    err = error_of(BASE.replace(old, new, 1))
     assert expected in str(err)
     assert str(err).startswith("test.yaml")
 
 
-def test_duplicate_rule_id():
+def test_duplicate_rule_id() -> None:
     dup = BASE + (
         "  - id: orders-api\n"
         "    effect: deny\n"
@@ -96,7 +98,7 @@ def test_duplicate_rule_id():
     assert "rule 'orders-api'" in str(err) and "duplicate rule id 'orders-api'" in str(err)
 
 
-def test_duplicate_yaml_key_is_refused():
+def test_duplicate_yaml_key_is_refused() -> None:
     err = error_of(BASE.replace("engine: postgres", "engine: postgres\n    engine: mysql"))
     assert "duplicate key 'engine'" in str(err) and "line" in str(err)
 
@@ -114,7 +116,7 @@ def test_duplicate_yaml_key_is_refused():
         ("effect", "effect: allow", "effect: permit", "invalid effect 'permit'"),
     ],
 )
-def test_rule_errors_name_rule_and_field(field, old, new, expected):
+def test_rule_errors_name_rule_and_field(field: str, old: str, new: str, expected: str) -> None:
     err = error_of(BASE.replace(old, new))
     assert err.rule == "orders-api" and err.field == field
     assert expected in str(err)
@@ -130,13 +132,13 @@ def test_rule_errors_name_rule_and_field(field, old, new, expected):
         ("{vpc_ids: [vpc-1]}", "conditions", "unknown key 'vpc_ids'"),
     ],
 )
-def test_condition_errors(conditions, field, expected):
+def test_condition_errors(conditions: str, field: str, expected: str) -> None:
     err = error_of(BASE + f"    conditions: {conditions}\n")
     assert err.rule == "orders-api" and err.field == field
     assert expected in str(err)
 
 
-def test_rule_naming_a_kerberos_user_only_still_loads_but_is_not_vendable():
+def test_rule_naming_a_kerberos_user_only_still_loads_but_is_not_vendable() -> None:
     policy = load(BASE.replace("db_users: [orders_app]", "db_users: [etl_legacy]"))
     assert not policy.databases["orders-prod"].users["etl_legacy"].vendable
 
@@ -152,25 +154,25 @@ def test_rule_naming_a_kerberos_user_only_still_loads_but_is_not_vendable():
         ("a: &x [1]\nb: *x\n", "aliases are not allowed"),
     ],
 )
-def test_document_errors(text, expected):
+def test_document_errors(text: str, expected: str) -> None:
     assert expected in str(error_of(text))
 
 
-def test_billion_laughs_is_refused_without_expanding():
+def test_billion_laughs_is_refused_without_expanding() -> None:
     bomb = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
         f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]\n" for i in range(8)
     )
     assert "aliases are not allowed" in str(error_of(bomb))
 
 
-def test_oversized_file_is_refused(tmp_path):
+def test_oversized_file_is_refused(tmp_path: Path) -> None:
     big = tmp_path / "big.yaml"
     big.write_bytes(b"#" * (MAX_POLICY_BYTES + 1))
     with pytest.raises(PolicyLoadError, match="more than"):
         load_policy_file(big)
 
 
-def test_missing_and_binary_files(tmp_path):
+def test_missing_and_binary_files(tmp_path: Path) -> None:
     with pytest.raises(PolicyLoadError, match="cannot read file"):
         load_policy_file(tmp_path / "nope.yaml")
     junk = tmp_path / "junk.yaml"
@@ -179,7 +181,7 @@ def test_missing_and_binary_files(tmp_path):
         load_policy_file(junk)
 
 
-def test_canary_settings_validated():
+def test_canary_settings_validated() -> None:
     assert "invalid concurrency '0'" in str(error_of(BASE + "canary: {concurrency: 0}\n"))
     policy = load(BASE + "canary: {timeout_seconds: 2.5, concurrency: 4}\n")
     assert (policy.canary.timeout_seconds, policy.canary.concurrency) == (2.5, 4)

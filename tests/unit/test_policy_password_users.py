@@ -31,7 +31,7 @@ def policy(user_spec: str) -> str:
         """)
 
 
-def test_password_user_loads_with_secret_rotation_and_tier():
+def test_password_user_loads_with_secret_rotation_and_tier() -> None:
     loaded = load_policy_text(policy(f"{{auth: password, tier: service-user, rotation: alternating-users, "
                                      f"secret: '{SECRET}'}}"), "p.yaml")
     user = loaded.databases["orders-prod"].users["reports_legacy"]
@@ -40,7 +40,7 @@ def test_password_user_loads_with_secret_rotation_and_tier():
     assert not user.vendable
 
 
-def test_rotation_defaults_to_single_user():
+def test_rotation_defaults_to_single_user() -> None:
     loaded = load_policy_text(policy(f"{{auth: password, secret: '{SECRET}'}}"), "p.yaml")
     assert loaded.databases["orders-prod"].users["reports_legacy"].rotation == "single-user"
 
@@ -65,7 +65,7 @@ def test_rotation_defaults_to_single_user():
     (f"{{auth: password, secret: '{SECRET}', rotaton: single-user}}", "users.reports_legacy",
      "unknown key 'rotaton'"),
 ])
-def test_load_errors_name_file_database_user_and_field(spec, field, words):
+def test_load_errors_name_file_database_user_and_field(spec: str, field: str, words: str) -> None:
     with pytest.raises(PolicyLoadError) as info:
         load_policy_text(policy(spec), "policies/p.yaml")
     text = str(info.value)
@@ -75,7 +75,7 @@ def test_load_errors_name_file_database_user_and_field(spec, field, words):
     assert "\n" not in text
 
 
-def test_hostile_secret_value_is_clipped_to_one_line():
+def test_hostile_secret_value_is_clipped_to_one_line() -> None:
     hostile = "arn:aws:secretsmanager:" + "x" * 5000 + "\\nINJECTED"
     with pytest.raises(PolicyLoadError) as info:
         load_policy_text(policy(f'{{auth: password, secret: "{hostile}"}}'), "p.yaml")

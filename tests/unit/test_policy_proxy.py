@@ -42,7 +42,7 @@ def error_of(policy: str) -> PolicyLoadError:
 
 
 @pytest.mark.parametrize("engine", ["postgres", "mysql", "mariadb"])
-def test_a_proxy_names_its_target_and_how_it_logs_in(engine):
+def test_a_proxy_names_its_target_and_how_it_logs_in(engine: str) -> None:
     db = load_policy_text(text(engine=engine)).databases["orders-proxy"]
     assert (db.kind, db.identifier) == ("proxy", "orders-proxy")
     assert db.target is not None
@@ -50,13 +50,13 @@ def test_a_proxy_names_its_target_and_how_it_logs_in(engine):
         "instance", "orders-prod", "iam", "target_instance")
 
 
-def test_a_cluster_target_reached_with_secrets():
+def test_a_cluster_target_reached_with_secrets() -> None:
     db = load_policy_text(text("    target_cluster: orders-aurora\n    target_auth: secrets")).databases["orders-proxy"]
     assert db.target is not None and (db.target.kind, db.target.identifier, db.target.auth) == (
         "cluster", "orders-aurora", "secrets")
 
 
-def test_an_instance_or_cluster_has_no_target():
+def test_an_instance_or_cluster_has_no_target() -> None:
     assert load_policy_text(text("", kind="instance")).databases["orders-proxy"].target is None
 
 
@@ -83,14 +83,14 @@ def test_an_instance_or_cluster_has_no_target():
      '      batch: {auth: password, secret: "arn:aws:secretsmanager:us-east-1:111122223333:secret:b"}', "proxy",
      "databases.orders-proxy.users.batch.auth", "'target_auth: iam' logs in with IAM only"),
 ])
-def test_load_errors_name_the_field(extra, more_users, kind, field, message):
+def test_load_errors_name_the_field(extra: str, more_users: str, kind: str, field: str, message: str) -> None:
     err = error_of(text(extra, more_users=more_users, kind=kind))
     assert err.field == field
     assert message in str(err)
     assert str(err).startswith("access.yaml") and "\n" not in str(err)
 
 
-def test_password_users_may_go_through_a_proxy_that_reads_secrets():
+def test_password_users_may_go_through_a_proxy_that_reads_secrets() -> None:
     policy = load_policy_text(text("    target_instance: orders-prod\n    target_auth: secrets", more_users=textwrap.indent(
         'batch: {auth: password, secret: "arn:aws:secretsmanager:us-east-1:111122223333:secret:b"}', "      ")))
     assert policy.databases["orders-proxy"].users["batch"].auth == "password"

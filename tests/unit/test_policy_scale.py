@@ -12,6 +12,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -38,7 +39,7 @@ def big_policy(users: int = USERS, rules: int = RULES) -> str:
     return "\n".join(lines) + "\n"
 
 
-def test_a_policy_of_19999_users_and_12000_rules_loads_in_linear_time():
+def test_a_policy_of_19999_users_and_12000_rules_loads_in_linear_time() -> None:
     text = big_policy()
     assert 1_800_000 < len(text) < 2_200_000
     started = time.process_time()
@@ -48,7 +49,7 @@ def test_a_policy_of_19999_users_and_12000_rules_loads_in_linear_time():
     assert took < 3.0, f"loading took {took:.1f} s of CPU time"
 
 
-def test_a_rule_naming_no_declared_user_is_still_refused_in_a_big_policy():
+def test_a_rule_naming_no_declared_user_is_still_refused_in_a_big_policy() -> None:
     text = big_policy(users=2_000, rules=2_000).replace("db_users: ['u1*']", "db_users: ['x1*']", 1)
     with pytest.raises(PolicyLoadError) as caught:
         load_policy_text(text, "big.yaml")
@@ -83,14 +84,15 @@ canary:
     ("5432", "0x" + "f" * 5000, "canary.timeout_seconds", "invalid timeout '0xffffffffffffffffffffff...'"),
     ('"' + "5" * 5000 + '"', "10", "databases.orders.port", "invalid port '555555555555555555555555...'"),
 ])
-def test_an_oversized_number_or_value_is_one_line_naming_the_field(port, timeout, field, message):
+def test_an_oversized_number_or_value_is_one_line_naming_the_field(port: str, timeout: str, field: str,
+                                                                   message: str) -> None:
     with pytest.raises(PolicyLoadError) as caught:
         load_policy_text(POLICY.replace("PORT", port).replace("TIMEOUT", timeout), "p.yaml")
     text = str(caught.value)
     assert caught.value.field == field and message in text and "\n" not in text and len(text) < 300
 
 
-def test_an_oversized_list_item_names_its_field():
+def test_an_oversized_list_item_names_its_field() -> None:
     with pytest.raises(PolicyLoadError) as caught:
         load_policy_text(POLICY.replace("PORT", "5432").replace("TIMEOUT", "10")
                          .replace('principals: ["arn', f'principals: [{LONG_INT}, "arn'), "p.yaml")
@@ -101,7 +103,7 @@ def test_an_oversized_list_item_names_its_field():
     assert caught.value.field == "principals" and "not a value of more than 4096 characters" in str(caught.value)
 
 
-def test_the_service_refuses_rather_than_failing_on_a_huge_integer(tmp_path):
+def test_the_service_refuses_rather_than_failing_on_a_huge_integer(tmp_path: Path) -> None:
     path = tmp_path / "access.yaml"
     path.write_text(POLICY.replace("PORT", HUGE_INT).replace("TIMEOUT", "10"))
     service = VendingService(policy_source=FilePolicySource(path), minter=None, resolver=None)  # type: ignore[arg-type]  # refused before minting or resolving
@@ -111,7 +113,7 @@ def test_the_service_refuses_rather_than_failing_on_a_huge_integer(tmp_path):
     assert caught.value.code == "forbidden" and caught.value.reason == "policy_unavailable"
 
 
-def test_policy_check_prints_one_line_for_a_huge_integer(tmp_path):
+def test_policy_check_prints_one_line_for_a_huge_integer(tmp_path: Path) -> None:
     path = tmp_path / "access.yaml"
     path.write_text(POLICY.replace("PORT", HUGE_INT).replace("TIMEOUT", "10"))
     proc = subprocess.run([sys.executable, "-m", "rdsvend.cli", "policy", "check", str(path)],

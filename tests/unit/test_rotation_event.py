@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from typing import Any
 
 import pytest
 
@@ -20,13 +22,13 @@ class Lines:
     def __init__(self) -> None:
         self.lines: list[str] = []
 
-    def error(self, message, extra=None):
+    def error(self, message: str, extra: Mapping[str, Any] | None = None) -> None:
         self.lines.append(json.dumps({"message": message, **(extra or {})}))
 
     info = error
 
 
-def test_a_good_event_parses():
+def test_a_good_event_parses() -> None:
     event = parse_event(dict(GOOD, RotationToken="abc"))
     assert (event.step, event.secret_id, event.token) == ("createSecret", ARN, TOKEN)
 
@@ -46,7 +48,7 @@ def test_a_good_event_parses():
     (dict(GOOD, Extra="x"), "unknown field 'Extra'"),
     (dict(GOOD, RotationToken="x" * (MAX_EVENT_BYTES + 1)), "more than 8192"),
 ])
-def test_bad_events_are_one_line_errors(event, words):
+def test_bad_events_are_one_line_errors(event: object, words: str) -> None:
     with pytest.raises(RotationEventError) as info:
         parse_event(event)
     assert words in str(info.value)
@@ -59,7 +61,7 @@ def test_bad_events_are_one_line_errors(event, words):
     assert len(log.lines) == 1 and "Traceback" not in log.lines[0]
 
 
-def test_the_rotate_function_refuses_a_hostile_event_on_one_line(monkeypatch):
+def test_the_rotate_function_refuses_a_hostile_event_on_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
     from chalicelib.routes.rotation import rotate
 
     class Context:
@@ -84,7 +86,7 @@ rules: []
 """, "p.yaml")
 
 
-def test_secret_values_never_reach_an_error():
+def test_secret_values_never_reach_an_error() -> None:
     password = "hunter2-very-secret"
     for bad in ({"engine": "oracle", "host": "h", "username": "u", "password": password},
                 {"engine": "postgres", "host": "bad host", "username": "u", "password": password},

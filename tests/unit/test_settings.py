@@ -10,14 +10,14 @@ from chalicelib.settings import Settings
 CHALICELIB = Path(__file__).resolve().parents[2] / "chalicelib"
 
 
-def test_unset_means_defaults():
+def test_unset_means_defaults() -> None:
     s = Settings.from_env({})
     assert s == Settings()
     assert (s.policy, s.service_account, s.rate_table, s.region) == (None, None, None, None)
     assert (s.service_name, s.metrics_namespace, s.trace_disabled, s.in_lambda) == ("rdsvend", "rdsvend", False, False)
 
 
-def test_values_are_read_and_trimmed():
+def test_values_are_read_and_trimmed() -> None:
     s = Settings.from_env({
         names.POLICY: "ssm:/rdsvend/prod/access-policy", names.SERVICE_ACCOUNT: " 111122223333 ",
         names.RATE_LIMIT: "5/20", names.RATE_TABLE: "  ", names.AWS_DEFAULT_REGION: "eu-west-1",
@@ -33,17 +33,17 @@ def test_values_are_read_and_trimmed():
     assert s.admin_dsn == "postgresql://admin:pw@127.0.0.1/postgres"
 
 
-def test_aws_region_wins_over_the_default_region():
+def test_aws_region_wins_over_the_default_region() -> None:
     assert Settings.from_env({names.AWS_REGION: "us-west-2", names.AWS_DEFAULT_REGION: "eu-west-1"}).region == "us-west-2"
 
 
-def test_repr_never_shows_the_admin_dsns():
+def test_repr_never_shows_the_admin_dsns() -> None:
     s = Settings.from_env({names.CANARY_ADMIN_DSN: "postgresql://admin:s3cret@db/postgres",
                            names.CANARY_MYSQL_ADMIN_DSN: "mysql://admin:s3cret2@db/"})
     assert "s3cret" not in repr(s)
 
 
-def test_no_other_module_reads_the_environment():
+def test_no_other_module_reads_the_environment() -> None:
     """``os.environ`` / ``os.getenv`` appear in chalicelib/settings.py only."""
     readers = []
     for path in sorted(CHALICELIB.rglob("*.py")):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 from unittest import mock
 
 import botocore.session
@@ -23,7 +24,7 @@ HOST = "abcdefghijklmnopqrstuvwxyz.dsql.us-east-1.on.aws"
 
 def botocore_token(creds: SigningCredentials, host: str, action: str, region: str, at: datetime,
                    expires: int = 900) -> str:
-    client = _SESSION.create_client("dsql", region_name=region, aws_access_key_id=creds.access_key,
+    client: Any = _SESSION.create_client("dsql", region_name=region, aws_access_key_id=creds.access_key,
                                     aws_secret_access_key=creds.secret_key, aws_session_token=creds.token)
     generate = (client.generate_db_connect_admin_auth_token if action == "DbConnectAdmin"
                 else client.generate_db_connect_auth_token)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from chalicelib.clock import FrozenClock
-from chalicelib.identity import identity_from_arn
+from chalicelib.identity import CallerIdentity, identity_from_arn
 from chalicelib.policy.model import Database, DbUser
 from chalicelib.signer import MintedToken, SigningCredentials, TokenMinter
 
@@ -31,17 +31,18 @@ class CountingProvider:
         return self.creds
 
 
-def make(expiry: datetime | None = None, clock: FrozenClock | None = None):
+def make(expiry: datetime | None = None, clock: FrozenClock | None = None,
+         ) -> tuple[TokenMinter, CountingProvider, FrozenClock]:
     clock = clock or FrozenClock(T0)
     provider = CountingProvider(SigningCredentials("ASIAEXAMPLE", "secret", "session", expiry))
     return TokenMinter(clock=clock, credentials=provider), provider, clock
 
 
-def mint(minter, who=CALLER, user="orders_app"):
+def mint(minter: TokenMinter, who: CallerIdentity = CALLER, user: str = "orders_app") -> MintedToken:
     return minter.mint(who, DB, user, HOST, 5432)
 
 
-def test_long_lived_credentials_give_the_full_fifteen_minutes_minus_the_margin():
+def test_long_lived_credentials_give_the_full_fifteen_minutes_minus_the_margin() -> None:
     minter, _, _ = make()
     token = mint(minter)
     assert token.signed_at == T0.replace(microsecond=0)
@@ -50,7 +51,7 @@ def test_long_lived_credentials_give_the_full_fifteen_minutes_minus_the_margin()
     assert "X-Amz-Date=20300304T100000Z" in token.token
 
 
-def test_credentials_expiring_first_cap_the_token():
+def test_credentials_expiring_first_cap_the_token() -> None:
     expiry = T0 + timedelta(minutes=10)
     minter, _, _ = make(expiry)
     token = mint(minter)
@@ -58,7 +59,7 @@ def test_credentials_expiring_first_cap_the_token():
     assert token.ttl_at(T0.replace(microsecond=0)) < 870
 
 
-def test_a_cached_token_is_reused_while_it_has_five_minutes_left():
+def test_a_cached_token_is_reused_while_it_has_five_minutes_left() -> None:
     minter, provider, clock = make()
     first = mint(minter)
     clock.advance(9 * 60)  # 5 min 30 s left
@@ -70,7 +71,7 @@ def test_a_cached_token_is_reused_while_it_has_five_minutes_left():
     assert fresh.ttl_at(clock.now()) >= 869
 
 
-def test_a_token_with_under_five_minutes_is_never_handed_out_even_fresh_from_the_cache():
+def test_a_token_with_under_five_minutes_is_never_handed_out_even_fresh_from_the_cache() -> None:
     # credentials that expire in 4 minutes: every token is short, none may be served from cache
     minter, provider, clock = make(T0 + timedelta(minutes=4))
     first = mint(minter)
@@ -79,7 +80,7 @@ def test_a_token_with_under_five_minutes_is_never_handed_out_even_fresh_from_the
     assert provider.calls == 2
 
 
-def test_the_cache_is_per_caller_and_db_user():
+def test_the_cache_is_per_caller_and_db_user() -> None:
     minter, provider, _ = make()
     mint(minter)
     mint(minter, who=OTHER)
@@ -89,7 +90,7 @@ def test_the_cache_is_per_caller_and_db_user():
     assert provider.calls == 3
 
 
-def test_without_a_cache_every_mint_signs():
+def test_without_a_cache_every_mint_signs() -> None:
     clock = FrozenClock(T0)
     provider = CountingProvider(SigningCredentials("AKID", "secret"))
     minter = TokenMinter(clock=clock, credentials=provider, cache_tokens=False)
@@ -97,26 +98,26 @@ def test_without_a_cache_every_mint_signs():
     assert provider.calls == 2
 
 
-def test_minted_token_repr_hides_the_token():
+def test_minted_token_repr_hides_the_token() -> None:
     minter, _, _ = make()
     token = mint(minter)
     assert "X-Amz-Signature" not in repr(token) and token.token not in repr(token)
     assert token.token not in repr(minter)
 
 
-def test_positional_and_keyword_calls_agree():
+def test_positional_and_keyword_calls_agree() -> None:
     minter, _, _ = make()
     by_kw = minter.mint(identity=CALLER, database=DB, db_user="orders_app", host=HOST, port=5432)
     assert by_kw is mint(minter)
 
 
-def test_a_bad_endpoint_is_a_one_line_value_error():
+def test_a_bad_endpoint_is_a_one_line_value_error() -> None:
     minter, _, _ = make()
     with pytest.raises(ValueError, match="invalid database host 'bad host'"):
         minter.mint(CALLER, DB, "orders_app", "bad host", 5432)
 
 
-def test_ttl_seconds_uses_the_system_clock():
+def test_ttl_seconds_uses_the_system_clock() -> None:
     now = datetime.now(UTC)
     token = MintedToken("t", now, now + timedelta(seconds=600))
     assert 598 <= token.ttl_seconds <= 600

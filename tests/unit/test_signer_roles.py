@@ -37,13 +37,13 @@ DB = Database(name="orders-prod", engine="postgres", region="eu-west-1", kind="i
 
 @settings(max_examples=examples(200))
 @given(st.text(max_size=300))
-def test_sts_names_always_follow_sts_rules(value):
+def test_sts_names_always_follow_sts_rules(value: str) -> None:
     name = sts_name(value)
     assert STS_NAME.fullmatch(name)
     assert sts_name(value) == name
 
 
-def test_long_names_keep_a_hash_so_they_stay_distinct():
+def test_long_names_keep_a_hash_so_they_stay_distinct() -> None:
     a, b = "x" * 100 + "a", "x" * 100 + "b"
     assert sts_name(a) != sts_name(b)
     assert len(sts_name(a)) == 64
@@ -62,7 +62,7 @@ def test_long_names_keep_a_hash_so_they_stay_distinct():
          "role.r.alice@example.com@111122223333"),
     ],
 )
-def test_source_identity_and_session_name_come_from_the_caller(arn, source, session):
+def test_source_identity_and_session_name_come_from_the_caller(arn: str, source: str, session: str) -> None:
     identity = identity_from_arn(arn)
     assert source_identity_for(identity) == source
     assert role_session_name_for(identity) == session
@@ -83,7 +83,7 @@ _CALLER_ARN = st.one_of(
 
 @settings(max_examples=examples(300))
 @given(_CALLER_ARN)
-def test_the_session_name_of_every_kind_of_caller_fits_sts_and_names_its_account(arn):
+def test_the_session_name_of_every_kind_of_caller_fits_sts_and_names_its_account(arn: str) -> None:
     identity = identity_from_arn(arn)
     name = role_session_name_for(identity)
     assert STS_NAME.fullmatch(name), name
@@ -93,13 +93,13 @@ def test_the_session_name_of_every_kind_of_caller_fits_sts_and_names_its_account
 
 @settings(max_examples=examples(200))
 @given(_ACCOUNT, _NAME, _NAME, _NAME)
-def test_two_sessions_of_one_role_get_different_session_names(account, role, one, two):
+def test_two_sessions_of_one_role_get_different_session_names(account: str, role: str, one: str, two: str) -> None:
     a = identity_from_arn(f"arn:aws:sts::{account}:assumed-role/{role}/{one}")
     b = identity_from_arn(f"arn:aws:sts::{account}:assumed-role/{role}/{two}")
     assert (role_session_name_for(a) == role_session_name_for(b)) == (one == two)
 
 
-def test_a_long_generated_session_name_keeps_its_end_and_a_hash():
+def test_a_long_generated_session_name_keeps_its_end_and_a_hash() -> None:
     base = "arn:aws:sts::111122223333:assumed-role/" + "orders-api-" * 5 + "/botocore-session-"
     first = role_session_name_for(identity_from_arn(base + "1" * 40 + "17"))
     second = role_session_name_for(identity_from_arn(base + "1" * 40 + "18"))
@@ -108,7 +108,7 @@ def test_a_long_generated_session_name_keeps_its_end_and_a_hash():
     assert first != second
 
 
-def test_a_long_principal_keeps_its_account_within_64_characters():
+def test_a_long_principal_keeps_its_account_within_64_characters() -> None:
     identity = identity_from_arn("arn:aws:iam::111122223333:role/" + "p/" * 40 + "r" * 64)
     value = source_identity_for(identity)
     assert STS_NAME.fullmatch(value) and value.endswith("@111122223333")
@@ -123,17 +123,17 @@ def test_a_long_principal_keeps_its_account_within_64_characters():
         ("arn:aws-cn:iam::444455556666:role/s", "db-X", "arn:aws-cn:rds-db:eu-west-1:444455556666:dbuser:db-X/app"),
     ],
 )
-def test_dbuser_arn_uses_the_role_account_and_the_resource_id(role, resource_id, expected):
+def test_dbuser_arn_uses_the_role_account_and_the_resource_id(role: str, resource_id: str, expected: str) -> None:
     assert dbuser_arn(role, "eu-west-1", resource_id, "app") == expected
 
 
 @pytest.mark.parametrize("resource_id", ["orders-prod", "db-", "db-*", "db-a/b", ""])
-def test_a_resource_id_that_is_not_one_is_refused(resource_id):
+def test_a_resource_id_that_is_not_one_is_refused(resource_id: str) -> None:
     with pytest.raises(ValueError, match="invalid resource id"):
         dbuser_arn(ROLE, "eu-west-1", resource_id, "app")
 
 
-def test_the_session_policy_allows_only_connect_on_one_dbuser():
+def test_the_session_policy_allows_only_connect_on_one_dbuser() -> None:
     arn = "arn:aws:rds-db:eu-west-1:444455556666:dbuser:db-X/app"
     assert json.loads(session_policy(arn)) == {
         "Version": "2012-10-17",
@@ -141,7 +141,7 @@ def test_the_session_policy_allows_only_connect_on_one_dbuser():
     }
 
 
-def test_a_signer_role_without_a_resource_id_fails_closed():
+def test_a_signer_role_without_a_resource_id_fails_closed() -> None:
     identity = identity_from_arn("arn:aws:iam::111122223333:role/app")
     with pytest.raises(UpstreamUnavailableError) as info:
         role_request(identity, DB, "orders_app", None)
@@ -149,7 +149,8 @@ def test_a_signer_role_without_a_resource_id_fails_closed():
 
 
 class FakeSts:
-    def __init__(self, clock, lifetime=timedelta(hours=1), gate: threading.Event | None = None):
+    def __init__(self, clock: FrozenClock, lifetime: timedelta = timedelta(hours=1),
+                 gate: threading.Event | None = None) -> None:
         self.clock, self.lifetime, self.gate = clock, lifetime, gate
         self.calls: list[RoleRequest] = []
         self.fail = False
@@ -171,7 +172,7 @@ REQ = RoleRequest(ROLE, "eu-west-1", "role.app@111122223333", "role.app@11112222
                   "arn:aws:rds-db:eu-west-1:444455556666:dbuser:db-X/app")
 
 
-def test_role_credentials_are_cached_and_refreshed_ahead_of_expiry():
+def test_role_credentials_are_cached_and_refreshed_ahead_of_expiry() -> None:
     clock = FrozenClock(T0)
     sts = FakeSts(clock)
     cache = RoleCredentialsCache(sts, clock=clock)
@@ -182,7 +183,7 @@ def test_role_credentials_are_cached_and_refreshed_ahead_of_expiry():
     assert cache.get(REQ).access_key == "ASIAROLE0002"
 
 
-def test_previous_credentials_are_served_when_a_refresh_fails_but_they_still_work():
+def test_previous_credentials_are_served_when_a_refresh_fails_but_they_still_work() -> None:
     clock = FrozenClock(T0)
     sts = FakeSts(clock)
     cache = RoleCredentialsCache(sts, clock=clock)
@@ -195,7 +196,7 @@ def test_previous_credentials_are_served_when_a_refresh_fails_but_they_still_wor
         cache.get(REQ)
 
 
-def test_one_refresh_in_flight_per_key():
+def test_one_refresh_in_flight_per_key() -> None:
     clock = FrozenClock(T0)
     gate = threading.Event()
     sts = FakeSts(clock, gate=gate)
@@ -212,7 +213,7 @@ def test_one_refresh_in_flight_per_key():
     assert len(results) == 8 and len({r.access_key for r in results}) == 1
 
 
-def test_callers_keep_signing_with_old_credentials_while_one_refreshes():
+def test_callers_keep_signing_with_old_credentials_while_one_refreshes() -> None:
     clock = FrozenClock(T0)
     gate = threading.Event()
     sts = FakeSts(clock)
@@ -231,7 +232,7 @@ def test_callers_keep_signing_with_old_credentials_while_one_refreshes():
     assert len(sts.calls) == 2 and cache.get(REQ).access_key == "ASIAROLE0002"
 
 
-def test_minter_signs_with_the_role_and_caps_expiry_by_the_role_credentials():
+def test_minter_signs_with_the_role_and_caps_expiry_by_the_role_credentials() -> None:
     clock = FrozenClock(T0)
     sts = FakeSts(clock, lifetime=timedelta(minutes=10))
     minter = TokenMinter(clock=clock, credentials=StaticCredentialsProvider(SigningCredentials("AKIDOWN", "own")),

@@ -57,19 +57,19 @@ def _unselected(line: str, selected: tuple[str, ...], ignored: tuple[str, ...] =
     return [code for code in codes if not code.startswith(selected) or (ignored and code.startswith(ignored))]
 
 
-def test_every_suppression_says_why():
+def test_every_suppression_says_why() -> None:
     bare = [f"{path}:{number}: {line.strip()[:100]}" for path, number, line in _lines() if not _explained(line)]
     assert bare == []
 
 
-def test_every_noqa_names_a_selected_rule():
+def test_every_noqa_names_a_selected_rule() -> None:
     selected, ignored = _selected(), _ignored()
     stray = [f"{path}:{number}: {', '.join(_unselected(line, selected, ignored))}"
              for path, number, line in _lines() if _unselected(line, selected, ignored)]
     assert stray == []
 
 
-def test_the_check_tells_a_reason_from_none():
+def test_the_check_tells_a_reason_from_none() -> None:
     assert _explained("x = 1  # type: ignore[arg-type]  # checked above")
     assert _explained("except Exception:  # noqa: BLE001 - never a traceback")
     assert not _explained("x = 1  # type: ignore[arg-type]")
@@ -77,7 +77,7 @@ def test_the_check_tells_a_reason_from_none():
     assert not _explained("import os  # noqa")
 
 
-def test_the_check_tells_a_selected_rule_from_another():
+def test_the_check_tells_a_selected_rule_from_another() -> None:
     selected = ("E", "BLE", "PLR0402")
     assert _unselected("f = lambda: 1  # noqa: E731 - inline", selected) == []
     assert _unselected("except Exception:  # noqa: BLE001 - never a traceback", selected) == []

@@ -19,7 +19,7 @@ def _marked_e2e(tree: ast.Module) -> bool:
     return False
 
 
-def test_every_module_that_starts_a_server_is_marked_e2e():
+def test_every_module_that_starts_a_server_is_marked_e2e() -> None:
     unmarked = []
     for path in sorted(TESTS.rglob("test_*.py")):
         if path == Path(__file__).resolve():
@@ -30,7 +30,7 @@ def test_every_module_that_starts_a_server_is_marked_e2e():
     assert unmarked == []
 
 
-def test_the_check_tells_marked_from_unmarked():
+def test_the_check_tells_marked_from_unmarked() -> None:
     assert _marked_e2e(ast.parse("import pytest\npytestmark = pytest.mark.e2e\n"))
     assert _marked_e2e(ast.parse("import pytest\npytestmark = [pytest.mark.e2e, pytest.mark.skipif(True, reason='')]"))
     assert not _marked_e2e(ast.parse("import pytest\npytestmark = pytest.mark.skipif(True, reason='')\n"))
