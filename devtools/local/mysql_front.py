@@ -24,12 +24,12 @@ socket, see :mod:`devtools.local.mariadb`). Per connection:
    ways.
 
 Every refusal is logged with its reason (the checker logs its own); the token never is.
-Bounded: a handshake deadline, an idle timeout, a packet size limit during the handshake (a
-packet over it of up to :data:`DRAIN_LIMIT` bytes is read and answered with 1153, not cut off),
-and a cap on concurrent connections. Connections still logging in never lock logins out: when
-every slot is taken, a new connection takes the slot of the one that has waited longest in its
-login; only when every slot holds a logged-in session does the next get 1040 "Too many
-connections".
+Bounded as every local front is (:mod:`devtools.local.tcp_front`: a login deadline, an idle
+timeout, connection slots and a per-address bound on connections still logging in; when every
+slot holds a logged-in session the next connection gets 1040 "Too many connections"), plus a
+packet size limit during the handshake: a packet over it of up to
+:data:`~devtools.local.tcp_front.DRAIN_LIMIT` bytes is read and answered with 1153 naming the
+limit, not cut off.
 """
 from __future__ import annotations
 
@@ -39,10 +39,7 @@ import secrets
 import socket
 import ssl
 import struct
-import threading
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -71,22 +68,12 @@ from devtools.local.mysql_wire import (
     parse_login,
 )
 from devtools.local.relay import relay
+from devtools.local.tcp_front import FrontConnection, FrontSettings, TcpFront, server_tls, tls_like
 
 __all__ = ["MysqlFront", "FrontSettings", "BackendLink", "PacketChannel", "UnixSocketLink", "backend_handshake",
            "native_scramble"]
 
 log = logging.getLogger(__name__)
-
-#: A handshake packet over the limit but at most this large is read to its end before the
-#: refusal, so the client reads the error instead of a reset connection.
-DRAIN_LIMIT = 1024 * 1024
-
-@dataclass(frozen=True)
-class FrontSettings:
-    handshake_timeout: float = 10.0
-    idle_timeout: float = 600.0
-    max_handshake_packet: int = 64 * 1024
-    max_connections: int = 32
 
 
 #: ``(user) -> plugins`` of a backend user (None: no such user), ``() -> bool`` IAM auth on,
@@ -94,60 +81,26 @@ class FrontSettings:
 PluginLookup = Callable[[str], "tuple[str, ...] | None"]
 
 
-class _Conn:
+class _Conn(FrontConnection):
     """One client connection through the front."""
 
-    def __init__(self, front: MysqlFront, client: socket.socket, peer: str) -> None:
-        self.front, self.client, self.peer = front, client, peer
-        self.backend: socket.socket | None = None
-        self.deadline = time.monotonic() + front.settings.handshake_timeout
+    front: MysqlFront
 
     # --- framing --------------------------------------------------------------------------
-    def _recv_exact(self, sock: socket.socket, n: int) -> bytes:
-        chunks, got = [], 0
-        while got < n:
-            remaining = self.deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError
-            sock.settimeout(remaining)
-            chunk = sock.recv(n - got)
-            if not chunk:
-                raise PeerClosedError("peer closed")
-            chunks.append(chunk)
-            got += len(chunk)
-        return b"".join(chunks)
-
     def read_packet(self, sock: socket.socket) -> tuple[int, bytes]:
-        head = self._recv_exact(sock, 4)
+        head = self.recv_exact(sock, 4)
         length = int.from_bytes(head[:3], "little")
-        if length > self.front.settings.max_handshake_packet:
-            self._drain(sock, length)
-            refused = LoginRefusedError(1153, "08S01", "Got a packet bigger than the handshake allows",
-                                        "packet_too_big")
+        limit = self.front.settings.max_handshake_packet
+        if length > limit:
+            self.drain(sock, length)
+            refused = LoginRefusedError(1153, "08S01", f"Got a packet of {length} bytes during the login, bigger "
+                                        f"than the {limit} bytes a login packet may have", "packet_too_big")
             refused.seq = head[3]  # the answer follows this packet
             raise refused
-        return head[3], self._recv_exact(sock, length) if length else b""
-
-    def _drain(self, sock: socket.socket, length: int) -> None:
-        """Read and drop an oversized packet (up to :data:`DRAIN_LIMIT`) within the deadline."""
-        if length > DRAIN_LIMIT:
-            return
-        try:
-            while length > 0:
-                length -= len(self._recv_exact(sock, min(length, 65536)))
-        except (TimeoutError, OSError, PeerClosedError):
-            pass
-
-    def abort(self) -> None:
-        """Cut this connection off (it is still logging in and its slot is wanted)."""
-        try:
-            self.client.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
+        return head[3], self.recv_exact(sock, length) if length else b""
 
     def write_packet(self, sock: socket.socket, seq: int, payload: bytes) -> None:
-        sock.settimeout(max(0.1, self.deadline - time.monotonic()))
-        sock.sendall(len(payload).to_bytes(3, "little") + bytes([seq & 0xFF]) + payload)
+        self.send(sock, len(payload).to_bytes(3, "little") + bytes([seq & 0xFF]) + payload)
 
     # --- the connection phase -------------------------------------------------------------
     def run(self) -> None:
@@ -172,12 +125,7 @@ class _Conn:
                     pass
                 raise LoginRefusedError(3159, "HY000", "Connections using insecure transport are prohibited while "
                                "--require_secure_transport=ON.", "insecure_transport")
-            self.client = self.front.tls.wrap_socket(self.client, server_side=True, do_handshake_on_connect=False)
-            self.client.settimeout(max(0.1, self.deadline - time.monotonic()))
-            try:
-                self.client.do_handshake()
-            except (ssl.SSLError, OSError) as exc:
-                raise PeerClosedError(f"TLS handshake failed: {type(exc).__name__}") from None
+            self.start_tls(self.front.tls)
             seq, payload = self.read_packet(self.client)
             login = parse_login(payload)
             user = login.user
@@ -190,12 +138,12 @@ class _Conn:
         except LoginRefusedError as exc:
             self.front.refused(user, self.peer, exc.reason)
             self._send_error((exc.seq if exc.seq is not None else seq) + 1, exc)
-            self._close()
+            self.close()
             return
         except (PeerClosedError, TimeoutError, OSError, ssl.SSLError) as exc:
-            log.info("mysql front: connection from %s dropped during login (user=%r): %s",
+            log.info("%s: connection from %s dropped during login (user=%r): %s", self.front.label,
                      self.peer, user, type(exc).__name__ if not isinstance(exc, PeerClosedError) else exc)
-            self._close()
+            self.close()
             return
         self._relay()
 
@@ -260,19 +208,11 @@ class _Conn:
         except (OSError, ssl.SSLError):
             pass
 
-    def _close(self) -> None:
-        for sock in (self.client, self.backend):
-            if sock is not None:
-                try:
-                    sock.close()
-                except OSError:
-                    pass
-
     # --- after login: bytes both ways -----------------------------------------------------
     def _relay(self) -> None:
         assert self.backend is not None
         relay(self.client, self.backend, stopping=self.front.stopping, idle_timeout=self.front.settings.idle_timeout,
-              label="mysql front", peer=self.peer)
+              label=self.front.label, peer=self.peer)
 
 
 class PacketChannel(Protocol):
@@ -311,9 +251,6 @@ def backend_handshake(login: Login, greeting: Greeting, auth: bytes, plugin: byt
     return b"".join(parts)
 
 
-_TLS_VERSIONS = {"TLSv1.2": ssl.TLSVersion.TLSv1_2, "TLSv1.3": ssl.TLSVersion.TLSv1_3}
-
-
 class UnixSocketLink:
     """The local MariaDB's backend mariadbd on its private unix socket (mysql_native_password),
     inside TLS when ``backend_ca`` is given and the client came in over TLS."""
@@ -335,14 +272,8 @@ class UnixSocketLink:
                 | CLIENT_PLUGIN_AUTH | CLIENT_SECURE_CONNECTION | CLIENT_SSL) & greeting.caps
         channel.write_packet(backend, 1, struct.pack("<I", caps) + login.max_packet + bytes([login.charset])
                              + login.filler)
-        context = ssl.create_default_context(cafile=self.backend_ca)
+        context = tls_like(client, self.backend_ca)
         context.check_hostname = False  # a private unix socket: the CA is the backend's own
-        version = _TLS_VERSIONS.get(client.version() or "")
-        if version is not None:
-            context.minimum_version = context.maximum_version = version
-        cipher = client.cipher()
-        if cipher is not None and version is not None and version < ssl.TLSVersion.TLSv1_3:
-            context.set_ciphers(cipher[0])
         channel.backend = context.wrap_socket(backend)
         return CLIENT_SSL
 
@@ -374,7 +305,7 @@ class UnixSocketLink:
         return answer
 
 
-class MysqlFront:
+class MysqlFront(TcpFront):
     """The RDS-like MySQL endpoint on ``127.0.0.1`` (a free port unless one is given).
 
     ``backend_socket``: the backend mariadbd's unix socket (``backend_ca``: its TLS CA, to reach
@@ -384,127 +315,27 @@ class MysqlFront:
     def __init__(self, *, backend_socket: str | os.PathLike[str] | None = None, tls_cert: str | os.PathLike[str],
                  tls_key: str | os.PathLike[str], plugins: PluginLookup, check: Callable[[str, str], bool],
                  backend_password: Callable[[str], str], iam_enabled: Callable[[], bool] = lambda: True,
-                 host: str = "127.0.0.1", port: int = 0, settings: FrontSettings = FrontSettings(),
+                 host: str = "127.0.0.1", port: int = 0, settings: FrontSettings | None = None,
                  link: BackendLink | None = None, label: str = "mysql front",
                  backend_ca: str | os.PathLike[str] | None = None) -> None:
         if link is None:
             if backend_socket is None:
                 raise ValueError("the mysql front needs a backend_socket or a link")
             link = UnixSocketLink(backend_socket, backend_ca=backend_ca)
+        super().__init__(host=host, port=port, settings=settings or FrontSettings(), label=label)
         self.link = link
-        self.label = label
-        self.settings = settings
         self.plugins = plugins
         self.check = check
         self.backend_password = backend_password
         self.iam_enabled = iam_enabled
-        self.tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self.tls.minimum_version = ssl.TLSVersion.TLSv1_2
-        self.tls.load_cert_chain(str(tls_cert), str(tls_key))
-        self._address = (host, port)
-        self._listener: socket.socket | None = None
-        self._thread: threading.Thread | None = None
-        self._slots = threading.BoundedSemaphore(settings.max_connections)
-        self._logging_in: dict[int, _Conn] = {}  # connections still in their login, oldest first
-        self._lock = threading.Lock()
-        self.stopping = threading.Event()
+        self.tls = server_tls(tls_cert, tls_key)
 
-    @property
-    def host(self) -> str:
-        return self._address[0]
+    def connection(self, client: socket.socket, peer: str) -> _Conn:
+        return _Conn(self, client, peer)
 
-    @property
-    def port(self) -> int:
-        if self._listener is None:
-            raise RuntimeError("the mysql front is not started")
-        return int(self._listener.getsockname()[1])
+    def too_many(self) -> bytes:
+        payload = err_packet(1040, "08004", "Too many connections")
+        return len(payload).to_bytes(3, "little") + b"\0" + payload
 
     def refused(self, user: str, peer: str, reason: str) -> None:
         log.warning("%s: login refused: user=%r peer=%s reason=%s", self.label, user, peer, reason)
-
-    def start(self) -> MysqlFront:
-        if self._listener is not None:
-            return self
-        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # the port of a previous run (TIME_WAIT)
-        listener.bind(self._address)
-        listener.listen(64)
-        listener.settimeout(0.2)
-        self._listener = listener
-        self._thread = threading.Thread(target=self._serve, name="rdsvend-mysql-front", daemon=True)
-        self._thread.start()
-        log.info("mysql front listening on %s:%d", self.host, self.port)
-        return self
-
-    def _serve(self) -> None:
-        listener = self._listener
-        while listener is not None and not self.stopping.is_set():
-            try:
-                client, addr = listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            if not self._slots.acquire(blocking=False) and not self._take_a_waiting_slot():
-                self._busy(client)
-                continue
-            conn = _Conn(self, client, addr[0])
-            with self._lock:
-                self._logging_in[id(conn)] = conn
-            threading.Thread(target=self._handle, args=(conn,), daemon=True, name="rdsvend-mysql-conn").start()
-
-    def _take_a_waiting_slot(self) -> bool:
-        """Cut off the connection that has waited longest in its login and take its slot."""
-        with self._lock:
-            oldest = next(iter(self._logging_in.values()), None)
-            if oldest is not None:
-                del self._logging_in[id(oldest)]
-        if oldest is None:
-            return False
-        log.warning("mysql front: connection from %s cut off in its login: every slot was taken", oldest.peer)
-        oldest.abort()
-        return self._slots.acquire(timeout=2.0)
-
-    def logged_in(self, conn: _Conn) -> None:
-        """``conn`` finished its login: its slot is no longer one a newcomer may take."""
-        with self._lock:
-            self._logging_in.pop(id(conn), None)
-
-    def _busy(self, client: socket.socket) -> None:
-        try:
-            client.settimeout(1.0)
-            payload = err_packet(1040, "08004", "Too many connections")
-            client.sendall(len(payload).to_bytes(3, "little") + b"\0" + payload)
-        except OSError:
-            pass
-        finally:
-            client.close()
-        log.warning("mysql front: connection refused: reason=too_many_connections")
-
-    def _handle(self, conn: _Conn) -> None:
-        try:
-            conn.run()
-        except Exception:  # noqa: BLE001 - one bad connection never takes the front down
-            log.exception("mysql front: connection from %s failed", conn.peer)
-            try:
-                conn.client.close()
-            except OSError:
-                pass
-        finally:
-            self.logged_in(conn)  # no longer waiting, whatever happened
-            self._slots.release()
-
-    def stop(self) -> None:
-        self.stopping.set()
-        listener, self._listener = self._listener, None
-        if listener is not None:
-            listener.close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> MysqlFront:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()

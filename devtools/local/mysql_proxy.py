@@ -35,6 +35,7 @@ from devtools.local.mysql_wire import (
     Reader,
 )
 from devtools.local.pg_proxy import ProxyTarget
+from devtools.local.tcp_front import FrontSettings
 
 __all__ = ["TargetLink", "mysql_proxy_front"]
 
@@ -86,7 +87,7 @@ class TargetLink:
 def mysql_proxy_front(*, name: str, tls_cert: str | Path, tls_key: str | Path, target: ProxyTarget,
                       check: Callable[[str, str], bool], sign: Callable[[str, int, str], str],
                       problem: Callable[[], str | None] = lambda: None, host: str = "127.0.0.1",
-                      port: int = 0) -> MysqlFront:
+                      port: int = 0, settings: FrontSettings | None = None) -> MysqlFront:
     """An RDS Proxy endpoint for a MySQL-family target (arguments as :class:`~devtools.local.pg_proxy.PgProxyFront`)."""
 
     def leg_one(user: str, token: str) -> bool:
@@ -101,4 +102,4 @@ def mysql_proxy_front(*, name: str, tls_cert: str | Path, tls_key: str | Path, t
 
     return MysqlFront(tls_cert=tls_cert, tls_key=tls_key, plugins=lambda _user: (IAM_PLUGIN,), check=leg_one,
                       backend_password=lambda user: sign(target.host, target.port, user), host=host, port=port,
-                      link=TargetLink(name, target), label=f"rds proxy {name}")
+                      link=TargetLink(name, target), label=f"rds proxy {name}", settings=settings)

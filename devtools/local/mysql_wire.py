@@ -8,6 +8,8 @@ import re
 import struct
 from dataclasses import dataclass
 
+from devtools.local.tcp_front import PeerClosedError
+
 __all__ = [
     "CLEAR",
     "CLIENT_COMPRESS",
@@ -57,10 +59,6 @@ class LoginRefusedError(Exception):
         self.errno, self.sqlstate, self.message, self.reason = errno, sqlstate, message, reason
         #: the sequence number of the client packet refused, when the answer must follow that one
         self.seq: int | None = None
-
-
-class PeerClosedError(Exception):
-    """The peer went away or broke the protocol during the handshake."""
 
 
 def native_scramble(password: bytes, nonce: bytes) -> bytes:

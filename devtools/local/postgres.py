@@ -6,9 +6,14 @@ made at start), and RDS's two roles: members of ``rds_iam`` log in through the `
 method against the bind-only responder that checks IAM tokens; everyone else with
 ``scram-sha-256``. ``rds_ad`` exists (NOLOGIN) as on RDS, for Kerberos users.
 
+Clients reach it through a front (:mod:`devtools.local.pg_front`) on the instance's port,
+which holds connections still logging in within per-address bounds; PostgreSQL itself listens
+behind it on the same port number at another loopback address (:data:`BACKEND_HOST`), so that
+``SHOW port`` names the endpoint's port, as on RDS.
+
 The superuser has a random password (or the one given: the local stack keeps it across
-restarts); ``admin_dsn`` connects as it with ``verify-full``.
-Stopping shuts the server down (fast mode), waits for every process, and removes the dir.
+restarts); ``admin_dsn`` connects as it with ``verify-full``. Stopping closes the front, shuts
+the server down (fast mode), waits for every process, and removes the dir.
 """
 from __future__ import annotations
 
@@ -31,11 +36,12 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from chalicelib.errors import PostgresError
+from devtools.local.pg_front import PgFront
 from devtools.local.processes import alive
 from devtools.local.templates import binary_identity, copy_template
 from devtools.local.tls import TlsMaterial, make_tls_material
 
-__all__ = ["PostgresCluster", "PostgresError", "DEFAULT_BIN_DIR", "stop_cluster_dir", "free_port"]
+__all__ = ["BACKEND_HOST", "PostgresCluster", "PostgresError", "DEFAULT_BIN_DIR", "stop_cluster_dir", "free_port"]
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +49,8 @@ DEFAULT_BIN_DIR = Path("/usr/lib/postgresql/15/bin")
 OS_USER = "postgres"
 LDAP_PREFIX = "cn="
 LDAP_SUFFIX = ",dc=rdsvend"
+#: Where PostgreSQL itself listens, behind its front on 127.0.0.1 (the same port number).
+BACKEND_HOST = "127.0.54.32"
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -149,8 +157,8 @@ class PostgresCluster:
 
     ``ldap_port`` is the bind-only responder's port; without one, members of ``rds_iam``
     cannot log in at all (fail closed). ``extra_names`` go into the server certificate
-    (e.g. the RDS endpoint name the world gives the instance). ``password``: the superuser's
-    (default: a random one).
+    (e.g. the RDS endpoint name the world gives the instance). ``port``: the endpoint's (a
+    free one unless given). ``password``: the superuser's (default: a random one).
     """
 
     def __init__(
@@ -174,12 +182,12 @@ class PostgresCluster:
         self._timeout = startup_timeout
         self._password = password or secrets.token_urlsafe(24)
         self._base: Path | None = None
-        self._port: int | None = None
+        self._front: PgFront | None = None
         self._tls: TlsMaterial | None = None
         self._pid: int | None = None
 
     def __repr__(self) -> str:
-        state = f"port={self._port}" if self.running else "stopped"
+        state = f"port={self.port}" if self.running and self._front is not None else "stopped"
         return f"PostgresCluster({state}, base={self._base})"
 
     # --- what clients need ------------------------------------------------------------------
@@ -189,9 +197,11 @@ class PostgresCluster:
 
     @property
     def port(self) -> int:
-        if self._port is None:
+        """The endpoint's port: where clients connect (the front)."""
+        if self._front is None:
             raise PostgresError("the cluster is not started")
-        return self._port
+        return self._front.port
+
 
     @property
     def ca_path(self) -> Path:
@@ -251,19 +261,45 @@ class PostgresCluster:
         self._base = base
         try:
             self._initdb(base)
-            self._start_server(base)
+            self._listen(base)
             self._bootstrap_roles()
         except BaseException:
             self.stop()
             raise
-        log.info("local postgres listening on 127.0.0.1:%d (pid %s, dir %s)", self._port, self._pid, base)
+        log.info("local postgres listening on 127.0.0.1:%d (the server on %s, pid %s, dir %s)", self.port,
+                 BACKEND_HOST, self._pid, base)
         return self
 
+    def _listen(self, base: Path) -> None:
+        """The front on the endpoint's port, then PostgreSQL behind it on the same port number
+        at :data:`BACKEND_HOST` (another free port when that one is taken there, unless the
+        port was asked for)."""
+        tls = self._tls
+        assert tls is not None
+        last_error = ""
+        for _ in range(1 if self._wanted_port else 3):
+            front = PgFront(backend_host=BACKEND_HOST, tls_cert=tls.server_cert, tls_key=tls.server_key,
+                            ca_path=tls.ca_cert, port=self._wanted_port or 0)
+            try:
+                self._front = front.start()
+            except OSError as exc:
+                raise PostgresError(f"the endpoint cannot listen on 127.0.0.1:{self._wanted_port}: {exc}") from None
+            last_error = self._start_server(base, front.port)
+            if not last_error:
+                return
+            self._front = None
+            front.stop()
+            if _postmaster_pid(base / "data") is not None:
+                break
+        raise PostgresError(f"postgres did not start: {last_error}")
+
     def stop(self) -> None:
-        """Fast shutdown, wait for the processes, remove the dir. Safe to call twice."""
+        """Close the front, fast shutdown, wait for the processes, remove the dir. Safe to call twice."""
+        front, self._front = self._front, None
+        if front is not None:
+            front.stop()
         base, self._base = self._base, None
         self._pid = None
-        self._port = None
         self._tls = None
         if base is None:
             return
@@ -323,14 +359,16 @@ class PostgresCluster:
         data = base / "data"
         tls = self._tls
         settings = {
-            "listen_addresses": "'127.0.0.1'",
+            "listen_addresses": f"'{BACKEND_HOST}'",  # behind the front, on the endpoint's port number
             "unix_socket_directories": f"'{base / 'run'}'",
             "ssl": "on",
             "ssl_cert_file": f"'{tls.server_cert}'",
             "ssl_key_file": f"'{tls.server_key}'",
             "ssl_min_protocol_version": "'TLSv1.2'",
             "password_encryption": "'scram-sha-256'",
-            "max_connections": "40",
+            # the front (devtools.local.pg_front) lets 40 through: room for the superuser and for
+            # server processes still exiting
+            "max_connections": "50",
             # a connection that never finishes its login holds a server process only this long
             # (PostgreSQL's default is a minute: 500 idle connections locked every login out)
             "authentication_timeout": "'5s'",
@@ -370,26 +408,19 @@ class PostgresCluster:
             os.chown(hba, entry.pw_uid, entry.pw_gid)
         os.chmod(hba, 0o600)
 
-    def _start_server(self, base: Path) -> None:
-        attempts = 1 if self._wanted_port is not None else 3
-        last_error = ""
-        for _ in range(attempts):
-            port = self._wanted_port or free_port()
-            result = _run_as_owner(
-                [
-                    str(self._bin / "pg_ctl"), "start", "-D", str(base / "data"), "-l", str(base / "postgres.log"),
-                    "-w", "-t", str(int(self._timeout)), "-o", f"-p {port}",
-                ],
-                cwd=base, timeout=self._timeout + 10,
-            )
-            if result.returncode == 0:
-                self._port = port
-                self._pid = _postmaster_pid(base / "data")
-                return
-            last_error = self._log_tail(base)
-            if _postmaster_pid(base / "data") is not None:
-                break
-        raise PostgresError(f"postgres did not start: {last_error}")
+    def _start_server(self, base: Path, port: int) -> str:
+        """Start PostgreSQL on ``port``: "" when it runs, else the tail of its log."""
+        result = _run_as_owner(
+            [
+                str(self._bin / "pg_ctl"), "start", "-D", str(base / "data"), "-l", str(base / "postgres.log"),
+                "-w", "-t", str(int(self._timeout)), "-o", f"-p {port}",
+            ],
+            cwd=base, timeout=self._timeout + 10,
+        )
+        if result.returncode != 0:
+            return self._log_tail(base)
+        self._pid = _postmaster_pid(base / "data")
+        return ""
 
     @staticmethod
     def _log_tail(base: Path) -> str:

@@ -76,6 +76,11 @@ class LocalMariaDB:
         if iam_enabled is not None:
             self._iam_enabled = iam_enabled
 
+    @property
+    def token_check(self) -> Callable[[str, str], bool]:
+        """The token checker the front uses now (see :meth:`set_checker`)."""
+        return self._check
+
     def stop(self) -> None:
         with self._lock:
             if self.front is not None:

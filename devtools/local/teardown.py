@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from devtools.local.mariadb import MariaDBError, stop_mariadb_dir
-from devtools.local.postgres import PostgresError, stop_cluster_dir
+from devtools.local.postgres import BACKEND_HOST, PostgresError, stop_cluster_dir
 from devtools.local.state import DEFAULT_STATE_DIR, LOG_FILE, STATE_FILE, alive, read_state
 
 __all__ = ["DownReport", "down", "remove_state_dir", "listening_sockets", "listen_table"]
@@ -108,11 +108,12 @@ def _still_running(state: dict[str, Any], pid: int | None) -> list[str]:
         if alive(other) and other != pid:
             found.append(f"process {other} is still running")
     for port in state.get("ports", []):
-        if _listening("127.0.0.1", int(port)):
-            owner = _port_owner(int(port))
-            # a port the kernel has since handed to someone else is not ours to report
-            if owner is None or owner in ours:
-                found.append(f"something still listens on 127.0.0.1:{port}")
+        for host in ("127.0.0.1", BACKEND_HOST):  # a PostgreSQL listens behind its front on the same port number
+            if _listening(host, int(port)):
+                owner = _port_owner(int(port))
+                # a port the kernel has since handed to someone else is not ours to report
+                if owner is None or owner in ours:
+                    found.append(f"something still listens on {host}:{port}")
     return found
 
 

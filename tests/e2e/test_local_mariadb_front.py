@@ -13,6 +13,7 @@ import os
 import secrets
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -55,7 +56,8 @@ def permissions() -> Permissions:
 @pytest.fixture(scope="module")
 def front(permissions: Permissions) -> Iterator[LocalMariaDB]:
     db = LocalMariaDB(settings=FrontSettings(handshake_timeout=2.0, idle_timeout=600.0,
-                                             max_handshake_packet=64 * 1024, max_connections=4))
+                                             max_handshake_packet=64 * 1024, max_connections=4,
+                                             max_logins_per_peer=2))
     db.start()
     try:
         db.server.create_database("app")
@@ -132,9 +134,13 @@ def test_the_server_certificate_is_verified(front: LocalMariaDB, tmp_path: Path)
     assert "CERTIFICATE_VERIFY_FAILED" in str(err.value)
 
 
-def _raw(front: LocalMariaDB) -> tuple[socket.socket, bytes]:
-    sock = socket.create_connection(("127.0.0.1", front.port), timeout=5)
+def _raw(front: LocalMariaDB, source: str = "127.0.0.1") -> tuple[socket.socket, bytes]:
+    """A connection (from ``source``, another loopback address for another peer) that reads the
+    greeting and goes no further; the greeting is empty when the front cut it off at once."""
+    sock = socket.create_connection(("127.0.0.1", front.port), timeout=5, source_address=(source, 0))
     head = sock.recv(4)
+    if len(head) < 4:
+        return sock, b""
     length = int.from_bytes(head[:3], "little")
     greeting = b""
     while len(greeting) < length:
@@ -212,10 +218,69 @@ def test_too_many_logged_in_sessions_get_1040_and_the_front_keeps_serving(front:
             time.sleep(0.2)
 
 
-def test_a_70_kb_token_gets_an_error_answer_not_a_dropped_connection(front: LocalMariaDB) -> None:
+def test_a_70_kb_token_gets_an_error_naming_the_limit_not_a_dropped_connection(front: LocalMariaDB) -> None:
     with pytest.raises(pymysql.err.OperationalError) as err:
         front.connect(USER, "x" * 70 * 1024)
     assert err.value.args[0] == 1153, err.value.args  # the front's answer, not 2013 "Lost connection"
+    assert "65536 bytes" in err.value.args[1]
+
+
+def _closed(sock: socket.socket) -> bool:
+    """Whether the front has closed ``sock`` (it sends nothing unasked during the login)."""
+    sock.settimeout(0.5)
+    try:
+        return sock.recv(1) == b""
+    except TimeoutError:
+        return False
+    except OSError:
+        return True
+
+
+def test_one_address_holds_at_most_its_share_of_connections_in_their_login(front: LocalMariaDB) -> None:
+    pile = [_raw(front, "127.0.0.2")[0] for _ in range(6)]  # 6: more than the 4 slots
+    try:
+        # the front keeps the 2 newest of that address (its limit) and closed the others
+        assert [_closed(sock) for sock in pile] == [True] * 4 + [False] * 2
+    finally:
+        for sock in pile:
+            sock.close()
+
+
+def test_a_login_in_progress_is_never_cut_off_for_another_addresses_connections(front: LocalMariaDB) -> None:
+    checking, go_on = threading.Event(), threading.Event()
+    check = front.token_check
+
+    def slow_check(user: str, tok: str) -> bool:
+        checking.set()
+        go_on.wait(10)
+        return check(user, tok)
+
+    outcome: dict[str, object] = {}
+
+    def login() -> None:
+        try:
+            with front.connect(USER, token(front)) as conn, conn.cursor() as cur:
+                cur.execute("SELECT 1")
+                outcome["rows"] = cur.fetchall()
+        except pymysql.err.MySQLError as exc:
+            outcome["error"] = exc
+
+    front.set_checker(slow_check)
+    thread = threading.Thread(target=login)
+    thread.start()
+    pile: list[socket.socket] = []
+    try:
+        assert checking.wait(10)  # the login is in its token check
+        pile = [_raw(front, "127.0.0.2")[0] for _ in range(12)]  # three times the slots
+        go_on.set()
+        thread.join(20)
+    finally:
+        go_on.set()
+        front.set_checker(check)
+        for sock in pile:
+            sock.close()
+    # it used to be cut off ("Lost connection") to make room for the pile
+    assert outcome == {"rows": ((1,),)}
 
 
 def test_the_backend_is_not_reachable_over_tcp(front: LocalMariaDB) -> None:

@@ -14,6 +14,9 @@ import pwd
 import re
 import secrets
 import socket
+import ssl
+import struct
+import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,7 +28,7 @@ import pytest
 from cryptography import x509
 
 from devtools.local.ldap import LdapResponder
-from devtools.local.postgres import PostgresCluster
+from devtools.local.postgres import BACKEND_HOST, PostgresCluster
 from devtools.local.processes import alive
 from devtools.local.rdsauth import RdsInstance, RdsTokenChecker
 from devtools.local.sigv4 import Credential, StaticSecretLookup
@@ -232,7 +235,8 @@ def test_password_user_logs_in_with_its_password_and_iam_users_cannot(stack_stat
     pg = stack_state.pg
     password = secrets.token_urlsafe(18)
     pg.create_password_user("pw_user", password)
-    with connect(pg, "pw_user", password) as conn:
+    # SCRAM with channel binding: the front shows clients the instance's own certificate
+    with connect(pg, "pw_user", password, channel_binding="require") as conn:
         assert conn.execute("SELECT current_user").fetchone() == ("pw_user",)
     assert "password authentication failed" in refused(pg, "pw_user", password + "x")
     assert why() == []  # a password user never reaches the token checker
@@ -249,17 +253,34 @@ def test_plain_connections_are_refused(stack_state: Stack) -> None:
     assert "no encryption" in message
 
 
+def test_a_running_query_is_cancelled_through_the_front(stack_state: Stack) -> None:
+    # cancel_safe: libpq's cancel over TLS, waited for without holding the GIL (the old
+    # cancel() blocks the whole process until the server answers: here the front is in it)
+    with psycopg.connect(stack_state.pg.admin_dsn, autocommit=True) as conn:
+        timer = threading.Timer(0.5, conn.cancel_safe)
+        timer.start()
+        try:
+            with pytest.raises(psycopg.errors.QueryCanceled):
+                conn.execute("SELECT pg_sleep(20)")
+        finally:
+            timer.cancel()
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
 def test_superuser_dsn_and_rds_roles(stack_state: Stack) -> None:
     pg = stack_state.pg
     assert "sslmode=verify-full" in pg.admin_dsn and str(pg.ca_path) in pg.admin_dsn
     rows = dict(pg.run_sql("SELECT rolname, rolcanlogin FROM pg_roles WHERE rolname IN ('rds_iam', 'rds_ad')"))
     assert rows == {"rds_iam": False, "rds_ad": False}
-    assert pg.run_sql("SHOW listen_addresses") == [("127.0.0.1",)]
+    # PostgreSQL behind its front, on the endpoint's port number (SHOW port names it, as on RDS)
+    assert pg.run_sql("SHOW listen_addresses") == [(BACKEND_HOST,)]
+    assert pg.run_sql("SHOW port") == [(str(pg.port),)]
     assert pg.run_sql("SELECT rolsuper FROM pg_roles WHERE rolname = current_user") == [(True,)]
 
 
 def test_only_loopback_listens(stack_state: Stack) -> None:
-    assert set(listening(stack_state.pg.port)) == {"127.0.0.1"}
+    assert set(listening(stack_state.pg.port)) == {"127.0.0.1", BACKEND_HOST}
+    assert ipaddress.ip_address(BACKEND_HOST).is_loopback
     assert set(listening(stack_state.responder.port)) == {"127.0.0.1"}
 
 
@@ -362,32 +383,52 @@ def test_certificate_names_localhost_loopback_and_extra_names(tmp_path: Path) ->
         "ca.crt", "server.crt", "server.key"]
 
 
-def test_idle_connections_that_never_log_in_lock_logins_out_for_seconds_not_a_minute() -> None:
-    import socket
-    import time
+# --- connections that never finish their login, oversized tokens ------------------------------
 
-    import psycopg
+def _stalled(pg: PostgresCluster, source: str) -> socket.socket:
+    """A connection from ``source`` that asks for TLS, sends its startup packet for ``app_user``
+    and then never answers the password request (PostgreSQL holds a server process for it)."""
+    sock = socket.create_connection(("127.0.0.1", pg.port), timeout=5, source_address=(source, 0))
+    sock.sendall(struct.pack("!II", 8, 80877103))
+    if sock.recv(1) != b"S":
+        return sock
+    tls = ssl.create_default_context(cafile=str(pg.ca_path)).wrap_socket(sock, server_hostname="localhost")
+    body = struct.pack("!I", 196608) + b"user\0app_user\0database\0postgres\0\0"
+    tls.sendall(struct.pack("!I", len(body) + 4) + body)
+    tls.recv(1)  # the password request (or a refusal)
+    return tls
 
-    with PostgresCluster() as pg:
-        idle = []
-        try:
-            for _ in range(500):
-                try:
-                    idle.append(socket.create_connection(("127.0.0.1", pg.port), timeout=5))
-                except OSError:
-                    break
-            started = time.monotonic()
-            while True:
-                try:
-                    with psycopg.connect(pg.admin_dsn, connect_timeout=5) as conn:
-                        conn.execute("SELECT 1")
-                    break
-                except psycopg.OperationalError:
-                    if time.monotonic() - started > 30:
-                        raise
-                    time.sleep(0.5)
-            # PostgreSQL's default authentication_timeout kept them for 60 s
-            assert time.monotonic() - started < 30
-        finally:
-            for sock in idle:
-                sock.close()
+
+def test_connections_from_one_address_that_never_log_in_never_lock_another_address_out(stack_state: Stack) -> None:
+    pg = stack_state.pg
+    token = make_token(LONG, "localhost", pg.port, "app_user")
+    pile: list[socket.socket] = []
+    try:
+        pile += [_stalled(pg, "127.0.0.2") for _ in range(45)]  # more than max_connections, in their login
+        pile += [socket.create_connection(("127.0.0.1", pg.port), timeout=5, source_address=("127.0.0.2", 0))
+                 for _ in range(300)]  # and silent ones: each once held a server process for a minute
+        # at once, not after authentication_timeout: they used to leave no server process to log in with
+        with connect(pg, "app_user", token) as conn:
+            assert conn.execute("SELECT current_user").fetchone() == ("app_user",)
+    finally:
+        for sock in pile:
+            sock.close()
+
+
+def test_idle_connections_from_the_logins_own_address_give_way_to_it(stack_state: Stack) -> None:
+    pg = stack_state.pg
+    token = make_token(LONG, "localhost", pg.port, "app_user")
+    idle = [socket.create_connection(("127.0.0.1", pg.port), timeout=5) for _ in range(300)]
+    try:
+        with connect(pg, "app_user", token) as conn:  # at once: it takes the slot of the one waiting longest
+            assert conn.execute("SELECT current_user").fetchone() == ("app_user",)
+    finally:
+        for sock in idle:
+            sock.close()
+
+
+def test_a_70_kb_token_gets_an_error_naming_the_limit_not_a_dropped_connection(stack_state: Stack) -> None:
+    message = refused(stack_state.pg, "app_user", "x" * 70 * 1024)
+    assert "password message of 71681 bytes is too long: PostgreSQL reads at most 65535 bytes" in message
+    with connect(stack_state.pg, "app_user", make_token(LONG, "localhost", stack_state.pg.port, "app_user")):
+        pass  # and the next login is served

@@ -22,7 +22,7 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict
 
 from devtools.local.last_run import last_run_path
-from devtools.local.postgres import DEFAULT_BIN_DIR
+from devtools.local.postgres import BACKEND_HOST, DEFAULT_BIN_DIR
 from devtools.local.state import LOCAL_ENV_NAMES, LOCAL_STACK_ENV, LOG_FILE, alive, read_state
 from tests.support.local_shell import REPO, interruptible, rdsvend, shell_env
 from tests.support.readme import block_containing, failure_text, run_block
@@ -36,11 +36,14 @@ def _cli(*args: str, env: dict[str, str] | None = None, timeout: float = 180) ->
 
 
 def _listening(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
+    """Something listens on ``port``: a front on 127.0.0.1, or a PostgreSQL behind one."""
+    for host in ("127.0.0.1", BACKEND_HOST):
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return True
+        except OSError:
+            pass
+    return False
 
 
 class _Stack:

@@ -26,6 +26,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from devtools.local.aws import AccountSessions
+from devtools.local.postgres import BACKEND_HOST
 from devtools.local.sessions import Keys
 from devtools.local.stack import LocalStack, listening_sockets, read_state
 
@@ -266,7 +267,8 @@ def test_the_stack_binds_nothing_but_loopback(local_stack: LocalStack) -> None:
     sockets = listening_sockets(local_stack.pids())
     ports = {port for _addr, port, _pid in sockets}
     assert set(local_stack.info.ports()) <= ports
-    assert {addr for addr, _port, _pid in sockets} == {"127.0.0.1"}
+    # everything on 127.0.0.1; each PostgreSQL server behind its front on 127.0.54.32
+    assert {addr for addr, _port, _pid in sockets} == {"127.0.0.1", BACKEND_HOST}
 
 
 def test_no_secret_reaches_the_stack_log(local_stack: LocalStack, signer: boto3.session.Session) -> None:
@@ -302,11 +304,11 @@ def test_local_env_prints_exports_for_a_shell(local_stack: LocalStack) -> None:
 
 # -- down, also after a crash ---------------------------------------------------------------------
 
-def _listening(port: int) -> bool:
+def _listening(port: int, host: str = "127.0.0.1") -> bool:
     import socket
 
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+        with socket.create_connection((host, port), timeout=0.5):
             return True
     except OSError:
         return False
@@ -319,9 +321,9 @@ def test_down_after_a_crash_leaves_nothing_behind(tmp_path: Path) -> None:
     ports = stack.info.ports()
     base_dirs = [d["base_dir"] for d in stack.info.databases.values() if d.get("kind") != "proxy"]
     assert all(_listening(p) for p in ports)
-    os.kill(stack.info.pid, signal.SIGKILL)  # the server dies; its PostgreSQL does not
+    os.kill(stack.info.pid, signal.SIGKILL)  # the server dies (and the fronts in it); its PostgreSQL does not
     time.sleep(0.3)
-    assert any(_listening(p) for p in ports)
+    assert any(_listening(p, BACKEND_HOST) for p in ports)
 
     out = subprocess.run([sys.executable, "-m", "rdsvend.cli", "local", "down", "--state-dir", str(state_dir)],
                          capture_output=True, text=True, timeout=120, cwd=REPO, check=False)
@@ -329,7 +331,7 @@ def test_down_after_a_crash_leaves_nothing_behind(tmp_path: Path) -> None:
     assert "local stack is down" in out.stdout
     for pid in pids:
         assert not _running(pid), f"process {pid} still running"
-    assert not [p for p in ports if _listening(p)]
+    assert not [p for p in ports if _listening(p) or _listening(p, BACKEND_HOST)]
     assert not [d for d in base_dirs if Path(d).exists()]
     assert not state_dir.exists()
     assert read_state(state_dir) is None

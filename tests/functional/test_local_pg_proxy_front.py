@@ -16,6 +16,7 @@ import pytest
 
 from devtools.local.pg_proxy import PgProxyFront, ProxyTarget
 from devtools.local.postgres import free_port
+from devtools.local.tcp_front import FrontSettings
 from devtools.local.tls import TlsMaterial, make_tls_material
 
 pytestmark = pytest.mark.e2e  # the front listens on a loopback port
@@ -38,7 +39,7 @@ def front(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Front]:
     proxy = PgProxyFront(name="p1", tls_cert=tls.server_cert, tls_key=tls.server_key,
                          target=ProxyTarget("127.0.0.1", dead_port, str(tls.ca_cert)),
                          check=lambda user, token: token == "good-token",
-                         sign=sign, handshake_timeout=2)
+                         sign=sign, settings=FrontSettings(handshake_timeout=2))
     with proxy:
         yield proxy, tls, signed
 
@@ -108,3 +109,24 @@ def test_tls_to_the_proxy_is_verified_by_the_client(front: Front,
         assert sock.recv(1) == b"S"
         with pytest.raises(ssl.SSLCertVerificationError):
             ctx.wrap_socket(sock, server_hostname="localhost")
+
+
+def test_a_70_kb_token_gets_an_error_naming_the_limit_not_a_dropped_connection(front: Front) -> None:
+    proxy, tls, signed = front
+    with pytest.raises(psycopg.OperationalError) as err:
+        psycopg.connect(**_dsn(proxy, tls, "x" * 70 * 1024)).close()
+    assert "password message of 71681 bytes is too long: PostgreSQL reads at most 65535 bytes" in str(err.value)
+    assert signed == []
+
+
+def test_idle_connections_from_another_address_never_lock_logins_out(front: Front) -> None:
+    proxy, tls, _ = front
+    pile = [socket.create_connection(("127.0.0.1", proxy.port), timeout=5, source_address=("127.0.0.2", 0))
+            for _ in range(40)]  # more than the proxy's 32 slots, none of them logging in
+    try:
+        # the login gets its answer at once (leg 1 refuses the token), not a closed connection
+        with pytest.raises(psycopg.OperationalError, match="leg 1: caller to proxy"):
+            psycopg.connect(**_dsn(proxy, tls, "bad-token")).close()
+    finally:
+        for sock in pile:
+            sock.close()
