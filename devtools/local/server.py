@@ -205,7 +205,8 @@ class StackServer:
         mysql_starter = MysqlStarter(world, self._save, self._state,
                                      ports=lambda ident: self.last_run.port(f"db:{ident}"),
                                      passwords=lambda ident: self.last_run.password(f"db:{ident}"))
-        self._mysql = mysql_starter.databases
+        self._mysql = mysql_starter.databases  # kept before any starts: stop() then stops them all
+        mysql_starter.start()
         # One RDS-shaped PostgreSQL per database in the world.
         for _account, spec in world.databases():
             if spec.engine != "postgres":
