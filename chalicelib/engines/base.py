@@ -12,11 +12,13 @@ refused, timeout, missing, plugin, other) and one-line ``message`` never hold a 
 """
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 __all__ = ["ConnectParams", "DbConnectError", "TierVerdict", "UserFacts", "SessionInfo", "EngineSession",
-           "AdminInspector", "Engine", "redact", "LOOPBACK", "same_server",
+           "AdminInspector", "Engine", "redact", "LOOPBACK", "same_server", "left_after_wait",
            "ENGINE_FAMILIES"]
 
 LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
@@ -148,3 +150,17 @@ def same_server(host: str | None, port: int | None, admin_host: str, admin_port:
         return False
     low, admin = host.lower(), admin_host.lower()
     return low == admin or (low in LOOPBACK and admin in LOOPBACK)
+
+
+def left_after_wait(count_left: Callable[[], int], seconds: float) -> int:
+    """``count_left()`` once it is 0, or after ``seconds`` (asked again at growing intervals,
+    10 ms to 200 ms): how many of the sessions just ended are still there."""
+    give_up = time.monotonic() + seconds
+    pause = 0.01
+    while True:
+        left = count_left()
+        remaining = give_up - time.monotonic()
+        if left == 0 or remaining <= 0:
+            return left
+        time.sleep(min(pause, remaining))
+        pause = min(pause * 2, 0.2)

@@ -23,7 +23,15 @@ from types import ModuleType
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from chalicelib.engines.base import ConnectParams, DbConnectError, SessionInfo, TierVerdict, redact, same_server
+from chalicelib.engines.base import (
+    ConnectParams,
+    DbConnectError,
+    SessionInfo,
+    TierVerdict,
+    left_after_wait,
+    redact,
+    same_server,
+)
 from chalicelib.engines.mysql_grants import (
     ROLE_GRANT,
     MysqlUserFacts,
@@ -99,6 +107,9 @@ def _login(kwargs: dict[str, Any], password: str) -> Any:
         kwargs.clear()
 
 
+#: how long ending a user's sessions waits for the killed ones to leave the process list
+END_SESSIONS_WAIT_MS = 5000
+
 class MysqlSession:
     """One login. Every failure is a :class:`DbConnectError` naming what was being done."""
 
@@ -106,6 +117,7 @@ class MysqlSession:
         self._conn = conn
         self._secrets = secrets
         self._mariadb: bool | None = None
+        self.end_wait_ms: int = END_SESSIONS_WAIT_MS
 
     def execute(self, what: str, query: str, params: Any = None, *,
                 hide: tuple[str, ...] = ()) -> list[tuple[Any, ...]]:
@@ -215,7 +227,11 @@ class MysqlSession:
                      for tid, name, host, db, command in rows)
 
     def end_sessions(self, user: str) -> int:
-        ended = 0
+        """End ``user``'s other sessions; how many were gone within :attr:`end_wait_ms`.
+
+        ``KILL CONNECTION`` only marks a session: it stays in the process list (``Killed``) until
+        its thread notices, so the sessions killed are waited for here."""
+        killed = []
         for info in self.sessions_of(user):
             try:
                 self.execute(f"ending session {info.id} of {user}", "KILL CONNECTION %s", (info.id,))
@@ -224,8 +240,11 @@ class MysqlSession:
                     raise
                 # RDS's master user has no SUPER / CONNECTION_ADMIN: RDS gives it mysql.rds_kill
                 self.execute(f"ending session {info.id} of {user}", "CALL mysql.rds_kill(%s)", (info.id,))
-            ended += 1
-        return ended
+            killed.append(info.id)
+        if not killed:
+            return 0
+        return len(killed) - left_after_wait(lambda: len({s.id for s in self.sessions_of(user)} & set(killed)),
+                                             self.end_wait_ms / 1000)
 
     def close(self) -> None:
         try:

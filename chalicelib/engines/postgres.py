@@ -15,11 +15,17 @@ the functions that never reach a database start without it.
 """
 from __future__ import annotations
 
-import time
 from types import ModuleType
 from typing import Any
 
-from chalicelib.engines.base import ConnectParams, DbConnectError, SessionInfo, TierVerdict, same_server
+from chalicelib.engines.base import (
+    ConnectParams,
+    DbConnectError,
+    SessionInfo,
+    TierVerdict,
+    left_after_wait,
+    same_server,
+)
 from chalicelib.engines.postgres_catalog import (
     COPY_PRIVILEGES_SQL,
     END_SESSIONS_SQL,
@@ -172,15 +178,9 @@ class PostgresSession:
         if not sessions:
             return 0
         params = {"pids": [pid for pid, _ in sessions], "starts": [started for _, started in sessions]}
-        give_up = time.monotonic() + seconds
-        pause = 0.01
-        while True:
-            left = int(self.execute(f"waiting for the sessions of {user} to end", SESSIONS_LEFT_SQL, params)[0][0])
-            remaining = give_up - time.monotonic()
-            if left == 0 or remaining <= 0:
-                return left
-            time.sleep(min(pause, remaining))
-            pause = min(pause * 2, 0.2)
+        return left_after_wait(
+            lambda: int(self.execute(f"waiting for the sessions of {user} to end", SESSIONS_LEFT_SQL, params)[0][0]),
+            seconds)
 
     def close(self) -> None:
         try:

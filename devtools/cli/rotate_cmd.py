@@ -49,6 +49,7 @@ def _rotate_in_aws(client: Any, arn: str, wait: float) -> None:
             raise
         fail(f"RotateSecret failed for {arn}: {error.code}", 1)
     deadline = time.monotonic() + wait
+    pause = 0.25  # a quick rotation is seen at once; a slow one is asked about every 2 s
     while True:
         try:
             stages = client.describe_secret(SecretId=arn).get("VersionIdsToStages", {})
@@ -61,7 +62,8 @@ def _rotate_in_aws(client: Any, arn: str, wait: float) -> None:
         if time.monotonic() > deadline:
             fail(f"version {token} of {arn} is not AWSCURRENT after {wait:g} s: read the rotate "
                   "function's log (it names the step that failed)", 1)
-        time.sleep(2)
+        time.sleep(pause)
+        pause = min(2.0, pause * 2)
 
 
 class _Quiet:

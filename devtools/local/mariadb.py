@@ -31,11 +31,13 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from chalicelib.errors import RdsvendError
+from devtools.local.processes import alive
+from devtools.local.templates import binary_identity, copy_template
 from devtools.local.tls import make_tls_material
 
 __all__ = ["MariaDBServer", "MariaDBError", "IAM_PLUGIN", "stop_mariadb_dir", "mariadb_available",
@@ -76,20 +78,6 @@ def _chown_tree(path: Path) -> None:
             os.chown(os.path.join(root, name), owner.pw_uid, owner.pw_gid, follow_symlinks=False)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return True
-    return state not in ("Z", "X")
-
-
 def _sql_string(value: str) -> str:
     """A single-quoted SQL literal (for the init file, which takes no parameters)."""
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
@@ -102,7 +90,7 @@ def stop_mariadb_dir(base_dir: str | os.PathLike[str], *, timeout: float = 30.0)
         pid: int | None = int((base / "mariadbd.pid").read_text().strip())
     except (OSError, ValueError):
         pid = None
-    if pid is not None and _pid_alive(pid):
+    if pid is not None and alive(pid):
         cmdline = ""
         try:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
@@ -111,12 +99,12 @@ def stop_mariadb_dir(base_dir: str | os.PathLike[str], *, timeout: float = 30.0)
         if str(base) in cmdline:  # ours: its command line names this dir
             os.kill(pid, signal.SIGTERM)
             deadline = time.monotonic() + timeout
-            while _pid_alive(pid) and time.monotonic() < deadline:
+            while alive(pid) and time.monotonic() < deadline:
                 time.sleep(0.05)
-            if _pid_alive(pid):
+            if alive(pid):
                 os.kill(pid, signal.SIGKILL)
                 time.sleep(0.2)
-            if _pid_alive(pid):
+            if alive(pid):
                 raise MariaDBError(f"mariadbd process {pid} did not stop")
     shutil.rmtree(base, ignore_errors=True)
 
@@ -231,14 +219,24 @@ class MariaDBServer:
         with os.fdopen(fd, "w") as handle:
             handle.write(";\n".join(statements) + ";\n")
         _chown_tree(base)
-        argv = [str(self._install_db), "--no-defaults", f"--datadir={base / 'data'}",
-                "--auth-root-authentication-method=socket", "--skip-test-db", "--skip-name-resolve"]
-        if owner is not None:
-            argv.append(f"--user={owner.pw_name}")
-        result = subprocess.run(argv, cwd=base, capture_output=True, text=True, timeout=self._timeout,
-                                check=False, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C.UTF-8"})
-        if result.returncode != 0:
-            raise MariaDBError(f"mariadb-install-db failed: {(result.stderr or result.stdout).strip()[-400:]}")
+        options = ("--no-defaults", "--auth-root-authentication-method=socket", "--skip-test-db",
+                   "--skip-name-resolve", *((f"--user={owner.pw_name}",) if owner is not None else ()))
+        # A copy of the system tables mariadb-install-db made once for these binaries and options
+        # (they hold no password: init.sql makes the users when the server starts).
+        copy_template("mariadb", (binary_identity(self._install_db), binary_identity(self._mariadbd), options),
+                      self._install_into(options), base / "data")
+        _chown_tree(base / "data")
+
+    def _install_into(self, options: Sequence[str]) -> Callable[[Path], None]:
+        """``mariadb-install-db`` writing a data dir at the path given."""
+        def make(data: Path) -> None:
+            _chown_tree(data.parent)
+            result = subprocess.run([str(self._install_db), *options, f"--datadir={data}"], cwd=data.parent,
+                                    capture_output=True, text=True, timeout=self._timeout, check=False,
+                                    env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C.UTF-8"})
+            if result.returncode != 0:
+                raise MariaDBError(f"mariadb-install-db failed: {(result.stderr or result.stdout).strip()[-400:]}")
+        return make
 
     def _run(self, base: Path) -> None:
         owner = _owner()

@@ -27,7 +27,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,8 @@ from psycopg.conninfo import make_conninfo
 
 from chalicelib.errors import PostgresError
 from devtools.local.pg_front import PgFront
+from devtools.local.processes import alive
+from devtools.local.templates import binary_identity, copy_template
 from devtools.local.tls import TlsMaterial, make_tls_material
 
 __all__ = ["BACKEND_HOST", "PostgresCluster", "PostgresError", "DEFAULT_BIN_DIR", "stop_cluster_dir", "free_port"]
@@ -62,11 +64,13 @@ def _as_root() -> bool:
     return os.geteuid() == 0
 
 
-def _run_as_owner(argv: Sequence[str], *, cwd: Path, timeout: float) -> subprocess.CompletedProcess[str]:
+def _run_as_owner(argv: Sequence[str], *, cwd: Path, timeout: float,
+                  stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     prefix = ["runuser", "-u", OS_USER, "--"] if _as_root() else []
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8", "TZ": "UTC"}
     return subprocess.run(
-        [*prefix, *argv], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
+        [*prefix, *argv], cwd=cwd, env=env, input=stdin, capture_output=True, text=True, timeout=timeout,
+        check=False,
     )
 
 
@@ -80,18 +84,38 @@ def _chown_tree(path: Path) -> None:
             os.chown(os.path.join(root, name), entry.pw_uid, entry.pw_gid, follow_symlinks=False)
 
 
+_INITDB_ARGS = ("--auth=scram-sha-256", "--encoding=UTF8", "--locale=C.UTF-8", "--no-sync", "--no-instructions")
+
+
+def _initdb_into(bin_dir: Path, superuser: str, timeout: float) -> Callable[[Path], None]:
+    """``initdb`` writing a cluster's data dir at the path given, with a throwaway password
+    (every copy sets its own: :func:`_set_password`)."""
+    def make(data: Path) -> None:
+        work = data.parent
+        pwfile = work / "initdb.pw"
+        pwfile.write_text(secrets.token_urlsafe(24) + "\n", encoding="utf-8")
+        _chown_tree(work)
+        result = _run_as_owner([str(bin_dir / "initdb"), "-D", str(data), "-U", superuser, f"--pwfile={pwfile}",
+                                *_INITDB_ARGS], cwd=work, timeout=timeout)
+        pwfile.unlink()
+        if result.returncode != 0:
+            raise PostgresError(f"initdb failed: {result.stderr.strip()[-500:]}")
+    return make
+
+
+def _set_password(bin_dir: Path, base: Path, superuser: str, password: str, timeout: float) -> None:
+    """Give the copied cluster's superuser its own password, in single-user mode (no server
+    listens yet; the password goes through stdin, never a command line or a log)."""
+    name = '"' + superuser.replace('"', '""') + '"'
+    literal = "'" + password.replace("'", "''") + "'"
+    result = _run_as_owner([str(bin_dir / "postgres"), "--single", "-D", str(base / "data"), "-j", "postgres"],
+                           cwd=base, timeout=timeout, stdin=f"ALTER ROLE {name} PASSWORD {literal};\n")
+    if result.returncode != 0:  # its output may echo the statement: not shown
+        raise PostgresError("could not set the superuser's password in the new cluster")
+
+
 def _hba_value(value: str) -> str:
     return '"' + value.replace('"', '""') + '"'
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _postmaster_pid(data_dir: Path) -> int | None:
@@ -114,16 +138,16 @@ def stop_cluster_dir(
             [str(bin_dir / "pg_ctl"), "stop", "-D", str(data_dir), "-m", "fast", "-w", "-t", str(int(timeout))],
             cwd=base, timeout=timeout + 10,
         )
-        if result.returncode != 0 and _pid_alive(pid):
+        if result.returncode != 0 and alive(pid):
             log.warning("local postgres: fast shutdown failed, sending SIGQUIT to %d", pid)
             try:
                 os.kill(pid, signal.SIGQUIT)
             except ProcessLookupError:
                 pass
         deadline = time.monotonic() + timeout
-        while _pid_alive(pid) and time.monotonic() < deadline:
+        while alive(pid) and time.monotonic() < deadline:
             time.sleep(0.05)
-        if _pid_alive(pid):
+        if alive(pid):
             raise PostgresError(f"postgres process {pid} did not stop")
     shutil.rmtree(base, ignore_errors=True)
 
@@ -206,7 +230,7 @@ class PostgresCluster:
 
     @property
     def running(self) -> bool:
-        return self._pid is not None and _pid_alive(self._pid)
+        return self._pid is not None and alive(self._pid)
 
     def dsn(self, user: str, password: str | None = None, dbname: str = "postgres", **extra: Any) -> str:
         """A ``verify-full`` conninfo string for ``user`` (contains ``password`` when given)."""
@@ -325,24 +349,13 @@ class PostgresCluster:
         os.chmod(base, 0o700)
         self._tls = make_tls_material(base / "tls", extra_names=self._extra_names, owner=OS_USER)
         (base / "run").mkdir(mode=0o700)
-        pwfile = base / "initdb.pw"
-        fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(self._password + "\n")
         _chown_tree(base)
-        try:
-            result = _run_as_owner(
-                [
-                    str(self._bin / "initdb"), "-D", str(base / "data"), "-U", self._superuser,
-                    f"--pwfile={pwfile}", "--auth=scram-sha-256", "--encoding=UTF8", "--locale=C.UTF-8",
-                    "--no-sync", "--no-instructions",
-                ],
-                cwd=base, timeout=self._timeout,
-            )
-        finally:
-            pwfile.unlink(missing_ok=True)
-        if result.returncode != 0:
-            raise PostgresError(f"initdb failed: {result.stderr.strip()[-500:]}")
+        # A copy of a cluster initdb made once for these binaries and this superuser (initdb
+        # costs a second or two of CPU per cluster); the copy gets its own superuser password.
+        copy_template("pg", (binary_identity(self._bin / "initdb"), self._superuser, _INITDB_ARGS),
+                      _initdb_into(self._bin, self._superuser, self._timeout), base / "data")
+        _chown_tree(base / "data")
+        _set_password(self._bin, base, self._superuser, self._password, self._timeout)
         data = base / "data"
         tls = self._tls
         settings = {

@@ -143,7 +143,9 @@ class MysqlStarter:
     """Starts one :class:`LocalMariaDB` per MySQL-family database of the world in the background
     (``mariadb-install-db`` takes seconds) while the stack starts the rest. Each one's dir is
     recorded in the state file (``mariadb``) before anything runs in it, so ``down`` finds it;
-    ``databases`` can be stopped at any time (a stop waits for a start in flight)."""
+    ``databases`` can be stopped at any time (a stop waits for a start in flight). The caller
+    keeps ``databases`` before :meth:`start`, so that a start interrupted at any point (Ctrl-C)
+    stops every server a thread may still be starting."""
 
     def __init__(self, world: Any, save: Callable[..., None], state: dict[str, Any],
                  ports: Callable[[str], int] = lambda identifier: 0,
@@ -157,10 +159,14 @@ class MysqlStarter:
             db = LocalMariaDB(port=ports(spec.identifier), master_password=passwords(spec.identifier))
             self.databases[spec.identifier] = db
             save(mariadb=[*state.get("mariadb", []), str(db.server.prepare())])
+
+    def start(self) -> MysqlStarter:
+        """Start every database, each in its own thread."""
         for ident, db in self.databases.items():
             thread = threading.Thread(target=self._start, args=(db,), name=f"rdsvend-mariadb-{ident}", daemon=True)
-            thread.start()
             self._threads.append(thread)
+            thread.start()
+        return self
 
     def _start(self, db: LocalMariaDB) -> None:
         try:
@@ -181,7 +187,7 @@ class MysqlStarter:
 
 def start_mysql_databases(world: Any, save: Callable[..., None], state: dict[str, Any]) -> dict[str, LocalMariaDB]:
     """Start them all and wait (see :class:`MysqlStarter`)."""
-    return MysqlStarter(world, save, state).finish(save, state)
+    return MysqlStarter(world, save, state).start().finish(save, state)
 
 
 def append_cas(ca_path: Path, databases: dict[str, LocalMariaDB]) -> None:

@@ -26,6 +26,7 @@ from devtools.local.allowed import identity_of
 from devtools.local.attribution import start_attribution
 from devtools.local.authorize import ALLOWED_LOG, DENIAL_LOG, Allowed, AllowedLog, Denial, DenialLog, Enforcer
 from devtools.local.aws import AccountSessions, MotoSecretLookup, MotoServer, seed_world
+from devtools.local.botocore_models import share_loaded_models
 from devtools.local.cold_start import ColdStarts
 from devtools.local.deployment import LocalRun, deploy_local
 from devtools.local.dsql import start_dsql_clusters
@@ -133,6 +134,7 @@ class StackServer:
         write_state(self.state_dir, self._state)
 
     def start(self) -> StackInfo:
+        share_loaded_models()  # one copy of botocore's models for the sessions of every account
         existing = read_state(self.state_dir)
         if existing and alive(existing.get("pid"), existing.get("proc_start")) and existing.get("pid") != os.getpid():
             raise StackError(f"a local stack is already running from {self.state_dir} (pid {existing['pid']}); "
@@ -218,7 +220,8 @@ class StackServer:
         mysql_starter = MysqlStarter(world, self._save, self._state,
                                      ports=lambda ident: self.last_run.port(f"db:{ident}"),
                                      passwords=lambda ident: self.last_run.password(f"db:{ident}"))
-        self._mysql = mysql_starter.databases
+        self._mysql = mysql_starter.databases  # kept before any starts: stop() then stops them all
+        mysql_starter.start()
         # One RDS-shaped PostgreSQL per database in the world.
         for _account, spec in world.databases():
             if spec.engine != "postgres":

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from devtools.local.aws import SeededWorld
 from devtools.local.canary import ORG_READER_ROLE
+from devtools.local.processes import alive, proc_start_time
 from devtools.local.rds_mysql import mysql_admin_env
 
 __all__ = ["AUDIT_LOG_GROUP", "REPO_ROOT", "DEFAULT_STATE_DIR", "DEFAULT_ACCESS", "STATE_FILE", "LOG_FILE", "UNSET_ENV",
@@ -48,37 +49,6 @@ class StackError(RuntimeError):
     """The local stack could not start, answer or stop. One line, no secrets."""
 
 # -- state file --------------------------------------------------------------------------------
-
-def proc_start_time(pid: int) -> str | None:
-    """The kernel's start time of ``pid`` (guards against a recycled pid)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rsplit(")", 1)[1].split()[19]
-
-
-def alive(pid: int | None, start_time: str | None = None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    if start_time is not None and proc_start_time(pid) != start_time:
-        return False
-    state = _proc_state(pid)
-    return state not in ("Z", "X")
-
-
-def _proc_state(pid: int) -> str | None:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return None
-
 
 def write_state(state_dir: Path, state: Mapping[str, Any]) -> None:
     state_dir.mkdir(parents=True, exist_ok=True)

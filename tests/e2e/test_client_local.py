@@ -30,6 +30,7 @@ from devtools.local.stack import UNSET_ENV, LocalStack
 from rdsvend import TokenClient, VendApi, VendedToken, connect
 from rdsvend.pgpass import split_line
 from rdsvend.sqla import create_engine
+from tests.support.local_shell import interruptible
 
 pytestmark = pytest.mark.e2e
 
@@ -191,9 +192,8 @@ def test_pgpass_file_is_read_by_libpq(local_stack: LocalStack, stack_env: dict[s
 def test_pgpass_watch_keeps_rewriting_the_file(local_stack: LocalStack, stack_env: dict[str, str],
                                                tmp_path: Path) -> None:
     path = tmp_path / "pgpass"
-    proc = subprocess.Popen([*RDSVEND, "pgpass", DATABASE, DB_USER, "--file", str(path), "--watch",
-                             "--every", "1"], env=stack_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(interruptible("pgpass", DATABASE, DB_USER, "--file", str(path), "--watch", "--every", "1"),
+                            env=stack_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     inodes: set[int] = set()
     try:
         deadline = time.monotonic() + 30

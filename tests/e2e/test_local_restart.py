@@ -24,7 +24,7 @@ from psycopg.conninfo import conninfo_to_dict
 from devtools.local.last_run import last_run_path
 from devtools.local.postgres import BACKEND_HOST, DEFAULT_BIN_DIR
 from devtools.local.state import LOCAL_ENV_NAMES, LOCAL_STACK_ENV, LOG_FILE, alive, read_state
-from tests.support.local_shell import REPO, rdsvend, shell_env
+from tests.support.local_shell import REPO, interruptible, rdsvend, shell_env
 from tests.support.readme import block_containing, failure_text, run_block
 
 pytestmark = pytest.mark.e2e
@@ -101,9 +101,8 @@ def _admin_logins(dsns: dict[str, str]) -> None:
 
 def _interrupt_a_start(state_dir: Path) -> None:
     """``up --detach`` interrupted (SIGINT, as Ctrl-C sends) once the stack has started parts."""
-    starting = subprocess.Popen([sys.executable, "-m", "rdsvend.cli", "local", "up", "--detach",
-                                 "--state-dir", str(state_dir)], cwd=REPO, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
+    starting = subprocess.Popen(interruptible("local", "up", "--detach", "--state-dir", str(state_dir)), cwd=REPO,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     state = None
     while time.monotonic() < deadline:

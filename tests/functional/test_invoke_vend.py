@@ -42,6 +42,7 @@ from chalicelib.vending.verifier import StsVerifier
 from rdsvend import invoke_payload
 from rdsvend.proof import build_identity_proof
 from tests.support.events import load_event
+from tests.support.examples import examples
 from tests.support.policies import PolicyEndpoints
 
 pytestmark = pytest.mark.e2e  # starts a server: not in the fast tier
@@ -505,7 +506,7 @@ _payloads = _json | st.fixed_dictionaries(
          "body": _json})})
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(payload=_payloads)
 def test_hostile_payloads_always_get_an_error_payload(service: VendingService, payload: object) -> None:
     # No STS is reachable here (a closed loopback port): nothing random gets that far anyway.

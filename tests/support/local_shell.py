@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["REPO", "shell_env", "rdsvend"]
+__all__ = ["REPO", "shell_env", "rdsvend", "interruptible"]
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -36,3 +36,15 @@ def rdsvend(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]
     """``rdsvend ARGS`` in that shell."""
     return subprocess.run([sys.executable, "-m", "rdsvend.cli", *args], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=180, check=False)
+
+
+# Python leaves SIGINT ignored when it starts with it ignored: set Python's own handler first.
+_AS_AT_A_TERMINAL = ("import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+                     "sys.argv[0] = 'rdsvend'; runpy.run_module('rdsvend.cli', run_name='__main__', alter_sys=True)")
+
+
+def interruptible(*args: str) -> list[str]:
+    """The command line of ``rdsvend ARGS`` for a test that stops it with SIGINT, as Ctrl-C at a
+    terminal would: Python's handler for it is set, also when the tests run where SIGINT is
+    ignored (a shell's background job, whose children inherit the ignoring)."""
+    return [sys.executable, "-c", _AS_AT_A_TERMINAL, *args]

@@ -28,6 +28,7 @@ from devtools.local.cwlogs import CloudWatchSink, LogLine, MetricCount
 from devtools.local.iamdbauth import IamAuthGuard, InstanceAuth, InstanceState
 from devtools.local.rdsauth import TokenVerdict
 from devtools.local.world import World
+from tests.support.examples import examples
 
 SIGNER = "arn:aws:sts::222222222222:assumed-role/rdsvend-signer/user.orders-api@333333333333"
 CALLER = "arn:aws:iam::333333333333:user/orders-api"
@@ -63,7 +64,7 @@ def test_real_rds_lines_with_a_timestamp_prefix_and_no_space_after_the_colon_par
     assert refusal is not None and refusal.code == "ExpiredToken"
 
 
-@settings(max_examples=200)
+@settings(max_examples=examples(200))
 @given(st.text(max_size=400))
 def test_anything_else_is_not_a_refusal_and_never_raises(text: str) -> None:
     result = parse_refusal(text, at=0.0, database="x")

@@ -17,6 +17,7 @@ from chalicelib.canary.model import (
     TargetReport,
     worst,
 )
+from tests.support.examples import examples
 
 RANK = {"skip": 0, "pass": 1, "warn": 2, "fail": 3, "error": 4}
 
@@ -33,7 +34,7 @@ def test_nothing_proved_is_an_error_not_a_pass() -> None:
     assert worst(["skip", "skip"]) == "error"
 
 
-@settings(max_examples=200)
+@settings(max_examples=examples(200))
 @given(st.lists(st.sampled_from(["pass", "warn", "fail", "error", "skip"]), min_size=1))
 def test_worst_is_the_maximum_and_never_pass_when_something_failed(statuses: list[Status]) -> None:
     result = worst(statuses)

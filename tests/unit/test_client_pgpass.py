@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rdsvend.pgpass import escape_field, pgpass_line, split_line, write_pgpass_entry
+from tests.support.examples import examples
 
 TOKEN = "db.example:5432/?Action=connect&DBUser=orders_app&X-Amz-Signature=ab\\cd"
 
@@ -26,7 +27,7 @@ def test_colon_and_backslash_are_escaped() -> None:
     assert split_line(line) == ["db.example", "5432", "orders", "orders_app", TOKEN]
 
 
-@settings(max_examples=200)
+@settings(max_examples=examples(200))
 @given(st.lists(st.text(alphabet=st.characters(blacklist_characters="\r\n"), max_size=30),
                 min_size=5, max_size=5))
 def test_escaping_round_trips_through_libpqs_reading(fields: list[str]) -> None:

@@ -12,8 +12,9 @@ from hypothesis import strategies as st
 from chalicelib.iam.evaluator import Evaluation, evaluate
 from chalicelib.iam.model import RequestContext, parse_policy
 from chalicelib.iam.patterns import matches
+from tests.support.examples import examples
 
-SETTINGS = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=examples(80), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 BASE_ARNS = [
     "arn:aws:rds-db:us-east-1:111122223333:dbuser:db-ABCDEFGH/app",
@@ -141,7 +142,7 @@ def _narrow(pattern: str, data: st.DataObject) -> str:
     return pattern[:i] + replacement + pattern[i + 1:]
 
 
-@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(50), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(world(), st.data())
 def test_narrowing_an_allowed_resource_never_widens_what_is_allowed(w: dict[str, Any], data: st.DataObject) -> None:
     base = data.draw(st.sampled_from(BASE_ARNS))
@@ -164,7 +165,7 @@ def test_narrowing_an_allowed_resource_never_widens_what_is_allowed(w: dict[str,
                 assert wide_result.allowed, (wide, narrow, resource)
 
 
-@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(50), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(world(), request(), st.randoms())
 def test_statement_order_does_not_change_the_decision(
     w: dict[str, Any],
@@ -178,7 +179,7 @@ def test_statement_order_does_not_change_the_decision(
     assert run(w, req).decision == before.decision
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.text(alphabet="ab*?/", max_size=8), st.text(alphabet="ab/", max_size=8))
 def test_string_like_agrees_with_fnmatch(pattern: str, value: str) -> None:
     assert matches(pattern, value, lambda key: None, variables=True) == fnmatch.fnmatchcase(value, pattern)

@@ -25,6 +25,7 @@ from devtools.local.sigv4 import (
     verify_header_signed,
     verify_presigned,
 )
+from tests.support.examples import examples
 
 AT = datetime(2025, 3, 4, 5, 6, 7, tzinfo=UTC)
 REGION = "eu-west-1"
@@ -216,7 +217,7 @@ def test_duplicated_dbuser_is_malformed(lookup: StaticSecretLookup) -> None:
 _SESSION_TOKEN = db_token(SESSION)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(position=st.integers(min_value=0), replacement=st.sampled_from("aZ09%/&=?:.-_~+ "))
 def test_no_single_character_change_yields_a_different_verified_token(position: int, replacement: str) -> None:
     lookup = StaticSecretLookup([LONG, SESSION])

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from chalicelib.signer.credentials import SigningCredentials
 from chalicelib.signer.sigv4 import DsqlTokenSigner
+from tests.support.examples import examples
 
 _SESSION = botocore.session.get_session()
 _SIGNER = DsqlTokenSigner()
@@ -47,7 +48,7 @@ def test_lifetime_is_signed_as_botocore_signs_it(action: str) -> None:
     assert "X-Amz-Expires=3600" in ours
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(cluster=st.from_regex(r"[a-z0-9]{26}", fullmatch=True),
        region=st.sampled_from(["us-east-1", "us-east-2", "eu-west-1", "ap-northeast-1"]),
        action=st.sampled_from(["DbConnect", "DbConnectAdmin"]),

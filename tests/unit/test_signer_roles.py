@@ -26,6 +26,7 @@ from chalicelib.signer.roles import (
     source_identity_for,
     sts_name,
 )
+from tests.support.examples import examples
 
 STS_NAME = re.compile(r"[A-Za-z0-9_+=,.@-]{2,64}")
 T0 = datetime(2030, 3, 4, 10, 0, tzinfo=UTC)
@@ -34,7 +35,7 @@ DB = Database(name="orders-prod", engine="postgres", region="eu-west-1", kind="i
               identifier="orders-prod", users={"orders_app": DbUser("orders_app", "iam")}, signer_role=ROLE)
 
 
-@settings(max_examples=200)
+@settings(max_examples=examples(200))
 @given(st.text(max_size=300))
 def test_sts_names_always_follow_sts_rules(value: str) -> None:
     name = sts_name(value)
@@ -80,7 +81,7 @@ _CALLER_ARN = st.one_of(
 )
 
 
-@settings(max_examples=300)
+@settings(max_examples=examples(300))
 @given(_CALLER_ARN)
 def test_the_session_name_of_every_kind_of_caller_fits_sts_and_names_its_account(arn: str) -> None:
     identity = identity_from_arn(arn)
@@ -90,7 +91,7 @@ def test_the_session_name_of_every_kind_of_caller_fits_sts_and_names_its_account
     assert role_session_name_for(identity_from_arn(arn)) == name  # deterministic
 
 
-@settings(max_examples=200)
+@settings(max_examples=examples(200))
 @given(_ACCOUNT, _NAME, _NAME, _NAME)
 def test_two_sessions_of_one_role_get_different_session_names(account: str, role: str, one: str, two: str) -> None:
     a = identity_from_arn(f"arn:aws:sts::{account}:assumed-role/{role}/{one}")

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from chalicelib.signer.credentials import SigningCredentials
 from chalicelib.signer.sigv4 import RdsTokenSigner, SigningKeyCache, host_header
+from tests.support.examples import examples
 
 _SESSION = botocore.session.get_session()
 _SIGNER = RdsTokenSigner()  # shared on purpose: the key cache is exercised across examples
@@ -71,7 +72,7 @@ credentials = st.builds(
 )
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(200), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(creds=credentials, host=hosts, port=ports, user=users, region=regions, at=instants)
 @example(
     creds=SigningCredentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "IQoJb3JpZ2luX2VjE+/=="),

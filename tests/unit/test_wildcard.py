@@ -24,6 +24,7 @@ from chalicelib.iam.patterns import action_matches, matches, resource_matches, t
 from chalicelib.identity import identity_from_arn
 from chalicelib.policy.loader import load_policy_text
 from chalicelib.wildcard import QMARK, STAR, GlobToken, compile_glob, glob
+from tests.support.examples import examples
 
 #: CPU seconds for a whole hostile test; linear matching needs milliseconds. CPU time, not wall
 #: time: what is bounded is the work, which a loaded machine does not change
@@ -49,19 +50,19 @@ token = st.one_of(st.just(STAR), st.just(QMARK), st.text(alphabet="ab:/", min_si
 
 
 # -- agreement --------------------------------------------------------------------------------
-@settings(max_examples=1500, deadline=None)
+@settings(max_examples=examples(1500), deadline=None)
 @given(st.text(alphabet="ab*?/:.", max_size=10), st.text(alphabet="ab/:.\n", max_size=14))
 def test_plain_patterns_agree_with_fnmatch(pattern: str, value: str) -> None:
     assert glob(pattern).matches(value) == fnmatch.fnmatchcase(value, pattern)
 
 
-@settings(max_examples=1500, deadline=None)
+@settings(max_examples=examples(1500), deadline=None)
 @given(st.lists(token, max_size=8).map(tuple), st.text(alphabet="ab:/", max_size=16))
 def test_resource_patterns_agree_with_the_segment_regex(tokens: tuple[GlobToken, ...], value: str) -> None:
     assert compile_glob(tokens, arn=True).matches(value) == (_reference(tokens, True).match(value) is not None)
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=examples(500), deadline=None)
 @given(st.lists(token, max_size=8).map(tuple), st.text(alphabet="aAbB:/", max_size=12))
 def test_ignore_case_agrees_with_lowercased_fnmatch(tokens: tuple[GlobToken, ...], value: str) -> None:
     pattern = "".join(t if isinstance(t, str) else t[0] for t in tokens)
