@@ -15,19 +15,10 @@ from pathlib import Path
 
 from devtools.local.jsonl import append_record, read_records
 
-__all__ = ["ALLOWED_LOG", "Allowed", "AllowedLog", "identity_of", "read_allowed"]
+__all__ = ["ALLOWED_LOG", "Allowed", "AllowedLog", "read_allowed"]
 
 #: The allowed-requests log's file name in the stack's state directory.
 ALLOWED_LOG = "allowed.jsonl"
-
-
-def identity_of(principal: str) -> str:
-    """The role (without its path) of an assumed-role session ARN; any other principal as it is."""
-    parts = principal.split(":", 5)
-    if len(parts) == 6 and parts[2] == "sts" and parts[5].startswith("assumed-role/"):
-        role = parts[5].split("/")[1]
-        return f"arn:{parts[1]}:iam::{parts[4]}:role/{role}"
-    return principal
 
 
 @dataclass(frozen=True)

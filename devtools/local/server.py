@@ -16,13 +16,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from chalicelib.aws.arn import iam_principal_of
 from chalicelib.errors import IamFetchError, IamPolicyError
 from chalicelib.iam.connect import evaluate_rds_connect
 from chalicelib.iam.fetch import source_parts
 from chalicelib.iam.model import parse_policy
 from chalicelib.routes.http import set_vending_service
 from chalicelib.routes.invoke import set_verifier
-from devtools.local.allowed import identity_of
 from devtools.local.attribution import start_attribution
 from devtools.local.authorize import ALLOWED_LOG, DENIAL_LOG, Allowed, AllowedLog, Denial, DenialLog, Enforcer
 from devtools.local.aws import AccountSessions, MotoSecretLookup, MotoServer, seed_world
@@ -400,8 +400,8 @@ class StackServer:
         if verdict.allowed and self._allowed is not None:
             owner, name = source_parts(combined.policy or "")
             statement = "" if combined.statement is None else combined.statement
-            self._allowed.record(Allowed(principal, action, dbuser_arn, "identity", owner or identity_of(principal),
-                                         name, statement))
+            owner = owner or iam_principal_of(principal)
+            self._allowed.record(Allowed(principal, action, dbuser_arn, "identity", owner, name, statement))
         elif not verdict.allowed:
             self._record_denial(Denial(principal, action, dbuser_arn, str(combined.layer),
                                        combined.decision == "explicitDeny", combined.explanation))

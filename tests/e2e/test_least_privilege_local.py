@@ -31,11 +31,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from chalicelib.aws.arn import iam_principal_of
 from chalicelib.policy.loader import load_policy_file, load_policy_text
 from devtools.cli.main import cli
 from devtools.deploy.exercised import LOCALLY_UNEXERCISED, DeployedRole, grants_of, report_of, stage_roles
 from devtools.deploy.local_stage import LocalStage, local_stage
-from devtools.local.allowed import identity_of, read_allowed
+from devtools.local.allowed import read_allowed
 from devtools.local.aws import AccountSessions
 from devtools.local.deployment import org_reader_arn, running_stage
 from devtools.local.postgres import DEFAULT_BIN_DIR
@@ -124,8 +125,8 @@ def proof(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proof]:
 
 def test_the_normal_work_succeeds_under_the_generated_roles(proof: Proof) -> None:
     assert proof.log.failures == {}
-    generated = {identity_of(role.arn) for role in proof.roles}
-    refused = [d.line() for d in proof.stack.denials() if identity_of(d.principal) in generated]
+    generated = {iam_principal_of(role.arn) for role in proof.roles}
+    refused = [d.line() for d in proof.stack.denials() if iam_principal_of(d.principal) in generated]
     assert refused == []
 
 
@@ -187,7 +188,7 @@ def test_without_the_statement_the_work_that_used_it_is_refused(proof: Proof, la
             failure = None
     actions = {a.lower() for a in grant.actions}
     named = [d for d in proof.stack.denials()[before:]
-             if identity_of(d.principal) == identity_of(role.arn) and d.action.lower() in actions]
+             if iam_principal_of(d.principal) == iam_principal_of(role.arn) and d.action.lower() in actions]
     assert named, (f"without {label}'s {sid}, '{step.name}' ({'failed: ' + failure[:300] if failure else 'succeeded'})"
                    f" and the local AWS refused {role.arn} none of {sorted(actions)}")
     assert named[0].message().startswith("User: ") and f"is not authorized to perform: {named[0].action}" in \

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from devtools.local.allowed import ALLOWED_LOG, Allowed, AllowedLog, identity_of, read_allowed
+from chalicelib.aws.arn import iam_principal_of
+from devtools.local.allowed import ALLOWED_LOG, Allowed, AllowedLog, read_allowed
 
 ROLE = "arn:aws:iam::222222222222:role/rdsvend-local-vend"
 
@@ -18,7 +19,7 @@ ROLE = "arn:aws:iam::222222222222:role/rdsvend-local-vend"
     ("arn:aws:iam::111111111111:root", "arn:aws:iam::111111111111:root"),
 ])
 def test_a_session_is_taken_for_its_role(principal: str, identity: str) -> None:
-    assert identity_of(principal) == identity
+    assert iam_principal_of(principal) == identity
 
 
 def _line(session: str, action: str = "ssm:GetParameter", statement: str | int = "ReadAccessPolicy") -> Allowed:
